@@ -1,0 +1,187 @@
+/* broker/channel.c - see channel.h. */
+#include "channel.h"
+#include "herald.h"
+#include "clock.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int chan_registry_init(void)
+{
+    int r = hmap_init(&srv.channels, 1024);
+    if (r) return r;
+    r = hmap_init(&srv.subs, 1024);
+    if (r) hmap_deinit(&srv.channels);
+    return r;
+}
+
+static void chan_free(chan_t *c)
+{
+    free(c->members);
+    free(c->subs);
+    free(c);
+}
+
+void chan_registry_deinit(void)
+{
+    size_t pos = 0;
+    chan_t *c;
+
+    while ((c = hmap_next(&srv.channels, &pos))) chan_free(c);
+    hmap_deinit(&srv.channels);
+    hmap_deinit(&srv.subs);
+}
+
+size_t chan_count(void) { return srv.channels.count; }
+
+chan_t *chan_find(const char *name, size_t len)
+{
+    return hmap_get(&srv.channels, name, len);
+}
+
+int chan_open(const char *name, size_t len, chan_t **out)
+{
+    chan_t *c = chan_find(name, len);
+
+    if (c) { *out = c; return 0; }
+    if (srv.channels.count >= srv.cfg.max_channels) return PROTO_E_LIMIT;
+    c = calloc(1, sizeof *c + len + 1);
+    if (!c) return -ENOMEM;
+    memcpy(c->name, name, len);
+    c->namelen = (uint16_t)len;
+    if (hmap_put(&srv.channels, c->name, len, c)) { free(c); return -ENOMEM; }
+    *out = c;
+    return 0;
+}
+
+/* A channel nobody subscribes to and nobody ever published to carries no
+ * state worth keeping. */
+static void maybe_drop(chan_t *c)
+{
+    if (c->nsubs == 0 && c->last_offset == 0) {
+        hmap_del(&srv.channels, c->name, c->namelen);
+        chan_free(c);
+    }
+}
+
+static int grow(void **arr, uint32_t *cap, size_t elem, uint32_t need)
+{
+    uint32_t ncap = *cap ? *cap : 4;
+    void *p;
+
+    if (need <= *cap) return 0;
+    while (ncap < need) ncap *= 2;
+    p = realloc(*arr, (size_t)ncap * elem);
+    if (!p) return -ENOMEM;
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+int chan_subscribe(sess_t *s, chan_t *c)
+{
+    const void *key[2] = { s, c };
+    uint32_t mcap = c->cap, scap = s->subscap;
+    sub_t *sub;
+    int r = 0;
+
+    if (hmap_get(&srv.subs, key, sizeof key)) return PROTO_E_ALREADY_SUBSCRIBED;
+    if (s->nsubs >= srv.cfg.max_subscriptions) { r = PROTO_E_LIMIT; goto fail; }
+    sub = malloc(sizeof *sub);
+    if (!sub) { r = -ENOMEM; goto fail; }
+    /* Both arrays grow together so members[] and subs[] keep one capacity. */
+    if (grow((void **)&c->members, &mcap, sizeof *c->members, c->nsubs + 1) ||
+        grow((void **)&c->subs, &c->cap, sizeof *c->subs, c->nsubs + 1) ||
+        grow((void **)&s->subs, &scap, sizeof *s->subs, s->nsubs + 1)) {
+        free(sub);
+        r = -ENOMEM;
+        goto fail;
+    }
+    s->subscap = scap;
+    sub->key[0] = s;
+    sub->key[1] = c;
+    sub->chan = c;
+    sub->sess = s;
+    if (hmap_put(&srv.subs, sub->key, sizeof sub->key, sub)) { free(sub); r = -ENOMEM; goto fail; }
+    sub->chan_idx = c->nsubs;
+    c->members[c->nsubs] = s;
+    c->subs[c->nsubs++] = sub;
+    c->nenc[s->enc]++;
+    sub->sess_idx = s->nsubs;
+    s->subs[s->nsubs++] = sub;
+    return 0;
+fail:
+    maybe_drop(c);
+    return r;
+}
+
+static void remove_sub(sub_t *sub)
+{
+    chan_t *c = sub->chan;
+    sess_t *s = sub->sess;
+    uint32_t i = sub->chan_idx, last = c->nsubs - 1;
+
+    c->members[i] = c->members[last];
+    c->subs[i] = c->subs[last];
+    c->subs[i]->chan_idx = i;
+    c->nsubs--;
+    c->nenc[s->enc]--;
+
+    i = sub->sess_idx;
+    last = s->nsubs - 1;
+    s->subs[i] = s->subs[last];
+    s->subs[i]->sess_idx = i;
+    s->nsubs--;
+
+    hmap_del(&srv.subs, sub->key, sizeof sub->key);
+    free(sub);
+    maybe_drop(c);
+}
+
+int chan_unsubscribe(sess_t *s, chan_t *c)
+{
+    const void *key[2] = { s, c };
+    sub_t *sub = hmap_get(&srv.subs, key, sizeof key);
+
+    if (!sub) return PROTO_E_NOT_SUBSCRIBED;
+    remove_sub(sub);
+    return 0;
+}
+
+void chan_unsubscribe_all(sess_t *s)
+{
+    while (s->nsubs) remove_sub(s->subs[s->nsubs - 1]);
+    free(s->subs);
+    s->subs = NULL;
+    s->subscap = 0;
+}
+
+int chan_publish(chan_t *c, const json_t *data, uint64_t *offset)
+{
+    frame_t *frames[PROTO_NENC] = { NULL };
+    uint64_t off = c->last_offset + 1;
+    int64_t ts = clock_wall_ms();
+
+    for (int e = 0; e < PROTO_NENC; e++) {
+        if (!c->nenc[e]) continue;
+        wbuf_reset(&srv.enc);
+        msg_encode_pub((enum proto_enc)e, c->name, c->namelen, off, ts, data, &srv.enc);
+        if (srv.enc.oom || !(frames[e] = frame_new(srv.enc.p, srv.enc.len))) {
+            for (int k = 0; k < e; k++) frame_unref(frames[k]);
+            return -ENOMEM;
+        }
+    }
+    c->last_offset = off;
+    *offset = off;
+    srv.stats.publications++;
+    /* sess_push() may close a slow consumer, but closing only marks the
+     * session; it leaves members[] unchanged while we walk it. */
+    for (uint32_t i = 0; i < c->nsubs; i++) {
+        sess_t *s = c->members[i];
+        sess_push(s, frames[s->enc]);
+    }
+    srv.stats.deliveries += c->nsubs;
+    for (int e = 0; e < PROTO_NENC; e++) frame_unref(frames[e]);
+    return 0;
+}

@@ -1,0 +1,76 @@
+/* broker/channel.h - the channel registry, subscriptions and fan-out.
+ *
+ * Owns: chan_t and sub_t. Channels are found by name in O(1) (srv.channels);
+ * a subscription is found by (session, channel) in O(1) (srv.subs). Each
+ * channel keeps its subscribers' sessions in a dense array that the fan-out
+ * loop walks; removal swaps the last entry into the hole, so subscribe and
+ * unsubscribe are O(1) too. A channel stays registered while it has
+ * subscribers or has ever been published to (its offsets must keep growing);
+ * one that has neither is freed at once.
+ * Publishing encodes the message once per encoding that the channel's
+ * subscribers use and queues a reference to the same frame on each of them:
+ * no allocation and no encoding per subscriber.
+ * Loop thread only. */
+#ifndef HERALD_CHANNEL_H
+#define HERALD_CHANNEL_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "msg.h"
+#include "session.h"
+
+typedef struct chan {
+    uint64_t last_offset;         /* offsets start at 1; 0 = never published */
+    sess_t **members;             /* dense: the fan-out loop reads only this */
+    struct sub **subs;            /* parallel to members, for O(1) removal */
+    uint32_t nsubs, cap;
+    uint32_t nenc[PROTO_NENC];    /* subscribers per encoding */
+    uint16_t namelen;
+    char name[];                  /* NUL-terminated */
+} chan_t;
+
+typedef struct sub {
+    const void *key[2];           /* {sess, chan}: the srv.subs key */
+    chan_t *chan;
+    sess_t *sess;
+    uint32_t chan_idx;            /* index in chan->members */
+    uint32_t sess_idx;            /* index in sess->subs */
+} sub_t;
+
+/* chan_registry_init() - empty registry in srv. Return: 0, or -ENOMEM. */
+int chan_registry_init(void);
+
+/* chan_registry_deinit() - free every channel; sessions must be gone. */
+void chan_registry_deinit(void);
+
+/* chan_find() - the channel named @name, or NULL. @name must be valid. */
+chan_t *chan_find(const char *name, size_t len);
+
+/* chan_open() - the channel named @name, created if missing.
+ * Return: 0 and *@out; PROTO_E_LIMIT at limits.max_channels; -ENOMEM. */
+int chan_open(const char *name, size_t len, chan_t **out);
+
+/* chan_subscribe() - subscribe @s to @c.
+ * Return: 0; PROTO_E_ALREADY_SUBSCRIBED; PROTO_E_LIMIT at
+ * limits.max_subscriptions; -ENOMEM. On failure a channel that nothing
+ * else holds is freed. */
+int chan_subscribe(sess_t *s, chan_t *c);
+
+/* chan_unsubscribe() - remove @s from @c. Return: 0 or PROTO_E_NOT_SUBSCRIBED.
+ * @c may be freed by this call. */
+int chan_unsubscribe(sess_t *s, chan_t *c);
+
+/* chan_unsubscribe_all() - remove every subscription of @s. */
+void chan_unsubscribe_all(sess_t *s);
+
+/* chan_publish() - assign the next offset and queue the publication on every
+ * subscriber. @data is borrowed.
+ * @offset: [out] the offset assigned.
+ * Return: 0, or -ENOMEM (nothing was assigned or sent). */
+int chan_publish(chan_t *c, const json_t *data, uint64_t *offset);
+
+/* chan_count() - channels registered now. */
+size_t chan_count(void);
+
+#endif

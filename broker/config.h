@@ -1,0 +1,55 @@
+/* broker/config.h - Herald's settings: defaults, the config file, the flags.
+ *
+ * Owns: struct config and the one table of options that drives all three
+ * sources and `herald --help`, so a setting cannot exist in one and not the
+ * others. Precedence: built-in default < config file < command-line flag.
+ * The file is INI (read with libinih): `[section]` headers, `key = value`
+ * lines, comments starting with ';' or '#'. A bad file stops the broker at
+ * start with the file, line and reason. */
+#ifndef HERALD_CONFIG_H
+#define HERALD_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+#include "log.h"
+
+typedef struct config {
+    /* [server] */
+    char bind[256];
+    int port;
+    char data_dir[1024];
+    unsigned shutdown_timeout_ms;
+    /* [limits] */
+    size_t max_message_size;
+    size_t send_queue_max;
+    unsigned max_connections;
+    unsigned max_subscriptions;
+    unsigned max_channels;
+    /* [websocket] */
+    unsigned connect_timeout_ms;
+    unsigned ping_interval_ms;
+    size_t write_batch_max;
+    /* [log] */
+    enum log_level log_level;
+    enum log_format log_format;
+} config_t;
+
+/* config_defaults() - fill @c with the embedded defaults. */
+void config_defaults(config_t *c);
+
+/* config_load_file() - apply the settings in the INI file @path to @c.
+ * @err: [out] on failure, "<path>:<line>: <reason>".
+ * Return: 0, or -1. */
+int config_load_file(config_t *c, const char *path, char *err, size_t errlen);
+
+enum config_args { CONFIG_ARGS_RUN = 0, CONFIG_ARGS_EXIT_OK, CONFIG_ARGS_ERROR };
+
+/* config_parse_args() - apply defaults, then --config FILE, then every other
+ * flag, to @c. --help and --version print and return CONFIG_ARGS_EXIT_OK.
+ * @err: [out] on CONFIG_ARGS_ERROR, why. */
+enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err, size_t errlen);
+
+/* config_usage() - write the --help text, generated from the option table. */
+void config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,215 @@
+/* broker/rest.c - see rest.h. */
+#include "rest.h"
+#include "channel.h"
+#include "herald.h"
+#include "ops.h"
+#include "frame.h"
+#include "msg.h"
+#include "json.h"
+#include "clock.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum { ROUTE_NONE = 0, ROUTE_HEALTH, ROUTE_PUBLISH };
+
+static void reset(rest_req_t *r)
+{
+    free(r->body);
+    free(r->resp);
+    memset(r, 0, sizeof *r);
+}
+
+void rest_on_closed(rest_req_t *r)
+{
+    if (r && r->kind == REST_KIND) reset(r);
+}
+
+/* Sends the status line and headers now and queues @body for the writable
+ * callback. Return: 0, or -1 to close. */
+static int respond(rest_req_t *r, struct lws *wsi, unsigned status, const char *body, size_t len)
+{
+    unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+
+    free(r->resp);
+    r->resp = malloc(FRAME_HEADROOM + len + 1);
+    if (!r->resp) return -1;
+    memcpy(r->resp + FRAME_HEADROOM, body, len);
+    r->resp_len = len;
+    if (lws_add_http_common_headers(wsi, status, "application/json", len, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"x-content-type-options:",
+                                    (const unsigned char *)"nosniff", 7, &p, end) ||
+        (r->close_after &&
+         lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                     (const unsigned char *)"close", 5, &p, end)) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int respond_json(rest_req_t *r, struct lws *wsi, unsigned status, json_t *v)
+{
+    int rc;
+    wbuf_reset(&srv.enc);
+    if (v) json_emit(&srv.enc, v);
+    json_decref(v);
+    if (!v || srv.enc.oom) return -1;
+    wbuf_putc(&srv.enc, '\n');
+    rc = respond(r, wsi, status, (const char *)srv.enc.p, srv.enc.len);
+    return rc;
+}
+
+static int respond_error(rest_req_t *r, struct lws *wsi, unsigned status, int code, const char *reason)
+{
+    json_t *e = json_pack("{s:{s:i,s:s}}", "error", "code", code, "reason", reason);
+    return respond_json(r, wsi, status, e);
+}
+
+static int health(rest_req_t *r, struct lws *wsi)
+{
+    json_t *v = json_pack("{s:s,s:s,s:I,s:I,s:I}", "status", srv.stopping ? "stopping" : "ok",
+                          "version", HERALD_VERSION,
+                          "uptime_s", (json_int_t)((clock_wall_ms() - (int64_t)srv.started_ms) / 1000),
+                          "connections", (json_int_t)srv.nsessions,
+                          "channels", (json_int_t)chan_count());
+    return respond_json(r, wsi, srv.stopping ? 503 : 200, v);
+}
+
+/* Reads the media type of the request; -1 if it is neither JSON nor MessagePack. */
+static int body_encoding(struct lws *wsi)
+{
+    char ct[128];
+    int n = lws_hdr_copy(wsi, ct, sizeof ct, WSI_TOKEN_HTTP_CONTENT_TYPE);
+    char *semi;
+
+    if (n <= 0) return PROTO_JSON;          /* no Content-Type: take it as JSON */
+    if ((semi = strchr(ct, ';'))) *semi = '\0';
+    for (char *e = ct + strlen(ct); e > ct && (e[-1] == ' ' || e[-1] == '\t'); ) *--e = '\0';
+    if (!strcasecmp(ct, "application/json")) return PROTO_JSON;
+    if (!strcasecmp(ct, "application/msgpack") || !strcasecmp(ct, "application/x-msgpack") ||
+        !strcasecmp(ct, "application/vnd.msgpack"))
+        return PROTO_MSGPACK;
+    return -1;
+}
+
+int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
+{
+    int is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+    int is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+    char cl[32];
+    int enc;
+
+    reset(r);
+    r->kind = REST_KIND;
+    if (!strcmp(uri, "/api/health")) {
+        if (!is_get) { r->close_after = is_post; return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET"); }
+        return health(r, wsi);
+    }
+    if (!strcmp(uri, "/ws"))
+        return respond_error(r, wsi, 426, PROTO_E_BAD_FIELD,
+                             "this is the WebSocket endpoint: connect with a WebSocket client");
+    if (strcmp(uri, "/api/publish")) {
+        r->close_after = is_post;
+        return respond_error(r, wsi, 404, PROTO_E_BAD_FIELD, "no such endpoint");
+    }
+    if (!is_post) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use POST");
+
+    r->route = ROUTE_PUBLISH;
+    /* Answer before reading the body when the headers already tell us it
+     * will be refused, and close: the unread body must not be taken for
+     * the next request on this connection. */
+    if ((enc = body_encoding(wsi)) < 0) {
+        r->close_after = 1;
+        return respond_error(r, wsi, 415, PROTO_E_MALFORMED,
+                             "Content-Type must be application/json or application/msgpack");
+    }
+    r->enc = (uint8_t)enc;
+    if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
+        strtoull(cl, NULL, 10) > srv.cfg.max_message_size) {
+        r->close_after = 1;
+        return respond_error(r, wsi, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
+    }
+    return 0;                              /* the body follows */
+}
+
+int rest_on_body(rest_req_t *r, struct lws *wsi, const void *in, size_t len)
+{
+    (void)wsi;
+    if (r->kind != REST_KIND || r->route != ROUTE_PUBLISH || r->too_large) return 0;
+    if (r->blen + len > srv.cfg.max_message_size) {
+        /* A chunked body with no Content-Length: keep reading, answer 413 at the end. */
+        r->too_large = 1;
+        free(r->body);
+        r->body = NULL;
+        r->blen = r->bcap = 0;
+        return 0;
+    }
+    if (r->blen + len > r->bcap) {
+        size_t ncap = r->bcap ? r->bcap * 2 : 1024;
+        unsigned char *p;
+        while (ncap < r->blen + len) ncap *= 2;
+        if (!(p = realloc(r->body, ncap))) return -1;
+        r->body = p;
+        r->bcap = ncap;
+    }
+    memcpy(r->body + r->blen, in, len);
+    r->blen += len;
+    return 0;
+}
+
+static int publish(rest_req_t *r, struct lws *wsi)
+{
+    char reason[PROTO_REASON_MAX];
+    const char *name;
+    size_t len;
+    uint64_t offset;
+    json_t *msg = NULL, *data, *reply;
+    int code;
+
+    if (r->too_large)
+        return respond_error(r, wsi, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
+    if ((code = msg_decode((enum proto_enc)r->enc, r->body ? r->body : (unsigned char *)"", r->blen, &msg, reason)))
+        return respond_error(r, wsi, 400, code, reason);
+    if ((code = msg_get_channel(msg, &name, &len, reason))) goto bad;
+    if (!(data = json_object_get(msg, "data"))) {
+        code = PROTO_E_BAD_FIELD;
+        snprintf(reason, sizeof reason, "field \"data\" is required");
+        goto bad;
+    }
+    if ((code = ops_publish(name, len, data, &offset, reason))) {
+        int rc = respond_error(r, wsi, code == PROTO_E_INTERNAL ? 500 : 503, code, reason);
+        json_decref(msg);
+        return rc;
+    }
+    reply = json_pack("{s:s%,s:I}", "channel", name, len, "offset", (json_int_t)offset);
+    json_decref(msg);
+    return respond_json(r, wsi, 200, reply);
+bad:
+    json_decref(msg);
+    return respond_error(r, wsi, 400, code, reason);
+}
+
+int rest_on_body_complete(rest_req_t *r, struct lws *wsi)
+{
+    if (r->kind != REST_KIND || r->route != ROUTE_PUBLISH) return 0;
+    return publish(r, wsi);
+}
+
+int rest_on_writable(rest_req_t *r, struct lws *wsi)
+{
+    int close_after;
+
+    if (r->kind != REST_KIND || !r->resp) return 0;
+    if (lws_write(wsi, r->resp + FRAME_HEADROOM, r->resp_len, LWS_WRITE_HTTP_FINAL) < (int)r->resp_len)
+        return -1;
+    close_after = r->close_after;
+    reset(r);
+    if (close_after) return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}

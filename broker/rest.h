@@ -1,0 +1,39 @@
+/* broker/rest.h - the HTTP API on the broker's port.
+ *
+ * Owns: rest_req_t (one HTTP request's state, kept in libwebsockets'
+ * per-session data), routing, request bodies and JSON responses.
+ * Routes: GET /api/health, POST /api/publish; everything else is a JSON 404
+ * (or 405 for a known path with the wrong method). Every error is
+ * {"error":{"code":N,"reason":"..."}} with the codes of docs/protocol.md.
+ * Loop thread only. */
+#ifndef HERALD_REST_H
+#define HERALD_REST_H
+
+#include <stddef.h>
+#include <libwebsockets.h>
+
+#define REST_KIND 0x4854
+
+typedef struct rest_req {
+    uint16_t kind;                /* REST_KIND while a request is in flight */
+    uint8_t route;
+    uint8_t enc;                  /* request body encoding */
+    uint8_t too_large;
+    uint8_t close_after;          /* answered before the body was read: close */
+    unsigned char *body;
+    size_t blen, bcap;
+    unsigned char *resp;          /* FRAME_HEADROOM + response body */
+    size_t resp_len;
+} rest_req_t;
+
+/* rest_on_http() - a request line and headers arrived for @uri.
+ * Return: 0, or -1 to close. */
+int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri);
+int rest_on_body(rest_req_t *r, struct lws *wsi, const void *in, size_t len);
+int rest_on_body_complete(rest_req_t *r, struct lws *wsi);
+int rest_on_writable(rest_req_t *r, struct lws *wsi);
+
+/* rest_on_closed() - free what @r holds; @r may be NULL. */
+void rest_on_closed(rest_req_t *r);
+
+#endif

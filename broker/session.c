@@ -1,0 +1,291 @@
+/* broker/session.c - see session.h.
+ *
+ * DESIGN: a session's queue is a ring of frame references, bounded in bytes
+ * by limits.send_queue_max. On LWS_CALLBACK_SERVER_WRITEABLE we write once:
+ * either the first frame straight from its shared buffer (when it is alone or
+ * too big to batch), or as many frames as fit in write_batch_max, copied into
+ * srv.batch, as one WebSocket frame. Copying a few hundred bytes is far
+ * cheaper than the send() and epoll_ctl() each extra write would cost, and
+ * srv.batch is safe to reuse at once because libwebsockets copies whatever
+ * the kernel did not take. If more is queued we ask for another callback
+ * rather than calling lws_send_pipe_choked(), which costs a poll() each time. */
+#include "session.h"
+#include "channel.h"
+#include "herald.h"
+#include "ops.h"
+#include "clock.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define QUEUE_MIN 16
+/* A reassembly buffer bigger than this is freed after use, so one large
+ * message does not pin memory on an otherwise idle connection. */
+#define RX_KEEP 4096
+
+static const char *close_reason(uint16_t code)
+{
+    switch (code) {
+    case CLOSE_GOING_AWAY: return "server shutting down";
+    case CLOSE_TOO_BIG: return "message too large";
+    case CLOSE_INTERNAL: return "internal error";
+    case CLOSE_SLOW_CONSUMER: return "slow consumer: send queue full";
+    case CLOSE_CONNECT_TIMEOUT: return "no connect message in time";
+    default: return "";
+    }
+}
+
+static void make_id(char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    static int fd = -2;
+    unsigned char raw[8];
+    static uint64_t fallback;
+
+    if (fd == -2) fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, raw, sizeof raw) != sizeof raw) {
+        uint64_t v = clock_mono_ns() ^ ++fallback;
+        memcpy(raw, &v, sizeof raw);
+    }
+    for (int i = 0; i < 8; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[16] = '\0';
+}
+
+void sess_on_established(sess_t *s, struct lws *wsi)
+{
+    const struct lws_protocols *p = lws_get_protocol(wsi);
+
+    memset(s, 0, sizeof *s);
+    s->kind = SESS_KIND_WS;
+    s->wsi = wsi;
+    /* herald.msgpack is binary; herald.json, and a client that asked for no
+     * subprotocol (bound to protocols[0]), speak JSON. */
+    s->enc = (p && p->name && !strcmp(p->name, "herald.msgpack")) ? PROTO_MSGPACK : PROTO_JSON;
+    s->created_ms = uv_now(&srv.loop);
+    make_id(s->id);
+    s->next = srv.sessions;
+    if (srv.sessions) srv.sessions->prev = s;
+    srv.sessions = s;
+    srv.nsessions++;
+    srv.stats.connections_total++;
+    if (srv.stopping) sess_close(s, CLOSE_GOING_AWAY, 0);
+}
+
+static void queue_clear(sess_t *s)
+{
+    while (s->qlen) {
+        s->q[s->qhead] = frame_unref(s->q[s->qhead]);
+        s->qhead = (s->qhead + 1) & (s->qcap - 1);
+        s->qlen--;
+    }
+    s->qbytes = 0;
+    s->qhead = 0;
+}
+
+static void request_write(sess_t *s)
+{
+    if (!s->write_pending) {
+        s->write_pending = 1;
+        lws_callback_on_writable(s->wsi);
+    }
+}
+
+void sess_close(sess_t *s, uint16_t code, int flush)
+{
+    if (s->close_code) return;
+    s->close_code = code;
+    s->flush_then_close = (uint8_t)(flush ? 1 : 0);
+    if (!flush) queue_clear(s);
+    request_write(s);
+}
+
+static int queue_grow(sess_t *s)
+{
+    uint32_t ncap = s->qcap ? s->qcap * 2 : QUEUE_MIN;
+    frame_t **nq = malloc(ncap * sizeof *nq);
+
+    if (!nq) return -ENOMEM;
+    /* Unroll the ring so that it starts at 0 in the new array. */
+    for (uint32_t i = 0; i < s->qlen; i++) nq[i] = s->q[(s->qhead + i) & (s->qcap - 1)];
+    free(s->q);
+    s->q = nq;
+    s->qcap = ncap;
+    s->qhead = 0;
+    return 0;
+}
+
+void sess_push(sess_t *s, frame_t *f)
+{
+    if (s->close_code) return;
+    if (s->qbytes + f->len > srv.cfg.send_queue_max) {
+        srv.stats.slow_consumers++;
+        hlog(LOG_INFO, "ws", "closing client %s: send queue over %zu bytes (slow consumer)", s->id,
+             srv.cfg.send_queue_max);
+        sess_close(s, CLOSE_SLOW_CONSUMER, 0);
+        return;
+    }
+    if (s->qlen == s->qcap && queue_grow(s)) {
+        sess_close(s, CLOSE_INTERNAL, 0);
+        return;
+    }
+    s->q[(s->qhead + s->qlen) & (s->qcap - 1)] = frame_ref(f);
+    s->qlen++;
+    s->qbytes += f->len;
+    request_write(s);
+}
+
+frame_t *sess_encode(enum proto_enc enc, const json_t *msg)
+{
+    wbuf_reset(&srv.enc);
+    msg_encode(enc, msg, &srv.enc);
+    if (srv.enc.oom) return NULL;
+    return frame_new(srv.enc.p, srv.enc.len);
+}
+
+void sess_send(sess_t *s, json_t *msg)
+{
+    frame_t *f = msg ? sess_encode((enum proto_enc)s->enc, msg) : NULL;
+
+    json_decref(msg);
+    if (!f) { sess_close(s, CLOSE_INTERNAL, 0); return; }
+    sess_push(s, f);
+    frame_unref(f);
+}
+
+void sess_send_error(sess_t *s, const json_t *id, int code, const char *reason)
+{
+    sess_send(s, msg_error(id, code, reason));
+}
+
+static int do_close(sess_t *s)
+{
+    const char *why = close_reason(s->close_code);
+    lws_close_reason(s->wsi, (enum lws_close_status)s->close_code, (unsigned char *)why, strlen(why));
+    return -1;
+}
+
+static void pop(sess_t *s, uint32_t n)
+{
+    while (n--) {
+        frame_t *f = s->q[s->qhead];
+        s->qbytes -= f->len;
+        frame_unref(f);
+        s->qhead = (s->qhead + 1) & (s->qcap - 1);
+        s->qlen--;
+    }
+    if (s->qlen == 0 && s->qcap > 4 * QUEUE_MIN) {
+        /* A burst grew the ring; give the memory back once it has drained. */
+        free(s->q);
+        s->q = NULL;
+        s->qcap = 0;
+        s->qhead = 0;
+    }
+}
+
+int sess_on_writable(sess_t *s)
+{
+    enum lws_write_protocol type = s->enc == PROTO_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+    size_t max = srv.cfg.write_batch_max, len;
+    unsigned char *out;
+    uint32_t n;
+    frame_t *f;
+
+    s->write_pending = 0;
+    if (s->close_code && (!s->flush_then_close || s->qlen == 0)) return do_close(s);
+    if (s->qlen == 0) return 0;
+
+    f = s->q[s->qhead];
+    if (s->qlen == 1 || f->len >= max) {
+        out = frame_payload(f);
+        len = f->len;
+        n = 1;
+    } else {
+        unsigned char *p = srv.batch + FRAME_HEADROOM;
+        len = 0;
+        for (n = 0; n < s->qlen; n++) {
+            f = s->q[(s->qhead + n) & (s->qcap - 1)];
+            if (len + f->len + 1 > max) break;
+            if (n && s->enc == PROTO_JSON) p[len++] = '\n';
+            memcpy(p + len, frame_payload(f), f->len);
+            len += f->len;
+        }
+        out = p;
+    }
+    if (lws_write(s->wsi, out, len, type) < (int)len) {
+        hlog(LOG_DEBUG, "ws", "client %s: write failed", s->id);
+        return -1;
+    }
+    pop(s, n);
+    /* Ask again when more is queued, or to send the close frame after the
+     * flush: libwebsockets calls back only once its own buffer has drained. */
+    if (s->qlen || s->close_code) request_write(s);
+    return 0;
+}
+
+static int handle(sess_t *s, const unsigned char *buf, size_t len)
+{
+    srv.stats.messages_in++;
+    ops_handle(s, buf, len);
+    return 0;
+}
+
+int sess_on_receive(sess_t *s, const void *in, size_t len)
+{
+    int first = lws_is_first_fragment(s->wsi), final = lws_is_final_fragment(s->wsi);
+    size_t max = srv.cfg.max_message_size;
+
+    if (s->close_code) return 0;        /* closing: ignore further input */
+    if (first && final && s->rxlen == 0) {
+        /* The common case: the whole message in one callback, parsed in place. */
+        if (len > max) { s->close_code = CLOSE_TOO_BIG; return do_close(s); }
+        return handle(s, in, len);
+    }
+    if (s->rxlen + len > max) {
+        s->close_code = CLOSE_TOO_BIG;
+        return do_close(s);
+    }
+    if (s->rxlen + len > s->rxcap) {
+        size_t ncap = s->rxcap ? s->rxcap : 1024;
+        unsigned char *p;
+        while (ncap < s->rxlen + len) ncap *= 2;
+        if (ncap > max) ncap = max;
+        p = realloc(s->rx, ncap);
+        if (!p) { s->close_code = CLOSE_INTERNAL; return do_close(s); }
+        s->rx = p;
+        s->rxcap = ncap;
+    }
+    memcpy(s->rx + s->rxlen, in, len);
+    s->rxlen += len;
+    if (!final) return 0;
+    len = s->rxlen;
+    s->rxlen = 0;
+    handle(s, s->rx, len);
+    if (s->rxcap > RX_KEEP) {
+        free(s->rx);
+        s->rx = NULL;
+        s->rxcap = 0;
+    }
+    return 0;
+}
+
+void sess_on_closed(sess_t *s)
+{
+    chan_unsubscribe_all(s);
+    queue_clear(s);
+    free(s->q);
+    free(s->rx);
+    s->q = NULL;
+    s->rx = NULL;
+    if (s->prev) s->prev->next = s->next;
+    else srv.sessions = s->next;
+    if (s->next) s->next->prev = s->prev;
+    srv.nsessions--;
+    s->kind = 0;
+}

@@ -1,0 +1,93 @@
+/* broker/session.h - one WebSocket connection: its inbound reassembly, its
+ * outbound queue and its closing.
+ *
+ * Owns: sess_t, which libwebsockets allocates as the connection's
+ * per-session data and frees after LWS_CALLBACK_CLOSED, so a session never
+ * outlives its wsi and is never freed while a callback can reach it. The
+ * outbound queue holds references to shared frames; when the connection is
+ * writable everything queued is sent as one WebSocket frame (JSON messages
+ * joined by '\n', MessagePack objects back to back), which turns the cost of
+ * fan-out from a syscall per message into a syscall per batch.
+ * Does not own: subscriptions (channel.c) or what messages mean (ops.c).
+ * Loop thread only. */
+#ifndef HERALD_SESSION_H
+#define HERALD_SESSION_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <libwebsockets.h>
+
+#include "frame.h"
+#include "msg.h"
+
+/* WebSocket close codes Herald sends (docs/protocol.md). */
+enum {
+    CLOSE_GOING_AWAY = 1001,      /* broker shutting down */
+    CLOSE_INVALID_UTF8 = 1007,    /* sent by libwebsockets itself */
+    CLOSE_TOO_BIG = 1009,         /* message over limits.max_message_size */
+    CLOSE_INTERNAL = 1011,        /* out of memory handling the connection */
+    CLOSE_SLOW_CONSUMER = 4000,   /* send queue over limits.send_queue_max */
+    CLOSE_CONNECT_TIMEOUT = 4002, /* no connect within websocket.connect_timeout */
+};
+
+#define SESS_KIND_WS 0x5753       /* marks per-session data as a sess_t */
+
+struct sub;
+
+typedef struct sess {
+    uint16_t kind;                /* SESS_KIND_WS once established */
+    uint8_t enc;                  /* enum proto_enc */
+    uint8_t connected : 1;        /* connect op done */
+    uint8_t write_pending : 1;    /* lws_callback_on_writable() already asked */
+    uint8_t flush_then_close : 1; /* close with close_code once the queue is empty */
+    uint16_t close_code;          /* nonzero: closing with this code */
+    struct lws *wsi;
+    struct sess *prev, *next;     /* srv.sessions */
+    uint64_t created_ms;
+
+    frame_t **q;                  /* ring of queued frames */
+    uint32_t qcap, qhead, qlen;
+    size_t qbytes;
+
+    unsigned char *rx;            /* reassembly of a fragmented message */
+    size_t rxlen, rxcap;
+
+    struct sub **subs;            /* this session's subscriptions, dense */
+    uint32_t nsubs, subscap;
+
+    char id[17];                  /* client id given in "connected" */
+} sess_t;
+
+/* sess_on_established() - initialise @s in the per-session data of @wsi. */
+void sess_on_established(sess_t *s, struct lws *wsi);
+
+/* sess_on_receive() - a piece of an incoming message. Return: 0, or -1 to
+ * make libwebsockets close the connection (a close reason is already set). */
+int sess_on_receive(sess_t *s, const void *in, size_t len);
+
+/* sess_on_writable() - send what is queued. Return: 0, or -1 to close. */
+int sess_on_writable(sess_t *s);
+
+/* sess_on_closed() - the connection is gone: drop subscriptions and queue. */
+void sess_on_closed(sess_t *s);
+
+/* sess_push() - queue a reference to @f (the caller keeps its own). A queue
+ * over limits.send_queue_max closes the session as a slow consumer instead. */
+void sess_push(sess_t *s, frame_t *f);
+
+/* sess_send() - encode @msg in the session's encoding and queue it; takes
+ * @msg's reference. */
+void sess_send(sess_t *s, json_t *msg);
+
+/* sess_send_error() - queue {"op":"error","id","code","reason"}. */
+void sess_send_error(sess_t *s, const json_t *id, int code, const char *reason);
+
+/* sess_close() - close @s with @code and @reason. With @flush, queued
+ * messages are sent first; without, they are dropped. Safe from anywhere on
+ * the loop thread: the close happens in the next writable callback. */
+void sess_close(sess_t *s, uint16_t code, int flush);
+
+/* sess_encode() - a new frame holding @msg in @enc, or NULL if out of memory. */
+frame_t *sess_encode(enum proto_enc enc, const json_t *msg);
+
+#endif

@@ -1,0 +1,86 @@
+/* protocol/msg.h - the Herald message model and its two encodings.
+ *
+ * Owns: turning client frames into messages (a JSON object as a jansson
+ * value, whichever encoding it arrived in), turning messages into frames, the
+ * op names, the typed field accessors, and the client-visible error codes.
+ * Does not own: what an op does (broker/). docs/protocol.md is the normative
+ * description; the code table below maps one-to-one to its error table. */
+#ifndef HERALD_MSG_H
+#define HERALD_MSG_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "wbuf.h"
+#include "json.h"
+
+enum proto_enc { PROTO_JSON = 0, PROTO_MSGPACK = 1, PROTO_NENC };
+
+/* Error codes carried in {"op":"error","code":N} and REST error bodies. */
+enum proto_err {
+    PROTO_E_INTERNAL = 100,          /* the broker failed; retrying may work */
+    PROTO_E_MALFORMED = 101,         /* not one valid JSON/MessagePack object */
+    PROTO_E_UNKNOWN_OP = 102,        /* "op" names no operation */
+    PROTO_E_BAD_FIELD = 103,         /* a field is missing or has the wrong type */
+    PROTO_E_BAD_CHANNEL = 104,       /* channel name breaks the naming rules */
+    PROTO_E_NOT_CONNECTED = 105,     /* an op other than connect/ping before connect */
+    PROTO_E_ALREADY_CONNECTED = 106, /* a second connect on one connection */
+    PROTO_E_ALREADY_SUBSCRIBED = 107,
+    PROTO_E_NOT_SUBSCRIBED = 108,
+    PROTO_E_TOO_LARGE = 109,         /* REST body over max_message_size */
+    PROTO_E_LIMIT = 110,             /* subscriptions per connection or channel count at its cap */
+};
+
+enum proto_op {
+    OP_UNKNOWN = 0,
+    OP_CONNECT,
+    OP_SUBSCRIBE,
+    OP_UNSUBSCRIBE,
+    OP_PUBLISH,
+    OP_PING,
+};
+
+/* proto_err_name() - the short name of @code ("malformed"), for logs and docs. */
+const char *proto_err_name(int code);
+
+/* proto_op_parse() - the op named by @s, or OP_UNKNOWN. */
+enum proto_op proto_op_parse(const char *s);
+
+/* msg_decode() - decode one client message of @len bytes in @enc.
+ * @out: [out] a new reference to a JSON object, on success.
+ * @reason: [out] why not, on failure (PROTO_REASON_MAX bytes).
+ * Return: 0, or PROTO_E_MALFORMED (not decodable, or not an object). */
+int msg_decode(enum proto_enc enc, const void *buf, size_t len, json_t **out, char *reason);
+
+/* msg_encode() - append @msg in @enc to @b. */
+void msg_encode(enum proto_enc enc, const json_t *msg, wbuf_t *b);
+
+/* msg_encode_pub() - append the push {"op":"pub","channel","offset","ts","data"}
+ * for one publication; the hot path's only encoder, called once per
+ * publication per encoding in use. */
+void msg_encode_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset,
+                    int64_t ts, const json_t *data, wbuf_t *b);
+
+/* msg_error() - a new {"op":"error","code","reason"} object, with @id when not
+ * NULL. Return: a new reference, or NULL if out of memory. */
+json_t *msg_error(const json_t *id, int code, const char *reason);
+
+/* msg_reply() - a new {"op":@op} object with @id when not NULL. */
+json_t *msg_reply(const char *op, const json_t *id);
+
+/* Field accessors. Each returns 0 and sets *out, 1 if the field is absent
+ * (out untouched), or PROTO_E_BAD_FIELD with @reason filled if present with
+ * the wrong type. */
+int msg_get_str(const json_t *msg, const char *field, const char **out, size_t *len, char *reason);
+int msg_get_int(const json_t *msg, const char *field, int64_t *out, char *reason);
+int msg_get_bool(const json_t *msg, const char *field, int *out, char *reason);
+
+/* msg_get_id() - the optional request id: an integer or a string of at most
+ * 128 bytes. Return: 0 (*out is a borrowed reference or NULL when absent),
+ * or PROTO_E_BAD_FIELD. */
+int msg_get_id(const json_t *msg, const json_t **out, char *reason);
+
+/* msg_get_channel() - the required "channel" field, validated.
+ * Return: 0, PROTO_E_BAD_FIELD (absent/not a string) or PROTO_E_BAD_CHANNEL. */
+int msg_get_channel(const json_t *msg, const char **out, size_t *len, char *reason);
+
+#endif
