@@ -58,7 +58,7 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         sess_on_established(&p->ws, wsi);
         return 0;
     case LWS_CALLBACK_RECEIVE:
-        return sess_on_receive(&p->ws, in, len);
+        return p->kind == SESS_KIND_WS ? sess_on_receive(&p->ws, in, len) : 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return p->kind == SESS_KIND_WS ? sess_on_writable(&p->ws) : 0;
     case LWS_CALLBACK_CLOSED:

@@ -164,11 +164,27 @@ void sess_send_error(sess_t *s, const json_t *id, int code, const char *reason)
     sess_send(s, msg_error(id, code, reason));
 }
 
+/* libwebsockets 4.1.6 declares this only in a private header, but exports it.
+ * We need it because Debian builds lws with _DEBUG, and there a callback
+ * that returns -1 on a libuv loop is closed twice in a row ("uv repeat
+ * test"): the second call sees the close frame still waiting and kills the
+ * socket, so the client never gets our close code (it sees 1006). Starting
+ * the close ourselves takes lws's polite path: it sends the close frame
+ * with the code and reason set below, waits for the peer's answer (5 s at
+ * most), then closes. Under libuv the wsi is freed later, from a uv close
+ * callback, but LWS_CALLBACK_CLOSED may already have run when this returns:
+ * callers must not touch the session afterwards. */
+void lws_close_free_wsi(struct lws *wsi, enum lws_close_status reason, const char *caller);
+
+/* Starts the close of @s with s->close_code. Return: 0, for the callback. */
 static int do_close(sess_t *s)
 {
     const char *why = close_reason(s->close_code);
-    lws_close_reason(s->wsi, (enum lws_close_status)s->close_code, (unsigned char *)why, strlen(why));
-    return -1;
+    enum lws_close_status code = (enum lws_close_status)s->close_code;
+
+    lws_close_reason(s->wsi, code, (unsigned char *)why, strlen(why));
+    lws_close_free_wsi(s->wsi, code, "herald");
+    return 0;
 }
 
 static void pop(sess_t *s, uint32_t n)
