@@ -1,0 +1,25 @@
+#!/bin/sh
+# scripts/deps.sh - install what Herald needs from Debian bookworm's packages:
+# the build and run-time dependencies, plus what the test suite uses.
+# Safe to run again: apt-get skips what is installed. Uses sudo when not root.
+set -eu
+
+BUILD="meson ninja-build pkg-config gcc libc6-dev
+       libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libmsgpack-dev liblmdb-dev
+       libjansson-dev libssl-dev libinih-dev"
+TEST="libcmocka-dev python3 python3-pytest python3-websockets python3-msgpack python3-requests
+      clang libclang-rt-14-dev curl valgrind"
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=""
+for p in $BUILD $TEST; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "deps: installing$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+echo "deps: all installed"
