@@ -2,6 +2,8 @@
 #include "channel.h"
 #include "herald.h"
 #include "clock.h"
+#include "rand.h"
+#include "record.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -18,6 +20,7 @@ int chan_registry_init(void)
 
 static void chan_free(chan_t *c)
 {
+    /* Subscriptions are gone (the caller checked), so nothing is held. */
     free(c->members);
     free(c->subs);
     free(c);
@@ -50,20 +53,26 @@ int chan_open(const char *name, size_t len, chan_t **out)
     if (!c) return -ENOMEM;
     memcpy(c->name, name, len);
     c->namelen = (uint16_t)len;
+    c->ns = config_ns(&srv.cfg, name, len);
+    rand_hex(c->epoch, HIST_EPOCH_LEN);
     if (hmap_put(&srv.channels, c->name, len, c)) { free(c); return -ENOMEM; }
     *out = c;
     return 0;
 }
 
-/* A channel nobody subscribes to and nobody ever published to carries no
- * state worth keeping. */
-static void maybe_drop(chan_t *c)
+int chan_maybe_drop(chan_t *c)
 {
-    if (c->nsubs == 0 && c->last_offset == 0) {
-        hmap_del(&srv.channels, c->name, c->namelen);
-        chan_free(c);
-    }
+    /* A channel without history keeps its offsets in memory only, so it stays
+     * while it has any; one with history can be reloaded from the store. */
+    int keep_offsets = c->ns->history ? c->stored : c->last_offset > 0;
+
+    if (c->nsubs || c->inflight || keep_offsets) return 0;
+    hmap_del(&srv.channels, c->name, c->namelen);
+    chan_free(c);
+    return 1;
 }
+
+static void maybe_drop(chan_t *c) { chan_maybe_drop(c); }
 
 static int grow(void **arr, uint32_t *cap, size_t elem, uint32_t need)
 {
@@ -99,6 +108,7 @@ int chan_subscribe(sess_t *s, chan_t *c)
         goto fail;
     }
     s->subscap = scap;
+    memset(sub, 0, sizeof *sub);
     sub->key[0] = s;
     sub->key[1] = c;
     sub->chan = c;
@@ -134,6 +144,9 @@ static void remove_sub(sub_t *sub)
     s->subs[i]->sess_idx = i;
     s->nsubs--;
 
+    if (sub->replaying) c->nreplaying--;
+    for (uint32_t k = 0; k < sub->nheld; k++) frame_unref(sub->held[k]);
+    free(sub->held);
     hmap_del(&srv.subs, sub->key, sizeof sub->key);
     free(sub);
     maybe_drop(c);
@@ -157,31 +170,79 @@ void chan_unsubscribe_all(sess_t *s)
     s->subscap = 0;
 }
 
-int chan_publish(chan_t *c, const json_t *data, uint64_t *offset)
+sub_t *chan_sub(sess_t *s, chan_t *c)
 {
-    frame_t *frames[PROTO_NENC] = { NULL };
-    uint64_t off = c->last_offset + 1;
-    int64_t ts = clock_wall_ms();
+    const void *key[2] = { s, c };
+    return hmap_get(&srv.subs, key, sizeof key);
+}
+
+void chan_replay_start(sub_t *sub)
+{
+    if (!sub->replaying) {
+        sub->replaying = 1;
+        sub->chan->nreplaying++;
+    }
+}
+
+void chan_replay_end(sub_t *sub)
+{
+    if (!sub->replaying) return;
+    sub->replaying = 0;
+    sub->chan->nreplaying--;
+    /* Everything held was fanned out after the read's snapshot point, so all
+     * of it follows the replay. */
+    for (uint32_t k = 0; k < sub->nheld; k++) {
+        sess_push(sub->sess, sub->held[k]);
+        frame_unref(sub->held[k]);
+    }
+    free(sub->held);
+    sub->held = NULL;
+    sub->nheld = sub->heldcap = 0;
+}
+
+/* Keeps @f for a subscriber whose replay is still being read. */
+static void hold(sub_t *sub, frame_t *f)
+{
+    if (sub->nheld == sub->heldcap) {
+        uint32_t ncap = sub->heldcap ? sub->heldcap * 2 : 8;
+        frame_t **nh = realloc(sub->held, ncap * sizeof *nh);
+        if (!nh) { sess_close(sub->sess, CLOSE_INTERNAL, 0); return; }
+        sub->held = nh;
+        sub->heldcap = ncap;
+    }
+    sub->held[sub->nheld++] = frame_ref(f);
+}
+
+int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t reclen, frame_t *frames[PROTO_NENC])
+{
+    frame_t *own[PROTO_NENC] = { NULL };
 
     for (int e = 0; e < PROTO_NENC; e++) {
-        if (!c->nenc[e]) continue;
+        if (!c->nenc[e] || frames[e]) continue;
         wbuf_reset(&srv.enc);
-        msg_encode_pub((enum proto_enc)e, c->name, c->namelen, off, ts, data, &srv.enc);
-        if (srv.enc.oom || !(frames[e] = frame_new(srv.enc.p, srv.enc.len))) {
-            for (int k = 0; k < e; k++) frame_unref(frames[k]);
+        if (rec_pub((enum proto_enc)e, c->name, c->namelen, offset, rec, reclen, &srv.enc) || srv.enc.oom ||
+            !(own[e] = frame_new(srv.enc.p, srv.enc.len))) {
+            for (int k = 0; k < e; k++) frame_unref(own[k]);
             return -ENOMEM;
         }
     }
-    c->last_offset = off;
-    *offset = off;
-    srv.stats.publications++;
+    if (offset > c->last_offset) c->last_offset = offset;
     /* sess_push() may close a slow consumer, but closing only marks the
      * session; it leaves members[] unchanged while we walk it. */
-    for (uint32_t i = 0; i < c->nsubs; i++) {
-        sess_t *s = c->members[i];
-        sess_push(s, frames[s->enc]);
+    if (c->nreplaying == 0) {
+        for (uint32_t i = 0; i < c->nsubs; i++) {
+            sess_t *s = c->members[i];
+            sess_push(s, frames[s->enc] ? frames[s->enc] : own[s->enc]);
+        }
+    } else {
+        for (uint32_t i = 0; i < c->nsubs; i++) {
+            sess_t *s = c->members[i];
+            frame_t *f = frames[s->enc] ? frames[s->enc] : own[s->enc];
+            if (c->subs[i]->replaying) hold(c->subs[i], f);
+            else sess_push(s, f);
+        }
     }
     srv.stats.deliveries += c->nsubs;
-    for (int e = 0; e < PROTO_NENC; e++) frame_unref(frames[e]);
+    for (int e = 0; e < PROTO_NENC; e++) frame_unref(own[e]);
     return 0;
 }

@@ -17,15 +17,22 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "config.h"
+#include "hist.h"
 #include "msg.h"
 #include "session.h"
 
 typedef struct chan {
-    uint64_t last_offset;         /* offsets start at 1; 0 = never published */
+    uint64_t last_offset;         /* last offset fanned out; 0 = never published */
     sess_t **members;             /* dense: the fan-out loop reads only this */
     struct sub **subs;            /* parallel to members, for O(1) removal */
     uint32_t nsubs, cap;
     uint32_t nenc[PROTO_NENC];    /* subscribers per encoding */
+    uint32_t nreplaying;          /* subscribers still waiting for their history read */
+    uint32_t inflight;            /* publications submitted and not yet fanned out */
+    const ns_config_t *ns;        /* its namespace's options */
+    uint8_t stored;               /* has a log in the history store */
+    char epoch[HIST_EPOCH_LEN + 1];
     uint16_t namelen;
     char name[];                  /* NUL-terminated */
 } chan_t;
@@ -36,6 +43,11 @@ typedef struct sub {
     sess_t *sess;
     uint32_t chan_idx;            /* index in chan->members */
     uint32_t sess_idx;            /* index in sess->subs */
+    /* While its history read is in flight, live publications wait here so
+     * that they follow the replay in order, with no gap and no duplicate. */
+    uint8_t replaying;
+    frame_t **held;
+    uint32_t nheld, heldcap;
 } sub_t;
 
 /* chan_registry_init() - empty registry in srv. Return: 0, or -ENOMEM. */
@@ -64,11 +76,28 @@ int chan_unsubscribe(sess_t *s, chan_t *c);
 /* chan_unsubscribe_all() - remove every subscription of @s. */
 void chan_unsubscribe_all(sess_t *s);
 
-/* chan_publish() - assign the next offset and queue the publication on every
- * subscriber. @data is borrowed.
- * @offset: [out] the offset assigned.
- * Return: 0, or -ENOMEM (nothing was assigned or sent). */
-int chan_publish(chan_t *c, const json_t *data, uint64_t *offset);
+/* chan_fanout() - deliver publication @offset of @c, whose record is @rec, to
+ * every subscriber, and make it the channel's last offset. @frames holds the
+ * encoded push per encoding, or NULL where not encoded yet; missing ones are
+ * encoded here, once. The frames are borrowed.
+ * Return: 0, or -ENOMEM (nothing was delivered). */
+int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t reclen, frame_t *frames[PROTO_NENC]);
+
+/* chan_sub() - the subscription of @s to @c, or NULL. */
+sub_t *chan_sub(sess_t *s, chan_t *c);
+
+/* chan_replay_start() - hold live publications for @sub until chan_replay_end(). */
+void chan_replay_start(sub_t *sub);
+
+/* chan_replay_end() - send what was held for @sub (all of it was fanned out
+ * after the replay's snapshot, so it follows the replay) and deliver live
+ * from now on. */
+void chan_replay_end(sub_t *sub);
+
+/* chan_maybe_drop() - free @c if nothing needs it: no subscribers, nothing in
+ * flight, and neither a stored log nor (for channels without history) an
+ * offset to keep. Return: 1 if freed. */
+int chan_maybe_drop(chan_t *c);
 
 /* chan_count() - channels registered now. */
 size_t chan_count(void);

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum opt_type { T_STR, T_PORT, T_UINT, T_SIZE, T_MS, T_LEVEL, T_FORMAT };
+enum opt_type { T_STR, T_PORT, T_UINT, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_BOOL, T_DURABILITY };
 
 struct opt {
     const char *section;
@@ -48,8 +48,24 @@ static const struct opt opts[] = {
       "most bytes coalesced into one WebSocket frame per write" },
     { "log", "level", "log-level", T_LEVEL, O(log_level), 0, "info", "error, warn, info or debug" },
     { "log", "format", "log-format", T_FORMAT, O(log_format), 0, "text", "text, or json (one object per line)" },
+    { "history", "durability", NULL, T_DURABILITY, O(durability), 0, "sync",
+      "sync: fsync every group commit; interval: fsync every sync_interval (a crash can lose that much)" },
+    { "history", "sync_interval", NULL, T_MS, O(sync_interval_ms), 0, "100ms",
+      "with durability = interval, how often committed publications are flushed to disk" },
+    { "history", "map_size", NULL, T_SIZE, O(map_size), 0, "64m", "initial size of the LMDB map (grows as needed)" },
+    { "history", "map_size_max", NULL, T_SIZE, O(map_size_max), 0, "4g",
+      "the map grows up to this; beyond it publications to history channels fail (error 111)" },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
+
+/* Options of [namespace NAME] sections; offsets are into ns_config_t. */
+#define NO(f) offsetof(ns_config_t, f)
+static const struct opt ns_opts[] = {
+    { "namespace", "history", NULL, T_BOOL, NO(history), 0, "on", "keep a durable log of publications (on/off)" },
+    { "namespace", "history_size", NULL, T_UINT, NO(history_size), 0, "100", "publications kept per channel" },
+    { "namespace", "history_ttl", NULL, T_MS, NO(history_ttl_ms), 0, "24h", "age after which publications are pruned" },
+};
+#define NNSOPTS (sizeof ns_opts / sizeof ns_opts[0])
 
 /* Parses "<n>[k|m|g]" (binary multiples) into bytes. */
 static int parse_size(const char *s, size_t *out)
@@ -88,6 +104,7 @@ static int parse_ms(const char *s, unsigned *out)
     if (end == s || errno || *s == '-') return -1;
     if (!strcmp(end, "s")) mul = 1000;
     else if (!strcmp(end, "m")) mul = 60000;
+    else if (!strcmp(end, "h")) mul = 3600000;
     else if (*end && strcmp(end, "ms")) return -1;
     if (v > UINT_MAX / mul) return -1;
     *out = (unsigned)(v * mul);
@@ -106,10 +123,11 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
     return 0;
 }
 
-/* Applies @val to option @o in @c. Return: NULL, or why the value is bad. */
-static const char *apply(config_t *c, const struct opt *o, const char *val)
+/* Applies @val to option @o in the struct at @base. Return: NULL, or why the
+ * value is bad. */
+static const char *apply(void *base, const struct opt *o, const char *val)
 {
-    char *field = (char *)c + o->off;
+    char *field = (char *)base + o->off;
     unsigned long ul;
 
     switch (o->type) {
@@ -130,7 +148,7 @@ static const char *apply(config_t *c, const struct opt *o, const char *val)
         if (parse_size(val, (size_t *)field)) return "expected a size such as 65536, 64k or 1m";
         return NULL;
     case T_MS:
-        if (parse_ms(val, (unsigned *)field)) return "expected a duration such as 500ms, 10s or 2m";
+        if (parse_ms(val, (unsigned *)field)) return "expected a duration such as 500ms, 10s, 2m or 24h";
         return NULL;
     case T_LEVEL:
         if (log_level_parse(val, (enum log_level *)field)) return "expected error, warn, info or debug";
@@ -139,6 +157,18 @@ static const char *apply(config_t *c, const struct opt *o, const char *val)
         if (!strcasecmp(val, "text")) *(enum log_format *)field = LOG_FMT_TEXT;
         else if (!strcasecmp(val, "json")) *(enum log_format *)field = LOG_FMT_JSON;
         else return "expected text or json";
+        return NULL;
+    case T_BOOL:
+        if (!strcasecmp(val, "on") || !strcasecmp(val, "true") || !strcasecmp(val, "yes") || !strcmp(val, "1"))
+            *(int *)field = 1;
+        else if (!strcasecmp(val, "off") || !strcasecmp(val, "false") || !strcasecmp(val, "no") || !strcmp(val, "0"))
+            *(int *)field = 0;
+        else return "expected on or off";
+        return NULL;
+    case T_DURABILITY:
+        if (!strcasecmp(val, "sync")) *(enum durability *)field = DURABILITY_SYNC;
+        else if (!strcasecmp(val, "interval")) *(enum durability *)field = DURABILITY_INTERVAL;
+        else return "expected sync or interval";
         return NULL;
     }
     return "unknown option type";
@@ -155,6 +185,17 @@ static const char *validate(const config_t *c)
         return "websocket.write_batch_max must be between 1k and 16m";
     if (c->max_subscriptions == 0) return "limits.max_subscriptions must be at least 1";
     if (c->max_channels == 0) return "limits.max_channels must be at least 1";
+    if (c->map_size < 1024 * 1024) return "history.map_size must be at least 1m";
+    if (c->map_size_max < c->map_size) return "history.map_size_max must be at least history.map_size";
+    if (c->sync_interval_ms == 0) return "history.sync_interval must be more than 0";
+    for (size_t i = 0; i <= c->nns; i++) {
+        const ns_config_t *n = i < c->nns ? &c->ns[i] : &c->ns_template;
+        static char why[160];
+        if (n->history && n->history_size == 0) {
+            snprintf(why, sizeof why, "[namespace %s] history_size must be at least 1 (or set history = off)", n->name);
+            return why;
+        }
+    }
     return NULL;
 }
 
@@ -163,6 +204,90 @@ void config_defaults(config_t *c)
     memset(c, 0, sizeof *c);
     for (size_t i = 0; i < NOPTS; i++)
         apply(c, &opts[i], opts[i].def);
+    strcpy(c->ns_template.name, "*");
+    for (size_t i = 0; i < NNSOPTS; i++)
+        apply(&c->ns_template, &ns_opts[i], ns_opts[i].def);
+}
+
+void config_free(config_t *c)
+{
+    free(c->ns);
+    c->ns = NULL;
+    c->nns = 0;
+}
+
+/* A namespace name in a section header: letters, digits, '_' and '-', or "*". */
+static int ns_name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    if (!strcmp(n, "*")) return 1;
+    if (len == 0 || len > 64) return 0;
+    for (const char *p = n; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-'))
+            return 0;
+    return 1;
+}
+
+/* The namespace @name's entry in @c, created if missing. NULL if out of memory. */
+static ns_config_t *ns_get(config_t *c, const char *name)
+{
+    ns_config_t *n;
+
+    if (!strcmp(name, "*")) return &c->ns_template;
+    for (size_t i = 0; i < c->nns; i++)
+        if (!strcmp(c->ns[i].name, name)) return &c->ns[i];
+    n = realloc(c->ns, (c->nns + 1) * sizeof *c->ns);
+    if (!n) return NULL;
+    c->ns = n;
+    n = &c->ns[c->nns++];
+    memset(n, 0, sizeof *n);
+    snprintf(n->name, sizeof n->name, "%s", name);
+    return n;
+}
+
+/* Applies namespace option @key = @val to namespace @name.
+ * Return: NULL, or why not (a static string). */
+static const char *apply_ns(config_t *c, const char *name, const char *key, const char *val)
+{
+    ns_config_t *n;
+    const char *why;
+    size_t i;
+
+    if (!ns_name_ok(name)) return "a namespace name is 1-64 letters, digits, '_' or '-' (or * for all)";
+    for (i = 0; i < NNSOPTS; i++)
+        if (!strcmp(ns_opts[i].key, key)) break;
+    if (i == NNSOPTS) return "unknown namespace option";
+    if (!(n = ns_get(c, name))) return "out of memory";
+    if ((why = apply(n, &ns_opts[i], val))) return why;
+    n->set |= 1u << i;
+    return NULL;
+}
+
+/* Gives each namespace the template's value for every key it did not set. */
+static void ns_inherit(config_t *c)
+{
+    for (size_t k = 0; k < c->nns; k++) {
+        ns_config_t *n = &c->ns[k];
+        for (size_t i = 0; i < NNSOPTS; i++) {
+            const struct opt *o = &ns_opts[i];
+            if (n->set & (1u << i)) continue;
+            memcpy((char *)n + o->off, (char *)&c->ns_template + o->off,
+                   o->type == T_UINT || o->type == T_MS ? sizeof(unsigned) : sizeof(int));
+        }
+    }
+}
+
+const ns_config_t *config_ns(const config_t *c, const char *name, size_t len)
+{
+    const char *colon = memchr(name, ':', len);
+    size_t nlen;
+
+    if (!colon) return &c->ns_template;
+    nlen = (size_t)(colon - name);
+    for (size_t i = 0; i < c->nns; i++)
+        if (strlen(c->ns[i].name) == nlen && !memcmp(c->ns[i].name, name, nlen)) return &c->ns[i];
+    return &c->ns_template;
 }
 
 struct ini_state {
@@ -182,6 +307,14 @@ static int on_ini(void *user, const char *section, const char *key, const char *
     size_t i;
 
     if (st->failed) return 1;
+    if (!strncmp(section, "namespace ", 10)) {
+        if ((why = apply_ns(st->c, section + 10, key, value))) {
+            snprintf(st->err, st->errlen, "[%s] %s = \"%s\": %s", section, key, value, why);
+            st->failed = 1;
+            return 0;
+        }
+        return 1;
+    }
     for (i = 0; i < NOPTS; i++)
         if (!strcmp(opts[i].section, section) && !strcmp(opts[i].key, key)) break;
     if (i == NOPTS) {
@@ -261,6 +394,25 @@ void config_usage(FILE *out)
         if (i == 0 || strcmp(opts[i].section, opts[i - 1].section)) fprintf(out, "\n[%s]\n", opts[i].section);
         fprintf(out, "  %-22s %s (default %s)\n", flag, opts[i].help, opts[i].def);
     }
+    fprintf(out, "\n[namespace NAME]  (per namespace; [namespace *] sets the default for all)\n"
+                 "  --ns NAME.KEY=VALUE    set a namespace option, e.g. --ns chat.history_size=500\n");
+    for (size_t i = 0; i < NNSOPTS; i++)
+        fprintf(out, "  %-22s %s (default %s)\n", ns_opts[i].key, ns_opts[i].help, ns_opts[i].def);
+}
+
+/* Applies "--ns NAME.KEY=VALUE". Return: NULL, or why not. */
+static const char *apply_ns_flag(config_t *c, const char *arg)
+{
+    char name[80], key[64];
+    const char *dot = strchr(arg, '.'), *eq = dot ? strchr(dot, '=') : NULL;
+
+    if (!dot || !eq || (size_t)(dot - arg) >= sizeof name || (size_t)(eq - dot - 1) >= sizeof key)
+        return "expected NAME.KEY=VALUE, e.g. chat.history_size=500";
+    memcpy(name, arg, (size_t)(dot - arg));
+    name[dot - arg] = '\0';
+    memcpy(key, dot + 1, (size_t)(eq - dot - 1));
+    key[eq - dot - 1] = '\0';
+    return apply_ns(c, name, key, eq + 1);
 }
 
 enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err, size_t errlen)
@@ -292,6 +444,12 @@ enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err
 
         if (!strcmp(a, "-c") || !strcmp(a, "--config")) { i++; continue; }
         if (!strncmp(a, "--config=", 9)) continue;
+        if (!strcmp(a, "--ns") || !strncmp(a, "--ns=", 5)) {
+            const char *v = a[4] == '=' ? a + 5 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) { snprintf(err, errlen, "--ns needs NAME.KEY=VALUE"); return CONFIG_ARGS_ERROR; }
+            if ((why = apply_ns_flag(c, v))) { snprintf(err, errlen, "--ns %s: %s", v, why); return CONFIG_ARGS_ERROR; }
+            continue;
+        }
         if (strncmp(a, "--", 2)) {
             snprintf(err, errlen, "unexpected argument '%s' (see herald --help)", a);
             return CONFIG_ARGS_ERROR;
@@ -307,6 +465,7 @@ enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err
             return CONFIG_ARGS_ERROR;
         }
     }
+    ns_inherit(c);
     {
         const char *why = validate(c);
         if (why) {

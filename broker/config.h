@@ -10,8 +10,23 @@
 #define HERALD_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include "log.h"
+
+/* Per-namespace options. A channel `ns:rest` takes the options of section
+ * [namespace ns]; keys a namespace does not set, and channels of namespaces
+ * with no section (and of the default namespace, names without ':'), take
+ * those of [namespace *], whose own defaults are built in. */
+typedef struct ns_config {
+    char name[65];                /* "*" for the template */
+    uint32_t set;                 /* bit i: option i was set explicitly */
+    int history;                  /* keep a durable log of publications */
+    unsigned history_size;        /* entries kept per channel */
+    unsigned history_ttl_ms;      /* age after which entries are pruned */
+} ns_config_t;
+
+enum durability { DURABILITY_SYNC = 0, DURABILITY_INTERVAL };
 
 typedef struct config {
     /* [server] */
@@ -32,6 +47,15 @@ typedef struct config {
     /* [log] */
     enum log_level log_level;
     enum log_format log_format;
+    /* [history] */
+    enum durability durability;
+    unsigned sync_interval_ms;
+    size_t map_size;
+    size_t map_size_max;
+    /* [namespace *] and [namespace NAME] */
+    ns_config_t ns_template;
+    ns_config_t *ns;
+    size_t nns;
 } config_t;
 
 /* config_defaults() - fill @c with the embedded defaults. */
@@ -51,5 +75,12 @@ enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err
 
 /* config_usage() - write the --help text, generated from the option table. */
 void config_usage(FILE *out);
+
+/* config_free() - free what config_parse_args() allocated in @c. */
+void config_free(config_t *c);
+
+/* config_ns() - the options for the channel named @name (@len bytes, valid).
+ * Return: a pointer into @c, valid until config_free(). */
+const ns_config_t *config_ns(const config_t *c, const char *name, size_t len);
 
 #endif

@@ -25,6 +25,7 @@ struct herald_stats {
     uint64_t publications;        /* publications accepted (WS + REST) */
     uint64_t deliveries;          /* publication frames queued to subscribers */
     uint64_t slow_consumers;      /* connections closed with 4000 */
+    uint64_t storage_failures;    /* publications refused because the store failed or was full */
 };
 
 struct herald {
@@ -48,6 +49,8 @@ struct herald {
 
     hmap_t channels;              /* name -> chan_t */
     hmap_t subs;                  /* (sess, chan) -> sub_t */
+    hmap_t conns;                 /* serial -> sess_t or rest_req_t (conns.h) */
+    uint64_t next_serial;
 
     wbuf_t enc;                   /* scratch for encoding one message */
     unsigned char *batch;         /* FRAME_HEADROOM + write_batch_max: coalesced writes */

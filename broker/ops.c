@@ -1,14 +1,18 @@
 /* broker/ops.c - see ops.h. */
 #include "ops.h"
 #include "channel.h"
+#include "conns.h"
 #include "herald.h"
+#include "history.h"
+#include "pubpipe.h"
+#include "rest.h"
 #include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-int ops_publish(const char *name, size_t len, const json_t *data, uint64_t *offset, char *reason)
+int ops_publish(const char *name, size_t len, const json_t *data, struct pub_origin *origin, char *reason)
 {
     chan_t *c;
     int r = chan_open(name, len, &c);
@@ -16,14 +20,56 @@ int ops_publish(const char *name, size_t len, const json_t *data, uint64_t *offs
     if (r == PROTO_E_LIMIT) {
         snprintf(reason, PROTO_REASON_MAX, "the broker holds limits.max_channels (%u) channels",
                  srv.cfg.max_channels);
+        json_decref(origin->id);
+        origin->id = NULL;
         return r;
     }
-    if (r == 0) r = chan_publish(c, data, offset);
+    if (r == 0) {
+        r = pubpipe_publish(c, data, origin);
+        if (r) chan_maybe_drop(c);
+    } else {
+        json_decref(origin->id);
+        origin->id = NULL;
+    }
     if (r) {
         snprintf(reason, PROTO_REASON_MAX, "out of memory");
         return PROTO_E_INTERNAL;
     }
     return 0;
+}
+
+void ops_pub_done(const struct pub_origin *o, chan_t *c, int code, uint64_t offset, const char *reason)
+{
+    json_t *m;
+    sess_t *s;
+
+    if (code) srv.stats.storage_failures += code == PROTO_E_STORAGE;
+    switch (o->kind) {
+    case ORIGIN_WS:
+        if (!(s = conn_find(o->serial))) return;
+        if (code) {
+            sess_send_error(s, o->id, code, reason ? reason : "publication failed");
+            return;
+        }
+        m = msg_reply("published", o->id);
+        if (m) {
+            json_object_set_new(m, "channel", json_stringn(c->name, c->namelen));
+            json_object_set_new(m, "offset", json_integer((json_int_t)offset));
+        }
+        sess_send(s, m);
+        return;
+    case ORIGIN_REST:
+        if (code) {
+            rest_finish_error(o->serial, code == PROTO_E_STORAGE ? 507 : 500, code,
+                              reason ? reason : "publication failed");
+            return;
+        }
+        m = json_pack("{s:s%,s:I}", "channel", c->name, (size_t)c->namelen, "offset", (json_int_t)offset);
+        rest_finish_json(o->serial, 200, m);
+        return;
+    case ORIGIN_NONE:
+        return;
+    }
 }
 
 static void op_connect(sess_t *s, const json_t *id)
@@ -44,16 +90,43 @@ static void op_connect(sess_t *s, const json_t *id)
     sess_send(s, m);
 }
 
+/* Reads "since": {"epoch": "...", "offset": N}. Return: 0 or PROTO_E_BAD_FIELD. */
+static int get_since(const json_t *msg, struct history_since *out, char *reason)
+{
+    json_t *v = json_object_get(msg, "since"), *e, *o;
+
+    memset(out, 0, sizeof *out);
+    if (!v) return 0;
+    e = json_object_get(v, "epoch");
+    o = json_object_get(v, "offset");
+    if (!json_is_object(v) || !json_is_string(e) || !json_is_integer(o) || json_integer_value(o) < 0 ||
+        json_string_length(e) != HIST_EPOCH_LEN) {
+        snprintf(reason, PROTO_REASON_MAX,
+                 "field \"since\" must be {\"epoch\": <epoch string from a reply>, \"offset\": <integer >= 0>}");
+        return PROTO_E_BAD_FIELD;
+    }
+    out->set = 1;
+    memcpy(out->epoch, json_string_value(e), HIST_EPOCH_LEN + 1);
+    out->offset = (uint64_t)json_integer_value(o);
+    return 0;
+}
+
 static void op_subscribe(sess_t *s, const json_t *msg, const json_t *id)
 {
     char reason[PROTO_REASON_MAX];
+    struct history_since since;
+    int64_t n = 0;
     const char *name;
     size_t len;
     chan_t *c;
-    json_t *m;
     int r;
 
     if ((r = msg_get_channel(msg, &name, &len, reason))) { sess_send_error(s, id, r, reason); return; }
+    if ((r = msg_get_int(msg, "history", &n, reason)) > 1 || n < 0 || n > HISTORY_LIMIT_MAX) {
+        sess_send_error(s, id, PROTO_E_BAD_FIELD, "field \"history\" must be an integer from 0 to 1000");
+        return;
+    }
+    if ((r = get_since(msg, &since, reason))) { sess_send_error(s, id, r, reason); return; }
     r = chan_open(name, len, &c);
     if (r == 0) r = chan_subscribe(s, c);
     switch (r) {
@@ -70,12 +143,10 @@ static void op_subscribe(sess_t *s, const json_t *msg, const json_t *id)
         sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
         return;
     }
-    m = msg_reply("subscribed", id);
-    if (m) {
-        json_object_set_new(m, "channel", json_stringn(name, len));
-        json_object_set_new(m, "offset", json_integer((json_int_t)c->last_offset));
+    if (history_subscribed(s, c, id, (unsigned)n, &since)) {
+        chan_unsubscribe(s, c);
+        sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
     }
-    sess_send(s, m);
 }
 
 static void op_unsubscribe(sess_t *s, const json_t *msg, const json_t *id)
@@ -101,22 +172,71 @@ static void op_unsubscribe(sess_t *s, const json_t *msg, const json_t *id)
 static void op_publish(sess_t *s, const json_t *msg, const json_t *id)
 {
     char reason[PROTO_REASON_MAX];
+    struct pub_origin origin = { ORIGIN_WS, s->serial, id ? json_incref((json_t *)id) : NULL };
     const char *name;
     size_t len;
-    uint64_t offset;
-    json_t *data, *m;
+    json_t *data;
     int r;
 
-    if ((r = msg_get_channel(msg, &name, &len, reason))) { sess_send_error(s, id, r, reason); return; }
+    if ((r = msg_get_channel(msg, &name, &len, reason))) goto fail;
     data = json_object_get(msg, "data");
-    if (!data) { sess_send_error(s, id, PROTO_E_BAD_FIELD, "field \"data\" is required"); return; }
-    if ((r = ops_publish(name, len, data, &offset, reason))) { sess_send_error(s, id, r, reason); return; }
-    m = msg_reply("published", id);
-    if (m) {
-        json_object_set_new(m, "channel", json_stringn(name, len));
-        json_object_set_new(m, "offset", json_integer((json_int_t)offset));
+    if (!data) {
+        r = PROTO_E_BAD_FIELD;
+        snprintf(reason, sizeof reason, "field \"data\" is required");
+        goto fail;
     }
-    sess_send(s, m);
+    if ((r = ops_publish(name, len, data, &origin, reason))) sess_send_error(s, id, r, reason);
+    return;
+fail:
+    json_decref(origin.id);
+    sess_send_error(s, id, r, reason);
+}
+
+/* Reads the paging fields shared by the history op and REST. */
+static int get_page(const json_t *msg, struct history_page *p, char *reason)
+{
+    int64_t since = 0, before = 0, limit = 100;
+    int reverse = 0, r;
+
+    if ((r = msg_get_int(msg, "since", &since, reason)) > 1 || since < 0) goto bad;
+    if ((r = msg_get_int(msg, "before", &before, reason)) > 1 || before < 0) goto bad;
+    if ((r = msg_get_int(msg, "limit", &limit, reason)) > 1 || limit < 1 || limit > HISTORY_LIMIT_MAX) goto bad;
+    if ((r = msg_get_bool(msg, "reverse", &reverse, reason)) > 1) goto bad;
+    p->since = (uint64_t)since;
+    p->before = (uint64_t)before;
+    p->limit = (unsigned)limit;
+    p->reverse = reverse;
+    return 0;
+bad:
+    snprintf(reason, PROTO_REASON_MAX, "\"since\" and \"before\" must be integers >= 0, \"limit\" 1 to %d, "
+             "\"reverse\" a boolean", HISTORY_LIMIT_MAX);
+    return PROTO_E_BAD_FIELD;
+}
+
+static void op_history(sess_t *s, const json_t *msg, const json_t *id)
+{
+    char reason[PROTO_REASON_MAX];
+    struct history_page page;
+    struct pub_origin origin = { ORIGIN_WS, s->serial, NULL };
+    const char *name;
+    size_t len;
+    chan_t *c;
+    int r;
+
+    if ((r = msg_get_channel(msg, &name, &len, reason)) || (r = get_page(msg, &page, reason))) {
+        sess_send_error(s, id, r, reason);
+        return;
+    }
+    r = chan_open(name, len, &c);
+    if (r == 0) {
+        origin.id = id ? json_incref((json_t *)id) : NULL;
+        r = history_query(c, &page, &origin);
+        json_decref(origin.id);                /* still ours if history_query() failed */
+        chan_maybe_drop(c);
+    }
+    if (r == PROTO_E_NO_HISTORY) sess_send_error(s, id, r, "this channel's namespace keeps no history");
+    else if (r == PROTO_E_LIMIT) sess_send_error(s, id, r, "limit reached: limits.max_channels");
+    else if (r) sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
 }
 
 void ops_handle(sess_t *s, const unsigned char *buf, size_t len)
@@ -157,6 +277,7 @@ void ops_handle(sess_t *s, const unsigned char *buf, size_t len)
     case OP_SUBSCRIBE: op_subscribe(s, msg, id); break;
     case OP_UNSUBSCRIBE: op_unsubscribe(s, msg, id); break;
     case OP_PUBLISH: op_publish(s, msg, id); break;
+    case OP_HISTORY: op_history(s, msg, id); break;
     case OP_PING: sess_send(s, msg_reply("pong", id)); break;
     case OP_UNKNOWN: break;
     }

@@ -1,23 +1,29 @@
 /* broker/rest.c - see rest.h. */
 #include "rest.h"
 #include "channel.h"
+#include "chname.h"
+#include "conns.h"
 #include "herald.h"
+#include "history.h"
 #include "ops.h"
+#include "pubpipe.h"
 #include "frame.h"
 #include "msg.h"
 #include "json.h"
 #include "clock.h"
 #include "log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-enum { ROUTE_NONE = 0, ROUTE_HEALTH, ROUTE_PUBLISH };
+enum { ROUTE_NONE = 0, ROUTE_PUBLISH };
 
 static void reset(rest_req_t *r)
 {
+    conn_unregister(&r->serial);
     free(r->body);
     free(r->resp);
     memset(r, 0, sizeof *r);
@@ -30,10 +36,11 @@ void rest_on_closed(rest_req_t *r)
 
 /* Sends the status line and headers now and queues @body for the writable
  * callback. Return: 0, or -1 to close. */
-static int respond(rest_req_t *r, struct lws *wsi, unsigned status, const char *body, size_t len)
+static int respond(rest_req_t *r, struct lws *wsi, unsigned status, const void *body, size_t len)
 {
     unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
 
+    conn_unregister(&r->serial);
     free(r->resp);
     r->resp = malloc(FRAME_HEADROOM + len + 1);
     if (!r->resp) return -1;
@@ -55,20 +62,47 @@ static int respond(rest_req_t *r, struct lws *wsi, unsigned status, const char *
 
 static int respond_json(rest_req_t *r, struct lws *wsi, unsigned status, json_t *v)
 {
-    int rc;
     wbuf_reset(&srv.enc);
     if (v) json_emit(&srv.enc, v);
     json_decref(v);
     if (!v || srv.enc.oom) return -1;
     wbuf_putc(&srv.enc, '\n');
-    rc = respond(r, wsi, status, (const char *)srv.enc.p, srv.enc.len);
-    return rc;
+    return respond(r, wsi, status, srv.enc.p, srv.enc.len);
 }
 
 static int respond_error(rest_req_t *r, struct lws *wsi, unsigned status, int code, const char *reason)
 {
     json_t *e = json_pack("{s:{s:i,s:s}}", "error", "code", code, "reason", reason);
     return respond_json(r, wsi, status, e);
+}
+
+void rest_finish(uint64_t serial, unsigned status, const void *body, size_t len)
+{
+    rest_req_t *r = conn_find(serial);
+    if (!r) return;
+    if (!body) {
+        if (respond_error(r, r->wsi, 500, PROTO_E_INTERNAL, "out of memory")) lws_set_timeout(r->wsi, 1, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (respond(r, r->wsi, status, body, len)) lws_set_timeout(r->wsi, 1, LWS_TO_KILL_ASYNC);
+}
+
+void rest_finish_json(uint64_t serial, unsigned status, json_t *v)
+{
+    rest_req_t *r = conn_find(serial);
+    if (!r) { json_decref(v); return; }
+    if (respond_json(r, r->wsi, status, v)) lws_set_timeout(r->wsi, 1, LWS_TO_KILL_ASYNC);
+}
+
+void rest_finish_error(uint64_t serial, unsigned status, int code, const char *reason)
+{
+    rest_finish_json(serial, status, json_pack("{s:{s:i,s:s}}", "error", "code", code, "reason", reason));
+}
+
+/* Parks @r until rest_finish() answers it. Return: 0, or -1 to close. */
+static int await(rest_req_t *r)
+{
+    return conn_register(r, &r->serial) ? -1 : 0;
 }
 
 static int health(rest_req_t *r, struct lws *wsi)
@@ -98,6 +132,72 @@ static int body_encoding(struct lws *wsi)
     return -1;
 }
 
+/* Reads query parameter @name ("since=") as an unsigned integer into *@out.
+ * Return: 0 (absent or read), -1 if present but not a number. */
+static int query_uint(struct lws *wsi, const char *name, uint64_t *out)
+{
+    char buf[32], *end;
+    const char *v = lws_get_urlarg_by_name(wsi, name, buf, sizeof buf);
+    unsigned long long n;
+
+    if (!v) return 0;
+    if (!*v || *v == '-') return -1;
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    if (*end || errno) return -1;
+    *out = n;
+    return 0;
+}
+
+/* GET /api/channels/{channel}/history?since=&before=&limit=&reverse= */
+static int channel_history(rest_req_t *r, struct lws *wsi, const char *name, size_t len)
+{
+    struct history_page page = { 0, 0, 100, 0 };
+    struct pub_origin origin = { ORIGIN_REST, 0, NULL };
+    uint64_t limit = 100;
+    char rev[32];   /* lws copies the whole "reverse=..." fragment here */
+    const char *why;
+    const char *rv;
+    chan_t *c;
+    int rc;
+
+    if (!chname_valid(name, len, &why)) return respond_error(r, wsi, 400, PROTO_E_BAD_CHANNEL, why);
+    if (query_uint(wsi, "since=", &page.since) || query_uint(wsi, "before=", &page.before) ||
+        query_uint(wsi, "limit=", &limit) || limit < 1 || limit > HISTORY_LIMIT_MAX)
+        return respond_error(r, wsi, 400, PROTO_E_BAD_FIELD,
+                             "since and before must be integers >= 0, limit from 1 to 1000");
+    page.limit = (unsigned)limit;
+    if ((rv = lws_get_urlarg_by_name(wsi, "reverse=", rev, sizeof rev))) {
+        if (!strcmp(rv, "true") || !strcmp(rv, "1")) page.reverse = 1;
+        else if (strcmp(rv, "false") && strcmp(rv, "0"))
+            return respond_error(r, wsi, 400, PROTO_E_BAD_FIELD, "reverse must be true or false");
+    }
+    if ((rc = chan_open(name, len, &c)) == PROTO_E_LIMIT)
+        return respond_error(r, wsi, 503, PROTO_E_LIMIT, "limit reached: limits.max_channels");
+    if (rc) return respond_error(r, wsi, 500, PROTO_E_INTERNAL, "out of memory");
+    if (await(r)) { chan_maybe_drop(c); return -1; }
+    origin.serial = r->serial;
+    rc = history_query(c, &page, &origin);
+    chan_maybe_drop(c);
+    if (rc == PROTO_E_NO_HISTORY)
+        return respond_error(r, wsi, 404, PROTO_E_NO_HISTORY, "this channel's namespace keeps no history");
+    if (rc) return respond_error(r, wsi, 500, PROTO_E_INTERNAL, "out of memory");
+    return 0;
+}
+
+/* Routes /api/channels/... : {channel}/history now; later the channel itself. */
+static int channels_route(rest_req_t *r, struct lws *wsi, const char *rest, int is_get)
+{
+    static const char suffix[] = "/history";
+    size_t n = strlen(rest), sl = sizeof suffix - 1;
+
+    if (n > sl && !strcmp(rest + n - sl, suffix)) {
+        if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
+        return channel_history(r, wsi, rest, n - sl);
+    }
+    return respond_error(r, wsi, 404, PROTO_E_BAD_FIELD, "no such endpoint");
+}
+
 int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
 {
     int is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
@@ -107,34 +207,31 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
 
     reset(r);
     r->kind = REST_KIND;
+    r->wsi = wsi;
+    /* A body we will not read must not be taken for the next request. */
+    r->close_after = is_post;
     if (!strcmp(uri, "/api/health")) {
-        if (!is_get) { r->close_after = is_post; return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET"); }
+        if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
         return health(r, wsi);
     }
     if (!strcmp(uri, "/ws"))
         return respond_error(r, wsi, 426, PROTO_E_BAD_FIELD,
                              "this is the WebSocket endpoint: connect with a WebSocket client");
-    if (strcmp(uri, "/api/publish")) {
-        r->close_after = is_post;
-        return respond_error(r, wsi, 404, PROTO_E_BAD_FIELD, "no such endpoint");
-    }
+    if (!strncmp(uri, "/api/channels/", 14)) return channels_route(r, wsi, uri + 14, is_get);
+    if (strcmp(uri, "/api/publish")) return respond_error(r, wsi, 404, PROTO_E_BAD_FIELD, "no such endpoint");
     if (!is_post) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use POST");
 
     r->route = ROUTE_PUBLISH;
     /* Answer before reading the body when the headers already tell us it
-     * will be refused, and close: the unread body must not be taken for
-     * the next request on this connection. */
-    if ((enc = body_encoding(wsi)) < 0) {
-        r->close_after = 1;
+     * will be refused, and close. */
+    if ((enc = body_encoding(wsi)) < 0)
         return respond_error(r, wsi, 415, PROTO_E_MALFORMED,
                              "Content-Type must be application/json or application/msgpack");
-    }
     r->enc = (uint8_t)enc;
     if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
-        strtoull(cl, NULL, 10) > srv.cfg.max_message_size) {
-        r->close_after = 1;
+        strtoull(cl, NULL, 10) > srv.cfg.max_message_size)
         return respond_error(r, wsi, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
-    }
+    r->close_after = 0;
     return 0;                              /* the body follows */
 }
 
@@ -166,10 +263,10 @@ int rest_on_body(rest_req_t *r, struct lws *wsi, const void *in, size_t len)
 static int publish(rest_req_t *r, struct lws *wsi)
 {
     char reason[PROTO_REASON_MAX];
+    struct pub_origin origin = { ORIGIN_REST, 0, NULL };
     const char *name;
     size_t len;
-    uint64_t offset;
-    json_t *msg = NULL, *data, *reply;
+    json_t *msg = NULL, *data;
     int code;
 
     if (r->too_large)
@@ -182,14 +279,14 @@ static int publish(rest_req_t *r, struct lws *wsi)
         snprintf(reason, sizeof reason, "field \"data\" is required");
         goto bad;
     }
-    if ((code = ops_publish(name, len, data, &offset, reason))) {
-        int rc = respond_error(r, wsi, code == PROTO_E_INTERNAL ? 500 : 503, code, reason);
+    if (await(r)) { json_decref(msg); return -1; }
+    origin.serial = r->serial;
+    if ((code = ops_publish(name, len, data, &origin, reason))) {
         json_decref(msg);
-        return rc;
+        return respond_error(r, wsi, code == PROTO_E_INTERNAL ? 500 : 503, code, reason);
     }
-    reply = json_pack("{s:s%,s:I}", "channel", name, len, "offset", (json_int_t)offset);
     json_decref(msg);
-    return respond_json(r, wsi, 200, reply);
+    return 0;                              /* ops_pub_done() answers */
 bad:
     json_decref(msg);
     return respond_error(r, wsi, 400, code, reason);

@@ -2,15 +2,21 @@
  *
  * Owns: rest_req_t (one HTTP request's state, kept in libwebsockets'
  * per-session data), routing, request bodies and JSON responses.
- * Routes: GET /api/health, POST /api/publish; everything else is a JSON 404
- * (or 405 for a known path with the wrong method). Every error is
+ * Routes: GET /api/health, POST /api/publish,
+ * GET /api/channels/{channel}/history; everything else is a JSON 404 (or 405
+ * for a known path with the wrong method). Every error is
  * {"error":{"code":N,"reason":"..."}} with the codes of docs/protocol.md.
+ * A request whose answer comes later (a publication waiting for its commit,
+ * a history read) is registered in conns.h under its serial and answered
+ * with rest_finish(); if the client has gone by then, the answer is dropped.
  * Loop thread only. */
 #ifndef HERALD_REST_H
 #define HERALD_REST_H
 
 #include <stddef.h>
+#include <jansson.h>
 #include <libwebsockets.h>
+#include <stdint.h>
 
 #define REST_KIND 0x4854
 
@@ -24,6 +30,8 @@ typedef struct rest_req {
     size_t blen, bcap;
     unsigned char *resp;          /* FRAME_HEADROOM + response body */
     size_t resp_len;
+    struct lws *wsi;
+    uint64_t serial;              /* conns.h key while an answer is awaited */
 } rest_req_t;
 
 /* rest_on_http() - a request line and headers arrived for @uri.
@@ -35,5 +43,15 @@ int rest_on_writable(rest_req_t *r, struct lws *wsi);
 
 /* rest_on_closed() - free what @r holds; @r may be NULL. */
 void rest_on_closed(rest_req_t *r);
+
+/* rest_finish() - answer the awaiting request @serial with @status and the
+ * JSON @body (copied; NULL for a bare 500). Nothing happens if it is gone. */
+void rest_finish(uint64_t serial, unsigned status, const void *body, size_t len);
+
+/* rest_finish_json() - the same with a JSON value (reference taken). */
+void rest_finish_json(uint64_t serial, unsigned status, json_t *v);
+
+/* rest_finish_error() - the same with {"error":{"code","reason"}}. */
+void rest_finish_error(uint64_t serial, unsigned status, int code, const char *reason);
 
 #endif

@@ -2,6 +2,7 @@
 #include "server.h"
 #include "herald.h"
 #include "channel.h"
+#include "pubpipe.h"
 #include "session.h"
 #include "rest.h"
 #include "frame.h"
@@ -133,6 +134,9 @@ static void stop_finish(void)
     if (srv.nsessions) hlog(LOG_WARN, "server", "shutdown timeout: closing %u connections that did not finish",
                             srv.nsessions);
     srv.stopping = 2;
+    /* Commit what is queued and hand out the last outcomes while sessions
+     * and requests can still be found. */
+    pubpipe_stop();
     if (srv.lws) lws_context_destroy(srv.lws);   /* 1st call: starts closing lws's handles */
     close_own_handles();                         /* uv_run returns once all are closed */
 }
@@ -234,7 +238,7 @@ int server_run(void)
     }
     wbuf_init(&srv.enc);
     srv.batch = malloc(FRAME_HEADROOM + srv.cfg.write_batch_max);
-    if (!srv.batch || chan_registry_init()) {
+    if (!srv.batch || chan_registry_init() || hmap_init(&srv.conns, 1024)) {
         hlog(LOG_ERROR, "server", "out of memory at start");
         free(srv.batch);
         datadir_close(&srv.data);
@@ -250,7 +254,7 @@ int server_run(void)
     uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
     uv_timer_start(&srv.tick, on_tick, 1000, 1000);
 
-    if (start_lws()) {
+    if (pubpipe_start() || start_lws()) {
         rc = 1;
         srv.stopping = 1;
         stop_finish();
@@ -261,6 +265,8 @@ int server_run(void)
     if (uv_loop_close(&srv.loop)) hlog(LOG_WARN, "server", "event loop closed with handles still open");
 
     chan_registry_deinit();
+    hmap_deinit(&srv.conns);
+    config_free(&srv.cfg);
     wbuf_deinit(&srv.enc);
     free(srv.batch);
     datadir_close(&srv.data);

@@ -13,7 +13,9 @@
 #include "channel.h"
 #include "herald.h"
 #include "ops.h"
+#include "conns.h"
 #include "clock.h"
+#include "rand.h"
 #include "log.h"
 
 #include <errno.h>
@@ -39,25 +41,6 @@ static const char *close_reason(uint16_t code)
     }
 }
 
-static void make_id(char out[17])
-{
-    static const char hex[] = "0123456789abcdef";
-    static int fd = -2;
-    unsigned char raw[8];
-    static uint64_t fallback;
-
-    if (fd == -2) fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || read(fd, raw, sizeof raw) != sizeof raw) {
-        uint64_t v = clock_mono_ns() ^ ++fallback;
-        memcpy(raw, &v, sizeof raw);
-    }
-    for (int i = 0; i < 8; i++) {
-        out[2 * i] = hex[raw[i] >> 4];
-        out[2 * i + 1] = hex[raw[i] & 15];
-    }
-    out[16] = '\0';
-}
-
 void sess_on_established(sess_t *s, struct lws *wsi)
 {
     const struct lws_protocols *p = lws_get_protocol(wsi);
@@ -69,7 +52,8 @@ void sess_on_established(sess_t *s, struct lws *wsi)
      * subprotocol (bound to protocols[0]), speak JSON. */
     s->enc = (p && p->name && !strcmp(p->name, "herald.msgpack")) ? PROTO_MSGPACK : PROTO_JSON;
     s->created_ms = uv_now(&srv.loop);
-    make_id(s->id);
+    rand_hex(s->id, sizeof s->id - 1);
+    if (conn_register(s, &s->serial)) sess_close(s, CLOSE_INTERNAL, 0);
     s->next = srv.sessions;
     if (srv.sessions) srv.sessions->prev = s;
     srv.sessions = s;
@@ -123,7 +107,9 @@ static int queue_grow(sess_t *s)
 
 void sess_push(sess_t *s, frame_t *f)
 {
-    if (s->close_code) return;
+    /* A session flushing before its close still takes messages (the outcome
+     * of a publication it made, say); one closing for cause does not. */
+    if ((s->close_code && !s->flush_then_close) || s->close_started) return;
     if (s->qbytes + f->len > srv.cfg.send_queue_max) {
         srv.stats.slow_consumers++;
         hlog(LOG_INFO, "ws", "closing client %s: send queue over %zu bytes (slow consumer)", s->id,
@@ -182,6 +168,8 @@ static int do_close(sess_t *s)
     const char *why = close_reason(s->close_code);
     enum lws_close_status code = (enum lws_close_status)s->close_code;
 
+    s->close_started = 1;
+    queue_clear(s);
     lws_close_reason(s->wsi, code, (unsigned char *)why, strlen(why));
     lws_close_free_wsi(s->wsi, code, "herald");
     return 0;
@@ -214,6 +202,7 @@ int sess_on_writable(sess_t *s)
     frame_t *f;
 
     s->write_pending = 0;
+    if (s->close_started) return 0;
     if (s->close_code && (!s->flush_then_close || s->qlen == 0)) return do_close(s);
     if (s->qlen == 0) return 0;
 
@@ -293,6 +282,7 @@ int sess_on_receive(sess_t *s, const void *in, size_t len)
 
 void sess_on_closed(sess_t *s)
 {
+    conn_unregister(&s->serial);
     chan_unsubscribe_all(s);
     queue_clear(s);
     free(s->q);

@@ -40,6 +40,7 @@ typedef struct sess {
     uint8_t connected : 1;        /* connect op done */
     uint8_t write_pending : 1;    /* lws_callback_on_writable() already asked */
     uint8_t flush_then_close : 1; /* close with close_code once the queue is empty */
+    uint8_t close_started : 1;    /* the close frame is on its way: write nothing more */
     uint16_t close_code;          /* nonzero: closing with this code */
     struct lws *wsi;
     struct sess *prev, *next;     /* srv.sessions */
@@ -55,6 +56,7 @@ typedef struct sess {
     struct sub **subs;            /* this session's subscriptions, dense */
     uint32_t nsubs, subscap;
 
+    uint64_t serial;              /* conns.h key while the session lives */
     char id[17];                  /* client id given in "connected" */
 } sess_t;
 

@@ -1,28 +1,11 @@
 /* common/hmap.c - see hmap.h. */
 #include "hmap.h"
 #include "siphash.h"
+#include "rand.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <unistd.h>
-#include <time.h>
-
-static void random_seed(uint8_t seed[16])
-{
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, seed, 16) : -1;
-
-    if (fd >= 0) close(fd);
-    if (n != 16) {
-        /* No urandom (a chroot?): fall back to something that differs per
-         * process; worse against flooding, but still a working map. */
-        uint64_t t = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
-        memcpy(seed, &t, 8);
-        memcpy(seed + 8, &seed, sizeof(void *) < 8 ? sizeof(void *) : 8);
-    }
-}
 
 static inline uint64_t hash_of(const hmap_t *m, const void *key, size_t len)
 {
@@ -38,7 +21,7 @@ int hmap_init(hmap_t *m, size_t hint)
     if (!m->slots) return -ENOMEM;
     m->cap = cap;
     m->count = 0;
-    random_seed(m->seed);
+    rand_bytes(m->seed, sizeof m->seed);
     return 0;
 }
 

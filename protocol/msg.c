@@ -18,6 +18,8 @@ static const struct { int code; const char *name; } err_names[] = {
     { PROTO_E_NOT_SUBSCRIBED, "not_subscribed" },
     { PROTO_E_TOO_LARGE, "too_large" },
     { PROTO_E_LIMIT, "limit" },
+    { PROTO_E_STORAGE, "storage" },
+    { PROTO_E_NO_HISTORY, "no_history" },
 };
 
 const char *proto_err_name(int code)
@@ -33,6 +35,7 @@ static const struct { const char *name; enum proto_op op; } op_names[] = {
     { "unsubscribe", OP_UNSUBSCRIBE },
     { "publish", OP_PUBLISH },
     { "ping", OP_PING },
+    { "history", OP_HISTORY },
 };
 
 enum proto_op proto_op_parse(const char *s)

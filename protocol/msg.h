@@ -28,6 +28,8 @@ enum proto_err {
     PROTO_E_NOT_SUBSCRIBED = 108,
     PROTO_E_TOO_LARGE = 109,         /* REST body over max_message_size */
     PROTO_E_LIMIT = 110,             /* subscriptions per connection or channel count at its cap */
+    PROTO_E_STORAGE = 111,           /* the history store is full or failed: not published */
+    PROTO_E_NO_HISTORY = 112,        /* history asked of a namespace that keeps none */
 };
 
 enum proto_op {
@@ -37,6 +39,7 @@ enum proto_op {
     OP_UNSUBSCRIBE,
     OP_PUBLISH,
     OP_PING,
+    OP_HISTORY,
 };
 
 /* proto_err_name() - the short name of @code ("malformed"), for logs and docs. */

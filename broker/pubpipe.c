@@ -1,0 +1,358 @@
+/* broker/pubpipe.c - see pubpipe.h. */
+#include "pubpipe.h"
+#include "herald.h"
+#include "ops.h"
+#include "record.h"
+#include "clock.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A batch is cut at whichever comes first; LMDB's dirty-page limit and the
+ * latency of the batch's first publication both want it bounded. */
+#define BATCH_MAX_PUBS 4096
+#define BATCH_MAX_BYTES (8u << 20)
+/* How often the storage thread prunes, and how much per round. */
+#define PRUNE_EVERY_MS 1000
+#define PRUNE_BUDGET 2000
+
+typedef struct pub {
+    struct pub *next;
+    chan_t *chan;                 /* held: chan->inflight counts us */
+    struct pub_origin origin;
+    uint8_t want[PROTO_NENC];     /* encodings the channel's subscribers used at submit */
+    frame_t *frames[PROTO_NENC];  /* encoded by the storage thread after commit */
+    hist_write_t w;
+    size_t reclen;
+    unsigned char rec[];
+} pub_t;
+
+struct gone {
+    struct gone *next;
+    size_t len;
+    char name[];
+};
+
+static struct {
+    hist_t *store;
+    uv_thread_t thread;
+    uv_mutex_t mu;
+    uv_cond_t cv;
+    uv_async_t async;
+    int running, stop;
+    /* loop -> storage thread, under mu */
+    pub_t *todo, **todo_tail;
+    /* storage thread -> loop, under mu */
+    pub_t *done, **done_tail;
+    struct gone *gone;
+} pp;
+
+hist_t *pubpipe_store(void) { return pp.store; }
+
+static void pub_free(pub_t *p)
+{
+    for (int e = 0; e < PROTO_NENC; e++) frame_unref(p->frames[e]);
+    json_decref(p->origin.id);
+    free(p);
+}
+
+/* ---- storage thread ---- */
+
+static void policy(void *ctx, const char *name, size_t len, struct hist_policy *out)
+{
+    /* The configuration is immutable once the broker runs, so reading it from
+     * this thread is safe. */
+    const ns_config_t *ns = config_ns(&srv.cfg, name, len);
+    (void)ctx;
+    out->keep = ns->history ? ns->history_size : 0;
+    out->ttl_ms = ns->history_ttl_ms;
+}
+
+static void on_gone(void *ctx, const char *name, size_t len)
+{
+    struct gone *g = malloc(sizeof *g + len);
+    (void)ctx;
+    if (!g) return;
+    g->len = len;
+    memcpy(g->name, name, len);
+    uv_mutex_lock(&pp.mu);
+    g->next = pp.gone;
+    pp.gone = g;
+    uv_mutex_unlock(&pp.mu);
+}
+
+static void commit_batch(pub_t *batch, hist_write_t **ws, size_t *wcap, wbuf_t *enc)
+{
+    size_t n = 0;
+    pub_t *p;
+    int rc;
+
+    for (p = batch; p; p = p->next) n++;
+    if (n > *wcap) {
+        hist_write_t *nw = realloc(*ws, n * sizeof *nw);
+        if (!nw) {
+            for (p = batch; p; p = p->next) p->w.status = -ENOMEM;
+            return;
+        }
+        *ws = nw;
+        *wcap = n;
+    }
+    n = 0;
+    for (p = batch; p; p = p->next) (*ws)[n++] = p->w;
+    rc = hist_write_batch(pp.store, *ws, n);
+    if (rc) hlog(LOG_WARN, "storage", "commit of %zu publications failed: %s", n,
+                 rc == HIST_E_FULL ? "history map is at history.map_size_max" : strerror(-rc));
+    n = 0;
+    for (p = batch; p; p = p->next) {
+        p->w = (*ws)[n++];
+        if (p->w.status) continue;
+        /* Encode the pushes here, off the loop. */
+        for (int e = 0; e < PROTO_NENC; e++) {
+            if (!p->want[e]) continue;
+            wbuf_reset(enc);
+            if (!rec_pub((enum proto_enc)e, p->chan->name, p->chan->namelen, p->w.offset, p->rec, p->reclen, enc) &&
+                !enc->oom)
+                p->frames[e] = frame_new(enc->p, enc->len);
+        }
+    }
+}
+
+static void storage_main(void *arg)
+{
+    hist_write_t *ws = NULL;
+    size_t wcap = 0;
+    uint64_t next_prune = clock_mono_ns() / 1000000 + PRUNE_EVERY_MS, next_sync = 0;
+    wbuf_t enc;
+
+    (void)arg;
+    wbuf_init(&enc);
+    uv_mutex_lock(&pp.mu);
+    for (;;) {
+        uint64_t now = clock_mono_ns() / 1000000, wake;
+        pub_t *batch = NULL, **tail = &batch;
+        size_t npubs = 0, bytes = 0;
+
+        if (!pp.todo) {
+            if (pp.stop) break;
+            wake = next_prune;
+            if (srv.cfg.durability == DURABILITY_INTERVAL && next_sync && next_sync < wake) wake = next_sync;
+            if (wake > now) uv_cond_timedwait(&pp.cv, &pp.mu, (wake - now) * 1000000ULL);
+        }
+        /* Take what is queued, up to a batch's bounds. */
+        while (pp.todo && npubs < BATCH_MAX_PUBS && bytes < BATCH_MAX_BYTES) {
+            pub_t *p = pp.todo;
+            pp.todo = p->next;
+            p->next = NULL;
+            *tail = p;
+            tail = &p->next;
+            npubs++;
+            bytes += p->reclen;
+        }
+        if (!pp.todo) pp.todo_tail = &pp.todo;
+        uv_mutex_unlock(&pp.mu);
+
+        if (batch) {
+            commit_batch(batch, &ws, &wcap, &enc);
+            if (srv.cfg.durability == DURABILITY_INTERVAL && !next_sync)
+                next_sync = clock_mono_ns() / 1000000 + srv.cfg.sync_interval_ms;
+        }
+        now = clock_mono_ns() / 1000000;
+        if (next_sync && now >= next_sync) {
+            int rc = hist_sync(pp.store);
+            if (rc) hlog(LOG_WARN, "storage", "sync failed: %s", strerror(-rc));
+            next_sync = 0;
+        }
+        if (now >= next_prune) {
+            int rc = hist_prune(pp.store, clock_wall_ms(), PRUNE_BUDGET, policy, NULL, on_gone, NULL);
+            if (rc < 0) hlog(LOG_WARN, "storage", "pruning history failed: %s", strerror(-rc));
+            /* Keep pruning back to back while there is a backlog. */
+            next_prune = now + (rc >= PRUNE_BUDGET ? 10 : PRUNE_EVERY_MS);
+        }
+
+        uv_mutex_lock(&pp.mu);
+        if (batch) {
+            *pp.done_tail = batch;
+            pp.done_tail = tail;
+        }
+        if (batch || pp.gone) uv_async_send(&pp.async);
+    }
+    uv_mutex_unlock(&pp.mu);
+    if (srv.cfg.durability == DURABILITY_INTERVAL) hist_sync(pp.store);
+    free(ws);
+    wbuf_deinit(&enc);
+}
+
+/* ---- loop ---- */
+
+static void finish(pub_t *p)
+{
+    chan_t *c = p->chan;
+    int code = 0;
+
+    c->inflight--;
+    if (p->w.status == 0) {
+        c->stored = 1;
+        if (memcmp(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN))
+            memcpy(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN + 1);
+        if (chan_fanout(c, p->w.offset, p->rec, p->reclen, p->frames)) code = PROTO_E_INTERNAL;
+        srv.stats.publications++;
+    } else {
+        code = PROTO_E_STORAGE;
+    }
+    ops_pub_done(&p->origin, c, code, p->w.offset,
+                 p->w.status == HIST_E_FULL ? "the history store is full (history.map_size_max)"
+                 : p->w.status ? "the history store failed to commit the publication" : NULL);
+    chan_maybe_drop(c);
+    pub_free(p);
+}
+
+static void on_async(uv_async_t *a)
+{
+    pub_t *done;
+    struct gone *gone;
+
+    (void)a;
+    uv_mutex_lock(&pp.mu);
+    done = pp.done;
+    pp.done = NULL;
+    pp.done_tail = &pp.done;
+    gone = pp.gone;
+    pp.gone = NULL;
+    uv_mutex_unlock(&pp.mu);
+
+    while (done) {
+        pub_t *p = done;
+        done = p->next;
+        finish(p);
+    }
+    while (gone) {
+        struct gone *g = gone;
+        chan_t *c = chan_find(g->name, g->len);
+        gone = g->next;
+        /* The store forgot this channel's log: the next publication starts a
+         * new one, under a new epoch unless the channel is still in memory. */
+        if (c && !c->inflight) {
+            c->stored = 0;
+            chan_maybe_drop(c);
+        }
+        free(g);
+    }
+}
+
+int pubpipe_publish(chan_t *c, const json_t *data, struct pub_origin *origin)
+{
+    int64_t ts = clock_wall_ms();
+    pub_t *p;
+
+    wbuf_reset(&srv.enc);
+    rec_build(&srv.enc, ts, data);
+    if (srv.enc.oom || !(p = calloc(1, sizeof *p + srv.enc.len))) {
+        json_decref(origin->id);
+        origin->id = NULL;
+        return -ENOMEM;
+    }
+    memcpy(p->rec, srv.enc.p, srv.enc.len);
+    p->reclen = srv.enc.len;
+    p->chan = c;
+    p->origin = *origin;
+    origin->id = NULL;
+
+    if (!c->ns->history || !pp.store) {
+        /* No history: the offset lives in memory and the fan-out is now. */
+        p->w.offset = c->last_offset + 1;
+        memcpy(p->w.stored_epoch, c->epoch, HIST_EPOCH_LEN + 1);
+        c->inflight++;
+        c->stored = 0;
+        finish(p);
+        return 0;
+    }
+    p->w.chan = c->name;
+    p->w.chanlen = c->namelen;
+    p->w.rec = p->rec;
+    p->w.reclen = p->reclen;
+    p->w.ts = ts;
+    p->w.keep = c->ns->history_size;
+    p->w.base_offset = c->last_offset;
+    p->w.epoch = c->epoch;
+    for (int e = 0; e < PROTO_NENC; e++) p->want[e] = c->nenc[e] > 0;
+    c->inflight++;
+
+    uv_mutex_lock(&pp.mu);
+    *pp.todo_tail = p;
+    pp.todo_tail = &p->next;
+    uv_cond_signal(&pp.cv);
+    uv_mutex_unlock(&pp.mu);
+    return 0;
+}
+
+static int load_chan(void *ctx, const char *name, size_t len, const hist_chan_t *hc)
+{
+    chan_t *c;
+    (void)ctx;
+    if (chan_open(name, len, &c)) return -ENOMEM;
+    c->last_offset = hc->last_offset;
+    memcpy(c->epoch, hc->epoch, HIST_EPOCH_LEN + 1);
+    c->stored = 1;
+    return 0;
+}
+
+int pubpipe_start(void)
+{
+    struct hist_opts o = {
+        .dir = srv.cfg.data_dir,
+        .map_size = srv.cfg.map_size,
+        .map_size_max = srv.cfg.map_size_max,
+        .nosync = srv.cfg.durability == DURABILITY_INTERVAL,
+    };
+    char err[512];
+    int rc;
+
+    pp.todo_tail = &pp.todo;
+    pp.done_tail = &pp.done;
+    if (hist_open(&pp.store, &o, err, sizeof err)) {
+        hlog(LOG_ERROR, "storage", "%s", err);
+        return -1;
+    }
+    if ((rc = hist_load(pp.store, load_chan, NULL))) {
+        hlog(LOG_ERROR, "storage", "loading channels from the history store failed: %s", strerror(-rc));
+        goto fail;
+    }
+    hlog(LOG_INFO, "storage", "history store open: %zu channels", chan_count());
+    uv_mutex_init(&pp.mu);
+    uv_cond_init(&pp.cv);
+    uv_async_init(&srv.loop, &pp.async, on_async);
+    if (uv_thread_create(&pp.thread, storage_main, NULL)) {
+        hlog(LOG_ERROR, "storage", "cannot start the storage thread");
+        uv_close((uv_handle_t *)&pp.async, NULL);
+        goto fail;
+    }
+    pp.running = 1;
+    return 0;
+fail:
+    hist_close(pp.store);
+    pp.store = NULL;
+    return -1;
+}
+
+void pubpipe_stop(void)
+{
+    if (!pp.running) {
+        if (pp.store) hist_close(pp.store);
+        pp.store = NULL;
+        return;
+    }
+    uv_mutex_lock(&pp.mu);
+    pp.stop = 1;
+    uv_cond_signal(&pp.cv);
+    uv_mutex_unlock(&pp.mu);
+    uv_thread_join(&pp.thread);
+    pp.running = 0;
+    on_async(&pp.async);                       /* the last outcomes */
+    uv_close((uv_handle_t *)&pp.async, NULL);
+    uv_mutex_destroy(&pp.mu);
+    uv_cond_destroy(&pp.cv);
+    hist_close(pp.store);
+    pp.store = NULL;
+}

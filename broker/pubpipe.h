@@ -1,0 +1,52 @@
+/* broker/pubpipe.h - the way of a publication from its publisher to its
+ * subscribers: through the history store when its namespace keeps history,
+ * straight to fan-out when it does not.
+ *
+ * Owns: the storage thread and the queues between it and the loop.
+ * DESIGN: publications to history channels queue on the loop; the storage
+ * thread takes everything queued as one batch, commits it in one LMDB
+ * transaction (group commit: one fsync for the whole batch), encodes each
+ * publication's pushes, and hands the batch back through a uv_async. While it
+ * commits, the next batch gathers, so the pipeline never idles under load and
+ * the loop never waits on the disk. Only after the commit is a publication
+ * fanned out and acknowledged, so no subscriber sees and no publisher is told
+ * of a message a crash could erase. The storage thread also prunes expired
+ * history and, with durability = interval, flushes to disk on a timer.
+ * Loop thread, except where noted. */
+#ifndef HERALD_PUBPIPE_H
+#define HERALD_PUBPIPE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "channel.h"
+#include "hist.h"
+
+/* Who to tell the outcome of a publication. */
+enum pub_origin_kind { ORIGIN_NONE = 0, ORIGIN_WS, ORIGIN_REST };
+
+struct pub_origin {
+    enum pub_origin_kind kind;
+    uint64_t serial;              /* conn_find() key of the session or HTTP request */
+    json_t *id;                   /* the WebSocket request id (a reference), or NULL */
+};
+
+/* pubpipe_start() - open the history store under the data directory, load its
+ * channels into the registry and start the storage thread.
+ * Return: 0, or -1 (logged). */
+int pubpipe_start(void);
+
+/* pubpipe_stop() - commit what is queued, stop the storage thread, deliver
+ * the last outcomes and close the store. */
+void pubpipe_stop(void);
+
+/* pubpipe_publish() - publish @data (borrowed) on @c for @origin (its id
+ * reference is taken). The outcome comes through ops_pub_done(), later for a
+ * history channel, before this returns otherwise.
+ * Return: 0, or -ENOMEM (no outcome will come; the id reference is dropped). */
+int pubpipe_publish(chan_t *c, const json_t *data, struct pub_origin *origin);
+
+/* pubpipe_store() - the history store, for reads (any thread). */
+hist_t *pubpipe_store(void);
+
+#endif

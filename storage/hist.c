@@ -1,0 +1,602 @@
+/* storage/hist.c - see hist.h.
+ *
+ * DESIGN: offsets are assigned here, inside the write transaction, from the
+ * stored chan record, so a batch that fails to commit leaves no gap: nothing
+ * was assigned. Retention by count costs one delete per append (the entry
+ * that fell out of the window); retention by age runs in hist_prune() with a
+ * budget, resuming where it stopped, so no transaction grows with the data. */
+#include "hist.h"
+#include "datadir.h"
+#include "rand.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CHAN_REC_LEN 56
+#define CHAN_REC_VERSION 1
+/* Deletions one append may do when history_size shrank; the pruner does the rest. */
+#define KEEP_DELETES_PER_WRITE 16
+
+struct hist {
+    MDB_env *env;
+    MDB_dbi meta, chans, log;
+    pthread_rwlock_t lock;        /* read: any transaction; write: map resize */
+    size_t map_max;
+    char prune_after[256];        /* hist_prune() resumes after this channel name */
+    size_t prune_after_len;
+};
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) { p[i] = (unsigned char)v; v >>= 8; }
+}
+
+static uint64_t get_be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return v;
+}
+
+struct chan_rec {
+    uint64_t id;
+    hist_chan_t c;
+};
+
+static void rec_encode(unsigned char out[CHAN_REC_LEN], const struct chan_rec *r)
+{
+    memset(out, 0, CHAN_REC_LEN);
+    out[0] = CHAN_REC_VERSION;
+    put_be64(out + 8, r->id);
+    put_be64(out + 16, r->c.last_offset);
+    put_be64(out + 24, r->c.first_offset);
+    put_be64(out + 32, (uint64_t)r->c.last_ts);
+    memcpy(out + 40, r->c.epoch, HIST_EPOCH_LEN);
+}
+
+static int rec_decode(const MDB_val *v, struct chan_rec *r)
+{
+    const unsigned char *p = v->mv_data;
+    if (v->mv_size != CHAN_REC_LEN || p[0] != CHAN_REC_VERSION) return -1;
+    r->id = get_be64(p + 8);
+    r->c.last_offset = get_be64(p + 16);
+    r->c.first_offset = get_be64(p + 24);
+    r->c.last_ts = (int64_t)get_be64(p + 32);
+    memcpy(r->c.epoch, p + 40, HIST_EPOCH_LEN);
+    r->c.epoch[HIST_EPOCH_LEN] = '\0';
+    return 0;
+}
+
+static void log_key(unsigned char k[16], uint64_t id, uint64_t off)
+{
+    put_be64(k, id);
+    put_be64(k + 8, off);
+}
+
+/* Maps LMDB's codes to errno values; MDB_MAP_FULL is handled by callers. */
+static int mdb_err(int rc)
+{
+    if (rc == ENOMEM || rc == ENOSPC || rc == EIO || rc == EACCES) return -rc;
+    if (rc > 0 && rc < 1000) return -rc;          /* a plain errno */
+    return -EIO;
+}
+
+static int open_dbs(hist_t *h, int create, char *err, size_t errlen)
+{
+    unsigned flags = create ? MDB_CREATE : 0;
+    MDB_txn *txn;
+    MDB_val k, v;
+    int rc;
+
+    if ((rc = mdb_txn_begin(h->env, NULL, 0, &txn))) {
+        snprintf(err, errlen, "cannot begin a transaction: %s", mdb_strerror(rc));
+        return -1;
+    }
+    if ((rc = mdb_dbi_open(txn, "meta", flags, &h->meta)) ||
+        (rc = mdb_dbi_open(txn, "chans", flags, &h->chans)) ||
+        (rc = mdb_dbi_open(txn, "log", flags, &h->log))) {
+        mdb_txn_abort(txn);
+        snprintf(err, errlen, "%s",
+                 rc == MDB_NOTFOUND ? "not a Herald history store (its databases are missing)" : mdb_strerror(rc));
+        return -1;
+    }
+    k.mv_data = "version";
+    k.mv_size = 7;
+    if (create) {
+        unsigned char ver[4] = { 0, 0, 0, HIST_FORMAT_VERSION }, next[8];
+        put_be64(next, 1);
+        v.mv_data = ver;
+        v.mv_size = 4;
+        rc = mdb_put(txn, h->meta, &k, &v, 0);
+        if (!rc) {
+            MDB_val nk = { 7, "next_id" }, nv = { 8, next };
+            rc = mdb_put(txn, h->meta, &nk, &nv, 0);
+        }
+    } else {
+        rc = mdb_get(txn, h->meta, &k, &v);
+        if (rc == MDB_NOTFOUND) {
+            mdb_txn_abort(txn);
+            snprintf(err, errlen, "not a Herald history store (no format version)");
+            return -1;
+        }
+        if (!rc && (v.mv_size != 4 || ((unsigned char *)v.mv_data)[3] != HIST_FORMAT_VERSION)) {
+            unsigned got = v.mv_size == 4 ? ((unsigned char *)v.mv_data)[3] : 0;
+            mdb_txn_abort(txn);
+            snprintf(err, errlen, "history format version %u; this herald reads version %d", got,
+                     HIST_FORMAT_VERSION);
+            return -1;
+        }
+    }
+    if (rc || (rc = mdb_txn_commit(txn))) {
+        if (rc) snprintf(err, errlen, "%s", mdb_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int hist_open(hist_t **out, const struct hist_opts *o, char *err, size_t errlen)
+{
+    char path[4200];
+    hist_t *h = calloc(1, sizeof *h);
+    MDB_stat st;
+    MDB_envinfo info;
+    int rc, fresh;
+
+    if (!h) { snprintf(err, errlen, "out of memory"); return -1; }
+    pthread_rwlock_init(&h->lock, NULL);
+    h->map_max = o->map_size_max;
+    snprintf(path, sizeof path, "%s/history", o->dir);
+    if (mkdir(path, 0700) && errno != EEXIST) {
+        snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+        goto fail;
+    }
+    if ((rc = mdb_env_create(&h->env)) || (rc = mdb_env_set_maxdbs(h->env, 8)) ||
+        (rc = mdb_env_set_mapsize(h->env, o->map_size)) || (rc = mdb_env_set_maxreaders(h->env, 256))) {
+        snprintf(err, errlen, "%s: %s", path, mdb_strerror(rc));
+        goto fail;
+    }
+    rc = mdb_env_open(h->env, path, MDB_NOTLS | (o->nosync ? MDB_NOSYNC : 0), 0600);
+    if (rc) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, mdb_strerror(rc));
+        goto fail;
+    }
+    mdb_env_stat(h->env, &st);
+    fresh = st.ms_entries == 0;                  /* the named databases live in the main one */
+    if (open_dbs(h, fresh, err, errlen)) {
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "%s", err);
+        snprintf(err, errlen, "%s: %s", path, tmp);
+        goto fail;
+    }
+    mdb_env_info(h->env, &info);
+    if (info.me_mapsize > h->map_max) h->map_max = info.me_mapsize;
+    *out = h;
+    return 0;
+fail:
+    if (h->env) mdb_env_close(h->env);
+    pthread_rwlock_destroy(&h->lock);
+    free(h);
+    return -1;
+}
+
+void hist_close(hist_t *h)
+{
+    if (!h) return;
+    mdb_env_close(h->env);
+    pthread_rwlock_destroy(&h->lock);
+    free(h);
+}
+
+int hist_load(hist_t *h, int (*fn)(void *, const char *, size_t, const hist_chan_t *), void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc, r = 0;
+
+    pthread_rwlock_rdlock(&h->lock);
+    if ((rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn))) goto out;
+    if ((rc = mdb_cursor_open(txn, h->chans, &cur))) { mdb_txn_abort(txn); goto out; }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct chan_rec cr;
+        if (rec_decode(&v, &cr)) continue;       /* a record of a newer version: skip it */
+        if ((r = fn(ctx, k.mv_data, k.mv_size, &cr.c))) break;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (rc == MDB_NOTFOUND) rc = 0;
+out:
+    pthread_rwlock_unlock(&h->lock);
+    if (r) return r;
+    return rc ? mdb_err(rc) : 0;
+}
+
+/* Doubles the map, capped at map_max. Return: 0, HIST_E_FULL at the cap, -errno. */
+static int grow_map(hist_t *h)
+{
+    MDB_envinfo info;
+    size_t size;
+    int rc;
+
+    pthread_rwlock_wrlock(&h->lock);
+    mdb_env_info(h->env, &info);
+    if (info.me_mapsize >= h->map_max) {
+        pthread_rwlock_unlock(&h->lock);
+        return HIST_E_FULL;
+    }
+    size = info.me_mapsize * 2;
+    if (size > h->map_max || size < info.me_mapsize) size = h->map_max;
+    rc = mdb_env_set_mapsize(h->env, size);
+    pthread_rwlock_unlock(&h->lock);
+    return rc ? mdb_err(rc) : 0;
+}
+
+/* Appends one item inside @txn. Return: 0 or an MDB/errno code. */
+static int write_one(hist_t *h, MDB_txn *txn, hist_write_t *w, uint64_t *next_id, int *id_used)
+{
+    unsigned char key[16], recbuf[CHAN_REC_LEN], *val;
+    MDB_val k = { w->chanlen, (void *)w->chan }, v, lk, lv;
+    struct chan_rec cr;
+    uint64_t off;
+    int rc, deletes = 0;
+
+    rc = mdb_get(txn, h->chans, &k, &v);
+    if (rc == 0 && rec_decode(&v, &cr) == 0) {
+        /* stored */
+    } else if (rc == 0 || rc == MDB_NOTFOUND) {
+        memset(&cr, 0, sizeof cr);
+        cr.id = (*next_id)++;
+        *id_used = 1;
+        cr.c.last_offset = w->base_offset;
+        cr.c.first_offset = w->base_offset + 1;
+        if (w->epoch && strlen(w->epoch) == HIST_EPOCH_LEN) memcpy(cr.c.epoch, w->epoch, HIST_EPOCH_LEN + 1);
+        else rand_hex(cr.c.epoch, HIST_EPOCH_LEN);
+    } else {
+        return rc;
+    }
+    off = cr.c.last_offset + 1;
+    log_key(key, cr.id, off);
+    lk.mv_size = 16;
+    lk.mv_data = key;
+    lv.mv_size = 8 + w->reclen;
+    if ((rc = mdb_put(txn, h->log, &lk, &lv, MDB_RESERVE))) return rc;
+    val = lv.mv_data;
+    put_be64(val, (uint64_t)w->ts);
+    memcpy(val + 8, w->rec, w->reclen);
+    if (cr.c.first_offset > cr.c.last_offset) cr.c.first_offset = off;
+    cr.c.last_offset = off;
+    cr.c.last_ts = w->ts;
+    /* Keep at most w->keep entries: normally this deletes exactly the one
+     * that just fell out of the window. */
+    while (w->keep && off - cr.c.first_offset + 1 > w->keep && deletes < KEEP_DELETES_PER_WRITE) {
+        log_key(key, cr.id, cr.c.first_offset);
+        rc = mdb_del(txn, h->log, &lk, NULL);
+        if (rc && rc != MDB_NOTFOUND) return rc;
+        cr.c.first_offset++;
+        deletes++;
+    }
+    rec_encode(recbuf, &cr);
+    v.mv_size = CHAN_REC_LEN;
+    v.mv_data = recbuf;
+    if ((rc = mdb_put(txn, h->chans, &k, &v, 0))) return rc;
+    w->offset = off;
+    memcpy(w->stored_epoch, cr.c.epoch, HIST_EPOCH_LEN + 1);
+    return 0;
+}
+
+int hist_write_batch(hist_t *h, hist_write_t *w, size_t n)
+{
+    for (;;) {
+        MDB_val nk = { 7, "next_id" }, nv;
+        unsigned char nb[8];
+        uint64_t next_id = 1;
+        MDB_txn *txn;
+        int rc, id_used = 0, status;
+
+        pthread_rwlock_rdlock(&h->lock);
+        rc = mdb_txn_begin(h->env, NULL, 0, &txn);
+        if (!rc) {
+            rc = mdb_get(txn, h->meta, &nk, &nv);
+            if (rc == 0 && nv.mv_size == 8) next_id = get_be64(nv.mv_data);
+            rc = rc == MDB_NOTFOUND ? 0 : rc;
+            for (size_t i = 0; !rc && i < n; i++) rc = write_one(h, txn, &w[i], &next_id, &id_used);
+            if (!rc && id_used) {
+                put_be64(nb, next_id);
+                nv.mv_size = 8;
+                nv.mv_data = nb;
+                rc = mdb_put(txn, h->meta, &nk, &nv, 0);
+            }
+            if (rc) mdb_txn_abort(txn);
+            else rc = mdb_txn_commit(txn);
+        }
+        pthread_rwlock_unlock(&h->lock);
+
+        if (rc == MDB_MAP_FULL) {
+            if ((status = grow_map(h)) == 0) continue;   /* retry the batch in a bigger map */
+        } else {
+            status = rc ? mdb_err(rc) : 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+            w[i].status = status;
+            if (status) w[i].offset = 0;
+        }
+        return status;
+    }
+}
+
+int hist_read(hist_t *h, const char *name, size_t len, uint64_t after, uint64_t upto, size_t limit,
+              int reverse, hist_result_t *res)
+{
+    MDB_val k = { len, (void *)name }, v, lk, lv;
+    unsigned char key[16];
+    size_t cap = 0, used = 0, ecap = 0;
+    struct chan_rec cr;
+    MDB_cursor *cur = NULL;
+    MDB_txn *txn;
+    MDB_cursor_op op;
+    int rc;
+
+    memset(res, 0, sizeof *res);
+    pthread_rwlock_rdlock(&h->lock);
+    if ((rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn))) goto out_unlock;
+    rc = mdb_get(txn, h->chans, &k, &v);
+    if (rc == MDB_NOTFOUND || (rc == 0 && rec_decode(&v, &cr))) { rc = 0; goto out; }
+    if (rc) goto out;
+    res->found = 1;
+    res->chan = cr.c;
+    if (upto == 0 || upto > cr.c.last_offset) upto = cr.c.last_offset;
+    if (limit == 0 || after >= upto) goto out;
+    if ((rc = mdb_cursor_open(txn, h->log, &cur))) goto out;
+    lk.mv_size = 16;
+    lk.mv_data = key;
+    if (!reverse) {
+        log_key(key, cr.id, after + 1);
+        rc = mdb_cursor_get(cur, &lk, &lv, MDB_SET_RANGE);
+        op = MDB_NEXT;
+    } else {
+        log_key(key, cr.id, upto);
+        rc = mdb_cursor_get(cur, &lk, &lv, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND) rc = mdb_cursor_get(cur, &lk, &lv, MDB_LAST);
+        else if (rc == 0 && (get_be64(lk.mv_data) != cr.id || get_be64((unsigned char *)lk.mv_data + 8) > upto))
+            rc = mdb_cursor_get(cur, &lk, &lv, MDB_PREV);
+        op = MDB_PREV;
+    }
+    for (; rc == 0 && res->n < limit; rc = mdb_cursor_get(cur, &lk, &lv, op)) {
+        const unsigned char *kp = lk.mv_data;
+        uint64_t off;
+        if (lk.mv_size != 16 || get_be64(kp) != cr.id || lv.mv_size < 8) break;
+        off = get_be64(kp + 8);
+        if (off <= after || off > upto) break;
+        if (res->n == ecap) {
+            size_t nc = ecap ? ecap * 2 : 16;
+            hist_entry_t *ne = realloc(res->entries, nc * sizeof *ne);
+            if (!ne) { rc = ENOMEM; break; }
+            res->entries = ne;
+            ecap = nc;
+        }
+        if (used + lv.mv_size - 8 > cap) {
+            size_t nc = cap ? cap * 2 : 4096;
+            unsigned char *nb;
+            while (nc < used + lv.mv_size - 8) nc *= 2;
+            if (!(nb = realloc(res->buf, nc))) { rc = ENOMEM; break; }
+            res->buf = nb;
+            cap = nc;
+        }
+        memcpy(res->buf + used, (unsigned char *)lv.mv_data + 8, lv.mv_size - 8);
+        res->entries[res->n].offset = off;
+        res->entries[res->n].ts = (int64_t)get_be64(lv.mv_data);
+        res->entries[res->n].rec = (const unsigned char *)(uintptr_t)used;   /* fixed up below */
+        res->entries[res->n].len = lv.mv_size - 8;
+        used += lv.mv_size - 8;
+        res->n++;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+    for (size_t i = 0; i < res->n; i++)
+        res->entries[i].rec = res->buf + (uintptr_t)res->entries[i].rec;
+out:
+    if (cur) mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+out_unlock:
+    pthread_rwlock_unlock(&h->lock);
+    if (rc) {
+        hist_result_free(res);
+        return mdb_err(rc);
+    }
+    return 0;
+}
+
+void hist_result_free(hist_result_t *res)
+{
+    free(res->entries);
+    free(res->buf);
+    memset(res, 0, sizeof *res);
+}
+
+struct gone_name {
+    struct gone_name *next;
+    size_t len;
+    char name[];
+};
+
+int hist_prune(hist_t *h, int64_t now_ms, unsigned budget, hist_policy_fn policy, void *pctx,
+               void (*gone)(void *, const char *, size_t), void *gctx)
+{
+    struct gone_name *gone_list = NULL;
+    unsigned char key[16];
+    MDB_val k, v, lk = { 16, key }, lv;
+    MDB_cursor *cur = NULL;
+    MDB_txn *txn;
+    unsigned deleted = 0, visited = 0;
+    int rc;
+
+    pthread_rwlock_rdlock(&h->lock);
+    if ((rc = mdb_txn_begin(h->env, NULL, 0, &txn))) goto out_unlock;
+    if ((rc = mdb_cursor_open(txn, h->chans, &cur))) { mdb_txn_abort(txn); goto out_unlock; }
+    if (h->prune_after_len) {
+        k.mv_size = h->prune_after_len;
+        k.mv_data = h->prune_after;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && k.mv_size == h->prune_after_len && !memcmp(k.mv_data, h->prune_after, k.mv_size))
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    /* Visit at most one pass over the channels per call, and a bounded number. */
+    while (rc == 0 && deleted < budget && visited < budget) {
+        struct chan_rec cr;
+        struct hist_policy pol;
+        int changed = 0;
+
+        visited++;
+        /* Remember where we are now: after mdb_cursor_del() k points at freed space. */
+        if (k.mv_size <= sizeof h->prune_after) {
+            memcpy(h->prune_after, k.mv_data, k.mv_size);
+            h->prune_after_len = k.mv_size;
+        }
+        if (rec_decode(&v, &cr)) goto next;
+        policy(pctx, k.mv_data, k.mv_size, &pol);
+        while (cr.c.first_offset <= cr.c.last_offset && deleted < budget) {
+            int expired = pol.keep == 0 || cr.c.last_offset - cr.c.first_offset + 1 > pol.keep;
+            log_key(key, cr.id, cr.c.first_offset);
+            if (!expired) {
+                rc = mdb_get(txn, h->log, &lk, &lv);
+                if (rc == MDB_NOTFOUND) { rc = 0; expired = 1; }   /* a hole: step over it */
+                else if (rc) goto abort;
+                else expired = lv.mv_size >= 8 &&
+                               (int64_t)get_be64(lv.mv_data) < now_ms - (int64_t)pol.ttl_ms;
+                if (!expired) break;
+            }
+            rc = mdb_del(txn, h->log, &lk, NULL);
+            if (rc && rc != MDB_NOTFOUND) goto abort;
+            rc = 0;
+            cr.c.first_offset++;
+            deleted++;
+            changed = 1;
+        }
+        if (cr.c.first_offset > cr.c.last_offset && (pol.keep == 0 || cr.c.last_ts < now_ms - (int64_t)pol.ttl_ms)) {
+            /* Nothing stored and nothing recent: forget the channel. Its next
+             * publication starts a new log under a new epoch. */
+            struct gone_name *g = malloc(sizeof *g + k.mv_size);
+            if (g) {
+                g->len = k.mv_size;
+                memcpy(g->name, k.mv_data, k.mv_size);
+                g->next = gone_list;
+                gone_list = g;
+            }
+            if ((rc = mdb_cursor_del(cur, 0))) goto abort;
+            deleted++;
+        } else if (changed) {
+            unsigned char recbuf[CHAN_REC_LEN];
+            MDB_val nv = { CHAN_REC_LEN, recbuf };
+            rec_encode(recbuf, &cr);
+            if ((rc = mdb_cursor_put(cur, &k, &nv, MDB_CURRENT))) goto abort;
+        }
+next:
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (rc == MDB_NOTFOUND) {                    /* wrapped around: start over next time */
+        h->prune_after_len = 0;
+        rc = 0;
+    }
+    if (rc) goto abort;
+    mdb_cursor_close(cur);
+    rc = mdb_txn_commit(txn);
+    pthread_rwlock_unlock(&h->lock);
+    if (rc == MDB_MAP_FULL) {
+        /* Deleting needs pages too; grow if we can, else try again later. */
+        grow_map(h);
+        deleted = 0;
+        rc = 0;
+    }
+    while (gone_list) {
+        struct gone_name *g = gone_list;
+        gone_list = g->next;
+        if (!rc && gone) gone(gctx, g->name, g->len);
+        free(g);
+    }
+    return rc ? mdb_err(rc) : (int)deleted;
+abort:
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+out_unlock:
+    pthread_rwlock_unlock(&h->lock);
+    while (gone_list) {
+        struct gone_name *g = gone_list;
+        gone_list = g->next;
+        free(g);
+    }
+    return mdb_err(rc);
+}
+
+int hist_sync(hist_t *h)
+{
+    int rc;
+    pthread_rwlock_rdlock(&h->lock);
+    rc = mdb_env_sync(h->env, 1);
+    pthread_rwlock_unlock(&h->lock);
+    return rc ? mdb_err(rc) : 0;
+}
+
+void hist_usage(hist_t *h, size_t *map_size, size_t *used)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+
+    pthread_rwlock_rdlock(&h->lock);
+    mdb_env_info(h->env, &info);
+    mdb_env_stat(h->env, &st);
+    pthread_rwlock_unlock(&h->lock);
+    *map_size = info.me_mapsize;
+    *used = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
+}
+
+int hist_backup(const char *src_dir, const char *dest_dir, char *err, size_t errlen)
+{
+    char src[4200], dst[4200], fmt[4200];
+    MDB_env *env = NULL;
+    FILE *f;
+    int rc;
+
+    snprintf(src, sizeof src, "%s/history", src_dir);
+    snprintf(dst, sizeof dst, "%s/history", dest_dir);
+    if (access(src, R_OK)) {
+        snprintf(err, errlen, "%s: no history store to back up: %s", src, strerror(errno));
+        return -1;
+    }
+    if (mkdir(dest_dir, 0700) && errno != EEXIST) {
+        snprintf(err, errlen, "%s: cannot create: %s", dest_dir, strerror(errno));
+        return -1;
+    }
+    if (mkdir(dst, 0700)) {
+        snprintf(err, errlen, "%s: %s", dst,
+                 errno == EEXIST ? "already exists; back up into a new or empty directory" : strerror(errno));
+        return -1;
+    }
+    /* A second process may open a live environment: LMDB's lock file
+     * coordinates it with the broker, and the copy runs in one read
+     * transaction, so it is a consistent snapshot while writes go on. */
+    if ((rc = mdb_env_create(&env)) || (rc = mdb_env_set_maxdbs(env, 8)) ||
+        (rc = mdb_env_open(env, src, MDB_RDONLY | MDB_NOTLS, 0600)) ||
+        (rc = mdb_env_copy2(env, dst, MDB_CP_COMPACT))) {
+        snprintf(err, errlen, "backing up %s to %s: %s", src, dst, mdb_strerror(rc));
+        if (env) mdb_env_close(env);
+        return -1;
+    }
+    mdb_env_close(env);
+    snprintf(fmt, sizeof fmt, "%s/FORMAT", dest_dir);
+    f = fopen(fmt, "w");
+    if (!f || fprintf(f, "herald-data %d\n", DATADIR_FORMAT_VERSION) < 0 || fflush(f) || fsync(fileno(f))) {
+        snprintf(err, errlen, "%s: cannot write: %s", fmt, strerror(errno));
+        if (f) fclose(f);
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}

@@ -1,0 +1,141 @@
+/* storage/hist.h - durable per-channel publication logs in LMDB.
+ *
+ * Owns: the LMDB environment under <data_dir>/history and everything in it:
+ *   "meta"  format version and the next channel id;
+ *   "chans" channel name -> chan record (id, last offset, first stored offset, epoch);
+ *   "log"   (channel id, offset), both big-endian so keys sort -> entry.
+ * An entry is 8 bytes of big-endian ts (ms since the epoch) followed by the
+ * publication's record: a MessagePack map of its fields ({"ts":..,"data":..}
+ * and whatever later features attach), stored in one encoding so replay
+ * copies it instead of re-encoding it (protocol/record.h).
+ *
+ * Threads: hist_write_batch(), hist_prune() and hist_sync() belong to one
+ * storage thread (LMDB allows one writer). hist_read(), hist_info() and
+ * hist_load() may run on any thread at the same time (the env is opened with
+ * MDB_NOTLS). Growing the map needs no transaction open in the process, so
+ * every transaction runs under a read lock and the resize under the write lock.
+ * Nothing here is called on the event loop except hist_open()/hist_close()
+ * and hist_load() at start. MDB_val pointers never leave this file: what is
+ * returned is copied. */
+#ifndef HERALD_HIST_H
+#define HERALD_HIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HIST_FORMAT_VERSION 1
+#define HIST_EPOCH_LEN 16
+
+/* Outcomes callers handle (positive); failures are negative errno values. */
+enum {
+    HIST_E_FULL = 1,              /* the map is at history.map_size_max */
+};
+
+typedef struct hist hist_t;
+
+struct hist_opts {
+    const char *dir;              /* the data directory; the env lives in dir/history */
+    size_t map_size;              /* initial map size */
+    size_t map_size_max;          /* the map never grows past this */
+    int nosync;                   /* durability = interval: commits do not fsync */
+};
+
+/* A channel's log as stored. */
+typedef struct hist_chan {
+    uint64_t last_offset;         /* last offset assigned */
+    uint64_t first_offset;        /* oldest offset still stored; > last_offset when none is */
+    int64_t last_ts;              /* ts of the last publication */
+    char epoch[HIST_EPOCH_LEN + 1];
+} hist_chan_t;
+
+/* One publication to append. The caller fills the inputs; hist_write_batch()
+ * fills the outputs. */
+typedef struct hist_write {
+    const char *chan;             /* [in] channel name (valid) */
+    size_t chanlen;
+    const unsigned char *rec;     /* [in] record (MessagePack map) */
+    size_t reclen;
+    int64_t ts;                   /* [in] */
+    uint32_t keep;                /* [in] entries to keep in this channel (history_size) */
+    uint64_t base_offset;         /* [in] if the channel is not stored yet: its last offset so far */
+    const char *epoch;            /* [in] if the channel is not stored yet: its epoch */
+    int status;                   /* [out] 0, HIST_E_FULL or -errno */
+    uint64_t offset;              /* [out] the offset assigned, when status is 0 */
+    char stored_epoch[HIST_EPOCH_LEN + 1]; /* [out] the stored log's epoch, when status is 0 */
+} hist_write_t;
+
+/* A stored publication, as returned by hist_read(). */
+typedef struct hist_entry {
+    uint64_t offset;
+    int64_t ts;
+    const unsigned char *rec;     /* points into the hist_result's buffer */
+    size_t len;
+} hist_entry_t;
+
+typedef struct hist_result {
+    hist_chan_t chan;             /* the channel at the time of the read */
+    int found;                    /* 0: the channel has no stored log */
+    hist_entry_t *entries;
+    size_t n;
+    unsigned char *buf;           /* owns the records */
+} hist_result_t;
+
+/* Retention of one channel, asked for by hist_prune(). */
+struct hist_policy {
+    uint32_t keep;                /* entries; 0 = the channel's namespace has no history */
+    uint64_t ttl_ms;              /* entries older than this go */
+};
+typedef void (*hist_policy_fn)(void *ctx, const char *chan, size_t len, struct hist_policy *out);
+
+/* hist_open() - open or create the environment under @o->dir/history.
+ * @err: [out] on failure, a message for the operator.
+ * Return: 0 and *@out, or -1: unreadable, not Herald's (no format record), a
+ * format version this build does not read, or an LMDB error. */
+int hist_open(hist_t **out, const struct hist_opts *o, char *err, size_t errlen);
+
+/* hist_close() - close the environment; no other call may be running. */
+void hist_close(hist_t *h);
+
+/* hist_load() - call @fn once per stored channel (at start, to rebuild the
+ * in-memory registry). @fn returns 0 to go on, nonzero to stop with that value.
+ * Return: 0, @fn's nonzero value, or -EIO. */
+int hist_load(hist_t *h, int (*fn)(void *ctx, const char *name, size_t len, const hist_chan_t *c), void *ctx);
+
+/* hist_write_batch() - append @n publications in one transaction: each gets
+ * the next offset of its channel, and the oldest entries beyond each item's
+ * @keep are deleted. Grows the map on MDB_MAP_FULL up to map_size_max.
+ * All items succeed or all fail with the same status.
+ * Return: 0, HIST_E_FULL, or -errno (-EIO, -ENOSPC, -ENOMEM). Storage thread. */
+int hist_write_batch(hist_t *h, hist_write_t *w, size_t n);
+
+/* hist_read() - entries of channel @name with offsets in (@after, @upto]
+ * (@upto 0 = no bound), at most @limit of them: the oldest first, or with
+ * @reverse the newest first.
+ * @res: [out] free with hist_result_free(); filled on success.
+ * Return: 0, or -errno. Any thread. */
+int hist_read(hist_t *h, const char *name, size_t len, uint64_t after, uint64_t upto, size_t limit,
+              int reverse, hist_result_t *res);
+void hist_result_free(hist_result_t *res);
+
+/* hist_prune() - delete expired entries (by @policy's ttl and keep), visiting
+ * channels in name order from where the last call stopped, doing at most
+ * @budget deletions. A channel whose log is empty and whose last publication
+ * is older than its ttl is forgotten; @gone (may be NULL) is called with its
+ * name so the caller can drop it too.
+ * Return: deletions done (>= 0), or -errno. Storage thread. */
+int hist_prune(hist_t *h, int64_t now_ms, unsigned budget, hist_policy_fn policy, void *pctx,
+               void (*gone)(void *ctx, const char *name, size_t len), void *gctx);
+
+/* hist_sync() - flush committed transactions to disk (durability = interval). */
+int hist_sync(hist_t *h);
+
+/* hist_usage() - the map's size and the bytes in use. Any thread. */
+void hist_usage(hist_t *h, size_t *map_size, size_t *used);
+
+/* hist_backup() - write a consistent, compacted copy of the environment at
+ * @src_dir (a data directory, possibly in use by a running broker) into the
+ * empty or new directory @dest_dir, as a data directory a broker can start on.
+ * Return: 0, or -1 with @err filled. */
+int hist_backup(const char *src_dir, const char *dest_dir, char *err, size_t errlen);
+
+#endif
