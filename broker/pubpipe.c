@@ -193,17 +193,23 @@ static void finish(pub_t *p)
 
     c->inflight--;
     if (p->w.status == 0) {
-        c->stored = 1;
+        c->stored = c->ns->history && pp.store;
         if (memcmp(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN))
             memcpy(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN + 1);
-        if (chan_fanout(c, p->w.offset, p->rec, p->reclen, p->frames)) code = PROTO_E_INTERNAL;
-        srv.stats.publications++;
     } else {
         code = PROTO_E_STORAGE;
     }
+    /* The publisher hears of its publication before it sees it as a
+     * subscriber, so a client can match the echo to its request. */
     ops_pub_done(&p->origin, c, code, p->w.offset,
                  p->w.status == HIST_E_FULL ? "the history store is full (history.map_size_max)"
                  : p->w.status ? "the history store failed to commit the publication" : NULL);
+    if (code == 0) {
+        if (chan_fanout(c, p->w.offset, p->rec, p->reclen, p->frames))
+            hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,
+                 (unsigned long long)p->w.offset);
+        srv.stats.publications++;
+    }
     chan_maybe_drop(c);
     pub_free(p);
 }
@@ -264,7 +270,6 @@ int pubpipe_publish(chan_t *c, const json_t *data, struct pub_origin *origin)
         p->w.offset = c->last_offset + 1;
         memcpy(p->w.stored_epoch, c->epoch, HIST_EPOCH_LEN + 1);
         c->inflight++;
-        c->stored = 0;
         finish(p);
         return 0;
     }
