@@ -33,7 +33,7 @@ static const struct opt opts[] = {
       "on SIGINT/SIGTERM, how long to flush queued messages before exiting" },
     { "limits", "max_message_size", NULL, T_SIZE, O(max_message_size), 0, "64k",
       "largest client message or REST body accepted" },
-    { "limits", "send_queue_max", NULL, T_SIZE, O(send_queue_max), 0, "1m",
+    { "limits", "send_queue_max", NULL, T_SIZE, O(send_queue_max), 0, "4m",
       "bytes queued for one connection before it is closed as a slow consumer (4000)" },
     { "limits", "max_connections", NULL, T_UINT, O(max_connections), 0, "0",
       "connections accepted at once; 0 = as many as the file limit allows" },

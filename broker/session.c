@@ -1,10 +1,10 @@
 /* broker/session.c - see session.h.
  *
  * DESIGN: a session's queue is a ring of frame references, bounded in bytes
- * by limits.send_queue_max. On LWS_CALLBACK_SERVER_WRITEABLE we write once:
- * either the first frame straight from its shared buffer (when it is alone or
- * too big to batch), or as many frames as fit in write_batch_max, copied into
- * srv.batch, as one WebSocket frame. Copying a few hundred bytes is far
+ * by limits.send_queue_max. On LWS_CALLBACK_SERVER_WRITEABLE we write either
+ * the first frame straight from its shared buffer (when it is alone or too
+ * big to batch), or as many frames as fit in write_batch_max, copied into
+ * srv.batch, as one WebSocket frame; and again while the kernel keeps up. Copying a few hundred bytes is far
  * cheaper than the send() and epoll_ctl() each extra write would cost, and
  * srv.batch is safe to reuse at once because libwebsockets copies whatever
  * the kernel did not take. If more is queued we ask for another callback
@@ -25,6 +25,8 @@
 #include <unistd.h>
 
 #define QUEUE_MIN 16
+/* Frames written per writable callback at most. */
+#define SESS_WRITES_PER_CALLBACK 16
 /* A reassembly buffer bigger than this is freed after use, so one large
  * message does not pin memory on an otherwise idle connection. */
 #define RX_KEEP 4096
@@ -193,20 +195,18 @@ static void pop(sess_t *s, uint32_t n)
     }
 }
 
-int sess_on_writable(sess_t *s)
+/* Writes one WebSocket frame from the head of the queue: the first frame
+ * alone, straight from its shared buffer, when it is alone or too big to
+ * batch; otherwise as many queued frames as fit in write_batch_max, copied
+ * into srv.batch. Return: 0, or -1 if the write failed. */
+static int write_batch(sess_t *s)
 {
     enum lws_write_protocol type = s->enc == PROTO_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
     size_t max = srv.cfg.write_batch_max, len;
     unsigned char *out;
     uint32_t n;
-    frame_t *f;
+    frame_t *f = s->q[s->qhead];
 
-    s->write_pending = 0;
-    if (s->close_started) return 0;
-    if (s->close_code && (!s->flush_then_close || s->qlen == 0)) return do_close(s);
-    if (s->qlen == 0) return 0;
-
-    f = s->q[s->qhead];
     if (s->qlen == 1 || f->len >= max) {
         out = frame_payload(f);
         len = f->len;
@@ -223,11 +223,27 @@ int sess_on_writable(sess_t *s)
         }
         out = p;
     }
-    if (lws_write(s->wsi, out, len, type) < (int)len) {
-        hlog(LOG_DEBUG, "ws", "client %s: write failed", s->id);
-        return -1;
-    }
+    if (lws_write(s->wsi, out, len, type) < (int)len) return -1;
     pop(s, n);
+    return 0;
+}
+
+int sess_on_writable(sess_t *s)
+{
+    s->write_pending = 0;
+    if (s->close_started) return 0;
+    if (s->close_code && (!s->flush_then_close || s->qlen == 0)) return do_close(s);
+    /* Keep writing while the kernel takes everything: lws_partial_buffered()
+     * says lws had to keep some back, and costs no syscall, unlike
+     * lws_send_pipe_choked(). Writing again while lws holds a partial would
+     * corrupt its count, so the check comes before every write. The bound
+     * keeps one busy connection from starving the others. */
+    for (int i = 0; i < SESS_WRITES_PER_CALLBACK && s->qlen && !lws_partial_buffered(s->wsi); i++) {
+        if (write_batch(s)) {
+            hlog(LOG_DEBUG, "ws", "client %s: write failed", s->id);
+            return -1;
+        }
+    }
     /* Ask again when more is queued, or to send the close frame after the
      * flush: libwebsockets calls back only once its own buffer has drained. */
     if (s->qlen || s->close_code) request_write(s);
