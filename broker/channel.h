@@ -46,6 +46,7 @@ typedef struct sub {
     /* While its history read is in flight, live publications wait here so
      * that they follow the replay in order, with no gap and no duplicate. */
     uint8_t replaying;
+    uint8_t granted;              /* subscribed with a grant (it covers publish = granted) */
     frame_t **held;
     uint32_t nheld, heldcap;
 } sub_t;

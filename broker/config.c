@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
-enum opt_type { T_STR, T_PORT, T_UINT, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_BOOL, T_DURABILITY };
+enum opt_type { T_STR, T_OPTSTR, T_PORT, T_UINT, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_BOOL, T_DURABILITY,
+                T_SUBPERM, T_PUBPERM };
 
 struct opt {
     const char *section;
@@ -31,6 +33,14 @@ static const struct opt opts[] = {
       "data directory (created if missing)" },
     { "server", "shutdown_timeout", NULL, T_MS, O(shutdown_timeout_ms), 0, "5s",
       "on SIGINT/SIGTERM, how long to flush queued messages before exiting" },
+    { "server", "tls_cert", NULL, T_OPTSTR, O(tls_cert), sizeof(((config_t *)0)->tls_cert), "",
+      "PEM certificate (chain): serve wss:// and https:// instead of ws:// and http://" },
+    { "server", "tls_key", NULL, T_OPTSTR, O(tls_key), sizeof(((config_t *)0)->tls_key), "",
+      "PEM private key of tls_cert" },
+    { "server", "allowed_origins", NULL, T_OPTSTR, O(allowed_origins), sizeof(((config_t *)0)->allowed_origins), "",
+      "WebSocket Origins allowed, comma-separated (https://app.example.com); empty: any" },
+    { "server", "cors_origins", NULL, T_OPTSTR, O(cors_origins), sizeof(((config_t *)0)->cors_origins), "",
+      "Origins allowed to call the REST API from browsers, comma-separated, or *; empty: none" },
     { "limits", "max_message_size", NULL, T_SIZE, O(max_message_size), 0, "64k",
       "largest client message or REST body accepted" },
     { "limits", "send_queue_max", NULL, T_SIZE, O(send_queue_max), 0, "4m",
@@ -40,6 +50,17 @@ static const struct opt opts[] = {
     { "limits", "max_subscriptions", NULL, T_UINT, O(max_subscriptions), 0, "1024",
       "channels one connection may subscribe to" },
     { "limits", "max_channels", NULL, T_UINT, O(max_channels), 0, "1000000", "channels the broker keeps at once" },
+    { "limits", "messages_per_second", NULL, T_UINT, O(messages_per_second), 0, "100",
+      "messages one connection may send per second, with bursts of twice that (error 115); 0: no limit; "
+      "rate_limit_exempt addresses skip it" },
+    { "limits", "rest_per_minute", NULL, T_UINT, O(rest_per_minute), 0, "100",
+      "REST requests per client address per minute (429); 0: no limit" },
+    { "limits", "connects_per_second", NULL, T_UINT, O(connects_per_second), 0, "20",
+      "new connections per client address per second, with bursts of twice that; 0: no limit" },
+    { "limits", "connections_per_ip", NULL, T_UINT, O(connections_per_ip), 0, "0",
+      "connections one client address may hold at once; 0: no limit" },
+    { "limits", "rate_limit_exempt", NULL, T_OPTSTR, O(rate_limit_exempt), sizeof(((config_t *)0)->rate_limit_exempt),
+      "127.0.0.0/8,::1", "addresses (or CIDR blocks) the per-address limits skip, comma-separated; \"none\" for none" },
     { "websocket", "connect_timeout", NULL, T_MS, O(connect_timeout_ms), 0, "10s",
       "time a new connection has to send its connect message (close 4002)" },
     { "websocket", "ping_interval", NULL, T_MS, O(ping_interval_ms), 0, "25s",
@@ -48,6 +69,19 @@ static const struct opt opts[] = {
       "most bytes coalesced into one WebSocket frame per write" },
     { "log", "level", "log-level", T_LEVEL, O(log_level), 0, "info", "error, warn, info or debug" },
     { "log", "format", "log-format", T_FORMAT, O(log_format), 0, "text", "text, or json (one object per line)" },
+    { "auth", "anonymous", NULL, T_BOOL, O(anonymous), 0, "on",
+      "allow connections without a token (development); turn off in production" },
+    { "auth", "hmac_secret", NULL, T_OPTSTR, O(hmac_secret), sizeof(((config_t *)0)->hmac_secret), "",
+      "shared secret for HS256 tokens" },
+    { "auth", "public_keys", NULL, T_OPTSTR, O(public_keys), sizeof(((config_t *)0)->public_keys), "",
+      "PEM public key files for RS256/ES256 tokens, comma-separated" },
+    { "auth", "leeway", "auth-leeway", T_MS, O(leeway_ms), 0, "30s", "clock skew allowed on exp and nbf" },
+    { "auth", "refresh_notice", NULL, T_MS, O(refresh_notice_ms), 0, "30s",
+      "how long before its token expires a connection is sent refresh_required" },
+    { "auth", "failures_max", "auth-failures-max", T_UINT, O(auth_failures_max), 0, "10",
+      "failed authentications from one address before it is refused for cooloff; 0: never" },
+    { "auth", "cooloff", "auth-cooloff", T_MS, O(auth_cooloff_ms), 0, "5m",
+      "how long an address that failed too often is refused" },
     { "history", "durability", NULL, T_DURABILITY, O(durability), 0, "sync",
       "sync: fsync every group commit; interval: fsync every sync_interval (a crash can lose that much)" },
     { "history", "sync_interval", NULL, T_MS, O(sync_interval_ms), 0, "100ms",
@@ -64,6 +98,12 @@ static const struct opt ns_opts[] = {
     { "namespace", "history", NULL, T_BOOL, NO(history), 0, "on", "keep a durable log of publications (on/off)" },
     { "namespace", "history_size", NULL, T_UINT, NO(history_size), 0, "100", "publications kept per channel" },
     { "namespace", "history_ttl", NULL, T_MS, NO(history_ttl_ms), 0, "24h", "age after which publications are pruned" },
+    { "namespace", "subscribe", NULL, T_SUBPERM, NO(subscribe), 0, "anyone",
+      "who may subscribe: anyone, authenticated, or granted (token channels claim or a subscribe token)" },
+    { "namespace", "publish", NULL, T_PUBPERM, NO(publish), 0, "anyone",
+      "who may publish over WebSocket: anyone, authenticated, subscribers, granted, or server (REST only)" },
+    { "namespace", "user_list", NULL, T_BOOL, NO(user_list), 0, "off",
+      "the channel name after \"ns:\" is the comma-separated list of users allowed (dm:alice,bob)" },
 };
 #define NNSOPTS (sizeof ns_opts / sizeof ns_opts[0])
 
@@ -74,9 +114,11 @@ static int parse_size(const char *s, size_t *out)
     unsigned long long v;
     unsigned long long mul = 1;
 
+    /* strtoull() accepts blanks and a sign, and wraps "-1" to a huge value. */
+    if (*s < '0' || *s > '9') return -1;
     errno = 0;
     v = strtoull(s, &end, 10);
-    if (end == s || errno || *s == '-') return -1;
+    if (end == s || errno) return -1;
     if (*end) {
         switch (*end | 0x20) {
         case 'k': mul = 1024; break;
@@ -99,9 +141,10 @@ static int parse_ms(const char *s, unsigned *out)
     char *end;
     unsigned long long v, mul = 1;
 
+    if (*s < '0' || *s > '9') return -1;
     errno = 0;
     v = strtoull(s, &end, 10);
-    if (end == s || errno || *s == '-') return -1;
+    if (end == s || errno) return -1;
     if (!strcmp(end, "s")) mul = 1000;
     else if (!strcmp(end, "m")) mul = 60000;
     else if (!strcmp(end, "h")) mul = 3600000;
@@ -116,9 +159,10 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
     char *end;
     unsigned long v;
 
+    if (*s < '0' || *s > '9') return -1;
     errno = 0;
     v = strtoul(s, &end, 10);
-    if (end == s || *end || errno || *s == '-' || v > max) return -1;
+    if (end == s || *end || errno || v > max) return -1;
     *out = v;
     return 0;
 }
@@ -136,6 +180,22 @@ static const char *apply(void *base, const struct opt *o, const char *val)
         if (!*val) return "value is empty";
         strcpy(field, val);
         return NULL;
+    case T_OPTSTR:
+        if (strlen(val) >= o->size) return "value too long";
+        strcpy(field, val);
+        return NULL;
+    case T_SUBPERM: {
+        static const char *const names[] = { "anyone", "authenticated", "granted" };
+        for (int i = 0; i < 3; i++)
+            if (!strcasecmp(val, names[i])) { *(int *)field = i; return NULL; }
+        return "expected anyone, authenticated or granted";
+    }
+    case T_PUBPERM: {
+        static const char *const names[] = { "anyone", "authenticated", "subscribers", "granted", "server" };
+        for (int i = 0; i < 5; i++)
+            if (!strcasecmp(val, names[i])) { *(int *)field = i; return NULL; }
+        return "expected anyone, authenticated, subscribers, granted or server";
+    }
     case T_PORT:
         if (parse_uint(val, 65535, &ul)) return "expected a port number 0-65535";
         *(int *)field = (int)ul;
@@ -188,6 +248,13 @@ static const char *validate(const config_t *c)
     if (c->map_size < 1024 * 1024) return "history.map_size must be at least 1m";
     if (c->map_size_max < c->map_size) return "history.map_size_max must be at least history.map_size";
     if (c->sync_interval_ms == 0) return "history.sync_interval must be more than 0";
+    if (!*c->tls_cert != !*c->tls_key) return "server.tls_cert and server.tls_key go together";
+    for (size_t i = 0; i < c->napikeys; i++)
+        if (!*c->apikeys[i].secret) {
+            static char why[160];
+            snprintf(why, sizeof why, "[apikey %s] has no secret", c->apikeys[i].name);
+            return why;
+        }
     for (size_t i = 0; i <= c->nns; i++) {
         const ns_config_t *n = i < c->nns ? &c->ns[i] : &c->ns_template;
         static char why[160];
@@ -214,6 +281,42 @@ void config_free(config_t *c)
     free(c->ns);
     c->ns = NULL;
     c->nns = 0;
+    if (c->apikeys) memset(c->apikeys, 0, c->napikeys * sizeof *c->apikeys);   /* secrets */
+    free(c->apikeys);
+    c->apikeys = NULL;
+    c->napikeys = 0;
+}
+
+/* Applies `key = val` of section [apikey NAME]. Return: NULL, or why not. */
+static const char *apply_apikey(config_t *c, const char *name, const char *key, const char *val)
+{
+    apikey_t *k = NULL;
+
+    if (!*name || strlen(name) >= sizeof k->name) return "an API key name is 1-64 characters";
+    for (size_t i = 0; i < c->napikeys; i++)
+        if (!strcmp(c->apikeys[i].name, name)) k = &c->apikeys[i];
+    if (!k) {
+        apikey_t *n = realloc(c->apikeys, (c->napikeys + 1) * sizeof *n);
+        if (!n) return "out of memory";
+        c->apikeys = n;
+        k = &c->apikeys[c->napikeys++];
+        memset(k, 0, sizeof *k);
+        strcpy(k->name, name);
+    }
+    if (!strcmp(key, "secret")) {
+        if (strlen(val) < 16) return "an API key secret must be at least 16 characters";
+        if (strlen(val) >= sizeof k->secret) return "value too long";
+        strcpy(k->secret, val);
+    } else if (!strcmp(key, "publish")) {
+        if (strlen(val) >= sizeof k->publish) return "value too long";
+        strcpy(k->publish, val);
+    } else if (!strcmp(key, "admin")) {
+        static const struct opt o = { "apikey", "admin", NULL, T_BOOL, offsetof(apikey_t, admin), 0, "off", "" };
+        return apply(k, &o, val);
+    } else {
+        return "unknown key (an [apikey NAME] section takes secret, publish and admin)";
+    }
+    return NULL;
 }
 
 /* A namespace name in a section header: letters, digits, '_' and '-', or "*". */
@@ -307,6 +410,14 @@ static int on_ini(void *user, const char *section, const char *key, const char *
     size_t i;
 
     if (st->failed) return 1;
+    if (!strncmp(section, "apikey ", 7)) {
+        if ((why = apply_apikey(st->c, section + 7, key, value))) {
+            snprintf(st->err, st->errlen, "[%s] %s: %s", section, key, why);
+            st->failed = 1;
+            return 0;
+        }
+        return 1;
+    }
     if (!strncmp(section, "namespace ", 10)) {
         if ((why = apply_ns(st->c, section + 10, key, value))) {
             snprintf(st->err, st->errlen, "[%s] %s = \"%s\": %s", section, key, value, why);
@@ -339,10 +450,16 @@ int config_load_file(config_t *c, const char *path, char *err, size_t errlen)
     char why[512] = "";
     struct ini_state st = { c, why, sizeof why, 0 };
     FILE *f = fopen(path, "r");
+    struct stat fst;
     int r;
 
     if (!f) {
         snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fileno(f), &fst) || !S_ISREG(fst.st_mode)) {
+        fclose(f);
+        snprintf(err, errlen, "%s: not a regular file", path);
         return -1;
     }
     r = ini_parse_file(f, on_ini, &st);
@@ -399,21 +516,27 @@ void config_usage(FILE *out)
                  "  --ns NAME.KEY=VALUE    set a namespace option, e.g. --ns chat.history_size=500\n");
     for (size_t i = 0; i < NNSOPTS; i++)
         fprintf(out, "  %-22s %s (default %s)\n", ns_opts[i].key, ns_opts[i].help, ns_opts[i].def);
+    fprintf(out, "\n[apikey NAME]  (a REST credential; with none configured the REST API is open)\n"
+                 "  --apikey NAME.KEY=VALUE  e.g. --apikey backend.secret=... --apikey backend.publish=orders,chat\n"
+                 "  secret                 the key itself, sent as Authorization: Bearer <secret> (16+ characters)\n"
+                 "  publish                namespaces it may publish to, comma-separated, or * (default: none)\n"
+                 "  admin                  may use operator endpoints (on/off, default off)\n");
 }
 
-/* Applies "--ns NAME.KEY=VALUE". Return: NULL, or why not. */
-static const char *apply_ns_flag(config_t *c, const char *arg)
+/* Applies "--ns NAME.KEY=VALUE" (@apikey: "--apikey NAME.KEY=VALUE").
+ * Return: NULL, or why not. */
+static const char *apply_section_flag(config_t *c, const char *arg, int apikey)
 {
     char name[80], key[64];
     const char *dot = strchr(arg, '.'), *eq = dot ? strchr(dot, '=') : NULL;
 
     if (!dot || !eq || (size_t)(dot - arg) >= sizeof name || (size_t)(eq - dot - 1) >= sizeof key)
-        return "expected NAME.KEY=VALUE, e.g. chat.history_size=500";
+        return apikey ? "expected NAME.KEY=VALUE, e.g. backend.secret=..." : "expected NAME.KEY=VALUE, e.g. chat.history_size=500";
     memcpy(name, arg, (size_t)(dot - arg));
     name[dot - arg] = '\0';
     memcpy(key, dot + 1, (size_t)(eq - dot - 1));
     key[eq - dot - 1] = '\0';
-    return apply_ns(c, name, key, eq + 1);
+    return apikey ? apply_apikey(c, name, key, eq + 1) : apply_ns(c, name, key, eq + 1);
 }
 
 enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err, size_t errlen)
@@ -445,10 +568,16 @@ enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err
 
         if (!strcmp(a, "-c") || !strcmp(a, "--config")) { i++; continue; }
         if (!strncmp(a, "--config=", 9)) continue;
-        if (!strcmp(a, "--ns") || !strncmp(a, "--ns=", 5)) {
-            const char *v = a[4] == '=' ? a + 5 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v) { snprintf(err, errlen, "--ns needs NAME.KEY=VALUE"); return CONFIG_ARGS_ERROR; }
-            if ((why = apply_ns_flag(c, v))) { snprintf(err, errlen, "--ns %s: %s", v, why); return CONFIG_ARGS_ERROR; }
+        if (!strcmp(a, "--ns") || !strncmp(a, "--ns=", 5) || !strcmp(a, "--apikey") || !strncmp(a, "--apikey=", 9)) {
+            int ak = a[2] == 'a';
+            size_t fl = ak ? 8 : 4;
+            const char *v = a[fl] == '=' ? a + fl + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) { snprintf(err, errlen, "%.*s needs NAME.KEY=VALUE", (int)fl, a); return CONFIG_ARGS_ERROR; }
+            if ((why = apply_section_flag(c, v, ak))) {
+                /* Never echo a secret back. */
+                snprintf(err, errlen, "%.*s %.*s: %s", (int)fl, a, ak ? (int)strcspn(v, "=") : (int)strlen(v), v, why);
+                return CONFIG_ARGS_ERROR;
+            }
             continue;
         }
         if (strncmp(a, "--", 2)) {

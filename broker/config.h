@@ -18,13 +18,29 @@
  * [namespace ns]; keys a namespace does not set, and channels of namespaces
  * with no section (and of the default namespace, names without ':'), take
  * those of [namespace *], whose own defaults are built in. */
+/* Who may subscribe to a namespace's channels. */
+enum sub_perm { SUB_ANYONE = 0, SUB_AUTHENTICATED, SUB_GRANTED };
+/* Who may publish to them over WebSocket (REST publishers have API keys). */
+enum pub_perm { PUB_ANYONE = 0, PUB_AUTHENTICATED, PUB_SUBSCRIBERS, PUB_GRANTED, PUB_SERVER };
+
 typedef struct ns_config {
     char name[65];                /* "*" for the template */
     uint32_t set;                 /* bit i: option i was set explicitly */
     int history;                  /* keep a durable log of publications */
     unsigned history_size;        /* entries kept per channel */
     unsigned history_ttl_ms;      /* age after which entries are pruned */
+    int subscribe;                /* enum sub_perm */
+    int publish;                  /* enum pub_perm */
+    int user_list;                /* the name after "ns:" lists the users allowed */
 } ns_config_t;
+
+/* A backend's REST credential: [apikey NAME]. */
+typedef struct apikey {
+    char name[65];
+    char secret[256];
+    char publish[1024];           /* comma-separated namespaces, "*" for all, "" for none */
+    int admin;                    /* may use operator endpoints */
+} apikey_t;
 
 enum durability { DURABILITY_SYNC = 0, DURABILITY_INTERVAL };
 
@@ -52,10 +68,32 @@ typedef struct config {
     unsigned sync_interval_ms;
     size_t map_size;
     size_t map_size_max;
+    /* [auth] */
+    int anonymous;
+    char hmac_secret[512];
+    char public_keys[2048];       /* comma-separated PEM files */
+    unsigned leeway_ms;
+    unsigned refresh_notice_ms;
+    unsigned auth_failures_max;
+    unsigned auth_cooloff_ms;
+    /* [limits], per connection and per client address */
+    unsigned messages_per_second;
+    unsigned rest_per_minute;
+    unsigned connects_per_second;
+    unsigned connections_per_ip;
+    char rate_limit_exempt[512];  /* comma-separated addresses or CIDR blocks */
+    /* [server], transport security */
+    char tls_cert[1024];
+    char tls_key[1024];
+    char allowed_origins[2048];   /* comma-separated; empty: any Origin */
+    char cors_origins[2048];      /* comma-separated, or "*"; empty: no CORS */
     /* [namespace *] and [namespace NAME] */
     ns_config_t ns_template;
     ns_config_t *ns;
     size_t nns;
+    /* [apikey NAME] */
+    apikey_t *apikeys;
+    size_t napikeys;
 } config_t;
 
 /* config_defaults() - fill @c with the embedded defaults. */

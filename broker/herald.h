@@ -26,6 +26,13 @@ struct herald_stats {
     uint64_t deliveries;          /* publication frames queued to subscribers */
     uint64_t slow_consumers;      /* connections closed with 4000 */
     uint64_t storage_failures;    /* publications refused because the store failed or was full */
+    uint64_t auth_failures;       /* invalid, missing or foreign tokens */
+    uint64_t permission_denied;   /* subscribes, publishes and reads refused by the namespace rules */
+    uint64_t rate_limited;        /* WebSocket messages refused by limits.messages_per_second */
+    uint64_t rest_rate_limited;   /* REST requests answered 429 */
+    uint64_t connects_limited;    /* TCP connections refused by connects_per_second or a cooloff */
+    uint64_t rest_unauthorized;   /* REST requests answered 401 or 403 */
+    uint64_t origins_refused;     /* WebSocket handshakes from an Origin not allowed */
 };
 
 struct herald {

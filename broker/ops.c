@@ -6,13 +6,17 @@
 #include "history.h"
 #include "pubpipe.h"
 #include "rest.h"
+#include "auth.h"
+#include "ratelimit.h"
 #include "log.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-int ops_publish(const char *name, size_t len, const json_t *data, struct pub_origin *origin, char *reason)
+int ops_publish(const char *name, size_t len, const json_t *data, const json_t *from, struct pub_origin *origin,
+                char *reason)
 {
     chan_t *c;
     int r = chan_open(name, len, &c);
@@ -25,7 +29,7 @@ int ops_publish(const char *name, size_t len, const json_t *data, struct pub_ori
         return r;
     }
     if (r == 0) {
-        r = pubpipe_publish(c, data, origin);
+        r = pubpipe_publish(c, data, from, origin);
         if (r) chan_maybe_drop(c);
     } else {
         json_decref(origin->id);
@@ -72,22 +76,96 @@ void ops_pub_done(const struct pub_origin *o, chan_t *c, int code, uint64_t offs
     }
 }
 
-static void op_connect(sess_t *s, const json_t *id)
+/* A failed authentication: tell the client, count it against its address,
+ * and close the connection once the error is out. */
+static void refuse(sess_t *s, const json_t *id, int code, const char *reason)
 {
+    srv.stats.auth_failures++;
+    rl_auth_failed(s->peer);
+    sess_send_error(s, id, code, reason);
+    sess_close(s, CLOSE_UNAUTHORIZED, 1);
+}
+
+static void op_connect(sess_t *s, const json_t *msg, const json_t *id)
+{
+    char reason[PROTO_REASON_MAX];
+    const char *token = NULL;
+    size_t toklen = 0;
     json_t *m;
+    int r;
 
     if (s->connected) {
         sess_send_error(s, id, PROTO_E_ALREADY_CONNECTED, "this connection already sent connect");
         return;
     }
+    if ((r = msg_get_str(msg, "token", &token, &toklen, reason)) > 1) { sess_send_error(s, id, r, reason); return; }
+    if (r == 1 && s->url_token) {
+        token = s->url_token;
+        toklen = strlen(token);
+    }
+    if (token) {
+        if ((r = auth_token(token, toklen, &s->ident, reason))) { refuse(s, id, r, reason); return; }
+    } else if (!srv.cfg.anonymous) {
+        refuse(s, id, PROTO_E_UNAUTHORIZED, "a token is required (auth.anonymous is off)");
+        return;
+    }
+    free(s->url_token);
+    s->url_token = NULL;
     s->connected = 1;
     m = msg_reply("connected", id);
     if (m) {
         json_object_set_new(m, "client", json_string(s->id));
+        if (s->ident.user) json_object_set_new(m, "user", json_string(s->ident.user));
+        if (s->ident.exp) json_object_set_new(m, "expires", json_integer(s->ident.exp));
         json_object_set_new(m, "version", json_string(HERALD_VERSION));
         json_object_set_new(m, "ping_interval", json_integer(srv.cfg.ping_interval_ms / 1000));
     }
     sess_send(s, m);
+}
+
+/* refresh {token}: a new token for the same user, without reconnecting. */
+static void op_refresh(sess_t *s, const json_t *msg, const json_t *id)
+{
+    char reason[PROTO_REASON_MAX];
+    const char *token;
+    size_t toklen;
+    ident_t fresh = { 0 };
+    json_t *m;
+    int r;
+
+    if ((r = msg_get_str(msg, "token", &token, &toklen, reason))) {
+        sess_send_error(s, id, PROTO_E_BAD_FIELD, r == 1 ? "field \"token\" is required" : reason);
+        return;
+    }
+    if ((r = auth_token(token, toklen, &fresh, reason))) {
+        srv.stats.auth_failures++;
+        rl_auth_failed(s->peer);
+        sess_send_error(s, id, r, reason);
+        return;
+    }
+    if (!s->ident.user || strcmp(fresh.user, s->ident.user)) {
+        ident_clear(&fresh);
+        srv.stats.auth_failures++;
+        sess_send_error(s, id, PROTO_E_FORBIDDEN, "the new token is for another user");
+        return;
+    }
+    ident_clear(&s->ident);
+    s->ident = fresh;
+    s->refresh_sent = 0;
+    m = msg_reply("refreshed", id);
+    if (m && s->ident.exp) json_object_set_new(m, "expires", json_integer(s->ident.exp));
+    sess_send(s, m);
+}
+
+/* The sender of a WebSocket publication, set by the server, never by the client. */
+static json_t *sender(sess_t *s)
+{
+    json_t *f = json_object();
+    if (!f) return NULL;
+    if (s->ident.user) json_object_set_new(f, "user", json_string(s->ident.user));
+    json_object_set_new(f, "client", json_string(s->id));
+    if (s->ident.info) json_object_set(f, "info", s->ident.info);
+    return f;
 }
 
 /* Reads "since": {"epoch": "...", "offset": N}. Return: 0 or PROTO_E_BAD_FIELD. */
@@ -116,8 +194,9 @@ static void op_subscribe(sess_t *s, const json_t *msg, const json_t *id)
     char reason[PROTO_REASON_MAX];
     struct history_since since;
     int64_t n = 0;
-    const char *name;
-    size_t len;
+    const char *name, *token;
+    size_t len, toklen = 0;
+    int granted = 0;
     chan_t *c;
     int r;
 
@@ -127,8 +206,18 @@ static void op_subscribe(sess_t *s, const json_t *msg, const json_t *id)
         return;
     }
     if ((r = get_since(msg, &since, reason))) { sess_send_error(s, id, r, reason); return; }
+    if ((r = msg_get_str(msg, "token", &token, &toklen, reason)) > 1) { sess_send_error(s, id, r, reason); return; }
+    if (r == 1) token = NULL;
     r = chan_open(name, len, &c);
+    if (r == 0 && (r = auth_may_subscribe(&s->ident, c, token, toklen, &granted, reason))) {
+        if (token) rl_auth_failed(s->peer);
+        srv.stats.permission_denied++;
+        chan_maybe_drop(c);
+        sess_send_error(s, id, r, reason);
+        return;
+    }
     if (r == 0) r = chan_subscribe(s, c);
+    if (r == 0 && granted) chan_sub(s, c)->granted = 1;
     switch (r) {
     case 0: break;
     case PROTO_E_ALREADY_SUBSCRIBED:
@@ -175,7 +264,7 @@ static void op_publish(sess_t *s, const json_t *msg, const json_t *id)
     struct pub_origin origin = { ORIGIN_WS, s->serial, id ? json_incref((json_t *)id) : NULL };
     const char *name;
     size_t len;
-    json_t *data;
+    json_t *data, *from;
     int r;
 
     if ((r = msg_get_channel(msg, &name, &len, reason))) goto fail;
@@ -185,7 +274,26 @@ static void op_publish(sess_t *s, const json_t *msg, const json_t *id)
         snprintf(reason, sizeof reason, "field \"data\" is required");
         goto fail;
     }
-    if ((r = ops_publish(name, len, data, &origin, reason))) sess_send_error(s, id, r, reason);
+    {
+        sub_t *sub;
+        chan_t *c;
+        r = chan_open(name, len, &c);
+        if (r) {
+            snprintf(reason, sizeof reason, r == PROTO_E_LIMIT ? "limit reached: limits.max_channels" : "out of memory");
+            r = r == PROTO_E_LIMIT ? r : PROTO_E_INTERNAL;
+            goto fail;
+        }
+        sub = chan_sub(s, c);
+        if ((r = auth_may_publish(&s->ident, c, sub != NULL, sub && sub->granted, reason))) {
+            srv.stats.permission_denied++;
+            chan_maybe_drop(c);
+            goto fail;
+        }
+    }
+    from = sender(s);
+    r = ops_publish(name, len, data, from, &origin, reason);
+    json_decref(from);
+    if (r) sess_send_error(s, id, r, reason);
     return;
 fail:
     json_decref(origin.id);
@@ -228,6 +336,12 @@ static void op_history(sess_t *s, const json_t *msg, const json_t *id)
         return;
     }
     r = chan_open(name, len, &c);
+    if (r == 0 && (r = auth_may_read(&s->ident, c, reason))) {
+        srv.stats.permission_denied++;
+        chan_maybe_drop(c);
+        sess_send_error(s, id, r, reason);
+        return;
+    }
     if (r == 0) {
         origin.id = id ? json_incref((json_t *)id) : NULL;
         r = history_query(c, &page, &origin);
@@ -272,8 +386,17 @@ void ops_handle(sess_t *s, const unsigned char *buf, size_t len)
         sess_send_error(s, id, PROTO_E_NOT_CONNECTED, "send connect first");
         goto out;
     }
+    if (!s->exempt && !bucket_take(&s->msg_bucket, srv.cfg.messages_per_second,
+                                   2.0 * srv.cfg.messages_per_second, uv_now(&srv.loop))) {
+        srv.stats.rate_limited++;
+        snprintf(reason, sizeof reason, "more than %u messages per second (limits.messages_per_second)",
+                 srv.cfg.messages_per_second);
+        sess_send_error(s, id, PROTO_E_RATE_LIMITED, reason);
+        goto out;
+    }
     switch (op) {
-    case OP_CONNECT: op_connect(s, id); break;
+    case OP_CONNECT: op_connect(s, msg, id); break;
+    case OP_REFRESH: op_refresh(s, msg, id); break;
     case OP_SUBSCRIBE: op_subscribe(s, msg, id); break;
     case OP_UNSUBSCRIBE: op_unsubscribe(s, msg, id); break;
     case OP_PUBLISH: op_publish(s, msg, id); break;

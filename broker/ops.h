@@ -22,11 +22,12 @@ struct chan;
 void ops_handle(sess_t *s, const unsigned char *buf, size_t len);
 
 /* ops_publish() - publish @data on channel @name for @origin (WebSocket or
- * REST; its id reference is taken). On 0 the outcome comes later through
+ * REST; its id reference is taken), sent by @from (NULL: the server). On 0 the outcome comes later through
  * ops_pub_done().
  * @reason: [out] on a PROTO_E_* failure, why (PROTO_REASON_MAX bytes).
  * Return: 0, or a PROTO_E_* code (PROTO_E_INTERNAL when out of memory). */
-int ops_publish(const char *name, size_t len, const json_t *data, struct pub_origin *origin, char *reason);
+int ops_publish(const char *name, size_t len, const json_t *data, const json_t *from, struct pub_origin *origin,
+                char *reason);
 
 /* ops_pub_done() - tell @origin the outcome of its publication on @c: @code 0
  * and @offset, or a PROTO_E_* @code and @reason. */

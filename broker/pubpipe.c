@@ -247,13 +247,13 @@ static void on_async(uv_async_t *a)
     }
 }
 
-int pubpipe_publish(chan_t *c, const json_t *data, struct pub_origin *origin)
+int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, struct pub_origin *origin)
 {
     int64_t ts = clock_wall_ms();
     pub_t *p;
 
     wbuf_reset(&srv.enc);
-    rec_build(&srv.enc, ts, data);
+    rec_build(&srv.enc, ts, data, from);
     if (srv.enc.oom || !(p = calloc(1, sizeof *p + srv.enc.len))) {
         json_decref(origin->id);
         origin->id = NULL;

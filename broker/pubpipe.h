@@ -41,10 +41,10 @@ int pubpipe_start(void);
 void pubpipe_stop(void);
 
 /* pubpipe_publish() - publish @data (borrowed) on @c for @origin (its id
- * reference is taken). The outcome comes through ops_pub_done(), later for a
+ * reference is taken), with the sender @from (borrowed; NULL for the server). The outcome comes through ops_pub_done(), later for a
  * history channel, before this returns otherwise.
  * Return: 0, or -ENOMEM (no outcome will come; the id reference is dropped). */
-int pubpipe_publish(chan_t *c, const json_t *data, struct pub_origin *origin);
+int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, struct pub_origin *origin);
 
 /* pubpipe_store() - the history store, for reads (any thread). */
 hist_t *pubpipe_store(void);

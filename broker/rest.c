@@ -6,6 +6,8 @@
 #include "herald.h"
 #include "history.h"
 #include "ops.h"
+#include "auth.h"
+#include "ratelimit.h"
 #include "pubpipe.h"
 #include "frame.h"
 #include "msg.h"
@@ -34,11 +36,40 @@ void rest_on_closed(rest_req_t *r)
     if (r && r->kind == REST_KIND) reset(r);
 }
 
+static int add_hdr(struct lws *wsi, const char *name, const char *value, unsigned char **p, unsigned char *end)
+{
+    return lws_add_http_header_by_name(wsi, (const unsigned char *)name, (const unsigned char *)value,
+                                       (int)strlen(value), p, end);
+}
+
+/* Headers every API response carries. */
+static int common_headers(rest_req_t *r, struct lws *wsi, unsigned status, unsigned char **p, unsigned char *end)
+{
+    char num[16];
+
+    if (add_hdr(wsi, "cache-control:", "no-store", p, end) ||
+        add_hdr(wsi, "x-content-type-options:", "nosniff", p, end) ||
+        add_hdr(wsi, "x-frame-options:", "DENY", p, end) ||
+        add_hdr(wsi, "referrer-policy:", "no-referrer", p, end))
+        return -1;
+    if (r->cors_origin[0] &&
+        (add_hdr(wsi, "access-control-allow-origin:", r->cors_origin, p, end) ||
+         add_hdr(wsi, "vary:", "Origin", p, end)))
+        return -1;
+    if (status == 401 && add_hdr(wsi, "www-authenticate:", "Bearer realm=\"herald\"", p, end)) return -1;
+    if (status == 429 && r->retry_after) {
+        snprintf(num, sizeof num, "%u", r->retry_after);
+        if (add_hdr(wsi, "retry-after:", num, p, end)) return -1;
+    }
+    if (r->close_after && add_hdr(wsi, "connection:", "close", p, end)) return -1;
+    return 0;
+}
+
 /* Sends the status line and headers now and queues @body for the writable
  * callback. Return: 0, or -1 to close. */
 static int respond(rest_req_t *r, struct lws *wsi, unsigned status, const void *body, size_t len)
 {
-    unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    unsigned char hdr[LWS_PRE + 2048], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
 
     conn_unregister(&r->serial);
     free(r->resp);
@@ -47,17 +78,56 @@ static int respond(rest_req_t *r, struct lws *wsi, unsigned status, const void *
     memcpy(r->resp + FRAME_HEADROOM, body, len);
     r->resp_len = len;
     if (lws_add_http_common_headers(wsi, status, "application/json", len, &p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"x-content-type-options:",
-                                    (const unsigned char *)"nosniff", 7, &p, end) ||
-        (r->close_after &&
-         lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
-                                     (const unsigned char *)"close", 5, &p, end)) ||
+        common_headers(r, wsi, status, &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     lws_callback_on_writable(wsi);
     return 0;
+}
+
+/* A CORS preflight: 204 with what the API accepts, when the Origin may call it. */
+static int preflight(rest_req_t *r, struct lws *wsi)
+{
+    unsigned char hdr[LWS_PRE + 2048], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+
+    if (lws_add_http_common_headers(wsi, 204, "application/json", 0, &p, end) ||
+        common_headers(r, wsi, 204, &p, end) ||
+        (r->cors_origin[0] &&
+         (add_hdr(wsi, "access-control-allow-methods:", "GET, POST, PUT, DELETE, OPTIONS", &p, end) ||
+          add_hdr(wsi, "access-control-allow-headers:", "Authorization, Content-Type", &p, end) ||
+          add_hdr(wsi, "access-control-max-age:", "600", &p, end))) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    r->kind = 0;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* Fills r->cors_origin with the request's Origin if server.cors_origins allows it. */
+static void cors(rest_req_t *r, struct lws *wsi)
+{
+    char origin[256];
+    const char *list = srv.cfg.cors_origins;
+    size_t olen;
+
+    r->cors_origin[0] = '\0';
+    if (!*list || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return;
+    olen = strlen(origin);
+    if (!strcmp(list, "*")) {
+        strcpy(r->cors_origin, "*");
+        return;
+    }
+    for (const char *p = list; *p; ) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        while (n && *p == ' ') { p++; n--; }
+        while (n && p[n - 1] == ' ') n--;
+        if (n == olen && !strncasecmp(p, origin, n)) {
+            memcpy(r->cors_origin, origin, olen + 1);
+            return;
+        }
+        if (!comma) break;
+        p = comma + 1;
+    }
 }
 
 static int respond_json(rest_req_t *r, struct lws *wsi, unsigned status, json_t *v)
@@ -202,17 +272,39 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
 {
     int is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
     int is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
-    char cl[32];
+    int is_options = lws_hdr_total_length(wsi, WSI_TOKEN_OPTIONS_URI) > 0;
+    char cl[32], auth[600];
+    unsigned retry = 0;
     int enc;
 
     reset(r);
     r->kind = REST_KIND;
     r->wsi = wsi;
+    lws_get_peer_simple(wsi, r->peer, sizeof r->peer);
+    cors(r, wsi);
     /* A body we will not read must not be taken for the next request. */
-    r->close_after = is_post;
+    r->close_after = is_post || lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI) > 0;
+    if (is_options) return preflight(r, wsi);
     if (!strcmp(uri, "/api/health")) {
         if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
         return health(r, wsi);
+    }
+    switch (rl_rest(r->peer, &retry)) {
+    case RL_OK: break;
+    default:
+        srv.stats.rest_rate_limited++;
+        r->retry_after = retry;
+        return respond_error(r, wsi, 429, PROTO_E_RATE_LIMITED,
+                             "too many requests from this address (limits.rest_per_minute)");
+    }
+    if (!auth_rest_open() && strncmp(uri, "/ws", 3)) {
+        if (lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 ||
+            !(r->key = auth_apikey(auth))) {
+            srv.stats.rest_unauthorized++;
+            rl_auth_failed(r->peer);
+            return respond_error(r, wsi, 401, PROTO_E_UNAUTHORIZED,
+                                 "send an API key: Authorization: Bearer <key>");
+        }
     }
     if (!strcmp(uri, "/ws"))
         return respond_error(r, wsi, 426, PROTO_E_BAD_FIELD,
@@ -221,9 +313,13 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
     if (strcmp(uri, "/api/publish")) return respond_error(r, wsi, 404, PROTO_E_BAD_FIELD, "no such endpoint");
     if (!is_post) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use POST");
 
-    r->route = ROUTE_PUBLISH;
     /* Answer before reading the body when the headers already tell us it
-     * will be refused, and close. */
+     * will be refused, and close; route stays NONE, so the body that follows
+     * is ignored rather than published. */
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0 ||
+        lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return respond_error(r, wsi, 411, PROTO_E_BAD_FIELD,
+                             "send the body with a Content-Length (chunked bodies are not accepted)");
     if ((enc = body_encoding(wsi)) < 0)
         return respond_error(r, wsi, 415, PROTO_E_MALFORMED,
                              "Content-Type must be application/json or application/msgpack");
@@ -231,6 +327,7 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
     if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
         strtoull(cl, NULL, 10) > srv.cfg.max_message_size)
         return respond_error(r, wsi, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
+    r->route = ROUTE_PUBLISH;
     r->close_after = 0;
     return 0;                              /* the body follows */
 }
@@ -238,7 +335,7 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
 int rest_on_body(rest_req_t *r, struct lws *wsi, const void *in, size_t len)
 {
     (void)wsi;
-    if (r->kind != REST_KIND || r->route != ROUTE_PUBLISH || r->too_large) return 0;
+    if (r->kind != REST_KIND || r->route != ROUTE_PUBLISH || r->too_large || len == 0) return 0;
     if (r->blen + len > srv.cfg.max_message_size) {
         /* A chunked body with no Content-Length: keep reading, answer 413 at the end. */
         r->too_large = 1;
@@ -279,9 +376,14 @@ static int publish(rest_req_t *r, struct lws *wsi)
         snprintf(reason, sizeof reason, "field \"data\" is required");
         goto bad;
     }
+    if (r->key && !auth_key_may_publish(r->key, name, len)) {
+        srv.stats.rest_unauthorized++;
+        json_decref(msg);
+        return respond_error(r, wsi, 403, PROTO_E_FORBIDDEN, "this API key may not publish to this namespace");
+    }
     if (await(r)) { json_decref(msg); return -1; }
     origin.serial = r->serial;
-    if ((code = ops_publish(name, len, data, &origin, reason))) {
+    if ((code = ops_publish(name, len, data, NULL, &origin, reason))) {
         json_decref(msg);
         return respond_error(r, wsi, code == PROTO_E_INTERNAL ? 500 : 503, code, reason);
     }

@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 #include <stdint.h>
+#include "config.h"
 
 #define REST_KIND 0x4854
 
@@ -32,6 +33,10 @@ typedef struct rest_req {
     size_t resp_len;
     struct lws *wsi;
     uint64_t serial;              /* conns.h key while an answer is awaited */
+    const apikey_t *key;          /* the API key the request carried, if any */
+    unsigned retry_after;         /* seconds, for a 429 */
+    char cors_origin[256];        /* the request's Origin when CORS allows it */
+    char peer[46];                /* client address */
 } rest_req_t;
 
 /* rest_on_http() - a request line and headers arrived for @uri.

@@ -2,6 +2,8 @@
 #include "server.h"
 #include "herald.h"
 #include "channel.h"
+#include "auth.h"
+#include "ratelimit.h"
 #include "pubpipe.h"
 #include "session.h"
 #include "rest.h"
@@ -13,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 
 struct herald srv;
@@ -32,17 +35,49 @@ union pss {
 static void stop_begin(void);
 static void stop_finish(void);
 
+/* Whether the handshake's Origin is in server.allowed_origins. A request
+ * with no Origin is not from a browser page, which is what an Origin
+ * allowlist protects against (cross-site WebSocket hijacking): let it through. */
+static int origin_allowed(struct lws *wsi)
+{
+    const char *list = srv.cfg.allowed_origins;
+    char origin[256];
+    size_t olen;
+
+    if (!*list || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return 1;
+    olen = strlen(origin);
+    for (const char *p = list; *p; ) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        while (n && *p == ' ') { p++; n--; }
+        while (n && p[n - 1] == ' ') n--;
+        if (n == olen && !strncasecmp(p, origin, n)) return 1;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    hlog(LOG_INFO, "ws", "refused a WebSocket handshake from Origin %s (server.allowed_origins)", origin);
+    srv.stats.origins_refused++;
+    return 0;
+}
+
 static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     union pss *p = user;
 
     switch (reason) {
-    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION: {
+        char addr[64];
         if (srv.stopping || srv.open_connections >= srv.max_connections) {
             srv.stats.connections_refused++;
             return 1;
         }
+        /* in carries the accepted socket. */
+        if (!rl_peer((int)(intptr_t)in, addr, sizeof addr) && rl_connect(addr) != RL_OK) {
+            srv.stats.connects_limited++;
+            return 1;
+        }
         return 0;
+    }
     case LWS_CALLBACK_WSI_CREATE:
         srv.open_connections++;
         return 0;
@@ -53,7 +88,13 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         char uri[64];
         /* WebSocket lives at /ws only. */
         if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws")) return 1;
-        return 0;
+        /* lws binds a client that names only our first protocol ("http") to
+         * it; Herald's subprotocols are the two herald.* ones, or none. */
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > 0 &&
+            strcmp(lws_get_protocol(wsi) ? lws_get_protocol(wsi)->name : "", "herald.json") &&
+            strcmp(lws_get_protocol(wsi) ? lws_get_protocol(wsi)->name : "", "herald.msgpack"))
+            return 1;
+        return origin_allowed(wsi) ? 0 : 1;
     }
     case LWS_CALLBACK_ESTABLISHED:
         sess_on_established(&p->ws, wsi);
@@ -107,13 +148,33 @@ static void on_signal(uv_signal_t *h, int signum)
     stop_begin();
 }
 
+/* Once a second: connections that never sent connect, tokens about to
+ * expire or expired, idle rate-limit entries. */
 static void on_tick(uv_timer_t *t)
 {
     uint64_t now = uv_now(&srv.loop);
+    int64_t wall = clock_wall_ms() / 1000;
+    int64_t notice = srv.cfg.refresh_notice_ms / 1000, leeway = srv.cfg.leeway_ms / 1000;
+
     (void)t;
-    for (sess_t *s = srv.sessions; s; s = s->next)
-        if (!s->connected && !s->close_code && now - s->created_ms >= srv.cfg.connect_timeout_ms)
-            sess_close(s, CLOSE_CONNECT_TIMEOUT, 1);
+    for (sess_t *s = srv.sessions; s; s = s->next) {
+        if (s->close_code) continue;
+        if (!s->connected) {
+            if (now - s->created_ms >= srv.cfg.connect_timeout_ms) sess_close(s, CLOSE_CONNECT_TIMEOUT, 1);
+            continue;
+        }
+        if (!s->ident.exp) continue;
+        if (wall > s->ident.exp + leeway) {
+            hlog(LOG_INFO, "auth", "closing client %s (user %s): token expired", s->id, s->ident.user);
+            sess_close(s, CLOSE_TOKEN_EXPIRED, 1);
+        } else if (!s->refresh_sent && wall >= s->ident.exp - notice) {
+            json_t *m = msg_reply("refresh_required", NULL);
+            if (m) json_object_set_new(m, "expires", json_integer(s->ident.exp));
+            sess_send(s, m);
+            s->refresh_sent = 1;
+        }
+    }
+    rl_sweep();
 }
 
 static void close_own_handles(void)
@@ -205,6 +266,11 @@ static int start_lws(void)
     info.foreign_loops = foreign_loops;
     info.pcontext = &srv.lws;
     info.fd_limit_per_thread = srv.max_connections + FD_RESERVE;
+    if (*srv.cfg.tls_cert) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = srv.cfg.tls_cert;
+        info.ssl_private_key_filepath = srv.cfg.tls_key;
+    }
     info.timeout_secs = 20;
     if (srv.cfg.ping_interval_ms) info.retry_and_idle_policy = &retry_policy;
 
@@ -214,13 +280,16 @@ static int start_lws(void)
         return -1;
     }
     srv.vhost = lws_create_vhost(srv.lws, &info);
-    if (!srv.vhost) {
+    /* With an address that is not ours lws logs the bind error but still
+     * returns a vhost, one with no listener. */
+    if (!srv.vhost || lws_get_vhost_listen_port(srv.vhost) <= 0) {
         hlog(LOG_ERROR, "server", "cannot listen on %s port %d (in use, or a bad address?)",
              srv.cfg.bind, srv.cfg.port);
         return -1;
     }
-    hlog(LOG_INFO, "server", "listening on %s port %d (ws://%s:%d/ws)", srv.cfg.bind,
-         lws_get_vhost_listen_port(srv.vhost), srv.cfg.bind, lws_get_vhost_listen_port(srv.vhost));
+    hlog(LOG_INFO, "server", "listening on %s port %d (%s://%s:%d/ws)", srv.cfg.bind,
+         lws_get_vhost_listen_port(srv.vhost), *srv.cfg.tls_cert ? "wss" : "ws", srv.cfg.bind,
+         lws_get_vhost_listen_port(srv.vhost));
     return 0;
 }
 
@@ -232,8 +301,16 @@ int server_run(void)
     srv.started_ms = (uint64_t)clock_wall_ms();
     signal(SIGPIPE, SIG_IGN);
     set_fd_limit();
+    if (auth_init(err, sizeof err) || rl_init(err, sizeof err)) {
+        hlog(LOG_ERROR, "auth", "%s", err);
+        auth_deinit();
+        rl_deinit();
+        return 1;
+    }
     if (datadir_open(&srv.data, srv.cfg.data_dir, err, sizeof err)) {
         hlog(LOG_ERROR, "storage", "%s", err);
+        auth_deinit();
+        rl_deinit();
         return 1;
     }
     wbuf_init(&srv.enc);
@@ -266,6 +343,8 @@ int server_run(void)
 
     chan_registry_deinit();
     hmap_deinit(&srv.conns);
+    auth_deinit();
+    rl_deinit();
     config_free(&srv.cfg);
     wbuf_deinit(&srv.enc);
     free(srv.batch);

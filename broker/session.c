@@ -39,6 +39,9 @@ static const char *close_reason(uint16_t code)
     case CLOSE_INTERNAL: return "internal error";
     case CLOSE_SLOW_CONSUMER: return "slow consumer: send queue full";
     case CLOSE_CONNECT_TIMEOUT: return "no connect message in time";
+    case CLOSE_UNAUTHORIZED: return "unauthorized";
+    case CLOSE_TOKEN_EXPIRED: return "token expired";
+    case CLOSE_TOO_MANY: return "too many connections from this address";
     default: return "";
     }
 }
@@ -56,6 +59,16 @@ void sess_on_established(sess_t *s, struct lws *wsi)
     s->created_ms = uv_now(&srv.loop);
     rand_hex(s->id, sizeof s->id - 1);
     if (conn_register(s, &s->serial)) sess_close(s, CLOSE_INTERNAL, 0);
+    lws_get_peer_simple(wsi, s->peer, sizeof s->peer);
+    s->exempt = (uint8_t)rl_exempt(s->peer);
+    if (rl_session_open(s->peer) == RL_TOO_MANY) sess_close(s, CLOSE_TOO_MANY, 0);
+    else s->peer_counted = 1;
+    {
+        /* Browsers cannot set headers on a WebSocket: the token may come in the URL. */
+        char buf[8192];
+        const char *t = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf);
+        if (t && *t) s->url_token = strdup(t);
+    }
     s->next = srv.sessions;
     if (srv.sessions) srv.sessions->prev = s;
     srv.sessions = s;
@@ -299,6 +312,10 @@ int sess_on_receive(sess_t *s, const void *in, size_t len)
 void sess_on_closed(sess_t *s)
 {
     conn_unregister(&s->serial);
+    if (s->peer_counted) rl_session_close(s->peer);
+    ident_clear(&s->ident);
+    free(s->url_token);
+    s->url_token = NULL;
     chan_unsubscribe_all(s);
     queue_clear(s);
     free(s->q);

@@ -17,8 +17,10 @@
 #include <stdint.h>
 #include <libwebsockets.h>
 
+#include "auth.h"
 #include "frame.h"
 #include "msg.h"
+#include "ratelimit.h"
 
 /* WebSocket close codes Herald sends (docs/protocol.md). */
 enum {
@@ -27,7 +29,10 @@ enum {
     CLOSE_TOO_BIG = 1009,         /* message over limits.max_message_size */
     CLOSE_INTERNAL = 1011,        /* out of memory handling the connection */
     CLOSE_SLOW_CONSUMER = 4000,   /* send queue over limits.send_queue_max */
+    CLOSE_UNAUTHORIZED = 4001,    /* connect refused: no valid token */
     CLOSE_CONNECT_TIMEOUT = 4002, /* no connect within websocket.connect_timeout */
+    CLOSE_TOKEN_EXPIRED = 4003,   /* the token expired and no refresh came */
+    CLOSE_TOO_MANY = 4008,        /* limits.connections_per_ip reached */
 };
 
 #define SESS_KIND_WS 0x5753       /* marks per-session data as a sess_t */
@@ -58,6 +63,14 @@ typedef struct sess {
 
     uint64_t serial;              /* conns.h key while the session lives */
     char id[17];                  /* client id given in "connected" */
+
+    ident_t ident;                /* who: set by connect and refresh */
+    bucket_t msg_bucket;          /* limits.messages_per_second */
+    char *url_token;              /* ?token= of the WebSocket URL, until connect */
+    uint8_t refresh_sent : 1;     /* refresh_required sent for the current token */
+    uint8_t peer_counted : 1;     /* counted in limits.connections_per_ip */
+    uint8_t exempt : 1;           /* its address is in limits.rate_limit_exempt */
+    char peer[46];                /* client address */
 } sess_t;
 
 /* sess_on_established() - initialise @s in the per-session data of @wsi. */

@@ -1,7 +1,9 @@
 /* protocol/json.c - see json.h. */
 #include "json.h"
 
+#include <float.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -84,7 +86,11 @@ void json_emit_real(wbuf_t *b, double d)
     char tmp[40];
     int n = 0;
 
-    for (int prec = 15; prec <= 17; prec++) {
+    /* Any decimal of 15 significant digits or fewer maps to exactly one
+     * normal double, so for normal values the first precision that reads
+     * back is 15 (or 16, 17) and %g trims it to the shortest form. Subnormals
+     * carry fewer digits: search those from 1. */
+    for (int prec = fabs(d) < DBL_MIN ? 1 : 15; prec <= 17; prec++) {
         n = snprintf(tmp, sizeof tmp, "%.*g", prec, d);
         if (strtod(tmp, NULL) == d) break;
     }

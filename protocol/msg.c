@@ -20,6 +20,9 @@ static const struct { int code; const char *name; } err_names[] = {
     { PROTO_E_LIMIT, "limit" },
     { PROTO_E_STORAGE, "storage" },
     { PROTO_E_NO_HISTORY, "no_history" },
+    { PROTO_E_UNAUTHORIZED, "unauthorized" },
+    { PROTO_E_FORBIDDEN, "forbidden" },
+    { PROTO_E_RATE_LIMITED, "rate_limited" },
 };
 
 const char *proto_err_name(int code)
@@ -36,6 +39,7 @@ static const struct { const char *name; enum proto_op op; } op_names[] = {
     { "publish", OP_PUBLISH },
     { "ping", OP_PING },
     { "history", OP_HISTORY },
+    { "refresh", OP_REFRESH },
 };
 
 enum proto_op proto_op_parse(const char *s)

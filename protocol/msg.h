@@ -30,6 +30,9 @@ enum proto_err {
     PROTO_E_LIMIT = 110,             /* subscriptions per connection or channel count at its cap */
     PROTO_E_STORAGE = 111,           /* the history store is full or failed: not published */
     PROTO_E_NO_HISTORY = 112,        /* history asked of a namespace that keeps none */
+    PROTO_E_UNAUTHORIZED = 113,      /* no valid identity: missing, invalid or expired token */
+    PROTO_E_FORBIDDEN = 114,         /* the identity may not do this */
+    PROTO_E_RATE_LIMITED = 115,      /* too many messages or requests */
 };
 
 enum proto_op {
@@ -40,6 +43,7 @@ enum proto_op {
     OP_PUBLISH,
     OP_PING,
     OP_HISTORY,
+    OP_REFRESH,
 };
 
 /* proto_err_name() - the short name of @code ("malformed"), for logs and docs. */

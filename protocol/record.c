@@ -7,13 +7,17 @@
 #include <stdio.h>
 #include <string.h>
 
-void rec_build(wbuf_t *b, int64_t ts, const json_t *data)
+void rec_build(wbuf_t *b, int64_t ts, const json_t *data, const json_t *from)
 {
-    mpack_put_map(b, 2);
+    mpack_put_map(b, from ? 3 : 2);
     mpack_put_str(b, "ts", 2);
     mpack_put_int(b, ts);
     mpack_put_str(b, "data", 4);
     mpack_emit(b, data);
+    if (from) {
+        mpack_put_str(b, "from", 4);
+        mpack_emit(b, from);
+    }
 }
 
 /* A bounds-checked reader over a record. Records are ours, but they come back

@@ -16,8 +16,9 @@
 #include "msg.h"
 #include "wbuf.h"
 
-/* rec_build() - append the record {"ts":@ts,"data":@data} to @b. */
-void rec_build(wbuf_t *b, int64_t ts, const json_t *data);
+/* rec_build() - append the record {"ts":@ts,"data":@data} to @b, with
+ * "from":@from when @from is not NULL. */
+void rec_build(wbuf_t *b, int64_t ts, const json_t *data, const json_t *from);
 
 /* rec_pub() - append the push {"op":"pub","channel","offset",<record>} in @enc.
  * Return: 0, or -1 if @rec is not a well-formed record (nothing useful written). */

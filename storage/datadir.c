@@ -101,6 +101,13 @@ int datadir_open(datadir_t *dd, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "data directory %s: not readable and writable: %s", path, strerror(errno));
         return -1;
     }
+    /* Refuse a foreign directory before creating anything in it. */
+    snprintf(lpath, sizeof lpath, "%s/FORMAT", path);
+    if (access(lpath, F_OK) && errno == ENOENT && !dir_is_empty(path)) {
+        snprintf(err, errlen, "%s is not a Herald data directory (it has files but no FORMAT); "
+                 "refusing to initialise over them", path);
+        return -1;
+    }
     snprintf(lpath, sizeof lpath, "%s/LOCK", path);
     fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {

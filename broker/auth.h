@@ -1,0 +1,80 @@
+/* broker/auth.h - who a connection is, and what it may do.
+ *
+ * Owns: the token verification keys (from [auth]), connection identities
+ * (ident_t), the channel permission rules of each namespace, user-scoped
+ * channel names, and REST API keys ([apikey NAME]).
+ *
+ * Rules, in order, for a channel c in namespace ns:
+ *  1. A user-scoped channel admits only its users: the names after the last
+ *     '#' (`orders:1234#alice`), or with ns.user_list the whole name after
+ *     "ns:" (`dm:alice,bob`). Anonymous connections never pass.
+ *  2. ns.subscribe: anyone | authenticated | granted. A grant is the token's
+ *     "channels" claim (exact names or "ns:*"), or a subscribe token: a JWT
+ *     signed by the backend with "sub" = the connection's user and "channel"
+ *     = the channel.
+ *  3. ns.publish (WebSocket): anyone | authenticated | subscribers | granted |
+ *     server (nobody over WebSocket: REST with an API key only).
+ * A token with "role": "admin" or "service" passes every rule.
+ * Loop thread only. */
+#ifndef HERALD_AUTH_H
+#define HERALD_AUTH_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct chan;
+
+typedef struct ident {
+    char *user;                   /* the token's "sub"; NULL: anonymous */
+    json_t *info;                 /* the token's "info" object, or NULL */
+    json_t *channels;             /* the token's "channels" array, or NULL */
+    int privileged;               /* "role": "admin" or "service" */
+    int admin;                    /* "role": "admin" */
+    int64_t exp;                  /* the token's "exp" (unix seconds); 0: none */
+} ident_t;
+
+/* auth_init() - load the keys named in [auth]. Return: 0, or -1 with @err. */
+int auth_init(char *err, size_t errlen);
+void auth_deinit(void);
+
+/* auth_has_keys() - whether any token key is configured. */
+int auth_has_keys(void);
+
+/* auth_token() - verify a connection token and fill @id (cleared first).
+ * @reason: [out] why not (PROTO_REASON_MAX bytes).
+ * Return: 0, or PROTO_E_UNAUTHORIZED. */
+int auth_token(const char *token, size_t len, ident_t *id, char *reason);
+
+/* ident_clear() - free what @id holds and zero it. */
+void ident_clear(ident_t *id);
+
+/* auth_may_subscribe() - whether @id may subscribe to @c; @sub_token (may be
+ * NULL) is a per-channel subscribe token. *@granted is set when the
+ * permission came from a grant (it then also covers ns.publish = granted).
+ * Return: 0, PROTO_E_UNAUTHORIZED (an identity is needed) or PROTO_E_FORBIDDEN,
+ * with @reason filled. */
+int auth_may_subscribe(const ident_t *id, const struct chan *c, const char *sub_token, size_t toklen,
+                       int *granted, char *reason);
+
+/* auth_may_publish() - whether @id may publish to @c over WebSocket, being
+ * @subscribed or not, @granted by a subscribe token or not.
+ * Return: 0, PROTO_E_UNAUTHORIZED or PROTO_E_FORBIDDEN, with @reason. */
+int auth_may_publish(const ident_t *id, const struct chan *c, int subscribed, int granted, char *reason);
+
+/* auth_may_read() - whether @id may read @c's history without subscribing:
+ * the subscribe rules. Return as auth_may_subscribe(). */
+int auth_may_read(const ident_t *id, const struct chan *c, char *reason);
+
+/* REST API keys. With none configured the REST API is open. */
+int auth_rest_open(void);
+
+/* auth_apikey() - the key whose secret is in the Authorization header value
+ * @hdr ("Bearer <secret>"), compared in constant time; NULL if none matches. */
+const apikey_t *auth_apikey(const char *hdr);
+
+/* auth_key_may_publish() - whether key @k may publish to channel @name. */
+int auth_key_may_publish(const apikey_t *k, const char *name, size_t len);
+
+#endif
