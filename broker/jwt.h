@@ -56,7 +56,7 @@ enum jwt_err {
     JWT_E_EXPIRED,                /* now > exp + leeway */
     JWT_E_NOT_YET_VALID,          /* now + leeway < nbf */
     JWT_E_CLAIMS,                 /* exp, nbf or iat not a number; sub not a string */
-    JWT_E_KEY,                    /* no key to try: unknown kid, kid of a key for another alg, or no key for alg */
+    JWT_E_KEY,                    /* no key to try: unknown kid (and no key without a kid), kid of a key for another alg, or no key for alg */
 };
 
 /* jwt_keys_new() - an empty key set.
@@ -110,16 +110,21 @@ size_t jwt_keys_count(const jwt_keys_t *k);
  *         JWT_MAX_TOKEN_LEN. Exactly three base64url parts (RFC 7515 section 2:
  *         no padding, no '+', '/' or whitespace, no non-zero unused bits)
  *         joined by '.'. The header and, once the signature is good, the
- *         payload must be JSON objects without duplicate keys.
+ *         payload must be JSON objects without duplicate keys or "\u0000"
+ *         in strings.
  * Key choice: if the header has a kid, only the key with that kid is tried,
  *         and it must be of the type the header's alg needs (else JWT_E_KEY).
+ *         There is no fallback: a token with a kid is refused (JWT_E_KEY)
+ *         even when keys added without a kid would verify it, so keys must
+ *         be added with kids to accept tokens that carry one.
  *         Without a kid, every key of that type is tried, in the order added.
  * @now: the current time, Unix seconds.
  * @leeway: seconds of clock skew allowed on exp and nbf. The token is expired
  *         when @now > exp + @leeway and not yet valid when @now + @leeway <
- *         nbf, so @now == exp + @leeway is still accepted. exp and nbf may be
- *         integers or reals. Tokens without exp are accepted: requiring one
- *         is the caller's policy.
+ *         nbf, so @now == exp + @leeway is still accepted. exp, nbf and iat,
+ *         when present, must be numbers (integers or reals) and sub a string,
+ *         else JWT_E_CLAIMS; iat is not compared with @now. Tokens without exp
+ *         are accepted: requiring one is the caller's policy.
  * @claims: [out] on JWT_OK, a new reference to the payload object (the caller
  *         json_decref()s it); on any other return, NULL. May be NULL.
  * @why: [out] on failure, a static English reason for logs (never the token's

@@ -1,0 +1,168 @@
+/* bench/bench.h - herald-bench's process-wide state.
+ *
+ * Owns: struct bench, the one instance `B`, shared by the modules of the
+ * tool: main.c (flags), run.c (connections, schedule, measurement), rest.c
+ * (the REST publisher pool) and report.c (table, JSON, SVG). Everything runs
+ * on one libuv loop on one thread. */
+#ifndef BENCH_BENCH_H
+#define BENCH_BENCH_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "herald_client.h"
+#include "hist.h"
+
+enum scenario { SC_FANOUT = 0, SC_CHANNELS, SC_IDLE, SC_CONNECT, SC_PUBLISH, SC_N };
+
+enum pub_mode { PUB_WS = 0, PUB_REST = 1 };
+
+#define MAX_STEPS 32
+#define MAX_CLOSE_CODES 16
+
+struct opts {
+    enum scenario sc;
+    char url[512];
+    double duration;            /* seconds per step (or hold time) */
+    herald_encoding_t enc;
+    int json;
+    const char *svg;
+    unsigned size;              /* bytes of payload in each publication */
+    unsigned subscribers;       /* fanout: total; channels/publish: per channel */
+    unsigned channels;
+    double rates[MAX_STEPS];
+    int nrates;
+    enum pub_mode publish;
+    unsigned publishers;        /* WS publisher connections or REST connections */
+    unsigned window;            /* publish: outstanding per publisher */
+    double p99_max_ms;
+    unsigned connections;       /* idle, connect */
+    int pid;                    /* broker pid for RSS and CPU, 0 if unknown */
+    unsigned concurrency;       /* connection attempts in flight */
+    double connect_timeout;
+    double drain_timeout;
+    double settle;
+    int quiet;
+    char ns[65];                /* namespace of the bench's channels */
+};
+
+/* One step of a run: one target rate (or the whole run for idle/connect/publish). */
+typedef struct step {
+    double rate;                /* target publications/s (0: closed loop) */
+    uint64_t seq_start, seq_end;
+    uint64_t total;             /* publications scheduled */
+    uint64_t published;         /* handed to a publisher */
+    uint64_t acked, pub_errors;
+    uint64_t expected;          /* sum over acked publications of live subscribers */
+    uint64_t received;          /* deliveries of acked publications (at the end) */
+    uint64_t recv_all;          /* deliveries of any publication of this step */
+    uint64_t t_start, t_end, t_drained;  /* uv_hrtime() */
+    uint64_t t_last_rx;         /* read time of the step's latest delivery */
+    hist_t *lat, *ack;
+    double bench_cpu, broker_cpu;        /* percent of one core during the step */
+    uint64_t gaps, dups;
+    uint64_t late, late_max;    /* deliveries after the step was closed, and their worst latency */
+    int sustained;
+    int done;
+} step_t;
+
+struct close_count {
+    int code;
+    uint64_t n;
+};
+
+/* A connection the bench drives, subscriber, publisher or idle. */
+typedef struct peer {
+    herald_client_t *c;
+    uint8_t kind;               /* PEER_* */
+    uint8_t state;              /* PS_* */
+    uint32_t chan;
+    uint64_t last_off;
+    uint64_t t_connect;         /* when its connection attempt started */
+} peer_t;
+
+enum { PEER_SUB = 0, PEER_PUB, PEER_IDLE };
+enum { PS_NEW = 0, PS_CONNECTING, PS_OPEN, PS_READY, PS_CLOSED };
+
+enum phase { PH_SETUP = 0, PH_RUN, PH_DRAIN, PH_HOLD, PH_TEARDOWN, PH_DONE };
+
+struct rest_pool;
+
+struct bench {
+    struct opts o;
+    uv_loop_t loop;
+    herald_ctx_t *hctx;
+    herald_url_t url;
+    herald_opts_t copts;
+    char run_id[16];
+    uint64_t t0;                /* uv_hrtime() at start: payload timestamps count from here */
+    enum phase phase;
+    int exit_code;
+    char fatal[512];            /* why the run failed, printed on stderr */
+
+    peer_t *peers;
+    uint32_t npeers, nsubs, npubs;
+    uint32_t next_peer;         /* next peer to start connecting */
+    uint32_t inflight;          /* connection attempts under way */
+    uint32_t ready;             /* peers that finished setup */
+    uint32_t live;              /* clients not yet closed */
+    uint32_t setup_failed;
+    int first_err;
+    char first_err_text[160];
+    uint64_t setup_start, setup_end;
+    hist_t *connect_lat;
+
+    uint32_t *chan_live;        /* subscribers alive and subscribed, per channel */
+    char *chan_names;           /* nchan fixed-width names */
+    unsigned chan_stride;
+
+    /* Per publication: deliveries counted, and whether it was acknowledged. */
+    uint32_t *rec;
+    uint8_t *acked;
+    uint64_t nseq, seq_cap;
+
+    step_t steps[MAX_STEPS];
+    int nsteps, cur;
+    hist_t *interval;           /* latencies since the last progress line */
+    uint64_t outstanding;       /* publications sent and not yet acked or failed */
+    uint32_t next_pub;          /* round-robin over WS publishers */
+    unsigned char *payload;     /* scratch for one encoded data value */
+    char *raw;                  /* scratch: the unencoded payload string */
+
+    struct rest_pool *rest;
+    uint64_t rest_http_errors, rest_reconnects;
+
+    uint64_t deliveries;        /* every pub received, for progress */
+    uint64_t bad_payload;
+    uint64_t protocol_errors;   /* error replies outside publishing */
+    struct close_count closes[MAX_CLOSE_CODES];
+    int ncloses;
+    uint64_t disconnects;
+
+    /* idle */
+    long rss_before, rss_after; /* bytes, -1 if unknown */
+    long bench_rss;
+
+    uv_timer_t tick, progress, watchdog, phase_timer;
+    uv_check_t check;
+    int tty;
+    uint64_t last_progress_deliveries;
+};
+
+extern struct bench B;
+
+/* run.c */
+int run(void);
+void bench_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void bench_count_close(int code);
+void bench_ack(uint64_t seq, int ok, uint64_t rx_ns);
+size_t bench_payload(uint64_t seq, uint64_t ts_ns, const unsigned char **out);
+const char *bench_chan(uint32_t i, size_t *len);
+uint32_t bench_chan_of(uint64_t seq);
+long proc_rss(int pid);
+
+/* report.c */
+void report(void);
+
+#endif

@@ -1,0 +1,345 @@
+/* bench/main.c - herald-bench: flags, help, and the choice of scenario.
+ *
+ * Owns: the one table of flags that drives parsing, validation and both
+ * levels of --help, so a flag cannot exist without being documented. Each
+ * flag names the scenarios it applies to; giving it to another is an error
+ * rather than being silently ignored. */
+#include "bench.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define F_FANOUT (1u << SC_FANOUT)
+#define F_CHANNELS (1u << SC_CHANNELS)
+#define F_IDLE (1u << SC_IDLE)
+#define F_CONNECT (1u << SC_CONNECT)
+#define F_PUBLISH (1u << SC_PUBLISH)
+#define F_ALL (F_FANOUT | F_CHANNELS | F_IDLE | F_CONNECT | F_PUBLISH)
+#define F_PUBS (F_FANOUT | F_CHANNELS | F_PUBLISH)
+
+enum {
+    O_URL = 256, O_DURATION, O_ENCODING, O_JSON, O_SVG, O_SIZE, O_SUBSCRIBERS, O_CHANNELS, O_RATE,
+    O_PUBLISH, O_PUBLISHERS, O_WINDOW, O_P99MAX, O_CONNECTIONS, O_PID, O_CONCURRENCY, O_CONNECT_TIMEOUT,
+    O_DRAIN_TIMEOUT, O_SETTLE, O_QUIET, O_NAMESPACE, O_HELP,
+};
+
+struct flag {
+    const char *name;
+    int id;
+    int has_arg;
+    unsigned scenarios;
+    const char *arg;
+    const char *help;
+};
+
+static const struct flag flags[] = {
+    { "url", O_URL, 1, F_ALL, "URL", "broker WebSocket URL (default ws://127.0.0.1:8080/ws); REST uses its host and port" },
+    { "duration", O_DURATION, 1, F_ALL, "SECONDS",
+      "publishing time per rate step (fanout, channels, publish), hold time (idle), or the most time to spend "
+      "opening connections (connect); default 5" },
+    { "encoding", O_ENCODING, 1, F_ALL, "json|msgpack", "WebSocket subprotocol and REST body format (default json)" },
+    { "json", O_JSON, 0, F_ALL, NULL, "print exactly one JSON object on stdout instead of a table" },
+    { "svg", O_SVG, 1, F_ALL, "FILE",
+      "write an SVG chart: latency by percentile, or deliveries/s and p99 per step when --rate has several steps" },
+    { "size", O_SIZE, 1, F_PUBS, "BYTES",
+      "payload size: each publication's data is a string of this many bytes holding its scheduled send time "
+      "and sequence number (default 100, at least 20)" },
+    { "subscribers", O_SUBSCRIBERS, 1, F_PUBS, "N",
+      "fanout: subscriber connections on the one channel (default 100); channels: subscribers per channel "
+      "(default 2); publish: subscribers per channel (default 0)" },
+    { "channels", O_CHANNELS, 1, F_CHANNELS | F_PUBLISH, "M",
+      "channels; publications go to them in turn (default 100 for channels, 1 for publish)" },
+    { "rate", O_RATE, 1, F_FANOUT | F_CHANNELS, "R[,R...]",
+      "target publications per second, open loop; several comma-separated rates run as steps and the report "
+      "names the highest sustained one (default 1000)" },
+    { "publish", O_PUBLISH, 1, F_PUBS, "ws|rest",
+      "publish over WebSocket connections or with POST /api/publish over keep-alive HTTP/1.1 (default ws)" },
+    { "publishers", O_PUBLISHERS, 1, F_PUBS, "N",
+      "WebSocket publisher connections, or HTTP connections with --publish rest (default: 1 ws / 16 rest; "
+      "publish: 4)" },
+    { "window", O_WINDOW, 1, F_PUBLISH, "N", "publish over ws: publications in flight per publisher (default 64)" },
+    { "p99-max", O_P99MAX, 1, F_FANOUT | F_CHANNELS, "MS",
+      "a step is sustained when >= 99.9% of deliveries arrived and p99 <= MS (default 100)" },
+    { "connections", O_CONNECTIONS, 1, F_IDLE | F_CONNECT, "N", "connections to open (default 1000)" },
+    { "pid", O_PID, 1, F_ALL, "PID",
+      "the broker's process id: idle reads its VmRSS before and after connecting and reports bytes per "
+      "connection; the others report its CPU use per step" },
+    { "concurrency", O_CONCURRENCY, 1, F_ALL, "N", "connection attempts in flight at once (default 256)" },
+    { "connect-timeout", O_CONNECT_TIMEOUT, 1, F_ALL, "SECONDS",
+      "limit for one connection's TCP connect, WebSocket upgrade and Herald connect (default 10)" },
+    { "drain-timeout", O_DRAIN_TIMEOUT, 1, F_PUBS, "SECONDS",
+      "after each step, the longest wait for outstanding acks and deliveries (default 5)" },
+    { "settle", O_SETTLE, 1, F_IDLE, "SECONDS", "idle: wait after connecting before reading the broker's RSS (default 1)" },
+    { "namespace", O_NAMESPACE, 1, F_PUBS, "NS",
+      "namespace of the bench's channels, named NS:RUNID-N with a fresh RUNID per run; its broker options "
+      "(history, durability) apply (default bench)" },
+    { "quiet", O_QUIET, 0, F_ALL, NULL, "no progress line on stderr (it is shown only when stderr is a terminal)" },
+    { "help", O_HELP, 0, F_ALL, NULL, "show help (herald-bench SCENARIO --help for a scenario's flags)" },
+};
+#define NFLAGS (sizeof flags / sizeof flags[0])
+
+static const struct {
+    const char *name;
+    const char *summary;
+    const char *example;
+} scenarios[SC_N] = {
+    { "fanout", "one channel, N subscribers, open-loop publishing at a target rate; delivery latency and counts",
+      "herald-bench fanout --url ws://127.0.0.1:8080/ws --subscribers 1000 --rate 1000,3000,6000 --duration 10" },
+    { "channels", "M channels x K subscribers each, publications spread over the channels",
+      "herald-bench channels --channels 5000 --subscribers 2 --rate 30000 --duration 10" },
+    { "idle", "N idle connections held open; with --pid, the broker's memory per connection",
+      "herald-bench idle --connections 19500 --pid $(pgrep -n herald) --duration 5" },
+    { "connect", "connection ramp: TCP connect + WebSocket upgrade + Herald connect per second",
+      "herald-bench connect --connections 5000 --concurrency 256" },
+    { "publish", "closed-loop publishing with a window per publisher: the broker's max commit rate and ack latency",
+      "herald-bench publish --publishers 4 --window 64 --publish ws --duration 10" },
+};
+
+static void wrap(FILE *f, const char *text, int indent, int width)
+{
+    int col = indent;
+    const char *p = text;
+
+    while (*p) {
+        const char *sp = strchr(p, ' ');
+        int wl = sp ? (int)(sp - p) : (int)strlen(p);
+        if (col + wl > width && col > indent) {
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+        }
+        fprintf(f, "%.*s", wl, p);
+        col += wl;
+        p += wl;
+        if (*p == ' ') { p++; if (*p) { fputc(' ', f); col++; } }
+    }
+    fputc('\n', f);
+}
+
+static void usage_flags(FILE *f, unsigned mask)
+{
+    for (size_t i = 0; i < NFLAGS; i++) {
+        char left[64];
+        if (!(flags[i].scenarios & mask)) continue;
+        snprintf(left, sizeof left, "  --%s%s%s", flags[i].name, flags[i].arg ? " " : "", flags[i].arg ? flags[i].arg : "");
+        fprintf(f, "%-32s", left);
+        if (strlen(left) >= 32) fprintf(f, "\n%32s", "");
+        wrap(f, flags[i].help, 32, 100);
+    }
+}
+
+static void usage(FILE *f, int sc)
+{
+    if (sc < 0) {
+        fprintf(f, "usage: herald-bench SCENARIO [flags]\n\n"
+                   "Load generator for the Herald broker: opens many WebSocket connections from one\n"
+                   "thread on one libuv loop, publishes on an open-loop schedule, and measures delivery\n"
+                   "latency (publish -> each subscriber) and exact delivery counts.\n\nScenarios:\n");
+        for (int i = 0; i < SC_N; i++) {
+            fprintf(f, "  %-10s", scenarios[i].name);
+            wrap(f, scenarios[i].summary, 12, 100);
+        }
+        fprintf(f, "\nFlags (not every flag applies to every scenario; see herald-bench SCENARIO --help):\n");
+        usage_flags(f, F_ALL);
+        fprintf(f, "\nExit status: 0 when the run completed, 1 when it failed (broker unreachable, connections\n"
+                   "refused or dropped during setup, protocol errors, time bound exceeded), 2 for bad flags.\n");
+        return;
+    }
+    fprintf(f, "usage: herald-bench %s [flags]\n\n", scenarios[sc].name);
+    wrap(f, scenarios[sc].summary, 0, 100);
+    fprintf(f, "\nexample:\n  %s\n\nflags:\n", scenarios[sc].example);
+    usage_flags(f, 1u << sc);
+}
+
+static int bad(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "herald-bench: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\n(see herald-bench --help)\n");
+    return 2;
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v;
+    errno = 0;
+    v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v) || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned *out)
+{
+    char *end;
+    unsigned long v;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (end == s || *end || errno || *s == '-' || v < lo || v > hi) return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_rates(const char *s, struct opts *o)
+{
+    char buf[512], *tok, *save = NULL;
+
+    if (strlen(s) >= sizeof buf) return -1;
+    strcpy(buf, s);
+    o->nrates = 0;
+    for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        double r;
+        char *end;
+        errno = 0;
+        r = strtod(tok, &end);
+        if ((*end == 'k' || *end == 'K') && end[1] == '\0') { r *= 1000; end++; }
+        else if ((*end == 'm' || *end == 'M') && end[1] == '\0') { r *= 1e6; end++; }
+        if (end == tok || *end || errno || !(r > 0) || r > 1e8 || o->nrates == MAX_STEPS) return -1;
+        o->rates[o->nrates++] = r;
+    }
+    return o->nrates ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    struct option lopts[NFLAGS + 1];
+    struct opts *o = &B.o;
+    unsigned given = 0, pid = 0;
+    int sc = -1, c;
+    double v;
+
+    setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+    if (argc < 2) { usage(stderr, -1); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout, -1);
+        return 0;
+    }
+    for (int i = 0; i < SC_N; i++)
+        if (!strcmp(argv[1], scenarios[i].name)) sc = i;
+    if (sc < 0) return bad("unknown scenario \"%s\"%s", argv[1], " (fanout, channels, idle, connect, publish)");
+
+    memset(lopts, 0, sizeof lopts);
+    for (size_t i = 0; i < NFLAGS; i++)
+        lopts[i] = (struct option){ flags[i].name, flags[i].has_arg ? required_argument : no_argument, NULL, flags[i].id };
+
+    o->sc = (enum scenario)sc;
+    snprintf(o->url, sizeof o->url, "ws://127.0.0.1:8080/ws");
+    o->duration = 5;
+    o->enc = HERALD_JSON;
+    o->size = 100;
+    o->subscribers = sc == SC_FANOUT ? 100 : sc == SC_CHANNELS ? 2 : 0;
+    o->channels = sc == SC_CHANNELS ? 100 : 1;
+    o->rates[0] = 1000;
+    o->nrates = 1;
+    o->publish = PUB_WS;
+    o->window = 64;
+    o->p99_max_ms = 100;
+    o->connections = 1000;
+    o->concurrency = 256;
+    o->connect_timeout = 10;
+    o->drain_timeout = 5;
+    o->settle = 1;
+    snprintf(o->ns, sizeof o->ns, "bench");
+
+    optind = 2;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+        const struct flag *fl = NULL;
+        if (c == 'h') c = O_HELP;
+        if (c == '?' || c == ':') {
+            const char *arg = argv[optind - 1];
+            return bad(optopt ? "flag %s needs a value%s" : "unknown flag %s%s", arg, "");
+        }
+        for (size_t i = 0; i < NFLAGS; i++) if (flags[i].id == c) fl = &flags[i];
+        if (!fl) return bad("unknown flag%s%s", "", "");
+        if (!(fl->scenarios & (1u << sc))) {
+            fprintf(stderr, "herald-bench: --%s does not apply to %s\n(see herald-bench %s --help)\n", fl->name,
+                    scenarios[sc].name, scenarios[sc].name);
+            return 2;
+        }
+        given |= 1u << (c - O_URL);
+        switch (c) {
+        case O_HELP: usage(stdout, sc); return 0;
+        case O_URL:
+            if (strlen(optarg) >= sizeof o->url) return bad("--url is too long%s%s", "", "");
+            snprintf(o->url, sizeof o->url, "%s", optarg);
+            break;
+        case O_DURATION:
+            if (parse_double(optarg, 0.1, 3600, &o->duration)) return bad("--duration %s: want seconds, 0.1 to 3600%s", optarg, "");
+            break;
+        case O_ENCODING:
+            if (!strcmp(optarg, "json")) o->enc = HERALD_JSON;
+            else if (!strcmp(optarg, "msgpack")) o->enc = HERALD_MSGPACK;
+            else return bad("--encoding %s: want json or msgpack%s", optarg, "");
+            break;
+        case O_JSON: o->json = 1; break;
+        case O_SVG: o->svg = optarg; break;
+        case O_SIZE:
+            if (parse_uint(optarg, 20, 60000, &o->size)) return bad("--size %s: want 20 to 60000 bytes%s", optarg, "");
+            break;
+        case O_SUBSCRIBERS:
+            if (parse_uint(optarg, 0, 1000000, &o->subscribers)) return bad("--subscribers %s: want 0 to 1000000%s", optarg, "");
+            break;
+        case O_CHANNELS:
+            if (parse_uint(optarg, 1, 1000000, &o->channels)) return bad("--channels %s: want 1 to 1000000%s", optarg, "");
+            break;
+        case O_RATE:
+            if (parse_rates(optarg, o))
+                return bad("--rate %s: want positive rates separated by commas (at most 32), e.g. 1000,5k,20k%s", optarg, "");
+            break;
+        case O_PUBLISH:
+            if (!strcmp(optarg, "ws")) o->publish = PUB_WS;
+            else if (!strcmp(optarg, "rest")) o->publish = PUB_REST;
+            else return bad("--publish %s: want ws or rest%s", optarg, "");
+            break;
+        case O_PUBLISHERS:
+            if (parse_uint(optarg, 1, 10000, &o->publishers)) return bad("--publishers %s: want 1 to 10000%s", optarg, "");
+            break;
+        case O_WINDOW:
+            if (parse_uint(optarg, 1, 100000, &o->window)) return bad("--window %s: want 1 to 100000%s", optarg, "");
+            break;
+        case O_P99MAX:
+            if (parse_double(optarg, 0.001, 1e6, &o->p99_max_ms)) return bad("--p99-max %s: want milliseconds > 0%s", optarg, "");
+            break;
+        case O_CONNECTIONS:
+            if (parse_uint(optarg, 1, 1000000, &o->connections)) return bad("--connections %s: want 1 to 1000000%s", optarg, "");
+            break;
+        case O_PID:
+            if (parse_uint(optarg, 1, 1u << 30, &pid)) return bad("--pid %s: want a process id%s", optarg, "");
+            o->pid = (int)pid;
+            if (proc_rss(o->pid) < 0) return bad("--pid %s: no such process (cannot read /proc/%s/status)", optarg, optarg);
+            break;
+        case O_CONCURRENCY:
+            if (parse_uint(optarg, 1, 100000, &o->concurrency)) return bad("--concurrency %s: want 1 to 100000%s", optarg, "");
+            break;
+        case O_CONNECT_TIMEOUT:
+            if (parse_double(optarg, 0.1, 600, &o->connect_timeout)) return bad("--connect-timeout %s: want 0.1 to 600 seconds%s", optarg, "");
+            break;
+        case O_DRAIN_TIMEOUT:
+            if (parse_double(optarg, 0, 600, &o->drain_timeout)) return bad("--drain-timeout %s: want 0 to 600 seconds%s", optarg, "");
+            break;
+        case O_SETTLE:
+            if (parse_double(optarg, 0, 600, &v)) return bad("--settle %s: want 0 to 600 seconds%s", optarg, "");
+            o->settle = v;
+            break;
+        case O_QUIET: o->quiet = 1; break;
+        case O_NAMESPACE:
+            if (!*optarg || strlen(optarg) > 64 || strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                               "0123456789_-") != strlen(optarg))
+                return bad("--namespace %s: want 1 to 64 letters, digits, '_' or '-'%s", optarg, "");
+            snprintf(o->ns, sizeof o->ns, "%s", optarg);
+            break;
+        default: break;
+        }
+    }
+    if (optind < argc) return bad("unexpected argument \"%s\"%s", argv[optind], "");
+    if (!(given & (1u << (O_PUBLISHERS - O_URL))))
+        o->publishers = sc == SC_PUBLISH ? 4 : o->publish == PUB_REST ? 16 : 1;
+    if (!(given & (1u << (O_SUBSCRIBERS - O_URL))) && sc == SC_PUBLISH) o->subscribers = 0;
+    if (sc == SC_FANOUT && o->subscribers == 0) return bad("fanout needs --subscribers >= 1%s%s", "", "");
+    if (sc == SC_CHANNELS && o->subscribers == 0) return bad("channels needs --subscribers >= 1%s%s", "", "");
+    return run();
+}

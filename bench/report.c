@@ -1,0 +1,419 @@
+/* bench/report.c - the results of a run: a table, one JSON object, an SVG chart.
+ *
+ * Owns: formatting only; it reads struct bench after the loop has ended.
+ * With --json, stdout gets exactly one JSON object and nothing else. */
+#include "bench.h"
+#include "rest.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *sc_name[SC_N] = { "fanout", "channels", "idle", "connect", "publish" };
+
+static double ms(uint64_t ns) { return (double)ns / 1e6; }
+
+static double step_secs(const step_t *st)
+{
+    return st->t_end > st->t_start ? (double)(st->t_end - st->t_start) / 1e9 : 0;
+}
+
+/* Deliveries per second over the span in which they arrived: from the
+ * step's start to its last delivery (or its end, if that came later), so a
+ * broker that falls behind and delivers during the drain is not credited
+ * with the target rate. */
+static double dps(const step_t *st)
+{
+    uint64_t end = st->t_last_rx > st->t_end ? st->t_last_rx : st->t_end;
+    return end > st->t_start ? (double)st->received / ((double)(end - st->t_start) / 1e9) : 0;
+}
+
+static uint64_t total_of(size_t off)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < B.nsteps; i++) t += *(const uint64_t *)((const char *)&B.steps[i] + off);
+    return t;
+}
+
+#define TOTAL(field) total_of(offsetof(step_t, field))
+
+static void json_lat(FILE *f, const char *key, const hist_t *h)
+{
+    if (!h || !h->count) { fprintf(f, "\"%s\":null", key); return; }
+    fprintf(f, "\"%s\":{\"count\":%llu,\"min\":%.3f,\"mean\":%.3f,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,"
+               "\"p99_9\":%.3f,\"max\":%.3f}", key, (unsigned long long)h->count, ms(h->min),
+            h->sum / (double)h->count / 1e6, ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)),
+            ms(hist_percentile(h, 99)), ms(hist_percentile(h, 99.9)), ms(h->max));
+}
+
+static double setup_secs(void)
+{
+    return B.setup_end > B.setup_start ? (double)(B.setup_end - B.setup_start) / 1e9 : 0;
+}
+
+static void json_connections(FILE *f)
+{
+    double s = setup_secs();
+    fprintf(f, "\"connections\":{\"attempted\":%u,\"opened\":%u,\"failed\":%u,\"seconds\":%.3f,\"per_sec\":%.1f,",
+            B.next_peer, B.ready, B.setup_failed, s, s > 0 ? B.ready / s : 0);
+    json_lat(f, "latency_ms", B.connect_lat);
+    fprintf(f, "}");
+}
+
+static int best_step(void)
+{
+    int best = -1;
+    for (int i = 0; i < B.nsteps; i++)
+        if (B.steps[i].done && B.steps[i].sustained && (best < 0 || B.steps[i].rate > B.steps[best].rate)) best = i;
+    return best;
+}
+
+static void json_common_tail(FILE *f)
+{
+    fprintf(f, ",\"disconnects\":{\"total\":%llu,\"by_code\":{", (unsigned long long)B.disconnects);
+    for (int i = 0; i < B.ncloses; i++)
+        fprintf(f, "%s\"%d\":%llu", i ? "," : "", B.closes[i].code, (unsigned long long)B.closes[i].n);
+    fprintf(f, "}},\"errors\":{\"publish\":%llu,\"protocol\":%llu,\"bad_payload\":%llu,"
+               "\"rest_http\":%llu,\"rest_reconnects\":%llu}",
+            (unsigned long long)TOTAL(pub_errors), (unsigned long long)B.protocol_errors,
+            (unsigned long long)B.bad_payload, (unsigned long long)B.rest_http_errors,
+            (unsigned long long)B.rest_reconnects);
+    fprintf(f, ",\"ok\":%s}\n", B.exit_code == 0 ? "true" : "false");
+}
+
+static void json_steps(FILE *f)
+{
+    hist_t *all = hist_new(), *ack = hist_new();
+    int best = best_step();
+    uint64_t exp = TOTAL(expected), rec = TOTAL(received);
+    double dps_max = 0;
+
+    fprintf(f, "\"steps\":[");
+    for (int i = 0; i < B.nsteps; i++) {
+        step_t *st = &B.steps[i];
+        double s = step_secs(st), d = dps(st);
+        if (!st->lat) continue;
+        if (all) hist_add(all, st->lat);
+        if (ack) hist_add(ack, st->ack);
+        if (d > dps_max) dps_max = d;
+        fprintf(f, "%s{\"rate\":%.0f,\"seconds\":%.3f,\"published\":%llu,\"acked\":%llu,\"publish_errors\":%llu,"
+                   "\"publishes_per_sec\":%.1f,\"expected\":%llu,\"received\":%llu,\"lost\":%lld,"
+                   "\"delivery_ratio\":%.6f,\"deliveries_per_sec\":%.1f,\"gaps\":%llu,\"duplicates\":%llu,"
+                   "\"late\":%llu,\"late_max_ms\":%.3f,\"drain_seconds\":%.3f,\"bench_cpu_pct\":%.1f,",
+                i ? "," : "", st->rate, s, (unsigned long long)st->published, (unsigned long long)st->acked,
+                (unsigned long long)st->pub_errors, s > 0 ? st->acked / s : 0,
+                (unsigned long long)st->expected, (unsigned long long)st->received,
+                (long long)st->expected - (long long)st->received,
+                st->expected ? (double)st->received / (double)st->expected : 0, d,
+                (unsigned long long)st->gaps, (unsigned long long)st->dups,
+                (unsigned long long)st->late, ms(st->late_max), st->t_drained > st->t_end ? (double)(st->t_drained - st->t_end) / 1e9 : 0, st->bench_cpu);
+        if (st->broker_cpu >= 0) fprintf(f, "\"broker_cpu_pct\":%.1f,", st->broker_cpu);
+        json_lat(f, "latency_ms", st->lat);
+        fprintf(f, ",");
+        json_lat(f, "ack_latency_ms", st->ack);
+        fprintf(f, ",\"sustained\":%s}", st->sustained ? "true" : "false");
+    }
+    fprintf(f, "],\"published\":%llu,\"acked\":%llu,\"expected\":%llu,\"received\":%llu,\"lost\":%lld,"
+               "\"deliveries_per_sec\":%.1f,",
+            (unsigned long long)TOTAL(published), (unsigned long long)TOTAL(acked), (unsigned long long)exp,
+            (unsigned long long)rec, (long long)exp - (long long)rec, dps_max);
+    json_lat(f, "latency_ms", all);
+    fprintf(f, ",");
+    json_lat(f, "ack_latency_ms", ack);
+    if (best >= 0) {
+        fprintf(f, ",\"max_sustained_rate\":%.0f,\"max_sustained_deliveries_per_sec\":%.1f", B.steps[best].rate,
+                dps(&B.steps[best]));
+    } else {
+        fprintf(f, ",\"max_sustained_rate\":null");
+    }
+    fprintf(f, ",\"p99_max_ms\":%g", B.o.p99_max_ms);
+    hist_free(all);
+    hist_free(ack);
+}
+
+static void report_json(FILE *f)
+{
+    const struct opts *o = &B.o;
+
+    fprintf(f, "{\"scenario\":\"%s\",\"url\":\"%s\",\"encoding\":\"%s\",\"duration_s\":%g,", sc_name[o->sc],
+            o->url, o->enc == HERALD_MSGPACK ? "msgpack" : "json", o->duration);
+    json_connections(f);
+    switch (o->sc) {
+    case SC_FANOUT: case SC_CHANNELS: case SC_PUBLISH:
+        fprintf(f, ",\"namespace\":\"%s\"", o->ns);
+        fprintf(f, ",\"publish\":\"%s\",\"size\":%u,\"channels\":%u,\"subscribers\":%u,\"subscribers_per_channel\":%u,"
+                   "\"publishers\":%u,", o->publish == PUB_REST ? "rest" : "ws", o->size, o->channels, B.nsubs,
+                o->channels ? B.nsubs / o->channels : 0, o->publishers);
+        if (o->sc == SC_PUBLISH) {
+            const step_t *st = &B.steps[0];
+            double s = step_secs(st);
+            fprintf(f, "\"window\":%u,\"acks_per_sec\":%.1f,", o->publish == PUB_REST ? 1 : o->window,
+                    s > 0 ? st->acked / s : 0);
+        }
+        json_steps(f);
+        break;
+    case SC_IDLE:
+        fprintf(f, ",\"pid\":%d,\"broker_rss_before\":%ld,\"broker_rss_after\":%ld,", o->pid, B.rss_before, B.rss_after);
+        if (B.rss_before > 0 && B.rss_after > 0 && B.ready)
+            fprintf(f, "\"bytes_per_connection\":%.1f,", (double)(B.rss_after - B.rss_before) / B.ready);
+        else
+            fprintf(f, "\"bytes_per_connection\":null,");
+        fprintf(f, "\"bench_rss\":%ld", B.bench_rss);
+        break;
+    default:
+        break;
+    }
+    json_common_tail(f);
+}
+
+static void human_lat_row(FILE *f, const hist_t *h)
+{
+    if (!h || !h->count) { fprintf(f, " %8s %8s %8s %8s %8s", "-", "-", "-", "-", "-"); return; }
+    fprintf(f, " %8.2f %8.2f %8.2f %8.2f %8.2f", ms(hist_percentile(h, 50)), ms(hist_percentile(h, 90)),
+            ms(hist_percentile(h, 99)), ms(hist_percentile(h, 99.9)), ms(h->max));
+}
+
+static const char *si(double v, char *buf, size_t n)
+{
+    if (v >= 1e6) snprintf(buf, n, "%.2fM", v / 1e6);
+    else if (v >= 1e4) snprintf(buf, n, "%.1fk", v / 1e3);
+    else snprintf(buf, n, "%.0f", v);
+    return buf;
+}
+
+static void report_human(FILE *f)
+{
+    const struct opts *o = &B.o;
+    double s = setup_secs();
+    char a[32], b[32], c[32];
+
+    fprintf(f, "herald-bench %s  %s  encoding %s", sc_name[o->sc], o->url, o->enc == HERALD_MSGPACK ? "msgpack" : "json");
+    if (o->sc == SC_FANOUT || o->sc == SC_CHANNELS || o->sc == SC_PUBLISH)
+        fprintf(f, "  publish via %s (%u %s)  %u-byte payloads\n  %u channel(s) x %u subscriber(s) = %u subscriptions",
+                o->publish == PUB_REST ? "REST" : "WebSocket", o->publishers,
+                o->publish == PUB_REST ? "HTTP connections" : "publishers", o->size, o->channels,
+                o->channels ? B.nsubs / o->channels : 0, B.nsubs);
+    fprintf(f, "\nconnections: %u opened, %u failed, in %.2f s (%.0f/s); connect latency p50 %.2f ms, p99 %.2f ms\n",
+            B.ready, B.setup_failed, s, s > 0 ? B.ready / s : 0, ms(hist_percentile(B.connect_lat, 50)),
+            ms(hist_percentile(B.connect_lat, 99)));
+    if (o->sc == SC_FANOUT || o->sc == SC_CHANNELS) {
+        int best = best_step();
+        fprintf(f, "\n%9s %9s %9s %11s %11s %8s %9s %8s %8s %8s %8s %8s %6s %6s  %s\n", "rate/s", "published",
+                "acked", "expected", "received", "lost%", "deliv/s", "p50ms", "p90ms", "p99ms", "p99.9ms",
+                "maxms", "bench%", "broker%", "ok");
+        for (int i = 0; i < B.nsteps; i++) {
+            const step_t *st = &B.steps[i];
+            if (!st->lat) continue;
+            fprintf(f, "%9.0f %9llu %9llu %11llu %11llu %8.3f %9s", st->rate, (unsigned long long)st->published,
+                    (unsigned long long)st->acked, (unsigned long long)st->expected,
+                    (unsigned long long)st->received,
+                    st->expected ? 100.0 * (1.0 - (double)st->received / (double)st->expected) : 0,
+                    si(dps(st), a, sizeof a));
+            human_lat_row(f, st->lat);
+            fprintf(f, " %6.0f %6s  %s\n", st->bench_cpu,
+                    st->broker_cpu >= 0 ? (snprintf(b, sizeof b, "%.0f", st->broker_cpu), b) : "-",
+                    st->sustained ? "yes" : "no");
+        }
+        for (int i = 0; i < B.nsteps; i++)
+            if (B.steps[i].late)
+                fprintf(f, "step %.0f/s: %llu deliveries arrived after its drain timeout (worst %.0f ms): counted as lost\n",
+                        B.steps[i].rate, (unsigned long long)B.steps[i].late, ms(B.steps[i].late_max));
+        if (best >= 0) {
+            fprintf(f, "\nmax sustained rate: %s publishes/s = %s deliveries/s (>= 99.9%% delivered, p99 <= %g ms)\n",
+                    si(B.steps[best].rate, a, sizeof a), si(dps(&B.steps[best]), c, sizeof c),
+                    o->p99_max_ms);
+        } else {
+            fprintf(f, "\nmax sustained rate: none of the rates met >= 99.9%% delivered with p99 <= %g ms\n", o->p99_max_ms);
+        }
+    } else if (o->sc == SC_PUBLISH) {
+        const step_t *st = &B.steps[0];
+        double secs = step_secs(st);
+        fprintf(f, "\npublished %llu, acked %llu, errors %llu in %.2f s: %s acks/s (window %u per publisher)\n",
+                (unsigned long long)st->published, (unsigned long long)st->acked,
+                (unsigned long long)st->pub_errors, secs, si(secs > 0 ? st->acked / secs : 0, a, sizeof a),
+                o->publish == PUB_REST ? 1 : o->window);
+        fprintf(f, "ack latency ms:  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
+                ms(hist_percentile(st->ack, 50)), ms(hist_percentile(st->ack, 90)), ms(hist_percentile(st->ack, 99)),
+                ms(hist_percentile(st->ack, 99.9)), ms(st->ack ? st->ack->max : 0));
+        if (B.nsubs)
+            fprintf(f, "deliveries: expected %llu, received %llu; latency ms p50 %.3f p99 %.3f\n",
+                    (unsigned long long)st->expected, (unsigned long long)st->received,
+                    ms(hist_percentile(st->lat, 50)), ms(hist_percentile(st->lat, 99)));
+        fprintf(f, "bench CPU %.0f%%", st->bench_cpu);
+        if (st->broker_cpu >= 0) fprintf(f, ", broker CPU %.0f%%", st->broker_cpu);
+        fprintf(f, "\n");
+    } else if (o->sc == SC_IDLE) {
+        if (B.rss_before > 0 && B.rss_after > 0 && B.ready)
+            fprintf(f, "broker RSS: %.1f MiB before, %.1f MiB with %u connections: %.0f bytes (%.2f KiB) per connection\n",
+                    B.rss_before / 1048576.0, B.rss_after / 1048576.0, B.ready,
+                    (double)(B.rss_after - B.rss_before) / B.ready, (double)(B.rss_after - B.rss_before) / B.ready / 1024);
+        else
+            fprintf(f, "broker RSS: not measured (pass --pid PID of the broker)\n");
+        if (B.bench_rss > 0) fprintf(f, "bench RSS: %.1f MiB\n", B.bench_rss / 1048576.0);
+    }
+    if (B.disconnects) {
+        fprintf(f, "disconnects during the run: %llu (", (unsigned long long)B.disconnects);
+        for (int i = 0; i < B.ncloses; i++)
+            fprintf(f, "%scode %d: %llu", i ? ", " : "", B.closes[i].code, (unsigned long long)B.closes[i].n);
+        fprintf(f, ")\n");
+    } else if (o->sc != SC_CONNECT) {
+        fprintf(f, "disconnects during the run: none\n");
+    }
+    if (TOTAL(pub_errors) || B.protocol_errors || B.bad_payload)
+        fprintf(f, "errors: %llu publish, %llu protocol, %llu unreadable payloads\n",
+                (unsigned long long)TOTAL(pub_errors), (unsigned long long)B.protocol_errors,
+                (unsigned long long)B.bad_payload);
+}
+
+/* ---- SVG ---- */
+
+#define W 640
+#define H 400
+#define ML 70
+#define MR 70
+#define MT 40
+#define MB 50
+
+static void svg_head(FILE *f, const char *title)
+{
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+               "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+               "<text x=\"%d\" y=\"22\" font-size=\"14\" font-weight=\"bold\">%s</text>\n",
+            W, H, W, H, ML, title);
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#888\"/>\n", ML, MT,
+            W - ML - MR, H - MT - MB);
+}
+
+static double nice_max(double v)
+{
+    double p = pow(10, floor(log10(v > 0 ? v : 1)));
+    for (double m = 1; m <= 10; m *= 2) if (p * m >= v) return p * m;
+    return p * 10;
+}
+
+/* Latency by percentile, x in "nines": 0 = p0, 1 = p90, 2 = p99, ... */
+static void svg_percentiles(FILE *f, const hist_t *h, const char *title)
+{
+    double pw = W - ML - MR, ph = H - MT - MB, xmax = 5, ymax = nice_max(ms(h->max));
+    uint64_t seen = 0;
+    int first = 1;
+
+    svg_head(f, title);
+    for (int i = 0; i <= 5; i++) {
+        static const char *lab[] = { "0%", "90%", "99%", "99.9%", "99.99%", "99.999%" };
+        double x = ML + pw * i / xmax;
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>"
+                   "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
+                x, MT, x, H - MB, x, H - MB + 16, lab[i]);
+    }
+    for (int i = 0; i <= 4; i++) {
+        double y = MT + ph - ph * i / 4;
+        fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+                   "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n",
+                ML, y, W - MR, y, ML - 6, y + 4, ymax * i / 4);
+    }
+    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">percentile</text>\n", ML + (int)pw / 2, H - 12);
+    fprintf(f, "<text x=\"16\" y=\"%d\" transform=\"rotate(-90 16 %d)\" text-anchor=\"middle\">latency (ms)</text>\n",
+            MT + (int)ph / 2, MT + (int)ph / 2);
+    fprintf(f, "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"");
+    for (unsigned i = 0; i < HIST_BUCKETS && h->count; i++) {
+        double frac, nines, v;
+        if (!h->b[i]) continue;
+        seen += h->b[i];
+        frac = (double)seen / (double)h->count;
+        nines = frac >= 1 ? xmax : -log10(1 - frac);
+        if (nines > xmax) nines = xmax;
+        v = ms(hist_bucket_value(i));
+        if (v > ms(h->max)) v = ms(h->max);
+        if (first) { fprintf(f, "%.1f,%.1f ", (double)ML, MT + ph - ph * v / ymax); first = 0; }
+        fprintf(f, "%.1f,%.1f ", ML + pw * nines / xmax, MT + ph - ph * v / ymax);
+    }
+    fprintf(f, "\"/>\n</svg>\n");
+}
+
+/* Deliveries/s (bars) and p99 (line) for each rate step. */
+static void svg_steps(FILE *f, const char *title)
+{
+    double pw = W - ML - MR, ph = H - MT - MB, dmax = 0, pmax = 0, bw;
+    int n = 0;
+
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        if (!st->lat) continue;
+        n++;
+        if (dps(st) > dmax) dmax = dps(st);
+        if (ms(hist_percentile(st->lat, 99)) > pmax) pmax = ms(hist_percentile(st->lat, 99));
+    }
+    dmax = nice_max(dmax);
+    pmax = nice_max(pmax);
+    bw = n ? pw / n : pw;
+    svg_head(f, title);
+    for (int i = 0; i <= 4; i++) {
+        double y = MT + ph - ph * i / 4;
+        fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+                   "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" fill=\"#1f77b4\">%.3g</text>"
+                   "<text x=\"%d\" y=\"%.1f\" fill=\"#d62728\">%.3g</text>\n",
+                ML, y, W - MR, y, ML - 6, y + 4, dmax * i / 4, W - MR + 6, y + 4, pmax * i / 4);
+    }
+    fprintf(f, "<text x=\"16\" y=\"%d\" transform=\"rotate(-90 16 %d)\" text-anchor=\"middle\" fill=\"#1f77b4\">"
+               "deliveries/s</text>\n", MT + (int)ph / 2, MT + (int)ph / 2);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" transform=\"rotate(90 %d %d)\" text-anchor=\"middle\" fill=\"#d62728\">"
+               "p99 latency (ms)</text>\n", W - 14, MT + (int)ph / 2, W - 14, MT + (int)ph / 2);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">target publishes/s</text>\n", ML + (int)pw / 2, H - 12);
+    for (int i = 0, k = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        double d, x;
+        if (!st->lat) continue;
+        d = dps(st);
+        x = ML + bw * k + bw * 0.15;
+        fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>"
+                   "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.0f</text>\n",
+                x, MT + ph - ph * d / dmax, bw * 0.7, ph * d / dmax, st->sustained ? "#9ecae1" : "#fdae6b",
+                x + bw * 0.35, H - MB + 16, st->rate);
+        k++;
+    }
+    fprintf(f, "<polyline fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\" points=\"");
+    for (int i = 0, k = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        if (!st->lat) continue;
+        fprintf(f, "%.1f,%.1f ", ML + bw * k + bw / 2, MT + ph - ph * ms(hist_percentile(st->lat, 99)) / pmax);
+        k++;
+    }
+    fprintf(f, "\"/>\n<text x=\"%d\" y=\"%d\" font-size=\"11\">blue: sustained; orange: not sustained</text>\n</svg>\n",
+            ML + 4, MT + 14);
+}
+
+static void write_svg(void)
+{
+    FILE *f = fopen(B.o.svg, "w");
+    hist_t *h = hist_new();
+    char title[160];
+
+    if (!f || !h) {
+        fprintf(stderr, "herald-bench: cannot write %s\n", B.o.svg);
+        if (f) fclose(f);
+        hist_free(h);
+        return;
+    }
+    if (B.nsteps > 1) {
+        snprintf(title, sizeof title, "herald-bench %s: deliveries/s and p99 per rate", sc_name[B.o.sc]);
+        svg_steps(f, title);
+    } else {
+        const hist_t *src = B.o.sc == SC_CONNECT || B.o.sc == SC_IDLE ? B.connect_lat
+                          : B.o.sc == SC_PUBLISH && !B.nsubs ? B.steps[0].ack : B.steps[0].lat;
+        if (src) hist_add(h, src);
+        snprintf(title, sizeof title, "herald-bench %s: %s latency by percentile", sc_name[B.o.sc],
+                 B.o.sc == SC_CONNECT || B.o.sc == SC_IDLE ? "connect" : B.o.sc == SC_PUBLISH && !B.nsubs ? "ack" : "delivery");
+        svg_percentiles(f, h, title);
+    }
+    hist_free(h);
+    if (fclose(f)) fprintf(stderr, "herald-bench: error writing %s\n", B.o.svg);
+}
+
+void report(void)
+{
+    if (B.o.json) report_json(stdout);
+    else report_human(stdout);
+    fflush(stdout);
+    if (B.o.svg) write_svg();
+}

@@ -1,0 +1,881 @@
+/* bench/run.c - one benchmark run: connections, the publishing schedule, measurement.
+ *
+ * Owns: the peers (subscriber, publisher and idle connections), the phases of
+ * a run (setup, run, drain, hold, teardown), the open-loop schedule, per
+ * publication bookkeeping and the latency histograms. Does not own: flags
+ * (main.c), REST connections (rest.c), output (report.c).
+ *
+ * DESIGN: open loop without coordinated omission. Publication i of a step is
+ * due at t_start + i/rate. Whenever the loop runs (a 1 ms timer, and a check
+ * handle after every poll) every publication now due is sent, stamped with
+ * its *scheduled* time, so a stall in the bench or the broker shows up as
+ * latency instead of silently lowering the rate. The payload carries that
+ * timestamp and a sequence number; subscribers compute latency against the
+ * read time of the bytes that held the pub (same process, same clock).
+ *
+ * Exact delivery counts: each publication is counted once per subscriber
+ * that receives it (rec[seq]). When its ack arrives, the number of
+ * subscribers of its channel that are alive and subscribed at that moment is
+ * added to `expected`; at the end of a step `received` sums rec[] over the
+ * acknowledged publications only, so the two are comparable exactly. A step
+ * ends after its duration plus a drain that waits until every ack is in and
+ * every expected delivery arrived, bounded by --drain-timeout. */
+#include "bench.h"
+#include "rest.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+struct bench B;
+static uv_signal_t sig_int;
+static unsigned rest_ready, rest_live;
+static uint64_t *sent_ts;              /* per publication: its timestamp (scheduled or actual) */
+static uint64_t setup_deadline;
+static int connect_stopped;            /* connect: --duration passed, start no more */
+static uint64_t hold_end;
+static int sched_fd = -1;              /* timerfd: wakes the loop when the next publication is due */
+static uv_poll_t sched_poll;
+static int rss_read;
+static uint32_t lost_subs, lost_pubs, lost_idle;
+static int ran;                        /* setup finished: there is something to report */
+static uint64_t cpu_self_ns(void);
+static long broker_ticks(void);
+
+static void teardown(void);
+static void finish_step(step_t *st);
+static void start_step(int i);
+
+/* ---- helpers ---- */
+
+void bench_fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!B.fatal[0]) {
+        va_start(ap, fmt);
+        vsnprintf(B.fatal, sizeof B.fatal, fmt, ap);
+        va_end(ap);
+    }
+    B.exit_code = 1;
+    teardown();
+}
+
+void bench_count_close(int code)
+{
+    for (int i = 0; i < B.ncloses; i++)
+        if (B.closes[i].code == code) { B.closes[i].n++; return; }
+    if (B.ncloses < MAX_CLOSE_CODES) B.closes[B.ncloses++] = (struct close_count){ code, 1 };
+}
+
+const char *bench_chan(uint32_t i, size_t *len)
+{
+    const char *s = B.chan_names + (size_t)i * B.chan_stride;
+    *len = strlen(s);
+    return s;
+}
+
+uint32_t bench_chan_of(uint64_t seq)
+{
+    return (uint32_t)(seq % B.o.channels);
+}
+
+static const char hexd[] = "0123456789abcdef";
+
+size_t bench_payload(uint64_t seq, uint64_t ts_ns, const unsigned char **out)
+{
+    uint64_t rel = ts_ns - B.t0;
+
+    for (int i = 11; i >= 0; i--, rel >>= 4) B.raw[i] = hexd[rel & 15];
+    for (int i = 19; i >= 12; i--, seq >>= 4) B.raw[i] = hexd[seq & 15];
+    *out = B.payload;
+    return herald_encode_str(B.o.enc, B.raw, B.o.size, B.payload, B.o.size + 16);
+}
+
+static int unhex(const char *s, int n, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        unsigned c = (unsigned char)s[i], d;
+        if (c - '0' < 10) d = c - '0';
+        else if (c - 'a' < 6) d = c - 'a' + 10;
+        else return -1;
+        v = v << 4 | d;
+    }
+    *out = v;
+    return 0;
+}
+
+static step_t *step_of(uint64_t seq)
+{
+    for (int i = B.cur; i > 0; i--)
+        if (seq >= B.steps[i].seq_start) return &B.steps[i];
+    return &B.steps[0];
+}
+
+long proc_rss(int pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    if (!(f = fopen(path, "r"))) return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) { kb = strtol(line + 6, NULL, 10); break; }
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}
+
+/* utime + stime of the broker in clock ticks, or -1. */
+static long broker_ticks(void)
+{
+    char path[64], buf[1024], *p;
+    unsigned long ut, st;
+    ssize_t n;
+    int fd;
+
+    if (!B.o.pid) return -1;
+    snprintf(path, sizeof path, "/proc/%d/stat", B.o.pid);
+    if ((fd = open(path, O_RDONLY)) < 0) return -1;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    if (!(p = strrchr(buf, ')'))) return -1;
+    /* After ") " come fields 3..; utime and stime are fields 14 and 15. */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return -1;
+    return (long)(ut + st);
+}
+
+static uint64_t cpu_self_ns(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ULL +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ULL;
+}
+
+static uint64_t step_cpu0;
+static long step_broker0;
+
+static void cpu_start(void)
+{
+    step_cpu0 = cpu_self_ns();
+    step_broker0 = broker_ticks();
+}
+
+static void cpu_stop(step_t *st)
+{
+    double wall = (double)(st->t_end - st->t_start);
+    long bt = broker_ticks();
+
+    st->bench_cpu = wall > 0 ? 100.0 * (double)(cpu_self_ns() - step_cpu0) / wall : 0;
+    st->broker_cpu = -1;
+    if (bt >= 0 && step_broker0 >= 0 && wall > 0)
+        st->broker_cpu = 100.0 * (double)(bt - step_broker0) / (double)sysconf(_SC_CLK_TCK) / (wall / 1e9);
+}
+
+/* A new publication number, with room in the per-publication arrays. */
+static int new_seq(uint64_t ts, uint64_t *seq)
+{
+    if (B.nseq == B.seq_cap) {
+        uint64_t ncap = B.seq_cap ? B.seq_cap * 2 : 65536;
+        uint32_t *r = realloc(B.rec, ncap * sizeof *r);
+        uint8_t *a;
+        uint64_t *t;
+        if (r) B.rec = r;
+        a = r ? realloc(B.acked, ncap) : NULL;
+        if (a) B.acked = a;
+        t = a ? realloc(sent_ts, ncap * sizeof *t) : NULL;
+        if (!t) return -1;
+        sent_ts = t;
+        memset(B.rec + B.seq_cap, 0, (ncap - B.seq_cap) * sizeof *B.rec);
+        memset(B.acked + B.seq_cap, 0, ncap - B.seq_cap);
+        B.seq_cap = ncap;
+    }
+    *seq = B.nseq++;
+    sent_ts[*seq] = ts;
+    return 0;
+}
+
+/* ---- publishing ---- */
+
+static void on_pub_ack(herald_client_t *c, const herald_msg_t *m, void *arg);
+
+static int ws_publish(peer_t *p, uint64_t seq)
+{
+    const unsigned char *data;
+    size_t dlen = bench_payload(seq, sent_ts[seq], &data), chlen;
+    const char *chan = bench_chan(bench_chan_of(seq), &chlen);
+
+    return herald_publish(p->c, chan, chlen, data, dlen, on_pub_ack, (void *)(uintptr_t)seq, NULL);
+}
+
+/* Sends one publication with timestamp @ts through @via (a WS publisher) or,
+ * when NULL, the next publisher in turn / the REST pool. */
+static void publish_one(step_t *st, uint64_t ts, peer_t *via)
+{
+    uint64_t seq;
+
+    if (new_seq(ts, &seq)) {
+        bench_fail("out of memory for publication records");
+        return;
+    }
+    st->published++;
+    B.outstanding++;
+    if (B.o.publish == PUB_REST) {
+        rest_submit(B.rest, seq, ts);
+        return;
+    }
+    if (!via) {
+        for (uint32_t tries = 0; tries < B.npubs; tries++) {
+            peer_t *p = &B.peers[B.nsubs + B.next_pub];
+            B.next_pub = (B.next_pub + 1) % B.npubs;
+            if (p->state == PS_READY) { via = p; break; }
+        }
+    }
+    if (!via || ws_publish(via, seq)) bench_ack(seq, 0, uv_hrtime());
+}
+
+void bench_ack(uint64_t seq, int ok, uint64_t rx_ns)
+{
+    step_t *st = step_of(seq);
+
+    B.outstanding--;
+    if (!ok) {
+        st->pub_errors++;
+    } else {
+        B.acked[seq] = 1;
+        st->acked++;
+        st->expected += B.chan_live[bench_chan_of(seq)];
+        hist_record(st->ack, rx_ns > sent_ts[seq] ? rx_ns - sent_ts[seq] : 0);
+    }
+    /* Closed loop over REST: every answer lets the next request go. */
+    if (B.o.sc == SC_PUBLISH && B.o.publish == PUB_REST && B.phase == PH_RUN)
+        publish_one(&B.steps[0], uv_hrtime(), NULL);
+}
+
+static void on_pub_ack(herald_client_t *c, const herald_msg_t *m, void *arg)
+{
+    peer_t *p = herald_client_ud(c);
+
+    bench_ack((uint64_t)(uintptr_t)arg, m->op == HERALD_OP_PUBLISHED, m->rx_ns);
+    if (B.o.sc == SC_PUBLISH && B.phase == PH_RUN && p->state == PS_READY)
+        publish_one(&B.steps[0], uv_hrtime(), p);
+}
+
+/* Sends every publication of the current step that is due by now. */
+static void pump(void)
+{
+    step_t *st = &B.steps[B.cur];
+    uint64_t now, el, due, dur = (uint64_t)(B.o.duration * 1e9);
+    unsigned burst = 0;
+
+    if (B.phase != PH_RUN || st->rate <= 0) return;
+    now = uv_hrtime();
+    el = now - st->t_start;
+    due = el >= dur ? st->total : (uint64_t)((double)el * st->rate / 1e9) + 1;
+    if (due > st->total) due = st->total;
+    /* Bounded bursts keep the loop reading while catching up; what is left
+     * goes out on the next turn with its original scheduled time. */
+    while (st->published < due && burst++ < 50000 && B.phase == PH_RUN)
+        publish_one(st, st->t_start + (uint64_t)((double)st->published * 1e9 / st->rate), NULL);
+    if (B.phase == PH_RUN && el >= dur && st->published == st->total) {
+        st->t_end = now;
+        cpu_stop(st);
+        B.phase = PH_DRAIN;
+        return;
+    }
+    if (B.phase == PH_RUN && sched_fd >= 0) {
+        /* libuv timers have millisecond resolution, which would add up to a
+         * millisecond of sending delay; a timerfd wakes epoll on time. */
+        uint64_t next = st->t_start + (uint64_t)((double)st->published * 1e9 / st->rate);
+        struct itimerspec its = { { 0, 0 }, { (time_t)(next / 1000000000ULL), (long)(next % 1000000000ULL) } };
+        if (st->published >= st->total) {
+            next = st->t_start + dur;
+            its.it_value.tv_sec = (time_t)(next / 1000000000ULL);
+            its.it_value.tv_nsec = (long)(next % 1000000000ULL);
+        }
+        timerfd_settime(sched_fd, TFD_TIMER_ABSTIME, &its, NULL);
+    }
+}
+
+static void on_sched(uv_poll_t *h, int status, int events)
+{
+    uint64_t n;
+    (void)h; (void)status; (void)events;
+    if (read(sched_fd, &n, sizeof n) < 0) { /* EAGAIN: a spurious wakeup */ }
+    pump();
+}
+
+static uint64_t step_outstanding(const step_t *st)
+{
+    return st->published - st->acked - st->pub_errors;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    step_t *st = &B.steps[B.cur];
+    uint64_t now = uv_hrtime();
+
+    (void)t;
+    if (B.phase == PH_SETUP) {
+        if (now > setup_deadline)
+            bench_fail("connection setup did not finish in time: %u of %u connections ready", B.ready, B.npeers);
+        return;
+    }
+    if (B.phase == PH_RUN) {
+        if (st->rate > 0) pump();
+        else if (now - st->t_start >= (uint64_t)(B.o.duration * 1e9)) {   /* closed loop: time is up */
+            st->t_end = now;
+            cpu_stop(st);
+            B.phase = PH_DRAIN;
+        }
+    }
+    if (B.phase == PH_DRAIN) {
+        if ((step_outstanding(st) == 0 && st->recv_all >= st->expected) ||
+            now - st->t_end >= (uint64_t)(B.o.drain_timeout * 1e9))
+            finish_step(st);
+        return;
+    }
+    if (B.phase == PH_HOLD) {
+        if (!rss_read && now - B.setup_end >= (uint64_t)(B.o.settle * 1e9)) {
+            rss_read = 1;
+            if (B.o.pid) B.rss_after = proc_rss(B.o.pid);
+            B.bench_rss = proc_rss(getpid());
+        }
+        if (rss_read && now >= hold_end) teardown();
+    }
+}
+
+static void on_check(uv_check_t *h)
+{
+    (void)h;
+    if (B.phase == PH_RUN && B.steps[B.cur].rate > 0) pump();
+}
+
+static void finish_step(step_t *st)
+{
+    uint64_t received = 0;
+    double lost;
+
+    st->t_drained = uv_hrtime();
+    for (uint64_t s = st->seq_start; s < B.nseq; s++)
+        if (B.acked[s]) received += B.rec[s];
+    st->received = received;
+    st->seq_end = B.nseq;
+    st->done = 1;
+    lost = st->expected ? 1.0 - (double)received / (double)st->expected : 0;
+    st->sustained = st->expected > 0 && lost <= 0.001 &&
+                    (double)hist_percentile(st->lat, 99) / 1e6 <= B.o.p99_max_ms &&
+                    st->acked >= st->published - st->published / 1000;
+    if (B.cur + 1 < B.nsteps && B.exit_code == 0) start_step(B.cur + 1);
+    else teardown();
+}
+
+static void start_step(int i)
+{
+    step_t *st = &B.steps[i];
+
+    B.cur = i;
+    st->seq_start = B.nseq;
+    if (!(st->lat = hist_new()) || !(st->ack = hist_new())) {
+        bench_fail("out of memory");
+        return;
+    }
+    hist_reset(B.interval);
+    B.phase = PH_RUN;
+    st->t_start = uv_hrtime();
+    cpu_start();
+    if (B.o.sc == SC_PUBLISH) {
+        st->rate = 0;
+        if (B.o.publish == PUB_REST) {
+            for (unsigned k = 0; k < B.o.publishers; k++) publish_one(st, uv_hrtime(), NULL);
+        } else {
+            for (uint32_t k = 0; k < B.npubs; k++)
+                for (unsigned w = 0; w < B.o.window && B.phase == PH_RUN; w++)
+                    publish_one(st, uv_hrtime(), &B.peers[B.nsubs + k]);
+        }
+        return;
+    }
+    st->rate = B.o.rates[i];
+    st->total = (uint64_t)llround(st->rate * B.o.duration);
+    pump();
+}
+
+/* ---- connections ---- */
+
+static void on_open(herald_client_t *c, const herald_msg_t *m, void *ud);
+static void on_reply(herald_client_t *c, const herald_msg_t *m, void *ud);
+static void on_pub(herald_client_t *c, const herald_msg_t *m, void *ud);
+static void on_close(herald_client_t *c, const herald_close_info_t *info, void *ud);
+
+static const herald_callbacks_t callbacks = { on_open, on_reply, on_pub, on_close };
+
+static void fill_connections(void);
+
+static void setup_done(void)
+{
+    ran = 1;
+    B.setup_end = uv_hrtime();
+    switch (B.o.sc) {
+    case SC_FANOUT: case SC_CHANNELS: case SC_PUBLISH:
+        start_step(0);
+        break;
+    case SC_IDLE:
+        B.phase = PH_HOLD;
+        hold_end = B.setup_end + (uint64_t)((B.o.duration > B.o.settle ? B.o.duration : B.o.settle) * 1e9);
+        break;
+    case SC_CONNECT:
+        teardown();
+        break;
+    default: break;
+    }
+}
+
+static void check_setup_done(void)
+{
+    if (B.phase != PH_SETUP) return;
+    if (B.o.sc == SC_CONNECT) {
+        if (B.inflight == 0 && (B.next_peer == B.npeers || connect_stopped)) {
+            if (B.ready == 0) bench_fail("no connection succeeded: %s", B.first_err_text);
+            else setup_done();
+        }
+        return;
+    }
+    if (B.ready == B.npeers && (B.o.publish != PUB_REST || !B.rest || rest_ready == B.o.publishers))
+        setup_done();
+}
+
+static void peer_ready(peer_t *p)
+{
+    p->state = PS_READY;
+    B.inflight--;
+    B.ready++;
+    fill_connections();
+    check_setup_done();
+}
+
+static void setup_failure(peer_t *p, int err, const char *reason)
+{
+    (void)p;
+    B.setup_failed++;
+    if (!B.first_err) {
+        B.first_err = err ? err : HERALD_E_PROTOCOL;
+        const char *what = herald_strerror(B.first_err);
+        if (reason && (!*reason || !strcmp(reason, what))) reason = NULL;
+        snprintf(B.first_err_text, sizeof B.first_err_text, "%.60s%s%.96s", what, reason ? ": " : "",
+                 reason ? reason : "");
+    }
+    if (B.o.sc == SC_CONNECT) {
+        fill_connections();
+        check_setup_done();
+        return;
+    }
+    bench_fail("cannot set up connections to %s: %s", B.url.name, B.first_err_text);
+}
+
+static void start_peer(peer_t *p)
+{
+    int r;
+
+    p->state = PS_CONNECTING;
+    p->t_connect = uv_hrtime();
+    B.inflight++;
+    r = herald_client_new(B.hctx, &B.url, &B.copts, &callbacks, p, &p->c);
+    if (r) {
+        p->c = NULL;
+        p->state = PS_CLOSED;
+        B.inflight--;
+        setup_failure(p, r, NULL);
+        return;
+    }
+    B.live++;
+}
+
+static void fill_connections(void)
+{
+    if (B.o.sc == SC_CONNECT && !connect_stopped &&
+        uv_hrtime() - B.setup_start >= (uint64_t)(B.o.duration * 1e9))
+        connect_stopped = 1;
+    while (B.phase == PH_SETUP && !connect_stopped && B.inflight < B.o.concurrency && B.next_peer < B.npeers)
+        start_peer(&B.peers[B.next_peer++]);
+}
+
+static void on_subscribed(herald_client_t *c, const herald_msg_t *m, void *arg)
+{
+    peer_t *p = arg;
+    (void)c;
+    if (m->op != HERALD_OP_SUBSCRIBED) {
+        char why[160];
+        snprintf(why, sizeof why, "subscribe refused with error %d: %.*s", m->code, (int)m->reason_len,
+                 m->reason ? m->reason : "");
+        p->state = PS_OPEN;
+        setup_failure(p, HERALD_E_PROTOCOL, why);
+        return;
+    }
+    p->last_off = m->offset;
+    B.chan_live[p->chan]++;
+    peer_ready(p);
+}
+
+static void on_open(herald_client_t *c, const herald_msg_t *m, void *ud)
+{
+    peer_t *p = ud;
+    size_t len;
+    const char *ch;
+    int r;
+
+    (void)m;
+    p->state = PS_OPEN;
+    hist_record(B.connect_lat, uv_hrtime() - p->t_connect);
+    if (p->kind != PEER_SUB) { peer_ready(p); return; }
+    ch = bench_chan(p->chan, &len);
+    if ((r = herald_subscribe(c, ch, len, on_subscribed, p, NULL))) setup_failure(p, r, "subscribe");
+}
+
+static void on_reply(herald_client_t *c, const herald_msg_t *m, void *ud)
+{
+    (void)c; (void)ud;
+    if (m->op == HERALD_OP_ERROR) B.protocol_errors++;
+}
+
+static void on_pub(herald_client_t *c, const herald_msg_t *m, void *ud)
+{
+    peer_t *p = ud;
+    const char *s;
+    size_t sl;
+    uint64_t ts, seq, at;
+    step_t *st;
+
+    (void)c;
+    B.deliveries++;
+    if (m->offset != p->last_off + 1) {
+        if (m->offset <= p->last_off) B.steps[B.cur].dups++;
+        else B.steps[B.cur].gaps += m->offset - p->last_off - 1;
+    }
+    p->last_off = m->offset;
+    if (herald_decode_str(B.o.enc, m->data, m->data_len, &s, &sl) || sl < 20 ||
+        unhex(s, 12, &ts) || unhex(s + 12, 8, &seq) || seq >= B.nseq) {
+        B.bad_payload++;
+        return;
+    }
+    B.rec[seq]++;
+    st = step_of(seq);
+    st->recv_all++;
+    if (m->rx_ns > st->t_last_rx) st->t_last_rx = m->rx_ns;
+    at = B.t0 + ts;
+    if (st->done) {
+        /* Past the drain timeout: not counted as received, but reported,
+         * so a stalled connection is told apart from a lost message. */
+        st->late++;
+        if (m->rx_ns > at && m->rx_ns - at > st->late_max) st->late_max = m->rx_ns - at;
+        return;
+    }
+    hist_record(st->lat, m->rx_ns > at ? m->rx_ns - at : 0);
+    hist_record(B.interval, m->rx_ns > at ? m->rx_ns - at : 0);
+}
+
+static void on_close(herald_client_t *c, const herald_close_info_t *info, void *ud)
+{
+    peer_t *p = ud;
+    int prev = p->state;
+
+    B.live--;
+    p->state = PS_CLOSED;
+    p->c = NULL;
+    if (B.phase >= PH_TEARDOWN) {
+        if (B.phase == PH_TEARDOWN && B.live == 0 && rest_live == 0) teardown();
+        return;
+    }
+    if (prev != PS_READY) {
+        B.inflight--;
+        setup_failure(p, info->err, info->reason);
+        return;
+    }
+    B.disconnects++;
+    bench_count_close(info->code);
+    if (p->kind == PEER_SUB) {
+        B.chan_live[p->chan]--;
+        if (++lost_subs == B.nsubs)
+            bench_fail("every subscriber connection was closed during the run (last: code %d, %s)", info->code,
+                       info->err ? herald_strerror(info->err) : info->reason);
+    } else if (p->kind == PEER_PUB) {
+        /* Its unanswered publications will never be acknowledged. */
+        uint32_t pend = herald_client_pending(c);
+        B.outstanding -= pend;
+        B.steps[B.cur].pub_errors += pend;
+        if (++lost_pubs == B.npubs)
+            bench_fail("every publisher connection was closed during the run (last: code %d, %s)", info->code,
+                       info->err ? herald_strerror(info->err) : info->reason);
+    } else if (++lost_idle == B.npeers) {
+        bench_fail("every connection was closed while holding them (last: code %d, %s)", info->code,
+                   info->err ? herald_strerror(info->err) : info->reason);
+    }
+    if (B.phase == PH_SETUP) check_setup_done();
+}
+
+void bench_rest_connected(void)
+{
+    rest_ready++;
+    check_setup_done();
+}
+
+void bench_rest_failed(int err)
+{
+    if (B.phase < PH_TEARDOWN)
+        bench_fail("REST publisher cannot connect to %s: %s", B.url.name, herald_strerror(err));
+}
+
+void bench_rest_closed(void)
+{
+    rest_live--;
+    if (B.phase == PH_TEARDOWN && B.live == 0 && rest_live == 0) teardown();
+}
+
+/* ---- progress ---- */
+
+static void on_progress(uv_timer_t *t)
+{
+    step_t *st = &B.steps[B.cur];
+    double el;
+
+    (void)t;
+    if (B.phase == PH_SETUP) {
+        fprintf(stderr, "\r\033[K  connecting %u/%u (%u failed)", B.ready, B.npeers, B.setup_failed);
+    } else if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
+        el = (double)(uv_hrtime() - st->t_start) / 1e9;
+        fprintf(stderr, "\r\033[K  step %d/%d  rate %.0f/s  %5.1fs  sent %llu  acked %llu  delivered %llu  p99 %.2f ms%s",
+                B.cur + 1, B.nsteps, st->rate, el, (unsigned long long)st->published,
+                (unsigned long long)st->acked, (unsigned long long)B.deliveries,
+                (double)hist_percentile(B.interval, 99) / 1e6, B.phase == PH_DRAIN ? "  (draining)" : "");
+        hist_reset(B.interval);
+    } else if (B.phase == PH_HOLD) {
+        fprintf(stderr, "\r\033[K  holding %u connections  %4.1fs", B.ready,
+                (double)(uv_hrtime() - B.setup_end) / 1e9);
+    }
+}
+
+/* ---- start and stop ---- */
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void on_teardown_timeout(uv_timer_t *t)
+{
+    (void)t;
+    for (uint32_t i = 0; i < B.npeers; i++)
+        if (B.peers[i].c) herald_client_abort(B.peers[i].c);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    if (B.phase < PH_TEARDOWN) {
+        bench_fail("the run exceeded its time bound (a bug, or the broker stopped answering)");
+        return;
+    }
+    on_teardown_timeout(t);
+}
+
+/* Closes every connection; once all are closed, closes the bench's own handles
+ * so that uv_run() returns. Called again from close callbacks to finish. */
+static void teardown(void)
+{
+    if (B.phase == PH_DONE) return;
+    if (B.phase != PH_TEARDOWN) {
+        if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
+            step_t *st = &B.steps[B.cur];
+            if (!st->t_end) { st->t_end = uv_hrtime(); cpu_stop(st); }
+        }
+        B.phase = PH_TEARDOWN;
+        if (B.tty && !B.o.quiet) fprintf(stderr, "\r\033[K");
+        uv_timer_stop(&B.tick);
+        uv_timer_stop(&B.progress);
+        uv_check_stop(&B.check);
+        if (sched_fd >= 0) uv_poll_stop(&sched_poll);
+        for (uint32_t i = 0; i < B.npeers; i++)
+            if (B.peers[i].c) herald_close(B.peers[i].c, 1000, "bench done");
+        if (B.rest) {
+            rest_stats(B.rest, &B.rest_http_errors, &B.rest_reconnects);
+            rest_pool_close(B.rest);
+            B.rest = NULL;
+        }
+        uv_timer_start(&B.phase_timer, on_teardown_timeout, 3000, 0);
+    }
+    if (B.live || rest_live) return;
+    B.phase = PH_DONE;
+    close_handle((uv_handle_t *)&B.tick);
+    close_handle((uv_handle_t *)&B.progress);
+    close_handle((uv_handle_t *)&B.check);
+    close_handle((uv_handle_t *)&B.phase_timer);
+    close_handle((uv_handle_t *)&B.watchdog);
+    close_handle((uv_handle_t *)&sig_int);
+    if (sched_fd >= 0) close_handle((uv_handle_t *)&sched_poll);
+    herald_ctx_free(B.hctx);
+    B.hctx = NULL;
+}
+
+static void on_sigint(uv_signal_t *h, int signum)
+{
+    (void)h; (void)signum;
+    bench_fail("interrupted");
+    B.exit_code = 130;
+}
+
+static int raise_fd_limit(unsigned need)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        fprintf(stderr, "herald-bench: %u connections need about %u file descriptors, but the limit is %llu "
+                "(raise the hard limit: ulimit -Hn)\n", need - 32, need, (unsigned long long)rl.rlim_cur);
+        return -1;
+    }
+    return 0;
+}
+
+int run(void)
+{
+    struct opts *o = &B.o;
+    int r;
+    uint64_t bound_ms;
+
+    if ((r = herald_url_parse(o->url, &B.url))) {
+        fprintf(stderr, "herald-bench: bad --url %s: %s\n", o->url, herald_strerror(r));
+        return 2;
+    }
+    switch (o->sc) {
+    case SC_FANOUT: B.nsubs = o->subscribers; o->channels = 1; break;
+    case SC_CHANNELS: B.nsubs = o->subscribers * o->channels; break;
+    case SC_PUBLISH: B.nsubs = o->subscribers * o->channels; break;
+    case SC_IDLE: case SC_CONNECT: B.nsubs = 0; break;
+    default: break;
+    }
+    if (o->channels == 0) o->channels = 1;
+    B.npubs = (o->sc <= SC_CHANNELS || o->sc == SC_PUBLISH) && o->publish == PUB_WS ? o->publishers : 0;
+    B.npeers = B.nsubs + B.npubs + ((o->sc == SC_IDLE || o->sc == SC_CONNECT) ? o->connections : 0);
+    if (raise_fd_limit(B.npeers + (o->publish == PUB_REST ? o->publishers : 0) + 32)) return 2;
+
+    snprintf(B.run_id, sizeof B.run_id, "%08x", (unsigned)(getpid() ^ (uint32_t)uv_hrtime()));
+    B.chan_stride = 96;
+    B.peers = calloc(B.npeers ? B.npeers : 1, sizeof *B.peers);
+    B.chan_live = calloc(o->channels, sizeof *B.chan_live);
+    B.chan_names = malloc((size_t)o->channels * B.chan_stride);
+    B.payload = malloc(o->size + 16);
+    B.raw = malloc(o->size);
+    B.interval = hist_new();
+    B.connect_lat = hist_new();
+    if (!B.peers || !B.chan_live || !B.chan_names || !B.payload || !B.raw || !B.interval || !B.connect_lat) {
+        fprintf(stderr, "herald-bench: out of memory\n");
+        return 1;
+    }
+    memset(B.raw, 'x', o->size);
+    for (unsigned i = 0; i < o->channels; i++)
+        snprintf(B.chan_names + (size_t)i * B.chan_stride, B.chan_stride, "%s:%s-%u", o->ns, B.run_id, i);
+    for (uint32_t i = 0; i < B.npeers; i++) {
+        peer_t *p = &B.peers[i];
+        if (i < B.nsubs) {
+            p->kind = PEER_SUB;
+            /* Spread subscribers so channel k gets subscribers k, k+M, k+2M... */
+            p->chan = i % o->channels;
+        } else {
+            p->kind = i < B.nsubs + B.npubs ? PEER_PUB : PEER_IDLE;
+        }
+    }
+    B.nsteps = o->sc <= SC_CHANNELS ? o->nrates : 1;
+    B.copts.encoding = o->enc;
+    B.copts.connect_timeout_ms = (unsigned)(o->connect_timeout * 1000);
+    B.rss_before = B.rss_after = B.bench_rss = -1;
+    B.tty = isatty(2);
+
+    uv_loop_init(&B.loop);
+    if (herald_ctx_new(&B.loop, &B.hctx)) {
+        fprintf(stderr, "herald-bench: out of memory\n");
+        return 1;
+    }
+    uv_timer_init(&B.loop, &B.tick);
+    uv_timer_init(&B.loop, &B.progress);
+    uv_timer_init(&B.loop, &B.watchdog);
+    uv_timer_init(&B.loop, &B.phase_timer);
+    uv_check_init(&B.loop, &B.check);
+    uv_signal_init(&B.loop, &sig_int);
+    uv_signal_start(&sig_int, on_sigint, SIGINT);
+    uv_check_start(&B.check, on_check);
+    sched_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (sched_fd >= 0) {
+        uv_poll_init(&B.loop, &sched_poll, sched_fd);
+        uv_poll_start(&sched_poll, UV_READABLE, on_sched);
+    }
+    uv_timer_start(&B.tick, on_tick, 1, 1);
+    if (B.tty && !o->quiet) uv_timer_start(&B.progress, on_progress, 500, 500);
+
+    /* Every run ends by itself: connection setup gets its timeout plus time
+     * at a pessimistic 500 connections/s, each step its duration and drain. */
+    B.t0 = uv_hrtime();
+    setup_deadline = B.t0 + (uint64_t)((o->connect_timeout + B.npeers / 500.0 + 2) * 1e9);
+    bound_ms = (uint64_t)((o->connect_timeout + B.npeers / 500.0 + 2 +
+                           B.nsteps * (o->duration + o->drain_timeout + 1) + o->settle + 10) * 1000);
+    uv_timer_start(&B.watchdog, on_watchdog, bound_ms, 0);
+
+    if (o->sc == SC_IDLE && o->pid) B.rss_before = proc_rss(o->pid);
+    B.phase = PH_SETUP;
+    B.setup_start = uv_hrtime();
+    if (o->publish == PUB_REST && (o->sc <= SC_CHANNELS || o->sc == SC_PUBLISH)) {
+        rest_live = o->publishers;
+        if (rest_pool_new(&B.loop, &B.url, o->enc, o->publishers, &B.rest)) {
+            rest_live = 0;
+            bench_fail("out of memory");
+        }
+    }
+    fill_connections();
+    check_setup_done();
+    uv_run(&B.loop, UV_RUN_DEFAULT);
+    if (B.hctx) {           /* the loop stopped early: should not happen */
+        herald_ctx_free(B.hctx);
+        uv_run(&B.loop, UV_RUN_NOWAIT);
+    }
+    uv_loop_close(&B.loop);
+    if (sched_fd >= 0) close(sched_fd);
+    if (!B.setup_end) B.setup_end = uv_hrtime();
+
+    if (B.fatal[0]) fprintf(stderr, "herald-bench: %s\n", B.fatal);
+    if (!B.fatal[0] || ran) report();
+    if (!B.exit_code && B.o.sc == SC_CONNECT && B.setup_failed) {
+        fprintf(stderr, "herald-bench: %u connection attempts failed (first: %s)\n", B.setup_failed,
+                B.first_err_text);
+        B.exit_code = 1;
+    }
+
+    for (int i = 0; i < B.nsteps; i++) {
+        hist_free(B.steps[i].lat);
+        hist_free(B.steps[i].ack);
+    }
+    hist_free(B.interval);
+    hist_free(B.connect_lat);
+    free(B.peers);
+    free(B.chan_live);
+    free(B.chan_names);
+    free(B.payload);
+    free(B.raw);
+    free(B.rec);
+    free(B.acked);
+    free(sent_ts);
+    return B.exit_code;
+}

@@ -1,0 +1,37 @@
+/* clients/hc_codec.h - Herald messages <-> bytes for the client library (internal).
+ *
+ * Owns: reading server messages into herald_msg_t views and writing client
+ * requests, in JSON and MessagePack. Does not own: WebSocket framing or
+ * connections (herald_client.c). The readers never allocate: they scan the
+ * bytes once, remember where the fields are, and skip whatever they do not
+ * need (nested "data" values are skipped, not decoded). */
+#ifndef HERALD_HC_CODEC_H
+#define HERALD_HC_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "herald_client.h"
+
+/* Room for an unescaped JSON error reason; longer reasons are cut. */
+#define HC_REASON_MAX 512
+
+/* hc_json_parse() - read the one JSON object in @n bytes at @p.
+ * @m: [out] views into @p, and into @scratch (HC_REASON_MAX bytes) for an
+ * unescaped reason. Return: 0, or -1 if it is not a Herald message. */
+int hc_json_parse(const char *p, size_t n, herald_msg_t *m, char *scratch);
+
+/* hc_mpack_parse() - read the first MessagePack map in @n bytes at @p.
+ * @used: [out] its length, so the caller can read the next one.
+ * Return: 0, or -1 if it is truncated or not a Herald message. */
+int hc_mpack_parse(const unsigned char *p, size_t n, herald_msg_t *m, size_t *used);
+
+/* hc_op_parse() - the op named by @len bytes at @s. */
+herald_op_t hc_op_parse(const char *s, size_t len);
+
+/* hc_encode_request() - write {"op":@op,"id":@id[,"channel":..][,"data":..]}
+ * in @enc to @out (@cap bytes). @channel may be NULL; @data (already encoded)
+ * may be NULL. Return: bytes written, or the size needed if over @cap. */
+size_t hc_encode_request(herald_encoding_t enc, const char *op, uint64_t id, const char *channel,
+                         size_t chlen, const void *data, size_t dlen, unsigned char *out, size_t cap);
+
+#endif

@@ -1,0 +1,974 @@
+/* clients/herald_client.c - see herald_client.h.
+ *
+ * Owns: contexts, clients, their sockets and buffers, the RFC 6455 client
+ * side (handshake, masking, framing, control frames) and request/reply
+ * matching. Does not own: message syntax (hc_codec.c).
+ *
+ * DESIGN: receive. Every read lands in the context's shared buffer and is
+ * parsed there; a client copies bytes into its own rx buffer only when a
+ * frame is cut by the end of a read, and the next read is then appended to
+ * that buffer directly (alloc_cb hands out its tail). So an idle client owns
+ * no receive memory, and a busy one parses in place with no malloc per
+ * message. Fragmented messages are reassembled in a per-client buffer that
+ * is kept for reuse.
+ *
+ * Send: frames are appended (masked while copying) to the client's output
+ * buffer and the client joins the context's dirty list; a uv_prepare_t
+ * flushes the list just before the loop polls, so everything a callback or
+ * timer queued in one loop iteration goes out in one write. A flush tries
+ * uv_try_write() first and hands only the remainder to uv_write(), swapping
+ * in a second buffer so sends can keep appending while that write is in
+ * flight.
+ *
+ * Lifetime: a client is freed only from the close callback of its last libuv
+ * handle, never inside a read or user callback, so user code may close or
+ * abort any client (itself included) from any callback. */
+#include "herald_client.h"
+#include "hc_codec.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <openssl/evp.h>
+
+#define RBUF_SIZE (64 * 1024)
+#define RX_KEEP (64 * 1024)        /* rx/reassembly buffers above this are freed when empty */
+#define OUT_KEEP (256 * 1024)      /* output buffers above this are freed when drained */
+#define HANDSHAKE_MAX 8192
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+enum state {
+    ST_TCP = 0,       /* TCP connecting */
+    ST_UPGRADE,       /* HTTP upgrade sent, waiting for 101 */
+    ST_CONNECTING,    /* Herald connect sent */
+    ST_OPEN,
+    ST_CLOSING,       /* close frame sent or received; waiting for EOF */
+    ST_DONE,          /* handles closing */
+};
+
+enum { WS_CONT = 0x0, WS_TEXT = 0x1, WS_BIN = 0x2, WS_CLOSE = 0x8, WS_PING = 0x9, WS_PONG = 0xa };
+
+typedef struct obuf {
+    unsigned char *p;
+    size_t len, cap;
+} obuf_t;
+
+struct pending {
+    uint64_t id;
+    herald_reply_cb cb;
+    void *arg;
+};
+
+struct herald_ctx {
+    uv_loop_t *loop;
+    uv_prepare_t prep;
+    herald_client_t *dirty;        /* clients with output to flush, doubly linked */
+    unsigned char *rbuf;           /* RBUF_SIZE: every read starts here */
+    unsigned char *scratch;        /* encoding one request */
+    size_t scratch_cap;
+    char reason[HC_REASON_MAX];    /* an unescaped JSON error reason */
+    uint64_t rng;                  /* xorshift state for mask keys */
+    uint64_t now;                  /* uv_hrtime() of the read being parsed */
+};
+
+struct herald_client {
+    uv_tcp_t tcp;
+    uv_timer_t timer;              /* connect timeout, then close timeout */
+    uv_connect_t creq;
+    uv_write_t wreq;
+    herald_ctx_t *ctx;
+    herald_callbacks_t cb;
+    void *ud;
+    herald_opts_t opts;
+
+    uint8_t state;
+    uint8_t enc;
+    uint8_t writing;               /* a uv_write of wr is in flight */
+    uint8_t sent_close, got_close;
+    uint8_t was_open;
+    uint8_t handles;               /* libuv handles not yet closed */
+    uint8_t frag_op;               /* opcode of the message being reassembled, 0 if none */
+    herald_client_t *dnext, *dprev;
+    uint8_t dirty;
+
+    obuf_t out, wr;                /* appending / in flight */
+    unsigned char *rx;             /* bytes of a frame cut by a read */
+    size_t rxlen, rxcap, rxneed;
+    unsigned char *msg;            /* reassembly of a fragmented message */
+    size_t msglen, msgcap;
+
+    struct pending *pend;          /* ring of requests awaiting replies */
+    uint32_t phead, plen, pcap;
+    uint64_t next_id;
+
+    int close_code, err;
+    char close_reason[128];
+    char accept[32];               /* expected Sec-WebSocket-Accept */
+};
+
+const char *herald_strerror(int err)
+{
+    switch (err) {
+    case 0: return "success";
+    case HERALD_E_URL: return "bad URL (expected ws://host[:port][/path])";
+    case HERALD_E_HANDSHAKE: return "WebSocket upgrade refused or invalid";
+    case HERALD_E_PROTOCOL: return "protocol violation by the server";
+    case HERALD_E_TIMEOUT: return "timed out";
+    case HERALD_E_STATE: return "not allowed in this state";
+    case HERALD_E_ABORTED: return "aborted";
+    case HERALD_E_TOO_LARGE: return "server message too large";
+    default: return err < 0 ? uv_strerror(err) : "unknown error";
+    }
+}
+
+/* ---- URL ---- */
+
+int herald_url_parse(const char *s, herald_url_t *url)
+{
+    char host[256];
+    const char *p, *hs, *he, *slash;
+    struct addrinfo hints, *res = NULL;
+    char portstr[16];
+    int port = 80, r;
+
+    memset(url, 0, sizeof *url);
+    if (strncasecmp(s, "ws://", 5)) return HERALD_E_URL;
+    hs = s + 5;
+    slash = strchr(hs, '/');
+    he = slash ? slash : hs + strlen(hs);
+    if (*hs == '[') {                        /* [v6]:port */
+        const char *rb = memchr(hs, ']', (size_t)(he - hs));
+        if (!rb) return HERALD_E_URL;
+        p = rb + 1;
+        if ((size_t)(rb - hs - 1) >= sizeof host) return HERALD_E_URL;
+        memcpy(host, hs + 1, (size_t)(rb - hs - 1));
+        host[rb - hs - 1] = '\0';
+    } else {
+        p = memchr(hs, ':', (size_t)(he - hs));
+        if (!p) p = he;
+        if ((size_t)(p - hs) >= sizeof host) return HERALD_E_URL;
+        memcpy(host, hs, (size_t)(p - hs));
+        host[p - hs] = '\0';
+    }
+    if (!*host) return HERALD_E_URL;
+    if (p < he) {
+        char *end;
+        long v;
+        if (*p != ':') return HERALD_E_URL;
+        v = strtol(p + 1, &end, 10);
+        if (end != he || v < 1 || v > 65535) return HERALD_E_URL;
+        port = (int)v;
+    }
+    snprintf(url->path, sizeof url->path, "%s", slash ? slash : "/ws");
+    snprintf(url->host, sizeof url->host, "%.*s", (int)(he - hs), hs);
+    snprintf(portstr, sizeof portstr, "%d", port);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if ((r = getaddrinfo(host, portstr, &hints, &res))) {
+        switch (r) {
+        case EAI_NONAME: return UV_EAI_NONAME;
+        case EAI_AGAIN: return UV_EAI_AGAIN;
+        default: return UV_EAI_FAIL;
+        }
+    }
+    memcpy(&url->addr, res->ai_addr, res->ai_addrlen);
+    url->addrlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    url->port = port;
+    if (url->addr.ss_family == AF_INET6) {
+        char a[48];
+        uv_ip6_name((struct sockaddr_in6 *)&url->addr, a, sizeof a);
+        snprintf(url->name, sizeof url->name, "[%s]:%d", a, port);
+    } else {
+        char a[32];
+        uv_ip4_name((struct sockaddr_in *)&url->addr, a, sizeof a);
+        snprintf(url->name, sizeof url->name, "%s:%d", a, port);
+    }
+    return 0;
+}
+
+/* ---- context ---- */
+
+static void flush(herald_client_t *c);
+
+static void dirty_del(herald_client_t *c)
+{
+    if (!c->dirty) return;
+    if (c->dprev) c->dprev->dnext = c->dnext;
+    else c->ctx->dirty = c->dnext;
+    if (c->dnext) c->dnext->dprev = c->dprev;
+    c->dnext = c->dprev = NULL;
+    c->dirty = 0;
+}
+
+static void dirty_add(herald_client_t *c)
+{
+    if (c->dirty) return;
+    c->dirty = 1;
+    c->dprev = NULL;
+    c->dnext = c->ctx->dirty;
+    if (c->dnext) c->dnext->dprev = c;
+    c->ctx->dirty = c;
+}
+
+void herald_ctx_flush(herald_ctx_t *ctx)
+{
+    while (ctx->dirty) {
+        herald_client_t *c = ctx->dirty;
+        dirty_del(c);
+        flush(c);
+    }
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    herald_ctx_flush(h->data);
+}
+
+int herald_ctx_new(uv_loop_t *loop, herald_ctx_t **out)
+{
+    herald_ctx_t *ctx = calloc(1, sizeof *ctx);
+
+    if (!ctx || !(ctx->rbuf = malloc(RBUF_SIZE))) {
+        free(ctx);
+        return UV_ENOMEM;
+    }
+    ctx->loop = loop;
+    if (getrandom(&ctx->rng, sizeof ctx->rng, 0) != sizeof ctx->rng) ctx->rng = uv_hrtime();
+    ctx->rng |= 1;
+    uv_prepare_init(loop, &ctx->prep);
+    ctx->prep.data = ctx;
+    uv_prepare_start(&ctx->prep, on_prepare);
+    uv_unref((uv_handle_t *)&ctx->prep);   /* the prepare alone keeps no loop alive */
+    *out = ctx;
+    return 0;
+}
+
+static void on_ctx_closed(uv_handle_t *h)
+{
+    herald_ctx_t *ctx = h->data;
+    free(ctx->rbuf);
+    free(ctx->scratch);
+    free(ctx);
+}
+
+void herald_ctx_free(herald_ctx_t *ctx)
+{
+    if (!ctx) return;
+    uv_prepare_stop(&ctx->prep);
+    uv_close((uv_handle_t *)&ctx->prep, on_ctx_closed);
+}
+
+/* Mask keys need not be cryptographic for a client talking to its own broker
+ * (RFC 6455 asks for unpredictability to protect intermediaries); xorshift
+ * keeps them cheap at millions of frames per second. */
+static uint32_t rng32(herald_ctx_t *ctx)
+{
+    uint64_t x = ctx->rng;
+    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    ctx->rng = x;
+    return (uint32_t)((x * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+/* ---- buffers ---- */
+
+static int obuf_reserve(obuf_t *b, size_t n)
+{
+    size_t ncap;
+    unsigned char *p;
+
+    if (b->cap - b->len >= n) return 0;
+    ncap = b->cap ? b->cap * 2 : 512;
+    while (ncap - b->len < n) ncap *= 2;
+    if (!(p = realloc(b->p, ncap))) return UV_ENOMEM;
+    b->p = p;
+    b->cap = ncap;
+    return 0;
+}
+
+static int reserve(unsigned char **buf, size_t *cap, size_t need)
+{
+    size_t ncap;
+    unsigned char *p;
+
+    if (*cap >= need) return 0;
+    ncap = *cap ? *cap * 2 : 4096;
+    while (ncap < need) ncap *= 2;
+    if (!(p = realloc(*buf, ncap))) return UV_ENOMEM;
+    *buf = p;
+    *cap = ncap;
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    herald_client_t *c = h->data;
+    herald_close_info_t info;
+
+    if (--c->handles) return;
+    dirty_del(c);
+    info.code = c->close_code;
+    info.reason = c->close_reason;
+    info.err = c->err;
+    info.was_open = c->was_open;
+    if (c->cb.on_close) c->cb.on_close(c, &info, c->ud);
+    free(c->out.p);
+    free(c->wr.p);
+    free(c->rx);
+    free(c->msg);
+    free(c->pend);
+    free(c);
+}
+
+/* Ends the connection: records why (the first reason wins) and closes the
+ * handles; on_close fires from their close callbacks. */
+static void finish(herald_client_t *c, int err, int code, const char *reason)
+{
+    if (c->state == ST_DONE) return;
+    c->state = ST_DONE;
+    if (!c->close_code) c->close_code = code;
+    if (!c->err) c->err = err;
+    if (reason && !c->close_reason[0]) snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
+    dirty_del(c);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+/* Appends one masked frame to the output. */
+static int send_frame(herald_client_t *c, int opcode, const void *payload, size_t len)
+{
+    unsigned char *h;
+    size_t hl = len < 126 ? 2 : len < 65536 ? 4 : 10;
+    uint32_t key = rng32(c->ctx);
+    unsigned char k[4];
+    const unsigned char *src = payload;
+    unsigned char *dst;
+    uint64_t k8;
+    size_t i = 0;
+
+    if (obuf_reserve(&c->out, hl + 4 + len)) return UV_ENOMEM;
+    h = c->out.p + c->out.len;
+    h[0] = (unsigned char)(0x80 | opcode);
+    if (hl == 2) h[1] = (unsigned char)(0x80 | len);
+    else if (hl == 4) { h[1] = 0x80 | 126; h[2] = (unsigned char)(len >> 8); h[3] = (unsigned char)len; }
+    else {
+        h[1] = 0x80 | 127;
+        for (int j = 0; j < 8; j++) h[2 + j] = (unsigned char)((uint64_t)len >> (56 - 8 * j));
+    }
+    memcpy(k, &key, 4);
+    memcpy(h + hl, k, 4);
+    dst = h + hl + 4;
+    /* Mask 8 bytes at a time: the key repeats every 4 bytes from the
+     * payload's start, so a doubled key lines up with every 8-byte step. */
+    memcpy(&k8, k, 4);
+    memcpy((unsigned char *)&k8 + 4, k, 4);
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v;
+        memcpy(&v, src + i, 8);
+        v ^= k8;
+        memcpy(dst + i, &v, 8);
+    }
+    for (; i < len; i++) dst[i] = src[i] ^ k[i & 3];
+    c->out.len += hl + 4 + len;
+    dirty_add(c);
+    return 0;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    herald_client_t *c = req->data;
+
+    c->writing = 0;
+    c->wr.len = 0;
+    if (c->wr.cap > OUT_KEEP) {
+        free(c->wr.p);
+        c->wr.p = NULL;
+        c->wr.cap = 0;
+    }
+    if (c->state == ST_DONE) return;
+    if (status < 0) {
+        finish(c, status, 1006, uv_strerror(status));
+        return;
+    }
+    if (c->out.len) dirty_add(c);
+}
+
+static void flush(herald_client_t *c)
+{
+    uv_buf_t b;
+    obuf_t t;
+    int n;
+
+    if (c->writing || !c->out.len || c->state == ST_DONE || c->state == ST_TCP) return;
+    b = uv_buf_init((char *)c->out.p, (unsigned)c->out.len);
+    n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == (int)c->out.len) {
+        c->out.len = 0;
+        if (c->out.cap > OUT_KEEP) {
+            free(c->out.p);
+            c->out.p = NULL;
+            c->out.cap = 0;
+        }
+        return;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        finish(c, n, 1006, uv_strerror(n));
+        return;
+    }
+    if (n < 0) n = 0;
+    t = c->wr;                 /* empty: no write is in flight */
+    c->wr = c->out;
+    c->out = t;
+    c->out.len = 0;
+    b = uv_buf_init((char *)c->wr.p + n, (unsigned)(c->wr.len - (size_t)n));
+    c->writing = 1;
+    c->wreq.data = c;
+    if ((n = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write))) {
+        c->writing = 0;
+        finish(c, n, 1006, uv_strerror(n));
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    herald_client_t *c = t->data;
+
+    if (c->state == ST_CLOSING) finish(c, c->got_close ? 0 : HERALD_E_TIMEOUT, 1006, "close timed out");
+    else finish(c, HERALD_E_TIMEOUT, 1006, "connect timed out");
+}
+
+/* ---- requests ---- */
+
+static int request(herald_client_t *c, const char *op, const char *channel, size_t chlen,
+                   const void *data, size_t dlen, herald_reply_cb cb, void *arg, uint64_t *idp)
+{
+    herald_ctx_t *ctx = c->ctx;
+    uint64_t id = c->next_id++;
+    size_t n;
+    int r;
+
+    n = hc_encode_request((herald_encoding_t)c->enc, op, id, channel, chlen, data, dlen,
+                          ctx->scratch, ctx->scratch_cap);
+    if (n > ctx->scratch_cap) {
+        if ((r = reserve(&ctx->scratch, &ctx->scratch_cap, n))) return r;
+        n = hc_encode_request((herald_encoding_t)c->enc, op, id, channel, chlen, data, dlen,
+                              ctx->scratch, ctx->scratch_cap);
+    }
+    if (id) {                       /* id 0 is the connect request, answered apart */
+        if (c->plen == c->pcap) {
+            uint32_t ncap = c->pcap ? c->pcap * 2 : 8;
+            struct pending *np = malloc(ncap * sizeof *np);
+            if (!np) return UV_ENOMEM;
+            for (uint32_t i = 0; i < c->plen; i++) np[i] = c->pend[(c->phead + i) & (c->pcap - 1)];
+            free(c->pend);
+            c->pend = np;
+            c->pcap = ncap;
+            c->phead = 0;
+        }
+        c->pend[(c->phead + c->plen) & (c->pcap - 1)] = (struct pending){ id, cb, arg };
+        c->plen++;
+    }
+    if ((r = send_frame(c, c->enc == HERALD_MSGPACK ? WS_BIN : WS_TEXT, ctx->scratch, n))) {
+        if (id) c->plen--;
+        return r;
+    }
+    if (idp) *idp = id;
+    return 0;
+}
+
+int herald_subscribe(herald_client_t *c, const char *channel, size_t chlen,
+                     herald_reply_cb cb, void *arg, uint64_t *id)
+{
+    if (c->state != ST_OPEN) return HERALD_E_STATE;
+    return request(c, "subscribe", channel, chlen, NULL, 0, cb, arg, id);
+}
+
+int herald_unsubscribe(herald_client_t *c, const char *channel, size_t chlen,
+                       herald_reply_cb cb, void *arg, uint64_t *id)
+{
+    if (c->state != ST_OPEN) return HERALD_E_STATE;
+    return request(c, "unsubscribe", channel, chlen, NULL, 0, cb, arg, id);
+}
+
+int herald_publish(herald_client_t *c, const char *channel, size_t chlen, const void *data,
+                   size_t len, herald_reply_cb cb, void *arg, uint64_t *id)
+{
+    if (c->state != ST_OPEN) return HERALD_E_STATE;
+    return request(c, "publish", channel, chlen, data, len, cb, arg, id);
+}
+
+int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id)
+{
+    if (c->state != ST_OPEN) return HERALD_E_STATE;
+    return request(c, "ping", NULL, 0, NULL, 0, cb, arg, id);
+}
+
+/* ---- receiving ---- */
+
+static void dispatch(herald_client_t *c, herald_msg_t *m)
+{
+    m->rx_ns = c->ctx->now;
+    if (m->op == HERALD_OP_PUB) {
+        if (c->cb.on_pub) c->cb.on_pub(c, m, c->ud);
+        return;
+    }
+    if (c->state == ST_CONNECTING && m->has_id && m->id == 0) {
+        if (m->op != HERALD_OP_CONNECTED) {
+            char why[160];
+            snprintf(why, sizeof why, "connect refused: %d %.*s", m->code, (int)m->reason_len,
+                     m->reason ? m->reason : "");
+            finish(c, HERALD_E_PROTOCOL, 1006, why);
+            return;
+        }
+        c->state = ST_OPEN;
+        c->was_open = 1;
+        uv_timer_stop(&c->timer);
+        if (c->cb.on_open) c->cb.on_open(c, m, c->ud);
+        return;
+    }
+    if (m->has_id && c->plen) {
+        /* Replies come in request order, so the match is the ring's head;
+         * anything older than the reply was lost and is dropped. */
+        while (c->plen && c->pend[c->phead].id < m->id) {
+            c->phead = (c->phead + 1) & (c->pcap - 1);
+            c->plen--;
+        }
+        if (c->plen && c->pend[c->phead].id == m->id) {
+            struct pending p = c->pend[c->phead];
+            c->phead = (c->phead + 1) & (c->pcap - 1);
+            c->plen--;
+            if (p.cb) { p.cb(c, m, p.arg); return; }
+        }
+    }
+    if (c->cb.on_reply) c->cb.on_reply(c, m, c->ud);
+}
+
+/* One complete WebSocket message: one or more Herald messages. */
+static int on_message(herald_client_t *c, const unsigned char *p, size_t len)
+{
+    herald_msg_t m;
+
+    if (c->enc == HERALD_JSON) {
+        const unsigned char *e = p + len;
+        while (p < e && c->state < ST_CLOSING) {
+            const unsigned char *nl = memchr(p, '\n', (size_t)(e - p));
+            const unsigned char *end = nl ? nl : e;
+            if (end > p) {
+                memset(&m, 0, sizeof m);
+                if (hc_json_parse((const char *)p, (size_t)(end - p), &m, c->ctx->reason)) return -1;
+                dispatch(c, &m);
+            }
+            p = nl ? nl + 1 : e;
+        }
+        return 0;
+    }
+    while (len && c->state < ST_CLOSING) {
+        size_t used;
+        memset(&m, 0, sizeof m);
+        if (hc_mpack_parse(p, len, &m, &used)) return -1;
+        dispatch(c, &m);
+        p += used;
+        len -= used;
+    }
+    return 0;
+}
+
+static void protocol_error(herald_client_t *c, int wscode, int err, const char *why)
+{
+    unsigned char b[2] = { (unsigned char)(wscode >> 8), (unsigned char)wscode };
+    if (c->state < ST_CLOSING && c->state >= ST_CONNECTING) {
+        send_frame(c, WS_CLOSE, b, 2);
+        flush(c);
+    }
+    finish(c, err, 1006, why);
+}
+
+static void on_close_frame(herald_client_t *c, const unsigned char *p, size_t n)
+{
+    c->got_close = 1;
+    if (n >= 2) {
+        size_t rl = n - 2 < sizeof c->close_reason - 1 ? n - 2 : sizeof c->close_reason - 1;
+        c->close_code = p[0] << 8 | p[1];
+        memcpy(c->close_reason, p + 2, rl);
+        c->close_reason[rl] = '\0';
+    } else {
+        c->close_code = 1005;
+    }
+    if (!c->sent_close) {
+        /* Echo the code, then wait for the server to close TCP first
+         * (RFC 6455 7.1.1), which keeps TIME_WAIT on the server side. */
+        c->sent_close = 1;
+        send_frame(c, WS_CLOSE, p, n >= 2 ? 2 : 0);
+        c->state = ST_CLOSING;
+        uv_timer_start(&c->timer, on_timer, c->opts.close_timeout_ms, 0);
+    }
+    c->state = ST_CLOSING;
+}
+
+/* Parses the frames in @p; returns the bytes used (a trailing partial frame
+ * is left), or -1 if the client is finished. */
+static long parse_frames(herald_client_t *c, const unsigned char *p, size_t n)
+{
+    size_t off = 0;
+
+    while (c->state != ST_DONE) {
+        const unsigned char *h = p + off;
+        size_t avail = n - off, hl = 2;
+        uint64_t plen;
+        int fin, op;
+
+        if (avail < 2) break;
+        fin = h[0] & 0x80;
+        op = h[0] & 0x0f;
+        if ((h[0] & 0x70) || (h[1] & 0x80)) {
+            protocol_error(c, 1002, HERALD_E_PROTOCOL, "reserved bits or masked frame from server");
+            return -1;
+        }
+        plen = h[1] & 0x7f;
+        if (plen == 126) {
+            if (avail < 4) break;
+            plen = (uint64_t)h[2] << 8 | h[3];
+            hl = 4;
+        } else if (plen == 127) {
+            if (avail < 10) break;
+            plen = 0;
+            for (int i = 0; i < 8; i++) plen = plen << 8 | h[2 + i];
+            hl = 10;
+        }
+        if (plen > c->opts.max_message) {
+            protocol_error(c, 1009, HERALD_E_TOO_LARGE, "server frame too large");
+            return -1;
+        }
+        if (avail < hl + plen) {
+            c->rxneed = hl + (size_t)plen;   /* alloc_cb sizes the next read for it */
+            break;
+        }
+        c->rxneed = 0;
+        h += hl;
+        off += hl + (size_t)plen;
+        if (op >= 0x8) {
+            if (!fin || plen > 125) {
+                protocol_error(c, 1002, HERALD_E_PROTOCOL, "bad control frame");
+                return -1;
+            }
+            if (op == WS_PING) {
+                if (c->state < ST_CLOSING) send_frame(c, WS_PONG, h, (size_t)plen);
+            } else if (op == WS_CLOSE) {
+                on_close_frame(c, h, (size_t)plen);
+            } else if (op != WS_PONG) {
+                protocol_error(c, 1002, HERALD_E_PROTOCOL, "unknown control opcode");
+                return -1;
+            }
+            continue;
+        }
+        if (c->state >= ST_CLOSING) continue;      /* data after a close is ignored */
+        if (op == WS_TEXT || op == WS_BIN) {
+            if (c->frag_op) {
+                protocol_error(c, 1002, HERALD_E_PROTOCOL, "new message inside a fragmented one");
+                return -1;
+            }
+            if (fin) {
+                if (on_message(c, h, (size_t)plen)) {
+                    protocol_error(c, 1002, HERALD_E_PROTOCOL, "unparsable Herald message");
+                    return -1;
+                }
+                continue;
+            }
+            c->frag_op = (uint8_t)op;
+            c->msglen = 0;
+        } else if (op != WS_CONT || !c->frag_op) {
+            protocol_error(c, 1002, HERALD_E_PROTOCOL, "unexpected continuation or opcode");
+            return -1;
+        }
+        if (c->msglen + plen > c->opts.max_message) {
+            protocol_error(c, 1009, HERALD_E_TOO_LARGE, "server message too large");
+            return -1;
+        }
+        if (reserve(&c->msg, &c->msgcap, c->msglen + (size_t)plen)) {
+            protocol_error(c, 1011, UV_ENOMEM, "out of memory");
+            return -1;
+        }
+        memcpy(c->msg + c->msglen, h, (size_t)plen);
+        c->msglen += (size_t)plen;
+        if (fin) {
+            size_t len = c->msglen;
+            c->frag_op = 0;
+            c->msglen = 0;
+            if (on_message(c, c->msg, len)) {
+                protocol_error(c, 1002, HERALD_E_PROTOCOL, "unparsable Herald message");
+                return -1;
+            }
+            if (c->msgcap > RX_KEEP) {
+                free(c->msg);
+                c->msg = NULL;
+                c->msgcap = 0;
+            }
+        }
+    }
+    return c->state == ST_DONE ? -1 : (long)off;
+}
+
+static const char *header(const char *hdrs, const char *end, const char *name, size_t *len)
+{
+    size_t nl = strlen(name);
+    const char *p = hdrs;
+
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol) eol = end;
+        if ((size_t)(eol - p) > nl && !strncasecmp(p, name, nl) && p[nl] == ':') {
+            const char *v = p + nl + 1, *ve = eol;
+            while (v < ve && (*v == ' ' || *v == '\t')) v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ')) ve--;
+            *len = (size_t)(ve - v);
+            return v;
+        }
+        p = eol + 1;
+    }
+    return NULL;
+}
+
+static int send_connect(herald_client_t *c);
+
+/* Reads the HTTP answer to the upgrade. Returns the header bytes used, 0 if
+ * more are needed, -1 if the client is finished. */
+static long parse_upgrade(herald_client_t *c, const unsigned char *p, size_t n)
+{
+    const char *s = (const char *)p, *end, *v;
+    const char *proto = c->enc == HERALD_MSGPACK ? "herald.msgpack" : "herald.json";
+    char why[128];
+    size_t vl;
+
+    end = memmem(s, n, "\r\n\r\n", 4);
+    if (!end) {
+        if (n > HANDSHAKE_MAX) finish(c, HERALD_E_HANDSHAKE, 1006, "upgrade response too long");
+        return n > HANDSHAKE_MAX ? -1 : 0;
+    }
+    if (n < 12 || strncmp(s, "HTTP/1.1 101", 12)) {
+        const char *eol = memchr(s, '\r', (size_t)(end - s));
+        snprintf(why, sizeof why, "upgrade refused: %.*s", (int)(eol - s > 80 ? 80 : eol - s), s);
+        finish(c, HERALD_E_HANDSHAKE, 1006, why);
+        return -1;
+    }
+    if (!(v = header(s, end, "sec-websocket-accept", &vl)) || vl != strlen(c->accept) ||
+        memcmp(v, c->accept, vl)) {
+        finish(c, HERALD_E_HANDSHAKE, 1006, "bad Sec-WebSocket-Accept");
+        return -1;
+    }
+    v = header(s, end, "sec-websocket-protocol", &vl);
+    if (v ? (vl != strlen(proto) || memcmp(v, proto, vl)) : c->enc != HERALD_JSON) {
+        finish(c, HERALD_E_HANDSHAKE, 1006, "server did not accept the subprotocol");
+        return -1;
+    }
+    c->state = ST_CONNECTING;
+    if (send_connect(c)) {
+        finish(c, UV_ENOMEM, 1006, "out of memory");
+        return -1;
+    }
+    return (long)(end + 4 - s);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    herald_client_t *c = h->data;
+    size_t want;
+
+    (void)suggested;
+    if (!c->rxlen) {
+        *buf = uv_buf_init((char *)c->ctx->rbuf, RBUF_SIZE);
+        return;
+    }
+    /* A frame is cut: read straight into the client's buffer behind it. */
+    want = c->rxlen + 16384;
+    if (c->rxneed > want) want = c->rxneed;
+    if (reserve(&c->rx, &c->rxcap, want)) {
+        *buf = uv_buf_init(NULL, 0);       /* libuv reports UV_ENOBUFS */
+        return;
+    }
+    *buf = uv_buf_init((char *)c->rx + c->rxlen, (unsigned)(c->rxcap - c->rxlen));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    herald_client_t *c = s->data;
+    const unsigned char *p;
+    size_t n;
+    long used;
+
+    if (nread == 0 || c->state == ST_DONE) return;
+    if (nread < 0) {
+        if (nread == UV_EOF && c->state == ST_CLOSING) finish(c, 0, 1006, NULL);
+        else if (nread == UV_EOF && c->state == ST_UPGRADE)
+            finish(c, HERALD_E_HANDSHAKE, 1006,
+                   "the server closed the connection during the WebSocket upgrade (wrong path or subprotocol?)");
+        else if (nread == UV_EOF) finish(c, UV_EOF, 1006, "connection closed by the server");
+        else finish(c, (int)nread, 1006, uv_strerror((int)nread));
+        return;
+    }
+    c->ctx->now = uv_hrtime();
+    if (buf->base == (char *)c->ctx->rbuf) {
+        p = c->ctx->rbuf;
+        n = (size_t)nread;
+    } else {
+        c->rxlen += (size_t)nread;
+        p = c->rx;
+        n = c->rxlen;
+    }
+    used = 0;
+    if (c->state == ST_UPGRADE) {
+        used = parse_upgrade(c, p, n);
+        if (used < 0) return;
+    }
+    if (c->state != ST_UPGRADE) {
+        long u = parse_frames(c, p + used, n - (size_t)used);
+        if (u < 0) return;
+        used += u;
+    }
+    n -= (size_t)used;
+    if (p == c->rx) {
+        if (n) memmove(c->rx, c->rx + used, n);
+    } else if (n) {
+        if (reserve(&c->rx, &c->rxcap, n > 16384 ? n : 16384)) {
+            finish(c, UV_ENOMEM, 1006, "out of memory");
+            return;
+        }
+        memcpy(c->rx, p + used, n);
+    }
+    c->rxlen = n;
+    if (!n && c->rxcap > RX_KEEP) {
+        free(c->rx);
+        c->rx = NULL;
+        c->rxcap = 0;
+    }
+}
+
+static int send_connect(herald_client_t *c)
+{
+    return request(c, "connect", NULL, 0, NULL, 0, NULL, NULL, NULL);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    herald_client_t *c = req->data;
+    int r;
+
+    if (c->state == ST_DONE) return;
+    if (status < 0) {
+        finish(c, status, 1006, uv_strerror(status));
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->state = ST_UPGRADE;
+    if ((r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read))) {
+        finish(c, r, 1006, uv_strerror(r));
+        return;
+    }
+    dirty_add(c);                  /* the upgrade request is already in c->out */
+}
+
+/* Writes the HTTP upgrade request into c->out and remembers the accept value
+ * the server must answer with. */
+static int build_upgrade(herald_client_t *c, const herald_url_t *url)
+{
+    unsigned char raw[16], dig[EVP_MAX_MD_SIZE];
+    char key[32], concat[96];
+    unsigned dlen = 0;
+    int n;
+
+    for (int i = 0; i < 4; i++) {
+        uint32_t v = rng32(c->ctx);
+        memcpy(raw + 4 * i, &v, 4);
+    }
+    EVP_EncodeBlock((unsigned char *)key, raw, 16);
+    snprintf(concat, sizeof concat, "%s" WS_GUID, key);
+    if (!EVP_Digest(concat, strlen(concat), dig, &dlen, EVP_sha1(), NULL)) return UV_ENOMEM;
+    EVP_EncodeBlock((unsigned char *)c->accept, dig, (int)dlen);
+    if (obuf_reserve(&c->out, 256 + sizeof url->host + sizeof url->path)) return UV_ENOMEM;
+    n = snprintf((char *)c->out.p, c->out.cap,
+                 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                 "Sec-WebSocket-Protocol: %s\r\n\r\n",
+                 url->path, url->host, key, c->enc == HERALD_MSGPACK ? "herald.msgpack" : "herald.json");
+    c->out.len = (size_t)n;
+    return 0;
+}
+
+int herald_client_new(herald_ctx_t *ctx, const herald_url_t *url, const herald_opts_t *opts,
+                      const herald_callbacks_t *cb, void *ud, herald_client_t **out)
+{
+    herald_client_t *c = calloc(1, sizeof *c);
+    int r;
+
+    if (!c) return UV_ENOMEM;
+    c->ctx = ctx;
+    c->cb = *cb;
+    c->ud = ud;
+    if (opts) c->opts = *opts;
+    if (!c->opts.connect_timeout_ms) c->opts.connect_timeout_ms = 10000;
+    if (!c->opts.close_timeout_ms) c->opts.close_timeout_ms = 2000;
+    if (!c->opts.max_message) c->opts.max_message = 16u << 20;
+    c->enc = (uint8_t)(c->opts.encoding == HERALD_MSGPACK ? HERALD_MSGPACK : HERALD_JSON);
+    if ((r = build_upgrade(c, url)) || (r = uv_tcp_init(ctx->loop, &c->tcp))) {
+        free(c->out.p);
+        free(c);
+        return r;
+    }
+    uv_timer_init(ctx->loop, &c->timer);
+    c->tcp.data = c->timer.data = c->creq.data = c;
+    c->handles = 2;
+    if ((r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&url->addr, on_connect))) {
+        /* No callback may fire for a failed call: close quietly. */
+        c->cb.on_close = NULL;
+        c->state = ST_DONE;
+        uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+        uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+        return r;
+    }
+    uv_timer_start(&c->timer, on_timer, c->opts.connect_timeout_ms, 0);
+    *out = c;
+    return 0;
+}
+
+void *herald_client_ud(const herald_client_t *c) { return c->ud; }
+void herald_client_set_ud(herald_client_t *c, void *ud) { c->ud = ud; }
+herald_encoding_t herald_client_encoding(const herald_client_t *c) { return (herald_encoding_t)c->enc; }
+int herald_client_is_open(const herald_client_t *c) { return c->state == ST_OPEN; }
+uint32_t herald_client_pending(const herald_client_t *c) { return c->plen; }
+size_t herald_client_queued(const herald_client_t *c) { return c->out.len + c->wr.len; }
+
+void herald_close(herald_client_t *c, int code, const char *reason)
+{
+    unsigned char b[2 + 123];
+    size_t rl = reason ? strlen(reason) : 0;
+
+    if (c->state == ST_DONE || c->state == ST_CLOSING) return;
+    if (c->state != ST_OPEN) {
+        finish(c, HERALD_E_ABORTED, 1006, "closed before open");
+        return;
+    }
+    if (!code) code = 1000;
+    if (rl > 123) rl = 123;
+    b[0] = (unsigned char)(code >> 8);
+    b[1] = (unsigned char)code;
+    if (rl) memcpy(b + 2, reason, rl);
+    c->sent_close = 1;
+    c->state = ST_CLOSING;
+    if (send_frame(c, WS_CLOSE, b, 2 + rl)) {
+        finish(c, UV_ENOMEM, 1006, "out of memory");
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, c->opts.close_timeout_ms, 0);
+}
+
+void herald_client_abort(herald_client_t *c)
+{
+    finish(c, HERALD_E_ABORTED, 1006, "aborted");
+}

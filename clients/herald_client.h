@@ -1,0 +1,228 @@
+/* clients/herald_client.h - the Herald C client library (installed ABI, prefix herald_).
+ *
+ * A non-blocking WebSocket client on a libuv loop that speaks Herald protocol
+ * v1 (docs/protocol.md) in JSON or MessagePack. The WebSocket layer is our own
+ * RFC 6455 client over uv_tcp_t: the handshake, client-side masking, frame
+ * parsing with fragmentation, ping -> pong and the close handshake.
+ *
+ * Model: a context (herald_ctx_t) per loop owns what all its clients share
+ * (one read buffer, scratch space, the mask generator); clients are cheap, so
+ * one process on one core can drive tens of thousands. Incoming bytes are read
+ * into the shared buffer and parsed in place: a connection holds bytes of its
+ * own only when a frame arrives split across reads. Messages are handed to
+ * callbacks as views (herald_msg_t) into that memory, without building a tree
+ * and without a malloc per message; `pub` messages as Herald writes them take
+ * a fast path. Outgoing frames are appended to the connection's buffer and
+ * flushed once per loop iteration, so many sends cost one write().
+ *
+ * Threads: everything here runs on the context's loop thread; nothing is
+ * thread-safe. Errors: 0 is success; failures are negative, either libuv's
+ * UV_* codes (UV_ENOMEM, UV_ECONNREFUSED, ...) or the HERALD_E_* below. A
+ * call that fails fires no callback. Not supported: TLS (wss://),
+ * permessage-deflate, string request ids (this library numbers its requests). */
+#ifndef HERALD_CLIENT_H
+#define HERALD_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Library failures (negative, disjoint from libuv's UV_* range). */
+enum {
+    HERALD_E_URL = -30001,       /* the URL is not ws://host[:port][/path] */
+    HERALD_E_HANDSHAKE = -30002, /* the server refused or botched the WebSocket upgrade */
+    HERALD_E_PROTOCOL = -30003,  /* a WebSocket or Herald protocol violation by the server */
+    HERALD_E_TIMEOUT = -30004,   /* connect or close took longer than its timeout */
+    HERALD_E_STATE = -30005,     /* the call is not allowed in the client's current state */
+    HERALD_E_ABORTED = -30006,   /* herald_client_abort(), or herald_close() before open */
+    HERALD_E_TOO_LARGE = -30007, /* a server message over herald_opts_t.max_message */
+};
+
+typedef enum herald_encoding { HERALD_JSON = 0, HERALD_MSGPACK = 1 } herald_encoding_t;
+
+/* What a server message is. */
+typedef enum herald_op {
+    HERALD_OP_UNKNOWN = 0,
+    HERALD_OP_CONNECTED,
+    HERALD_OP_SUBSCRIBED,
+    HERALD_OP_UNSUBSCRIBED,
+    HERALD_OP_PUBLISHED,
+    HERALD_OP_PONG,
+    HERALD_OP_ERROR,
+    HERALD_OP_PUB,
+} herald_op_t;
+
+/* One server message, as a view. Every pointer points into the library's
+ * receive buffers and is valid only until the callback that received it
+ * returns; strings are NOT NUL-terminated. Fields a message does not carry are
+ * 0 / NULL. */
+typedef struct herald_msg {
+    herald_op_t op;
+    int has_id;                 /* 1 if the message carried an integer "id" */
+    uint64_t id;
+    const char *channel;        /* subscribed, unsubscribed, published, pub */
+    size_t channel_len;
+    uint64_t offset;            /* subscribed, published, pub */
+    int64_t ts;                 /* pub: broker's accept time, ms since the epoch */
+    const void *data;           /* pub: the encoded "data" value, in the connection's */
+    size_t data_len;            /*      encoding (JSON text or MessagePack bytes) */
+    int code;                   /* error: the protocol error code (101..110) */
+    const char *reason;         /* error: the reason, unescaped */
+    size_t reason_len;
+    const char *client;         /* connected: this connection's client id */
+    size_t client_len;
+    int64_t ping_interval;      /* connected: seconds */
+    uint64_t rx_ns;             /* when the bytes holding it were read (uv_hrtime() clock) */
+} herald_msg_t;
+
+/* How a connection ended, given to on_close. */
+typedef struct herald_close_info {
+    int code;                   /* WebSocket close code the server sent; 1005 if its close frame
+                                   had none; 1006 if the connection ended without a close frame */
+    const char *reason;         /* the close reason (NUL-terminated, may be ""); valid during the callback */
+    int err;                    /* 0 for an orderly close, else why it failed: UV_* or HERALD_E_* */
+    int was_open;               /* 1 if the client had reached on_open */
+} herald_close_info_t;
+
+typedef struct herald_ctx herald_ctx_t;
+typedef struct herald_client herald_client_t;
+
+/* A per-request callback, given to the request functions. Called once with
+ * the reply to that request (its result, or op HERALD_OP_ERROR), matched by
+ * id; not called if the connection closes first. @arg is what was passed with
+ * the request. */
+typedef void (*herald_reply_cb)(herald_client_t *c, const herald_msg_t *reply, void *arg);
+
+typedef struct herald_callbacks {
+    /* The Herald "connected" reply arrived: the client may now subscribe and publish. */
+    void (*on_open)(herald_client_t *c, const herald_msg_t *connected, void *ud);
+    /* A reply or error with no per-request callback, including errors without id. May be NULL. */
+    void (*on_reply)(herald_client_t *c, const herald_msg_t *m, void *ud);
+    /* A "pub" push. May be NULL. */
+    void (*on_pub)(herald_client_t *c, const herald_msg_t *m, void *ud);
+    /* The connection is finished (failed to connect, closed by either side, or
+     * aborted). Called exactly once per client created by herald_client_new();
+     * the client is freed when it returns, so @c must not be used afterwards. */
+    void (*on_close)(herald_client_t *c, const herald_close_info_t *info, void *ud);
+} herald_callbacks_t;
+
+/* A parsed, resolved ws:// URL, computed once and shared by many clients. */
+typedef struct herald_url {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char host[256];             /* for the Host header: "host:port" */
+    char path[256];             /* "/ws" when the URL has no path */
+    char name[80];              /* numeric address and port, for messages */
+    int port;
+} herald_url_t;
+
+typedef struct herald_opts {
+    herald_encoding_t encoding; /* subprotocol herald.json or herald.msgpack */
+    unsigned connect_timeout_ms;/* TCP + upgrade + Herald connect; 0 = 10000 */
+    unsigned close_timeout_ms;  /* wait for the server's close frame / EOF; 0 = 2000 */
+    size_t max_message;         /* largest server message accepted; 0 = 16 MiB */
+} herald_opts_t;
+
+/* herald_url_parse() - parse and resolve "ws://host[:port][/path]" (port 80 by
+ * default, path /ws by default). Resolution uses getaddrinfo() and may block:
+ * call it once at start, not per connection.
+ * @url: [out] filled on success.
+ * Return: 0; HERALD_E_URL (bad syntax or wss://); a UV_EAI_* code if the host
+ * does not resolve. */
+int herald_url_parse(const char *s, herald_url_t *url);
+
+/* herald_ctx_new() - a context on @loop for clients to share. It starts a
+ * uv_prepare_t on @loop that flushes queued output before the loop polls.
+ * @out: [out] the context; the caller frees it with herald_ctx_free().
+ * Return: 0, or UV_ENOMEM. */
+int herald_ctx_new(uv_loop_t *loop, herald_ctx_t **out);
+
+/* herald_ctx_free() - close the context's handle and free it once closed
+ * (run the loop after this call). Every client of @ctx must already have
+ * received on_close. */
+void herald_ctx_free(herald_ctx_t *ctx);
+
+/* herald_ctx_flush() - write what every client has queued now instead of
+ * waiting for the loop's next prepare phase. Never blocks. */
+void herald_ctx_flush(herald_ctx_t *ctx);
+
+/* herald_client_new() - start connecting a client: TCP connect, the
+ * WebSocket upgrade, then Herald's "connect". on_open fires when Herald
+ * answers; on_close fires exactly once when the client is finished, including
+ * when connecting fails (then info->was_open is 0).
+ * @url: [in] borrowed for the call only. @opts: [in] copied; NULL for defaults.
+ * @cb: [in] copied. @ud: handed to every callback.
+ * @out: [out] the client, owned by the library until on_close returns.
+ * Return: 0, or UV_ENOMEM / a uv_tcp_connect() error (no callback fires). */
+int herald_client_new(herald_ctx_t *ctx, const herald_url_t *url, const herald_opts_t *opts,
+                      const herald_callbacks_t *cb, void *ud, herald_client_t **out);
+
+/* herald_client_ud() / herald_client_set_ud() - the user pointer given to callbacks. */
+void *herald_client_ud(const herald_client_t *c);
+void herald_client_set_ud(herald_client_t *c, void *ud);
+
+/* herald_client_encoding() - the encoding the client speaks. */
+herald_encoding_t herald_client_encoding(const herald_client_t *c);
+
+/* herald_client_is_open() - 1 between on_open and the start of a close. */
+int herald_client_is_open(const herald_client_t *c);
+
+/* herald_client_pending() - requests sent whose replies have not arrived. */
+uint32_t herald_client_pending(const herald_client_t *c);
+
+/* herald_client_queued() - bytes waiting to be written to the socket. */
+size_t herald_client_queued(const herald_client_t *c);
+
+/* Requests. Each queues one message (flushed by the loop), numbers it with the
+ * next id of this connection, and remembers @cb/@arg to call with the reply
+ * (replies arrive in request order on one connection; Herald guarantees it).
+ * @cb may be NULL: the reply then goes to on_reply.
+ * @channel: [in] @chlen bytes, copied. @id: [out] the request id, may be NULL.
+ * Return: 0; HERALD_E_STATE if the client is not open; UV_ENOMEM. */
+int herald_subscribe(herald_client_t *c, const char *channel, size_t chlen,
+                     herald_reply_cb cb, void *arg, uint64_t *id);
+int herald_unsubscribe(herald_client_t *c, const char *channel, size_t chlen,
+                       herald_reply_cb cb, void *arg, uint64_t *id);
+/* herald_publish() - also takes @data: [in] exactly one encoded value in the
+ * client's encoding (JSON text, or MessagePack bytes), @len bytes, copied. The
+ * library does not check it; Herald answers a bad value with error 101. */
+int herald_publish(herald_client_t *c, const char *channel, size_t chlen, const void *data,
+                   size_t len, herald_reply_cb cb, void *arg, uint64_t *id);
+/* herald_ping() - an application-level ping; the reply is op HERALD_OP_PONG. */
+int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id);
+
+/* herald_close() - start the WebSocket close handshake with @code (1000 if 0)
+ * and @reason (NULL or up to 123 bytes). on_close follows when the server has
+ * answered and closed, or after close_timeout_ms. Before on_open this aborts
+ * instead (info->err = HERALD_E_ABORTED). Calling it again is harmless. */
+void herald_close(herald_client_t *c, int code, const char *reason);
+
+/* herald_client_abort() - drop the TCP connection now, without a close
+ * handshake; on_close follows with err HERALD_E_ABORTED. */
+void herald_client_abort(herald_client_t *c);
+
+/* herald_strerror() - a static description of a HERALD_E_* or UV_* code. */
+const char *herald_strerror(int err);
+
+/* Helpers for pre-encoding a "data" value to publish. */
+
+/* herald_encode_str() - encode @len bytes of UTF-8 at @s as one string value
+ * in @enc (a JSON string literal, escaped, or a MessagePack str) into @out.
+ * Return: the bytes written, or the bytes that would be needed if @cap is too
+ * small (nothing written then). */
+size_t herald_encode_str(herald_encoding_t enc, const char *s, size_t len, void *out, size_t cap);
+
+/* herald_decode_str() - if @data (@len bytes in @enc) is a string value with
+ * no JSON escapes, point *@s at its bytes (inside @data) and set *@slen.
+ * Return: 0, or -1 if it is not such a string. */
+int herald_decode_str(herald_encoding_t enc, const void *data, size_t len, const char **s, size_t *slen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

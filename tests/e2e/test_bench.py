@@ -1,0 +1,193 @@
+"""Smoke test for herald-bench against the real broker.
+
+Starts `herald` on a free loopback port (--port 0, the port is read from its
+"listening on ... port N" log line) with a temporary data directory, runs each
+herald-bench scenario briefly with --json and checks the numbers it reports.
+Self-contained: it needs nothing from conftest.py.
+
+Run: /usr/bin/python3 -m pytest tests/e2e/test_bench.py
+Binaries: $HERALD_BIN (default build/broker/herald) and $HERALD_BENCH
+(default build/bench/herald-bench), relative to the repository root.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _binary(env, default):
+    path = os.environ.get(env, default)
+    return path if os.path.isabs(path) else os.path.join(ROOT, path)
+
+
+HERALD = _binary("HERALD_BIN", "build/broker/herald")
+BENCH = _binary("HERALD_BENCH", "build/bench/herald-bench")
+
+
+class Broker:
+    def __init__(self, proc, port, log_path):
+        self.proc = proc
+        self.port = port
+        self.log_path = log_path
+
+    @property
+    def url(self):
+        return "ws://127.0.0.1:%d/ws" % self.port
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+@pytest.fixture(scope="module")
+def broker(request):
+    if not os.access(HERALD, os.X_OK):
+        pytest.skip("broker binary not built: %s" % HERALD)
+    if not os.access(BENCH, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % BENCH)
+    tmp = tempfile.TemporaryDirectory(prefix="herald-bench-test-")
+    log_path = os.path.join(tmp.name, "herald.log")
+    log = open(log_path, "w")
+    proc = subprocess.Popen([HERALD, "--port", "0", "--data-dir", os.path.join(tmp.name, "data")],
+                            stdout=log, stderr=subprocess.STDOUT)
+
+    def stop():
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+        tmp.cleanup()
+
+    request.addfinalizer(stop)
+    port = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and port is None:
+        if proc.poll() is not None:
+            break
+        with open(log_path, errors="replace") as f:
+            m = re.search(r"listening on \S+ port (\d+)", f.read())
+        if m:
+            port = int(m.group(1))
+        else:
+            time.sleep(0.05)
+    if port is None:
+        with open(log_path, errors="replace") as f:
+            pytest.fail("broker did not start:\n" + f.read())
+    return Broker(proc, port, log_path)
+
+
+def bench(*args, timeout=30):
+    """Runs herald-bench with --json; returns (exit code, parsed JSON or None, stderr)."""
+    p = subprocess.run([BENCH, *args, "--json"], capture_output=True, text=True, timeout=timeout)
+    out = None
+    if p.stdout.strip():
+        lines = p.stdout.strip().splitlines()
+        assert len(lines) == 1, "--json must print exactly one line: %r" % p.stdout
+        out = json.loads(lines[0])
+    return p.returncode, out, p.stderr
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+@pytest.mark.parametrize("mode", ["ws", "rest"])
+def test_fanout(broker, encoding, mode):
+    rc, out, err = bench("fanout", "--url", broker.url, "--subscribers", "20", "--rate", "200",
+                         "--duration", "2", "--encoding", encoding, "--publish", mode)
+    assert rc == 0, err
+    assert out["scenario"] == "fanout" and out["encoding"] == encoding and out["publish"] == mode
+    assert out["expected"] > 0
+    assert out["expected"] == out["acked"] * 20
+    assert out["received"] == out["expected"], out
+    assert out["latency_ms"]["p99"] is not None and out["latency_ms"]["p99"] >= 0
+    assert out["connections"]["opened"] == 20 + (1 if mode == "ws" else 0)
+    assert out["disconnects"]["total"] == 0
+    assert out["errors"]["publish"] == 0 and out["errors"]["bad_payload"] == 0
+    step = out["steps"][0]
+    assert step["gaps"] == 0 and step["duplicates"] == 0
+    assert out["ok"] is True
+
+
+def test_fanout_rate_steps(broker, tmp_path):
+    svg = tmp_path / "steps.svg"
+    rc, out, err = bench("fanout", "--url", broker.url, "--subscribers", "10", "--rate", "100,300",
+                         "--duration", "1", "--svg", str(svg))
+    assert rc == 0, err
+    assert [s["rate"] for s in out["steps"]] == [100, 300]
+    assert all(s["received"] == s["expected"] > 0 for s in out["steps"])
+    assert out["max_sustained_rate"] in (100, 300)
+    assert svg.read_text().startswith("<svg")
+
+
+def test_channels(broker):
+    rc, out, err = bench("channels", "--url", broker.url, "--channels", "20", "--subscribers", "2",
+                         "--rate", "400", "--duration", "1", "--encoding", "msgpack")
+    assert rc == 0, err
+    assert out["subscribers"] == 40 and out["channels"] == 20
+    assert out["expected"] == out["acked"] * 2 > 0
+    assert out["received"] == out["expected"]
+
+
+def test_idle(broker):
+    rc, out, err = bench("idle", "--url", broker.url, "--connections", "200", "--duration", "0.5",
+                         "--settle", "0.3", "--pid", str(broker.proc.pid))
+    assert rc == 0, err
+    assert out["connections"]["opened"] == 200
+    assert out["broker_rss_after"] > 0 and out["bytes_per_connection"] is not None
+    assert out["disconnects"]["total"] == 0
+
+
+def test_connect(broker):
+    rc, out, err = bench("connect", "--url", broker.url, "--connections", "300", "--concurrency", "50",
+                         "--duration", "5")
+    assert rc == 0, err
+    assert out["connections"]["opened"] == 300 and out["connections"]["failed"] == 0
+    assert out["connections"]["per_sec"] > 0
+
+
+def test_publish(broker):
+    rc, out, err = bench("publish", "--url", broker.url, "--publishers", "2", "--window", "8",
+                         "--duration", "1")
+    assert rc == 0, err
+    assert out["acked"] > 0 and out["acks_per_sec"] > 0
+    assert out["ack_latency_ms"]["p99"] is not None
+
+
+def _closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()      # nothing listens there now
+    return port
+
+
+def test_unreachable_broker_fails_fast():
+    if not os.access(BENCH, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % BENCH)
+    start = time.monotonic()
+    rc, out, err = bench("fanout", "--url", "ws://127.0.0.1:%d/ws" % _closed_port(), "--duration", "1")
+    assert rc != 0
+    assert time.monotonic() - start < 5
+    assert "connection refused" in err
+    assert out is None
+
+
+def test_bad_flags():
+    if not os.access(BENCH, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % BENCH)
+    for args in (["fanout", "--rate", "0"], ["fanout", "--connections", "5"], ["nosuch"],
+                 ["fanout", "--encoding", "xml"]):
+        p = subprocess.run([BENCH, *args], capture_output=True, text=True, timeout=5)
+        assert p.returncode == 2 and "herald-bench:" in p.stderr, args
+    p = subprocess.run([BENCH, "fanout", "--help"], capture_output=True, text=True, timeout=5)
+    assert p.returncode == 0 and "--subscribers" in p.stdout and "--p99-max" in p.stdout
