@@ -65,6 +65,9 @@ static const struct opt opts[] = {
       "time a new connection has to send its connect message (close 4002)" },
     { "websocket", "ping_interval", NULL, T_MS, O(ping_interval_ms), 0, "25s",
       "idle time before the broker pings a client; no answer within 2x closes it (0 = never)" },
+    { "websocket", "coalesce_max", NULL, T_MS, O(coalesce_max_ms), 0, "50ms",
+      "when the broker is busy, streaming connections gather messages for up to this long so each "
+      "write carries more; 0: write every loop turn" },
     { "websocket", "write_batch_max", NULL, T_SIZE, O(write_batch_max), 0, "64k",
       "most bytes coalesced into one WebSocket frame per write" },
     { "log", "level", "log-level", T_LEVEL, O(log_level), 0, "info", "error, warn, info or debug" },

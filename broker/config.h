@@ -60,6 +60,7 @@ typedef struct config {
     unsigned connect_timeout_ms;
     unsigned ping_interval_ms;
     size_t write_batch_max;
+    unsigned coalesce_max_ms;
     /* [log] */
     enum log_level log_level;
     enum log_format log_format;

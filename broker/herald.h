@@ -53,6 +53,12 @@ struct herald {
 
     struct sess *sessions;        /* every WebSocket session, doubly linked */
     unsigned nsessions;
+    struct sess *dirty;           /* sessions with frames queued this loop turn */
+    uv_check_t flush;             /* writes them out at the end of the turn */
+    uv_timer_t flush_timer;       /* wakes the loop for sessions left to coalesce */
+    unsigned coalesce_ms;         /* current gap between one connection's writes (session.c) */
+    uv_timer_t tune;              /* adjusts coalesce_ms to how busy the loop is */
+    uint64_t tune_cpu_ns, tune_at_ns;
 
     hmap_t channels;              /* name -> chan_t */
     hmap_t subs;                  /* (sess, chan) -> sub_t */

@@ -103,6 +103,9 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return p->kind == SESS_KIND_WS ? sess_on_receive(&p->ws, in, len) : 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return p->kind == SESS_KIND_WS ? sess_on_writable(&p->ws) : 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (p && p->kind == SESS_KIND_WS) sess_on_peer_close(&p->ws);
+        return 0;
     case LWS_CALLBACK_CLOSED:
         if (p && p->kind == SESS_KIND_WS) {
             sess_on_closed(&p->ws);
@@ -177,12 +180,30 @@ static void on_tick(uv_timer_t *t)
     rl_sweep();
 }
 
+static void on_tune(uv_timer_t *t)
+{
+    (void)t;
+    sess_coalesce_adjust();
+}
+
+static void on_flush(uv_check_t *h)
+{
+    (void)h;
+    if (srv.dirty) sess_flush_dirty();
+}
+
 static void close_own_handles(void)
 {
     uv_signal_stop(&srv.sig_int);
     uv_signal_stop(&srv.sig_term);
     uv_timer_stop(&srv.tick);
     uv_timer_stop(&srv.stop_timer);
+    uv_check_stop(&srv.flush);
+    uv_close((uv_handle_t *)&srv.flush, NULL);
+    uv_timer_stop(&srv.flush_timer);
+    uv_close((uv_handle_t *)&srv.flush_timer, NULL);
+    uv_timer_stop(&srv.tune);
+    uv_close((uv_handle_t *)&srv.tune, NULL);
     uv_close((uv_handle_t *)&srv.sig_int, NULL);
     uv_close((uv_handle_t *)&srv.sig_term, NULL);
     uv_close((uv_handle_t *)&srv.tick, NULL);
@@ -272,6 +293,9 @@ static int start_lws(void)
         info.ssl_private_key_filepath = srv.cfg.tls_key;
     }
     info.timeout_secs = 20;
+    /* lws reads a socket into this one per-thread buffer, at most its size
+     * per readiness event: 4 KiB by default starves a busy publisher. */
+    info.pt_serv_buf_size = 256 * 1024;
     if (srv.cfg.ping_interval_ms) info.retry_and_idle_policy = &retry_policy;
 
     srv.lws = lws_create_context(&info);
@@ -330,6 +354,12 @@ int server_run(void)
     uv_signal_start(&srv.sig_int, on_signal, SIGINT);
     uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
     uv_timer_start(&srv.tick, on_tick, 1000, 1000);
+    uv_timer_init(&srv.loop, &srv.flush_timer);
+    uv_timer_init(&srv.loop, &srv.tune);
+    uv_timer_start(&srv.tune, on_tune, 250, 250);
+    uv_check_init(&srv.loop, &srv.flush);
+    uv_check_start(&srv.flush, on_flush);
+    uv_unref((uv_handle_t *)&srv.flush);
 
     if (pubpipe_start() || start_lws()) {
         rc = 1;

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define QUEUE_MIN 16
@@ -77,6 +78,8 @@ void sess_on_established(sess_t *s, struct lws *wsi)
     if (srv.stopping) sess_close(s, CLOSE_GOING_AWAY, 0);
 }
 
+static int write_batch(sess_t *s);
+
 static void queue_clear(sess_t *s)
 {
     while (s->qlen) {
@@ -96,6 +99,16 @@ static void request_write(sess_t *s)
     }
 }
 
+/* Queues @s for the end-of-turn flush. */
+static void mark_dirty(sess_t *s)
+{
+    if (!s->dirty) {
+        s->dirty = 1;
+        s->dirty_next = srv.dirty;
+        srv.dirty = s;
+    }
+}
+
 void sess_close(sess_t *s, uint16_t code, int flush)
 {
     if (s->close_code) return;
@@ -103,6 +116,15 @@ void sess_close(sess_t *s, uint16_t code, int flush)
     s->flush_then_close = (uint8_t)(flush ? 1 : 0);
     if (!flush) queue_clear(s);
     request_write(s);
+}
+
+/* Takes @s off srv.dirty (it is closing for good). */
+static void unmark_dirty(sess_t *s)
+{
+    if (!s->dirty) return;
+    for (sess_t **pp = &srv.dirty; *pp; pp = &(*pp)->dirty_next)
+        if (*pp == s) { *pp = s->dirty_next; break; }
+    s->dirty = 0;
 }
 
 static int queue_grow(sess_t *s)
@@ -139,7 +161,10 @@ void sess_push(sess_t *s, frame_t *f)
     s->q[(s->qhead + s->qlen) & (s->qcap - 1)] = frame_ref(f);
     s->qlen++;
     s->qbytes += f->len;
-    request_write(s);
+    /* No lws_callback_on_writable() here: arming POLLOUT and disarming it
+     * after the write costs two epoll_ctl() calls per connection per turn,
+     * more than the send() itself. sess_flush_dirty() writes directly. */
+    mark_dirty(s);
 }
 
 frame_t *sess_encode(enum proto_enc enc, const json_t *msg)
@@ -241,6 +266,106 @@ static int write_batch(sess_t *s)
     return 0;
 }
 
+void sess_on_peer_close(sess_t *s)
+{
+    s->close_started = 1;
+    queue_clear(s);
+}
+
+/* Whether @s should wait to gather more before writing: it wrote less than
+ * srv.coalesce_ms ago and has less than half a batch queued. An idle
+ * connection therefore writes at once; a streaming one writes at most once
+ * per coalesce_ms, each write carrying everything that arrived meanwhile. */
+static int should_wait(const sess_t *s, uint64_t now)
+{
+    return srv.coalesce_ms && now - s->last_write_ms < srv.coalesce_ms &&
+           s->qbytes < srv.cfg.write_batch_max / 2;
+}
+
+void sess_coalesce_adjust(void)
+{
+    struct timespec ts;
+    uint64_t cpu, now = uv_hrtime(), elapsed, busy_pct;
+    unsigned ms = srv.coalesce_ms;
+
+    /* The loop thread's own CPU time, not wall time minus idle: the storage
+     * thread may share the core, and time it takes is not the loop's load. */
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    elapsed = now - srv.tune_at_ns;
+    if (srv.tune_at_ns && elapsed) {
+        uint64_t cpu_d = cpu - srv.tune_cpu_ns;
+        busy_pct = cpu_d >= elapsed ? 100 : cpu_d * 100 / elapsed;
+        /* Writes cost a syscall each (and one more for the reader), so when
+         * the loop is nearly always busy, gather longer and write less often;
+         * when it has time to spare, go back towards writing every turn. */
+        if (busy_pct >= 80) ms = ms ? ms + ms / 2 + 1 : 2;
+        else if (busy_pct < 50) ms = ms * 2 / 3;
+        if (ms > srv.cfg.coalesce_max_ms) ms = srv.cfg.coalesce_max_ms;
+        srv.coalesce_ms = ms;
+    }
+    srv.tune_cpu_ns = cpu;
+    srv.tune_at_ns = now;
+}
+
+void sess_flush_dirty(void)
+{
+    sess_t *s = srv.dirty, *later = NULL;
+    uint64_t now = uv_now(&srv.loop), wake = 0;
+
+    srv.dirty = NULL;
+    while (s) {
+        sess_t *next = s->dirty_next;
+        s->dirty = 0;
+        s->dirty_next = NULL;
+        if (!s->close_code && !s->close_started && !s->write_pending && should_wait(s, now)) {
+            uint64_t due = s->last_write_ms + srv.coalesce_ms;
+            if (!wake || due < wake) wake = due;
+            s->dirty = 1;
+            s->dirty_next = later;
+            later = s;
+            s = next;
+            continue;
+        }
+        if (s->close_code || s->close_started) {
+            /* Closing goes through the writable callback, in order. */
+            if (!s->close_started) request_write(s);
+        } else if (!s->write_pending) {
+            /* Write what the socket takes now. Partial writes are buffered
+             * by lws (lws_partial_buffered()), which then arms POLLOUT
+             * itself; the writable callback takes over from there, and
+             * for connections whose socket is full anyway. */
+            for (int i = 0; i < SESS_WRITES_PER_CALLBACK && s->qlen && !lws_partial_buffered(s->wsi); i++) {
+                if (write_batch(s)) {
+                    /* The socket is gone: let lws close it from its own loop. */
+                    s->close_started = 1;
+                    queue_clear(s);
+                    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+                    break;
+                }
+            }
+            s->last_write_ms = now;
+            if (s->qlen && !s->close_started) request_write(s);
+        }
+        s = next;
+    }
+    /* Those left to gather go back on the list; a timer makes sure the loop
+     * comes round for them even if nothing else happens. */
+    while (later) {
+        sess_t *n = later->dirty_next;
+        later->dirty_next = srv.dirty;
+        srv.dirty = later;
+        later = n;
+    }
+    if (wake) uv_timer_start(&srv.flush_timer, sess_flush_timer_cb, wake > now ? wake - now : 1, 0);
+}
+
+void sess_flush_timer_cb(uv_timer_t *t)
+{
+    (void)t;
+    /* Nothing to do here: the check handle runs after this turn's timers. */
+}
+
 int sess_on_writable(sess_t *s)
 {
     s->write_pending = 0;
@@ -311,6 +436,7 @@ int sess_on_receive(sess_t *s, const void *in, size_t len)
 
 void sess_on_closed(sess_t *s)
 {
+    unmark_dirty(s);
     conn_unregister(&s->serial);
     if (s->peer_counted) rl_session_close(s->peer);
     ident_clear(&s->ident);

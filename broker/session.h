@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <stdint.h>
 #include <libwebsockets.h>
+#include <uv.h>
 
 #include "auth.h"
 #include "frame.h"
@@ -46,10 +47,13 @@ typedef struct sess {
     uint8_t write_pending : 1;    /* lws_callback_on_writable() already asked */
     uint8_t flush_then_close : 1; /* close with close_code once the queue is empty */
     uint8_t close_started : 1;    /* the close frame is on its way: write nothing more */
+    uint8_t dirty : 1;            /* on srv.dirty: flush at the end of this loop turn */
     uint16_t close_code;          /* nonzero: closing with this code */
     struct lws *wsi;
     struct sess *prev, *next;     /* srv.sessions */
+    struct sess *dirty_next;      /* srv.dirty */
     uint64_t created_ms;
+    uint64_t last_write_ms;       /* loop time of the last data write */
 
     frame_t **q;                  /* ring of queued frames */
     uint32_t qcap, qhead, qlen;
@@ -85,6 +89,21 @@ int sess_on_writable(sess_t *s);
 
 /* sess_on_closed() - the connection is gone: drop subscriptions and queue. */
 void sess_on_closed(sess_t *s);
+
+/* sess_on_peer_close() - the client sent a close frame: write nothing more;
+ * libwebsockets answers it and closes. */
+void sess_on_peer_close(sess_t *s);
+
+/* sess_flush_dirty() - write what this loop turn queued, straight to the
+ * sockets that can take it (called from a uv_check handle, once per turn).
+ * A connection that is streaming may wait up to srv.coalesce_ms to gather
+ * more into one write; srv.flush_timer then wakes the loop for it. */
+void sess_flush_dirty(void);
+void sess_flush_timer_cb(uv_timer_t *t);
+
+/* sess_coalesce_adjust() - lengthen srv.coalesce_ms while the loop is busier
+ * than 80% of the time, shorten it below 50% (called every 250 ms). */
+void sess_coalesce_adjust(void);
 
 /* sess_push() - queue a reference to @f (the caller keeps its own). A queue
  * over limits.send_queue_max closes the session as a slow consumer instead. */

@@ -139,8 +139,8 @@ static int starts(const char *p, const char *e, const char *lit, size_t n)
     return (size_t)(e - p) >= n && !memcmp(p, lit, n);
 }
 
-/* The shape protocol/msg.c writes for a pub:
- * {"op":"pub","channel":"NAME","offset":N,"ts":N,"data":VALUE} */
+/* The shape protocol/record.c writes for a pub:
+ * {"op":"pub","channel":"NAME","offset":N,"ts":N,"data":VALUE[,"from":VALUE]} */
 static int json_pub_fast(const char *p, size_t n, herald_msg_t *m)
 {
     const char *e = p + n, *q;
@@ -162,6 +162,8 @@ static int json_pub_fast(const char *p, size_t n, herald_msg_t *m)
     if (!(q = skip_jvalue(p, e))) return -1;
     m->data = p;
     m->data_len = (size_t)(q - p);
+    /* A WebSocket publication names its sender after the data. */
+    if (starts(q, e, LIT(",\"from\":")) && !(q = skip_jvalue(q + 8, e))) return -1;
     q = skip_ws(q, e);
     if (q >= e || *q != '}' || skip_ws(q + 1, e) != e) return -1;
     m->op = HERALD_OP_PUB;
