@@ -212,12 +212,44 @@ static int token_grants(const ident_t *id, const chan_t *c, const char *tok, siz
     return ok;
 }
 
+int auth_dev_mode(void) { return srv.cfg.napikeys == 0 && srv.cfg.anonymous; }
+
+static int is_sys(const chan_t *c)
+{
+    return c->namelen > 4 && !memcmp(c->name, "sys:", 4);
+}
+
+int auth_apikey_ident(const char *secret, ident_t *id, char *reason)
+{
+    char hdr[600];
+    const apikey_t *k;
+
+    ident_clear(id);
+    snprintf(hdr, sizeof hdr, "Bearer %s", secret);
+    if (!(k = auth_apikey(hdr))) {
+        snprintf(reason, PROTO_REASON_MAX, "unknown API key");
+        return PROTO_E_UNAUTHORIZED;
+    }
+    if (asprintf(&id->user, "apikey:%s", k->name) < 0) {
+        id->user = NULL;
+        snprintf(reason, PROTO_REASON_MAX, "out of memory");
+        return PROTO_E_INTERNAL;
+    }
+    id->admin = id->privileged = k->admin;
+    return 0;
+}
+
 int auth_may_subscribe(const ident_t *id, const chan_t *c, const char *sub_token, size_t toklen,
                        int *granted, char *reason)
 {
     int r;
 
     *granted = 0;
+    if (is_sys(c)) {
+        if (id->admin || auth_dev_mode()) return 0;
+        snprintf(reason, PROTO_REASON_MAX, "the sys namespace is for operators: connect with an admin API key");
+        return id->user ? PROTO_E_FORBIDDEN : PROTO_E_UNAUTHORIZED;
+    }
     if ((r = check_scope(id, c, reason))) return r;
     if (id->privileged) return 0;
     if (sub_token) {
@@ -253,6 +285,10 @@ int auth_may_publish(const ident_t *id, const chan_t *c, int subscribed, int gra
 {
     int r;
 
+    if (is_sys(c)) {
+        snprintf(reason, PROTO_REASON_MAX, "only the broker publishes in the sys namespace");
+        return PROTO_E_FORBIDDEN;
+    }
     if ((r = check_scope(id, c, reason))) return r;
     if (id->privileged) return 0;
     switch (c->ns->publish) {

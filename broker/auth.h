@@ -15,6 +15,8 @@
  *  3. ns.publish (WebSocket): anyone | authenticated | subscribers | granted |
  *     server (nobody over WebSocket: REST with an API key only).
  * A token with "role": "admin" or "service" passes every rule.
+ * The namespace "sys" is the broker's own (sys:stats): only admins may
+ * subscribe (anyone in development mode), and nobody publishes there.
  * Loop thread only. */
 #ifndef HERALD_AUTH_H
 #define HERALD_AUTH_H
@@ -41,6 +43,15 @@ void auth_deinit(void);
 
 /* auth_has_keys() - whether any token key is configured. */
 int auth_has_keys(void);
+
+/* auth_apikey_ident() - identify a WebSocket connection by an API key's
+ * @secret (its operator tools: the admin page): @id becomes "apikey:NAME",
+ * an admin when the key is. Return: 0, or PROTO_E_UNAUTHORIZED. */
+int auth_apikey_ident(const char *secret, ident_t *id, char *reason);
+
+/* auth_dev_mode() - no API keys and anonymous connections allowed: the
+ * embedded default, where operator data is open to whoever reaches the port. */
+int auth_dev_mode(void);
 
 /* auth_token() - verify a connection token and fill @id (cleared first).
  * @reason: [out] why not (PROTO_REASON_MAX bytes).

@@ -38,6 +38,26 @@ void chan_registry_deinit(void)
 
 size_t chan_count(void) { return srv.channels.count; }
 
+/* Two one-second buckets: cheap to bump on every publication, no timer. */
+void chan_count_pub(chan_t *c)
+{
+    uint64_t sec = uv_now(&srv.loop) / 1000;
+    if (sec != c->rate_sec_at) {
+        c->rate_prev = sec == c->rate_sec_at + 1 ? c->rate_sec : 0;
+        c->rate_sec = 0;
+        c->rate_sec_at = sec;
+    }
+    c->rate_sec++;
+}
+
+double chan_rate(const chan_t *c)
+{
+    uint64_t sec = uv_now(&srv.loop) / 1000;
+    if (sec == c->rate_sec_at) return c->rate_prev;
+    if (sec == c->rate_sec_at + 1) return c->rate_sec;
+    return 0;
+}
+
 chan_t *chan_find(const char *name, size_t len)
 {
     return hmap_get(&srv.channels, name, len);

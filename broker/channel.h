@@ -32,6 +32,9 @@ typedef struct chan {
     uint32_t inflight;            /* publications submitted and not yet fanned out */
     const ns_config_t *ns;        /* its namespace's options */
     uint8_t stored;               /* has a log in the history store */
+    uint32_t rate_sec;            /* publications counted in second rate_sec_at ... */
+    uint32_t rate_prev;           /* ... and in the second before it */
+    uint64_t rate_sec_at;
     char epoch[HIST_EPOCH_LEN + 1];
     uint16_t namelen;
     char name[];                  /* NUL-terminated */
@@ -99,6 +102,12 @@ void chan_replay_end(sub_t *sub);
  * flight, and neither a stored log nor (for channels without history) an
  * offset to keep. Return: 1 if freed. */
 int chan_maybe_drop(chan_t *c);
+
+/* chan_count_pub() - count one publication for chan_rate(). */
+void chan_count_pub(chan_t *c);
+
+/* chan_rate() - publications per second over the last whole second. */
+double chan_rate(const chan_t *c);
 
 /* chan_count() - channels registered now. */
 size_t chan_count(void);

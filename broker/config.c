@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 
 enum opt_type { T_STR, T_OPTSTR, T_PORT, T_UINT, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_BOOL, T_DURABILITY,
-                T_SUBPERM, T_PUBPERM };
+                T_SUBPERM, T_PUBPERM, T_REQLOG };
 
 struct opt {
     const char *section;
@@ -72,6 +72,8 @@ static const struct opt opts[] = {
       "most bytes coalesced into one WebSocket frame per write" },
     { "log", "level", "log-level", T_LEVEL, O(log_level), 0, "info", "error, warn, info or debug" },
     { "log", "format", "log-format", T_FORMAT, O(log_format), 0, "text", "text, or json (one object per line)" },
+    { "log", "requests", "log-requests", T_REQLOG, O(log_requests), 0, "errors",
+      "log REST requests (address, method, path, status, duration): all, errors (status >= 400) or off" },
     { "auth", "anonymous", NULL, T_BOOL, O(anonymous), 0, "on",
       "allow connections without a token (development); turn off in production" },
     { "auth", "hmac_secret", NULL, T_OPTSTR, O(hmac_secret), sizeof(((config_t *)0)->hmac_secret), "",
@@ -187,6 +189,12 @@ static const char *apply(void *base, const struct opt *o, const char *val)
         if (strlen(val) >= o->size) return "value too long";
         strcpy(field, val);
         return NULL;
+    case T_REQLOG:
+        if (!strcasecmp(val, "off")) *(int *)field = LOG_REQ_OFF;
+        else if (!strcasecmp(val, "errors")) *(int *)field = LOG_REQ_ERRORS;
+        else if (!strcasecmp(val, "all")) *(int *)field = LOG_REQ_ALL;
+        else return "expected all, errors or off";
+        return NULL;
     case T_SUBPERM: {
         static const char *const names[] = { "anyone", "authenticated", "granted" };
         for (int i = 0; i < 3; i++)
@@ -277,6 +285,26 @@ void config_defaults(config_t *c)
     strcpy(c->ns_template.name, "*");
     for (size_t i = 0; i < NNSOPTS; i++)
         apply(&c->ns_template, &ns_opts[i], ns_opts[i].def);
+}
+
+int config_reload_logging(config_t *c, char *err, size_t errlen)
+{
+    config_t fresh;
+
+    if (!*c->config_path) {
+        snprintf(err, errlen, "no config file was given (--config): nothing to reload");
+        return -1;
+    }
+    config_defaults(&fresh);
+    if (config_load_file(&fresh, c->config_path, err, errlen)) {
+        config_free(&fresh);
+        return -1;
+    }
+    c->log_level = fresh.log_level;
+    c->log_format = fresh.log_format;
+    c->log_requests = fresh.log_requests;
+    config_free(&fresh);
+    return 0;
 }
 
 void config_free(config_t *c)
@@ -563,6 +591,7 @@ enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err
             config_path = a + 9;
         }
     }
+    if (config_path) snprintf(c->config_path, sizeof c->config_path, "%s", config_path);
     if (config_path && config_load_file(c, config_path, err, errlen)) return CONFIG_ARGS_ERROR;
 
     for (int i = 1; i < argc; i++) {

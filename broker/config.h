@@ -43,8 +43,10 @@ typedef struct apikey {
 } apikey_t;
 
 enum durability { DURABILITY_SYNC = 0, DURABILITY_INTERVAL };
+enum log_requests { LOG_REQ_OFF = 0, LOG_REQ_ERRORS, LOG_REQ_ALL };
 
 typedef struct config {
+    char config_path[1024];       /* --config, or "" */
     /* [server] */
     char bind[256];
     int port;
@@ -64,6 +66,7 @@ typedef struct config {
     /* [log] */
     enum log_level log_level;
     enum log_format log_format;
+    int log_requests;             /* enum log_requests */
     /* [history] */
     enum durability durability;
     unsigned sync_interval_ms;
@@ -114,6 +117,10 @@ enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err
 
 /* config_usage() - write the --help text, generated from the option table. */
 void config_usage(FILE *out);
+
+/* config_reload_logging() - read @c's config file again and take its [log]
+ * settings (SIGHUP). Return: 0, or -1 with @err (nothing changed). */
+int config_reload_logging(config_t *c, char *err, size_t errlen);
 
 /* config_free() - free what config_parse_args() allocated in @c. */
 void config_free(config_t *c);

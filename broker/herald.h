@@ -40,7 +40,7 @@ struct herald {
     uv_loop_t loop;
     struct lws_context *lws;
     struct lws_vhost *vhost;
-    uv_signal_t sig_int, sig_term;
+    uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t tick;              /* once a second: connect timeouts */
     uv_timer_t stop_timer;        /* bounds the flush on shutdown */
     int stopping;                 /* 0 running, 1 flushing, 2 tearing down */

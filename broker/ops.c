@@ -103,7 +103,18 @@ static void op_connect(sess_t *s, const json_t *msg, const json_t *id)
         token = s->url_token;
         toklen = strlen(token);
     }
-    if (token) {
+    {
+        const char *key;
+        if ((r = msg_get_str(msg, "apikey", &key, NULL, reason)) > 1) { sess_send_error(s, id, r, reason); return; }
+        if (r == 0) {
+            /* Operator tools (the admin page) connect with an API key. */
+            if ((r = auth_apikey_ident(key, &s->ident, reason))) { refuse(s, id, r, reason); return; }
+            token = NULL;
+        }
+    }
+    if (s->ident.user) {
+        /* identified by an API key above */
+    } else if (token) {
         if ((r = auth_token(token, toklen, &s->ident, reason))) { refuse(s, id, r, reason); return; }
     } else if (!srv.cfg.anonymous) {
         refuse(s, id, PROTO_E_UNAUTHORIZED, "a token is required (auth.anonymous is off)");

@@ -2,6 +2,8 @@
 #include "pubpipe.h"
 #include "herald.h"
 #include "ops.h"
+#include "metrics.h"
+#include "rest.h"
 #include "record.h"
 #include "clock.h"
 #include "log.h"
@@ -20,7 +22,10 @@
 
 typedef struct pub {
     struct pub *next;
-    chan_t *chan;                 /* held: chan->inflight counts us */
+    chan_t *chan;                 /* held: chan->inflight counts us; NULL for a probe */
+    uint64_t submit_ns;           /* arrival, for the publish-to-fan-out histogram */
+    uint64_t commit_ns;           /* first of a batch: how long its commit took */
+    uint32_t batch_n;             /* first of a batch: publications in it */
     struct pub_origin origin;
     uint8_t want[PROTO_NENC];     /* encodings the channel's subscribers used at submit */
     frame_t *frames[PROTO_NENC];  /* encoded by the storage thread after commit */
@@ -85,11 +90,19 @@ static void on_gone(void *ctx, const char *name, size_t len)
 
 static void commit_batch(pub_t *batch, hist_write_t **ws, size_t *wcap, wbuf_t *enc)
 {
+    uint64_t t0 = clock_mono_ns();
+    pub_t *p, *first = NULL;
     size_t n = 0;
-    pub_t *p;
     int rc;
 
-    for (p = batch; p; p = p->next) n++;
+    /* Readiness probes write on their own; they prove the store can commit. */
+    for (p = batch; p; p = p->next)
+        if (!p->chan) p->w.status = hist_probe(pp.store, clock_wall_ms());
+        else {
+            n++;
+            if (!first) first = p;
+        }
+    if (!n) return;
     if (n > *wcap) {
         hist_write_t *nw = realloc(*ws, n * sizeof *nw);
         if (!nw) {
@@ -100,12 +113,16 @@ static void commit_batch(pub_t *batch, hist_write_t **ws, size_t *wcap, wbuf_t *
         *wcap = n;
     }
     n = 0;
-    for (p = batch; p; p = p->next) (*ws)[n++] = p->w;
+    for (p = batch; p; p = p->next)
+        if (p->chan) (*ws)[n++] = p->w;
     rc = hist_write_batch(pp.store, *ws, n);
+    first->commit_ns = clock_mono_ns() - t0;
+    first->batch_n = (uint32_t)n;
     if (rc) hlog(LOG_WARN, "storage", "commit of %zu publications failed: %s", n,
                  rc == HIST_E_FULL ? "history map is at history.map_size_max" : strerror(-rc));
     n = 0;
     for (p = batch; p; p = p->next) {
+        if (!p->chan) continue;
         p->w = (*ws)[n++];
         if (p->w.status) continue;
         /* Encode the pushes here, off the loop. */
@@ -186,11 +203,33 @@ static void storage_main(void *arg)
 
 /* ---- loop ---- */
 
+static void finish_probe(pub_t *p)
+{
+    if (p->w.status == 0) {
+        rest_finish_json(p->origin.serial, 200, json_pack("{s:s}", "status", "ready"));
+        return;
+    }
+    hlog(LOG_WARN, "storage", "readiness probe: the store cannot commit (%s)",
+         p->w.status == HIST_E_FULL ? "map at history.map_size_max" : strerror(-p->w.status));
+    rest_finish_json(p->origin.serial, 503, json_pack("{s:s,s:[s]}", "status", "not_ready", "reasons",
+                     p->w.status == HIST_E_FULL ? "storage: the history map is full (history.map_size_max)"
+                                                : "storage: a write transaction failed"));
+}
+
 static void finish(pub_t *p)
 {
     chan_t *c = p->chan;
     int code = 0;
 
+    if (!c) {
+        finish_probe(p);
+        pub_free(p);
+        return;
+    }
+    if (p->batch_n) {
+        histo_observe(&metrics.commit_seconds, (double)p->commit_ns / 1e9);
+        histo_observe(&metrics.commit_batch, p->batch_n);
+    }
     c->inflight--;
     if (p->w.status == 0) {
         c->stored = c->ns->history && pp.store;
@@ -209,6 +248,9 @@ static void finish(pub_t *p)
             hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,
                  (unsigned long long)p->w.offset);
         srv.stats.publications++;
+        metrics.ns_publications[metrics_ns_index(c->ns)]++;
+        chan_count_pub(c);
+        histo_observe(&metrics.publish_fanout_seconds, (double)(clock_mono_ns() - p->submit_ns) / 1e9);
     }
     chan_maybe_drop(c);
     pub_free(p);
@@ -262,6 +304,7 @@ int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, struct pu
     memcpy(p->rec, srv.enc.p, srv.enc.len);
     p->reclen = srv.enc.len;
     p->chan = c;
+    p->submit_ns = clock_mono_ns();
     p->origin = *origin;
     origin->id = NULL;
 
@@ -284,6 +327,22 @@ int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, struct pu
     for (int e = 0; e < PROTO_NENC; e++) p->want[e] = c->nenc[e] > 0;
     c->inflight++;
 
+    uv_mutex_lock(&pp.mu);
+    *pp.todo_tail = p;
+    pp.todo_tail = &p->next;
+    uv_cond_signal(&pp.cv);
+    uv_mutex_unlock(&pp.mu);
+    return 0;
+}
+
+int pubpipe_probe(uint64_t serial)
+{
+    pub_t *p;
+
+    if (!pp.running) return -EIO;
+    if (!(p = calloc(1, sizeof *p))) return -ENOMEM;
+    p->origin.kind = ORIGIN_REST;
+    p->origin.serial = serial;
     uv_mutex_lock(&pp.mu);
     *pp.todo_tail = p;
     pp.todo_tail = &p->next;

@@ -46,6 +46,11 @@ void pubpipe_stop(void);
  * Return: 0, or -ENOMEM (no outcome will come; the id reference is dropped). */
 int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, struct pub_origin *origin);
 
+/* pubpipe_probe() - check that the store can commit, for GET
+ * /api/health/ready: the storage thread runs a small write transaction and
+ * the HTTP request @serial gets 200 or 503. Return: 0, -EIO (no store), -ENOMEM. */
+int pubpipe_probe(uint64_t serial);
+
 /* pubpipe_store() - the history store, for reads (any thread). */
 hist_t *pubpipe_store(void);
 

@@ -6,6 +6,8 @@
 #include "herald.h"
 #include "history.h"
 #include "ops.h"
+#include "admin.h"
+#include "metrics.h"
 #include "auth.h"
 #include "ratelimit.h"
 #include "pubpipe.h"
@@ -65,24 +67,40 @@ static int common_headers(rest_req_t *r, struct lws *wsi, unsigned status, unsig
     return 0;
 }
 
+static void log_request(rest_req_t *r, unsigned status)
+{
+    int errors = status >= 400;
+    if (srv.cfg.log_requests == LOG_REQ_OFF || (srv.cfg.log_requests == LOG_REQ_ERRORS && !errors)) return;
+    hlog(errors && status >= 500 ? LOG_WARN : LOG_INFO, "rest", "%s %s %s -> %u (%.1f ms)", r->peer, r->method,
+         r->path, status, (double)(clock_mono_ns() - r->start_ns) / 1e6);
+}
+
 /* Sends the status line and headers now and queues @body for the writable
  * callback. Return: 0, or -1 to close. */
-static int respond(rest_req_t *r, struct lws *wsi, unsigned status, const void *body, size_t len)
+static int respond_typed(rest_req_t *r, struct lws *wsi, unsigned status, const char *type, const void *body,
+                         size_t len)
 {
     unsigned char hdr[LWS_PRE + 2048], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
 
+    log_request(r, status);
     conn_unregister(&r->serial);
     free(r->resp);
     r->resp = malloc(FRAME_HEADROOM + len + 1);
     if (!r->resp) return -1;
     memcpy(r->resp + FRAME_HEADROOM, body, len);
     r->resp_len = len;
-    if (lws_add_http_common_headers(wsi, status, "application/json", len, &p, end) ||
+    if (lws_add_http_common_headers(wsi, status, type, len, &p, end) ||
         common_headers(r, wsi, status, &p, end) ||
+        (r->csp && add_hdr(wsi, "content-security-policy:", r->csp, &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     lws_callback_on_writable(wsi);
     return 0;
+}
+
+static int respond(rest_req_t *r, struct lws *wsi, unsigned status, const void *body, size_t len)
+{
+    return respond_typed(r, wsi, status, "application/json", body, len);
 }
 
 /* A CORS preflight: 204 with what the API accepts, when the Origin may call it. */
@@ -175,14 +193,83 @@ static int await(rest_req_t *r)
     return conn_register(r, &r->serial) ? -1 : 0;
 }
 
+static int query_uint(struct lws *wsi, const char *name, uint64_t *out);
+static int await(rest_req_t *r);
+
 static int health(rest_req_t *r, struct lws *wsi)
 {
-    json_t *v = json_pack("{s:s,s:s,s:I,s:I,s:I}", "status", srv.stopping ? "stopping" : "ok",
-                          "version", HERALD_VERSION,
-                          "uptime_s", (json_int_t)((clock_wall_ms() - (int64_t)srv.started_ms) / 1000),
-                          "connections", (json_int_t)srv.nsessions,
-                          "channels", (json_int_t)chan_count());
-    return respond_json(r, wsi, srv.stopping ? 503 : 200, v);
+    unsigned status;
+    json_t *v = admin_health(&status);
+    return respond_json(r, wsi, status, v);
+}
+
+extern const unsigned char admin_page_html[];
+extern const size_t admin_page_html_len;
+
+/* GET /admin: the page holds no data; it asks for an admin key itself and
+ * reads everything over the WebSocket. */
+static int admin_page(rest_req_t *r, struct lws *wsi)
+{
+    r->csp = "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+             "connect-src 'self' ws: wss:; img-src 'self' data:";
+    return respond_typed(r, wsi, 200, "text/html; charset=utf-8", admin_page_html, admin_page_html_len);
+}
+
+/* Operator endpoints need an admin key once keys are configured. */
+static int is_admin(const rest_req_t *r)
+{
+    return auth_rest_open() || (r->key && r->key->admin);
+}
+
+static int forbid_non_admin(rest_req_t *r, struct lws *wsi)
+{
+    srv.stats.rest_unauthorized++;
+    return respond_error(r, wsi, 403, PROTO_E_FORBIDDEN, "this endpoint needs an admin API key");
+}
+
+static int ready(rest_req_t *r, struct lws *wsi)
+{
+    int rc;
+    if (await(r)) return -1;
+    if ((rc = admin_ready(r->serial)))
+        return respond_json(r, wsi, 503, json_pack("{s:s,s:[s]}", "status", "not_ready", "reasons",
+                                                   rc == -ESHUTDOWN ? "stopping" : "storage: no store"));
+    return 0;
+}
+
+static int metrics_page(rest_req_t *r, struct lws *wsi)
+{
+    wbuf_reset(&srv.enc);
+    metrics_render(&srv.enc);
+    if (srv.enc.oom) return respond_error(r, wsi, 500, PROTO_E_INTERNAL, "out of memory");
+    return respond_typed(r, wsi, 200, "text/plain; version=0.0.4; charset=utf-8", srv.enc.p, srv.enc.len);
+}
+
+/* GET /api/channels?prefix=&cursor=&limit= */
+static int channel_list(rest_req_t *r, struct lws *wsi)
+{
+    char buf[320];
+    const char *prefix = lws_get_urlarg_by_name(wsi, "prefix=", buf, sizeof buf);
+    char pfx[300];
+    uint64_t cursor = 0, limit = 100;
+
+    snprintf(pfx, sizeof pfx, "%s", prefix ? prefix : "");
+    if (query_uint(wsi, "cursor=", &cursor) || query_uint(wsi, "limit=", &limit) || limit < 1 || limit > 1000)
+        return respond_error(r, wsi, 400, PROTO_E_BAD_FIELD, "cursor must be an integer >= 0, limit from 1 to 1000");
+    if (await(r)) return -1;
+    if (admin_channels(r->serial, pfx, cursor, (unsigned)limit))
+        return respond_error(r, wsi, 500, PROTO_E_INTERNAL, "out of memory");
+    return 0;
+}
+
+/* POST /api/admin/log?level=debug */
+static int set_log_level(rest_req_t *r, struct lws *wsi)
+{
+    char buf[40];
+    const char *lv = lws_get_urlarg_by_name(wsi, "level=", buf, sizeof buf);
+    if (!lv || admin_set_log_level(lv))
+        return respond_error(r, wsi, 400, PROTO_E_BAD_FIELD, "level must be error, warn, info or debug");
+    return respond_json(r, wsi, 200, json_pack("{s:s}", "level", log_level_name((enum log_level)log_current_level)));
 }
 
 /* Reads the media type of the request; -1 if it is neither JSON nor MessagePack. */
@@ -261,11 +348,18 @@ static int channels_route(rest_req_t *r, struct lws *wsi, const char *rest, int 
     static const char suffix[] = "/history";
     size_t n = strlen(rest), sl = sizeof suffix - 1;
 
+    const char *why;
+
     if (n > sl && !strcmp(rest + n - sl, suffix)) {
         if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
         return channel_history(r, wsi, rest, n - sl);
     }
-    return respond_error(r, wsi, 404, PROTO_E_BAD_FIELD, "no such endpoint");
+    if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
+    if (!chname_valid(rest, n, &why)) return respond_error(r, wsi, 400, PROTO_E_BAD_CHANNEL, why);
+    if (!is_admin(r)) return forbid_non_admin(r, wsi);
+    if (await(r)) return -1;
+    if (admin_channel(r->serial, rest, n)) return respond_error(r, wsi, 500, PROTO_E_INTERNAL, "out of memory");
+    return 0;
 }
 
 int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
@@ -280,6 +374,9 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
     reset(r);
     r->kind = REST_KIND;
     r->wsi = wsi;
+    r->start_ns = clock_mono_ns();
+    r->method = is_get ? "GET" : is_post ? "POST" : is_options ? "OPTIONS" : "other";
+    snprintf(r->path, sizeof r->path, "%s", uri);
     lws_get_peer_simple(wsi, r->peer, sizeof r->peer);
     cors(r, wsi);
     /* A body we will not read must not be taken for the next request. */
@@ -288,6 +385,14 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
     if (!strcmp(uri, "/api/health")) {
         if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
         return health(r, wsi);
+    }
+    if (!strcmp(uri, "/api/health/ready")) {
+        if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
+        return ready(r, wsi);
+    }
+    if (!strcmp(uri, "/admin")) {
+        if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
+        return admin_page(r, wsi);
     }
     switch (rl_rest(r->peer, &retry)) {
     case RL_OK: break;
@@ -310,6 +415,19 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
         return respond_error(r, wsi, 426, PROTO_E_BAD_FIELD,
                              "this is the WebSocket endpoint: connect with a WebSocket client");
     if (!strncmp(uri, "/api/channels/", 14)) return channels_route(r, wsi, uri + 14, is_get);
+    if (!strcmp(uri, "/api/channels")) {
+        if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
+        return is_admin(r) ? channel_list(r, wsi) : forbid_non_admin(r, wsi);
+    }
+    if (!strcmp(uri, "/metrics")) {
+        if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
+        return is_admin(r) ? metrics_page(r, wsi) : forbid_non_admin(r, wsi);
+    }
+    if (!strcmp(uri, "/api/admin/log")) {
+        if (!is_post) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use POST");
+        r->close_after = 0;
+        return is_admin(r) ? set_log_level(r, wsi) : forbid_non_admin(r, wsi);
+    }
     if (strcmp(uri, "/api/publish")) return respond_error(r, wsi, 404, PROTO_E_BAD_FIELD, "no such endpoint");
     if (!is_post) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use POST");
 

@@ -37,6 +37,10 @@ typedef struct rest_req {
     unsigned retry_after;         /* seconds, for a 429 */
     char cors_origin[256];        /* the request's Origin when CORS allows it */
     char peer[46];                /* client address */
+    const char *method;           /* for the request log */
+    char path[128];
+    uint64_t start_ns;
+    const char *csp;              /* Content-Security-Policy to send, or NULL */
 } rest_req_t;
 
 /* rest_on_http() - a request line and headers arrived for @uri.

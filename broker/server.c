@@ -2,6 +2,8 @@
 #include "server.h"
 #include "herald.h"
 #include "channel.h"
+#include "admin.h"
+#include "metrics.h"
 #include "auth.h"
 #include "ratelimit.h"
 #include "pubpipe.h"
@@ -144,6 +146,24 @@ static void on_lws_log(int level, const char *line)
     hlog(l, "lws", "%s", line);
 }
 
+/* SIGHUP: take the [log] settings of the config file again, so an operator
+ * can turn on debug logging without a restart. */
+static void on_hup(uv_signal_t *h, int signum)
+{
+    char err[512];
+    (void)h;
+    (void)signum;
+    if (config_reload_logging(&srv.cfg, err, sizeof err)) {
+        hlog(LOG_WARN, "config", "SIGHUP: %s", err);
+        return;
+    }
+    log_set_level(srv.cfg.log_level);
+    log_set_format(srv.cfg.log_format);
+    hlog(LOG_INFO, "config", "SIGHUP: log level %s, format %s, requests %s", log_level_name(srv.cfg.log_level),
+         srv.cfg.log_format == LOG_FMT_JSON ? "json" : "text",
+         srv.cfg.log_requests == LOG_REQ_ALL ? "all" : srv.cfg.log_requests == LOG_REQ_ERRORS ? "errors" : "off");
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     (void)h;
@@ -178,6 +198,7 @@ static void on_tick(uv_timer_t *t)
         }
     }
     rl_sweep();
+    admin_tick();
 }
 
 static void on_tune(uv_timer_t *t)
@@ -196,6 +217,8 @@ static void close_own_handles(void)
 {
     uv_signal_stop(&srv.sig_int);
     uv_signal_stop(&srv.sig_term);
+    uv_signal_stop(&srv.sig_hup);
+    uv_close((uv_handle_t *)&srv.sig_hup, NULL);
     uv_timer_stop(&srv.tick);
     uv_timer_stop(&srv.stop_timer);
     uv_check_stop(&srv.flush);
@@ -339,7 +362,7 @@ int server_run(void)
     }
     wbuf_init(&srv.enc);
     srv.batch = malloc(FRAME_HEADROOM + srv.cfg.write_batch_max);
-    if (!srv.batch || chan_registry_init() || hmap_init(&srv.conns, 1024)) {
+    if (!srv.batch || chan_registry_init() || hmap_init(&srv.conns, 1024) || metrics_init()) {
         hlog(LOG_ERROR, "server", "out of memory at start");
         free(srv.batch);
         datadir_close(&srv.data);
@@ -353,6 +376,8 @@ int server_run(void)
     uv_timer_init(&srv.loop, &srv.stop_timer);
     uv_signal_start(&srv.sig_int, on_signal, SIGINT);
     uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
+    uv_signal_init(&srv.loop, &srv.sig_hup);
+    uv_signal_start(&srv.sig_hup, on_hup, SIGHUP);
     uv_timer_start(&srv.tick, on_tick, 1000, 1000);
     uv_timer_init(&srv.loop, &srv.flush_timer);
     uv_timer_init(&srv.loop, &srv.tune);
@@ -373,6 +398,7 @@ int server_run(void)
 
     chan_registry_deinit();
     hmap_deinit(&srv.conns);
+    metrics_deinit();
     auth_deinit();
     rl_deinit();
     config_free(&srv.cfg);

@@ -14,6 +14,7 @@
 #include "herald.h"
 #include "ops.h"
 #include "conns.h"
+#include "metrics.h"
 #include "clock.h"
 #include "rand.h"
 #include "log.h"
@@ -75,6 +76,7 @@ void sess_on_established(sess_t *s, struct lws *wsi)
     srv.sessions = s;
     srv.nsessions++;
     srv.stats.connections_total++;
+    metrics.conn_enc[s->enc]++;
     if (srv.stopping) sess_close(s, CLOSE_GOING_AWAY, 0);
 }
 
@@ -262,6 +264,9 @@ static int write_batch(sess_t *s)
         out = p;
     }
     if (lws_write(s->wsi, out, len, type) < (int)len) return -1;
+    metrics.writes++;
+    metrics.frames_out += n;
+    metrics.bytes_out += len;
     pop(s, n);
     return 0;
 }
@@ -401,6 +406,7 @@ int sess_on_receive(sess_t *s, const void *in, size_t len)
     size_t max = srv.cfg.max_message_size;
 
     if (s->close_code) return 0;        /* closing: ignore further input */
+    metrics.bytes_in += len;
     if (first && final && s->rxlen == 0) {
         /* The common case: the whole message in one callback, parsed in place. */
         if (len > max) { s->close_code = CLOSE_TOO_BIG; return do_close(s); }
@@ -436,6 +442,8 @@ int sess_on_receive(sess_t *s, const void *in, size_t len)
 
 void sess_on_closed(sess_t *s)
 {
+    metrics.conn_enc[s->enc]--;
+    metrics_disconnect(s->close_code);
     unmark_dirty(s);
     conn_unregister(&s->serial);
     if (s->peer_counted) rl_session_close(s->peer);

@@ -3,6 +3,7 @@
  * storage thread never interleave. */
 #include "log.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -10,6 +11,26 @@
 #include <unistd.h>
 
 int log_current_level = LOG_INFO;
+
+/* The last warn/error lines, for operators' eyes (log_recent()). */
+static struct recent {
+    int64_t ts;
+    int level;
+    char component[16];
+    char msg[200];
+} recent[LOG_RECENT_MAX];
+static unsigned recent_next, recent_count;
+static pthread_mutex_t recent_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void log_recent(void (*fn)(void *, int64_t, int, const char *, const char *), void *ctx)
+{
+    pthread_mutex_lock(&recent_mu);
+    for (unsigned i = 0; i < recent_count; i++) {
+        const struct recent *r = &recent[(recent_next + LOG_RECENT_MAX - recent_count + i) % LOG_RECENT_MAX];
+        fn(ctx, r->ts, r->level, r->component, r->msg);
+    }
+    pthread_mutex_unlock(&recent_mu);
+}
 static enum log_format log_fmt = LOG_FMT_TEXT;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
@@ -61,6 +82,17 @@ void log_write(enum log_level level, const char *component, const char *fmt, ...
 
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
+    if (level <= LOG_WARN && strcmp(component, "lws")) {
+        pthread_mutex_lock(&recent_mu);
+        struct recent *r = &recent[recent_next];
+        r->ts = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        r->level = (int)level;
+        snprintf(r->component, sizeof r->component, "%s", component);
+        snprintf(r->msg, sizeof r->msg, "%s", msg);
+        recent_next = (recent_next + 1) % LOG_RECENT_MAX;
+        if (recent_count < LOG_RECENT_MAX) recent_count++;
+        pthread_mutex_unlock(&recent_mu);
+    }
     snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 

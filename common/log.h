@@ -9,6 +9,7 @@
 #define HERALD_LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
 
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -35,5 +36,10 @@ const char *log_level_name(enum log_level level);
 
 void log_write(enum log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* log_recent() - call @fn for each of the last LOG_RECENT_MAX warn and error
+ * lines, oldest first (for the admin page). Thread-safe. */
+#define LOG_RECENT_MAX 20
+void log_recent(void (*fn)(void *ctx, int64_t ts_ms, int level, const char *component, const char *msg), void *ctx);
 
 #endif

@@ -544,17 +544,80 @@ int hist_sync(hist_t *h)
     return rc ? mdb_err(rc) : 0;
 }
 
-void hist_usage(hist_t *h, size_t *map_size, size_t *used)
+void hist_usage(hist_t *h, size_t *map_size, size_t *used, uint64_t *entries)
 {
     MDB_envinfo info;
-    MDB_stat st;
+    MDB_stat st, lst;
+    MDB_txn *txn;
 
     pthread_rwlock_rdlock(&h->lock);
     mdb_env_info(h->env, &info);
     mdb_env_stat(h->env, &st);
+    *entries = 0;
+    if (mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn) == 0) {
+        if (mdb_stat(txn, h->log, &lst) == 0) *entries = lst.ms_entries;
+        mdb_txn_abort(txn);
+    }
     pthread_rwlock_unlock(&h->lock);
     *map_size = info.me_mapsize;
     *used = (info.me_last_pgno + 1) * (size_t)st.ms_psize;
+}
+
+int hist_probe(hist_t *h, int64_t now_ms)
+{
+    for (;;) {
+        unsigned char v8[8];
+        MDB_val k = { 5, "probe" }, v = { 8, v8 };
+        MDB_txn *txn;
+        int rc, status;
+
+        put_be64(v8, (uint64_t)now_ms);
+        pthread_rwlock_rdlock(&h->lock);
+        rc = mdb_txn_begin(h->env, NULL, 0, &txn);
+        if (!rc) {
+            rc = mdb_put(txn, h->meta, &k, &v, 0);
+            if (rc) mdb_txn_abort(txn);
+            else rc = mdb_txn_commit(txn);
+        }
+        pthread_rwlock_unlock(&h->lock);
+        if (rc != MDB_MAP_FULL) return rc ? mdb_err(rc) : 0;
+        if ((status = grow_map(h))) return status;
+    }
+}
+
+int hist_stat(hist_t *h, const char *name, size_t len, uint64_t *entries, uint64_t *bytes)
+{
+    MDB_val k = { len, (void *)name }, v, lk, lv;
+    unsigned char key[16];
+    struct chan_rec cr;
+    MDB_cursor *cur;
+    MDB_txn *txn;
+    int rc;
+
+    *entries = *bytes = 0;
+    pthread_rwlock_rdlock(&h->lock);
+    if ((rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn))) goto out;
+    rc = mdb_get(txn, h->chans, &k, &v);
+    if (rc || rec_decode(&v, &cr)) {
+        rc = rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+        mdb_txn_abort(txn);
+        goto out;
+    }
+    if ((rc = mdb_cursor_open(txn, h->log, &cur))) { mdb_txn_abort(txn); goto out; }
+    log_key(key, cr.id, 0);
+    lk.mv_size = 16;
+    lk.mv_data = key;
+    for (rc = mdb_cursor_get(cur, &lk, &lv, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &lk, &lv, MDB_NEXT)) {
+        if (lk.mv_size != 16 || get_be64(lk.mv_data) != cr.id) break;
+        (*entries)++;
+        *bytes += lv.mv_size;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+out:
+    pthread_rwlock_unlock(&h->lock);
+    return rc ? mdb_err(rc) : 0;
 }
 
 int hist_backup(const char *src_dir, const char *dest_dir, char *err, size_t errlen)

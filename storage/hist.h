@@ -129,8 +129,17 @@ int hist_prune(hist_t *h, int64_t now_ms, unsigned budget, hist_policy_fn policy
 /* hist_sync() - flush committed transactions to disk (durability = interval). */
 int hist_sync(hist_t *h);
 
-/* hist_usage() - the map's size and the bytes in use. Any thread. */
-void hist_usage(hist_t *h, size_t *map_size, size_t *used);
+/* hist_usage() - the map's size, the bytes in use and the entries stored in
+ * all logs. Any thread; reads only LMDB's meta pages. */
+void hist_usage(hist_t *h, size_t *map_size, size_t *used, uint64_t *entries);
+
+/* hist_probe() - a small write transaction (the readiness check): proves
+ * the store can still commit. Return: 0, HIST_E_FULL or -errno. Storage thread. */
+int hist_probe(hist_t *h, int64_t now_ms);
+
+/* hist_stat() - how many entries channel @name's log holds and their bytes.
+ * Return: 0 (zeros for a channel without a log), or -errno. Any thread. */
+int hist_stat(hist_t *h, const char *name, size_t len, uint64_t *entries, uint64_t *bytes);
 
 /* hist_backup() - write a consistent, compacted copy of the environment at
  * @src_dir (a data directory, possibly in use by a running broker) into the
