@@ -275,7 +275,7 @@ static void publish_stats(void)
                      "map_max", (json_int_t)st.map_max, "map_pct", st.map_pct, "fs_pct", st.fs_pct,
                      "status", st.status,
                      "warnings", warn);
-    if (data) pubpipe_publish(sys, data, NULL, &origin);
+    if (data) pubpipe_publish(sys, data, NULL, 0, NULL, &origin);
     json_decref(data);
     last.messages_in = srv.stats.messages_in;
     last.deliveries = srv.stats.deliveries;

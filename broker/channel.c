@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "rand.h"
 #include "record.h"
+#include "presence.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@ int chan_registry_init(void)
 static void chan_free(chan_t *c)
 {
     /* Subscriptions are gone (the caller checked), so nothing is held. */
+    presence_free(c);
     free(c->members);
     free(c->subs);
     free(c);
@@ -86,7 +88,7 @@ int chan_maybe_drop(chan_t *c)
      * while it has any; one with history can be reloaded from the store. */
     int keep_offsets = c->ns->history ? c->stored : c->last_offset > 0;
 
-    if (c->nsubs || c->inflight || keep_offsets) return 0;
+    if (c->nsubs || c->inflight || keep_offsets || presence_count(c)) return 0;
     hmap_del(&srv.channels, c->name, c->namelen);
     chan_free(c);
     return 1;
@@ -107,6 +109,8 @@ static int grow(void **arr, uint32_t *cap, size_t elem, uint32_t need)
     *cap = ncap;
     return 0;
 }
+
+static void remove_sub(sub_t *sub);
 
 int chan_subscribe(sess_t *s, chan_t *c)
 {
@@ -140,6 +144,10 @@ int chan_subscribe(sess_t *s, chan_t *c)
     c->nenc[s->enc]++;
     sub->sess_idx = s->nsubs;
     s->subs[s->nsubs++] = sub;
+    if (c->ns->presence && presence_join(c, s)) {
+        remove_sub(sub);
+        return -ENOMEM;
+    }
     return 0;
 fail:
     maybe_drop(c);
@@ -152,6 +160,7 @@ static void remove_sub(sub_t *sub)
     sess_t *s = sub->sess;
     uint32_t i = sub->chan_idx, last = c->nsubs - 1;
 
+    if (c->pres) presence_leave(c, s);
     c->members[i] = c->members[last];
     c->subs[i] = c->subs[last];
     c->subs[i]->chan_idx = i;
@@ -188,6 +197,24 @@ void chan_unsubscribe_all(sess_t *s)
     free(s->subs);
     s->subs = NULL;
     s->subscap = 0;
+}
+
+int chan_broadcast(chan_t *c, const json_t *msg, const sess_t *except)
+{
+    frame_t *f[PROTO_NENC] = { NULL };
+    int rc = 0;
+
+    for (int e = 0; e < PROTO_NENC; e++) {
+        if (!c->nenc[e]) continue;
+        if (!(f[e] = sess_encode((enum proto_enc)e, msg))) { rc = -ENOMEM; goto out; }
+    }
+    for (uint32_t i = 0; i < c->nsubs; i++) {
+        sess_t *s = c->members[i];
+        if (s != except && !c->subs[i]->replaying) sess_push(s, f[s->enc]);
+    }
+out:
+    for (int e = 0; e < PROTO_NENC; e++) frame_unref(f[e]);
+    return rc;
 }
 
 sub_t *chan_sub(sess_t *s, chan_t *c)

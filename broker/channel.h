@@ -31,6 +31,7 @@ typedef struct chan {
     uint32_t nreplaying;          /* subscribers still waiting for their history read */
     uint32_t inflight;            /* publications submitted and not yet fanned out */
     const ns_config_t *ns;        /* its namespace's options */
+    struct presence *pres;        /* members, when the namespace has presence */
     uint8_t stored;               /* has a log in the history store */
     uint32_t rate_sec;            /* publications counted in second rate_sec_at ... */
     uint32_t rate_prev;           /* ... and in the second before it */
@@ -86,6 +87,12 @@ void chan_unsubscribe_all(sess_t *s);
  * encoded here, once. The frames are borrowed.
  * Return: 0, or -ENOMEM (nothing was delivered). */
 int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t reclen, frame_t *frames[PROTO_NENC]);
+
+/* chan_broadcast() - push the ephemeral message @msg (borrowed; no offset,
+ * not stored) to every subscriber of @c but @except (may be NULL), encoded
+ * once per encoding. Subscribers still waiting for a replay are skipped.
+ * Return: 0, or -ENOMEM. */
+int chan_broadcast(chan_t *c, const json_t *msg, const sess_t *except);
 
 /* chan_sub() - the subscription of @s to @c, or NULL. */
 sub_t *chan_sub(sess_t *s, chan_t *c);

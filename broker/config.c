@@ -109,6 +109,16 @@ static const struct opt ns_opts[] = {
       "who may publish over WebSocket: anyone, authenticated, subscribers, granted, or server (REST only)" },
     { "namespace", "user_list", NULL, T_BOOL, NO(user_list), 0, "off",
       "the channel name after \"ns:\" is the comma-separated list of users allowed (dm:alice,bob)" },
+    { "namespace", "presence", NULL, T_BOOL, NO(presence), 0, "off", "track who is subscribed (on/off)" },
+    { "namespace", "join_leave", NULL, T_BOOL, NO(join_leave), 0, "off",
+      "push join and leave events to subscribers (needs presence)" },
+    { "namespace", "presence_grace", NULL, T_MS, NO(presence_grace_ms), 0, "5s",
+      "a user whose last connection leaves is kept this long before the leave is announced" },
+    { "namespace", "presence_tier", NULL, T_UINT, NO(presence_tier), 0, "1000",
+      "above this many members, presence gives counts and a sample, and join/leave come in batches" },
+    { "namespace", "signals", NULL, T_BOOL, NO(signals), 0, "off",
+      "allow the signal op (typing indicators and other ephemeral events)" },
+    { "namespace", "signal_rate", NULL, T_UINT, NO(signal_rate), 0, "5", "signals per second per connection" },
 };
 #define NNSOPTS (sizeof ns_opts / sizeof ns_opts[0])
 

@@ -32,6 +32,12 @@ typedef struct ns_config {
     int subscribe;                /* enum sub_perm */
     int publish;                  /* enum pub_perm */
     int user_list;                /* the name after "ns:" lists the users allowed */
+    int presence;                 /* track who is subscribed */
+    int join_leave;               /* push join/leave events */
+    unsigned presence_grace_ms;   /* a leave waits this long for the user to come back */
+    unsigned presence_tier;       /* above this many members: counts, samples, batched events */
+    int signals;                  /* allow the signal op */
+    unsigned signal_rate;         /* signals per second per connection */
 } ns_config_t;
 
 /* A backend's REST credential: [apikey NAME]. */

@@ -3,6 +3,7 @@
 #include "herald.h"
 #include "conns.h"
 #include "record.h"
+#include "presence.h"
 #include "rest.h"
 #include "log.h"
 
@@ -24,6 +25,8 @@ typedef struct job {
     int reverse;
     int recovery;                 /* JOB_SUBSCRIBE: since was given */
     int recoverable;              /* ... and the read can recover it (epoch matches, window fits) */
+    int presence;                 /* JOB_SUBSCRIBE: the reply carries the members */
+    uint64_t thread;              /* JOB_QUERY: only publications replying to this offset */
     uint64_t since_offset;
     int rc;
     hist_result_t res;
@@ -89,13 +92,14 @@ static void send_with_list(sess_t *s, json_t *head, const hist_result_t *res, si
     frame_unref(f);
 }
 
-static json_t *subscribed_head(chan_t *c, const json_t *id, uint64_t offset)
+static json_t *subscribed_head(chan_t *c, const json_t *id, uint64_t offset, int presence)
 {
     json_t *m = msg_reply("subscribed", id);
     if (!m) return NULL;
     json_object_set_new(m, "channel", json_stringn(c->name, c->namelen));
     json_object_set_new(m, "offset", json_integer((json_int_t)offset));
     json_object_set_new(m, "epoch", json_string(c->epoch));
+    if (presence) json_object_set_new(m, "presence", c->ns->presence ? presence_json(c) : json_null());
     return m;
 }
 
@@ -125,7 +129,7 @@ static void finish_subscribe(job_t *j)
     cut = pick((enum proto_enc)s->enc, &j->res, reply_budget(), !j->reverse, &lo, &hi);
     recovered = j->recovery && j->recoverable && !cut && j->res.n == j->upto - j->since_offset &&
                 (j->res.n == 0 || j->res.entries[0].offset == j->since_offset + 1);
-    head = subscribed_head(j->chan, j->origin.id, j->upto);
+    head = subscribed_head(j->chan, j->origin.id, j->upto, j->presence);
     if (head && j->recovery) json_object_set_new(head, "recovered", json_boolean(recovered));
     if (!head) { sess_close(s, CLOSE_INTERNAL, 0); return; }
     send_with_list(s, head, &j->res, lo, hi, j->reverse);
@@ -215,7 +219,8 @@ static int submit(job_t *j)
     return 0;
 }
 
-int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const struct history_since *since)
+int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const struct history_since *since,
+                       int presence)
 {
     unsigned keep = c->ns->history ? c->ns->history_size : 0;
     uint64_t upto = c->last_offset;
@@ -224,7 +229,7 @@ int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const
     job_t *j;
 
     if (n == 0 && !since->set) {                   /* a plain subscribe */
-        head = subscribed_head(c, id, upto);
+        head = subscribed_head(c, id, upto, presence);
         sess_send(s, head);
         return head ? 0 : -ENOMEM;
     }
@@ -232,7 +237,7 @@ int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const
         (since->set && !strcmp(since->epoch, c->epoch) && since->offset == upto)) {
         /* Nothing to read: no history kept, nothing published, or the client
          * has seen everything. */
-        head = subscribed_head(c, id, upto);
+        head = subscribed_head(c, id, upto, presence);
         if (head && since->set)
             json_object_set_new(head, "recovered",
                                 json_boolean(!strcmp(since->epoch, c->epoch) && since->offset == upto));
@@ -242,6 +247,7 @@ int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const
     }
     if (!(j = calloc(1, sizeof *j))) return -ENOMEM;
     j->kind = JOB_SUBSCRIBE;
+    j->presence = presence;
     j->chan = c;
     j->origin.kind = ORIGIN_WS;
     j->origin.serial = s->serial;

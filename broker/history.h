@@ -30,9 +30,11 @@ struct history_since {
 
 /* history_subscribed() - reply to a subscribe of @s to @c (already made; @id
  * borrowed). With @n > 0 or @since->set the reply carries publications: it may
- * come later, after a read; live publications wait for it.
+ * come later, after a read; live publications wait for it. With @presence
+ * it carries the channel's members ("presence", null without presence).
  * Return: 0, or -ENOMEM (the caller replies with an error). */
-int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const struct history_since *since);
+int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const struct history_since *since,
+                       int presence);
 
 /* A page request of the history op and of the REST endpoint. */
 struct history_page {

@@ -4,6 +4,7 @@
 #include "conns.h"
 #include "herald.h"
 #include "history.h"
+#include "presence.h"
 #include "pubpipe.h"
 #include "rest.h"
 #include "auth.h"
@@ -15,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ops_publish(const char *name, size_t len, const json_t *data, const json_t *from, struct pub_origin *origin,
-                char *reason)
+int ops_publish(const char *name, size_t len, const json_t *data, const json_t *from, uint64_t reply_to,
+                const char *kind, struct pub_origin *origin, char *reason)
 {
     chan_t *c;
     int r = chan_open(name, len, &c);
@@ -29,7 +30,15 @@ int ops_publish(const char *name, size_t len, const json_t *data, const json_t *
         return r;
     }
     if (r == 0) {
-        r = pubpipe_publish(c, data, from, origin);
+        if (reply_to && reply_to > c->last_offset) {
+            snprintf(reason, PROTO_REASON_MAX, "reply_to %llu is not an offset of this channel (last is %llu)",
+                     (unsigned long long)reply_to, (unsigned long long)c->last_offset);
+            json_decref(origin->id);
+            origin->id = NULL;
+            chan_maybe_drop(c);
+            return PROTO_E_BAD_FIELD;
+        }
+        r = pubpipe_publish(c, data, from, reply_to, kind, origin);
         if (r) chan_maybe_drop(c);
     } else {
         json_decref(origin->id);
@@ -84,6 +93,35 @@ static void refuse(sess_t *s, const json_t *id, int code, const char *reason)
     rl_auth_failed(s->peer);
     sess_send_error(s, id, code, reason);
     sess_close(s, CLOSE_UNAUTHORIZED, 1);
+}
+
+int ops_get_reply(const json_t *msg, uint64_t *reply_to, const char **kind, char *reason)
+{
+    static const char *const kinds[] = { "reaction", "edit", "delete" };
+    const char *k;
+    int64_t r = 0;
+    int rc;
+
+    *reply_to = 0;
+    *kind = NULL;
+    if ((rc = msg_get_int(msg, "reply_to", &r, reason)) > 1 || (rc == 0 && r < 1)) {
+        snprintf(reason, PROTO_REASON_MAX, "field \"reply_to\" must be the offset (>= 1) of a publication");
+        return PROTO_E_BAD_FIELD;
+    }
+    *reply_to = (uint64_t)r;
+    if ((rc = msg_get_str(msg, "kind", &k, NULL, reason)) > 1) return rc;
+    if (rc == 1 || !strcmp(k, "message")) return 0;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strcmp(k, kinds[i])) {
+            if (!*reply_to) {
+                snprintf(reason, PROTO_REASON_MAX, "a %s needs \"reply_to\": the offset it refers to", k);
+                return PROTO_E_BAD_FIELD;
+            }
+            *kind = kinds[i];
+            return 0;
+        }
+    snprintf(reason, PROTO_REASON_MAX, "field \"kind\" must be message, reaction, edit or delete");
+    return PROTO_E_BAD_FIELD;
 }
 
 static void op_connect(sess_t *s, const json_t *msg, const json_t *id)
@@ -207,7 +245,7 @@ static void op_subscribe(sess_t *s, const json_t *msg, const json_t *id)
     int64_t n = 0;
     const char *name, *token;
     size_t len, toklen = 0;
-    int granted = 0;
+    int granted = 0, want_presence = 0;
     chan_t *c;
     int r;
 
@@ -217,6 +255,7 @@ static void op_subscribe(sess_t *s, const json_t *msg, const json_t *id)
         return;
     }
     if ((r = get_since(msg, &since, reason))) { sess_send_error(s, id, r, reason); return; }
+    if ((r = msg_get_bool(msg, "presence", &want_presence, reason)) > 1) { sess_send_error(s, id, r, reason); return; }
     if ((r = msg_get_str(msg, "token", &token, &toklen, reason)) > 1) { sess_send_error(s, id, r, reason); return; }
     if (r == 1) token = NULL;
     r = chan_open(name, len, &c);
@@ -243,7 +282,7 @@ static void op_subscribe(sess_t *s, const json_t *msg, const json_t *id)
         sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
         return;
     }
-    if (history_subscribed(s, c, id, (unsigned)n, &since)) {
+    if (history_subscribed(s, c, id, (unsigned)n, &since, want_presence)) {
         chan_unsubscribe(s, c);
         sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
     }
@@ -273,7 +312,8 @@ static void op_publish(sess_t *s, const json_t *msg, const json_t *id)
 {
     char reason[PROTO_REASON_MAX];
     struct pub_origin origin = { ORIGIN_WS, s->serial, id ? json_incref((json_t *)id) : NULL };
-    const char *name;
+    const char *name, *kind;
+    uint64_t reply_to;
     size_t len;
     json_t *data, *from;
     int r;
@@ -301,8 +341,9 @@ static void op_publish(sess_t *s, const json_t *msg, const json_t *id)
             goto fail;
         }
     }
+    if ((r = ops_get_reply(msg, &reply_to, &kind, reason))) goto fail;
     from = sender(s);
-    r = ops_publish(name, len, data, from, &origin, reason);
+    r = ops_publish(name, len, data, from, reply_to, kind, &origin, reason);
     json_decref(from);
     if (r) sess_send_error(s, id, r, reason);
     return;
@@ -364,6 +405,96 @@ static void op_history(sess_t *s, const json_t *msg, const json_t *id)
     else if (r) sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
 }
 
+/* Finds @msg's channel and checks that @s may read it. Return: the channel,
+ * or NULL after replying with an error. */
+static chan_t *readable(sess_t *s, const json_t *msg, const json_t *id)
+{
+    char reason[PROTO_REASON_MAX];
+    const char *name;
+    size_t len;
+    chan_t *c;
+    int r;
+
+    if ((r = msg_get_channel(msg, &name, &len, reason))) { sess_send_error(s, id, r, reason); return NULL; }
+    if ((r = chan_open(name, len, &c))) {
+        sess_send_error(s, id, r == PROTO_E_LIMIT ? r : PROTO_E_INTERNAL,
+                        r == PROTO_E_LIMIT ? "limit reached: limits.max_channels" : "out of memory");
+        return NULL;
+    }
+    if ((r = auth_may_read(&s->ident, c, reason))) {
+        srv.stats.permission_denied++;
+        chan_maybe_drop(c);
+        sess_send_error(s, id, r, reason);
+        return NULL;
+    }
+    return c;
+}
+
+/* presence / presence_stats {channel} */
+static void op_presence(sess_t *s, const json_t *msg, const json_t *id, int stats)
+{
+    chan_t *c = readable(s, msg, id);
+    json_t *m, *p;
+
+    if (!c) return;
+    if (!c->ns->presence) {
+        chan_maybe_drop(c);
+        sess_send_error(s, id, PROTO_E_DISABLED, "this channel's namespace has no presence");
+        return;
+    }
+    p = stats ? presence_stats_json(c) : presence_json(c);
+    m = msg_reply(stats ? "presence_stats" : "presence", id);
+    if (m && p) {
+        json_object_set_new(m, "channel", json_stringn(c->name, c->namelen));
+        json_object_update(m, p);
+    }
+    json_decref(p);
+    chan_maybe_drop(c);
+    sess_send(s, m);
+}
+
+/* signal {channel, data}: an ephemeral event for the channel's other
+ * subscribers (typing indicators): not stored, no offset, no reply. */
+static void op_signal(sess_t *s, const json_t *msg, const json_t *id)
+{
+    char reason[PROTO_REASON_MAX];
+    const char *name;
+    size_t len;
+    json_t *data, *ev, *from;
+    chan_t *c;
+    int r;
+
+    if ((r = msg_get_channel(msg, &name, &len, reason))) { sess_send_error(s, id, r, reason); return; }
+    if (!(data = json_object_get(msg, "data"))) {
+        sess_send_error(s, id, PROTO_E_BAD_FIELD, "field \"data\" is required");
+        return;
+    }
+    c = chan_find(name, len);
+    if (!c || !chan_sub(s, c)) {
+        sess_send_error(s, id, PROTO_E_NOT_SUBSCRIBED, "signals go to a channel you are subscribed to");
+        return;
+    }
+    if (!c->ns->signals) {
+        sess_send_error(s, id, PROTO_E_DISABLED, "this channel's namespace does not allow signals");
+        return;
+    }
+    if (!bucket_take(&s->sig_bucket, c->ns->signal_rate, c->ns->signal_rate, uv_now(&srv.loop))) {
+        srv.stats.rate_limited++;
+        snprintf(reason, sizeof reason, "more than %u signals per second (namespace signal_rate)", c->ns->signal_rate);
+        sess_send_error(s, id, PROTO_E_RATE_LIMITED, reason);
+        return;
+    }
+    from = json_object();
+    if (from) {
+        if (s->ident.user) json_object_set_new(from, "user", json_string(s->ident.user));
+        json_object_set_new(from, "client", json_string(s->id));
+    }
+    ev = json_pack("{s:s,s:s%,s:o,s:O}", "op", "signal", "channel", c->name, (size_t)c->namelen,
+                   "from", from ? from : json_null(), "data", data);
+    if (!ev || chan_broadcast(c, ev, s)) sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
+    json_decref(ev);
+}
+
 void ops_handle(sess_t *s, const unsigned char *buf, size_t len)
 {
     char reason[PROTO_REASON_MAX];
@@ -408,6 +539,9 @@ void ops_handle(sess_t *s, const unsigned char *buf, size_t len)
     switch (op) {
     case OP_CONNECT: op_connect(s, msg, id); break;
     case OP_REFRESH: op_refresh(s, msg, id); break;
+    case OP_PRESENCE: op_presence(s, msg, id, 0); break;
+    case OP_PRESENCE_STATS: op_presence(s, msg, id, 1); break;
+    case OP_SIGNAL: op_signal(s, msg, id); break;
     case OP_SUBSCRIBE: op_subscribe(s, msg, id); break;
     case OP_UNSUBSCRIBE: op_unsubscribe(s, msg, id); break;
     case OP_PUBLISH: op_publish(s, msg, id); break;

@@ -26,8 +26,14 @@ void ops_handle(sess_t *s, const unsigned char *buf, size_t len);
  * ops_pub_done().
  * @reason: [out] on a PROTO_E_* failure, why (PROTO_REASON_MAX bytes).
  * Return: 0, or a PROTO_E_* code (PROTO_E_INTERNAL when out of memory). */
-int ops_publish(const char *name, size_t len, const json_t *data, const json_t *from, struct pub_origin *origin,
-                char *reason);
+int ops_publish(const char *name, size_t len, const json_t *data, const json_t *from, uint64_t reply_to,
+                const char *kind, struct pub_origin *origin, char *reason);
+
+/* ops_get_reply() - read a publication's optional "reply_to" (an offset >= 1)
+ * and "kind" ("message", the default, "reaction", "edit" or "delete"; the
+ * last three need reply_to). *@kind is NULL for a plain message.
+ * Return: 0, or PROTO_E_BAD_FIELD with @reason. */
+int ops_get_reply(const json_t *msg, uint64_t *reply_to, const char **kind, char *reason);
 
 /* ops_pub_done() - tell @origin the outcome of its publication on @c: @code 0
  * and @offset, or a PROTO_E_* @code and @reason. */

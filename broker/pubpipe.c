@@ -289,13 +289,14 @@ static void on_async(uv_async_t *a)
     }
 }
 
-int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, struct pub_origin *origin)
+int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, uint64_t reply_to, const char *kind,
+                    struct pub_origin *origin)
 {
     int64_t ts = clock_wall_ms();
     pub_t *p;
 
     wbuf_reset(&srv.enc);
-    rec_build(&srv.enc, ts, data, from);
+    rec_build(&srv.enc, ts, data, from, reply_to, kind);
     if (srv.enc.oom || !(p = calloc(1, sizeof *p + srv.enc.len))) {
         json_decref(origin->id);
         origin->id = NULL;

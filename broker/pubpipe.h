@@ -41,10 +41,12 @@ int pubpipe_start(void);
 void pubpipe_stop(void);
 
 /* pubpipe_publish() - publish @data (borrowed) on @c for @origin (its id
- * reference is taken), with the sender @from (borrowed; NULL for the server). The outcome comes through ops_pub_done(), later for a
+ * reference is taken), with the sender @from (borrowed; NULL for the server),
+ * @reply_to (0: none) and @kind (NULL: a plain message). The outcome comes through ops_pub_done(), later for a
  * history channel, before this returns otherwise.
  * Return: 0, or -ENOMEM (no outcome will come; the id reference is dropped). */
-int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, struct pub_origin *origin);
+int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, uint64_t reply_to, const char *kind,
+                    struct pub_origin *origin);
 
 /* pubpipe_probe() - check that the store can commit, for GET
  * /api/health/ready: the storage thread runs a small write transaction and

@@ -477,9 +477,11 @@ int rest_on_body(rest_req_t *r, struct lws *wsi, const void *in, size_t len)
 
 static int publish(rest_req_t *r, struct lws *wsi)
 {
+#define get_reply ops_get_reply
     char reason[PROTO_REASON_MAX];
     struct pub_origin origin = { ORIGIN_REST, 0, NULL };
-    const char *name;
+    const char *name, *kind = NULL;
+    uint64_t reply_to = 0;
     size_t len;
     json_t *msg = NULL, *data;
     int code;
@@ -501,7 +503,8 @@ static int publish(rest_req_t *r, struct lws *wsi)
     }
     if (await(r)) { json_decref(msg); return -1; }
     origin.serial = r->serial;
-    if ((code = ops_publish(name, len, data, NULL, &origin, reason))) {
+    if ((code = get_reply(msg, &reply_to, &kind, reason))) goto bad;
+    if ((code = ops_publish(name, len, data, NULL, reply_to, kind, &origin, reason))) {
         json_decref(msg);
         return respond_error(r, wsi, code == PROTO_E_INTERNAL ? 500 : 503, code, reason);
     }

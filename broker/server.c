@@ -3,6 +3,7 @@
 #include "herald.h"
 #include "channel.h"
 #include "admin.h"
+#include "presence.h"
 #include "metrics.h"
 #include "auth.h"
 #include "ratelimit.h"
@@ -205,6 +206,7 @@ static void on_tune(uv_timer_t *t)
 {
     (void)t;
     sess_coalesce_adjust();
+    presence_tick();
 }
 
 static void on_flush(uv_check_t *h)

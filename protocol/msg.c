@@ -23,6 +23,7 @@ static const struct { int code; const char *name; } err_names[] = {
     { PROTO_E_UNAUTHORIZED, "unauthorized" },
     { PROTO_E_FORBIDDEN, "forbidden" },
     { PROTO_E_RATE_LIMITED, "rate_limited" },
+    { PROTO_E_DISABLED, "disabled" },
 };
 
 const char *proto_err_name(int code)
@@ -40,6 +41,9 @@ static const struct { const char *name; enum proto_op op; } op_names[] = {
     { "ping", OP_PING },
     { "history", OP_HISTORY },
     { "refresh", OP_REFRESH },
+    { "presence", OP_PRESENCE },
+    { "presence_stats", OP_PRESENCE_STATS },
+    { "signal", OP_SIGNAL },
 };
 
 enum proto_op proto_op_parse(const char *s)

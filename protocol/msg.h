@@ -33,6 +33,7 @@ enum proto_err {
     PROTO_E_UNAUTHORIZED = 113,      /* no valid identity: missing, invalid or expired token */
     PROTO_E_FORBIDDEN = 114,         /* the identity may not do this */
     PROTO_E_RATE_LIMITED = 115,      /* too many messages or requests */
+    PROTO_E_DISABLED = 116,          /* presence or signals asked of a namespace without them */
 };
 
 enum proto_op {
@@ -44,6 +45,9 @@ enum proto_op {
     OP_PING,
     OP_HISTORY,
     OP_REFRESH,
+    OP_PRESENCE,
+    OP_PRESENCE_STATS,
+    OP_SIGNAL,
 };
 
 /* proto_err_name() - the short name of @code ("malformed"), for logs and docs. */

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
-void rec_build(wbuf_t *b, int64_t ts, const json_t *data, const json_t *from)
+void rec_build(wbuf_t *b, int64_t ts, const json_t *data, const json_t *from, uint64_t reply_to, const char *kind)
 {
-    mpack_put_map(b, from ? 3 : 2);
+    mpack_put_map(b, 2 + (from != NULL) + (reply_to != 0) + (kind != NULL));
     mpack_put_str(b, "ts", 2);
     mpack_put_int(b, ts);
     mpack_put_str(b, "data", 4);
@@ -17,6 +17,14 @@ void rec_build(wbuf_t *b, int64_t ts, const json_t *data, const json_t *from)
     if (from) {
         mpack_put_str(b, "from", 4);
         mpack_emit(b, from);
+    }
+    if (reply_to) {
+        mpack_put_str(b, "reply_to", 8);
+        mpack_put_uint(b, reply_to);
+    }
+    if (kind) {
+        mpack_put_str(b, "kind", 4);
+        mpack_put_str(b, kind, strlen(kind));
     }
 }
 
@@ -270,6 +278,24 @@ int64_t rec_ts(const unsigned char *rec, size_t len)
         size_t slen;
         if (rd_str(&r, &s, &slen)) return 0;
         if (slen == 2 && !memcmp(s, "ts", 2)) return rd_int(&r, &v) ? 0 : v;
+        if (skip(&r, 1)) return 0;
+    }
+    return 0;
+}
+
+uint64_t rec_reply_to(const unsigned char *rec, size_t len)
+{
+    struct rd r = { rec, rec + len };
+    uint32_t n;
+    int is_map;
+    int64_t v;
+
+    if (rd_container(&r, &n, &is_map) || !is_map) return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *s;
+        size_t slen;
+        if (rd_str(&r, &s, &slen)) return 0;
+        if (slen == 8 && !memcmp(s, "reply_to", 8)) return rd_int(&r, &v) || v < 0 ? 0 : (uint64_t)v;
         if (skip(&r, 1)) return 0;
     }
     return 0;

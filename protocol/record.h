@@ -17,8 +17,12 @@
 #include "wbuf.h"
 
 /* rec_build() - append the record {"ts":@ts,"data":@data} to @b, with
- * "from":@from when @from is not NULL. */
-void rec_build(wbuf_t *b, int64_t ts, const json_t *data, const json_t *from);
+ * "from":@from when @from is not NULL, "reply_to":@reply_to when not 0, and
+ * "kind":@kind when not NULL. */
+void rec_build(wbuf_t *b, int64_t ts, const json_t *data, const json_t *from, uint64_t reply_to, const char *kind);
+
+/* rec_reply_to() - a record's "reply_to", or 0. */
+uint64_t rec_reply_to(const unsigned char *rec, size_t len);
 
 /* rec_pub() - append the push {"op":"pub","channel","offset",<record>} in @enc.
  * Return: 0, or -1 if @rec is not a well-formed record (nothing useful written). */

@@ -8,7 +8,7 @@ BUILD="meson ninja-build pkg-config gcc libc6-dev
        libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libmsgpack-dev liblmdb-dev
        libjansson-dev libssl-dev libinih-dev"
 TEST="libcmocka-dev python3 python3-pytest python3-websockets python3-msgpack python3-requests
-      clang libclang-rt-14-dev curl valgrind openssl"
+      clang libclang-rt-14-dev curl valgrind openssl chromium"
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -17,9 +17,18 @@ missing=""
 for p in $BUILD $TEST; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# node and npm for the browser test (tests/browser): Debian's, unless a node
+# with npm is already there (NodeSource's nodejs bundles npm and conflicts
+# with Debian's npm package).
+command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
     echo "deps: installing$missing"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 echo "deps: all installed"
+
+# playwright-core, pinned by tests/browser/package-lock.json; it drives
+# Debian's /usr/bin/chromium (no browser download).
+npm ci --prefix "$(dirname "$0")/../tests/browser" --no-audit --no-fund --loglevel=error
+echo "deps: tests/browser/node_modules installed"

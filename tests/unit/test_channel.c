@@ -99,7 +99,7 @@ static int publish(chan_t *c, const json_t *data, uint64_t *offset)
     int r;
 
     wbuf_init(&rec);
-    rec_build(&rec, 1795242265885LL, data, NULL);
+    rec_build(&rec, 1795242265885LL, data, NULL, 0, NULL);
     assert_false(rec.oom);
     *offset = c->last_offset + 1;
     r = chan_fanout(c, *offset, rec.p, rec.len, frames);
@@ -497,7 +497,7 @@ static void test_fanout_given_frames(void **state)
 
     for (int i = 0; i < 4; i++) assert_int_equal(chan_subscribe(&s[i], c), 0);
     wbuf_init(&rec);
-    rec_build(&rec, 1, json_true(), NULL);
+    rec_build(&rec, 1, json_true(), NULL, 0, NULL);
     frames[PROTO_JSON] = frame_new("{\"op\":\"pub\"}", 12);
     assert_int_equal(chan_fanout(c, 7, rec.p, rec.len, frames), 0);
     assert_int_equal(c->last_offset, 7);
