@@ -6,6 +6,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pubpipe.h"
+#include "presence.h"
 #include "rest.h"
 #include "storage_watch.h"
 
@@ -76,6 +77,8 @@ struct chan_row {
     char epoch[HIST_EPOCH_LEN + 1];
     int history, stored;
     uint64_t entries, bytes;
+    int has_presence;
+    uint32_t members;
 };
 
 typedef struct stats_job {
@@ -97,6 +100,8 @@ static void row_fill(struct chan_row *r, const chan_t *c)
     memcpy(r->epoch, c->epoch, sizeof r->epoch);
     r->history = c->ns->history;
     r->stored = c->stored;
+    r->has_presence = c->ns->presence;
+    r->members = presence_count(c);
 }
 
 static void stats_work(uv_work_t *w)
@@ -111,8 +116,9 @@ static void stats_work(uv_work_t *w)
 
 static json_t *row_json(const struct chan_row *r)
 {
-    json_t *o = json_pack("{s:s%,s:I,s:n,s:f,s:I,s:s}", "channel", r->name, r->len,
-                          "subscribers", (json_int_t)r->subscribers, "presence",
+    json_t *o = json_pack("{s:s%,s:I,s:o,s:f,s:I,s:s}", "channel", r->name, r->len,
+                          "subscribers", (json_int_t)r->subscribers,
+                          "presence", r->has_presence ? json_integer(r->members) : json_null(),
                           "publications_per_second", r->rate, "last_offset", (json_int_t)r->last_offset,
                           "epoch", r->epoch);
     if (!o) return NULL;

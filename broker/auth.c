@@ -141,11 +141,17 @@ static int in_list(const char *list, size_t len, const char *user)
 }
 
 /* The users a channel name admits: 1 and the list if it is user-scoped. */
+static int is_personal(const chan_t *c)
+{
+    return c->namelen > 5 && !memcmp(c->name, "user:", 5);
+}
+
 static int user_scope(const chan_t *c, const char **list, size_t *len)
 {
     const char *colon = memchr(c->name, ':', c->namelen), *hash;
 
-    if (c->ns->user_list && colon) {
+    /* user:<id> is that user's personal channel, always. */
+    if ((c->ns->user_list || is_personal(c)) && colon) {
         *list = colon + 1;
         *len = (size_t)(c->name + c->namelen - *list);
         return 1;
@@ -287,6 +293,10 @@ int auth_may_publish(const ident_t *id, const chan_t *c, int subscribed, int gra
 
     if (is_sys(c)) {
         snprintf(reason, PROTO_REASON_MAX, "only the broker publishes in the sys namespace");
+        return PROTO_E_FORBIDDEN;
+    }
+    if (is_personal(c) && !id->privileged) {
+        snprintf(reason, PROTO_REASON_MAX, "personal channels carry notifications from the server (REST)");
         return PROTO_E_FORBIDDEN;
     }
     if ((r = check_scope(id, c, reason))) return r;

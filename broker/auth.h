@@ -17,6 +17,8 @@
  * A token with "role": "admin" or "service" passes every rule.
  * The namespace "sys" is the broker's own (sys:stats): only admins may
  * subscribe (anyone in development mode), and nobody publishes there.
+ * The namespace "user" holds personal channels: user:<id> admits only that
+ * user, and only the server (REST, or a privileged token) publishes there.
  * Loop thread only. */
 #ifndef HERALD_AUTH_H
 #define HERALD_AUTH_H

@@ -27,6 +27,7 @@ typedef struct job {
     int recoverable;              /* ... and the read can recover it (epoch matches, window fits) */
     int presence;                 /* JOB_SUBSCRIBE: the reply carries the members */
     uint64_t thread;              /* JOB_QUERY: only publications replying to this offset */
+    unsigned page_limit;          /* JOB_QUERY with a thread: the page's limit */
     uint64_t since_offset;
     int rc;
     hist_result_t res;
@@ -136,6 +137,15 @@ static void finish_subscribe(job_t *j)
     chan_replay_end(sub);
 }
 
+/* Keeps only the entries replying to @thread, at most @limit of them. */
+static void filter_thread(hist_result_t *res, uint64_t thread, unsigned limit)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < res->n && n < limit; i++)
+        if (rec_reply_to(res->entries[i].rec, res->entries[i].len) == thread) res->entries[n++] = res->entries[i];
+    res->n = n;
+}
+
 static void rest_reply(job_t *j)
 {
     size_t lo, hi;
@@ -181,6 +191,10 @@ static void rest_reply(job_t *j)
 
 static void finish_query(job_t *j)
 {
+    if (!j->rc && j->thread) {
+        filter_thread(&j->res, j->thread, j->page_limit);
+        j->limit = j->page_limit + 1;          /* a thread is one page: no "next" */
+    }
     if (j->rc) {
         hlog(LOG_WARN, "storage", "history read for %s failed: %s", j->chan->name, strerror(-j->rc));
         if (j->origin.kind == ORIGIN_WS) {
@@ -292,6 +306,14 @@ int history_query(chan_t *c, const struct history_page *page, struct pub_origin 
     j->after = page->since;
     j->limit = page->limit;
     j->reverse = page->reverse;
+    if (page->thread) {
+        /* A thread's replies are found by reading the whole kept log. */
+        j->thread = page->thread;
+        j->page_limit = page->limit;
+        j->after = page->thread;
+        j->limit = c->ns->history_size;
+        j->reverse = 0;
+    }
     if (j->upto <= j->after) j->limit = 0;         /* an empty page, read nothing */
     if (submit(j)) {
         json_decref(j->origin.id);

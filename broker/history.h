@@ -42,6 +42,7 @@ struct history_page {
     uint64_t before;              /* only offsets < before (0: up to the newest) */
     unsigned limit;               /* 1..HISTORY_LIMIT_MAX */
     int reverse;                  /* newest first */
+    uint64_t thread;              /* only publications whose reply_to is this (0: all) */
 };
 
 /* history_query() - read a page of @c's history for @origin (WS: the reply is

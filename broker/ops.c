@@ -355,20 +355,22 @@ fail:
 /* Reads the paging fields shared by the history op and REST. */
 static int get_page(const json_t *msg, struct history_page *p, char *reason)
 {
-    int64_t since = 0, before = 0, limit = 100;
+    int64_t since = 0, before = 0, limit = 100, thread = 0;
     int reverse = 0, r;
 
     if ((r = msg_get_int(msg, "since", &since, reason)) > 1 || since < 0) goto bad;
     if ((r = msg_get_int(msg, "before", &before, reason)) > 1 || before < 0) goto bad;
     if ((r = msg_get_int(msg, "limit", &limit, reason)) > 1 || limit < 1 || limit > HISTORY_LIMIT_MAX) goto bad;
     if ((r = msg_get_bool(msg, "reverse", &reverse, reason)) > 1) goto bad;
+    if ((r = msg_get_int(msg, "thread", &thread, reason)) > 1 || thread < 0) goto bad;
+    p->thread = (uint64_t)thread;
     p->since = (uint64_t)since;
     p->before = (uint64_t)before;
     p->limit = (unsigned)limit;
     p->reverse = reverse;
     return 0;
 bad:
-    snprintf(reason, PROTO_REASON_MAX, "\"since\" and \"before\" must be integers >= 0, \"limit\" 1 to %d, "
+    snprintf(reason, PROTO_REASON_MAX, "\"since\", \"before\" and \"thread\" must be integers >= 0, \"limit\" 1 to %d, "
              "\"reverse\" a boolean", HISTORY_LIMIT_MAX);
     return PROTO_E_BAD_FIELD;
 }

@@ -7,6 +7,7 @@
 #include "history.h"
 #include "ops.h"
 #include "admin.h"
+#include "presence.h"
 #include "metrics.h"
 #include "auth.h"
 #include "ratelimit.h"
@@ -156,6 +157,22 @@ static int respond_json(rest_req_t *r, struct lws *wsi, unsigned status, json_t 
     if (!v || srv.enc.oom) return -1;
     wbuf_putc(&srv.enc, '\n');
     return respond(r, wsi, status, srv.enc.p, srv.enc.len);
+}
+
+/* The HTTP status of a Herald error code (docs/protocol.md, section 6). */
+static unsigned status_of(int code)
+{
+    switch (code) {
+    case PROTO_E_MALFORMED: case PROTO_E_BAD_FIELD: case PROTO_E_BAD_CHANNEL: return 400;
+    case PROTO_E_TOO_LARGE: return 413;
+    case PROTO_E_LIMIT: return 503;
+    case PROTO_E_STORAGE: return 507;
+    case PROTO_E_NO_HISTORY: case PROTO_E_DISABLED: return 404;
+    case PROTO_E_UNAUTHORIZED: return 401;
+    case PROTO_E_FORBIDDEN: return 403;
+    case PROTO_E_RATE_LIMITED: return 429;
+    default: return 500;
+    }
 }
 
 static int respond_error(rest_req_t *r, struct lws *wsi, unsigned status, int code, const char *reason)
@@ -309,7 +326,7 @@ static int query_uint(struct lws *wsi, const char *name, uint64_t *out)
 /* GET /api/channels/{channel}/history?since=&before=&limit=&reverse= */
 static int channel_history(rest_req_t *r, struct lws *wsi, const char *name, size_t len)
 {
-    struct history_page page = { 0, 0, 100, 0 };
+    struct history_page page = { 0, 0, 100, 0, 0 };
     struct pub_origin origin = { ORIGIN_REST, 0, NULL };
     uint64_t limit = 100;
     char rev[32];   /* lws copies the whole "reverse=..." fragment here */
@@ -320,6 +337,7 @@ static int channel_history(rest_req_t *r, struct lws *wsi, const char *name, siz
 
     if (!chname_valid(name, len, &why)) return respond_error(r, wsi, 400, PROTO_E_BAD_CHANNEL, why);
     if (query_uint(wsi, "since=", &page.since) || query_uint(wsi, "before=", &page.before) ||
+        query_uint(wsi, "thread=", &page.thread) ||
         query_uint(wsi, "limit=", &limit) || limit < 1 || limit > HISTORY_LIMIT_MAX)
         return respond_error(r, wsi, 400, PROTO_E_BAD_FIELD,
                              "since and before must be integers >= 0, limit from 1 to 1000");
@@ -343,13 +361,34 @@ static int channel_history(rest_req_t *r, struct lws *wsi, const char *name, siz
 }
 
 /* Routes /api/channels/... : {channel}/history now; later the channel itself. */
+/* GET /api/channels/{channel}/presence */
+static int channel_presence(rest_req_t *r, struct lws *wsi, const char *name, size_t len)
+{
+    const char *why;
+    chan_t *c;
+    json_t *v;
+
+    if (!chname_valid(name, len, &why)) return respond_error(r, wsi, 400, PROTO_E_BAD_CHANNEL, why);
+    c = chan_find(name, len);
+    if (c ? !c->ns->presence : !config_ns(&srv.cfg, name, len)->presence)
+        return respond_error(r, wsi, 404, PROTO_E_DISABLED, "this channel's namespace has no presence");
+    if (!c) return respond_json(r, wsi, 200, json_pack("{s:s%,s:[],s:i,s:i}", "channel", name, len, "members",
+                                                       "count", 0, "connections", 0));
+    v = presence_json(c);
+    if (v) json_object_set_new(v, "channel", json_stringn(name, len));
+    return respond_json(r, wsi, 200, v);
+}
+
 static int channels_route(rest_req_t *r, struct lws *wsi, const char *rest, int is_get)
 {
-    static const char suffix[] = "/history";
-    size_t n = strlen(rest), sl = sizeof suffix - 1;
-
+    static const char suffix[] = "/history", psuffix[] = "/presence";
+    size_t n = strlen(rest), sl = sizeof suffix - 1, pl = sizeof psuffix - 1;
     const char *why;
 
+    if (n > pl && !strcmp(rest + n - pl, psuffix)) {
+        if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
+        return channel_presence(r, wsi, rest, n - pl);
+    }
     if (n > sl && !strcmp(rest + n - sl, suffix)) {
         if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
         return channel_history(r, wsi, rest, n - sl);
@@ -506,7 +545,7 @@ static int publish(rest_req_t *r, struct lws *wsi)
     if ((code = get_reply(msg, &reply_to, &kind, reason))) goto bad;
     if ((code = ops_publish(name, len, data, NULL, reply_to, kind, &origin, reason))) {
         json_decref(msg);
-        return respond_error(r, wsi, code == PROTO_E_INTERNAL ? 500 : 503, code, reason);
+        return respond_error(r, wsi, status_of(code), code, reason);
     }
     json_decref(msg);
     return 0;                              /* ops_pub_done() answers */

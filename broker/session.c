@@ -447,10 +447,12 @@ void sess_on_closed(sess_t *s)
     unmark_dirty(s);
     conn_unregister(&s->serial);
     if (s->peer_counted) rl_session_close(s->peer);
+    /* Unsubscribe while the identity is still known: presence keys members
+     * by user id. */
+    chan_unsubscribe_all(s);
     ident_clear(&s->ident);
     free(s->url_token);
     s->url_token = NULL;
-    chan_unsubscribe_all(s);
     queue_clear(s);
     free(s->q);
     free(s->rx);
