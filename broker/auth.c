@@ -324,6 +324,22 @@ int auth_may_publish(const ident_t *id, const chan_t *c, int subscribed, int gra
 
 int auth_rest_open(void) { return srv.cfg.napikeys == 0; }
 
+int auth_origin_listed(const char *list, const char *origin)
+{
+    size_t olen = strlen(origin);
+
+    for (const char *p = list; *p; ) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        while (n && *p == ' ') { p++; n--; }
+        while (n && p[n - 1] == ' ') n--;
+        if (n == olen && !strncasecmp(p, origin, n)) return 1;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
 const apikey_t *auth_apikey(const char *hdr)
 {
     const apikey_t *found = NULL;

@@ -80,6 +80,10 @@ int auth_may_publish(const ident_t *id, const struct chan *c, int subscribed, in
  * the subscribe rules. Return as auth_may_subscribe(). */
 int auth_may_read(const ident_t *id, const struct chan *c, char *reason);
 
+/* auth_origin_listed() - whether @origin is one of the comma-separated
+ * origins in @list (case-insensitive, blanks around commas ignored). */
+int auth_origin_listed(const char *list, const char *origin);
+
 /* REST API keys. With none configured the REST API is open. */
 int auth_rest_open(void);
 

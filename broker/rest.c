@@ -125,28 +125,11 @@ static int preflight(rest_req_t *r, struct lws *wsi)
 static void cors(rest_req_t *r, struct lws *wsi)
 {
     char origin[256];
-    const char *list = srv.cfg.cors_origins;
-    size_t olen;
 
     r->cors_origin[0] = '\0';
-    if (!*list || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return;
-    olen = strlen(origin);
-    if (!strcmp(list, "*")) {
-        strcpy(r->cors_origin, "*");
-        return;
-    }
-    for (const char *p = list; *p; ) {
-        const char *comma = strchr(p, ',');
-        size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        while (n && *p == ' ') { p++; n--; }
-        while (n && p[n - 1] == ' ') n--;
-        if (n == olen && !strncasecmp(p, origin, n)) {
-            memcpy(r->cors_origin, origin, olen + 1);
-            return;
-        }
-        if (!comma) break;
-        p = comma + 1;
-    }
+    if (!*srv.cfg.cors_origins || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return;
+    if (!strcmp(srv.cfg.cors_origins, "*")) strcpy(r->cors_origin, "*");
+    else if (auth_origin_listed(srv.cfg.cors_origins, origin)) snprintf(r->cors_origin, sizeof r->cors_origin, "%s", origin);
 }
 
 static int respond_json(rest_req_t *r, struct lws *wsi, unsigned status, json_t *v)

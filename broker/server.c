@@ -43,21 +43,10 @@ static void stop_finish(void);
  * allowlist protects against (cross-site WebSocket hijacking): let it through. */
 static int origin_allowed(struct lws *wsi)
 {
-    const char *list = srv.cfg.allowed_origins;
     char origin[256];
-    size_t olen;
 
-    if (!*list || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return 1;
-    olen = strlen(origin);
-    for (const char *p = list; *p; ) {
-        const char *comma = strchr(p, ',');
-        size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        while (n && *p == ' ') { p++; n--; }
-        while (n && p[n - 1] == ' ') n--;
-        if (n == olen && !strncasecmp(p, origin, n)) return 1;
-        if (!comma) break;
-        p = comma + 1;
-    }
+    if (!*srv.cfg.allowed_origins || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return 1;
+    if (auth_origin_listed(srv.cfg.allowed_origins, origin)) return 1;
     hlog(LOG_INFO, "ws", "refused a WebSocket handshake from Origin %s (server.allowed_origins)", origin);
     srv.stats.origins_refused++;
     return 0;

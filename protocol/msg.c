@@ -74,32 +74,6 @@ void msg_encode(enum proto_enc enc, const json_t *msg, wbuf_t *b)
     else json_emit(b, msg);
 }
 
-void msg_encode_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset,
-                    int64_t ts, const json_t *data, wbuf_t *b)
-{
-    if (enc == PROTO_MSGPACK) {
-        mpack_put_map(b, 5);
-        mpack_put_str(b, "op", 2);
-        mpack_put_str(b, "pub", 3);
-        mpack_put_str(b, "channel", 7);
-        mpack_put_str(b, chan, chlen);
-        mpack_put_str(b, "offset", 6);
-        mpack_put_uint(b, offset);
-        mpack_put_str(b, "ts", 2);
-        mpack_put_int(b, ts);
-        mpack_put_str(b, "data", 4);
-        mpack_emit(b, data);
-    } else {
-        /* Channel names are plain ASCII without quotes or backslashes
-         * (chname.h), so they need no escaping. */
-        wbuf_put(b, "{\"op\":\"pub\",\"channel\":\"", 23);
-        wbuf_put(b, chan, chlen);
-        wbuf_printf(b, "\",\"offset\":%llu,\"ts\":%lld,\"data\":", (unsigned long long)offset, (long long)ts);
-        json_emit(b, data);
-        wbuf_putc(b, '}');
-    }
-}
-
 json_t *msg_reply(const char *op, const json_t *id)
 {
     json_t *m = json_object();

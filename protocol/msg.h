@@ -65,12 +65,6 @@ int msg_decode(enum proto_enc enc, const void *buf, size_t len, json_t **out, ch
 /* msg_encode() - append @msg in @enc to @b. */
 void msg_encode(enum proto_enc enc, const json_t *msg, wbuf_t *b);
 
-/* msg_encode_pub() - append the push {"op":"pub","channel","offset","ts","data"}
- * for one publication; the hot path's only encoder, called once per
- * publication per encoding in use. */
-void msg_encode_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset,
-                    int64_t ts, const json_t *data, wbuf_t *b);
-
 /* msg_error() - a new {"op":"error","code","reason"} object, with @id when not
  * NULL. Return: a new reference, or NULL if out of memory. */
 json_t *msg_error(const json_t *id, int code, const char *reason);

@@ -223,6 +223,17 @@ int rec_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset,
     return 0;
 }
 
+void msg_encode_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset, int64_t ts,
+                    const json_t *data, wbuf_t *b)
+{
+    wbuf_t rec;
+
+    wbuf_init(&rec);
+    rec_build(&rec, ts, data, NULL, 0, NULL);
+    if (rec.oom || rec_pub(enc, chan, chlen, offset, rec.p, rec.len, b)) b->oom = 1;
+    wbuf_deinit(&rec);
+}
+
 int rec_publication(enum proto_enc enc, uint64_t offset, const unsigned char *rec, size_t len, wbuf_t *b)
 {
     uint32_t n;
@@ -265,40 +276,36 @@ static int rd_int(struct rd *r, int64_t *v)
     return -1;
 }
 
-int64_t rec_ts(const unsigned char *rec, size_t len)
+/* Reads the integer field @key of a record into *@v. Return: 0, or -1 if
+ * the record has no such integer field. */
+static int int_field(const unsigned char *rec, size_t len, const char *key, int64_t *v)
 {
     struct rd r = { rec, rec + len };
+    size_t klen = strlen(key);
     uint32_t n;
     int is_map;
-    int64_t v;
 
-    if (rd_container(&r, &n, &is_map) || !is_map) return 0;
+    if (rd_container(&r, &n, &is_map) || !is_map) return -1;
     for (uint32_t i = 0; i < n; i++) {
         const char *s;
         size_t slen;
-        if (rd_str(&r, &s, &slen)) return 0;
-        if (slen == 2 && !memcmp(s, "ts", 2)) return rd_int(&r, &v) ? 0 : v;
-        if (skip(&r, 1)) return 0;
+        if (rd_str(&r, &s, &slen)) return -1;
+        if (slen == klen && !memcmp(s, key, klen)) return rd_int(&r, v);
+        if (skip(&r, 1)) return -1;
     }
-    return 0;
+    return -1;
+}
+
+int64_t rec_ts(const unsigned char *rec, size_t len)
+{
+    int64_t v;
+    return int_field(rec, len, "ts", &v) ? 0 : v;
 }
 
 uint64_t rec_reply_to(const unsigned char *rec, size_t len)
 {
-    struct rd r = { rec, rec + len };
-    uint32_t n;
-    int is_map;
     int64_t v;
-
-    if (rd_container(&r, &n, &is_map) || !is_map) return 0;
-    for (uint32_t i = 0; i < n; i++) {
-        const char *s;
-        size_t slen;
-        if (rd_str(&r, &s, &slen)) return 0;
-        if (slen == 8 && !memcmp(s, "reply_to", 8)) return rd_int(&r, &v) || v < 0 ? 0 : (uint64_t)v;
-        if (skip(&r, 1)) return 0;
-    }
-    return 0;
+    return int_field(rec, len, "reply_to", &v) || v < 0 ? 0 : (uint64_t)v;
 }
 
 void msg_encode_open(enum proto_enc enc, const json_t *obj, const char *key, wbuf_t *b)

@@ -29,6 +29,12 @@ uint64_t rec_reply_to(const unsigned char *rec, size_t len);
 int rec_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset,
             const unsigned char *rec, size_t len, wbuf_t *b);
 
+/* msg_encode_pub() - append the push {"op":"pub","channel","offset","ts","data"}
+ * of a publication without extra fields: rec_build() then rec_pub(), the
+ * path every publication takes, for callers that start from the data. */
+void msg_encode_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset, int64_t ts,
+                    const json_t *data, wbuf_t *b);
+
 /* rec_publication() - append {"offset":@offset,<record>} in @enc, the shape of
  * one element of a reply's "publications" list. Return: 0, or -1 as above. */
 int rec_publication(enum proto_enc enc, uint64_t offset, const unsigned char *rec, size_t len, wbuf_t *b);

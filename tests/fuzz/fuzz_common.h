@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "msg.h"
+#include "record.h"
 
 #define FUZZ_CHECK(cond, ...)                                                  \
     do {                                                                       \

@@ -46,7 +46,7 @@ build_direct() {
     flags="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
     flags="$flags -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -I$root/protocol"
     libs=$(pkg-config --cflags --libs jansson msgpack 2>/dev/null || echo "-ljansson -lmsgpackc")
-    src="$root/protocol/json.c $root/protocol/mpack.c $root/protocol/msg.c $root/protocol/chname.c $root/protocol/wbuf.c"
+    src="$root/protocol/json.c $root/protocol/mpack.c $root/protocol/msg.c $root/protocol/record.c $root/protocol/chname.c $root/protocol/wbuf.c"
     for t in $targets; do
         s=$src
         [ "$t" = fuzz_chname ] && s="$root/protocol/chname.c"

@@ -5,6 +5,7 @@
 #include <msgpack.h>
 
 #include "msg.h"
+#include "record.h"
 
 static json_t *decode(enum proto_enc enc, const void *buf, size_t len)
 {
