@@ -14,7 +14,7 @@
 #include "herald_client.h"
 #include "hist.h"
 
-enum scenario { SC_FANOUT = 0, SC_CHANNELS, SC_IDLE, SC_CONNECT, SC_PUBLISH, SC_N };
+enum scenario { SC_FANOUT = 0, SC_CHANNELS, SC_IDLE, SC_CONNECT, SC_PUBLISH, SC_PRESENCE, SC_N };
 
 enum pub_mode { PUB_WS = 0, PUB_REST = 1 };
 
@@ -45,6 +45,9 @@ struct opts {
     double settle;
     int quiet;
     char ns[65];                /* namespace of the bench's channels */
+    unsigned members;           /* presence: churned member connections */
+    unsigned watchers;          /* presence: connections that count events, never churned */
+    double rejoin_delay;        /* presence: seconds between a leave's ack and the rejoin */
 };
 
 /* One step of a run: one target rate (or the whole run for idle/connect/publish). */
@@ -65,6 +68,15 @@ typedef struct step {
     uint64_t late, late_max;    /* deliveries after the step was closed, and their worst latency */
     int sustained;
     int done;
+    /* presence: rate is churn operations/s (one leave, then one join, each). */
+    uint64_t leaves_sent, leaves_acked, joins_sent, joins_acked, op_errors, starved;
+    uint64_t t_last_ack;        /* receive time of the step's latest leave/join ack */
+    uint64_t ev_expected;       /* events each watcher should see: acked leaves + joins */
+    uint64_t ev_seen_min, ev_seen_max, ev_seen_sum;   /* over watchers: joins + leaves seen */
+    uint64_t ev_joins, ev_leaves;   /* summed over watchers, individual events and batch totals */
+    uint64_t ev_batches;        /* presence_batch messages seen by watchers */
+    uint64_t ev_unmatched;      /* individual events that matched no operation sent */
+    uint64_t member_events;     /* events delivered to churned members (the rest of the fan-out) */
 } step_t;
 
 struct close_count {
@@ -82,7 +94,7 @@ typedef struct peer {
     uint64_t t_connect;         /* when its connection attempt started */
 } peer_t;
 
-enum { PEER_SUB = 0, PEER_PUB, PEER_IDLE };
+enum { PEER_SUB = 0, PEER_PUB, PEER_IDLE, PEER_MEMBER, PEER_WATCHER };
 enum { PS_NEW = 0, PS_CONNECTING, PS_OPEN, PS_READY, PS_CLOSED };
 
 enum phase { PH_SETUP = 0, PH_RUN, PH_DRAIN, PH_HOLD, PH_TEARDOWN, PH_DONE };
@@ -140,6 +152,11 @@ struct bench {
     int ncloses;
     uint64_t disconnects;
 
+    /* presence */
+    int64_t final_members, final_connections;   /* presence_stats after the last step, -1 if none */
+    uint64_t setup_events;      /* events seen before the first step (setup joins) */
+    double presence_wait;       /* seconds from all subscribed to presence_stats agreeing */
+
     /* idle */
     long rss_before, rss_after; /* bytes, -1 if unknown */
     long bench_rss;
@@ -161,6 +178,25 @@ size_t bench_payload(uint64_t seq, uint64_t ts_ns, const unsigned char **out);
 const char *bench_chan(uint32_t i, size_t *len);
 uint32_t bench_chan_of(uint64_t seq);
 long proc_rss(int pid);
+void bench_peer_ready(peer_t *p);
+void bench_setup_failure(peer_t *p, int err, const char *reason);
+void bench_cpu_start(void);
+void bench_cpu_stop(step_t *st);
+void bench_wake_at(uint64_t t_ns);
+void bench_done(void);
+
+/* presence.c: the presence scenario; run.c calls these only when B.o.sc == SC_PRESENCE. */
+int pres_init(void);
+void pres_free(void);
+void pres_on_open(peer_t *p, const herald_msg_t *connected);
+void pres_on_push(peer_t *p, const herald_msg_t *m);
+void pres_on_close(peer_t *p);
+void pres_setup_done(void);
+void pres_tick(uint64_t now);
+void pres_pump(void);
+const char *pres_channel(size_t *len);
+double pres_changes_per_sec(const step_t *st);   /* acked leaves + joins per second */
+uint64_t pres_outstanding(void);
 
 /* report.c */
 void report(void);

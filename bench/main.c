@@ -17,13 +17,14 @@
 #define F_IDLE (1u << SC_IDLE)
 #define F_CONNECT (1u << SC_CONNECT)
 #define F_PUBLISH (1u << SC_PUBLISH)
-#define F_ALL (F_FANOUT | F_CHANNELS | F_IDLE | F_CONNECT | F_PUBLISH)
+#define F_PRESENCE (1u << SC_PRESENCE)
+#define F_ALL (F_FANOUT | F_CHANNELS | F_IDLE | F_CONNECT | F_PUBLISH | F_PRESENCE)
 #define F_PUBS (F_FANOUT | F_CHANNELS | F_PUBLISH)
 
 enum {
     O_URL = 256, O_DURATION, O_ENCODING, O_JSON, O_SVG, O_SIZE, O_SUBSCRIBERS, O_CHANNELS, O_RATE,
     O_PUBLISH, O_PUBLISHERS, O_WINDOW, O_P99MAX, O_CONNECTIONS, O_PID, O_CONCURRENCY, O_CONNECT_TIMEOUT,
-    O_DRAIN_TIMEOUT, O_SETTLE, O_QUIET, O_NAMESPACE, O_HELP,
+    O_DRAIN_TIMEOUT, O_SETTLE, O_QUIET, O_NAMESPACE, O_MEMBERS, O_WATCHERS, O_CHURN, O_REJOIN_DELAY, O_HELP,
 };
 
 struct flag {
@@ -38,12 +39,13 @@ struct flag {
 static const struct flag flags[] = {
     { "url", O_URL, 1, F_ALL, "URL", "broker WebSocket URL (default ws://127.0.0.1:8080/ws); REST uses its host and port" },
     { "duration", O_DURATION, 1, F_ALL, "SECONDS",
-      "publishing time per rate step (fanout, channels, publish), hold time (idle), or the most time to spend "
-      "opening connections (connect); default 5" },
+      "publishing time per rate step (fanout, channels, publish), churn time per step (presence), hold time "
+      "(idle), or the most time to spend opening connections (connect); default 5" },
     { "encoding", O_ENCODING, 1, F_ALL, "json|msgpack", "WebSocket subprotocol and REST body format (default json)" },
     { "json", O_JSON, 0, F_ALL, NULL, "print exactly one JSON object on stdout instead of a table" },
     { "svg", O_SVG, 1, F_ALL, "FILE",
-      "write an SVG chart: latency by percentile, or deliveries/s and p99 per step when --rate has several steps" },
+      "write an SVG chart: latency by percentile, or deliveries/s (presence: joins+leaves/s) and p99 per step "
+      "when --rate (--churn) has several steps" },
     { "size", O_SIZE, 1, F_PUBS, "BYTES",
       "payload size: each publication's data is a string of this many bytes holding its scheduled send time "
       "and sequence number (default 100, at least 20)" },
@@ -61,8 +63,9 @@ static const struct flag flags[] = {
       "WebSocket publisher connections, or HTTP connections with --publish rest (default: 1 ws / 16 rest; "
       "publish: 4)" },
     { "window", O_WINDOW, 1, F_PUBLISH, "N", "publish over ws: publications in flight per publisher (default 64)" },
-    { "p99-max", O_P99MAX, 1, F_FANOUT | F_CHANNELS, "MS",
-      "a step is sustained when >= 99.9% of deliveries arrived and p99 <= MS (default 100)" },
+    { "p99-max", O_P99MAX, 1, F_FANOUT | F_CHANNELS | F_PRESENCE, "MS",
+      "a step is sustained when >= 99.9% of deliveries arrived and p99 <= MS (default 100); presence: the p99 "
+      "of event latency and of unsubscribe/subscribe ack latency" },
     { "connections", O_CONNECTIONS, 1, F_IDLE | F_CONNECT, "N", "connections to open (default 1000)" },
     { "pid", O_PID, 1, F_ALL, "PID",
       "the broker's process id: idle reads its VmRSS before and after connecting and reports bytes per "
@@ -70,12 +73,27 @@ static const struct flag flags[] = {
     { "concurrency", O_CONCURRENCY, 1, F_ALL, "N", "connection attempts in flight at once (default 256)" },
     { "connect-timeout", O_CONNECT_TIMEOUT, 1, F_ALL, "SECONDS",
       "limit for one connection's TCP connect, WebSocket upgrade and Herald connect (default 10)" },
-    { "drain-timeout", O_DRAIN_TIMEOUT, 1, F_PUBS, "SECONDS",
-      "after each step, the longest wait for outstanding acks and deliveries (default 5)" },
+    { "drain-timeout", O_DRAIN_TIMEOUT, 1, F_PUBS | F_PRESENCE, "SECONDS",
+      "after each step, the longest wait for outstanding acks and deliveries (default 5); presence: also bounds "
+      "the wait for the broker to count every member, and for the final count" },
     { "settle", O_SETTLE, 1, F_IDLE, "SECONDS", "idle: wait after connecting before reading the broker's RSS (default 1)" },
-    { "namespace", O_NAMESPACE, 1, F_PUBS, "NS",
+    { "namespace", O_NAMESPACE, 1, F_PUBS | F_PRESENCE, "NS",
       "namespace of the bench's channels, named NS:RUNID-N with a fresh RUNID per run; its broker options "
-      "(history, durability) apply (default bench)" },
+      "(history, durability) apply (default bench). presence: the one channel NS:presence-bench, whose "
+      "namespace needs presence=on and join_leave=on (default chat)" },
+    { "members", O_MEMBERS, 1, F_PRESENCE, "N",
+      "member connections, each subscribed to the channel and churned in turn (default 1000)" },
+    { "watchers", O_WATCHERS, 1, F_PRESENCE, "N",
+      "further member connections that are never churned: they count the join/leave events (and "
+      "presence_batch totals) and measure event latency (default 5, at most 1000)" },
+    { "churn", O_CHURN, 1, F_PRESENCE, "R[,R...]",
+      "target churn operations per second, open loop; one operation is one member's unsubscribe (a leave) "
+      "followed, once acknowledged, by its subscribe (a join), so R operations/s are 2R joins+leaves/s. "
+      "Several comma-separated rates run as steps and the report names the highest sustained one "
+      "(default 100)" },
+    { "rejoin-delay", O_REJOIN_DELAY, 1, F_PRESENCE, "SECONDS",
+      "wait between a leave's acknowledgement and the rejoin (default 0: at once); a delay above the "
+      "broker's presence_grace turns rejoins into real leave+join pairs when the grace is on" },
     { "quiet", O_QUIET, 0, F_ALL, NULL, "no progress line on stderr (it is shown only when stderr is a terminal)" },
     { "help", O_HELP, 0, F_ALL, NULL, "show help (herald-bench SCENARIO --help for a scenario's flags)" },
 };
@@ -96,6 +114,9 @@ static const struct {
       "herald-bench connect --connections 5000 --concurrency 256" },
     { "publish", "closed-loop publishing with a window per publisher: the broker's max commit rate and ack latency",
       "herald-bench publish --publishers 4 --window 64 --publish ws --duration 10" },
+    { "presence", "one channel with N members, open-loop member churn (leave, then rejoin); join/leave events "
+      "counted and timed by watcher connections, the broker's presence count checked at the end",
+      "herald-bench presence --url ws://127.0.0.1:8080/ws --members 10000 --churn 50,100,200 --watchers 5" },
 };
 
 static void wrap(FILE *f, const char *text, int indent, int width)
@@ -144,13 +165,25 @@ static void usage(FILE *f, int sc)
         fprintf(f, "\nFlags (not every flag applies to every scenario; see herald-bench SCENARIO --help):\n");
         usage_flags(f, F_ALL);
         fprintf(f, "\nExit status: 0 when the run completed, 1 when it failed (broker unreachable, connections\n"
-                   "refused or dropped during setup, protocol errors, time bound exceeded), 2 for bad flags.\n");
+                   "refused or dropped during setup, protocol errors, time bound exceeded; presence: the\n"
+                   "broker's final member count is wrong), 2 for bad flags.\n");
         return;
     }
     fprintf(f, "usage: herald-bench %s [flags]\n\n", scenarios[sc].name);
     wrap(f, scenarios[sc].summary, 0, 100);
     fprintf(f, "\nexample:\n  %s\n\nflags:\n", scenarios[sc].example);
     usage_flags(f, 1u << sc);
+    if (sc == SC_PRESENCE)
+        fprintf(f, "\nThe broker needs presence on for the namespace, e.g.\n"
+                   "  herald --ns chat.presence=on --ns chat.join_leave=on --ns chat.presence_grace=0\n"
+                   "Events per watcher are exact (expected = acked leaves + joins) only with presence_grace=0\n"
+                   "and the channel at or below presence_tier members; above the tier they are counted from\n"
+                   "presence_batch totals and have no latency. A step is sustained when >= 99.9%% of its\n"
+                   "leaves and joins were acknowledged, at >= 85%% of the target joins+leaves/s counted up to\n"
+                   "the last ack, every watcher saw >= 99.9%% of the expected events,\n"
+                   "and the p99 of both ack latency (a leave counts from its scheduled time) and event\n"
+                   "latency is <= --p99-max. The run fails (exit 1) unless presence_stats counts\n"
+                   "--members + --watchers members and connections at the end.\n");
 }
 
 static int bad(const char *fmt, const char *a, const char *b)
@@ -219,7 +252,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < SC_N; i++)
         if (!strcmp(argv[1], scenarios[i].name)) sc = i;
-    if (sc < 0) return bad("unknown scenario \"%s\"%s", argv[1], " (fanout, channels, idle, connect, publish)");
+    if (sc < 0) return bad("unknown scenario \"%s\"%s", argv[1], " (fanout, channels, idle, connect, publish, presence)");
 
     memset(lopts, 0, sizeof lopts);
     for (size_t i = 0; i < NFLAGS; i++)
@@ -232,7 +265,9 @@ int main(int argc, char **argv)
     o->size = 100;
     o->subscribers = sc == SC_FANOUT ? 100 : sc == SC_CHANNELS ? 2 : 0;
     o->channels = sc == SC_CHANNELS ? 100 : 1;
-    o->rates[0] = 1000;
+    o->rates[0] = sc == SC_PRESENCE ? 100 : 1000;
+    o->members = 1000;
+    o->watchers = 5;
     o->nrates = 1;
     o->publish = PUB_WS;
     o->window = 64;
@@ -242,7 +277,7 @@ int main(int argc, char **argv)
     o->connect_timeout = 10;
     o->drain_timeout = 5;
     o->settle = 1;
-    snprintf(o->ns, sizeof o->ns, "bench");
+    snprintf(o->ns, sizeof o->ns, "%s", sc == SC_PRESENCE ? "chat" : "bench");
 
     optind = 2;
     opterr = 0;
@@ -326,6 +361,19 @@ int main(int argc, char **argv)
             o->settle = v;
             break;
         case O_QUIET: o->quiet = 1; break;
+        case O_MEMBERS:
+            if (parse_uint(optarg, 1, 1000000, &o->members)) return bad("--members %s: want 1 to 1000000%s", optarg, "");
+            break;
+        case O_WATCHERS:
+            if (parse_uint(optarg, 0, 1000, &o->watchers)) return bad("--watchers %s: want 0 to 1000%s", optarg, "");
+            break;
+        case O_CHURN:
+            if (parse_rates(optarg, o))
+                return bad("--churn %s: want positive rates separated by commas (at most 32), e.g. 50,100,1k%s", optarg, "");
+            break;
+        case O_REJOIN_DELAY:
+            if (parse_double(optarg, 0, 600, &o->rejoin_delay)) return bad("--rejoin-delay %s: want 0 to 600 seconds%s", optarg, "");
+            break;
         case O_NAMESPACE:
             if (!*optarg || strlen(optarg) > 64 || strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                                                "0123456789_-") != strlen(optarg))
@@ -341,5 +389,7 @@ int main(int argc, char **argv)
     if (!(given & (1u << (O_SUBSCRIBERS - O_URL))) && sc == SC_PUBLISH) o->subscribers = 0;
     if (sc == SC_FANOUT && o->subscribers == 0) return bad("fanout needs --subscribers >= 1%s%s", "", "");
     if (sc == SC_CHANNELS && o->subscribers == 0) return bad("channels needs --subscribers >= 1%s%s", "", "");
+    if (sc == SC_PRESENCE && (uint64_t)o->members * o->watchers > 50000000ULL)
+        return bad("--members x --watchers is over 50 million (each watcher tracks every member)%s%s", "", "");
     return run();
 }

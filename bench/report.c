@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *sc_name[SC_N] = { "fanout", "channels", "idle", "connect", "publish" };
+static const char *sc_name[SC_N] = { "fanout", "channels", "idle", "connect", "publish", "presence" };
 
 static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
@@ -26,6 +26,12 @@ static double dps(const step_t *st)
 {
     uint64_t end = st->t_last_rx > st->t_end ? st->t_last_rx : st->t_end;
     return end > st->t_start ? (double)st->received / ((double)(end - st->t_start) / 1e9) : 0;
+}
+
+/* The value a step chart shows: deliveries/s, or joins+leaves/s for presence. */
+static double step_value(const step_t *st)
+{
+    return B.o.sc == SC_PRESENCE ? pres_changes_per_sec(st) : dps(st);
 }
 
 static uint64_t total_of(size_t off)
@@ -73,7 +79,11 @@ static void json_common_tail(FILE *f)
     fprintf(f, ",\"disconnects\":{\"total\":%llu,\"by_code\":{", (unsigned long long)B.disconnects);
     for (int i = 0; i < B.ncloses; i++)
         fprintf(f, "%s\"%d\":%llu", i ? "," : "", B.closes[i].code, (unsigned long long)B.closes[i].n);
-    fprintf(f, "}},\"errors\":{\"publish\":%llu,\"protocol\":%llu,\"bad_payload\":%llu,"
+    if (B.o.sc == SC_PRESENCE)
+        fprintf(f, "}},\"errors\":{\"presence_ops\":%llu,\"starved\":%llu,\"protocol\":%llu}",
+                (unsigned long long)TOTAL(op_errors), (unsigned long long)TOTAL(starved),
+                (unsigned long long)B.protocol_errors);
+    else fprintf(f, "}},\"errors\":{\"publish\":%llu,\"protocol\":%llu,\"bad_payload\":%llu,"
                "\"rest_http\":%llu,\"rest_reconnects\":%llu}",
             (unsigned long long)TOTAL(pub_errors), (unsigned long long)B.protocol_errors,
             (unsigned long long)B.bad_payload, (unsigned long long)B.rest_http_errors,
@@ -131,6 +141,61 @@ static void json_steps(FILE *f)
     hist_free(ack);
 }
 
+static void json_presence(FILE *f)
+{
+    const struct opts *o = &B.o;
+    size_t chlen;
+    const char *ch = pres_channel(&chlen);
+    int best = best_step();
+
+    fprintf(f, ",\"namespace\":\"%s\",\"channel\":\"%.*s\",\"members\":%u,\"watchers\":%u,\"rejoin_delay_s\":%g,"
+               "\"presence_wait_s\":%.3f,\"setup_events\":%llu,\"steps\":[", o->ns, (int)chlen, ch, o->members,
+            o->watchers, o->rejoin_delay, B.presence_wait, (unsigned long long)B.setup_events);
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        double s = step_secs(st);
+        if (!st->lat) continue;
+        fprintf(f, "%s{\"churn\":%.0f,\"target_changes_per_sec\":%.0f,\"seconds\":%.3f,\"operations\":%llu,"
+                   "\"leaves_sent\":%llu,\"leaves_acked\":%llu,\"joins_sent\":%llu,\"joins_acked\":%llu,"
+                   "\"op_errors\":%llu,\"starved\":%llu,\"changes_per_sec\":%.1f,",
+                i ? "," : "", st->rate, 2 * st->rate, s, (unsigned long long)st->total,
+                (unsigned long long)st->leaves_sent, (unsigned long long)st->leaves_acked,
+                (unsigned long long)st->joins_sent, (unsigned long long)st->joins_acked,
+                (unsigned long long)st->op_errors, (unsigned long long)st->starved, pres_changes_per_sec(st));
+        fprintf(f, "\"events\":{\"expected_per_watcher\":%llu,\"seen_min\":%llu,\"seen_max\":%llu,"
+                   "\"seen_mean\":%.1f,\"ratio_min\":%.6f,\"joins\":%llu,\"leaves\":%llu,\"batches\":%llu,"
+                   "\"unmatched\":%llu},\"member_events\":%llu,\"member_events_per_sec\":%.1f,"
+                   "\"drain_seconds\":%.3f,\"bench_cpu_pct\":%.1f,",
+                (unsigned long long)st->ev_expected, (unsigned long long)st->ev_seen_min,
+                (unsigned long long)st->ev_seen_max, o->watchers ? (double)st->ev_seen_sum / o->watchers : 0,
+                st->ev_expected ? (double)st->ev_seen_min / (double)st->ev_expected : 0,
+                (unsigned long long)st->ev_joins, (unsigned long long)st->ev_leaves,
+                (unsigned long long)st->ev_batches, (unsigned long long)st->ev_unmatched,
+                (unsigned long long)st->member_events,
+                st->t_drained > st->t_start ? st->member_events / ((double)(st->t_drained - st->t_start) / 1e9) : 0,
+                st->t_drained > st->t_end ? (double)(st->t_drained - st->t_end) / 1e9 : 0, st->bench_cpu);
+        if (st->broker_cpu >= 0) fprintf(f, "\"broker_cpu_pct\":%.1f,", st->broker_cpu);
+        json_lat(f, "event_latency_ms", st->lat);
+        fprintf(f, ",");
+        json_lat(f, "ack_latency_ms", st->ack);
+        fprintf(f, ",\"sustained\":%s}", st->sustained ? "true" : "false");
+    }
+    fprintf(f, "]");
+    if (best >= 0)
+        fprintf(f, ",\"max_sustained_churn\":%.0f,\"max_sustained_changes_per_sec\":%.1f", B.steps[best].rate,
+                pres_changes_per_sec(&B.steps[best]));
+    else
+        fprintf(f, ",\"max_sustained_churn\":null");
+    fprintf(f, ",\"p99_max_ms\":%g,\"final_presence\":{\"expected\":%u,", o->p99_max_ms, o->members + o->watchers);
+    if (B.final_members >= 0)
+        fprintf(f, "\"members\":%lld,\"connections\":%lld,\"ok\":%s}", (long long)B.final_members,
+                (long long)B.final_connections,
+                B.final_members == o->members + o->watchers && B.final_connections == o->members + o->watchers
+                    ? "true" : "false");
+    else
+        fprintf(f, "\"members\":null,\"connections\":null,\"ok\":false}");
+}
+
 static void report_json(FILE *f)
 {
     const struct opts *o = &B.o;
@@ -160,6 +225,9 @@ static void report_json(FILE *f)
             fprintf(f, "\"bytes_per_connection\":null,");
         fprintf(f, "\"bench_rss\":%ld", B.bench_rss);
         break;
+    case SC_PRESENCE:
+        json_presence(f);
+        break;
     default:
         break;
     }
@@ -181,6 +249,56 @@ static const char *si(double v, char *buf, size_t n)
     return buf;
 }
 
+static void human_presence(FILE *f)
+{
+    const struct opts *o = &B.o;
+    int best = best_step();
+    char a[32], b[32];
+
+    fprintf(f, "presence: the broker counted all %u members %.2f s after the last subscribe was acknowledged; "
+               "watchers saw %llu setup events\n", o->members + o->watchers, B.presence_wait,
+            (unsigned long long)B.setup_events);
+    fprintf(f, "\n%8s %8s %8s %8s %6s %9s %10s %10s %7s %8s %8s %8s %8s %9s %6s %7s  %s\n", "churn/s", "target/s",
+            "leaves", "joins", "errors", "changes/s", "events/w", "expected", "batches", "p50ms", "p99ms", "maxms",
+            "ackp99", "fanout/s", "bench%", "broker%", "ok");
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        double fan = st->t_drained > st->t_start ? st->member_events / ((double)(st->t_drained - st->t_start) / 1e9) : 0;
+        if (!st->lat) continue;
+        fprintf(f, "%8.0f %8.0f %8llu %8llu %6llu %9.1f %10llu %10llu %7llu", st->rate, 2 * st->rate,
+                (unsigned long long)st->leaves_acked, (unsigned long long)st->joins_acked,
+                (unsigned long long)(st->op_errors + st->starved), pres_changes_per_sec(st),
+                (unsigned long long)st->ev_seen_min, (unsigned long long)st->ev_expected,
+                (unsigned long long)st->ev_batches);
+        if (st->lat->count)
+            fprintf(f, " %8.2f %8.2f %8.2f", ms(hist_percentile(st->lat, 50)), ms(hist_percentile(st->lat, 99)),
+                    ms(st->lat->max));
+        else
+            fprintf(f, " %8s %8s %8s", "-", "-", "-");
+        fprintf(f, " %8.2f %9s %6.0f %7s  %s\n", ms(hist_percentile(st->ack, 99)), si(fan, a, sizeof a), st->bench_cpu,
+                st->broker_cpu >= 0 ? (snprintf(b, sizeof b, "%.0f", st->broker_cpu), b) : "-",
+                st->sustained ? "yes" : "no");
+        if (st->ev_unmatched || st->starved || st->op_errors)
+            fprintf(f, "  step %.0f/s: %llu events matched no operation, %llu operations dropped (no member free), "
+                       "%llu failed\n", st->rate, (unsigned long long)st->ev_unmatched,
+                    (unsigned long long)st->starved, (unsigned long long)st->op_errors);
+    }
+    fprintf(f, "(events/w: the fewest join+leave events any watcher saw, batch totals included; expected: acked\n"
+               " leaves + joins, exact with presence_grace 0; fanout/s: events delivered to the churned members)\n");
+    if (best >= 0)
+        fprintf(f, "\nmax sustained churn: %.0f operations/s = %.0f joins+leaves/s\n", B.steps[best].rate,
+                pres_changes_per_sec(&B.steps[best]));
+    else
+        fprintf(f, "\nmax sustained churn: none of the rates met the criteria (see herald-bench presence --help)\n");
+    if (B.final_members >= 0)
+        fprintf(f, "final presence_stats: %lld members, %lld connections (expected %u): %s\n",
+                (long long)B.final_members, (long long)B.final_connections, o->members + o->watchers,
+                B.final_members == o->members + o->watchers && B.final_connections == o->members + o->watchers
+                    ? "ok" : "WRONG");
+    else
+        fprintf(f, "final presence_stats: not read\n");
+}
+
 static void report_human(FILE *f)
 {
     const struct opts *o = &B.o;
@@ -193,6 +311,14 @@ static void report_human(FILE *f)
                 o->publish == PUB_REST ? "REST" : "WebSocket", o->publishers,
                 o->publish == PUB_REST ? "HTTP connections" : "publishers", o->size, o->channels,
                 o->channels ? B.nsubs / o->channels : 0, B.nsubs);
+    if (o->sc == SC_PRESENCE) {
+        size_t chlen;
+        const char *ch = pres_channel(&chlen);
+        fprintf(f, "\n  channel %.*s: %u churned members + %u watchers; rejoin ", (int)chlen, ch, o->members,
+                o->watchers);
+        if (o->rejoin_delay > 0) fprintf(f, "%g s after the leave's ack", o->rejoin_delay);
+        else fprintf(f, "as soon as the leave is acked");
+    }
     fprintf(f, "\nconnections: %u opened, %u failed, in %.2f s (%.0f/s); connect latency p50 %.2f ms, p99 %.2f ms\n",
             B.ready, B.setup_failed, s, s > 0 ? B.ready / s : 0, ms(hist_percentile(B.connect_lat, 50)),
             ms(hist_percentile(B.connect_lat, 99)));
@@ -242,6 +368,8 @@ static void report_human(FILE *f)
         fprintf(f, "bench CPU %.0f%%", st->bench_cpu);
         if (st->broker_cpu >= 0) fprintf(f, ", broker CPU %.0f%%", st->broker_cpu);
         fprintf(f, "\n");
+    } else if (o->sc == SC_PRESENCE) {
+        human_presence(f);
     } else if (o->sc == SC_IDLE) {
         if (B.rss_before > 0 && B.rss_after > 0 && B.ready)
             fprintf(f, "broker RSS: %.1f MiB before, %.1f MiB with %u connections: %.0f bytes (%.2f KiB) per connection\n",
@@ -341,7 +469,7 @@ static void svg_steps(FILE *f, const char *title)
         const step_t *st = &B.steps[i];
         if (!st->lat) continue;
         n++;
-        if (dps(st) > dmax) dmax = dps(st);
+        if (step_value(st) > dmax) dmax = step_value(st);
         if (ms(hist_percentile(st->lat, 99)) > pmax) pmax = ms(hist_percentile(st->lat, 99));
     }
     dmax = nice_max(dmax);
@@ -356,15 +484,17 @@ static void svg_steps(FILE *f, const char *title)
                 ML, y, W - MR, y, ML - 6, y + 4, dmax * i / 4, W - MR + 6, y + 4, pmax * i / 4);
     }
     fprintf(f, "<text x=\"16\" y=\"%d\" transform=\"rotate(-90 16 %d)\" text-anchor=\"middle\" fill=\"#1f77b4\">"
-               "deliveries/s</text>\n", MT + (int)ph / 2, MT + (int)ph / 2);
+               "%s</text>\n", MT + (int)ph / 2, MT + (int)ph / 2,
+            B.o.sc == SC_PRESENCE ? "joins+leaves/s" : "deliveries/s");
     fprintf(f, "<text x=\"%d\" y=\"%d\" transform=\"rotate(90 %d %d)\" text-anchor=\"middle\" fill=\"#d62728\">"
                "p99 latency (ms)</text>\n", W - 14, MT + (int)ph / 2, W - 14, MT + (int)ph / 2);
-    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">target publishes/s</text>\n", ML + (int)pw / 2, H - 12);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", ML + (int)pw / 2, H - 12,
+            B.o.sc == SC_PRESENCE ? "target churn operations/s" : "target publishes/s");
     for (int i = 0, k = 0; i < B.nsteps; i++) {
         const step_t *st = &B.steps[i];
         double d, x;
         if (!st->lat) continue;
-        d = dps(st);
+        d = step_value(st);
         x = ML + bw * k + bw * 0.15;
         fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>"
                    "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.0f</text>\n",
@@ -396,14 +526,16 @@ static void write_svg(void)
         return;
     }
     if (B.nsteps > 1) {
-        snprintf(title, sizeof title, "herald-bench %s: deliveries/s and p99 per rate", sc_name[B.o.sc]);
+        snprintf(title, sizeof title, "herald-bench %s: %s and p99 per rate", sc_name[B.o.sc],
+                 B.o.sc == SC_PRESENCE ? "joins+leaves/s" : "deliveries/s");
         svg_steps(f, title);
     } else {
         const hist_t *src = B.o.sc == SC_CONNECT || B.o.sc == SC_IDLE ? B.connect_lat
                           : B.o.sc == SC_PUBLISH && !B.nsubs ? B.steps[0].ack : B.steps[0].lat;
         if (src) hist_add(h, src);
         snprintf(title, sizeof title, "herald-bench %s: %s latency by percentile", sc_name[B.o.sc],
-                 B.o.sc == SC_CONNECT || B.o.sc == SC_IDLE ? "connect" : B.o.sc == SC_PUBLISH && !B.nsubs ? "ack" : "delivery");
+                 B.o.sc == SC_CONNECT || B.o.sc == SC_IDLE ? "connect" : B.o.sc == SC_PUBLISH && !B.nsubs ? "ack"
+                 : B.o.sc == SC_PRESENCE ? "join/leave event" : "delivery");
         svg_percentiles(f, h, title);
     }
     hist_free(h);

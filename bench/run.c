@@ -166,13 +166,13 @@ static uint64_t cpu_self_ns(void)
 static uint64_t step_cpu0;
 static long step_broker0;
 
-static void cpu_start(void)
+void bench_cpu_start(void)
 {
     step_cpu0 = cpu_self_ns();
     step_broker0 = broker_ticks();
 }
 
-static void cpu_stop(step_t *st)
+void bench_cpu_stop(step_t *st)
 {
     double wall = (double)(st->t_end - st->t_start);
     long bt = broker_ticks();
@@ -290,7 +290,7 @@ static void pump(void)
         publish_one(st, st->t_start + (uint64_t)((double)st->published * 1e9 / st->rate), NULL);
     if (B.phase == PH_RUN && el >= dur && st->published == st->total) {
         st->t_end = now;
-        cpu_stop(st);
+        bench_cpu_stop(st);
         B.phase = PH_DRAIN;
         return;
     }
@@ -313,7 +313,20 @@ static void on_sched(uv_poll_t *h, int status, int events)
     uint64_t n;
     (void)h; (void)status; (void)events;
     if (read(sched_fd, &n, sizeof n) < 0) { /* EAGAIN: a spurious wakeup */ }
-    pump();
+    if (B.o.sc == SC_PRESENCE) pres_pump();
+    else pump();
+}
+
+void bench_wake_at(uint64_t t_ns)
+{
+    struct itimerspec its = { { 0, 0 }, { (time_t)(t_ns / 1000000000ULL), (long)(t_ns % 1000000000ULL) } };
+
+    if (sched_fd >= 0) timerfd_settime(sched_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+void bench_done(void)
+{
+    teardown();
 }
 
 static uint64_t step_outstanding(const step_t *st)
@@ -332,11 +345,15 @@ static void on_tick(uv_timer_t *t)
             bench_fail("connection setup did not finish in time: %u of %u connections ready", B.ready, B.npeers);
         return;
     }
+    if (B.o.sc == SC_PRESENCE) {
+        pres_tick(now);
+        return;
+    }
     if (B.phase == PH_RUN) {
         if (st->rate > 0) pump();
         else if (now - st->t_start >= (uint64_t)(B.o.duration * 1e9)) {   /* closed loop: time is up */
             st->t_end = now;
-            cpu_stop(st);
+            bench_cpu_stop(st);
             B.phase = PH_DRAIN;
         }
     }
@@ -359,7 +376,8 @@ static void on_tick(uv_timer_t *t)
 static void on_check(uv_check_t *h)
 {
     (void)h;
-    if (B.phase == PH_RUN && B.steps[B.cur].rate > 0) pump();
+    if (B.o.sc == SC_PRESENCE) pres_pump();
+    else if (B.phase == PH_RUN && B.steps[B.cur].rate > 0) pump();
 }
 
 static void finish_step(step_t *st)
@@ -394,7 +412,7 @@ static void start_step(int i)
     hist_reset(B.interval);
     B.phase = PH_RUN;
     st->t_start = uv_hrtime();
-    cpu_start();
+    bench_cpu_start();
     if (B.o.sc == SC_PUBLISH) {
         st->rate = 0;
         if (B.o.publish == PUB_REST) {
@@ -437,6 +455,9 @@ static void setup_done(void)
     case SC_CONNECT:
         teardown();
         break;
+    case SC_PRESENCE:
+        pres_setup_done();
+        break;
     default: break;
     }
 }
@@ -455,7 +476,7 @@ static void check_setup_done(void)
         setup_done();
 }
 
-static void peer_ready(peer_t *p)
+void bench_peer_ready(peer_t *p)
 {
     p->state = PS_READY;
     B.inflight--;
@@ -464,7 +485,7 @@ static void peer_ready(peer_t *p)
     check_setup_done();
 }
 
-static void setup_failure(peer_t *p, int err, const char *reason)
+void bench_setup_failure(peer_t *p, int err, const char *reason)
 {
     (void)p;
     B.setup_failed++;
@@ -495,7 +516,7 @@ static void start_peer(peer_t *p)
         p->c = NULL;
         p->state = PS_CLOSED;
         B.inflight--;
-        setup_failure(p, r, NULL);
+        bench_setup_failure(p, r, NULL);
         return;
     }
     B.live++;
@@ -519,12 +540,12 @@ static void on_subscribed(herald_client_t *c, const herald_msg_t *m, void *arg)
         snprintf(why, sizeof why, "subscribe refused with error %d: %.*s", m->code, (int)m->reason_len,
                  m->reason ? m->reason : "");
         p->state = PS_OPEN;
-        setup_failure(p, HERALD_E_PROTOCOL, why);
+        bench_setup_failure(p, HERALD_E_PROTOCOL, why);
         return;
     }
     p->last_off = m->offset;
     B.chan_live[p->chan]++;
-    peer_ready(p);
+    bench_peer_ready(p);
 }
 
 static void on_open(herald_client_t *c, const herald_msg_t *m, void *ud)
@@ -537,15 +558,17 @@ static void on_open(herald_client_t *c, const herald_msg_t *m, void *ud)
     (void)m;
     p->state = PS_OPEN;
     hist_record(B.connect_lat, uv_hrtime() - p->t_connect);
-    if (p->kind != PEER_SUB) { peer_ready(p); return; }
+    if (B.o.sc == SC_PRESENCE) { pres_on_open(p, m); return; }
+    if (p->kind != PEER_SUB) { bench_peer_ready(p); return; }
     ch = bench_chan(p->chan, &len);
-    if ((r = herald_subscribe(c, ch, len, on_subscribed, p, NULL))) setup_failure(p, r, "subscribe");
+    if ((r = herald_subscribe(c, ch, len, on_subscribed, p, NULL))) bench_setup_failure(p, r, "subscribe");
 }
 
 static void on_reply(herald_client_t *c, const herald_msg_t *m, void *ud)
 {
-    (void)c; (void)ud;
+    (void)c;
     if (m->op == HERALD_OP_ERROR) B.protocol_errors++;
+    else if (B.o.sc == SC_PRESENCE) pres_on_push(ud, m);
 }
 
 static void on_pub(herald_client_t *c, const herald_msg_t *m, void *ud)
@@ -598,12 +621,17 @@ static void on_close(herald_client_t *c, const herald_close_info_t *info, void *
     }
     if (prev != PS_READY) {
         B.inflight--;
-        setup_failure(p, info->err, info->reason);
+        bench_setup_failure(p, info->err, info->reason);
         return;
     }
     B.disconnects++;
     bench_count_close(info->code);
-    if (p->kind == PEER_SUB) {
+    if (B.o.sc == SC_PRESENCE) {
+        pres_on_close(p);
+        if (++lost_subs == B.npeers)
+            bench_fail("every connection was closed during the run (last: code %d, %s)", info->code,
+                       info->err ? herald_strerror(info->err) : info->reason);
+    } else if (p->kind == PEER_SUB) {
         B.chan_live[p->chan]--;
         if (++lost_subs == B.nsubs)
             bench_fail("every subscriber connection was closed during the run (last: code %d, %s)", info->code,
@@ -651,6 +679,17 @@ static void on_progress(uv_timer_t *t)
     (void)t;
     if (B.phase == PH_SETUP) {
         fprintf(stderr, "\r\033[K  connecting %u/%u (%u failed)", B.ready, B.npeers, B.setup_failed);
+    } else if (B.o.sc == SC_PRESENCE && (B.phase == PH_RUN || B.phase == PH_DRAIN)) {
+        el = (double)(uv_hrtime() - st->t_start) / 1e9;
+        fprintf(stderr, "\r\033[K  step %d/%d  churn %.0f/s  %5.1fs  leaves %llu  joins %llu  in flight %llu  "
+                "events %llu  p99 %.2f ms%s", B.cur + 1, B.nsteps, st->rate, el,
+                (unsigned long long)st->leaves_acked, (unsigned long long)st->joins_acked,
+                (unsigned long long)pres_outstanding(), (unsigned long long)B.deliveries,
+                (double)hist_percentile(B.interval, 99) / 1e6, B.phase == PH_DRAIN ? "  (draining)" : "");
+        hist_reset(B.interval);
+    } else if (B.o.sc == SC_PRESENCE && B.phase == PH_HOLD) {
+        fprintf(stderr, "\r\033[K  waiting for the broker's presence count  %4.1fs",
+                (double)(uv_hrtime() - B.setup_end) / 1e9);
     } else if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
         el = (double)(uv_hrtime() - st->t_start) / 1e9;
         fprintf(stderr, "\r\033[K  step %d/%d  rate %.0f/s  %5.1fs  sent %llu  acked %llu  delivered %llu  p99 %.2f ms%s",
@@ -696,7 +735,7 @@ static void teardown(void)
     if (B.phase != PH_TEARDOWN) {
         if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
             step_t *st = &B.steps[B.cur];
-            if (!st->t_end) { st->t_end = uv_hrtime(); cpu_stop(st); }
+            if (!st->t_end) { st->t_end = uv_hrtime(); bench_cpu_stop(st); }
         }
         B.phase = PH_TEARDOWN;
         if (B.tty && !B.o.quiet) fprintf(stderr, "\r\033[K");
@@ -766,6 +805,7 @@ int run(void)
     case SC_CHANNELS: B.nsubs = o->subscribers * o->channels; break;
     case SC_PUBLISH: B.nsubs = o->subscribers * o->channels; break;
     case SC_IDLE: case SC_CONNECT: B.nsubs = 0; break;
+    case SC_PRESENCE: B.nsubs = o->members + o->watchers; o->channels = 1; break;
     default: break;
     }
     if (o->channels == 0) o->channels = 1;
@@ -791,7 +831,11 @@ int run(void)
         snprintf(B.chan_names + (size_t)i * B.chan_stride, B.chan_stride, "%s:%s-%u", o->ns, B.run_id, i);
     for (uint32_t i = 0; i < B.npeers; i++) {
         peer_t *p = &B.peers[i];
-        if (i < B.nsubs) {
+        if (o->sc == SC_PRESENCE) {
+            /* Watchers come last, so they subscribe after most members and
+             * see few of the setup joins. */
+            p->kind = i < o->members ? PEER_MEMBER : PEER_WATCHER;
+        } else if (i < B.nsubs) {
             p->kind = PEER_SUB;
             /* Spread subscribers so channel k gets subscribers k, k+M, k+2M... */
             p->chan = i % o->channels;
@@ -799,7 +843,12 @@ int run(void)
             p->kind = i < B.nsubs + B.npubs ? PEER_PUB : PEER_IDLE;
         }
     }
-    B.nsteps = o->sc <= SC_CHANNELS ? o->nrates : 1;
+    B.nsteps = o->sc <= SC_CHANNELS || o->sc == SC_PRESENCE ? o->nrates : 1;
+    B.final_members = B.final_connections = -1;
+    if (o->sc == SC_PRESENCE && pres_init()) {
+        fprintf(stderr, "herald-bench: out of memory\n");
+        return 1;
+    }
     B.copts.encoding = o->enc;
     B.copts.connect_timeout_ms = (unsigned)(o->connect_timeout * 1000);
     B.rss_before = B.rss_after = B.bench_rss = -1;
@@ -832,6 +881,10 @@ int run(void)
     setup_deadline = B.t0 + (uint64_t)((o->connect_timeout + B.npeers / 500.0 + 2) * 1e9);
     bound_ms = (uint64_t)((o->connect_timeout + B.npeers / 500.0 + 2 +
                            B.nsteps * (o->duration + o->drain_timeout + 1) + o->settle + 10) * 1000);
+    /* presence: waiting for the broker to count every member, the barrier
+     * and the final count (see presence.c), each bounded by --drain-timeout
+     * plus the time the setup joins take to fan out. */
+    if (o->sc == SC_PRESENCE) bound_ms += (uint64_t)((3 * o->drain_timeout + B.npeers / 500.0 + 5) * 1000);
     uv_timer_start(&B.watchdog, on_watchdog, bound_ms, 0);
 
     if (o->sc == SC_IDLE && o->pid) B.rss_before = proc_rss(o->pid);
@@ -877,5 +930,6 @@ int run(void)
     free(B.rec);
     free(B.acked);
     free(sent_ts);
+    if (o->sc == SC_PRESENCE) pres_free();
     return B.exit_code;
 }

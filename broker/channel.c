@@ -174,6 +174,8 @@ static void remove_sub(sub_t *sub)
     s->nsubs--;
 
     if (sub->replaying) c->nreplaying--;
+    if (sub->skip_upto) c->nskipping--;
+    if (sub->stale) s->nstale--;
     for (uint32_t k = 0; k < sub->nheld; k++) frame_unref(sub->held[k]);
     free(sub->held);
     hmap_del(&srv.subs, sub->key, sizeof sub->key);
@@ -199,6 +201,8 @@ void chan_unsubscribe_all(sess_t *s)
     s->subscap = 0;
 }
 
+static void hold(sub_t *sub, frame_t *f);
+
 int chan_broadcast(chan_t *c, const json_t *msg, const sess_t *except)
 {
     frame_t *f[PROTO_NENC] = { NULL };
@@ -210,7 +214,10 @@ int chan_broadcast(chan_t *c, const json_t *msg, const sess_t *except)
     }
     for (uint32_t i = 0; i < c->nsubs; i++) {
         sess_t *s = c->members[i];
-        if (s != except && !c->subs[i]->replaying) sess_push(s, f[s->enc]);
+        if (s == except) continue;
+        /* A subscriber still waiting for its replay gets the event after it. */
+        if (c->subs[i]->replaying) hold(c->subs[i], f[s->enc]);
+        else sess_push(s, f[s->enc]);
     }
 out:
     for (int e = 0; e < PROTO_NENC; e++) frame_unref(f[e]);
@@ -233,14 +240,26 @@ void chan_replay_start(sub_t *sub)
 
 void chan_replay_end(sub_t *sub)
 {
+    chan_replay_end_at(sub, 0);
+}
+
+void chan_replay_end_at(sub_t *sub, uint64_t at)
+{
+    chan_t *c = sub->chan;
+
     if (!sub->replaying) return;
     sub->replaying = 0;
-    sub->chan->nreplaying--;
-    /* Everything held was fanned out after the read's snapshot point, so all
-     * of it follows the replay. */
+    c->nreplaying--;
+    /* What was held was fanned out after the read began: it follows the
+     * replay, but a snapshot may already cover the first of it. */
     for (uint32_t k = 0; k < sub->nheld; k++) {
-        sess_push(sub->sess, sub->held[k]);
+        /* Events (offset 0: join, leave, signal) always follow. */
+        if (!sub->held[k]->offset || sub->held[k]->offset > at) sess_push(sub->sess, sub->held[k]);
         frame_unref(sub->held[k]);
+    }
+    if (at > c->last_offset && !sub->skip_upto) {
+        sub->skip_upto = at;
+        c->nskipping++;
     }
     free(sub->held);
     sub->held = NULL;
@@ -274,19 +293,40 @@ int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t rec
         }
     }
     if (offset > c->last_offset) c->last_offset = offset;
+    for (int e = 0; e < PROTO_NENC; e++) {
+        if (frames[e]) frames[e]->offset = offset;
+        if (own[e]) own[e]->offset = offset;
+    }
     /* sess_push() may close a slow consumer, but closing only marks the
-     * session; it leaves members[] unchanged while we walk it. */
-    if (c->nreplaying == 0) {
+     * session; it leaves members[] unchanged while we walk it. The fast loop
+     * is the common case; the other handles replays, snapshots and state. */
+    if (!c->nreplaying && !c->nskipping && !c->ns->state) {
         for (uint32_t i = 0; i < c->nsubs; i++) {
             sess_t *s = c->members[i];
             sess_push(s, frames[s->enc] ? frames[s->enc] : own[s->enc]);
         }
     } else {
+        size_t lag = srv.cfg.send_queue_max / 2;
         for (uint32_t i = 0; i < c->nsubs; i++) {
             sess_t *s = c->members[i];
+            sub_t *sub = c->subs[i];
             frame_t *f = frames[s->enc] ? frames[s->enc] : own[s->enc];
-            if (c->subs[i]->replaying) hold(c->subs[i], f);
-            else sess_push(s, f);
+            if (sub->skip_upto) {
+                if (offset <= sub->skip_upto) continue;
+                sub->skip_upto = 0;
+                c->nskipping--;
+            }
+            if (sub->replaying) hold(sub, f);
+            else if (sub->stale) continue;     /* a fresh snapshot will replace these */
+            else if (c->ns->state && s->qbytes + f->len > lag) {
+                /* A state subscriber that lags is not cut off: its deltas
+                 * stop queueing and it gets a new snapshot once it drains
+                 * (session.c), so it converges to the current state. */
+                sub->stale = 1;
+                s->nstale++;
+            } else {
+                sess_push(s, f);
+            }
         }
     }
     srv.stats.deliveries += c->nsubs;

@@ -29,6 +29,7 @@ typedef struct chan {
     uint32_t nsubs, cap;
     uint32_t nenc[PROTO_NENC];    /* subscribers per encoding */
     uint32_t nreplaying;          /* subscribers still waiting for their history read */
+    uint32_t nskipping;           /* subscribers with skip_upto ahead of last_offset */
     uint32_t inflight;            /* publications submitted and not yet fanned out */
     const ns_config_t *ns;        /* its namespace's options */
     struct presence *pres;        /* members, when the namespace has presence */
@@ -51,6 +52,8 @@ typedef struct sub {
      * that they follow the replay in order, with no gap and no duplicate. */
     uint8_t replaying;
     uint8_t granted;              /* subscribed with a grant (it covers publish = granted) */
+    uint8_t stale;                /* state channel: deltas dropped while its reader lagged */
+    uint64_t skip_upto;           /* deliver nothing up to this offset (a snapshot covered it) */
     frame_t **held;
     uint32_t nheld, heldcap;
 } sub_t;
@@ -104,6 +107,11 @@ void chan_replay_start(sub_t *sub);
  * after the replay's snapshot, so it follows the replay) and deliver live
  * from now on. */
 void chan_replay_end(sub_t *sub);
+
+/* chan_replay_end_at() - the same after a snapshot taken at offset @at:
+ * held publications up to @at are dropped (the snapshot has them), and so
+ * are any up to @at fanned out later. */
+void chan_replay_end_at(sub_t *sub, uint64_t at);
 
 /* chan_maybe_drop() - free @c if nothing needs it: no subscribers, nothing in
  * flight, and neither a stored log nor (for channels without history) an

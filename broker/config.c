@@ -119,6 +119,9 @@ static const struct opt ns_opts[] = {
     { "namespace", "signals", NULL, T_BOOL, NO(signals), 0, "off",
       "allow the signal op (typing indicators and other ephemeral events)" },
     { "namespace", "signal_rate", NULL, T_UINT, NO(signal_rate), 0, "5", "signals per second per connection" },
+    { "namespace", "state", NULL, T_BOOL, NO(state), 0, "off",
+      "channels hold a keyed state changed by atomic operations; subscribers get a snapshot, then deltas "
+      "(needs history)" },
 };
 #define NNSOPTS (sizeof ns_opts / sizeof ns_opts[0])
 
@@ -279,6 +282,10 @@ static const char *validate(const config_t *c)
     for (size_t i = 0; i <= c->nns; i++) {
         const ns_config_t *n = i < c->nns ? &c->ns[i] : &c->ns_template;
         static char why[160];
+        if (n->state && !n->history) {
+            snprintf(why, sizeof why, "[namespace %s] state = on needs history = on (deltas are its log)", n->name);
+            return why;
+        }
         if (n->history && n->history_size == 0) {
             snprintf(why, sizeof why, "[namespace %s] history_size must be at least 1 (or set history = off)", n->name);
             return why;

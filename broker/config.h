@@ -38,6 +38,7 @@ typedef struct ns_config {
     unsigned presence_tier;       /* above this many members: counts, samples, batched events */
     int signals;                  /* allow the signal op */
     unsigned signal_rate;         /* signals per second per connection */
+    int state;                    /* channels hold a keyed state (state channels) */
 } ns_config_t;
 
 /* A backend's REST credential: [apikey NAME]. */

@@ -5,6 +5,8 @@
 #include "herald.h"
 #include "history.h"
 #include "presence.h"
+#include "state.h"
+#include "mpack.h"
 #include "pubpipe.h"
 #include "rest.h"
 #include "auth.h"
@@ -51,7 +53,21 @@ int ops_publish(const char *name, size_t len, const json_t *data, const json_t *
     return 0;
 }
 
-void ops_pub_done(const struct pub_origin *o, chan_t *c, int code, uint64_t offset, const char *reason)
+/* The "changes" of a state change's record, as a new reference. */
+static json_t *state_changes(const unsigned char *rec, size_t len)
+{
+    char reason[PROTO_REASON_MAX];
+    json_t *r = NULL, *ch;
+
+    if (mpack_decode(rec, len, &r, reason)) return json_array();
+    ch = json_object_get(json_object_get(r, "data"), "changes");
+    ch = ch ? json_incref(ch) : json_array();
+    json_decref(r);
+    return ch;
+}
+
+void ops_pub_done(const struct pub_origin *o, chan_t *c, int code, uint64_t offset, const char *reason,
+                  const unsigned char *state_rec, size_t state_reclen, uint64_t conflict_version)
 {
     json_t *m;
     sess_t *s;
@@ -61,23 +77,30 @@ void ops_pub_done(const struct pub_origin *o, chan_t *c, int code, uint64_t offs
     case ORIGIN_WS:
         if (!(s = conn_find(o->serial))) return;
         if (code) {
-            sess_send_error(s, o->id, code, reason ? reason : "publication failed");
+            m = msg_error(o->id, code, reason ? reason : "publication failed");
+            if (m && code == PROTO_E_CONFLICT) json_object_set_new(m, "version", json_integer((json_int_t)conflict_version));
+            sess_send(s, m);
             return;
         }
-        m = msg_reply("published", o->id);
+        m = msg_reply(state_rec ? "updated" : "published", o->id);
         if (m) {
             json_object_set_new(m, "channel", json_stringn(c->name, c->namelen));
             json_object_set_new(m, "offset", json_integer((json_int_t)offset));
+            if (state_rec) json_object_set_new(m, "changes", state_changes(state_rec, state_reclen));
         }
         sess_send(s, m);
         return;
     case ORIGIN_REST:
         if (code) {
-            rest_finish_error(o->serial, code == PROTO_E_STORAGE ? 507 : 500, code,
-                              reason ? reason : "publication failed");
+            m = json_pack("{s:{s:i,s:s}}", "error", "code", code, "reason", reason ? reason : "publication failed");
+            if (m && code == PROTO_E_CONFLICT)
+                json_object_set_new(json_object_get(m, "error"), "version", json_integer((json_int_t)conflict_version));
+            rest_finish_json(o->serial, code == PROTO_E_STORAGE ? 507 : code == PROTO_E_CONFLICT ? 409
+                             : code == PROTO_E_NOT_INTEGER ? 422 : 500, m);
             return;
         }
         m = json_pack("{s:s%,s:I}", "channel", c->name, (size_t)c->namelen, "offset", (json_int_t)offset);
+        if (m && state_rec) json_object_set_new(m, "changes", state_changes(state_rec, state_reclen));
         rest_finish_json(o->serial, 200, m);
         return;
     case ORIGIN_NONE:
@@ -282,7 +305,8 @@ static void op_subscribe(sess_t *s, const json_t *msg, const json_t *id)
         sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
         return;
     }
-    if (history_subscribed(s, c, id, (unsigned)n, &since, want_presence)) {
+    if (c->ns->state ? state_subscribed(s, c, id, &since, want_presence)
+                     : history_subscribed(s, c, id, (unsigned)n, &since, want_presence)) {
         chan_unsubscribe(s, c);
         sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
     }
@@ -497,6 +521,44 @@ static void op_signal(sess_t *s, const json_t *msg, const json_t *id)
     json_decref(ev);
 }
 
+/* state {channel, ops}: atomic operations on a state channel. */
+static void op_state(sess_t *s, const json_t *msg, const json_t *id)
+{
+    char reason[PROTO_REASON_MAX];
+    struct pub_origin origin = { ORIGIN_WS, s->serial, NULL };
+    state_ops_t *ops;
+    const char *name;
+    size_t len;
+    sub_t *sub;
+    chan_t *c;
+    int r;
+
+    if ((r = msg_get_channel(msg, &name, &len, reason))) { sess_send_error(s, id, r, reason); return; }
+    if ((r = chan_open(name, len, &c))) {
+        sess_send_error(s, id, r == PROTO_E_LIMIT ? r : PROTO_E_INTERNAL,
+                        r == PROTO_E_LIMIT ? "limit reached: limits.max_channels" : "out of memory");
+        return;
+    }
+    if (!c->ns->state) {
+        chan_maybe_drop(c);
+        sess_send_error(s, id, PROTO_E_DISABLED, "this channel's namespace is not a state namespace");
+        return;
+    }
+    sub = chan_sub(s, c);
+    if ((r = auth_may_publish(&s->ident, c, sub != NULL, sub && sub->granted, reason)) ||
+        (r = state_parse(json_object_get(msg, "ops"), &ops, reason))) {
+        if (r == PROTO_E_FORBIDDEN || r == PROTO_E_UNAUTHORIZED) srv.stats.permission_denied++;
+        chan_maybe_drop(c);
+        sess_send_error(s, id, r, reason);
+        return;
+    }
+    origin.id = id ? json_incref((json_t *)id) : NULL;
+    if (state_apply(c, ops, &origin)) {
+        chan_maybe_drop(c);
+        sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
+    }
+}
+
 void ops_handle(sess_t *s, const unsigned char *buf, size_t len)
 {
     char reason[PROTO_REASON_MAX];
@@ -544,6 +606,7 @@ void ops_handle(sess_t *s, const unsigned char *buf, size_t len)
     case OP_PRESENCE: op_presence(s, msg, id, 0); break;
     case OP_PRESENCE_STATS: op_presence(s, msg, id, 1); break;
     case OP_SIGNAL: op_signal(s, msg, id); break;
+    case OP_STATE: op_state(s, msg, id); break;
     case OP_SUBSCRIBE: op_subscribe(s, msg, id); break;
     case OP_UNSUBSCRIBE: op_unsubscribe(s, msg, id); break;
     case OP_PUBLISH: op_publish(s, msg, id); break;

@@ -36,7 +36,10 @@ int ops_publish(const char *name, size_t len, const json_t *data, const json_t *
 int ops_get_reply(const json_t *msg, uint64_t *reply_to, const char **kind, char *reason);
 
 /* ops_pub_done() - tell @origin the outcome of its publication on @c: @code 0
- * and @offset, or a PROTO_E_* @code and @reason. */
-void ops_pub_done(const struct pub_origin *origin, struct chan *c, int code, uint64_t offset, const char *reason);
+ * and @offset, or a PROTO_E_* @code and @reason. For a state change,
+ * @state_rec is the record written (its changes go in the reply), and with
+ * PROTO_E_CONFLICT @conflict_version is the key's version now. */
+void ops_pub_done(const struct pub_origin *origin, struct chan *c, int code, uint64_t offset, const char *reason,
+                  const unsigned char *state_rec, size_t state_reclen, uint64_t conflict_version);
 
 #endif

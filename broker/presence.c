@@ -131,10 +131,12 @@ int presence_join(struct chan *c, sess_t *s)
     return 0;
 }
 
-static void drop_member(struct chan *c, member_t *m)
+/* Removes @m and announces the leave to everyone but @except (the leaving
+ * connection itself, when it is still subscribed). */
+static void drop_member(struct chan *c, member_t *m, const sess_t *except)
 {
     hmap_del(&c->pres->members, m->key, m->keylen);
-    announce(c, m, 0, NULL);
+    announce(c, m, 0, except);
     member_free(m);
 }
 
@@ -147,7 +149,7 @@ void presence_leave(struct chan *c, sess_t *s)
     c->pres->conns--;
     if (--m->conns) return;
     if (!c->ns->presence_grace_ms) {
-        drop_member(c, m);
+        drop_member(c, m, s);
         return;
     }
     m->leave_at = uv_now(&srv.loop) + c->ns->presence_grace_ms;
@@ -180,6 +182,7 @@ void presence_free(struct chan *c)
 
 void presence_tick(void)
 {
+    static uint64_t last_batch;
     uint64_t now = uv_now(&srv.loop);
     member_t *m = pending;
 
@@ -188,11 +191,14 @@ void presence_tick(void)
         if (m->leave_at <= now) {
             struct chan *c = m->chan;
             pending_remove(m);
-            drop_member(c, m);
+            drop_member(c, m, NULL);
             chan_maybe_drop(c);
         }
         m = next;
     }
+    /* Leaves are due every tick; batches go out once a second. */
+    if (now - last_batch < 1000) return;
+    last_batch = now;
     while (batches) {
         struct presence *p = batches;
         struct chan *c = p->chan;

@@ -4,6 +4,7 @@
 #include "ops.h"
 #include "metrics.h"
 #include "rest.h"
+#include "state.h"
 #include "record.h"
 #include "clock.h"
 #include "log.h"
@@ -30,6 +31,7 @@ typedef struct pub {
     uint8_t want[PROTO_NENC];     /* encodings the channel's subscribers used at submit */
     frame_t *frames[PROTO_NENC];  /* encoded by the storage thread after commit */
     hist_write_t w;
+    struct state_ops *sops;       /* state operations, when this is a state change */
     size_t reclen;
     unsigned char rec[];
 } pub_t;
@@ -58,6 +60,8 @@ hist_t *pubpipe_store(void) { return pp.store; }
 
 static void pub_free(pub_t *p)
 {
+    state_ops_free(p->sops);
+    free(p->w.state_rec);
     for (int e = 0; e < PROTO_NENC; e++) frame_unref(p->frames[e]);
     json_decref(p->origin.id);
     free(p);
@@ -125,11 +129,14 @@ static void commit_batch(pub_t *batch, hist_write_t **ws, size_t *wcap, wbuf_t *
         if (!p->chan) continue;
         p->w = (*ws)[n++];
         if (p->w.status) continue;
-        /* Encode the pushes here, off the loop. */
+        /* Encode the pushes here, off the loop. A state change's record was
+         * built by the store (it holds the values the ops produced). */
         for (int e = 0; e < PROTO_NENC; e++) {
+            const unsigned char *rec = p->w.state_rec ? p->w.state_rec : p->rec;
+            size_t reclen = p->w.state_rec ? p->w.state_reclen : p->reclen;
             if (!p->want[e]) continue;
             wbuf_reset(enc);
-            if (!rec_pub((enum proto_enc)e, p->chan->name, p->chan->namelen, p->w.offset, p->rec, p->reclen, enc) &&
+            if (!rec_pub((enum proto_enc)e, p->chan->name, p->chan->namelen, p->w.offset, rec, reclen, enc) &&
                 !enc->oom)
                 p->frames[e] = frame_new(enc->p, enc->len);
         }
@@ -231,20 +238,36 @@ static void finish(pub_t *p)
         histo_observe(&metrics.commit_batch, p->batch_n);
     }
     c->inflight--;
+    const unsigned char *rec = p->w.state_rec ? p->w.state_rec : p->rec;
+    size_t reclen = p->w.state_rec ? p->w.state_reclen : p->reclen;
+    char why[PROTO_REASON_MAX];
+
+    why[0] = '\0';
     if (p->w.status == 0) {
         c->stored = c->ns->history && pp.store;
         if (memcmp(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN))
             memcpy(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN + 1);
+    } else if (p->w.status == HIST_E_CONFLICT || p->w.status == HIST_E_NOT_INTEGER) {
+        const hist_state_op_t *op = &p->sops->ops[p->w.failed_op];
+        code = p->w.status == HIST_E_CONFLICT ? PROTO_E_CONFLICT : PROTO_E_NOT_INTEGER;
+        if (code == PROTO_E_CONFLICT)
+            snprintf(why, sizeof why, "ops[%zu]: key \"%.*s\" is at version %llu, not %llu; nothing was applied",
+                     p->w.failed_op, (int)op->keylen, op->key, (unsigned long long)p->w.conflict_version,
+                     (unsigned long long)op->version);
+        else
+            snprintf(why, sizeof why, "ops[%zu]: key \"%.*s\" does not hold an integer, or it would overflow; "
+                     "nothing was applied", p->w.failed_op, (int)op->keylen, op->key);
     } else {
         code = PROTO_E_STORAGE;
+        snprintf(why, sizeof why, "%s", p->w.status == HIST_E_FULL ? "the history store is full (history.map_size_max)"
+                                                                   : "the history store failed to commit the publication");
     }
     /* The publisher hears of its publication before it sees it as a
      * subscriber, so a client can match the echo to its request. */
-    ops_pub_done(&p->origin, c, code, p->w.offset,
-                 p->w.status == HIST_E_FULL ? "the history store is full (history.map_size_max)"
-                 : p->w.status ? "the history store failed to commit the publication" : NULL);
+    ops_pub_done(&p->origin, c, code, p->w.offset, why[0] ? why : NULL, p->sops ? rec : NULL, reclen,
+                 code == PROTO_E_CONFLICT ? p->w.conflict_version : 0);
     if (code == 0) {
-        if (chan_fanout(c, p->w.offset, p->rec, p->reclen, p->frames))
+        if (chan_fanout(c, p->w.offset, rec, reclen, p->frames))
             hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,
                  (unsigned long long)p->w.offset);
         srv.stats.publications++;
@@ -328,6 +351,40 @@ int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, uint64_t 
     for (int e = 0; e < PROTO_NENC; e++) p->want[e] = c->nenc[e] > 0;
     c->inflight++;
 
+    uv_mutex_lock(&pp.mu);
+    *pp.todo_tail = p;
+    pp.todo_tail = &p->next;
+    uv_cond_signal(&pp.cv);
+    uv_mutex_unlock(&pp.mu);
+    return 0;
+}
+
+int pubpipe_state(chan_t *c, struct state_ops *ops, struct pub_origin *origin)
+{
+    pub_t *p = calloc(1, sizeof *p);
+
+    if (!p || !pp.store) {
+        free(p);
+        state_ops_free(ops);
+        json_decref(origin->id);
+        origin->id = NULL;
+        return -ENOMEM;
+    }
+    p->chan = c;
+    p->submit_ns = clock_mono_ns();
+    p->origin = *origin;
+    origin->id = NULL;
+    p->sops = ops;
+    p->w.chan = c->name;
+    p->w.chanlen = c->namelen;
+    p->w.ts = clock_wall_ms();
+    p->w.keep = c->ns->history_size;
+    p->w.base_offset = c->last_offset;
+    p->w.epoch = c->epoch;
+    p->w.ops = ops->ops;
+    p->w.nops = ops->n;
+    for (int e = 0; e < PROTO_NENC; e++) p->want[e] = c->nenc[e] > 0;
+    c->inflight++;
     uv_mutex_lock(&pp.mu);
     *pp.todo_tail = p;
     pp.todo_tail = &p->next;

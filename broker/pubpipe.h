@@ -48,6 +48,12 @@ void pubpipe_stop(void);
 int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, uint64_t reply_to, const char *kind,
                     struct pub_origin *origin);
 
+/* pubpipe_state() - apply the state operations @ops (taken) to state channel
+ * @c for @origin (its id reference is taken); see state.h.
+ * Return: 0, or -ENOMEM (no outcome will come). */
+struct state_ops;
+int pubpipe_state(chan_t *c, struct state_ops *ops, struct pub_origin *origin);
+
 /* pubpipe_probe() - check that the store can commit, for GET
  * /api/health/ready: the storage thread runs a small write transaction and
  * the HTTP request @serial gets 200 or 503. Return: 0, -EIO (no store), -ENOMEM. */

@@ -8,6 +8,7 @@
 #include "ops.h"
 #include "admin.h"
 #include "presence.h"
+#include "state.h"
 #include "metrics.h"
 #include "auth.h"
 #include "ratelimit.h"
@@ -24,7 +25,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum { ROUTE_NONE = 0, ROUTE_PUBLISH };
+enum { ROUTE_NONE = 0, ROUTE_PUBLISH, ROUTE_STATE };
 
 static void reset(rest_req_t *r)
 {
@@ -344,6 +345,81 @@ static int channel_history(rest_req_t *r, struct lws *wsi, const char *name, siz
 }
 
 /* Routes /api/channels/... : {channel}/history now; later the channel itself. */
+/* GET or POST /api/channels/{channel}/state */
+static int state_route(rest_req_t *r, struct lws *wsi, const char *name, size_t len, int is_get)
+{
+    struct state_page page;
+    char buf[300];
+    const char *why, *v;
+    uint64_t limit = 100;
+    chan_t *c;
+    int rc;
+
+    if (!chname_valid(name, len, &why)) return respond_error(r, wsi, 400, PROTO_E_BAD_CHANNEL, why);
+    if (!config_ns(&srv.cfg, name, len)->state)
+        return respond_error(r, wsi, 404, PROTO_E_DISABLED, "this channel's namespace is not a state namespace");
+    if (!is_get) {
+        /* POST: the body ({"ops":[...]}) follows; state_post() runs it. */
+        if (r->key && !auth_key_may_publish(r->key, name, len))
+            return respond_error(r, wsi, 403, PROTO_E_FORBIDDEN, "this API key may not change this namespace");
+        if (len >= sizeof r->state_chan) return respond_error(r, wsi, 400, PROTO_E_BAD_CHANNEL, "channel name too long");
+        memcpy(r->state_chan, name, len);
+        r->state_chan[len] = '\0';
+        r->route = ROUTE_STATE;
+        r->enc = PROTO_JSON;
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+            return respond_error(r, wsi, 411, PROTO_E_BAD_FIELD, "send the body with a Content-Length");
+        r->close_after = 0;
+        return 0;
+    }
+    memset(&page, 0, sizeof page);
+    if (query_uint(wsi, "limit=", &limit) || limit < 1 || limit > 1000)
+        return respond_error(r, wsi, 400, PROTO_E_BAD_FIELD, "limit must be from 1 to 1000");
+    page.limit = (unsigned)limit;
+    if ((v = lws_get_urlarg_by_name(wsi, "prefix=", buf, sizeof buf))) snprintf(page.prefix, sizeof page.prefix, "%s", v);
+    if ((v = lws_get_urlarg_by_name(wsi, "cursor=", buf, sizeof buf))) snprintf(page.after, sizeof page.after, "%s", v);
+    if ((v = lws_get_urlarg_by_name(wsi, "field=", buf, sizeof buf))) snprintf(page.field, sizeof page.field, "%s", v);
+    if ((v = lws_get_urlarg_by_name(wsi, "value=", buf, sizeof buf))) snprintf(page.value, sizeof page.value, "%s", v);
+    if ((v = lws_get_urlarg_by_name(wsi, "q=", buf, sizeof buf))) snprintf(page.q, sizeof page.q, "%s", v);
+    if (*page.field && !lws_get_urlarg_by_name(wsi, "value=", buf, sizeof buf))
+        return respond_error(r, wsi, 400, PROTO_E_BAD_FIELD, "field= needs value=");
+    if ((rc = chan_open(name, len, &c))) return respond_error(r, wsi, rc == PROTO_E_LIMIT ? 503 : 500, rc, "cannot open channel");
+    if (await(r)) { chan_maybe_drop(c); return -1; }
+    rc = state_list(c, &page, r->serial);
+    chan_maybe_drop(c);
+    return rc ? respond_error(r, wsi, 500, PROTO_E_INTERNAL, "out of memory") : 0;
+}
+
+/* The body of POST /api/channels/{channel}/state has arrived. */
+static int state_post(rest_req_t *r, struct lws *wsi)
+{
+    char reason[PROTO_REASON_MAX];
+    struct pub_origin origin = { ORIGIN_REST, 0, NULL };
+    size_t len = strlen(r->state_chan);
+    state_ops_t *ops;
+    json_t *msg = NULL;
+    chan_t *c;
+    int code;
+
+    if (r->too_large) return respond_error(r, wsi, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
+    if ((code = msg_decode(PROTO_JSON, r->body ? r->body : (unsigned char *)"", r->blen, &msg, reason)))
+        return respond_error(r, wsi, 400, code, reason);
+    code = state_parse(json_object_get(msg, "ops"), &ops, reason);
+    json_decref(msg);
+    if (code) return respond_error(r, wsi, status_of(code), code, reason);
+    if ((code = chan_open(r->state_chan, len, &c))) {
+        state_ops_free(ops);
+        return respond_error(r, wsi, status_of(code), code, "cannot open channel");
+    }
+    if (await(r)) { state_ops_free(ops); chan_maybe_drop(c); return -1; }
+    origin.serial = r->serial;
+    if (state_apply(c, ops, &origin)) {
+        chan_maybe_drop(c);
+        return respond_error(r, wsi, 500, PROTO_E_INTERNAL, "out of memory");
+    }
+    return 0;
+}
+
 /* GET /api/channels/{channel}/presence */
 static int channel_presence(rest_req_t *r, struct lws *wsi, const char *name, size_t len)
 {
@@ -372,6 +448,7 @@ static int channels_route(rest_req_t *r, struct lws *wsi, const char *rest, int 
         if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
         return channel_presence(r, wsi, rest, n - pl);
     }
+    if (n > 6 && !strcmp(rest + n - 6, "/state")) return state_route(r, wsi, rest, n - 6, is_get);
     if (n > sl && !strcmp(rest + n - sl, suffix)) {
         if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
         return channel_history(r, wsi, rest, n - sl);
@@ -475,7 +552,8 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
 int rest_on_body(rest_req_t *r, struct lws *wsi, const void *in, size_t len)
 {
     (void)wsi;
-    if (r->kind != REST_KIND || r->route != ROUTE_PUBLISH || r->too_large || len == 0) return 0;
+    if (r->kind != REST_KIND || (r->route != ROUTE_PUBLISH && r->route != ROUTE_STATE) || r->too_large || len == 0)
+        return 0;
     if (r->blen + len > srv.cfg.max_message_size) {
         /* A chunked body with no Content-Length: keep reading, answer 413 at the end. */
         r->too_large = 1;
@@ -539,7 +617,9 @@ bad:
 
 int rest_on_body_complete(rest_req_t *r, struct lws *wsi)
 {
-    if (r->kind != REST_KIND || r->route != ROUTE_PUBLISH) return 0;
+    if (r->kind != REST_KIND) return 0;
+    if (r->route == ROUTE_STATE) return state_post(r, wsi);
+    if (r->route != ROUTE_PUBLISH) return 0;
     return publish(r, wsi);
 }
 

@@ -41,6 +41,7 @@ typedef struct rest_req {
     char path[128];
     uint64_t start_ns;
     const char *csp;              /* Content-Security-Policy to send, or NULL */
+    char state_chan[256];         /* POST .../state: the channel, until the body is in */
 } rest_req_t;
 
 /* rest_on_http() - a request line and headers arrived for @uri.

@@ -15,6 +15,7 @@
 #include "ops.h"
 #include "conns.h"
 #include "metrics.h"
+#include "state.h"
 #include "clock.h"
 #include "rand.h"
 #include "log.h"
@@ -81,6 +82,19 @@ void sess_on_established(sess_t *s, struct lws *wsi)
 }
 
 static int write_batch(sess_t *s);
+
+/* The session has drained: each state subscription that lagged gets a
+ * fresh snapshot in place of the deltas it missed. */
+static void resync_stale(sess_t *s)
+{
+    for (uint32_t i = 0; i < s->nsubs; i++) {
+        struct sub *sub = s->subs[i];
+        if (!sub->stale) continue;
+        sub->stale = 0;
+        s->nstale--;
+        state_resync(s, sub->chan);
+    }
+}
 
 static void queue_clear(sess_t *s)
 {
@@ -149,7 +163,8 @@ void sess_push(sess_t *s, frame_t *f)
     /* A session flushing before its close still takes messages (the outcome
      * of a publication it made, say); one closing for cause does not. */
     if ((s->close_code && !s->flush_then_close) || s->close_started) return;
-    if (s->qbytes + f->len > srv.cfg.send_queue_max) {
+    /* One message alone may exceed the cap (a big snapshot); a backlog may not. */
+    if (s->qlen && s->qbytes + f->len > srv.cfg.send_queue_max) {
         srv.stats.slow_consumers++;
         hlog(LOG_INFO, "ws", "closing client %s: send queue over %zu bytes (slow consumer)", s->id,
              srv.cfg.send_queue_max);
@@ -268,6 +283,7 @@ static int write_batch(sess_t *s)
     metrics.frames_out += n;
     metrics.bytes_out += len;
     pop(s, n);
+    if (s->nstale && s->qbytes < srv.cfg.send_queue_max / 4) resync_stale(s);
     return 0;
 }
 

@@ -75,6 +75,7 @@ typedef struct sess {
     uint8_t refresh_sent : 1;     /* refresh_required sent for the current token */
     uint8_t peer_counted : 1;     /* counted in limits.connections_per_ip */
     uint8_t exempt : 1;           /* its address is in limits.rate_limit_exempt */
+    uint32_t nstale;              /* state subscriptions waiting for a fresh snapshot */
     char peer[46];                /* client address */
 } sess_t;
 

@@ -8,6 +8,7 @@
  * do not know as opaque, so a newer broker adding fields is still read. */
 #include "hc_codec.h"
 
+#include <stddef.h>
 #include <string.h>
 
 herald_op_t hc_op_parse(const char *s, size_t len)
@@ -16,10 +17,27 @@ herald_op_t hc_op_parse(const char *s, size_t len)
         { "pub", HERALD_OP_PUB }, { "published", HERALD_OP_PUBLISHED },
         { "subscribed", HERALD_OP_SUBSCRIBED }, { "unsubscribed", HERALD_OP_UNSUBSCRIBED },
         { "connected", HERALD_OP_CONNECTED }, { "pong", HERALD_OP_PONG }, { "error", HERALD_OP_ERROR },
+        { "join", HERALD_OP_JOIN }, { "leave", HERALD_OP_LEAVE }, { "presence_batch", HERALD_OP_PRESENCE_BATCH },
+        { "presence", HERALD_OP_PRESENCE }, { "presence_stats", HERALD_OP_PRESENCE_STATS },
     };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         if (strlen(ops[i].name) == len && !memcmp(ops[i].name, s, len)) return ops[i].op;
     return HERALD_OP_UNKNOWN;
+}
+
+/* The integer fields of presence replies and batches. */
+static void hc_presence_int(const char *k, size_t kl, int64_t v, herald_msg_t *m)
+{
+    static const struct { const char *name; size_t off; } f[] = {
+        { "members", offsetof(herald_msg_t, members) }, { "connections", offsetof(herald_msg_t, connections) },
+        { "count", offsetof(herald_msg_t, count) }, { "joins_total", offsetof(herald_msg_t, joins_total) },
+        { "leaves_total", offsetof(herald_msg_t, leaves_total) },
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (strlen(f[i].name) == kl && !memcmp(f[i].name, k, kl)) {
+            *(int64_t *)((char *)m + f[i].off) = v;
+            return;
+        }
 }
 
 /* ---- JSON ---- */
@@ -197,6 +215,7 @@ int hc_json_parse(const char *p, size_t n, herald_msg_t *m, char *scratch)
             if (kl == 2 && !memcmp(k, "op", 2)) m->op = hc_op_parse(s, sl);
             else if (kl == 7 && !memcmp(k, "channel", 7)) { m->channel = s; m->channel_len = sl; }
             else if (kl == 6 && !memcmp(k, "client", 6)) { m->client = s; m->client_len = sl; }
+            else if (kl == 4 && !memcmp(k, "user", 4)) { m->user = s; m->user_len = sl; }
             else if (kl == 6 && !memcmp(k, "reason", 6)) {
                 m->reason_len = unescape(s, ve - 1, scratch);
                 m->reason = scratch;
@@ -210,6 +229,7 @@ int hc_json_parse(const char *p, size_t n, herald_msg_t *m, char *scratch)
                 else if (kl == 2 && !memcmp(k, "ts", 2)) m->ts = iv;
                 else if (kl == 4 && !memcmp(k, "code", 4)) m->code = (int)iv;
                 else if (kl == 13 && !memcmp(k, "ping_interval", 13)) m->ping_interval = iv;
+                else hc_presence_int(k, kl, iv, m);
             }
         }
         if (kl == 4 && !memcmp(k, "data", 4)) { m->data = v; m->data_len = (size_t)(ve - v); }
@@ -380,12 +400,14 @@ int hc_mpack_parse(const unsigned char *p, size_t n, herald_msg_t *m, size_t *us
             else if (key_is(k, kl, "channel")) { m->channel = s; m->channel_len = sl; }
             else if (key_is(k, kl, "reason")) { m->reason = s; m->reason_len = sl; }
             else if (key_is(k, kl, "client")) { m->client = s; m->client_len = sl; }
+            else if (key_is(k, kl, "user")) { m->user = s; m->user_len = sl; }
         } else if ((r = mp_int(&p, e, &iv)) == 0) {
             if (key_is(k, kl, "id")) { m->has_id = 1; m->id = (uint64_t)iv; }
             else if (key_is(k, kl, "offset")) m->offset = (uint64_t)iv;
             else if (key_is(k, kl, "ts")) m->ts = iv;
             else if (key_is(k, kl, "code")) m->code = (int)iv;
             else if (key_is(k, kl, "ping_interval")) m->ping_interval = iv;
+            else hc_presence_int(k, kl, iv, m);
         } else if (r < 0 || !(p = mp_skip(p, e))) {
             return -1;
         }

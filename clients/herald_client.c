@@ -511,6 +511,13 @@ int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id)
     return request(c, "ping", NULL, 0, NULL, 0, cb, arg, id);
 }
 
+int herald_presence_stats(herald_client_t *c, const char *channel, size_t chlen,
+                          herald_reply_cb cb, void *arg, uint64_t *id)
+{
+    if (c->state != ST_OPEN) return HERALD_E_STATE;
+    return request(c, "presence_stats", channel, chlen, NULL, 0, cb, arg, id);
+}
+
 /* ---- receiving ---- */
 
 static void dispatch(herald_client_t *c, herald_msg_t *m)

@@ -55,6 +55,12 @@ typedef enum herald_op {
     HERALD_OP_PONG,
     HERALD_OP_ERROR,
     HERALD_OP_PUB,
+    /* Presence (namespaces with presence on); appended, so the values above keep their numbers. */
+    HERALD_OP_JOIN,             /* push: a member joined (client or user) */
+    HERALD_OP_LEAVE,            /* push: a member left (client or user) */
+    HERALD_OP_PRESENCE_BATCH,   /* push above the tier: joins_total, leaves_total, count */
+    HERALD_OP_PRESENCE,         /* reply to "presence": count, connections (the member list is not read) */
+    HERALD_OP_PRESENCE_STATS,   /* reply to "presence_stats": members, connections */
 } herald_op_t;
 
 /* One server message, as a view. Every pointer points into the library's
@@ -78,6 +84,14 @@ typedef struct herald_msg {
     size_t client_len;
     int64_t ping_interval;      /* connected: seconds */
     uint64_t rx_ns;             /* when the bytes holding it were read (uv_hrtime() clock) */
+    /* Presence. join/leave name the member in `client` (anonymous) or `user`. */
+    const char *user;           /* join, leave: the member's user id */
+    size_t user_len;
+    int64_t members;            /* presence_stats: members now */
+    int64_t connections;        /* presence_stats, presence: subscribed connections */
+    int64_t count;              /* presence, presence_batch: members now */
+    int64_t joins_total;        /* presence_batch: joins merged into it */
+    int64_t leaves_total;       /* presence_batch: leaves merged into it */
 } herald_msg_t;
 
 /* How a connection ended, given to on_close. */
@@ -101,7 +115,8 @@ typedef void (*herald_reply_cb)(herald_client_t *c, const herald_msg_t *reply, v
 typedef struct herald_callbacks {
     /* The Herald "connected" reply arrived: the client may now subscribe and publish. */
     void (*on_open)(herald_client_t *c, const herald_msg_t *connected, void *ud);
-    /* A reply or error with no per-request callback, including errors without id. May be NULL. */
+    /* A reply or error with no per-request callback, including errors without id, and every
+     * push other than "pub" (join, leave, presence_batch). May be NULL. */
     void (*on_reply)(herald_client_t *c, const herald_msg_t *m, void *ud);
     /* A "pub" push. May be NULL. */
     void (*on_pub)(herald_client_t *c, const herald_msg_t *m, void *ud);
@@ -195,6 +210,10 @@ int herald_publish(herald_client_t *c, const char *channel, size_t chlen, const 
                    size_t len, herald_reply_cb cb, void *arg, uint64_t *id);
 /* herald_ping() - an application-level ping; the reply is op HERALD_OP_PONG. */
 int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id);
+/* herald_presence_stats() - ask for @channel's member and connection counts; the reply is
+ * op HERALD_OP_PRESENCE_STATS (members, connections) or an error (116: no presence). */
+int herald_presence_stats(herald_client_t *c, const char *channel, size_t chlen,
+                          herald_reply_cb cb, void *arg, uint64_t *id);
 
 /* herald_close() - start the WebSocket close handshake with @code (1000 if 0)
  * and @reason (NULL or up to 123 bytes). on_close follows when the server has

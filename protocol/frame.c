@@ -13,6 +13,7 @@ frame_t *frame_new(const void *payload, size_t len)
     if (!f) return NULL;
     f->refs = 1;
     f->len = (uint32_t)len;
+    f->offset = 0;
     memcpy(f->buf + FRAME_HEADROOM, payload, len);
     return f;
 }

@@ -19,6 +19,7 @@
 typedef struct frame {
     uint32_t refs;
     uint32_t len;                 /* payload bytes, after the headroom */
+    uint64_t offset;              /* a publication's offset; 0 for any other message */
     unsigned char buf[];          /* FRAME_HEADROOM + len */
 } frame_t;
 

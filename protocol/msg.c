@@ -24,6 +24,8 @@ static const struct { int code; const char *name; } err_names[] = {
     { PROTO_E_FORBIDDEN, "forbidden" },
     { PROTO_E_RATE_LIMITED, "rate_limited" },
     { PROTO_E_DISABLED, "disabled" },
+    { PROTO_E_CONFLICT, "conflict" },
+    { PROTO_E_NOT_INTEGER, "not_integer" },
 };
 
 const char *proto_err_name(int code)
@@ -44,6 +46,7 @@ static const struct { const char *name; enum proto_op op; } op_names[] = {
     { "presence", OP_PRESENCE },
     { "presence_stats", OP_PRESENCE_STATS },
     { "signal", OP_SIGNAL },
+    { "state", OP_STATE },
 };
 
 enum proto_op proto_op_parse(const char *s)

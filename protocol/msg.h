@@ -33,7 +33,9 @@ enum proto_err {
     PROTO_E_UNAUTHORIZED = 113,      /* no valid identity: missing, invalid or expired token */
     PROTO_E_FORBIDDEN = 114,         /* the identity may not do this */
     PROTO_E_RATE_LIMITED = 115,      /* too many messages or requests */
-    PROTO_E_DISABLED = 116,          /* presence or signals asked of a namespace without them */
+    PROTO_E_DISABLED = 116,          /* presence, signals or state asked of a namespace without them */
+    PROTO_E_CONFLICT = 117,          /* a state cas found another version: nothing was applied */
+    PROTO_E_NOT_INTEGER = 118,       /* a state incr on a value that is not an integer, or overflowing */
 };
 
 enum proto_op {
@@ -48,6 +50,7 @@ enum proto_op {
     OP_PRESENCE,
     OP_PRESENCE_STATS,
     OP_SIGNAL,
+    OP_STATE,
 };
 
 /* proto_err_name() - the short name of @code ("malformed"), for logs and docs. */

@@ -223,6 +223,16 @@ int rec_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset,
     return 0;
 }
 
+int rec_value(enum proto_enc enc, const unsigned char *val, size_t len, wbuf_t *b)
+{
+    struct rd r = { val, val + len };
+    if (enc == PROTO_MSGPACK) {
+        wbuf_put(b, val, len);
+        return 0;
+    }
+    return to_json(&r, b, 1) || r.p != r.end ? -1 : 0;
+}
+
 void msg_encode_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset, int64_t ts,
                     const json_t *data, wbuf_t *b)
 {

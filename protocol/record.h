@@ -39,6 +39,10 @@ void msg_encode_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t
  * one element of a reply's "publications" list. Return: 0, or -1 as above. */
 int rec_publication(enum proto_enc enc, uint64_t offset, const unsigned char *rec, size_t len, wbuf_t *b);
 
+/* rec_value() - append one MessagePack value @val in @enc (copied, or
+ * transcoded to JSON). Return: 0, or -1 if @val is not well-formed. */
+int rec_value(enum proto_enc enc, const unsigned char *val, size_t len, wbuf_t *b);
+
 /* rec_ts() - the "ts" of a record, or 0 if it has none. */
 int64_t rec_ts(const unsigned char *rec, size_t len);
 

@@ -8,6 +8,8 @@
 #include "hist.h"
 #include "datadir.h"
 #include "rand.h"
+#include "mpack.h"
+#include "wbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +28,7 @@
 
 struct hist {
     MDB_env *env;
-    MDB_dbi meta, chans, log;
+    MDB_dbi meta, chans, log, state;
     pthread_rwlock_t lock;        /* read: any transaction; write: map resize */
     size_t map_max;
     char prune_after[256];        /* hist_prune() resumes after this channel name */
@@ -101,7 +103,8 @@ static int open_dbs(hist_t *h, int create, char *err, size_t errlen)
     }
     if ((rc = mdb_dbi_open(txn, "meta", flags, &h->meta)) ||
         (rc = mdb_dbi_open(txn, "chans", flags, &h->chans)) ||
-        (rc = mdb_dbi_open(txn, "log", flags, &h->log))) {
+        (rc = mdb_dbi_open(txn, "log", flags, &h->log)) ||
+        (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &h->state))) {
         mdb_txn_abort(txn);
         snprintf(err, errlen, "%s",
                  rc == MDB_NOTFOUND ? "not a Herald history store (its databases are missing)" : mdb_strerror(rc));
@@ -238,6 +241,180 @@ static int grow_map(hist_t *h)
     return rc ? mdb_err(rc) : 0;
 }
 
+/* ---- state channels ---- */
+
+static MDB_val state_key(unsigned char *buf, uint64_t id, const char *key, size_t keylen)
+{
+    MDB_val k;
+    put_be64(buf, id);
+    memcpy(buf + 8, key, keylen);
+    k.mv_size = 8 + keylen;
+    k.mv_data = buf;
+    return k;
+}
+
+/* Reads a stored state value into its version and MessagePack bytes. */
+static int kv_parse(const MDB_val *v, uint64_t *version, const unsigned char **val, size_t *vallen)
+{
+    if (v->mv_size < 9) return -1;
+    *version = get_be64(v->mv_data);
+    *val = (const unsigned char *)v->mv_data + 8;
+    *vallen = v->mv_size - 8;
+    return 0;
+}
+
+static int kv_put(hist_t *h, MDB_txn *txn, MDB_val *k, uint64_t version, const unsigned char *val, size_t vallen)
+{
+    MDB_val v = { 8 + vallen, NULL };
+    int rc = mdb_put(txn, h->state, k, &v, MDB_RESERVE);
+    if (rc) return rc;
+    put_be64(v.mv_data, version);
+    memcpy((unsigned char *)v.mv_data + 8, val, vallen);
+    return 0;
+}
+
+/* Deletes every key of channel @id. */
+static int state_clear(hist_t *h, MDB_txn *txn, uint64_t id)
+{
+    unsigned char kb[8];
+    MDB_val k = { 8, kb }, v;
+    MDB_cursor *cur;
+    int rc;
+
+    put_be64(kb, id);
+    if ((rc = mdb_cursor_open(txn, h->state, &cur))) return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT)) {
+        if (k.mv_size < 8 || get_be64(k.mv_data) != id) break;
+        if ((rc = mdb_cursor_del(cur, 0))) break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Applies @w's ops to channel @id inside @txn and builds the record of the
+ * change into @out. Return: 0; HIST_E_CONFLICT / HIST_E_NOT_INTEGER (w->failed_op
+ * set); or an MDB/errno code. */
+static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf_t *out)
+{
+    unsigned char kbuf[8 + HIST_KEY_MAX];
+    wbuf_t changes;
+    uint32_t nchanges = 0;
+    int reset = 0, rc = 0;
+
+    wbuf_init(&changes);
+    for (size_t i = 0; i < w->nops && !rc; i++) {
+        const hist_state_op_t *op = &w->ops[i];
+        MDB_val k, v;
+        uint64_t version = 0;
+        const unsigned char *old = NULL;
+        size_t oldlen = 0;
+
+        if (op->type == HIST_OP_RESET) {
+            if ((rc = state_clear(h, txn, id))) break;
+            /* A reset makes the earlier changes of this request moot. */
+            wbuf_reset(&changes);
+            nchanges = 0;
+            reset = 1;
+            continue;
+        }
+        k = state_key(kbuf, id, op->key, op->keylen);
+        rc = mdb_get(txn, h->state, &k, &v);
+        if (rc == 0) {
+            if (kv_parse(&v, &version, &old, &oldlen)) { rc = -EIO; break; }
+        } else if (rc != MDB_NOTFOUND) {
+            break;
+        }
+        rc = 0;
+        switch (op->type) {
+        case HIST_OP_CAS:
+            if (version != op->version) {
+                w->failed_op = i;
+                w->conflict_version = version;
+                rc = HIST_E_CONFLICT;
+                break;
+            }
+            /* fall through */
+        case HIST_OP_SET:
+            if ((rc = kv_put(h, txn, &k, version + 1, op->val, op->vallen))) break;
+            mpack_put_map(&changes, 3);
+            mpack_put_str(&changes, "key", 3);
+            mpack_put_str(&changes, op->key, op->keylen);
+            mpack_put_str(&changes, "value", 5);
+            wbuf_put(&changes, op->val, op->vallen);
+            mpack_put_str(&changes, "version", 7);
+            mpack_put_uint(&changes, version + 1);
+            nchanges++;
+            break;
+        case HIST_OP_INCR: {
+            char reason[PROTO_REASON_MAX];
+            json_t *cur = NULL;
+            int64_t n = 0;
+            wbuf_t nv;
+            if (old) {
+                if (mpack_decode(old, oldlen, &cur, reason) || !json_is_integer(cur)) {
+                    json_decref(cur);
+                    w->failed_op = i;
+                    rc = HIST_E_NOT_INTEGER;
+                    break;
+                }
+                n = json_integer_value(cur);
+                json_decref(cur);
+            }
+            if ((op->by > 0 && n > INT64_MAX - op->by) || (op->by < 0 && n < INT64_MIN - op->by)) {
+                w->failed_op = i;
+                rc = HIST_E_NOT_INTEGER;
+                break;
+            }
+            n += op->by;
+            wbuf_init(&nv);
+            mpack_put_int(&nv, n);
+            rc = nv.oom ? ENOMEM : kv_put(h, txn, &k, version + 1, nv.p, nv.len);
+            if (!rc) {
+                mpack_put_map(&changes, 3);
+                mpack_put_str(&changes, "key", 3);
+                mpack_put_str(&changes, op->key, op->keylen);
+                mpack_put_str(&changes, "value", 5);
+                wbuf_put(&changes, nv.p, nv.len);
+                mpack_put_str(&changes, "version", 7);
+                mpack_put_uint(&changes, version + 1);
+                nchanges++;
+            }
+            wbuf_deinit(&nv);
+            break;
+        }
+        case HIST_OP_DELETE:
+            if (!old) break;                   /* nothing to delete: no change */
+            if ((rc = mdb_del(txn, h->state, &k, NULL))) break;
+            mpack_put_map(&changes, 2);
+            mpack_put_str(&changes, "key", 3);
+            mpack_put_str(&changes, op->key, op->keylen);
+            mpack_put_str(&changes, "deleted", 7);
+            mpack_put_bool(&changes, 1);
+            nchanges++;
+            break;
+        default:
+            break;
+        }
+    }
+    if (!rc) {
+        mpack_put_map(out, 2);
+        mpack_put_str(out, "ts", 2);
+        mpack_put_int(out, w->ts);
+        mpack_put_str(out, "data", 4);
+        mpack_put_map(out, reset ? 2 : 1);
+        mpack_put_str(out, "changes", 7);
+        mpack_put_array(out, nchanges);
+        wbuf_put(out, changes.p, changes.len);
+        if (reset) {
+            mpack_put_str(out, "reset", 5);
+            mpack_put_bool(out, 1);
+        }
+        if (out->oom || changes.oom) rc = ENOMEM;
+    }
+    wbuf_deinit(&changes);
+    return rc;
+}
+
 /* Appends one item inside @txn. Return: 0 or an MDB/errno code. */
 static int write_one(hist_t *h, MDB_txn *txn, hist_write_t *w, uint64_t *next_id, int *id_used)
 {
@@ -262,6 +439,31 @@ static int write_one(hist_t *h, MDB_txn *txn, hist_write_t *w, uint64_t *next_id
         return rc;
     }
     off = cr.c.last_offset + 1;
+    if (w->nops) {
+        /* State ops run in a nested transaction: a request that fails (a cas
+         * conflict, say) leaves no trace, and the batch around it goes on. */
+        MDB_txn *child;
+        wbuf_t rec;
+        if ((rc = mdb_txn_begin(h->env, txn, 0, &child))) return rc;
+        wbuf_init(&rec);
+        rc = apply_ops(h, child, cr.id, w, &rec);
+        if (rc == HIST_E_CONFLICT || rc == HIST_E_NOT_INTEGER) {
+            mdb_txn_abort(child);
+            wbuf_deinit(&rec);
+            w->status = rc;
+            w->offset = 0;
+            return 0;                          /* a new channel's id is simply not used */
+        }
+        if (rc) mdb_txn_abort(child);
+        if (rc || (rc = mdb_txn_commit(child))) {
+            wbuf_deinit(&rec);
+            return rc < 0 ? EIO : rc;
+        }
+        w->state_rec = rec.p;                  /* handed over: the caller frees it */
+        w->state_reclen = rec.len;
+        w->rec = rec.p;
+        w->reclen = rec.len;
+    }
     log_key(key, cr.id, off);
     lk.mv_size = 16;
     lk.mv_data = key;
@@ -306,6 +508,11 @@ int hist_write_batch(hist_t *h, hist_write_t *w, size_t n)
             rc = mdb_get(txn, h->meta, &nk, &nv);
             if (rc == 0 && nv.mv_size == 8) next_id = get_be64(nv.mv_data);
             rc = rc == MDB_NOTFOUND ? 0 : rc;
+            for (size_t i = 0; i < n; i++) {
+                w[i].status = 0;
+                free(w[i].state_rec);
+                w[i].state_rec = NULL;
+            }
             for (size_t i = 0; !rc && i < n; i++) rc = write_one(h, txn, &w[i], &next_id, &id_used);
             if (!rc && id_used) {
                 put_be64(nb, next_id);
@@ -324,8 +531,13 @@ int hist_write_batch(hist_t *h, hist_write_t *w, size_t n)
             status = rc ? mdb_err(rc) : 0;
         }
         for (size_t i = 0; i < n; i++) {
-            w[i].status = status;
-            if (status) w[i].offset = 0;
+            if (status || (w[i].status != HIST_E_CONFLICT && w[i].status != HIST_E_NOT_INTEGER))
+                w[i].status = status;
+            if (w[i].status) {
+                w[i].offset = 0;
+                free(w[i].state_rec);
+                w[i].state_rec = NULL;
+            }
         }
         return status;
     }
@@ -419,6 +631,24 @@ void hist_result_free(hist_result_t *res)
     memset(res, 0, sizeof *res);
 }
 
+/* Whether channel @id has state rows: its record must then stay, whatever
+ * its log's retention, or the rows would lose their channel. */
+static int has_state(hist_t *h, MDB_txn *txn, uint64_t id)
+{
+    unsigned char kb[8];
+    MDB_val k = { 8, kb }, v;
+    MDB_cursor *cur;
+    int rc, found = 0;
+
+    put_be64(kb, id);
+    if (mdb_cursor_open(txn, h->state, &cur)) return 1;      /* unsure: keep it */
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && k.mv_size >= 8 && get_be64(k.mv_data) == id) found = 1;
+    else if (rc && rc != MDB_NOTFOUND) found = 1;
+    mdb_cursor_close(cur);
+    return found;
+}
+
 struct gone_name {
     struct gone_name *next;
     size_t len;
@@ -480,7 +710,8 @@ int hist_prune(hist_t *h, int64_t now_ms, unsigned budget, hist_policy_fn policy
             deleted++;
             changed = 1;
         }
-        if (cr.c.first_offset > cr.c.last_offset && (pol.keep == 0 || cr.c.last_ts < now_ms - (int64_t)pol.ttl_ms)) {
+        if (cr.c.first_offset > cr.c.last_offset && (pol.keep == 0 || cr.c.last_ts < now_ms - (int64_t)pol.ttl_ms) &&
+            !has_state(h, txn, cr.id)) {
             /* Nothing stored and nothing recent: forget the channel. Its next
              * publication starts a new log under a new epoch. */
             struct gone_name *g = malloc(sizeof *g + k.mv_size);
@@ -533,6 +764,96 @@ out_unlock:
         free(g);
     }
     return mdb_err(rc);
+}
+
+int hist_state_read(hist_t *h, const char *name, size_t len, const char *prefix, size_t plen,
+                    const char *after, size_t alen, size_t limit, hist_state_t *out)
+{
+    unsigned char kb[8 + HIST_KEY_MAX + 1];
+    MDB_val k = { len, (void *)name }, v, sk, sv;
+    size_t cap = 0, used = 0, kcap = 0;
+    struct chan_rec cr;
+    MDB_cursor *cur = NULL;
+    MDB_txn *txn;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    if (plen > HIST_KEY_MAX || alen > HIST_KEY_MAX) return -EINVAL;
+    pthread_rwlock_rdlock(&h->lock);
+    if ((rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn))) goto out_unlock;
+    rc = mdb_get(txn, h->chans, &k, &v);
+    if (rc == MDB_NOTFOUND || (rc == 0 && rec_decode(&v, &cr))) { rc = 0; goto out; }
+    if (rc) goto out;
+    out->found = 1;
+    out->chan = cr.c;
+    if ((rc = mdb_cursor_open(txn, h->state, &cur))) goto out;
+    /* Start at the prefix, or just after @after when it sorts later. */
+    put_be64(kb, cr.id);
+    if (after && (alen > plen || memcmp(after, prefix, plen) >= 0)) {
+        memcpy(kb + 8, after, alen);
+        kb[8 + alen] = '\0';                   /* the smallest key greater than @after */
+        sk.mv_size = 8 + alen + 1;
+    } else {
+        memcpy(kb + 8, prefix, plen);
+        sk.mv_size = 8 + plen;
+    }
+    sk.mv_data = kb;
+    for (rc = mdb_cursor_get(cur, &sk, &sv, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &sk, &sv, MDB_NEXT)) {
+        const unsigned char *kp = sk.mv_data, *val;
+        size_t klen = sk.mv_size - 8, vallen;
+        uint64_t version;
+
+        if (sk.mv_size < 8 || get_be64(kp) != cr.id) break;
+        if (klen < plen || memcmp(kp + 8, prefix, plen)) break;   /* past the prefix */
+        if (limit && out->n == limit) { out->more = 1; break; }
+        if (kv_parse(&sv, &version, &val, &vallen)) continue;
+        if (out->n == kcap) {
+            size_t nc = kcap ? kcap * 2 : 32;
+            hist_kv_t *nk = realloc(out->kv, nc * sizeof *nk);
+            if (!nk) { rc = ENOMEM; break; }
+            out->kv = nk;
+            kcap = nc;
+        }
+        if (used + klen + vallen > cap) {
+            size_t nc = cap ? cap * 2 : 4096;
+            unsigned char *nb;
+            while (nc < used + klen + vallen) nc *= 2;
+            if (!(nb = realloc(out->buf, nc))) { rc = ENOMEM; break; }
+            out->buf = nb;
+            cap = nc;
+        }
+        memcpy(out->buf + used, kp + 8, klen);
+        memcpy(out->buf + used + klen, val, vallen);
+        out->kv[out->n].key = (const char *)(uintptr_t)used;
+        out->kv[out->n].keylen = klen;
+        out->kv[out->n].version = version;
+        out->kv[out->n].val = (const unsigned char *)(uintptr_t)(used + klen);
+        out->kv[out->n].vallen = vallen;
+        used += klen + vallen;
+        out->n++;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+    for (size_t i = 0; i < out->n; i++) {
+        out->kv[i].key = (const char *)out->buf + (uintptr_t)out->kv[i].key;
+        out->kv[i].val = out->buf + (uintptr_t)out->kv[i].val;
+    }
+out:
+    if (cur) mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+out_unlock:
+    pthread_rwlock_unlock(&h->lock);
+    if (rc) {
+        hist_state_free(out);
+        return mdb_err(rc);
+    }
+    return 0;
+}
+
+void hist_state_free(hist_state_t *s)
+{
+    free(s->kv);
+    free(s->buf);
+    memset(s, 0, sizeof *s);
 }
 
 int hist_sync(hist_t *h)

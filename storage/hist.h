@@ -29,7 +29,24 @@
 /* Outcomes callers handle (positive); failures are negative errno values. */
 enum {
     HIST_E_FULL = 1,              /* the map is at history.map_size_max */
+    HIST_E_CONFLICT,              /* a state cas found another version */
+    HIST_E_NOT_INTEGER,           /* a state incr found a value that is not an integer, or overflowed */
 };
+
+/* One operation on a channel's keyed state (state channels). */
+enum hist_op_type { HIST_OP_SET = 1, HIST_OP_INCR, HIST_OP_CAS, HIST_OP_DELETE, HIST_OP_RESET };
+
+typedef struct hist_state_op {
+    enum hist_op_type type;
+    const char *key;              /* UTF-8, 1..HIST_KEY_MAX bytes; unused by RESET */
+    size_t keylen;
+    const unsigned char *val;     /* SET, CAS: the new value as MessagePack */
+    size_t vallen;
+    int64_t by;                   /* INCR */
+    uint64_t version;             /* CAS: the version the key must have (0: absent) */
+} hist_state_op_t;
+
+#define HIST_KEY_MAX 256
 
 typedef struct hist hist_t;
 
@@ -59,7 +76,15 @@ typedef struct hist_write {
     uint32_t keep;                /* [in] entries to keep in this channel (history_size) */
     uint64_t base_offset;         /* [in] if the channel is not stored yet: its last offset so far */
     const char *epoch;            /* [in] if the channel is not stored yet: its epoch */
-    int status;                   /* [out] 0, HIST_E_FULL or -errno */
+    const hist_state_op_t *ops;   /* [in] state operations, applied all or none; then the
+                                     record is built here: {"ts","data":{"changes":[..],"reset":b}} */
+    size_t nops;
+    int status;                   /* [out] 0, HIST_E_FULL, HIST_E_CONFLICT, HIST_E_NOT_INTEGER or -errno */
+    size_t failed_op;             /* [out] with HIST_E_CONFLICT / HIST_E_NOT_INTEGER: which op */
+    uint64_t conflict_version;    /* [out] with HIST_E_CONFLICT: the key's version now (0: absent) */
+    unsigned char *state_rec;     /* [out] with ops and status 0: the record written (malloc'd;
+                                     the caller frees it), MessagePack */
+    size_t state_reclen;
     uint64_t offset;              /* [out] the offset assigned, when status is 0 */
     char stored_epoch[HIST_EPOCH_LEN + 1]; /* [out] the stored log's epoch, when status is 0 */
 } hist_write_t;
@@ -125,6 +150,32 @@ void hist_result_free(hist_result_t *res);
  * Return: deletions done (>= 0), or -errno. Storage thread. */
 int hist_prune(hist_t *h, int64_t now_ms, unsigned budget, hist_policy_fn policy, void *pctx,
                void (*gone)(void *ctx, const char *name, size_t len), void *gctx);
+
+/* A key of a channel's state, as returned by hist_state_read(). */
+typedef struct hist_kv {
+    const char *key;              /* point into the result's buffer */
+    size_t keylen;
+    uint64_t version;
+    const unsigned char *val;     /* MessagePack */
+    size_t vallen;
+} hist_kv_t;
+
+typedef struct hist_state {
+    hist_chan_t chan;             /* the channel's log at the snapshot */
+    int found;
+    hist_kv_t *kv;
+    size_t n;
+    int more;                     /* keys remain after the last one returned */
+    unsigned char *buf;
+} hist_state_t;
+
+/* hist_state_read() - a consistent snapshot of channel @name's state: the
+ * keys starting with @prefix that sort after @after (NULL: from the first),
+ * at most @limit (0: all), with the channel's last offset at that moment.
+ * Return: 0, or -errno. Any thread. */
+int hist_state_read(hist_t *h, const char *name, size_t len, const char *prefix, size_t plen,
+                    const char *after, size_t alen, size_t limit, hist_state_t *out);
+void hist_state_free(hist_state_t *s);
 
 /* hist_sync() - flush committed transactions to disk (durability = interval). */
 int hist_sync(hist_t *h);

@@ -47,8 +47,7 @@ class Broker:
             return f.read()
 
 
-@pytest.fixture(scope="module")
-def broker(request):
+def _start_broker(request, *extra):
     if not os.access(HERALD, os.X_OK):
         pytest.skip("broker binary not built: %s" % HERALD)
     if not os.access(BENCH, os.X_OK):
@@ -56,7 +55,7 @@ def broker(request):
     tmp = tempfile.TemporaryDirectory(prefix="herald-bench-test-")
     log_path = os.path.join(tmp.name, "herald.log")
     log = open(log_path, "w")
-    proc = subprocess.Popen([HERALD, "--port", "0", "--data-dir", os.path.join(tmp.name, "data")],
+    proc = subprocess.Popen([HERALD, "--port", "0", "--data-dir", os.path.join(tmp.name, "data"), *extra],
                             stdout=log, stderr=subprocess.STDOUT)
 
     def stop():
@@ -86,6 +85,18 @@ def broker(request):
         with open(log_path, errors="replace") as f:
             pytest.fail("broker did not start:\n" + f.read())
     return Broker(proc, port, log_path)
+
+
+@pytest.fixture(scope="module")
+def broker(request):
+    return _start_broker(request)
+
+
+@pytest.fixture(scope="module")
+def presence_broker(request):
+    # Grace 0 and the default tier (1000): events are individual and exact.
+    return _start_broker(request, "--ns", "chat.presence=on", "--ns", "chat.join_leave=on",
+                         "--ns", "chat.presence_grace=0")
 
 
 def bench(*args, timeout=30):
@@ -191,3 +202,50 @@ def test_bad_flags():
         assert p.returncode == 2 and "herald-bench:" in p.stderr, args
     p = subprocess.run([BENCH, "fanout", "--help"], capture_output=True, text=True, timeout=5)
     assert p.returncode == 0 and "--subscribers" in p.stdout and "--p99-max" in p.stdout
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_presence(presence_broker, encoding):
+    start = time.monotonic()
+    rc, out, err = bench("presence", "--url", presence_broker.url, "--members", "50", "--watchers", "3",
+                         "--churn", "20,60", "--duration", "1", "--encoding", encoding,
+                         "--pid", str(presence_broker.proc.pid))
+    assert rc == 0, err
+    assert time.monotonic() - start < 10
+    assert out["scenario"] == "presence" and out["channel"] == "chat:presence-bench"
+    assert out["connections"]["opened"] == 53
+    assert out["final_presence"] == {"expected": 53, "members": 53, "connections": 53, "ok": True}
+    assert [s["churn"] for s in out["steps"]] == [20, 60]
+    for step in out["steps"]:
+        assert step["leaves_acked"] == step["joins_acked"] == step["operations"] > 0
+        ev = step["events"]
+        # Below the tier with grace 0 every leave and join is one event to each watcher.
+        assert ev["expected_per_watcher"] == 2 * step["operations"]
+        assert ev["seen_min"] == ev["seen_max"] == ev["expected_per_watcher"], step
+        assert ev["batches"] == 0 and ev["unmatched"] == 0
+        assert step["event_latency_ms"]["count"] == 3 * ev["expected_per_watcher"]
+        assert step["member_events"] > 0 and "broker_cpu_pct" in step
+    assert out["errors"]["presence_ops"] == 0 and out["disconnects"]["total"] == 0
+    assert out["ok"] is True
+
+
+def test_presence_needs_presence_on(broker):
+    rc, out, err = bench("presence", "--url", broker.url, "--members", "5", "--watchers", "1",
+                         "--duration", "0.5")
+    assert rc == 1
+    assert "has no presence" in err and "presence=on" in err
+
+
+def test_presence_bad_flags():
+    if not os.access(BENCH, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % BENCH)
+    for args in (["presence", "--churn", "0"], ["presence", "--members", "0"], ["presence", "--rate", "5"],
+                 ["presence", "--watchers", "5000"], ["presence", "--rejoin-delay", "-1"],
+                 ["fanout", "--members", "5"]):
+        p = subprocess.run([BENCH, *args], capture_output=True, text=True, timeout=5)
+        assert p.returncode == 2 and "herald-bench:" in p.stderr, args
+    p = subprocess.run([BENCH, "presence", "--help"], capture_output=True, text=True, timeout=5)
+    assert p.returncode == 0
+    for flag in ("--members", "--watchers", "--churn", "--rejoin-delay", "--namespace", "--url", "--duration",
+                 "--encoding", "--json", "--svg", "--pid", "--p99-max", "--drain-timeout"):
+        assert flag in p.stdout, flag
