@@ -283,7 +283,9 @@ static int state_clear(hist_t *h, MDB_txn *txn, uint64_t id)
 
     put_be64(kb, id);
     if ((rc = mdb_cursor_open(txn, h->state, &cur))) return rc;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT)) {
+    /* After mdb_cursor_del() the cursor already stands on the next key:
+     * MDB_NEXT returns it (LMDB keeps a "just deleted" flag for this). */
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size < 8 || get_be64(k.mv_data) != id) break;
         if ((rc = mdb_cursor_del(cur, 0))) break;
     }
