@@ -31,6 +31,13 @@ int ops_publish(const char *name, size_t len, const json_t *data, const json_t *
         origin->id = NULL;
         return r;
     }
+    if (r == 0 && c->ns->state) {
+        snprintf(reason, PROTO_REASON_MAX, "a state channel changes through state operations, not publish");
+        json_decref(origin->id);
+        origin->id = NULL;
+        chan_maybe_drop(c);
+        return PROTO_E_DISABLED;
+    }
     if (r == 0) {
         if (reply_to && reply_to > c->last_offset) {
             snprintf(reason, PROTO_REASON_MAX, "reply_to %llu is not an offset of this channel (last is %llu)",
@@ -53,17 +60,21 @@ int ops_publish(const char *name, size_t len, const json_t *data, const json_t *
     return 0;
 }
 
-/* The "changes" of a state change's record, as a new reference. */
-static json_t *state_changes(const unsigned char *rec, size_t len)
+/* Adds the "changes" (and "reset") of a state change's record to @m. */
+static void add_state_changes(json_t *m, const unsigned char *rec, size_t len)
 {
     char reason[PROTO_REASON_MAX];
-    json_t *r = NULL, *ch;
+    json_t *r = NULL, *data, *ch;
 
-    if (mpack_decode(rec, len, &r, reason)) return json_array();
-    ch = json_object_get(json_object_get(r, "data"), "changes");
-    ch = ch ? json_incref(ch) : json_array();
+    if (mpack_decode(rec, len, &r, reason)) {
+        json_object_set_new(m, "changes", json_array());
+        return;
+    }
+    data = json_object_get(r, "data");
+    ch = json_object_get(data, "changes");
+    json_object_set(m, "changes", ch ? ch : json_array());
+    if (json_is_true(json_object_get(data, "reset"))) json_object_set_new(m, "reset", json_true());
     json_decref(r);
-    return ch;
 }
 
 void ops_pub_done(const struct pub_origin *o, chan_t *c, int code, uint64_t offset, const char *reason,
@@ -86,7 +97,7 @@ void ops_pub_done(const struct pub_origin *o, chan_t *c, int code, uint64_t offs
         if (m) {
             json_object_set_new(m, "channel", json_stringn(c->name, c->namelen));
             json_object_set_new(m, "offset", json_integer((json_int_t)offset));
-            if (state_rec) json_object_set_new(m, "changes", state_changes(state_rec, state_reclen));
+            if (state_rec) add_state_changes(m, state_rec, state_reclen);
         }
         sess_send(s, m);
         return;
@@ -100,7 +111,7 @@ void ops_pub_done(const struct pub_origin *o, chan_t *c, int code, uint64_t offs
             return;
         }
         m = json_pack("{s:s%,s:I}", "channel", c->name, (size_t)c->namelen, "offset", (json_int_t)offset);
-        if (m && state_rec) json_object_set_new(m, "changes", state_changes(state_rec, state_reclen));
+        if (m && state_rec) add_state_changes(m, state_rec, state_reclen);
         rest_finish_json(o->serial, 200, m);
         return;
     case ORIGIN_NONE:

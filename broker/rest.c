@@ -9,6 +9,7 @@
 #include "admin.h"
 #include "presence.h"
 #include "state.h"
+#include "adapters.h"
 #include "metrics.h"
 #include "auth.h"
 #include "ratelimit.h"
@@ -25,7 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum { ROUTE_NONE = 0, ROUTE_PUBLISH, ROUTE_STATE };
+enum { ROUTE_NONE = 0, ROUTE_PUBLISH, ROUTE_STATE, ROUTE_SCOREBOARD };
 
 static void reset(rest_req_t *r)
 {
@@ -390,21 +391,33 @@ static int state_route(rest_req_t *r, struct lws *wsi, const char *name, size_t 
     return rc ? respond_error(r, wsi, 500, PROTO_E_INTERNAL, "out of memory") : 0;
 }
 
-/* The body of POST /api/channels/{channel}/state has arrived. */
+/* The body of POST /api/channels/{channel}/state, or of a scoreboard call,
+ * has arrived: run its operations on r->state_chan. */
 static int state_post(rest_req_t *r, struct lws *wsi)
 {
     char reason[PROTO_REASON_MAX];
     struct pub_origin origin = { ORIGIN_REST, 0, NULL };
     size_t len = strlen(r->state_chan);
     state_ops_t *ops;
-    json_t *msg = NULL;
+    json_t *msg = NULL, *list;
     chan_t *c;
     int code;
 
     if (r->too_large) return respond_error(r, wsi, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
-    if ((code = msg_decode(PROTO_JSON, r->body ? r->body : (unsigned char *)"", r->blen, &msg, reason)))
-        return respond_error(r, wsi, 400, code, reason);
-    code = state_parse(json_object_get(msg, "ops"), &ops, reason);
+    if (r->blen || r->route != ROUTE_SCOREBOARD || strcmp(r->adapter_action, "reset")) {
+        if ((code = msg_decode(PROTO_JSON, r->body ? r->body : (unsigned char *)"", r->blen, &msg, reason)))
+            return respond_error(r, wsi, 400, code, reason);
+    }
+    if (r->route == ROUTE_SCOREBOARD) {
+        if (!(list = scoreboard_ops(r->adapter_action, msg, reason))) {
+            json_decref(msg);
+            return respond_error(r, wsi, 400, PROTO_E_BAD_FIELD, reason);
+        }
+    } else {
+        list = json_incref(json_object_get(msg, "ops"));
+    }
+    code = state_parse(list, &ops, reason);
+    json_decref(list);
     json_decref(msg);
     if (code) return respond_error(r, wsi, status_of(code), code, reason);
     if ((code = chan_open(r->state_chan, len, &c))) {
@@ -416,6 +429,35 @@ static int state_post(rest_req_t *r, struct lws *wsi)
     if (state_apply(c, ops, &origin)) {
         chan_maybe_drop(c);
         return respond_error(r, wsi, 500, PROTO_E_INTERNAL, "out of memory");
+    }
+    return 0;
+}
+
+/* POST /api/scoreboards/{game}/score|reset, PUT /api/scoreboards/{game}/teams */
+static int scoreboard_route(rest_req_t *r, struct lws *wsi, const char *rest, int is_post, int is_put)
+{
+    const char *slash = strrchr(rest, '/');
+    const char *action = slash ? slash + 1 : "";
+
+    if (!slash || scoreboard_channel(rest, (size_t)(slash - rest), r->state_chan, sizeof r->state_chan))
+        return respond_error(r, wsi, 404, PROTO_E_BAD_FIELD, "use /api/scoreboards/{game}/score, /teams or /reset");
+    if (!strcmp(action, "teams") ? !is_put : !is_post)
+        return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, !strcmp(action, "teams") ? "use PUT" : "use POST");
+    if (strcmp(action, "score") && strcmp(action, "teams") && strcmp(action, "reset"))
+        return respond_error(r, wsi, 404, PROTO_E_BAD_FIELD, "no such scoreboard action (score, teams, reset)");
+    if (!config_ns(&srv.cfg, r->state_chan, strlen(r->state_chan))->state)
+        return respond_error(r, wsi, 404, PROTO_E_DISABLED,
+                             "scoreboards need [namespace scores] state = on in the configuration");
+    if (r->key && !auth_key_may_publish(r->key, r->state_chan, strlen(r->state_chan)))
+        return respond_error(r, wsi, 403, PROTO_E_FORBIDDEN, "this API key may not change the scores namespace");
+    snprintf(r->adapter_action, sizeof r->adapter_action, "%s", action);
+    r->route = ROUTE_SCOREBOARD;
+    r->enc = PROTO_JSON;
+    r->close_after = 0;
+    /* A reset may come without a body; then nothing else will arrive. */
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) {
+        if (!strcmp(action, "reset")) return state_post(r, wsi);
+        return respond_error(r, wsi, 411, PROTO_E_BAD_FIELD, "send the body with a Content-Length");
     }
     return 0;
 }
@@ -514,6 +556,8 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
         return respond_error(r, wsi, 426, PROTO_E_BAD_FIELD,
                              "this is the WebSocket endpoint: connect with a WebSocket client");
     if (!strncmp(uri, "/api/channels/", 14)) return channels_route(r, wsi, uri + 14, is_get);
+    if (!strncmp(uri, "/api/scoreboards/", 17))
+        return scoreboard_route(r, wsi, uri + 17, is_post, lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI) > 0);
     if (!strcmp(uri, "/api/channels")) {
         if (!is_get) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use GET");
         return is_admin(r) ? channel_list(r, wsi) : forbid_non_admin(r, wsi);
@@ -552,7 +596,7 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
 int rest_on_body(rest_req_t *r, struct lws *wsi, const void *in, size_t len)
 {
     (void)wsi;
-    if (r->kind != REST_KIND || (r->route != ROUTE_PUBLISH && r->route != ROUTE_STATE) || r->too_large || len == 0)
+    if (r->kind != REST_KIND || r->route == ROUTE_NONE || r->too_large || len == 0)
         return 0;
     if (r->blen + len > srv.cfg.max_message_size) {
         /* A chunked body with no Content-Length: keep reading, answer 413 at the end. */
@@ -618,7 +662,7 @@ bad:
 int rest_on_body_complete(rest_req_t *r, struct lws *wsi)
 {
     if (r->kind != REST_KIND) return 0;
-    if (r->route == ROUTE_STATE) return state_post(r, wsi);
+    if (r->route == ROUTE_STATE || r->route == ROUTE_SCOREBOARD) return state_post(r, wsi);
     if (r->route != ROUTE_PUBLISH) return 0;
     return publish(r, wsi);
 }

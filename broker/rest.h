@@ -42,6 +42,7 @@ typedef struct rest_req {
     uint64_t start_ns;
     const char *csp;              /* Content-Security-Policy to send, or NULL */
     char state_chan[256];         /* POST .../state: the channel, until the body is in */
+    char adapter_action[16];      /* a scoreboard call: score, teams or reset */
 } rest_req_t;
 
 /* rest_on_http() - a request line and headers arrived for @uri.

@@ -240,3 +240,41 @@ def test_state_over_websocket_and_permissions(make_broker):
         assert m["op"] == "error" and m["code"] == 117 and m["version"] == 1
         await c.close()
     run(go())
+
+
+def test_scoreboard_adapter(make_broker):
+    b = make_broker(*STATE)
+    base = b.url("/api/scoreboards/game-7")
+
+    async def go():
+        viewer = await connect(b, "msgpack")
+        m = await viewer.request({"op": "subscribe", "channel": "scores:game-7"})
+        state = dict(m["state"])
+        r = requests.put(base + "/teams", json={"home": "Lakers", "away": "Celtics"}, timeout=5)
+        assert r.status_code == 200 and r.json()["changes"][0]["value"] == {"home": "Lakers", "away": "Celtics"}
+        for team, pts in (("home", 2), ("away", 3), ("home", 1), ("home", -1)):
+            r = requests.post(base + "/score", json={"team": team, "points": pts}, timeout=5)
+            assert r.status_code == 200, r.text
+        for _ in range(5):
+            apply(state, (await viewer.expect(op="pub"))["data"])
+        assert state["score:home"]["value"] == 2 and state["score:away"]["value"] == 3
+        assert state["teams"]["value"]["home"] == "Lakers"
+        r = requests.post(base + "/reset", timeout=5)
+        assert r.status_code == 200 and r.json()["reset"] is True
+        apply(state, (await viewer.expect(op="pub"))["data"])
+        assert state == {}
+        # Bad input gets a clear error; nothing changes.
+        for path, body, status in (("/score", {"team": "ho me", "points": 2}, 400), ("/score", {"team": "home"}, 400),
+                                   ("/score", {"team": "home", "points": 1.5}, 400),
+                                   ("/score", {"team": "home", "points": 5000}, 400), ("/teams", ["x"], 405),
+                                   ("/overtime", {}, 404)):
+            r = requests.post(base + path, json=body, timeout=5)
+            assert r.status_code == status, (path, body, r.status_code, r.text)
+        r = requests.put(base + "/teams", json={"home": 7}, timeout=5)
+        assert r.status_code == 400
+        await viewer.assert_silent(0.3)
+        await viewer.close()
+    run(go())
+    # A plain publish to a state channel is refused: deltas come from operations only.
+    r = requests.post(b.url("/api/publish"), json={"channel": "scores:game-7", "data": 1}, timeout=5)
+    assert r.status_code == 404 and r.json()["error"]["code"] == 116
