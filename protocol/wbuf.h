@@ -33,7 +33,7 @@ static inline int wbuf_reserve(wbuf_t *b, size_t n)
 
 static inline void wbuf_put(wbuf_t *b, const void *d, size_t n)
 {
-    if (wbuf_reserve(b, n)) return;
+    if (n == 0 || wbuf_reserve(b, n)) return;   /* d may be NULL when n is 0 */
     memcpy(b->p + b->len, d, n);
     b->len += n;
 }
