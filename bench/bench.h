@@ -2,7 +2,8 @@
  *
  * Owns: struct bench, the one instance `B`, shared by the modules of the
  * tool: main.c (flags), run.c (connections, schedule, measurement), rest.c
- * (the REST publisher pool) and report.c (table, JSON, SVG). Everything runs
+ * (the REST publisher pool), presence.c and recover.c (their scenarios) and
+ * report.c (table, JSON, SVG). Everything runs
  * on one libuv loop on one thread. */
 #ifndef BENCH_BENCH_H
 #define BENCH_BENCH_H
@@ -14,7 +15,7 @@
 #include "herald_client.h"
 #include "hist.h"
 
-enum scenario { SC_FANOUT = 0, SC_CHANNELS, SC_IDLE, SC_CONNECT, SC_PUBLISH, SC_PRESENCE, SC_N };
+enum scenario { SC_FANOUT = 0, SC_CHANNELS, SC_IDLE, SC_CONNECT, SC_PUBLISH, SC_PRESENCE, SC_RECOVER, SC_N };
 
 enum pub_mode { PUB_WS = 0, PUB_REST = 1 };
 
@@ -48,6 +49,10 @@ struct opts {
     unsigned members;           /* presence: churned member connections */
     unsigned watchers;          /* presence: connections that count events, never churned */
     double rejoin_delay;        /* presence: seconds between a leave's ack and the rejoin */
+    double fraction;            /* recover: share of the subscribers dropped in each cycle */
+    double outage;              /* recover: seconds a dropped subscriber stays away */
+    unsigned cycles;            /* recover: disconnect/reconnect cycles spread over --duration */
+    int expect_unrecovered;     /* recover: the run is meant to see "recovered": false */
 };
 
 /* One step of a run: one target rate (or the whole run for idle/connect/publish). */
@@ -98,6 +103,35 @@ enum { PEER_SUB = 0, PEER_PUB, PEER_IDLE, PEER_MEMBER, PEER_WATCHER };
 enum { PS_NEW = 0, PS_CONNECTING, PS_OPEN, PS_READY, PS_CLOSED };
 
 enum phase { PH_SETUP = 0, PH_RUN, PH_DRAIN, PH_HOLD, PH_TEARDOWN, PH_DONE };
+
+/* The recover scenario's figures, filled by recover.c, printed by report.c. */
+struct recover_figures {
+    char channel[96];
+    uint64_t last_offset;       /* the highest acknowledged offset: every subscriber should end there */
+    unsigned cycles_run;
+    uint64_t dropped;           /* subscriber connections aborted by the bench */
+    uint64_t reconnections;     /* reconnects started */
+    uint64_t reconnect_failures;/* reconnects that did not get a subscribe reply */
+    uint64_t refused;           /* ... of which the subscribe was answered with an error */
+    uint64_t recovered_true, recovered_false;
+    uint64_t missed;            /* offsets published while away: sum of reply offset - since offset */
+    uint64_t recovered_pubs;    /* publications delivered in "recovered": true replies */
+    uint64_t unrecoverable;     /* offsets neither in a "recovered": false reply nor delivered live */
+    uint64_t tail_pubs;         /* publications delivered in "recovered": false replies */
+    uint64_t gaps, dups;        /* per subscriber, offsets skipped / seen again */
+    uint64_t mismatches;        /* a payload's sequence number seen with two offsets */
+    uint64_t epoch_mismatches;  /* "recovered": true with another epoch than the one given */
+    uint64_t bad_replies;       /* no "recovered", unreadable publications, an offset behind the subscriber */
+    uint64_t unexpected_closes; /* subscribers closed by the broker (or the network) */
+    uint64_t expected, received;/* deliveries over all subscribers, live and in replies */
+    uint64_t live, from_replies;
+    uint64_t behind;            /* subscribers short of last_offset when the drain ended */
+    uint64_t pending_connect;   /* reconnects still opening their connection when the drain ended */
+    uint64_t pending_reply;     /* ... and still waiting for their subscribe reply */
+    hist_t *recovery;           /* reconnect start -> subscribe reply read, ns */
+    hist_t *per_reply;          /* publications in each recovery reply */
+    char first_failure[160];    /* the first reconnect failure, for the message */
+};
 
 struct rest_pool;
 
@@ -157,6 +191,9 @@ struct bench {
     uint64_t setup_events;      /* events seen before the first step (setup joins) */
     double presence_wait;       /* seconds from all subscribed to presence_stats agreeing */
 
+    /* recover */
+    struct recover_figures rf;
+
     /* idle */
     long rss_before, rss_after; /* bytes, -1 if unknown */
     long bench_rss;
@@ -197,6 +234,24 @@ void pres_pump(void);
 const char *pres_channel(size_t *len);
 double pres_changes_per_sec(const step_t *st);   /* acked leaves + joins per second */
 uint64_t pres_outstanding(void);
+
+/* run.c, for recover.c */
+int bench_reconnect(peer_t *p);
+int bench_payload_read(const void *data, size_t len, uint64_t *ts, uint64_t *seq);
+
+/* recover.c: the recover scenario; run.c calls these only when B.o.sc == SC_RECOVER. */
+int rec_init(void);
+void rec_free(void);
+void rec_on_setup_subscribed(peer_t *p, const herald_msg_t *subscribed);
+void rec_start(step_t *st);
+int rec_on_open(peer_t *p);
+void rec_on_pub(peer_t *p, const herald_msg_t *m);
+void rec_on_ack(uint64_t seq, const herald_msg_t *published);
+int rec_on_close(peer_t *p, const herald_close_info_t *info);
+void rec_tick(uint64_t now);
+int rec_drained(const step_t *st, uint64_t now);
+void rec_finish(step_t *st);
+void rec_progress(FILE *f);
 
 /* report.c */
 void report(void);

@@ -18,13 +18,15 @@
 #define F_CONNECT (1u << SC_CONNECT)
 #define F_PUBLISH (1u << SC_PUBLISH)
 #define F_PRESENCE (1u << SC_PRESENCE)
-#define F_ALL (F_FANOUT | F_CHANNELS | F_IDLE | F_CONNECT | F_PUBLISH | F_PRESENCE)
+#define F_RECOVER (1u << SC_RECOVER)
+#define F_ALL (F_FANOUT | F_CHANNELS | F_IDLE | F_CONNECT | F_PUBLISH | F_PRESENCE | F_RECOVER)
 #define F_PUBS (F_FANOUT | F_CHANNELS | F_PUBLISH)
 
 enum {
     O_URL = 256, O_DURATION, O_ENCODING, O_JSON, O_SVG, O_SIZE, O_SUBSCRIBERS, O_CHANNELS, O_RATE,
     O_PUBLISH, O_PUBLISHERS, O_WINDOW, O_P99MAX, O_CONNECTIONS, O_PID, O_CONCURRENCY, O_CONNECT_TIMEOUT,
-    O_DRAIN_TIMEOUT, O_SETTLE, O_QUIET, O_NAMESPACE, O_MEMBERS, O_WATCHERS, O_CHURN, O_REJOIN_DELAY, O_HELP,
+    O_DRAIN_TIMEOUT, O_SETTLE, O_QUIET, O_NAMESPACE, O_MEMBERS, O_WATCHERS, O_CHURN, O_REJOIN_DELAY, O_FRACTION,
+    O_OUTAGE, O_CYCLES, O_EXPECT_UNRECOVERED, O_HELP,
 };
 
 struct flag {
@@ -40,23 +42,24 @@ static const struct flag flags[] = {
     { "url", O_URL, 1, F_ALL, "URL", "broker WebSocket URL (default ws://127.0.0.1:8080/ws); REST uses its host and port" },
     { "duration", O_DURATION, 1, F_ALL, "SECONDS",
       "publishing time per rate step (fanout, channels, publish), churn time per step (presence), hold time "
-      "(idle), or the most time to spend opening connections (connect); default 5" },
+      "(idle), the most time to spend opening connections (connect), or the publishing time over which the "
+      "--cycles are spread (recover, default 10); default 5" },
     { "encoding", O_ENCODING, 1, F_ALL, "json|msgpack", "WebSocket subprotocol and REST body format (default json)" },
     { "json", O_JSON, 0, F_ALL, NULL, "print exactly one JSON object on stdout instead of a table" },
-    { "svg", O_SVG, 1, F_ALL, "FILE",
+    { "svg", O_SVG, 1, F_ALL & ~F_RECOVER, "FILE",
       "write an SVG chart: latency by percentile, or deliveries/s (presence: joins+leaves/s) and p99 per step "
       "when --rate (--churn) has several steps" },
-    { "size", O_SIZE, 1, F_PUBS, "BYTES",
+    { "size", O_SIZE, 1, F_PUBS | F_RECOVER, "BYTES",
       "payload size: each publication's data is a string of this many bytes holding its scheduled send time "
       "and sequence number (default 100, at least 20)" },
-    { "subscribers", O_SUBSCRIBERS, 1, F_PUBS, "N",
-      "fanout: subscriber connections on the one channel (default 100); channels: subscribers per channel "
-      "(default 2); publish: subscribers per channel (default 0)" },
+    { "subscribers", O_SUBSCRIBERS, 1, F_PUBS | F_RECOVER, "N",
+      "fanout, recover: subscriber connections on the one channel (default 100); channels: subscribers per "
+      "channel (default 2); publish: subscribers per channel (default 0)" },
     { "channels", O_CHANNELS, 1, F_CHANNELS | F_PUBLISH, "M",
       "channels; publications go to them in turn (default 100 for channels, 1 for publish)" },
-    { "rate", O_RATE, 1, F_FANOUT | F_CHANNELS, "R[,R...]",
+    { "rate", O_RATE, 1, F_FANOUT | F_CHANNELS | F_RECOVER, "R[,R...]",
       "target publications per second, open loop; several comma-separated rates run as steps and the report "
-      "names the highest sustained one (default 1000)" },
+      "names the highest sustained one (default 1000); recover: one rate only" },
     { "publish", O_PUBLISH, 1, F_PUBS, "ws|rest",
       "publish over WebSocket connections or with POST /api/publish over keep-alive HTTP/1.1 (default ws)" },
     { "publishers", O_PUBLISHERS, 1, F_PUBS, "N",
@@ -73,14 +76,16 @@ static const struct flag flags[] = {
     { "concurrency", O_CONCURRENCY, 1, F_ALL, "N", "connection attempts in flight at once (default 256)" },
     { "connect-timeout", O_CONNECT_TIMEOUT, 1, F_ALL, "SECONDS",
       "limit for one connection's TCP connect, WebSocket upgrade and Herald connect (default 10)" },
-    { "drain-timeout", O_DRAIN_TIMEOUT, 1, F_PUBS | F_PRESENCE, "SECONDS",
+    { "drain-timeout", O_DRAIN_TIMEOUT, 1, F_PUBS | F_PRESENCE | F_RECOVER, "SECONDS",
       "after each step, the longest wait for outstanding acks and deliveries (default 5); presence: also bounds "
-      "the wait for the broker to count every member, and for the final count" },
+      "the wait for the broker to count every member, and for the final count; recover: also for the last "
+      "recovery replies" },
     { "settle", O_SETTLE, 1, F_IDLE, "SECONDS", "idle: wait after connecting before reading the broker's RSS (default 1)" },
-    { "namespace", O_NAMESPACE, 1, F_PUBS | F_PRESENCE, "NS",
+    { "namespace", O_NAMESPACE, 1, F_PUBS | F_PRESENCE | F_RECOVER, "NS",
       "namespace of the bench's channels, named NS:RUNID-N with a fresh RUNID per run; its broker options "
       "(history, durability) apply (default bench). presence: the one channel NS:presence-bench, whose "
-      "namespace needs presence=on and join_leave=on (default chat)" },
+      "namespace needs presence=on and join_leave=on (default chat). recover: the one channel NS:RUNID-0, "
+      "whose namespace needs history on with a history_size above what one outage misses (default chat)" },
     { "members", O_MEMBERS, 1, F_PRESENCE, "N",
       "member connections, each subscribed to the channel and churned in turn (default 1000)" },
     { "watchers", O_WATCHERS, 1, F_PRESENCE, "N",
@@ -94,6 +99,17 @@ static const struct flag flags[] = {
     { "rejoin-delay", O_REJOIN_DELAY, 1, F_PRESENCE, "SECONDS",
       "wait between a leave's acknowledgement and the rejoin (default 0: at once); a delay above the "
       "broker's presence_grace turns rejoins into real leave+join pairs when the grace is on" },
+    { "fraction", O_FRACTION, 1, F_RECOVER, "F",
+      "share of the subscribers that drop in each cycle, above 0 and at most 1; at least one subscriber "
+      "(default 0.2)" },
+    { "outage", O_OUTAGE, 1, F_RECOVER, "SECONDS",
+      "how long the dropped subscribers stay away while publishing goes on; shorter than --duration / "
+      "--cycles (default 2)" },
+    { "cycles", O_CYCLES, 1, F_RECOVER, "N",
+      "disconnect/reconnect cycles, one in the middle of each of N equal slots of --duration (default 3)" },
+    { "expect-unrecovered", O_EXPECT_UNRECOVERED, 0, F_RECOVER, NULL,
+      "the broker keeps less history than an outage misses: \"recovered\": false is expected and reported as "
+      "such; the run fails if every recovery succeeds instead (for testing)" },
     { "quiet", O_QUIET, 0, F_ALL, NULL, "no progress line on stderr (it is shown only when stderr is a terminal)" },
     { "help", O_HELP, 0, F_ALL, NULL, "show help (herald-bench SCENARIO --help for a scenario's flags)" },
 };
@@ -117,6 +133,10 @@ static const struct {
     { "presence", "one channel with N members, open-loop member churn (leave, then rejoin); join/leave events "
       "counted and timed by watcher connections, the broker's presence count checked at the end",
       "herald-bench presence --url ws://127.0.0.1:8080/ws --members 10000 --churn 50,100,200 --watchers 5" },
+    { "recover", "one channel, N subscribers, open-loop publishing; in each cycle a fraction of the subscribers "
+      "drops, stays away, and resubscribes with since: every missed publication must come back exactly once",
+      "herald-bench recover --url ws://127.0.0.1:8080/ws --subscribers 1000 --fraction 0.2 --rate 2000 "
+      "--duration 10 --outage 2 --cycles 3" },
 };
 
 static void wrap(FILE *f, const char *text, int indent, int width)
@@ -166,7 +186,8 @@ static void usage(FILE *f, int sc)
         usage_flags(f, F_ALL);
         fprintf(f, "\nExit status: 0 when the run completed, 1 when it failed (broker unreachable, connections\n"
                    "refused or dropped during setup, protocol errors, time bound exceeded; presence: the\n"
-                   "broker's final member count is wrong), 2 for bad flags.\n");
+                   "broker's final member count is wrong; recover: a gap, a duplicate or a failed recovery),\n"
+                   "2 for bad flags.\n");
         return;
     }
     fprintf(f, "usage: herald-bench %s [flags]\n\n", scenarios[sc].name);
@@ -184,6 +205,22 @@ static void usage(FILE *f, int sc)
                    "and the p99 of both ack latency (a leave counts from its scheduled time) and event\n"
                    "latency is <= --p99-max. The run fails (exit 1) unless presence_stats counts\n"
                    "--members + --watchers members and connections at the end.\n");
+    if (sc == SC_RECOVER)
+        fprintf(f, "\nThe channel's namespace must keep history (the broker's default) and enough of it: each\n"
+                   "outage misses about --rate x --outage publications, and a subscribe with since recovers\n"
+                   "only when all of them are still kept. The default history_size is 100, so for big runs\n"
+                   "start the broker with e.g.\n"
+                   "  herald --ns chat.history_size=100000\n"
+                   "A recovery reply also has to fit in half of the broker's send_queue_max (4m by default);\n"
+                   "above that the broker sends the newest part with \"recovered\": false.\n\n"
+                   "Every subscriber remembers the epoch and the last offset it saw. Checked per subscriber:\n"
+                   "the reply says \"recovered\": true with the same epoch; its publications and the live pubs\n"
+                   "after it carry every offset from the last one seen to the last one published exactly\n"
+                   "once; each payload's sequence number has one offset. Recovery latency runs from the start\n"
+                   "of the new connection to reading the subscribe reply. The run fails (exit 1) on any gap,\n"
+                   "duplicate or mismatch, a reply with \"recovered\": false (unless --expect-unrecovered), a\n"
+                   "reconnection that does not recover, a subscriber the broker disconnects, or deliveries\n"
+                   "short of the expected count after --drain-timeout.\n");
 }
 
 static int bad(const char *fmt, const char *a, const char *b)
@@ -252,7 +289,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < SC_N; i++)
         if (!strcmp(argv[1], scenarios[i].name)) sc = i;
-    if (sc < 0) return bad("unknown scenario \"%s\"%s", argv[1], " (fanout, channels, idle, connect, publish, presence)");
+    if (sc < 0) return bad("unknown scenario \"%s\"%s", argv[1], " (fanout, channels, idle, connect, publish, presence, recover)");
 
     memset(lopts, 0, sizeof lopts);
     for (size_t i = 0; i < NFLAGS; i++)
@@ -260,10 +297,13 @@ int main(int argc, char **argv)
 
     o->sc = (enum scenario)sc;
     snprintf(o->url, sizeof o->url, "ws://127.0.0.1:8080/ws");
-    o->duration = 5;
+    o->duration = sc == SC_RECOVER ? 10 : 5;
+    o->fraction = 0.2;
+    o->outage = 2;
+    o->cycles = 3;
     o->enc = HERALD_JSON;
     o->size = 100;
-    o->subscribers = sc == SC_FANOUT ? 100 : sc == SC_CHANNELS ? 2 : 0;
+    o->subscribers = sc == SC_FANOUT || sc == SC_RECOVER ? 100 : sc == SC_CHANNELS ? 2 : 0;
     o->channels = sc == SC_CHANNELS ? 100 : 1;
     o->rates[0] = sc == SC_PRESENCE ? 100 : 1000;
     o->members = 1000;
@@ -277,7 +317,7 @@ int main(int argc, char **argv)
     o->connect_timeout = 10;
     o->drain_timeout = 5;
     o->settle = 1;
-    snprintf(o->ns, sizeof o->ns, "%s", sc == SC_PRESENCE ? "chat" : "bench");
+    snprintf(o->ns, sizeof o->ns, "%s", sc == SC_PRESENCE || sc == SC_RECOVER ? "chat" : "bench");
 
     optind = 2;
     opterr = 0;
@@ -371,6 +411,16 @@ int main(int argc, char **argv)
             if (parse_rates(optarg, o))
                 return bad("--churn %s: want positive rates separated by commas (at most 32), e.g. 50,100,1k%s", optarg, "");
             break;
+        case O_FRACTION:
+            if (parse_double(optarg, 1e-9, 1, &o->fraction)) return bad("--fraction %s: want a share above 0 and at most 1%s", optarg, "");
+            break;
+        case O_OUTAGE:
+            if (parse_double(optarg, 0.01, 3600, &o->outage)) return bad("--outage %s: want 0.01 to 3600 seconds%s", optarg, "");
+            break;
+        case O_CYCLES:
+            if (parse_uint(optarg, 1, 1000, &o->cycles)) return bad("--cycles %s: want 1 to 1000%s", optarg, "");
+            break;
+        case O_EXPECT_UNRECOVERED: o->expect_unrecovered = 1; break;
         case O_REJOIN_DELAY:
             if (parse_double(optarg, 0, 600, &o->rejoin_delay)) return bad("--rejoin-delay %s: want 0 to 600 seconds%s", optarg, "");
             break;
@@ -389,6 +439,22 @@ int main(int argc, char **argv)
     if (!(given & (1u << (O_SUBSCRIBERS - O_URL))) && sc == SC_PUBLISH) o->subscribers = 0;
     if (sc == SC_FANOUT && o->subscribers == 0) return bad("fanout needs --subscribers >= 1%s%s", "", "");
     if (sc == SC_CHANNELS && o->subscribers == 0) return bad("channels needs --subscribers >= 1%s%s", "", "");
+    if (sc == SC_RECOVER) {
+        char a[64], b[64];
+        if (o->subscribers == 0) return bad("recover needs --subscribers >= 1%s%s", "", "");
+        if (o->nrates != 1) return bad("recover takes one --rate, not steps%s%s", "", "");
+        if (o->fraction * o->subscribers + 0.5 < 1) {
+            snprintf(a, sizeof a, "%g", o->fraction);
+            snprintf(b, sizeof b, "%u", o->subscribers);
+            return bad("--fraction %s of %s subscribers drops nobody", a, b);
+        }
+        if (o->outage >= o->duration / o->cycles) {
+            snprintf(a, sizeof a, "%g", o->outage);
+            snprintf(b, sizeof b, "%g", o->duration / o->cycles);
+            return bad("--outage %s must be shorter than --duration / --cycles = %s s", a, b);
+        }
+        if (o->rates[0] * o->duration > 1e9) return bad("--rate x --duration is over a billion publications%s%s", "", "");
+    }
     if (sc == SC_PRESENCE && (uint64_t)o->members * o->watchers > 50000000ULL)
         return bad("--members x --watchers is over 50 million (each watcher tracks every member)%s%s", "", "");
     return run();

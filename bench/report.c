@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *sc_name[SC_N] = { "fanout", "channels", "idle", "connect", "publish", "presence" };
+static const char *sc_name[SC_N] = { "fanout", "channels", "idle", "connect", "publish", "presence", "recover" };
 
 static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
@@ -196,6 +196,59 @@ static void json_presence(FILE *f)
         fprintf(f, "\"members\":null,\"connections\":null,\"ok\":false}");
 }
 
+/* A histogram of counts (not nanoseconds). */
+static void json_counts(FILE *f, const char *key, const hist_t *h)
+{
+    if (!h || !h->count) { fprintf(f, "\"%s\":null", key); return; }
+    fprintf(f, "\"%s\":{\"count\":%llu,\"min\":%llu,\"mean\":%.1f,\"p50\":%llu,\"p99\":%llu,\"max\":%llu}", key,
+            (unsigned long long)h->count, (unsigned long long)h->min, h->sum / (double)h->count,
+            (unsigned long long)hist_percentile(h, 50), (unsigned long long)hist_percentile(h, 99),
+            (unsigned long long)h->max);
+}
+
+static void json_recover(FILE *f)
+{
+    const struct opts *o = &B.o;
+    const struct recover_figures *r = &B.rf;
+    const step_t *st = &B.steps[0];
+    double s = step_secs(st);
+
+    fprintf(f, ",\"namespace\":\"%s\",\"channel\":\"%s\",\"size\":%u,\"subscribers\":%u,\"fraction\":%g,"
+               "\"outage_s\":%g,\"cycles\":%u,\"expect_unrecovered\":%s,\"rate\":%.0f,\"seconds\":%.3f,"
+               "\"published\":%llu,\"acked\":%llu,\"publish_errors\":%llu,\"publishes_per_sec\":%.1f,"
+               "\"last_offset\":%llu,",
+            o->ns, r->channel, o->size, B.nsubs, o->fraction, o->outage, o->cycles,
+            o->expect_unrecovered ? "true" : "false", st->rate, s, (unsigned long long)st->published,
+            (unsigned long long)st->acked, (unsigned long long)st->pub_errors, s > 0 ? st->acked / s : 0,
+            (unsigned long long)r->last_offset);
+    fprintf(f, "\"cycles_run\":%u,\"dropped\":%llu,\"reconnections\":%llu,\"reconnect_failures\":%llu,"
+               "\"refused\":%llu,\"recovered\":{\"true\":%llu,\"false\":%llu},\"missed\":%llu,"
+               "\"recovered_publications\":%llu,\"unrecoverable\":%llu,\"tail_publications\":%llu,"
+               "\"gaps\":%llu,\"duplicates\":%llu,\"seq_mismatches\":%llu,\"epoch_mismatches\":%llu,"
+               "\"bad_replies\":%llu,\"unexpected_closes\":%llu,\"pending_at_end\":{\"connecting\":%llu,\"subscribing\":%llu},",
+            r->cycles_run, (unsigned long long)r->dropped, (unsigned long long)r->reconnections,
+            (unsigned long long)r->reconnect_failures, (unsigned long long)r->refused,
+            (unsigned long long)r->recovered_true, (unsigned long long)r->recovered_false,
+            (unsigned long long)r->missed, (unsigned long long)r->recovered_pubs,
+            (unsigned long long)r->unrecoverable, (unsigned long long)r->tail_pubs, (unsigned long long)r->gaps,
+            (unsigned long long)r->dups, (unsigned long long)r->mismatches, (unsigned long long)r->epoch_mismatches,
+            (unsigned long long)r->bad_replies, (unsigned long long)r->unexpected_closes,
+            (unsigned long long)r->pending_connect, (unsigned long long)r->pending_reply);
+    json_lat(f, "recovery_latency_ms", r->recovery);
+    fprintf(f, ",");
+    json_counts(f, "publications_per_reply", r->per_reply);
+    fprintf(f, ",\"deliveries\":{\"expected\":%llu,\"received\":%llu,\"live\":%llu,\"in_replies\":%llu,"
+               "\"subscribers_behind\":%llu},",
+            (unsigned long long)r->expected, (unsigned long long)r->received, (unsigned long long)r->live,
+            (unsigned long long)r->from_replies, (unsigned long long)r->behind);
+    json_lat(f, "latency_ms", st->lat);
+    fprintf(f, ",");
+    json_lat(f, "ack_latency_ms", st->ack);
+    fprintf(f, ",\"drain_seconds\":%.3f,\"bench_cpu_pct\":%.1f",
+            st->t_drained > st->t_end ? (double)(st->t_drained - st->t_end) / 1e9 : 0, st->bench_cpu);
+    if (st->broker_cpu >= 0) fprintf(f, ",\"broker_cpu_pct\":%.1f", st->broker_cpu);
+}
+
 static void report_json(FILE *f)
 {
     const struct opts *o = &B.o;
@@ -227,6 +280,9 @@ static void report_json(FILE *f)
         break;
     case SC_PRESENCE:
         json_presence(f);
+        break;
+    case SC_RECOVER:
+        json_recover(f);
         break;
     default:
         break;
@@ -299,6 +355,49 @@ static void human_presence(FILE *f)
         fprintf(f, "final presence_stats: not read\n");
 }
 
+static void human_recover(FILE *f)
+{
+    const struct opts *o = &B.o;
+    const struct recover_figures *r = &B.rf;
+    const step_t *st = &B.steps[0];
+    const hist_t *h = r->recovery, *n = r->per_reply;
+    double s = step_secs(st);
+
+    fprintf(f, "\npublished %llu, acked %llu (%.0f/s over %.2f s), errors %llu; last offset %llu\n",
+            (unsigned long long)st->published, (unsigned long long)st->acked, s > 0 ? st->acked / s : 0, s,
+            (unsigned long long)st->pub_errors, (unsigned long long)r->last_offset);
+    fprintf(f, "cycles: %u of %u, %llu subscribers dropped, %llu reconnections, %llu failed\n", r->cycles_run,
+            o->cycles, (unsigned long long)r->dropped, (unsigned long long)r->reconnections,
+            (unsigned long long)r->reconnect_failures);
+    fprintf(f, "recovered: true %llu, false %llu%s\n", (unsigned long long)r->recovered_true,
+            (unsigned long long)r->recovered_false,
+            o->expect_unrecovered ? " (false expected: --expect-unrecovered)" : "");
+    fprintf(f, "missed while away: %llu publications; recovered %llu in replies; unrecoverable %llu "
+               "(%llu more in the tails of failed recoveries)\n",
+            (unsigned long long)r->missed, (unsigned long long)r->recovered_pubs,
+            (unsigned long long)r->unrecoverable, (unsigned long long)r->tail_pubs);
+    fprintf(f, "checks: gaps %llu, duplicates %llu, sequence/offset mismatches %llu, epoch mismatches %llu, "
+               "bad replies %llu\n", (unsigned long long)r->gaps, (unsigned long long)r->dups,
+            (unsigned long long)r->mismatches, (unsigned long long)r->epoch_mismatches,
+            (unsigned long long)r->bad_replies);
+    if (h && h->count)
+        fprintf(f, "recovery latency ms (reconnect -> subscribe reply): p50 %.2f  p99 %.2f  max %.2f\n",
+                ms(hist_percentile(h, 50)), ms(hist_percentile(h, 99)), ms(h->max));
+    if (n && n->count)
+        fprintf(f, "publications per recovery reply: mean %.1f  p50 %llu  p99 %llu  max %llu\n",
+                n->sum / (double)n->count, (unsigned long long)hist_percentile(n, 50),
+                (unsigned long long)hist_percentile(n, 99), (unsigned long long)n->max);
+    fprintf(f, "deliveries: expected %llu, received %llu (%llu live, %llu in replies)%s\n",
+            (unsigned long long)r->expected, (unsigned long long)r->received, (unsigned long long)r->live,
+            (unsigned long long)r->from_replies, r->behind ? "; some subscribers were still behind" : "");
+    if (st->lat && st->lat->count)
+        fprintf(f, "live delivery latency ms: p50 %.2f  p99 %.2f  max %.2f\n", ms(hist_percentile(st->lat, 50)),
+                ms(hist_percentile(st->lat, 99)), ms(st->lat->max));
+    fprintf(f, "bench CPU %.0f%%", st->bench_cpu);
+    if (st->broker_cpu >= 0) fprintf(f, ", broker CPU %.0f%%", st->broker_cpu);
+    fprintf(f, "\n");
+}
+
 static void report_human(FILE *f)
 {
     const struct opts *o = &B.o;
@@ -311,6 +410,9 @@ static void report_human(FILE *f)
                 o->publish == PUB_REST ? "REST" : "WebSocket", o->publishers,
                 o->publish == PUB_REST ? "HTTP connections" : "publishers", o->size, o->channels,
                 o->channels ? B.nsubs / o->channels : 0, B.nsubs);
+    if (o->sc == SC_RECOVER)
+        fprintf(f, "  %u-byte payloads at %.0f/s\n  channel %s: %u subscribers; %u cycles, each dropping %g of them "
+                   "for %g s", o->size, o->rates[0], B.rf.channel, B.nsubs, o->cycles, o->fraction, o->outage);
     if (o->sc == SC_PRESENCE) {
         size_t chlen;
         const char *ch = pres_channel(&chlen);
@@ -370,6 +472,8 @@ static void report_human(FILE *f)
         fprintf(f, "\n");
     } else if (o->sc == SC_PRESENCE) {
         human_presence(f);
+    } else if (o->sc == SC_RECOVER) {
+        human_recover(f);
     } else if (o->sc == SC_IDLE) {
         if (B.rss_before > 0 && B.rss_after > 0 && B.ready)
             fprintf(f, "broker RSS: %.1f MiB before, %.1f MiB with %u connections: %.0f bytes (%.2f KiB) per connection\n",

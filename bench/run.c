@@ -113,6 +113,16 @@ static int unhex(const char *s, int n, uint64_t *out)
     return 0;
 }
 
+int bench_payload_read(const void *data, size_t len, uint64_t *ts, uint64_t *seq)
+{
+    const char *s;
+    size_t sl;
+
+    if (herald_decode_str(B.o.enc, data, len, &s, &sl) || sl < 20 || unhex(s, 12, ts) || unhex(s + 12, 8, seq))
+        return -1;
+    return 0;
+}
+
 static step_t *step_of(uint64_t seq)
 {
     for (int i = B.cur; i > 0; i--)
@@ -267,6 +277,7 @@ static void on_pub_ack(herald_client_t *c, const herald_msg_t *m, void *arg)
 {
     peer_t *p = herald_client_ud(c);
 
+    if (B.o.sc == SC_RECOVER && m->op == HERALD_OP_PUBLISHED) rec_on_ack((uint64_t)(uintptr_t)arg, m);
     bench_ack((uint64_t)(uintptr_t)arg, m->op == HERALD_OP_PUBLISHED, m->rx_ns);
     if (B.o.sc == SC_PUBLISH && B.phase == PH_RUN && p->state == PS_READY)
         publish_one(&B.steps[0], uv_hrtime(), p);
@@ -349,6 +360,7 @@ static void on_tick(uv_timer_t *t)
         pres_tick(now);
         return;
     }
+    if (B.o.sc == SC_RECOVER) rec_tick(now);
     if (B.phase == PH_RUN) {
         if (st->rate > 0) pump();
         else if (now - st->t_start >= (uint64_t)(B.o.duration * 1e9)) {   /* closed loop: time is up */
@@ -358,8 +370,9 @@ static void on_tick(uv_timer_t *t)
         }
     }
     if (B.phase == PH_DRAIN) {
-        if ((step_outstanding(st) == 0 && st->recv_all >= st->expected) ||
-            now - st->t_end >= (uint64_t)(B.o.drain_timeout * 1e9))
+        if (B.o.sc == SC_RECOVER ? rec_drained(st, now)
+                                 : (step_outstanding(st) == 0 && st->recv_all >= st->expected) ||
+                                       now - st->t_end >= (uint64_t)(B.o.drain_timeout * 1e9))
             finish_step(st);
         return;
     }
@@ -386,6 +399,12 @@ static void finish_step(step_t *st)
     double lost;
 
     st->t_drained = uv_hrtime();
+    if (B.o.sc == SC_RECOVER) {
+        st->seq_end = B.nseq;
+        st->done = 1;
+        rec_finish(st);
+        return;
+    }
     for (uint64_t s = st->seq_start; s < B.nseq; s++)
         if (B.acked[s]) received += B.rec[s];
     st->received = received;
@@ -426,6 +445,7 @@ static void start_step(int i)
     }
     st->rate = B.o.rates[i];
     st->total = (uint64_t)llround(st->rate * B.o.duration);
+    if (B.o.sc == SC_RECOVER) rec_start(st);
     pump();
 }
 
@@ -445,7 +465,7 @@ static void setup_done(void)
     ran = 1;
     B.setup_end = uv_hrtime();
     switch (B.o.sc) {
-    case SC_FANOUT: case SC_CHANNELS: case SC_PUBLISH:
+    case SC_FANOUT: case SC_CHANNELS: case SC_PUBLISH: case SC_RECOVER:
         start_step(0);
         break;
     case SC_IDLE:
@@ -522,6 +542,23 @@ static void start_peer(peer_t *p)
     B.live++;
 }
 
+/* recover: a new connection for a subscriber whose old one is closed; it
+ * takes no part in setup accounting. Return: 0, or herald_client_new()'s error. */
+int bench_reconnect(peer_t *p)
+{
+    int r;
+
+    p->state = PS_CONNECTING;
+    p->t_connect = uv_hrtime();
+    if ((r = herald_client_new(B.hctx, &B.url, &B.copts, &callbacks, p, &p->c))) {
+        p->c = NULL;
+        p->state = PS_CLOSED;
+        return r;
+    }
+    B.live++;
+    return 0;
+}
+
 static void fill_connections(void)
 {
     if (B.o.sc == SC_CONNECT && !connect_stopped &&
@@ -545,6 +582,7 @@ static void on_subscribed(herald_client_t *c, const herald_msg_t *m, void *arg)
     }
     p->last_off = m->offset;
     B.chan_live[p->chan]++;
+    if (B.o.sc == SC_RECOVER) rec_on_setup_subscribed(p, m);
     bench_peer_ready(p);
 }
 
@@ -557,6 +595,7 @@ static void on_open(herald_client_t *c, const herald_msg_t *m, void *ud)
 
     (void)m;
     p->state = PS_OPEN;
+    if (B.o.sc == SC_RECOVER && rec_on_open(p)) return;
     hist_record(B.connect_lat, uv_hrtime() - p->t_connect);
     if (B.o.sc == SC_PRESENCE) { pres_on_open(p, m); return; }
     if (p->kind != PEER_SUB) { bench_peer_ready(p); return; }
@@ -574,20 +613,21 @@ static void on_reply(herald_client_t *c, const herald_msg_t *m, void *ud)
 static void on_pub(herald_client_t *c, const herald_msg_t *m, void *ud)
 {
     peer_t *p = ud;
-    const char *s;
-    size_t sl;
     uint64_t ts, seq, at;
     step_t *st;
 
     (void)c;
+    if (B.o.sc == SC_RECOVER) {
+        rec_on_pub(p, m);
+        return;
+    }
     B.deliveries++;
     if (m->offset != p->last_off + 1) {
         if (m->offset <= p->last_off) B.steps[B.cur].dups++;
         else B.steps[B.cur].gaps += m->offset - p->last_off - 1;
     }
     p->last_off = m->offset;
-    if (herald_decode_str(B.o.enc, m->data, m->data_len, &s, &sl) || sl < 20 ||
-        unhex(s, 12, &ts) || unhex(s + 12, 8, &seq) || seq >= B.nseq) {
+    if (bench_payload_read(m->data, m->data_len, &ts, &seq) || seq >= B.nseq) {
         B.bad_payload++;
         return;
     }
@@ -619,6 +659,8 @@ static void on_close(herald_client_t *c, const herald_close_info_t *info, void *
         if (B.phase == PH_TEARDOWN && B.live == 0 && rest_live == 0) teardown();
         return;
     }
+    /* recover: its own drops and reconnects are not failures of setup. */
+    if (B.o.sc == SC_RECOVER && p->kind == PEER_SUB && rec_on_close(p, info)) return;
     if (prev != PS_READY) {
         B.inflight--;
         bench_setup_failure(p, info->err, info->reason);
@@ -690,6 +732,12 @@ static void on_progress(uv_timer_t *t)
     } else if (B.o.sc == SC_PRESENCE && B.phase == PH_HOLD) {
         fprintf(stderr, "\r\033[K  waiting for the broker's presence count  %4.1fs",
                 (double)(uv_hrtime() - B.setup_end) / 1e9);
+    } else if (B.o.sc == SC_RECOVER && (B.phase == PH_RUN || B.phase == PH_DRAIN)) {
+        el = (double)(uv_hrtime() - st->t_start) / 1e9;
+        fprintf(stderr, "\r\033[K  rate %.0f/s  %5.1fs  acked %llu  delivered %llu ", st->rate, el,
+                (unsigned long long)st->acked, (unsigned long long)B.deliveries);
+        rec_progress(stderr);
+        if (B.phase == PH_DRAIN) fprintf(stderr, "  (draining)");
     } else if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
         el = (double)(uv_hrtime() - st->t_start) / 1e9;
         fprintf(stderr, "\r\033[K  step %d/%d  rate %.0f/s  %5.1fs  sent %llu  acked %llu  delivered %llu  p99 %.2f ms%s",
@@ -806,10 +854,12 @@ int run(void)
     case SC_PUBLISH: B.nsubs = o->subscribers * o->channels; break;
     case SC_IDLE: case SC_CONNECT: B.nsubs = 0; break;
     case SC_PRESENCE: B.nsubs = o->members + o->watchers; o->channels = 1; break;
+    case SC_RECOVER: B.nsubs = o->subscribers; o->channels = 1; break;
     default: break;
     }
     if (o->channels == 0) o->channels = 1;
-    B.npubs = (o->sc <= SC_CHANNELS || o->sc == SC_PUBLISH) && o->publish == PUB_WS ? o->publishers : 0;
+    B.npubs = (o->sc <= SC_CHANNELS || o->sc == SC_PUBLISH || o->sc == SC_RECOVER) && o->publish == PUB_WS
+                  ? o->publishers : 0;
     B.npeers = B.nsubs + B.npubs + ((o->sc == SC_IDLE || o->sc == SC_CONNECT) ? o->connections : 0);
     if (raise_fd_limit(B.npeers + (o->publish == PUB_REST ? o->publishers : 0) + 32)) return 2;
 
@@ -845,7 +895,7 @@ int run(void)
     }
     B.nsteps = o->sc <= SC_CHANNELS || o->sc == SC_PRESENCE ? o->nrates : 1;
     B.final_members = B.final_connections = -1;
-    if (o->sc == SC_PRESENCE && pres_init()) {
+    if ((o->sc == SC_PRESENCE && pres_init()) || (o->sc == SC_RECOVER && rec_init())) {
         fprintf(stderr, "herald-bench: out of memory\n");
         return 1;
     }
@@ -885,6 +935,8 @@ int run(void)
      * and the final count (see presence.c), each bounded by --drain-timeout
      * plus the time the setup joins take to fan out. */
     if (o->sc == SC_PRESENCE) bound_ms += (uint64_t)((3 * o->drain_timeout + B.npeers / 500.0 + 5) * 1000);
+    /* recover: the last reconnects may take their whole connect timeout. */
+    if (o->sc == SC_RECOVER) bound_ms += (uint64_t)((o->connect_timeout + B.npeers / 500.0) * 1000);
     uv_timer_start(&B.watchdog, on_watchdog, bound_ms, 0);
 
     if (o->sc == SC_IDLE && o->pid) B.rss_before = proc_rss(o->pid);
@@ -931,5 +983,6 @@ int run(void)
     free(B.acked);
     free(sent_ts);
     if (o->sc == SC_PRESENCE) pres_free();
+    if (o->sc == SC_RECOVER) rec_free();
     return B.exit_code;
 }

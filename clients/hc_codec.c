@@ -216,7 +216,8 @@ int hc_json_parse(const char *p, size_t n, herald_msg_t *m, char *scratch)
             else if (kl == 7 && !memcmp(k, "channel", 7)) { m->channel = s; m->channel_len = sl; }
             else if (kl == 6 && !memcmp(k, "client", 6)) { m->client = s; m->client_len = sl; }
             else if (kl == 4 && !memcmp(k, "user", 4)) { m->user = s; m->user_len = sl; }
-            else if (kl == 6 && !memcmp(k, "reason", 6)) {
+            else if (kl == 5 && !memcmp(k, "epoch", 5)) { m->epoch = s; m->epoch_len = sl; }
+            else if (kl == 6 && !memcmp(k, "reason", 6) && scratch) {
                 m->reason_len = unescape(s, ve - 1, scratch);
                 m->reason = scratch;
             }
@@ -233,6 +234,13 @@ int hc_json_parse(const char *p, size_t n, herald_msg_t *m, char *scratch)
             }
         }
         if (kl == 4 && !memcmp(k, "data", 4)) { m->data = v; m->data_len = (size_t)(ve - v); }
+        else if (kl == 12 && !memcmp(k, "publications", 12)) {
+            m->publications = v;
+            m->publications_len = (size_t)(ve - v);
+        } else if (kl == 9 && !memcmp(k, "recovered", 9) && (*v == 't' || *v == 'f')) {
+            m->has_recovered = 1;
+            m->recovered = *v == 't';
+        }
         p = skip_ws(ve, e);
         if (p < e && *p == ',') { p++; continue; }
         if (p < e && *p == '}') break;
@@ -401,6 +409,7 @@ int hc_mpack_parse(const unsigned char *p, size_t n, herald_msg_t *m, size_t *us
             else if (key_is(k, kl, "reason")) { m->reason = s; m->reason_len = sl; }
             else if (key_is(k, kl, "client")) { m->client = s; m->client_len = sl; }
             else if (key_is(k, kl, "user")) { m->user = s; m->user_len = sl; }
+            else if (key_is(k, kl, "epoch")) { m->epoch = s; m->epoch_len = sl; }
         } else if ((r = mp_int(&p, e, &iv)) == 0) {
             if (key_is(k, kl, "id")) { m->has_id = 1; m->id = (uint64_t)iv; }
             else if (key_is(k, kl, "offset")) m->offset = (uint64_t)iv;
@@ -412,6 +421,11 @@ int hc_mpack_parse(const unsigned char *p, size_t n, herald_msg_t *m, size_t *us
             return -1;
         }
         if (key_is(k, kl, "data")) { m->data = v; m->data_len = (size_t)(p - v); }
+        else if (key_is(k, kl, "publications")) { m->publications = v; m->publications_len = (size_t)(p - v); }
+        else if (key_is(k, kl, "recovered") && (*v == 0xc2 || *v == 0xc3)) {
+            m->has_recovered = 1;
+            m->recovered = *v == 0xc3;
+        }
     }
     *used = (size_t)(p - start);
     return 0;
@@ -496,13 +510,15 @@ static void mp_uint(uint64_t v, unsigned char *out, size_t *n)
 }
 
 size_t hc_encode_request(herald_encoding_t enc, const char *op, uint64_t id, const char *channel,
-                         size_t chlen, const void *data, size_t dlen, unsigned char *out, size_t cap)
+                         size_t chlen, const void *data, size_t dlen, const struct hc_since *since,
+                         unsigned char *out, size_t cap)
 {
     size_t oplen = strlen(op), need, n = 0;
 
     if (enc == HERALD_JSON) {
         need = 7 + oplen + 7 + 20 + (channel ? 11 + json_str(channel, chlen, NULL) : 0) +
-               (data ? 8 + dlen : 0) + 1;
+               (data ? 8 + dlen : 0) + (since ? 18 + json_str(since->epoch, since->epoch_len, NULL) + 10 + 20 + 1 : 0) +
+               1;
         if (need > cap) return need;
         memcpy(out, "{\"op\":\"", 7); n = 7;
         memcpy(out + n, op, oplen); n += oplen;
@@ -516,12 +532,20 @@ size_t hc_encode_request(herald_encoding_t enc, const char *op, uint64_t id, con
             memcpy(out + n, ",\"data\":", 8); n += 8;
             memcpy(out + n, data, dlen); n += dlen;
         }
+        if (since) {
+            memcpy(out + n, ",\"since\":{\"epoch\":", 18); n += 18;
+            n += json_str(since->epoch, since->epoch_len, out + n);
+            memcpy(out + n, ",\"offset\":", 10); n += 10;
+            n += put_u64((char *)out + n, since->offset);
+            out[n++] = '}';
+        }
         out[n++] = '}';
         return n;
     }
-    need = 1 + 3 + 5 + oplen + 3 + 9 + (channel ? 8 + 5 + chlen : 0) + (data ? 5 + dlen : 0);
+    need = 1 + 3 + 5 + oplen + 3 + 9 + (channel ? 8 + 5 + chlen : 0) + (data ? 5 + dlen : 0) +
+           (since ? 6 + 1 + 6 + 5 + since->epoch_len + 7 + 9 : 0);
     if (need > cap) return need;
-    out[n++] = (unsigned char)(0x80 | (2 + (channel ? 1 : 0) + (data ? 1 : 0)));
+    out[n++] = (unsigned char)(0x80 | (2 + (channel ? 1 : 0) + (data ? 1 : 0) + (since ? 1 : 0)));
     out[n++] = 0xa2; out[n++] = 'o'; out[n++] = 'p';
     n += mp_str_hdr(oplen, out + n);
     memcpy(out + n, op, oplen); n += oplen;
@@ -536,5 +560,69 @@ size_t hc_encode_request(herald_encoding_t enc, const char *op, uint64_t id, con
         out[n++] = 0xa4; memcpy(out + n, "data", 4); n += 4;
         memcpy(out + n, data, dlen); n += dlen;
     }
+    if (since) {
+        out[n++] = 0xa5; memcpy(out + n, "since", 5); n += 5;
+        out[n++] = 0x82;
+        out[n++] = 0xa5; memcpy(out + n, "epoch", 5); n += 5;
+        n += mp_str_hdr(since->epoch_len, out + n);
+        memcpy(out + n, since->epoch, since->epoch_len); n += since->epoch_len;
+        out[n++] = 0xa6; memcpy(out + n, "offset", 6); n += 6;
+        mp_uint(since->offset, out, &n);
+    }
     return n;
+}
+
+/* ---- the publications of a reply ---- */
+
+int hc_pubs_start(herald_encoding_t enc, const unsigned char *p, size_t n, const unsigned char **pp,
+                  uint32_t *left)
+{
+    const unsigned char *e = p + n;
+
+    *left = 0;
+    if (enc == HERALD_JSON) {
+        p = (const unsigned char *)skip_ws((const char *)p, (const char *)e);
+        if (p >= e || *p != '[') return -1;
+        *pp = p + 1;
+        return 0;
+    }
+    if (p >= e) return -1;
+    if ((*p & 0xf0) == 0x90) { *left = *p & 0x0f; *pp = p + 1; return 0; }
+    if (*p == 0xdc && n >= 3) { *left = (uint32_t)be(p + 1, 2); *pp = p + 3; return 0; }
+    if (*p == 0xdd && n >= 5) { *left = (uint32_t)be(p + 1, 4); *pp = p + 5; return 0; }
+    return -1;
+}
+
+int hc_pubs_next(herald_encoding_t enc, const unsigned char **pp, const unsigned char *e, uint32_t *left,
+                 herald_msg_t *m)
+{
+    const char *p = (const char *)*pp, *ve;
+    size_t used;
+
+    memset(m, 0, sizeof *m);
+    if (enc != HERALD_JSON) {
+        if (!*left) return 0;
+        if (hc_mpack_parse(*pp, (size_t)(e - *pp), m, &used)) return -1;
+        *pp += used;
+        (*left)--;
+        return 1;
+    }
+    /* JSON: @left says whether an element was read, so a comma is due. The
+     * array's extent came from skip_jvalue(), so its brackets balance and
+     * reaching @e means the ']' was read before. */
+    p = skip_ws(p, (const char *)e);
+    if (p >= (const char *)e) return 0;
+    if (*p == ']') {
+        *pp = e;
+        return 0;
+    }
+    if (*left) {
+        if (p >= (const char *)e || *p != ',') return -1;
+        p = skip_ws(p + 1, (const char *)e);
+    }
+    if (p >= (const char *)e || *p != '{' || !(ve = skip_jvalue(p, (const char *)e))) return -1;
+    if (hc_json_parse(p, (size_t)(ve - p), m, NULL)) return -1;
+    *pp = (const unsigned char *)ve;
+    *left = 1;
+    return 1;
 }

@@ -17,7 +17,8 @@
 
 /* hc_json_parse() - read the one JSON object in @n bytes at @p.
  * @m: [out] views into @p, and into @scratch (HC_REASON_MAX bytes) for an
- * unescaped reason. Return: 0, or -1 if it is not a Herald message. */
+ * unescaped reason; with @scratch NULL a reason is not read.
+ * Return: 0, or -1 if it is not a Herald message. */
 int hc_json_parse(const char *p, size_t n, herald_msg_t *m, char *scratch);
 
 /* hc_mpack_parse() - read the first MessagePack map in @n bytes at @p.
@@ -28,10 +29,31 @@ int hc_mpack_parse(const unsigned char *p, size_t n, herald_msg_t *m, size_t *us
 /* hc_op_parse() - the op named by @len bytes at @s. */
 herald_op_t hc_op_parse(const char *s, size_t len);
 
-/* hc_encode_request() - write {"op":@op,"id":@id[,"channel":..][,"data":..]}
- * in @enc to @out (@cap bytes). @channel may be NULL; @data (already encoded)
- * may be NULL. Return: bytes written, or the size needed if over @cap. */
+/* A subscribe's "since": the epoch and last offset a client saw. */
+struct hc_since {
+    const char *epoch;
+    size_t epoch_len;
+    uint64_t offset;
+};
+
+/* hc_encode_request() - write {"op":@op,"id":@id[,"channel":..][,"data":..]
+ * [,"since":{"epoch":..,"offset":..}]} in @enc to @out (@cap bytes). @channel,
+ * @data (already encoded) and @since may be NULL. Return: bytes written, or
+ * the size needed if over @cap. */
 size_t hc_encode_request(herald_encoding_t enc, const char *op, uint64_t id, const char *channel,
-                         size_t chlen, const void *data, size_t dlen, unsigned char *out, size_t cap);
+                         size_t chlen, const void *data, size_t dlen, const struct hc_since *since,
+                         unsigned char *out, size_t cap);
+
+/* hc_pubs_start() - check that @n bytes at @p begin a "publications" array.
+ * @left: [out] MessagePack: the elements in it; JSON: 0 (no element read yet).
+ * @pp: [out] where the first element starts. Return: 0, or -1. */
+int hc_pubs_start(herald_encoding_t enc, const unsigned char *p, size_t n, const unsigned char **pp,
+                  uint32_t *left);
+
+/* hc_pubs_next() - read the element at *@pp (the array ends at @e) into @m
+ * (offset, ts, data as views) and move *@pp past it.
+ * Return: 1 with @m filled; 0 at the end of the array; -1 if malformed. */
+int hc_pubs_next(herald_encoding_t enc, const unsigned char **pp, const unsigned char *e, uint32_t *left,
+                 herald_msg_t *m);
 
 #endif

@@ -448,18 +448,19 @@ static void on_timer(uv_timer_t *t)
 /* ---- requests ---- */
 
 static int request(herald_client_t *c, const char *op, const char *channel, size_t chlen,
-                   const void *data, size_t dlen, herald_reply_cb cb, void *arg, uint64_t *idp)
+                   const void *data, size_t dlen, const struct hc_since *since, herald_reply_cb cb,
+                   void *arg, uint64_t *idp)
 {
     herald_ctx_t *ctx = c->ctx;
     uint64_t id = c->next_id++;
     size_t n;
     int r;
 
-    n = hc_encode_request((herald_encoding_t)c->enc, op, id, channel, chlen, data, dlen,
+    n = hc_encode_request((herald_encoding_t)c->enc, op, id, channel, chlen, data, dlen, since,
                           ctx->scratch, ctx->scratch_cap);
     if (n > ctx->scratch_cap) {
         if ((r = reserve(&ctx->scratch, &ctx->scratch_cap, n))) return r;
-        n = hc_encode_request((herald_encoding_t)c->enc, op, id, channel, chlen, data, dlen,
+        n = hc_encode_request((herald_encoding_t)c->enc, op, id, channel, chlen, data, dlen, since,
                               ctx->scratch, ctx->scratch_cap);
     }
     if (id) {                       /* id 0 is the connect request, answered apart */
@@ -488,34 +489,65 @@ int herald_subscribe(herald_client_t *c, const char *channel, size_t chlen,
                      herald_reply_cb cb, void *arg, uint64_t *id)
 {
     if (c->state != ST_OPEN) return HERALD_E_STATE;
-    return request(c, "subscribe", channel, chlen, NULL, 0, cb, arg, id);
+    return request(c, "subscribe", channel, chlen, NULL, 0, NULL, cb, arg, id);
+}
+
+int herald_subscribe_since(herald_client_t *c, const char *channel, size_t chlen, const char *epoch,
+                           size_t epoch_len, uint64_t offset, herald_reply_cb cb, void *arg, uint64_t *id)
+{
+    struct hc_since since = { epoch, epoch_len, offset };
+
+    if (c->state != ST_OPEN) return HERALD_E_STATE;
+    return request(c, "subscribe", channel, chlen, NULL, 0, &since, cb, arg, id);
 }
 
 int herald_unsubscribe(herald_client_t *c, const char *channel, size_t chlen,
                        herald_reply_cb cb, void *arg, uint64_t *id)
 {
     if (c->state != ST_OPEN) return HERALD_E_STATE;
-    return request(c, "unsubscribe", channel, chlen, NULL, 0, cb, arg, id);
+    return request(c, "unsubscribe", channel, chlen, NULL, 0, NULL, cb, arg, id);
 }
 
 int herald_publish(herald_client_t *c, const char *channel, size_t chlen, const void *data,
                    size_t len, herald_reply_cb cb, void *arg, uint64_t *id)
 {
     if (c->state != ST_OPEN) return HERALD_E_STATE;
-    return request(c, "publish", channel, chlen, data, len, cb, arg, id);
+    return request(c, "publish", channel, chlen, data, len, NULL, cb, arg, id);
 }
 
 int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id)
 {
     if (c->state != ST_OPEN) return HERALD_E_STATE;
-    return request(c, "ping", NULL, 0, NULL, 0, cb, arg, id);
+    return request(c, "ping", NULL, 0, NULL, 0, NULL, cb, arg, id);
 }
 
 int herald_presence_stats(herald_client_t *c, const char *channel, size_t chlen,
                           herald_reply_cb cb, void *arg, uint64_t *id)
 {
     if (c->state != ST_OPEN) return HERALD_E_STATE;
-    return request(c, "presence_stats", channel, chlen, NULL, 0, cb, arg, id);
+    return request(c, "presence_stats", channel, chlen, NULL, 0, NULL, cb, arg, id);
+}
+
+int herald_pubs_init(herald_pubs_t *it, herald_encoding_t enc, const herald_msg_t *reply)
+{
+    memset(it, 0, sizeof *it);
+    it->enc = enc;
+    if (!reply->publications) return 0;
+    it->end = (const unsigned char *)reply->publications + reply->publications_len;
+    if (hc_pubs_start(enc, reply->publications, reply->publications_len, &it->p, &it->left)) {
+        it->p = it->end;
+        return HERALD_E_PROTOCOL;
+    }
+    return 0;
+}
+
+int herald_pubs_next(herald_pubs_t *it, herald_msg_t *pub)
+{
+    int r;
+
+    if (!it->p) return 0;
+    r = hc_pubs_next(it->enc, &it->p, it->end, &it->left, pub);
+    return r < 0 ? HERALD_E_PROTOCOL : r;
 }
 
 /* ---- receiving ---- */
@@ -859,7 +891,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static int send_connect(herald_client_t *c)
 {
-    return request(c, "connect", NULL, 0, NULL, 0, NULL, NULL, NULL);
+    return request(c, "connect", NULL, 0, NULL, 0, NULL, NULL, NULL, NULL);
 }
 
 static void on_connect(uv_connect_t *req, int status)

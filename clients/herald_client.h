@@ -92,6 +92,13 @@ typedef struct herald_msg {
     int64_t count;              /* presence, presence_batch: members now */
     int64_t joins_total;        /* presence_batch: joins merged into it */
     int64_t leaves_total;       /* presence_batch: leaves merged into it */
+    /* Recovery and history (subscribe with "since" or "history"); appended like presence. */
+    const char *epoch;          /* subscribed: the channel's epoch (16 hex digits) */
+    size_t epoch_len;
+    int has_recovered;          /* subscribed: 1 if the reply carried "recovered" (a subscribe with since) */
+    int recovered;              /* subscribed: its value, 1 true or 0 false */
+    const void *publications;   /* subscribed: the encoded "publications" array, read it with */
+    size_t publications_len;    /*   herald_pubs_init() / herald_pubs_next() */
 } herald_msg_t;
 
 /* How a connection ended, given to on_close. */
@@ -208,6 +215,14 @@ int herald_unsubscribe(herald_client_t *c, const char *channel, size_t chlen,
  * library does not check it; Herald answers a bad value with error 101. */
 int herald_publish(herald_client_t *c, const char *channel, size_t chlen, const void *data,
                    size_t len, herald_reply_cb cb, void *arg, uint64_t *id);
+/* herald_subscribe_since() - subscribe with "since": {"epoch": @epoch, "offset": @offset},
+ * to recover what was published after @offset while the client was away (docs/protocol.md,
+ * subscribe). The reply (op HERALD_OP_SUBSCRIBED) has has_recovered set, recovered, epoch,
+ * offset, and the publications after @offset in `publications` (see herald_pubs_next()).
+ * @epoch: [in] @epoch_len bytes, the epoch of the earlier subscription's reply; copied.
+ * Return: as herald_subscribe(). */
+int herald_subscribe_since(herald_client_t *c, const char *channel, size_t chlen, const char *epoch,
+                           size_t epoch_len, uint64_t offset, herald_reply_cb cb, void *arg, uint64_t *id);
 /* herald_ping() - an application-level ping; the reply is op HERALD_OP_PONG. */
 int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id);
 /* herald_presence_stats() - ask for @channel's member and connection counts; the reply is
@@ -224,6 +239,27 @@ void herald_close(herald_client_t *c, int code, const char *reason);
 /* herald_client_abort() - drop the TCP connection now, without a close
  * handshake; on_close follows with err HERALD_E_ABORTED. */
 void herald_client_abort(herald_client_t *c);
+
+/* Reading the "publications" of a reply, one at a time, without allocating. */
+typedef struct herald_pubs {
+    const unsigned char *p, *end;   /* what is left of the array */
+    uint32_t left;                  /* MessagePack: elements left; JSON: 1 once one was read */
+    herald_encoding_t enc;
+} herald_pubs_t;
+
+/* herald_pubs_init() - start reading @reply's publications (reply->publications, in
+ * the connection's encoding @enc). A reply without publications yields none.
+ * @it: [out] the iterator; it points into @reply's memory, so it is valid only
+ * during the callback that received @reply.
+ * Return: 0; HERALD_E_PROTOCOL if "publications" is not an array. */
+int herald_pubs_init(herald_pubs_t *it, herald_encoding_t enc, const herald_msg_t *reply);
+
+/* herald_pubs_next() - the next publication, oldest first: @pub gets offset, ts and
+ * data (a view, as in a pub push; reply_to and from are not read) with op
+ * HERALD_OP_UNKNOWN and rx_ns 0.
+ * Return: 1 with *@pub filled; 0 when there are no more; HERALD_E_PROTOCOL if an
+ * element is not a map (then the iterator stays at the bad element). */
+int herald_pubs_next(herald_pubs_t *it, herald_msg_t *pub);
 
 /* herald_strerror() - a static description of a HERALD_E_* or UV_* code. */
 const char *herald_strerror(int err);

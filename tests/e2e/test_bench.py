@@ -249,3 +249,105 @@ def test_presence_bad_flags():
     for flag in ("--members", "--watchers", "--churn", "--rejoin-delay", "--namespace", "--url", "--duration",
                  "--encoding", "--json", "--svg", "--pid", "--p99-max", "--drain-timeout"):
         assert flag in p.stdout, flag
+
+
+@pytest.fixture(scope="module")
+def recover_broker(request):
+    # The smoke runs miss about 100 publications per outage; the default history_size (100) is
+    # just at that edge, so keep plenty.
+    return _start_broker(request, "--ns", "chat.history_size=10000")
+
+
+@pytest.fixture(scope="module")
+def small_history_broker(request):
+    return _start_broker(request, "--ns", "chat.history_size=5")
+
+
+RECOVER_ARGS = ("--subscribers", "50", "--fraction", "0.5", "--rate", "200", "--duration", "3",
+                "--outage", "0.5", "--cycles", "2")
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_recover(recover_broker, encoding):
+    start = time.monotonic()
+    rc, out, err = bench("recover", "--url", recover_broker.url, *RECOVER_ARGS, "--encoding", encoding,
+                         "--pid", str(recover_broker.proc.pid))
+    assert rc == 0, err
+    assert time.monotonic() - start < 12
+    assert out["scenario"] == "recover" and out["encoding"] == encoding
+    assert out["channel"].startswith("chat:") and out["connections"]["opened"] == 51
+    assert out["cycles_run"] == 2
+    assert out["dropped"] == out["reconnections"] == 50          # 25 per cycle
+    assert out["reconnect_failures"] == 0
+    assert out["recovered"] == {"true": 50, "false": 0}
+    # Recovery was really exercised: publications were missed, and every one came back.
+    assert out["missed"] > 0
+    assert out["recovered_publications"] == out["missed"]
+    assert out["unrecoverable"] == 0
+    assert out["gaps"] == 0 and out["duplicates"] == 0 and out["seq_mismatches"] == 0
+    assert out["epoch_mismatches"] == 0 and out["bad_replies"] == 0 and out["unexpected_closes"] == 0
+    assert out["published"] == out["acked"] == out["last_offset"] == 600
+    d = out["deliveries"]
+    assert d["expected"] == 50 * 600 and d["received"] == d["expected"]
+    assert d["in_replies"] == out["missed"] and d["live"] + d["in_replies"] == d["received"]
+    assert out["recovery_latency_ms"]["count"] == 50
+    assert out["publications_per_reply"]["count"] == 50 and out["publications_per_reply"]["max"] > 0
+    assert out["disconnects"]["total"] == 0 and out["errors"]["bad_payload"] == 0
+    assert out["ok"] is True
+
+
+def test_recover_fails_when_history_is_too_short(small_history_broker):
+    # history_size 5 against ~100 publications missed per outage: recovery must fail.
+    rc, out, err = bench("recover", "--url", small_history_broker.url, *RECOVER_ARGS, "--encoding", "msgpack")
+    assert rc == 1
+    assert 'said "recovered": false' in err and "history_size" in err
+    assert out["recovered"]["false"] > 0 and out["unrecoverable"] > 0
+    assert out["gaps"] == 0 and out["duplicates"] == 0
+    assert out["ok"] is False
+
+    rc, out, err = bench("recover", "--url", small_history_broker.url, *RECOVER_ARGS, "--expect-unrecovered")
+    assert rc == 0, err
+    assert out["expect_unrecovered"] is True
+    assert out["recovered"]["false"] == out["reconnections"] == 50
+    assert out["gaps"] == 0 and out["duplicates"] == 0
+    # The replies hold the kept tail, at most history_size publications each.
+    assert 0 < out["publications_per_reply"]["max"] <= 5
+    assert out["deliveries"]["received"] == out["deliveries"]["expected"]
+    assert out["ok"] is True
+
+
+def test_recover_expect_unrecovered_fails_when_all_recover(recover_broker):
+    rc, out, err = bench("recover", "--url", recover_broker.url, "--subscribers", "10", "--fraction", "0.5",
+                         "--rate", "100", "--duration", "1", "--outage", "0.2", "--cycles", "1",
+                         "--expect-unrecovered")
+    assert rc == 1
+    assert "--expect-unrecovered" in err
+    assert out["recovered"] == {"true": 5, "false": 0}
+
+
+def test_recover_bad_flags():
+    if not os.access(BENCH, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % BENCH)
+    for args in (["recover", "--fraction", "0"], ["recover", "--fraction", "1.5"], ["recover", "--cycles", "0"],
+                 ["recover", "--outage", "4"],                    # 10 s / 3 cycles = 3.3 s slots
+                 ["recover", "--rate", "100,200"], ["recover", "--subscribers", "2", "--fraction", "0.1"],
+                 ["recover", "--svg", "x.svg"], ["recover", "--publish", "rest"], ["fanout", "--outage", "1"]):
+        p = subprocess.run([BENCH, *args], capture_output=True, text=True, timeout=5)
+        assert p.returncode == 2 and "herald-bench:" in p.stderr, args
+    p = subprocess.run([BENCH, "recover", "--help"], capture_output=True, text=True, timeout=5)
+    assert p.returncode == 0
+    for flag in ("--url", "--subscribers", "--fraction", "--rate", "--duration", "--outage", "--cycles",
+                 "--namespace", "--encoding", "--json", "--expect-unrecovered", "--size", "--pid",
+                 "--drain-timeout", "--connect-timeout", "--concurrency", "--quiet", "history_size"):
+        assert flag in p.stdout, flag
+
+
+def test_recover_unreachable_broker_fails_fast():
+    if not os.access(BENCH, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % BENCH)
+    start = time.monotonic()
+    rc, out, err = bench("recover", "--url", "ws://127.0.0.1:%d/ws" % _closed_port(), "--duration", "1",
+                         "--outage", "0.1")
+    assert rc == 1 and out is None
+    assert time.monotonic() - start < 5
+    assert "connection refused" in err
