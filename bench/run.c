@@ -595,7 +595,7 @@ static void on_open(herald_client_t *c, const herald_msg_t *m, void *ud)
 
     (void)m;
     p->state = PS_OPEN;
-    if (B.o.sc == SC_RECOVER && rec_on_open(p)) return;
+    if (B.o.sc == SC_RECOVER && p->kind == PEER_SUB && rec_on_open(p)) return;
     hist_record(B.connect_lat, uv_hrtime() - p->t_connect);
     if (B.o.sc == SC_PRESENCE) { pres_on_open(p, m); return; }
     if (p->kind != PEER_SUB) { bench_peer_ready(p); return; }
