@@ -312,6 +312,30 @@ static void on_async(uv_async_t *a)
     }
 }
 
+/* Hands @p to the storage thread. */
+static void queue_push(pub_t *p)
+{
+    uv_mutex_lock(&pp.mu);
+    *pp.todo_tail = p;
+    pp.todo_tail = &p->next;
+    uv_cond_signal(&pp.cv);
+    uv_mutex_unlock(&pp.mu);
+}
+
+/* Fills what the store needs to append @p to @c's log, and queues it. */
+static void queue_write(pub_t *p, chan_t *c, int64_t ts)
+{
+    p->w.chan = c->name;
+    p->w.chanlen = c->namelen;
+    p->w.ts = ts;
+    p->w.keep = c->ns->history_size;
+    p->w.base_offset = c->last_offset;
+    p->w.epoch = c->epoch;
+    for (int e = 0; e < PROTO_NENC; e++) p->want[e] = c->nenc[e] > 0;
+    c->inflight++;
+    queue_push(p);
+}
+
 int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, uint64_t reply_to, const char *kind,
                     struct pub_origin *origin)
 {
@@ -340,22 +364,9 @@ int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, uint64_t 
         finish(p);
         return 0;
     }
-    p->w.chan = c->name;
-    p->w.chanlen = c->namelen;
     p->w.rec = p->rec;
     p->w.reclen = p->reclen;
-    p->w.ts = ts;
-    p->w.keep = c->ns->history_size;
-    p->w.base_offset = c->last_offset;
-    p->w.epoch = c->epoch;
-    for (int e = 0; e < PROTO_NENC; e++) p->want[e] = c->nenc[e] > 0;
-    c->inflight++;
-
-    uv_mutex_lock(&pp.mu);
-    *pp.todo_tail = p;
-    pp.todo_tail = &p->next;
-    uv_cond_signal(&pp.cv);
-    uv_mutex_unlock(&pp.mu);
+    queue_write(p, c, ts);
     return 0;
 }
 
@@ -375,21 +386,9 @@ int pubpipe_state(chan_t *c, struct state_ops *ops, struct pub_origin *origin)
     p->origin = *origin;
     origin->id = NULL;
     p->sops = ops;
-    p->w.chan = c->name;
-    p->w.chanlen = c->namelen;
-    p->w.ts = clock_wall_ms();
-    p->w.keep = c->ns->history_size;
-    p->w.base_offset = c->last_offset;
-    p->w.epoch = c->epoch;
     p->w.ops = ops->ops;
     p->w.nops = ops->n;
-    for (int e = 0; e < PROTO_NENC; e++) p->want[e] = c->nenc[e] > 0;
-    c->inflight++;
-    uv_mutex_lock(&pp.mu);
-    *pp.todo_tail = p;
-    pp.todo_tail = &p->next;
-    uv_cond_signal(&pp.cv);
-    uv_mutex_unlock(&pp.mu);
+    queue_write(p, c, clock_wall_ms());
     return 0;
 }
 
@@ -401,11 +400,7 @@ int pubpipe_probe(uint64_t serial)
     if (!(p = calloc(1, sizeof *p))) return -ENOMEM;
     p->origin.kind = ORIGIN_REST;
     p->origin.serial = serial;
-    uv_mutex_lock(&pp.mu);
-    *pp.todo_tail = p;
-    pp.todo_tail = &p->next;
-    uv_cond_signal(&pp.cv);
-    uv_mutex_unlock(&pp.mu);
+    queue_push(p);
     return 0;
 }
 
