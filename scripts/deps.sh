@@ -30,5 +30,9 @@ echo "deps: all installed"
 
 # playwright-core, pinned by tests/browser/package-lock.json; it drives
 # Debian's /usr/bin/chromium (no browser download).
-npm ci --prefix "$(dirname "$0")/../tests/browser" --no-audit --no-fund --loglevel=error
-echo "deps: tests/browser/node_modules installed"
+if npm ci --prefix "$(dirname "$0")/../tests/browser" --no-audit --no-fund --loglevel=error; then
+    echo "deps: tests/browser/node_modules installed"
+else
+    # Everything else still builds and runs; the browser test reports itself skipped.
+    echo "deps: WARNING: npm ci failed; tests/e2e/test_admin_page.py will skip its browser checks" >&2
+fi
