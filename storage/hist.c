@@ -545,6 +545,22 @@ int hist_write_batch(hist_t *h, hist_write_t *w, size_t n)
     }
 }
 
+/* Makes room for @need elements of @elem bytes in the array *@p of *@cap,
+ * doubling. Readers copy what they find out of the transaction into such
+ * arrays. Return: 0, or -1 (out of memory; the array is unchanged). */
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    size_t nc = *cap ? *cap : (elem == 1 ? 4096 : 16);
+    void *np;
+
+    if (need <= *cap) return 0;
+    while (nc < need) nc *= 2;
+    if (!(np = realloc(*p, nc * elem))) return -1;
+    *p = np;
+    *cap = nc;
+    return 0;
+}
+
 int hist_read(hist_t *h, const char *name, size_t len, uint64_t after, uint64_t upto, size_t limit,
               int reverse, hist_result_t *res)
 {
@@ -588,20 +604,10 @@ int hist_read(hist_t *h, const char *name, size_t len, uint64_t after, uint64_t 
         if (lk.mv_size != 16 || get_be64(kp) != cr.id || lv.mv_size < 8) break;
         off = get_be64(kp + 8);
         if (off <= after || off > upto) break;
-        if (res->n == ecap) {
-            size_t nc = ecap ? ecap * 2 : 16;
-            hist_entry_t *ne = realloc(res->entries, nc * sizeof *ne);
-            if (!ne) { rc = ENOMEM; break; }
-            res->entries = ne;
-            ecap = nc;
-        }
-        if (used + lv.mv_size - 8 > cap) {
-            size_t nc = cap ? cap * 2 : 4096;
-            unsigned char *nb;
-            while (nc < used + lv.mv_size - 8) nc *= 2;
-            if (!(nb = realloc(res->buf, nc))) { rc = ENOMEM; break; }
-            res->buf = nb;
-            cap = nc;
+        if (grow((void **)&res->entries, &ecap, res->n + 1, sizeof *res->entries) ||
+            grow((void **)&res->buf, &cap, used + lv.mv_size - 8, 1)) {
+            rc = ENOMEM;
+            break;
         }
         memcpy(res->buf + used, (unsigned char *)lv.mv_data + 8, lv.mv_size - 8);
         res->entries[res->n].offset = off;
@@ -809,20 +815,10 @@ int hist_state_read(hist_t *h, const char *name, size_t len, const char *prefix,
         if (klen < plen || memcmp(kp + 8, prefix, plen)) break;   /* past the prefix */
         if (limit && out->n == limit) { out->more = 1; break; }
         if (kv_parse(&sv, &version, &val, &vallen)) continue;
-        if (out->n == kcap) {
-            size_t nc = kcap ? kcap * 2 : 32;
-            hist_kv_t *nk = realloc(out->kv, nc * sizeof *nk);
-            if (!nk) { rc = ENOMEM; break; }
-            out->kv = nk;
-            kcap = nc;
-        }
-        if (used + klen + vallen > cap) {
-            size_t nc = cap ? cap * 2 : 4096;
-            unsigned char *nb;
-            while (nc < used + klen + vallen) nc *= 2;
-            if (!(nb = realloc(out->buf, nc))) { rc = ENOMEM; break; }
-            out->buf = nb;
-            cap = nc;
+        if (grow((void **)&out->kv, &kcap, out->n + 1, sizeof *out->kv) ||
+            grow((void **)&out->buf, &cap, used + klen + vallen, 1)) {
+            rc = ENOMEM;
+            break;
         }
         memcpy(out->buf + used, kp + 8, klen);
         memcpy(out->buf + used + klen, val, vallen);
