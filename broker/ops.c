@@ -410,38 +410,6 @@ bad:
     return PROTO_E_BAD_FIELD;
 }
 
-static void op_history(sess_t *s, const json_t *msg, const json_t *id)
-{
-    char reason[PROTO_REASON_MAX];
-    struct history_page page;
-    struct pub_origin origin = { ORIGIN_WS, s->serial, NULL };
-    const char *name;
-    size_t len;
-    chan_t *c;
-    int r;
-
-    if ((r = msg_get_channel(msg, &name, &len, reason)) || (r = get_page(msg, &page, reason))) {
-        sess_send_error(s, id, r, reason);
-        return;
-    }
-    r = chan_open(name, len, &c);
-    if (r == 0 && (r = auth_may_read(&s->ident, c, reason))) {
-        srv.stats.permission_denied++;
-        chan_maybe_drop(c);
-        sess_send_error(s, id, r, reason);
-        return;
-    }
-    if (r == 0) {
-        origin.id = id ? json_incref((json_t *)id) : NULL;
-        r = history_query(c, &page, &origin);
-        json_decref(origin.id);                /* still ours if history_query() failed */
-        chan_maybe_drop(c);
-    }
-    if (r == PROTO_E_NO_HISTORY) sess_send_error(s, id, r, "this channel's namespace keeps no history");
-    else if (r == PROTO_E_LIMIT) sess_send_error(s, id, r, "limit reached: limits.max_channels");
-    else if (r) sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
-}
-
 /* Finds @msg's channel and checks that @s may read it. Return: the channel,
  * or NULL after replying with an error. */
 static chan_t *readable(sess_t *s, const json_t *msg, const json_t *id)
@@ -465,6 +433,27 @@ static chan_t *readable(sess_t *s, const json_t *msg, const json_t *id)
         return NULL;
     }
     return c;
+}
+
+static void op_history(sess_t *s, const json_t *msg, const json_t *id)
+{
+    char reason[PROTO_REASON_MAX];
+    struct history_page page;
+    struct pub_origin origin = { ORIGIN_WS, s->serial, NULL };
+    chan_t *c;
+    int r;
+
+    if ((r = get_page(msg, &page, reason))) {
+        sess_send_error(s, id, r, reason);
+        return;
+    }
+    if (!(c = readable(s, msg, id))) return;
+    origin.id = id ? json_incref((json_t *)id) : NULL;
+    r = history_query(c, &page, &origin);
+    json_decref(origin.id);                    /* still ours if history_query() failed */
+    chan_maybe_drop(c);
+    if (r == PROTO_E_NO_HISTORY) sess_send_error(s, id, r, "this channel's namespace keeps no history");
+    else if (r) sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
 }
 
 /* presence / presence_stats {channel} */
@@ -564,7 +553,7 @@ static void op_state(sess_t *s, const json_t *msg, const json_t *id)
         return;
     }
     origin.id = id ? json_incref((json_t *)id) : NULL;
-    if (state_apply(c, ops, &origin)) {
+    if (pubpipe_state(c, ops, &origin)) {
         chan_maybe_drop(c);
         sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
     }

@@ -426,7 +426,7 @@ static int state_post(rest_req_t *r, struct lws *wsi)
     }
     if (await(r)) { state_ops_free(ops); chan_maybe_drop(c); return -1; }
     origin.serial = r->serial;
-    if (state_apply(c, ops, &origin)) {
+    if (pubpipe_state(c, ops, &origin)) {
         chan_maybe_drop(c);
         return respond_error(r, wsi, 500, PROTO_E_INTERNAL, "out of memory");
     }

@@ -123,11 +123,6 @@ fail:
     return 0;
 }
 
-int state_apply(chan_t *c, state_ops_t *ops, struct pub_origin *origin)
-{
-    return pubpipe_state(c, ops, origin);
-}
-
 /* ---- snapshots ---- */
 
 enum snap_kind { SNAP_SUBSCRIBE, SNAP_RESYNC, SNAP_LIST };

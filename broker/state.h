@@ -29,15 +29,11 @@ typedef struct state_ops {
 } state_ops_t;
 
 /* state_parse() - read @ops_json (an array of {"op":..,"key":..,...}).
- * @out: [out] on success; free with state_ops_free() unless handed on.
+ * @out: [out] on success; hand it to pubpipe_state(), or free it with
+ * state_ops_free().
  * Return: 0, or PROTO_E_BAD_FIELD with @reason. */
 int state_parse(const json_t *ops_json, state_ops_t **out, char *reason);
 void state_ops_free(state_ops_t *s);
-
-/* state_apply() - apply @ops (taken) to state channel @c for @origin (its id
- * reference is taken); the outcome comes through ops_pub_done().
- * Return: 0, or -ENOMEM (no outcome will come). */
-int state_apply(chan_t *c, state_ops_t *ops, struct pub_origin *origin);
 
 /* state_subscribed() - answer a subscribe of @s to state channel @c: a
  * snapshot in the reply ("state"), then the deltas after it; with @since

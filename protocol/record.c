@@ -306,12 +306,6 @@ static int int_field(const unsigned char *rec, size_t len, const char *key, int6
     return -1;
 }
 
-int64_t rec_ts(const unsigned char *rec, size_t len)
-{
-    int64_t v;
-    return int_field(rec, len, "ts", &v) ? 0 : v;
-}
-
 uint64_t rec_reply_to(const unsigned char *rec, size_t len)
 {
     int64_t v;

@@ -43,8 +43,6 @@ int rec_publication(enum proto_enc enc, uint64_t offset, const unsigned char *re
  * transcoded to JSON). Return: 0, or -1 if @val is not well-formed. */
 int rec_value(enum proto_enc enc, const unsigned char *val, size_t len, wbuf_t *b);
 
-/* rec_ts() - the "ts" of a record, or 0 if it has none. */
-int64_t rec_ts(const unsigned char *rec, size_t len);
 
 /* msg_encode_open() - append @obj in @enc with one more entry still to come:
  * the caller appends that entry's key and value, then calls

@@ -44,7 +44,6 @@ static inline void wbuf_putc(wbuf_t *b, unsigned char c)
     b->p[b->len++] = c;
 }
 
-static inline void wbuf_puts(wbuf_t *b, const char *s) { wbuf_put(b, s, strlen(s)); }
 
 /* wbuf_printf() - append formatted text. */
 void wbuf_printf(wbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -115,7 +115,7 @@ static void test_wbuf_growth(void **state)
     }
     wbuf_printf(&b, "%s=%d;", "x", 42);
     wbuf_printf(&b, "%05.1f", 2.5);
-    wbuf_puts(&b, "!");
+    wbuf_put(&b, "!", strlen("!"));
     assert_bytes_equal(b.p, b.len, "x=42;002.5!", 11);
     wbuf_deinit(&b);
     assert_null(b.p);
@@ -143,7 +143,7 @@ static void test_wbuf_oom_sticky(void **state)
     (void)state;
 
     wbuf_init(&b);
-    wbuf_puts(&b, "hello");
+    wbuf_put(&b, "hello", strlen("hello"));
     p = b.p;
     cap = b.cap;
 
@@ -157,7 +157,7 @@ static void test_wbuf_oom_sticky(void **state)
     /* Sticky: every later write is ignored, even ones that would fit. */
     wbuf_putc(&b, '!');
     wbuf_put(&b, "abc", 3);
-    wbuf_puts(&b, "xyz");
+    wbuf_put(&b, "xyz", strlen("xyz"));
     wbuf_printf(&b, "%d", 12345);
     assert_int_equal(b.len, 5);
     assert_int_equal(b.oom, 1);
@@ -168,7 +168,7 @@ static void test_wbuf_oom_sticky(void **state)
     /* reset clears it and the buffer works again. */
     wbuf_reset(&b);
     assert_int_equal(b.oom, 0);
-    wbuf_puts(&b, "ok");
+    wbuf_put(&b, "ok", strlen("ok"));
     assert_bytes_equal(b.p, b.len, "ok", 2);
 
     /* The overflow guard in wbuf_grow: len + n wrapping around. */
