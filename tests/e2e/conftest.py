@@ -514,6 +514,20 @@ class RawWS:
             pass
 
 
+def slow_subscriber(broker, channel, **kw):
+    """A RawWS with a 4 KiB receive buffer, connected and subscribed to @channel,
+    that reads nothing more until the test says so: the slow consumer that
+    queue-limit, shutdown and state-convergence tests need. Returns it and
+    the subscribed reply."""
+    slow = RawWS(broker.host, broker.port, rcvbuf=4096, **kw)
+    slow.send_json({"op": "connect", "id": 1})
+    slow.send_json({"op": "subscribe", "id": 2, "channel": channel})
+    got = []
+    while len(got) < 2:
+        got += slow.recv_messages()
+    assert [m["op"] for m in got] == ["connected", "subscribed"], got
+    return slow, got[1]
+
 def http_raw(host, port, request, timeout=3.0):
     """Sends @request (bytes, in one send) and reads until the broker closes or the
     timeout. Returns (status, headers, body, extra): the first response, parsed by

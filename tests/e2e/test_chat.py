@@ -118,7 +118,7 @@ def test_grace_period(make_broker):
         # Gone for longer than the grace: one leave, after the grace.
         t0 = time.monotonic()
         await bob.close()
-        m = await watcher.expect(op="leave", user="bob", timeout=3)
+        await watcher.expect(op="leave", user="bob", timeout=3)
         assert time.monotonic() - t0 >= 0.9
         await watcher.close()
     run(go())
@@ -170,7 +170,6 @@ def test_typing_signals(make_broker):
         h = await bob.request({"op": "history", "channel": "chat:typing"})
         assert h["publications"] == [] and h["offset"] == 0
         # Rate limit: 3 per second.
-        codes = []
         for i in range(6):
             await alice.send({"op": "signal", "id": i, "channel": "chat:typing", "data": i})
         errors = [m for m in await drain(alice, 0.5) if m["op"] == "error"]

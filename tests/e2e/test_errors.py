@@ -15,7 +15,7 @@ import pytest
 import requests
 import websockets
 
-from conftest import Closed, RawWS, close_all, connect, http_raw, run, ws_connect
+from conftest import slow_subscriber, Closed, RawWS, close_all, connect, http_raw, run, ws_connect
 
 _chan_ids = itertools.count(1)
 
@@ -597,13 +597,7 @@ def test_slow_consumer_closed_4000(make_broker):
     b = make_broker(max_message_size="16k", send_queue_max="128k")
 
     async def main():
-        slow = RawWS(b.host, b.port, rcvbuf=4096)
-        slow.send_json({"op": "connect", "id": 1})
-        slow.send_json({"op": "subscribe", "id": 2, "channel": "firehose"})
-        got = []
-        while len(got) < 2:
-            got += slow.recv_messages()
-        assert [m["op"] for m in got] == ["connected", "subscribed"]
+        slow, _ = slow_subscriber(b, "firehose")
         # From here on `slow` reads nothing until the end.
         good = await connect(b, "msgpack")
         await good.subscribe("firehose")

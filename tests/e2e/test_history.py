@@ -7,10 +7,9 @@ import subprocess
 import threading
 import time
 
-import pytest
 import requests
 
-from conftest import HERALD_BIN, Broker, connect, run, herald_env
+from conftest import HERALD_BIN, connect, herald_env, run
 
 
 def rest_history(b, channel, **params):
@@ -32,7 +31,7 @@ def test_subscribe_with_history_returns_last_n_then_live(broker):
         assert [p["data"] for p in m["publications"]] == [{"i": 7}, {"i": 8}, {"i": 9}]
         assert all(isinstance(p["ts"], int) for p in m["publications"])
         broker.publish_rest("chat:h1", "live")
-        p = await c.expect(op="pub", channel="chat:h1", offset=11, data="live")
+        await c.expect(op="pub", channel="chat:h1", offset=11, data="live")
         await c.close()
     run(go())
 
@@ -124,7 +123,6 @@ def test_replay_then_live_has_no_gap_and_no_duplicate(make_broker):
         t = threading.Thread(target=publisher)
         t.start()
         try:
-            seen = []
             clients = []
             for k in range(5):
                 c = await connect(broker)
@@ -370,7 +368,6 @@ def test_foreign_or_newer_history_store_is_refused(tmp_path):
     (d / "history").mkdir(parents=True)
     (d / "FORMAT").write_text("herald-data 1\n")
     # An LMDB environment that is not Herald's: a data.mdb with other databases.
-    import struct
     (d / "history" / "data.mdb").write_bytes(b"\0" * 8192)
     r = subprocess.run([HERALD_BIN, "--port", "0", "--data-dir", str(d)], capture_output=True, text=True,
                        timeout=10, env=herald_env())

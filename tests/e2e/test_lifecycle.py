@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from conftest import (HERALD_BIN, Closed, RawWS, close_all, connect, connect_many, herald_env, run,
+from conftest import (slow_subscriber, HERALD_BIN, Closed, close_all, connect, connect_many, herald_env, run,
                       run_herald, tcp_closed_without_handshake, ws_connect)
 
 FLAGS = ["--bind", "--port", "--data-dir", "--shutdown-timeout", "--max-message-size", "--send-queue-max",
@@ -362,12 +362,7 @@ def test_shutdown_refuses_new_connections(make_broker):
     b = make_broker(send_queue_max="16m", shutdown_timeout="20s")
 
     async def main():
-        slow = RawWS(b.host, b.port, rcvbuf=4096)
-        slow.send_json({"op": "connect", "id": 1})
-        slow.send_json({"op": "subscribe", "id": 2, "channel": "s"})
-        got = []
-        while len(got) < 2:
-            got += slow.recv_messages()
+        slow, _ = slow_subscriber(b, "s")
         pub = await connect(b)
         n = 200
         for i in range(n):
@@ -409,12 +404,7 @@ def test_shutdown_timeout_bounds_stop(make_broker):
     b = make_broker(send_queue_max="16m", shutdown_timeout="1s")
 
     async def main():
-        slow = RawWS(b.host, b.port, rcvbuf=4096)
-        slow.send_json({"op": "connect", "id": 1})
-        slow.send_json({"op": "subscribe", "id": 2, "channel": "s"})
-        got = []
-        while len(got) < 2:
-            got += slow.recv_messages()
+        slow, _ = slow_subscriber(b, "s")
         pub = await connect(b)
         for i in range(300):
             await pub.send({"op": "publish", "channel": "s", "data": "d" * 8000})

@@ -1,6 +1,5 @@
 """Operators: Prometheus metrics, channel statistics, health and readiness, storage
 alerts, structured logs, the runtime log level, and the sys:stats channel."""
-import asyncio
 import json
 import re
 import signal

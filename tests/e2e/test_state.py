@@ -1,13 +1,12 @@
 """State channels: atomic operations, snapshot then deltas with no gap and no
 duplicate, recovery, conflation for a slow reader, paging and filters, restarts."""
 import asyncio
-import json
 import threading
 import time
 
 import requests
 
-from conftest import RawWS, connect, run
+from conftest import connect, run, slow_subscriber
 
 STATE = ("--ns", "scores.state=on", "--ns", "seats.state=on", "--ns", "seats.history_size=1000")
 
@@ -152,13 +151,7 @@ def test_slow_reader_converges_instead_of_being_cut(make_broker):
     ops(b, "scores:slow", {"op": "set", "key": "score", "value": 0})
 
     async def go():
-        slow = RawWS(b.host, b.port, rcvbuf=4096)
-        slow.send_json({"op": "connect", "id": 1})
-        slow.send_json({"op": "subscribe", "id": 2, "channel": "scores:slow"})
-        got = []
-        while len(got) < 2:
-            got += slow.recv_messages()
-        assert got[1]["op"] == "subscribed"
+        slow, subscribed = slow_subscriber(b, "scores:slow")
         # It stops reading while many updates stream past: more than the kernel's
         # socket buffers (up to 4 MiB here) and the queue can hold.
         s = requests.Session()
@@ -174,7 +167,7 @@ def test_slow_reader_converges_instead_of_being_cut(make_broker):
         assert final["score"] == 1000
         # Now it reads: deltas, a fresh snapshot in place of what it missed,
         # then nothing is left out: its view converges to the final state.
-        state = {k: {"value": v["value"]} for k, v in got[1]["state"].items()}
+        state = {k: {"value": v["value"]} for k, v in subscribed["state"].items()}
         snapshots = 0
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
