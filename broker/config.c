@@ -122,6 +122,16 @@ static const struct opt ns_opts[] = {
     { "namespace", "state", NULL, T_BOOL, NO(state), 0, "off",
       "channels hold a keyed state changed by atomic operations; subscribers get a snapshot, then deltas "
       "(needs history)" },
+    { "namespace", "seat_hold_max", NULL, T_MS, NO(seat_hold_max_ms), 0, "15m",
+      "seat maps: the longest hold (ttl) a hold request may ask for" },
+    { "namespace", "seat_offer_ttl", NULL, T_MS, NO(seat_offer_ttl_ms), 0, "2m",
+      "seat maps: how long a seat offered to the head of a waitlist stays held for that user" },
+    { "namespace", "waitlist_max", NULL, T_UINT, NO(waitlist_max), 0, "1000",
+      "seat maps: users one section's waitlist may hold (error 110 beyond)" },
+    { "namespace", "seat_release_on_disconnect", NULL, T_BOOL, NO(seat_release_on_disconnect), 0, "off",
+      "seat maps: release the seats a user holds when their last WebSocket connection closes" },
+    { "namespace", "seat_client_confirm", NULL, T_BOOL, NO(seat_client_confirm), 0, "off",
+      "seat maps: clients may confirm (book) their holds over WebSocket; off: only the backend, over REST" },
 };
 #define NNSOPTS (sizeof ns_opts / sizeof ns_opts[0])
 
@@ -284,6 +294,10 @@ static const char *validate(const config_t *c)
         static char why[160];
         if (n->state && !n->history) {
             snprintf(why, sizeof why, "[namespace %s] state = on needs history = on (deltas are its log)", n->name);
+            return why;
+        }
+        if (n->seat_hold_max_ms < 1000 || n->seat_offer_ttl_ms < 1000) {
+            snprintf(why, sizeof why, "[namespace %s] seat_hold_max and seat_offer_ttl must be at least 1s", n->name);
             return why;
         }
         if (n->history && n->history_size == 0) {

@@ -39,6 +39,11 @@ typedef struct ns_config {
     int signals;                  /* allow the signal op */
     unsigned signal_rate;         /* signals per second per connection */
     int state;                    /* channels hold a keyed state (state channels) */
+    unsigned seat_hold_max_ms;    /* seat maps: the longest hold a request may ask for */
+    unsigned seat_offer_ttl_ms;   /* seat maps: how long a waitlist offer holds its seat */
+    unsigned waitlist_max;        /* seat maps: users one section's waitlist may hold */
+    int seat_release_on_disconnect; /* seat maps: a user's holds go with their last connection */
+    int seat_client_confirm;      /* seat maps: clients may confirm (book) over WebSocket */
 } ns_config_t;
 
 /* A backend's REST credential: [apikey NAME]. */

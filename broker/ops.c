@@ -11,6 +11,7 @@
 #include "rest.h"
 #include "auth.h"
 #include "ratelimit.h"
+#include "seats.h"
 #include "log.h"
 
 #include <errno.h>
@@ -77,41 +78,53 @@ static void add_state_changes(json_t *m, const unsigned char *rec, size_t len)
     json_decref(r);
 }
 
-void ops_pub_done(const struct pub_origin *o, chan_t *c, int code, uint64_t offset, const char *reason,
-                  const unsigned char *state_rec, size_t state_reclen, uint64_t conflict_version)
+/* REST status of a publication's failure. */
+static int pub_status(int code)
+{
+    switch (code) {
+    case PROTO_E_STORAGE: return 507;
+    case PROTO_E_CONFLICT: case PROTO_E_SEATS_TAKEN: case PROTO_E_NOT_HELD: return 409;
+    case PROTO_E_NOT_INTEGER: case PROTO_E_UNKNOWN_SEAT: return 422;
+    case PROTO_E_LIMIT: return 503;
+    default: return 500;
+    }
+}
+
+void ops_pub_done(const struct pub_origin *o, chan_t *c, const struct pub_outcome *out)
 {
     json_t *m;
     sess_t *s;
 
-    if (code) srv.stats.storage_failures += code == PROTO_E_STORAGE;
+    if (out->code) srv.stats.storage_failures += out->code == PROTO_E_STORAGE;
     switch (o->kind) {
     case ORIGIN_WS:
         if (!(s = conn_find(o->serial))) return;
-        if (code) {
-            m = msg_error(o->id, code, reason ? reason : "publication failed");
-            if (m && code == PROTO_E_CONFLICT) json_object_set_new(m, "version", json_integer((json_int_t)conflict_version));
+        if (out->code) {
+            m = msg_error(o->id, out->code, out->reason ? out->reason : "publication failed");
+            if (m && out->extra) json_object_update_missing(m, (json_t *)out->extra);
             sess_send(s, m);
             return;
         }
-        m = msg_reply(state_rec ? "updated" : "published", o->id);
+        m = msg_reply(out->reply_op ? out->reply_op : out->state_rec ? "updated" : "published", o->id);
         if (m) {
             json_object_set_new(m, "channel", json_stringn(c->name, c->namelen));
-            json_object_set_new(m, "offset", json_integer((json_int_t)offset));
-            if (state_rec) add_state_changes(m, state_rec, state_reclen);
+            json_object_set_new(m, "offset", json_integer((json_int_t)out->offset));
+            if (out->state_rec) add_state_changes(m, out->state_rec, out->state_reclen);
+            if (out->extra) json_object_update_missing(m, (json_t *)out->extra);
         }
         sess_send(s, m);
         return;
     case ORIGIN_REST:
-        if (code) {
-            m = json_pack("{s:{s:i,s:s}}", "error", "code", code, "reason", reason ? reason : "publication failed");
-            if (m && code == PROTO_E_CONFLICT)
-                json_object_set_new(json_object_get(m, "error"), "version", json_integer((json_int_t)conflict_version));
-            rest_finish_json(o->serial, code == PROTO_E_STORAGE ? 507 : code == PROTO_E_CONFLICT ? 409
-                             : code == PROTO_E_NOT_INTEGER ? 422 : 500, m);
+        if (out->code) {
+            m = json_pack("{s:{s:i,s:s}}", "error", "code", out->code, "reason",
+                          out->reason ? out->reason : "publication failed");
+            if (m && out->extra) json_object_update_missing(json_object_get(m, "error"), (json_t *)out->extra);
+            rest_finish_json(o->serial, pub_status(out->code), m);
             return;
         }
-        m = json_pack("{s:s%,s:I}", "channel", c->name, (size_t)c->namelen, "offset", (json_int_t)offset);
-        if (m && state_rec) add_state_changes(m, state_rec, state_reclen);
+        m = json_pack("{s:s%,s:I}", "channel", c->name, (size_t)c->namelen, "offset", (json_int_t)out->offset);
+        if (m && out->state_rec) add_state_changes(m, out->state_rec, out->state_reclen);
+        if (m && out->extra) json_object_update_missing(m, (json_t *)out->extra);
         rest_finish_json(o->serial, 200, m);
         return;
     case ORIGIN_NONE:
@@ -195,6 +208,7 @@ static void op_connect(sess_t *s, const json_t *msg, const json_t *id)
     free(s->url_token);
     s->url_token = NULL;
     s->connected = 1;
+    if (s->ident.user) seats_user_connected(s->ident.user);
     m = msg_reply("connected", id);
     if (m) {
         json_object_set_new(m, "client", json_string(s->id));
@@ -544,6 +558,12 @@ static void op_state(sess_t *s, const json_t *msg, const json_t *id)
         sess_send_error(s, id, PROTO_E_DISABLED, "this channel's namespace is not a state namespace");
         return;
     }
+    if (seats_is_map(c->name, c->namelen)) {
+        chan_maybe_drop(c);
+        srv.stats.permission_denied++;
+        sess_send_error(s, id, PROTO_E_FORBIDDEN, "a seat map changes through seat operations only (the seats op)");
+        return;
+    }
     sub = chan_sub(s, c);
     if ((r = auth_may_publish(&s->ident, c, sub != NULL, sub && sub->granted, reason)) ||
         (r = state_parse(json_object_get(msg, "ops"), &ops, reason))) {
@@ -557,6 +577,57 @@ static void op_state(sess_t *s, const json_t *msg, const json_t *id)
         chan_maybe_drop(c);
         sess_send_error(s, id, PROTO_E_INTERNAL, "out of memory");
     }
+}
+
+/* seats {channel, action, ...}: a seat request for the connection's user. */
+static void op_seats(sess_t *s, const json_t *msg, const json_t *id)
+{
+    char reason[PROTO_REASON_MAX];
+    struct pub_origin origin = { ORIGIN_WS, s->serial, NULL };
+    const char *name, *action;
+    size_t len;
+    sub_t *sub;
+    chan_t *c;
+    int r;
+
+    if ((r = msg_get_channel(msg, &name, &len, reason))) { sess_send_error(s, id, r, reason); return; }
+    if (!seats_is_map(name, len)) {
+        sess_send_error(s, id, PROTO_E_BAD_CHANNEL, "seat operations go to a seat map: seats:{event}");
+        return;
+    }
+    if ((r = msg_get_str(msg, "action", &action, NULL, reason))) {
+        sess_send_error(s, id, PROTO_E_BAD_FIELD, r == 1 ? "field \"action\" is required" : reason);
+        return;
+    }
+    if (!s->ident.user) {
+        srv.stats.permission_denied++;
+        sess_send_error(s, id, PROTO_E_UNAUTHORIZED, "seat operations need an authenticated user (a token)");
+        return;
+    }
+    if ((r = chan_open(name, len, &c))) {
+        sess_send_error(s, id, r == PROTO_E_LIMIT ? r : PROTO_E_INTERNAL,
+                        r == PROTO_E_LIMIT ? "limit reached: limits.max_channels" : "out of memory");
+        return;
+    }
+    sub = chan_sub(s, c);
+    r = auth_may_publish(&s->ident, c, sub != NULL, sub && sub->granted, reason);
+    if (!r && (!strcmp(action, "define") || !strcmp(action, "add"))) {
+        r = PROTO_E_FORBIDDEN;
+        snprintf(reason, sizeof reason, "the seat map is defined by the backend (PUT /api/events/{event}/seats)");
+    } else if (!r && !strcmp(action, "confirm") && !c->ns->seat_client_confirm) {
+        r = PROTO_E_FORBIDDEN;
+        snprintf(reason, sizeof reason, "bookings are confirmed by the backend (namespace seat_client_confirm is off)");
+    }
+    if (r) {
+        if (r == PROTO_E_FORBIDDEN || r == PROTO_E_UNAUTHORIZED) srv.stats.permission_denied++;
+        chan_maybe_drop(c);
+        sess_send_error(s, id, r, reason);
+        return;
+    }
+    origin.id = id ? json_incref((json_t *)id) : NULL;
+    r = seats_request(c->name, action, msg, s->ident.user, 0, &origin, reason);
+    chan_maybe_drop(c);
+    if (r) sess_send_error(s, id, r, reason);
 }
 
 void ops_handle(sess_t *s, const unsigned char *buf, size_t len)
@@ -607,6 +678,7 @@ void ops_handle(sess_t *s, const unsigned char *buf, size_t len)
     case OP_PRESENCE_STATS: op_presence(s, msg, id, 1); break;
     case OP_SIGNAL: op_signal(s, msg, id); break;
     case OP_STATE: op_state(s, msg, id); break;
+    case OP_SEATS: op_seats(s, msg, id); break;
     case OP_SUBSCRIBE: op_subscribe(s, msg, id); break;
     case OP_UNSUBSCRIBE: op_unsubscribe(s, msg, id); break;
     case OP_PUBLISH: op_publish(s, msg, id); break;

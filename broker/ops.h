@@ -35,11 +35,19 @@ int ops_publish(const char *name, size_t len, const json_t *data, const json_t *
  * Return: 0, or PROTO_E_BAD_FIELD with @reason. */
 int ops_get_reply(const json_t *msg, uint64_t *reply_to, const char **kind, char *reason);
 
-/* ops_pub_done() - tell @origin the outcome of its publication on @c: @code 0
- * and @offset, or a PROTO_E_* @code and @reason. For a state change,
- * @state_rec is the record written (its changes go in the reply), and with
- * PROTO_E_CONFLICT @conflict_version is the key's version now. */
-void ops_pub_done(const struct pub_origin *origin, struct chan *c, int code, uint64_t offset, const char *reason,
-                  const unsigned char *state_rec, size_t state_reclen, uint64_t conflict_version);
+/* The outcome of a publication or state change, for ops_pub_done(). */
+struct pub_outcome {
+    int code;                     /* 0, or a PROTO_E_* code */
+    uint64_t offset;              /* with code 0 */
+    const char *reason;           /* with a code */
+    const unsigned char *state_rec; /* a state change's record (its changes go in the reply), or NULL */
+    size_t state_reclen;
+    const json_t *extra;          /* fields added to the reply, or to the error (a conflict's "version",
+                                     the "seats" a hold found taken), or NULL */
+    const char *reply_op;         /* the WebSocket reply's op; NULL: "published" or "updated" */
+};
+
+/* ops_pub_done() - tell @origin the outcome @out of its publication on @c. */
+void ops_pub_done(const struct pub_origin *origin, struct chan *c, const struct pub_outcome *out);
 
 #endif

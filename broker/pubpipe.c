@@ -20,6 +20,9 @@
 /* How often the storage thread prunes, and how much per round. */
 #define PRUNE_EVERY_MS 1000
 #define PRUNE_BUDGET 2000
+/* How often the storage thread looks for due timers, and how many per look. */
+#define TIMERS_EVERY_MS 250
+#define TIMERS_MAX 1000
 
 typedef struct pub {
     struct pub *next;
@@ -42,6 +45,14 @@ struct gone {
     char name[];
 };
 
+/* A due timer, reported by the storage thread. */
+struct due {
+    struct due *next;
+    int64_t at;
+    size_t chanlen, keylen;
+    char data[];                  /* the channel name, then the key */
+};
+
 static struct {
     hist_t *store;
     uv_thread_t thread;
@@ -54,6 +65,9 @@ static struct {
     /* storage thread -> loop, under mu */
     pub_t *done, **done_tail;
     struct gone *gone;
+    struct due *due;              /* storage thread -> loop, under mu */
+    int due_busy;                 /* a report is out: do not look again */
+    void (*on_due)(int64_t, const char *, size_t, const char *, size_t);
 } pp;
 
 hist_t *pubpipe_store(void) { return pp.store; }
@@ -62,6 +76,7 @@ static void pub_free(pub_t *p)
 {
     state_ops_free(p->sops);
     free(p->w.state_rec);
+    json_decref(p->w.result);
     for (int e = 0; e < PROTO_NENC; e++) frame_unref(p->frames[e]);
     json_decref(p->origin.id);
     free(p);
@@ -89,6 +104,40 @@ static void on_gone(void *ctx, const char *name, size_t len)
     uv_mutex_lock(&pp.mu);
     g->next = pp.gone;
     pp.gone = g;
+    uv_mutex_unlock(&pp.mu);
+}
+
+static void collect_due(void *ctx, int64_t at, const char *chan, size_t chanlen, const char *key, size_t klen)
+{
+    struct due ***tail = ctx, *d = malloc(sizeof *d + chanlen + klen);
+    if (!d) return;
+    d->next = NULL;
+    d->at = at;
+    d->chanlen = chanlen;
+    d->keylen = klen;
+    memcpy(d->data, chan, chanlen);
+    memcpy(d->data + chanlen, key, klen);
+    **tail = d;
+    *tail = &d->next;
+}
+
+/* Looks for due timers unless the loop still holds the last report. */
+static void check_timers(void)
+{
+    struct due *list = NULL, **tail = &list;
+    int64_t next;
+    int busy, rc;
+
+    uv_mutex_lock(&pp.mu);
+    busy = pp.due_busy || !pp.on_due;
+    uv_mutex_unlock(&pp.mu);
+    if (busy) return;
+    if ((rc = hist_timers_due(pp.store, clock_wall_ms(), TIMERS_MAX, collect_due, &tail, &next)))
+        hlog(LOG_WARN, "storage", "reading due timers failed: %s", strerror(-rc));
+    if (!list) return;
+    uv_mutex_lock(&pp.mu);
+    pp.due = list;
+    pp.due_busy = 1;
     uv_mutex_unlock(&pp.mu);
 }
 
@@ -148,6 +197,7 @@ static void storage_main(void *arg)
     hist_write_t *ws = NULL;
     size_t wcap = 0;
     uint64_t next_prune = clock_mono_ns() / 1000000 + PRUNE_EVERY_MS, next_sync = 0;
+    uint64_t next_timers = clock_mono_ns() / 1000000;
     wbuf_t enc;
 
     (void)arg;
@@ -160,7 +210,7 @@ static void storage_main(void *arg)
 
         if (!pp.todo) {
             if (pp.stop) break;
-            wake = next_prune;
+            wake = next_prune < next_timers ? next_prune : next_timers;
             if (srv.cfg.durability == DURABILITY_INTERVAL && next_sync && next_sync < wake) wake = next_sync;
             if (wake > now) uv_cond_timedwait(&pp.cv, &pp.mu, (wake - now) * 1000000ULL);
         }
@@ -195,12 +245,17 @@ static void storage_main(void *arg)
             next_prune = now + (rc >= PRUNE_BUDGET ? 10 : PRUNE_EVERY_MS);
         }
 
+        if (now >= next_timers) {
+            check_timers();
+            next_timers = now + TIMERS_EVERY_MS;
+        }
+
         uv_mutex_lock(&pp.mu);
         if (batch) {
             *pp.done_tail = batch;
             pp.done_tail = tail;
         }
-        if (batch || pp.gone) uv_async_send(&pp.async);
+        if (batch || pp.gone || pp.due) uv_async_send(&pp.async);
     }
     uv_mutex_unlock(&pp.mu);
     if (srv.cfg.durability == DURABILITY_INTERVAL) hist_sync(pp.store);
@@ -226,7 +281,6 @@ static void finish_probe(pub_t *p)
 static void finish(pub_t *p)
 {
     chan_t *c = p->chan;
-    int code = 0;
 
     if (!c) {
         finish_probe(p);
@@ -240,6 +294,9 @@ static void finish(pub_t *p)
     c->inflight--;
     const unsigned char *rec = p->w.state_rec ? p->w.state_rec : p->rec;
     size_t reclen = p->w.state_rec ? p->w.state_reclen : p->reclen;
+    struct pub_outcome out = { .offset = p->w.offset, .state_rec = p->sops ? rec : NULL, .state_reclen = reclen,
+                               .reply_op = p->sops ? p->sops->reply_op : NULL };
+    json_t *extra = NULL;
     char why[PROTO_REASON_MAX];
 
     why[0] = '\0';
@@ -247,26 +304,41 @@ static void finish(pub_t *p)
         c->stored = c->ns->history && pp.store;
         if (memcmp(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN))
             memcpy(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN + 1);
+        extra = json_incref(p->w.result);
     } else if (p->w.status == HIST_E_CONFLICT || p->w.status == HIST_E_NOT_INTEGER) {
         const hist_state_op_t *op = &p->sops->ops[p->w.failed_op];
-        code = p->w.status == HIST_E_CONFLICT ? PROTO_E_CONFLICT : PROTO_E_NOT_INTEGER;
-        if (code == PROTO_E_CONFLICT)
+        out.code = p->w.status == HIST_E_CONFLICT ? PROTO_E_CONFLICT : PROTO_E_NOT_INTEGER;
+        if (out.code == PROTO_E_CONFLICT) {
             snprintf(why, sizeof why, "ops[%zu]: key \"%.*s\" is at version %llu, not %llu; nothing was applied",
                      p->w.failed_op, (int)op->keylen, op->key, (unsigned long long)p->w.conflict_version,
                      (unsigned long long)op->version);
-        else
+            extra = json_pack("{s:I}", "version", (json_int_t)p->w.conflict_version);
+        } else {
             snprintf(why, sizeof why, "ops[%zu]: key \"%.*s\" does not hold an integer, or it would overflow; "
                      "nothing was applied", p->w.failed_op, (int)op->keylen, op->key);
+        }
+    } else if (p->w.status == HIST_E_REFUSED && p->w.result) {
+        /* A custom operation said why: {"code","reason", and its details}. */
+        out.code = (int)json_integer_value(json_object_get(p->w.result, "code"));
+        snprintf(why, sizeof why, "%s", json_string_value(json_object_get(p->w.result, "reason")) ?
+                 json_string_value(json_object_get(p->w.result, "reason")) : "refused");
+        extra = json_deep_copy(p->w.result);
+        json_object_del(extra, "code");
+        json_object_del(extra, "reason");
+        if (!out.code) out.code = PROTO_E_INTERNAL;
     } else {
-        code = PROTO_E_STORAGE;
+        out.code = PROTO_E_STORAGE;
         snprintf(why, sizeof why, "%s", p->w.status == HIST_E_FULL ? "the history store is full (history.map_size_max)"
                                                                    : "the history store failed to commit the publication");
     }
+    if (p->sops && p->sops->done) p->sops->done(c, p->sops, out.code, extra);
+    out.reason = why[0] ? why : NULL;
+    out.extra = extra;
     /* The publisher hears of its publication before it sees it as a
      * subscriber, so a client can match the echo to its request. */
-    ops_pub_done(&p->origin, c, code, p->w.offset, why[0] ? why : NULL, p->sops ? rec : NULL, reclen,
-                 code == PROTO_E_CONFLICT ? p->w.conflict_version : 0);
-    if (code == 0) {
+    ops_pub_done(&p->origin, c, &out);
+    json_decref(extra);
+    if (out.code == 0) {
         if (chan_fanout(c, p->w.offset, rec, reclen, p->frames))
             hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,
                  (unsigned long long)p->w.offset);
@@ -283,6 +355,7 @@ static void on_async(uv_async_t *a)
 {
     pub_t *done;
     struct gone *gone;
+    struct due *due;
 
     (void)a;
     uv_mutex_lock(&pp.mu);
@@ -291,6 +364,8 @@ static void on_async(uv_async_t *a)
     pp.done_tail = &pp.done;
     gone = pp.gone;
     pp.gone = NULL;
+    due = pp.due;
+    pp.due = NULL;
     uv_mutex_unlock(&pp.mu);
 
     while (done) {
@@ -310,6 +385,25 @@ static void on_async(uv_async_t *a)
         }
         free(g);
     }
+    if (due) {
+        while (due) {
+            struct due *d = due;
+            due = d->next;
+            if (pp.on_due && !srv.stopping) pp.on_due(d->at, d->data, d->chanlen, d->data + d->chanlen, d->keylen);
+            free(d);
+        }
+        /* What was just queued is committed before the next look. */
+        uv_mutex_lock(&pp.mu);
+        pp.due_busy = 0;
+        uv_mutex_unlock(&pp.mu);
+    }
+}
+
+void pubpipe_timers(void (*due)(int64_t, const char *, size_t, const char *, size_t))
+{
+    uv_mutex_lock(&pp.mu);
+    pp.on_due = due;
+    uv_mutex_unlock(&pp.mu);
 }
 
 /* Hands @p to the storage thread. */

@@ -54,6 +54,12 @@ int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, uint64_t 
 struct state_ops;
 int pubpipe_state(chan_t *c, struct state_ops *ops, struct pub_origin *origin);
 
+/* pubpipe_timers() - have @due called on the loop for each timer of the
+ * store that is due (hist_timers_due(); seat hold expiries). The storage
+ * thread looks every quarter second, and not again until the loop has taken
+ * the last report, so an expiry queued meanwhile is not reported twice. */
+void pubpipe_timers(void (*due)(int64_t at_ms, const char *chan, size_t chanlen, const char *key, size_t klen));
+
 /* pubpipe_probe() - check that the store can commit, for GET
  * /api/health/ready: the storage thread runs a small write transaction and
  * the HTTP request @serial gets 200 or 503. Return: 0, -EIO (no store), -ENOMEM. */

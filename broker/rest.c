@@ -9,6 +9,7 @@
 #include "admin.h"
 #include "presence.h"
 #include "state.h"
+#include "seats.h"
 #include "adapters.h"
 #include "metrics.h"
 #include "auth.h"
@@ -26,7 +27,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum { ROUTE_NONE = 0, ROUTE_PUBLISH, ROUTE_STATE, ROUTE_SCOREBOARD };
+enum { ROUTE_NONE = 0, ROUTE_PUBLISH, ROUTE_STATE, ROUTE_SCOREBOARD, ROUTE_SEATS };
 
 static void reset(rest_req_t *r)
 {
@@ -363,6 +364,9 @@ static int state_route(rest_req_t *r, struct lws *wsi, const char *name, size_t 
         /* POST: the body ({"ops":[...]}) follows; state_post() runs it. */
         if (r->key && !auth_key_may_publish(r->key, name, len))
             return respond_error(r, wsi, 403, PROTO_E_FORBIDDEN, "this API key may not change this namespace");
+        if (seats_is_map(name, len))
+            return respond_error(r, wsi, 403, PROTO_E_FORBIDDEN,
+                                 "a seat map changes through seat operations only (/api/events/{event}/...)");
         if (len >= sizeof r->state_chan) return respond_error(r, wsi, 400, PROTO_E_BAD_CHANNEL, "channel name too long");
         memcpy(r->state_chan, name, len);
         r->state_chan[len] = '\0';
@@ -462,6 +466,63 @@ static int scoreboard_route(rest_req_t *r, struct lws *wsi, const char *rest, in
     return 0;
 }
 
+/* /api/events/{event}/seats (PUT: define, POST: add), .../hold, .../confirm,
+ * .../release, .../waitlist and .../waitlist/leave (POST). */
+static int events_route(rest_req_t *r, struct lws *wsi, const char *rest, int is_post, int is_put)
+{
+    static const struct { const char *path, *action; } paths[] = {
+        { "hold", "hold" }, { "confirm", "confirm" }, { "release", "release" },
+        { "waitlist", "waitlist" }, { "waitlist/leave", "waitlist_leave" },
+    };
+    const char *slash = strchr(rest, '/'), *path = slash ? slash + 1 : "", *action = NULL;
+
+    if (!slash || seats_channel(rest, (size_t)(slash - rest), r->state_chan, sizeof r->state_chan))
+        return respond_error(r, wsi, 404, PROTO_E_BAD_FIELD,
+                             "use /api/events/{event}/seats, /hold, /confirm, /release, /waitlist or /waitlist/leave "
+                             "(event ids are 1-64 letters, digits, '_', '-' or '.')");
+    if (!strcmp(path, "seats")) {
+        if (!is_put && !is_post) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use PUT (define) or POST (add)");
+        action = is_put ? "define" : "add";
+    } else {
+        for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+            if (!strcmp(path, paths[i].path)) action = paths[i].action;
+        if (!action)
+            return respond_error(r, wsi, 404, PROTO_E_BAD_FIELD,
+                                 "no such seat map action (seats, hold, confirm, release, waitlist, waitlist/leave)");
+        if (!is_post) return respond_error(r, wsi, 405, PROTO_E_BAD_FIELD, "use POST");
+    }
+    if (!config_ns(&srv.cfg, r->state_chan, strlen(r->state_chan))->state)
+        return respond_error(r, wsi, 404, PROTO_E_DISABLED,
+                             "seat maps need [namespace " SEATS_NS "] state = on in the configuration");
+    if (r->key && !auth_key_may_publish(r->key, r->state_chan, strlen(r->state_chan)))
+        return respond_error(r, wsi, 403, PROTO_E_FORBIDDEN, "this API key may not change the seats namespace");
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return respond_error(r, wsi, 411, PROTO_E_BAD_FIELD, "send the body with a Content-Length");
+    snprintf(r->adapter_action, sizeof r->adapter_action, "%s", action);
+    r->route = ROUTE_SEATS;
+    r->enc = PROTO_JSON;
+    r->close_after = 0;
+    return 0;
+}
+
+/* The body of a seat map request has arrived. */
+static int seats_post(rest_req_t *r, struct lws *wsi)
+{
+    char reason[PROTO_REASON_MAX];
+    struct pub_origin origin = { ORIGIN_REST, 0, NULL };
+    json_t *msg = NULL;
+    int code;
+
+    if (r->too_large) return respond_error(r, wsi, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
+    if ((code = msg_decode(PROTO_JSON, r->body ? r->body : (unsigned char *)"", r->blen, &msg, reason)))
+        return respond_error(r, wsi, 400, code, reason);
+    if (await(r)) { json_decref(msg); return -1; }
+    origin.serial = r->serial;
+    code = seats_request(r->state_chan, r->adapter_action, msg, NULL, 1, &origin, reason);
+    json_decref(msg);
+    return code ? respond_error(r, wsi, status_of(code), code, reason) : 0;
+}
+
 /* GET /api/channels/{channel}/presence */
 static int channel_presence(rest_req_t *r, struct lws *wsi, const char *name, size_t len)
 {
@@ -556,6 +617,8 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
         return respond_error(r, wsi, 426, PROTO_E_BAD_FIELD,
                              "this is the WebSocket endpoint: connect with a WebSocket client");
     if (!strncmp(uri, "/api/channels/", 14)) return channels_route(r, wsi, uri + 14, is_get);
+    if (!strncmp(uri, "/api/events/", 12))
+        return events_route(r, wsi, uri + 12, is_post, lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI) > 0);
     if (!strncmp(uri, "/api/scoreboards/", 17))
         return scoreboard_route(r, wsi, uri + 17, is_post, lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI) > 0);
     if (!strcmp(uri, "/api/channels")) {
@@ -663,6 +726,7 @@ int rest_on_body_complete(rest_req_t *r, struct lws *wsi)
 {
     if (r->kind != REST_KIND) return 0;
     if (r->route == ROUTE_STATE || r->route == ROUTE_SCOREBOARD) return state_post(r, wsi);
+    if (r->route == ROUTE_SEATS) return seats_post(r, wsi);
     if (r->route != ROUTE_PUBLISH) return 0;
     return publish(r, wsi);
 }

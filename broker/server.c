@@ -8,6 +8,7 @@
 #include "auth.h"
 #include "ratelimit.h"
 #include "pubpipe.h"
+#include "seats.h"
 #include "session.h"
 #include "rest.h"
 #include "frame.h"
@@ -381,6 +382,8 @@ int server_run(void)
         rc = 1;
         srv.stopping = 1;
         stop_finish();
+    } else {
+        seats_init();
     }
     uv_run(&srv.loop, UV_RUN_DEFAULT);
     if (srv.lws) lws_context_destroy(srv.lws);   /* 2nd call, outside the loop: frees it */
@@ -388,6 +391,7 @@ int server_run(void)
     if (uv_loop_close(&srv.loop)) hlog(LOG_WARN, "server", "event loop closed with handles still open");
 
     chan_registry_deinit();
+    seats_deinit();
     hmap_deinit(&srv.conns);
     metrics_deinit();
     auth_deinit();

@@ -10,6 +10,7 @@
  * the kernel did not take. If more is queued we ask for another callback
  * rather than calling lws_send_pipe_choked(), which costs a poll() each time. */
 #include "session.h"
+#include "seats.h"
 #include "channel.h"
 #include "herald.h"
 #include "ops.h"
@@ -466,6 +467,7 @@ void sess_on_closed(sess_t *s)
     /* Unsubscribe while the identity is still known: presence keys members
      * by user id. */
     chan_unsubscribe_all(s);
+    if (s->connected && s->ident.user) seats_user_disconnected(s->ident.user);
     ident_clear(&s->ident);
     free(s->url_token);
     s->url_token = NULL;

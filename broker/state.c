@@ -28,6 +28,7 @@ void state_ops_free(state_ops_t *s)
     if (!s) return;
     free(s->ops);
     free(s->vals);
+    if (s->custom_free) s->custom_free(s->custom);
     json_decref(s->request);
     free(s);
 }

@@ -26,6 +26,14 @@ typedef struct state_ops {
     size_t n;
     json_t *request;              /* holds the strings the ops point into */
     unsigned char *vals;          /* the values, as MessagePack */
+    /* A custom operation's argument (seats.c), freed with the ops. */
+    void *custom;
+    void (*custom_free)(void *custom);
+    /* Called on the loop once the outcome is known (@code 0 or a PROTO_E_*
+     * code), before the requester is answered; may edit @result (the custom
+     * operation's report, or NULL), which then goes into the answer. */
+    void (*done)(chan_t *c, struct state_ops *ops, int code, json_t *result);
+    const char *reply_op;         /* the WebSocket reply's op; NULL: "updated" */
 } state_ops_t;
 
 /* state_parse() - read @ops_json (an array of {"op":..,"key":..,...}).

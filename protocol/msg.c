@@ -26,6 +26,9 @@ static const struct { int code; const char *name; } err_names[] = {
     { PROTO_E_DISABLED, "disabled" },
     { PROTO_E_CONFLICT, "conflict" },
     { PROTO_E_NOT_INTEGER, "not_integer" },
+    { PROTO_E_SEATS_TAKEN, "seats_taken" },
+    { PROTO_E_UNKNOWN_SEAT, "unknown_seat" },
+    { PROTO_E_NOT_HELD, "not_held" },
 };
 
 const char *proto_err_name(int code)
@@ -47,6 +50,7 @@ static const struct { const char *name; enum proto_op op; } op_names[] = {
     { "presence_stats", OP_PRESENCE_STATS },
     { "signal", OP_SIGNAL },
     { "state", OP_STATE },
+    { "seats", OP_SEATS },
 };
 
 enum proto_op proto_op_parse(const char *s)

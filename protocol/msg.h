@@ -36,6 +36,9 @@ enum proto_err {
     PROTO_E_DISABLED = 116,          /* presence, signals or state asked of a namespace without them */
     PROTO_E_CONFLICT = 117,          /* a state cas found another version: nothing was applied */
     PROTO_E_NOT_INTEGER = 118,       /* a state incr on a value that is not an integer, or overflowing */
+    PROTO_E_SEATS_TAKEN = 119,       /* a seat hold found seats held by others or booked: nothing held */
+    PROTO_E_UNKNOWN_SEAT = 120,      /* seats or a section the event's seat map does not have */
+    PROTO_E_NOT_HELD = 121,          /* confirm/release of seats this user does not hold (or expired) */
 };
 
 enum proto_op {
@@ -51,6 +54,7 @@ enum proto_op {
     OP_PRESENCE_STATS,
     OP_SIGNAL,
     OP_STATE,
+    OP_SEATS,
 };
 
 /* proto_err_name() - the short name of @code ("malformed"), for logs and docs. */

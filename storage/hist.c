@@ -28,7 +28,7 @@
 
 struct hist {
     MDB_env *env;
-    MDB_dbi meta, chans, log, state;
+    MDB_dbi meta, chans, log, state, aux, timers;
     pthread_rwlock_t lock;        /* read: any transaction; write: map resize */
     size_t map_max;
     char prune_after[256];        /* hist_prune() resumes after this channel name */
@@ -104,7 +104,9 @@ static int open_dbs(hist_t *h, int create, char *err, size_t errlen)
     if ((rc = mdb_dbi_open(txn, "meta", flags, &h->meta)) ||
         (rc = mdb_dbi_open(txn, "chans", flags, &h->chans)) ||
         (rc = mdb_dbi_open(txn, "log", flags, &h->log)) ||
-        (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &h->state))) {
+        (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &h->state)) ||
+        (rc = mdb_dbi_open(txn, "aux", MDB_CREATE, &h->aux)) ||
+        (rc = mdb_dbi_open(txn, "timers", MDB_CREATE, &h->timers))) {
         mdb_txn_abort(txn);
         snprintf(err, errlen, "%s",
                  rc == MDB_NOTFOUND ? "not a Herald history store (its databases are missing)" : mdb_strerror(rc));
@@ -243,6 +245,19 @@ static int grow_map(hist_t *h)
 
 /* ---- state channels ---- */
 
+/* One request's view of a channel's state inside the write transaction:
+ * what the generic ops and the custom ones (hist_tx_*) share. Every change
+ * goes through tx_put()/tx_del(), which also append it to the delta. */
+struct hist_tx {
+    hist_t *h;
+    MDB_txn *txn;
+    uint64_t id;                  /* the channel */
+    hist_write_t *w;
+    wbuf_t changes;               /* MessagePack: the delta's change maps */
+    uint32_t nchanges;
+};
+
+/* (channel id, key) as a key of "state" or "aux". */
 static MDB_val state_key(unsigned char *buf, uint64_t id, const char *key, size_t keylen)
 {
     MDB_val k;
@@ -263,18 +278,63 @@ static int kv_parse(const MDB_val *v, uint64_t *version, const unsigned char **v
     return 0;
 }
 
-static int kv_put(hist_t *h, MDB_txn *txn, MDB_val *k, uint64_t version, const unsigned char *val, size_t vallen)
+/* Looks @key up: *@old NULL when absent. Return: 0 or an MDB/errno code. */
+static int tx_lookup(hist_tx_t *tx, const char *key, size_t klen, uint64_t *version, const unsigned char **old,
+                     size_t *oldlen)
 {
-    MDB_val v = { 8 + vallen, NULL };
-    int rc = mdb_put(txn, h->state, k, &v, MDB_RESERVE);
+    unsigned char kbuf[8 + HIST_KEY_MAX];
+    MDB_val k = state_key(kbuf, tx->id, key, klen), v;
+    int rc = mdb_get(tx->txn, tx->h->state, &k, &v);
+
+    *version = 0;
+    *old = NULL;
+    *oldlen = 0;
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return rc;
+    return kv_parse(&v, version, old, oldlen) ? EIO : 0;
+}
+
+/* Stores @key = @val (MessagePack) at @version and records the change. */
+static int tx_put(hist_tx_t *tx, const char *key, size_t klen, uint64_t version, const unsigned char *val,
+                  size_t vallen)
+{
+    unsigned char kbuf[8 + HIST_KEY_MAX];
+    MDB_val k = state_key(kbuf, tx->id, key, klen), v = { 8 + vallen, NULL };
+    int rc = mdb_put(tx->txn, tx->h->state, &k, &v, MDB_RESERVE);
+
     if (rc) return rc;
     put_be64(v.mv_data, version);
     memcpy((unsigned char *)v.mv_data + 8, val, vallen);
-    return 0;
+    mpack_put_map(&tx->changes, 3);
+    mpack_put_str(&tx->changes, "key", 3);
+    mpack_put_str(&tx->changes, key, klen);
+    mpack_put_str(&tx->changes, "value", 5);
+    wbuf_put(&tx->changes, val, vallen);
+    mpack_put_str(&tx->changes, "version", 7);
+    mpack_put_uint(&tx->changes, version);
+    tx->nchanges++;
+    return tx->changes.oom ? ENOMEM : 0;
 }
 
-/* Deletes every key of channel @id. */
-static int state_clear(hist_t *h, MDB_txn *txn, uint64_t id)
+/* Deletes @key (present) and records the change. */
+static int tx_del(hist_tx_t *tx, const char *key, size_t klen)
+{
+    unsigned char kbuf[8 + HIST_KEY_MAX];
+    MDB_val k = state_key(kbuf, tx->id, key, klen);
+    int rc = mdb_del(tx->txn, tx->h->state, &k, NULL);
+
+    if (rc) return rc;
+    mpack_put_map(&tx->changes, 2);
+    mpack_put_str(&tx->changes, "key", 3);
+    mpack_put_str(&tx->changes, key, klen);
+    mpack_put_str(&tx->changes, "deleted", 7);
+    mpack_put_bool(&tx->changes, 1);
+    tx->nchanges++;
+    return tx->changes.oom ? ENOMEM : 0;
+}
+
+/* Deletes every row of channel @id in @dbi (its state, or its aux rows). */
+static int rows_clear(MDB_txn *txn, MDB_dbi dbi, uint64_t id)
 {
     unsigned char kb[8];
     MDB_val k = { 8, kb }, v;
@@ -282,7 +342,7 @@ static int state_clear(hist_t *h, MDB_txn *txn, uint64_t id)
     int rc;
 
     put_be64(kb, id);
-    if ((rc = mdb_cursor_open(txn, h->state, &cur))) return rc;
+    if ((rc = mdb_cursor_open(txn, dbi, &cur))) return rc;
     /* After mdb_cursor_del() the cursor already stands on the next key:
      * MDB_NEXT returns it (LMDB keeps a "just deleted" flag for this). */
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -293,40 +353,194 @@ static int state_clear(hist_t *h, MDB_txn *txn, uint64_t id)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Applies @w's ops to channel @id inside @txn and builds the record of the
- * change into @out. Return: 0; HIST_E_CONFLICT / HIST_E_NOT_INTEGER (w->failed_op
- * set); or an MDB/errno code. */
-static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf_t *out)
+static int key_ok(size_t klen) { return klen >= 1 && klen <= HIST_KEY_MAX; }
+
+int hist_tx_get(hist_tx_t *tx, const char *key, size_t klen, json_t **val, uint64_t *version)
+{
+    char reason[PROTO_REASON_MAX];
+    const unsigned char *old;
+    size_t oldlen;
+    int rc;
+
+    *val = NULL;
+    if (!key_ok(klen)) return EINVAL;
+    if ((rc = tx_lookup(tx, key, klen, version, &old, &oldlen)) || !old) return rc;
+    return mpack_decode(old, oldlen, val, reason) ? EIO : 0;
+}
+
+int hist_tx_put(hist_tx_t *tx, const char *key, size_t klen, const json_t *val)
+{
+    const unsigned char *old;
+    size_t oldlen;
+    uint64_t version;
+    wbuf_t b;
+    int rc;
+
+    if (!key_ok(klen)) return EINVAL;
+    if ((rc = tx_lookup(tx, key, klen, &version, &old, &oldlen))) return rc;
+    wbuf_init(&b);
+    mpack_emit(&b, val);
+    rc = b.oom ? ENOMEM : tx_put(tx, key, klen, version + 1, b.p, b.len);
+    wbuf_deinit(&b);
+    return rc;
+}
+
+int hist_tx_del(hist_tx_t *tx, const char *key, size_t klen)
+{
+    const unsigned char *old;
+    size_t oldlen;
+    uint64_t version;
+    int rc;
+
+    if (!key_ok(klen)) return EINVAL;
+    if ((rc = tx_lookup(tx, key, klen, &version, &old, &oldlen)) || !old) return rc;
+    return tx_del(tx, key, klen);
+}
+
+int hist_tx_scan(hist_tx_t *tx, const char *prefix, size_t plen,
+                 int (*fn)(void *, const char *, size_t, json_t *), void *ctx)
 {
     unsigned char kbuf[8 + HIST_KEY_MAX];
-    wbuf_t changes;
-    uint32_t nchanges = 0;
+    MDB_val k, v;
+    MDB_cursor *cur;
+    int rc;
+
+    if (plen > HIST_KEY_MAX) return EINVAL;
+    k = state_key(kbuf, tx->id, prefix, plen);
+    if ((rc = mdb_cursor_open(tx->txn, tx->h->state, &cur))) return rc;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char reason[PROTO_REASON_MAX];
+        const unsigned char *kp = k.mv_data, *val;
+        size_t vallen;
+        uint64_t version;
+        json_t *j = NULL;
+
+        if (k.mv_size < 8 + plen || get_be64(kp) != tx->id || memcmp(kp + 8, prefix, plen)) break;
+        if (kv_parse(&v, &version, &val, &vallen) || mpack_decode(val, vallen, &j, reason)) { rc = EIO; break; }
+        rc = fn(ctx, (const char *)kp + 8, k.mv_size - 8, j);
+        json_decref(j);
+        if (rc) break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int hist_tx_aux_get(hist_tx_t *tx, const char *key, size_t klen, json_t **val)
+{
+    char reason[PROTO_REASON_MAX];
+    unsigned char kbuf[8 + HIST_KEY_MAX];
+    MDB_val k, v;
+    int rc;
+
+    *val = NULL;
+    if (!key_ok(klen)) return EINVAL;
+    k = state_key(kbuf, tx->id, key, klen);
+    rc = mdb_get(tx->txn, tx->h->aux, &k, &v);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return rc;
+    return mpack_decode(v.mv_data, v.mv_size, val, reason) ? EIO : 0;
+}
+
+int hist_tx_aux_put(hist_tx_t *tx, const char *key, size_t klen, const json_t *val)
+{
+    unsigned char kbuf[8 + HIST_KEY_MAX];
+    MDB_val k, v;
+    wbuf_t b;
+    int rc;
+
+    if (!key_ok(klen)) return EINVAL;
+    k = state_key(kbuf, tx->id, key, klen);
+    wbuf_init(&b);
+    mpack_emit(&b, val);
+    v.mv_size = b.len;
+    v.mv_data = b.p;
+    rc = b.oom ? ENOMEM : mdb_put(tx->txn, tx->h->aux, &k, &v, 0);
+    wbuf_deinit(&b);
+    return rc;
+}
+
+int hist_tx_aux_del(hist_tx_t *tx, const char *key, size_t klen)
+{
+    unsigned char kbuf[8 + HIST_KEY_MAX];
+    MDB_val k;
+    int rc;
+
+    if (!key_ok(klen)) return EINVAL;
+    k = state_key(kbuf, tx->id, key, klen);
+    rc = mdb_del(tx->txn, tx->h->aux, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* (due ms, channel id, key) as a key of "timers": due times sort first. */
+static MDB_val timer_key(unsigned char *buf, int64_t at, uint64_t id, const char *key, size_t klen)
+{
+    MDB_val k;
+    put_be64(buf, (uint64_t)at);
+    put_be64(buf + 8, id);
+    memcpy(buf + 16, key, klen);
+    k.mv_size = 16 + klen;
+    k.mv_data = buf;
+    return k;
+}
+
+int hist_tx_timer_set(hist_tx_t *tx, int64_t at_ms, const char *key, size_t klen)
+{
+    unsigned char kbuf[16 + HIST_KEY_MAX];
+    MDB_val k, v = { tx->w->chanlen, (void *)tx->w->chan };
+
+    if (!key_ok(klen) || at_ms < 0) return EINVAL;
+    k = timer_key(kbuf, at_ms, tx->id, key, klen);
+    return mdb_put(tx->txn, tx->h->timers, &k, &v, 0);
+}
+
+int hist_tx_timer_del(hist_tx_t *tx, int64_t at_ms, const char *key, size_t klen)
+{
+    unsigned char kbuf[16 + HIST_KEY_MAX];
+    MDB_val k;
+    int rc;
+
+    if (!key_ok(klen) || at_ms < 0) return EINVAL;
+    k = timer_key(kbuf, at_ms, tx->id, key, klen);
+    rc = mdb_del(tx->txn, tx->h->timers, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int64_t hist_tx_now(const hist_tx_t *tx) { return tx->w->ts; }
+
+void hist_tx_result(hist_tx_t *tx, json_t *res)
+{
+    json_decref(tx->w->result);
+    tx->w->result = res;
+}
+
+/* Applies @w's ops to channel @id inside @txn and builds the record of the
+ * change into @out. Return: 0; HIST_E_CONFLICT / HIST_E_NOT_INTEGER (w->failed_op
+ * set); HIST_E_REFUSED (w->result says why); or an MDB/errno code. */
+static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf_t *out)
+{
+    hist_tx_t tx = { .h = h, .txn = txn, .id = id, .w = w };
     int reset = 0, rc = 0;
 
-    wbuf_init(&changes);
+    wbuf_init(&tx.changes);
     for (size_t i = 0; i < w->nops && !rc; i++) {
         const hist_state_op_t *op = &w->ops[i];
-        MDB_val k, v;
         uint64_t version = 0;
         const unsigned char *old = NULL;
         size_t oldlen = 0;
 
         if (op->type == HIST_OP_RESET) {
-            if ((rc = state_clear(h, txn, id))) break;
+            if ((rc = rows_clear(txn, h->state, id)) || (rc = rows_clear(txn, h->aux, id))) break;
             /* A reset makes the earlier changes of this request moot. */
-            wbuf_reset(&changes);
-            nchanges = 0;
+            wbuf_reset(&tx.changes);
+            tx.nchanges = 0;
             reset = 1;
             continue;
         }
-        k = state_key(kbuf, id, op->key, op->keylen);
-        rc = mdb_get(txn, h->state, &k, &v);
-        if (rc == 0) {
-            if (kv_parse(&v, &version, &old, &oldlen)) { rc = -EIO; break; }
-        } else if (rc != MDB_NOTFOUND) {
-            break;
+        if (op->type == HIST_OP_CUSTOM) {
+            if ((rc = op->custom(&tx, op->arg)) == HIST_E_REFUSED) w->failed_op = i;
+            continue;
         }
-        rc = 0;
+        if ((rc = tx_lookup(&tx, op->key, op->keylen, &version, &old, &oldlen))) break;
         switch (op->type) {
         case HIST_OP_CAS:
             if (version != op->version) {
@@ -337,15 +551,7 @@ static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf
             }
             /* fall through */
         case HIST_OP_SET:
-            if ((rc = kv_put(h, txn, &k, version + 1, op->val, op->vallen))) break;
-            mpack_put_map(&changes, 3);
-            mpack_put_str(&changes, "key", 3);
-            mpack_put_str(&changes, op->key, op->keylen);
-            mpack_put_str(&changes, "value", 5);
-            wbuf_put(&changes, op->val, op->vallen);
-            mpack_put_str(&changes, "version", 7);
-            mpack_put_uint(&changes, version + 1);
-            nchanges++;
+            rc = tx_put(&tx, op->key, op->keylen, version + 1, op->val, op->vallen);
             break;
         case HIST_OP_INCR: {
             char reason[PROTO_REASON_MAX];
@@ -370,29 +576,12 @@ static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf
             n += op->by;
             wbuf_init(&nv);
             mpack_put_int(&nv, n);
-            rc = nv.oom ? ENOMEM : kv_put(h, txn, &k, version + 1, nv.p, nv.len);
-            if (!rc) {
-                mpack_put_map(&changes, 3);
-                mpack_put_str(&changes, "key", 3);
-                mpack_put_str(&changes, op->key, op->keylen);
-                mpack_put_str(&changes, "value", 5);
-                wbuf_put(&changes, nv.p, nv.len);
-                mpack_put_str(&changes, "version", 7);
-                mpack_put_uint(&changes, version + 1);
-                nchanges++;
-            }
+            rc = nv.oom ? ENOMEM : tx_put(&tx, op->key, op->keylen, version + 1, nv.p, nv.len);
             wbuf_deinit(&nv);
             break;
         }
         case HIST_OP_DELETE:
-            if (!old) break;                   /* nothing to delete: no change */
-            if ((rc = mdb_del(txn, h->state, &k, NULL))) break;
-            mpack_put_map(&changes, 2);
-            mpack_put_str(&changes, "key", 3);
-            mpack_put_str(&changes, op->key, op->keylen);
-            mpack_put_str(&changes, "deleted", 7);
-            mpack_put_bool(&changes, 1);
-            nchanges++;
+            if (old) rc = tx_del(&tx, op->key, op->keylen);   /* absent: no change */
             break;
         default:
             break;
@@ -405,15 +594,15 @@ static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf
         mpack_put_str(out, "data", 4);
         mpack_put_map(out, reset ? 2 : 1);
         mpack_put_str(out, "changes", 7);
-        mpack_put_array(out, nchanges);
-        wbuf_put(out, changes.p, changes.len);
+        mpack_put_array(out, tx.nchanges);
+        wbuf_put(out, tx.changes.p, tx.changes.len);
         if (reset) {
             mpack_put_str(out, "reset", 5);
             mpack_put_bool(out, 1);
         }
-        if (out->oom || changes.oom) rc = ENOMEM;
+        if (out->oom || tx.changes.oom) rc = ENOMEM;
     }
-    wbuf_deinit(&changes);
+    wbuf_deinit(&tx.changes);
     return rc;
 }
 
@@ -449,7 +638,7 @@ static int write_one(hist_t *h, MDB_txn *txn, hist_write_t *w, uint64_t *next_id
         if ((rc = mdb_txn_begin(h->env, txn, 0, &child))) return rc;
         wbuf_init(&rec);
         rc = apply_ops(h, child, cr.id, w, &rec);
-        if (rc == HIST_E_CONFLICT || rc == HIST_E_NOT_INTEGER) {
+        if (rc == HIST_E_CONFLICT || rc == HIST_E_NOT_INTEGER || rc == HIST_E_REFUSED) {
             mdb_txn_abort(child);
             wbuf_deinit(&rec);
             w->status = rc;
@@ -458,8 +647,9 @@ static int write_one(hist_t *h, MDB_txn *txn, hist_write_t *w, uint64_t *next_id
         }
         if (rc) mdb_txn_abort(child);
         if (rc || (rc = mdb_txn_commit(child))) {
+            /* MDB_MAP_FULL among them: the batch is retried in a bigger map. */
             wbuf_deinit(&rec);
-            return rc < 0 ? EIO : rc;
+            return rc;
         }
         w->state_rec = rec.p;                  /* handed over: the caller frees it */
         w->state_reclen = rec.len;
@@ -514,6 +704,8 @@ int hist_write_batch(hist_t *h, hist_write_t *w, size_t n)
                 w[i].status = 0;
                 free(w[i].state_rec);
                 w[i].state_rec = NULL;
+                json_decref(w[i].result);      /* from an attempt that did not commit */
+                w[i].result = NULL;
             }
             for (size_t i = 0; !rc && i < n; i++) rc = write_one(h, txn, &w[i], &next_id, &id_used);
             if (!rc && id_used) {
@@ -533,12 +725,17 @@ int hist_write_batch(hist_t *h, hist_write_t *w, size_t n)
             status = rc ? mdb_err(rc) : 0;
         }
         for (size_t i = 0; i < n; i++) {
-            if (status || (w[i].status != HIST_E_CONFLICT && w[i].status != HIST_E_NOT_INTEGER))
+            if (status || (w[i].status != HIST_E_CONFLICT && w[i].status != HIST_E_NOT_INTEGER &&
+                           w[i].status != HIST_E_REFUSED))
                 w[i].status = status;
             if (w[i].status) {
                 w[i].offset = 0;
                 free(w[i].state_rec);
                 w[i].state_rec = NULL;
+                if (w[i].status != HIST_E_REFUSED) {
+                    json_decref(w[i].result);
+                    w[i].result = NULL;
+                }
             }
         }
         return status;
@@ -981,4 +1178,38 @@ int hist_backup(const char *src_dir, const char *dest_dir, char *err, size_t err
     }
     fclose(f);
     return 0;
+}
+
+int hist_timers_due(hist_t *h, int64_t now_ms, size_t max,
+                    void (*fn)(void *, int64_t, const char *, size_t, const char *, size_t), void *ctx,
+                    int64_t *next_ms)
+{
+    MDB_val k = { 0, NULL }, v;
+    MDB_cursor *cur = NULL;
+    MDB_txn *txn;
+    size_t n = 0;
+    int rc;
+
+    *next_ms = 0;
+    pthread_rwlock_rdlock(&h->lock);
+    if ((rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn))) goto out;
+    if ((rc = mdb_cursor_open(txn, h->timers, &cur))) { mdb_txn_abort(txn); goto out; }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const unsigned char *kp = k.mv_data;
+        int64_t at;
+        if (k.mv_size <= 16) continue;
+        at = (int64_t)get_be64(kp);
+        if (at > now_ms || n == max) {
+            *next_ms = at;
+            break;
+        }
+        fn(ctx, at, v.mv_data, v.mv_size, (const char *)kp + 16, k.mv_size - 16);
+        n++;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+out:
+    pthread_rwlock_unlock(&h->lock);
+    return rc ? mdb_err(rc) : 0;
 }

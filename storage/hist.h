@@ -3,7 +3,12 @@
  * Owns: the LMDB environment under <data_dir>/history and everything in it:
  *   "meta"  format version and the next channel id;
  *   "chans" channel name -> chan record (id, last offset, first stored offset, epoch);
- *   "log"   (channel id, offset), both big-endian so keys sort -> entry.
+ *   "log"   (channel id, offset), both big-endian so keys sort -> entry;
+ *   "state" (channel id, key) -> version and value, for state channels;
+ *   "aux"   (channel id, key) -> value: rows a state channel's custom
+ *           operations keep beside its state but never publish (a waitlist);
+ *   "timers" (due ms, channel id, key) -> channel name: when a custom
+ *           operation asked to be run again (a seat hold's expiry).
  * An entry is 8 bytes of big-endian ts (ms since the epoch) followed by the
  * publication's record: a MessagePack map of its fields ({"ts":..,"data":..}
  * and whatever later features attach), stored in one encoding so replay
@@ -20,6 +25,7 @@
 #ifndef HERALD_HIST_H
 #define HERALD_HIST_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,10 +37,18 @@ enum {
     HIST_E_FULL = 1,              /* the map is at history.map_size_max */
     HIST_E_CONFLICT,              /* a state cas found another version */
     HIST_E_NOT_INTEGER,           /* a state incr found a value that is not an integer, or overflowed */
+    HIST_E_REFUSED,               /* a custom operation refused; hist_write_t.result says why */
 };
 
 /* One operation on a channel's keyed state (state channels). */
-enum hist_op_type { HIST_OP_SET = 1, HIST_OP_INCR, HIST_OP_CAS, HIST_OP_DELETE, HIST_OP_RESET };
+enum hist_op_type { HIST_OP_SET = 1, HIST_OP_INCR, HIST_OP_CAS, HIST_OP_DELETE, HIST_OP_RESET, HIST_OP_CUSTOM };
+
+/* A custom operation: domain rules (seat maps) that read and change a state
+ * channel inside its write transaction, through the hist_tx_*() calls below.
+ * It returns 0, HIST_E_REFUSED (after hist_tx_result() with the reason), or
+ * the failing hist_tx_*() call's code. It runs on the storage thread. */
+typedef struct hist_tx hist_tx_t;
+typedef int (*hist_custom_fn)(hist_tx_t *tx, const void *arg);
 
 typedef struct hist_state_op {
     enum hist_op_type type;
@@ -44,6 +58,8 @@ typedef struct hist_state_op {
     size_t vallen;
     int64_t by;                   /* INCR */
     uint64_t version;             /* CAS: the version the key must have (0: absent) */
+    hist_custom_fn custom;        /* CUSTOM: the operation, and its argument */
+    const void *arg;
 } hist_state_op_t;
 
 #define HIST_KEY_MAX 256
@@ -82,6 +98,8 @@ typedef struct hist_write {
     int status;                   /* [out] 0, HIST_E_FULL, HIST_E_CONFLICT, HIST_E_NOT_INTEGER or -errno */
     size_t failed_op;             /* [out] with HIST_E_CONFLICT / HIST_E_NOT_INTEGER: which op */
     uint64_t conflict_version;    /* [out] with HIST_E_CONFLICT: the key's version now (0: absent) */
+    json_t *result;               /* [out] what a custom op reported (hist_tx_result()), on success or
+                                     with HIST_E_REFUSED; the caller owns the reference */
     unsigned char *state_rec;     /* [out] with ops and status 0: the record written (malloc'd;
                                      the caller frees it), MessagePack */
     size_t state_reclen;
@@ -176,6 +194,44 @@ typedef struct hist_state {
 int hist_state_read(hist_t *h, const char *name, size_t len, const char *prefix, size_t plen,
                     const char *after, size_t alen, size_t limit, hist_state_t *out);
 void hist_state_free(hist_state_t *s);
+
+/* ---- custom operations: calls valid only inside a hist_custom_fn ----
+ * They return 0 or a storage error code, which the operation must return
+ * unchanged (a full map is grown and the whole batch retried). Values are
+ * JSON (jansson); the store keeps them as MessagePack. */
+
+/* hist_tx_get() - the state key @key: *@val (a new reference) and *@version,
+ * or *@val NULL when the key is absent. */
+int hist_tx_get(hist_tx_t *tx, const char *key, size_t klen, json_t **val, uint64_t *version);
+/* hist_tx_put() - set @key to @val (its version + 1); part of the delta. */
+int hist_tx_put(hist_tx_t *tx, const char *key, size_t klen, const json_t *val);
+/* hist_tx_del() - delete @key (absent: nothing); part of the delta. */
+int hist_tx_del(hist_tx_t *tx, const char *key, size_t klen);
+/* hist_tx_scan() - call @fn for each state key starting with @prefix, in key
+ * order, with its value (borrowed); @fn returns 0 to go on, or a code that
+ * stops the scan and is returned. @fn must not change the state. */
+int hist_tx_scan(hist_tx_t *tx, const char *prefix, size_t plen,
+                 int (*fn)(void *ctx, const char *key, size_t klen, json_t *val), void *ctx);
+/* hist_tx_aux_get(), _put(), _del() - the channel's unpublished rows. */
+int hist_tx_aux_get(hist_tx_t *tx, const char *key, size_t klen, json_t **val);
+int hist_tx_aux_put(hist_tx_t *tx, const char *key, size_t klen, const json_t *val);
+int hist_tx_aux_del(hist_tx_t *tx, const char *key, size_t klen);
+/* hist_tx_timer_set(), _del() - remember that the channel's @key is due at
+ * @at_ms (see hist_timers_due()), or forget it. */
+int hist_tx_timer_set(hist_tx_t *tx, int64_t at_ms, const char *key, size_t klen);
+int hist_tx_timer_del(hist_tx_t *tx, int64_t at_ms, const char *key, size_t klen);
+/* hist_tx_now() - the write's timestamp (ms since the epoch). */
+int64_t hist_tx_now(const hist_tx_t *tx);
+/* hist_tx_result() - hand @res (taken) to the caller as hist_write_t.result. */
+void hist_tx_result(hist_tx_t *tx, json_t *res);
+
+/* hist_timers_due() - call @fn for the timers due at or before @now_ms,
+ * oldest first, at most @max of them; *@next_ms is then the time of the
+ * first one not reported (0: none). A timer stays until an operation
+ * deletes it. Return: 0, or -errno. Any thread. */
+int hist_timers_due(hist_t *h, int64_t now_ms, size_t max,
+                    void (*fn)(void *ctx, int64_t at_ms, const char *chan, size_t chanlen, const char *key, size_t klen),
+                    void *ctx, int64_t *next_ms);
 
 /* hist_sync() - flush committed transactions to disk (durability = interval). */
 int hist_sync(hist_t *h);

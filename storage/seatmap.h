@@ -1,0 +1,58 @@
+/* storage/seatmap.h - seat maps: the rules of a seat map's state, applied
+ * inside its channel's write transaction.
+ *
+ * Owns: the layout of a seat map channel (state keys "seat:<id>" and
+ * "section:<name>", the unpublished waitlists "wait:<section>" and the hold
+ * expiry timers) and every transition of a seat (free -> held -> booked,
+ * held -> free, a freed seat -> offered to the head of its section's
+ * waitlist), each of which updates the seat and its section's counts in the
+ * same transaction, so the two can never disagree.
+ * DESIGN: the rules run on the storage thread as a custom state operation
+ * (hist_custom_fn), because all-or-nothing across several seats needs the
+ * check and the change in one transaction; the loop only validates the
+ * request's shape (broker/seats.c). Storage thread only. */
+#ifndef HERALD_SEATMAP_H
+#define HERALD_SEATMAP_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "hist.h"
+
+#define SEAT_ID_MAX 64            /* seat ids, section names, event ids */
+#define SEAT_REQ_MAX 100          /* seats in one hold/confirm/release */
+#define SEAT_MAP_MAX 20000        /* seats in one event's map */
+
+enum seat_action {
+    SEAT_DEFINE = 1,              /* replace the map with @seats */
+    SEAT_ADD,                     /* add or update @seats, keep the others */
+    SEAT_HOLD,
+    SEAT_CONFIRM,
+    SEAT_RELEASE,
+    SEAT_EXPIRE,                  /* a hold's timer fired (internal) */
+    SEAT_WAIT,                    /* join a section's waitlist */
+    SEAT_UNWAIT,
+};
+
+typedef struct seat_req {
+    enum seat_action action;
+    const char *user;             /* the user acted for (all but DEFINE, ADD, EXPIRE) */
+    json_t *seats;                /* DEFINE, ADD: [{"id","section","price_class"?}]; else seat ids */
+    const char *section;          /* WAIT, UNWAIT */
+    int64_t ttl_ms;               /* HOLD */
+    int64_t offer_ttl_ms;         /* how long a waitlist offer holds its seat */
+    unsigned waitlist_max;        /* WAIT */
+    int cancel;                   /* RELEASE: seats the user booked go too (the backend's cancellation) */
+    int lenient;                  /* RELEASE: skip seats the user does not hold (release on disconnect) */
+    int64_t at_ms;                /* EXPIRE: when the timer was due */
+} seat_req_t;
+
+/* seatmap_apply() - run @req (a seat_req_t) in @tx. On success the result
+ * (hist_tx_result) holds what the requester is told ("seats", "expires",
+ * "position", "offered", "sections") and "offers": [{"user","seat","section",
+ * "expires"}], the waitlist offers made, for the broker to notify. Refusals
+ * carry {"code","reason"} and "seats" or "section".
+ * Return: 0, HIST_E_REFUSED, or a storage code (see hist_custom_fn). */
+int seatmap_apply(hist_tx_t *tx, const void *req);
+
+#endif
