@@ -8,7 +8,7 @@ import requests
 
 from conftest import connect, run, slow_subscriber
 
-STATE = ("--ns", "scores.state=on", "--ns", "seats.state=on", "--ns", "seats.history_size=1000")
+STATE = ("--ns", "scores.state=on", "--ns", "tickets.state=on", "--ns", "tickets.history_size=1000")
 
 
 def ops(b, channel, *op_list, expect=200):
@@ -190,10 +190,10 @@ def test_state_survives_restart_and_pages(make_broker, tmp_path):
     b = make_broker(*STATE, data_dir=data)
     seat_ops = [{"op": "set", "key": "A-%02d" % i, "value": {"status": "free" if i % 3 else "held", "row": "A"}}
                 for i in range(30)]
-    ops(b, "seats:e1", *seat_ops)
+    ops(b, "tickets:e1", *seat_ops)
     assert b.stop() == 0
     b = make_broker(*STATE, data_dir=data, name="again")
-    url = b.url("/api/channels/seats:e1/state")
+    url = b.url("/api/channels/tickets:e1/state")
     keys, cursor = [], None
     while True:
         params = {"limit": 7}
@@ -212,7 +212,7 @@ def test_state_survives_restart_and_pages(make_broker, tmp_path):
     assert [i["key"] for i in requests.get(url, params={"prefix": "A-2"}, timeout=5).json()["items"]] == \
         ["A-%02d" % i for i in range(20, 30)]
     assert requests.get(url, params={"field": "status"}, timeout=5).status_code == 400
-    r = ops(b, "seats:e1", {"op": "cas", "key": "A-01", "value": {"status": "held"}, "version": 1})
+    r = ops(b, "tickets:e1", {"op": "cas", "key": "A-01", "value": {"status": "held"}, "version": 1})
     assert r["offset"] == 2, "offsets continue after the restart"
 
 
@@ -221,14 +221,14 @@ def test_state_over_websocket_and_permissions(make_broker):
 
     async def go():
         c = await connect(b)
-        m = await c.request({"op": "state", "id": 1, "channel": "seats:e2",
+        m = await c.request({"op": "state", "id": 1, "channel": "tickets:e2",
                              "ops": [{"op": "set", "key": "s1", "value": "free"}]})
         assert m["op"] == "updated" and m["id"] == 1 and m["changes"][0]["version"] == 1
         m = await c.request({"op": "state", "id": 2, "channel": "scores:g", "ops": [{"op": "incr", "key": "x"}]})
         assert m["op"] == "error" and m["code"] == 114, "a server-only namespace refuses client writes"
         m = await c.request({"op": "state", "id": 3, "channel": "chat:x", "ops": [{"op": "incr", "key": "x"}]})
         assert m["op"] == "error" and m["code"] == 116
-        m = await c.request({"op": "state", "id": 4, "channel": "seats:e2", "ops": [{"op": "cas", "key": "s1",
+        m = await c.request({"op": "state", "id": 4, "channel": "tickets:e2", "ops": [{"op": "cas", "key": "s1",
                                                                                      "value": "held", "version": 7}]})
         assert m["op"] == "error" and m["code"] == 117 and m["version"] == 1
         await c.close()
