@@ -496,7 +496,8 @@ def test_bad_inputs(make_broker):
     bad({"user": "alice", "ttl": 5}, what="no seats")
     bad({"seats": ["S001"], "ttl": 5}, what="no user")
     bad({"user": 7, "seats": ["S001"], "ttl": 5}, what="user not a string")
-    bad(["S001"], what="not an object")
+    r = requests.post(hold, json=["S001"], timeout=5)      # not an object: 101 (§6) or 103 (a bad body)
+    assert r.status_code == 400 and r.json()["error"]["code"] in (101, 103), r.text
     for action in ("confirm", "release"):
         url = b.url("/api/events/%s/%s" % (ev, action))
         for seats in ([], ids[:101], ["S001", "S001"], ["S 1"], "S001"):
@@ -577,6 +578,8 @@ def test_holds_expire(make_broker):
         exp = r["expires"]
         seats, secs = seat_map(b, ev)
         assert seats["X1"]["status"] == "held" and secs["A"] == counts(3, 2, 1)
+        await until(viewer, lambda: view.offset >= r["offset"], 3, "the hold's delta")
+        assert view.seat("X1")["status"] == "held"
         await until(viewer, lambda: (view.seat("X1") or {}).get("status") == "free", timeout=4.0,
                     what="the expiry delta")
         freed_at = now_ms()
@@ -592,12 +595,14 @@ def test_holds_expire(make_broker):
 
         # Confirm right after the expiry is refused, freed yet or not.
         r = call(b, ev, "hold", {"user": "alice", "seats": ["X2", "X3"], "ttl": 1})
+        hold_off = r["offset"]
         await asyncio.sleep(max(0, r["expires"] - now_ms()) / 1000 + 0.2)
         e = refused(b, ev, "confirm", {"user": "alice", "seats": ["X2", "X3"]}, 409, 121)
         assert sorted(e["seats"]) == ["X2", "X3"], e
         seats, _ = seat_map(b, ev)
         assert seats["X2"]["status"] in ("held", "free") and seats["X3"]["status"] in ("held", "free"), seats
-        await until(viewer, lambda: all((view.seat(s) or {}).get("status") == "free" for s in ("X2", "X3")),
+        await until(viewer, lambda: view.offset > hold_off and
+                    all((view.seat(s) or {}).get("status") == "free" for s in ("X2", "X3")),
                     timeout=4.0, what="X2 and X3 to expire")
         seats, secs = seat_map(b, ev)
         assert secs["A"] == counts(3, 3)

@@ -1,0 +1,335 @@
+/* tests/unit/test_seatmap.c - storage/seatmap.c through the real store
+ * (storage/hist.c on a temporary LMDB environment): holds all or none,
+ * confirm only by the holder and only before expiry, expiry timers, the
+ * waitlist, map redefinition, and section counts that always agree with the
+ * seats. Time is the write's timestamp, so expiry is tested without sleeping. */
+#include "unit.h"
+
+#include "hist.h"
+#include "msg.h"
+#include "mpack.h"
+#include "seatmap.h"
+
+#define CHAN "seats:e1"
+
+static char base[] = "/tmp/herald-test-seatmap-XXXXXX";
+static hist_t *h;
+
+static int setup(void **state)
+{
+    struct hist_opts o = { .dir = base, .map_size = 1 << 20, .map_size_max = 64 << 20 };
+    char err[256];
+    (void)state;
+    if (!mkdtemp(base)) return -1;
+    return hist_open(&h, &o, err, sizeof err);
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+    (void)state;
+    hist_close(h);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Runs one seat request at time @ts. Return: the write's status; *@res the report. */
+static int run(seat_req_t *r, int64_t ts, json_t **res)
+{
+    hist_state_op_t op = { .type = HIST_OP_CUSTOM, .custom = seatmap_apply, .arg = r };
+    hist_write_t w = { .chan = CHAN, .chanlen = strlen(CHAN), .ts = ts, .keep = 1000, .ops = &op, .nops = 1 };
+    int rc = hist_write_batch(h, &w, 1);
+
+    assert_true(rc == 0 || rc == HIST_E_REFUSED);
+    free(w.state_rec);
+    if (res) *res = w.result;
+    else json_decref(w.result);
+    return w.status;
+}
+
+/* The channel's state as {key: value}. */
+static json_t *state(void)
+{
+    hist_state_t st;
+    json_t *o = json_object();
+
+    assert_int_equal(hist_state_read(h, CHAN, strlen(CHAN), "", 0, NULL, 0, 0, &st), 0);
+    for (size_t i = 0; i < st.n; i++) {
+        char reason[PROTO_REASON_MAX], key[300];
+        json_t *v = NULL;
+        assert_int_equal(mpack_decode(st.kv[i].val, st.kv[i].vallen, &v, reason), 0);
+        snprintf(key, sizeof key, "%.*s", (int)st.kv[i].keylen, st.kv[i].key);
+        json_object_set_new(o, key, v);
+    }
+    hist_state_free(&st);
+    return o;
+}
+
+static const char *status_of(json_t *st, const char *seat)
+{
+    char key[80];
+    snprintf(key, sizeof key, "seat:%s", seat);
+    return json_string_value(json_object_get(json_object_get(st, key), "status"));
+}
+
+/* Every section's counts equal what its seats say. */
+static void check_counts(json_t *st)
+{
+    json_t *want = json_object(), *v;
+    const char *key;
+
+    json_object_foreach(st, key, v) {
+        json_t *n;
+        char name[80];
+        if (strncmp(key, "seat:", 5)) continue;
+        snprintf(name, sizeof name, "section:%s", json_string_value(json_object_get(v, "section")));
+        if (!(n = json_object_get(want, name))) {
+            n = json_pack("{s:i,s:i,s:i,s:i}", "total", 0, "free", 0, "held", 0, "booked", 0);
+            json_object_set_new(want, name, n);
+        }
+        json_object_set_new(n, "total", json_integer(json_integer_value(json_object_get(n, "total")) + 1));
+        json_object_set_new(n, json_string_value(json_object_get(v, "status")),
+                            json_integer(json_integer_value(json_object_get(n,
+                                json_string_value(json_object_get(v, "status")))) + 1));
+    }
+    json_object_foreach(want, key, v) {
+        json_t *got = json_object_get(st, key);
+        assert_non_null(got);
+        json_t *copy = json_deep_copy(got);
+        json_object_del(copy, "waiting");
+        if (!json_equal(copy, v)) {
+            char *a = json_dumps(copy, 0), *b = json_dumps(v, 0);
+            print_error("%s: stored %s, seats say %s\n", key, a, b);
+            free(a);
+            free(b);
+            fail();
+        }
+        json_decref(copy);
+    }
+    json_decref(want);
+}
+
+static seat_req_t req(enum seat_action a, const char *user, json_t *seats)
+{
+    seat_req_t r = { .action = a, .user = user, .seats = seats, .offer_ttl_ms = 60000, .waitlist_max = 2 };
+    return r;
+}
+
+static void define(const char *spec, int64_t ts)
+{
+    json_error_t e;
+    json_t *seats = json_loads(spec, 0, &e);
+    seat_req_t r = req(SEAT_DEFINE, NULL, seats);
+    assert_non_null(seats);
+    assert_int_equal(run(&r, ts, NULL), 0);
+    json_decref(seats);
+}
+
+static void test_hold_all_or_none(void **unused)
+{
+    json_t *res, *st, *ids;
+    seat_req_t r;
+    (void)unused;
+
+    define("[{\"id\":\"A1\",\"section\":\"A\"},{\"id\":\"A2\",\"section\":\"A\"},{\"id\":\"A3\",\"section\":\"A\"},"
+           "{\"id\":\"B1\",\"section\":\"B\",\"price_class\":\"vip\"}]", 1000);
+    ids = json_pack("[s,s]", "A1", "A2");
+    r = req(SEAT_HOLD, "alice", ids);
+    r.ttl_ms = 5000;
+    assert_int_equal(run(&r, 1000, &res), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "expires")), 6000);
+    json_decref(res);
+    json_decref(ids);
+
+    /* bob wants A2 (alice's) and A3 (free): nothing is held. */
+    ids = json_pack("[s,s]", "A3", "A2");
+    r = req(SEAT_HOLD, "bob", ids);
+    r.ttl_ms = 5000;
+    assert_int_equal(run(&r, 1100, &res), HIST_E_REFUSED);
+    assert_int_equal(json_integer_value(json_object_get(res, "code")), PROTO_E_SEATS_TAKEN);
+    assert_int_equal(json_array_size(json_object_get(res, "seats")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(res, "seats"), 0)), "A2");
+    json_decref(res);
+    json_decref(ids);
+
+    /* Unknown seats are named. */
+    ids = json_pack("[s,s]", "A3", "Z9");
+    r = req(SEAT_HOLD, "bob", ids);
+    r.ttl_ms = 5000;
+    assert_int_equal(run(&r, 1100, &res), HIST_E_REFUSED);
+    assert_int_equal(json_integer_value(json_object_get(res, "code")), PROTO_E_UNKNOWN_SEAT);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(res, "seats"), 0)), "Z9");
+    json_decref(res);
+    json_decref(ids);
+
+    st = state();
+    assert_string_equal(status_of(st, "A1"), "held");
+    assert_string_equal(status_of(st, "A2"), "held");
+    assert_string_equal(status_of(st, "A3"), "free");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "section:A"), "held")), 2);
+    check_counts(st);
+    json_decref(st);
+}
+
+/* Counts due timers; the only one is A2's. */
+static void collect(void *ctx, int64_t at, const char *chan, size_t cl, const char *key, size_t kl)
+{
+    (void)at;
+    assert_int_equal(cl, strlen(CHAN));
+    assert_memory_equal(chan, CHAN, cl);
+    assert_int_equal(kl, 7);
+    assert_memory_equal(key, "seat:A2", 7);
+    (*(int *)ctx)++;
+}
+
+static void test_confirm_and_expiry(void **unused)
+{
+    json_t *res, *st, *ids = json_pack("[s]", "A1");
+    seat_req_t r;
+    int64_t next;
+    int due = 0;
+    (void)unused;
+
+    /* Only the holder confirms. */
+    r = req(SEAT_CONFIRM, "bob", ids);
+    assert_int_equal(run(&r, 2000, &res), HIST_E_REFUSED);
+    assert_int_equal(json_integer_value(json_object_get(res, "code")), PROTO_E_NOT_HELD);
+    json_decref(res);
+    /* Not after the hold expired (6000), even before its timer freed it. */
+    r = req(SEAT_CONFIRM, "alice", ids);
+    assert_int_equal(run(&r, 6000, &res), HIST_E_REFUSED);
+    assert_int_equal(json_integer_value(json_object_get(res, "code")), PROTO_E_NOT_HELD);
+    json_decref(res);
+    assert_int_equal(run(&r, 5999, NULL), 0);
+    json_decref(ids);
+
+    /* A1 booked: its timer is gone; A2's is due at 6000. */
+    assert_int_equal(hist_timers_due(h, 5999, 100, collect, &due, &next), 0);
+    assert_int_equal(due, 0);
+    assert_int_equal(next, 6000);
+    assert_int_equal(hist_timers_due(h, 6000, 100, collect, &due, &next), 0);
+    assert_int_equal(due, 1);
+
+    /* The expiry frees A2, once. */
+    ids = json_pack("[s]", "A2");
+    r = req(SEAT_EXPIRE, NULL, ids);
+    r.at_ms = 6000;
+    assert_int_equal(run(&r, 6001, &res), 0);
+    assert_int_equal(json_array_size(json_object_get(res, "seats")), 1);
+    json_decref(res);
+    assert_int_equal(run(&r, 6002, &res), 0);
+    assert_int_equal(json_array_size(json_object_get(res, "seats")), 0);
+    json_decref(res);
+    json_decref(ids);
+    due = 0;
+    assert_int_equal(hist_timers_due(h, 99999, 100, collect, &due, &next), 0);
+    assert_int_equal(due, 0);
+
+    st = state();
+    assert_string_equal(status_of(st, "A1"), "booked");
+    assert_string_equal(status_of(st, "A2"), "free");
+    check_counts(st);
+    json_decref(st);
+}
+
+
+static void test_waitlist(void **unused)
+{
+    json_t *res, *st, *ids = json_pack("[s,s]", "A2", "A3");
+    seat_req_t r;
+    (void)unused;
+
+    r = req(SEAT_HOLD, "carol", ids);
+    r.ttl_ms = 60000;
+    assert_int_equal(run(&r, 7000, NULL), 0);           /* section A: booked, held, held */
+    r = req(SEAT_WAIT, "dave", NULL);
+    r.section = "A";
+    assert_int_equal(run(&r, 7001, &res), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "position")), 1);
+    json_decref(res);
+    assert_int_equal(run(&r, 7002, &res), 0);           /* twice: same place */
+    assert_int_equal(json_integer_value(json_object_get(res, "position")), 1);
+    json_decref(res);
+    r.user = "erin";
+    assert_int_equal(run(&r, 7003, NULL), 0);
+    r.user = "frank";                                   /* waitlist_max is 2 */
+    assert_int_equal(run(&r, 7004, &res), HIST_E_REFUSED);
+    assert_int_equal(json_integer_value(json_object_get(res, "code")), PROTO_E_LIMIT);
+    json_decref(res);
+    r.section = "nope";
+    assert_int_equal(run(&r, 7004, &res), HIST_E_REFUSED);
+    assert_int_equal(json_integer_value(json_object_get(res, "code")), PROTO_E_UNKNOWN_SEAT);
+    json_decref(res);
+
+    /* carol lets A3 go: it is offered to dave, the head of the queue. */
+    json_decref(ids);
+    ids = json_pack("[s]", "A3");
+    r = req(SEAT_RELEASE, "carol", ids);
+    assert_int_equal(run(&r, 8000, &res), 0);
+    assert_int_equal(json_array_size(json_object_get(res, "offers")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(res, "offers"), 0), "user")),
+                        "dave");
+    json_decref(res);
+    st = state();
+    assert_string_equal(json_string_value(json_object_get(json_object_get(st, "seat:A3"), "holder")), "dave");
+    assert_true(json_is_true(json_object_get(json_object_get(st, "seat:A3"), "offer")));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "section:A"), "waiting")), 1);
+    check_counts(st);
+    json_decref(st);
+
+    /* erin leaves the queue. */
+    r = req(SEAT_UNWAIT, "erin", NULL);
+    r.section = "A";
+    assert_int_equal(run(&r, 8001, NULL), 0);
+    st = state();
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "section:A"), "waiting")), 0);
+    json_decref(st);
+    json_decref(ids);
+}
+
+static void test_redefine(void **unused)
+{
+    json_t *res, *st, *seats;
+    json_error_t e;
+    seat_req_t r;
+    (void)unused;
+
+    /* Dropping A2 (held by carol) is refused; nothing changes. */
+    seats = json_loads("[{\"id\":\"A1\",\"section\":\"A\"},{\"id\":\"A3\",\"section\":\"A\"}]", 0, &e);
+    r = req(SEAT_DEFINE, NULL, seats);
+    assert_int_equal(run(&r, 9000, &res), HIST_E_REFUSED);
+    assert_int_equal(json_integer_value(json_object_get(res, "code")), PROTO_E_SEATS_TAKEN);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(res, "seats"), 0)), "A2");
+    json_decref(res);
+    json_decref(seats);
+
+    /* Dropping free B1, moving A3 (held) to section C, adding C2: statuses stay, counts follow. */
+    seats = json_loads("[{\"id\":\"A1\",\"section\":\"A\"},{\"id\":\"A2\",\"section\":\"A\"},"
+                       "{\"id\":\"A3\",\"section\":\"C\"},{\"id\":\"C2\",\"section\":\"C\"}]", 0, &e);
+    r = req(SEAT_DEFINE, NULL, seats);
+    assert_int_equal(run(&r, 9001, &res), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "seats")), 4);
+    json_decref(res);
+    json_decref(seats);
+    st = state();
+    assert_null(json_object_get(st, "seat:B1"));
+    assert_null(json_object_get(st, "section:B"));
+    assert_string_equal(status_of(st, "A1"), "booked");
+    assert_string_equal(status_of(st, "A3"), "held");
+    assert_string_equal(status_of(st, "C2"), "free");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "section:C"), "total")), 2);
+    check_counts(st);
+    json_decref(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        /* In order: each starts from the map the previous one left. */
+        cmocka_unit_test(test_hold_all_or_none),
+        cmocka_unit_test(test_confirm_and_expiry),
+        cmocka_unit_test(test_waitlist),
+        cmocka_unit_test(test_redefine),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
