@@ -758,47 +758,81 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
+/* A read of one channel: the read lock, a read transaction, and the
+ * channel's record if it is stored. The readers below share this opening
+ * and its closing. */
+struct chan_read {
+    MDB_txn *txn;
+    MDB_cursor *cur;              /* the reader's cursor, closed with it */
+    struct chan_rec cr;
+    int found;
+};
+
+/* Return: 0 (check ->found), or an MDB code with nothing left open. */
+static int chan_read_open(hist_t *h, const char *name, size_t len, struct chan_read *rd)
+{
+    MDB_val k = { len, (void *)name }, v;
+    int rc;
+
+    memset(rd, 0, sizeof *rd);
+    pthread_rwlock_rdlock(&h->lock);
+    if ((rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &rd->txn))) {
+        pthread_rwlock_unlock(&h->lock);
+        return rc;
+    }
+    rc = mdb_get(rd->txn, h->chans, &k, &v);
+    if (rc == 0 && rec_decode(&v, &rd->cr) == 0) rd->found = 1;
+    else if (rc && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(rd->txn);
+        pthread_rwlock_unlock(&h->lock);
+        return rc;
+    }
+    return 0;
+}
+
+static void chan_read_close(hist_t *h, struct chan_read *rd)
+{
+    if (rd->cur) mdb_cursor_close(rd->cur);
+    mdb_txn_abort(rd->txn);
+    pthread_rwlock_unlock(&h->lock);
+}
+
 int hist_read(hist_t *h, const char *name, size_t len, uint64_t after, uint64_t upto, size_t limit,
               int reverse, hist_result_t *res)
 {
-    MDB_val k = { len, (void *)name }, v, lk, lv;
+    MDB_val lk, lv;
     unsigned char key[16];
     size_t cap = 0, used = 0, ecap = 0;
-    struct chan_rec cr;
-    MDB_cursor *cur = NULL;
-    MDB_txn *txn;
+    struct chan_read rd;
     MDB_cursor_op op;
     int rc;
 
     memset(res, 0, sizeof *res);
-    pthread_rwlock_rdlock(&h->lock);
-    if ((rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn))) goto out_unlock;
-    rc = mdb_get(txn, h->chans, &k, &v);
-    if (rc == MDB_NOTFOUND || (rc == 0 && rec_decode(&v, &cr))) { rc = 0; goto out; }
-    if (rc) goto out;
+    if ((rc = chan_read_open(h, name, len, &rd))) return mdb_err(rc);
+    if (!rd.found) goto out;
     res->found = 1;
-    res->chan = cr.c;
-    if (upto == 0 || upto > cr.c.last_offset) upto = cr.c.last_offset;
+    res->chan = rd.cr.c;
+    if (upto == 0 || upto > rd.cr.c.last_offset) upto = rd.cr.c.last_offset;
     if (limit == 0 || after >= upto) goto out;
-    if ((rc = mdb_cursor_open(txn, h->log, &cur))) goto out;
+    if ((rc = mdb_cursor_open(rd.txn, h->log, &rd.cur))) goto out;
     lk.mv_size = 16;
     lk.mv_data = key;
     if (!reverse) {
-        log_key(key, cr.id, after + 1);
-        rc = mdb_cursor_get(cur, &lk, &lv, MDB_SET_RANGE);
+        log_key(key, rd.cr.id, after + 1);
+        rc = mdb_cursor_get(rd.cur, &lk, &lv, MDB_SET_RANGE);
         op = MDB_NEXT;
     } else {
-        log_key(key, cr.id, upto);
-        rc = mdb_cursor_get(cur, &lk, &lv, MDB_SET_RANGE);
-        if (rc == MDB_NOTFOUND) rc = mdb_cursor_get(cur, &lk, &lv, MDB_LAST);
-        else if (rc == 0 && (get_be64(lk.mv_data) != cr.id || get_be64((unsigned char *)lk.mv_data + 8) > upto))
-            rc = mdb_cursor_get(cur, &lk, &lv, MDB_PREV);
+        log_key(key, rd.cr.id, upto);
+        rc = mdb_cursor_get(rd.cur, &lk, &lv, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND) rc = mdb_cursor_get(rd.cur, &lk, &lv, MDB_LAST);
+        else if (rc == 0 && (get_be64(lk.mv_data) != rd.cr.id || get_be64((unsigned char *)lk.mv_data + 8) > upto))
+            rc = mdb_cursor_get(rd.cur, &lk, &lv, MDB_PREV);
         op = MDB_PREV;
     }
-    for (; rc == 0 && res->n < limit; rc = mdb_cursor_get(cur, &lk, &lv, op)) {
+    for (; rc == 0 && res->n < limit; rc = mdb_cursor_get(rd.cur, &lk, &lv, op)) {
         const unsigned char *kp = lk.mv_data;
         uint64_t off;
-        if (lk.mv_size != 16 || get_be64(kp) != cr.id || lv.mv_size < 8) break;
+        if (lk.mv_size != 16 || get_be64(kp) != rd.cr.id || lv.mv_size < 8) break;
         off = get_be64(kp + 8);
         if (off <= after || off > upto) break;
         if (grow((void **)&res->entries, &ecap, res->n + 1, sizeof *res->entries) ||
@@ -818,10 +852,7 @@ int hist_read(hist_t *h, const char *name, size_t len, uint64_t after, uint64_t 
     for (size_t i = 0; i < res->n; i++)
         res->entries[i].rec = res->buf + (uintptr_t)res->entries[i].rec;
 out:
-    if (cur) mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-out_unlock:
-    pthread_rwlock_unlock(&h->lock);
+    chan_read_close(h, &rd);
     if (rc) {
         hist_result_free(res);
         return mdb_err(rc);
@@ -975,25 +1006,20 @@ int hist_state_read(hist_t *h, const char *name, size_t len, const char *prefix,
                     const char *after, size_t alen, size_t limit, hist_state_t *out)
 {
     unsigned char kb[8 + HIST_KEY_MAX + 1];
-    MDB_val k = { len, (void *)name }, v, sk, sv;
+    MDB_val sk, sv;
     size_t cap = 0, used = 0, kcap = 0;
-    struct chan_rec cr;
-    MDB_cursor *cur = NULL;
-    MDB_txn *txn;
+    struct chan_read rd;
     int rc;
 
     memset(out, 0, sizeof *out);
     if (plen > HIST_KEY_MAX || alen > HIST_KEY_MAX) return -EINVAL;
-    pthread_rwlock_rdlock(&h->lock);
-    if ((rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn))) goto out_unlock;
-    rc = mdb_get(txn, h->chans, &k, &v);
-    if (rc == MDB_NOTFOUND || (rc == 0 && rec_decode(&v, &cr))) { rc = 0; goto out; }
-    if (rc) goto out;
+    if ((rc = chan_read_open(h, name, len, &rd))) return mdb_err(rc);
+    if (!rd.found) goto out;
     out->found = 1;
-    out->chan = cr.c;
-    if ((rc = mdb_cursor_open(txn, h->state, &cur))) goto out;
+    out->chan = rd.cr.c;
+    if ((rc = mdb_cursor_open(rd.txn, h->state, &rd.cur))) goto out;
     /* Start at the prefix, or just after @after when it sorts later. */
-    put_be64(kb, cr.id);
+    put_be64(kb, rd.cr.id);
     if (after && (alen > plen || memcmp(after, prefix, plen) >= 0)) {
         memcpy(kb + 8, after, alen);
         kb[8 + alen] = '\0';                   /* the smallest key greater than @after */
@@ -1003,12 +1029,13 @@ int hist_state_read(hist_t *h, const char *name, size_t len, const char *prefix,
         sk.mv_size = 8 + plen;
     }
     sk.mv_data = kb;
-    for (rc = mdb_cursor_get(cur, &sk, &sv, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &sk, &sv, MDB_NEXT)) {
+    for (rc = mdb_cursor_get(rd.cur, &sk, &sv, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(rd.cur, &sk, &sv, MDB_NEXT)) {
         const unsigned char *kp = sk.mv_data, *val;
         size_t klen = sk.mv_size - 8, vallen;
         uint64_t version;
 
-        if (sk.mv_size < 8 || get_be64(kp) != cr.id) break;
+        if (sk.mv_size < 8 || get_be64(kp) != rd.cr.id) break;
         if (klen < plen || memcmp(kp + 8, prefix, plen)) break;   /* past the prefix */
         if (limit && out->n == limit) { out->more = 1; break; }
         if (kv_parse(&sv, &version, &val, &vallen)) continue;
@@ -1033,10 +1060,7 @@ int hist_state_read(hist_t *h, const char *name, size_t len, const char *prefix,
         out->kv[i].val = out->buf + (uintptr_t)out->kv[i].val;
     }
 out:
-    if (cur) mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-out_unlock:
-    pthread_rwlock_unlock(&h->lock);
+    chan_read_close(h, &rd);
     if (rc) {
         hist_state_free(out);
         return mdb_err(rc);
@@ -1103,36 +1127,26 @@ int hist_probe(hist_t *h, int64_t now_ms)
 
 int hist_stat(hist_t *h, const char *name, size_t len, uint64_t *entries, uint64_t *bytes)
 {
-    MDB_val k = { len, (void *)name }, v, lk, lv;
+    MDB_val lk, lv;
     unsigned char key[16];
-    struct chan_rec cr;
-    MDB_cursor *cur;
-    MDB_txn *txn;
+    struct chan_read rd;
     int rc;
 
     *entries = *bytes = 0;
-    pthread_rwlock_rdlock(&h->lock);
-    if ((rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn))) goto out;
-    rc = mdb_get(txn, h->chans, &k, &v);
-    if (rc || rec_decode(&v, &cr)) {
-        rc = rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
-        mdb_txn_abort(txn);
-        goto out;
-    }
-    if ((rc = mdb_cursor_open(txn, h->log, &cur))) { mdb_txn_abort(txn); goto out; }
-    log_key(key, cr.id, 0);
+    if ((rc = chan_read_open(h, name, len, &rd))) return mdb_err(rc);
+    if (!rd.found || (rc = mdb_cursor_open(rd.txn, h->log, &rd.cur))) goto out;
+    log_key(key, rd.cr.id, 0);
     lk.mv_size = 16;
     lk.mv_data = key;
-    for (rc = mdb_cursor_get(cur, &lk, &lv, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &lk, &lv, MDB_NEXT)) {
-        if (lk.mv_size != 16 || get_be64(lk.mv_data) != cr.id) break;
+    for (rc = mdb_cursor_get(rd.cur, &lk, &lv, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(rd.cur, &lk, &lv, MDB_NEXT)) {
+        if (lk.mv_size != 16 || get_be64(lk.mv_data) != rd.cr.id) break;
         (*entries)++;
         *bytes += lv.mv_size;
     }
     if (rc == MDB_NOTFOUND) rc = 0;
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
 out:
-    pthread_rwlock_unlock(&h->lock);
+    chan_read_close(h, &rd);
     return rc ? mdb_err(rc) : 0;
 }
 

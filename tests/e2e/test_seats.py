@@ -661,11 +661,10 @@ def test_two_hundred_clients_race_for_seats(make_broker):
     ch = "seats:" + ev
     seat_ids = ["R%02d" % i for i in range(1, 61)]
     define(b, ev, [(s, ("front", "mid", "back")[i // 20]) for i, s in enumerate(seat_ids)])
-    hot = seat_ids[:8] + seat_ids[18:26]          # 16 seats across front and mid
+    hot = seat_ids[4:36]          # 32 seats across front and mid; back stays out of the race
     rnd = random.Random(20260)
     n = 200
     names = ["u%03d" % i for i in range(n)]
-    picks = {u: sorted(rnd.sample(hot, rnd.randint(2, 4))) for u in names}
     t_start = time.monotonic()
 
     async def go():
@@ -674,33 +673,44 @@ def test_two_hundred_clients_race_for_seats(make_broker):
             batch = await asyncio.gather(*[user(b, u) for u in names[i:i + 50]])
             clients.update(zip(names[i:i + 50], batch))
         views = dict(zip(names, await asyncio.gather(*[watch(clients[u], ev) for u in names])))
+        won, owner, picks = {}, {}, {}
 
-        # Everyone asks at once.
-        msgs = {u: seats_op(ev, "hold", id=clients[u].new_id(), seats=picks[u], ttl=120) for u in names}
-        await asyncio.gather(*[clients[u].send(msgs[u]) for u in names])
-        replies = dict(zip(names, await asyncio.gather(*[wait_reply(clients[u], msgs[u]["id"], 15) for u in names])))
-        won, lost = {}, {}
-        for u, m in replies.items():
-            if m["op"] == "seats":
-                assert m["action"] == "hold" and m["channel"] == ch and sorted(m["seats"]) == picks[u], m
-                assert isinstance(m["offset"], int) and isinstance(m["expires"], int), m
-                won[u] = m
-            else:
-                assert m["op"] == "error" and m["code"] == 119, (u, m)
-                lost[u] = m
-        assert won and lost, "with 200 clients on 16 seats some win and some lose"
-        owner = {}
-        for u, m in won.items():
-            for s in picks[u]:
-                assert s not in owner, "seat %s held by both %s and %s" % (s, owner[s], u)
-                owner[s] = u
-        assert len({m["offset"] for m in won.values()}) == len(won), "each hold is its own delta"
-        for u, m in lost.items():
-            taken = m["seats"]
-            assert taken and len(set(taken)) == len(taken) and set(taken) <= set(picks[u]), (u, picks[u], m)
-            for s in taken:
-                assert s in owner and owner[s] != u, \
-                    "%s was refused %s, which no successful hold took (%r)" % (u, s, m)
+        async def race(racers):
+            """Every racer asks at once for 2-4 seats of the hot region; checks the answers."""
+            for u in racers:
+                picks[u] = sorted(rnd.sample(hot, rnd.randint(2, 4)))
+            held_before = dict(owner)
+            msgs = {u: seats_op(ev, "hold", id=clients[u].new_id(), seats=picks[u], ttl=120) for u in racers}
+            await asyncio.gather(*[clients[u].send(msgs[u]) for u in racers])
+            replies = await asyncio.gather(*[wait_reply(clients[u], msgs[u]["id"], 15) for u in racers])
+            lost = {}
+            for u, m in zip(racers, replies):
+                if m["op"] == "seats":
+                    assert m["action"] == "hold" and m["channel"] == ch and sorted(m["seats"]) == picks[u], m
+                    assert isinstance(m["offset"], int) and isinstance(m["expires"], int), m
+                    won[u] = m
+                    for s in picks[u]:
+                        assert s not in owner, "seat %s held by both %s and %s" % (s, owner[s], u)
+                        owner[s] = u
+                else:
+                    assert m["op"] == "error" and m["code"] == 119, (u, m)
+                    lost[u] = m
+            assert len({m["offset"] for m in won.values()}) == len(won), "each hold is its own delta"
+            for u, m in lost.items():
+                taken = m["seats"]
+                assert taken and len(set(taken)) == len(taken) and set(taken) <= set(picks[u]), (u, picks[u], m)
+                for s in taken:
+                    assert s in owner and owner[s] != u, \
+                        "%s was refused %s, which no successful hold took (%r)" % (u, s, m)
+                missing = {s for s in picks[u] if s in held_before} - set(taken)
+                assert not missing, "%s's refusal leaves out %s, held before the race began (%r)" % (u, missing, m)
+            return lost
+
+        # Everyone asks at once; then everyone who lost tries again, at once.
+        lost = await race(names)
+        assert won and lost, "with 200 clients on 32 seats some win and some lose"
+        lost = await race(sorted(lost))
+        assert lost, "the second round has losers too"
 
         # The stored map is exactly the union of the successful holds.
         items, final = read_state(b, ev)
