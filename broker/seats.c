@@ -40,6 +40,7 @@ struct seat_user {
 
 static hmap_t users;
 static int users_ready;
+static int any_release;           /* some namespace has seat_release_on_disconnect */
 
 static const struct { const char *name; enum seat_action action; } actions[] = {
     { "define", SEAT_DEFINE }, { "add", SEAT_ADD }, { "hold", SEAT_HOLD }, { "confirm", SEAT_CONFIRM },
@@ -404,14 +405,22 @@ static void on_due(int64_t at_ms, const char *chan, size_t chanlen, const char *
     if (submit(name, j, &none, reason)) hlog(LOG_WARN, "seats", "cannot expire a hold on %s: %s", name, reason);
 }
 
-void seats_init(void) { pubpipe_timers(on_due); }
+void seats_init(void)
+{
+    any_release = srv.cfg.ns_template.seat_release_on_disconnect;
+    for (size_t i = 0; i < srv.cfg.nns; i++) any_release |= srv.cfg.ns[i].seat_release_on_disconnect;
+    pubpipe_timers(on_due);
+}
 
 /* ---- connections ---- */
 
 void seats_user_connected(const char *user)
 {
-    struct seat_user *u = user_get(user, 1);
-    if (u) u->nconn++;
+    struct seat_user *u;
+
+    /* Connections are counted only where a disconnect can release holds. */
+    if (!any_release || !(u = user_get(user, 1))) return;
+    u->nconn++;
 }
 
 void seats_user_disconnected(const char *user)
