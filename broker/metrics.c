@@ -180,6 +180,17 @@ void metrics_render(wbuf_t *b)
         (double)(srv.stats.auth_failures + srv.stats.rest_unauthorized));
     one(b, "herald_permission_denied_total", "counter", "Subscribes, publishes and reads refused by channel rules.",
         (double)srv.stats.permission_denied);
+    head(b, "herald_seat_requests_total", "counter",
+         "Seat map requests by action and result (ok; refused: taken, unknown seat, not held, waitlist full; failed).");
+    {
+        static const char *const actions[] = { NULL, "define", "add", "hold", "confirm", "release", "expire",
+                                               "waitlist", "waitlist_leave" };
+        static const char *const results[] = { "ok", "refused", "failed" };
+        for (size_t a = 1; a < sizeof actions / sizeof actions[0]; a++)
+            for (size_t r = 0; r < 3; r++)
+                wbuf_printf(b, "herald_seat_requests_total{action=\"%s\",result=\"%s\"} %llu\n", actions[a],
+                            results[r], (unsigned long long)metrics.seat_requests[a][r]);
+    }
 
     storage_watch_tick();                      /* fresh figures for the scrape */
     storage_watch_status(&st);

@@ -42,6 +42,10 @@ struct herald_metrics {
     uint64_t writes;                  /* socket writes of WebSocket frames */
     uint64_t *ns_publications;        /* per configured namespace, then the template */
     unsigned conn_enc[2];             /* open sessions per encoding */
+    /* Seat map requests by action (enum seat_action, 0 unused) and outcome:
+     * [0] applied, [1] refused by the seats' state (taken, not held, ...),
+     * [2] failed (storage). */
+    uint64_t seat_requests[9][3];
 };
 
 extern struct herald_metrics metrics;

@@ -11,6 +11,7 @@
 #include "chname.h"
 #include "herald.h"
 #include "hmap.h"
+#include "metrics.h"
 #include "ops.h"
 #include "seatmap.h"
 #include "state.h"
@@ -241,6 +242,8 @@ static void job_done(chan_t *c, state_ops_t *ops, int code, json_t *result)
     json_t *offers, *o;
     size_t i;
 
+    if ((unsigned)j->req.action < sizeof metrics.seat_requests / sizeof metrics.seat_requests[0])
+        metrics.seat_requests[j->req.action][code == 0 ? 0 : code == PROTO_E_STORAGE || code == PROTO_E_INTERNAL ? 2 : 1]++;
     if (code || !result) return;
     offers = json_object_get(result, "offers");
     json_array_foreach(offers, i, o) {

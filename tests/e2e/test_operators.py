@@ -227,3 +227,21 @@ def test_log_level_at_runtime(make_broker, tmp_path):
     b.send_signal(signal.SIGHUP)
     assert b.wait_log(r"SIGHUP: .*level")             # the bad file is reported, and ignored
     assert b.health().status_code == 200
+
+
+def test_seat_request_metrics_count_outcomes(make_broker):
+    b = make_broker("--ns", "seats.state=on")
+    ev = b.url("/api/events/m1")
+    assert requests.put(ev + "/seats", json={"seats": [{"id": "A1", "section": "A"}]}, timeout=5).status_code == 200
+    assert requests.post(ev + "/hold", json={"user": "ann", "seats": ["A1"], "ttl": 60}, timeout=5).status_code == 200
+    r = requests.post(ev + "/hold", json={"user": "bob", "seats": ["A1"], "ttl": 60}, timeout=5)
+    assert r.status_code == 409 and r.json()["error"]["code"] == 119
+    r = requests.post(ev + "/confirm", json={"user": "bob", "seats": ["A1"]}, timeout=5)
+    assert r.status_code == 409 and r.json()["error"]["code"] == 121
+    types, m = metrics(b)
+    assert types["herald_seat_requests_total"] == "counter"
+    assert m['herald_seat_requests_total{action="define",result="ok"}'] == 1
+    assert m['herald_seat_requests_total{action="hold",result="ok"}'] == 1
+    assert m['herald_seat_requests_total{action="hold",result="refused"}'] == 1
+    assert m['herald_seat_requests_total{action="confirm",result="refused"}'] == 1
+    assert m['herald_seat_requests_total{action="confirm",result="ok"}'] == 0
