@@ -374,8 +374,12 @@ int seats_request(const char *chan, const char *action, const json_t *body, cons
     default:
         break;
     }
-    if (json_object_get(body, "seats") && j->req.action != SEAT_WAIT && j->req.action != SEAT_UNWAIT)
-        j->req.seats = json_incref(json_object_get(body, "seats"));
+    /* A copy of its own: the storage thread reads it while the loop frees the request. */
+    if (json_object_get(body, "seats") && j->req.action != SEAT_WAIT && j->req.action != SEAT_UNWAIT &&
+        !(j->req.seats = json_deep_copy(json_object_get(body, "seats")))) {
+        r = oom(reason);
+        goto fail_job;
+    }
     return submit(chan, j, origin, reason);
 fail_job:
     job_free(j);
