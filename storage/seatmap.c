@@ -429,25 +429,21 @@ static int do_unwait(struct ctx *c, json_t *res)
 
 /* ---- defining the map ---- */
 
+/* Gathers the keys under a prefix into an object {name after the prefix: value}. */
+struct collect {
+    size_t skip;                  /* the prefix's length */
+    json_t *into;
+};
+
 static int collect_cb(void *ctx, const char *key, size_t klen, json_t *v)
 {
-    char id[SEAT_ID_MAX + 1];
-    size_t n = klen - (sizeof SEAT_KEY - 1);
-    if (n > SEAT_ID_MAX) return 0;
-    memcpy(id, key + sizeof SEAT_KEY - 1, n);
-    id[n] = '\0';
-    json_object_set(ctx, id, v);
-    return 0;
-}
-
-static int collect_sections_cb(void *ctx, const char *key, size_t klen, json_t *v)
-{
+    struct collect *c = ctx;
     char name[SEAT_ID_MAX + 1];
-    size_t n = klen - (sizeof SECTION_KEY - 1);
+    size_t n = klen - c->skip;
     if (n > SEAT_ID_MAX) return 0;
-    memcpy(name, key + sizeof SECTION_KEY - 1, n);
+    memcpy(name, key + c->skip, n);
     name[n] = '\0';
-    json_object_set(ctx, name, v);
+    json_object_set(c->into, name, v);
     return 0;
 }
 
@@ -461,8 +457,9 @@ static int do_define(struct ctx *c, json_t *res)
     int rc;
 
     json_array_foreach(r->seats, i, d) json_object_set(wanted, str(d, "id"), d);
-    if ((rc = hist_tx_scan(c->tx, SEAT_KEY, sizeof SEAT_KEY - 1, collect_cb, seats)) ||
-        (rc = hist_tx_scan(c->tx, SECTION_KEY, sizeof SECTION_KEY - 1, collect_sections_cb, old_sections)))
+    struct collect cs = { sizeof SEAT_KEY - 1, seats }, cn = { sizeof SECTION_KEY - 1, old_sections };
+    if ((rc = hist_tx_scan(c->tx, SEAT_KEY, cs.skip, collect_cb, &cs)) ||
+        (rc = hist_tx_scan(c->tx, SECTION_KEY, cn.skip, collect_cb, &cn)))
         goto out;
     if (r->action == SEAT_DEFINE) {
         json_object_foreach(seats, id, v)

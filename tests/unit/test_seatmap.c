@@ -125,6 +125,21 @@ static void define(const char *spec, int64_t ts)
     json_decref(seats);
 }
 
+/* A hold of @a and @b by @user is refused with @code, naming only @named. */
+static void refused_hold(const char *user, const char *a, const char *b, int code, const char *named)
+{
+    json_t *res, *ids = json_pack("[s,s]", a, b);
+    seat_req_t r = req(SEAT_HOLD, user, ids);
+
+    r.ttl_ms = 5000;
+    assert_int_equal(run(&r, 1100, &res), HIST_E_REFUSED);
+    assert_int_equal(json_integer_value(json_object_get(res, "code")), code);
+    assert_int_equal(json_array_size(json_object_get(res, "seats")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(res, "seats"), 0)), named);
+    json_decref(res);
+    json_decref(ids);
+}
+
 static void test_hold_all_or_none(void **unused)
 {
     json_t *res, *st, *ids;
@@ -142,25 +157,9 @@ static void test_hold_all_or_none(void **unused)
     json_decref(ids);
 
     /* bob wants A2 (alice's) and A3 (free): nothing is held. */
-    ids = json_pack("[s,s]", "A3", "A2");
-    r = req(SEAT_HOLD, "bob", ids);
-    r.ttl_ms = 5000;
-    assert_int_equal(run(&r, 1100, &res), HIST_E_REFUSED);
-    assert_int_equal(json_integer_value(json_object_get(res, "code")), PROTO_E_SEATS_TAKEN);
-    assert_int_equal(json_array_size(json_object_get(res, "seats")), 1);
-    assert_string_equal(json_string_value(json_array_get(json_object_get(res, "seats"), 0)), "A2");
-    json_decref(res);
-    json_decref(ids);
-
+    refused_hold("bob", "A3", "A2", PROTO_E_SEATS_TAKEN, "A2");
     /* Unknown seats are named. */
-    ids = json_pack("[s,s]", "A3", "Z9");
-    r = req(SEAT_HOLD, "bob", ids);
-    r.ttl_ms = 5000;
-    assert_int_equal(run(&r, 1100, &res), HIST_E_REFUSED);
-    assert_int_equal(json_integer_value(json_object_get(res, "code")), PROTO_E_UNKNOWN_SEAT);
-    assert_string_equal(json_string_value(json_array_get(json_object_get(res, "seats"), 0)), "Z9");
-    json_decref(res);
-    json_decref(ids);
+    refused_hold("bob", "A3", "Z9", PROTO_E_UNKNOWN_SEAT, "Z9");
 
     st = state();
     assert_string_equal(status_of(st, "A1"), "held");
