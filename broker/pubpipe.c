@@ -177,7 +177,7 @@ static void commit_batch(pub_t *batch, hist_write_t **ws, size_t *wcap, wbuf_t *
     for (p = batch; p; p = p->next) {
         if (!p->chan) continue;
         p->w = (*ws)[n++];
-        if (p->w.status) continue;
+        if (p->w.status || p->w.unchanged) continue;
         /* Encode the pushes here, off the loop. A state change's record was
          * built by the store (it holds the values the ops produced). */
         for (int e = 0; e < PROTO_NENC; e++) {
@@ -300,7 +300,9 @@ static void finish(pub_t *p)
     char why[PROTO_REASON_MAX];
 
     why[0] = '\0';
-    if (p->w.status == 0) {
+    if (p->w.status == 0 && p->w.unchanged) {
+        extra = json_incref(p->w.result);      /* answered, with the channel's offset; nothing to fan out */
+    } else if (p->w.status == 0) {
         c->stored = c->ns->history && pp.store;
         if (memcmp(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN))
             memcpy(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN + 1);
@@ -338,7 +340,7 @@ static void finish(pub_t *p)
      * subscriber, so a client can match the echo to its request. */
     ops_pub_done(&p->origin, c, &out);
     json_decref(extra);
-    if (out.code == 0) {
+    if (out.code == 0 && !p->w.unchanged) {
         if (chan_fanout(c, p->w.offset, rec, reclen, p->frames))
             hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,
                  (unsigned long long)p->w.offset);

@@ -587,6 +587,7 @@ static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf
             break;
         }
     }
+    w->unchanged = !rc && !tx.nchanges && !reset;
     if (!rc) {
         mpack_put_map(out, 2);
         mpack_put_str(out, "ts", 2);
@@ -655,6 +656,13 @@ static int write_one(hist_t *h, MDB_txn *txn, hist_write_t *w, uint64_t *next_id
         w->state_reclen = rec.len;
         w->rec = rec.p;
         w->reclen = rec.len;
+        if (w->unchanged) {
+            /* Nothing to tell subscribers: no entry, no offset. A new
+             * channel's id is simply not used. */
+            w->offset = cr.c.last_offset;
+            memcpy(w->stored_epoch, cr.c.epoch, HIST_EPOCH_LEN + 1);
+            return 0;
+        }
     }
     log_key(key, cr.id, off);
     lk.mv_size = 16;
@@ -702,6 +710,7 @@ int hist_write_batch(hist_t *h, hist_write_t *w, size_t n)
             rc = rc == MDB_NOTFOUND ? 0 : rc;
             for (size_t i = 0; i < n; i++) {
                 w[i].status = 0;
+                w[i].unchanged = 0;
                 free(w[i].state_rec);
                 w[i].state_rec = NULL;
                 json_decref(w[i].result);      /* from an attempt that did not commit */

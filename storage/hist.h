@@ -103,6 +103,8 @@ typedef struct hist_write {
     unsigned char *state_rec;     /* [out] with ops and status 0: the record written (malloc'd;
                                      the caller frees it), MessagePack */
     size_t state_reclen;
+    int unchanged;                /* [out] with ops and status 0: they changed nothing, so nothing was
+                                     appended; offset is the channel's last (0: none yet) */
     uint64_t offset;              /* [out] the offset assigned, when status is 0 */
     char stored_epoch[HIST_EPOCH_LEN + 1]; /* [out] the stored log's epoch, when status is 0 */
 } hist_write_t;

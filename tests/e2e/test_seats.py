@@ -479,7 +479,7 @@ def test_hold_confirm_release_rest(make_broker):
 def test_bad_inputs(make_broker):
     b = make_broker(*SEATS, *ns("seat_hold_max=10s"))
     ev = "e3"
-    ids = ["S%03d" % i for i in range(120)] + ["x_y-z.1"]
+    ids = ["S%03d" % i for i in range(120)] + ["x_y-z.1", "L" * 64]
     define(b, ev, [(s, "S") for s in ids])
     before = read_state(b, ev)
     hold = b.url("/api/events/%s/hold" % ev)
@@ -517,8 +517,8 @@ def test_bad_inputs(make_broker):
     r = requests.put(put, data="[1,", headers={"Content-Type": "application/json"}, timeout=5)
     assert r.status_code == 400, r.text
     # ttl at the namespace's maximum is fine (then released again).
-    call(b, ev, "hold", {"user": "alice", "seats": ["x_y-z.1"], "ttl": 10})
-    call(b, ev, "release", {"user": "alice", "seats": ["x_y-z.1"]})
+    call(b, ev, "hold", {"user": "alice", "seats": ["x_y-z.1", "L" * 64], "ttl": 10})
+    call(b, ev, "release", {"user": "alice", "seats": ["x_y-z.1", "L" * 64]})
     after_ok, _ = read_state(b, ev)
     assert {k: v["value"] for k, v in after_ok.items()} == {k: v["value"] for k, v in before[0].items()}
 
@@ -534,6 +534,14 @@ def test_bad_inputs(make_broker):
     refused(b, ev, "waitlist", {"user": "bob", "section": "no where"}, 400, 103)
     refused(b, ev, "waitlist", {"user": "bob"}, 400, 103)
     refused(b, ev, "fly", {"user": "bob"}, 404, 103)
+    r = requests.get(hold, timeout=5)
+    assert r.status_code == 405 and r.json()["error"]["code"] == 103, "a known path, the wrong method: %s" % r.text
+    # Event ids are 1-64 letters, digits, '_', '-' or '.': 64 is fine, others name no event.
+    assert define(b, "E" * 64, [("A1", "A")])["channel"] == "seats:" + "E" * 64
+    for bad_ev in ("E" * 65, "a:b", "a,b", "a%20b", "a~b"):
+        r = requests.post(b.url("/api/events/%s/hold" % bad_ev), json={"user": "bob", "seats": ["A1"], "ttl": 5},
+                          timeout=5)
+        assert r.status_code in (400, 404) and r.json()["error"]["code"] == 103, (bad_ev, r.status_code, r.text)
 
     # Seat maps change only through the adapter.
     r = requests.post(b.url("/api/channels/seats:%s/state" % ev),
@@ -807,8 +815,12 @@ def test_waitlist_and_offers(make_broker):
         view = await watch(viewer, ev)
 
         assert call(b, ev, "waitlist", {"user": "bob", "section": "A"})["position"] == 1
-        assert call(b, ev, "waitlist", {"user": "carol", "section": "A"})["position"] == 2
-        assert call(b, ev, "waitlist", {"user": "bob", "section": "A"})["position"] == 1, "queueing twice keeps it"
+        second = call(b, ev, "waitlist", {"user": "carol", "section": "A"})
+        assert second["position"] == 2
+        again = call(b, ev, "waitlist", {"user": "bob", "section": "A"})
+        assert again["position"] == 1, "queueing twice keeps it"
+        # It changed nothing, so nothing was published: the offset stays.
+        assert again["changes"] == [] and again["offset"] == second["offset"]
         seats, secs = seat_map(b, ev)
         assert secs["A"] == counts(2, 0, 2, 0, 2)
 

@@ -58,6 +58,11 @@ def test_operations_and_errors(make_broker):
     # delete and reset
     r = ops(b, "scores:g1", {"op": "delete", "key": "fouls"}, {"op": "delete", "key": "never-there"})
     assert r["changes"] == [{"key": "fouls", "deleted": True}]
+    # A request that changes nothing publishes nothing: same offset, no entry.
+    r2 = ops(b, "scores:g1", {"op": "delete", "key": "never-there"})
+    assert r2["changes"] == [] and r2["offset"] == r["offset"]
+    hist = requests.get(b.url("/api/channels/scores:g1/history?limit=100"), timeout=5).json()["publications"]
+    assert hist[-1]["offset"] == r["offset"]
     # Bad inputs.
     for bad in ([], [{"op": "shout", "key": "x"}], [{"op": "set", "key": "", "value": 1}],
                 [{"op": "set", "key": "x"}], [{"op": "incr", "key": "x", "by": 1.5}],
