@@ -2,9 +2,10 @@
  *
  * Owns: struct bench, the one instance `B`, shared by the modules of the
  * tool: main.c (flags), run.c (connections, schedule, measurement), rest.c
- * (the REST publisher pool), presence.c and recover.c (their scenarios) and
- * report.c (table, JSON, SVG). Everything runs
- * on one libuv loop on one thread. */
+ * (the REST publisher pool), presence.c and recover.c (their scenarios),
+ * staterun.c with scores.c and seats.c (the state-channel scenarios) and
+ * report.c (table, JSON, SVG). Everything runs on one libuv loop on one
+ * thread. */
 #ifndef BENCH_BENCH_H
 #define BENCH_BENCH_H
 
@@ -15,7 +16,10 @@
 #include "herald_client.h"
 #include "hist.h"
 
-enum scenario { SC_FANOUT = 0, SC_CHANNELS, SC_IDLE, SC_CONNECT, SC_PUBLISH, SC_PRESENCE, SC_RECOVER, SC_N };
+enum scenario {
+    SC_FANOUT = 0, SC_CHANNELS, SC_IDLE, SC_CONNECT, SC_PUBLISH, SC_PRESENCE, SC_RECOVER, SC_SCORES, SC_SEATS,
+    SC_N
+};
 
 enum pub_mode { PUB_WS = 0, PUB_REST = 1 };
 
@@ -53,6 +57,12 @@ struct opts {
     double outage;              /* recover: seconds a dropped subscriber stays away */
     unsigned cycles;            /* recover: disconnect/reconnect cycles spread over --duration */
     int expect_unrecovered;     /* recover: the run is meant to see "recovered": false */
+    unsigned viewers;           /* scores, seats: connections subscribed to the state channel */
+    unsigned clients;           /* seats: REST clients, each with one request in flight */
+    unsigned seats;             /* seats: seats in the map */
+    unsigned section;           /* seats: seats per section */
+    double hot;                 /* seats: share of the seats that holds pick from */
+    unsigned ttl;               /* seats: hold ttl, seconds */
 };
 
 /* One step of a run: one target rate (or the whole run for idle/connect/publish). */
@@ -82,6 +92,22 @@ typedef struct step {
     uint64_t ev_batches;        /* presence_batch messages seen by watchers */
     uint64_t ev_unmatched;      /* individual events that matched no operation sent */
     uint64_t member_events;     /* events delivered to churned members (the rest of the fan-out) */
+    /* scores, seats: the viewers of the state channel. `lat` is delivery latency, `ack` the
+     * latency of the REST writes (seats: of the holds), `received` the deltas delivered. */
+    uint64_t snapshots;         /* snapshot pushes (a conflated viewer catching up) */
+    uint64_t skipped;           /* offsets viewers got inside a snapshot instead of as a delta */
+    uint64_t mismatches;        /* deltas whose values disagree with what the bench wrote */
+    uint64_t unreadable;        /* deltas the bench could not read */
+    uint32_t converged;         /* viewers whose view equals the broker's state after the step */
+    uint32_t diverged;          /* ... whose view differs, or who are behind */
+    uint32_t unverifiable;      /* ... whose view a snapshot replaced with what the bench cannot read */
+    uint32_t viewers_lost;      /* viewers closed by the broker before the step's checks */
+    int64_t broker_score;       /* scores: score:home after the step, as GET .../state reads it */
+    uint64_t broker_offset;     /* scores, seats: the channel's offset then */
+    uint64_t taken;             /* seats: holds refused with 409 seats_taken */
+    uint64_t seats_held;        /* seats: seats in successful holds */
+    uint64_t releases, releases_ok;
+    hist_t *rel;                /* seats: release latency */
 } step_t;
 
 struct close_count {
@@ -131,6 +157,34 @@ struct recover_figures {
     hist_t *recovery;           /* reconnect start -> subscribe reply read, ns */
     hist_t *per_reply;          /* publications in each recovery reply */
     char first_failure[160];    /* the first reconnect failure, for the message */
+};
+
+/* The state-channel scenarios' run-wide figures, filled by scores.c / seats.c. */
+struct state_figures {
+    char channel[96];
+    char event[72];             /* seats: the event id */
+    uint64_t offset0;           /* the channel's offset when the viewers subscribed */
+    int64_t score0;             /* scores: score:home then */
+    uint64_t bad_replies;       /* subscribe replies at another offset than offset0 */
+    uint64_t gaps, dups;        /* per viewer, offsets skipped without a snapshot / seen again */
+    uint64_t rest_errors;       /* REST answers other than the documented outcomes */
+    uint64_t cancelled;         /* requests still waiting for a connection when a drain ended */
+    uint64_t stale_reads;       /* checks' GET reads behind the last acknowledged write (or, seats:
+                                   pages of one read at different offsets), read again */
+    uint64_t stale_max;         /* the most offsets such a read was behind */
+    char first_error[200];      /* the first of them */
+    uint32_t hot_seats;         /* seats: the hot region */
+    uint32_t sections;
+    /* seats: the invariants, as read with GET .../state after the last step */
+    unsigned checks;            /* times the whole map was read and checked */
+    uint64_t pages;             /* GET pages read over all checks */
+    uint64_t seats_read, free_n, held_n, booked_n, bad_seats;  /* the last check's seats; bad: unknown
+                                                                  key, status or section, or held without holder */
+    uint64_t missing_seats;     /* seats of the map that the read did not return */
+    uint64_t unreleased;        /* seats whose release failed or was cancelled: left held until the ttl */
+    uint64_t sections_read, section_mismatches;  /* sections whose counts differ from the seats' statuses */
+    uint64_t violations;        /* over all checks: bad seats, missing seats, section mismatches */
+    char first_violation[200];
 };
 
 struct rest_pool;
@@ -194,6 +248,9 @@ struct bench {
     /* recover */
     struct recover_figures rf;
 
+    /* scores, seats */
+    struct state_figures sf;
+
     /* idle */
     long rss_before, rss_after; /* bytes, -1 if unknown */
     long bench_rss;
@@ -252,6 +309,10 @@ void rec_tick(uint64_t now);
 int rec_drained(const step_t *st, uint64_t now);
 void rec_finish(step_t *st);
 void rec_progress(FILE *f);
+
+/* staterun.c: srun() is the whole run of the scores or seats scenario, report
+ * included; main.c calls it instead of run(). Return: the exit status. */
+int srun(void);
 
 /* report.c */
 void report(void);

@@ -19,14 +19,17 @@
 #define F_PUBLISH (1u << SC_PUBLISH)
 #define F_PRESENCE (1u << SC_PRESENCE)
 #define F_RECOVER (1u << SC_RECOVER)
-#define F_ALL (F_FANOUT | F_CHANNELS | F_IDLE | F_CONNECT | F_PUBLISH | F_PRESENCE | F_RECOVER)
+#define F_SCORES (1u << SC_SCORES)
+#define F_SEATS (1u << SC_SEATS)
+#define F_ALL (F_FANOUT | F_CHANNELS | F_IDLE | F_CONNECT | F_PUBLISH | F_PRESENCE | F_RECOVER | F_SCORES | F_SEATS)
+#define F_STATE (F_SCORES | F_SEATS)
 #define F_PUBS (F_FANOUT | F_CHANNELS | F_PUBLISH)
 
 enum {
     O_URL = 256, O_DURATION, O_ENCODING, O_JSON, O_SVG, O_SIZE, O_SUBSCRIBERS, O_CHANNELS, O_RATE,
     O_PUBLISH, O_PUBLISHERS, O_WINDOW, O_P99MAX, O_CONNECTIONS, O_PID, O_CONCURRENCY, O_CONNECT_TIMEOUT,
     O_DRAIN_TIMEOUT, O_SETTLE, O_QUIET, O_NAMESPACE, O_MEMBERS, O_WATCHERS, O_CHURN, O_REJOIN_DELAY, O_FRACTION,
-    O_OUTAGE, O_CYCLES, O_EXPECT_UNRECOVERED, O_HELP,
+    O_OUTAGE, O_CYCLES, O_EXPECT_UNRECOVERED, O_VIEWERS, O_CLIENTS, O_SEATS, O_SECTION, O_HOT, O_TTL, O_HELP,
 };
 
 struct flag {
@@ -42,33 +45,36 @@ static const struct flag flags[] = {
     { "url", O_URL, 1, F_ALL, "URL", "broker WebSocket URL (default ws://127.0.0.1:8080/ws); REST uses its host and port" },
     { "duration", O_DURATION, 1, F_ALL, "SECONDS",
       "publishing time per rate step (fanout, channels, publish), churn time per step (presence), hold time "
-      "(idle), the most time to spend opening connections (connect), or the publishing time over which the "
-      "--cycles are spread (recover, default 10); default 5" },
+      "(idle), the most time to spend opening connections (connect), the publishing time over which the "
+      "--cycles are spread (recover, default 10), or the time per step of updates (scores) or holds (seats); "
+      "default 5" },
     { "encoding", O_ENCODING, 1, F_ALL, "json|msgpack", "WebSocket subprotocol and REST body format (default json)" },
     { "json", O_JSON, 0, F_ALL, NULL, "print exactly one JSON object on stdout instead of a table" },
-    { "svg", O_SVG, 1, F_ALL & ~F_RECOVER, "FILE",
+    { "svg", O_SVG, 1, F_ALL & ~(F_RECOVER | F_SEATS), "FILE",
       "write an SVG chart: latency by percentile, or deliveries/s (presence: joins+leaves/s) and p99 per step "
       "when --rate (--churn) has several steps" },
-    { "size", O_SIZE, 1, F_PUBS | F_RECOVER, "BYTES",
+    { "size", O_SIZE, 1, F_PUBS | F_RECOVER | F_SCORES, "BYTES",
       "payload size: each publication's data is a string of this many bytes holding its scheduled send time "
-      "and sequence number (default 100, at least 20)" },
+      "and sequence number (default 100, at least 20); scores: each update also sets the key \"pad\" to a "
+      "string of this many bytes (default: no pad)" },
     { "subscribers", O_SUBSCRIBERS, 1, F_PUBS | F_RECOVER, "N",
       "fanout, recover: subscriber connections on the one channel (default 100); channels: subscribers per "
       "channel (default 2); publish: subscribers per channel (default 0)" },
     { "channels", O_CHANNELS, 1, F_CHANNELS | F_PUBLISH, "M",
       "channels; publications go to them in turn (default 100 for channels, 1 for publish)" },
-    { "rate", O_RATE, 1, F_FANOUT | F_CHANNELS | F_RECOVER, "R[,R...]",
+    { "rate", O_RATE, 1, F_FANOUT | F_CHANNELS | F_RECOVER | F_STATE, "R[,R...]",
       "target publications per second, open loop; several comma-separated rates run as steps and the report "
-      "names the highest sustained one (default 1000); recover: one rate only" },
+      "names the highest sustained one (default 1000); recover: one rate only; scores: score updates per "
+      "second (default 100); seats: holds per second, open loop (default: none, --clients closed loops)" },
     { "publish", O_PUBLISH, 1, F_PUBS, "ws|rest",
       "publish over WebSocket connections or with POST /api/publish over keep-alive HTTP/1.1 (default ws)" },
-    { "publishers", O_PUBLISHERS, 1, F_PUBS, "N",
+    { "publishers", O_PUBLISHERS, 1, F_PUBS | F_SCORES, "N",
       "WebSocket publisher connections, or HTTP connections with --publish rest (default: 1 ws / 16 rest; "
-      "publish: 4)" },
+      "publish: 4); scores: HTTP connections for the updates (default 4)" },
     { "window", O_WINDOW, 1, F_PUBLISH, "N", "publish over ws: publications in flight per publisher (default 64)" },
-    { "p99-max", O_P99MAX, 1, F_FANOUT | F_CHANNELS | F_PRESENCE, "MS",
+    { "p99-max", O_P99MAX, 1, F_FANOUT | F_CHANNELS | F_PRESENCE | F_STATE, "MS",
       "a step is sustained when >= 99.9% of deliveries arrived and p99 <= MS (default 100); presence: the p99 "
-      "of event latency and of unsubscribe/subscribe ack latency" },
+      "of event latency and of unsubscribe/subscribe ack latency; seats with --rate: of hold latency" },
     { "connections", O_CONNECTIONS, 1, F_IDLE | F_CONNECT, "N", "connections to open (default 1000)" },
     { "pid", O_PID, 1, F_ALL, "PID",
       "the broker's process id: idle reads its VmRSS before and after connecting and reports bytes per "
@@ -76,16 +82,17 @@ static const struct flag flags[] = {
     { "concurrency", O_CONCURRENCY, 1, F_ALL, "N", "connection attempts in flight at once (default 256)" },
     { "connect-timeout", O_CONNECT_TIMEOUT, 1, F_ALL, "SECONDS",
       "limit for one connection's TCP connect, WebSocket upgrade and Herald connect (default 10)" },
-    { "drain-timeout", O_DRAIN_TIMEOUT, 1, F_PUBS | F_PRESENCE | F_RECOVER, "SECONDS",
+    { "drain-timeout", O_DRAIN_TIMEOUT, 1, F_PUBS | F_PRESENCE | F_RECOVER | F_STATE, "SECONDS",
       "after each step, the longest wait for outstanding acks and deliveries (default 5); presence: also bounds "
       "the wait for the broker to count every member, and for the final count; recover: also for the last "
-      "recovery replies" },
+      "recovery replies; scores, seats: until every viewer is at the last offset written" },
     { "settle", O_SETTLE, 1, F_IDLE, "SECONDS", "idle: wait after connecting before reading the broker's RSS (default 1)" },
-    { "namespace", O_NAMESPACE, 1, F_PUBS | F_PRESENCE | F_RECOVER, "NS",
+    { "namespace", O_NAMESPACE, 1, F_PUBS | F_PRESENCE | F_RECOVER | F_SCORES, "NS",
       "namespace of the bench's channels, named NS:RUNID-N with a fresh RUNID per run; its broker options "
       "(history, durability) apply (default bench). presence: the one channel NS:presence-bench, whose "
       "namespace needs presence=on and join_leave=on (default chat). recover: the one channel NS:RUNID-0, "
-      "whose namespace needs history on with a history_size above what one outage misses (default chat)" },
+      "whose namespace needs history on with a history_size above what one outage misses (default chat). "
+      "scores: the one channel NS:bench-RUNID, whose namespace needs state=on (default scores)" },
     { "members", O_MEMBERS, 1, F_PRESENCE, "N",
       "member connections, each subscribed to the channel and churned in turn (default 1000)" },
     { "watchers", O_WATCHERS, 1, F_PRESENCE, "N",
@@ -110,6 +117,18 @@ static const struct flag flags[] = {
     { "expect-unrecovered", O_EXPECT_UNRECOVERED, 0, F_RECOVER, NULL,
       "the broker keeps less history than an outage misses: \"recovered\": false is expected and reported as "
       "such; the run fails if every recovery succeeds instead (for testing)" },
+    { "viewers", O_VIEWERS, 1, F_STATE, "N",
+      "connections subscribed to the state channel, each keeping its view of it (default 10000 for scores, "
+      "10 for seats)" },
+    { "clients", O_CLIENTS, 1, F_SEATS, "K",
+      "HTTP connections for holds and releases; without --rate, K clients each hold, release and hold again "
+      "in a closed loop (default 16)" },
+    { "seats", O_SEATS, 1, F_SEATS, "N", "seats in the map, 2 to 20000 (default 1000)" },
+    { "section", O_SECTION, 1, F_SEATS, "N", "seats per section (default 100)" },
+    { "hot", O_HOT, 1, F_SEATS, "F",
+      "the contention: holds pick their 2 to 4 seats from the first F of the seats, above 0 and at most 1 "
+      "(default 0.1)" },
+    { "ttl", O_TTL, 1, F_SEATS, "SECONDS", "ttl of each hold; holds are released at once anyway (default 60)" },
     { "quiet", O_QUIET, 0, F_ALL, NULL, "no progress line on stderr (it is shown only when stderr is a terminal)" },
     { "help", O_HELP, 0, F_ALL, NULL, "show help (herald-bench SCENARIO --help for a scenario's flags)" },
 };
@@ -137,6 +156,13 @@ static const struct {
       "drops, stays away, and resubscribes with since: every missed publication must come back exactly once",
       "herald-bench recover --url ws://127.0.0.1:8080/ws --subscribers 1000 --fraction 0.2 --rate 2000 "
       "--duration 10 --outage 2 --cycles 3" },
+    { "scores", "one state channel (a scoreboard), N viewers, open-loop score updates over REST at a target "
+      "rate; delivery latency, snapshots (conflation), and whether every viewer ends at the broker's score",
+      "herald-bench scores --url ws://127.0.0.1:8080/ws --viewers 10000 --rate 20,40,80 --publishers 32 "
+      "--p99-max 1000" },
+    { "seats", "one seat map, K REST clients holding 2 to 4 seats from a hot region and releasing them; "
+      "holds/s, seats_taken share, hold latency, and the map's invariants checked after each step",
+      "herald-bench seats --url ws://127.0.0.1:8080/ws --seats 1000 --hot 0.1 --clients 16 --viewers 10" },
 };
 
 static void wrap(FILE *f, const char *text, int indent, int width)
@@ -171,6 +197,35 @@ static void usage_flags(FILE *f, unsigned mask)
     }
 }
 
+static void usage_state(FILE *f, int sc)
+{
+    if (sc == SC_SCORES)
+        fprintf(f, "\nThe namespace needs state on, e.g.\n"
+                   "  herald --ns scores.state=on\n"
+                   "Update i of a step is due at start + i/rate and goes out as POST /api/channels/CH/state\n"
+                   "with {\"op\":\"incr\",\"key\":\"score:home\"} and {\"op\":\"set\",\"key\":\"t\"} = its scheduled\n"
+                   "time; a viewer's latency is its read time minus t. A snapshot (a conflated viewer catching\n"
+                   "up) resets the viewer's view. After each step GET /api/channels/CH/state gives the broker's\n"
+                   "score; a viewer converged when it is at that offset with that score. A step is sustained\n"
+                   "when >= 99.9%% of the updates were acked, >= 99.9%% of acked updates x viewers arrived as\n"
+                   "deltas, p99 <= --p99-max, and every viewer converged. The run fails (exit 1) if a viewer\n"
+                   "does not converge, or a delta is lost, repeated or carries a wrong score. --encoding is\n"
+                   "the viewers'; REST bodies are JSON.\n");
+    if (sc == SC_SEATS)
+        fprintf(f, "\nThe broker needs seat maps and the seats namespace with state on, e.g.\n"
+                   "  herald --ns seats.state=on\n"
+                   "The map is defined with PUT /api/events/bench-RUNID/seats (POST for seats past the\n"
+                   "first 500). Each hold is POST .../hold for a new user u<n> with 2 to 4 distinct seats of\n"
+                   "the hot region; a successful hold is released at once (POST .../release); 409\n"
+                   "seats_taken is counted, not an error. After each step every seat and section is read\n"
+                   "with GET /api/channels/seats:bench-RUNID/state?prefix=seat: and ?prefix=section: (pages\n"
+                   "of 1000): every seat needs a valid status and its section, each section's counts must\n"
+                   "equal its seats' statuses, and each viewer's view must equal the broker's. The run\n"
+                   "fails (exit 1) on any broken invariant, a diverged viewer, seats still held at the end,\n"
+                   "or a REST answer that is not a documented outcome. --encoding is the viewers'; REST\n"
+                   "bodies are JSON.\n");
+}
+
 static void usage(FILE *f, int sc)
 {
     if (sc < 0) {
@@ -186,7 +241,8 @@ static void usage(FILE *f, int sc)
         usage_flags(f, F_ALL);
         fprintf(f, "\nExit status: 0 when the run completed, 1 when it failed (broker unreachable, connections\n"
                    "refused or dropped during setup, protocol errors, time bound exceeded; presence: the\n"
-                   "broker's final member count is wrong; recover: a gap, a duplicate or a failed recovery),\n"
+                   "broker's final member count is wrong; recover: a gap, a duplicate or a failed recovery;\n"
+                   "scores: a viewer that does not end at the broker's score; seats: a broken invariant),\n"
                    "2 for bad flags.\n");
         return;
     }
@@ -205,6 +261,7 @@ static void usage(FILE *f, int sc)
                    "and the p99 of both ack latency (a leave counts from its scheduled time) and event\n"
                    "latency is <= --p99-max. The run fails (exit 1) unless presence_stats counts\n"
                    "--members + --watchers members and connections at the end.\n");
+    usage_state(f, sc);
     if (sc == SC_RECOVER)
         fprintf(f, "\nThe channel's namespace must keep history (the broker's default) and enough of it: each\n"
                    "outage misses about --rate x --outage publications, and a subscribe with since recovers\n"
@@ -277,7 +334,8 @@ int main(int argc, char **argv)
 {
     struct option lopts[NFLAGS + 1];
     struct opts *o = &B.o;
-    unsigned given = 0, pid = 0;
+    uint64_t given = 0;
+    unsigned pid = 0;
     int sc = -1, c;
     double v;
 
@@ -289,7 +347,9 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < SC_N; i++)
         if (!strcmp(argv[1], scenarios[i].name)) sc = i;
-    if (sc < 0) return bad("unknown scenario \"%s\"%s", argv[1], " (fanout, channels, idle, connect, publish, presence, recover)");
+    if (sc < 0)
+        return bad("unknown scenario \"%s\"%s", argv[1],
+                   " (fanout, channels, idle, connect, publish, presence, recover, scores, seats)");
 
     memset(lopts, 0, sizeof lopts);
     for (size_t i = 0; i < NFLAGS; i++)
@@ -302,13 +362,19 @@ int main(int argc, char **argv)
     o->outage = 2;
     o->cycles = 3;
     o->enc = HERALD_JSON;
-    o->size = 100;
+    o->size = sc == SC_SCORES ? 0 : 100;
     o->subscribers = sc == SC_FANOUT || sc == SC_RECOVER ? 100 : sc == SC_CHANNELS ? 2 : 0;
     o->channels = sc == SC_CHANNELS ? 100 : 1;
-    o->rates[0] = sc == SC_PRESENCE ? 100 : 1000;
+    o->rates[0] = sc == SC_PRESENCE || sc == SC_SCORES ? 100 : 1000;
     o->members = 1000;
     o->watchers = 5;
-    o->nrates = 1;
+    o->nrates = sc == SC_SEATS ? 0 : 1;     /* seats: closed loop unless --rate */
+    o->viewers = sc == SC_SCORES ? 10000 : 10;
+    o->clients = 16;
+    o->seats = 1000;
+    o->section = 100;
+    o->hot = 0.1;
+    o->ttl = 60;
     o->publish = PUB_WS;
     o->window = 64;
     o->p99_max_ms = 100;
@@ -317,7 +383,8 @@ int main(int argc, char **argv)
     o->connect_timeout = 10;
     o->drain_timeout = 5;
     o->settle = 1;
-    snprintf(o->ns, sizeof o->ns, "%s", sc == SC_PRESENCE || sc == SC_RECOVER ? "chat" : "bench");
+    snprintf(o->ns, sizeof o->ns, "%s", sc == SC_PRESENCE || sc == SC_RECOVER ? "chat" : sc == SC_SCORES ? "scores"
+                                                                                               : "bench");
 
     optind = 2;
     opterr = 0;
@@ -335,7 +402,7 @@ int main(int argc, char **argv)
                     scenarios[sc].name, scenarios[sc].name);
             return 2;
         }
-        given |= 1u << (c - O_URL);
+        given |= 1ull << (c - O_URL);
         switch (c) {
         case O_HELP: usage(stdout, sc); return 0;
         case O_URL:
@@ -421,6 +488,24 @@ int main(int argc, char **argv)
             if (parse_uint(optarg, 1, 1000, &o->cycles)) return bad("--cycles %s: want 1 to 1000%s", optarg, "");
             break;
         case O_EXPECT_UNRECOVERED: o->expect_unrecovered = 1; break;
+        case O_VIEWERS:
+            if (parse_uint(optarg, 0, 1000000, &o->viewers)) return bad("--viewers %s: want 0 to 1000000%s", optarg, "");
+            break;
+        case O_CLIENTS:
+            if (parse_uint(optarg, 1, 10000, &o->clients)) return bad("--clients %s: want 1 to 10000%s", optarg, "");
+            break;
+        case O_SEATS:
+            if (parse_uint(optarg, 2, 20000, &o->seats)) return bad("--seats %s: want 2 to 20000%s", optarg, "");
+            break;
+        case O_SECTION:
+            if (parse_uint(optarg, 1, 20000, &o->section)) return bad("--section %s: want 1 to 20000 seats%s", optarg, "");
+            break;
+        case O_HOT:
+            if (parse_double(optarg, 1e-9, 1, &o->hot)) return bad("--hot %s: want a share above 0 and at most 1%s", optarg, "");
+            break;
+        case O_TTL:
+            if (parse_uint(optarg, 1, 86400, &o->ttl)) return bad("--ttl %s: want 1 to 86400 seconds%s", optarg, "");
+            break;
         case O_REJOIN_DELAY:
             if (parse_double(optarg, 0, 600, &o->rejoin_delay)) return bad("--rejoin-delay %s: want 0 to 600 seconds%s", optarg, "");
             break;
@@ -434,9 +519,9 @@ int main(int argc, char **argv)
         }
     }
     if (optind < argc) return bad("unexpected argument \"%s\"%s", argv[optind], "");
-    if (!(given & (1u << (O_PUBLISHERS - O_URL))))
+    if (!(given & (1ull << (O_PUBLISHERS - O_URL))))
         o->publishers = sc == SC_PUBLISH ? 4 : o->publish == PUB_REST ? 16 : 1;
-    if (!(given & (1u << (O_SUBSCRIBERS - O_URL))) && sc == SC_PUBLISH) o->subscribers = 0;
+    if (!(given & (1ull << (O_SUBSCRIBERS - O_URL))) && sc == SC_PUBLISH) o->subscribers = 0;
     if (sc == SC_FANOUT && o->subscribers == 0) return bad("fanout needs --subscribers >= 1%s%s", "", "");
     if (sc == SC_CHANNELS && o->subscribers == 0) return bad("channels needs --subscribers >= 1%s%s", "", "");
     if (sc == SC_RECOVER) {
@@ -457,5 +542,16 @@ int main(int argc, char **argv)
     }
     if (sc == SC_PRESENCE && (uint64_t)o->members * o->watchers > 50000000ULL)
         return bad("--members x --watchers is over 50 million (each watcher tracks every member)%s%s", "", "");
+    if (sc == SC_SCORES) {
+        if (o->viewers == 0) return bad("scores needs --viewers >= 1%s%s", "", "");
+        o->clients = given & (1ull << (O_PUBLISHERS - O_URL)) ? o->publishers : 4;
+    }
+    if (sc == SC_SEATS && (uint64_t)o->viewers * o->seats > 1000000000ULL)
+        return bad("--viewers x --seats is over a billion (each viewer keeps a view of every seat)%s%s", "", "");
+    if (sc == SC_SCORES || sc == SC_SEATS) {
+        for (int i = 0; i < o->nrates; i++)
+            if (o->rates[i] * o->duration > 1e8) return bad("--rate x --duration is over 100 million requests%s%s", "", "");
+        return srun();
+    }
     return run();
 }

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *sc_name[SC_N] = { "fanout", "channels", "idle", "connect", "publish", "presence", "recover" };
+static const char *sc_name[SC_N] = { "fanout", "channels", "idle", "connect", "publish", "presence", "recover",
+                                     "scores", "seats" };
 
 static double ms(uint64_t ns) { return (double)ns / 1e6; }
 
@@ -74,12 +75,32 @@ static int best_step(void)
     return best;
 }
 
+/* @s with the characters a JSON string cannot hold as they are replaced by
+ * '?' (a static buffer: one call per printf). */
+static const char *json_safe(const char *s)
+{
+    static char buf[256];
+    size_t i = 0;
+
+    for (; s[i] && i < sizeof buf - 1; i++)
+        buf[i] = s[i] == '"' || s[i] == '\\' || (unsigned char)s[i] < 0x20 ? '\'' : s[i];
+    buf[i] = '\0';
+    return buf;
+}
+
 static void json_common_tail(FILE *f)
 {
     fprintf(f, ",\"disconnects\":{\"total\":%llu,\"by_code\":{", (unsigned long long)B.disconnects);
     for (int i = 0; i < B.ncloses; i++)
         fprintf(f, "%s\"%d\":%llu", i ? "," : "", B.closes[i].code, (unsigned long long)B.closes[i].n);
-    if (B.o.sc == SC_PRESENCE)
+    if (B.o.sc == SC_SCORES || B.o.sc == SC_SEATS)
+        fprintf(f, "}},\"errors\":{\"%s\":%llu,\"cancelled\":%llu,\"rest\":%llu,\"rest_first\":\"%s\","
+                   "\"protocol\":%llu,\"rest_reconnects\":%llu}", B.o.sc == SC_SCORES ? "updates" : "holds",
+                (unsigned long long)TOTAL(pub_errors), (unsigned long long)B.sf.cancelled,
+                (unsigned long long)B.sf.rest_errors,
+                json_safe(B.sf.first_error), (unsigned long long)B.protocol_errors,
+                (unsigned long long)B.rest_reconnects);
+    else if (B.o.sc == SC_PRESENCE)
         fprintf(f, "}},\"errors\":{\"presence_ops\":%llu,\"starved\":%llu,\"protocol\":%llu}",
                 (unsigned long long)TOTAL(op_errors), (unsigned long long)TOTAL(starved),
                 (unsigned long long)B.protocol_errors);
@@ -249,6 +270,118 @@ static void json_recover(FILE *f)
     if (st->broker_cpu >= 0) fprintf(f, ",\"broker_cpu_pct\":%.1f", st->broker_cpu);
 }
 
+/* Updates (scores) or holds (seats) answered per second, over the span from
+ * the step's start to its last answer. */
+static double answers_per_sec(const step_t *st, uint64_t answered)
+{
+    uint64_t end = st->t_last_ack > st->t_end ? st->t_last_ack : st->t_end;
+    return end > st->t_start ? (double)answered / ((double)(end - st->t_start) / 1e9) : 0;
+}
+
+static void json_state_step_tail(FILE *f, const step_t *st)
+{
+    fprintf(f, "\"snapshots\":%llu,\"skipped\":%llu,\"unreadable\":%llu,\"viewers\":{\"converged\":%u,"
+               "\"unverifiable\":%u,\"diverged\":%u,\"lost\":%u},\"broker_offset\":%llu,\"drain_seconds\":%.3f,"
+               "\"bench_cpu_pct\":%.1f,", (unsigned long long)st->snapshots, (unsigned long long)st->skipped,
+            (unsigned long long)st->unreadable, st->converged, st->unverifiable, st->diverged, st->viewers_lost,
+            (unsigned long long)st->broker_offset,
+            st->t_drained > st->t_end ? (double)(st->t_drained - st->t_end) / 1e9 : 0, st->bench_cpu);
+    if (st->broker_cpu >= 0) fprintf(f, "\"broker_cpu_pct\":%.1f,", st->broker_cpu);
+}
+
+static void json_scores(FILE *f)
+{
+    const struct opts *o = &B.o;
+    const struct state_figures *sf = &B.sf;
+    const step_t *last = &B.steps[B.nsteps - 1];
+    int best = best_step();
+
+    fprintf(f, ",\"namespace\":\"%s\",\"channel\":\"%s\",\"viewers\":%u,\"publishers\":%u,\"offset0\":%llu,"
+               "\"score0\":%lld,\"steps\":[", o->ns, sf->channel, B.nsubs, o->clients,
+            (unsigned long long)sf->offset0, (long long)sf->score0);
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        if (!st->lat) continue;
+        fprintf(f, "%s{\"rate\":%.0f,\"seconds\":%.3f,\"updates_sent\":%llu,\"updates_acked\":%llu,"
+                   "\"update_errors\":%llu,\"updates_per_sec\":%.1f,\"expected\":%llu,\"received\":%llu,"
+                   "\"delivery_ratio\":%.6f,\"deliveries_per_sec\":%.1f,\"mismatches\":%llu,\"late\":%llu,"
+                   "\"broker_score\":%lld,",
+                i ? "," : "", st->rate, step_secs(st), (unsigned long long)st->published,
+                (unsigned long long)st->acked, (unsigned long long)st->pub_errors, answers_per_sec(st, st->acked),
+                (unsigned long long)st->expected, (unsigned long long)st->received,
+                st->expected ? (double)st->received / (double)st->expected : 0, dps(st),
+                (unsigned long long)st->mismatches, (unsigned long long)st->late, (long long)st->broker_score);
+        json_state_step_tail(f, st);
+        json_lat(f, "latency_ms", st->lat);
+        fprintf(f, ",");
+        json_lat(f, "ack_latency_ms", st->ack);
+        fprintf(f, ",\"sustained\":%s}", st->sustained ? "true" : "false");
+    }
+    fprintf(f, "]");
+    if (best >= 0)
+        fprintf(f, ",\"max_sustained_rate\":%.0f,\"max_sustained_deliveries_per_sec\":%.1f", B.steps[best].rate,
+                dps(&B.steps[best]));
+    else
+        fprintf(f, ",\"max_sustained_rate\":null");
+    fprintf(f, ",\"p99_max_ms\":%g,\"gaps\":%llu,\"duplicates\":%llu,\"bad_replies\":%llu,\"stale_reads\":%llu,"
+               "\"stale_max\":%llu,\"final\":{\"broker_score\":%lld,\"broker_offset\":%llu,\"viewers\":%u,\"converged\":%u,"
+               "\"unverifiable\":%u,\"diverged\":%u}", o->p99_max_ms, (unsigned long long)sf->gaps,
+            (unsigned long long)sf->dups, (unsigned long long)sf->bad_replies, (unsigned long long)sf->stale_reads,
+            (unsigned long long)sf->stale_max, (long long)last->broker_score,
+            (unsigned long long)last->broker_offset, B.nsubs, last->converged, last->unverifiable, last->diverged);
+}
+
+static void json_seats(FILE *f)
+{
+    const struct opts *o = &B.o;
+    const struct state_figures *sf = &B.sf;
+
+    fprintf(f, ",\"event\":\"%s\",\"channel\":\"%s\",\"seats\":%u,\"sections\":%u,\"section_size\":%u,"
+               "\"hot\":%g,\"hot_seats\":%u,\"ttl\":%u,\"clients\":%u,\"viewers\":%u,\"mode\":\"%s\","
+               "\"offset0\":%llu,\"steps\":[", sf->event, sf->channel, o->seats, sf->sections, o->section, o->hot,
+            sf->hot_seats, o->ttl, o->clients, B.nsubs, o->nrates ? "open" : "closed",
+            (unsigned long long)sf->offset0);
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        uint64_t answered = st->acked + st->taken;
+        if (!st->lat) continue;
+        fprintf(f, "%s{", i ? "," : "");
+        if (st->rate > 0) fprintf(f, "\"rate\":%.0f,", st->rate);
+        else fprintf(f, "\"rate\":null,");
+        fprintf(f, "\"seconds\":%.3f,\"holds_sent\":%llu,\"holds_ok\":%llu,\"holds_taken\":%llu,"
+                   "\"hold_errors\":%llu,\"holds_per_sec\":%.1f,\"holds_ok_per_sec\":%.1f,\"taken_ratio\":%.4f,"
+                   "\"seats_held\":%llu,\"releases\":%llu,\"releases_ok\":%llu,\"deltas_received\":%llu,"
+                   "\"deltas_per_sec\":%.1f,",
+                step_secs(st), (unsigned long long)st->published, (unsigned long long)st->acked,
+                (unsigned long long)st->taken, (unsigned long long)st->pub_errors, answers_per_sec(st, answered),
+                answers_per_sec(st, st->acked), answered ? (double)st->taken / (double)answered : 0,
+                (unsigned long long)st->seats_held, (unsigned long long)st->releases,
+                (unsigned long long)st->releases_ok, (unsigned long long)st->received,
+                st->t_last_rx > st->t_start ? st->received / ((double)(st->t_last_rx - st->t_start) / 1e9) : 0);
+        json_state_step_tail(f, st);
+        json_lat(f, "hold_latency_ms", st->ack);
+        fprintf(f, ",");
+        json_lat(f, "release_latency_ms", st->rel);
+        fprintf(f, ",");
+        json_lat(f, "delta_latency_ms", st->lat);
+        fprintf(f, ",\"sustained\":%s}", st->sustained ? "true" : "false");
+    }
+    fprintf(f, "],\"p99_max_ms\":%g,\"gaps\":%llu,\"duplicates\":%llu,\"bad_replies\":%llu,\"stale_reads\":%llu,"
+               "\"stale_max\":%llu,", o->p99_max_ms, (unsigned long long)sf->gaps, (unsigned long long)sf->dups,
+            (unsigned long long)sf->bad_replies, (unsigned long long)sf->stale_reads,
+            (unsigned long long)sf->stale_max);
+    fprintf(f, "\"invariants\":{\"checks\":%u,\"pages\":%llu,\"seats_read\":%llu,\"free\":%llu,\"held\":%llu,"
+               "\"booked\":%llu,\"bad_seats\":%llu,\"missing_seats\":%llu,\"sections_read\":%llu,"
+               "\"section_mismatches\":%llu,\"unreleased\":%llu,\"violations\":%llu,\"first_violation\":\"%s\","
+               "\"ok\":%s}",
+            sf->checks, (unsigned long long)sf->pages, (unsigned long long)sf->seats_read,
+            (unsigned long long)sf->free_n, (unsigned long long)sf->held_n, (unsigned long long)sf->booked_n,
+            (unsigned long long)sf->bad_seats, (unsigned long long)sf->missing_seats,
+            (unsigned long long)sf->sections_read, (unsigned long long)sf->section_mismatches,
+            (unsigned long long)sf->unreleased, (unsigned long long)sf->violations, json_safe(sf->first_violation),
+            sf->checks && !sf->violations ? "true" : "false");
+}
+
 static void report_json(FILE *f)
 {
     const struct opts *o = &B.o;
@@ -283,6 +416,12 @@ static void report_json(FILE *f)
         break;
     case SC_RECOVER:
         json_recover(f);
+        break;
+    case SC_SCORES:
+        json_scores(f);
+        break;
+    case SC_SEATS:
+        json_seats(f);
         break;
     default:
         break;
@@ -398,6 +537,90 @@ static void human_recover(FILE *f)
     fprintf(f, "\n");
 }
 
+static void human_viewers(FILE *f, const step_t *st)
+{
+    fprintf(f, "%u converged, %u unverifiable, %u diverged, %u lost", st->converged, st->unverifiable,
+            st->diverged, st->viewers_lost);
+}
+
+static void human_scores(FILE *f)
+{
+    const struct state_figures *sf = &B.sf;
+    const step_t *last = &B.steps[B.nsteps - 1];
+    int best = best_step();
+    char a[32], b[32], c[32];
+
+    fprintf(f, "\n%7s %8s %8s %8s %11s %11s %8s %7s %8s %8s %8s %8s %8s %8s %6s %6s  %s\n", "rate/s", "sent",
+            "acked", "upd/s", "expected", "received", "deliv/s", "snaps", "p50ms", "p90ms", "p99ms", "p99.9ms",
+            "maxms", "ackp99", "bench%", "broker%", "ok");
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        if (!st->lat) continue;
+        fprintf(f, "%7.0f %8llu %8llu %8.1f %11llu %11llu %8s %7llu", st->rate, (unsigned long long)st->published,
+                (unsigned long long)st->acked, answers_per_sec(st, st->acked), (unsigned long long)st->expected,
+                (unsigned long long)st->received, si(dps(st), a, sizeof a), (unsigned long long)st->snapshots);
+        human_lat_row(f, st->lat);
+        fprintf(f, " %8.2f %6.0f %6s  %s\n", ms(hist_percentile(st->ack, 99)), st->bench_cpu,
+                st->broker_cpu >= 0 ? (snprintf(b, sizeof b, "%.0f", st->broker_cpu), b) : "-",
+                st->sustained ? "yes" : "no");
+        fprintf(f, "        after the step: broker score %lld at offset %llu; snapshots replaced %llu deltas; viewers: ",
+                (long long)st->broker_score, (unsigned long long)st->broker_offset, (unsigned long long)st->skipped);
+        human_viewers(f, st);
+        fprintf(f, "%s\n", st->mismatches || st->unreadable ? "; DELTAS WITH WRONG OR UNREADABLE VALUES" : "");
+    }
+    fprintf(f, "(upd/s: acked updates per second; expected: acked updates x live viewers; received: deltas;\n"
+               " snaps: snapshots sent to conflated viewers, which replace the deltas they skipped;\n"
+               " unverifiable: at the broker's offset through a snapshot, whose state the bench cannot read)\n");
+    if (best >= 0)
+        fprintf(f, "\nmax sustained rate: %s updates/s = %s deliveries/s to %u viewers\n", si(B.steps[best].rate, a, sizeof a),
+                si(dps(&B.steps[best]), c, sizeof c), B.nsubs);
+    else
+        fprintf(f, "\nmax sustained rate: none of the rates met the criteria (see herald-bench scores --help)\n");
+    fprintf(f, "at the end: %u of %u viewers converged on score %lld (%u more at the offset through a snapshot, "
+               "%u diverged); gaps %llu, duplicates %llu\n", last->converged, B.nsubs, (long long)last->broker_score,
+            last->unverifiable, last->diverged, (unsigned long long)sf->gaps, (unsigned long long)sf->dups);
+}
+
+static void human_seats(FILE *f)
+{
+    const struct state_figures *sf = &B.sf;
+    char a[32];
+
+    fprintf(f, "\n%7s %8s %8s %8s %8s %6s %8s %8s %8s %8s %8s %8s %8s %8s %6s %6s\n", "rate/s", "holds", "ok",
+            "taken", "errors", "taken%", "holds/s", "hp50ms", "hp99ms", "hmaxms", "relp99", "deltas", "dp50ms",
+            "dp99ms", "bench%", "broker%");
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        uint64_t answered = st->acked + st->taken;
+        if (!st->lat) continue;
+        fprintf(f, "%7s %8llu %8llu %8llu %8llu %6.1f %8.0f %8.2f %8.2f %8.2f %8.2f %8llu",
+                st->rate > 0 ? si(st->rate, a, sizeof a) : "closed", (unsigned long long)st->published,
+                (unsigned long long)st->acked, (unsigned long long)st->taken, (unsigned long long)st->pub_errors,
+                answered ? 100.0 * (double)st->taken / (double)answered : 0, answers_per_sec(st, answered),
+                ms(hist_percentile(st->ack, 50)), ms(hist_percentile(st->ack, 99)), ms(st->ack->max),
+                ms(hist_percentile(st->rel, 99)), (unsigned long long)st->received);
+        if (st->lat->count) fprintf(f, " %8.2f %8.2f", ms(hist_percentile(st->lat, 50)), ms(hist_percentile(st->lat, 99)));
+        else fprintf(f, " %8s %8s", "-", "-");
+        fprintf(f, " %6.0f %6s\n", st->bench_cpu, st->broker_cpu >= 0 ? (snprintf(a, sizeof a, "%.0f", st->broker_cpu), a) : "-");
+        fprintf(f, "        releases %llu of %llu ok; snapshots %llu; viewers: ", (unsigned long long)st->releases_ok,
+                (unsigned long long)st->releases, (unsigned long long)st->snapshots);
+        human_viewers(f, st);
+        fprintf(f, "\n");
+    }
+    fprintf(f, "(holds/s: holds answered, ok or 409 seats_taken, per second; h: hold latency; relp99: release\n"
+               " latency; deltas: deltas delivered to all viewers; d: a hold's delta reaching a viewer)\n");
+    fprintf(f, "invariants after %u check(s), %llu pages: %llu seats read (%llu free, %llu held, %llu booked), %llu bad, "
+               "%llu missing; %llu sections, %llu mismatched: %s\n", sf->checks, (unsigned long long)sf->pages,
+            (unsigned long long)sf->seats_read, (unsigned long long)sf->free_n, (unsigned long long)sf->held_n,
+            (unsigned long long)sf->booked_n, (unsigned long long)sf->bad_seats, (unsigned long long)sf->missing_seats,
+            (unsigned long long)sf->sections_read, (unsigned long long)sf->section_mismatches,
+            sf->checks && !sf->violations ? "ok" : "WRONG");
+    if (sf->unreleased)
+        fprintf(f, "%llu seats were left held by releases that failed or were never sent (they expire after "
+                   "the ttl)\n", (unsigned long long)sf->unreleased);
+    if (sf->first_violation[0]) fprintf(f, "first violation: %s\n", sf->first_violation);
+}
+
 static void report_human(FILE *f)
 {
     const struct opts *o = &B.o;
@@ -413,6 +636,13 @@ static void report_human(FILE *f)
     if (o->sc == SC_RECOVER)
         fprintf(f, "  %u-byte payloads at %.0f/s\n  channel %s: %u subscribers; %u cycles, each dropping %g of them "
                    "for %g s", o->size, o->rates[0], B.rf.channel, B.nsubs, o->cycles, o->fraction, o->outage);
+    if (o->sc == SC_SCORES)
+        fprintf(f, "\n  channel %s: %u viewers; updates: POST /api/channels/{channel}/state over %u HTTP connections",
+                B.sf.channel, B.nsubs, o->clients);
+    if (o->sc == SC_SEATS)
+        fprintf(f, "\n  %s: %u seats in %u sections, holds of 2-4 from the first %u; %u REST clients (%s); "
+                   "%u viewers", B.sf.channel, o->seats, B.sf.sections, B.sf.hot_seats, o->clients,
+                o->nrates ? "open loop" : "closed loop", B.nsubs);
     if (o->sc == SC_PRESENCE) {
         size_t chlen;
         const char *ch = pres_channel(&chlen);
@@ -474,6 +704,10 @@ static void report_human(FILE *f)
         human_presence(f);
     } else if (o->sc == SC_RECOVER) {
         human_recover(f);
+    } else if (o->sc == SC_SCORES) {
+        human_scores(f);
+    } else if (o->sc == SC_SEATS) {
+        human_seats(f);
     } else if (o->sc == SC_IDLE) {
         if (B.rss_before > 0 && B.rss_after > 0 && B.ready)
             fprintf(f, "broker RSS: %.1f MiB before, %.1f MiB with %u connections: %.0f bytes (%.2f KiB) per connection\n",
@@ -491,7 +725,17 @@ static void report_human(FILE *f)
     } else if (o->sc != SC_CONNECT) {
         fprintf(f, "disconnects during the run: none\n");
     }
-    if (TOTAL(pub_errors) || B.protocol_errors || B.bad_payload)
+    if ((o->sc == SC_SCORES || o->sc == SC_SEATS) && B.sf.stale_reads)
+        fprintf(f, "GET .../state was behind the acknowledged writes %llu time(s) (by up to %llu offsets): read "
+                   "again\n", (unsigned long long)B.sf.stale_reads, (unsigned long long)B.sf.stale_max);
+    if ((o->sc == SC_SCORES || o->sc == SC_SEATS) && B.sf.cancelled)
+        fprintf(f, "%llu requests were still queued for a REST connection when a drain ended: not sent, "
+                   "counted as errors\n", (unsigned long long)B.sf.cancelled);
+    if ((o->sc == SC_SCORES || o->sc == SC_SEATS) && (B.sf.rest_errors || B.protocol_errors)) {
+        fprintf(f, "errors: %llu REST answers that are not documented outcomes, %llu protocol\n",
+                (unsigned long long)B.sf.rest_errors, (unsigned long long)B.protocol_errors);
+        if (B.sf.first_error[0]) fprintf(f, "first REST error: %s\n", B.sf.first_error);
+    } else if (TOTAL(pub_errors) || B.protocol_errors || B.bad_payload)
         fprintf(f, "errors: %llu publish, %llu protocol, %llu unreadable payloads\n",
                 (unsigned long long)TOTAL(pub_errors), (unsigned long long)B.protocol_errors,
                 (unsigned long long)B.bad_payload);
@@ -593,7 +837,8 @@ static void svg_steps(FILE *f, const char *title)
     fprintf(f, "<text x=\"%d\" y=\"%d\" transform=\"rotate(90 %d %d)\" text-anchor=\"middle\" fill=\"#d62728\">"
                "p99 latency (ms)</text>\n", W - 14, MT + (int)ph / 2, W - 14, MT + (int)ph / 2);
     fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", ML + (int)pw / 2, H - 12,
-            B.o.sc == SC_PRESENCE ? "target churn operations/s" : "target publishes/s");
+            B.o.sc == SC_PRESENCE ? "target churn operations/s" : B.o.sc == SC_SCORES ? "target updates/s"
+                                                                        : "target publishes/s");
     for (int i = 0, k = 0; i < B.nsteps; i++) {
         const step_t *st = &B.steps[i];
         double d, x;

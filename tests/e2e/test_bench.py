@@ -351,3 +351,163 @@ def test_recover_unreachable_broker_fails_fast():
     assert rc == 1 and out is None
     assert time.monotonic() - start < 5
     assert "connection refused" in err
+
+
+# ---- state channels: scores and seats ----
+
+@pytest.fixture(scope="module")
+def state_broker(request):
+    return _start_broker(request, "--ns", "scores.state=on", "--ns", "seats.state=on")
+
+
+@pytest.fixture(scope="module")
+def small_queue_broker(request):
+    # The smallest send queue the broker takes (it must hold one message of max_message_size):
+    # a viewer that falls 32 KiB behind is conflated and later sent a snapshot.
+    return _start_broker(request, "--ns", "scores.state=on", "--send-queue-max", "64k")
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_scores(state_broker, encoding):
+    start = time.monotonic()
+    rc, out, err = bench("scores", "--url", state_broker.url, "--viewers", "50", "--rate", "100,300",
+                         "--duration", "1", "--encoding", encoding, "--pid", str(state_broker.proc.pid))
+    assert rc == 0, err
+    assert time.monotonic() - start < 20
+    assert out["scenario"] == "scores" and out["encoding"] == encoding
+    assert out["channel"].startswith("scores:bench-") and out["viewers"] == 50
+    assert out["connections"]["opened"] == 50
+    score = out["score0"]
+    assert [s["rate"] for s in out["steps"]] == [100, 300]
+    for step in out["steps"]:
+        assert step["updates_sent"] == step["updates_acked"] == step["rate"]     # 1 s per step
+        assert step["update_errors"] == 0
+        assert step["expected"] == step["updates_acked"] * 50
+        # Far below what conflates: every update arrives as a delta, and every viewer ends at the score.
+        assert step["received"] == step["expected"] and step["snapshots"] == 0
+        assert step["mismatches"] == 0 and step["unreadable"] == 0 and step["late"] == 0
+        assert step["latency_ms"]["count"] == step["received"]
+        assert step["ack_latency_ms"]["count"] == step["updates_acked"]
+        score += step["updates_acked"]
+        assert step["broker_score"] == score
+        assert step["viewers"] == {"converged": 50, "unverifiable": 0, "diverged": 0, "lost": 0}
+        assert "broker_cpu_pct" in step
+    assert out["final"]["broker_score"] == score and out["final"]["converged"] == 50
+    assert out["gaps"] == 0 and out["duplicates"] == 0 and out["bad_replies"] == 0
+    assert out["errors"]["rest"] == 0 and out["disconnects"]["total"] == 0
+    assert out["ok"] is True
+
+
+def test_scores_conflated_viewers_converge(small_queue_broker):
+    # 30 KB deltas at 300/s to 30 viewers, in JSON, is more than the bench reads (it scans every
+    # byte of a JSON string; in MessagePack it would skip them): the broker conflates the viewers
+    # and sends snapshots, and each viewer must still end at the broker's score. The deltas stay
+    # under 32 KiB, half of the queue: a bigger one would never be delivered at all.
+    rc, out, err = bench("scores", "--url", small_queue_broker.url, "--viewers", "30", "--rate", "300",
+                         "--size", "30000", "--duration", "2", "--encoding", "json", timeout=60)
+    assert rc == 0, err
+    step = out["steps"][0]
+    assert step["updates_acked"] == step["updates_sent"] == 600, step
+    assert step["snapshots"] > 0 and step["skipped"] > 0, step
+    # A snapshot stands for the deltas it replaced: together they account for every update.
+    assert step["received"] + step["skipped"] == step["expected"] == 600 * 30, step
+    v = step["viewers"]
+    assert v["diverged"] == 0 and v["lost"] == 0 and v["converged"] + v["unverifiable"] == 30, step
+    assert step["mismatches"] == 0 and out["gaps"] == 0 and out["duplicates"] == 0, out
+    assert out["final"]["broker_score"] == out["score0"] + 600, out
+    assert out["disconnects"]["total"] == 0 and out["ok"] is True, out
+
+
+def _seats_invariants_ok(out, seats, sections):
+    inv = out["invariants"]
+    assert inv["ok"] is True and inv["violations"] == 0, inv
+    assert inv["checks"] == len(out["steps"])
+    assert inv["seats_read"] == inv["free"] == seats          # every hold was released
+    assert inv["held"] == inv["booked"] == inv["bad_seats"] == inv["missing_seats"] == 0
+    assert inv["sections_read"] == sections and inv["section_mismatches"] == 0
+
+
+def test_seats_closed_loop(state_broker):
+    start = time.monotonic()
+    rc, out, err = bench("seats", "--url", state_broker.url, "--viewers", "5", "--clients", "8",
+                         "--duration", "1", "--pid", str(state_broker.proc.pid))
+    assert rc == 0, err
+    assert time.monotonic() - start < 20
+    assert out["scenario"] == "seats" and out["mode"] == "closed"
+    assert out["channel"] == "seats:" + out["event"] and out["seats"] == 1000 and out["sections"] == 10
+    assert out["hot_seats"] == 100 and out["clients"] == 8 and out["connections"]["opened"] == 5
+    step = out["steps"][0]
+    assert step["rate"] is None and step["holds_sent"] > 0
+    assert step["holds_ok"] > 0 and step["hold_errors"] == 0
+    assert step["holds_ok"] + step["holds_taken"] == step["holds_sent"]
+    assert step["hold_latency_ms"]["count"] == step["holds_sent"]
+    assert step["holds_per_sec"] > 0 and 0 <= step["taken_ratio"] < 1
+    assert step["releases"] == step["releases_ok"] == step["holds_ok"]
+    # One delta per successful hold and per release, to each viewer.
+    assert step["deltas_received"] == 5 * (step["holds_ok"] + step["releases_ok"])
+    assert step["delta_latency_ms"]["count"] == 5 * step["holds_ok"]
+    assert step["viewers"] == {"converged": 5, "unverifiable": 0, "diverged": 0, "lost": 0}
+    assert step["broker_offset"] == out["offset0"] + step["holds_ok"] + step["releases_ok"]
+    _seats_invariants_ok(out, 1000, 10)
+    assert out["gaps"] == 0 and out["duplicates"] == 0
+    assert out["errors"]["rest"] == 0 and out["disconnects"]["total"] == 0
+    assert out["ok"] is True
+
+
+def test_seats_open_loop_steps(state_broker):
+    # 1,250 seats: the map is defined with one PUT and two POSTs (500 seats per request).
+    rc, out, err = bench("seats", "--url", state_broker.url, "--viewers", "3", "--rate", "200,400",
+                         "--duration", "1", "--seats", "1250", "--section", "100", "--hot", "0.05",
+                         "--encoding", "msgpack")
+    assert rc == 0, err
+    assert out["mode"] == "open" and out["sections"] == 13 and out["hot_seats"] == 63     # 0.05 x 1250, rounded
+    assert [s["rate"] for s in out["steps"]] == [200, 400]
+    for step in out["steps"]:
+        assert step["holds_sent"] == step["rate"]
+        assert step["holds_ok"] + step["holds_taken"] == step["holds_sent"]
+        assert step["releases_ok"] == step["holds_ok"] > 0
+        assert step["deltas_received"] == 3 * (step["holds_ok"] + step["releases_ok"])
+        assert step["viewers"]["converged"] == 3
+    _seats_invariants_ok(out, 1250, 13)
+    assert out["ok"] is True
+
+
+def test_state_scenarios_need_state_namespaces(broker):
+    rc, out, err = bench("scores", "--url", broker.url, "--viewers", "2", "--duration", "0.5")
+    assert rc == 1 and out is None
+    assert "not a state namespace" in err and "scores.state=on" in err
+    rc, out, err = bench("seats", "--url", broker.url, "--viewers", "2", "--duration", "0.5")
+    assert rc == 1 and out is None
+    assert "not a state namespace" in err and "seats.state=on" in err
+
+
+def test_state_scenarios_unreachable_broker_fail_fast():
+    if not os.access(BENCH, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % BENCH)
+    url = "ws://127.0.0.1:%d/ws" % _closed_port()
+    for sc in ("scores", "seats"):
+        start = time.monotonic()
+        rc, out, err = bench(sc, "--url", url, "--viewers", "3", "--duration", "1")
+        assert rc == 1 and out is None, (sc, err)
+        assert time.monotonic() - start < 5
+        assert "connection refused" in err, (sc, err)
+
+
+def test_state_scenarios_bad_flags():
+    if not os.access(BENCH, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % BENCH)
+    for args in (["scores", "--viewers", "0"], ["scores", "--seats", "10"], ["scores", "--clients", "2"],
+                 ["seats", "--hot", "0"], ["seats", "--hot", "2"], ["seats", "--seats", "1"],
+                 ["seats", "--seats", "30000"], ["seats", "--ttl", "0"], ["seats", "--namespace", "x"],
+                 ["seats", "--svg", "x.svg"], ["seats", "--rate", "0"], ["fanout", "--viewers", "5"],
+                 ["fanout", "--hot", "0.5"]):
+        p = subprocess.run([BENCH, *args], capture_output=True, text=True, timeout=5)
+        assert p.returncode == 2 and "herald-bench:" in p.stderr, args
+    for sc, flags in (("scores", ("--viewers", "--rate", "--publishers", "--size", "--namespace", "--p99-max",
+                                  "--drain-timeout", "state=on")),
+                      ("seats", ("--viewers", "--clients", "--seats", "--section", "--hot", "--ttl", "--rate",
+                                 "seats.state=on"))):
+        p = subprocess.run([BENCH, sc, "--help"], capture_output=True, text=True, timeout=5)
+        assert p.returncode == 0
+        for flag in flags:
+            assert flag in p.stdout, (sc, flag)

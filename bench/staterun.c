@@ -1,0 +1,607 @@
+/* bench/staterun.c - see staterun.h.
+ *
+ * Phases: PH_SETUP opens the REST pool, lets the scenario define its channel
+ * over REST, then connects the viewers (at most --concurrency attempts at
+ * once), each subscribing to the channel. PH_RUN is one step: open loop at
+ * the step's rate (request i due at t_start + i/rate, stamped with that
+ * scheduled time, as in run.c) or, at rate 0, the scenario's own closed loop.
+ * PH_DRAIN waits, up to --drain-timeout, for the scenario to say every answer
+ * and delivery is in; PH_HOLD is the scenario's checks (REST reads of the
+ * broker's state), bounded too; then the next step or PH_TEARDOWN.
+ *
+ * A viewer that the broker closes mid-run is counted (disconnects, by close
+ * code) and left closed: for a state channel that is itself a finding, since
+ * the broker is meant to conflate a slow viewer rather than drop it. */
+#include "staterun.h"
+#include "val.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+static const struct srun_scenario *S;
+static http_pool_t *pool;
+static unsigned pool_ready;
+static int pool_live;                  /* the pool exists (not yet freed) */
+static int prepared, ran;
+static uint64_t setup_deadline, check_deadline;
+static int sched_fd = -1;
+static uv_poll_t sched_poll;
+static uv_signal_t sig_int;
+static uint32_t lost;
+static void (*after_fn)(void);
+
+static void teardown(void);
+static void start_step(int i);
+static void fill_connections(void);
+
+/* ---- failures ---- */
+
+void srun_fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!B.fatal[0]) {
+        va_start(ap, fmt);
+        vsnprintf(B.fatal, sizeof B.fatal, fmt, ap);
+        va_end(ap);
+    }
+    B.exit_code = 1;
+    teardown();
+}
+
+static void setup_failure(int err, const char *reason)
+{
+    B.setup_failed++;
+    if (!B.first_err) {
+        const char *what = herald_strerror(err ? err : HERALD_E_PROTOCOL);
+        B.first_err = err ? err : HERALD_E_PROTOCOL;
+        if (reason && (!*reason || !strcmp(reason, what))) reason = NULL;
+        snprintf(B.first_err_text, sizeof B.first_err_text, "%.60s%s%.96s", what, reason ? ": " : "",
+                 reason ? reason : "");
+    }
+    srun_fail("cannot set up viewers on %s: %s", B.url.name, B.first_err_text);
+}
+
+/* ---- REST ---- */
+
+static void pool_on_connected(void *ud)
+{
+    (void)ud;
+    if (++pool_ready == B.o.clients && B.phase == PH_SETUP) S->prepare();
+}
+
+static void pool_on_failed(void *ud, int err)
+{
+    (void)ud;
+    if (B.phase < PH_TEARDOWN) srun_fail("REST connections to %s failed: %s", B.url.name, herald_strerror(err));
+}
+
+static void pool_on_closed(void *ud)
+{
+    (void)ud;
+    pool_live = 0;
+    pool = NULL;
+    if (B.phase == PH_TEARDOWN) teardown();
+}
+
+static const http_events_t pool_events = { pool_on_connected, pool_on_failed, pool_on_closed };
+
+int srun_request(const char *method, const char *target, const char *body, size_t blen, http_done_cb cb, void *arg)
+{
+    if (!pool || B.phase >= PH_TEARDOWN) return HERALD_E_STATE;
+    return http_request(pool, method, target, body, blen, cb, arg);
+}
+
+uint64_t srun_in_flight(void) { return http_in_flight(pool); }
+
+int srun_rest_code(const char *body, size_t len)
+{
+    val_t v, err, code;
+    int64_t n;
+
+    if (!body) return 0;
+    val_init(&v, HERALD_JSON, body, len);
+    if (val_map_get(&v, "error", &err) || val_map_get(&err, "code", &code) || val_int(&code, &n)) return 0;
+    return (int)n;
+}
+
+void srun_rest_error(const char *what, int status, const char *body, size_t len)
+{
+    if ((status == 0 && B.phase >= PH_TEARDOWN) || status == HTTP_CANCELLED) return;
+    if (B.sf.rest_errors++) return;
+    if (status == 0)
+        snprintf(B.sf.first_error, sizeof B.sf.first_error, "%s: no answer (connection lost)", what);
+    else
+        snprintf(B.sf.first_error, sizeof B.sf.first_error, "%s: HTTP %d %.*s", what, status,
+                 (int)(len > 150 ? 150 : len), body ? body : "");
+}
+
+/* ---- viewers ---- */
+
+static void on_open(herald_client_t *c, const herald_msg_t *m, void *ud);
+static void on_reply(herald_client_t *c, const herald_msg_t *m, void *ud);
+static void on_pub(herald_client_t *c, const herald_msg_t *m, void *ud);
+static void on_close(herald_client_t *c, const herald_close_info_t *info, void *ud);
+
+static const herald_callbacks_t callbacks = { on_open, on_reply, on_pub, on_close };
+
+int srun_live(uint32_t v) { return B.peers[v].state == PS_READY; }
+
+uint32_t srun_viewers_live(void) { return B.ready - lost; }
+
+static uint32_t scan_pos;
+
+void srun_scan_reset(void) { scan_pos = 0; }
+
+int srun_scan_behind(uint64_t off)
+{
+    for (; scan_pos < B.npeers; scan_pos++)
+        if (B.peers[scan_pos].state == PS_READY && B.peers[scan_pos].last_off < off) return 1;
+    return 0;
+}
+
+static uint32_t vidx(const peer_t *p) { return (uint32_t)(p - B.peers); }
+
+static void check_setup_done(void)
+{
+    if (B.phase != PH_SETUP || !prepared || B.ready < B.npeers) return;
+    ran = 1;
+    B.setup_end = uv_hrtime();
+    start_step(0);
+}
+
+void srun_prepared(void)
+{
+    if (B.phase != PH_SETUP) return;
+    prepared = 1;
+    B.setup_start = uv_hrtime();       /* connection figures count the viewers only */
+    fill_connections();
+    check_setup_done();
+}
+
+static void on_subscribed(herald_client_t *c, const herald_msg_t *m, void *arg)
+{
+    peer_t *p = arg;
+    char why[200];
+
+    (void)c;
+    if (m->op != HERALD_OP_SUBSCRIBED) {
+        snprintf(why, sizeof why, "subscribe to %s refused with error %d: %.*s", B.sf.channel, m->code,
+                 (int)m->reason_len, m->reason ? m->reason : "");
+        setup_failure(HERALD_E_PROTOCOL, why);
+        return;
+    }
+    p->last_off = m->offset;
+    S->on_subscribed(vidx(p), m);
+    p->state = PS_READY;
+    B.inflight--;
+    B.ready++;
+    fill_connections();
+    check_setup_done();
+}
+
+static void on_open(herald_client_t *c, const herald_msg_t *m, void *ud)
+{
+    peer_t *p = ud;
+    int r;
+
+    (void)m;
+    p->state = PS_OPEN;
+    hist_record(B.connect_lat, uv_hrtime() - p->t_connect);
+    if ((r = herald_subscribe(c, B.sf.channel, strlen(B.sf.channel), on_subscribed, p, NULL)))
+        setup_failure(r, "subscribe");
+}
+
+static int our_channel(const herald_msg_t *m)
+{
+    size_t n = strlen(B.sf.channel);
+    return m->channel_len == n && !memcmp(m->channel, B.sf.channel, n);
+}
+
+static void on_reply(herald_client_t *c, const herald_msg_t *m, void *ud)
+{
+    (void)c;
+    if (m->op == HERALD_OP_ERROR) {
+        B.protocol_errors++;
+        return;
+    }
+    /* The client library has no op for "snapshot" and does not hand over its
+     * "state": it arrives here as an unknown op that names the channel and an
+     * offset, with no id. Nothing else this connection can receive looks so
+     * (no signals, presence or tokens are involved), so that is the test. */
+    if (m->op == HERALD_OP_UNKNOWN && !m->has_id && m->channel && our_channel(m) && B.phase >= PH_RUN &&
+        B.phase < PH_TEARDOWN)
+        S->on_snapshot(vidx(ud), m);
+}
+
+static void on_pub(herald_client_t *c, const herald_msg_t *m, void *ud)
+{
+    (void)c;
+    B.deliveries++;
+    if (B.phase >= PH_RUN && B.phase < PH_TEARDOWN) S->on_pub(vidx(ud), m);
+}
+
+static void on_close(herald_client_t *c, const herald_close_info_t *info, void *ud)
+{
+    peer_t *p = ud;
+    int prev = p->state;
+
+    (void)c;
+    B.live--;
+    p->state = PS_CLOSED;
+    p->c = NULL;
+    if (B.phase >= PH_TEARDOWN) {
+        if (B.phase == PH_TEARDOWN) teardown();
+        return;
+    }
+    if (prev != PS_READY) {
+        B.inflight--;
+        setup_failure(info->err, info->reason);
+        return;
+    }
+    B.disconnects++;
+    bench_count_close(info->code);
+    B.steps[B.cur].viewers_lost++;
+    if (++lost == B.npeers)
+        srun_fail("every viewer was closed during the run (last: code %d, %s)", info->code,
+                  info->err ? herald_strerror(info->err) : info->reason);
+}
+
+static void start_peer(peer_t *p)
+{
+    int r;
+
+    p->kind = PEER_SUB;
+    p->state = PS_CONNECTING;
+    p->t_connect = uv_hrtime();
+    B.inflight++;
+    if ((r = herald_client_new(B.hctx, &B.url, &B.copts, &callbacks, p, &p->c))) {
+        p->c = NULL;
+        p->state = PS_CLOSED;
+        B.inflight--;
+        setup_failure(r, NULL);
+        return;
+    }
+    B.live++;
+}
+
+static void fill_connections(void)
+{
+    while (B.phase == PH_SETUP && B.inflight < B.o.concurrency && B.next_peer < B.npeers)
+        start_peer(&B.peers[B.next_peer++]);
+}
+
+/* ---- steps ---- */
+
+step_t *srun_step_of(uint64_t ts)
+{
+    for (int i = B.cur; i > 0; i--)
+        if (ts >= B.steps[i].t_start) return &B.steps[i];
+    return &B.steps[0];
+}
+
+static void arm(uint64_t t_ns)
+{
+    struct itimerspec its = { { 0, 0 }, { (time_t)(t_ns / 1000000000ULL), (long)(t_ns % 1000000000ULL) } };
+    if (sched_fd >= 0) timerfd_settime(sched_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void end_run_phase(step_t *st, uint64_t now)
+{
+    st->t_end = now;
+    bench_cpu_stop(st);
+    B.phase = PH_DRAIN;
+}
+
+/* Sends what is due by now (open loop), or ends the step's run phase. */
+static void pump(void)
+{
+    step_t *st = &B.steps[B.cur];
+    uint64_t now, el, due, dur = (uint64_t)(B.o.duration * 1e9);
+    unsigned burst = 0;
+
+    if (B.phase != PH_RUN) return;
+    now = uv_hrtime();
+    el = now - st->t_start;
+    if (st->rate <= 0) {
+        if (el >= dur) end_run_phase(st, now);
+        else arm(st->t_start + dur);
+        return;
+    }
+    due = el >= dur ? st->total : (uint64_t)((double)el * st->rate / 1e9) + 1;
+    if (due > st->total) due = st->total;
+    /* Bounded bursts keep the loop reading while catching up. */
+    while (st->published < due && burst++ < 20000 && B.phase == PH_RUN)
+        S->send(st, st->t_start + (uint64_t)((double)st->published * 1e9 / st->rate));
+    if (B.phase != PH_RUN) return;
+    if (el >= dur && st->published == st->total) {
+        end_run_phase(st, now);
+        return;
+    }
+    arm(st->published < st->total ? st->t_start + (uint64_t)((double)st->published * 1e9 / st->rate)
+                                  : st->t_start + dur);
+}
+
+static void start_step(int i)
+{
+    step_t *st = &B.steps[i];
+
+    B.cur = i;
+    if (!(st->lat = hist_new()) || !(st->ack = hist_new()) || !(st->rel = hist_new())) {
+        srun_fail("out of memory");
+        return;
+    }
+    hist_reset(B.interval);
+    B.phase = PH_RUN;
+    st->rate = B.o.nrates ? B.o.rates[i] : 0;
+    st->total = (uint64_t)llround(st->rate * B.o.duration);
+    st->t_start = uv_hrtime();
+    bench_cpu_start();
+    S->start_step(st);
+    pump();
+}
+
+static void on_after(uv_timer_t *t)
+{
+    void (*fn)(void) = after_fn;
+
+    (void)t;
+    after_fn = NULL;
+    if (fn && B.phase == PH_HOLD) fn();
+}
+
+void srun_after(unsigned ms, void (*fn)(void))
+{
+    after_fn = fn;
+    uv_timer_start(&B.phase_timer, on_after, ms, 0);
+}
+
+void srun_checked(step_t *st)
+{
+    if (B.phase != PH_HOLD) return;
+    st->done = 1;
+    if (B.cur + 1 < B.nsteps && B.exit_code == 0) start_step(B.cur + 1);
+    else teardown();
+}
+
+static void on_sched(uv_poll_t *h, int status, int events)
+{
+    uint64_t n;
+    (void)h; (void)status; (void)events;
+    if (read(sched_fd, &n, sizeof n) < 0) { /* EAGAIN: a spurious wakeup */ }
+    pump();
+}
+
+static void on_check(uv_check_t *h)
+{
+    (void)h;
+    pump();
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    step_t *st = &B.steps[B.cur];
+    uint64_t now = uv_hrtime();
+
+    (void)t;
+    if (B.phase == PH_SETUP) {
+        if (now > setup_deadline)
+            srun_fail(prepared ? "viewer setup did not finish in time: %u of %u viewers subscribed"
+                               : "the REST setup did not finish in time (%u of %u viewers)", B.ready, B.npeers);
+        return;
+    }
+    if (B.phase == PH_RUN) pump();
+    if (B.phase == PH_DRAIN &&
+        (S->drained(st) || now - st->t_end >= (uint64_t)(B.o.drain_timeout * 1e9))) {
+        st->t_drained = now;
+        /* Requests that never got a connection by now are given up: the
+         * checks must not wait behind them, and the next step must not
+         * start with the last one's backlog. */
+        B.sf.cancelled += http_cancel_queued(pool);
+        B.phase = PH_HOLD;
+        check_deadline = now + (uint64_t)((B.o.drain_timeout + 10) * 1e9);
+        S->check(st);
+        return;
+    }
+    if (B.phase == PH_HOLD && now > check_deadline)
+        srun_fail("the checks after step %d got no answer in time", B.cur + 1);
+}
+
+static void on_progress(uv_timer_t *t)
+{
+    step_t *st = &B.steps[B.cur];
+
+    (void)t;
+    if (B.phase == PH_SETUP) {
+        if (prepared) fprintf(stderr, "\r\033[K  connecting viewers %u/%u", B.ready, B.npeers);
+        else fprintf(stderr, "\r\033[K  setting up %s over REST", B.sf.channel);
+        return;
+    }
+    if (B.phase < PH_RUN || B.phase > PH_HOLD) return;
+    fprintf(stderr, "\r\033[K  step %d/%d  %5.1fs  ", B.cur + 1, B.nsteps, (double)(uv_hrtime() - st->t_start) / 1e9);
+    S->progress(stderr, st);
+    fprintf(stderr, "  p99 %.2f ms%s", (double)hist_percentile(B.interval, 99) / 1e6,
+            B.phase == PH_DRAIN ? "  (draining)" : B.phase == PH_HOLD ? "  (checking)" : "");
+    hist_reset(B.interval);
+}
+
+/* ---- start and stop ---- */
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void on_teardown_timeout(uv_timer_t *t)
+{
+    (void)t;
+    for (uint32_t i = 0; i < B.npeers; i++)
+        if (B.peers[i].c) herald_client_abort(B.peers[i].c);
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    if (B.phase < PH_TEARDOWN) {
+        srun_fail("the run exceeded its time bound (a bug, or the broker stopped answering)");
+        return;
+    }
+    on_teardown_timeout(t);
+}
+
+/* Closes the viewers and the REST pool; once all are closed, the bench's own
+ * handles, so that uv_run() returns. Called again from close callbacks. */
+static void teardown(void)
+{
+    if (B.phase == PH_DONE) return;
+    if (B.phase != PH_TEARDOWN) {
+        if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
+            step_t *st = &B.steps[B.cur];
+            if (!st->t_end) { st->t_end = uv_hrtime(); bench_cpu_stop(st); }
+        }
+        B.phase = PH_TEARDOWN;
+        after_fn = NULL;
+        if (B.tty && !B.o.quiet) fprintf(stderr, "\r\033[K");
+        uv_timer_stop(&B.tick);
+        uv_timer_stop(&B.progress);
+        uv_check_stop(&B.check);
+        if (sched_fd >= 0) uv_poll_stop(&sched_poll);
+        for (uint32_t i = 0; i < B.npeers; i++)
+            if (B.peers[i].c) herald_close(B.peers[i].c, 1000, "bench done");
+        if (pool) {
+            B.rest_reconnects = http_reconnects(pool);
+            http_pool_close(pool);       /* may free it and call pool_on_closed() at once */
+        }
+        if (B.phase == PH_DONE) return;
+        uv_timer_start(&B.phase_timer, on_teardown_timeout, 3000, 0);
+    }
+    if (B.live || pool_live) return;
+    B.phase = PH_DONE;
+    close_handle((uv_handle_t *)&B.tick);
+    close_handle((uv_handle_t *)&B.progress);
+    close_handle((uv_handle_t *)&B.check);
+    close_handle((uv_handle_t *)&B.phase_timer);
+    close_handle((uv_handle_t *)&B.watchdog);
+    close_handle((uv_handle_t *)&sig_int);
+    if (sched_fd >= 0) close_handle((uv_handle_t *)&sched_poll);
+    herald_ctx_free(B.hctx);
+    B.hctx = NULL;
+}
+
+static void on_sigint(uv_signal_t *h, int signum)
+{
+    (void)h; (void)signum;
+    srun_fail("interrupted");
+    B.exit_code = 130;
+}
+
+static int fd_limit(unsigned need)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return 0;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        fprintf(stderr, "herald-bench: %u viewers need about %u file descriptors, but the limit is %llu "
+                "(raise the hard limit: ulimit -Hn)\n", B.o.viewers, need, (unsigned long long)rl.rlim_cur);
+        return -1;
+    }
+    return 0;
+}
+
+int srun(void)
+{
+    struct opts *o = &B.o;
+    uint64_t bound_ms;
+    int r;
+
+    S = o->sc == SC_SCORES ? &scores_scenario : &seats_scenario;
+    if ((r = herald_url_parse(o->url, &B.url))) {
+        fprintf(stderr, "herald-bench: bad --url %s: %s\n", o->url, herald_strerror(r));
+        return 2;
+    }
+    B.npeers = B.nsubs = o->viewers;
+    if (fd_limit(o->viewers + o->clients + 32)) return 2;
+    snprintf(B.run_id, sizeof B.run_id, "%08x", (unsigned)(getpid() ^ (uint32_t)uv_hrtime()));
+    B.nsteps = o->nrates ? o->nrates : 1;
+    B.peers = calloc(B.npeers ? B.npeers : 1, sizeof *B.peers);
+    B.interval = hist_new();
+    B.connect_lat = hist_new();
+    if (!B.peers || !B.interval || !B.connect_lat || S->init()) {
+        fprintf(stderr, "herald-bench: out of memory\n");
+        return 1;
+    }
+    B.copts.encoding = o->enc;
+    B.copts.connect_timeout_ms = (unsigned)(o->connect_timeout * 1000);
+    B.rss_before = B.rss_after = B.bench_rss = -1;
+    B.tty = isatty(2);
+
+    uv_loop_init(&B.loop);
+    if (herald_ctx_new(&B.loop, &B.hctx)) {
+        fprintf(stderr, "herald-bench: out of memory\n");
+        return 1;
+    }
+    uv_timer_init(&B.loop, &B.tick);
+    uv_timer_init(&B.loop, &B.progress);
+    uv_timer_init(&B.loop, &B.watchdog);
+    uv_timer_init(&B.loop, &B.phase_timer);
+    uv_check_init(&B.loop, &B.check);
+    uv_signal_init(&B.loop, &sig_int);
+    uv_signal_start(&sig_int, on_sigint, SIGINT);
+    uv_check_start(&B.check, on_check);
+    sched_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (sched_fd >= 0) {
+        uv_poll_init(&B.loop, &sched_poll, sched_fd);
+        uv_poll_start(&sched_poll, UV_READABLE, on_sched);
+    }
+    uv_timer_start(&B.tick, on_tick, 1, 1);
+    if (B.tty && !o->quiet) uv_timer_start(&B.progress, on_progress, 500, 500);
+
+    /* Every run ends by itself: the REST setup and the viewers get their
+     * connect timeout plus time at a pessimistic 500 connections/s, each
+     * step its duration, its drain and its checks. */
+    B.t0 = uv_hrtime();
+    setup_deadline = B.t0 + (uint64_t)((2 * o->connect_timeout + B.npeers / 500.0 + 10) * 1e9);
+    bound_ms = (uint64_t)((2 * o->connect_timeout + B.npeers / 500.0 + 10 +
+                           B.nsteps * (o->duration + 2 * o->drain_timeout + 12) + 10) * 1000);
+    uv_timer_start(&B.watchdog, on_watchdog, bound_ms, 0);
+
+    B.phase = PH_SETUP;
+    B.setup_start = uv_hrtime();
+    pool_live = 1;
+    if (http_pool_new(&B.loop, &B.url, o->clients, &pool_events, NULL, &pool)) {
+        pool_live = 0;
+        srun_fail("out of memory");
+    }
+    uv_run(&B.loop, UV_RUN_DEFAULT);
+    if (B.hctx) {           /* the loop stopped early: should not happen */
+        herald_ctx_free(B.hctx);
+        uv_run(&B.loop, UV_RUN_NOWAIT);
+    }
+    uv_loop_close(&B.loop);
+    if (sched_fd >= 0) close(sched_fd);
+    if (!B.setup_end) B.setup_end = uv_hrtime();
+
+    if (B.fatal[0]) fprintf(stderr, "herald-bench: %s\n", B.fatal);
+    if (!B.fatal[0] || ran) report();
+
+    for (int i = 0; i < B.nsteps; i++) {
+        hist_free(B.steps[i].lat);
+        hist_free(B.steps[i].ack);
+        hist_free(B.steps[i].rel);
+    }
+    hist_free(B.interval);
+    hist_free(B.connect_lat);
+    free(B.peers);
+    S->free();
+    return B.exit_code;
+}
