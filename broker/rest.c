@@ -573,6 +573,16 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
     unsigned retry = 0;
     int enc;
 
+    if (r->kind == REST_KIND) {
+        /* HTTP pipelining: this request came before the last one was
+         * answered (its answer may wait on a commit). Herald answers one
+         * request at a time: the earlier one is answered, then the
+         * connection closes, and this one is never acted on, so the client
+         * can safely send it again. Its body is ignored. */
+        r->pipelined = 1;
+        r->close_after = 1;
+        return 0;
+    }
     reset(r);
     r->kind = REST_KIND;
     r->wsi = wsi;
@@ -659,7 +669,7 @@ int rest_on_http(rest_req_t *r, struct lws *wsi, const char *uri)
 int rest_on_body(rest_req_t *r, struct lws *wsi, const void *in, size_t len)
 {
     (void)wsi;
-    if (r->kind != REST_KIND || r->route == ROUTE_NONE || r->too_large || len == 0)
+    if (r->kind != REST_KIND || r->route == ROUTE_NONE || r->too_large || r->pipelined || len == 0)
         return 0;
     if (r->blen + len > srv.cfg.max_message_size) {
         /* A chunked body with no Content-Length: keep reading, answer 413 at the end. */
@@ -724,7 +734,19 @@ bad:
 
 int rest_on_body_complete(rest_req_t *r, struct lws *wsi)
 {
-    if (r->kind != REST_KIND) return 0;
+    /* lws 4.1.6 repeats this callback while pipelined bytes follow the
+     * body (and its state for the next request is then unsound): take the
+     * body once, and treat a repeat as pipelining, answered by closing
+     * after the answer in progress. A repeat after the answer went out
+     * closes at once. */
+    if (r->kind != REST_KIND) return -1;
+    if (r->body_done) {
+        r->pipelined = 1;
+        r->close_after = 1;
+        return 0;
+    }
+    if (r->pipelined) return 0;
+    r->body_done = 1;
     if (r->route == ROUTE_STATE || r->route == ROUTE_SCOREBOARD) return state_post(r, wsi);
     if (r->route == ROUTE_SEATS) return seats_post(r, wsi);
     if (r->route != ROUTE_PUBLISH) return 0;

@@ -27,6 +27,9 @@ typedef struct rest_req {
     uint8_t enc;                  /* request body encoding */
     uint8_t too_large;
     uint8_t close_after;          /* answered before the body was read: close */
+    uint8_t pipelined;            /* another request came before this one was answered: ignore it, close */
+    uint8_t body_done;            /* the body was taken: lws 4.1.6 repeats BODY_COMPLETION when
+                                     pipelined bytes follow it */
     unsigned char *body;
     size_t blen, bcap;
     unsigned char *resp;          /* FRAME_HEADROOM + response body */

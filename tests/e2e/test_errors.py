@@ -910,3 +910,28 @@ def test_garbage_flood(make_broker):
         await close_all([w, c])
         assert b.health().json()["status"] == "ok"
     run(main(), timeout=60)
+
+
+def test_pipelined_rest_requests_are_answered_once_then_closed(make_broker):
+    """HTTP pipelining: Herald answers the first request and closes; the
+    requests behind it are not acted on, so a client can resend them."""
+    b = make_broker("--ns", "scores.state=on")
+    body = b'{"ops":[{"op":"incr","key":"n","by":1}]}'
+    req = (b"POST /api/channels/scores:p/state HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    for _ in range(3):
+        s = socket.create_connection((b.host, b.port), timeout=5)
+        s.sendall(req * 3)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            assert len(data) < 100000, "the broker answers in a loop"
+        s.close()
+        assert data.count(b"HTTP/1.1 ") == 1 and data.startswith(b"HTTP/1.1 200"), data[:300]
+    r = requests.get(b.url("/api/channels/scores:p/state"), timeout=5).json()
+    assert r["items"] == [{"key": "n", "value": 3, "version": 3}], "each connection's first request, once"
+    assert b.health().status_code == 200
+    assert len(b.log.splitlines()) < 200
