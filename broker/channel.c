@@ -318,10 +318,12 @@ int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t rec
             }
             if (sub->replaying) hold(sub, f);
             else if (sub->stale) continue;     /* a fresh snapshot will replace these */
-            else if (c->ns->state && s->qbytes + f->len > lag) {
+            else if (c->ns->state && s->qbytes && s->qbytes + f->len > lag) {
                 /* A state subscriber that lags is not cut off: its deltas
                  * stop queueing and it gets a new snapshot once it drains
-                 * (session.c), so it converges to the current state. */
+                 * (session.c), so it converges to the current state. Only
+                 * a queue that holds something can drain: a large delta to
+                 * an idle subscriber is simply sent. */
                 sub->stale = 1;
                 s->nstale++;
             } else {

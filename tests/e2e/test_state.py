@@ -190,6 +190,25 @@ def test_slow_reader_converges_instead_of_being_cut(make_broker):
     run(go(), timeout=60)
 
 
+def test_large_delta_to_an_idle_subscriber_is_delivered(make_broker):
+    """A delta over half of send_queue_max reaches a subscriber whose queue is
+    empty, and the deltas after it keep coming (it used to be dropped for a
+    resync that never came)."""
+    b = make_broker(*STATE, "--send-queue-max", "64k")
+
+    async def go():
+        c = await connect(b)
+        await c.subscribe("scores:big")
+        big = "x" * 40000
+        ops(b, "scores:big", {"op": "set", "key": "pad", "value": big})
+        m = await c.expect(op="pub", channel="scores:big")
+        assert m["data"]["changes"][0]["value"] == big
+        ops(b, "scores:big", {"op": "incr", "key": "n"})
+        m = await c.expect(op="pub", channel="scores:big")
+        assert m["data"]["changes"] == [{"key": "n", "value": 1, "version": 1}]
+    run(go())
+
+
 def test_state_survives_restart_and_pages(make_broker, tmp_path):
     data = tmp_path / "d"
     b = make_broker(*STATE, data_dir=data)
