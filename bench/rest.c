@@ -75,10 +75,24 @@ static void on_conn_closed(uv_handle_t *h)
     if (--p->open == 0 && p->released) pool_free(p);
 }
 
+/* Takes @rc off the idle list, if it is on it: a connection the broker
+ * closed while idle reconnects and becomes idle again, and must not then be
+ * listed twice (two requests would go out on it at once). */
+static void idle_remove(rest_conn_t *rc)
+{
+    for (rest_conn_t **pp = &rc->pool->idle; *pp; pp = &(*pp)->next_idle)
+        if (*pp == rc) {
+            *pp = rc->next_idle;
+            rc->next_idle = NULL;
+            return;
+        }
+}
+
 /* Drops the connection; its request in flight, if any, failed. */
 static void conn_fail(rest_conn_t *rc, int err)
 {
     if (rc->state == RC_CLOSED || uv_is_closing((uv_handle_t *)&rc->tcp)) return;
+    if (rc->state == RC_IDLE) idle_remove(rc);
     if (rc->state == RC_BUSY) bench_ack(rc->seq, 0, uv_hrtime());
     if (!rc->ever_connected && !rc->pool->closing) {
         rc->pool->closing = 1;   /* a pool that cannot connect is not retried */
