@@ -10,6 +10,8 @@ timeout so that no test can hang.
 """
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -576,3 +578,27 @@ def tcp_closed_without_handshake(host, port, timeout=3.0):
         return True
     finally:
         s.close()
+
+
+# -- tokens and state deltas, shared by the tests that need them --------------
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def hs256_token(secret, sub, **claims):
+    """A connection token for user @sub signed with @secret, valid for an hour."""
+    c = {"sub": sub, "exp": int(time.time()) + 3600, **claims}
+    si = b64u(b'{"alg":"HS256","typ":"JWT"}') + "." + b64u(json.dumps(c).encode())
+    return si + "." + b64u(hmac.new(secret, si.encode(), hashlib.sha256).digest())
+
+
+def apply_delta(state, data):
+    """Applies a state channel's delta ({"changes":[...],"reset":b}) to a client-side dict."""
+    if data.get("reset"):
+        state.clear()
+    for ch in data["changes"]:
+        if ch.get("deleted"):
+            state.pop(ch["key"], None)
+        else:
+            state[ch["key"]] = {"value": ch["value"], "version": ch["version"]}

@@ -2,7 +2,6 @@
 user-scoped channels, namespace permissions, API keys, refresh, rate limits,
 brute-force cooloff, TLS, Origin and CORS."""
 import asyncio
-import base64
 import hashlib
 import hmac
 import json
@@ -14,14 +13,10 @@ import pytest
 import requests
 import websockets
 
-from conftest import Closed, connect, run, ws_connect, tcp_closed_without_handshake, http_raw
+from conftest import Closed, b64u, connect, run, ws_connect, tcp_closed_without_handshake, http_raw
 
 SECRET = b"0123456789abcdef0123456789abcdef-secret"
 OTHER = b"another-secret-another-secret-0123456789"
-
-
-def b64u(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
 def signing_input(claims, alg, extra_header=None):

@@ -1,29 +1,19 @@
 """Chat: presence (multi-connection users, join/leave once per user, grace),
 typing signals, private and personal channels, replies, reactions and threads."""
 import asyncio
-import base64
-import hashlib
-import hmac
-import json
 import time
 
 import requests
 
-from conftest import connect, run, ws_connect
+from conftest import connect, hs256_token, run, ws_connect
 
 SECRET = b"0123456789abcdef0123456789abcdef-secret"
 CHAT = ("--hmac-secret", SECRET.decode(), "--ns", "chat.presence=on", "--ns", "chat.join_leave=on",
         "--ns", "chat.signals=on", "--ns", "dm.user_list=on")
 
 
-def b64u(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
 def token(sub, **claims):
-    c = {"sub": sub, "exp": int(time.time()) + 3600, **claims}
-    si = b64u(b'{"alg":"HS256","typ":"JWT"}') + "." + b64u(json.dumps(c).encode())
-    return si + "." + b64u(hmac.new(SECRET, si.encode(), hashlib.sha256).digest())
+    return hs256_token(SECRET, sub, **claims)
 
 
 async def user(b, name, enc="json", **claims):

@@ -8,16 +8,12 @@ Every check of a seat map also recomputes each section's counts from its seats
 offset order with no gap and no duplicate) is compared with the state read over
 REST, values and versions."""
 import asyncio
-import base64
-import hashlib
-import hmac
-import json
 import random
 import time
 
 import requests
 
-from conftest import connect, run, same, ws_connect
+from conftest import apply_delta, connect, hs256_token, run, same, ws_connect
 
 SECRET = b"0123456789abcdef0123456789abcdef-secret"
 SEATS = ("--hmac-secret", SECRET.decode(), "--ns", "seats.state=on", "--ns", "seats.publish=authenticated")
@@ -38,25 +34,9 @@ def now_ms():
 
 # -- tokens and WebSocket helpers -------------------------------------------
 
-def b64u(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
 
 def token(sub):
-    c = {"sub": sub, "exp": int(time.time()) + 3600}
-    si = b64u(b'{"alg":"HS256","typ":"JWT"}') + "." + b64u(json.dumps(c).encode())
-    return si + "." + b64u(hmac.new(SECRET, si.encode(), hashlib.sha256).digest())
-
-
-def apply(state, data):
-    """Applies a delta ({"changes":[...],"reset":b}) to a client-side state dict."""
-    if data.get("reset"):
-        state.clear()
-    for ch in data["changes"]:
-        if ch.get("deleted"):
-            state.pop(ch["key"], None)
-        else:
-            state[ch["key"]] = {"value": ch["value"], "version": ch["version"]}
+    return hs256_token(SECRET, sub)
 
 
 class View:
@@ -77,7 +57,7 @@ class View:
             return
         assert m["offset"] == self.offset + 1, \
             "deltas follow the snapshot with no gap and no duplicate: offset %d after %d" % (m["offset"], self.offset)
-        apply(self.state, m["data"])
+        apply_delta(self.state, m["data"])
         self.offset = m["offset"]
         self.deltas.append(m)
 

@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from conftest import connect, run, slow_subscriber
+from conftest import apply_delta, connect, run, slow_subscriber
 
 STATE = ("--ns", "scores.state=on", "--ns", "tickets.state=on", "--ns", "tickets.history_size=1000")
 
@@ -15,17 +15,6 @@ def ops(b, channel, *op_list, expect=200):
     r = requests.post(b.url("/api/channels/%s/state" % channel), json={"ops": list(op_list)}, timeout=5)
     assert r.status_code == expect, (r.status_code, r.text)
     return r.json()
-
-
-def apply(state, data):
-    """Applies a delta ({"changes":[...],"reset":b}) to a client-side state dict."""
-    if data.get("reset"):
-        state.clear()
-    for ch in data["changes"]:
-        if ch.get("deleted"):
-            state.pop(ch["key"], None)
-        else:
-            state[ch["key"]] = {"value": ch["value"], "version": ch["version"]}
 
 
 def test_operations_and_errors(make_broker):
@@ -116,7 +105,7 @@ def test_snapshot_then_deltas_while_updates_stream(make_broker):
             while expect <= last:
                 p = await c.expect(op="pub", channel="scores:live")
                 assert p["offset"] == expect, "deltas must follow the snapshot with no gap or duplicate"
-                apply(state, p["data"])
+                apply_delta(state, p["data"])
                 expect += 1
             assert state == want, "snapshot + deltas converge to the stored state"
             await c.close()
@@ -181,7 +170,7 @@ def test_slow_reader_converges_instead_of_being_cut(make_broker):
                     snapshots += 1
                     state = {k: {"value": v["value"]} for k, v in m["state"].items()}
                 elif m["op"] == "pub":
-                    apply(state, m["data"])
+                    apply_delta(state, m["data"])
             if state.get("score", {}).get("value") == 1000 and state.get("pad", {}).get("value") == final["pad"]:
                 break
         slow.close()
@@ -273,12 +262,12 @@ def test_scoreboard_adapter(make_broker):
             r = requests.post(base + "/score", json={"team": team, "points": pts}, timeout=5)
             assert r.status_code == 200, r.text
         for _ in range(5):
-            apply(state, (await viewer.expect(op="pub"))["data"])
+            apply_delta(state, (await viewer.expect(op="pub"))["data"])
         assert state["score:home"]["value"] == 2 and state["score:away"]["value"] == 3
         assert state["teams"]["value"]["home"] == "Lakers"
         r = requests.post(base + "/reset", timeout=5)
         assert r.status_code == 200 and r.json()["reset"] is True
-        apply(state, (await viewer.expect(op="pub"))["data"])
+        apply_delta(state, (await viewer.expect(op="pub"))["data"])
         assert state == {}
         # Bad input gets a clear error; nothing changes.
         for path, body, status in (("/score", {"team": "ho me", "points": 2}, 400), ("/score", {"team": "home"}, 400),
