@@ -243,6 +243,22 @@ void chan_replay_end(sub_t *sub)
     chan_replay_end_at(sub, 0);
 }
 
+/* Whether queueing @f would put state subscriber @s (of @c) behind: then
+ * its deltas stop and a fresh snapshot replaces them once it has drained
+ * (session.c). Only a queue that holds something can drain: a large delta
+ * to an idle subscriber is simply sent. */
+static int state_lags(const chan_t *c, const sess_t *s, const frame_t *f)
+{
+    return c->ns->state && s->qbytes && s->qbytes + f->len > srv.cfg.send_queue_max / 2;
+}
+
+static void mark_stale(sub_t *sub)
+{
+    if (sub->stale) return;
+    sub->stale = 1;
+    sub->sess->nstale++;
+}
+
 void chan_replay_end_at(sub_t *sub, uint64_t at)
 {
     chan_t *c = sub->chan;
@@ -251,11 +267,19 @@ void chan_replay_end_at(sub_t *sub, uint64_t at)
     sub->replaying = 0;
     c->nreplaying--;
     /* What was held was fanned out after the read began: it follows the
-     * replay, but a snapshot may already cover the first of it. */
+     * replay, but a snapshot may already cover the first of it. On a state
+     * channel, what was held while a slow snapshot read ran can itself be
+     * too much: the rest then waits for the next snapshot, as in
+     * chan_fanout(), instead of closing the subscriber as slow. */
     for (uint32_t k = 0; k < sub->nheld; k++) {
+        frame_t *f = sub->held[k];
         /* Events (offset 0: join, leave, signal) always follow. */
-        if (!sub->held[k]->offset || sub->held[k]->offset > at) sess_push(sub->sess, sub->held[k]);
-        frame_unref(sub->held[k]);
+        if (!f->offset) sess_push(sub->sess, f);
+        else if (f->offset > at && !sub->stale) {
+            if (state_lags(c, sub->sess, f)) mark_stale(sub);
+            else sess_push(sub->sess, f);
+        }
+        frame_unref(f);
     }
     if (at > c->last_offset && !sub->skip_upto) {
         sub->skip_upto = at;
@@ -306,7 +330,6 @@ int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t rec
             sess_push(s, frames[s->enc] ? frames[s->enc] : own[s->enc]);
         }
     } else {
-        size_t lag = srv.cfg.send_queue_max / 2;
         for (uint32_t i = 0; i < c->nsubs; i++) {
             sess_t *s = c->members[i];
             sub_t *sub = c->subs[i];
@@ -318,17 +341,10 @@ int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t rec
             }
             if (sub->replaying) hold(sub, f);
             else if (sub->stale) continue;     /* a fresh snapshot will replace these */
-            else if (c->ns->state && s->qbytes && s->qbytes + f->len > lag) {
-                /* A state subscriber that lags is not cut off: its deltas
-                 * stop queueing and it gets a new snapshot once it drains
-                 * (session.c), so it converges to the current state. Only
-                 * a queue that holds something can drain: a large delta to
-                 * an idle subscriber is simply sent. */
-                sub->stale = 1;
-                s->nstale++;
-            } else {
-                sess_push(s, f);
-            }
+            /* A state subscriber that lags is not cut off: it converges
+             * through a fresh snapshot instead. */
+            else if (state_lags(c, s, f)) mark_stale(sub);
+            else sess_push(s, f);
         }
     }
     srv.stats.deliveries += c->nsubs;
