@@ -19,6 +19,7 @@ herald_op_t hc_op_parse(const char *s, size_t len)
         { "connected", HERALD_OP_CONNECTED }, { "pong", HERALD_OP_PONG }, { "error", HERALD_OP_ERROR },
         { "join", HERALD_OP_JOIN }, { "leave", HERALD_OP_LEAVE }, { "presence_batch", HERALD_OP_PRESENCE_BATCH },
         { "presence", HERALD_OP_PRESENCE }, { "presence_stats", HERALD_OP_PRESENCE_STATS },
+        { "updated", HERALD_OP_UPDATED }, { "snapshot", HERALD_OP_SNAPSHOT }, { "seats", HERALD_OP_SEATS },
     };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         if (strlen(ops[i].name) == len && !memcmp(ops[i].name, s, len)) return ops[i].op;
@@ -234,6 +235,8 @@ int hc_json_parse(const char *p, size_t n, herald_msg_t *m, char *scratch)
             }
         }
         if (kl == 4 && !memcmp(k, "data", 4)) { m->data = v; m->data_len = (size_t)(ve - v); }
+        else if (kl == 5 && !memcmp(k, "state", 5)) { m->state = v; m->state_len = (size_t)(ve - v); }
+        else if (kl == 7 && !memcmp(k, "changes", 7)) { m->changes = v; m->changes_len = (size_t)(ve - v); }
         else if (kl == 12 && !memcmp(k, "publications", 12)) {
             m->publications = v;
             m->publications_len = (size_t)(ve - v);
@@ -421,6 +424,8 @@ int hc_mpack_parse(const unsigned char *p, size_t n, herald_msg_t *m, size_t *us
             return -1;
         }
         if (key_is(k, kl, "data")) { m->data = v; m->data_len = (size_t)(p - v); }
+        else if (key_is(k, kl, "state")) { m->state = v; m->state_len = (size_t)(p - v); }
+        else if (key_is(k, kl, "changes")) { m->changes = v; m->changes_len = (size_t)(p - v); }
         else if (key_is(k, kl, "publications")) { m->publications = v; m->publications_len = (size_t)(p - v); }
         else if (key_is(k, kl, "recovered") && (*v == 0xc2 || *v == 0xc3)) {
             m->has_recovered = 1;
@@ -509,16 +514,64 @@ static void mp_uint(uint64_t v, unsigned char *out, size_t *n)
     for (int i = 7; i >= 0; i--) out[(*n)++] = (unsigned char)(v >> (8 * i));
 }
 
-size_t hc_encode_request(herald_encoding_t enc, const char *op, uint64_t id, const char *channel,
-                         size_t chlen, const void *data, size_t dlen, const struct hc_since *since,
-                         unsigned char *out, size_t cap)
+/* A JSON object's entries: the bytes between its braces, trimmed. */
+static int json_inner(const unsigned char *p, size_t n, const unsigned char **in, size_t *inlen)
 {
-    size_t oplen = strlen(op), need, n = 0;
+    const unsigned char *e = p + n;
 
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n')) e--;
+    if (e - p < 2 || *p != '{' || e[-1] != '}') return -1;
+    p++;
+    e--;
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n')) e--;
+    *in = p;
+    *inlen = (size_t)(e - p);
+    return 0;
+}
+
+/* A MessagePack map's entry count and where its entries start. */
+static int mp_map_hdr(const unsigned char *p, size_t n, uint32_t *count, size_t *hdr)
+{
+    if (n >= 1 && (*p & 0xf0) == 0x80) { *count = *p & 0x0f; *hdr = 1; return 0; }
+    if (n >= 3 && *p == 0xde) { *count = (uint32_t)be(p + 1, 2); *hdr = 3; return 0; }
+    if (n >= 5 && *p == 0xdf) { *count = (uint32_t)be(p + 1, 4); *hdr = 5; return 0; }
+    return -1;
+}
+
+int hc_fields_ok(herald_encoding_t enc, const void *p, size_t n)
+{
+    const unsigned char *in;
+    size_t len;
+    uint32_t count;
+
+    return enc == HERALD_JSON ? json_inner(p, n, &in, &len) == 0 : mp_map_hdr(p, n, &count, &len) == 0;
+}
+
+size_t hc_encode_request(herald_encoding_t enc, const char *op, uint64_t id, const char *channel,
+                         size_t chlen, const struct hc_extra *x, unsigned char *out, size_t cap)
+{
+    static const struct hc_extra none;
+    const struct hc_since *since;
+    const unsigned char *fin = NULL;
+    size_t oplen = strlen(op), need, n = 0, finlen = 0, klen;
+    uint32_t fcount = 0, count;
+
+    if (!x) x = &none;
+    since = x->since;
+    klen = x->data ? strlen(x->dkey) : 0;
+    if (x->fields) {
+        if (enc == HERALD_JSON) json_inner(x->fields, x->flen, &fin, &finlen);
+        else if (mp_map_hdr(x->fields, x->flen, &fcount, &finlen) == 0) {
+            fin = (const unsigned char *)x->fields + finlen;
+            finlen = x->flen - finlen;
+        }
+    }
     if (enc == HERALD_JSON) {
         need = 7 + oplen + 7 + 20 + (channel ? 11 + json_str(channel, chlen, NULL) : 0) +
-               (data ? 8 + dlen : 0) + (since ? 18 + json_str(since->epoch, since->epoch_len, NULL) + 10 + 20 + 1 : 0) +
-               1;
+               (x->data ? 4 + klen + x->dlen : 0) + (finlen ? 1 + finlen : 0) +
+               (since ? 18 + json_str(since->epoch, since->epoch_len, NULL) + 10 + 20 + 1 : 0) + 1;
         if (need > cap) return need;
         memcpy(out, "{\"op\":\"", 7); n = 7;
         memcpy(out + n, op, oplen); n += oplen;
@@ -528,9 +581,15 @@ size_t hc_encode_request(herald_encoding_t enc, const char *op, uint64_t id, con
             memcpy(out + n, ",\"channel\":", 11); n += 11;
             n += json_str(channel, chlen, out + n);
         }
-        if (data) {
-            memcpy(out + n, ",\"data\":", 8); n += 8;
-            memcpy(out + n, data, dlen); n += dlen;
+        if (x->data) {
+            out[n++] = ','; out[n++] = '"';
+            memcpy(out + n, x->dkey, klen); n += klen;
+            out[n++] = '"'; out[n++] = ':';
+            memcpy(out + n, x->data, x->dlen); n += x->dlen;
+        }
+        if (finlen) {
+            out[n++] = ',';
+            memcpy(out + n, fin, finlen); n += finlen;
         }
         if (since) {
             memcpy(out + n, ",\"since\":{\"epoch\":", 18); n += 18;
@@ -542,10 +601,15 @@ size_t hc_encode_request(herald_encoding_t enc, const char *op, uint64_t id, con
         out[n++] = '}';
         return n;
     }
-    need = 1 + 3 + 5 + oplen + 3 + 9 + (channel ? 8 + 5 + chlen : 0) + (data ? 5 + dlen : 0) +
+    count = 2 + (channel ? 1 : 0) + (x->data ? 1 : 0) + fcount + (since ? 1 : 0);
+    need = 5 + 3 + 5 + oplen + 3 + 9 + (channel ? 8 + 5 + chlen : 0) + (x->data ? 1 + klen + x->dlen : 0) + finlen +
            (since ? 6 + 1 + 6 + 5 + since->epoch_len + 7 + 9 : 0);
     if (need > cap) return need;
-    out[n++] = (unsigned char)(0x80 | (2 + (channel ? 1 : 0) + (data ? 1 : 0) + (since ? 1 : 0)));
+    if (count < 16) out[n++] = (unsigned char)(0x80 | count);
+    else {
+        out[n++] = 0xdf;
+        for (int i = 3; i >= 0; i--) out[n++] = (unsigned char)(count >> (8 * i));
+    }
     out[n++] = 0xa2; out[n++] = 'o'; out[n++] = 'p';
     n += mp_str_hdr(oplen, out + n);
     memcpy(out + n, op, oplen); n += oplen;
@@ -556,9 +620,12 @@ size_t hc_encode_request(herald_encoding_t enc, const char *op, uint64_t id, con
         n += mp_str_hdr(chlen, out + n);
         memcpy(out + n, channel, chlen); n += chlen;
     }
-    if (data) {
-        out[n++] = 0xa4; memcpy(out + n, "data", 4); n += 4;
-        memcpy(out + n, data, dlen); n += dlen;
+    if (x->data) {
+        out[n++] = (unsigned char)(0xa0 | klen); memcpy(out + n, x->dkey, klen); n += klen;
+        memcpy(out + n, x->data, x->dlen); n += x->dlen;
+    }
+    if (finlen) {
+        memcpy(out + n, fin, finlen); n += finlen;
     }
     if (since) {
         out[n++] = 0xa5; memcpy(out + n, "since", 5); n += 5;

@@ -36,13 +36,26 @@ struct hc_since {
     uint64_t offset;
 };
 
-/* hc_encode_request() - write {"op":@op,"id":@id[,"channel":..][,"data":..]
- * [,"since":{"epoch":..,"offset":..}]} in @enc to @out (@cap bytes). @channel,
- * @data (already encoded) and @since may be NULL. Return: bytes written, or
- * the size needed if over @cap. */
+/* What a request carries besides op, id and channel; any part may be NULL. */
+struct hc_extra {
+    const char *dkey;             /* the name of @data's field: "data" (publish), "ops" (state) */
+    const void *data;             /* one encoded value */
+    size_t dlen;
+    const void *fields;           /* one encoded map (checked with hc_fields_ok()): its entries */
+    size_t flen;
+    const struct hc_since *since;
+};
+
+/* hc_fields_ok() - whether @n bytes at @p are one JSON object (@enc JSON, by
+ * its first and last non-blank bytes) or begin with a MessagePack map header. */
+int hc_fields_ok(herald_encoding_t enc, const void *p, size_t n);
+
+/* hc_encode_request() - write {"op":@op,"id":@id[,"channel":..][,dkey:data]
+ * [,fields...][,"since":{"epoch":..,"offset":..}]} in @enc to @out (@cap
+ * bytes). @channel and @x may be NULL. Return: bytes written, or the size
+ * needed if over @cap. */
 size_t hc_encode_request(herald_encoding_t enc, const char *op, uint64_t id, const char *channel,
-                         size_t chlen, const void *data, size_t dlen, const struct hc_since *since,
-                         unsigned char *out, size_t cap);
+                         size_t chlen, const struct hc_extra *x, unsigned char *out, size_t cap);
 
 /* hc_pubs_start() - check that @n bytes at @p begin a "publications" array.
  * @left: [out] MessagePack: the elements in it; JSON: 0 (no element read yet).

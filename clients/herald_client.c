@@ -447,21 +447,18 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- requests ---- */
 
-static int request(herald_client_t *c, const char *op, const char *channel, size_t chlen,
-                   const void *data, size_t dlen, const struct hc_since *since, herald_reply_cb cb,
-                   void *arg, uint64_t *idp)
+static int request_x(herald_client_t *c, const char *op, const char *channel, size_t chlen,
+                     const struct hc_extra *x, herald_reply_cb cb, void *arg, uint64_t *idp)
 {
     herald_ctx_t *ctx = c->ctx;
     uint64_t id = c->next_id++;
     size_t n;
     int r;
 
-    n = hc_encode_request((herald_encoding_t)c->enc, op, id, channel, chlen, data, dlen, since,
-                          ctx->scratch, ctx->scratch_cap);
+    n = hc_encode_request((herald_encoding_t)c->enc, op, id, channel, chlen, x, ctx->scratch, ctx->scratch_cap);
     if (n > ctx->scratch_cap) {
         if ((r = reserve(&ctx->scratch, &ctx->scratch_cap, n))) return r;
-        n = hc_encode_request((herald_encoding_t)c->enc, op, id, channel, chlen, data, dlen, since,
-                              ctx->scratch, ctx->scratch_cap);
+        n = hc_encode_request((herald_encoding_t)c->enc, op, id, channel, chlen, x, ctx->scratch, ctx->scratch_cap);
     }
     if (id) {                       /* id 0 is the connect request, answered apart */
         if (c->plen == c->pcap) {
@@ -483,6 +480,31 @@ static int request(herald_client_t *c, const char *op, const char *channel, size
     }
     if (idp) *idp = id;
     return 0;
+}
+
+static int request(herald_client_t *c, const char *op, const char *channel, size_t chlen,
+                   const void *data, size_t dlen, const struct hc_since *since, herald_reply_cb cb,
+                   void *arg, uint64_t *idp)
+{
+    struct hc_extra x = { .dkey = "data", .data = data, .dlen = dlen, .since = since };
+    return request_x(c, op, channel, chlen, &x, cb, arg, idp);
+}
+
+int herald_state(herald_client_t *c, const char *channel, size_t chlen, const void *ops, size_t len,
+                 herald_reply_cb cb, void *arg, uint64_t *id)
+{
+    struct hc_extra x = { .dkey = "ops", .data = ops, .dlen = len };
+    if (c->state != ST_OPEN) return HERALD_E_STATE;
+    return request_x(c, "state", channel, chlen, &x, cb, arg, id);
+}
+
+int herald_request(herald_client_t *c, const char *op, const char *channel, size_t chlen, const void *fields,
+                   size_t flen, herald_reply_cb cb, void *arg, uint64_t *id)
+{
+    struct hc_extra x = { .fields = fields, .flen = flen };
+    if (c->state != ST_OPEN) return HERALD_E_STATE;
+    if (fields && !hc_fields_ok((herald_encoding_t)c->enc, fields, flen)) return UV_EINVAL;
+    return request_x(c, op, channel, chlen, &x, cb, arg, id);
 }
 
 int herald_subscribe(herald_client_t *c, const char *channel, size_t chlen,

@@ -61,6 +61,11 @@ typedef enum herald_op {
     HERALD_OP_PRESENCE_BATCH,   /* push above the tier: joins_total, leaves_total, count */
     HERALD_OP_PRESENCE,         /* reply to "presence": count, connections (the member list is not read) */
     HERALD_OP_PRESENCE_STATS,   /* reply to "presence_stats": members, connections */
+    /* State channels and seat maps; appended like presence. */
+    HERALD_OP_UPDATED,          /* reply to "state": channel, offset, changes */
+    HERALD_OP_SNAPSHOT,         /* push: a fresh snapshot after the subscriber lagged: channel, offset,
+                                   epoch, state; deltas after offset follow */
+    HERALD_OP_SEATS,            /* reply to "seats": channel, offset, changes (and the action's fields) */
 } herald_op_t;
 
 /* One server message, as a view. Every pointer points into the library's
@@ -99,6 +104,11 @@ typedef struct herald_msg {
     int recovered;              /* subscribed: its value, 1 true or 0 false */
     const void *publications;   /* subscribed: the encoded "publications" array, read it with */
     size_t publications_len;    /*   herald_pubs_init() / herald_pubs_next() */
+    /* State channels (docs/protocol.md, state); appended. Encoded values, as `data`. */
+    const void *state;          /* subscribed (to a state channel), snapshot: the encoded "state" map */
+    size_t state_len;           /*   {key: {"value":..,"version":..}} */
+    const void *changes;        /* updated, seats: the encoded "changes" array of the delta */
+    size_t changes_len;
 } herald_msg_t;
 
 /* How a connection ended, given to on_close. */
@@ -229,6 +239,24 @@ int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id)
  * op HERALD_OP_PRESENCE_STATS (members, connections) or an error (116: no presence). */
 int herald_presence_stats(herald_client_t *c, const char *channel, size_t chlen,
                           herald_reply_cb cb, void *arg, uint64_t *id);
+
+/* herald_state() - atomic operations on state channel @channel: @ops is [in]
+ * one encoded array of operations in the client's encoding, @len bytes, copied
+ * (e.g. [{"op":"incr","key":"home","by":2}]; docs/protocol.md, state). The
+ * reply is op HERALD_OP_UPDATED (offset, changes) or an error (117 conflict,
+ * 118 not_integer, ...); subscribers get the delta as a pub.
+ * Return: as herald_subscribe(). */
+int herald_state(herald_client_t *c, const char *channel, size_t chlen, const void *ops, size_t len,
+                 herald_reply_cb cb, void *arg, uint64_t *id);
+/* herald_request() - any request: {"op":@op,"id":..,"channel":@channel, and the
+ * entries of @fields}. @channel may be NULL. @fields: [in] NULL, or one encoded
+ * map in the client's encoding (a JSON object, or a MessagePack map), @flen
+ * bytes, copied, whose entries are added to the request. For a seat map:
+ * herald_request(c, "seats", "seats:e1", 8, "{\"action\":\"hold\",\"seats\":[\"A1\"],\"ttl\":120}", ...)
+ * answered by op HERALD_OP_SEATS or an error (119, 120, 121, ...).
+ * Return: as herald_subscribe(); UV_EINVAL if @fields is not an object/map. */
+int herald_request(herald_client_t *c, const char *op, const char *channel, size_t chlen, const void *fields,
+                   size_t flen, herald_reply_cb cb, void *arg, uint64_t *id);
 
 /* herald_close() - start the WebSocket close handshake with @code (1000 if 0)
  * and @reason (NULL or up to 123 bytes). on_close follows when the server has

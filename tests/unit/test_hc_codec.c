@@ -1,0 +1,156 @@
+/* tests/unit/test_hc_codec.c - the C client library's codec (clients/hc_codec.c)
+ * for state channels and seat maps: requests that carry "ops" or extra fields,
+ * and the "state" and "changes" views of subscribed, snapshot, updated and
+ * seats messages, in JSON and in MessagePack. MessagePack bytes are checked
+ * by decoding them with the broker's own decoder (protocol/mpack.c). */
+#include "unit.h"
+
+#include <jansson.h>
+
+#include "hc_codec.h"
+#include "mpack.h"
+
+static void test_json_requests(void **unused)
+{
+    static const char ops[] = "[{\"op\":\"incr\",\"key\":\"home\"}]";
+    struct hc_extra x = { .dkey = "ops", .data = ops, .dlen = sizeof ops - 1 };
+    unsigned char out[512];
+    size_t n;
+    (void)unused;
+
+    n = hc_encode_request(HERALD_JSON, "state", 7, "scores:g", 8, &x, out, sizeof out);
+    assert_bytes_equal(out, n, "{\"op\":\"state\",\"id\":7,\"channel\":\"scores:g\",\"ops\":[{\"op\":\"incr\",\"key\":\"home\"}]}",
+                       strlen("{\"op\":\"state\",\"id\":7,\"channel\":\"scores:g\",\"ops\":[{\"op\":\"incr\",\"key\":\"home\"}]}"));
+
+    memset(&x, 0, sizeof x);
+    x.fields = " { \"action\":\"hold\", \"ttl\":5 } ";
+    x.flen = strlen(x.fields);
+    n = hc_encode_request(HERALD_JSON, "seats", 1, "seats:e1", 8, &x, out, sizeof out);
+    assert_bytes_equal(out, n, "{\"op\":\"seats\",\"id\":1,\"channel\":\"seats:e1\",\"action\":\"hold\", \"ttl\":5}",
+                       strlen("{\"op\":\"seats\",\"id\":1,\"channel\":\"seats:e1\",\"action\":\"hold\", \"ttl\":5}"));
+    x.fields = "{}";
+    x.flen = 2;
+    n = hc_encode_request(HERALD_JSON, "ping", 2, NULL, 0, &x, out, sizeof out);
+    assert_bytes_equal(out, n, "{\"op\":\"ping\",\"id\":2}", strlen("{\"op\":\"ping\",\"id\":2}"));
+    /* Too small a buffer: the size needed, nothing written past it. */
+    assert_true(hc_encode_request(HERALD_JSON, "seats", 1, "seats:e1", 8, &x, out, 8) > 8);
+
+    assert_true(hc_fields_ok(HERALD_JSON, "{}", 2));
+    assert_false(hc_fields_ok(HERALD_JSON, "[1]", 3));
+    assert_false(hc_fields_ok(HERALD_JSON, "5", 1));
+    assert_true(hc_fields_ok(HERALD_MSGPACK, "\x80", 1));
+    assert_false(hc_fields_ok(HERALD_MSGPACK, "\x91\x01", 2));
+}
+
+/* Decodes @n MessagePack bytes into JSON text (compact, sorted keys). */
+static char *mp_text(const unsigned char *p, size_t n)
+{
+    char reason[PROTO_REASON_MAX];
+    json_t *v = NULL;
+    char *s;
+
+    assert_int_equal(mpack_decode(p, n, &v, reason), 0);
+    s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    json_decref(v);
+    return s;
+}
+
+static void test_msgpack_requests(void **unused)
+{
+    const unsigned char ops[] = { 0x91, 0x82, 0xa2, 'o', 'p', 0xa4, 'i', 'n', 'c', 'r', 0xa3, 'k', 'e', 'y', 0xa1, 'h' };
+    struct hc_extra x = { .dkey = "ops", .data = ops, .dlen = sizeof ops };
+    unsigned char out[1024], fields[512];
+    size_t n, f = 0;
+    char *text;
+    (void)unused;
+
+    n = hc_encode_request(HERALD_MSGPACK, "state", 7, "scores:g", 8, &x, out, sizeof out);
+    text = mp_text(out, n);
+    assert_string_equal(text, "{\"channel\":\"scores:g\",\"id\":7,\"op\":\"state\",\"ops\":[{\"key\":\"h\",\"op\":\"incr\"}]}");
+    free(text);
+
+    /* 15 extra fields make 18 entries: past a fixmap's 15, so the header grows. */
+    fields[f++] = 0x8f;
+    for (int i = 0; i < 15; i++) {
+        fields[f++] = 0xa2;
+        fields[f++] = 'k';
+        fields[f++] = (unsigned char)('a' + i);
+        fields[f++] = (unsigned char)i;
+    }
+    memset(&x, 0, sizeof x);
+    x.fields = fields;
+    x.flen = f;
+    n = hc_encode_request(HERALD_MSGPACK, "seats", 300, "seats:e1", 8, &x, out, sizeof out);
+    text = mp_text(out, n);
+    assert_non_null(strstr(text, "\"ka\":0"));
+    assert_non_null(strstr(text, "\"ko\":14"));
+    assert_non_null(strstr(text, "\"op\":\"seats\""));
+    assert_non_null(strstr(text, "\"id\":300"));
+    free(text);
+}
+
+static void test_state_views(void **unused)
+{
+    static const char snap[] = "{\"op\":\"snapshot\",\"channel\":\"s:x\",\"offset\":9,\"epoch\":\"0123456789abcdef\","
+                               "\"state\":{\"a\":{\"value\":1,\"version\":2}}}";
+    static const char upd[] = "{\"op\":\"updated\",\"id\":3,\"channel\":\"s:x\",\"offset\":4,"
+                              "\"changes\":[{\"key\":\"a\",\"value\":1,\"version\":2}]}";
+    static const char seats[] = "{\"op\":\"seats\",\"id\":5,\"channel\":\"seats:e\",\"offset\":6,\"changes\":[],"
+                                "\"action\":\"hold\",\"expires\":1}";
+    char scratch[HC_REASON_MAX];
+    herald_msg_t m;
+    (void)unused;
+
+    assert_int_equal(hc_json_parse(snap, sizeof snap - 1, &m, scratch), 0);
+    assert_int_equal(m.op, HERALD_OP_SNAPSHOT);
+    assert_int_equal(m.offset, 9);
+    assert_bytes_equal(m.state, m.state_len, "{\"a\":{\"value\":1,\"version\":2}}",
+                       strlen("{\"a\":{\"value\":1,\"version\":2}}"));
+    assert_int_equal(hc_json_parse(upd, sizeof upd - 1, &m, scratch), 0);
+    assert_int_equal(m.op, HERALD_OP_UPDATED);
+    assert_true(m.has_id && m.id == 3);
+    assert_bytes_equal(m.changes, m.changes_len, "[{\"key\":\"a\",\"value\":1,\"version\":2}]",
+                       strlen("[{\"key\":\"a\",\"value\":1,\"version\":2}]"));
+    assert_int_equal(hc_json_parse(seats, sizeof seats - 1, &m, scratch), 0);
+    assert_int_equal(m.op, HERALD_OP_SEATS);
+    assert_bytes_equal(m.changes, m.changes_len, "[]", 2);
+
+    /* The same messages in MessagePack, as the broker would send them. */
+    {
+        const char *docs[] = { snap, upd };
+        for (int i = 0; i < 2; i++) {
+            json_error_t e;
+            json_t *v = json_loads(docs[i], 0, &e);
+            wbuf_t b;
+            size_t used;
+            char *text;
+            assert_non_null(v);
+            wbuf_init(&b);
+            mpack_emit(&b, v);
+            assert_int_equal(hc_mpack_parse(b.p, b.len, &m, &used), 0);
+            assert_int_equal(used, b.len);
+            if (i == 0) {
+                assert_int_equal(m.op, HERALD_OP_SNAPSHOT);
+                text = mp_text(m.state, m.state_len);
+                assert_string_equal(text, "{\"a\":{\"value\":1,\"version\":2}}");
+            } else {
+                assert_int_equal(m.op, HERALD_OP_UPDATED);
+                text = mp_text(m.changes, m.changes_len);
+                assert_string_equal(text, "[{\"key\":\"a\",\"value\":1,\"version\":2}]");
+            }
+            free(text);
+            wbuf_deinit(&b);
+            json_decref(v);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_requests),
+        cmocka_unit_test(test_msgpack_requests),
+        cmocka_unit_test(test_state_views),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
