@@ -1,11 +1,11 @@
 /* bench/bench.h - herald-bench's process-wide state.
  *
  * Owns: struct bench, the one instance `B`, shared by the modules of the
- * tool: main.c (flags), run.c (connections, schedule, measurement), rest.c
- * (the REST publisher pool), presence.c and recover.c (their scenarios),
- * staterun.c with scores.c and seats.c (the state-channel scenarios) and
- * report.c (table, JSON, SVG). Everything runs on one libuv loop on one
- * thread. */
+ * tool: main.c (flags), loop.c (the event loop and the end of a run), run.c
+ * (connections, schedule, measurement), rest.c (the REST publisher pool),
+ * presence.c and recover.c (their scenarios), staterun.c with scores.c and
+ * seats.c (the state-channel scenarios) and report.c (table, JSON, SVG).
+ * Everything runs on one libuv loop on one thread. */
 #ifndef BENCH_BENCH_H
 #define BENCH_BENCH_H
 
@@ -265,7 +265,6 @@ extern struct bench B;
 
 /* run.c */
 int run(void);
-void bench_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void bench_count_close(int code);
 void bench_ack(uint64_t seq, int ok, uint64_t rx_ns);
 size_t bench_payload(uint64_t seq, uint64_t ts_ns, const unsigned char **out);
@@ -273,11 +272,24 @@ const char *bench_chan(uint32_t i, size_t *len);
 uint32_t bench_chan_of(uint64_t seq);
 long proc_rss(int pid);
 void bench_peer_ready(peer_t *p);
+/* bench_setup_error() - count a connection that failed during setup and keep
+ * the first failure's text (B.first_err, B.first_err_text) for the report.
+ * bench_setup_failure() - the same, then fail the run (connect: go on). */
+void bench_setup_error(int err, const char *reason);
 void bench_setup_failure(peer_t *p, int err, const char *reason);
+/* bench_peer_open() - start @p's connection with @cb (@p is their ud); counts
+ * it in B.live. Return: 0, or herald_client_new()'s error (@p is then PS_CLOSED). */
+int bench_peer_open(peer_t *p, const herald_callbacks_t *cb);
 void bench_cpu_start(void);
 void bench_cpu_stop(step_t *st);
-void bench_wake_at(uint64_t t_ns);
-void bench_done(void);
+/* bench_end_run() - @st's run phase ends at @now: t_end, CPU figures, PH_DRAIN. */
+void bench_end_run(step_t *st, uint64_t now);
+/* bench_pump() - the open-loop schedule of step @st (rate > 0, PH_RUN): call
+ * @send for every request due by now, at most @burst_max in one call (the
+ * rest on the next), each with its scheduled time t_start + n/rate; @send
+ * counts it in st->published. After the duration, with all sent, ends the
+ * run phase; otherwise wakes the loop when the next one is due. */
+void bench_pump(step_t *st, void (*send)(step_t *st, uint64_t ts), unsigned burst_max);
 
 /* presence.c: the presence scenario; run.c calls these only when B.o.sc == SC_PRESENCE. */
 int pres_init(void);

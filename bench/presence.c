@@ -30,6 +30,7 @@
  * (presence_batch, above the tier) are counted by their totals and have no
  * latency. */
 #include "bench.h"
+#include "loop.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -34,6 +34,7 @@
  * `expected` sums that, `received` counts the deliveries that advanced a
  * subscriber, and the drain waits (up to --drain-timeout) until they agree. */
 #include "bench.h"
+#include "loop.h"
 
 #include <stdlib.h>
 #include <string.h>

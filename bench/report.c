@@ -75,6 +75,29 @@ static int best_step(void)
     return best;
 }
 
+/* The end of a step's JSON object: its delivery latency under @lat_key, its
+ * ack latency, whether it was sustained. */
+static void json_step_end(FILE *f, const char *lat_key, const step_t *st)
+{
+    json_lat(f, lat_key, st->lat);
+    fprintf(f, ",");
+    json_lat(f, "ack_latency_ms", st->ack);
+    fprintf(f, ",\"sustained\":%s}", st->sustained ? "true" : "false");
+}
+
+/* The best sustained step's rate under @rate_key and its @per_sec under
+ * @per_sec_key, or @rate_key null when no step was sustained. */
+static void json_max_sustained(FILE *f, const char *rate_key, const char *per_sec_key,
+                               double (*per_sec)(const step_t *st))
+{
+    int best = best_step();
+
+    if (best >= 0)
+        fprintf(f, ",\"%s\":%.0f,\"%s\":%.1f", rate_key, B.steps[best].rate, per_sec_key, per_sec(&B.steps[best]));
+    else
+        fprintf(f, ",\"%s\":null", rate_key);
+}
+
 /* @s with the characters a JSON string cannot hold as they are replaced by
  * '?' (a static buffer: one call per printf). */
 static const char *json_safe(const char *s)
@@ -115,7 +138,6 @@ static void json_common_tail(FILE *f)
 static void json_steps(FILE *f)
 {
     hist_t *all = hist_new(), *ack = hist_new();
-    int best = best_step();
     uint64_t exp = TOTAL(expected), rec = TOTAL(received);
     double dps_max = 0;
 
@@ -139,10 +161,7 @@ static void json_steps(FILE *f)
                 (unsigned long long)st->gaps, (unsigned long long)st->dups,
                 (unsigned long long)st->late, ms(st->late_max), st->t_drained > st->t_end ? (double)(st->t_drained - st->t_end) / 1e9 : 0, st->bench_cpu);
         if (st->broker_cpu >= 0) fprintf(f, "\"broker_cpu_pct\":%.1f,", st->broker_cpu);
-        json_lat(f, "latency_ms", st->lat);
-        fprintf(f, ",");
-        json_lat(f, "ack_latency_ms", st->ack);
-        fprintf(f, ",\"sustained\":%s}", st->sustained ? "true" : "false");
+        json_step_end(f, "latency_ms", st);
     }
     fprintf(f, "],\"published\":%llu,\"acked\":%llu,\"expected\":%llu,\"received\":%llu,\"lost\":%lld,"
                "\"deliveries_per_sec\":%.1f,",
@@ -151,12 +170,7 @@ static void json_steps(FILE *f)
     json_lat(f, "latency_ms", all);
     fprintf(f, ",");
     json_lat(f, "ack_latency_ms", ack);
-    if (best >= 0) {
-        fprintf(f, ",\"max_sustained_rate\":%.0f,\"max_sustained_deliveries_per_sec\":%.1f", B.steps[best].rate,
-                dps(&B.steps[best]));
-    } else {
-        fprintf(f, ",\"max_sustained_rate\":null");
-    }
+    json_max_sustained(f, "max_sustained_rate", "max_sustained_deliveries_per_sec", dps);
     fprintf(f, ",\"p99_max_ms\":%g", B.o.p99_max_ms);
     hist_free(all);
     hist_free(ack);
@@ -167,7 +181,6 @@ static void json_presence(FILE *f)
     const struct opts *o = &B.o;
     size_t chlen;
     const char *ch = pres_channel(&chlen);
-    int best = best_step();
 
     fprintf(f, ",\"namespace\":\"%s\",\"channel\":\"%.*s\",\"members\":%u,\"watchers\":%u,\"rejoin_delay_s\":%g,"
                "\"presence_wait_s\":%.3f,\"setup_events\":%llu,\"steps\":[", o->ns, (int)chlen, ch, o->members,
@@ -196,17 +209,10 @@ static void json_presence(FILE *f)
                 st->t_drained > st->t_start ? st->member_events / ((double)(st->t_drained - st->t_start) / 1e9) : 0,
                 st->t_drained > st->t_end ? (double)(st->t_drained - st->t_end) / 1e9 : 0, st->bench_cpu);
         if (st->broker_cpu >= 0) fprintf(f, "\"broker_cpu_pct\":%.1f,", st->broker_cpu);
-        json_lat(f, "event_latency_ms", st->lat);
-        fprintf(f, ",");
-        json_lat(f, "ack_latency_ms", st->ack);
-        fprintf(f, ",\"sustained\":%s}", st->sustained ? "true" : "false");
+        json_step_end(f, "event_latency_ms", st);
     }
     fprintf(f, "]");
-    if (best >= 0)
-        fprintf(f, ",\"max_sustained_churn\":%.0f,\"max_sustained_changes_per_sec\":%.1f", B.steps[best].rate,
-                pres_changes_per_sec(&B.steps[best]));
-    else
-        fprintf(f, ",\"max_sustained_churn\":null");
+    json_max_sustained(f, "max_sustained_churn", "max_sustained_changes_per_sec", pres_changes_per_sec);
     fprintf(f, ",\"p99_max_ms\":%g,\"final_presence\":{\"expected\":%u,", o->p99_max_ms, o->members + o->watchers);
     if (B.final_members >= 0)
         fprintf(f, "\"members\":%lld,\"connections\":%lld,\"ok\":%s}", (long long)B.final_members,
@@ -294,7 +300,6 @@ static void json_scores(FILE *f)
     const struct opts *o = &B.o;
     const struct state_figures *sf = &B.sf;
     const step_t *last = &B.steps[B.nsteps - 1];
-    int best = best_step();
 
     fprintf(f, ",\"namespace\":\"%s\",\"channel\":\"%s\",\"viewers\":%u,\"publishers\":%u,\"offset0\":%llu,"
                "\"score0\":%lld,\"steps\":[", o->ns, sf->channel, B.nsubs, o->clients,
@@ -312,17 +317,10 @@ static void json_scores(FILE *f)
                 st->expected ? (double)st->received / (double)st->expected : 0, dps(st),
                 (unsigned long long)st->mismatches, (unsigned long long)st->late, (long long)st->broker_score);
         json_state_step_tail(f, st);
-        json_lat(f, "latency_ms", st->lat);
-        fprintf(f, ",");
-        json_lat(f, "ack_latency_ms", st->ack);
-        fprintf(f, ",\"sustained\":%s}", st->sustained ? "true" : "false");
+        json_step_end(f, "latency_ms", st);
     }
     fprintf(f, "]");
-    if (best >= 0)
-        fprintf(f, ",\"max_sustained_rate\":%.0f,\"max_sustained_deliveries_per_sec\":%.1f", B.steps[best].rate,
-                dps(&B.steps[best]));
-    else
-        fprintf(f, ",\"max_sustained_rate\":null");
+    json_max_sustained(f, "max_sustained_rate", "max_sustained_deliveries_per_sec", dps);
     fprintf(f, ",\"p99_max_ms\":%g,\"gaps\":%llu,\"duplicates\":%llu,\"bad_replies\":%llu,\"stale_reads\":%llu,"
                "\"stale_max\":%llu,\"final\":{\"broker_score\":%lld,\"broker_offset\":%llu,\"viewers\":%u,\"converged\":%u,"
                "\"unverifiable\":%u,\"diverged\":%u}", o->p99_max_ms, (unsigned long long)sf->gaps,

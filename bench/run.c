@@ -1,9 +1,10 @@
 /* bench/run.c - one benchmark run: connections, the publishing schedule, measurement.
  *
  * Owns: the peers (subscriber, publisher and idle connections), the phases of
- * a run (setup, run, drain, hold, teardown), the open-loop schedule, per
- * publication bookkeeping and the latency histograms. Does not own: flags
- * (main.c), REST connections (rest.c), output (report.c).
+ * a run (setup, run, drain, hold), the open-loop schedule (bench_pump(),
+ * which staterun.c uses too), per publication bookkeeping and the latency
+ * histograms. Does not own: flags (main.c), the loop's handles and the end of
+ * a run (loop.c), REST connections (rest.c), output (report.c).
  *
  * DESIGN: open loop without coordinated omission. Publication i of a step is
  * due at t_start + i/rate. Whenever the loop runs (a 1 ms timer, and a check
@@ -21,52 +22,33 @@
  * ends after its duration plus a drain that waits until every ack is in and
  * every expected delivery arrived, bounded by --drain-timeout. */
 #include "bench.h"
+#include "loop.h"
 #include "rest.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 struct bench B;
-static uv_signal_t sig_int;
 static unsigned rest_ready, rest_live;
 static uint64_t *sent_ts;              /* per publication: its timestamp (scheduled or actual) */
 static uint64_t setup_deadline;
 static int connect_stopped;            /* connect: --duration passed, start no more */
 static uint64_t hold_end;
-static int sched_fd = -1;              /* timerfd: wakes the loop when the next publication is due */
-static uv_poll_t sched_poll;
 static int rss_read;
 static uint32_t lost_subs, lost_pubs, lost_idle;
 static int ran;                        /* setup finished: there is something to report */
 static uint64_t cpu_self_ns(void);
 static long broker_ticks(void);
 
-static void teardown(void);
 static void finish_step(step_t *st);
 static void start_step(int i);
 
 /* ---- helpers ---- */
-
-void bench_fail(const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!B.fatal[0]) {
-        va_start(ap, fmt);
-        vsnprintf(B.fatal, sizeof B.fatal, fmt, ap);
-        va_end(ap);
-    }
-    B.exit_code = 1;
-    teardown();
-}
 
 void bench_count_close(int code)
 {
@@ -283,10 +265,15 @@ static void on_pub_ack(herald_client_t *c, const herald_msg_t *m, void *arg)
         publish_one(&B.steps[0], uv_hrtime(), p);
 }
 
-/* Sends every publication of the current step that is due by now. */
-static void pump(void)
+void bench_end_run(step_t *st, uint64_t now)
 {
-    step_t *st = &B.steps[B.cur];
+    st->t_end = now;
+    bench_cpu_stop(st);
+    B.phase = PH_DRAIN;
+}
+
+void bench_pump(step_t *st, void (*send)(step_t *st, uint64_t ts), unsigned burst_max)
+{
     uint64_t now, el, due, dur = (uint64_t)(B.o.duration * 1e9);
     unsigned burst = 0;
 
@@ -297,47 +284,33 @@ static void pump(void)
     if (due > st->total) due = st->total;
     /* Bounded bursts keep the loop reading while catching up; what is left
      * goes out on the next turn with its original scheduled time. */
-    while (st->published < due && burst++ < 50000 && B.phase == PH_RUN)
-        publish_one(st, st->t_start + (uint64_t)((double)st->published * 1e9 / st->rate), NULL);
-    if (B.phase == PH_RUN && el >= dur && st->published == st->total) {
-        st->t_end = now;
-        bench_cpu_stop(st);
-        B.phase = PH_DRAIN;
+    while (st->published < due && burst++ < burst_max && B.phase == PH_RUN)
+        send(st, st->t_start + (uint64_t)((double)st->published * 1e9 / st->rate));
+    if (B.phase != PH_RUN) return;
+    if (el >= dur && st->published == st->total) {
+        bench_end_run(st, now);
         return;
     }
-    if (B.phase == PH_RUN && sched_fd >= 0) {
-        /* libuv timers have millisecond resolution, which would add up to a
-         * millisecond of sending delay; a timerfd wakes epoll on time. */
-        uint64_t next = st->t_start + (uint64_t)((double)st->published * 1e9 / st->rate);
-        struct itimerspec its = { { 0, 0 }, { (time_t)(next / 1000000000ULL), (long)(next % 1000000000ULL) } };
-        if (st->published >= st->total) {
-            next = st->t_start + dur;
-            its.it_value.tv_sec = (time_t)(next / 1000000000ULL);
-            its.it_value.tv_nsec = (long)(next % 1000000000ULL);
-        }
-        timerfd_settime(sched_fd, TFD_TIMER_ABSTIME, &its, NULL);
-    }
+    /* A libuv timer would add up to a millisecond of sending delay. */
+    bench_wake_at(st->published < st->total ? st->t_start + (uint64_t)((double)st->published * 1e9 / st->rate)
+                                            : st->t_start + dur);
 }
 
-static void on_sched(uv_poll_t *h, int status, int events)
+static void publish_due(step_t *st, uint64_t ts)
 {
-    uint64_t n;
-    (void)h; (void)status; (void)events;
-    if (read(sched_fd, &n, sizeof n) < 0) { /* EAGAIN: a spurious wakeup */ }
+    publish_one(st, ts, NULL);
+}
+
+/* Sends every publication of the current step that is due by now. */
+static void pump(void)
+{
+    bench_pump(&B.steps[B.cur], publish_due, 50000);
+}
+
+static void on_due(void)
+{
     if (B.o.sc == SC_PRESENCE) pres_pump();
     else pump();
-}
-
-void bench_wake_at(uint64_t t_ns)
-{
-    struct itimerspec its = { { 0, 0 }, { (time_t)(t_ns / 1000000000ULL), (long)(t_ns % 1000000000ULL) } };
-
-    if (sched_fd >= 0) timerfd_settime(sched_fd, TFD_TIMER_ABSTIME, &its, NULL);
-}
-
-void bench_done(void)
-{
-    teardown();
 }
 
 static uint64_t step_outstanding(const step_t *st)
@@ -363,11 +336,8 @@ static void on_tick(uv_timer_t *t)
     if (B.o.sc == SC_RECOVER) rec_tick(now);
     if (B.phase == PH_RUN) {
         if (st->rate > 0) pump();
-        else if (now - st->t_start >= (uint64_t)(B.o.duration * 1e9)) {   /* closed loop: time is up */
-            st->t_end = now;
-            bench_cpu_stop(st);
-            B.phase = PH_DRAIN;
-        }
+        else if (now - st->t_start >= (uint64_t)(B.o.duration * 1e9))    /* closed loop: time is up */
+            bench_end_run(st, now);
     }
     if (B.phase == PH_DRAIN) {
         if (B.o.sc == SC_RECOVER ? rec_drained(st, now)
@@ -382,7 +352,7 @@ static void on_tick(uv_timer_t *t)
             if (B.o.pid) B.rss_after = proc_rss(B.o.pid);
             B.bench_rss = proc_rss(getpid());
         }
-        if (rss_read && now >= hold_end) teardown();
+        if (rss_read && now >= hold_end) bench_done();
     }
 }
 
@@ -415,7 +385,7 @@ static void finish_step(step_t *st)
                     (double)hist_percentile(st->lat, 99) / 1e6 <= B.o.p99_max_ms &&
                     st->acked >= st->published - st->published / 1000;
     if (B.cur + 1 < B.nsteps && B.exit_code == 0) start_step(B.cur + 1);
-    else teardown();
+    else bench_done();
 }
 
 static void start_step(int i)
@@ -473,7 +443,7 @@ static void setup_done(void)
         hold_end = B.setup_end + (uint64_t)((B.o.duration > B.o.settle ? B.o.duration : B.o.settle) * 1e9);
         break;
     case SC_CONNECT:
-        teardown();
+        bench_done();
         break;
     case SC_PRESENCE:
         pres_setup_done();
@@ -505,17 +475,24 @@ void bench_peer_ready(peer_t *p)
     check_setup_done();
 }
 
+void bench_setup_error(int err, const char *reason)
+{
+    const char *what;
+
+    B.setup_failed++;
+    if (B.first_err) return;
+    B.first_err = err ? err : HERALD_E_PROTOCOL;
+    what = herald_strerror(B.first_err);
+    /* A reason that only repeats the error's name adds nothing. */
+    if (reason && (!*reason || !strcmp(reason, what))) reason = NULL;
+    snprintf(B.first_err_text, sizeof B.first_err_text, "%.60s%s%.96s", what, reason ? ": " : "",
+             reason ? reason : "");
+}
+
 void bench_setup_failure(peer_t *p, int err, const char *reason)
 {
     (void)p;
-    B.setup_failed++;
-    if (!B.first_err) {
-        B.first_err = err ? err : HERALD_E_PROTOCOL;
-        const char *what = herald_strerror(B.first_err);
-        if (reason && (!*reason || !strcmp(reason, what))) reason = NULL;
-        snprintf(B.first_err_text, sizeof B.first_err_text, "%.60s%s%.96s", what, reason ? ": " : "",
-                 reason ? reason : "");
-    }
+    bench_setup_error(err, reason);
     if (B.o.sc == SC_CONNECT) {
         fill_connections();
         check_setup_done();
@@ -524,39 +501,37 @@ void bench_setup_failure(peer_t *p, int err, const char *reason)
     bench_fail("cannot set up connections to %s: %s", B.url.name, B.first_err_text);
 }
 
-static void start_peer(peer_t *p)
+int bench_peer_open(peer_t *p, const herald_callbacks_t *cb)
 {
     int r;
 
     p->state = PS_CONNECTING;
     p->t_connect = uv_hrtime();
-    B.inflight++;
-    r = herald_client_new(B.hctx, &B.url, &B.copts, &callbacks, p, &p->c);
-    if (r) {
-        p->c = NULL;
-        p->state = PS_CLOSED;
-        B.inflight--;
-        bench_setup_failure(p, r, NULL);
-        return;
-    }
-    B.live++;
-}
-
-/* recover: a new connection for a subscriber whose old one is closed; it
- * takes no part in setup accounting. Return: 0, or herald_client_new()'s error. */
-int bench_reconnect(peer_t *p)
-{
-    int r;
-
-    p->state = PS_CONNECTING;
-    p->t_connect = uv_hrtime();
-    if ((r = herald_client_new(B.hctx, &B.url, &B.copts, &callbacks, p, &p->c))) {
+    if ((r = herald_client_new(B.hctx, &B.url, &B.copts, cb, p, &p->c))) {
         p->c = NULL;
         p->state = PS_CLOSED;
         return r;
     }
     B.live++;
     return 0;
+}
+
+static void start_peer(peer_t *p)
+{
+    int r;
+
+    B.inflight++;
+    if ((r = bench_peer_open(p, &callbacks))) {
+        B.inflight--;
+        bench_setup_failure(p, r, NULL);
+    }
+}
+
+/* recover: a new connection for a subscriber whose old one is closed; it
+ * takes no part in setup accounting. */
+int bench_reconnect(peer_t *p)
+{
+    return bench_peer_open(p, &callbacks);
 }
 
 static void fill_connections(void)
@@ -656,7 +631,7 @@ static void on_close(herald_client_t *c, const herald_close_info_t *info, void *
     p->state = PS_CLOSED;
     p->c = NULL;
     if (B.phase >= PH_TEARDOWN) {
-        if (B.phase == PH_TEARDOWN && B.live == 0 && rest_live == 0) teardown();
+        if (B.phase == PH_TEARDOWN && B.live == 0 && rest_live == 0) bench_done();
         return;
     }
     /* recover: its own drops and reconnects are not failures of setup. */
@@ -708,7 +683,7 @@ void bench_rest_failed(int err)
 void bench_rest_closed(void)
 {
     rest_live--;
-    if (B.phase == PH_TEARDOWN && B.live == 0 && rest_live == 0) teardown();
+    if (B.phase == PH_TEARDOWN && B.live == 0 && rest_live == 0) bench_done();
 }
 
 /* ---- progress ---- */
@@ -753,95 +728,23 @@ static void on_progress(uv_timer_t *t)
 
 /* ---- start and stop ---- */
 
-static void close_handle(uv_handle_t *h)
+static void stop_rest(void)
 {
-    if (!uv_is_closing(h)) uv_close(h, NULL);
+    if (!B.rest) return;
+    rest_stats(B.rest, &B.rest_http_errors, &B.rest_reconnects);
+    rest_pool_close(B.rest);
+    B.rest = NULL;
 }
 
-static void on_teardown_timeout(uv_timer_t *t)
-{
-    (void)t;
-    for (uint32_t i = 0; i < B.npeers; i++)
-        if (B.peers[i].c) herald_client_abort(B.peers[i].c);
-}
+static int rest_closing(void) { return rest_live != 0; }
 
-static void on_watchdog(uv_timer_t *t)
-{
-    (void)t;
-    if (B.phase < PH_TEARDOWN) {
-        bench_fail("the run exceeded its time bound (a bug, or the broker stopped answering)");
-        return;
-    }
-    on_teardown_timeout(t);
-}
-
-/* Closes every connection; once all are closed, closes the bench's own handles
- * so that uv_run() returns. Called again from close callbacks to finish. */
-static void teardown(void)
-{
-    if (B.phase == PH_DONE) return;
-    if (B.phase != PH_TEARDOWN) {
-        if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
-            step_t *st = &B.steps[B.cur];
-            if (!st->t_end) { st->t_end = uv_hrtime(); bench_cpu_stop(st); }
-        }
-        B.phase = PH_TEARDOWN;
-        if (B.tty && !B.o.quiet) fprintf(stderr, "\r\033[K");
-        uv_timer_stop(&B.tick);
-        uv_timer_stop(&B.progress);
-        uv_check_stop(&B.check);
-        if (sched_fd >= 0) uv_poll_stop(&sched_poll);
-        for (uint32_t i = 0; i < B.npeers; i++)
-            if (B.peers[i].c) herald_close(B.peers[i].c, 1000, "bench done");
-        if (B.rest) {
-            rest_stats(B.rest, &B.rest_http_errors, &B.rest_reconnects);
-            rest_pool_close(B.rest);
-            B.rest = NULL;
-        }
-        uv_timer_start(&B.phase_timer, on_teardown_timeout, 3000, 0);
-    }
-    if (B.live || rest_live) return;
-    B.phase = PH_DONE;
-    close_handle((uv_handle_t *)&B.tick);
-    close_handle((uv_handle_t *)&B.progress);
-    close_handle((uv_handle_t *)&B.check);
-    close_handle((uv_handle_t *)&B.phase_timer);
-    close_handle((uv_handle_t *)&B.watchdog);
-    close_handle((uv_handle_t *)&sig_int);
-    if (sched_fd >= 0) close_handle((uv_handle_t *)&sched_poll);
-    herald_ctx_free(B.hctx);
-    B.hctx = NULL;
-}
-
-static void on_sigint(uv_signal_t *h, int signum)
-{
-    (void)h; (void)signum;
-    bench_fail("interrupted");
-    B.exit_code = 130;
-}
-
-static int raise_fd_limit(unsigned need)
-{
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl)) return 0;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
-        fprintf(stderr, "herald-bench: %u connections need about %u file descriptors, but the limit is %llu "
-                "(raise the hard limit: ulimit -Hn)\n", need - 32, need, (unsigned long long)rl.rlim_cur);
-        return -1;
-    }
-    return 0;
-}
+static const struct loop_driver driver = { on_tick, on_check, on_due, on_progress, stop_rest, rest_closing };
 
 int run(void)
 {
     struct opts *o = &B.o;
     int r;
+    unsigned conns;
     uint64_t bound_ms;
 
     if ((r = herald_url_parse(o->url, &B.url))) {
@@ -861,7 +764,8 @@ int run(void)
     B.npubs = (o->sc <= SC_CHANNELS || o->sc == SC_PUBLISH || o->sc == SC_RECOVER) && o->publish == PUB_WS
                   ? o->publishers : 0;
     B.npeers = B.nsubs + B.npubs + ((o->sc == SC_IDLE || o->sc == SC_CONNECT) ? o->connections : 0);
-    if (raise_fd_limit(B.npeers + (o->publish == PUB_REST ? o->publishers : 0) + 32)) return 2;
+    conns = B.npeers + (o->publish == PUB_REST ? o->publishers : 0);
+    if (loop_fd_limit(conns + 32, conns, "connections")) return 2;
 
     snprintf(B.run_id, sizeof B.run_id, "%08x", (unsigned)(getpid() ^ (uint32_t)uv_hrtime()));
     B.chan_stride = 96;
@@ -899,36 +803,9 @@ int run(void)
         fprintf(stderr, "herald-bench: out of memory\n");
         return 1;
     }
-    B.copts.encoding = o->enc;
-    B.copts.connect_timeout_ms = (unsigned)(o->connect_timeout * 1000);
-    B.rss_before = B.rss_after = B.bench_rss = -1;
-    B.tty = isatty(2);
-
-    uv_loop_init(&B.loop);
-    if (herald_ctx_new(&B.loop, &B.hctx)) {
-        fprintf(stderr, "herald-bench: out of memory\n");
-        return 1;
-    }
-    uv_timer_init(&B.loop, &B.tick);
-    uv_timer_init(&B.loop, &B.progress);
-    uv_timer_init(&B.loop, &B.watchdog);
-    uv_timer_init(&B.loop, &B.phase_timer);
-    uv_check_init(&B.loop, &B.check);
-    uv_signal_init(&B.loop, &sig_int);
-    uv_signal_start(&sig_int, on_sigint, SIGINT);
-    uv_check_start(&B.check, on_check);
-    sched_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (sched_fd >= 0) {
-        uv_poll_init(&B.loop, &sched_poll, sched_fd);
-        uv_poll_start(&sched_poll, UV_READABLE, on_sched);
-    }
-    uv_timer_start(&B.tick, on_tick, 1, 1);
-    if (B.tty && !o->quiet) uv_timer_start(&B.progress, on_progress, 500, 500);
 
     /* Every run ends by itself: connection setup gets its timeout plus time
      * at a pessimistic 500 connections/s, each step its duration and drain. */
-    B.t0 = uv_hrtime();
-    setup_deadline = B.t0 + (uint64_t)((o->connect_timeout + B.npeers / 500.0 + 2) * 1e9);
     bound_ms = (uint64_t)((o->connect_timeout + B.npeers / 500.0 + 2 +
                            B.nsteps * (o->duration + o->drain_timeout + 1) + o->settle + 10) * 1000);
     /* presence: waiting for the broker to count every member, the barrier
@@ -937,7 +814,11 @@ int run(void)
     if (o->sc == SC_PRESENCE) bound_ms += (uint64_t)((3 * o->drain_timeout + B.npeers / 500.0 + 5) * 1000);
     /* recover: the last reconnects may take their whole connect timeout. */
     if (o->sc == SC_RECOVER) bound_ms += (uint64_t)((o->connect_timeout + B.npeers / 500.0) * 1000);
-    uv_timer_start(&B.watchdog, on_watchdog, bound_ms, 0);
+    if (loop_start(&driver, bound_ms)) {
+        fprintf(stderr, "herald-bench: out of memory\n");
+        return 1;
+    }
+    setup_deadline = B.t0 + (uint64_t)((o->connect_timeout + B.npeers / 500.0 + 2) * 1e9);
 
     if (o->sc == SC_IDLE && o->pid) B.rss_before = proc_rss(o->pid);
     B.phase = PH_SETUP;
@@ -951,14 +832,7 @@ int run(void)
     }
     fill_connections();
     check_setup_done();
-    uv_run(&B.loop, UV_RUN_DEFAULT);
-    if (B.hctx) {           /* the loop stopped early: should not happen */
-        herald_ctx_free(B.hctx);
-        uv_run(&B.loop, UV_RUN_NOWAIT);
-    }
-    uv_loop_close(&B.loop);
-    if (sched_fd >= 0) close(sched_fd);
-    if (!B.setup_end) B.setup_end = uv_hrtime();
+    loop_run();
 
     if (B.fatal[0]) fprintf(stderr, "herald-bench: %s\n", B.fatal);
     if (!B.fatal[0] || ran) report();

@@ -30,6 +30,7 @@
  * message was a snapshot is counted apart (unverifiable), since its score
  * was inferred rather than read. */
 #include "staterun.h"
+#include "loop.h"
 #include "val.h"
 
 #include <stdlib.h>
@@ -98,16 +99,27 @@ static int read_state(const char *body, size_t len, uint64_t *off, int64_t *scor
     return r;
 }
 
+/* Reads the channel's scores (GET .../state); @cb gets the answer. */
+static void get_scores(http_done_cb cb)
+{
+    char target[200];
+    int r;
+
+    snprintf(target, sizeof target, "%s?prefix=score:&limit=1000", path);
+    if ((r = srun_request("GET", target, NULL, 0, cb, NULL)))
+        bench_fail("cannot send GET %s: %s", target, herald_strerror(r));
+}
+
 static void on_initial(void *arg, int status, const char *body, size_t len, uint64_t rx)
 {
     (void)arg; (void)rx;
     if (status == 404 && srun_rest_code(body, len) == 116) {
-        srun_fail("namespace %s is not a state namespace: start the broker with --ns %s.state=on", B.o.ns, B.o.ns);
+        bench_fail("namespace %s is not a state namespace: start the broker with --ns %s.state=on", B.o.ns, B.o.ns);
         return;
     }
     if (status != 200 || read_state(body, len, &B.sf.offset0, &B.sf.score0)) {
-        srun_fail("GET %s?prefix=score: answered %d: %.*s", path, status, (int)(len > 200 ? 200 : len),
-                  body ? body : "");
+        bench_fail("GET %s?prefix=score: answered %d: %.*s", path, status, (int)(len > 200 ? 200 : len),
+                   body ? body : "");
         return;
     }
     max_off = B.sf.offset0;
@@ -116,12 +128,7 @@ static void on_initial(void *arg, int status, const char *body, size_t len, uint
 
 static void prepare(void)
 {
-    char target[200];
-    int r;
-
-    snprintf(target, sizeof target, "%s?prefix=score:&limit=1000", path);
-    if ((r = srun_request("GET", target, NULL, 0, on_initial, NULL)))
-        srun_fail("cannot send GET %s: %s", target, herald_strerror(r));
+    get_scores(on_initial);
 }
 
 static void on_subscribed(uint32_t v, const herald_msg_t *m)
@@ -240,12 +247,6 @@ static void on_pub(uint32_t v, const herald_msg_t *m)
 
 static void on_snapshot(uint32_t v, const herald_msg_t *m)
 {
-    peer_t *p = &B.peers[v];
-    step_t *cur = &B.steps[B.cur];
-
-    cur->snapshots++;
-    if (m->offset > p->last_off) cur->skipped += m->offset - p->last_off;
-    p->last_off = m->offset;
     views[v].score = score_at(m->offset);
     views[v].snap = 1;
 }
@@ -270,8 +271,8 @@ static void on_final(void *arg, int status, const char *body, size_t len, uint64
     (void)arg; (void)rx;
     if (B.phase != PH_HOLD || !st) return;
     if (status != 200 || read_state(body, len, &off, &score)) {
-        srun_fail("GET %s?prefix=score: after step %d answered %d: %.*s", path, B.cur + 1, status,
-                  (int)(len > 200 ? 200 : len), body ? body : "");
+        bench_fail("GET %s?prefix=score: after step %d answered %d: %.*s", path, B.cur + 1, status,
+                   (int)(len > 200 ? 200 : len), body ? body : "");
         return;
     }
     if (off < max_off && rereads < REREAD_MAX) {
@@ -306,12 +307,7 @@ static void on_final(void *arg, int status, const char *body, size_t len, uint64
 
 static void read_final(void)
 {
-    char target[200];
-    int r;
-
-    snprintf(target, sizeof target, "%s?prefix=score:&limit=1000", path);
-    if ((r = srun_request("GET", target, NULL, 0, on_final, NULL)))
-        srun_fail("cannot send GET %s: %s", target, herald_strerror(r));
+    get_scores(on_final);
 }
 
 static void check(step_t *st)

@@ -37,6 +37,7 @@
  * acknowledged write, is not one current snapshot of the map: it is read
  * again (REREAD_MAX times at most) before anything is judged. */
 #include "staterun.h"
+#include "loop.h"
 #include "val.h"
 
 #include <stdarg.h>
@@ -178,18 +179,18 @@ static void on_defined(void *arg, int status, const char *body, size_t len, uint
 
     (void)arg; (void)rx;
     if (status == 404 && code == 116) {
-        srun_fail("seats is not a state namespace: start the broker with --ns seats.state=on");
+        bench_fail("seats is not a state namespace: start the broker with --ns seats.state=on");
         return;
     }
     if (status == 404) {
-        srun_fail("the broker has no seat maps: PUT %s/seats answered 404: %.*s", base,
-                  (int)(len > 150 ? 150 : len), body ? body : "");
+        bench_fail("the broker has no seat maps: PUT %s/seats answered 404: %.*s", base,
+                   (int)(len > 150 ? 150 : len), body ? body : "");
         return;
     }
     val_init(&v, HERALD_JSON, body, len);
     if (status != 200 || val_map_get(&v, "offset", &o) || val_int(&o, &off) || off < 0) {
-        srun_fail("defining the seat map (%s/seats) answered %d: %.*s", base, status,
-                  (int)(len > 200 ? 200 : len), body ? body : "");
+        bench_fail("defining the seat map (%s/seats) answered %d: %.*s", base, status,
+                   (int)(len > 200 ? 200 : len), body ? body : "");
         return;
     }
     B.sf.offset0 = max_off = (uint64_t)off;
@@ -205,7 +206,7 @@ static void define_next(void)
     const char *method = setup_next == 0 ? "PUT" : "POST";
     int r;
 
-    if (!body) { srun_fail("out of memory"); return; }
+    if (!body) { bench_fail("out of memory"); return; }
     n = (size_t)snprintf(body, cap, "{\"seats\":[");
     for (uint32_t i = setup_next; i < end; i++) {
         n += (size_t)snprintf(body + n, cap - n, "%s{\"id\":\"", i > setup_next ? "," : "");
@@ -217,7 +218,7 @@ static void define_next(void)
     snprintf(target, sizeof target, "%s/seats", base);
     r = srun_request(method, target, body, n, on_defined, NULL);
     free(body);
-    if (r) srun_fail("cannot send %s %s: %s", method, target, herald_strerror(r));
+    if (r) bench_fail("cannot send %s %s: %s", method, target, herald_strerror(r));
 }
 
 static void prepare(void)
@@ -342,7 +343,7 @@ static void send_hold(step_t *st, uint64_t ts, int32_t slot)
     if (nholds == holds_cap) {
         uint64_t ncap = holds_cap ? holds_cap * 2 : 65536;
         struct hold *nh = realloc(holds, ncap * sizeof *nh);
-        if (!nh) { srun_fail("out of memory for hold records"); return; }
+        if (!nh) { bench_fail("out of memory for hold records"); return; }
         holds = nh;
         holds_cap = ncap;
     }
@@ -445,12 +446,7 @@ static void on_pub(uint32_t v, const herald_msg_t *m)
 
 static void on_snapshot(uint32_t v, const herald_msg_t *m)
 {
-    peer_t *p = &B.peers[v];
-    step_t *cur = &B.steps[B.cur];
-
-    cur->snapshots++;
-    if (m->offset > p->last_off) cur->skipped += m->offset - p->last_off;
-    p->last_off = m->offset;
+    (void)m;
     vsnap[v] = 1;
 }
 
@@ -645,8 +641,8 @@ static void on_page(void *arg, int status, const char *body, size_t len, uint64_
     val_init(&v, HERALD_JSON, body, len);
     if (status != 200 || val_map_get(&v, "items", &items) || val_arr_begin(&items, &w) ||
         val_map_get(&v, "next_cursor", &next) || val_map_get(&v, "offset", &o) || val_int(&o, &off)) {
-        srun_fail("GET %s?prefix=%s answered %d: %.*s", state_path, reading_sections ? "section:" : "seat:", status,
-                  (int)(len > 200 ? 200 : len), body ? body : "");
+        bench_fail("GET %s?prefix=%s answered %d: %.*s", state_path, reading_sections ? "section:" : "seat:", status,
+                   (int)(len > 200 ? 200 : len), body ? body : "");
         return;
     }
     B.sf.pages++;
@@ -659,7 +655,7 @@ static void on_page(void *arg, int status, const char *body, size_t len, uint64_
         else seat_item(&k, &val);
     }
     if (r < 0) {
-        srun_fail("GET %s: an item is not {\"key\",\"value\",...}", state_path);
+        bench_fail("GET %s: an item is not {\"key\",\"value\",...}", state_path);
         return;
     }
     if (val_is_null(&next)) {
@@ -668,7 +664,7 @@ static void on_page(void *arg, int status, const char *body, size_t len, uint64_
         reading_sections = 1;
     } else {
         set_cursor(&next);
-        if (!cursor[0]) { srun_fail("GET %s: next_cursor is not a string", state_path); return; }
+        if (!cursor[0]) { bench_fail("GET %s: next_cursor is not a string", state_path); return; }
     }
     read_page();
 }
@@ -681,7 +677,7 @@ static void read_page(void)
     snprintf(target, sizeof target, "%s?prefix=%s&limit=1000%s%s", state_path,
              reading_sections ? "section:" : "seat:", cursor[0] ? "&cursor=" : "", cursor);
     if ((r = srun_request("GET", target, NULL, 0, on_page, NULL)))
-        srun_fail("cannot send GET %s: %s", target, herald_strerror(r));
+        bench_fail("cannot send GET %s: %s", target, herald_strerror(r));
 }
 
 static void start_read(void)

@@ -13,15 +13,12 @@
  * code) and left closed: for a state channel that is itself a finding, since
  * the broker is meant to conflate a slow viewer rather than drop it. */
 #include "staterun.h"
+#include "loop.h"
 #include "val.h"
 
 #include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 static const struct srun_scenario *S;
@@ -30,42 +27,18 @@ static unsigned pool_ready;
 static int pool_live;                  /* the pool exists (not yet freed) */
 static int prepared, ran;
 static uint64_t setup_deadline, check_deadline;
-static int sched_fd = -1;
-static uv_poll_t sched_poll;
-static uv_signal_t sig_int;
 static uint32_t lost;
 static void (*after_fn)(void);
 
-static void teardown(void);
 static void start_step(int i);
 static void fill_connections(void);
 
 /* ---- failures ---- */
 
-void srun_fail(const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!B.fatal[0]) {
-        va_start(ap, fmt);
-        vsnprintf(B.fatal, sizeof B.fatal, fmt, ap);
-        va_end(ap);
-    }
-    B.exit_code = 1;
-    teardown();
-}
-
 static void setup_failure(int err, const char *reason)
 {
-    B.setup_failed++;
-    if (!B.first_err) {
-        const char *what = herald_strerror(err ? err : HERALD_E_PROTOCOL);
-        B.first_err = err ? err : HERALD_E_PROTOCOL;
-        if (reason && (!*reason || !strcmp(reason, what))) reason = NULL;
-        snprintf(B.first_err_text, sizeof B.first_err_text, "%.60s%s%.96s", what, reason ? ": " : "",
-                 reason ? reason : "");
-    }
-    srun_fail("cannot set up viewers on %s: %s", B.url.name, B.first_err_text);
+    bench_setup_error(err, reason);
+    bench_fail("cannot set up viewers on %s: %s", B.url.name, B.first_err_text);
 }
 
 /* ---- REST ---- */
@@ -79,7 +52,7 @@ static void pool_on_connected(void *ud)
 static void pool_on_failed(void *ud, int err)
 {
     (void)ud;
-    if (B.phase < PH_TEARDOWN) srun_fail("REST connections to %s failed: %s", B.url.name, herald_strerror(err));
+    if (B.phase < PH_TEARDOWN) bench_fail("REST connections to %s failed: %s", B.url.name, herald_strerror(err));
 }
 
 static void pool_on_closed(void *ud)
@@ -87,7 +60,7 @@ static void pool_on_closed(void *ud)
     (void)ud;
     pool_live = 0;
     pool = NULL;
-    if (B.phase == PH_TEARDOWN) teardown();
+    if (B.phase == PH_TEARDOWN) bench_done();
 }
 
 static const http_events_t pool_events = { pool_on_connected, pool_on_failed, pool_on_closed };
@@ -204,6 +177,18 @@ static int our_channel(const herald_msg_t *m)
     return m->channel_len == n && !memcmp(m->channel, B.sf.channel, n);
 }
 
+/* A snapshot replaces the viewer's view up to its offset: the offsets it
+ * jumps over are counted as skipped, not as gaps. */
+static void on_snapshot(peer_t *p, const herald_msg_t *m)
+{
+    step_t *cur = &B.steps[B.cur];
+
+    cur->snapshots++;
+    if (m->offset > p->last_off) cur->skipped += m->offset - p->last_off;
+    p->last_off = m->offset;
+    S->on_snapshot(vidx(p), m);
+}
+
 static void on_reply(herald_client_t *c, const herald_msg_t *m, void *ud)
 {
     (void)c;
@@ -211,13 +196,11 @@ static void on_reply(herald_client_t *c, const herald_msg_t *m, void *ud)
         B.protocol_errors++;
         return;
     }
-    /* The client library has no op for "snapshot" and does not hand over its
-     * "state": it arrives here as an unknown op that names the channel and an
-     * offset, with no id. Nothing else this connection can receive looks so
-     * (no signals, presence or tokens are involved), so that is the test. */
-    if (m->op == HERALD_OP_UNKNOWN && !m->has_id && m->channel && our_channel(m) && B.phase >= PH_RUN &&
-        B.phase < PH_TEARDOWN)
-        S->on_snapshot(vidx(ud), m);
+    /* A lagging viewer's fresh snapshot (state channels conflate instead of
+     * closing a slow reader). Its "state" is in m->state; the scenarios only
+     * need its offset. */
+    if (m->op == HERALD_OP_SNAPSHOT && m->channel && our_channel(m) && B.phase >= PH_RUN && B.phase < PH_TEARDOWN)
+        on_snapshot(ud, m);
 }
 
 static void on_pub(herald_client_t *c, const herald_msg_t *m, void *ud)
@@ -237,7 +220,7 @@ static void on_close(herald_client_t *c, const herald_close_info_t *info, void *
     p->state = PS_CLOSED;
     p->c = NULL;
     if (B.phase >= PH_TEARDOWN) {
-        if (B.phase == PH_TEARDOWN) teardown();
+        if (B.phase == PH_TEARDOWN) bench_done();
         return;
     }
     if (prev != PS_READY) {
@@ -249,8 +232,8 @@ static void on_close(herald_client_t *c, const herald_close_info_t *info, void *
     bench_count_close(info->code);
     B.steps[B.cur].viewers_lost++;
     if (++lost == B.npeers)
-        srun_fail("every viewer was closed during the run (last: code %d, %s)", info->code,
-                  info->err ? herald_strerror(info->err) : info->reason);
+        bench_fail("every viewer was closed during the run (last: code %d, %s)", info->code,
+                   info->err ? herald_strerror(info->err) : info->reason);
 }
 
 static void start_peer(peer_t *p)
@@ -258,17 +241,11 @@ static void start_peer(peer_t *p)
     int r;
 
     p->kind = PEER_SUB;
-    p->state = PS_CONNECTING;
-    p->t_connect = uv_hrtime();
     B.inflight++;
-    if ((r = herald_client_new(B.hctx, &B.url, &B.copts, &callbacks, p, &p->c))) {
-        p->c = NULL;
-        p->state = PS_CLOSED;
+    if ((r = bench_peer_open(p, &callbacks))) {
         B.inflight--;
         setup_failure(r, NULL);
-        return;
     }
-    B.live++;
 }
 
 static void fill_connections(void)
@@ -286,46 +263,21 @@ step_t *srun_step_of(uint64_t ts)
     return &B.steps[0];
 }
 
-static void arm(uint64_t t_ns)
-{
-    struct itimerspec its = { { 0, 0 }, { (time_t)(t_ns / 1000000000ULL), (long)(t_ns % 1000000000ULL) } };
-    if (sched_fd >= 0) timerfd_settime(sched_fd, TFD_TIMER_ABSTIME, &its, NULL);
-}
-
-static void end_run_phase(step_t *st, uint64_t now)
-{
-    st->t_end = now;
-    bench_cpu_stop(st);
-    B.phase = PH_DRAIN;
-}
-
 /* Sends what is due by now (open loop), or ends the step's run phase. */
 static void pump(void)
 {
     step_t *st = &B.steps[B.cur];
-    uint64_t now, el, due, dur = (uint64_t)(B.o.duration * 1e9);
-    unsigned burst = 0;
+    uint64_t now, dur = (uint64_t)(B.o.duration * 1e9);
 
     if (B.phase != PH_RUN) return;
+    if (st->rate > 0) {
+        bench_pump(st, S->send, 20000);
+        return;
+    }
+    /* Closed loop: the scenario sends; only the step's time is kept here. */
     now = uv_hrtime();
-    el = now - st->t_start;
-    if (st->rate <= 0) {
-        if (el >= dur) end_run_phase(st, now);
-        else arm(st->t_start + dur);
-        return;
-    }
-    due = el >= dur ? st->total : (uint64_t)((double)el * st->rate / 1e9) + 1;
-    if (due > st->total) due = st->total;
-    /* Bounded bursts keep the loop reading while catching up. */
-    while (st->published < due && burst++ < 20000 && B.phase == PH_RUN)
-        S->send(st, st->t_start + (uint64_t)((double)st->published * 1e9 / st->rate));
-    if (B.phase != PH_RUN) return;
-    if (el >= dur && st->published == st->total) {
-        end_run_phase(st, now);
-        return;
-    }
-    arm(st->published < st->total ? st->t_start + (uint64_t)((double)st->published * 1e9 / st->rate)
-                                  : st->t_start + dur);
+    if (now - st->t_start >= dur) bench_end_run(st, now);
+    else bench_wake_at(st->t_start + dur);
 }
 
 static void start_step(int i)
@@ -334,7 +286,7 @@ static void start_step(int i)
 
     B.cur = i;
     if (!(st->lat = hist_new()) || !(st->ack = hist_new()) || !(st->rel = hist_new())) {
-        srun_fail("out of memory");
+        bench_fail("out of memory");
         return;
     }
     hist_reset(B.interval);
@@ -367,15 +319,7 @@ void srun_checked(step_t *st)
     if (B.phase != PH_HOLD) return;
     st->done = 1;
     if (B.cur + 1 < B.nsteps && B.exit_code == 0) start_step(B.cur + 1);
-    else teardown();
-}
-
-static void on_sched(uv_poll_t *h, int status, int events)
-{
-    uint64_t n;
-    (void)h; (void)status; (void)events;
-    if (read(sched_fd, &n, sizeof n) < 0) { /* EAGAIN: a spurious wakeup */ }
-    pump();
+    else bench_done();
 }
 
 static void on_check(uv_check_t *h)
@@ -392,8 +336,8 @@ static void on_tick(uv_timer_t *t)
     (void)t;
     if (B.phase == PH_SETUP) {
         if (now > setup_deadline)
-            srun_fail(prepared ? "viewer setup did not finish in time: %u of %u viewers subscribed"
-                               : "the REST setup did not finish in time (%u of %u viewers)", B.ready, B.npeers);
+            bench_fail(prepared ? "viewer setup did not finish in time: %u of %u viewers subscribed"
+                                : "the REST setup did not finish in time (%u of %u viewers)", B.ready, B.npeers);
         return;
     }
     if (B.phase == PH_RUN) pump();
@@ -410,7 +354,7 @@ static void on_tick(uv_timer_t *t)
         return;
     }
     if (B.phase == PH_HOLD && now > check_deadline)
-        srun_fail("the checks after step %d got no answer in time", B.cur + 1);
+        bench_fail("the checks after step %d got no answer in time", B.cur + 1);
 }
 
 static void on_progress(uv_timer_t *t)
@@ -433,90 +377,17 @@ static void on_progress(uv_timer_t *t)
 
 /* ---- start and stop ---- */
 
-static void close_handle(uv_handle_t *h)
+static void stop_pool(void)
 {
-    if (!uv_is_closing(h)) uv_close(h, NULL);
+    after_fn = NULL;
+    if (!pool) return;
+    B.rest_reconnects = http_reconnects(pool);
+    http_pool_close(pool);       /* may free it and call pool_on_closed() at once */
 }
 
-static void on_teardown_timeout(uv_timer_t *t)
-{
-    (void)t;
-    for (uint32_t i = 0; i < B.npeers; i++)
-        if (B.peers[i].c) herald_client_abort(B.peers[i].c);
-}
+static int pool_closing(void) { return pool_live; }
 
-static void on_watchdog(uv_timer_t *t)
-{
-    if (B.phase < PH_TEARDOWN) {
-        srun_fail("the run exceeded its time bound (a bug, or the broker stopped answering)");
-        return;
-    }
-    on_teardown_timeout(t);
-}
-
-/* Closes the viewers and the REST pool; once all are closed, the bench's own
- * handles, so that uv_run() returns. Called again from close callbacks. */
-static void teardown(void)
-{
-    if (B.phase == PH_DONE) return;
-    if (B.phase != PH_TEARDOWN) {
-        if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
-            step_t *st = &B.steps[B.cur];
-            if (!st->t_end) { st->t_end = uv_hrtime(); bench_cpu_stop(st); }
-        }
-        B.phase = PH_TEARDOWN;
-        after_fn = NULL;
-        if (B.tty && !B.o.quiet) fprintf(stderr, "\r\033[K");
-        uv_timer_stop(&B.tick);
-        uv_timer_stop(&B.progress);
-        uv_check_stop(&B.check);
-        if (sched_fd >= 0) uv_poll_stop(&sched_poll);
-        for (uint32_t i = 0; i < B.npeers; i++)
-            if (B.peers[i].c) herald_close(B.peers[i].c, 1000, "bench done");
-        if (pool) {
-            B.rest_reconnects = http_reconnects(pool);
-            http_pool_close(pool);       /* may free it and call pool_on_closed() at once */
-        }
-        if (B.phase == PH_DONE) return;
-        uv_timer_start(&B.phase_timer, on_teardown_timeout, 3000, 0);
-    }
-    if (B.live || pool_live) return;
-    B.phase = PH_DONE;
-    close_handle((uv_handle_t *)&B.tick);
-    close_handle((uv_handle_t *)&B.progress);
-    close_handle((uv_handle_t *)&B.check);
-    close_handle((uv_handle_t *)&B.phase_timer);
-    close_handle((uv_handle_t *)&B.watchdog);
-    close_handle((uv_handle_t *)&sig_int);
-    if (sched_fd >= 0) close_handle((uv_handle_t *)&sched_poll);
-    herald_ctx_free(B.hctx);
-    B.hctx = NULL;
-}
-
-static void on_sigint(uv_signal_t *h, int signum)
-{
-    (void)h; (void)signum;
-    srun_fail("interrupted");
-    B.exit_code = 130;
-}
-
-static int fd_limit(unsigned need)
-{
-    struct rlimit rl;
-
-    if (getrlimit(RLIMIT_NOFILE, &rl)) return 0;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
-        fprintf(stderr, "herald-bench: %u viewers need about %u file descriptors, but the limit is %llu "
-                "(raise the hard limit: ulimit -Hn)\n", B.o.viewers, need, (unsigned long long)rl.rlim_cur);
-        return -1;
-    }
-    return 0;
-}
+static const struct loop_driver driver = { on_tick, on_check, pump, on_progress, stop_pool, pool_closing };
 
 int srun(void)
 {
@@ -530,7 +401,7 @@ int srun(void)
         return 2;
     }
     B.npeers = B.nsubs = o->viewers;
-    if (fd_limit(o->viewers + o->clients + 32)) return 2;
+    if (loop_fd_limit(o->viewers + o->clients + 32, o->viewers, "viewers")) return 2;
     snprintf(B.run_id, sizeof B.run_id, "%08x", (unsigned)(getpid() ^ (uint32_t)uv_hrtime()));
     B.nsteps = o->nrates ? o->nrates : 1;
     B.peers = calloc(B.npeers ? B.npeers : 1, sizeof *B.peers);
@@ -540,56 +411,26 @@ int srun(void)
         fprintf(stderr, "herald-bench: out of memory\n");
         return 1;
     }
-    B.copts.encoding = o->enc;
-    B.copts.connect_timeout_ms = (unsigned)(o->connect_timeout * 1000);
-    B.rss_before = B.rss_after = B.bench_rss = -1;
-    B.tty = isatty(2);
-
-    uv_loop_init(&B.loop);
-    if (herald_ctx_new(&B.loop, &B.hctx)) {
-        fprintf(stderr, "herald-bench: out of memory\n");
-        return 1;
-    }
-    uv_timer_init(&B.loop, &B.tick);
-    uv_timer_init(&B.loop, &B.progress);
-    uv_timer_init(&B.loop, &B.watchdog);
-    uv_timer_init(&B.loop, &B.phase_timer);
-    uv_check_init(&B.loop, &B.check);
-    uv_signal_init(&B.loop, &sig_int);
-    uv_signal_start(&sig_int, on_sigint, SIGINT);
-    uv_check_start(&B.check, on_check);
-    sched_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (sched_fd >= 0) {
-        uv_poll_init(&B.loop, &sched_poll, sched_fd);
-        uv_poll_start(&sched_poll, UV_READABLE, on_sched);
-    }
-    uv_timer_start(&B.tick, on_tick, 1, 1);
-    if (B.tty && !o->quiet) uv_timer_start(&B.progress, on_progress, 500, 500);
 
     /* Every run ends by itself: the REST setup and the viewers get their
      * connect timeout plus time at a pessimistic 500 connections/s, each
      * step its duration, its drain and its checks. */
-    B.t0 = uv_hrtime();
-    setup_deadline = B.t0 + (uint64_t)((2 * o->connect_timeout + B.npeers / 500.0 + 10) * 1e9);
     bound_ms = (uint64_t)((2 * o->connect_timeout + B.npeers / 500.0 + 10 +
                            B.nsteps * (o->duration + 2 * o->drain_timeout + 12) + 10) * 1000);
-    uv_timer_start(&B.watchdog, on_watchdog, bound_ms, 0);
+    if (loop_start(&driver, bound_ms)) {
+        fprintf(stderr, "herald-bench: out of memory\n");
+        return 1;
+    }
+    setup_deadline = B.t0 + (uint64_t)((2 * o->connect_timeout + B.npeers / 500.0 + 10) * 1e9);
 
     B.phase = PH_SETUP;
     B.setup_start = uv_hrtime();
     pool_live = 1;
     if (http_pool_new(&B.loop, &B.url, o->clients, &pool_events, NULL, &pool)) {
         pool_live = 0;
-        srun_fail("out of memory");
+        bench_fail("out of memory");
     }
-    uv_run(&B.loop, UV_RUN_DEFAULT);
-    if (B.hctx) {           /* the loop stopped early: should not happen */
-        herald_ctx_free(B.hctx);
-        uv_run(&B.loop, UV_RUN_NOWAIT);
-    }
-    uv_loop_close(&B.loop);
-    if (sched_fd >= 0) close(sched_fd);
-    if (!B.setup_end) B.setup_end = uv_hrtime();
+    loop_run();
 
     if (B.fatal[0]) fprintf(stderr, "herald-bench: %s\n", B.fatal);
     if (!B.fatal[0] || ran) report();

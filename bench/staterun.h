@@ -2,10 +2,11 @@
  *
  * Owns: the phases of such a run: the REST pool (http.h) and the scenario's
  * REST setup, the viewers (WebSocket connections subscribed to the one state
- * channel, B.peers), the steps with their open-loop clock, the drain, the
- * checks after each step, teardown and the time bounds. Does not own: what
- * is sent and what is checked (scores.c, seats.c, through struct
- * srun_scenario), flags (main.c), output (report.c).
+ * channel, B.peers), the steps, the drain, the checks after each step and
+ * the time bounds. Does not own: what is sent and what is checked (scores.c,
+ * seats.c, through struct srun_scenario), the open-loop schedule
+ * (bench_pump(), run.c), the loop's handles and the end of a run (loop.c),
+ * flags (main.c), output (report.c).
  *
  * run.c drives the publishing scenarios; this is a separate, smaller driver
  * because a state-channel scenario writes through REST adapters rather than
@@ -23,11 +24,13 @@ struct srun_scenario {
     /* Allocate the scenario's state and fill B.sf.channel. Return: 0, or -1 (out of memory). */
     int (*init)(void);
     /* Every REST connection is open: set the channel up over REST, then call
-     * srun_prepared(), or srun_fail() with the reason. */
+     * srun_prepared(), or bench_fail() (loop.h) with the reason. */
     void (*prepare)(void);
     /* A viewer's subscribe was answered with op subscribed. */
     void (*on_subscribed)(uint32_t v, const herald_msg_t *m);
-    /* A pub (a delta) or a snapshot push for the channel reached viewer @v. */
+    /* A pub (a delta) or a snapshot push for the channel reached viewer @v.
+     * A snapshot is already counted (snapshots, skipped) and the viewer's
+     * last_off moved to its offset. */
     void (*on_pub)(uint32_t v, const herald_msg_t *m);
     void (*on_snapshot)(uint32_t v, const herald_msg_t *m);
     /* A step begins (st->t_start and st->rate are set). With rate 0 the
@@ -38,7 +41,7 @@ struct srun_scenario {
     /* After the step's duration: 1 once every answer and every delivery it waits for is in. */
     int (*drained)(const step_t *st);
     /* After the drain: read the broker's state, judge the step (st->sustained),
-     * then call srun_checked(st), or srun_fail(). */
+     * then call srun_checked(st), or bench_fail() (loop.h). */
     void (*check)(step_t *st);
     /* The tail of the progress line on a terminal. */
     void (*progress)(FILE *f, const step_t *st);
@@ -46,10 +49,6 @@ struct srun_scenario {
 };
 
 extern const struct srun_scenario scores_scenario, seats_scenario;
-
-/* srun_fail() - stop the run: record why (the first reason wins), exit
- * status 1, close everything. */
-void srun_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* srun_prepared() - the scenario's REST setup is done: connect the viewers. */
 void srun_prepared(void);

@@ -203,17 +203,22 @@ static int begin(const val_t *v, val_it_t *it, int map)
 int val_arr_begin(const val_t *a, val_it_t *it) { return begin(a, it, 0); }
 int val_map_begin(const val_t *m, val_it_t *it) { return begin(m, it, 1); }
 
-int val_arr_next(val_it_t *it, val_t *out)
+/* Takes the next MessagePack value of @it into @out. Return: 0, or -1 (malformed). */
+static int mnext(val_it_t *it, val_t *out)
 {
     const unsigned char *q;
 
+    if (!(q = mval_end(it->p, it->e))) return -1;
+    *out = (val_t){ it->p, q, HERALD_MSGPACK };
+    it->p = q;
+    return 0;
+}
+
+int val_arr_next(val_it_t *it, val_t *out)
+{
     if (it->enc == HERALD_JSON) return jnext(it, 0, NULL, NULL, out);
     if (!it->left) return 0;
-    if (!(q = mval_end(it->p, it->e))) return -1;
-    out->p = it->p;
-    out->e = q;
-    out->enc = HERALD_MSGPACK;
-    it->p = q;
+    if (mnext(it, out)) return -1;
     it->left--;
     return 1;
 }
@@ -221,19 +226,11 @@ int val_arr_next(val_it_t *it, val_t *out)
 int val_map_next(val_it_t *it, const char **key, size_t *klen, val_t *out)
 {
     val_t k;
-    const unsigned char *q;
 
     if (it->enc == HERALD_JSON) return jnext(it, 1, key, klen, out);
     if (!it->left) return 0;
-    if (!(q = mval_end(it->p, it->e))) return -1;
-    k = (val_t){ it->p, q, HERALD_MSGPACK };
-    if (val_str(&k, key, klen)) return -1;                          /* Herald's map keys are strings */
-    it->p = q;
-    if (!(q = mval_end(it->p, it->e))) return -1;
-    out->p = it->p;
-    out->e = q;
-    out->enc = HERALD_MSGPACK;
-    it->p = q;
+    /* Herald's map keys are strings. */
+    if (mnext(it, &k) || val_str(&k, key, klen) || mnext(it, out)) return -1;
     it->left--;
     return 1;
 }
