@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <msgpack.h>
+#include "../msgpack_same.h"
 
 #include "mpack.h"
 
@@ -68,44 +69,6 @@ static void emit_to(wbuf_t *b, const json_t *v)
         json_decref(v_);                                                       \
     } while (0)
 
-/* Whether msgpack-c's object @o holds the same value as @v. */
-static int same(const msgpack_object *o, const json_t *v)
-{
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL: return json_is_null(v);
-    case MSGPACK_OBJECT_BOOLEAN: return json_is_boolean(v) && (int)o->via.boolean == json_is_true(v);
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        return json_is_integer(v) && json_integer_value(v) >= 0 &&
-               (uint64_t)json_integer_value(v) == o->via.u64;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        return json_is_integer(v) && json_integer_value(v) == o->via.i64;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        return json_is_real(v) && !memcmp(&o->via.f64, &(double){ json_real_value(v) }, sizeof(double));
-    case MSGPACK_OBJECT_STR:
-        /* msgpack-c may give an empty string a NULL pointer. */
-        return json_is_string(v) && json_string_length(v) == o->via.str.size &&
-               (o->via.str.size == 0 || !memcmp(json_string_value(v), o->via.str.ptr, o->via.str.size));
-    case MSGPACK_OBJECT_ARRAY:
-        if (!json_is_array(v) || json_array_size(v) != o->via.array.size) return 0;
-        for (uint32_t i = 0; i < o->via.array.size; i++)
-            if (!same(&o->via.array.ptr[i], json_array_get(v, i))) return 0;
-        return 1;
-    case MSGPACK_OBJECT_MAP:
-        if (!json_is_object(v) || json_object_size(v) != o->via.map.size) return 0;
-        for (uint32_t i = 0; i < o->via.map.size; i++) {
-            const msgpack_object_kv *kv = &o->via.map.ptr[i];
-            char key[256];
-            json_t *e;
-            if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size >= sizeof key) return 0;
-            if (kv->key.via.str.size) memcpy(key, kv->key.via.str.ptr, kv->key.via.str.size);
-            key[kv->key.via.str.size] = '\0';
-            if (!(e = json_object_get(v, key)) || !same(&kv->val, e)) return 0;
-        }
-        return 1;
-    default: return 0;
-    }
-}
 
 /* Emits @v, reads it with msgpack-c (exactly one object, no bytes left) and
  * with mpack_decode; both must give back @v. */
@@ -120,7 +83,7 @@ static void check_emit(json_t *v)
     msgpack_unpacked_init(&u);
     assert_int_equal(msgpack_unpack_next(&u, (const char *)b.p, b.len, &off), MSGPACK_UNPACK_SUCCESS);
     assert_int_equal(off, b.len);
-    assert_true(same(&u.data, v));
+    assert_true(msgpack_same(&u.data, v));
     msgpack_unpacked_destroy(&u);
     back = dec_ok(b.p, b.len);
     assert_true(json_equal(back, v));
