@@ -456,7 +456,6 @@ void seats_user_disconnected(const char *user)
                 hlog(LOG_WARN, "seats", "cannot release %s's holds on %s: %s", u->name, chan, reason);
         }
     }
-    json_object_clear(u->holds);
     user_drop(u);
 }
 

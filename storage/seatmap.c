@@ -377,7 +377,7 @@ static int do_wait(struct ctx *c, json_t *res)
             json_object_set_new(res, "position", json_integer((json_int_t)i + 1));
             goto out;
         }
-    if (r->action == SEAT_WAIT && num(counts, "free") > 0) {
+    if (num(counts, "free") > 0) {
         struct find_free f = { .section = r->section };
         rc = hist_tx_scan(c->tx, SEAT_KEY, sizeof SEAT_KEY - 1, find_free_cb, &f);
         if (rc == -1 && f.v) {
