@@ -1,39 +1,28 @@
 /* broker/herald.h - the broker's process-wide state.
  *
- * Owns: struct herald, the one instance `srv` (as Redis has `server`). Every
- * field is touched on the loop thread only. Modules keep their own state
- * inside it rather than in file-level globals, so shutdown can find and free
- * everything from one place. */
+ * Owns: struct herald, the one instance `srv` (as Redis has `server`),
+ * defined in main.c. Every field is touched on the loop thread only, but
+ * srv.cfg, which is immutable once the broker runs and is read by the
+ * storage thread too. Shared fields live here (the loop, the settings, the
+ * session list, the channel and subscription maps, the scratch encoder);
+ * modules with state of their own that no other module reads keep it in a
+ * file-level struct (the storage pipeline, presence, rate limits, seats). */
 #ifndef HERALD_HERALD_H
 #define HERALD_HERALD_H
 
 #include <stdint.h>
 #include <uv.h>
-#include <libwebsockets.h>
 
 #include "config.h"
+#include "stats.h"
 #include "datadir.h"
 #include "hmap.h"
 #include "wbuf.h"
 
 struct sess;
+struct lws_context;
+struct lws_vhost;
 
-struct herald_stats {
-    uint64_t connections_total;   /* WebSocket sessions accepted */
-    uint64_t connections_refused; /* TCP connections refused at the cap or while stopping */
-    uint64_t messages_in;         /* client messages received */
-    uint64_t publications;        /* publications accepted (WS + REST) */
-    uint64_t deliveries;          /* publication frames queued to subscribers */
-    uint64_t slow_consumers;      /* connections closed with 4000 */
-    uint64_t storage_failures;    /* publications refused because the store failed or was full */
-    uint64_t auth_failures;       /* invalid, missing or foreign tokens */
-    uint64_t permission_denied;   /* subscribes, publishes and reads refused by the namespace rules */
-    uint64_t rate_limited;        /* WebSocket messages refused by limits.messages_per_second */
-    uint64_t rest_rate_limited;   /* REST requests answered 429 */
-    uint64_t connects_limited;    /* TCP connections refused by connects_per_second or a cooloff */
-    uint64_t rest_unauthorized;   /* REST requests answered 401 or 403 */
-    uint64_t origins_refused;     /* WebSocket handshakes from an Origin not allowed */
-};
 
 struct herald {
     config_t cfg;

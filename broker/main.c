@@ -1,13 +1,271 @@
-/* broker/main.c - the herald executable: parse settings, then run the server,
- * or with `herald backup DEST`, copy a (running) broker's data. */
+/* broker/main.c - the herald executable: settings, then start-up, the loop,
+ * signals, timers and shutdown; or, with `herald backup DEST`, a copy of a
+ * (running) broker's data.
+ *
+ * Owns: the order of start-up and shutdown, the signal handlers (INT/TERM
+ * stop, HUP re-reads [log]), the once-a-second tick (connect timeouts,
+ * token expiry and refresh notices, idle rate-limit entries, operator
+ * figures), the quarter-second tune (write coalescing, presence leaves),
+ * the end-of-turn flush, the descriptor limit, and which hook of the
+ * layers below calls which function of the layers above.
+ * Shutdown (SIGINT/SIGTERM): refuse new connections, ask every session to
+ * flush its queue and close with 1001, wait until all have closed or
+ * server.shutdown_timeout has passed, commit what is queued, then destroy
+ * lws in the two steps its foreign-loop mode needs
+ * (../shared/notes/lws-on-uv.md). */
 #include "herald.h"
-#include "server.h"
+#include "app/admin.h"
+#include "app/api.h"
+#include "app/ops.h"
+#include "app/seats.h"
+#include "app/state.h"
+#include "core/channel.h"
+#include "core/presence.h"
+#include "core/pubpipe.h"
+#include "net/server.h"
+#include "net/session.h"
+#include "auth/auth.h"
+#include "auth/ratelimit.h"
 #include "config.h"
 #include "hist.h"
+#include "clock.h"
 #include "log.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+
+/* SIGHUP: take the [log] settings of the config file again, so an operator
+ * can turn on debug logging without a restart. */
+static void on_hup(uv_signal_t *h, int signum)
+{
+    char err[512];
+    (void)h;
+    (void)signum;
+    if (config_reload_logging(&srv.cfg, err, sizeof err)) {
+        hlog(LOG_WARN, "config", "SIGHUP: %s", err);
+        return;
+    }
+    log_set_level(srv.cfg.log_level);
+    log_set_format(srv.cfg.log_format);
+    hlog(LOG_INFO, "config", "SIGHUP: log level %s, format %s, requests %s", log_level_name(srv.cfg.log_level),
+         srv.cfg.log_format == LOG_FMT_JSON ? "json" : "text",
+         srv.cfg.log_requests == LOG_REQ_ALL ? "all" : srv.cfg.log_requests == LOG_REQ_ERRORS ? "errors" : "off");
+}
+
+static void stop_begin(void);
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    hlog(LOG_INFO, "server", "%s received: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    stop_begin();
+}
+
+/* Once a second: connections that never sent connect, tokens about to
+ * expire or expired, idle rate-limit entries. */
+static void on_tick(uv_timer_t *t)
+{
+    uint64_t now = uv_now(&srv.loop);
+    int64_t wall = clock_wall_ms() / 1000;
+    int64_t notice = srv.cfg.refresh_notice_ms / 1000, leeway = srv.cfg.leeway_ms / 1000;
+
+    (void)t;
+    for (sess_t *s = srv.sessions; s; s = s->next) {
+        if (s->close_code) continue;
+        if (!s->connected) {
+            if (now - s->created_ms >= srv.cfg.connect_timeout_ms) sess_close(s, CLOSE_CONNECT_TIMEOUT, 1);
+            continue;
+        }
+        if (!s->ident.exp) continue;
+        if (wall > s->ident.exp + leeway) {
+            hlog(LOG_INFO, "auth", "closing client %s (user %s): token expired", s->id, s->ident.user);
+            sess_close(s, CLOSE_TOKEN_EXPIRED, 1);
+        } else if (!s->refresh_sent && wall >= s->ident.exp - notice) {
+            json_t *m = msg_reply("refresh_required", NULL);
+            if (m) json_object_set_new(m, "expires", json_integer(s->ident.exp));
+            sess_send(s, m);
+            s->refresh_sent = 1;
+        }
+    }
+    rl_sweep();
+    admin_tick();
+}
+
+static void on_tune(uv_timer_t *t)
+{
+    (void)t;
+    sess_coalesce_adjust();
+    presence_tick();
+}
+
+static void on_flush(uv_check_t *h)
+{
+    (void)h;
+    if (srv.dirty) sess_flush_dirty();
+}
+
+static void close_own_handles(void)
+{
+    uv_signal_stop(&srv.sig_int);
+    uv_signal_stop(&srv.sig_term);
+    uv_signal_stop(&srv.sig_hup);
+    uv_close((uv_handle_t *)&srv.sig_hup, NULL);
+    uv_timer_stop(&srv.tick);
+    uv_timer_stop(&srv.stop_timer);
+    uv_check_stop(&srv.flush);
+    uv_close((uv_handle_t *)&srv.flush, NULL);
+    uv_timer_stop(&srv.flush_timer);
+    uv_close((uv_handle_t *)&srv.flush_timer, NULL);
+    uv_timer_stop(&srv.tune);
+    uv_close((uv_handle_t *)&srv.tune, NULL);
+    uv_close((uv_handle_t *)&srv.sig_int, NULL);
+    uv_close((uv_handle_t *)&srv.sig_term, NULL);
+    uv_close((uv_handle_t *)&srv.tick, NULL);
+    uv_close((uv_handle_t *)&srv.stop_timer, NULL);
+}
+
+static void stop_finish(void)
+{
+    if (srv.stopping >= 2) return;
+    if (srv.nsessions) hlog(LOG_WARN, "server", "shutdown timeout: closing %u connections that did not finish",
+                            srv.nsessions);
+    srv.stopping = 2;
+    /* Commit what is queued and hand out the last outcomes while sessions
+     * and requests can still be found. */
+    pubpipe_stop();
+    server_destroy();                          /* 1st call: starts closing lws's handles */
+    close_own_handles();                       /* uv_run returns once all are closed */
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    (void)t;
+    stop_finish();
+}
+
+/* The last session closed while stopping: finish from the loop, not from
+ * inside lws's own callback. */
+static void on_last_session(void)
+{
+    uv_timer_start(&srv.stop_timer, on_stop_timer, 0, 0);
+}
+
+static void stop_begin(void)
+{
+    if (srv.stopping) return;
+    srv.stopping = 1;
+    for (sess_t *s = srv.sessions; s; s = s->next) sess_close(s, CLOSE_GOING_AWAY, 1);
+    uv_timer_start(&srv.stop_timer, on_stop_timer, srv.nsessions ? srv.cfg.shutdown_timeout_ms : 0, 0);
+}
+
+/* Raise the soft descriptor limit to the hard one and size the connection
+ * cap below it: at EMFILE libwebsockets spins on accept(). */
+static void set_fd_limit(void)
+{
+    struct rlimit rl;
+    unsigned cap;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl))
+            hlog(LOG_WARN, "server", "cannot raise the open file limit: %s", strerror(errno));
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    cap = rl.rlim_cur > FD_RESERVE * 2 ? (unsigned)(rl.rlim_cur - FD_RESERVE) : FD_RESERVE;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000) cap = 1000000;
+    if (srv.cfg.max_connections && srv.cfg.max_connections < cap) cap = srv.cfg.max_connections;
+    else if (srv.cfg.max_connections > cap)
+        hlog(LOG_WARN, "server", "limits.max_connections %u is above what the open file limit allows; using %u",
+             srv.cfg.max_connections, cap);
+    srv.max_connections = cap;
+}
+
+/* Which function of the layers above answers each event of the layers below. */
+static void wire_hooks(void)
+{
+    static const struct sess_hooks sess_hooks = { ops_handle, ops_on_closed, state_on_drained };
+
+    sess_set_hooks(&sess_hooks);
+    api_init();
+}
+
+static int run(void)
+{
+    static const struct server_hooks server_hooks = { on_last_session };
+    char err[512];
+    int rc = 0;
+
+    srv.started_ms = (uint64_t)clock_wall_ms();
+    signal(SIGPIPE, SIG_IGN);
+    set_fd_limit();
+    if (auth_init(err, sizeof err) || rl_init(err, sizeof err)) {
+        hlog(LOG_ERROR, "auth", "%s", err);
+        auth_deinit();
+        rl_deinit();
+        return 1;
+    }
+    if (datadir_open(&srv.data, srv.cfg.data_dir, err, sizeof err)) {
+        hlog(LOG_ERROR, "storage", "%s", err);
+        auth_deinit();
+        rl_deinit();
+        return 1;
+    }
+    wbuf_init(&srv.enc);
+    srv.batch = malloc(FRAME_HEADROOM + srv.cfg.write_batch_max);
+    if (!srv.batch || chan_registry_init() || hmap_init(&srv.conns, 1024) || stats_init()) {
+        hlog(LOG_ERROR, "server", "out of memory at start");
+        free(srv.batch);
+        datadir_close(&srv.data);
+        return 1;
+    }
+    wire_hooks();
+
+    uv_loop_init(&srv.loop);
+    uv_signal_init(&srv.loop, &srv.sig_int);
+    uv_signal_init(&srv.loop, &srv.sig_term);
+    uv_timer_init(&srv.loop, &srv.tick);
+    uv_timer_init(&srv.loop, &srv.stop_timer);
+    uv_signal_start(&srv.sig_int, on_signal, SIGINT);
+    uv_signal_start(&srv.sig_term, on_signal, SIGTERM);
+    uv_signal_init(&srv.loop, &srv.sig_hup);
+    uv_signal_start(&srv.sig_hup, on_hup, SIGHUP);
+    uv_timer_start(&srv.tick, on_tick, 1000, 1000);
+    uv_timer_init(&srv.loop, &srv.flush_timer);
+    uv_timer_init(&srv.loop, &srv.tune);
+    uv_timer_start(&srv.tune, on_tune, 250, 250);
+    uv_check_init(&srv.loop, &srv.flush);
+    uv_check_start(&srv.flush, on_flush);
+    uv_unref((uv_handle_t *)&srv.flush);
+
+    if (pubpipe_start() || server_start(&server_hooks)) {
+        rc = 1;
+        srv.stopping = 1;
+        stop_finish();
+    } else {
+        seats_init();
+    }
+    uv_run(&srv.loop, UV_RUN_DEFAULT);
+    server_destroy();                          /* 2nd call, outside the loop: frees it */
+    uv_run(&srv.loop, UV_RUN_NOWAIT);
+    if (uv_loop_close(&srv.loop)) hlog(LOG_WARN, "server", "event loop closed with handles still open");
+
+    chan_registry_deinit();
+    seats_deinit();
+    hmap_deinit(&srv.conns);
+    stats_deinit();
+    auth_deinit();
+    rl_deinit();
+    config_free(&srv.cfg);
+    wbuf_deinit(&srv.enc);
+    free(srv.batch);
+    datadir_close(&srv.data);
+    if (rc == 0) hlog(LOG_INFO, "server", "stopped");
+    return rc;
+}
 
 /* herald backup DEST [--data-dir DIR | --config FILE]: a consistent, compacted
  * copy of the history store, taken in one LMDB read transaction while the
@@ -56,5 +314,5 @@ int main(int argc, char **argv)
     log_set_level(srv.cfg.log_level);
     log_set_format(srv.cfg.log_format);
     hlog(LOG_INFO, "server", "herald %s starting (data dir %s)", HERALD_VERSION, srv.cfg.data_dir);
-    return server_run();
+    return run();
 }

@@ -53,6 +53,23 @@ static const struct { const char *name; enum proto_op op; } op_names[] = {
     { "seats", OP_SEATS },
 };
 
+unsigned proto_err_http_status(int code)
+{
+    switch (code) {
+    case PROTO_E_MALFORMED: case PROTO_E_BAD_FIELD: case PROTO_E_BAD_CHANNEL: return 400;
+    case PROTO_E_UNAUTHORIZED: return 401;
+    case PROTO_E_FORBIDDEN: return 403;
+    case PROTO_E_NO_HISTORY: case PROTO_E_DISABLED: return 404;
+    case PROTO_E_CONFLICT: case PROTO_E_SEATS_TAKEN: case PROTO_E_NOT_HELD: return 409;
+    case PROTO_E_TOO_LARGE: return 413;
+    case PROTO_E_NOT_INTEGER: case PROTO_E_UNKNOWN_SEAT: return 422;
+    case PROTO_E_RATE_LIMITED: return 429;
+    case PROTO_E_LIMIT: return 503;
+    case PROTO_E_STORAGE: return 507;
+    default: return 500;
+    }
+}
+
 enum proto_op proto_op_parse(const char *s)
 {
     for (size_t i = 0; i < sizeof op_names / sizeof op_names[0]; i++)

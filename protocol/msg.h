@@ -60,6 +60,14 @@ enum proto_op {
 /* proto_err_name() - the short name of @code ("malformed"), for logs and docs. */
 const char *proto_err_name(int code);
 
+/* proto_err_http_status() - the HTTP status a REST answer carries with
+ * error @code (docs/rest-api.md): 400 for bad requests, 401, 403, 404 for
+ * what the namespace does not offer, 409 for conflicts with the current
+ * state, 413, 422 for a well-formed request the state cannot take, 429, 503
+ * for limits, 507 for a store that cannot commit, 500 for anything else
+ * (PROTO_E_INTERNAL, and a negative errno). */
+unsigned proto_err_http_status(int code);
+
 /* proto_op_parse() - the op named by @s, or OP_UNKNOWN. */
 enum proto_op proto_op_parse(const char *s);
 

@@ -19,7 +19,7 @@ CHROMIUM = "/usr/bin/chromium"
 NODE = shutil.which("node")
 BROWSER_DIR = REPO / "tests" / "browser"
 CHECK = BROWSER_DIR / "admin_check.js"
-PAGE = REPO / "broker" / "admin_page.html"
+PAGE = REPO / "broker" / "app" / "admin_page.html"
 
 ADMIN_KEY = "ops-key-0123456789abcdef"
 USER_KEY = "pub-key-0123456789abcdef"

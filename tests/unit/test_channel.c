@@ -1,16 +1,18 @@
-/* tests/unit/test_channel.c - broker/channel.c: the channel registry and
+/* tests/unit/test_channel.c - broker/core/channel.c: the channel registry and
  * fan-out, with fake sessions.
  *
  * Sessions here are zeroed sess_t objects in test storage with only enc, wsi
  * and id set; no lws context exists. sess_push() asks libwebsockets for a
  * writable callback, and the link flag -Wl,--wrap=lws_callback_on_writable
- * (tests/unit/meson.build) sends that call to the counter below instead. */
+ * (tests/unit/meson.build) sends that call to the counter below instead.
+ * A closing session lets go of its subscriptions through the hook the
+ * broker's main.c installs (there, app/ops.c's, which starts with this). */
 #include "unit.h"
 
-#include "channel.h"
+#include "core/channel.h"
 #include "herald.h"
 #include "record.h"
-#include "session.h"
+#include "net/session.h"
 
 int __wrap_lws_callback_on_writable(struct lws *wsi);
 
@@ -68,6 +70,7 @@ static int setup(void **state)
     log_set_level(LOG_ERROR);             /* slow-consumer closes log at info */
     wbuf_init(&srv.enc);
     wakeups = 0;
+    sess_set_hooks(&(struct sess_hooks){ .on_closed = chan_unsubscribe_all });
     return chan_registry_init();
 }
 

@@ -2,7 +2,7 @@
  * with LWS_PRE headroom) and protocol/wbuf.c (growth, sticky out-of-memory). */
 #include "unit.h"
 
-#include "frame.h"
+#include "net/frame.h"
 #include "wbuf.h"
 
 static void test_frame_new(void **state)

@@ -1,4 +1,4 @@
-/* tests/unit/test_jwt.c - broker/jwt.c: HS256, RS256 and ES256 tokens signed
+/* tests/unit/test_jwt.c - broker/auth/jwt.c: HS256, RS256 and ES256 tokens signed
  * here with keys generated here; tampering, wrong keys, alg none and
  * confusion, strict base64url, JSON shape, exp/nbf edges, kid selection,
  * ES256 signature form, key loading and its refusals, and concurrent use. */
@@ -17,7 +17,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "jwt.h"
+#include "auth/jwt.h"
 
 #define NOW ((int64_t)1700000000)
 

@@ -1,0 +1,42 @@
+/* broker/app/admin.h - what operators see: health, readiness, channel
+ * statistics, the runtime log level, and the sys:stats channel.
+ *
+ * Owns: the answers of GET /api/health, /api/health/ready, /api/channels,
+ * /api/channels/{channel} and POST /api/admin/log (api.c routes them and
+ * checks credentials), and the once-a-second sys:stats publication that the
+ * admin page (GET /admin) draws. Loop thread only. */
+#ifndef HERALD_ADMIN_H
+#define HERALD_ADMIN_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* admin_health() - the liveness body; *@status is 200, or 503 once stopping.
+ * "status" is "ok", "degraded" (with "reasons": storage over 75%) or
+ * "stopping". Return: a new reference, or NULL. */
+json_t *admin_health(unsigned *status);
+
+/* admin_ready() - start the readiness check for HTTP request @serial, which
+ * gets its answer through http_finish(): 503 when the store is 95% full or a
+ * small write transaction fails, 200 otherwise. Return: 0, or -errno
+ * (answer 503 now). */
+int admin_ready(uint64_t serial);
+
+/* admin_channels() - a page of channel statistics for request @serial:
+ * channels whose name starts with @prefix, from the opaque @cursor (0 first),
+ * at most @limit. Return: 0, or -ENOMEM. */
+int admin_channels(uint64_t serial, const char *prefix, uint64_t cursor, unsigned limit);
+
+/* admin_channel() - the statistics of one channel for request @serial
+ * (404 if the broker does not know it). Return: 0, or -ENOMEM. */
+int admin_channel(uint64_t serial, const char *name, size_t len);
+
+/* admin_set_log_level() - change the log level now. Return: 0, or -1 if
+ * @level names none. */
+int admin_set_log_level(const char *level);
+
+/* admin_tick() - once a second: storage figures and alerts, sys:stats. */
+void admin_tick(void);
+
+#endif

@@ -1,0 +1,597 @@
+/* broker/app/api.c - see api.h.
+ *
+ * DESIGN: every endpoint is a row of one table: method, path (exact, or a
+ * prefix and suffix around a {target}), what it needs (an admin key, a valid
+ * channel name, a body) and its handlers. api_on_request() runs what every
+ * request shares once: the open endpoints first (health, readiness, the
+ * admin page: no rate limit, no key), then the per-address rate limit and
+ * the API key, then the table: 404 for no such path, 405 for a known path
+ * with the wrong method, 403 where an admin key is needed, 400 for a bad
+ * channel name, 411/413/415 for a body that cannot be taken. A handler
+ * starts with all of that checked. */
+#include "app/api.h"
+#include "app/adapters.h"
+#include "app/admin.h"
+#include "app/history.h"
+#include "app/metrics.h"
+#include "app/seats.h"
+#include "app/state.h"
+#include "core/channel.h"
+#include "core/presence.h"
+#include "core/publish.h"
+#include "core/pubpipe.h"
+#include "net/http.h"
+#include "auth/auth.h"
+#include "auth/ratelimit.h"
+#include "herald.h"
+#include "chname.h"
+#include "msg.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    R_OPEN = 1 << 0,              /* before the rate limit and the API key: probes and the admin page */
+    R_ADMIN = 1 << 1,             /* needs an admin key (when keys are configured) */
+    R_CHANNEL = 1 << 2,           /* the target is a channel name; sys: needs an admin key */
+    R_BODY = 1 << 3,              /* reads a body with a Content-Length, then calls on_body */
+    R_BODY_ENC = 1 << 4,          /* ... in JSON or MessagePack, by Content-Type */
+};
+
+/* on_request returns this to have the body read (R_BODY routes). */
+#define READ_BODY 1
+
+struct route {
+    uint8_t method;               /* enum http_method */
+    uint8_t flags;
+    const char *prefix;           /* the path, or what comes before {target} */
+    const char *suffix;           /* NULL: an exact path; else what follows {target} ("" for nothing) */
+    const char *action;           /* copied into r->action */
+    /* Headers in (target in r->target). Return: 0 (answered or parked),
+     * READ_BODY, or -1 to close. */
+    int (*on_request)(http_req_t *r);
+    int (*on_body)(http_req_t *r);  /* R_BODY: the body is in */
+};
+
+/* Operator endpoints need an admin key once keys are configured. */
+static int is_admin(const http_req_t *r)
+{
+    return auth_rest_open() || (r->key && r->key->admin);
+}
+
+static int forbid_non_admin(http_req_t *r)
+{
+    srv.stats.rest_unauthorized++;
+    return http_respond_error(r, 403, PROTO_E_FORBIDDEN, "this endpoint needs an admin API key");
+}
+
+/* Answers @r after the failure of an operation that had parked it. */
+static int oom(http_req_t *r)
+{
+    return http_respond_error(r, 500, PROTO_E_INTERNAL, "out of memory");
+}
+
+/* Opens the channel r->target: 0, or -1 after answering (503 at
+ * limits.max_channels, 500 out of memory). */
+static int open_target(http_req_t *r, chan_t **c, int *rc)
+{
+    int e = chan_open(r->target, strlen(r->target), c);
+
+    if (!e) return 0;
+    *rc = e == PROTO_E_LIMIT ? http_respond_error(r, 0, PROTO_E_LIMIT, "limit reached: limits.max_channels")
+                             : oom(r);
+    return -1;
+}
+
+/* ---- operator endpoints ---- */
+
+static int health(http_req_t *r)
+{
+    unsigned status;
+    json_t *v = admin_health(&status);
+    return http_respond_json(r, status, v);
+}
+
+static int ready(http_req_t *r)
+{
+    int rc;
+    if (http_await(r)) return -1;
+    if ((rc = admin_ready(r->serial)))
+        return http_respond_json(r, 503, json_pack("{s:s,s:[s]}", "status", "not_ready", "reasons",
+                                                   rc == -ESHUTDOWN ? "stopping" : "storage: no store"));
+    return 0;
+}
+
+extern const unsigned char admin_page_html[];
+extern const size_t admin_page_html_len;
+
+/* GET /admin: the page holds no data; it asks for an admin key itself and
+ * reads everything over the WebSocket. */
+static int admin_page(http_req_t *r)
+{
+    r->csp = "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+             "connect-src 'self' ws: wss:; img-src 'self' data:";
+    return http_respond(r, 200, "text/html; charset=utf-8", admin_page_html, admin_page_html_len);
+}
+
+static int metrics_page(http_req_t *r)
+{
+    wbuf_reset(&srv.enc);
+    metrics_render(&srv.enc);
+    if (srv.enc.oom) return oom(r);
+    return http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", srv.enc.p, srv.enc.len);
+}
+
+/* GET /api/channels?prefix=&cursor=&limit= */
+static int channel_list(http_req_t *r)
+{
+    char buf[320], pfx[300];
+    const char *prefix = http_query(r, "prefix=", buf, sizeof buf);
+    uint64_t cursor = 0, limit = 100;
+
+    snprintf(pfx, sizeof pfx, "%s", prefix ? prefix : "");
+    if (http_query_uint(r, "cursor=", &cursor) || http_query_uint(r, "limit=", &limit) || limit < 1 || limit > 1000)
+        return http_respond_error(r, 400, PROTO_E_BAD_FIELD, "cursor must be an integer >= 0, limit from 1 to 1000");
+    if (http_await(r)) return -1;
+    if (admin_channels(r->serial, pfx, cursor, (unsigned)limit)) return oom(r);
+    return 0;
+}
+
+/* GET /api/channels/{channel} */
+static int channel_stats(http_req_t *r)
+{
+    if (http_await(r)) return -1;
+    if (admin_channel(r->serial, r->target, strlen(r->target))) return oom(r);
+    return 0;
+}
+
+/* POST /api/admin/log?level=debug */
+static int set_log_level(http_req_t *r)
+{
+    char buf[40];
+    const char *lv = http_query(r, "level=", buf, sizeof buf);
+
+    r->close_after = 0;                    /* no body is expected: the connection may go on */
+    if (!lv || admin_set_log_level(lv))
+        return http_respond_error(r, 400, PROTO_E_BAD_FIELD, "level must be error, warn, info or debug");
+    return http_respond_json(r, 200, json_pack("{s:s}", "level", log_level_name((enum log_level)log_current_level)));
+}
+
+/* ---- channels ---- */
+
+/* POST /api/publish: the body {"channel","data",...} has arrived. */
+static int publish_post(http_req_t *r)
+{
+    char reason[PROTO_REASON_MAX];
+    origin_t origin = { ORIGIN_REST, 0, NULL };
+    const char *name, *kind = NULL;
+    uint64_t reply_to = 0;
+    size_t len;
+    json_t *msg = NULL, *data;
+    int code;
+
+    if (r->too_large) return http_respond_error(r, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
+    if ((code = msg_decode((enum proto_enc)r->enc, r->body ? r->body : (unsigned char *)"", r->blen, &msg, reason)))
+        return http_respond_error(r, 400, code, reason);
+    if ((code = msg_get_channel(msg, &name, &len, reason))) goto bad;
+    if (!(data = json_object_get(msg, "data"))) {
+        code = PROTO_E_BAD_FIELD;
+        snprintf(reason, sizeof reason, "field \"data\" is required");
+        goto bad;
+    }
+    if (r->key && !auth_key_may_publish(r->key, name, len)) {
+        srv.stats.rest_unauthorized++;
+        json_decref(msg);
+        return http_respond_error(r, 403, PROTO_E_FORBIDDEN, "this API key may not publish to this namespace");
+    }
+    if ((code = publish_parse_reply(msg, &reply_to, &kind, reason))) goto bad;
+    if (http_await(r)) { json_decref(msg); return -1; }
+    origin.serial = r->serial;
+    code = publish(name, len, data, NULL, reply_to, kind, &origin, reason);
+    json_decref(msg);
+    /* On 0, publish_done() answers. */
+    return code ? http_respond_error(r, 0, code, reason) : 0;
+bad:
+    json_decref(msg);
+    return http_respond_error(r, 400, code, reason);
+}
+
+/* GET /api/channels/{channel}/history?since=&before=&limit=&reverse=&thread= */
+static int channel_history(http_req_t *r)
+{
+    struct history_page page = { 0, 0, 100, 0, 0 };
+    origin_t origin = { ORIGIN_REST, 0, NULL };
+    uint64_t limit = 100;
+    char rev[32];   /* lws copies the whole "reverse=..." fragment here */
+    const char *rv;
+    chan_t *c;
+    int rc;
+
+    if (http_query_uint(r, "since=", &page.since) || http_query_uint(r, "before=", &page.before) ||
+        http_query_uint(r, "thread=", &page.thread) ||
+        http_query_uint(r, "limit=", &limit) || limit < 1 || limit > HISTORY_LIMIT_MAX)
+        return http_respond_error(r, 400, PROTO_E_BAD_FIELD,
+                                  "since and before must be integers >= 0, limit from 1 to 1000");
+    page.limit = (unsigned)limit;
+    if ((rv = http_query(r, "reverse=", rev, sizeof rev))) {
+        if (!strcmp(rv, "true") || !strcmp(rv, "1")) page.reverse = 1;
+        else if (strcmp(rv, "false") && strcmp(rv, "0"))
+            return http_respond_error(r, 400, PROTO_E_BAD_FIELD, "reverse must be true or false");
+    }
+    if (open_target(r, &c, &rc)) return rc;
+    if (http_await(r)) { chan_maybe_drop(c); return -1; }
+    origin.serial = r->serial;
+    rc = history_query(c, &page, &origin);
+    chan_maybe_drop(c);
+    if (rc == PROTO_E_NO_HISTORY)
+        return http_respond_error(r, 404, PROTO_E_NO_HISTORY, "this channel's namespace keeps no history");
+    return rc ? oom(r) : 0;
+}
+
+/* GET /api/channels/{channel}/presence */
+static int channel_presence(http_req_t *r)
+{
+    const char *name = r->target;
+    size_t len = strlen(name);
+    chan_t *c = chan_find(name, len);
+    json_t *v;
+
+    if (c ? !c->ns->presence : !config_ns(&srv.cfg, name, len)->presence)
+        return http_respond_error(r, 404, PROTO_E_DISABLED, "this channel's namespace has no presence");
+    if (!c) return http_respond_json(r, 200, json_pack("{s:s%,s:[],s:i,s:i}", "channel", name, len, "members",
+                                                       "count", 0, "connections", 0));
+    v = presence_json(c);
+    if (v) json_object_set_new(v, "channel", json_stringn(name, len));
+    return http_respond_json(r, 200, v);
+}
+
+static int state_enabled(http_req_t *r)
+{
+    return config_ns(&srv.cfg, r->target, strlen(r->target))->state;
+}
+
+/* GET /api/channels/{channel}/state?prefix=&cursor=&limit=&field=&value=&q= */
+static int state_get(http_req_t *r)
+{
+    struct state_page page;
+    char buf[300];
+    const char *v;
+    uint64_t limit = 100;
+    chan_t *c;
+    int rc;
+
+    if (!state_enabled(r))
+        return http_respond_error(r, 404, PROTO_E_DISABLED, "this channel's namespace is not a state namespace");
+    memset(&page, 0, sizeof page);
+    if (http_query_uint(r, "limit=", &limit) || limit < 1 || limit > 1000)
+        return http_respond_error(r, 400, PROTO_E_BAD_FIELD, "limit must be from 1 to 1000");
+    page.limit = (unsigned)limit;
+    if ((v = http_query(r, "prefix=", buf, sizeof buf))) snprintf(page.prefix, sizeof page.prefix, "%s", v);
+    if ((v = http_query(r, "cursor=", buf, sizeof buf))) snprintf(page.after, sizeof page.after, "%s", v);
+    if ((v = http_query(r, "field=", buf, sizeof buf))) snprintf(page.field, sizeof page.field, "%s", v);
+    if ((v = http_query(r, "value=", buf, sizeof buf))) snprintf(page.value, sizeof page.value, "%s", v);
+    if ((v = http_query(r, "q=", buf, sizeof buf))) snprintf(page.q, sizeof page.q, "%s", v);
+    if (*page.field && !http_query(r, "value=", buf, sizeof buf))
+        return http_respond_error(r, 400, PROTO_E_BAD_FIELD, "field= needs value=");
+    if (open_target(r, &c, &rc)) return rc;
+    if (http_await(r)) { chan_maybe_drop(c); return -1; }
+    rc = state_list(c, &page, r->serial);
+    chan_maybe_drop(c);
+    return rc ? oom(r) : 0;
+}
+
+/* POST /api/channels/{channel}/state: check, then read {"ops":[...]}. */
+static int state_post_check(http_req_t *r)
+{
+    size_t len = strlen(r->target);
+
+    if (!state_enabled(r))
+        return http_respond_error(r, 404, PROTO_E_DISABLED, "this channel's namespace is not a state namespace");
+    if (r->key && !auth_key_may_publish(r->key, r->target, len))
+        return http_respond_error(r, 403, PROTO_E_FORBIDDEN, "this API key may not change this namespace");
+    if (seats_is_map(r->target, len))
+        return http_respond_error(r, 403, PROTO_E_FORBIDDEN,
+                                  "a seat map changes through seat operations only (/api/events/{event}/...)");
+    return READ_BODY;
+}
+
+/* Runs the state operations @list (taken) on r->target for @r. */
+static int run_state_ops(http_req_t *r, json_t *list)
+{
+    char reason[PROTO_REASON_MAX];
+    origin_t origin = { ORIGIN_REST, 0, NULL };
+    pub_ops_t *ops;
+    chan_t *c;
+    int code, rc;
+
+    code = state_parse(list, &ops, reason);
+    json_decref(list);
+    if (code) return http_respond_error(r, 0, code, reason);
+    if (open_target(r, &c, &rc)) { pub_ops_free(ops); return rc; }
+    if (http_await(r)) { pub_ops_free(ops); chan_maybe_drop(c); return -1; }
+    origin.serial = r->serial;
+    if (pubpipe_state(c, ops, &origin)) {
+        chan_maybe_drop(c);
+        return oom(r);
+    }
+    return 0;
+}
+
+/* Decodes the JSON body of @r into *@msg. Return: 0, or -1/1 after answering
+ * (the value to return from the handler is in *@rc). */
+static int json_body(http_req_t *r, json_t **msg, int *rc)
+{
+    char reason[PROTO_REASON_MAX];
+    int code;
+
+    if (r->too_large) {
+        *rc = http_respond_error(r, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
+        return -1;
+    }
+    if ((code = msg_decode(PROTO_JSON, r->body ? r->body : (unsigned char *)"", r->blen, msg, reason))) {
+        *rc = http_respond_error(r, 400, code, reason);
+        return -1;
+    }
+    return 0;
+}
+
+/* The body of POST /api/channels/{channel}/state has arrived. */
+static int state_post(http_req_t *r)
+{
+    json_t *msg = NULL, *list;
+    int rc;
+
+    if (json_body(r, &msg, &rc)) return rc;
+    list = json_incref(json_object_get(msg, "ops"));
+    json_decref(msg);
+    return run_state_ops(r, list);
+}
+
+/* ---- adapters: scoreboards ---- */
+
+/* /api/scoreboards/{game}/score|teams|reset: check, then read the body. */
+static int scoreboard_check(http_req_t *r)
+{
+    char game[sizeof r->target];
+
+    snprintf(game, sizeof game, "%s", r->target);
+    if (scoreboard_channel(game, strlen(game), r->target, sizeof r->target))
+        return http_respond_error(r, 404, PROTO_E_BAD_FIELD, "use /api/scoreboards/{game}/score, /teams or /reset");
+    if (!state_enabled(r))
+        return http_respond_error(r, 404, PROTO_E_DISABLED,
+                                  "scoreboards need [namespace scores] state = on in the configuration");
+    if (r->key && !auth_key_may_publish(r->key, r->target, strlen(r->target)))
+        return http_respond_error(r, 403, PROTO_E_FORBIDDEN, "this API key may not change the scores namespace");
+    return READ_BODY;
+}
+
+/* The body of a scoreboard call has arrived (a reset may have none). */
+static int scoreboard_post(http_req_t *r)
+{
+    char reason[PROTO_REASON_MAX];
+    json_t *msg = NULL, *list;
+    int rc;
+
+    if ((r->blen || r->too_large || strcmp(r->action, "reset")) && json_body(r, &msg, &rc)) return rc;
+    list = scoreboard_ops(r->action, msg, reason);
+    json_decref(msg);
+    if (!list) return http_respond_error(r, 400, PROTO_E_BAD_FIELD, reason);
+    return run_state_ops(r, list);
+}
+
+/* POST /api/scoreboards/{game}/reset may come without a body. */
+static int scoreboard_reset_check(http_req_t *r)
+{
+    int rc = scoreboard_check(r);
+    if (rc == READ_BODY && http_content_length(r) < 0 && !http_chunked(r)) {
+        r->close_after = 0;                /* nothing follows: the connection may go on */
+        return scoreboard_post(r);
+    }
+    return rc;
+}
+
+/* ---- adapters: seat maps ---- */
+
+/* /api/events/{event}/seats, /hold, ...: check, then read the body. */
+static int seats_check(http_req_t *r)
+{
+    char event[sizeof r->target];
+
+    snprintf(event, sizeof event, "%s", r->target);
+    if (seats_channel(event, strlen(event), r->target, sizeof r->target))
+        return http_respond_error(r, 404, PROTO_E_BAD_FIELD,
+                                  "use /api/events/{event}/seats, /hold, /confirm, /release, /waitlist or "
+                                  "/waitlist/leave (event ids are 1-64 letters, digits, '_', '-' or '.')");
+    if (!state_enabled(r))
+        return http_respond_error(r, 404, PROTO_E_DISABLED,
+                                  "seat maps need [namespace " SEATS_NS "] state = on in the configuration");
+    if (r->key && !auth_key_may_publish(r->key, r->target, strlen(r->target)))
+        return http_respond_error(r, 403, PROTO_E_FORBIDDEN, "this API key may not change the seats namespace");
+    return READ_BODY;
+}
+
+/* The body of a seat map request has arrived. */
+static int seats_post(http_req_t *r)
+{
+    char reason[PROTO_REASON_MAX];
+    origin_t origin = { ORIGIN_REST, 0, NULL };
+    json_t *msg = NULL;
+    int code, rc;
+
+    if (json_body(r, &msg, &rc)) return rc;
+    if (http_await(r)) { json_decref(msg); return -1; }
+    origin.serial = r->serial;
+    code = seats_request(r->target, r->action, msg, NULL, 1, &origin, reason);
+    json_decref(msg);
+    return code ? http_respond_error(r, 0, code, reason) : 0;
+}
+
+/* ---- the table ---- */
+
+static const struct route routes[] = {
+    { HTTP_GET,  R_OPEN, "/api/health", NULL, NULL, health, NULL },
+    { HTTP_GET,  R_OPEN, "/api/health/ready", NULL, NULL, ready, NULL },
+    { HTTP_GET,  R_OPEN, "/admin", NULL, NULL, admin_page, NULL },
+    { HTTP_POST, R_BODY | R_BODY_ENC, "/api/publish", NULL, NULL, NULL, publish_post },
+    { HTTP_GET,  R_ADMIN, "/api/channels", NULL, NULL, channel_list, NULL },
+    { HTTP_GET,  R_ADMIN, "/metrics", NULL, NULL, metrics_page, NULL },
+    { HTTP_POST, R_ADMIN, "/api/admin/log", NULL, NULL, set_log_level, NULL },
+    { HTTP_GET,  R_CHANNEL, "/api/channels/", "/history", NULL, channel_history, NULL },
+    { HTTP_GET,  R_CHANNEL, "/api/channels/", "/presence", NULL, channel_presence, NULL },
+    { HTTP_GET,  R_CHANNEL, "/api/channels/", "/state", NULL, state_get, NULL },
+    { HTTP_POST, R_CHANNEL | R_BODY, "/api/channels/", "/state", NULL, state_post_check, state_post },
+    { HTTP_GET,  R_CHANNEL | R_ADMIN, "/api/channels/", "", NULL, channel_stats, NULL },
+    { HTTP_POST, R_BODY, "/api/scoreboards/", "/score", "score", scoreboard_check, scoreboard_post },
+    { HTTP_PUT,  R_BODY, "/api/scoreboards/", "/teams", "teams", scoreboard_check, scoreboard_post },
+    { HTTP_POST, R_BODY, "/api/scoreboards/", "/reset", "reset", scoreboard_reset_check, scoreboard_post },
+    { HTTP_PUT,  R_BODY, "/api/events/", "/seats", "define", seats_check, seats_post },
+    { HTTP_POST, R_BODY, "/api/events/", "/seats", "add", seats_check, seats_post },
+    { HTTP_POST, R_BODY, "/api/events/", "/hold", "hold", seats_check, seats_post },
+    { HTTP_POST, R_BODY, "/api/events/", "/confirm", "confirm", seats_check, seats_post },
+    { HTTP_POST, R_BODY, "/api/events/", "/release", "release", seats_check, seats_post },
+    { HTTP_POST, R_BODY, "/api/events/", "/waitlist", "waitlist", seats_check, seats_post },
+    { HTTP_POST, R_BODY, "/api/events/", "/waitlist/leave", "waitlist_leave", seats_check, seats_post },
+};
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+/* A path under a family of routes that matches none of them gets the
+ * family's own 404, which says what the family offers. */
+static const struct { const char *prefix, *reason; } families[] = {
+    { "/api/scoreboards/", "no such scoreboard action (score, teams, reset)" },
+    { "/api/events/", "no such seat map action (seats, hold, confirm, release, waitlist, waitlist/leave)" },
+};
+
+/* Whether @uri is @rt's path; the {target} then goes in @target (@len bytes). */
+static int path_match(const struct route *rt, const char *uri, char *target, size_t len)
+{
+    size_t pl = strlen(rt->prefix), ul = strlen(uri), sl, tl;
+
+    if (!rt->suffix) return !strcmp(uri, rt->prefix);
+    sl = strlen(rt->suffix);
+    if (ul <= pl + sl || strncmp(uri, rt->prefix, pl) || strcmp(uri + ul - sl, rt->suffix)) return 0;
+    tl = ul - pl - sl;
+    if (tl >= len) tl = len - 1;             /* too long for any name: the checks refuse it */
+    memcpy(target, uri + pl, tl);
+    target[tl] = '\0';
+    return 1;
+}
+
+static int wrong_method(http_req_t *r, const char *uri)
+{
+    static const char *const names[] = { "", "GET", "POST", "PUT", "DELETE" };
+    char reason[64] = "use ";
+    unsigned seen = 0;
+
+    for (size_t i = 0; i < NROUTES; i++) {
+        char t[sizeof r->target];
+        if (!path_match(&routes[i], uri, t, sizeof t) || (seen & 1u << routes[i].method)) continue;
+        if (seen) strcat(reason, " or ");
+        strcat(reason, names[routes[i].method]);
+        seen |= 1u << routes[i].method;
+    }
+    return http_respond_error(r, 405, PROTO_E_BAD_FIELD, reason);
+}
+
+/* Checks what an R_BODY route's headers say of its body. Return: 0, or
+ * nonzero after answering (the value is in *@rc). */
+static int body_refused(http_req_t *r, const struct route *rt, int *rc)
+{
+    long long cl = http_content_length(r);
+    int enc = PROTO_JSON;
+
+    /* Answer before reading a body the headers already condemn, and close
+     * (r->close_after stays set): r->route stays NULL, so the body that
+     * follows is ignored rather than acted on. */
+    if (http_chunked(r) || cl < 0) {
+        *rc = http_respond_error(r, 411, PROTO_E_BAD_FIELD,
+                                 "send the body with a Content-Length (chunked bodies are not accepted)");
+        return 1;
+    }
+    if ((rt->flags & R_BODY_ENC) && (enc = http_body_encoding(r)) < 0) {
+        *rc = http_respond_error(r, 415, PROTO_E_MALFORMED,
+                                 "Content-Type must be application/json or application/msgpack");
+        return 1;
+    }
+    if ((unsigned long long)cl > srv.cfg.max_message_size) {
+        *rc = http_respond_error(r, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
+        return 1;
+    }
+    r->enc = (uint8_t)enc;
+    return 0;
+}
+
+/* Runs route @rt for @r. */
+static int run(http_req_t *r, const struct route *rt)
+{
+    const char *why;
+    int rc;
+
+    if ((rt->flags & R_ADMIN) && !(rt->flags & R_CHANNEL) && !is_admin(r)) return forbid_non_admin(r);
+    if (rt->flags & R_CHANNEL) {
+        size_t len = strlen(r->target);
+        if (!chname_valid(r->target, len, &why)) return http_respond_error(r, 400, PROTO_E_BAD_CHANNEL, why);
+        /* Operator data (sys:stats names the busiest channels, private
+         * ones included) needs the admin scope on every path. */
+        if (((rt->flags & R_ADMIN) || auth_is_sys(r->target, len)) && !is_admin(r)) return forbid_non_admin(r);
+    }
+    if (rt->action) snprintf(r->action, sizeof r->action, "%s", rt->action);
+    if (!(rt->flags & R_BODY)) return rt->on_request(r);
+    if (rt->on_request && (rc = rt->on_request(r)) != READ_BODY) return rc;
+    if (body_refused(r, rt, &rc)) return rc;
+    r->route = rt;
+    r->close_after = 0;
+    return 0;                              /* the body follows */
+}
+
+static int on_request(http_req_t *r, const char *uri)
+{
+    char auth[600];
+    unsigned retry = 0;
+    int known = 0;
+
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (!(routes[i].flags & R_OPEN) || !path_match(&routes[i], uri, r->target, sizeof r->target)) continue;
+        if (routes[i].method != r->method) return wrong_method(r, uri);
+        return run(r, &routes[i]);
+    }
+    if (rl_rest(r->peer, &retry) != RL_OK) {
+        srv.stats.rest_rate_limited++;
+        r->retry_after = retry;
+        return http_respond_error(r, 429, PROTO_E_RATE_LIMITED,
+                                  "too many requests from this address (limits.rest_per_minute)");
+    }
+    if (!auth_rest_open() && strncmp(uri, "/ws", 3)) {
+        if (http_authorization(r, auth, sizeof auth) < 0 || !(r->key = auth_apikey(auth))) {
+            srv.stats.rest_unauthorized++;
+            rl_auth_failed(r->peer);
+            return http_respond_error(r, 401, PROTO_E_UNAUTHORIZED, "send an API key: Authorization: Bearer <key>");
+        }
+    }
+    if (!strcmp(uri, "/ws"))
+        return http_respond_error(r, 426, PROTO_E_BAD_FIELD,
+                                  "this is the WebSocket endpoint: connect with a WebSocket client");
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (!path_match(&routes[i], uri, r->target, sizeof r->target)) continue;
+        if (routes[i].method == r->method) return run(r, &routes[i]);
+        known = 1;
+    }
+    if (known) return wrong_method(r, uri);
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        if (!strncmp(uri, families[i].prefix, strlen(families[i].prefix)))
+            return http_respond_error(r, 404, PROTO_E_BAD_FIELD, families[i].reason);
+    return http_respond_error(r, 404, PROTO_E_BAD_FIELD, "no such endpoint");
+}
+
+static int on_body(http_req_t *r)
+{
+    return ((const struct route *)r->route)->on_body(r);
+}
+
+void api_init(void)
+{
+    static const struct http_hooks hooks = { on_request, on_body };
+    http_set_hooks(&hooks);
+}

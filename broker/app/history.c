@@ -1,0 +1,316 @@
+/* broker/app/history.c - see history.h. */
+#include "app/history.h"
+#include "core/presence.h"
+#include "core/pubpipe.h"
+#include "net/conns.h"
+#include "herald.h"
+#include "record.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum job_kind { JOB_SUBSCRIBE, JOB_QUERY };
+
+typedef struct job {
+    uv_work_t work;
+    enum job_kind kind;
+    chan_t *chan;                 /* held through chan->inflight */
+    origin_t origin;
+    uint64_t last;                /* the snapshot: chan->last_offset when asked */
+    uint64_t upto;                /* read offsets up to here */
+    uint64_t after;
+    unsigned limit;
+    int reverse;
+    int recovery;                 /* JOB_SUBSCRIBE: since was given */
+    int recoverable;              /* ... and the read can recover it (epoch matches, window fits) */
+    int presence;                 /* JOB_SUBSCRIBE: the reply carries the members */
+    uint64_t thread;              /* JOB_QUERY: only publications replying to this offset */
+    unsigned page_limit;          /* JOB_QUERY with a thread: the page's limit */
+    uint64_t since_offset;
+    int rc;
+    hist_result_t res;
+} job_t;
+
+/* Encodes @res's entries [lo, hi) of read order into @b as a list, in read
+ * order or reversed. */
+static void encode_list(enum proto_enc enc, const hist_result_t *res, size_t lo, size_t hi, int reversed, wbuf_t *b)
+{
+    msg_array_open(enc, (uint32_t)(hi - lo), b);
+    for (size_t k = 0; k < hi - lo; k++) {
+        const hist_entry_t *e = &res->entries[reversed ? hi - 1 - k : lo + k];
+        msg_array_sep(enc, (uint32_t)k, b);
+        rec_publication(enc, e->offset, e->rec, e->len, b);
+    }
+    msg_array_close(enc, b);
+}
+
+/* Chooses which entries fit in @budget bytes: a prefix of read order, or
+ * with @keep_suffix a suffix. Return: 1 if some were left out. */
+static int pick(enum proto_enc enc, const hist_result_t *res, size_t budget, int keep_suffix, size_t *lo, size_t *hi)
+{
+    size_t total = 0, n = res->n;
+    wbuf_t tmp;
+
+    wbuf_init(&tmp);
+    *lo = 0;
+    *hi = n;
+    for (size_t k = 0; k < n; k++) {
+        const hist_entry_t *e = &res->entries[keep_suffix ? n - 1 - k : k];
+        wbuf_reset(&tmp);
+        rec_publication(enc, e->offset, e->rec, e->len, &tmp);
+        total += tmp.len + 1;
+        if (total > budget) {
+            if (keep_suffix) *lo = n - k;
+            else *hi = k;
+            break;
+        }
+    }
+    wbuf_deinit(&tmp);
+    return *hi - *lo < n;
+}
+
+static size_t reply_budget(void) { return srv.cfg.send_queue_max / 2; }
+
+/* Sends a reply object @head with the list appended under "publications". */
+static void send_with_list(sess_t *s, json_t *head, const hist_result_t *res, size_t lo, size_t hi, int reversed)
+{
+    enum proto_enc enc = (enum proto_enc)s->enc;
+    frame_t *f;
+
+    wbuf_reset(&srv.enc);
+    msg_encode_open(enc, head, "publications", &srv.enc);
+    if (res) encode_list(enc, res, lo, hi, reversed, &srv.enc);
+    else msg_array_open(enc, 0, &srv.enc), msg_array_close(enc, &srv.enc);
+    msg_encode_close(enc, &srv.enc);
+    json_decref(head);
+    if (srv.enc.oom || !(f = frame_new(srv.enc.p, srv.enc.len))) {
+        sess_close(s, CLOSE_INTERNAL, 0);
+        return;
+    }
+    sess_push(s, f);
+    frame_unref(f);
+}
+
+static json_t *subscribed_head(chan_t *c, const json_t *id, uint64_t offset, int presence)
+{
+    json_t *m = msg_reply("subscribed", id);
+    if (!m) return NULL;
+    json_object_set_new(m, "channel", json_stringn(c->name, c->namelen));
+    json_object_set_new(m, "offset", json_integer((json_int_t)offset));
+    json_object_set_new(m, "epoch", json_string(c->epoch));
+    if (presence) json_object_set_new(m, "presence", c->ns->presence ? presence_json(c) : json_null());
+    return m;
+}
+
+static void work_read(uv_work_t *w)
+{
+    job_t *j = w->data;
+    j->rc = hist_read(pubpipe_store(), j->chan->name, j->chan->namelen, j->after, j->upto, j->limit,
+                      j->reverse, &j->res);
+}
+
+static void finish_subscribe(job_t *j)
+{
+    sess_t *s = conn_find(j->origin.serial);
+    sub_t *sub = s ? chan_sub(s, j->chan) : NULL;
+    size_t lo, hi;
+    int cut, recovered;
+    json_t *head;
+
+    if (!sub) return;                              /* gone, or unsubscribed meanwhile */
+    if (j->rc) {
+        hlog(LOG_WARN, "storage", "history read for %s failed: %s", j->chan->name, strerror(-j->rc));
+        sess_send_error(s, j->origin.id, PROTO_E_STORAGE, "reading history failed");
+        chan_unsubscribe(s, j->chan);
+        return;
+    }
+    /* Recovery reads go oldest first; keep the newest if they do not all fit. */
+    cut = pick((enum proto_enc)s->enc, &j->res, reply_budget(), !j->reverse, &lo, &hi);
+    recovered = j->recovery && j->recoverable && !cut && j->res.n == j->upto - j->since_offset &&
+                (j->res.n == 0 || j->res.entries[0].offset == j->since_offset + 1);
+    head = subscribed_head(j->chan, j->origin.id, j->upto, j->presence);
+    if (head && j->recovery) json_object_set_new(head, "recovered", json_boolean(recovered));
+    if (!head) { sess_close(s, CLOSE_INTERNAL, 0); return; }
+    send_with_list(s, head, &j->res, lo, hi, j->reverse);
+    chan_replay_end(sub);
+}
+
+/* Keeps only the entries replying to @thread, at most @limit of them. */
+static void filter_thread(hist_result_t *res, uint64_t thread, unsigned limit)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < res->n && n < limit; i++)
+        if (rec_reply_to(res->entries[i].rec, res->entries[i].len) == thread) res->entries[n++] = res->entries[i];
+    res->n = n;
+}
+
+/* The page a query answers (@ctx, a job): its entries cut to the reply
+ * budget in the encoding of the answer. */
+static void emit_page(enum proto_enc enc, wbuf_t *b, void *ctx)
+{
+    const job_t *j = ctx;
+    size_t lo, hi;
+
+    pick(enc, &j->res, reply_budget(), 0, &lo, &hi);
+    encode_list(enc, &j->res, lo, hi, 0, b);
+}
+
+/* Answers a history query: {"channel","epoch","offset","next","publications"}. */
+static void query_reply(job_t *j)
+{
+    size_t lo, hi;
+    /* "next" is computed on the JSON encoding, which is the larger: a page
+     * cut there may still fit whole in MessagePack, never the reverse. */
+    int cut = pick(PROTO_JSON, &j->res, reply_budget(), 0, &lo, &hi);
+    json_t *head = json_object(), *next = json_null();
+    uint64_t last_off = 0;
+
+    if (hi > lo) last_off = j->res.entries[hi - 1].offset;
+    /* More may follow the last entry returned when the page was full or cut. */
+    if (hi > lo && (cut || j->res.n == j->limit)) {
+        uint64_t first = j->res.found ? j->res.chan.first_offset : 1;
+        if (!j->reverse) next = json_pack("{s:I}", "since", (json_int_t)last_off);
+        else if (last_off > first) next = json_pack("{s:I,s:b}", "before", (json_int_t)last_off, "reverse", 1);
+    }
+    if (head) {
+        json_object_set_new(head, "channel", json_stringn(j->chan->name, j->chan->namelen));
+        json_object_set_new(head, "epoch", json_string(j->chan->epoch));
+        json_object_set_new(head, "offset", json_integer((json_int_t)j->last));
+        json_object_set_new(head, "next", next ? next : json_null());
+    } else {
+        json_decref(next);
+    }
+    reply_list(&j->origin, "history", head, "publications", emit_page, j);
+}
+
+static void finish_query(job_t *j)
+{
+    if (!j->rc && j->thread) {
+        filter_thread(&j->res, j->thread, j->page_limit);
+        j->limit = j->page_limit + 1;          /* a thread is one page: no "next" */
+    }
+    if (j->rc) {
+        hlog(LOG_WARN, "storage", "history read for %s failed: %s", j->chan->name, strerror(-j->rc));
+        /* 503, not the 507 of a publication: nothing was lost, a retry may read. */
+        reply_error(&j->origin, 503, PROTO_E_STORAGE, "reading history failed", NULL);
+        return;
+    }
+    query_reply(j);
+}
+
+static void after_read(uv_work_t *w, int status)
+{
+    job_t *j = w->data;
+
+    if (status) j->rc = status == UV_ECANCELED ? -ECANCELED : -EIO;
+    if (j->kind == JOB_SUBSCRIBE) finish_subscribe(j);
+    else finish_query(j);
+    j->chan->inflight--;
+    chan_maybe_drop(j->chan);
+    hist_result_free(&j->res);
+    json_decref(j->origin.id);
+    free(j);
+}
+
+static int submit(job_t *j)
+{
+    j->work.data = j;
+    j->chan->inflight++;
+    if (uv_queue_work(&srv.loop, &j->work, work_read, after_read)) {
+        j->chan->inflight--;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const struct history_since *since,
+                       int presence)
+{
+    unsigned keep = c->ns->history ? c->ns->history_size : 0;
+    uint64_t upto = c->last_offset;
+    sub_t *sub = chan_sub(s, c);
+    json_t *head;
+    job_t *j;
+
+    if (n == 0 && !since->set) {                   /* a plain subscribe */
+        head = subscribed_head(c, id, upto, presence);
+        sess_send(s, head);
+        return head ? 0 : -ENOMEM;
+    }
+    if (!keep || !pubpipe_store() || upto == 0 ||
+        (since->set && !strcmp(since->epoch, c->epoch) && since->offset == upto)) {
+        /* Nothing to read: no history kept, nothing published, or the client
+         * has seen everything. */
+        head = subscribed_head(c, id, upto, presence);
+        if (head && since->set)
+            json_object_set_new(head, "recovered",
+                                json_boolean(!strcmp(since->epoch, c->epoch) && since->offset == upto));
+        if (!head) return -ENOMEM;
+        send_with_list(s, head, NULL, 0, 0, 0);
+        return 0;
+    }
+    if (!(j = calloc(1, sizeof *j))) return -ENOMEM;
+    j->kind = JOB_SUBSCRIBE;
+    j->presence = presence;
+    j->chan = c;
+    j->origin.kind = ORIGIN_WS;
+    j->origin.serial = s->serial;
+    j->origin.id = id ? json_incref((json_t *)id) : NULL;
+    j->last = j->upto = upto;
+    if (since->set) {
+        j->recovery = 1;
+        j->since_offset = since->offset;
+        j->recoverable = !strcmp(since->epoch, c->epoch) && since->offset < upto && upto - since->offset <= keep;
+    }
+    if (j->recoverable) {
+        j->after = since->offset;
+        j->limit = (unsigned)(upto - since->offset);
+        j->reverse = 0;
+    } else {
+        /* The last N, or for a recovery that cannot succeed, the kept tail. */
+        j->after = 0;
+        j->limit = since->set ? keep : (n < keep ? n : keep);
+        j->reverse = 1;
+    }
+    if (submit(j)) {
+        json_decref(j->origin.id);
+        free(j);
+        return -ENOMEM;
+    }
+    chan_replay_start(sub);
+    return 0;
+}
+
+int history_query(chan_t *c, const struct history_page *page, origin_t *origin)
+{
+    job_t *j;
+
+    if (!c->ns->history || !pubpipe_store()) return PROTO_E_NO_HISTORY;
+    if (!(j = calloc(1, sizeof *j))) return -ENOMEM;
+    j->kind = JOB_QUERY;
+    j->chan = c;
+    j->origin = *origin;
+    origin->id = NULL;
+    j->last = j->upto = c->last_offset;
+    if (page->before && page->before - 1 < j->upto) j->upto = page->before - 1;
+    j->after = page->since;
+    j->limit = page->limit;
+    j->reverse = page->reverse;
+    if (page->thread) {
+        /* A thread's replies are found by reading the whole kept log. */
+        j->thread = page->thread;
+        j->page_limit = page->limit;
+        j->after = page->thread;
+        j->limit = c->ns->history_size;
+        j->reverse = 0;
+    }
+    if (j->upto <= j->after) j->limit = 0;         /* an empty page, read nothing */
+    if (submit(j)) {
+        json_decref(j->origin.id);
+        free(j);
+        return -ENOMEM;
+    }
+    return 0;
+}

@@ -1,0 +1,469 @@
+/* broker/app/seats.c - see seats.h.
+ *
+ * DESIGN: every seat request becomes one custom state operation, so it takes
+ * the same road as any state change: queued to the storage thread, applied
+ * all or none in the channel's write transaction, its delta published with
+ * an offset, and only then answered. This file checks everything that does
+ * not need the stored map (ids, ttl, who may ask), so what reaches the
+ * transaction can only fail on the seats' current state. */
+#include "app/seats.h"
+#include "core/channel.h"
+#include "core/publish.h"
+#include "chname.h"
+#include "herald.h"
+#include "hmap.h"
+#include "seatmap.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define USER_MAX 255
+
+/* A request on its way through the store; owned by its pub_ops_t. */
+typedef struct seat_job {
+    seat_req_t req;
+    char user[USER_MAX + 1];
+    char section[SEAT_ID_MAX + 1];
+    const char *action;           /* the name the requester used */
+} seat_job_t;
+
+/* A user known to hold seats, or connected. */
+struct seat_user {
+    char *name;
+    unsigned nconn;
+    json_t *holds;                /* {channel: {seat: true}}: seats held in namespaces that release on disconnect */
+};
+
+static hmap_t users;
+static int users_ready;
+static int any_release;           /* some namespace has seat_release_on_disconnect */
+
+static const struct { const char *name; enum seat_action action; } actions[] = {
+    { "define", SEAT_DEFINE }, { "add", SEAT_ADD }, { "hold", SEAT_HOLD }, { "confirm", SEAT_CONFIRM },
+    { "release", SEAT_RELEASE }, { "waitlist", SEAT_WAIT }, { "waitlist_leave", SEAT_UNWAIT },
+};
+
+/* Event ids, seat ids and section names: 1-64 letters, digits, '_', '-', '.'. */
+static int id_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > SEAT_ID_MAX) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+              s[i] == '_' || s[i] == '-' || s[i] == '.'))
+            return 0;
+    return 1;
+}
+
+static int json_id_ok(const json_t *v)
+{
+    return json_is_string(v) && id_ok(json_string_value(v), json_string_length(v));
+}
+
+int seats_channel(const char *event, size_t elen, char *out, size_t len)
+{
+    int n;
+    if (!id_ok(event, elen)) return -1;
+    n = snprintf(out, len, SEATS_NS ":%.*s", (int)elen, event);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int seats_is_map(const char *name, size_t len)
+{
+    return len > sizeof SEATS_NS && !memcmp(name, SEATS_NS ":", sizeof SEATS_NS);
+}
+
+static int bad(char *reason, const char *what)
+{
+    snprintf(reason, PROTO_REASON_MAX, "%s", what);
+    return PROTO_E_BAD_FIELD;
+}
+
+static int oom(char *reason)
+{
+    snprintf(reason, PROTO_REASON_MAX, "out of memory");
+    return PROTO_E_INTERNAL;
+}
+
+/* "seats": 1-100 distinct seat ids. */
+static int check_ids(const json_t *seats, char *reason)
+{
+    size_t i, j;
+    json_t *v;
+
+    if (!json_is_array(seats) || json_array_size(seats) == 0 || json_array_size(seats) > SEAT_REQ_MAX) {
+        snprintf(reason, PROTO_REASON_MAX, "field \"seats\" must be a list of 1 to %d seat ids", SEAT_REQ_MAX);
+        return PROTO_E_BAD_FIELD;
+    }
+    json_array_foreach(seats, i, v) {
+        if (!json_id_ok(v)) {
+            snprintf(reason, PROTO_REASON_MAX, "seats[%zu]: a seat id is 1-64 letters, digits, '_', '-' or '.'", i);
+            return PROTO_E_BAD_FIELD;
+        }
+        for (j = 0; j < i; j++)
+            if (json_equal(v, json_array_get(seats, j))) {
+                snprintf(reason, PROTO_REASON_MAX, "seats[%zu]: seat \"%s\" is listed twice", i, json_string_value(v));
+                return PROTO_E_BAD_FIELD;
+            }
+    }
+    return 0;
+}
+
+/* "seats" of a map definition: up to SEAT_MAP_MAX {"id","section","price_class"?}, distinct ids. */
+static int check_defs(const json_t *seats, int at_least_one, char *reason)
+{
+    json_t *seen, *d;
+    size_t i;
+    int r = 0;
+
+    if (!json_is_array(seats) || json_array_size(seats) > SEAT_MAP_MAX || (at_least_one && !json_array_size(seats))) {
+        snprintf(reason, PROTO_REASON_MAX, "field \"seats\" must be a list of %d to %d seats, each "
+                 "{\"id\",\"section\",\"price_class\"}", at_least_one, SEAT_MAP_MAX);
+        return PROTO_E_BAD_FIELD;
+    }
+    if (!(seen = json_object())) return oom(reason);
+    json_array_foreach(seats, i, d) {
+        json_t *pc = json_object_get(d, "price_class");
+        if (!json_is_object(d) || !json_id_ok(json_object_get(d, "id")) || !json_id_ok(json_object_get(d, "section"))) {
+            snprintf(reason, PROTO_REASON_MAX, "seats[%zu]: needs \"id\" and \"section\", each 1-64 letters, "
+                     "digits, '_', '-' or '.'", i);
+            r = PROTO_E_BAD_FIELD;
+            break;
+        }
+        if (pc && (!json_is_string(pc) || json_string_length(pc) > 64)) {
+            snprintf(reason, PROTO_REASON_MAX, "seats[%zu]: \"price_class\" must be a string of at most 64 bytes", i);
+            r = PROTO_E_BAD_FIELD;
+            break;
+        }
+        if (json_object_get(seen, json_string_value(json_object_get(d, "id")))) {
+            snprintf(reason, PROTO_REASON_MAX, "seats[%zu]: seat \"%s\" is listed twice", i,
+                     json_string_value(json_object_get(d, "id")));
+            r = PROTO_E_BAD_FIELD;
+            break;
+        }
+        json_object_set_new(seen, json_string_value(json_object_get(d, "id")), json_true());
+    }
+    json_decref(seen);
+    return r;
+}
+
+static void job_free(void *p)
+{
+    seat_job_t *j = p;
+    if (!j) return;
+    json_decref(j->req.seats);
+    free(j);
+}
+
+/* ---- who holds what, for release on disconnect ---- */
+
+static struct seat_user *user_get(const char *name, int create)
+{
+    struct seat_user *u;
+
+    if (!users_ready) {
+        if (!create || hmap_init(&users, 64)) return NULL;
+        users_ready = 1;
+    }
+    if ((u = hmap_get(&users, name, strlen(name))) || !create) return u;
+    if (!(u = calloc(1, sizeof *u)) || !(u->name = strdup(name)) || !(u->holds = json_object()) ||
+        hmap_put(&users, u->name, strlen(u->name), u)) {
+        if (u) {
+            free(u->name);
+            json_decref(u->holds);
+        }
+        free(u);
+        return NULL;
+    }
+    return u;
+}
+
+static void user_drop(struct seat_user *u)
+{
+    hmap_del(&users, u->name, strlen(u->name));
+    json_decref(u->holds);
+    free(u->name);
+    free(u);
+}
+
+/* Records that @user now holds (@add) or no longer holds @seats on @c. */
+static void track(chan_t *c, const char *user, const json_t *seats, int add)
+{
+    struct seat_user *u;
+    json_t *held, *id;
+    size_t i;
+
+    if (!c->ns->seat_release_on_disconnect || !(u = user_get(user, add))) return;
+    held = json_object_getn(u->holds, c->name, c->namelen);
+    if (add && !held) {
+        held = json_object();
+        json_object_setn_new(u->holds, c->name, c->namelen, held);
+    }
+    json_array_foreach(seats, i, id) {
+        if (add) json_object_set_new(held, json_string_value(id), json_true());
+        else if (held) json_object_del(held, json_string_value(id));
+    }
+    if (held && !json_object_size(held)) json_object_deln(u->holds, c->name, c->namelen);
+    if (!u->nconn && !json_object_size(u->holds)) user_drop(u);
+}
+
+/* ---- requests ---- */
+
+static void notify_offer(const chan_t *c, const json_t *o)
+{
+    char name[300], reason[PROTO_REASON_MAX];
+    origin_t none = { ORIGIN_NONE, 0, NULL };
+    const char *user = json_string_value(json_object_get(o, "user"));
+    json_t *data;
+    int n = snprintf(name, sizeof name, "user:%s", user ? user : "");
+
+    if (n < 0 || (size_t)n >= sizeof name || !chname_valid(name, (size_t)n, NULL)) {
+        hlog(LOG_WARN, "seats", "cannot notify user %s of seat offer on %s: not a valid personal channel name",
+             user ? user : "?", c->name);
+        return;
+    }
+    data = json_pack("{s:s,s:s,s:s%,s:O,s:O,s:O}", "type", "seat_offer", "event", c->name + sizeof SEATS_NS,
+                     "channel", c->name, (size_t)c->namelen, "seat", json_object_get(o, "seat"), "section",
+                     json_object_get(o, "section"), "expires", json_object_get(o, "expires"));
+    if (!data || publish(name, (size_t)n, data, NULL, 0, NULL, &none, reason))
+        hlog(LOG_WARN, "seats", "cannot notify user %s of seat offer on %s", user, c->name);
+    json_decref(data);
+}
+
+/* The outcome is known (pub_ops_t.done): notify offers, keep track of
+ * holds, and shape the report into the answer. */
+static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
+{
+    seat_job_t *j = ops->custom;
+    json_t *offers, *o;
+    size_t i;
+
+    if ((unsigned)j->req.action < sizeof metrics.seat_requests / sizeof metrics.seat_requests[0])
+        metrics.seat_requests[j->req.action][code == 0 ? 0 : code == PROTO_E_STORAGE || code == PROTO_E_INTERNAL ? 2 : 1]++;
+    if (code || !result) return;
+    offers = json_object_get(result, "offers");
+    json_array_foreach(offers, i, o) {
+        json_t *one = json_pack("[O]", json_object_get(o, "seat"));
+        notify_offer(c, o);
+        if (one) track(c, json_string_value(json_object_get(o, "user")), one, 1);
+        json_decref(one);
+    }
+    json_object_del(result, "offers");
+    switch (j->req.action) {
+    case SEAT_HOLD: track(c, j->user, j->req.seats, 1); break;
+    case SEAT_CONFIRM:
+    case SEAT_RELEASE: track(c, j->user, json_object_get(result, "seats"), 0); break;
+    default: break;
+    }
+    if (j->action) json_object_set_new(result, "action", json_string(j->action));
+}
+
+/* Queues @j on seat map @name for @origin. Return: 0, or a PROTO_E_* code. */
+static int submit(const char *name, seat_job_t *j, origin_t *origin, char *reason)
+{
+    pub_ops_t *ops = calloc(1, sizeof *ops);
+    chan_t *c;
+    int r;
+
+    if (!ops || !(ops->ops = calloc(1, sizeof *ops->ops))) {
+        free(ops);
+        job_free(j);
+        origin_clear(origin);
+        return oom(reason);
+    }
+    ops->n = 1;
+    ops->ops[0].type = HIST_OP_CUSTOM;
+    ops->ops[0].custom = seatmap_apply;
+    ops->ops[0].arg = &j->req;
+    ops->custom = j;
+    ops->custom_free = job_free;
+    ops->done = job_done;
+    ops->reply_op = "seats";
+    if ((r = chan_open(name, strlen(name), &c))) {
+        pub_ops_free(ops);
+        origin_clear(origin);
+        snprintf(reason, PROTO_REASON_MAX, "%s", r == PROTO_E_LIMIT ? "limit reached: limits.max_channels"
+                                                                    : "out of memory");
+        return r == PROTO_E_LIMIT ? r : PROTO_E_INTERNAL;
+    }
+    if (!c->ns->state) {
+        chan_maybe_drop(c);
+        pub_ops_free(ops);
+        origin_clear(origin);
+        snprintf(reason, PROTO_REASON_MAX, "seat maps need [namespace " SEATS_NS "] state = on in the configuration");
+        return PROTO_E_DISABLED;
+    }
+    if (pubpipe_state(c, ops, origin)) {
+        chan_maybe_drop(c);
+        return oom(reason);
+    }
+    return 0;
+}
+
+int seats_request(const char *chan, const char *action, const json_t *body, const char *user, int backend,
+                  origin_t *origin, char *reason)
+{
+    const ns_config_t *ns = config_ns(&srv.cfg, chan, strlen(chan));
+    seat_job_t *j;
+    size_t i;
+    int r = PROTO_E_BAD_FIELD;
+
+    for (i = 0; i < sizeof actions / sizeof actions[0]; i++)
+        if (!strcmp(action, actions[i].name)) break;
+    if (i == sizeof actions / sizeof actions[0]) {
+        bad(reason, "\"action\" must be hold, confirm, release, waitlist or waitlist_leave");
+        goto fail;
+    }
+    if (!(j = calloc(1, sizeof *j))) { r = oom(reason); goto fail; }
+    j->action = actions[i].name;
+    j->req.action = actions[i].action;
+    j->req.offer_ttl_ms = ns->seat_offer_ttl_ms;
+    j->req.waitlist_max = ns->waitlist_max;
+    j->req.cancel = backend;
+    if (!json_is_object(body)) { bad(reason, "the body must be a JSON object"); goto fail_job; }
+    if (j->req.action != SEAT_DEFINE && j->req.action != SEAT_ADD) {
+        const json_t *u = user ? NULL : json_object_get(body, "user");
+        const char *name = user ? user : json_string_value(u);
+        size_t len = user ? strlen(user) : json_string_length(u);
+        if (!name || len == 0 || len > USER_MAX || memchr(name, 0, len)) {
+            bad(reason, "field \"user\" must be the id of the user acted for (1-255 bytes)");
+            goto fail_job;
+        }
+        memcpy(j->user, name, len + 1);
+        j->req.user = j->user;
+    }
+    switch (j->req.action) {
+    case SEAT_DEFINE:
+    case SEAT_ADD:
+        if ((r = check_defs(json_object_get(body, "seats"), j->req.action == SEAT_ADD, reason))) goto fail_job;
+        break;
+    case SEAT_HOLD: {
+        json_t *ttl = json_object_get(body, "ttl");
+        if (!json_is_integer(ttl) || json_integer_value(ttl) < 1 ||
+            json_integer_value(ttl) > (json_int_t)(ns->seat_hold_max_ms / 1000)) {
+            snprintf(reason, PROTO_REASON_MAX, "field \"ttl\" must be whole seconds from 1 to %u (seat_hold_max)",
+                     ns->seat_hold_max_ms / 1000);
+            r = PROTO_E_BAD_FIELD;
+            goto fail_job;
+        }
+        j->req.ttl_ms = (int64_t)json_integer_value(ttl) * 1000;
+    }
+        /* fall through */
+    case SEAT_CONFIRM:
+    case SEAT_RELEASE:
+        if ((r = check_ids(json_object_get(body, "seats"), reason))) goto fail_job;
+        break;
+    case SEAT_WAIT:
+    case SEAT_UNWAIT: {
+        const json_t *s = json_object_get(body, "section");
+        if (!json_id_ok(s)) {
+            r = bad(reason, "field \"section\" must be a section name: 1-64 letters, digits, '_', '-' or '.'");
+            goto fail_job;
+        }
+        memcpy(j->section, json_string_value(s), json_string_length(s) + 1);
+        j->req.section = j->section;
+        break;
+    }
+    default:
+        break;
+    }
+    /* A copy of its own: the storage thread reads it while the loop frees the request. */
+    if (json_object_get(body, "seats") && j->req.action != SEAT_WAIT && j->req.action != SEAT_UNWAIT &&
+        !(j->req.seats = json_deep_copy(json_object_get(body, "seats")))) {
+        r = oom(reason);
+        goto fail_job;
+    }
+    return submit(chan, j, origin, reason);
+fail_job:
+    job_free(j);
+fail:
+    origin_clear(origin);
+    return r;
+}
+
+/* ---- expiry ---- */
+
+/* A hold's timer is due (pubpipe_timers()): queue its expiry, which frees
+ * the seat only if that hold is still the seat's. */
+static void on_due(int64_t at_ms, const char *chan, size_t chanlen, const char *key, size_t klen)
+{
+    char name[256], reason[PROTO_REASON_MAX];
+    origin_t none = { ORIGIN_NONE, 0, NULL };
+    seat_job_t *j;
+
+    if (chanlen >= sizeof name || klen <= 5 || memcmp(key, "seat:", 5) || !id_ok(key + 5, klen - 5)) return;
+    memcpy(name, chan, chanlen);
+    name[chanlen] = '\0';
+    if (!(j = calloc(1, sizeof *j)) || !(j->req.seats = json_pack("[s%]", key + 5, klen - 5))) {
+        job_free(j);
+        return;
+    }
+    j->req.action = SEAT_EXPIRE;
+    j->req.at_ms = at_ms;
+    j->req.offer_ttl_ms = config_ns(&srv.cfg, name, chanlen)->seat_offer_ttl_ms;
+    if (submit(name, j, &none, reason)) hlog(LOG_WARN, "seats", "cannot expire a hold on %s: %s", name, reason);
+}
+
+void seats_init(void)
+{
+    any_release = srv.cfg.ns_template.seat_release_on_disconnect;
+    for (size_t i = 0; i < srv.cfg.nns; i++) any_release |= srv.cfg.ns[i].seat_release_on_disconnect;
+    pubpipe_timers(on_due);
+}
+
+/* ---- connections ---- */
+
+void seats_user_connected(const char *user)
+{
+    struct seat_user *u;
+
+    /* Connections are counted only where a disconnect can release holds. */
+    if (!any_release || !(u = user_get(user, 1))) return;
+    u->nconn++;
+}
+
+void seats_user_disconnected(const char *user)
+{
+    struct seat_user *u = user_get(user, 0);
+    const char *chan;
+    json_t *held;
+
+    if (!u || (u->nconn && --u->nconn)) return;
+    /* A shutdown is not a user leaving: their holds wait for them (or expire). */
+    if (!srv.stopping) {
+        json_object_foreach(u->holds, chan, held) {
+            char reason[PROTO_REASON_MAX];
+            origin_t none = { ORIGIN_NONE, 0, NULL };
+            seat_job_t *j = calloc(1, sizeof *j);
+            const char *id;
+            json_t *v;
+            if (!j || !(j->req.seats = json_array())) { job_free(j); break; }
+            json_object_foreach(held, id, v) json_array_append_new(j->req.seats, json_string(id));
+            j->req.action = SEAT_RELEASE;
+            j->req.lenient = 1;
+            j->req.offer_ttl_ms = config_ns(&srv.cfg, chan, strlen(chan))->seat_offer_ttl_ms;
+            snprintf(j->user, sizeof j->user, "%s", u->name);
+            j->req.user = j->user;
+            if (submit(chan, j, &none, reason))
+                hlog(LOG_WARN, "seats", "cannot release %s's holds on %s: %s", u->name, chan, reason);
+        }
+    }
+    user_drop(u);
+}
+
+void seats_deinit(void)
+{
+    struct seat_user *u;
+    size_t pos = 0;
+
+    if (!users_ready) return;
+    while ((u = hmap_next(&users, &pos))) {
+        json_decref(u->holds);
+        free(u->name);
+        free(u);
+    }
+    hmap_deinit(&users);
+    users_ready = 0;
+}

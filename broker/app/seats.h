@@ -1,0 +1,53 @@
+/* broker/app/seats.h - seat maps: the requests of the REST adapter
+ * (/api/events/{event}/...) and of the seats op, hold expiry, waitlist offer
+ * notifications and release on disconnect.
+ *
+ * Owns: validating a seat request and turning it into one custom state
+ * operation on the channel seats:{event} (storage/seatmap.c applies it in the
+ * channel's transaction); queueing an expiry for each hold timer the store
+ * reports due; publishing a waitlist offer on the offered user's personal
+ * channel user:{id}; and which seats each user holds in namespaces with
+ * seat_release_on_disconnect, so their last disconnect releases them.
+ * Loop thread only. */
+#ifndef HERALD_SEATS_H
+#define HERALD_SEATS_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "core/pubpipe.h"
+
+#define SEATS_NS "seats"
+
+/* seats_init() - start taking the store's due hold timers. */
+void seats_init(void);
+
+/* seats_deinit() - forget every user's holds (at exit; nothing is released). */
+void seats_deinit(void);
+
+/* seats_channel() - write "seats:<event>" into @out (@len bytes).
+ * Return: 0, or -1 if @event (@elen bytes) is not a valid event id. */
+int seats_channel(const char *event, size_t elen, char *out, size_t len);
+
+/* seats_is_map() - whether channel @name is a seat map (namespace "seats"),
+ * which changes only through seat requests. */
+int seats_is_map(const char *name, size_t len);
+
+/* seats_request() - carry out seat @action ("define", "add", "hold",
+ * "confirm", "release", "waitlist" or "waitlist_leave") described by @body on
+ * seat map @chan, for @user (NULL: take "user" from @body, as the backend
+ * does over REST), answering @origin (its id reference is taken). @backend:
+ * the request comes over REST, where confirm is always allowed and release
+ * also cancels bookings.
+ * @reason: [out] on a PROTO_E_* failure (PROTO_REASON_MAX bytes).
+ * Return: 0 (the answer comes through publish_done()), or a PROTO_E_* code. */
+int seats_request(const char *chan, const char *action, const json_t *body, const char *user, int backend,
+                  origin_t *origin, char *reason);
+
+/* seats_user_connected(), seats_user_disconnected() - a connection of @user
+ * was established / closed; the last close releases the user's holds where
+ * the namespace says so (not while the broker shuts down). */
+void seats_user_connected(const char *user);
+void seats_user_disconnected(const char *user);
+
+#endif

@@ -1,0 +1,65 @@
+/* broker/auth/ratelimit.h - token buckets, and per-client-address limits.
+ *
+ * Owns: struct bucket (a token bucket in caller storage), the table of
+ * client addresses with their buckets and counters (srv-wide), and the list of
+ * addresses the per-address limits skip (limits.rate_limit_exempt, loopback
+ * by default: behind a reverse proxy every client has the proxy's address).
+ * An address's entry is created on first use and dropped once it has been
+ * idle long enough that all its buckets are full again, so the table holds
+ * only addresses seen recently. Loop thread only. */
+#ifndef HERALD_RATELIMIT_H
+#define HERALD_RATELIMIT_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* A token bucket: @rate tokens per second, at most @burst banked. */
+typedef struct bucket {
+    double tokens;
+    uint64_t last_ms;
+} bucket_t;
+
+/* bucket_take() - take one token if there is one at @now_ms.
+ * Return: 1 if taken, 0 if the bucket is empty. A @rate of 0 means no limit. */
+int bucket_take(bucket_t *b, double rate, double burst, uint64_t now_ms);
+
+/* bucket_wait_ms() - how long until the bucket has a token again. */
+uint64_t bucket_wait_ms(const bucket_t *b, double rate, uint64_t now_ms);
+
+/* Per-address limits. @addr is a textual IPv4 or IPv6 address. */
+enum rl_verdict { RL_OK = 0, RL_LIMITED, RL_COOLOFF, RL_TOO_MANY };
+
+/* rl_init() - parse limits.rate_limit_exempt. Return: 0, or -1 with @err. */
+int rl_init(char *err, size_t errlen);
+void rl_deinit(void);
+
+/* rl_exempt() - whether @addr is in the exempt list. */
+int rl_exempt(const char *addr);
+
+/* rl_connect() - a new TCP connection from @addr: RL_OK, RL_LIMITED
+ * (limits.connects_per_second) or RL_COOLOFF (too many failed
+ * authentications lately). */
+enum rl_verdict rl_connect(const char *addr);
+
+/* rl_rest() - a REST request from @addr: RL_OK, RL_LIMITED
+ * (limits.rest_per_minute; *@retry_s says when to retry) or RL_COOLOFF. */
+enum rl_verdict rl_rest(const char *addr, unsigned *retry_s);
+
+/* rl_session_open() / rl_session_close() - count WebSocket sessions per
+ * address for limits.connections_per_ip. open returns RL_TOO_MANY at the cap
+ * (and counts nothing then). */
+enum rl_verdict rl_session_open(const char *addr);
+void rl_session_close(const char *addr);
+
+/* rl_auth_failed() - a failed authentication from @addr; after
+ * auth.failures_max of them within the cooloff the address is refused for
+ * auth.cooloff. Return: 1 if the address is now cooling off. */
+int rl_auth_failed(const char *addr);
+
+/* rl_sweep() - drop idle entries (call about once a second). */
+void rl_sweep(void);
+
+/* rl_peer() - the textual address of the peer of socket @fd into @out. */
+int rl_peer(int fd, char *out, size_t len);
+
+#endif

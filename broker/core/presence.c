@@ -1,0 +1,243 @@
+/* broker/core/presence.c - see presence.h. */
+#include "core/presence.h"
+#include "core/channel.h"
+#include "herald.h"
+#include "net/session.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct member {
+    struct member *pend_prev, *pend_next;  /* the pending-leave list, while leave_at is set */
+    struct chan *chan;
+    uint32_t conns;
+    uint64_t leave_at;            /* loop ms when the leave is announced; 0: present */
+    json_t *info;                 /* from the user's token, or NULL */
+    uint8_t anon;                 /* key is a client id, not a user id */
+    size_t keylen;
+    char key[];
+} member_t;
+
+struct presence {
+    hmap_t members;               /* key -> member_t */
+    uint32_t conns;               /* subscribed connections */
+    json_t *joins, *leaves;       /* batched events, above the tier (a sample) */
+    uint32_t njoins, nleaves;     /* ... and how many there were in all */
+    struct presence *batch_next;  /* on the list of presences with a batch to flush */
+    uint8_t batched;
+    struct chan *chan;
+};
+
+static member_t *pending;         /* members waiting out their grace */
+static struct presence *batches;  /* presences with events to flush */
+
+uint32_t presence_count(const struct chan *c)
+{
+    return c->pres ? (uint32_t)c->pres->members.count : 0;
+}
+
+static json_t *member_json(const member_t *m, int with_conns)
+{
+    json_t *o = json_object();
+    if (!o) return NULL;
+    if (m->anon) json_object_set_new(o, "client", json_stringn(m->key, m->keylen));
+    else json_object_set_new(o, "user", json_stringn(m->key, m->keylen));
+    if (m->info) json_object_set(o, "info", m->info);
+    if (with_conns) json_object_set_new(o, "connections", json_integer(m->conns));
+    return o;
+}
+
+static int tiered(const struct chan *c)
+{
+    return c->pres->members.count > c->ns->presence_tier;
+}
+
+/* Announces @m's join or leave: one event now, or into this second's batch
+ * when the channel is above the tier. */
+static void announce(struct chan *c, member_t *m, int join, const sess_t *except)
+{
+    struct presence *p = c->pres;
+    json_t *ev;
+
+    if (!c->ns->join_leave) return;
+    if (tiered(c)) {
+        json_t **list = join ? &p->joins : &p->leaves;
+        if (!*list) *list = json_array();
+        if (*list && json_array_size(*list) < PRESENCE_SAMPLE) json_array_append_new(*list, member_json(m, 0));
+        if (join) p->njoins++;
+        else p->nleaves++;
+        if (!p->batched) {
+            p->batched = 1;
+            p->batch_next = batches;
+            batches = p;
+        }
+        return;
+    }
+    ev = member_json(m, 0);
+    if (!ev) return;
+    json_object_set_new(ev, "op", json_string(join ? "join" : "leave"));
+    json_object_set_new(ev, "channel", json_stringn(c->name, c->namelen));
+    chan_broadcast(c, ev, except);
+    json_decref(ev);
+}
+
+static void pending_remove(member_t *m)
+{
+    if (m->pend_prev) m->pend_prev->pend_next = m->pend_next;
+    else pending = m->pend_next;
+    if (m->pend_next) m->pend_next->pend_prev = m->pend_prev;
+    m->pend_prev = m->pend_next = NULL;
+    m->leave_at = 0;
+}
+
+static void member_free(member_t *m)
+{
+    json_decref(m->info);
+    free(m);
+}
+
+int presence_join(struct chan *c, sess_t *s)
+{
+    const char *key = s->ident.user ? s->ident.user : s->id;
+    size_t len = strlen(key);
+    struct presence *p = c->pres;
+    member_t *m;
+
+    if (!p) {
+        if (!(p = calloc(1, sizeof *p))) return -ENOMEM;
+        if (hmap_init(&p->members, 16)) { free(p); return -ENOMEM; }
+        p->chan = c;
+        c->pres = p;
+    }
+    p->conns++;
+    if ((m = hmap_get(&p->members, key, len))) {
+        /* Another connection of a present user, or one back within the
+         * grace: no event either way. */
+        m->conns++;
+        if (m->leave_at) pending_remove(m);
+        return 0;
+    }
+    if (!(m = calloc(1, sizeof *m + len + 1))) { p->conns--; return -ENOMEM; }
+    memcpy(m->key, key, len);
+    m->keylen = len;
+    m->anon = !s->ident.user;
+    m->info = s->ident.info ? json_incref(s->ident.info) : NULL;
+    m->chan = c;
+    m->conns = 1;
+    if (hmap_put(&p->members, m->key, len, m)) { member_free(m); p->conns--; return -ENOMEM; }
+    announce(c, m, 1, s);
+    return 0;
+}
+
+/* Removes @m and announces the leave to everyone but @except (the leaving
+ * connection itself, when it is still subscribed). */
+static void drop_member(struct chan *c, member_t *m, const sess_t *except)
+{
+    hmap_del(&c->pres->members, m->key, m->keylen);
+    announce(c, m, 0, except);
+    member_free(m);
+}
+
+void presence_leave(struct chan *c, sess_t *s)
+{
+    const char *key = s->ident.user ? s->ident.user : s->id;
+    member_t *m = hmap_get(&c->pres->members, key, strlen(key));
+
+    if (!m || !m->conns) return;
+    c->pres->conns--;
+    if (--m->conns) return;
+    if (!c->ns->presence_grace_ms) {
+        drop_member(c, m, s);
+        return;
+    }
+    m->leave_at = uv_now(&srv.loop) + c->ns->presence_grace_ms;
+    m->pend_next = pending;
+    m->pend_prev = NULL;
+    if (pending) pending->pend_prev = m;
+    pending = m;
+}
+
+void presence_free(struct chan *c)
+{
+    struct presence *p = c->pres;
+    size_t pos = 0;
+    member_t *m;
+
+    if (!p) return;
+    while ((m = hmap_next(&p->members, &pos))) {
+        if (m->leave_at) pending_remove(m);
+        member_free(m);
+    }
+    hmap_deinit(&p->members);
+    if (p->batched)
+        for (struct presence **pp = &batches; *pp; pp = &(*pp)->batch_next)
+            if (*pp == p) { *pp = p->batch_next; break; }
+    json_decref(p->joins);
+    json_decref(p->leaves);
+    free(p);
+    c->pres = NULL;
+}
+
+void presence_tick(void)
+{
+    static uint64_t last_batch;
+    uint64_t now = uv_now(&srv.loop);
+    member_t *m = pending;
+
+    while (m) {
+        member_t *next = m->pend_next;
+        if (m->leave_at <= now) {
+            struct chan *c = m->chan;
+            pending_remove(m);
+            drop_member(c, m, NULL);
+            chan_maybe_drop(c);
+        }
+        m = next;
+    }
+    /* Leaves are due every tick; batches go out once a second. */
+    if (now - last_batch < 1000) return;
+    last_batch = now;
+    while (batches) {
+        struct presence *p = batches;
+        struct chan *c = p->chan;
+        json_t *ev;
+
+        batches = p->batch_next;
+        p->batched = 0;
+        ev = json_pack("{s:s,s:s%,s:o,s:o,s:I,s:I,s:I}", "op", "presence_batch", "channel", c->name,
+                       (size_t)c->namelen, "joins", p->joins ? p->joins : json_array(),
+                       "leaves", p->leaves ? p->leaves : json_array(), "joins_total", (json_int_t)p->njoins,
+                       "leaves_total", (json_int_t)p->nleaves, "count", (json_int_t)p->members.count);
+        p->joins = p->leaves = NULL;
+        p->njoins = p->nleaves = 0;
+        if (ev) chan_broadcast(c, ev, NULL);
+        json_decref(ev);
+    }
+}
+
+json_t *presence_json(const struct chan *c)
+{
+    json_t *list = json_array(), *o;
+    size_t pos = 0, n = 0;
+    int tier;
+    member_t *m;
+
+    if (!c->pres) return json_pack("{s:o,s:i,s:i}", "members", list, "count", 0, "connections", 0);
+    tier = tiered(c);
+    while ((m = hmap_next(&c->pres->members, &pos)) && (!tier || n < PRESENCE_SAMPLE)) {
+        json_array_append_new(list, member_json(m, 1));
+        n++;
+    }
+    o = json_pack("{s:o,s:I,s:I}", "members", list, "count", (json_int_t)c->pres->members.count,
+                  "connections", (json_int_t)c->pres->conns);
+    if (o && tier) json_object_set_new(o, "tiered", json_true());
+    return o;
+}
+
+json_t *presence_stats_json(const struct chan *c)
+{
+    return json_pack("{s:I,s:I}", "members", (json_int_t)presence_count(c),
+                     "connections", (json_int_t)(c->pres ? c->pres->conns : 0));
+}

@@ -1,0 +1,51 @@
+/* broker/core/presence.h - who is in a channel, and the events about it.
+ *
+ * Owns: a channel's members (presence_t, hung off chan_t when its namespace
+ * has presence on), join/leave events, the grace period before a leave, and
+ * tiered presence for big channels. A member is a user id (an anonymous
+ * connection is a member by its client id); several connections of one user
+ * are one member with a connection count. The first connection joins, the
+ * last one leaves, after namespace.presence_grace, so a phone that drops and
+ * comes back within the grace does not flap. Every change is O(1) but the
+ * fan-out of its event. Above namespace.presence_tier members, replies carry
+ * a count and a bounded sample, and join/leave events are merged into one
+ * presence_batch per second. Loop thread only. */
+#ifndef HERALD_PRESENCE_H
+#define HERALD_PRESENCE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct chan;
+struct sess;
+
+/* Members listed at most in a reply or a batch above the tier. */
+#define PRESENCE_SAMPLE 100
+
+typedef struct presence presence_t;
+
+/* presence_join() - @s subscribed to @c (whose namespace has presence on).
+ * Return: 0, or -ENOMEM. */
+int presence_join(struct chan *c, struct sess *s);
+
+/* presence_leave() - @s is no longer subscribed to @c. */
+void presence_leave(struct chan *c, struct sess *s);
+
+/* presence_free() - drop @c's presence (the channel is going). */
+void presence_free(struct chan *c);
+
+/* presence_json() - {"members":[...],"count":N,"connections":M} (with
+ * "tiered":true and a sample above the tier). Return: a new reference. */
+json_t *presence_json(const struct chan *c);
+
+/* presence_stats_json() - {"members":N,"connections":M}, O(1). */
+json_t *presence_stats_json(const struct chan *c);
+
+/* presence_count() - members now (0 without presence). */
+uint32_t presence_count(const struct chan *c);
+
+/* presence_tick() - announce leaves whose grace has passed and flush the
+ * batched events of tiered channels (call often: every 250 ms). */
+void presence_tick(void);
+
+#endif

@@ -1,0 +1,577 @@
+/* broker/core/pubpipe.c - see pubpipe.h. */
+#include "core/pubpipe.h"
+#include "core/publish.h"
+#include "net/http.h"
+#include "herald.h"
+#include "record.h"
+#include "clock.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A batch is cut at whichever comes first; LMDB's dirty-page limit and the
+ * latency of the batch's first publication both want it bounded. */
+#define BATCH_MAX_PUBS 4096
+#define BATCH_MAX_BYTES (8u << 20)
+/* How often the storage thread prunes, and how much per round. */
+#define PRUNE_EVERY_MS 1000
+#define PRUNE_BUDGET 2000
+/* How often the storage thread looks for due timers, and how many per look. */
+#define TIMERS_EVERY_MS 250
+#define TIMERS_MAX 1000
+
+typedef struct pub {
+    struct pub *next;
+    chan_t *chan;                 /* held: chan->inflight counts us; NULL for a probe */
+    uint64_t submit_ns;           /* arrival, for the publish-to-fan-out histogram */
+    uint64_t commit_ns;           /* first of a batch: how long its commit took */
+    uint32_t batch_n;             /* first of a batch: publications in it */
+    origin_t origin;
+    uint8_t want[PROTO_NENC];     /* encodings the channel's subscribers used at submit */
+    frame_t *frames[PROTO_NENC];  /* encoded by the storage thread after commit */
+    hist_write_t w;
+    pub_ops_t *sops;       /* state operations, when this is a state change */
+    size_t reclen;
+    unsigned char rec[];
+} pub_t;
+
+struct gone {
+    struct gone *next;
+    size_t len;
+    char name[];
+};
+
+/* A due timer, reported by the storage thread. */
+struct due {
+    struct due *next;
+    int64_t at;
+    size_t chanlen, keylen;
+    char data[];                  /* the channel name, then the key */
+};
+
+static struct {
+    hist_t *store;
+    uv_thread_t thread;
+    uv_mutex_t mu;
+    uv_cond_t cv;
+    uv_async_t async;
+    int running, stop;
+    /* loop -> storage thread, under mu */
+    pub_t *todo, **todo_tail;
+    /* storage thread -> loop, under mu */
+    pub_t *done, **done_tail;
+    struct gone *gone;
+    struct due *due;              /* storage thread -> loop, under mu */
+    int due_busy;                 /* a report is out: do not look again */
+    void (*on_due)(int64_t, const char *, size_t, const char *, size_t);
+} pp;
+
+hist_t *pubpipe_store(void) { return pp.store; }
+
+void pub_ops_free(pub_ops_t *o)
+{
+    if (!o) return;
+    free(o->ops);
+    free(o->vals);
+    if (o->custom_free) o->custom_free(o->custom);
+    json_decref(o->request);
+    free(o);
+}
+
+static void pub_free(pub_t *p)
+{
+    pub_ops_free(p->sops);
+    free(p->w.state_rec);
+    json_decref(p->w.result);
+    for (int e = 0; e < PROTO_NENC; e++) frame_unref(p->frames[e]);
+    json_decref(p->origin.id);
+    free(p);
+}
+
+/* ---- storage thread ---- */
+
+static void policy(void *ctx, const char *name, size_t len, struct hist_policy *out)
+{
+    /* The configuration is immutable once the broker runs, so reading it from
+     * this thread is safe. */
+    const ns_config_t *ns = config_ns(&srv.cfg, name, len);
+    (void)ctx;
+    out->keep = ns->history ? ns->history_size : 0;
+    out->ttl_ms = ns->history_ttl_ms;
+}
+
+static void on_gone(void *ctx, const char *name, size_t len)
+{
+    struct gone *g = malloc(sizeof *g + len);
+    (void)ctx;
+    if (!g) return;
+    g->len = len;
+    memcpy(g->name, name, len);
+    uv_mutex_lock(&pp.mu);
+    g->next = pp.gone;
+    pp.gone = g;
+    uv_mutex_unlock(&pp.mu);
+}
+
+static void collect_due(void *ctx, int64_t at, const char *chan, size_t chanlen, const char *key, size_t klen)
+{
+    struct due ***tail = ctx, *d = malloc(sizeof *d + chanlen + klen);
+    if (!d) return;
+    d->next = NULL;
+    d->at = at;
+    d->chanlen = chanlen;
+    d->keylen = klen;
+    memcpy(d->data, chan, chanlen);
+    memcpy(d->data + chanlen, key, klen);
+    **tail = d;
+    *tail = &d->next;
+}
+
+/* Looks for due timers unless the loop still holds the last report. */
+static void check_timers(void)
+{
+    struct due *list = NULL, **tail = &list;
+    int64_t next;
+    int busy, rc;
+
+    uv_mutex_lock(&pp.mu);
+    busy = pp.due_busy || !pp.on_due;
+    uv_mutex_unlock(&pp.mu);
+    if (busy) return;
+    if ((rc = hist_timers_due(pp.store, clock_wall_ms(), TIMERS_MAX, collect_due, &tail, &next)))
+        hlog(LOG_WARN, "storage", "reading due timers failed: %s", strerror(-rc));
+    if (!list) return;
+    uv_mutex_lock(&pp.mu);
+    pp.due = list;
+    pp.due_busy = 1;
+    uv_mutex_unlock(&pp.mu);
+}
+
+static void commit_batch(pub_t *batch, hist_write_t **ws, size_t *wcap, wbuf_t *enc)
+{
+    uint64_t t0 = clock_mono_ns();
+    pub_t *p, *first = NULL;
+    size_t n = 0;
+    int rc;
+
+    /* Readiness probes write on their own; they prove the store can commit. */
+    for (p = batch; p; p = p->next)
+        if (!p->chan) p->w.status = hist_probe(pp.store, clock_wall_ms());
+        else {
+            n++;
+            if (!first) first = p;
+        }
+    if (!n) return;
+    if (n > *wcap) {
+        hist_write_t *nw = realloc(*ws, n * sizeof *nw);
+        if (!nw) {
+            for (p = batch; p; p = p->next) p->w.status = -ENOMEM;
+            return;
+        }
+        *ws = nw;
+        *wcap = n;
+    }
+    n = 0;
+    for (p = batch; p; p = p->next)
+        if (p->chan) (*ws)[n++] = p->w;
+    rc = hist_write_batch(pp.store, *ws, n);
+    first->commit_ns = clock_mono_ns() - t0;
+    first->batch_n = (uint32_t)n;
+    if (rc) hlog(LOG_WARN, "storage", "commit of %zu publications failed: %s", n,
+                 rc == HIST_E_FULL ? "history map is at history.map_size_max" : strerror(-rc));
+    n = 0;
+    for (p = batch; p; p = p->next) {
+        if (!p->chan) continue;
+        p->w = (*ws)[n++];
+        if (p->w.status || p->w.unchanged) continue;
+        /* Encode the pushes here, off the loop. A state change's record was
+         * built by the store (it holds the values the ops produced). */
+        for (int e = 0; e < PROTO_NENC; e++) {
+            const unsigned char *rec = p->w.state_rec ? p->w.state_rec : p->rec;
+            size_t reclen = p->w.state_rec ? p->w.state_reclen : p->reclen;
+            if (!p->want[e]) continue;
+            wbuf_reset(enc);
+            if (!rec_pub((enum proto_enc)e, p->chan->name, p->chan->namelen, p->w.offset, rec, reclen, enc) &&
+                !enc->oom)
+                p->frames[e] = frame_new(enc->p, enc->len);
+        }
+    }
+}
+
+static void storage_main(void *arg)
+{
+    hist_write_t *ws = NULL;
+    size_t wcap = 0;
+    uint64_t next_prune = clock_mono_ns() / 1000000 + PRUNE_EVERY_MS, next_sync = 0;
+    uint64_t next_timers = clock_mono_ns() / 1000000;
+    wbuf_t enc;
+
+    (void)arg;
+    wbuf_init(&enc);
+    uv_mutex_lock(&pp.mu);
+    for (;;) {
+        uint64_t now = clock_mono_ns() / 1000000, wake;
+        pub_t *batch = NULL, **tail = &batch;
+        size_t npubs = 0, bytes = 0;
+
+        if (!pp.todo) {
+            if (pp.stop) break;
+            wake = next_prune < next_timers ? next_prune : next_timers;
+            if (srv.cfg.durability == DURABILITY_INTERVAL && next_sync && next_sync < wake) wake = next_sync;
+            if (wake > now) uv_cond_timedwait(&pp.cv, &pp.mu, (wake - now) * 1000000ULL);
+        }
+        /* Take what is queued, up to a batch's bounds. */
+        while (pp.todo && npubs < BATCH_MAX_PUBS && bytes < BATCH_MAX_BYTES) {
+            pub_t *p = pp.todo;
+            pp.todo = p->next;
+            p->next = NULL;
+            *tail = p;
+            tail = &p->next;
+            npubs++;
+            bytes += p->reclen;
+        }
+        if (!pp.todo) pp.todo_tail = &pp.todo;
+        uv_mutex_unlock(&pp.mu);
+
+        if (batch) {
+            commit_batch(batch, &ws, &wcap, &enc);
+            if (srv.cfg.durability == DURABILITY_INTERVAL && !next_sync)
+                next_sync = clock_mono_ns() / 1000000 + srv.cfg.sync_interval_ms;
+        }
+        now = clock_mono_ns() / 1000000;
+        if (next_sync && now >= next_sync) {
+            int rc = hist_sync(pp.store);
+            if (rc) hlog(LOG_WARN, "storage", "sync failed: %s", strerror(-rc));
+            next_sync = 0;
+        }
+        if (now >= next_prune) {
+            int rc = hist_prune(pp.store, clock_wall_ms(), PRUNE_BUDGET, policy, NULL, on_gone, NULL);
+            if (rc < 0) hlog(LOG_WARN, "storage", "pruning history failed: %s", strerror(-rc));
+            /* Keep pruning back to back while there is a backlog. */
+            next_prune = now + (rc >= PRUNE_BUDGET ? 10 : PRUNE_EVERY_MS);
+        }
+
+        if (now >= next_timers) {
+            check_timers();
+            next_timers = now + TIMERS_EVERY_MS;
+        }
+
+        uv_mutex_lock(&pp.mu);
+        if (batch) {
+            *pp.done_tail = batch;
+            pp.done_tail = tail;
+        }
+        if (batch || pp.gone || pp.due) uv_async_send(&pp.async);
+    }
+    uv_mutex_unlock(&pp.mu);
+    if (srv.cfg.durability == DURABILITY_INTERVAL) hist_sync(pp.store);
+    free(ws);
+    wbuf_deinit(&enc);
+}
+
+/* ---- loop ---- */
+
+static void finish_probe(pub_t *p)
+{
+    if (p->w.status == 0) {
+        http_finish_json(p->origin.serial, 200, json_pack("{s:s}", "status", "ready"));
+        return;
+    }
+    hlog(LOG_WARN, "storage", "readiness probe: the store cannot commit (%s)",
+         p->w.status == HIST_E_FULL ? "map at history.map_size_max" : strerror(-p->w.status));
+    http_finish_json(p->origin.serial, 503, json_pack("{s:s,s:[s]}", "status", "not_ready", "reasons",
+                     p->w.status == HIST_E_FULL ? "storage: the history map is full (history.map_size_max)"
+                                                : "storage: a write transaction failed"));
+}
+
+static void finish(pub_t *p)
+{
+    chan_t *c = p->chan;
+
+    if (!c) {
+        finish_probe(p);
+        pub_free(p);
+        return;
+    }
+    if (p->batch_n) {
+        histo_observe(&metrics.commit_seconds, (double)p->commit_ns / 1e9);
+        histo_observe(&metrics.commit_batch, p->batch_n);
+    }
+    c->inflight--;
+    const unsigned char *rec = p->w.state_rec ? p->w.state_rec : p->rec;
+    size_t reclen = p->w.state_rec ? p->w.state_reclen : p->reclen;
+    struct pub_outcome out = { .offset = p->w.offset, .state_rec = p->sops ? rec : NULL, .state_reclen = reclen,
+                               .reply_op = p->sops ? p->sops->reply_op : NULL };
+    json_t *extra = NULL;
+    char why[PROTO_REASON_MAX];
+
+    why[0] = '\0';
+    if (p->w.status == 0 && p->w.unchanged) {
+        extra = json_incref(p->w.result);      /* answered, with the channel's offset; nothing to fan out */
+    } else if (p->w.status == 0) {
+        c->stored = c->ns->history && pp.store;
+        if (memcmp(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN))
+            memcpy(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN + 1);
+        extra = json_incref(p->w.result);
+    } else if (p->w.status == HIST_E_CONFLICT || p->w.status == HIST_E_NOT_INTEGER) {
+        const hist_state_op_t *op = &p->sops->ops[p->w.failed_op];
+        out.code = p->w.status == HIST_E_CONFLICT ? PROTO_E_CONFLICT : PROTO_E_NOT_INTEGER;
+        if (out.code == PROTO_E_CONFLICT) {
+            snprintf(why, sizeof why, "ops[%zu]: key \"%.*s\" is at version %llu, not %llu; nothing was applied",
+                     p->w.failed_op, (int)op->keylen, op->key, (unsigned long long)p->w.conflict_version,
+                     (unsigned long long)op->version);
+            extra = json_pack("{s:I}", "version", (json_int_t)p->w.conflict_version);
+        } else {
+            snprintf(why, sizeof why, "ops[%zu]: key \"%.*s\" does not hold an integer, or it would overflow; "
+                     "nothing was applied", p->w.failed_op, (int)op->keylen, op->key);
+        }
+    } else if (p->w.status == HIST_E_REFUSED && p->w.result) {
+        /* A custom operation said why: {"code","reason", and its details}. */
+        out.code = (int)json_integer_value(json_object_get(p->w.result, "code"));
+        snprintf(why, sizeof why, "%s", json_string_value(json_object_get(p->w.result, "reason")) ?
+                 json_string_value(json_object_get(p->w.result, "reason")) : "refused");
+        extra = json_deep_copy(p->w.result);
+        json_object_del(extra, "code");
+        json_object_del(extra, "reason");
+        if (!out.code) out.code = PROTO_E_INTERNAL;
+    } else {
+        out.code = PROTO_E_STORAGE;
+        snprintf(why, sizeof why, "%s", p->w.status == HIST_E_FULL ? "the history store is full (history.map_size_max)"
+                                                                   : "the history store failed to commit the publication");
+    }
+    if (p->sops && p->sops->done) p->sops->done(c, p->sops, out.code, extra);
+    out.reason = why[0] ? why : NULL;
+    out.extra = extra;
+    /* The publisher hears of its publication before it sees it as a
+     * subscriber, so a client can match the echo to its request. */
+    publish_done(&p->origin, c, &out);
+    json_decref(extra);
+    if (out.code == 0 && !p->w.unchanged) {
+        if (chan_fanout(c, p->w.offset, rec, reclen, p->frames))
+            hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,
+                 (unsigned long long)p->w.offset);
+        srv.stats.publications++;
+        metrics.ns_publications[stats_ns_index(c->ns)]++;
+        chan_count_pub(c);
+        histo_observe(&metrics.publish_fanout_seconds, (double)(clock_mono_ns() - p->submit_ns) / 1e9);
+    }
+    chan_maybe_drop(c);
+    pub_free(p);
+}
+
+static void on_async(uv_async_t *a)
+{
+    pub_t *done;
+    struct gone *gone;
+    struct due *due;
+
+    (void)a;
+    uv_mutex_lock(&pp.mu);
+    done = pp.done;
+    pp.done = NULL;
+    pp.done_tail = &pp.done;
+    gone = pp.gone;
+    pp.gone = NULL;
+    due = pp.due;
+    pp.due = NULL;
+    uv_mutex_unlock(&pp.mu);
+
+    while (done) {
+        pub_t *p = done;
+        done = p->next;
+        finish(p);
+    }
+    while (gone) {
+        struct gone *g = gone;
+        chan_t *c = chan_find(g->name, g->len);
+        gone = g->next;
+        /* The store forgot this channel's log: the next publication starts a
+         * new one, under a new epoch unless the channel is still in memory. */
+        if (c && !c->inflight) {
+            c->stored = 0;
+            chan_maybe_drop(c);
+        }
+        free(g);
+    }
+    if (due) {
+        while (due) {
+            struct due *d = due;
+            due = d->next;
+            if (pp.on_due && !srv.stopping) pp.on_due(d->at, d->data, d->chanlen, d->data + d->chanlen, d->keylen);
+            free(d);
+        }
+        /* What was just queued is committed before the next look. */
+        uv_mutex_lock(&pp.mu);
+        pp.due_busy = 0;
+        uv_mutex_unlock(&pp.mu);
+    }
+}
+
+void pubpipe_timers(void (*due)(int64_t, const char *, size_t, const char *, size_t))
+{
+    uv_mutex_lock(&pp.mu);
+    pp.on_due = due;
+    uv_mutex_unlock(&pp.mu);
+}
+
+/* Hands @p to the storage thread. */
+static void queue_push(pub_t *p)
+{
+    uv_mutex_lock(&pp.mu);
+    *pp.todo_tail = p;
+    pp.todo_tail = &p->next;
+    uv_cond_signal(&pp.cv);
+    uv_mutex_unlock(&pp.mu);
+}
+
+/* Fills what the store needs to append @p to @c's log, and queues it. */
+static void queue_write(pub_t *p, chan_t *c, int64_t ts)
+{
+    p->w.chan = c->name;
+    p->w.chanlen = c->namelen;
+    p->w.ts = ts;
+    p->w.keep = c->ns->history_size;
+    p->w.base_offset = c->last_offset;
+    p->w.epoch = c->epoch;
+    for (int e = 0; e < PROTO_NENC; e++) p->want[e] = c->nenc[e] > 0;
+    c->inflight++;
+    queue_push(p);
+}
+
+int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, uint64_t reply_to, const char *kind,
+                    origin_t *origin)
+{
+    int64_t ts = clock_wall_ms();
+    pub_t *p;
+
+    wbuf_reset(&srv.enc);
+    rec_build(&srv.enc, ts, data, from, reply_to, kind);
+    if (srv.enc.oom || !(p = calloc(1, sizeof *p + srv.enc.len))) {
+        origin_clear(origin);
+        return -ENOMEM;
+    }
+    memcpy(p->rec, srv.enc.p, srv.enc.len);
+    p->reclen = srv.enc.len;
+    p->chan = c;
+    p->submit_ns = clock_mono_ns();
+    p->origin = *origin;
+    origin->id = NULL;
+
+    if (!c->ns->history || !pp.store) {
+        /* No history: the offset lives in memory and the fan-out is now. */
+        p->w.offset = c->last_offset + 1;
+        memcpy(p->w.stored_epoch, c->epoch, HIST_EPOCH_LEN + 1);
+        c->inflight++;
+        finish(p);
+        return 0;
+    }
+    p->w.rec = p->rec;
+    p->w.reclen = p->reclen;
+    queue_write(p, c, ts);
+    return 0;
+}
+
+int pubpipe_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
+{
+    pub_t *p = calloc(1, sizeof *p);
+
+    if (!p || !pp.store) {
+        free(p);
+        pub_ops_free(ops);
+        origin_clear(origin);
+        return -ENOMEM;
+    }
+    p->chan = c;
+    p->submit_ns = clock_mono_ns();
+    p->origin = *origin;
+    origin->id = NULL;
+    p->sops = ops;
+    p->w.ops = ops->ops;
+    p->w.nops = ops->n;
+    queue_write(p, c, clock_wall_ms());
+    return 0;
+}
+
+int pubpipe_probe(uint64_t serial)
+{
+    pub_t *p;
+
+    if (!pp.running) return -EIO;
+    if (!(p = calloc(1, sizeof *p))) return -ENOMEM;
+    p->origin.kind = ORIGIN_REST;
+    p->origin.serial = serial;
+    queue_push(p);
+    return 0;
+}
+
+static int load_chan(void *ctx, const char *name, size_t len, const hist_chan_t *hc)
+{
+    chan_t *c;
+    (void)ctx;
+    if (chan_open(name, len, &c)) return -ENOMEM;
+    c->last_offset = hc->last_offset;
+    memcpy(c->epoch, hc->epoch, HIST_EPOCH_LEN + 1);
+    c->stored = 1;
+    return 0;
+}
+
+int pubpipe_start(void)
+{
+    struct hist_opts o = {
+        .dir = srv.cfg.data_dir,
+        .map_size = srv.cfg.map_size,
+        .map_size_max = srv.cfg.map_size_max,
+        .nosync = srv.cfg.durability == DURABILITY_INTERVAL,
+    };
+    char err[512];
+    int rc;
+
+    pp.todo_tail = &pp.todo;
+    pp.done_tail = &pp.done;
+    if (hist_open(&pp.store, &o, err, sizeof err)) {
+        hlog(LOG_ERROR, "storage", "%s", err);
+        return -1;
+    }
+    if ((rc = hist_load(pp.store, load_chan, NULL))) {
+        hlog(LOG_ERROR, "storage", "loading channels from the history store failed: %s", strerror(-rc));
+        goto fail;
+    }
+    hlog(LOG_INFO, "storage", "history store open: %zu channels", chan_count());
+    uv_mutex_init(&pp.mu);
+    uv_cond_init(&pp.cv);
+    uv_async_init(&srv.loop, &pp.async, on_async);
+    if (uv_thread_create(&pp.thread, storage_main, NULL)) {
+        hlog(LOG_ERROR, "storage", "cannot start the storage thread");
+        uv_close((uv_handle_t *)&pp.async, NULL);
+        goto fail;
+    }
+    pp.running = 1;
+    return 0;
+fail:
+    hist_close(pp.store);
+    pp.store = NULL;
+    return -1;
+}
+
+void pubpipe_stop(void)
+{
+    if (!pp.running) {
+        if (pp.store) hist_close(pp.store);
+        pp.store = NULL;
+        return;
+    }
+    uv_mutex_lock(&pp.mu);
+    pp.stop = 1;
+    uv_cond_signal(&pp.cv);
+    uv_mutex_unlock(&pp.mu);
+    uv_thread_join(&pp.thread);
+    pp.running = 0;
+    on_async(&pp.async);                       /* the last outcomes */
+    uv_close((uv_handle_t *)&pp.async, NULL);
+    uv_mutex_destroy(&pp.mu);
+    uv_cond_destroy(&pp.cv);
+    hist_close(pp.store);
+    pp.store = NULL;
+}

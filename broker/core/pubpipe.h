@@ -1,0 +1,84 @@
+/* broker/core/pubpipe.h - the way of a publication from its publisher to its
+ * subscribers: through the history store when its namespace keeps history,
+ * straight to fan-out when it does not.
+ *
+ * Owns: the storage thread and the queues between it and the loop.
+ * DESIGN: publications to history channels queue on the loop; the storage
+ * thread takes everything queued as one batch, commits it in one LMDB
+ * transaction (group commit: one fsync for the whole batch), encodes each
+ * publication's pushes, and hands the batch back through a uv_async. While it
+ * commits, the next batch gathers, so the pipeline never idles under load and
+ * the loop never waits on the disk. Only after the commit is a publication
+ * fanned out and acknowledged, so no subscriber sees and no publisher is told
+ * of a message a crash could erase. The storage thread also prunes expired
+ * history and, with durability = interval, flushes to disk on a timer.
+ * Loop thread, except where noted. */
+#ifndef HERALD_PUBPIPE_H
+#define HERALD_PUBPIPE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "core/channel.h"
+#include "net/reply.h"
+#include "hist.h"
+
+/* Operations on a state channel, owned by the publication that carries
+ * them (app/state.c parses generic ones, app/seats.c builds custom ones). */
+typedef struct pub_ops {
+    hist_state_op_t *ops;
+    size_t n;
+    json_t *request;              /* holds the strings the ops point into */
+    unsigned char *vals;          /* the values, as MessagePack */
+    /* A custom operation's argument (app/seats.c), freed with the ops. */
+    void *custom;
+    void (*custom_free)(void *custom);
+    /* Called on the loop once the outcome is known (@code 0 or a PROTO_E_*
+     * code), before the requester is answered; may edit @result (the custom
+     * operation's report, or NULL), which then goes into the answer. */
+    void (*done)(chan_t *c, struct pub_ops *ops, int code, json_t *result);
+    const char *reply_op;         /* the WebSocket reply's op; NULL: "updated" */
+} pub_ops_t;
+
+/* pub_ops_free() - free @ops and what it holds; NULL is a no-op. */
+void pub_ops_free(pub_ops_t *ops);
+
+/* pubpipe_start() - open the history store under the data directory, load its
+ * channels into the registry and start the storage thread.
+ * Return: 0, or -1 (logged). */
+int pubpipe_start(void);
+
+/* pubpipe_stop() - commit what is queued, stop the storage thread, deliver
+ * the last outcomes and close the store. */
+void pubpipe_stop(void);
+
+/* pubpipe_publish() - publish @data (borrowed) on @c for @origin (taken),
+ * with the sender @from (borrowed; NULL for the server), @reply_to (0: none)
+ * and @kind (NULL: a plain message). The outcome comes through
+ * publish_done(), later for a history channel, before this returns
+ * otherwise. Use publish() (core/publish.h), which checks the request first.
+ * Return: 0, or -ENOMEM (no outcome will come; @origin was cleared). */
+int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, uint64_t reply_to, const char *kind,
+                    origin_t *origin);
+
+/* pubpipe_state() - apply the state operations @ops (taken) to state channel
+ * @c for @origin (taken), all or none, in the channel's write transaction;
+ * the effect is published as a delta (app/state.c describes it).
+ * Return: 0, or -ENOMEM (no outcome will come; @ops freed, @origin cleared). */
+int pubpipe_state(chan_t *c, pub_ops_t *ops, origin_t *origin);
+
+/* pubpipe_timers() - have @due called on the loop for each timer of the
+ * store that is due (hist_timers_due(); seat hold expiries). The storage
+ * thread looks every quarter second, and not again until the loop has taken
+ * the last report, so an expiry queued meanwhile is not reported twice. */
+void pubpipe_timers(void (*due)(int64_t at_ms, const char *chan, size_t chanlen, const char *key, size_t klen));
+
+/* pubpipe_probe() - check that the store can commit, for GET
+ * /api/health/ready: the storage thread runs a small write transaction and
+ * the HTTP request @serial gets 200 or 503. Return: 0, -EIO (no store), -ENOMEM. */
+int pubpipe_probe(uint64_t serial);
+
+/* pubpipe_store() - the history store, for reads (any thread). */
+hist_t *pubpipe_store(void);
+
+#endif

@@ -1,0 +1,32 @@
+/* broker/net/server.h - libwebsockets on the broker's libuv loop: the one lws
+ * callback, the context and its vhost, the Origin check.
+ *
+ * Owns: srv.lws and srv.vhost, and the callback, a switch whose cases each
+ * call one function of session.c (WebSocket) or http.c (HTTP). Refuses TCP
+ * connections at the connection cap, while stopping and by connect rate.
+ * Does not own: the process lifecycle (main.c starts, signals and stops;
+ * ../shared/notes/lws-on-uv.md explains why lws is destroyed in two steps).
+ * Loop thread only. */
+#ifndef HERALD_SERVER_H
+#define HERALD_SERVER_H
+
+/* Descriptors kept back from the connection cap for listeners, the data
+ * directory, logs and LMDB. */
+#define FD_RESERVE 64
+
+struct server_hooks {
+    /* While stopping (srv.stopping == 1), the last WebSocket session closed. */
+    void (*on_last_session)(void);
+};
+
+/* server_start() - check server.bind, create the lws context on srv.loop and
+ * listen, with @h (copied) for the lifecycle events.
+ * Return: 0, or -1 (logged: a bad or foreign address, a port in use). */
+int server_start(const struct server_hooks *h);
+
+/* server_destroy() - lws_context_destroy(): the first call, inside the loop,
+ * starts closing lws's handles; the second, after uv_run() returns, frees
+ * the context. Harmless when server_start() never created it. */
+void server_destroy(void);
+
+#endif

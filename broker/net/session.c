@@ -1,0 +1,483 @@
+/* broker/net/session.c - see session.h.
+ *
+ * DESIGN: a session's queue is a ring of frame references, bounded in bytes
+ * by limits.send_queue_max. On LWS_CALLBACK_SERVER_WRITEABLE we write either
+ * the first frame straight from its shared buffer (when it is alone or too
+ * big to batch), or as many frames as fit in write_batch_max, copied into
+ * srv.batch, as one WebSocket frame; and again while the kernel keeps up. Copying a few hundred bytes is far
+ * cheaper than the send() and epoll_ctl() each extra write would cost, and
+ * srv.batch is safe to reuse at once because libwebsockets copies whatever
+ * the kernel did not take. If more is queued we ask for another callback
+ * rather than calling lws_send_pipe_choked(), which costs a poll() each time. */
+#include "net/session.h"
+#include "net/conns.h"
+#include "herald.h"
+#include "clock.h"
+#include "rand.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define QUEUE_MIN 16
+/* Frames written per writable callback at most. */
+#define SESS_WRITES_PER_CALLBACK 16
+/* A reassembly buffer bigger than this is freed after use, so one large
+ * message does not pin memory on an otherwise idle connection. */
+#define RX_KEEP 4096
+
+static const char *close_reason(uint16_t code)
+{
+    switch (code) {
+    case CLOSE_GOING_AWAY: return "server shutting down";
+    case CLOSE_TOO_BIG: return "message too large";
+    case CLOSE_INTERNAL: return "internal error";
+    case CLOSE_SLOW_CONSUMER: return "slow consumer: send queue full";
+    case CLOSE_CONNECT_TIMEOUT: return "no connect message in time";
+    case CLOSE_UNAUTHORIZED: return "unauthorized";
+    case CLOSE_TOKEN_EXPIRED: return "token expired";
+    case CLOSE_TOO_MANY: return "too many connections from this address";
+    default: return "";
+    }
+}
+
+void sess_on_established(sess_t *s, struct lws *wsi)
+{
+    const struct lws_protocols *p = lws_get_protocol(wsi);
+
+    memset(s, 0, sizeof *s);
+    s->kind = SESS_KIND_WS;
+    s->wsi = wsi;
+    /* herald.msgpack is binary; herald.json, and a client that asked for no
+     * subprotocol (bound to protocols[0]), speak JSON. */
+    s->enc = (p && p->name && !strcmp(p->name, "herald.msgpack")) ? PROTO_MSGPACK : PROTO_JSON;
+    s->created_ms = uv_now(&srv.loop);
+    rand_hex(s->id, sizeof s->id - 1);
+    if (conn_register(s, &s->serial)) sess_close(s, CLOSE_INTERNAL, 0);
+    lws_get_peer_simple(wsi, s->peer, sizeof s->peer);
+    s->exempt = (uint8_t)rl_exempt(s->peer);
+    if (rl_session_open(s->peer) == RL_TOO_MANY) sess_close(s, CLOSE_TOO_MANY, 0);
+    else s->peer_counted = 1;
+    {
+        /* Browsers cannot set headers on a WebSocket: the token may come in the URL. */
+        char buf[8192];
+        const char *t = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf);
+        if (t && *t) s->url_token = strdup(t);
+    }
+    s->next = srv.sessions;
+    if (srv.sessions) srv.sessions->prev = s;
+    srv.sessions = s;
+    srv.nsessions++;
+    srv.stats.connections_total++;
+    metrics.conn_enc[s->enc]++;
+    if (srv.stopping) sess_close(s, CLOSE_GOING_AWAY, 0);
+}
+
+static struct sess_hooks hooks;
+
+void sess_set_hooks(const struct sess_hooks *h) { hooks = *h; }
+
+static void queue_clear(sess_t *s)
+{
+    while (s->qlen) {
+        s->q[s->qhead] = frame_unref(s->q[s->qhead]);
+        s->qhead = (s->qhead + 1) & (s->qcap - 1);
+        s->qlen--;
+    }
+    s->qbytes = 0;
+    s->qhead = 0;
+}
+
+static void request_write(sess_t *s)
+{
+    if (!s->write_pending) {
+        s->write_pending = 1;
+        lws_callback_on_writable(s->wsi);
+    }
+}
+
+/* Queues @s for the end-of-turn flush. */
+static void mark_dirty(sess_t *s)
+{
+    if (!s->dirty) {
+        s->dirty = 1;
+        s->dirty_next = srv.dirty;
+        srv.dirty = s;
+    }
+}
+
+void sess_close(sess_t *s, uint16_t code, int flush)
+{
+    if (s->close_code) return;
+    s->close_code = code;
+    s->flush_then_close = (uint8_t)(flush ? 1 : 0);
+    if (!flush) queue_clear(s);
+    request_write(s);
+}
+
+/* Takes @s off srv.dirty (it is closing for good). */
+static void unmark_dirty(sess_t *s)
+{
+    if (!s->dirty) return;
+    for (sess_t **pp = &srv.dirty; *pp; pp = &(*pp)->dirty_next)
+        if (*pp == s) { *pp = s->dirty_next; break; }
+    s->dirty = 0;
+}
+
+static int queue_grow(sess_t *s)
+{
+    uint32_t ncap = s->qcap ? s->qcap * 2 : QUEUE_MIN;
+    frame_t **nq = malloc(ncap * sizeof *nq);
+
+    if (!nq) return -ENOMEM;
+    /* Unroll the ring so that it starts at 0 in the new array. */
+    for (uint32_t i = 0; i < s->qlen; i++) nq[i] = s->q[(s->qhead + i) & (s->qcap - 1)];
+    free(s->q);
+    s->q = nq;
+    s->qcap = ncap;
+    s->qhead = 0;
+    return 0;
+}
+
+void sess_push(sess_t *s, frame_t *f)
+{
+    /* A session flushing before its close still takes messages (the outcome
+     * of a publication it made, say); one closing for cause does not. */
+    if ((s->close_code && !s->flush_then_close) || s->close_started) return;
+    /* One message alone may exceed the cap (a big snapshot); a backlog may not. */
+    if (s->qlen && s->qbytes + f->len > srv.cfg.send_queue_max) {
+        srv.stats.slow_consumers++;
+        hlog(LOG_INFO, "ws", "closing client %s: send queue over %zu bytes (slow consumer)", s->id,
+             srv.cfg.send_queue_max);
+        sess_close(s, CLOSE_SLOW_CONSUMER, 0);
+        return;
+    }
+    if (s->qlen == s->qcap && queue_grow(s)) {
+        sess_close(s, CLOSE_INTERNAL, 0);
+        return;
+    }
+    s->q[(s->qhead + s->qlen) & (s->qcap - 1)] = frame_ref(f);
+    s->qlen++;
+    s->qbytes += f->len;
+    /* No lws_callback_on_writable() here: arming POLLOUT and disarming it
+     * after the write costs two epoll_ctl() calls per connection per turn,
+     * more than the send() itself. sess_flush_dirty() writes directly. */
+    mark_dirty(s);
+}
+
+frame_t *sess_encode(enum proto_enc enc, const json_t *msg)
+{
+    wbuf_reset(&srv.enc);
+    msg_encode(enc, msg, &srv.enc);
+    if (srv.enc.oom) return NULL;
+    return frame_new(srv.enc.p, srv.enc.len);
+}
+
+void sess_send(sess_t *s, json_t *msg)
+{
+    frame_t *f = msg ? sess_encode((enum proto_enc)s->enc, msg) : NULL;
+
+    json_decref(msg);
+    if (!f) { sess_close(s, CLOSE_INTERNAL, 0); return; }
+    sess_push(s, f);
+    frame_unref(f);
+}
+
+void sess_send_error(sess_t *s, const json_t *id, int code, const char *reason)
+{
+    sess_send(s, msg_error(id, code, reason));
+}
+
+/* libwebsockets 4.1.6 declares this only in a private header, but exports it.
+ * We need it because Debian builds lws with _DEBUG, and there a callback
+ * that returns -1 on a libuv loop is closed twice in a row ("uv repeat
+ * test"): the second call sees the close frame still waiting and kills the
+ * socket, so the client never gets our close code (it sees 1006). Starting
+ * the close ourselves takes lws's polite path: it sends the close frame
+ * with the code and reason set below, waits for the peer's answer (5 s at
+ * most), then closes. Under libuv the wsi is freed later, from a uv close
+ * callback, but LWS_CALLBACK_CLOSED may already have run when this returns:
+ * callers must not touch the session afterwards. */
+void lws_close_free_wsi(struct lws *wsi, enum lws_close_status reason, const char *caller);
+
+/* Starts the close of @s with s->close_code. Return: 0, for the callback. */
+static int do_close(sess_t *s)
+{
+    const char *why = close_reason(s->close_code);
+    enum lws_close_status code = (enum lws_close_status)s->close_code;
+
+    s->close_started = 1;
+    queue_clear(s);
+    lws_close_reason(s->wsi, code, (unsigned char *)why, strlen(why));
+    lws_close_free_wsi(s->wsi, code, "herald");
+    return 0;
+}
+
+static void pop(sess_t *s, uint32_t n)
+{
+    while (n--) {
+        frame_t *f = s->q[s->qhead];
+        s->qbytes -= f->len;
+        frame_unref(f);
+        s->qhead = (s->qhead + 1) & (s->qcap - 1);
+        s->qlen--;
+    }
+    if (s->qlen == 0 && s->qcap > 4 * QUEUE_MIN) {
+        /* A burst grew the ring; give the memory back once it has drained. */
+        free(s->q);
+        s->q = NULL;
+        s->qcap = 0;
+        s->qhead = 0;
+    }
+}
+
+/* Writes one WebSocket frame from the head of the queue: the first frame
+ * alone, straight from its shared buffer, when it is alone or too big to
+ * batch; otherwise as many queued frames as fit in write_batch_max, copied
+ * into srv.batch. Return: 0, or -1 if the write failed. */
+static int write_batch(sess_t *s)
+{
+    enum lws_write_protocol type = s->enc == PROTO_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+    size_t max = srv.cfg.write_batch_max, len;
+    unsigned char *out;
+    uint32_t n;
+    frame_t *f = s->q[s->qhead];
+
+    if (s->qlen == 1 || f->len >= max) {
+        out = frame_payload(f);
+        len = f->len;
+        n = 1;
+    } else {
+        unsigned char *p = srv.batch + FRAME_HEADROOM;
+        len = 0;
+        for (n = 0; n < s->qlen; n++) {
+            f = s->q[(s->qhead + n) & (s->qcap - 1)];
+            if (len + f->len + 1 > max) break;
+            if (n && s->enc == PROTO_JSON) p[len++] = '\n';
+            memcpy(p + len, frame_payload(f), f->len);
+            len += f->len;
+        }
+        out = p;
+    }
+    if (lws_write(s->wsi, out, len, type) < (int)len) return -1;
+    metrics.writes++;
+    metrics.frames_out += n;
+    metrics.bytes_out += len;
+    pop(s, n);
+    if (s->nstale && s->qbytes < srv.cfg.send_queue_max / 4 && hooks.on_drained) hooks.on_drained(s);
+    return 0;
+}
+
+void sess_on_peer_close(sess_t *s)
+{
+    s->close_started = 1;
+    queue_clear(s);
+}
+
+/* Whether @s should wait to gather more before writing: it wrote less than
+ * srv.coalesce_ms ago and has less than half a batch queued. An idle
+ * connection therefore writes at once; a streaming one writes at most once
+ * per coalesce_ms, each write carrying everything that arrived meanwhile. */
+static int should_wait(const sess_t *s, uint64_t now)
+{
+    return srv.coalesce_ms && now - s->last_write_ms < srv.coalesce_ms &&
+           s->qbytes < srv.cfg.write_batch_max / 2;
+}
+
+void sess_coalesce_adjust(void)
+{
+    struct timespec ts;
+    uint64_t cpu, now = uv_hrtime(), elapsed, busy_pct;
+    unsigned ms = srv.coalesce_ms;
+
+    /* The loop thread's own CPU time, not wall time minus idle: the storage
+     * thread may share the core, and time it takes is not the loop's load. */
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    elapsed = now - srv.tune_at_ns;
+    if (srv.tune_at_ns && elapsed) {
+        uint64_t cpu_d = cpu - srv.tune_cpu_ns;
+        busy_pct = cpu_d >= elapsed ? 100 : cpu_d * 100 / elapsed;
+        /* Writes cost a syscall each (and one more for the reader), so when
+         * the loop is nearly always busy, gather longer and write less often;
+         * when it has time to spare, go back towards writing every turn. */
+        if (busy_pct >= 80) ms = ms ? ms + ms / 2 + 1 : 2;
+        else if (busy_pct < 50) ms = ms * 2 / 3;
+        if (ms > srv.cfg.coalesce_max_ms) ms = srv.cfg.coalesce_max_ms;
+        srv.coalesce_ms = ms;
+    }
+    srv.tune_cpu_ns = cpu;
+    srv.tune_at_ns = now;
+}
+
+void sess_flush_dirty(void)
+{
+    sess_t *s = srv.dirty, *later = NULL;
+    uint64_t now = uv_now(&srv.loop), wake = 0;
+
+    srv.dirty = NULL;
+    while (s) {
+        sess_t *next = s->dirty_next;
+        s->dirty = 0;
+        s->dirty_next = NULL;
+        if (!s->close_code && !s->close_started && !s->write_pending && should_wait(s, now)) {
+            uint64_t due = s->last_write_ms + srv.coalesce_ms;
+            if (!wake || due < wake) wake = due;
+            s->dirty = 1;
+            s->dirty_next = later;
+            later = s;
+            s = next;
+            continue;
+        }
+        if (s->close_code || s->close_started) {
+            /* Closing goes through the writable callback, in order. */
+            if (!s->close_started) request_write(s);
+        } else if (!s->write_pending) {
+            /* Write what the socket takes now. Partial writes are buffered
+             * by lws (lws_partial_buffered()), which then arms POLLOUT
+             * itself; the writable callback takes over from there, and
+             * for connections whose socket is full anyway. */
+            for (int i = 0; i < SESS_WRITES_PER_CALLBACK && s->qlen && !lws_partial_buffered(s->wsi); i++) {
+                if (write_batch(s)) {
+                    /* The socket is gone: let lws close it from its own loop. */
+                    s->close_started = 1;
+                    queue_clear(s);
+                    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+                    break;
+                }
+            }
+            s->last_write_ms = now;
+            if (s->qlen && !s->close_started) request_write(s);
+        }
+        s = next;
+    }
+    /* Those left to gather go back on the list; a timer makes sure the loop
+     * comes round for them even if nothing else happens. */
+    while (later) {
+        sess_t *n = later->dirty_next;
+        later->dirty_next = srv.dirty;
+        srv.dirty = later;
+        later = n;
+    }
+    if (wake) uv_timer_start(&srv.flush_timer, sess_flush_timer_cb, wake > now ? wake - now : 1, 0);
+}
+
+void sess_flush_timer_cb(uv_timer_t *t)
+{
+    (void)t;
+    /* Nothing to do here: the check handle runs after this turn's timers. */
+}
+
+int sess_on_writable(sess_t *s)
+{
+    s->write_pending = 0;
+    if (s->close_started) return 0;
+    if (s->close_code && (!s->flush_then_close || s->qlen == 0)) return do_close(s);
+    /* Keep writing while the kernel takes everything: lws_partial_buffered()
+     * says lws had to keep some back, and costs no syscall, unlike
+     * lws_send_pipe_choked(). Writing again while lws holds a partial would
+     * corrupt its count, so the check comes before every write. The bound
+     * keeps one busy connection from starving the others. */
+    for (int i = 0; i < SESS_WRITES_PER_CALLBACK && s->qlen && !lws_partial_buffered(s->wsi); i++) {
+        if (write_batch(s)) {
+            hlog(LOG_DEBUG, "ws", "client %s: write failed", s->id);
+            return -1;
+        }
+    }
+    /* Ask again when more is queued, or to send the close frame after the
+     * flush: libwebsockets calls back only once its own buffer has drained. */
+    if (s->qlen || s->close_code) request_write(s);
+    return 0;
+}
+
+static int handle(sess_t *s, const unsigned char *buf, size_t len)
+{
+    srv.stats.messages_in++;
+    hooks.on_message(s, buf, len);
+    return 0;
+}
+
+int sess_on_receive(sess_t *s, const void *in, size_t len)
+{
+    int first = lws_is_first_fragment(s->wsi), final = lws_is_final_fragment(s->wsi);
+    size_t max = srv.cfg.max_message_size;
+
+    if (s->close_code) return 0;        /* closing: ignore further input */
+    metrics.bytes_in += len;
+    if (first && final && s->rxlen == 0) {
+        /* The common case: the whole message in one callback, parsed in place. */
+        if (len > max) { s->close_code = CLOSE_TOO_BIG; return do_close(s); }
+        return handle(s, in, len);
+    }
+    if (s->rxlen + len > max) {
+        s->close_code = CLOSE_TOO_BIG;
+        return do_close(s);
+    }
+    if (s->rxlen + len > s->rxcap) {
+        size_t ncap = s->rxcap ? s->rxcap : 1024;
+        unsigned char *p;
+        while (ncap < s->rxlen + len) ncap *= 2;
+        if (ncap > max) ncap = max;
+        p = realloc(s->rx, ncap);
+        if (!p) { s->close_code = CLOSE_INTERNAL; return do_close(s); }
+        s->rx = p;
+        s->rxcap = ncap;
+    }
+    memcpy(s->rx + s->rxlen, in, len);
+    s->rxlen += len;
+    if (!final) return 0;
+    len = s->rxlen;
+    s->rxlen = 0;
+    handle(s, s->rx, len);
+    if (s->rxcap > RX_KEEP) {
+        free(s->rx);
+        s->rx = NULL;
+        s->rxcap = 0;
+    }
+    return 0;
+}
+
+static enum disc_reason disc_reason(uint16_t code)
+{
+    switch (code) {
+    case 0: return DISC_CLIENT;
+    case CLOSE_GOING_AWAY: return DISC_SHUTDOWN;
+    case CLOSE_SLOW_CONSUMER: return DISC_SLOW_CONSUMER;
+    case CLOSE_UNAUTHORIZED: return DISC_UNAUTHORIZED;
+    case CLOSE_TOKEN_EXPIRED: return DISC_TOKEN_EXPIRED;
+    case CLOSE_CONNECT_TIMEOUT: return DISC_CONNECT_TIMEOUT;
+    case CLOSE_TOO_BIG: return DISC_TOO_BIG;
+    case CLOSE_TOO_MANY: return DISC_TOO_MANY;
+    default: return DISC_INTERNAL;
+    }
+}
+
+void sess_on_closed(sess_t *s)
+{
+    metrics.conn_enc[s->enc]--;
+    metrics.disconnects[disc_reason(s->close_code)]++;
+    unmark_dirty(s);
+    conn_unregister(&s->serial);
+    if (s->peer_counted) rl_session_close(s->peer);
+    /* The application lets go of the session (its subscriptions, seat
+     * holds) while the identity is still known: presence keys members by
+     * user id. */
+    if (hooks.on_closed) hooks.on_closed(s);
+    ident_clear(&s->ident);
+    free(s->url_token);
+    s->url_token = NULL;
+    queue_clear(s);
+    free(s->q);
+    free(s->rx);
+    s->q = NULL;
+    s->rx = NULL;
+    if (s->prev) s->prev->next = s->next;
+    else srv.sessions = s->next;
+    if (s->next) s->next->prev = s->prev;
+    srv.nsessions--;
+    s->kind = 0;
+}

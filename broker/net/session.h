@@ -1,0 +1,148 @@
+/* broker/net/session.h - one WebSocket connection: its inbound reassembly,
+ * its outbound queue and its closing.
+ *
+ * Owns: sess_t, which libwebsockets allocates as the connection's
+ * per-session data and frees after LWS_CALLBACK_CLOSED, so a session never
+ * outlives its wsi and is never freed while a callback can reach it. The
+ * outbound queue holds references to shared frames; when the connection is
+ * writable everything queued is sent as one WebSocket frame (JSON messages
+ * joined by '\n', MessagePack objects back to back), which turns the cost of
+ * fan-out from a syscall per message into a syscall per batch.
+ * Does not own: subscriptions (core/channel.c: it keeps them in the
+ * session's subs[] and nstale) or what messages mean (app/ops.c). The
+ * transport never calls up: what happens on a message, a close and a
+ * drained queue is what main.c puts in struct sess_hooks.
+ * Loop thread only. */
+#ifndef HERALD_SESSION_H
+#define HERALD_SESSION_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include "auth/auth.h"
+#include "net/frame.h"
+#include "msg.h"
+#include "auth/ratelimit.h"
+
+/* WebSocket close codes Herald sends (docs/protocol.md). */
+enum {
+    CLOSE_GOING_AWAY = 1001,      /* broker shutting down */
+    CLOSE_INVALID_UTF8 = 1007,    /* sent by libwebsockets itself */
+    CLOSE_TOO_BIG = 1009,         /* message over limits.max_message_size */
+    CLOSE_INTERNAL = 1011,        /* out of memory handling the connection */
+    CLOSE_SLOW_CONSUMER = 4000,   /* send queue over limits.send_queue_max */
+    CLOSE_UNAUTHORIZED = 4001,    /* connect refused: no valid token */
+    CLOSE_CONNECT_TIMEOUT = 4002, /* no connect within websocket.connect_timeout */
+    CLOSE_TOKEN_EXPIRED = 4003,   /* the token expired and no refresh came */
+    CLOSE_TOO_MANY = 4008,        /* limits.connections_per_ip reached */
+};
+
+#define SESS_KIND_WS 0x5753       /* marks per-session data as a sess_t */
+
+struct sub;
+
+typedef struct sess {
+    uint16_t kind;                /* SESS_KIND_WS once established */
+    uint8_t enc;                  /* enum proto_enc */
+    uint8_t connected : 1;        /* connect op done */
+    uint8_t write_pending : 1;    /* lws_callback_on_writable() already asked */
+    uint8_t flush_then_close : 1; /* close with close_code once the queue is empty */
+    uint8_t close_started : 1;    /* the close frame is on its way: write nothing more */
+    uint8_t dirty : 1;            /* on srv.dirty: flush at the end of this loop turn */
+    uint16_t close_code;          /* nonzero: closing with this code */
+    struct lws *wsi;
+    struct sess *prev, *next;     /* srv.sessions */
+    struct sess *dirty_next;      /* srv.dirty */
+    uint64_t created_ms;
+    uint64_t last_write_ms;       /* loop time of the last data write */
+
+    frame_t **q;                  /* ring of queued frames */
+    uint32_t qcap, qhead, qlen;
+    size_t qbytes;
+
+    unsigned char *rx;            /* reassembly of a fragmented message */
+    size_t rxlen, rxcap;
+
+    struct sub **subs;            /* this session's subscriptions, dense */
+    uint32_t nsubs, subscap;
+
+    uint64_t serial;              /* conns.h key while the session lives */
+    char id[17];                  /* client id given in "connected" */
+
+    ident_t ident;                /* who: set by connect and refresh */
+    bucket_t msg_bucket;          /* limits.messages_per_second */
+    bucket_t sig_bucket;          /* namespace signal_rate */
+    char *url_token;              /* ?token= of the WebSocket URL, until connect */
+    uint8_t refresh_sent : 1;     /* refresh_required sent for the current token */
+    uint8_t peer_counted : 1;     /* counted in limits.connections_per_ip */
+    uint8_t exempt : 1;           /* its address is in limits.rate_limit_exempt */
+    uint32_t nstale;              /* state subscriptions waiting for a fresh snapshot */
+    char peer[46];                /* client address */
+} sess_t;
+
+/* What the layers above do with a session's events. */
+struct sess_hooks {
+    /* A complete message arrived (@buf is valid during the call only). */
+    void (*on_message)(sess_t *s, const unsigned char *buf, size_t len);
+    /* The connection is gone; the session is freed after the call, and its
+     * identity is still set during it. May be NULL. */
+    void (*on_closed)(sess_t *s);
+    /* A session with state subscriptions marked stale (s->nstale) has
+     * drained its queue below a quarter of limits.send_queue_max: time for
+     * fresh snapshots. May be NULL. */
+    void (*on_drained)(sess_t *s);
+};
+
+/* sess_set_hooks() - install @h (copied) before the first connection. */
+void sess_set_hooks(const struct sess_hooks *h);
+
+/* sess_on_established() - initialise @s in the per-session data of @wsi. */
+void sess_on_established(sess_t *s, struct lws *wsi);
+
+/* sess_on_receive() - a piece of an incoming message. Return: 0, or -1 to
+ * make libwebsockets close the connection (a close reason is already set). */
+int sess_on_receive(sess_t *s, const void *in, size_t len);
+
+/* sess_on_writable() - send what is queued. Return: 0, or -1 to close. */
+int sess_on_writable(sess_t *s);
+
+/* sess_on_closed() - the connection is gone: drop subscriptions and queue. */
+void sess_on_closed(sess_t *s);
+
+/* sess_on_peer_close() - the client sent a close frame: write nothing more;
+ * libwebsockets answers it and closes. */
+void sess_on_peer_close(sess_t *s);
+
+/* sess_flush_dirty() - write what this loop turn queued, straight to the
+ * sockets that can take it (called from a uv_check handle, once per turn).
+ * A connection that is streaming may wait up to srv.coalesce_ms to gather
+ * more into one write; srv.flush_timer then wakes the loop for it. */
+void sess_flush_dirty(void);
+void sess_flush_timer_cb(uv_timer_t *t);
+
+/* sess_coalesce_adjust() - lengthen srv.coalesce_ms while the loop is busier
+ * than 80% of the time, shorten it below 50% (called every 250 ms). */
+void sess_coalesce_adjust(void);
+
+/* sess_push() - queue a reference to @f (the caller keeps its own). A queue
+ * over limits.send_queue_max closes the session as a slow consumer instead. */
+void sess_push(sess_t *s, frame_t *f);
+
+/* sess_send() - encode @msg in the session's encoding and queue it; takes
+ * @msg's reference. */
+void sess_send(sess_t *s, json_t *msg);
+
+/* sess_send_error() - queue {"op":"error","id","code","reason"}. */
+void sess_send_error(sess_t *s, const json_t *id, int code, const char *reason);
+
+/* sess_close() - close @s with @code and @reason. With @flush, queued
+ * messages are sent first; without, they are dropped. Safe from anywhere on
+ * the loop thread: the close happens in the next writable callback. */
+void sess_close(sess_t *s, uint16_t code, int flush);
+
+/* sess_encode() - a new frame holding @msg in @enc, or NULL if out of memory. */
+frame_t *sess_encode(enum proto_enc enc, const json_t *msg);
+
+#endif

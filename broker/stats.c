@@ -1,0 +1,50 @@
+/* broker/stats.c - see stats.h. */
+#include "stats.h"
+#include "herald.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct herald_metrics metrics;
+
+static const double latency_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                         0.5, 1, 2.5, 5, 10 };
+static const double batch_bounds[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 4096 };
+
+#define NB(a) (sizeof a / sizeof a[0])
+
+void histo_observe(histo_t *h, double v)
+{
+    size_t i = 0;
+    while (i < h->n && v > h->bounds[i]) i++;
+    h->counts[i]++;
+    h->sum += v;
+    h->count++;
+}
+
+int stats_init(void)
+{
+    memset(&metrics, 0, sizeof metrics);
+    metrics.publish_fanout_seconds.bounds = latency_bounds;
+    metrics.publish_fanout_seconds.n = NB(latency_bounds);
+    metrics.commit_seconds.bounds = latency_bounds;
+    metrics.commit_seconds.n = NB(latency_bounds);
+    metrics.commit_batch.bounds = batch_bounds;
+    metrics.commit_batch.n = NB(batch_bounds);
+    metrics.ns_publications = calloc(srv.cfg.nns + 1, sizeof *metrics.ns_publications);
+    return metrics.ns_publications ? 0 : -ENOMEM;
+}
+
+void stats_deinit(void)
+{
+    free(metrics.ns_publications);
+    metrics.ns_publications = NULL;
+}
+
+size_t stats_ns_index(const void *ns)
+{
+    const ns_config_t *n = ns;
+    if (n >= srv.cfg.ns && n < srv.cfg.ns + srv.cfg.nns) return (size_t)(n - srv.cfg.ns);
+    return srv.cfg.nns;
+}

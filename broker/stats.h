@@ -1,0 +1,80 @@
+/* broker/stats.h - what the broker counts.
+ *
+ * Owns: the process-wide counters (struct herald_stats, kept in srv.stats)
+ * and the histograms, per-reason disconnect and per-namespace publication
+ * counters (struct herald_metrics, the one instance `metrics`). Every layer
+ * bumps them with a plain increment: no lock, no allocation, no call upward.
+ * Does not own: the Prometheus rendering (app/metrics.c) or what a close
+ * code means (net/session.c maps its codes to enum disc_reason).
+ * Loop thread only. */
+#ifndef HERALD_STATS_H
+#define HERALD_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct herald_stats {
+    uint64_t connections_total;   /* WebSocket sessions accepted */
+    uint64_t connections_refused; /* TCP connections refused at the cap or while stopping */
+    uint64_t messages_in;         /* client messages received */
+    uint64_t publications;        /* publications accepted (WS + REST) */
+    uint64_t deliveries;          /* publication frames queued to subscribers */
+    uint64_t slow_consumers;      /* connections closed with 4000 */
+    uint64_t storage_failures;    /* publications refused because the store failed or was full */
+    uint64_t auth_failures;       /* invalid, missing or foreign tokens */
+    uint64_t permission_denied;   /* subscribes, publishes and reads refused by the namespace rules */
+    uint64_t rate_limited;        /* WebSocket messages refused by limits.messages_per_second */
+    uint64_t rest_rate_limited;   /* REST requests answered 429 */
+    uint64_t connects_limited;    /* TCP connections refused by connects_per_second or a cooloff */
+    uint64_t rest_unauthorized;   /* REST requests answered 401 or 403 */
+    uint64_t origins_refused;     /* WebSocket handshakes from an Origin not allowed */
+};
+
+/* A cumulative histogram over fixed upper bounds, as Prometheus wants it. */
+typedef struct histo {
+    const double *bounds;         /* ascending upper bounds; +Inf is implicit */
+    size_t n;
+    uint64_t counts[24];          /* counts[i]: observations <= bounds[i]; counts[n]: the rest */
+    double sum;
+    uint64_t count;
+} histo_t;
+
+/* histo_observe() - count @v in @h. */
+void histo_observe(histo_t *h, double v);
+
+/* Why a WebSocket session ended (net/session.c maps its close code here). */
+enum disc_reason {
+    DISC_CLIENT = 0,              /* the client closed, or the network did */
+    DISC_SHUTDOWN, DISC_SLOW_CONSUMER, DISC_UNAUTHORIZED, DISC_TOKEN_EXPIRED,
+    DISC_CONNECT_TIMEOUT, DISC_TOO_BIG, DISC_TOO_MANY, DISC_INTERNAL,
+    DISC_NREASONS
+};
+
+struct herald_metrics {
+    histo_t publish_fanout_seconds;   /* publication accepted -> fanned out */
+    histo_t commit_seconds;           /* one group commit, in the storage thread */
+    histo_t commit_batch;             /* publications per group commit */
+    uint64_t disconnects[DISC_NREASONS];
+    uint64_t bytes_in, bytes_out;     /* WebSocket payload bytes */
+    uint64_t frames_out;              /* messages written to sockets */
+    uint64_t writes;                  /* socket writes of WebSocket frames */
+    uint64_t *ns_publications;        /* per configured namespace, then the template */
+    unsigned conn_enc[2];             /* open sessions per encoding */
+    /* Seat map requests by action (enum seat_action, 0 unused) and outcome:
+     * [0] applied, [1] refused by the seats' state (taken, not held, ...),
+     * [2] failed (storage). */
+    uint64_t seat_requests[9][3];
+};
+
+extern struct herald_metrics metrics;
+
+/* stats_init() - set up the histograms and the per-namespace counters of
+ * srv.cfg. Return: 0, or -ENOMEM. */
+int stats_init(void);
+void stats_deinit(void);
+
+/* stats_ns_index() - the slot of metrics.ns_publications for namespace @ns
+ * (a pointer into srv.cfg). */
+size_t stats_ns_index(const void *ns);
+
+#endif
