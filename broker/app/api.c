@@ -192,7 +192,7 @@ static int publish_post(http_req_t *r)
     origin.serial = r->serial;
     code = publish(name, len, data, NULL, reply_to, kind, &origin, reason);
     json_decref(msg);
-    /* On 0, publish_done() answers. */
+    /* On 0, the pipeline answers when the outcome is known. */
     return code ? http_respond_error(r, 0, code, reason) : 0;
 bad:
     json_decref(msg);

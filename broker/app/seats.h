@@ -40,7 +40,7 @@ int seats_is_map(const char *name, size_t len);
  * the request comes over REST, where confirm is always allowed and release
  * also cancels bookings.
  * @reason: [out] on a PROTO_E_* failure (PROTO_REASON_MAX bytes).
- * Return: 0 (the answer comes through publish_done()), or a PROTO_E_* code. */
+ * Return: 0 (the answer comes from the pipeline), or a PROTO_E_* code. */
 int seats_request(const char *chan, const char *action, const json_t *body, const char *user, int backend,
                   origin_t *origin, char *reason);
 

@@ -2,7 +2,6 @@
 #include "core/publish.h"
 #include "core/pubpipe.h"
 #include "herald.h"
-#include "mpack.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -84,37 +83,4 @@ int publish_parse_reply(const json_t *msg, uint64_t *reply_to, const char **kind
         }
     snprintf(reason, PROTO_REASON_MAX, "field \"kind\" must be message, reaction, edit or delete");
     return PROTO_E_BAD_FIELD;
-}
-
-/* Adds the "changes" (and "reset") of a state change's record to @m. */
-static void add_state_changes(json_t *m, const unsigned char *rec, size_t len)
-{
-    char reason[PROTO_REASON_MAX];
-    json_t *r = NULL, *data, *ch;
-
-    if (mpack_decode(rec, len, &r, reason)) {
-        json_object_set_new(m, "changes", json_array());
-        return;
-    }
-    data = json_object_get(r, "data");
-    ch = json_object_get(data, "changes");
-    json_object_set(m, "changes", ch ? ch : json_array());
-    if (json_is_true(json_object_get(data, "reset"))) json_object_set_new(m, "reset", json_true());
-    json_decref(r);
-}
-
-void publish_done(const origin_t *o, chan_t *c, const struct pub_outcome *out)
-{
-    json_t *m;
-
-    if (out->code) {
-        srv.stats.storage_failures += out->code == PROTO_E_STORAGE;
-        reply_error(o, 0, out->code, out->reason ? out->reason : "publication failed", out->extra);
-        return;
-    }
-    if (o->kind == ORIGIN_NONE) return;
-    m = json_pack("{s:s%,s:I}", "channel", c->name, (size_t)c->namelen, "offset", (json_int_t)out->offset);
-    if (m && out->state_rec) add_state_changes(m, out->state_rec, out->state_reclen);
-    if (m && out->extra) json_object_update_missing(m, (json_t *)out->extra);
-    reply_ok(o, out->reply_op ? out->reply_op : out->state_rec ? "updated" : "published", m);
 }

@@ -4,9 +4,8 @@
  * client, a REST backend, a seat offer, the broker's own sys:stats): the
  * channel can be opened, is not a state channel, is not in the broker's
  * own sys namespace unless the broker publishes, and reply_to names an
- * offset it has; and the answer to the publisher once the publication (or a
- * state change) has an outcome. Does not own: who may publish (auth/, asked
- * by the caller before) or the storage path (pubpipe.c).
+ * offset it has. Does not own: who may publish (auth/, asked by the caller
+ * before) or the storage path and the answer (pubpipe.c).
  * Loop thread only. */
 #ifndef HERALD_PUBLISH_H
 #define HERALD_PUBLISH_H
@@ -21,7 +20,7 @@
 /* publish() - publish @data (borrowed) on channel @name for @origin (taken),
  * sent by @from (borrowed; NULL: the server), replying to offset @reply_to
  * (0: none) as @kind (NULL: a plain message; see publish_parse_reply()). On 0
- * the outcome comes later through publish_done(). An @origin of kind
+ * the outcome comes later, from the pipeline (pubpipe.h). An @origin of kind
  * ORIGIN_NONE is the broker itself: only it may publish in "sys:".
  * @reason: [out] on a PROTO_E_* failure, why (PROTO_REASON_MAX bytes).
  * Return: 0, or a PROTO_E_* code (PROTO_E_INTERNAL when out of memory); on
@@ -35,22 +34,5 @@ int publish(const char *name, size_t len, const json_t *data, const json_t *from
  * plain message, else a static string.
  * Return: 0, or PROTO_E_BAD_FIELD with @reason. */
 int publish_parse_reply(const json_t *msg, uint64_t *reply_to, const char **kind, char *reason);
-
-/* The outcome of a publication or state change, for publish_done(). */
-struct pub_outcome {
-    int code;                     /* 0, or a PROTO_E_* code */
-    uint64_t offset;              /* with code 0 */
-    const char *reason;           /* with a code */
-    const unsigned char *state_rec; /* a state change's record (its changes go in the reply), or NULL */
-    size_t state_reclen;
-    const json_t *extra;          /* fields added to the reply, or to the error (a conflict's "version",
-                                     the "seats" a hold found taken), or NULL */
-    const char *reply_op;         /* the WebSocket reply's op; NULL: "published" or "updated" */
-};
-
-/* publish_done() - tell @origin the outcome @out of its publication on @c:
- * {"op":"published"|"updated"|reply_op, "channel", "offset", ...} or an
- * error, on whichever transport it came (net/reply.h). */
-void publish_done(const origin_t *origin, chan_t *c, const struct pub_outcome *out);
 
 #endif

@@ -1,6 +1,6 @@
 /* broker/core/pubpipe.c - see pubpipe.h. */
 #include "core/pubpipe.h"
-#include "core/publish.h"
+#include "mpack.h"
 #include "net/http.h"
 #include "herald.h"
 #include "record.h"
@@ -88,6 +88,54 @@ static void pub_free(pub_t *p)
     for (int e = 0; e < PROTO_NENC; e++) frame_unref(p->frames[e]);
     json_decref(p->origin.id);
     free(p);
+}
+
+/* The outcome of a publication or state change. */
+struct pub_outcome {
+    int code;                     /* 0, or a PROTO_E_* code */
+    uint64_t offset;              /* with code 0 */
+    const char *reason;           /* with a code */
+    const unsigned char *state_rec; /* a state change's record (its changes go in the reply), or NULL */
+    size_t state_reclen;
+    const json_t *extra;          /* fields added to the reply, or to the error (a conflict's "version",
+                                     the "seats" a hold found taken), or NULL */
+    const char *reply_op;         /* the WebSocket reply's op; NULL: "published" or "updated" */
+};
+
+/* Adds the "changes" (and "reset") of a state change's record to @m. */
+static void add_state_changes(json_t *m, const unsigned char *rec, size_t len)
+{
+    char reason[PROTO_REASON_MAX];
+    json_t *r = NULL, *data, *ch;
+
+    if (mpack_decode(rec, len, &r, reason)) {
+        json_object_set_new(m, "changes", json_array());
+        return;
+    }
+    data = json_object_get(r, "data");
+    ch = json_object_get(data, "changes");
+    json_object_set(m, "changes", ch ? ch : json_array());
+    if (json_is_true(json_object_get(data, "reset"))) json_object_set_new(m, "reset", json_true());
+    json_decref(r);
+}
+
+/* Tells @o the outcome @out of its publication on @c: {"op":"published" |
+ * "updated" | reply_op, "channel", "offset", ...} or an error, on whichever
+ * transport it came (net/reply.h). */
+static void report(const origin_t *o, chan_t *c, const struct pub_outcome *out)
+{
+    json_t *m;
+
+    if (out->code) {
+        srv.stats.storage_failures += out->code == PROTO_E_STORAGE;
+        reply_error(o, 0, out->code, out->reason ? out->reason : "publication failed", out->extra);
+        return;
+    }
+    if (o->kind == ORIGIN_NONE) return;
+    m = json_pack("{s:s%,s:I}", "channel", c->name, (size_t)c->namelen, "offset", (json_int_t)out->offset);
+    if (m && out->state_rec) add_state_changes(m, out->state_rec, out->state_reclen);
+    if (m && out->extra) json_object_update_missing(m, (json_t *)out->extra);
+    reply_ok(o, out->reply_op ? out->reply_op : out->state_rec ? "updated" : "published", m);
 }
 
 /* ---- storage thread ---- */
@@ -346,7 +394,7 @@ static void finish(pub_t *p)
     out.extra = extra;
     /* The publisher hears of its publication before it sees it as a
      * subscriber, so a client can match the echo to its request. */
-    publish_done(&p->origin, c, &out);
+    report(&p->origin, c, &out);
     json_decref(extra);
     if (out.code == 0 && !p->w.unchanged) {
         if (chan_fanout(c, p->w.offset, rec, reclen, p->frames))

@@ -55,8 +55,8 @@ void pubpipe_stop(void);
 /* pubpipe_publish() - publish @data (borrowed) on @c for @origin (taken),
  * with the sender @from (borrowed; NULL for the server), @reply_to (0: none)
  * and @kind (NULL: a plain message). The outcome comes through
- * publish_done(), later for a history channel, before this returns
- * otherwise. Use publish() (core/publish.h), which checks the request first.
+ * the origin's reply (net/reply.h), later for a history channel, before this
+ * returns otherwise. Use publish() (core/publish.h), which checks the request first.
  * Return: 0, or -ENOMEM (no outcome will come; @origin was cleared). */
 int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, uint64_t reply_to, const char *kind,
                     origin_t *origin);
