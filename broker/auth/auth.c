@@ -122,7 +122,15 @@ int auth_token(const char *token, size_t len, ident_t *id, char *reason)
     id->admin = role && !strcmp(role, "admin");
     id->privileged = id->admin || (role && !strcmp(role, "service"));
     v = json_object_get(claims, "exp");
-    id->exp = json_is_number(v) ? (int64_t)json_number_value(v) : 0;
+    /* jwt_verify() has refused an exp that is not a number in
+     * 0..JWT_MAX_TIME. Checked again because converting a real beyond int64
+     * is undefined (json_number_value() turns an exp of 2^63 - 1 into the
+     * real 2^63), and refusing beats a connection whose exp went wrong. */
+    if (v && !(json_is_number(v) && json_number_value(v) >= 0 && json_number_value(v) <= (double)JWT_MAX_TIME)) {
+        snprintf(reason, PROTO_REASON_MAX, "invalid token: \"exp\" is not a time from 1970 to 9999");
+        goto fail;
+    }
+    id->exp = json_is_integer(v) ? json_integer_value(v) : (int64_t)json_number_value(v);
     json_decref(claims);
     if (!id->user) { ident_clear(id); snprintf(reason, PROTO_REASON_MAX, "out of memory"); return PROTO_E_INTERNAL; }
     return 0;

@@ -666,6 +666,18 @@ static int before_nbf(const json_t *v, int64_t now, unsigned leeway)
     return (long double)now + leeway < (long double)json_real_value(v);
 }
 
+/* Whether the number @v is a time in 0..JWT_MAX_TIME. A real is compared as
+ * a double, never converted, since converting one beyond int64 is undefined;
+ * NaN fails both comparisons. */
+static int time_in_range(const json_t *v)
+{
+    double d;
+
+    if (json_is_integer(v)) return json_integer_value(v) >= 0 && json_integer_value(v) <= JWT_MAX_TIME;
+    d = json_real_value(v);
+    return d >= 0 && d <= (double)JWT_MAX_TIME;
+}
+
 /* Return: JWT_OK, JWT_E_CLAIMS, JWT_E_EXPIRED or JWT_E_NOT_YET_VALID. */
 static int check_claims(const json_t *c, int64_t now, unsigned leeway, const char **why)
 {
@@ -676,6 +688,10 @@ static int check_claims(const json_t *c, int64_t now, unsigned leeway, const cha
 
     if ((exp && !json_is_number(exp)) || (nbf && !json_is_number(nbf)) || (iat && !json_is_number(iat))) {
         *why = "exp, nbf or iat is not a number";
+        return JWT_E_CLAIMS;
+    }
+    if ((exp && !time_in_range(exp)) || (nbf && !time_in_range(nbf)) || (iat && !time_in_range(iat))) {
+        *why = "exp, nbf or iat is not a time from 1970 to 9999";
         return JWT_E_CLAIMS;
     }
     if (sub && !json_is_string(sub)) {

@@ -44,6 +44,12 @@
 /* Longest kid stored with a key, in bytes (without the NUL). */
 #define JWT_MAX_KID_LEN 256
 
+/* Latest exp, nbf or iat accepted, Unix seconds: 9999-12-31T23:59:59Z. The
+ * earliest is 0 (1970). A time outside 0..JWT_MAX_TIME is JWT_E_CLAIMS, so a
+ * caller can convert any accepted time to int64_t (reals included) and add a
+ * leeway of up to UINT_MAX to it without overflow. */
+#define JWT_MAX_TIME INT64_C(253402300799)
+
 typedef struct jwt_keys jwt_keys_t;
 
 /* Outcomes of jwt_verify(). Positive, so that they never collide with the
@@ -55,7 +61,7 @@ enum jwt_err {
     JWT_E_SIGNATURE,              /* no candidate key verifies the signature */
     JWT_E_EXPIRED,                /* now > exp + leeway */
     JWT_E_NOT_YET_VALID,          /* now + leeway < nbf */
-    JWT_E_CLAIMS,                 /* exp, nbf or iat not a number; sub not a string */
+    JWT_E_CLAIMS,                 /* exp, nbf or iat not a number in 0..JWT_MAX_TIME; sub not a string */
     JWT_E_KEY,                    /* no key to try: unknown kid (and no key without a kid), kid of a key for another alg, or no key for alg */
 };
 
@@ -122,9 +128,10 @@ size_t jwt_keys_count(const jwt_keys_t *k);
  * @leeway: seconds of clock skew allowed on exp and nbf. The token is expired
  *         when @now > exp + @leeway and not yet valid when @now + @leeway <
  *         nbf, so @now == exp + @leeway is still accepted. exp, nbf and iat,
- *         when present, must be numbers (integers or reals) and sub a string,
- *         else JWT_E_CLAIMS; iat is not compared with @now. Tokens without exp
- *         are accepted: requiring one is the caller's policy.
+ *         when present, must be numbers (integers or reals) from 0 to
+ *         JWT_MAX_TIME and sub a string, else JWT_E_CLAIMS, whatever @now;
+ *         iat is not compared with @now. Tokens without exp are accepted:
+ *         requiring one is the caller's policy.
  * @claims: [out] on JWT_OK, a new reference to the payload object (the caller
  *         json_decref()s it); on any other return, NULL. May be NULL.
  * @why: [out] on failure, a static English reason for logs (never the token's

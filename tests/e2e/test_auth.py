@@ -13,7 +13,7 @@ import pytest
 import requests
 import websockets
 
-from conftest import Closed, b64u, connect, run, ws_connect, tcp_closed_without_handshake, http_raw
+from conftest import Closed, b64u, connect, hs256_token, run, ws_connect, tcp_closed_without_handshake, http_raw
 
 SECRET = b"0123456789abcdef0123456789abcdef-secret"
 OTHER = b"another-secret-another-secret-0123456789"
@@ -131,6 +131,27 @@ def test_anonymous_refused_when_off_and_bad_tokens_refused(make_broker, keys):
             await c.close()
     run(go(), timeout=60)
     assert "refused" not in b.log or True
+
+
+def test_exp_out_of_range_refused(make_broker):
+    """An exp after year 9999 (2^63 - 1 as a JSON integer, 1e19 as a real) or before 1970 is a bad
+    token: error 113 and close 4001, not a connection that is then closed at once as expired."""
+    b = secured(make_broker)
+
+    async def go():
+        watcher, _ = await authed(b, hs256_token(SECRET, "w"))
+        await watcher.subscribe("chat:lobby")
+        for exp in (9223372036854775807, 1e19, -1e19, 253402300800):
+            m = await refused_connect(b, hs256_token(SECRET, "alice", exp=exp))
+            assert "invalid token" in m["reason"], m
+        # The last second of 9999 is still a date, and the others carry on.
+        c, m = await authed(b, hs256_token(SECRET, "alice", exp=253402300799))
+        assert m["expires"] == 253402300799
+        assert (await c.publish("chat:lobby", "still here"))["op"] == "published"
+        await watcher.expect(op="pub", data="still here")
+        await c.close()
+        await watcher.close()
+    run(go())
 
 
 def test_token_in_url_and_from_set_by_server(make_broker):

@@ -5,10 +5,23 @@ Seeds are real protocol messages (docs/protocol.md) in each encoding plus
 edge cases around every limit. The files are checked in; rerun this after
 changing it (it rewrites corpus/fuzz_*/seed-*, leaving other files alone).
 Needs only the Python standard library: MessagePack is packed by hand below.
+
+fuzz_jwt's seed-* are HS256 tokens (signed here with the secret in
+fuzz_jwt.c) and broken ones. Its signed-* are RS256 and ES256 tokens that
+verify against the public keys in fuzz_jwt.c; their private keys were thrown
+away, so they are rewritten only when this is run with a new pair:
+    make_corpus.py --rsa-key RSA.pem --ec-key EC.pem
+(then put the public halves, `openssl pkey -in K.pem -pubout`, into
+fuzz_jwt.c and discard the private keys). That needs the openssl command.
 """
+import argparse
+import base64
+import hashlib
+import hmac
 import json
 import os
 import struct
+import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -164,22 +177,162 @@ CHNAMES = [
 ]
 
 
-def write(target, items):
+# -- fuzz_jwt -------------------------------------------------------------------
+
+JWT_SECRET = b"herald fuzz_jwt HS256 secret, 32 bytes or more"   # as in fuzz_jwt.c
+JWT_NOW = 1700000000                                             # FUZZ_NOW in fuzz_jwt.c
+JWT_CLAIMS = {"sub": "alice", "iat": JWT_NOW, "exp": JWT_NOW + 3600}
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=")
+
+
+def jwt_input(header, claims):
+    """The signing input; @header and @claims are dicts, or bytes sent as they are."""
+    enc = lambda v: v if isinstance(v, bytes) else json.dumps(v, separators=(",", ":")).encode()
+    return b64u(enc(header)) + b"." + b64u(enc(claims))
+
+
+def hs256(header, claims, secret=JWT_SECRET):
+    si = jwt_input(header, claims)
+    return si + b"." + b64u(hmac.new(secret, si, hashlib.sha256).digest())
+
+
+def hs(claims=None, **header):
+    return hs256({"alg": "HS256", "typ": "JWT", **header}, JWT_CLAIMS if claims is None else claims)
+
+
+def with_claims(**more):
+    return {**JWT_CLAIMS, **more}
+
+
+JWT_HS = [
+    hs(),                                                      # valid
+    hs(kid="hs"),                                              # valid, kid of the HS256 key
+    hs(kid="rs"),                                              # kid of the RSA key: wrong alg
+    hs(kid="nobody"),                                          # unknown kid: keys without one serve it
+    hs(kid=""),
+    hs(kid=5),
+    hs(kid="hs", jku="https://evil.example/keys", x5u="https://evil.example/c"),
+    hs(typ=7),
+    hs({"sub": "alice", "exp": JWT_NOW + 3600, "info": {"name": "Alice"}, "channels": ["chat:*", "user:alice"],
+        "role": "admin"}),
+    hs(with_claims(exp=JWT_NOW - 31)),                         # expired
+    hs(with_claims(exp=JWT_NOW - 30)),                         # past, but within the leeway: ok
+    hs(with_claims(nbf=JWT_NOW + 31)),                         # not yet valid
+    hs(with_claims(nbf=JWT_NOW + 30.5, exp=JWT_NOW + 60.25)),  # reals
+    hs(with_claims(exp=9223372036854775807)),                  # out of range
+    hs(with_claims(exp=1e19)),
+    hs(with_claims(iat=-1)),
+    hs(with_claims(nbf=253402300800)),
+    hs(with_claims(exp=253402300799)),                         # the last accepted second
+    hs(b'{"sub":"alice","exp":9223372036854775808}'),          # integer beyond int64
+    hs(with_claims(exp="soon")),
+    hs(with_claims(sub=5)),
+    hs({}),
+    hs(b"[]"),
+    hs(b'{"sub":"a","sub":"b"}'),                              # duplicate key
+    hs(b'{"sub":"a\\u0000b"}'),
+    hs256(b'{"alg":"HS256","alg":"none"}', JWT_CLAIMS),
+    hs256({"alg": "none"}, JWT_CLAIMS).rsplit(b".", 1)[0] + b".",
+    jwt_input({"alg": "none", "typ": "JWT"}, JWT_CLAIMS) + b".",
+    hs256({"alg": "nOnE"}, JWT_CLAIMS),
+    hs256({"alg": "HS512"}, JWT_CLAIMS),
+    hs256({"alg": "hs256"}, JWT_CLAIMS),
+    hs256({"typ": "JWT"}, JWT_CLAIMS),                         # no alg
+    hs256({"alg": 256}, JWT_CLAIMS),
+    hs256({"alg": "HS256", "crit": ["exp"]}, JWT_CLAIMS),
+    hs256(b"[]", JWT_CLAIMS),
+    hs256({"alg": "HS256"}, JWT_CLAIMS, secret=b"another secret, also at least 32 bytes"),
+    hs()[:-10] + (b"B" if hs()[-10:-9] != b"B" else b"C") + hs()[-9:],   # signature changed
+    hs()[:-3],                                                 # signature of 30 bytes
+    hs() + b"=",                                               # padding
+    hs() + b".x",                                              # four parts
+    hs().rsplit(b".", 1)[0],                                   # two parts
+    b"." + hs().split(b".", 1)[1],                             # empty header
+    hs().replace(b".", b"..", 1),
+    hs().replace(b"-", b"+").replace(b"_", b"/"),              # base64, not base64url
+    b" " + hs(),
+    b"..",
+    b"eyJ.eyJ.",
+    b"",
+]
+
+
+def sign_openssl(key, si):
+    return subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=si, capture_output=True,
+                          check=True).stdout
+
+
+def der_to_raw(der):
+    """An ECDSA DER signature to JWS's 64-byte R || S."""
+    assert der[0] == 0x30
+    i = 3 if der[1] & 0x80 else 2
+    out = b""
+    for _ in range(2):
+        assert der[i] == 0x02
+        n = der[i + 1]
+        out += der[i + 2:i + 2 + n].lstrip(b"\0").rjust(32, b"\0")
+        i += 2 + n
+    return out
+
+
+def jwt_signed(rsa_key, ec_key):
+    def rs(claims_=JWT_CLAIMS, **header):
+        si = jwt_input({"alg": "RS256", "typ": "JWT", **header}, claims_)
+        return si + b"." + b64u(sign_openssl(rsa_key, si))
+
+    def es(claims_=JWT_CLAIMS, der=False, **header):
+        si = jwt_input({"alg": "ES256", "typ": "JWT", **header}, claims_)
+        sig = sign_openssl(ec_key, si)
+        return si + b"." + b64u(sig if der else der_to_raw(sig))
+
+    rsa_ok = rs()
+    h, p, sig = rsa_ok.split(b".")
+    return [
+        rsa_ok,
+        rs(kid="rs"),
+        rs(kid="es"),                                          # kid of the EC key: wrong alg
+        rs(kid="nobody"),
+        rs(with_claims(exp=1e19)),
+        rs({"sub": "svc", "role": "service", "exp": JWT_NOW + 60, "nbf": JWT_NOW - 60}),
+        es(),
+        es(kid="es"),
+        es(kid="hs"),
+        es(with_claims(nbf=-1e19)),
+        es(der=True),                                          # DER, not R || S
+        # An RS256 signature under an HS256 header: algorithm confusion.
+        b64u(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode()) + b"." + p + b"." + sig,
+        h + b"." + b64u(json.dumps(with_claims(sub="mallory"), separators=(",", ":")).encode()) + b"." + sig,
+    ]
+
+
+def write(target, items, prefix="seed-"):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
-        if f.startswith("seed-"):
+        if f.startswith(prefix):
             os.remove(os.path.join(d, f))
     for i, data in enumerate(items):
-        with open(os.path.join(d, "seed-%02d" % i), "wb") as f:
+        with open(os.path.join(d, "%s%02d" % (prefix, i)), "wb") as f:
             f.write(data)
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rsa-key", help="RSA private key (PEM) to sign fuzz_jwt's signed-* seeds with")
+    ap.add_argument("--ec-key", help="EC P-256 private key (PEM) to sign fuzz_jwt's signed-* seeds with")
+    args = ap.parse_args()
+    if bool(args.rsa_key) != bool(args.ec_key):
+        ap.error("--rsa-key and --ec-key go together")
     write("fuzz_json", [json.dumps(m, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
                         for m in MESSAGES] + JSON_EXTRA)
     write("fuzz_msgpack", [pack(m) for m in MESSAGES] + MSGPACK_EXTRA)
     write("fuzz_chname", CHNAMES)
+    write("fuzz_jwt", JWT_HS)
+    if args.rsa_key:
+        write("fuzz_jwt", jwt_signed(args.rsa_key, args.ec_key), prefix="signed-")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 /* tests/unit/test_jwt.c - broker/auth/jwt.c: HS256, RS256 and ES256 tokens signed
  * here with keys generated here; tampering, wrong keys, alg none and
- * confusion, strict base64url, JSON shape, exp/nbf edges, kid selection,
- * ES256 signature form, key loading and its refusals, and concurrent use. */
+ * confusion, strict base64url, JSON shape, exp/nbf edges, the range of
+ * exp/nbf/iat, kid selection, ES256 signature form, key loading and its
+ * refusals, and concurrent use. */
 #include "unit.h"
 
 #include <errno.h>
@@ -852,19 +853,21 @@ static void test_exp_nbf(void **state)
     EXPECT_AT(JWT_OK, all, tok_claims("{\"exp\":1000.0}"), 1005, 5);
     EXPECT_AT(JWT_E_NOT_YET_VALID, all, tok_claims("{\"nbf\":1000.5}"), 1000, 0);
     EXPECT_AT(JWT_OK, all, tok_claims("{\"nbf\":1000.5}"), 1001, 0);
-    EXPECT_AT(JWT_E_EXPIRED, all, tok_claims("{\"exp\":-1e300}"), 0, UINT_MAX);
-    EXPECT_AT(JWT_E_NOT_YET_VALID, all, tok_claims("{\"nbf\":1e300}"), INT64_MAX, UINT_MAX);
-    EXPECT_AT(JWT_OK, all, tok_claims("{\"exp\":1e300}"), INT64_MAX, UINT_MAX);
-    /* The ends of int64, with and without leeway: no overflow (UBSan). */
-    EXPECT_AT(JWT_OK, all, tok_claims("{\"exp\":9223372036854775807}"), INT64_MAX, UINT_MAX);
-    EXPECT_AT(JWT_E_EXPIRED, all, tok_claims("{\"exp\":-9223372036854775808}"), INT64_MAX, UINT_MAX);
-    EXPECT_AT(JWT_E_EXPIRED, all, tok_claims("{\"exp\":-9223372036854775808}"), INT64_MIN + (int64_t)UINT_MAX + 1,
+    EXPECT_AT(JWT_E_EXPIRED, all, tok_claims("{\"exp\":0.0}"), INT64_MAX, UINT_MAX);
+    EXPECT_AT(JWT_E_NOT_YET_VALID, all, tok_claims("{\"nbf\":253402300799.0}"), INT64_MIN, UINT_MAX);
+    EXPECT_AT(JWT_OK, all, tok_claims("{\"exp\":253402300799.0}"), INT64_MIN, UINT_MAX);
+    /* The ends of the accepted range (test_time_range) against the ends of
+     * int64 and the largest leeway: no overflow (UBSan). */
+    EXPECT_AT(JWT_OK, all, tok_claims("{\"exp\":253402300799}"), 253402300799 + (int64_t)UINT_MAX, UINT_MAX);
+    EXPECT_AT(JWT_E_EXPIRED, all, tok_claims("{\"exp\":253402300799}"), 253402300799 + (int64_t)UINT_MAX + 1,
               UINT_MAX);
-    EXPECT_AT(JWT_OK, all, tok_claims("{\"exp\":-9223372036854775808}"), INT64_MIN + (int64_t)UINT_MAX, UINT_MAX);
-    EXPECT_AT(JWT_E_NOT_YET_VALID, all, tok_claims("{\"nbf\":9223372036854775807}"), INT64_MIN, UINT_MAX);
-    EXPECT_AT(JWT_OK, all, tok_claims("{\"nbf\":-9223372036854775808}"), INT64_MIN, 0);
-    EXPECT_AT(JWT_OK, all, tok_claims("{\"nbf\":9223372036854775807}"), INT64_MAX - (int64_t)UINT_MAX, UINT_MAX);
-    EXPECT_AT(JWT_E_NOT_YET_VALID, all, tok_claims("{\"nbf\":9223372036854775807}"), INT64_MAX - (int64_t)UINT_MAX - 1,
+    EXPECT_AT(JWT_E_EXPIRED, all, tok_claims("{\"exp\":253402300799}"), INT64_MAX, UINT_MAX);
+    EXPECT_AT(JWT_E_EXPIRED, all, tok_claims("{\"exp\":0}"), INT64_MAX, UINT_MAX);
+    EXPECT_AT(JWT_OK, all, tok_claims("{\"exp\":0}"), INT64_MIN, 0);
+    EXPECT_AT(JWT_E_NOT_YET_VALID, all, tok_claims("{\"nbf\":253402300799}"), INT64_MIN, UINT_MAX);
+    EXPECT_AT(JWT_OK, all, tok_claims("{\"nbf\":0}"), INT64_MAX, 0);
+    EXPECT_AT(JWT_OK, all, tok_claims("{\"nbf\":253402300799}"), 253402300799 - (int64_t)UINT_MAX, UINT_MAX);
+    EXPECT_AT(JWT_E_NOT_YET_VALID, all, tok_claims("{\"nbf\":253402300799}"), 253402300799 - (int64_t)UINT_MAX - 1,
               UINT_MAX);
     /* No exp is not an error here: the caller decides. */
     EXPECT_AT(JWT_OK, all, tok_claims("{}"), INT64_MAX, 0);
@@ -887,6 +890,48 @@ static void test_claim_types(void **state)
     /* A bad type fails even when the time would also fail. */
     EXPECT_AT(JWT_E_CLAIMS, all, tok_claims("{\"exp\":1,\"sub\":5}"), NOW, 0);
     EXPECT(JWT_OK, all, tok_claims("{\"sub\":\"\",\"iat\":1.5,\"aud\":[\"x\"],\"iss\":7}"));
+}
+
+/* exp, nbf and iat outside 0..253402300799 (JWT_MAX_TIME, the last second
+ * of year 9999) are JWT_E_CLAIMS at any @now: a real beyond int64 cannot be
+ * converted to one, and a caller adding a leeway to an exp near INT64_MAX
+ * overflows (an exp of 2^63 - 1 used to pass here and then close the
+ * connection at once as expired, reporting a negative "expires"). */
+static void test_time_range(void **state)
+{
+    const char *bad[] = {
+        "{\"exp\":9223372036854775807}",      /* 2^63 - 1: a JSON integer to jansson */
+        "{\"exp\":1e19}", "{\"exp\":-1e19}", "{\"exp\":1e300}", "{\"exp\":-1e300}",
+        "{\"exp\":-9223372036854775808}", "{\"exp\":-1}", "{\"exp\":-0.5}",
+        "{\"exp\":253402300800}", "{\"exp\":253402300799.5}",
+        "{\"nbf\":9223372036854775807}", "{\"nbf\":1e19}", "{\"nbf\":-1e19}", "{\"nbf\":-1}",
+        "{\"nbf\":253402300800}",
+        "{\"iat\":9223372036854775807}", "{\"iat\":1e19}", "{\"iat\":-1e19}", "{\"iat\":-1}",
+        "{\"iat\":253402300800}",
+        /* One bad claim among good ones. */
+        "{\"sub\":\"alice\",\"iat\":1700000000,\"nbf\":1700000000,\"exp\":1e19}",
+        "{\"sub\":\"alice\",\"iat\":1e19,\"nbf\":1700000000,\"exp\":1700000600}",
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        EXPECT_AT(JWT_E_CLAIMS, all, tok_claims(bad[i]), NOW, 0);
+        EXPECT_AT(JWT_E_CLAIMS, all, tok_claims(bad[i]), 0, UINT_MAX);
+        EXPECT_AT(JWT_E_CLAIMS, all, tok_claims(bad[i]), INT64_MAX, UINT_MAX);
+        EXPECT_AT(JWT_E_CLAIMS, all, tok_claims(bad[i]), INT64_MIN, 0);
+    }
+    EXPECT(JWT_E_CLAIMS, all, tok_rs(RS, "{\"exp\":9223372036854775807}", rsa));
+    /* jansson refuses an integer literal beyond int64 (it does not fall back
+     * to a real), so 2^63 written as an integer never reaches the check. */
+    EXPECT(JWT_E_MALFORMED, all, tok_claims("{\"exp\":9223372036854775808}"));
+    EXPECT(JWT_E_CLAIMS, all, tok_es(ES, "{\"nbf\":-1e19}", ec));
+    /* Far-future and boundary values are fine. */
+    EXPECT(JWT_OK, all, tok_claims("{\"sub\":\"alice\",\"exp\":4102444800}"));        /* 2100 */
+    EXPECT(JWT_OK, all, tok_claims("{\"exp\":253402300799}"));
+    EXPECT(JWT_OK, all, tok_claims("{\"exp\":253402300799.0,\"iat\":253402300799}"));
+    EXPECT(JWT_OK, all, tok_claims("{\"exp\":2e11,\"iat\":0,\"nbf\":0}"));
+    EXPECT(JWT_OK, all, tok_claims("{\"iat\":-0.0,\"nbf\":0.0}"));
+    EXPECT(JWT_OK, all, tok_rs(RS, "{\"exp\":253402300799}", rsa));
 }
 
 static void test_kid_selection(void **state)
@@ -1303,6 +1348,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_exp_nbf),
         cmocka_unit_test(test_claim_types),
+        cmocka_unit_test(test_time_range),
         cmocka_unit_test(test_kid_selection),
         cmocka_unit_test(test_es256_signature_form),
         cmocka_unit_test(test_rs256_signature_form),
