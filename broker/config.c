@@ -1,5 +1,6 @@
 /* broker/config.c - see config.h. */
 #include "config.h"
+#include "jwt.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -307,6 +308,38 @@ static const char *validate(const config_t *c)
         }
     }
     return NULL;
+}
+
+/* Whether the public_keys list @list names at least one file (auth_init()
+ * skips blanks between the commas). */
+static int names_a_key_file(const char *list)
+{
+    return list[strspn(list, ", ")] != '\0';
+}
+
+/* The [auth] checks that need no key loaded. Unlike validate()'s, their
+ * messages say where the offending option was set ("PATH:LINE: " or
+ * "--flag: "), as the file's own errors do: an operator who turned anonymous
+ * access off wants the line that did it. The key files are read, and checked
+ * the same way, by auth_init(). Return: 0, or -1 with @err. */
+static int validate_auth(const config_t *c, char *err, size_t errlen)
+{
+    const char *option;
+    char where[sizeof c->config_path + 16], why[200];
+
+    if (*c->hmac_secret && strlen(c->hmac_secret) < JWT_MIN_SECRET_LEN) {
+        option = "auth.hmac_secret";
+        snprintf(why, sizeof why, "auth.hmac_secret must be at least %d characters", JWT_MIN_SECRET_LEN);
+    } else if (!c->anonymous && !*c->hmac_secret && !names_a_key_file(c->public_keys)) {
+        option = "auth.anonymous";
+        snprintf(why, sizeof why, "auth.anonymous is off but no token key is configured "
+                 "(auth.hmac_secret or auth.public_keys): nobody could connect");
+    } else {
+        return 0;
+    }
+    if (config_where(c, option, where, sizeof where) > 0) snprintf(err, errlen, "%s: %s", where, why);
+    else snprintf(err, errlen, "%s", why);
+    return -1;
 }
 
 int config_where(const config_t *c, const char *option, char *buf, size_t len)
@@ -705,5 +738,6 @@ enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err
             return CONFIG_ARGS_ERROR;
         }
     }
+    if (validate_auth(c, err, errlen)) return CONFIG_ARGS_ERROR;
     return CONFIG_ARGS_RUN;
 }

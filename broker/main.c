@@ -2,6 +2,7 @@
  * or with `herald backup DEST`, copy a (running) broker's data. */
 #include "herald.h"
 #include "server.h"
+#include "auth.h"
 #include "config.h"
 #include "hist.h"
 #include "log.h"
@@ -43,7 +44,8 @@ static int backup(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    char err[1024];
+    char err[1536];
+    int r;
 
     if (argc > 1 && !strcmp(argv[1], "backup")) return backup(argc, argv);
     switch (config_parse_args(&srv.cfg, argc, argv, err, sizeof err)) {
@@ -52,6 +54,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "herald: %s\n", err);
         return 2;
     case CONFIG_ARGS_RUN: break;
+    }
+    /* The token keys are settings too: a key file that cannot be used is
+     * refused like any other bad value, with where it was named and exit
+     * status 2, before anything starts. server_run() frees them. */
+    if ((r = auth_init(err, sizeof err))) {
+        fprintf(stderr, "herald: %s\n", err);
+        auth_deinit();
+        config_free(&srv.cfg);
+        return r == AUTH_E_KEY_FILE ? 2 : 1;
     }
     log_set_level(srv.cfg.log_level);
     log_set_format(srv.cfg.log_format);

@@ -340,7 +340,7 @@ int server_run(void)
     srv.started_ms = (uint64_t)clock_wall_ms();
     signal(SIGPIPE, SIG_IGN);
     set_fd_limit();
-    if (auth_init(err, sizeof err) || rl_init(err, sizeof err)) {
+    if (rl_init(err, sizeof err)) {
         hlog(LOG_ERROR, "auth", "%s", err);
         auth_deinit();
         rl_deinit();

@@ -11,7 +11,8 @@
 #ifndef HERALD_SERVER_H
 #define HERALD_SERVER_H
 
-/* server_run() - start everything from srv.cfg, run until shut down.
+/* server_run() - start everything from srv.cfg, run until shut down. The
+ * token keys are loaded before (auth_init(), main.c); server_run() frees them.
  * Return: the process exit code (0 after a clean shutdown). */
 int server_run(void);
 

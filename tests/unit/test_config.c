@@ -425,6 +425,47 @@ static void test_where(void **state)
     config_free(&c);
 }
 
+/* [auth] refusals name where the offending option was set. */
+static void test_auth_checks(void **state)
+{
+    char err[1024] = "", arg[300], want[300];
+    const char *path;
+    config_t c;
+    (void)state;
+
+    /* A short hmac_secret: its line, never its value. */
+    path = write_file("[server]\nport = 0\n[auth]\n\nhmac_secret = 0123456789abcdef0123456789abcde\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    snprintf(want, sizeof want, "%s:5: auth.hmac_secret must be at least 32 characters", path);
+    expect_error(PARSE(&c, err, arg), err, NULL);
+    assert_string_equal(err, want);
+    assert_null(strstr(err, "0123456789"));
+    /* By a flag: the flag, even with a config file. */
+    expect_error(PARSE(&c, err, "--hmac-secret=short"), err, NULL);
+    assert_string_equal(err, "--hmac-secret: auth.hmac_secret must be at least 32 characters");
+    expect_error(PARSE(&c, err, arg, "--hmac-secret", "short"), err, NULL);
+    assert_string_equal(err, "--hmac-secret: auth.hmac_secret must be at least 32 characters");
+    /* 32 characters will do; a flag repairs the file; "" means none. */
+    assert_int_equal(PARSE(&c, err, "--hmac-secret=0123456789abcdef0123456789abcdef"), CONFIG_ARGS_RUN);
+    assert_int_equal(PARSE(&c, err, arg, "--hmac-secret=0123456789abcdef0123456789abcdef"), CONFIG_ARGS_RUN);
+    assert_int_equal(PARSE(&c, err, arg, "--hmac-secret="), CONFIG_ARGS_RUN);
+
+    /* anonymous = off with no key: the line of anonymous = off. */
+    path = write_file("[auth]\nhmac_secret =\nanonymous = off\npublic_keys = , \n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    expect_error(PARSE(&c, err, arg), err, NULL);
+    snprintf(want, sizeof want, "%s:3: auth.anonymous is off", path);
+    if (strncmp(err, want, strlen(want))) {
+        print_error("error \"%s\" does not start with \"%s\"\n", err, want);
+        fail();
+    }
+    expect_error(PARSE(&c, err, "--anonymous", "off"), err, "--anonymous: auth.anonymous is off");
+    /* Any key named will do here; whether it loads is auth_init()'s to say. */
+    assert_int_equal(PARSE(&c, err, arg, "--public-keys=/etc/herald/rs256.pem"), CONFIG_ARGS_RUN);
+    assert_int_equal(PARSE(&c, err, arg, "--hmac-secret=0123456789abcdef0123456789abcdef"), CONFIG_ARGS_RUN);
+    assert_int_equal(PARSE(&c, err, arg, "--anonymous=on"), CONFIG_ARGS_RUN);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -439,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_file),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_where),
+        cmocka_unit_test(test_auth_checks),
     };
     return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }
