@@ -10,6 +10,10 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+/* RFC 7518 section 3.2: an HS256 key at least as long as the hash (the same
+ * floor as auth/jwt.h JWT_MIN_SECRET_LEN, which the key set enforces). */
+#define HMAC_SECRET_MIN 32
+
 enum opt_type { T_STR, T_OPTSTR, T_PORT, T_UINT, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_BOOL, T_DURABILITY,
                 T_SUBPERM, T_PUBPERM, T_REQLOG };
 
@@ -96,6 +100,7 @@ static const struct opt opts[] = {
       "the map grows up to this; beyond it publications to history channels fail (error 111)" },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
+_Static_assert(NOPTS <= CONFIG_OPTS_MAX, "config_t.where[] has no room for every option: raise CONFIG_OPTS_MAX");
 
 /* Options of [namespace NAME] sections; offsets are into ns_config_t. */
 #define NO(f) offsetof(ns_config_t, f)
@@ -308,6 +313,59 @@ static const char *validate(const config_t *c)
     return NULL;
 }
 
+/* Whether the public_keys list @list names at least one file (auth_init()
+ * skips blanks between the commas). */
+static int names_a_key_file(const char *list)
+{
+    return list[strspn(list, ", ")] != '\0';
+}
+
+/* The [auth] checks that need no key loaded. Unlike validate()'s, their
+ * messages say where the offending option was set ("PATH:LINE: " or
+ * "--flag: "), as the file's own errors do: an operator who turned anonymous
+ * access off wants the line that did it. The key files are read, and checked
+ * the same way, by auth_init(). Return: 0, or -1 with @err. */
+static int validate_auth(const config_t *c, char *err, size_t errlen)
+{
+    const char *option;
+    char where[sizeof c->config_path + 16], why[200];
+
+    if (*c->hmac_secret && strlen(c->hmac_secret) < HMAC_SECRET_MIN) {
+        option = "auth.hmac_secret";
+        snprintf(why, sizeof why, "auth.hmac_secret must be at least %d characters", HMAC_SECRET_MIN);
+    } else if (!c->anonymous && !*c->hmac_secret && !names_a_key_file(c->public_keys)) {
+        option = "auth.anonymous";
+        snprintf(why, sizeof why, "auth.anonymous is off but no token key is configured "
+                 "(auth.hmac_secret or auth.public_keys): nobody could connect");
+    } else {
+        return 0;
+    }
+    if (config_where(c, option, where, sizeof where) > 0) snprintf(err, errlen, "%s: %s", where, why);
+    else snprintf(err, errlen, "%s", why);
+    return -1;
+}
+
+int config_where(const config_t *c, const char *option, char *buf, size_t len)
+{
+    const char *dot = strchr(option, '.');
+    size_t slen = dot ? (size_t)(dot - option) : 0, i;
+
+    if (len) *buf = '\0';
+    if (!dot) return -EINVAL;
+    for (i = 0; i < NOPTS; i++)
+        if (strlen(opts[i].section) == slen && !memcmp(opts[i].section, option, slen) && !strcmp(opts[i].key, dot + 1))
+            break;
+    if (i == NOPTS) return -EINVAL;
+    if (c->where[i] == 0) return 0;
+    if (c->where[i] > 0) {
+        snprintf(buf, len, "%s:%d", c->config_path, c->where[i]);
+    } else {
+        size_t n = (size_t)snprintf(buf, len, "--%s", opts[i].flag ? opts[i].flag : opts[i].key);
+        for (size_t j = 2; j < n && j < len; j++) if (buf[j] == '_') buf[j] = '-';
+    }
+    return 1;
+}
+
 void config_defaults(config_t *c)
 {
     memset(c, 0, sizeof *c);
@@ -457,14 +515,28 @@ const ns_config_t *config_ns(const config_t *c, const char *name, size_t len)
 
 struct ini_state {
     config_t *c;
+    FILE *f;
+    int line;                     /* the line the handler is called for */
     char *err;
     size_t errlen;
     int failed;
 };
 
-/* Debian's libinih passes no line number to the handler; ini_parse_file()
- * returns the line of the first handler failure instead, so messages here
- * leave the line out and config_load_file() puts it in front. */
+/* Debian's libinih passes no line number to the handler (INI_HANDLER_LINENO
+ * is off). It reads one line through this reader, then calls the handler for
+ * it, so counting reads here, as libinih counts its lines, gives the
+ * handler's line: on_ini() records it for config_where(). */
+static char *read_line(char *str, int num, void *user)
+{
+    struct ini_state *st = user;
+    char *s = fgets(str, num, st->f);
+
+    if (s) st->line++;
+    return s;
+}
+
+/* ini_parse_stream() returns the line of the first handler failure, so
+ * messages here leave the line out and config_load_file() puts it in front. */
 static int on_ini(void *user, const char *section, const char *key, const char *value)
 {
     struct ini_state *st = user;
@@ -504,14 +576,15 @@ static int on_ini(void *user, const char *section, const char *key, const char *
         st->failed = 1;
         return 0;
     }
+    st->c->where[i] = st->line;
     return 1;
 }
 
 int config_load_file(config_t *c, const char *path, char *err, size_t errlen)
 {
     char why[512] = "";
-    struct ini_state st = { c, why, sizeof why, 0 };
     FILE *f = fopen(path, "r");
+    struct ini_state st = { c, f, 0, why, sizeof why, 0 };
     struct stat fst;
     int r;
 
@@ -524,7 +597,8 @@ int config_load_file(config_t *c, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s: not a regular file", path);
         return -1;
     }
-    r = ini_parse_file(f, on_ini, &st);
+    if (path != c->config_path) snprintf(c->config_path, sizeof c->config_path, "%s", path);
+    r = ini_parse_stream(read_line, &st, on_ini, &st);
     fclose(f);
     if (st.failed) {
         snprintf(err, errlen, "%s:%d: %s", path, r, why);
@@ -657,6 +731,7 @@ enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err
             snprintf(err, errlen, "--%.*s %s: %s", (int)(eq ? (size_t)(eq - a - 2) : strlen(a + 2)), a + 2, val, why);
             return CONFIG_ARGS_ERROR;
         }
+        c->where[o - opts] = -1;
     }
     ns_inherit(c);
     {
@@ -666,5 +741,6 @@ enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err
             return CONFIG_ARGS_ERROR;
         }
     }
+    if (validate_auth(c, err, errlen)) return CONFIG_ARGS_ERROR;
     return CONFIG_ARGS_RUN;
 }

@@ -57,6 +57,10 @@ typedef struct apikey {
 enum durability { DURABILITY_SYNC = 0, DURABILITY_INTERVAL };
 enum log_requests { LOG_REQ_OFF = 0, LOG_REQ_ERRORS, LOG_REQ_ALL };
 
+/* Room in config_t for the options of the table in config.c ([namespace] and
+ * [apikey] options are not counted). */
+#define CONFIG_OPTS_MAX 64
+
 typedef struct config {
     char config_path[1024];       /* --config, or "" */
     /* [server] */
@@ -110,12 +114,17 @@ typedef struct config {
     /* [apikey NAME] */
     apikey_t *apikeys;
     size_t napikeys;
+    /* Where each option of the table in config.c got its value, for error
+     * messages (config_where()): 0 built in, > 0 that line of config_path,
+     * -1 its flag. The later setting wins, as for the value itself. */
+    int where[CONFIG_OPTS_MAX];
 } config_t;
 
 /* config_defaults() - fill @c with the embedded defaults. */
 void config_defaults(config_t *c);
 
-/* config_load_file() - apply the settings in the INI file @path to @c.
+/* config_load_file() - apply the settings in the INI file @path to @c, and
+ * remember @path in @c->config_path and the line of each option set.
  * @err: [out] on failure, "<path>:<line>: <reason>".
  * Return: 0, or -1. */
 int config_load_file(config_t *c, const char *path, char *err, size_t errlen);
@@ -136,6 +145,17 @@ int config_reload_logging(config_t *c, char *err, size_t errlen);
 
 /* config_free() - free what config_parse_args() allocated in @c. */
 void config_free(config_t *c);
+
+/* config_where() - where @option got its value in @c, for an error message
+ * about it: "<config_path>:<line>" when the config file set it (its last
+ * setting there), "--<flag>" when a flag did.
+ * @option: [in] "section.key" of an option of the table, e.g.
+ *          "auth.hmac_secret" ([namespace] and [apikey] options are not tracked).
+ * @buf: [out] @len bytes, NUL-terminated (truncated to fit); "" unless 1 is
+ *       returned.
+ * Return: 1 when @option was set, 0 when it has its built-in default,
+ * -EINVAL when there is no such option. */
+int config_where(const config_t *c, const char *option, char *buf, size_t len);
 
 /* config_ns() - the options for the channel named @name (@len bytes, valid).
  * Return: a pointer into @c, valid until config_free(). */

@@ -202,7 +202,7 @@ static int run(void)
     srv.started_ms = (uint64_t)clock_wall_ms();
     signal(SIGPIPE, SIG_IGN);
     set_fd_limit();
-    if (auth_init(err, sizeof err) || rl_init(err, sizeof err)) {
+    if (rl_init(err, sizeof err)) {
         hlog(LOG_ERROR, "auth", "%s", err);
         auth_deinit();
         rl_deinit();
@@ -301,7 +301,8 @@ static int backup(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    char err[1024];
+    char err[1536];
+    int r;
 
     if (argc > 1 && !strcmp(argv[1], "backup")) return backup(argc, argv);
     switch (config_parse_args(&srv.cfg, argc, argv, err, sizeof err)) {
@@ -310,6 +311,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "herald: %s\n", err);
         return 2;
     case CONFIG_ARGS_RUN: break;
+    }
+    /* The token keys are settings too: a key file that cannot be used is
+     * refused like any other bad value, with where it was named and exit
+     * status 2, before anything starts. run() frees them. */
+    if ((r = auth_init(err, sizeof err))) {
+        fprintf(stderr, "herald: %s\n", err);
+        auth_deinit();
+        config_free(&srv.cfg);
+        return r == AUTH_E_KEY_FILE ? 2 : 1;
     }
     log_set_level(srv.cfg.log_level);
     log_set_format(srv.cfg.log_format);

@@ -29,29 +29,31 @@ struct target {
 int auth_init(char *err, size_t errlen)
 {
     char list[sizeof srv.cfg.public_keys], *save = NULL, *path;
+    char where[sizeof srv.cfg.config_path + 16], why[1280];
+    int r;
 
-    if (jwt_keys_new(&keys)) { snprintf(err, errlen, "out of memory"); return -1; }
-    if (*srv.cfg.hmac_secret) {
-        if (strlen(srv.cfg.hmac_secret) < 32) {
-            snprintf(err, errlen, "auth.hmac_secret must be at least 32 characters");
-            return -1;
-        }
-        if (jwt_keys_add_secret(keys, NULL, (const unsigned char *)srv.cfg.hmac_secret, strlen(srv.cfg.hmac_secret))) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
+    if ((r = jwt_keys_new(&keys))) { snprintf(err, errlen, "out of memory"); return r; }
+    /* config_parse_args() refused a secret too short for jwt_keys_add_secret(). */
+    if (*srv.cfg.hmac_secret && (r = jwt_keys_add_secret(keys, NULL, (const unsigned char *)srv.cfg.hmac_secret,
+                                                          strlen(srv.cfg.hmac_secret)))) {
+        snprintf(err, errlen, "auth.hmac_secret: %s", strerror(-r));
+        return r;
     }
     strcpy(list, srv.cfg.public_keys);
     for (path = strtok_r(list, ",", &save); path; path = strtok_r(NULL, ",", &save)) {
         while (*path == ' ') path++;
         if (!*path) continue;
-        if (jwt_keys_add_pem_file(keys, NULL, path, err, errlen)) return -1;
+        if ((r = jwt_keys_add_pem_file(keys, NULL, path, why, sizeof why))) {
+            if (r == -ENOMEM) { snprintf(err, errlen, "%s", why); return r; }
+            if (config_where(&srv.cfg, "auth.public_keys", where, sizeof where) > 0)
+                snprintf(err, errlen, "%s: auth.public_keys: %s", where, why);
+            else
+                snprintf(err, errlen, "auth.public_keys: %s", why);
+            return AUTH_E_KEY_FILE;
+        }
     }
-    if (!srv.cfg.anonymous && !jwt_keys_count(keys)) {
-        snprintf(err, errlen, "auth.anonymous is off but no token key is configured "
-                 "(auth.hmac_secret or auth.public_keys): nobody could connect");
-        return -1;
-    }
+    /* Since config validation saw a key named when anonymous is off, and
+     * every key named has loaded, somebody can connect. */
     return 0;
 }
 

@@ -37,7 +37,16 @@ typedef struct ident {
     int64_t exp;                  /* the token's "exp" (unix seconds); 0: none */
 } ident_t;
 
-/* auth_init() - load the keys named in [auth]. Return: 0, or -1 with @err. */
+/* auth_init() outcome: a key file named in auth.public_keys cannot be read or
+ * used. It is a bad setting like any other (exit status 2). */
+#define AUTH_E_KEY_FILE 1
+
+/* auth_init() - load the token keys named in srv.cfg's [auth]; config
+ * validation has already refused a short hmac_secret and anonymous = off
+ * without keys. Call auth_deinit() afterwards, also when it fails.
+ * @err: [out] on failure, why; for AUTH_E_KEY_FILE "WHERE: auth.public_keys:
+ *       FILE: reason", WHERE being config_where()'s "PATH:LINE" or "--public-keys".
+ * Return: 0; AUTH_E_KEY_FILE; -ENOMEM. */
 int auth_init(char *err, size_t errlen);
 void auth_deinit(void);
 

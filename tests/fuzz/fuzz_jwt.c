@@ -31,7 +31,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "jwt.h"
+#include "auth/jwt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

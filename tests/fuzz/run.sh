@@ -22,7 +22,7 @@ build=${FUZZ_BUILD:-$root/build-fuzz}
 targets="fuzz_json fuzz_msgpack fuzz_chname fuzz_jwt"
 ntargets=$(echo $targets | wc -w)
 # The one broker source fuzzed (fuzz_jwt); as in meson.build, one place to change.
-jwt_c=$root/broker/jwt.c
+jwt_c=$root/broker/auth/jwt.c
 cc=${CC:-clang}
 command -v "$cc" >/dev/null 2>&1 || cc=clang-14
 command -v "$cc" >/dev/null 2>&1 || { echo "run.sh: clang not found" >&2; exit 2; }
@@ -55,7 +55,7 @@ build_direct() {
         l=$libs
         [ "$t" = fuzz_chname ] && s="$root/protocol/chname.c"
         if [ "$t" = fuzz_jwt ]; then
-            s="-I$(dirname "$jwt_c") $jwt_c"
+            s="-I$root/broker $jwt_c"
             l=$(pkg-config --cflags --libs jansson libcrypto 2>/dev/null || echo "-ljansson -lcrypto")
         fi
         # shellcheck disable=SC2086

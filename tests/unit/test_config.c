@@ -2,6 +2,7 @@
  * sizes and durations, the INI file, precedence, and every error path. */
 #include "unit.h"
 
+#include <errno.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -361,6 +362,110 @@ static void test_file_errors(void **state)
     }
 }
 
+/* config_where(): the last line of the file that set an option, or its flag
+ * when one did, whatever the order on the command line. */
+static void test_where(void **state)
+{
+    const char *path = write_file("[server]\n"
+                                  "port = 9000\n"
+                                  "; a comment line counts\n"
+                                  "\n"
+                                  "[auth]\n"
+                                  "leeway = 5s\n"
+                                  "anonymous = on\n"
+                                  "[log]\n"
+                                  "level = debug\n"
+                                  "[auth]\n"
+                                  "anonymous = yes\n");
+    char err[512] = "", buf[300], want[300], arg[300];
+    config_t c;
+    (void)state;
+
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    assert_int_equal(PARSE(&c, err, "--log-level", "info", arg, "--max-channels=5"), CONFIG_ARGS_RUN);
+    assert_int_equal(config_where(&c, "server.port", buf, sizeof buf), 1);
+    snprintf(want, sizeof want, "%s:2", path);
+    assert_string_equal(buf, want);
+    assert_int_equal(config_where(&c, "auth.leeway", buf, sizeof buf), 1);
+    snprintf(want, sizeof want, "%s:6", path);
+    assert_string_equal(buf, want);
+    /* Set twice: the later line, the one whose value counts. */
+    assert_int_equal(config_where(&c, "auth.anonymous", buf, sizeof buf), 1);
+    snprintf(want, sizeof want, "%s:11", path);
+    assert_string_equal(buf, want);
+    /* A flag beats the file, and is named as written: '-' for '_', the
+     * [log] options' own names. */
+    assert_int_equal(config_where(&c, "log.level", buf, sizeof buf), 1);
+    assert_string_equal(buf, "--log-level");
+    assert_int_equal(config_where(&c, "limits.max_channels", buf, sizeof buf), 1);
+    assert_string_equal(buf, "--max-channels");
+    /* Built in, unknown, malformed. */
+    strcpy(buf, "x");
+    assert_int_equal(config_where(&c, "server.bind", buf, sizeof buf), 0);
+    assert_string_equal(buf, "");
+    assert_int_equal(config_where(&c, "server.nope", buf, sizeof buf), -EINVAL);
+    assert_int_equal(config_where(&c, "auth", buf, sizeof buf), -EINVAL);
+    assert_int_equal(config_where(&c, "aut.leeway", buf, sizeof buf), -EINVAL);
+    /* Truncated to fit. */
+    assert_int_equal(config_where(&c, "log.level", buf, 5), 1);
+    assert_string_equal(buf, "--lo");
+
+    /* Flags alone. */
+    assert_int_equal(PARSE(&c, err, "--auth-leeway=1s"), CONFIG_ARGS_RUN);
+    assert_int_equal(config_where(&c, "auth.leeway", buf, sizeof buf), 1);
+    assert_string_equal(buf, "--auth-leeway");
+    assert_int_equal(config_where(&c, "server.port", buf, sizeof buf), 0);
+
+    /* config_load_file() on its own remembers the file too. */
+    config_defaults(&c);
+    assert_int_equal(config_load_file(&c, path, err, sizeof err), 0);
+    assert_int_equal(config_where(&c, "log.level", buf, sizeof buf), 1);
+    snprintf(want, sizeof want, "%s:9", path);
+    assert_string_equal(buf, want);
+    config_free(&c);
+}
+
+/* [auth] refusals name where the offending option was set. */
+static void test_auth_checks(void **state)
+{
+    char err[1024] = "", arg[300], want[300];
+    const char *path;
+    config_t c;
+    (void)state;
+
+    /* A short hmac_secret: its line, never its value. */
+    path = write_file("[server]\nport = 0\n[auth]\n\nhmac_secret = 0123456789abcdef0123456789abcde\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    snprintf(want, sizeof want, "%s:5: auth.hmac_secret must be at least 32 characters", path);
+    expect_error(PARSE(&c, err, arg), err, NULL);
+    assert_string_equal(err, want);
+    assert_null(strstr(err, "0123456789"));
+    /* By a flag: the flag, even with a config file. */
+    expect_error(PARSE(&c, err, "--hmac-secret=short"), err, NULL);
+    assert_string_equal(err, "--hmac-secret: auth.hmac_secret must be at least 32 characters");
+    expect_error(PARSE(&c, err, arg, "--hmac-secret", "short"), err, NULL);
+    assert_string_equal(err, "--hmac-secret: auth.hmac_secret must be at least 32 characters");
+    /* 32 characters will do; a flag repairs the file; "" means none. */
+    assert_int_equal(PARSE(&c, err, "--hmac-secret=0123456789abcdef0123456789abcdef"), CONFIG_ARGS_RUN);
+    assert_int_equal(PARSE(&c, err, arg, "--hmac-secret=0123456789abcdef0123456789abcdef"), CONFIG_ARGS_RUN);
+    assert_int_equal(PARSE(&c, err, arg, "--hmac-secret="), CONFIG_ARGS_RUN);
+
+    /* anonymous = off with no key: the line of anonymous = off. */
+    path = write_file("[auth]\nhmac_secret =\nanonymous = off\npublic_keys = , \n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    expect_error(PARSE(&c, err, arg), err, NULL);
+    snprintf(want, sizeof want, "%s:3: auth.anonymous is off", path);
+    if (strncmp(err, want, strlen(want))) {
+        print_error("error \"%s\" does not start with \"%s\"\n", err, want);
+        fail();
+    }
+    expect_error(PARSE(&c, err, "--anonymous", "off"), err, "--anonymous: auth.anonymous is off");
+    /* Any key named will do here; whether it loads is auth_init()'s to say. */
+    assert_int_equal(PARSE(&c, err, arg, "--public-keys=/etc/herald/rs256.pem"), CONFIG_ARGS_RUN);
+    assert_int_equal(PARSE(&c, err, arg, "--hmac-secret=0123456789abcdef0123456789abcdef"), CONFIG_ARGS_RUN);
+    assert_int_equal(PARSE(&c, err, arg, "--anonymous=on"), CONFIG_ARGS_RUN);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +479,8 @@ int main(void)
         cmocka_unit_test(test_usage_lists_every_flag),
         cmocka_unit_test(test_file),
         cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_where),
+        cmocka_unit_test(test_auth_checks),
     };
     return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }
