@@ -233,7 +233,7 @@ int rec_value(enum proto_enc enc, const unsigned char *val, size_t len, wbuf_t *
     return to_json(&r, b, 1) || r.p != r.end ? -1 : 0;
 }
 
-void msg_encode_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset, int64_t ts,
+void rec_encode_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset, int64_t ts,
                     const json_t *data, wbuf_t *b)
 {
     wbuf_t rec;
@@ -312,7 +312,7 @@ uint64_t rec_reply_to(const unsigned char *rec, size_t len)
     return int_field(rec, len, "reply_to", &v) || v < 0 ? 0 : (uint64_t)v;
 }
 
-void msg_encode_open(enum proto_enc enc, const json_t *obj, const char *key, wbuf_t *b)
+void rec_encode_open(enum proto_enc enc, const json_t *obj, const char *key, wbuf_t *b)
 {
     const char *k;
     json_t *v;
@@ -340,23 +340,23 @@ void msg_encode_open(enum proto_enc enc, const json_t *obj, const char *key, wbu
     wbuf_putc(b, ':');
 }
 
-void msg_encode_close(enum proto_enc enc, wbuf_t *b)
+void rec_encode_close(enum proto_enc enc, wbuf_t *b)
 {
     if (enc == PROTO_JSON) wbuf_putc(b, '}');
 }
 
-void msg_array_open(enum proto_enc enc, uint32_t n, wbuf_t *b)
+void rec_array_open(enum proto_enc enc, uint32_t n, wbuf_t *b)
 {
     if (enc == PROTO_MSGPACK) mpack_put_array(b, n);
     else wbuf_putc(b, '[');
 }
 
-void msg_array_sep(enum proto_enc enc, uint32_t i, wbuf_t *b)
+void rec_array_sep(enum proto_enc enc, uint32_t i, wbuf_t *b)
 {
     if (enc == PROTO_JSON && i) wbuf_putc(b, ',');
 }
 
-void msg_array_close(enum proto_enc enc, wbuf_t *b)
+void rec_array_close(enum proto_enc enc, wbuf_t *b)
 {
     if (enc == PROTO_JSON) wbuf_putc(b, ']');
 }

@@ -29,10 +29,10 @@ uint64_t rec_reply_to(const unsigned char *rec, size_t len);
 int rec_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset,
             const unsigned char *rec, size_t len, wbuf_t *b);
 
-/* msg_encode_pub() - append the push {"op":"pub","channel","offset","ts","data"}
+/* rec_encode_pub() - append the push {"op":"pub","channel","offset","ts","data"}
  * of a publication without extra fields: rec_build() then rec_pub(), the
  * path every publication takes, for callers that start from the data. */
-void msg_encode_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset, int64_t ts,
+void rec_encode_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset, int64_t ts,
                     const json_t *data, wbuf_t *b);
 
 /* rec_publication() - append {"offset":@offset,<record>} in @enc, the shape of
@@ -44,16 +44,16 @@ int rec_publication(enum proto_enc enc, uint64_t offset, const unsigned char *re
 int rec_value(enum proto_enc enc, const unsigned char *val, size_t len, wbuf_t *b);
 
 
-/* msg_encode_open() - append @obj in @enc with one more entry still to come:
+/* rec_encode_open() - append @obj in @enc with one more entry still to come:
  * the caller appends that entry's key and value, then calls
- * msg_encode_close(). Lets a reply carry a list built from records without
+ * rec_encode_close(). Lets a reply carry a list built from records without
  * decoding them. */
-void msg_encode_open(enum proto_enc enc, const json_t *obj, const char *key, wbuf_t *b);
-void msg_encode_close(enum proto_enc enc, wbuf_t *b);
+void rec_encode_open(enum proto_enc enc, const json_t *obj, const char *key, wbuf_t *b);
+void rec_encode_close(enum proto_enc enc, wbuf_t *b);
 
 /* Array framing for such a list. */
-void msg_array_open(enum proto_enc enc, uint32_t n, wbuf_t *b);
-void msg_array_sep(enum proto_enc enc, uint32_t i, wbuf_t *b);   /* before element i */
-void msg_array_close(enum proto_enc enc, wbuf_t *b);
+void rec_array_open(enum proto_enc enc, uint32_t n, wbuf_t *b);
+void rec_array_sep(enum proto_enc enc, uint32_t i, wbuf_t *b);   /* before element i */
+void rec_array_close(enum proto_enc enc, wbuf_t *b);
 
 #endif

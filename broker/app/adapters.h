@@ -7,7 +7,7 @@
  * POST /api/scoreboards/{game}/reset act on the state channel scores:{game},
  * whose keys are "teams" (an object of team names) and "score:<team>"
  * (integers). An adapter validates its domain input and produces an op list;
- * rest.c runs it like POST /api/channels/{channel}/state. Loop thread only. */
+ * app/api.c runs it like POST /api/channels/{channel}/state. Loop thread only. */
 #ifndef HERALD_ADAPTERS_H
 #define HERALD_ADAPTERS_H
 

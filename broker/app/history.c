@@ -37,13 +37,13 @@ typedef struct job {
  * order or reversed. */
 static void encode_list(enum proto_enc enc, const hist_result_t *res, size_t lo, size_t hi, int reversed, wbuf_t *b)
 {
-    msg_array_open(enc, (uint32_t)(hi - lo), b);
+    rec_array_open(enc, (uint32_t)(hi - lo), b);
     for (size_t k = 0; k < hi - lo; k++) {
         const hist_entry_t *e = &res->entries[reversed ? hi - 1 - k : lo + k];
-        msg_array_sep(enc, (uint32_t)k, b);
+        rec_array_sep(enc, (uint32_t)k, b);
         rec_publication(enc, e->offset, e->rec, e->len, b);
     }
-    msg_array_close(enc, b);
+    rec_array_close(enc, b);
 }
 
 /* Chooses which entries fit in @budget bytes: a prefix of read order, or
@@ -80,10 +80,10 @@ static void send_with_list(sess_t *s, json_t *head, const hist_result_t *res, si
     frame_t *f;
 
     wbuf_reset(&srv.enc);
-    msg_encode_open(enc, head, "publications", &srv.enc);
+    rec_encode_open(enc, head, "publications", &srv.enc);
     if (res) encode_list(enc, res, lo, hi, reversed, &srv.enc);
-    else msg_array_open(enc, 0, &srv.enc), msg_array_close(enc, &srv.enc);
-    msg_encode_close(enc, &srv.enc);
+    else rec_array_open(enc, 0, &srv.enc), rec_array_close(enc, &srv.enc);
+    rec_encode_close(enc, &srv.enc);
     json_decref(head);
     if (srv.enc.oom || !(f = frame_new(srv.enc.p, srv.enc.len))) {
         sess_close(s, CLOSE_INTERNAL, 0);

@@ -246,9 +246,9 @@ static void send_snapshot(sess_t *s, snap_job_t *j, sub_t *sub)
     if (j->recovery) json_object_set_new(head, "recovered", json_false());
     if (j->presence) json_object_set_new(head, "presence", j->chan->ns->presence ? presence_json(j->chan) : json_null());
     wbuf_reset(&srv.enc);
-    msg_encode_open(enc, head, "state", &srv.enc);
+    rec_encode_open(enc, head, "state", &srv.enc);
     encode_state(enc, &j->st, &srv.enc);
-    msg_encode_close(enc, &srv.enc);
+    rec_encode_close(enc, &srv.enc);
     json_decref(head);
     if (srv.enc.oom || !(f = frame_new(srv.enc.p, srv.enc.len))) { sess_close(s, CLOSE_INTERNAL, 0); return; }
     sess_push(s, f);

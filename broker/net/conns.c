@@ -1,4 +1,4 @@
-/* broker/conns.c - see conns.h. */
+/* broker/net/conns.c - see conns.h. */
 #include "net/conns.h"
 #include "herald.h"
 

@@ -1,4 +1,4 @@
-/* broker/conns.h - find a live connection by serial number.
+/* broker/net/conns.h - find a live connection by serial number.
  *
  * Owns: the serial -> object map (srv.conns). Work that finishes later than it
  * started (a publication's commit, a history read) remembers the serial of

@@ -1,4 +1,4 @@
-/* protocol/frame.c - see frame.h. */
+/* broker/net/frame.c - see frame.h. */
 #include "net/frame.h"
 
 #include <stdlib.h>

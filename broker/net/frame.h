@@ -1,4 +1,4 @@
-/* protocol/frame.h - an encoded server message, shared by every recipient.
+/* broker/net/frame.h - an encoded server message, shared by every recipient.
  *
  * Owns: one immutable encoded payload and its reference count. A frame is
  * encoded once per encoding and then queued, by reference, on every
@@ -6,7 +6,11 @@
  * precede the payload because libwebsockets writes the WebSocket header
  * there; it writes the same bytes for every recipient and never touches the
  * payload, so sharing one buffer across connections is safe.
- * Loop thread only: the count is a plain integer, not an atomic. */
+ * Threads: frame_new() may run on any thread (the storage thread encodes a
+ * publication's pushes after its commit); a frame is then handed to the
+ * loop with the batch that carries it, and from there on it is the loop's
+ * alone: the count is a plain integer, not an atomic, so frame_ref() and
+ * frame_unref() are loop-thread only. */
 #ifndef HERALD_FRAME_H
 #define HERALD_FRAME_H
 

@@ -69,9 +69,9 @@ void reply_list(const origin_t *o, const char *op, json_t *head, const char *key
         if (!m) { sess_close(s, CLOSE_INTERNAL, 0); break; }
         json_object_update(m, head);
         wbuf_reset(&srv.enc);
-        msg_encode_open((enum proto_enc)s->enc, m, key, &srv.enc);
+        rec_encode_open((enum proto_enc)s->enc, m, key, &srv.enc);
         emit((enum proto_enc)s->enc, &srv.enc, ctx);
-        msg_encode_close((enum proto_enc)s->enc, &srv.enc);
+        rec_encode_close((enum proto_enc)s->enc, &srv.enc);
         json_decref(m);
         if (srv.enc.oom || !(f = frame_new(srv.enc.p, srv.enc.len))) { sess_close(s, CLOSE_INTERNAL, 0); break; }
         sess_push(s, f);
@@ -80,9 +80,9 @@ void reply_list(const origin_t *o, const char *op, json_t *head, const char *key
     case ORIGIN_REST:
         if (!head) { http_finish(o->serial, 500, NULL, NULL, 0); break; }
         wbuf_reset(&srv.enc);
-        msg_encode_open(PROTO_JSON, head, key, &srv.enc);
+        rec_encode_open(PROTO_JSON, head, key, &srv.enc);
         emit(PROTO_JSON, &srv.enc, ctx);
-        msg_encode_close(PROTO_JSON, &srv.enc);
+        rec_encode_close(PROTO_JSON, &srv.enc);
         wbuf_putc(&srv.enc, '\n');
         if (srv.enc.oom) http_finish(o->serial, 500, NULL, NULL, 0);
         else http_finish(o->serial, 200, "application/json", srv.enc.p, srv.enc.len);

@@ -305,9 +305,20 @@ def test_port_in_use(tmp_path):
         s.close()
 
 
-@pytest.mark.parametrize("addr", ["203.0.113.7", "nonsense"])
-def test_bad_bind_address(tmp_path, addr):
-    p = subprocess.Popen([HERALD_BIN, "--bind", addr, "--port", "0", "--data-dir", str(tmp_path / "d")],
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("addr", ["203.0.113.7", "192.0.2.1", "::2", "nonsense", "example.invalid"])
+@pytest.mark.parametrize("fixed_port", [False, True])
+def test_bad_bind_address(tmp_path, addr, fixed_port):
+    """An address that is not this machine's, or a name that does not resolve,
+    fails at start (exit 1, saying why), with port 0 and with a fixed port: lws
+    itself logs the bind error but then creates a vhost that listens nowhere."""
+    port = str(free_port()) if fixed_port else "0"
+    p = subprocess.Popen([HERALD_BIN, "--bind", addr, "--port", port, "--data-dir", str(tmp_path / "d")],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=herald_env())
     try:
         out, err = p.communicate(timeout=1.5)
@@ -316,6 +327,7 @@ def test_bad_bind_address(tmp_path, addr):
         out, err = p.communicate(timeout=10)
         pytest.fail("herald kept running with an unusable --bind %s:\n%s" % (addr, err))
     assert p.returncode == 1 and addr in err, err
+    assert "cannot listen on " + addr in err and "listening on" not in err, err
 
 
 # ---------------------------------------------------------------- shutdown

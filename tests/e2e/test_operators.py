@@ -245,3 +245,57 @@ def test_seat_request_metrics_count_outcomes(make_broker):
     assert m['herald_seat_requests_total{action="hold",result="refused"}'] == 1
     assert m['herald_seat_requests_total{action="confirm",result="refused"}'] == 1
     assert m['herald_seat_requests_total{action="confirm",result="ok"}'] == 0
+
+
+def test_only_the_broker_publishes_in_sys(broker, make_broker):
+    """REST publishing into sys: is refused (403, 114) whoever asks: in
+    development mode (no keys), with a publish = * key, and with an admin key;
+    nothing is stored, so the channel's offset does not move."""
+    body = {"channel": "sys:stats", "data": {"connections": {"total": 1e9}}}
+    r = requests.post(broker.url("/api/publish"), json=body, timeout=5)
+    assert r.status_code == 403 and r.json()["error"]["code"] == 114, r.text
+    assert "sys" in r.json()["error"]["reason"]
+    r = requests.post(broker.url("/api/publish"), json={"channel": "sys:anything", "data": 1}, timeout=5)
+    assert r.status_code == 403 and r.json()["error"]["code"] == 114, r.text
+    r = requests.get(broker.url("/api/channels/sys:stats/history"), timeout=5)
+    assert r.status_code in (200, 404) and r.json().get("publications", []) == [], r.text
+
+    b = make_broker("--apikey", "ops.secret=ops-key-0123456789abcdef", "--apikey", "ops.admin=on",
+                    "--apikey", "ops.publish=*",
+                    "--apikey", "pub.secret=pub-key-0123456789abcdef", "--apikey", "pub.publish=*")
+    for hdr in (PUB, ADMIN):
+        r = requests.post(b.url("/api/publish"), json=body, headers=hdr, timeout=5)
+        assert r.status_code == 403 and r.json()["error"]["code"] == 114, (hdr, r.text)
+    # Other channels still take the same keys' publications.
+    r = requests.post(b.url("/api/publish"), json={"channel": "chat:x", "data": 1}, headers=PUB, timeout=5)
+    assert r.status_code == 200 and r.json()["offset"] == 1, r.text
+
+
+def test_operator_channels_need_the_admin_scope_on_every_path(make_broker):
+    """sys: channels (sys:stats names the busiest channels, private ones
+    included) are operator data: a publish-only key cannot read them over REST
+    (history, presence, state) any more than over WebSocket."""
+    b = make_broker("--apikey", "ops.secret=ops-key-0123456789abcdef", "--apikey", "ops.admin=on",
+                    "--apikey", "pub.secret=pub-key-0123456789abcdef", "--apikey", "pub.publish=*")
+
+    async def watch():
+        # Let sys:stats publish, naming the channels with subscribers.
+        c = await ws_connect(b)
+        await c.request({"op": "connect", "id": 1, "apikey": "ops-key-0123456789abcdef"})
+        p = await connect(b)
+        await p.subscribe("chat:busy")
+        m = await c.request({"op": "subscribe", "id": 2, "channel": "sys:stats"})
+        assert m["op"] == "subscribed"
+        await c.expect(op="pub", channel="sys:stats", timeout=4)
+        await c.close()
+        await p.close()
+    run(watch())
+    for path in ("/api/channels/sys:stats/history", "/api/channels/sys:stats/presence",
+                 "/api/channels/sys:stats/state", "/api/channels/sys:stats"):
+        r = requests.get(b.url(path), headers=PUB, timeout=5)
+        assert r.status_code == 403 and r.json()["error"]["code"] == 114, (path, r.text)
+        assert requests.get(b.url(path), timeout=5).status_code == 401, path
+    r = requests.get(b.url("/api/channels/sys:stats/history"), headers=ADMIN, timeout=5)
+    assert r.status_code == 200 and r.json()["publications"], r.text
+    # Other channels' history stays readable with a publish key.
+    assert requests.get(b.url("/api/channels/chat:x/history"), headers=PUB, timeout=5).status_code == 200

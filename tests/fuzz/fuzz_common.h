@@ -75,10 +75,10 @@ static void check_message(const json_t *m)
             wbuf_t b;
 
             wbuf_init(&b);
-            msg_encode_pub((enum proto_enc)e, "fuzz:chan", 9, 42, 1795242265885LL, m, &b);
+            rec_encode_pub((enum proto_enc)e, "fuzz:chan", 9, 42, 1795242265885LL, m, &b);
             FUZZ_CHECK(!b.oom, "out of memory encoding pub");
             if (e == PROTO_JSON) FUZZ_CHECK(!memchr(b.p, '\n', b.len), "raw newline in JSON pub");
-            pub = must_decode((enum proto_enc)e, b.p, b.len, "msg_encode_pub");
+            pub = must_decode((enum proto_enc)e, b.p, b.len, "rec_encode_pub");
             FUZZ_CHECK(json_object_size(pub) == 5, "pub has %zu keys", json_object_size(pub));
             FUZZ_CHECK(json_equal(json_object_get(pub, "data"), m), "%s pub changed the data", enc_name[e]);
             FUZZ_CHECK(json_integer_value(json_object_get(pub, "offset")) == 42, "pub offset");

@@ -76,7 +76,7 @@ static char *pub_json(const char *chan, uint64_t off, int64_t ts, const json_t *
     wbuf_t b;
     char *s;
     wbuf_init(&b);
-    msg_encode_pub(PROTO_JSON, chan, strlen(chan), off, ts, data, &b);
+    rec_encode_pub(PROTO_JSON, chan, strlen(chan), off, ts, data, &b);
     assert_false(b.oom);
     s = strndup((const char *)b.p, b.len);
     assert_non_null(s);
@@ -130,11 +130,11 @@ static void test_encode_pub_msgpack(void **state)
     (void)state;
 
     wbuf_init(&b);
-    msg_encode_pub(PROTO_MSGPACK, "news", 4, 1, 1795048543773LL, json_true(), &b);
+    rec_encode_pub(PROTO_MSGPACK, "news", 4, 1, 1795048543773LL, json_true(), &b);
     assert_bytes_equal(b.p, b.len, doc, sizeof doc);
 
     wbuf_reset(&b);
-    msg_encode_pub(PROTO_MSGPACK, "scores:game-7", 13, 300, 1700000000000LL, data, &b);
+    rec_encode_pub(PROTO_MSGPACK, "scores:game-7", 13, 300, 1700000000000LL, data, &b);
     msgpack_unpacked_init(&u);
     assert_int_equal(msgpack_unpack_next(&u, (const char *)b.p, b.len, &off), MSGPACK_UNPACK_SUCCESS);
     assert_int_equal(off, b.len);
@@ -390,6 +390,27 @@ static void test_error_shape(void **state)
     for (int c = PROTO_E_INTERNAL; c <= PROTO_E_LIMIT; c++) assert_string_not_equal(proto_err_name(c), "unknown");
 }
 
+/* One table maps every error code to its REST status (docs/rest-api.md);
+ * anything it does not know, a negative errno included, is the broker's
+ * failure: 500, never a client's 4xx. */
+static void test_http_status(void **state)
+{
+    static const struct { int code; unsigned status; } t[] = {
+        { PROTO_E_MALFORMED, 400 }, { PROTO_E_BAD_FIELD, 400 }, { PROTO_E_BAD_CHANNEL, 400 },
+        { PROTO_E_UNAUTHORIZED, 401 }, { PROTO_E_FORBIDDEN, 403 },
+        { PROTO_E_NO_HISTORY, 404 }, { PROTO_E_DISABLED, 404 },
+        { PROTO_E_CONFLICT, 409 }, { PROTO_E_SEATS_TAKEN, 409 }, { PROTO_E_NOT_HELD, 409 },
+        { PROTO_E_TOO_LARGE, 413 }, { PROTO_E_NOT_INTEGER, 422 }, { PROTO_E_UNKNOWN_SEAT, 422 },
+        { PROTO_E_RATE_LIMITED, 429 }, { PROTO_E_LIMIT, 503 }, { PROTO_E_STORAGE, 507 },
+        { PROTO_E_INTERNAL, 500 }, { -12, 500 }, { 0, 500 }, { 999, 500 },
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        if (proto_err_http_status(t[i].code) != t[i].status)
+            fail_msg("code %d: status %u, want %u", t[i].code, proto_err_http_status(t[i].code), t[i].status);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_get_typed),
         cmocka_unit_test(test_op_parse),
         cmocka_unit_test(test_error_shape),
+        cmocka_unit_test(test_http_status),
     };
     return cmocka_run_group_tests_name("msg", tests, NULL, NULL);
 }
