@@ -8,9 +8,11 @@
  * body of a 200, an error is {"error":{"code","reason", ...}} with the
  * status proto_err_http_status() gives. An origin that has gone (closed
  * connection) gets nothing.
- * Ownership: an origin_t holds a reference to its id. Whoever holds the
- * origin when a call fails keeps it ("it stays with the caller"): functions
- * that take an origin say so, and on failure they have dropped it.
+ * Ownership, one rule for every taker: an origin_t holds a reference to its
+ * id. A function documented as taking an origin owns it from the call on,
+ * success or failure (on failure it has cleared it), so the caller answers
+ * a failure with the id it borrowed from the request, and may always call
+ * origin_clear() afterwards, which is then a no-op.
  * Loop thread only. */
 #ifndef HERALD_REPLY_H
 #define HERALD_REPLY_H
