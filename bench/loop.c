@@ -7,6 +7,7 @@
  * uv_run() return with connections still open. A peer that does not close
  * within 3 s is aborted, so every run ends. */
 #include "loop.h"
+#include "run.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -132,7 +133,6 @@ int loop_start(const struct loop_driver *d, uint64_t bound_ms)
     drv = d;
     B.copts.encoding = B.o.enc;
     B.copts.connect_timeout_ms = (unsigned)(B.o.connect_timeout * 1000);
-    B.rss_before = B.rss_after = B.bench_rss = -1;
     B.tty = isatty(2);
 
     uv_loop_init(&B.loop);

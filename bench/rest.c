@@ -1,6 +1,6 @@
 /* bench/rest.c - see rest.h. */
 #include "rest.h"
-#include "bench.h"
+#include "run.h"
 
 #include <stdio.h>
 #include <stdlib.h>
