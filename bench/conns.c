@@ -14,6 +14,7 @@
  * holds them until --duration has passed too. */
 #include "run.h"
 #include "loop.h"
+#include "proc.h"
 #include "report.h"
 #include "scenario.h"
 

@@ -7,7 +7,7 @@
  * uv_run() return with connections still open. A peer that does not close
  * within 3 s is aborted, so every run ends. */
 #include "loop.h"
-#include "run.h"
+#include "proc.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -101,7 +101,7 @@ void bench_done(void)
     if (B.phase != PH_TEARDOWN) {
         if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
             step_t *st = &B.steps[B.cur];
-            if (!st->t_end) { st->t_end = uv_hrtime(); bench_cpu_stop(st); }
+            if (!st->t_end) { st->t_end = uv_hrtime(); proc_cpu_stop(st); }
         }
         B.phase = PH_TEARDOWN;
         if (B.tty && !B.o.quiet) fprintf(stderr, "\r\033[K");

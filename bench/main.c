@@ -7,7 +7,7 @@
  * being silently ignored. Does not own: the scenarios' own defaults, checks
  * and help (scenario.h, each scenario's file), the run (its driver). */
 #include "scenario.h"
-#include "run.h"
+#include "proc.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -33,6 +33,7 @@
  * latency. */
 #include "run.h"
 #include "loop.h"
+#include "proc.h"
 #include "report.h"
 #include "scenario.h"
 
@@ -408,7 +409,7 @@ static void pump(void)
             start_leave(st, st->t_start + (uint64_t)((double)(st->leaves_sent + st->starved) * 1e9 / st->rate));
         if (el >= dur && st->leaves_sent + st->starved >= st->total) {
             st->t_end = now;
-            bench_cpu_stop(st);
+            proc_cpu_stop(st);
             B.phase = PH_DRAIN;
         } else {
             wake = st->leaves_sent + st->starved < st->total
@@ -509,7 +510,7 @@ static void start_step(int i)
     st->total = (uint64_t)llround(st->rate * B.o.duration);
     B.phase = PH_RUN;
     st->t_start = uv_hrtime();
-    bench_cpu_start();
+    proc_cpu_start();
     pump();
 }
 

@@ -26,16 +26,15 @@
  * every expected delivery arrived, bounded by --drain-timeout. */
 #include "run.h"
 #include "loop.h"
+#include "proc.h"
 #include "report.h"
 #include "rest.h"
 #include "scenario.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 struct bench B;
@@ -46,8 +45,6 @@ static uint64_t setup_deadline;
 static int connect_stopped;            /* a ramp: --duration passed, start no more */
 static uint32_t lost_subs, lost_pubs, lost_idle;
 static int ran;                        /* setup finished: there is something to report */
-static uint64_t cpu_self_ns(void);
-static long broker_ticks(void);
 
 static void finish_step(step_t *st);
 static void start_step(int i);
@@ -114,69 +111,6 @@ static step_t *step_of(uint64_t seq)
     for (int i = B.cur; i > 0; i--)
         if (seq >= B.steps[i].seq_start) return &B.steps[i];
     return &B.steps[0];
-}
-
-long proc_rss(int pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    FILE *f;
-
-    snprintf(path, sizeof path, "/proc/%d/status", pid);
-    if (!(f = fopen(path, "r"))) return -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) { kb = strtol(line + 6, NULL, 10); break; }
-    fclose(f);
-    return kb < 0 ? -1 : kb * 1024;
-}
-
-/* utime + stime of the broker in clock ticks, or -1. */
-static long broker_ticks(void)
-{
-    char path[64], buf[1024], *p;
-    unsigned long ut, st;
-    ssize_t n;
-    int fd;
-
-    if (!B.o.pid) return -1;
-    snprintf(path, sizeof path, "/proc/%d/stat", B.o.pid);
-    if ((fd = open(path, O_RDONLY)) < 0) return -1;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
-    if (!(p = strrchr(buf, ')'))) return -1;
-    /* After ") " come fields 3..; utime and stime are fields 14 and 15. */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return -1;
-    return (long)(ut + st);
-}
-
-static uint64_t cpu_self_ns(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ULL +
-           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ULL;
-}
-
-static uint64_t step_cpu0;
-static long step_broker0;
-
-void bench_cpu_start(void)
-{
-    step_cpu0 = cpu_self_ns();
-    step_broker0 = broker_ticks();
-}
-
-void bench_cpu_stop(step_t *st)
-{
-    double wall = (double)(st->t_end - st->t_start);
-    long bt = broker_ticks();
-
-    st->bench_cpu = wall > 0 ? 100.0 * (double)(cpu_self_ns() - step_cpu0) / wall : 0;
-    st->broker_cpu = -1;
-    if (bt >= 0 && step_broker0 >= 0 && wall > 0)
-        st->broker_cpu = 100.0 * (double)(bt - step_broker0) / (double)sysconf(_SC_CLK_TCK) / (wall / 1e9);
 }
 
 /* A new publication number, with room in the per-publication arrays. */
@@ -271,7 +205,7 @@ static void on_pub_ack(herald_client_t *c, const herald_msg_t *m, void *arg)
 void bench_end_run(step_t *st, uint64_t now)
 {
     st->t_end = now;
-    bench_cpu_stop(st);
+    proc_cpu_stop(st);
     B.phase = PH_DRAIN;
 }
 
@@ -392,7 +326,7 @@ static void start_step(int i)
     hist_reset(B.interval);
     B.phase = PH_RUN;
     st->t_start = uv_hrtime();
-    bench_cpu_start();
+    proc_cpu_start();
     st->rate = B.o.rates[i];
     st->total = (uint64_t)llround(st->rate * B.o.duration);
     if (S->start_step) S->start_step(st);

@@ -8,7 +8,7 @@
  * bench_scenario, scenario.h), the loop's handles and the end of a run
  * (loop.h), REST connections (rest.h), output (report.h).
  *
- * Everything here runs on the loop's thread, except proc_rss(). */
+ * Everything here runs on the loop's thread. */
 #ifndef BENCH_RUN_H
 #define BENCH_RUN_H
 
@@ -32,9 +32,6 @@ void bench_count_close(int code);
 size_t bench_payload(uint64_t seq, uint64_t ts_ns, const unsigned char **out);
 const char *bench_chan(uint32_t i, size_t *len);
 uint32_t bench_chan_of(uint64_t seq);
-/* proc_rss() - the resident set of process @pid in bytes, or -1. Needs no
- * loop: main.c checks --pid with it. */
-long proc_rss(int pid);
 void bench_peer_ready(peer_t *p);
 /* bench_peer_opened() - count @p's connect latency (the driver does so for
  * every connection that opens, unless the scenario's on_open takes it over). */
@@ -47,8 +44,6 @@ void bench_setup_failure(peer_t *p, int err, const char *reason);
 /* bench_peer_open() - start @p's connection with @cb (@p is their ud); counts
  * it in B.live. Return: 0, or herald_client_new()'s error (@p is then PS_CLOSED). */
 int bench_peer_open(peer_t *p, const herald_callbacks_t *cb);
-void bench_cpu_start(void);
-void bench_cpu_stop(step_t *st);
 /* bench_end_run() - @st's run phase ends at @now: t_end, CPU figures, PH_DRAIN. */
 void bench_end_run(step_t *st, uint64_t now);
 /* bench_pump() - the open-loop schedule of step @st (rate > 0, PH_RUN): call

@@ -14,6 +14,7 @@
  * the broker is meant to conflate a slow viewer rather than drop it. */
 #include "staterun.h"
 #include "loop.h"
+#include "proc.h"
 #include "report.h"
 #include "run.h"
 #include "scenario.h"
@@ -295,7 +296,7 @@ static void start_step(int i)
     st->rate = B.o.nrates ? B.o.rates[i] : 0;
     st->total = (uint64_t)llround(st->rate * B.o.duration);
     st->t_start = uv_hrtime();
-    bench_cpu_start();
+    proc_cpu_start();
     S->start_step(st);
     pump();
 }
