@@ -139,6 +139,7 @@ static int new_seq(uint64_t ts, uint64_t *seq)
 /* ---- publishing ---- */
 
 static void on_pub_ack(herald_client_t *c, const herald_msg_t *m, void *arg);
+static void ack(uint64_t seq, int ok, uint64_t rx_ns);
 
 static int ws_publish(peer_t *p, uint64_t seq)
 {
@@ -170,7 +171,7 @@ void bench_publish_one(step_t *st, uint64_t ts, peer_t *via)
             if (p->state == PS_READY) { via = p; break; }
         }
     }
-    if (!via || ws_publish(via, seq)) bench_ack(seq, 0, uv_hrtime());
+    if (!via || ws_publish(via, seq)) ack(seq, 0, uv_hrtime());
 }
 
 static void count_ack(uint64_t seq, int ok, uint64_t rx_ns)
@@ -188,7 +189,8 @@ static void count_ack(uint64_t seq, int ok, uint64_t rx_ns)
     }
 }
 
-void bench_ack(uint64_t seq, int ok, uint64_t rx_ns)
+/* Publication @seq was answered over REST, or could not be sent. */
+static void ack(uint64_t seq, int ok, uint64_t rx_ns)
 {
     count_ack(seq, ok, rx_ns);
     if (S->on_ack) S->on_ack(seq, NULL, NULL);
@@ -566,23 +568,34 @@ static void on_close(herald_client_t *c, const herald_close_info_t *info, void *
     if (B.phase == PH_SETUP) check_setup_done();
 }
 
-void bench_rest_connected(void)
+/* ---- REST publishers ---- */
+
+static void rest_on_connected(void)
 {
     rest_ready++;
     check_setup_done();
 }
 
-void bench_rest_failed(int err)
+static void rest_on_failed(int err)
 {
     if (B.phase < PH_TEARDOWN)
         bench_fail("REST publisher cannot connect to %s: %s", B.url.name, herald_strerror(err));
 }
 
-void bench_rest_closed(void)
+static void rest_on_closed(void)
 {
     rest_live--;
     if (B.phase == PH_TEARDOWN && B.live == 0 && rest_live == 0) bench_done();
 }
+
+static size_t rest_payload(uint64_t seq, uint64_t ts_ns, const unsigned char **data, const char **chan,
+                           size_t *chlen)
+{
+    *chan = bench_chan(bench_chan_of(seq), chlen);
+    return bench_payload(seq, ts_ns, data);
+}
+
+static const rest_events_t rest_events = { rest_on_connected, rest_on_failed, rest_on_closed, ack, rest_payload };
 
 /* ---- progress ---- */
 
@@ -683,7 +696,7 @@ int bench_run(void)
     B.setup_start = uv_hrtime();
     if (o->publish == PUB_REST) {
         rest_live = o->publishers;
-        if (rest_pool_new(&B.loop, &B.url, o->enc, o->publishers, &B.rest)) {
+        if (rest_pool_new(&B.loop, &B.url, o->enc, o->publishers, o->size, &rest_events, &B.rest)) {
             rest_live = 0;
             bench_fail("out of memory");
         }

@@ -20,13 +20,9 @@ int bench_run(void);
 
 /* bench_publish_one() - send one publication with timestamp @ts, counted in
  * st->published, through the WebSocket publisher @via or, when NULL, the
- * next ready one in turn or the REST pool. Its answer goes to bench_ack(). */
+ * next ready one in turn or the REST pool. Its answer is counted, then goes
+ * to the scenario's on_ack (scenario.h). */
 void bench_publish_one(step_t *st, uint64_t ts, peer_t *via);
-
-/* bench_ack() - publication @seq was answered at @rx_ns (uv_hrtime()):
- * acknowledged if @ok, failed otherwise. Counts it, then calls the
- * scenario's on_ack with no reply (REST, or a publication never sent). */
-void bench_ack(uint64_t seq, int ok, uint64_t rx_ns);
 
 void bench_count_close(int code);
 size_t bench_payload(uint64_t seq, uint64_t ts_ns, const unsigned char **out);
