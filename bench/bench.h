@@ -4,11 +4,11 @@
  * types its parts are made of: the flags (struct opts), the steps of a run
  * (step_t), the connections (peer_t). It is shared by the tool's modules:
  * main.c (flags), loop.c (the event loop and the end of a run), the two
- * drivers run.c and staterun.c, rest.c and http.c (REST), report.c (table,
- * JSON, SVG) and the scenarios (scenario.h). Does not own: any one
- * scenario's state, which stays in its own file; step_t has the per-step
- * figures of all of them because the drivers keep the steps.
- * Everything runs on one libuv loop on one thread. */
+ * drivers run.c and staterun.c, rest.c and http.c (REST), proc.c (CPU and
+ * RSS), report.c (table, JSON, SVG) and the scenarios (scenario.h). Does
+ * not own: any one scenario's state, which stays in its own file; step_t
+ * has the per-step figures of all of them because the drivers keep the
+ * steps. Everything runs on one libuv loop on one thread. */
 #ifndef BENCH_BENCH_H
 #define BENCH_BENCH_H
 

@@ -17,8 +17,7 @@
 #include "report.h"
 #include "scenario.h"
 
-#include <stdlib.h>
-
+/* The flags all three take. */
 #define PUBS_FLAGS                                                                                             \
     (BF_COMMON | BF(SVG) | BF(SIZE) | BF(SUBSCRIBERS) | BF(PUBLISH) | BF(PUBLISHERS) | BF(DRAIN_TIMEOUT) |      \
      BF(NAMESPACE))

@@ -461,8 +461,6 @@ int srun_check_rates(const struct opts *o, char *why, size_t n)
     return 0;
 }
 
-/* Updates (scores) or holds (seats) answered per second, over the span from
- * the step's start to its last answer. */
 double srun_answers_per_sec(const step_t *st, uint64_t answered)
 {
     uint64_t end = st->t_last_ack > st->t_end ? st->t_last_ack : st->t_end;

@@ -67,8 +67,7 @@ void srun_scan_reset(void);
 step_t *srun_step_of(uint64_t ts);
 
 /* srun_check_rates() - for a check_opts: -1 with the reason in @why (@n
- * bytes) when a --rate step would send more requests than the bench keeps
- * records for, else 0. */
+ * bytes) when a --rate step would send over 100 million requests, else 0. */
 int srun_check_rates(const struct opts *o, char *why, size_t n);
 
 /* The report's pieces both state-channel scenarios print.
