@@ -1,11 +1,14 @@
 /* bench/bench.h - herald-bench's process-wide state.
  *
- * Owns: struct bench, the one instance `B`, shared by the modules of the
- * tool: main.c (flags), loop.c (the event loop and the end of a run), run.c
- * (connections, schedule, measurement), rest.c (the REST publisher pool),
- * presence.c and recover.c (their scenarios), staterun.c with scores.c and
- * seats.c (the state-channel scenarios) and report.c (table, JSON, SVG).
- * Everything runs on one libuv loop on one thread. */
+ * Owns: struct bench, the one instance `B` (defined in run.c), and the
+ * types its parts are made of: the flags (struct opts), the steps of a run
+ * (step_t), the connections (peer_t). It is shared by the tool's modules:
+ * main.c (flags), loop.c (the event loop and the end of a run), the two
+ * drivers run.c and staterun.c, rest.c and http.c (REST), proc.c (CPU and
+ * RSS), report.c (table, JSON, SVG) and the scenarios (scenario.h). Does
+ * not own: any one scenario's state, which stays in its own file; step_t
+ * has the per-step figures of all of them because the drivers keep the
+ * steps. Everything runs on one libuv loop on one thread. */
 #ifndef BENCH_BENCH_H
 #define BENCH_BENCH_H
 
@@ -16,18 +19,15 @@
 #include "herald_client.h"
 #include "hist.h"
 
-enum scenario {
-    SC_FANOUT = 0, SC_CHANNELS, SC_IDLE, SC_CONNECT, SC_PUBLISH, SC_PRESENCE, SC_RECOVER, SC_SCORES, SC_SEATS,
-    SC_N
-};
-
 enum pub_mode { PUB_WS = 0, PUB_REST = 1 };
 
 #define MAX_STEPS 32
 #define MAX_CLOSE_CODES 16
 
+struct bench_scenario;
+
 struct opts {
-    enum scenario sc;
+    const struct bench_scenario *sc;   /* the scenario run (scenario.h) */
     char url[512];
     double duration;            /* seconds per step (or hold time) */
     herald_encoding_t enc;
@@ -130,35 +130,6 @@ enum { PS_NEW = 0, PS_CONNECTING, PS_OPEN, PS_READY, PS_CLOSED };
 
 enum phase { PH_SETUP = 0, PH_RUN, PH_DRAIN, PH_HOLD, PH_TEARDOWN, PH_DONE };
 
-/* The recover scenario's figures, filled by recover.c, printed by report.c. */
-struct recover_figures {
-    char channel[96];
-    uint64_t last_offset;       /* the highest acknowledged offset: every subscriber should end there */
-    unsigned cycles_run;
-    uint64_t dropped;           /* subscriber connections aborted by the bench */
-    uint64_t reconnections;     /* reconnects started */
-    uint64_t reconnect_failures;/* reconnects that did not get a subscribe reply */
-    uint64_t refused;           /* ... of which the subscribe was answered with an error */
-    uint64_t recovered_true, recovered_false;
-    uint64_t missed;            /* offsets published while away: sum of reply offset - since offset */
-    uint64_t recovered_pubs;    /* publications delivered in "recovered": true replies */
-    uint64_t unrecoverable;     /* offsets neither in a "recovered": false reply nor delivered live */
-    uint64_t tail_pubs;         /* publications delivered in "recovered": false replies */
-    uint64_t gaps, dups;        /* per subscriber, offsets skipped / seen again */
-    uint64_t mismatches;        /* a payload's sequence number seen with two offsets */
-    uint64_t epoch_mismatches;  /* "recovered": true with another epoch than the one given */
-    uint64_t bad_replies;       /* no "recovered", unreadable publications, an offset behind the subscriber */
-    uint64_t unexpected_closes; /* subscribers closed by the broker (or the network) */
-    uint64_t expected, received;/* deliveries over all subscribers, live and in replies */
-    uint64_t live, from_replies;
-    uint64_t behind;            /* subscribers short of last_offset when the drain ended */
-    uint64_t pending_connect;   /* reconnects still opening their connection when the drain ended */
-    uint64_t pending_reply;     /* ... and still waiting for their subscribe reply */
-    hist_t *recovery;           /* reconnect start -> subscribe reply read, ns */
-    hist_t *per_reply;          /* publications in each recovery reply */
-    char first_failure[160];    /* the first reconnect failure, for the message */
-};
-
 /* The state-channel scenarios' run-wide figures, filled by scores.c / seats.c. */
 struct state_figures {
     char channel[96];
@@ -240,20 +211,8 @@ struct bench {
     int ncloses;
     uint64_t disconnects;
 
-    /* presence */
-    int64_t final_members, final_connections;   /* presence_stats after the last step, -1 if none */
-    uint64_t setup_events;      /* events seen before the first step (setup joins) */
-    double presence_wait;       /* seconds from all subscribed to presence_stats agreeing */
-
-    /* recover */
-    struct recover_figures rf;
-
     /* scores, seats */
     struct state_figures sf;
-
-    /* idle */
-    long rss_before, rss_after; /* bytes, -1 if unknown */
-    long bench_rss;
 
     uv_timer_t tick, progress, watchdog, phase_timer;
     uv_check_t check;
@@ -262,71 +221,5 @@ struct bench {
 };
 
 extern struct bench B;
-
-/* run.c */
-int run(void);
-void bench_count_close(int code);
-void bench_ack(uint64_t seq, int ok, uint64_t rx_ns);
-size_t bench_payload(uint64_t seq, uint64_t ts_ns, const unsigned char **out);
-const char *bench_chan(uint32_t i, size_t *len);
-uint32_t bench_chan_of(uint64_t seq);
-long proc_rss(int pid);
-void bench_peer_ready(peer_t *p);
-/* bench_setup_error() - count a connection that failed during setup and keep
- * the first failure's text (B.first_err, B.first_err_text) for the report.
- * bench_setup_failure() - the same, then fail the run (connect: go on). */
-void bench_setup_error(int err, const char *reason);
-void bench_setup_failure(peer_t *p, int err, const char *reason);
-/* bench_peer_open() - start @p's connection with @cb (@p is their ud); counts
- * it in B.live. Return: 0, or herald_client_new()'s error (@p is then PS_CLOSED). */
-int bench_peer_open(peer_t *p, const herald_callbacks_t *cb);
-void bench_cpu_start(void);
-void bench_cpu_stop(step_t *st);
-/* bench_end_run() - @st's run phase ends at @now: t_end, CPU figures, PH_DRAIN. */
-void bench_end_run(step_t *st, uint64_t now);
-/* bench_pump() - the open-loop schedule of step @st (rate > 0, PH_RUN): call
- * @send for every request due by now, at most @burst_max in one call (the
- * rest on the next), each with its scheduled time t_start + n/rate; @send
- * counts it in st->published. After the duration, with all sent, ends the
- * run phase; otherwise wakes the loop when the next one is due. */
-void bench_pump(step_t *st, void (*send)(step_t *st, uint64_t ts), unsigned burst_max);
-
-/* presence.c: the presence scenario; run.c calls these only when B.o.sc == SC_PRESENCE. */
-int pres_init(void);
-void pres_free(void);
-void pres_on_open(peer_t *p, const herald_msg_t *connected);
-void pres_on_push(peer_t *p, const herald_msg_t *m);
-void pres_on_close(peer_t *p);
-void pres_setup_done(void);
-void pres_tick(uint64_t now);
-void pres_pump(void);
-const char *pres_channel(size_t *len);
-double pres_changes_per_sec(const step_t *st);   /* acked leaves + joins per second */
-uint64_t pres_outstanding(void);
-
-/* run.c, for recover.c */
-int bench_reconnect(peer_t *p);
-int bench_payload_read(const void *data, size_t len, uint64_t *ts, uint64_t *seq);
-
-/* recover.c: the recover scenario; run.c calls these only when B.o.sc == SC_RECOVER. */
-int rec_init(void);
-void rec_free(void);
-void rec_on_setup_subscribed(peer_t *p, const herald_msg_t *subscribed);
-void rec_start(step_t *st);
-int rec_on_open(peer_t *p);
-void rec_on_pub(peer_t *p, const herald_msg_t *m);
-void rec_on_ack(uint64_t seq, const herald_msg_t *published);
-int rec_on_close(peer_t *p, const herald_close_info_t *info);
-void rec_tick(uint64_t now);
-int rec_drained(const step_t *st, uint64_t now);
-void rec_finish(step_t *st);
-void rec_progress(FILE *f);
-
-/* staterun.c: srun() is the whole run of the scores or seats scenario, report
- * included; main.c calls it instead of run(). Return: the exit status. */
-int srun(void);
-
-/* report.c */
-void report(void);
 
 #endif

@@ -7,6 +7,7 @@
  * uv_run() return with connections still open. A peer that does not close
  * within 3 s is aborted, so every run ends. */
 #include "loop.h"
+#include "proc.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -100,7 +101,7 @@ void bench_done(void)
     if (B.phase != PH_TEARDOWN) {
         if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
             step_t *st = &B.steps[B.cur];
-            if (!st->t_end) { st->t_end = uv_hrtime(); bench_cpu_stop(st); }
+            if (!st->t_end) { st->t_end = uv_hrtime(); proc_cpu_stop(st); }
         }
         B.phase = PH_TEARDOWN;
         if (B.tty && !B.o.quiet) fprintf(stderr, "\r\033[K");
@@ -132,7 +133,6 @@ int loop_start(const struct loop_driver *d, uint64_t bound_ms)
     drv = d;
     B.copts.encoding = B.o.enc;
     B.copts.connect_timeout_ms = (unsigned)(B.o.connect_timeout * 1000);
-    B.rss_before = B.rss_after = B.bench_rss = -1;
     B.tty = isatty(2);
 
     uv_loop_init(&B.loop);

@@ -1,11 +1,13 @@
 /* bench/presence.c - the presence scenario: member churn on one channel and
  * the join/leave events it makes the broker send.
  *
- * Owns: the churn schedule, each member's state (in, leaving, out, joining),
- * the match between events and the operations that caused them, the wait for
- * the broker's member count, and the per-step presence figures in step_t.
- * Does not own: connections and phases in general (run.c), output
- * (report.c), flags (main.c).
+ * Owns: its entry (struct bench_scenario, scenario.h), the churn schedule,
+ * each member's state (in, leaving, out, joining), the match between events
+ * and the operations that caused them, the wait for the broker's member
+ * count, its steps and phases on top of run.c's connections, the per-step
+ * presence figures in step_t, and its part of the report. Does not own:
+ * opening the connections and counting them (run.c, its driver), the
+ * report's frame (report.c), flags in general (main.c).
  *
  * DESIGN: --members connections subscribe to NS:presence-bench, then
  * --watchers more (never churned). Once every subscribe is acknowledged the
@@ -29,8 +31,11 @@
  * watcher's read time minus that operation's send time. Batched events
  * (presence_batch, above the tier) are counted by their totals and have no
  * latency. */
-#include "bench.h"
+#include "run.h"
 #include "loop.h"
+#include "proc.h"
+#include "report.h"
+#include "scenario.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -67,14 +72,13 @@ static uint32_t barrier_left;
 static int64_t last_members = -1, last_conns = -1;
 static char chan[96];
 static size_t chan_len;
+static uint32_t lost;           /* connections closed during the run */
+static int64_t final_members = -1, final_connections = -1;   /* presence_stats after the last step */
+static uint64_t setup_events;   /* events seen before the first step (setup joins) */
+static double presence_wait;    /* seconds from all subscribed to presence_stats agreeing */
 
 static void start_step(int i);
-
-const char *pres_channel(size_t *len)
-{
-    *len = chan_len;
-    return chan;
-}
+static void pump(void);
 
 static uint32_t nmembers(void) { return B.o.members; }
 static uint32_t want_members(void) { return B.o.members + B.o.watchers; }
@@ -125,9 +129,31 @@ static long table_get(uint64_t client)
     return -1;
 }
 
-int pres_init(void)
+/* Members, then watchers: every connection subscribes to the one channel. */
+static void plan(void)
+{
+    B.nsubs = B.o.members + B.o.watchers;
+    B.o.channels = 1;
+    B.npubs = 0;
+    B.npeers = B.nsubs;
+    B.nsteps = B.o.nrates;
+}
+
+/* Waiting for the broker to count every member, the barrier and the final
+ * count, each bounded by --drain-timeout plus the time the setup joins take
+ * to fan out. */
+static uint64_t time_bound(void)
+{
+    return (uint64_t)((3 * B.o.drain_timeout + B.npeers / 500.0 + 5) * 1000);
+}
+
+static int init(void)
 {
     uint32_t n = want_members(), cap = 16;
+
+    /* Watchers come last, so they subscribe after most members and see few
+     * of the setup joins. */
+    for (uint32_t i = 0; i < B.npeers; i++) B.peers[i].kind = i < B.o.members ? PEER_MEMBER : PEER_WATCHER;
 
     snprintf(chan, sizeof chan, "%s:presence-bench", B.o.ns);
     chan_len = strlen(chan);
@@ -142,7 +168,7 @@ int pres_init(void)
     return mem && table && next_op && wseen && rq && rq_at ? 0 : -1;
 }
 
-void pres_free(void)
+static void fini(void)
 {
     free(mem);
     free(table);
@@ -169,18 +195,22 @@ static void on_setup_subscribed(herald_client_t *c, const herald_msg_t *m, void 
     bench_setup_failure(p, HERALD_E_PROTOCOL, why);
 }
 
-void pres_on_open(peer_t *p, const herald_msg_t *connected)
+/* Every connection subscribes to the channel itself: its client id must be
+ * known first, to tell whose join or leave an event is. */
+static int on_open(peer_t *p, const herald_msg_t *connected)
 {
     uint32_t i = idx_of(p);
     int r;
 
+    bench_peer_opened(p);
     if (parse_client(connected->client, connected->client_len, &mem[i].client)) {
         bench_setup_failure(p, HERALD_E_PROTOCOL, "the connected reply has no hex client id");
-        return;
+        return 1;
     }
     table_put(mem[i].client, i);
     if ((r = herald_subscribe(p->c, chan, chan_len, on_setup_subscribed, p, NULL)))
         bench_setup_failure(p, r, "subscribe");
+    return 1;
 }
 
 static peer_t *stats_peer(void)
@@ -235,7 +265,7 @@ static void on_stats(herald_client_t *c, const herald_msg_t *m, void *arg)
     }
     last_members = m->members;
     last_conns = m->connections;
-    if (pphase == PP_WAIT) B.presence_wait = (double)(uv_hrtime() - wait_start) / 1e9;
+    if (pphase == PP_WAIT) presence_wait = (double)(uv_hrtime() - wait_start) / 1e9;
     if (pphase == PP_WAIT && m->members == want_members() && m->connections == want_members()) {
         /* Above the tier the setup joins are still in the broker's pending
          * batch; let it go out (the broker flushes at least once a second)
@@ -247,8 +277,8 @@ static void on_stats(herald_client_t *c, const herald_msg_t *m, void *arg)
             start_barrier();
         }
     } else if (pphase == PP_FINAL) {
-        B.final_members = m->members;
-        B.final_connections = m->connections;
+        final_members = m->members;
+        final_connections = m->connections;
         if (m->members != want_members() || m->connections != want_members())
             bench_fail("after the run the broker counts %lld members and %lld connections in %s; expected %u",
                        (long long)m->members, (long long)m->connections, chan, want_members());
@@ -257,7 +287,7 @@ static void on_stats(herald_client_t *c, const herald_msg_t *m, void *arg)
     }
 }
 
-void pres_setup_done(void)
+static void setup_done(void)
 {
     uint64_t now = uv_hrtime();
 
@@ -357,7 +387,7 @@ static void start_leave(step_t *st, uint64_t ts)
     st->starved++;          /* every member is busy: this operation is dropped */
 }
 
-void pres_pump(void)
+static void pump(void)
 {
     step_t *st = &B.steps[B.cur];
     uint64_t now, el, due, dur = (uint64_t)(B.o.duration * 1e9), wake = 0;
@@ -379,7 +409,7 @@ void pres_pump(void)
             start_leave(st, st->t_start + (uint64_t)((double)(st->leaves_sent + st->starved) * 1e9 / st->rate));
         if (el >= dur && st->leaves_sent + st->starved >= st->total) {
             st->t_end = now;
-            bench_cpu_stop(st);
+            proc_cpu_stop(st);
             B.phase = PH_DRAIN;
         } else {
             wake = st->leaves_sent + st->starved < st->total
@@ -411,7 +441,7 @@ static void match_event(step_t *st, uint32_t w, uint32_t i, int join, uint64_t r
     }
 }
 
-void pres_on_push(peer_t *p, const herald_msg_t *m)
+static void on_push(peer_t *p, const herald_msg_t *m)
 {
     step_t *st = &B.steps[B.cur];
     uint64_t client;
@@ -421,7 +451,7 @@ void pres_on_push(peer_t *p, const herald_msg_t *m)
     if (m->op != HERALD_OP_JOIN && m->op != HERALD_OP_LEAVE && m->op != HERALD_OP_PRESENCE_BATCH) return;
     B.deliveries++;
     if (pphase != PP_STEPS || !st->lat) {
-        if (p->kind == PEER_WATCHER && pphase < PP_STEPS) B.setup_events++;
+        if (p->kind == PEER_WATCHER && pphase < PP_STEPS) setup_events++;
         if (m->op == HERALD_OP_PRESENCE_BATCH && pphase < PP_STEPS) setup_batches = 1;
         return;
     }
@@ -449,7 +479,7 @@ void pres_on_push(peer_t *p, const herald_msg_t *m)
     match_event(st, w, (uint32_t)i, m->op == HERALD_OP_JOIN, m->rx_ns);
 }
 
-void pres_on_close(peer_t *p)
+static void on_lost(peer_t *p, const herald_close_info_t *info)
 {
     uint32_t i = idx_of(p);
 
@@ -457,6 +487,9 @@ void pres_on_close(peer_t *p)
         op_failed(i);
     else if (i < nmembers())
         mem[i].state = M_GONE;
+    if (++lost == B.npeers)
+        bench_fail("every connection was closed during the run (last: code %d, %s)", info->code,
+                   info->err ? herald_strerror(info->err) : info->reason);
 }
 
 /* ---- steps ---- */
@@ -477,8 +510,8 @@ static void start_step(int i)
     st->total = (uint64_t)llround(st->rate * B.o.duration);
     B.phase = PH_RUN;
     st->t_start = uv_hrtime();
-    bench_cpu_start();
-    pres_pump();
+    proc_cpu_start();
+    pump();
 }
 
 static int watchers_caught_up(const step_t *st)
@@ -532,7 +565,9 @@ static void finish_step(step_t *st)
     query_stats();
 }
 
-void pres_tick(uint64_t now)
+/* Presence runs its own phases: the wait for the broker's count, the
+ * barrier, the steps and the final count. */
+static int tick(uint64_t now)
 {
     switch (pphase) {
     case PP_WAIT:
@@ -553,8 +588,8 @@ void pres_tick(uint64_t now)
         break;
     case PP_STEPS: {
         step_t *st = &B.steps[B.cur];
-        pres_pump();
-        /* pres_pump() may have just ended the run phase with a later clock. */
+        pump();
+        /* pump() may have just ended the run phase with a later clock. */
         now = uv_hrtime();
         if (B.phase == PH_DRAIN &&
             ((outstanding == 0 && watchers_caught_up(st)) || now - st->t_end >= (uint64_t)(B.o.drain_timeout * 1e9)))
@@ -567,14 +602,199 @@ void pres_tick(uint64_t now)
     default:
         break;
     }
+    return 1;
 }
 
-double pres_changes_per_sec(const step_t *st)
+static void progress(FILE *f, const step_t *st)
 {
-    return changes_per_sec(st);
+    double el;
+
+    if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
+        el = (double)(uv_hrtime() - st->t_start) / 1e9;
+        fprintf(f, "\r\033[K  step %d/%d  churn %.0f/s  %5.1fs  leaves %llu  joins %llu  in flight %llu  "
+                "events %llu  p99 %.2f ms%s", B.cur + 1, B.nsteps, st->rate, el,
+                (unsigned long long)st->leaves_acked, (unsigned long long)st->joins_acked,
+                (unsigned long long)outstanding, (unsigned long long)B.deliveries,
+                (double)hist_percentile(B.interval, 99) / 1e6, B.phase == PH_DRAIN ? "  (draining)" : "");
+        hist_reset(B.interval);
+    } else if (B.phase == PH_HOLD) {
+        fprintf(f, "\r\033[K  waiting for the broker's presence count  %4.1fs",
+                (double)(uv_hrtime() - B.setup_end) / 1e9);
+    }
 }
 
-uint64_t pres_outstanding(void)
+/* ---- flags ---- */
+
+static void defaults(struct opts *o)
 {
-    return outstanding;
+    o->rates[0] = 100;
+    snprintf(o->ns, sizeof o->ns, "chat");
 }
+
+static int check_opts(struct opts *o, uint64_t given, char *why, size_t n)
+{
+    (void)given;
+    if ((uint64_t)o->members * o->watchers <= 50000000ULL) return 0;
+    snprintf(why, n, "--members x --watchers is over 50 million (each watcher tracks every member)");
+    return -1;
+}
+
+/* ---- the report ---- */
+
+static void human_head(FILE *f)
+{
+    const struct opts *o = &B.o;
+
+    fprintf(f, "\n  channel %.*s: %u churned members + %u watchers; rejoin ", (int)chan_len, chan, o->members,
+            o->watchers);
+    if (o->rejoin_delay > 0) fprintf(f, "%g s after the leave's ack", o->rejoin_delay);
+    else fprintf(f, "as soon as the leave is acked");
+}
+
+static void human_body(FILE *f)
+{
+    const struct opts *o = &B.o;
+    int best = report_best_step();
+    char a[32], b[32];
+
+    fprintf(f, "presence: the broker counted all %u members %.2f s after the last subscribe was acknowledged; "
+               "watchers saw %llu setup events\n", o->members + o->watchers, presence_wait,
+            (unsigned long long)setup_events);
+    fprintf(f, "\n%8s %8s %8s %8s %6s %9s %10s %10s %7s %8s %8s %8s %8s %9s %6s %7s  %s\n", "churn/s", "target/s",
+            "leaves", "joins", "errors", "changes/s", "events/w", "expected", "batches", "p50ms", "p99ms", "maxms",
+            "ackp99", "fanout/s", "bench%", "broker%", "ok");
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        double fan = st->t_drained > st->t_start ? st->member_events / ((double)(st->t_drained - st->t_start) / 1e9) : 0;
+        if (!st->lat) continue;
+        fprintf(f, "%8.0f %8.0f %8llu %8llu %6llu %9.1f %10llu %10llu %7llu", st->rate, 2 * st->rate,
+                (unsigned long long)st->leaves_acked, (unsigned long long)st->joins_acked,
+                (unsigned long long)(st->op_errors + st->starved), changes_per_sec(st),
+                (unsigned long long)st->ev_seen_min, (unsigned long long)st->ev_expected,
+                (unsigned long long)st->ev_batches);
+        if (st->lat->count)
+            fprintf(f, " %8.2f %8.2f %8.2f", report_ms(hist_percentile(st->lat, 50)),
+                    report_ms(hist_percentile(st->lat, 99)), report_ms(st->lat->max));
+        else
+            fprintf(f, " %8s %8s %8s", "-", "-", "-");
+        fprintf(f, " %8.2f %9s %6.0f %7s  %s\n", report_ms(hist_percentile(st->ack, 99)), report_si(fan, a, sizeof a),
+                st->bench_cpu, st->broker_cpu >= 0 ? (snprintf(b, sizeof b, "%.0f", st->broker_cpu), b) : "-",
+                st->sustained ? "yes" : "no");
+        if (st->ev_unmatched || st->starved || st->op_errors)
+            fprintf(f, "  step %.0f/s: %llu events matched no operation, %llu operations dropped (no member free), "
+                       "%llu failed\n", st->rate, (unsigned long long)st->ev_unmatched,
+                    (unsigned long long)st->starved, (unsigned long long)st->op_errors);
+    }
+    fprintf(f, "(events/w: the fewest join+leave events any watcher saw, batch totals included; expected: acked\n"
+               " leaves + joins, exact with presence_grace 0; fanout/s: events delivered to the churned members)\n");
+    if (best >= 0)
+        fprintf(f, "\nmax sustained churn: %.0f operations/s = %.0f joins+leaves/s\n", B.steps[best].rate,
+                changes_per_sec(&B.steps[best]));
+    else
+        fprintf(f, "\nmax sustained churn: none of the rates met the criteria (see herald-bench presence --help)\n");
+    if (final_members >= 0)
+        fprintf(f, "final presence_stats: %lld members, %lld connections (expected %u): %s\n",
+                (long long)final_members, (long long)final_connections, o->members + o->watchers,
+                final_members == o->members + o->watchers && final_connections == o->members + o->watchers
+                    ? "ok" : "WRONG");
+    else
+        fprintf(f, "final presence_stats: not read\n");
+}
+
+static void json_body(FILE *f)
+{
+    const struct opts *o = &B.o;
+
+    fprintf(f, ",\"namespace\":\"%s\",\"channel\":\"%.*s\",\"members\":%u,\"watchers\":%u,\"rejoin_delay_s\":%g,"
+               "\"presence_wait_s\":%.3f,\"setup_events\":%llu,\"steps\":[", o->ns, (int)chan_len, chan, o->members,
+            o->watchers, o->rejoin_delay, presence_wait, (unsigned long long)setup_events);
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        double s = report_step_secs(st);
+        if (!st->lat) continue;
+        fprintf(f, "%s{\"churn\":%.0f,\"target_changes_per_sec\":%.0f,\"seconds\":%.3f,\"operations\":%llu,"
+                   "\"leaves_sent\":%llu,\"leaves_acked\":%llu,\"joins_sent\":%llu,\"joins_acked\":%llu,"
+                   "\"op_errors\":%llu,\"starved\":%llu,\"changes_per_sec\":%.1f,",
+                i ? "," : "", st->rate, 2 * st->rate, s, (unsigned long long)st->total,
+                (unsigned long long)st->leaves_sent, (unsigned long long)st->leaves_acked,
+                (unsigned long long)st->joins_sent, (unsigned long long)st->joins_acked,
+                (unsigned long long)st->op_errors, (unsigned long long)st->starved, changes_per_sec(st));
+        fprintf(f, "\"events\":{\"expected_per_watcher\":%llu,\"seen_min\":%llu,\"seen_max\":%llu,"
+                   "\"seen_mean\":%.1f,\"ratio_min\":%.6f,\"joins\":%llu,\"leaves\":%llu,\"batches\":%llu,"
+                   "\"unmatched\":%llu},\"member_events\":%llu,\"member_events_per_sec\":%.1f,"
+                   "\"drain_seconds\":%.3f,\"bench_cpu_pct\":%.1f,",
+                (unsigned long long)st->ev_expected, (unsigned long long)st->ev_seen_min,
+                (unsigned long long)st->ev_seen_max, o->watchers ? (double)st->ev_seen_sum / o->watchers : 0,
+                st->ev_expected ? (double)st->ev_seen_min / (double)st->ev_expected : 0,
+                (unsigned long long)st->ev_joins, (unsigned long long)st->ev_leaves,
+                (unsigned long long)st->ev_batches, (unsigned long long)st->ev_unmatched,
+                (unsigned long long)st->member_events,
+                st->t_drained > st->t_start ? st->member_events / ((double)(st->t_drained - st->t_start) / 1e9) : 0,
+                st->t_drained > st->t_end ? (double)(st->t_drained - st->t_end) / 1e9 : 0, st->bench_cpu);
+        if (st->broker_cpu >= 0) fprintf(f, "\"broker_cpu_pct\":%.1f,", st->broker_cpu);
+        report_json_step_end(f, "event_latency_ms", st);
+    }
+    fprintf(f, "]");
+    report_json_max_sustained(f, "max_sustained_churn", "max_sustained_changes_per_sec", changes_per_sec);
+    fprintf(f, ",\"p99_max_ms\":%g,\"final_presence\":{\"expected\":%u,", o->p99_max_ms, o->members + o->watchers);
+    if (final_members >= 0)
+        fprintf(f, "\"members\":%lld,\"connections\":%lld,\"ok\":%s}", (long long)final_members,
+                (long long)final_connections,
+                final_members == o->members + o->watchers && final_connections == o->members + o->watchers
+                    ? "true" : "false");
+    else
+        fprintf(f, "\"members\":null,\"connections\":null,\"ok\":false}");
+}
+
+static void json_errors(FILE *f)
+{
+    fprintf(f, "\"presence_ops\":%llu,\"starved\":%llu,\"protocol\":%llu", (unsigned long long)REPORT_TOTAL(op_errors),
+            (unsigned long long)REPORT_TOTAL(starved), (unsigned long long)B.protocol_errors);
+}
+
+static const hist_t *chart_latency(const char **what)
+{
+    *what = "join/leave event";
+    return B.steps[0].lat;
+}
+
+const struct bench_scenario bench_presence = {
+    .name = "presence",
+    .summary = "one channel with N members, open-loop member churn (leave, then rejoin); join/leave events "
+               "counted and timed by watcher connections, the broker's presence count checked at the end",
+    .example = "herald-bench presence --url ws://127.0.0.1:8080/ws --members 10000 --churn 50,100,200 --watchers 5",
+    .notes = "\nThe broker needs presence on for the namespace, e.g.\n"
+             "  herald --ns chat.presence=on --ns chat.join_leave=on --ns chat.presence_grace=0\n"
+             "Events per watcher are exact (expected = acked leaves + joins) only with presence_grace=0\n"
+             "and the channel at or below presence_tier members; above the tier they are counted from\n"
+             "presence_batch totals and have no latency. A step is sustained when >= 99.9% of its\n"
+             "leaves and joins were acknowledged, at >= 85% of the target joins+leaves/s counted up to\n"
+             "the last ack, every watcher saw >= 99.9% of the expected events,\n"
+             "and the p99 of both ack latency (a leave counts from its scheduled time) and event\n"
+             "latency is <= --p99-max. The run fails (exit 1) unless presence_stats counts\n"
+             "--members + --watchers members and connections at the end.\n",
+    .flags = BF_COMMON | BF(SVG) | BF(P99MAX) | BF(DRAIN_TIMEOUT) | BF(NAMESPACE) | BF(MEMBERS) | BF(WATCHERS) |
+             BF(CHURN) | BF(REJOIN_DELAY),
+    .defaults = defaults,
+    .check_opts = check_opts,
+    .run = bench_run,
+    .init = init,
+    .free = fini,
+    .progress = progress,
+    .plan = plan,
+    .time_bound = time_bound,
+    .on_open = on_open,
+    .on_push = on_push,
+    .on_lost = on_lost,
+    .setup_done = setup_done,
+    .tick = tick,
+    .pump = pump,
+    .report_head = human_head,
+    .report_body = human_body,
+    .report_json = json_body,
+    .report_json_errors = json_errors,
+    .chart_step = changes_per_sec,
+    .chart_value = "joins+leaves/s",
+    .chart_rate = "target churn operations/s",
+    .chart_latency = chart_latency,
+};

@@ -1,6 +1,5 @@
 /* bench/rest.c - see rest.h. */
 #include "rest.h"
-#include "bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +32,8 @@ struct rest_pool {
     uv_loop_t *loop;
     const herald_url_t *url;
     herald_encoding_t enc;
+    size_t data_max;
+    const rest_events_t *ev;
     rest_conn_t *conns;
     unsigned n, open;
     rest_conn_t *idle;
@@ -69,9 +70,9 @@ static void on_conn_closed(uv_handle_t *h)
     }
     if (!p->closing) {
         p->closing = 1;
-        bench_rest_failed(HERALD_E_PROTOCOL);
+        p->ev->on_failed(HERALD_E_PROTOCOL);
     }
-    bench_rest_closed();
+    p->ev->on_closed();
     if (--p->open == 0 && p->released) pool_free(p);
 }
 
@@ -93,10 +94,10 @@ static void conn_fail(rest_conn_t *rc, int err)
 {
     if (rc->state == RC_CLOSED || uv_is_closing((uv_handle_t *)&rc->tcp)) return;
     if (rc->state == RC_IDLE) idle_remove(rc);
-    if (rc->state == RC_BUSY) bench_ack(rc->seq, 0, uv_hrtime());
+    if (rc->state == RC_BUSY) rc->pool->ev->on_answer(rc->seq, 0, uv_hrtime());
     if (!rc->ever_connected && !rc->pool->closing) {
         rc->pool->closing = 1;   /* a pool that cannot connect is not retried */
-        bench_rest_failed(err);
+        rc->pool->ev->on_failed(err);
     }
     rc->state = RC_CLOSED;
     uv_close((uv_handle_t *)&rc->tcp, on_conn_closed);
@@ -135,8 +136,8 @@ static int reserve(char **buf, size_t *cap, size_t need)
 static size_t build_body(const rest_pool_t *p, const struct item *it, char *out)
 {
     const unsigned char *data;
-    size_t dlen = bench_payload(it->seq, it->ts, &data), chlen, n = 0;
-    const char *chan = bench_chan(bench_chan_of(it->seq), &chlen);
+    const char *chan;
+    size_t chlen, n = 0, dlen = p->ev->payload(it->seq, it->ts, &data, &chan, &chlen);
 
     if (p->enc == HERALD_JSON) {
         memcpy(out + n, "{\"channel\":\"", 12); n += 12;
@@ -159,13 +160,13 @@ static void send_next(rest_conn_t *rc)
 {
     rest_pool_t *p = rc->pool;
     struct item it = p->q[p->qhead];
-    size_t room = 512 + strlen(p->url->host) + 300 + B.o.size * 6 + 16, hl, bl;
+    size_t room = 512 + strlen(p->url->host) + 300 + p->data_max * 6 + 16, hl, bl;
     uv_buf_t b;
     int n;
 
     p->qhead = (p->qhead + 1) % p->qcap;
     p->qlen--;
-    if (reserve(&rc->tx, &rc->txcap, 2 * room)) { bench_ack(it.seq, 0, uv_hrtime()); make_idle(rc); return; }
+    if (reserve(&rc->tx, &rc->txcap, 2 * room)) { p->ev->on_answer(it.seq, 0, uv_hrtime()); make_idle(rc); return; }
     /* The body goes in the second half first, so its length is known for the header. */
     bl = build_body(p, &it, rc->tx + room);
     hl = (size_t)snprintf(rc->tx, room, "POST /api/publish HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n"
@@ -229,7 +230,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         rc->rxlen -= need;
         if (status != 200) rc->pool->http_errors++;
         rc->state = RC_IDLE;
-        bench_ack(rc->seq, status == 200, now);
+        rc->pool->ev->on_answer(rc->seq, status == 200, now);
         if (rc->close_after) { conn_fail(rc, 0); return; }
         if (rc->state == RC_IDLE) make_idle(rc);
     }
@@ -246,7 +247,7 @@ static void on_connect(uv_connect_t *req, int status)
     if ((r = uv_read_start((uv_stream_t *)&rc->tcp, on_alloc, on_read))) { conn_fail(rc, r); return; }
     if (!rc->ever_connected) {
         rc->ever_connected = 1;
-        bench_rest_connected();
+        rc->pool->ev->on_connected();
     }
     make_idle(rc);
 }
@@ -264,8 +265,8 @@ static void conn_start(rest_conn_t *rc)
     }
 }
 
-int rest_pool_new(uv_loop_t *loop, const herald_url_t *url, herald_encoding_t enc, unsigned n,
-                  rest_pool_t **out)
+int rest_pool_new(uv_loop_t *loop, const herald_url_t *url, herald_encoding_t enc, unsigned n, size_t data_max,
+                  const rest_events_t *ev, rest_pool_t **out)
 {
     rest_pool_t *p = calloc(1, sizeof *p);
 
@@ -277,6 +278,8 @@ int rest_pool_new(uv_loop_t *loop, const herald_url_t *url, herald_encoding_t en
     p->loop = loop;
     p->url = url;
     p->enc = enc;
+    p->data_max = data_max;
+    p->ev = ev;
     p->n = p->open = n;
     p->qcap = 1024;
     for (unsigned i = 0; i < n; i++) {
@@ -293,7 +296,7 @@ void rest_submit(rest_pool_t *p, uint64_t seq, uint64_t ts_ns)
 
     if (p->qlen == p->qcap) {
         struct item *nq = malloc(p->qcap * 2 * sizeof *nq);
-        if (!nq) { bench_ack(seq, 0, uv_hrtime()); return; }
+        if (!nq) { p->ev->on_answer(seq, 0, uv_hrtime()); return; }
         for (size_t i = 0; i < p->qlen; i++) nq[i] = p->q[(p->qhead + i) % p->qcap];
         free(p->q);
         p->q = nq;
@@ -315,14 +318,14 @@ void rest_pool_close(rest_pool_t *p)
     if (p->open == 0) { pool_free(p); return; }
     /* Queued publications were never sent: they fail. */
     while (p->qlen) {
-        bench_ack(p->q[p->qhead].seq, 0, uv_hrtime());
+        p->ev->on_answer(p->q[p->qhead].seq, 0, uv_hrtime());
         p->qhead = (p->qhead + 1) % p->qcap;
         p->qlen--;
     }
     for (unsigned i = 0; i < p->n; i++) {
         rest_conn_t *rc = &p->conns[i];
         if (!uv_is_closing((uv_handle_t *)&rc->tcp)) {
-            if (rc->state == RC_BUSY) bench_ack(rc->seq, 0, uv_hrtime());
+            if (rc->state == RC_BUSY) p->ev->on_answer(rc->seq, 0, uv_hrtime());
             rc->state = RC_CLOSED;
             uv_close((uv_handle_t *)&rc->tcp, on_conn_closed);
         }

@@ -1,10 +1,13 @@
-/* bench/run.c - one benchmark run: connections, the publishing schedule, measurement.
+/* bench/run.c - see run.h: one benchmark run of a scenario built on
+ * connections: connections, the publishing schedule, measurement.
  *
  * Owns: the peers (subscriber, publisher and idle connections), the phases of
- * a run (setup, run, drain, hold), the open-loop schedule (bench_pump(),
- * which staterun.c uses too), per publication bookkeeping and the latency
- * histograms. Does not own: flags (main.c), the loop's handles and the end of
- * a run (loop.c), REST connections (rest.c), output (report.c).
+ * a run (setup, run, drain), the open-loop schedule (bench_pump(), which
+ * staterun.c uses too), per publication bookkeeping and the latency
+ * histograms. Does not own: flags (main.c), what the scenario does on top
+ * (its struct bench_scenario, scenario.h: the driver calls its callbacks at
+ * each event and never names one), the loop's handles and the end of a run
+ * (loop.c), REST connections (rest.c), output (report.c).
  *
  * DESIGN: open loop without coordinated omission. Publication i of a step is
  * due at t_start + i/rate. Whenever the loop runs (a 1 ms timer, and a check
@@ -21,29 +24,27 @@
  * acknowledged publications only, so the two are comparable exactly. A step
  * ends after its duration plus a drain that waits until every ack is in and
  * every expected delivery arrived, bounded by --drain-timeout. */
-#include "bench.h"
+#include "run.h"
 #include "loop.h"
+#include "proc.h"
+#include "report.h"
 #include "rest.h"
+#include "scenario.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 struct bench B;
+static const struct bench_scenario *S;  /* the scenario run, B.o.sc */
 static unsigned rest_ready, rest_live;
 static uint64_t *sent_ts;              /* per publication: its timestamp (scheduled or actual) */
 static uint64_t setup_deadline;
-static int connect_stopped;            /* connect: --duration passed, start no more */
-static uint64_t hold_end;
-static int rss_read;
+static int connect_stopped;            /* a ramp: --duration passed, start no more */
 static uint32_t lost_subs, lost_pubs, lost_idle;
 static int ran;                        /* setup finished: there is something to report */
-static uint64_t cpu_self_ns(void);
-static long broker_ticks(void);
 
 static void finish_step(step_t *st);
 static void start_step(int i);
@@ -112,69 +113,6 @@ static step_t *step_of(uint64_t seq)
     return &B.steps[0];
 }
 
-long proc_rss(int pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    FILE *f;
-
-    snprintf(path, sizeof path, "/proc/%d/status", pid);
-    if (!(f = fopen(path, "r"))) return -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) { kb = strtol(line + 6, NULL, 10); break; }
-    fclose(f);
-    return kb < 0 ? -1 : kb * 1024;
-}
-
-/* utime + stime of the broker in clock ticks, or -1. */
-static long broker_ticks(void)
-{
-    char path[64], buf[1024], *p;
-    unsigned long ut, st;
-    ssize_t n;
-    int fd;
-
-    if (!B.o.pid) return -1;
-    snprintf(path, sizeof path, "/proc/%d/stat", B.o.pid);
-    if ((fd = open(path, O_RDONLY)) < 0) return -1;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
-    if (!(p = strrchr(buf, ')'))) return -1;
-    /* After ") " come fields 3..; utime and stime are fields 14 and 15. */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return -1;
-    return (long)(ut + st);
-}
-
-static uint64_t cpu_self_ns(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ULL +
-           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ULL;
-}
-
-static uint64_t step_cpu0;
-static long step_broker0;
-
-void bench_cpu_start(void)
-{
-    step_cpu0 = cpu_self_ns();
-    step_broker0 = broker_ticks();
-}
-
-void bench_cpu_stop(step_t *st)
-{
-    double wall = (double)(st->t_end - st->t_start);
-    long bt = broker_ticks();
-
-    st->bench_cpu = wall > 0 ? 100.0 * (double)(cpu_self_ns() - step_cpu0) / wall : 0;
-    st->broker_cpu = -1;
-    if (bt >= 0 && step_broker0 >= 0 && wall > 0)
-        st->broker_cpu = 100.0 * (double)(bt - step_broker0) / (double)sysconf(_SC_CLK_TCK) / (wall / 1e9);
-}
-
 /* A new publication number, with room in the per-publication arrays. */
 static int new_seq(uint64_t ts, uint64_t *seq)
 {
@@ -201,6 +139,7 @@ static int new_seq(uint64_t ts, uint64_t *seq)
 /* ---- publishing ---- */
 
 static void on_pub_ack(herald_client_t *c, const herald_msg_t *m, void *arg);
+static void ack(uint64_t seq, int ok, uint64_t rx_ns);
 
 static int ws_publish(peer_t *p, uint64_t seq)
 {
@@ -211,9 +150,7 @@ static int ws_publish(peer_t *p, uint64_t seq)
     return herald_publish(p->c, chan, chlen, data, dlen, on_pub_ack, (void *)(uintptr_t)seq, NULL);
 }
 
-/* Sends one publication with timestamp @ts through @via (a WS publisher) or,
- * when NULL, the next publisher in turn / the REST pool. */
-static void publish_one(step_t *st, uint64_t ts, peer_t *via)
+void bench_publish_one(step_t *st, uint64_t ts, peer_t *via)
 {
     uint64_t seq;
 
@@ -234,10 +171,10 @@ static void publish_one(step_t *st, uint64_t ts, peer_t *via)
             if (p->state == PS_READY) { via = p; break; }
         }
     }
-    if (!via || ws_publish(via, seq)) bench_ack(seq, 0, uv_hrtime());
+    if (!via || ws_publish(via, seq)) ack(seq, 0, uv_hrtime());
 }
 
-void bench_ack(uint64_t seq, int ok, uint64_t rx_ns)
+static void count_ack(uint64_t seq, int ok, uint64_t rx_ns)
 {
     step_t *st = step_of(seq);
 
@@ -250,25 +187,27 @@ void bench_ack(uint64_t seq, int ok, uint64_t rx_ns)
         st->expected += B.chan_live[bench_chan_of(seq)];
         hist_record(st->ack, rx_ns > sent_ts[seq] ? rx_ns - sent_ts[seq] : 0);
     }
-    /* Closed loop over REST: every answer lets the next request go. */
-    if (B.o.sc == SC_PUBLISH && B.o.publish == PUB_REST && B.phase == PH_RUN)
-        publish_one(&B.steps[0], uv_hrtime(), NULL);
+}
+
+/* Publication @seq was answered over REST, or could not be sent. */
+static void ack(uint64_t seq, int ok, uint64_t rx_ns)
+{
+    count_ack(seq, ok, rx_ns);
+    if (S->on_ack) S->on_ack(seq, NULL, NULL);
 }
 
 static void on_pub_ack(herald_client_t *c, const herald_msg_t *m, void *arg)
 {
     peer_t *p = herald_client_ud(c);
 
-    if (B.o.sc == SC_RECOVER && m->op == HERALD_OP_PUBLISHED) rec_on_ack((uint64_t)(uintptr_t)arg, m);
-    bench_ack((uint64_t)(uintptr_t)arg, m->op == HERALD_OP_PUBLISHED, m->rx_ns);
-    if (B.o.sc == SC_PUBLISH && B.phase == PH_RUN && p->state == PS_READY)
-        publish_one(&B.steps[0], uv_hrtime(), p);
+    count_ack((uint64_t)(uintptr_t)arg, m->op == HERALD_OP_PUBLISHED, m->rx_ns);
+    if (S->on_ack) S->on_ack((uint64_t)(uintptr_t)arg, m, p);
 }
 
 void bench_end_run(step_t *st, uint64_t now)
 {
     st->t_end = now;
-    bench_cpu_stop(st);
+    proc_cpu_stop(st);
     B.phase = PH_DRAIN;
 }
 
@@ -298,7 +237,7 @@ void bench_pump(step_t *st, void (*send)(step_t *st, uint64_t ts), unsigned burs
 
 static void publish_due(step_t *st, uint64_t ts)
 {
-    publish_one(st, ts, NULL);
+    bench_publish_one(st, ts, NULL);
 }
 
 /* Sends every publication of the current step that is due by now. */
@@ -309,13 +248,19 @@ static void pump(void)
 
 static void on_due(void)
 {
-    if (B.o.sc == SC_PRESENCE) pres_pump();
+    if (S->pump) S->pump();
     else pump();
 }
 
 static uint64_t step_outstanding(const step_t *st)
 {
     return st->published - st->acked - st->pub_errors;
+}
+
+/* Every publication answered, every expected delivery in. */
+static int drained(const step_t *st)
+{
+    return step_outstanding(st) == 0 && st->recv_all >= st->expected;
 }
 
 static void on_tick(uv_timer_t *t)
@@ -329,37 +274,21 @@ static void on_tick(uv_timer_t *t)
             bench_fail("connection setup did not finish in time: %u of %u connections ready", B.ready, B.npeers);
         return;
     }
-    if (B.o.sc == SC_PRESENCE) {
-        pres_tick(now);
-        return;
-    }
-    if (B.o.sc == SC_RECOVER) rec_tick(now);
+    if (S->tick && S->tick(now)) return;
     if (B.phase == PH_RUN) {
         if (st->rate > 0) pump();
         else if (now - st->t_start >= (uint64_t)(B.o.duration * 1e9))    /* closed loop: time is up */
             bench_end_run(st, now);
     }
-    if (B.phase == PH_DRAIN) {
-        if (B.o.sc == SC_RECOVER ? rec_drained(st, now)
-                                 : (step_outstanding(st) == 0 && st->recv_all >= st->expected) ||
-                                       now - st->t_end >= (uint64_t)(B.o.drain_timeout * 1e9))
-            finish_step(st);
-        return;
-    }
-    if (B.phase == PH_HOLD) {
-        if (!rss_read && now - B.setup_end >= (uint64_t)(B.o.settle * 1e9)) {
-            rss_read = 1;
-            if (B.o.pid) B.rss_after = proc_rss(B.o.pid);
-            B.bench_rss = proc_rss(getpid());
-        }
-        if (rss_read && now >= hold_end) bench_done();
-    }
+    if (B.phase == PH_DRAIN &&
+        ((S->drained ? S->drained(st) : drained(st)) || now - st->t_end >= (uint64_t)(B.o.drain_timeout * 1e9)))
+        finish_step(st);
 }
 
 static void on_check(uv_check_t *h)
 {
     (void)h;
-    if (B.o.sc == SC_PRESENCE) pres_pump();
+    if (S->pump) S->pump();
     else if (B.phase == PH_RUN && B.steps[B.cur].rate > 0) pump();
 }
 
@@ -369,17 +298,15 @@ static void finish_step(step_t *st)
     double lost;
 
     st->t_drained = uv_hrtime();
-    if (B.o.sc == SC_RECOVER) {
-        st->seq_end = B.nseq;
-        st->done = 1;
-        rec_finish(st);
+    st->seq_end = B.nseq;
+    st->done = 1;
+    if (S->step_end) {
+        S->step_end(st);
         return;
     }
     for (uint64_t s = st->seq_start; s < B.nseq; s++)
         if (B.acked[s]) received += B.rec[s];
     st->received = received;
-    st->seq_end = B.nseq;
-    st->done = 1;
     lost = st->expected ? 1.0 - (double)received / (double)st->expected : 0;
     st->sustained = st->expected > 0 && lost <= 0.001 &&
                     (double)hist_percentile(st->lat, 99) / 1e6 <= B.o.p99_max_ms &&
@@ -401,21 +328,10 @@ static void start_step(int i)
     hist_reset(B.interval);
     B.phase = PH_RUN;
     st->t_start = uv_hrtime();
-    bench_cpu_start();
-    if (B.o.sc == SC_PUBLISH) {
-        st->rate = 0;
-        if (B.o.publish == PUB_REST) {
-            for (unsigned k = 0; k < B.o.publishers; k++) publish_one(st, uv_hrtime(), NULL);
-        } else {
-            for (uint32_t k = 0; k < B.npubs; k++)
-                for (unsigned w = 0; w < B.o.window && B.phase == PH_RUN; w++)
-                    publish_one(st, uv_hrtime(), &B.peers[B.nsubs + k]);
-        }
-        return;
-    }
+    proc_cpu_start();
     st->rate = B.o.rates[i];
     st->total = (uint64_t)llround(st->rate * B.o.duration);
-    if (B.o.sc == SC_RECOVER) rec_start(st);
+    if (S->start_step) S->start_step(st);
     pump();
 }
 
@@ -434,28 +350,14 @@ static void setup_done(void)
 {
     ran = 1;
     B.setup_end = uv_hrtime();
-    switch (B.o.sc) {
-    case SC_FANOUT: case SC_CHANNELS: case SC_PUBLISH: case SC_RECOVER:
-        start_step(0);
-        break;
-    case SC_IDLE:
-        B.phase = PH_HOLD;
-        hold_end = B.setup_end + (uint64_t)((B.o.duration > B.o.settle ? B.o.duration : B.o.settle) * 1e9);
-        break;
-    case SC_CONNECT:
-        bench_done();
-        break;
-    case SC_PRESENCE:
-        pres_setup_done();
-        break;
-    default: break;
-    }
+    if (S->setup_done) S->setup_done();
+    else start_step(0);
 }
 
 static void check_setup_done(void)
 {
     if (B.phase != PH_SETUP) return;
-    if (B.o.sc == SC_CONNECT) {
+    if (S->ramp) {
         if (B.inflight == 0 && (B.next_peer == B.npeers || connect_stopped)) {
             if (B.ready == 0) bench_fail("no connection succeeded: %s", B.first_err_text);
             else setup_done();
@@ -493,7 +395,7 @@ void bench_setup_failure(peer_t *p, int err, const char *reason)
 {
     (void)p;
     bench_setup_error(err, reason);
-    if (B.o.sc == SC_CONNECT) {
+    if (S->ramp) {
         fill_connections();
         check_setup_done();
         return;
@@ -527,8 +429,6 @@ static void start_peer(peer_t *p)
     }
 }
 
-/* recover: a new connection for a subscriber whose old one is closed; it
- * takes no part in setup accounting. */
 int bench_reconnect(peer_t *p)
 {
     return bench_peer_open(p, &callbacks);
@@ -536,7 +436,7 @@ int bench_reconnect(peer_t *p)
 
 static void fill_connections(void)
 {
-    if (B.o.sc == SC_CONNECT && !connect_stopped &&
+    if (S->ramp && !connect_stopped &&
         uv_hrtime() - B.setup_start >= (uint64_t)(B.o.duration * 1e9))
         connect_stopped = 1;
     while (B.phase == PH_SETUP && !connect_stopped && B.inflight < B.o.concurrency && B.next_peer < B.npeers)
@@ -557,8 +457,13 @@ static void on_subscribed(herald_client_t *c, const herald_msg_t *m, void *arg)
     }
     p->last_off = m->offset;
     B.chan_live[p->chan]++;
-    if (B.o.sc == SC_RECOVER) rec_on_setup_subscribed(p, m);
+    if (S->on_subscribed) S->on_subscribed(p, m);
     bench_peer_ready(p);
+}
+
+void bench_peer_opened(peer_t *p)
+{
+    hist_record(B.connect_lat, uv_hrtime() - p->t_connect);
 }
 
 static void on_open(herald_client_t *c, const herald_msg_t *m, void *ud)
@@ -568,11 +473,9 @@ static void on_open(herald_client_t *c, const herald_msg_t *m, void *ud)
     const char *ch;
     int r;
 
-    (void)m;
     p->state = PS_OPEN;
-    if (B.o.sc == SC_RECOVER && p->kind == PEER_SUB && rec_on_open(p)) return;
-    hist_record(B.connect_lat, uv_hrtime() - p->t_connect);
-    if (B.o.sc == SC_PRESENCE) { pres_on_open(p, m); return; }
+    if (S->on_open && S->on_open(p, m)) return;
+    bench_peer_opened(p);
     if (p->kind != PEER_SUB) { bench_peer_ready(p); return; }
     ch = bench_chan(p->chan, &len);
     if ((r = herald_subscribe(c, ch, len, on_subscribed, p, NULL))) bench_setup_failure(p, r, "subscribe");
@@ -582,7 +485,7 @@ static void on_reply(herald_client_t *c, const herald_msg_t *m, void *ud)
 {
     (void)c;
     if (m->op == HERALD_OP_ERROR) B.protocol_errors++;
-    else if (B.o.sc == SC_PRESENCE) pres_on_push(ud, m);
+    else if (S->on_push) S->on_push(ud, m);
 }
 
 static void on_pub(herald_client_t *c, const herald_msg_t *m, void *ud)
@@ -592,8 +495,8 @@ static void on_pub(herald_client_t *c, const herald_msg_t *m, void *ud)
     step_t *st;
 
     (void)c;
-    if (B.o.sc == SC_RECOVER) {
-        rec_on_pub(p, m);
+    if (S->on_pub) {
+        S->on_pub(p, m);
         return;
     }
     B.deliveries++;
@@ -634,8 +537,8 @@ static void on_close(herald_client_t *c, const herald_close_info_t *info, void *
         if (B.phase == PH_TEARDOWN && B.live == 0 && rest_live == 0) bench_done();
         return;
     }
-    /* recover: its own drops and reconnects are not failures of setup. */
-    if (B.o.sc == SC_RECOVER && p->kind == PEER_SUB && rec_on_close(p, info)) return;
+    /* E.g. recover's own drops and reconnects, which are not failures of setup. */
+    if (S->on_close && S->on_close(p, info)) return;
     if (prev != PS_READY) {
         B.inflight--;
         bench_setup_failure(p, info->err, info->reason);
@@ -643,11 +546,8 @@ static void on_close(herald_client_t *c, const herald_close_info_t *info, void *
     }
     B.disconnects++;
     bench_count_close(info->code);
-    if (B.o.sc == SC_PRESENCE) {
-        pres_on_close(p);
-        if (++lost_subs == B.npeers)
-            bench_fail("every connection was closed during the run (last: code %d, %s)", info->code,
-                       info->err ? herald_strerror(info->err) : info->reason);
+    if (S->on_lost) {
+        S->on_lost(p, info);
     } else if (p->kind == PEER_SUB) {
         B.chan_live[p->chan]--;
         if (++lost_subs == B.nsubs)
@@ -668,23 +568,34 @@ static void on_close(herald_client_t *c, const herald_close_info_t *info, void *
     if (B.phase == PH_SETUP) check_setup_done();
 }
 
-void bench_rest_connected(void)
+/* ---- REST publishers ---- */
+
+static void rest_on_connected(void)
 {
     rest_ready++;
     check_setup_done();
 }
 
-void bench_rest_failed(int err)
+static void rest_on_failed(int err)
 {
     if (B.phase < PH_TEARDOWN)
         bench_fail("REST publisher cannot connect to %s: %s", B.url.name, herald_strerror(err));
 }
 
-void bench_rest_closed(void)
+static void rest_on_closed(void)
 {
     rest_live--;
     if (B.phase == PH_TEARDOWN && B.live == 0 && rest_live == 0) bench_done();
 }
+
+static size_t rest_payload(uint64_t seq, uint64_t ts_ns, const unsigned char **data, const char **chan,
+                           size_t *chlen)
+{
+    *chan = bench_chan(bench_chan_of(seq), chlen);
+    return bench_payload(seq, ts_ns, data);
+}
+
+static const rest_events_t rest_events = { rest_on_connected, rest_on_failed, rest_on_closed, ack, rest_payload };
 
 /* ---- progress ---- */
 
@@ -696,23 +607,8 @@ static void on_progress(uv_timer_t *t)
     (void)t;
     if (B.phase == PH_SETUP) {
         fprintf(stderr, "\r\033[K  connecting %u/%u (%u failed)", B.ready, B.npeers, B.setup_failed);
-    } else if (B.o.sc == SC_PRESENCE && (B.phase == PH_RUN || B.phase == PH_DRAIN)) {
-        el = (double)(uv_hrtime() - st->t_start) / 1e9;
-        fprintf(stderr, "\r\033[K  step %d/%d  churn %.0f/s  %5.1fs  leaves %llu  joins %llu  in flight %llu  "
-                "events %llu  p99 %.2f ms%s", B.cur + 1, B.nsteps, st->rate, el,
-                (unsigned long long)st->leaves_acked, (unsigned long long)st->joins_acked,
-                (unsigned long long)pres_outstanding(), (unsigned long long)B.deliveries,
-                (double)hist_percentile(B.interval, 99) / 1e6, B.phase == PH_DRAIN ? "  (draining)" : "");
-        hist_reset(B.interval);
-    } else if (B.o.sc == SC_PRESENCE && B.phase == PH_HOLD) {
-        fprintf(stderr, "\r\033[K  waiting for the broker's presence count  %4.1fs",
-                (double)(uv_hrtime() - B.setup_end) / 1e9);
-    } else if (B.o.sc == SC_RECOVER && (B.phase == PH_RUN || B.phase == PH_DRAIN)) {
-        el = (double)(uv_hrtime() - st->t_start) / 1e9;
-        fprintf(stderr, "\r\033[K  rate %.0f/s  %5.1fs  acked %llu  delivered %llu ", st->rate, el,
-                (unsigned long long)st->acked, (unsigned long long)B.deliveries);
-        rec_progress(stderr);
-        if (B.phase == PH_DRAIN) fprintf(stderr, "  (draining)");
+    } else if (S->progress) {
+        S->progress(stderr, st);
     } else if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
         el = (double)(uv_hrtime() - st->t_start) / 1e9;
         fprintf(stderr, "\r\033[K  step %d/%d  rate %.0f/s  %5.1fs  sent %llu  acked %llu  delivered %llu  p99 %.2f ms%s",
@@ -720,9 +616,6 @@ static void on_progress(uv_timer_t *t)
                 (unsigned long long)st->acked, (unsigned long long)B.deliveries,
                 (double)hist_percentile(B.interval, 99) / 1e6, B.phase == PH_DRAIN ? "  (draining)" : "");
         hist_reset(B.interval);
-    } else if (B.phase == PH_HOLD) {
-        fprintf(stderr, "\r\033[K  holding %u connections  %4.1fs", B.ready,
-                (double)(uv_hrtime() - B.setup_end) / 1e9);
     }
 }
 
@@ -740,30 +633,20 @@ static int rest_closing(void) { return rest_live != 0; }
 
 static const struct loop_driver driver = { on_tick, on_check, on_due, on_progress, stop_rest, rest_closing };
 
-int run(void)
+int bench_run(void)
 {
     struct opts *o = &B.o;
     int r;
     unsigned conns;
     uint64_t bound_ms;
 
+    S = o->sc;
     if ((r = herald_url_parse(o->url, &B.url))) {
         fprintf(stderr, "herald-bench: bad --url %s: %s\n", o->url, herald_strerror(r));
         return 2;
     }
-    switch (o->sc) {
-    case SC_FANOUT: B.nsubs = o->subscribers; o->channels = 1; break;
-    case SC_CHANNELS: B.nsubs = o->subscribers * o->channels; break;
-    case SC_PUBLISH: B.nsubs = o->subscribers * o->channels; break;
-    case SC_IDLE: case SC_CONNECT: B.nsubs = 0; break;
-    case SC_PRESENCE: B.nsubs = o->members + o->watchers; o->channels = 1; break;
-    case SC_RECOVER: B.nsubs = o->subscribers; o->channels = 1; break;
-    default: break;
-    }
+    S->plan();
     if (o->channels == 0) o->channels = 1;
-    B.npubs = (o->sc <= SC_CHANNELS || o->sc == SC_PUBLISH || o->sc == SC_RECOVER) && o->publish == PUB_WS
-                  ? o->publishers : 0;
-    B.npeers = B.nsubs + B.npubs + ((o->sc == SC_IDLE || o->sc == SC_CONNECT) ? o->connections : 0);
     conns = B.npeers + (o->publish == PUB_REST ? o->publishers : 0);
     if (loop_fd_limit(conns + 32, conns, "connections")) return 2;
 
@@ -785,11 +668,7 @@ int run(void)
         snprintf(B.chan_names + (size_t)i * B.chan_stride, B.chan_stride, "%s:%s-%u", o->ns, B.run_id, i);
     for (uint32_t i = 0; i < B.npeers; i++) {
         peer_t *p = &B.peers[i];
-        if (o->sc == SC_PRESENCE) {
-            /* Watchers come last, so they subscribe after most members and
-             * see few of the setup joins. */
-            p->kind = i < o->members ? PEER_MEMBER : PEER_WATCHER;
-        } else if (i < B.nsubs) {
+        if (i < B.nsubs) {
             p->kind = PEER_SUB;
             /* Spread subscribers so channel k gets subscribers k, k+M, k+2M... */
             p->chan = i % o->channels;
@@ -797,9 +676,7 @@ int run(void)
             p->kind = i < B.nsubs + B.npubs ? PEER_PUB : PEER_IDLE;
         }
     }
-    B.nsteps = o->sc <= SC_CHANNELS || o->sc == SC_PRESENCE ? o->nrates : 1;
-    B.final_members = B.final_connections = -1;
-    if ((o->sc == SC_PRESENCE && pres_init()) || (o->sc == SC_RECOVER && rec_init())) {
+    if (S->init && S->init()) {
         fprintf(stderr, "herald-bench: out of memory\n");
         return 1;
     }
@@ -808,24 +685,18 @@ int run(void)
      * at a pessimistic 500 connections/s, each step its duration and drain. */
     bound_ms = (uint64_t)((o->connect_timeout + B.npeers / 500.0 + 2 +
                            B.nsteps * (o->duration + o->drain_timeout + 1) + o->settle + 10) * 1000);
-    /* presence: waiting for the broker to count every member, the barrier
-     * and the final count (see presence.c), each bounded by --drain-timeout
-     * plus the time the setup joins take to fan out. */
-    if (o->sc == SC_PRESENCE) bound_ms += (uint64_t)((3 * o->drain_timeout + B.npeers / 500.0 + 5) * 1000);
-    /* recover: the last reconnects may take their whole connect timeout. */
-    if (o->sc == SC_RECOVER) bound_ms += (uint64_t)((o->connect_timeout + B.npeers / 500.0) * 1000);
+    if (S->time_bound) bound_ms += S->time_bound();
     if (loop_start(&driver, bound_ms)) {
         fprintf(stderr, "herald-bench: out of memory\n");
         return 1;
     }
     setup_deadline = B.t0 + (uint64_t)((o->connect_timeout + B.npeers / 500.0 + 2) * 1e9);
 
-    if (o->sc == SC_IDLE && o->pid) B.rss_before = proc_rss(o->pid);
     B.phase = PH_SETUP;
     B.setup_start = uv_hrtime();
-    if (o->publish == PUB_REST && (o->sc <= SC_CHANNELS || o->sc == SC_PUBLISH)) {
+    if (o->publish == PUB_REST) {
         rest_live = o->publishers;
-        if (rest_pool_new(&B.loop, &B.url, o->enc, o->publishers, &B.rest)) {
+        if (rest_pool_new(&B.loop, &B.url, o->enc, o->publishers, o->size, &rest_events, &B.rest)) {
             rest_live = 0;
             bench_fail("out of memory");
         }
@@ -836,7 +707,7 @@ int run(void)
 
     if (B.fatal[0]) fprintf(stderr, "herald-bench: %s\n", B.fatal);
     if (!B.fatal[0] || ran) report();
-    if (!B.exit_code && B.o.sc == SC_CONNECT && B.setup_failed) {
+    if (!B.exit_code && S->ramp && B.setup_failed) {
         fprintf(stderr, "herald-bench: %u connection attempts failed (first: %s)\n", B.setup_failed,
                 B.first_err_text);
         B.exit_code = 1;
@@ -856,7 +727,6 @@ int run(void)
     free(B.rec);
     free(B.acked);
     free(sent_ts);
-    if (o->sc == SC_PRESENCE) pres_free();
-    if (o->sc == SC_RECOVER) rec_free();
+    if (S->free) S->free();
     return B.exit_code;
 }

@@ -1,10 +1,11 @@
 /* bench/scores.c - the scores scenario: score updates fanned out to the
  * viewers of one state channel, and whether every viewer ends at the score.
  *
- * Owns: the updates (open loop, through REST), each viewer's view of the
- * score, and the per-step figures (step_t) and run-wide ones (B.sf) of this
- * scenario. Does not own: connections and phases (staterun.c), flags
- * (main.c), output (report.c).
+ * Owns: its entry (struct bench_scenario, scenario.h), the updates (open
+ * loop, through REST), each viewer's view of the score, the per-step figures
+ * (step_t) and run-wide ones (B.sf) of this scenario, and its part of the
+ * report. Does not own: connections and phases (staterun.c, its driver),
+ * flags in general (main.c), the report's frame (report.c).
  *
  * DESIGN: the channel is NS:bench-RUNID (namespace `scores`, state = on), new
  * for each run. Update i of a step is due at t_start + i/rate and goes out as
@@ -31,6 +32,8 @@
  * was inferred rather than read. */
 #include "staterun.h"
 #include "loop.h"
+#include "report.h"
+#include "scenario.h"
 #include "val.h"
 
 #include <stdlib.h>
@@ -131,12 +134,12 @@ static void prepare(void)
     get_scores(on_initial);
 }
 
-static void on_subscribed(uint32_t v, const herald_msg_t *m)
+static void on_subscribed(peer_t *p, const herald_msg_t *m)
 {
     /* Nothing is written while the viewers subscribe, so every reply should
      * be at offset0; the view follows the reply's offset either way. */
     if (m->offset != B.sf.offset0) B.sf.bad_replies++;
-    views[v].score = score_at(m->offset);
+    views[p - B.peers].score = score_at(m->offset);
 }
 
 /* ---- updates ---- */
@@ -193,10 +196,9 @@ static void start_step(step_t *st)
 
 /* ---- viewers ---- */
 
-static void on_pub(uint32_t v, const herald_msg_t *m)
+static void on_pub(peer_t *p, const herald_msg_t *m)
 {
-    peer_t *p = &B.peers[v];
-    struct view *w = &views[v];
+    struct view *w = &views[p - B.peers];
     step_t *cur = &B.steps[B.cur], *st;
     val_t d, changes, c, k, val;
     val_it_t it;
@@ -245,10 +247,12 @@ static void on_pub(uint32_t v, const herald_msg_t *m)
     hist_record(B.interval, m->rx_ns > B.t0 + (uint64_t)t ? m->rx_ns - B.t0 - (uint64_t)t : 0);
 }
 
-static void on_snapshot(uint32_t v, const herald_msg_t *m)
+static void on_snapshot(peer_t *p, const herald_msg_t *m)
 {
-    views[v].score = score_at(m->offset);
-    views[v].snap = 1;
+    struct view *w = &views[p - B.peers];
+
+    w->score = score_at(m->offset);
+    w->snap = 1;
 }
 
 /* ---- the end of a step ---- */
@@ -310,7 +314,7 @@ static void read_final(void)
     get_scores(on_final);
 }
 
-static void check(step_t *st)
+static void step_end(step_t *st)
 {
     checking = st;
     rereads = 0;
@@ -324,6 +328,150 @@ static void progress(FILE *f, const step_t *st)
             (unsigned long long)st->snapshots);
 }
 
-const struct srun_scenario scores_scenario = {
-    init, prepare, on_subscribed, on_pub, on_snapshot, start_step, send_update, drained, check, progress, fini,
+/* ---- flags ---- */
+
+static void defaults(struct opts *o)
+{
+    o->size = 0;
+    o->rates[0] = 100;
+    o->viewers = 10000;
+    snprintf(o->ns, sizeof o->ns, "scores");
+}
+
+/* The updates go over --publishers HTTP connections (--clients for seats). */
+static int check_opts(struct opts *o, uint64_t given, char *why, size_t n)
+{
+    if (o->viewers == 0) {
+        snprintf(why, n, "scores needs --viewers >= 1");
+        return -1;
+    }
+    o->clients = given & BF(PUBLISHERS) ? o->publishers : 4;
+    return srun_check_rates(o, why, n);
+}
+
+/* ---- the report ---- */
+
+static void human_head(FILE *f)
+{
+    fprintf(f, "\n  channel %s: %u viewers; updates: POST /api/channels/{channel}/state over %u HTTP connections",
+            B.sf.channel, B.nsubs, B.o.clients);
+}
+
+static void human_body(FILE *f)
+{
+    const struct state_figures *sf = &B.sf;
+    const step_t *last = &B.steps[B.nsteps - 1];
+    int best = report_best_step();
+    char a[32], b[32], c[32];
+
+    fprintf(f, "\n%7s %8s %8s %8s %11s %11s %8s %7s %8s %8s %8s %8s %8s %8s %6s %6s  %s\n", "rate/s", "sent",
+            "acked", "upd/s", "expected", "received", "deliv/s", "snaps", "p50ms", "p90ms", "p99ms", "p99.9ms",
+            "maxms", "ackp99", "bench%", "broker%", "ok");
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        if (!st->lat) continue;
+        fprintf(f, "%7.0f %8llu %8llu %8.1f %11llu %11llu %8s %7llu", st->rate, (unsigned long long)st->published,
+                (unsigned long long)st->acked, srun_answers_per_sec(st, st->acked), (unsigned long long)st->expected,
+                (unsigned long long)st->received, report_si(report_dps(st), a, sizeof a),
+                (unsigned long long)st->snapshots);
+        report_lat_row(f, st->lat);
+        fprintf(f, " %8.2f %6.0f %6s  %s\n", report_ms(hist_percentile(st->ack, 99)), st->bench_cpu,
+                st->broker_cpu >= 0 ? (snprintf(b, sizeof b, "%.0f", st->broker_cpu), b) : "-",
+                st->sustained ? "yes" : "no");
+        fprintf(f, "        after the step: broker score %lld at offset %llu; snapshots replaced %llu deltas; viewers: ",
+                (long long)st->broker_score, (unsigned long long)st->broker_offset, (unsigned long long)st->skipped);
+        srun_viewers(f, st);
+        fprintf(f, "%s\n", st->mismatches || st->unreadable ? "; DELTAS WITH WRONG OR UNREADABLE VALUES" : "");
+    }
+    fprintf(f, "(upd/s: acked updates per second; expected: acked updates x live viewers; received: deltas;\n"
+               " snaps: snapshots sent to conflated viewers, which replace the deltas they skipped;\n"
+               " unverifiable: at the broker's offset through a snapshot, whose state the bench cannot read)\n");
+    if (best >= 0)
+        fprintf(f, "\nmax sustained rate: %s updates/s = %s deliveries/s to %u viewers\n",
+                report_si(B.steps[best].rate, a, sizeof a), report_si(report_dps(&B.steps[best]), c, sizeof c), B.nsubs);
+    else
+        fprintf(f, "\nmax sustained rate: none of the rates met the criteria (see herald-bench scores --help)\n");
+    fprintf(f, "at the end: %u of %u viewers converged on score %lld (%u more at the offset through a snapshot, "
+               "%u diverged); gaps %llu, duplicates %llu\n", last->converged, B.nsubs, (long long)last->broker_score,
+            last->unverifiable, last->diverged, (unsigned long long)sf->gaps, (unsigned long long)sf->dups);
+}
+
+static void json_body(FILE *f)
+{
+    const struct opts *o = &B.o;
+    const struct state_figures *sf = &B.sf;
+    const step_t *last = &B.steps[B.nsteps - 1];
+
+    fprintf(f, ",\"namespace\":\"%s\",\"channel\":\"%s\",\"viewers\":%u,\"publishers\":%u,\"offset0\":%llu,"
+               "\"score0\":%lld,\"steps\":[", o->ns, sf->channel, B.nsubs, o->clients,
+            (unsigned long long)sf->offset0, (long long)sf->score0);
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        if (!st->lat) continue;
+        fprintf(f, "%s{\"rate\":%.0f,\"seconds\":%.3f,\"updates_sent\":%llu,\"updates_acked\":%llu,"
+                   "\"update_errors\":%llu,\"updates_per_sec\":%.1f,\"expected\":%llu,\"received\":%llu,"
+                   "\"delivery_ratio\":%.6f,\"deliveries_per_sec\":%.1f,\"mismatches\":%llu,\"late\":%llu,"
+                   "\"broker_score\":%lld,",
+                i ? "," : "", st->rate, report_step_secs(st), (unsigned long long)st->published,
+                (unsigned long long)st->acked, (unsigned long long)st->pub_errors, srun_answers_per_sec(st, st->acked),
+                (unsigned long long)st->expected, (unsigned long long)st->received,
+                st->expected ? (double)st->received / (double)st->expected : 0, report_dps(st),
+                (unsigned long long)st->mismatches, (unsigned long long)st->late, (long long)st->broker_score);
+        srun_json_step(f, st);
+        report_json_step_end(f, "latency_ms", st);
+    }
+    fprintf(f, "]");
+    report_json_max_sustained(f, "max_sustained_rate", "max_sustained_deliveries_per_sec", report_dps);
+    fprintf(f, ",\"p99_max_ms\":%g,\"gaps\":%llu,\"duplicates\":%llu,\"bad_replies\":%llu,\"stale_reads\":%llu,"
+               "\"stale_max\":%llu,\"final\":{\"broker_score\":%lld,\"broker_offset\":%llu,\"viewers\":%u,\"converged\":%u,"
+               "\"unverifiable\":%u,\"diverged\":%u}", o->p99_max_ms, (unsigned long long)sf->gaps,
+            (unsigned long long)sf->dups, (unsigned long long)sf->bad_replies, (unsigned long long)sf->stale_reads,
+            (unsigned long long)sf->stale_max, (long long)last->broker_score,
+            (unsigned long long)last->broker_offset, B.nsubs, last->converged, last->unverifiable, last->diverged);
+}
+
+static void json_errors(FILE *f)
+{
+    srun_json_errors(f, "updates");
+}
+
+const struct bench_scenario bench_scores = {
+    .name = "scores",
+    .summary = "one state channel (a scoreboard), N viewers, open-loop score updates over REST at a target "
+               "rate; delivery latency, snapshots (conflation), and whether every viewer ends at the broker's score",
+    .example = "herald-bench scores --url ws://127.0.0.1:8080/ws --viewers 10000 --rate 20,40,80 --publishers 32 "
+               "--p99-max 1000",
+    .notes = "\nThe namespace needs state on, e.g.\n"
+             "  herald --ns scores.state=on\n"
+             "Update i of a step is due at start + i/rate and goes out as POST /api/channels/CH/state\n"
+             "with {\"op\":\"incr\",\"key\":\"score:home\"} and {\"op\":\"set\",\"key\":\"t\"} = its scheduled\n"
+             "time; a viewer's latency is its read time minus t. A snapshot (a conflated viewer catching\n"
+             "up) resets the viewer's view. After each step GET /api/channels/CH/state gives the broker's\n"
+             "score; a viewer converged when it is at that offset with that score. A step is sustained\n"
+             "when >= 99.9% of the updates were acked, >= 99.9% of acked updates x viewers arrived as\n"
+             "deltas, p99 <= --p99-max, and every viewer converged. The run fails (exit 1) if a viewer\n"
+             "does not converge, or a delta is lost, repeated or carries a wrong score. --encoding is\n"
+             "the viewers'; REST bodies are JSON.\n",
+    .flags = BF_COMMON | BF(SVG) | BF(SIZE) | BF(RATE) | BF(PUBLISHERS) | BF(P99MAX) | BF(DRAIN_TIMEOUT) |
+             BF(NAMESPACE) | BF(VIEWERS),
+    .defaults = defaults,
+    .check_opts = check_opts,
+    .run = srun,
+    .init = init,
+    .free = fini,
+    .on_subscribed = on_subscribed,
+    .on_pub = on_pub,
+    .start_step = start_step,
+    .drained = drained,
+    .step_end = step_end,
+    .progress = progress,
+    .prepare = prepare,
+    .on_snapshot = on_snapshot,
+    .send = send_update,
+    .report_head = human_head,
+    .report_body = human_body,
+    .report_tail = srun_report_tail,
+    .report_json = json_body,
+    .report_json_errors = json_errors,
+    .chart_rate = "target updates/s",
 };

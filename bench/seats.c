@@ -1,10 +1,12 @@
 /* bench/seats.c - the seats scenario: seat holds per second under contention,
  * and whether the seat map stays consistent.
  *
- * Owns: the seat map the bench defines, the holds and releases (REST), each
- * viewer's view of the seats, the checks of the map after each step, and
- * this scenario's figures in step_t and B.sf. Does not own: connections and
- * phases (staterun.c), flags (main.c), output (report.c).
+ * Owns: its entry (struct bench_scenario, scenario.h), the seat map the
+ * bench defines, the holds and releases (REST), each viewer's view of the
+ * seats, the checks of the map after each step, this scenario's figures in
+ * step_t and B.sf, and its part of the report. Does not own: connections
+ * and phases (staterun.c, its driver), flags in general (main.c), the
+ * report's frame (report.c).
  *
  * DESIGN: the event is bench-RUNID, its map the state channel
  * seats:bench-RUNID, defined with PUT /api/events/{event}/seats (the first
@@ -38,6 +40,8 @@
  * again (REREAD_MAX times at most) before anything is judged. */
 #include "staterun.h"
 #include "loop.h"
+#include "report.h"
+#include "scenario.h"
 #include "val.h"
 
 #include <stdarg.h>
@@ -226,11 +230,11 @@ static void prepare(void)
     define_next();
 }
 
-static void on_subscribed(uint32_t v, const herald_msg_t *m)
+static void on_subscribed(peer_t *p, const herald_msg_t *m)
 {
     /* The map is all free when the viewers subscribe (nothing holds yet),
      * which is the view they start from. */
-    (void)v;
+    (void)p;
     if (m->offset != B.sf.offset0) B.sf.bad_replies++;
 }
 
@@ -390,11 +394,10 @@ static void send_open(step_t *st, uint64_t ts)
 
 /* ---- viewers ---- */
 
-static void on_pub(uint32_t v, const herald_msg_t *m)
+static void on_pub(peer_t *p, const herald_msg_t *m)
 {
-    peer_t *p = &B.peers[v];
     step_t *cur = &B.steps[B.cur];
-    uint8_t *view = vstat + (size_t)v * nseats();
+    uint8_t *view = vstat + (size_t)(p - B.peers) * nseats();
     val_t d, changes, c, k, val, f;
     val_it_t it;
     const char *s;
@@ -444,10 +447,10 @@ static void on_pub(uint32_t v, const herald_msg_t *m)
     if (m->rx_ns > cur->t_last_rx) cur->t_last_rx = m->rx_ns;
 }
 
-static void on_snapshot(uint32_t v, const herald_msg_t *m)
+static void on_snapshot(peer_t *p, const herald_msg_t *m)
 {
     (void)m;
-    vsnap[v] = 1;
+    vsnap[p - B.peers] = 1;
 }
 
 /* ---- checks ---- */
@@ -697,7 +700,7 @@ static void start_read(void)
     read_page();
 }
 
-static void check(step_t *st)
+static void step_end(step_t *st)
 {
     checking = st;
     rereads = 0;
@@ -712,6 +715,168 @@ static void progress(FILE *f, const step_t *st)
             (unsigned long long)st->received);
 }
 
-const struct srun_scenario seats_scenario = {
-    init, prepare, on_subscribed, on_pub, on_snapshot, start_step, send_open, drained, check, progress, fini,
+/* ---- flags ---- */
+
+/* Closed loop unless --rate. */
+static void defaults(struct opts *o)
+{
+    o->nrates = 0;
+}
+
+static int check_opts(struct opts *o, uint64_t given, char *why, size_t n)
+{
+    (void)given;
+    if ((uint64_t)o->viewers * o->seats > 1000000000ULL) {
+        snprintf(why, n, "--viewers x --seats is over a billion (each viewer keeps a view of every seat)");
+        return -1;
+    }
+    return srun_check_rates(o, why, n);
+}
+
+/* ---- the report ---- */
+
+static void human_head(FILE *f)
+{
+    const struct opts *o = &B.o;
+
+    fprintf(f, "\n  %s: %u seats in %u sections, holds of 2-4 from the first %u; %u REST clients (%s); "
+               "%u viewers", B.sf.channel, o->seats, B.sf.sections, B.sf.hot_seats, o->clients,
+            o->nrates ? "open loop" : "closed loop", B.nsubs);
+}
+
+static void human_body(FILE *f)
+{
+    const struct state_figures *sf = &B.sf;
+    char a[32];
+
+    fprintf(f, "\n%7s %8s %8s %8s %8s %6s %8s %8s %8s %8s %8s %8s %8s %8s %6s %6s\n", "rate/s", "holds", "ok",
+            "taken", "errors", "taken%", "holds/s", "hp50ms", "hp99ms", "hmaxms", "relp99", "deltas", "dp50ms",
+            "dp99ms", "bench%", "broker%");
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        uint64_t answered = st->acked + st->taken;
+        if (!st->lat) continue;
+        fprintf(f, "%7s %8llu %8llu %8llu %8llu %6.1f %8.0f %8.2f %8.2f %8.2f %8.2f %8llu",
+                st->rate > 0 ? report_si(st->rate, a, sizeof a) : "closed", (unsigned long long)st->published,
+                (unsigned long long)st->acked, (unsigned long long)st->taken, (unsigned long long)st->pub_errors,
+                answered ? 100.0 * (double)st->taken / (double)answered : 0, srun_answers_per_sec(st, answered),
+                report_ms(hist_percentile(st->ack, 50)), report_ms(hist_percentile(st->ack, 99)),
+                report_ms(st->ack->max), report_ms(hist_percentile(st->rel, 99)), (unsigned long long)st->received);
+        if (st->lat->count)
+            fprintf(f, " %8.2f %8.2f", report_ms(hist_percentile(st->lat, 50)), report_ms(hist_percentile(st->lat, 99)));
+        else fprintf(f, " %8s %8s", "-", "-");
+        fprintf(f, " %6.0f %6s\n", st->bench_cpu, st->broker_cpu >= 0 ? (snprintf(a, sizeof a, "%.0f", st->broker_cpu), a) : "-");
+        fprintf(f, "        releases %llu of %llu ok; snapshots %llu; viewers: ", (unsigned long long)st->releases_ok,
+                (unsigned long long)st->releases, (unsigned long long)st->snapshots);
+        srun_viewers(f, st);
+        fprintf(f, "\n");
+    }
+    fprintf(f, "(holds/s: holds answered, ok or 409 seats_taken, per second; h: hold latency; relp99: release\n"
+               " latency; deltas: deltas delivered to all viewers; d: a hold's delta reaching a viewer)\n");
+    fprintf(f, "invariants after %u check(s), %llu pages: %llu seats read (%llu free, %llu held, %llu booked), %llu bad, "
+               "%llu missing; %llu sections, %llu mismatched: %s\n", sf->checks, (unsigned long long)sf->pages,
+            (unsigned long long)sf->seats_read, (unsigned long long)sf->free_n, (unsigned long long)sf->held_n,
+            (unsigned long long)sf->booked_n, (unsigned long long)sf->bad_seats, (unsigned long long)sf->missing_seats,
+            (unsigned long long)sf->sections_read, (unsigned long long)sf->section_mismatches,
+            sf->checks && !sf->violations ? "ok" : "WRONG");
+    if (sf->unreleased)
+        fprintf(f, "%llu seats were left held by releases that failed or were never sent (they expire after "
+                   "the ttl)\n", (unsigned long long)sf->unreleased);
+    if (sf->first_violation[0]) fprintf(f, "first violation: %s\n", sf->first_violation);
+}
+
+static void json_body(FILE *f)
+{
+    const struct opts *o = &B.o;
+    const struct state_figures *sf = &B.sf;
+
+    fprintf(f, ",\"event\":\"%s\",\"channel\":\"%s\",\"seats\":%u,\"sections\":%u,\"section_size\":%u,"
+               "\"hot\":%g,\"hot_seats\":%u,\"ttl\":%u,\"clients\":%u,\"viewers\":%u,\"mode\":\"%s\","
+               "\"offset0\":%llu,\"steps\":[", sf->event, sf->channel, o->seats, sf->sections, o->section, o->hot,
+            sf->hot_seats, o->ttl, o->clients, B.nsubs, o->nrates ? "open" : "closed",
+            (unsigned long long)sf->offset0);
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        uint64_t answered = st->acked + st->taken;
+        if (!st->lat) continue;
+        fprintf(f, "%s{", i ? "," : "");
+        if (st->rate > 0) fprintf(f, "\"rate\":%.0f,", st->rate);
+        else fprintf(f, "\"rate\":null,");
+        fprintf(f, "\"seconds\":%.3f,\"holds_sent\":%llu,\"holds_ok\":%llu,\"holds_taken\":%llu,"
+                   "\"hold_errors\":%llu,\"holds_per_sec\":%.1f,\"holds_ok_per_sec\":%.1f,\"taken_ratio\":%.4f,"
+                   "\"seats_held\":%llu,\"releases\":%llu,\"releases_ok\":%llu,\"deltas_received\":%llu,"
+                   "\"deltas_per_sec\":%.1f,",
+                report_step_secs(st), (unsigned long long)st->published, (unsigned long long)st->acked,
+                (unsigned long long)st->taken, (unsigned long long)st->pub_errors, srun_answers_per_sec(st, answered),
+                srun_answers_per_sec(st, st->acked), answered ? (double)st->taken / (double)answered : 0,
+                (unsigned long long)st->seats_held, (unsigned long long)st->releases,
+                (unsigned long long)st->releases_ok, (unsigned long long)st->received,
+                st->t_last_rx > st->t_start ? st->received / ((double)(st->t_last_rx - st->t_start) / 1e9) : 0);
+        srun_json_step(f, st);
+        report_json_lat(f, "hold_latency_ms", st->ack);
+        fprintf(f, ",");
+        report_json_lat(f, "release_latency_ms", st->rel);
+        fprintf(f, ",");
+        report_json_lat(f, "delta_latency_ms", st->lat);
+        fprintf(f, ",\"sustained\":%s}", st->sustained ? "true" : "false");
+    }
+    fprintf(f, "],\"p99_max_ms\":%g,\"gaps\":%llu,\"duplicates\":%llu,\"bad_replies\":%llu,\"stale_reads\":%llu,"
+               "\"stale_max\":%llu,", o->p99_max_ms, (unsigned long long)sf->gaps, (unsigned long long)sf->dups,
+            (unsigned long long)sf->bad_replies, (unsigned long long)sf->stale_reads,
+            (unsigned long long)sf->stale_max);
+    fprintf(f, "\"invariants\":{\"checks\":%u,\"pages\":%llu,\"seats_read\":%llu,\"free\":%llu,\"held\":%llu,"
+               "\"booked\":%llu,\"bad_seats\":%llu,\"missing_seats\":%llu,\"sections_read\":%llu,"
+               "\"section_mismatches\":%llu,\"unreleased\":%llu,\"violations\":%llu,\"first_violation\":\"%s\","
+               "\"ok\":%s}",
+            sf->checks, (unsigned long long)sf->pages, (unsigned long long)sf->seats_read,
+            (unsigned long long)sf->free_n, (unsigned long long)sf->held_n, (unsigned long long)sf->booked_n,
+            (unsigned long long)sf->bad_seats, (unsigned long long)sf->missing_seats,
+            (unsigned long long)sf->sections_read, (unsigned long long)sf->section_mismatches,
+            (unsigned long long)sf->unreleased, (unsigned long long)sf->violations,
+            report_json_safe(sf->first_violation), sf->checks && !sf->violations ? "true" : "false");
+}
+
+static void json_errors(FILE *f)
+{
+    srun_json_errors(f, "holds");
+}
+
+const struct bench_scenario bench_seats = {
+    .name = "seats",
+    .summary = "one seat map, K REST clients holding 2 to 4 seats from a hot region and releasing them; "
+               "holds/s, seats_taken share, hold latency, and the map's invariants checked after each step",
+    .example = "herald-bench seats --url ws://127.0.0.1:8080/ws --seats 1000 --hot 0.1 --clients 16 --viewers 10",
+    .notes = "\nThe broker needs seat maps and the seats namespace with state on, e.g.\n"
+             "  herald --ns seats.state=on\n"
+             "The map is defined with PUT /api/events/bench-RUNID/seats (POST for seats past the\n"
+             "first 500). Each hold is POST .../hold for a new user u<n> with 2 to 4 distinct seats of\n"
+             "the hot region; a successful hold is released at once (POST .../release); 409\n"
+             "seats_taken is counted, not an error. After each step every seat and section is read\n"
+             "with GET /api/channels/seats:bench-RUNID/state?prefix=seat: and ?prefix=section: (pages\n"
+             "of 1000): every seat needs a valid status and its section, each section's counts must\n"
+             "equal its seats' statuses, and each viewer's view must equal the broker's. The run\n"
+             "fails (exit 1) on any broken invariant, a diverged viewer, seats still held at the end,\n"
+             "or a REST answer that is not a documented outcome. --encoding is the viewers'; REST\n"
+             "bodies are JSON.\n",
+    .flags = BF_COMMON | BF(RATE) | BF(P99MAX) | BF(DRAIN_TIMEOUT) | BF(VIEWERS) | BF(CLIENTS) | BF(SEATS) |
+             BF(SECTION) | BF(HOT) | BF(TTL),
+    .defaults = defaults,
+    .check_opts = check_opts,
+    .run = srun,
+    .init = init,
+    .free = fini,
+    .on_subscribed = on_subscribed,
+    .on_pub = on_pub,
+    .start_step = start_step,
+    .drained = drained,
+    .step_end = step_end,
+    .progress = progress,
+    .prepare = prepare,
+    .on_snapshot = on_snapshot,
+    .send = send_open,
+    .report_head = human_head,
+    .report_body = human_body,
+    .report_tail = srun_report_tail,
+    .report_json = json_body,
+    .report_json_errors = json_errors,
 };

@@ -14,6 +14,10 @@
  * the broker is meant to conflate a slow viewer rather than drop it. */
 #include "staterun.h"
 #include "loop.h"
+#include "proc.h"
+#include "report.h"
+#include "run.h"
+#include "scenario.h"
 #include "val.h"
 
 #include <math.h>
@@ -21,7 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const struct srun_scenario *S;
+static const struct bench_scenario *S;   /* the scenario run, B.o.sc */
 static http_pool_t *pool;
 static unsigned pool_ready;
 static int pool_live;                  /* the pool exists (not yet freed) */
@@ -119,8 +123,6 @@ int srun_scan_behind(uint64_t off)
     return 0;
 }
 
-static uint32_t vidx(const peer_t *p) { return (uint32_t)(p - B.peers); }
-
 static void check_setup_done(void)
 {
     if (B.phase != PH_SETUP || !prepared || B.ready < B.npeers) return;
@@ -151,7 +153,7 @@ static void on_subscribed(herald_client_t *c, const herald_msg_t *m, void *arg)
         return;
     }
     p->last_off = m->offset;
-    S->on_subscribed(vidx(p), m);
+    S->on_subscribed(p, m);
     p->state = PS_READY;
     B.inflight--;
     B.ready++;
@@ -186,7 +188,7 @@ static void on_snapshot(peer_t *p, const herald_msg_t *m)
     cur->snapshots++;
     if (m->offset > p->last_off) cur->skipped += m->offset - p->last_off;
     p->last_off = m->offset;
-    S->on_snapshot(vidx(p), m);
+    S->on_snapshot(p, m);
 }
 
 static void on_reply(herald_client_t *c, const herald_msg_t *m, void *ud)
@@ -207,7 +209,7 @@ static void on_pub(herald_client_t *c, const herald_msg_t *m, void *ud)
 {
     (void)c;
     B.deliveries++;
-    if (B.phase >= PH_RUN && B.phase < PH_TEARDOWN) S->on_pub(vidx(ud), m);
+    if (B.phase >= PH_RUN && B.phase < PH_TEARDOWN) S->on_pub(ud, m);
 }
 
 static void on_close(herald_client_t *c, const herald_close_info_t *info, void *ud)
@@ -294,7 +296,7 @@ static void start_step(int i)
     st->rate = B.o.nrates ? B.o.rates[i] : 0;
     st->total = (uint64_t)llround(st->rate * B.o.duration);
     st->t_start = uv_hrtime();
-    bench_cpu_start();
+    proc_cpu_start();
     S->start_step(st);
     pump();
 }
@@ -350,7 +352,7 @@ static void on_tick(uv_timer_t *t)
         B.sf.cancelled += http_cancel_queued(pool);
         B.phase = PH_HOLD;
         check_deadline = now + (uint64_t)((B.o.drain_timeout + 10) * 1e9);
-        S->check(st);
+        S->step_end(st);
         return;
     }
     if (B.phase == PH_HOLD && now > check_deadline)
@@ -395,7 +397,7 @@ int srun(void)
     uint64_t bound_ms;
     int r;
 
-    S = o->sc == SC_SCORES ? &scores_scenario : &seats_scenario;
+    S = o->sc;
     if ((r = herald_url_parse(o->url, &B.url))) {
         fprintf(stderr, "herald-bench: bad --url %s: %s\n", o->url, herald_strerror(r));
         return 2;
@@ -445,4 +447,66 @@ int srun(void)
     free(B.peers);
     S->free();
     return B.exit_code;
+}
+
+/* ---- flags and the report ---- */
+
+int srun_check_rates(const struct opts *o, char *why, size_t n)
+{
+    for (int i = 0; i < o->nrates; i++)
+        if (o->rates[i] * o->duration > 1e8) {
+            snprintf(why, n, "--rate x --duration is over 100 million requests");
+            return -1;
+        }
+    return 0;
+}
+
+double srun_answers_per_sec(const step_t *st, uint64_t answered)
+{
+    uint64_t end = st->t_last_ack > st->t_end ? st->t_last_ack : st->t_end;
+    return end > st->t_start ? (double)answered / ((double)(end - st->t_start) / 1e9) : 0;
+}
+
+void srun_json_step(FILE *f, const step_t *st)
+{
+    fprintf(f, "\"snapshots\":%llu,\"skipped\":%llu,\"unreadable\":%llu,\"viewers\":{\"converged\":%u,"
+               "\"unverifiable\":%u,\"diverged\":%u,\"lost\":%u},\"broker_offset\":%llu,\"drain_seconds\":%.3f,"
+               "\"bench_cpu_pct\":%.1f,", (unsigned long long)st->snapshots, (unsigned long long)st->skipped,
+            (unsigned long long)st->unreadable, st->converged, st->unverifiable, st->diverged, st->viewers_lost,
+            (unsigned long long)st->broker_offset,
+            st->t_drained > st->t_end ? (double)(st->t_drained - st->t_end) / 1e9 : 0, st->bench_cpu);
+    if (st->broker_cpu >= 0) fprintf(f, "\"broker_cpu_pct\":%.1f,", st->broker_cpu);
+}
+
+void srun_viewers(FILE *f, const step_t *st)
+{
+    fprintf(f, "%u converged, %u unverifiable, %u diverged, %u lost", st->converged, st->unverifiable,
+            st->diverged, st->viewers_lost);
+}
+
+void srun_report_tail(FILE *f)
+{
+    report_disconnects(f, 1);
+    if (B.sf.stale_reads)
+        fprintf(f, "GET .../state was behind the acknowledged writes %llu time(s) (by up to %llu offsets): read "
+                   "again\n", (unsigned long long)B.sf.stale_reads, (unsigned long long)B.sf.stale_max);
+    if (B.sf.cancelled)
+        fprintf(f, "%llu requests were still queued for a REST connection when a drain ended: not sent, "
+                   "counted as errors\n", (unsigned long long)B.sf.cancelled);
+    if (B.sf.rest_errors || B.protocol_errors) {
+        fprintf(f, "errors: %llu REST answers that are not documented outcomes, %llu protocol\n",
+                (unsigned long long)B.sf.rest_errors, (unsigned long long)B.protocol_errors);
+        if (B.sf.first_error[0]) fprintf(f, "first REST error: %s\n", B.sf.first_error);
+    } else {
+        report_errors(f);
+    }
+}
+
+void srun_json_errors(FILE *f, const char *writes)
+{
+    fprintf(f, "\"%s\":%llu,\"cancelled\":%llu,\"rest\":%llu,\"rest_first\":\"%s\",\"protocol\":%llu,"
+               "\"rest_reconnects\":%llu", writes, (unsigned long long)REPORT_TOTAL(pub_errors),
+            (unsigned long long)B.sf.cancelled, (unsigned long long)B.sf.rest_errors,
+            report_json_safe(B.sf.first_error), (unsigned long long)B.protocol_errors,
+            (unsigned long long)B.rest_reconnects);
 }

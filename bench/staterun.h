@@ -3,10 +3,11 @@
  * Owns: the phases of such a run: the REST pool (http.h) and the scenario's
  * REST setup, the viewers (WebSocket connections subscribed to the one state
  * channel, B.peers), the steps, the drain, the checks after each step and
- * the time bounds. Does not own: what is sent and what is checked (scores.c,
- * seats.c, through struct srun_scenario), the open-loop schedule
+ * the time bounds; and the pieces of the report both scenarios share. Does
+ * not own: what is sent and what is checked (scores.c, seats.c, through
+ * their struct bench_scenario, scenario.h), the open-loop schedule
  * (bench_pump(), run.c), the loop's handles and the end of a run (loop.c),
- * flags (main.c), output (report.c).
+ * flags (main.c), the report's frame (report.c).
  *
  * run.c drives the publishing scenarios; this is a separate, smaller driver
  * because a state-channel scenario writes through REST adapters rather than
@@ -18,37 +19,9 @@
 #include "bench.h"
 #include "http.h"
 
-/* What a scenario plugs in. Everything is called on the loop's thread; @v is
- * a viewer's index in B.peers. */
-struct srun_scenario {
-    /* Allocate the scenario's state and fill B.sf.channel. Return: 0, or -1 (out of memory). */
-    int (*init)(void);
-    /* Every REST connection is open: set the channel up over REST, then call
-     * srun_prepared(), or bench_fail() (loop.h) with the reason. */
-    void (*prepare)(void);
-    /* A viewer's subscribe was answered with op subscribed. */
-    void (*on_subscribed)(uint32_t v, const herald_msg_t *m);
-    /* A pub (a delta) or a snapshot push for the channel reached viewer @v.
-     * A snapshot is already counted (snapshots, skipped) and the viewer's
-     * last_off moved to its offset. */
-    void (*on_pub)(uint32_t v, const herald_msg_t *m);
-    void (*on_snapshot)(uint32_t v, const herald_msg_t *m);
-    /* A step begins (st->t_start and st->rate are set). With rate 0 the
-     * scenario runs its own closed loop until B.phase leaves PH_RUN. */
-    void (*start_step)(step_t *st);
-    /* Open loop: send the one request due at @ts (its scheduled time). */
-    void (*send)(step_t *st, uint64_t ts);
-    /* After the step's duration: 1 once every answer and every delivery it waits for is in. */
-    int (*drained)(const step_t *st);
-    /* After the drain: read the broker's state, judge the step (st->sustained),
-     * then call srun_checked(st), or bench_fail() (loop.h). */
-    void (*check)(step_t *st);
-    /* The tail of the progress line on a terminal. */
-    void (*progress)(FILE *f, const step_t *st);
-    void (*free)(void);
-};
-
-extern const struct srun_scenario scores_scenario, seats_scenario;
+/* srun() - the whole run of B.o.sc on this driver, report included: a
+ * state-channel scenario's `run` (scenario.h). Return: the exit status. */
+int srun(void);
 
 /* srun_prepared() - the scenario's REST setup is done: connect the viewers. */
 void srun_prepared(void);
@@ -92,5 +65,25 @@ void srun_scan_reset(void);
 
 /* srun_step_of() - the step that was running at @ts (uv_hrtime()). */
 step_t *srun_step_of(uint64_t ts);
+
+/* srun_check_rates() - for a check_opts: -1 with the reason in @why (@n
+ * bytes) when a --rate step would send over 100 million requests, else 0. */
+int srun_check_rates(const struct opts *o, char *why, size_t n);
+
+/* The report's pieces both state-channel scenarios print.
+ * srun_answers_per_sec() - @answered requests per second over the span from
+ * the step's start to its last answer.
+ * srun_json_step() - a step's snapshots, viewers and drain, as JSON members
+ * each followed by a comma.
+ * srun_viewers() - a step's viewers: converged, unverifiable, diverged, lost.
+ * srun_report_tail() - the lines after the table (a report_tail): the
+ * disconnects, stale reads, cancelled requests and errors.
+ * srun_json_errors() - the members of "errors" (a report_json_errors), the
+ * failed writes under @writes. */
+double srun_answers_per_sec(const step_t *st, uint64_t answered);
+void srun_json_step(FILE *f, const step_t *st);
+void srun_viewers(FILE *f, const step_t *st);
+void srun_report_tail(FILE *f);
+void srun_json_errors(FILE *f, const char *writes);
 
 #endif
