@@ -92,15 +92,20 @@ static void idle_remove(rest_conn_t *rc)
 /* Drops the connection; its request in flight, if any, failed. */
 static void conn_fail(rest_conn_t *rc, int err)
 {
+    rest_pool_t *p = rc->pool;
+    int was_busy = rc->state == RC_BUSY;
+
     if (rc->state == RC_CLOSED || uv_is_closing((uv_handle_t *)&rc->tcp)) return;
     if (rc->state == RC_IDLE) idle_remove(rc);
-    if (rc->state == RC_BUSY) rc->pool->ev->on_answer(rc->seq, 0, uv_hrtime());
-    if (!rc->ever_connected && !rc->pool->closing) {
-        rc->pool->closing = 1;   /* a pool that cannot connect is not retried */
-        rc->pool->ev->on_failed(err);
-    }
+    /* Close before telling the owner: its callbacks may close the whole
+     * pool, which must then find this connection already closing. */
     rc->state = RC_CLOSED;
     uv_close((uv_handle_t *)&rc->tcp, on_conn_closed);
+    if (was_busy) p->ev->on_answer(rc->seq, 0, uv_hrtime());
+    if (!rc->ever_connected && !p->closing) {
+        p->closing = 1;          /* a pool that cannot connect is not retried */
+        p->ev->on_failed(err);
+    }
 }
 
 static void send_next(rest_conn_t *rc);

@@ -193,6 +193,17 @@ def test_unreachable_broker_fails_fast():
     assert out is None
 
 
+def test_unreachable_broker_rest_publisher_fails_cleanly():
+    """The REST publisher pool that cannot connect reports it and exits 1; it
+    used to close its connection twice and abort on libuv's assertion."""
+    if not os.access(BENCH, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % BENCH)
+    rc, out, err = bench("fanout", "--url", "ws://127.0.0.1:%d/ws" % _closed_port(), "--duration", "1",
+                         "--publish", "rest")
+    assert rc == 1, (rc, err)
+    assert "connection refused" in err and "Assertion" not in err, err
+
+
 def test_bad_flags():
     if not os.access(BENCH, os.X_OK):
         pytest.skip("herald-bench not built: %s" % BENCH)
