@@ -532,7 +532,9 @@ static int run(http_req_t *r, const struct route *rt)
     if ((rt->flags & R_ADMIN) && !(rt->flags & R_CHANNEL) && !is_admin(r)) return forbid_non_admin(r);
     if (rt->flags & R_CHANNEL) {
         size_t len = strlen(r->target);
+        char reason[PROTO_REASON_MAX];
         if (!chname_valid(r->target, len, &why)) return http_respond_error(r, 400, PROTO_E_BAD_CHANNEL, why);
+        if (auth_check_name(r->target, len, reason)) return http_respond_error(r, 400, PROTO_E_BAD_CHANNEL, reason);
         /* Operator data (sys:stats names the busiest channels, private
          * ones included) needs the admin scope on every path. */
         if (((rt->flags & R_ADMIN) || auth_is_sys(r->target, len)) && !is_admin(r)) return forbid_non_admin(r);

@@ -1,6 +1,7 @@
 /* broker/core/publish.c - see publish.h. */
 #include "core/publish.h"
 #include "core/pubpipe.h"
+#include "auth/auth.h"
 #include "herald.h"
 
 #include <stdio.h>
@@ -22,6 +23,10 @@ int publish(const char *name, size_t len, const json_t *data, const json_t *from
         snprintf(reason, PROTO_REASON_MAX, "only the broker publishes in the sys namespace");
         origin_clear(origin);
         return PROTO_E_FORBIDDEN;
+    }
+    if ((r = auth_check_name(name, len, reason))) {
+        origin_clear(origin);
+        return r;
     }
     r = chan_open(name, len, &c);
     if (r == PROTO_E_LIMIT) {
