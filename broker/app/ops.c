@@ -256,16 +256,18 @@ static void op_unsubscribe(op_req_t *q)
 static void op_publish(op_req_t *q)
 {
     origin_t origin = { ORIGIN_WS, q->s->serial, NULL };
-    const char *kind;
-    uint64_t reply_to;
     json_t *data = json_object_get(q->msg, "data"), *from;
+    pub_meta_t meta;
     int r;
 
     if (!data) { fail(q, PROTO_E_BAD_FIELD, "field \"data\" is required"); return; }
-    if ((r = publish_parse_reply(q->msg, &reply_to, &kind, q->reason))) { fail(q, r, q->reason); return; }
+    if ((r = publish_parse_meta(q->msg, &meta, q->reason))) { fail(q, r, q->reason); return; }
+    /* An edit or a delete must be of the sender's own publication, unless
+     * the sender may moderate; the pipeline checks the original's "from". */
+    meta.check_author = publish_is_edit(meta.kind) && !auth_may_moderate(&q->s->ident, q->c->ns);
     origin.id = q->id ? json_incref((json_t *)q->id) : NULL;
-    from = sender(q->s);
-    r = publish(q->name, q->len, data, from, reply_to, kind, &origin, q->reason);
+    meta.from = from = sender(q->s);
+    r = publish(q->name, q->len, data, &meta, &origin, q->reason);
     json_decref(from);
     if (r) fail(q, r, q->reason);
 }

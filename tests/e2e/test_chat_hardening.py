@@ -326,3 +326,167 @@ def test_thread_pages(make_broker):
                      timeout=5).json()
     assert [p["offset"] for p in r["publications"]] == replies[3:0:-1], r
     assert r["next"] == {"before": replies[1], "reverse": True}, r
+
+
+# -- 2. edits and deletes are the author's (or a moderator's) -----------------------
+
+def test_edits_and_deletes_need_the_author(make_broker):
+    b = make_broker(*AUTH, "--ns", "mod.moderators=on", "--ns", "live.history=off",
+                    "--ns", "short.history_size=2")
+
+    async def go():
+        alice = await user(b, "alice")
+        bob = await user(b, "bob")
+        await reply(bob, {"op": "subscribe", "channel": "chat:e"})
+        m1 = (await reply(alice, {"op": "publish", "channel": "chat:e", "data": "hello"}))["offset"]
+        await drain(bob)
+        bob.events.clear()
+        for kind in ("edit", "delete"):
+            e = await reply(bob, {"op": "publish", "channel": "chat:e", "data": "pwned", "reply_to": m1, "kind": kind})
+            assert e["op"] == "error" and e["code"] == 114 and "your own" in e["reason"], e
+        await drain(bob)
+        assert bob.events == [], "a refused edit is not delivered"
+        # Reactions and replies to others are fine; edits and deletes of one's own too.
+        r = await reply(bob, {"op": "publish", "channel": "chat:e", "data": "+1", "reply_to": m1, "kind": "reaction"})
+        assert r["op"] == "published", r
+        for kind in ("edit", "delete"):
+            r = await reply(alice, {"op": "publish", "channel": "chat:e", "data": "hi", "reply_to": m1, "kind": kind})
+            assert r["op"] == "published", r
+        h = await reply(alice, {"op": "history", "channel": "chat:e"})
+        assert [p.get("kind") for p in h["publications"]] == [None, "reaction", "edit", "delete"], h
+        # An edit of an edit is checked against the edit's author.
+        e = await reply(bob, {"op": "publish", "channel": "chat:e", "data": "x", "reply_to": m1 + 2, "kind": "edit"})
+        assert e["op"] == "error" and e["code"] == 114, e
+
+        # Moderators: role "moderator" where the namespace has moderators = on; admin/service everywhere.
+        mod = await user(b, "mo", role="moderator")
+        adm = await user(b, "root", role="admin")
+        for ch in ("chat:e", "mod:e"):
+            t = (await reply(alice, {"op": "publish", "channel": ch, "data": "t"}))["offset"]
+            r = await reply(mod, {"op": "publish", "channel": ch, "data": None, "reply_to": t, "kind": "delete"})
+            assert (r["op"] == "published") == (ch == "mod:e"), (ch, r)
+            r = await reply(adm, {"op": "publish", "channel": ch, "data": None, "reply_to": t, "kind": "delete"})
+            assert r["op"] == "published", r
+
+        # Anonymous connections: their own client id's publications only.
+        anon1 = await ws_connect(b)
+        await anon1.request({"op": "connect", "id": 1})
+        anon1.events = []
+        anon2 = await ws_connect(b)
+        await anon2.request({"op": "connect", "id": 1})
+        anon2.events = []
+        a = (await reply(anon1, {"op": "publish", "channel": "chat:anon", "data": "a"}))["offset"]
+        e = await reply(anon2, {"op": "publish", "channel": "chat:anon", "data": "b", "reply_to": a, "kind": "edit"})
+        assert e["op"] == "error" and e["code"] == 114, e
+        r = await reply(anon1, {"op": "publish", "channel": "chat:anon", "data": "a2", "reply_to": a, "kind": "edit"})
+        assert r["op"] == "published", r
+        al = (await reply(alice, {"op": "publish", "channel": "chat:anon", "data": "mine"}))["offset"]
+        e = await reply(anon1, {"op": "publish", "channel": "chat:anon", "data": "b", "reply_to": al, "kind": "edit"})
+        assert e["op"] == "error" and e["code"] == 114, e
+
+        # Publications of the backend (REST, no "from") are nobody's: users cannot edit them.
+        rest = b.publish_rest("chat:e", "from the backend")["offset"]
+        e = await reply(alice, {"op": "publish", "channel": "chat:e", "data": "x", "reply_to": rest, "kind": "edit"})
+        assert e["op"] == "error" and e["code"] == 114, e
+
+        # Without history the author is unknown: only moderators edit.
+        lv = (await reply(alice, {"op": "publish", "channel": "live:x", "data": "l"}))["offset"]
+        e = await reply(alice, {"op": "publish", "channel": "live:x", "data": "l2", "reply_to": lv, "kind": "edit"})
+        assert e["op"] == "error" and e["code"] == 114 and "history" in e["reason"], e
+        r = await reply(adm, {"op": "publish", "channel": "live:x", "data": "l2", "reply_to": lv, "kind": "edit"})
+        assert r["op"] == "published", r
+        # An original no longer kept cannot be checked either.
+        old = (await reply(alice, {"op": "publish", "channel": "short:x", "data": 0}))["offset"]
+        for i in range(3):
+            await reply(alice, {"op": "publish", "channel": "short:x", "data": i + 1})
+        e = await reply(alice, {"op": "publish", "channel": "short:x", "data": "x", "reply_to": old, "kind": "delete"})
+        assert e["op"] == "error" and e["code"] == 114 and "no longer stored" in e["reason"], e
+        for c in (alice, bob, mod, adm, anon1, anon2):
+            await c.close()
+    run(go())
+    # The backend may edit anyone's publication.
+    r = requests.post(b.url("/api/publish"), json={"channel": "chat:e", "data": "moderated", "reply_to": 1,
+                                                   "kind": "edit"}, timeout=5)
+    assert r.status_code == 200, r.text
+
+
+# -- 6. idempotent publish ---------------------------------------------------------
+
+def test_idempotent_publish(make_broker, tmp_path):
+    b = make_broker(*AUTH, "--ns", "live.history=off")
+    ch = "chat:idem"
+
+    async def go():
+        alice = await user(b, "alice")
+        bob = await user(b, "bob")
+        await reply(bob, {"op": "subscribe", "channel": ch})
+        r1 = await reply(alice, {"op": "publish", "channel": ch, "data": "pay", "idempotency_key": "k-1"})
+        assert r1["op"] == "published" and "duplicate" not in r1, r1
+        await wait_for(bob, op="pub", offset=r1["offset"])
+        # The retry (another connection of the same client, after a drop) is answered, not published.
+        alice2 = await user(b, "alice")
+        r2 = await reply(alice2, {"op": "publish", "channel": ch, "data": "pay", "idempotency_key": "k-1"})
+        assert r2["op"] == "published" and r2["offset"] == r1["offset"] and r2["duplicate"] is True, r2
+        await drain(bob, 0.5)
+        assert [e for e in bob.events if e["op"] == "pub"] == [], bob.events
+        # Other keys, and the same key on another channel, publish.
+        r3 = await reply(alice, {"op": "publish", "channel": ch, "data": "pay", "idempotency_key": "k-2"})
+        assert r3["offset"] == r1["offset"] + 1 and "duplicate" not in r3, r3
+        r4 = await reply(alice, {"op": "publish", "channel": "chat:idem2", "data": "pay", "idempotency_key": "k-1"})
+        assert r4["op"] == "published" and "duplicate" not in r4, r4
+        # Two at once with one key: one publication.
+        await alice.send({"op": "publish", "id": 77, "channel": ch, "data": 1, "idempotency_key": "twice"})
+        await alice.send({"op": "publish", "id": 78, "channel": ch, "data": 1, "idempotency_key": "twice"})
+        a = await wait_for(alice, id=77)
+        c = await wait_for(alice, id=78)
+        assert a["offset"] == c["offset"] and c.get("duplicate") is True and "duplicate" not in a, (a, c)
+        h = await reply(alice, {"op": "history", "channel": ch})
+        assert [p["data"] for p in h["publications"]] == ["pay", "pay", 1], h
+        # Bad keys, and namespaces without history.
+        for bad in ("", "x" * 65, 5, None):
+            e = await reply(alice, {"op": "publish", "channel": ch, "data": 1, "idempotency_key": bad})
+            assert e["op"] == "error" and e["code"] == 103, (bad, e)
+        r = await reply(alice, {"op": "publish", "channel": ch, "data": 1, "idempotency_key": "x" * 64})
+        assert r["op"] == "published", r
+        e = await reply(alice, {"op": "publish", "channel": "live:x", "data": 1, "idempotency_key": "k"})
+        assert e["op"] == "error" and e["code"] == 103 and "history" in e["reason"], e
+        for cl in (alice, alice2, bob):
+            await cl.close()
+        return r1["offset"]
+
+    off = run(go())
+    # REST takes the same field.
+    url = b.url("/api/publish")
+    r = requests.post(url, json={"channel": ch, "data": "rest", "idempotency_key": "order-9"}, timeout=5).json()
+    assert "duplicate" not in r, r
+    r2 = requests.post(url, json={"channel": ch, "data": "rest", "idempotency_key": "order-9"}, timeout=5).json()
+    assert r2 == {"channel": ch, "offset": r["offset"], "duplicate": True}, r2
+    e = requests.post(url, json={"channel": ch, "data": 1, "idempotency_key": ""}, timeout=5)
+    assert e.status_code == 400 and e.json()["error"]["code"] == 103
+    # The keys survive a restart.
+    b.stop()
+    b2 = make_broker(*AUTH, data_dir=b.data_dir)
+    r3 = requests.post(b2.url("/api/publish"), json={"channel": ch, "data": "rest", "idempotency_key": "order-9"},
+                       timeout=5).json()
+    assert r3 == r2, r3
+
+    async def after():
+        alice = await user(b2, "alice")
+        r = await reply(alice, {"op": "publish", "channel": ch, "data": "pay", "idempotency_key": "k-1"})
+        assert r["offset"] == off and r["duplicate"] is True, r
+        await alice.close()
+    run(after())
+
+
+def test_idempotency_window(make_broker, tmp_path):
+    conf = tmp_path / "idem.ini"
+    conf.write_text("[history]\nidempotency_window = 1s\n")
+    b = make_broker("--config", str(conf))
+    url = b.url("/api/publish")
+    body = {"channel": "chat:w", "data": 1, "idempotency_key": "k"}
+    r1 = requests.post(url, json=body, timeout=5).json()
+    r2 = requests.post(url, json=body, timeout=5).json()
+    assert r2["offset"] == r1["offset"] and r2["duplicate"] is True
+    time.sleep(2.5)                                 # past the window, and a prune round
+    r3 = requests.post(url, json=body, timeout=5).json()
+    assert r3["offset"] == r1["offset"] + 1 and "duplicate" not in r3, r3
