@@ -95,6 +95,8 @@ static const struct opt opts[] = {
       "sync: fsync every group commit; interval: fsync every sync_interval (a crash can lose that much)" },
     { "history", "sync_interval", NULL, T_MS, O(sync_interval_ms), 0, "100ms",
       "with durability = interval, how often committed publications are flushed to disk" },
+    { "history", "idempotency_window", NULL, T_MS, O(idempotency_window_ms), 0, "5m",
+      "a publish repeating an idempotency_key seen on its channel within this long is answered, not published again" },
     { "history", "map_size", NULL, T_SIZE, O(map_size), 0, "64m", "initial size of the LMDB map (grows as needed)" },
     { "history", "map_size_max", NULL, T_SIZE, O(map_size_max), 0, "4g",
       "the map grows up to this; beyond it publications to history channels fail (error 111)" },
@@ -114,6 +116,8 @@ static const struct opt ns_opts[] = {
       "who may publish over WebSocket: anyone, authenticated, subscribers, granted, or server (REST only)" },
     { "namespace", "user_list", NULL, T_BOOL, NO(user_list), 0, "off",
       "the channel name after \"ns:\" is the comma-separated list of users allowed (dm:alice,bob)" },
+    { "namespace", "moderators", NULL, T_BOOL, NO(moderators), 0, "off",
+      "tokens with \"role\": \"moderator\" may edit and delete other users' publications" },
     { "namespace", "presence", NULL, T_BOOL, NO(presence), 0, "off", "track who is subscribed (on/off)" },
     { "namespace", "join_leave", NULL, T_BOOL, NO(join_leave), 0, "off",
       "push join and leave events to subscribers (needs presence)" },
@@ -139,6 +143,7 @@ static const struct opt ns_opts[] = {
       "seat maps: clients may confirm (book) their holds over WebSocket; off: only the backend, over REST" },
 };
 #define NNSOPTS (sizeof ns_opts / sizeof ns_opts[0])
+_Static_assert(NNSOPTS <= 32, "ns_config_t.set has a bit per namespace option: widen it");
 
 /* Parses "<n>[k|m|g]" (binary multiples) into bytes. */
 static int parse_size(const char *s, size_t *out)

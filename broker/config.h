@@ -32,6 +32,7 @@ typedef struct ns_config {
     int subscribe;                /* enum sub_perm */
     int publish;                  /* enum pub_perm */
     int user_list;                /* the name after "ns:" lists the users allowed */
+    int moderators;               /* "role": "moderator" may edit/delete others' publications */
     int presence;                 /* track who is subscribed */
     int join_leave;               /* push join/leave events */
     unsigned presence_grace_ms;   /* a leave waits this long for the user to come back */
@@ -86,6 +87,7 @@ typedef struct config {
     /* [history] */
     enum durability durability;
     unsigned sync_interval_ms;
+    unsigned idempotency_window_ms; /* how long a publish's idempotency_key is remembered */
     size_t map_size;
     size_t map_size_max;
     /* [auth] */

@@ -51,6 +51,7 @@ static const struct { const char *name; enum proto_op op; } op_names[] = {
     { "signal", OP_SIGNAL },
     { "state", OP_STATE },
     { "seats", OP_SEATS },
+    { "presence_update", OP_PRESENCE_UPDATE },
 };
 
 unsigned proto_err_http_status(int code)

@@ -55,6 +55,7 @@ enum proto_op {
     OP_SIGNAL,
     OP_STATE,
     OP_SEATS,
+    OP_PRESENCE_UPDATE,
 };
 
 /* proto_err_name() - the short name of @code ("malformed"), for logs and docs. */

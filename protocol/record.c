@@ -312,6 +312,63 @@ uint64_t rec_reply_to(const unsigned char *rec, size_t len)
     return int_field(rec, len, "reply_to", &v) || v < 0 ? 0 : (uint64_t)v;
 }
 
+/* Reads a record's "from": its "user" (*@anon 0) or, without one, its
+ * "client" (*@anon 1). Return: 0, or -1 if it has no from (the server's). */
+static int author(const unsigned char *rec, size_t len, const char **who, size_t *wlen, int *anon)
+{
+    struct rd r = { rec, rec + len };
+    const char *client = NULL;
+    size_t clen = 0;
+    uint32_t n, m;
+    int is_map;
+
+    if (rd_container(&r, &n, &is_map) || !is_map) return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *s;
+        size_t slen;
+        if (rd_str(&r, &s, &slen)) return -1;
+        if (slen != 4 || memcmp(s, "from", 4)) {
+            if (skip(&r, 1)) return -1;
+            continue;
+        }
+        if (rd_container(&r, &m, &is_map) || !is_map) return -1;
+        for (uint32_t j = 0; j < m; j++) {
+            const char *k, *v;
+            size_t klen, vlen;
+            if (rd_str(&r, &k, &klen)) return -1;
+            if ((klen == 4 && !memcmp(k, "user", 4)) || (klen == 6 && !memcmp(k, "client", 6))) {
+                if (rd_str(&r, &v, &vlen)) return -1;
+                if (klen == 4) {
+                    *who = v;
+                    *wlen = vlen;
+                    *anon = 0;
+                    return 0;
+                }
+                client = v;
+                clen = vlen;
+            } else if (skip(&r, 1)) {
+                return -1;
+            }
+        }
+        if (!client) return -1;
+        *who = client;
+        *wlen = clen;
+        *anon = 1;
+        return 0;
+    }
+    return -1;
+}
+
+int rec_same_author(const unsigned char *rec, size_t len, const unsigned char *orig, size_t olen)
+{
+    const char *a, *b;
+    size_t alen, blen;
+    int aanon, banon;
+
+    if (author(rec, len, &a, &alen, &aanon) || author(orig, olen, &b, &blen, &banon)) return 0;
+    return aanon == banon && alen == blen && !memcmp(a, b, alen);
+}
+
 void rec_encode_open(enum proto_enc enc, const json_t *obj, const char *key, wbuf_t *b)
 {
     const char *k;

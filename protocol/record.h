@@ -24,6 +24,12 @@ void rec_build(wbuf_t *b, int64_t ts, const json_t *data, const json_t *from, ui
 /* rec_reply_to() - a record's "reply_to", or 0. */
 uint64_t rec_reply_to(const unsigned char *rec, size_t len);
 
+/* rec_same_author() - whether the records @rec and @orig have the same
+ * author: their "from" names the same user, or, both being anonymous
+ * (without "user"), the same client id. A record without "from" (the
+ * server's) has no author: 0. Any thread. */
+int rec_same_author(const unsigned char *rec, size_t len, const unsigned char *orig, size_t olen);
+
 /* rec_pub() - append the push {"op":"pub","channel","offset",<record>} in @enc.
  * Return: 0, or -1 if @rec is not a well-formed record (nothing useful written). */
 int rec_pub(enum proto_enc enc, const char *chan, size_t chlen, uint64_t offset,

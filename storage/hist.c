@@ -28,7 +28,7 @@
 
 struct hist {
     MDB_env *env;
-    MDB_dbi meta, chans, log, state, aux, timers;
+    MDB_dbi meta, chans, log, state, aux, timers, idem, idem_age;
     pthread_rwlock_t lock;        /* read: any transaction; write: map resize */
     size_t map_max;
     char prune_after[256];        /* hist_prune() resumes after this channel name */
@@ -106,7 +106,9 @@ static int open_dbs(hist_t *h, int create, char *err, size_t errlen)
         (rc = mdb_dbi_open(txn, "log", flags, &h->log)) ||
         (rc = mdb_dbi_open(txn, "state", MDB_CREATE, &h->state)) ||
         (rc = mdb_dbi_open(txn, "aux", MDB_CREATE, &h->aux)) ||
-        (rc = mdb_dbi_open(txn, "timers", MDB_CREATE, &h->timers))) {
+        (rc = mdb_dbi_open(txn, "timers", MDB_CREATE, &h->timers)) ||
+        (rc = mdb_dbi_open(txn, "idem", MDB_CREATE, &h->idem)) ||
+        (rc = mdb_dbi_open(txn, "idem_age", MDB_CREATE, &h->idem_age))) {
         mdb_txn_abort(txn);
         snprintf(err, errlen, "%s",
                  rc == MDB_NOTFOUND ? "not a Herald history store (its databases are missing)" : mdb_strerror(rc));
@@ -162,7 +164,7 @@ int hist_open(hist_t **out, const struct hist_opts *o, char *err, size_t errlen)
         snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
         goto fail;
     }
-    if ((rc = mdb_env_create(&h->env)) || (rc = mdb_env_set_maxdbs(h->env, 8)) ||
+    if ((rc = mdb_env_create(&h->env)) || (rc = mdb_env_set_maxdbs(h->env, 12)) ||
         (rc = mdb_env_set_mapsize(h->env, o->map_size)) || (rc = mdb_env_set_maxreaders(h->env, 256))) {
         snprintf(err, errlen, "%s: %s", path, mdb_strerror(rc));
         goto fail;
@@ -607,6 +609,61 @@ static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf
     return rc;
 }
 
+/* The key of channel @id's idempotency key @w->idem_key in "idem" (@age 0)
+ * or, at @ts, in "idem_age". */
+static MDB_val idem_key(unsigned char *buf, int age, int64_t ts, uint64_t id, const hist_write_t *w)
+{
+    MDB_val k;
+    size_t o = 0;
+
+    if (age) { put_be64(buf, (uint64_t)ts); o = 8; }
+    put_be64(buf + o, id);
+    memcpy(buf + o + 8, w->idem_key, w->idem_len);
+    k.mv_size = o + 8 + w->idem_len;
+    k.mv_data = buf;
+    return k;
+}
+
+/* Looks @w's idempotency key up in channel @id. Return: 0 (a duplicate
+ * when w->duplicate is set; *@old_ts is then or otherwise the time of a
+ * remembered, expired use, or 0), or an MDB code. */
+static int idem_lookup(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, int64_t *old_ts)
+{
+    unsigned char kb[16 + HIST_IDEM_MAX];
+    MDB_val k = idem_key(kb, 0, 0, id, w), v;
+    int rc = mdb_get(txn, h->idem, &k, &v);
+
+    *old_ts = 0;
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return rc;
+    if (v.mv_size != 16) return 0;
+    *old_ts = (int64_t)get_be64(v.mv_data);
+    if (*old_ts >= w->ts - w->idem_window_ms) {
+        w->duplicate = 1;
+        w->offset = get_be64((unsigned char *)v.mv_data + 8);
+    }
+    return 0;
+}
+
+/* Remembers that @w's idempotency key made offset @off of channel @id,
+ * replacing a use of it at @old_ts (0: none). Return: 0 or an MDB code. */
+static int idem_remember(hist_t *h, MDB_txn *txn, uint64_t id, const hist_write_t *w, uint64_t off, int64_t old_ts)
+{
+    unsigned char kb[16 + HIST_IDEM_MAX], ab[24 + HIST_IDEM_MAX], vb[16];
+    MDB_val k = idem_key(kb, 0, 0, id, w), v = { 16, vb }, a, none = { 0, "" };
+    int rc;
+
+    if (old_ts) {
+        a = idem_key(ab, 1, old_ts, id, w);
+        if ((rc = mdb_del(txn, h->idem_age, &a, NULL)) && rc != MDB_NOTFOUND) return rc;
+    }
+    put_be64(vb, (uint64_t)w->ts);
+    put_be64(vb + 8, off);
+    if ((rc = mdb_put(txn, h->idem, &k, &v, 0))) return rc;
+    a = idem_key(ab, 1, w->ts, id, w);
+    return mdb_put(txn, h->idem_age, &a, &none, 0);
+}
+
 /* Appends one item inside @txn. Return: 0 or an MDB/errno code. */
 static int write_one(hist_t *h, MDB_txn *txn, hist_write_t *w, uint64_t *next_id, int *id_used)
 {
@@ -614,6 +671,7 @@ static int write_one(hist_t *h, MDB_txn *txn, hist_write_t *w, uint64_t *next_id
     MDB_val k = { w->chanlen, (void *)w->chan }, v, lk, lv;
     struct chan_rec cr;
     uint64_t off;
+    int64_t idem_old = 0;
     int rc, deletes = 0;
 
     rc = mdb_get(txn, h->chans, &k, &v);
@@ -631,6 +689,33 @@ static int write_one(hist_t *h, MDB_txn *txn, hist_write_t *w, uint64_t *next_id
         return rc;
     }
     off = cr.c.last_offset + 1;
+    if (w->idem_key) {
+        if ((rc = idem_lookup(h, txn, cr.id, w, &idem_old))) return rc;
+        if (w->duplicate) {
+            /* A retry: answered with what the key made, nothing appended. A
+             * new channel's id is simply not used (it cannot be a retry). */
+            memcpy(w->stored_epoch, cr.c.epoch, HIST_EPOCH_LEN + 1);
+            return 0;
+        }
+    }
+    if (w->check_offset) {
+        const unsigned char *target = NULL;
+        size_t tlen = 0;
+        log_key(key, cr.id, w->check_offset);
+        lk.mv_size = 16;
+        lk.mv_data = key;
+        rc = mdb_get(txn, h->log, &lk, &lv);
+        if (rc && rc != MDB_NOTFOUND) return rc;
+        if (rc == 0 && lv.mv_size >= 8) {
+            target = (const unsigned char *)lv.mv_data + 8;
+            tlen = lv.mv_size - 8;
+        }
+        if ((w->check_result = w->check(w->rec, w->reclen, target, tlen))) {
+            w->status = HIST_E_CHECK;
+            w->offset = 0;
+            return 0;
+        }
+    }
     if (w->nops) {
         /* State ops run in a nested transaction: a request that fails (a cas
          * conflict, say) leaves no trace, and the batch around it goes on. */
@@ -688,6 +773,7 @@ static int write_one(hist_t *h, MDB_txn *txn, hist_write_t *w, uint64_t *next_id
     v.mv_size = CHAN_REC_LEN;
     v.mv_data = recbuf;
     if ((rc = mdb_put(txn, h->chans, &k, &v, 0))) return rc;
+    if (w->idem_key && (rc = idem_remember(h, txn, cr.id, w, off, idem_old))) return rc;
     w->offset = off;
     memcpy(w->stored_epoch, cr.c.epoch, HIST_EPOCH_LEN + 1);
     return 0;
@@ -711,6 +797,8 @@ int hist_write_batch(hist_t *h, hist_write_t *w, size_t n)
             for (size_t i = 0; i < n; i++) {
                 w[i].status = 0;
                 w[i].unchanged = 0;
+                w[i].duplicate = 0;
+                w[i].check_result = 0;
                 free(w[i].state_rec);
                 w[i].state_rec = NULL;
                 json_decref(w[i].result);      /* from an attempt that did not commit */
@@ -735,8 +823,9 @@ int hist_write_batch(hist_t *h, hist_write_t *w, size_t n)
         }
         for (size_t i = 0; i < n; i++) {
             if (status || (w[i].status != HIST_E_CONFLICT && w[i].status != HIST_E_NOT_INTEGER &&
-                           w[i].status != HIST_E_REFUSED))
+                           w[i].status != HIST_E_REFUSED && w[i].status != HIST_E_CHECK))
                 w[i].status = status;
+            if (w[i].status) w[i].duplicate = 0;
             if (w[i].status) {
                 w[i].offset = 0;
                 free(w[i].state_rec);
@@ -1084,6 +1173,43 @@ void hist_state_free(hist_state_t *s)
     memset(s, 0, sizeof *s);
 }
 
+int hist_idem_prune(hist_t *h, int64_t before_ms, unsigned budget)
+{
+    MDB_cursor *cur = NULL;
+    MDB_txn *txn;
+    MDB_val k, v;
+    unsigned n = 0;
+    int rc;
+
+    pthread_rwlock_rdlock(&h->lock);
+    if ((rc = mdb_txn_begin(h->env, NULL, 0, &txn))) goto out;
+    if ((rc = mdb_cursor_open(txn, h->idem_age, &cur))) { mdb_txn_abort(txn); goto out; }
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && n < budget;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const unsigned char *kp = k.mv_data;
+        MDB_val ik, iv;
+        if (k.mv_size < 16 || (int64_t)get_be64(kp) >= before_ms) break;
+        /* "idem" holds the key's last use: forget it only if this is that use. */
+        ik.mv_size = k.mv_size - 8;
+        ik.mv_data = (void *)(kp + 8);
+        rc = mdb_get(txn, h->idem, &ik, &iv);
+        if (rc == 0 && iv.mv_size == 16 && !memcmp(iv.mv_data, kp, 8)) rc = mdb_del(txn, h->idem, &ik, NULL);
+        if (rc && rc != MDB_NOTFOUND) break;
+        if ((rc = mdb_cursor_del(cur, 0))) break;
+        n++;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        goto out;
+    }
+    rc = mdb_txn_commit(txn);
+out:
+    pthread_rwlock_unlock(&h->lock);
+    if (rc == MDB_MAP_FULL) { grow_map(h); return 0; }
+    return rc ? mdb_err(rc) : (int)n;
+}
+
 int hist_sync(hist_t *h)
 {
     int rc;
@@ -1184,7 +1310,7 @@ int hist_backup(const char *src_dir, const char *dest_dir, char *err, size_t err
     /* A second process may open a live environment: LMDB's lock file
      * coordinates it with the broker, and the copy runs in one read
      * transaction, so it is a consistent snapshot while writes go on. */
-    if ((rc = mdb_env_create(&env)) || (rc = mdb_env_set_maxdbs(env, 8)) ||
+    if ((rc = mdb_env_create(&env)) || (rc = mdb_env_set_maxdbs(env, 12)) ||
         (rc = mdb_env_open(env, src, MDB_RDONLY | MDB_NOTLS, 0600)) ||
         (rc = mdb_env_copy2(env, dst, MDB_CP_COMPACT))) {
         snprintf(err, errlen, "backing up %s to %s: %s", src, dst, mdb_strerror(rc));

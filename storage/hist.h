@@ -8,7 +8,11 @@
  *   "aux"   (channel id, key) -> value: rows a state channel's custom
  *           operations keep beside its state but never publish (a waitlist);
  *   "timers" (due ms, channel id, key) -> channel name: when a custom
- *           operation asked to be run again (a seat hold's expiry).
+ *           operation asked to be run again (a seat hold's expiry);
+ *   "idem"  (channel id, idempotency key) -> (ts, offset): the publication a
+ *           client's idempotency key made, so a retry is answered with it;
+ *   "idem_age" (ts, channel id, key) -> nothing: the same keys by age, for
+ *           hist_idem_prune().
  * An entry is 8 bytes of big-endian ts (ms since the epoch) followed by the
  * publication's record: a MessagePack map of its fields ({"ts":..,"data":..}
  * and whatever later features attach), stored in one encoding so replay
@@ -38,7 +42,11 @@ enum {
     HIST_E_CONFLICT,              /* a state cas found another version */
     HIST_E_NOT_INTEGER,           /* a state incr found a value that is not an integer, or overflowed */
     HIST_E_REFUSED,               /* a custom operation refused; hist_write_t.result says why */
+    HIST_E_CHECK,                 /* hist_write_t.check refused the write; check_result says why */
 };
+
+/* The most bytes of an idempotency key. */
+#define HIST_IDEM_MAX 64
 
 /* One operation on a channel's keyed state (state channels). */
 enum hist_op_type { HIST_OP_SET = 1, HIST_OP_INCR, HIST_OP_CAS, HIST_OP_DELETE, HIST_OP_RESET, HIST_OP_CUSTOM };
@@ -95,7 +103,20 @@ typedef struct hist_write {
     const hist_state_op_t *ops;   /* [in] state operations, applied all or none; then the
                                      record is built here: {"ts","data":{"changes":[..],"reset":b}} */
     size_t nops;
-    int status;                   /* [out] 0, HIST_E_FULL, HIST_E_CONFLICT, HIST_E_NOT_INTEGER or -errno */
+    const char *idem_key;         /* [in] a client's idempotency key (1..HIST_IDEM_MAX bytes), or NULL: if the
+                                     channel has a publication made with it at most idem_window_ms before ts,
+                                     nothing is appended and duplicate is set; else the key is remembered */
+    size_t idem_len;
+    int64_t idem_window_ms;       /* [in] with idem_key */
+    uint64_t check_offset;        /* [in] nonzero: before appending, check() is called with the record at this
+                                     offset of the channel (NULL, 0 when it is not stored); a nonzero return
+                                     refuses the write (status HIST_E_CHECK, check_result = the return) */
+    int (*check)(const unsigned char *rec, size_t len, const unsigned char *target, size_t tlen);
+    int check_result;             /* [out] with HIST_E_CHECK */
+    int duplicate;                /* [out] with idem_key and status 0: the key was seen; offset is the
+                                     publication it made then (which may no longer be stored) */
+    int status;                   /* [out] 0, HIST_E_FULL, HIST_E_CONFLICT, HIST_E_NOT_INTEGER, HIST_E_REFUSED,
+                                     HIST_E_CHECK or -errno */
     size_t failed_op;             /* [out] with HIST_E_CONFLICT / HIST_E_NOT_INTEGER: which op */
     uint64_t conflict_version;    /* [out] with HIST_E_CONFLICT: the key's version now (0: absent) */
     json_t *result;               /* [out] what a custom op reported (hist_tx_result()), on success or
@@ -148,7 +169,8 @@ int hist_load(hist_t *h, int (*fn)(void *ctx, const char *name, size_t len, cons
 
 /* hist_write_batch() - append @n publications in one transaction: each gets
  * the next offset of its channel, and the oldest entries beyond each item's
- * @keep are deleted. Grows the map on MDB_MAP_FULL up to map_size_max.
+ * @keep are deleted. An item refused by its own conditions (state ops, its
+ * check) or answered by its idempotency key appends nothing; the others go on. Grows the map on MDB_MAP_FULL up to map_size_max.
  * All items succeed or all fail with the same status.
  * Return: 0, HIST_E_FULL, or -errno (-EIO, -ENOSPC, -ENOMEM). Storage thread. */
 int hist_write_batch(hist_t *h, hist_write_t *w, size_t n);
@@ -234,6 +256,11 @@ void hist_tx_result(hist_tx_t *tx, json_t *res);
 int hist_timers_due(hist_t *h, int64_t now_ms, size_t max,
                     void (*fn)(void *ctx, int64_t at_ms, const char *chan, size_t chanlen, const char *key, size_t klen),
                     void *ctx, int64_t *next_ms);
+
+/* hist_idem_prune() - forget idempotency keys remembered before @before_ms,
+ * oldest first, at most @budget of them.
+ * Return: keys forgotten (>= 0), or -errno. Storage thread. */
+int hist_idem_prune(hist_t *h, int64_t before_ms, unsigned budget);
 
 /* hist_sync() - flush committed transactions to disk (durability = interval). */
 int hist_sync(hist_t *h);

@@ -282,7 +282,7 @@ static void publish_stats(void)
                      "map_max", (json_int_t)st.map_max, "map_pct", st.map_pct, "fs_pct", st.fs_pct,
                      "status", st.status,
                      "warnings", warn);
-    if (data && publish(SYS_STATS, strlen(SYS_STATS), data, NULL, 0, NULL, &origin, reason))
+    if (data && publish(SYS_STATS, strlen(SYS_STATS), data, NULL, &origin, reason))
         hlog(LOG_DEBUG, "admin", "sys:stats not published: %s", reason);
     json_decref(data);
     last.messages_in = srv.stats.messages_in;

@@ -167,8 +167,8 @@ static int publish_post(http_req_t *r)
 {
     char reason[PROTO_REASON_MAX];
     origin_t origin = { ORIGIN_REST, 0, NULL };
-    const char *name, *kind = NULL;
-    uint64_t reply_to = 0;
+    const char *name;
+    pub_meta_t meta;
     size_t len;
     json_t *msg = NULL, *data;
     int code;
@@ -187,10 +187,10 @@ static int publish_post(http_req_t *r)
         json_decref(msg);
         return http_respond_error(r, 403, PROTO_E_FORBIDDEN, "this API key may not publish to this namespace");
     }
-    if ((code = publish_parse_reply(msg, &reply_to, &kind, reason))) goto bad;
+    if ((code = publish_parse_meta(msg, &meta, reason))) goto bad;
     if (http_await(r)) { json_decref(msg); return -1; }
     origin.serial = r->serial;
-    code = publish(name, len, data, NULL, reply_to, kind, &origin, reason);
+    code = publish(name, len, data, &meta, &origin, reason);
     json_decref(msg);
     /* On 0, the pipeline answers when the outcome is known. */
     return code ? http_respond_error(r, 0, code, reason) : 0;
@@ -532,7 +532,9 @@ static int run(http_req_t *r, const struct route *rt)
     if ((rt->flags & R_ADMIN) && !(rt->flags & R_CHANNEL) && !is_admin(r)) return forbid_non_admin(r);
     if (rt->flags & R_CHANNEL) {
         size_t len = strlen(r->target);
+        char reason[PROTO_REASON_MAX];
         if (!chname_valid(r->target, len, &why)) return http_respond_error(r, 400, PROTO_E_BAD_CHANNEL, why);
+        if (auth_check_name(r->target, len, reason)) return http_respond_error(r, 400, PROTO_E_BAD_CHANNEL, reason);
         /* Operator data (sys:stats names the busiest channels, private
          * ones included) needs the admin scope on every path. */
         if (((rt->flags & R_ADMIN) || auth_is_sys(r->target, len)) && !is_admin(r)) return forbid_non_admin(r);

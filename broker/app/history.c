@@ -27,7 +27,7 @@ typedef struct job {
     int recoverable;              /* ... and the read can recover it (epoch matches, window fits) */
     int presence;                 /* JOB_SUBSCRIBE: the reply carries the members */
     uint64_t thread;              /* JOB_QUERY: only publications replying to this offset */
-    unsigned page_limit;          /* JOB_QUERY with a thread: the page's limit */
+    unsigned page_limit;          /* JOB_QUERY with a thread: the page's limit (j->limit is the read's) */
     uint64_t since_offset;
     int rc;
     hist_result_t res;
@@ -137,13 +137,20 @@ static void finish_subscribe(job_t *j)
     chan_replay_end(sub);
 }
 
-/* Keeps only the entries replying to @thread, at most @limit of them. */
-static void filter_thread(hist_result_t *res, uint64_t thread, unsigned limit)
+/* Keeps only the entries replying to @thread, at most @limit of them, in
+ * read order. Return: 1 if more entries than that replied to it. */
+static int filter_thread(hist_result_t *res, uint64_t thread, unsigned limit)
 {
     size_t n = 0;
-    for (size_t i = 0; i < res->n && n < limit; i++)
-        if (rec_reply_to(res->entries[i].rec, res->entries[i].len) == thread) res->entries[n++] = res->entries[i];
+    int more = 0;
+
+    for (size_t i = 0; i < res->n; i++) {
+        if (rec_reply_to(res->entries[i].rec, res->entries[i].len) != thread) continue;
+        if (n == limit) { more = 1; break; }
+        res->entries[n++] = res->entries[i];
+    }
     res->n = n;
+    return more;
 }
 
 /* The page a query answers (@ctx, a job): its entries cut to the reply
@@ -188,8 +195,10 @@ static void query_reply(job_t *j)
 static void finish_query(job_t *j)
 {
     if (!j->rc && j->thread) {
-        filter_thread(&j->res, j->thread, j->page_limit);
-        j->limit = j->page_limit + 1;          /* a thread is one page: no "next" */
+        /* The read covered the whole window, so whether a next page exists
+         * is known: a full page says so only when more replies followed. */
+        int more = filter_thread(&j->res, j->thread, j->page_limit);
+        j->limit = more ? (unsigned)j->res.n : (unsigned)j->res.n + 1;
     }
     if (j->rc) {
         hlog(LOG_WARN, "storage", "history read for %s failed: %s", j->chan->name, strerror(-j->rc));
@@ -299,12 +308,13 @@ int history_query(chan_t *c, const struct history_page *page, origin_t *origin)
     j->limit = page->limit;
     j->reverse = page->reverse;
     if (page->thread) {
-        /* A thread's replies are found by reading the whole kept log. */
+        /* A thread's replies are found by reading the kept log between the
+         * page's bounds (replies come after what they answer), in the
+         * page's direction, and keeping the first @limit that match. */
         j->thread = page->thread;
         j->page_limit = page->limit;
-        j->after = page->thread;
+        if (j->after < page->thread) j->after = page->thread;
         j->limit = c->ns->history_size;
-        j->reverse = 0;
     }
     if (j->upto <= j->after) j->limit = 0;         /* an empty page, read nothing */
     if (submit(j)) {

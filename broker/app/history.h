@@ -42,7 +42,8 @@ struct history_page {
     uint64_t before;              /* only offsets < before (0: up to the newest) */
     unsigned limit;               /* 1..HISTORY_LIMIT_MAX */
     int reverse;                  /* newest first */
-    uint64_t thread;              /* only publications whose reply_to is this (0: all) */
+    uint64_t thread;              /* only publications whose reply_to is this (0: all); pages
+                                     like the rest, within the kept window */
 };
 
 /* history_query() - read a page of @c's history for @origin (WS: the reply is

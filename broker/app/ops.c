@@ -256,16 +256,18 @@ static void op_unsubscribe(op_req_t *q)
 static void op_publish(op_req_t *q)
 {
     origin_t origin = { ORIGIN_WS, q->s->serial, NULL };
-    const char *kind;
-    uint64_t reply_to;
     json_t *data = json_object_get(q->msg, "data"), *from;
+    pub_meta_t meta;
     int r;
 
     if (!data) { fail(q, PROTO_E_BAD_FIELD, "field \"data\" is required"); return; }
-    if ((r = publish_parse_reply(q->msg, &reply_to, &kind, q->reason))) { fail(q, r, q->reason); return; }
+    if ((r = publish_parse_meta(q->msg, &meta, q->reason))) { fail(q, r, q->reason); return; }
+    /* An edit or a delete must be of the sender's own publication, unless
+     * the sender may moderate; the pipeline checks the original's "from". */
+    meta.check_author = publish_is_edit(meta.kind) && !auth_may_moderate(&q->s->ident, q->c->ns);
     origin.id = q->id ? json_incref((json_t *)q->id) : NULL;
-    from = sender(q->s);
-    r = publish(q->name, q->len, data, from, reply_to, kind, &origin, q->reason);
+    meta.from = from = sender(q->s);
+    r = publish(q->name, q->len, data, &meta, &origin, q->reason);
     json_decref(from);
     if (r) fail(q, r, q->reason);
 }
@@ -358,6 +360,48 @@ static void op_signal(op_req_t *q)
     json_decref(ev);
 }
 
+/* presence_update {channel, info}: the connection's member sets its own
+ * info ("away", "busy"), seen by the channel like a join. */
+static void op_presence_update(op_req_t *q)
+{
+    sess_t *s = q->s;
+    json_t *info = json_object_get(q->msg, "info"), *m;
+    chan_t *c = q->c;
+    uint64_t seq = 0;
+    size_t size;
+    int r;
+
+    if (!info || !(json_is_object(info) || json_is_null(info))) {
+        fail(q, PROTO_E_BAD_FIELD, "field \"info\" must be an object, or null to clear it");
+        return;
+    }
+    if (!c || !q->sub) { fail(q, PROTO_E_NOT_SUBSCRIBED, "presence_update needs a subscription to the channel"); return; }
+    if (!c->ns->presence) { fail(q, PROTO_E_DISABLED, "this channel's namespace has no presence"); return; }
+    if ((size = json_dumpb(info, NULL, 0, JSON_COMPACT)) > PRESENCE_INFO_MAX) {
+        snprintf(q->reason, PROTO_REASON_MAX, "field \"info\" is %zu bytes as JSON; at most %d", size,
+                 PRESENCE_INFO_MAX);
+        fail(q, PROTO_E_BAD_FIELD, q->reason);
+        return;
+    }
+    if (!bucket_take(&s->pres_bucket, c->ns->signal_rate, c->ns->signal_rate, uv_now(&srv.loop))) {
+        srv.stats.rate_limited++;
+        snprintf(q->reason, PROTO_REASON_MAX, "more than %u presence updates per second (namespace signal_rate)",
+                 c->ns->signal_rate);
+        fail(q, PROTO_E_RATE_LIMITED, q->reason);
+        return;
+    }
+    if ((r = presence_set_info(c, s, json_is_null(info) ? NULL : json_incref(info), &seq))) {
+        fail(q, r, "not a member of this channel's presence");
+        return;
+    }
+    m = msg_reply("presence_updated", q->id);
+    if (m) {
+        json_object_set_new(m, "channel", json_stringn(c->name, c->namelen));
+        json_object_set_new(m, "seq", json_integer((json_int_t)seq));
+    }
+    sess_send(s, m);
+}
+
 /* state {channel, ops}: atomic operations on a state channel. */
 static void op_state(op_req_t *q)
 {
@@ -429,6 +473,7 @@ static const struct op_def ops[] = {
     { OP_PRESENCE,       op_presence,       1, CH_OPEN, PERM_READ },
     { OP_PRESENCE_STATS, op_presence_stats, 1, CH_OPEN, PERM_READ },
     { OP_SIGNAL,         op_signal,         1, CH_FIND, PERM_NONE },
+    { OP_PRESENCE_UPDATE, op_presence_update, 1, CH_FIND, PERM_NONE },
     { OP_STATE,          op_state,          1, CH_OPEN, PERM_PUBLISH },
     { OP_SEATS,          op_seats,          1, CH_OPEN, PERM_PUBLISH },
 };
@@ -446,7 +491,11 @@ static int prologue_channel(op_req_t *q, const struct op_def *d)
 {
     int r;
 
-    if ((r = msg_get_channel(q->msg, &q->name, &q->len, q->reason))) { fail(q, r, q->reason); return -1; }
+    if ((r = msg_get_channel(q->msg, &q->name, &q->len, q->reason)) ||
+        (r = auth_check_name(q->name, q->len, q->reason))) {
+        fail(q, r, q->reason);
+        return -1;
+    }
     if (d->chan == CH_NAME) return 0;
     if (d->chan == CH_FIND) {
         q->c = chan_find(q->name, q->len);

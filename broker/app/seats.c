@@ -227,7 +227,7 @@ static void notify_offer(const chan_t *c, const json_t *o)
     data = json_pack("{s:s,s:s,s:s%,s:O,s:O,s:O}", "type", "seat_offer", "event", c->name + sizeof SEATS_NS,
                      "channel", c->name, (size_t)c->namelen, "seat", json_object_get(o, "seat"), "section",
                      json_object_get(o, "section"), "expires", json_object_get(o, "expires"));
-    if (!data || publish(name, (size_t)n, data, NULL, 0, NULL, &none, reason))
+    if (!data || publish(name, (size_t)n, data, NULL, &none, reason))
         hlog(LOG_WARN, "seats", "cannot notify user %s of seat offer on %s", user, c->name);
     json_decref(data);
 }

@@ -123,6 +123,7 @@ int auth_token(const char *token, size_t len, ident_t *id, char *reason)
     role = json_string_value(json_object_get(claims, "role"));
     id->admin = role && !strcmp(role, "admin");
     id->privileged = id->admin || (role && !strcmp(role, "service"));
+    id->moderator = role && !strcmp(role, "moderator");
     v = json_object_get(claims, "exp");
     /* jwt_verify() has refused an exp that is not a number in
      * 0..JWT_MAX_TIME. Checked again because converting a real beyond int64
@@ -200,6 +201,67 @@ static int check_scope(const ident_t *id, const struct target *c, char *reason)
         return PROTO_E_FORBIDDEN;
     }
     return 0;
+}
+
+/* One user of a list, for sorting. */
+struct list_item {
+    const char *p;
+    size_t n;
+};
+
+static int item_cmp(const void *a, const void *b)
+{
+    const struct list_item *x = a, *y = b;
+    int c = memcmp(x->p, y->p, x->n < y->n ? x->n : y->n);
+    return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+int auth_check_name(const char *name, size_t len, char *reason)
+{
+    const ns_config_t *ns = config_ns(&srv.cfg, name, len);
+    const char *colon = memchr(name, ':', len), *p, *end = name + len;
+    /* A valid name is at most CHNAME_MAX bytes, so it lists fewer users. */
+    struct list_item items[CHNAME_MAX / 2 + 1];
+    size_t n = 0, w = 0, out = 0;
+    char canon[CHNAME_MAX + 1];
+    int ok = 1;
+
+    if (!ns->user_list || !colon) return 0;
+    for (p = colon + 1; p <= end && n < sizeof items / sizeof items[0];) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        size_t k = comma ? (size_t)(comma - p) : (size_t)(end - p);
+        items[n].p = p;
+        items[n].n = k;
+        if (!k || (n && item_cmp(&items[n - 1], &items[n]) >= 0)) ok = 0;
+        n++;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    if (ok) return 0;
+    /* Say which name the same users have: sorted, each once, no empty one. */
+    qsort(items, n, sizeof items[0], item_cmp);
+    for (size_t i = 0; i < n; i++)
+        if (items[i].n && (!w || item_cmp(&items[w - 1], &items[i]))) items[w++] = items[i];
+    memcpy(canon, name, (size_t)(colon + 1 - name));
+    out = (size_t)(colon + 1 - name);
+    for (size_t i = 0; i < w; i++) {
+        if (i) canon[out++] = ',';
+        memcpy(canon + out, items[i].p, items[i].n);
+        out += items[i].n;
+    }
+    canon[out] = '\0';
+    if (!w)
+        snprintf(reason, PROTO_REASON_MAX, "a channel of a user_list namespace names its users after \"%.*s:\"",
+                 (int)(colon - name), name);
+    else
+        snprintf(reason, PROTO_REASON_MAX, "a user_list channel lists its users sorted and each once: use \"%.*s\"",
+                 (int)(PROTO_REASON_MAX - 80), canon);
+    return PROTO_E_BAD_CHANNEL;
+}
+
+int auth_may_moderate(const ident_t *id, const ns_config_t *ns)
+{
+    return id->privileged || (id->moderator && ns->moderators);
 }
 
 /* Whether the token's "channels" claim grants @c. */

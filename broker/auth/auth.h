@@ -34,6 +34,7 @@ typedef struct ident {
     json_t *channels;             /* the token's "channels" array, or NULL */
     int privileged;               /* "role": "admin" or "service" */
     int admin;                    /* "role": "admin" */
+    int moderator;                /* "role": "moderator" (see auth_may_moderate()) */
     int64_t exp;                  /* the token's "exp" (unix seconds); 0: none */
 } ident_t;
 
@@ -90,6 +91,19 @@ int auth_may_publish(const ident_t *id, const char *name, size_t len, const ns_c
  * presence, state) without subscribing: the subscribe rules. Return as
  * auth_may_subscribe(). */
 int auth_may_read(const ident_t *id, const char *name, size_t len, const ns_config_t *ns, char *reason);
+
+/* auth_check_name() - the naming rule of user_list namespaces: the users
+ * after "ns:" are listed sorted (byte order) and each once, so one set of
+ * users has one channel (`dm:alice,bob`, never `dm:bob,alice`). Other
+ * namespaces have no such rule. @name is a valid channel name.
+ * @reason: [out] with PROTO_E_BAD_CHANNEL, why and the canonical name.
+ * Return: 0, or PROTO_E_BAD_CHANNEL. */
+int auth_check_name(const char *name, size_t len, char *reason);
+
+/* auth_may_moderate() - whether @id may edit or delete other users'
+ * publications in namespace @ns: a privileged token ("role": "admin" or
+ * "service"), or "role": "moderator" where @ns has moderators = on. */
+int auth_may_moderate(const ident_t *id, const ns_config_t *ns);
 
 /* auth_is_sys() - whether channel @name is in the broker's own namespace
  * "sys": operator data, readable with the admin scope only, on every path

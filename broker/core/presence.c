@@ -23,8 +23,9 @@ typedef struct member {
 struct presence {
     hmap_t members;               /* key -> member_t */
     uint32_t conns;               /* subscribed connections */
-    json_t *joins, *leaves;       /* batched events, above the tier (a sample) */
-    uint32_t njoins, nleaves;     /* ... and how many there were in all */
+    uint64_t seq;                 /* changes of the member set or of an info so far */
+    json_t *joins, *leaves, *updates; /* batched events, in order (each a sample) */
+    uint32_t njoins, nleaves, nupdates; /* ... and how many there were in all */
     struct presence *batch_next;  /* on the list of presences with a batch to flush */
     uint8_t batched;
     struct chan *chan;
@@ -32,6 +33,9 @@ struct presence {
 
 static member_t *pending;         /* members waiting out their grace */
 static struct presence *batches;  /* presences with events to flush */
+
+enum pres_event { EV_JOIN, EV_LEAVE, EV_UPDATE };
+static const char *const event_op[] = { "join", "leave", "presence_update" };
 
 uint32_t presence_count(const struct chan *c)
 {
@@ -54,20 +58,31 @@ static int tiered(const struct chan *c)
     return c->pres->members.count > c->ns->presence_tier;
 }
 
-/* Announces @m's join or leave: one event now, or into this second's batch
- * when the channel is above the tier. */
-static void announce(struct chan *c, member_t *m, int join, const sess_t *except)
+/* Counts a change of @c's presence and announces it: @m joined, left or
+ * changed its info. The event goes out now, or into the channel's batch when
+ * the channel is above the tier or already has a batch pending: an event sent
+ * alone while earlier ones wait in a batch would overtake them, and a client
+ * applying events in arrival order would end up wrong (a join followed by
+ * the batched leave it came after). Every event and every presence answer
+ * carries the channel's presence seq, so clients can also tell which of two
+ * events came last and which events an answer already includes. */
+static void announce(struct chan *c, member_t *m, enum pres_event kind, const sess_t *except)
 {
     struct presence *p = c->pres;
+    uint64_t seq = ++p->seq;
     json_t *ev;
 
     if (!c->ns->join_leave) return;
-    if (tiered(c)) {
-        json_t **list = join ? &p->joins : &p->leaves;
+    if (tiered(c) || p->batched) {
+        json_t **list = kind == EV_JOIN ? &p->joins : kind == EV_LEAVE ? &p->leaves : &p->updates;
+        uint32_t *total = kind == EV_JOIN ? &p->njoins : kind == EV_LEAVE ? &p->nleaves : &p->nupdates;
         if (!*list) *list = json_array();
-        if (*list && json_array_size(*list) < PRESENCE_SAMPLE) json_array_append_new(*list, member_json(m, 0));
-        if (join) p->njoins++;
-        else p->nleaves++;
+        if (*list && json_array_size(*list) < PRESENCE_SAMPLE && (ev = member_json(m, 0))) {
+            if (kind == EV_UPDATE && !m->info) json_object_set_new(ev, "info", json_null());
+            json_object_set_new(ev, "seq", json_integer((json_int_t)seq));
+            json_array_append_new(*list, ev);
+        }
+        (*total)++;
         if (!p->batched) {
             p->batched = 1;
             p->batch_next = batches;
@@ -77,8 +92,10 @@ static void announce(struct chan *c, member_t *m, int join, const sess_t *except
     }
     ev = member_json(m, 0);
     if (!ev) return;
-    json_object_set_new(ev, "op", json_string(join ? "join" : "leave"));
+    if (kind == EV_UPDATE && !m->info) json_object_set_new(ev, "info", json_null());
+    json_object_set_new(ev, "op", json_string(event_op[kind]));
     json_object_set_new(ev, "channel", json_stringn(c->name, c->namelen));
+    json_object_set_new(ev, "seq", json_integer((json_int_t)seq));
     chan_broadcast(c, ev, except);
     json_decref(ev);
 }
@@ -127,7 +144,7 @@ int presence_join(struct chan *c, sess_t *s)
     m->chan = c;
     m->conns = 1;
     if (hmap_put(&p->members, m->key, len, m)) { member_free(m); p->conns--; return -ENOMEM; }
-    announce(c, m, 1, s);
+    announce(c, m, EV_JOIN, s);
     return 0;
 }
 
@@ -136,7 +153,7 @@ int presence_join(struct chan *c, sess_t *s)
 static void drop_member(struct chan *c, member_t *m, const sess_t *except)
 {
     hmap_del(&c->pres->members, m->key, m->keylen);
-    announce(c, m, 0, except);
+    announce(c, m, EV_LEAVE, except);
     member_free(m);
 }
 
@@ -176,6 +193,7 @@ void presence_free(struct chan *c)
             if (*pp == p) { *pp = p->batch_next; break; }
     json_decref(p->joins);
     json_decref(p->leaves);
+    json_decref(p->updates);
     free(p);
     c->pres = NULL;
 }
@@ -206,12 +224,14 @@ void presence_tick(void)
 
         batches = p->batch_next;
         p->batched = 0;
-        ev = json_pack("{s:s,s:s%,s:o,s:o,s:I,s:I,s:I}", "op", "presence_batch", "channel", c->name,
+        ev = json_pack("{s:s,s:s%,s:o,s:o,s:o,s:I,s:I,s:I,s:I,s:I}", "op", "presence_batch", "channel", c->name,
                        (size_t)c->namelen, "joins", p->joins ? p->joins : json_array(),
-                       "leaves", p->leaves ? p->leaves : json_array(), "joins_total", (json_int_t)p->njoins,
-                       "leaves_total", (json_int_t)p->nleaves, "count", (json_int_t)p->members.count);
-        p->joins = p->leaves = NULL;
-        p->njoins = p->nleaves = 0;
+                       "leaves", p->leaves ? p->leaves : json_array(),
+                       "updates", p->updates ? p->updates : json_array(), "joins_total", (json_int_t)p->njoins,
+                       "leaves_total", (json_int_t)p->nleaves, "updates_total", (json_int_t)p->nupdates,
+                       "count", (json_int_t)p->members.count, "seq", (json_int_t)p->seq);
+        p->joins = p->leaves = p->updates = NULL;
+        p->njoins = p->nleaves = p->nupdates = 0;
         if (ev) chan_broadcast(c, ev, NULL);
         json_decref(ev);
     }
@@ -224,16 +244,32 @@ json_t *presence_json(const struct chan *c)
     int tier;
     member_t *m;
 
-    if (!c->pres) return json_pack("{s:o,s:i,s:i}", "members", list, "count", 0, "connections", 0);
+    if (!c->pres) return json_pack("{s:o,s:i,s:i,s:i}", "members", list, "count", 0, "connections", 0, "seq", 0);
     tier = tiered(c);
     while ((m = hmap_next(&c->pres->members, &pos)) && (!tier || n < PRESENCE_SAMPLE)) {
         json_array_append_new(list, member_json(m, 1));
         n++;
     }
-    o = json_pack("{s:o,s:I,s:I}", "members", list, "count", (json_int_t)c->pres->members.count,
-                  "connections", (json_int_t)c->pres->conns);
+    o = json_pack("{s:o,s:I,s:I,s:I}", "members", list, "count", (json_int_t)c->pres->members.count,
+                  "connections", (json_int_t)c->pres->conns, "seq", (json_int_t)c->pres->seq);
     if (o && tier) json_object_set_new(o, "tiered", json_true());
     return o;
+}
+
+int presence_set_info(struct chan *c, sess_t *s, json_t *info, uint64_t *seq)
+{
+    const char *key = s->ident.user ? s->ident.user : s->id;
+    member_t *m = c->pres ? hmap_get(&c->pres->members, key, strlen(key)) : NULL;
+
+    if (!m || !m->conns) {
+        json_decref(info);
+        return PROTO_E_NOT_SUBSCRIBED;
+    }
+    json_decref(m->info);
+    m->info = info;
+    announce(c, m, EV_UPDATE, s);
+    *seq = c->pres->seq;
+    return 0;
 }
 
 json_t *presence_stats_json(const struct chan *c)

@@ -9,7 +9,11 @@
  * comes back within the grace does not flap. Every change is O(1) but the
  * fan-out of its event. Above namespace.presence_tier members, replies carry
  * a count and a bounded sample, and join/leave events are merged into one
- * presence_batch per second. Loop thread only. */
+ * presence_batch per second; once a channel has a batch pending, its events
+ * go into it until it is flushed, so no event overtakes another. The
+ * channel's presence seq counts the changes (a join, a leave, an info
+ * update) and is on every event and answer. A member's info comes from its
+ * token, and presence_set_info() replaces it. Loop thread only. */
 #ifndef HERALD_PRESENCE_H
 #define HERALD_PRESENCE_H
 
@@ -21,6 +25,8 @@ struct sess;
 
 /* Members listed at most in a reply or a batch above the tier. */
 #define PRESENCE_SAMPLE 100
+/* The largest info a member may set (presence_update), as compact JSON. */
+#define PRESENCE_INFO_MAX 1024
 
 typedef struct presence presence_t;
 
@@ -34,9 +40,18 @@ void presence_leave(struct chan *c, struct sess *s);
 /* presence_free() - drop @c's presence (the channel is going). */
 void presence_free(struct chan *c);
 
-/* presence_json() - {"members":[...],"count":N,"connections":M} (with
+/* presence_json() - {"members":[...],"count":N,"connections":M,"seq":S} (with
  * "tiered":true and a sample above the tier). Return: a new reference. */
 json_t *presence_json(const struct chan *c);
+
+/* presence_set_info() - replace the info of @s's member of @c (its user, or
+ * its client id when anonymous) with @info (taken; NULL: none) and announce
+ * it to the channel's other connections (a presence_update event, or an
+ * entry of the next presence_batch).
+ * @seq: [out] on 0, the channel's presence seq after the change.
+ * Return: 0, or PROTO_E_NOT_SUBSCRIBED when @s is not a member (@info is
+ * released either way). */
+int presence_set_info(struct chan *c, struct sess *s, json_t *info, uint64_t *seq);
 
 /* presence_stats_json() - {"members":N,"connections":M}, O(1). */
 json_t *presence_stats_json(const struct chan *c);

@@ -15,24 +15,36 @@
 #include <stdint.h>
 
 #include "core/channel.h"
+#include "core/pubpipe.h"
 #include "net/reply.h"
 
 /* publish() - publish @data (borrowed) on channel @name for @origin (taken),
- * sent by @from (borrowed; NULL: the server), replying to offset @reply_to
- * (0: none) as @kind (NULL: a plain message; see publish_parse_reply()). On 0
- * the outcome comes later, from the pipeline (pubpipe.h). An @origin of kind
+ * with @meta (borrowed: sender, reply_to, kind, author check, idempotency
+ * key; NULL: a plain message from the server; see pubpipe.h). On 0 the
+ * outcome comes later, from the pipeline (pubpipe.h). An @origin of kind
  * ORIGIN_NONE is the broker itself: only it may publish in "sys:".
  * @reason: [out] on a PROTO_E_* failure, why (PROTO_REASON_MAX bytes).
- * Return: 0, or a PROTO_E_* code (PROTO_E_INTERNAL when out of memory); on
- * failure @origin was cleared. */
-int publish(const char *name, size_t len, const json_t *data, const json_t *from, uint64_t reply_to,
-            const char *kind, origin_t *origin, char *reason);
+ * Return: 0, or a PROTO_E_* code: PROTO_E_BAD_CHANNEL (a user_list name out
+ * of order), PROTO_E_FORBIDDEN ("sys:"; an author check in a namespace
+ * without history, where the original's author is not known),
+ * PROTO_E_BAD_FIELD (reply_to beyond the channel; an idempotency key in a
+ * namespace without history), PROTO_E_DISABLED (a state channel),
+ * PROTO_E_LIMIT, PROTO_E_INTERNAL (out of memory); on failure @origin was
+ * cleared. */
+int publish(const char *name, size_t len, const json_t *data, const pub_meta_t *meta, origin_t *origin,
+            char *reason);
 
-/* publish_parse_reply() - read a publication's optional "reply_to" (an
- * offset >= 1) and "kind" ("message", the default, "reaction", "edit" or
- * "delete"; the last three need reply_to) from @msg. *@kind is NULL for a
- * plain message, else a static string.
+/* publish_parse_meta() - read a publication's optional fields from @msg into
+ * @meta (zeroed first; its pointers borrow from @msg): "reply_to" (an
+ * offset >= 1), "kind" ("message", the default, "reaction", "edit" or
+ * "delete"; the last three need reply_to; meta->kind is NULL for a plain
+ * message, else a static string) and "idempotency_key" (a string of 1 to
+ * HIST_IDEM_MAX bytes). The caller sets meta->from and meta->check_author.
  * Return: 0, or PROTO_E_BAD_FIELD with @reason. */
-int publish_parse_reply(const json_t *msg, uint64_t *reply_to, const char **kind, char *reason);
+int publish_parse_meta(const json_t *msg, pub_meta_t *meta, char *reason);
+
+/* publish_is_edit() - whether @kind (from publish_parse_meta()) edits or
+ * deletes the publication it refers to. */
+int publish_is_edit(const char *kind);
 
 #endif

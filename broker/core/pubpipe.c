@@ -80,6 +80,16 @@ void pub_ops_free(pub_ops_t *o)
     free(o);
 }
 
+/* Outcomes of the author check of an edit or a delete (hist_write_t.check). */
+enum { AUTHOR_OTHER = 1, AUTHOR_GONE };
+
+/* Storage thread: whether the publication @rec may edit or delete @target. */
+static int author_check(const unsigned char *rec, size_t len, const unsigned char *target, size_t tlen)
+{
+    if (!target) return AUTHOR_GONE;
+    return rec_same_author(rec, len, target, tlen) ? 0 : AUTHOR_OTHER;
+}
+
 static void pub_free(pub_t *p)
 {
     pub_ops_free(p->sops);
@@ -233,7 +243,7 @@ static void commit_batch(pub_t *batch, hist_write_t **ws, size_t *wcap, wbuf_t *
     for (p = batch; p; p = p->next) {
         if (!p->chan) continue;
         p->w = (*ws)[n++];
-        if (p->w.status || p->w.unchanged) continue;
+        if (p->w.status || p->w.unchanged || p->w.duplicate) continue;
         /* Encode the pushes here, off the loop. A state change's record was
          * built by the store (it holds the values the ops produced). */
         for (int e = 0; e < PROTO_NENC; e++) {
@@ -295,8 +305,12 @@ static void storage_main(void *arg)
             next_sync = 0;
         }
         if (now >= next_prune) {
-            int rc = hist_prune(pp.store, clock_wall_ms(), PRUNE_BUDGET, policy, NULL, on_gone, NULL);
+            int rc = hist_prune(pp.store, clock_wall_ms(), PRUNE_BUDGET, policy, NULL, on_gone, NULL), rk;
             if (rc < 0) hlog(LOG_WARN, "storage", "pruning history failed: %s", strerror(-rc));
+            /* Idempotency keys are forgotten by age, as their window ends. */
+            rk = hist_idem_prune(pp.store, clock_wall_ms() - (int64_t)srv.cfg.idempotency_window_ms, PRUNE_BUDGET);
+            if (rk < 0) hlog(LOG_WARN, "storage", "pruning idempotency keys failed: %s", strerror(-rk));
+            if (rk >= PRUNE_BUDGET) rc = PRUNE_BUDGET;
             /* Keep pruning back to back while there is a backlog. */
             next_prune = now + (rc >= PRUNE_BUDGET ? 10 : PRUNE_EVERY_MS);
         }
@@ -356,7 +370,9 @@ static void finish(pub_t *p)
     char why[PROTO_REASON_MAX];
 
     why[0] = '\0';
-    if (p->w.status == 0 && p->w.unchanged) {
+    if (p->w.status == 0 && p->w.duplicate) {
+        extra = json_pack("{s:b}", "duplicate", 1);   /* answered with the key's offset; nothing to fan out */
+    } else if (p->w.status == 0 && p->w.unchanged) {
         extra = json_incref(p->w.result);      /* answered, with the channel's offset; nothing to fan out */
     } else if (p->w.status == 0) {
         c->stored = c->ns->history && pp.store;
@@ -375,6 +391,15 @@ static void finish(pub_t *p)
             snprintf(why, sizeof why, "ops[%zu]: key \"%.*s\" does not hold an integer, or it would overflow; "
                      "nothing was applied", p->w.failed_op, (int)op->keylen, op->key);
         }
+    } else if (p->w.status == HIST_E_CHECK) {
+        out.code = PROTO_E_FORBIDDEN;
+        srv.stats.permission_denied++;
+        if (p->w.check_result == AUTHOR_GONE)
+            snprintf(why, sizeof why, "offset %llu is no longer stored, so its author cannot be checked: only "
+                     "moderators may edit or delete it", (unsigned long long)p->w.check_offset);
+        else
+            snprintf(why, sizeof why, "offset %llu is another user's publication: you may edit or delete only "
+                     "your own", (unsigned long long)p->w.check_offset);
     } else if (p->w.status == HIST_E_REFUSED && p->w.result) {
         /* A custom operation said why: {"code","reason", and its details}. */
         out.code = (int)json_integer_value(json_object_get(p->w.result, "code"));
@@ -396,7 +421,7 @@ static void finish(pub_t *p)
      * subscriber, so a client can match the echo to its request. */
     report(&p->origin, c, &out);
     json_decref(extra);
-    if (out.code == 0 && !p->w.unchanged) {
+    if (out.code == 0 && !p->w.unchanged && !p->w.duplicate) {
         if (chan_fanout(c, p->w.offset, rec, reclen, p->frames))
             hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,
                  (unsigned long long)p->w.offset);
@@ -488,20 +513,34 @@ static void queue_write(pub_t *p, chan_t *c, int64_t ts)
     queue_push(p);
 }
 
-int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, uint64_t reply_to, const char *kind,
-                    origin_t *origin)
+int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origin_t *origin)
 {
+    static const pub_meta_t plain;
     int64_t ts = clock_wall_ms();
+    size_t klen;
     pub_t *p;
 
+    if (!meta) meta = &plain;
+    klen = meta->idem_key ? meta->idem_len : 0;
     wbuf_reset(&srv.enc);
-    rec_build(&srv.enc, ts, data, from, reply_to, kind);
-    if (srv.enc.oom || !(p = calloc(1, sizeof *p + srv.enc.len))) {
+    rec_build(&srv.enc, ts, data, meta->from, meta->reply_to, meta->kind);
+    if (srv.enc.oom || !(p = calloc(1, sizeof *p + srv.enc.len + klen))) {
         origin_clear(origin);
         return -ENOMEM;
     }
     memcpy(p->rec, srv.enc.p, srv.enc.len);
     p->reclen = srv.enc.len;
+    if (meta->idem_key) {
+        /* Kept after the record: the request that named it is gone by the commit. */
+        memcpy(p->rec + p->reclen, meta->idem_key, klen);
+        p->w.idem_key = (const char *)p->rec + p->reclen;
+        p->w.idem_len = klen;
+        p->w.idem_window_ms = srv.cfg.idempotency_window_ms;
+    }
+    if (meta->check_author && meta->reply_to) {
+        p->w.check_offset = meta->reply_to;
+        p->w.check = author_check;
+    }
     p->chan = c;
     p->submit_ns = clock_mono_ns();
     p->origin = *origin;

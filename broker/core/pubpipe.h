@@ -40,6 +40,19 @@ typedef struct pub_ops {
     const char *reply_op;         /* the WebSocket reply's op; NULL: "updated" */
 } pub_ops_t;
 
+/* What a publication carries besides its data, and the conditions of its
+ * write. Everything is borrowed for the call that takes it. */
+typedef struct pub_meta {
+    const json_t *from;           /* the sender; NULL: the server */
+    uint64_t reply_to;            /* the offset it answers; 0: none */
+    const char *kind;             /* NULL: a plain message; else "reaction", "edit" or "delete" (static) */
+    int check_author;             /* the publication at reply_to must be by @from's author (an edit or
+                                     delete by someone who may not moderate), checked in the write
+                                     transaction; else refused (PROTO_E_FORBIDDEN) */
+    const char *idem_key;         /* the client's idempotency key (1..HIST_IDEM_MAX bytes), or NULL */
+    size_t idem_len;
+} pub_meta_t;
+
 /* pub_ops_free() - free @ops and what it holds; NULL is a no-op. */
 void pub_ops_free(pub_ops_t *ops);
 
@@ -53,13 +66,14 @@ int pubpipe_start(void);
 void pubpipe_stop(void);
 
 /* pubpipe_publish() - publish @data (borrowed) on @c for @origin (taken),
- * with the sender @from (borrowed; NULL for the server), @reply_to (0: none)
- * and @kind (NULL: a plain message). The outcome comes through
- * the origin's reply (net/reply.h), later for a history channel, before this
- * returns otherwise. Use publish() (core/publish.h), which checks the request first.
+ * with @meta (borrowed; NULL: a plain message from the server). The outcome
+ * comes through the origin's reply (net/reply.h), later for a history
+ * channel, before this returns otherwise: "published" with the offset (and
+ * "duplicate": true when @meta's idempotency key answered it), or an error.
+ * @meta's idempotency key and author check need a history channel. Use
+ * publish() (core/publish.h), which checks the request first.
  * Return: 0, or -ENOMEM (no outcome will come; @origin was cleared). */
-int pubpipe_publish(chan_t *c, const json_t *data, const json_t *from, uint64_t reply_to, const char *kind,
-                    origin_t *origin);
+int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origin_t *origin);
 
 /* pubpipe_state() - apply the state operations @ops (taken) to state channel
  * @c for @origin (taken), all or none, in the channel's write transaction;

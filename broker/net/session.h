@@ -74,6 +74,7 @@ typedef struct sess {
     ident_t ident;                /* who: set by connect and refresh */
     bucket_t msg_bucket;          /* limits.messages_per_second */
     bucket_t sig_bucket;          /* namespace signal_rate */
+    bucket_t pres_bucket;         /* namespace signal_rate, for presence_update */
     char *url_token;              /* ?token= of the WebSocket URL, until connect */
     uint8_t refresh_sent : 1;     /* refresh_required sent for the current token */
     uint8_t peer_counted : 1;     /* counted in limits.connections_per_ip */

@@ -1,0 +1,189 @@
+/* tests/unit/test_hist_write.c - the conditions of a write in storage/hist.c
+ * on a temporary LMDB environment: idempotency keys (a repeat within the
+ * window appends nothing and answers the first offset, in one batch or
+ * across batches; the window ends; hist_idem_prune() forgets keys by the
+ * age of their last use) and the check on another offset's record (refusal
+ * appends nothing, the rest of the batch goes on), with the author rule of
+ * protocol/record.c (rec_same_author()) that the broker plugs into it. */
+#include "unit.h"
+
+#include "hist.h"
+#include "record.h"
+
+#define CHAN "chat:t"
+
+static char base[] = "/tmp/herald-test-hist-write-XXXXXX";
+static hist_t *h;
+
+static int setup(void **state)
+{
+    struct hist_opts o = { .dir = base, .map_size = 1 << 20, .map_size_max = 64 << 20 };
+    char err[256];
+    (void)state;
+    if (!mkdtemp(base)) return -1;
+    return hist_open(&h, &o, err, sizeof err);
+}
+
+static int teardown(void **state)
+{
+    char cmd[128];
+    (void)state;
+    hist_close(h);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A record by @user (NULL: the server; "~id": anonymous client id), replying to @reply_to. */
+static void record(wbuf_t *b, const char *user, uint64_t reply_to)
+{
+    json_t *from = NULL, *data = json_string("x");
+    if (user && user[0] == '~') from = json_pack("{s:s}", "client", user + 1);
+    else if (user) from = json_pack("{s:s,s:s}", "user", user, "client", "c0ffee");
+    wbuf_reset(b);
+    rec_build(b, 1000, data, from, reply_to, reply_to ? "edit" : NULL);
+    json_decref(from);
+    json_decref(data);
+}
+
+static hist_write_t item(const wbuf_t *rec, int64_t ts, const char *key)
+{
+    hist_write_t w = { .chan = CHAN, .chanlen = strlen(CHAN), .rec = rec->p, .reclen = rec->len, .ts = ts,
+                       .keep = 100, .idem_key = key, .idem_len = key ? strlen(key) : 0, .idem_window_ms = 1000 };
+    return w;
+}
+
+static uint64_t entries(void)
+{
+    uint64_t n, bytes;
+    assert_int_equal(hist_stat(h, CHAN, strlen(CHAN), &n, &bytes), 0);
+    return n;
+}
+
+static void test_idempotency_keys(void **state)
+{
+    hist_write_t w[3];
+    wbuf_t rec;
+
+    (void)state;
+    wbuf_init(&rec);
+    record(&rec, "alice", 0);
+    /* The first use appends; a repeat in the same batch answers it. */
+    w[0] = item(&rec, 10000, "k1");
+    w[1] = item(&rec, 10001, "k1");
+    w[2] = item(&rec, 10002, "k2");
+    assert_int_equal(hist_write_batch(h, w, 3), 0);
+    assert_int_equal(w[0].offset, 1);
+    assert_false(w[0].duplicate);
+    assert_true(w[1].duplicate);
+    assert_int_equal(w[1].offset, 1);
+    assert_int_equal(w[2].offset, 2);
+    assert_int_equal(entries(), 2);
+    /* Across batches, within the window. */
+    w[0] = item(&rec, 10900, "k1");
+    assert_int_equal(hist_write_batch(h, w, 1), 0);
+    assert_true(w[0].duplicate);
+    assert_int_equal(w[0].offset, 1);
+    /* After the window the key makes a new publication, and is remembered anew. */
+    w[0] = item(&rec, 11500, "k1");
+    assert_int_equal(hist_write_batch(h, w, 1), 0);
+    assert_false(w[0].duplicate);
+    assert_int_equal(w[0].offset, 3);
+    /* Pruning forgets k2 (used at 10002), not k1, whose use at 10000 was
+     * replaced by the one at 11500. */
+    assert_int_equal(hist_idem_prune(h, 11000, 100), 1);
+    w[0] = item(&rec, 11600, "k1");
+    w[1] = item(&rec, 11600, "k2");
+    assert_int_equal(hist_write_batch(h, w, 2), 0);
+    assert_true(w[0].duplicate);
+    assert_int_equal(w[0].offset, 3);
+    assert_false(w[1].duplicate);
+    assert_int_equal(w[1].offset, 4);
+    assert_int_equal(hist_idem_prune(h, 11000, 100), 0);
+    wbuf_deinit(&rec);
+}
+
+static int author_check(const unsigned char *rec, size_t len, const unsigned char *target, size_t tlen)
+{
+    if (!target) return 2;
+    return rec_same_author(rec, len, target, tlen) ? 0 : 1;
+}
+
+static void test_check_another_record(void **state)
+{
+    hist_write_t w[3];
+    wbuf_t a, b, e1, e2;
+    uint64_t before;
+
+    (void)state;
+    wbuf_init(&a);
+    wbuf_init(&b);
+    wbuf_init(&e1);
+    wbuf_init(&e2);
+    record(&a, "alice", 0);
+    w[0] = item(&a, 20000, NULL);
+    assert_int_equal(hist_write_batch(h, w, 1), 0);
+    before = entries();
+    /* bob's edit is refused, alice's in the same batch goes on. */
+    record(&e1, "bob", w[0].offset);
+    record(&e2, "alice", w[0].offset);
+    w[1] = item(&e1, 20001, NULL);
+    w[1].check_offset = w[0].offset;
+    w[1].check = author_check;
+    w[2] = item(&e2, 20002, NULL);
+    w[2].check_offset = w[0].offset;
+    w[2].check = author_check;
+    assert_int_equal(hist_write_batch(h, w + 1, 2), 0);
+    assert_int_equal(w[1].status, HIST_E_CHECK);
+    assert_int_equal(w[1].check_result, 1);
+    assert_int_equal(w[1].offset, 0);
+    assert_int_equal(w[2].status, 0);
+    assert_int_equal(entries(), before + 1);
+    /* An offset with no record: the check sees NULL. */
+    w[1].check_offset = 999;
+    assert_int_equal(hist_write_batch(h, w + 1, 1), 0);
+    assert_int_equal(w[1].status, HIST_E_CHECK);
+    assert_int_equal(w[1].check_result, 2);
+    wbuf_deinit(&a);
+    wbuf_deinit(&b);
+    wbuf_deinit(&e1);
+    wbuf_deinit(&e2);
+}
+
+static void test_same_author(void **state)
+{
+    wbuf_t a, b;
+    (void)state;
+    wbuf_init(&a);
+    wbuf_init(&b);
+    record(&a, "alice", 0);
+    record(&b, "alice", 1);
+    assert_true(rec_same_author(b.p, b.len, a.p, a.len));
+    record(&b, "bob", 1);
+    assert_false(rec_same_author(b.p, b.len, a.p, a.len));
+    /* Anonymous: the same client id, never a user's publication. */
+    record(&a, "~c0ffee", 0);
+    record(&b, "~c0ffee", 1);
+    assert_true(rec_same_author(b.p, b.len, a.p, a.len));
+    record(&b, "alice", 1);                     /* a user whose client id happens to match */
+    assert_false(rec_same_author(b.p, b.len, a.p, a.len));
+    record(&b, "~other", 1);
+    assert_false(rec_same_author(b.p, b.len, a.p, a.len));
+    /* The server's publications have no author. */
+    record(&a, NULL, 0);
+    record(&b, NULL, 1);
+    assert_false(rec_same_author(b.p, b.len, a.p, a.len));
+    /* Damaged records are nobody's. */
+    assert_false(rec_same_author((const unsigned char *)"\x81\xa4" "from", 6, a.p, a.len));
+    wbuf_deinit(&a);
+    wbuf_deinit(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idempotency_keys),
+        cmocka_unit_test(test_check_another_record),
+        cmocka_unit_test(test_same_author),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
