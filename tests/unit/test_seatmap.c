@@ -1,8 +1,10 @@
 /* tests/unit/test_seatmap.c - storage/seatmap.c through the real store
  * (storage/hist.c on a temporary LMDB environment): holds all or none,
  * confirm only by the holder and only before expiry, expiry timers, the
- * waitlist, map redefinition, and section counts that always agree with the
- * seats. Time is the write's timestamp, so expiry is tested without sleeping. */
+ * waitlist, map redefinition, section counts that always agree with the
+ * seats, re-holds that never shorten a hold, the report of holds that ran
+ * out, and reading a waitlist position. Time is the write's timestamp, so
+ * expiry is tested without sleeping. */
 #include "unit.h"
 
 #include "hist.h"
@@ -321,6 +323,136 @@ static void test_redefine(void **unused)
     json_decref(st);
 }
 
+
+static int64_t expires_of(json_t *st, const char *seat)
+{
+    char key[80];
+    snprintf(key, sizeof key, "seat:%s", seat);
+    return json_integer_value(json_object_get(json_object_get(st, key), "expires"));
+}
+
+/* Section R (R1, R2, R3) is added beside what the tests above left. */
+static void test_rehold_never_shortens(void **unused)
+{
+    json_t *res, *st, *seats, *ids;
+    json_error_t e;
+    seat_req_t r;
+    (void)unused;
+
+    seats = json_loads("[{\"id\":\"R1\",\"section\":\"R\"},{\"id\":\"R2\",\"section\":\"R\"},"
+                       "{\"id\":\"R3\",\"section\":\"R\"}]", 0, &e);
+    r = req(SEAT_ADD, NULL, seats);
+    assert_int_equal(run(&r, 10000, NULL), 0);
+    json_decref(seats);
+
+    ids = json_pack("[s]", "R1");
+    r = req(SEAT_HOLD, "alice", ids);
+    r.ttl_ms = 60000;
+    assert_int_equal(run(&r, 10000, NULL), 0);          /* until 70000 */
+    r.ttl_ms = 1000;
+    assert_int_equal(run(&r, 11000, &res), 0);          /* asks for 12000: keeps 70000 */
+    assert_int_equal(json_integer_value(json_object_get(res, "expires")), 70000);
+    json_decref(res);
+    json_decref(ids);
+
+    /* R1 (long) with R2 (new): each keeps the later expiry; the answer is the earliest. */
+    ids = json_pack("[s,s]", "R1", "R2");
+    r = req(SEAT_HOLD, "alice", ids);
+    r.ttl_ms = 2000;
+    assert_int_equal(run(&r, 12000, &res), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "expires")), 14000);
+    json_decref(res);
+    st = state();
+    assert_int_equal(expires_of(st, "R1"), 70000);
+    assert_int_equal(expires_of(st, "R2"), 14000);
+    check_counts(st);
+    json_decref(st);
+    /* A longer ttl extends. */
+    r.ttl_ms = 100000;
+    assert_int_equal(run(&r, 13000, &res), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "expires")), 113000);
+    json_decref(res);
+    json_decref(ids);
+}
+
+/* A timer freeing a hold, and another user taking a hold that ran out
+ * before its timer, both report it in "expired". */
+static void test_expired_reported(void **unused)
+{
+    json_t *res, *ids, *x;
+    seat_req_t r;
+    (void)unused;
+
+    ids = json_pack("[s]", "R3");
+    r = req(SEAT_HOLD, "bob", ids);
+    r.ttl_ms = 1000;
+    assert_int_equal(run(&r, 20000, NULL), 0);          /* until 21000 */
+    r = req(SEAT_EXPIRE, NULL, ids);
+    r.at_ms = 21000;
+    assert_int_equal(run(&r, 21001, &res), 0);
+    assert_int_equal(json_array_size(json_object_get(res, "expired")), 1);
+    x = json_array_get(json_object_get(res, "expired"), 0);
+    assert_string_equal(json_string_value(json_object_get(x, "user")), "bob");
+    assert_string_equal(json_string_value(json_object_get(x, "seat")), "R3");
+    assert_string_equal(json_string_value(json_object_get(x, "section")), "R");
+    assert_int_equal(json_integer_value(json_object_get(x, "expires")), 21000);
+    assert_true(json_is_false(json_object_get(x, "offer")));
+    json_decref(res);
+
+    r = req(SEAT_HOLD, "bob", ids);
+    r.ttl_ms = 1000;
+    assert_int_equal(run(&r, 30000, NULL), 0);          /* until 31000; its timer has not run */
+    r = req(SEAT_HOLD, "carol", ids);
+    r.ttl_ms = 1000;
+    assert_int_equal(run(&r, 32000, &res), 0);
+    assert_int_equal(json_array_size(json_object_get(res, "expired")), 1);
+    x = json_array_get(json_object_get(res, "expired"), 0);
+    assert_string_equal(json_string_value(json_object_get(x, "user")), "bob");
+    assert_int_equal(json_integer_value(json_object_get(x, "expires")), 31000);
+    json_decref(res);
+    /* A re-hold by the holder reports nothing. */
+    assert_int_equal(run(&r, 32500, &res), 0);
+    assert_int_equal(json_array_size(json_object_get(res, "expired")), 0);
+    json_decref(res);
+    json_decref(ids);
+}
+
+static void test_waitlist_position(void **unused)
+{
+    json_t *res, *st;
+    seat_req_t r;
+    const char *who[] = { "u1", "u2" };
+    (void)unused;
+
+    /* Section R is all held: u1, u2 queue. */
+    for (size_t i = 0; i < 2; i++) {
+        r = req(SEAT_WAIT, who[i], NULL);
+        r.section = "R";
+        assert_int_equal(run(&r, 33000, NULL), 0);
+    }
+    st = state();
+    r = req(SEAT_POSITION, "u2", NULL);
+    r.section = "R";
+    assert_int_equal(run(&r, 33001, &res), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "position")), 2);
+    assert_int_equal(json_integer_value(json_object_get(res, "waiting")), 2);
+    json_decref(res);
+    r.user = "nobody";
+    assert_int_equal(run(&r, 33002, &res), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "position")), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "waiting")), 2);
+    json_decref(res);
+    r.section = "nope";
+    assert_int_equal(run(&r, 33003, &res), HIST_E_REFUSED);
+    assert_int_equal(json_integer_value(json_object_get(res, "code")), PROTO_E_UNKNOWN_SEAT);
+    json_decref(res);
+    /* A read: the state is as it was. */
+    res = state();
+    assert_true(json_equal(res, st));
+    json_decref(res);
+    json_decref(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +461,9 @@ int main(void)
         cmocka_unit_test(test_confirm_and_expiry),
         cmocka_unit_test(test_waitlist),
         cmocka_unit_test(test_redefine),
+        cmocka_unit_test(test_rehold_never_shortens),
+        cmocka_unit_test(test_expired_reported),
+        cmocka_unit_test(test_waitlist_position),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

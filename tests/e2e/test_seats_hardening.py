@@ -1,0 +1,230 @@
+"""Seat maps and state channels, hardened (issue 13, "Seat maps and state"):
+
+- a re-hold by the holder never shortens a hold;
+- release on disconnect waits seat_release_grace for the user to come back and
+  releases only holds made over that user's WebSocket sessions;
+- a holder hears of the end of their hold (seat_expired on user:{id});
+- the waitlist position can be read without joining again;
+- the REST `user` field follows the token rules for `sub`.
+
+Each test failed against the broker before these changes."""
+import asyncio
+import time
+
+import requests
+
+from conftest import run
+from test_seats import (SEATS, anon, call, define, idle, ns, personal, read_state, refused, reply, seat_map,
+                        seats_op, until, user, watch, ws_error)
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def personal_msgs(c, event, kind):
+    """The publications of type @kind about @event on @c's personal channel."""
+    return [m["data"] for m in c.events if m.get("op") == "pub" and m.get("channel") == "user:" + c.user_name
+            and isinstance(m.get("data"), dict) and m["data"].get("event") == event and m["data"].get("type") == kind]
+
+
+# -- 1. a re-hold never shortens ---------------------------------------------------------------
+
+def test_rehold_with_shorter_ttl_keeps_the_longer_hold(make_broker):
+    b = make_broker(*SEATS)
+    ev = "rh1"
+    define(b, ev, [("A1", "A"), ("A2", "A"), ("A3", "A")])
+    first = call(b, ev, "hold", {"user": "alice", "seats": ["A1"], "ttl": 60})
+    again = call(b, ev, "hold", {"user": "alice", "seats": ["A1"], "ttl": 1})
+    assert again["expires"] == first["expires"], "a re-hold with ttl 1 must not cut a 60 s hold short: %r" % again
+    assert seat_map(b, ev)[0]["A1"]["expires"] == first["expires"]
+    # A longer ttl still extends it.
+    longer = call(b, ev, "hold", {"user": "alice", "seats": ["A1"], "ttl": 120})
+    assert longer["expires"] >= first["expires"] + 55000, (first, longer)
+    # A1 (long) re-held with A2 (new), ttl 1: A1 keeps its expiry, A2 gets 1 s; the answer is the earliest.
+    t0 = now_ms()
+    mixed = call(b, ev, "hold", {"user": "alice", "seats": ["A1", "A2"], "ttl": 1})
+    seats, _ = seat_map(b, ev)
+    assert seats["A1"]["expires"] == longer["expires"], seats["A1"]
+    assert t0 + 500 <= seats["A2"]["expires"] <= now_ms() + 1500, seats["A2"]
+    assert mixed["expires"] == seats["A2"]["expires"], mixed
+
+    async def go():
+        # Over WebSocket too, then the short one is checked to still hold after its 1 s.
+        bob = await user(b, "bob")
+        m = await reply(bob, seats_op(ev, "hold", seats=["A3"], ttl=60))
+        assert m["op"] == "seats", m
+        m2 = await reply(bob, seats_op(ev, "hold", seats=["A3"], ttl=1))
+        assert m2["op"] == "seats" and m2["expires"] == m["expires"], (m, m2)
+        await asyncio.sleep(2.5)
+        seats, _ = seat_map(b, ev)
+        assert seats["A3"]["status"] == "held" and seats["A3"]["holder"] == "bob", seats["A3"]
+        assert seats["A1"]["status"] == "held" and seats["A1"]["holder"] == "alice", seats["A1"]
+        await bob.close()
+    run(go())
+
+
+# -- 2. release on disconnect: a grace, and only WebSocket holds --------------------------------
+
+def test_release_on_disconnect_waits_for_a_reconnect(make_broker):
+    b = make_broker(*SEATS, *ns("seat_release_on_disconnect=on", "seat_release_grace=2s"))
+    ev = "rg1"
+    define(b, ev, [("G1", "A"), ("G2", "A"), ("G3", "A")])
+
+    async def go():
+        a = await user(b, "alice")
+        m = await reply(a, seats_op(ev, "hold", seats=["G1"], ttl=300))
+        assert m["op"] == "seats", m
+        # The backend holds G2 for alice over REST: a disconnect never releases it.
+        call(b, ev, "hold", {"user": "alice", "seats": ["G2"], "ttl": 300})
+        await a.close()
+        # A page reload: back within the grace, the hold stays, also after the grace would have ended.
+        await asyncio.sleep(1.0)
+        a = await user(b, "alice")
+        await asyncio.sleep(2.5)
+        seats, _ = seat_map(b, ev)
+        assert seats["G1"]["status"] == "held" and seats["G1"]["holder"] == "alice", \
+            "a reconnect within seat_release_grace keeps the hold: %r" % seats["G1"]
+        # Gone for good: released after the grace, not before.
+        t_close = time.monotonic()
+        await a.close()
+        await asyncio.sleep(1.0)
+        assert seat_map(b, ev)[0]["G1"]["status"] == "held", "released before the grace was over"
+        deadline = time.monotonic() + 6
+        while seat_map(b, ev)[0]["G1"]["status"] != "free":
+            assert time.monotonic() < deadline, "G1 not released within the grace and a few seconds"
+            await asyncio.sleep(0.1)
+        assert time.monotonic() - t_close >= 1.8, "released before seat_release_grace (2s)"
+        seats, _ = seat_map(b, ev)
+        assert seats["G2"]["status"] == "held" and seats["G2"]["holder"] == "alice", \
+            "a hold the backend made over REST outlives the user's connections: %r" % seats["G2"]
+        # Another user is unaffected throughout.
+        bob = await user(b, "bob")
+        m = await reply(bob, seats_op(ev, "hold", seats=["G3"], ttl=300))
+        assert m["op"] == "seats", m
+        await bob.close()
+    run(go())
+
+
+def test_release_grace_zero_and_backend_rehold(make_broker):
+    """seat_release_grace = 0 releases at once; a seat the backend re-held over REST (taking a
+    WebSocket hold into payment) is the backend's and stays."""
+    b = make_broker(*SEATS, *ns("seat_release_on_disconnect=on", "seat_release_grace=0"))
+    ev = "rg0"
+    define(b, ev, [("Z1", "A"), ("Z2", "A")])
+
+    async def go():
+        a = await user(b, "alice")
+        m = await reply(a, seats_op(ev, "hold", seats=["Z1", "Z2"], ttl=300))
+        assert m["op"] == "seats", m
+        call(b, ev, "hold", {"user": "alice", "seats": ["Z2"], "ttl": 300})
+        await a.close()
+        deadline = time.monotonic() + 3
+        while seat_map(b, ev)[0]["Z1"]["status"] != "free":
+            assert time.monotonic() < deadline, "with grace 0 the hold goes at once"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        z2 = seat_map(b, ev)[0]["Z2"]
+        assert z2["status"] == "held" and z2["holder"] == "alice", z2
+    run(go())
+
+
+# -- 3. seat_expired on the holder's personal channel --------------------------------------------
+
+def test_holder_is_told_when_a_hold_or_offer_expires(make_broker):
+    b = make_broker(*SEATS, *ns("seat_offer_ttl=1s"))
+    ev = "ex1"
+    define(b, ev, [("X1", "A"), ("X2", "A")])
+
+    async def go():
+        alice = await personal(b, "alice")
+        bob = await personal(b, "bob")
+        viewer = await anon(b)
+        view = await watch(viewer, ev)
+        h = call(b, ev, "hold", {"user": "alice", "seats": ["X1"], "ttl": 1})
+        call(b, ev, "hold", {"user": "carol", "seats": ["X2"], "ttl": 300})
+        assert call(b, ev, "waitlist", {"user": "bob", "section": "A"})["position"] == 1
+        await until(alice, lambda: personal_msgs(alice, ev, "seat_expired"), 5, "alice's seat_expired")
+        got = personal_msgs(alice, ev, "seat_expired")
+        assert got == [{"type": "seat_expired", "event": ev, "channel": "seats:" + ev, "seat": "X1",
+                        "section": "A", "expires": h["expires"], "offer": False}], got
+        # X1 went to bob as an offer (1 s); he lets it expire and hears of it too.
+        await until(bob, lambda: personal_msgs(bob, ev, "seat_offer"), 5, "bob's seat_offer")
+        offer = personal_msgs(bob, ev, "seat_offer")[0]
+        await until(bob, lambda: personal_msgs(bob, ev, "seat_expired"), 5, "bob's seat_expired")
+        got = personal_msgs(bob, ev, "seat_expired")
+        assert got == [{"type": "seat_expired", "event": ev, "channel": "seats:" + ev, "seat": "X1",
+                        "section": "A", "expires": offer["expires"], "offer": True}], got
+        await until(viewer, lambda: (view.seat("X1") or {}).get("status") == "free", 5, "X1 to be free")
+        # A confirmed or released hold is no expiry: nothing more arrives.
+        call(b, ev, "release", {"user": "carol", "seats": ["X2"]})
+        await idle(alice, 0.5)
+        await idle(bob, 0.5)
+        assert len(personal_msgs(alice, ev, "seat_expired")) == 1
+        assert len(personal_msgs(bob, ev, "seat_expired")) == 1
+        for c in (alice, bob, viewer):
+            await c.close()
+    run(go())
+
+
+# -- 4. reading one's waitlist position --------------------------------------------------------
+
+def test_waitlist_position_read(make_broker):
+    b = make_broker(*SEATS)
+    ev = "wp1"
+    define(b, ev, [("W1", "A"), ("W2", "B")])
+    call(b, ev, "hold", {"user": "zed", "seats": ["W1"], "ttl": 300})
+    for u in ("ann", "ben", "cat"):
+        call(b, ev, "waitlist", {"user": u, "section": "A"})
+    _, offset = read_state(b, ev)
+
+    r = call(b, ev, "waitlist/position", {"user": "ben", "section": "A"})
+    assert r["position"] == 2 and r["waiting"] == 3 and r["section"] == "A", r
+    assert r["offset"] == offset and r["changes"] == [], "a read changes nothing and publishes nothing: %r" % r
+    r = call(b, ev, "waitlist/position", {"user": "dan", "section": "A"})
+    assert r["position"] == 0 and r["waiting"] == 3, r
+    g = requests.get(b.url("/api/events/%s/waitlist/position" % ev), params={"user": "cat", "section": "A"},
+                     timeout=5)
+    assert g.status_code == 200 and g.json()["position"] == 3 and g.json()["waiting"] == 3, g.text
+    refused(b, ev, "waitlist/position", {"user": "ben", "section": "Q"}, 422, 120)
+    refused(b, ev, "waitlist/position", {"user": "ben"}, 400, 103)
+    g = requests.get(b.url("/api/events/%s/waitlist/position" % ev), params={"section": "A"}, timeout=5)
+    assert g.status_code == 400 and g.json()["error"]["code"] == 103, g.text
+    assert read_state(b, ev)[1] == offset, "reads never move the offset"
+
+    async def go():
+        ben = await user(b, "ben")
+        m = await reply(ben, seats_op(ev, "waitlist_position", section="A"))
+        assert m["op"] == "seats" and m["action"] == "waitlist_position" and m["position"] == 2 \
+            and m["waiting"] == 3, m
+        m = await reply(ben, seats_op(ev, "waitlist_position", section="B"))
+        assert m["position"] == 0 and m["waiting"] == 0, m
+        e = await ws_error(ben, seats_op(ev, "waitlist_position", section="nope"), 120)
+        assert e["section"] == "nope", e
+        await ws_error(ben, seats_op(ev, "waitlist_position"), 103)
+        await ws_error(await anon(b), seats_op(ev, "waitlist_position", section="A"), 113)
+        call(b, ev, "waitlist/leave", {"user": "ann", "section": "A"})
+        m = await reply(ben, seats_op(ev, "waitlist_position", section="A"))
+        assert m["position"] == 1 and m["waiting"] == 2, m
+        await ben.close()
+    run(go())
+
+
+# -- 5. the REST user field follows the token rules --------------------------------------------
+
+def test_rest_user_is_validated_like_a_token_sub(make_broker):
+    b = make_broker(*SEATS)
+    ev = "uv1"
+    define(b, ev, [("U1", "A"), ("U2", "A")])
+    for bad_user in ("alice,bob", "orders#alice", "x" * 129, "", 7, None):
+        for action, body in (("hold", {"seats": ["U1"], "ttl": 60}), ("waitlist", {"section": "A"}),
+                             ("confirm", {"seats": ["U1"]}), ("release", {"seats": ["U1"]})):
+            body = dict(body)
+            if bad_user is not None:
+                body["user"] = bad_user
+            e = refused(b, ev, action, body, 400, 103)
+            assert "\"user\"" in e["reason"] and "1-128 bytes without ',' or '#'" in e["reason"], e
+    assert seat_map(b, ev)[0]["U1"]["status"] == "free", "nothing was held for a bad user"
+    ok = call(b, ev, "hold", {"user": "u" * 128, "seats": ["U1"], "ttl": 60})
+    assert ok["seats"] == ["U1"]
+    ok = call(b, ev, "hold", {"user": "élodie", "seats": ["U2"], "ttl": 60})
+    assert seat_map(b, ev)[0]["U2"]["holder"] == "élodie"
