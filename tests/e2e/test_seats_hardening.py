@@ -5,7 +5,9 @@
   releases only holds made over that user's WebSocket sessions;
 - a holder hears of the end of their hold (seat_expired on user:{id});
 - the waitlist position can be read without joining again;
-- the REST `user` field follows the token rules for `sub`.
+- the REST `user` field follows the token rules for `sub`;
+- a state key's version never repeats within the channel's epoch (delete,
+  reset and a seat map redefinition included).
 
 Each test failed against the broker before these changes."""
 import asyncio
@@ -16,6 +18,9 @@ import requests
 from conftest import run
 from test_seats import (SEATS, anon, call, define, idle, ns, personal, read_state, refused, reply, seat_map,
                         seats_op, until, user, watch, ws_error)
+
+STATE = ("--ns", "scores.state=on")
+
 
 def now_ms():
     return int(time.time() * 1000)
@@ -228,3 +233,59 @@ def test_rest_user_is_validated_like_a_token_sub(make_broker):
     assert ok["seats"] == ["U1"]
     ok = call(b, ev, "hold", {"user": "élodie", "seats": ["U2"], "ttl": 60})
     assert seat_map(b, ev)[0]["U2"]["holder"] == "élodie"
+
+
+# -- 6. state versions never repeat ----------------------------------------------------------------
+
+def state_ops(b, channel, *op_list, expect=200):
+    r = requests.post(b.url("/api/channels/%s/state" % channel), json={"ops": list(op_list)}, timeout=5)
+    assert r.status_code == expect, (r.status_code, r.text)
+    return r.json()
+
+
+def test_state_versions_never_repeat_after_delete_or_reset(make_broker, tmp_path):
+    data = tmp_path / "data"
+    b = make_broker(*STATE, data_dir=str(data))
+    ch = "scores:aba"
+    r = state_ops(b, ch, {"op": "set", "key": "k", "value": "a"})
+    assert r["changes"][0]["version"] == 1, "a key set first starts at 1"
+    state_ops(b, ch, {"op": "set", "key": "k", "value": "b"}, {"op": "set", "key": "other", "value": 0})
+    state_ops(b, ch, {"op": "delete", "key": "k"})
+    r = state_ops(b, ch, {"op": "set", "key": "k", "value": "a"})
+    v3 = r["changes"][0]["version"]
+    assert v3 > 2, "a re-created key continues above its old versions, not at 1: %r" % r
+    # A cas that saw the old "k" at version 1 (or 2) must fail: that state is gone.
+    for stale in (1, 2):
+        e = state_ops(b, ch, {"op": "cas", "key": "k", "value": "z", "version": stale}, expect=409)["error"]
+        assert e["code"] == 117 and e["version"] == v3, e
+    # cas with version 0 still means "must not exist".
+    state_ops(b, ch, {"op": "cas", "key": "k", "value": "z", "version": 0}, expect=409)
+    r = state_ops(b, ch, {"op": "cas", "key": "fresh", "value": 1, "version": 0})
+    assert r["changes"][0]["version"] >= 1
+    # A reset, then the same keys again: above everything seen before, also after a restart.
+    seen = {"k": v3, "other": 1}
+    state_ops(b, ch, {"op": "reset"})
+    b.stop()
+    b.start()
+    r = state_ops(b, ch, {"op": "set", "key": "k", "value": "a"}, {"op": "set", "key": "other", "value": 0})
+    for c in r["changes"]:
+        assert c["version"] > seen[c["key"]], "version %d of %s repeats an old one (%r)" % (c["version"], c["key"],
+                                                                                            seen)
+    # Versions still grow by one per change of a live key.
+    v = r["changes"][0]["version"]
+    r = state_ops(b, ch, {"op": "set", "key": "k", "value": "b"})
+    assert r["changes"][0]["version"] == v + 1, r
+
+
+def test_seat_key_versions_never_repeat_after_redefinition(make_broker):
+    b = make_broker(*SEATS)
+    ev = "ver1"
+    define(b, ev, [("V1", "A"), ("V2", "A")])
+    call(b, ev, "hold", {"user": "alice", "seats": ["V2"], "ttl": 60})
+    call(b, ev, "release", {"user": "alice", "seats": ["V2"]})
+    items, _ = read_state(b, ev)
+    old = items["seat:V2"]["version"]
+    define(b, ev, [("V1", "A")])                    # V2 removed
+    define(b, ev, [("V1", "A"), ("V2", "A")])       # and back
+    items, _ = read_state(b, ev)
+    assert items["seat:V2"]["version"] > old, (old, items["seat:V2"])

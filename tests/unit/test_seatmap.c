@@ -3,7 +3,8 @@
  * confirm only by the holder and only before expiry, expiry timers, the
  * waitlist, map redefinition, section counts that always agree with the
  * seats, re-holds that never shorten a hold, the report of holds that ran
- * out, and reading a waitlist position. Time is the write's timestamp, so
+ * out, reading a waitlist position, and state versions that never repeat
+ * for a key (the floor kept in hist.c). Time is the write's timestamp, so
  * expiry is tested without sleeping. */
 #include "unit.h"
 
@@ -453,6 +454,69 @@ static void test_waitlist_position(void **unused)
     json_decref(st);
 }
 
+/* Generic state ops on another channel: @n ops at time @ts; the versions of
+ * the changes written go to @versions (in order). Return: the status. */
+static int run_ops(const hist_state_op_t *ops, size_t n, int64_t ts, uint64_t *versions, size_t *nver)
+{
+    static const char chan[] = "scores:v";
+    hist_write_t w = { .chan = chan, .chanlen = strlen(chan), .ts = ts, .keep = 1000, .ops = ops, .nops = n };
+    char reason[PROTO_REASON_MAX];
+    json_t *rec = NULL, *ch;
+    size_t i;
+
+    assert_int_equal(hist_write_batch(h, &w, 1), 0);
+    *nver = 0;
+    if (!w.status) {
+        assert_int_equal(mpack_decode(w.state_rec, w.state_reclen, &rec, reason), 0);
+        json_array_foreach(json_object_get(json_object_get(rec, "data"), "changes"), i, ch)
+            if (json_object_get(ch, "version"))
+                versions[(*nver)++] = (uint64_t)json_integer_value(json_object_get(ch, "version"));
+        json_decref(rec);
+    }
+    free(w.state_rec);
+    json_decref(w.result);
+    return w.status;
+}
+
+/* A key's versions never repeat: not after a delete, not after a reset. */
+static void test_versions_never_repeat(void **unused)
+{
+    static const unsigned char one[] = { 0x01 };       /* MessagePack 1 */
+    hist_state_op_t set_k = { .type = HIST_OP_SET, .key = "k", .keylen = 1, .val = one, .vallen = 1 };
+    hist_state_op_t set_j = { .type = HIST_OP_SET, .key = "j", .keylen = 1, .val = one, .vallen = 1 };
+    hist_state_op_t del_k = { .type = HIST_OP_DELETE, .key = "k", .keylen = 1 };
+    hist_state_op_t reset = { .type = HIST_OP_RESET };
+    hist_state_op_t cas_k = { .type = HIST_OP_CAS, .key = "k", .keylen = 1, .val = one, .vallen = 1 };
+    hist_state_op_t two[2];
+    uint64_t v[4];
+    size_t n;
+    (void)unused;
+
+    assert_int_equal(run_ops(&set_k, 1, 40000, v, &n), 0);
+    assert_int_equal(v[0], 1);
+    assert_int_equal(run_ops(&set_k, 1, 40001, v, &n), 0);
+    assert_int_equal(run_ops(&set_k, 1, 40002, v, &n), 0);
+    assert_int_equal(v[0], 3);
+    assert_int_equal(run_ops(&set_j, 1, 40003, v, &n), 0);
+    assert_int_equal(v[0], 1);                          /* no key was deleted yet */
+    assert_int_equal(run_ops(&del_k, 1, 40004, v, &n), 0);
+    assert_int_equal(run_ops(&set_k, 1, 40005, v, &n), 0);
+    assert_int_equal(v[0], 4);                          /* above the deleted k's 3 */
+    cas_k.version = 1;                                  /* a cas from k's first life */
+    assert_int_equal(run_ops(&cas_k, 1, 40006, v, &n), HIST_E_CONFLICT);
+    cas_k.version = 4;
+    assert_int_equal(run_ops(&cas_k, 1, 40007, v, &n), 0);
+    assert_int_equal(v[0], 5);
+    /* A reset, then both keys in the same request: above 5. */
+    two[0] = reset;
+    two[1] = set_j;
+    assert_int_equal(run_ops(two, 2, 40008, v, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0], 6);
+    assert_int_equal(run_ops(&set_k, 1, 40009, v, &n), 0);
+    assert_int_equal(v[0], 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -464,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_rehold_never_shortens),
         cmocka_unit_test(test_expired_reported),
         cmocka_unit_test(test_waitlist_position),
+        cmocka_unit_test(test_versions_never_repeat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
