@@ -529,6 +529,15 @@ static int do_define(struct ctx *c, json_t *res)
     json_array_foreach(r->seats, i, d) {
         json_t *old = json_object_get(seats, str(d, "id")), *nv;
         nv = old ? json_deep_copy(old) : json_pack("{s:s}", "status", "free");
+        /* A seat that changes section is removed, then written anew: a view
+         * of one section (a filtered subscription) then drops it. */
+        if (old && strcmp(str(old, "section"), str(d, "section"))) {
+            char key[sizeof SEAT_KEY + SEAT_ID_MAX];
+            if ((rc = hist_tx_del(c->tx, key, mkkey(key, sizeof key, SEAT_KEY, str(d, "id"))))) {
+                json_decref(nv);
+                goto out;
+            }
+        }
         json_object_set(nv, "section", json_object_get(d, "section"));
         if (json_object_get(d, "price_class")) json_object_set(nv, "price_class", json_object_get(d, "price_class"));
         else json_object_del(nv, "price_class");

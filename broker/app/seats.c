@@ -438,6 +438,42 @@ fail:
     return r;
 }
 
+/* ---- section subscriptions ---- */
+
+int seats_filter(const char *name, size_t len, const json_t *filter, char *arg, char *reason)
+{
+    const json_t *sec = json_object_get(filter, "section");
+
+    if (!seats_is_map(name, len)) {
+        snprintf(reason, PROTO_REASON_MAX, "\"filter\" is for seat maps (seats:{event}): {\"section\": <name>}");
+        return PROTO_E_BAD_FIELD;
+    }
+    if (!json_is_object(filter) || json_object_size(filter) != 1 || !json_id_ok(sec)) {
+        snprintf(reason, PROTO_REASON_MAX, "field \"filter\" must be {\"section\": <name>}: a section name of "
+                 "1-64 letters, digits, '_', '-' or '.'");
+        return PROTO_E_BAD_FIELD;
+    }
+    memcpy(arg, json_string_value(sec), json_string_length(sec) + 1);
+    return 0;
+}
+
+int seats_match_section(const char *arg, const char *key, size_t klen, const json_t *value)
+{
+    static const char sk[] = "section:", seat[] = "seat:";
+    size_t alen = strlen(arg);
+    const char *in;
+
+    if (klen == sizeof sk - 1 + alen && !memcmp(key, sk, sizeof sk - 1) && !memcmp(key + sizeof sk - 1, arg, alen))
+        return 1;
+    if (klen <= sizeof seat - 1 || memcmp(key, seat, sizeof seat - 1)) return 0;
+    /* A removed seat has no value to tell its section: every view gets it.
+     * A seat that changes section is removed first (storage/seatmap.c), so
+     * the view it leaves drops it. */
+    if (!value) return 1;
+    in = json_string_value(json_object_get(value, "section"));
+    return in && !strcmp(in, arg);
+}
+
 /* ---- expiry ---- */
 
 /* A hold's timer is due (pubpipe_timers()): queue its expiry, which frees

@@ -17,6 +17,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "core/channel.h"
 #include "core/pubpipe.h"
 
 #define SEATS_NS "seats"
@@ -47,6 +48,19 @@ int seats_is_map(const char *name, size_t len);
  * Return: 0 (the answer comes from the pipeline), or a PROTO_E_* code. */
 int seats_request(const char *chan, const char *action, const json_t *body, const char *user, int backend,
                   origin_t *origin, char *reason);
+
+/* seats_filter() - read the "filter" of a subscribe to channel @name:
+ * {"section": "<name>"} on a seat map, which selects the seats of that
+ * section and its counts (seats_match_section()). @arg: [out] the section
+ * (CHAN_FILTER_ARG_MAX + 1 bytes).
+ * Return: 0, or PROTO_E_BAD_FIELD with @reason. */
+int seats_filter(const char *name, size_t len, const json_t *filter, char *arg, char *reason);
+
+/* seats_match_section() - a chan_match_fn: whether a change of @key belongs
+ * to section @arg: its "section:<arg>" counts, its seats (by the value's
+ * "section"), and every removed seat (a client drops it if it shows it).
+ * Any thread. */
+int seats_match_section(const char *arg, const char *key, size_t klen, const json_t *value);
 
 /* seats_user_connected(), seats_user_disconnected() - a connection of @user
  * was established / closed. After the last close, where the namespace says

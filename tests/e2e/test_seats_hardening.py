@@ -7,7 +7,9 @@
 - the waitlist position can be read without joining again;
 - the REST `user` field follows the token rules for `sub`;
 - a state key's version never repeats within the channel's epoch (delete,
-  reset and a seat map redefinition included).
+  reset and a seat map redefinition included);
+- a subscription to one section of a seat map: a filtered snapshot, then only
+  that section's deltas, in both encodings.
 
 Each test failed against the broker before these changes."""
 import asyncio
@@ -15,9 +17,9 @@ import time
 
 import requests
 
-from conftest import run
-from test_seats import (SEATS, anon, call, define, idle, ns, personal, read_state, refused, reply, seat_map,
-                        seats_op, until, user, watch, ws_error)
+from conftest import RawWS, apply_delta, run
+from test_seats import (SEATS, anon, assert_converged, call, define, idle, ns, personal, read_state, refused, reply,
+                        seat_map, seats_op, until, user, watch, ws_error)
 
 STATE = ("--ns", "scores.state=on")
 
@@ -289,3 +291,186 @@ def test_seat_key_versions_never_repeat_after_redefinition(make_broker):
     define(b, ev, [("V1", "A"), ("V2", "A")])       # and back
     items, _ = read_state(b, ev)
     assert items["seat:V2"]["version"] > old, (old, items["seat:V2"])
+
+
+# -- 7. subscribing to one section of a seat map -------------------------------------------------
+
+class SectionView:
+    """A filtered subscriber's copy: the filtered snapshot, then its deltas, whose offsets
+    grow with gaps (deltas with nothing for the section are not sent)."""
+
+    def __init__(self, subscribed):
+        assert "state" in subscribed, subscribed
+        self.offset = subscribed["offset"]
+        self.state = {k: {"value": v["value"], "version": v["version"]} for k, v in subscribed["state"].items()}
+        self.deltas = []
+
+    def feed(self, m):
+        if m["op"] == "snapshot":
+            self.offset = m["offset"]
+            self.state = {k: {"value": v["value"], "version": v["version"]} for k, v in m["state"].items()}
+            return
+        assert m["offset"] > self.offset, "offsets only grow: %d after %d" % (m["offset"], self.offset)
+        apply_delta(self.state, m["data"])
+        self.offset = m["offset"]
+        self.deltas.append(m)
+
+
+async def watch_section(c, event, section):
+    m = await reply(c, {"op": "subscribe", "channel": "seats:" + event, "filter": {"section": section}})
+    assert m["op"] == "subscribed", m
+    view = SectionView(m)
+    c.views["seats:" + event] = view
+    return view
+
+
+def section_of(b, event, section):
+    """The stored map restricted to one section: its seats and its counts, with versions."""
+    items, offset = read_state(b, event)
+    want = {k: {"value": it["value"], "version": it["version"]} for k, it in items.items()
+            if k == "section:" + section or (k.startswith("seat:") and it["value"]["section"] == section)}
+    return want, offset
+
+
+def test_subscribe_to_one_section(make_broker):
+    b = make_broker(*SEATS)
+    ev = "big1"
+    secs = ["S%d" % i for i in range(8)]
+    define(b, ev, [("%s-%d" % (s, n), s) for s in secs for n in range(60)])   # 480 seats
+
+    async def go():
+        full_c = await user(b, "fullview")
+        full = await watch(full_c, ev)
+        a_js = await user(b, "a_js")
+        a_mp = await user(b, "a_mp", "msgpack")
+        b_js = await user(b, "b_js")
+        va = await watch_section(a_js, ev, "S0")
+        vm = await watch_section(a_mp, ev, "S0")
+        vb = await watch_section(b_js, ev, "S1")
+        want_a, offset = section_of(b, ev, "S0")
+        assert va.offset == offset and va.state == want_a, "the snapshot is the section: %d keys, want %d" % (
+            len(va.state), len(want_a))
+        assert len(va.state) == 61 and vm.state == va.state
+        assert vb.state == section_of(b, ev, "S1")[0]
+        assert len(full.state) == 488
+
+        # A hold in S0 reaches S0's views (seat and counts) and the full one, not S1's.
+        h = call(b, ev, "hold", {"user": "alice", "seats": ["S0-1", "S0-2"], "ttl": 300})
+        await until(a_js, lambda: va.offset >= h["offset"], 5, "the S0 delta (JSON)")
+        await until(a_mp, lambda: vm.offset >= h["offset"], 5, "the S0 delta (MessagePack)")
+        await until(full_c, lambda: full.offset >= h["offset"], 5, "the full delta")
+        assert {c["key"] for c in va.deltas[-1]["data"]["changes"]} == {"seat:S0-1", "seat:S0-2", "section:S0"}
+        assert vm.deltas[-1]["data"] == va.deltas[-1]["data"], "both encodings carry the same filtered delta"
+        # Holds in S1 and S5: S1's view hears of S1 only, S0's of nothing.
+        n_a = len(va.deltas)
+        h1 = call(b, ev, "hold", {"user": "bob", "seats": ["S1-0"], "ttl": 300})
+        h5 = call(b, ev, "hold", {"user": "bob", "seats": ["S5-0"], "ttl": 300})
+        await until(b_js, lambda: vb.offset >= h1["offset"], 5, "the S1 delta")
+        await until(full_c, lambda: full.offset >= h5["offset"], 5, "the full deltas")
+        await idle(a_js, 0.5)
+        await idle(b_js, 0.3)
+        assert len(va.deltas) == n_a, "S0's view got deltas of other sections: %r" % va.deltas[n_a:]
+        assert vb.offset == h1["offset"], "S1's view got the S5 delta"
+
+        # Moving S0-3 to S1 (a redefinition): it leaves S0's view and enters S1's.
+        spec = [("%s-%d" % (s, n), s) for s in secs for n in range(60)]
+        spec[3] = ("S0-3", "S1")
+        d = define(b, ev, spec)
+        await until(a_js, lambda: va.offset >= d["offset"], 5, "S0's view of the move")
+        await until(a_mp, lambda: vm.offset >= d["offset"], 5, "S0's MessagePack view of the move")
+        await until(b_js, lambda: vb.offset >= d["offset"], 5, "S1's view of the move")
+        await until(full_c, lambda: full.offset >= d["offset"], 5, "the full view of the move")
+        assert "seat:S0-3" not in va.state and va.state["section:S0"]["value"]["total"] == 59
+        assert vb.state["seat:S0-3"]["value"]["section"] == "S1" and vb.state["section:S1"]["value"]["total"] == 61
+        for view, sec in ((va, "S0"), (vm, "S0"), (vb, "S1")):
+            want, offset = section_of(b, ev, sec)
+            assert view.state == want, "the %s view converges to the stored section" % sec
+        assert_converged(full, b, ev)
+
+        # A reconnect with since gets a fresh filtered snapshot, not the unfiltered log.
+        c2 = await user(b, "again")
+        m = await reply(c2, {"op": "subscribe", "channel": "seats:" + ev, "filter": {"section": "S0"},
+                             "since": {"epoch": epoch_of(b, ev), "offset": h["offset"]}})
+        assert m["op"] == "subscribed" and m.get("recovered") is False and "state" in m, m
+        assert SectionView(m).state == section_of(b, ev, "S0")[0]
+
+        # Bad filters: a clear 103; the others go on.
+        for bad in ({"section": "no such!"}, {"section": ""}, {"section": "S0", "more": 1}, {"prefix": "seat:"},
+                    "S0", None):
+            e = await ws_error(c2, {"op": "subscribe", "channel": "seats:other", "filter": bad}, 103)
+            assert "filter" in e["reason"], e
+        e = await ws_error(c2, {"op": "subscribe", "channel": "news", "filter": {"section": "S0"}}, 103)
+        assert "seat maps" in e["reason"], e
+        h = call(b, ev, "hold", {"user": "carol", "seats": ["S0-9"], "ttl": 300})
+        await until(a_js, lambda: va.offset >= h["offset"], 5, "S0's view still live")
+        for c in (full_c, a_js, a_mp, b_js, c2):
+            await c.close()
+    run(go(), timeout=60)
+
+
+def epoch_of(b, event):
+    r = requests.get(b.url("/api/channels/seats:%s/state" % event), params={"limit": 1}, timeout=5)
+    return r.json()["epoch"]
+
+
+def test_lagging_section_subscriber_gets_a_filtered_snapshot(make_broker):
+    """A filtered subscriber that falls behind is resynchronised with a snapshot of its
+    section only, and converges."""
+    b = make_broker(*SEATS)
+    ev = "lag1"
+    s0 = ["S0-%d" % i for i in range(100)]
+    s1 = ["S1-%d" % i for i in range(100)]
+    define(b, ev, [(s, "S0") for s in s0] + [(s, "S1") for s in s1])
+    slow = RawWS(b.host, b.port, rcvbuf=4096)
+    try:
+        slow.send_json({"op": "connect", "id": 1})
+        slow.send_json({"op": "subscribe", "id": 2, "channel": "seats:" + ev, "filter": {"section": "S0"}})
+        got = []
+        while len(got) < 2:
+            got += slow.recv_messages()
+        assert [m["op"] for m in got] == ["connected", "subscribed"], got
+        state = {k: v["value"] for k, v in got[1]["state"].items()}
+        assert set(state) == {"seat:" + s for s in s0} | {"section:S0"}
+        # Big deltas (100 seats each) while it reads nothing: far more than the socket
+        # buffers and half of the send queue hold.
+        sess = requests.Session()
+        t0 = time.monotonic()
+        for i in range(400):
+            assert time.monotonic() - t0 < 60, "the load loop is bounded in time"
+            for action, body in (("hold", {"user": "u%d" % i, "seats": s0, "ttl": 300}),
+                                 ("release", {"user": "u%d" % i, "seats": s0}),
+                                 ("hold", {"user": "v%d" % i, "seats": s1[:10], "ttl": 300}),
+                                 ("release", {"user": "v%d" % i, "seats": s1[:10]})):
+                r = sess.post(b.url("/api/events/%s/%s" % (ev, action)), json=body, timeout=5)
+                assert r.status_code == 200, r.text
+        last = call(b, ev, "hold", {"user": "last", "seats": s0[:3], "ttl": 300})
+        assert "slow consumer" not in b.log
+        want = {k: v["value"] for k, v in section_of(b, ev, "S0")[0].items()}
+        snapshots = 0
+        deadline = time.monotonic() + 20
+        offset = 0
+        while time.monotonic() < deadline and not (offset >= last["offset"] and state == want):
+            for m in slow.recv_messages():
+                if m["op"] == "snapshot":
+                    snapshots += 1
+                    assert set(m["state"]) <= {"seat:" + s for s in s0} | {"section:S0"}, \
+                        "the resync snapshot is filtered too"
+                    state = {k: v["value"] for k, v in m["state"].items()}
+                    offset = m["offset"]
+                elif m["op"] == "pub":
+                    keys = {c["key"] for c in m["data"]["changes"]}
+                    assert not any(k.startswith("seat:S1") or k == "section:S1" for k in keys), keys
+                    apply_delta_values(state, m["data"])
+                    offset = m["offset"]
+        assert snapshots >= 1, "the lagging reader was resynchronised with a snapshot"
+        assert state == want and offset >= last["offset"], "the section view converged"
+    finally:
+        slow.close()
+
+
+def apply_delta_values(state, data):
+    for ch in data["changes"]:
+        if ch.get("deleted"):
+            state.pop(ch["key"], None)
+        else:
+            state[ch["key"]] = ch["value"]
