@@ -73,7 +73,7 @@ def test_rehold_with_shorter_ttl_keeps_the_longer_hold(make_broker):
 # -- 2. release on disconnect: a grace, and only WebSocket holds --------------------------------
 
 def test_release_on_disconnect_waits_for_a_reconnect(make_broker):
-    b = make_broker(*SEATS, *ns("seat_release_on_disconnect=on", "seat_release_grace=2s"))
+    b = make_broker(*SEATS, *ns("seat_release_on_disconnect=on", "seat_release_grace=4s"))
     ev = "rg1"
     define(b, ev, [("G1", "A"), ("G2", "A"), ("G3", "A")])
 
@@ -85,9 +85,9 @@ def test_release_on_disconnect_waits_for_a_reconnect(make_broker):
         call(b, ev, "hold", {"user": "alice", "seats": ["G2"], "ttl": 300})
         await a.close()
         # A page reload: back within the grace, the hold stays, also after the grace would have ended.
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
         a = await user(b, "alice")
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(4.5)
         seats, _ = seat_map(b, ev)
         assert seats["G1"]["status"] == "held" and seats["G1"]["holder"] == "alice", \
             "a reconnect within seat_release_grace keeps the hold: %r" % seats["G1"]
@@ -96,11 +96,11 @@ def test_release_on_disconnect_waits_for_a_reconnect(make_broker):
         await a.close()
         await asyncio.sleep(1.0)
         assert seat_map(b, ev)[0]["G1"]["status"] == "held", "released before the grace was over"
-        deadline = time.monotonic() + 6
+        deadline = time.monotonic() + 10
         while seat_map(b, ev)[0]["G1"]["status"] != "free":
             assert time.monotonic() < deadline, "G1 not released within the grace and a few seconds"
             await asyncio.sleep(0.1)
-        assert time.monotonic() - t_close >= 1.8, "released before seat_release_grace (2s)"
+        assert time.monotonic() - t_close >= 3.5, "released before seat_release_grace (4s)"
         seats, _ = seat_map(b, ev)
         assert seats["G2"]["status"] == "held" and seats["G2"]["holder"] == "alice", \
             "a hold the backend made over REST outlives the user's connections: %r" % seats["G2"]
@@ -109,7 +109,7 @@ def test_release_on_disconnect_waits_for_a_reconnect(make_broker):
         m = await reply(bob, seats_op(ev, "hold", seats=["G3"], ttl=300))
         assert m["op"] == "seats", m
         await bob.close()
-    run(go())
+    run(go(), timeout=60)
 
 
 def test_release_grace_zero_and_backend_rehold(make_broker):
@@ -125,7 +125,7 @@ def test_release_grace_zero_and_backend_rehold(make_broker):
         assert m["op"] == "seats", m
         call(b, ev, "hold", {"user": "alice", "seats": ["Z2"], "ttl": 300})
         await a.close()
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 6
         while seat_map(b, ev)[0]["Z1"]["status"] != "free":
             assert time.monotonic() < deadline, "with grace 0 the hold goes at once"
             await asyncio.sleep(0.05)
@@ -150,18 +150,18 @@ def test_holder_is_told_when_a_hold_or_offer_expires(make_broker):
         h = call(b, ev, "hold", {"user": "alice", "seats": ["X1"], "ttl": 1})
         call(b, ev, "hold", {"user": "carol", "seats": ["X2"], "ttl": 300})
         assert call(b, ev, "waitlist", {"user": "bob", "section": "A"})["position"] == 1
-        await until(alice, lambda: personal_msgs(alice, ev, "seat_expired"), 5, "alice's seat_expired")
+        await until(alice, lambda: personal_msgs(alice, ev, "seat_expired"), 10, "alice's seat_expired")
         got = personal_msgs(alice, ev, "seat_expired")
         assert got == [{"type": "seat_expired", "event": ev, "channel": "seats:" + ev, "seat": "X1",
                         "section": "A", "expires": h["expires"], "offer": False}], got
         # X1 went to bob as an offer (1 s); he lets it expire and hears of it too.
-        await until(bob, lambda: personal_msgs(bob, ev, "seat_offer"), 5, "bob's seat_offer")
+        await until(bob, lambda: personal_msgs(bob, ev, "seat_offer"), 10, "bob's seat_offer")
         offer = personal_msgs(bob, ev, "seat_offer")[0]
-        await until(bob, lambda: personal_msgs(bob, ev, "seat_expired"), 5, "bob's seat_expired")
+        await until(bob, lambda: personal_msgs(bob, ev, "seat_expired"), 10, "bob's seat_expired")
         got = personal_msgs(bob, ev, "seat_expired")
         assert got == [{"type": "seat_expired", "event": ev, "channel": "seats:" + ev, "seat": "X1",
                         "section": "A", "expires": offer["expires"], "offer": True}], got
-        await until(viewer, lambda: (view.seat("X1") or {}).get("status") == "free", 5, "X1 to be free")
+        await until(viewer, lambda: (view.seat("X1") or {}).get("status") == "free", 10, "X1 to be free")
         # A confirmed or released hold is no expiry: nothing more arrives.
         call(b, ev, "release", {"user": "carol", "seats": ["X2"]})
         await idle(alice, 0.5)
@@ -170,7 +170,7 @@ def test_holder_is_told_when_a_hold_or_offer_expires(make_broker):
         assert len(personal_msgs(bob, ev, "seat_expired")) == 1
         for c in (alice, bob, viewer):
             await c.close()
-    run(go())
+    run(go(), timeout=60)
 
 
 # -- 4. reading one's waitlist position --------------------------------------------------------
