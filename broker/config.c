@@ -138,7 +138,10 @@ static const struct opt ns_opts[] = {
     { "namespace", "waitlist_max", NULL, T_UINT, NO(waitlist_max), 0, "1000",
       "seat maps: users one section's waitlist may hold (error 110 beyond)" },
     { "namespace", "seat_release_on_disconnect", NULL, T_BOOL, NO(seat_release_on_disconnect), 0, "off",
-      "seat maps: release the seats a user holds when their last WebSocket connection closes" },
+      "seat maps: release the seats a user held over WebSocket when their last connection closes and they do not "
+      "come back within seat_release_grace" },
+    { "namespace", "seat_release_grace", NULL, T_MS, NO(seat_release_grace_ms), 0, "10s",
+      "seat maps: with seat_release_on_disconnect, how long a user's holds wait for them to reconnect" },
     { "namespace", "seat_client_confirm", NULL, T_BOOL, NO(seat_client_confirm), 0, "off",
       "seat maps: clients may confirm (book) their holds over WebSocket; off: only the backend, over REST" },
 };

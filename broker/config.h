@@ -44,6 +44,7 @@ typedef struct ns_config {
     unsigned seat_offer_ttl_ms;   /* seat maps: how long a waitlist offer holds its seat */
     unsigned waitlist_max;        /* seat maps: users one section's waitlist may hold */
     int seat_release_on_disconnect; /* seat maps: a user's holds go with their last connection */
+    unsigned seat_release_grace_ms; /* seat maps: ... unless they reconnect within this long */
     int seat_client_confirm;      /* seat maps: clients may confirm (book) over WebSocket */
 } ns_config_t;
 

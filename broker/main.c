@@ -5,7 +5,8 @@
  * Owns: the order of start-up and shutdown, the signal handlers (INT/TERM
  * stop, HUP re-reads [log]), the once-a-second tick (connect timeouts,
  * token expiry and refresh notices, idle rate-limit entries, operator
- * figures), the quarter-second tune (write coalescing, presence leaves),
+ * figures), the quarter-second tune (write coalescing, presence leaves,
+ * seat releases after a disconnect's grace),
  * the end-of-turn flush, the descriptor limit, and which hook of the
  * layers below calls which function of the layers above.
  * Shutdown (SIGINT/SIGTERM): refuse new connections, ask every session to
@@ -100,6 +101,7 @@ static void on_tune(uv_timer_t *t)
     (void)t;
     sess_coalesce_adjust();
     presence_tick();
+    seats_tick();
 }
 
 static void on_flush(uv_check_t *h)

@@ -63,7 +63,7 @@ struct herald_metrics {
     /* Seat map requests by action (enum seat_action, 0 unused) and outcome:
      * [0] applied, [1] refused by the seats' state (taken, not held, ...),
      * [2] failed (storage). */
-    uint64_t seat_requests[9][3];
+    uint64_t seat_requests[10][3];  /* [enum seat_action][ok, refused, failed] */
 };
 
 extern struct herald_metrics metrics;

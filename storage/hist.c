@@ -257,6 +257,8 @@ struct hist_tx {
     hist_write_t *w;
     wbuf_t changes;               /* MessagePack: the delta's change maps */
     uint32_t nchanges;
+    uint64_t floor;               /* the version floor (see hist.h "aux"), once loaded */
+    uint8_t floor_loaded, floor_dirty;
 };
 
 /* (channel id, key) as a key of "state" or "aux". */
@@ -264,10 +266,62 @@ static MDB_val state_key(unsigned char *buf, uint64_t id, const char *key, size_
 {
     MDB_val k;
     put_be64(buf, id);
-    memcpy(buf + 8, key, keylen);
+    if (keylen) memcpy(buf + 8, key, keylen);
     k.mv_size = 8 + keylen;
     k.mv_data = buf;
     return k;
+}
+
+/* The channel's version floor: every version a deleted key of the channel
+ * ever had is at or below it. Return: 0 or an MDB code. */
+static int floor_load(hist_tx_t *tx)
+{
+    unsigned char kb[8];
+    MDB_val k = state_key(kb, tx->id, NULL, 0), v;
+    int rc;
+
+    if (tx->floor_loaded) return 0;
+    rc = mdb_get(tx->txn, tx->h->aux, &k, &v);
+    if (rc && rc != MDB_NOTFOUND) return rc;
+    tx->floor = rc == 0 && v.mv_size == 8 ? get_be64(v.mv_data) : 0;
+    tx->floor_loaded = 1;
+    return 0;
+}
+
+/* A key at @version is going away: the floor rises to it. */
+static int floor_raise(hist_tx_t *tx, uint64_t version)
+{
+    int rc = floor_load(tx);
+    if (!rc && version > tx->floor) {
+        tx->floor = version;
+        tx->floor_dirty = 1;
+    }
+    return rc;
+}
+
+static int floor_store(hist_tx_t *tx)
+{
+    unsigned char kb[8], vb[8];
+    MDB_val k = state_key(kb, tx->id, NULL, 0), v = { 8, vb };
+
+    if (!tx->floor_dirty) return 0;
+    put_be64(vb, tx->floor);
+    return mdb_put(tx->txn, tx->h->aux, &k, &v, 0);
+}
+
+/* The version a change of a key now at @version (@present) takes: one more,
+ * or above the floor for a key that is new or created again. Return: 0 or
+ * an MDB code. */
+static int next_version(hist_tx_t *tx, uint64_t version, int present, uint64_t *out)
+{
+    int rc;
+    if (present) {
+        *out = version + 1;
+        return 0;
+    }
+    if ((rc = floor_load(tx))) return rc;
+    *out = tx->floor + 1;
+    return 0;
 }
 
 /* Reads a stored state value into its version and MessagePack bytes. */
@@ -318,14 +372,14 @@ static int tx_put(hist_tx_t *tx, const char *key, size_t klen, uint64_t version,
     return tx->changes.oom ? ENOMEM : 0;
 }
 
-/* Deletes @key (present) and records the change. */
-static int tx_del(hist_tx_t *tx, const char *key, size_t klen)
+/* Deletes @key (present, at @version) and records the change. */
+static int tx_del(hist_tx_t *tx, const char *key, size_t klen, uint64_t version)
 {
     unsigned char kbuf[8 + HIST_KEY_MAX];
     MDB_val k = state_key(kbuf, tx->id, key, klen);
     int rc = mdb_del(tx->txn, tx->h->state, &k, NULL);
 
-    if (rc) return rc;
+    if (rc || (rc = floor_raise(tx, version))) return rc;
     mpack_put_map(&tx->changes, 2);
     mpack_put_str(&tx->changes, "key", 3);
     mpack_put_str(&tx->changes, key, klen);
@@ -335,8 +389,9 @@ static int tx_del(hist_tx_t *tx, const char *key, size_t klen)
     return tx->changes.oom ? ENOMEM : 0;
 }
 
-/* Deletes every row of channel @id in @dbi (its state, or its aux rows). */
-static int rows_clear(MDB_txn *txn, MDB_dbi dbi, uint64_t id)
+/* Deletes every row of channel @id in @dbi (its state, or its aux rows);
+ * with @maxver, *@maxver is the highest version among the state rows. */
+static int rows_clear(MDB_txn *txn, MDB_dbi dbi, uint64_t id, uint64_t *maxver)
 {
     unsigned char kb[8];
     MDB_val k = { 8, kb }, v;
@@ -349,6 +404,7 @@ static int rows_clear(MDB_txn *txn, MDB_dbi dbi, uint64_t id)
      * MDB_NEXT returns it (LMDB keeps a "just deleted" flag for this). */
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size < 8 || get_be64(k.mv_data) != id) break;
+        if (maxver && v.mv_size >= 8 && get_be64(v.mv_data) > *maxver) *maxver = get_be64(v.mv_data);
         if ((rc = mdb_cursor_del(cur, 0))) break;
     }
     mdb_cursor_close(cur);
@@ -379,10 +435,12 @@ int hist_tx_put(hist_tx_t *tx, const char *key, size_t klen, const json_t *val)
     int rc;
 
     if (!key_ok(klen)) return EINVAL;
-    if ((rc = tx_lookup(tx, key, klen, &version, &old, &oldlen))) return rc;
+    if ((rc = tx_lookup(tx, key, klen, &version, &old, &oldlen)) ||
+        (rc = next_version(tx, version, old != NULL, &version)))
+        return rc;
     wbuf_init(&b);
     mpack_emit(&b, val);
-    rc = b.oom ? ENOMEM : tx_put(tx, key, klen, version + 1, b.p, b.len);
+    rc = b.oom ? ENOMEM : tx_put(tx, key, klen, version, b.p, b.len);
     wbuf_deinit(&b);
     return rc;
 }
@@ -396,7 +454,7 @@ int hist_tx_del(hist_tx_t *tx, const char *key, size_t klen)
 
     if (!key_ok(klen)) return EINVAL;
     if ((rc = tx_lookup(tx, key, klen, &version, &old, &oldlen)) || !old) return rc;
-    return tx_del(tx, key, klen);
+    return tx_del(tx, key, klen, version);
 }
 
 int hist_tx_scan(hist_tx_t *tx, const char *prefix, size_t plen,
@@ -531,7 +589,13 @@ static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf
         size_t oldlen = 0;
 
         if (op->type == HIST_OP_RESET) {
-            if ((rc = rows_clear(txn, h->state, id)) || (rc = rows_clear(txn, h->aux, id))) break;
+            uint64_t maxver = 0;
+            /* The floor goes with the aux rows and comes back raised. */
+            if ((rc = floor_load(&tx)) || (rc = rows_clear(txn, h->state, id, &maxver)) ||
+                (rc = rows_clear(txn, h->aux, id, NULL)))
+                break;
+            tx.floor_dirty = 1;
+            if (maxver > tx.floor) tx.floor = maxver;
             /* A reset makes the earlier changes of this request moot. */
             wbuf_reset(&tx.changes);
             tx.nchanges = 0;
@@ -552,9 +616,12 @@ static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf
                 break;
             }
             /* fall through */
-        case HIST_OP_SET:
-            rc = tx_put(&tx, op->key, op->keylen, version + 1, op->val, op->vallen);
+        case HIST_OP_SET: {
+            uint64_t nv;
+            if (!(rc = next_version(&tx, version, old != NULL, &nv)))
+                rc = tx_put(&tx, op->key, op->keylen, nv, op->val, op->vallen);
             break;
+        }
         case HIST_OP_INCR: {
             char reason[PROTO_REASON_MAX];
             json_t *cur = NULL;
@@ -576,19 +643,21 @@ static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf
                 break;
             }
             n += op->by;
+            if ((rc = next_version(&tx, version, old != NULL, &version))) break;
             wbuf_init(&nv);
             mpack_put_int(&nv, n);
-            rc = nv.oom ? ENOMEM : tx_put(&tx, op->key, op->keylen, version + 1, nv.p, nv.len);
+            rc = nv.oom ? ENOMEM : tx_put(&tx, op->key, op->keylen, version, nv.p, nv.len);
             wbuf_deinit(&nv);
             break;
         }
         case HIST_OP_DELETE:
-            if (old) rc = tx_del(&tx, op->key, op->keylen);   /* absent: no change */
+            if (old) rc = tx_del(&tx, op->key, op->keylen, version);   /* absent: no change */
             break;
         default:
             break;
         }
     }
+    if (!rc) rc = floor_store(&tx);
     w->unchanged = !rc && !tx.nchanges && !reset;
     if (!rc) {
         mpack_put_map(out, 2);
@@ -1056,6 +1125,9 @@ int hist_prune(hist_t *h, int64_t now_ms, unsigned budget, hist_policy_fn policy
                 gone_list = g;
             }
             if ((rc = mdb_cursor_del(cur, 0))) goto abort;
+            /* Its aux rows (the version floor among them) go with it: the
+             * next publication starts a new epoch, where versions may start over. */
+            if ((rc = rows_clear(txn, h->aux, cr.id, NULL))) goto abort;
             deleted++;
         } else if (changed) {
             unsigned char recbuf[CHAN_REC_LEN];

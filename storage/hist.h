@@ -7,6 +7,10 @@
  *   "state" (channel id, key) -> version and value, for state channels;
  *   "aux"   (channel id, key) -> value: rows a state channel's custom
  *           operations keep beside its state but never publish (a waitlist);
+ *           and under the bare channel id (no key) the channel's version
+ *           floor: the highest version any deleted key had, so that a key
+ *           created again starts above it and a key's versions never repeat
+ *           within the channel's epoch (no ABA for cas);
  *   "timers" (due ms, channel id, key) -> channel name: when a custom
  *           operation asked to be run again (a seat hold's expiry);
  *   "idem"  (channel id, idempotency key) -> (ts, offset): the publication a
@@ -227,7 +231,8 @@ void hist_state_free(hist_state_t *s);
 /* hist_tx_get() - the state key @key: *@val (a new reference) and *@version,
  * or *@val NULL when the key is absent. */
 int hist_tx_get(hist_tx_t *tx, const char *key, size_t klen, json_t **val, uint64_t *version);
-/* hist_tx_put() - set @key to @val (its version + 1); part of the delta. */
+/* hist_tx_put() - set @key to @val (its version + 1, or, when absent, the
+ * channel's version floor + 1); part of the delta. */
 int hist_tx_put(hist_tx_t *tx, const char *key, size_t klen, const json_t *val);
 /* hist_tx_del() - delete @key (absent: nothing); part of the delta. */
 int hist_tx_del(hist_tx_t *tx, const char *key, size_t klen);

@@ -24,6 +24,7 @@ struct ctx {
     json_t *sections;             /* name -> counts, loaded on first use */
     json_t *dirty;                /* names of sections whose counts changed */
     json_t *offers;
+    json_t *expired;              /* holds (and offers) that ran out: [{"user","seat","section","expires","offer"}] */
 };
 
 static size_t mkkey(char *buf, size_t len, const char *prefix, const char *id)
@@ -176,6 +177,15 @@ static int offer(struct ctx *c, const char *id, json_t *v, const char *user)
     return rc;
 }
 
+/* Seat @id (@v) was held by someone whose hold ran out at "expires": an
+ * entry in "expired", for the broker to tell that user. */
+static void expired(struct ctx *c, const char *id, const json_t *v)
+{
+    json_array_append_new(c->expired, json_pack("{s:s,s:s,s:s,s:I,s:b}", "user", str(v, "holder"), "seat", id,
+                                                "section", str(v, "section"), "expires", (json_int_t)num(v, "expires"),
+                                                "offer", json_is_true(json_object_get(v, "offer"))));
+}
+
 /* Seat @id (@v) is no longer held or booked: it goes to the head of its
  * section's waitlist if anyone waits, else it becomes free. */
 static int free_seat(struct ctx *c, const char *id, json_t *v)
@@ -230,7 +240,7 @@ static int load(struct ctx *c, json_t *vals, json_t *unknown)
 static int do_hold(struct ctx *c, json_t *res)
 {
     json_t *vals = json_array(), *unknown = json_array(), *taken = json_array(), *v;
-    int64_t until = c->now + c->r->ttl_ms;
+    int64_t until = c->now + c->r->ttl_ms, earliest = until;
     size_t i;
     int rc;
 
@@ -256,10 +266,23 @@ static int do_hold(struct ctx *c, json_t *res)
         rc = refuse(c, PROTO_E_SEATS_TAKEN, "seats held by another user or booked; none was held", "seats", taken);
         goto out;
     }
-    json_array_foreach(vals, i, v)
-        if ((rc = hold_seat(c, json_string_value(json_array_get(c->r->seats, i)), v, c->r->user, until, 0))) goto out;
+    json_array_foreach(vals, i, v) {
+        const char *id = json_string_value(json_array_get(c->r->seats, i));
+        int64_t at = until;
+        if (!strcmp(str(v, "status"), "held")) {
+            /* A re-hold by the holder extends and never shortens: a page that
+             * asks again with a short ttl must not cut a long hold short. */
+            if (!strcmp(str(v, "holder"), c->r->user)) {
+                if (num(v, "expires") > at) at = num(v, "expires");
+            } else {
+                expired(c, id, v);             /* an expired hold not yet freed, taken over */
+            }
+        }
+        if ((rc = hold_seat(c, id, v, c->r->user, at, 0))) goto out;
+        if (i == 0 || at < earliest) earliest = at;
+    }
     json_object_set(res, "seats", c->r->seats);
-    json_object_set_new(res, "expires", json_integer(until));
+    json_object_set_new(res, "expires", json_integer(earliest));
 out:
     json_decref(vals);
     json_decref(unknown);
@@ -328,6 +351,7 @@ static int do_expire(struct ctx *c, json_t *res)
     if (!id || (rc = seat_timer(c, id, c->r->at_ms, 0)) || (rc = get_seat(c, id, &v))) return id ? rc : EINVAL;
     /* Only the hold this timer was set for, and only once it is over. */
     if (v && !strcmp(str(v, "status"), "held") && num(v, "expires") == c->r->at_ms && c->r->at_ms <= c->now) {
+        expired(c, id, v);
         rc = free_seat(c, id, v);
         json_object_set_new(res, "seats", json_pack("[s]", id));
     } else {
@@ -427,6 +451,33 @@ static int do_unwait(struct ctx *c, json_t *res)
     return rc;
 }
 
+/* POSITION: where the user stands in the section's waitlist; a read. */
+static int do_position(struct ctx *c, json_t *res)
+{
+    json_t *counts, *q = NULL, *u;
+    size_t i, pos = 0;
+    int rc;
+
+    if ((rc = section(c, c->r->section, &counts))) return rc;
+    if (!counts) {
+        json_t *s = json_string(c->r->section);
+        rc = refuse(c, PROTO_E_UNKNOWN_SEAT, "no such section in the event's seat map", "section", s);
+        json_decref(s);
+        return rc;
+    }
+    if ((rc = waitlist(c, c->r->section, &q))) return rc;
+    json_array_foreach(q, i, u)
+        if (!strcmp(json_string_value(u), c->r->user)) {
+            pos = i + 1;
+            break;
+        }
+    json_object_set_new(res, "section", json_string(c->r->section));
+    json_object_set_new(res, "position", json_integer((json_int_t)pos));
+    json_object_set_new(res, "waiting", json_integer((json_int_t)json_array_size(q)));
+    json_decref(q);
+    return 0;
+}
+
 /* ---- defining the map ---- */
 
 /* Gathers the keys under a prefix into an object {name after the prefix: value}. */
@@ -478,6 +529,15 @@ static int do_define(struct ctx *c, json_t *res)
     json_array_foreach(r->seats, i, d) {
         json_t *old = json_object_get(seats, str(d, "id")), *nv;
         nv = old ? json_deep_copy(old) : json_pack("{s:s}", "status", "free");
+        /* A seat that changes section is removed, then written anew: a view
+         * of one section (a filtered subscription) then drops it. */
+        if (old && strcmp(str(old, "section"), str(d, "section"))) {
+            char key[sizeof SEAT_KEY + SEAT_ID_MAX];
+            if ((rc = hist_tx_del(c->tx, key, mkkey(key, sizeof key, SEAT_KEY, str(d, "id"))))) {
+                json_decref(nv);
+                goto out;
+            }
+        }
         json_object_set(nv, "section", json_object_get(d, "section"));
         if (json_object_get(d, "price_class")) json_object_set(nv, "price_class", json_object_get(d, "price_class"));
         else json_object_del(nv, "price_class");
@@ -543,7 +603,8 @@ int seatmap_apply(hist_tx_t *tx, const void *arg)
     c.sections = json_object();
     c.dirty = json_object();
     c.offers = json_array();
-    if (!res || !c.sections || !c.dirty || !c.offers) {
+    c.expired = json_array();
+    if (!res || !c.sections || !c.dirty || !c.offers || !c.expired) {
         rc = ENOMEM;
         goto out;
     }
@@ -556,11 +617,13 @@ int seatmap_apply(hist_tx_t *tx, const void *arg)
     case SEAT_EXPIRE: rc = do_expire(&c, res); break;
     case SEAT_WAIT: rc = do_wait(&c, res); break;
     case SEAT_UNWAIT: rc = do_unwait(&c, res); break;
+    case SEAT_POSITION: rc = do_position(&c, res); break;
     default: rc = EINVAL; break;
     }
     if (!rc) rc = flush_sections(&c);
     if (!rc) {
         json_object_set(res, "offers", c.offers);
+        json_object_set(res, "expired", c.expired);
         hist_tx_result(tx, res);
         res = NULL;
     }
@@ -569,5 +632,6 @@ out:
     json_decref(c.sections);
     json_decref(c.dirty);
     json_decref(c.offers);
+    json_decref(c.expired);
     return rc;
 }

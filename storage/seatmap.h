@@ -32,13 +32,14 @@ enum seat_action {
     SEAT_EXPIRE,                  /* a hold's timer fired (internal) */
     SEAT_WAIT,                    /* join a section's waitlist */
     SEAT_UNWAIT,
+    SEAT_POSITION,                /* read one's place in a section's waitlist */
 };
 
 typedef struct seat_req {
     enum seat_action action;
     const char *user;             /* the user acted for (all but DEFINE, ADD, EXPIRE) */
     json_t *seats;                /* DEFINE, ADD: [{"id","section","price_class"?}]; else seat ids */
-    const char *section;          /* WAIT, UNWAIT */
+    const char *section;          /* WAIT, UNWAIT, POSITION */
     int64_t ttl_ms;               /* HOLD */
     int64_t offer_ttl_ms;         /* how long a waitlist offer holds its seat */
     unsigned waitlist_max;        /* WAIT */
@@ -49,9 +50,15 @@ typedef struct seat_req {
 
 /* seatmap_apply() - run @req (a seat_req_t) in @tx. On success the result
  * (hist_tx_result) holds what the requester is told ("seats", "expires",
- * "position", "offered", "sections") and "offers": [{"user","seat","section",
- * "expires"}], the waitlist offers made, for the broker to notify. Refusals
- * carry {"code","reason"} and "seats" or "section".
+ * "position", "waiting", "offered", "sections"), "offers": [{"user","seat",
+ * "section","expires"}], the waitlist offers made, and "expired": [{"user",
+ * "seat","section","expires","offer"}], the holds that ran out (freed by their
+ * timer, or an expired hold another user took), for the broker to notify.
+ * A HOLD of a seat the user already holds keeps the later of the two
+ * expiries; "expires" is then the earliest expiry of the listed seats.
+ * POSITION changes nothing: "position" (1-based; 0: not waiting) and
+ * "waiting" (the waitlist's length). Refusals carry {"code","reason"} and
+ * "seats" or "section".
  * Return: 0, HIST_E_REFUSED, or a storage code (see hist_custom_fn). */
 int seatmap_apply(hist_tx_t *tx, const void *req);
 

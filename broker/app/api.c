@@ -403,8 +403,9 @@ static int seats_check(http_req_t *r)
     snprintf(event, sizeof event, "%s", r->target);
     if (seats_channel(event, strlen(event), r->target, sizeof r->target))
         return http_respond_error(r, 404, PROTO_E_BAD_FIELD,
-                                  "use /api/events/{event}/seats, /hold, /confirm, /release, /waitlist or "
-                                  "/waitlist/leave (event ids are 1-64 letters, digits, '_', '-' or '.')");
+                                  "use /api/events/{event}/seats, /hold, /confirm, /release, /waitlist, "
+                                  "/waitlist/leave or /waitlist/position (event ids are 1-64 letters, digits, "
+                                  "'_', '-' or '.')");
     if (!state_enabled(r))
         return http_respond_error(r, 404, PROTO_E_DISABLED,
                                   "seat maps need [namespace " SEATS_NS "] state = on in the configuration");
@@ -425,6 +426,29 @@ static int seats_post(http_req_t *r)
     if (http_await(r)) { json_decref(msg); return -1; }
     origin.serial = r->serial;
     code = seats_request(r->target, r->action, msg, NULL, 1, &origin, reason);
+    json_decref(msg);
+    return code ? http_respond_error(r, 0, code, reason) : 0;
+}
+
+/* GET /api/events/{event}/waitlist/position?user=..&section=..: the same
+ * read as POST with {"user","section"}, for a backend that would rather GET. */
+static int seats_position_get(http_req_t *r)
+{
+    char reason[PROTO_REASON_MAX], user[300], section[300];
+    origin_t origin = { ORIGIN_REST, 0, NULL };
+    const char *u, *sec;
+    json_t *msg;
+    int code, rc;
+
+    if ((rc = seats_check(r)) != READ_BODY) return rc;
+    u = http_query(r, "user=", user, sizeof user);
+    sec = http_query(r, "section=", section, sizeof section);
+    if (!(msg = json_object())) return oom(r);
+    if (u) json_object_set_new(msg, "user", json_string(u));
+    if (sec) json_object_set_new(msg, "section", json_string(sec));
+    if (http_await(r)) { json_decref(msg); return -1; }
+    origin.serial = r->serial;
+    code = seats_request(r->target, "waitlist_position", msg, NULL, 1, &origin, reason);
     json_decref(msg);
     return code ? http_respond_error(r, 0, code, reason) : 0;
 }
@@ -454,6 +478,8 @@ static const struct route routes[] = {
     { HTTP_POST, R_BODY, "/api/events/", "/release", "release", seats_check, seats_post },
     { HTTP_POST, R_BODY, "/api/events/", "/waitlist", "waitlist", seats_check, seats_post },
     { HTTP_POST, R_BODY, "/api/events/", "/waitlist/leave", "waitlist_leave", seats_check, seats_post },
+    { HTTP_POST, R_BODY, "/api/events/", "/waitlist/position", "waitlist_position", seats_check, seats_post },
+    { HTTP_GET,  0, "/api/events/", "/waitlist/position", "waitlist_position", seats_position_get, NULL },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

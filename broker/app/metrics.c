@@ -121,7 +121,7 @@ void metrics_render(wbuf_t *b)
          "Seat map requests by action and result (ok; refused: taken, unknown seat, not held, waitlist full; failed).");
     {
         static const char *const actions[] = { NULL, "define", "add", "hold", "confirm", "release", "expire",
-                                               "waitlist", "waitlist_leave" };
+                                               "waitlist", "waitlist_leave", "waitlist_position" };
         static const char *const results[] = { "ok", "refused", "failed" };
         for (size_t a = 1; a < sizeof actions / sizeof actions[0]; a++)
             for (size_t r = 0; r < 3; r++)

@@ -197,9 +197,12 @@ static void op_subscribe(op_req_t *q)
     const char *token;
     size_t toklen = 0;
     int granted = 0, want_presence = 0;
+    const json_t *filter = json_object_get(msg, "filter");
+    char section[CHAN_FILTER_ARG_MAX + 1];
     chan_t *c;
     int r;
 
+    if (filter && (r = seats_filter(q->name, q->len, filter, section, reason))) { fail(q, r, reason); return; }
     if ((r = msg_get_int(msg, "history", &n, reason)) > 1 || n < 0 || n > HISTORY_LIMIT_MAX) {
         fail(q, PROTO_E_BAD_FIELD, "field \"history\" must be an integer from 0 to 1000");
         return;
@@ -216,8 +219,18 @@ static void op_subscribe(op_req_t *q)
         fail(q, r, reason);
         return;
     }
+    if (r == 0 && filter && !c->ns->state) {
+        chan_maybe_drop(c);
+        fail(q, PROTO_E_DISABLED, "seat maps need [namespace " SEATS_NS "] state = on in the configuration");
+        return;
+    }
     if (r == 0) r = chan_subscribe(s, c);
     if (r == 0 && granted) chan_sub(s, c)->granted = 1;
+    if (r == 0 && filter && chan_sub_filter(chan_sub(s, c), seats_match_section, section)) {
+        chan_unsubscribe(s, c);
+        fail(q, PROTO_E_INTERNAL, "out of memory");
+        return;
+    }
     switch (r) {
     case 0: break;
     case PROTO_E_ALREADY_SUBSCRIBED:

@@ -7,6 +7,7 @@
  * not need the stored map (ids, ttl, who may ask), so what reaches the
  * transaction can only fail on the seats' current state. */
 #include "app/seats.h"
+#include "auth/auth.h"
 #include "core/channel.h"
 #include "core/publish.h"
 #include "chname.h"
@@ -20,30 +21,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define USER_MAX 255
-
 /* A request on its way through the store; owned by its pub_ops_t. */
 typedef struct seat_job {
     seat_req_t req;
-    char user[USER_MAX + 1];
+    char user[AUTH_USER_MAX + 1];
     char section[SEAT_ID_MAX + 1];
     const char *action;           /* the name the requester used */
+    int ws;                       /* asked over the user's own WebSocket session */
 } seat_job_t;
 
-/* A user known to hold seats, or connected. */
+/* A user known to hold seats over WebSocket, or connected. */
 struct seat_user {
     char *name;
     unsigned nconn;
-    json_t *holds;                /* {channel: {seat: true}}: seats held in namespaces that release on disconnect */
+    json_t *holds;                /* {channel: {seat: true}}: seats held over WebSocket in namespaces that
+                                     release on disconnect */
+    uint64_t release_at;          /* loop ms when the holds go, once the last connection closed; 0: not due */
+    struct seat_user *rel_prev, *rel_next; /* on the release list while release_at is set */
 };
 
 static hmap_t users;
 static int users_ready;
 static int any_release;           /* some namespace has seat_release_on_disconnect */
+static uint64_t release_grace_ms; /* the seats namespace's seat_release_grace */
+/* Users whose last connection closed, oldest first: one grace for every
+ * seat map, so the list is in order of release_at. */
+static struct seat_user *rel_head, *rel_tail;
 
 static const struct { const char *name; enum seat_action action; } actions[] = {
     { "define", SEAT_DEFINE }, { "add", SEAT_ADD }, { "hold", SEAT_HOLD }, { "confirm", SEAT_CONFIRM },
     { "release", SEAT_RELEASE }, { "waitlist", SEAT_WAIT }, { "waitlist_leave", SEAT_UNWAIT },
+    { "waitlist_position", SEAT_POSITION },
 };
 
 /* Event ids, seat ids and section names: 1-64 letters, digits, '_', '-', '.'. */
@@ -180,8 +188,32 @@ static struct seat_user *user_get(const char *name, int create)
     return u;
 }
 
+static void release_unlink(struct seat_user *u)
+{
+    if (!u->release_at) return;
+    if (u->rel_prev) u->rel_prev->rel_next = u->rel_next;
+    else rel_head = u->rel_next;
+    if (u->rel_next) u->rel_next->rel_prev = u->rel_prev;
+    else rel_tail = u->rel_prev;
+    u->rel_prev = u->rel_next = NULL;
+    u->release_at = 0;
+}
+
+/* Puts @u, whose last connection closed, at the end of the release list. */
+static void release_later(struct seat_user *u)
+{
+    u->release_at = uv_now(&srv.loop) + release_grace_ms;
+    if (!u->release_at) u->release_at = 1;
+    u->rel_prev = rel_tail;
+    u->rel_next = NULL;
+    if (rel_tail) rel_tail->rel_next = u;
+    else rel_head = u;
+    rel_tail = u;
+}
+
 static void user_drop(struct seat_user *u)
 {
+    release_unlink(u);
     hmap_del(&users, u->name, strlen(u->name));
     json_decref(u->holds);
     free(u->name);
@@ -195,7 +227,7 @@ static void track(chan_t *c, const char *user, const json_t *seats, int add)
     json_t *held, *id;
     size_t i;
 
-    if (!c->ns->seat_release_on_disconnect || !(u = user_get(user, add))) return;
+    if (!user || !c->ns->seat_release_on_disconnect || !(u = user_get(user, add))) return;
     held = json_object_getn(u->holds, c->name, c->namelen);
     if (add && !held) {
         held = json_object();
@@ -207,11 +239,15 @@ static void track(chan_t *c, const char *user, const json_t *seats, int add)
     }
     if (held && !json_object_size(held)) json_object_deln(u->holds, c->name, c->namelen);
     if (!u->nconn && !json_object_size(u->holds)) user_drop(u);
+    else if (add && !u->nconn && !u->release_at) release_later(u);   /* the session closed meanwhile */
 }
 
 /* ---- requests ---- */
 
-static void notify_offer(const chan_t *c, const json_t *o)
+/* Publishes @what ("seat_offer" or "seat_expired") about the seat in @o
+ * ({"user","seat","section","expires","offer"?}) on seat map @c to the
+ * personal channel user:{id} of o.user. */
+static void notify(const chan_t *c, const char *what, const json_t *o)
 {
     char name[300], reason[PROTO_REASON_MAX];
     origin_t none = { ORIGIN_NONE, 0, NULL };
@@ -220,39 +256,55 @@ static void notify_offer(const chan_t *c, const json_t *o)
     int n = snprintf(name, sizeof name, "user:%s", user ? user : "");
 
     if (n < 0 || (size_t)n >= sizeof name || !chname_valid(name, (size_t)n, NULL)) {
-        hlog(LOG_WARN, "seats", "cannot notify user %s of seat offer on %s: not a valid personal channel name",
+        hlog(LOG_WARN, "seats", "cannot send %s to user %s on %s: not a valid personal channel name", what,
              user ? user : "?", c->name);
         return;
     }
-    data = json_pack("{s:s,s:s,s:s%,s:O,s:O,s:O}", "type", "seat_offer", "event", c->name + sizeof SEATS_NS,
+    data = json_pack("{s:s,s:s,s:s%,s:O,s:O,s:O}", "type", what, "event", c->name + sizeof SEATS_NS,
                      "channel", c->name, (size_t)c->namelen, "seat", json_object_get(o, "seat"), "section",
                      json_object_get(o, "section"), "expires", json_object_get(o, "expires"));
+    if (data && json_object_get(o, "offer")) json_object_set(data, "offer", json_object_get(o, "offer"));
     if (!data || publish(name, (size_t)n, data, NULL, &none, reason))
-        hlog(LOG_WARN, "seats", "cannot notify user %s of seat offer on %s", user, c->name);
+        hlog(LOG_WARN, "seats", "cannot send %s to user %s on %s", what, user, c->name);
     json_decref(data);
 }
 
-/* The outcome is known (pub_ops_t.done): notify offers, keep track of
- * holds, and shape the report into the answer. */
+/* The outcome is known (pub_ops_t.done): notify offers and expiries, keep
+ * track of holds, and shape the report into the answer. */
 static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
 {
     seat_job_t *j = ops->custom;
-    json_t *offers, *o;
+    json_t *list, *o;
     size_t i;
 
     if ((unsigned)j->req.action < sizeof metrics.seat_requests / sizeof metrics.seat_requests[0])
         metrics.seat_requests[j->req.action][code == 0 ? 0 : code == PROTO_E_STORAGE || code == PROTO_E_INTERNAL ? 2 : 1]++;
     if (code || !result) return;
-    offers = json_object_get(result, "offers");
-    json_array_foreach(offers, i, o) {
+    /* Expiries first: a seat that ran out and went to the waitlist's head
+     * is told to its old holder before its new one hears of the offer. */
+    list = json_object_get(result, "expired");
+    json_array_foreach(list, i, o) {
         json_t *one = json_pack("[O]", json_object_get(o, "seat"));
-        notify_offer(c, o);
-        if (one) track(c, json_string_value(json_object_get(o, "user")), one, 1);
+        notify(c, "seat_expired", o);
+        if (one) track(c, json_string_value(json_object_get(o, "user")), one, 0);
+        json_decref(one);
+    }
+    json_object_del(result, "expired");
+    /* An offer is the broker's, not made over the user's sessions: a
+     * disconnect does not release it; seat_offer_ttl ends it. */
+    list = json_object_get(result, "offers");
+    json_array_foreach(list, i, o) {
+        json_t *one = json_pack("[O]", json_object_get(o, "seat"));
+        notify(c, "seat_offer", o);
+        if (one) track(c, json_string_value(json_object_get(o, "user")), one, 0);
         json_decref(one);
     }
     json_object_del(result, "offers");
     switch (j->req.action) {
-    case SEAT_HOLD: track(c, j->user, j->req.seats, 1); break;
+    /* Only a hold made over the user's own WebSocket goes with their
+     * connection; a backend's hold for them (or re-hold, during payment,
+     * say) stays until it is confirmed, released or expires. */
+    case SEAT_HOLD: track(c, j->user, j->req.seats, j->ws); break;
     case SEAT_CONFIRM:
     case SEAT_RELEASE: track(c, j->user, json_object_get(result, "seats"), 0); break;
     default: break;
@@ -313,7 +365,7 @@ int seats_request(const char *chan, const char *action, const json_t *body, cons
     for (i = 0; i < sizeof actions / sizeof actions[0]; i++)
         if (!strcmp(action, actions[i].name)) break;
     if (i == sizeof actions / sizeof actions[0]) {
-        bad(reason, "\"action\" must be hold, confirm, release, waitlist or waitlist_leave");
+        bad(reason, "\"action\" must be hold, confirm, release, waitlist, waitlist_leave or waitlist_position");
         goto fail;
     }
     if (!(j = calloc(1, sizeof *j))) { r = oom(reason); goto fail; }
@@ -322,13 +374,15 @@ int seats_request(const char *chan, const char *action, const json_t *body, cons
     j->req.offer_ttl_ms = ns->seat_offer_ttl_ms;
     j->req.waitlist_max = ns->waitlist_max;
     j->req.cancel = backend;
+    j->ws = !backend && user != NULL;
     if (!json_is_object(body)) { bad(reason, "the body must be a JSON object"); goto fail_job; }
     if (j->req.action != SEAT_DEFINE && j->req.action != SEAT_ADD) {
         const json_t *u = user ? NULL : json_object_get(body, "user");
         const char *name = user ? user : json_string_value(u);
         size_t len = user ? strlen(user) : json_string_length(u);
-        if (!name || len == 0 || len > USER_MAX || memchr(name, 0, len)) {
-            bad(reason, "field \"user\" must be the id of the user acted for (1-255 bytes)");
+        if (!name || !auth_user_valid(name, len)) {
+            bad(reason, "field \"user\" must be the id of the user acted for, as in a token's \"sub\": "
+                "1-128 bytes without ',' or '#'");
             goto fail_job;
         }
         memcpy(j->user, name, len + 1);
@@ -356,7 +410,8 @@ int seats_request(const char *chan, const char *action, const json_t *body, cons
         if ((r = check_ids(json_object_get(body, "seats"), reason))) goto fail_job;
         break;
     case SEAT_WAIT:
-    case SEAT_UNWAIT: {
+    case SEAT_UNWAIT:
+    case SEAT_POSITION: {
         const json_t *s = json_object_get(body, "section");
         if (!json_id_ok(s)) {
             r = bad(reason, "field \"section\" must be a section name: 1-64 letters, digits, '_', '-' or '.'");
@@ -371,7 +426,7 @@ int seats_request(const char *chan, const char *action, const json_t *body, cons
     }
     /* A copy of its own: the storage thread reads it while the loop frees the request. */
     if (json_object_get(body, "seats") && j->req.action != SEAT_WAIT && j->req.action != SEAT_UNWAIT &&
-        !(j->req.seats = json_deep_copy(json_object_get(body, "seats")))) {
+        j->req.action != SEAT_POSITION && !(j->req.seats = json_deep_copy(json_object_get(body, "seats")))) {
         r = oom(reason);
         goto fail_job;
     }
@@ -381,6 +436,42 @@ fail_job:
 fail:
     origin_clear(origin);
     return r;
+}
+
+/* ---- section subscriptions ---- */
+
+int seats_filter(const char *name, size_t len, const json_t *filter, char *arg, char *reason)
+{
+    const json_t *sec = json_object_get(filter, "section");
+
+    if (!seats_is_map(name, len)) {
+        snprintf(reason, PROTO_REASON_MAX, "\"filter\" is for seat maps (seats:{event}): {\"section\": <name>}");
+        return PROTO_E_BAD_FIELD;
+    }
+    if (!json_is_object(filter) || json_object_size(filter) != 1 || !json_id_ok(sec)) {
+        snprintf(reason, PROTO_REASON_MAX, "field \"filter\" must be {\"section\": <name>}: a section name of "
+                 "1-64 letters, digits, '_', '-' or '.'");
+        return PROTO_E_BAD_FIELD;
+    }
+    memcpy(arg, json_string_value(sec), json_string_length(sec) + 1);
+    return 0;
+}
+
+int seats_match_section(const char *arg, const char *key, size_t klen, const json_t *value)
+{
+    static const char sk[] = "section:", seat[] = "seat:";
+    size_t alen = strlen(arg);
+    const char *in;
+
+    if (klen == sizeof sk - 1 + alen && !memcmp(key, sk, sizeof sk - 1) && !memcmp(key + sizeof sk - 1, arg, alen))
+        return 1;
+    if (klen <= sizeof seat - 1 || memcmp(key, seat, sizeof seat - 1)) return 0;
+    /* A removed seat has no value to tell its section: every view gets it.
+     * A seat that changes section is removed first (storage/seatmap.c), so
+     * the view it leaves drops it. */
+    if (!value) return 1;
+    in = json_string_value(json_object_get(value, "section"));
+    return in && !strcmp(in, arg);
 }
 
 /* ---- expiry ---- */
@@ -410,6 +501,8 @@ void seats_init(void)
 {
     any_release = srv.cfg.ns_template.seat_release_on_disconnect;
     for (size_t i = 0; i < srv.cfg.nns; i++) any_release |= srv.cfg.ns[i].seat_release_on_disconnect;
+    /* Every seat map is in the one namespace "seats", so one grace serves all. */
+    release_grace_ms = config_ns(&srv.cfg, SEATS_NS ":x", sizeof SEATS_NS + 1)->seat_release_grace_ms;
     pubpipe_timers(on_due);
 }
 
@@ -422,15 +515,15 @@ void seats_user_connected(const char *user)
     /* Connections are counted only where a disconnect can release holds. */
     if (!any_release || !(u = user_get(user, 1))) return;
     u->nconn++;
+    release_unlink(u);                         /* back within the grace: the holds stay */
 }
 
-void seats_user_disconnected(const char *user)
+/* Releases every seat @u holds over WebSocket, and forgets @u. */
+static void release_all(struct seat_user *u)
 {
-    struct seat_user *u = user_get(user, 0);
     const char *chan;
     json_t *held;
 
-    if (!u || (u->nconn && --u->nconn)) return;
     /* A shutdown is not a user leaving: their holds wait for them (or expire). */
     if (!srv.stopping) {
         json_object_foreach(u->holds, chan, held) {
@@ -453,12 +546,33 @@ void seats_user_disconnected(const char *user)
     user_drop(u);
 }
 
+void seats_user_disconnected(const char *user)
+{
+    struct seat_user *u = user_get(user, 0);
+
+    if (!u || (u->nconn && --u->nconn)) return;
+    if (!json_object_size(u->holds) || !release_grace_ms || srv.stopping) {
+        release_all(u);
+        return;
+    }
+    /* A page reload or a network blip is not a user leaving: wait. */
+    release_later(u);
+}
+
+void seats_tick(void)
+{
+    uint64_t now = uv_now(&srv.loop);
+
+    while (rel_head && rel_head->release_at <= now) release_all(rel_head);
+}
+
 void seats_deinit(void)
 {
     struct seat_user *u;
     size_t pos = 0;
 
     if (!users_ready) return;
+    rel_head = rel_tail = NULL;
     while ((u = hmap_next(&users, &pos))) {
         json_decref(u->holds);
         free(u->name);

@@ -5,9 +5,11 @@
  * Owns: validating a seat request and turning it into one custom state
  * operation on the channel seats:{event} (storage/seatmap.c applies it in the
  * channel's transaction); queueing an expiry for each hold timer the store
- * reports due; publishing a waitlist offer on the offered user's personal
- * channel user:{id}; and which seats each user holds in namespaces with
- * seat_release_on_disconnect, so their last disconnect releases them.
+ * reports due; publishing a waitlist offer (seat_offer) and the end of a hold
+ * (seat_expired) on the user's personal channel user:{id}; and, in
+ * namespaces with seat_release_on_disconnect, which seats each user holds
+ * through their own WebSocket sessions, so that their last disconnect
+ * releases them once seat_release_grace has passed without a reconnect.
  * Loop thread only. */
 #ifndef HERALD_SEATS_H
 #define HERALD_SEATS_H
@@ -15,6 +17,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "core/channel.h"
 #include "core/pubpipe.h"
 
 #define SEATS_NS "seats"
@@ -34,20 +37,42 @@ int seats_channel(const char *event, size_t elen, char *out, size_t len);
 int seats_is_map(const char *name, size_t len);
 
 /* seats_request() - carry out seat @action ("define", "add", "hold",
- * "confirm", "release", "waitlist" or "waitlist_leave") described by @body on
- * seat map @chan, for @user (NULL: take "user" from @body, as the backend
- * does over REST), answering @origin (its id reference is taken). @backend:
- * the request comes over REST, where confirm is always allowed and release
- * also cancels bookings.
+ * "confirm", "release", "waitlist", "waitlist_leave" or "waitlist_position")
+ * described by @body on seat map @chan, for @user (the WebSocket session's
+ * user; NULL: take "user" from @body, as the backend does over REST, which
+ * must pass auth_user_valid()), answering @origin (its id reference is
+ * taken). @backend: the request comes over REST, where confirm is always
+ * allowed and release also cancels bookings; holds made with @user set (and
+ * not @backend) are the ones a disconnect releases.
  * @reason: [out] on a PROTO_E_* failure (PROTO_REASON_MAX bytes).
  * Return: 0 (the answer comes from the pipeline), or a PROTO_E_* code. */
 int seats_request(const char *chan, const char *action, const json_t *body, const char *user, int backend,
                   origin_t *origin, char *reason);
 
+/* seats_filter() - read the "filter" of a subscribe to channel @name:
+ * {"section": "<name>"} on a seat map, which selects the seats of that
+ * section and its counts (seats_match_section()). @arg: [out] the section
+ * (CHAN_FILTER_ARG_MAX + 1 bytes).
+ * Return: 0, or PROTO_E_BAD_FIELD with @reason. */
+int seats_filter(const char *name, size_t len, const json_t *filter, char *arg, char *reason);
+
+/* seats_match_section() - a chan_match_fn: whether a change of @key belongs
+ * to section @arg: its "section:<arg>" counts, its seats (by the value's
+ * "section"), and every removed seat (a client drops it if it shows it).
+ * Any thread. */
+int seats_match_section(const char *arg, const char *key, size_t klen, const json_t *value);
+
 /* seats_user_connected(), seats_user_disconnected() - a connection of @user
- * was established / closed; the last close releases the user's holds where
- * the namespace says so (not while the broker shuts down). */
+ * was established / closed. After the last close, where the namespace says
+ * so, the seats the user holds through WebSocket holds are released once
+ * seat_release_grace passes without a new connection of that user
+ * (seats_tick()); with a grace of 0, at once. Not while the broker shuts
+ * down: the holds then wait for the user, or expire. */
 void seats_user_connected(const char *user);
 void seats_user_disconnected(const char *user);
+
+/* seats_tick() - release the holds of users whose grace is over (called
+ * every quarter second). */
+void seats_tick(void);
 
 #endif

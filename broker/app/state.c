@@ -129,7 +129,25 @@ typedef struct snap_job {
     int rc;
     hist_state_t st;
     json_t *items;                /* SNAP_LIST: the filtered page, built off the loop */
+    chan_match_fn match;          /* SNAP_SUBSCRIBE, SNAP_RESYNC: the subscriber's filter, or NULL */
+    char match_arg[CHAN_FILTER_ARG_MAX + 1];
 } snap_job_t;
+
+/* Keeps only the keys of @st that @match(@arg) accepts (off the loop). */
+static void snap_filter(hist_state_t *st, chan_match_fn match, const char *arg)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < st->n; i++) {
+        char reason[PROTO_REASON_MAX];
+        json_t *v = NULL;
+        int keep = !mpack_decode(st->kv[i].val, st->kv[i].vallen, &v, reason) &&
+                   match(arg, st->kv[i].key, st->kv[i].keylen, v);
+        json_decref(v);
+        if (keep) st->kv[n++] = st->kv[i];
+    }
+    st->n = n;
+}
 
 /* Whether the value (MessagePack) passes the page's filters. */
 static int matches(const struct state_page *p, const hist_kv_t *kv, json_t **decoded)
@@ -165,6 +183,7 @@ static void snap_work(uv_work_t *w)
 
     if (j->kind != SNAP_LIST) {
         j->rc = hist_state_read(pubpipe_store(), j->chan->name, j->chan->namelen, "", 0, NULL, 0, 0, &j->st);
+        if (!j->rc && j->match) snap_filter(&j->st, j->match, j->match_arg);
         return;
     }
     /* A filtered page scans on from the cursor until it has @limit matches
@@ -315,8 +334,9 @@ int state_subscribed(sess_t *s, chan_t *c, const json_t *id, const struct histor
     snap_job_t *j;
 
     /* A reconnect whose gap the log still holds gets the missed deltas, as
-     * on any channel with history. */
-    if (since->set && !strcmp(since->epoch, c->epoch) && since->offset <= c->last_offset &&
+     * on any channel with history; a filtered one, a fresh filtered snapshot
+     * (its log holds whole deltas). */
+    if (since->set && !sub->filter && !strcmp(since->epoch, c->epoch) && since->offset <= c->last_offset &&
         c->last_offset - since->offset <= keep)
         return history_subscribed(s, c, id, 0, since, presence);
     if (!(j = calloc(1, sizeof *j))) return -ENOMEM;
@@ -326,6 +346,10 @@ int state_subscribed(sess_t *s, chan_t *c, const json_t *id, const struct histor
     j->id = id ? json_incref((json_t *)id) : NULL;
     j->presence = presence;
     j->recovery = since->set;
+    if (sub->filter) {
+        j->match = sub->filter->match;
+        memcpy(j->match_arg, sub->filter->arg, sizeof j->match_arg);
+    }
     if (snap_submit(j)) return -ENOMEM;
     chan_replay_start(sub);
     return 0;
@@ -352,6 +376,10 @@ void state_resync(sess_t *s, chan_t *c)
     j->kind = SNAP_RESYNC;
     j->chan = c;
     j->serial = s->serial;
+    if (sub->filter) {
+        j->match = sub->filter->match;
+        memcpy(j->match_arg, sub->filter->arg, sizeof j->match_arg);
+    }
     if (snap_submit(j)) return;
     chan_replay_start(sub);
 }

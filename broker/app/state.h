@@ -29,6 +29,9 @@ int state_parse(const json_t *ops_json, pub_ops_t **out, char *reason);
 /* state_subscribed() - answer a subscribe of @s to state channel @c: a
  * snapshot in the reply ("state"), then the deltas after it; with @since
  * and a log that still holds what was missed, the missed deltas instead.
+ * A subscription with a filter (chan_sub_filter(), set before this call)
+ * always gets a snapshot of the keys its filter accepts (also on a resync),
+ * never the unfiltered log.
  * Return: 0, or -ENOMEM. */
 struct history_since;
 int state_subscribed(sess_t *s, chan_t *c, const json_t *id, const struct history_since *since, int presence);

@@ -100,8 +100,7 @@ int auth_token(const char *token, size_t len, ident_t *id, char *reason)
     ident_clear(id);
     if (!claims) return PROTO_E_UNAUTHORIZED;
     v = json_object_get(claims, "sub");
-    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128 ||
-        strpbrk(json_string_value(v), ",#")) {
+    if (!json_is_string(v) || !auth_user_valid(json_string_value(v), json_string_length(v))) {
         snprintf(reason, PROTO_REASON_MAX, "invalid token: \"sub\" must be a user id of 1-128 characters without ',' or '#'");
         goto fail;
     }
@@ -470,4 +469,12 @@ int auth_key_may_publish(const apikey_t *k, const char *name, size_t len)
         ns[nslen] = '\0';
     }
     return in_list(k->publish, strlen(k->publish), ns);
+}
+
+int auth_user_valid(const char *user, size_t len)
+{
+    /* ',' separates the users of dm:a,b and '#' ends a channel's owner
+     * (orders:1234#alice): a user id with either could claim another's channel. */
+    return len >= 1 && len <= AUTH_USER_MAX && !memchr(user, '\0', len) && !memchr(user, ',', len) &&
+           !memchr(user, '#', len);
 }

@@ -68,6 +68,12 @@ int auth_dev_mode(void);
  * Return: 0, or PROTO_E_UNAUTHORIZED. */
 int auth_token(const char *token, size_t len, ident_t *id, char *reason);
 
+/* auth_user_valid() - whether @user (@len bytes) may be a user id: 1 to
+ * AUTH_USER_MAX bytes without ',', '#' or NUL, the rule for a token's "sub"
+ * and for the users a backend names (seat maps). Any thread. */
+#define AUTH_USER_MAX 128
+int auth_user_valid(const char *user, size_t len);
+
 /* ident_clear() - free what @id holds and zero it. */
 void ident_clear(ident_t *id);
 

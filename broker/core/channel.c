@@ -5,6 +5,7 @@
 #include "rand.h"
 #include "record.h"
 #include "core/presence.h"
+#include "mpack.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ static void chan_free(chan_t *c)
 {
     /* Subscriptions are gone (the caller checked), so nothing is held. */
     presence_free(c);
+    free(c->filters);
     free(c->members);
     free(c->subs);
     free(c);
@@ -154,6 +156,87 @@ fail:
     return r;
 }
 
+/* ---- filters ---- */
+
+int chan_sub_filter(sub_t *sub, chan_match_fn match, const char *arg)
+{
+    chan_t *c = sub->chan;
+    chan_filter_t *f = NULL, **nf;
+
+    for (uint32_t i = 0; i < c->nfilters; i++)
+        if (c->filters[i]->match == match && !strcmp(c->filters[i]->arg, arg)) { f = c->filters[i]; break; }
+    if (!f) {
+        if (!(f = calloc(1, sizeof *f))) return -ENOMEM;
+        if (!(nf = realloc(c->filters, (c->nfilters + 1) * sizeof *nf))) { free(f); return -ENOMEM; }
+        c->filters = nf;
+        f->idx = c->nfilters;
+        c->filters[c->nfilters++] = f;
+        f->match = match;
+        snprintf(f->arg, sizeof f->arg, "%s", arg);
+    }
+    f->refs++;
+    f->nenc[sub->sess->enc]++;
+    sub->filter = f;
+    c->nfiltered++;
+    return 0;
+}
+
+static void filter_unref(chan_t *c, chan_filter_t *f, int enc)
+{
+    c->nfiltered--;
+    f->nenc[enc]--;
+    if (--f->refs) return;
+    c->filters[f->idx] = c->filters[--c->nfilters];
+    c->filters[f->idx]->idx = f->idx;
+    free(f);
+}
+
+/* The push of publication @offset (record @r, decoded) with only the changes
+ * @f accepts, per encoding its subscribers use, into @out; all NULL when it
+ * accepts none. Return: 0, or -ENOMEM. */
+static int filter_frames(chan_t *c, const chan_filter_t *f, uint64_t offset, const json_t *r, frame_t *out[PROTO_NENC])
+{
+    const json_t *data = json_object_get(r, "data"), *ch;
+    json_t *keep = json_array(), *fr = NULL;
+    wbuf_t rec;
+    size_t i;
+    int rc = -ENOMEM;
+
+    wbuf_init(&rec);
+    memset(out, 0, PROTO_NENC * sizeof *out);
+    if (!keep) goto out;
+    json_array_foreach(json_object_get(data, "changes"), i, ch) {
+        const json_t *key = json_object_get(ch, "key");
+        if (json_is_string(key) &&
+            f->match(f->arg, json_string_value(key), json_string_length(key), json_object_get(ch, "value")))
+            json_array_append(keep, (json_t *)ch);
+    }
+    rc = 0;
+    if (!json_array_size(keep) && !json_is_true(json_object_get(data, "reset"))) goto out;
+    rc = -ENOMEM;
+    if (!(fr = json_pack("{s:O,s:{s:O}}", "ts", json_object_get(r, "ts"), "data", "changes", keep))) goto out;
+    if (json_is_true(json_object_get(data, "reset")))
+        json_object_set_new(json_object_get(fr, "data"), "reset", json_true());
+    mpack_emit(&rec, fr);
+    if (rec.oom) goto out;
+    for (int e = 0; e < PROTO_NENC; e++) {
+        if (!f->nenc[e]) continue;
+        wbuf_reset(&srv.enc);
+        if (rec_pub((enum proto_enc)e, c->name, c->namelen, offset, rec.p, rec.len, &srv.enc) || srv.enc.oom ||
+            !(out[e] = frame_new(srv.enc.p, srv.enc.len)))
+            goto out;
+        out[e]->offset = offset;
+    }
+    rc = 0;
+out:
+    if (rc)
+        for (int e = 0; e < PROTO_NENC; e++) out[e] = frame_unref(out[e]);
+    json_decref(keep);
+    json_decref(fr);
+    wbuf_deinit(&rec);
+    return rc;
+}
+
 static void remove_sub(sub_t *sub)
 {
     chan_t *c = sub->chan;
@@ -175,6 +258,7 @@ static void remove_sub(sub_t *sub)
 
     if (sub->replaying) c->nreplaying--;
     if (sub->skip_upto) c->nskipping--;
+    if (sub->filter) filter_unref(c, sub->filter, s->enc);
     if (sub->stale) s->nstale--;
     for (uint32_t k = 0; k < sub->nheld; k++) frame_unref(sub->held[k]);
     free(sub->held);
@@ -303,17 +387,46 @@ static void hold(sub_t *sub, frame_t *f)
     sub->held[sub->nheld++] = frame_ref(f);
 }
 
+/* Frees the filtered frames of one fan-out (@n filters). */
+static void filtered_free(frame_t *(*ff)[PROTO_NENC], uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        for (int e = 0; e < PROTO_NENC; e++) frame_unref(ff[i][e]);
+    free(ff);
+}
+
 int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t reclen, frame_t *frames[PROTO_NENC])
 {
     frame_t *own[PROTO_NENC] = { NULL };
+    frame_t *(*ff)[PROTO_NENC] = NULL;         /* per filter of c->filters, per encoding */
+    uint32_t plain[PROTO_NENC];                /* unfiltered subscribers per encoding */
+    uint64_t skipped = 0;
 
     for (int e = 0; e < PROTO_NENC; e++) {
-        if (!c->nenc[e] || frames[e]) continue;
+        plain[e] = c->nenc[e];
+        for (uint32_t i = 0; i < c->nfilters; i++) plain[e] -= c->filters[i]->nenc[e];
+    }
+    for (int e = 0; e < PROTO_NENC; e++) {
+        if (!plain[e] || frames[e]) continue;
         wbuf_reset(&srv.enc);
         if (rec_pub((enum proto_enc)e, c->name, c->namelen, offset, rec, reclen, &srv.enc) || srv.enc.oom ||
             !(own[e] = frame_new(srv.enc.p, srv.enc.len))) {
             for (int k = 0; k < e; k++) frame_unref(own[k]);
             return -ENOMEM;
+        }
+    }
+    if (c->nfilters) {
+        /* One decode of the delta, then one filtered push per filter and encoding. */
+        char reason[PROTO_REASON_MAX];
+        json_t *r = NULL;
+        int rc = mpack_decode(rec, reclen, &r, reason) ? -ENOMEM : 0;
+        if (!rc && !(ff = calloc(c->nfilters, sizeof *ff))) rc = -ENOMEM;
+        for (uint32_t i = 0; !rc && i < c->nfilters; i++) rc = filter_frames(c, c->filters[i], offset, r, ff[i]);
+        json_decref(r);
+        if (rc) {
+            if (ff) filtered_free(ff, c->nfilters);
+            for (int e = 0; e < PROTO_NENC; e++) frame_unref(own[e]);
+            return rc;
         }
     }
     if (offset > c->last_offset) c->last_offset = offset;
@@ -324,7 +437,7 @@ int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t rec
     /* sess_push() may close a slow consumer, but closing only marks the
      * session; it leaves members[] unchanged while we walk it. The fast loop
      * is the common case; the other handles replays, snapshots and state. */
-    if (!c->nreplaying && !c->nskipping && !c->ns->state) {
+    if (!c->nreplaying && !c->nskipping && !c->ns->state && !c->nfiltered) {
         for (uint32_t i = 0; i < c->nsubs; i++) {
             sess_t *s = c->members[i];
             sess_push(s, frames[s->enc] ? frames[s->enc] : own[s->enc]);
@@ -334,10 +447,15 @@ int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t rec
             sess_t *s = c->members[i];
             sub_t *sub = c->subs[i];
             frame_t *f = frames[s->enc] ? frames[s->enc] : own[s->enc];
+            if (sub->filter) f = ff[sub->filter->idx][s->enc];
             if (sub->skip_upto) {
                 if (offset <= sub->skip_upto) continue;
                 sub->skip_upto = 0;
                 c->nskipping--;
+            }
+            if (!f) {                          /* nothing of this delta passes its filter */
+                skipped++;
+                continue;
             }
             if (sub->replaying) hold(sub, f);
             else if (sub->stale) continue;     /* a fresh snapshot will replace these */
@@ -347,7 +465,8 @@ int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t rec
             else sess_push(s, f);
         }
     }
-    srv.stats.deliveries += c->nsubs;
+    srv.stats.deliveries += c->nsubs - skipped;
     for (int e = 0; e < PROTO_NENC; e++) frame_unref(own[e]);
+    if (ff) filtered_free(ff, c->nfilters);
     return 0;
 }

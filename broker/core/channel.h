@@ -10,6 +10,11 @@
  * Publishing encodes the message once per encoding that the channel's
  * subscribers use and queues a reference to the same frame on each of them:
  * no allocation and no encoding per subscriber.
+ * A subscriber of a state channel may see only part of its state (a filter:
+ * one section of a seat map). Subscribers with equal filters share one
+ * chan_filter_t, so a delta is filtered and encoded once per (filter,
+ * encoding), never per subscriber; a delta with nothing for a filter is not
+ * sent to its subscribers at all.
  * Loop thread only. */
 #ifndef HERALD_CHANNEL_H
 #define HERALD_CHANNEL_H
@@ -22,6 +27,22 @@
 #include "msg.h"
 #include "net/session.h"
 
+/* Whether the change of state key @key (@klen bytes) to @value (NULL: the
+ * key was deleted) belongs to the part of the state that filter @arg selects.
+ * It must be a pure function: snapshots call it on a worker thread too. */
+typedef int (*chan_match_fn)(const char *arg, const char *key, size_t klen, const json_t *value);
+
+#define CHAN_FILTER_ARG_MAX 64
+
+/* One filter and the subscribers of a channel that use it. */
+typedef struct chan_filter {
+    chan_match_fn match;
+    char arg[CHAN_FILTER_ARG_MAX + 1];
+    uint32_t refs;                /* subscriptions using it */
+    uint32_t idx;                 /* its place in chan.filters */
+    uint32_t nenc[PROTO_NENC];    /* ... per encoding */
+} chan_filter_t;
+
 typedef struct chan {
     uint64_t last_offset;         /* last offset fanned out; 0 = never published */
     sess_t **members;             /* dense: the fan-out loop reads only this */
@@ -31,6 +52,8 @@ typedef struct chan {
     uint32_t nreplaying;          /* subscribers still waiting for their history read */
     uint32_t nskipping;           /* subscribers with skip_upto ahead of last_offset */
     uint32_t inflight;            /* holds: publications and reads in flight, an op being handled */
+    chan_filter_t **filters;      /* the distinct filters of its subscribers */
+    uint32_t nfilters, nfiltered; /* ... and the subscriptions that have one */
     const ns_config_t *ns;        /* its namespace's options */
     struct presence *pres;        /* members, when the namespace has presence */
     uint8_t stored;               /* has a log in the history store */
@@ -53,6 +76,7 @@ typedef struct sub {
     uint8_t replaying;
     uint8_t granted;              /* subscribed with a grant (it covers publish = granted) */
     uint8_t stale;                /* state channel: deltas dropped while its reader lagged */
+    chan_filter_t *filter;        /* state channel: only this part of the state, or NULL */
     uint64_t skip_upto;           /* deliver nothing up to this offset (a snapshot covered it) */
     frame_t **held;
     uint32_t nheld, heldcap;
@@ -77,6 +101,12 @@ int chan_open(const char *name, size_t len, chan_t **out);
  * else holds is freed. */
 int chan_subscribe(sess_t *s, chan_t *c);
 
+/* chan_sub_filter() - make @sub (a subscription just made to a state
+ * channel, with no filter yet) see only the changes @match(@arg, ...)
+ * accepts; @arg is copied (at most CHAN_FILTER_ARG_MAX bytes).
+ * Return: 0, or -ENOMEM (the subscription stays unfiltered). */
+int chan_sub_filter(sub_t *sub, chan_match_fn match, const char *arg);
+
 /* chan_unsubscribe() - remove @s from @c. Return: 0 or PROTO_E_NOT_SUBSCRIBED.
  * @c may be freed by this call. */
 int chan_unsubscribe(sess_t *s, chan_t *c);
@@ -87,7 +117,9 @@ void chan_unsubscribe_all(sess_t *s);
 /* chan_fanout() - deliver publication @offset of @c, whose record is @rec, to
  * every subscriber, and make it the channel's last offset. @frames holds the
  * encoded push per encoding, or NULL where not encoded yet; missing ones are
- * encoded here, once. The frames are borrowed.
+ * encoded here, once. The frames are borrowed. Filtered subscribers get the
+ * delta with only the changes their filter accepts, built here once per
+ * filter and encoding, and nothing when it accepts none.
  * Return: 0, or -ENOMEM (nothing was delivered). */
 int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t reclen, frame_t *frames[PROTO_NENC]);
 

@@ -55,7 +55,7 @@ typedef struct http_req {
      * channel name) and action were parsed from the path. */
     const void *route;
     char target[256];
-    char action[16];
+    char action[24];              /* the longest is "waitlist_position" */
 } http_req_t;
 
 /* What the router does with a request. */

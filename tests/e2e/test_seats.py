@@ -762,9 +762,10 @@ def test_two_hundred_clients_race_for_seats(make_broker):
 # -- 7. waitlist ------------------------------------------------------------------------------
 
 def offer_pub(c, event):
-    """The publications on @c's personal channel about @event."""
+    """The seat offers on @c's personal channel about @event (seat_expired goes there too)."""
     return [m for m in c.events if m.get("op") == "pub" and m.get("channel") == "user:" + c.user_name
-            and isinstance(m.get("data"), dict) and m["data"].get("event") == event]
+            and isinstance(m.get("data"), dict) and m["data"].get("event") == event
+            and m["data"].get("type") == "seat_offer"]
 
 
 async def personal(b, name):
@@ -877,7 +878,8 @@ def test_waitlist_max(make_broker):
 # -- 8. release on disconnect -------------------------------------------------------------------
 
 def test_release_on_disconnect(make_broker):
-    b = make_broker(*SEATS, *ns("seat_release_on_disconnect=on"))
+    # No grace: the release follows the last close (test_seats_hardening.py covers the grace).
+    b = make_broker(*SEATS, *ns("seat_release_on_disconnect=on", "seat_release_grace=0"))
     ev = "e8"
     define(b, ev, [("D1", "A"), ("D2", "A"), ("D3", "A"), ("D4", "A")])
     call(b, ev, "hold", {"user": "alice", "seats": ["D3"], "ttl": 300})

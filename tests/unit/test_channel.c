@@ -588,6 +588,62 @@ static void test_history_channel_lifetime(void **state)
     sessions_free(s, 1);
 }
 
+/* A filter for the test: keys that start with @arg. */
+static int match_prefix(const char *arg, const char *key, size_t klen, const json_t *value)
+{
+    (void)value;
+    return klen >= strlen(arg) && !memcmp(key, arg, strlen(arg));
+}
+
+/* Filtered subscribers: one filtered frame per (filter, encoding), shared by
+ * every subscriber with that filter; none for a filter that passes nothing. */
+static void test_filtered_fanout_shares_frames(void **state)
+{
+    sess_t *s = sessions_new(12, 1);            /* 6 JSON, 6 MessagePack */
+    json_t *delta = json_pack("{s:[{s:s,s:i,s:i},{s:s,s:b}]}", "changes", "key", "a:1", "value", 7, "version", 3,
+                              "key", "c:9", "deleted", 1);
+    chan_t *c = open_chan("seats:e1");
+    frame_t *plain[PROTO_NENC], *fa[PROTO_NENC];
+    uint64_t off = 0;
+    (void)state;
+
+    /* s[0..3] see everything, s[4..7] keys "a:", s[8..11] keys "b:". */
+    for (int i = 0; i < 12; i++) {
+        assert_int_equal(chan_subscribe(&s[i], c), 0);
+        if (i >= 4) assert_int_equal(chan_sub_filter(chan_sub(&s[i], c), match_prefix, i < 8 ? "a:" : "b:"), 0);
+    }
+    assert_int_equal(c->nfilters, 2);
+    assert_int_equal(c->nfiltered, 8);
+    assert_int_equal(publish(c, delta, &off), 0);
+    for (int e = 0; e < PROTO_NENC; e++) {
+        plain[e] = s[e].q[s[e].qhead];
+        fa[e] = s[4 + e].q[s[4 + e].qhead];
+        assert_ptr_not_equal(plain[e], fa[e]);
+        assert_int_equal(plain[e]->refs, 2);    /* s[0..3]: two per encoding */
+        assert_int_equal(fa[e]->refs, 2);       /* s[4..7]: one filtered frame per encoding */
+        assert_int_equal(fa[e]->offset, off);
+    }
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(s[i].qlen, 1);
+        assert_ptr_equal(s[i].q[s[i].qhead], i < 4 ? plain[s[i].enc] : fa[s[i].enc]);
+    }
+    for (int i = 8; i < 12; i++) assert_int_equal(s[i].qlen, 0);   /* nothing for "b:" */
+    assert_int_equal(srv.stats.deliveries, 8);
+    assert_non_null(memmem(frame_payload(fa[PROTO_JSON]), fa[PROTO_JSON]->len, "\"a:1\"", 5));
+    assert_null(memmem(frame_payload(fa[PROTO_JSON]), fa[PROTO_JSON]->len, "\"c:9\"", 5));
+    assert_non_null(memmem(frame_payload(plain[PROTO_JSON]), plain[PROTO_JSON]->len, "\"c:9\"", 5));
+
+    /* The last subscriber of a filter takes it with it. */
+    for (int i = 8; i < 12; i++) assert_int_equal(chan_unsubscribe(&s[i], c), 0);
+    assert_int_equal(c->nfilters, 1);
+    assert_int_equal(c->nfiltered, 4);
+    assert_ptr_equal(c->filters[0], chan_sub(&s[4], c)->filter);
+    assert_int_equal(c->filters[0]->idx, 0);
+    check_chan(c);
+    sessions_free(s, 12);
+    json_decref(delta);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +659,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fanout_given_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_channel_lifetime, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_filtered_fanout_shares_frames, setup, teardown),
     };
     return cmocka_run_group_tests_name("channel", tests, NULL, NULL);
 }

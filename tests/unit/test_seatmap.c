@@ -1,8 +1,11 @@
 /* tests/unit/test_seatmap.c - storage/seatmap.c through the real store
  * (storage/hist.c on a temporary LMDB environment): holds all or none,
  * confirm only by the holder and only before expiry, expiry timers, the
- * waitlist, map redefinition, and section counts that always agree with the
- * seats. Time is the write's timestamp, so expiry is tested without sleeping. */
+ * waitlist, map redefinition, section counts that always agree with the
+ * seats, re-holds that never shorten a hold, the report of holds that ran
+ * out, reading a waitlist position, and state versions that never repeat
+ * for a key (the floor kept in hist.c). Time is the write's timestamp, so
+ * expiry is tested without sleeping. */
 #include "unit.h"
 
 #include "hist.h"
@@ -321,6 +324,199 @@ static void test_redefine(void **unused)
     json_decref(st);
 }
 
+
+static int64_t expires_of(json_t *st, const char *seat)
+{
+    char key[80];
+    snprintf(key, sizeof key, "seat:%s", seat);
+    return json_integer_value(json_object_get(json_object_get(st, key), "expires"));
+}
+
+/* Section R (R1, R2, R3) is added beside what the tests above left. */
+static void test_rehold_never_shortens(void **unused)
+{
+    json_t *res, *st, *seats, *ids;
+    json_error_t e;
+    seat_req_t r;
+    (void)unused;
+
+    seats = json_loads("[{\"id\":\"R1\",\"section\":\"R\"},{\"id\":\"R2\",\"section\":\"R\"},"
+                       "{\"id\":\"R3\",\"section\":\"R\"}]", 0, &e);
+    r = req(SEAT_ADD, NULL, seats);
+    assert_int_equal(run(&r, 10000, NULL), 0);
+    json_decref(seats);
+
+    ids = json_pack("[s]", "R1");
+    r = req(SEAT_HOLD, "alice", ids);
+    r.ttl_ms = 60000;
+    assert_int_equal(run(&r, 10000, NULL), 0);          /* until 70000 */
+    r.ttl_ms = 1000;
+    assert_int_equal(run(&r, 11000, &res), 0);          /* asks for 12000: keeps 70000 */
+    assert_int_equal(json_integer_value(json_object_get(res, "expires")), 70000);
+    json_decref(res);
+    json_decref(ids);
+
+    /* R1 (long) with R2 (new): each keeps the later expiry; the answer is the earliest. */
+    ids = json_pack("[s,s]", "R1", "R2");
+    r = req(SEAT_HOLD, "alice", ids);
+    r.ttl_ms = 2000;
+    assert_int_equal(run(&r, 12000, &res), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "expires")), 14000);
+    json_decref(res);
+    st = state();
+    assert_int_equal(expires_of(st, "R1"), 70000);
+    assert_int_equal(expires_of(st, "R2"), 14000);
+    check_counts(st);
+    json_decref(st);
+    /* A longer ttl extends. */
+    r.ttl_ms = 100000;
+    assert_int_equal(run(&r, 13000, &res), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "expires")), 113000);
+    json_decref(res);
+    json_decref(ids);
+}
+
+/* A timer freeing a hold, and another user taking a hold that ran out
+ * before its timer, both report it in "expired". */
+static void test_expired_reported(void **unused)
+{
+    json_t *res, *ids, *x;
+    seat_req_t r;
+    (void)unused;
+
+    ids = json_pack("[s]", "R3");
+    r = req(SEAT_HOLD, "bob", ids);
+    r.ttl_ms = 1000;
+    assert_int_equal(run(&r, 20000, NULL), 0);          /* until 21000 */
+    r = req(SEAT_EXPIRE, NULL, ids);
+    r.at_ms = 21000;
+    assert_int_equal(run(&r, 21001, &res), 0);
+    assert_int_equal(json_array_size(json_object_get(res, "expired")), 1);
+    x = json_array_get(json_object_get(res, "expired"), 0);
+    assert_string_equal(json_string_value(json_object_get(x, "user")), "bob");
+    assert_string_equal(json_string_value(json_object_get(x, "seat")), "R3");
+    assert_string_equal(json_string_value(json_object_get(x, "section")), "R");
+    assert_int_equal(json_integer_value(json_object_get(x, "expires")), 21000);
+    assert_true(json_is_false(json_object_get(x, "offer")));
+    json_decref(res);
+
+    r = req(SEAT_HOLD, "bob", ids);
+    r.ttl_ms = 1000;
+    assert_int_equal(run(&r, 30000, NULL), 0);          /* until 31000; its timer has not run */
+    r = req(SEAT_HOLD, "carol", ids);
+    r.ttl_ms = 1000;
+    assert_int_equal(run(&r, 32000, &res), 0);
+    assert_int_equal(json_array_size(json_object_get(res, "expired")), 1);
+    x = json_array_get(json_object_get(res, "expired"), 0);
+    assert_string_equal(json_string_value(json_object_get(x, "user")), "bob");
+    assert_int_equal(json_integer_value(json_object_get(x, "expires")), 31000);
+    json_decref(res);
+    /* A re-hold by the holder reports nothing. */
+    assert_int_equal(run(&r, 32500, &res), 0);
+    assert_int_equal(json_array_size(json_object_get(res, "expired")), 0);
+    json_decref(res);
+    json_decref(ids);
+}
+
+static void test_waitlist_position(void **unused)
+{
+    json_t *res, *st;
+    seat_req_t r;
+    const char *who[] = { "u1", "u2" };
+    (void)unused;
+
+    /* Section R is all held: u1, u2 queue. */
+    for (size_t i = 0; i < 2; i++) {
+        r = req(SEAT_WAIT, who[i], NULL);
+        r.section = "R";
+        assert_int_equal(run(&r, 33000, NULL), 0);
+    }
+    st = state();
+    r = req(SEAT_POSITION, "u2", NULL);
+    r.section = "R";
+    assert_int_equal(run(&r, 33001, &res), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "position")), 2);
+    assert_int_equal(json_integer_value(json_object_get(res, "waiting")), 2);
+    json_decref(res);
+    r.user = "nobody";
+    assert_int_equal(run(&r, 33002, &res), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "position")), 0);
+    assert_int_equal(json_integer_value(json_object_get(res, "waiting")), 2);
+    json_decref(res);
+    r.section = "nope";
+    assert_int_equal(run(&r, 33003, &res), HIST_E_REFUSED);
+    assert_int_equal(json_integer_value(json_object_get(res, "code")), PROTO_E_UNKNOWN_SEAT);
+    json_decref(res);
+    /* A read: the state is as it was. */
+    res = state();
+    assert_true(json_equal(res, st));
+    json_decref(res);
+    json_decref(st);
+}
+
+/* Generic state ops on another channel: @n ops at time @ts; the versions of
+ * the changes written go to @versions (in order). Return: the status. */
+static int run_ops(const hist_state_op_t *ops, size_t n, int64_t ts, uint64_t *versions, size_t *nver)
+{
+    static const char chan[] = "scores:v";
+    hist_write_t w = { .chan = chan, .chanlen = strlen(chan), .ts = ts, .keep = 1000, .ops = ops, .nops = n };
+    char reason[PROTO_REASON_MAX];
+    json_t *rec = NULL, *ch;
+    size_t i;
+
+    assert_int_equal(hist_write_batch(h, &w, 1), 0);
+    *nver = 0;
+    if (!w.status) {
+        assert_int_equal(mpack_decode(w.state_rec, w.state_reclen, &rec, reason), 0);
+        json_array_foreach(json_object_get(json_object_get(rec, "data"), "changes"), i, ch)
+            if (json_object_get(ch, "version"))
+                versions[(*nver)++] = (uint64_t)json_integer_value(json_object_get(ch, "version"));
+        json_decref(rec);
+    }
+    free(w.state_rec);
+    json_decref(w.result);
+    return w.status;
+}
+
+/* A key's versions never repeat: not after a delete, not after a reset. */
+static void test_versions_never_repeat(void **unused)
+{
+    static const unsigned char one[] = { 0x01 };       /* MessagePack 1 */
+    hist_state_op_t set_k = { .type = HIST_OP_SET, .key = "k", .keylen = 1, .val = one, .vallen = 1 };
+    hist_state_op_t set_j = { .type = HIST_OP_SET, .key = "j", .keylen = 1, .val = one, .vallen = 1 };
+    hist_state_op_t del_k = { .type = HIST_OP_DELETE, .key = "k", .keylen = 1 };
+    hist_state_op_t reset = { .type = HIST_OP_RESET };
+    hist_state_op_t cas_k = { .type = HIST_OP_CAS, .key = "k", .keylen = 1, .val = one, .vallen = 1 };
+    hist_state_op_t two[2];
+    uint64_t v[4];
+    size_t n;
+    (void)unused;
+
+    assert_int_equal(run_ops(&set_k, 1, 40000, v, &n), 0);
+    assert_int_equal(v[0], 1);
+    assert_int_equal(run_ops(&set_k, 1, 40001, v, &n), 0);
+    assert_int_equal(run_ops(&set_k, 1, 40002, v, &n), 0);
+    assert_int_equal(v[0], 3);
+    assert_int_equal(run_ops(&set_j, 1, 40003, v, &n), 0);
+    assert_int_equal(v[0], 1);                          /* no key was deleted yet */
+    assert_int_equal(run_ops(&del_k, 1, 40004, v, &n), 0);
+    assert_int_equal(run_ops(&set_k, 1, 40005, v, &n), 0);
+    assert_int_equal(v[0], 4);                          /* above the deleted k's 3 */
+    cas_k.version = 1;                                  /* a cas from k's first life */
+    assert_int_equal(run_ops(&cas_k, 1, 40006, v, &n), HIST_E_CONFLICT);
+    cas_k.version = 4;
+    assert_int_equal(run_ops(&cas_k, 1, 40007, v, &n), 0);
+    assert_int_equal(v[0], 5);
+    /* A reset, then both keys in the same request: above 5. */
+    two[0] = reset;
+    two[1] = set_j;
+    assert_int_equal(run_ops(two, 2, 40008, v, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(v[0], 6);
+    assert_int_equal(run_ops(&set_k, 1, 40009, v, &n), 0);
+    assert_int_equal(v[0], 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +525,10 @@ int main(void)
         cmocka_unit_test(test_confirm_and_expiry),
         cmocka_unit_test(test_waitlist),
         cmocka_unit_test(test_redefine),
+        cmocka_unit_test(test_rehold_never_shortens),
+        cmocka_unit_test(test_expired_reported),
+        cmocka_unit_test(test_waitlist_position),
+        cmocka_unit_test(test_versions_never_repeat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
