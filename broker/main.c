@@ -50,6 +50,7 @@ static void on_hup(uv_signal_t *h, int signum)
         return;
     }
     log_set_level(srv.cfg.log_level);
+    server_log_level_changed();
     log_set_format(srv.cfg.log_format);
     hlog(LOG_INFO, "config", "SIGHUP: log level %s, format %s, requests %s", log_level_name(srv.cfg.log_level),
          srv.cfg.log_format == LOG_FMT_JSON ? "json" : "text",

@@ -6,6 +6,7 @@
 #include "core/publish.h"
 #include "core/pubpipe.h"
 #include "net/http.h"
+#include "net/server.h"
 #include "herald.h"
 #include "clock.h"
 #include "log.h"
@@ -60,6 +61,7 @@ int admin_set_log_level(const char *level)
     enum log_level l;
     if (log_level_parse(level, &l)) return -1;
     log_set_level(l);
+    server_log_level_changed();
     srv.cfg.log_level = l;
     hlog(LOG_INFO, "server", "log level set to %s", log_level_name(l));
     return 0;

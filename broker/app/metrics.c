@@ -146,5 +146,11 @@ void metrics_render(wbuf_t *b)
         (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
     one(b, "process_resident_memory_bytes", "gauge", "Resident set size.", (double)rss_bytes());
     one(b, "process_open_fds", "gauge", "Open file descriptors.", (double)open_fds());
+    {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+            one(b, "process_max_fds", "gauge", "The open file limit (soft RLIMIT_NOFILE, as raised at start).",
+                (double)rl.rlim_cur);
+    }
     one(b, "process_start_time_seconds", "gauge", "Start time, Unix seconds.", (double)srv.started_ms / 1000.0);
 }

@@ -189,6 +189,16 @@ static void on_lws_log(int level, const char *line)
     hlog(l, "lws", "%s", line);
 }
 
+void server_log_level_changed(void)
+{
+    int lvl = LLL_ERR | LLL_WARN;
+
+    /* lws filters its lines itself before calling on_lws_log(): its mask
+     * must follow Herald's level, or debug set at run time shows none. */
+    if (log_current_level >= LOG_DEBUG) lvl |= LLL_NOTICE | LLL_INFO;
+    lws_set_log_level(lvl, on_lws_log);
+}
+
 /* Resolves server.bind and makes sure it is an address of this machine by
  * binding a throwaway socket to it: lws, given an address that is not ours,
  * logs an error and still creates a vhost, one that listens nowhere.
@@ -234,14 +244,12 @@ int server_start(const struct server_hooks *h)
     void *foreign_loops[1] = { &srv.loop };
     size_t pss = sizeof(union pss);
     size_t tx = srv.cfg.write_batch_max + FRAME_HEADROOM;
-    int lvl = LLL_ERR | LLL_WARN;
     char addr[INET6_ADDRSTRLEN];
 
     hooks = *h;
     if (check_bind(addr, sizeof addr)) return -1;
 
-    if (log_current_level >= LOG_DEBUG) lvl |= LLL_NOTICE | LLL_INFO;
-    lws_set_log_level(lvl, on_lws_log);
+    server_log_level_changed();
 
     if (tx < srv.cfg.max_message_size + 64) tx = srv.cfg.max_message_size + 64;
     /* A small rx buffer keeps idle connections cheap; larger messages
@@ -289,9 +297,13 @@ int server_start(const struct server_hooks *h)
              srv.cfg.bind, srv.cfg.port);
         return -1;
     }
-    hlog(LOG_INFO, "server", "listening on %s port %d (%s://%s:%d/ws)", srv.cfg.bind,
-         lws_get_vhost_listen_port(srv.vhost), *srv.cfg.tls_cert ? "wss" : "ws", srv.cfg.bind,
-         lws_get_vhost_listen_port(srv.vhost));
+    /* An IPv6 address goes in brackets in a URL (RFC 3986). */
+    {
+        int v6 = strchr(srv.cfg.bind, ':') != NULL;
+        hlog(LOG_INFO, "server", "listening on %s port %d (%s://%s%s%s:%d/ws)", srv.cfg.bind,
+             lws_get_vhost_listen_port(srv.vhost), *srv.cfg.tls_cert ? "wss" : "ws", v6 ? "[" : "", srv.cfg.bind,
+             v6 ? "]" : "", lws_get_vhost_listen_port(srv.vhost));
+    }
     return 0;
 }
 

@@ -24,6 +24,11 @@ struct server_hooks {
  * Return: 0, or -1 (logged: a bad or foreign address, a port in use). */
 int server_start(const struct server_hooks *h);
 
+/* server_log_level_changed() - make libwebsockets' own log mask follow the
+ * current log level (log_current_level): its notices and details at debug,
+ * only its warnings and errors otherwise. Call after every change of level. */
+void server_log_level_changed(void);
+
 /* server_destroy() - lws_context_destroy(): the first call, inside the loop,
  * starts closing lws's handles; the second, after uv_run() returns, frees
  * the context. Harmless when server_start() never created it. */

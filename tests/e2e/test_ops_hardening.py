@@ -293,3 +293,86 @@ def test_iat_in_the_future_is_refused(make_broker):
         m, _ = await try_connect(b, token({"sub": "ann", "aud": "anything"}))
         assert m["op"] == "connected", m
     run(go())
+
+
+# ------------------------------------------------------------ 7. smaller papercuts
+
+def test_ipv6_listening_line_is_a_url(tmp_path):
+    from conftest import Broker
+    b = Broker(tmp_path, name="v6")
+    b.host = "::1"
+    try:
+        b.start()
+    except RuntimeError as e:
+        if "cannot listen" in str(e):
+            pytest.skip("no IPv6 loopback here")
+        raise
+    try:
+        assert "(ws://[::1]:%d/ws)" % b.port in b.log, b.log
+    finally:
+        b.check_clean_exit()
+
+
+def test_data_dir_that_is_a_file_says_so(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = run_herald(["--port", "0", "--data-dir", str(f)], timeout=5)
+    assert r.returncode == 1
+    assert "data directory %s: not a directory" % f in r.stderr, r.stderr
+    assert "Permission denied" not in r.stderr
+
+
+def lws_lines_after(b, marker):
+    log = b.log
+    return [l for l in log[log.index(marker):].splitlines() if " lws: " in l]
+
+
+def test_debug_at_run_time_turns_on_lws_lines(make_broker):
+    b = make_broker()
+    r = requests.post(b.url("/api/admin/log?level=debug"), timeout=5)
+    assert r.status_code == 200
+    assert b.wait_log("log level set to debug")
+    get(b, "/api/health")
+    deadline = time.monotonic() + 5
+    while not lws_lines_after(b, "log level set to debug") and time.monotonic() < deadline:
+        get(b, "/api/health")
+        time.sleep(0.1)
+    assert lws_lines_after(b, "log level set to debug"), b.log[-3000:]
+    # And back: libwebsockets goes quiet again.
+    requests.post(b.url("/api/admin/log?level=info"), timeout=5)
+    assert b.wait_log("log level set to info")
+    get(b, "/api/health")
+    time.sleep(0.3)
+    assert not lws_lines_after(b, "log level set to info"), b.log[-3000:]
+
+
+def test_sighup_debug_turns_on_lws_lines(make_broker, tmp_path):
+    import signal
+    conf = tmp_path / "log.conf"
+    conf.write_text("[log]\nlevel = info\n")
+    b = make_broker("--config", str(conf))
+    conf.write_text("[log]\nlevel = debug\n")
+    b.send_signal(signal.SIGHUP)
+    assert b.wait_log("SIGHUP: log level debug")
+    deadline = time.monotonic() + 5
+    while not lws_lines_after(b, "SIGHUP: log level debug") and time.monotonic() < deadline:
+        get(b, "/api/health")
+        time.sleep(0.1)
+    assert lws_lines_after(b, "SIGHUP: log level debug"), b.log[-3000:]
+
+
+def test_help_has_no_empty_default():
+    r = run_herald(["--help"])
+    assert r.returncode == 0
+    assert "(default )" not in r.stdout
+    assert "--trusted-proxies" in r.stdout and "--allow-open-dev" in r.stdout
+
+
+def test_metrics_has_process_max_fds(make_broker):
+    import resource
+    b = make_broker()
+    text = get(b, "/metrics").text
+    m = re.search(r"^process_max_fds (\S+)$", text, re.M)
+    assert m, text[-2000:]
+    assert float(m.group(1)) >= resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert re.search(r"^# TYPE process_max_fds gauge$", text, re.M)
