@@ -430,6 +430,19 @@ int config_where(const config_t *c, const char *option, char *buf, size_t len)
     return 1;
 }
 
+/* Builds c->ns_sys from the template (see config.h). */
+static void sys_ns_init(config_t *c)
+{
+    c->ns_sys = c->ns_template;
+    strcpy(c->ns_sys.name, "sys");
+    c->ns_sys.history = 0;
+    c->ns_sys.state = 0;
+    c->ns_sys.presence = 0;
+    c->ns_sys.join_leave = 0;
+    c->ns_sys.signals = 0;
+    c->ns_sys.user_list = 0;
+}
+
 void config_defaults(config_t *c)
 {
     memset(c, 0, sizeof *c);
@@ -438,6 +451,7 @@ void config_defaults(config_t *c)
     strcpy(c->ns_template.name, "*");
     for (size_t i = 0; i < NNSOPTS; i++)
         apply(&c->ns_template, &ns_opts[i], ns_opts[i].def);
+    sys_ns_init(c);
 }
 
 int config_reload_logging(config_t *c, char *err, size_t errlen)
@@ -556,6 +570,7 @@ static const char *apply_ns(config_t *c, const char *name, const char *key, cons
 /* Gives each namespace the template's value for every key it did not set. */
 static void ns_inherit(config_t *c)
 {
+    sys_ns_init(c);
     for (size_t k = 0; k < c->nns; k++) {
         ns_config_t *n = &c->ns[k];
         for (size_t i = 0; i < NNSOPTS; i++) {
@@ -577,6 +592,7 @@ const ns_config_t *config_ns(const config_t *c, const char *name, size_t len)
     nlen = (size_t)(colon - name);
     for (size_t i = 0; i < c->nns; i++)
         if (strlen(c->ns[i].name) == nlen && !memcmp(c->ns[i].name, name, nlen)) return &c->ns[i];
+    if (nlen == 3 && !memcmp(name, "sys", 3)) return &c->ns_sys;
     return &c->ns_template;
 }
 

@@ -115,6 +115,10 @@ typedef struct config {
     int allow_open_dev;           /* development mode may listen on a non-loopback address */
     /* [namespace *] and [namespace NAME] */
     ns_config_t ns_template;
+    /* The broker's own namespace "sys" (sys:stats) when no [namespace sys]
+     * section exists: the template with history, state, presence and
+     * signals off, so the once-a-second feed is neither stored nor synced. */
+    ns_config_t ns_sys;
     ns_config_t *ns;
     size_t nns;
     /* [apikey NAME] */

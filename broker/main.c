@@ -250,6 +250,7 @@ static int run(void)
 
     chan_registry_deinit();
     seats_deinit();
+    admin_deinit();
     hmap_deinit(&srv.conns);
     stats_deinit();
     auth_deinit();

@@ -376,3 +376,77 @@ def test_metrics_has_process_max_fds(make_broker):
     assert m, text[-2000:]
     assert float(m.group(1)) >= resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     assert re.search(r"^# TYPE process_max_fds gauge$", text, re.M)
+
+
+# ------------------------------------------------------------ 4. the admin page's own feed
+
+def metrics_map(b):
+    out = {}
+    for line in get(b, "/metrics").text.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            out[k] = float(v)
+    return out
+
+
+def test_sys_feed_stays_out_of_user_counters_and_off_disk(make_broker):
+    b = make_broker()
+
+    async def go():
+        c = await connect(b)
+        await c.subscribe("sys:stats")
+        samples = [(await c.expect(op="pub", channel="sys:stats", timeout=3))["data"] for _ in range(3)]
+        m = metrics_map(b)
+        assert m['herald_publications_total{namespace="*"}'] == 0, m
+        assert m['herald_publications_total{namespace="sys"}'] >= 3, m
+        assert m["herald_deliveries_total"] == 0
+        assert m["herald_channels"] == 0
+        # Not stored, so never committed or synced.
+        assert m["herald_storage_commit_seconds_count"] == 0
+        assert m["herald_storage_entries"] == 0
+        assert get(b, "/api/health").json()["channels"] == 0
+        last = samples[-1]
+        assert last["channels"] == 0 and last["rates"]["publications"] == 0 and last["rates"]["deliveries"] == 0
+        # User traffic still counts.
+        b.publish_rest("news", {"n": 1})
+        m = metrics_map(b)
+        assert m['herald_publications_total{namespace="*"}'] == 1 and m["herald_channels"] == 1
+        await c.close()
+    run(go())
+
+
+def test_admin_feed_history_comes_from_memory(make_broker):
+    """Nobody watched for a few seconds; a subscriber asking for history still
+    gets those samples, ending at the reply's offset, then live ones after it."""
+    b = make_broker()
+    time.sleep(3.5)
+
+    async def go():
+        c = await connect(b)
+        m = await c.request({"op": "subscribe", "id": 2, "channel": "sys:stats", "history": 600})
+        assert m["op"] == "subscribed", m
+        pubs = m["publications"]
+        assert len(pubs) >= 2, m
+        offsets = [p["offset"] for p in pubs]
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets))) and offsets[-1] == m["offset"]
+        assert all("rates" in p["data"] and isinstance(p["ts"], int) for p in pubs)
+        live = await c.expect(op="pub", channel="sys:stats", timeout=3)
+        assert live["offset"] == m["offset"] + 1
+        # Unwatched samples carry no top lists; watched ones do.
+        assert "top_by_subscribers" in live["data"]
+        # The history op and REST page through the same memory.
+        await c.send({"op": "history", "id": 3, "channel": "sys:stats", "limit": 2, "reverse": True})
+        m2 = await c.next()
+        while m2.get("op") == "pub":               # the live feed goes on meanwhile
+            m2 = await c.next()
+        assert m2["op"] == "history", m2
+        newest = [p["offset"] for p in m2["publications"]]
+        assert len(newest) == 2 and newest[0] > newest[1] and m2["next"] == {"before": newest[1], "reverse": True}
+        r = get(b, "/api/channels/sys:stats/history?since=%d&limit=1" % offsets[0]).json()
+        assert [p["offset"] for p in r["publications"]] == [offsets[0] + 1] and r["next"] == {"since": offsets[0] + 1}
+        small = await connect(b)
+        m3 = await small.request({"op": "subscribe", "id": 2, "channel": "sys:stats", "history": 2})
+        assert [p["offset"] for p in m3["publications"]] == [m3["offset"] - 1, m3["offset"]], m3
+        await c.close()
+        await small.close()
+    run(go())
