@@ -122,7 +122,7 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         }
         /* in carries the accepted socket. A trusted proxy carries many
          * clients: they are limited one by one once their requests say who
-         * they are (on_handshake(), the REST router). */
+         * they are (on_upgrade(), the REST router). */
         if (!rl_peer((int)(intptr_t)in, addr, sizeof addr) && !rl_trusted_proxy(addr) && rl_connect(addr) != RL_OK) {
             srv.stats.connects_limited++;
             return 1;

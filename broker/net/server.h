@@ -3,7 +3,11 @@
  *
  * Owns: srv.lws and srv.vhost, and the callback, a switch whose cases each
  * call one function of session.c (WebSocket) or http.c (HTTP). Refuses TCP
- * connections at the connection cap, while stopping and by connect rate.
+ * connections at the connection cap, while stopping and by connect rate
+ * (but for trusted proxies, whose clients are limited one by one), and
+ * answers the WebSocket handshakes it refuses with an HTTP status: another
+ * path, no subprotocol of Herald's, a foreign Origin, a proxied client over
+ * its limits.
  * Does not own: the process lifecycle (main.c starts, signals and stops;
  * ../shared/notes/lws-on-uv.md explains why lws is destroyed in two steps).
  * Loop thread only. */
