@@ -1,6 +1,7 @@
 /* broker/config.c - see config.h. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
@@ -45,6 +46,11 @@ static const struct opt opts[] = {
       "WebSocket Origins allowed, comma-separated (https://app.example.com); empty: any" },
     { "server", "cors_origins", NULL, T_OPTSTR, O(cors_origins), sizeof(((config_t *)0)->cors_origins), "",
       "Origins allowed to call the REST API from browsers, comma-separated, or *; empty: none" },
+    { "server", "trusted_proxies", NULL, T_OPTSTR, O(trusted_proxies), sizeof(((config_t *)0)->trusted_proxies), "",
+      "reverse proxies (addresses or CIDR blocks, comma-separated) whose X-Forwarded-For or Forwarded header "
+      "names the client; empty: none" },
+    { "server", "allow_open_dev", NULL, T_BOOL, O(allow_open_dev), 0, "off",
+      "allow development mode (no [apikey], auth.anonymous on) on a non-loopback bind address" },
     { "limits", "max_message_size", NULL, T_SIZE, O(max_message_size), 0, "64k",
       "largest client message or REST body accepted" },
     { "limits", "send_queue_max", NULL, T_SIZE, O(send_queue_max), 0, "4m",
@@ -91,6 +97,11 @@ static const struct opt opts[] = {
       "failed authentications from one address before it is refused for cooloff; 0: never" },
     { "auth", "cooloff", "auth-cooloff", T_MS, O(auth_cooloff_ms), 0, "5m",
       "how long an address that failed too often is refused" },
+    { "auth", "audience", "auth-audience", T_OPTSTR, O(audience), sizeof(((config_t *)0)->audience), "",
+      "accepted token audiences, comma-separated: a token's aud must name one; empty: aud not checked" },
+    { "auth", "issuer", "auth-issuer", T_OPTSTR, O(issuer), sizeof(((config_t *)0)->issuer), "",
+      "accepted token issuers, comma-separated: a token's iss must be one; empty: iss not checked" },
+    { "auth", "require_exp", NULL, T_BOOL, O(require_exp), 0, "off", "refuse tokens without an exp claim" },
     { "history", "durability", NULL, T_DURABILITY, O(durability), 0, "sync",
       "sync: fsync every group commit; interval: fsync every sync_interval (a crash can lose that much)" },
     { "history", "sync_interval", NULL, T_MS, O(sync_interval_ms), 0, "100ms",
@@ -146,7 +157,7 @@ static const struct opt ns_opts[] = {
       "seat maps: clients may confirm (book) their holds over WebSocket; off: only the backend, over REST" },
 };
 #define NNSOPTS (sizeof ns_opts / sizeof ns_opts[0])
-_Static_assert(NNSOPTS <= 32, "ns_config_t.set has a bit per namespace option: widen it");
+_Static_assert(NNSOPTS <= 32, "ns_config_t.set and .where have room for 32 namespace options");
 
 /* Parses "<n>[k|m|g]" (binary multiples) into bytes. */
 static int parse_size(const char *s, size_t *out)
@@ -353,6 +364,58 @@ static int validate_auth(const config_t *c, char *err, size_t errlen)
     return -1;
 }
 
+/* Whether server.bind @addr is a loopback address (a literal, or "localhost"). */
+static int bind_is_loopback(const char *addr)
+{
+    unsigned char a[16];
+
+    if (!strcasecmp(addr, "localhost")) return 1;
+    if (inet_pton(AF_INET, addr, a) == 1) return a[0] == 127;
+    if (inet_pton(AF_INET6, addr, a) != 1) return 0;
+    if (!memcmp(a, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16)) return 1;
+    return !memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) && a[12] == 127;
+}
+
+/* "PATH:LINE: " or "--flag: " for a namespace option set at @where
+ * (ns_config_t.where), or "" when it has its built-in value. */
+static void ns_where(const config_t *c, const char *ns, const char *key, int where, char *buf, size_t len)
+{
+    if (where > 0) snprintf(buf, len, "%s:%d: ", c->config_path, where);
+    else if (where < 0) snprintf(buf, len, "--ns %s.%s: ", ns, key);
+    else *buf = '\0';
+}
+
+/* Cross-checks whose messages name where the offending option was set, as
+ * validate_auth()'s do. Return: 0, or -1 with @err. */
+static int validate_where(const config_t *c, char *err, size_t errlen)
+{
+    char where[sizeof c->config_path + 80];
+
+    for (size_t i = 0; i <= c->nns; i++) {
+        const ns_config_t *n = i < c->nns ? &c->ns[i] : &c->ns_template;
+        size_t jl;
+        /* join/leave events come from presence: without it they never fire. */
+        if (!n->join_leave || n->presence) continue;
+        for (jl = 0; jl < NNSOPTS && strcmp(ns_opts[jl].key, "join_leave"); jl++) {}
+        ns_where(c, (n->set & (1u << jl)) ? n->name : "*", "join_leave", n->where[jl], where, sizeof where);
+        snprintf(err, errlen, "%s[namespace %s] join_leave = on needs presence = on (join and leave events come "
+                 "from presence); set presence = on or join_leave = off", where, n->name);
+        return -1;
+    }
+    /* Development mode: with no API key the REST API, publishing included,
+     * answers whoever reaches the port. Fine on loopback; elsewhere only
+     * when the operator says so. */
+    if (!c->napikeys && c->anonymous && !c->allow_open_dev && !bind_is_loopback(c->bind)) {
+        if (config_where(c, "server.bind", where, sizeof where) > 0) strcat(where, ": ");
+        snprintf(err, errlen, "%sserver.bind = %s in development mode (no [apikey] section, auth.anonymous on) "
+                 "would open the REST API, publishing included, to anyone who can reach that address: add an "
+                 "[apikey] section and set auth.anonymous = off, bind to 127.0.0.1, or set "
+                 "server.allow_open_dev = on (--allow-open-dev on) to run it open anyway", where, c->bind);
+        return -1;
+    }
+    return 0;
+}
+
 int config_where(const config_t *c, const char *option, char *buf, size_t len)
 {
     const char *dot = strchr(option, '.');
@@ -374,6 +437,19 @@ int config_where(const config_t *c, const char *option, char *buf, size_t len)
     return 1;
 }
 
+/* Builds c->ns_sys from the template (see config.h). */
+static void sys_ns_init(config_t *c)
+{
+    c->ns_sys = c->ns_template;
+    strcpy(c->ns_sys.name, "sys");
+    c->ns_sys.history = 0;
+    c->ns_sys.state = 0;
+    c->ns_sys.presence = 0;
+    c->ns_sys.join_leave = 0;
+    c->ns_sys.signals = 0;
+    c->ns_sys.user_list = 0;
+}
+
 void config_defaults(config_t *c)
 {
     memset(c, 0, sizeof *c);
@@ -382,6 +458,7 @@ void config_defaults(config_t *c)
     strcpy(c->ns_template.name, "*");
     for (size_t i = 0; i < NNSOPTS; i++)
         apply(&c->ns_template, &ns_opts[i], ns_opts[i].def);
+    sys_ns_init(c);
 }
 
 int config_reload_logging(config_t *c, char *err, size_t errlen)
@@ -477,9 +554,10 @@ static ns_config_t *ns_get(config_t *c, const char *name)
     return n;
 }
 
-/* Applies namespace option @key = @val to namespace @name.
+/* Applies namespace option @key = @val to namespace @name, set at @where
+ * (a line of the config file, or -1 for a flag).
  * Return: NULL, or why not (a static string). */
-static const char *apply_ns(config_t *c, const char *name, const char *key, const char *val)
+static const char *apply_ns(config_t *c, const char *name, const char *key, const char *val, int where)
 {
     ns_config_t *n;
     const char *why;
@@ -492,12 +570,14 @@ static const char *apply_ns(config_t *c, const char *name, const char *key, cons
     if (!(n = ns_get(c, name))) return "out of memory";
     if ((why = apply(n, &ns_opts[i], val))) return why;
     n->set |= 1u << i;
+    n->where[i] = where;
     return NULL;
 }
 
 /* Gives each namespace the template's value for every key it did not set. */
 static void ns_inherit(config_t *c)
 {
+    sys_ns_init(c);
     for (size_t k = 0; k < c->nns; k++) {
         ns_config_t *n = &c->ns[k];
         for (size_t i = 0; i < NNSOPTS; i++) {
@@ -505,6 +585,7 @@ static void ns_inherit(config_t *c)
             if (n->set & (1u << i)) continue;
             memcpy((char *)n + o->off, (char *)&c->ns_template + o->off,
                    o->type == T_UINT || o->type == T_MS ? sizeof(unsigned) : sizeof(int));
+            n->where[i] = c->ns_template.where[i];
         }
     }
 }
@@ -518,6 +599,7 @@ const ns_config_t *config_ns(const config_t *c, const char *name, size_t len)
     nlen = (size_t)(colon - name);
     for (size_t i = 0; i < c->nns; i++)
         if (strlen(c->ns[i].name) == nlen && !memcmp(c->ns[i].name, name, nlen)) return &c->ns[i];
+    if (nlen == 3 && !memcmp(name, "sys", 3)) return &c->ns_sys;
     return &c->ns_template;
 }
 
@@ -561,7 +643,7 @@ static int on_ini(void *user, const char *section, const char *key, const char *
         return 1;
     }
     if (!strncmp(section, "namespace ", 10)) {
-        if ((why = apply_ns(st->c, section + 10, key, value))) {
+        if ((why = apply_ns(st->c, section + 10, key, value, st->line))) {
             snprintf(st->err, st->errlen, "[%s] %s = \"%s\": %s", section, key, value, why);
             st->failed = 1;
             return 0;
@@ -654,7 +736,9 @@ void config_usage(FILE *out)
         size_t n = (size_t)snprintf(flag, sizeof flag, "--%s", opts[i].flag ? opts[i].flag : opts[i].key);
         for (size_t j = 2; j < n; j++) if (flag[j] == '_') flag[j] = '-';
         if (i == 0 || strcmp(opts[i].section, opts[i - 1].section)) fprintf(out, "\n[%s]\n", opts[i].section);
-        fprintf(out, "  %-22s %s (default %s)\n", flag, opts[i].help, opts[i].def);
+        /* An empty default means "none": the help text says what that does. */
+        if (*opts[i].def) fprintf(out, "  %-22s %s (default %s)\n", flag, opts[i].help, opts[i].def);
+        else fprintf(out, "  %-22s %s\n", flag, opts[i].help);
     }
     fprintf(out, "\n[namespace NAME]  (per namespace; [namespace *] sets the default for all)\n"
                  "  --ns NAME.KEY=VALUE    set a namespace option, e.g. --ns chat.history_size=500\n");
@@ -680,7 +764,7 @@ static const char *apply_section_flag(config_t *c, const char *arg, int apikey)
     name[dot - arg] = '\0';
     memcpy(key, dot + 1, (size_t)(eq - dot - 1));
     key[eq - dot - 1] = '\0';
-    return apikey ? apply_apikey(c, name, key, eq + 1) : apply_ns(c, name, key, eq + 1);
+    return apikey ? apply_apikey(c, name, key, eq + 1) : apply_ns(c, name, key, eq + 1, -1);
 }
 
 enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err, size_t errlen)
@@ -749,6 +833,6 @@ enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err
             return CONFIG_ARGS_ERROR;
         }
     }
-    if (validate_auth(c, err, errlen)) return CONFIG_ARGS_ERROR;
+    if (validate_auth(c, err, errlen) || validate_where(c, err, errlen)) return CONFIG_ARGS_ERROR;
     return CONFIG_ARGS_RUN;
 }

@@ -26,6 +26,7 @@ enum pub_perm { PUB_ANYONE = 0, PUB_AUTHENTICATED, PUB_SUBSCRIBERS, PUB_GRANTED,
 typedef struct ns_config {
     char name[65];                /* "*" for the template */
     uint32_t set;                 /* bit i: option i was set explicitly */
+    int where[32];                /* where option i was set, as config_t.where (for messages) */
     int history;                  /* keep a durable log of publications */
     unsigned history_size;        /* entries kept per channel */
     unsigned history_ttl_ms;      /* age after which entries are pruned */
@@ -99,6 +100,9 @@ typedef struct config {
     unsigned refresh_notice_ms;
     unsigned auth_failures_max;
     unsigned auth_cooloff_ms;
+    char audience[512];           /* comma-separated; a token's aud must name one; empty: no check */
+    char issuer[512];             /* comma-separated; a token's iss must be one; empty: no check */
+    int require_exp;              /* tokens without exp are refused */
     /* [limits], per connection and per client address */
     unsigned messages_per_second;
     unsigned rest_per_minute;
@@ -110,8 +114,14 @@ typedef struct config {
     char tls_key[1024];
     char allowed_origins[2048];   /* comma-separated; empty: any Origin */
     char cors_origins[2048];      /* comma-separated, or "*"; empty: no CORS */
+    char trusted_proxies[512];    /* addresses or CIDR blocks whose X-Forwarded-For / Forwarded is believed */
+    int allow_open_dev;           /* development mode may listen on a non-loopback address */
     /* [namespace *] and [namespace NAME] */
     ns_config_t ns_template;
+    /* The broker's own namespace "sys" (sys:stats) when no [namespace sys]
+     * section exists: the template with history, state, presence and
+     * signals off, so the once-a-second feed is neither stored nor synced. */
+    ns_config_t ns_sys;
     ns_config_t *ns;
     size_t nns;
     /* [apikey NAME] */

@@ -51,6 +51,7 @@ static void on_hup(uv_signal_t *h, int signum)
         return;
     }
     log_set_level(srv.cfg.log_level);
+    server_log_level_changed();
     log_set_format(srv.cfg.log_format);
     hlog(LOG_INFO, "config", "SIGHUP: log level %s, format %s, requests %s", log_level_name(srv.cfg.log_level),
          srv.cfg.log_format == LOG_FMT_JSON ? "json" : "text",
@@ -204,12 +205,6 @@ static int run(void)
     srv.started_ms = (uint64_t)clock_wall_ms();
     signal(SIGPIPE, SIG_IGN);
     set_fd_limit();
-    if (rl_init(err, sizeof err)) {
-        hlog(LOG_ERROR, "auth", "%s", err);
-        auth_deinit();
-        rl_deinit();
-        return 1;
-    }
     if (datadir_open(&srv.data, srv.cfg.data_dir, err, sizeof err)) {
         hlog(LOG_ERROR, "storage", "%s", err);
         auth_deinit();
@@ -257,6 +252,7 @@ static int run(void)
 
     chan_registry_deinit();
     seats_deinit();
+    admin_deinit();
     hmap_deinit(&srv.conns);
     stats_deinit();
     auth_deinit();
@@ -323,8 +319,20 @@ int main(int argc, char **argv)
         config_free(&srv.cfg);
         return r == AUTH_E_KEY_FILE ? 2 : 1;
     }
+    /* The address lists are settings too (exit status 2). run() frees them. */
+    if ((r = rl_init(err, sizeof err))) {
+        fprintf(stderr, "herald: %s\n", err);
+        rl_deinit();
+        auth_deinit();
+        config_free(&srv.cfg);
+        return r == RL_E_SETTING ? 2 : 1;
+    }
     log_set_level(srv.cfg.log_level);
     log_set_format(srv.cfg.log_format);
     hlog(LOG_INFO, "server", "herald %s starting (data dir %s)", HERALD_VERSION, srv.cfg.data_dir);
+    if (auth_dev_mode())
+        hlog(LOG_WARN, "auth", "development mode: no [apikey] section and auth.anonymous on, so the REST API "
+             "(publishing included) and every channel are open to whoever reaches %s; see docs/security.md",
+             srv.cfg.bind);
     return run();
 }

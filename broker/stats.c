@@ -32,7 +32,7 @@ int stats_init(void)
     metrics.commit_seconds.n = NB(latency_bounds);
     metrics.commit_batch.bounds = batch_bounds;
     metrics.commit_batch.n = NB(batch_bounds);
-    metrics.ns_publications = calloc(srv.cfg.nns + 1, sizeof *metrics.ns_publications);
+    metrics.ns_publications = calloc(srv.cfg.nns + 2, sizeof *metrics.ns_publications);
     return metrics.ns_publications ? 0 : -ENOMEM;
 }
 
@@ -46,5 +46,6 @@ size_t stats_ns_index(const void *ns)
 {
     const ns_config_t *n = ns;
     if (n >= srv.cfg.ns && n < srv.cfg.ns + srv.cfg.nns) return (size_t)(n - srv.cfg.ns);
+    if (n == &srv.cfg.ns_sys) return srv.cfg.nns + 1;
     return srv.cfg.nns;
 }

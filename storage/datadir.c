@@ -97,6 +97,15 @@ int datadir_open(datadir_t *dd, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "data directory %s: cannot create: %s", path, strerror(errno));
         return -1;
     }
+    /* mkdir() says EEXIST for a file as well: without this, the access()
+     * below would report a regular file as "Permission denied". */
+    {
+        struct stat st;
+        if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, "data directory %s: not a directory", path);
+            return -1;
+        }
+    }
     if (access(path, R_OK | W_OK | X_OK)) {
         snprintf(err, errlen, "data directory %s: not readable and writable: %s", path, strerror(errno));
         return -1;

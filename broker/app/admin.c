@@ -6,6 +6,7 @@
 #include "core/publish.h"
 #include "core/pubpipe.h"
 #include "net/http.h"
+#include "net/server.h"
 #include "herald.h"
 #include "clock.h"
 #include "log.h"
@@ -60,6 +61,7 @@ int admin_set_log_level(const char *level)
     enum log_level l;
     if (log_level_parse(level, &l)) return -1;
     log_set_level(l);
+    server_log_level_changed();
     srv.cfg.log_level = l;
     hlog(LOG_INFO, "server", "log level set to %s", log_level_name(l));
     return 0;
@@ -212,6 +214,84 @@ static struct {
     uint64_t at_ms;
 } last;
 
+/* The last RECENT_MAX sys:stats publications, kept in memory when the sys
+ * namespace keeps no history (the default): what a subscribe with
+ * "history": N gets, so that the admin page fills its 10-minute charts on
+ * load without the broker writing (and syncing) its own feed to disk. */
+#define RECENT_MAX 600
+static struct {
+    struct recent {
+        uint64_t offset;
+        int64_t ts;
+        json_t *data;
+        size_t size;              /* the data's JSON size, for the reply's byte cap */
+    } r[RECENT_MAX];
+    size_t head, n;               /* oldest at r[head] */
+} recent;
+
+static void recent_add(uint64_t offset, int64_t ts, json_t *data)
+{
+    struct recent *e;
+
+    if (recent.n == RECENT_MAX) {
+        json_decref(recent.r[recent.head].data);
+        recent.head = (recent.head + 1) % RECENT_MAX;
+        recent.n--;
+    }
+    e = &recent.r[(recent.head + recent.n) % RECENT_MAX];
+    e->offset = offset;
+    e->ts = ts;
+    e->data = json_incref(data);
+    e->size = json_dumpb(data, NULL, 0, JSON_COMPACT) + 40;
+    recent.n++;
+}
+
+json_t *admin_recent(const chan_t *c, const struct admin_range *q, int *more)
+{
+    size_t take = 0, bytes = 0, first = 0, count = 0, lo;
+    json_t *list;
+
+    *more = 0;
+    if (c->ns->history || c->namelen != strlen(SYS_STATS) || memcmp(c->name, SYS_STATS, c->namelen))
+        return NULL;
+    /* The entries in range, [first, first + count) of the ring, oldest first;
+     * offsets grow along the ring, and only fanned-out ones are answered. */
+    for (size_t i = 0; i < recent.n; i++) {
+        uint64_t off = recent.r[(recent.head + i) % RECENT_MAX].offset;
+        if (off <= q->after || (q->before && off >= q->before) || off > c->last_offset) continue;
+        if (!count) first = i;
+        count++;
+    }
+    /* Take from the requested end, within the limit and the byte budget. */
+    while (take < count && take < q->limit) {
+        size_t i = q->newest ? first + count - 1 - take : first + take;
+        const struct recent *e = &recent.r[(recent.head + i) % RECENT_MAX];
+        if (bytes + e->size > q->max_bytes) break;
+        bytes += e->size;
+        take++;
+    }
+    *more = take < count;
+    if (!(list = json_array())) return NULL;
+    lo = q->newest ? first + count - take : first;
+    for (size_t k = 0; k < take; k++) {
+        size_t i = q->desc ? lo + take - 1 - k : lo + k;
+        const struct recent *e = &recent.r[(recent.head + i) % RECENT_MAX];
+        json_array_append_new(list, json_pack("{s:I,s:I,s:O}", "offset", (json_int_t)e->offset,
+                                              "ts", (json_int_t)e->ts, "data", e->data));
+    }
+    return list;
+}
+
+void admin_deinit(void)
+{
+    while (recent.n) {
+        json_decref(recent.r[recent.head].data);
+        recent.head = (recent.head + 1) % RECENT_MAX;
+        recent.n--;
+    }
+    recent.head = 0;
+}
+
 struct top { const chan_t *c; double v; };
 
 /* Keeps the @n best of @top in descending order of v. */
@@ -242,13 +322,20 @@ static void publish_stats(void)
     char reason[PROTO_REASON_MAX];
     json_t *data, *ts, *tr, *warn;
     chan_t *c, *sys = chan_find(SYS_STATS, strlen(SYS_STATS));
+    const ns_config_t *ns = config_ns(&srv.cfg, SYS_STATS, strlen(SYS_STATS));
+    int watched = sys && sys->nsubs;
 
-    if (!sys || !sys->nsubs) {
+    if (srv.stopping) return;
+    /* Without history the feed costs a small message a second and no disk,
+     * so it runs always and the page finds the last 10 minutes in memory.
+     * An operator who keeps sys history gets it only while someone looks,
+     * as every sample would be written and synced. */
+    if (!watched && ns->history) {
         last.at_ms = 0;                        /* nobody looks: no scan, no publication */
         return;
     }
     /* One pass over the registry, only while someone is subscribed. */
-    while ((c = hmap_next(&srv.channels, &pos))) {
+    while (watched && (c = hmap_next(&srv.channels, &pos))) {
         if (c == sys) continue;
         top_insert(by_subs, &nsubs, c, c->nsubs);
         top_insert(by_rate, &nrate, c, chan_rate(c));
@@ -262,7 +349,7 @@ static void publish_stats(void)
         json_array_append_new(tr, json_pack("{s:s%,s:f}", "channel", by_rate[i].c->name, (size_t)by_rate[i].c->namelen,
                                             "rate", by_rate[i].v));
     warn = json_array();
-    log_recent(warning_to_json, warn);
+    if (watched) log_recent(warning_to_json, warn);
     storage_watch_status(&st);
     data = json_pack("{s:I,s:I,s:s,s:{s:I,s:I,s:I},s:I,s:I,s:{s:f,s:f,s:f,s:f},s:o,s:o,"
                      "s:{s:I,s:I,s:I,s:f,s:f,s:s},s:o}",
@@ -284,6 +371,9 @@ static void publish_stats(void)
                      "warnings", warn);
     if (data && publish(SYS_STATS, strlen(SYS_STATS), data, NULL, &origin, reason))
         hlog(LOG_DEBUG, "admin", "sys:stats not published: %s", reason);
+    else if (data && !ns->history && (sys = chan_find(SYS_STATS, strlen(SYS_STATS))))
+        /* Without history the fan-out was synchronous: last_offset is this one. */
+        recent_add(sys->last_offset, clock_wall_ms(), data);
     json_decref(data);
     last.messages_in = srv.stats.messages_in;
     last.deliveries = srv.stats.deliveries;

@@ -4,13 +4,16 @@
  * Owns: the answers of GET /api/health, /api/health/ready, /api/channels,
  * /api/channels/{channel} and POST /api/admin/log (api.c routes them and
  * checks credentials), and the once-a-second sys:stats publication that the
- * admin page (GET /admin) draws. Loop thread only. */
+ * admin page (GET /admin) draws, with its last 10 minutes kept in memory.
+ * Loop thread only. */
 #ifndef HERALD_ADMIN_H
 #define HERALD_ADMIN_H
 
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/channel.h"
 
 /* admin_health() - the liveness body; *@status is 200, or 503 once stopping.
  * "status" is "ok", "degraded" (with "reasons": storage over 75%) or
@@ -36,7 +39,34 @@ int admin_channel(uint64_t serial, const char *name, size_t len);
  * @level names none. */
 int admin_set_log_level(const char *level);
 
-/* admin_tick() - once a second: storage figures and alerts, sys:stats. */
+/* admin_tick() - once a second: storage figures and alerts, sys:stats.
+ * sys:stats is published every second when the sys namespace keeps no
+ * history (the default; the top-channel lists and warnings only while
+ * someone is subscribed), else only while someone is subscribed. */
 void admin_tick(void);
+
+/* What admin_recent() is asked for: offsets in (@after, @before) (@before 0:
+ * no bound), at most @limit entries and @max_bytes of data, taken from the
+ * newest end when @newest (else the oldest), listed newest first when
+ * @desc (else oldest first). */
+struct admin_range {
+    uint64_t after, before;
+    unsigned limit;
+    size_t max_bytes;
+    int newest, desc;
+};
+
+/* admin_recent() - the recent publications of @c that @q asks for, from
+ * memory, as [{"offset","ts","data"}], when @c is sys:stats and its
+ * namespace keeps no history: they serve as its history (subscribe with
+ * "history", the history op, GET .../history).
+ * @more: [out] 1 when entries in range were left out (limit or bytes).
+ * Return: a new reference (possibly empty), or NULL when @c is not that
+ * channel (or out of memory): the caller answers as for any channel
+ * without history. */
+json_t *admin_recent(const chan_t *c, const struct admin_range *q, int *more);
+
+/* admin_deinit() - drop what admin_recent() keeps (at shutdown). */
+void admin_deinit(void);
 
 #endif

@@ -1,5 +1,6 @@
 /* broker/app/history.c - see history.h. */
 #include "app/history.h"
+#include "app/admin.h"
 #include "core/presence.h"
 #include "core/pubpipe.h"
 #include "net/conns.h"
@@ -240,13 +241,26 @@ int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const
     unsigned keep = c->ns->history ? c->ns->history_size : 0;
     uint64_t upto = c->last_offset;
     sub_t *sub = chan_sub(s, c);
-    json_t *head;
+    json_t *head, *list;
     job_t *j;
+    int more;
 
     if (n == 0 && !since->set) {                   /* a plain subscribe */
         head = subscribed_head(c, id, upto, presence);
         sess_send(s, head);
         return head ? 0 : -ENOMEM;
+    }
+    /* The broker's own feed keeps its recent past in memory instead. */
+    if (!keep && !since->set &&
+        (list = admin_recent(c, &(struct admin_range){ 0, 0, n, srv.cfg.send_queue_max / 2, 1, 0 }, &more))) {
+        head = subscribed_head(c, id, upto, presence);
+        if (!head) {
+            json_decref(list);
+            return -ENOMEM;
+        }
+        json_object_set_new(head, "publications", list);
+        sess_send(s, head);
+        return 0;
     }
     if (!keep || !pubpipe_store() || upto == 0 ||
         (since->set && !strcmp(since->epoch, c->epoch) && since->offset == upto)) {
@@ -296,6 +310,24 @@ int history_query(chan_t *c, const struct history_page *page, origin_t *origin)
 {
     job_t *j;
 
+    if (!c->ns->history && !page->thread) {
+        /* The broker's own feed keeps its recent past in memory. */
+        struct admin_range q = { page->since, page->before, page->limit, reply_budget(), page->reverse,
+                                 page->reverse };
+        int more;
+        json_t *list = admin_recent(c, &q, &more), *head, *next = json_null();
+        size_t n = list ? json_array_size(list) : 0;
+        if (!list) return PROTO_E_NO_HISTORY;
+        if (more && n) {
+            json_int_t last = json_integer_value(json_object_get(json_array_get(list, n - 1), "offset"));
+            next = page->reverse ? json_pack("{s:I,s:b}", "before", last, "reverse", 1) : json_pack("{s:I}", "since", last);
+        }
+        head = json_pack("{s:s%,s:s,s:I,s:o,s:o}", "channel", c->name, (size_t)c->namelen, "epoch", c->epoch,
+                         "offset", (json_int_t)c->last_offset, "next", next ? next : json_null(), "publications", list);
+        reply_ok(origin, "history", head);
+        origin_clear(origin);
+        return 0;
+    }
     if (!c->ns->history || !pubpipe_store()) return PROTO_E_NO_HISTORY;
     if (!(j = calloc(1, sizeof *j))) return -ENOMEM;
     j->kind = JOB_QUERY;

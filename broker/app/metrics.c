@@ -95,10 +95,15 @@ void metrics_render(wbuf_t *b)
         (double)metrics.writes);
     one(b, "herald_bytes_received_total", "counter", "WebSocket message bytes received.", (double)metrics.bytes_in);
     one(b, "herald_bytes_sent_total", "counter", "WebSocket payload bytes written.", (double)metrics.bytes_out);
-    head(b, "herald_publications_total", "counter", "Publications fanned out, by namespace (* for namespaces without a section).");
+    head(b, "herald_publications_total", "counter", "Publications fanned out, by namespace (* for namespaces without a section; sys: the broker's own feed).");
     for (size_t i = 0; i <= srv.cfg.nns; i++)
         wbuf_printf(b, "herald_publications_total{namespace=\"%s\"} %llu\n",
                     i < srv.cfg.nns ? srv.cfg.ns[i].name : "*", (unsigned long long)metrics.ns_publications[i]);
+    /* The broker's own feed, under its own label (unless a [namespace sys]
+     * section made sys a configured namespace, counted above). */
+    if (config_ns(&srv.cfg, "sys:", 4) == &srv.cfg.ns_sys)
+        wbuf_printf(b, "herald_publications_total{namespace=\"sys\"} %llu\n",
+                    (unsigned long long)metrics.ns_publications[srv.cfg.nns + 1]);
     one(b, "herald_deliveries_total", "counter", "Publications queued to subscribers (the fan-out count).",
         (double)srv.stats.deliveries);
     one(b, "herald_slow_consumers_total", "counter", "Sessions closed because their send queue was full.",
@@ -146,5 +151,11 @@ void metrics_render(wbuf_t *b)
         (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
     one(b, "process_resident_memory_bytes", "gauge", "Resident set size.", (double)rss_bytes());
     one(b, "process_open_fds", "gauge", "Open file descriptors.", (double)open_fds());
+    {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+            one(b, "process_max_fds", "gauge", "The open file limit (soft RLIMIT_NOFILE, as raised at start).",
+                (double)rl.rlim_cur);
+    }
     one(b, "process_start_time_seconds", "gauge", "Start time, Unix seconds.", (double)srv.started_ms / 1000.0);
 }

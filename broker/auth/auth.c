@@ -73,20 +73,88 @@ void ident_clear(ident_t *id)
     memset(id, 0, sizeof *id);
 }
 
+/* Whether @value (@len bytes) is one of the comma-separated entries of
+ * @list (compared exactly; blanks around commas ignored). */
+static int csv_has(const char *list, const char *value, size_t len)
+{
+    for (const char *p = list; *p; ) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        while (n && *p == ' ') { p++; n--; }
+        while (n && p[n - 1] == ' ') n--;
+        if (n && n == len && !memcmp(p, value, n)) return 1;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    return 0;
+}
+
+/* Whether the "aud" claim @aud (a string or an array of strings, RFC 7519
+ * section 4.1.3) names one of the accepted audiences. */
+static int audience_ok(const json_t *aud)
+{
+    size_t i;
+    json_t *e;
+
+    if (json_is_string(aud)) return csv_has(srv.cfg.audience, json_string_value(aud), json_string_length(aud));
+    if (!json_is_array(aud)) return 0;
+    json_array_foreach(aud, i, e)
+        if (json_is_string(e) && csv_has(srv.cfg.audience, json_string_value(e), json_string_length(e))) return 1;
+    return 0;
+}
+
+/* The broker's policy on a token whose signature and time claims jwt.c has
+ * checked (jwt.c leaves policy to its caller): auth.require_exp,
+ * auth.issuer, auth.audience, and an iat no later than now + leeway, since
+ * a token issued in the future comes from a skewed or forged clock.
+ * Return: 0, or -1 with @reason. */
+static int token_policy(const json_t *claims, int64_t now, unsigned leeway, char *reason)
+{
+    const json_t *iat = json_object_get(claims, "iat"), *iss = json_object_get(claims, "iss");
+
+    if (srv.cfg.require_exp && !json_object_get(claims, "exp")) {
+        snprintf(reason, PROTO_REASON_MAX, "invalid token: it has no \"exp\" (auth.require_exp)");
+        return -1;
+    }
+    /* jwt_verify() has checked that an iat is a number in 0..JWT_MAX_TIME. */
+    if (iat && (json_is_integer(iat) ? json_integer_value(iat) > now + (int64_t)leeway
+                                     : (long double)json_real_value(iat) > (long double)now + leeway)) {
+        snprintf(reason, PROTO_REASON_MAX, "invalid token: \"iat\" is in the future (beyond auth.leeway)");
+        return -1;
+    }
+    if (*srv.cfg.issuer &&
+        !(json_is_string(iss) && csv_has(srv.cfg.issuer, json_string_value(iss), json_string_length(iss)))) {
+        snprintf(reason, PROTO_REASON_MAX, "invalid token: %s (auth.issuer)",
+                 iss ? "\"iss\" is not an accepted issuer" : "it has no \"iss\"");
+        return -1;
+    }
+    if (*srv.cfg.audience && !audience_ok(json_object_get(claims, "aud"))) {
+        snprintf(reason, PROTO_REASON_MAX, "invalid token: %s (auth.audience)",
+                 json_object_get(claims, "aud") ? "\"aud\" does not name this service" : "it has no \"aud\"");
+        return -1;
+    }
+    return 0;
+}
+
 /* Verifies @token and returns its claims (a new reference), or NULL with @reason. */
 static json_t *verify(const char *token, size_t len, char *reason)
 {
     json_t *claims = NULL;
     const char *why = NULL;
+    int64_t now = (int64_t)time(NULL);
     int r;
 
     if (!auth_has_keys()) {
         snprintf(reason, PROTO_REASON_MAX, "tokens are not accepted: the broker has no token keys configured");
         return NULL;
     }
-    r = jwt_verify(keys, token, len, (int64_t)time(NULL), srv.cfg.leeway_ms / 1000, &claims, &why);
+    r = jwt_verify(keys, token, len, now, srv.cfg.leeway_ms / 1000, &claims, &why);
     if (r) {
         snprintf(reason, PROTO_REASON_MAX, "invalid token: %s", why ? why : jwt_err_name(r));
+        return NULL;
+    }
+    if (token_policy(claims, now, srv.cfg.leeway_ms / 1000, reason)) {
+        json_decref(claims);
         return NULL;
     }
     return claims;
@@ -101,7 +169,7 @@ int auth_token(const char *token, size_t len, ident_t *id, char *reason)
     if (!claims) return PROTO_E_UNAUTHORIZED;
     v = json_object_get(claims, "sub");
     if (!json_is_string(v) || !auth_user_valid(json_string_value(v), json_string_length(v))) {
-        snprintf(reason, PROTO_REASON_MAX, "invalid token: \"sub\" must be a user id of 1-128 characters without ',' or '#'");
+        snprintf(reason, PROTO_REASON_MAX, "invalid token: \"sub\" must be a user id of 1-128 bytes without ',' or '#'");
         goto fail;
     }
     id->user = strdup(json_string_value(v));

@@ -55,6 +55,8 @@ typedef struct peer {
 static struct {
     struct cidr *exempt;
     size_t nexempt;
+    struct cidr *proxies;         /* server.trusted_proxies */
+    size_t nproxies;
     hmap_t peers;
     int ready;
 } rl;
@@ -94,24 +96,37 @@ static int cidr_match(const struct cidr *c, int family, const unsigned char *a)
     return 1;
 }
 
-int rl_init(char *err, size_t errlen)
+/* Parses the comma-separated addresses or CIDR blocks of @option (value
+ * @value) into *@out. Return: 0, or -1 with @err naming where the option
+ * was set. */
+static int parse_list(const char *option, const char *value, struct cidr **out, size_t *n, char *err, size_t errlen)
 {
-    char list[sizeof srv.cfg.rate_limit_exempt], *save = NULL, *tok;
+    char list[512], where[sizeof srv.cfg.config_path + 16], *save = NULL, *tok;
 
-    if (hmap_init(&rl.peers, 256)) { snprintf(err, errlen, "out of memory"); return -1; }
-    rl.ready = 1;
-    strcpy(list, srv.cfg.rate_limit_exempt);
+    snprintf(list, sizeof list, "%s", value);
     if (!strcasecmp(list, "none")) return 0;
     for (tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
-        struct cidr c, *n;
+        struct cidr c, *grown;
         if (parse_cidr(tok, &c)) {
-            snprintf(err, errlen, "limits.rate_limit_exempt: \"%s\" is not an address or CIDR block", tok);
+            if (config_where(&srv.cfg, option, where, sizeof where) > 0) strcat(where, ": ");
+            else where[0] = '\0';
+            snprintf(err, errlen, "%s%s: \"%s\" is not an address or CIDR block", where, option, tok);
             return -1;
         }
-        if (!(n = realloc(rl.exempt, (rl.nexempt + 1) * sizeof *n))) { snprintf(err, errlen, "out of memory"); return -1; }
-        rl.exempt = n;
-        rl.exempt[rl.nexempt++] = c;
+        if (!(grown = realloc(*out, (*n + 1) * sizeof *grown))) { snprintf(err, errlen, "out of memory"); return -1; }
+        *out = grown;
+        (*out)[(*n)++] = c;
     }
+    return 0;
+}
+
+int rl_init(char *err, size_t errlen)
+{
+    if (hmap_init(&rl.peers, 256)) { snprintf(err, errlen, "out of memory"); return -1; }
+    rl.ready = 1;
+    if (parse_list("limits.rate_limit_exempt", srv.cfg.rate_limit_exempt, &rl.exempt, &rl.nexempt, err, errlen) ||
+        parse_list("server.trusted_proxies", srv.cfg.trusted_proxies, &rl.proxies, &rl.nproxies, err, errlen))
+        return RL_E_SETTING;
     return 0;
 }
 
@@ -124,10 +139,12 @@ void rl_deinit(void)
     while ((p = hmap_next(&rl.peers, &pos))) free(p);
     hmap_deinit(&rl.peers);
     free(rl.exempt);
+    free(rl.proxies);
     memset(&rl, 0, sizeof rl);
 }
 
-int rl_exempt(const char *addr)
+/* Whether the textual address @addr is in one of the @n blocks of @list. */
+static int listed(const struct cidr *list, size_t n, const char *addr)
 {
     unsigned char a[16];
     int family;
@@ -140,9 +157,32 @@ int rl_exempt(const char *addr)
         memmove(a, a + 12, 4);
         family = AF_INET;
     }
-    for (size_t i = 0; i < rl.nexempt; i++)
-        if (cidr_match(&rl.exempt[i], family, a)) return 1;
+    for (size_t i = 0; i < n; i++)
+        if (cidr_match(&list[i], family, a)) return 1;
     return 0;
+}
+
+int rl_exempt(const char *addr)
+{
+    return listed(rl.exempt, rl.nexempt, addr);
+}
+
+int rl_trusted_proxy(const char *addr)
+{
+    return listed(rl.proxies, rl.nproxies, addr);
+}
+
+int rl_addr_canon(const char *in, size_t len, char *out, size_t outlen)
+{
+    char buf[INET6_ADDRSTRLEN];
+    unsigned char a[16];
+
+    if (len == 0 || len >= sizeof buf) return -1;
+    memcpy(buf, in, len);
+    buf[len] = '\0';
+    if (inet_pton(AF_INET, buf, a) == 1) return inet_ntop(AF_INET, a, out, (socklen_t)outlen) ? 0 : -1;
+    if (inet_pton(AF_INET6, buf, a) == 1) return inet_ntop(AF_INET6, a, out, (socklen_t)outlen) ? 0 : -1;
+    return -1;
 }
 
 static peer_t *peer_get(const char *addr, int create)

@@ -3,7 +3,9 @@
  * Owns: struct bucket (a token bucket in caller storage), the table of
  * client addresses with their buckets and counters (srv-wide), and the list of
  * addresses the per-address limits skip (limits.rate_limit_exempt, loopback
- * by default: behind a reverse proxy every client has the proxy's address).
+ * by default), and the trust decision for reverse proxies
+ * (server.trusted_proxies: whose forwarding headers name the client; the
+ * headers themselves are read in net/peer.c).
  * An address's entry is created on first use and dropped once it has been
  * idle long enough that all its buckets are full again, so the table holds
  * only addresses seen recently. Loop thread only. */
@@ -29,12 +31,31 @@ uint64_t bucket_wait_ms(const bucket_t *b, double rate, uint64_t now_ms);
 /* Per-address limits. @addr is a textual IPv4 or IPv6 address. */
 enum rl_verdict { RL_OK = 0, RL_LIMITED, RL_COOLOFF, RL_TOO_MANY };
 
-/* rl_init() - parse limits.rate_limit_exempt. Return: 0, or -1 with @err. */
+/* rl_init() outcome: limits.rate_limit_exempt or server.trusted_proxies
+ * holds something that is not an address or CIDR block (a bad setting:
+ * exit status 2). */
+#define RL_E_SETTING 1
+
+/* rl_init() - set up the address table and parse limits.rate_limit_exempt
+ * and server.trusted_proxies. Call rl_deinit() afterwards, also on failure.
+ * @err: [out] on failure, why; for RL_E_SETTING "WHERE: OPTION: \"X\" is
+ *       not an address or CIDR block" (WHERE as config_where() says it).
+ * Return: 0, RL_E_SETTING, or -1 (out of memory). */
 int rl_init(char *err, size_t errlen);
 void rl_deinit(void);
 
 /* rl_exempt() - whether @addr is in the exempt list. */
 int rl_exempt(const char *addr);
+
+/* rl_trusted_proxy() - whether @addr is in server.trusted_proxies: a reverse
+ * proxy whose X-Forwarded-For / Forwarded header is believed. */
+int rl_trusted_proxy(const char *addr);
+
+/* rl_addr_canon() - the IPv4 or IPv6 address in the @len bytes at @in (no
+ * port, no brackets), in canonical text form into @out (@outlen bytes, at
+ * least INET6_ADDRSTRLEN), so that one client always has one table key.
+ * Return: 0, or -1 if @in is not an address. */
+int rl_addr_canon(const char *in, size_t len, char *out, size_t outlen);
 
 /* rl_connect() - a new TCP connection from @addr: RL_OK, RL_LIMITED
  * (limits.connects_per_second) or RL_COOLOFF (too many failed

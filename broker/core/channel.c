@@ -20,6 +20,10 @@ int chan_registry_init(void)
     return r;
 }
 
+/* Channels of the broker's own sys namespace now registered: chan_count()
+ * leaves them out, so the admin page's own feed is not a user channel. */
+static size_t nsys;
+
 static void chan_free(chan_t *c)
 {
     /* Subscriptions are gone (the caller checked), so nothing is held. */
@@ -36,11 +40,18 @@ void chan_registry_deinit(void)
     chan_t *c;
 
     while ((c = hmap_next(&srv.channels, &pos))) chan_free(c);
+    nsys = 0;
     hmap_deinit(&srv.channels);
     hmap_deinit(&srv.subs);
 }
 
-size_t chan_count(void) { return srv.channels.count; }
+
+int chan_is_sys(const chan_t *c)
+{
+    return c->namelen > 4 && !memcmp(c->name, "sys:", 4);
+}
+
+size_t chan_count(void) { return srv.channels.count - nsys; }
 
 /* Two one-second buckets: cheap to bump on every publication, no timer. */
 void chan_count_pub(chan_t *c)
@@ -80,6 +91,7 @@ int chan_open(const char *name, size_t len, chan_t **out)
     c->ns = config_ns(&srv.cfg, name, len);
     rand_hex(c->epoch, HIST_EPOCH_LEN);
     if (hmap_put(&srv.channels, c->name, len, c)) { free(c); return -ENOMEM; }
+    nsys += (size_t)chan_is_sys(c);
     *out = c;
     return 0;
 }
@@ -92,6 +104,7 @@ int chan_maybe_drop(chan_t *c)
 
     if (c->nsubs || c->inflight || keep_offsets || presence_count(c)) return 0;
     hmap_del(&srv.channels, c->name, c->namelen);
+    nsys -= (size_t)chan_is_sys(c);
     chan_free(c);
     return 1;
 }
@@ -465,7 +478,8 @@ int chan_fanout(chan_t *c, uint64_t offset, const unsigned char *rec, size_t rec
             else sess_push(s, f);
         }
     }
-    srv.stats.deliveries += c->nsubs - skipped;
+    /* The broker's own feed (sys:stats to the admin page) is not traffic. */
+    if (!chan_is_sys(c)) srv.stats.deliveries += c->nsubs - skipped;
     for (int e = 0; e < PROTO_NENC; e++) frame_unref(own[e]);
     if (ff) filtered_free(ff, c->nfilters);
     return 0;

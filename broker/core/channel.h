@@ -156,7 +156,12 @@ void chan_count_pub(chan_t *c);
 /* chan_rate() - publications per second over the last whole second. */
 double chan_rate(const chan_t *c);
 
-/* chan_count() - channels registered now. */
+/* chan_count() - channels registered now, but for those of the broker's own
+ * sys namespace (chan_is_sys()). */
 size_t chan_count(void);
+
+/* chan_is_sys() - whether @c is in the broker's own namespace "sys"
+ * (sys:stats): its traffic is kept out of the user-facing counters. */
+int chan_is_sys(const chan_t *c);
 
 #endif

@@ -425,7 +425,8 @@ static void finish(pub_t *p)
         if (chan_fanout(c, p->w.offset, rec, reclen, p->frames))
             hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,
                  (unsigned long long)p->w.offset);
-        srv.stats.publications++;
+        /* sys:stats counts under namespace="sys" only, not as traffic. */
+        if (!chan_is_sys(c)) srv.stats.publications++;
         metrics.ns_publications[stats_ns_index(c->ns)]++;
         chan_count_pub(c);
         histo_observe(&metrics.publish_fanout_seconds, (double)(clock_mono_ns() - p->submit_ns) / 1e9);

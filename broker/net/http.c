@@ -2,6 +2,7 @@
 #include "net/http.h"
 #include "net/conns.h"
 #include "net/frame.h"
+#include "net/peer.h"
 #include "auth/auth.h"
 #include "herald.h"
 #include "msg.h"
@@ -36,6 +37,45 @@ static int add_hdr(struct lws *wsi, const char *name, const char *value, unsigne
 {
     return lws_add_http_header_by_name(wsi, (const unsigned char *)name, (const unsigned char *)value,
                                        (int)strlen(value), p, end);
+}
+
+/* Reason phrases libwebsockets 4.1 does not know (204, and its 4xx table ends at 417):
+ * it writes "HTTP/1.1 426 " with an empty phrase. */
+static const char *missing_phrase(unsigned status)
+{
+    switch (status) {
+    case 204: return "No Content";
+    case 422: return "Unprocessable Entity";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    default: return NULL;
+    }
+}
+
+int http_add_common_headers(struct lws *wsi, unsigned status, const char *type, size_t len, unsigned char **p,
+                            unsigned char *end)
+{
+    unsigned char *line = *p, *eol;
+    const char *phrase = missing_phrase(status);
+
+    if (lws_add_http_header_status(wsi, status, p, end)) return -1;
+    /* Put the phrase into lws's status line, keeping lws's bookkeeping of
+     * the status (keep-alive, logging) intact. */
+    if (phrase && *p - line > 5 && !memcmp(line, "HTTP/", 5) &&
+        (eol = memchr(line, '\r', (size_t)(*p - line))) && eol[-1] == ' ') {
+        size_t plen = strlen(phrase);
+        if ((size_t)(end - *p) <= plen) return -1;
+        memmove(eol + plen, eol, (size_t)(*p - eol));
+        memcpy(eol, phrase, plen);
+        *p += plen;
+    }
+    if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (const unsigned char *)type,
+                                     (int)strlen(type), p, end) ||
+        lws_add_http_header_content_length(wsi, (lws_filepos_t)len, p, end))
+        return -1;
+    return 0;
 }
 
 /* Headers every response carries. */
@@ -82,7 +122,7 @@ int http_respond(http_req_t *r, unsigned status, const char *type, const void *b
     if (!r->resp) return -1;
     memcpy(r->resp + FRAME_HEADROOM, body, len);
     r->resp_len = len;
-    if (lws_add_http_common_headers(wsi, status, type, len, &p, end) ||
+    if (http_add_common_headers(wsi, status, type, len, &p, end) ||
         common_headers(r, status, &p, end) ||
         (r->csp && add_hdr(wsi, "content-security-policy:", r->csp, &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
@@ -97,7 +137,7 @@ static int preflight(http_req_t *r)
     unsigned char hdr[LWS_PRE + 2048], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
     struct lws *wsi = r->wsi;
 
-    if (lws_add_http_common_headers(wsi, 204, "application/json", 0, &p, end) ||
+    if (http_add_common_headers(wsi, 204, "application/json", 0, &p, end) ||
         common_headers(r, 204, &p, end) ||
         (r->cors_origin[0] &&
          (add_hdr(wsi, "access-control-allow-methods:", "GET, POST, PUT, DELETE, OPTIONS", &p, end) ||
@@ -257,7 +297,7 @@ int http_on_request(http_req_t *r, struct lws *wsi, const char *uri)
     r->method = (uint8_t)method_of(wsi);
     r->method_name = is_options ? "OPTIONS" : names[r->method];
     snprintf(r->path, sizeof r->path, "%s", uri);
-    lws_get_peer_simple(wsi, r->peer, sizeof r->peer);
+    peer_client_addr(wsi, r->peer, sizeof r->peer);
     cors(r);
     /* A body we will not read must not be taken for the next request. */
     r->close_after = r->method == HTTP_POST || r->method == HTTP_PUT;

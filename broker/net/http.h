@@ -45,7 +45,7 @@ typedef struct http_req {
     const apikey_t *key;          /* the API key the request carried, if any (set by the router) */
     unsigned retry_after;         /* seconds, for a 429 */
     char cors_origin[256];        /* the request's Origin when CORS allows it */
-    char peer[46];                /* client address */
+    char peer[46];                /* client address (net/peer.h: behind a trusted proxy, the one it names) */
     const char *method_name;      /* for the request log */
     char path[128];
     uint64_t start_ns;
@@ -79,6 +79,14 @@ int http_on_body_complete(http_req_t *r);
 int http_on_writable(http_req_t *r);
 /* http_on_closed() - free what @r holds; @r may be NULL. */
 void http_on_closed(http_req_t *r);
+
+/* http_add_common_headers() - the status line (with a reason phrase, also
+ * for the statuses libwebsockets has none for: 422, 426, 429...),
+ * Content-Type @type and Content-Length @len, into the header buffer *@p
+ * (advanced; @end bounds it), as lws_add_http_common_headers() does.
+ * Return: 0, or -1 when it does not fit. */
+int http_add_common_headers(struct lws *wsi, unsigned status, const char *type, size_t len, unsigned char **p,
+                            unsigned char *end);
 
 /* ---- reading the request ---- */
 

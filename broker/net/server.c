@@ -3,6 +3,8 @@
 #include "net/http.h"
 #include "net/session.h"
 #include "net/frame.h"
+#include "net/peer.h"
+#include "msg.h"
 #include "auth/auth.h"
 #include "auth/ratelimit.h"
 #include "herald.h"
@@ -27,6 +29,27 @@ union pss {
 
 static struct server_hooks hooks;
 
+/* Refuses a WebSocket handshake with an HTTP answer, so that a browser sees
+ * a status rather than a connection reset: @status with the error body the
+ * REST API uses ({"error":{"code","reason"}}), then the connection closes.
+ * Return: 1 (answered), or -1 (hang up: the headers did not fit). */
+static int refuse_handshake(struct lws *wsi, unsigned status, int code, const char *reason)
+{
+    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+    char body[384];
+    int n = snprintf(body, sizeof body, "{\"error\":{\"code\":%d,\"reason\":\"%s\"}}\n", code, reason);
+
+    if (http_add_common_headers(wsi, status, "application/json", (size_t)n, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:", (const unsigned char *)"close", 5,
+                                    &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    /* The answer is a few hundred bytes on a fresh connection: the kernel
+     * takes it at once, before lws closes the socket. */
+    lws_write(wsi, (unsigned char *)body, (size_t)n, LWS_WRITE_HTTP_FINAL);
+    return 1;
+}
+
 /* Whether the handshake's Origin is in server.allowed_origins. A request
  * with no Origin is not from a browser page, which is what an Origin
  * allowlist protects against (cross-site WebSocket hijacking): let it through. */
@@ -41,6 +64,51 @@ static int origin_allowed(struct lws *wsi)
     return 0;
 }
 
+/* Whether the subprotocol lws will pick for this handshake is one of
+ * Herald's: lws takes the first entry of Sec-WebSocket-Protocol that names
+ * any protocol of ours, and "http" (protocols[0], for plain HTTP) is one.
+ * No header at all is fine: JSON. */
+static int subprotocol_ok(struct lws *wsi)
+{
+    char list[512], *save = NULL, *tok;
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL);
+
+    if (n <= 0) return 1;
+    if (n >= (int)sizeof list || lws_hdr_copy(wsi, list, sizeof list, WSI_TOKEN_PROTOCOL) < 0) return 0;
+    for (tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        if (!strcmp(tok, "herald.json") || !strcmp(tok, "herald.msgpack")) return 1;
+        if (!strcmp(tok, "http")) return 0;
+    }
+    return 0;
+}
+
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: a WebSocket handshake's headers
+ * arrived. Refused with an HTTP status: 404 for a path other than /ws, 400
+ * for subprotocols Herald does not speak, 403 for an Origin not allowed,
+ * 429 for a client behind a trusted proxy that is over its connect rate or
+ * cooling off (one connecting directly was refused at accept).
+ * Return: 0 to go on, 1 when refused (lws then ends the request). */
+static int on_upgrade(struct lws *wsi)
+{
+    char uri[64], client[PEER_ADDR_LEN];
+
+    /* WebSocket lives at /ws only. */
+    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws"))
+        return refuse_handshake(wsi, 404, PROTO_E_BAD_FIELD, "no WebSocket endpoint here: connect to /ws");
+    if (!subprotocol_ok(wsi))
+        return refuse_handshake(wsi, 400, PROTO_E_BAD_FIELD,
+                                "unknown subprotocol: offer herald.json or herald.msgpack (or none)");
+    if (!origin_allowed(wsi))
+        return refuse_handshake(wsi, 403, PROTO_E_FORBIDDEN, "this Origin is not allowed (server.allowed_origins)");
+    /* Behind a trusted proxy the client is known only now. */
+    if (peer_client_addr(wsi, client, sizeof client) == 1 && rl_connect(client) != RL_OK) {
+        srv.stats.connects_limited++;
+        return refuse_handshake(wsi, 429, PROTO_E_RATE_LIMITED,
+                                "too many connections or failed authentications from this address");
+    }
+    return 0;
+}
+
 static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     union pss *p = user;
@@ -52,8 +120,10 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
             srv.stats.connections_refused++;
             return 1;
         }
-        /* in carries the accepted socket. */
-        if (!rl_peer((int)(intptr_t)in, addr, sizeof addr) && rl_connect(addr) != RL_OK) {
+        /* in carries the accepted socket. A trusted proxy carries many
+         * clients: they are limited one by one once their requests say who
+         * they are (on_upgrade(), the REST router). */
+        if (!rl_peer((int)(intptr_t)in, addr, sizeof addr) && !rl_trusted_proxy(addr) && rl_connect(addr) != RL_OK) {
             srv.stats.connects_limited++;
             return 1;
         }
@@ -65,18 +135,13 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_WSI_DESTROY:
         if (srv.open_connections) srv.open_connections--;
         return 0;
-    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
-        char uri[64];
-        /* WebSocket lives at /ws only. */
-        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws")) return 1;
-        /* lws binds a client that names only our first protocol ("http") to
-         * it; Herald's subprotocols are the two herald.* ones, or none. */
-        if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > 0 &&
-            strcmp(lws_get_protocol(wsi) ? lws_get_protocol(wsi)->name : "", "herald.json") &&
-            strcmp(lws_get_protocol(wsi) ? lws_get_protocol(wsi)->name : "", "herald.msgpack"))
-            return 1;
-        return origin_allowed(wsi) ? 0 : 1;
-    }
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return on_upgrade(wsi);
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /* on_upgrade() has answered every refusal; this only guards lws's
+         * binding (a client offering "http" alone), silently. */
+        return !strcmp(lws_get_protocol(wsi) && lws_get_protocol(wsi)->name ? lws_get_protocol(wsi)->name : "",
+                       "http") && lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) > 0;
     case LWS_CALLBACK_ESTABLISHED:
         sess_on_established(&p->ws, wsi);
         return 0;
@@ -124,6 +189,16 @@ static void on_lws_log(int level, const char *line)
     hlog(l, "lws", "%s", line);
 }
 
+void server_log_level_changed(void)
+{
+    int lvl = LLL_ERR | LLL_WARN;
+
+    /* lws filters its lines itself before calling on_lws_log(): its mask
+     * must follow Herald's level, or debug set at run time shows none. */
+    if (log_current_level >= LOG_DEBUG) lvl |= LLL_NOTICE | LLL_INFO;
+    lws_set_log_level(lvl, on_lws_log);
+}
+
 /* Resolves server.bind and makes sure it is an address of this machine by
  * binding a throwaway socket to it: lws, given an address that is not ours,
  * logs an error and still creates a vhost, one that listens nowhere.
@@ -169,14 +244,12 @@ int server_start(const struct server_hooks *h)
     void *foreign_loops[1] = { &srv.loop };
     size_t pss = sizeof(union pss);
     size_t tx = srv.cfg.write_batch_max + FRAME_HEADROOM;
-    int lvl = LLL_ERR | LLL_WARN;
     char addr[INET6_ADDRSTRLEN];
 
     hooks = *h;
     if (check_bind(addr, sizeof addr)) return -1;
 
-    if (log_current_level >= LOG_DEBUG) lvl |= LLL_NOTICE | LLL_INFO;
-    lws_set_log_level(lvl, on_lws_log);
+    server_log_level_changed();
 
     if (tx < srv.cfg.max_message_size + 64) tx = srv.cfg.max_message_size + 64;
     /* A small rx buffer keeps idle connections cheap; larger messages
@@ -224,9 +297,13 @@ int server_start(const struct server_hooks *h)
              srv.cfg.bind, srv.cfg.port);
         return -1;
     }
-    hlog(LOG_INFO, "server", "listening on %s port %d (%s://%s:%d/ws)", srv.cfg.bind,
-         lws_get_vhost_listen_port(srv.vhost), *srv.cfg.tls_cert ? "wss" : "ws", srv.cfg.bind,
-         lws_get_vhost_listen_port(srv.vhost));
+    /* An IPv6 address goes in brackets in a URL (RFC 3986). */
+    {
+        int v6 = strchr(srv.cfg.bind, ':') != NULL;
+        hlog(LOG_INFO, "server", "listening on %s port %d (%s://%s%s%s:%d/ws)", srv.cfg.bind,
+             lws_get_vhost_listen_port(srv.vhost), *srv.cfg.tls_cert ? "wss" : "ws", v6 ? "[" : "", srv.cfg.bind,
+             v6 ? "]" : "", lws_get_vhost_listen_port(srv.vhost));
+    }
     return 0;
 }
 

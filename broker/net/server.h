@@ -3,7 +3,11 @@
  *
  * Owns: srv.lws and srv.vhost, and the callback, a switch whose cases each
  * call one function of session.c (WebSocket) or http.c (HTTP). Refuses TCP
- * connections at the connection cap, while stopping and by connect rate.
+ * connections at the connection cap, while stopping and by connect rate
+ * (but for trusted proxies, whose clients are limited one by one), and
+ * answers the WebSocket handshakes it refuses with an HTTP status: another
+ * path, no subprotocol of Herald's, a foreign Origin, a proxied client over
+ * its limits.
  * Does not own: the process lifecycle (main.c starts, signals and stops;
  * ../shared/notes/lws-on-uv.md explains why lws is destroyed in two steps).
  * Loop thread only. */
@@ -23,6 +27,11 @@ struct server_hooks {
  * listen, with @h (copied) for the lifecycle events.
  * Return: 0, or -1 (logged: a bad or foreign address, a port in use). */
 int server_start(const struct server_hooks *h);
+
+/* server_log_level_changed() - make libwebsockets' own log mask follow the
+ * current log level (log_current_level): its notices and details at debug,
+ * only its warnings and errors otherwise. Call after every change of level. */
+void server_log_level_changed(void);
 
 /* server_destroy() - lws_context_destroy(): the first call, inside the loop,
  * starts closing lws's handles; the second, after uv_run() returns, frees

@@ -11,6 +11,7 @@
  * rather than calling lws_send_pipe_choked(), which costs a poll() each time. */
 #include "net/session.h"
 #include "net/conns.h"
+#include "net/peer.h"
 #include "herald.h"
 #include "clock.h"
 #include "rand.h"
@@ -58,7 +59,7 @@ void sess_on_established(sess_t *s, struct lws *wsi)
     s->created_ms = uv_now(&srv.loop);
     rand_hex(s->id, sizeof s->id - 1);
     if (conn_register(s, &s->serial)) sess_close(s, CLOSE_INTERNAL, 0);
-    lws_get_peer_simple(wsi, s->peer, sizeof s->peer);
+    peer_client_addr(wsi, s->peer, sizeof s->peer);
     s->exempt = (uint8_t)rl_exempt(s->peer);
     if (rl_session_open(s->peer) == RL_TOO_MANY) sess_close(s, CLOSE_TOO_MANY, 0);
     else s->peer_counted = 1;

@@ -80,7 +80,7 @@ typedef struct sess {
     uint8_t peer_counted : 1;     /* counted in limits.connections_per_ip */
     uint8_t exempt : 1;           /* its address is in limits.rate_limit_exempt */
     uint32_t nstale;              /* state subscriptions waiting for a fresh snapshot */
-    char peer[46];                /* client address */
+    char peer[46];                /* client address (net/peer.h: behind a trusted proxy, the one it names) */
 } sess_t;
 
 /* What the layers above do with a session's events. */

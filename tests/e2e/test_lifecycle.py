@@ -318,7 +318,10 @@ def test_bad_bind_address(tmp_path, addr, fixed_port):
     fails at start (exit 1, saying why), with port 0 and with a fixed port: lws
     itself logs the bind error but then creates a vhost that listens nowhere."""
     port = str(free_port()) if fixed_port else "0"
-    p = subprocess.Popen([HERALD_BIN, "--bind", addr, "--port", port, "--data-dir", str(tmp_path / "d")],
+    # --allow-open-dev: development mode on a non-loopback address is refused
+    # before the address is even tried (test_ops_hardening.py).
+    p = subprocess.Popen([HERALD_BIN, "--bind", addr, "--port", port, "--data-dir", str(tmp_path / "d"),
+                          "--allow-open-dev", "on"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=herald_env())
     try:
         out, err = p.communicate(timeout=1.5)

@@ -82,7 +82,7 @@ static void test_flag_forms(void **state)
     config_t c;
     (void)state;
 
-    assert_int_equal(PARSE(&c, err, "--port", "9001", "--bind=0.0.0.0", "--data-dir", "/tmp/x",
+    assert_int_equal(PARSE(&c, err, "--port", "9001", "--bind=0.0.0.0", "--allow-open-dev=on", "--data-dir", "/tmp/x",
                            "--max-subscriptions=7", "--max-channels", "99", "--max-connections=5",
                            "--log-level", "debug", "--log-format=json", "--shutdown-timeout", "1s",
                            "--connect-timeout=250ms", "--ping-interval", "0", "--write-batch-max=1k",
@@ -252,6 +252,9 @@ static void test_usage_lists_every_flag(void **state)
         if (!strstr(text, flags[i])) print_error("--help does not mention %s\n", flags[i]);
         assert_non_null(strstr(text, flags[i]));
     }
+    /* An empty default is left out, not printed as "(default )". */
+    assert_null(strstr(text, "(default )"));
+    assert_non_null(strstr(text, "--trusted-proxies"));
     free(text);
 }
 
@@ -466,6 +469,75 @@ static void test_auth_checks(void **state)
     assert_int_equal(PARSE(&c, err, arg, "--anonymous=on"), CONFIG_ARGS_RUN);
 }
 
+/* Starts with: @err begins with @want. */
+static void expect_prefix(const char *err, const char *want)
+{
+    if (strncmp(err, want, strlen(want))) {
+        print_error("error \"%s\" does not start with \"%s\"\n", err, want);
+        fail();
+    }
+}
+
+static void test_join_leave_needs_presence(void **state)
+{
+    char err[1024] = "", arg[300], want[400];
+    const char *path;
+    config_t c;
+    (void)state;
+
+    path = write_file("[namespace chat]\nsignals = on\njoin_leave = on\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    expect_error(PARSE(&c, err, arg), err, "needs presence = on");
+    snprintf(want, sizeof want, "%s:3: [namespace chat] join_leave = on", path);
+    expect_prefix(err, want);
+    config_free(&c);
+    expect_error(PARSE(&c, err, "--ns", "chat.join_leave=on"), err, NULL);
+    expect_prefix(err, "--ns chat.join_leave: [namespace chat] join_leave = on needs presence = on");
+    config_free(&c);
+    /* Set in [namespace *]: the template is refused too, naming its line. */
+    path = write_file("[namespace *]\njoin_leave = on\n[namespace chat]\npresence = on\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    expect_error(PARSE(&c, err, arg), err, NULL);
+    snprintf(want, sizeof want, "%s:2: [namespace *] join_leave = on", path);
+    expect_prefix(err, want);
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--ns", "chat.join_leave=on", "--ns", "chat.presence=on"), CONFIG_ARGS_RUN);
+    config_free(&c);
+}
+
+static void test_open_dev_mode(void **state)
+{
+    static char *const loopback[] = { "127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "localhost" };
+    static char *const open[] = { "0.0.0.0", "::", "192.168.1.10", "2001:db8::1", "example.com" };
+    char err[1024] = "", arg[300], want[400];
+    const char *path;
+    config_t c;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
+        assert_int_equal(PARSE(&c, err, "--bind", loopback[i]), CONFIG_ARGS_RUN);
+        config_free(&c);
+    }
+    for (size_t i = 0; i < sizeof open / sizeof open[0]; i++) {
+        expect_error(PARSE(&c, err, "--bind", open[i]), err, "server.allow_open_dev = on");
+        expect_prefix(err, "--bind: server.bind = ");
+        config_free(&c);
+        assert_int_equal(PARSE(&c, err, "--bind", open[i], "--allow-open-dev", "on"), CONFIG_ARGS_RUN);
+        config_free(&c);
+        assert_int_equal(PARSE(&c, err, "--bind", open[i], "--apikey", "b.secret=0123456789abcdef"), CONFIG_ARGS_RUN);
+        config_free(&c);
+        assert_int_equal(PARSE(&c, err, "--bind", open[i], "--anonymous", "off",
+                               "--hmac-secret", "0123456789abcdef0123456789abcdef"), CONFIG_ARGS_RUN);
+        config_free(&c);
+    }
+    path = write_file("[server]\nbind = 0.0.0.0\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    expect_error(PARSE(&c, err, arg), err, NULL);
+    snprintf(want, sizeof want, "%s:2: server.bind = 0.0.0.0 in development mode", path);
+    expect_prefix(err, want);
+    config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +553,8 @@ int main(void)
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_where),
         cmocka_unit_test(test_auth_checks),
+        cmocka_unit_test(test_join_leave_needs_presence),
+        cmocka_unit_test(test_open_dev_mode),
     };
     return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }
