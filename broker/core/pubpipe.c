@@ -397,11 +397,14 @@ static void finish(pub_t *p)
     report(&p->origin, c, &out);
     json_decref(extra);
     if (out.code == 0 && !p->w.unchanged) {
+        uint64_t delivered = srv.stats.deliveries;
         if (chan_fanout(c, p->w.offset, rec, reclen, p->frames))
             hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,
                  (unsigned long long)p->w.offset);
         srv.stats.publications++;
         metrics.ns_publications[stats_ns_index(c->ns)]++;
+        /* chan_fanout() counts the process-wide total; the difference is this namespace's share. */
+        metrics.ns_deliveries[stats_ns_index(c->ns)] += srv.stats.deliveries - delivered;
         chan_count_pub(c);
         histo_observe(&metrics.publish_fanout_seconds, (double)(clock_mono_ns() - p->submit_ns) / 1e9);
     }
