@@ -1,12 +1,14 @@
 """The systemd unit (conf/herald.service.in): `meson install` puts it, its sysusers.d
 entry and the configuration it reads in place; `systemd-analyze verify` accepts it
-(skipped where systemd-analyze is missing: scripts/deps.sh installs systemd); and the
-broker starts with exactly the unit's command line and reloads on its ExecReload signal."""
+(skipped where systemd-analyze is missing: scripts/deps.sh installs systemd); the
+broker starts with exactly the unit's command line and reloads on its ExecReload signal;
+and it sends READY=1 to $NOTIFY_SOCKET once it listens (Type=notify)."""
 import json
 import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from conftest import HERALD_BIN, Broker
 
 BUILD_DIR = Path(HERALD_BIN).resolve().parents[1]
 HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes", "ProtectHome": "yes",
-             "StateDirectory": "herald", "User": "herald", "Group": "herald", "Type": "simple",
+             "StateDirectory": "herald", "User": "herald", "Group": "herald", "Type": "notify", "NotifyAccess": "main",
              "RestartPreventExitStatus": "2"}
 
 
@@ -100,5 +102,40 @@ def test_the_units_command_line_starts_and_reloads(installed, tmp_path):
         assert (data / "FORMAT").is_file()
         b.send_signal(signal.SIGHUP)
         assert b.wait_log(r"SIGHUP: log level info", 5), b.log
+    finally:
+        b.check_clean_exit()
+
+
+@pytest.mark.parametrize("kind", ["path", "abstract"])
+def test_ready_is_notified_once_listening(tmp_path, monkeypatch, kind):
+    """The sd_notify protocol as systemd speaks it: one datagram on the AF_UNIX socket named by
+    $NOTIFY_SOCKET (a path, or an abstract name written with '@')."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if kind == "path":
+        name = str(tmp_path / "notify.sock")
+        sock.bind(name)
+    else:
+        name = "@herald-test-notify-%d" % id(tmp_path)
+        sock.bind("\0" + name[1:])
+    sock.settimeout(10)
+    monkeypatch.setenv("NOTIFY_SOCKET", name)
+    b = Broker(tmp_path, name="notify")
+    try:
+        b.start()
+        data = sock.recv(4096)
+        assert data == b"READY=1"
+        assert "listening on" in b.log                  # not before it listens
+        assert b.health().status_code == 200
+    finally:
+        sock.close()
+        b.check_clean_exit()
+
+
+def test_an_unreachable_notify_socket_is_reported_and_ignored(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody-listens.sock"))
+    b = Broker(tmp_path, name="nonotify").start()
+    try:
+        assert b.wait_log(r"cannot notify \$NOTIFY_SOCKET: No such file or directory", 5), b.log
+        assert b.health().status_code == 200
     finally:
         b.check_clean_exit()
