@@ -402,6 +402,9 @@ def test_probes_while_stopping(tmp_path_factory):
                 slow.close()
                 await pub.close()
         run(go(), timeout=60)
+        # The shutdown ends by itself once the slow subscriber is gone: a second SIGTERM
+        # (check_clean_exit's) would cut it short.
+        assert b.wait(25) == 0, b.log
     finally:
         conn.close()
         b.check_clean_exit()
