@@ -1,5 +1,7 @@
 /* broker/config.c - see config.h. */
 #include "config.h"
+#include "datadir.h"
+#include "hist.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -778,7 +780,8 @@ enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { config_usage(stdout); return CONFIG_ARGS_EXIT_OK; }
         if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
-            printf("herald %s\n", HERALD_VERSION);
+            printf("herald %s (data format %d, history format %d)\n", HERALD_VERSION, DATADIR_FORMAT_VERSION,
+                   HIST_FORMAT_VERSION);
             return CONFIG_ARGS_EXIT_OK;
         }
         if (!strcmp(a, "-c") || !strcmp(a, "--config")) {

@@ -31,6 +31,7 @@
 #include "hist.h"
 #include "clock.h"
 #include "log.h"
+#include "notify.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -200,7 +201,7 @@ static int run(void)
 {
     static const struct server_hooks server_hooks = { on_last_session };
     char err[512];
-    int rc = 0;
+    int rc = 0, n;
 
     srv.started_ms = (uint64_t)clock_wall_ms();
     signal(SIGPIPE, SIG_IGN);
@@ -244,6 +245,10 @@ static int run(void)
         stop_finish();
     } else {
         seats_init();
+        /* Listening, with the history store open: under systemd (Type=notify)
+         * this is when `systemctl start` returns and dependent units start. */
+        if ((n = notify_send("READY=1")) < 0)
+            hlog(LOG_WARN, "server", "cannot notify $NOTIFY_SOCKET: %s", strerror(-n));
     }
     uv_run(&srv.loop, UV_RUN_DEFAULT);
     server_destroy();                          /* 2nd call, outside the loop: frees it */

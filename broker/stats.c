@@ -33,13 +33,16 @@ int stats_init(void)
     metrics.commit_batch.bounds = batch_bounds;
     metrics.commit_batch.n = NB(batch_bounds);
     metrics.ns_publications = calloc(srv.cfg.nns + 2, sizeof *metrics.ns_publications);
-    return metrics.ns_publications ? 0 : -ENOMEM;
+    metrics.ns_deliveries = calloc(srv.cfg.nns + 2, sizeof *metrics.ns_deliveries);
+    return metrics.ns_publications && metrics.ns_deliveries ? 0 : -ENOMEM;
 }
 
 void stats_deinit(void)
 {
     free(metrics.ns_publications);
+    free(metrics.ns_deliveries);
     metrics.ns_publications = NULL;
+    metrics.ns_deliveries = NULL;
 }
 
 size_t stats_ns_index(const void *ns)

@@ -60,6 +60,7 @@ struct herald_metrics {
     uint64_t writes;                  /* socket writes of WebSocket frames */
     uint64_t *ns_publications;        /* per configured namespace, then the template, then the
                                          built-in sys namespace (srv.cfg.ns_sys) */
+    uint64_t *ns_deliveries;          /* the fan-out count, indexed like ns_publications */
     unsigned conn_enc[2];             /* open sessions per encoding */
     /* Seat map requests by action (enum seat_action, 0 unused) and outcome:
      * [0] applied, [1] refused by the seats' state (taken, not held, ...),

@@ -45,42 +45,66 @@ static int dir_is_empty(const char *path)
     return empty;
 }
 
-static int check_format(const char *dir, char *err, size_t errlen)
+int datadir_read_format(const char *dir, int *version, char *err, size_t errlen)
 {
     char fpath[4200], line[64];
     FILE *f;
-    int version;
 
     snprintf(fpath, sizeof fpath, "%s/FORMAT", dir);
-    f = fopen(fpath, "r");
-    if (!f) {
-        if (errno != ENOENT) {
-            snprintf(err, errlen, "%s: cannot read: %s", fpath, strerror(errno));
-            return -1;
-        }
-        if (!dir_is_empty(dir)) {
-            snprintf(err, errlen, "%s is not a Herald data directory (it has files but no FORMAT); "
-                     "refusing to initialise over them", dir);
-            return -1;
-        }
-        f = fopen(fpath, "w");
-        if (!f || fprintf(f, "herald-data %d\n", DATADIR_FORMAT_VERSION) < 0 || fflush(f) || fsync(fileno(f))) {
-            snprintf(err, errlen, "%s: cannot write: %s", fpath, strerror(errno));
-            if (f) fclose(f);
-            return -1;
-        }
-        fclose(f);
-        return 0;
+    if (!(f = fopen(fpath, "r"))) {
+        int e = errno;
+        snprintf(err, errlen, "%s: cannot read: %s", fpath, strerror(e));
+        return e == ENOENT ? 1 : -1;
     }
-    if (!fgets(line, sizeof line, f) || sscanf(line, "herald-data %d", &version) != 1) {
+    if (!fgets(line, sizeof line, f) || sscanf(line, "herald-data %d", version) != 1) {
         fclose(f);
         snprintf(err, errlen, "%s: not a Herald format marker", fpath);
         return -1;
     }
     fclose(f);
-    if (version != DATADIR_FORMAT_VERSION) {
-        snprintf(err, errlen, "%s: data format version %d, this herald reads version %d", fpath, version,
-                 DATADIR_FORMAT_VERSION);
+    return 0;
+}
+
+int datadir_write_format(const char *dir, int version, char *err, size_t errlen)
+{
+    char fpath[4200];
+    FILE *f;
+
+    snprintf(fpath, sizeof fpath, "%s/FORMAT", dir);
+    f = fopen(fpath, "w");
+    if (!f || fprintf(f, "herald-data %d\n", version) < 0 || fflush(f) || fsync(fileno(f))) {
+        snprintf(err, errlen, "%s: cannot write: %s", fpath, strerror(errno));
+        if (f) fclose(f);
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+static int check_format(const char *dir, char *err, size_t errlen)
+{
+    int version, rc = datadir_read_format(dir, &version, err, errlen);
+
+    if (rc == 1) {
+        if (!dir_is_empty(dir)) {
+            snprintf(err, errlen, "%s is not a Herald data directory (it has files but no FORMAT); "
+                     "refusing to initialise over them", dir);
+            return -1;
+        }
+        return datadir_write_format(dir, DATADIR_FORMAT_VERSION, err, errlen);
+    }
+    if (rc) return -1;
+    /* Both versions in the message: the operator's choice is between the
+     * herald that wrote the directory and the backup taken before the upgrade. */
+    if (version > DATADIR_FORMAT_VERSION) {
+        snprintf(err, errlen, "%s/FORMAT: data format version %d was written by a newer herald; this herald "
+                 "(%s) reads version %d: run a herald that reads version %d, or restore the backup taken "
+                 "before the upgrade", dir, version, HERALD_VERSION, DATADIR_FORMAT_VERSION, version);
+        return -1;
+    }
+    if (version < DATADIR_FORMAT_VERSION) {
+        snprintf(err, errlen, "%s/FORMAT: data format version %d is older than any this herald (%s) reads "
+                 "(version %d)", dir, version, HERALD_VERSION, DATADIR_FORMAT_VERSION);
         return -1;
     }
     return 0;

@@ -5,8 +5,13 @@
  * lives inside (history, later). A data directory holds a file FORMAT with the
  * line "herald-data <version>"; a directory that has other files but no
  * FORMAT is not Herald's and is refused rather than initialised over, and a
- * FORMAT of another version is refused rather than misread. An exclusive
- * flock() on LOCK keeps two brokers off one directory. */
+ * FORMAT of another version is refused rather than misread, with a message
+ * naming both versions (docs/operations.md, Upgrades). Version 1 is the only
+ * one so far: a release that changes the layout bumps DATADIR_FORMAT_VERSION
+ * and either upgrades older directories in place here (idempotently, writing
+ * FORMAT last, so a crash mid-upgrade leaves the old marker and the upgrade
+ * runs again) or keeps refusing them. An exclusive flock() on LOCK keeps two
+ * brokers off one directory. */
 #ifndef HERALD_DATADIR_H
 #define HERALD_DATADIR_H
 
@@ -25,6 +30,18 @@ typedef struct datadir {
  * @err: [out] on failure, a message for the operator naming the path.
  * Return: 0, or -1. */
 int datadir_open(datadir_t *dd, const char *path, char *err, size_t errlen);
+
+/* datadir_read_format() - the version in @dir's FORMAT marker, without
+ * claiming the directory (herald backup reads its source's).
+ * @version: [out] written on success.
+ * @err: [out] on failure, a message naming the file.
+ * Return: 0; 1 if there is no FORMAT; -1 if it cannot be read or is not a
+ * Herald marker. */
+int datadir_read_format(const char *dir, int *version, char *err, size_t errlen);
+
+/* datadir_write_format() - write @dir's FORMAT marker for @version, flushed
+ * to disk. Return: 0, or -1 with @err naming the file. */
+int datadir_write_format(const char *dir, int version, char *err, size_t errlen);
 
 /* datadir_close() - release the lock; the directory stays. */
 void datadir_close(datadir_t *dd);

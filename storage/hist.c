@@ -136,8 +136,10 @@ static int open_dbs(hist_t *h, int create, char *err, size_t errlen)
         if (!rc && (v.mv_size != 4 || ((unsigned char *)v.mv_data)[3] != HIST_FORMAT_VERSION)) {
             unsigned got = v.mv_size == 4 ? ((unsigned char *)v.mv_data)[3] : 0;
             mdb_txn_abort(txn);
-            snprintf(err, errlen, "history format version %u; this herald reads version %d", got,
-                     HIST_FORMAT_VERSION);
+            snprintf(err, errlen, "history format version %u %s; this herald (%s) reads history format version "
+                     "%d: run a herald that reads version %u, or restore the backup taken before the upgrade", got,
+                     got > HIST_FORMAT_VERSION ? "was written by a newer herald" : "is not one this herald reads",
+                     HERALD_VERSION, HIST_FORMAT_VERSION, got);
             return -1;
         }
     }
@@ -1359,13 +1361,16 @@ out:
 
 int hist_backup(const char *src_dir, const char *dest_dir, char *err, size_t errlen)
 {
-    char src[4200], dst[4200], fmt[4200];
+    char src[4200], dst[4200];
     MDB_env *env = NULL;
-    FILE *f;
-    int rc;
+    int rc, version;
 
     snprintf(src, sizeof src, "%s/history", src_dir);
     snprintf(dst, sizeof dst, "%s/history", dest_dir);
+    if ((rc = datadir_read_format(src_dir, &version, err, errlen))) {
+        if (rc == 1) snprintf(err, errlen, "%s is not a Herald data directory (no FORMAT)", src_dir);
+        return -1;
+    }
     if (access(src, R_OK)) {
         snprintf(err, errlen, "%s: no history store to back up: %s", src, strerror(errno));
         return -1;
@@ -1390,15 +1395,10 @@ int hist_backup(const char *src_dir, const char *dest_dir, char *err, size_t err
         return -1;
     }
     mdb_env_close(env);
-    snprintf(fmt, sizeof fmt, "%s/FORMAT", dest_dir);
-    f = fopen(fmt, "w");
-    if (!f || fprintf(f, "herald-data %d\n", DATADIR_FORMAT_VERSION) < 0 || fflush(f) || fsync(fileno(f))) {
-        snprintf(err, errlen, "%s: cannot write: %s", fmt, strerror(errno));
-        if (f) fclose(f);
-        return -1;
-    }
-    fclose(f);
-    return 0;
+    /* The copy carries its source's marker, whatever version this herald
+     * reads: a backup taken with a newer binary before an upgrade must still
+     * say what it holds. */
+    return datadir_write_format(dest_dir, version, err, errlen);
 }
 
 int hist_timers_due(hist_t *h, int64_t now_ms, size_t max,

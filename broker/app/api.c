@@ -4,7 +4,7 @@
  * prefix and suffix around a {target}), what it needs (an admin key, a valid
  * channel name, a body) and its handlers. api_on_request() runs what every
  * request shares once: the open endpoints first (health, readiness, the
- * admin page: no rate limit, no key), then the per-address rate limit and
+ * admin page, the OpenAPI description: no rate limit, no key), then the per-address rate limit and
  * the API key, then the table: 404 for no such path, 405 for a known path
  * with the wrong method, 403 where an admin key is needed, 400 for a bad
  * channel name, 411/413/415 for a body that cannot be taken. A handler
@@ -93,6 +93,16 @@ static int health(http_req_t *r)
     unsigned status;
     json_t *v = admin_health(&status);
     return http_respond_json(r, status, v);
+}
+
+extern const unsigned char openapi_json[];
+extern const size_t openapi_json_len;
+
+/* GET /api/openapi.json: docs/openapi.json, compiled in. Open like the probes:
+ * it describes the API and holds nothing about this broker's data. */
+static int openapi_doc(http_req_t *r)
+{
+    return http_respond(r, 200, "application/json", openapi_json, openapi_json_len);
 }
 
 static int ready(http_req_t *r)
@@ -458,6 +468,7 @@ static int seats_position_get(http_req_t *r)
 static const struct route routes[] = {
     { HTTP_GET,  R_OPEN, "/api/health", NULL, NULL, health, NULL },
     { HTTP_GET,  R_OPEN, "/api/health/ready", NULL, NULL, ready, NULL },
+    { HTTP_GET,  R_OPEN, "/api/openapi.json", NULL, NULL, openapi_doc, NULL },
     { HTTP_GET,  R_OPEN, "/admin", NULL, NULL, admin_page, NULL },
     { HTTP_POST, R_BODY | R_BODY_ENC, "/api/publish", NULL, NULL, NULL, publish_post },
     { HTTP_GET,  R_ADMIN, "/api/channels", NULL, NULL, channel_list, NULL },

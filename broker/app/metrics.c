@@ -106,6 +106,11 @@ void metrics_render(wbuf_t *b)
                     (unsigned long long)metrics.ns_publications[srv.cfg.nns + 1]);
     one(b, "herald_deliveries_total", "counter", "Publications queued to subscribers (the fan-out count).",
         (double)srv.stats.deliveries);
+    head(b, "herald_namespace_deliveries_total", "counter",
+         "herald_deliveries_total by namespace (* for namespaces without a section).");
+    for (size_t i = 0; i <= srv.cfg.nns; i++)
+        wbuf_printf(b, "herald_namespace_deliveries_total{namespace=\"%s\"} %llu\n",
+                    i < srv.cfg.nns ? srv.cfg.ns[i].name : "*", (unsigned long long)metrics.ns_deliveries[i]);
     one(b, "herald_slow_consumers_total", "counter", "Sessions closed because their send queue was full.",
         (double)srv.stats.slow_consumers);
     one(b, "herald_storage_failures_total", "counter", "Publications refused because the store failed or was full.",
@@ -151,11 +156,11 @@ void metrics_render(wbuf_t *b)
         (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
     one(b, "process_resident_memory_bytes", "gauge", "Resident set size.", (double)rss_bytes());
     one(b, "process_open_fds", "gauge", "Open file descriptors.", (double)open_fds());
+    /* The soft limit the broker raised at start: connections are refused 64 below it. */
     {
         struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-            one(b, "process_max_fds", "gauge", "The open file limit (soft RLIMIT_NOFILE, as raised at start).",
-                (double)rl.rlim_cur);
+        one(b, "process_max_fds", "gauge", "Open file descriptors allowed (RLIMIT_NOFILE).",
+            getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY ? -1.0 : (double)rl.rlim_cur);
     }
     one(b, "process_start_time_seconds", "gauge", "Start time, Unix seconds.", (double)srv.started_ms / 1000.0);
 }

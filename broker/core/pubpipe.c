@@ -422,12 +422,15 @@ static void finish(pub_t *p)
     report(&p->origin, c, &out);
     json_decref(extra);
     if (out.code == 0 && !p->w.unchanged && !p->w.duplicate) {
+        uint64_t delivered = srv.stats.deliveries;
         if (chan_fanout(c, p->w.offset, rec, reclen, p->frames))
             hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,
                  (unsigned long long)p->w.offset);
         /* sys:stats counts under namespace="sys" only, not as traffic. */
         if (!chan_is_sys(c)) srv.stats.publications++;
         metrics.ns_publications[stats_ns_index(c->ns)]++;
+        /* chan_fanout() counts the process-wide total; the difference is this namespace's share. */
+        metrics.ns_deliveries[stats_ns_index(c->ns)] += srv.stats.deliveries - delivered;
         chan_count_pub(c);
         histo_observe(&metrics.publish_fanout_seconds, (double)(clock_mono_ns() - p->submit_ns) / 1e9);
     }

@@ -32,7 +32,7 @@ def test_version():
     for flag in ("--version", "-V"):
         r = run_herald([flag])
         assert r.returncode == 0, r
-        assert r.stdout == "herald 0.1.0\n", r.stdout
+        assert r.stdout == "herald 0.1.0 (data format 1, history format 1)\n", r.stdout
         assert r.stderr == ""
 
 

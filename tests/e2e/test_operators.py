@@ -70,6 +70,8 @@ def test_metrics_move_with_traffic(broker):
         return mid
     mid = run(go())
     assert mid["herald_deliveries_total"] - before["herald_deliveries_total"] == 30
+    assert (mid['herald_namespace_deliveries_total{namespace="*"}'] -
+            before['herald_namespace_deliveries_total{namespace="*"}']) == 30
     assert mid['herald_publications_total{namespace="*"}'] - before['herald_publications_total{namespace="*"}'] == 10
     assert mid["herald_messages_sent_total"] >= 30 + 6          # deliveries + connect/subscribe replies
     assert mid["herald_bytes_sent_total"] > before["herald_bytes_sent_total"]

@@ -184,6 +184,35 @@ static void test_wrong_format(void **state)
     datadir_close(&dd);
 }
 
+/* The marker without claiming the directory (herald backup reads its
+ * source's and writes the same into the copy); the refusal names both versions. */
+static void test_read_write_format(void **state)
+{
+    char path[512], err[512] = "";
+    datadir_t dd;
+    int v = -1;
+    (void)state;
+
+    snprintf(path, sizeof path, "%s", fresh_path(""));
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(datadir_read_format(path, &v, err, sizeof err), 1);
+    assert_int_equal(v, -1);
+    assert_int_equal(datadir_write_format(path, 7, err, sizeof err), 0);
+    assert_int_equal(datadir_read_format(path, &v, err, sizeof err), 0);
+    assert_int_equal(v, 7);
+    assert_false(exists(path, "LOCK"));
+
+    assert_int_equal(datadir_open(&dd, path, err, sizeof err), -1);
+    assert_non_null(strstr(err, "data format version 7 was written by a newer herald"));
+    assert_non_null(strstr(err, "reads version 1"));
+
+    write_text(path, "FORMAT", "herald-data\n");
+    assert_int_equal(datadir_read_format(path, &v, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a Herald format marker"));
+    assert_int_equal(datadir_write_format("/nonexistent-herald-dir", 1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "/nonexistent-herald-dir/FORMAT"));
+}
+
 static void test_not_a_dir(void **state)
 {
     char path[512], err[512] = "";
@@ -208,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_foreign_dir),
         cmocka_unit_test(test_foreign_dir_only_hidden_file),
         cmocka_unit_test(test_wrong_format),
+        cmocka_unit_test(test_read_write_format),
         cmocka_unit_test(test_not_a_dir),
     };
     return cmocka_run_group_tests_name("datadir", tests, setup, teardown);
