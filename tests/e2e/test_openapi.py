@@ -50,6 +50,7 @@ EXCUSED = {
         ("post", "/api/events/{event}/seats"), ("post", "/api/events/{event}/hold"),
         ("post", "/api/events/{event}/confirm"), ("post", "/api/events/{event}/release"),
         ("post", "/api/events/{event}/waitlist"), ("post", "/api/events/{event}/waitlist/leave"),
+        ("post", "/api/events/{event}/waitlist/position"), ("get", "/api/events/{event}/waitlist/position"),
         ("get", "/metrics")]},
 }
 # 507 needs the store filled to history.map_size_max: exercised once here (publish);
@@ -59,7 +60,8 @@ for _m, _p in [("post", "/api/channels/{channel}/state"), ("post", "/api/scorebo
                ("put", "/api/events/{event}/seats"), ("post", "/api/events/{event}/seats"),
                ("post", "/api/events/{event}/hold"), ("post", "/api/events/{event}/confirm"),
                ("post", "/api/events/{event}/release"), ("post", "/api/events/{event}/waitlist"),
-               ("post", "/api/events/{event}/waitlist/leave")]:
+               ("post", "/api/events/{event}/waitlist/leave"), ("post", "/api/events/{event}/waitlist/position"),
+               ("get", "/api/events/{event}/waitlist/position")]:
     EXCUSED[(_m, _p, "507")] = "the same commit failure as POST /api/publish's 507, which is exercised"
 
 EXERCISED = set()
@@ -197,6 +199,13 @@ BODIES = {
     ("post", "/api/events/{event}/release"): {"user": "al", "seats": ["A1"]},
     ("post", "/api/events/{event}/waitlist"): {"user": "al", "section": "A"},
     ("post", "/api/events/{event}/waitlist/leave"): {"user": "al", "section": "A"},
+    ("post", "/api/events/{event}/waitlist/position"): {"user": "al", "section": "A"},
+}
+
+
+# Query parameters for the GET operations that need them to get past their checks.
+QUERIES = {
+    ("get", "/api/events/{event}/waitlist/position"): {"user": "al", "section": "A"},
 }
 
 
@@ -332,7 +341,8 @@ def test_channel_limit_answers_503(tmp_path_factory):
         for m, p, op in operations():
             if "max_channels" not in resolve(op["responses"].get("503", {})).get("description", ""):
                 continue
-            r = call(b, m, p, "503", params, json=BODIES.get((m, p), {"channel": "chat:new", "data": 1}) if m != "get" else None)
+            r = call(b, m, p, "503", params, json=BODIES.get((m, p), {"channel": "chat:new", "data": 1}) if m != "get" else None,
+                     params=QUERIES.get((m, p)))
             assert r.json()["error"]["code"] == 110, (m, p, r.text)
     finally:
         b.check_clean_exit()
@@ -518,6 +528,14 @@ def test_seat_maps(dev):
     call(dev, "post", w, "503", e, json={"user": "di", "section": "B"})         # waitlist_max = 1
     call(dev, "post", w, "422", e, json={"user": "di", "section": "Q"})
     call(dev, "post", w, "400", e, json={"user": "di"})
+    r = call(dev, "post", w + "/position", "200", e, json={"user": "cy", "section": "B"})
+    assert (r.json()["position"], r.json()["waiting"]) == (1, 1), r.text
+    r = call(dev, "get", w + "/position", "200", e, params={"user": "cy", "section": "B"})
+    assert (r.json()["position"], r.json()["waiting"]) == (1, 1), r.text
+    call(dev, "post", w + "/position", "400", e, json={"user": "cy"})
+    call(dev, "get", w + "/position", "400", e, params={"user": "cy"})
+    call(dev, "post", w + "/position", "422", e, json={"user": "cy", "section": "Q"})
+    call(dev, "get", w + "/position", "422", e, params={"user": "cy", "section": "Q"})
     call(dev, "post", w + "/leave", "200", e, json={"user": "cy", "section": "B"})
     call(dev, "post", w + "/leave", "400", e, json={"section": "B"})
 
