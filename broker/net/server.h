@@ -3,7 +3,8 @@
  *
  * Owns: srv.lws and srv.vhost, and the callback, a switch whose cases each
  * call one function of session.c (WebSocket) or http.c (HTTP). Refuses TCP
- * connections at the connection cap, while stopping and by connect rate.
+ * connections beyond the connection cap and its probe reserve, while
+ * stopping and by connect rate; refuses WebSocket upgrades in the reserve.
  * Does not own: the process lifecycle (main.c starts, signals and stops;
  * ../shared/notes/lws-on-uv.md explains why lws is destroyed in two steps).
  * Loop thread only. */
@@ -14,6 +15,13 @@
  * directory, logs and LMDB. */
 #define FD_RESERVE 64
 
+/* Connections accepted beyond limits.max_connections so that health and
+ * readiness probes are answered when the broker is full: an orchestrator
+ * that cannot reach /api/health kills a broker that is merely busy. In the
+ * reserve, WebSocket upgrades and other requests get 503. Taken from
+ * FD_RESERVE. */
+#define PROBE_RESERVE 8
+
 struct server_hooks {
     /* While stopping (srv.stopping == 1), the last WebSocket session closed. */
     void (*on_last_session)(void);
@@ -23,6 +31,11 @@ struct server_hooks {
  * listen, with @h (copied) for the lifecycle events.
  * Return: 0, or -1 (logged: a bad or foreign address, a port in use). */
 int server_start(const struct server_hooks *h);
+
+/* server_over_capacity() - whether more TCP connections are open than
+ * limits.max_connections allows, i.e. the one asking is in the probe
+ * reserve and may only be a health or readiness probe. */
+int server_over_capacity(void);
 
 /* server_destroy() - lws_context_destroy(): the first call, inside the loop,
  * starts closing lws's handles; the second, after uv_run() returns, frees
