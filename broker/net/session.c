@@ -273,6 +273,10 @@ static int write_batch(sess_t *s)
         out = p;
     }
     if (lws_write(s->wsi, out, len, type) < (int)len) return -1;
+    /* A session flushing its queue before its close is making progress:
+     * the close timeout counts from its last write, so a client that reads
+     * slowly but steadily gets everything (shutdown_timeout bounds that). */
+    if (s->close_code) s->close_at_ms = uv_now(&srv.loop);
     metrics.writes++;
     metrics.frames_out += n;
     metrics.bytes_out += len;
@@ -414,9 +418,7 @@ void sess_flush_dirty(void)
             for (int i = 0; i < SESS_WRITES_PER_CALLBACK && s->qlen && !lws_partial_buffered(s->wsi); i++) {
                 if (write_batch(s)) {
                     /* The socket is gone: let lws close it from its own loop. */
-                    s->close_started = 1;
-                    queue_clear(s);
-                    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+                    kill_socket(s);
                     break;
                 }
             }

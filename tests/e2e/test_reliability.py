@@ -5,6 +5,7 @@ out of file descriptors."""
 import asyncio
 import base64
 import functools
+import json
 import os
 import re
 import resource
@@ -18,7 +19,7 @@ import time
 import pytest
 import requests
 
-from conftest import RawWS, close_all, connect, connect_many, http_raw, run, slow_subscriber
+from conftest import Closed, RawWS, close_all, connect, connect_many, http_raw, run, slow_subscriber
 
 
 def metrics(b):
@@ -256,6 +257,71 @@ def test_peer_that_never_answers_a_close_is_dropped(make_broker):
     assert wait_until(lambda: ws_sessions(b) == 0, 3)
 
 
+def take_frame(raw):
+    """The next whole server frame in raw.rbuf as (opcode, payload), or None
+    without reading from the socket."""
+    buf = raw.rbuf
+    if len(buf) < 2:
+        return None
+    n, off = buf[1] & 0x7F, 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n, off = struct.unpack("!H", buf[2:4])[0], 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n, off = struct.unpack("!Q", buf[2:10])[0], 10
+    if len(buf) < off + n:
+        return None
+    raw.rbuf = buf[off + n:]
+    return buf[0] & 0x0F, buf[off:off + n]
+
+
+def test_slow_but_steady_reader_gets_everything_at_shutdown(make_broker):
+    """The close timeout counts from a flushing session's last write: a
+    client that reads slowly but keeps reading gets its whole queue and 1001
+    at shutdown, even when that takes longer than 5 s."""
+    b = make_broker("--shutdown-timeout", "30s", "--ping-interval", "0", "--send-queue-max", "16m")
+    slow, _ = slow_subscriber(b, "steady:x")
+    s = requests.Session()
+    # More than the kernel's socket buffers hold (up to 4 MiB each way):
+    # the broker still has some of it queued 5 s after the SIGTERM.
+    n = 800
+    for i in range(n):
+        s.post(b.url("/api/publish"), json={"channel": "steady:x", "data": [i, "s" * 8000]}, timeout=5)
+    b.send_signal(signal.SIGTERM)
+    assert b.wait_log("SIGTERM received", 5)
+    slow.sock.settimeout(10)
+    got, code, t0 = [], None, time.monotonic()
+    try:
+        while True:
+            # About 160 KB/s for 7 s, then as fast as it comes.
+            slow_phase = time.monotonic() - t0 < 7
+            if slow_phase:
+                time.sleep(0.025)
+            chunk = slow.sock.recv(4096 if slow_phase else 65536)
+            assert chunk, "closed without a close frame after %d messages" % len(got)
+            slow.rbuf += chunk
+            while True:
+                frame = take_frame(slow)
+                if frame is None:
+                    break
+                op, payload = frame
+                if op == 0x8:
+                    raise Closed(struct.unpack("!H", payload[:2])[0])
+                if op == 0x1:
+                    got += [json.loads(l)["data"][0] for l in payload.decode().split("\n")]
+    except Closed as e:
+        code = e.code
+    took = time.monotonic() - t0
+    slow.close()
+    assert code == 1001, (code, len(got), took)
+    assert got == list(range(n)), len(got)
+    assert took > 7, took
+    assert b.wait(15) == 0
+
+
 # ---------------------------------------------------------------- 3. liveness at the cap
 
 def test_health_answered_at_the_connection_cap(make_broker):
@@ -416,4 +482,5 @@ def test_descriptor_exhaustion_is_survived(make_broker, monkeypatch):
         return cpu, wall
 
     cpu, wall = run(main(), timeout=120)
+    print("\nFD-LIMIT cpu %.3f s in %.1f s at the limit (%.1f%%)" % (cpu, wall, 100 * cpu / wall))
     assert "accept" not in b.log.lower() or b.log.lower().count("accept") < 20, "accept errors flood the log"
