@@ -210,6 +210,8 @@ def test_kill_9_cycles_under_mixed_traffic(make_broker, tmp_path):
         for off, val in want.items():
             assert stored.get(off) == val, "%s: acknowledged %r at %d, found %r" % (ch, val, off, stored.get(off))
     got = state(b, "st:counters")
+    print("\nKILL-9 %d cycles: %d publications acknowledged; counters acknowledged %r, stored %r"
+          % (cycles, len(acked), counts, got))
     for key, n in counts.items():
         # An increment whose answer was lost in the kill may be stored: one per cycle at most.
         assert n <= got.get(key, 0) <= n + cycles, (key, n, got.get(key))
