@@ -18,8 +18,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -325,12 +327,27 @@ static void send_ping(sess_t *s, uint64_t now)
     if (lws_write(s->wsi, p, 6, LWS_WRITE_PING) < 6) kill_socket(s);
 }
 
+/* Whether the peer took bytes from the socket's send queue since the last
+ * call. Our own writes are no measure of that: the kernel signals room to
+ * write only once much of a large send buffer has drained, which at a slow
+ * reader's pace can take longer than the close timeout. */
+static int reader_progressed(sess_t *s)
+{
+    int fd = (int)lws_get_socket_fd(s->wsi), queued = 0, was = (int)s->outq;
+
+    if (fd < 0 || ioctl(fd, SIOCOUTQ, &queued) < 0) return 0;
+    s->outq = (uint32_t)queued;
+    return queued < was;
+}
+
 void sess_tick(sess_t *s, uint64_t now)
 {
     uint64_t every = srv.cfg.ping_interval_ms;
 
     if (s->killed) return;
     if (s->close_code || s->close_started) {
+        if (s->close_code && s->flush_then_close && !s->close_started && reader_progressed(s))
+            s->close_at_ms = now;
         if (now - s->close_at_ms >= CLOSE_TIMEOUT_MS) {
             hlog(LOG_INFO, "ws", "client %s: close not done after %d s (not reading?): dropping the connection",
                  s->id, CLOSE_TIMEOUT_MS / 1000);

@@ -63,6 +63,7 @@ typedef struct sess {
     uint64_t ping_sent_ms;        /* loop time of our last keepalive ping, 0: none yet */
     uint64_t close_at_ms;         /* loop time the close began, or of the last write while flushing before it */
     uint32_t ping_seq;            /* number of keepalive pings sent */
+    uint32_t outq;                /* bytes in the socket's send queue at the last tick, while flushing to close */
 
     frame_t **q;                  /* ring of queued frames */
     uint32_t qcap, qhead, qlen;
@@ -136,8 +137,9 @@ void sess_on_pong(sess_t *s);
  * client's ping still waiting for its pong, so that pong carried the wrong
  * payload (RFC 6455 5.5.3) and clients gave up with 1011.
  * Close timeout (5 s): a session still open that long after its close
- * began (or, while it flushes its queue before closing, after its last
- * write) is dropped, close frame sent or not: a peer that stopped reading
+ * began (or, while it flushes its queue before closing, after the peer
+ * last took bytes off the socket or we last wrote) is dropped, close frame
+ * sent or not: a peer that stopped reading
  * never lets the close frame out, so nothing else would finish the close.
  * (A peer that gets the close frame and never answers it is dropped by
  * libwebsockets, 5 s after the frame went out.)
