@@ -1,5 +1,5 @@
 /* broker/net/session.h - one WebSocket connection: its inbound reassembly,
- * its outbound queue and its closing.
+ * its outbound queue, its keepalive pings and its closing (bounded in time).
  *
  * Owns: sess_t, which libwebsockets allocates as the connection's
  * per-session data and frees after LWS_CALLBACK_CLOSED, so a session never
