@@ -76,7 +76,7 @@ static const struct opt opts[] = {
     { "websocket", "connect_timeout", NULL, T_MS, O(connect_timeout_ms), 0, "10s",
       "time a new connection has to send its connect message (close 4002)" },
     { "websocket", "ping_interval", NULL, T_MS, O(ping_interval_ms), 0, "25s",
-      "idle time before the broker pings a client; no answer within 2x closes it (0 = never)" },
+      "silence before the broker pings a client; silent for 2x this + 5s, it is dropped (0 = never)" },
     { "websocket", "coalesce_max", NULL, T_MS, O(coalesce_max_ms), 0, "50ms",
       "when the broker is busy, streaming connections gather messages for up to this long so each "
       "write carries more; 0: write every loop turn" },

@@ -3,10 +3,10 @@
  * (running) broker's data.
  *
  * Owns: the order of start-up and shutdown, the signal handlers (INT/TERM
- * stop, HUP re-reads [log]), the once-a-second tick (connect timeouts,
- * token expiry and refresh notices, idle rate-limit entries, operator
- * figures), the quarter-second tune (write coalescing, presence leaves,
- * seat releases after a disconnect's grace),
+ * stop, HUP re-reads [log]), the once-a-second tick (keepalive pings and
+ * close timeouts, connect timeouts, token expiry and refresh notices, idle
+ * rate-limit entries, operator figures), the quarter-second tune (write
+ * coalescing, presence leaves, seat releases after a disconnect's grace),
  * the end-of-turn flush, the descriptor limit, and which hook of the
  * layers below calls which function of the layers above.
  * Shutdown (SIGINT/SIGTERM): refuse new connections, ask every session to
@@ -54,7 +54,8 @@ static void on_hup(uv_signal_t *h, int signum)
     log_set_level(srv.cfg.log_level);
     server_log_level_changed();
     log_set_format(srv.cfg.log_format);
-    hlog(LOG_INFO, "config", "SIGHUP: log level %s, format %s, requests %s", log_level_name(srv.cfg.log_level),
+    hlog(LOG_INFO, "config", "SIGHUP: re-read [log] only (other settings take effect at the next start): "
+         "log level %s, format %s, requests %s", log_level_name(srv.cfg.log_level),
          srv.cfg.log_format == LOG_FMT_JSON ? "json" : "text",
          srv.cfg.log_requests == LOG_REQ_ALL ? "all" : srv.cfg.log_requests == LOG_REQ_ERRORS ? "errors" : "off");
 }
@@ -68,7 +69,8 @@ static void on_signal(uv_signal_t *h, int signum)
     stop_begin();
 }
 
-/* Once a second: connections that never sent connect, tokens about to
+/* Once a second: keepalive pings and closes that did not finish
+ * (sess_tick()), connections that never sent connect, tokens about to
  * expire or expired, idle rate-limit entries. */
 static void on_tick(uv_timer_t *t)
 {
@@ -78,7 +80,8 @@ static void on_tick(uv_timer_t *t)
 
     (void)t;
     for (sess_t *s = srv.sessions; s; s = s->next) {
-        if (s->close_code) continue;
+        sess_tick(s, now);
+        if (s->close_code || s->close_started) continue;
         if (!s->connected) {
             if (now - s->created_ms >= srv.cfg.connect_timeout_ms) sess_close(s, CLOSE_CONNECT_TIMEOUT, 1);
             continue;

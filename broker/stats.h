@@ -28,6 +28,8 @@ struct herald_stats {
     uint64_t connects_limited;    /* TCP connections refused by connects_per_second or a cooloff */
     uint64_t rest_unauthorized;   /* REST requests answered 401 or 403 */
     uint64_t origins_refused;     /* WebSocket handshakes from an Origin not allowed */
+    uint64_t close_timeouts;      /* closing sessions dropped after the 5 s close timeout */
+    uint64_t over_capacity;       /* upgrades and requests answered 503 in the probe reserve */
 };
 
 /* A cumulative histogram over fixed upper bounds, as Prometheus wants it. */
@@ -46,7 +48,7 @@ void histo_observe(histo_t *h, double v);
 enum disc_reason {
     DISC_CLIENT = 0,              /* the client closed, or the network did */
     DISC_SHUTDOWN, DISC_SLOW_CONSUMER, DISC_UNAUTHORIZED, DISC_TOKEN_EXPIRED,
-    DISC_CONNECT_TIMEOUT, DISC_TOO_BIG, DISC_TOO_MANY, DISC_INTERNAL,
+    DISC_CONNECT_TIMEOUT, DISC_TOO_BIG, DISC_TOO_MANY, DISC_INTERNAL, DISC_PING_TIMEOUT,
     DISC_NREASONS
 };
 

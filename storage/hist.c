@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define CHAN_REC_LEN 56
@@ -88,6 +89,25 @@ static int mdb_err(int rc)
     if (rc == ENOMEM || rc == ENOSPC || rc == EIO || rc == EACCES) return -rc;
     if (rc > 0 && rc < 1000) return -rc;          /* a plain errno */
     return -EIO;
+}
+
+/* Free bytes below which an EIO from a write transaction is taken for a
+ * full disk. */
+#define FULL_DISK_SLACK (1024 * 1024)
+
+/* mdb_err() for the outcome of a write transaction. LMDB reports a short
+ * pwrite() at commit, which is how a filling disk usually shows, as EIO
+ * (only a write that fails outright gives ENOSPC): when the store's
+ * filesystem is (nearly) out of space, say so instead. */
+static int write_err(hist_t *h, int rc)
+{
+    struct statvfs vfs;
+    int fd;
+
+    if (rc == EIO && mdb_env_get_fd(h->env, &fd) == 0 && fstatvfs(fd, &vfs) == 0 &&
+        (unsigned long long)vfs.f_bavail * vfs.f_frsize < FULL_DISK_SLACK)
+        return -ENOSPC;
+    return mdb_err(rc);
 }
 
 static int open_dbs(hist_t *h, int create, char *err, size_t errlen)
@@ -890,7 +910,7 @@ int hist_write_batch(hist_t *h, hist_write_t *w, size_t n)
         if (rc == MDB_MAP_FULL) {
             if ((status = grow_map(h)) == 0) continue;   /* retry the batch in a bigger map */
         } else {
-            status = rc ? mdb_err(rc) : 0;
+            status = rc ? write_err(h, rc) : 0;
         }
         for (size_t i = 0; i < n; i++) {
             if (status || (w[i].status != HIST_E_CONFLICT && w[i].status != HIST_E_NOT_INTEGER &&
@@ -1160,7 +1180,7 @@ next:
         if (!rc && gone) gone(gctx, g->name, g->len);
         free(g);
     }
-    return rc ? mdb_err(rc) : (int)deleted;
+    return rc ? write_err(h, rc) : (int)deleted;
 abort:
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
@@ -1290,7 +1310,7 @@ int hist_sync(hist_t *h)
     pthread_rwlock_rdlock(&h->lock);
     rc = mdb_env_sync(h->env, 1);
     pthread_rwlock_unlock(&h->lock);
-    return rc ? mdb_err(rc) : 0;
+    return rc ? write_err(h, rc) : 0;
 }
 
 void hist_usage(hist_t *h, size_t *map_size, size_t *used, uint64_t *entries)
@@ -1329,7 +1349,7 @@ int hist_probe(hist_t *h, int64_t now_ms)
             else rc = mdb_txn_commit(txn);
         }
         pthread_rwlock_unlock(&h->lock);
-        if (rc != MDB_MAP_FULL) return rc ? mdb_err(rc) : 0;
+        if (rc != MDB_MAP_FULL) return rc ? write_err(h, rc) : 0;
         if ((status = grow_map(h))) return status;
     }
 }

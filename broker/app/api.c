@@ -21,6 +21,7 @@
 #include "core/publish.h"
 #include "core/pubpipe.h"
 #include "net/http.h"
+#include "net/server.h"
 #include "auth/auth.h"
 #include "auth/ratelimit.h"
 #include "herald.h"
@@ -39,6 +40,8 @@ enum {
     R_CHANNEL = 1 << 2,           /* the target is a channel name; sys: needs an admin key */
     R_BODY = 1 << 3,              /* reads a body with a Content-Length, then calls on_body */
     R_BODY_ENC = 1 << 4,          /* ... in JSON or MessagePack, by Content-Type */
+    R_PROBE = 1 << 5,             /* answered in the connection reserve beyond max_connections:
+                                   * health, readiness, and the metrics that say why it is full */
 };
 
 /* on_request returns this to have the body read (R_BODY routes). */
@@ -466,13 +469,13 @@ static int seats_position_get(http_req_t *r)
 /* ---- the table ---- */
 
 static const struct route routes[] = {
-    { HTTP_GET,  R_OPEN, "/api/health", NULL, NULL, health, NULL },
-    { HTTP_GET,  R_OPEN, "/api/health/ready", NULL, NULL, ready, NULL },
+    { HTTP_GET,  R_OPEN | R_PROBE, "/api/health", NULL, NULL, health, NULL },
+    { HTTP_GET,  R_OPEN | R_PROBE, "/api/health/ready", NULL, NULL, ready, NULL },
     { HTTP_GET,  R_OPEN, "/api/openapi.json", NULL, NULL, openapi_doc, NULL },
     { HTTP_GET,  R_OPEN, "/admin", NULL, NULL, admin_page, NULL },
     { HTTP_POST, R_BODY | R_BODY_ENC, "/api/publish", NULL, NULL, NULL, publish_post },
     { HTTP_GET,  R_ADMIN, "/api/channels", NULL, NULL, channel_list, NULL },
-    { HTTP_GET,  R_ADMIN, "/metrics", NULL, NULL, metrics_page, NULL },
+    { HTTP_GET,  R_ADMIN | R_PROBE, "/metrics", NULL, NULL, metrics_page, NULL },
     { HTTP_POST, R_ADMIN, "/api/admin/log", NULL, NULL, set_log_level, NULL },
     { HTTP_GET,  R_CHANNEL, "/api/channels/", "/history", NULL, channel_history, NULL },
     { HTTP_GET,  R_CHANNEL, "/api/channels/", "/presence", NULL, channel_presence, NULL },
@@ -591,6 +594,19 @@ static int on_request(http_req_t *r, const char *uri)
     unsigned retry = 0;
     int known = 0;
 
+    if (server_over_capacity()) {
+        /* This connection is in the probe reserve: only probes are served. */
+        for (size_t i = 0; i < NROUTES && !known; i++)
+            known = (routes[i].flags & R_PROBE) && routes[i].method == r->method &&
+                    path_match(&routes[i], uri, r->target, sizeof r->target);
+        if (!known) {
+            srv.stats.over_capacity++;
+            r->close_after = 1;
+            return http_respond_error(r, 503, PROTO_E_LIMIT,
+                                      "the broker is at limits.max_connections: try again later");
+        }
+        known = 0;
+    }
     for (size_t i = 0; i < NROUTES; i++) {
         if (!(routes[i].flags & R_OPEN) || !path_match(&routes[i], uri, r->target, sizeof r->target)) continue;
         if (routes[i].method != r->method) return wrong_method(r, uri);

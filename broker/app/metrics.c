@@ -65,7 +65,7 @@ void metrics_render(wbuf_t *b)
 {
     static const char *const reasons[DISC_NREASONS] = {
         "client", "shutdown", "slow_consumer", "unauthorized", "token_expired", "connect_timeout",
-        "too_big", "too_many", "internal" };
+        "too_big", "too_many", "internal", "ping_timeout" };
     const char *transport = *srv.cfg.tls_cert ? "wss" : "ws";
     struct storage_status st;
     struct rusage ru;
@@ -86,6 +86,10 @@ void metrics_render(wbuf_t *b)
                 (unsigned long long)srv.stats.connects_limited);
     wbuf_printf(b, "herald_refused_connections_total{reason=\"origin\"} %llu\n",
                 (unsigned long long)srv.stats.origins_refused);
+    wbuf_printf(b, "herald_refused_connections_total{reason=\"over_capacity\"} %llu\n",
+                (unsigned long long)srv.stats.over_capacity);
+    one(b, "herald_close_timeouts_total", "counter", "Closing WebSocket sessions dropped after the 5 s close timeout (close frame not written).",
+        (double)srv.stats.close_timeouts);
     one(b, "herald_subscriptions", "gauge", "Subscriptions of all sessions.", (double)srv.subs.count);
     one(b, "herald_channels", "gauge", "Channels the broker holds.", (double)chan_count());
     one(b, "herald_messages_received_total", "counter", "Client messages received over WebSocket.",

@@ -112,21 +112,27 @@ static void log_request(http_req_t *r, unsigned status)
 
 int http_respond(http_req_t *r, unsigned status, const char *type, const void *body, size_t len)
 {
-    unsigned char hdr[LWS_PRE + 2048], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    unsigned char hdr[2048], *p = hdr, *end = hdr + sizeof hdr - 1;
     struct lws *wsi = r->wsi;
+    size_t hlen;
 
     log_request(r, status);
     conn_unregister(&r->serial);
     free(r->resp);
-    r->resp = malloc(FRAME_HEADROOM + len + 1);
-    if (!r->resp) return -1;
-    memcpy(r->resp + FRAME_HEADROOM, body, len);
-    r->resp_len = len;
+    r->resp = NULL;
+    /* The headers are only built here (lws_finalize_http_header() writes
+     * nothing); they go out with the body in http_on_writable(). */
     if (http_add_common_headers(wsi, status, type, len, &p, end) ||
         common_headers(r, status, &p, end) ||
         (r->csp && add_hdr(wsi, "content-security-policy:", r->csp, &p, end)) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
+        lws_finalize_http_header(wsi, &p, end))
         return -1;
+    hlen = (size_t)(p - hdr);
+    r->resp = malloc(FRAME_HEADROOM + hlen + len + 1);
+    if (!r->resp) return -1;
+    memcpy(r->resp + FRAME_HEADROOM, hdr, hlen);
+    if (len) memcpy(r->resp + FRAME_HEADROOM + hlen, body, len);
+    r->resp_len = hlen + len;
     lws_callback_on_writable(wsi);
     return 0;
 }

@@ -38,7 +38,7 @@ typedef struct http_req {
                                      pipelined bytes follow it */
     unsigned char *body;
     size_t blen, bcap;
-    unsigned char *resp;          /* FRAME_HEADROOM + response body */
+    unsigned char *resp;          /* FRAME_HEADROOM + status line, headers and body */
     size_t resp_len;
     struct lws *wsi;
     uint64_t serial;              /* conns.h key while an answer is awaited */
@@ -113,8 +113,11 @@ int http_chunked(http_req_t *r);
 int http_body_encoding(http_req_t *r);
 
 /* ---- answering now (from on_request or on_body) ----
- * Each sends the status line and headers and queues @body (copied) for the
- * writable callback. Return: 0, or -1 to close. */
+ * Each builds the status line, the headers and @body (copied) into one
+ * buffer and writes it whole in the writable callback: one write, so a
+ * client never holds a status without its body (a broker killed between two
+ * writes left "200 OK" with an empty body for a stored publication).
+ * Return: 0, or -1 to close. */
 int http_respond(http_req_t *r, unsigned status, const char *type, const void *body, size_t len);
 /* http_respond_json() - @v as JSON (reference taken; NULL: out of memory, -1). */
 int http_respond_json(http_req_t *r, unsigned status, json_t *v);

@@ -64,6 +64,11 @@ static int origin_allowed(struct lws *wsi)
     return 0;
 }
 
+int server_over_capacity(void)
+{
+    return srv.open_connections > srv.max_connections;
+}
+
 /* Whether the subprotocol lws will pick for this handshake is one of
  * Herald's: lws takes the first entry of Sec-WebSocket-Protocol that names
  * any protocol of ours, and "http" (protocols[0], for plain HTTP) is one.
@@ -95,6 +100,11 @@ static int on_upgrade(struct lws *wsi)
     /* WebSocket lives at /ws only. */
     if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws"))
         return refuse_handshake(wsi, 404, PROTO_E_BAD_FIELD, "no WebSocket endpoint here: connect to /ws");
+    /* A connection in the probe reserve is for health and readiness only. */
+    if (server_over_capacity()) {
+        srv.stats.over_capacity++;
+        return refuse_handshake(wsi, 503, PROTO_E_LIMIT, "the broker is at limits.max_connections: try again later");
+    }
     if (!subprotocol_ok(wsi))
         return refuse_handshake(wsi, 400, PROTO_E_BAD_FIELD,
                                 "unknown subprotocol: offer herald.json or herald.msgpack (or none)");
@@ -116,7 +126,7 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     switch (reason) {
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION: {
         char addr[64];
-        if (srv.stopping || srv.open_connections >= srv.max_connections) {
+        if (srv.stopping || srv.open_connections >= srv.max_connections + PROBE_RESERVE) {
             srv.stats.connections_refused++;
             return 1;
         }
@@ -149,6 +159,9 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return p->kind == SESS_KIND_WS ? sess_on_receive(&p->ws, in, len) : 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return p->kind == SESS_KIND_WS ? sess_on_writable(&p->ws) : 0;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (p && p->kind == SESS_KIND_WS) sess_on_pong(&p->ws);
+        return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (p && p->kind == SESS_KIND_WS) sess_on_peer_close(&p->ws);
         return 0;
@@ -178,7 +191,6 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 /* Built at start: tx_packet_size follows write_batch_max so a coalesced
  * frame goes out in one send() instead of as lws-buffered partials. */
 static struct lws_protocols protocols[4];
-static lws_retry_bo_t retry_policy;
 
 static void on_lws_log(int level, const char *line)
 {
@@ -259,9 +271,6 @@ int server_start(const struct server_hooks *h)
     protocols[2] = (struct lws_protocols){ "herald.msgpack", on_lws, pss, 2048, 2, NULL, tx };
     protocols[3] = (struct lws_protocols){ NULL, NULL, 0, 0, 0, NULL, 0 };
 
-    retry_policy.secs_since_valid_ping = (uint16_t)(srv.cfg.ping_interval_ms / 1000);
-    retry_policy.secs_since_valid_hangup = (uint16_t)(srv.cfg.ping_interval_ms / 1000 * 2 + 5);
-
     memset(&info, 0, sizeof info);
     info.port = srv.cfg.port;
     info.iface = addr;
@@ -282,7 +291,11 @@ int server_start(const struct server_hooks *h)
     /* lws reads a socket into this one per-thread buffer, at most its size
      * per readiness event: 4 KiB by default starves a busy publisher. */
     info.pt_serv_buf_size = 256 * 1024;
-    if (srv.cfg.ping_interval_ms) info.retry_and_idle_policy = &retry_policy;
+    /* No info.retry_and_idle_policy: session.c sends the keepalive pings
+     * itself (sess_tick() says why). */
+    /* HTTP/1.1 only over TLS: a REST answer is written as headers and body
+     * in one buffer (http.c), which an HTTP/2 stream cannot take. */
+    info.alpn = "http/1.1";
 
     srv.lws = lws_create_context(&info);
     if (!srv.lws) {

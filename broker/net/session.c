@@ -19,8 +19,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +32,12 @@
 /* A reassembly buffer bigger than this is freed after use, so one large
  * message does not pin memory on an otherwise idle connection. */
 #define RX_KEEP 4096
+/* A session still open this long after its close began is dropped, close
+ * frame sent or not. The same bound libwebsockets gives a close frame's
+ * answer (PENDING_TIMEOUT_CLOSE_ACK), which covers the peer that never
+ * answers: lws reports the session closed as it sends the frame, so the
+ * session is gone from srv.sessions by then. */
+#define CLOSE_TIMEOUT_MS 5000
 
 static const char *close_reason(uint16_t code)
 {
@@ -57,6 +65,7 @@ void sess_on_established(sess_t *s, struct lws *wsi)
      * subprotocol (bound to protocols[0]), speak JSON. */
     s->enc = (p && p->name && !strcmp(p->name, "herald.msgpack")) ? PROTO_MSGPACK : PROTO_JSON;
     s->created_ms = uv_now(&srv.loop);
+    s->last_rx_ms = s->created_ms;
     rand_hex(s->id, sizeof s->id - 1);
     if (conn_register(s, &s->serial)) sess_close(s, CLOSE_INTERNAL, 0);
     peer_client_addr(wsi, s->peer, sizeof s->peer);
@@ -115,6 +124,7 @@ void sess_close(sess_t *s, uint16_t code, int flush)
 {
     if (s->close_code) return;
     s->close_code = code;
+    if (!s->close_started) s->close_at_ms = uv_now(&srv.loop);
     s->flush_then_close = (uint8_t)(flush ? 1 : 0);
     if (!flush) queue_clear(s);
     request_write(s);
@@ -211,6 +221,7 @@ static int do_close(sess_t *s)
     const char *why = close_reason(s->close_code);
     enum lws_close_status code = (enum lws_close_status)s->close_code;
 
+    if (!s->close_at_ms) s->close_at_ms = uv_now(&srv.loop);
     s->close_started = 1;
     queue_clear(s);
     lws_close_reason(s->wsi, code, (unsigned char *)why, strlen(why));
@@ -265,6 +276,10 @@ static int write_batch(sess_t *s)
         out = p;
     }
     if (lws_write(s->wsi, out, len, type) < (int)len) return -1;
+    /* A session flushing its queue before its close is making progress:
+     * the close timeout counts from its last write, so a client that reads
+     * slowly but steadily gets everything (shutdown_timeout bounds that). */
+    if (s->close_code) s->close_at_ms = uv_now(&srv.loop);
     metrics.writes++;
     metrics.frames_out += n;
     metrics.bytes_out += len;
@@ -275,8 +290,84 @@ static int write_batch(sess_t *s)
 
 void sess_on_peer_close(sess_t *s)
 {
+    if (!s->close_at_ms) s->close_at_ms = uv_now(&srv.loop);
     s->close_started = 1;
     queue_clear(s);
+}
+
+void sess_on_pong(sess_t *s)
+{
+    s->last_rx_ms = uv_now(&srv.loop);
+}
+
+/* Drops @s's socket from lws's own loop, without a close frame. */
+static void kill_socket(sess_t *s)
+{
+    s->killed = 1;
+    s->close_started = 1;
+    queue_clear(s);
+    unmark_dirty(s);
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+/* Writes a keepalive ping carrying "hk" and the sequence number, from our
+ * own buffer: lws's per-connection control buffer holds the payload of a
+ * client's ping until its pong is out, and must not be touched. */
+static void send_ping(sess_t *s, uint64_t now)
+{
+    unsigned char buf[LWS_PRE + 16], *p = buf + LWS_PRE;
+    uint32_t seq = ++s->ping_seq;
+
+    s->ping_sent_ms = now;
+    /* A write while lws holds a partial would corrupt its count; a peer
+     * that is not reading is found by the hangup instead. */
+    if (lws_partial_buffered(s->wsi)) return;
+    p[0] = 'h';
+    p[1] = 'k';
+    for (int i = 0; i < 4; i++) p[2 + i] = (unsigned char)(seq >> (24 - 8 * i));
+    if (lws_write(s->wsi, p, 6, LWS_WRITE_PING) < 6) kill_socket(s);
+}
+
+/* Whether the peer took bytes from the socket's send queue since the last
+ * call. Our own writes are no measure of that: the kernel signals room to
+ * write only once much of a large send buffer has drained, which at a slow
+ * reader's pace can take longer than the close timeout. */
+static int reader_progressed(sess_t *s)
+{
+    int fd = (int)lws_get_socket_fd(s->wsi), queued = 0, was = (int)s->outq;
+
+    if (fd < 0 || ioctl(fd, SIOCOUTQ, &queued) < 0) return 0;
+    s->outq = (uint32_t)queued;
+    return queued < was;
+}
+
+void sess_tick(sess_t *s, uint64_t now)
+{
+    uint64_t every = srv.cfg.ping_interval_ms;
+
+    if (s->killed) return;
+    if (s->close_code || s->close_started) {
+        if (s->close_code && s->flush_then_close && !s->close_started && reader_progressed(s))
+            s->close_at_ms = now;
+        if (now - s->close_at_ms >= CLOSE_TIMEOUT_MS) {
+            hlog(LOG_INFO, "ws", "client %s: close not done after %d s (not reading?): dropping the connection",
+                 s->id, CLOSE_TIMEOUT_MS / 1000);
+            srv.stats.close_timeouts++;
+            kill_socket(s);
+        }
+        return;
+    }
+    if (!every) return;
+    if (now - s->last_rx_ms >= 2 * every + 5000) {
+        hlog(LOG_INFO, "ws", "closing client %s: no answer to pings for %llu s", s->id,
+             (unsigned long long)((now - s->last_rx_ms) / 1000));
+        s->silent = 1;
+        s->close_at_ms = now;
+        kill_socket(s);
+        return;
+    }
+    if (now - s->last_rx_ms >= every && (s->ping_sent_ms <= s->last_rx_ms || now - s->ping_sent_ms >= every))
+        send_ping(s, now);
 }
 
 /* Whether @s should wait to gather more before writing: it wrote less than
@@ -345,9 +436,7 @@ void sess_flush_dirty(void)
             for (int i = 0; i < SESS_WRITES_PER_CALLBACK && s->qlen && !lws_partial_buffered(s->wsi); i++) {
                 if (write_batch(s)) {
                     /* The socket is gone: let lws close it from its own loop. */
-                    s->close_started = 1;
-                    queue_clear(s);
-                    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+                    kill_socket(s);
                     break;
                 }
             }
@@ -407,7 +496,8 @@ int sess_on_receive(sess_t *s, const void *in, size_t len)
     int first = lws_is_first_fragment(s->wsi), final = lws_is_final_fragment(s->wsi);
     size_t max = srv.cfg.max_message_size;
 
-    if (s->close_code) return 0;        /* closing: ignore further input */
+    if (s->close_code || s->killed) return 0;   /* closing: ignore further input */
+    s->last_rx_ms = uv_now(&srv.loop);
     metrics.bytes_in += len;
     if (first && final && s->rxlen == 0) {
         /* The common case: the whole message in one callback, parsed in place. */
@@ -442,9 +532,10 @@ int sess_on_receive(sess_t *s, const void *in, size_t len)
     return 0;
 }
 
-static enum disc_reason disc_reason(uint16_t code)
+static enum disc_reason disc_reason(const sess_t *s)
 {
-    switch (code) {
+    if (s->silent) return DISC_PING_TIMEOUT;
+    switch (s->close_code) {
     case 0: return DISC_CLIENT;
     case CLOSE_GOING_AWAY: return DISC_SHUTDOWN;
     case CLOSE_SLOW_CONSUMER: return DISC_SLOW_CONSUMER;
@@ -460,7 +551,7 @@ static enum disc_reason disc_reason(uint16_t code)
 void sess_on_closed(sess_t *s)
 {
     metrics.conn_enc[s->enc]--;
-    metrics.disconnects[disc_reason(s->close_code)]++;
+    metrics.disconnects[disc_reason(s)]++;
     unmark_dirty(s);
     conn_unregister(&s->serial);
     if (s->peer_counted) rl_session_close(s->peer);

@@ -1,5 +1,5 @@
 /* broker/net/session.h - one WebSocket connection: its inbound reassembly,
- * its outbound queue and its closing.
+ * its outbound queue, its keepalive pings and its closing (bounded in time).
  *
  * Owns: sess_t, which libwebsockets allocates as the connection's
  * per-session data and frees after LWS_CALLBACK_CLOSED, so a session never
@@ -51,12 +51,19 @@ typedef struct sess {
     uint8_t flush_then_close : 1; /* close with close_code once the queue is empty */
     uint8_t close_started : 1;    /* the close frame is on its way: write nothing more */
     uint8_t dirty : 1;            /* on srv.dirty: flush at the end of this loop turn */
+    uint8_t killed : 1;           /* the close timeout passed: lws drops the socket */
+    uint8_t silent : 1;           /* dropped for not answering pings (no close frame) */
     uint16_t close_code;          /* nonzero: closing with this code */
     struct lws *wsi;
     struct sess *prev, *next;     /* srv.sessions */
     struct sess *dirty_next;      /* srv.dirty */
     uint64_t created_ms;
     uint64_t last_write_ms;       /* loop time of the last data write */
+    uint64_t last_rx_ms;          /* loop time the peer was last heard from (any frame, a pong) */
+    uint64_t ping_sent_ms;        /* loop time of our last keepalive ping, 0: none yet */
+    uint64_t close_at_ms;         /* loop time the close began, or of the last write while flushing before it */
+    uint32_t ping_seq;            /* number of keepalive pings sent */
+    uint32_t outq;                /* bytes in the socket's send queue at the last tick, while flushing to close */
 
     frame_t **q;                  /* ring of queued frames */
     uint32_t qcap, qhead, qlen;
@@ -115,6 +122,31 @@ void sess_on_closed(sess_t *s);
 /* sess_on_peer_close() - the client sent a close frame: write nothing more;
  * libwebsockets answers it and closes. */
 void sess_on_peer_close(sess_t *s);
+
+/* sess_on_pong() - a pong arrived: the peer is alive. */
+void sess_on_pong(sess_t *s);
+
+/* sess_tick() - the once-a-second housekeeping of one session at loop time
+ * @now: the keepalive and the close timeout.
+ * Keepalive (websocket.ping_interval, 0 = off): a session heard nothing
+ * from for the interval is sent a ping of our own, from our own buffer, with
+ * a payload no client can confuse with its own ("hk" and a sequence number);
+ * one heard nothing from for 2 x interval + 5 s is dropped without a close
+ * frame (disconnect reason ping_timeout). libwebsockets' own keepalive
+ * (retry_and_idle_policy) is not used: in 4.1.6 it writes its ping stamp
+ * into the one per-connection buffer that also holds the payload of a
+ * client's ping still waiting for its pong, so that pong carried the wrong
+ * payload (RFC 6455 5.5.3) and clients gave up with 1011.
+ * Close timeout (5 s): a session still open that long after its close
+ * began (or, while it flushes its queue before closing, after the peer
+ * last took bytes off the socket or we last wrote) is dropped, close frame
+ * sent or not: a peer that stopped reading
+ * never lets the close frame out, so nothing else would finish the close.
+ * (A peer that gets the close frame and never answers it is dropped by
+ * libwebsockets, 5 s after the frame went out.)
+ * The session may be closed (and freed by libwebsockets) later on the loop,
+ * never during the call. */
+void sess_tick(sess_t *s, uint64_t now);
 
 /* sess_flush_dirty() - write what this loop turn queued, straight to the
  * sockets that can take it (called from a uv_check handle, once per turn).

@@ -1,6 +1,7 @@
 """The herald process: command line, config file, data directory, start-up failures,
 clean shutdown, connection cap."""
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -10,8 +11,8 @@ import time
 import pytest
 import requests
 
-from conftest import (slow_subscriber, HERALD_BIN, Closed, close_all, connect, connect_many, herald_env, run,
-                      run_herald, tcp_closed_without_handshake, ws_connect)
+from conftest import (slow_subscriber, HERALD_BIN, Closed, close_all, connect, connect_many, herald_env, http_raw,
+                      run, run_herald, tcp_closed_without_handshake, ws_connect)
 
 FLAGS = ["--bind", "--port", "--data-dir", "--shutdown-timeout", "--max-message-size", "--send-queue-max",
          "--max-connections", "--max-subscriptions", "--max-channels", "--connect-timeout", "--ping-interval",
@@ -467,7 +468,12 @@ def test_max_connections(make_broker):
         cs = await connect_many(b, 5)
         for c in cs:
             await c.subscribe("cap")
-        assert tcp_closed_without_handshake(b.host, b.port)
+        # Beyond the cap a few connections are kept for health probes; a
+        # WebSocket upgrade on one of them is answered 503 (test_reliability.py).
+        st, _, body, _ = http_raw(b.host, b.port, b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                                  b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+        assert st == 503 and json.loads(body)["error"]["code"] == 110, body
         with pytest.raises(Exception):
             c6 = await ws_connect(b, "json")
             await c6.close()
