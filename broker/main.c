@@ -54,8 +54,8 @@ static void on_hup(uv_signal_t *h, int signum)
     log_set_level(srv.cfg.log_level);
     server_log_level_changed();
     log_set_format(srv.cfg.log_format);
-    hlog(LOG_INFO, "config", "SIGHUP: re-read [log] only (other settings take effect at the next start): "
-         "log level %s, format %s, requests %s", log_level_name(srv.cfg.log_level),
+    hlog(LOG_INFO, "config", "SIGHUP: log level %s, format %s, requests %s (re-read [log] only: other settings "
+         "take effect at the next start)", log_level_name(srv.cfg.log_level),
          srv.cfg.log_format == LOG_FMT_JSON ? "json" : "text",
          srv.cfg.log_requests == LOG_REQ_ALL ? "all" : srv.cfg.log_requests == LOG_REQ_ERRORS ? "errors" : "off");
 }
