@@ -107,6 +107,7 @@ struct herald_client {
 
     int close_code, err;
     char close_reason[128];
+    char *token;                   /* opts.token, copied; sent in connect */
     char accept[32];               /* expected Sec-WebSocket-Accept */
 };
 
@@ -121,6 +122,7 @@ const char *herald_strerror(int err)
     case HERALD_E_STATE: return "not allowed in this state";
     case HERALD_E_ABORTED: return "aborted";
     case HERALD_E_TOO_LARGE: return "server message too large";
+    case HERALD_E_REFUSED: return "connect refused by the server";
     default: return err < 0 ? uv_strerror(err) : "unknown error";
     }
 }
@@ -324,6 +326,7 @@ static void on_handle_closed(uv_handle_t *h)
     free(c->rx);
     free(c->msg);
     free(c->pend);
+    free(c->token);
     free(c);
 }
 
@@ -586,7 +589,7 @@ static void dispatch(herald_client_t *c, herald_msg_t *m)
             char why[160];
             snprintf(why, sizeof why, "connect refused: %d %.*s", m->code, (int)m->reason_len,
                      m->reason ? m->reason : "");
-            finish(c, HERALD_E_PROTOCOL, 1006, why);
+            finish(c, m->op == HERALD_OP_ERROR ? HERALD_E_REFUSED : HERALD_E_PROTOCOL, 1006, why);
             return;
         }
         c->state = ST_OPEN;
@@ -625,6 +628,8 @@ static int on_message(herald_client_t *c, const unsigned char *p, size_t len)
             if (end > p) {
                 memset(&m, 0, sizeof m);
                 if (hc_json_parse((const char *)p, (size_t)(end - p), &m, c->ctx->reason)) return -1;
+                m.raw = p;
+                m.raw_len = (size_t)(end - p);
                 dispatch(c, &m);
             }
             p = nl ? nl + 1 : e;
@@ -635,6 +640,8 @@ static int on_message(herald_client_t *c, const unsigned char *p, size_t len)
         size_t used;
         memset(&m, 0, sizeof m);
         if (hc_mpack_parse(p, len, &m, &used)) return -1;
+        m.raw = p;
+        m.raw_len = used;
         dispatch(c, &m);
         p += used;
         len -= used;
@@ -911,9 +918,37 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+/* A map with one string entry, {@key: @val}, in @enc, into a new buffer.
+ * Return: the buffer (the caller frees it), or NULL out of memory. */
+static unsigned char *one_entry_map(herald_encoding_t enc, const char *key, const char *val, size_t *len)
+{
+    size_t kl = strlen(key), vl = strlen(val);
+    size_t kn = herald_encode_str(enc, key, kl, NULL, 0), vn = herald_encode_str(enc, val, vl, NULL, 0);
+    unsigned char *b = malloc(kn + vn + 3), *p = b;
+
+    if (!b) return NULL;
+    *p++ = enc == HERALD_JSON ? '{' : 0x81;
+    p += herald_encode_str(enc, key, kl, p, kn);
+    if (enc == HERALD_JSON) *p++ = ':';
+    p += herald_encode_str(enc, val, vl, p, vn);
+    if (enc == HERALD_JSON) *p++ = '}';
+    *len = (size_t)(p - b);
+    return b;
+}
+
 static int send_connect(herald_client_t *c)
 {
-    return request(c, "connect", NULL, 0, NULL, 0, NULL, NULL, NULL, NULL);
+    struct hc_extra x = { 0 };
+    unsigned char *fields = NULL;
+    int r;
+
+    if (c->token) {
+        if (!(fields = one_entry_map((herald_encoding_t)c->enc, "token", c->token, &x.flen))) return UV_ENOMEM;
+        x.fields = fields;
+    }
+    r = request_x(c, "connect", NULL, 0, &x, NULL, NULL, NULL);
+    free(fields);
+    return r;
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -973,12 +1008,18 @@ int herald_client_new(herald_ctx_t *ctx, const herald_url_t *url, const herald_o
     c->cb = *cb;
     c->ud = ud;
     if (opts) c->opts = *opts;
+    if (c->opts.token && !(c->token = strdup(c->opts.token))) {
+        free(c);
+        return UV_ENOMEM;
+    }
+    c->opts.token = NULL;          /* c->token is the copy; the caller's may go away */
     if (!c->opts.connect_timeout_ms) c->opts.connect_timeout_ms = 10000;
     if (!c->opts.close_timeout_ms) c->opts.close_timeout_ms = 2000;
     if (!c->opts.max_message) c->opts.max_message = 16u << 20;
     c->enc = (uint8_t)(c->opts.encoding == HERALD_MSGPACK ? HERALD_MSGPACK : HERALD_JSON);
     if ((r = build_upgrade(c, url)) || (r = uv_tcp_init(ctx->loop, &c->tcp))) {
         free(c->out.p);
+        free(c->token);
         free(c);
         return r;
     }

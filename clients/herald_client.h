@@ -41,6 +41,8 @@ enum {
     HERALD_E_STATE = -30005,     /* the call is not allowed in the client's current state */
     HERALD_E_ABORTED = -30006,   /* herald_client_abort(), or herald_close() before open */
     HERALD_E_TOO_LARGE = -30007, /* a server message over herald_opts_t.max_message */
+    HERALD_E_REFUSED = -30008,   /* Herald answered "connect" with an error (113: no valid token);
+                                    herald_close_info_t.reason carries the code and reason */
 };
 
 typedef enum herald_encoding { HERALD_JSON = 0, HERALD_MSGPACK = 1 } herald_encoding_t;
@@ -66,6 +68,10 @@ typedef enum herald_op {
     HERALD_OP_SNAPSHOT,         /* push: a fresh snapshot after the subscriber lagged: channel, offset,
                                    epoch, state; deltas after offset follow */
     HERALD_OP_SEATS,            /* reply to "seats": channel, offset, changes (and the action's fields) */
+    /* Tokens and history; appended like presence. */
+    HERALD_OP_REFRESH_REQUIRED, /* push: the connection's token expires soon (see herald_callbacks_t.on_token) */
+    HERALD_OP_REFRESHED,        /* reply to "refresh" */
+    HERALD_OP_HISTORY,          /* reply to "history": channel, offset, epoch, publications (read `raw` for "next") */
 } herald_op_t;
 
 /* One server message, as a view. Every pointer points into the library's
@@ -109,6 +115,10 @@ typedef struct herald_msg {
     size_t state_len;           /*   {key: {"value":..,"version":..}} */
     const void *changes;        /* updated, seats: the encoded "changes" array of the delta */
     size_t changes_len;
+    /* The whole message as the server encoded it (one JSON object, or one MessagePack map), for
+     * callers that read fields this view does not have; appended. */
+    const void *raw;
+    size_t raw_len;
 } herald_msg_t;
 
 /* How a connection ended, given to on_close. */
@@ -158,6 +168,8 @@ typedef struct herald_opts {
     unsigned connect_timeout_ms;/* TCP + upgrade + Herald connect; 0 = 10000 */
     unsigned close_timeout_ms;  /* wait for the server's close frame / EOF; 0 = 2000 */
     size_t max_message;         /* largest server message accepted; 0 = 16 MiB */
+    const char *token;          /* NULL, or a JWT sent in "connect" (docs/security.md); copied by
+                                   herald_client_new(), so it may be freed once that returns */
 } herald_opts_t;
 
 /* herald_url_parse() - parse and resolve "ws://host[:port][/path]" (port 80 by

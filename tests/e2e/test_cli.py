@@ -1,0 +1,391 @@
+"""herald-cli against the real broker (docs/cli.md).
+
+Each test drives the herald-cli binary ($HERALD_CLI, default build/clients/cli/herald-cli)
+as a user would, in separate processes, against a broker started by conftest's
+make_broker, and checks its output and its documented exit codes:
+0 ok, 1 the broker refused, 2 bad usage or input (or an invalid config), 3 unreachable.
+"""
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = os.environ.get("HERALD_CLI", str(REPO / "build" / "clients" / "cli" / "herald-cli"))
+SECRET = "0123456789abcdef0123456789abcdef-cli"
+OTHER_SECRET = "fedcba9876543210fedcba9876543210-cli"
+ADMIN_KEY = "admin-key-0123456789"
+PUB_KEY = "publisher-key-0123456789"
+
+COMMANDS = ["pub", "sub", "history", "presence", "state", "seats", "stats", "token", "check-config"]
+
+
+def cli_env(extra=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+    env.update(extra or {})
+    return env
+
+
+def cli(*args, url=None, stdin=None, timeout=20, env=None):
+    """Runs herald-cli to completion; returns the CompletedProcess (text)."""
+    cmd = [CLI, *args]
+    if url:
+        cmd += ["--url", url]
+    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout, env=cli_env(env))
+
+
+def json_lines(out):
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+class Sub:
+    """A `herald-cli sub --json` process whose lines are read with a timeout."""
+
+    def __init__(self, *args, env=None):
+        self.proc = subprocess.Popen([CLI, "sub", "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=cli_env(env))
+        self.lines = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.decode())
+        self.lines.put(None)
+
+    def line(self, timeout=10.0):
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("no line from herald-cli sub within %.0fs" % timeout) from None
+        assert line is not None, "herald-cli sub exited: %s" % self.proc.stderr.read().decode()
+        return json.loads(line)
+
+    def until(self, op, timeout=10.0):
+        while True:
+            m = self.line(timeout)
+            if m.get("op") == op:
+                return m
+
+    def stop(self, sig=signal.SIGINT, timeout=10.0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            rc = None
+        self.reader.join(5)
+        self.err = self.proc.stderr.read().decode()
+        return rc
+
+
+@pytest.fixture
+def sub_procs():
+    subs = []
+    yield subs
+    for s in subs:
+        s.stop(signal.SIGKILL)
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], capture_output=True, check=True, timeout=60)
+
+
+# ---------------------------------------------------------------- pub / sub
+
+def test_sub_in_one_process_pub_in_another(broker, sub_procs):
+    sub = Sub("chat:cli", "news", "--url", broker.ws_url)
+    sub_procs.append(sub)
+    subscribed = {sub.until("subscribed")["channel"], sub.until("subscribed")["channel"]}
+    assert subscribed == {"chat:cli", "news"}
+
+    r = cli("pub", "chat:cli", '{"text":"hello"}', url=broker.ws_url)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "chat:cli #1"
+    # Lines of stdin, each one publication, in order; text that is not JSON is a string.
+    r = cli("--json", "pub", "chat:cli", url=broker.ws_url, stdin="two\n3\n\n[4]\n")
+    assert r.returncode == 0, r.stderr
+    acks = json_lines(r.stdout)
+    assert [a["offset"] for a in acks] == [2, 3, 4] and all(a["op"] == "published" for a in acks)
+    r = cli("pub", "news", "--string", "42", url=broker.ws_url)
+    assert r.returncode == 0, r.stderr
+
+    pubs = [sub.until("pub") for _ in range(5)]
+    got = [(p["channel"], p["offset"], p["data"]) for p in pubs]
+    assert got == [("chat:cli", 1, {"text": "hello"}), ("chat:cli", 2, "two"), ("chat:cli", 3, 3),
+                   ("chat:cli", 4, [4]), ("news", 1, "42")]
+    assert sub.stop(signal.SIGINT) == 0, sub.err
+    assert "Traceback" not in sub.err
+
+
+def test_sub_recovers_with_since_and_count_exits(broker):
+    for i in range(1, 6):
+        broker.publish_rest("feed", i)
+    first = cli("--json", "history", "feed", "--limit", "1", url=broker.ws_url)
+    epoch = json_lines(first.stdout)[0]["epoch"]
+    r = cli("sub", "feed", "--since", "3", "--epoch", epoch, "--count", "2", url=broker.ws_url, env={}, timeout=20)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [line.split()[3:] for line in lines] == [["#4", "4"], ["#5", "5"]]
+    assert "recovered" in r.stderr
+
+
+def test_pub_over_rest_with_api_key_and_stats(make_broker):
+    b = make_broker("--apikey", "pub.secret=" + PUB_KEY, "--apikey", "pub.publish=*",
+                    "--apikey", "ops.secret=" + ADMIN_KEY, "--apikey", "ops.admin=on",
+                    "--ns", "orders.publish=server")
+    # WebSocket publishing to a server-only namespace is refused ...
+    r = cli("pub", "orders:1", '{"s":"paid"}', url=b.ws_url)
+    assert r.returncode == 1 and "error 114" in r.stderr, (r.returncode, r.stderr)
+    # ... the backend's key publishes over REST (from the environment).
+    r = cli("pub", "orders:1", '{"s":"paid"}', url=b.ws_url, env={"HERALD_API_KEY": PUB_KEY})
+    assert r.returncode == 0 and r.stdout.strip() == "orders:1 #1", (r.returncode, r.stdout, r.stderr)
+    r = cli("pub", "orders:1", "x", "--api-key", "wrong-key-0123456789", url=b.ws_url)
+    assert r.returncode == 1 and "401" in r.stderr, r.stderr
+    # stats: an operator endpoint, so the admin key.
+    r = cli("stats", "--api-key", PUB_KEY, url=b.http_url)
+    assert r.returncode == 1 and "403" in r.stderr, r.stderr
+    r = cli("--json", "stats", "--api-key", ADMIN_KEY, url=b.http_url)
+    assert r.returncode == 0, r.stderr
+    names = [c["channel"] for c in json_lines(r.stdout)[0]["channels"]]
+    assert "orders:1" in names
+    r = cli("stats", "orders:1", "--api-key", ADMIN_KEY, url=b.http_url)
+    assert r.returncode == 0 and "last_offset: 1" in r.stdout, r.stdout
+
+
+# ---------------------------------------------------------------- reads
+
+def test_history_pages(broker):
+    for i in range(1, 6):
+        broker.publish_rest("hist:cli", {"n": i})
+    r = cli("--json", "history", "hist:cli", "--limit", "2", "--since", "1", url=broker.ws_url)
+    assert r.returncode == 0, r.stderr
+    page = json_lines(r.stdout)[0]
+    assert [p["offset"] for p in page["publications"]] == [2, 3]
+    assert page["next"] == {"since": 3}
+    r = cli("--json", "history", "hist:cli", "--reverse", "--limit", "2", url=broker.ws_url)
+    assert [p["offset"] for p in json_lines(r.stdout)[0]["publications"]] == [5, 4]
+    r = cli("history", "hist:cli", url=broker.ws_url)
+    assert r.returncode == 0
+    assert [line.split()[2] for line in r.stdout.splitlines()] == ["#1", "#2", "#3", "#4", "#5"]
+    assert r.stdout.splitlines()[4].endswith('{"n":5}')
+    r = cli("history", "hist:cli", "--limit", "0", url=broker.ws_url)
+    assert r.returncode == 2 and "--limit" in r.stderr
+
+
+def test_history_refused_without_history(make_broker):
+    b = make_broker("--ns", "typing.history=off")
+    r = cli("history", "typing:x", url=b.ws_url)
+    assert r.returncode == 1 and "error 112" in r.stderr, r.stderr
+
+
+def test_presence_state_and_seats(make_broker, sub_procs):
+    b = make_broker("--ns", "chat.presence=on", "--ns", "scores.state=on", "--ns", "seats.state=on",
+                    "--apikey", "be.secret=" + PUB_KEY, "--apikey", "be.publish=*")
+    sub = Sub("chat:room", "--url", b.ws_url)
+    sub_procs.append(sub)
+    sub.until("subscribed")
+    r = cli("--json", "presence", "chat:room", url=b.ws_url)
+    assert r.returncode == 0, r.stderr
+    assert json_lines(r.stdout)[0]["count"] == 1
+    r = cli("presence", "news", url=b.ws_url)
+    assert r.returncode == 1 and "error 116" in r.stderr
+
+    assert cli("state", "set", "scores:g1", "home", "3", url=b.ws_url).returncode == 0
+    r = cli("--json", "state", "incr", "scores:g1", "home", "2", url=b.ws_url)
+    assert json_lines(r.stdout)[0]["changes"] == [{"key": "home", "value": 5, "version": 2}]
+    assert cli("state", "set", "scores:g1", "clock", "Q4 02:31", url=b.ws_url).returncode == 0
+    assert cli("state", "del", "scores:g1", "clock", url=b.ws_url).returncode == 0
+    r = cli("state", "get", "scores:g1", url=b.ws_url)
+    assert r.returncode == 0 and r.stdout == "home = 5 (v2)\n", r.stdout
+    r = cli("state", "set", "scores:g1", "away", "7", url=b.ws_url, env={"HERALD_API_KEY": PUB_KEY})
+    assert r.returncode == 0, r.stderr
+    r = cli("--json", "state", "get", "scores:g1", url=b.ws_url)
+    assert json_lines(r.stdout)[0]["state"]["away"] == {"value": 7, "version": 1}
+    r = cli("state", "incr", "scores:g1", "nothing", "x", url=b.ws_url)
+    assert r.returncode == 2
+    r = cli("state", "set", "news", "k", "1", url=b.ws_url)
+    assert r.returncode == 1 and "error 116" in r.stderr
+
+    # Seat maps: defined by the backend; held for a user over REST with an API key.
+    import requests
+    rr = requests.put(b.url("/api/events/e1/seats"), json={"seats": [{"id": "A1", "section": "A"}]},
+                      headers={"Authorization": "Bearer " + PUB_KEY}, timeout=5)
+    assert rr.status_code == 200, rr.text
+    r = cli("--json", "seats", "hold", "seats:e1", "A1", "--ttl", "60", "--user", "ann", "--api-key", PUB_KEY,
+            url=b.ws_url)
+    assert r.returncode == 0, r.stderr
+    assert json_lines(r.stdout)[0]["seats"] == ["A1"]
+    r = cli("seats", "hold", "seats:e1", "A1", "--user", "bob", "--api-key", PUB_KEY, url=b.ws_url)
+    assert r.returncode == 1 and "error 119" in r.stderr, r.stderr
+    r = cli("seats", "hold", "seats:e1", "A1", url=b.ws_url)      # anonymous over WebSocket
+    assert r.returncode == 1 and "error 113" in r.stderr, r.stderr
+    r = cli("seats", "hold", "seats:e1", "A1", "--api-key", PUB_KEY, url=b.ws_url)
+    assert r.returncode == 2 and "--user" in r.stderr
+
+
+# ---------------------------------------------------------------- tokens
+
+def test_minted_tokens_accepted_by_a_broker_with_the_same_key(make_broker, tmp_path):
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(tmp_path / "rsa.pem"))
+    openssl("pkey", "-in", str(tmp_path / "rsa.pem"), "-pubout", "-out", str(tmp_path / "rsa.pub"))
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(tmp_path / "ec.pem"))
+    openssl("pkey", "-in", str(tmp_path / "ec.pem"), "-pubout", "-out", str(tmp_path / "ec.pub"))
+    conf = tmp_path / "herald.conf"
+    conf.write_text("[auth]\nanonymous = off\nhmac_secret = %s\npublic_keys = %s, %s\n\n"
+                    "[namespace orders]\nsubscribe = granted\n" % (SECRET, tmp_path / "rsa.pub", tmp_path / "ec.pub"))
+    b = make_broker("--config", str(conf))
+
+    def mint(*args):
+        r = cli("token", "--sub", "alice", *args)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    for args in (["--config", str(conf)], ["--secret", SECRET], ["--key", str(tmp_path / "rsa.pem")],
+                 ["--key", str(tmp_path / "ec.pem")]):
+        tok = mint(*args, "--ttl", "10m")
+        r = cli("--json", "pub", "chat:t", "1", "--token", tok, url=b.ws_url)
+        assert r.returncode == 0, (args, r.stderr)
+        assert json_lines(r.stdout)[0]["op"] == "published"
+    # The token from the environment, in JSON form with its claims.
+    r = cli("--json", "token", "--sub", "bob", "--secret", SECRET, "--claims", '{"role":"service"}')
+    minted = json.loads(r.stdout)
+    assert minted["alg"] == "HS256" and minted["sub"] == "bob" and minted["exp"] > time.time()
+    r = cli("pub", "chat:t", "2", url=b.ws_url, env={"HERALD_TOKEN": minted["token"]})
+    assert r.returncode == 0, r.stderr
+
+    # Another secret, an expired token, no token: refused, exit 1.
+    r = cli("pub", "chat:t", "3", "--token", mint("--secret", OTHER_SECRET), url=b.ws_url)
+    assert r.returncode == 1 and "113" in r.stderr, r.stderr
+    r = cli("pub", "chat:t", "3", url=b.ws_url)
+    assert r.returncode == 1 and "113" in r.stderr, r.stderr
+
+    # A subscribe token grants a channel of a `granted` namespace (history reads it).
+    tok = mint("--secret", SECRET)
+    r = cli("history", "orders:9", "--token", tok, url=b.ws_url)
+    assert r.returncode == 1 and "114" in r.stderr, r.stderr
+    r = cli("history", "orders:9", "--token", mint("--secret", SECRET, "--claims", '{"channels":["orders:9"]}'),
+            url=b.ws_url)
+    assert r.returncode == 0, r.stderr
+
+
+def test_token_bad_input(tmp_path):
+    assert cli("token", "--secret", SECRET).returncode == 2                     # no --sub
+    r = cli("token", "--sub", "a", "--secret", "short")
+    assert r.returncode == 2 and "32" in r.stderr
+    r = cli("token", "--sub", "a,b", "--secret", SECRET)
+    assert r.returncode == 2
+    r = cli("token", "--sub", "a", "--secret", SECRET, "--key", "x.pem")
+    assert r.returncode == 2 and "exactly one" in r.stderr
+    r = cli("token", "--sub", "a", "--secret", SECRET, "--claims", "[1]")
+    assert r.returncode == 2 and "--claims" in r.stderr
+    r = cli("token", "--sub", "a", "--secret", SECRET, "--ttl", "soon")
+    assert r.returncode == 2 and "--ttl" in r.stderr
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out", str(tmp_path / "weak.pem"))
+    r = cli("token", "--sub", "a", "--key", str(tmp_path / "weak.pem"))
+    assert r.returncode == 2 and "1024" in r.stderr, r.stderr
+    conf = tmp_path / "pk.conf"
+    conf.write_text("[auth]\n\npublic_keys = /nonexistent.pub\n")
+    r = cli("token", "--sub", "a", "--config", str(conf))
+    assert r.returncode == 2 and "%s:3" % conf in r.stderr and "--key" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- check-config
+
+def test_check_config_good_and_bad_files(tmp_path):
+    good = tmp_path / "good.conf"
+    good.write_text("[server]\nport = 9000\n\n[auth]\nhmac_secret = %s\n\n[namespace chat]\npresence = on\n" % SECRET)
+    r = cli("check-config", str(good))
+    assert r.returncode == 0 and r.stdout.startswith("%s: ok" % good), (r.stdout, r.stderr)
+    r = cli("--json", "check-config", str(good))
+    assert json.loads(r.stdout) == {"file": str(good), "ok": True}
+
+    cases = [
+        ("[server]\nport = 1\n\n[limits]\nmax_mesage_size = 4k\n", 5, "unknown key [limits] max_mesage_size"),
+        ("[server]\nport = abc\n", 2, "expected a port number"),
+        ("[limit]\nmax = 1\n", 2, "unknown section [limit]"),
+        ("[server]\n\n\nthis is not ini\n", 4, "syntax error"),
+        ("[auth]\n; short\nhmac_secret = short\n", 3, "at least 32 characters"),
+        ("[auth]\nleeway = 10s\nanonymous = off\n", 3, "nobody could connect"),
+        ("[auth]\npublic_keys = %s\n" % (tmp_path / "missing.pub"), 2, "No such file"),
+        ("[server]\ntls_cert = %s\ntls_key = %s\n" % (good, good), 2, "server.tls_cert"),
+    ]
+    for i, (text, line, words) in enumerate(cases):
+        bad = tmp_path / ("bad%d.conf" % i)
+        bad.write_text(text)
+        r = cli("check-config", str(bad))
+        assert r.returncode == 2, (text, r.returncode, r.stderr)
+        assert r.stderr.startswith("%s:%d: " % (bad, line)), (text, r.stderr)
+        assert words in r.stderr, (words, r.stderr)
+    r = cli("check-config", str(tmp_path / "nope.conf"))
+    assert r.returncode == 2 and "cannot read" in r.stderr
+    # A cross-check that names no line (as the broker's own message).
+    bad = tmp_path / "cross.conf"
+    bad.write_text("[limits]\nmax_message_size = 64k\nsend_queue_max = 1k\n")
+    r = cli("--json", "check-config", str(bad))
+    assert r.returncode == 2 and json.loads(r.stdout)["ok"] is False
+    assert "send_queue_max" in r.stderr
+
+
+def test_check_config_tls_pair(tmp_path):
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1",
+            "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem"))
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(tmp_path / "other.pem"))
+    conf = tmp_path / "tls.conf"
+    conf.write_text("[server]\ntls_cert = %s\ntls_key = %s\n" % (tmp_path / "cert.pem", tmp_path / "key.pem"))
+    assert cli("check-config", str(conf)).returncode == 0
+    conf.write_text("[server]\ntls_cert = %s\n\ntls_key = %s\n" % (tmp_path / "cert.pem", tmp_path / "other.pem"))
+    r = cli("check-config", str(conf))
+    assert r.returncode == 2 and r.stderr.startswith("%s:4: " % conf) and "does not match" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- usage and exit codes
+
+def test_help_for_every_command():
+    r = cli("--help")
+    assert r.returncode == 0
+    for c in COMMANDS:
+        assert c in r.stdout
+        h = cli(c, "--help")
+        assert h.returncode == 0 and h.stdout.startswith("usage: herald-cli " + c.split()[0]), (c, h.stdout)
+    assert cli("--version").stdout.startswith("herald-cli ")
+
+
+def test_bad_usage_exit_codes(broker):
+    assert cli().returncode == 2
+    r = cli("frobnicate")
+    assert r.returncode == 2 and "unknown command" in r.stderr
+    for args in (["pub"], ["sub"], ["history"], ["presence"], ["state"], ["state", "get"], ["state", "nope", "c"],
+                 ["seats", "hold", "seats:e"], ["sub", "a", "--since", "3"], ["sub", "a", "b", "--since", "1",
+                 "--epoch", "e"], ["pub", "a", "b", "--bogus"], ["history", "a", "--limit"],
+                 ["pub", "a", "{not json"], ["check-config"], ["--timeout", "never", "pub", "a", "b"]):
+        r = cli(*args, url=broker.ws_url)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)
+        assert r.stderr, args
+    r = cli("pub", "a", "b", "--url", "ftp://x")
+    assert r.returncode == 2 and "--url" in r.stderr
+    # Nothing listens on the port: 3.
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    r = cli("pub", "a", "b", url="ws://127.0.0.1:%d" % port)
+    assert r.returncode == 3 and "cannot connect" in r.stderr
+    r = cli("history", "a", url="http://127.0.0.1:%d" % port)
+    assert r.returncode == 3
+    r = cli("stats", url="http://127.0.0.1:%d" % port)
+    assert r.returncode == 3
+    # Bad input is refused by the broker (1) without disturbing others.
+    r = cli("pub", "bad name", "1", url=broker.ws_url)
+    assert r.returncode == 1 and "error 104" in r.stderr
+    r = cli("pub", "ok", "1", env={"HERALD_URL": broker.ws_url})
+    assert r.returncode == 0, r.stderr
