@@ -251,6 +251,11 @@ int herald_ctx_new(uv_loop_t *loop, herald_ctx_t **out)
     return 0;
 }
 
+uv_loop_t *herald_ctx_loop(const herald_ctx_t *ctx)
+{
+    return ctx->loop;
+}
+
 static void on_ctx_closed(uv_handle_t *h)
 {
     herald_ctx_t *ctx = h->data;
@@ -450,6 +455,8 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- requests ---- */
 
+static unsigned char *one_entry_map(herald_encoding_t enc, const char *key, const char *val, size_t *len);
+
 static int request_x(herald_client_t *c, const char *op, const char *channel, size_t chlen,
                      const struct hc_extra *x, herald_reply_cb cb, void *arg, uint64_t *idp)
 {
@@ -540,6 +547,31 @@ int herald_publish(herald_client_t *c, const char *channel, size_t chlen, const 
     return request(c, "publish", channel, chlen, data, len, NULL, cb, arg, id);
 }
 
+int herald_refresh(herald_client_t *c, const char *token, herald_reply_cb cb, void *arg, uint64_t *id)
+{
+    struct hc_extra x = { 0 };
+    unsigned char *fields;
+    char *copy;
+    int r;
+
+    if (c->state != ST_OPEN) return HERALD_E_STATE;
+    if (!(copy = strdup(token))) return UV_ENOMEM;
+    if (!(fields = one_entry_map((herald_encoding_t)c->enc, "token", token, &x.flen))) {
+        free(copy);
+        return UV_ENOMEM;
+    }
+    x.fields = fields;
+    r = request_x(c, "refresh", NULL, 0, &x, cb, arg, id);
+    free(fields);
+    if (r) {
+        free(copy);
+        return r;
+    }
+    free(c->token);
+    c->token = copy;
+    return 0;
+}
+
 int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id)
 {
     if (c->state != ST_OPEN) return HERALD_E_STATE;
@@ -597,6 +629,18 @@ static void dispatch(herald_client_t *c, herald_msg_t *m)
         uv_timer_stop(&c->timer);
         if (c->cb.on_open) c->cb.on_open(c, m, c->ud);
         return;
+    }
+    if (m->op == HERALD_OP_REFRESH_REQUIRED && c->state == ST_OPEN && c->cb.on_token) {
+        /* The callback may close the client; only an open one refreshes. */
+        const char *tok = c->cb.on_token(c, c->ud);
+        if (tok && c->state == ST_OPEN) {
+            int r = herald_refresh(c, tok, NULL, NULL, NULL);
+            if (r) {
+                finish(c, r, 1006, "out of memory");
+                return;
+            }
+        }
+        if (c->state != ST_OPEN) return;
     }
     if (m->has_id && c->plen) {
         /* Replies come in request order, so the match is the ring's head;

@@ -151,6 +151,13 @@ typedef struct herald_callbacks {
      * aborted). Called exactly once per client created by herald_client_new();
      * the client is freed when it returns, so @c must not be used afterwards. */
     void (*on_close)(herald_client_t *c, const herald_close_info_t *info, void *ud);
+    /* The broker sent "refresh_required": the connection's token expires soon (docs/security.md).
+     * Return a new token for the same user (borrowed: copied before the call returns) and the
+     * library sends "refresh" with it, and uses it from then on; or NULL to do nothing now (then
+     * call herald_refresh() once a token is at hand, or the broker closes with 4003 at expiry).
+     * The "refresh_required" message itself, and the "refreshed" reply, then go to on_reply.
+     * May be NULL (appended: older initialisers leave it NULL). */
+    const char *(*on_token)(herald_client_t *c, void *ud);
 } herald_callbacks_t;
 
 /* A parsed, resolved ws:// URL, computed once and shared by many clients. */
@@ -185,6 +192,9 @@ int herald_url_parse(const char *s, herald_url_t *url);
  * @out: [out] the context; the caller frees it with herald_ctx_free().
  * Return: 0, or UV_ENOMEM. */
 int herald_ctx_new(uv_loop_t *loop, herald_ctx_t **out);
+
+/* herald_ctx_loop() - the loop @ctx runs on. */
+uv_loop_t *herald_ctx_loop(const herald_ctx_t *ctx);
 
 /* herald_ctx_free() - close the context's handle and free it once closed
  * (run the loop after this call). Every client of @ctx must already have
@@ -245,6 +255,10 @@ int herald_publish(herald_client_t *c, const char *channel, size_t chlen, const 
  * Return: as herald_subscribe(). */
 int herald_subscribe_since(herald_client_t *c, const char *channel, size_t chlen, const char *epoch,
                            size_t epoch_len, uint64_t offset, herald_reply_cb cb, void *arg, uint64_t *id);
+/* herald_refresh() - replace the connection's token with @token (NUL-terminated, copied):
+ * sends "refresh"; the reply is op HERALD_OP_REFRESHED or an error (113 invalid, 114 another
+ * user's token). Return: as herald_subscribe(). */
+int herald_refresh(herald_client_t *c, const char *token, herald_reply_cb cb, void *arg, uint64_t *id);
 /* herald_ping() - an application-level ping; the reply is op HERALD_OP_PONG. */
 int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id);
 /* herald_presence_stats() - ask for @channel's member and connection counts; the reply is

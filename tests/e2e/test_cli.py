@@ -52,6 +52,7 @@ class Sub:
         self.proc = subprocess.Popen([CLI, "sub", "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=cli_env(env))
         self.lines = queue.Queue()
+        self.skipped = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -69,10 +70,12 @@ class Sub:
         return json.loads(line)
 
     def until(self, op, timeout=10.0):
+        """The next line with @op; the lines skipped on the way are kept in self.skipped."""
         while True:
             m = self.line(timeout)
             if m.get("op") == op:
                 return m
+            self.skipped.append(m)
 
     def stop(self, sig=signal.SIGINT, timeout=10.0):
         if self.proc.poll() is None:
@@ -389,3 +392,122 @@ def test_bad_usage_exit_codes(broker):
     assert r.returncode == 1 and "error 104" in r.stderr
     r = cli("pub", "ok", "1", env={"HERALD_URL": broker.ws_url})
     assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------- reconnect and resume
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_sub_survives_a_broker_restart_exactly_once_in_order(make_broker, tmp_path, sub_procs):
+    import requests
+    port = free_port()
+    data = tmp_path / "restart-data"
+    b = make_broker("--port", str(port), data_dir=data, name="before")
+    url = "ws://127.0.0.1:%d/ws" % port
+    sub = Sub("chat:r", "--url", url)
+    sub_procs.append(sub)
+    assert sub.until("subscribed")["offset"] == 0
+
+    total = 60
+    published = []
+
+    def publish(i):
+        """Publishes i once: a request that failed may still have been committed, so the
+        last publication is checked before sending again."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                r = requests.post("http://127.0.0.1:%d/api/publish" % port, json={"channel": "chat:r", "data": i},
+                                  timeout=2)
+                if r.status_code == 200:
+                    published.append(i)
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+            try:
+                h = requests.get("http://127.0.0.1:%d/api/channels/chat:r/history?reverse=true&limit=1" % port,
+                                 timeout=2).json()
+                if h["publications"] and h["publications"][0]["data"] == i:
+                    published.append(i)
+                    return
+            except (requests.RequestException, ValueError):
+                pass
+        raise AssertionError("could not publish %d" % i)
+
+    def publisher():
+        for i in range(1, total + 1):
+            publish(i)
+            time.sleep(0.01)
+
+    t = threading.Thread(target=publisher, daemon=True)
+    t.start()
+    # Mid-stream: wait for some publications, restart with the same data dir and port.
+    first = [sub.until("pub") for _ in range(10)]
+    assert b.stop() == 0
+    b2 = make_broker("--port", str(port), data_dir=data, name="after")
+    t.join(60)
+    assert not t.is_alive() and published == list(range(1, total + 1))
+    rest = []
+    while len(first) + len(rest) < total:
+        rest.append(sub.until("pub", timeout=15))
+    pubs = first + rest
+    assert [p["offset"] for p in pubs] == list(range(1, total + 1))
+    assert [p["data"] for p in pubs] == list(range(1, total + 1))
+    assert sub.stop(signal.SIGINT) == 0, sub.err
+    assert "connection lost (1001" in sub.err, sub.err
+    assert "NOT recovered" not in sub.err
+    resumed = [m for m in sub.skipped if m.get("op") == "subscribed"]
+    assert resumed and all(m["recovered"] is True for m in resumed), resumed
+    # Nothing after the last one, nothing twice.
+    r = cli("--json", "history", "chat:r", "--reverse", "--limit", "1", url=b2.ws_url)
+    assert json_lines(r.stdout)[0]["offset"] == total
+
+
+def test_sub_reports_not_recovered(make_broker):
+    b = make_broker("--ns", "chat.history_size=3")
+    for i in range(1, 11):
+        b.publish_rest("chat:lost", i)
+    r = cli("--json", "history", "chat:lost", url=b.ws_url)
+    epoch = json_lines(r.stdout)[0]["epoch"]
+    r = cli("--json", "sub", "chat:lost", "--since", "2", "--epoch", epoch, "--count", "3", url=b.ws_url)
+    assert r.returncode == 0, r.stderr
+    lines = json_lines(r.stdout)
+    assert lines[0]["op"] == "subscribed" and lines[0]["recovered"] is False
+    assert [m["offset"] for m in lines[1:]] == [8, 9, 10]
+    assert "NOT recovered: publications after #2 were missed" in r.stderr
+
+
+def test_sub_gives_up_when_the_broker_is_unreachable_at_start_and_on_a_bad_token(make_broker):
+    r = cli("sub", "x", url="ws://127.0.0.1:%d" % free_port(), timeout=20)
+    assert r.returncode == 3 and "cannot connect" in r.stderr, r.stderr
+    b = make_broker("--anonymous", "off", "--hmac-secret", SECRET)
+    r = cli("sub", "x", url=b.ws_url, timeout=20)
+    assert r.returncode == 1 and "113" in r.stderr, r.stderr
+
+
+def test_sub_refreshes_its_token(make_broker):
+    """A token that expires in 3 s, refresh_required 2 s before: the token command mints a
+    new one each time, so the connection outlives its first token."""
+    b = make_broker("--anonymous", "off", "--hmac-secret", SECRET, "--refresh-notice", "2s",
+                    "--auth-leeway", "0")
+    cmd = "%s token --sub carol --secret %s --ttl 3" % (CLI, SECRET)
+    sub = Sub("chat:tok", "--url", b.ws_url, "--token-command", cmd)
+    try:
+        sub.until("subscribed")
+        time.sleep(4.5)
+        r = cli("pub", "chat:tok", '"late"', url=b.ws_url, env={"HERALD_TOKEN": subprocess.run(
+            cmd.split(), capture_output=True, text=True).stdout.strip()})
+        assert r.returncode == 0, r.stderr
+        m = sub.until("pub")
+        assert m["data"] == "late" and m["offset"] == 1
+        assert sub.stop(signal.SIGINT) == 0
+        assert "connection lost" not in sub.err, sub.err
+    finally:
+        sub.stop(signal.SIGKILL)
