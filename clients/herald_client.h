@@ -18,7 +18,9 @@
  * Threads: everything here runs on the context's loop thread; nothing is
  * thread-safe. Errors: 0 is success; failures are negative, either libuv's
  * UV_* codes (UV_ENOMEM, UV_ECONNREFUSED, ...) or the HERALD_E_* below. A
- * call that fails fires no callback. Not supported: TLS (wss://),
+ * call that fails fires no callback. TLS (wss://) runs through OpenSSL on
+ * memory BIOs, so it shares the loop, the buffers and the batching of ws://.
+ * Reconnecting and resuming subscriptions: herald_session.h. Not supported:
  * permessage-deflate, string request ids (this library numbers its requests). */
 #ifndef HERALD_CLIENT_H
 #define HERALD_CLIENT_H
@@ -43,6 +45,9 @@ enum {
     HERALD_E_TOO_LARGE = -30007, /* a server message over herald_opts_t.max_message */
     HERALD_E_REFUSED = -30008,   /* Herald answered "connect" with an error (113: no valid token);
                                     herald_close_info_t.reason carries the code and reason */
+    HERALD_E_TLS = -30009,       /* wss://: the TLS handshake failed or the server's certificate did
+                                    not verify (herald_close_info_t.reason says why); or, from
+                                    herald_ctx_set_tls(), the CA file could not be loaded */
 };
 
 typedef enum herald_encoding { HERALD_JSON = 0, HERALD_MSGPACK = 1 } herald_encoding_t;
@@ -160,7 +165,7 @@ typedef struct herald_callbacks {
     const char *(*on_token)(herald_client_t *c, void *ud);
 } herald_callbacks_t;
 
-/* A parsed, resolved ws:// URL, computed once and shared by many clients. */
+/* A parsed, resolved ws:// or wss:// URL, computed once and shared by many clients. */
 typedef struct herald_url {
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -168,7 +173,21 @@ typedef struct herald_url {
     char path[256];             /* "/ws" when the URL has no path */
     char name[80];              /* numeric address and port, for messages */
     int port;
+    int tls;                    /* 1 for wss:// */
+    char sni[256];              /* wss://: the name sent as SNI and that the certificate must be for;
+                                   herald_url_parse() sets the URL's host. A caller may replace it
+                                   (a broker reached by address whose certificate names a host).
+                                   An IP address is not sent as SNI and must be in the certificate's
+                                   IP addresses */
 } herald_url_t;
+
+/* TLS settings of a context, for its wss:// clients. */
+typedef struct herald_tls_opts {
+    const char *ca_file;        /* PEM file of trusted CA certificates; NULL with ca_path NULL: the
+                                   system's default CA store */
+    const char *ca_path;        /* a directory of hashed CA certificates, or NULL */
+    int insecure;               /* 1: do not verify the certificate or its name (testing only) */
+} herald_tls_opts_t;
 
 typedef struct herald_opts {
     herald_encoding_t encoding; /* subprotocol herald.json or herald.msgpack */
@@ -180,11 +199,12 @@ typedef struct herald_opts {
 } herald_opts_t;
 
 /* herald_url_parse() - parse and resolve "ws://host[:port][/path]" (port 80 by
- * default, path /ws by default). Resolution uses getaddrinfo() and may block:
- * call it once at start, not per connection.
+ * default) or "wss://host[:port][/path]" (TLS, port 443 by default); the path
+ * is /ws by default. Resolution uses getaddrinfo() and may block: call it once
+ * at start, not per connection. The first address is used.
  * @url: [out] filled on success.
- * Return: 0; HERALD_E_URL (bad syntax or wss://); a UV_EAI_* code if the host
- * does not resolve. */
+ * Return: 0; HERALD_E_URL (bad syntax or another scheme); a UV_EAI_* code if
+ * the host does not resolve. */
 int herald_url_parse(const char *s, herald_url_t *url);
 
 /* herald_ctx_new() - a context on @loop for clients to share. It starts a
@@ -192,6 +212,13 @@ int herald_url_parse(const char *s, herald_url_t *url);
  * @out: [out] the context; the caller frees it with herald_ctx_free().
  * Return: 0, or UV_ENOMEM. */
 int herald_ctx_new(uv_loop_t *loop, herald_ctx_t **out);
+
+/* herald_ctx_set_tls() - how @ctx's wss:// clients verify servers: clients created afterwards
+ * use @o (NULL: the system's CAs, verification on, which is also what a context without this
+ * call uses). The CA file is read now. @o: [in] borrowed for the call only.
+ * Return: 0; HERALD_E_TLS if the CA file or directory cannot be loaded (the previous
+ * settings stay); UV_ENOMEM. */
+int herald_ctx_set_tls(herald_ctx_t *ctx, const herald_tls_opts_t *o);
 
 /* herald_ctx_loop() - the loop @ctx runs on. */
 uv_loop_t *herald_ctx_loop(const herald_ctx_t *ctx);

@@ -34,6 +34,7 @@ struct cli {
     const char *api_key;          /* --api-key: REST bearer key; writes then go over REST */
     const char *cafile;           /* --cafile: CA bundle for wss:// and https:// */
     int insecure;                 /* --insecure: do not verify the server certificate */
+    const char *tls_name;         /* --tls-name: the name to verify (and send as SNI) instead of the URL's host */
     int json;                     /* --json: JSON lines instead of human-readable text */
     unsigned timeout_ms;          /* --timeout: each request and the connection (default 10 s) */
 };
@@ -74,6 +75,11 @@ struct cli_ws_ops {
     void (*on_pub)(struct cli_ws *w, const herald_msg_t *m);
     void (*on_push)(struct cli_ws *w, const herald_msg_t *m);   /* every other push or unmatched reply */
 };
+
+/* cli_connect_prep() - resolve g->ws_url into @url (with --tls-name) and give
+ * @ctx the TLS settings (--cafile, --insecure).
+ * Return: CLI_OK, or an exit code after printing why. */
+int cli_connect_prep(const struct cli *g, herald_ctx_t *ctx, herald_url_t *url);
 
 /* cli_ws_run() - connect to g->ws_url (JSON encoding, g->token), call
  * @ops, and run the loop until cli_ws_done() or a failure. SIGINT and SIGTERM

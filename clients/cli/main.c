@@ -150,6 +150,7 @@ static void usage(FILE *f, const char *prog)
             "  --token JWT      a token for connect                                   [$HERALD_TOKEN]\n"
             "  --api-key KEY    a REST API key; pub, state and seats writes then use REST [$HERALD_API_KEY]\n"
             "  --cafile FILE    CA certificates to verify a wss:// or https:// broker\n"
+            "  --tls-name NAME  verify the certificate for NAME (and send it as SNI), not the URL's host\n"
             "  --insecure       do not verify the broker's certificate\n"
             "  --json           print JSON lines instead of text\n"
             "  --timeout DUR    how long to wait for the broker (default 10s)\n"
@@ -180,6 +181,7 @@ int main(int argc, char **argv)
             (r = cli_take(&g, argc, argv, &i, "--token", &g.token)) ||
             (r = cli_take(&g, argc, argv, &i, "--api-key", &g.api_key)) ||
             (r = cli_take(&g, argc, argv, &i, "--cafile", &g.cafile)) ||
+            (r = cli_take(&g, argc, argv, &i, "--tls-name", &g.tls_name)) ||
             (r = cli_take(&g, argc, argv, &i, "--timeout", &timeout))) {
             if (r < 0) { free(rest); return CLI_E_USAGE; }
             continue;

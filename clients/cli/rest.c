@@ -7,6 +7,7 @@
  * (system CAs or --cafile, the host name checked, --insecure to skip). */
 #include "rest.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <netdb.h>
@@ -43,6 +44,8 @@ static int tls_start(const struct cli *g, struct conn *k, const char *host)
 {
     unsigned long e;
     char why[256] = "";
+    struct in_addr a4;
+    struct in6_addr a6;
 
     if (!(k->sctx = SSL_CTX_new(TLS_client_method()))) goto fail;
     SSL_CTX_set_min_proto_version(k->sctx, TLS1_2_VERSION);
@@ -56,8 +59,14 @@ static int tls_start(const struct cli *g, struct conn *k, const char *host)
     }
     if (!(k->ssl = SSL_new(k->sctx))) goto fail;
     SSL_set_fd(k->ssl, k->fd);
-    SSL_set_tlsext_host_name(k->ssl, host);
-    if (!g->insecure) SSL_set1_host(k->ssl, host);
+    /* As the client library: a name is SNI and what the certificate is for;
+     * an address literal must be among its IP addresses. */
+    if (inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1) {
+        if (!g->insecure) X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(k->ssl), host);
+    } else {
+        SSL_set_tlsext_host_name(k->ssl, host);
+        if (!g->insecure) SSL_set1_host(k->ssl, host);
+    }
     if (SSL_connect(k->ssl) == 1) return 0;
 fail:
     e = ERR_get_error();
@@ -91,6 +100,8 @@ static int conn_open(const struct cli *g, struct conn *k)
         hp += hl;
     }
     snprintf(port, sizeof port, "%s", *hp == ':' ? hp + 1 : tls ? "443" : "80");
+    hl = strlen(port);
+    if (hl && port[hl - 1] == '/') port[hl - 1] = '\0';
     if ((r = getaddrinfo(host, port, &hints, &res))) {
         cli_err(g, "%s: %s", base, gai_strerror(r));
         return -1;
@@ -111,7 +122,7 @@ static int conn_open(const struct cli *g, struct conn *k)
         cli_err(g, "cannot connect to %s: %s", base, strerror(errno));
         return -1;
     }
-    return tls ? tls_start(g, k, host) : 0;
+    return tls ? tls_start(g, k, g->tls_name ? g->tls_name : host) : 0;
 }
 
 static int conn_write(struct conn *k, const char *p, size_t n)

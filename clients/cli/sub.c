@@ -225,17 +225,19 @@ static int run(struct sub *s)
     int r;
 
     if (!s->token_cmd) cb.on_token = NULL;     /* a refused token is then final */
-    if ((r = herald_url_parse(s->g->ws_url, &url))) {
-        cli_err(s->g, "%s: %s", s->g->ws_url, herald_strerror(r));
-        return r == HERALD_E_URL ? CLI_E_USAGE : CLI_E_CONN;
-    }
-    if (s->token_cmd && !s->g->token) o.client.token = on_token(NULL, s);
     uv_loop_init(&s->loop);
     if ((r = herald_ctx_new(&s->loop, &s->ctx))) {
         uv_loop_close(&s->loop);
         cli_err(s->g, "%s", herald_strerror(r));
         return CLI_E_CONN;
     }
+    if ((r = cli_connect_prep(s->g, s->ctx, &url))) {
+        herald_ctx_free(s->ctx);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&s->loop);
+        return r;
+    }
+    if (s->token_cmd && !s->g->token) o.client.token = on_token(NULL, s);
     uv_signal_init(&s->loop, &s->sigint);
     uv_signal_init(&s->loop, &s->sigterm);
     s->sigint.data = s->sigterm.data = s;

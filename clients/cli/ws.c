@@ -137,6 +137,24 @@ static void close_walk(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+int cli_connect_prep(const struct cli *g, herald_ctx_t *ctx, herald_url_t *url)
+{
+    herald_tls_opts_t tls = { .ca_file = g->cafile, .insecure = g->insecure };
+    int r;
+
+    if ((r = herald_url_parse(g->ws_url, url))) {
+        cli_err(g, "%s: %s", g->ws_url, herald_strerror(r));
+        return r == HERALD_E_URL ? CLI_E_USAGE : CLI_E_CONN;
+    }
+    if (g->tls_name) snprintf(url->sni, sizeof url->sni, "%s", g->tls_name);
+    if (url->tls && (r = herald_ctx_set_tls(ctx, &tls))) {
+        cli_err(g, "cannot load the CA certificates%s%s: %s", g->cafile ? " of " : "", g->cafile ? g->cafile : "",
+                herald_strerror(r));
+        return CLI_E_USAGE;
+    }
+    return CLI_OK;
+}
+
 int cli_ws_run(const struct cli *g, const struct cli_ws_ops *ops, void *ud, int idle_timeout)
 {
     static const herald_callbacks_t cbs = { on_open, on_reply, on_pub, on_close };
@@ -145,10 +163,6 @@ int cli_ws_run(const struct cli *g, const struct cli_ws_ops *ops, void *ud, int 
     herald_opts_t opts = { .encoding = HERALD_JSON, .connect_timeout_ms = g->timeout_ms, .token = g->token };
     int r;
 
-    if ((r = herald_url_parse(g->ws_url, &url))) {
-        cli_err(g, "%s: %s", g->ws_url, herald_strerror(r));
-        return r == HERALD_E_URL ? CLI_E_USAGE : CLI_E_CONN;
-    }
     uv_loop_init(&w.loop);
     if ((r = herald_ctx_new(&w.loop, &w.ctx))) {
         cli_err(g, "%s", herald_strerror(r));
@@ -159,6 +173,10 @@ int cli_ws_run(const struct cli *g, const struct cli_ws_ops *ops, void *ud, int 
     uv_signal_init(&w.loop, &w.sigint);
     uv_signal_init(&w.loop, &w.sigterm);
     w.timer.data = w.sigint.data = w.sigterm.data = &w;
+    if ((r = cli_connect_prep(g, w.ctx, &url))) {
+        w.code = r;
+        goto out;
+    }
     uv_signal_start(&w.sigint, on_signal, SIGINT);
     uv_signal_start(&w.sigterm, on_signal, SIGTERM);
     if (idle_timeout) uv_timer_start(&w.timer, on_timeout, g->timeout_ms, 0);
@@ -169,6 +187,7 @@ int cli_ws_run(const struct cli *g, const struct cli_ws_ops *ops, void *ud, int 
         stop_handles(&w);
     }
     uv_run(&w.loop, UV_RUN_DEFAULT);
+out:
     herald_ctx_free(w.ctx);
     uv_walk(&w.loop, close_walk, NULL);
     uv_run(&w.loop, UV_RUN_DEFAULT);

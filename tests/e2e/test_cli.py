@@ -511,3 +511,58 @@ def test_sub_refreshes_its_token(make_broker):
         assert "connection lost" not in sub.err, sub.err
     finally:
         sub.stop(signal.SIGKILL)
+
+
+# ---------------------------------------------------------------- TLS
+
+def self_signed(tmp_path, name, san):
+    key, cert = tmp_path / (name + ".key"), tmp_path / (name + ".crt")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + name, "-days", "1",
+            "-addext", "subjectAltName=" + san, "-keyout", str(key), "-out", str(cert))
+    return str(cert), str(key)
+
+
+def test_tls_wss_and_https(make_broker, tmp_path, sub_procs):
+    cert, key = self_signed(tmp_path, "herald-test", "DNS:localhost,IP:127.0.0.1")
+    b = make_broker("--tls-cert", cert, "--tls-key", key)
+    wss = "wss://127.0.0.1:%d" % b.port
+    sub = Sub("chat:tls", "--url", wss, "--cafile", cert)
+    sub_procs.append(sub)
+    sub.until("subscribed")
+    big = "x" * 50000                      # several TLS records, frames cut across reads
+    lines = "".join('{"n":%d}\n' % i for i in range(1, 201)) + json.dumps(big) + "\n"
+    r = cli("pub", "chat:tls", "--cafile", cert, url=wss, stdin=lines)
+    assert r.returncode == 0, r.stderr
+    pubs = [sub.until("pub") for _ in range(201)]
+    assert [p["offset"] for p in pubs] == list(range(1, 202))
+    assert pubs[0]["data"] == {"n": 1} and pubs[200]["data"] == big
+    assert sub.stop() == 0, sub.err
+
+    r = cli("--json", "history", "chat:tls", "--reverse", "--limit", "1", "--cafile", cert, url=wss)
+    assert r.returncode == 0 and json_lines(r.stdout)[0]["publications"][0]["data"] == big
+    r = cli("stats", "chat:tls", "--cafile", cert, url="https://127.0.0.1:%d" % b.port)
+    assert r.returncode == 0 and "last_offset: 201" in r.stdout, (r.stdout, r.stderr)
+
+    # Not verified without the CA; --insecure skips verification; plain ws:// is refused.
+    r = cli("pub", "chat:tls", "1", url=wss)
+    assert r.returncode == 3 and "certificate verify failed" in r.stderr, r.stderr
+    r = cli("stats", url="https://127.0.0.1:%d" % b.port)
+    assert r.returncode == 3 and "certificate verify failed" in r.stderr, r.stderr
+    assert cli("pub", "chat:tls", "1", "--insecure", url=wss).returncode == 0
+    assert cli("pub", "chat:tls", "1", url=b.ws_url).returncode == 3
+
+
+def test_tls_server_name(make_broker, tmp_path):
+    """A certificate for a host name only: reached by address, it verifies with --tls-name
+    (the name is checked and sent as SNI), and not for another name or the bare address."""
+    cert, key = self_signed(tmp_path, "broker.test", "DNS:broker.test")
+    b = make_broker("--tls-cert", cert, "--tls-key", key)
+    wss = "wss://127.0.0.1:%d" % b.port
+    r = cli("pub", "chat:n", "1", "--cafile", cert, url=wss)
+    assert r.returncode == 3 and "certificate verify failed" in r.stderr, r.stderr
+    r = cli("pub", "chat:n", "1", "--cafile", cert, "--tls-name", "broker.test", url=wss)
+    assert r.returncode == 0, r.stderr
+    r = cli("pub", "chat:n", "1", "--cafile", cert, "--tls-name", "other.test", url=wss)
+    assert r.returncode == 3 and "hostname mismatch" in r.stderr, r.stderr
+    r = cli("pub", "chat:n", "1", "--cafile", str(tmp_path / "missing.pem"), url=wss)
+    assert r.returncode == 2 and "CA" in r.stderr, r.stderr
