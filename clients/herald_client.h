@@ -202,7 +202,8 @@ typedef struct herald_opts {
  * default) or "wss://host[:port][/path]" (TLS, port 443 by default); the path
  * is /ws by default. Resolution uses getaddrinfo() and may block: call it once
  * at start, not per connection. The first address is used.
- * @url: [out] filled on success.
+ * @s: [in] the URL, NUL-terminated, borrowed for the call only.
+ * @url: [out] filled on success; plain data the caller owns (copy it freely).
  * Return: 0; HERALD_E_URL (bad syntax or another scheme); a UV_EAI_* code if
  * the host does not resolve. */
 int herald_url_parse(const char *s, herald_url_t *url);
@@ -239,9 +240,15 @@ void herald_ctx_flush(herald_ctx_t *ctx);
  * @url: [in] borrowed for the call only. @opts: [in] copied; NULL for defaults.
  * @cb: [in] copied. @ud: handed to every callback.
  * @out: [out] the client, owned by the library until on_close returns.
- * Return: 0, or UV_ENOMEM / a uv_tcp_connect() error (no callback fires). */
+ * For a wss:// @url the client uses @ctx's TLS settings (herald_ctx_set_tls(),
+ * or the system's CAs) and verifies the certificate for @url->sni.
+ * Return: 0, or UV_ENOMEM / a uv_tcp_connect() error / HERALD_E_TLS (wss://
+ * without herald_ctx_set_tls() and no usable system CA store); no callback
+ * fires then. */
 int herald_client_new(herald_ctx_t *ctx, const herald_url_t *url, const herald_opts_t *opts,
                       const herald_callbacks_t *cb, void *ud, herald_client_t **out);
+
+/* Accessors. Any time between herald_client_new() and the end of on_close; loop thread. */
 
 /* herald_client_ud() / herald_client_set_ud() - the user pointer given to callbacks. */
 void *herald_client_ud(const herald_client_t *c);
@@ -256,7 +263,8 @@ int herald_client_is_open(const herald_client_t *c);
 /* herald_client_pending() - requests sent whose replies have not arrived. */
 uint32_t herald_client_pending(const herald_client_t *c);
 
-/* herald_client_queued() - bytes waiting to be written to the socket. */
+/* herald_client_queued() - bytes waiting to be written to the socket (with wss://, plaintext
+ * not yet encrypted plus records not yet written). */
 size_t herald_client_queued(const herald_client_t *c);
 
 /* Requests. Each queues one message (flushed by the loop), numbers it with the

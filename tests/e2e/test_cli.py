@@ -566,3 +566,42 @@ def test_tls_server_name(make_broker, tmp_path):
     assert r.returncode == 3 and "hostname mismatch" in r.stderr, r.stderr
     r = cli("pub", "chat:n", "1", "--cafile", str(tmp_path / "missing.pem"), url=wss)
     assert r.returncode == 2 and "CA" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- the installed library
+
+def test_installed_library_builds_the_documented_example(broker, tmp_path):
+    """meson install into a staging directory, then the example of docs/clients-c.md is
+    compiled and linked with `pkg-config --cflags --libs herald-client` against it, and run."""
+    import glob
+    import re
+    build = Path(os.environ.get("HERALD_BUILD_DIR", Path(os.environ.get("HERALD_BIN", REPO / "build" / "broker" /
+                                                                        "herald")).resolve().parents[1]))
+    stage = tmp_path / "stage"
+    r = subprocess.run(["meson", "install", "-C", str(build), "--destdir", str(stage), "--no-rebuild", "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    pcs = glob.glob(str(stage / "**" / "pkgconfig" / "herald-client.pc"), recursive=True)
+    assert pcs, "no herald-client.pc installed"
+    assert glob.glob(str(stage / "**" / "include" / "herald_session.h"), recursive=True)
+    env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pcs[0]), PKG_CONFIG_SYSROOT_DIR=str(stage))
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "herald-client"], capture_output=True, text=True,
+                           env=env, timeout=30)
+    assert flags.returncode == 0, flags.stderr
+    assert str(stage) in flags.stdout and "-lherald_client" in flags.stdout, flags.stdout
+
+    doc = (REPO / "docs" / "clients-c.md").read_text()
+    example = re.search(r"```c\n(.*?)```", doc, re.S).group(1)
+    src = tmp_path / "example.c"
+    src.write_text(example)
+    exe = tmp_path / "example"
+    cc = subprocess.run(["cc", "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(src),
+                         *flags.stdout.split()], capture_output=True, text=True, timeout=120)
+    assert cc.returncode == 0, cc.stderr
+    run = subprocess.run([str(exe), broker.ws_url, "chat:example"], capture_output=True, text=True, timeout=20,
+                         env=cli_env())
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == 'chat:example #1 "hello from C"\n', run.stdout
+    run = subprocess.run([str(exe), "ws://127.0.0.1:%d" % free_port(), "x"], capture_output=True, text=True,
+                         timeout=60, env=cli_env())
+    assert run.returncode == 1 and "connection refused" in run.stderr, run.stderr
