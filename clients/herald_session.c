@@ -226,6 +226,13 @@ static void c_reply(herald_client_t *c, const herald_msg_t *m, void *ud)
     herald_session_t *s = ud;
 
     (void)c;
+    if (m->op == HERALD_OP_SNAPSHOT && m->channel) {
+        /* A state channel's subscriber lagged and was resynchronised: the
+         * snapshot replaces the deltas up to its offset, which is where the
+         * channel now stands (and where a resume starts). */
+        long i = find(s, m->channel, m->channel_len);
+        if (i >= 0 && s->subs[i].active && m->offset > s->subs[i].last) s->subs[i].last = m->offset;
+    }
     if (s->cb.on_reply) s->cb.on_reply(s, m, s->ud);
 }
 

@@ -60,7 +60,9 @@ typedef struct herald_session_callbacks {
      * May be NULL. */
     void (*on_sub_error)(herald_session_t *s, const char *channel, size_t chlen, const herald_msg_t *err,
                          void *ud);
-    /* Every other push or reply without a callback (join, leave, refreshed, ...). May be NULL. */
+    /* Every other push or reply without a callback (join, leave, refreshed, ...). A "snapshot"
+     * push (a lagging state-channel subscriber resynchronised, docs/protocol.md) also moves the
+     * channel's position to the snapshot's offset: later deltas continue from it. May be NULL. */
     void (*on_reply)(herald_session_t *s, const herald_msg_t *m, void *ud);
     /* A token for the next connect, and for "refresh_required": return one (borrowed; copied
      * before the call returns) or NULL to keep the current one. May be NULL. */

@@ -6,7 +6,9 @@
  * from argv, so each subcommand parses only its own. Does not own: what a
  * subcommand does (one file each). */
 #include "cli.h"
+#include "out.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +171,9 @@ int main(int argc, char **argv)
     int n = 0, r, opts_done = 0;
 
     if (!rest) return CLI_E_CONN;
+    /* A broker that goes away mid-write must be an error code, not a signal;
+     * stdout that goes away (`| head`) is noticed by out.c's flushes. */
+    signal(SIGPIPE, SIG_IGN);
     g.url = getenv("HERALD_URL");
     g.token = getenv("HERALD_TOKEN");
     g.api_key = getenv("HERALD_API_KEY");
@@ -227,7 +232,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(rest[0], commands[i].name)) {
             r = commands[i].run(&g, n, rest);
-            fflush(stdout);
+            out_flush();
             free(rest);
             return r;
         }

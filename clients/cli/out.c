@@ -1,16 +1,26 @@
 /* clients/cli/out.c - see out.h. */
 #include "out.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+void out_flush(void)
+{
+    if (fflush(stdout) == 0 && !ferror(stdout)) return;
+    if (errno == EPIPE) _exit(0);
+    fprintf(stderr, "herald-cli: cannot write the output: %s\n", strerror(errno));
+    _exit(3);
+}
 
 void out_line(const void *p, size_t n)
 {
     fwrite(p, 1, n, stdout);
     fputc('\n', stdout);
-    fflush(stdout);
+    out_flush();
 }
 
 void out_raw(const herald_msg_t *m)
@@ -49,7 +59,7 @@ void out_pub(int json, const char *channel, size_t chlen, uint64_t offset, int64
         printf("%s %.*s #%llu %.*s\n", t, (int)chlen, channel, (unsigned long long)offset, (int)dlen,
                (const char *)data);
     }
-    fflush(stdout);
+    out_flush();
 }
 
 void out_value(const char *prefix, const json_t *v)
@@ -58,7 +68,7 @@ void out_value(const char *prefix, const json_t *v)
 
     printf("%s%s\n", prefix, s ? s : "null");
     free(s);
-    fflush(stdout);
+    out_flush();
 }
 
 void out_fields(const json_t *j)
@@ -73,7 +83,7 @@ void out_fields(const json_t *j)
         if (json_is_string(v)) printf("%s%s\n", pre, json_string_value(v));
         else out_value(pre, v);
     }
-    fflush(stdout);
+    out_flush();
 }
 
 void out_reply(int json, const void *raw, size_t len)

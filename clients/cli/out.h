@@ -12,6 +12,12 @@
 #include <stdint.h>
 #include "herald_client.h"
 
+/* out_flush() - flush stdout. When it cannot be written any more (a reader
+ * like `head` went away, or the disk is full) herald-cli exits at once: 0
+ * for a closed pipe (the reader has what it wanted), 3 otherwise, with a
+ * message. Every out_* function ends with it. */
+void out_flush(void);
+
 /* out_raw() - print @m as the broker sent it (one JSON line). */
 void out_raw(const herald_msg_t *m);
 

@@ -101,7 +101,7 @@ static void print_ack(const struct cli *g, const char *channel, uint64_t offset,
     if (g->json) out_line(raw, rawlen);
     else {
         printf("%s #%llu\n", channel, (unsigned long long)offset);
-        fflush(stdout);
+        out_flush();
     }
 }
 
