@@ -585,6 +585,28 @@ int herald_subscribe_since(herald_client_t *c, const char *channel, size_t chlen
     return request(c, "subscribe", channel, chlen, NULL, 0, &since, cb, arg, id);
 }
 
+int herald_subscribe_ex(herald_client_t *c, const char *channel, size_t chlen, const herald_sub_opts_t *o,
+                        herald_reply_cb cb, void *arg, uint64_t *id)
+{
+    struct hc_since since = { 0 };
+    struct hc_extra x = { 0 };
+    unsigned char *fields = NULL;
+    int r;
+
+    if (c->state != ST_OPEN) return HERALD_E_STATE;
+    if (o && o->epoch) {
+        since = (struct hc_since){ o->epoch, o->epoch_len, o->since };
+        x.since = &since;
+    }
+    if (o && o->token) {
+        if (!(fields = one_entry_map((herald_encoding_t)c->enc, "token", o->token, &x.flen))) return UV_ENOMEM;
+        x.fields = fields;
+    }
+    r = request_x(c, "subscribe", channel, chlen, &x, cb, arg, id);
+    free(fields);
+    return r;
+}
+
 int herald_unsubscribe(herald_client_t *c, const char *channel, size_t chlen,
                        herald_reply_cb cb, void *arg, uint64_t *id)
 {

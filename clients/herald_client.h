@@ -294,6 +294,18 @@ int herald_subscribe_since(herald_client_t *c, const char *channel, size_t chlen
  * sends "refresh"; the reply is op HERALD_OP_REFRESHED or an error (113 invalid, 114 another
  * user's token). Return: as herald_subscribe(). */
 int herald_refresh(herald_client_t *c, const char *token, herald_reply_cb cb, void *arg, uint64_t *id);
+/* Options of herald_subscribe_ex(); zero-initialise, then set what is needed. */
+typedef struct herald_sub_opts {
+    const char *epoch;          /* with since: recover after offset @since of this epoch (as */
+    size_t epoch_len;           /*   herald_subscribe_since()); NULL: from the present offset */
+    uint64_t since;
+    const char *token;          /* NULL, or a subscribe token (a JWT with "channel" = this channel,
+                                   docs/security.md) for namespaces where subscribing needs a grant */
+} herald_sub_opts_t;
+/* herald_subscribe_ex() - subscribe with options @o ([in] NULL for none; its strings are
+ * copied into the request). Return: as herald_subscribe(). */
+int herald_subscribe_ex(herald_client_t *c, const char *channel, size_t chlen, const herald_sub_opts_t *o,
+                        herald_reply_cb cb, void *arg, uint64_t *id);
 /* herald_ping() - an application-level ping; the reply is op HERALD_OP_PONG. */
 int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id);
 /* herald_presence_stats() - ask for @channel's member and connection counts; the reply is

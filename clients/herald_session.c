@@ -30,6 +30,7 @@
 struct sess_sub {
     char *channel;
     size_t chlen;
+    char *token;                  /* a subscribe token, or NULL */
     char epoch[EPOCH_MAX];
     size_t epoch_len;             /* 0: no position yet */
     uint64_t last;                /* the last offset delivered (or asked for) in epoch */
@@ -76,6 +77,7 @@ static long find(const herald_session_t *s, const char *ch, size_t chlen)
 static void sub_remove(herald_session_t *s, size_t i)
 {
     free(s->subs[i].channel);
+    free(s->subs[i].token);
     s->subs[i] = s->subs[--s->nsubs];
 }
 
@@ -112,16 +114,16 @@ static void on_sub_reply(herald_client_t *c, const herald_msg_t *m, void *arg);
 
 static int send_subscribe(herald_session_t *s, struct sess_sub *sub)
 {
-    int r;
+    herald_sub_opts_t o = { .token = sub->token };
 
     sub->resumed = sub->epoch_len != 0;
     sub->active = 0;
-    if (sub->epoch_len)
-        r = herald_subscribe_since(s->c, sub->channel, sub->chlen, sub->epoch, sub->epoch_len, sub->last, on_sub_reply,
-                                   s, &sub->req_id);
-    else
-        r = herald_subscribe(s->c, sub->channel, sub->chlen, on_sub_reply, s, &sub->req_id);
-    return r;
+    if (sub->epoch_len) {
+        o.epoch = sub->epoch;
+        o.epoch_len = sub->epoch_len;
+        o.since = sub->last;
+    }
+    return herald_subscribe_ex(s->c, sub->channel, sub->chlen, &o, on_sub_reply, s, &sub->req_id);
 }
 
 /* Hands @m to on_pub unless it is at or below the position of the
@@ -349,6 +351,12 @@ int herald_session_new(herald_ctx_t *ctx, const herald_url_t *url, const herald_
 int herald_session_subscribe(herald_session_t *s, const char *channel, size_t chlen, const char *epoch,
                              size_t epoch_len, uint64_t since)
 {
+    return herald_session_subscribe_token(s, channel, chlen, epoch, epoch_len, since, NULL);
+}
+
+int herald_session_subscribe_token(herald_session_t *s, const char *channel, size_t chlen, const char *epoch,
+                                   size_t epoch_len, uint64_t since, const char *token)
+{
     struct sess_sub *sub;
 
     if (s->closing) return HERALD_E_STATE;
@@ -364,6 +372,10 @@ int herald_session_subscribe(herald_session_t *s, const char *channel, size_t ch
     sub = &s->subs[s->nsubs];
     memset(sub, 0, sizeof *sub);
     if (!(sub->channel = malloc(chlen))) return UV_ENOMEM;
+    if (token && !(sub->token = strdup(token))) {
+        free(sub->channel);
+        return UV_ENOMEM;
+    }
     memcpy(sub->channel, channel, chlen);
     sub->chlen = chlen;
     if (epoch) {

@@ -89,6 +89,14 @@ int herald_session_new(herald_ctx_t *ctx, const herald_url_t *url, const herald_
 int herald_session_subscribe(herald_session_t *s, const char *channel, size_t chlen, const char *epoch,
                              size_t epoch_len, uint64_t since);
 
+/* herald_session_subscribe_token() - as herald_session_subscribe(), with a subscribe token
+ * (@token, NUL-terminated, copied; NULL for none) sent with every subscribe of @channel, for
+ * namespaces where subscribing needs a grant (docs/security.md). The token is reused as is
+ * on reconnects: a grant that must outlive the token's exp is better put in the connect
+ * token's "channels" claim. Return: as herald_session_subscribe(). */
+int herald_session_subscribe_token(herald_session_t *s, const char *channel, size_t chlen, const char *epoch,
+                                   size_t epoch_len, uint64_t since, const char *token);
+
 /* herald_session_unsubscribe() - forget @channel; if a connection is open, unsubscribe.
  * No on_pub for it follows this call. Return: 0; UV_ENOENT if the session does not have it. */
 int herald_session_unsubscribe(herald_session_t *s, const char *channel, size_t chlen);

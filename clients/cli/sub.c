@@ -19,6 +19,7 @@
 
 static const char help[] =
     "usage: herald-cli sub CHANNEL... [--since OFFSET --epoch EPOCH] [--count N] [--token-command CMD]\n"
+    "                                  [--subscribe-token JWT]\n"
     "\n"
     "Subscribe to each CHANNEL and print its publications as they arrive, until Ctrl-C\n"
     "(SIGINT or SIGTERM: a clean close, exit 0). When the connection is lost (the broker\n"
@@ -32,6 +33,8 @@ static const char help[] =
     "  --token-command CMD           run CMD (with sh -c) for a fresh token before each\n"
     "                                reconnect and when the broker asks for a refresh;\n"
     "                                its first line of output is the token\n"
+    "  --subscribe-token JWT         (one CHANNEL) a subscribe token for it (herald-cli token\n"
+    "                                --channel), for namespaces with subscribe = granted\n"
     "\n"
     "Text: 'TIME CHANNEL #OFFSET DATA' per publication; subscriptions and reconnects are\n"
     "reported on stderr. --json: one JSON line per message: the \"subscribed\" replies (with\n"
@@ -51,6 +54,7 @@ struct sub {
     uint64_t since;
     uint64_t count, seen;
     const char *token_cmd;
+    const char *sub_token;        /* --subscribe-token */
     char token[8192];
     int opened;                   /* a connection reached on_open */
     int code;                     /* the exit code, once decided */
@@ -249,7 +253,8 @@ static int run(struct sub *s)
     }
     for (int i = 0; s->s && i < s->nchannels; i++) {
         const char *ch = s->channels[i];
-        if ((r = herald_session_subscribe(s->s, ch, strlen(ch), s->epoch, s->epoch ? strlen(s->epoch) : 0, s->since))) {
+        if ((r = herald_session_subscribe_token(s->s, ch, strlen(ch), s->epoch, s->epoch ? strlen(s->epoch) : 0,
+                                                s->since, s->sub_token))) {
             cli_err(s->g, "%s: %s", ch, r == UV_EEXIST ? "given twice" : herald_strerror(r));
             stop(s, r == UV_EEXIST || r == UV_EINVAL ? CLI_E_USAGE : CLI_E_CONN);
         }
@@ -277,7 +282,8 @@ int cmd_sub(struct cli *g, int argc, char **argv)
         if (cli_is_help(argv, i)) { fputs(help, stdout); r = CLI_OK; goto out; }
         if ((r = cli_take(g, argc, argv, &i, "--since", &since)) || (r = cli_take(g, argc, argv, &i, "--epoch", &s->epoch)) ||
             (r = cli_take(g, argc, argv, &i, "--count", &count)) ||
-            (r = cli_take(g, argc, argv, &i, "--token-command", &s->token_cmd))) {
+            (r = cli_take(g, argc, argv, &i, "--token-command", &s->token_cmd)) ||
+            (r = cli_take(g, argc, argv, &i, "--subscribe-token", &s->sub_token))) {
             if (r < 0) { r = CLI_E_USAGE; goto out; }
             continue;
         }
@@ -288,6 +294,7 @@ int cmd_sub(struct cli *g, int argc, char **argv)
     if (!s->nchannels) r = cli_usage_err(g, "sub", "missing CHANNEL");
     else if (!since != !s->epoch) r = cli_usage_err(g, "sub", "--since and --epoch go together");
     else if (since && s->nchannels != 1) r = cli_usage_err(g, "sub", "--since and --epoch take one CHANNEL");
+    else if (s->sub_token && s->nchannels != 1) r = cli_usage_err(g, "sub", "--subscribe-token takes one CHANNEL");
     else if (since && cli_u64(since, 0, INT64_MAX, &s->since)) r = cli_usage_err(g, "sub", "--since %s: expected an offset", since);
     else if (count && cli_u64(count, 1, UINT64_MAX, &s->count)) r = cli_usage_err(g, "sub", "--count %s: expected a number", count);
     if (r == CLI_OK) r = run(s);

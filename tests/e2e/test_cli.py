@@ -279,6 +279,19 @@ def test_minted_tokens_accepted_by_a_broker_with_the_same_key(make_broker, tmp_p
     r = cli("history", "orders:9", "--token", mint("--secret", SECRET, "--claims", '{"channels":["orders:9"]}'),
             url=b.ws_url)
     assert r.returncode == 0, r.stderr
+    # A subscribe token (token --channel) in sub's subscribe: accepted for its channel only.
+    sub = Sub("orders:9", "--url", b.ws_url, "--token", tok, "--subscribe-token",
+              mint("--key", str(tmp_path / "ec.pem"), "--channel", "orders:9"))
+    try:
+        assert sub.until("subscribed")["channel"] == "orders:9"
+        b.publish_rest("orders:9", "shipped")
+        assert sub.until("pub")["data"] == "shipped"
+        assert sub.stop() == 0
+    finally:
+        sub.stop(signal.SIGKILL)
+    r = cli("sub", "orders:9", "--token", tok, "--subscribe-token", mint("--secret", SECRET, "--channel", "orders:8"),
+            url=b.ws_url)
+    assert r.returncode == 1 and "error 114" in r.stderr, r.stderr
 
 
 def test_token_bad_input(tmp_path):
