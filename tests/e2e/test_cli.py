@@ -618,3 +618,22 @@ def test_installed_library_builds_the_documented_example(broker, tmp_path):
     run = subprocess.run([str(exe), "ws://127.0.0.1:%d" % free_port(), "x"], capture_output=True, text=True,
                          timeout=60, env=cli_env())
     assert run.returncode == 1 and "connection refused" in run.stderr, run.stderr
+
+
+def test_bash_completion():
+    script = REPO / "clients" / "cli" / "herald-cli.bash"
+
+    def complete(*words):
+        line = " ".join(["herald-cli", *words])
+        cmd = ('source %s; COMP_WORDS=(%s); COMP_CWORD=%d; _herald_cli; printf "%%s\\n" "${COMPREPLY[@]}"'
+               % (script, " ".join("'%s'" % w for w in ["herald-cli", *words]), len(words)))
+        r = subprocess.run(["bash", "--norc", "-c", cmd], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, (line, r.stderr)
+        return set(r.stdout.split())
+
+    assert {"pub", "sub", "check-config", "--url"} <= complete("")
+    assert complete("--json", "st") == {"state", "stats"}
+    assert complete("state", "") == {"get", "set", "incr", "del", "reset"}
+    assert complete("--url", "ws://x", "seats", "") >= {"hold", "waitlist-leave"}
+    assert complete("history", "ch", "--l") == {"--limit"}
+    assert "--subscribe-token" in complete("sub", "a", "--")
