@@ -89,6 +89,11 @@ int cli_connect_prep(const struct cli *g, herald_ctx_t *ctx, herald_url_t *url);
  * (after printing why) when the connection fails or is refused. */
 int cli_ws_run(const struct cli *g, const struct cli_ws_ops *ops, void *ud, int idle_timeout);
 
+/* cli_ws_waiting() - @on 1: the command waits for the broker from now on, so
+ * fail the run (CLI_E_CONN) after g->timeout_ms without another call; @on 0:
+ * it waits for something else (stdin), no timeout. */
+void cli_ws_waiting(struct cli_ws *w, int on);
+
 /* cli_ws_done() - close the connection cleanly and end the run with @code.
  * The first call wins. */
 void cli_ws_done(struct cli_ws *w, int code);

@@ -120,6 +120,7 @@ static void on_ack(herald_client_t *c, const herald_msg_t *m, void *arg)
 
     (void)c;
     p->inflight--;
+    cli_ws_waiting(p->w, p->inflight > 0);       /* progress: the broker answers */
     if (cli_ws_reply_error(p->w, m)) return;
     print_ack(p->g, p->channel, m->offset, m->raw, m->raw_len);
     if (!p->eof && !p->reading && p->inflight < PUB_WINDOW / 2) read_more(p);
@@ -141,7 +142,7 @@ static int publish_text(struct pub *p, const char *text)
     r = herald_publish(cli_ws_client(p->w), p->channel, strlen(p->channel), enc, strlen(enc), on_ack, p, NULL);
     free(enc);
     if (cli_ws_check(p->w, r)) return -1;
-    p->inflight++;
+    if (!p->inflight++) cli_ws_waiting(p->w, 1);
     return 0;
 }
 
@@ -240,6 +241,7 @@ static void ws_open(struct cli_ws *w)
     struct pub *p = cli_ws_ud(w);
 
     p->w = w;
+    cli_ws_waiting(w, 0);
     if (p->data) {
         p->eof = 1;
         publish_text(p, p->data);
@@ -327,7 +329,7 @@ int cmd_pub(struct cli *g, int argc, char **argv)
     p.data = npos == 2 && strcmp(pos[1], "-") ? pos[1] : NULL;
     if (!*p.channel) return cli_usage_err(g, "pub", "CHANNEL is empty");
     if (g->api_key) return rest_run(&p);
-    r = cli_ws_run(g, &ops, &p, 0);
+    r = cli_ws_run(g, &ops, &p, 1);     /* the connect; then only while acks are due */
     free(p.line);
     return r;
 }

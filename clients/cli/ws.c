@@ -35,6 +35,15 @@ static void stop_handles(struct cli_ws *w)
     uv_signal_stop(&w->sigterm);
 }
 
+static void on_timeout(uv_timer_t *t);
+
+void cli_ws_waiting(struct cli_ws *w, int on)
+{
+    if (w->done) return;
+    if (on) uv_timer_start(&w->timer, on_timeout, w->g->timeout_ms, 0);
+    else uv_timer_stop(&w->timer);
+}
+
 void cli_ws_done(struct cli_ws *w, int code)
 {
     if (w->done) return;

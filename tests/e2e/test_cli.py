@@ -637,3 +637,21 @@ def test_bash_completion():
     assert complete("--url", "ws://x", "seats", "") >= {"hold", "waitlist-leave"}
     assert complete("history", "ch", "--l") == {"--limit"}
     assert "--subscribe-token" in complete("sub", "a", "--")
+
+
+def test_timeout_when_the_broker_does_not_answer():
+    """A port that accepts connections but never answers: every command gives up after
+    --timeout with exit 3 instead of hanging."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    url = "ws://127.0.0.1:%d" % s.getsockname()[1]
+    try:
+        for args in (["pub", "a", "1"], ["history", "a"], ["sub", "a"], ["stats"]):
+            t0 = time.monotonic()
+            r = cli("--timeout", "500ms", *args, url=url, timeout=20)
+            assert r.returncode == 3, (args, r.returncode, r.stderr)
+            assert time.monotonic() - t0 < 5, args
+            assert "timed out" in r.stderr or "no answer" in r.stderr, (args, r.stderr)
+    finally:
+        s.close()
