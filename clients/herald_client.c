@@ -278,10 +278,10 @@ int herald_ctx_set_tls(herald_ctx_t *ctx, const herald_tls_opts_t *o)
     if (o && o->insecure) {
         SSL_CTX_set_verify(t, SSL_VERIFY_NONE, NULL);
     } else {
+        int own = o && (o->ca_file || o->ca_path);
         SSL_CTX_set_verify(t, SSL_VERIFY_PEER, NULL);
-        if ((o && (o->ca_file || o->ca_path)) ? SSL_CTX_load_verify_locations(t, o ? o->ca_file : NULL,
-                                                                              o ? o->ca_path : NULL) != 1
-                                              : SSL_CTX_set_default_verify_paths(t) != 1) {
+        if (own ? SSL_CTX_load_verify_locations(t, o->ca_file, o->ca_path) != 1
+                : SSL_CTX_set_default_verify_paths(t) != 1) {
             ERR_clear_error();
             SSL_CTX_free(t);
             return HERALD_E_TLS;
