@@ -71,11 +71,14 @@ int cmd_token(struct cli *g, int argc, char **argv)
     if (!!config + !!secret + !!keyfile != 1)
         return cli_usage_err(g, "token", "give exactly one of --config FILE, --secret SECRET, --key PEM");
     if (ttl && cli_duration_s(ttl, &ttl_s)) return cli_usage_err(g, "token", "--ttl %s: expected a duration (90, 15m, 1h, 7d)", ttl);
-    if (info && !json_is_object(infoj = json_loads(info, 0, &je))) {
+    /* json_is_object() is a macro that evaluates its argument twice: load first. */
+    if (info) infoj = json_loads(info, 0, &je);
+    if (info && !json_is_object(infoj)) {
         json_decref(infoj);
         return cli_usage_err(g, "token", "--info: expected a JSON object");
     }
-    if (claims && !json_is_object(extra = json_loads(claims, 0, &je))) {
+    if (claims) extra = json_loads(claims, 0, &je);
+    if (claims && !json_is_object(extra)) {
         r = cli_usage_err(g, "token", "--claims: expected a JSON object%s%s", extra ? "" : ": ", extra ? "" : je.text);
         goto out;
     }
