@@ -655,3 +655,32 @@ def test_timeout_when_the_broker_does_not_answer():
             assert "timed out" in r.stderr or "no answer" in r.stderr, (args, r.stderr)
     finally:
         s.close()
+
+
+def test_tls_sends_sni(tmp_path):
+    """openssl s_server with one certificate by default and another for the SNI name b.test:
+    only a client that sends SNI gets the second and verifies it. (s_server then fails the
+    WebSocket upgrade, which is past TLS: the error is about the upgrade, not the certificate.)"""
+    a_cert, a_key = self_signed(tmp_path, "a.test", "DNS:a.test")
+    b_cert, b_key = self_signed(tmp_path, "b.test", "DNS:b.test")
+    port = free_port()
+    srv = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-cert", a_cert, "-key", a_key,
+                            "-servername", "b.test", "-cert2", b_cert, "-key2", b_key, "-www", "-quiet"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "openssl s_server did not listen"
+                time.sleep(0.05)
+        wss = "wss://127.0.0.1:%d" % port
+        r = cli("pub", "c", "1", "--cafile", b_cert, "--tls-name", "b.test", url=wss)
+        assert r.returncode == 3 and "certificate" not in r.stderr and "upgrade" in r.stderr, r.stderr
+        r = cli("pub", "c", "1", "--cafile", b_cert, "--tls-name", "a.test", url=wss)
+        assert r.returncode == 3 and "certificate verify failed" in r.stderr, r.stderr
+    finally:
+        srv.kill()
+        srv.wait(5)
