@@ -26,7 +26,7 @@ static const struct command {
     { "sub", cmd_sub, "print what is published to channels, resuming after reconnects" },
     { "history", cmd_history, "read a page of a channel's stored publications" },
     { "presence", cmd_presence, "list who is subscribed to a channel" },
-    { "state", cmd_state, "read or change a state channel (get, set, incr, del)" },
+    { "state", cmd_state, "read or change a state channel (get, set, incr, del, reset)" },
     { "seats", cmd_seats, "hold, confirm or release seats; join or leave a waitlist" },
     { "stats", cmd_stats, "channel statistics (an operator endpoint)" },
     { "token", cmd_token, "mint a connect or subscribe token (HS256, RS256, ES256)" },
@@ -148,9 +148,10 @@ static void usage(FILE *f, const char *prog)
         fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
     fprintf(f,
             "\nglobal options (anywhere on the line):\n"
-            "  --url URL        the broker: ws://, wss://, http:// or https://HOST:PORT  [$HERALD_URL, %s]\n"
-            "  --token JWT      a token for connect                                   [$HERALD_TOKEN]\n"
-            "  --api-key KEY    a REST API key; pub, state and seats writes then use REST [$HERALD_API_KEY]\n"
+            "  --url URL        the broker: ws://, wss://, http:// or https://HOST[:PORT]\n"
+            "                   [$HERALD_URL; default %s]\n"
+            "  --token JWT      a token for connect [$HERALD_TOKEN]\n"
+            "  --api-key KEY    a REST API key: pub, state and seats writes then use REST [$HERALD_API_KEY]\n"
             "  --cafile FILE    CA certificates to verify a wss:// or https:// broker\n"
             "  --tls-name NAME  verify the certificate for NAME (and send it as SNI), not the URL's host\n"
             "  --insecure       do not verify the broker's certificate\n"
