@@ -20,6 +20,8 @@ herald_op_t hc_op_parse(const char *s, size_t len)
         { "join", HERALD_OP_JOIN }, { "leave", HERALD_OP_LEAVE }, { "presence_batch", HERALD_OP_PRESENCE_BATCH },
         { "presence", HERALD_OP_PRESENCE }, { "presence_stats", HERALD_OP_PRESENCE_STATS },
         { "updated", HERALD_OP_UPDATED }, { "snapshot", HERALD_OP_SNAPSHOT }, { "seats", HERALD_OP_SEATS },
+        { "refresh_required", HERALD_OP_REFRESH_REQUIRED }, { "refreshed", HERALD_OP_REFRESHED },
+        { "history", HERALD_OP_HISTORY },
     };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         if (strlen(ops[i].name) == len && !memcmp(ops[i].name, s, len)) return ops[i].op;

@@ -33,7 +33,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <arpa/inet.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #define RBUF_SIZE (64 * 1024)
 #define RX_KEEP (64 * 1024)        /* rx/reassembly buffers above this are freed when empty */
@@ -73,6 +77,7 @@ struct herald_ctx {
     char reason[HC_REASON_MAX];    /* an unescaped JSON error reason */
     uint64_t rng;                  /* xorshift state for mask keys */
     uint64_t now;                  /* uv_hrtime() of the read being parsed */
+    SSL_CTX *tls;                  /* for wss:// clients; made on first use or by herald_ctx_set_tls() */
 };
 
 struct herald_client {
@@ -107,6 +112,11 @@ struct herald_client {
 
     int close_code, err;
     char close_reason[128];
+    char *token;                   /* opts.token, copied; sent in connect */
+    SSL *ssl;                      /* wss://: the TLS session over memory BIOs; NULL for ws:// */
+    BIO *rbio, *wbio;              /* ciphertext in (from the socket) and out (to the socket) */
+    obuf_t tout;                   /* wss://: ciphertext waiting to be written */
+    uint8_t tls_done;              /* the TLS handshake completed */
     char accept[32];               /* expected Sec-WebSocket-Accept */
 };
 
@@ -114,13 +124,15 @@ const char *herald_strerror(int err)
 {
     switch (err) {
     case 0: return "success";
-    case HERALD_E_URL: return "bad URL (expected ws://host[:port][/path])";
+    case HERALD_E_URL: return "bad URL (expected ws://host[:port][/path] or wss://...)";
     case HERALD_E_HANDSHAKE: return "WebSocket upgrade refused or invalid";
     case HERALD_E_PROTOCOL: return "protocol violation by the server";
     case HERALD_E_TIMEOUT: return "timed out";
     case HERALD_E_STATE: return "not allowed in this state";
     case HERALD_E_ABORTED: return "aborted";
     case HERALD_E_TOO_LARGE: return "server message too large";
+    case HERALD_E_REFUSED: return "connect refused by the server";
+    case HERALD_E_TLS: return "TLS handshake or certificate verification failed";
     default: return err < 0 ? uv_strerror(err) : "unknown error";
     }
 }
@@ -136,8 +148,15 @@ int herald_url_parse(const char *s, herald_url_t *url)
     int port = 80, r;
 
     memset(url, 0, sizeof *url);
-    if (strncasecmp(s, "ws://", 5)) return HERALD_E_URL;
-    hs = s + 5;
+    if (!strncasecmp(s, "wss://", 6)) {
+        url->tls = 1;
+        port = 443;
+        hs = s + 6;
+    } else if (!strncasecmp(s, "ws://", 5)) {
+        hs = s + 5;
+    } else {
+        return HERALD_E_URL;
+    }
     slash = strchr(hs, '/');
     he = slash ? slash : hs + strlen(hs);
     if (*hs == '[') {                        /* [v6]:port */
@@ -164,6 +183,7 @@ int herald_url_parse(const char *s, herald_url_t *url)
         port = (int)v;
     }
     snprintf(url->path, sizeof url->path, "%s", slash ? slash : "/ws");
+    snprintf(url->sni, sizeof url->sni, "%s", host);
     snprintf(url->host, sizeof url->host, "%.*s", (int)(he - hs), hs);
     snprintf(portstr, sizeof portstr, "%d", port);
     memset(&hints, 0, sizeof hints);
@@ -249,11 +269,40 @@ int herald_ctx_new(uv_loop_t *loop, herald_ctx_t **out)
     return 0;
 }
 
+int herald_ctx_set_tls(herald_ctx_t *ctx, const herald_tls_opts_t *o)
+{
+    SSL_CTX *t = SSL_CTX_new(TLS_client_method());
+
+    if (!t) return UV_ENOMEM;
+    SSL_CTX_set_min_proto_version(t, TLS1_2_VERSION);
+    if (o && o->insecure) {
+        SSL_CTX_set_verify(t, SSL_VERIFY_NONE, NULL);
+    } else {
+        int own = o && (o->ca_file || o->ca_path);
+        SSL_CTX_set_verify(t, SSL_VERIFY_PEER, NULL);
+        if (own ? SSL_CTX_load_verify_locations(t, o->ca_file, o->ca_path) != 1
+                : SSL_CTX_set_default_verify_paths(t) != 1) {
+            ERR_clear_error();
+            SSL_CTX_free(t);
+            return HERALD_E_TLS;
+        }
+    }
+    SSL_CTX_free(ctx->tls);
+    ctx->tls = t;
+    return 0;
+}
+
+uv_loop_t *herald_ctx_loop(const herald_ctx_t *ctx)
+{
+    return ctx->loop;
+}
+
 static void on_ctx_closed(uv_handle_t *h)
 {
     herald_ctx_t *ctx = h->data;
     free(ctx->rbuf);
     free(ctx->scratch);
+    SSL_CTX_free(ctx->tls);
     free(ctx);
 }
 
@@ -324,6 +373,9 @@ static void on_handle_closed(uv_handle_t *h)
     free(c->rx);
     free(c->msg);
     free(c->pend);
+    free(c->token);
+    free(c->tout.p);
+    if (c->ssl) SSL_free(c->ssl);          /* frees both BIOs */
     free(c);
 }
 
@@ -398,24 +450,32 @@ static void on_write(uv_write_t *req, int status)
         finish(c, status, 1006, uv_strerror(status));
         return;
     }
-    if (c->out.len) dirty_add(c);
+    if (c->out.len || c->tout.len) dirty_add(c);
 }
+
+static int tls_encrypt(herald_client_t *c);
 
 static void flush(herald_client_t *c)
 {
+    obuf_t *src = &c->out;
     uv_buf_t b;
     obuf_t t;
     int n;
 
-    if (c->writing || !c->out.len || c->state == ST_DONE || c->state == ST_TCP) return;
-    b = uv_buf_init((char *)c->out.p, (unsigned)c->out.len);
+    if (c->state == ST_DONE || c->state == ST_TCP) return;
+    if (c->ssl) {
+        if (tls_encrypt(c)) return;
+        src = &c->tout;
+    }
+    if (c->writing || !src->len) return;
+    b = uv_buf_init((char *)src->p, (unsigned)src->len);
     n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (n == (int)c->out.len) {
-        c->out.len = 0;
-        if (c->out.cap > OUT_KEEP) {
-            free(c->out.p);
-            c->out.p = NULL;
-            c->out.cap = 0;
+    if (n == (int)src->len) {
+        src->len = 0;
+        if (src->cap > OUT_KEEP) {
+            free(src->p);
+            src->p = NULL;
+            src->cap = 0;
         }
         return;
     }
@@ -425,9 +485,9 @@ static void flush(herald_client_t *c)
     }
     if (n < 0) n = 0;
     t = c->wr;                 /* empty: no write is in flight */
-    c->wr = c->out;
-    c->out = t;
-    c->out.len = 0;
+    c->wr = *src;
+    *src = t;
+    src->len = 0;
     b = uv_buf_init((char *)c->wr.p + n, (unsigned)(c->wr.len - (size_t)n));
     c->writing = 1;
     c->wreq.data = c;
@@ -446,6 +506,8 @@ static void on_timer(uv_timer_t *t)
 }
 
 /* ---- requests ---- */
+
+static unsigned char *one_entry_map(herald_encoding_t enc, const char *key, const char *val, size_t *len);
 
 static int request_x(herald_client_t *c, const char *op, const char *channel, size_t chlen,
                      const struct hc_extra *x, herald_reply_cb cb, void *arg, uint64_t *idp)
@@ -523,6 +585,28 @@ int herald_subscribe_since(herald_client_t *c, const char *channel, size_t chlen
     return request(c, "subscribe", channel, chlen, NULL, 0, &since, cb, arg, id);
 }
 
+int herald_subscribe_ex(herald_client_t *c, const char *channel, size_t chlen, const herald_sub_opts_t *o,
+                        herald_reply_cb cb, void *arg, uint64_t *id)
+{
+    struct hc_since since = { 0 };
+    struct hc_extra x = { 0 };
+    unsigned char *fields = NULL;
+    int r;
+
+    if (c->state != ST_OPEN) return HERALD_E_STATE;
+    if (o && o->epoch) {
+        since = (struct hc_since){ o->epoch, o->epoch_len, o->since };
+        x.since = &since;
+    }
+    if (o && o->token) {
+        if (!(fields = one_entry_map((herald_encoding_t)c->enc, "token", o->token, &x.flen))) return UV_ENOMEM;
+        x.fields = fields;
+    }
+    r = request_x(c, "subscribe", channel, chlen, &x, cb, arg, id);
+    free(fields);
+    return r;
+}
+
 int herald_unsubscribe(herald_client_t *c, const char *channel, size_t chlen,
                        herald_reply_cb cb, void *arg, uint64_t *id)
 {
@@ -535,6 +619,31 @@ int herald_publish(herald_client_t *c, const char *channel, size_t chlen, const 
 {
     if (c->state != ST_OPEN) return HERALD_E_STATE;
     return request(c, "publish", channel, chlen, data, len, NULL, cb, arg, id);
+}
+
+int herald_refresh(herald_client_t *c, const char *token, herald_reply_cb cb, void *arg, uint64_t *id)
+{
+    struct hc_extra x = { 0 };
+    unsigned char *fields;
+    char *copy;
+    int r;
+
+    if (c->state != ST_OPEN) return HERALD_E_STATE;
+    if (!(copy = strdup(token))) return UV_ENOMEM;
+    if (!(fields = one_entry_map((herald_encoding_t)c->enc, "token", token, &x.flen))) {
+        free(copy);
+        return UV_ENOMEM;
+    }
+    x.fields = fields;
+    r = request_x(c, "refresh", NULL, 0, &x, cb, arg, id);
+    free(fields);
+    if (r) {
+        free(copy);
+        return r;
+    }
+    free(c->token);
+    c->token = copy;
+    return 0;
 }
 
 int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id)
@@ -586,7 +695,7 @@ static void dispatch(herald_client_t *c, herald_msg_t *m)
             char why[160];
             snprintf(why, sizeof why, "connect refused: %d %.*s", m->code, (int)m->reason_len,
                      m->reason ? m->reason : "");
-            finish(c, HERALD_E_PROTOCOL, 1006, why);
+            finish(c, m->op == HERALD_OP_ERROR ? HERALD_E_REFUSED : HERALD_E_PROTOCOL, 1006, why);
             return;
         }
         c->state = ST_OPEN;
@@ -594,6 +703,18 @@ static void dispatch(herald_client_t *c, herald_msg_t *m)
         uv_timer_stop(&c->timer);
         if (c->cb.on_open) c->cb.on_open(c, m, c->ud);
         return;
+    }
+    if (m->op == HERALD_OP_REFRESH_REQUIRED && c->state == ST_OPEN && c->cb.on_token) {
+        /* The callback may close the client; only an open one refreshes. */
+        const char *tok = c->cb.on_token(c, c->ud);
+        if (tok && c->state == ST_OPEN) {
+            int r = herald_refresh(c, tok, NULL, NULL, NULL);
+            if (r) {
+                finish(c, r, 1006, "out of memory");
+                return;
+            }
+        }
+        if (c->state != ST_OPEN) return;
     }
     if (m->has_id && c->plen) {
         /* Replies come in request order, so the match is the ring's head;
@@ -625,6 +746,8 @@ static int on_message(herald_client_t *c, const unsigned char *p, size_t len)
             if (end > p) {
                 memset(&m, 0, sizeof m);
                 if (hc_json_parse((const char *)p, (size_t)(end - p), &m, c->ctx->reason)) return -1;
+                m.raw = p;
+                m.raw_len = (size_t)(end - p);
                 dispatch(c, &m);
             }
             p = nl ? nl + 1 : e;
@@ -635,6 +758,8 @@ static int on_message(herald_client_t *c, const unsigned char *p, size_t len)
         size_t used;
         memset(&m, 0, sizeof m);
         if (hc_mpack_parse(p, len, &m, &used)) return -1;
+        m.raw = p;
+        m.raw_len = used;
         dispatch(c, &m);
         p += used;
         len -= used;
@@ -843,7 +968,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     size_t want;
 
     (void)suggested;
-    if (!c->rxlen) {
+    if (!c->rxlen || c->ssl) {             /* TLS: ciphertext always lands in rbuf */
         *buf = uv_buf_init((char *)c->ctx->rbuf, RBUF_SIZE);
         return;
     }
@@ -857,33 +982,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)c->rx + c->rxlen, (unsigned)(c->rxcap - c->rxlen));
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Handles @n bytes of plaintext at @p: either fresh in the context's rbuf,
+ * or (p == c->rx) the client's rx buffer, whose tail a read has just filled. */
+static void on_bytes(herald_client_t *c, const unsigned char *p, size_t n)
 {
-    herald_client_t *c = s->data;
-    const unsigned char *p;
-    size_t n;
-    long used;
+    long used = 0;
 
-    if (nread == 0 || c->state == ST_DONE) return;
-    if (nread < 0) {
-        if (nread == UV_EOF && c->state == ST_CLOSING) finish(c, 0, 1006, NULL);
-        else if (nread == UV_EOF && c->state == ST_UPGRADE)
-            finish(c, HERALD_E_HANDSHAKE, 1006,
-                   "the server closed the connection during the WebSocket upgrade (wrong path or subprotocol?)");
-        else if (nread == UV_EOF) finish(c, UV_EOF, 1006, "connection closed by the server");
-        else finish(c, (int)nread, 1006, uv_strerror((int)nread));
-        return;
-    }
-    c->ctx->now = uv_hrtime();
-    if (buf->base == (char *)c->ctx->rbuf) {
-        p = c->ctx->rbuf;
-        n = (size_t)nread;
-    } else {
-        c->rxlen += (size_t)nread;
-        p = c->rx;
-        n = c->rxlen;
-    }
-    used = 0;
     if (c->state == ST_UPGRADE) {
         used = parse_upgrade(c, p, n);
         if (used < 0) return;
@@ -911,9 +1015,210 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+static void on_eof(herald_client_t *c, int err)
+{
+    if (err == UV_EOF && c->state == ST_CLOSING) finish(c, 0, 1006, NULL);
+    else if (err == UV_EOF && c->state == ST_UPGRADE)
+        finish(c, HERALD_E_HANDSHAKE, 1006,
+               "the server closed the connection during the WebSocket upgrade (wrong path or subprotocol?)");
+    else if (err == UV_EOF) finish(c, UV_EOF, 1006, "connection closed by the server");
+    else finish(c, err, 1006, uv_strerror(err));
+}
+
+/* ---- TLS (wss://) ----
+ * OpenSSL works on memory BIOs and never touches the socket: ciphertext read
+ * by libuv is written into rbio, plaintext comes out of SSL_read() into the
+ * same buffers the ws:// path parses; plaintext queued in c->out goes through
+ * SSL_write() into wbio, whose bytes are written from c->tout by flush(). So
+ * the loop, the batching and the buffers are the same for both schemes. */
+
+static void tls_fail(herald_client_t *c, const char *what)
+{
+    char why[200] = "";
+    unsigned long e = ERR_get_error();
+    long v = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
+
+    if (v != X509_V_OK)
+        snprintf(why, sizeof why, "%s: certificate verify failed: %s", what, X509_verify_cert_error_string(v));
+    else if (e)
+        snprintf(why, sizeof why, "%s: %s", what, ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "error");
+    else
+        snprintf(why, sizeof why, "%s", what);
+    ERR_clear_error();
+    finish(c, HERALD_E_TLS, 1006, why);
+}
+
+/* Moves queued plaintext into TLS records and the records into c->tout.
+ * Return: 0, or -1 if the client is finished. */
+static int tls_encrypt(herald_client_t *c)
+{
+    size_t pend;
+
+    if (c->tls_done && c->out.len) {
+        int n = SSL_write(c->ssl, c->out.p, (int)c->out.len);   /* a memory BIO takes it all */
+        if (n <= 0) {
+            tls_fail(c, "TLS write failed");
+            return -1;
+        }
+        c->out.len = 0;
+        if (c->out.cap > OUT_KEEP) {
+            free(c->out.p);
+            c->out.p = NULL;
+            c->out.cap = 0;
+        }
+    }
+    while ((pend = BIO_ctrl_pending(c->wbio))) {
+        if (obuf_reserve(&c->tout, pend)) {
+            finish(c, UV_ENOMEM, 1006, "out of memory");
+            return -1;
+        }
+        c->tout.len += (size_t)BIO_read(c->wbio, c->tout.p + c->tout.len, (int)pend);
+    }
+    return 0;
+}
+
+/* Drives the handshake. Return: 0, or -1 if the client is finished. */
+static int tls_handshake(herald_client_t *c)
+{
+    int r = SSL_do_handshake(c->ssl);
+
+    if (r == 1) {
+        c->tls_done = 1;                   /* the upgrade request in c->out may go now */
+    } else {
+        int e = SSL_get_error(c->ssl, r);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+            tls_fail(c, "TLS handshake failed");
+            return -1;
+        }
+    }
+    dirty_add(c);
+    return 0;
+}
+
+static void tls_read(herald_client_t *c, const unsigned char *p, size_t n)
+{
+    if (BIO_write(c->rbio, p, (int)n) != (int)n) {
+        finish(c, UV_ENOMEM, 1006, "out of memory");
+        return;
+    }
+    if (!c->tls_done && (tls_handshake(c) || !c->tls_done)) return;
+    while (c->state != ST_DONE) {
+        unsigned char *dst;
+        size_t cap;
+        int k;
+
+        if (c->rxlen) {                     /* a frame is cut: decrypt behind it */
+            size_t want = c->rxlen + 16384;
+            if (c->rxneed > want) want = c->rxneed;
+            if (reserve(&c->rx, &c->rxcap, want)) {
+                finish(c, UV_ENOMEM, 1006, "out of memory");
+                return;
+            }
+            dst = c->rx + c->rxlen;
+            cap = c->rxcap - c->rxlen;
+        } else {                            /* rbuf's ciphertext is already in rbio */
+            dst = c->ctx->rbuf;
+            cap = RBUF_SIZE;
+        }
+        k = SSL_read(c->ssl, dst, (int)(cap > INT32_MAX ? INT32_MAX : cap));
+        if (k <= 0) {
+            int e = SSL_get_error(c->ssl, k);
+            if (e == SSL_ERROR_WANT_READ) break;
+            if (e == SSL_ERROR_ZERO_RETURN) on_eof(c, UV_EOF);
+            else tls_fail(c, "TLS read failed");
+            return;
+        }
+        if (dst == c->ctx->rbuf) {
+            on_bytes(c, dst, (size_t)k);
+        } else {
+            c->rxlen += (size_t)k;
+            on_bytes(c, c->rx, c->rxlen);
+        }
+    }
+    if (c->state != ST_DONE && BIO_ctrl_pending(c->wbio)) dirty_add(c);
+}
+
+static int tls_start(herald_client_t *c, const herald_url_t *url)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+
+    if (!c->ctx->tls) {
+        int r = herald_ctx_set_tls(c->ctx, NULL);
+        if (r) return r;
+    }
+    if (!(c->ssl = SSL_new(c->ctx->tls)) || !(c->rbio = BIO_new(BIO_s_mem())) || !(c->wbio = BIO_new(BIO_s_mem()))) {
+        BIO_free(c->rbio);
+        BIO_free(c->wbio);
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        return UV_ENOMEM;
+    }
+    SSL_set_bio(c->ssl, c->rbio, c->wbio);
+    SSL_set_connect_state(c->ssl);
+    /* A name is sent as SNI and is what the certificate must be for; an
+     * address literal is never sent as SNI (RFC 6066) and must be in the
+     * certificate's IP addresses. */
+    if (inet_pton(AF_INET, url->sni, &a4) == 1 || inet_pton(AF_INET6, url->sni, &a6) == 1) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), url->sni);
+    } else if (*url->sni) {
+        SSL_set_tlsext_host_name(c->ssl, url->sni);
+        SSL_set1_host(c->ssl, url->sni);
+    }
+    return 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    herald_client_t *c = s->data;
+
+    if (nread == 0 || c->state == ST_DONE) return;
+    if (nread < 0) {
+        on_eof(c, (int)nread);
+        return;
+    }
+    c->ctx->now = uv_hrtime();
+    if (c->ssl) {
+        tls_read(c, (const unsigned char *)buf->base, (size_t)nread);
+    } else if (buf->base == (char *)c->ctx->rbuf) {
+        on_bytes(c, c->ctx->rbuf, (size_t)nread);
+    } else {
+        c->rxlen += (size_t)nread;
+        on_bytes(c, c->rx, c->rxlen);
+    }
+}
+
+/* A map with one string entry, {@key: @val}, in @enc, into a new buffer.
+ * Return: the buffer (the caller frees it), or NULL out of memory. */
+static unsigned char *one_entry_map(herald_encoding_t enc, const char *key, const char *val, size_t *len)
+{
+    size_t kl = strlen(key), vl = strlen(val);
+    size_t kn = herald_encode_str(enc, key, kl, NULL, 0), vn = herald_encode_str(enc, val, vl, NULL, 0);
+    unsigned char *b = malloc(kn + vn + 3), *p = b;
+
+    if (!b) return NULL;
+    *p++ = enc == HERALD_JSON ? '{' : 0x81;
+    p += herald_encode_str(enc, key, kl, p, kn);
+    if (enc == HERALD_JSON) *p++ = ':';
+    p += herald_encode_str(enc, val, vl, p, vn);
+    if (enc == HERALD_JSON) *p++ = '}';
+    *len = (size_t)(p - b);
+    return b;
+}
+
 static int send_connect(herald_client_t *c)
 {
-    return request(c, "connect", NULL, 0, NULL, 0, NULL, NULL, NULL, NULL);
+    struct hc_extra x = { 0 };
+    unsigned char *fields = NULL;
+    int r;
+
+    if (c->token) {
+        if (!(fields = one_entry_map((herald_encoding_t)c->enc, "token", c->token, &x.flen))) return UV_ENOMEM;
+        x.fields = fields;
+    }
+    r = request_x(c, "connect", NULL, 0, &x, NULL, NULL, NULL);
+    free(fields);
+    return r;
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -930,6 +1235,10 @@ static void on_connect(uv_connect_t *req, int status)
     c->state = ST_UPGRADE;
     if ((r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read))) {
         finish(c, r, 1006, uv_strerror(r));
+        return;
+    }
+    if (c->ssl) {
+        tls_handshake(c);          /* the ClientHello; the upgrade request waits for the handshake */
         return;
     }
     dirty_add(c);                  /* the upgrade request is already in c->out */
@@ -973,12 +1282,20 @@ int herald_client_new(herald_ctx_t *ctx, const herald_url_t *url, const herald_o
     c->cb = *cb;
     c->ud = ud;
     if (opts) c->opts = *opts;
+    if (c->opts.token && !(c->token = strdup(c->opts.token))) {
+        free(c);
+        return UV_ENOMEM;
+    }
+    c->opts.token = NULL;          /* c->token is the copy; the caller's may go away */
     if (!c->opts.connect_timeout_ms) c->opts.connect_timeout_ms = 10000;
     if (!c->opts.close_timeout_ms) c->opts.close_timeout_ms = 2000;
     if (!c->opts.max_message) c->opts.max_message = 16u << 20;
     c->enc = (uint8_t)(c->opts.encoding == HERALD_MSGPACK ? HERALD_MSGPACK : HERALD_JSON);
-    if ((r = build_upgrade(c, url)) || (r = uv_tcp_init(ctx->loop, &c->tcp))) {
+    if ((r = build_upgrade(c, url)) || (url->tls && (r = tls_start(c, url))) ||
+        (r = uv_tcp_init(ctx->loop, &c->tcp))) {
         free(c->out.p);
+        free(c->token);
+        if (c->ssl) SSL_free(c->ssl);
         free(c);
         return r;
     }
@@ -1003,7 +1320,7 @@ void herald_client_set_ud(herald_client_t *c, void *ud) { c->ud = ud; }
 herald_encoding_t herald_client_encoding(const herald_client_t *c) { return (herald_encoding_t)c->enc; }
 int herald_client_is_open(const herald_client_t *c) { return c->state == ST_OPEN; }
 uint32_t herald_client_pending(const herald_client_t *c) { return c->plen; }
-size_t herald_client_queued(const herald_client_t *c) { return c->out.len + c->wr.len; }
+size_t herald_client_queued(const herald_client_t *c) { return c->out.len + c->tout.len + c->wr.len; }
 
 void herald_close(herald_client_t *c, int code, const char *reason)
 {

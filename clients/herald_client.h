@@ -18,7 +18,9 @@
  * Threads: everything here runs on the context's loop thread; nothing is
  * thread-safe. Errors: 0 is success; failures are negative, either libuv's
  * UV_* codes (UV_ENOMEM, UV_ECONNREFUSED, ...) or the HERALD_E_* below. A
- * call that fails fires no callback. Not supported: TLS (wss://),
+ * call that fails fires no callback. TLS (wss://) runs through OpenSSL on
+ * memory BIOs, so it shares the loop, the buffers and the batching of ws://.
+ * Reconnecting and resuming subscriptions: herald_session.h. Not supported:
  * permessage-deflate, string request ids (this library numbers its requests). */
 #ifndef HERALD_CLIENT_H
 #define HERALD_CLIENT_H
@@ -41,6 +43,11 @@ enum {
     HERALD_E_STATE = -30005,     /* the call is not allowed in the client's current state */
     HERALD_E_ABORTED = -30006,   /* herald_client_abort(), or herald_close() before open */
     HERALD_E_TOO_LARGE = -30007, /* a server message over herald_opts_t.max_message */
+    HERALD_E_REFUSED = -30008,   /* Herald answered "connect" with an error (113: no valid token);
+                                    herald_close_info_t.reason carries the code and reason */
+    HERALD_E_TLS = -30009,       /* wss://: the TLS handshake failed or the server's certificate did
+                                    not verify (herald_close_info_t.reason says why); or, from
+                                    herald_ctx_set_tls(), the CA file could not be loaded */
 };
 
 typedef enum herald_encoding { HERALD_JSON = 0, HERALD_MSGPACK = 1 } herald_encoding_t;
@@ -66,6 +73,10 @@ typedef enum herald_op {
     HERALD_OP_SNAPSHOT,         /* push: a fresh snapshot after the subscriber lagged: channel, offset,
                                    epoch, state; deltas after offset follow */
     HERALD_OP_SEATS,            /* reply to "seats": channel, offset, changes (and the action's fields) */
+    /* Tokens and history; appended like presence. */
+    HERALD_OP_REFRESH_REQUIRED, /* push: the connection's token expires soon (see herald_callbacks_t.on_token) */
+    HERALD_OP_REFRESHED,        /* reply to "refresh" */
+    HERALD_OP_HISTORY,          /* reply to "history": channel, offset, epoch, publications (read `raw` for "next") */
 } herald_op_t;
 
 /* One server message, as a view. Every pointer points into the library's
@@ -109,6 +120,10 @@ typedef struct herald_msg {
     size_t state_len;           /*   {key: {"value":..,"version":..}} */
     const void *changes;        /* updated, seats: the encoded "changes" array of the delta */
     size_t changes_len;
+    /* The whole message as the server encoded it (one JSON object, or one MessagePack map), for
+     * callers that read fields this view does not have; appended. */
+    const void *raw;
+    size_t raw_len;
 } herald_msg_t;
 
 /* How a connection ended, given to on_close. */
@@ -141,9 +156,16 @@ typedef struct herald_callbacks {
      * aborted). Called exactly once per client created by herald_client_new();
      * the client is freed when it returns, so @c must not be used afterwards. */
     void (*on_close)(herald_client_t *c, const herald_close_info_t *info, void *ud);
+    /* The broker sent "refresh_required": the connection's token expires soon (docs/security.md).
+     * Return a new token for the same user (borrowed: copied before the call returns) and the
+     * library sends "refresh" with it, and uses it from then on; or NULL to do nothing now (then
+     * call herald_refresh() once a token is at hand, or the broker closes with 4003 at expiry).
+     * The "refresh_required" message itself, and the "refreshed" reply, then go to on_reply.
+     * May be NULL (appended: older initialisers leave it NULL). */
+    const char *(*on_token)(herald_client_t *c, void *ud);
 } herald_callbacks_t;
 
-/* A parsed, resolved ws:// URL, computed once and shared by many clients. */
+/* A parsed, resolved ws:// or wss:// URL, computed once and shared by many clients. */
 typedef struct herald_url {
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -151,21 +173,39 @@ typedef struct herald_url {
     char path[256];             /* "/ws" when the URL has no path */
     char name[80];              /* numeric address and port, for messages */
     int port;
+    int tls;                    /* 1 for wss:// */
+    char sni[256];              /* wss://: the name sent as SNI and that the certificate must be for;
+                                   herald_url_parse() sets the URL's host. A caller may replace it
+                                   (a broker reached by address whose certificate names a host).
+                                   An IP address is not sent as SNI and must be in the certificate's
+                                   IP addresses */
 } herald_url_t;
+
+/* TLS settings of a context, for its wss:// clients. */
+typedef struct herald_tls_opts {
+    const char *ca_file;        /* PEM file of trusted CA certificates; NULL with ca_path NULL: the
+                                   system's default CA store */
+    const char *ca_path;        /* a directory of hashed CA certificates, or NULL */
+    int insecure;               /* 1: do not verify the certificate or its name (testing only) */
+} herald_tls_opts_t;
 
 typedef struct herald_opts {
     herald_encoding_t encoding; /* subprotocol herald.json or herald.msgpack */
     unsigned connect_timeout_ms;/* TCP + upgrade + Herald connect; 0 = 10000 */
     unsigned close_timeout_ms;  /* wait for the server's close frame / EOF; 0 = 2000 */
     size_t max_message;         /* largest server message accepted; 0 = 16 MiB */
+    const char *token;          /* NULL, or a JWT sent in "connect" (docs/security.md); copied by
+                                   herald_client_new(), so it may be freed once that returns */
 } herald_opts_t;
 
 /* herald_url_parse() - parse and resolve "ws://host[:port][/path]" (port 80 by
- * default, path /ws by default). Resolution uses getaddrinfo() and may block:
- * call it once at start, not per connection.
- * @url: [out] filled on success.
- * Return: 0; HERALD_E_URL (bad syntax or wss://); a UV_EAI_* code if the host
- * does not resolve. */
+ * default) or "wss://host[:port][/path]" (TLS, port 443 by default); the path
+ * is /ws by default. Resolution uses getaddrinfo() and may block: call it once
+ * at start, not per connection. The first address is used.
+ * @s: [in] the URL, NUL-terminated, borrowed for the call only.
+ * @url: [out] filled on success; plain data the caller owns (copy it freely).
+ * Return: 0; HERALD_E_URL (bad syntax or another scheme); a UV_EAI_* code if
+ * the host does not resolve. */
 int herald_url_parse(const char *s, herald_url_t *url);
 
 /* herald_ctx_new() - a context on @loop for clients to share. It starts a
@@ -173,6 +213,16 @@ int herald_url_parse(const char *s, herald_url_t *url);
  * @out: [out] the context; the caller frees it with herald_ctx_free().
  * Return: 0, or UV_ENOMEM. */
 int herald_ctx_new(uv_loop_t *loop, herald_ctx_t **out);
+
+/* herald_ctx_set_tls() - how @ctx's wss:// clients verify servers: clients created afterwards
+ * use @o (NULL: the system's CAs, verification on, which is also what a context without this
+ * call uses). The CA file is read now. @o: [in] borrowed for the call only.
+ * Return: 0; HERALD_E_TLS if the CA file or directory cannot be loaded (the previous
+ * settings stay); UV_ENOMEM. */
+int herald_ctx_set_tls(herald_ctx_t *ctx, const herald_tls_opts_t *o);
+
+/* herald_ctx_loop() - the loop @ctx runs on. */
+uv_loop_t *herald_ctx_loop(const herald_ctx_t *ctx);
 
 /* herald_ctx_free() - close the context's handle and free it once closed
  * (run the loop after this call). Every client of @ctx must already have
@@ -190,9 +240,15 @@ void herald_ctx_flush(herald_ctx_t *ctx);
  * @url: [in] borrowed for the call only. @opts: [in] copied; NULL for defaults.
  * @cb: [in] copied. @ud: handed to every callback.
  * @out: [out] the client, owned by the library until on_close returns.
- * Return: 0, or UV_ENOMEM / a uv_tcp_connect() error (no callback fires). */
+ * For a wss:// @url the client uses @ctx's TLS settings (herald_ctx_set_tls(),
+ * or the system's CAs) and verifies the certificate for @url->sni.
+ * Return: 0, or UV_ENOMEM / a uv_tcp_connect() error / HERALD_E_TLS (wss://
+ * without herald_ctx_set_tls() and no usable system CA store); no callback
+ * fires then. */
 int herald_client_new(herald_ctx_t *ctx, const herald_url_t *url, const herald_opts_t *opts,
                       const herald_callbacks_t *cb, void *ud, herald_client_t **out);
+
+/* Accessors. Any time between herald_client_new() and the end of on_close; loop thread. */
 
 /* herald_client_ud() / herald_client_set_ud() - the user pointer given to callbacks. */
 void *herald_client_ud(const herald_client_t *c);
@@ -207,7 +263,8 @@ int herald_client_is_open(const herald_client_t *c);
 /* herald_client_pending() - requests sent whose replies have not arrived. */
 uint32_t herald_client_pending(const herald_client_t *c);
 
-/* herald_client_queued() - bytes waiting to be written to the socket. */
+/* herald_client_queued() - bytes waiting to be written to the socket (with wss://, plaintext
+ * not yet encrypted plus records not yet written). */
 size_t herald_client_queued(const herald_client_t *c);
 
 /* Requests. Each queues one message (flushed by the loop), numbers it with the
@@ -233,6 +290,22 @@ int herald_publish(herald_client_t *c, const char *channel, size_t chlen, const 
  * Return: as herald_subscribe(). */
 int herald_subscribe_since(herald_client_t *c, const char *channel, size_t chlen, const char *epoch,
                            size_t epoch_len, uint64_t offset, herald_reply_cb cb, void *arg, uint64_t *id);
+/* herald_refresh() - replace the connection's token with @token (NUL-terminated, copied):
+ * sends "refresh"; the reply is op HERALD_OP_REFRESHED or an error (113 invalid, 114 another
+ * user's token). Return: as herald_subscribe(). */
+int herald_refresh(herald_client_t *c, const char *token, herald_reply_cb cb, void *arg, uint64_t *id);
+/* Options of herald_subscribe_ex(); zero-initialise, then set what is needed. */
+typedef struct herald_sub_opts {
+    const char *epoch;          /* with since: recover after offset @since of this epoch (as */
+    size_t epoch_len;           /*   herald_subscribe_since()); NULL: from the present offset */
+    uint64_t since;
+    const char *token;          /* NULL, or a subscribe token (a JWT with "channel" = this channel,
+                                   docs/security.md) for namespaces where subscribing needs a grant */
+} herald_sub_opts_t;
+/* herald_subscribe_ex() - subscribe with options @o ([in] NULL for none; its strings are
+ * copied into the request). Return: as herald_subscribe(). */
+int herald_subscribe_ex(herald_client_t *c, const char *channel, size_t chlen, const herald_sub_opts_t *o,
+                        herald_reply_cb cb, void *arg, uint64_t *id);
 /* herald_ping() - an application-level ping; the reply is op HERALD_OP_PONG. */
 int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id);
 /* herald_presence_stats() - ask for @channel's member and connection counts; the reply is

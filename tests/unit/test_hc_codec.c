@@ -145,12 +145,52 @@ static void test_state_views(void **unused)
     }
 }
 
+/* The replies and pushes of tokens and history, and a subscribe that carries
+ * both "since" and a subscribe token (herald_subscribe_ex()). */
+static void test_tokens_and_history(void **unused)
+{
+    static const char rr[] = "{\"op\":\"refresh_required\",\"expires\":1795246000}";
+    static const char hist[] = "{\"op\":\"history\",\"id\":3,\"channel\":\"c\",\"epoch\":\"a2313cb861e8f615\","
+                               "\"offset\":2,\"next\":null,\"publications\":[{\"offset\":2,\"ts\":5,\"data\":7}]}";
+    struct hc_since since = { "a2313cb861e8f615", 16, 41 };
+    struct hc_extra x = { .fields = "{\"token\":\"t.k.n\"}", .flen = 17, .since = &since };
+    static const char want[] = "{\"op\":\"subscribe\",\"id\":4,\"channel\":\"orders:9\",\"token\":\"t.k.n\","
+                               "\"since\":{\"epoch\":\"a2313cb861e8f615\",\"offset\":41}}";
+    const unsigned char *pp;
+    uint32_t left;
+    herald_msg_t m, p;
+    unsigned char out[512];
+    size_t n;
+    (void)unused;
+
+    assert_int_equal(hc_op_parse("refreshed", 9), HERALD_OP_REFRESHED);
+    memset(&m, 0, sizeof m);
+    assert_int_equal(hc_json_parse(rr, sizeof rr - 1, &m, NULL), 0);
+    assert_int_equal(m.op, HERALD_OP_REFRESH_REQUIRED);
+    memset(&m, 0, sizeof m);
+    assert_int_equal(hc_json_parse(hist, sizeof hist - 1, &m, NULL), 0);
+    assert_int_equal(m.op, HERALD_OP_HISTORY);
+    assert_int_equal(m.offset, 2);
+    assert_int_equal(m.epoch_len, 16);
+    assert_non_null(m.publications);
+    assert_int_equal(hc_pubs_start(HERALD_JSON, m.publications, m.publications_len, &pp, &left), 0);
+    memset(&p, 0, sizeof p);
+    assert_int_equal(hc_pubs_next(HERALD_JSON, &pp, (const unsigned char *)m.publications + m.publications_len,
+                                  &left, &p), 1);
+    assert_int_equal(p.offset, 2);
+    assert_bytes_equal(p.data, p.data_len, "7", 1);
+
+    n = hc_encode_request(HERALD_JSON, "subscribe", 4, "orders:9", 8, &x, out, sizeof out);
+    assert_bytes_equal(out, n, want, sizeof want - 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_requests),
         cmocka_unit_test(test_msgpack_requests),
         cmocka_unit_test(test_state_views),
+        cmocka_unit_test(test_tokens_and_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
