@@ -451,6 +451,7 @@ static const struct route routes[] = {
     { HTTP_GET,  R_OPEN, "/herald.js", NULL, NULL, static_page, NULL },
     { HTTP_GET,  R_OPEN, "/herald.d.ts", NULL, NULL, static_page, NULL },
     { HTTP_GET,  R_OPEN, "/widgets", NULL, NULL, static_page, NULL },
+    { HTTP_GET,  R_OPEN, "/widgets/", NULL, NULL, static_page, NULL },
     { HTTP_GET,  R_OPEN, "/widgets/", "", NULL, static_page, NULL },
     { HTTP_POST, R_BODY | R_BODY_ENC, "/api/publish", NULL, NULL, NULL, publish_post },
     { HTTP_GET,  R_ADMIN, "/api/channels", NULL, NULL, channel_list, NULL },

@@ -176,7 +176,8 @@ export class Herald extends Emitter {
   history(channel: string, opts?: HistoryOptions): Promise<HistoryPage>;
   presence(channel: string): Promise<{ count: number; connections: number; members: Member[]; tiered?: boolean }>;
   presenceStats(channel: string): Promise<{ members: number; connections: number }>;
-  state(channel: string, ops: StateOp[]): Promise<{ channel: string; offset: number; changes: StateChange[] }>;
+  /** The protocol's `state` op: atomic operations on a state channel. */
+  update(channel: string, ops: StateOp[]): Promise<{ channel: string; offset: number; changes: StateChange[] }>;
   seatsOp(channel: string, action: string, fields: object): Promise<any>;
   signal(channel: string, data: unknown): Promise<void>;
   ping(): Promise<{ op: 'pong' }>;

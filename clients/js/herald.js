@@ -345,7 +345,7 @@ export class Subscription extends Emitter {
     return this.client.signal(this.channel, data);
   }
   update(ops) {
-    return this.client.state(this.channel, ops);
+    return this.client.update(this.channel, ops);
   }
   typing(opts) {
     return new Typing(this, opts);
@@ -657,7 +657,8 @@ export class Herald extends Emitter {
     return this.request({ op: 'presence_stats', channel });
   }
 
-  state(channel, ops) {
+  // The `state` op (named update: `state` is the connection's state).
+  update(channel, ops) {
     return this.request({ op: 'state', channel, ops });
   }
 
