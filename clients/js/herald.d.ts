@@ -42,6 +42,8 @@ export interface StateDelta { changes?: Array<{ key: string; value?: unknown; ve
 
 export function applyDelta(map: Map<string, StateEntry>, data: StateDelta): StateChange[];
 export function replaceState(map: Map<string, StateEntry>, snapshot: Record<string, StateEntry>): StateChange[];
+export function msgpackEncode(value: unknown): Uint8Array;
+export function msgpackDecodeFrame(bytes: ArrayBuffer | Uint8Array): { messages: Array<Record<string, unknown> & { op: string }>; errors: HeraldError[] };
 export function parseFrame(text: unknown): { messages: Array<Record<string, unknown> & { op: string }>; errors: HeraldError[] };
 
 type Listener = (...args: any[]) => void;
@@ -57,6 +59,8 @@ export interface HeraldOptions extends BackoffOptions {
   token?: string;
   /** Called before every connect and on refresh_required. */
   getToken?: () => string | Promise<string>;
+  /** 'json' (subprotocol herald.json, the default) or 'msgpack' (herald.msgpack, binary frames). */
+  encoding?: 'json' | 'msgpack';
   /** A WebSocket constructor (Node: `import WebSocket from 'ws'`). Browsers: the global one. */
   WebSocket?: unknown;
   /** Connected this long: the next drop starts the backoff from the first step (default 10000). */

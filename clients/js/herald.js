@@ -4,7 +4,8 @@
 // subscriptions that recover what they missed, request/reply calls as
 // promises, and live views (presence, typing, keyed state, seat maps) kept
 // from the broker's snapshot-plus-delta pushes. The protocol it speaks is
-// docs/protocol.md (subprotocol herald.json); the API is docs/clients.md.
+// docs/protocol.md (subprotocol herald.json, or herald.msgpack with its own
+// small MessagePack codec); the API is docs/clients.md.
 //
 // DESIGN: the Herald object owns one WebSocket at a time and a table of
 // Subscription objects that outlive it. Each subscription remembers the
@@ -126,6 +127,159 @@ export function parseFrame(text) {
     }
     if (!m || typeof m !== 'object' || Array.isArray(m) || typeof m.op !== 'string') {
       errors.push(new HeraldError(ERR_MALFORMED, 'message without an op: ' + line.slice(0, 80)));
+      continue;
+    }
+    messages.push(m);
+  }
+  return { messages, errors };
+}
+
+// ---- MessagePack (optional encoding: new Herald(url, {encoding: 'msgpack'})) ----
+//
+// A small codec of our own for what the protocol carries (protocol.md 2.2):
+// nil, booleans, integers, 64-bit floats, UTF-8 strings, arrays and maps with
+// string keys. bin and ext never come from Herald and are refused. Integers
+// beyond 2^53 decode as BigInt, and BigInts encode as 64-bit integers.
+
+const utf8enc = typeof TextEncoder !== 'undefined' ? new TextEncoder() : null;
+const utf8dec = typeof TextDecoder !== 'undefined' ? new TextDecoder('utf-8', { fatal: true }) : null;
+
+export function msgpackEncode(value) {
+  let buf = new Uint8Array(256);
+  let view = new DataView(buf.buffer);
+  let n = 0;
+  const room = (k) => {
+    if (n + k <= buf.length) return;
+    let cap = buf.length * 2;
+    while (cap < n + k) cap *= 2;
+    const nb = new Uint8Array(cap);
+    nb.set(buf.subarray(0, n));
+    buf = nb;
+    view = new DataView(buf.buffer);
+  };
+  const u8 = (b) => { room(1); buf[n++] = b; };
+  const head = (b, len, fix, fixMax, c8, c16, c32) => {
+    if (len <= fixMax && fix !== null) u8(fix | len);
+    else if (c8 !== null && len < 0x100) { room(2); buf[n++] = c8; buf[n++] = len; }
+    else if (len < 0x10000) { room(3); buf[n++] = c16; view.setUint16(n, len); n += 2; }
+    else { room(5); buf[n++] = c32; view.setUint32(n, len); n += 4; }
+  };
+  const int = (v) => {
+    if (v >= 0) {
+      if (v < 0x80) return u8(v);
+      if (v < 0x100) { room(2); buf[n++] = 0xcc; buf[n++] = v; return undefined; }
+      if (v < 0x10000) { room(3); buf[n++] = 0xcd; view.setUint16(n, v); n += 2; return undefined; }
+      if (v < 0x100000000) { room(5); buf[n++] = 0xce; view.setUint32(n, v); n += 4; return undefined; }
+      room(9); buf[n++] = 0xcf; view.setBigUint64(n, BigInt(v)); n += 8; return undefined;
+    }
+    if (v >= -32) return u8(v & 0xff);
+    if (v >= -0x80) { room(2); buf[n++] = 0xd0; view.setInt8(n, v); n += 1; return undefined; }
+    if (v >= -0x8000) { room(3); buf[n++] = 0xd1; view.setInt16(n, v); n += 2; return undefined; }
+    if (v >= -0x80000000) { room(5); buf[n++] = 0xd2; view.setInt32(n, v); n += 4; return undefined; }
+    room(9); buf[n++] = 0xd3; view.setBigInt64(n, BigInt(v)); n += 8; return undefined;
+  };
+  const enc = (v, depth) => {
+    if (depth > 64) throw new HeraldError(ERR_MALFORMED, 'nested deeper than 64 levels');
+    if (v === null || v === undefined) return u8(0xc0);
+    if (v === false) return u8(0xc2);
+    if (v === true) return u8(0xc3);
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) throw new HeraldError(ERR_MALFORMED, 'NaN or infinite number');
+      if (Number.isInteger(v) && Number.isSafeInteger(v)) return int(v);
+      room(9); buf[n++] = 0xcb; view.setFloat64(n, v); n += 8; return undefined;
+    }
+    if (typeof v === 'bigint') {
+      if (v >= 0n) { room(9); buf[n++] = 0xcf; view.setBigUint64(n, v); n += 8; return undefined; }
+      room(9); buf[n++] = 0xd3; view.setBigInt64(n, v); n += 8; return undefined;
+    }
+    if (typeof v === 'string') {
+      const b = utf8enc.encode(v);
+      head(0, b.length, 0xa0, 31, 0xd9, 0xda, 0xdb);
+      room(b.length); buf.set(b, n); n += b.length; return undefined;
+    }
+    if (Array.isArray(v)) {
+      head(0, v.length, 0x90, 15, null, 0xdc, 0xdd);
+      for (const x of v) enc(x, depth + 1);
+      return undefined;
+    }
+    if (typeof v === 'object') {
+      const keys = Object.keys(v).filter((k) => v[k] !== undefined);
+      head(0, keys.length, 0x80, 15, null, 0xde, 0xdf);
+      for (const k of keys) { enc(k, depth + 1); enc(v[k], depth + 1); }
+      return undefined;
+    }
+    throw new HeraldError(ERR_MALFORMED, 'cannot encode a ' + typeof v);
+  };
+  enc(value, 0);
+  return buf.slice(0, n);
+}
+
+// Decodes every message of one frame (maps back to back). Returns
+// {messages, errors} like parseFrame(): a frame that does not decode is an
+// error, never an exception.
+export function msgpackDecodeFrame(bytes) {
+  const b = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let i = 0;
+  const need = (k) => { if (i + k > b.length) throw new Error('truncated'); };
+  const str = (len) => { need(len); const s = utf8dec.decode(b.subarray(i, i + len)); i += len; return s; };
+  const big = (v) => (v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : v);
+  const arr = (len, depth) => { const a = []; for (let k = 0; k < len; k++) a.push(dec(depth + 1)); return a; };
+  const map = (len, depth) => {
+    const o = {};
+    for (let k = 0; k < len; k++) {
+      const key = dec(depth + 1);
+      if (typeof key !== 'string') throw new Error('map key is not a string');
+      o[key] = dec(depth + 1);
+    }
+    return o;
+  };
+  const dec = (depth) => {
+    if (depth > 65) throw new Error('nested too deep');
+    need(1);
+    const t = b[i++];
+    let v;
+    if (t < 0x80) return t;
+    if (t >= 0xe0) return t - 0x100;
+    if ((t & 0xf0) === 0x80) return map(t & 0x0f, depth);
+    if ((t & 0xf0) === 0x90) return arr(t & 0x0f, depth);
+    if ((t & 0xe0) === 0xa0) return str(t & 0x1f);
+    switch (t) {
+      case 0xc0: return null;
+      case 0xc2: return false;
+      case 0xc3: return true;
+      case 0xca: need(4); v = view.getFloat32(i); i += 4; return v;
+      case 0xcb: need(8); v = view.getFloat64(i); i += 8; return v;
+      case 0xcc: need(1); return b[i++];
+      case 0xcd: need(2); v = view.getUint16(i); i += 2; return v;
+      case 0xce: need(4); v = view.getUint32(i); i += 4; return v;
+      case 0xcf: need(8); v = big(view.getBigUint64(i)); i += 8; return v;
+      case 0xd0: need(1); v = view.getInt8(i); i += 1; return v;
+      case 0xd1: need(2); v = view.getInt16(i); i += 2; return v;
+      case 0xd2: need(4); v = view.getInt32(i); i += 4; return v;
+      case 0xd3: need(8); v = big(view.getBigInt64(i)); i += 8; return v;
+      case 0xd9: need(1); return str(b[i++]);
+      case 0xda: need(2); v = view.getUint16(i); i += 2; return str(v);
+      case 0xdb: need(4); v = view.getUint32(i); i += 4; return str(v);
+      case 0xdc: need(2); v = view.getUint16(i); i += 2; return arr(v, depth);
+      case 0xdd: need(4); v = view.getUint32(i); i += 4; return arr(v, depth);
+      case 0xde: need(2); v = view.getUint16(i); i += 2; return map(v, depth);
+      case 0xdf: need(4); v = view.getUint32(i); i += 4; return map(v, depth);
+      default: throw new Error('type 0x' + t.toString(16) + ' is not used by Herald');
+    }
+  };
+  const messages = [];
+  const errors = [];
+  while (i < b.length) {
+    let m;
+    try {
+      m = dec(0);
+    } catch (err) {
+      errors.push(new HeraldError(ERR_MALFORMED, 'MessagePack frame: ' + err.message));
+      break;                      // the rest of the frame cannot be framed
+    }
+    if (!m || typeof m !== 'object' || Array.isArray(m) || typeof m.op !== 'string') {
+      errors.push(new HeraldError(ERR_MALFORMED, 'message without an op'));
       continue;
     }
     messages.push(m);
@@ -561,6 +715,7 @@ const DEFAULTS = {
 };
 
 // new Herald(url, opts): opts.token | opts.getToken, opts.WebSocket (Node),
+// opts.encoding ('json', the default, or 'msgpack'),
 // and the DEFAULTS above. Events: 'state' (state, previous), 'connected'
 // ({client, user, expires, version}), 'disconnected' ({code, reason, willReconnect,
 // delay}), 'error' (HeraldError or Error), 'refresh_required' ({expires}),
@@ -586,6 +741,7 @@ export class Herald extends Emitter {
     this._lastRx = 0;
     this._pingSent = 0;
     this._WS = this.opts.WebSocket || (typeof WebSocket !== 'undefined' ? WebSocket : null);
+    this._msgpack = this.opts.encoding === 'msgpack';
   }
 
   // Starts connecting (and reconnecting). Resolves on the first 'connected';
@@ -743,7 +899,8 @@ export class Herald extends Emitter {
     }
     let ws;
     try {
-      ws = new this._WS(this.url, ['herald.json']);
+      ws = new this._WS(this.url, [this._msgpack ? 'herald.msgpack' : 'herald.json']);
+      if (this._msgpack) ws.binaryType = 'arraybuffer';
     } catch (err) {
       this._report(err);
       this._scheduleReconnect({ code: 0, reason: String(err && err.message) });
@@ -848,7 +1005,7 @@ export class Herald extends Emitter {
 
   _sendOn(ws, msg) {
     try {
-      ws.send(JSON.stringify(msg));
+      ws.send(this._msgpack ? msgpackEncode(msg) : JSON.stringify(msg));
     } catch (err) {
       this._report(err);
     }
@@ -858,7 +1015,7 @@ export class Herald extends Emitter {
     if (ws !== this._ws) return;
     this._lastRx = Date.now();
     this._pingSent = 0;
-    const { messages, errors } = parseFrame(data);
+    const { messages, errors } = this._msgpack && typeof data !== 'string' ? msgpackDecodeFrame(data) : parseFrame(data);
     for (const err of errors) this._report(err);
     for (const m of messages) {
       try {

@@ -248,3 +248,29 @@ test('requests: errors carry the protocol code, and time out', async () => {
     await assert.rejects(c.ping(), (e) => e instanceof HeraldError);
   });
 });
+
+test('MessagePack and JSON clients see the same publications, and MessagePack recovers too', async () => {
+  await withBroker([], async (b) => {
+    const mp = new Herald(b.url, { ...FAST, encoding: 'msgpack' });
+    const js = new Herald(b.url, FAST);
+    await Promise.all([mp.connect(), js.connect()]);
+    const got = { mp: [], js: [] };
+    const smp = mp.subscribe('room:mp');
+    const sjs = js.subscribe('room:mp');
+    smp.on('publication', (p) => got.mp.push(p.data));
+    sjs.on('publication', (p) => got.js.push(p.data));
+    await Promise.all([smp.ready, sjs.ready]);
+    const data = [{ text: 'ünï ✓', n: -129, big: 2 ** 40, f: 0.5, list: [null, true, 'x'.repeat(300)] }, 'plain', 7];
+    for (const d of data.slice(0, 2)) await mp.publish('room:mp', d);
+    mp._ws.terminate();                                // a drop: the third is published while away
+    await js.publish('room:mp', data[2]);
+    await until(() => got.mp.length === 3 && got.js.length === 3, 5000, 'deliveries');
+    assert.deepEqual(got.mp, data);
+    assert.deepEqual(got.js, data);
+    const h = await mp.history('room:mp', { limit: 10 });
+    assert.deepEqual(h.publications.map((p) => p.data), data);
+    await assert.rejects(mp.publish('bad channel', 1), (e) => e instanceof HeraldError && e.code === 104);
+    mp.disconnect();
+    js.disconnect();
+  });
+});

@@ -4,7 +4,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Herald, HeraldError, PresenceView, applyDelta, backoffDelay, parseFrame, replaceState,
-  ERR_MALFORMED, VERSION,
+  ERR_MALFORMED, VERSION, msgpackDecodeFrame, msgpackEncode,
 } from '../../clients/js/herald.js';
 
 test('backoff: full jitter stays within [0, min(max, min*factor^n))', () => {
@@ -111,4 +111,49 @@ test('a client fed bad frames reports them and keeps working', () => {
   assert.ok(reported.length >= 5, 'each bad frame and the throwing listener were reported: ' + reported.length);
   assert.ok(reported.some((e) => e.message === 'a page listener that throws'));
   assert.equal(typeof VERSION, 'string');
+});
+
+const hex = (u8) => Buffer.from(u8).toString('hex');
+const unhex = (h) => new Uint8Array(Buffer.from(h.replace(/\s+/g, ''), 'hex'));
+
+test('MessagePack: the examples of protocol.md section 8', () => {
+  assert.equal(hex(msgpackEncode({ op: 'ping', id: 5 })), '82a26f70a470696e67a2696405');
+  assert.equal(hex(msgpackEncode({ op: 'subscribe', id: 2, channel: 'chat:room1' })),
+    '83a26f70a9737562736372696265a2696402a76368616e6e656caa636861743a726f6f6d31');
+  const pub = '85a26f70a3707562a76368616e6e656ca46e657773a66f666673657401a27473cf000001a1f13b161da464617461c3';
+  const { messages, errors } = msgpackDecodeFrame(unhex(pub + pub.replace('01a274', '02a274')));
+  assert.deepEqual(errors, []);
+  assert.deepEqual(messages, [
+    { op: 'pub', channel: 'news', offset: 1, ts: 1795048543773, data: true },
+    { op: 'pub', channel: 'news', offset: 2, ts: 1795048543773, data: true },
+  ], 'a coalesced frame is read message by message');
+});
+
+test('MessagePack: every type round-trips at its boundaries', () => {
+  const values = [null, true, false, 0, 1, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1,
+    -1, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), -(2 ** 31) - 1, -(2 ** 53) + 1,
+    0.1, -2.5, 1e300, 2n ** 63n - 1n, -(2n ** 63n),
+    '', 'a', 'x'.repeat(31), 'x'.repeat(32), 'x'.repeat(255), 'x'.repeat(256), 'x'.repeat(70000), 'ünï ✓ 😀',
+    [], [1, [2, [3]]], new Array(16).fill(7), new Array(70000).fill(1),
+    {}, { a: { b: { c: 'd' } } }, Object.fromEntries(Array.from({ length: 16 }, (_, i) => ['k' + i, i]))];
+  for (const v of values) {
+    const { messages, errors } = msgpackDecodeFrame(msgpackEncode({ op: 'x', v }));
+    assert.deepEqual(errors, [], String(v).slice(0, 40));
+    assert.deepEqual(messages[0].v, v, String(v).slice(0, 40));
+  }
+  assert.throws(() => msgpackEncode({ op: 'x', v: NaN }), HeraldError);
+});
+
+test('MessagePack: malformed frames are reported, never thrown', () => {
+  const bad = ['81a26f70', 'c4 01 00', '81 01 02', '92 01', 'd9 05 61', 'a2 c3 28', '93 01 02 03', 'c1'];
+  for (const h of bad) {
+    let r;
+    assert.doesNotThrow(() => { r = msgpackDecodeFrame(unhex(h)); }, h);
+    assert.equal(r.messages.length, 0, h);
+    assert.ok(r.errors.length >= 1 && r.errors.every((e) => e.code === ERR_MALFORMED), h);
+  }
+  const ok = msgpackEncode({ op: 'pong' });
+  const r = msgpackDecodeFrame(new Uint8Array([...ok, 0xc4]));
+  assert.equal(r.messages.length, 1, 'what came before a bad tail is kept');
+  assert.equal(r.errors.length, 1);
 });

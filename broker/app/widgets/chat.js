@@ -75,9 +75,40 @@ function renderMessage(list, p, index) {
   li.dataset.who = d.name || nameOf(keyOf(p.from));
   li.dataset.text = d.text == null ? '' : String(d.text);
   index.set(p.offset, li);
-  const stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 20;
   list.append(li);
-  if (stick) list.scrollTop = list.scrollHeight;
+}
+
+// Publications are rendered once per frame, however many arrived: reading the
+// scroll position after each append would lay the page out once per message,
+// and a busy room would fall ever further behind. The oldest messages leave
+// the page past MAX_SHOWN.
+const MAX_SHOWN = 200;
+const queue = [];
+let scheduled = false;
+
+function enqueue(list, p, index) {
+  queue.push([list, p, index]);
+  if (scheduled) return;
+  scheduled = true;
+  if (document.visibilityState === 'visible') requestAnimationFrame(flush);
+  else setTimeout(flush, 100);
+}
+
+function flush() {
+  scheduled = false;
+  const lists = new Map();
+  for (const [list, p, index] of queue.splice(0)) {
+    if (!lists.has(list)) lists.set(list, { index, stick: list.scrollTop + list.clientHeight >= list.scrollHeight - 20 });
+    renderMessage(list, p, index);
+  }
+  for (const [list, { index, stick }] of lists) {
+    const shown = list.querySelectorAll('li.msg');
+    for (let i = 0; i < shown.length - MAX_SHOWN; i++) {
+      index.delete(Number(shown[i].dataset.offset));
+      shown[i].remove();
+    }
+    if (stick) list.scrollTop = list.scrollHeight;
+  }
 }
 
 // "NAME joined": the name is a span that follows the member's hello, which
@@ -147,7 +178,7 @@ function openDm(peer, tell) {
   const index = new Map();
   $('dm-messages').replaceChildren();
   const s = client.subscribe(ch, { history: 50 });
-  s.on('publication', (p) => renderMessage($('dm-messages'), p, index));
+  s.on('publication', (p) => enqueue($('dm-messages'), p, index));
   s.on('error', showError);
   dm = { peer, sub: s };
   $('dm-peer').textContent = nameOf(peer);
@@ -170,7 +201,7 @@ function start() {
   client.connect().catch(showError);
   sub = client.subscribe(channel, { presence: true, history: 50 });
   const index = new Map();
-  sub.on('publication', (p) => renderMessage($('messages'), p, index));
+  sub.on('publication', (p) => enqueue($('messages'), p, index));
   sub.on('subscribed', (s) => {
     renderMembers();
     hello(true);
