@@ -630,6 +630,7 @@ export class SeatMap extends Emitter {
     this._offers = new Set();
     this.sub = client.subscribe(this.channel);
     this.ready = this.sub.ready.then(() => this);
+    this.ready.catch(() => {});   // refusals also come as the subscription's 'error'
     this.sub.on('change', (c) => this._onChange(c));
     this._personal = null;
     const watchUser = (u) => {
@@ -738,6 +739,7 @@ export class Herald extends Emitter {
     this._want = false;
     this._fatal = null;
     this._timers = {};
+    this._openGen = 0;
     this._lastRx = 0;
     this._pingSent = 0;
     this._WS = this.opts.WebSocket || (typeof WebSocket !== 'undefined' ? WebSocket : null);
@@ -764,6 +766,7 @@ export class Herald extends Emitter {
   // with ERR_CLOSED. Subscriptions are kept: connect() again resumes them.
   disconnect() {
     this._want = false;
+    this._openGen++;
     this._clearTimer('reconnect');
     this._clearTimer('stable');
     const ws = this._ws;
@@ -886,16 +889,23 @@ export class Herald extends Emitter {
       return;
     }
     this._setState(STATES.CONNECTING);
+    // A later _open() or disconnect() while getToken() runs makes this one moot.
+    const gen = ++this._openGen;
     let token = this.opts.token;
     if (this.opts.getToken) {
       try {
         token = await this.opts.getToken();
       } catch (err) {
+        if (gen !== this._openGen) return;
         this._report(err);
         this._scheduleReconnect({ code: 0, reason: 'getToken() failed' });
         return;
       }
-      if (!this._want) return;
+      if (gen !== this._openGen) return;
+      if (!this._want) {
+        this._setState(STATES.DISCONNECTED);      // disconnect() came meanwhile
+        return;
+      }
     }
     let ws;
     try {

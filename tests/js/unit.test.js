@@ -157,3 +157,21 @@ test('MessagePack: malformed frames are reported, never thrown', () => {
   assert.equal(r.messages.length, 1, 'what came before a bad tail is kept');
   assert.equal(r.errors.length, 1);
 });
+
+test('disconnect() and connect() while getToken() is pending open one socket', async () => {
+  let opened = 0;
+  const WS = class { constructor() { opened++; } send() {} close() {} };
+  let release;
+  const c = new Herald('ws://x', { WebSocket: WS, getToken: () => new Promise((r) => { release = r; }) });
+  c.connect().catch(() => {});
+  const first = release;
+  c.disconnect();
+  c.connect().catch(() => {});
+  first('t1');
+  release('t2');
+  await new Promise((r) => setTimeout(r, 10));
+  assert.equal(opened, 1);
+  assert.equal(c.state, 'connecting');
+  for (const t of Object.values(c._timers)) if (t) clearTimeout(t);
+  c._want = false;
+});
