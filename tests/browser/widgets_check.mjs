@@ -305,6 +305,10 @@ async function statusScenario() {
   const v = await open('viewer', `${b.http}/widgets/scoreboard.html?game=g2`);
   await status(v, 'connected');
   check(true, 'the indicator shows connected');
+  const chat = await open('chat', `${b.http}/widgets/chat.html?room=t3&name=ann`);
+  await status(chat, 'connected');
+  for (const text of ['one', 'two']) await b.rest('POST', '/api/publish', { channel: 'chat:t3', data: { name: 'bob', text } });
+  await chat.waitForFunction(() => document.querySelectorAll('#messages li.msg').length === 2);
   const t0 = Date.now();
   const code = await b.stop();
   check(code === 0, 'the broker stopped cleanly');
@@ -318,6 +322,12 @@ async function statusScenario() {
   await status(v, 'connected', 25000);
   summary.timings.reconnected_ms = Date.now() - t1;
   check(true, 'it shows connected again after the broker is back');
+  await b.rest('POST', '/api/publish', { channel: 'chat:t3', data: { name: 'bob', text: 'three' } });
+  await status(chat, 'connected', 25000);
+  await chat.waitForFunction(() => document.querySelectorAll('#messages li.msg').length >= 3);
+  await chat.waitForTimeout(300);
+  const texts = await chat.$$eval('#messages li.msg .text', (els) => els.map((e) => e.textContent));
+  check(texts.join(',') === 'one,two,three', 'the chat reconnected by itself and shows nothing twice: ' + texts.join(','));
   const r = await b.rest('POST', '/api/scoreboards/g2/score', { team: 'home', points: 2 });
   check(r.status === 200, 'the backend scores over REST');
   await v.waitForFunction(() => document.querySelector('#score-home').textContent === '2', null, { timeout: 2000 });
