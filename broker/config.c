@@ -452,6 +452,26 @@ static void sys_ns_init(config_t *c)
     c->ns_sys.user_list = 0;
 }
 
+/* The namespaces the embedded widgets (/widgets/) use, so that a broker
+ * started with no config at all serves a working chat, scoreboard and seat
+ * map. Each row counts as set in that namespace: a config file or --ns may set
+ * it again, and every key not listed comes from [namespace *] as usual. The
+ * state namespaces pin history on, which state needs, so that
+ * [namespace *] history = off does not make them invalid. */
+static const struct { const char *ns, *key, *val; } builtin_ns[] = {
+    { "chat", "presence", "on" },
+    { "chat", "join_leave", "on" },
+    { "chat", "signals", "on" },
+    { "dm", "user_list", "on" },
+    { "dm", "signals", "on" },
+    { "scores", "state", "on" },
+    { "scores", "history", "on" },
+    { "seats", "state", "on" },
+    { "seats", "history", "on" },
+};
+
+static const char *apply_ns(config_t *c, const char *name, const char *key, const char *val);
+
 void config_defaults(config_t *c)
 {
     memset(c, 0, sizeof *c);
@@ -461,6 +481,10 @@ void config_defaults(config_t *c)
     for (size_t i = 0; i < NNSOPTS; i++)
         apply(&c->ns_template, &ns_opts[i], ns_opts[i].def);
     sys_ns_init(c);
+    /* These values are known good; only running out of memory fails, and
+     * then the namespace is simply not predefined. */
+    for (size_t i = 0; i < sizeof builtin_ns / sizeof builtin_ns[0]; i++)
+        (void)apply_ns(c, builtin_ns[i].ns, builtin_ns[i].key, builtin_ns[i].val);
 }
 
 int config_reload_logging(config_t *c, char *err, size_t errlen)
@@ -769,7 +793,7 @@ static const char *apply_section_flag(config_t *c, const char *arg, int apikey)
     return apikey ? apply_apikey(c, name, key, eq + 1) : apply_ns(c, name, key, eq + 1, -1);
 }
 
-enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err, size_t errlen)
+static enum config_args parse_args(config_t *c, int argc, char **argv, char *err, size_t errlen)
 {
     const char *config_path = NULL;
 
@@ -838,4 +862,14 @@ enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err
     }
     if (validate_auth(c, err, errlen) || validate_where(c, err, errlen)) return CONFIG_ARGS_ERROR;
     return CONFIG_ARGS_RUN;
+}
+
+enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err, size_t errlen)
+{
+    enum config_args r = parse_args(c, argc, argv, err, errlen);
+
+    /* Only a run keeps what was allocated (the namespaces, the API keys):
+     * after --help or an error the caller has nothing to free. */
+    if (r != CONFIG_ARGS_RUN) config_free(c);
+    return r;
 }

@@ -133,7 +133,8 @@ typedef struct config {
     int where[CONFIG_OPTS_MAX];
 } config_t;
 
-/* config_defaults() - fill @c with the embedded defaults. */
+/* config_defaults() - fill @c with the embedded defaults, the predefined
+ * namespaces (chat, dm, scores, seats) included; config_free() frees them. */
 void config_defaults(config_t *c);
 
 /* config_load_file() - apply the settings in the INI file @path to @c, and
@@ -146,7 +147,8 @@ enum config_args { CONFIG_ARGS_RUN = 0, CONFIG_ARGS_EXIT_OK, CONFIG_ARGS_ERROR }
 
 /* config_parse_args() - apply defaults, then --config FILE, then every other
  * flag, to @c. --help and --version print and return CONFIG_ARGS_EXIT_OK.
- * @err: [out] on CONFIG_ARGS_ERROR, why. */
+ * @err: [out] on CONFIG_ARGS_ERROR, why.
+ * After CONFIG_ARGS_RUN the caller owes a config_free(); otherwise nothing. */
 enum config_args config_parse_args(config_t *c, int argc, char **argv, char *err, size_t errlen);
 
 /* config_usage() - write the --help text, generated from the option table. */
@@ -156,7 +158,8 @@ void config_usage(FILE *out);
  * settings (SIGHUP). Return: 0, or -1 with @err (nothing changed). */
 int config_reload_logging(config_t *c, char *err, size_t errlen);
 
-/* config_free() - free what config_parse_args() allocated in @c. */
+/* config_free() - free what config_defaults(), config_load_file() or
+ * config_parse_args() allocated in @c. Safe to call twice. */
 void config_free(config_t *c);
 
 /* config_where() - where @option got its value in @c, for an error message

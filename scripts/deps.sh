@@ -36,3 +36,9 @@ else
     # Everything else still builds and runs; the browser test reports itself skipped.
     echo "deps: WARNING: npm ci failed; tests/e2e/test_admin_page.py will skip its browser checks" >&2
 fi
+# ws, pinned by tests/js/package-lock.json: the WebSocket of herald.js's Node tests.
+if npm ci --prefix "$(dirname "$0")/../tests/js" --no-audit --no-fund --loglevel=error; then
+    echo "deps: tests/js/node_modules installed"
+else
+    echo "deps: WARNING: npm ci failed; tests/e2e/test_js_client.py will skip its Node broker tests" >&2
+fi

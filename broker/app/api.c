@@ -16,6 +16,7 @@
 #include "app/metrics.h"
 #include "app/seats.h"
 #include "app/state.h"
+#include "app/static.h"
 #include "core/channel.h"
 #include "core/presence.h"
 #include "core/publish.h"
@@ -35,7 +36,7 @@
 #include <string.h>
 
 enum {
-    R_OPEN = 1 << 0,              /* before the rate limit and the API key: probes and the admin page */
+    R_OPEN = 1 << 0,              /* before the rate limit and the API key: probes, the admin page, static files */
     R_ADMIN = 1 << 1,             /* needs an admin key (when keys are configured) */
     R_CHANNEL = 1 << 2,           /* the target is a channel name; sys: needs an admin key */
     R_BODY = 1 << 3,              /* reads a body with a Content-Length, then calls on_body */
@@ -128,6 +129,18 @@ static int admin_page(http_req_t *r)
     r->csp = "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
              "connect-src 'self' ws: wss:; img-src 'self' data:";
     return http_respond(r, 200, "text/html; charset=utf-8", admin_page_html, admin_page_html_len);
+}
+
+/* GET /herald.js, /widgets/...: files embedded at build time. /widgets and
+ * /widgets/ are the index. */
+static int static_page(http_req_t *r)
+{
+    const char *path = r->path;
+    const struct static_file *f;
+
+    if (!strcmp(path, "/widgets") || !strcmp(path, "/widgets/")) path = "/widgets/index.html";
+    if (!(f = static_find(path))) return http_respond_error(r, 404, PROTO_E_BAD_FIELD, "no such file");
+    return static_serve(r, f);
 }
 
 static int metrics_page(http_req_t *r)
@@ -473,6 +486,11 @@ static const struct route routes[] = {
     { HTTP_GET,  R_OPEN | R_PROBE, "/api/health/ready", NULL, NULL, ready, NULL },
     { HTTP_GET,  R_OPEN, "/api/openapi.json", NULL, NULL, openapi_doc, NULL },
     { HTTP_GET,  R_OPEN, "/admin", NULL, NULL, admin_page, NULL },
+    { HTTP_GET,  R_OPEN, "/herald.js", NULL, NULL, static_page, NULL },
+    { HTTP_GET,  R_OPEN, "/herald.d.ts", NULL, NULL, static_page, NULL },
+    { HTTP_GET,  R_OPEN, "/widgets", NULL, NULL, static_page, NULL },
+    { HTTP_GET,  R_OPEN, "/widgets/", NULL, NULL, static_page, NULL },
+    { HTTP_GET,  R_OPEN, "/widgets/", "", NULL, static_page, NULL },
     { HTTP_POST, R_BODY | R_BODY_ENC, "/api/publish", NULL, NULL, NULL, publish_post },
     { HTTP_GET,  R_ADMIN, "/api/channels", NULL, NULL, channel_list, NULL },
     { HTTP_GET,  R_ADMIN | R_PROBE, "/metrics", NULL, NULL, metrics_page, NULL },

@@ -84,7 +84,8 @@ static int common_headers(http_req_t *r, unsigned status, unsigned char **p, uns
     struct lws *wsi = r->wsi;
     char num[16];
 
-    if (add_hdr(wsi, "cache-control:", "no-store", p, end) ||
+    if (add_hdr(wsi, "cache-control:", r->cache ? r->cache : "no-store", p, end) ||
+        (r->etag && add_hdr(wsi, "etag:", r->etag, p, end)) ||
         add_hdr(wsi, "x-content-type-options:", "nosniff", p, end) ||
         add_hdr(wsi, "x-frame-options:", "DENY", p, end) ||
         add_hdr(wsi, "referrer-policy:", "no-referrer", p, end))
@@ -133,6 +134,26 @@ int http_respond(http_req_t *r, unsigned status, const char *type, const void *b
     memcpy(r->resp + FRAME_HEADROOM, hdr, hlen);
     if (len) memcpy(r->resp + FRAME_HEADROOM + hlen, body, len);
     r->resp_len = hlen + len;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+int http_respond_not_modified(http_req_t *r)
+{
+    unsigned char hdr[LWS_PRE + 2048], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    struct lws *wsi = r->wsi;
+
+    log_request(r, 304);
+    conn_unregister(&r->serial);
+    free(r->resp);
+    /* The writable callback sends what r->resp holds: nothing here. A 304
+     * carries no body, so no Content-Length either (RFC 9110 15.4.5). */
+    if (!(r->resp = malloc(FRAME_HEADROOM + 1))) return -1;
+    r->resp_len = 0;
+    if (lws_add_http_common_headers(wsi, 304, NULL, LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
+        common_headers(r, 304, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
     lws_callback_on_writable(wsi);
     return 0;
 }
@@ -240,6 +261,25 @@ int http_authorization(http_req_t *r, char *buf, size_t len)
 {
     int n = lws_hdr_copy(r->wsi, buf, (int)len, WSI_TOKEN_HTTP_AUTHORIZATION);
     return n > 0 ? n : -1;
+}
+
+int http_if_none_match(http_req_t *r, const char *etag)
+{
+    char v[512];
+    size_t el = strlen(etag);
+    const char *p = v;
+
+    if (lws_hdr_copy(r->wsi, v, sizeof v, WSI_TOKEN_HTTP_IF_NONE_MATCH) <= 0) return 0;
+    /* A comma-separated list of ETags, maybe weak (W/"..."): a weak match
+     * is enough for a GET (RFC 9110 13.1.2). */
+    while (*p) {
+        p += strspn(p, " \t,");
+        if (*p == '*') return 1;
+        if (!strncmp(p, "W/", 2)) p += 2;
+        if (!strncmp(p, etag, el) && (p[el] == '\0' || p[el] == ',' || p[el] == ' ' || p[el] == '\t')) return 1;
+        p += strcspn(p, ",");
+    }
+    return 0;
 }
 
 long long http_content_length(http_req_t *r)

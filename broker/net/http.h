@@ -50,6 +50,8 @@ typedef struct http_req {
     char path[128];
     uint64_t start_ns;
     const char *csp;              /* Content-Security-Policy to send, or NULL */
+    const char *cache;            /* Cache-Control to send; NULL: no-store */
+    const char *etag;             /* ETag to send (quoted), or NULL */
     /* The router's, for a request whose body is still to come: non-NULL
      * route means "read the body, then call on_body"; the target (a
      * channel name) and action were parsed from the path. */
@@ -102,6 +104,10 @@ int http_query_uint(http_req_t *r, const char *name, uint64_t *out);
  * length, or -1 if absent or longer than @len. */
 int http_authorization(http_req_t *r, char *buf, size_t len);
 
+/* http_if_none_match() - whether the request's If-None-Match lists @etag (a
+ * quoted ETag) or is "*": the client's copy is current. */
+int http_if_none_match(http_req_t *r, const char *etag);
+
 /* http_content_length() - the Content-Length header, or -1 without one. */
 long long http_content_length(http_req_t *r);
 
@@ -119,6 +125,8 @@ int http_body_encoding(http_req_t *r);
  * writes left "200 OK" with an empty body for a stored publication).
  * Return: 0, or -1 to close. */
 int http_respond(http_req_t *r, unsigned status, const char *type, const void *body, size_t len);
+/* http_respond_not_modified() - 304 with r->cache and r->etag, no body. */
+int http_respond_not_modified(http_req_t *r);
 /* http_respond_json() - @v as JSON (reference taken; NULL: out of memory, -1). */
 int http_respond_json(http_req_t *r, unsigned status, json_t *v);
 /* http_respond_error() - {"error":{"code","reason"}} with @status; @status 0

@@ -317,6 +317,16 @@ int server_start(const struct server_hooks *h)
              lws_get_vhost_listen_port(srv.vhost), *srv.cfg.tls_cert ? "wss" : "ws", v6 ? "[" : "", srv.cfg.bind,
              v6 ? "]" : "", lws_get_vhost_listen_port(srv.vhost));
     }
+    {
+        /* The last line of a start: where a person goes first. A wildcard
+         * bind is reached at the loopback address; IPv6 literals go in []. */
+        const char *host = !strcmp(srv.cfg.bind, "0.0.0.0") ? "127.0.0.1" : !strcmp(srv.cfg.bind, "::") ? "::1"
+                                                                                                          : srv.cfg.bind;
+        int v6 = strchr(host, ':') != NULL;
+        hlog(LOG_INFO, "server", "widgets: %s://%s%s%s:%d/widgets/ (admin page: /admin)",
+             *srv.cfg.tls_cert ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "",
+             lws_get_vhost_listen_port(srv.vhost));
+    }
     return 0;
 }
 

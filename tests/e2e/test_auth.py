@@ -208,6 +208,7 @@ def test_namespace_permissions(make_broker):
     b = make_broker("--hmac-secret", SECRET.decode(), "--apikey", "backend.secret=backend-key-0123456789",
                     "--apikey", "backend.publish=scores,-",
                     "--ns", "scores.publish=server", "--ns", "scores.subscribe=granted",
+                    "--ns", "scores.state=off",     # on by default; plain publications here
                     "--ns", "members.subscribe=authenticated", "--ns", "members.publish=subscribers")
 
     async def go():

@@ -240,7 +240,14 @@ def test_presence(presence_broker, encoding):
     assert out["ok"] is True
 
 
-def test_presence_needs_presence_on(broker):
+@pytest.fixture
+def broker_without_presence(request):
+    """chat has presence by default (for the widgets): turn it off."""
+    return _start_broker(request, "--ns", "chat.presence=off", "--ns", "chat.join_leave=off")
+
+
+def test_presence_needs_presence_on(broker_without_presence):
+    broker = broker_without_presence
     rc, out, err = bench("presence", "--url", broker.url, "--members", "5", "--watchers", "1",
                          "--duration", "0.5")
     assert rc == 1
@@ -485,7 +492,14 @@ def test_seats_open_loop_steps(state_broker):
     assert out["ok"] is True
 
 
-def test_state_scenarios_need_state_namespaces(broker):
+@pytest.fixture
+def broker_without_state(request):
+    """scores and seats are state namespaces by default (for the widgets): turn them off."""
+    return _start_broker(request, "--ns", "scores.state=off", "--ns", "seats.state=off")
+
+
+def test_state_scenarios_need_state_namespaces(broker_without_state):
+    broker = broker_without_state
     rc, out, err = bench("scores", "--url", broker.url, "--viewers", "2", "--duration", "0.5")
     assert rc == 1 and out is None
     assert "not a state namespace" in err and "scores.state=on" in err

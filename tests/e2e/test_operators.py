@@ -56,9 +56,9 @@ def test_metrics_move_with_traffic(broker):
     async def go():
         subs = [await connect(broker, enc) for enc in ("json", "msgpack", "msgpack")]
         for s in subs:
-            await s.subscribe("chat:m")
+            await s.subscribe("room:m")
         for i in range(10):
-            broker.publish_rest("chat:m", i)
+            broker.publish_rest("room:m", i)
         for s in subs:
             await s.collect(10)
         _, mid = metrics(broker)

@@ -9,7 +9,10 @@
 
 #define ARGV(...) ((char *[]){ "herald", __VA_ARGS__, NULL })
 #define ARGC(...) ((int)(sizeof((char *[]){ "herald", __VA_ARGS__ }) / sizeof(char *)))
-#define PARSE(c, err, ...) config_parse_args((c), ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (err), sizeof(err))
+/* Frees what an earlier successful parse left in @c first: every config_t
+ * here starts zeroed, and each test frees its own at the end. */
+#define PARSE(c, err, ...) \
+    (config_free(c), config_parse_args((c), ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (err), sizeof(err)))
 
 static char tmpdir[] = "/tmp/herald-test-config-XXXXXX";
 static int nfiles;
@@ -54,7 +57,7 @@ static void expect_error(enum config_args r, const char *err, const char *needle
 static void test_defaults(void **state)
 {
     char err[512] = "";
-    config_t c, d;
+    config_t c = { 0 }, d = { 0 };
     (void)state;
 
     assert_int_equal(config_parse_args(&c, 1, ARGV(NULL), err, sizeof err), CONFIG_ARGS_RUN);
@@ -72,14 +75,56 @@ static void test_defaults(void **state)
     assert_int_equal(c.write_batch_max, 64 * 1024);
     assert_int_equal(c.log_level, LOG_INFO);
     assert_int_equal(c.log_format, LOG_FMT_TEXT);
+    /* The namespaces the embedded widgets use are predefined; a namespace
+     * not named anywhere takes [namespace *]. */
+    assert_int_equal(config_ns(&c, "chat:lobby", 10)->presence, 1);
+    assert_int_equal(config_ns(&c, "chat:lobby", 10)->join_leave, 1);
+    assert_int_equal(config_ns(&c, "chat:lobby", 10)->signals, 1);
+    assert_int_equal(config_ns(&c, "chat:lobby", 10)->history_size, 100);
+    assert_int_equal(config_ns(&c, "dm:ann,bob", 10)->user_list, 1);
+    assert_int_equal(config_ns(&c, "scores:g1", 9)->state, 1);
+    assert_int_equal(config_ns(&c, "seats:e1", 8)->state, 1);
+    assert_int_equal(config_ns(&c, "news:x", 6)->presence, 0);
+    assert_int_equal(config_ns(&c, "news:x", 6)->state, 0);
     config_defaults(&d);
-    assert_memory_equal(&c, &d, sizeof c);
+    assert_int_equal(c.nns, d.nns);
+    /* Past the namespaces (pointers, and values filled in by inheritance),
+     * parsing no arguments gives the defaults. */
+    {
+        ns_config_t *cn = c.ns, *dn = d.ns;
+        c.ns = d.ns = NULL;
+        assert_memory_equal(&c, &d, sizeof c);
+        c.ns = cn;
+        d.ns = dn;
+    }
+    config_free(&c);
+    config_free(&d);
+}
+
+/* A config file or --ns sets a key of a predefined namespace again; the
+ * others stay predefined. */
+static void test_builtin_namespaces_overridable(void **state)
+{
+    char err[512] = "";
+    config_t c = { 0 };
+    (void)state;
+
+    assert_int_equal(PARSE(&c, err, "--ns", "chat.signals=off", "--ns", "*.history_size=7"), CONFIG_ARGS_RUN);
+    assert_int_equal(config_ns(&c, "chat:x", 6)->signals, 0);
+    assert_int_equal(config_ns(&c, "chat:x", 6)->presence, 1);
+    assert_int_equal(config_ns(&c, "chat:x", 6)->history_size, 7);
+    config_free(&c);
+    /* State needs history: the state namespaces keep it when * turns it off. */
+    assert_int_equal(PARSE(&c, err, "--ns", "*.history=off"), CONFIG_ARGS_RUN);
+    assert_int_equal(config_ns(&c, "scores:g", 8)->history, 1);
+    assert_int_equal(config_ns(&c, "chat:x", 6)->history, 0);
+    config_free(&c);
 }
 
 static void test_flag_forms(void **state)
 {
     char err[512] = "";
-    config_t c;
+    config_t c = { 0 };
     (void)state;
 
     assert_int_equal(PARSE(&c, err, "--port", "9001", "--bind=0.0.0.0", "--allow-open-dev=on", "--data-dir", "/tmp/x",
@@ -111,6 +156,7 @@ static void test_flag_forms(void **state)
     assert_int_equal(PARSE(&c, err, "--log-level=WARNING", "--log-format", "TEXT"), CONFIG_ARGS_RUN);
     assert_int_equal(c.log_level, LOG_WARN);
     assert_int_equal(c.log_format, LOG_FMT_TEXT);
+    config_free(&c);
 }
 
 static void test_sizes(void **state)
@@ -123,7 +169,7 @@ static void test_sizes(void **state)
     static const char *bad[] = { "", "k", "-1", "1x", "1kk", "1 k", "1kbb", "1.5m", "abc", "1kib",
                                  "99999999999999999999", "18014398509481984k" };
     char err[512], arg[64];
-    config_t c;
+    config_t c = { 0 };
     (void)state;
 
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -137,6 +183,7 @@ static void test_sizes(void **state)
         expect_error(PARSE(&c, err, arg), err, "send-queue-max");
         assert_non_null(strstr(err, "expected a size"));
     }
+    config_free(&c);
 }
 
 /* A minus sign after leading blanks slips past the `*s == '-'` check, and
@@ -144,10 +191,11 @@ static void test_sizes(void **state)
 static void test_size_negative_with_blank(void **state)
 {
     char err[512] = "";
-    config_t c;
+    config_t c = { 0 };
     (void)state;
     expect_error(PARSE(&c, err, "--send-queue-max= -1"), err, "send-queue-max");
     expect_error(PARSE(&c, err, "--write-batch-max", " -1k"), err, "write-batch-max");
+    config_free(&c);
 }
 
 static void test_durations(void **state)
@@ -159,7 +207,7 @@ static void test_durations(void **state)
     static const char *bad[] = { "", "s", "-1s", "10d", "1.5s", "10 s", "10S", "5sec", "4294967296",
                                  "4294968s", "71583m", "ms10" };
     char err[512], arg[64];
-    config_t c;
+    config_t c = { 0 };
     (void)state;
 
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -172,12 +220,13 @@ static void test_durations(void **state)
         err[0] = '\0';
         expect_error(PARSE(&c, err, arg), err, "expected a duration");
     }
+    config_free(&c);
 }
 
 static void test_arg_errors(void **state)
 {
     char err[512];
-    config_t c;
+    config_t c = { 0 };
     (void)state;
 
     err[0] = '\0';
@@ -218,12 +267,13 @@ static void test_arg_errors(void **state)
     expect_error(PARSE(&c, err, "--write-batch-max=17m"), err, "write_batch_max");
     expect_error(PARSE(&c, err, "--max-subscriptions=0"), err, "max_subscriptions");
     expect_error(PARSE(&c, err, "--max-channels=0"), err, "max_channels");
+    config_free(&c);
 }
 
 static void test_help_version(void **state)
 {
     char err[512];
-    config_t c;
+    config_t c = { 0 };
     (void)state;
     assert_int_equal(PARSE(&c, err, "--help"), CONFIG_ARGS_EXIT_OK);
     assert_int_equal(PARSE(&c, err, "-h"), CONFIG_ARGS_EXIT_OK);
@@ -233,6 +283,7 @@ static void test_help_version(void **state)
     assert_int_equal(PARSE(&c, err, "--port=99999", "--help"), CONFIG_ARGS_EXIT_OK);
     assert_int_equal(PARSE(&c, err, "--nope", "-V"), CONFIG_ARGS_EXIT_OK);
     fflush(stdout);
+    config_free(&c);
 }
 
 static void test_usage_lists_every_flag(void **state)
@@ -278,9 +329,10 @@ static void test_file(void **state)
                                   "level = error\n"
                                   "format = json\n");
     char err[512] = "", arg[300];
-    config_t c;
+    config_t c = { 0 };
     (void)state;
 
+    config_free(&c);
     config_defaults(&c);
     assert_int_equal(config_load_file(&c, path, err, sizeof err), 0);
     assert_string_equal(c.bind, "::1");
@@ -306,14 +358,16 @@ static void test_file(void **state)
     assert_int_equal(c.port, 9000);
     assert_int_equal(PARSE(&c, err, "--max-subscriptions", "3", "--config", (char *)path), CONFIG_ARGS_RUN);
     assert_int_equal(c.max_subscriptions, 3);
+    config_free(&c);
 }
 
 static void file_error(const char *text, int line, const char *needle)
 {
     const char *path = write_file(text);
     char err[1024] = "", prefix[300];
-    config_t c;
+    config_t c = { 0 };
 
+    config_free(&c);
     config_defaults(&c);
     assert_int_equal(config_load_file(&c, path, err, sizeof err), -1);
     snprintf(prefix, sizeof prefix, "%s:%d:", path, line);
@@ -328,12 +382,13 @@ static void file_error(const char *text, int line, const char *needle)
         err[0] = '\0';
         expect_error(PARSE(&c, err, arg), err, prefix);
     }
+    config_free(&c);
 }
 
 static void test_file_errors(void **state)
 {
     char err[512] = "";
-    config_t c;
+    config_t c = { 0 };
     (void)state;
 
     file_error("[server]\nport = 1\nnope = 2\n", 3, "unknown key");
@@ -348,6 +403,7 @@ static void test_file_errors(void **state)
     file_error("[server]\nbind =\n", 2, "empty");
 
     /* Missing file. */
+    config_free(&c);
     config_defaults(&c);
     assert_int_equal(config_load_file(&c, "/nonexistent/herald.conf", err, sizeof err), -1);
     assert_non_null(strstr(err, "/nonexistent/herald.conf"));
@@ -363,6 +419,7 @@ static void test_file_errors(void **state)
         /* ... and a flag can repair it. */
         assert_int_equal(PARSE(&c, err, arg, "--max-message-size=1k"), CONFIG_ARGS_RUN);
     }
+    config_free(&c);
 }
 
 /* config_where(): the last line of the file that set an option, or its flag
@@ -381,7 +438,7 @@ static void test_where(void **state)
                                   "[auth]\n"
                                   "anonymous = yes\n");
     char err[512] = "", buf[300], want[300], arg[300];
-    config_t c;
+    config_t c = { 0 };
     (void)state;
 
     snprintf(arg, sizeof arg, "--config=%s", path);
@@ -420,6 +477,7 @@ static void test_where(void **state)
     assert_int_equal(config_where(&c, "server.port", buf, sizeof buf), 0);
 
     /* config_load_file() on its own remembers the file too. */
+    config_free(&c);
     config_defaults(&c);
     assert_int_equal(config_load_file(&c, path, err, sizeof err), 0);
     assert_int_equal(config_where(&c, "log.level", buf, sizeof buf), 1);
@@ -433,7 +491,7 @@ static void test_auth_checks(void **state)
 {
     char err[1024] = "", arg[300], want[300];
     const char *path;
-    config_t c;
+    config_t c = { 0 };
     (void)state;
 
     /* A short hmac_secret: its line, never its value. */
@@ -467,6 +525,7 @@ static void test_auth_checks(void **state)
     assert_int_equal(PARSE(&c, err, arg, "--public-keys=/etc/herald/rs256.pem"), CONFIG_ARGS_RUN);
     assert_int_equal(PARSE(&c, err, arg, "--hmac-secret=0123456789abcdef0123456789abcdef"), CONFIG_ARGS_RUN);
     assert_int_equal(PARSE(&c, err, arg, "--anonymous=on"), CONFIG_ARGS_RUN);
+    config_free(&c);
 }
 
 /* Starts with: @err begins with @want. */
@@ -542,6 +601,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_builtin_namespaces_overridable),
         cmocka_unit_test(test_flag_forms),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_size_negative_with_blank),
