@@ -399,9 +399,11 @@ static int validate_where(const config_t *c, char *err, size_t errlen)
         /* join/leave events come from presence: without it they never fire. */
         if (!n->join_leave || n->presence) continue;
         for (jl = 0; jl < NNSOPTS && strcmp(ns_opts[jl].key, "join_leave"); jl++) {}
-        ns_where(c, (n->set & (1u << jl)) ? n->name : "*", "join_leave", n->where[jl], where, sizeof where);
+        /* Inherited from [namespace *]: name the section that set it. */
+        const char *setter = (n->set & (1u << jl)) ? n->name : "*";
+        ns_where(c, setter, "join_leave", n->where[jl], where, sizeof where);
         snprintf(err, errlen, "%s[namespace %s] join_leave = on needs presence = on (join and leave events come "
-                 "from presence); set presence = on or join_leave = off", where, n->name);
+                 "from presence); set presence = on or join_leave = off", where, setter);
         return -1;
     }
     /* Development mode: with no API key the REST API, publishing included,
@@ -470,7 +472,7 @@ static const struct { const char *ns, *key, *val; } builtin_ns[] = {
     { "seats", "history", "on" },
 };
 
-static const char *apply_ns(config_t *c, const char *name, const char *key, const char *val);
+static const char *apply_ns(config_t *c, const char *name, const char *key, const char *val, int where);
 
 void config_defaults(config_t *c)
 {
@@ -484,7 +486,7 @@ void config_defaults(config_t *c)
     /* These values are known good; only running out of memory fails, and
      * then the namespace is simply not predefined. */
     for (size_t i = 0; i < sizeof builtin_ns / sizeof builtin_ns[0]; i++)
-        (void)apply_ns(c, builtin_ns[i].ns, builtin_ns[i].key, builtin_ns[i].val);
+        (void)apply_ns(c, builtin_ns[i].ns, builtin_ns[i].key, builtin_ns[i].val, 0);
 }
 
 int config_reload_logging(config_t *c, char *err, size_t errlen)

@@ -183,7 +183,8 @@ def sample(path):
     """Path parameters that name something valid."""
     if "{" not in path:
         return {}
-    return {"channel": "tickets:x" if path.endswith("/state") else "chat:x", "game": "g1", "event": "e1"}
+    return {"channel": "tickets:x" if path.endswith("/state") else "chat:x", "game": "g1", "event": "e1",
+            "file": "chat.html"}
 
 
 # A valid body per operation, for the checks that need the request to get past its body.
@@ -374,6 +375,13 @@ def test_probes_and_pages(dev):
     r = call(dev, "get", "/admin", "200")
     assert b"<html" in r.content.lower()
     r = call(dev, "get", "/ws", "426")
+    # The static files: herald.js and the widgets, each 200 then 304 for its own ETag.
+    for path, pp in (("/herald.js", None), ("/herald.d.ts", None), ("/widgets", None), ("/widgets/", None),
+                     ("/widgets/{file}", {"file": "chat.html"})):
+        r = call(dev, "get", path, "200", pp)
+        assert r.content and r.headers["ETag"], path
+        call(dev, "get", path, "304", pp, headers={"If-None-Match": r.headers["ETag"]})
+    call(dev, "get", "/widgets/{file}", "404", {"file": "no-such-widget.html"})
     ws = RawWS(dev.host, dev.port)
     assert ws.status_line.split()[1] == "101"
     EXERCISED.add(("get", "/ws", "101"))
@@ -466,7 +474,7 @@ def test_history_and_presence(dev, keyed):
     pr = "/api/channels/{channel}/presence"
     call(dev, "get", pr, "200", {"channel": "room:a"})
     call(dev, "get", pr, "400", {"channel": "room:bad!"})
-    call(dev, "get", pr, "404", {"channel": "chat:x"})
+    call(dev, "get", pr, "404", {"channel": "news:x"})   # no presence in news
     call(keyed, "get", pr, "403", {"channel": "sys:stats"}, headers=PUB)
 
 

@@ -541,26 +541,26 @@ static void test_join_leave_needs_presence(void **state)
 {
     char err[1024] = "", arg[300], want[400];
     const char *path;
-    config_t c;
+    config_t c = { 0 };
     (void)state;
 
-    path = write_file("[namespace chat]\nsignals = on\njoin_leave = on\n");
+    path = write_file("[namespace room]\nsignals = on\njoin_leave = on\n");
     snprintf(arg, sizeof arg, "--config=%s", path);
     expect_error(PARSE(&c, err, arg), err, "needs presence = on");
-    snprintf(want, sizeof want, "%s:3: [namespace chat] join_leave = on", path);
+    snprintf(want, sizeof want, "%s:3: [namespace room] join_leave = on", path);
     expect_prefix(err, want);
     config_free(&c);
-    expect_error(PARSE(&c, err, "--ns", "chat.join_leave=on"), err, NULL);
-    expect_prefix(err, "--ns chat.join_leave: [namespace chat] join_leave = on needs presence = on");
+    expect_error(PARSE(&c, err, "--ns", "room.join_leave=on"), err, NULL);
+    expect_prefix(err, "--ns room.join_leave: [namespace room] join_leave = on needs presence = on");
     config_free(&c);
     /* Set in [namespace *]: the template is refused too, naming its line. */
-    path = write_file("[namespace *]\njoin_leave = on\n[namespace chat]\npresence = on\n");
+    path = write_file("[namespace *]\njoin_leave = on\n[namespace room]\npresence = on\n");
     snprintf(arg, sizeof arg, "--config=%s", path);
     expect_error(PARSE(&c, err, arg), err, NULL);
     snprintf(want, sizeof want, "%s:2: [namespace *] join_leave = on", path);
     expect_prefix(err, want);
     config_free(&c);
-    assert_int_equal(PARSE(&c, err, "--ns", "chat.join_leave=on", "--ns", "chat.presence=on"), CONFIG_ARGS_RUN);
+    assert_int_equal(PARSE(&c, err, "--ns", "room.join_leave=on", "--ns", "room.presence=on"), CONFIG_ARGS_RUN);
     config_free(&c);
 }
 
@@ -570,7 +570,7 @@ static void test_open_dev_mode(void **state)
     static char *const open[] = { "0.0.0.0", "::", "192.168.1.10", "2001:db8::1", "example.com" };
     char err[1024] = "", arg[300], want[400];
     const char *path;
-    config_t c;
+    config_t c = { 0 };
     (void)state;
 
     for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
