@@ -216,16 +216,16 @@ def test_dev_mode_start_logs_a_warning(make_broker):
 
 def test_join_leave_without_presence_names_its_line(tmp_path):
     conf = tmp_path / "h.conf"
-    conf.write_text("[server]\nport = 0\n\n[namespace chat]\nsignals = on\njoin_leave = on\n")
+    conf.write_text("[server]\nport = 0\n\n[namespace room]\nsignals = on\njoin_leave = on\n")
     r = run_herald(["--config", str(conf), "--data-dir", str(tmp_path / "d")], timeout=5)
     assert r.returncode == 2, (r.returncode, r.stderr)
-    assert "%s:6: [namespace chat] join_leave = on needs presence = on" % conf in r.stderr, r.stderr
+    assert "%s:6: [namespace room] join_leave = on needs presence = on" % conf in r.stderr, r.stderr
 
 
 def test_join_leave_without_presence_by_flag(tmp_path):
-    r = run_herald(["--ns", "chat.join_leave=on", "--data-dir", str(tmp_path / "d")], timeout=5)
+    r = run_herald(["--ns", "room.join_leave=on", "--data-dir", str(tmp_path / "d")], timeout=5)
     assert r.returncode == 2, (r.returncode, r.stderr)
-    assert "--ns chat.join_leave: [namespace chat] join_leave = on needs presence = on" in r.stderr, r.stderr
+    assert "--ns room.join_leave: [namespace room] join_leave = on needs presence = on" in r.stderr, r.stderr
 
 
 # ------------------------------------------------------------ 6. token audience, issuer, exp, iat
