@@ -110,6 +110,42 @@ def bench(*args, timeout=30):
     return p.returncode, out, p.stderr
 
 
+def test_progress_line_counts_each_step_on_its_own(broker):
+    """On a terminal the progress line shows the step's sent, acked and delivered
+    counts; "delivered" used to keep counting across steps while "sent" restarted."""
+    import pty
+    import re as _re
+    import select
+    if not os.access(BENCH, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % BENCH)
+    master, slave = pty.openpty()
+    p = subprocess.Popen([BENCH, "fanout", "--url", broker.url, "--subscribers", "10", "--rate", "200,100",
+                          "--duration", "2", "--json"], stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    text = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([master], [], [], 0.5)
+        if r:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            text += chunk
+        elif p.poll() is not None:
+            break
+    p.communicate(timeout=30)
+    os.close(master)
+    lines = _re.findall(rb"step (\d+)/2 .*? sent (\d+)  acked (\d+)  delivered (\d+)", text)
+    assert p.returncode == 0 and lines, text[-2000:]
+    for step, sent, acked, delivered in lines:
+        # Ten subscribers: a step's deliveries never exceed ten per publication it sent.
+        assert int(delivered) <= 10 * int(sent), (step, sent, delivered)
+    assert any(s == b"2" for s, *_ in lines), text[-2000:]
+
+
 @pytest.mark.parametrize("encoding", ["json", "msgpack"])
 @pytest.mark.parametrize("mode", ["ws", "rest"])
 def test_fanout(broker, encoding, mode):
