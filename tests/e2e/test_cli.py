@@ -610,7 +610,15 @@ def test_installed_library_builds_the_documented_example(broker, tmp_path):
     src = tmp_path / "example.c"
     src.write_text(example)
     exe = tmp_path / "example"
-    cc = subprocess.run(["cc", "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(src),
+    # A sanitizer build installs an instrumented library: the program links the same runtime.
+    san = []
+    opts = subprocess.run(["meson", "introspect", "--buildoptions", str(build)], capture_output=True, text=True,
+                          timeout=60)
+    if opts.returncode == 0:
+        for o in json.loads(opts.stdout):
+            if o["name"] == "b_sanitize" and o["value"] not in ("none", ""):
+                san = ["-fsanitize=" + o["value"]]
+    cc = subprocess.run(["cc", "-Wall", "-Wextra", "-Werror", *san, "-o", str(exe), str(src),
                          *flags.stdout.split()], capture_output=True, text=True, timeout=120)
     assert cc.returncode == 0, cc.stderr
     run = subprocess.run([str(exe), broker.ws_url, "chat:example"], capture_output=True, text=True, timeout=20,
