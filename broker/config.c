@@ -736,6 +736,7 @@ static int list_names(const char *list, const char *ns, size_t len)
         while (*p == ' ' || *p == ',' || *p == '\t') p++;
         for (l = 0; p[l] && p[l] != ',' && p[l] != ' ' && p[l] != '\t'; l++) {}
         if (l == 1 && *p == '*') return 1;
+        if (l == 1 && *p == '-' && !len) return 1;   /* the default namespace (names without ':') */
         if (l && l == len && !memcmp(p, ns, len)) return 1;
         p += l;
     }
