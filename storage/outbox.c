@@ -204,14 +204,10 @@ int hist_outbox_read(hist_t *h, const char *hook, int dead, uint64_t after, size
         it->ts = (int64_t)get_be64(p);
         /* An event that no longer decodes still occupies its place: it is
          * delivered as what is known of it, so it can be acknowledged. */
-        if (!(it->event = ob_event(id, p, len)))
-            it->event = json_pack("{s:s,s:s%,s:I}", "type", "undecodable", "id", "", (size_t)0, "ts",
-                                  (json_int_t)it->ts);
-        if (it->event && json_is_string(json_object_get(it->event, "id")) &&
-            !*json_string_value(json_object_get(it->event, "id"))) {
+        if (!(it->event = ob_event(id, p, len))) {
             char ids[24];
             snprintf(ids, sizeof ids, "%llu", (unsigned long long)id);
-            json_object_set_new(it->event, "id", json_string(ids));
+            it->event = json_pack("{s:s,s:s,s:I}", "type", "undecodable", "id", ids, "ts", (json_int_t)it->ts);
         }
         n++;
     }
