@@ -420,6 +420,28 @@ static int validate_where(const config_t *c, char *err, size_t errlen)
     return 0;
 }
 
+/* Each [webhook] needs a url, a secret and its events; the message names
+ * the section's first line. Return: 0, or -1 with @err. */
+static int validate_webhooks(const config_t *c, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < c->nwebhooks; i++) {
+        const webhook_conf_t *w = &c->webhooks[i];
+        const char *missing = !*w->url ? "url" : !*w->secret ? "secret" : !w->events ? "events" : NULL;
+        char where[1200];
+        if (w->line > 0) snprintf(where, sizeof where, "%s:%d: [webhook %s]", c->config_path, w->line, w->name);
+        else snprintf(where, sizeof where, "--webhook %s", w->name);
+        if (missing) {
+            snprintf(err, errlen, "%s has no %s", where, missing);
+            return -1;
+        }
+        if (w->retry_max_ms < w->retry_base_ms) {
+            snprintf(err, errlen, "%s retry_max must be at least retry_base", where);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int config_where(const config_t *c, const char *option, char *buf, size_t len)
 {
     const char *dot = strchr(option, '.');
@@ -518,6 +540,10 @@ void config_free(config_t *c)
     free(c->apikeys);
     c->apikeys = NULL;
     c->napikeys = 0;
+    if (c->webhooks) memset(c->webhooks, 0, c->nwebhooks * sizeof *c->webhooks);   /* secrets */
+    free(c->webhooks);
+    c->webhooks = NULL;
+    c->nwebhooks = 0;
 }
 
 /* Applies `key = val` of section [apikey NAME]. Return: NULL, or why not. */
@@ -549,6 +575,195 @@ static const char *apply_apikey(config_t *c, const char *name, const char *key, 
     } else {
         return "unknown key (an [apikey NAME] section takes secret, publish and admin)";
     }
+    return NULL;
+}
+
+/* Parses webhook @w's url: http://host[:port][/path]. Return: NULL, or why not. */
+static const char *webhook_url(webhook_conf_t *w, const char *val)
+{
+    const char *p, *hend, *slash;
+    size_t hl;
+
+    if (strlen(val) >= sizeof w->url) return "value too long";
+    if (!strncasecmp(val, "https://", 8))
+        return "https:// webhook urls are not supported yet (a later release adds TLS): use an http:// url, "
+               "for instance to a local TLS-terminating proxy";
+    if (strncasecmp(val, "http://", 7)) return "a webhook url must start with http://";
+    p = val + 7;
+    slash = strchr(p, '/');
+    hend = slash ? slash : p + strlen(p);
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(hend - p));
+        if (!rb) return "a bracketed IPv6 host needs its ']'";
+        hl = (size_t)(rb - p - 1);
+        if (!hl || hl >= sizeof w->host) return "bad host";
+        memcpy(w->host, p + 1, hl);
+        w->host[hl] = '\0';
+        p = rb + 1;
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(hend - p));
+        const char *e = colon ? colon : hend;
+        hl = (size_t)(e - p);
+        if (!hl || hl >= sizeof w->host) return "a webhook url needs a host";
+        memcpy(w->host, p, hl);
+        w->host[hl] = '\0';
+        p = e;
+    }
+    if (memchr(w->host, '@', strlen(w->host))) return "credentials in the url are not supported";
+    strcpy(w->port, "80");
+    if (*p == ':') {
+        unsigned long port;
+        char num[8];
+        size_t nl = (size_t)(hend - p - 1);
+        if (!nl || nl >= sizeof num) return "bad port";
+        memcpy(num, p + 1, nl);
+        num[nl] = '\0';
+        if (parse_uint(num, 65535, &port) || !port) return "bad port";
+        snprintf(w->port, sizeof w->port, "%u", (unsigned)(port & 0xffff));
+    } else if (p != hend) {
+        return "bad host";
+    }
+    snprintf(w->path, sizeof w->path, "%s", slash ? slash : "/");
+    for (const char *q = w->path; *q; q++)
+        if ((unsigned char)*q <= ' ' || *q == 0x7f) return "the path may not hold spaces or control characters";
+    strcpy(w->url, val);
+    return NULL;
+}
+
+/* Parses an events list ("publication, channel.occupied" or "*"). */
+static const char *webhook_events(webhook_conf_t *w, const char *val)
+{
+    static const struct { const char *name; unsigned bit; } names[] = {
+        { "publication", WH_EV_PUBLICATION }, { "channel.occupied", WH_EV_OCCUPIED },
+        { "channel.vacated", WH_EV_VACATED }, { "presence.member_added", WH_EV_MEMBER_ADDED },
+        { "presence.member_removed", WH_EV_MEMBER_REMOVED }, { "*", WH_EV_ALL },
+    };
+    unsigned mask = 0;
+    const char *p = val;
+
+    while (*p) {
+        size_t len, i;
+        while (*p == ' ' || *p == ',' || *p == '\t') p++;
+        if (!*p) break;
+        for (len = 0; p[len] && p[len] != ',' && p[len] != ' ' && p[len] != '\t'; len++) {}
+        for (i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (strlen(names[i].name) == len && !memcmp(names[i].name, p, len)) break;
+        if (i == sizeof names / sizeof names[0])
+            return "unknown event (known: publication, channel.occupied, channel.vacated, presence.member_added, "
+                   "presence.member_removed, or * for all)";
+        mask |= names[i].bit;
+        p += len;
+    }
+    if (!mask) return "name at least one event";
+    w->events = mask;
+    return NULL;
+}
+
+/* Applies `key = val` of section [webhook NAME], on @line. Return: NULL, or why not. */
+static const char *apply_webhook(config_t *c, const char *name, const char *key, const char *val, int line)
+{
+    webhook_conf_t *w = NULL;
+    unsigned long ul;
+
+    if (!*name || strlen(name) >= sizeof w->name) return "a webhook name is 1-64 letters, digits, '_' or '-'";
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+              *p == '-'))
+            return "a webhook name is 1-64 letters, digits, '_' or '-'";
+    for (size_t i = 0; i < c->nwebhooks; i++)
+        if (!strcmp(c->webhooks[i].name, name)) w = &c->webhooks[i];
+    if (!w) {
+        webhook_conf_t *n;
+        if (c->nwebhooks >= WEBHOOK_MAX) return "too many [webhook] sections (at most 16)";
+        if (!(n = realloc(c->webhooks, (c->nwebhooks + 1) * sizeof *n))) return "out of memory";
+        c->webhooks = n;
+        w = &c->webhooks[c->nwebhooks++];
+        memset(w, 0, sizeof *w);
+        strcpy(w->name, name);
+        w->line = line;
+        strcpy(w->namespaces, "*");
+        w->timeout_ms = 5000;
+        w->max_attempts = 10;
+        w->max_age_ms = 24u * 3600 * 1000;
+        w->batch_size = 10;
+        w->retry_base_ms = 1000;
+        w->retry_max_ms = 5u * 60 * 1000;
+    }
+    if (!strcmp(key, "url")) return webhook_url(w, val);
+    if (!strcmp(key, "secret")) {
+        if (strlen(val) < 16) return "a webhook secret must be at least 16 characters";
+        if (strlen(val) >= sizeof w->secret) return "value too long";
+        strcpy(w->secret, val);
+        return NULL;
+    }
+    if (!strcmp(key, "events")) return webhook_events(w, val);
+    if (!strcmp(key, "namespaces")) {
+        if (strlen(val) >= sizeof w->namespaces) return "value too long";
+        strcpy(w->namespaces, val);
+        return NULL;
+    }
+    if (!strcmp(key, "timeout") || !strcmp(key, "max_age") || !strcmp(key, "retry_base") ||
+        !strcmp(key, "retry_max")) {
+        unsigned ms;
+        if (parse_ms(val, &ms) || !ms) return "expected a duration above 0 (ms, s, m or h)";
+        if (!strcmp(key, "timeout")) w->timeout_ms = ms;
+        else if (!strcmp(key, "max_age")) w->max_age_ms = ms;
+        else if (!strcmp(key, "retry_base")) w->retry_base_ms = ms;
+        else w->retry_max_ms = ms;
+        return NULL;
+    }
+    if (!strcmp(key, "max_attempts")) {
+        if (parse_uint(val, 1000, &ul) || !ul) return "expected 1 to 1000";
+        w->max_attempts = (unsigned)ul;
+        return NULL;
+    }
+    if (!strcmp(key, "batch_size")) {
+        if (parse_uint(val, 100, &ul) || !ul) return "expected 1 to 100";
+        w->batch_size = (unsigned)ul;
+        return NULL;
+    }
+    return "unknown key (a [webhook NAME] section takes url, secret, events, namespaces, timeout, max_attempts, "
+           "max_age, batch_size, retry_base and retry_max)";
+}
+
+/* Whether the comma-separated namespace list @list names @ns (@len bytes). */
+static int list_names(const char *list, const char *ns, size_t len)
+{
+    const char *p = list;
+
+    while (*p) {
+        size_t l;
+        while (*p == ' ' || *p == ',' || *p == '\t') p++;
+        for (l = 0; p[l] && p[l] != ',' && p[l] != ' ' && p[l] != '\t'; l++) {}
+        if (l == 1 && *p == '*') return 1;
+        if (l == 1 && *p == '-' && !len) return 1;   /* the default namespace (names without ':') */
+        if (l && l == len && !memcmp(p, ns, len)) return 1;
+        p += l;
+    }
+    return 0;
+}
+
+size_t config_webhooks_for(const config_t *c, unsigned ev, const char *chan, size_t len,
+                           const char *out[WEBHOOK_MAX])
+{
+    const char *colon = memchr(chan, ':', len);
+    size_t nslen = colon ? (size_t)(colon - chan) : 0, n = 0;
+
+    /* sys:stats is the broker's own feed, not traffic. */
+    if (nslen == 3 && !memcmp(chan, "sys", 3)) return 0;
+    for (size_t i = 0; i < c->nwebhooks && n < WEBHOOK_MAX; i++) {
+        const webhook_conf_t *w = &c->webhooks[i];
+        if (!(w->events & ev)) continue;
+        if (ev == WH_EV_PUBLICATION && !list_names(w->namespaces, colon ? chan : "", nslen)) continue;
+        out[n++] = w->name;
+    }
+    return n;
+}
+
+const webhook_conf_t *config_webhook(const config_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->nwebhooks; i++)
+        if (!strcmp(c->webhooks[i].name, name)) return &c->webhooks[i];
     return NULL;
 }
 
@@ -670,6 +885,14 @@ static int on_ini(void *user, const char *section, const char *key, const char *
         }
         return 1;
     }
+    if (!strncmp(section, "webhook ", 8)) {
+        if ((why = apply_webhook(st->c, section + 8, key, value, st->line))) {
+            snprintf(st->err, st->errlen, "[%s] %s = \"%s\": %s", section, key, value, why);
+            st->failed = 1;
+            return 0;
+        }
+        return 1;
+    }
     if (!strncmp(section, "namespace ", 10)) {
         if ((why = apply_ns(st->c, section + 10, key, value, st->line))) {
             snprintf(st->err, st->errlen, "[%s] %s = \"%s\": %s", section, key, value, why);
@@ -777,22 +1000,37 @@ void config_usage(FILE *out)
                  "  secret                 the key itself, sent as Authorization: Bearer <secret> (16+ characters)\n"
                  "  publish                namespaces it may publish to, comma-separated, or * (default: none)\n"
                  "  admin                  may use operator endpoints (on/off, default off)\n");
+    fprintf(out, "\n[webhook NAME]  (an outbound webhook, docs/webhooks.md; at most 16)\n"
+                 "  --webhook NAME.KEY=VALUE  e.g. --webhook orders.url=http://127.0.0.1:9000/hook\n"
+                 "  url                    http://host[:port]/path (https is not supported yet)\n"
+                 "  secret                 the HMAC-SHA256 signing key (16+ characters)\n"
+                 "  events                 publication, channel.occupied, channel.vacated, presence.member_added,\n"
+                 "                         presence.member_removed, comma-separated, or * for all\n"
+                 "  namespaces             where publication events come from, comma-separated, or * (default *)\n"
+                 "  timeout                per request (default 5s)\n"
+                 "  max_attempts           posts of a batch before it is dead-lettered (default 10)\n"
+                 "  max_age                age of an event after which a failure dead-letters it (default 24h)\n"
+                 "  batch_size             events per request, 1-100 (default 10)\n"
+                 "  retry_base, retry_max  backoff: full jitter up to retry_base * 2^(attempt-1), capped (1s, 5m)\n");
 }
 
-/* Applies "--ns NAME.KEY=VALUE" (@apikey: "--apikey NAME.KEY=VALUE").
- * Return: NULL, or why not. */
-static const char *apply_section_flag(config_t *c, const char *arg, int apikey)
+/* Applies "--ns NAME.KEY=VALUE", "--apikey ..." or "--webhook ..." (@kind
+ * 'n', 'a' or 'w'). Return: NULL, or why not. */
+static const char *apply_section_flag(config_t *c, const char *arg, int kind)
 {
     char name[80], key[64];
     const char *dot = strchr(arg, '.'), *eq = dot ? strchr(dot, '=') : NULL;
 
     if (!dot || !eq || (size_t)(dot - arg) >= sizeof name || (size_t)(eq - dot - 1) >= sizeof key)
-        return apikey ? "expected NAME.KEY=VALUE, e.g. backend.secret=..." : "expected NAME.KEY=VALUE, e.g. chat.history_size=500";
+        return kind == 'a' ? "expected NAME.KEY=VALUE, e.g. backend.secret=..."
+             : kind == 'w' ? "expected NAME.KEY=VALUE, e.g. orders.url=http://127.0.0.1:9000/hook"
+                           : "expected NAME.KEY=VALUE, e.g. chat.history_size=500";
     memcpy(name, arg, (size_t)(dot - arg));
     name[dot - arg] = '\0';
     memcpy(key, dot + 1, (size_t)(eq - dot - 1));
     key[eq - dot - 1] = '\0';
-    return apikey ? apply_apikey(c, name, key, eq + 1) : apply_ns(c, name, key, eq + 1, -1);
+    if (kind == 'w') return apply_webhook(c, name, key, eq + 1, -1);
+    return kind == 'a' ? apply_apikey(c, name, key, eq + 1) : apply_ns(c, name, key, eq + 1, -1);
 }
 
 static enum config_args parse_args(config_t *c, int argc, char **argv, char *err, size_t errlen)
@@ -826,12 +1064,13 @@ static enum config_args parse_args(config_t *c, int argc, char **argv, char *err
 
         if (!strcmp(a, "-c") || !strcmp(a, "--config")) { i++; continue; }
         if (!strncmp(a, "--config=", 9)) continue;
-        if (!strcmp(a, "--ns") || !strncmp(a, "--ns=", 5) || !strcmp(a, "--apikey") || !strncmp(a, "--apikey=", 9)) {
-            int ak = a[2] == 'a';
-            size_t fl = ak ? 8 : 4;
+        if (!strcmp(a, "--ns") || !strncmp(a, "--ns=", 5) || !strcmp(a, "--apikey") || !strncmp(a, "--apikey=", 9) ||
+            !strcmp(a, "--webhook") || !strncmp(a, "--webhook=", 10)) {
+            int kind = a[2], ak = kind == 'a' || kind == 'w';     /* their values hold secrets */
+            size_t fl = kind == 'a' ? 8 : kind == 'w' ? 9 : 4;
             const char *v = a[fl] == '=' ? a + fl + 1 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v) { snprintf(err, errlen, "%.*s needs NAME.KEY=VALUE", (int)fl, a); return CONFIG_ARGS_ERROR; }
-            if ((why = apply_section_flag(c, v, ak))) {
+            if ((why = apply_section_flag(c, v, kind))) {
                 /* Never echo a secret back. */
                 snprintf(err, errlen, "%.*s %.*s: %s", (int)fl, a, ak ? (int)strcspn(v, "=") : (int)strlen(v), v, why);
                 return CONFIG_ARGS_ERROR;
@@ -862,7 +1101,8 @@ static enum config_args parse_args(config_t *c, int argc, char **argv, char *err
             return CONFIG_ARGS_ERROR;
         }
     }
-    if (validate_auth(c, err, errlen) || validate_where(c, err, errlen)) return CONFIG_ARGS_ERROR;
+    if (validate_auth(c, err, errlen) || validate_where(c, err, errlen) || validate_webhooks(c, err, errlen))
+        return CONFIG_ARGS_ERROR;
     return CONFIG_ARGS_RUN;
 }
 

@@ -57,6 +57,37 @@ typedef struct apikey {
     int admin;                    /* may use operator endpoints */
 } apikey_t;
 
+/* The events a webhook may ask for (webhook_t.events is a mask of them). */
+enum webhook_event {
+    WH_EV_PUBLICATION = 1 << 0,   /* a publication on one of the webhook's namespaces */
+    WH_EV_OCCUPIED = 1 << 1,      /* channel.occupied: a channel got its first subscriber */
+    WH_EV_VACATED = 1 << 2,       /* channel.vacated: its last subscriber left */
+    WH_EV_MEMBER_ADDED = 1 << 3,  /* presence.member_added */
+    WH_EV_MEMBER_REMOVED = 1 << 4, /* presence.member_removed */
+};
+#define WH_EV_ALL 0x1f
+/* The most [webhook] sections a config may have. */
+#define WEBHOOK_MAX 16
+
+/* An outbound webhook: [webhook NAME] (docs/webhooks.md). */
+typedef struct webhook_conf {
+    char name[65];
+    int line;                     /* the section's first line, for messages */
+    char url[1024];               /* http://host[:port]/path */
+    char host[256];               /* parsed from url */
+    char port[8];
+    char path[1024];
+    char secret[256];
+    unsigned events;              /* enum webhook_event mask; 0 until set */
+    char namespaces[1024];        /* comma-separated, "*" for all: where publication events come from */
+    unsigned timeout_ms;
+    unsigned max_attempts;
+    unsigned max_age_ms;
+    unsigned batch_size;
+    unsigned retry_base_ms;       /* backoff: full jitter over retry_base * 2^(attempt-1) ... */
+    unsigned retry_max_ms;        /* ... capped at this */
+} webhook_conf_t;
+
 enum durability { DURABILITY_SYNC = 0, DURABILITY_INTERVAL };
 enum log_requests { LOG_REQ_OFF = 0, LOG_REQ_ERRORS, LOG_REQ_ALL };
 
@@ -127,6 +158,9 @@ typedef struct config {
     /* [apikey NAME] */
     apikey_t *apikeys;
     size_t napikeys;
+    /* [webhook NAME] */
+    webhook_conf_t *webhooks;
+    size_t nwebhooks;
     /* Where each option of the table in config.c got its value, for error
      * messages (config_where()): 0 built in, > 0 that line of config_path,
      * -1 its flag. The later setting wins, as for the value itself. */
@@ -176,5 +210,15 @@ int config_where(const config_t *c, const char *option, char *buf, size_t len);
 /* config_ns() - the options for the channel named @name (@len bytes, valid).
  * Return: a pointer into @c, valid until config_free(). */
 const ns_config_t *config_ns(const config_t *c, const char *name, size_t len);
+
+/* config_webhooks_for() - the webhooks of @c that want event @ev (one
+ * enum webhook_event) on channel @chan (@len bytes): their names (pointers
+ * into @c, valid until config_free()) in @out, at most WEBHOOK_MAX.
+ * Return: how many. Any thread (the configuration is immutable once running). */
+size_t config_webhooks_for(const config_t *c, unsigned ev, const char *chan, size_t len,
+                           const char *out[WEBHOOK_MAX]);
+
+/* config_webhook() - the webhook named @name, or NULL. */
+const webhook_conf_t *config_webhook(const config_t *c, const char *name);
 
 #endif

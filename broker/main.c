@@ -23,6 +23,7 @@
 #include "core/channel.h"
 #include "core/presence.h"
 #include "core/pubpipe.h"
+#include "core/webhook.h"
 #include "net/server.h"
 #include "net/session.h"
 #include "auth/auth.h"
@@ -143,6 +144,7 @@ static void stop_finish(void)
     srv.stopping = 2;
     /* Commit what is queued and hand out the last outcomes while sessions
      * and requests can still be found. */
+    webhook_stop();                            /* their threads read the store */
     pubpipe_stop();
     server_destroy();                          /* 1st call: starts closing lws's handles */
     close_own_handles();                       /* uv_run returns once all are closed */
@@ -242,7 +244,7 @@ static int run(void)
     uv_check_start(&srv.flush, on_flush);
     uv_unref((uv_handle_t *)&srv.flush);
 
-    if (pubpipe_start() || server_start(&server_hooks)) {
+    if (pubpipe_start() || webhook_start() || server_start(&server_hooks)) {
         rc = 1;
         srv.stopping = 1;
         stop_finish();

@@ -6,6 +6,7 @@
  * that fell out of the window); retention by age runs in hist_prune() with a
  * budget, resuming where it stopped, so no transaction grows with the data. */
 #include "hist.h"
+#include "hist_int.h"
 #include "datadir.h"
 #include "rand.h"
 #include "mpack.h"
@@ -26,27 +27,6 @@
 #define CHAN_REC_VERSION 1
 /* Deletions one append may do when history_size shrank; the pruner does the rest. */
 #define KEEP_DELETES_PER_WRITE 16
-
-struct hist {
-    MDB_env *env;
-    MDB_dbi meta, chans, log, state, aux, timers, idem, idem_age;
-    pthread_rwlock_t lock;        /* read: any transaction; write: map resize */
-    size_t map_max;
-    char prune_after[256];        /* hist_prune() resumes after this channel name */
-    size_t prune_after_len;
-};
-
-static void put_be64(unsigned char *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) { p[i] = (unsigned char)v; v >>= 8; }
-}
-
-static uint64_t get_be64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
-    return v;
-}
 
 struct chan_rec {
     uint64_t id;
@@ -128,7 +108,9 @@ static int open_dbs(hist_t *h, int create, char *err, size_t errlen)
         (rc = mdb_dbi_open(txn, "aux", MDB_CREATE, &h->aux)) ||
         (rc = mdb_dbi_open(txn, "timers", MDB_CREATE, &h->timers)) ||
         (rc = mdb_dbi_open(txn, "idem", MDB_CREATE, &h->idem)) ||
-        (rc = mdb_dbi_open(txn, "idem_age", MDB_CREATE, &h->idem_age))) {
+        (rc = mdb_dbi_open(txn, "idem_age", MDB_CREATE, &h->idem_age)) ||
+        (rc = mdb_dbi_open(txn, "wh_out", MDB_CREATE, &h->wh_out)) ||
+        (rc = mdb_dbi_open(txn, "wh_dead", MDB_CREATE, &h->wh_dead))) {
         mdb_txn_abort(txn);
         snprintf(err, errlen, "%s",
                  rc == MDB_NOTFOUND ? "not a Herald history store (its databases are missing)" : mdb_strerror(rc));
@@ -186,7 +168,7 @@ int hist_open(hist_t **out, const struct hist_opts *o, char *err, size_t errlen)
         snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
         goto fail;
     }
-    if ((rc = mdb_env_create(&h->env)) || (rc = mdb_env_set_maxdbs(h->env, 12)) ||
+    if ((rc = mdb_env_create(&h->env)) || (rc = mdb_env_set_maxdbs(h->env, 16)) ||
         (rc = mdb_env_set_mapsize(h->env, o->map_size)) || (rc = mdb_env_set_maxreaders(h->env, 256))) {
         snprintf(err, errlen, "%s: %s", path, mdb_strerror(rc));
         goto fail;
@@ -266,6 +248,10 @@ static int grow_map(hist_t *h)
     pthread_rwlock_unlock(&h->lock);
     return rc ? mdb_err(rc) : 0;
 }
+
+int hist_int_grow(hist_t *h) { return grow_map(h); }
+int hist_int_write_err(hist_t *h, int rc) { return write_err(h, rc); }
+int hist_int_mdb_err(int rc) { return mdb_err(rc); }
 
 /* ---- state channels ---- */
 
@@ -865,6 +851,10 @@ static int write_one(hist_t *h, MDB_txn *txn, hist_write_t *w, uint64_t *next_id
     v.mv_data = recbuf;
     if ((rc = mdb_put(txn, h->chans, &k, &v, 0))) return rc;
     if (w->idem_key && (rc = idem_remember(h, txn, cr.id, w, off, idem_old))) return rc;
+    /* The webhooks' events go in with the publication, or not at all. */
+    if (w->nhooks && (rc = hist_int_outbox_put(h, txn, w->hooks, w->nhooks, w->ts, HIST_OB_PUBLICATION, w->chan,
+                                                w->chanlen, off, w->rec, w->reclen)))
+        return rc;
     w->offset = off;
     memcpy(w->stored_epoch, cr.c.epoch, HIST_EPOCH_LEN + 1);
     return 0;

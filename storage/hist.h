@@ -16,7 +16,10 @@
  *   "idem"  (channel id, idempotency key) -> (ts, offset): the publication a
  *           client's idempotency key made, so a retry is answered with it;
  *   "idem_age" (ts, channel id, key) -> nothing: the same keys by age, for
- *           hist_idem_prune().
+ *           hist_idem_prune();
+ *   "wh_out" (webhook name, NUL, event id) -> event: each webhook's queue of
+ *           events still to deliver (storage/outbox.c, docs/webhooks.md);
+ *   "wh_dead" the same key -> why, then the event: its dead letters.
  * An entry is 8 bytes of big-endian ts (ms since the epoch) followed by the
  * publication's record: a MessagePack map of its fields ({"ts":..,"data":..}
  * and whatever later features attach), stored in one encoding so replay
@@ -112,6 +115,9 @@ typedef struct hist_write {
                                      nothing is appended and duplicate is set; else the key is remembered */
     size_t idem_len;
     int64_t idem_window_ms;       /* [in] with idem_key */
+    const char *const *hooks;     /* [in] webhooks (names) that get a "publication" event for this
+                                     publication, queued in the same transaction (hist_outbox_*) */
+    size_t nhooks;
     uint64_t check_offset;        /* [in] nonzero: before appending, check() is called with the record at this
                                      offset of the channel (NULL, 0 when it is not stored); a nonzero return
                                      refuses the write (status HIST_E_CHECK, check_result = the return) */
@@ -266,6 +272,55 @@ int hist_timers_due(hist_t *h, int64_t now_ms, size_t max,
  * oldest first, at most @budget of them.
  * Return: keys forgotten (>= 0), or -errno. Storage thread. */
 int hist_idem_prune(hist_t *h, int64_t before_ms, unsigned budget);
+
+/* ---- webhook queues (storage/outbox.c) ----
+ * Each webhook has a queue of events in delivery order, keyed by an id that
+ * one counter (meta "next_ev") hands out across all webhooks: an event's id
+ * never changes, so a receiver can de-duplicate on it. The queue calls open
+ * their own transactions and may run on any thread: LMDB lets one writer in
+ * at a time, so a delivery thread's small writes wait for (or hold up, for
+ * one small commit) the storage thread's batch. */
+enum hist_ob_kind { HIST_OB_PUBLICATION = 'P', HIST_OB_EVENT = 'E' };
+
+/* An event as read back from a queue. */
+typedef struct hist_ob_item {
+    uint64_t id;
+    int64_t ts;                   /* when it was queued, ms since the epoch */
+    json_t *event;                /* {"id","type","ts",...}: the caller owns it */
+    char error[256];              /* dead letters: why it was given up */
+} hist_ob_item_t;
+
+/* hist_outbox_add() - queue the event @json (@len bytes of a JSON object
+ * with its "type") at @ts for each of the @n webhooks @hooks, in one
+ * transaction of its own. Return: 0, HIST_E_FULL, -EINVAL (not a JSON
+ * object), -errno. Storage thread. */
+int hist_outbox_add(hist_t *h, const char *const *hooks, size_t n, int64_t ts, const char *json, size_t len);
+
+/* hist_outbox_read() - up to @max events of webhook @hook's queue (@dead 0)
+ * or dead letters (@dead 1) with ids above @after, oldest first.
+ * @out: [out] an array the caller frees with hist_ob_items_free(); *@nout its length.
+ * Return: 0, -ENOMEM, -EIO. Any thread. */
+int hist_outbox_read(hist_t *h, const char *hook, int dead, uint64_t after, size_t max, hist_ob_item_t **out,
+                     size_t *nout);
+void hist_ob_items_free(hist_ob_item_t *items, size_t n);
+
+/* hist_outbox_ack() - forget the @n events @ids of @hook's queue (delivered). */
+int hist_outbox_ack(hist_t *h, const char *hook, const uint64_t *ids, size_t n);
+/* hist_outbox_bury() - move the @n events @ids from @hook's queue to its
+ * dead letters, saying @why. Return: 0, HIST_E_FULL, -errno. Any thread. */
+int hist_outbox_bury(hist_t *h, const char *hook, const uint64_t *ids, size_t n, const char *why);
+/* hist_outbox_revive() - move dead letter @id (0: all of them, up to 100000)
+ * back into @hook's queue, under its id, so it is delivered in id order.
+ * Return: how many moved (>= 0; 0 when @id is not a dead letter), -ENOSPC
+ * (the map is at history.map_size_max), or -errno. Any thread. */
+int hist_outbox_revive(hist_t *h, const char *hook, uint64_t id);
+/* hist_outbox_drop() - delete dead letter @id (0: all, up to 100000).
+ * Return: how many (>= 0), or -errno. Any thread. */
+int hist_outbox_drop(hist_t *h, const char *hook, uint64_t id);
+/* hist_outbox_depth() - how many events @hook's queue (@dead 0) or dead
+ * letters (@dead 1) hold, and when the oldest was queued (0: none).
+ * Return: 0, -errno. Any thread. */
+int hist_outbox_depth(hist_t *h, const char *hook, int dead, uint64_t *n, int64_t *oldest_ts);
 
 /* hist_sync() - flush committed transactions to disk (durability = interval). */
 int hist_sync(hist_t *h);

@@ -21,6 +21,7 @@
 #include "core/presence.h"
 #include "core/publish.h"
 #include "core/pubpipe.h"
+#include "core/webhook.h"
 #include "net/http.h"
 #include "net/server.h"
 #include "auth/auth.h"
@@ -184,6 +185,65 @@ static int set_log_level(http_req_t *r)
     if (!lv || admin_set_log_level(lv))
         return http_respond_error(r, 400, PROTO_E_BAD_FIELD, "level must be error, warn, info or debug");
     return http_respond_json(r, 200, json_pack("{s:s}", "level", log_level_name((enum log_level)log_current_level)));
+}
+
+/* ---- webhooks (docs/webhooks.md) ---- */
+
+/* GET /api/webhooks */
+static int webhooks_status(http_req_t *r)
+{
+    return http_respond_json(r, 200, webhook_status());
+}
+
+/* The answer to a dead-letter request that could not be handed over. */
+static int dead_refused(http_req_t *r, int rc)
+{
+    if (rc == 1) return http_respond_error(r, 404, PROTO_E_BAD_FIELD, "no such webhook");
+    return oom(r);
+}
+
+/* Reads ?id= (absent: 0, all). Return: 0, or -1 after answering 400. */
+static int dead_id(http_req_t *r, uint64_t *id, int *rc)
+{
+    *id = 0;
+    if (http_query_uint(r, "id=", id)) {
+        *rc = http_respond_error(r, 400, PROTO_E_BAD_FIELD, "id must be an event id (an integer >= 1)");
+        return -1;
+    }
+    return 0;
+}
+
+/* GET /api/webhooks/{name}/dead?after=&limit= */
+static int webhooks_dead_list(http_req_t *r)
+{
+    uint64_t after = 0, limit = 100;
+    int rc;
+
+    if (http_query_uint(r, "after=", &after) || http_query_uint(r, "limit=", &limit) || limit < 1 || limit > 100)
+        return http_respond_error(r, 400, PROTO_E_BAD_FIELD, "after must be an integer >= 0, limit from 1 to 100");
+    if (!config_webhook(&srv.cfg, r->target)) return dead_refused(r, 1);
+    if (http_await(r)) return -1;
+    if ((rc = webhook_dead_list(r->serial, r->target, after, (unsigned)limit))) {
+        http_finish_error(r->serial, 500, PROTO_E_INTERNAL, "out of memory");
+        return 0;
+    }
+    return 0;
+}
+
+/* POST /api/webhooks/{name}/dead/retry?id= and DELETE /api/webhooks/{name}/dead?id= */
+static int webhooks_dead_act(http_req_t *r)
+{
+    uint64_t id;
+    int rc;
+
+    r->close_after = 0;                    /* no body is expected: the connection may go on */
+    if (dead_id(r, &id, &rc)) return rc;
+    if (!config_webhook(&srv.cfg, r->target)) return dead_refused(r, 1);
+    if (http_await(r)) return -1;
+    rc = r->method == HTTP_DELETE ? webhook_dead_delete(r->serial, r->target, id)
+                                  : webhook_dead_retry(r->serial, r->target, id);
+    if (rc) http_finish_error(r->serial, 500, PROTO_E_INTERNAL, "out of memory");
+    return 0;
 }
 
 /* ---- channels ---- */
@@ -495,6 +555,10 @@ static const struct route routes[] = {
     { HTTP_GET,  R_ADMIN, "/api/channels", NULL, NULL, channel_list, NULL },
     { HTTP_GET,  R_ADMIN | R_PROBE, "/metrics", NULL, NULL, metrics_page, NULL },
     { HTTP_POST, R_ADMIN, "/api/admin/log", NULL, NULL, set_log_level, NULL },
+    { HTTP_GET,  R_ADMIN, "/api/webhooks", NULL, NULL, webhooks_status, NULL },
+    { HTTP_GET,  R_ADMIN, "/api/webhooks/", "/dead", NULL, webhooks_dead_list, NULL },
+    { HTTP_DELETE, R_ADMIN, "/api/webhooks/", "/dead", NULL, webhooks_dead_act, NULL },
+    { HTTP_POST, R_ADMIN, "/api/webhooks/", "/dead/retry", NULL, webhooks_dead_act, NULL },
     { HTTP_GET,  R_CHANNEL, "/api/channels/", "/history", NULL, channel_history, NULL },
     { HTTP_GET,  R_CHANNEL, "/api/channels/", "/presence", NULL, channel_presence, NULL },
     { HTTP_GET,  R_CHANNEL, "/api/channels/", "/state", NULL, state_get, NULL },
@@ -519,6 +583,7 @@ static const struct route routes[] = {
  * family's own 404, which says what the family offers. */
 static const struct { const char *prefix, *reason; } families[] = {
     { "/api/scoreboards/", "no such scoreboard action (score, teams, reset)" },
+    { "/api/webhooks/", "no such webhook action (dead, dead/retry)" },
     { "/api/events/", "no such seat map action (seats, hold, confirm, release, waitlist, waitlist/leave)" },
 };
 

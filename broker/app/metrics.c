@@ -1,5 +1,6 @@
 /* broker/app/metrics.c - see metrics.h. */
 #include "app/metrics.h"
+#include "core/webhook.h"
 #include "app/storage_watch.h"
 #include "core/channel.h"
 #include "herald.h"
@@ -59,6 +60,46 @@ static long rss_bytes(void)
         fclose(f);
     }
     return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* The webhooks' counters, labelled by webhook (docs/webhooks.md). */
+static void webhook_metrics(wbuf_t *b)
+{
+    static const struct { const char *name, *type, *help; size_t off; } rows[] = {
+        { "herald_webhook_deliveries_total", "counter", "Webhook events delivered (2xx).",
+          offsetof(struct webhook_stats, deliveries) },
+        { "herald_webhook_failures_total", "counter", "Webhook posts that failed (non-2xx, timeout, connect error).",
+          offsetof(struct webhook_stats, failures) },
+        { "herald_webhook_retries_total", "counter", "Webhook posts that retried a failed batch.",
+          offsetof(struct webhook_stats, retries) },
+        { "herald_webhook_dead_letters_total", "counter", "Webhook events moved to the dead letters.",
+          offsetof(struct webhook_stats, dead) },
+        { "herald_webhook_queue_depth", "gauge", "Webhook events queued, not yet delivered.",
+          offsetof(struct webhook_stats, depth) },
+    };
+    struct webhook_stats ws;
+
+    if (!srv.cfg.nwebhooks) return;
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+        head(b, rows[r].name, rows[r].type, rows[r].help);
+        for (size_t i = 0; !webhook_stats(i, &ws); i++)
+            wbuf_printf(b, "%s{webhook=\"%s\"} %llu\n", rows[r].name, ws.name,
+                        (unsigned long long)*(const uint64_t *)((const char *)&ws + rows[r].off));
+    }
+    head(b, "herald_webhook_delivery_seconds", "histogram", "From an event's queueing to its delivery.");
+    for (size_t i = 0; !webhook_stats(i, &ws); i++) {
+        uint64_t cum = 0;
+        for (size_t k = 0; k < ws.latency.n; k++) {
+            cum += ws.latency.counts[k];
+            wbuf_printf(b, "herald_webhook_delivery_seconds_bucket{webhook=\"%s\",le=\"%g\"} %llu\n", ws.name,
+                        ws.latency.bounds[k], (unsigned long long)cum);
+        }
+        cum += ws.latency.counts[ws.latency.n];
+        wbuf_printf(b, "herald_webhook_delivery_seconds_bucket{webhook=\"%s\",le=\"+Inf\"} %llu\n"
+                    "herald_webhook_delivery_seconds_sum{webhook=\"%s\"} %.17g\n"
+                    "herald_webhook_delivery_seconds_count{webhook=\"%s\"} %llu\n", ws.name,
+                    (unsigned long long)cum, ws.name, ws.latency.sum, ws.name, (unsigned long long)ws.latency.count);
+    }
 }
 
 void metrics_render(wbuf_t *b)
@@ -142,6 +183,7 @@ void metrics_render(wbuf_t *b)
                 wbuf_printf(b, "herald_seat_requests_total{action=\"%s\",result=\"%s\"} %llu\n", actions[a],
                             results[r], (unsigned long long)metrics.seat_requests[a][r]);
     }
+    webhook_metrics(b);
 
     storage_watch_tick();                      /* fresh figures for the scrape */
     storage_watch_status(&st);

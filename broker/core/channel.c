@@ -5,6 +5,7 @@
 #include "rand.h"
 #include "record.h"
 #include "core/presence.h"
+#include "core/webhook.h"
 #include "mpack.h"
 
 #include <errno.h>
@@ -156,6 +157,7 @@ int chan_subscribe(sess_t *s, chan_t *c)
     sub->chan_idx = c->nsubs;
     c->members[c->nsubs] = s;
     c->subs[c->nsubs++] = sub;
+    if (c->nsubs == 1 && srv.cfg.nwebhooks) webhook_on_occupancy(c, 1);
     c->nenc[s->enc]++;
     sub->sess_idx = s->nsubs;
     s->subs[s->nsubs++] = sub;
@@ -262,6 +264,7 @@ static void remove_sub(sub_t *sub)
     c->subs[i]->chan_idx = i;
     c->nsubs--;
     c->nenc[s->enc]--;
+    if (!c->nsubs && srv.cfg.nwebhooks) webhook_on_occupancy(c, 0);
 
     i = sub->sess_idx;
     last = s->nsubs - 1;

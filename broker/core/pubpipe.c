@@ -1,5 +1,6 @@
 /* broker/core/pubpipe.c - see pubpipe.h. */
 #include "core/pubpipe.h"
+#include "core/webhook.h"
 #include "mpack.h"
 #include "net/http.h"
 #include "herald.h"
@@ -33,6 +34,8 @@ typedef struct pub {
     frame_t *frames[PROTO_NENC];  /* encoded by the storage thread after commit */
     hist_write_t w;
     pub_ops_t *sops;       /* state operations, when this is a state change */
+    const char *hooks[WEBHOOK_MAX]; /* webhooks that get this publication (names in srv.cfg) */
+    int event;                    /* no channel: a webhook event (rec holds its JSON), not a probe */
     size_t reclen;
     unsigned char rec[];
 } pub_t;
@@ -214,9 +217,12 @@ static void commit_batch(pub_t *batch, hist_write_t **ws, size_t *wcap, wbuf_t *
     size_t n = 0;
     int rc;
 
-    /* Readiness probes write on their own; they prove the store can commit. */
+    /* Readiness probes write on their own; they prove the store can commit.
+     * Webhook events that no publication carries are small writes of their own. */
     for (p = batch; p; p = p->next)
-        if (!p->chan) p->w.status = hist_probe(pp.store, clock_wall_ms());
+        if (!p->chan && p->event)
+            p->w.status = hist_outbox_add(pp.store, p->w.hooks, p->w.nhooks, p->w.ts, (const char *)p->rec, p->reclen);
+        else if (!p->chan) p->w.status = hist_probe(pp.store, clock_wall_ms());
         else {
             n++;
             if (!first) first = p;
@@ -295,6 +301,7 @@ static void storage_main(void *arg)
 
         if (batch) {
             commit_batch(batch, &ws, &wcap, &enc);
+            if (srv.cfg.nwebhooks) webhook_kick();
             if (srv.cfg.durability == DURABILITY_INTERVAL && !next_sync)
                 next_sync = clock_mono_ns() / 1000000 + srv.cfg.sync_interval_ms;
         }
@@ -353,7 +360,10 @@ static void finish(pub_t *p)
     chan_t *c = p->chan;
 
     if (!c) {
-        finish_probe(p);
+        if (!p->event) finish_probe(p);
+        else if (p->w.status)
+            hlog(LOG_WARN, "storage", "queueing a webhook event failed: %s",
+                 p->w.status == HIST_E_FULL ? "history map is at history.map_size_max" : strerror(-p->w.status));
         pub_free(p);
         return;
     }
@@ -512,9 +522,60 @@ static void queue_write(pub_t *p, chan_t *c, int64_t ts)
     p->w.keep = c->ns->history_size;
     p->w.base_offset = c->last_offset;
     p->w.epoch = c->epoch;
+    if (srv.cfg.nwebhooks) {
+        p->w.nhooks = config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, c->name, c->namelen, p->hooks);
+        p->w.hooks = p->hooks;
+    }
     for (int e = 0; e < PROTO_NENC; e++) p->want[e] = c->nenc[e] > 0;
     c->inflight++;
     queue_push(p);
+}
+
+int pubpipe_event(const char *const *hooks, size_t n, const json_t *ev)
+{
+    char *text;
+    size_t len;
+    pub_t *p;
+
+    if (!pp.store || !n) return 0;
+    if (n > WEBHOOK_MAX) n = WEBHOOK_MAX;
+    if (!(text = json_dumps(ev, JSON_COMPACT))) return -ENOMEM;
+    len = strlen(text);
+    if (!(p = calloc(1, sizeof *p + len))) {
+        free(text);
+        return -ENOMEM;
+    }
+    memcpy(p->rec, text, len);
+    free(text);
+    p->reclen = len;
+    p->event = 1;
+    memcpy(p->hooks, hooks, n * sizeof *hooks);
+    p->w.hooks = p->hooks;
+    p->w.nhooks = n;
+    p->w.ts = clock_wall_ms();
+    queue_push(p);
+    return 0;
+}
+
+/* A publication on a channel without history has no transaction to carry
+ * its webhook event: the event is queued by a write of its own. */
+static void unstored_event(chan_t *c, uint64_t offset, const unsigned char *rec, size_t reclen)
+{
+    const char *hooks[WEBHOOK_MAX];
+    char reason[PROTO_REASON_MAX];
+    size_t n = config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, c->name, c->namelen, hooks);
+    json_t *ev = NULL;
+
+    if (!n || mpack_decode(rec, reclen, &ev, reason) || !json_is_object(ev)) {
+        json_decref(ev);
+        return;
+    }
+    json_object_set_new(ev, "type", json_string("publication"));
+    json_object_set_new(ev, "channel", json_stringn(c->name, c->namelen));
+    json_object_set_new(ev, "offset", json_integer((json_int_t)offset));
+    if (pubpipe_event(hooks, n, ev))
+        hlog(LOG_WARN, "storage", "out of memory queueing a webhook event of %.*s", (int)c->namelen, c->name);
+    json_decref(ev);
 }
 
 int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origin_t *origin)
@@ -553,6 +614,7 @@ int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origi
     if (!c->ns->history || !pp.store) {
         /* No history: the offset lives in memory and the fan-out is now. */
         p->w.offset = c->last_offset + 1;
+        if (srv.cfg.nwebhooks) unstored_event(c, p->w.offset, p->rec, p->reclen);
         memcpy(p->w.stored_epoch, c->epoch, HIST_EPOCH_LEN + 1);
         c->inflight++;
         finish(p);

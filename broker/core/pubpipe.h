@@ -92,6 +92,13 @@ void pubpipe_timers(void (*due)(int64_t at_ms, const char *chan, size_t chanlen,
  * the HTTP request @serial gets 200 or 503. Return: 0, -EIO (no store), -ENOMEM. */
 int pubpipe_probe(uint64_t serial);
 
+/* pubpipe_event() - queue the webhook event @ev (borrowed; a JSON object
+ * with its "type") for the @n webhooks @hooks (names that live as long as
+ * the configuration): the storage thread writes it to their queues in a
+ * small transaction of its own (at-least-once from then on; docs/webhooks.md).
+ * Return: 0 (also without a store: nothing is queued), or -ENOMEM. */
+int pubpipe_event(const char *const *hooks, size_t n, const json_t *ev);
+
 /* pubpipe_store() - the history store, for reads (any thread). */
 hist_t *pubpipe_store(void);
 

@@ -16,6 +16,7 @@ import http.client
 import json
 import re
 import signal
+import time
 import urllib.parse
 
 import msgpack
@@ -36,7 +37,12 @@ PUB = {"Authorization": "Bearer " + PUB_KEY}
 KEYS = ["--apikey", "ops.secret=" + ADMIN_KEY, "--apikey", "ops.admin=on",
         "--apikey", "pub.secret=" + PUB_KEY, "--apikey", "pub.publish=chat,tickets"]
 NAMESPACES = ["--ns", "scores.state=on", "--ns", "seats.state=on", "--ns", "seats.waitlist_max=1",
-              "--ns", "tickets.state=on", "--ns", "live.history=off", "--ns", "room.presence=on"]
+              "--ns", "tickets.state=on", "--ns", "live.history=off", "--ns", "room.presence=on",
+              # A webhook whose receiver never answers (port 9, closed on loopback): its
+              # events end in the dead letters (max_attempts = 1).
+              "--webhook", "w1.url=http://127.0.0.1:9/hook", "--webhook", "w1.secret=webhook-secret-0123456789",
+              "--webhook", "w1.events=publication", "--webhook", "w1.namespaces=hooked",
+              "--webhook", "w1.max_attempts=1"]
 MAX_BODY = 1024
 
 # (method, path, status) the description lists that no request here provokes.
@@ -52,6 +58,9 @@ EXCUSED = {
         ("post", "/api/events/{event}/waitlist"), ("post", "/api/events/{event}/waitlist/leave"),
         ("post", "/api/events/{event}/waitlist/position"), ("get", "/api/events/{event}/waitlist/position"),
         ("get", "/metrics")]},
+    **{(m, p, "500"): "out of memory, or a failing history store" for m, p in [
+        ("get", "/api/webhooks/{webhook}/dead"), ("delete", "/api/webhooks/{webhook}/dead"),
+        ("post", "/api/webhooks/{webhook}/dead/retry")]},
 }
 # 507 needs the store filled to history.map_size_max: exercised once here (publish);
 # the other writers share that code path (pubpipe's commit failure).
@@ -184,7 +193,7 @@ def sample(path):
     if "{" not in path:
         return {}
     return {"channel": "tickets:x" if path.endswith("/state") else "chat:x", "game": "g1", "event": "e1",
-            "file": "chat.html"}
+            "file": "chat.html", "webhook": "w1"}
 
 
 # A valid body per operation, for the checks that need the request to get past its body.
@@ -546,6 +555,30 @@ def test_seat_maps(dev):
     call(dev, "get", w + "/position", "422", e, params={"user": "cy", "section": "Q"})
     call(dev, "post", w + "/leave", "200", e, json={"user": "cy", "section": "B"})
     call(dev, "post", w + "/leave", "400", e, json={"section": "B"})
+
+
+def test_webhooks(dev):
+    r = call(dev, "get", "/api/webhooks", "200")
+    assert [w["name"] for w in r.json()["webhooks"]] == ["w1"]
+    requests.post(dev.url("/api/publish"), json={"channel": "hooked:x", "data": 1}, timeout=5)
+    w1 = {"webhook": "w1"}
+    dead = []
+    for _ in range(200):
+        dead = call(dev, "get", "/api/webhooks/{webhook}/dead", "200", w1).json()["dead_letters"]
+        if dead:
+            break
+        time.sleep(0.05)
+    assert dead and "cannot connect" in dead[0]["error"], dead
+    call(dev, "get", "/api/webhooks/{webhook}/dead", "400", w1, params={"limit": "0"})
+    call(dev, "get", "/api/webhooks/{webhook}/dead", "404", {"webhook": "nope"})
+    for m, p in (("delete", "/api/webhooks/{webhook}/dead"), ("post", "/api/webhooks/{webhook}/dead/retry")):
+        call(dev, m, p, "400", w1, params={"id": "x"})
+        call(dev, m, p, "404", w1, params={"id": "999999"})
+        call(dev, m, p, "404", {"webhook": "nope"})
+    r = call(dev, "post", "/api/webhooks/{webhook}/dead/retry", "200", w1, params={"id": dead[0]["id"]})
+    assert r.json()["retried"] == 1
+    r = call(dev, "delete", "/api/webhooks/{webhook}/dead", "200", w1)
+    assert r.json()["deleted"] in (0, 1)
 
 
 def test_zz_every_described_response_was_exercised(request):

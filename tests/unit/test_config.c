@@ -597,6 +597,65 @@ static void test_open_dev_mode(void **state)
     config_free(&c);
 }
 
+/* [webhook NAME]: the url's parts, the events, which webhooks want what,
+ * and the errors (https refused with FILE:LINE; a missing key; the flag form). */
+static void test_webhooks(void **state)
+{
+    char err[1024] = "", arg[300], want[400];
+    const char *path, *names[WEBHOOK_MAX];
+    const webhook_conf_t *w;
+    config_t c = { 0 };
+    (void)state;
+
+    path = write_file("[webhook a]\nurl = http://127.0.0.1:9000/in?x=1\nsecret = 0123456789abcdef\n"
+                      "events = publication, channel.vacated\nnamespaces = orders, -\n\n"
+                      "[webhook b]\nurl = http://[::1]/\nsecret = 0123456789abcdef\nevents = *\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    assert_int_equal(PARSE(&c, err, arg), CONFIG_ARGS_RUN);
+    assert_int_equal(c.nwebhooks, 2);
+    w = config_webhook(&c, "a");
+    assert_non_null(w);
+    assert_string_equal(w->host, "127.0.0.1");
+    assert_string_equal(w->port, "9000");
+    assert_string_equal(w->path, "/in?x=1");
+    assert_int_equal(w->events, WH_EV_PUBLICATION | WH_EV_VACATED);
+    assert_int_equal(w->timeout_ms, 5000);
+    w = config_webhook(&c, "b");
+    assert_string_equal(w->host, "::1");
+    assert_string_equal(w->port, "80");
+    assert_int_equal(w->events, WH_EV_ALL);
+    assert_int_equal(config_webhooks_for(&c, WH_EV_PUBLICATION, "orders:1", 8, names), 2);
+    assert_int_equal(config_webhooks_for(&c, WH_EV_PUBLICATION, "chat:1", 6, names), 1);
+    assert_string_equal(names[0], "b");
+    assert_int_equal(config_webhooks_for(&c, WH_EV_PUBLICATION, "plain", 5, names), 2);   /* "-" */
+    assert_int_equal(config_webhooks_for(&c, WH_EV_OCCUPIED, "orders:1", 8, names), 1);
+    assert_int_equal(config_webhooks_for(&c, WH_EV_VACATED, "sys:stats", 9, names), 0);
+    assert_null(config_webhook(&c, "c"));
+    config_free(&c);
+
+    path = write_file("[webhook a]\nsecret = 0123456789abcdef\nurl = https://h/x\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    expect_error(PARSE(&c, err, arg), err, "https:// webhook urls are not supported yet");
+    snprintf(want, sizeof want, "%s:3: [webhook a] url", path);
+    expect_prefix(err, want);
+    path = write_file("[webhook a]\nsecret = 0123456789abcdef\nevents = *\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    expect_error(PARSE(&c, err, arg), err, NULL);
+    snprintf(want, sizeof want, "%s:2: [webhook a] has no url", path);
+    expect_prefix(err, want);
+    expect_error(PARSE(&c, err, "--webhook", "a.url=http://h/", "--webhook", "a.secret=0123456789abcdef"), err,
+                 "--webhook a has no events");
+    expect_error(PARSE(&c, err, "--webhook", "a.secret=short"), err, "at least 16 characters");
+    assert_null(strstr(err, "short"));                   /* a secret is never echoed */
+    expect_error(PARSE(&c, err, "--webhook", "a b.url=http://h/"), err, "a webhook name");
+    assert_int_equal(PARSE(&c, err, "--webhook", "a.url=http://h:81", "--webhook", "a.secret=0123456789abcdef",
+                           "--webhook", "a.events=presence.member_added", "--webhook", "a.batch_size=100"),
+                     CONFIG_ARGS_RUN);
+    assert_string_equal(c.webhooks[0].port, "81");
+    assert_string_equal(c.webhooks[0].path, "/");
+    config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -615,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_auth_checks),
         cmocka_unit_test(test_join_leave_needs_presence),
         cmocka_unit_test(test_open_dev_mode),
+        cmocka_unit_test(test_webhooks),
     };
     return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }

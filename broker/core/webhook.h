@@ -1,0 +1,72 @@
+/* broker/core/webhook.h - outbound webhooks: events queued durably in the
+ * history store, delivered as signed HTTP POSTs, retried, then dead-lettered
+ * (docs/webhooks.md).
+ *
+ * Owns: one delivery thread per [webhook NAME] section, its retry state and
+ * counters, and the small HTTP/1.1 client it posts with. Does not own: the
+ * queues (storage/outbox.c), what gets queued with a publication (the
+ * publish pipeline asks config_webhooks_for() and writes the events in the
+ * publication's transaction), or the REST routes (app/api.c).
+ *
+ * DESIGN: each webhook delivers strictly in queue (event id) order: it posts
+ * the oldest batch_size events and, until that batch succeeds or is
+ * dead-lettered, holds everything behind it. That keeps the events of each
+ * channel in order at the cost of one failing event holding the others.
+ * The delivery threads never touch the loop: they read and write the queues
+ * through their own LMDB transactions and hand results of REST requests back
+ * through one uv_async. Loop thread unless noted. */
+#ifndef HERALD_WEBHOOK_H
+#define HERALD_WEBHOOK_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/channel.h"
+#include "stats.h"
+
+/* webhook_start() - start a delivery thread for each configured webhook
+ * (after pubpipe_start()). Return: 0, or -1 (logged). */
+int webhook_start(void);
+
+/* webhook_stop() - stop the delivery threads (before pubpipe_stop()); an
+ * event in flight stays queued and is delivered again after a restart. */
+void webhook_stop(void);
+
+/* webhook_kick() - tell the delivery threads new events may be queued. Any thread. */
+void webhook_kick(void);
+
+/* webhook_on_occupancy() - queue channel.occupied (@occupied 1) or
+ * channel.vacated (0) for @c, for the webhooks that want it. */
+void webhook_on_occupancy(chan_t *c, int occupied);
+
+/* webhook_on_member() - queue presence.member_added (@added 1) or
+ * presence.member_removed for @user (@len bytes) of @c. */
+void webhook_on_member(chan_t *c, const char *user, size_t len, int added);
+
+/* webhook_status() - {"webhooks":[{name,url,events,queue_depth,lag_ms,
+ * dead_letters,last_success,last_error,...}]}: a new reference, or NULL. */
+json_t *webhook_status(void);
+
+/* Dead-letter requests, answered on the parked HTTP request @serial
+ * (http_finish*) once the webhook's thread has done them.
+ * Return: 0; 1 when there is no webhook @name (nothing answered); -ENOMEM. */
+int webhook_dead_list(uint64_t serial, const char *name, uint64_t after, unsigned limit);
+int webhook_dead_retry(uint64_t serial, const char *name, uint64_t id);   /* @id 0: all */
+int webhook_dead_delete(uint64_t serial, const char *name, uint64_t id);  /* @id 0: all */
+
+/* Counters of one webhook, for GET /metrics. */
+struct webhook_stats {
+    const char *name;
+    uint64_t deliveries;          /* events delivered (2xx) */
+    uint64_t failures;            /* failed posts (each attempt) */
+    uint64_t retries;             /* posts that were a retry of a failed batch */
+    uint64_t dead;                /* events moved to the dead letters */
+    uint64_t depth;               /* events queued */
+    histo_t latency;              /* from an event's queueing to its delivery, seconds */
+};
+
+/* webhook_stats() - a copy of webhook @i's counters. Return: 0, or -1 past the last. */
+int webhook_stats(size_t i, struct webhook_stats *out);
+
+#endif

@@ -1,0 +1,377 @@
+/* storage/outbox.c - the webhooks' durable queues and dead letters in the
+ * history environment (see hist.h, "webhook queues").
+ *
+ * Owns: the "wh_out" and "wh_dead" databases and the event id counter (meta
+ * "next_ev"). Does not own: delivery (broker/core/webhook.c) or which
+ * webhook wants what (broker/config.c).
+ *
+ * DESIGN: a queued event is (webhook name, NUL, big-endian id) -> be64 ts,
+ * a kind byte, be64 offset, be16 channel length, channel, body. A
+ * publication's body is its stored record (MessagePack), written in the
+ * publication's own transaction, so the event exists exactly when the
+ * publication does; other events carry JSON. The JSON a receiver sees is
+ * built when the event is read, so the queue stores each payload once. A dead
+ * letter is be16 reason length, reason, then the queued value unchanged, so
+ * reviving one restores it byte for byte under the same id. */
+#include "hist.h"
+#include "hist_int.h"
+#include "mpack.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OB_HDR 19                 /* ts 8, kind 1, offset 8, channel length 2 */
+#define BULK_MAX 100000           /* revive/drop of "all" moves at most this many per call */
+
+/* (hook, NUL, id) into @buf (at least 65 + 8 bytes). */
+static MDB_val ob_key(unsigned char *buf, const char *hook, uint64_t id)
+{
+    size_t hl = strlen(hook);
+    MDB_val k;
+
+    memcpy(buf, hook, hl);
+    buf[hl] = '\0';
+    put_be64(buf + hl + 1, id);
+    k.mv_data = buf;
+    k.mv_size = hl + 9;
+    return k;
+}
+
+/* Whether @k is a key of @hook; its id in *@id. */
+static int ob_key_of(const MDB_val *k, const char *hook, uint64_t *id)
+{
+    size_t hl = strlen(hook);
+
+    if (k->mv_size != hl + 9 || memcmp(k->mv_data, hook, hl) || ((unsigned char *)k->mv_data)[hl]) return 0;
+    *id = get_be64((unsigned char *)k->mv_data + hl + 1);
+    return 1;
+}
+
+int hist_int_outbox_put(hist_t *h, MDB_txn *txn, const char *const *hooks, size_t n, int64_t ts, int kind,
+                        const char *chan, size_t chanlen, uint64_t offset, const void *body, size_t len)
+{
+    MDB_val nk = { 7, "next_ev" }, nv, k, v;
+    unsigned char nb[8], kb[80], *p;
+    uint64_t next = 1;
+    int rc;
+
+    if (chanlen > 0xffff) return EINVAL;
+    rc = mdb_get(txn, h->meta, &nk, &nv);
+    if (rc == 0 && nv.mv_size == 8) next = get_be64(nv.mv_data);
+    else if (rc && rc != MDB_NOTFOUND) return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(hooks[i]) > 64) return EINVAL;
+        k = ob_key(kb, hooks[i], next++);
+        v.mv_size = OB_HDR + chanlen + len;
+        if ((rc = mdb_put(txn, h->wh_out, &k, &v, MDB_RESERVE))) return rc;
+        p = v.mv_data;
+        put_be64(p, (uint64_t)ts);
+        p[8] = (unsigned char)kind;
+        put_be64(p + 9, offset);
+        p[17] = (unsigned char)(chanlen >> 8);
+        p[18] = (unsigned char)chanlen;
+        memcpy(p + OB_HDR, chan, chanlen);
+        memcpy(p + OB_HDR + chanlen, body, len);
+    }
+    put_be64(nb, next);
+    nv.mv_size = 8;
+    nv.mv_data = nb;
+    return mdb_put(txn, h->meta, &nk, &nv, 0);
+}
+
+/* Runs @fn in a write transaction, growing the map when it is full; what
+ * @fn counted goes in *@count. Return: 0, HIST_E_FULL, or -errno. */
+static int write_tx(hist_t *h, int (*fn)(hist_t *h, MDB_txn *txn, void *arg, int *count), void *arg, int *count)
+{
+    for (;;) {
+        MDB_txn *txn;
+        int rc, g;
+
+        *count = 0;
+        pthread_rwlock_rdlock(&h->lock);
+        rc = mdb_txn_begin(h->env, NULL, 0, &txn);
+        if (!rc) {
+            rc = fn(h, txn, arg, count);
+            if (rc) mdb_txn_abort(txn);
+            else rc = mdb_txn_commit(txn);
+        }
+        pthread_rwlock_unlock(&h->lock);
+        if (rc == MDB_MAP_FULL) {
+            if ((g = hist_int_grow(h)) == 0) continue;
+            return g;
+        }
+        if (rc == EINVAL) return -EINVAL;
+        return rc ? hist_int_write_err(h, rc) : 0;
+    }
+}
+
+struct add_arg {
+    const char *const *hooks;
+    size_t n;
+    int64_t ts;
+    const char *json;
+    size_t len;
+};
+
+static int add_fn(hist_t *h, MDB_txn *txn, void *arg, int *count)
+{
+    struct add_arg *a = arg;
+    (void)count;
+    return hist_int_outbox_put(h, txn, a->hooks, a->n, a->ts, HIST_OB_EVENT, "", 0, 0, a->json, a->len);
+}
+
+int hist_outbox_add(hist_t *h, const char *const *hooks, size_t n, int64_t ts, const char *json, size_t len)
+{
+    struct add_arg a = { hooks, n, ts, json, len };
+    int count;
+
+    if (!n) return 0;
+    return write_tx(h, add_fn, &a, &count);
+}
+
+/* The event a queued value @p (@len bytes) stands for, with its @id. */
+static json_t *ob_event(uint64_t id, const unsigned char *p, size_t len)
+{
+    char reason[PROTO_REASON_MAX], ids[24];
+    size_t chanlen;
+    json_t *ev = NULL;
+
+    if (len < OB_HDR || len < OB_HDR + (chanlen = (size_t)p[17] << 8 | p[18])) return NULL;
+    if (p[8] == HIST_OB_PUBLICATION) {
+        /* The stored record: {"ts","data", and "from", "reply_to", "kind" when set}. */
+        if (mpack_decode(p + OB_HDR + chanlen, len - OB_HDR - chanlen, &ev, reason) || !json_is_object(ev)) {
+            json_decref(ev);
+            return NULL;
+        }
+        json_object_set_new(ev, "type", json_string("publication"));
+        json_object_set_new(ev, "channel", json_stringn((const char *)p + OB_HDR, chanlen));
+        json_object_set_new(ev, "offset", json_integer((json_int_t)get_be64(p + 9)));
+    } else {
+        ev = json_loadb((const char *)p + OB_HDR + chanlen, len - OB_HDR - chanlen, 0, NULL);
+        if (!json_is_object(ev)) {
+            json_decref(ev);
+            return NULL;
+        }
+    }
+    if (!json_object_get(ev, "ts")) json_object_set_new(ev, "ts", json_integer((json_int_t)get_be64(p)));
+    snprintf(ids, sizeof ids, "%llu", (unsigned long long)id);
+    json_object_set_new(ev, "id", json_string(ids));
+    return ev;
+}
+
+void hist_ob_items_free(hist_ob_item_t *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) json_decref(items[i].event);
+    free(items);
+}
+
+int hist_outbox_read(hist_t *h, const char *hook, int dead, uint64_t after, size_t max, hist_ob_item_t **out,
+                     size_t *nout)
+{
+    unsigned char kb[80];
+    hist_ob_item_t *items = NULL;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t n = 0;
+    uint64_t id;
+    int rc;
+
+    *out = NULL;
+    *nout = 0;
+    if (strlen(hook) > 64) return 0;
+    if (max && !(items = calloc(max, sizeof *items))) return -ENOMEM;
+    pthread_rwlock_rdlock(&h->lock);
+    if ((rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn))) goto out;
+    if ((rc = mdb_cursor_open(txn, dead ? h->wh_dead : h->wh_out, &cur))) { mdb_txn_abort(txn); goto out; }
+    k = ob_key(kb, hook, after + 1);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && n < max && ob_key_of(&k, hook, &id);
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const unsigned char *p = v.mv_data;
+        size_t len = v.mv_size;
+        hist_ob_item_t *it = &items[n];
+        if (dead) {
+            size_t el;
+            if (len < 2 || len < 2 + (el = (size_t)p[0] << 8 | p[1])) continue;
+            snprintf(it->error, sizeof it->error, "%.*s", (int)el, (const char *)p + 2);
+            p += 2 + el;
+            len -= 2 + el;
+        }
+        if (len < OB_HDR) continue;
+        it->id = id;
+        it->ts = (int64_t)get_be64(p);
+        /* An event that no longer decodes still occupies its place: it is
+         * delivered as what is known of it, so it can be acknowledged. */
+        if (!(it->event = ob_event(id, p, len))) {
+            char ids[24];
+            snprintf(ids, sizeof ids, "%llu", (unsigned long long)id);
+            it->event = json_pack("{s:s,s:s,s:I}", "type", "undecodable", "id", ids, "ts", (json_int_t)it->ts);
+        }
+        n++;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+out:
+    pthread_rwlock_unlock(&h->lock);
+    if (rc) {
+        hist_ob_items_free(items, n);
+        return hist_int_mdb_err(rc);
+    }
+    *out = items;
+    *nout = n;
+    return 0;
+}
+
+struct ids_arg {
+    const char *hook;
+    const uint64_t *ids;
+    size_t n;
+    const char *why;
+};
+
+static int ack_fn(hist_t *h, MDB_txn *txn, void *arg, int *count)
+{
+    struct ids_arg *a = arg;
+    unsigned char kb[80];
+
+    for (size_t i = 0; i < a->n; i++) {
+        MDB_val k = ob_key(kb, a->hook, a->ids[i]);
+        int rc = mdb_del(txn, h->wh_out, &k, NULL);
+        if (rc && rc != MDB_NOTFOUND) return rc;
+        *count += !rc;
+    }
+    return 0;
+}
+
+int hist_outbox_ack(hist_t *h, const char *hook, const uint64_t *ids, size_t n)
+{
+    struct ids_arg a = { hook, ids, n, NULL };
+    int count;
+    return strlen(hook) > 64 ? -EINVAL : write_tx(h, ack_fn, &a, &count);
+}
+
+static int bury_fn(hist_t *h, MDB_txn *txn, void *arg, int *count)
+{
+    struct ids_arg *a = arg;
+    size_t el = strlen(a->why);
+    unsigned char kb[80];
+
+    if (el > 250) el = 250;
+    for (size_t i = 0; i < a->n; i++) {
+        MDB_val k = ob_key(kb, a->hook, a->ids[i]), v, d;
+        unsigned char *p;
+        int rc = mdb_get(txn, h->wh_out, &k, &v);
+        if (rc == MDB_NOTFOUND) continue;
+        if (rc) return rc;
+        d.mv_size = 2 + el + v.mv_size;
+        if ((rc = mdb_put(txn, h->wh_dead, &k, &d, MDB_RESERVE))) return rc;
+        p = d.mv_data;
+        p[0] = (unsigned char)(el >> 8);
+        p[1] = (unsigned char)el;
+        memcpy(p + 2, a->why, el);
+        /* @v stays valid: nothing of wh_out was written since the get. */
+        memcpy(p + 2 + el, v.mv_data, v.mv_size);
+        if ((rc = mdb_del(txn, h->wh_out, &k, NULL))) return rc;
+        ++*count;
+    }
+    return 0;
+}
+
+int hist_outbox_bury(hist_t *h, const char *hook, const uint64_t *ids, size_t n, const char *why)
+{
+    struct ids_arg a = { hook, ids, n, why };
+    int count;
+    return strlen(hook) > 64 ? -EINVAL : write_tx(h, bury_fn, &a, &count);
+}
+
+struct one_arg {
+    const char *hook;
+    uint64_t id;                  /* 0: all */
+    int revive;                   /* 1: back to the queue; 0: delete */
+};
+
+/* Moves (or deletes) the dead letters of a->hook. */
+static int dead_fn(hist_t *h, MDB_txn *txn, void *arg, int *count)
+{
+    struct one_arg *a = arg;
+    unsigned char kb[80];
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t id;
+    int rc;
+
+    if ((rc = mdb_cursor_open(txn, h->wh_dead, &cur))) return rc;
+    k = ob_key(kb, a->hook, a->id ? a->id : 1);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && *count < BULK_MAX && ob_key_of(&k, a->hook, &id);
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const unsigned char *p = v.mv_data;
+        size_t el;
+        if (a->id && id != a->id) break;
+        if (a->revive && v.mv_size >= 2 && v.mv_size >= 2 + (el = (size_t)p[0] << 8 | p[1])) {
+            MDB_val q = { v.mv_size - 2 - el, (void *)(p + 2 + el) };
+            if ((rc = mdb_put(txn, h->wh_out, &k, &q, 0))) break;
+        }
+        if ((rc = mdb_cursor_del(cur, 0))) break;
+        ++*count;
+        if (a->id) break;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int hist_outbox_revive(hist_t *h, const char *hook, uint64_t id)
+{
+    struct one_arg a = { hook, id, 1 };
+    int count, rc = strlen(hook) > 64 ? -EINVAL : write_tx(h, dead_fn, &a, &count);
+    if (rc) return rc == HIST_E_FULL ? -ENOSPC : rc;
+    return count;
+}
+
+int hist_outbox_drop(hist_t *h, const char *hook, uint64_t id)
+{
+    struct one_arg a = { hook, id, 0 };
+    int count, rc = strlen(hook) > 64 ? -EINVAL : write_tx(h, dead_fn, &a, &count);
+    if (rc) return rc == HIST_E_FULL ? -ENOSPC : rc;
+    return count;
+}
+
+int hist_outbox_depth(hist_t *h, const char *hook, int dead, uint64_t *n, int64_t *oldest_ts)
+{
+    unsigned char kb[80];
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t id;
+    int rc;
+
+    *n = 0;
+    *oldest_ts = 0;
+    if (strlen(hook) > 64) return 0;
+    pthread_rwlock_rdlock(&h->lock);
+    if ((rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn))) goto out;
+    if ((rc = mdb_cursor_open(txn, dead ? h->wh_dead : h->wh_out, &cur))) { mdb_txn_abort(txn); goto out; }
+    k = ob_key(kb, hook, 1);
+    /* Counting walks the queue: it is meant to stay short, and a long one is
+     * what an operator asking for its depth wants to know about. */
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && ob_key_of(&k, hook, &id);
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const unsigned char *p = v.mv_data;
+        size_t len = v.mv_size, el;
+        if (dead) {
+            if (len < 2 || len < 2 + (el = (size_t)p[0] << 8 | p[1])) continue;
+            p += 2 + el;
+            len -= 2 + el;
+        }
+        if (!*n && len >= 8) *oldest_ts = (int64_t)get_be64(p);
+        ++*n;
+    }
+    if (rc == MDB_NOTFOUND) rc = 0;
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+out:
+    pthread_rwlock_unlock(&h->lock);
+    return rc ? hist_int_mdb_err(rc) : 0;
+}
