@@ -155,8 +155,9 @@ int http_stream_start(http_req_t *r, const char *type)
         add_hdr(wsi, "x-accel-buffering:", "no", &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
-    /* lws would otherwise time the response out as a stalled transfer. */
-    lws_http_mark_sse(wsi);
+    /* lws would otherwise time the response out as a stalled transfer.
+     * (lws_http_mark_sse() does this too, but logs an error on HTTP/1.) */
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     return 0;
 }
 

@@ -406,8 +406,8 @@ void sess_tick(sess_t *s, uint64_t now)
     if (s->sse) {
         /* An event stream's client never speaks: it is kept alive (and a
          * dead one found) by heartbeat comments, not pings. */
-        if (s->qlen == 0 && !lws_partial_buffered(s->wsi) && sse_heartbeat_due(s, now) &&
-            sse_write_heartbeat(s))
+        if (sse_peer_gone(s) ||
+            (s->qlen == 0 && !lws_partial_buffered(s->wsi) && sse_heartbeat_due(s, now) && sse_write_heartbeat(s)))
             kill_socket(s);
         return;
     }

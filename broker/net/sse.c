@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 struct sse_chan {
     uint64_t offset;              /* last offset delivered */
@@ -214,6 +215,17 @@ int sse_write_heartbeat(sess_t *s)
     memcpy(buf + LWS_PRE, hb, sizeof hb - 1);
     s->last_write_ms = uv_now(&srv.loop);
     return lws_write(s->wsi, buf + LWS_PRE, sizeof hb - 1, LWS_WRITE_HTTP) < (int)(sizeof hb - 1) ? -1 : 0;
+}
+
+int sse_peer_gone(const sess_t *s)
+{
+    int fd = (int)lws_get_socket_fd(s->wsi);
+    ssize_t n;
+    char c;
+
+    if (fd < 0) return 0;
+    n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 void sse_on_closed(sess_t *s)

@@ -54,6 +54,13 @@ int sse_heartbeat_due(const sess_t *s, uint64_t now);
  * with nothing queued or buffered. Return: 0, or -1 if the write failed. */
 int sse_write_heartbeat(sess_t *s);
 
+/* sse_peer_gone() - whether the client of @s has closed its end (or the
+ * connection failed). libwebsockets does not read an HTTP connection while
+ * its response is being written, so a client that left is otherwise found
+ * only by the next write; the once-a-second tick asks this instead, peeking
+ * at the socket without taking anything from it. */
+int sse_peer_gone(const sess_t *s);
+
 /* sse_on_closed() - the stream's connection is gone: close its session
  * (subscriptions dropped) and free the stream. */
 void sse_on_closed(sess_t *s);
