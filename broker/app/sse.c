@@ -1,6 +1,7 @@
 /* broker/app/sse.c - see sse.h. */
 #include "app/sse.h"
 #include "app/history.h"
+#include "app/seats.h"
 #include "core/channel.h"
 #include "net/sse.h"
 #include "auth/auth.h"
@@ -183,6 +184,11 @@ int sse_get(http_req_t *r)
         goto refuse;
     }
     s->ident = id;
+    /* Connected from the start (the connect timeout is for WebSocket
+     * connections that have not said who they are), and a connection of its
+     * user as the seat holds count them (app/ops.c's close undoes this). */
+    s->connected = 1;
+    if (s->ident.user) seats_user_connected(s->ident.user);
     for (unsigned i = 0; i < w.n; i++) {
         chan_t *c = w.chans[i];
         /* Where the client is: its Last-Event-ID, or (a fresh stream) the

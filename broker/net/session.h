@@ -119,7 +119,7 @@ void sess_on_established(sess_t *s, struct lws *wsi);
  * put until sess_on_closed()) as a Server-Sent Events stream on the HTTP
  * connection @wsi, with @st (borrowed; net/sse.c owns it). It is listed in
  * srv.sessions and conns.h like a WebSocket session, counted in
- * limits.connections_per_ip, and connected from the start.
+ * limits.connections_per_ip; the caller marks it connected.
  * Return: 0; PROTO_E_RATE_LIMITED at limits.connections_per_ip; -ENOMEM.
  * On failure nothing is listed and sess_on_closed() must not be called. */
 int sess_on_stream(sess_t *s, struct lws *wsi, struct sse_stream *st);

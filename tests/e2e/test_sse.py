@@ -388,3 +388,24 @@ def test_streams_end_when_the_broker_stops(make_broker):
     with pytest.raises((ConnectionError, OSError)):
         while True:
             s.event()
+
+
+def test_stream_outlives_the_connect_timeout_and_ends_with_its_token(make_broker):
+    """A stream needs no connect message (websocket.connect_timeout does not end it); a stream
+    whose token expires gets refresh_required, then is ended, like a WebSocket connection."""
+    b = make_broker("--connect-timeout", "1s", "--hmac-secret", SECRET.decode(), "--auth-leeway", "0s")
+    forever = SSE(b, ["chat:e"])
+    forever.event()
+    tok = hs256_token(SECRET, "al", exp=int(time.time()) + 3)
+    short = SSE(b, ["chat:e"], query={"token": tok})
+    assert short.status == 200
+    short.event()
+    assert short.event()["event"] == "refresh_required"
+    time.sleep(2.5)
+    b.publish_rest("chat:e", "still here")
+    assert forever.events(1)[0]["data"]["data"] == "still here"
+    short.sock.settimeout(10)
+    with pytest.raises(ConnectionError):
+        while True:
+            short.event()
+    forever.close()
