@@ -294,9 +294,7 @@ static int write_batch(sess_t *s)
         if (!n || (len && lws_write(s->wsi, out, len, LWS_WRITE_HTTP) < (int)len)) return -1;
         if (s->close_code) s->close_at_ms = uv_now(&srv.loop);
         s->last_write_ms = uv_now(&srv.loop);
-        metrics.writes++;
-        metrics.bytes_out += len;
-        pop(s, n);
+        pop(s, n);           /* counted in herald_sse_events_total, not in the WebSocket counters */
         return 0;
     }
     enum lws_write_protocol type = s->enc == PROTO_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;

@@ -9,7 +9,8 @@ error body, before any stream; a stream that stops reading is closed and
 counted; the metrics show the streams.
 """
 import json
-import re
+import os
+import shutil
 import socket
 import subprocess
 import time
@@ -18,7 +19,7 @@ import urllib.parse
 import pytest
 import requests
 
-from conftest import connect, hs256_token, run
+from conftest import HERALD_BIN, REPO, connect, herald_env, hs256_token, run
 
 SECRET = b"sse-test-secret-0123456789abcdef0123"
 
@@ -409,3 +410,23 @@ def test_stream_outlives_the_connect_timeout_and_ends_with_its_token(make_broker
         while True:
             short.event()
     forever.close()
+
+
+def test_chromium_eventsource_resumes_every_event_once():
+    """A real EventSource (headless Chromium, tests/browser/sse_check.mjs): live events, the broker
+    restarted, publications made while EventSource waits to reconnect; it reconnects by itself with
+    Last-Event-ID and ends with every publication exactly once. Skips when chromium, node or
+    tests/browser/node_modules is missing (scripts/deps.sh installs them)."""
+    browser_dir = REPO / "tests" / "browser"
+    node = shutil.which("node")
+    if not os.access("/usr/bin/chromium", os.X_OK) or not node or \
+            not (browser_dir / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("chromium, node or tests/browser/node_modules/playwright-core is missing")
+    env = {**herald_env(), "HERALD_BIN": str(HERALD_BIN)}
+    p = subprocess.run([node, "sse_check.mjs", "60000"], cwd=str(browser_dir), env=env, capture_output=True,
+                       text=True, timeout=90)
+    lines = p.stdout.strip().splitlines()
+    assert lines, "sse_check.mjs printed nothing (exit %s): %s" % (p.returncode, p.stderr[-3000:])
+    summary = json.loads(lines[-1])
+    assert summary["ok"], summary
+    assert p.returncode == 0
