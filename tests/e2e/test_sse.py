@@ -430,3 +430,13 @@ def test_chromium_eventsource_resumes_every_event_once():
     summary = json.loads(lines[-1])
     assert summary["ok"], summary
     assert p.returncode == 0
+
+
+def test_cross_origin_pages_get_cors_headers(make_broker):
+    b = make_broker("--cors-origins", "https://shop.example")
+    s = SSE(b, ["chat:o"], headers={"Origin": "https://shop.example"})
+    assert s.status == 200 and s.headers["access-control-allow-origin"] == "https://shop.example"
+    s.close()
+    s = SSE(b, ["chat:o"], headers={"Origin": "https://evil.example"})
+    assert s.status == 200 and "access-control-allow-origin" not in s.headers   # the browser withholds it
+    s.close()
