@@ -82,6 +82,11 @@ static const struct opt opts[] = {
       "write carries more; 0: write every loop turn" },
     { "websocket", "write_batch_max", NULL, T_SIZE, O(write_batch_max), 0, "64k",
       "most bytes coalesced into one WebSocket frame per write" },
+    { "sse", "heartbeat", "sse-heartbeat", T_MS, O(sse_heartbeat_ms), 0, "15s",
+      "a Server-Sent Events stream idle this long is sent a comment line, so proxies keep it and a "
+      "dead client is found; 0: never" },
+    { "sse", "retry", "sse-retry", T_MS, O(sse_retry_ms), 0, "3s",
+      "the reconnect delay a Server-Sent Events stream asks EventSource to use (its retry: field)" },
     { "log", "level", "log-level", T_LEVEL, O(log_level), 0, "info", "error, warn, info or debug" },
     { "log", "format", "log-format", T_FORMAT, O(log_format), 0, "text", "text, or json (one object per line)" },
     { "log", "requests", "log-requests", T_REQLOG, O(log_requests), 0, "errors",

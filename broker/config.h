@@ -113,6 +113,9 @@ typedef struct config {
     unsigned ping_interval_ms;
     size_t write_batch_max;
     unsigned coalesce_max_ms;
+    /* [sse] */
+    unsigned sse_heartbeat_ms;
+    unsigned sse_retry_ms;
     /* [log] */
     enum log_level log_level;
     enum log_format log_format;

@@ -64,6 +64,9 @@ struct herald_metrics {
                                          built-in sys namespace (srv.cfg.ns_sys) */
     uint64_t *ns_deliveries;          /* the fan-out count, indexed like ns_publications */
     unsigned conn_enc[2];             /* open sessions per encoding */
+    unsigned sse_streams;             /* open Server-Sent Events streams (not in conn_enc) */
+    uint64_t sse_connects;            /* Server-Sent Events streams started */
+    uint64_t sse_events;              /* events written to Server-Sent Events streams */
     /* Seat map requests by action (enum seat_action, 0 unused) and outcome:
      * [0] applied, [1] refused by the seats' state (taken, not held, ...),
      * [2] failed (storage). */

@@ -15,6 +15,7 @@
 #include "app/history.h"
 #include "app/metrics.h"
 #include "app/seats.h"
+#include "app/sse.h"
 #include "app/state.h"
 #include "app/static.h"
 #include "core/channel.h"
@@ -551,6 +552,9 @@ static const struct route routes[] = {
     { HTTP_GET,  R_OPEN, "/widgets", NULL, NULL, static_page, NULL },
     { HTTP_GET,  R_OPEN, "/widgets/", NULL, NULL, static_page, NULL },
     { HTTP_GET,  R_OPEN, "/widgets/", "", NULL, static_page, NULL },
+    /* Open to the API key check: a stream is a subscriber, identified by
+     * its token and checked per channel like a WebSocket subscribe. */
+    { HTTP_GET,  R_OPEN, "/api/sse", NULL, NULL, sse_get, NULL },
     { HTTP_POST, R_BODY | R_BODY_ENC, "/api/publish", NULL, NULL, NULL, publish_post },
     { HTTP_GET,  R_ADMIN, "/api/channels", NULL, NULL, channel_list, NULL },
     { HTTP_GET,  R_ADMIN | R_PROBE, "/metrics", NULL, NULL, metrics_page, NULL },

@@ -114,6 +114,10 @@ void metrics_render(wbuf_t *b)
     head(b, "herald_connections", "gauge", "Open WebSocket sessions by transport and encoding.");
     wbuf_printf(b, "herald_connections{transport=\"%s\",encoding=\"json\"} %u\n", transport, metrics.conn_enc[0]);
     wbuf_printf(b, "herald_connections{transport=\"%s\",encoding=\"msgpack\"} %u\n", transport, metrics.conn_enc[1]);
+    one(b, "herald_sse_streams", "gauge", "Open Server-Sent Events streams (GET /api/sse).", metrics.sse_streams);
+    one(b, "herald_sse_connects_total", "counter", "Server-Sent Events streams started.", (double)metrics.sse_connects);
+    one(b, "herald_sse_events_total", "counter", "Events written to Server-Sent Events streams.",
+        (double)metrics.sse_events);
     one(b, "herald_tcp_connections", "gauge", "Open TCP connections, WebSocket and HTTP.", srv.open_connections);
     one(b, "herald_connects_total", "counter", "WebSocket sessions accepted.", (double)srv.stats.connections_total);
     head(b, "herald_disconnects_total", "counter", "WebSocket sessions ended, by reason.");

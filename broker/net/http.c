@@ -3,6 +3,7 @@
 #include "net/conns.h"
 #include "net/frame.h"
 #include "net/peer.h"
+#include "net/sse.h"
 #include "auth/auth.h"
 #include "herald.h"
 #include "msg.h"
@@ -30,7 +31,9 @@ static void reset(http_req_t *r)
 
 void http_on_closed(http_req_t *r)
 {
-    if (r && r->kind == HTTP_KIND) reset(r);
+    if (!r || r->kind != HTTP_KIND) return;
+    if (r->stream) sse_on_closed(r->stream);
+    reset(r);
 }
 
 static int add_hdr(struct lws *wsi, const char *name, const char *value, unsigned char **p, unsigned char *end)
@@ -135,6 +138,26 @@ int http_respond(http_req_t *r, unsigned status, const char *type, const void *b
     if (len) memcpy(r->resp + FRAME_HEADROOM + hlen, body, len);
     r->resp_len = hlen + len;
     lws_callback_on_writable(wsi);
+    return 0;
+}
+
+int http_stream_start(http_req_t *r, const char *type)
+{
+    unsigned char hdr[LWS_PRE + 2048], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    struct lws *wsi = r->wsi;
+
+    log_request(r, 200);
+    /* No Content-Length: the body ends when the connection does. The
+     * X-Accel-Buffering header asks nginx-style proxies not to hold events
+     * back in their buffers. */
+    if (lws_add_http_common_headers(wsi, 200, type, LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
+        common_headers(r, 200, &p, end) ||
+        add_hdr(wsi, "x-accel-buffering:", "no", &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    /* lws would otherwise time the response out as a stalled transfer.
+     * (lws_http_mark_sse() does this too, but logs an error on HTTP/1.) */
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     return 0;
 }
 
@@ -255,6 +278,34 @@ int http_query_uint(http_req_t *r, const char *name, uint64_t *out)
     if (*end || errno) return -1;
     *out = n;
     return 0;
+}
+
+const char *http_query_nth(http_req_t *r, const char *name, unsigned n, char *buf, size_t len, int *too_long)
+{
+    size_t nl = strlen(name);
+    char frag[1024];
+
+    *too_long = 0;
+    for (int i = 0;; i++) {
+        int fl = lws_hdr_fragment_length(r->wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (fl <= 0) return NULL;
+        /* A parameter longer than frag[] (a long token) is not one of those
+         * this is used for. */
+        if ((size_t)fl >= sizeof frag || lws_hdr_copy_fragment(r->wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+            continue;
+        if ((size_t)fl < nl || strncmp(frag, name, nl) || n--) continue;
+        if ((size_t)fl - nl >= len) { *too_long = 1; return NULL; }
+        memcpy(buf, frag + nl, (size_t)fl - nl + 1);
+        return buf;
+    }
+}
+
+int http_header(http_req_t *r, const char *name, char *buf, size_t len)
+{
+    int n = lws_hdr_custom_length(r->wsi, name, (int)strlen(name));
+
+    if (n <= 0 || (size_t)n >= len) return -1;
+    return lws_hdr_custom_copy(r->wsi, buf, (int)len, name, (int)strlen(name));
 }
 
 int http_authorization(http_req_t *r, char *buf, size_t len)
@@ -399,6 +450,7 @@ int http_on_writable(http_req_t *r)
     struct lws *wsi = r->wsi;
     int close_after;
 
+    if (r->kind == HTTP_KIND && r->stream) return sess_on_writable(r->stream);
     if (r->kind != HTTP_KIND || !r->resp) return 0;
     if (lws_write(wsi, r->resp + FRAME_HEADROOM, r->resp_len, LWS_WRITE_HTTP_FINAL) < (int)r->resp_len)
         return -1;

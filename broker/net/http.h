@@ -26,6 +26,7 @@
 enum http_method { HTTP_OTHER = 0, HTTP_GET, HTTP_POST, HTTP_PUT, HTTP_DELETE };
 
 struct lws;
+struct sess;
 
 typedef struct http_req {
     uint16_t kind;                /* HTTP_KIND while a request is in flight */
@@ -58,6 +59,10 @@ typedef struct http_req {
     const void *route;
     char target[256];
     char action[24];              /* the longest is "waitlist_position" */
+    /* Non-NULL: this response is a Server-Sent Events stream whose session
+     * this is (net/sse.c): writable callbacks go to it, and it is freed
+     * with the connection. */
+    struct sess *stream;
 } http_req_t;
 
 /* What the router does with a request. */
@@ -100,6 +105,17 @@ const char *http_query(http_req_t *r, const char *name, char *buf, size_t len);
  * *@out. Return: 0 (absent: *@out untouched, or read), -1 if not a number. */
 int http_query_uint(http_req_t *r, const char *name, uint64_t *out);
 
+/* http_query_nth() - the value of the @n-th (from 0) occurrence of query
+ * parameter @name ("channel=") copied into @buf (@len bytes). Return: the
+ * value; NULL if there are not that many, or (with *@too_long set) if it
+ * does not fit in @buf. Parameters over 1 KiB are not seen. */
+const char *http_query_nth(http_req_t *r, const char *name, unsigned n, char *buf, size_t len, int *too_long);
+
+/* http_header() - request header @name (lower case with its colon:
+ * "last-event-id:") into @buf. Return: its length, or -1 if absent, empty
+ * or longer than @len - 1. */
+int http_header(http_req_t *r, const char *name, char *buf, size_t len);
+
 /* http_authorization() - the Authorization header into @buf. Return: its
  * length, or -1 if absent or longer than @len. */
 int http_authorization(http_req_t *r, char *buf, size_t len);
@@ -132,6 +148,12 @@ int http_respond_json(http_req_t *r, unsigned status, json_t *v);
 /* http_respond_error() - {"error":{"code","reason"}} with @status; @status 0
  * takes the status of @code from proto_err_http_status(). */
 int http_respond_error(http_req_t *r, unsigned status, int code, const char *reason);
+
+/* http_stream_start() - write the status line 200 and the headers of a
+ * response of Content-Type @type with no length, whose body follows in
+ * pieces until the connection closes (a Server-Sent Events stream: r->stream
+ * is set), and lift the connection's timeouts. Return: 0, or -1 to close. */
+int http_stream_start(http_req_t *r, const char *type);
 
 /* ---- answering later ---- */
 

@@ -181,6 +181,8 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return http_on_writable(&p->http);
     case LWS_CALLBACK_CLOSED_HTTP:
         http_on_closed(p ? &p->http : NULL);   /* user can be NULL here */
+        /* An event stream is a session too: the last one may end a stop. */
+        if (srv.stopping == 1 && srv.nsessions == 0 && hooks.on_last_session) hooks.on_last_session();
         return 0;
     default:
         break;

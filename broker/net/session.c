@@ -12,6 +12,7 @@
 #include "net/session.h"
 #include "net/conns.h"
 #include "net/peer.h"
+#include "net/sse.h"
 #include "herald.h"
 #include "clock.h"
 #include "rand.h"
@@ -85,6 +86,33 @@ void sess_on_established(sess_t *s, struct lws *wsi)
     srv.stats.connections_total++;
     metrics.conn_enc[s->enc]++;
     if (srv.stopping) sess_close(s, CLOSE_GOING_AWAY, 0);
+}
+
+int sess_on_stream(sess_t *s, struct lws *wsi, struct sse_stream *st)
+{
+    memset(s, 0, sizeof *s);
+    s->kind = SESS_KIND_WS;
+    s->wsi = wsi;
+    s->enc = PROTO_JSON;          /* the fan-out's JSON frames, rewritten as SSE text at write time */
+    s->sse = st;
+    s->created_ms = uv_now(&srv.loop);
+    s->last_rx_ms = s->last_write_ms = s->created_ms;
+    rand_hex(s->id, sizeof s->id - 1);
+    peer_client_addr(wsi, s->peer, sizeof s->peer);
+    s->exempt = (uint8_t)rl_exempt(s->peer);
+    if (rl_session_open(s->peer) == RL_TOO_MANY) return PROTO_E_RATE_LIMITED;
+    s->peer_counted = 1;
+    if (conn_register(s, &s->serial)) {
+        rl_session_close(s->peer);
+        return -ENOMEM;
+    }
+    s->next = srv.sessions;
+    if (srv.sessions) srv.sessions->prev = s;
+    srv.sessions = s;
+    srv.nsessions++;
+    metrics.sse_streams++;
+    metrics.sse_connects++;
+    return 0;
 }
 
 static struct sess_hooks hooks;
@@ -215,7 +243,8 @@ void sess_send_error(sess_t *s, const json_t *id, int code, const char *reason)
  * callers must not touch the session afterwards. */
 void lws_close_free_wsi(struct lws *wsi, enum lws_close_status reason, const char *caller);
 
-/* Starts the close of @s with s->close_code. Return: 0, for the callback. */
+/* Starts the close of @s with s->close_code. Return: 0, for the callback
+ * (-1 for an event stream: the callback then ends its connection). */
 static int do_close(sess_t *s)
 {
     const char *why = close_reason(s->close_code);
@@ -224,6 +253,9 @@ static int do_close(sess_t *s)
     if (!s->close_at_ms) s->close_at_ms = uv_now(&srv.loop);
     s->close_started = 1;
     queue_clear(s);
+    /* An event stream has no close frame: ending the response is its close
+     * (the -1 makes libwebsockets drop the connection). */
+    if (s->sse) return -1;
     lws_close_reason(s->wsi, code, (unsigned char *)why, strlen(why));
     lws_close_free_wsi(s->wsi, code, "herald");
     return 0;
@@ -253,6 +285,18 @@ static void pop(sess_t *s, uint32_t n)
  * into srv.batch. Return: 0, or -1 if the write failed. */
 static int write_batch(sess_t *s)
 {
+    if (s->sse) {
+        /* An event stream: its frames are rewritten as SSE text (net/sse.c),
+         * as many as fit in write_batch_max, in one write. */
+        unsigned char *out;
+        size_t len;
+        uint32_t n = sse_format_queue(s, srv.cfg.write_batch_max, &out, &len);
+        if (!n || (len && lws_write(s->wsi, out, len, LWS_WRITE_HTTP) < (int)len)) return -1;
+        if (s->close_code) s->close_at_ms = uv_now(&srv.loop);
+        s->last_write_ms = uv_now(&srv.loop);
+        pop(s, n);           /* counted in herald_sse_events_total, not in the WebSocket counters */
+        return 0;
+    }
     enum lws_write_protocol type = s->enc == PROTO_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
     size_t max = srv.cfg.write_batch_max, len;
     unsigned char *out;
@@ -355,6 +399,14 @@ void sess_tick(sess_t *s, uint64_t now)
             srv.stats.close_timeouts++;
             kill_socket(s);
         }
+        return;
+    }
+    if (s->sse) {
+        /* An event stream's client never speaks: it is kept alive (and a
+         * dead one found) by heartbeat comments, not pings. */
+        if (sse_peer_gone(s) ||
+            (s->qlen == 0 && !lws_partial_buffered(s->wsi) && sse_heartbeat_due(s, now) && sse_write_heartbeat(s)))
+            kill_socket(s);
         return;
     }
     if (!every) return;
@@ -550,8 +602,12 @@ static enum disc_reason disc_reason(const sess_t *s)
 
 void sess_on_closed(sess_t *s)
 {
-    metrics.conn_enc[s->enc]--;
-    metrics.disconnects[disc_reason(s)]++;
+    if (s->sse) {
+        metrics.sse_streams--;
+    } else {
+        metrics.conn_enc[s->enc]--;
+        metrics.disconnects[disc_reason(s)]++;
+    }
     unmark_dirty(s);
     conn_unregister(&s->serial);
     if (s->peer_counted) rl_session_close(s->peer);

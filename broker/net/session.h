@@ -42,6 +42,7 @@ enum {
 #define SESS_KIND_WS 0x5753       /* marks per-session data as a sess_t */
 
 struct sub;
+struct sse_stream;
 
 typedef struct sess {
     uint16_t kind;                /* SESS_KIND_WS once established */
@@ -88,6 +89,11 @@ typedef struct sess {
     uint8_t exempt : 1;           /* its address is in limits.rate_limit_exempt */
     uint32_t nstale;              /* state subscriptions waiting for a fresh snapshot */
     char peer[46];                /* client address (net/peer.h: behind a trusted proxy, the one it names) */
+    /* Non-NULL: this session is a Server-Sent Events stream on an HTTP
+     * response (net/sse.c), not a WebSocket: its queue is written as SSE
+     * text, it sends heartbeat comments instead of pings, and it closes by
+     * ending the response. */
+    struct sse_stream *sse;
 } sess_t;
 
 /* What the layers above do with a session's events. */
@@ -108,6 +114,15 @@ void sess_set_hooks(const struct sess_hooks *h);
 
 /* sess_on_established() - initialise @s in the per-session data of @wsi. */
 void sess_on_established(sess_t *s, struct lws *wsi);
+
+/* sess_on_stream() - initialise @s (the caller's storage, which must stay
+ * put until sess_on_closed()) as a Server-Sent Events stream on the HTTP
+ * connection @wsi, with @st (borrowed; net/sse.c owns it). It is listed in
+ * srv.sessions and conns.h like a WebSocket session, counted in
+ * limits.connections_per_ip; the caller marks it connected.
+ * Return: 0; PROTO_E_RATE_LIMITED at limits.connections_per_ip; -ENOMEM.
+ * On failure nothing is listed and sess_on_closed() must not be called. */
+int sess_on_stream(sess_t *s, struct lws *wsi, struct sse_stream *st);
 
 /* sess_on_receive() - a piece of an incoming message. Return: 0, or -1 to
  * make libwebsockets close the connection (a close reason is already set). */

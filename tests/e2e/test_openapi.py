@@ -23,7 +23,7 @@ import msgpack
 import pytest
 import requests
 
-from conftest import REPO, Broker, RawWS, http_raw, run, connect, slow_subscriber
+from conftest import REPO, Broker, RawWS, http_raw, run, connect, slow_subscriber, hs256_token
 
 SPEC_PATH = REPO / "docs" / "openapi.json"
 API_C = REPO / "broker" / "app" / "api.c"
@@ -57,7 +57,7 @@ EXCUSED = {
         ("post", "/api/events/{event}/confirm"), ("post", "/api/events/{event}/release"),
         ("post", "/api/events/{event}/waitlist"), ("post", "/api/events/{event}/waitlist/leave"),
         ("post", "/api/events/{event}/waitlist/position"), ("get", "/api/events/{event}/waitlist/position"),
-        ("get", "/metrics")]},
+        ("get", "/metrics"), ("get", "/api/sse")]},
     **{(m, p, "500"): "out of memory, or a failing history store" for m, p in [
         ("get", "/api/webhooks/{webhook}/dead"), ("delete", "/api/webhooks/{webhook}/dead"),
         ("post", "/api/webhooks/{webhook}/dead/retry")]},
@@ -215,6 +215,7 @@ BODIES = {
 
 # Query parameters for the GET operations that need them to get past their checks.
 QUERIES = {
+    ("get", "/api/sse"): {"channel": "chat:new"},
     ("get", "/api/events/{event}/waitlist/position"): {"user": "al", "section": "A"},
 }
 
@@ -280,7 +281,7 @@ def test_served_description_is_the_file(keyed):
 
 def test_every_keyed_operation_needs_a_key_and_open_ones_do_not(keyed):
     for m, p, op in operations():
-        if p == "/ws":
+        if p in ("/ws", "/api/sse"):            # /api/sse: a stream that stays open (test_sse_responses)
             continue
         if op.get("security") == []:
             r = requests.request(m.upper(), keyed.url(url_path(p, **sample(p))), timeout=10)
@@ -295,6 +296,10 @@ def test_every_operation_but_the_probes_is_rate_limited(tmp_path_factory):
     try:
         requests.get(b.url("/api/channels"), timeout=5)               # the one request of this minute
         for m, p, op in operations():
+            if p == "/api/sse":
+                # Open like /ws: limited per connection (connects_per_second, connections_per_ip),
+                # not per request; its 429 is exercised in test_sse_responses.
+                continue
             if "429" in op["responses"]:
                 call(b, m, p, "429", sample(p), json=BODIES.get((m, p)))
             else:
@@ -579,6 +584,40 @@ def test_webhooks(dev):
     assert r.json()["retried"] == 1
     r = call(dev, "delete", "/api/webhooks/{webhook}/dead", "200", w1)
     assert r.json()["deleted"] in (0, 1)
+
+
+def stream_check(b, status, params, headers=None):
+    """GET /api/sse without reading past the headers (a 200 is a stream that stays open)."""
+    r = requests.get(b.url("/api/sse"), params=params, headers=headers or {}, stream=True, timeout=10)
+    try:
+        body = b"" if r.status_code == 200 else r.content
+        check("get", "/api/sse", status, r.status_code, {k.lower(): v for k, v in r.headers.items()}, body)
+        return r.status_code, body
+    finally:
+        r.close()
+
+
+def test_sse_responses(keyed, tmp_path_factory):
+    """GET /api/sse: open to the API key check (a stream is identified by a token, like /ws), then
+    200 text/event-stream; 400, 401, 403, 404 before the stream starts; 429 at connections_per_ip."""
+    stream_check(keyed, "200", {"channel": "chat:x"})
+    assert json.loads(stream_check(keyed, "400", {})[1])["error"]["code"] == 103
+    assert json.loads(stream_check(keyed, "400", {"channel": "bad name"})[1])["error"]["code"] == 104
+    assert json.loads(stream_check(keyed, "400", {"channel": "chat:x", "lastEventId": "x"})[1])["error"]["code"] == 103
+    stream_check(keyed, "401", {"channel": "chat:x", "token": "not.a.token"})
+    stream_check(keyed, "401", {"channel": "sys:stats"})          # operator data: an admin identity
+    stream_check(keyed, "404", {"channel": "tickets:x"})
+    secret = "sse-secret-0123456789abcdef0123456789"
+    b = _broker(tmp_path_factory, "ssecap", "--connections-per-ip", "1", "--rate-limit-exempt", "none",
+                "--hmac-secret", secret)
+    try:
+        stream_check(b, "403", {"channel": "user:bo", "token": hs256_token(secret.encode(), "al")})
+        held = requests.get(b.url("/api/sse"), params={"channel": "chat:x"}, stream=True, timeout=10)
+        assert held.status_code == 200
+        stream_check(b, "429", {"channel": "chat:x"})
+        held.close()
+    finally:
+        b.check_clean_exit()
 
 
 def test_zz_every_described_response_was_exercised(request):
