@@ -11,6 +11,7 @@
  * starts with all of that checked. */
 #include "app/api.h"
 #include "app/adapters.h"
+#include "app/commerce.h"
 #include "app/admin.h"
 #include "app/history.h"
 #include "app/metrics.h"
@@ -321,6 +322,9 @@ static int state_post_check(http_req_t *r)
     if (seats_is_map(r->target, len))
         return http_respond_error(r, 403, PROTO_E_FORBIDDEN,
                                   "a seat map changes through seat operations only (/api/events/{event}/...)");
+    if (commerce_is_store(r->target, len))
+        return http_respond_error(r, 403, PROTO_E_FORBIDDEN,
+                                  "the commerce stock channel changes through /api/commerce/... only");
     return READ_BODY;
 }
 
@@ -479,6 +483,55 @@ static int seats_position_get(http_req_t *r)
     return code ? http_respond_error(r, 0, code, reason) : 0;
 }
 
+/* ---- adapters: commerce ---- */
+
+/* /api/commerce/...: the adapter must be on, and an API key must be one
+ * that may publish to the stock channel. */
+static int commerce_check(http_req_t *r)
+{
+    const char *stock = commerce_stock_channel();
+
+    if (!commerce_enabled())
+        return http_respond_error(r, 404, PROTO_E_DISABLED,
+                                  "the commerce adapter is off: [adapter commerce] enabled = on in the configuration");
+    if (r->key && !auth_key_may_publish(r->key, stock, strlen(stock))) {
+        srv.stats.rest_unauthorized++;
+        return http_respond_error(r, 403, PROTO_E_FORBIDDEN, "this API key may not change the commerce stock channel");
+    }
+    return READ_BODY;
+}
+
+/* Runs r->action with @body (borrowed; NULL for a read) on order r->target. */
+static int commerce_run(http_req_t *r, const json_t *body)
+{
+    char reason[PROTO_REASON_MAX];
+    origin_t origin = { ORIGIN_REST, 0, NULL };
+    int code;
+
+    if (http_await(r)) return -1;
+    origin.serial = r->serial;
+    code = commerce_request(r->action, r->target, body, &origin, reason);
+    return code ? http_respond_error(r, 0, code, reason) : 0;
+}
+
+static int commerce_post(http_req_t *r)
+{
+    json_t *msg = NULL;
+    int rc;
+
+    if (json_body(r, &msg, &rc)) return rc;
+    rc = commerce_run(r, msg);
+    json_decref(msg);
+    return rc;
+}
+
+/* GET /api/commerce/orders/{order}. */
+static int commerce_get(http_req_t *r)
+{
+    int rc = commerce_check(r);
+    return rc != READ_BODY ? rc : commerce_run(r, NULL);
+}
+
 /* ---- the table ---- */
 
 static const struct route routes[] = {
@@ -512,6 +565,11 @@ static const struct route routes[] = {
     { HTTP_POST, R_BODY, "/api/events/", "/waitlist/leave", "waitlist_leave", seats_check, seats_post },
     { HTTP_POST, R_BODY, "/api/events/", "/waitlist/position", "waitlist_position", seats_check, seats_post },
     { HTTP_GET,  0, "/api/events/", "/waitlist/position", "waitlist_position", seats_position_get, NULL },
+    { HTTP_PUT,  R_BODY, "/api/commerce/stock", NULL, "stock_set", commerce_check, commerce_post },
+    { HTTP_POST, R_BODY, "/api/commerce/stock", NULL, "stock_adjust", commerce_check, commerce_post },
+    { HTTP_POST, R_BODY, "/api/commerce/orders", NULL, "order_create", commerce_check, commerce_post },
+    { HTTP_POST, R_BODY, "/api/commerce/orders/", "/status", "order_status", commerce_check, commerce_post },
+    { HTTP_GET,  0, "/api/commerce/orders/", "", "order_get", commerce_get, NULL },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -520,6 +578,7 @@ static const struct route routes[] = {
 static const struct { const char *prefix, *reason; } families[] = {
     { "/api/scoreboards/", "no such scoreboard action (score, teams, reset)" },
     { "/api/events/", "no such seat map action (seats, hold, confirm, release, waitlist, waitlist/leave)" },
+    { "/api/commerce/", "no such commerce endpoint (stock, orders, orders/{order}, orders/{order}/status)" },
 };
 
 /* Whether @uri is @rt's path; the {target} then goes in @target (@len bytes). */
