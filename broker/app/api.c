@@ -44,6 +44,8 @@ enum {
     R_BODY_ENC = 1 << 4,          /* ... in JSON or MessagePack, by Content-Type */
     R_PROBE = 1 << 5,             /* answered in the connection reserve beyond max_connections:
                                    * health, readiness, and the metrics that say why it is full */
+    R_SEGMENT = 1 << 6,           /* the {target} is one path segment (no '/'), so the paths below it
+                                   * are other routes' (or nobody's), not this one's */
 };
 
 /* on_request returns this to have the body read (R_BODY routes). */
@@ -569,7 +571,7 @@ static const struct route routes[] = {
     { HTTP_POST, R_BODY, "/api/commerce/stock", NULL, "stock_adjust", commerce_check, commerce_post },
     { HTTP_POST, R_BODY, "/api/commerce/orders", NULL, "order_create", commerce_check, commerce_post },
     { HTTP_POST, R_BODY, "/api/commerce/orders/", "/status", "order_status", commerce_check, commerce_post },
-    { HTTP_GET,  0, "/api/commerce/orders/", "", "order_get", commerce_get, NULL },
+    { HTTP_GET,  R_SEGMENT, "/api/commerce/orders/", "", "order_get", commerce_get, NULL },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -590,6 +592,7 @@ static int path_match(const struct route *rt, const char *uri, char *target, siz
     sl = strlen(rt->suffix);
     if (ul <= pl + sl || strncmp(uri, rt->prefix, pl) || strcmp(uri + ul - sl, rt->suffix)) return 0;
     tl = ul - pl - sl;
+    if ((rt->flags & R_SEGMENT) && memchr(uri + pl, '/', tl)) return 0;
     if (tl >= len) tl = len - 1;             /* too long for any name: the checks refuse it */
     memcpy(target, uri + pl, tl);
     target[tl] = '\0';

@@ -36,7 +36,8 @@ PUB = {"Authorization": "Bearer " + PUB_KEY}
 KEYS = ["--apikey", "ops.secret=" + ADMIN_KEY, "--apikey", "ops.admin=on",
         "--apikey", "pub.secret=" + PUB_KEY, "--apikey", "pub.publish=chat,tickets"]
 NAMESPACES = ["--ns", "scores.state=on", "--ns", "seats.state=on", "--ns", "seats.waitlist_max=1",
-              "--ns", "tickets.state=on", "--ns", "live.history=off", "--ns", "room.presence=on"]
+              "--ns", "tickets.state=on", "--ns", "live.history=off", "--ns", "room.presence=on",
+              "--commerce", "on"]
 MAX_BODY = 1024
 
 # (method, path, status) the description lists that no request here provokes.
@@ -51,7 +52,9 @@ EXCUSED = {
         ("post", "/api/events/{event}/confirm"), ("post", "/api/events/{event}/release"),
         ("post", "/api/events/{event}/waitlist"), ("post", "/api/events/{event}/waitlist/leave"),
         ("post", "/api/events/{event}/waitlist/position"), ("get", "/api/events/{event}/waitlist/position"),
-        ("get", "/metrics")]},
+        ("get", "/metrics"), ("put", "/api/commerce/stock"), ("post", "/api/commerce/stock"),
+        ("post", "/api/commerce/orders"), ("get", "/api/commerce/orders/{order}"),
+        ("post", "/api/commerce/orders/{order}/status")]},
 }
 # 507 needs the store filled to history.map_size_max: exercised once here (publish);
 # the other writers share that code path (pubpipe's commit failure).
@@ -61,7 +64,9 @@ for _m, _p in [("post", "/api/channels/{channel}/state"), ("post", "/api/scorebo
                ("post", "/api/events/{event}/hold"), ("post", "/api/events/{event}/confirm"),
                ("post", "/api/events/{event}/release"), ("post", "/api/events/{event}/waitlist"),
                ("post", "/api/events/{event}/waitlist/leave"), ("post", "/api/events/{event}/waitlist/position"),
-               ("get", "/api/events/{event}/waitlist/position")]:
+               ("get", "/api/events/{event}/waitlist/position"), ("put", "/api/commerce/stock"),
+               ("post", "/api/commerce/stock"), ("post", "/api/commerce/orders"),
+               ("get", "/api/commerce/orders/{order}"), ("post", "/api/commerce/orders/{order}/status")]:
     EXCUSED[(_m, _p, "507")] = "the same commit failure as POST /api/publish's 507, which is exercised"
 
 EXERCISED = set()
@@ -184,7 +189,7 @@ def sample(path):
     if "{" not in path:
         return {}
     return {"channel": "tickets:x" if path.endswith("/state") else "chat:x", "game": "g1", "event": "e1",
-            "file": "chat.html"}
+            "file": "chat.html", "order": "o1"}
 
 
 # A valid body per operation, for the checks that need the request to get past its body.
@@ -201,6 +206,10 @@ BODIES = {
     ("post", "/api/events/{event}/waitlist"): {"user": "al", "section": "A"},
     ("post", "/api/events/{event}/waitlist/leave"): {"user": "al", "section": "A"},
     ("post", "/api/events/{event}/waitlist/position"): {"user": "al", "section": "A"},
+    ("put", "/api/commerce/stock"): {"stock": {"A": 5}},
+    ("post", "/api/commerce/stock"): {"adjust": {"A": 1}},
+    ("post", "/api/commerce/orders"): {"id": "o1", "owner": "al", "lines": [{"sku": "A", "qty": 1}]},
+    ("post", "/api/commerce/orders/{order}/status"): {"status": "PAID"},
 }
 
 
@@ -310,7 +319,8 @@ def test_wrong_methods_answer_405_naming_the_described_ones(dev):
 
 
 def test_unknown_paths_answer_404(dev):
-    for p in ("/api/nope", "/api", "/metricsx", "/api/scoreboards/g1/nope", "/api/events/e1/nope"):
+    for p in ("/api/nope", "/api", "/metricsx", "/api/scoreboards/g1/nope", "/api/events/e1/nope",
+              "/api/commerce/nope", "/api/commerce/orders/o1/nope"):
         r = requests.get(dev.url(p), timeout=5)
         assert r.status_code == 404 and r.json()["error"]["code"] == 103, (p, r.text)
 
@@ -338,7 +348,7 @@ def test_channel_limit_answers_503(tmp_path_factory):
     b = _broker(tmp_path_factory, "tiny", "--max-channels", "1")
     try:
         requests.post(b.url("/api/publish"), json={"channel": "chat:first", "data": 1}, timeout=5)
-        params = {"channel": "tickets:new", "game": "g-new", "event": "e-new"}
+        params = {"channel": "tickets:new", "game": "g-new", "event": "e-new", "order": "o-new"}
         for m, p, op in operations():
             if "max_channels" not in resolve(op["responses"].get("503", {})).get("description", ""):
                 continue
@@ -546,6 +556,38 @@ def test_seat_maps(dev):
     call(dev, "get", w + "/position", "422", e, params={"user": "cy", "section": "Q"})
     call(dev, "post", w + "/leave", "200", e, json={"user": "cy", "section": "B"})
     call(dev, "post", w + "/leave", "400", e, json={"section": "B"})
+
+
+def test_commerce(dev, keyed, tmp_path_factory):
+    st, o, mv = "/api/commerce/stock", "/api/commerce/orders", "/api/commerce/orders/{order}/status"
+    g = "/api/commerce/orders/{order}"
+    call(dev, "put", st, "200", json={"stock": {"A": 2, "B": 1}})
+    call(dev, "put", st, "400", json={"stock": {"A": -1}})
+    call(dev, "post", st, "200", json={"adjust": {"A": 1}})
+    call(dev, "post", st, "400", json={"adjust": {"A": "x"}})
+    assert call(dev, "post", st, "409", json={"adjust": {"B": -2}}).json()["error"]["short"][0]["sku"] == "B"
+    call(dev, "post", o, "200", json={"id": "oa1", "owner": "al", "lines": [{"sku": "A", "qty": 1}]})
+    call(dev, "post", o, "400", json={"id": "oa2", "owner": "al", "lines": [{"sku": "A", "qty": -1}]})
+    assert call(dev, "post", o, "409", json={"id": "oa2", "owner": "al", "lines": [{"sku": "B", "qty": 5}]}
+                ).json()["error"]["code"] == 124
+    assert call(dev, "post", o, "409", json={"id": "oa1", "owner": "al", "lines": [{"sku": "A", "qty": 1}]}
+                ).json()["error"]["code"] == 125
+    call(dev, "get", g, "200", {"order": "oa1"})
+    call(dev, "get", g, "400", {"order": "bad!id"})
+    assert call(dev, "get", g, "404", {"order": "never"}).json()["error"]["code"] == 122
+    r = call(dev, "post", mv, "409", {"order": "oa1"}, json={"status": "SHIPPED"})
+    assert r.json()["error"]["allowed"] == ["PAID", "PAYMENT_FAILED", "CANCELLED"]
+    call(dev, "post", mv, "200", {"order": "oa1"}, json={"status": "PAID", "tracking": {"note": "paid by card"}})
+    call(dev, "post", mv, "400", {"order": "oa1"}, json={"status": "LOST"})
+    assert call(dev, "post", mv, "404", {"order": "never"}, json={"status": "PAID"}).json()["error"]["code"] == 122
+    for m, p in (("put", st), ("post", st), ("post", o), ("get", g), ("post", mv)):
+        assert call(keyed, m, p, "403", sample(p), headers=PUB, json=BODIES.get((m, p))).json()["error"]["code"] == 114
+    off = _broker(tmp_path_factory, "commerce-off", "--commerce", "off")
+    try:
+        for m, p in (("put", st), ("post", st), ("post", o), ("get", g), ("post", mv)):
+            assert call(off, m, p, "404", sample(p), json=BODIES.get((m, p))).json()["error"]["code"] == 116
+    finally:
+        off.check_clean_exit()
 
 
 def test_zz_every_described_response_was_exercised(request):
