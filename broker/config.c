@@ -125,6 +125,13 @@ static const struct opt opts[] = {
     { "adapter commerce", "admin_channel", "commerce-admin-channel", T_STR, O(commerce_admin_channel),
       sizeof(((config_t *)0)->commerce_admin_channel), "sys:orders",
       "channel that gets every order change, for admin dashboards" },
+    { "adapter commerce", "webhook_secret", "commerce-webhook-secret", T_OPTSTR, O(commerce_webhook_secret),
+      sizeof(((config_t *)0)->commerce_webhook_secret), "",
+      "shared secret of payment webhooks (POST /api/commerce/payments, HMAC-SHA256); empty: no webhook endpoint" },
+    { "adapter commerce", "webhook_tolerance", "commerce-webhook-tolerance", T_MS, O(commerce_webhook_tolerance_ms),
+      0, "5m", "a webhook whose signed timestamp is further than this from now is refused (a replay)" },
+    { "adapter commerce", "webhook_window", "commerce-webhook-window", T_MS, O(commerce_webhook_window_ms), 0,
+      "24h", "how long a payment event id is remembered: a repeat within it changes nothing" },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 _Static_assert(NOPTS <= CONFIG_OPTS_MAX, "config_t.where[] has no room for every option: raise CONFIG_OPTS_MAX");
@@ -424,6 +431,12 @@ static int validate_commerce(const config_t *c, char *err, size_t errlen)
         why = "the order channels' history is each order's timeline: the namespace needs history = on";
     } else if (!chname_valid(admin, strlen(admin), &why)) {
         opt = "admin_channel";
+    } else if (*c->commerce_webhook_secret && strlen(c->commerce_webhook_secret) < 16) {
+        opt = "webhook_secret";
+        why = "a webhook secret must be at least 16 characters";
+    } else if (*c->commerce_webhook_secret && c->commerce_webhook_tolerance_ms < 1000) {
+        opt = "webhook_tolerance";
+        why = "at least 1s";
     }
     if (!opt) return 0;
     {
@@ -432,7 +445,8 @@ static int validate_commerce(const config_t *c, char *err, size_t errlen)
         if (config_where(c, name, where, sizeof where) > 0) strcat(where, ": ");
     }
     snprintf(err, errlen, "%s[%s] %s = \"%s\": %s", where, sec, opt,
-             !strcmp(opt, "stock_channel") ? stock : !strcmp(opt, "admin_channel") ? admin : c->commerce_orders_ns,
+             !strcmp(opt, "stock_channel") ? stock : !strcmp(opt, "admin_channel") ? admin :
+             !strcmp(opt, "orders_namespace") ? c->commerce_orders_ns : "...",
              why ? why : "not a valid channel name");
     return -1;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #define ORDER_KEY "order:"
+#define EVENT_KEY "event:"
 
 /* The lifecycle: each status and where it may go. REFUNDED follows any
  * status once paid (goods that shipped may be refunded without coming back,
@@ -259,6 +260,55 @@ out:
     return rc;
 }
 
+/* PAYMENT: remembered by event id for the window, so a provider's retry
+ * (or a replay within the signature's tolerance) changes nothing. */
+static int payment(struct ctx *c)
+{
+    char key[sizeof EVENT_KEY + SHOP_EVENT_MAX];
+    int klen = snprintf(key, sizeof key, EVENT_KEY "%s", c->r->event);
+    int64_t now = hist_tx_now(c->tx);
+    json_t *seen = NULL, *o = NULL, *row, *res = NULL;
+    const char *const *next;
+    const char *outcome;
+    int rc, ok = 0;
+
+    if (klen < 0 || (size_t)klen >= sizeof key) return -EINVAL;
+    if ((rc = hist_tx_aux_get(c->tx, key, (size_t)klen, &seen))) return rc;
+    if (json_is_object(seen) && now - json_integer_value(json_object_get(seen, "at")) <= c->r->window_ms) {
+        hist_tx_result(c->tx, json_pack("{s:b,s:o}", "duplicate", 1, "event", seen));
+        return 0;
+    }
+    json_decref(seen);
+    if ((rc = order_get(c->tx, c->r->order, &o))) return rc;
+    if (!o) {
+        outcome = "unknown_order";
+        res = json_pack("{s:b}", "unmatched", 1);
+    } else {
+        next = shop_next(json_string_value(json_object_get(o, "status")));
+        for (size_t i = 0; next && next[i]; i++) ok |= !strcmp(next[i], c->r->status);
+        if (ok) {
+            outcome = c->r->status;
+            rc = order_move(c);
+            /* order_move() handed its report over: take it back to add the event. */
+            res = hist_tx_take_result(c->tx);
+        } else {
+            json_t *allowed = json_array();
+            for (size_t i = 0; next && next[i]; i++) json_array_append_new(allowed, json_string(next[i]));
+            outcome = "ignored";
+            res = json_pack("{s:b,s:O,s:o}", "ignored", 1, "status", json_object_get(o, "status"), "allowed", allowed);
+        }
+        json_decref(o);
+        if (rc) { json_decref(res); return rc; }
+    }
+    row = json_pack("{s:s,s:s,s:s,s:I,s:s}", "id", c->r->event, "type", c->r->event_type, "order", c->r->order,
+                    "at", (json_int_t)now, "outcome", outcome);
+    if (!row || !res) { json_decref(row); json_decref(res); return -ENOMEM; }
+    if ((rc = hist_tx_aux_put(c->tx, key, (size_t)klen, row))) { json_decref(row); json_decref(res); return rc; }
+    json_object_set_new(res, "event", row);
+    hist_tx_result(c->tx, res);
+    return 0;
+}
+
 static int order_read(struct ctx *c)
 {
     json_t *o;
@@ -284,6 +334,7 @@ int shop_apply(hist_tx_t *tx, const void *req)
     case SHOP_ORDER_CREATE: rc = order_create(&c); break;
     case SHOP_ORDER_MOVE: rc = order_move(&c); break;
     case SHOP_ORDER_GET: rc = order_read(&c); break;
+    case SHOP_PAYMENT: rc = payment(&c); break;
     default: rc = -EINVAL; break;
     }
     json_decref(c.stock);

@@ -26,6 +26,7 @@
 #define SHOP_ID_MAX 64        /* order ids and SKUs */
 #define SHOP_LINES_MAX 100    /* lines of one order; SKUs in one stock request */
 #define SHOP_QTY_MAX 1000000000 /* the most of one SKU in stock or on one line */
+#define SHOP_EVENT_MAX 128        /* a payment provider's event id */
 
 enum shop_action {
     SHOP_STOCK_SET = 1,            /* items: {"sku": count}: set each count */
@@ -33,6 +34,7 @@ enum shop_action {
     SHOP_ORDER_CREATE,             /* order, owner, lines: reserve every line and create the order */
     SHOP_ORDER_MOVE,               /* order, status, tracking: a lifecycle transition */
     SHOP_ORDER_GET,                /* order: read it (changes nothing) */
+    SHOP_PAYMENT,                  /* event, event_type, order, status, window_ms: a payment provider's event */
 };
 
 typedef struct shop_req {
@@ -42,6 +44,9 @@ typedef struct shop_req {
     const char *status;           /* MOVE: the status to move to (shop_status_valid()) */
     json_t *items;                /* STOCK_*: {"sku": integer}; CREATE: lines [{"sku","qty"}], distinct SKUs */
     json_t *tracking;             /* MOVE: {"carrier","tracking_number","eta","note"} (each optional), or NULL */
+    const char *event;            /* PAYMENT: the provider's event id (1-SHOP_EVENT_MAX bytes) */
+    const char *event_type;       /* PAYMENT: "payment.succeeded" (status PAID) or "payment.failed" (PAYMENT_FAILED) */
+    int64_t window_ms;            /* PAYMENT: an event id seen less than this long ago is a duplicate */
 } shop_req_t;
 
 /* shop_status_valid() - whether @s is one of the order statuses. Any thread. */
@@ -61,6 +66,13 @@ const char *const *shop_next(const char *s);
  * "wanted","available"}] (a SKU never stocked has 0); PROTO_E_BAD_TRANSITION
  * "status" (current) and "allowed" (the next ones); PROTO_E_UNKNOWN_ORDER;
  * PROTO_E_ORDER_EXISTS "status".
+ * PAYMENT never refuses (a provider must not retry forever): its result is
+ * "event" (the row remembered in aux "event:<id>": {"id","type","order",
+ * "at","outcome"}) and either "duplicate": true (seen within the window;
+ * nothing changed), "unmatched": true (no such order: the event is kept and
+ * reported), "ignored": true with "status" and "allowed" (the order's status
+ * does not lead there, e.g. a repeat "succeeded" for a PAID order), or what
+ * MOVE reports.
  * Return: 0, HIST_E_REFUSED, or a storage code (see hist_custom_fn). */
 int shop_apply(hist_tx_t *tx, const void *req);
 

@@ -527,6 +527,24 @@ static int commerce_post(http_req_t *r)
     return rc;
 }
 
+/* POST /api/commerce/payments: a payment provider's webhook. Open to the
+ * API key check (a provider has no key): the HMAC signature over the raw
+ * body is its authentication (app/commerce.c). */
+static int commerce_payment_post(http_req_t *r)
+{
+    char reason[PROTO_REASON_MAX], sig[512];
+    origin_t origin = { ORIGIN_REST, 0, NULL };
+    int code;
+
+    if (r->too_large) return http_respond_error(r, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
+    if (http_await(r)) return -1;
+    origin.serial = r->serial;
+    code = commerce_payment(r->body ? r->body : (const unsigned char *)"", r->blen,
+                            http_header(r, "herald-signature:", sig, sizeof sig) < 0 ? NULL : sig, &origin, reason);
+    if (code == PROTO_E_UNAUTHORIZED) srv.stats.rest_unauthorized++;
+    return code ? http_respond_error(r, 0, code, reason) : 0;
+}
+
 /* GET /api/commerce/orders/{order}. */
 static int commerce_get(http_req_t *r)
 {
@@ -572,6 +590,7 @@ static const struct route routes[] = {
     { HTTP_POST, R_BODY, "/api/commerce/orders", NULL, "order_create", commerce_check, commerce_post },
     { HTTP_POST, R_BODY, "/api/commerce/orders/", "/status", "order_status", commerce_check, commerce_post },
     { HTTP_GET,  R_SEGMENT, "/api/commerce/orders/", "", "order_get", commerce_get, NULL },
+    { HTTP_POST, R_OPEN | R_BODY, "/api/commerce/payments", NULL, "payment", NULL, commerce_payment_post },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

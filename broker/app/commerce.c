@@ -19,9 +19,13 @@
 #include "herald.h"
 #include "log.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* A request on its way through the store; owned by its pub_ops_t. */
 typedef struct com_job {
@@ -29,6 +33,8 @@ typedef struct com_job {
     char order[SHOP_ID_MAX + 1];
     char owner[AUTH_USER_MAX + 1];
     char status[32];
+    char event[SHOP_EVENT_MAX + 1];
+    char event_type[32];
 } com_job_t;
 
 static const struct { const char *name; enum shop_action action; } actions[] = {
@@ -194,7 +200,8 @@ static void tell(const char *name, const json_t *data, json_t *notified)
 }
 
 /* The change has committed (pub_ops_t.done): tell the order's channel, its
- * owner and the admins, and name them in the answer. */
+ * owner and the admins, and name them in the answer; a payment event for an
+ * unknown order goes to the admins. */
 static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
 {
     com_job_t *j = ops->custom;
@@ -205,15 +212,30 @@ static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
     json_t *data, *notified;
 
     (void)c;
-    if (code || !result || !order || !owner || !id ||
-        (j->req.action != SHOP_ORDER_CREATE && j->req.action != SHOP_ORDER_MOVE))
+    if (!code && result && j->req.action == SHOP_PAYMENT && json_is_true(json_object_get(result, "unmatched"))) {
+        /* Kept in the store (aux "event:<id>"), and told to the admins: a
+         * payment for an order the shop never created here needs a person. */
+        hlog(LOG_WARN, "commerce", "payment event %s (%s) names unknown order %s: kept, not applied", j->event,
+             j->event_type, j->order);
+        if ((data = json_pack("{s:s,s:s,s:s,s:s}", "type", "payment_unmatched", "event", j->event, "event_type",
+                              j->event_type, "order", j->order)) && (notified = json_array())) {
+            tell(srv.cfg.commerce_admin_channel, data, notified);
+            json_object_set(result, "notified", notified);
+            json_decref(notified);
+        }
+        json_decref(data);
         return;
+    }
+    if (code || !result || !order || !owner || !id) return;
+    /* A create, or a change of status (a transition, or a payment that made one). */
+    if (j->req.action != SHOP_ORDER_CREATE && !json_object_get(result, "from")) return;
     data = json_pack("{s:s,s:s,s:s,s:O}", "type", j->req.action == SHOP_ORDER_CREATE ? "order_created" : "order_status",
                      "order", id, "owner", owner, "status", json_object_get(order, "status"));
     notified = json_array();
     if (!data || !notified) goto out;
     if (j->req.action == SHOP_ORDER_CREATE) json_object_set(data, "lines", json_object_get(order, "lines"));
     else json_object_set(data, "from", json_object_get(result, "from"));
+    if (j->req.action == SHOP_PAYMENT) json_object_set_new(data, "payment_event", json_string(j->event));
     if (j->req.tracking) json_object_set(data, "tracking", j->req.tracking);
     if (json_object_get(result, "restored")) json_object_set(data, "restored", json_object_get(result, "restored"));
     json_object_set(data, "at", json_object_get(order, "updated"));
@@ -333,6 +355,7 @@ int commerce_request(const char *action, const char *order, const json_t *body, 
         }
     }
         /* fall through */
+    case SHOP_PAYMENT:                 /* commerce_payment() builds these */
     case SHOP_ORDER_GET:
         if (!order || !id_ok(order, strlen(order))) {
             r = bad(reason, "an order id is 1-64 letters, digits, '_', '-' or '.'");
@@ -349,6 +372,130 @@ int commerce_request(const char *action, const char *order, const json_t *body, 
     }
     return submit(j, origin, reason);
 fail:
+    job_free(j);
+    origin_clear(origin);
+    return r;
+}
+
+/* ---- payment webhooks ---- */
+
+/* Whether one of the v1= signatures in @sig is the HMAC of "<t>.<body>". */
+static int signature_ok(const char *sig, const unsigned char *body, size_t len, long long *t)
+{
+    const char *key = srv.cfg.commerce_webhook_secret, *p, *ts = NULL;
+    unsigned char mac[EVP_MAX_MD_SIZE], want[EVP_MAX_MD_SIZE];
+    unsigned maclen = 0;
+    char tbuf[32];
+    unsigned char *msg;
+    int found = 0;
+
+    /* t= first: it is part of what is signed. */
+    for (p = sig; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+        while (*p == ' ') p++;
+        if (!strncmp(p, "t=", 2)) ts = p + 2;
+    }
+    if (!ts) return 0;
+    snprintf(tbuf, sizeof tbuf, "%.*s", (int)strcspn(ts, ","), ts);
+    if (!*tbuf || strspn(tbuf, "0123456789") != strlen(tbuf) || strlen(tbuf) > 12) return 0;
+    *t = atoll(tbuf);
+    /* HMAC() is one-shot: the signed text is "<t>.<body>", built once. */
+    if (!(msg = malloc(strlen(tbuf) + 1 + len + 1))) return 0;
+    memcpy(msg, tbuf, strlen(tbuf));
+    msg[strlen(tbuf)] = '.';
+    if (len) memcpy(msg + strlen(tbuf) + 1, body, len);
+    if (!HMAC(EVP_sha256(), key, (int)strlen(key), msg, strlen(tbuf) + 1 + len, mac, &maclen)) {
+        free(msg);
+        return 0;
+    }
+    free(msg);
+    for (p = sig; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+        size_t n, i;
+        while (*p == ' ') p++;
+        if (strncmp(p, "v1=", 3)) continue;
+        n = strcspn(p + 3, ",");
+        if (n != 2 * (size_t)maclen) continue;
+        for (i = 0; i < maclen; i++) {
+            unsigned v;
+            if (sscanf(p + 3 + 2 * i, "%2x", &v) != 1 || !strchr("0123456789abcdefABCDEF", p[4 + 2 * i]) ||
+                !strchr("0123456789abcdefABCDEF", p[3 + 2 * i]))
+                break;
+            want[i] = (unsigned char)v;
+        }
+        /* Constant time: how much of a forged signature matches must not show in the timing. */
+        if (i == maclen && !CRYPTO_memcmp(want, mac, maclen)) found = 1;
+    }
+    return found;
+}
+
+int commerce_payment(const unsigned char *body, size_t len, const char *sig, origin_t *origin, char *reason)
+{
+    char why[PROTO_REASON_MAX];
+    const json_t *id, *type, *order;
+    json_t *ev = NULL;
+    com_job_t *j = NULL;
+    long long t = 0, now = (long long)time(NULL);
+    int r;
+
+    if (!commerce_enabled() || !*srv.cfg.commerce_webhook_secret) {
+        snprintf(reason, PROTO_REASON_MAX, "payment webhooks are off: set [adapter commerce] enabled = on and "
+                 "webhook_secret");
+        r = PROTO_E_DISABLED;
+        goto fail;
+    }
+    if (!sig || !signature_ok(sig, body, len, &t)) {
+        snprintf(reason, PROTO_REASON_MAX, "missing or wrong Herald-Signature: t=<unix seconds>,v1=<hex "
+                 "HMAC-SHA256 of \"<t>.<body>\">");
+        r = PROTO_E_UNAUTHORIZED;
+        goto fail;
+    }
+    if (t < now - (long long)(srv.cfg.commerce_webhook_tolerance_ms / 1000) ||
+        t > now + (long long)(srv.cfg.commerce_webhook_tolerance_ms / 1000)) {
+        snprintf(reason, PROTO_REASON_MAX, "the signature's timestamp is outside webhook_tolerance: refused as a "
+                 "replay");
+        r = PROTO_E_UNAUTHORIZED;
+        goto fail;
+    }
+    if ((r = msg_decode(PROTO_JSON, len ? body : (const unsigned char *)"", len, &ev, why))) {
+        snprintf(reason, PROTO_REASON_MAX, "%s", why);
+        goto fail;
+    }
+    id = json_object_get(ev, "id");
+    type = json_object_get(ev, "type");
+    order = json_object_get(json_object_get(ev, "data"), "order");
+    r = PROTO_E_BAD_FIELD;
+    if (!json_is_string(id) || !json_string_length(id) || json_string_length(id) > SHOP_EVENT_MAX ||
+        strlen(json_string_value(id)) != json_string_length(id)) {
+        bad(reason, "field \"id\" must be the provider's event id: a string of 1-128 bytes");
+        goto fail;
+    }
+    if (!json_is_string(type)) { bad(reason, "field \"type\" must be the event type, a string"); goto fail; }
+    if (strcmp(json_string_value(type), "payment.succeeded") && strcmp(json_string_value(type), "payment.failed")) {
+        /* Providers send many kinds of events to one endpoint: the others are
+         * acknowledged, so they are not retried, and otherwise left alone. */
+        json_decref(ev);
+        reply_ok(origin, "commerce", json_pack("{s:b,s:s}", "ignored", 1, "reason", "not a payment event"));
+        origin_clear(origin);
+        return 0;
+    }
+    if (!json_is_string(order) || !id_ok(json_string_value(order), json_string_length(order))) {
+        bad(reason, "field \"data.order\" must be an order id: 1-64 letters, digits, '_', '-' or '.'");
+        goto fail;
+    }
+    if (!(j = calloc(1, sizeof *j))) { r = oom(reason); goto fail; }
+    j->req.action = SHOP_PAYMENT;
+    memcpy(j->event, json_string_value(id), json_string_length(id) + 1);
+    snprintf(j->event_type, sizeof j->event_type, "%s", json_string_value(type));
+    snprintf(j->order, sizeof j->order, "%s", json_string_value(order));
+    snprintf(j->status, sizeof j->status, "%s", strcmp(j->event_type, "payment.succeeded") ? "PAYMENT_FAILED" : "PAID");
+    j->req.event = j->event;
+    j->req.event_type = j->event_type;
+    j->req.order = j->order;
+    j->req.status = j->status;
+    j->req.window_ms = srv.cfg.commerce_webhook_window_ms;
+    json_decref(ev);
+    return submit(j, origin, reason);
+fail:
+    json_decref(ev);
     job_free(j);
     origin_clear(origin);
     return r;

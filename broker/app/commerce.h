@@ -41,4 +41,22 @@ int commerce_is_store(const char *name, size_t len);
  * PROTO_E_INTERNAL (@origin cleared). */
 int commerce_request(const char *action, const char *order, const json_t *body, origin_t *origin, char *reason);
 
+/* commerce_payment() - a payment provider's webhook: @body (@len raw
+ * bytes, as signed) with the signature header @sig ("t=<unix seconds>,
+ * v1=<hex HMAC-SHA256 of "<t>.<body>">", several v1= allowed for secret
+ * rotation). Checks the signature against [adapter commerce]
+ * webhook_secret in constant time and the timestamp against
+ * webhook_tolerance, then applies the event ({"id","type","data":
+ * {"order"}}) for @origin (taken): "payment.succeeded" moves the order to
+ * PAID, "payment.failed" to PAYMENT_FAILED (its stock given back); other
+ * types are answered {"ignored": true} at once, without a commit. The
+ * answer (storage/shop.h, SHOP_PAYMENT) never refuses a well-signed event,
+ * so the provider stops retrying; an event for an unknown order is kept and
+ * reported on the admin channel.
+ * @reason: [out] on failure (PROTO_REASON_MAX bytes).
+ * Return: 0; PROTO_E_DISABLED (no secret configured); PROTO_E_UNAUTHORIZED
+ * (missing or bad signature, stale timestamp); PROTO_E_MALFORMED,
+ * PROTO_E_BAD_FIELD; PROTO_E_LIMIT, PROTO_E_INTERNAL (@origin cleared). */
+int commerce_payment(const unsigned char *body, size_t len, const char *sig, origin_t *origin, char *reason);
+
 #endif

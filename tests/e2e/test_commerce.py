@@ -4,6 +4,7 @@ notifications on the order's channel (its owner and admins only), the owner's
 personal channel and the admin feed, bad input refused with nothing written, a
 race for the last units that never oversells, persistence across a restart and
 the [adapter commerce] configuration."""
+import json
 import random
 import threading
 import time
@@ -358,6 +359,137 @@ def test_config_section_and_its_errors(tmp_path):
     bad.write_text("[adapter commerce]\nenabled = maybe\n")
     r = run_herald(["--config", str(bad), "--data-dir", str(tmp_path / "d")])
     assert r.returncode != 0 and ":2" in r.stderr and "enabled" in r.stderr, r.stderr
+    bad.write_text("[adapter commerce]\nenabled = on\nwebhook_secret = short\n")
+    r = run_herald(["--config", str(bad), "--data-dir", str(tmp_path / "d")])
+    assert r.returncode != 0 and "%s:3" % bad in r.stderr and "at least 16" in r.stderr, r.stderr
     bad.write_text("[adapter commerce]\ncolour = red\n")
     r = run_herald(["--config", str(bad), "--data-dir", str(tmp_path / "d")])
     assert r.returncode != 0 and "unknown key" in r.stderr, r.stderr
+
+
+# -- payment webhooks ----------------------------------------------------------------
+
+WHSEC = "whsec_0123456789abcdef"
+HOOKS = ON + ("--commerce-webhook-secret", WHSEC, "--commerce-webhook-tolerance", "60s")
+
+
+def hook(b, event, t=None, secret=WHSEC, raw=None, header=None):
+    import hashlib
+    import hmac
+    body = raw if raw is not None else json.dumps(event).encode()
+    t = int(time.time()) if t is None else t
+    sig = hmac.new(secret.encode(), b"%d." % t + body, hashlib.sha256).hexdigest()
+    h = {"Content-Type": "application/json",
+         "Herald-Signature": header if header is not None else "t=%d,v1=%s" % (t, sig)}
+    r = requests.post(b.url("/api/commerce/payments"), data=body, headers=h, timeout=10)
+    return r.status_code, r.json()
+
+
+def ev(eid, kind, order):
+    return {"id": eid, "type": kind, "data": {"order": order}}
+
+
+def test_payment_webhooks_move_orders_once(make_broker):
+    b = make_broker(*HOOKS)
+
+    async def main():
+        admin = await user(b, "ops", role="admin")
+        assert (await sub(admin, "sys:orders"))["op"] == "subscribed"
+        api(b, "PUT", "/api/commerce/stock", {"stock": {"A": 5}})
+        assert create(b, "w1", "alice", [{"sku": "A", "qty": 2}])[0] == 200
+        assert create(b, "w2", "bob", [{"sku": "A", "qty": 3}])[0] == 200
+        assert stock_state(b)[0] == {"A": 0}
+
+        code, res = hook(b, ev("evt_1", "payment.succeeded", "w1"))
+        assert code == 200 and res["order"]["status"] == "PAID" and res["event"]["outcome"] == "PAID", res
+        code, res = hook(b, ev("evt_2", "payment.failed", "w2"))
+        assert code == 200 and res["order"]["status"] == "PAYMENT_FAILED" and res["restored"] == {"A": 3}, res
+        assert stock_state(b)[0] == {"A": 3}
+        # The provider retries: answered 200, nothing changes (stock restored once).
+        for e in (ev("evt_1", "payment.succeeded", "w1"), ev("evt_2", "payment.failed", "w2")):
+            code, res = hook(b, e)
+            assert code == 200 and res["duplicate"] is True and res["changes"] == [], res
+        assert stock_state(b)[0] == {"A": 3}
+        # A new event the order's status does not lead to: acknowledged, ignored.
+        code, res = hook(b, ev("evt_3", "payment.failed", "w1"))
+        assert code == 200 and res["ignored"] is True and res["status"] == "PAID", res
+        assert api(b, "GET", "/api/commerce/orders/w1")[1]["order"]["status"] == "PAID"
+        # An unknown order: kept, reported to the admins, acknowledged.
+        code, res = hook(b, ev("evt_4", "payment.succeeded", "ghost"))
+        assert code == 200 and res["unmatched"] is True and res["event"]["outcome"] == "unknown_order", res
+        assert res["notified"] == ["sys:orders"]
+        assert b.wait_log("payment event evt_4 .* unknown order ghost", 5)
+        code, res = hook(b, ev("evt_4", "payment.succeeded", "ghost"))
+        assert code == 200 and res["duplicate"] is True and res["event"]["order"] == "ghost", res
+        # Other event types are acknowledged and left alone.
+        code, res = hook(b, {"id": "evt_5", "type": "charge.refunded", "data": {}})
+        assert code == 200 and res["ignored"] is True
+        seen = []
+        while not any(d.get("type") == "payment_unmatched" for d in seen):
+            m = await admin.next()
+            if m.get("op") == "pub":
+                seen.append(m["data"])
+        assert [d["status"] for d in seen if d["type"] == "order_status"] == ["PAID", "PAYMENT_FAILED"]
+        assert seen[-1] == {"type": "payment_unmatched", "event": "evt_4", "event_type": "payment.succeeded",
+                            "order": "ghost"}
+
+    run(main())
+
+
+def test_payment_webhook_signatures(make_broker):
+    b = make_broker(*HOOKS)
+    api(b, "PUT", "/api/commerce/stock", {"stock": {"A": 5}})
+    assert create(b, "s1", "alice", [{"sku": "A", "qty": 1}])[0] == 200
+    e = ev("evt_s", "payment.succeeded", "s1")
+    body = json.dumps(e).encode()
+    now = int(time.time())
+    bad = [
+        dict(secret="another-secret-0123456789"),                   # wrong key
+        dict(t=now - 120),                                          # outside the tolerance: a replay
+        dict(t=now + 120),
+        dict(header=""),                                            # no signature
+        dict(header="t=%d" % now),
+        dict(header="v1=" + "0" * 64),
+        dict(header="t=%d,v1=%s" % (now, "zz" * 32)),
+        dict(header="t=abc,v1=" + "0" * 64),
+    ]
+    for kw in bad:
+        code, res = hook(b, e, **kw)
+        assert code == 401 and res["error"]["code"] == 113, (kw, res)
+    # Body changed after signing.
+    import hashlib
+    import hmac
+    sig = hmac.new(WHSEC.encode(), b"%d." % now + body, hashlib.sha256).hexdigest()
+    r = requests.post(b.url("/api/commerce/payments"), data=body.replace(b"s1", b"s2"),
+                      headers={"Herald-Signature": "t=%d,v1=%s" % (now, sig)}, timeout=10)
+    assert r.status_code == 401
+    assert api(b, "GET", "/api/commerce/orders/s1")[1]["order"]["status"] == "PENDING"
+    # A second v1 (the provider rotating secrets) is fine when one matches.
+    code, res = hook(b, e, header="t=%d,v1=%s,v1=%s" % (now, "ab" * 32, sig))
+    assert code == 200 and res["order"]["status"] == "PAID", res
+    # Well signed but malformed: documented 400s, nothing stored.
+    for raw, c in ((b"{nope", 101), (b'{"id":"","type":"payment.failed","data":{"order":"s1"}}', 103),
+                   (b'{"id":"e9","type":"payment.failed","data":{}}', 103),
+                   (b'{"id":"e9","type":7,"data":{"order":"s1"}}', 103)):
+        code, res = hook(b, None, raw=raw)
+        assert code == 400 and res["error"]["code"] == c, (raw, res)
+    assert api(b, "GET", "/api/commerce/orders/s1")[1]["order"]["status"] == "PAID"
+
+
+def test_payment_webhooks_off_without_a_secret(make_broker):
+    b = make_broker(*ON)
+    code, res = hook(b, ev("e1", "payment.succeeded", "o1"))
+    assert code == 404 and res["error"]["code"] == 116
+
+
+def test_payment_event_ids_survive_a_restart(make_broker, tmp_path):
+    d = tmp_path / "hooks"
+    b = make_broker(*HOOKS, data_dir=str(d))
+    api(b, "PUT", "/api/commerce/stock", {"stock": {"A": 2}})
+    assert create(b, "k1", "alice", [{"sku": "A", "qty": 2}])[0] == 200
+    assert hook(b, ev("evt_k", "payment.failed", "k1"))[1]["restored"] == {"A": 2}
+    b.stop()
+    b2 = make_broker(*HOOKS, data_dir=str(d))
+    code, res = hook(b2, ev("evt_k", "payment.failed", "k1"))
+    assert code == 200 and res["duplicate"] is True
+    assert stock_state(b2)[0] == {"A": 2}

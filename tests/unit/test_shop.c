@@ -201,6 +201,49 @@ static void test_restore_once(void **state)
     assert_int_equal(code_of(res), PROTO_E_UNKNOWN_ORDER);
 }
 
+static int pay(const char *event, const char *type, const char *order, int64_t window, json_t **res)
+{
+    shop_req_t r = { .action = SHOP_PAYMENT, .event = event, .event_type = type, .order = order,
+                     .status = strcmp(type, "payment.succeeded") ? "PAYMENT_FAILED" : "PAID", .window_ms = window };
+    return run(&r, res, NULL);
+}
+
+static void test_payments_once_per_event(void **state)
+{
+    json_t *res;
+    (void)state;
+    assert_int_equal(set_stock("P", 4), 0);
+    assert_int_equal(create("p1", "alice", json_pack("[{s:s,s:i}]", "sku", "P", "qty", 4), NULL), 0);
+    assert_int_equal(stock("P"), 0);
+    assert_int_equal(pay("e1", "payment.failed", "p1", 60000, &res), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(res, "restored"), "P")), 4);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(res, "event"), "outcome")), "PAYMENT_FAILED");
+    json_decref(res);
+    assert_int_equal(stock("P"), 4);
+    /* The same event again: a duplicate, never an error, nothing restored twice. */
+    assert_int_equal(pay("e1", "payment.failed", "p1", 60000, &res), 0);
+    assert_true(json_is_true(json_object_get(res, "duplicate")));
+    json_decref(res);
+    assert_int_equal(stock("P"), 4);
+    /* A new event the status does not lead to: ignored, remembered. */
+    assert_int_equal(pay("e2", "payment.succeeded", "p1", 60000, &res), 0);
+    assert_true(json_is_true(json_object_get(res, "ignored")));
+    assert_string_equal(json_string_value(json_object_get(res, "status")), "PAYMENT_FAILED");
+    json_decref(res);
+    assert_string_equal(status_of("p1"), "PAYMENT_FAILED");
+    /* An unknown order: kept (a repeat is a duplicate), not refused. */
+    assert_int_equal(pay("e3", "payment.succeeded", "ghost", 60000, &res), 0);
+    assert_true(json_is_true(json_object_get(res, "unmatched")));
+    json_decref(res);
+    assert_int_equal(pay("e3", "payment.succeeded", "ghost", 60000, &res), 0);
+    assert_true(json_is_true(json_object_get(res, "duplicate")));
+    json_decref(res);
+    /* Past the window an id counts as new (here: a window of 0 ms, and the clock moves). */
+    assert_int_equal(pay("e3", "payment.succeeded", "ghost", 0, &res), 0);
+    assert_null(json_object_get(res, "duplicate"));
+    json_decref(res);
+}
+
 /* Random orders and transitions: stock is always the initial stock minus
  * what the orders still holding a reservation hold, and never negative. */
 static void test_random_walk(void **state)
@@ -261,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_lifecycle_table),
         cmocka_unit_test(test_reserve_all_or_none),
         cmocka_unit_test(test_restore_once),
+        cmocka_unit_test(test_payments_once_per_event),
         cmocka_unit_test(test_random_walk),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
