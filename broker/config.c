@@ -538,6 +538,8 @@ static const struct { const char *ns, *key, *val; } builtin_ns[] = {
     { "stock", "state", "on" },
     { "stock", "history", "on" },
     { "orders", "history", "on" },
+    /* An order's timeline is the broker's account of it: its owner may read it, not write it. */
+    { "orders", "publish", "server" },
 };
 
 static const char *apply_ns(config_t *c, const char *name, const char *key, const char *val, int where);

@@ -379,6 +379,14 @@ fail:
 
 /* ---- payment webhooks ---- */
 
+/* Event ids go into store keys and log lines: visible ASCII only. */
+static int printable(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] <= ' ' || s[i] > '~') return 0;
+    return 1;
+}
+
 /* Whether one of the v1= signatures in @sig is the HMAC of "<t>.<body>". */
 static int signature_ok(const char *sig, const unsigned char *body, size_t len, long long *t)
 {
@@ -464,8 +472,8 @@ int commerce_payment(const unsigned char *body, size_t len, const char *sig, ori
     order = json_object_get(json_object_get(ev, "data"), "order");
     r = PROTO_E_BAD_FIELD;
     if (!json_is_string(id) || !json_string_length(id) || json_string_length(id) > SHOP_EVENT_MAX ||
-        strlen(json_string_value(id)) != json_string_length(id)) {
-        bad(reason, "field \"id\" must be the provider's event id: a string of 1-128 bytes");
+        !printable(json_string_value(id), json_string_length(id))) {
+        bad(reason, "field \"id\" must be the provider's event id: 1-128 printable ASCII characters, no spaces");
         goto fail;
     }
     if (!json_is_string(type)) { bad(reason, "field \"type\" must be the event type, a string"); goto fail; }

@@ -101,6 +101,10 @@ def test_lifecycle_notifies_owner_order_channel_and_admins(make_broker):
                 assert all(d["type"] == "order_status" and d["order"] == "1042" for d in data[1:])
                 assert data[5]["tracking"] == tracking and data[5]["from"] == "PACKED"
         await bob.assert_silent(0.2)
+        # The owner reads the timeline but may not write into it.
+        m = await alice.request({"op": "publish", "id": 77, "channel": "orders:1042#alice",
+                                 "data": {"type": "order_status", "status": "DELIVERED"}})
+        assert m["op"] == "error" and m["code"] == 114, m
         # The order channel's history is its timeline.
         assert [d["status"] for d in history(b, "orders:1042#alice")] == want
 
@@ -470,7 +474,8 @@ def test_payment_webhook_signatures(make_broker):
     # Well signed but malformed: documented 400s, nothing stored.
     for raw, c in ((b"{nope", 101), (b'{"id":"","type":"payment.failed","data":{"order":"s1"}}', 103),
                    (b'{"id":"e9","type":"payment.failed","data":{}}', 103),
-                   (b'{"id":"e9","type":7,"data":{"order":"s1"}}', 103)):
+                   (b'{"id":"e9","type":7,"data":{"order":"s1"}}', 103),
+                   (b'{"id":"e 9","type":"payment.failed","data":{"order":"s1"}}', 103)):
         code, res = hook(b, None, raw=raw)
         assert code == 400 and res["error"]["code"] == c, (raw, res)
     assert api(b, "GET", "/api/commerce/orders/s1")[1]["order"]["status"] == "PAID"
