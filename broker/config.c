@@ -2,6 +2,7 @@
 #include "config.h"
 #include "datadir.h"
 #include "hist.h"
+#include "chname.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -118,6 +119,24 @@ static const struct opt opts[] = {
     { "history", "map_size", NULL, T_SIZE, O(map_size), 0, "64m", "initial size of the LMDB map (grows as needed)" },
     { "history", "map_size_max", NULL, T_SIZE, O(map_size_max), 0, "4g",
       "the map grows up to this; beyond it publications to history channels fail (error 111)" },
+    { "adapter commerce", "enabled", "commerce", T_BOOL, O(commerce_enabled), 0, "off",
+      "the commerce adapter: orders and stock under /api/commerce/ (docs/adapters.md)" },
+    { "adapter commerce", "stock_channel", "commerce-stock-channel", T_STR, O(commerce_stock_channel),
+      sizeof(((config_t *)0)->commerce_stock_channel), "stock:all",
+      "the state channel whose keys are the SKUs' counts (product pages subscribe to it); orders are kept beside it" },
+    { "adapter commerce", "orders_namespace", "commerce-orders-namespace", T_STR, O(commerce_orders_ns),
+      sizeof(((config_t *)0)->commerce_orders_ns), "orders",
+      "namespace of the order channels {ns}:{order}#{owner}, readable by the owner and admins only" },
+    { "adapter commerce", "admin_channel", "commerce-admin-channel", T_STR, O(commerce_admin_channel),
+      sizeof(((config_t *)0)->commerce_admin_channel), "sys:orders",
+      "channel that gets every order change, for admin dashboards" },
+    { "adapter commerce", "webhook_secret", "commerce-webhook-secret", T_OPTSTR, O(commerce_webhook_secret),
+      sizeof(((config_t *)0)->commerce_webhook_secret), "",
+      "shared secret of payment webhooks (POST /api/commerce/payments, HMAC-SHA256); empty: no webhook endpoint" },
+    { "adapter commerce", "webhook_tolerance", "commerce-webhook-tolerance", T_MS, O(commerce_webhook_tolerance_ms),
+      0, "5m", "a webhook whose signed timestamp is further than this from now is refused (a replay)" },
+    { "adapter commerce", "webhook_window", "commerce-webhook-window", T_MS, O(commerce_webhook_window_ms), 0,
+      "24h", "how long a payment event id is remembered: a repeat within it changes nothing" },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 _Static_assert(NOPTS <= CONFIG_OPTS_MAX, "config_t.where[] has no room for every option: raise CONFIG_OPTS_MAX");
@@ -392,6 +411,51 @@ static void ns_where(const config_t *c, const char *ns, const char *key, int whe
     else *buf = '\0';
 }
 
+static int ns_name_ok(const char *n);
+
+/* [adapter commerce], when enabled: the channels it writes must be valid
+ * names, and the stock channel a state channel (its reservations are state
+ * operations). Return: 0, or -1 with @err naming where the option was set. */
+static int validate_commerce(const config_t *c, char *err, size_t errlen)
+{
+    static const char sec[] = "adapter commerce";
+    char where[sizeof c->config_path + 80];
+    const char *stock = c->commerce_stock_channel, *admin = c->commerce_admin_channel, *opt = NULL, *why = NULL;
+    char probe[sizeof c->commerce_orders_ns + 2];
+
+    if (!chname_valid(stock, strlen(stock), &why)) opt = "stock_channel";
+    else if (!config_ns(c, stock, strlen(stock))->state) {
+        opt = "stock_channel";
+        why = "its namespace needs state = on (and history = on)";
+    } else if (!ns_name_ok(c->commerce_orders_ns) || !strcmp(c->commerce_orders_ns, "*")) {
+        opt = "orders_namespace";
+        why = "a namespace name is 1-64 letters, digits, '_' or '-'";
+    } else if (snprintf(probe, sizeof probe, "%s:x", c->commerce_orders_ns) > 0 &&
+               !config_ns(c, probe, strlen(probe))->history) {
+        opt = "orders_namespace";
+        why = "the order channels' history is each order's timeline: the namespace needs history = on";
+    } else if (!chname_valid(admin, strlen(admin), &why)) {
+        opt = "admin_channel";
+    } else if (*c->commerce_webhook_secret && strlen(c->commerce_webhook_secret) < 16) {
+        opt = "webhook_secret";
+        why = "a webhook secret must be at least 16 characters";
+    } else if (*c->commerce_webhook_secret && c->commerce_webhook_tolerance_ms < 1000) {
+        opt = "webhook_tolerance";
+        why = "at least 1s";
+    }
+    if (!opt) return 0;
+    {
+        char name[64];
+        snprintf(name, sizeof name, "%s.%s", sec, opt);
+        if (config_where(c, name, where, sizeof where) > 0) strcat(where, ": ");
+    }
+    snprintf(err, errlen, "%s[%s] %s = \"%s\": %s", where, sec, opt,
+             !strcmp(opt, "stock_channel") ? stock : !strcmp(opt, "admin_channel") ? admin :
+             !strcmp(opt, "orders_namespace") ? c->commerce_orders_ns : "...",
+             why ? why : "not a valid channel name");
+    return -1;
+}
+
 /* Cross-checks whose messages name where the offending option was set, as
  * validate_auth()'s do. Return: 0, or -1 with @err. */
 static int validate_where(const config_t *c, char *err, size_t errlen)
@@ -411,6 +475,7 @@ static int validate_where(const config_t *c, char *err, size_t errlen)
                  "from presence); set presence = on or join_leave = off", where, setter);
         return -1;
     }
+    if (c->commerce_enabled && validate_commerce(c, err, errlen)) return -1;
     /* Development mode: with no API key the REST API, publishing included,
      * answers whoever reaches the port. Fine on loopback; elsewhere only
      * when the operator says so. */
@@ -497,6 +562,11 @@ static const struct { const char *ns, *key, *val; } builtin_ns[] = {
     { "scores", "history", "on" },
     { "seats", "state", "on" },
     { "seats", "history", "on" },
+    { "stock", "state", "on" },
+    { "stock", "history", "on" },
+    { "orders", "history", "on" },
+    /* An order's timeline is the broker's account of it: its owner may read it, not write it. */
+    { "orders", "publish", "server" },
 };
 
 static const char *apply_ns(config_t *c, const char *name, const char *key, const char *val, int where);

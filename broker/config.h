@@ -150,6 +150,14 @@ typedef struct config {
     char cors_origins[2048];      /* comma-separated, or "*"; empty: no CORS */
     char trusted_proxies[512];    /* addresses or CIDR blocks whose X-Forwarded-For / Forwarded is believed */
     int allow_open_dev;           /* development mode may listen on a non-loopback address */
+    /* [adapter commerce] (app/commerce.c, docs/adapters.md) */
+    int commerce_enabled;
+    char commerce_stock_channel[129];   /* the state channel holding stock and orders */
+    char commerce_orders_ns[65];        /* orders:{id}#{owner} */
+    char commerce_admin_channel[129];   /* every order change, for admins */
+    char commerce_webhook_secret[256];  /* payment webhooks' HMAC key; "": no webhook endpoint */
+    unsigned commerce_webhook_tolerance_ms; /* how far a signature's timestamp may be from now */
+    unsigned commerce_webhook_window_ms;    /* how long a provider's event id is remembered */
     /* [namespace *] and [namespace NAME] */
     ns_config_t ns_template;
     /* The broker's own namespace "sys" (sys:stats) when no [namespace sys]

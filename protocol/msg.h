@@ -39,6 +39,10 @@ enum proto_err {
     PROTO_E_SEATS_TAKEN = 119,       /* a seat hold found seats held by others or booked: nothing held */
     PROTO_E_UNKNOWN_SEAT = 120,      /* seats or a section the event's seat map does not have */
     PROTO_E_NOT_HELD = 121,          /* confirm/release of seats this user does not hold (or expired) */
+    PROTO_E_UNKNOWN_ORDER = 122,     /* commerce: no order has this id */
+    PROTO_E_BAD_TRANSITION = 123,    /* commerce: the order's status does not lead to the one asked for */
+    PROTO_E_OUT_OF_STOCK = 124,      /* commerce: an order's lines exceed the stock: nothing reserved */
+    PROTO_E_ORDER_EXISTS = 125,      /* commerce: an order with this id was already created */
 };
 
 enum proto_op {

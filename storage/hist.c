@@ -581,6 +581,13 @@ void hist_tx_result(hist_tx_t *tx, json_t *res)
     tx->w->result = res;
 }
 
+json_t *hist_tx_take_result(hist_tx_t *tx)
+{
+    json_t *res = tx->w->result;
+    tx->w->result = NULL;
+    return res;
+}
+
 /* Applies @w's ops to channel @id inside @txn and builds the record of the
  * change into @out. Return: 0; HIST_E_CONFLICT / HIST_E_NOT_INTEGER (w->failed_op
  * set); HIST_E_REFUSED (w->result says why); or an MDB/errno code. */

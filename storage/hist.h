@@ -259,6 +259,10 @@ int hist_tx_timer_del(hist_tx_t *tx, int64_t at_ms, const char *key, size_t klen
 int64_t hist_tx_now(const hist_tx_t *tx);
 /* hist_tx_result() - hand @res (taken) to the caller as hist_write_t.result. */
 void hist_tx_result(hist_tx_t *tx, json_t *res);
+/* hist_tx_take_result() - take back what hist_tx_result() was last handed
+ * (the caller owns it; NULL if nothing), so an operation built from others
+ * can extend their report. */
+json_t *hist_tx_take_result(hist_tx_t *tx);
 
 /* hist_timers_due() - call @fn for the timers due at or before @now_ms,
  * oldest first, at most @max of them; *@next_ms is then the time of the

@@ -11,6 +11,7 @@
  * starts with all of that checked. */
 #include "app/api.h"
 #include "app/adapters.h"
+#include "app/commerce.h"
 #include "app/admin.h"
 #include "app/history.h"
 #include "app/metrics.h"
@@ -45,6 +46,8 @@ enum {
     R_BODY_ENC = 1 << 4,          /* ... in JSON or MessagePack, by Content-Type */
     R_PROBE = 1 << 5,             /* answered in the connection reserve beyond max_connections:
                                    * health, readiness, and the metrics that say why it is full */
+    R_SEGMENT = 1 << 6,           /* the {target} is one path segment (no '/'), so the paths below it
+                                   * are other routes' (or nobody's), not this one's */
 };
 
 /* on_request returns this to have the body read (R_BODY routes). */
@@ -382,6 +385,9 @@ static int state_post_check(http_req_t *r)
     if (seats_is_map(r->target, len))
         return http_respond_error(r, 403, PROTO_E_FORBIDDEN,
                                   "a seat map changes through seat operations only (/api/events/{event}/...)");
+    if (commerce_is_store(r->target, len))
+        return http_respond_error(r, 403, PROTO_E_FORBIDDEN,
+                                  "the commerce stock channel changes through /api/commerce/... only");
     return READ_BODY;
 }
 
@@ -540,6 +546,73 @@ static int seats_position_get(http_req_t *r)
     return code ? http_respond_error(r, 0, code, reason) : 0;
 }
 
+/* ---- adapters: commerce ---- */
+
+/* /api/commerce/...: the adapter must be on, and an API key must be one
+ * that may publish to the stock channel. */
+static int commerce_check(http_req_t *r)
+{
+    const char *stock = commerce_stock_channel();
+
+    if (!commerce_enabled())
+        return http_respond_error(r, 404, PROTO_E_DISABLED,
+                                  "the commerce adapter is off: [adapter commerce] enabled = on in the configuration");
+    if (r->key && !auth_key_may_publish(r->key, stock, strlen(stock))) {
+        srv.stats.rest_unauthorized++;
+        return http_respond_error(r, 403, PROTO_E_FORBIDDEN, "this API key may not change the commerce stock channel");
+    }
+    return READ_BODY;
+}
+
+/* Runs r->action with @body (borrowed; NULL for a read) on order r->target. */
+static int commerce_run(http_req_t *r, const json_t *body)
+{
+    char reason[PROTO_REASON_MAX];
+    origin_t origin = { ORIGIN_REST, 0, NULL };
+    int code;
+
+    if (http_await(r)) return -1;
+    origin.serial = r->serial;
+    code = commerce_request(r->action, r->target, body, &origin, reason);
+    return code ? http_respond_error(r, 0, code, reason) : 0;
+}
+
+static int commerce_post(http_req_t *r)
+{
+    json_t *msg = NULL;
+    int rc;
+
+    if (json_body(r, &msg, &rc)) return rc;
+    rc = commerce_run(r, msg);
+    json_decref(msg);
+    return rc;
+}
+
+/* POST /api/commerce/payments: a payment provider's webhook. Open to the
+ * API key check (a provider has no key): the HMAC signature over the raw
+ * body is its authentication (app/commerce.c). */
+static int commerce_payment_post(http_req_t *r)
+{
+    char reason[PROTO_REASON_MAX], sig[512];
+    origin_t origin = { ORIGIN_REST, 0, NULL };
+    int code;
+
+    if (r->too_large) return http_respond_error(r, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
+    if (http_await(r)) return -1;
+    origin.serial = r->serial;
+    code = commerce_payment(r->body ? r->body : (const unsigned char *)"", r->blen,
+                            http_header(r, "herald-signature:", sig, sizeof sig) < 0 ? NULL : sig, &origin, reason);
+    if (code == PROTO_E_UNAUTHORIZED) srv.stats.rest_unauthorized++;
+    return code ? http_respond_error(r, 0, code, reason) : 0;
+}
+
+/* GET /api/commerce/orders/{order}. */
+static int commerce_get(http_req_t *r)
+{
+    int rc = commerce_check(r);
+    return rc != READ_BODY ? rc : commerce_run(r, NULL);
+}
+
 /* ---- the table ---- */
 
 static const struct route routes[] = {
@@ -580,6 +653,12 @@ static const struct route routes[] = {
     { HTTP_POST, R_BODY, "/api/events/", "/waitlist/leave", "waitlist_leave", seats_check, seats_post },
     { HTTP_POST, R_BODY, "/api/events/", "/waitlist/position", "waitlist_position", seats_check, seats_post },
     { HTTP_GET,  0, "/api/events/", "/waitlist/position", "waitlist_position", seats_position_get, NULL },
+    { HTTP_PUT,  R_BODY, "/api/commerce/stock", NULL, "stock_set", commerce_check, commerce_post },
+    { HTTP_POST, R_BODY, "/api/commerce/stock", NULL, "stock_adjust", commerce_check, commerce_post },
+    { HTTP_POST, R_BODY, "/api/commerce/orders", NULL, "order_create", commerce_check, commerce_post },
+    { HTTP_POST, R_BODY, "/api/commerce/orders/", "/status", "order_status", commerce_check, commerce_post },
+    { HTTP_GET,  R_SEGMENT, "/api/commerce/orders/", "", "order_get", commerce_get, NULL },
+    { HTTP_POST, R_OPEN | R_BODY, "/api/commerce/payments", NULL, "payment", NULL, commerce_payment_post },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -589,6 +668,7 @@ static const struct { const char *prefix, *reason; } families[] = {
     { "/api/scoreboards/", "no such scoreboard action (score, teams, reset)" },
     { "/api/webhooks/", "no such webhook action (dead, dead/retry)" },
     { "/api/events/", "no such seat map action (seats, hold, confirm, release, waitlist, waitlist/leave)" },
+    { "/api/commerce/", "no such commerce endpoint (stock, orders, orders/{order}, orders/{order}/status)" },
 };
 
 /* Whether @uri is @rt's path; the {target} then goes in @target (@len bytes). */
@@ -600,6 +680,7 @@ static int path_match(const struct route *rt, const char *uri, char *target, siz
     sl = strlen(rt->suffix);
     if (ul <= pl + sl || strncmp(uri, rt->prefix, pl) || strcmp(uri + ul - sl, rt->suffix)) return 0;
     tl = ul - pl - sl;
+    if ((rt->flags & R_SEGMENT) && memchr(uri + pl, '/', tl)) return 0;
     if (tl >= len) tl = len - 1;             /* too long for any name: the checks refuse it */
     memcpy(target, uri + pl, tl);
     target[tl] = '\0';

@@ -10,6 +10,7 @@
 #include "app/ops.h"
 #include "app/history.h"
 #include "app/seats.h"
+#include "app/commerce.h"
 #include "app/state.h"
 #include "core/channel.h"
 #include "core/presence.h"
@@ -429,6 +430,11 @@ static void op_state(op_req_t *q)
     if (seats_is_map(q->c->name, q->c->namelen)) {
         srv.stats.permission_denied++;
         fail(q, PROTO_E_FORBIDDEN, "a seat map changes through seat operations only (the seats op)");
+        return;
+    }
+    if (commerce_is_store(q->c->name, q->c->namelen)) {
+        srv.stats.permission_denied++;
+        fail(q, PROTO_E_FORBIDDEN, "the commerce stock channel changes through /api/commerce/... only");
         return;
     }
     if ((r = state_parse(json_object_get(q->msg, "ops"), &ops, q->reason))) { fail(q, r, q->reason); return; }

@@ -314,6 +314,14 @@ int http_authorization(http_req_t *r, char *buf, size_t len)
     return n > 0 ? n : -1;
 }
 
+int http_header(http_req_t *r, const char *name, char *buf, size_t len)
+{
+    int nlen = (int)strlen(name), n = lws_hdr_custom_length(r->wsi, name, nlen);
+
+    if (n <= 0 || (size_t)n >= len) return -1;
+    return lws_hdr_custom_copy(r->wsi, buf, (int)len, name, nlen) < 0 ? -1 : n;
+}
+
 int http_if_none_match(http_req_t *r, const char *etag)
 {
     char v[512];

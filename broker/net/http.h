@@ -120,6 +120,12 @@ int http_header(http_req_t *r, const char *name, char *buf, size_t len);
  * length, or -1 if absent or longer than @len. */
 int http_authorization(http_req_t *r, char *buf, size_t len);
 
+/* http_header() - the request header @name (lower case, with its colon:
+ * "herald-signature:") into @buf. Valid while the request is (headers are
+ * kept until it is answered). Return: its length, or -1 if absent or not
+ * shorter than @len. */
+int http_header(http_req_t *r, const char *name, char *buf, size_t len);
+
 /* http_if_none_match() - whether the request's If-None-Match lists @etag (a
  * quoted ETag) or is "*": the client's copy is current. */
 int http_if_none_match(http_req_t *r, const char *etag);

@@ -294,8 +294,9 @@ def test_bad_channel(shared_broker, enc, op, name):
 
 # Names with '#' are valid too, but user-scoped (only the listed users may use them):
 # test_auth.py covers them. So are dm: names (user_list = on by default) and seats:
-# names (a state namespace, no plain publish): pm: and venue: stand in for them.
-GOOD_CHANNELS = ["news", "chat:room1", "pm:alice,bob", "orders:1234", "venue:event-9/section-a",
+# names (a state namespace, no plain publish), and orders: names (publish = server, the
+# commerce adapter's): pm:, venue: and invoices: stand in for them.
+GOOD_CHANNELS = ["news", "chat:room1", "pm:alice,bob", "invoices:1234", "venue:event-9/section-a",
                  "a" * 255, "n" * 64 + ":x", "x:" + "y" * 253, "a:b:c", "ns::x", "A-Z_a-z0:9.@,=/~",
                  "~", "-", "_:."]
 
