@@ -300,14 +300,6 @@ const char *http_query_nth(http_req_t *r, const char *name, unsigned n, char *bu
     }
 }
 
-int http_header(http_req_t *r, const char *name, char *buf, size_t len)
-{
-    int n = lws_hdr_custom_length(r->wsi, name, (int)strlen(name));
-
-    if (n <= 0 || (size_t)n >= len) return -1;
-    return lws_hdr_custom_copy(r->wsi, buf, (int)len, name, (int)strlen(name));
-}
-
 int http_authorization(http_req_t *r, char *buf, size_t len)
 {
     int n = lws_hdr_copy(r->wsi, buf, (int)len, WSI_TOKEN_HTTP_AUTHORIZATION);

@@ -111,19 +111,14 @@ int http_query_uint(http_req_t *r, const char *name, uint64_t *out);
  * does not fit in @buf. Parameters over 1 KiB are not seen. */
 const char *http_query_nth(http_req_t *r, const char *name, unsigned n, char *buf, size_t len, int *too_long);
 
-/* http_header() - request header @name (lower case with its colon:
- * "last-event-id:") into @buf. Return: its length, or -1 if absent, empty
- * or longer than @len - 1. */
-int http_header(http_req_t *r, const char *name, char *buf, size_t len);
-
 /* http_authorization() - the Authorization header into @buf. Return: its
  * length, or -1 if absent or longer than @len. */
 int http_authorization(http_req_t *r, char *buf, size_t len);
 
 /* http_header() - the request header @name (lower case, with its colon:
- * "herald-signature:") into @buf. Valid while the request is (headers are
- * kept until it is answered). Return: its length, or -1 if absent or not
- * shorter than @len. */
+ * "last-event-id:", "herald-signature:") into @buf. Valid while the request is (headers are
+ * kept until it is answered). Return: its length, or -1 if absent, empty or
+ * not shorter than @len. */
 int http_header(http_req_t *r, const char *name, char *buf, size_t len);
 
 /* http_if_none_match() - whether the request's If-None-Match lists @etag (a

@@ -305,7 +305,10 @@ def test_every_keyed_operation_needs_a_key_and_open_ones_do_not(keyed):
 
 
 def test_every_operation_but_the_probes_is_rate_limited(tmp_path_factory):
-    b = _broker(tmp_path_factory, "limited", "--rest-per-minute", "1", "--rate-limit-exempt", "none")
+    # Only the REST limit is under test: many requests, one connection each, must not hit
+    # limits.connects_per_second first.
+    b = _broker(tmp_path_factory, "limited", "--rest-per-minute", "1", "--rate-limit-exempt", "none",
+                "--connects-per-second", "0")
     try:
         requests.get(b.url("/api/channels"), timeout=5)               # the one request of this minute
         for m, p, op in operations():
