@@ -81,7 +81,7 @@ async function open(name, url) {
   }
   const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
   const page = await context.newPage();
-  page.setDefaultTimeout(10000);
+  page.setDefaultTimeout(20000);   // generous: the suite shares a small machine
   page.on('console', (m) => {
     // A dropped WebSocket while the broker is down is what the status test wants.
     if (m.type() === 'error' && !(scenario === 'status' && /WebSocket|ERR_CONNECTION_REFUSED/.test(m.text()))) {
@@ -95,7 +95,7 @@ async function open(name, url) {
   return page;
 }
 
-const status = (page, state, timeout = 10000) =>
+const status = (page, state, timeout = 20000) =>
   page.waitForFunction((s) => document.querySelector('#status').dataset.state === s, state, { timeout });
 
 async function startBroker(args = []) {
@@ -125,10 +125,10 @@ async function chat() {
   // Typing: appears on bob's page, then clears by itself (no message sent).
   await ann.type('#text', 'hel');
   await bob.waitForFunction(() => document.querySelector('#typing').textContent === 'ann is typing…', null,
-    { timeout: 3000 });
+    { timeout: 10000 });
   check(true, 'bob sees "ann is typing…"');
   const t0 = Date.now();
-  await bob.waitForFunction(() => document.querySelector('#typing').textContent === '', null, { timeout: 6000 });
+  await bob.waitForFunction(() => document.querySelector('#typing').textContent === '', null, { timeout: 15000 });
   summary.timings.typing_cleared_ms = Date.now() - t0;
   check(true, 'the typing indicator clears by itself');
 
