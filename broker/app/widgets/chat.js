@@ -162,9 +162,16 @@ function renderMembers() {
   $('count').textContent = String(sub.presence.count);
 }
 
+let helloTimer = null;
+
 function hello(force) {
   const now = Date.now();
-  if (!force && now - lastHello < 1000) return;
+  if (!force && now - lastHello < 1000) {
+    // Throttled, but not dropped: someone who joins just after our own hello
+    // must still hear our name, so say it again once the second is up.
+    if (!helloTimer) helloTimer = setTimeout(() => { helloTimer = null; hello(true); }, 1000 - (now - lastHello));
+    return;
+  }
   lastHello = now;
   sub.signal({ hello: myName }).catch(() => {});
 }
