@@ -199,6 +199,12 @@ static void wire_hooks(void)
     static const struct sess_hooks sess_hooks = { ops_handle, ops_on_closed, state_on_drained };
 
     sess_set_hooks(&sess_hooks);
+    /* Channel and presence changes, and commits, wake the outbound webhooks. */
+    if (srv.cfg.nwebhooks) {
+        chan_events.on_occupancy = webhook_on_occupancy;
+        chan_events.on_member = webhook_on_member;
+        chan_events.on_committed = webhook_kick;
+    }
     api_init();
 }
 

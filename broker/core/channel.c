@@ -5,12 +5,13 @@
 #include "rand.h"
 #include "record.h"
 #include "core/presence.h"
-#include "core/webhook.h"
 #include "mpack.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+struct chan_events chan_events;
 
 int chan_registry_init(void)
 {
@@ -157,7 +158,7 @@ int chan_subscribe(sess_t *s, chan_t *c)
     sub->chan_idx = c->nsubs;
     c->members[c->nsubs] = s;
     c->subs[c->nsubs++] = sub;
-    if (c->nsubs == 1 && srv.cfg.nwebhooks) webhook_on_occupancy(c, 1);
+    if (c->nsubs == 1 && chan_events.on_occupancy) chan_events.on_occupancy(c, 1);
     c->nenc[s->enc]++;
     sub->sess_idx = s->nsubs;
     s->subs[s->nsubs++] = sub;
@@ -264,7 +265,7 @@ static void remove_sub(sub_t *sub)
     c->subs[i]->chan_idx = i;
     c->nsubs--;
     c->nenc[s->enc]--;
-    if (!c->nsubs && srv.cfg.nwebhooks) webhook_on_occupancy(c, 0);
+    if (!c->nsubs && chan_events.on_occupancy) chan_events.on_occupancy(c, 0);
 
     i = sub->sess_idx;
     last = s->nsubs - 1;

@@ -82,6 +82,20 @@ typedef struct sub {
     uint32_t nheld, heldcap;
 } sub_t;
 
+/* What core tells whoever watches its channels (the outbound webhooks,
+ * wired by main.c); so core/ never calls up into the modules that listen.
+ * Set before the storage thread starts; each member may be NULL. */
+struct chan_events {
+    /* Loop thread: @c got its first subscriber (@occupied 1) or lost its last (0). */
+    void (*on_occupancy)(chan_t *c, int occupied);
+    /* Loop thread: presence member @user (@len bytes) was added to or removed from @c. */
+    void (*on_member)(chan_t *c, const char *user, size_t len, int added);
+    /* Storage thread: a batch was committed (events for listeners may have been queued with it). */
+    void (*on_committed)(void);
+};
+
+extern struct chan_events chan_events;
+
 /* chan_registry_init() - empty registry in srv. Return: 0, or -ENOMEM. */
 int chan_registry_init(void);
 

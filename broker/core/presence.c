@@ -1,7 +1,6 @@
 /* broker/core/presence.c - see presence.h. */
 #include "core/presence.h"
 #include "core/channel.h"
-#include "core/webhook.h"
 #include "herald.h"
 #include "net/session.h"
 #include "log.h"
@@ -146,7 +145,7 @@ int presence_join(struct chan *c, sess_t *s)
     m->conns = 1;
     if (hmap_put(&p->members, m->key, len, m)) { member_free(m); p->conns--; return -ENOMEM; }
     announce(c, m, EV_JOIN, s);
-    if (srv.cfg.nwebhooks) webhook_on_member(c, m->key, m->keylen, 1);
+    if (chan_events.on_member) chan_events.on_member(c, m->key, m->keylen, 1);
     return 0;
 }
 
@@ -156,7 +155,7 @@ static void drop_member(struct chan *c, member_t *m, const sess_t *except)
 {
     hmap_del(&c->pres->members, m->key, m->keylen);
     announce(c, m, EV_LEAVE, except);
-    if (srv.cfg.nwebhooks) webhook_on_member(c, m->key, m->keylen, 0);
+    if (chan_events.on_member) chan_events.on_member(c, m->key, m->keylen, 0);
     member_free(m);
 }
 

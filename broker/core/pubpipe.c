@@ -1,6 +1,5 @@
 /* broker/core/pubpipe.c - see pubpipe.h. */
 #include "core/pubpipe.h"
-#include "core/webhook.h"
 #include "mpack.h"
 #include "net/http.h"
 #include "herald.h"
@@ -301,7 +300,7 @@ static void storage_main(void *arg)
 
         if (batch) {
             commit_batch(batch, &ws, &wcap, &enc);
-            if (srv.cfg.nwebhooks) webhook_kick();
+            if (chan_events.on_committed) chan_events.on_committed();
             if (srv.cfg.durability == DURABILITY_INTERVAL && !next_sync)
                 next_sync = clock_mono_ns() / 1000000 + srv.cfg.sync_interval_ms;
         }
