@@ -1,6 +1,6 @@
 """herald-cli against the real broker (docs/cli.md).
 
-Each test drives the herald-cli binary ($HERALD_CLI, default build/clients/cli/herald-cli)
+Each test drives the herald-cli binary ($HERALD_CLI, default: beside $HERALD_BIN's build)
 as a user would, in separate processes, against a broker started by conftest's
 make_broker, and checks its output and its documented exit codes:
 0 ok, 1 the broker refused, 2 bad usage or input (or an invalid config), 3 unreachable.
@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = os.environ.get("HERALD_CLI", str(REPO / "build" / "clients" / "cli" / "herald-cli"))
+# The build that made the broker under test made its CLI too: take it from the
+# same build directory (CI builds in build-ci and build-asan, not build).
+BUILD = Path(os.environ.get("HERALD_BIN", REPO / "build" / "broker" / "herald")).resolve().parents[1]
+CLI = os.environ.get("HERALD_CLI", str(BUILD / "clients" / "cli" / "herald-cli"))
 SECRET = "0123456789abcdef0123456789abcdef-cli"
 OTHER_SECRET = "fedcba9876543210fedcba9876543210-cli"
 ADMIN_KEY = "admin-key-0123456789"
@@ -590,8 +593,7 @@ def test_installed_library_builds_the_documented_example(broker, tmp_path):
     compiled and linked with `pkg-config --cflags --libs herald-client` against it, and run."""
     import glob
     import re
-    build = Path(os.environ.get("HERALD_BUILD_DIR", Path(os.environ.get("HERALD_BIN", REPO / "build" / "broker" /
-                                                                        "herald")).resolve().parents[1]))
+    build = Path(os.environ.get("HERALD_BUILD_DIR", BUILD))
     stage = tmp_path / "stage"
     r = subprocess.run(["meson", "install", "-C", str(build), "--destdir", str(stage), "--no-rebuild", "--quiet"],
                        capture_output=True, text=True, timeout=300)
