@@ -3,7 +3,7 @@
 #include "net/conns.h"
 #include "net/frame.h"
 #include "net/peer.h"
-#include "net/sse.h"
+#include "net/session.h"
 #include "auth/auth.h"
 #include "herald.h"
 #include "msg.h"
@@ -32,7 +32,7 @@ static void reset(http_req_t *r)
 void http_on_closed(http_req_t *r)
 {
     if (!r || r->kind != HTTP_KIND) return;
-    if (r->stream) sse_on_closed(r->stream);
+    if (r->stream) r->stream->stream->closed(r->stream);
     reset(r);
 }
 

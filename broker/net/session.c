@@ -12,7 +12,6 @@
 #include "net/session.h"
 #include "net/conns.h"
 #include "net/peer.h"
-#include "net/sse.h"
 #include "herald.h"
 #include "clock.h"
 #include "rand.h"
@@ -88,13 +87,13 @@ void sess_on_established(sess_t *s, struct lws *wsi)
     if (srv.stopping) sess_close(s, CLOSE_GOING_AWAY, 0);
 }
 
-int sess_on_stream(sess_t *s, struct lws *wsi, struct sse_stream *st)
+int sess_on_stream(sess_t *s, struct lws *wsi, const struct sess_stream_ops *ops)
 {
     memset(s, 0, sizeof *s);
     s->kind = SESS_KIND_WS;
     s->wsi = wsi;
     s->enc = PROTO_JSON;          /* the fan-out's JSON frames, rewritten as SSE text at write time */
-    s->sse = st;
+    s->stream = ops;
     s->created_ms = uv_now(&srv.loop);
     s->last_rx_ms = s->last_write_ms = s->created_ms;
     rand_hex(s->id, sizeof s->id - 1);
@@ -255,7 +254,7 @@ static int do_close(sess_t *s)
     queue_clear(s);
     /* An event stream has no close frame: ending the response is its close
      * (the -1 makes libwebsockets drop the connection). */
-    if (s->sse) return -1;
+    if (s->stream) return -1;
     lws_close_reason(s->wsi, code, (unsigned char *)why, strlen(why));
     lws_close_free_wsi(s->wsi, code, "herald");
     return 0;
@@ -285,12 +284,12 @@ static void pop(sess_t *s, uint32_t n)
  * into srv.batch. Return: 0, or -1 if the write failed. */
 static int write_batch(sess_t *s)
 {
-    if (s->sse) {
-        /* An event stream: its frames are rewritten as SSE text (net/sse.c),
-         * as many as fit in write_batch_max, in one write. */
+    if (s->stream) {
+        /* A stream: its frames are rewritten as its own text (net/sse.c's
+         * events), as many as fit in write_batch_max, in one write. */
         unsigned char *out;
         size_t len;
-        uint32_t n = sse_format_queue(s, srv.cfg.write_batch_max, &out, &len);
+        uint32_t n = s->stream->format(s, srv.cfg.write_batch_max, &out, &len);
         if (!n || (len && lws_write(s->wsi, out, len, LWS_WRITE_HTTP) < (int)len)) return -1;
         if (s->close_code) s->close_at_ms = uv_now(&srv.loop);
         s->last_write_ms = uv_now(&srv.loop);
@@ -401,11 +400,11 @@ void sess_tick(sess_t *s, uint64_t now)
         }
         return;
     }
-    if (s->sse) {
-        /* An event stream's client never speaks: it is kept alive (and a
-         * dead one found) by heartbeat comments, not pings. */
-        if (sse_peer_gone(s) ||
-            (s->qlen == 0 && !lws_partial_buffered(s->wsi) && sse_heartbeat_due(s, now) && sse_write_heartbeat(s)))
+    if (s->stream) {
+        /* A stream's client never speaks: it is kept alive (and a dead one
+         * found) by the stream's heartbeats, not pings. */
+        if (s->stream->peer_gone(s) || (s->qlen == 0 && !lws_partial_buffered(s->wsi) &&
+                                        s->stream->heartbeat_due(s, now) && s->stream->heartbeat(s)))
             kill_socket(s);
         return;
     }
@@ -602,7 +601,7 @@ static enum disc_reason disc_reason(const sess_t *s)
 
 void sess_on_closed(sess_t *s)
 {
-    if (s->sse) {
+    if (s->stream) {
         metrics.sse_streams--;
     } else {
         metrics.conn_enc[s->enc]--;

@@ -42,7 +42,6 @@ enum {
 #define SESS_KIND_WS 0x5753       /* marks per-session data as a sess_t */
 
 struct sub;
-struct sse_stream;
 
 typedef struct sess {
     uint16_t kind;                /* SESS_KIND_WS once established */
@@ -89,12 +88,33 @@ typedef struct sess {
     uint8_t exempt : 1;           /* its address is in limits.rate_limit_exempt */
     uint32_t nstale;              /* state subscriptions waiting for a fresh snapshot */
     char peer[46];                /* client address (net/peer.h: behind a trusted proxy, the one it names) */
-    /* Non-NULL: this session is a Server-Sent Events stream on an HTTP
-     * response (net/sse.c), not a WebSocket: its queue is written as SSE
-     * text, it sends heartbeat comments instead of pings, and it closes by
-     * ending the response. */
-    struct sse_stream *sse;
+    /* Non-NULL: this session is a stream on an HTTP response (a
+     * Server-Sent Events stream, net/sse.c), not a WebSocket: its queue is
+     * written through these operations, it is kept alive by them instead of
+     * pings, and it closes by ending the response. */
+    const struct sess_stream_ops *stream;
 } sess_t;
+
+/* How a stream session (sess_on_stream()) writes. The session keeps the
+ * queue, its bound and the write scheduling; the stream turns queued frames
+ * into its own wire text. Loop thread. */
+struct sess_stream_ops {
+    /* The text of frames from the head of @s's queue, at least one and then
+     * as many as fit in @max bytes; *@buf (LWS_PRE headroom before it) and
+     * *@len say where (*@len may be 0). Return: frames taken, 0 if out of
+     * memory (the connection is then dropped). */
+    uint32_t (*format)(sess_t *s, size_t max, unsigned char **buf, size_t *len);
+    /* Whether the stream wants a keep-alive write now (nothing is queued). */
+    int (*heartbeat_due)(const sess_t *s, uint64_t now);
+    /* Write the keep-alive. Return: 0, or -1 if the write failed. */
+    int (*heartbeat)(sess_t *s);
+    /* Whether the client has closed its end: an HTTP response is not read
+     * while it is written, so the tick asks. */
+    int (*peer_gone)(const sess_t *s);
+    /* The connection is gone: close the session (sess_on_closed()) and free
+     * what holds it. Called by net/http.c. */
+    void (*closed)(sess_t *s);
+};
 
 /* What the layers above do with a session's events. */
 struct sess_hooks {
@@ -116,13 +136,13 @@ void sess_set_hooks(const struct sess_hooks *h);
 void sess_on_established(sess_t *s, struct lws *wsi);
 
 /* sess_on_stream() - initialise @s (the caller's storage, which must stay
- * put until sess_on_closed()) as a Server-Sent Events stream on the HTTP
- * connection @wsi, with @st (borrowed; net/sse.c owns it). It is listed in
+ * put until sess_on_closed()) as a stream on the HTTP connection @wsi,
+ * written through @ops (static; net/sse.c's event stream). It is listed in
  * srv.sessions and conns.h like a WebSocket session, counted in
  * limits.connections_per_ip; the caller marks it connected.
  * Return: 0; PROTO_E_RATE_LIMITED at limits.connections_per_ip; -ENOMEM.
  * On failure nothing is listed and sess_on_closed() must not be called. */
-int sess_on_stream(sess_t *s, struct lws *wsi, struct sse_stream *st);
+int sess_on_stream(sess_t *s, struct lws *wsi, const struct sess_stream_ops *ops);
 
 /* sess_on_receive() - a piece of an incoming message. Return: 0, or -1 to
  * make libwebsockets close the connection (a close reason is already set). */

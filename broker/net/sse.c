@@ -34,7 +34,7 @@ struct sse_chan {
 };
 
 struct sse_stream {
-    sess_t sess;                  /* the subscriber; its ->sse points back here */
+    sess_t sess;                  /* the subscriber: first, so a sess_t * is its stream */
     unsigned n;
     struct sse_chan ch[];
 };
@@ -42,6 +42,27 @@ struct sse_stream {
 /* The text of the writes, reused: written whole before the next one is
  * made (libwebsockets copies what the kernel does not take). */
 static wbuf_t out;
+
+static uint32_t format_queue(sess_t *s, size_t max, unsigned char **buf, size_t *len);
+static int heartbeat_due(const sess_t *s, uint64_t now);
+static int write_heartbeat(sess_t *s);
+static int peer_gone(const sess_t *s);
+static void on_closed(sess_t *s);
+
+/* What the session calls to write this stream (net/session.h). */
+static const struct sess_stream_ops sse_ops = {
+    .format = format_queue,
+    .heartbeat_due = heartbeat_due,
+    .heartbeat = write_heartbeat,
+    .peer_gone = peer_gone,
+    .closed = on_closed,
+};
+
+/* The stream a stream session belongs to (its first member). */
+static struct sse_stream *stream_of(const sess_t *s)
+{
+    return (struct sse_stream *)(void *)s;
+}
 
 #define PUB_PREFIX "{\"op\":\"pub\",\"channel\":\""
 
@@ -53,7 +74,7 @@ int sse_open(http_req_t *r, unsigned nchan, sess_t **out_sess)
 
     if (!st) return -ENOMEM;
     st->n = nchan;
-    if ((rc = sess_on_stream(&st->sess, r->wsi, st))) {
+    if ((rc = sess_on_stream(&st->sess, r->wsi, &sse_ops))) {
         free(st);
         return rc;
     }
@@ -69,7 +90,7 @@ int sse_open(http_req_t *r, unsigned nchan, sess_t **out_sess)
 
 void sse_set_channel(sess_t *s, unsigned i, const char *name, size_t len, const char *epoch, uint64_t offset)
 {
-    struct sse_chan *c = &s->sse->ch[i];
+    struct sse_chan *c = &stream_of(s)->ch[i];
 
     if (len > CHNAME_MAX) len = CHNAME_MAX;
     memcpy(c->name, name, len);
@@ -186,7 +207,7 @@ static void format_frame(struct sse_stream *st, frame_t *f)
     json_decref(m);
 }
 
-uint32_t sse_format_queue(sess_t *s, size_t max, unsigned char **buf, size_t *len)
+static uint32_t format_queue(sess_t *s, size_t max, unsigned char **buf, size_t *len)
 {
     uint32_t n;
 
@@ -195,19 +216,19 @@ uint32_t sse_format_queue(sess_t *s, size_t max, unsigned char **buf, size_t *le
     if (wbuf_reserve(&out, FRAME_HEADROOM)) return 0;
     out.len = FRAME_HEADROOM;
     for (n = 0; n < s->qlen && (n == 0 || out.len - FRAME_HEADROOM < max); n++)
-        format_frame(s->sse, s->q[(s->qhead + n) & (s->qcap - 1)]);
+        format_frame(stream_of(s), s->q[(s->qhead + n) & (s->qcap - 1)]);
     if (out.oom) return 0;
     *buf = out.p + FRAME_HEADROOM;
     *len = out.len - FRAME_HEADROOM;
     return n;
 }
 
-int sse_heartbeat_due(const sess_t *s, uint64_t now)
+static int heartbeat_due(const sess_t *s, uint64_t now)
 {
     return srv.cfg.sse_heartbeat_ms && now - s->last_write_ms >= srv.cfg.sse_heartbeat_ms;
 }
 
-int sse_write_heartbeat(sess_t *s)
+static int write_heartbeat(sess_t *s)
 {
     static const char hb[] = ": heartbeat\n\n";
     unsigned char buf[LWS_PRE + sizeof hb];
@@ -217,7 +238,7 @@ int sse_write_heartbeat(sess_t *s)
     return lws_write(s->wsi, buf + LWS_PRE, sizeof hb - 1, LWS_WRITE_HTTP) < (int)(sizeof hb - 1) ? -1 : 0;
 }
 
-int sse_peer_gone(const sess_t *s)
+static int peer_gone(const sess_t *s)
 {
     int fd = (int)lws_get_socket_fd(s->wsi);
     ssize_t n;
@@ -228,9 +249,9 @@ int sse_peer_gone(const sess_t *s)
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-void sse_on_closed(sess_t *s)
+static void on_closed(sess_t *s)
 {
-    struct sse_stream *st = s->sse;
+    struct sse_stream *st = stream_of(s);
 
     sess_on_closed(s);
     free(st);

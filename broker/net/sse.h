@@ -40,29 +40,9 @@ int sse_open(http_req_t *r, unsigned nchan, sess_t **out);
  * its cursor starts at @epoch (copied) and @offset: where the client is. */
 void sse_set_channel(sess_t *s, unsigned i, const char *name, size_t len, const char *epoch, uint64_t offset);
 
-/* sse_format_queue() - the SSE text of frames from the head of @s's queue,
- * at least one and then as many as fit in @max bytes, into the stream
- * buffer; *@buf (LWS_PRE headroom before it) and *@len say where. *@len may
- * be 0 (frames that make no event). Advances the cursor.
- * Return: the number of frames taken, 0 if out of memory. */
-uint32_t sse_format_queue(sess_t *s, size_t max, unsigned char **buf, size_t *len);
-
-/* sse_heartbeat_due() - whether @s has written nothing for sse.heartbeat. */
-int sse_heartbeat_due(const sess_t *s, uint64_t now);
-
-/* sse_write_heartbeat() - write the comment line ": heartbeat". Call only
- * with nothing queued or buffered. Return: 0, or -1 if the write failed. */
-int sse_write_heartbeat(sess_t *s);
-
-/* sse_peer_gone() - whether the client of @s has closed its end (or the
- * connection failed). libwebsockets does not read an HTTP connection while
- * its response is being written, so a client that left is otherwise found
- * only by the next write; the once-a-second tick asks this instead, peeking
- * at the socket without taking anything from it. */
-int sse_peer_gone(const sess_t *s);
-
-/* sse_on_closed() - the stream's connection is gone: close its session
- * (subscriptions dropped) and free the stream. */
-void sse_on_closed(sess_t *s);
+/* The stream's writing (its events, ": heartbeat" comments, finding a
+ * client that left without a read, freeing it when the connection closes)
+ * is reached by the session through struct sess_stream_ops
+ * (net/session.h), so the session does not know it is SSE. */
 
 #endif
