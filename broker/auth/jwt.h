@@ -118,11 +118,13 @@ size_t jwt_keys_count(const jwt_keys_t *k);
  *         joined by '.'. The header and, once the signature is good, the
  *         payload must be JSON objects without duplicate keys or "\u0000"
  *         in strings.
- * Key choice: if the header has a kid, only the key with that kid is tried,
- *         and it must be of the type the header's alg needs (else JWT_E_KEY).
- *         There is no fallback: a token with a kid is refused (JWT_E_KEY)
- *         even when keys added without a kid would verify it, so keys must
- *         be added with kids to accept tokens that carry one.
+ * Key choice: if the header has a kid that names a key, only that key is
+ *         tried, and it must be of the type the header's alg needs (else
+ *         JWT_E_KEY). If the kid names no key, the keys added WITHOUT a kid
+ *         for that alg are tried in the order added (identity providers put
+ *         a kid in every token, and a key configured without one stands in
+ *         for any); with none such, JWT_E_KEY. Keys added with a different
+ *         kid are never tried for it.
  *         Without a kid, every key of that type is tried, in the order added.
  * @now: the current time, Unix seconds.
  * @leeway: seconds of clock skew allowed on exp and nbf. The token is expired
