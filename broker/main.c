@@ -29,6 +29,7 @@
 #include "auth/auth.h"
 #include "auth/ratelimit.h"
 #include "config.h"
+#include "loopwatch.h"
 #include "hist.h"
 #include "clock.h"
 #include "log.h"
@@ -128,6 +129,7 @@ static void close_own_handles(void)
     uv_close((uv_handle_t *)&srv.flush, NULL);
     uv_timer_stop(&srv.flush_timer);
     uv_close((uv_handle_t *)&srv.flush_timer, NULL);
+    loopwatch_stop();
     uv_timer_stop(&srv.tune);
     uv_close((uv_handle_t *)&srv.tune, NULL);
     uv_close((uv_handle_t *)&srv.sig_int, NULL);
@@ -234,6 +236,8 @@ static int run(void)
     wire_hooks();
 
     uv_loop_init(&srv.loop);
+    loopwatch_configure(&srv.loop);
+    loopwatch_start(&srv.loop);
     uv_signal_init(&srv.loop, &srv.sig_int);
     uv_signal_init(&srv.loop, &srv.sig_term);
     uv_timer_init(&srv.loop, &srv.tick);

@@ -10,6 +10,9 @@ struct herald_metrics metrics;
 
 static const double latency_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                          0.5, 1, 2.5, 5, 10 };
+/* Loop turns are microseconds when all is well; the top buckets are stalls. */
+static const double turn_bounds[] = { 0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                      0.025, 0.05, 0.1, 0.25, 1 };
 static const double batch_bounds[] = { 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 4096 };
 
 #define NB(a) (sizeof a / sizeof a[0])
@@ -32,6 +35,8 @@ int stats_init(void)
     metrics.commit_seconds.n = NB(latency_bounds);
     metrics.commit_batch.bounds = batch_bounds;
     metrics.commit_batch.n = NB(batch_bounds);
+    metrics.loop_turn_seconds.bounds = turn_bounds;
+    metrics.loop_turn_seconds.n = NB(turn_bounds);
     metrics.ns_publications = calloc(srv.cfg.nns + 2, sizeof *metrics.ns_publications);
     metrics.ns_deliveries = calloc(srv.cfg.nns + 2, sizeof *metrics.ns_deliveries);
     return metrics.ns_publications && metrics.ns_deliveries ? 0 : -ENOMEM;

@@ -137,6 +137,11 @@ void metrics_render(wbuf_t *b)
         (double)srv.stats.close_timeouts);
     one(b, "herald_subscriptions", "gauge", "Subscriptions of all sessions.", (double)srv.subs.count);
     one(b, "herald_channels", "gauge", "Channels the broker holds.", (double)chan_count());
+    one(b, "herald_loop_busy_ratio", "gauge", "Share of the last second the event loop spent working (0-1).",
+        metrics.loop_busy_ppm / 1e6);
+    one(b, "herald_write_coalesce_seconds", "gauge",
+        "Current wait a streaming connection's next write may take to gather more (adapts to the loop's load).",
+        srv.coalesce_ms / 1e3);
     one(b, "herald_messages_received_total", "counter", "Client messages received over WebSocket.",
         (double)srv.stats.messages_in);
     one(b, "herald_messages_sent_total", "counter", "Messages written to WebSocket sessions.", (double)metrics.frames_out);
@@ -168,6 +173,8 @@ void metrics_render(wbuf_t *b)
           &metrics.publish_fanout_seconds);
     histo(b, "herald_storage_commit_seconds", "Duration of one group commit, fsync included.", &metrics.commit_seconds);
     histo(b, "herald_storage_commit_batch_size", "Publications per group commit.", &metrics.commit_batch);
+    histo(b, "herald_loop_turn_seconds", "Working time of each event loop iteration (its wait for I/O excluded).",
+          &metrics.loop_turn_seconds);
     head(b, "herald_rate_limited_total", "counter", "Requests refused by rate limits.");
     wbuf_printf(b, "herald_rate_limited_total{kind=\"messages\"} %llu\n", (unsigned long long)srv.stats.rate_limited);
     wbuf_printf(b, "herald_rate_limited_total{kind=\"rest\"} %llu\n", (unsigned long long)srv.stats.rest_rate_limited);

@@ -301,3 +301,24 @@ def test_operator_channels_need_the_admin_scope_on_every_path(make_broker):
     assert r.status_code == 200 and r.json()["publications"], r.text
     # Other channels' history stays readable with a publish key.
     assert requests.get(b.url("/api/channels/chat:x/history"), headers=PUB, timeout=5).status_code == 200
+
+
+def test_loop_metrics_count_working_time_not_waits(broker):
+    """herald_loop_turn_seconds counts every loop iteration's working time: it grows
+    with requests (each needs a turn), and an idle second adds turns (timers) but
+    almost no time, because the wait for I/O is left out."""
+    types, before = metrics(broker)
+    assert types["herald_loop_turn_seconds"] == "histogram"
+    assert types["herald_loop_busy_ratio"] == "gauge" and types["herald_write_coalesce_seconds"] == "gauge"
+    for i in range(100):
+        broker.publish_rest("room:loop", i)
+    _, mid = metrics(broker)
+    assert mid["herald_loop_turn_seconds_count"] - before["herald_loop_turn_seconds_count"] >= 100
+    buckets = [v for k, v in mid.items() if k.startswith("herald_loop_turn_seconds_bucket")]
+    assert buckets == sorted(buckets) and buckets[-1] == mid["herald_loop_turn_seconds_count"]
+    time.sleep(1.5)
+    _, after = metrics(broker)
+    assert after["herald_loop_turn_seconds_count"] > mid["herald_loop_turn_seconds_count"]   # timers still turn it
+    assert after["herald_loop_turn_seconds_sum"] - mid["herald_loop_turn_seconds_sum"] < 0.5
+    assert 0 <= after["herald_loop_busy_ratio"] < 0.5
+    assert 0 <= after["herald_write_coalesce_seconds"] <= 0.05
