@@ -34,13 +34,14 @@ HERALD_BIN = os.environ.get("HERALD_BIN", str(REPO / "build" / "broker" / "heral
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 RECV_TIMEOUT = 5.0
-SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "WARNING: ThreadSanitizer")
 LISTEN_RE = re.compile(r"listening on (\S+) port (\d+)")
 
 # Sanitizer builds: make reports land in the log and fail the exit status.
 _SAN_ENV = {
     "ASAN_OPTIONS": "abort_on_error=0:detect_leaks=1:exitcode=66",
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=0",
+    "TSAN_OPTIONS": "halt_on_error=0:exitcode=66:second_deadlock_stack=1",
 }
 
 
