@@ -860,6 +860,7 @@ static int run(http_req_t *r, const struct route *rt)
 static int on_request(http_req_t *r, const char *uri)
 {
     char auth[600];
+    enum rl_verdict v;
     unsigned retry = 0;
     int known = 0;
 
@@ -887,11 +888,12 @@ static int on_request(http_req_t *r, const char *uri)
      * before its key is looked at (a guesser is limited, then cooled off). */
     if (!auth_rest_open() && strncmp(uri, "/ws", 3) && http_authorization(r, auth, sizeof auth) >= 0)
         r->key = auth_apikey(auth);
-    if (r->key && rl_key(r->key, 1, r->peer, &retry) != RL_OK) {
+    if (r->key && (v = rl_key(r->key, 1, r->peer, &retry)) != RL_OK) {
         srv.stats.rest_rate_limited++;
         r->retry_after = retry;
         return http_respond_error(r, 429, PROTO_E_RATE_LIMITED,
-                                  "too many requests with this API key ([apikey] requests_per_minute)");
+                                  v == RL_COOLOFF ? "too many requests from this address (limits.rest_per_minute)"
+                                                  : "too many requests with this API key ([apikey] requests_per_minute)");
     }
     if (!r->key && rl_rest(r->peer, &retry) != RL_OK) {
         srv.stats.rest_rate_limited++;

@@ -256,9 +256,16 @@ enum rl_verdict rl_key(const apikey_t *k, unsigned n, const char *addr, unsigned
     uint64_t now = now_ms();
     double rate = k->requests_per_minute / 60.0, need = n;
     bucket_t *b;
+    peer_t *p;
 
-    if (!k->requests_per_minute || rl_exempt(addr) || !rl.keys || k < srv.cfg.apikeys ||
-        k >= srv.cfg.apikeys + srv.cfg.napikeys)
+    if (rl_exempt(addr)) return RL_OK;
+    /* An address cooling off after failed authentications is refused even
+     * with a valid key: else a guesser would learn which guess was right. */
+    if ((p = peer_get(addr, 0)) && cooling(p, now)) {
+        *retry_s = (unsigned)((p->cooloff_until_ms - now) / 1000 + 1);
+        return RL_COOLOFF;
+    }
+    if (!k->requests_per_minute || !rl.keys || k < srv.cfg.apikeys || k >= srv.cfg.apikeys + srv.cfg.napikeys)
         return RL_OK;
     b = &rl.keys[k - srv.cfg.apikeys];
     /* The whole minute's allowance may be spent at once, as per address. */

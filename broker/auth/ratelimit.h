@@ -75,9 +75,10 @@ enum rl_verdict rl_connect(const char *addr);
 enum rl_verdict rl_rest(const char *addr, unsigned *retry_s);
 
 /* rl_key() - @n REST requests (a batch counts its items) with API key @k
- * (one of srv.cfg.apikeys) from @addr: RL_OK, or RL_LIMITED (the key's
+ * (one of srv.cfg.apikeys) from @addr: RL_OK, RL_LIMITED (the key's
  * requests_per_minute; nothing is taken then, and *@retry_s says when @n
- * fit again). A key is limited instead of its address (limits.rest_per_minute
+ * fit again) or RL_COOLOFF (@addr is cooling off after failed
+ * authentications: refused whatever the key; *@retry_s as well). A key is limited instead of its address (limits.rest_per_minute
  * is for browsers, not a backend behind one address); rate_limit_exempt
  * addresses skip it, like the other per-connection limits. */
 enum rl_verdict rl_key(const apikey_t *k, unsigned n, const char *addr, unsigned *retry_s);
