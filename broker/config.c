@@ -115,7 +115,8 @@ static const struct opt opts[] = {
     { "history", "sync_interval", NULL, T_MS, O(sync_interval_ms), 0, "100ms",
       "with durability = interval, how often committed publications are flushed to disk" },
     { "history", "idempotency_window", NULL, T_MS, O(idempotency_window_ms), 0, "5m",
-      "a publish repeating an idempotency_key seen on its channel within this long is answered, not published again" },
+      "a publish repeating an idempotency key seen on its channel within this long is answered, not published "
+      "again (another request with the key: error 132)" },
     { "history", "map_size", NULL, T_SIZE, O(map_size), 0, "64m", "initial size of the LMDB map (grows as needed)" },
     { "history", "map_size_max", NULL, T_SIZE, O(map_size_max), 0, "4g",
       "the map grows up to this; beyond it publications to history channels fail (error 111)" },
