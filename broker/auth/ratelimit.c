@@ -270,7 +270,7 @@ enum rl_verdict rl_key(const apikey_t *k, unsigned n, const char *addr, unsigned
     b = &rl.keys[k - srv.cfg.apikeys];
     /* The whole minute's allowance may be spent at once, as per address. */
     if (bucket_take_n(b, rate, k->requests_per_minute, need, now)) return RL_OK;
-    *retry_s = (unsigned)((need - b->tokens) * 1000.0 / rate / 1000.0) + 1;
+    *retry_s = (unsigned)((need - b->tokens) / rate) + 1;     /* tokens come at @rate per second */
     return RL_LIMITED;
 }
 
