@@ -4,8 +4,9 @@
  * prefix and suffix around a {target}), what it needs (an admin key, a valid
  * channel name, a body) and its handlers. api_on_request() runs what every
  * request shares once: the open endpoints first (health, readiness, the
- * admin page, the OpenAPI description: no rate limit, no key), then the API key and the rate
- * limit (the key's own when a valid key is sent, else the address's), then the table: 404 for no such path, 405 for a known path
+ * admin page, the OpenAPI description: no rate limit, no key), then the API
+ * key and the rate limit (the key's own when a valid key is sent, else the
+ * address's), then the table: 404 for no such path, 405 for a known path
  * with the wrong method, 403 where an admin key is needed, 400 for a bad
  * channel name, 411/413/415 for a body that cannot be taken. A handler
  * starts with all of that checked. */
