@@ -115,7 +115,8 @@ static const struct opt opts[] = {
     { "history", "sync_interval", NULL, T_MS, O(sync_interval_ms), 0, "100ms",
       "with durability = interval, how often committed publications are flushed to disk" },
     { "history", "idempotency_window", NULL, T_MS, O(idempotency_window_ms), 0, "5m",
-      "a publish repeating an idempotency_key seen on its channel within this long is answered, not published again" },
+      "a publish repeating an idempotency key seen on its channel within this long is answered, not published "
+      "again (another request with the key: error 132)" },
     { "history", "map_size", NULL, T_SIZE, O(map_size), 0, "64m", "initial size of the LMDB map (grows as needed)" },
     { "history", "map_size_max", NULL, T_SIZE, O(map_size_max), 0, "4g",
       "the map grows up to this; beyond it publications to history channels fail (error 111)" },
@@ -636,6 +637,7 @@ static const char *apply_apikey(config_t *c, const char *name, const char *key, 
         k = &c->apikeys[c->napikeys++];
         memset(k, 0, sizeof *k);
         strcpy(k->name, name);
+        k->requests_per_minute = APIKEY_RATE_DEFAULT;
     }
     if (!strcmp(key, "secret")) {
         if (strlen(val) < 16) return "an API key secret must be at least 16 characters";
@@ -647,8 +649,12 @@ static const char *apply_apikey(config_t *c, const char *name, const char *key, 
     } else if (!strcmp(key, "admin")) {
         static const struct opt o = { "apikey", "admin", NULL, T_BOOL, offsetof(apikey_t, admin), 0, "off", "" };
         return apply(k, &o, val);
+    } else if (!strcmp(key, "requests_per_minute")) {
+        static const struct opt o = { "apikey", "requests_per_minute", NULL, T_UINT,
+                                       offsetof(apikey_t, requests_per_minute), 0, "6000", "" };
+        return apply(k, &o, val);
     } else {
-        return "unknown key (an [apikey NAME] section takes secret, publish and admin)";
+        return "unknown key (an [apikey NAME] section takes secret, publish, admin and requests_per_minute)";
     }
     return NULL;
 }
@@ -1074,7 +1080,9 @@ void config_usage(FILE *out)
                  "  --apikey NAME.KEY=VALUE  e.g. --apikey backend.secret=... --apikey backend.publish=orders,chat\n"
                  "  secret                 the key itself, sent as Authorization: Bearer <secret> (16+ characters)\n"
                  "  publish                namespaces it may publish to, comma-separated, or * (default: none)\n"
-                 "  admin                  may use operator endpoints (on/off, default off)\n");
+                 "  admin                  may use operator endpoints (on/off, default off)\n"
+                 "  requests_per_minute    REST requests with this key per minute, a batch counting its items,\n"
+                 "                         instead of limits.rest_per_minute (429); 0: no limit (default 6000)\n");
     fprintf(out, "\n[webhook NAME]  (an outbound webhook, docs/webhooks.md; at most 16)\n"
                  "  --webhook NAME.KEY=VALUE  e.g. --webhook orders.url=http://127.0.0.1:9000/hook\n"
                  "  url                    http://host[:port]/path (https is not supported yet)\n"

@@ -55,7 +55,11 @@ typedef struct apikey {
     char secret[256];
     char publish[1024];           /* comma-separated namespaces, "*" for all, "" for none */
     int admin;                    /* may use operator endpoints */
+    unsigned requests_per_minute; /* REST requests (a batch: its items) per minute with this key; 0: no limit */
 } apikey_t;
+
+/* The default of [apikey NAME] requests_per_minute. */
+#define APIKEY_RATE_DEFAULT 6000
 
 /* The events a webhook may ask for (webhook_t.events is a mask of them). */
 enum webhook_event {

@@ -43,6 +43,7 @@ enum proto_err {
     PROTO_E_BAD_TRANSITION = 123,    /* commerce: the order's status does not lead to the one asked for */
     PROTO_E_OUT_OF_STOCK = 124,      /* commerce: an order's lines exceed the stock: nothing reserved */
     PROTO_E_ORDER_EXISTS = 125,      /* commerce: an order with this id was already created */
+    PROTO_E_IDEM_MISMATCH = 132,     /* an idempotency key seen within its window with another request: not published */
 };
 
 enum proto_op {

@@ -720,11 +720,15 @@ static int idem_lookup(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, in
     *old_ts = 0;
     if (rc == MDB_NOTFOUND) return 0;
     if (rc) return rc;
-    if (v.mv_size != 16) return 0;
+    if (v.mv_size < 16) return 0;
     *old_ts = (int64_t)get_be64(v.mv_data);
     if (*old_ts >= w->ts - w->idem_window_ms) {
         w->duplicate = 1;
         w->offset = get_be64((unsigned char *)v.mv_data + 8);
+        /* A record from before digests (16 bytes), or a request without
+         * one, cannot be compared: it is taken for a retry, as it was. */
+        w->idem_differs = w->idem_digest && v.mv_size == 16 + HIST_IDEM_DIGEST &&
+                          memcmp((unsigned char *)v.mv_data + 16, w->idem_digest, HIST_IDEM_DIGEST);
     }
     return 0;
 }
@@ -733,7 +737,7 @@ static int idem_lookup(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, in
  * replacing a use of it at @old_ts (0: none). Return: 0 or an MDB code. */
 static int idem_remember(hist_t *h, MDB_txn *txn, uint64_t id, const hist_write_t *w, uint64_t off, int64_t old_ts)
 {
-    unsigned char kb[16 + HIST_IDEM_MAX], ab[24 + HIST_IDEM_MAX], vb[16];
+    unsigned char kb[16 + HIST_IDEM_MAX], ab[24 + HIST_IDEM_MAX], vb[16 + HIST_IDEM_DIGEST];
     MDB_val k = idem_key(kb, 0, 0, id, w), v = { 16, vb }, a, none = { 0, "" };
     int rc;
 
@@ -743,6 +747,10 @@ static int idem_remember(hist_t *h, MDB_txn *txn, uint64_t id, const hist_write_
     }
     put_be64(vb, (uint64_t)w->ts);
     put_be64(vb + 8, off);
+    if (w->idem_digest) {
+        memcpy(vb + 16, w->idem_digest, HIST_IDEM_DIGEST);
+        v.mv_size += HIST_IDEM_DIGEST;
+    }
     if ((rc = mdb_put(txn, h->idem, &k, &v, 0))) return rc;
     a = idem_key(ab, 1, w->ts, id, w);
     return mdb_put(txn, h->idem_age, &a, &none, 0);
@@ -1284,7 +1292,7 @@ int hist_idem_prune(hist_t *h, int64_t before_ms, unsigned budget)
         ik.mv_size = k.mv_size - 8;
         ik.mv_data = (void *)(kp + 8);
         rc = mdb_get(txn, h->idem, &ik, &iv);
-        if (rc == 0 && iv.mv_size == 16 && !memcmp(iv.mv_data, kp, 8)) rc = mdb_del(txn, h->idem, &ik, NULL);
+        if (rc == 0 && iv.mv_size >= 16 && !memcmp(iv.mv_data, kp, 8)) rc = mdb_del(txn, h->idem, &ik, NULL);
         if (rc && rc != MDB_NOTFOUND) break;
         if ((rc = mdb_cursor_del(cur, 0))) break;
         n++;

@@ -13,8 +13,12 @@
  *           within the channel's epoch (no ABA for cas);
  *   "timers" (due ms, channel id, key) -> channel name: when a custom
  *           operation asked to be run again (a seat hold's expiry);
- *   "idem"  (channel id, idempotency key) -> (ts, offset): the publication a
- *           client's idempotency key made, so a retry is answered with it;
+ *   "idem"  (channel id, idempotency key) -> (ts, offset[, digest]): the
+ *           publication a client's idempotency key made, so a retry is
+ *           answered with it, and the digest of the request that made it
+ *           (HIST_IDEM_DIGEST bytes), so a different request reusing the key
+ *           is told apart; records written before the digest existed hold
+ *           16 bytes and match any request;
  *   "idem_age" (ts, channel id, key) -> nothing: the same keys by age, for
  *           hist_idem_prune();
  *   "wh_out" (webhook name, NUL, event id) -> event: each webhook's queue of
@@ -54,6 +58,8 @@ enum {
 
 /* The most bytes of an idempotency key. */
 #define HIST_IDEM_MAX 64
+/* The bytes of the request digest kept with an idempotency key (SHA-256). */
+#define HIST_IDEM_DIGEST 32
 
 /* One operation on a channel's keyed state (state channels). */
 enum hist_op_type { HIST_OP_SET = 1, HIST_OP_INCR, HIST_OP_CAS, HIST_OP_DELETE, HIST_OP_RESET, HIST_OP_CUSTOM };
@@ -115,6 +121,9 @@ typedef struct hist_write {
                                      nothing is appended and duplicate is set; else the key is remembered */
     size_t idem_len;
     int64_t idem_window_ms;       /* [in] with idem_key */
+    const unsigned char *idem_digest; /* [in] with idem_key: HIST_IDEM_DIGEST bytes naming the request (the
+                                     caller's digest of what it publishes), kept with the key; or NULL:
+                                     nothing kept, and any request matches */
     const char *const *hooks;     /* [in] webhooks (names) that get a "publication" event for this
                                      publication, queued in the same transaction (hist_outbox_*) */
     size_t nhooks;
@@ -125,6 +134,8 @@ typedef struct hist_write {
     int check_result;             /* [out] with HIST_E_CHECK */
     int duplicate;                /* [out] with idem_key and status 0: the key was seen; offset is the
                                      publication it made then (which may no longer be stored) */
+    int idem_differs;             /* [out] with duplicate: the key was seen with another idem_digest (both
+                                     known), so this is not a retry but a reuse; nothing was appended */
     int status;                   /* [out] 0, HIST_E_FULL, HIST_E_CONFLICT, HIST_E_NOT_INTEGER, HIST_E_REFUSED,
                                      HIST_E_CHECK or -errno */
     size_t failed_op;             /* [out] with HIST_E_CONFLICT / HIST_E_NOT_INTEGER: which op */

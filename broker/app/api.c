@@ -4,13 +4,16 @@
  * prefix and suffix around a {target}), what it needs (an admin key, a valid
  * channel name, a body) and its handlers. api_on_request() runs what every
  * request shares once: the open endpoints first (health, readiness, the
- * admin page, the OpenAPI description: no rate limit, no key), then the per-address rate limit and
- * the API key, then the table: 404 for no such path, 405 for a known path
+ * admin page, the OpenAPI description: no rate limit, no key), then the API
+ * key and the rate limit (the key's own when a valid key is sent, else the
+ * address's), then the table: 404 for no such path, 405 for a known path
  * with the wrong method, 403 where an admin key is needed, 400 for a bad
  * channel name, 411/413/415 for a body that cannot be taken. A handler
  * starts with all of that checked. */
 #include "app/api.h"
 #include "app/adapters.h"
+#include "app/batch.h"
+#include "app/carts.h"
 #include "app/commerce.h"
 #include "app/admin.h"
 #include "app/history.h"
@@ -252,18 +255,37 @@ static int webhooks_dead_act(http_req_t *r)
 
 /* ---- channels ---- */
 
+/* The Idempotency-Key header of @r into @buf (@len bytes): its length,
+ * 0 when absent, or -1 after answering 400 when it is empty or longer than
+ * @max bytes (the answer is in *@rc). */
+static int idem_header(http_req_t *r, char *buf, size_t len, size_t max, int *rc)
+{
+    int n = http_header(r, "idempotency-key:", buf, len);
+
+    if (n < 0) return 0;
+    if (n == 0 || (size_t)n > max) {
+        char reason[96];
+        snprintf(reason, sizeof reason, "the Idempotency-Key header must be 1 to %zu bytes", max);
+        *rc = http_respond_error(r, 400, PROTO_E_BAD_FIELD, reason);
+        return -1;
+    }
+    return n;
+}
+
 /* POST /api/publish: the body {"channel","data",...} has arrived. */
 static int publish_post(http_req_t *r)
 {
-    char reason[PROTO_REASON_MAX];
+    /* Big enough for any header lws keeps, so an over-long key is refused, not missed. */
+    char reason[PROTO_REASON_MAX], idem[4096];
     origin_t origin = { ORIGIN_REST, 0, NULL };
     const char *name;
     pub_meta_t meta;
     size_t len;
     json_t *msg = NULL, *data;
-    int code;
+    int code, ilen, rc;
 
     if (r->too_large) return http_respond_error(r, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
+    if ((ilen = idem_header(r, idem, sizeof idem, HIST_IDEM_MAX, &rc)) < 0) return rc;
     if ((code = msg_decode((enum proto_enc)r->enc, r->body ? r->body : (unsigned char *)"", r->blen, &msg, reason)))
         return http_respond_error(r, 400, code, reason);
     if ((code = msg_get_channel(msg, &name, &len, reason))) goto bad;
@@ -278,6 +300,17 @@ static int publish_post(http_req_t *r)
         return http_respond_error(r, 403, PROTO_E_FORBIDDEN, "this API key may not publish to this namespace");
     }
     if ((code = publish_parse_meta(msg, &meta, reason))) goto bad;
+    if (ilen > 0) {
+        /* The header and the field name the same thing: both may be sent
+         * (a client library and its caller), but not differently. */
+        if (meta.idem_key && (meta.idem_len != (size_t)ilen || memcmp(meta.idem_key, idem, (size_t)ilen))) {
+            code = PROTO_E_BAD_FIELD;
+            snprintf(reason, sizeof reason, "the Idempotency-Key header and the field \"idempotency_key\" differ");
+            goto bad;
+        }
+        meta.idem_key = idem;
+        meta.idem_len = (size_t)ilen;
+    }
     if (http_await(r)) { json_decref(msg); return -1; }
     origin.serial = r->serial;
     code = publish(name, len, data, &meta, &origin, reason);
@@ -287,6 +320,39 @@ static int publish_post(http_req_t *r)
 bad:
     json_decref(msg);
     return http_respond_error(r, 400, code, reason);
+}
+
+/* POST /api/publish/batch: the body {"items":[...]} has arrived. The key's
+ * rate limit took one request at the headers; the batch counts as its items. */
+static int publish_batch_post(http_req_t *r)
+{
+    char reason[PROTO_REASON_MAX], idem[4096];
+    json_t *msg = NULL;
+    unsigned retry = 0;
+    size_t n;
+    int code, ilen, rc;
+
+    if (r->too_large) return http_respond_error(r, 413, PROTO_E_TOO_LARGE, "body larger than limits.max_message_size");
+    if ((ilen = idem_header(r, idem, sizeof idem, BATCH_IDEM_MAX, &rc)) < 0) return rc;
+    if ((code = msg_decode((enum proto_enc)r->enc, r->body ? r->body : (unsigned char *)"", r->blen, &msg, reason)))
+        return http_respond_error(r, 400, code, reason);
+    if ((code = batch_check(msg, &n, reason))) {
+        json_decref(msg);
+        return http_respond_error(r, 400, code, reason);
+    }
+    if (r->key && n > 1 && rl_key(r->key, (unsigned)n - 1, r->peer, &retry) != RL_OK) {
+        json_decref(msg);
+        srv.stats.rest_rate_limited++;
+        r->retry_after = retry;
+        return http_respond_error(r, 429, PROTO_E_RATE_LIMITED,
+                                  "too many requests with this API key ([apikey] requests_per_minute; "
+                                  "a batch counts as its items): nothing was published");
+    }
+    if (http_await(r)) { json_decref(msg); return -1; }
+    rc = batch_publish(r->serial, msg, r->key, ilen > 0 ? idem : NULL, (size_t)(ilen > 0 ? ilen : 0));
+    json_decref(msg);
+    if (rc) http_finish_error(r->serial, 500, PROTO_E_INTERNAL, "out of memory");
+    return 0;
 }
 
 /* GET /api/channels/{channel}/history?since=&before=&limit=&reverse=&thread= */
@@ -606,6 +672,39 @@ static int commerce_payment_post(http_req_t *r)
     return code ? http_respond_error(r, 0, code, reason) : 0;
 }
 
+/* POST /api/commerce/carts/{user}/events: the adapter must be on, and an
+ * API key must be one that may publish to the user's channel. */
+static int cart_check(http_req_t *r)
+{
+    char reason[PROTO_REASON_MAX], chan[CHNAME_MAX + 1];
+
+    if (!commerce_enabled())
+        return http_respond_error(r, 404, PROTO_E_DISABLED,
+                                  "the commerce adapter is off: [adapter commerce] enabled = on in the configuration");
+    if (carts_channel(r->target, chan, sizeof chan, reason))
+        return http_respond_error(r, 400, PROTO_E_BAD_FIELD, reason);
+    if (r->key && !auth_key_may_publish(r->key, chan, strlen(chan))) {
+        srv.stats.rest_unauthorized++;
+        return http_respond_error(r, 403, PROTO_E_FORBIDDEN, "this API key may not publish to the user namespace");
+    }
+    return READ_BODY;
+}
+
+static int cart_post(http_req_t *r)
+{
+    char reason[PROTO_REASON_MAX];
+    origin_t origin = { ORIGIN_REST, 0, NULL };
+    json_t *msg = NULL;
+    int code, rc;
+
+    if (json_body(r, &msg, &rc)) return rc;
+    if (http_await(r)) { json_decref(msg); return -1; }
+    origin.serial = r->serial;
+    code = carts_event(r->target, msg, &origin, reason);
+    json_decref(msg);
+    return code ? http_respond_error(r, 0, code, reason) : 0;
+}
+
 /* GET /api/commerce/orders/{order}. */
 static int commerce_get(http_req_t *r)
 {
@@ -629,6 +728,7 @@ static const struct route routes[] = {
      * its token and checked per channel like a WebSocket subscribe. */
     { HTTP_GET,  R_OPEN, "/api/sse", NULL, NULL, sse_get, NULL },
     { HTTP_POST, R_BODY | R_BODY_ENC, "/api/publish", NULL, NULL, NULL, publish_post },
+    { HTTP_POST, R_BODY | R_BODY_ENC, "/api/publish/batch", NULL, NULL, NULL, publish_batch_post },
     { HTTP_GET,  R_ADMIN, "/api/channels", NULL, NULL, channel_list, NULL },
     { HTTP_GET,  R_ADMIN | R_PROBE, "/metrics", NULL, NULL, metrics_page, NULL },
     { HTTP_POST, R_ADMIN, "/api/admin/log", NULL, NULL, set_log_level, NULL },
@@ -658,6 +758,7 @@ static const struct route routes[] = {
     { HTTP_POST, R_BODY, "/api/commerce/orders", NULL, "order_create", commerce_check, commerce_post },
     { HTTP_POST, R_BODY, "/api/commerce/orders/", "/status", "order_status", commerce_check, commerce_post },
     { HTTP_GET,  R_SEGMENT, "/api/commerce/orders/", "", "order_get", commerce_get, NULL },
+    { HTTP_POST, R_BODY | R_SEGMENT, "/api/commerce/carts/", "/events", "cart_event", cart_check, cart_post },
     { HTTP_POST, R_OPEN | R_BODY, "/api/commerce/payments", NULL, "payment", NULL, commerce_payment_post },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
@@ -668,7 +769,8 @@ static const struct { const char *prefix, *reason; } families[] = {
     { "/api/scoreboards/", "no such scoreboard action (score, teams, reset)" },
     { "/api/webhooks/", "no such webhook action (dead, dead/retry)" },
     { "/api/events/", "no such seat map action (seats, hold, confirm, release, waitlist, waitlist/leave)" },
-    { "/api/commerce/", "no such commerce endpoint (stock, orders, orders/{order}, orders/{order}/status)" },
+    { "/api/commerce/", "no such commerce endpoint (stock, orders, orders/{order}, orders/{order}/status, "
+                        "carts/{user}/events)" },
 };
 
 /* Whether @uri is @rt's path; the {target} then goes in @target (@len bytes). */
@@ -759,6 +861,7 @@ static int run(http_req_t *r, const struct route *rt)
 static int on_request(http_req_t *r, const char *uri)
 {
     char auth[600];
+    enum rl_verdict v;
     unsigned retry = 0;
     int known = 0;
 
@@ -780,14 +883,27 @@ static int on_request(http_req_t *r, const char *uri)
         if (routes[i].method != r->method) return wrong_method(r, uri);
         return run(r, &routes[i]);
     }
-    if (rl_rest(r->peer, &retry) != RL_OK) {
+    /* A request with a valid API key counts against the key's own limit:
+     * limits.rest_per_minute is for browsers, and a backend's requests
+     * would share an address. Any other request counts against its address,
+     * before its key is looked at (a guesser is limited, then cooled off). */
+    if (!auth_rest_open() && strncmp(uri, "/ws", 3) && http_authorization(r, auth, sizeof auth) >= 0)
+        r->key = auth_apikey(auth);
+    if (r->key && (v = rl_key(r->key, 1, r->peer, &retry)) != RL_OK) {
+        srv.stats.rest_rate_limited++;
+        r->retry_after = retry;
+        return http_respond_error(r, 429, PROTO_E_RATE_LIMITED,
+                                  v == RL_COOLOFF ? "too many requests from this address (limits.rest_per_minute)"
+                                                  : "too many requests with this API key ([apikey] requests_per_minute)");
+    }
+    if (!r->key && rl_rest(r->peer, &retry) != RL_OK) {
         srv.stats.rest_rate_limited++;
         r->retry_after = retry;
         return http_respond_error(r, 429, PROTO_E_RATE_LIMITED,
                                   "too many requests from this address (limits.rest_per_minute)");
     }
     if (!auth_rest_open() && strncmp(uri, "/ws", 3)) {
-        if (http_authorization(r, auth, sizeof auth) < 0 || !(r->key = auth_apikey(auth))) {
+        if (!r->key) {
             srv.stats.rest_unauthorized++;
             rl_auth_failed(r->peer);
             return http_respond_error(r, 401, PROTO_E_UNAUTHORIZED, "send an API key: Authorization: Bearer <key>");
@@ -817,4 +933,5 @@ void api_init(void)
 {
     static const struct http_hooks hooks = { on_request, on_body };
     http_set_hooks(&hooks);
+    batch_init();
 }

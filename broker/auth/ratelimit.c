@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-int bucket_take(bucket_t *b, double rate, double burst, uint64_t now_ms)
+int bucket_take_n(bucket_t *b, double rate, double burst, double n, uint64_t now_ms)
 {
     if (rate <= 0) return 1;
     if (b->last_ms == 0) {
@@ -22,9 +22,14 @@ int bucket_take(bucket_t *b, double rate, double burst, uint64_t now_ms)
         if (b->tokens > burst) b->tokens = burst;
     }
     b->last_ms = now_ms;
-    if (b->tokens < 1.0) return 0;
-    b->tokens -= 1.0;
+    if (b->tokens < n) return 0;
+    b->tokens -= n;
     return 1;
+}
+
+int bucket_take(bucket_t *b, double rate, double burst, uint64_t now_ms)
+{
+    return bucket_take_n(b, rate, burst, 1.0, now_ms);
 }
 
 uint64_t bucket_wait_ms(const bucket_t *b, double rate, uint64_t now_ms)
@@ -58,6 +63,7 @@ static struct {
     struct cidr *proxies;         /* server.trusted_proxies */
     size_t nproxies;
     hmap_t peers;
+    bucket_t *keys;               /* one per srv.cfg.apikeys[i] */
     int ready;
 } rl;
 
@@ -124,6 +130,10 @@ int rl_init(char *err, size_t errlen)
 {
     if (hmap_init(&rl.peers, 256)) { snprintf(err, errlen, "out of memory"); return -1; }
     rl.ready = 1;
+    if (srv.cfg.napikeys && !(rl.keys = calloc(srv.cfg.napikeys, sizeof *rl.keys))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     if (parse_list("limits.rate_limit_exempt", srv.cfg.rate_limit_exempt, &rl.exempt, &rl.nexempt, err, errlen) ||
         parse_list("server.trusted_proxies", srv.cfg.trusted_proxies, &rl.proxies, &rl.nproxies, err, errlen))
         return RL_E_SETTING;
@@ -138,6 +148,7 @@ void rl_deinit(void)
     if (!rl.ready) return;
     while ((p = hmap_next(&rl.peers, &pos))) free(p);
     hmap_deinit(&rl.peers);
+    free(rl.keys);
     free(rl.exempt);
     free(rl.proxies);
     memset(&rl, 0, sizeof rl);
@@ -238,6 +249,29 @@ enum rl_verdict rl_rest(const char *addr, unsigned *retry_s)
         return RL_LIMITED;
     }
     return RL_OK;
+}
+
+enum rl_verdict rl_key(const apikey_t *k, unsigned n, const char *addr, unsigned *retry_s)
+{
+    uint64_t now = now_ms();
+    double rate = k->requests_per_minute / 60.0, need = n;
+    bucket_t *b;
+    peer_t *p;
+
+    if (rl_exempt(addr)) return RL_OK;
+    /* An address cooling off after failed authentications is refused even
+     * with a valid key: else a guesser would learn which guess was right. */
+    if ((p = peer_get(addr, 0)) && cooling(p, now)) {
+        *retry_s = (unsigned)((p->cooloff_until_ms - now) / 1000 + 1);
+        return RL_COOLOFF;
+    }
+    if (!k->requests_per_minute || !rl.keys || k < srv.cfg.apikeys || k >= srv.cfg.apikeys + srv.cfg.napikeys)
+        return RL_OK;
+    b = &rl.keys[k - srv.cfg.apikeys];
+    /* The whole minute's allowance may be spent at once, as per address. */
+    if (bucket_take_n(b, rate, k->requests_per_minute, need, now)) return RL_OK;
+    *retry_s = (unsigned)((need - b->tokens) / rate) + 1;     /* tokens come at @rate per second */
+    return RL_LIMITED;
 }
 
 enum rl_verdict rl_session_open(const char *addr)

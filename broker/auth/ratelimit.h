@@ -1,4 +1,5 @@
-/* broker/auth/ratelimit.h - token buckets, and per-client-address limits.
+/* broker/auth/ratelimit.h - token buckets, per-client-address limits, and
+ * the per-API-key REST limit.
  *
  * Owns: struct bucket (a token bucket in caller storage), the table of
  * client addresses with their buckets and counters (srv-wide), and the list of
@@ -8,12 +9,15 @@
  * headers themselves are read in net/peer.c).
  * An address's entry is created on first use and dropped once it has been
  * idle long enough that all its buckets are full again, so the table holds
- * only addresses seen recently. Loop thread only. */
+ * only addresses seen recently. Each [apikey NAME] has one bucket of its
+ * own (requests_per_minute), made at rl_init(). Loop thread only. */
 #ifndef HERALD_RATELIMIT_H
 #define HERALD_RATELIMIT_H
 
 #include <stdint.h>
 #include <sys/socket.h>
+
+#include "config.h"
 
 /* A token bucket: @rate tokens per second, at most @burst banked. */
 typedef struct bucket {
@@ -24,6 +28,10 @@ typedef struct bucket {
 /* bucket_take() - take one token if there is one at @now_ms.
  * Return: 1 if taken, 0 if the bucket is empty. A @rate of 0 means no limit. */
 int bucket_take(bucket_t *b, double rate, double burst, uint64_t now_ms);
+
+/* bucket_take_n() - take @n tokens if there are that many at @now_ms, else
+ * none. Return: 1 if taken, 0 if not. A @rate of 0 means no limit. */
+int bucket_take_n(bucket_t *b, double rate, double burst, double n, uint64_t now_ms);
 
 /* bucket_wait_ms() - how long until the bucket has a token again. */
 uint64_t bucket_wait_ms(const bucket_t *b, double rate, uint64_t now_ms);
@@ -65,6 +73,15 @@ enum rl_verdict rl_connect(const char *addr);
 /* rl_rest() - a REST request from @addr: RL_OK, RL_LIMITED
  * (limits.rest_per_minute; *@retry_s says when to retry) or RL_COOLOFF. */
 enum rl_verdict rl_rest(const char *addr, unsigned *retry_s);
+
+/* rl_key() - @n REST requests (a batch counts its items) with API key @k
+ * (one of srv.cfg.apikeys) from @addr: RL_OK, RL_LIMITED (the key's
+ * requests_per_minute; nothing is taken then, and *@retry_s says when @n
+ * fit again) or RL_COOLOFF (@addr is cooling off after failed
+ * authentications: refused whatever the key; *@retry_s as well). A key is limited instead of its address (limits.rest_per_minute
+ * is for browsers, not a backend behind one address); rate_limit_exempt
+ * addresses skip it, like the other per-connection limits. */
+enum rl_verdict rl_key(const apikey_t *k, unsigned n, const char *addr, unsigned *retry_s);
 
 /* rl_session_open() / rl_session_close() - count WebSocket sessions per
  * address for limits.connections_per_ip. open returns RL_TOO_MANY at the cap

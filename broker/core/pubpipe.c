@@ -8,6 +8,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,9 @@ static struct {
     int running, stop;
     /* loop -> storage thread, under mu */
     pub_t *todo, **todo_tail;
+    /* loop only: writes held back by pubpipe_hold() until pubpipe_release() */
+    pub_t *held, **held_tail;
+    unsigned holds;
     /* storage thread -> loop, under mu */
     pub_t *done, **done_tail;
     struct gone *gone;
@@ -379,7 +383,14 @@ static void finish(pub_t *p)
     char why[PROTO_REASON_MAX];
 
     why[0] = '\0';
-    if (p->w.status == 0 && p->w.duplicate) {
+    if (p->w.status == 0 && p->w.duplicate && p->w.idem_differs) {
+        /* Not a retry: the key is being reused for another request. */
+        out.code = PROTO_E_IDEM_MISMATCH;
+        snprintf(why, sizeof why, "idempotency key \"%.*s\" was used on this channel within "
+                 "history.idempotency_window for a different request (it made offset %llu): nothing was published",
+                 (int)p->w.idem_len, p->w.idem_key, (unsigned long long)p->w.offset);
+        extra = json_pack("{s:I}", "offset", (json_int_t)p->w.offset);
+    } else if (p->w.status == 0 && p->w.duplicate) {
         extra = json_pack("{s:b}", "duplicate", 1);   /* answered with the key's offset; nothing to fan out */
     } else if (p->w.status == 0 && p->w.unchanged) {
         extra = json_incref(p->w.result);      /* answered, with the channel's offset; nothing to fan out */
@@ -502,9 +513,14 @@ void pubpipe_timers(void (*due)(int64_t, const char *, size_t, const char *, siz
     uv_mutex_unlock(&pp.mu);
 }
 
-/* Hands @p to the storage thread. */
+/* Hands @p to the storage thread (or to the held list, during a hold). */
 static void queue_push(pub_t *p)
 {
+    if (pp.holds) {
+        *pp.held_tail = p;
+        pp.held_tail = &p->next;
+        return;
+    }
     uv_mutex_lock(&pp.mu);
     *pp.todo_tail = p;
     pp.todo_tail = &p->next;
@@ -577,6 +593,43 @@ static void unstored_event(chan_t *c, uint64_t offset, const unsigned char *rec,
     json_decref(ev);
 }
 
+void pubpipe_hold(void)
+{
+    if (!pp.holds++) {
+        pp.held = NULL;
+        pp.held_tail = &pp.held;
+    }
+}
+
+void pubpipe_release(void)
+{
+    if (!pp.holds || --pp.holds || !pp.held) return;
+    uv_mutex_lock(&pp.mu);
+    *pp.todo_tail = pp.held;
+    pp.todo_tail = pp.held_tail;
+    uv_cond_signal(&pp.cv);
+    uv_mutex_unlock(&pp.mu);
+    pp.held = NULL;
+    pp.held_tail = &pp.held;
+}
+
+/* The digest kept with an idempotency key: SHA-256 of the channel name, a
+ * NUL, and @data as compact JSON with sorted keys, so the same data sent
+ * in JSON or MessagePack, with its keys in any order, is the same request.
+ * Return: 0, or -ENOMEM. */
+static int idem_digest(const chan_t *c, const json_t *data, unsigned char *out)
+{
+    char *text = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = text && ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+             EVP_DigestUpdate(ctx, c->name, c->namelen) && EVP_DigestUpdate(ctx, "", 1) &&
+             EVP_DigestUpdate(ctx, text, strlen(text)) && EVP_DigestFinal_ex(ctx, out, NULL);
+
+    EVP_MD_CTX_free(ctx);
+    free(text);
+    return ok ? 0 : -ENOMEM;
+}
+
 int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origin_t *origin)
 {
     static const pub_meta_t plain;
@@ -585,7 +638,7 @@ int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origi
     pub_t *p;
 
     if (!meta) meta = &plain;
-    klen = meta->idem_key ? meta->idem_len : 0;
+    klen = meta->idem_key ? meta->idem_len + HIST_IDEM_DIGEST : 0;
     wbuf_reset(&srv.enc);
     rec_build(&srv.enc, ts, data, meta->from, meta->reply_to, meta->kind);
     if (srv.enc.oom || !(p = calloc(1, sizeof *p + srv.enc.len + klen))) {
@@ -595,11 +648,19 @@ int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origi
     memcpy(p->rec, srv.enc.p, srv.enc.len);
     p->reclen = srv.enc.len;
     if (meta->idem_key) {
-        /* Kept after the record: the request that named it is gone by the commit. */
-        memcpy(p->rec + p->reclen, meta->idem_key, klen);
+        /* Kept after the record, with the request's digest: the request
+         * that named them is gone by the commit. */
+        unsigned char *dg = p->rec + p->reclen + meta->idem_len;
+        memcpy(p->rec + p->reclen, meta->idem_key, meta->idem_len);
         p->w.idem_key = (const char *)p->rec + p->reclen;
-        p->w.idem_len = klen;
+        p->w.idem_len = meta->idem_len;
         p->w.idem_window_ms = srv.cfg.idempotency_window_ms;
+        if (idem_digest(c, data, dg)) {
+            free(p);
+            origin_clear(origin);
+            return -ENOMEM;
+        }
+        p->w.idem_digest = dg;
     }
     if (meta->check_author && meta->reply_to) {
         p->w.check_offset = meta->reply_to;

@@ -69,11 +69,23 @@ void pubpipe_stop(void);
  * with @meta (borrowed; NULL: a plain message from the server). The outcome
  * comes through the origin's reply (net/reply.h), later for a history
  * channel, before this returns otherwise: "published" with the offset (and
- * "duplicate": true when @meta's idempotency key answered it), or an error.
+ * "duplicate": true when @meta's idempotency key answered it), or an error
+ * (PROTO_E_IDEM_MISMATCH with the key's "offset" when the key was kept with
+ * another request's digest: SHA-256 of the channel and the canonical JSON
+ * of @data).
  * @meta's idempotency key and author check need a history channel. Use
  * publish() (core/publish.h), which checks the request first.
  * Return: 0, or -ENOMEM (no outcome will come; @origin was cleared). */
 int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origin_t *origin);
+
+/* pubpipe_hold() / pubpipe_release() - publications and state changes
+ * queued between a hold and its release reach the storage thread together,
+ * so they commit in one transaction (unless the queue already holds more
+ * than a batch's bounds). Holds nest; the outermost release hands them
+ * over. Publications to channels without history are not held (they never
+ * reach the store). A caller must release in the same loop turn. */
+void pubpipe_hold(void);
+void pubpipe_release(void);
 
 /* pubpipe_state() - apply the state operations @ops (taken) to state channel
  * @c for @origin (taken), all or none, in the channel's write transaction;

@@ -6,6 +6,13 @@
 #include "herald.h"
 #include "record.h"
 
+static reply_call_fn call_fn;
+
+void reply_set_call(reply_call_fn fn)
+{
+    call_fn = fn;
+}
+
 void origin_clear(origin_t *o)
 {
     json_decref(o->id);
@@ -26,6 +33,9 @@ void reply_ok(const origin_t *o, const char *op, json_t *fields)
         break;
     case ORIGIN_REST:
         http_finish_json(o->serial, 200, json_incref(fields));
+        break;
+    case ORIGIN_CALL:
+        if (call_fn) call_fn(o->serial, fields ? 0 : PROTO_E_INTERNAL, fields ? NULL : "out of memory", fields);
         break;
     case ORIGIN_NONE:
         break;
@@ -50,6 +60,9 @@ void reply_error(const origin_t *o, unsigned status, int code, const char *reaso
         m = json_pack("{s:{s:i,s:s}}", "error", "code", code, "reason", reason);
         if (m && extra) json_object_update_missing(json_object_get(m, "error"), (json_t *)extra);
         http_finish_json(o->serial, status ? status : proto_err_http_status(code), m);
+        return;
+    case ORIGIN_CALL:
+        if (call_fn) call_fn(o->serial, code, reason, extra);
         return;
     case ORIGIN_NONE:
         return;
@@ -87,6 +100,7 @@ void reply_list(const origin_t *o, const char *op, json_t *head, const char *key
         if (srv.enc.oom) http_finish(o->serial, 500, NULL, NULL, 0);
         else http_finish(o->serial, 200, "application/json", srv.enc.p, srv.enc.len);
         break;
+    case ORIGIN_CALL:
     case ORIGIN_NONE:
         break;
     }

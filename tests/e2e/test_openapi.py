@@ -81,6 +81,10 @@ for _m, _p in [("post", "/api/channels/{channel}/state"), ("post", "/api/scorebo
                ("get", "/api/commerce/orders/{order}"), ("post", "/api/commerce/orders/{order}/status"),
                ("post", "/api/commerce/payments")]:
     EXCUSED[(_m, _p, "507")] = "the same commit failure as POST /api/publish's 507, which is exercised"
+for _m, _p in [("post", "/api/publish/batch"), ("post", "/api/commerce/carts/{user}/events")]:
+    EXCUSED[(_m, _p, "500")] = "out of memory"
+EXCUSED[("post", "/api/commerce/carts/{user}/events", "507")] = \
+    "the same commit failure as POST /api/publish's 507, which is exercised"
 
 EXERCISED = set()
 
@@ -202,7 +206,7 @@ def sample(path):
     if "{" not in path:
         return {}
     return {"channel": "tickets:x" if path.endswith("/state") else "chat:x", "game": "g1", "event": "e1",
-            "file": "chat.html", "webhook": "w1", "order": "o1"}
+            "file": "chat.html", "webhook": "w1", "order": "o1", "user": "al"}
 
 
 # A valid body per operation, for the checks that need the request to get past its body.
@@ -223,6 +227,8 @@ BODIES = {
     ("post", "/api/commerce/stock"): {"adjust": {"A": 1}},
     ("post", "/api/commerce/orders"): {"id": "o1", "owner": "al", "lines": [{"sku": "A", "qty": 1}]},
     ("post", "/api/commerce/orders/{order}/status"): {"status": "PAID"},
+    ("post", "/api/publish/batch"): {"items": [{"channel": "chat:x", "data": 1}]},
+    ("post", "/api/commerce/carts/{user}/events"): {"type": "cleared"},
 }
 
 
@@ -372,7 +378,7 @@ def test_channel_limit_answers_503(tmp_path_factory):
     b = _broker(tmp_path_factory, "tiny", "--max-channels", "1")
     try:
         requests.post(b.url("/api/publish"), json={"channel": "chat:first", "data": 1}, timeout=5)
-        params = {"channel": "tickets:new", "game": "g-new", "event": "e-new", "order": "o-new"}
+        params = {"channel": "tickets:new", "game": "g-new", "event": "e-new", "order": "o-new", "user": "u-new"}
         for m, p, op in operations():
             if "max_channels" not in resolve(op["responses"].get("503", {})).get("description", "") or \
                     op.get("x-herald-signed"):
@@ -686,6 +692,38 @@ def test_commerce(dev, keyed, tmp_path_factory):
         for m, p in (("put", st), ("post", st), ("post", o), ("get", g), ("post", mv)):
             assert call(off, m, p, "404", sample(p), json=BODIES.get((m, p))).json()["error"]["code"] == 116
         assert signed(off, ev, "404").json()["error"]["code"] == 116
+    finally:
+        off.check_clean_exit()
+
+
+def test_backend_publishing(dev, keyed, tmp_path_factory):
+    """The Idempotency-Key header's 409, the batch endpoint and cart events
+    (tests/e2e/test_backend_publish.py tests them in depth)."""
+    p = "/api/publish"
+    h = {"Idempotency-Key": "oa-1"}
+    call(dev, "post", p, "200", headers=h, json={"channel": "chat:idem", "data": 1})
+    assert call(dev, "post", p, "200", headers=h, json={"channel": "chat:idem", "data": 1}).json()["duplicate"] is True
+    assert call(dev, "post", p, "409", headers=h, json={"channel": "chat:idem", "data": 2}).json()["error"]["code"] == 132
+    assert call(dev, "post", p, "400", headers=h, json={"channel": "chat:idem", "data": 1, "idempotency_key": "x"}
+                ).json()["error"]["code"] == 103
+    bp = "/api/publish/batch"
+    r = call(dev, "post", bp, "200", json={"items": [{"channel": "chat:batch", "data": 1}, {"channel": "a b", "data": 2},
+                                                     {"channel": "chat:batch", "data": 3}]})
+    res = r.json()["results"]
+    assert res[2]["offset"] == res[0]["offset"] + 1 and res[1]["error"]["code"] == 104, res
+    call(dev, "post", bp, "200", data=msgpack.packb({"items": [{"channel": "chat:batch", "data": [1]}]}),
+         headers={"Content-Type": "application/msgpack"})
+    assert call(dev, "post", bp, "400", json={"items": []}).json()["error"]["code"] == 103
+    assert call(keyed, "post", bp, "200", headers=PUB, json={"items": [{"channel": "news:x", "data": 1}]}
+                ).json()["results"][0]["error"]["code"] == 114
+    c = "/api/commerce/carts/{user}/events"
+    call(dev, "post", c, "200", {"user": "al"}, json={"type": "item_added", "sku": "A", "quantity": 1, "price": 250})
+    assert call(dev, "post", c, "400", {"user": "al"}, json={"type": "item_added", "sku": "A"}
+                ).json()["error"]["code"] == 103
+    call(keyed, "post", c, "403", {"user": "al"}, headers=PUB, json={"type": "cleared"})
+    off = _broker(tmp_path_factory, "carts-off", "--commerce", "off")
+    try:
+        assert call(off, "post", c, "404", {"user": "al"}, json={"type": "cleared"}).json()["error"]["code"] == 116
     finally:
         off.check_clean_exit()
 

@@ -597,6 +597,27 @@ static void test_open_dev_mode(void **state)
     config_free(&c);
 }
 
+/* [apikey NAME] requests_per_minute: 6000 unless set, 0 allowed (no
+ * limit), anything but a non-negative integer refused. */
+static void test_apikey_rate(void **state)
+{
+    char err[1024] = "";
+    config_t c = { 0 };
+    (void)state;
+
+    assert_int_equal(PARSE(&c, err, "--apikey", "a.secret=0123456789abcdef", "--apikey", "b.secret=0123456789abcdef",
+                           "--apikey", "b.requests_per_minute=30", "--apikey", "c.secret=0123456789abcdef",
+                           "--apikey", "c.requests_per_minute=0"), CONFIG_ARGS_RUN);
+    assert_int_equal(c.napikeys, 3);
+    assert_int_equal(c.apikeys[0].requests_per_minute, APIKEY_RATE_DEFAULT);
+    assert_int_equal(c.apikeys[1].requests_per_minute, 30);
+    assert_int_equal(c.apikeys[2].requests_per_minute, 0);
+    config_free(&c);
+    expect_error(PARSE(&c, err, "--apikey", "a.secret=0123456789abcdef", "--apikey", "a.requests_per_minute=fast"),
+                 err, "expected a non-negative integer");
+    config_free(&c);
+}
+
 /* [webhook NAME]: the url's parts, the events, which webhooks want what,
  * and the errors (https refused with FILE:LINE; a missing key; the flag form). */
 static void test_webhooks(void **state)
@@ -674,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_auth_checks),
         cmocka_unit_test(test_join_leave_needs_presence),
         cmocka_unit_test(test_open_dev_mode),
+        cmocka_unit_test(test_apikey_rate),
         cmocka_unit_test(test_webhooks),
     };
     return cmocka_run_group_tests_name("config", tests, setup, teardown);

@@ -2,7 +2,8 @@
  * on a temporary LMDB environment: idempotency keys (a repeat within the
  * window appends nothing and answers the first offset, in one batch or
  * across batches; the window ends; hist_idem_prune() forgets keys by the
- * age of their last use) and the check on another offset's record (refusal
+ * age of their last use; a key reused with another request digest is told
+ * apart, a record or request without a digest matches any) and the check on another offset's record (refusal
  * appends nothing, the rest of the batch goes on), with the author rule of
  * protocol/record.c (rec_same_author()) that the broker plugs into it. */
 #include "unit.h"
@@ -178,12 +179,72 @@ static void test_same_author(void **state)
     wbuf_deinit(&b);
 }
 
+/* A key kept with a digest answers the same digest as a retry and another
+ * one as a reuse (idem_differs); without a digest on either side, any
+ * request is a retry, as before digests. Offsets are relative: the channel
+ * is shared with the tests before. */
+static void test_idempotency_digests(void **state)
+{
+    unsigned char d1[HIST_IDEM_DIGEST], d2[HIST_IDEM_DIGEST];
+    hist_write_t w[2];
+    uint64_t first, n;
+    wbuf_t rec;
+
+    (void)state;
+    memset(d1, 1, sizeof d1);
+    memset(d2, 2, sizeof d2);
+    wbuf_init(&rec);
+    record(&rec, "alice", 0);
+    w[0] = item(&rec, 50000, "dg");
+    w[0].idem_digest = d1;
+    assert_int_equal(hist_write_batch(h, w, 1), 0);
+    assert_false(w[0].duplicate);
+    first = w[0].offset;
+    n = entries();
+    /* The same digest: a retry. Another: a reuse, nothing appended. */
+    w[0] = item(&rec, 50100, "dg");
+    w[0].idem_digest = d1;
+    w[1] = item(&rec, 50100, "dg");
+    w[1].idem_digest = d2;
+    assert_int_equal(hist_write_batch(h, w, 2), 0);
+    assert_true(w[0].duplicate);
+    assert_false(w[0].idem_differs);
+    assert_int_equal(w[0].offset, first);
+    assert_true(w[1].duplicate);
+    assert_true(w[1].idem_differs);
+    assert_int_equal(w[1].offset, first);
+    /* A request without a digest cannot be compared: a retry. */
+    w[0] = item(&rec, 50200, "dg");
+    assert_int_equal(hist_write_batch(h, w, 1), 0);
+    assert_true(w[0].duplicate);
+    assert_false(w[0].idem_differs);
+    /* A key kept without a digest (as before digests) matches any. */
+    w[0] = item(&rec, 50300, "nodg");
+    assert_int_equal(hist_write_batch(h, w, 1), 0);
+    assert_false(w[0].duplicate);
+    w[1] = item(&rec, 50400, "nodg");
+    w[1].idem_digest = d2;
+    assert_int_equal(hist_write_batch(h, &w[1], 1), 0);
+    assert_true(w[1].duplicate);
+    assert_false(w[1].idem_differs);
+    assert_int_equal(w[1].offset, w[0].offset);
+    assert_int_equal(entries(), n + 1);
+    /* Pruning forgets keys with digests as it does the others. */
+    assert_true(hist_idem_prune(h, 60000, 100) >= 2);
+    w[0] = item(&rec, 60000, "dg");
+    w[0].idem_digest = d2;
+    assert_int_equal(hist_write_batch(h, w, 1), 0);
+    assert_false(w[0].duplicate);
+    wbuf_deinit(&rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idempotency_keys),
         cmocka_unit_test(test_check_another_record),
         cmocka_unit_test(test_same_author),
+        cmocka_unit_test(test_idempotency_digests),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

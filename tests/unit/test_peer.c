@@ -1,5 +1,7 @@
 /* tests/unit/test_peer.c - broker/net/peer.c: which address of a forwarding
- * header is the client, with broker/auth/ratelimit.c deciding whom to trust. */
+ * header is the client, with broker/auth/ratelimit.c deciding whom to trust;
+ * and ratelimit.c's token buckets taking several tokens at once (a batch
+ * against an API key's limit). */
 #include "unit.h"
 
 #include "herald.h"
@@ -87,12 +89,29 @@ static void test_forwarded(void **state)
     assert_string_equal(pick("127.0.0.1", "203.0.113.5", "for=198.51.100.1"), "203.0.113.5");
 }
 
+/* bucket_take_n(): @n tokens or none; refilled at the rate, capped at the burst. */
+static void test_bucket_take_n(void **state)
+{
+    bucket_t b = { 0, 0 };
+    (void)state;
+    assert_true(bucket_take_n(&b, 1.0, 10, 8, 1000));        /* a new bucket is full: 10 -> 2 */
+    assert_false(bucket_take_n(&b, 1.0, 10, 3, 1000));       /* 2 < 3: nothing is taken ... */
+    assert_true(bucket_take_n(&b, 1.0, 10, 2, 1000));        /* ... so 2 still are */
+    assert_false(bucket_take(&b, 1.0, 10, 1500));            /* half a token */
+    assert_int_equal(bucket_wait_ms(&b, 1.0, 1500), 501);
+    assert_true(bucket_take(&b, 1.0, 10, 2000));
+    assert_true(bucket_take_n(&b, 1.0, 10, 10, 100000));     /* a long wait fills it to the burst, not beyond */
+    assert_false(bucket_take(&b, 1.0, 10, 100000));
+    assert_true(bucket_take_n(&b, 0, 10, 1000, 100000));     /* rate 0: no limit */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_untrusted_peer_is_the_client),
         cmocka_unit_test(test_x_forwarded_for),
         cmocka_unit_test(test_forwarded),
+        cmocka_unit_test(test_bucket_take_n),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
