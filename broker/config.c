@@ -140,7 +140,7 @@ static const struct opt opts[] = {
     { "adapter tickets", "enabled", "tickets", T_BOOL, O(tickets_enabled), 0, "off",
       "the support-tickets adapter: tickets under /api/tickets (docs/adapters.md)" },
     { "adapter tickets", "dashboard_channel", "tickets-dashboard-channel", T_STR, O(tickets_dashboard_channel),
-      sizeof(((config_t *)0)->tickets_dashboard_channel), "tickets:all",
+      sizeof(((config_t *)0)->tickets_dashboard_channel), "helpdesk:tickets",
       "the state channel holding every ticket as key ticket:<id> (agents' consoles subscribe to it)" },
     { "adapter tickets", "timeline_namespace", "tickets-timeline-namespace", T_STR, O(tickets_timeline_ns),
       sizeof(((config_t *)0)->tickets_timeline_ns), "ticket",
@@ -608,9 +608,9 @@ static const struct { const char *ns, *key, *val; } builtin_ns[] = {
     /* An order's timeline is the broker's account of it: its owner may read it, not write it. */
     { "orders", "publish", "server" },
     /* The support-tickets board and timelines change through /api/tickets only. */
-    { "tickets", "state", "on" },
-    { "tickets", "history", "on" },
-    { "tickets", "publish", "server" },
+    { "helpdesk", "state", "on" },
+    { "helpdesk", "history", "on" },
+    { "helpdesk", "publish", "server" },
     { "ticket", "history", "on" },
     { "ticket", "publish", "server" },
 };
