@@ -3,15 +3,22 @@
 helpdesk:tickets, the status machine, bulk updates all or none, comments, the
 timeline channels ticket:{id}, the dashboard query (?status=&q=&limit=), agents'
 consoles seeing every change live, bad input refused with nothing written, the
-[adapter tickets] configuration, and a kill -9 in the middle of adapter traffic."""
+[adapter tickets] configuration, a kill -9 in the middle of adapter traffic, and the
+ticket dashboard widget (/widgets/tickets.html) in headless Chromium
+(tests/browser/tickets_check.mjs)."""
 import json
+import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
+from pathlib import Path
 
+import pytest
 import requests
 
-from conftest import connect, hs256_token, run, run_herald, ws_connect
+from conftest import HERALD_BIN, REPO, connect, herald_env, hs256_token, run, run_herald, ws_connect
 
 SECRET = b"0123456789abcdef0123456789abcdef-tickets"
 ON = ("--tickets", "on", "--rest-per-minute", "0")
@@ -472,3 +479,51 @@ def test_kill_9_during_traffic_loses_no_acknowledged_change(make_broker, tmp_pat
     code, res = create(b, id=some, title="again", requester="x")
     assert code == 409 and res["error"]["code"] == 129
     print("\nKILL-9 tickets: %d changes acknowledged over 2 kills, %d tickets stored" % (len(acked), len(tickets)))
+
+
+# -- the widget -----------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+NODE = shutil.which("node")
+BROWSER_DIR = REPO / "tests" / "browser"
+ARTIFACTS = Path(HERALD_BIN).resolve().parent.parent / "test-artifacts" / "widgets"
+
+
+def test_widget_is_served_and_listed(broker):
+    idx = requests.get(broker.url("/widgets/"), timeout=5)
+    assert idx.status_code == 200 and "/widgets/tickets.html" in idx.text
+    for name in ("tickets.html", "tickets.js"):
+        r = requests.get(broker.url("/widgets/" + name), timeout=5)
+        assert r.status_code == 200, name
+        assert r.content == (REPO / "broker" / "app" / "widgets" / name).read_bytes()
+
+
+def test_widget_in_browser():
+    """Two agents on the dashboard: create with the form, filter, search, status
+    buttons, take, bulk close, a refused bulk update, and REST changes seen live."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(CHROMIUM + " is missing (apt-get install chromium)")
+    if NODE is None:
+        pytest.skip("node is missing (apt-get install nodejs npm)")
+    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("tests/browser/node_modules/playwright-core is missing (npm ci --prefix tests/browser)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    env = dict(herald_env(), HERALD_BIN=HERALD_BIN, ARTIFACTS=str(ARTIFACTS))
+    timeout_ms = 90000
+    try:
+        p = subprocess.run([NODE, str(BROWSER_DIR / "tickets_check.mjs"), str(timeout_ms)], cwd=str(BROWSER_DIR),
+                           env=env, capture_output=True, text=True, timeout=timeout_ms / 1000 + 15)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("tickets_check.mjs outlived its own timeout") from None
+    lines = p.stdout.strip().splitlines()
+    try:
+        summary = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise AssertionError("tickets_check.mjs printed no summary (exit %s):\n%s\n%s" % (
+            p.returncode, p.stdout[-4000:], p.stderr[-4000:])) from None
+    assert p.returncode == 0 and summary["ok"], "tickets widget check failed: %s\n%s" % (
+        json.dumps(summary, indent=1, ensure_ascii=False), p.stderr[-4000:])
+    assert summary["screenshots"], "no screenshot was kept"
+    print("\nTICKETS WIDGET: %d checks; create seen by the other agent in %d ms, a REST change in %d ms" % (
+        len(summary["checks"]), summary["timings"]["create_seen_by_other_ms"],
+        summary["timings"]["rest_change_seen_ms"]))
