@@ -138,6 +138,14 @@ static const struct opt opts[] = {
       0, "5m", "a webhook whose signed timestamp is further than this from now is refused (a replay)" },
     { "adapter commerce", "webhook_window", "commerce-webhook-window", T_MS, O(commerce_webhook_window_ms), 0,
       "24h", "how long a payment event id is remembered: a repeat within it changes nothing" },
+    { "adapter tickets", "enabled", "tickets", T_BOOL, O(tickets_enabled), 0, "off",
+      "the support-tickets adapter: tickets under /api/tickets (docs/adapters.md)" },
+    { "adapter tickets", "dashboard_channel", "tickets-dashboard-channel", T_STR, O(tickets_dashboard_channel),
+      sizeof(((config_t *)0)->tickets_dashboard_channel), "helpdesk:tickets",
+      "the state channel holding every ticket as key ticket:<id> (agents' consoles subscribe to it)" },
+    { "adapter tickets", "timeline_namespace", "tickets-timeline-namespace", T_STR, O(tickets_timeline_ns),
+      sizeof(((config_t *)0)->tickets_timeline_ns), "ticket",
+      "namespace of each ticket's timeline channel {ns}:{id} (history on: its changes and comments)" },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 _Static_assert(NOPTS <= CONFIG_OPTS_MAX, "config_t.where[] has no room for every option: raise CONFIG_OPTS_MAX");
@@ -457,6 +465,37 @@ static int validate_commerce(const config_t *c, char *err, size_t errlen)
     return -1;
 }
 
+/* [adapter tickets], when enabled: the dashboard must be a state channel
+ * and the timelines keep history. Return: 0, or -1 with @err naming where
+ * the option was set. */
+static int validate_tickets(const config_t *c, char *err, size_t errlen)
+{
+    const char *board = c->tickets_dashboard_channel, *opt = NULL, *why = NULL;
+    char where[sizeof c->config_path + 80], probe[sizeof c->tickets_timeline_ns + 2];
+
+    if (!chname_valid(board, strlen(board), &why)) opt = "dashboard_channel";
+    else if (!config_ns(c, board, strlen(board))->state) {
+        opt = "dashboard_channel";
+        why = "its namespace needs state = on (and history = on)";
+    } else if (!ns_name_ok(c->tickets_timeline_ns) || !strcmp(c->tickets_timeline_ns, "*")) {
+        opt = "timeline_namespace";
+        why = "a namespace name is 1-64 letters, digits, '_' or '-'";
+    } else if (snprintf(probe, sizeof probe, "%s:x", c->tickets_timeline_ns) > 0 &&
+               !config_ns(c, probe, strlen(probe))->history) {
+        opt = "timeline_namespace";
+        why = "a ticket's timeline is its channel's history: the namespace needs history = on";
+    }
+    if (!opt) return 0;
+    {
+        char name[64];
+        snprintf(name, sizeof name, "adapter tickets.%s", opt);
+        if (config_where(c, name, where, sizeof where) > 0) strcat(where, ": ");
+    }
+    snprintf(err, errlen, "%s[adapter tickets] %s = \"%s\": %s", where, opt,
+             !strcmp(opt, "dashboard_channel") ? board : c->tickets_timeline_ns, why ? why : "not a valid channel name");
+    return -1;
+}
+
 /* Cross-checks whose messages name where the offending option was set, as
  * validate_auth()'s do. Return: 0, or -1 with @err. */
 static int validate_where(const config_t *c, char *err, size_t errlen)
@@ -477,6 +516,7 @@ static int validate_where(const config_t *c, char *err, size_t errlen)
         return -1;
     }
     if (c->commerce_enabled && validate_commerce(c, err, errlen)) return -1;
+    if (c->tickets_enabled && validate_tickets(c, err, errlen)) return -1;
     /* Development mode: with no API key the REST API, publishing included,
      * answers whoever reaches the port. Fine on loopback; elsewhere only
      * when the operator says so. */
@@ -568,6 +608,12 @@ static const struct { const char *ns, *key, *val; } builtin_ns[] = {
     { "orders", "history", "on" },
     /* An order's timeline is the broker's account of it: its owner may read it, not write it. */
     { "orders", "publish", "server" },
+    /* The support-tickets board and timelines change through /api/tickets only. */
+    { "helpdesk", "state", "on" },
+    { "helpdesk", "history", "on" },
+    { "helpdesk", "publish", "server" },
+    { "ticket", "history", "on" },
+    { "ticket", "publish", "server" },
 };
 
 static const char *apply_ns(config_t *c, const char *name, const char *key, const char *val, int where);

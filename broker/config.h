@@ -162,6 +162,10 @@ typedef struct config {
     char commerce_webhook_secret[256];  /* payment webhooks' HMAC key; "": no webhook endpoint */
     unsigned commerce_webhook_tolerance_ms; /* how far a signature's timestamp may be from now */
     unsigned commerce_webhook_window_ms;    /* how long a provider's event id is remembered */
+    /* [adapter tickets] (app/tickets.c, docs/adapters.md) */
+    int tickets_enabled;
+    char tickets_dashboard_channel[129]; /* the state channel holding every ticket */
+    char tickets_timeline_ns[65];        /* {ns}:{id}: each ticket's timeline */
     /* [namespace *] and [namespace NAME] */
     ns_config_t ns_template;
     /* The broker's own namespace "sys" (sys:stats) when no [namespace sys]

@@ -33,6 +33,8 @@ static const struct { int code; const char *name; } err_names[] = {
     { PROTO_E_BAD_TRANSITION, "bad_transition" },
     { PROTO_E_OUT_OF_STOCK, "out_of_stock" },
     { PROTO_E_ORDER_EXISTS, "order_exists" },
+    { PROTO_E_UNKNOWN_TICKET, "unknown_ticket" },
+    { PROTO_E_TICKET_EXISTS, "ticket_exists" },
     { PROTO_E_IDEM_MISMATCH, "idempotency_mismatch" },
 };
 
@@ -65,9 +67,11 @@ unsigned proto_err_http_status(int code)
     case PROTO_E_MALFORMED: case PROTO_E_BAD_FIELD: case PROTO_E_BAD_CHANNEL: return 400;
     case PROTO_E_UNAUTHORIZED: return 401;
     case PROTO_E_FORBIDDEN: return 403;
-    case PROTO_E_NO_HISTORY: case PROTO_E_DISABLED: case PROTO_E_UNKNOWN_ORDER: return 404;
+    case PROTO_E_NO_HISTORY: case PROTO_E_DISABLED: case PROTO_E_UNKNOWN_ORDER:
+    case PROTO_E_UNKNOWN_TICKET: return 404;
     case PROTO_E_CONFLICT: case PROTO_E_SEATS_TAKEN: case PROTO_E_NOT_HELD: case PROTO_E_BAD_TRANSITION:
-    case PROTO_E_OUT_OF_STOCK: case PROTO_E_ORDER_EXISTS: case PROTO_E_IDEM_MISMATCH: return 409;
+    case PROTO_E_OUT_OF_STOCK: case PROTO_E_ORDER_EXISTS: case PROTO_E_TICKET_EXISTS: case PROTO_E_IDEM_MISMATCH:
+        return 409;
     case PROTO_E_TOO_LARGE: return 413;
     case PROTO_E_NOT_INTEGER: case PROTO_E_UNKNOWN_SEAT: return 422;
     case PROTO_E_RATE_LIMITED: return 429;

@@ -43,6 +43,8 @@ enum proto_err {
     PROTO_E_BAD_TRANSITION = 123,    /* commerce: the order's status does not lead to the one asked for */
     PROTO_E_OUT_OF_STOCK = 124,      /* commerce: an order's lines exceed the stock: nothing reserved */
     PROTO_E_ORDER_EXISTS = 125,      /* commerce: an order with this id was already created */
+    PROTO_E_UNKNOWN_TICKET = 128,    /* tickets: no ticket has this id (bulk: "unknown" names them) */
+    PROTO_E_TICKET_EXISTS = 129,     /* tickets: a ticket with this id was already created */
     PROTO_E_IDEM_MISMATCH = 132,     /* an idempotency key seen within its window with another request: not published */
 };
 

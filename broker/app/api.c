@@ -19,6 +19,8 @@
 #include "app/history.h"
 #include "app/metrics.h"
 #include "app/seats.h"
+#include "app/tickets.h"
+#include "tickets_db.h"
 #include "app/sse.h"
 #include "app/state.h"
 #include "app/static.h"
@@ -454,6 +456,8 @@ static int state_post_check(http_req_t *r)
     if (commerce_is_store(r->target, len))
         return http_respond_error(r, 403, PROTO_E_FORBIDDEN,
                                   "the commerce stock channel changes through /api/commerce/... only");
+    if (tickets_is_board(r->target, len))
+        return http_respond_error(r, 403, PROTO_E_FORBIDDEN, "the tickets dashboard changes through /api/tickets only");
     return READ_BODY;
 }
 
@@ -712,6 +716,97 @@ static int commerce_get(http_req_t *r)
     return rc != READ_BODY ? rc : commerce_run(r, NULL);
 }
 
+/* ---- adapters: support tickets ---- */
+
+/* /api/tickets...: the adapter must be on, and an API key must be one that
+ * may publish to the dashboard channel. */
+static int tickets_check(http_req_t *r)
+{
+    const char *board = tickets_board();
+
+    if (!tickets_enabled())
+        return http_respond_error(r, 404, PROTO_E_DISABLED,
+                                  "the tickets adapter is off: [adapter tickets] enabled = on in the configuration");
+    if (r->key && !auth_key_may_publish(r->key, board, strlen(board))) {
+        srv.stats.rest_unauthorized++;
+        return http_respond_error(r, 403, PROTO_E_FORBIDDEN, "this API key may not change the tickets dashboard");
+    }
+    return READ_BODY;
+}
+
+/* Runs r->action with @body (borrowed; NULL for a read) on ticket r->target. */
+static int tickets_run(http_req_t *r, const json_t *body)
+{
+    char reason[PROTO_REASON_MAX];
+    origin_t origin = { ORIGIN_REST, 0, NULL };
+    int code;
+
+    if (http_await(r)) return -1;
+    origin.serial = r->serial;
+    code = tickets_request(r->action, r->target, body, &origin, reason);
+    return code ? http_respond_error(r, 0, code, reason) : 0;
+}
+
+static int tickets_post(http_req_t *r)
+{
+    json_t *msg = NULL;
+    int rc;
+
+    if (json_body(r, &msg, &rc)) return rc;
+    rc = tickets_run(r, msg);
+    json_decref(msg);
+    return rc;
+}
+
+/* GET /api/tickets/{id}. */
+static int tickets_get(http_req_t *r)
+{
+    int rc = tickets_check(r);
+    return rc != READ_BODY ? rc : tickets_run(r, NULL);
+}
+
+/* GET /api/tickets?status=|assignee=|priority=&q=&cursor=&limit=: the
+ * dashboard's state query (app/state.c) over its "ticket:" keys. */
+static int tickets_list(http_req_t *r)
+{
+    static const char *const fields[] = { "status", "assignee", "priority" };
+    const char *board = tickets_board(), *v;
+    struct state_page page;
+    char buf[300], q[16];
+    uint64_t limit = 100;
+    chan_t *c;
+    int rc;
+
+    if (!tickets_enabled())
+        return http_respond_error(r, 404, PROTO_E_DISABLED,
+                                  "the tickets adapter is off: [adapter tickets] enabled = on in the configuration");
+    memset(&page, 0, sizeof page);
+    if (http_query_uint(r, "limit=", &limit) || limit < 1 || limit > 1000)
+        return http_respond_error(r, 400, PROTO_E_BAD_FIELD, "limit must be from 1 to 1000");
+    page.limit = (unsigned)limit;
+    snprintf(page.prefix, sizeof page.prefix, "ticket:");
+    if ((v = http_query(r, "cursor=", buf, sizeof buf))) snprintf(page.after, sizeof page.after, "%s", v);
+    if ((v = http_query(r, "q=", buf, sizeof buf))) snprintf(page.q, sizeof page.q, "%s", v);
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        snprintf(q, sizeof q, "%s=", fields[i]);
+        if (!(v = http_query(r, q, buf, sizeof buf))) continue;
+        if (*page.field)
+            return http_respond_error(r, 400, PROTO_E_BAD_FIELD,
+                                      "filter by one of status=, assignee=, priority= at a time (q= searches)");
+        snprintf(page.field, sizeof page.field, "%s", fields[i]);
+        snprintf(page.value, sizeof page.value, "%s", v);
+    }
+    if (*page.field && !strcmp(page.field, "status") && !tickets_status_valid(page.value))
+        return http_respond_error(r, 400, PROTO_E_BAD_FIELD, "status must be one of open, in_progress, closed");
+    if ((rc = chan_open(board, strlen(board), &c)))
+        return rc == PROTO_E_LIMIT ? http_respond_error(r, 0, PROTO_E_LIMIT, "limit reached: limits.max_channels")
+                                   : oom(r);
+    if (http_await(r)) { chan_maybe_drop(c); return -1; }
+    rc = state_list(c, &page, r->serial);
+    chan_maybe_drop(c);
+    return rc ? oom(r) : 0;
+}
+
 /* ---- the table ---- */
 
 static const struct route routes[] = {
@@ -760,6 +855,14 @@ static const struct route routes[] = {
     { HTTP_GET,  R_SEGMENT, "/api/commerce/orders/", "", "order_get", commerce_get, NULL },
     { HTTP_POST, R_BODY | R_SEGMENT, "/api/commerce/carts/", "/events", "cart_event", cart_check, cart_post },
     { HTTP_POST, R_OPEN | R_BODY, "/api/commerce/payments", NULL, "payment", NULL, commerce_payment_post },
+    { HTTP_GET,  0, "/api/tickets", NULL, NULL, tickets_list, NULL },
+    { HTTP_POST, R_BODY, "/api/tickets", NULL, "create", tickets_check, tickets_post },
+    /* Before /api/tickets/{id}/status, which the same path would match with id "bulk". */
+    { HTTP_POST, R_BODY, "/api/tickets/bulk/status", NULL, "bulk_status", tickets_check, tickets_post },
+    { HTTP_POST, R_BODY | R_SEGMENT, "/api/tickets/", "/status", "status", tickets_check, tickets_post },
+    { HTTP_POST, R_BODY | R_SEGMENT, "/api/tickets/", "/assign", "assign", tickets_check, tickets_post },
+    { HTTP_POST, R_BODY | R_SEGMENT, "/api/tickets/", "/comments", "comment", tickets_check, tickets_post },
+    { HTTP_GET,  R_SEGMENT, "/api/tickets/", "", "get", tickets_get, NULL },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -771,6 +874,7 @@ static const struct { const char *prefix, *reason; } families[] = {
     { "/api/events/", "no such seat map action (seats, hold, confirm, release, waitlist, waitlist/leave)" },
     { "/api/commerce/", "no such commerce endpoint (stock, orders, orders/{order}, orders/{order}/status, "
                         "carts/{user}/events)" },
+    { "/api/tickets/", "no such tickets endpoint ({id}, {id}/status, {id}/assign, {id}/comments, bulk/status)" },
 };
 
 /* Whether @uri is @rt's path; the {target} then goes in @target (@len bytes). */

@@ -11,6 +11,7 @@
 #include "app/history.h"
 #include "app/seats.h"
 #include "app/commerce.h"
+#include "app/tickets.h"
 #include "app/state.h"
 #include "core/channel.h"
 #include "core/presence.h"
@@ -435,6 +436,11 @@ static void op_state(op_req_t *q)
     if (commerce_is_store(q->c->name, q->c->namelen)) {
         srv.stats.permission_denied++;
         fail(q, PROTO_E_FORBIDDEN, "the commerce stock channel changes through /api/commerce/... only");
+        return;
+    }
+    if (tickets_is_board(q->c->name, q->c->namelen)) {
+        srv.stats.permission_denied++;
+        fail(q, PROTO_E_FORBIDDEN, "the tickets dashboard changes through /api/tickets only");
         return;
     }
     if ((r = state_parse(json_object_get(q->msg, "ops"), &ops, q->reason))) { fail(q, r, q->reason); return; }

@@ -43,7 +43,7 @@ NAMESPACES = ["--ns", "scores.state=on", "--ns", "seats.state=on", "--ns", "seat
               "--webhook", "w1.url=http://127.0.0.1:9/hook", "--webhook", "w1.secret=webhook-secret-0123456789",
               "--webhook", "w1.events=publication", "--webhook", "w1.namespaces=hooked",
               "--webhook", "w1.max_attempts=1",
-              "--commerce", "on", "--commerce-webhook-secret", "whsec_0123456789abcdef"]
+              "--commerce", "on", "--commerce-webhook-secret", "whsec_0123456789abcdef", "--tickets", "on"]
 MAX_BODY = 1024
 
 # (method, path, status) the description lists that no request here provokes.
@@ -60,7 +60,10 @@ EXCUSED = {
         ("post", "/api/events/{event}/waitlist/position"), ("get", "/api/events/{event}/waitlist/position"),
         ("get", "/metrics"), ("get", "/api/sse"), ("put", "/api/commerce/stock"), ("post", "/api/commerce/stock"),
         ("post", "/api/commerce/orders"), ("get", "/api/commerce/orders/{order}"),
-        ("post", "/api/commerce/orders/{order}/status"), ("post", "/api/commerce/payments")]},
+        ("post", "/api/commerce/orders/{order}/status"), ("post", "/api/commerce/payments"),
+        ("get", "/api/tickets"), ("post", "/api/tickets"), ("get", "/api/tickets/{id}"),
+        ("post", "/api/tickets/{id}/status"), ("post", "/api/tickets/{id}/assign"),
+        ("post", "/api/tickets/{id}/comments"), ("post", "/api/tickets/bulk/status")]},
     **{(m, p, "500"): "out of memory, or a failing history store" for m, p in [
         ("get", "/api/webhooks/{webhook}/dead"), ("delete", "/api/webhooks/{webhook}/dead"),
         ("post", "/api/webhooks/{webhook}/dead/retry")]},
@@ -79,7 +82,9 @@ for _m, _p in [("post", "/api/channels/{channel}/state"), ("post", "/api/scorebo
                ("get", "/api/events/{event}/waitlist/position"), ("put", "/api/commerce/stock"),
                ("post", "/api/commerce/stock"), ("post", "/api/commerce/orders"),
                ("get", "/api/commerce/orders/{order}"), ("post", "/api/commerce/orders/{order}/status"),
-               ("post", "/api/commerce/payments")]:
+               ("post", "/api/commerce/payments"), ("post", "/api/tickets"), ("get", "/api/tickets/{id}"),
+               ("post", "/api/tickets/{id}/status"), ("post", "/api/tickets/{id}/assign"),
+               ("post", "/api/tickets/{id}/comments"), ("post", "/api/tickets/bulk/status")]:
     EXCUSED[(_m, _p, "507")] = "the same commit failure as POST /api/publish's 507, which is exercised"
 for _m, _p in [("post", "/api/publish/batch"), ("post", "/api/commerce/carts/{user}/events")]:
     EXCUSED[(_m, _p, "500")] = "out of memory"
@@ -206,7 +211,7 @@ def sample(path):
     if "{" not in path:
         return {}
     return {"channel": "tickets:x" if path.endswith("/state") else "chat:x", "game": "g1", "event": "e1",
-            "file": "chat.html", "webhook": "w1", "order": "o1", "user": "al"}
+            "file": "chat.html", "webhook": "w1", "order": "o1", "user": "al", "id": "t1"}
 
 
 # A valid body per operation, for the checks that need the request to get past its body.
@@ -229,6 +234,11 @@ BODIES = {
     ("post", "/api/commerce/orders/{order}/status"): {"status": "PAID"},
     ("post", "/api/publish/batch"): {"items": [{"channel": "chat:x", "data": 1}]},
     ("post", "/api/commerce/carts/{user}/events"): {"type": "cleared"},
+    ("post", "/api/tickets"): {"title": "t", "requester": "al"},
+    ("post", "/api/tickets/{id}/status"): {"status": "closed"},
+    ("post", "/api/tickets/{id}/assign"): {"assignee": "al"},
+    ("post", "/api/tickets/{id}/comments"): {"author": "al", "text": "hi"},
+    ("post", "/api/tickets/bulk/status"): {"ids": ["t1"], "status": "closed"},
 }
 
 
@@ -378,7 +388,8 @@ def test_channel_limit_answers_503(tmp_path_factory):
     b = _broker(tmp_path_factory, "tiny", "--max-channels", "1")
     try:
         requests.post(b.url("/api/publish"), json={"channel": "chat:first", "data": 1}, timeout=5)
-        params = {"channel": "tickets:new", "game": "g-new", "event": "e-new", "order": "o-new", "user": "u-new"}
+        params = {"channel": "tickets:new", "game": "g-new", "event": "e-new", "order": "o-new", "user": "u-new",
+                  "id": "t-new"}
         for m, p, op in operations():
             if "max_channels" not in resolve(op["responses"].get("503", {})).get("description", "") or \
                     op.get("x-herald-signed"):
@@ -724,6 +735,49 @@ def test_backend_publishing(dev, keyed, tmp_path_factory):
     off = _broker(tmp_path_factory, "carts-off", "--commerce", "off")
     try:
         assert call(off, "post", c, "404", {"user": "al"}, json={"type": "cleared"}).json()["error"]["code"] == 116
+    finally:
+        off.check_clean_exit()
+
+
+def test_tickets(dev, keyed, tmp_path_factory):
+    t, bulk = "/api/tickets", "/api/tickets/bulk/status"
+    one, st, asg, com = "/api/tickets/{id}", "/api/tickets/{id}/status", "/api/tickets/{id}/assign", \
+        "/api/tickets/{id}/comments"
+    call(dev, "post", t, "200", json={"id": "ta1", "title": "Cannot log in", "requester": "al"})
+    call(dev, "post", t, "200", json={"title": "Printer", "requester": "bo", "priority": "high"})
+    call(dev, "post", t, "400", json={"title": "x"})
+    assert call(dev, "post", t, "409", json={"id": "ta1", "title": "x", "requester": "al"}
+                ).json()["error"]["code"] == 129
+    r = call(dev, "get", t, "200", params={"status": "open", "q": "log", "limit": "10"})
+    assert [i["value"]["id"] for i in r.json()["items"]] == ["ta1"]
+    call(dev, "get", t, "400", params={"status": "pending"})
+    call(dev, "get", one, "200", {"id": "ta1"})
+    call(dev, "get", one, "400", {"id": "bad!id"})
+    assert call(dev, "get", one, "404", {"id": "never"}).json()["error"]["code"] == 128
+    call(dev, "post", st, "200", {"id": "ta1"}, json={"status": "in_progress", "by": "ag"})
+    call(dev, "post", st, "400", {"id": "ta1"}, json={"status": "done"})
+    assert call(dev, "post", st, "404", {"id": "never"}, json={"status": "closed"}).json()["error"]["code"] == 128
+    r = call(dev, "post", st, "409", {"id": "ta1"}, json={"status": "in_progress"})
+    assert r.json()["error"]["allowed"] == ["open", "closed"]
+    call(dev, "post", asg, "200", {"id": "ta1"}, json={"assignee": "ag"})
+    call(dev, "post", asg, "400", {"id": "ta1"}, json={"assignee": 1})
+    call(dev, "post", asg, "404", {"id": "never"}, json={"assignee": "ag"})
+    call(dev, "post", com, "200", {"id": "ta1"}, json={"author": "ag", "text": "on it"})
+    call(dev, "post", com, "400", {"id": "ta1"}, json={"author": "ag"})
+    call(dev, "post", com, "404", {"id": "never"}, json={"author": "ag", "text": "x"})
+    call(dev, "post", bulk, "200", json={"ids": ["ta1", "T000001"], "status": "closed"})
+    call(dev, "post", bulk, "400", json={"ids": [], "status": "closed"})
+    assert call(dev, "post", bulk, "404", json={"ids": ["ta1", "never"], "status": "open"}
+                ).json()["error"]["unknown"] == ["never"]
+    assert call(dev, "post", bulk, "409", json={"ids": ["ta1"], "status": "closed"}
+                ).json()["error"]["refused"][0]["id"] == "ta1"
+    for m, p in (("post", t), ("get", one), ("post", st), ("post", asg), ("post", com), ("post", bulk)):
+        assert call(keyed, m, p, "403", sample(p), headers=PUB, json=BODIES.get((m, p))).json()["error"]["code"] == 114
+    off = _broker(tmp_path_factory, "tickets-off", "--tickets", "off")
+    try:
+        for m, p in (("get", t), ("post", t), ("get", one), ("post", st), ("post", asg), ("post", com),
+                     ("post", bulk)):
+            assert call(off, m, p, "404", sample(p), json=BODIES.get((m, p))).json()["error"]["code"] == 116
     finally:
         off.check_clean_exit()
 
