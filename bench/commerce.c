@@ -665,7 +665,7 @@ const struct bench_scenario bench_orders = {
     .notes = "\nThe broker needs [adapter commerce] enabled = on (--commerce on) and, unless the bench runs on\n"
              "loopback (rate_limit_exempt), --rest-per-minute 0. With API keys configured it is refused.\n"
              "A create refused because the SKU sold out (409, code 124) is counted as sold out.\n",
-    .flags = BF_COMMON | BF(CLIENTS) | BF(SKUS) | BF(STOCK),
+    .flags = BF(URL) | BF(DURATION) | BF(JSON) | BF(QUIET) | BF(HELP) | BF(CLIENTS) | BF(SKUS) | BF(STOCK),
     .defaults = commerce_defaults,
     .check_opts = orders_check,
     .run = orders_run,
@@ -680,7 +680,8 @@ const struct bench_scenario bench_payments = {
     .example = "herald-bench payments --url ws://127.0.0.1:8080/ws --secret whsec_bench --clients 16 --orders 20000",
     .notes = "\nThe broker needs --commerce on and --commerce-webhook-secret equal to --secret. The run ends\n"
              "after --duration or once every order had its event, whichever comes first.\n",
-    .flags = BF_COMMON | BF(CLIENTS) | BF(STOCK) | BF(ORDERS) | BF(SECRET),
+    .flags = BF(URL) | BF(DURATION) | BF(JSON) | BF(QUIET) | BF(HELP) | BF(CLIENTS) | BF(STOCK) | BF(ORDERS) |
+             BF(SECRET),
     .defaults = commerce_defaults,
     .check_opts = payments_check,
     .run = payments_run,

@@ -106,8 +106,9 @@ static const struct flag flags[] = {
       "connections subscribed to the state channel, each keeping its view of it (default 10000 for scores, "
       "10 for seats)" },
     { "clients", BF_CLIENTS, 1, "K",
-      "HTTP connections for holds and releases; without --rate, K clients each hold, release and hold again "
-      "in a closed loop (default 16)" },
+      "seats: HTTP connections for holds and releases; without --rate, K clients each hold, release and hold again "
+      "in a closed loop (default 16); orders, payments: HTTP connections, each a closed loop with one request in "
+      "flight (default 16)" },
     { "seats", BF_SEATS, 1, "N", "seats in the map, 2 to 20000 (default 1000)" },
     { "section", BF_SECTION, 1, "N", "seats per section (default 100)" },
     { "hot", BF_HOT, 1, "F",
