@@ -417,6 +417,30 @@ async function orderScenario() {
     await bob.$eval('#order', (e) => e.classList.contains('hidden')),
   'bob\'s token on alice\'s order shows "not allowed" (114) and no timeline');
   check((await statuses(bob)).length === 0, 'bob\'s page shows none of the order');
+
+  // A timeline the history no longer covers (history_size 2): a notice, and
+  // what is kept, once each; still live.
+  const b2 = await startBroker(['--hmac-secret', SECRET, '--commerce', 'on', '--rest-per-minute', '0',
+    '--ns', 'orders.history_size=2']);
+  await b2.rest('PUT', '/api/commerce/stock', { stock: { MUG: 5 } });
+  r = await b2.rest('POST', '/api/commerce/orders', { id: 'o-8', owner: 'cat', lines: [{ sku: 'MUG', qty: 1 }] });
+  check(r.status === 200, 'a second broker keeps 2 publications per order channel');
+  for (const st of ['PAID', 'PROCESSING', 'PICKING']) {
+    r = await b2.rest('POST', '/api/commerce/orders/o-8/status', { status: st });
+    if (r.status !== 200) throw new Error(`moving o-8 to ${st}: ${r.status} ${r.text}`);
+  }
+  const cat = await open('cat', `${b2.http}/widgets/order.html?order=o-8&token=${mintToken('cat', 3600, SECRET)}`);
+  await status(cat, 'live');
+  await cat.waitForFunction(() => !document.querySelector('#notice').classList.contains('hidden') &&
+    /could not be recovered/.test(document.querySelector('#notice').textContent));
+  await timelineIs(cat, ['PROCESSING', 'PICKING'], 5000);
+  check(await cat.$eval('#current', (e) => e.dataset.status) === 'PICKING',
+    'an order whose early steps history no longer keeps: a notice, the kept steps once each, the right status');
+  r = await b2.rest('POST', '/api/commerce/orders/o-8/status', { status: 'REFUNDED' });
+  check(r.status === 200, 'o-8 is refunded over REST');
+  await timelineIs(cat, ['PROCESSING', 'PICKING', 'REFUNDED'], 5000);
+  check(await cat.$eval('#stepper', (e) => e.classList.contains('ended')) &&
+    await cat.textContent('#side') === 'Refunded', 'and it goes on live: REFUNDED ends the stepper with a badge');
 }
 
 const scenarios = { chat, dm, scoreboard, seats, status: statusScenario, order: orderScenario };
