@@ -84,7 +84,8 @@ static struct {
     uint64_t t_setup, t_start, t_end, t_last;
     uint64_t next;              /* next order (orders) or event (payments) */
     uint64_t created, paid, failed, sold_out, setup_created;
-    uint64_t events, applied, duplicates, answered_max;   /* payments */
+    uint64_t events, applied, duplicates;   /* payments */
+    uint64_t *answered, nanswered;          /* payments: orders whose event was answered applied */
     int64_t *sold;              /* per SKU: units created and not given back */
     hist_t *lat, *lat_create, *lat_move;
     uint64_t errors;
@@ -351,7 +352,7 @@ static void on_paid_event(void *arg, int status, const char *body, size_t len, u
         C.applied++;
         if (!strcmp(want, "PAYMENT_FAILED")) { C.failed++; C.sold[0]--; }
         else C.paid++;
-        if (s->order + 1 > C.answered_max) C.answered_max = s->order + 1;
+        C.answered[C.nanswered++] = s->order;
     } else {
         error_at("a new event (want its outcome applied)", status, body, len);
     }
@@ -391,9 +392,11 @@ static void run_slot(struct slot *s)
         send_create(s);
         return;
     }
-    s->dup = C.answered_max > 0 && (C.events + 1) % DUP_EVERY == 0;
+    /* Only an event already answered is re-sent: one still in flight could
+     * be applied by either copy, and both answers would look wrong. */
+    s->dup = C.nanswered > 0 && (C.events + 1) % DUP_EVERY == 0;
     if (s->dup) {
-        s->order = rnd() % C.answered_max;
+        s->order = C.answered[rnd() % C.nanswered];
     } else {
         if (C.next >= B.o.orders) {
             /* Every order had its event: the run is over early. */
@@ -593,10 +596,11 @@ static int commerce_run(int payments)
     snprintf(C.prefix, sizeof C.prefix, "b%s-", B.run_id);
     C.slots = calloc(B.o.clients, sizeof *C.slots);
     C.sold = calloc(payments ? 1 : B.o.skus, sizeof *C.sold);
+    C.answered = calloc(payments ? B.o.orders : 1, sizeof *C.answered);
     C.lat = hist_new();
     C.lat_create = hist_new();
     C.lat_move = hist_new();
-    if (!C.slots || !C.sold || !C.lat || !C.lat_create || !C.lat_move || uv_loop_init(&B.loop)) {
+    if (!C.slots || !C.sold || !C.answered || !C.lat || !C.lat_create || !C.lat_move || uv_loop_init(&B.loop)) {
         fprintf(stderr, "herald-bench: out of memory\n");
         return 1;
     }
@@ -620,6 +624,7 @@ static int commerce_run(int payments)
     fflush(stdout);
     free(C.slots);
     free(C.sold);
+    free(C.answered);
     hist_free(C.lat);
     hist_free(C.lat_create);
     hist_free(C.lat_move);
