@@ -63,6 +63,11 @@ struct opts {
     unsigned section;           /* seats: seats per section */
     double hot;                 /* seats: share of the seats that holds pick from */
     unsigned ttl;               /* seats: hold ttl, seconds */
+    unsigned skus;              /* orders: SKUs the orders pick from (1: one hot SKU) */
+    unsigned stock;             /* orders, payments: units of each SKU at the start */
+    unsigned orders;            /* payments: orders created before the events */
+    char secret[129];           /* payments: the broker's [adapter commerce] webhook_secret */
+    unsigned sse;               /* sse: Server-Sent Events streams (WebSocket subscribers: --subscribers) */
 };
 
 /* One step of a run: one target rate (or the whole run for idle/connect/publish). */

@@ -321,15 +321,22 @@ int http_pool_new(uv_loop_t *loop, const herald_url_t *url, unsigned n, const ht
 int http_request(http_pool_t *p, const char *method, const char *target, const char *body, size_t blen,
                  http_done_cb cb, void *arg)
 {
-    size_t room = strlen(method) + strlen(target) + strlen(p->url->host) + 160 + blen;
+    return http_request_hdr(p, method, target, NULL, body, blen, cb, arg);
+}
+
+int http_request_hdr(http_pool_t *p, const char *method, const char *target, const char *headers,
+                     const char *body, size_t blen, http_done_cb cb, void *arg)
+{
+    size_t room = strlen(method) + strlen(target) + strlen(p->url->host) + (headers ? strlen(headers) : 0) + 160 +
+                  blen;
     struct req *r;
     int hl;
     hconn_t *hc;
 
     if (p->failed || p->closing) return HERALD_E_STATE;
     if (!(r = malloc(sizeof *r + room))) return UV_ENOMEM;
-    hl = snprintf(r->buf, room, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                  "Content-Length: %zu\r\n\r\n", method, target, p->url->host, blen);
+    hl = snprintf(r->buf, room, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n%s"
+                  "Content-Length: %zu\r\n\r\n", method, target, p->url->host, headers ? headers : "", blen);
     if (hl < 0 || (size_t)hl + blen > room) { free(r); return UV_ENOMEM; }
     if (blen) memcpy(r->buf + hl, body, blen);
     r->len = (size_t)hl + blen;

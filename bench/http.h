@@ -56,6 +56,12 @@ int http_pool_new(uv_loop_t *loop, const herald_url_t *url, unsigned n, const ht
 int http_request(http_pool_t *p, const char *method, const char *target, const char *body, size_t blen,
                  http_done_cb cb, void *arg);
 
+/* http_request_hdr() - http_request() with extra header lines: @headers is
+ * NULL or complete lines, each ending with "\r\n" ("Herald-Signature: ...\r\n"),
+ * copied with the rest. Return: as http_request(). */
+int http_request_hdr(http_pool_t *p, const char *method, const char *target, const char *headers,
+                     const char *body, size_t blen, http_done_cb cb, void *arg);
+
 /* http_cancel_queued() - answer every request still waiting for a connection
  * with HTTP_CANCELLED, from inside this call; requests already sent are
  * left to finish. Return: how many were cancelled. */

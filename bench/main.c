@@ -106,14 +106,24 @@ static const struct flag flags[] = {
       "connections subscribed to the state channel, each keeping its view of it (default 10000 for scores, "
       "10 for seats)" },
     { "clients", BF_CLIENTS, 1, "K",
-      "HTTP connections for holds and releases; without --rate, K clients each hold, release and hold again "
-      "in a closed loop (default 16)" },
+      "seats: HTTP connections for holds and releases; without --rate, K clients each hold, release and hold again "
+      "in a closed loop (default 16); orders, payments: HTTP connections, each a closed loop with one request in "
+      "flight (default 16)" },
     { "seats", BF_SEATS, 1, "N", "seats in the map, 2 to 20000 (default 1000)" },
     { "section", BF_SECTION, 1, "N", "seats per section (default 100)" },
     { "hot", BF_HOT, 1, "F",
       "the contention: holds pick their 2 to 4 seats from the first F of the seats, above 0 and at most 1 "
       "(default 0.1)" },
     { "ttl", BF_TTL, 1, "SECONDS", "ttl of each hold; holds are released at once anyway (default 60)" },
+    { "skus", BF_SKUS, 1, "N",
+      "orders: SKUs each order picks one unit of, at random; 1 is the single hot SKU (default 1)" },
+    { "stock", BF_STOCK, 1, "N",
+      "orders, payments: units of each SKU set before the run (default 1000000); a smaller stock sells out "
+      "and measures the refusals (409, code 124)" },
+    { "orders", BF_ORDERS, 1, "N", "payments: orders created (not timed) before the events are posted (default 5000)" },
+    { "secret", BF_SECRET, 1, "S",
+      "payments: the broker's [adapter commerce] webhook_secret, to sign the events with (required)" },
+    { "sse", BF_SSE, 1, "N", "sse: Server-Sent Events streams on the channel (default: as many as --subscribers)" },
     { "quiet", BF_QUIET, 0, NULL, "no progress line on stderr (it is shown only when stderr is a terminal)" },
     { "help", BF_HELP, 0, NULL, "show help (herald-bench SCENARIO --help for a scenario's flags)" },
 };
@@ -170,7 +180,9 @@ static void usage(FILE *f, const struct bench_scenario *sc)
         fprintf(f, "\nExit status: 0 when the run completed, 1 when it failed (broker unreachable, connections\n"
                    "refused or dropped during setup, protocol errors, time bound exceeded; presence: the\n"
                    "broker's final member count is wrong; recover: a gap, a duplicate or a failed recovery;\n"
-                   "scores: a viewer that does not end at the broker's score; seats: a broken invariant),\n"
+                   "scores: a viewer that does not end at the broker's score; seats: a broken invariant;\n"
+                   "orders, payments: the broker's stock is not the initial stock minus what was sold, or an\n"
+                   "answer is not the documented one; sse: a delivery missing, duplicated or out of order),\n"
                    "2 for bad flags.\n");
         return;
     }
@@ -289,6 +301,9 @@ int main(int argc, char **argv)
     o->section = 100;
     o->hot = 0.1;
     o->ttl = 60;
+    o->skus = 1;
+    o->stock = 1000000;
+    o->orders = 5000;
     o->publish = PUB_WS;
     o->window = 64;
     o->p99_max_ms = 100;
@@ -419,6 +434,22 @@ int main(int argc, char **argv)
             break;
         case BF_TTL:
             if (parse_uint(optarg, 1, 86400, &o->ttl)) return bad("--ttl %s: want 1 to 86400 seconds%s", optarg, "");
+            break;
+        case BF_SKUS:
+            if (parse_uint(optarg, 1, 100000, &o->skus)) return bad("--skus %s: want 1 to 100000%s", optarg, "");
+            break;
+        case BF_STOCK:
+            if (parse_uint(optarg, 0, 1000000000, &o->stock)) return bad("--stock %s: want 0 to 1000000000%s", optarg, "");
+            break;
+        case BF_ORDERS:
+            if (parse_uint(optarg, 1, 10000000, &o->orders)) return bad("--orders %s: want 1 to 10000000%s", optarg, "");
+            break;
+        case BF_SECRET:
+            if (!*optarg || strlen(optarg) >= sizeof o->secret) return bad("--secret: want 1 to 128 bytes%s%s", "", "");
+            snprintf(o->secret, sizeof o->secret, "%s", optarg);
+            break;
+        case BF_SSE:
+            if (parse_uint(optarg, 0, 1000000, &o->sse)) return bad("--sse %s: want 0 to 1000000%s", optarg, "");
             break;
         case BF_REJOIN_DELAY:
             if (parse_double(optarg, 0, 600, &o->rejoin_delay)) return bad("--rejoin-delay %s: want 0 to 600 seconds%s", optarg, "");

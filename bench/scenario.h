@@ -5,7 +5,8 @@
  * (BF_*), and the list of scenarios, bench_scenarios[] (scenarios.c). Does
  * not own: parsing the flags (main.c), the run (run.c, staterun.c), the
  * frame of the report (report.c), and what any one scenario does: each
- * scenario file (pubs.c, conns.c, presence.c, recover.c, scores.c, seats.c)
+ * scenario file (pubs.c, conns.c, presence.c, recover.c, scores.c, seats.c,
+ * commerce.c, ssefan.c)
  * defines its own entry.
  *
  * DESIGN: main.c, the drivers and report.c know a scenario only through its
@@ -36,7 +37,7 @@ enum bench_flag {
     BF_PUBLISH, BF_PUBLISHERS, BF_WINDOW, BF_P99MAX, BF_CONNECTIONS, BF_PID, BF_CONCURRENCY, BF_CONNECT_TIMEOUT,
     BF_DRAIN_TIMEOUT, BF_SETTLE, BF_QUIET, BF_NAMESPACE, BF_MEMBERS, BF_WATCHERS, BF_CHURN, BF_REJOIN_DELAY,
     BF_FRACTION, BF_OUTAGE, BF_CYCLES, BF_EXPECT_UNRECOVERED, BF_VIEWERS, BF_CLIENTS, BF_SEATS, BF_SECTION, BF_HOT,
-    BF_TTL, BF_HELP,
+    BF_TTL, BF_SKUS, BF_STOCK, BF_ORDERS, BF_SECRET, BF_SSE, BF_HELP,
     BF_N
 };
 _Static_assert(BF_N <= 64, "a scenario's flags are the bits of a uint64_t");

@@ -6,7 +6,7 @@
 #include "scenario.h"
 
 extern const struct bench_scenario bench_fanout, bench_channels, bench_idle, bench_connect, bench_publish,
-    bench_presence, bench_recover, bench_scores, bench_seats;
+    bench_presence, bench_recover, bench_scores, bench_seats, bench_orders, bench_payments, bench_sse;
 
 const struct bench_scenario *const bench_scenarios[] = {
     &bench_fanout,   /* pubs.c */
@@ -18,5 +18,8 @@ const struct bench_scenario *const bench_scenarios[] = {
     &bench_recover,  /* recover.c */
     &bench_scores,   /* scores.c */
     &bench_seats,    /* seats.c */
+    &bench_orders,   /* commerce.c */
+    &bench_payments, /* commerce.c */
+    &bench_sse,      /* ssefan.c */
     NULL,
 };

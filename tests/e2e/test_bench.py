@@ -578,3 +578,126 @@ def test_state_scenarios_bad_flags():
         assert p.returncode == 0
         for flag in flags:
             assert flag in p.stdout, (sc, flag)
+
+
+# -- commerce and SSE scenarios (bench/commerce.c, bench/ssefan.c) ----------
+
+WEBHOOK_SECRET = "whsec_bench_smoke_0123456789"
+
+
+@pytest.fixture(scope="module")
+def commerce_broker(request):
+    return _start_broker(request, "--commerce", "on", "--commerce-webhook-secret", WEBHOOK_SECRET,
+                         "--rest-per-minute", "0")
+
+
+@pytest.mark.parametrize("skus", [1, 50])
+def test_orders(commerce_broker, skus):
+    """One hot SKU and many: every order is created and paid (or its payment fails),
+    and the broker's stock ends at the initial stock minus what was sold."""
+    rc, out, err = bench("orders", "--url", commerce_broker.url, "--clients", "4", "--skus", str(skus),
+                         "--duration", "1")
+    assert rc == 0 and out["ok"], (out, err)
+    assert out["scenario"] == "orders" and out["skus"] == skus and out["clients"] == 4
+    assert out["orders"] > 0 and out["paid"] + out["payment_failed"] == out["orders"]
+    assert out["payment_failed"] == out["orders"] // 10 or out["payment_failed"] == out["orders"] // 10 + 1
+    assert out["sold_out"] == 0 and out["errors"] == 0 and out["first_error"] is None
+    assert out["orders_per_sec"] > 0 and out["requests_per_sec"] >= out["orders_per_sec"]
+    lat = out["order_latency_ms"]
+    assert lat["count"] == out["orders"] and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    assert out["create_latency_ms"]["count"] == out["orders"] == out["transition_latency_ms"]["count"]
+    assert out["stock_check"] == {"skus": skus, "mismatches": 0, "first": None}
+
+
+def test_orders_sell_out_never_oversells(commerce_broker):
+    """A stock of 20 units and 8 clients: creates past the last unit are refused
+    (409, code 124) and counted; the stock check still holds (no oversell)."""
+    rc, out, err = bench("orders", "--url", commerce_broker.url, "--clients", "8", "--stock", "20",
+                         "--duration", "1")
+    assert rc == 0 and out["ok"], (out, err)
+    assert out["sold_out"] > 0
+    # A failed payment gives its unit back, so at most 20 orders are paid.
+    assert 0 < out["paid"] <= 20 and out["paid"] + out["payment_failed"] == out["orders"]
+    assert out["stock_check"]["mismatches"] == 0 and out["stock_check"]["skus"] == 1
+
+
+def test_payments(commerce_broker):
+    """Signed webhooks for 200 orders: each applied once (PAID, or every 5th
+    PAYMENT_FAILED), re-sent ids answered as duplicates, the stock consistent."""
+    rc, out, err = bench("payments", "--url", commerce_broker.url, "--secret", WEBHOOK_SECRET, "--orders", "200",
+                         "--clients", "4", "--duration", "10")
+    assert rc == 0 and out["ok"], (out, err)
+    assert out["orders"] == 200 and out["applied"] == 200
+    assert out["paid"] == 160 and out["payment_failed"] == 40
+    assert out["duplicates"] > 0 and out["events"] == out["applied"] + out["duplicates"]
+    assert out["events_per_sec"] > 0
+    lat = out["event_latency_ms"]
+    assert lat["count"] == out["events"] and 0 < lat["p50"] <= lat["p99"] <= lat["max"]
+    assert out["stock_check"] == {"skus": 1, "mismatches": 0, "first": None} and out["errors"] == 0
+
+
+def test_payments_wrong_secret_fails(commerce_broker):
+    """Events signed with another secret are refused (401, 113): the run fails and says so."""
+    rc, out, err = bench("payments", "--url", commerce_broker.url, "--secret", "not-the-broker-secret",
+                         "--orders", "10", "--clients", "2", "--duration", "2")
+    assert rc == 1 and out["ok"] is False, (out, err)
+    assert out["applied"] == 0 and out["errors"] == 10 and "HTTP 401" in out["first_error"]
+
+
+def test_commerce_scenarios_need_the_adapter(broker):
+    for sc in (["orders"], ["payments", "--secret", WEBHOOK_SECRET]):
+        rc, out, err = bench(*sc, "--url", broker.url, "--duration", "1")
+        assert rc == 1 and out["ok"] is False and "--commerce on" in err, (sc, out, err)
+
+
+def test_sse_against_websocket(broker):
+    """20 SSE streams and 20 WebSocket subscribers on one channel: every
+    acknowledged publication reaches each of them once, in order."""
+    rc, out, err = bench("sse", "--url", broker.url, "--subscribers", "20", "--sse", "20", "--rate", "50",
+                         "--duration", "1")
+    assert rc == 0 and out["ok"], (out, err)
+    assert out["published"] == 50 and out["acked"] == 50 and out["publish_errors"] == 0
+    for kind in ("sse", "ws"):
+        k = out[kind]
+        assert k["clients"] == k["ready"] == 20 and k["failed"] == 0 and k["lost"] == 0, (kind, k)
+        assert k["delivered"] == k["expected"] == 50 * 20, (kind, k)
+        assert k["gaps"] == 0 and k["duplicates"] == 0 and k["unreadable"] == 0
+        assert k["deliveries_per_sec"] > 0
+        assert k["latency_ms"]["count"] == 1000 and 0 <= k["latency_ms"]["p50"] <= k["latency_ms"]["p99"]
+        assert k["connect_ms"]["count"] == 20
+
+
+def test_sse_only_streams(broker):
+    rc, out, err = bench("sse", "--url", broker.url, "--subscribers", "0", "--sse", "5", "--rate", "20",
+                         "--duration", "0.5")
+    assert rc == 0 and out["ok"], (out, err)
+    assert out["ws"]["clients"] == 0 and out["sse"]["delivered"] == out["sse"]["expected"] == 5 * out["acked"]
+
+
+def test_sse_refused_stream_fails_setup(broker):
+    """A state namespace is not carried over SSE (404, 116): setup fails and says why."""
+    rc, out, err = bench("sse", "--url", broker.url, "--subscribers", "1", "--sse", "2", "--namespace", "stock",
+                         "--duration", "1")
+    assert rc == 1 and out["ok"] is False, (out, err)
+    assert "404" in err, err
+
+
+def test_commerce_and_sse_bad_flags():
+    if not os.access(BENCH, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % BENCH)
+    for args in (["payments"], ["payments", "--secret", "s", "--orders", "10", "--stock", "5"],
+                 ["orders", "--skus", "0"], ["orders", "--encoding", "json"], ["orders", "--viewers", "3"],
+                 ["sse", "--size", "20"], ["sse", "--rate", "1,2"], ["sse", "--clients", "3"],
+                 ["sse", "--subscribers", "0", "--sse", "0"]):
+        p = subprocess.run([BENCH, *args], capture_output=True, text=True, timeout=5)
+        assert p.returncode == 2 and "herald-bench:" in p.stderr, (args, p.stderr)
+    for sc, flags in (("orders", ("--clients", "--skus", "--stock", "--duration")),
+                      ("payments", ("--secret", "--orders", "--stock", "--clients", "webhook-secret")),
+                      ("sse", ("--sse", "--subscribers", "--rate", "--size", "ulimit -Hn"))):
+        p = subprocess.run([BENCH, sc, "--help"], capture_output=True, text=True, timeout=5)
+        assert p.returncode == 0
+        for flag in flags:
+            assert flag in p.stdout, (sc, flag)
+    p = subprocess.run([BENCH, "--help"], capture_output=True, text=True, timeout=5)
+    for sc in ("orders", "payments", "sse"):
+        assert re.search(r"^  %s " % sc, p.stdout, re.M), sc

@@ -1,4 +1,4 @@
-"""The widgets under /widgets/ (chat, scoreboard, seat map, index), built into the
+"""The widgets under /widgets/ (chat, scoreboard, seat map, order tracking, index), built into the
 broker, and what they do in a real browser.
 
 The browser tests run tests/browser/widgets_check.mjs, one scenario per test: it
@@ -49,7 +49,7 @@ def test_widgets_are_served(broker):
     assert re.fullmatch(r"public, max-age=\d+", idx.headers["Cache-Control"]) and idx.headers["ETag"]
     assert idx.content == (WIDGETS / "index.html").read_bytes()
     assert requests.get(broker.url("/widgets"), timeout=5).content == idx.content
-    for link in ("/widgets/chat.html", "/widgets/scoreboard.html", "/widgets/seats.html"):
+    for link in ("/widgets/chat.html", "/widgets/scoreboard.html", "/widgets/seats.html", "/widgets/order.html"):
         assert link in idx.text, "the index links to " + link
     types = {".html": "text/html; charset=utf-8", ".js": "application/javascript; charset=utf-8",
              ".css": "text/css; charset=utf-8"}
@@ -75,7 +75,7 @@ def test_widgets_namespaces_work_out_of_the_box(broker):
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.parametrize("scenario", ["chat", "dm", "scoreboard", "seats", "status"])
+@pytest.mark.parametrize("scenario", ["chat", "dm", "scoreboard", "seats", "status", "order"])
 def test_widget_in_browser(scenario):
     why = _browser_missing()
     if why:
