@@ -137,6 +137,9 @@ static const struct opt opts[] = {
       0, "5m", "a webhook whose signed timestamp is further than this from now is refused (a replay)" },
     { "adapter commerce", "webhook_window", "commerce-webhook-window", T_MS, O(commerce_webhook_window_ms), 0,
       "24h", "how long a payment event id is remembered: a repeat within it changes nothing" },
+    { "adapter seats", "feed", "seats-feed", T_OPTSTR, O(seats_feed), sizeof(((config_t *)0)->seats_feed), "",
+      "the organiser's feed channel: each confirmed booking publishes a ticket_issued there, in the booking's "
+      "transaction; \"{event}\" in it is replaced by the event id; empty: none" },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 _Static_assert(NOPTS <= CONFIG_OPTS_MAX, "config_t.where[] has no room for every option: raise CONFIG_OPTS_MAX");
@@ -456,6 +459,29 @@ static int validate_commerce(const config_t *c, char *err, size_t errlen)
     return -1;
 }
 
+/* [adapter seats] feed: a channel name once "{event}" is replaced (by the
+ * longest event id), and not a state channel (it takes plain publications).
+ * Return: 0, or -1 with @err. */
+static int validate_seats_feed(const config_t *c, char *err, size_t errlen)
+{
+    char name[sizeof c->seats_feed + 64], where[sizeof c->config_path + 80];
+    const char *at = strstr(c->seats_feed, "{event}"), *why = NULL;
+    int n = at ? snprintf(name, sizeof name, "%.*s%s%s", (int)(at - c->seats_feed), c->seats_feed,
+                          "0123456789012345678901234567890123456789012345678901234567890123", at + 7)
+               : snprintf(name, sizeof name, "%s", c->seats_feed);
+
+    if (n < 0 || (size_t)n >= sizeof name || !chname_valid(name, (size_t)n, &why)) {
+        if (!why) why = "too long once {event} is replaced by an event id of up to 64 characters";
+    } else if (config_ns(c, name, (size_t)n)->state) {
+        why = "its namespace has state = on: a feed takes plain publications";
+    }
+    if (!why) return 0;
+    if (config_where(c, "adapter seats.feed", where, sizeof where) > 0) strcat(where, ": ");
+    else where[0] = '\0';
+    snprintf(err, errlen, "%s[adapter seats] feed = \"%s\": %s", where, c->seats_feed, why);
+    return -1;
+}
+
 /* Cross-checks whose messages name where the offending option was set, as
  * validate_auth()'s do. Return: 0, or -1 with @err. */
 static int validate_where(const config_t *c, char *err, size_t errlen)
@@ -476,6 +502,7 @@ static int validate_where(const config_t *c, char *err, size_t errlen)
         return -1;
     }
     if (c->commerce_enabled && validate_commerce(c, err, errlen)) return -1;
+    if (*c->seats_feed && validate_seats_feed(c, err, errlen)) return -1;
     /* Development mode: with no API key the REST API, publishing included,
      * answers whoever reaches the port. Fine on loopback; elsewhere only
      * when the operator says so. */
@@ -711,7 +738,9 @@ static const char *webhook_events(webhook_conf_t *w, const char *val)
     static const struct { const char *name; unsigned bit; } names[] = {
         { "publication", WH_EV_PUBLICATION }, { "channel.occupied", WH_EV_OCCUPIED },
         { "channel.vacated", WH_EV_VACATED }, { "presence.member_added", WH_EV_MEMBER_ADDED },
-        { "presence.member_removed", WH_EV_MEMBER_REMOVED }, { "*", WH_EV_ALL },
+        { "presence.member_removed", WH_EV_MEMBER_REMOVED }, { "order.created", WH_EV_ORDER_CREATED },
+        { "order.status", WH_EV_ORDER_STATUS }, { "seat.booked", WH_EV_SEAT_BOOKED },
+        { "seat.expired", WH_EV_SEAT_EXPIRED }, { "*", WH_EV_ALL },
     };
     unsigned mask = 0;
     const char *p = val;
@@ -725,7 +754,7 @@ static const char *webhook_events(webhook_conf_t *w, const char *val)
             if (strlen(names[i].name) == len && !memcmp(names[i].name, p, len)) break;
         if (i == sizeof names / sizeof names[0])
             return "unknown event (known: publication, channel.occupied, channel.vacated, presence.member_added, "
-                   "presence.member_removed, or * for all)";
+                   "presence.member_removed, order.created, order.status, seat.booked, seat.expired, or * for all)";
         mask |= names[i].bit;
         p += len;
     }
@@ -1080,7 +1109,8 @@ void config_usage(FILE *out)
                  "  url                    http://host[:port]/path (https is not supported yet)\n"
                  "  secret                 the HMAC-SHA256 signing key (16+ characters)\n"
                  "  events                 publication, channel.occupied, channel.vacated, presence.member_added,\n"
-                 "                         presence.member_removed, comma-separated, or * for all\n"
+                 "                         presence.member_removed, order.created, order.status, seat.booked,\n"
+                 "                         seat.expired, comma-separated, or * for all\n"
                  "  namespaces             where publication events come from, comma-separated, or * (default *)\n"
                  "  timeout                per request (default 5s)\n"
                  "  max_attempts           posts of a batch before it is dead-lettered (default 10)\n"

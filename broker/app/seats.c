@@ -10,6 +10,7 @@
 #include "auth/auth.h"
 #include "core/channel.h"
 #include "core/publish.h"
+#include "core/pubpipe.h"
 #include "chname.h"
 #include "herald.h"
 #include "hmap.h"
@@ -28,6 +29,9 @@ typedef struct seat_job {
     char section[SEAT_ID_MAX + 1];
     const char *action;           /* the name the requester used */
     int ws;                       /* asked over the user's own WebSocket session */
+    char feed[300];               /* the organiser's feed channel ([adapter seats] feed), or "" */
+    const char *hooks_booked[WEBHOOK_MAX];  /* webhooks of seat.booked / seat.expired (names in srv.cfg) */
+    const char *hooks_expired[WEBHOOK_MAX];
 } seat_job_t;
 
 /* A user known to hold seats over WebSocket, or connected. */
@@ -312,46 +316,35 @@ static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
     if (j->action) json_object_set_new(result, "action", json_string(j->action));
 }
 
+/* Writes the organiser's feed channel of seat map @name ([adapter seats]
+ * feed, "{event}" replaced) into @out; "" when there is none. */
+static void feed_channel(const char *name, char *out, size_t len)
+{
+    const char *tpl = srv.cfg.seats_feed, *at = strstr(tpl, "{event}"), *event = strchr(name, ':');
+    int n;
+
+    event = event ? event + 1 : name;
+    n = at ? snprintf(out, len, "%.*s%s%s", (int)(at - tpl), tpl, event, at + 7) : snprintf(out, len, "%s", tpl);
+    if (n < 0 || (size_t)n >= len || (n && !chname_valid(out, (size_t)n, NULL))) *out = '\0';
+}
+
 /* Queues @j on seat map @name for @origin. Return: 0, or a PROTO_E_* code. */
 static int submit(const char *name, seat_job_t *j, origin_t *origin, char *reason)
 {
-    pub_ops_t *ops = calloc(1, sizeof *ops);
-    chan_t *c;
-    int r;
+    pub_custom_t pc = { .apply = seatmap_apply, .arg = &j->req, .custom = j, .custom_free = job_free,
+                        .done = job_done, .reply_op = "seats",
+                        .need_state = "seat maps need [namespace " SEATS_NS "] state = on in the configuration" };
 
-    if (!ops || !(ops->ops = calloc(1, sizeof *ops->ops))) {
-        free(ops);
-        job_free(j);
-        origin_clear(origin);
-        return oom(reason);
+    /* The storage thread reads these: the configuration outlives every request. */
+    feed_channel(name, j->feed, sizeof j->feed);
+    j->req.feed = *j->feed ? j->feed : NULL;
+    if (srv.cfg.nwebhooks) {
+        j->req.nhooks_booked = config_webhooks_for(&srv.cfg, WH_EV_SEAT_BOOKED, "", 0, j->hooks_booked);
+        j->req.nhooks_expired = config_webhooks_for(&srv.cfg, WH_EV_SEAT_EXPIRED, "", 0, j->hooks_expired);
+        j->req.hooks_booked = j->hooks_booked;
+        j->req.hooks_expired = j->hooks_expired;
     }
-    ops->n = 1;
-    ops->ops[0].type = HIST_OP_CUSTOM;
-    ops->ops[0].custom = seatmap_apply;
-    ops->ops[0].arg = &j->req;
-    ops->custom = j;
-    ops->custom_free = job_free;
-    ops->done = job_done;
-    ops->reply_op = "seats";
-    if ((r = chan_open(name, strlen(name), &c))) {
-        pub_ops_free(ops);
-        origin_clear(origin);
-        snprintf(reason, PROTO_REASON_MAX, "%s", r == PROTO_E_LIMIT ? "limit reached: limits.max_channels"
-                                                                    : "out of memory");
-        return r == PROTO_E_LIMIT ? r : PROTO_E_INTERNAL;
-    }
-    if (!c->ns->state) {
-        chan_maybe_drop(c);
-        pub_ops_free(ops);
-        origin_clear(origin);
-        snprintf(reason, PROTO_REASON_MAX, "seat maps need [namespace " SEATS_NS "] state = on in the configuration");
-        return PROTO_E_DISABLED;
-    }
-    if (pubpipe_state(c, ops, origin)) {
-        chan_maybe_drop(c);
-        return oom(reason);
-    }
-    return 0;
+    return pubpipe_custom(name, &pc, origin, reason);
 }
 
 int seats_request(const char *chan, const char *action, const json_t *body, const char *user, int backend,

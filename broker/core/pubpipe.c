@@ -8,6 +8,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,6 +96,7 @@ static int author_check(const unsigned char *rec, size_t len, const unsigned cha
 static void pub_free(pub_t *p)
 {
     pub_ops_free(p->sops);
+    hist_sides_free(p->w.side);
     free(p->w.state_rec);
     json_decref(p->w.result);
     for (int e = 0; e < PROTO_NENC; e++) frame_unref(p->frames[e]);
@@ -160,6 +162,20 @@ static void policy(void *ctx, const char *name, size_t len, struct hist_policy *
     (void)ctx;
     out->keep = ns->history ? ns->history_size : 0;
     out->ttl_ms = ns->history_ttl_ms;
+}
+
+_Static_assert(WEBHOOK_MAX <= HIST_HOOKS_MAX, "a side publication's webhooks must fit hist_target_t");
+
+/* Storage thread: how a channel a custom operation publishes to is stored
+ * (hist_target_fn). State channels take only their own operations' deltas. */
+static void target_policy(const char *name, size_t len, hist_target_t *out)
+{
+    const ns_config_t *ns = config_ns(&srv.cfg, name, len);
+
+    out->refused = ns->state;
+    out->history = ns->history;
+    out->keep = ns->history_size;
+    out->nhooks = srv.cfg.nwebhooks ? config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, name, len, out->hooks) : 0;
 }
 
 static void on_gone(void *ctx, const char *name, size_t len)
@@ -354,6 +370,64 @@ static void finish_probe(pub_t *p)
                                                 : "storage: a write transaction failed"));
 }
 
+static void unstored_event(chan_t *c, uint64_t offset, const unsigned char *rec, size_t reclen);
+
+/* Opens the channel of each side publication of @p (held until its fan-out)
+ * and numbers those of namespaces without history after the channel's last
+ * offset, so that done() can name every offset in the answer. */
+static void sides_open(pub_t *p)
+{
+    for (hist_side_t *s = p->w.side; s; s = s->next) {
+        chan_t *c;
+        int r = chan_open(s->chan, s->chanlen, &c);
+        if (r) {
+            /* Stored or not, nobody is subscribed to a channel that is not registered. */
+            hlog(LOG_WARN, "storage", "cannot open %s to fan out a side publication: %s", s->chan,
+                 r == PROTO_E_LIMIT ? "limits.max_channels" : "out of memory");
+            continue;
+        }
+        c->inflight++;
+        s->user = c;
+        if (s->offset) continue;
+        s->offset = c->last_offset + 1;
+        for (hist_side_t *e = p->w.side; e != s; e = e->next)
+            if (e->user == c && !e->epoch[0]) s->offset++;
+    }
+}
+
+/* Fans out @p's side publications in order, after its own. */
+static void sides_fanout(pub_t *p)
+{
+    for (hist_side_t *s = p->w.side; s; s = s->next) {
+        chan_t *c = s->user;
+        frame_t *frames[PROTO_NENC] = { NULL };
+        uint64_t delivered = srv.stats.deliveries;
+
+        if (!c) continue;
+        s->user = NULL;
+        c->inflight--;
+        if (s->epoch[0]) {
+            if (!c->stored || memcmp(c->epoch, s->epoch, HIST_EPOCH_LEN)) {
+                /* The store started the channel's log (its first stored
+                 * publication): its epoch and offsets are the channel's now. */
+                if (c->last_offset >= s->offset) c->last_offset = s->offset - 1;
+                memcpy(c->epoch, s->epoch, HIST_EPOCH_LEN + 1);
+            }
+            c->stored = 1;
+        } else if (srv.cfg.nwebhooks) {
+            unstored_event(c, s->offset, s->rec, s->reclen);
+        }
+        if (chan_fanout(c, s->offset, s->rec, s->reclen, frames))
+            hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,
+                 (unsigned long long)s->offset);
+        if (!chan_is_sys(c)) srv.stats.publications++;
+        metrics.ns_publications[stats_ns_index(c->ns)]++;
+        metrics.ns_deliveries[stats_ns_index(c->ns)] += srv.stats.deliveries - delivered;
+        chan_count_pub(c);
+        chan_maybe_drop(c);
+    }
+}
+
 static void finish(pub_t *p)
 {
     chan_t *c = p->chan;
@@ -423,7 +497,12 @@ static void finish(pub_t *p)
         snprintf(why, sizeof why, "%s", p->w.status == HIST_E_FULL ? "the history store is full (history.map_size_max)"
                                                                    : "the history store failed to commit the publication");
     }
-    if (p->sops && p->sops->done) p->sops->done(c, p->sops, out.code, extra);
+    if (out.code == 0 && p->w.side) sides_open(p);
+    if (p->sops && p->sops->done) {
+        p->sops->side = out.code ? NULL : p->w.side;
+        p->sops->done(c, p->sops, out.code, extra);
+        p->sops->side = NULL;
+    }
     out.reason = why[0] ? why : NULL;
     out.extra = extra;
     /* The publisher hears of its publication before it sees it as a
@@ -443,6 +522,8 @@ static void finish(pub_t *p)
         chan_count_pub(c);
         histo_observe(&metrics.publish_fanout_seconds, (double)(clock_mono_ns() - p->submit_ns) / 1e9);
     }
+    /* What the operation published elsewhere committed with it: out after its own delta. */
+    if (out.code == 0) sides_fanout(p);
     chan_maybe_drop(c);
     pub_free(p);
 }
@@ -521,6 +602,7 @@ static void queue_write(pub_t *p, chan_t *c, int64_t ts)
     p->w.keep = c->ns->history_size;
     p->w.base_offset = c->last_offset;
     p->w.epoch = c->epoch;
+    p->w.target = target_policy;
     if (srv.cfg.nwebhooks) {
         p->w.nhooks = config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, c->name, c->namelen, p->hooks);
         p->w.hooks = p->hooks;
@@ -643,6 +725,49 @@ int pubpipe_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
     p->w.ops = ops->ops;
     p->w.nops = ops->n;
     queue_write(p, c, clock_wall_ms());
+    return 0;
+}
+
+int pubpipe_custom(const char *name, const pub_custom_t *pc, origin_t *origin, char *reason)
+{
+    pub_ops_t *ops = calloc(1, sizeof *ops);
+    chan_t *c;
+    int r;
+
+    if (!ops || !(ops->ops = calloc(1, sizeof *ops->ops))) {
+        free(ops);
+        if (pc->custom_free) pc->custom_free(pc->custom);
+        origin_clear(origin);
+        snprintf(reason, PROTO_REASON_MAX, "out of memory");
+        return PROTO_E_INTERNAL;
+    }
+    ops->n = 1;
+    ops->ops[0].type = HIST_OP_CUSTOM;
+    ops->ops[0].custom = pc->apply;
+    ops->ops[0].arg = pc->arg;
+    ops->custom = pc->custom;
+    ops->custom_free = pc->custom_free;
+    ops->done = pc->done;
+    ops->reply_op = pc->reply_op;
+    if ((r = chan_open(name, strlen(name), &c))) {
+        pub_ops_free(ops);
+        origin_clear(origin);
+        snprintf(reason, PROTO_REASON_MAX, "%s", r == PROTO_E_LIMIT ? "limit reached: limits.max_channels"
+                                                                    : "out of memory");
+        return r == PROTO_E_LIMIT ? r : PROTO_E_INTERNAL;
+    }
+    if (pc->need_state && !c->ns->state) {
+        chan_maybe_drop(c);
+        pub_ops_free(ops);
+        origin_clear(origin);
+        snprintf(reason, PROTO_REASON_MAX, "%s", pc->need_state);
+        return PROTO_E_DISABLED;
+    }
+    if (pubpipe_state(c, ops, origin)) {
+        chan_maybe_drop(c);
+        snprintf(reason, PROTO_REASON_MAX, "out of memory");
+        return PROTO_E_INTERNAL;
+    }
     return 0;
 }
 
