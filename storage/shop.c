@@ -331,7 +331,7 @@ static int tell(hist_tx_t *tx, const char *name, const json_t *data)
     wbuf_t b;
     int rc;
 
-    if (!*name || !chname_valid(name, strlen(name), NULL)) return 0;
+    if (!name || !*name || !chname_valid(name, strlen(name), NULL)) return 0;
     wbuf_init(&b);
     rec_build(&b, hist_tx_now(tx), data, NULL, 0, NULL);
     rc = b.oom ? ENOMEM : hist_tx_publish(tx, name, strlen(name), b.p, b.len, NULL);
@@ -375,7 +375,7 @@ static int notify(struct ctx *c, json_t *res)
     if (r->orders_ns && snprintf(name, sizeof name, "%s:%s#%s", r->orders_ns, id, owner) < (int)sizeof name)
         rc = tell(c->tx, name, data);
     if (!rc && snprintf(name, sizeof name, "user:%s", owner) < (int)sizeof name) rc = tell(c->tx, name, data);
-    if (!rc && r->admin_channel) rc = tell(c->tx, r->admin_channel, data);
+    if (!rc) rc = tell(c->tx, r->admin_channel, data);
     if (!rc && (create ? r->nhooks_created : r->nhooks_status)) {
         if ((ev = json_deep_copy(data))) {
             json_object_set_new(ev, "type", json_string(create ? "order.created" : "order.status"));
