@@ -12,7 +12,7 @@ import time
 
 import requests
 
-from conftest import Broker, hs256_token, run, ws_connect
+from conftest import Broker, hs256_token, run, run_herald, ws_connect
 from test_webhooks import SECRET as WH_SECRET, receiver, verify  # noqa: F401 (a fixture)
 
 SECRET = b"0123456789abcdef0123456789abcdef-sidefx"
@@ -205,6 +205,21 @@ def test_confirm_issues_ticket_to_buyer_and_feed_all_or_none(make_broker):
         seat_call(b, ev, "confirm", {"user": "bob", "seats": []}, expect=400)
         await bob.close()
     run(main())
+
+
+def test_seats_feed_config_errors(tmp_path):
+    bad = tmp_path / "bad.ini"
+    for text, line, why in (("[adapter seats]\nfeed = bad name:{event}\n", 2, "feed"),
+                            ("[server]\nport = 0\n\n[adapter seats]\nfeed = seats:{event}\n", 5, "state = on"),
+                            ("[adapter seats]\nfeeds = x\n", 2, "unknown key")):
+        bad.write_text(text)
+        r = run_herald(["--config", str(bad), "--data-dir", str(tmp_path / "d")])
+        assert r.returncode != 0 and "%s:%d" % (bad, line) in r.stderr and why in r.stderr, (text, r.stderr)
+    r = run_herald(["--seats-feed", "a b", "--data-dir", str(tmp_path / "d")])
+    assert r.returncode != 0 and "--seats-feed" in r.stderr, r.stderr
+    bad.write_text("[webhook w]\nurl = http://127.0.0.1:1/\nsecret = 0123456789abcdef\nevents = order.shipped\n")
+    r = run_herald(["--config", str(bad), "--data-dir", str(tmp_path / "d")])
+    assert r.returncode != 0 and "order.status" in r.stderr and "seat.expired" in r.stderr, r.stderr
 
 
 def test_webhooks_get_order_and_seat_events(tmp_path, receiver):  # noqa: F811
