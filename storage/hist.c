@@ -621,15 +621,16 @@ static int side_store(hist_tx_t *tx, const char *chan, size_t len, const unsigne
     if (rc == 0 && rec_decode(&v, &cr) == 0) {
         /* stored: its offsets continue */
     } else if (rc == 0 || rc == MDB_NOTFOUND) {
-        /* Not stored: a new log. The loop's view of the channel (an offset
-         * it numbered in memory) is not reachable from this thread; a
-         * channel of a history namespace is stored from its first
-         * publication, so this is its first (docs/storage.md). */
+        /* Not stored: a new log, continuing what the policy knows of the
+         * channel (one the store forgot while the loop kept it), as
+         * write_one() does with the loop's base_offset. */
         memset(&cr, 0, sizeof cr);
         cr.id = (*tx->next_id)++;
         *tx->id_used = 1;
-        cr.c.first_offset = 1;
-        rand_hex(cr.c.epoch, HIST_EPOCH_LEN);
+        cr.c.last_offset = t->base_offset;
+        cr.c.first_offset = t->base_offset + 1;
+        if (strlen(t->epoch) == HIST_EPOCH_LEN) memcpy(cr.c.epoch, t->epoch, HIST_EPOCH_LEN + 1);
+        else rand_hex(cr.c.epoch, HIST_EPOCH_LEN);
     } else {
         return rc;
     }

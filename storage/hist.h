@@ -88,6 +88,8 @@ typedef struct hist_target {
     int refused;                  /* nonzero: custom operations may not publish there (EINVAL) */
     int history;                  /* 0: its namespace keeps no history: nothing is stored, the loop numbers it */
     uint32_t keep;                /* with history: entries to keep (0: no bound) */
+    uint64_t base_offset;         /* if the channel is not stored: its last offset so far (as hist_write_t's) */
+    char epoch[HIST_EPOCH_LEN + 1]; /* ... and its epoch; "": a new one */
     size_t nhooks;                /* webhooks that get a "publication" event for it (stored ones only) */
     const char *hooks[HIST_HOOKS_MAX]; /* their names, living as long as the policy's owner says */
 } hist_target_t;
@@ -304,7 +306,7 @@ json_t *hist_tx_take_result(hist_tx_t *tx);
  * record, a MessagePack map as rec_build() makes) to channel @chan (@len
  * bytes; a valid name, not the operation's own channel) in this transaction:
  * it takes the channel's next offset (a channel not stored yet starts a log
- * at 1 under a new epoch), the oldest entries beyond the target policy's
+ * after the policy's base_offset, under its epoch or a new one), the oldest entries beyond the target policy's
  * keep go, and the policy's webhooks get a "publication" event with it. A
  * channel whose namespace keeps no history (the policy says so) stores
  * nothing: the publication is handed back for the loop to number and fan

@@ -46,6 +46,17 @@ struct gone {
     char name[];
 };
 
+/* A channel the store forgot (hist_prune()) while the loop kept it for its
+ * subscribers: its offsets go on from the loop's, so a side publication
+ * (hist_tx_publish()) that starts its log again must continue them too. */
+struct hint {
+    struct hint *next;
+    uint64_t last_offset;
+    char epoch[HIST_EPOCH_LEN + 1];
+    size_t len;
+    char name[];
+};
+
 /* A due timer, reported by the storage thread. */
 struct due {
     struct due *next;
@@ -69,6 +80,7 @@ static struct {
     struct due *due;              /* storage thread -> loop, under mu */
     int due_busy;                 /* a report is out: do not look again */
     void (*on_due)(int64_t, const char *, size_t, const char *, size_t);
+    struct hint *hints;           /* changed by the loop under mu; read by the storage thread under mu */
 } pp;
 
 hist_t *pubpipe_store(void) { return pp.store; }
@@ -176,6 +188,47 @@ static void target_policy(const char *name, size_t len, hist_target_t *out)
     out->history = ns->history;
     out->keep = ns->history_size;
     out->nhooks = srv.cfg.nwebhooks ? config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, name, len, out->hooks) : 0;
+    uv_mutex_lock(&pp.mu);
+    for (struct hint *h = pp.hints; h; h = h->next)
+        if (h->len == len && !memcmp(h->name, name, len)) {
+            out->base_offset = h->last_offset;
+            memcpy(out->epoch, h->epoch, HIST_EPOCH_LEN + 1);
+            break;
+        }
+    uv_mutex_unlock(&pp.mu);
+}
+
+/* Loop: forget the hint of channel @c (it is stored again), if any. */
+static void hint_drop(const chan_t *c)
+{
+    struct hint **pp_h, *h;
+
+    if (!pp.hints) return;                     /* only the loop writes the list */
+    for (pp_h = &pp.hints; (h = *pp_h); pp_h = &h->next)
+        if (h->len == c->namelen && !memcmp(h->name, c->name, h->len)) {
+            uv_mutex_lock(&pp.mu);
+            *pp_h = h->next;
+            uv_mutex_unlock(&pp.mu);
+            free(h);
+            return;
+        }
+}
+
+/* Loop: the store forgot @c, which stays in memory with its offsets. */
+static void hint_add(const chan_t *c)
+{
+    struct hint *h;
+
+    hint_drop(c);
+    if (!(h = malloc(sizeof *h + c->namelen))) return;
+    h->last_offset = c->last_offset;
+    memcpy(h->epoch, c->epoch, HIST_EPOCH_LEN + 1);
+    h->len = c->namelen;
+    memcpy(h->name, c->name, c->namelen);
+    uv_mutex_lock(&pp.mu);
+    h->next = pp.hints;
+    pp.hints = h;
+    uv_mutex_unlock(&pp.mu);
 }
 
 static void on_gone(void *ctx, const char *name, size_t len)
@@ -413,6 +466,7 @@ static void sides_fanout(pub_t *p)
                 if (c->last_offset >= s->offset) c->last_offset = s->offset - 1;
                 memcpy(c->epoch, s->epoch, HIST_EPOCH_LEN + 1);
             }
+            if (!c->stored) hint_drop(c);
             c->stored = 1;
         } else if (srv.cfg.nwebhooks) {
             unstored_event(c, s->offset, s->rec, s->reclen);
@@ -458,6 +512,7 @@ static void finish(pub_t *p)
     } else if (p->w.status == 0 && p->w.unchanged) {
         extra = json_incref(p->w.result);      /* answered, with the channel's offset; nothing to fan out */
     } else if (p->w.status == 0) {
+        if (!c->stored) hint_drop(c);
         c->stored = c->ns->history && pp.store;
         if (memcmp(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN))
             memcpy(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN + 1);
@@ -558,7 +613,7 @@ static void on_async(uv_async_t *a)
          * new one, under a new epoch unless the channel is still in memory. */
         if (c && !c->inflight) {
             c->stored = 0;
-            chan_maybe_drop(c);
+            if (!chan_maybe_drop(c) && c->ns->history && c->last_offset) hint_add(c);
         }
         free(g);
     }
@@ -851,4 +906,9 @@ void pubpipe_stop(void)
     uv_cond_destroy(&pp.cv);
     hist_close(pp.store);
     pp.store = NULL;
+    while (pp.hints) {
+        struct hint *h = pp.hints;
+        pp.hints = h->next;
+        free(h);
+    }
 }

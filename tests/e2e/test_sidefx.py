@@ -105,6 +105,37 @@ def test_order_notifications_answer_the_offsets_subscribers_see(make_broker):
     run(main())
 
 
+def test_notification_continues_a_channel_pruning_forgot_while_subscribed(make_broker):
+    b = make_broker(*ON, "--ns", "user.history_ttl=1s")
+
+    async def main():
+        alice = await user(b, "alice")
+        m = await subscribe(alice, "user:alice")
+        epoch = m["epoch"]
+        assert b.publish_rest("user:alice", {"hello": 1})["offset"] == 1
+        assert (await alice.next())["offset"] == 1
+        # Past the ttl the pruner empties the log and forgets the channel; alice stays subscribed.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r = requests.get(b.url("/api/channels/user:alice/history"), timeout=5).json()
+            if not r["publications"]:
+                break
+            time.sleep(0.2)
+        time.sleep(1.5)                              # the pruner's pass that forgets it
+        assert api(b, "PUT", "/api/commerce/stock", {"stock": {"MUG": 5}})[0] == 200
+        code, res = api(b, "POST", "/api/commerce/orders", {"id": "p1", "owner": "alice",
+                                                             "lines": [{"sku": "MUG", "qty": 1}]})
+        assert code == 200, res
+        n = [x for x in res["notified"] if x["channel"] == "user:alice"][0]
+        assert n["offset"] == 2, res                 # no offset seen again, no gap
+        m = await alice.next()
+        assert m["channel"] == "user:alice" and m["offset"] == 2, m
+        r = requests.get(b.url("/api/channels/user:alice/history"), timeout=5).json()
+        assert r["epoch"] == epoch and [p["offset"] for p in r["publications"]] == [2], r
+        await alice.close()
+    run(main())
+
+
 def _orders(url, prefix, acked, stop):
     """Creates orders and moves each through a few statuses until @stop;
     records each acknowledged change as (order, status, offset on the order's channel)."""

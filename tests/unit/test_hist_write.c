@@ -199,6 +199,10 @@ static void target(const char *chan, size_t len, hist_target_t *out)
         out->hooks[0] = "h1";
         out->nhooks = 1;
     }
+    if (!strcmp(chan, "kept:x")) {              /* forgotten by the store, kept by the loop at 41 */
+        out->base_offset = 41;
+        strcpy(out->epoch, "fedcba9876543210");
+    }
 }
 
 struct side_arg {
@@ -249,7 +253,7 @@ static size_t queued(const char *hook)
 
 static void test_side_publications(void **state)
 {
-    static const char *const chans[] = { "user:bob", "user:new", "feed:x", "stock:s", "state:y", NULL };
+    static const char *const chans[] = { "user:bob", "user:new", "feed:x", "stock:s", "state:y", "kept:x", NULL };
     struct side_arg a = { 0 };
     hist_state_op_t op = { .type = HIST_OP_CUSTOM, .custom = side_op, .arg = &a };
     hist_write_t w, pre[2];
@@ -311,6 +315,10 @@ static void test_side_publications(void **state)
     s = s->next;
     assert_string_equal(s->chan, "feed:x");      /* no history: handed back unnumbered, not stored */
     assert_int_equal(s->offset, 0);
+    s = s->next;
+    assert_string_equal(s->chan, "kept:x");      /* a new log continues the policy's base and epoch */
+    assert_int_equal(s->offset, 42);
+    assert_string_equal(s->epoch, "fedcba9876543210");
     assert_null(s->next);
     assert_int_equal(hist_read(h, "feed:x", 6, 0, 0, 10, 0, &res), 0);
     assert_false(res.found);
