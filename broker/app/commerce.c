@@ -13,7 +13,6 @@
 #include "app/commerce.h"
 #include "auth/auth.h"
 #include "core/channel.h"
-#include "core/publish.h"
 #include "core/pubpipe.h"
 #include "shop.h"
 #include "chname.h"

@@ -5,7 +5,10 @@
  * all or none in the channel's write transaction, its delta published with
  * an offset, and only then answered. This file checks everything that does
  * not need the stored map (ids, ttl, who may ask), so what reaches the
- * transaction can only fail on the seats' current state. */
+ * transaction can only fail on the seats' current state. A booking's ticket
+ * (user:{holder} and the organiser's feed) and the seat.* webhook events are
+ * written by the operation in that transaction (storage/seatmap.c); the
+ * waitlist's offer and expiry messages are published here once it commits. */
 #include "app/seats.h"
 #include "auth/auth.h"
 #include "core/channel.h"
