@@ -468,8 +468,11 @@ static void sides_fanout(pub_t *p)
             }
             if (!c->stored) hint_drop(c);
             c->stored = 1;
-        } else if (srv.cfg.nwebhooks) {
-            unstored_event(c, s->offset, s->rec, s->reclen);
+        } else {
+            /* Numbered by sides_open(); should a done() callback have
+             * published there meanwhile, the next offset, never a used one. */
+            if (s->offset <= c->last_offset) s->offset = c->last_offset + 1;
+            if (srv.cfg.nwebhooks) unstored_event(c, s->offset, s->rec, s->reclen);
         }
         if (chan_fanout(c, s->offset, s->rec, s->reclen, frames))
             hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,

@@ -10,7 +10,10 @@
  * commits, the next batch gathers, so the pipeline never idles under load and
  * the loop never waits on the disk. Only after the commit is a publication
  * fanned out and acknowledged, so no subscriber sees and no publisher is told
- * of a message a crash could erase. The storage thread also prunes expired
+ * of a message a crash could erase. A custom state operation (an adapter's)
+ * may publish on other channels in its transaction (hist_tx_publish()):
+ * those come back with its outcome and are fanned out right after it, in
+ * order. The storage thread also prunes expired
  * history and, with durability = interval, flushes to disk on a timer.
  * Loop thread, except where noted. */
 #ifndef HERALD_PUBPIPE_H
