@@ -648,6 +648,32 @@ static int ticket(struct ctx *c, json_t *seats)
     return rc;
 }
 
+/* Tells each holder whose hold ran out (seat_expired), then each user
+ * offered a seat (seat_offer), on their user:{id} channel: expiries first, so
+ * a seat's old holder hears of it before its new one. */
+static int waitlist_news(struct ctx *c)
+{
+    static const char *const what[2] = { "seat_expired", "seat_offer" };
+    json_t *lists[2] = { c->expired, c->offers }, *o;
+    size_t i;
+    int rc = 0;
+
+    for (int k = 0; k < 2 && !rc; k++)
+        json_array_foreach(lists[k], i, o) {
+            char name[300];
+            json_t *data = json_pack("{s:s,s:o,s:o,s:O,s:O,s:O}", "type", what[k], "event", chan_name(c, 1),
+                                     "channel", chan_name(c, 0), "seat", json_object_get(o, "seat"), "section",
+                                     json_object_get(o, "section"), "expires", json_object_get(o, "expires"));
+            int n = snprintf(name, sizeof name, "user:%s", json_string_value(json_object_get(o, "user")));
+            if (!data) return ENOMEM;
+            if (json_object_get(o, "offer")) json_object_set(data, "offer", json_object_get(o, "offer"));
+            if (n > 0 && (size_t)n < sizeof name) rc = tell(c->tx, name, data);
+            json_decref(data);
+            if (rc) break;
+        }
+    return rc;
+}
+
 /* Each hold that ran out in this request, to the webhooks that want it. */
 static int expiry_events(struct ctx *c)
 {
@@ -697,6 +723,7 @@ int seatmap_apply(hist_tx_t *tx, const void *arg)
     if (!rc) rc = flush_sections(&c);
     if (!rc && c.r->action == SEAT_CONFIRM && json_array_size(json_object_get(res, "seats")))
         rc = ticket(&c, json_object_get(res, "seats"));
+    if (!rc) rc = waitlist_news(&c);
     if (!rc && c.r->nhooks_expired) rc = expiry_events(&c);
     if (!rc) {
         json_object_set(res, "offers", c.offers);

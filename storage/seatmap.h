@@ -71,7 +71,9 @@ typedef struct seat_req {
  * "booked_at"} on "user:{holder}" and on @feed, and queues a "seat.booked"
  * webhook event of the same fields; each hold that ran out queues a
  * "seat.expired" event {"event","channel","seat","section","holder",
- * "expires","offer"}.
+ * "expires","offer"}. Each entry of "expired", then of "offers", is told to
+ * its user on "user:{user}" in the same transaction: {"type":"seat_expired"
+ * | "seat_offer","event","channel","seat","section","expires","offer"?}.
  * Return: 0, HIST_E_REFUSED, or a storage code (see hist_custom_fn). */
 int seatmap_apply(hist_tx_t *tx, const void *req);
 

@@ -7,12 +7,11 @@
  * not need the stored map (ids, ttl, who may ask), so what reaches the
  * transaction can only fail on the seats' current state. A booking's ticket
  * (user:{holder} and the organiser's feed) and the seat.* webhook events are
- * written by the operation in that transaction (storage/seatmap.c); the
- * waitlist's offer and expiry messages are published here once it commits. */
+ * written by the operation in that transaction (storage/seatmap.c), and so
+ * are the waitlist's offer and expiry messages to user:{id}. */
 #include "app/seats.h"
 #include "auth/auth.h"
 #include "core/channel.h"
-#include "core/publish.h"
 #include "core/pubpipe.h"
 #include "chname.h"
 #include "herald.h"
@@ -251,33 +250,9 @@ static void track(chan_t *c, const char *user, const json_t *seats, int add)
 
 /* ---- requests ---- */
 
-/* Publishes @what ("seat_offer" or "seat_expired") about the seat in @o
- * ({"user","seat","section","expires","offer"?}) on seat map @c to the
- * personal channel user:{id} of o.user. */
-static void notify(const chan_t *c, const char *what, const json_t *o)
-{
-    char name[300], reason[PROTO_REASON_MAX];
-    origin_t none = { ORIGIN_NONE, 0, NULL };
-    const char *user = json_string_value(json_object_get(o, "user"));
-    json_t *data;
-    int n = snprintf(name, sizeof name, "user:%s", user ? user : "");
-
-    if (n < 0 || (size_t)n >= sizeof name || !chname_valid(name, (size_t)n, NULL)) {
-        hlog(LOG_WARN, "seats", "cannot send %s to user %s on %s: not a valid personal channel name", what,
-             user ? user : "?", c->name);
-        return;
-    }
-    data = json_pack("{s:s,s:s,s:s%,s:O,s:O,s:O}", "type", what, "event", c->name + sizeof SEATS_NS,
-                     "channel", c->name, (size_t)c->namelen, "seat", json_object_get(o, "seat"), "section",
-                     json_object_get(o, "section"), "expires", json_object_get(o, "expires"));
-    if (data && json_object_get(o, "offer")) json_object_set(data, "offer", json_object_get(o, "offer"));
-    if (!data || publish(name, (size_t)n, data, NULL, &none, reason))
-        hlog(LOG_WARN, "seats", "cannot send %s to user %s on %s", what, user, c->name);
-    json_decref(data);
-}
-
-/* The outcome is known (pub_ops_t.done): notify offers and expiries, keep
- * track of holds, and shape the report into the answer. */
+/* The outcome is known (pub_ops_t.done): keep track of holds (the offers
+ * and expiries were told to their users in the transaction), and shape the
+ * report into the answer. */
 static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
 {
     seat_job_t *j = ops->custom;
@@ -287,12 +262,9 @@ static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
     if ((unsigned)j->req.action < sizeof metrics.seat_requests / sizeof metrics.seat_requests[0])
         metrics.seat_requests[j->req.action][code == 0 ? 0 : code == PROTO_E_STORAGE || code == PROTO_E_INTERNAL ? 2 : 1]++;
     if (code || !result) return;
-    /* Expiries first: a seat that ran out and went to the waitlist's head
-     * is told to its old holder before its new one hears of the offer. */
     list = json_object_get(result, "expired");
     json_array_foreach(list, i, o) {
         json_t *one = json_pack("[O]", json_object_get(o, "seat"));
-        notify(c, "seat_expired", o);
         if (one) track(c, json_string_value(json_object_get(o, "user")), one, 0);
         json_decref(one);
     }
@@ -302,7 +274,6 @@ static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
     list = json_object_get(result, "offers");
     json_array_foreach(list, i, o) {
         json_t *one = json_pack("[O]", json_object_get(o, "seat"));
-        notify(c, "seat_offer", o);
         if (one) track(c, json_string_value(json_object_get(o, "user")), one, 0);
         json_decref(one);
     }
