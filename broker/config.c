@@ -439,6 +439,9 @@ static int validate_commerce(const config_t *c, char *err, size_t errlen)
         why = "the order channels' history is each order's timeline: the namespace needs history = on";
     } else if (!chname_valid(admin, strlen(admin), &why)) {
         opt = "admin_channel";
+    } else if (config_ns(c, admin, strlen(admin))->state) {
+        opt = "admin_channel";
+        why = "its namespace has state = on: the admin channel takes plain publications";
     } else if (*c->commerce_webhook_secret && strlen(c->commerce_webhook_secret) < 16) {
         opt = "webhook_secret";
         why = "a webhook secret must be at least 16 characters";

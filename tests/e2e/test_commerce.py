@@ -365,6 +365,9 @@ def test_config_section_and_its_errors(tmp_path):
     bad.write_text("[adapter commerce]\nenabled = on\nwebhook_secret = short\n")
     r = run_herald(["--config", str(bad), "--data-dir", str(tmp_path / "d")])
     assert r.returncode != 0 and "%s:3" % bad in r.stderr and "at least 16" in r.stderr, r.stderr
+    bad.write_text("[adapter commerce]\nenabled = on\nadmin_channel = stock:feed\n")
+    r = run_herald(["--config", str(bad), "--data-dir", str(tmp_path / "d")])
+    assert r.returncode != 0 and "%s:3" % bad in r.stderr and "admin_channel" in r.stderr, r.stderr
     bad.write_text("[adapter commerce]\ncolour = red\n")
     r = run_herald(["--config", str(bad), "--data-dir", str(tmp_path / "d")])
     assert r.returncode != 0 and "unknown key" in r.stderr, r.stderr
