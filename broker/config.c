@@ -146,6 +146,9 @@ static const struct opt opts[] = {
     { "adapter tickets", "timeline_namespace", "tickets-timeline-namespace", T_STR, O(tickets_timeline_ns),
       sizeof(((config_t *)0)->tickets_timeline_ns), "ticket",
       "namespace of each ticket's timeline channel {ns}:{id} (history on: its changes and comments)" },
+    { "adapter seats", "feed", "seats-feed", T_OPTSTR, O(seats_feed), sizeof(((config_t *)0)->seats_feed), "",
+      "the organiser's feed channel: each confirmed booking publishes a ticket_issued there, in the booking's "
+      "transaction; \"{event}\" in it is replaced by the event id; empty: none" },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 _Static_assert(NOPTS <= CONFIG_OPTS_MAX, "config_t.where[] has no room for every option: raise CONFIG_OPTS_MAX");
@@ -445,6 +448,9 @@ static int validate_commerce(const config_t *c, char *err, size_t errlen)
         why = "the order channels' history is each order's timeline: the namespace needs history = on";
     } else if (!chname_valid(admin, strlen(admin), &why)) {
         opt = "admin_channel";
+    } else if (config_ns(c, admin, strlen(admin))->state) {
+        opt = "admin_channel";
+        why = "its namespace has state = on: the admin channel takes plain publications";
     } else if (*c->commerce_webhook_secret && strlen(c->commerce_webhook_secret) < 16) {
         opt = "webhook_secret";
         why = "a webhook secret must be at least 16 characters";
@@ -496,6 +502,29 @@ static int validate_tickets(const config_t *c, char *err, size_t errlen)
     return -1;
 }
 
+/* [adapter seats] feed: a channel name once "{event}" is replaced (by the
+ * longest event id), and not a state channel (it takes plain publications).
+ * Return: 0, or -1 with @err. */
+static int validate_seats_feed(const config_t *c, char *err, size_t errlen)
+{
+    char name[sizeof c->seats_feed + 64], where[sizeof c->config_path + 80];
+    const char *at = strstr(c->seats_feed, "{event}"), *why = NULL;
+    int n = at ? snprintf(name, sizeof name, "%.*s%s%s", (int)(at - c->seats_feed), c->seats_feed,
+                          "0123456789012345678901234567890123456789012345678901234567890123", at + 7)
+               : snprintf(name, sizeof name, "%s", c->seats_feed);
+
+    if (n < 0 || (size_t)n >= sizeof name || !chname_valid(name, (size_t)n, &why)) {
+        if (!why) why = "too long once {event} is replaced by an event id of up to 64 characters";
+    } else if (config_ns(c, name, (size_t)n)->state) {
+        why = "its namespace has state = on: a feed takes plain publications";
+    }
+    if (!why) return 0;
+    if (config_where(c, "adapter seats.feed", where, sizeof where) > 0) strcat(where, ": ");
+    else where[0] = '\0';
+    snprintf(err, errlen, "%s[adapter seats] feed = \"%s\": %s", where, c->seats_feed, why);
+    return -1;
+}
+
 /* Cross-checks whose messages name where the offending option was set, as
  * validate_auth()'s do. Return: 0, or -1 with @err. */
 static int validate_where(const config_t *c, char *err, size_t errlen)
@@ -517,6 +546,7 @@ static int validate_where(const config_t *c, char *err, size_t errlen)
     }
     if (c->commerce_enabled && validate_commerce(c, err, errlen)) return -1;
     if (c->tickets_enabled && validate_tickets(c, err, errlen)) return -1;
+    if (*c->seats_feed && validate_seats_feed(c, err, errlen)) return -1;
     /* Development mode: with no API key the REST API, publishing included,
      * answers whoever reaches the port. Fine on loopback; elsewhere only
      * when the operator says so. */
@@ -763,7 +793,9 @@ static const char *webhook_events(webhook_conf_t *w, const char *val)
     static const struct { const char *name; unsigned bit; } names[] = {
         { "publication", WH_EV_PUBLICATION }, { "channel.occupied", WH_EV_OCCUPIED },
         { "channel.vacated", WH_EV_VACATED }, { "presence.member_added", WH_EV_MEMBER_ADDED },
-        { "presence.member_removed", WH_EV_MEMBER_REMOVED }, { "*", WH_EV_ALL },
+        { "presence.member_removed", WH_EV_MEMBER_REMOVED }, { "order.created", WH_EV_ORDER_CREATED },
+        { "order.status", WH_EV_ORDER_STATUS }, { "seat.booked", WH_EV_SEAT_BOOKED },
+        { "seat.expired", WH_EV_SEAT_EXPIRED }, { "*", WH_EV_ALL },
     };
     unsigned mask = 0;
     const char *p = val;
@@ -777,7 +809,7 @@ static const char *webhook_events(webhook_conf_t *w, const char *val)
             if (strlen(names[i].name) == len && !memcmp(names[i].name, p, len)) break;
         if (i == sizeof names / sizeof names[0])
             return "unknown event (known: publication, channel.occupied, channel.vacated, presence.member_added, "
-                   "presence.member_removed, or * for all)";
+                   "presence.member_removed, order.created, order.status, seat.booked, seat.expired, or * for all)";
         mask |= names[i].bit;
         p += len;
     }
@@ -1134,7 +1166,8 @@ void config_usage(FILE *out)
                  "  url                    http://host[:port]/path (https is not supported yet)\n"
                  "  secret                 the HMAC-SHA256 signing key (16+ characters)\n"
                  "  events                 publication, channel.occupied, channel.vacated, presence.member_added,\n"
-                 "                         presence.member_removed, comma-separated, or * for all\n"
+                 "                         presence.member_removed, order.created, order.status, seat.booked,\n"
+                 "                         seat.expired, comma-separated, or * for all\n"
                  "  namespaces             where publication events come from, comma-separated, or * (default *)\n"
                  "  timeout                per request (default 5s)\n"
                  "  max_attempts           posts of a batch before it is dead-lettered (default 10)\n"

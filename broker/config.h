@@ -68,8 +68,12 @@ enum webhook_event {
     WH_EV_VACATED = 1 << 2,       /* channel.vacated: its last subscriber left */
     WH_EV_MEMBER_ADDED = 1 << 3,  /* presence.member_added */
     WH_EV_MEMBER_REMOVED = 1 << 4, /* presence.member_removed */
+    WH_EV_ORDER_CREATED = 1 << 5, /* order.created: the commerce adapter created an order */
+    WH_EV_ORDER_STATUS = 1 << 6,  /* order.status: an order changed status */
+    WH_EV_SEAT_BOOKED = 1 << 7,   /* seat.booked: a confirm booked seats */
+    WH_EV_SEAT_EXPIRED = 1 << 8,  /* seat.expired: a seat hold (or offer) ran out */
 };
-#define WH_EV_ALL 0x1f
+#define WH_EV_ALL 0x1ff
 /* The most [webhook] sections a config may have. */
 #define WEBHOOK_MAX 16
 
@@ -166,6 +170,8 @@ typedef struct config {
     int tickets_enabled;
     char tickets_dashboard_channel[129]; /* the state channel holding every ticket */
     char tickets_timeline_ns[65];        /* {ns}:{id}: each ticket's timeline */
+    /* [adapter seats] (app/seats.c, docs/adapters.md) */
+    char seats_feed[129];         /* the organiser's feed of issued tickets; "{event}" is the event id; "": none */
     /* [namespace *] and [namespace NAME] */
     ns_config_t ns_template;
     /* The broker's own namespace "sys" (sys:stats) when no [namespace sys]

@@ -267,6 +267,9 @@ struct hist_tx {
     uint32_t nchanges;
     uint64_t floor;               /* the version floor (see hist.h "aux"), once loaded */
     uint8_t floor_loaded, floor_dirty;
+    uint64_t *next_id;            /* the batch's next channel id, for targets of hist_tx_publish() */
+    int *id_used;
+    hist_side_t **side_tail;      /* where the next side publication goes in w->side */
 };
 
 /* (channel id, key) as a key of "state" or "aux". */
@@ -588,12 +591,129 @@ json_t *hist_tx_take_result(hist_tx_t *tx)
     return res;
 }
 
+void hist_sides_free(hist_side_t *s)
+{
+    while (s) {
+        hist_side_t *next = s->next;
+        free(s);
+        s = next;
+    }
+}
+
+const char *hist_tx_chan(const hist_tx_t *tx, size_t *len)
+{
+    *len = tx->w->chanlen;
+    return tx->w->chan;
+}
+
+/* Appends @rec at the next offset of the stored channel @chan inside the
+ * operation's transaction, as write_one() does for a publication of its
+ * own; *@off and @epoch get what was assigned. Return: 0 or an MDB code. */
+static int side_store(hist_tx_t *tx, const char *chan, size_t len, const unsigned char *rec, size_t reclen,
+                      const hist_target_t *t, uint64_t *off, char *epoch)
+{
+    unsigned char key[16], recbuf[CHAN_REC_LEN], *val;
+    MDB_val k = { len, (void *)chan }, v, lk = { 16, key }, lv;
+    struct chan_rec cr;
+    int rc, deletes = 0;
+
+    rc = mdb_get(tx->txn, tx->h->chans, &k, &v);
+    if (rc == 0 && rec_decode(&v, &cr) == 0) {
+        /* stored: its offsets continue */
+    } else if (rc == 0 || rc == MDB_NOTFOUND) {
+        /* Not stored: a new log, continuing what the policy knows of the
+         * channel (one the store forgot while the loop kept it), as
+         * write_one() does with the loop's base_offset. */
+        memset(&cr, 0, sizeof cr);
+        cr.id = (*tx->next_id)++;
+        *tx->id_used = 1;
+        cr.c.last_offset = t->base_offset;
+        cr.c.first_offset = t->base_offset + 1;
+        if (strlen(t->epoch) == HIST_EPOCH_LEN) memcpy(cr.c.epoch, t->epoch, HIST_EPOCH_LEN + 1);
+        else rand_hex(cr.c.epoch, HIST_EPOCH_LEN);
+    } else {
+        return rc;
+    }
+    *off = cr.c.last_offset + 1;
+    log_key(key, cr.id, *off);
+    lv.mv_size = 8 + reclen;
+    if ((rc = mdb_put(tx->txn, tx->h->log, &lk, &lv, MDB_RESERVE))) return rc;
+    val = lv.mv_data;
+    put_be64(val, (uint64_t)tx->w->ts);
+    memcpy(val + 8, rec, reclen);
+    if (cr.c.first_offset > cr.c.last_offset) cr.c.first_offset = *off;
+    cr.c.last_offset = *off;
+    cr.c.last_ts = tx->w->ts;
+    while (t->keep && *off - cr.c.first_offset + 1 > t->keep && deletes < KEEP_DELETES_PER_WRITE) {
+        log_key(key, cr.id, cr.c.first_offset);
+        rc = mdb_del(tx->txn, tx->h->log, &lk, NULL);
+        if (rc && rc != MDB_NOTFOUND) return rc;
+        cr.c.first_offset++;
+        deletes++;
+    }
+    rec_encode(recbuf, &cr);
+    v.mv_size = CHAN_REC_LEN;
+    v.mv_data = recbuf;
+    if ((rc = mdb_put(tx->txn, tx->h->chans, &k, &v, 0))) return rc;
+    if (t->nhooks && (rc = hist_int_outbox_put(tx->h, tx->txn, t->hooks, t->nhooks, tx->w->ts, HIST_OB_PUBLICATION,
+                                                chan, len, *off, rec, reclen)))
+        return rc;
+    memcpy(epoch, cr.c.epoch, HIST_EPOCH_LEN + 1);
+    return 0;
+}
+
+int hist_tx_publish(hist_tx_t *tx, const char *chan, size_t len, const unsigned char *rec, size_t reclen,
+                    uint64_t *offset)
+{
+    hist_target_t t = { .history = 1 };
+    hist_side_t *s;
+    int rc;
+
+    if (offset) *offset = 0;
+    if (!len || len > 255 || !tx->side_tail ||
+        (len == tx->w->chanlen && !memcmp(chan, tx->w->chan, len)))
+        return EINVAL;
+    if (tx->w->target) tx->w->target(chan, len, &t);
+    if (t.refused) return EINVAL;
+    if (t.nhooks > HIST_HOOKS_MAX) t.nhooks = HIST_HOOKS_MAX;
+    if (!(s = calloc(1, sizeof *s + len + 1 + reclen))) return ENOMEM;
+    memcpy(s->chan, chan, len);
+    s->chanlen = len;
+    memcpy(s->chan + len + 1, rec, reclen);
+    s->rec = (const unsigned char *)s->chan + len + 1;
+    s->reclen = reclen;
+    s->ts = tx->w->ts;
+    if (t.history && (rc = side_store(tx, chan, len, rec, reclen, &t, &s->offset, s->epoch))) {
+        free(s);
+        return rc;
+    }
+    *tx->side_tail = s;
+    tx->side_tail = &s->next;
+    if (offset) *offset = s->offset;
+    return 0;
+}
+
+int hist_tx_event(hist_tx_t *tx, const char *const *hooks, size_t n, const json_t *ev)
+{
+    char *text;
+    int rc;
+
+    if (!n) return 0;
+    if (!json_is_object(ev)) return EINVAL;
+    if (!(text = json_dumps(ev, JSON_COMPACT))) return ENOMEM;
+    rc = hist_int_outbox_put(tx->h, tx->txn, hooks, n, tx->w->ts, HIST_OB_EVENT, "", 0, 0, text, strlen(text));
+    free(text);
+    return rc;
+}
+
 /* Applies @w's ops to channel @id inside @txn and builds the record of the
  * change into @out. Return: 0; HIST_E_CONFLICT / HIST_E_NOT_INTEGER (w->failed_op
  * set); HIST_E_REFUSED (w->result says why); or an MDB/errno code. */
-static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf_t *out)
+static int apply_ops(hist_t *h, MDB_txn *txn, uint64_t id, hist_write_t *w, wbuf_t *out, uint64_t *next_id,
+                     int *id_used)
 {
-    hist_tx_t tx = { .h = h, .txn = txn, .id = id, .w = w };
+    hist_tx_t tx = { .h = h, .txn = txn, .id = id, .w = w, .next_id = next_id, .id_used = id_used,
+                     .side_tail = &w->side };
     int reset = 0, rc = 0;
 
     wbuf_init(&tx.changes);
@@ -815,7 +935,12 @@ static int write_one(hist_t *h, MDB_txn *txn, hist_write_t *w, uint64_t *next_id
         wbuf_t rec;
         if ((rc = mdb_txn_begin(h->env, txn, 0, &child))) return rc;
         wbuf_init(&rec);
-        rc = apply_ops(h, child, cr.id, w, &rec);
+        rc = apply_ops(h, child, cr.id, w, &rec, next_id, id_used);
+        if (rc) {
+            /* What the ops published went with the child transaction. */
+            hist_sides_free(w->side);
+            w->side = NULL;
+        }
         if (rc == HIST_E_CONFLICT || rc == HIST_E_NOT_INTEGER || rc == HIST_E_REFUSED) {
             mdb_txn_abort(child);
             wbuf_deinit(&rec);
@@ -897,6 +1022,8 @@ int hist_write_batch(hist_t *h, hist_write_t *w, size_t n)
                 w[i].check_result = 0;
                 free(w[i].state_rec);
                 w[i].state_rec = NULL;
+                hist_sides_free(w[i].side);
+                w[i].side = NULL;
                 json_decref(w[i].result);      /* from an attempt that did not commit */
                 w[i].result = NULL;
             }
@@ -926,6 +1053,8 @@ int hist_write_batch(hist_t *h, hist_write_t *w, size_t n)
                 w[i].offset = 0;
                 free(w[i].state_rec);
                 w[i].state_rec = NULL;
+                hist_sides_free(w[i].side);
+                w[i].side = NULL;
                 if (w[i].status != HIST_E_REFUSED) {
                     json_decref(w[i].result);
                     w[i].result = NULL;

@@ -85,6 +85,39 @@ typedef struct hist_state_op {
 
 #define HIST_KEY_MAX 256
 
+/* The most webhooks one channel's publication event goes to (config WEBHOOK_MAX fits). */
+#define HIST_HOOKS_MAX 16
+
+/* How the store treats a channel a custom operation publishes to
+ * (hist_tx_publish()), as the target policy (hist_write_t.target) says. */
+typedef struct hist_target {
+    int refused;                  /* nonzero: custom operations may not publish there (EINVAL) */
+    int history;                  /* 0: its namespace keeps no history: nothing is stored, the loop numbers it */
+    uint32_t keep;                /* with history: entries to keep (0: no bound) */
+    uint64_t base_offset;         /* if the channel is not stored: its last offset so far (as hist_write_t's) */
+    char epoch[HIST_EPOCH_LEN + 1]; /* ... and its epoch; "": a new one */
+    size_t nhooks;                /* webhooks that get a "publication" event for it (stored ones only) */
+    const char *hooks[HIST_HOOKS_MAX]; /* their names, living as long as the policy's owner says */
+} hist_target_t;
+typedef void (*hist_target_fn)(const char *chan, size_t len, hist_target_t *out);
+
+/* A publication a custom operation made on another channel, handed back
+ * with its write (hist_write_t.side) in the order it was made. */
+typedef struct hist_side {
+    struct hist_side *next;
+    uint64_t offset;              /* the offset assigned; 0 when its namespace keeps no history */
+    int64_t ts;
+    void *user;                   /* the caller's, untouched by the store */
+    char epoch[HIST_EPOCH_LEN + 1]; /* with an offset: the stored log's epoch */
+    const unsigned char *rec;     /* the record (MessagePack map), in this allocation */
+    size_t reclen;
+    size_t chanlen;
+    char chan[];                  /* NUL-terminated, then the record */
+} hist_side_t;
+
+/* hist_sides_free() - free a list of side publications; NULL is a no-op. */
+void hist_sides_free(hist_side_t *s);
+
 typedef struct hist hist_t;
 
 struct hist_opts {
@@ -124,6 +157,8 @@ typedef struct hist_write {
     const unsigned char *idem_digest; /* [in] with idem_key: HIST_IDEM_DIGEST bytes naming the request (the
                                      caller's digest of what it publishes), kept with the key; or NULL:
                                      nothing kept, and any request matches */
+    hist_target_fn target;        /* [in] with a custom op that publishes elsewhere (hist_tx_publish()):
+                                     how each target channel is stored; NULL: stored, no keep bound, no hooks */
     const char *const *hooks;     /* [in] webhooks (names) that get a "publication" event for this
                                      publication, queued in the same transaction (hist_outbox_*) */
     size_t nhooks;
@@ -147,6 +182,9 @@ typedef struct hist_write {
     size_t state_reclen;
     int unchanged;                /* [out] with ops and status 0: they changed nothing, so nothing was
                                      appended; offset is the channel's last (0: none yet) */
+    hist_side_t *side;            /* [out] with status 0: what custom ops published on other channels, in
+                                     order, committed with this write (also when it is unchanged); the
+                                     caller frees it with hist_sides_free() */
     uint64_t offset;              /* [out] the offset assigned, when status is 0 */
     char stored_epoch[HIST_EPOCH_LEN + 1]; /* [out] the stored log's epoch, when status is 0 */
 } hist_write_t;
@@ -274,6 +312,28 @@ void hist_tx_result(hist_tx_t *tx, json_t *res);
  * (the caller owns it; NULL if nothing), so an operation built from others
  * can extend their report. */
 json_t *hist_tx_take_result(hist_tx_t *tx);
+
+/* hist_tx_publish() - append the publication @rec (@reclen bytes of a
+ * record, a MessagePack map as rec_build() makes) to channel @chan (@len
+ * bytes; a valid name, not the operation's own channel) in this transaction:
+ * it takes the channel's next offset (a channel not stored yet starts a log
+ * after the policy's base_offset, under its epoch or a new one), the oldest entries beyond the target policy's
+ * keep go, and the policy's webhooks get a "publication" event with it. A
+ * channel whose namespace keeps no history (the policy says so) stores
+ * nothing: the publication is handed back for the loop to number and fan
+ * out. If the operation refuses or fails, none of it happened.
+ * @offset: [out] the offset assigned, 0 for a channel without history; may be NULL.
+ * Return: 0, EINVAL (the own channel, one the policy refuses, or a name of 0
+ * or > 255 bytes), or a storage code. */
+int hist_tx_publish(hist_tx_t *tx, const char *chan, size_t len, const unsigned char *rec, size_t reclen,
+                    uint64_t *offset);
+/* hist_tx_event() - queue the webhook event @ev (a JSON object with its
+ * "type"; borrowed) for the @n webhooks @hooks in this transaction: it is
+ * delivered if and only if the operation commits. Return: 0, EINVAL (not
+ * an object), ENOMEM, or a storage code. */
+int hist_tx_event(hist_tx_t *tx, const char *const *hooks, size_t n, const json_t *ev);
+/* hist_tx_chan() - the operation's own channel (its name, *@len bytes). */
+const char *hist_tx_chan(const hist_tx_t *tx, size_t *len);
 
 /* hist_timers_due() - call @fn for the timers due at or before @now_ms,
  * oldest first, at most @max of them; *@next_ms is then the time of the

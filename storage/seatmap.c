@@ -7,7 +7,10 @@
  * confirm or for anyone wanting the seat, even before its timer has freed it:
  * the timer only makes the change visible. */
 #include "seatmap.h"
+#include "chname.h"
 #include "msg.h"
+#include "record.h"
+#include "wbuf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -594,6 +597,106 @@ out:
     return rc;
 }
 
+/* Publishes @data on channel @name in the transaction (skipped when @name
+ * is not a valid channel: a holder's id too long for "user:{id}"). */
+static int tell(hist_tx_t *tx, const char *name, const json_t *data)
+{
+    wbuf_t b;
+    int rc;
+
+    if (!name || !*name || !chname_valid(name, strlen(name), NULL)) return 0;
+    wbuf_init(&b);
+    rec_build(&b, hist_tx_now(tx), data, NULL, 0, NULL);
+    rc = b.oom ? ENOMEM : hist_tx_publish(tx, name, strlen(name), b.p, b.len, NULL);
+    wbuf_deinit(&b);
+    /* EINVAL: a state channel, which takes only its own operations (the
+     * configuration refuses such feeds at start): no notification there,
+     * rather than no change at all. */
+    return rc == EINVAL ? 0 : rc;
+}
+
+/* The seat map's channel and event id ("seats:{event}"), as JSON strings. */
+static json_t *chan_name(struct ctx *c, int event_only)
+{
+    size_t len;
+    const char *name = hist_tx_chan(c->tx, &len), *colon = memchr(name, ':', len);
+
+    if (event_only && colon) return json_stringn(colon + 1, len - (size_t)(colon + 1 - name));
+    return json_stringn(name, len);
+}
+
+/* A confirm booked @seats: the ticket goes to its holder and the
+ * organiser's feed, and to the webhooks, with the booking. */
+static int ticket(struct ctx *c, json_t *seats)
+{
+    char name[300];
+    json_t *data = json_pack("{s:s,s:o,s:o,s:O,s:s,s:I}", "type", "ticket_issued", "event", chan_name(c, 1),
+                             "channel", chan_name(c, 0), "seats", seats, "holder", c->r->user, "booked_at",
+                             (json_int_t)c->now), *ev;
+    int rc = 0, n = snprintf(name, sizeof name, "user:%s", c->r->user);
+
+    if (!data) return ENOMEM;
+    if (n > 0 && (size_t)n < sizeof name) rc = tell(c->tx, name, data);
+    if (!rc && c->r->feed) rc = tell(c->tx, c->r->feed, data);
+    if (!rc && c->r->nhooks_booked) {
+        if ((ev = json_deep_copy(data))) {
+            json_object_set_new(ev, "type", json_string("seat.booked"));
+            rc = hist_tx_event(c->tx, c->r->hooks_booked, c->r->nhooks_booked, ev);
+            json_decref(ev);
+        } else {
+            rc = ENOMEM;
+        }
+    }
+    json_decref(data);
+    return rc;
+}
+
+/* Tells each holder whose hold ran out (seat_expired), then each user
+ * offered a seat (seat_offer), on their user:{id} channel: expiries first, so
+ * a seat's old holder hears of it before its new one. */
+static int waitlist_news(struct ctx *c)
+{
+    static const char *const what[2] = { "seat_expired", "seat_offer" };
+    json_t *lists[2] = { c->expired, c->offers }, *o;
+    size_t i;
+    int rc = 0;
+
+    for (int k = 0; k < 2 && !rc; k++)
+        json_array_foreach(lists[k], i, o) {
+            char name[300];
+            json_t *data = json_pack("{s:s,s:o,s:o,s:O,s:O,s:O}", "type", what[k], "event", chan_name(c, 1),
+                                     "channel", chan_name(c, 0), "seat", json_object_get(o, "seat"), "section",
+                                     json_object_get(o, "section"), "expires", json_object_get(o, "expires"));
+            int n = snprintf(name, sizeof name, "user:%s", json_string_value(json_object_get(o, "user")));
+            if (!data) return ENOMEM;
+            if (json_object_get(o, "offer")) json_object_set(data, "offer", json_object_get(o, "offer"));
+            if (n > 0 && (size_t)n < sizeof name) rc = tell(c->tx, name, data);
+            json_decref(data);
+            if (rc) break;
+        }
+    return rc;
+}
+
+/* Each hold that ran out in this request, to the webhooks that want it. */
+static int expiry_events(struct ctx *c)
+{
+    json_t *e;
+    size_t i;
+    int rc = 0;
+
+    json_array_foreach(c->expired, i, e) {
+        json_t *ev = json_pack("{s:s,s:o,s:o,s:O,s:O,s:O,s:O,s:b}", "type", "seat.expired", "event", chan_name(c, 1),
+                               "channel", chan_name(c, 0), "seat", json_object_get(e, "seat"), "section",
+                               json_object_get(e, "section"), "holder", json_object_get(e, "user"), "expires",
+                               json_object_get(e, "expires"), "offer", json_is_true(json_object_get(e, "offer")));
+        if (!ev) return ENOMEM;
+        rc = hist_tx_event(c->tx, c->r->hooks_expired, c->r->nhooks_expired, ev);
+        json_decref(ev);
+        if (rc) break;
+    }
+    return rc;
+}
+
 int seatmap_apply(hist_tx_t *tx, const void *arg)
 {
     struct ctx c = { .tx = tx, .r = arg, .now = hist_tx_now(tx) };
@@ -621,6 +724,10 @@ int seatmap_apply(hist_tx_t *tx, const void *arg)
     default: rc = EINVAL; break;
     }
     if (!rc) rc = flush_sections(&c);
+    if (!rc && c.r->action == SEAT_CONFIRM && json_array_size(json_object_get(res, "seats")))
+        rc = ticket(&c, json_object_get(res, "seats"));
+    if (!rc) rc = waitlist_news(&c);
+    if (!rc && c.r->nhooks_expired) rc = expiry_events(&c);
     if (!rc) {
         json_object_set(res, "offers", c.offers);
         json_object_set(res, "expired", c.expired);

@@ -46,6 +46,12 @@ typedef struct seat_req {
     int cancel;                   /* RELEASE: seats the user booked go too (the backend's cancellation) */
     int lenient;                  /* RELEASE: skip seats the user does not hold (release on disconnect) */
     int64_t at_ms;                /* EXPIRE: when the timer was due */
+    /* Who hears of a booking or an expiry, in the same transaction (borrowed from the loop): */
+    const char *feed;             /* the organiser's feed channel of issued tickets, or NULL */
+    const char *const *hooks_booked;  /* webhooks that get "seat.booked" */
+    size_t nhooks_booked;
+    const char *const *hooks_expired; /* webhooks that get "seat.expired" */
+    size_t nhooks_expired;
 } seat_req_t;
 
 /* seatmap_apply() - run @req (a seat_req_t) in @tx. On success the result
@@ -59,6 +65,15 @@ typedef struct seat_req {
  * POSITION changes nothing: "position" (1-based; 0: not waiting) and
  * "waiting" (the waitlist's length). Refusals carry {"code","reason"} and
  * "seats" or "section".
+ * A CONFIRM is all or none: every listed seat is booked, or (one not held
+ * by the user, or its hold expired) none. One that books publishes, in its
+ * transaction, {"type":"ticket_issued","event","channel","seats","holder",
+ * "booked_at"} on "user:{holder}" and on @feed, and queues a "seat.booked"
+ * webhook event of the same fields; each hold that ran out queues a
+ * "seat.expired" event {"event","channel","seat","section","holder",
+ * "expires","offer"}. Each entry of "expired", then of "offers", is told to
+ * its user on "user:{user}" in the same transaction: {"type":"seat_expired"
+ * | "seat_offer","event","channel","seat","section","expires","offer"?}.
  * Return: 0, HIST_E_REFUSED, or a storage code (see hist_custom_fn). */
 int seatmap_apply(hist_tx_t *tx, const void *req);
 

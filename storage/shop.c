@@ -6,7 +6,10 @@
  * makes restoring happen once: it is set when the lines are taken from
  * stock and cleared when they are given back, in the same transaction. */
 #include "shop.h"
+#include "chname.h"
 #include "msg.h"
+#include "record.h"
+#include "wbuf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -320,6 +323,76 @@ static int order_read(struct ctx *c)
     return 0;
 }
 
+/* Publishes @data on channel @name in the transaction; a name that is not
+ * a valid channel (an order channel whose id and owner are too long
+ * together) is skipped, as at create. */
+static int tell(hist_tx_t *tx, const char *name, const json_t *data)
+{
+    wbuf_t b;
+    int rc;
+
+    if (!name || !*name || !chname_valid(name, strlen(name), NULL)) return 0;
+    wbuf_init(&b);
+    rec_build(&b, hist_tx_now(tx), data, NULL, 0, NULL);
+    rc = b.oom ? ENOMEM : hist_tx_publish(tx, name, strlen(name), b.p, b.len, NULL);
+    wbuf_deinit(&b);
+    /* EINVAL: a state channel, which takes only its own operations (the
+     * configuration refuses such feeds at start): no notification there,
+     * rather than no change at all. */
+    return rc == EINVAL ? 0 : rc;
+}
+
+/* The change in @res committed or nothing does: its notifications and
+ * webhook events go in the same transaction. */
+static int notify(struct ctx *c, json_t *res)
+{
+    const shop_req_t *r = c->r;
+    const json_t *order = json_object_get(res, "order");
+    const char *owner = json_string_value(json_object_get(order, "owner"));
+    const char *id = json_string_value(json_object_get(order, "id"));
+    int create = r->action == SHOP_ORDER_CREATE;
+    char name[512];
+    json_t *data, *ev;
+    int rc;
+
+    if (r->action == SHOP_PAYMENT && json_is_true(json_object_get(res, "unmatched"))) {
+        if (!(data = json_pack("{s:s,s:s,s:s,s:s}", "type", "payment_unmatched", "event", r->event, "event_type",
+                               r->event_type, "order", r->order)))
+            return ENOMEM;
+        rc = tell(c->tx, r->admin_channel, data);
+        json_decref(data);
+        return rc;
+    }
+    /* A create, or a change of status (a transition, or a payment that made one). */
+    if (!order || !owner || !id || (!create && !json_object_get(res, "from"))) return 0;
+    data = json_pack("{s:s,s:s,s:s,s:O}", "type", create ? "order_created" : "order_status", "order", id, "owner",
+                     owner, "status", json_object_get(order, "status"));
+    if (!data) return ENOMEM;
+    if (create) json_object_set(data, "lines", json_object_get(order, "lines"));
+    else json_object_set(data, "from", json_object_get(res, "from"));
+    if (r->action == SHOP_PAYMENT) json_object_set_new(data, "payment_event", json_string(r->event));
+    if (r->tracking) json_object_set(data, "tracking", r->tracking);
+    if (json_object_get(res, "restored")) json_object_set(data, "restored", json_object_get(res, "restored"));
+    json_object_set(data, "at", json_object_get(order, "updated"));
+    rc = 0;
+    if (r->orders_ns && snprintf(name, sizeof name, "%s:%s#%s", r->orders_ns, id, owner) < (int)sizeof name)
+        rc = tell(c->tx, name, data);
+    if (!rc && snprintf(name, sizeof name, "user:%s", owner) < (int)sizeof name) rc = tell(c->tx, name, data);
+    if (!rc) rc = tell(c->tx, r->admin_channel, data);
+    if (!rc && (create ? r->nhooks_created : r->nhooks_status)) {
+        if ((ev = json_deep_copy(data))) {
+            json_object_set_new(ev, "type", json_string(create ? "order.created" : "order.status"));
+            rc = hist_tx_event(c->tx, create ? r->hooks_created : r->hooks_status,
+                               create ? r->nhooks_created : r->nhooks_status, ev);
+            json_decref(ev);
+        } else {
+            rc = ENOMEM;
+        }
+    }
+    json_decref(data);
+    return rc;
+}
+
 int shop_apply(hist_tx_t *tx, const void *req)
 {
     struct ctx c = { tx, req, json_object() };
@@ -336,6 +409,13 @@ int shop_apply(hist_tx_t *tx, const void *req)
     case SHOP_ORDER_GET: rc = order_read(&c); break;
     case SHOP_PAYMENT: rc = payment(&c); break;
     default: rc = -EINVAL; break;
+    }
+    if (!rc && c.r->action != SHOP_ORDER_GET && c.r->action >= SHOP_ORDER_CREATE) {
+        json_t *res = hist_tx_take_result(tx);
+        if (res) {
+            rc = notify(&c, res);
+            hist_tx_result(tx, res);
+        }
     }
     json_decref(c.stock);
     return rc;

@@ -12,8 +12,11 @@
  * stock and creating the order must be one transaction; a custom state
  * operation (hist_custom_fn) is the only code that runs inside one. The
  * loop validates each request's shape first (app/commerce.c), so what
- * reaches the transaction can only fail on stored state. Does not own: the
- * notifications (app/commerce.c publishes them after commit).
+ * reaches the transaction can only fail on stored state. The notifications
+ * of a create or status change (the order's channel, its owner's user:
+ * channel, the admin channel) and its webhook events are written in the
+ * same transaction (hist_tx_publish(), hist_tx_event()): a change is never
+ * committed without them, nor they without it.
  * Storage thread only, except shop_next() and shop_status_valid(). */
 #ifndef HERALD_SHOP_H
 #define HERALD_SHOP_H
@@ -47,6 +50,13 @@ typedef struct shop_req {
     const char *event;            /* PAYMENT: the provider's event id (1-SHOP_EVENT_MAX bytes) */
     const char *event_type;       /* PAYMENT: "payment.succeeded" (status PAID) or "payment.failed" (PAYMENT_FAILED) */
     int64_t window_ms;            /* PAYMENT: an event id seen less than this long ago is a duplicate */
+    /* Who hears of a change, in the same transaction (the loop's configuration, borrowed): */
+    const char *orders_ns;        /* order channels are "{orders_ns}:{id}#{owner}" */
+    const char *admin_channel;    /* every create and status change, and unmatched payments */
+    const char *const *hooks_created; /* webhooks that get "order.created" */
+    size_t nhooks_created;
+    const char *const *hooks_status;  /* webhooks that get "order.status" */
+    size_t nhooks_status;
 } shop_req_t;
 
 /* shop_status_valid() - whether @s is one of the order statuses. Any thread. */
@@ -73,6 +83,13 @@ const char *const *shop_next(const char *s);
  * reported), "ignored": true with "status" and "allowed" (the order's status
  * does not lead there, e.g. a repeat "succeeded" for a PAID order), or what
  * MOVE reports.
+ * A CREATE, a MOVE, or a PAYMENT that moved the order publishes
+ * {"type":"order_created"|"order_status","order","owner","status","at",
+ * "lines" (create) | "from", "tracking"?, "restored"?, "payment_event"?} on
+ * the order's channel, "user:{owner}" and @admin_channel, and queues
+ * "order.created" / "order.status" webhook events of the same fields; an
+ * unmatched PAYMENT publishes {"type":"payment_unmatched","event",
+ * "event_type","order"} on @admin_channel.
  * Return: 0, HIST_E_REFUSED, or a storage code (see hist_custom_fn). */
 int shop_apply(hist_tx_t *tx, const void *req);
 

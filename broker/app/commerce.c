@@ -6,13 +6,13 @@
  * published with an offset, and only then answered. Everything that does
  * not need stored state (ids, quantities, statuses, tracking fields) is
  * checked here first, so a bad request writes nothing and costs no commit.
- * The notifications are publications of their own, queued once the change
- * has committed: they can follow a committed change but never precede or
- * invent one. */
+ * The notifications (the order's channel, its owner's, the admins') and
+ * the order.* webhook events are written by the operation in the same
+ * transaction (storage/shop.c): acknowledged means all of them are stored,
+ * and the answer names each channel with the offset it got. */
 #include "app/commerce.h"
 #include "auth/auth.h"
 #include "core/channel.h"
-#include "core/publish.h"
 #include "core/pubpipe.h"
 #include "shop.h"
 #include "chname.h"
@@ -35,6 +35,8 @@ typedef struct com_job {
     char status[32];
     char event[SHOP_EVENT_MAX + 1];
     char event_type[32];
+    const char *hooks_created[WEBHOOK_MAX]; /* webhooks of order.created / order.status (names in srv.cfg) */
+    const char *hooks_status[WEBHOOK_MAX];
 } com_job_t;
 
 static const struct { const char *name; enum shop_action action; } actions[] = {
@@ -186,103 +188,44 @@ static int check_tracking(const json_t *t, char *reason)
     return 0;
 }
 
-/* Publishes @data on channel @name (the broker's own publication). */
-static void tell(const char *name, const json_t *data, json_t *notified)
-{
-    char reason[PROTO_REASON_MAX];
-    origin_t none = { ORIGIN_NONE, 0, NULL };
-
-    if (publish(name, strlen(name), data, NULL, &none, reason)) {
-        hlog(LOG_WARN, "commerce", "cannot notify %s: %s", name, reason);
-        return;
-    }
-    json_array_append_new(notified, json_string(name));
-}
-
-/* The change has committed (pub_ops_t.done): tell the order's channel, its
- * owner and the admins, and name them in the answer; a payment event for an
- * unknown order goes to the admins. */
+/* The change has committed with its notifications (pub_ops_t.done): name
+ * each channel told, with the offset it got, in the answer. */
 static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
 {
     com_job_t *j = ops->custom;
-    const json_t *order = json_object_get(result, "order");
-    const char *owner = json_string_value(json_object_get(order, "owner"));
-    const char *id = json_string_value(json_object_get(order, "id"));
-    char name[CHNAME_MAX + 1];
-    json_t *data, *notified;
+    json_t *notified;
 
     (void)c;
-    if (!code && result && j->req.action == SHOP_PAYMENT && json_is_true(json_object_get(result, "unmatched"))) {
+    if (code || !result || !ops->side) return;
+    if (j->req.action == SHOP_PAYMENT && json_is_true(json_object_get(result, "unmatched")))
         /* Kept in the store (aux "event:<id>"), and told to the admins: a
          * payment for an order the shop never created here needs a person. */
         hlog(LOG_WARN, "commerce", "payment event %s (%s) names unknown order %s: kept, not applied", j->event,
              j->event_type, j->order);
-        if ((data = json_pack("{s:s,s:s,s:s,s:s}", "type", "payment_unmatched", "event", j->event, "event_type",
-                              j->event_type, "order", j->order)) && (notified = json_array())) {
-            tell(srv.cfg.commerce_admin_channel, data, notified);
-            json_object_set(result, "notified", notified);
-            json_decref(notified);
-        }
-        json_decref(data);
-        return;
-    }
-    if (code || !result || !order || !owner || !id) return;
-    /* A create, or a change of status (a transition, or a payment that made one). */
-    if (j->req.action != SHOP_ORDER_CREATE && !json_object_get(result, "from")) return;
-    data = json_pack("{s:s,s:s,s:s,s:O}", "type", j->req.action == SHOP_ORDER_CREATE ? "order_created" : "order_status",
-                     "order", id, "owner", owner, "status", json_object_get(order, "status"));
-    notified = json_array();
-    if (!data || !notified) goto out;
-    if (j->req.action == SHOP_ORDER_CREATE) json_object_set(data, "lines", json_object_get(order, "lines"));
-    else json_object_set(data, "from", json_object_get(result, "from"));
-    if (j->req.action == SHOP_PAYMENT) json_object_set_new(data, "payment_event", json_string(j->event));
-    if (j->req.tracking) json_object_set(data, "tracking", j->req.tracking);
-    if (json_object_get(result, "restored")) json_object_set(data, "restored", json_object_get(result, "restored"));
-    json_object_set(data, "at", json_object_get(order, "updated"));
-    if (!order_channel(id, owner, name, sizeof name)) tell(name, data, notified);
-    snprintf(name, sizeof name, "user:%s", owner);
-    tell(name, data, notified);
-    tell(srv.cfg.commerce_admin_channel, data, notified);
-    json_object_set(result, "notified", notified);
-out:
-    json_decref(data);
-    json_decref(notified);
+    if (!(notified = json_array())) return;
+    for (const hist_side_t *s = ops->side; s; s = s->next)
+        json_array_append_new(notified, json_pack("{s:s%,s:I}", "channel", s->chan, s->chanlen, "offset",
+                                                  (json_int_t)s->offset));
+    json_object_set_new(result, "notified", notified);
 }
 
 /* Queues @j (taken) on the stock channel for @origin (taken). */
 static int submit(com_job_t *j, origin_t *origin, char *reason)
 {
-    const char *name = srv.cfg.commerce_stock_channel;
-    pub_ops_t *ops = calloc(1, sizeof *ops);
-    chan_t *c;
-    int r;
+    const config_t *cfg = &srv.cfg;
+    pub_custom_t pc = { .apply = shop_apply, .arg = &j->req, .custom = j, .custom_free = job_free,
+                        .done = job_done, .reply_op = "commerce" };
 
-    if (!ops || !(ops->ops = calloc(1, sizeof *ops->ops))) {
-        free(ops);
-        job_free(j);
-        origin_clear(origin);
-        return oom(reason);
+    /* The storage thread reads these: the configuration outlives every request. */
+    j->req.orders_ns = cfg->commerce_orders_ns;
+    j->req.admin_channel = cfg->commerce_admin_channel;
+    if (cfg->nwebhooks) {
+        j->req.nhooks_created = config_webhooks_for(cfg, WH_EV_ORDER_CREATED, "", 0, j->hooks_created);
+        j->req.nhooks_status = config_webhooks_for(cfg, WH_EV_ORDER_STATUS, "", 0, j->hooks_status);
+        j->req.hooks_created = j->hooks_created;
+        j->req.hooks_status = j->hooks_status;
     }
-    ops->n = 1;
-    ops->ops[0].type = HIST_OP_CUSTOM;
-    ops->ops[0].custom = shop_apply;
-    ops->ops[0].arg = &j->req;
-    ops->custom = j;
-    ops->custom_free = job_free;
-    ops->done = job_done;
-    ops->reply_op = "commerce";
-    if ((r = chan_open(name, strlen(name), &c))) {
-        pub_ops_free(ops);
-        origin_clear(origin);
-        snprintf(reason, PROTO_REASON_MAX, "%s", r == PROTO_E_LIMIT ? "limit reached: limits.max_channels"
-                                                                    : "out of memory");
-        return r == PROTO_E_LIMIT ? r : PROTO_E_INTERNAL;
-    }
-    if (pubpipe_state(c, ops, origin)) {
-        chan_maybe_drop(c);
-        return oom(reason);
-    }
-    return 0;
+    return pubpipe_custom(cfg->commerce_stock_channel, &pc, origin, reason);
 }
 
 int commerce_request(const char *action, const char *order, const json_t *body, origin_t *origin, char *reason)

@@ -3,11 +3,12 @@
  *
  * Owns: validating each commerce request and turning it into one custom
  * state operation on the stock channel ([adapter commerce] stock_channel),
- * which storage/shop.c applies in that channel's write transaction; and,
- * once it has committed, the notifications of an order's creation or change
- * on the order's channel {orders_namespace}:{order}#{owner} (readable only
- * by its owner and privileged identities: the broker's '#user' rule), on the
- * owner's personal channel user:{owner}, and on the admin channel.
+ * which storage/shop.c applies in that channel's write transaction together
+ * with the notifications of an order's creation or change (on the order's
+ * channel {orders_namespace}:{order}#{owner}, readable only by its owner and
+ * privileged identities: the broker's '#user' rule; on the owner's personal
+ * channel user:{owner}; on the admin channel) and the order.* webhook
+ * events; and naming those channels, with their offsets, in the answer.
  * Does not own: the routes (app/api.c lists them) or the rules (storage/).
  * Loop thread only. */
 #ifndef HERALD_APP_COMMERCE_H
@@ -35,7 +36,8 @@ int commerce_is_store(const char *name, size_t len);
  * "tracking"?}) or "order_get" (@order; @body unused).
  * The answer comes from the pipeline after commit: the stock channel's
  * "offset", "stock" (the counts that changed), "order" and, for a
- * transition, "from", "restored" and "notified" (the channels told).
+ * transition, "from", "restored"; and "notified": [{"channel","offset"}],
+ * the channels told in the same transaction and where.
  * @reason: [out] on failure (PROTO_REASON_MAX bytes).
  * Return: 0, or PROTO_E_BAD_FIELD, PROTO_E_DISABLED, PROTO_E_LIMIT,
  * PROTO_E_INTERNAL (@origin cleared). */

@@ -5,11 +5,14 @@
  * all or none in the channel's write transaction, its delta published with
  * an offset, and only then answered. This file checks everything that does
  * not need the stored map (ids, ttl, who may ask), so what reaches the
- * transaction can only fail on the seats' current state. */
+ * transaction can only fail on the seats' current state. A booking's ticket
+ * (user:{holder} and the organiser's feed) and the seat.* webhook events are
+ * written by the operation in that transaction (storage/seatmap.c), and so
+ * are the waitlist's offer and expiry messages to user:{id}. */
 #include "app/seats.h"
 #include "auth/auth.h"
 #include "core/channel.h"
-#include "core/publish.h"
+#include "core/pubpipe.h"
 #include "chname.h"
 #include "herald.h"
 #include "hmap.h"
@@ -28,6 +31,9 @@ typedef struct seat_job {
     char section[SEAT_ID_MAX + 1];
     const char *action;           /* the name the requester used */
     int ws;                       /* asked over the user's own WebSocket session */
+    char feed[300];               /* the organiser's feed channel ([adapter seats] feed), or "" */
+    const char *hooks_booked[WEBHOOK_MAX];  /* webhooks of seat.booked / seat.expired (names in srv.cfg) */
+    const char *hooks_expired[WEBHOOK_MAX];
 } seat_job_t;
 
 /* A user known to hold seats over WebSocket, or connected. */
@@ -244,33 +250,9 @@ static void track(chan_t *c, const char *user, const json_t *seats, int add)
 
 /* ---- requests ---- */
 
-/* Publishes @what ("seat_offer" or "seat_expired") about the seat in @o
- * ({"user","seat","section","expires","offer"?}) on seat map @c to the
- * personal channel user:{id} of o.user. */
-static void notify(const chan_t *c, const char *what, const json_t *o)
-{
-    char name[300], reason[PROTO_REASON_MAX];
-    origin_t none = { ORIGIN_NONE, 0, NULL };
-    const char *user = json_string_value(json_object_get(o, "user"));
-    json_t *data;
-    int n = snprintf(name, sizeof name, "user:%s", user ? user : "");
-
-    if (n < 0 || (size_t)n >= sizeof name || !chname_valid(name, (size_t)n, NULL)) {
-        hlog(LOG_WARN, "seats", "cannot send %s to user %s on %s: not a valid personal channel name", what,
-             user ? user : "?", c->name);
-        return;
-    }
-    data = json_pack("{s:s,s:s,s:s%,s:O,s:O,s:O}", "type", what, "event", c->name + sizeof SEATS_NS,
-                     "channel", c->name, (size_t)c->namelen, "seat", json_object_get(o, "seat"), "section",
-                     json_object_get(o, "section"), "expires", json_object_get(o, "expires"));
-    if (data && json_object_get(o, "offer")) json_object_set(data, "offer", json_object_get(o, "offer"));
-    if (!data || publish(name, (size_t)n, data, NULL, &none, reason))
-        hlog(LOG_WARN, "seats", "cannot send %s to user %s on %s", what, user, c->name);
-    json_decref(data);
-}
-
-/* The outcome is known (pub_ops_t.done): notify offers and expiries, keep
- * track of holds, and shape the report into the answer. */
+/* The outcome is known (pub_ops_t.done): keep track of holds (the offers
+ * and expiries were told to their users in the transaction), and shape the
+ * report into the answer. */
 static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
 {
     seat_job_t *j = ops->custom;
@@ -280,12 +262,9 @@ static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
     if ((unsigned)j->req.action < sizeof metrics.seat_requests / sizeof metrics.seat_requests[0])
         metrics.seat_requests[j->req.action][code == 0 ? 0 : code == PROTO_E_STORAGE || code == PROTO_E_INTERNAL ? 2 : 1]++;
     if (code || !result) return;
-    /* Expiries first: a seat that ran out and went to the waitlist's head
-     * is told to its old holder before its new one hears of the offer. */
     list = json_object_get(result, "expired");
     json_array_foreach(list, i, o) {
         json_t *one = json_pack("[O]", json_object_get(o, "seat"));
-        notify(c, "seat_expired", o);
         if (one) track(c, json_string_value(json_object_get(o, "user")), one, 0);
         json_decref(one);
     }
@@ -295,7 +274,6 @@ static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
     list = json_object_get(result, "offers");
     json_array_foreach(list, i, o) {
         json_t *one = json_pack("[O]", json_object_get(o, "seat"));
-        notify(c, "seat_offer", o);
         if (one) track(c, json_string_value(json_object_get(o, "user")), one, 0);
         json_decref(one);
     }
@@ -312,46 +290,35 @@ static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
     if (j->action) json_object_set_new(result, "action", json_string(j->action));
 }
 
+/* Writes the organiser's feed channel of seat map @name ([adapter seats]
+ * feed, "{event}" replaced) into @out; "" when there is none. */
+static void feed_channel(const char *name, char *out, size_t len)
+{
+    const char *tpl = srv.cfg.seats_feed, *at = strstr(tpl, "{event}"), *event = strchr(name, ':');
+    int n;
+
+    event = event ? event + 1 : name;
+    n = at ? snprintf(out, len, "%.*s%s%s", (int)(at - tpl), tpl, event, at + 7) : snprintf(out, len, "%s", tpl);
+    if (n < 0 || (size_t)n >= len || (n && !chname_valid(out, (size_t)n, NULL))) *out = '\0';
+}
+
 /* Queues @j on seat map @name for @origin. Return: 0, or a PROTO_E_* code. */
 static int submit(const char *name, seat_job_t *j, origin_t *origin, char *reason)
 {
-    pub_ops_t *ops = calloc(1, sizeof *ops);
-    chan_t *c;
-    int r;
+    pub_custom_t pc = { .apply = seatmap_apply, .arg = &j->req, .custom = j, .custom_free = job_free,
+                        .done = job_done, .reply_op = "seats",
+                        .need_state = "seat maps need [namespace " SEATS_NS "] state = on in the configuration" };
 
-    if (!ops || !(ops->ops = calloc(1, sizeof *ops->ops))) {
-        free(ops);
-        job_free(j);
-        origin_clear(origin);
-        return oom(reason);
+    /* The storage thread reads these: the configuration outlives every request. */
+    feed_channel(name, j->feed, sizeof j->feed);
+    j->req.feed = *j->feed ? j->feed : NULL;
+    if (srv.cfg.nwebhooks) {
+        j->req.nhooks_booked = config_webhooks_for(&srv.cfg, WH_EV_SEAT_BOOKED, "", 0, j->hooks_booked);
+        j->req.nhooks_expired = config_webhooks_for(&srv.cfg, WH_EV_SEAT_EXPIRED, "", 0, j->hooks_expired);
+        j->req.hooks_booked = j->hooks_booked;
+        j->req.hooks_expired = j->hooks_expired;
     }
-    ops->n = 1;
-    ops->ops[0].type = HIST_OP_CUSTOM;
-    ops->ops[0].custom = seatmap_apply;
-    ops->ops[0].arg = &j->req;
-    ops->custom = j;
-    ops->custom_free = job_free;
-    ops->done = job_done;
-    ops->reply_op = "seats";
-    if ((r = chan_open(name, strlen(name), &c))) {
-        pub_ops_free(ops);
-        origin_clear(origin);
-        snprintf(reason, PROTO_REASON_MAX, "%s", r == PROTO_E_LIMIT ? "limit reached: limits.max_channels"
-                                                                    : "out of memory");
-        return r == PROTO_E_LIMIT ? r : PROTO_E_INTERNAL;
-    }
-    if (!c->ns->state) {
-        chan_maybe_drop(c);
-        pub_ops_free(ops);
-        origin_clear(origin);
-        snprintf(reason, PROTO_REASON_MAX, "seat maps need [namespace " SEATS_NS "] state = on in the configuration");
-        return PROTO_E_DISABLED;
-    }
-    if (pubpipe_state(c, ops, origin)) {
-        chan_maybe_drop(c);
-        return oom(reason);
-    }
-    return 0;
+    return pubpipe_custom(name, &pc, origin, reason);
 }
 
 int seats_request(const char *chan, const char *action, const json_t *body, const char *user, int backend,

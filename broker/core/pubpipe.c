@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,17 @@ struct gone {
     char name[];
 };
 
+/* A channel the store forgot (hist_prune()) while the loop kept it for its
+ * subscribers: its offsets go on from the loop's, so a side publication
+ * (hist_tx_publish()) that starts its log again must continue them too. */
+struct hint {
+    struct hint *next;
+    uint64_t last_offset;
+    char epoch[HIST_EPOCH_LEN + 1];
+    size_t len;
+    char name[];
+};
+
 /* A due timer, reported by the storage thread. */
 struct due {
     struct due *next;
@@ -72,6 +84,7 @@ static struct {
     struct due *due;              /* storage thread -> loop, under mu */
     int due_busy;                 /* a report is out: do not look again */
     void (*on_due)(int64_t, const char *, size_t, const char *, size_t);
+    struct hint *hints;           /* changed by the loop under mu; read by the storage thread under mu */
 } pp;
 
 hist_t *pubpipe_store(void) { return pp.store; }
@@ -99,6 +112,7 @@ static int author_check(const unsigned char *rec, size_t len, const unsigned cha
 static void pub_free(pub_t *p)
 {
     pub_ops_free(p->sops);
+    hist_sides_free(p->w.side);
     free(p->w.state_rec);
     json_decref(p->w.result);
     for (int e = 0; e < PROTO_NENC; e++) frame_unref(p->frames[e]);
@@ -164,6 +178,61 @@ static void policy(void *ctx, const char *name, size_t len, struct hist_policy *
     (void)ctx;
     out->keep = ns->history ? ns->history_size : 0;
     out->ttl_ms = ns->history_ttl_ms;
+}
+
+_Static_assert(WEBHOOK_MAX <= HIST_HOOKS_MAX, "a side publication's webhooks must fit hist_target_t");
+
+/* Storage thread: how a channel a custom operation publishes to is stored
+ * (hist_target_fn). State channels take only their own operations' deltas. */
+static void target_policy(const char *name, size_t len, hist_target_t *out)
+{
+    const ns_config_t *ns = config_ns(&srv.cfg, name, len);
+
+    out->refused = ns->state;
+    out->history = ns->history;
+    out->keep = ns->history_size;
+    out->nhooks = srv.cfg.nwebhooks ? config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, name, len, out->hooks) : 0;
+    uv_mutex_lock(&pp.mu);
+    for (struct hint *h = pp.hints; h; h = h->next)
+        if (h->len == len && !memcmp(h->name, name, len)) {
+            out->base_offset = h->last_offset;
+            memcpy(out->epoch, h->epoch, HIST_EPOCH_LEN + 1);
+            break;
+        }
+    uv_mutex_unlock(&pp.mu);
+}
+
+/* Loop: forget the hint of channel @c (it is stored again), if any. */
+static void hint_drop(const chan_t *c)
+{
+    struct hint **pp_h, *h;
+
+    if (!pp.hints) return;                     /* only the loop writes the list */
+    for (pp_h = &pp.hints; (h = *pp_h); pp_h = &h->next)
+        if (h->len == c->namelen && !memcmp(h->name, c->name, h->len)) {
+            uv_mutex_lock(&pp.mu);
+            *pp_h = h->next;
+            uv_mutex_unlock(&pp.mu);
+            free(h);
+            return;
+        }
+}
+
+/* Loop: the store forgot @c, which stays in memory with its offsets. */
+static void hint_add(const chan_t *c)
+{
+    struct hint *h;
+
+    hint_drop(c);
+    if (!(h = malloc(sizeof *h + c->namelen))) return;
+    h->last_offset = c->last_offset;
+    memcpy(h->epoch, c->epoch, HIST_EPOCH_LEN + 1);
+    h->len = c->namelen;
+    memcpy(h->name, c->name, c->namelen);
+    uv_mutex_lock(&pp.mu);
+    h->next = pp.hints;
+    pp.hints = h;
+    uv_mutex_unlock(&pp.mu);
 }
 
 static void on_gone(void *ctx, const char *name, size_t len)
@@ -358,6 +427,68 @@ static void finish_probe(pub_t *p)
                                                 : "storage: a write transaction failed"));
 }
 
+static void unstored_event(chan_t *c, uint64_t offset, const unsigned char *rec, size_t reclen);
+
+/* Opens the channel of each side publication of @p (held until its fan-out)
+ * and numbers those of namespaces without history after the channel's last
+ * offset, so that done() can name every offset in the answer. */
+static void sides_open(pub_t *p)
+{
+    for (hist_side_t *s = p->w.side; s; s = s->next) {
+        chan_t *c;
+        int r = chan_open(s->chan, s->chanlen, &c);
+        if (r) {
+            /* Stored or not, nobody is subscribed to a channel that is not registered. */
+            hlog(LOG_WARN, "storage", "cannot open %s to fan out a side publication: %s", s->chan,
+                 r == PROTO_E_LIMIT ? "limits.max_channels" : "out of memory");
+            continue;
+        }
+        c->inflight++;
+        s->user = c;
+        if (s->offset) continue;
+        s->offset = c->last_offset + 1;
+        for (hist_side_t *e = p->w.side; e != s; e = e->next)
+            if (e->user == c && !e->epoch[0]) s->offset++;
+    }
+}
+
+/* Fans out @p's side publications in order, after its own. */
+static void sides_fanout(pub_t *p)
+{
+    for (hist_side_t *s = p->w.side; s; s = s->next) {
+        chan_t *c = s->user;
+        frame_t *frames[PROTO_NENC] = { NULL };
+        uint64_t delivered = srv.stats.deliveries;
+
+        if (!c) continue;
+        s->user = NULL;
+        c->inflight--;
+        if (s->epoch[0]) {
+            if (!c->stored || memcmp(c->epoch, s->epoch, HIST_EPOCH_LEN)) {
+                /* The store started the channel's log (its first stored
+                 * publication): its epoch and offsets are the channel's now. */
+                if (c->last_offset >= s->offset) c->last_offset = s->offset - 1;
+                memcpy(c->epoch, s->epoch, HIST_EPOCH_LEN + 1);
+            }
+            if (!c->stored) hint_drop(c);
+            c->stored = 1;
+        } else {
+            /* Numbered by sides_open(); should a done() callback have
+             * published there meanwhile, the next offset, never a used one. */
+            if (s->offset <= c->last_offset) s->offset = c->last_offset + 1;
+            if (srv.cfg.nwebhooks) unstored_event(c, s->offset, s->rec, s->reclen);
+        }
+        if (chan_fanout(c, s->offset, s->rec, s->reclen, frames))
+            hlog(LOG_WARN, "server", "out of memory fanning out %s offset %llu", c->name,
+                 (unsigned long long)s->offset);
+        if (!chan_is_sys(c)) srv.stats.publications++;
+        metrics.ns_publications[stats_ns_index(c->ns)]++;
+        metrics.ns_deliveries[stats_ns_index(c->ns)] += srv.stats.deliveries - delivered;
+        chan_count_pub(c);
+        chan_maybe_drop(c);
+    }
+}
+
 static void finish(pub_t *p)
 {
     chan_t *c = p->chan;
@@ -395,6 +526,7 @@ static void finish(pub_t *p)
     } else if (p->w.status == 0 && p->w.unchanged) {
         extra = json_incref(p->w.result);      /* answered, with the channel's offset; nothing to fan out */
     } else if (p->w.status == 0) {
+        if (!c->stored) hint_drop(c);
         c->stored = c->ns->history && pp.store;
         if (memcmp(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN))
             memcpy(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN + 1);
@@ -434,7 +566,12 @@ static void finish(pub_t *p)
         snprintf(why, sizeof why, "%s", p->w.status == HIST_E_FULL ? "the history store is full (history.map_size_max)"
                                                                    : "the history store failed to commit the publication");
     }
-    if (p->sops && p->sops->done) p->sops->done(c, p->sops, out.code, extra);
+    if (out.code == 0 && p->w.side) sides_open(p);
+    if (p->sops && p->sops->done) {
+        p->sops->side = out.code ? NULL : p->w.side;
+        p->sops->done(c, p->sops, out.code, extra);
+        p->sops->side = NULL;
+    }
     out.reason = why[0] ? why : NULL;
     out.extra = extra;
     /* The publisher hears of its publication before it sees it as a
@@ -454,6 +591,8 @@ static void finish(pub_t *p)
         chan_count_pub(c);
         histo_observe(&metrics.publish_fanout_seconds, (double)(clock_mono_ns() - p->submit_ns) / 1e9);
     }
+    /* What the operation published elsewhere committed with it: out after its own delta. */
+    if (out.code == 0) sides_fanout(p);
     chan_maybe_drop(c);
     pub_free(p);
 }
@@ -488,7 +627,7 @@ static void on_async(uv_async_t *a)
          * new one, under a new epoch unless the channel is still in memory. */
         if (c && !c->inflight) {
             c->stored = 0;
-            chan_maybe_drop(c);
+            if (!chan_maybe_drop(c) && c->ns->history && c->last_offset) hint_add(c);
         }
         free(g);
     }
@@ -537,6 +676,7 @@ static void queue_write(pub_t *p, chan_t *c, int64_t ts)
     p->w.keep = c->ns->history_size;
     p->w.base_offset = c->last_offset;
     p->w.epoch = c->epoch;
+    p->w.target = target_policy;
     if (srv.cfg.nwebhooks) {
         p->w.nhooks = config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, c->name, c->namelen, p->hooks);
         p->w.hooks = p->hooks;
@@ -707,6 +847,49 @@ int pubpipe_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
     return 0;
 }
 
+int pubpipe_custom(const char *name, const pub_custom_t *pc, origin_t *origin, char *reason)
+{
+    pub_ops_t *ops = calloc(1, sizeof *ops);
+    chan_t *c;
+    int r;
+
+    if (!ops || !(ops->ops = calloc(1, sizeof *ops->ops))) {
+        free(ops);
+        if (pc->custom_free) pc->custom_free(pc->custom);
+        origin_clear(origin);
+        snprintf(reason, PROTO_REASON_MAX, "out of memory");
+        return PROTO_E_INTERNAL;
+    }
+    ops->n = 1;
+    ops->ops[0].type = HIST_OP_CUSTOM;
+    ops->ops[0].custom = pc->apply;
+    ops->ops[0].arg = pc->arg;
+    ops->custom = pc->custom;
+    ops->custom_free = pc->custom_free;
+    ops->done = pc->done;
+    ops->reply_op = pc->reply_op;
+    if ((r = chan_open(name, strlen(name), &c))) {
+        pub_ops_free(ops);
+        origin_clear(origin);
+        snprintf(reason, PROTO_REASON_MAX, "%s", r == PROTO_E_LIMIT ? "limit reached: limits.max_channels"
+                                                                    : "out of memory");
+        return r == PROTO_E_LIMIT ? r : PROTO_E_INTERNAL;
+    }
+    if (pc->need_state && !c->ns->state) {
+        chan_maybe_drop(c);
+        pub_ops_free(ops);
+        origin_clear(origin);
+        snprintf(reason, PROTO_REASON_MAX, "%s", pc->need_state);
+        return PROTO_E_DISABLED;
+    }
+    if (pubpipe_state(c, ops, origin)) {
+        chan_maybe_drop(c);
+        snprintf(reason, PROTO_REASON_MAX, "out of memory");
+        return PROTO_E_INTERNAL;
+    }
+    return 0;
+}
+
 int pubpipe_probe(uint64_t serial)
 {
     pub_t *p;
@@ -787,4 +970,9 @@ void pubpipe_stop(void)
     uv_cond_destroy(&pp.cv);
     hist_close(pp.store);
     pp.store = NULL;
+    while (pp.hints) {
+        struct hint *h = pp.hints;
+        pp.hints = h->next;
+        free(h);
+    }
 }

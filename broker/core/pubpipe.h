@@ -10,7 +10,10 @@
  * commits, the next batch gathers, so the pipeline never idles under load and
  * the loop never waits on the disk. Only after the commit is a publication
  * fanned out and acknowledged, so no subscriber sees and no publisher is told
- * of a message a crash could erase. The storage thread also prunes expired
+ * of a message a crash could erase. A custom state operation (an adapter's)
+ * may publish on other channels in its transaction (hist_tx_publish()):
+ * those come back with its outcome and are fanned out right after it, in
+ * order. The storage thread also prunes expired
  * history and, with durability = interval, flushes to disk on a timer.
  * Loop thread, except where noted. */
 #ifndef HERALD_PUBPIPE_H
@@ -38,7 +41,23 @@ typedef struct pub_ops {
      * operation's report, or NULL), which then goes into the answer. */
     void (*done)(chan_t *c, struct pub_ops *ops, int code, json_t *result);
     const char *reply_op;         /* the WebSocket reply's op; NULL: "updated" */
+    /* During done() with code 0: what the custom operation published on
+     * other channels (hist_tx_publish()), in order, each with its offset
+     * (also for channels without history: numbered by then); else NULL. */
+    const hist_side_t *side;
 } pub_ops_t;
+
+/* A custom operation on a state channel, for pubpipe_custom(). */
+typedef struct pub_custom {
+    hist_custom_fn apply;         /* runs on the storage thread with @arg */
+    const void *arg;              /* points into @custom */
+    void *custom;                 /* the request, freed with @custom_free when the operation is done */
+    void (*custom_free)(void *custom);
+    void (*done)(chan_t *c, pub_ops_t *ops, int code, json_t *result);   /* pub_ops_t.done */
+    const char *reply_op;         /* pub_ops_t.reply_op */
+    const char *need_state;       /* non-NULL: the channel's namespace must have state = on; else the
+                                     request is refused (PROTO_E_DISABLED) with this reason */
+} pub_custom_t;
 
 /* What a publication carries besides its data, and the conditions of its
  * write. Everything is borrowed for the call that takes it. */
@@ -92,6 +111,17 @@ void pubpipe_release(void);
  * the effect is published as a delta (app/state.c describes it).
  * Return: 0, or -ENOMEM (no outcome will come; @ops freed, @origin cleared). */
 int pubpipe_state(chan_t *c, pub_ops_t *ops, origin_t *origin);
+
+/* pubpipe_custom() - run @pc's custom operation on state channel @name
+ * (opened here) for @origin (taken): one pub_ops_t of one HIST_OP_CUSTOM op,
+ * through pubpipe_state(). What it publishes on other channels
+ * (hist_tx_publish()) commits with it and is fanned out after its own
+ * delta, in order; channels of namespaces without history get it fanned
+ * out without being stored, numbered on the loop.
+ * Return: 0 (the outcome comes through @origin), or PROTO_E_LIMIT
+ * (limits.max_channels), PROTO_E_DISABLED (@pc->need_state), PROTO_E_INTERNAL
+ * (out of memory), with @reason filled, @pc->custom freed and @origin cleared. */
+int pubpipe_custom(const char *name, const pub_custom_t *pc, origin_t *origin, char *reason);
 
 /* pubpipe_timers() - have @due called on the loop for each timer of the
  * store that is due (hist_timers_due(); seat hold expiries). The storage

@@ -5,8 +5,14 @@
  * age of their last use; a key reused with another request digest is told
  * apart, a record or request without a digest matches any) and the check on another offset's record (refusal
  * appends nothing, the rest of the batch goes on), with the author rule of
- * protocol/record.c (rec_same_author()) that the broker plugs into it. */
+ * protocol/record.c (rec_same_author()) that the broker plugs into it; and
+ * the publications a custom operation makes on other channels
+ * (hist_tx_publish(), hist_tx_event()): offsets continue after the stored
+ * log under its epoch, a new log starts at 1, a channel without history is
+ * handed back unstored, keep trims, and a refused operation leaves nothing. */
 #include "unit.h"
+
+#include <errno.h>
 
 #include "hist.h"
 #include "record.h"
@@ -238,6 +244,185 @@ static void test_idempotency_digests(void **state)
     wbuf_deinit(&rec);
 }
 
+/* ---- side publications: a custom op publishing on other channels ---- */
+
+/* "feed:" keeps no history, "state:" takes no side publications, "user:"
+ * channels keep 3 entries and go to webhook "h1". */
+static void target(const char *chan, size_t len, hist_target_t *out)
+{
+    (void)len;
+    out->refused = !strncmp(chan, "state:", 6);
+    out->history = strncmp(chan, "feed:", 5) != 0;
+    out->keep = 3;
+    out->nhooks = 0;
+    if (!strncmp(chan, "user:", 5)) {
+        out->hooks[0] = "h1";
+        out->nhooks = 1;
+    }
+    if (!strcmp(chan, "kept:x")) {              /* forgotten by the store, kept by the loop at 41 */
+        out->base_offset = 41;
+        strcpy(out->epoch, "fedcba9876543210");
+    }
+}
+
+struct side_arg {
+    const wbuf_t *rec;
+    const char *const *chans;     /* NULL-terminated */
+    int refuse;                   /* publish, then refuse */
+    int change;                   /* also change the op's own state */
+    int rc[8];                    /* [out] hist_tx_publish() per channel */
+    uint64_t off[8];
+};
+
+static int side_op(hist_tx_t *tx, const void *varg)
+{
+    struct side_arg *a = (struct side_arg *)varg;
+    static const char *const hooks[] = { "h1" };
+    json_t *v = json_integer(1), *ev = json_pack("{s:s}", "type", "order.status");
+    int rc = 0;
+
+    if (a->change) rc = hist_tx_put(tx, "k", 1, v);
+    for (int i = 0; !rc && a->chans[i]; i++) {
+        a->rc[i] = hist_tx_publish(tx, a->chans[i], strlen(a->chans[i]), a->rec->p, a->rec->len, &a->off[i]);
+        if (a->rc[i] && a->rc[i] != EINVAL) rc = a->rc[i];
+    }
+    if (!rc) rc = hist_tx_event(tx, hooks, 1, ev);
+    json_decref(v);
+    json_decref(ev);
+    if (!rc && a->refuse) {
+        hist_tx_result(tx, json_pack("{s:i,s:s}", "code", 107, "reason", "no"));
+        return HIST_E_REFUSED;
+    }
+    return rc;
+}
+
+static hist_write_t op_item(const hist_state_op_t *op, int64_t ts)
+{
+    hist_write_t w = { .chan = "stock:s", .chanlen = 7, .ts = ts, .keep = 100, .ops = op, .nops = 1,
+                       .target = target };
+    return w;
+}
+
+static size_t queued(const char *hook)
+{
+    uint64_t n;
+    int64_t oldest;
+    assert_int_equal(hist_outbox_depth(h, hook, 0, &n, &oldest), 0);
+    return (size_t)n;
+}
+
+static void test_side_publications(void **state)
+{
+    static const char *const chans[] = { "user:bob", "user:new", "feed:x", "stock:s", "state:y", "kept:x", NULL };
+    struct side_arg a = { 0 };
+    hist_state_op_t op = { .type = HIST_OP_CUSTOM, .custom = side_op, .arg = &a };
+    hist_write_t w, pre[2];
+    hist_result_t res;
+    hist_side_t *s;
+    wbuf_t rec;
+
+    (void)state;
+    wbuf_init(&rec);
+    record(&rec, NULL, 0);
+    a.rec = &rec;
+    a.chans = chans;
+    /* user:bob has a log already: offsets 1-2 under the epoch the loop gave it. */
+    pre[0] = item(&rec, 20000, NULL);
+    pre[0].chan = "user:bob";
+    pre[0].chanlen = 8;
+    pre[0].epoch = "0123456789abcdef";
+    pre[1] = pre[0];
+    assert_int_equal(hist_write_batch(h, pre, 2), 0);
+    assert_int_equal(pre[1].offset, 2);
+
+    /* A refused operation leaves no side publication and no event behind. */
+    a.refuse = 1;
+    a.change = 1;
+    w = op_item(&op, 20100);
+    assert_int_equal(hist_write_batch(h, &w, 1), 0);
+    assert_int_equal(w.status, HIST_E_REFUSED);
+    assert_null(w.side);
+    assert_int_equal(a.off[0], 3);               /* it was written, then went with the transaction */
+    assert_int_equal(queued("h1"), 0);
+    assert_int_equal(hist_read(h, "user:bob", 8, 0, 0, 10, 0, &res), 0);
+    assert_int_equal(res.chan.last_offset, 2);
+    assert_int_equal(res.n, 2);
+    hist_result_free(&res);
+    assert_int_equal(hist_read(h, "user:new", 8, 0, 0, 10, 0, &res), 0);
+    assert_false(res.found);
+    hist_result_free(&res);
+    json_decref(w.result);
+
+    /* Committed: offsets continue after the stored ones, under the stored epoch. */
+    a.refuse = 0;
+    w = op_item(&op, 20200);
+    assert_int_equal(hist_write_batch(h, &w, 1), 0);
+    assert_int_equal(w.status, 0);
+    assert_false(w.unchanged);
+    assert_int_equal(a.rc[3], EINVAL);           /* its own channel */
+    assert_int_equal(a.rc[4], EINVAL);           /* refused by the policy */
+    s = w.side;
+    assert_non_null(s);
+    assert_string_equal(s->chan, "user:bob");
+    assert_int_equal(s->offset, 3);
+    assert_string_equal(s->epoch, "0123456789abcdef");
+    assert_int_equal(s->ts, 20200);
+    assert_memory_equal(s->rec, rec.p, rec.len);
+    s = s->next;
+    assert_string_equal(s->chan, "user:new");    /* a new log: offset 1, an epoch of its own */
+    assert_int_equal(s->offset, 1);
+    assert_int_equal(strlen(s->epoch), HIST_EPOCH_LEN);
+    s = s->next;
+    assert_string_equal(s->chan, "feed:x");      /* no history: handed back unnumbered, not stored */
+    assert_int_equal(s->offset, 0);
+    s = s->next;
+    assert_string_equal(s->chan, "kept:x");      /* a new log continues the policy's base and epoch */
+    assert_int_equal(s->offset, 42);
+    assert_string_equal(s->epoch, "fedcba9876543210");
+    assert_null(s->next);
+    assert_int_equal(hist_read(h, "feed:x", 6, 0, 0, 10, 0, &res), 0);
+    assert_false(res.found);
+    hist_result_free(&res);
+    assert_int_equal(hist_read(h, "user:bob", 8, 0, 0, 10, 0, &res), 0);
+    assert_int_equal(res.n, 3);
+    assert_int_equal(res.entries[2].offset, 3);
+    assert_int_equal(res.entries[2].ts, 20200);
+    assert_memory_equal(res.entries[2].rec, rec.p, rec.len);
+    hist_result_free(&res);
+    /* Two "publication" events (the user: channels) and the op's own event. */
+    assert_int_equal(queued("h1"), 3);
+    hist_sides_free(w.side);
+    free(w.state_rec);
+    json_decref(w.result);
+
+    /* An op that changes no state of its own still commits what it published;
+     * keep (3) trims user:bob's oldest entry. */
+    a.change = 0;
+    w = op_item(&op, 20300);
+    assert_int_equal(hist_write_batch(h, &w, 1), 0);
+    assert_int_equal(w.status, 0);
+    assert_true(w.unchanged);
+    assert_non_null(w.side);
+    assert_int_equal(w.side->offset, 4);
+    assert_int_equal(w.side->next->offset, 2);
+    assert_int_equal(hist_read(h, "user:bob", 8, 0, 0, 10, 0, &res), 0);
+    assert_int_equal(res.chan.first_offset, 2);
+    assert_int_equal(res.chan.last_offset, 4);
+    assert_int_equal(res.n, 3);
+    hist_result_free(&res);
+    /* A later publication of its own continues after the side ones. */
+    pre[0] = item(&rec, 20400, NULL);
+    pre[0].chan = "user:bob";
+    pre[0].chanlen = 8;
+    assert_int_equal(hist_write_batch(h, pre, 1), 0);
+    assert_int_equal(pre[0].offset, 5);
+    assert_string_equal(pre[0].stored_epoch, "0123456789abcdef");
+    hist_sides_free(w.side);
+    free(w.state_rec);
+    json_decref(w.result);
+    wbuf_deinit(&rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_check_another_record),
         cmocka_unit_test(test_same_author),
         cmocka_unit_test(test_idempotency_digests),
+        cmocka_unit_test(test_side_publications),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

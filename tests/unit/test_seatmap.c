@@ -37,6 +37,9 @@ static int teardown(void **state)
 }
 
 /* Runs one seat request at time @ts. Return: the write's status; *@res the report. */
+/* The channels the last run published on (hist_tx_publish()), "name," each. */
+static char sides[512];
+
 static int run(seat_req_t *r, int64_t ts, json_t **res)
 {
     hist_state_op_t op = { .type = HIST_OP_CUSTOM, .custom = seatmap_apply, .arg = r };
@@ -44,6 +47,10 @@ static int run(seat_req_t *r, int64_t ts, json_t **res)
     int rc = hist_write_batch(h, &w, 1);
 
     assert_true(rc == 0 || rc == HIST_E_REFUSED);
+    sides[0] = '\0';
+    for (hist_side_t *s = w.side; s; s = s->next)
+        snprintf(sides + strlen(sides), sizeof sides - strlen(sides), "%s,", s->chan);
+    hist_sides_free(w.side);
     free(w.state_rec);
     if (res) *res = w.result;
     else json_decref(w.result);
@@ -202,7 +209,10 @@ static void test_confirm_and_expiry(void **unused)
     assert_int_equal(run(&r, 6000, &res), HIST_E_REFUSED);
     assert_int_equal(json_integer_value(json_object_get(res, "code")), PROTO_E_NOT_HELD);
     json_decref(res);
+    assert_string_equal(sides, "");              /* refused: no ticket */
+    r.feed = "feed:tickets";
     assert_int_equal(run(&r, 5999, NULL), 0);
+    assert_string_equal(sides, "user:alice,feed:tickets,");   /* the ticket, with the booking */
     json_decref(ids);
 
     /* A1 booked: its timer is gone; A2's is due at 6000. */

@@ -37,13 +37,24 @@ static int teardown(void **state)
 
 /* Runs @r. Return: the write's status (0 or HIST_E_REFUSED); *@res the
  * report (NULL: dropped); *@appended whether a delta was appended. */
+/* The side publications of the last run: "channel@offset," each. */
+static char sides[1024];
+
 static int run(shop_req_t *r, json_t **res, int *appended)
 {
     hist_state_op_t op = { .type = HIST_OP_CUSTOM, .custom = shop_apply, .arg = r };
     hist_write_t w = { .chan = CHAN, .chanlen = strlen(CHAN), .ts = clock_ms++, .keep = 1000, .ops = &op, .nops = 1 };
-    int rc = hist_write_batch(h, &w, 1);
+    int rc;
 
+    r->orders_ns = "orders";
+    r->admin_channel = "admin:orders";
+    rc = hist_write_batch(h, &w, 1);
     assert_int_equal(rc, 0);
+    sides[0] = '\0';
+    for (hist_side_t *s = w.side; s; s = s->next)
+        snprintf(sides + strlen(sides), sizeof sides - strlen(sides), "%s@%llu,", s->chan,
+                 (unsigned long long)s->offset);
+    hist_sides_free(w.side);
     free(w.state_rec);
     if (appended) *appended = w.status == 0 && !w.unchanged;
     if (res) *res = w.result;
@@ -244,6 +255,37 @@ static void test_payments_once_per_event(void **state)
     json_decref(res);
 }
 
+/* A create or a status change publishes on the order's channel, its
+ * owner's and the admins' in its own transaction; a refusal, a read or a
+ * stock change publishes nothing; an unmatched payment goes to the admins. */
+static void test_notifications_in_txn(void **state)
+{
+    json_t *res;
+    (void)state;
+    assert_int_equal(set_stock("N", 5), 0);
+    assert_string_equal(sides, "");
+    assert_int_equal(create("n1", "dave", json_pack("[{s:s,s:i}]", "sku", "N", "qty", 2), NULL), 0);
+    assert_non_null(strstr(sides, "orders:n1#dave@1,user:dave@1,admin:orders@"));
+    assert_int_equal(move("n1", "PAID", NULL), 0);
+    assert_non_null(strstr(sides, "orders:n1#dave@2,user:dave@2,admin:orders@"));
+    assert_int_equal(code_of((move("n1", "DELIVERED", &res), res)), PROTO_E_BAD_TRANSITION);
+    assert_string_equal(sides, "");
+    assert_int_equal(create("n2", "dave", json_pack("[{s:s,s:i}]", "sku", "N", "qty", 9), &res), HIST_E_REFUSED);
+    json_decref(res);
+    assert_string_equal(sides, "");
+    assert_int_equal(pay("n-e1", "payment.succeeded", "nobody", 60000, &res), 0);
+    json_decref(res);
+    assert_non_null(strstr(sides, "admin:orders@"));
+    assert_null(strstr(sides, "user:"));
+    /* The order's timeline is in its channel's log. */
+    {
+        hist_result_t hr;
+        assert_int_equal(hist_read(h, "orders:n1#dave", 14, 0, 0, 10, 0, &hr), 0);
+        assert_int_equal(hr.n, 2);
+        hist_result_free(&hr);
+    }
+}
+
 /* Random orders and transitions: stock is always the initial stock minus
  * what the orders still holding a reservation hold, and never negative. */
 static void test_random_walk(void **state)
@@ -305,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_reserve_all_or_none),
         cmocka_unit_test(test_restore_once),
         cmocka_unit_test(test_payments_once_per_event),
+        cmocka_unit_test(test_notifications_in_txn),
         cmocka_unit_test(test_random_walk),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
