@@ -795,7 +795,7 @@ static const char *webhook_events(webhook_conf_t *w, const char *val)
         { "channel.vacated", WH_EV_VACATED }, { "presence.member_added", WH_EV_MEMBER_ADDED },
         { "presence.member_removed", WH_EV_MEMBER_REMOVED }, { "order.created", WH_EV_ORDER_CREATED },
         { "order.status", WH_EV_ORDER_STATUS }, { "seat.booked", WH_EV_SEAT_BOOKED },
-        { "seat.expired", WH_EV_SEAT_EXPIRED }, { "*", WH_EV_ALL },
+        { "seat.expired", WH_EV_SEAT_EXPIRED }, { "ticket.changed", WH_EV_TICKET_CHANGED }, { "*", WH_EV_ALL },
     };
     unsigned mask = 0;
     const char *p = val;
@@ -809,7 +809,8 @@ static const char *webhook_events(webhook_conf_t *w, const char *val)
             if (strlen(names[i].name) == len && !memcmp(names[i].name, p, len)) break;
         if (i == sizeof names / sizeof names[0])
             return "unknown event (known: publication, channel.occupied, channel.vacated, presence.member_added, "
-                   "presence.member_removed, order.created, order.status, seat.booked, seat.expired, or * for all)";
+                   "presence.member_removed, order.created, order.status, seat.booked, seat.expired, ticket.changed, "
+                   "or * for all)";
         mask |= names[i].bit;
         p += len;
     }
@@ -1167,7 +1168,7 @@ void config_usage(FILE *out)
                  "  secret                 the HMAC-SHA256 signing key (16+ characters)\n"
                  "  events                 publication, channel.occupied, channel.vacated, presence.member_added,\n"
                  "                         presence.member_removed, order.created, order.status, seat.booked,\n"
-                 "                         seat.expired, comma-separated, or * for all\n"
+                 "                         seat.expired, ticket.changed, comma-separated, or * for all\n"
                  "  namespaces             where publication events come from, comma-separated, or * (default *)\n"
                  "  timeout                per request (default 5s)\n"
                  "  max_attempts           posts of a batch before it is dead-lettered (default 10)\n"

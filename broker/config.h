@@ -72,8 +72,9 @@ enum webhook_event {
     WH_EV_ORDER_STATUS = 1 << 6,  /* order.status: an order changed status */
     WH_EV_SEAT_BOOKED = 1 << 7,   /* seat.booked: a confirm booked seats */
     WH_EV_SEAT_EXPIRED = 1 << 8,  /* seat.expired: a seat hold (or offer) ran out */
+    WH_EV_TICKET_CHANGED = 1 << 9, /* ticket.changed: a support ticket was created or changed */
 };
-#define WH_EV_ALL 0x1ff
+#define WH_EV_ALL 0x3ff
 /* The most [webhook] sections a config may have. */
 #define WEBHOOK_MAX 16
 

@@ -1,6 +1,9 @@
 /* storage/tickets_db.c - see tickets_db.h. */
 #include "tickets_db.h"
+#include "chname.h"
 #include "msg.h"
+#include "record.h"
+#include "wbuf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -296,17 +299,109 @@ static int read_one(hist_tx_t *tx, const tickets_req_t *r)
     return 0;
 }
 
+/* Adds @ev (borrowed; it gains "by" and, if absent, "at") to ticket @id's
+ * timeline channel "{timeline_ns}:{id}" in the transaction, and queues it
+ * as a "ticket.changed" webhook event (with "ticket": @id). */
+static int tell(hist_tx_t *tx, const tickets_req_t *r, const char *id, json_t *ev, json_t *at)
+{
+    char name[256];
+    wbuf_t b;
+    int n, rc;
+
+    if (r->by) json_object_set_new(ev, "by", json_string(r->by));
+    if (!json_object_get(ev, "at")) json_object_set(ev, "at", at);
+    n = snprintf(name, sizeof name, "%s:%s", r->timeline_ns ? r->timeline_ns : "ticket", id);
+    if (n < 0 || (size_t)n >= sizeof name || !chname_valid(name, (size_t)n, NULL)) return 0;  /* refused at create */
+    wbuf_init(&b);
+    rec_build(&b, hist_tx_now(tx), ev, NULL, 0, NULL);
+    rc = b.oom ? ENOMEM : hist_tx_publish(tx, name, (size_t)n, b.p, b.len, NULL);
+    wbuf_deinit(&b);
+    if (rc == EINVAL) rc = 0;     /* a state namespace: the configuration refuses it at start */
+    if (!rc && r->nhooks) {
+        json_t *wh = json_deep_copy(ev);
+        if (!wh) return ENOMEM;
+        json_object_set_new(wh, "change", json_incref(json_object_get(ev, "type")));
+        json_object_set_new(wh, "type", json_string("ticket.changed"));
+        json_object_set_new(wh, "ticket", json_string(id));
+        json_object_set_new(wh, "channel", json_string(name));
+        rc = hist_tx_event(tx, r->hooks, r->nhooks, wh);
+        json_decref(wh);
+    }
+    return rc;
+}
+
+/* The change in @res committed or nothing does: each changed ticket's
+ * timeline entry (and webhook event) goes in the same transaction. */
+static int timeline(hist_tx_t *tx, const tickets_req_t *r, const json_t *res)
+{
+    const json_t *t = json_object_get(res, "ticket");
+    json_t *at = json_object_get(t, "updated");
+    const char *id = json_string_value(json_object_get(t, "id"));
+    json_t *ev = NULL;
+    int rc = 0;
+
+    switch (r->action) {
+    case TICKETS_CREATE:
+        ev = json_pack("{s:s,s:O}", "type", "created", "ticket", t);
+        break;
+    case TICKETS_STATUS:
+        ev = json_pack("{s:s,s:O,s:O}", "type", "status", "from", json_object_get(res, "from"), "to",
+                       json_object_get(t, "status"));
+        break;
+    case TICKETS_ASSIGN:
+        ev = json_pack("{s:s,s:O,s:O}", "type", "assigned", "from", json_object_get(res, "from"), "to",
+                       json_object_get(t, "assignee"));
+        break;
+    case TICKETS_COMMENT:
+        ev = json_pack("{s:s,s:O}", "type", "comment", "comment", json_object_get(res, "comment"));
+        break;
+    case TICKETS_BULK_STATUS: {
+        const json_t *from = json_object_get(res, "from"), *each;
+        size_t i;
+        json_array_foreach(json_object_get(res, "tickets"), i, each) {
+            const char *eid = json_string_value(json_object_get(each, "id"));
+            json_t *e = json_pack("{s:s,s:O,s:O,s:b}", "type", "status", "from", json_object_get(from, eid),
+                                  "to", json_object_get(each, "status"), "bulk", 1);
+            if (!e || !eid) {
+                json_decref(e);
+                return ENOMEM;
+            }
+            rc = tell(tx, r, eid, e, json_object_get(each, "updated"));
+            json_decref(e);
+            if (rc) return rc;
+        }
+        return 0;
+    }
+    case TICKETS_GET:
+        return 0;
+    }
+    if (!ev || !id) {
+        json_decref(ev);
+        return ENOMEM;
+    }
+    rc = tell(tx, r, id, ev, at);
+    json_decref(ev);
+    return rc;
+}
+
 int tickets_apply(hist_tx_t *tx, const void *req)
 {
     const tickets_req_t *r = req;
+    json_t *res;
+    int rc;
 
     switch (r->action) {
-    case TICKETS_CREATE: return create(tx, r);
-    case TICKETS_STATUS: return status(tx, r);
-    case TICKETS_ASSIGN: return assign(tx, r);
-    case TICKETS_COMMENT: return comment(tx, r);
-    case TICKETS_BULK_STATUS: return bulk_status(tx, r);
+    case TICKETS_CREATE: rc = create(tx, r); break;
+    case TICKETS_STATUS: rc = status(tx, r); break;
+    case TICKETS_ASSIGN: rc = assign(tx, r); break;
+    case TICKETS_COMMENT: rc = comment(tx, r); break;
+    case TICKETS_BULK_STATUS: rc = bulk_status(tx, r); break;
     case TICKETS_GET: return read_one(tx, r);
+    default: return -EINVAL;
     }
-    return -EINVAL;
+    if (!rc && (res = hist_tx_take_result(tx))) {
+        rc = timeline(tx, r, res);
+        hist_tx_result(tx, res);
+    }
+    return rc;
 }

@@ -14,8 +14,10 @@
  * (not in the ticket) so a long conversation does not make every delta of
  * that ticket long; the ticket carries their count. The loop validates each
  * request's shape first (app/tickets.c), so what reaches the transaction
- * can only fail on stored state. Does not own: the timeline publications
- * (app/tickets.c, after commit).
+ * can only fail on stored state. Each change also adds its entry to the
+ * changed tickets' timeline channels ("{timeline_ns}:{id}", hist_tx_publish())
+ * and queues its "ticket.changed" webhook events in the same transaction,
+ * so a change is stored with its timeline entry or not at all.
  * Storage thread only, except tickets_next() and tickets_status_valid(). */
 #ifndef HERALD_TICKETS_DB_H
 #define HERALD_TICKETS_DB_H
@@ -47,6 +49,9 @@ typedef struct tickets_req {
     json_t *ticket;               /* CREATE: {"id"?,"title","description","priority","requester"} checked */
     json_t *comment;              /* COMMENT: {"author","text"} checked */
     json_t *ids;                  /* BULK_STATUS: 1-TICKET_BULK_MAX distinct ids */
+    const char *timeline_ns;      /* the timelines' namespace: "{timeline_ns}:{id}" (NULL: "ticket") */
+    const char *const *hooks;     /* webhooks that get "ticket.changed", and how many */
+    size_t nhooks;
 } tickets_req_t;
 
 /* tickets_status_valid() - whether @s is a ticket status. Any thread. */
@@ -69,7 +74,13 @@ const char *const *tickets_next(const char *s);
  * "unknown": the ids); PROTO_E_TICKET_EXISTS "ticket"; PROTO_E_BAD_TRANSITION
  * "status" and "allowed" (BULK: "refused": [{"id","status","allowed"}]).
  * A bulk update with unknown ids reports those first, with any refused
- * transitions beside them. Nothing is written when it refuses.
+ * transitions beside them. Nothing is written when it refuses. A change
+ * (not GET) publishes one timeline entry per changed ticket:
+ * {"type":"created","ticket"}, {"type":"status","from","to","bulk"?},
+ * {"type":"assigned","from","to"} or {"type":"comment","comment"}, each with
+ * "at" and "by" (when given); the webhook event is the entry with "type":
+ * "ticket.changed", "change" (the entry's type), "ticket" (the id) and
+ * "channel".
  * Return: 0, HIST_E_REFUSED, or a storage code (see hist_custom_fn). */
 int tickets_apply(hist_tx_t *tx, const void *req);
 

@@ -6,15 +6,13 @@
  * there as a state delta with an offset, and only then answered. Everything
  * that does not need stored state (ids, types, lengths, statuses) is checked
  * here first, so a bad request writes nothing and costs no commit.
- * The timeline publications follow the commit (timeline_notify()): they can
- * follow a committed change but never precede or invent one. A crash
- * between the commit and them loses the timeline entry, not the change;
- * timeline_notify() is the one function to switch once the pipeline can
- * write side publications inside the same transaction. */
+ * Each change's timeline entries (and "ticket.changed" webhook events) are
+ * written by the storage side in that same transaction
+ * (storage/tickets_db.c, hist_tx_publish()): an acknowledged change has its
+ * timeline entry, a refused one has none, whatever crashes when. */
 #include "app/tickets.h"
 #include "auth/auth.h"
 #include "core/channel.h"
-#include "core/publish.h"
 #include "core/pubpipe.h"
 #include "tickets_db.h"
 #include "chname.h"
@@ -35,6 +33,7 @@ typedef struct tk_job {
     char status[16];
     char assignee[AUTH_USER_MAX + 1];
     char by[AUTH_USER_MAX + 1];
+    const char *hooks[WEBHOOK_MAX]; /* webhooks of ticket.changed (names in srv.cfg) */
 } tk_job_t;
 
 static const struct { const char *name; enum tickets_action action; } actions[] = {
@@ -228,115 +227,34 @@ static void job_free(void *p)
     free(j);
 }
 
-/* Publishes one timeline event @ev (borrowed) on ticket @id's channel. */
-static void tell(const char *id, const json_t *ev, json_t *told)
-{
-    char name[CHNAME_MAX + 1], reason[PROTO_REASON_MAX];
-    origin_t none = { ORIGIN_NONE, 0, NULL };
-
-    if (timeline_channel(id, name, sizeof name)) return;
-    if (publish(name, strlen(name), ev, NULL, &none, reason)) {
-        hlog(LOG_WARN, "tickets", "cannot add to the timeline %s: %s", name, reason);
-        return;
-    }
-    json_array_append_new(told, json_string(name));
-}
-
-/* timeline_notify() - the change @j made has committed with @result: add
- * it to each changed ticket's timeline, and name the channels told in the
- * answer ("timeline"). The one place timeline entries are written: a
- * same-transaction side publication replaces this function alone. */
-static void timeline_notify(const tk_job_t *j, json_t *result)
-{
-    const json_t *t = json_object_get(result, "ticket");
-    const char *id = json_string_value(json_object_get(t, "id"));
-    json_t *told = json_array(), *ev = NULL;
-
-    if (!told) return;
-    switch (j->req.action) {
-    case TICKETS_CREATE:
-        ev = json_pack("{s:s,s:O}", "type", "created", "ticket", t);
-        break;
-    case TICKETS_STATUS:
-        ev = json_pack("{s:s,s:O,s:O}", "type", "status", "from", json_object_get(result, "from"), "to",
-                       json_object_get(t, "status"));
-        break;
-    case TICKETS_ASSIGN:
-        ev = json_pack("{s:s,s:O,s:O}", "type", "assigned", "from", json_object_get(result, "from"), "to",
-                       json_object_get(t, "assignee"));
-        break;
-    case TICKETS_COMMENT:
-        ev = json_pack("{s:s,s:O}", "type", "comment", "comment", json_object_get(result, "comment"));
-        break;
-    case TICKETS_BULK_STATUS: {
-        const json_t *from = json_object_get(result, "from"), *each;
-        size_t i;
-        json_array_foreach(json_object_get(result, "tickets"), i, each) {
-            const char *eid = json_string_value(json_object_get(each, "id"));
-            json_t *e = json_pack("{s:s,s:O,s:O,s:b,s:O}", "type", "status", "from", json_object_get(from, eid),
-                                  "to", json_object_get(each, "status"), "bulk", 1, "at",
-                                  json_object_get(each, "updated"));
-            if (e && j->req.by) json_object_set_new(e, "by", json_string(j->req.by));
-            if (e) tell(eid, e, told);
-            json_decref(e);
-        }
-        break;
-    }
-    case TICKETS_GET:
-        break;
-    }
-    if (ev && id) {
-        json_object_set(ev, "at", json_object_get(t, "updated"));
-        if (j->req.by) json_object_set_new(ev, "by", json_string(j->req.by));
-        tell(id, ev, told);
-    }
-    json_object_set(result, "timeline", told);
-    json_decref(ev);
-    json_decref(told);
-}
-
-/* pub_ops_t.done: after the commit, before the answer. */
+/* pub_ops_t.done: after the commit, before the answer: name the timeline
+ * entries the change wrote, each with its offset ("timeline"). */
 static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
 {
+    json_t *told;
+
     (void)c;
-    if (code || !result || ((tk_job_t *)ops->custom)->req.action == TICKETS_GET) return;
-    timeline_notify(ops->custom, result);
+    if (code || !result || ((tk_job_t *)ops->custom)->req.action == TICKETS_GET || !(told = json_array())) return;
+    for (const hist_side_t *s = ops->side; s; s = s->next)
+        json_array_append_new(told, json_pack("{s:s%,s:I}", "channel", s->chan, s->chanlen, "offset",
+                                              (json_int_t)s->offset));
+    json_object_set_new(result, "timeline", told);
 }
 
 /* Queues @j (taken) on the dashboard channel for @origin (taken). */
 static int submit(tk_job_t *j, origin_t *origin, char *reason)
 {
-    const char *name = srv.cfg.tickets_dashboard_channel;
-    pub_ops_t *ops = calloc(1, sizeof *ops);
-    chan_t *c;
-    int r;
+    const config_t *cfg = &srv.cfg;
+    pub_custom_t pc = { .apply = tickets_apply, .arg = &j->req, .custom = j, .custom_free = job_free,
+                        .done = job_done, .reply_op = "tickets" };
 
-    if (!ops || !(ops->ops = calloc(1, sizeof *ops->ops))) {
-        free(ops);
-        job_free(j);
-        origin_clear(origin);
-        return oom(reason);
+    /* The storage thread reads these: the configuration outlives every request. */
+    j->req.timeline_ns = cfg->tickets_timeline_ns;
+    if (cfg->nwebhooks && j->req.action != TICKETS_GET) {
+        j->req.nhooks = config_webhooks_for(cfg, WH_EV_TICKET_CHANGED, "", 0, j->hooks);
+        j->req.hooks = j->hooks;
     }
-    ops->n = 1;
-    ops->ops[0].type = HIST_OP_CUSTOM;
-    ops->ops[0].custom = tickets_apply;
-    ops->ops[0].arg = &j->req;
-    ops->custom = j;
-    ops->custom_free = job_free;
-    ops->done = job_done;
-    ops->reply_op = "tickets";
-    if ((r = chan_open(name, strlen(name), &c))) {
-        pub_ops_free(ops);
-        origin_clear(origin);
-        snprintf(reason, PROTO_REASON_MAX, "%s", r == PROTO_E_LIMIT ? "limit reached: limits.max_channels"
-                                                                    : "out of memory");
-        return r == PROTO_E_LIMIT ? r : PROTO_E_INTERNAL;
-    }
-    if (pubpipe_state(c, ops, origin)) {
-        chan_maybe_drop(c);
-        return oom(reason);
-    }
-    return 0;
+    return pubpipe_custom(cfg->tickets_dashboard_channel, &pc, origin, reason);
 }
 
 int tickets_request(const char *action, const char *id, const json_t *body, origin_t *origin, char *reason)

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import HERALD_BIN, REPO, connect, herald_env, hs256_token, run, run_herald, ws_connect
+from conftest import HERALD_BIN, REPO, Broker, connect, herald_env, hs256_token, run, run_herald, ws_connect
+from test_webhooks import SECRET as WH_SECRET, receiver, verify  # noqa: F401 (a fixture)
 
 SECRET = b"0123456789abcdef0123456789abcdef-tickets"
 ON = ("--tickets", "on", "--rest-per-minute", "0")
@@ -69,7 +70,10 @@ def test_lifecycle_answers_with_offsets_and_writes_the_timeline(make_broker):
     t = res["ticket"]
     assert (t["id"], t["status"], t["priority"], t["requester"], t["assignee"], t["comments"]) == \
         ("T-1", "open", "high", "alice", None, 0)
-    assert res["channel"] == BOARD and res["offset"] == 1 and res["timeline"] == ["ticket:T-1"]
+    assert res["channel"] == BOARD and res["offset"] == 1
+    assert res["timeline"] == [{"channel": "ticket:T-1", "offset": 1}]
+    # Written in the change's transaction: in the timeline's history when the answer comes.
+    assert [e["type"] for e in history(b, "ticket:T-1")] == ["created"]
     assert res["changes"] == [{"key": "ticket:T-1", "value": t, "version": 1}]
 
     # Without an id the broker numbers tickets, in the order they were made.
@@ -148,7 +152,7 @@ def test_bulk_status_is_all_or_none(make_broker):
     assert [t["id"] for t in res["tickets"]] == ["b0", "b1", "b2", "b3"]
     assert res["from"] == {"b0": "open", "b1": "open", "b2": "open", "b3": "open"}
     assert sorted(c["key"] for c in res["changes"]) == ["ticket:b0", "ticket:b1", "ticket:b2", "ticket:b3"]
-    assert res["timeline"] == ["ticket:b0", "ticket:b1", "ticket:b2", "ticket:b3"]
+    assert res["timeline"] == [{"channel": "ticket:b%d" % i, "offset": 2} for i in range(4)]
     now = board(b)[0]
     assert [now["b%d" % i]["status"] for i in range(5)] == ["in_progress"] * 4 + ["closed"]
     h = wait_history(b, "ticket:b2", 2)
@@ -374,7 +378,7 @@ def test_config_section_names_the_channels(make_broker, tmp_path):
                     "[namespace desk]\nstate = on\nhistory = on\n\n[namespace tl]\nhistory = on\n")
     b = make_broker("--config", str(conf), "--rest-per-minute", "0")
     code, res = create(b, id="c1", title="x", requester="u")
-    assert code == 200 and res["channel"] == "desk:board" and res["timeline"] == ["tl:c1"], res
+    assert code == 200 and res["channel"] == "desk:board" and res["timeline"] == [{"channel": "tl:c1", "offset": 1}], res
     assert [e["type"] for e in wait_history(b, "tl:c1", 1)] == ["created"]
     code, res = api(b, "GET", "/api/tickets?status=open")
     assert code == 200 and res["channel"] == "desk:board" and len(res["items"]) == 1
@@ -475,6 +479,11 @@ def test_kill_9_during_traffic_loses_no_acknowledged_change(make_broker, tmp_pat
     # a retried create of any of them is refused, not applied twice.
     for tid, t in tickets.items():
         assert t["comments"] in (0, 1) and t["status"] in ("open", "in_progress")
+    # Each stored ticket's timeline tells exactly what it went through, once
+    # each: the entries commit with the changes (none lost, none doubled).
+    for tid, t in tickets.items():
+        want = ["created"] + ["comment"] * t["comments"] + (["status"] if t["status"] == "in_progress" else [])
+        assert [e["type"] for e in history(b, "ticket:" + tid)] == want, tid
     some = next(iter(commented))
     code, res = create(b, id=some, title="again", requester="x")
     assert code == 409 and res["error"]["code"] == 129
@@ -527,3 +536,31 @@ def test_widget_in_browser():
     print("\nTICKETS WIDGET: %d checks; create seen by the other agent in %d ms, a REST change in %d ms" % (
         len(summary["checks"]), summary["timings"]["create_seen_by_other_ms"],
         summary["timings"]["rest_change_seen_ms"]))
+
+
+def test_webhook_gets_ticket_changed_with_each_timeline_entry(tmp_path, receiver):  # noqa: F811
+    """[webhook] events = ticket.changed: one event per timeline entry, queued in the
+    change's transaction, signed; a refused change sends none."""
+    rcv = receiver()
+    conf = tmp_path / "herald.conf"
+    conf.write_text("[adapter tickets]\nenabled = on\n\n[webhook desk]\nurl = %s\nsecret = %s\n"
+                    "events = ticket.changed\ntimeout = 500ms\nretry_base = 50ms\nretry_max = 200ms\n"
+                    % (rcv.url, WH_SECRET))
+    b = Broker(tmp_path, ["--config", str(conf), "--rest-per-minute", "0"]).start()
+    try:
+        assert create(b, id="w1", title="VPN down", requester="alice")[0] == 200
+        assert api(b, "POST", "/api/tickets/w1/assign", {"assignee": "agent7", "by": "lead"})[0] == 200
+        assert api(b, "POST", "/api/tickets/w1/status", {"status": "closed"})[0] == 200
+        assert api(b, "POST", "/api/tickets/w1/status", {"status": "closed"})[0] == 409      # refused: no event
+        assert api(b, "POST", "/api/tickets/w1/comments", {"author": "alice", "text": "thanks"})[0] == 200
+        evs = rcv.wait_events(lambda e: len(e) >= 4, timeout=20)
+        assert [(e["type"], e["change"], e["ticket"], e["channel"]) for e in evs] == [
+            ("ticket.changed", c, "w1", "ticket:w1") for c in ("created", "assigned", "status", "comment")], evs
+        assert evs[1]["to"] == "agent7" and evs[1]["by"] == "lead" and evs[2]["to"] == "closed", evs
+        assert evs[3]["comment"]["text"] == "thanks"
+        for headers, body, _ in rcv.requests:
+            verify(headers, body)
+        time.sleep(0.3)
+        assert len(rcv.events()) == 4, "the refused change sent nothing"
+    finally:
+        b.check_clean_exit()
