@@ -1,17 +1,22 @@
 /* broker/core/webhook.c - see webhook.h. */
 #include "core/webhook.h"
 #include "core/pubpipe.h"
+#include "chname.h"
 #include "net/http.h"
 #include "herald.h"
 #include "clock.h"
 #include "log.h"
 #include "rand.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +32,24 @@
 #define DEPTH_EVERY_MS 500
 /* Slices a blocking wait is cut into, so that a stop is seen quickly. */
 #define SLICE_MS 100
+/* The most queued events one delivery round looks at to find those whose
+ * channel is not held by a failure (docs/webhooks.md, "Ordering"). */
+#define SCAN_MAX 10000
+/* Buckets of the held-channel table. */
+#define HELD_BUCKETS 256
+
+/* A channel whose events wait for a retry: its later events are held too,
+ * other channels' events go on. Delivery thread only. */
+struct held {
+    struct held *next;
+    int64_t next_try_ms;          /* its next post (wall ms) */
+    unsigned attempts;            /* of its oldest queued event */
+    int alone;                    /* failed in a batch with other channels: from
+                                   * now on posted in batches of its own, so its
+                                   * failure does not hold theirs */
+    size_t len;
+    char name[];
+};
 
 enum cmd_kind { CMD_LIST = 1, CMD_RETRY, CMD_DELETE };
 
@@ -43,14 +66,17 @@ struct cmd {
 
 struct wh {
     const webhook_conf_t *conf;
+    SSL_CTX *tls;                 /* https: the context every post starts from */
+    struct held *held[HELD_BUCKETS];  /* delivery thread only */
     uv_thread_t thread;
     uv_mutex_t mu;                /* everything below */
     uv_cond_t cv;
     int kick, stop, started;
     struct cmd *cmds, **cmds_tail;
     struct webhook_stats st;
-    unsigned attempts;            /* failed posts of the batch at the head */
-    int64_t next_try_ms;          /* the head's next post (wall ms); 0: now */
+    unsigned attempts;            /* the most attempts of a held channel's event */
+    size_t nheld;                 /* channels held by a failure */
+    int64_t next_try_ms;          /* the earliest next post of a held channel; 0: none */
     int64_t last_success_ms, last_error_ms, oldest_ms;
     uint64_t dead_depth;
     char last_error[256];
@@ -124,16 +150,125 @@ static int dial(struct wh *w, int64_t deadline, char *err, size_t errlen)
     return fd;
 }
 
-/* Writes @len bytes of @p before @deadline. Return: 0, or -1. */
-static int send_all(struct wh *w, int fd, const char *p, size_t len, int64_t deadline)
+/* One request's connection: a socket, and its TLS session for https. */
+struct conn {
+    struct wh *w;
+    int fd;
+    SSL *ssl;
+    int64_t deadline;
+};
+
+/* Waits for what the TLS session @rc asked for (SSL_ERROR_WANT_*).
+ * Return: 1 go on, 0 timed out or stopping, -1 a TLS or socket error. */
+static int tls_wait(struct conn *c, int rc)
 {
-    while (len) {
-        ssize_t k = send(fd, p, len, MSG_NOSIGNAL);
-        if (k > 0) { p += k; len -= (size_t)k; continue; }
-        if (k < 0 && errno != EAGAIN && errno != EINTR) return -1;
-        if (wait_fd(w, fd, POLLOUT, deadline) != 1) return -1;
+    int e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ) return wait_fd(c->w, c->fd, POLLIN, c->deadline);
+    if (e == SSL_ERROR_WANT_WRITE) return wait_fd(c->w, c->fd, POLLOUT, c->deadline);
+    return -1;
+}
+
+/* Describes the last TLS failure of @c into @err. */
+static void tls_error(struct conn *c, char *err, size_t errlen)
+{
+    long vr = SSL_get_verify_result(c->ssl);
+    unsigned long e = ERR_peek_last_error();
+    char buf[200];
+
+    if (vr != X509_V_OK) {
+        snprintf(err, errlen, "TLS: the certificate of %.100s is not trusted: %s", c->w->conf->host,
+                 X509_verify_cert_error_string(vr));
+        return;
+    }
+    if (e) {
+        ERR_error_string_n(e, buf, sizeof buf);
+        snprintf(err, errlen, "TLS handshake with %.100s failed: %.90s", c->w->conf->host, buf);
+    } else {
+        snprintf(err, errlen, "TLS handshake with %.100s failed: connection closed", c->w->conf->host);
+    }
+}
+
+/* Starts TLS on @c: SNI (for a name, not an address), and the peer's
+ * certificate verified against the trusted CAs and @host (name or IP).
+ * Return: 0, or -1 with @err. */
+static int tls_start(struct conn *c, char *err, size_t errlen)
+{
+    const webhook_conf_t *cf = c->w->conf;
+    unsigned char addr[16];
+    int ip = inet_pton(AF_INET, cf->host, addr) == 1 || inet_pton(AF_INET6, cf->host, addr) == 1, rc, r;
+
+    ERR_clear_error();
+    if (!(c->ssl = SSL_new(c->w->tls)) || !SSL_set_fd(c->ssl, c->fd)) {
+        snprintf(err, errlen, "TLS: out of memory");
+        return -1;
+    }
+    if (ip ? !X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), cf->host)
+           : !SSL_set_tlsext_host_name(c->ssl, cf->host) || !SSL_set1_host(c->ssl, cf->host)) {
+        snprintf(err, errlen, "TLS: cannot set the host to verify");
+        return -1;
+    }
+    while ((rc = SSL_connect(c->ssl)) != 1) {
+        if ((r = tls_wait(c, rc)) == 1) continue;
+        if (r == 0) snprintf(err, errlen, "timed out in the TLS handshake with %.100s", cf->host);
+        else tls_error(c, err, errlen);
+        return -1;
     }
     return 0;
+}
+
+/* Writes @len bytes of @p before the deadline. Return: 0, or -1. */
+static int send_all(struct conn *c, const char *p, size_t len)
+{
+    while (len) {
+        if (c->ssl) {
+            size_t k = 0;
+            int rc;
+            ERR_clear_error();
+            if ((rc = SSL_write_ex(c->ssl, p, len, &k)) == 1) { p += k; len -= k; continue; }
+            if (tls_wait(c, rc) != 1) return -1;
+        } else {
+            ssize_t k = send(c->fd, p, len, MSG_NOSIGNAL);
+            if (k > 0) { p += k; len -= (size_t)k; continue; }
+            if (k < 0 && errno != EAGAIN && errno != EINTR) return -1;
+            if (wait_fd(c->w, c->fd, POLLOUT, c->deadline) != 1) return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads what is there, up to @cap bytes, waiting until the deadline.
+ * Return: bytes read (> 0), 0 at the end of the answer, -1 an error, -2 timed out. */
+static ssize_t recv_some(struct conn *c, char *buf, size_t cap)
+{
+    for (;;) {
+        int r;
+        if (c->ssl) {
+            size_t k = 0;
+            int rc;
+            ERR_clear_error();
+            if ((rc = SSL_read_ex(c->ssl, buf, cap, &k)) == 1) return (ssize_t)k;
+            if (SSL_get_error(c->ssl, rc) == SSL_ERROR_ZERO_RETURN) return 0;
+            if ((r = tls_wait(c, rc)) == 1) continue;
+        } else {
+            ssize_t k = recv(c->fd, buf, cap, 0);
+            if (k >= 0) return k;
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN) return -1;
+            r = wait_fd(c->w, c->fd, POLLIN, c->deadline);
+            if (r == 1) continue;
+        }
+        return r == 0 ? -2 : -1;
+    }
+}
+
+static void conn_close(struct conn *c)
+{
+    /* No close_notify: the answer has been read as far as it matters, and
+     * waiting for the peer's would only cost time. */
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
 }
 
 /* The hex HMAC-SHA256 of "<t>.<body>" under the webhook's secret ("" out of memory). */
@@ -154,15 +289,18 @@ static void sign(const webhook_conf_t *c, long long t, const char *body, size_t 
     free(msg);
 }
 
-/* Posts @body to the webhook. Return: 0 on a 2xx answer, else -1 with @err. */
+/* Posts @body to the webhook. Only the status line of the answer is read
+ * (at most RESPONSE_MAX bytes, then the connection is closed): a 2xx is a
+ * delivery whatever follows, a 3xx is a failure (redirects are not followed).
+ * Return: 0 on a 2xx answer, else -1 with @err. */
 static int post(struct wh *w, const char *body, size_t blen, const char *ids, char *err, size_t errlen)
 {
     const webhook_conf_t *c = w->conf;
-    int64_t deadline = (int64_t)(clock_mono_ns() / 1000000) + c->timeout_ms;
+    struct conn cn = { w, -1, NULL, (int64_t)(clock_mono_ns() / 1000000) + c->timeout_ms };
     long long t = (long long)(clock_wall_ms() / 1000);
     char head[2048 + 1024], sig[65], resp[RESPONSE_MAX + 1];
+    int dflt = !strcmp(c->port, c->tls ? "443" : "80"), hl, status = 0;
     size_t got = 0;
-    int fd, hl, status = 0;
     char *eol;
 
     sign(c, t, body, blen, sig);
@@ -170,32 +308,33 @@ static int post(struct wh *w, const char *body, size_t blen, const char *ids, ch
                   "POST %s HTTP/1.1\r\nHost: %s%s%s\r\nUser-Agent: herald/%s\r\nContent-Type: application/json\r\n"
                   "Content-Length: %zu\r\nHerald-Webhook: %s\r\nHerald-Event-Id: %s\r\n"
                   "Herald-Signature: t=%lld,v1=%s\r\nConnection: close\r\n\r\n",
-                  c->path, c->host, strcmp(c->port, "80") ? ":" : "", strcmp(c->port, "80") ? c->port : "",
-                  HERALD_VERSION, blen, c->name, ids, t, sig);
+                  c->path, c->host, dflt ? "" : ":", dflt ? "" : c->port, HERALD_VERSION, blen, c->name, ids, t, sig);
     if (hl < 0 || (size_t)hl >= sizeof head) {
         snprintf(err, errlen, "request head too long");
         return -1;
     }
-    if ((fd = dial(w, deadline, err, errlen)) < 0) return -1;
-    if (send_all(w, fd, head, (size_t)hl, deadline) || send_all(w, fd, body, blen, deadline)) {
-        snprintf(err, errlen, "%s sending the request",
-                 (int64_t)(clock_mono_ns() / 1000000) >= deadline ? "timed out" : "connection lost");
-        close(fd);
+    if ((cn.fd = dial(w, cn.deadline, err, errlen)) < 0) return -1;
+    if (c->tls && tls_start(&cn, err, errlen)) {
+        conn_close(&cn);
         return -1;
     }
-    /* Only the status line is read: a huge answer costs at most RESPONSE_MAX. */
+    if (send_all(&cn, head, (size_t)hl) || send_all(&cn, body, blen)) {
+        snprintf(err, errlen, "%s sending the request",
+                 (int64_t)(clock_mono_ns() / 1000000) >= cn.deadline ? "timed out" : "connection lost");
+        conn_close(&cn);
+        return -1;
+    }
     while (got < RESPONSE_MAX && !memchr(resp, '\n', got)) {
-        ssize_t k = recv(fd, resp + got, RESPONSE_MAX - got, 0);
+        ssize_t k = recv_some(&cn, resp + got, RESPONSE_MAX - got);
         if (k > 0) { got += (size_t)k; continue; }
-        if (k == 0) break;
-        if (errno != EAGAIN && errno != EINTR) break;
-        if (wait_fd(w, fd, POLLIN, deadline) != 1) {
+        if (k == -2) {
             snprintf(err, errlen, "timed out after %u ms waiting for the answer", c->timeout_ms);
-            close(fd);
+            conn_close(&cn);
             return -1;
         }
+        break;
     }
-    close(fd);
+    conn_close(&cn);
     resp[got] = '\0';
     if ((eol = strchr(resp, '\r')) || (eol = strchr(resp, '\n'))) *eol = '\0';
     if (strncmp(resp, "HTTP/1.", 7) || sscanf(resp + 8, " %3d", &status) != 1 || status < 100) {
@@ -238,23 +377,189 @@ static void count_depth(struct wh *w)
     uv_mutex_unlock(&w->mu);
 }
 
-/* Posts the oldest batch. Return: 1 when it was settled (delivered or
- * dead-lettered) and more may follow, 0 when the queue is empty or the batch
- * waits for a retry. */
+/* ---- held channels (delivery thread) ---- */
+
+static size_t held_hash(const char *name, size_t len)
+{
+    uint32_t h = 2166136261u;                 /* FNV-1a */
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)name[i]) * 16777619u;
+    return h % HELD_BUCKETS;
+}
+
+static struct held *held_find(struct wh *w, const char *name, size_t len)
+{
+    for (struct held *e = w->held[held_hash(name, len)]; e; e = e->next)
+        if (e->len == len && !memcmp(e->name, name, len)) return e;
+    return NULL;
+}
+
+/* The entry of channel @name, made when missing. Return: it, or NULL out of memory. */
+static struct held *held_get(struct wh *w, const char *name, size_t len)
+{
+    struct held *e = held_find(w, name, len);
+    size_t b;
+
+    if (e) return e;
+    if (!(e = calloc(1, sizeof *e + len + 1))) return NULL;
+    memcpy(e->name, name, len);
+    e->len = len;
+    b = held_hash(name, len);
+    e->next = w->held[b];
+    w->held[b] = e;
+    return e;
+}
+
+static void held_drop(struct wh *w, const char *name, size_t len)
+{
+    for (struct held **pp = &w->held[held_hash(name, len)]; *pp; pp = &(*pp)->next)
+        if ((*pp)->len == len && !memcmp((*pp)->name, name, len)) {
+            struct held *e = *pp;
+            *pp = e->next;
+            free(e);
+            return;
+        }
+}
+
+static void held_clear(struct wh *w)
+{
+    for (size_t b = 0; b < HELD_BUCKETS; b++)
+        while (w->held[b]) {
+            struct held *e = w->held[b];
+            w->held[b] = e->next;
+            free(e);
+        }
+}
+
+/* Publishes the held table's summary for webhook_status() and the wait of
+ * wh_main(): how many channels are held, the most attempts, the earliest retry. */
+static void held_summary(struct wh *w)
+{
+    size_t n = 0;
+    unsigned most = 0;
+    int64_t first = 0;
+
+    for (size_t b = 0; b < HELD_BUCKETS; b++)
+        for (struct held *e = w->held[b]; e; e = e->next) {
+            n++;
+            if (e->attempts > most) most = e->attempts;
+            if (!first || e->next_try_ms < first) first = e->next_try_ms;
+        }
+    uv_mutex_lock(&w->mu);
+    w->nheld = n;
+    w->attempts = most;
+    w->next_try_ms = first;
+    uv_mutex_unlock(&w->mu);
+}
+
+/* What one delivery round takes from the queue (hist_outbox_pick()'s @want).
+ * The choice depends on the channel alone, so a channel's events are either
+ * all skipped or taken oldest first: that is what keeps each channel in
+ * order. A held channel whose retry is not due is skipped; a channel that
+ * failed together with others goes in a batch of its own. */
+struct round {
+    struct wh *w;
+    int64_t now;
+    int mode;                     /* 0 undecided, 1 mixed, 2 one channel (alone) */
+    char chan[CHNAME_MAX + 1];    /* mode 2: that channel */
+    size_t chanlen;
+};
+
+static int want(void *ctx, const char *chan, size_t len, unsigned attempts)
+{
+    struct round *r = ctx;
+    struct held *e = held_find(r->w, chan, len);
+
+    (void)attempts;
+    if (e && e->next_try_ms > r->now) return 0;
+    if (!r->mode) {
+        r->mode = e && e->alone && len < sizeof r->chan ? 2 : 1;
+        if (r->mode == 2) {
+            memcpy(r->chan, chan, len);
+            r->chanlen = len;
+        }
+        return 1;
+    }
+    if (r->mode == 2) return len == r->chanlen && !memcmp(chan, r->chan, len);
+    return !(e && e->alone);
+}
+
+/* How many distinct channels the @n items hold. */
+static size_t count_channels(const hist_ob_item_t *items, size_t n)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+        for (j = 0; j < i; j++)
+            if (items[j].chanlen == items[i].chanlen && !memcmp(items[j].chan, items[i].chan, items[i].chanlen)) break;
+        k += j == i;
+    }
+    return k;
+}
+
+/* After a failed post of @items: counts the attempt with each event (in the
+ * store), dead-letters those out of attempts or too old, and holds their
+ * channels until a retry with backoff. */
+static void failed(struct wh *w, hist_ob_item_t *items, size_t n, const char *err, int64_t now)
+{
+    const webhook_conf_t *c = w->conf;
+    unsigned att[100];
+    uint64_t ids[100], dead = 0;
+    size_t nchan = count_channels(items, n);
+    int rc;
+
+    for (size_t i = 0; i < n; i++) ids[i] = items[i].id;
+    if ((rc = hist_outbox_tried(pubpipe_store(), c->name, ids, n, now, att))) {
+        /* The count could not be stored: it is kept for this run only. */
+        hlog(LOG_WARN, "webhook", "%s: storing the attempt count failed: %s", c->name,
+             rc == HIST_E_FULL ? "the store is full" : strerror(-rc));
+        for (size_t i = 0; i < n; i++) att[i] = items[i].attempts + 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct held *e;
+        if (att[i] >= c->max_attempts || now - items[i].ts >= (int64_t)c->max_age_ms) {
+            char why[300];
+            snprintf(why, sizeof why, "gave up after %u attempt%s: %s", att[i], att[i] == 1 ? "" : "s", err);
+            if ((rc = hist_outbox_bury(pubpipe_store(), c->name, &items[i].id, 1, why)))
+                hlog(LOG_WARN, "webhook", "%s: moving event %llu to the dead letters failed: %s", c->name,
+                     (unsigned long long)items[i].id, rc == HIST_E_FULL ? "the store is full" : strerror(-rc));
+            else {
+                hlog(LOG_WARN, "webhook", "%s: event %llu dead-lettered (%s)", c->name,
+                     (unsigned long long)items[i].id, why);
+                dead++;
+            }
+        }
+        if (!(e = held_get(w, items[i].chan, items[i].chanlen))) continue;
+        /* The channel's oldest event in the batch sets its backoff (a due
+         * entry's next_try_ms is at most @now; one set here is above it). */
+        if (e->next_try_ms <= now) {
+            e->attempts = att[i];
+            e->next_try_ms = now + 1 + backoff_ms(c, att[i] ? att[i] : 1);
+        }
+        if (nchan > 1) e->alone = 1;
+    }
+    uv_mutex_lock(&w->mu);
+    w->st.dead += dead;
+    uv_mutex_unlock(&w->mu);
+}
+
+/* Posts one batch: the oldest events of the channels not held. Return: 1
+ * when a batch was posted (delivered or not: more may be due), 0 when
+ * nothing is due (the queue is empty or every channel in it waits). */
 static int deliver(struct wh *w)
 {
     const webhook_conf_t *c = w->conf;
+    struct round r = { w, clock_wall_ms(), 0, "", 0 };
     hist_ob_item_t *items;
     size_t n;
-    uint64_t ids[100];
     char idlist[100 * 21], err[200];
     json_t *body, *evs;
     char *text;
     int64_t now;
     size_t il = 0;
-    int rc, retry;
+    int rc, retry = 0;
 
-    if ((rc = hist_outbox_read(pubpipe_store(), c->name, 0, 0, c->batch_size, &items, &n))) {
+    if ((rc = hist_outbox_pick(pubpipe_store(), c->name, SCAN_MAX, c->batch_size, want, &r, &items, &n))) {
         hlog(LOG_WARN, "webhook", "%s: reading its queue failed: %s", c->name, strerror(-rc));
         return 0;
     }
@@ -265,15 +570,14 @@ static int deliver(struct wh *w)
     evs = json_array();
     idlist[0] = '\0';
     for (size_t i = 0; i < n; i++) {
-        ids[i] = items[i].id;
         json_array_append(evs, items[i].event);
-        il += (size_t)snprintf(idlist + il, sizeof idlist - il, "%s%llu", i ? "," : "", (unsigned long long)ids[i]);
+        retry |= items[i].attempts > 0;
+        il += (size_t)snprintf(idlist + il, sizeof idlist - il, "%s%llu", i ? "," : "", (unsigned long long)items[i].id);
     }
     body = json_pack("{s:s,s:o}", "webhook", c->name, "events", evs);
     text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     uv_mutex_lock(&w->mu);
-    retry = w->attempts > 0;
     w->st.retries += retry;
     uv_mutex_unlock(&w->mu);
     if (!text) snprintf(err, sizeof err, "out of memory");
@@ -281,15 +585,20 @@ static int deliver(struct wh *w)
     free(text);
     now = clock_wall_ms();
     if (rc == 0) {
-        int ar = hist_outbox_ack(pubpipe_store(), c->name, ids, n);
+        uint64_t ids[100];
+        int ar;
+        for (size_t i = 0; i < n; i++) {
+            ids[i] = items[i].id;
+            held_drop(w, items[i].chan, items[i].chanlen);
+        }
+        ar = hist_outbox_ack(pubpipe_store(), c->name, ids, n);
         uv_mutex_lock(&w->mu);
-        w->attempts = 0;
-        w->next_try_ms = 0;
         w->st.deliveries += n;
         w->last_success_ms = now;
         for (size_t i = 0; i < n; i++) histo_observe(&w->st.latency, (double)(now - items[i].ts) / 1000.0);
         uv_mutex_unlock(&w->mu);
         hist_ob_items_free(items, n);
+        held_summary(w);
         if (ar) {
             /* Delivered but still queued: it will be delivered again. */
             hlog(LOG_WARN, "webhook", "%s: removing delivered events failed: %s", c->name, strerror(-ar));
@@ -303,37 +612,15 @@ static int deliver(struct wh *w)
     }
     uv_mutex_lock(&w->mu);
     w->st.failures++;
-    w->attempts++;
     w->last_error_ms = now;
     snprintf(w->last_error, sizeof w->last_error, "%s", err);
-    if (w->attempts >= c->max_attempts || now - items[0].ts >= (int64_t)c->max_age_ms) {
-        char why[300];
-        snprintf(why, sizeof why, "gave up after %u attempt%s: %s", w->attempts, w->attempts == 1 ? "" : "s", err);
-        w->attempts = 0;
-        w->next_try_ms = 0;
-        uv_mutex_unlock(&w->mu);
-        if ((rc = hist_outbox_bury(pubpipe_store(), c->name, ids, n, why))) {
-            hlog(LOG_WARN, "webhook", "%s: moving events to the dead letters failed: %s", c->name,
-                 rc == HIST_E_FULL ? "the store is full" : strerror(-rc));
-            uv_mutex_lock(&w->mu);
-            w->next_try_ms = now + (int64_t)c->retry_max_ms;
-            uv_mutex_unlock(&w->mu);
-            hist_ob_items_free(items, n);
-            return 0;
-        }
-        hlog(LOG_WARN, "webhook", "%s: events %s dead-lettered (%s)", c->name, idlist, why);
-        uv_mutex_lock(&w->mu);
-        w->st.dead += n;
-        uv_mutex_unlock(&w->mu);
-        hist_ob_items_free(items, n);
-        return 1;
-    }
-    w->next_try_ms = now + backoff_ms(c, w->attempts);
     uv_mutex_unlock(&w->mu);
     hlog(LOG_INFO, "webhook", "%s: delivery of %s failed (%s); attempt %u of %u", c->name, idlist, err,
-         w->attempts, c->max_attempts);
+         items[0].attempts + 1, c->max_attempts);
+    failed(w, items, n, err, now);
     hist_ob_items_free(items, n);
-    return 0;
+    held_summary(w);
+    return 1;
 }
 
 /* Runs a REST request on the queues. */
@@ -352,9 +639,15 @@ static void run_cmd(struct wh *w, struct cmd *k)
         }
         list = json_array();
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(list, json_pack("{s:I,s:I,s:s,s:O}", "id", (json_int_t)items[i].id, "queued_at",
-                                                  (json_int_t)items[i].ts, "error", items[i].error, "event",
-                                                  items[i].event));
+            json_array_append_new(list, json_pack("{s:I,s:I,s:s,s:I,s:o,s:o,s:O}", "id", (json_int_t)items[i].id,
+                                                  "queued_at", (json_int_t)items[i].ts, "error", items[i].error,
+                                                  "attempts", (json_int_t)items[i].attempts, "first_attempt",
+                                                  items[i].first_attempt ? json_integer(items[i].first_attempt)
+                                                                         : json_null(),
+                                                  "last_attempt", items[i].last_attempt
+                                                                      ? json_integer(items[i].last_attempt)
+                                                                      : json_null(),
+                                                  "event", items[i].event));
         k->res = json_pack("{s:s,s:o}", "webhook", w->conf->name, "dead_letters", list);
         if (k->res && n == k->limit) json_object_set_new(k->res, "next_after", json_integer((json_int_t)items[n - 1].id));
         hist_ob_items_free(items, n);
@@ -373,9 +666,10 @@ static void run_cmd(struct wh *w, struct cmd *k)
         return;
     }
     if (k->kind == CMD_RETRY) {
+        /* An operator's retry is now, for every channel. */
+        held_clear(w);
+        held_summary(w);
         uv_mutex_lock(&w->mu);
-        w->attempts = 0;
-        w->next_try_ms = 0;
         w->kick = 1;
         uv_mutex_unlock(&w->mu);
     }
@@ -394,16 +688,16 @@ static void wh_main(void *arg)
         int64_t now;
 
         uv_mutex_lock(&w->mu);
-        while (!w->stop && !w->cmds && !w->kick) {
+        while (!w->stop && !w->cmds && !w->kick && !more) {
             now = clock_wall_ms();
-            if (more && w->next_try_ms <= now) break;
+            if (w->next_try_ms && w->next_try_ms <= now) {
+                more = 1;                      /* a held channel's retry is due */
+                break;
+            }
             wait = IDLE_LOOK_MS;
             if (w->next_try_ms > now && w->next_try_ms - now < wait) wait = w->next_try_ms - now;
-            if (uv_cond_timedwait(&w->cv, &w->mu, (uint64_t)wait * 1000000ULL) == UV_ETIMEDOUT) {
-                /* An idle look: events may have come without a kick. */
-                more = 1;
-                if (w->next_try_ms <= clock_wall_ms()) break;
-            }
+            if (uv_cond_timedwait(&w->cv, &w->mu, (uint64_t)wait * 1000000ULL) == UV_ETIMEDOUT)
+                more = 1;                      /* an idle look: events may have come without a kick */
         }
         if (w->stop) {
             uv_mutex_unlock(&w->mu);
@@ -427,10 +721,7 @@ static void wh_main(void *arg)
             uv_async_send(&wh.async);
             more = 1;
         }
-        uv_mutex_lock(&w->mu);
-        wait = w->next_try_ms - clock_wall_ms();
-        uv_mutex_unlock(&w->mu);
-        if (more && wait <= 0) more = deliver(w);
+        if (more) more = deliver(w);
         now = clock_wall_ms();
         if (now >= next_depth) {
             /* Counting walks the queue: a long backlog is counted less often,
@@ -441,6 +732,7 @@ static void wh_main(void *arg)
             next_depth = now + (took * 10 > DEPTH_EVERY_MS ? took * 10 : DEPTH_EVERY_MS);
         }
     }
+    held_clear(w);
 }
 
 /* ---- loop ---- */
@@ -475,6 +767,31 @@ void webhook_kick(void)
     }
 }
 
+/* The TLS context of an https webhook: TLS 1.2 or later, the peer verified
+ * against @c->ca_file, or the system's CA store when it has none.
+ * Return: it, or NULL (logged). */
+static SSL_CTX *tls_ctx(const webhook_conf_t *c)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    char buf[200];
+
+    if (!ctx) {
+        hlog(LOG_ERROR, "webhook", "%s: cannot make a TLS context", c->name);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (*c->ca_file ? SSL_CTX_load_verify_locations(ctx, c->ca_file, NULL) != 1
+                    : SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        ERR_error_string_n(ERR_get_error(), buf, sizeof buf);
+        hlog(LOG_ERROR, "webhook", "%s: cannot load the trusted CAs from %s: %s", c->name,
+             *c->ca_file ? c->ca_file : "the system store", buf);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
 int webhook_start(void)
 {
     if (!srv.cfg.nwebhooks) return 0;
@@ -489,6 +806,7 @@ int webhook_start(void)
     for (size_t i = 0; i < srv.cfg.nwebhooks; i++) {
         struct wh *w = &wh.hooks[i];
         w->conf = &srv.cfg.webhooks[i];
+        if (w->conf->tls && !(w->tls = tls_ctx(w->conf))) return -1;
         w->st.name = w->conf->name;
         w->st.latency.bounds = latency_bounds;
         w->st.latency.n = sizeof latency_bounds / sizeof latency_bounds[0];
@@ -529,7 +847,10 @@ void webhook_stop(void)
         }
         uv_mutex_destroy(&w->mu);
         uv_cond_destroy(&w->cv);
+        SSL_CTX_free(w->tls);
     }
+    /* A start that failed part way may have made a context without a thread. */
+    for (size_t i = wh.n; i < srv.cfg.nwebhooks && wh.hooks; i++) SSL_CTX_free(wh.hooks[i].tls);
     on_async(&wh.async);
     uv_close((uv_handle_t *)&wh.async, NULL);
     uv_mutex_destroy(&wh.mu);
@@ -577,8 +898,9 @@ json_t *webhook_status(void)
     for (size_t i = 0; i < srv.cfg.nwebhooks; i++) {
         const webhook_conf_t *c = &srv.cfg.webhooks[i];
         struct wh *w = i < wh.n ? &wh.hooks[i] : NULL;
-        json_t *o = json_pack("{s:s,s:s,s:i,s:i}", "name", c->name, "url", c->url, "max_attempts",
-                              (int)c->max_attempts, "batch_size", (int)c->batch_size);
+        json_t *o = json_pack("{s:s,s:s,s:i,s:i,s:b,s:s?}", "name", c->name, "url", c->url, "max_attempts",
+                              (int)c->max_attempts, "batch_size", (int)c->batch_size, "tls", c->tls, "ca_file",
+                              *c->ca_file ? c->ca_file : NULL);
         if (!o) continue;
         if (w) {
             uv_mutex_lock(&w->mu);
@@ -587,6 +909,9 @@ json_t *webhook_status(void)
             json_object_set_new(o, "dead_letters", json_integer((json_int_t)w->dead_depth));
             json_object_set_new(o, "deliveries", json_integer((json_int_t)w->st.deliveries));
             json_object_set_new(o, "failures", json_integer((json_int_t)w->st.failures));
+            json_object_set_new(o, "state", json_string(w->nheld || (w->last_error_ms > w->last_success_ms)
+                                                            ? "failing" : "ok"));
+            json_object_set_new(o, "failing_channels", json_integer((json_int_t)w->nheld));
             json_object_set_new(o, "attempts", json_integer(w->attempts));
             json_object_set_new(o, "next_attempt", w->next_try_ms ? json_integer(w->next_try_ms) : json_null());
             json_object_set_new(o, "last_success", w->last_success_ms ? json_integer(w->last_success_ms) : json_null());
