@@ -182,7 +182,7 @@ static void tls_error(struct conn *c, char *err, size_t errlen)
     }
     if (e) {
         ERR_error_string_n(e, buf, sizeof buf);
-        snprintf(err, errlen, "TLS handshake with %.100s failed: %.90s", c->w->conf->host, buf);
+        snprintf(err, errlen, "TLS handshake with %.100s failed: %.60s", c->w->conf->host, buf);
     } else {
         snprintf(err, errlen, "TLS handshake with %.100s failed: connection closed", c->w->conf->host);
     }
