@@ -420,6 +420,23 @@ static void held_drop(struct wh *w, const char *name, size_t len)
         }
 }
 
+/* Forgets the held channels whose retry is due at @now: called when a round
+ * found nothing to post, so they have no events left (those dead-lettered
+ * were their last), or none within SCAN_MAX, which lose only their backoff. */
+static void held_prune(struct wh *w, int64_t now)
+{
+    for (size_t b = 0; b < HELD_BUCKETS; b++)
+        for (struct held **pp = &w->held[b]; *pp;) {
+            struct held *e = *pp;
+            if (e->next_try_ms <= now) {
+                *pp = e->next;
+                free(e);
+            } else {
+                pp = &e->next;
+            }
+        }
+}
+
 static void held_clear(struct wh *w)
 {
     for (size_t b = 0; b < HELD_BUCKETS; b++)
@@ -565,6 +582,8 @@ static int deliver(struct wh *w)
     }
     if (!n) {
         hist_ob_items_free(items, n);
+        held_prune(w, r.now);
+        held_summary(w);
         return 0;
     }
     evs = json_array();
@@ -922,6 +941,30 @@ json_t *webhook_status(void)
         json_array_append_new(list, o);
     }
     return json_pack("{s:o}", "webhooks", list);
+}
+
+json_t *webhook_health(void)
+{
+    json_t *list = json_array();
+    int64_t now = clock_wall_ms();
+
+    for (size_t i = 0; i < wh.n && list; i++) {
+        struct wh *w = &wh.hooks[i];
+        json_t *o;
+        uv_mutex_lock(&w->mu);
+        o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:o,s:o}", "name", w->conf->name, "state",
+                      w->nheld || w->last_error_ms > w->last_success_ms ? "failing" : "ok", "queue_depth",
+                      (json_int_t)w->st.depth, "lag_ms",
+                      (json_int_t)(w->st.depth && w->oldest_ms ? now - w->oldest_ms : 0), "dead_letters",
+                      (json_int_t)w->dead_depth, "failing_channels", (json_int_t)w->nheld, "last_success",
+                      w->last_success_ms ? json_integer(w->last_success_ms) : json_null(), "last_error",
+                      w->last_error_ms ? json_pack("{s:I,s:s}", "at", (json_int_t)w->last_error_ms, "reason",
+                                                   w->last_error)
+                                       : json_null());
+        uv_mutex_unlock(&w->mu);
+        json_array_append_new(list, o);
+    }
+    return list;
 }
 
 static struct wh *find(const char *name)

@@ -8,10 +8,15 @@
  * publish pipeline asks config_webhooks_for() and writes the events in the
  * publication's transaction), or the REST routes (app/api.c).
  *
- * DESIGN: each webhook delivers strictly in queue (event id) order: it posts
- * the oldest batch_size events and, until that batch succeeds or is
- * dead-lettered, holds everything behind it. That keeps the events of each
- * channel in order at the cost of one failing event holding the others.
+ * DESIGN: each webhook delivers the events of one channel strictly in queue
+ * (event id) order, and nothing more: a round posts up to batch_size of the
+ * oldest events whose channel is not held. A failed post holds the channels
+ * of its events until their retry (backoff with full jitter); their later
+ * events wait behind them, other channels' events go on. A channel that
+ * failed in a batch with others is then posted in batches of its own, so a
+ * receiver refusing one channel cannot hold the rest. The attempt count
+ * lives with each queued event in the store (a kill -9 keeps it); the held
+ * table is memory only (after a restart every channel is tried once at once).
  * The delivery threads never touch the loop: they read and write the queues
  * through their own LMDB transactions and hand results of REST requests back
  * through one uv_async. Loop thread unless noted. */
@@ -47,6 +52,11 @@ void webhook_on_member(chan_t *c, const char *user, size_t len, int added);
 /* webhook_status() - {"webhooks":[{name,url,events,queue_depth,lag_ms,
  * dead_letters,last_success,last_error,...}]}: a new reference, or NULL. */
 json_t *webhook_status(void);
+
+/* webhook_health() - [{name,state ("ok"/"failing"),queue_depth,lag_ms,
+ * dead_letters,failing_channels,last_success,last_error}], one per running
+ * webhook, for the admin page's feed (sys:stats): a new reference, or NULL. */
+json_t *webhook_health(void);
 
 /* Dead-letter requests, answered on the parked HTTP request @serial
  * (http_finish*) once the webhook's thread has done them.
