@@ -313,15 +313,17 @@ int hist_outbox_read(hist_t *h, const char *hook, int dead, uint64_t after, size
                      size_t *nout);
 void hist_ob_items_free(hist_ob_item_t *items, size_t n);
 
-/* hist_outbox_pick() - the events of @hook's queue that @want takes, oldest
- * first: @want sees each queued event's channel (@chan, @chanlen bytes, the
- * one hist_ob_item_t.chan holds) and persisted attempts and answers 1 take,
- * 0 skip or -1 stop. Stops after @max taken or @scan_max looked at.
- * @want runs inside a read transaction: it must not call the store.
- * @out: [out] as hist_outbox_read(). Return: 0, -ENOMEM, -EIO. Any thread. */
-int hist_outbox_pick(hist_t *h, const char *hook, size_t scan_max, size_t max,
+/* hist_outbox_pick() - the events of @hook's queue with ids above @after
+ * that @want takes, oldest first: @want sees each queued event's channel
+ * (@chan, @chanlen bytes, the one hist_ob_item_t.chan holds) and persisted
+ * attempts and answers 1 take, 0 skip or -1 stop. Stops after @max taken or
+ * @scan_max looked at. @want runs inside a read transaction: it must not
+ * call the store.
+ * @out: [out] as hist_outbox_read(). @last_seen: [out] the highest id looked
+ * at (@after when none). Return: 0, -ENOMEM, -EIO. Any thread. */
+int hist_outbox_pick(hist_t *h, const char *hook, uint64_t after, size_t scan_max, size_t max,
                      int (*want)(void *ctx, const char *chan, size_t chanlen, unsigned attempts), void *ctx,
-                     hist_ob_item_t **out, size_t *nout);
+                     hist_ob_item_t **out, size_t *nout, uint64_t *last_seen);
 
 /* hist_outbox_tried() - count one more failed post, at @now_ms, for each of
  * the @n queued events @ids of @hook (persisted with the event: a restart

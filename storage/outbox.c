@@ -342,9 +342,9 @@ static size_t ob_channel(const struct ob_rec *r, char *buf, size_t cap)
     return n;
 }
 
-int hist_outbox_pick(hist_t *h, const char *hook, size_t scan_max, size_t max,
+int hist_outbox_pick(hist_t *h, const char *hook, uint64_t after, size_t scan_max, size_t max,
                      int (*want)(void *ctx, const char *chan, size_t chanlen, unsigned attempts), void *ctx,
-                     hist_ob_item_t **out, size_t *nout)
+                     hist_ob_item_t **out, size_t *nout, uint64_t *last_seen)
 {
     unsigned char kb[80];
     hist_ob_item_t *items = NULL;
@@ -357,12 +357,13 @@ int hist_outbox_pick(hist_t *h, const char *hook, size_t scan_max, size_t max,
 
     *out = NULL;
     *nout = 0;
+    *last_seen = after;
     if (strlen(hook) > 64 || !max) return 0;
     if (!(items = calloc(max, sizeof *items))) return -ENOMEM;
     pthread_rwlock_rdlock(&h->lock);
     if ((rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn))) goto out;
     if ((rc = mdb_cursor_open(txn, h->wh_out, &cur))) { mdb_txn_abort(txn); goto out; }
-    k = ob_key(kb, hook, 1);
+    k = ob_key(kb, hook, after + 1);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
          rc == 0 && n < max && seen < scan_max && ob_key_of(&k, hook, &id);
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT), seen++) {
@@ -370,6 +371,7 @@ int hist_outbox_pick(hist_t *h, const char *hook, size_t scan_max, size_t max,
         char chan[CHNAME_MAX + 1];
         size_t cl;
         int w;
+        *last_seen = id;
         if (ob_parse(v.mv_data, v.mv_size, &r)) continue;
         cl = ob_channel(&r, chan, sizeof chan);
         if ((w = want(ctx, chan, cl, r.attempts)) < 0) break;

@@ -77,6 +77,11 @@ struct wh {
     unsigned attempts;            /* the most attempts of a held channel's event */
     size_t nheld;                 /* channels held by a failure */
     int64_t next_try_ms;          /* the earliest next post of a held channel; 0: none */
+    /* Delivery thread only: every queued event up to skip_upto belongs to a
+     * channel held until at least skip_until, so until then a round looks
+     * only past it (a kick per commit must not rescan a long held backlog). */
+    uint64_t skip_upto;
+    int64_t skip_until;
     int64_t last_success_ms, last_error_ms, oldest_ms;
     uint64_t dead_depth;
     char last_error[256];
@@ -568,6 +573,7 @@ static int deliver(struct wh *w)
     const webhook_conf_t *c = w->conf;
     struct round r = { w, clock_wall_ms(), 0, "", 0 };
     hist_ob_item_t *items;
+    uint64_t after = w->skip_upto && r.now < w->skip_until ? w->skip_upto : 0, seen;
     size_t n;
     char idlist[100 * 21], err[200];
     json_t *body, *evs;
@@ -576,14 +582,19 @@ static int deliver(struct wh *w)
     size_t il = 0;
     int rc, retry = 0;
 
-    if ((rc = hist_outbox_pick(pubpipe_store(), c->name, SCAN_MAX, c->batch_size, want, &r, &items, &n))) {
+    if ((rc = hist_outbox_pick(pubpipe_store(), c->name, after, SCAN_MAX, c->batch_size, want, &r, &items, &n,
+                               &seen))) {
         hlog(LOG_WARN, "webhook", "%s: reading its queue failed: %s", c->name, strerror(-rc));
         return 0;
     }
     if (!n) {
         hist_ob_items_free(items, n);
-        held_prune(w, r.now);
+        if (!after) held_prune(w, r.now);
         held_summary(w);
+        /* Everything looked at is held: the next rounds start past it
+         * until the first held channel is due. */
+        w->skip_upto = seen;
+        w->skip_until = w->next_try_ms;
         return 0;
     }
     evs = json_array();
@@ -639,6 +650,7 @@ static int deliver(struct wh *w)
     failed(w, items, n, err, now);
     hist_ob_items_free(items, n);
     held_summary(w);
+    if (w->next_try_ms < w->skip_until) w->skip_until = w->next_try_ms;
     return 1;
 }
 
@@ -685,8 +697,10 @@ static void run_cmd(struct wh *w, struct cmd *k)
         return;
     }
     if (k->kind == CMD_RETRY) {
-        /* An operator's retry is now, for every channel. */
+        /* An operator's retry is now, for every channel; revived events
+         * come back under their old ids, below what was skipped. */
         held_clear(w);
+        w->skip_upto = 0;
         held_summary(w);
         uv_mutex_lock(&w->mu);
         w->kick = 1;
