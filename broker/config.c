@@ -1102,7 +1102,7 @@ void config_usage(FILE *out)
                  "                         presence.member_removed, comma-separated, or * for all\n"
                  "  namespaces             where publication events come from, comma-separated, or * (default *)\n"
                  "  timeout                per request (default 5s)\n"
-                 "  max_attempts           posts of a batch before it is dead-lettered (default 10)\n"
+                 "  max_attempts           failed posts of an event before it is dead-lettered (default 10)\n"
                  "  max_age                age of an event after which a failure dead-letters it (default 24h)\n"
                  "  batch_size             events per request, 1-100 (default 10)\n"
                  "  retry_base, retry_max  backoff: full jitter up to retry_base * 2^(attempt-1), capped (1s, 5m)\n");
