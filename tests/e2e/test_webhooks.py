@@ -376,38 +376,32 @@ def test_unreachable_host_redirect_and_huge_answer(tmp_path, receiver):
         b.check_clean_exit()
 
 
-def publish_times(b, channel, n):
-    s = requests.Session()
-    times = []
-    for i in range(n):
-        t0 = time.monotonic()
-        r = s.post(b.url("/api/publish"), json={"channel": channel, "data": {"n": i}}, timeout=5)
-        times.append(time.monotonic() - t0)
-        assert r.status_code == 200, r.text
-    return times
-
-
 def test_dead_receiver_does_not_slow_publishing(tmp_path, receiver):
     """A receiver that never answers in time: the publish latency stays
-    within a loose factor of the same broker without webhooks (medians, so
-    one scheduling hiccup does not decide). docs/benchmarks.md, "Webhooks"."""
+    within a loose factor of a broker without webhooks. Both brokers run at
+    once and the publishes alternate between them, so the machine's load
+    falls on both alike; medians, so one scheduling hiccup does not decide.
+    docs/benchmarks.md, "Webhooks: a dead receiver"."""
     base_conf = tmp_path / "base.conf"
     base_conf.write_text("[namespace orders]\nhistory = on\n")
-    base = start(tmp_path, base_conf, name="base")
-    try:
-        publish_times(base, "orders:warm", 50)
-        t_base = publish_times(base, "orders:fast", 300)
-    finally:
-        base.check_clean_exit()
     rcv = receiver(lambda n: ("sleep", 3.0))
+    base = start(tmp_path, base_conf, name="base")
     b = start(tmp_path, write_conf(tmp_path, rcv.url, "timeout = 2s\nmax_attempts = 1000\n"), name="hooked")
     try:
-        publish_times(b, "orders:warm", 50)
-        t_hook = publish_times(b, "orders:fast", 300)
-        m_base, m_hook = statistics.median(t_base), statistics.median(t_hook)
+        sessions = {base: requests.Session(), b: requests.Session()}
+        times = {base: [], b: []}
+        for i in range(350):
+            for broker in (base, b):
+                t0 = time.monotonic()
+                r = sessions[broker].post(broker.url("/api/publish"),
+                                          json={"channel": "orders:fast", "data": {"n": i}}, timeout=5)
+                if i >= 50:                        # the first ones warm up
+                    times[broker].append(time.monotonic() - t0)
+                assert r.status_code == 200, r.text
+        m_base, m_hook = statistics.median(times[base]), statistics.median(times[b])
         print("publish median without webhooks %.3f ms, with a dead receiver %.3f ms" % (m_base * 1e3, m_hook * 1e3))
         assert m_hook <= max(3 * m_base, m_base + 0.005), (m_base, m_hook)
-        assert max(t_hook) < 1.0, max(t_hook)
+        assert max(times[b]) < 1.0, max(times[b])
         deadline = time.monotonic() + 8            # the depth is counted between posts (2 s each here)
         while time.monotonic() < deadline:
             st = requests.get(b.url("/api/webhooks"), timeout=5).json()["webhooks"][0]
@@ -416,6 +410,7 @@ def test_dead_receiver_does_not_slow_publishing(tmp_path, receiver):
             time.sleep(0.1)
         assert st["deliveries"] == 0 and st["queue_depth"] >= 350, st
     finally:
+        base.check_clean_exit()
         b.check_clean_exit()
 
 
