@@ -431,14 +431,19 @@ def test_https_trusted_through_ca_file_and_refused_otherwise(tmp_path, receiver)
     cert, key = make_cert(tmp_path, "rcv")
     other, _ = make_cert(tmp_path, "other")
     rcv = receiver(tls=(cert, key))
+    # A port whose connections the kernel accepts but nobody serves: the handshake times out.
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(64)
     conf = tmp_path / "herald.conf"
-    common = "secret = %s\nevents = publication\nretry_base = 20ms\nretry_max = 50ms\ntimeout = 2s\n" % SECRET
+    common = "secret = %s\nevents = publication\nretry_base = 20ms\nretry_max = 50ms\n" % SECRET
     conf.write_text(
         "[namespace orders]\nhistory = on\n\n"
-        "[webhook trusted]\nurl = %s\nca_file = %s\n%s\n"
-        "[webhook untrusted]\nurl = %s\nmax_attempts = 3\n%s\n"
-        "[webhook wrongca]\nurl = https://localhost:%d/hook\nca_file = %s\nmax_attempts = 2\n%s\n"
-        % (rcv.url, cert, common, rcv.url, common, rcv.port, other, common))
+        "[webhook trusted]\nurl = %s\nca_file = %s\ntimeout = 2s\n%s\n"
+        "[webhook untrusted]\nurl = %s\nmax_attempts = 3\ntimeout = 2s\n%s\n"
+        "[webhook wrongca]\nurl = https://localhost:%d/hook\nca_file = %s\nmax_attempts = 2\ntimeout = 2s\n%s\n"
+        "[webhook stalled]\nurl = https://127.0.0.1:%d/hook\nca_file = %s\nmax_attempts = 1\ntimeout = 300ms\n%s\n"
+        % (rcv.url, cert, common, rcv.url, common, rcv.port, other, common, stalled.getsockname()[1], cert, common))
     b = start(tmp_path, conf)
     try:
         for i in range(3):
@@ -461,6 +466,10 @@ def test_https_trusted_through_ca_file_and_refused_otherwise(tmp_path, receiver)
         assert "gave up after 3 attempts" in dead[0]["error"] and dead[0]["attempts"] == 3, dead[0]
         wrong = dead_of("wrongca")
         assert "certificate of localhost is not trusted" in wrong[0]["error"], wrong[0]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(dead_of("stalled")) < 3:
+            time.sleep(0.05)
+        assert "timed out in the TLS handshake with 127.0.0.1" in dead_of("stalled")[0]["error"], dead_of("stalled")
         st = status_until(b, lambda st: st["untrusted"]["dead_letters"] == 3)
         assert st["trusted"]["tls"] is True and st["trusted"]["ca_file"] == cert
         assert st["trusted"]["last_error"] is None and st["trusted"]["state"] == "ok"
@@ -471,6 +480,7 @@ def test_https_trusted_through_ca_file_and_refused_otherwise(tmp_path, receiver)
         assert requests.get(b.url("/api/health"), timeout=5).status_code == 200
     finally:
         b.check_clean_exit()
+        stalled.close()
 
 
 def test_a_ca_file_without_certificates_stops_the_start(tmp_path):
