@@ -1025,9 +1025,15 @@ int webhook_dead_delete(uint64_t serial, const char *name, uint64_t id)
 
 int webhook_stats(size_t i, struct webhook_stats *out)
 {
+    struct wh *w;
+
     if (i >= wh.n) return -1;
-    uv_mutex_lock(&wh.hooks[i].mu);
-    *out = wh.hooks[i].st;
-    uv_mutex_unlock(&wh.hooks[i].mu);
+    w = &wh.hooks[i];
+    uv_mutex_lock(&w->mu);
+    *out = w->st;
+    out->dead_depth = w->dead_depth;
+    out->held = w->nheld;
+    out->lag_s = w->st.depth && w->oldest_ms ? (double)(clock_wall_ms() - w->oldest_ms) / 1000.0 : 0;
+    uv_mutex_unlock(&w->mu);
     return 0;
 }

@@ -73,6 +73,9 @@ struct webhook_stats {
     uint64_t retries;             /* posts that were a retry of a failed batch */
     uint64_t dead;                /* events moved to the dead letters */
     uint64_t depth;               /* events queued */
+    uint64_t dead_depth;          /* events in the dead letters now (filled by webhook_stats()) */
+    uint64_t held;                /* channels waiting for a retry (filled by webhook_stats()) */
+    double lag_s;                 /* age of the oldest queued event (filled by webhook_stats()) */
     histo_t latency;              /* from an event's queueing to its delivery, seconds */
 };
 

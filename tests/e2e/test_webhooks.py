@@ -520,6 +520,12 @@ def test_a_failing_channel_holds_only_its_own_events(tmp_path, receiver):
         st = status_until(b, lambda st: st["hook"]["queue_depth"] == 20)["hook"]
         assert st["state"] == "failing" and st["failing_channels"] == 1 and st["queue_depth"] == 20, st
         assert st["lag_ms"] > 0 and st["last_error"]["reason"] == "HTTP 500", st
+        m = requests.get(b.url("/metrics"), timeout=5).text
+        assert 'herald_webhook_failing_channels{webhook="hook"} 1\n' in m, m
+        assert 'herald_webhook_queue_depth{webhook="hook"} 20\n' in m
+        assert 'herald_webhook_dead_letters{webhook="hook"} 0\n' in m
+        lag = [l for l in m.splitlines() if l.startswith('herald_webhook_lag_seconds{webhook="hook"}')]
+        assert lag and float(lag[0].split()[1]) > 0, lag
         state["ok"] = True
         evs = rcv.wait_events(lambda e: len(pubs(e, "orders:a")) >= 20)
         assert pubs(evs, "orders:a") == list(range(20))
