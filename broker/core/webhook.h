@@ -2,9 +2,10 @@
  * history store, delivered as signed HTTP POSTs, retried, then dead-lettered
  * (docs/webhooks.md).
  *
- * Owns: one delivery thread per [webhook NAME] section, its retry state and
- * counters, and the small HTTP/1.1 client it posts with. Does not own: the
- * queues (storage/outbox.c), what gets queued with a publication (the
+ * Owns: one delivery thread per [webhook NAME] section, its retry state (the
+ * channels held by a failure) and counters. Does not own: the HTTP(S)
+ * client it posts with (core/whpost.c), the queues and the attempt counts
+ * stored with each event (storage/outbox.c), what gets queued with a publication (the
  * publish pipeline asks config_webhooks_for() and writes the events in the
  * publication's transaction), or the REST routes (app/api.c).
  *
