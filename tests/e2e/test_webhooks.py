@@ -430,7 +430,9 @@ def test_https_trusted_through_ca_file_and_refused_otherwise(tmp_path, receiver)
     """https: a receiver whose self-signed certificate is trusted through
     ca_file gets its events; the same receiver without ca_file (the system
     store) is a TLS error: logged, shown in the status, retried, then
-    dead-lettered with nothing lost (a retry once trusted delivers it)."""
+    dead-lettered with nothing lost: trusted through ca_file after a restart,
+    a retry of the dead letters delivers all of them, in order. A receiver
+    that never handshakes times out."""
     cert, key = make_cert(tmp_path, "rcv")
     other, _ = make_cert(tmp_path, "other")
     rcv = receiver(tls=(cert, key))
@@ -447,7 +449,8 @@ def test_https_trusted_through_ca_file_and_refused_otherwise(tmp_path, receiver)
         "[webhook wrongca]\nurl = https://localhost:%d/hook\nca_file = %s\nmax_attempts = 2\ntimeout = 2s\n%s\n"
         "[webhook stalled]\nurl = https://127.0.0.1:%d/hook\nca_file = %s\nmax_attempts = 1\ntimeout = 300ms\n%s\n"
         % (rcv.url, cert, common, rcv.url, common, rcv.port, other, common, stalled.getsockname()[1], cert, common))
-    b = start(tmp_path, conf)
+    data = tmp_path / "data"
+    b = start(tmp_path, conf, data_dir=data)
     try:
         for i in range(3):
             b.publish_rest("orders:tls", {"n": i})
@@ -481,6 +484,20 @@ def test_https_trusted_through_ca_file_and_refused_otherwise(tmp_path, receiver)
         assert st["untrusted"]["failures"] >= 3
         assert b.wait_log(r"webhook.*untrusted.*not trusted")
         assert requests.get(b.url("/api/health"), timeout=5).status_code == 200
+        # Nothing lost: trust the receiver through ca_file, restart, retry the dead letters.
+        b.check_clean_exit()
+        conf.write_text(conf.read_text().replace(
+            "[webhook untrusted]\nurl = %s\n" % rcv.url, "[webhook untrusted]\nurl = %s\nca_file = %s\n" % (rcv.url, cert)))
+        b = start(tmp_path, conf, data_dir=data, name="trusting")
+        r = requests.post(b.url("/api/webhooks/untrusted/dead/retry"), timeout=5)
+        assert r.status_code == 200 and r.json()["retried"] == 3, r.text
+        deadline = time.monotonic() + 15
+        got = []
+        while time.monotonic() < deadline and len(got) < 3:
+            got = [n for h, body, _ in list(rcv.requests) if h["Herald-Webhook"] == "untrusted"
+                   for n in pubs(json.loads(body)["events"], "orders:tls")]
+            time.sleep(0.05)
+        assert got == [0, 1, 2], got
     finally:
         b.check_clean_exit()
         stalled.close()
