@@ -70,7 +70,7 @@ static void webhook_metrics(wbuf_t *b)
           offsetof(struct webhook_stats, deliveries) },
         { "herald_webhook_failures_total", "counter", "Webhook posts that failed (non-2xx, timeout, connect error).",
           offsetof(struct webhook_stats, failures) },
-        { "herald_webhook_retries_total", "counter", "Webhook posts that retried a failed batch.",
+        { "herald_webhook_retries_total", "counter", "Webhook posts holding an event that had failed before.",
           offsetof(struct webhook_stats, retries) },
         { "herald_webhook_dead_letters_total", "counter", "Webhook events moved to the dead letters.",
           offsetof(struct webhook_stats, dead) },

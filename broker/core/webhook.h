@@ -71,7 +71,7 @@ struct webhook_stats {
     const char *name;
     uint64_t deliveries;          /* events delivered (2xx) */
     uint64_t failures;            /* failed posts (each attempt) */
-    uint64_t retries;             /* posts that were a retry of a failed batch */
+    uint64_t retries;             /* posts holding an event that had failed before */
     uint64_t dead;                /* events moved to the dead letters */
     uint64_t depth;               /* events queued */
     uint64_t dead_depth;          /* events in the dead letters now (filled by webhook_stats()) */
