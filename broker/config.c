@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* RFC 7518 section 3.2: an HS256 key at least as long as the hash (the same
  * floor as auth/jwt.h JWT_MIN_SECRET_LEN, which the key set enforces). */
@@ -579,6 +580,14 @@ static int validate_webhooks(const config_t *c, char *err, size_t errlen)
             snprintf(err, errlen, "%s retry_max must be at least retry_base", where);
             return -1;
         }
+        if (*w->ca_file && !w->tls) {
+            snprintf(err, errlen, "%s ca_file is only used with an https:// url", where);
+            return -1;
+        }
+        if (*w->ca_file && access(w->ca_file, R_OK)) {
+            snprintf(err, errlen, "%s ca_file %s cannot be read: %s", where, w->ca_file, strerror(errno));
+            return -1;
+        }
     }
     return 0;
 }
@@ -735,18 +744,22 @@ static const char *apply_apikey(config_t *c, const char *name, const char *key, 
     return NULL;
 }
 
-/* Parses webhook @w's url: http://host[:port][/path]. Return: NULL, or why not. */
+/* Parses webhook @w's url: http(s)://host[:port][/path]. Return: NULL, or why not. */
 static const char *webhook_url(webhook_conf_t *w, const char *val)
 {
     const char *p, *hend, *slash;
     size_t hl;
 
     if (strlen(val) >= sizeof w->url) return "value too long";
-    if (!strncasecmp(val, "https://", 8))
-        return "https:// webhook urls are not supported yet (a later release adds TLS): use an http:// url, "
-               "for instance to a local TLS-terminating proxy";
-    if (strncasecmp(val, "http://", 7)) return "a webhook url must start with http://";
-    p = val + 7;
+    if (!strncasecmp(val, "https://", 8)) {
+        w->tls = 1;
+        p = val + 8;
+    } else if (!strncasecmp(val, "http://", 7)) {
+        w->tls = 0;
+        p = val + 7;
+    } else {
+        return "a webhook url must start with http:// or https://";
+    }
     slash = strchr(p, '/');
     hend = slash ? slash : p + strlen(p);
     if (*p == '[') {
@@ -767,7 +780,7 @@ static const char *webhook_url(webhook_conf_t *w, const char *val)
         p = e;
     }
     if (memchr(w->host, '@', strlen(w->host))) return "credentials in the url are not supported";
-    strcpy(w->port, "80");
+    strcpy(w->port, w->tls ? "443" : "80");
     if (*p == ':') {
         unsigned long port;
         char num[8];
@@ -857,6 +870,11 @@ static const char *apply_webhook(config_t *c, const char *name, const char *key,
         return NULL;
     }
     if (!strcmp(key, "events")) return webhook_events(w, val);
+    if (!strcmp(key, "ca_file")) {
+        if (strlen(val) >= sizeof w->ca_file) return "value too long";
+        strcpy(w->ca_file, val);
+        return NULL;
+    }
     if (!strcmp(key, "namespaces")) {
         if (strlen(val) >= sizeof w->namespaces) return "value too long";
         strcpy(w->namespaces, val);
@@ -882,8 +900,8 @@ static const char *apply_webhook(config_t *c, const char *name, const char *key,
         w->batch_size = (unsigned)ul;
         return NULL;
     }
-    return "unknown key (a [webhook NAME] section takes url, secret, events, namespaces, timeout, max_attempts, "
-           "max_age, batch_size, retry_base and retry_max)";
+    return "unknown key (a [webhook NAME] section takes url, secret, events, namespaces, ca_file, timeout, "
+           "max_attempts, max_age, batch_size, retry_base and retry_max)";
 }
 
 /* Whether the comma-separated namespace list @list names @ns (@len bytes). */
@@ -1164,14 +1182,15 @@ void config_usage(FILE *out)
                  "                         instead of limits.rest_per_minute (429); 0: no limit (default 6000)\n");
     fprintf(out, "\n[webhook NAME]  (an outbound webhook, docs/webhooks.md; at most 16)\n"
                  "  --webhook NAME.KEY=VALUE  e.g. --webhook orders.url=http://127.0.0.1:9000/hook\n"
-                 "  url                    http://host[:port]/path (https is not supported yet)\n"
+                 "  url                    http://host[:port]/path or https://host[:port]/path\n"
+                 "  ca_file                https: PEM file of the CAs to trust (default: the system store)\n"
                  "  secret                 the HMAC-SHA256 signing key (16+ characters)\n"
                  "  events                 publication, channel.occupied, channel.vacated, presence.member_added,\n"
                  "                         presence.member_removed, order.created, order.status, seat.booked,\n"
                  "                         seat.expired, ticket.changed, comma-separated, or * for all\n"
                  "  namespaces             where publication events come from, comma-separated, or * (default *)\n"
                  "  timeout                per request (default 5s)\n"
-                 "  max_attempts           posts of a batch before it is dead-lettered (default 10)\n"
+                 "  max_attempts           failed posts of an event before it is dead-lettered (default 10)\n"
                  "  max_age                age of an event after which a failure dead-letters it (default 24h)\n"
                  "  batch_size             events per request, 1-100 (default 10)\n"
                  "  retry_base, retry_max  backoff: full jitter up to retry_base * 2^(attempt-1), capped (1s, 5m)\n");

@@ -82,10 +82,12 @@ enum webhook_event {
 typedef struct webhook_conf {
     char name[65];
     int line;                     /* the section's first line, for messages */
-    char url[1024];               /* http://host[:port]/path */
+    char url[1024];               /* http(s)://host[:port]/path */
     char host[256];               /* parsed from url */
     char port[8];
     char path[1024];
+    int tls;                      /* the url is https:// */
+    char ca_file[1024];           /* PEM CAs trusted for an https url; "": the system store */
     char secret[256];
     unsigned events;              /* enum webhook_event mask; 0 until set */
     char namespaces[1024];        /* comma-separated, "*" for all: where publication events come from */

@@ -362,7 +362,12 @@ typedef struct hist_ob_item {
     uint64_t id;
     int64_t ts;                   /* when it was queued, ms since the epoch */
     json_t *event;                /* {"id","type","ts",...}: the caller owns it */
-    char error[256];              /* dead letters: why it was given up */
+    unsigned attempts;            /* failed posts so far (persisted: survives a restart) */
+    int64_t first_attempt, last_attempt;  /* of those posts, ms since the epoch; 0: none */
+    char chan[256];               /* the channel it is ordered with ("" none): its
+                                   * publication's, else its JSON "channel" */
+    size_t chanlen;
+    char error[256];              /* dead letters: why it was given up (the last error) */
 } hist_ob_item_t;
 
 /* hist_outbox_add() - queue the event @json (@len bytes of a JSON object
@@ -379,13 +384,33 @@ int hist_outbox_read(hist_t *h, const char *hook, int dead, uint64_t after, size
                      size_t *nout);
 void hist_ob_items_free(hist_ob_item_t *items, size_t n);
 
+/* hist_outbox_pick() - the events of @hook's queue with ids above @after
+ * that @want takes, oldest first: @want sees each queued event's channel
+ * (@chan, @chanlen bytes, the one hist_ob_item_t.chan holds) and persisted
+ * attempts and answers 1 take, 0 skip or -1 stop. Stops after @max taken or
+ * @scan_max looked at. @want runs inside a read transaction: it must not
+ * call the store.
+ * @out: [out] as hist_outbox_read(). @last_seen: [out] the highest id looked
+ * at (@after when none). Return: 0, -ENOMEM, -EIO. Any thread. */
+int hist_outbox_pick(hist_t *h, const char *hook, uint64_t after, size_t scan_max, size_t max,
+                     int (*want)(void *ctx, const char *chan, size_t chanlen, unsigned attempts), void *ctx,
+                     hist_ob_item_t **out, size_t *nout, uint64_t *last_seen);
+
+/* hist_outbox_tried() - count one more failed post, at @now_ms, for each of
+ * the @n queued events @ids of @hook (persisted with the event: a restart
+ * keeps it). @attempts: [out] @n counts, each event's attempts so far (0 for
+ * one no longer queued). Return: 0, HIST_E_FULL, -ENOMEM, -errno. Any thread. */
+int hist_outbox_tried(hist_t *h, const char *hook, const uint64_t *ids, size_t n, int64_t now_ms,
+                      unsigned *attempts);
+
 /* hist_outbox_ack() - forget the @n events @ids of @hook's queue (delivered). */
 int hist_outbox_ack(hist_t *h, const char *hook, const uint64_t *ids, size_t n);
 /* hist_outbox_bury() - move the @n events @ids from @hook's queue to its
  * dead letters, saying @why. Return: 0, HIST_E_FULL, -errno. Any thread. */
 int hist_outbox_bury(hist_t *h, const char *hook, const uint64_t *ids, size_t n, const char *why);
 /* hist_outbox_revive() - move dead letter @id (0: all of them, up to 100000)
- * back into @hook's queue, under its id, so it is delivered in id order.
+ * back into @hook's queue, under its id, so it is delivered in id order,
+ * with its attempts reset to 0.
  * Return: how many moved (>= 0; 0 when @id is not a dead letter), -ENOSPC
  * (the map is at history.map_size_max), or -errno. Any thread. */
 int hist_outbox_revive(hist_t *h, const char *hook, uint64_t id);

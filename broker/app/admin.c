@@ -5,6 +5,7 @@
 #include "core/presence.h"
 #include "core/publish.h"
 #include "core/pubpipe.h"
+#include "core/webhook.h"
 #include "net/http.h"
 #include "net/server.h"
 #include "herald.h"
@@ -369,6 +370,8 @@ static void publish_stats(void)
                      "map_max", (json_int_t)st.map_max, "map_pct", st.map_pct, "fs_pct", st.fs_pct,
                      "status", st.status,
                      "warnings", warn);
+    /* Webhook health: a few figures per webhook, read under their locks. */
+    if (data && srv.cfg.nwebhooks) json_object_set_new(data, "webhooks", webhook_health());
     if (data && publish(SYS_STATS, strlen(SYS_STATS), data, NULL, &origin, reason))
         hlog(LOG_DEBUG, "admin", "sys:stats not published: %s", reason);
     else if (data && !ns->history && (sys = chan_find(SYS_STATS, strlen(SYS_STATS))))

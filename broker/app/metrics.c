@@ -70,12 +70,16 @@ static void webhook_metrics(wbuf_t *b)
           offsetof(struct webhook_stats, deliveries) },
         { "herald_webhook_failures_total", "counter", "Webhook posts that failed (non-2xx, timeout, connect error).",
           offsetof(struct webhook_stats, failures) },
-        { "herald_webhook_retries_total", "counter", "Webhook posts that retried a failed batch.",
+        { "herald_webhook_retries_total", "counter", "Webhook posts holding an event that had failed before.",
           offsetof(struct webhook_stats, retries) },
         { "herald_webhook_dead_letters_total", "counter", "Webhook events moved to the dead letters.",
           offsetof(struct webhook_stats, dead) },
         { "herald_webhook_queue_depth", "gauge", "Webhook events queued, not yet delivered.",
           offsetof(struct webhook_stats, depth) },
+        { "herald_webhook_dead_letters", "gauge", "Webhook events in the dead letters now.",
+          offsetof(struct webhook_stats, dead_depth) },
+        { "herald_webhook_failing_channels", "gauge", "Channels whose webhook events wait for a retry.",
+          offsetof(struct webhook_stats, held) },
     };
     struct webhook_stats ws;
 
@@ -86,6 +90,9 @@ static void webhook_metrics(wbuf_t *b)
             wbuf_printf(b, "%s{webhook=\"%s\"} %llu\n", rows[r].name, ws.name,
                         (unsigned long long)*(const uint64_t *)((const char *)&ws + rows[r].off));
     }
+    head(b, "herald_webhook_lag_seconds", "gauge", "Age of the oldest queued webhook event (0: none queued).");
+    for (size_t i = 0; !webhook_stats(i, &ws); i++)
+        wbuf_printf(b, "herald_webhook_lag_seconds{webhook=\"%s\"} %.3f\n", ws.name, ws.lag_s);
     head(b, "herald_webhook_delivery_seconds", "histogram", "From an event's queueing to its delivery.");
     for (size_t i = 0; !webhook_stats(i, &ws); i++) {
         uint64_t cum = 0;

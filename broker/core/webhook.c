@@ -1,6 +1,8 @@
 /* broker/core/webhook.c - see webhook.h. */
 #include "core/webhook.h"
 #include "core/pubpipe.h"
+#include "core/whpost.h"
+#include "chname.h"
 #include "net/http.h"
 #include "herald.h"
 #include "clock.h"
@@ -8,25 +10,32 @@
 #include "rand.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-/* The most of a response read: its status line is all that counts. */
-#define RESPONSE_MAX 8192
 /* How long an idle thread sleeps before looking at its queue anyway. */
 #define IDLE_LOOK_MS 1000
 /* How often the queue depth is counted. */
 #define DEPTH_EVERY_MS 500
-/* Slices a blocking wait is cut into, so that a stop is seen quickly. */
-#define SLICE_MS 100
+/* The most queued events one delivery round looks at to find those whose
+ * channel is not held by a failure (docs/webhooks.md, "Ordering"). */
+#define SCAN_MAX 10000
+/* Buckets of the held-channel table. */
+#define HELD_BUCKETS 256
+
+/* A channel whose events wait for a retry: its later events are held too,
+ * other channels' events go on. Delivery thread only. */
+struct held {
+    struct held *next;
+    int64_t next_try_ms;          /* its next post (wall ms) */
+    unsigned attempts;            /* of its oldest queued event */
+    int alone;                    /* failed in a batch with other channels: from
+                                   * now on posted in batches of its own, so its
+                                   * failure does not hold theirs */
+    size_t len;
+    char name[];
+};
 
 enum cmd_kind { CMD_LIST = 1, CMD_RETRY, CMD_DELETE };
 
@@ -43,14 +52,22 @@ struct cmd {
 
 struct wh {
     const webhook_conf_t *conf;
+    whpost_t http;                /* its HTTP client (delivery thread) */
+    struct held *held[HELD_BUCKETS];  /* delivery thread only */
     uv_thread_t thread;
     uv_mutex_t mu;                /* everything below */
     uv_cond_t cv;
     int kick, stop, started;
     struct cmd *cmds, **cmds_tail;
     struct webhook_stats st;
-    unsigned attempts;            /* failed posts of the batch at the head */
-    int64_t next_try_ms;          /* the head's next post (wall ms); 0: now */
+    unsigned attempts;            /* the most attempts of a held channel's event */
+    size_t nheld;                 /* channels held by a failure */
+    int64_t next_try_ms;          /* the earliest next post of a held channel; 0: none */
+    /* Delivery thread only: every queued event up to skip_upto belongs to a
+     * channel held until at least skip_until, so until then a round looks
+     * only past it (a kick per commit must not rescan a long held backlog). */
+    uint64_t skip_upto;
+    int64_t skip_until;
     int64_t last_success_ms, last_error_ms, oldest_ms;
     uint64_t dead_depth;
     char last_error[256];
@@ -77,137 +94,9 @@ static int stopping(struct wh *w)
     return s;
 }
 
-/* ---- the HTTP client (delivery thread) ---- */
-
-/* Waits up to the deadline for @events on @fd, in slices that notice a stop.
- * Return: 1 ready, 0 timed out or stopping, -1 error. */
-static int wait_fd(struct wh *w, int fd, short events, int64_t deadline)
+static int stopping_cb(void *arg)
 {
-    for (;;) {
-        struct pollfd p = { fd, events, 0 };
-        int64_t left = deadline - (int64_t)(clock_mono_ns() / 1000000);
-        int r;
-        if (left <= 0 || stopping(w)) return 0;
-        r = poll(&p, 1, (int)(left < SLICE_MS ? left : SLICE_MS));
-        if (r > 0) return 1;
-        if (r < 0 && errno != EINTR) return -1;
-    }
-}
-
-/* Opens a connection to the webhook's host before @deadline.
- * Return: the socket, or -1 with @err. */
-static int dial(struct wh *w, int64_t deadline, char *err, size_t errlen)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res, *a;
-    int fd = -1, rc;
-
-    if ((rc = getaddrinfo(w->conf->host, w->conf->port, &hints, &res))) {
-        snprintf(err, errlen, "cannot resolve %.100s: %s", w->conf->host, gai_strerror(rc));
-        return -1;
-    }
-    snprintf(err, errlen, "cannot connect to %.100s:%s", w->conf->host, w->conf->port);
-    for (a = res; a; a = a->ai_next) {
-        int soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if ((fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol)) < 0) continue;
-        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
-        if (errno == EINPROGRESS && wait_fd(w, fd, POLLOUT, deadline) == 1 &&
-            !getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) && !soerr)
-            break;
-        if (soerr) snprintf(err, errlen, "cannot connect to %.100s:%s: %s", w->conf->host, w->conf->port, strerror(soerr));
-        else if ((int64_t)(clock_mono_ns() / 1000000) >= deadline)
-            snprintf(err, errlen, "timed out connecting to %.100s:%s", w->conf->host, w->conf->port);
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    return fd;
-}
-
-/* Writes @len bytes of @p before @deadline. Return: 0, or -1. */
-static int send_all(struct wh *w, int fd, const char *p, size_t len, int64_t deadline)
-{
-    while (len) {
-        ssize_t k = send(fd, p, len, MSG_NOSIGNAL);
-        if (k > 0) { p += k; len -= (size_t)k; continue; }
-        if (k < 0 && errno != EAGAIN && errno != EINTR) return -1;
-        if (wait_fd(w, fd, POLLOUT, deadline) != 1) return -1;
-    }
-    return 0;
-}
-
-/* The hex HMAC-SHA256 of "<t>.<body>" under the webhook's secret ("" out of memory). */
-static void sign(const webhook_conf_t *c, long long t, const char *body, size_t len, char hex[65])
-{
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int mlen = 0;
-    char *msg = malloc(len + 32);
-    int pl;
-
-    hex[0] = '\0';
-    if (!msg) return;
-    pl = snprintf(msg, 32, "%lld.", t);
-    memcpy(msg + pl, body, len);
-    if (HMAC(EVP_sha256(), c->secret, (int)strlen(c->secret), (const unsigned char *)msg, (size_t)pl + len, mac,
-             &mlen))
-        for (unsigned i = 0; i < mlen && i < 32; i++) sprintf(hex + 2 * i, "%02x", mac[i]);
-    free(msg);
-}
-
-/* Posts @body to the webhook. Return: 0 on a 2xx answer, else -1 with @err. */
-static int post(struct wh *w, const char *body, size_t blen, const char *ids, char *err, size_t errlen)
-{
-    const webhook_conf_t *c = w->conf;
-    int64_t deadline = (int64_t)(clock_mono_ns() / 1000000) + c->timeout_ms;
-    long long t = (long long)(clock_wall_ms() / 1000);
-    char head[2048 + 1024], sig[65], resp[RESPONSE_MAX + 1];
-    size_t got = 0;
-    int fd, hl, status = 0;
-    char *eol;
-
-    sign(c, t, body, blen, sig);
-    hl = snprintf(head, sizeof head,
-                  "POST %s HTTP/1.1\r\nHost: %s%s%s\r\nUser-Agent: herald/%s\r\nContent-Type: application/json\r\n"
-                  "Content-Length: %zu\r\nHerald-Webhook: %s\r\nHerald-Event-Id: %s\r\n"
-                  "Herald-Signature: t=%lld,v1=%s\r\nConnection: close\r\n\r\n",
-                  c->path, c->host, strcmp(c->port, "80") ? ":" : "", strcmp(c->port, "80") ? c->port : "",
-                  HERALD_VERSION, blen, c->name, ids, t, sig);
-    if (hl < 0 || (size_t)hl >= sizeof head) {
-        snprintf(err, errlen, "request head too long");
-        return -1;
-    }
-    if ((fd = dial(w, deadline, err, errlen)) < 0) return -1;
-    if (send_all(w, fd, head, (size_t)hl, deadline) || send_all(w, fd, body, blen, deadline)) {
-        snprintf(err, errlen, "%s sending the request",
-                 (int64_t)(clock_mono_ns() / 1000000) >= deadline ? "timed out" : "connection lost");
-        close(fd);
-        return -1;
-    }
-    /* Only the status line is read: a huge answer costs at most RESPONSE_MAX. */
-    while (got < RESPONSE_MAX && !memchr(resp, '\n', got)) {
-        ssize_t k = recv(fd, resp + got, RESPONSE_MAX - got, 0);
-        if (k > 0) { got += (size_t)k; continue; }
-        if (k == 0) break;
-        if (errno != EAGAIN && errno != EINTR) break;
-        if (wait_fd(w, fd, POLLIN, deadline) != 1) {
-            snprintf(err, errlen, "timed out after %u ms waiting for the answer", c->timeout_ms);
-            close(fd);
-            return -1;
-        }
-    }
-    close(fd);
-    resp[got] = '\0';
-    if ((eol = strchr(resp, '\r')) || (eol = strchr(resp, '\n'))) *eol = '\0';
-    if (strncmp(resp, "HTTP/1.", 7) || sscanf(resp + 8, " %3d", &status) != 1 || status < 100) {
-        snprintf(err, errlen, "not an HTTP answer%s", got ? "" : " (connection closed)");
-        return -1;
-    }
-    if (status >= 200 && status < 300) return 0;
-    if (status >= 300 && status < 400)
-        snprintf(err, errlen, "HTTP %d: redirects are not followed", status);
-    else
-        snprintf(err, errlen, "HTTP %d", status);
-    return -1;
+    return stopping(arg);
 }
 
 /* ---- delivery (delivery thread) ---- */
@@ -238,58 +127,253 @@ static void count_depth(struct wh *w)
     uv_mutex_unlock(&w->mu);
 }
 
-/* Posts the oldest batch. Return: 1 when it was settled (delivered or
- * dead-lettered) and more may follow, 0 when the queue is empty or the batch
- * waits for a retry. */
+/* ---- held channels (delivery thread) ---- */
+
+static size_t held_hash(const char *name, size_t len)
+{
+    uint32_t h = 2166136261u;                 /* FNV-1a */
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)name[i]) * 16777619u;
+    return h % HELD_BUCKETS;
+}
+
+static struct held *held_find(struct wh *w, const char *name, size_t len)
+{
+    for (struct held *e = w->held[held_hash(name, len)]; e; e = e->next)
+        if (e->len == len && !memcmp(e->name, name, len)) return e;
+    return NULL;
+}
+
+/* The entry of channel @name, made when missing. Return: it, or NULL out of memory. */
+static struct held *held_get(struct wh *w, const char *name, size_t len)
+{
+    struct held *e = held_find(w, name, len);
+    size_t b;
+
+    if (e) return e;
+    if (!(e = calloc(1, sizeof *e + len + 1))) return NULL;
+    memcpy(e->name, name, len);
+    e->len = len;
+    b = held_hash(name, len);
+    e->next = w->held[b];
+    w->held[b] = e;
+    return e;
+}
+
+static void held_drop(struct wh *w, const char *name, size_t len)
+{
+    for (struct held **pp = &w->held[held_hash(name, len)]; *pp; pp = &(*pp)->next)
+        if ((*pp)->len == len && !memcmp((*pp)->name, name, len)) {
+            struct held *e = *pp;
+            *pp = e->next;
+            free(e);
+            return;
+        }
+}
+
+/* Forgets the held channels whose retry is due at @now: called when a round
+ * found nothing to post, so they have no events left (those dead-lettered
+ * were their last), or none within SCAN_MAX, which lose only their backoff. */
+static void held_prune(struct wh *w, int64_t now)
+{
+    for (size_t b = 0; b < HELD_BUCKETS; b++)
+        for (struct held **pp = &w->held[b]; *pp;) {
+            struct held *e = *pp;
+            if (e->next_try_ms <= now) {
+                *pp = e->next;
+                free(e);
+            } else {
+                pp = &e->next;
+            }
+        }
+}
+
+static void held_clear(struct wh *w)
+{
+    for (size_t b = 0; b < HELD_BUCKETS; b++)
+        while (w->held[b]) {
+            struct held *e = w->held[b];
+            w->held[b] = e->next;
+            free(e);
+        }
+}
+
+/* Publishes the held table's summary for webhook_status() and the wait of
+ * wh_main(): how many channels are held, the most attempts, the earliest retry. */
+static void held_summary(struct wh *w)
+{
+    size_t n = 0;
+    unsigned most = 0;
+    int64_t first = 0;
+
+    for (size_t b = 0; b < HELD_BUCKETS; b++)
+        for (struct held *e = w->held[b]; e; e = e->next) {
+            n++;
+            if (e->attempts > most) most = e->attempts;
+            if (!first || e->next_try_ms < first) first = e->next_try_ms;
+        }
+    uv_mutex_lock(&w->mu);
+    w->nheld = n;
+    w->attempts = most;
+    w->next_try_ms = first;
+    uv_mutex_unlock(&w->mu);
+}
+
+/* What one delivery round takes from the queue (hist_outbox_pick()'s @want).
+ * The choice depends on the channel alone, so a channel's events are either
+ * all skipped or taken oldest first: that is what keeps each channel in
+ * order. A held channel whose retry is not due is skipped; a channel that
+ * failed together with others goes in a batch of its own. */
+struct round {
+    struct wh *w;
+    int64_t now;
+    int mode;                     /* 0 undecided, 1 mixed, 2 one channel (alone) */
+    char chan[CHNAME_MAX + 1];    /* mode 2: that channel */
+    size_t chanlen;
+};
+
+static int want(void *ctx, const char *chan, size_t len, unsigned attempts)
+{
+    struct round *r = ctx;
+    struct held *e = held_find(r->w, chan, len);
+
+    (void)attempts;
+    if (e && e->next_try_ms > r->now) return 0;
+    if (!r->mode) {
+        r->mode = e && e->alone && len < sizeof r->chan ? 2 : 1;
+        if (r->mode == 2) {
+            memcpy(r->chan, chan, len);
+            r->chanlen = len;
+        }
+        return 1;
+    }
+    if (r->mode == 2) return len == r->chanlen && !memcmp(chan, r->chan, len);
+    return !(e && e->alone);
+}
+
+/* How many distinct channels the @n items hold. */
+static size_t count_channels(const hist_ob_item_t *items, size_t n)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+        for (j = 0; j < i; j++)
+            if (items[j].chanlen == items[i].chanlen && !memcmp(items[j].chan, items[i].chan, items[i].chanlen)) break;
+        k += j == i;
+    }
+    return k;
+}
+
+/* After a failed post of @items: counts the attempt with each event (in the
+ * store), dead-letters those out of attempts or too old, and holds their
+ * channels until a retry with backoff. */
+static void failed(struct wh *w, hist_ob_item_t *items, size_t n, const char *err, int64_t now)
+{
+    const webhook_conf_t *c = w->conf;
+    unsigned att[100];
+    uint64_t ids[100], dead = 0;
+    size_t nchan = count_channels(items, n);
+    int rc;
+
+    for (size_t i = 0; i < n; i++) ids[i] = items[i].id;
+    if ((rc = hist_outbox_tried(pubpipe_store(), c->name, ids, n, now, att))) {
+        /* The count could not be stored: it is kept for this run only. */
+        hlog(LOG_WARN, "webhook", "%s: storing the attempt count failed: %s", c->name,
+             rc == HIST_E_FULL ? "the store is full" : strerror(-rc));
+        for (size_t i = 0; i < n; i++) att[i] = items[i].attempts + 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct held *e;
+        if (att[i] >= c->max_attempts || now - items[i].ts >= (int64_t)c->max_age_ms) {
+            char why[300];
+            snprintf(why, sizeof why, "gave up after %u attempt%s: %s", att[i], att[i] == 1 ? "" : "s", err);
+            if ((rc = hist_outbox_bury(pubpipe_store(), c->name, &items[i].id, 1, why)))
+                hlog(LOG_WARN, "webhook", "%s: moving event %llu to the dead letters failed: %s", c->name,
+                     (unsigned long long)items[i].id, rc == HIST_E_FULL ? "the store is full" : strerror(-rc));
+            else {
+                hlog(LOG_WARN, "webhook", "%s: event %llu dead-lettered (%s)", c->name,
+                     (unsigned long long)items[i].id, why);
+                dead++;
+            }
+        }
+        if (!(e = held_get(w, items[i].chan, items[i].chanlen))) continue;
+        /* The channel's oldest event in the batch sets its backoff (a due
+         * entry's next_try_ms is at most @now; one set here is above it). */
+        if (e->next_try_ms <= now) {
+            e->attempts = att[i];
+            e->next_try_ms = now + 1 + backoff_ms(c, att[i] ? att[i] : 1);
+        }
+        if (nchan > 1) e->alone = 1;
+    }
+    uv_mutex_lock(&w->mu);
+    w->st.dead += dead;
+    uv_mutex_unlock(&w->mu);
+}
+
+/* Posts one batch: the oldest events of the channels not held. Return: 1
+ * when a batch was posted (delivered or not: more may be due), 0 when
+ * nothing is due (the queue is empty or every channel in it waits). */
 static int deliver(struct wh *w)
 {
     const webhook_conf_t *c = w->conf;
+    struct round r = { w, clock_wall_ms(), 0, "", 0 };
     hist_ob_item_t *items;
+    uint64_t after = w->skip_upto && r.now < w->skip_until ? w->skip_upto : 0, seen;
     size_t n;
-    uint64_t ids[100];
     char idlist[100 * 21], err[200];
     json_t *body, *evs;
     char *text;
     int64_t now;
     size_t il = 0;
-    int rc, retry;
+    int rc, retry = 0;
 
-    if ((rc = hist_outbox_read(pubpipe_store(), c->name, 0, 0, c->batch_size, &items, &n))) {
+    if ((rc = hist_outbox_pick(pubpipe_store(), c->name, after, SCAN_MAX, c->batch_size, want, &r, &items, &n,
+                               &seen))) {
         hlog(LOG_WARN, "webhook", "%s: reading its queue failed: %s", c->name, strerror(-rc));
         return 0;
     }
     if (!n) {
         hist_ob_items_free(items, n);
+        if (!after) held_prune(w, r.now);
+        held_summary(w);
+        /* Everything looked at is held: the next rounds start past it
+         * until the first held channel is due. */
+        w->skip_upto = seen;
+        w->skip_until = w->next_try_ms;
         return 0;
     }
     evs = json_array();
     idlist[0] = '\0';
     for (size_t i = 0; i < n; i++) {
-        ids[i] = items[i].id;
         json_array_append(evs, items[i].event);
-        il += (size_t)snprintf(idlist + il, sizeof idlist - il, "%s%llu", i ? "," : "", (unsigned long long)ids[i]);
+        retry |= items[i].attempts > 0;
+        il += (size_t)snprintf(idlist + il, sizeof idlist - il, "%s%llu", i ? "," : "", (unsigned long long)items[i].id);
     }
     body = json_pack("{s:s,s:o}", "webhook", c->name, "events", evs);
     text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     uv_mutex_lock(&w->mu);
-    retry = w->attempts > 0;
     w->st.retries += retry;
     uv_mutex_unlock(&w->mu);
     if (!text) snprintf(err, sizeof err, "out of memory");
-    rc = text ? post(w, text, strlen(text), idlist, err, sizeof err) : -1;
+    rc = text ? whpost_send(&w->http, text, strlen(text), idlist, err, sizeof err) : -1;
     free(text);
     now = clock_wall_ms();
     if (rc == 0) {
-        int ar = hist_outbox_ack(pubpipe_store(), c->name, ids, n);
+        uint64_t ids[100];
+        int ar;
+        for (size_t i = 0; i < n; i++) {
+            ids[i] = items[i].id;
+            held_drop(w, items[i].chan, items[i].chanlen);
+        }
+        ar = hist_outbox_ack(pubpipe_store(), c->name, ids, n);
         uv_mutex_lock(&w->mu);
-        w->attempts = 0;
-        w->next_try_ms = 0;
         w->st.deliveries += n;
         w->last_success_ms = now;
         for (size_t i = 0; i < n; i++) histo_observe(&w->st.latency, (double)(now - items[i].ts) / 1000.0);
         uv_mutex_unlock(&w->mu);
         hist_ob_items_free(items, n);
+        held_summary(w);
         if (ar) {
             /* Delivered but still queued: it will be delivered again. */
             hlog(LOG_WARN, "webhook", "%s: removing delivered events failed: %s", c->name, strerror(-ar));
@@ -303,37 +387,16 @@ static int deliver(struct wh *w)
     }
     uv_mutex_lock(&w->mu);
     w->st.failures++;
-    w->attempts++;
     w->last_error_ms = now;
     snprintf(w->last_error, sizeof w->last_error, "%s", err);
-    if (w->attempts >= c->max_attempts || now - items[0].ts >= (int64_t)c->max_age_ms) {
-        char why[300];
-        snprintf(why, sizeof why, "gave up after %u attempt%s: %s", w->attempts, w->attempts == 1 ? "" : "s", err);
-        w->attempts = 0;
-        w->next_try_ms = 0;
-        uv_mutex_unlock(&w->mu);
-        if ((rc = hist_outbox_bury(pubpipe_store(), c->name, ids, n, why))) {
-            hlog(LOG_WARN, "webhook", "%s: moving events to the dead letters failed: %s", c->name,
-                 rc == HIST_E_FULL ? "the store is full" : strerror(-rc));
-            uv_mutex_lock(&w->mu);
-            w->next_try_ms = now + (int64_t)c->retry_max_ms;
-            uv_mutex_unlock(&w->mu);
-            hist_ob_items_free(items, n);
-            return 0;
-        }
-        hlog(LOG_WARN, "webhook", "%s: events %s dead-lettered (%s)", c->name, idlist, why);
-        uv_mutex_lock(&w->mu);
-        w->st.dead += n;
-        uv_mutex_unlock(&w->mu);
-        hist_ob_items_free(items, n);
-        return 1;
-    }
-    w->next_try_ms = now + backoff_ms(c, w->attempts);
     uv_mutex_unlock(&w->mu);
     hlog(LOG_INFO, "webhook", "%s: delivery of %s failed (%s); attempt %u of %u", c->name, idlist, err,
-         w->attempts, c->max_attempts);
+         items[0].attempts + 1, c->max_attempts);
+    failed(w, items, n, err, now);
     hist_ob_items_free(items, n);
-    return 0;
+    held_summary(w);
+    if (w->next_try_ms < w->skip_until) w->skip_until = w->next_try_ms;
+    return 1;
 }
 
 /* Runs a REST request on the queues. */
@@ -352,9 +415,15 @@ static void run_cmd(struct wh *w, struct cmd *k)
         }
         list = json_array();
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(list, json_pack("{s:I,s:I,s:s,s:O}", "id", (json_int_t)items[i].id, "queued_at",
-                                                  (json_int_t)items[i].ts, "error", items[i].error, "event",
-                                                  items[i].event));
+            json_array_append_new(list, json_pack("{s:I,s:I,s:s,s:I,s:o,s:o,s:O}", "id", (json_int_t)items[i].id,
+                                                  "queued_at", (json_int_t)items[i].ts, "error", items[i].error,
+                                                  "attempts", (json_int_t)items[i].attempts, "first_attempt",
+                                                  items[i].first_attempt ? json_integer(items[i].first_attempt)
+                                                                         : json_null(),
+                                                  "last_attempt", items[i].last_attempt
+                                                                      ? json_integer(items[i].last_attempt)
+                                                                      : json_null(),
+                                                  "event", items[i].event));
         k->res = json_pack("{s:s,s:o}", "webhook", w->conf->name, "dead_letters", list);
         if (k->res && n == k->limit) json_object_set_new(k->res, "next_after", json_integer((json_int_t)items[n - 1].id));
         hist_ob_items_free(items, n);
@@ -373,9 +442,12 @@ static void run_cmd(struct wh *w, struct cmd *k)
         return;
     }
     if (k->kind == CMD_RETRY) {
+        /* An operator's retry is now, for every channel; revived events
+         * come back under their old ids, below what was skipped. */
+        held_clear(w);
+        w->skip_upto = 0;
+        held_summary(w);
         uv_mutex_lock(&w->mu);
-        w->attempts = 0;
-        w->next_try_ms = 0;
         w->kick = 1;
         uv_mutex_unlock(&w->mu);
     }
@@ -394,16 +466,16 @@ static void wh_main(void *arg)
         int64_t now;
 
         uv_mutex_lock(&w->mu);
-        while (!w->stop && !w->cmds && !w->kick) {
+        while (!w->stop && !w->cmds && !w->kick && !more) {
             now = clock_wall_ms();
-            if (more && w->next_try_ms <= now) break;
+            if (w->next_try_ms && w->next_try_ms <= now) {
+                more = 1;                      /* a held channel's retry is due */
+                break;
+            }
             wait = IDLE_LOOK_MS;
             if (w->next_try_ms > now && w->next_try_ms - now < wait) wait = w->next_try_ms - now;
-            if (uv_cond_timedwait(&w->cv, &w->mu, (uint64_t)wait * 1000000ULL) == UV_ETIMEDOUT) {
-                /* An idle look: events may have come without a kick. */
-                more = 1;
-                if (w->next_try_ms <= clock_wall_ms()) break;
-            }
+            if (uv_cond_timedwait(&w->cv, &w->mu, (uint64_t)wait * 1000000ULL) == UV_ETIMEDOUT)
+                more = 1;                      /* an idle look: events may have come without a kick */
         }
         if (w->stop) {
             uv_mutex_unlock(&w->mu);
@@ -427,10 +499,7 @@ static void wh_main(void *arg)
             uv_async_send(&wh.async);
             more = 1;
         }
-        uv_mutex_lock(&w->mu);
-        wait = w->next_try_ms - clock_wall_ms();
-        uv_mutex_unlock(&w->mu);
-        if (more && wait <= 0) more = deliver(w);
+        if (more) more = deliver(w);
         now = clock_wall_ms();
         if (now >= next_depth) {
             /* Counting walks the queue: a long backlog is counted less often,
@@ -441,6 +510,7 @@ static void wh_main(void *arg)
             next_depth = now + (took * 10 > DEPTH_EVERY_MS ? took * 10 : DEPTH_EVERY_MS);
         }
     }
+    held_clear(w);
 }
 
 /* ---- loop ---- */
@@ -489,6 +559,7 @@ int webhook_start(void)
     for (size_t i = 0; i < srv.cfg.nwebhooks; i++) {
         struct wh *w = &wh.hooks[i];
         w->conf = &srv.cfg.webhooks[i];
+        if (whpost_init(&w->http, w->conf, stopping_cb, w)) return -1;
         w->st.name = w->conf->name;
         w->st.latency.bounds = latency_bounds;
         w->st.latency.n = sizeof latency_bounds / sizeof latency_bounds[0];
@@ -529,6 +600,7 @@ void webhook_stop(void)
         }
         uv_mutex_destroy(&w->mu);
         uv_cond_destroy(&w->cv);
+        whpost_deinit(&w->http);
     }
     on_async(&wh.async);
     uv_close((uv_handle_t *)&wh.async, NULL);
@@ -577,8 +649,9 @@ json_t *webhook_status(void)
     for (size_t i = 0; i < srv.cfg.nwebhooks; i++) {
         const webhook_conf_t *c = &srv.cfg.webhooks[i];
         struct wh *w = i < wh.n ? &wh.hooks[i] : NULL;
-        json_t *o = json_pack("{s:s,s:s,s:i,s:i}", "name", c->name, "url", c->url, "max_attempts",
-                              (int)c->max_attempts, "batch_size", (int)c->batch_size);
+        json_t *o = json_pack("{s:s,s:s,s:i,s:i,s:b,s:s?}", "name", c->name, "url", c->url, "max_attempts",
+                              (int)c->max_attempts, "batch_size", (int)c->batch_size, "tls", c->tls, "ca_file",
+                              *c->ca_file ? c->ca_file : NULL);
         if (!o) continue;
         if (w) {
             uv_mutex_lock(&w->mu);
@@ -587,6 +660,9 @@ json_t *webhook_status(void)
             json_object_set_new(o, "dead_letters", json_integer((json_int_t)w->dead_depth));
             json_object_set_new(o, "deliveries", json_integer((json_int_t)w->st.deliveries));
             json_object_set_new(o, "failures", json_integer((json_int_t)w->st.failures));
+            json_object_set_new(o, "state", json_string(w->nheld || (w->last_error_ms > w->last_success_ms)
+                                                            ? "failing" : "ok"));
+            json_object_set_new(o, "failing_channels", json_integer((json_int_t)w->nheld));
             json_object_set_new(o, "attempts", json_integer(w->attempts));
             json_object_set_new(o, "next_attempt", w->next_try_ms ? json_integer(w->next_try_ms) : json_null());
             json_object_set_new(o, "last_success", w->last_success_ms ? json_integer(w->last_success_ms) : json_null());
@@ -597,6 +673,30 @@ json_t *webhook_status(void)
         json_array_append_new(list, o);
     }
     return json_pack("{s:o}", "webhooks", list);
+}
+
+json_t *webhook_health(void)
+{
+    json_t *list = json_array();
+    int64_t now = clock_wall_ms();
+
+    for (size_t i = 0; i < wh.n && list; i++) {
+        struct wh *w = &wh.hooks[i];
+        json_t *o;
+        uv_mutex_lock(&w->mu);
+        o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:o,s:o}", "name", w->conf->name, "state",
+                      w->nheld || w->last_error_ms > w->last_success_ms ? "failing" : "ok", "queue_depth",
+                      (json_int_t)w->st.depth, "lag_ms",
+                      (json_int_t)(w->st.depth && w->oldest_ms ? now - w->oldest_ms : 0), "dead_letters",
+                      (json_int_t)w->dead_depth, "failing_channels", (json_int_t)w->nheld, "last_success",
+                      w->last_success_ms ? json_integer(w->last_success_ms) : json_null(), "last_error",
+                      w->last_error_ms ? json_pack("{s:I,s:s}", "at", (json_int_t)w->last_error_ms, "reason",
+                                                   w->last_error)
+                                       : json_null());
+        uv_mutex_unlock(&w->mu);
+        json_array_append_new(list, o);
+    }
+    return list;
 }
 
 static struct wh *find(const char *name)
@@ -643,9 +743,15 @@ int webhook_dead_delete(uint64_t serial, const char *name, uint64_t id)
 
 int webhook_stats(size_t i, struct webhook_stats *out)
 {
+    struct wh *w;
+
     if (i >= wh.n) return -1;
-    uv_mutex_lock(&wh.hooks[i].mu);
-    *out = wh.hooks[i].st;
-    uv_mutex_unlock(&wh.hooks[i].mu);
+    w = &wh.hooks[i];
+    uv_mutex_lock(&w->mu);
+    *out = w->st;
+    out->dead_depth = w->dead_depth;
+    out->held = w->nheld;
+    out->lag_s = w->st.depth && w->oldest_ms ? (double)(clock_wall_ms() - w->oldest_ms) / 1000.0 : 0;
+    uv_mutex_unlock(&w->mu);
     return 0;
 }

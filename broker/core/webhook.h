@@ -2,16 +2,22 @@
  * history store, delivered as signed HTTP POSTs, retried, then dead-lettered
  * (docs/webhooks.md).
  *
- * Owns: one delivery thread per [webhook NAME] section, its retry state and
- * counters, and the small HTTP/1.1 client it posts with. Does not own: the
- * queues (storage/outbox.c), what gets queued with a publication (the
+ * Owns: one delivery thread per [webhook NAME] section, its retry state (the
+ * channels held by a failure) and counters. Does not own: the HTTP(S)
+ * client it posts with (core/whpost.c), the queues and the attempt counts
+ * stored with each event (storage/outbox.c), what gets queued with a publication (the
  * publish pipeline asks config_webhooks_for() and writes the events in the
  * publication's transaction), or the REST routes (app/api.c).
  *
- * DESIGN: each webhook delivers strictly in queue (event id) order: it posts
- * the oldest batch_size events and, until that batch succeeds or is
- * dead-lettered, holds everything behind it. That keeps the events of each
- * channel in order at the cost of one failing event holding the others.
+ * DESIGN: each webhook delivers the events of one channel strictly in queue
+ * (event id) order, and nothing more: a round posts up to batch_size of the
+ * oldest events whose channel is not held. A failed post holds the channels
+ * of its events until their retry (backoff with full jitter); their later
+ * events wait behind them, other channels' events go on. A channel that
+ * failed in a batch with others is then posted in batches of its own, so a
+ * receiver refusing one channel cannot hold the rest. The attempt count
+ * lives with each queued event in the store (a kill -9 keeps it); the held
+ * table is memory only (after a restart every channel is tried once at once).
  * The delivery threads never touch the loop: they read and write the queues
  * through their own LMDB transactions and hand results of REST requests back
  * through one uv_async. Loop thread unless noted. */
@@ -48,6 +54,11 @@ void webhook_on_member(chan_t *c, const char *user, size_t len, int added);
  * dead_letters,last_success,last_error,...}]}: a new reference, or NULL. */
 json_t *webhook_status(void);
 
+/* webhook_health() - [{name,state ("ok"/"failing"),queue_depth,lag_ms,
+ * dead_letters,failing_channels,last_success,last_error}], one per running
+ * webhook, for the admin page's feed (sys:stats): a new reference, or NULL. */
+json_t *webhook_health(void);
+
 /* Dead-letter requests, answered on the parked HTTP request @serial
  * (http_finish*) once the webhook's thread has done them.
  * Return: 0; 1 when there is no webhook @name (nothing answered); -ENOMEM. */
@@ -60,9 +71,12 @@ struct webhook_stats {
     const char *name;
     uint64_t deliveries;          /* events delivered (2xx) */
     uint64_t failures;            /* failed posts (each attempt) */
-    uint64_t retries;             /* posts that were a retry of a failed batch */
+    uint64_t retries;             /* posts holding an event that had failed before */
     uint64_t dead;                /* events moved to the dead letters */
     uint64_t depth;               /* events queued */
+    uint64_t dead_depth;          /* events in the dead letters now (filled by webhook_stats()) */
+    uint64_t held;                /* channels waiting for a retry (filled by webhook_stats()) */
+    double lag_s;                 /* age of the oldest queued event (filled by webhook_stats()) */
     histo_t latency;              /* from an event's queueing to its delivery, seconds */
 };
 

@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 // tests/browser/admin_check.js - check Herald's admin page in a real browser.
 //
-// Usage: node admin_check.js URL TIMEOUT_MS [MIN_CONNECTIONS] [CHANNEL]
+// Usage: node admin_check.js URL TIMEOUT_MS [MIN_CONNECTIONS] [CHANNEL] [WEBHOOKS]
 //   URL              the page, e.g. http://127.0.0.1:8080/admin, with #key=... when the
 //                    broker needs an admin API key
 //   TIMEOUT_MS       hard limit for the whole run, browser start included
 //   MIN_CONNECTIONS  #conn-total must reach at least this (default 1: the page itself)
-//   CHANNEL          a channel #top-subscribers must list (default: not checked)
+//   CHANNEL          a channel #top-subscribers must list (default: not checked; "" to skip)
+//   WEBHOOKS         JSON {"NAME": {"state": "ok"|"failing", "error": "substring of its last error"}}:
+//                    the #webhooks table must show each NAME in that state, with numbers in its
+//                    Queued and Dead letters cells, a lag, and (when "error" is given) that
+//                    error; the error is "–" for a webhook expected ok without one (default: not checked)
 // Env: SCREENSHOT=path.png saves a screenshot of the page at the end (pass or fail).
 //
 // Drives Debian's chromium (/usr/bin/chromium) with playwright-core: no browser download.
@@ -21,11 +25,17 @@ const { chromium } = require('playwright-core');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CHANGE_WAIT_MS = 2500;
 
-const [url, timeoutArg, minArg, channel] = process.argv.slice(2);
+const [url, timeoutArg, minArg, channel, hooksArg] = process.argv.slice(2);
 const timeoutMs = Number(timeoutArg);
 const minConn = minArg === undefined ? 1 : Number(minArg);
-if (!url || !(timeoutMs > 0) || !(minConn >= 0)) {
-  process.stderr.write('usage: admin_check.js URL TIMEOUT_MS [MIN_CONNECTIONS] [CHANNEL]\n');
+let hooks = null;
+try {
+  hooks = hooksArg ? JSON.parse(hooksArg) : null;
+} catch (e) {
+  hooks = undefined;
+}
+if (!url || !(timeoutMs > 0) || !(minConn >= 0) || hooks === undefined) {
+  process.stderr.write('usage: admin_check.js URL TIMEOUT_MS [MIN_CONNECTIONS] [CHANNEL] [WEBHOOKS]\n');
   process.exit(2);
 }
 
@@ -38,6 +48,7 @@ const summary = {
   last_update: [],
   top_subscribers: [],
   channel: channel || null,
+  webhooks: [],
   navigations: null,
   console_errors: [],
   page_errors: [],
@@ -156,6 +167,38 @@ async function main() {
                                                    (tds) => tds.map((td) => td.textContent.trim()));
       if (summary.top_subscribers.includes(channel)) break;
       check(Date.now() < chDeadline, '#top-subscribers does not list ' + JSON.stringify(channel));
+      await page.waitForTimeout(250);
+    }
+  }
+
+  if (hooks) {
+    // The rows come with the next sample (once a second); a failing webhook
+    // may need a few posts before it shows failing.
+    const whDeadline = Date.now() + Math.min(10000, remaining());
+    for (;;) {
+      summary.webhooks = await page.$$eval('#webhooks tbody tr', (trs) => trs.map((tr) => {
+        const td = Array.from(tr.querySelectorAll('td')).map((c) => c.textContent.trim());
+        const st = tr.querySelector('td.wh-state');
+        return { name: tr.dataset.webhook || null, state: st ? st.dataset.state : null, state_text: td[1],
+                 queued: td[2], lag: td[3], dead: td[4], error: td[5] };
+      }));
+      const problems = [];
+      for (const [name, want] of Object.entries(hooks)) {
+        const row = summary.webhooks.find((r) => r.name === name);
+        if (!row) { problems.push('no row for ' + name); continue; }
+        if (row.state !== want.state) problems.push(name + ' is ' + row.state + ', expected ' + want.state);
+        if (!/^[0-9][0-9,]*$/.test(row.queued)) problems.push(name + ' queued ' + JSON.stringify(row.queued));
+        if (!/^[0-9][0-9,]*$/.test(row.dead)) problems.push(name + ' dead letters ' + JSON.stringify(row.dead));
+        if (!/^[0-9].*(ms|s)$|^[0-9]+[dhm] /.test(row.lag)) problems.push(name + ' lag ' + JSON.stringify(row.lag));
+        if (want.error && !row.error.includes(want.error)) {
+          problems.push(name + ' last error ' + JSON.stringify(row.error) + ' lacks ' + JSON.stringify(want.error));
+        }
+        if (!want.error && want.state === 'ok' && row.error !== '–') {
+          problems.push(name + ' shows an error: ' + JSON.stringify(row.error));
+        }
+      }
+      if (!problems.length) break;
+      check(Date.now() < whDeadline, '#webhooks: ' + problems.join('; '));
       await page.waitForTimeout(250);
     }
   }

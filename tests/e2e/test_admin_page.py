@@ -6,9 +6,13 @@ node or tests/browser/node_modules is missing (scripts/deps.sh installs them).
 The protocol tests need only Python.
 """
 import asyncio
+import http.server
 import json
 import os
 import shutil
+import socket
+import threading
+import time
 
 import pytest
 import requests
@@ -43,12 +47,14 @@ def _browser_missing():
 needs_browser = pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
 
 
-async def admin_check(url, min_conn, channel, screenshot):
+async def admin_check(url, min_conn, channel, screenshot, webhooks=None):
     """Runs admin_check.js without blocking the loop (the test's own clients stay
-    served); returns its JSON summary, failing the test with it when a check failed."""
+    served); returns its JSON summary, failing the test with it when a check failed.
+    @webhooks: {name: {"state": ..., "error": ...}} the webhook table must show."""
     env = dict(os.environ, SCREENSHOT=str(screenshot))
+    extra = [json.dumps(webhooks)] if webhooks else []
     proc = await asyncio.create_subprocess_exec(
-        NODE, str(CHECK), url, str(CHECK_TIMEOUT_MS), str(min_conn), channel,
+        NODE, str(CHECK), url, str(CHECK_TIMEOUT_MS), str(min_conn), channel, *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=str(BROWSER_DIR))
     try:
         out, err = await asyncio.wait_for(proc.communicate(), CHECK_TIMEOUT_MS / 1000 + 8)
@@ -190,3 +196,85 @@ def test_sys_stats_dev_mode(make_broker):
         assert m["op"] == "error" and m["code"] in (113, 114), m
         await c.close()
     run(go())
+
+
+def webhook_conf(tmp_path):
+    """Two webhooks: "good" posts to a receiver answering 200, "down" to a closed
+    port. Returns (config path, the receiver's server)."""
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    closed = s.getsockname()[1]
+    s.close()
+    conf = tmp_path / "hooks.conf"
+    common = "secret = whsec-0123456789abcdef\nevents = publication\nretry_base = 50ms\nretry_max = 100ms\n"
+    conf.write_text("[namespace orders]\nhistory = on\n\n"
+                    "[webhook good]\nurl = http://127.0.0.1:%d/hook\n%s\n"
+                    "[webhook down]\nurl = http://127.0.0.1:%d/hook\nmax_attempts = 2\n%s"
+                    % (srv.server_address[1], common, closed, common))
+    return conf, srv
+
+
+def test_sys_stats_webhook_health(make_broker, tmp_path):
+    """sys:stats carries each webhook's health: state, queue depth, lag, dead
+    letters, held channels, last success and last error."""
+    conf, srv = webhook_conf(tmp_path)
+    b = make_broker("--config", str(conf))
+    try:
+        for i in range(3):
+            b.publish_rest("orders:1", {"n": i})
+
+        async def go():
+            c = await connect(b)
+            await c.subscribe("sys:stats")
+            deadline = time.monotonic() + 10
+            while True:
+                p = await c.expect(op="pub", channel="sys:stats", timeout=3)
+                hooks = {w["name"]: w for w in p["data"]["webhooks"]}
+                if hooks["down"]["dead_letters"] == 3 and hooks["good"]["last_success"]:
+                    break
+                assert time.monotonic() < deadline, hooks
+            check_stats(p["data"])
+            for w in hooks.values():
+                assert set(w) >= {"state", "queue_depth", "lag_ms", "dead_letters", "failing_channels",
+                                  "last_success", "last_error"}, w
+            assert hooks["good"]["state"] == "ok" and hooks["good"]["last_error"] is None
+            assert hooks["good"]["queue_depth"] == 0 and hooks["good"]["lag_ms"] == 0
+            assert hooks["down"]["state"] == "failing"
+            assert "cannot connect" in hooks["down"]["last_error"]["reason"]
+            await c.close()
+        run(go())
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@needs_browser
+def test_admin_page_webhook_table(make_broker, tmp_path):
+    conf, srv = webhook_conf(tmp_path)
+    b = make_broker("--config", str(conf))
+    try:
+        for i in range(3):
+            b.publish_rest("orders:1", {"n": i})
+
+        async def go():
+            summary = await admin_check(b.url("/admin"), 1, "", tmp_path / "admin-hooks.png",
+                                        {"good": {"state": "ok"},
+                                         "down": {"state": "failing", "error": "cannot connect"}})
+            rows = {r["name"]: r for r in summary["webhooks"]}
+            assert rows["good"]["queued"] == "0"
+        run(go(), timeout=40)
+    finally:
+        srv.shutdown()
+        srv.server_close()

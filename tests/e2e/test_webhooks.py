@@ -1,12 +1,17 @@
 """Outbound webhooks (docs/webhooks.md): config errors, signed and ordered
-delivery, retries through failures and timeouts, durability across kill -9,
-dead letters and their REST API, and a dead receiver not slowing publishing."""
+delivery, https (trusted through ca_file, refused when not trusted), per-channel
+holding of failures, retries through failures and timeouts, durability and
+attempt counts across kill -9, dead letters and their REST API, and a dead
+receiver not slowing publishing (measured against a broker without webhooks)."""
 import hashlib
 import hmac
 import http.server
 import json
 import signal
 import socket
+import ssl
+import statistics
+import subprocess
 import threading
 import time
 
@@ -21,12 +26,16 @@ SECRET = "whsec-0123456789abcdef"
 class Receiver:
     """A webhook receiver on 127.0.0.1. behave(n) says what the n-th request
     (from 0) gets: an int status, ("sleep", s[, status]) to answer (200) after s seconds,
-    ("redirect",) a 302, ("huge",) 200 with a 4 MB body."""
+    ("redirect",) a 302, ("huge",) 200 with a 4 MB body. judge(events), when
+    given, decides instead from the posted events. tls: (certfile, keyfile) to
+    serve https."""
 
-    def __init__(self, behave=None):
+    def __init__(self, behave=None, judge=None, tls=None):
         self.requests = []          # (headers dict, raw body bytes, time)
         self.lock = threading.Lock()
         self.behave = behave or (lambda n: 200)
+        self.judge = judge
+        self.tls = tls
         self.count = 0
         rcv = self
 
@@ -41,7 +50,7 @@ class Receiver:
                 with rcv.lock:
                     n = rcv.count
                     rcv.count += 1
-                what = rcv.behave(n)
+                what = rcv.judge(json.loads(body)["events"]) if rcv.judge else rcv.behave(n)
                 if isinstance(what, tuple) and what[0] == "sleep":
                     time.sleep(what[1])
                     what = what[2] if len(what) > 2 else 200
@@ -71,13 +80,19 @@ class Receiver:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            # A refused handshake fails accept() with an SSLError (an OSError),
+            # which the server drops: the broker sees its own TLS error.
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d/hook" % self.port
+        return "%s://127.0.0.1:%d/hook" % ("https" if self.tls else "http", self.port)
 
     def events(self):
         out = []
@@ -104,8 +119,8 @@ class Receiver:
 def receiver():
     rs = []
 
-    def make(behave=None):
-        r = Receiver(behave)
+    def make(behave=None, judge=None, tls=None):
+        r = Receiver(behave, judge, tls)
         rs.append(r)
         return r
 
@@ -141,6 +156,17 @@ def pubs(evs, channel):
     return [e["data"]["n"] for e in evs if e["type"] == "publication" and e["channel"] == channel]
 
 
+def status_until(b, pred, timeout=5.0):
+    """GET /api/webhooks until @pred holds of {name: status} (the queue and
+    dead-letter depths are counted every half second); returns the last."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = {w["name"]: w for w in requests.get(b.url("/api/webhooks"), timeout=5).json()["webhooks"]}
+        if pred(st) or time.monotonic() >= deadline:
+            return st
+        time.sleep(0.05)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -152,8 +178,8 @@ def free_port():
 # ---- configuration --------------------------------------------------------
 
 @pytest.mark.parametrize("url,why", [
-    ("https://example.com/hook", "https:// webhook urls are not supported yet"),
-    ("ftp://example.com/hook", "must start with http://"),
+    ("ftp://example.com/hook", "a webhook url must start with http:// or https://"),
+    ("ws://example.com/hook", "a webhook url must start with http:// or https://"),
     ("http:///nohost", "needs a host"),
     ("http://h:99999/", "bad port"),
 ])
@@ -171,6 +197,10 @@ def test_bad_url_is_a_config_error_with_file_and_line(tmp_path, url, why):
     ("url = http://127.0.0.1:1/\nevents = *\n", "has no secret"),
     ("url = http://127.0.0.1:1/\nsecret = %s\nmax_attempts = 0\n" % SECRET, "expected 1 to 1000"),
     ("url = http://127.0.0.1:1/\nsecret = %s\ncolour = red\n" % SECRET, "unknown key"),
+    ("url = https://127.0.0.1:1/\nsecret = %s\nevents = *\nca_file = /nonexistent/ca.pem\n" % SECRET,
+     "ca_file /nonexistent/ca.pem cannot be read"),
+    ("url = http://127.0.0.1:1/\nsecret = %s\nevents = *\nca_file = /etc/hostname\n" % SECRET,
+     "ca_file is only used with an https:// url"),
 ])
 def test_bad_webhook_options(tmp_path, body, why):
     conf = tmp_path / "bad.conf"
@@ -347,23 +377,220 @@ def test_unreachable_host_redirect_and_huge_answer(tmp_path, receiver):
 
 
 def test_dead_receiver_does_not_slow_publishing(tmp_path, receiver):
-    """A receiver that never answers in time: publish acks stay fast."""
+    """A receiver that never answers in time: the publish latency stays
+    within a loose factor of a broker without webhooks. Both brokers run at
+    once and the publishes alternate between them, so the machine's load
+    falls on both alike; medians, so one scheduling hiccup does not decide.
+    docs/benchmarks.md, "Webhooks: a dead receiver"."""
+    base_conf = tmp_path / "base.conf"
+    base_conf.write_text("[namespace orders]\nhistory = on\n")
     rcv = receiver(lambda n: ("sleep", 3.0))
-    b = start(tmp_path, write_conf(tmp_path, rcv.url, "timeout = 2s\nmax_attempts = 1000\n"))
+    base = start(tmp_path, base_conf, name="base")
+    b = start(tmp_path, write_conf(tmp_path, rcv.url, "timeout = 2s\nmax_attempts = 1000\n"), name="hooked")
     try:
-        s = requests.Session()
-        times = []
-        for i in range(200):
-            t0 = time.monotonic()
-            r = s.post(b.url("/api/publish"), json={"channel": "orders:fast", "data": {"n": i}}, timeout=5)
-            times.append(time.monotonic() - t0)
-            assert r.status_code == 200
-        times.sort()
-        assert times[len(times) // 2] < 0.05 and times[-1] < 1.0, (times[len(times) // 2], times[-1])
-        st = requests.get(b.url("/api/webhooks"), timeout=5).json()["webhooks"][0]
-        assert st["deliveries"] == 0
+        sessions = {base: requests.Session(), b: requests.Session()}
+        times = {base: [], b: []}
+        for i in range(350):
+            for broker in (base, b):
+                t0 = time.monotonic()
+                r = sessions[broker].post(broker.url("/api/publish"),
+                                          json={"channel": "orders:fast", "data": {"n": i}}, timeout=5)
+                if i >= 50:                        # the first ones warm up
+                    times[broker].append(time.monotonic() - t0)
+                assert r.status_code == 200, r.text
+        m_base, m_hook = statistics.median(times[base]), statistics.median(times[b])
+        print("publish median without webhooks %.3f ms, with a dead receiver %.3f ms" % (m_base * 1e3, m_hook * 1e3))
+        assert m_hook <= max(3 * m_base, m_base + 0.005), (m_base, m_hook)
+        # A publish that waited for a post would take the 2 s timeout: the
+        # 90th percentile stays far below it (loose, for a loaded machine).
+        p90_base, p90_hook = (sorted(t)[len(t) * 9 // 10] for t in (times[base], times[b]))
+        assert p90_hook <= max(3 * p90_base, p90_base + 0.05, 0.5), (p90_base, p90_hook)
+        deadline = time.monotonic() + 8            # the depth is counted between posts (2 s each here)
+        while time.monotonic() < deadline:
+            st = requests.get(b.url("/api/webhooks"), timeout=5).json()["webhooks"][0]
+            if st["queue_depth"] >= 350:
+                break
+            time.sleep(0.1)
+        assert st["deliveries"] == 0 and st["queue_depth"] >= 350, st
+    finally:
+        base.check_clean_exit()
+        b.check_clean_exit()
+
+
+def make_cert(tmp_path, name):
+    """A self-signed certificate for 127.0.0.1 and localhost, made by openssl req."""
+    cert, key = tmp_path / (name + ".pem"), tmp_path / (name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_https_trusted_through_ca_file_and_refused_otherwise(tmp_path, receiver):
+    """https: a receiver whose self-signed certificate is trusted through
+    ca_file gets its events; the same receiver without ca_file (the system
+    store) is a TLS error: logged, shown in the status, retried, then
+    dead-lettered with nothing lost: trusted through ca_file after a restart,
+    a retry of the dead letters delivers all of them, in order. A receiver
+    that never handshakes times out."""
+    cert, key = make_cert(tmp_path, "rcv")
+    other, _ = make_cert(tmp_path, "other")
+    rcv = receiver(tls=(cert, key))
+    # A port whose connections the kernel accepts but nobody serves: the handshake times out.
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(64)
+    conf = tmp_path / "herald.conf"
+    common = "secret = %s\nevents = publication\nretry_base = 20ms\nretry_max = 50ms\n" % SECRET
+    conf.write_text(
+        "[namespace orders]\nhistory = on\n\n"
+        "[webhook trusted]\nurl = %s\nca_file = %s\ntimeout = 2s\n%s\n"
+        "[webhook untrusted]\nurl = %s\nmax_attempts = 3\ntimeout = 2s\n%s\n"
+        "[webhook wrongca]\nurl = https://localhost:%d/hook\nca_file = %s\nmax_attempts = 2\ntimeout = 2s\n%s\n"
+        "[webhook stalled]\nurl = https://127.0.0.1:%d/hook\nca_file = %s\nmax_attempts = 1\ntimeout = 300ms\n%s\n"
+        % (rcv.url, cert, common, rcv.url, common, rcv.port, other, common, stalled.getsockname()[1], cert, common))
+    data = tmp_path / "data"
+    b = start(tmp_path, conf, data_dir=data)
+    try:
+        for i in range(3):
+            b.publish_rest("orders:tls", {"n": i})
+        evs = rcv.wait_events(lambda e: len(e) >= 3)
+        assert pubs(evs, "orders:tls") == [0, 1, 2]
+        for headers, body, _ in rcv.requests:
+            verify(headers, body)
+            assert headers["Herald-Webhook"] == "trusted"
+            assert headers["Host"] == "127.0.0.1:%d" % rcv.port
+
+        def dead_of(name):
+            return requests.get(b.url("/api/webhooks/%s/dead" % name), timeout=5).json()["dead_letters"]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not (len(dead_of("untrusted")) == 3 and len(dead_of("wrongca")) == 3):
+            time.sleep(0.05)
+        dead = dead_of("untrusted")
+        assert [d["event"]["data"]["n"] for d in dead] == [0, 1, 2], dead
+        assert "certificate of 127.0.0.1 is not trusted" in dead[0]["error"], dead[0]
+        assert "gave up after 3 attempts" in dead[0]["error"] and dead[0]["attempts"] == 3, dead[0]
+        wrong = dead_of("wrongca")
+        assert "certificate of localhost is not trusted" in wrong[0]["error"], wrong[0]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(dead_of("stalled")) < 3:
+            time.sleep(0.05)
+        assert "timed out in the TLS handshake with 127.0.0.1" in dead_of("stalled")[0]["error"], dead_of("stalled")
+        st = status_until(b, lambda st: st["untrusted"]["dead_letters"] == 3)
+        assert st["trusted"]["tls"] is True and st["trusted"]["ca_file"] == cert
+        assert st["trusted"]["last_error"] is None and st["trusted"]["state"] == "ok"
+        assert "not trusted" in st["untrusted"]["last_error"]["reason"]
+        assert st["untrusted"]["state"] == "failing" and st["untrusted"]["dead_letters"] == 3
+        assert st["untrusted"]["failures"] >= 3
+        assert b.wait_log(r"webhook.*untrusted.*not trusted")
+        assert requests.get(b.url("/api/health"), timeout=5).status_code == 200
+        # Nothing lost: trust the receiver through ca_file, restart, retry the dead letters.
+        b.check_clean_exit()
+        conf.write_text(conf.read_text().replace(
+            "[webhook untrusted]\nurl = %s\n" % rcv.url, "[webhook untrusted]\nurl = %s\nca_file = %s\n" % (rcv.url, cert)))
+        b = start(tmp_path, conf, data_dir=data, name="trusting")
+        r = requests.post(b.url("/api/webhooks/untrusted/dead/retry"), timeout=5)
+        assert r.status_code == 200 and r.json()["retried"] == 3, r.text
+        deadline = time.monotonic() + 15
+        got = []
+        while time.monotonic() < deadline and len(got) < 3:
+            got = [n for h, body, _ in list(rcv.requests) if h["Herald-Webhook"] == "untrusted"
+                   for n in pubs(json.loads(body)["events"], "orders:tls")]
+            time.sleep(0.05)
+        assert got == [0, 1, 2], got
     finally:
         b.check_clean_exit()
+        stalled.close()
+
+
+def test_a_ca_file_without_certificates_stops_the_start(tmp_path):
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    conf = tmp_path / "herald.conf"
+    conf.write_text("[webhook w]\nurl = https://127.0.0.1:1/\nsecret = %s\nevents = *\nca_file = %s\n"
+                    % (SECRET, junk))
+    r = run_herald(["--config", str(conf), "--data-dir", str(tmp_path / "d"), "--port", "0"])
+    assert r.returncode != 0
+    assert "cannot load the trusted CAs from %s" % junk in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_a_failing_channel_holds_only_its_own_events(tmp_path, receiver):
+    """The receiver refuses every batch holding an event of orders:a: orders:b's
+    events are delivered meanwhile (in order); once it recovers, orders:a's
+    arrive, in order."""
+    state = {"ok": False}
+
+    def judge(events):
+        if not state["ok"] and any(e.get("channel") == "orders:a" for e in events):
+            return 500
+        return 200
+    rcv = receiver(judge=judge)
+    b = start(tmp_path, write_conf(tmp_path, rcv.url, "max_attempts = 1000\nbatch_size = 10\n"))
+    try:
+        for i in range(20):
+            b.publish_rest("orders:a", {"n": i})
+            b.publish_rest("orders:b", {"n": i})
+        evs = rcv.wait_events(lambda e: len(pubs(e, "orders:b")) >= 20)
+        assert pubs(evs, "orders:b") == list(range(20)), pubs(evs, "orders:b")
+        assert pubs(evs, "orders:a") == []
+        for i in range(20, 25):                       # still flowing while orders:a waits
+            b.publish_rest("orders:b", {"n": i})
+        evs = rcv.wait_events(lambda e: len(pubs(e, "orders:b")) >= 25)
+        assert pubs(evs, "orders:b") == list(range(25))
+        st = status_until(b, lambda st: st["hook"]["queue_depth"] == 20)["hook"]
+        assert st["state"] == "failing" and st["failing_channels"] == 1 and st["queue_depth"] == 20, st
+        assert st["lag_ms"] > 0 and st["last_error"]["reason"] == "HTTP 500", st
+        m = requests.get(b.url("/metrics"), timeout=5).text
+        assert 'herald_webhook_failing_channels{webhook="hook"} 1\n' in m, m
+        assert 'herald_webhook_queue_depth{webhook="hook"} 20\n' in m
+        assert 'herald_webhook_dead_letters{webhook="hook"} 0\n' in m
+        lag = [l for l in m.splitlines() if l.startswith('herald_webhook_lag_seconds{webhook="hook"}')]
+        assert lag and float(lag[0].split()[1]) > 0, lag
+        state["ok"] = True
+        evs = rcv.wait_events(lambda e: len(pubs(e, "orders:a")) >= 20)
+        assert pubs(evs, "orders:a") == list(range(20))
+        assert pubs(evs, "orders:b") == list(range(25))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            st = requests.get(b.url("/api/webhooks"), timeout=5).json()["webhooks"][0]
+            if st["failing_channels"] == 0:
+                break
+            time.sleep(0.05)
+        assert st["failing_channels"] == 0 and st["next_attempt"] is None, st
+    finally:
+        b.check_clean_exit()
+
+
+def test_attempts_survive_kill9(tmp_path, receiver):
+    """max_attempts = 3 counts across a kill -9: the event is posted three
+    times in all, not three times per run; its dead letter records the
+    attempts, the last error and the first and last attempt times."""
+    rcv = receiver(lambda n: 500)
+    conf = write_conf(tmp_path, rcv.url, "max_attempts = 3\nretry_base = 2s\nretry_max = 2s\n")
+    data = tmp_path / "data"
+    b = start(tmp_path, conf, data_dir=data, name="first")
+    b.publish_rest("orders:att", {"n": 1})
+    # The status shows the attempts once they are stored with the event.
+    st = status_until(b, lambda st: st["hook"]["attempts"] >= 2, timeout=10)["hook"]
+    assert st["attempts"] >= 2, st
+    b.send_signal(signal.SIGKILL)
+    b.wait()
+    before = rcv.count
+    b2 = start(tmp_path, conf, data_dir=data, name="second")
+    try:
+        deadline = time.monotonic() + 10
+        dead = []
+        while time.monotonic() < deadline and not dead:
+            dead = requests.get(b2.url("/api/webhooks/hook/dead"), timeout=5).json()["dead_letters"]
+            time.sleep(0.05)
+        assert len(dead) == 1, dead
+        d = dead[0]
+        assert d["attempts"] == 3 and "gave up after 3 attempts: HTTP 500" in d["error"], d
+        assert d["queued_at"] <= d["first_attempt"] < d["last_attempt"], d
+        time.sleep(0.5)
+        assert rcv.count == 3, (before, rcv.count)
+    finally:
+        b2.check_clean_exit()
 
 
 def test_webhook_endpoints_need_an_admin_key(tmp_path, receiver):

@@ -619,7 +619,9 @@ static void test_apikey_rate(void **state)
 }
 
 /* [webhook NAME]: the url's parts, the events, which webhooks want what,
- * and the errors (https refused with FILE:LINE; a missing key; the flag form). */
+ * https with its default port and ca_file, and the errors (a scheme other
+ * than http(s) refused with FILE:LINE; ca_file without https or unreadable;
+ * a missing key; the flag form). */
 static void test_webhooks(void **state)
 {
     char err[1024] = "", arg[300], want[400];
@@ -654,11 +656,25 @@ static void test_webhooks(void **state)
     assert_null(config_webhook(&c, "c"));
     config_free(&c);
 
-    path = write_file("[webhook a]\nsecret = 0123456789abcdef\nurl = https://h/x\n");
+    path = write_file("[webhook a]\nsecret = 0123456789abcdef\nurl = ftp://h/x\n");
     snprintf(arg, sizeof arg, "--config=%s", path);
-    expect_error(PARSE(&c, err, arg), err, "https:// webhook urls are not supported yet");
+    expect_error(PARSE(&c, err, arg), err, "a webhook url must start with http:// or https://");
     snprintf(want, sizeof want, "%s:3: [webhook a] url", path);
     expect_prefix(err, want);
+    assert_int_equal(PARSE(&c, err, "--webhook", "s.url=https://hooks.example.com/in", "--webhook",
+                           "s.secret=0123456789abcdef", "--webhook", "s.events=*", "--webhook", "s.ca_file=/dev/null"),
+                     CONFIG_ARGS_RUN);
+    assert_int_equal(c.webhooks[0].tls, 1);
+    assert_string_equal(c.webhooks[0].port, "443");
+    assert_string_equal(c.webhooks[0].host, "hooks.example.com");
+    assert_string_equal(c.webhooks[0].ca_file, "/dev/null");
+    config_free(&c);
+    expect_error(PARSE(&c, err, "--webhook", "s.url=http://h/", "--webhook", "s.secret=0123456789abcdef",
+                       "--webhook", "s.events=*", "--webhook", "s.ca_file=/dev/null"),
+                 err, "--webhook s ca_file is only used with an https:// url");
+    expect_error(PARSE(&c, err, "--webhook", "s.url=https://h/", "--webhook", "s.secret=0123456789abcdef",
+                       "--webhook", "s.events=*", "--webhook", "s.ca_file=/nonexistent/ca.pem"),
+                 err, "--webhook s ca_file /nonexistent/ca.pem cannot be read");
     path = write_file("[webhook a]\nsecret = 0123456789abcdef\nevents = *\n");
     snprintf(arg, sizeof arg, "--config=%s", path);
     expect_error(PARSE(&c, err, arg), err, NULL);
