@@ -1,5 +1,6 @@
 /* broker/app/carts.c - see carts.h. */
 #include "app/carts.h"
+#include "app/fields.h"
 #include "auth/auth.h"
 #include "core/publish.h"
 #include "chname.h"
@@ -31,27 +32,6 @@ static const struct {
     { "sku", F_SKU }, { "quantity", F_QUANTITY }, { "price", F_PRICE }, { "order", F_ORDER },
 };
 
-static int bad(char *reason, const char *what)
-{
-    snprintf(reason, PROTO_REASON_MAX, "%s", what);
-    return PROTO_E_BAD_FIELD;
-}
-
-/* SKUs and order ids as the commerce adapter takes them: 1-64 letters,
- * digits, '_', '-', '.'. */
-static int id_ok(const json_t *v)
-{
-    const char *s = json_string_value(v);
-    size_t len = json_string_length(v);
-
-    if (!s || len == 0 || len > SHOP_ID_MAX) return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
-              s[i] == '_' || s[i] == '-' || s[i] == '.'))
-            return 0;
-    return 1;
-}
-
 /* Whether @v is an integer from @min to @max. */
 static int int_in(const json_t *v, json_int_t min, json_int_t max)
 {
@@ -64,11 +44,11 @@ int carts_channel(const char *user, char *out, size_t len, char *reason)
     int n;
 
     if (!auth_user_valid(user, strlen(user)))
-        return bad(reason, "the user in the path must be a user id, as in a token's \"sub\": 1 to 128 bytes "
+        return field_bad(reason, "the user in the path must be a user id, as in a token's \"sub\": 1 to 128 bytes "
                            "without ',' or '#'");
     n = snprintf(out, len, "user:%s", user);
     if (n < 0 || (size_t)n >= len || !chname_valid(out, (size_t)n, &why))
-        return bad(reason, "user:{user} would not be a valid channel name: no spaces or control characters");
+        return field_bad(reason, "user:{user} would not be a valid channel name: no spaces or control characters");
     return 0;
 }
 
@@ -90,17 +70,17 @@ static int check_fields(const json_t *body, size_t t, char *reason)
             return PROTO_E_BAD_FIELD;
         }
         seen |= flag;
-        if (flag == F_SKU && !id_ok(v))
-            return bad(reason, "field \"sku\" must be 1-64 letters, digits, '_', '-' or '.'");
-        if (flag == F_ORDER && !id_ok(v))
-            return bad(reason, "field \"order\" must be an order id: 1-64 letters, digits, '_', '-' or '.'");
+        if (flag == F_SKU && !field_id_ok(json_string_value(v), json_string_length(v), SHOP_ID_MAX))
+            return field_bad(reason, "field \"sku\" must be 1-64 letters, digits, '_', '-' or '.'");
+        if (flag == F_ORDER && !field_id_ok(json_string_value(v), json_string_length(v), SHOP_ID_MAX))
+            return field_bad(reason, "field \"order\" must be an order id: 1-64 letters, digits, '_', '-' or '.'");
         if (flag == F_QUANTITY && !int_in(v, 1, CART_QUANTITY_MAX)) {
             snprintf(reason, PROTO_REASON_MAX, "field \"quantity\" must be an integer from 1 to %d",
                      CART_QUANTITY_MAX);
             return PROTO_E_BAD_FIELD;
         }
         if (flag == F_PRICE && !int_in(v, 0, (json_int_t)1 << 53))
-            return bad(reason, "field \"price\" must be an integer >= 0: the unit price in minor units (cents)");
+            return field_bad(reason, "field \"price\" must be an integer >= 0: the unit price in minor units (cents)");
     }
     if ((seen & types[t].required) != types[t].required) {
         snprintf(reason, PROTO_REASON_MAX, "a %s event needs %s", types[t].type,
@@ -120,13 +100,13 @@ int carts_event(const char *user, const json_t *body, origin_t *origin, char *re
 
     if ((code = carts_channel(user, chan, sizeof chan, reason))) goto fail;
     if (!json_is_object(body)) {
-        code = bad(reason, "the body must be a JSON object {\"type\", ...}");
+        code = field_bad(reason, "the body must be a JSON object {\"type\", ...}");
         goto fail;
     }
     for (size_t i = 0; ty && i < sizeof types / sizeof types[0]; i++)
         if (!strcmp(ty, types[i].type)) t = i;
     if (t == sizeof types / sizeof types[0]) {
-        code = bad(reason, "field \"type\" must be item_added, item_updated, item_removed, cleared or checked_out");
+        code = field_bad(reason, "field \"type\" must be item_added, item_updated, item_removed, cleared or checked_out");
         goto fail;
     }
     if ((code = check_fields(body, t, reason))) goto fail;

@@ -11,6 +11,7 @@
  * transaction (storage/shop.c): acknowledged means all of them are stored,
  * and the answer names each channel with the offset it got. */
 #include "app/commerce.h"
+#include "app/fields.h"
 #include "auth/auth.h"
 #include "core/channel.h"
 #include "core/pubpipe.h"
@@ -63,29 +64,6 @@ int commerce_is_store(const char *name, size_t len)
            !memcmp(name, srv.cfg.commerce_stock_channel, len);
 }
 
-/* Order ids and SKUs: 1-64 letters, digits, '_', '-', '.'. */
-static int id_ok(const char *s, size_t len)
-{
-    if (!s || len == 0 || len > SHOP_ID_MAX) return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
-              s[i] == '_' || s[i] == '-' || s[i] == '.'))
-            return 0;
-    return 1;
-}
-
-static int bad(char *reason, const char *what)
-{
-    snprintf(reason, PROTO_REASON_MAX, "%s", what);
-    return PROTO_E_BAD_FIELD;
-}
-
-static int oom(char *reason)
-{
-    snprintf(reason, PROTO_REASON_MAX, "out of memory");
-    return PROTO_E_INTERNAL;
-}
-
 /* Writes the order's channel "{ns}:{order}#{owner}" into @out.
  * Return: 0, or -1 if it is not a valid channel name. */
 static int order_channel(const char *order, const char *owner, char *out, size_t len)
@@ -115,7 +93,7 @@ static int check_counts(const json_t *m, const char *field, json_int_t min, char
         return PROTO_E_BAD_FIELD;
     }
     json_object_foreach((json_t *)m, sku, v) {
-        if (!id_ok(sku, strlen(sku))) {
+        if (!field_id_ok(sku, strlen(sku), SHOP_ID_MAX)) {
             snprintf(reason, PROTO_REASON_MAX, "%s: \"%.64s\" is not a SKU (1-64 letters, digits, '_', '-' or '.')",
                      field, sku);
             return PROTO_E_BAD_FIELD;
@@ -143,7 +121,7 @@ static int check_lines(const json_t *lines, char *reason)
     json_array_foreach(lines, i, l) {
         const json_t *sku = json_object_get(l, "sku"), *qty = json_object_get(l, "qty");
         if (!json_is_object(l) || json_object_size(l) != 2 || !json_is_string(sku) ||
-            !id_ok(json_string_value(sku), json_string_length(sku))) {
+            !field_id_ok(json_string_value(sku), json_string_length(sku), SHOP_ID_MAX)) {
             snprintf(reason, PROTO_REASON_MAX, "lines[%zu] must be {\"sku\",\"qty\"}: a SKU of 1-64 letters, digits, "
                      "'_', '-' or '.'", i);
             return PROTO_E_BAD_FIELD;
@@ -169,7 +147,7 @@ static int check_tracking(const json_t *t, char *reason)
     json_t *v;
 
     if (!t) return 0;
-    if (!json_is_object(t)) return bad(reason, "field \"tracking\" must be an object: {\"carrier\","
+    if (!json_is_object(t)) return field_bad(reason, "field \"tracking\" must be an object: {\"carrier\","
                                                "\"tracking_number\",\"eta\",\"note\"}, each optional");
     json_object_foreach((json_t *)t, k, v) {
         size_t i;
@@ -241,11 +219,11 @@ int commerce_request(const char *action, const char *order, const json_t *body, 
     }
     for (i = 0; i < sizeof actions / sizeof actions[0]; i++)
         if (!strcmp(action, actions[i].name)) break;
-    if (i == sizeof actions / sizeof actions[0]) { bad(reason, "no such commerce action"); goto fail; }
-    if (!(j = calloc(1, sizeof *j))) { r = oom(reason); goto fail; }
+    if (i == sizeof actions / sizeof actions[0]) { field_bad(reason, "no such commerce action"); goto fail; }
+    if (!(j = calloc(1, sizeof *j))) { r = field_oom(reason); goto fail; }
     j->req.action = actions[i].action;
     if (j->req.action != SHOP_ORDER_GET && !json_is_object(body)) {
-        bad(reason, "the body must be a JSON object");
+        field_bad(reason, "the body must be a JSON object");
         goto fail;
     }
     switch (j->req.action) {
@@ -260,12 +238,12 @@ int commerce_request(const char *action, const char *order, const json_t *body, 
     case SHOP_ORDER_CREATE: {
         const json_t *id = json_object_get(body, "id"), *owner = json_object_get(body, "owner");
         char name[CHNAME_MAX + 1];
-        if (!json_is_string(id) || !id_ok(json_string_value(id), json_string_length(id))) {
-            r = bad(reason, "field \"id\" must be an order id: 1-64 letters, digits, '_', '-' or '.'");
+        if (!json_is_string(id) || !field_id_ok(json_string_value(id), json_string_length(id), SHOP_ID_MAX)) {
+            r = field_bad(reason, "field \"id\" must be an order id: 1-64 letters, digits, '_', '-' or '.'");
             goto fail;
         }
         if (!json_is_string(owner) || !auth_user_valid(json_string_value(owner), json_string_length(owner))) {
-            r = bad(reason, "field \"owner\" must be the user the order belongs to, as in a token's \"sub\": "
+            r = field_bad(reason, "field \"owner\" must be the user the order belongs to, as in a token's \"sub\": "
                     "1-128 bytes without ',' or '#'");
             goto fail;
         }
@@ -273,7 +251,7 @@ int commerce_request(const char *action, const char *order, const json_t *body, 
         memcpy(j->order, json_string_value(id), json_string_length(id) + 1);
         memcpy(j->owner, json_string_value(owner), json_string_length(owner) + 1);
         if (order_channel(j->order, j->owner, name, sizeof name)) {
-            r = bad(reason, "the order's channel {namespace}:{id}#{owner} would not be a valid channel name: "
+            r = field_bad(reason, "the order's channel {namespace}:{id}#{owner} would not be a valid channel name: "
                     "choose a shorter id or owner without spaces or control characters");
             goto fail;
         }
@@ -285,7 +263,7 @@ int commerce_request(const char *action, const char *order, const json_t *body, 
     case SHOP_ORDER_MOVE: {
         const json_t *st = json_object_get(body, "status");
         if (!json_is_string(st) || !shop_status_valid(json_string_value(st))) {
-            r = bad(reason, "field \"status\" must be one of PAID, PAYMENT_FAILED, PROCESSING, PICKING, PACKED, "
+            r = field_bad(reason, "field \"status\" must be one of PAID, PAYMENT_FAILED, PROCESSING, PICKING, PACKED, "
                     "SHIPPED, DELIVERED, CANCELLED, REFUNDED, RETURNED");
             goto fail;
         }
@@ -293,15 +271,15 @@ int commerce_request(const char *action, const char *order, const json_t *body, 
         snprintf(j->status, sizeof j->status, "%s", json_string_value(st));
         j->req.status = j->status;
         if (json_object_get(body, "tracking") && !(j->req.tracking = json_deep_copy(json_object_get(body, "tracking")))) {
-            r = oom(reason);
+            r = field_oom(reason);
             goto fail;
         }
     }
         /* fall through */
     case SHOP_PAYMENT:                 /* commerce_payment() builds these */
     case SHOP_ORDER_GET:
-        if (!order || !id_ok(order, strlen(order))) {
-            r = bad(reason, "an order id is 1-64 letters, digits, '_', '-' or '.'");
+        if (!order || !field_id_ok(order, strlen(order), SHOP_ID_MAX)) {
+            r = field_bad(reason, "an order id is 1-64 letters, digits, '_', '-' or '.'");
             goto fail;
         }
         snprintf(j->order, sizeof j->order, "%s", order);
@@ -310,7 +288,7 @@ int commerce_request(const char *action, const char *order, const json_t *body, 
     }
     if ((j->req.action == SHOP_STOCK_SET || j->req.action == SHOP_STOCK_ADJUST || j->req.action == SHOP_ORDER_CREATE) &&
         !j->req.items) {
-        r = oom(reason);
+        r = field_oom(reason);
         goto fail;
     }
     return submit(j, origin, reason);
@@ -416,10 +394,10 @@ int commerce_payment(const unsigned char *body, size_t len, const char *sig, ori
     r = PROTO_E_BAD_FIELD;
     if (!json_is_string(id) || !json_string_length(id) || json_string_length(id) > SHOP_EVENT_MAX ||
         !printable(json_string_value(id), json_string_length(id))) {
-        bad(reason, "field \"id\" must be the provider's event id: 1-128 printable ASCII characters, no spaces");
+        field_bad(reason, "field \"id\" must be the provider's event id: 1-128 printable ASCII characters, no spaces");
         goto fail;
     }
-    if (!json_is_string(type)) { bad(reason, "field \"type\" must be the event type, a string"); goto fail; }
+    if (!json_is_string(type)) { field_bad(reason, "field \"type\" must be the event type, a string"); goto fail; }
     if (strcmp(json_string_value(type), "payment.succeeded") && strcmp(json_string_value(type), "payment.failed")) {
         /* Providers send many kinds of events to one endpoint: the others are
          * acknowledged, so they are not retried, and otherwise left alone. */
@@ -428,11 +406,11 @@ int commerce_payment(const unsigned char *body, size_t len, const char *sig, ori
         origin_clear(origin);
         return 0;
     }
-    if (!json_is_string(order) || !id_ok(json_string_value(order), json_string_length(order))) {
-        bad(reason, "field \"data.order\" must be an order id: 1-64 letters, digits, '_', '-' or '.'");
+    if (!json_is_string(order) || !field_id_ok(json_string_value(order), json_string_length(order), SHOP_ID_MAX)) {
+        field_bad(reason, "field \"data.order\" must be an order id: 1-64 letters, digits, '_', '-' or '.'");
         goto fail;
     }
-    if (!(j = calloc(1, sizeof *j))) { r = oom(reason); goto fail; }
+    if (!(j = calloc(1, sizeof *j))) { r = field_oom(reason); goto fail; }
     j->req.action = SHOP_PAYMENT;
     memcpy(j->event, json_string_value(id), json_string_length(id) + 1);
     snprintf(j->event_type, sizeof j->event_type, "%s", json_string_value(type));

@@ -10,6 +10,7 @@
  * written by the operation in that transaction (storage/seatmap.c), and so
  * are the waitlist's offer and expiry messages to user:{id}. */
 #include "app/seats.h"
+#include "app/fields.h"
 #include "auth/auth.h"
 #include "core/channel.h"
 #include "core/pubpipe.h"
@@ -60,26 +61,15 @@ static const struct { const char *name; enum seat_action action; } actions[] = {
     { "waitlist_position", SEAT_POSITION },
 };
 
-/* Event ids, seat ids and section names: 1-64 letters, digits, '_', '-', '.'. */
-static int id_ok(const char *s, size_t len)
-{
-    if (len == 0 || len > SEAT_ID_MAX) return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
-              s[i] == '_' || s[i] == '-' || s[i] == '.'))
-            return 0;
-    return 1;
-}
-
 static int json_id_ok(const json_t *v)
 {
-    return json_is_string(v) && id_ok(json_string_value(v), json_string_length(v));
+    return json_is_string(v) && field_id_ok(json_string_value(v), json_string_length(v), SEAT_ID_MAX);
 }
 
 int seats_channel(const char *event, size_t elen, char *out, size_t len)
 {
     int n;
-    if (!id_ok(event, elen)) return -1;
+    if (!field_id_ok(event, elen, SEAT_ID_MAX)) return -1;
     n = snprintf(out, len, SEATS_NS ":%.*s", (int)elen, event);
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
@@ -87,18 +77,6 @@ int seats_channel(const char *event, size_t elen, char *out, size_t len)
 int seats_is_map(const char *name, size_t len)
 {
     return len > sizeof SEATS_NS && !memcmp(name, SEATS_NS ":", sizeof SEATS_NS);
-}
-
-static int bad(char *reason, const char *what)
-{
-    snprintf(reason, PROTO_REASON_MAX, "%s", what);
-    return PROTO_E_BAD_FIELD;
-}
-
-static int oom(char *reason)
-{
-    snprintf(reason, PROTO_REASON_MAX, "out of memory");
-    return PROTO_E_INTERNAL;
 }
 
 /* "seats": 1-100 distinct seat ids. */
@@ -137,7 +115,7 @@ static int check_defs(const json_t *seats, int at_least_one, char *reason)
                  "{\"id\",\"section\",\"price_class\"}", at_least_one, SEAT_MAP_MAX);
         return PROTO_E_BAD_FIELD;
     }
-    if (!(seen = json_object())) return oom(reason);
+    if (!(seen = json_object())) return field_oom(reason);
     json_array_foreach(seats, i, d) {
         json_t *pc = json_object_get(d, "price_class");
         if (!json_is_object(d) || !json_id_ok(json_object_get(d, "id")) || !json_id_ok(json_object_get(d, "section"))) {
@@ -332,23 +310,23 @@ int seats_request(const char *chan, const char *action, const json_t *body, cons
     for (i = 0; i < sizeof actions / sizeof actions[0]; i++)
         if (!strcmp(action, actions[i].name)) break;
     if (i == sizeof actions / sizeof actions[0]) {
-        bad(reason, "\"action\" must be hold, confirm, release, waitlist, waitlist_leave or waitlist_position");
+        field_bad(reason, "\"action\" must be hold, confirm, release, waitlist, waitlist_leave or waitlist_position");
         goto fail;
     }
-    if (!(j = calloc(1, sizeof *j))) { r = oom(reason); goto fail; }
+    if (!(j = calloc(1, sizeof *j))) { r = field_oom(reason); goto fail; }
     j->action = actions[i].name;
     j->req.action = actions[i].action;
     j->req.offer_ttl_ms = ns->seat_offer_ttl_ms;
     j->req.waitlist_max = ns->waitlist_max;
     j->req.cancel = backend;
     j->ws = !backend && user != NULL;
-    if (!json_is_object(body)) { bad(reason, "the body must be a JSON object"); goto fail_job; }
+    if (!json_is_object(body)) { field_bad(reason, "the body must be a JSON object"); goto fail_job; }
     if (j->req.action != SEAT_DEFINE && j->req.action != SEAT_ADD) {
         const json_t *u = user ? NULL : json_object_get(body, "user");
         const char *name = user ? user : json_string_value(u);
         size_t len = user ? strlen(user) : json_string_length(u);
         if (!name || !auth_user_valid(name, len)) {
-            bad(reason, "field \"user\" must be the id of the user acted for, as in a token's \"sub\": "
+            field_bad(reason, "field \"user\" must be the id of the user acted for, as in a token's \"sub\": "
                 "1-128 bytes without ',' or '#'");
             goto fail_job;
         }
@@ -381,7 +359,7 @@ int seats_request(const char *chan, const char *action, const json_t *body, cons
     case SEAT_POSITION: {
         const json_t *s = json_object_get(body, "section");
         if (!json_id_ok(s)) {
-            r = bad(reason, "field \"section\" must be a section name: 1-64 letters, digits, '_', '-' or '.'");
+            r = field_bad(reason, "field \"section\" must be a section name: 1-64 letters, digits, '_', '-' or '.'");
             goto fail_job;
         }
         memcpy(j->section, json_string_value(s), json_string_length(s) + 1);
@@ -394,7 +372,7 @@ int seats_request(const char *chan, const char *action, const json_t *body, cons
     /* A copy of its own: the storage thread reads it while the loop frees the request. */
     if (json_object_get(body, "seats") && j->req.action != SEAT_WAIT && j->req.action != SEAT_UNWAIT &&
         j->req.action != SEAT_POSITION && !(j->req.seats = json_deep_copy(json_object_get(body, "seats")))) {
-        r = oom(reason);
+        r = field_oom(reason);
         goto fail_job;
     }
     return submit(chan, j, origin, reason);
@@ -451,7 +429,8 @@ static void on_due(int64_t at_ms, const char *chan, size_t chanlen, const char *
     origin_t none = { ORIGIN_NONE, 0, NULL };
     seat_job_t *j;
 
-    if (chanlen >= sizeof name || klen <= 5 || memcmp(key, "seat:", 5) || !id_ok(key + 5, klen - 5)) return;
+    if (chanlen >= sizeof name || klen <= 5 || memcmp(key, "seat:", 5) || !field_id_ok(key + 5, klen - 5, SEAT_ID_MAX))
+        return;
     memcpy(name, chan, chanlen);
     name[chanlen] = '\0';
     if (!(j = calloc(1, sizeof *j)) || !(j->req.seats = json_pack("[s%]", key + 5, klen - 5))) {

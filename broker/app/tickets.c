@@ -11,6 +11,7 @@
  * (storage/tickets_db.c, hist_tx_publish()): an acknowledged change has its
  * timeline entry, a refused one has none, whatever crashes when. */
 #include "app/tickets.h"
+#include "app/fields.h"
 #include "auth/auth.h"
 #include "core/channel.h"
 #include "core/pubpipe.h"
@@ -59,29 +60,6 @@ int tickets_is_board(const char *name, size_t len)
            !memcmp(name, srv.cfg.tickets_dashboard_channel, len);
 }
 
-/* Ticket ids: 1-64 letters, digits, '_', '-', '.'. */
-static int id_ok(const char *s, size_t len)
-{
-    if (!s || len == 0 || len > TICKET_ID_MAX) return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
-              s[i] == '_' || s[i] == '-' || s[i] == '.'))
-            return 0;
-    return 1;
-}
-
-static int bad(char *reason, const char *what)
-{
-    snprintf(reason, PROTO_REASON_MAX, "%s", what);
-    return PROTO_E_BAD_FIELD;
-}
-
-static int oom(char *reason)
-{
-    snprintf(reason, PROTO_REASON_MAX, "out of memory");
-    return PROTO_E_INTERNAL;
-}
-
 /* Writes the ticket's timeline channel "{ns}:{id}" into @out.
  * Return: 0, or -1 if it is not a valid channel name. */
 static int timeline_channel(const char *id, char *out, size_t len)
@@ -126,7 +104,7 @@ static int take_by(tk_job_t *j, const json_t *body, char *reason)
     const json_t *by = json_object_get(body, "by");
 
     if (!by) return 0;
-    if (!user_ok(by)) return bad(reason, "field \"by\" must be the agent's user id: 1-128 bytes without ',' or '#'");
+    if (!user_ok(by)) return field_bad(reason, "field \"by\" must be the agent's user id: 1-128 bytes without ',' or '#'");
     memcpy(j->by, json_string_value(by), json_string_length(by) + 1);
     j->req.by = j->by;
     return 0;
@@ -137,7 +115,7 @@ static int take_status(tk_job_t *j, const json_t *body, char *reason)
     const json_t *st = json_object_get(body, "status");
 
     if (!json_is_string(st) || !tickets_status_valid(json_string_value(st)))
-        return bad(reason, "field \"status\" must be one of open, in_progress, closed");
+        return field_bad(reason, "field \"status\" must be one of open, in_progress, closed");
     snprintf(j->status, sizeof j->status, "%s", json_string_value(st));
     j->req.status = j->status;
     return 0;
@@ -154,29 +132,29 @@ static int check_create(tk_job_t *j, const json_t *body, char *reason)
     int r;
 
     if ((r = only_fields(body, known, reason))) return r;
-    if (id && (!json_is_string(id) || !id_ok(json_string_value(id), json_string_length(id))))
-        return bad(reason, "field \"id\" must be a ticket id: 1-64 letters, digits, '_', '-' or '.' (or absent: "
+    if (id && (!json_is_string(id) || !field_id_ok(json_string_value(id), json_string_length(id), TICKET_ID_MAX)))
+        return field_bad(reason, "field \"id\" must be a ticket id: 1-64 letters, digits, '_', '-' or '.' (or absent: "
                    "the broker numbers it)");
     if (id && !strcmp(json_string_value(id), "bulk"))
-        return bad(reason, "\"bulk\" is not a ticket id: /api/tickets/bulk/status is the bulk update");
+        return field_bad(reason, "\"bulk\" is not a ticket id: /api/tickets/bulk/status is the bulk update");
     if (id && timeline_channel(json_string_value(id), name, sizeof name))
-        return bad(reason, "the ticket's timeline channel {namespace}:{id} would not be a valid channel name");
+        return field_bad(reason, "the ticket's timeline channel {namespace}:{id} would not be a valid channel name");
     if (!text_ok(json_object_get(body, "title"), TITLE_MAX))
-        return bad(reason, "field \"title\" must be a string of 1 to 200 bytes");
-    if (desc && !json_is_string(desc)) return bad(reason, "field \"description\" must be a string");
+        return field_bad(reason, "field \"title\" must be a string of 1 to 200 bytes");
+    if (desc && !json_is_string(desc)) return field_bad(reason, "field \"description\" must be a string");
     if (desc && json_string_length(desc) > TEXT_MAX)
-        return bad(reason, "field \"description\" must be at most 4000 bytes");
+        return field_bad(reason, "field \"description\" must be at most 4000 bytes");
     if (!user_ok(json_object_get(body, "requester")))
-        return bad(reason, "field \"requester\" must be the user who asked: 1-128 bytes without ',' or '#'");
+        return field_bad(reason, "field \"requester\" must be the user who asked: 1-128 bytes without ',' or '#'");
     for (i = 0; pr && i < sizeof priorities / sizeof priorities[0]; i++)
         if (json_is_string(pr) && !strcmp(json_string_value(pr), priorities[i])) break;
     if (pr && i == sizeof priorities / sizeof priorities[0])
-        return bad(reason, "field \"priority\" must be one of low, normal, high, urgent");
+        return field_bad(reason, "field \"priority\" must be one of low, normal, high, urgent");
     if (!(j->req.ticket = json_pack("{s:O,s:s,s:O,s:s}", "title", json_object_get(body, "title"), "description",
                                     desc ? json_string_value(desc) : "", "requester",
                                     json_object_get(body, "requester"), "priority",
                                     pr ? json_string_value(pr) : "normal")))
-        return oom(reason);
+        return field_oom(reason);
     if (id) json_object_set(j->req.ticket, "id", (json_t *)id);
     return 0;
 }
@@ -190,9 +168,9 @@ static int check_bulk(tk_job_t *j, const json_t *body, char *reason)
 
     if ((r = only_fields(body, known, reason))) return r;
     if (!json_is_array(ids) || !json_array_size(ids) || json_array_size(ids) > TICKET_BULK_MAX)
-        return bad(reason, "field \"ids\" must be a list of 1 to 100 ticket ids");
+        return field_bad(reason, "field \"ids\" must be a list of 1 to 100 ticket ids");
     json_array_foreach(ids, i, id) {
-        if (!json_is_string(id) || !id_ok(json_string_value(id), json_string_length(id))) {
+        if (!json_is_string(id) || !field_id_ok(json_string_value(id), json_string_length(id), TICKET_ID_MAX)) {
             snprintf(reason, PROTO_REASON_MAX, "ids[%zu] must be a ticket id: 1-64 letters, digits, '_', '-' or '.'",
                      i);
             return PROTO_E_BAD_FIELD;
@@ -204,14 +182,14 @@ static int check_bulk(tk_job_t *j, const json_t *body, char *reason)
             }
     }
     if ((r = take_status(j, body, reason)) || (r = take_by(j, body, reason))) return r;
-    if (!(j->req.ids = json_deep_copy(ids))) return oom(reason);
+    if (!(j->req.ids = json_deep_copy(ids))) return field_oom(reason);
     return 0;
 }
 
 /* The request's one ticket, from the path. */
 static int take_id(tk_job_t *j, const char *id, char *reason)
 {
-    if (!id || !id_ok(id, strlen(id))) return bad(reason, "a ticket id is 1-64 letters, digits, '_', '-' or '.'");
+    if (!id || !field_id_ok(id, strlen(id), TICKET_ID_MAX)) return field_bad(reason, "a ticket id is 1-64 letters, digits, '_', '-' or '.'");
     snprintf(j->id, sizeof j->id, "%s", id);
     j->req.id = j->id;
     return 0;
@@ -273,11 +251,11 @@ int tickets_request(const char *action, const char *id, const json_t *body, orig
     }
     for (i = 0; i < sizeof actions / sizeof actions[0]; i++)
         if (!strcmp(action, actions[i].name)) break;
-    if (i == sizeof actions / sizeof actions[0]) { bad(reason, "no such tickets action"); goto fail; }
-    if (!(j = calloc(1, sizeof *j))) { r = oom(reason); goto fail; }
+    if (i == sizeof actions / sizeof actions[0]) { field_bad(reason, "no such tickets action"); goto fail; }
+    if (!(j = calloc(1, sizeof *j))) { r = field_oom(reason); goto fail; }
     j->req.action = actions[i].action;
     if (j->req.action != TICKETS_GET && !json_is_object(body)) {
-        bad(reason, "the body must be a JSON object");
+        field_bad(reason, "the body must be a JSON object");
         goto fail;
     }
     if (j->req.action != TICKETS_CREATE && j->req.action != TICKETS_BULK_STATUS && (r = take_id(j, id, reason)))
@@ -294,7 +272,7 @@ int tickets_request(const char *action, const char *id, const json_t *body, orig
         const json_t *a = json_object_get(body, "assignee");
         if ((r = only_fields(body, assign_fields, reason))) break;
         if (!a || (!json_is_null(a) && !user_ok(a))) {
-            r = bad(reason, "field \"assignee\" must be the agent's user id (1-128 bytes without ',' or '#'), or "
+            r = field_bad(reason, "field \"assignee\" must be the agent's user id (1-128 bytes without ',' or '#'), or "
                     "null to unassign");
             break;
         }
@@ -308,16 +286,16 @@ int tickets_request(const char *action, const char *id, const json_t *body, orig
     case TICKETS_COMMENT:
         if ((r = only_fields(body, comment_fields, reason))) break;
         if (!user_ok(json_object_get(body, "author"))) {
-            r = bad(reason, "field \"author\" must be a user id: 1-128 bytes without ',' or '#'");
+            r = field_bad(reason, "field \"author\" must be a user id: 1-128 bytes without ',' or '#'");
             break;
         }
         if (!text_ok(json_object_get(body, "text"), TEXT_MAX)) {
-            r = bad(reason, "field \"text\" must be a string of 1 to 4000 bytes");
+            r = field_bad(reason, "field \"text\" must be a string of 1 to 4000 bytes");
             break;
         }
         if (!(j->req.comment = json_pack("{s:O,s:O}", "author", json_object_get(body, "author"), "text",
                                          json_object_get(body, "text"))))
-            r = oom(reason);
+            r = field_oom(reason);
         break;
     case TICKETS_BULK_STATUS:
         r = check_bulk(j, body, reason);

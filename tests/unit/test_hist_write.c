@@ -10,7 +10,8 @@
  * (hist_tx_publish(), hist_tx_event()): offsets continue after the stored
  * log under its epoch, a new log starts at 1, a channel without history is
  * handed back unstored, keep trims, and a refused operation leaves nothing. */
-#include "unit.h"
+#define STORE_NAME "hist-write"
+#include "store.h"
 
 #include <errno.h>
 
@@ -19,26 +20,6 @@
 
 #define CHAN "chat:t"
 
-static char base[] = "/tmp/herald-test-hist-write-XXXXXX";
-static hist_t *h;
-
-static int setup(void **state)
-{
-    struct hist_opts o = { .dir = base, .map_size = 1 << 20, .map_size_max = 64 << 20 };
-    char err[256];
-    (void)state;
-    if (!mkdtemp(base)) return -1;
-    return hist_open(&h, &o, err, sizeof err);
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    (void)state;
-    hist_close(h);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
-    return system(cmd) == 0 ? 0 : -1;
-}
 
 /* A record by @user (NULL: the server; "~id": anonymous client id), replying to @reply_to. */
 static void record(wbuf_t *b, const char *user, uint64_t reply_to)

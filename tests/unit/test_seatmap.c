@@ -6,7 +6,8 @@
  * out, reading a waitlist position, and state versions that never repeat
  * for a key (the floor kept in hist.c). Time is the write's timestamp, so
  * expiry is tested without sleeping. */
-#include "unit.h"
+#define STORE_NAME "seatmap"
+#include "store.h"
 
 #include "hist.h"
 #include "msg.h"
@@ -15,26 +16,6 @@
 
 #define CHAN "seats:e1"
 
-static char base[] = "/tmp/herald-test-seatmap-XXXXXX";
-static hist_t *h;
-
-static int setup(void **state)
-{
-    struct hist_opts o = { .dir = base, .map_size = 1 << 20, .map_size_max = 64 << 20 };
-    char err[256];
-    (void)state;
-    if (!mkdtemp(base)) return -1;
-    return hist_open(&h, &o, err, sizeof err);
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    (void)state;
-    hist_close(h);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
-    return system(cmd) == 0 ? 0 : -1;
-}
 
 /* Runs one seat request at time @ts. Return: the write's status; *@res the report. */
 /* The channels the last run published on (hist_tx_publish()), "name," each. */

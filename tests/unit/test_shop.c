@@ -4,7 +4,8 @@
  * restoring exactly what was reserved and only once, refused requests that
  * write nothing, and a random walk of orders after which stock always equals
  * the initial stock minus what live orders hold. */
-#include "unit.h"
+#define STORE_NAME "shop"
+#include "store.h"
 
 #include "hist.h"
 #include "msg.h"
@@ -13,27 +14,7 @@
 
 #define CHAN "stock:all"
 
-static char base[] = "/tmp/herald-test-shop-XXXXXX";
-static hist_t *h;
 static int64_t clock_ms = 1000;
-
-static int setup(void **state)
-{
-    struct hist_opts o = { .dir = base, .map_size = 1 << 20, .map_size_max = 64 << 20 };
-    char err[256];
-    (void)state;
-    if (!mkdtemp(base)) return -1;
-    return hist_open(&h, &o, err, sizeof err);
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    (void)state;
-    hist_close(h);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
-    return system(cmd) == 0 ? 0 : -1;
-}
 
 /* Runs @r. Return: the write's status (0 or HIST_E_REFUSED); *@res the
  * report (NULL: dropped); *@appended whether a delta was appended. */

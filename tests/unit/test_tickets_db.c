@@ -4,7 +4,8 @@
  * numbered beside the ticket, a bulk update that is all or none, refusals
  * and reads that write nothing, and a random walk after which every stored
  * ticket is in the status the machine says it reached. */
-#include "unit.h"
+#define STORE_NAME "tickets"
+#include "store.h"
 
 #include "hist.h"
 #include "msg.h"
@@ -13,27 +14,7 @@
 
 #define CHAN "helpdesk:tickets"
 
-static char base[] = "/tmp/herald-test-tickets-XXXXXX";
-static hist_t *h;
 static int64_t clock_ms = 1000;
-
-static int setup(void **state)
-{
-    struct hist_opts o = { .dir = base, .map_size = 1 << 20, .map_size_max = 64 << 20 };
-    char err[256];
-    (void)state;
-    if (!mkdtemp(base)) return -1;
-    return hist_open(&h, &o, err, sizeof err);
-}
-
-static int teardown(void **state)
-{
-    char cmd[128];
-    (void)state;
-    hist_close(h);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
-    return system(cmd) == 0 ? 0 : -1;
-}
 
 /* Runs @r. Return: the write's status (0 or HIST_E_REFUSED); *@res the
  * report (NULL: dropped); *@appended whether a delta was appended. */
