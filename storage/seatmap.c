@@ -7,10 +7,8 @@
  * confirm or for anyone wanting the seat, even before its timer has freed it:
  * the timer only makes the change visible. */
 #include "seatmap.h"
-#include "chname.h"
+#include "txnotify.h"
 #include "msg.h"
-#include "record.h"
-#include "wbuf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -597,24 +595,6 @@ out:
     return rc;
 }
 
-/* Publishes @data on channel @name in the transaction (skipped when @name
- * is not a valid channel: a holder's id too long for "user:{id}"). */
-static int tell(hist_tx_t *tx, const char *name, const json_t *data)
-{
-    wbuf_t b;
-    int rc;
-
-    if (!name || !*name || !chname_valid(name, strlen(name), NULL)) return 0;
-    wbuf_init(&b);
-    rec_build(&b, hist_tx_now(tx), data, NULL, 0, NULL);
-    rc = b.oom ? ENOMEM : hist_tx_publish(tx, name, strlen(name), b.p, b.len, NULL);
-    wbuf_deinit(&b);
-    /* EINVAL: a state channel, which takes only its own operations (the
-     * configuration refuses such feeds at start): no notification there,
-     * rather than no change at all. */
-    return rc == EINVAL ? 0 : rc;
-}
-
 /* The seat map's channel and event id ("seats:{event}"), as JSON strings. */
 static json_t *chan_name(struct ctx *c, int event_only)
 {
@@ -636,8 +616,8 @@ static int ticket(struct ctx *c, json_t *seats)
     int rc = 0, n = snprintf(name, sizeof name, "user:%s", c->r->user);
 
     if (!data) return ENOMEM;
-    if (n > 0 && (size_t)n < sizeof name) rc = tell(c->tx, name, data);
-    if (!rc && c->r->feed) rc = tell(c->tx, c->r->feed, data);
+    if (n > 0 && (size_t)n < sizeof name) rc = txnotify(c->tx, name, data);
+    if (!rc && c->r->feed) rc = txnotify(c->tx, c->r->feed, data);
     if (!rc && c->r->nhooks_booked) {
         if ((ev = json_deep_copy(data))) {
             json_object_set_new(ev, "type", json_string("seat.booked"));
@@ -670,7 +650,7 @@ static int waitlist_news(struct ctx *c)
             int n = snprintf(name, sizeof name, "user:%s", json_string_value(json_object_get(o, "user")));
             if (!data) return ENOMEM;
             if (json_object_get(o, "offer")) json_object_set(data, "offer", json_object_get(o, "offer"));
-            if (n > 0 && (size_t)n < sizeof name) rc = tell(c->tx, name, data);
+            if (n > 0 && (size_t)n < sizeof name) rc = txnotify(c->tx, name, data);
             json_decref(data);
             if (rc) break;
         }

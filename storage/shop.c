@@ -6,10 +6,8 @@
  * makes restoring happen once: it is set when the lines are taken from
  * stock and cleared when they are given back, in the same transaction. */
 #include "shop.h"
-#include "chname.h"
+#include "txnotify.h"
 #include "msg.h"
-#include "record.h"
-#include "wbuf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -323,25 +321,6 @@ static int order_read(struct ctx *c)
     return 0;
 }
 
-/* Publishes @data on channel @name in the transaction; a name that is not
- * a valid channel (an order channel whose id and owner are too long
- * together) is skipped, as at create. */
-static int tell(hist_tx_t *tx, const char *name, const json_t *data)
-{
-    wbuf_t b;
-    int rc;
-
-    if (!name || !*name || !chname_valid(name, strlen(name), NULL)) return 0;
-    wbuf_init(&b);
-    rec_build(&b, hist_tx_now(tx), data, NULL, 0, NULL);
-    rc = b.oom ? ENOMEM : hist_tx_publish(tx, name, strlen(name), b.p, b.len, NULL);
-    wbuf_deinit(&b);
-    /* EINVAL: a state channel, which takes only its own operations (the
-     * configuration refuses such feeds at start): no notification there,
-     * rather than no change at all. */
-    return rc == EINVAL ? 0 : rc;
-}
-
 /* The change in @res committed or nothing does: its notifications and
  * webhook events go in the same transaction. */
 static int notify(struct ctx *c, json_t *res)
@@ -359,7 +338,7 @@ static int notify(struct ctx *c, json_t *res)
         if (!(data = json_pack("{s:s,s:s,s:s,s:s}", "type", "payment_unmatched", "event", r->event, "event_type",
                                r->event_type, "order", r->order)))
             return ENOMEM;
-        rc = tell(c->tx, r->admin_channel, data);
+        rc = txnotify(c->tx, r->admin_channel, data);
         json_decref(data);
         return rc;
     }
@@ -376,9 +355,9 @@ static int notify(struct ctx *c, json_t *res)
     json_object_set(data, "at", json_object_get(order, "updated"));
     rc = 0;
     if (r->orders_ns && snprintf(name, sizeof name, "%s:%s#%s", r->orders_ns, id, owner) < (int)sizeof name)
-        rc = tell(c->tx, name, data);
-    if (!rc && snprintf(name, sizeof name, "user:%s", owner) < (int)sizeof name) rc = tell(c->tx, name, data);
-    if (!rc) rc = tell(c->tx, r->admin_channel, data);
+        rc = txnotify(c->tx, name, data);
+    if (!rc && snprintf(name, sizeof name, "user:%s", owner) < (int)sizeof name) rc = txnotify(c->tx, name, data);
+    if (!rc) rc = txnotify(c->tx, r->admin_channel, data);
     if (!rc && (create ? r->nhooks_created : r->nhooks_status)) {
         if ((ev = json_deep_copy(data))) {
             json_object_set_new(ev, "type", json_string(create ? "order.created" : "order.status"));

@@ -1,9 +1,7 @@
 /* storage/tickets_db.c - see tickets_db.h. */
 #include "tickets_db.h"
-#include "chname.h"
 #include "msg.h"
-#include "record.h"
-#include "wbuf.h"
+#include "txnotify.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -305,18 +303,13 @@ static int read_one(hist_tx_t *tx, const tickets_req_t *r)
 static int tell(hist_tx_t *tx, const tickets_req_t *r, const char *id, json_t *ev, json_t *at)
 {
     char name[256];
-    wbuf_t b;
     int n, rc;
 
     if (r->by) json_object_set_new(ev, "by", json_string(r->by));
     if (!json_object_get(ev, "at")) json_object_set(ev, "at", at);
     n = snprintf(name, sizeof name, "%s:%s", r->timeline_ns ? r->timeline_ns : "ticket", id);
-    if (n < 0 || (size_t)n >= sizeof name || !chname_valid(name, (size_t)n, NULL)) return 0;  /* refused at create */
-    wbuf_init(&b);
-    rec_build(&b, hist_tx_now(tx), ev, NULL, 0, NULL);
-    rc = b.oom ? ENOMEM : hist_tx_publish(tx, name, (size_t)n, b.p, b.len, NULL);
-    wbuf_deinit(&b);
-    if (rc == EINVAL) rc = 0;     /* a state namespace: the configuration refuses it at start */
+    if (n < 0 || (size_t)n >= sizeof name) return 0;     /* refused at create */
+    rc = txnotify(tx, name, ev);
     if (!rc && r->nhooks) {
         json_t *wh = json_deep_copy(ev);
         if (!wh) return ENOMEM;
