@@ -194,6 +194,9 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
  * frame goes out in one send() instead of as lws-buffered partials. */
 static struct lws_protocols protocols[4];
 
+/* libwebsockets' keepalive, off (server_start() says why). */
+static const lws_retry_bo_t no_validity = { .secs_since_valid_ping = 0, .secs_since_valid_hangup = 0 };
+
 static void on_lws_log(int level, const char *line)
 {
     enum log_level l = level == LLL_ERR ? LOG_ERROR : level == LLL_WARN ? LOG_WARN
@@ -293,8 +296,14 @@ int server_start(const struct server_hooks *h)
     /* lws reads a socket into this one per-thread buffer, at most its size
      * per readiness event: 4 KiB by default starves a busy publisher. */
     info.pt_serv_buf_size = 256 * 1024;
-    /* No info.retry_and_idle_policy: session.c sends the keepalive pings
-     * itself (sess_tick() says why). */
+    /* A policy of zeros turns libwebsockets' own keepalive ("validity")
+     * off: session.c sends the keepalive pings itself (sess_tick() says
+     * why). Without one, lws applies its default (ping after 300 s, hang up
+     * after 310 s), which keeps a timer per connection in one sorted list
+     * and re-inserts it at every pong by walking that list: O(connections)
+     * per connect and per pong, 60% of the loop's time when 19,500 clients
+     * connect (docs/benchmarks.md, "Connection rate"). */
+    info.retry_and_idle_policy = &no_validity;
     /* HTTP/1.1 only over TLS: a REST answer is written as headers and body
      * in one buffer (http.c), which an HTTP/2 stream cannot take. */
     info.alpn = "http/1.1";
