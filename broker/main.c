@@ -227,7 +227,7 @@ static int run(void)
     }
     wbuf_init(&srv.enc);
     srv.batch = malloc(FRAME_HEADROOM + srv.cfg.write_batch_max);
-    if (!srv.batch || chan_registry_init() || hmap_init(&srv.conns, 1024) || stats_init()) {
+    if (!srv.batch || chan_registry_init() || hmap_init(&srv.conns, 1024) || stats_init(&srv.cfg)) {
         hlog(LOG_ERROR, "server", "out of memory at start");
         free(srv.batch);
         datadir_close(&srv.data);

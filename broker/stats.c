@@ -1,12 +1,15 @@
 /* broker/stats.c - see stats.h. */
 #include "stats.h"
-#include "herald.h"
+#include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct herald_metrics metrics;
+
+/* The configuration whose namespaces the per-namespace counters follow. */
+static const config_t *conf;
 
 static const double latency_bounds[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                          0.5, 1, 2.5, 5, 10 };
@@ -26,9 +29,10 @@ void histo_observe(histo_t *h, double v)
     h->count++;
 }
 
-int stats_init(void)
+int stats_init(const config_t *cfg)
 {
     memset(&metrics, 0, sizeof metrics);
+    conf = cfg;
     metrics.publish_fanout_seconds.bounds = latency_bounds;
     metrics.publish_fanout_seconds.n = NB(latency_bounds);
     metrics.commit_seconds.bounds = latency_bounds;
@@ -37,8 +41,8 @@ int stats_init(void)
     metrics.commit_batch.n = NB(batch_bounds);
     metrics.loop_turn_seconds.bounds = turn_bounds;
     metrics.loop_turn_seconds.n = NB(turn_bounds);
-    metrics.ns_publications = calloc(srv.cfg.nns + 2, sizeof *metrics.ns_publications);
-    metrics.ns_deliveries = calloc(srv.cfg.nns + 2, sizeof *metrics.ns_deliveries);
+    metrics.ns_publications = calloc(conf->nns + 2, sizeof *metrics.ns_publications);
+    metrics.ns_deliveries = calloc(conf->nns + 2, sizeof *metrics.ns_deliveries);
     return metrics.ns_publications && metrics.ns_deliveries ? 0 : -ENOMEM;
 }
 
@@ -53,7 +57,7 @@ void stats_deinit(void)
 size_t stats_ns_index(const void *ns)
 {
     const ns_config_t *n = ns;
-    if (n >= srv.cfg.ns && n < srv.cfg.ns + srv.cfg.nns) return (size_t)(n - srv.cfg.ns);
-    if (n == &srv.cfg.ns_sys) return srv.cfg.nns + 1;
-    return srv.cfg.nns;
+    if (n >= conf->ns && n < conf->ns + conf->nns) return (size_t)(n - conf->ns);
+    if (n == &conf->ns_sys) return conf->nns + 1;
+    return conf->nns;
 }

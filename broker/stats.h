@@ -77,13 +77,16 @@ struct herald_metrics {
 
 extern struct herald_metrics metrics;
 
+struct config;
+
 /* stats_init() - set up the histograms and the per-namespace counters of
- * srv.cfg. Return: 0, or -ENOMEM. */
-int stats_init(void);
+ * @cfg (borrowed: it must outlive the counters; the broker's srv.cfg).
+ * Return: 0, or -ENOMEM. */
+int stats_init(const struct config *cfg);
 void stats_deinit(void);
 
 /* stats_ns_index() - the slot of metrics.ns_publications for namespace @ns
- * (a pointer into srv.cfg). */
+ * (a pointer into the configuration stats_init() was given). */
 size_t stats_ns_index(const void *ns);
 
 #endif
