@@ -16,6 +16,11 @@
 
 static int64_t clock_ms = 1000;
 
+/* The timeline entries the last run() wrote in its transaction: how many,
+ * and the channels of the first two ("" when fewer). */
+static size_t sides;
+static char side_chan[2][64];
+
 /* Runs @r. Return: the write's status (0 or HIST_E_REFUSED); *@res the
  * report (NULL: dropped); *@appended whether a delta was appended. */
 static int run(tickets_req_t *r, json_t **res, int *appended)
@@ -26,6 +31,11 @@ static int run(tickets_req_t *r, json_t **res, int *appended)
 
     assert_int_equal(rc, 0);
     free(w.state_rec);
+    sides = 0;
+    side_chan[0][0] = side_chan[1][0] = '\0';
+    for (const hist_side_t *s = w.side; s; s = s->next, sides++)
+        if (sides < 2) snprintf(side_chan[sides], sizeof side_chan[0], "%.*s", (int)s->chanlen, s->chan);
+    hist_sides_free(w.side);
     if (appended) *appended = w.status == 0 && !w.unchanged;
     if (res) *res = w.result;
     else json_decref(w.result);
@@ -106,8 +116,12 @@ static void test_create_and_move(void **state)
     assert_int_equal(create("a", &res), 0);
     assert_string_equal(json_string_value(json_object_get(json_object_get(res, "ticket"), "status")), "open");
     json_decref(res);
+    /* Its timeline entry is written in the same transaction (the default namespace "ticket"). */
+    assert_int_equal(sides, 1);
+    assert_string_equal(side_chan[0], "ticket:a");
     assert_int_equal(create("a", &res), HIST_E_REFUSED);
     assert_int_equal(code_of(res), PROTO_E_TICKET_EXISTS);
+    assert_int_equal(sides, 0);                   /* refused: no timeline entry either */
     /* Generated ids skip one a backend chose. */
     assert_int_equal(create("T000002", NULL), 0);
     assert_int_equal(create(NULL, &res), 0);
@@ -190,6 +204,9 @@ static void test_bulk_all_or_none(void **state)
     r.ids = json_pack("[s,s]", "b2", "b1");
     assert_int_equal(run(&r, &res, &appended), 0);
     assert_true(appended);
+    assert_int_equal(sides, 2);                   /* one timeline entry per ticket, in the order asked */
+    assert_string_equal(side_chan[0], "ticket:b2");
+    assert_string_equal(side_chan[1], "ticket:b1");
     assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(res, "tickets"), 0), "id")),
                         "b2");
     assert_string_equal(json_string_value(json_object_get(json_object_get(res, "from"), "b1")), "open");
