@@ -544,7 +544,7 @@ def test_webhook_gets_ticket_changed_with_each_timeline_entry(tmp_path, receiver
     rcv = receiver()
     conf = tmp_path / "herald.conf"
     conf.write_text("[adapter tickets]\nenabled = on\n\n[webhook desk]\nurl = %s\nsecret = %s\n"
-                    "events = ticket.changed\ntimeout = 500ms\nretry_base = 50ms\nretry_max = 200ms\n"
+                    "events = ticket.changed\ntimeout = 5s\nretry_base = 50ms\nretry_max = 200ms\n"
                     % (rcv.url, WH_SECRET))
     b = Broker(tmp_path, ["--config", str(conf), "--rest-per-minute", "0"]).start()
     try:

@@ -242,7 +242,12 @@ def test_events_signed_in_order_with_occupancy_and_presence(tmp_path, receiver):
         assert types.index("channel.occupied") < types.index("channel.vacated"), types
         assert "presence.member_added" in types and "presence.member_removed" in types, types
         ids = [int(e["id"]) for e in evs]
-        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        assert len(set(ids)) == len(ids)
+        # In order per channel (docs/webhooks.md, "Ordering"): a batch that timed out and is
+        # retried (a slow run, under ThreadSanitizer say) lets other channels' events pass it.
+        for ch in {e.get("channel") for e in evs}:
+            cids = [int(e["id"]) for e in evs if e.get("channel") == ch]
+            assert cids == sorted(cids), (ch, cids)
         for headers, body, _ in rcv.requests:
             verify(headers, body)
             assert headers["Herald-Webhook"] == "hook"
