@@ -647,10 +647,12 @@ static void on_progress(uv_timer_t *t)
         S->progress(stderr, st);
     } else if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
         el = (double)(uv_hrtime() - st->t_start) / 1e9;
-        fprintf(stderr, "\r\033[K  step %d/%d  rate %.0f/s  %5.1fs  sent %llu  acked %llu  delivered %llu  p99 %.2f ms%s",
+        fprintf(stderr, "\r\033[K  step %d/%d  rate %.0f/s  %5.1fs  sent %llu  acked %llu  delivered %llu",
                 B.cur + 1, B.nsteps, st->rate, el, (unsigned long long)st->published,
-                (unsigned long long)st->acked, (unsigned long long)st->recv_all,
-                (double)hist_percentile(B.interval, 99) / 1e6, B.phase == PH_DRAIN ? "  (draining)" : "");
+                (unsigned long long)st->acked, (unsigned long long)st->recv_all);
+        /* Reader processes keep their latencies until the step ends. */
+        if (!B.o.readers) fprintf(stderr, "  p99 %.2f ms", (double)hist_percentile(B.interval, 99) / 1e6);
+        fprintf(stderr, "%s", B.phase == PH_DRAIN ? "  (draining)" : "");
         hist_reset(B.interval);
     }
 }
