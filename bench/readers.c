@@ -122,7 +122,7 @@ typedef struct rpeer {
 } rpeer_t;
 
 static struct {
-    int k, fd;
+    int fd;
     uv_loop_t loop;
     herald_ctx_t *hctx;
     herald_opts_t copts;
@@ -364,9 +364,9 @@ static void r_on_ctl(uv_poll_t *h, int status, int events)
 
 static void r_close_cb(uv_handle_t *h) { (void)h; }
 
-static int reader_main(int k, int fd, uint32_t first, uint32_t step)
+/* Reader process: subscribers first, first + step, ... of B.nsubs; its socket @fd. */
+static int reader_main(int fd, uint32_t first, uint32_t step)
 {
-    R.k = k;
     R.fd = fd;
     signal(SIGINT, SIG_IGN);                /* the parent handles ^C and then closes our socket */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -442,7 +442,7 @@ int readers_spawn(void)
             /* The earlier readers' sockets are theirs and the parent's. */
             for (uint32_t j = 0; j < k; j++) close(rd[j].fd);
             close(sv[0]);
-            _exit(reader_main((int)k, sv[1], k, P));
+            _exit(reader_main(sv[1], k, P));
         }
         close(sv[1]);
         rd[k].fd = sv[0];
