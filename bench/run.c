@@ -23,7 +23,12 @@
  * added to `expected`; at the end of a step `received` sums rec[] over the
  * acknowledged publications only, so the two are comparable exactly. A step
  * ends after its duration plus a drain that waits until every ack is in and
- * every expected delivery arrived, bounded by --drain-timeout. */
+ * every expected delivery arrived, bounded by --drain-timeout.
+ *
+ * With --readers the subscribers live in reader processes (readers.c): this
+ * driver never opens them, counts them ready when their reader says so, takes
+ * recv_all from the readers' running counts for the drain, and judges a step
+ * only once every reader has sent its received count and histogram. */
 #include "run.h"
 #include "loop.h"
 #include "proc.h"
