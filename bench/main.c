@@ -126,10 +126,11 @@ static const struct flag flags[] = {
     { "sse", BF_SSE, 1, "N", "sse: Server-Sent Events streams on the channel (default: as many as --subscribers)" },
     { "readers", BF_READERS, 1, "P",
       "fanout, channels: put the subscriber connections in P reader processes (1 to 64) that do nothing but "
-      "read and check, as remote clients would: each sleeps in epoll between messages, so every write of the "
-      "broker pays a wakeup, as it does for real, mostly idle subscribers. They report counts, latency and "
-      "their CPU (readers%) to the bench, which publishes and reports as usual (default 0: the subscribers "
-      "are read in the bench's own loop)" },
+      "read and check, like remote clients: each sleeps in epoll between messages, so the broker's writes "
+      "find their readers asleep, as with real, mostly idle subscribers. Each opens its share with "
+      "--concurrency attempts in flight. They report counts, latency and their CPU (readers%, the busiest: "
+      "reader%) to the bench, which publishes and reports as usual (default 0: the subscribers are read in "
+      "the bench's own loop)" },
     { "quiet", BF_QUIET, 0, NULL, "no progress line on stderr (it is shown only when stderr is a terminal)" },
     { "help", BF_HELP, 0, NULL, "show help (herald-bench SCENARIO --help for a scenario's flags)" },
 };
