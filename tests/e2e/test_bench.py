@@ -221,24 +221,31 @@ def test_channels_light_readers(broker):
     assert out["steps"][0]["latency_ms"]["count"] == out["received"]
 
 
-def test_light_readers_table_and_failures(broker):
-    """The table gets the readers' CPU columns; a reader that cannot connect fails the run
-    (exit 1, no reader process left behind); bad --readers values are refused."""
+@pytest.fixture(scope="module")
+def locked_broker(request):
+    # Anonymous connections may connect and publish in "locked" but not subscribe there.
+    return _start_broker(request, "--ns", "locked.subscribe=authenticated")
+
+
+def test_light_readers_table_and_failures(broker, locked_broker):
+    """The table gets the readers' CPU columns; a reader whose subscribers are refused fails the
+    run (exit 1, the reader's reason on stderr, no reader process left behind); bad --readers
+    values are refused."""
     p = subprocess.run([BENCH, "fanout", "--url", broker.url, "--subscribers", "20", "--readers", "3",
                         "--rate", "100", "--duration", "0.5"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     assert "in 3 reader processes" in p.stdout and "readers%" in p.stdout, p.stdout
-    port = _closed_port()
-    p = subprocess.run([BENCH, "fanout", "--url", "ws://127.0.0.1:%d/ws" % port, "--subscribers", "10",
-                        "--readers", "2", "--rate", "100", "--duration", "0.5", "--connect-timeout", "2"],
+    p = subprocess.run([BENCH, "fanout", "--url", locked_broker.url, "--namespace", "locked",
+                        "--subscribers", "10", "--readers", "2", "--rate", "100", "--duration", "0.5"],
                        capture_output=True, text=True, timeout=30)
-    assert p.returncode == 1 and "reader process" in p.stderr, p.stderr
+    assert p.returncode == 1, p.stderr
+    assert re.search(r"reader process \d: cannot set up connections to .*subscribe refused", p.stderr), p.stderr
     # The readers are forks of the bench with its command line: none outlives it.
     left = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open("/proc/%s/cmdline" % pid, "rb") as f:
-                if b"127.0.0.1:%d/ws" % port in f.read():
+                if b"127.0.0.1:%d/ws" % locked_broker.port in f.read():
                     left.append(pid)
         except OSError:
             pass
