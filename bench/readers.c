@@ -227,8 +227,10 @@ static void r_on_reply(herald_client_t *c, const herald_msg_t *m, void *ud)
 
 static void r_send_count(void)
 {
-    struct rm_count cnt = { .type = RM_COUNT };
+    struct rm_count cnt;
 
+    memset(&cnt, 0, sizeof cnt);
+    cnt.type = RM_COUNT;
     for (int i = 0; i < B.nsteps; i++) cnt.recv_all[i] = R.s[i].recv_all;
     send_msg(R.fd, &cnt, sizeof cnt);
 }
@@ -420,7 +422,7 @@ int readers_spawn(void)
     int sv[2];
     uint32_t P = B.o.readers;
 
-    if (!(msg = malloc(sizeof *msg))) {
+    if (!(msg = calloc(1, sizeof *msg))) {
         fprintf(stderr, "herald-bench: out of memory\n");
         return -1;
     }
@@ -460,7 +462,11 @@ static void on_reader(uv_poll_t *h, int status, int events);
 
 void readers_attach(void)
 {
-    struct rm_start s = { RM_START, B.t0 };
+    struct rm_start s;
+
+    memset(&s, 0, sizeof s);            /* no uninitialised padding on the wire */
+    s.type = RM_START;
+    s.t0 = B.t0;
 
     for (int k = 0; k < nreaders; k++) {
         uv_poll_init(&B.loop, &rd[k].poll, rd[k].fd);
