@@ -68,6 +68,7 @@ struct opts {
     unsigned orders;            /* payments: orders created before the events */
     char secret[129];           /* payments: the broker's [adapter commerce] webhook_secret */
     unsigned sse;               /* sse: Server-Sent Events streams (WebSocket subscribers: --subscribers) */
+    unsigned readers;           /* fanout, channels: reader processes holding the subscribers (0: none) */
 };
 
 /* One step of a run: one target rate (or the whole run for idle/connect/publish). */
@@ -84,6 +85,7 @@ typedef struct step {
     uint64_t t_last_rx;         /* read time of the step's latest delivery */
     hist_t *lat, *ack;
     double bench_cpu, broker_cpu;        /* percent of one core during the step */
+    double readers_cpu, readers_cpu_max; /* --readers: their sum, and the busiest one */
     uint64_t gaps, dups;
     uint64_t late, late_max;    /* deliveries after the step was closed, and their worst latency */
     int sustained;

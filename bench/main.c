@@ -124,6 +124,13 @@ static const struct flag flags[] = {
     { "secret", BF_SECRET, 1, "S",
       "payments: the broker's [adapter commerce] webhook_secret, to sign the events with (required)" },
     { "sse", BF_SSE, 1, "N", "sse: Server-Sent Events streams on the channel (default: as many as --subscribers)" },
+    { "readers", BF_READERS, 1, "P",
+      "fanout, channels: put the subscriber connections in P reader processes (1 to 64) that do nothing but "
+      "read and check, like remote clients: each sleeps in epoll between messages, so the broker's writes "
+      "find their readers asleep, as with real, mostly idle subscribers. Each opens its share with "
+      "--concurrency attempts in flight. They report counts, latency and their CPU (readers%, the busiest: "
+      "reader%) to the bench, which publishes and reports as usual (default 0: the subscribers are read in "
+      "the bench's own loop)" },
     { "quiet", BF_QUIET, 0, NULL, "no progress line on stderr (it is shown only when stderr is a terminal)" },
     { "help", BF_HELP, 0, NULL, "show help (herald-bench SCENARIO --help for a scenario's flags)" },
 };
@@ -450,6 +457,9 @@ int main(int argc, char **argv)
             break;
         case BF_SSE:
             if (parse_uint(optarg, 0, 1000000, &o->sse)) return bad("--sse %s: want 0 to 1000000%s", optarg, "");
+            break;
+        case BF_READERS:
+            if (parse_uint(optarg, 0, 64, &o->readers)) return bad("--readers %s: want 0 to 64%s", optarg, "");
             break;
         case BF_REJOIN_DELAY:
             if (parse_double(optarg, 0, 600, &o->rejoin_delay)) return bad("--rejoin-delay %s: want 0 to 600 seconds%s", optarg, "");

@@ -22,16 +22,14 @@ long proc_rss(int pid)
     return kb < 0 ? -1 : kb * 1024;
 }
 
-/* utime + stime of the broker in clock ticks, or -1. */
-static long broker_ticks(void)
+long proc_ticks(int pid)
 {
     char path[64], buf[1024], *p;
     unsigned long ut, st;
     ssize_t n;
     int fd;
 
-    if (!B.o.pid) return -1;
-    snprintf(path, sizeof path, "/proc/%d/stat", B.o.pid);
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
     if ((fd = open(path, O_RDONLY)) < 0) return -1;
     n = read(fd, buf, sizeof buf - 1);
     close(fd);
@@ -41,6 +39,12 @@ static long broker_ticks(void)
     /* After ") " come fields 3..; utime and stime are fields 14 and 15. */
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) return -1;
     return (long)(ut + st);
+}
+
+/* utime + stime of the broker in clock ticks, or -1. */
+static long broker_ticks(void)
+{
+    return B.o.pid ? proc_ticks(B.o.pid) : -1;
 }
 
 static uint64_t cpu_self_ns(void)

@@ -14,6 +14,10 @@
 /* proc_rss() - the resident set of process @pid in bytes, or -1. */
 long proc_rss(int pid);
 
+/* proc_ticks() - the CPU time (user + system) process @pid has used, in
+ * clock ticks (sysconf(_SC_CLK_TCK) a second), or -1 if it cannot be read. */
+long proc_ticks(int pid);
+
 /* proc_cpu_start() - start the CPU clocks of a step: the bench's own and,
  * with --pid, the broker's. */
 void proc_cpu_start(void);

@@ -63,10 +63,19 @@ static void channels_defaults(struct opts *o)
     o->channels = 100;
 }
 
+/* --readers: at least one subscriber each. */
+static int readers_check(const struct opts *o, uint64_t nsubs, char *why, size_t n)
+{
+    if (o->readers <= nsubs) return 0;
+    snprintf(why, n, "--readers %u: more reader processes than the %llu subscriber connections", o->readers,
+             (unsigned long long)nsubs);
+    return -1;
+}
+
 static int fanout_check(struct opts *o, uint64_t given, char *why, size_t n)
 {
     (void)given;
-    if (o->subscribers > 0) return 0;
+    if (o->subscribers > 0) return readers_check(o, o->subscribers, why, n);
     snprintf(why, n, "fanout needs --subscribers >= 1");
     return -1;
 }
@@ -74,7 +83,7 @@ static int fanout_check(struct opts *o, uint64_t given, char *why, size_t n)
 static int channels_check(struct opts *o, uint64_t given, char *why, size_t n)
 {
     (void)given;
-    if (o->subscribers > 0) return 0;
+    if (o->subscribers > 0) return readers_check(o, (uint64_t)o->subscribers * o->channels, why, n);
     snprintf(why, n, "channels needs --subscribers >= 1");
     return -1;
 }
@@ -124,6 +133,7 @@ static void human_head(FILE *f)
             o->publish == PUB_REST ? "REST" : "WebSocket", o->publishers,
             o->publish == PUB_REST ? "HTTP connections" : "publishers", o->size, o->channels,
             o->channels ? B.nsubs / o->channels : 0, B.nsubs);
+    if (o->readers) fprintf(f, " in %u reader processes", o->readers);
 }
 
 /* fanout, channels: a row per step, then the best sustained rate. */
@@ -133,9 +143,11 @@ static void human_steps(FILE *f)
     int best = report_best_step();
     char a[32], b[32], c[32];
 
-    fprintf(f, "\n%9s %9s %9s %11s %11s %8s %9s %8s %8s %8s %8s %8s %6s %6s  %s\n", "rate/s", "published",
+    fprintf(f, "\n%9s %9s %9s %11s %11s %8s %9s %8s %8s %8s %8s %8s %6s", "rate/s", "published",
             "acked", "expected", "received", "lost%", "deliv/s", "p50ms", "p90ms", "p99ms", "p99.9ms",
-            "maxms", "bench%", "broker%", "ok");
+            "maxms", "bench%");
+    if (o->readers) fprintf(f, " %8s %8s", "readers%", "reader%");
+    fprintf(f, " %6s  %s\n", "broker%", "ok");
     for (int i = 0; i < B.nsteps; i++) {
         const step_t *st = &B.steps[i];
         if (!st->lat) continue;
@@ -145,7 +157,9 @@ static void human_steps(FILE *f)
                 st->expected ? 100.0 * (1.0 - (double)st->received / (double)st->expected) : 0,
                 report_si(report_dps(st), a, sizeof a));
         report_lat_row(f, st->lat);
-        fprintf(f, " %6.0f %6s  %s\n", st->bench_cpu,
+        fprintf(f, " %6.0f", st->bench_cpu);
+        if (o->readers) fprintf(f, " %8.0f %8.0f", st->readers_cpu, st->readers_cpu_max);
+        fprintf(f, " %6s  %s\n",
                 st->broker_cpu >= 0 ? (snprintf(b, sizeof b, "%.0f", st->broker_cpu), b) : "-",
                 st->sustained ? "yes" : "no");
     }
@@ -213,6 +227,9 @@ static void json_steps(FILE *f)
                 (unsigned long long)st->late, report_ms(st->late_max),
                 st->t_drained > st->t_end ? (double)(st->t_drained - st->t_end) / 1e9 : 0, st->bench_cpu);
         if (st->broker_cpu >= 0) fprintf(f, "\"broker_cpu_pct\":%.1f,", st->broker_cpu);
+        if (B.o.readers)
+            fprintf(f, "\"readers_cpu_pct\":%.1f,\"readers_cpu_max_pct\":%.1f,", st->readers_cpu,
+                    st->readers_cpu_max);
         report_json_step_end(f, "latency_ms", st);
     }
     fprintf(f, "],\"published\":%llu,\"acked\":%llu,\"expected\":%llu,\"received\":%llu,\"lost\":%lld,"
@@ -234,8 +251,8 @@ static void json_head(FILE *f)
 
     fprintf(f, ",\"namespace\":\"%s\"", o->ns);
     fprintf(f, ",\"publish\":\"%s\",\"size\":%u,\"channels\":%u,\"subscribers\":%u,\"subscribers_per_channel\":%u,"
-               "\"publishers\":%u,", o->publish == PUB_REST ? "rest" : "ws", o->size, o->channels, B.nsubs,
-            o->channels ? B.nsubs / o->channels : 0, o->publishers);
+               "\"publishers\":%u,\"readers\":%u,", o->publish == PUB_REST ? "rest" : "ws", o->size, o->channels,
+            B.nsubs, o->channels ? B.nsubs / o->channels : 0, o->publishers, o->readers);
 }
 
 static void json_pubs(FILE *f)
@@ -268,7 +285,7 @@ const struct bench_scenario bench_fanout = {
     .summary = "one channel, N subscribers, open-loop publishing at a target rate; delivery latency and counts",
     .example = "herald-bench fanout --url ws://127.0.0.1:8080/ws --subscribers 1000 --rate 1000,3000,6000 "
                "--duration 10",
-    .flags = PUBS_FLAGS | BF(RATE) | BF(P99MAX),
+    .flags = PUBS_FLAGS | BF(RATE) | BF(P99MAX) | BF(READERS),
     .defaults = fanout_defaults,
     .check_opts = fanout_check,
     .run = bench_run,
@@ -282,7 +299,7 @@ const struct bench_scenario bench_channels = {
     .name = "channels",
     .summary = "M channels x K subscribers each, publications spread over the channels",
     .example = "herald-bench channels --channels 5000 --subscribers 2 --rate 30000 --duration 10",
-    .flags = PUBS_FLAGS | BF(CHANNELS) | BF(RATE) | BF(P99MAX),
+    .flags = PUBS_FLAGS | BF(CHANNELS) | BF(RATE) | BF(P99MAX) | BF(READERS),
     .defaults = channels_defaults,
     .check_opts = channels_check,
     .run = bench_run,

@@ -23,10 +23,16 @@
  * added to `expected`; at the end of a step `received` sums rec[] over the
  * acknowledged publications only, so the two are comparable exactly. A step
  * ends after its duration plus a drain that waits until every ack is in and
- * every expected delivery arrived, bounded by --drain-timeout. */
+ * every expected delivery arrived, bounded by --drain-timeout.
+ *
+ * With --readers the subscribers live in reader processes (readers.c): this
+ * driver never opens them, counts them ready when their reader says so, takes
+ * recv_all from the readers' running counts for the drain, and judges a step
+ * only once every reader has sent its received count and histogram. */
 #include "run.h"
 #include "loop.h"
 #include "proc.h"
+#include "readers.h"
 #include "report.h"
 #include "rest.h"
 #include "scenario.h"
@@ -208,6 +214,7 @@ void bench_end_run(step_t *st, uint64_t now)
 {
     st->t_end = now;
     proc_cpu_stop(st);
+    if (B.o.readers) readers_cpu_stop(st);
     B.phase = PH_DRAIN;
 }
 
@@ -280,7 +287,7 @@ static void on_tick(uv_timer_t *t)
         else if (now - st->t_start >= (uint64_t)(B.o.duration * 1e9))    /* closed loop: time is up */
             bench_end_run(st, now);
     }
-    if (B.phase == PH_DRAIN &&
+    if (B.phase == PH_DRAIN && !st->done &&
         ((S->drained ? S->drained(st) : drained(st)) || now - st->t_end >= (uint64_t)(B.o.drain_timeout * 1e9)))
         finish_step(st);
 }
@@ -292,11 +299,10 @@ static void on_check(uv_check_t *h)
     else if (B.phase == PH_RUN && B.steps[B.cur].rate > 0) pump();
 }
 
+static void judge_step(step_t *st);
+
 static void finish_step(step_t *st)
 {
-    uint64_t received = 0;
-    double lost;
-
     st->t_drained = uv_hrtime();
     st->seq_end = B.nseq;
     st->done = 1;
@@ -304,9 +310,22 @@ static void finish_step(step_t *st)
         S->step_end(st);
         return;
     }
-    for (uint64_t s = st->seq_start; s < B.nseq; s++)
+    /* The readers' deliveries are counted in their processes: ask for them first. */
+    if (B.o.readers) readers_collect(st, judge_step);
+    else judge_step(st);
+}
+
+/* The step's deliveries are all counted (st->received already holds the
+ * readers' share, if any): judge it and go on. */
+static void judge_step(step_t *st)
+{
+    uint64_t received = 0;
+    double lost;
+
+    for (uint64_t s = st->seq_start; s < st->seq_end; s++)
         if (B.acked[s]) received += B.rec[s];
-    st->received = received;
+    st->received += received;
+    received = st->received;
     lost = st->expected ? 1.0 - (double)received / (double)st->expected : 0;
     st->sustained = st->expected > 0 && lost <= 0.001 &&
                     (double)hist_percentile(st->lat, 99) / 1e6 <= B.o.p99_max_ms &&
@@ -329,6 +348,7 @@ static void start_step(int i)
     B.phase = PH_RUN;
     st->t_start = uv_hrtime();
     proc_cpu_start();
+    if (B.o.readers) readers_cpu_start();
     st->rate = B.o.rates[i];
     st->total = (uint64_t)llround(st->rate * B.o.duration);
     if (S->start_step) S->start_step(st);
@@ -459,6 +479,27 @@ static void on_subscribed(herald_client_t *c, const herald_msg_t *m, void *arg)
     B.chan_live[p->chan]++;
     if (S->on_subscribed) S->on_subscribed(p, m);
     bench_peer_ready(p);
+}
+
+void bench_remote_ready(uint32_t n, const hist_t *connect, uint32_t k, uint32_t nreaders)
+{
+    for (uint32_t i = k; i < B.nsubs; i += nreaders) {
+        B.peers[i].state = PS_READY;
+        B.chan_live[B.peers[i].chan]++;
+    }
+    B.ready += n;
+    hist_add(B.connect_lat, connect);
+    check_setup_done();
+}
+
+void bench_remote_lost(uint32_t chan, int code)
+{
+    if (B.phase >= PH_TEARDOWN || chan >= B.o.channels) return;
+    B.disconnects++;
+    bench_count_close(code);
+    B.chan_live[chan]--;
+    if (++lost_subs == B.nsubs)
+        bench_fail("every subscriber connection was closed during the run (last: code %d)", code);
 }
 
 void bench_peer_opened(peer_t *p)
@@ -611,10 +652,12 @@ static void on_progress(uv_timer_t *t)
         S->progress(stderr, st);
     } else if (B.phase == PH_RUN || B.phase == PH_DRAIN) {
         el = (double)(uv_hrtime() - st->t_start) / 1e9;
-        fprintf(stderr, "\r\033[K  step %d/%d  rate %.0f/s  %5.1fs  sent %llu  acked %llu  delivered %llu  p99 %.2f ms%s",
+        fprintf(stderr, "\r\033[K  step %d/%d  rate %.0f/s  %5.1fs  sent %llu  acked %llu  delivered %llu",
                 B.cur + 1, B.nsteps, st->rate, el, (unsigned long long)st->published,
-                (unsigned long long)st->acked, (unsigned long long)st->recv_all,
-                (double)hist_percentile(B.interval, 99) / 1e6, B.phase == PH_DRAIN ? "  (draining)" : "");
+                (unsigned long long)st->acked, (unsigned long long)st->recv_all);
+        /* Reader processes keep their latencies until the step ends. */
+        if (!B.o.readers) fprintf(stderr, "  p99 %.2f ms", (double)hist_percentile(B.interval, 99) / 1e6);
+        fprintf(stderr, "%s", B.phase == PH_DRAIN ? "  (draining)" : "");
         hist_reset(B.interval);
     }
 }
@@ -623,6 +666,7 @@ static void on_progress(uv_timer_t *t)
 
 static void stop_rest(void)
 {
+    if (B.o.readers) readers_stop();
     if (!B.rest) return;
     rest_stats(B.rest, &B.rest_http_errors, &B.rest_reconnects);
     rest_pool_close(B.rest);
@@ -648,7 +692,13 @@ int bench_run(void)
     S->plan();
     if (o->channels == 0) o->channels = 1;
     conns = B.npeers + (o->publish == PUB_REST ? o->publishers : 0);
-    if (loop_fd_limit(conns + 32, conns, "connections")) return 2;
+    if (o->readers) {
+        /* The subscribers' descriptors are the readers', each its share; the fork inherits the limit. */
+        unsigned own = conns - B.nsubs + o->readers, share = (B.nsubs + o->readers - 1) / o->readers;
+        if (loop_fd_limit((own > share ? own : share) + 32, own > share ? own : share, "connections")) return 2;
+    } else if (loop_fd_limit(conns + 32, conns, "connections")) {
+        return 2;
+    }
 
     snprintf(B.run_id, sizeof B.run_id, "%08x", (unsigned)(getpid() ^ (uint32_t)uv_hrtime()));
     B.chan_stride = 96;
@@ -680,6 +730,10 @@ int bench_run(void)
         fprintf(stderr, "herald-bench: out of memory\n");
         return 1;
     }
+    if (o->readers) {
+        if (readers_spawn()) return 1;
+        B.next_peer = B.nsubs;          /* the readers connect the subscribers */
+    }
 
     /* Every run ends by itself: connection setup gets its timeout plus time
      * at a pessimistic 500 connections/s, each step its duration and drain. */
@@ -690,6 +744,7 @@ int bench_run(void)
         fprintf(stderr, "herald-bench: out of memory\n");
         return 1;
     }
+    if (o->readers) readers_attach();
     setup_deadline = B.t0 + (uint64_t)((o->connect_timeout + B.npeers / 500.0 + 2) * 1e9);
 
     B.phase = PH_SETUP;
@@ -704,6 +759,7 @@ int bench_run(void)
     fill_connections();
     check_setup_done();
     loop_run();
+    if (o->readers) readers_reap();
 
     if (B.fatal[0]) fprintf(stderr, "herald-bench: %s\n", B.fatal);
     if (!B.fatal[0] || ran) report();

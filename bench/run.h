@@ -57,4 +57,13 @@ int bench_reconnect(peer_t *p);
  * that bench_payload() made. Return: 0, or -1 if it is not one. */
 int bench_payload_read(const void *data, size_t len, uint64_t *ts, uint64_t *seq);
 
+/* bench_remote_ready() - reader process @k of @nreaders (readers.h) has
+ * subscribed all @n of its subscribers, B.peers[k], [k + nreaders], ...:
+ * count them ready and subscribed to their channels, and merge their
+ * connect latencies @connect (borrowed). */
+void bench_remote_ready(uint32_t n, const hist_t *connect, uint32_t k, uint32_t nreaders);
+/* bench_remote_lost() - a reader's ready subscriber on channel @chan was
+ * closed with @code during the run: counted as run.c counts its own. */
+void bench_remote_lost(uint32_t chan, int code);
+
 #endif

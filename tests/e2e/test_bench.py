@@ -185,6 +185,80 @@ def test_channels(broker):
     assert out["received"] == out["expected"]
 
 
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_fanout_light_readers(broker, encoding):
+    """--readers: the subscribers live in reader processes; their counts, latency and CPU
+    come back to the report exactly as in-process subscribers' do."""
+    rc, out, err = bench("fanout", "--url", broker.url, "--subscribers", "200", "--readers", "2",
+                         "--rate", "100,200", "--duration", "1", "--encoding", encoding,
+                         "--pid", str(broker.proc.pid))
+    assert rc == 0, err
+    assert out["readers"] == 2 and out["subscribers"] == 200
+    assert out["connections"]["opened"] == 201 and out["connections"]["failed"] == 0
+    assert out["connections"]["latency_ms"]["count"] == 200 + 1
+    assert [s["rate"] for s in out["steps"]] == [100, 200]
+    for st in out["steps"]:
+        assert st["expected"] == st["acked"] * 200 > 0, st
+        assert st["received"] == st["expected"], st
+        assert st["gaps"] == 0 and st["duplicates"] == 0 and st["late"] == 0, st
+        assert st["latency_ms"]["count"] == st["received"], st
+        assert st["latency_ms"]["p50"] >= 0 and st["latency_ms"]["p99"] >= st["latency_ms"]["p50"], st
+        assert st["readers_cpu_pct"] >= st["readers_cpu_max_pct"] >= 0, st
+        assert "broker_cpu_pct" in st and "bench_cpu_pct" in st, st
+    assert out["received"] == out["expected"]
+    assert out["latency_ms"]["count"] == out["received"]
+    assert out["errors"]["bad_payload"] == 0 and out["disconnects"]["total"] == 0
+    assert out["ok"] is True
+
+
+def test_channels_light_readers(broker):
+    rc, out, err = bench("channels", "--url", broker.url, "--channels", "10", "--subscribers", "3",
+                         "--readers", "4", "--rate", "300", "--duration", "1")
+    assert rc == 0, err
+    assert out["readers"] == 4 and out["subscribers"] == 30
+    assert out["expected"] == out["acked"] * 3 > 0
+    assert out["received"] == out["expected"]
+    assert out["steps"][0]["latency_ms"]["count"] == out["received"]
+
+
+@pytest.fixture(scope="module")
+def locked_broker(request):
+    # Anonymous connections may connect and publish in "locked" but not subscribe there.
+    return _start_broker(request, "--ns", "locked.subscribe=authenticated")
+
+
+def test_light_readers_table_and_failures(broker, locked_broker):
+    """The table gets the readers' CPU columns; a reader whose subscribers are refused fails the
+    run (exit 1, the reader's reason on stderr, no reader process left behind); bad --readers
+    values are refused."""
+    p = subprocess.run([BENCH, "fanout", "--url", broker.url, "--subscribers", "20", "--readers", "3",
+                        "--rate", "100", "--duration", "0.5"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "in 3 reader processes" in p.stdout and "readers%" in p.stdout, p.stdout
+    p = subprocess.run([BENCH, "fanout", "--url", locked_broker.url, "--namespace", "locked",
+                        "--subscribers", "10", "--readers", "2", "--rate", "100", "--duration", "0.5"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1, p.stderr
+    assert re.search(r"reader process \d: cannot set up connections to .*subscribe refused", p.stderr), p.stderr
+    # The readers are forks of the bench with its command line: none outlives it.
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if b"127.0.0.1:%d/ws" % locked_broker.port in f.read():
+                    left.append(pid)
+        except OSError:
+            pass
+    assert not left, left
+    for args in (["--readers", "65"], ["--readers", "x"], ["--subscribers", "2", "--readers", "3"]):
+        p = subprocess.run([BENCH, "fanout", *args], capture_output=True, text=True, timeout=5)
+        assert p.returncode == 2 and "--readers" in p.stderr, (args, p.stderr)
+    p = subprocess.run([BENCH, "idle", "--readers", "2"], capture_output=True, text=True, timeout=5)
+    assert p.returncode == 2 and "does not apply" in p.stderr
+    p = subprocess.run([BENCH, "fanout", "--help"], capture_output=True, text=True, timeout=5)
+    assert p.returncode == 0 and "--readers P" in p.stdout
+
+
 def test_idle(broker):
     rc, out, err = bench("idle", "--url", broker.url, "--connections", "200", "--duration", "0.5",
                          "--settle", "0.3", "--pid", str(broker.proc.pid))
