@@ -82,6 +82,9 @@ class Broker:
 
     # -- process ---------------------------------------------------------
     def start(self, timeout=START_TIMEOUT):
+        # Started again after a stop(): a new process, whose exit teardown must check.
+        self.stopped = False
+        self.returncode = None
         cmd = [HERALD_BIN, "--bind", self.host, "--port", "0", "--data-dir", str(self.data_dir), *self.args]
         self._logf = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._logf, stderr=subprocess.STDOUT,
