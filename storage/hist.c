@@ -584,6 +584,17 @@ void hist_tx_result(hist_tx_t *tx, json_t *res)
     tx->w->result = res;
 }
 
+int hist_tx_refuse(hist_tx_t *tx, int code, const char *reason, json_t *details)
+{
+    json_t *res = details ? details : json_object();
+    if (res) {
+        json_object_set_new(res, "code", json_integer(code));
+        json_object_set_new(res, "reason", json_string(reason));
+    }
+    hist_tx_result(tx, res);
+    return HIST_E_REFUSED;
+}
+
 json_t *hist_tx_take_result(hist_tx_t *tx)
 {
     json_t *res = tx->w->result;

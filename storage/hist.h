@@ -308,6 +308,10 @@ int hist_tx_timer_del(hist_tx_t *tx, int64_t at_ms, const char *key, size_t klen
 int64_t hist_tx_now(const hist_tx_t *tx);
 /* hist_tx_result() - hand @res (taken) to the caller as hist_write_t.result. */
 void hist_tx_result(hist_tx_t *tx, json_t *res);
+/* hist_tx_refuse() - report a refusal: @details (taken; NULL: a new object)
+ * gains "code" and "reason" and becomes the result. For a custom operation
+ * to `return hist_tx_refuse(...)`. Return: HIST_E_REFUSED. */
+int hist_tx_refuse(hist_tx_t *tx, int code, const char *reason, json_t *details);
 /* hist_tx_take_result() - take back what hist_tx_result() was last handed
  * (the caller owns it; NULL if nothing), so an operation built from others
  * can extend their report. */

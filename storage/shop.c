@@ -53,17 +53,6 @@ struct ctx {
     json_t *stock;                /* {"sku": count} changed by this request */
 };
 
-static int refuse(hist_tx_t *tx, int code, const char *reason, json_t *details)
-{
-    json_t *res = details ? details : json_object();
-    if (res) {
-        json_object_set_new(res, "code", json_integer(code));
-        json_object_set_new(res, "reason", json_string(reason));
-    }
-    hist_tx_result(tx, res);
-    return HIST_E_REFUSED;
-}
-
 /* The count of @sku in stock (0 if never stocked). */
 static int stock_get(hist_tx_t *tx, const char *sku, json_int_t *count)
 {
@@ -131,7 +120,7 @@ static int stock_change(struct ctx *c)
                                                         "adjust", json_integer_value(v)));
         }
         if (json_array_size(shorts)) {
-            rc = refuse(c->tx, PROTO_E_OUT_OF_STOCK, "the adjustment would take stock below zero (or past the "
+            rc = hist_tx_refuse(c->tx, PROTO_E_OUT_OF_STOCK, "the adjustment would take stock below zero (or past the "
                         "maximum): nothing changed", json_pack("{s:O}", "short", shorts));
             goto out;
         }
@@ -164,7 +153,7 @@ static int order_create(struct ctx *c)
 
     if ((rc = order_get(c->tx, c->r->order, &o))) return rc;
     if (o) {
-        rc = refuse(c->tx, PROTO_E_ORDER_EXISTS, "an order with this id exists: nothing changed",
+        rc = hist_tx_refuse(c->tx, PROTO_E_ORDER_EXISTS, "an order with this id exists: nothing changed",
                     json_pack("{s:O}", "status", json_object_get(o, "status")));
         json_decref(o);
         return rc;
@@ -178,7 +167,7 @@ static int order_create(struct ctx *c)
             json_array_append_new(shorts, json_pack("{s:s,s:I,s:I}", "sku", sku, "wanted", want, "available", have));
     }
     if (json_array_size(shorts)) {
-        rc = refuse(c->tx, PROTO_E_OUT_OF_STOCK, "not enough stock for every line: nothing reserved",
+        rc = hist_tx_refuse(c->tx, PROTO_E_OUT_OF_STOCK, "not enough stock for every line: nothing reserved",
                     json_pack("{s:O}", "short", shorts));
         goto out;
     }
@@ -229,7 +218,7 @@ static int order_move(struct ctx *c)
     int rc, ok = 0;
 
     if ((rc = order_get(c->tx, c->r->order, &o))) return rc;
-    if (!o) return refuse(c->tx, PROTO_E_UNKNOWN_ORDER, "no order has this id", NULL);
+    if (!o) return hist_tx_refuse(c->tx, PROTO_E_UNKNOWN_ORDER, "no order has this id", NULL);
     cur = json_string_value(json_object_get(o, "status"));
     next = shop_next(cur);
     for (size_t i = 0; next && next[i]; i++) ok |= !strcmp(next[i], c->r->status);
@@ -238,7 +227,7 @@ static int order_move(struct ctx *c)
         if (!(allowed = json_array())) { json_decref(o); return -ENOMEM; }
         for (size_t i = 0; next && next[i]; i++) json_array_append_new(allowed, json_string(next[i]));
         snprintf(why, sizeof why, "an order in status %s cannot become %s", cur ? cur : "?", c->r->status);
-        rc = refuse(c->tx, PROTO_E_BAD_TRANSITION, why, json_pack("{s:s?,s:o}", "status", cur, "allowed", allowed));
+        rc = hist_tx_refuse(c->tx, PROTO_E_BAD_TRANSITION, why, json_pack("{s:s?,s:o}", "status", cur, "allowed", allowed));
         json_decref(o);
         return rc;
     }
@@ -316,7 +305,7 @@ static int order_read(struct ctx *c)
     int rc = order_get(c->tx, c->r->order, &o);
 
     if (rc) return rc;
-    if (!o) return refuse(c->tx, PROTO_E_UNKNOWN_ORDER, "no order has this id", NULL);
+    if (!o) return hist_tx_refuse(c->tx, PROTO_E_UNKNOWN_ORDER, "no order has this id", NULL);
     hist_tx_result(c->tx, json_pack("{s:o}", "order", o));
     return 0;
 }

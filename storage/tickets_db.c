@@ -51,17 +51,6 @@ static json_t *allowed_list(const char *from)
     return a;
 }
 
-static int refuse(hist_tx_t *tx, int code, const char *reason, json_t *details)
-{
-    json_t *res = details ? details : json_object();
-    if (res) {
-        json_object_set_new(res, "code", json_integer(code));
-        json_object_set_new(res, "reason", json_string(reason));
-    }
-    hist_tx_result(tx, res);
-    return HIST_E_REFUSED;
-}
-
 static int ticket_key(char *buf, size_t len, const char *id)
 {
     int n = snprintf(buf, len, TICKET_KEY "%s", id);
@@ -129,7 +118,7 @@ static int create(hist_tx_t *tx, const tickets_req_t *r)
         if (rc) return rc;
     }
     if ((rc = ticket_get(tx, id, &t))) return rc;
-    if (t) return refuse(tx, PROTO_E_TICKET_EXISTS, "a ticket with this id exists: nothing changed",
+    if (t) return hist_tx_refuse(tx, PROTO_E_TICKET_EXISTS, "a ticket with this id exists: nothing changed",
                          json_pack("{s:o}", "ticket", t));
     t = json_pack("{s:s,s:O,s:O,s:s,s:O,s:O,s:n,s:I,s:I,s:i}", "id", id,
                   "title", json_object_get(r->ticket, "title"),
@@ -145,7 +134,7 @@ static int create(hist_tx_t *tx, const tickets_req_t *r)
 
 static int unknown(hist_tx_t *tx)
 {
-    return refuse(tx, PROTO_E_UNKNOWN_TICKET, "no ticket has this id", NULL);
+    return hist_tx_refuse(tx, PROTO_E_UNKNOWN_TICKET, "no ticket has this id", NULL);
 }
 
 static void touch(json_t *t, int64_t now, const char *by)
@@ -167,7 +156,7 @@ static int status(hist_tx_t *tx, const tickets_req_t *r)
     if (!may_move(from, r->status)) {
         snprintf(why, sizeof why, "a ticket in status %s cannot become %s: nothing changed", from, r->status);
         json_decref(t);
-        return refuse(tx, PROTO_E_BAD_TRANSITION, why, json_pack("{s:s,s:o}", "status", from, "allowed",
+        return hist_tx_refuse(tx, PROTO_E_BAD_TRANSITION, why, json_pack("{s:s,s:o}", "status", from, "allowed",
                                                                   allowed_list(from)));
     }
     json_object_set_new(t, "status", json_string(r->status));
@@ -244,7 +233,7 @@ static int bulk_status(hist_tx_t *tx, const tickets_req_t *r)
         json_array_append_new(found, t);
     }
     if (json_array_size(unknown_ids)) {
-        rc = refuse(tx, PROTO_E_UNKNOWN_TICKET, "some ids name no ticket: nothing changed",
+        rc = hist_tx_refuse(tx, PROTO_E_UNKNOWN_TICKET, "some ids name no ticket: nothing changed",
                     json_pack("{s:O,s:O}", "unknown", unknown_ids, "refused", refused));
         goto out;
     }
@@ -252,7 +241,7 @@ static int bulk_status(hist_tx_t *tx, const tickets_req_t *r)
         char why[PROTO_REASON_MAX];
         snprintf(why, sizeof why, "%zu of the %zu tickets cannot become %s: nothing changed",
                  json_array_size(refused), n, r->status);
-        rc = refuse(tx, PROTO_E_BAD_TRANSITION, why, json_pack("{s:O}", "refused", refused));
+        rc = hist_tx_refuse(tx, PROTO_E_BAD_TRANSITION, why, json_pack("{s:O}", "refused", refused));
         goto out;
     }
     for (i = 0; i < n; i++) {
