@@ -84,6 +84,9 @@ static const struct opt opts[] = {
       "write carries more; 0: write every loop turn" },
     { "websocket", "write_batch_max", NULL, T_SIZE, O(write_batch_max), 0, "64k",
       "most bytes coalesced into one WebSocket frame per write" },
+    { "websocket", "batch_sends", NULL, T_BOOL, O(batch_sends), 0, "on",
+      "hand the kernel the writes of a loop turn to many connections in one system call (io_uring); "
+      "off, or where the kernel forbids io_uring: one send() per write" },
     { "sse", "heartbeat", "sse-heartbeat", T_MS, O(sse_heartbeat_ms), 0, "15s",
       "a Server-Sent Events stream idle this long is sent a comment line, so proxies keep it and a "
       "dead client is found; 0: never" },

@@ -124,6 +124,7 @@ typedef struct config {
     unsigned ping_interval_ms;
     size_t write_batch_max;
     unsigned coalesce_max_ms;
+    int batch_sends;              /* websocket.batch_sends: net/sendring.h */
     /* [sse] */
     unsigned sse_heartbeat_ms;
     unsigned sse_retry_ms;

@@ -26,6 +26,7 @@
 #include "core/webhook.h"
 #include "net/server.h"
 #include "net/session.h"
+#include "net/sendring.h"
 #include "auth/auth.h"
 #include "auth/ratelimit.h"
 #include "config.h"
@@ -101,6 +102,18 @@ static void on_tick(uv_timer_t *t)
     }
     rl_sweep();
     admin_tick();
+}
+
+/* Batched sends (websocket.batch_sends): not over TLS, where libwebsockets
+ * must encrypt every write itself. */
+static void start_sendring(void)
+{
+    size_t arena = srv.cfg.write_batch_max + 16 > (1u << 20) ? srv.cfg.write_batch_max + 16 : (1u << 20);
+    int rc;
+
+    if (!srv.cfg.batch_sends || *srv.cfg.tls_cert) return;
+    if ((rc = sendring_init(256, arena)))
+        hlog(LOG_INFO, "server", "io_uring unavailable (%s): one send() per write", strerror(-rc));
 }
 
 static void on_tune(uv_timer_t *t)
@@ -226,7 +239,9 @@ static int run(void)
         return 1;
     }
     wbuf_init(&srv.enc);
-    srv.batch = malloc(FRAME_HEADROOM + srv.cfg.write_batch_max);
+    /* Room for one batch and a WebSocket header: a send on the ring that
+     * went only in part is finished from here (net/session.c). */
+    srv.batch = malloc(FRAME_HEADROOM + srv.cfg.write_batch_max + 16);
     if (!srv.batch || chan_registry_init() || hmap_init(&srv.conns, 1024) || stats_init(&srv.cfg)) {
         hlog(LOG_ERROR, "server", "out of memory at start");
         free(srv.batch);
@@ -234,6 +249,7 @@ static int run(void)
         return 1;
     }
     wire_hooks();
+    start_sendring();
 
     uv_loop_init(&srv.loop);
     loopwatch_configure(&srv.loop);
@@ -279,6 +295,7 @@ static int run(void)
     rl_deinit();
     config_free(&srv.cfg);
     wbuf_deinit(&srv.enc);
+    sendring_deinit();
     free(srv.batch);
     datadir_close(&srv.data);
     if (rc == 0) hlog(LOG_INFO, "server", "stopped");

@@ -62,6 +62,8 @@ struct herald_metrics {
     uint64_t bytes_in, bytes_out;     /* WebSocket payload bytes */
     uint64_t frames_out;              /* messages written to sockets */
     uint64_t writes;                  /* socket writes of WebSocket frames */
+    uint64_t writes_batched;          /* ... of them, handed to the kernel together (net/sendring.h) */
+    uint64_t send_batches;            /* ... in this many system calls */
     uint64_t *ns_publications;        /* per configured namespace, then the template, then the
                                          built-in sys namespace (srv.cfg.ns_sys) */
     uint64_t *ns_deliveries;          /* the fan-out count, indexed like ns_publications */

@@ -154,6 +154,11 @@ void metrics_render(wbuf_t *b)
     one(b, "herald_messages_sent_total", "counter", "Messages written to WebSocket sessions.", (double)metrics.frames_out);
     one(b, "herald_socket_writes_total", "counter", "Socket writes carrying WebSocket frames (messages coalesce into them).",
         (double)metrics.writes);
+    one(b, "herald_socket_writes_batched_total", "counter",
+        "Socket writes handed to the kernel several to a system call (io_uring; websocket.batch_sends).",
+        (double)metrics.writes_batched);
+    one(b, "herald_send_batches_total", "counter", "System calls that carried the batched writes.",
+        (double)metrics.send_batches);
     one(b, "herald_bytes_received_total", "counter", "WebSocket message bytes received.", (double)metrics.bytes_in);
     one(b, "herald_bytes_sent_total", "counter", "WebSocket payload bytes written.", (double)metrics.bytes_out);
     head(b, "herald_publications_total", "counter", "Publications fanned out, by namespace (* for namespaces without a section; sys: the broker's own feed).");

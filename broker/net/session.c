@@ -8,10 +8,17 @@
  * cheaper than the send() and epoll_ctl() each extra write would cost, and
  * srv.batch is safe to reuse at once because libwebsockets copies whatever
  * the kernel did not take. If more is queued we ask for another callback
- * rather than calling lws_send_pipe_choked(), which costs a poll() each time. */
+ * rather than calling lws_send_pipe_choked(), which costs a poll() each time.
+ * At the end of a loop turn, sess_flush_dirty() writes to every connection
+ * that got something; those writes go to the kernel together, one io_uring
+ * system call for the lot (net/sendring.h), with the same bytes a
+ * lws_write() would have sent: the WebSocket header is ours (ws_header()),
+ * and the rest of a send the kernel took only in part goes to lws as raw
+ * bytes, which it finishes before writing anything else. */
 #include "net/session.h"
 #include "net/conns.h"
 #include "net/peer.h"
+#include "net/sendring.h"
 #include "herald.h"
 #include "clock.h"
 #include "rand.h"
@@ -431,6 +438,144 @@ static int should_wait(const sess_t *s, uint64_t now)
            s->qbytes < srv.cfg.write_batch_max / 2;
 }
 
+/* Writes the header of an unmasked, final WebSocket frame of @len payload
+ * bytes (text, or binary for MessagePack) into the bytes just before @end.
+ * Return: the header's size (2, 4 or 10). */
+static size_t ws_header(unsigned char *end, size_t len, int binary)
+{
+    unsigned char op = 0x80 | (binary ? 0x2 : 0x1);
+
+    if (len < 126) {
+        end[-2] = op;
+        end[-1] = (unsigned char)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        end[-4] = op;
+        end[-3] = 126;
+        end[-2] = (unsigned char)(len >> 8);
+        end[-1] = (unsigned char)len;
+        return 4;
+    }
+    end[-10] = op;
+    end[-9] = 127;
+    for (int i = 0; i < 8; i++) end[-1 - i] = (unsigned char)(len >> (8 * i));
+    return 10;
+}
+
+/* The outcome of a send ring_queue() made (net/sendring.h calls this for
+ * each, in order, once the ring is submitted). */
+static void ring_done(void *owner, const unsigned char *buf, size_t len, int res)
+{
+    sess_t *s = owner;
+    uint32_t n = s->ring_n;
+    size_t hlen = s->ring_hlen;
+    frame_t *held = s->ring_frame;
+    int partial = res >= 0 && (size_t)res < len;
+
+    s->ring_n = 0;
+    s->ring_hlen = 0;
+    s->ring_frame = NULL;
+    if (res < 0 && res != -EAGAIN) {
+        hlog(LOG_DEBUG, "ws", "client %s: write failed: %s", s->id, strerror(-res));
+        kill_socket(s);
+    } else if (partial && res > 0 && !s->killed) {
+        /* Part of it went. The rest goes to libwebsockets as raw bytes: it
+         * sends them before anything else it writes on this connection
+         * (its own pongs and close frame included), so the frame arrives
+         * whole, and lws_partial_buffered() holds our later writes back
+         * until it has. srv.batch has room for a whole send (main.c). */
+        unsigned char *p = srv.batch + FRAME_HEADROOM;
+        size_t rest = len - (size_t)res;
+        memcpy(p, buf + res, rest);
+        if (lws_write(s->wsi, p, rest, LWS_WRITE_RAW) < (int)rest) kill_socket(s);
+    }
+    if (s->killed || s->close_started || s->qlen < n) {
+        /* Closed while the send waited in the ring: its queue is gone. */
+    } else if (res == -EAGAIN || res == 0) {
+        /* The socket was full: nothing went, the frames stay queued, and
+         * the writable callback takes over once it drains. */
+        request_write(s);
+    } else {
+        if (s->close_code) s->close_at_ms = uv_now(&srv.loop);
+        metrics.writes++;
+        metrics.writes_batched++;
+        metrics.frames_out += n;
+        metrics.bytes_out += len - hlen;
+        pop(s, n);
+        if (s->nstale && s->qbytes < srv.cfg.send_queue_max / 4 && hooks.on_drained) hooks.on_drained(s);
+        if (s->qlen || partial) request_write(s);
+    }
+    if (held) frame_unref(held);
+}
+
+static void ring_submit(void)
+{
+    if (!sendring_pending()) return;
+    metrics.send_batches++;
+    sendring_submit(ring_done);
+}
+
+/* Queues the write that write_batch() would make for @s on the send ring
+ * instead, to go with the rest of this flush pass in one system call.
+ * The frames stay queued (and referenced) until ring_done().
+ * Return: 1 if queued, 0 if @s must be written the usual way (no ring, an
+ * event stream, lws still holds part of an earlier write, or a single
+ * message bigger than a batch). */
+static int ring_queue(sess_t *s)
+{
+    size_t max = srv.cfg.write_batch_max, len = 0, hlen;
+    frame_t *f = s->q[s->qhead];
+    unsigned char *buf;
+    uint32_t n;
+    int binary = s->enc == PROTO_MSGPACK;
+
+    if (!sendring_ready() || s->stream || !s->qlen || lws_partial_buffered(s->wsi) || f->len > max) return 0;
+    /* Make room before staging anything: submitting empties the arena. */
+    if (sendring_full()) ring_submit();
+    if (s->qlen == 1 || f->len == max) {
+        /* One frame, sent from its shared buffer: its header goes in the
+         * headroom, the same bytes for every recipient (net/frame.h). */
+        unsigned char *payload = frame_payload(f);
+        len = f->len;
+        hlen = ws_header(payload, len, binary);
+        buf = payload - hlen;
+        n = 1;
+        s->ring_frame = frame_ref(f);   /* a close may clear the queue before the send */
+    } else {
+        unsigned char *p;
+        /* The same frames write_batch() would take: as many as fit in
+         * write_batch_max, newline-separated in JSON. */
+        for (n = 0; n < s->qlen; n++) {
+            f = s->q[(s->qhead + n) & (s->qcap - 1)];
+            if (len + f->len + 1 > max) break;
+            if (n && s->enc == PROTO_JSON) len++;
+            len += f->len;
+        }
+        hlen = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
+        if (!(buf = sendring_stage(hlen + len))) {
+            ring_submit();
+            if (!(buf = sendring_stage(hlen + len))) return 0;
+        }
+        p = buf + hlen;
+        for (uint32_t i = 0; i < n; i++) {
+            f = s->q[(s->qhead + i) & (s->qcap - 1)];
+            if (i && s->enc == PROTO_JSON) *p++ = '\n';
+            memcpy(p, frame_payload(f), f->len);
+            p += f->len;
+        }
+        ws_header(buf + hlen, len, binary);
+    }
+    if (sendring_add(lws_get_socket_fd(s->wsi), buf, hlen + len, s)) {
+        /* Not full (checked above): cannot happen. */
+        if (s->ring_frame) s->ring_frame = frame_unref(s->ring_frame);
+        return 0;
+    }
+    s->ring_n = n;
+    s->ring_hlen = (uint8_t)hlen;
+    return 1;
+}
+
 void sess_coalesce_adjust(void)
 {
     struct timespec ts;
@@ -479,6 +624,8 @@ void sess_flush_dirty(void)
         if (s->close_code || s->close_started) {
             /* Closing goes through the writable callback, in order. */
             if (!s->close_started) request_write(s);
+        } else if (!s->write_pending && ring_queue(s)) {
+            s->last_write_ms = now;    /* written when the ring is submitted, below */
         } else if (!s->write_pending) {
             /* Write what the socket takes now. Partial writes are buffered
              * by lws (lws_partial_buffered()), which then arms POLLOUT
@@ -496,6 +643,7 @@ void sess_flush_dirty(void)
         }
         s = next;
     }
+    ring_submit();
     /* Those left to gather go back on the list; a timer makes sure the loop
      * comes round for them even if nothing else happens. */
     while (later) {

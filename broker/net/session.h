@@ -67,6 +67,9 @@ typedef struct sess {
 
     frame_t **q;                  /* ring of queued frames */
     uint32_t qcap, qhead, qlen;
+    uint32_t ring_n;              /* frames in the send queued on net/sendring.h, until it completes */
+    uint8_t ring_hlen;            /* ... and the WebSocket header bytes it starts with */
+    struct frame *ring_frame;     /* ... and the frame it sends from, referenced until then (or NULL) */
     size_t qbytes;
 
     unsigned char *rx;            /* reassembly of a fragmented message */

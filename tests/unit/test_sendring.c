@@ -1,0 +1,163 @@
+/* tests/unit/test_sendring.c - broker/net/sendring.c over real sockets:
+ * sends reported in the order they were added with what the kernel did
+ * (whole, partial, -EAGAIN on a full socket, an error on a bad one), the
+ * arena's bounds, and a full ring. Skipped where io_uring is not allowed. */
+#include "unit.h"
+
+#include "net/sendring.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct seen {
+    void *owner[16];
+    size_t len[16];
+    int res[16];
+    int n;
+};
+static struct seen seen;
+
+static void done(void *owner, const unsigned char *buf, size_t len, int res)
+{
+    (void)buf;
+    if (seen.n < 16) {
+        seen.owner[seen.n] = owner;
+        seen.len[seen.n] = len;
+        seen.res[seen.n] = res;
+    }
+    seen.n++;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&seen, 0, sizeof seen);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    sendring_deinit();
+    return 0;
+}
+
+/* A connected pair, the sending end non-blocking with a small send buffer. */
+static void pair(int sv[2])
+{
+    int small = 4096;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+    assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+}
+
+static int ring_or_skip(unsigned entries, size_t arena)
+{
+    int rc = sendring_init(entries, arena);
+    if (rc == -ENOSYS || rc == -EPERM) {
+        print_message("io_uring not available here (%s): skipped\n", strerror(-rc));
+        return 0;
+    }
+    assert_int_equal(rc, 0);
+    assert_true(sendring_ready());
+    return 1;
+}
+
+static void test_order_and_bytes(void **state)
+{
+    int a[2], b[2], owners[3];
+    char got[64];
+    (void)state;
+    if (!ring_or_skip(8, 4096)) { skip(); return; }
+    pair(a);
+    pair(b);
+    unsigned char *p = sendring_stage(5);
+    assert_non_null(p);
+    memcpy(p, "hello", 5);
+    assert_int_equal(sendring_add(a[0], p, 5, &owners[0]), 0);
+    assert_int_equal(sendring_add(b[0], "second", 6, &owners[1]), 0);
+    assert_int_equal(sendring_add(a[0], " world", 6, &owners[2]), 0);
+    assert_int_equal(sendring_pending(), 3);
+    sendring_submit(done);
+    assert_int_equal(sendring_pending(), 0);
+    assert_int_equal(seen.n, 3);
+    for (int i = 0; i < 3; i++) assert_ptr_equal(seen.owner[i], &owners[i]);
+    assert_int_equal(seen.res[0], 5);
+    assert_int_equal(seen.res[1], 6);
+    assert_int_equal(seen.res[2], 6);
+    /* Sends to one socket keep their order within a submit. */
+    assert_int_equal(read(a[1], got, sizeof got), 11);
+    assert_memory_equal(got, "hello world", 11);
+    assert_int_equal(read(b[1], got, sizeof got), 6);
+    assert_memory_equal(got, "second", 6);
+    close(a[0]), close(a[1]), close(b[0]), close(b[1]);
+}
+
+/* A socket that cannot take it all reports a partial write, then -EAGAIN,
+ * at once: the loop never waits for a slow reader. */
+static void test_full_socket_never_waits(void **state)
+{
+    static unsigned char big[1 << 20];
+    int sv[2], owner;
+    (void)state;
+    if (!ring_or_skip(8, 4096)) { skip(); return; }
+    pair(sv);
+    assert_int_equal(sendring_add(sv[0], big, sizeof big, &owner), 0);
+    assert_int_equal(sendring_add(sv[0], big, sizeof big, &owner), 0);
+    sendring_submit(done);
+    assert_int_equal(seen.n, 2);
+    assert_true(seen.res[0] > 0 && (size_t)seen.res[0] < sizeof big);
+    assert_int_equal(seen.res[1], -EAGAIN);
+    close(sv[0]), close(sv[1]);
+}
+
+static void test_bad_socket_reports_error(void **state)
+{
+    int sv[2], owner;
+    (void)state;
+    if (!ring_or_skip(8, 4096)) { skip(); return; }
+    pair(sv);
+    close(sv[1]);                              /* the reader is gone */
+    assert_int_equal(sendring_add(sv[0], "x", 1, &owner), 0);
+    assert_int_equal(sendring_add(-1, "x", 1, &owner), 0);
+    sendring_submit(done);
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.res[0], -EPIPE);     /* MSG_NOSIGNAL: an error, not SIGPIPE */
+    assert_int_equal(seen.res[1], -EBADF);
+    close(sv[0]);
+}
+
+static void test_bounds(void **state)
+{
+    int sv[2], owner;
+    (void)state;
+    if (!ring_or_skip(2, 100)) { skip(); return; }
+    assert_non_null(sendring_stage(60));
+    assert_null(sendring_stage(41));           /* 60 + 41 > 100 */
+    assert_non_null(sendring_stage(40));
+    pair(sv);
+    assert_false(sendring_full());
+    assert_int_equal(sendring_add(sv[0], "a", 1, &owner), 0);
+    assert_int_equal(sendring_add(sv[0], "b", 1, &owner), 0);
+    assert_true(sendring_full());
+    assert_int_equal(sendring_add(sv[0], "c", 1, &owner), -ENOSPC);
+    sendring_submit(done);
+    assert_int_equal(seen.n, 2);
+    /* Submitting empties the ring and the arena. */
+    assert_false(sendring_full());
+    assert_non_null(sendring_stage(100));
+    close(sv[0]), close(sv[1]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_order_and_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_socket_never_waits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_socket_reports_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bounds, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
