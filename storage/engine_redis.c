@@ -25,6 +25,7 @@
 #include <hiredis/async.h>
 #include <hiredis/adapters/libuv.h>
 #include <netdb.h>
+#include <sys/socket.h>
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +184,7 @@ static void now_up(struct conn *c)
 {
     engine_t *e = c->e;
 
+    uv_timer_stop(&c->timer);                   /* the connect timeout covers the handshake too */
     c->up = 1;
     c->backoff_ms = BACKOFF_MIN_MS;
     hlog(LOG_INFO, "engine", "redis %s connection up (%s%s%d)", conn_name(c), e->host, e->port ? ":" : "",
@@ -209,7 +211,7 @@ static void on_handshake(redisAsyncContext *ac, void *r, void *priv)
     if (!c || !reply) return;                   /* going down */
     if (reply->type == REDIS_REPLY_ERROR) {
         hlog(LOG_ERROR, "engine", "redis %s connection: %s refused: %s", conn_name(c),
-             script >= 0 ? "SCRIPT LOAD" : "AUTH/SELECT", reply->str);
+             script >= 0 ? "SCRIPT LOAD" : "AUTH/SELECT/PING", reply->str);
         redisAsyncDisconnect(ac);
         return;
     }
@@ -228,15 +230,23 @@ static void on_connect(const redisAsyncContext *cac, int status)
 
     if (!c) return;
     e = c->e;
-    uv_timer_stop(&c->timer);
     if (status != REDIS_OK) {
         /* hiredis frees the context after this returns. */
-        if (c->backoff_ms <= BACKOFF_MIN_MS || c->backoff_ms >= BACKOFF_MAX_MS)
-            hlog(LOG_ERROR, "engine", "cannot connect to redis at %s: %s; retrying", e->host, ac->errstr);
+        hlog(LOG_ERROR, "engine", "cannot connect to redis at %s: %s; retrying", e->host, ac->errstr);
         c->ac = NULL;
         retry_later(c);
         return;
     }
+}
+
+/* Queues the handshake on a connection still connecting: hiredis 0.14
+ * finishes connecting only once something is to be written, and sends
+ * these first. The connection is up when the last of them answers. */
+static void handshake(struct conn *c)
+{
+    redisAsyncContext *ac = c->ac;
+    engine_t *e = c->e;
+
     c->handshake_left = 0;
     if (e->password && *e->password) {
         redisAsyncCommand(ac, on_handshake, (void *)(intptr_t)-1, "AUTH %s", e->password);
@@ -252,7 +262,8 @@ static void on_connect(const redisAsyncContext *cac, int status)
             c->handshake_left++;
         }
     }
-    if (!c->handshake_left) now_up(c);
+    redisAsyncCommand(ac, on_handshake, (void *)(intptr_t)-1, "PING");
+    c->handshake_left++;
 }
 
 static void start_ac(struct conn *c, const char *addr)
@@ -278,6 +289,7 @@ static void start_ac(struct conn *c, const char *addr)
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     c->ac = ac;
     c->timed_out = 0;
+    handshake(c);
     uv_timer_start(&c->timer, on_conn_timer, e->connect_timeout_ms, 0);
 }
 
@@ -312,9 +324,15 @@ static void conn_connect(struct conn *c)
 
     if (e->stopping) return;
     if (c->ac) {
-        hlog(LOG_ERROR, "engine", "connecting to redis at %s timed out after %ums; retrying", e->host,
-             e->connect_timeout_ms);
+        /* hiredis' libuv adapter drops a poll error (a refused connect)
+         * without telling hiredis, so a failed connect ends here too. */
         redisAsyncContext *ac = c->ac;
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (getsockopt(ac->c.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) || !soerr) soerr = ETIMEDOUT;
+        hlog(LOG_ERROR, "engine", "cannot connect to redis at %s%s%.0d (%s connection): %s; retrying", e->host,
+             e->port ? ":" : "", e->port, conn_name(c), soerr == ETIMEDOUT ? "no answer within "
+             "engine.connect_timeout" : strerror(soerr));
         ac->data = NULL;
         c->ac = NULL;
         redisAsyncFree(ac);
