@@ -110,8 +110,20 @@ struct conn {
     uv_getaddrinfo_t gai;
 };
 
+/* An UNSUBSCRIBE not confirmed yet. hiredis 0.14 keeps one callback per
+ * channel and drops it when an "unsubscribe" reply comes, so a SUBSCRIBE
+ * sent before that reply would lose its callback (and every message after
+ * it): such a SUBSCRIBE waits here and is sent with the reply. */
+struct unsub {
+    struct unsub *next;
+    int resubscribe;
+    size_t len;
+    char name[];                  /* the pub/sub channel, prefix included */
+};
+
 struct engine {
     uv_loop_t *loop;
+    struct unsub *unsubs;
     struct engine_events ev;
     char host[1024];
     int port;                     /* 0: unix socket at host */
@@ -161,6 +173,15 @@ static void retry_later(struct conn *c)
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
+static void unsubs_clear(engine_t *e)
+{
+    while (e->unsubs) {
+        struct unsub *u = e->unsubs;
+        e->unsubs = u->next;
+        free(u);
+    }
+}
+
 static const char *conn_name(const struct conn *c) { return c->is_sub ? "subscription" : "command"; }
 
 static void went_down(struct conn *c)
@@ -171,6 +192,7 @@ static void went_down(struct conn *c)
     c->ac = NULL;
     c->up = 0;
     c->inflight = 0;
+    if (c->is_sub) unsubs_clear(e);
     if (was_up) {
         hlog(LOG_ERROR, "engine", "redis %s connection to %s lost; reconnecting", conn_name(c),
              e->port ? e->host : "unix socket");
@@ -632,6 +654,18 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
     msg = reply->element[2];
     if (kind->type != REDIS_REPLY_STRING || name->type != REDIS_REPLY_STRING) return;
     if (name->len < e->prefixlen + 2 || memcmp(name->str, e->prefix, e->prefixlen)) return;
+    if (!strcmp(kind->str, "unsubscribe")) {
+        for (struct unsub **pp = &e->unsubs, *u; (u = *pp); pp = &u->next)
+            if (u->len == name->len && !memcmp(u->name, name->str, u->len)) {
+                const char *argv[2] = { "SUBSCRIBE", u->name };
+                size_t lens[2] = { 9, u->len };
+                *pp = u->next;
+                if (u->resubscribe) redisAsyncCommandArgv(ac, on_sub_reply, NULL, 2, argv, lens);
+                free(u);
+                break;
+            }
+        return;
+    }
     if (!strcmp(kind->str, "subscribe")) {
         e->ev.on_subscribed(e->ev.ctx, name->str + e->prefixlen + 2, name->len - e->prefixlen - 2);
         return;
@@ -657,11 +691,28 @@ static int sub_command(engine_t *e, const char *verb, const char *chan, size_t l
     const char *argv[2] = { verb, key };
     size_t lens[2] = { strlen(verb), e->prefixlen + 2 + len };
 
+    int subscribing = verb[0] == 'S';
+    struct unsub *u;
+
     if (!engine_sub_up(e)) return -ENOTCONN;
     if (lens[1] > sizeof key) return -ENAMETOOLONG;
     memcpy(key, e->prefix, e->prefixlen);
     memcpy(key + e->prefixlen, "f:", 2);
     memcpy(key + e->prefixlen + 2, chan, len);
+    for (u = e->unsubs; u; u = u->next)
+        if (u->len == lens[1] && !memcmp(u->name, key, u->len)) {
+            /* Sent when the pending UNSUBSCRIBE is confirmed (or not at all). */
+            u->resubscribe = subscribing;
+            return 0;
+        }
+    if (!subscribing) {
+        if (!(u = malloc(sizeof *u + lens[1]))) return -ENOMEM;
+        u->resubscribe = 0;
+        u->len = lens[1];
+        memcpy(u->name, key, lens[1]);
+        u->next = e->unsubs;
+        e->unsubs = u;
+    }
     return redisAsyncCommandArgv(e->sub.ac, on_sub_reply, NULL, 2, argv, lens) == REDIS_OK ? 0 : -ENOMEM;
 }
 
@@ -747,6 +798,7 @@ static void on_handle_closed(uv_handle_t *h)
 {
     engine_t *e = h->data;
     if (--e->open_handles) return;
+    unsubs_clear(e);
     free(e->password);
     free(e->prefix);
     free(e);

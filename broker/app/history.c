@@ -372,7 +372,9 @@ static void resume(chan_t *c, void *arg, int ok)
     struct parked *p = arg;
     sess_t *s = conn_find(p->serial);
 
-    if (s && chan_sub(s, c)) {
+    /* ok -1: the client unsubscribed meanwhile; as when a replay's read
+     * finds it gone, the subscribe gets no reply. */
+    if (ok >= 0 && s && chan_sub(s, c)) {
         int rc = ok ? subscribed_now(s, c, p->id, p->n, &p->since, p->presence) : PROTO_E_ENGINE_UNAVAILABLE;
         if (rc) {
             sess_send_error(s, p->id, rc > 0 ? rc : PROTO_E_INTERNAL,

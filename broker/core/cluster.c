@@ -166,18 +166,25 @@ static void drop_buffer(cl_chan_t *x)
     x->buf_tail = &x->buf;
 }
 
-static void run_waits(cl_chan_t *x, int ok)
+/* Calls the waits of @x with @ok (cluster_synced_fn). Each wait holds the
+ * channel (inflight), so a wait that unsubscribes its client cannot free
+ * it under the others; with @drop the channel is dropped after the last if
+ * nothing else needs it (then @x may be gone). */
+static void run_waits(cl_chan_t *x, int ok, int drop)
 {
     struct cl_wait *w = x->waits;
+    chan_t *c = x->chan;
 
     x->waits = NULL;
     x->waits_tail = &x->waits;
     while (w) {
         struct cl_wait *next = w->next;
-        w->fn(x->chan, w->arg, ok);
+        w->fn(c, w->arg, ok);
+        c->inflight--;
         free(w);
         w = next;
     }
+    if (drop) chan_maybe_drop(c);
 }
 
 /* ---- reads of the position ---- */
@@ -195,7 +202,6 @@ static void on_position(void *arg, int status, hist_result_t *res)
     chan_t *c = r->chan;
     cl_chan_t *x = c->cl;
 
-    c->inflight--;
     if (!x || x->gen != r->gen || x->state != CL_READING) goto out;
     if (status) {
         hlog(LOG_WARN, "cluster", "reading the position of %s failed (%s); trying again", c->name, strerror(-status));
@@ -234,9 +240,10 @@ static void on_position(void *arg, int status, hist_result_t *res)
         if (res->chan.last_offset > c->last_offset) c->last_offset = res->chan.last_offset;
     }
     x->state = CL_LIVE;
-    run_waits(x, 1);
+    run_waits(x, 1, 0);
     drain(x);
 out:
+    c->inflight--;
     chan_maybe_drop(c);
     free(r);
 }
@@ -311,13 +318,15 @@ static void subscribe(cl_chan_t *x)
 
 static void on_sub(void *ctx, int up)
 {
+    cl_chan_t *next;
     (void)ctx;
-    for (cl_chan_t *x = cl.all; x; x = x->next) {
+    for (cl_chan_t *x = cl.all; x; x = next) {
+        next = x->next;                        /* run_waits() may free x, never another */
         if (!up) {
             /* Every subscription went with the connection. */
             x->state = CL_IDLE;
             x->gen++;
-            run_waits(x, 0);
+            run_waits(x, 0, 1);
         } else if (x->chan->nsubs) {
             subscribe(x);
         }
@@ -371,7 +380,8 @@ void cluster_occupancy(chan_t *c, int occupied)
     x->known = 0;
     x->gen++;
     drop_buffer(x);
-    run_waits(x, 0);
+    /* Their subscribers are gone (the caller drops the channel). */
+    run_waits(x, -1, 0);
 }
 
 void cluster_chan_free(chan_t *c)
@@ -380,7 +390,6 @@ void cluster_chan_free(chan_t *c)
 
     if (!x) return;
     drop_buffer(x);
-    run_waits(x, 0);
     if (x->prev) x->prev->next = x->next;
     else cl.all = x->next;
     if (x->next) x->next->prev = x->prev;
@@ -402,6 +411,7 @@ int cluster_when_synced(chan_t *c, cluster_synced_fn fn, void *arg)
     w->next = NULL;
     w->fn = fn;
     w->arg = arg;
+    c->inflight++;
     *x->waits_tail = w;
     x->waits_tail = &w->next;
     return 0;

@@ -64,7 +64,9 @@ int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t 
 
 /* Called once @c's position is known here (@ok 1: c->last_offset and
  * c->epoch are the engine's, live deliveries follow them in order) or can
- * no longer be learnt (0: the engine went down). */
+ * no longer be learnt (0: the engine went down; -1: the channel lost its
+ * last local subscriber, so whoever waited is gone or unsubscribed: the
+ * callee must not touch the subscription). */
 typedef void (*cluster_synced_fn)(chan_t *c, void *arg, int ok);
 
 /* cluster_when_synced() - call @fn(@c, @arg, 1) now if @c (which has a
