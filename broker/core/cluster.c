@@ -84,7 +84,8 @@ static void deliver(chan_t *c, uint64_t offset, const char *epoch, const unsigne
 }
 
 /* Tells every subscriber of @c that what lies between (@old_epoch,
- * @old_offset) and the channel's position now cannot be delivered. */
+ * @old_offset) and (@epoch, @last) cannot be delivered: they are at @last
+ * now, and publications after it follow. */
 static void unrecovered(chan_t *c, const char *old_epoch, uint64_t old_offset, const char *epoch, uint64_t last)
 {
     json_t *m = json_pack("{s:s,s:s%,s:s,s:I,s:{s:s,s:I}}", "op", "unrecovered", "channel", c->name,
@@ -214,6 +215,7 @@ static void on_position(void *arg, int status, hist_result_t *res)
         memcpy(c->epoch, res->chan.epoch, HIST_EPOCH_LEN + 1);
         x->known = 1;
     } else if (c->epoch[0] && strcmp(c->epoch, res->chan.epoch)) {
+        /* Another log (Redis lost the channel): nothing of it continues ours. */
         char old[HIST_EPOCH_LEN + 1];
         uint64_t old_off = c->last_offset;
         memcpy(old, c->epoch, sizeof old);
@@ -221,23 +223,28 @@ static void on_position(void *arg, int status, hist_result_t *res)
         c->last_offset = res->chan.last_offset;
         unrecovered(c, old, old_off, c->epoch, c->last_offset);
     } else {
-        uint64_t from = c->last_offset, next = from + 1;
-        int lost = 0;
-        char old[HIST_EPOCH_LEN + 1];
-        memcpy(old, c->epoch, sizeof old);
-        for (size_t i = 0; i < res->n; i++) {
-            const hist_entry_t *en = &res->entries[i];
-            if (en->offset < next) continue;
-            if (en->offset > next) lost = 1;
-            deliver(c, en->offset, res->chan.epoch, en->rec, en->len);
-            next = en->offset + 1;
-        }
-        if (next <= res->chan.last_offset) lost = 1;
-        if (lost) {
+        /* The stream holds a contiguous run of offsets up to the last (it
+         * is trimmed from its head only): what follows ours, from the
+         * first entry read past it. */
+        uint64_t from = c->last_offset, top = res->chan.last_offset, first = top + 1;
+        size_t i = 0;
+        while (i < res->n && res->entries[i].offset <= from) i++;
+        if (i < res->n) first = res->entries[i].offset;
+        if (top > from && first > from + 1) {
+            /* Told before what follows, with the position it follows. */
+            char old[HIST_EPOCH_LEN + 1];
+            memcpy(old, c->epoch[0] ? c->epoch : res->chan.epoch, sizeof old);
             memcpy(c->epoch, res->chan.epoch, HIST_EPOCH_LEN + 1);
-            unrecovered(c, old[0] ? old : res->chan.epoch, from, res->chan.epoch, res->chan.last_offset);
+            c->last_offset = first - 1;
+            unrecovered(c, old, from, c->epoch, c->last_offset);
         }
-        if (res->chan.last_offset > c->last_offset) c->last_offset = res->chan.last_offset;
+        for (; i < res->n; i++)
+            deliver(c, res->entries[i].offset, res->chan.epoch, res->entries[i].rec, res->entries[i].len);
+        if (c->last_offset < top) {
+            /* The read stopped at its limit: read on from here. */
+            start_read(x);
+            goto out;
+        }
     }
     x->state = CL_LIVE;
     run_waits(x, 1, 0);
