@@ -422,3 +422,19 @@ def test_sse_stream_across_nodes_and_resume(nodes):
     ev = s2.events(3)
     assert [e["data"]["offset"] for e in ev] == [4, 5, 6]
     s2.close()
+
+
+def test_history_ttl_trims_the_stream(nodes, redis):
+    """Entries older than the namespace's history_ttl leave the stream with the next
+    publication, and the stream itself expires with them; offsets go on."""
+    a, = nodes(1, "--ns", "brief.history_ttl=1s")
+    for i in range(2):
+        assert rest_publish(a, "brief:x", i).status_code == 200
+    time.sleep(1.2)
+    assert rest_publish(a, "brief:x", 2).json()["offset"] == 3
+    h = history(a, "brief:x")
+    assert [p["offset"] for p in h["publications"]] == [3] and h["offset"] == 3
+    with socket.create_connection(("127.0.0.1", redis.port)) as r:
+        r.sendall(b"PTTL herald:s:brief:x\r\n")
+        ttl = int(r.recv(64)[1:].strip())
+    assert 0 < ttl <= 1000
