@@ -76,10 +76,13 @@ int cluster_ready(const char **why)
 static void deliver(chan_t *c, uint64_t offset, const char *epoch, const unsigned char *rec, size_t len)
 {
     frame_t *frames[PROTO_NENC] = { NULL };
+    uint64_t delivered = srv.stats.deliveries;
 
     if (!c->epoch[0] || strcmp(c->epoch, epoch)) memcpy(c->epoch, epoch, HIST_EPOCH_LEN + 1);
     if (chan_fanout(c, offset, rec, len, frames))
         hlog(LOG_WARN, "cluster", "out of memory fanning out %s offset %llu", c->name, (unsigned long long)offset);
+    /* chan_fanout() counts the process-wide total; the difference is this namespace's share. */
+    metrics.ns_deliveries[stats_ns_index(c->ns)] += srv.stats.deliveries - delivered;
     chan_count_pub(c);
 }
 

@@ -438,3 +438,59 @@ def test_history_ttl_trims_the_stream(nodes, redis):
         r.sendall(b"PTTL herald:s:brief:x\r\n")
         ttl = int(r.recv(64)[1:].strip())
     assert 0 < ttl <= 1000
+
+
+def redis_cmd(port, *args):
+    """One command in RESP over a fresh connection; returns the raw reply."""
+    req = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in (x.encode() for x in args))
+    with socket.create_connection(("127.0.0.1", port), 2) as s:
+        s.sendall(req)
+        time.sleep(0.05)
+        return s.recv(65536)
+
+
+def test_script_flush_password_database_prefix(make_broker, tmp_path):
+    """NOSCRIPT after SCRIPT FLUSH is answered by loading the script again; AUTH,
+    SELECT and the key prefix are used; a wrong password keeps the node not ready."""
+    r = Redis(tmp_path).start()
+    try:
+        redis_cmd(r.port, "CONFIG", "SET", "requirepass", "s3cret-pw")
+        bad = make_broker(*engine_args(r), "--engine-password", "wrong")
+        assert bad.wait_log(r"redis command connection: AUTH/SELECT/PING refused")
+        assert requests.get(bad.url("/api/health/ready"), timeout=5).status_code == 503
+        assert rest_publish(bad, "news", 1).json()["error"]["code"] == 133
+        a = make_broker(*engine_args(r), "--engine-password", "s3cret-pw", "--engine-database", "3",
+                        "--engine-prefix", "app1:")
+        wait_ready(a)
+        assert rest_publish(a, "news", 1).json()["offset"] == 1
+        assert b"+OK" in redis_cmd(r.port, "AUTH", "s3cret-pw")
+        with socket.create_connection(("127.0.0.1", r.port), 2) as s:
+            s.sendall(b"AUTH s3cret-pw\r\nSELECT 3\r\nHGET app1:m:news offset\r\nSCRIPT FLUSH\r\n")
+            time.sleep(0.1)
+            assert s.recv(4096) == b"+OK\r\n+OK\r\n$1\r\n1\r\n+OK\r\n"
+        assert rest_publish(a, "news", 2).json()["offset"] == 2
+        assert [p["data"] for p in history(a, "news")["publications"]] == [1, 2]
+    finally:
+        r.kill()
+
+
+def test_unix_socket_address(make_broker, tmp_path):
+    sock = "/tmp/herald-redis-%d.sock" % os.getpid()
+    d = tmp_path / "redis-unix"
+    d.mkdir()
+    log = open(d / "log", "wb")
+    p = subprocess.Popen([REDIS, "--port", "0", "--unixsocket", sock, "--save", "", "--dir", str(d)],
+                         stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        a = make_broker(*engine_args("unix:" + sock))
+        wait_ready(a)
+        assert rest_publish(a, "news", "via unix").json()["offset"] == 1
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(5)
+        log.close()
+        if os.path.exists(sock):
+            os.unlink(sock)
