@@ -33,6 +33,7 @@ typedef struct job {
     uint64_t since_offset;
     uint64_t before;              /* JOB_QUERY through the engine: the page's before */
     int engine;                   /* read from the shared engine (core/cluster.h), not LMDB */
+    int ahead;                    /* JOB_SUBSCRIBE through the engine: since is past this node's offset */
     char epoch[HIST_EPOCH_LEN + 1]; /* JOB_QUERY through the engine: the channel's epoch as read */
     int rc;
     hist_result_t res;
@@ -116,6 +117,26 @@ static void work_read(uv_work_t *w)
                       j->reverse, &j->res);
 }
 
+/* A recovery whose offset is past what this node delivered so far: with
+ * the redis engine, a client that saw offset K on another node may come
+ * here before K's announcement does. The engine's position says whether K
+ * exists: then the client missed nothing (its live pushes start after K);
+ * else the answer is LMDB's for an offset it never had: "recovered": false
+ * and the kept tail, up to the engine's last offset. */
+static void finish_ahead(sess_t *s, sub_t *sub, job_t *j)
+{
+    uint64_t top = j->res.chan.last_offset;
+    int same = !strcmp(j->res.chan.epoch, j->chan->epoch) && top >= j->since_offset;
+    json_t *head = subscribed_head(j->chan, j->origin.id, same ? j->since_offset : top, j->presence);
+    size_t lo = 0, hi = 0;
+
+    if (!head) { sess_close(s, CLOSE_INTERNAL, 0); return; }
+    json_object_set_new(head, "recovered", json_boolean(same));
+    if (!same) pick((enum proto_enc)s->enc, &j->res, reply_budget(), 0, &lo, &hi);
+    send_with_list(s, head, same ? NULL : &j->res, lo, hi, 1);
+    chan_replay_end_at(sub, same ? j->since_offset : top);
+}
+
 static void finish_subscribe(job_t *j)
 {
     sess_t *s = conn_find(j->origin.serial);
@@ -131,6 +152,10 @@ static void finish_subscribe(job_t *j)
                                        "engine failed");
         else sess_send_error(s, j->origin.id, PROTO_E_STORAGE, "reading history failed");
         chan_unsubscribe(s, j->chan);
+        return;
+    }
+    if (j->ahead) {
+        finish_ahead(s, sub, j);
         return;
     }
     /* Recovery reads go oldest first; keep the newest if they do not all fit. */
@@ -312,6 +337,26 @@ static int subscribed_now(sess_t *s, chan_t *c, const json_t *id, unsigned n, co
         }
         json_object_set_new(head, "publications", list);
         sess_send(s, head);
+        return 0;
+    }
+    if (cluster_routes(c) && since->set && !strcmp(since->epoch, c->epoch) && since->offset > upto) {
+        if (!(j = calloc(1, sizeof *j))) return -ENOMEM;
+        j->kind = JOB_SUBSCRIBE;
+        j->ahead = j->recovery = 1;
+        j->presence = presence;
+        j->chan = c;
+        j->origin.kind = ORIGIN_WS;
+        j->origin.serial = s->serial;
+        j->origin.id = id ? json_incref((json_t *)id) : NULL;
+        j->since_offset = since->offset;
+        j->limit = keep;                           /* the kept tail, newest first, up to the last */
+        j->reverse = 1;
+        if (submit(j)) {
+            json_decref(j->origin.id);
+            free(j);
+            return -ENOMEM;
+        }
+        chan_replay_start(sub);
         return 0;
     }
     if (!keep || !pubpipe_store() || upto == 0 ||

@@ -209,6 +209,18 @@ def test_history_answers_like_lmdb(engine, make_broker, tmp_path):
             assert m["op"] == "history" and [p["offset"] for p in m["publications"]] == [3, 4, 5]
             m = await cl.request({"op": "subscribe", "id": 2, "channel": "hist:x", "history": 2})
             assert m["offset"] == 7 and [p["offset"] for p in m["publications"]] == [6, 7]
+            epoch = m["epoch"]
+            # Recovery from a position the channel never had: not recovered, the kept tail.
+            c2 = await connect(b)
+            m = await c2.request({"op": "subscribe", "id": 3, "channel": "hist:x",
+                                  "since": {"epoch": epoch, "offset": 1000}})
+            assert m["recovered"] is False and m["offset"] == 7, m
+            assert [p["offset"] for p in m["publications"]] == [3, 4, 5, 6, 7]
+            m = await c2.request({"op": "subscribe", "id": 4, "channel": "hist:y",
+                                  "since": {"epoch": epoch, "offset": 4}})
+            assert m["recovered"] is False and m["offset"] == 0 and m["publications"] == [], m
+            m = await c2.request({"op": "subscribe", "id": 5, "channel": "hist:z", "since": {"epoch": "x", "offset": 4}})
+            assert m["op"] == "error" and m["code"] == 103, m
         run(ws_history())
     finally:
         if r:
