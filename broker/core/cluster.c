@@ -208,7 +208,9 @@ static void on_position(void *arg, int status, hist_result_t *res)
 
     if (!x || x->gen != r->gen || x->state != CL_READING) goto out;
     if (status) {
-        hlog(LOG_WARN, "cluster", "reading the position of %s failed (%s); trying again", c->name, strerror(-status));
+        if (status != -ECANCELED)               /* not when stopping */
+            hlog(LOG_WARN, "cluster", "reading the position of %s failed (%s); trying again", c->name,
+                 strerror(-status));
         x->state = CL_RETRY;
         retry_soon();
         goto out;
