@@ -43,7 +43,6 @@ json_t *admin_health(unsigned *status)
 int admin_ready(uint64_t serial)
 {
     struct storage_status st;
-
     const char *why = NULL;
 
     if (srv.stopping) return -ESHUTDOWN;
