@@ -16,14 +16,17 @@
  * hiredis 0.14 resolves host names with a blocking getaddrinfo(), so names
  * are resolved here with uv_getaddrinfo() and hiredis is given the address;
  * it has no command timeout either, so a watchdog drops a connection whose
- * oldest pending command waited longer than command_timeout. */
+ * oldest pending command waited longer than command_timeout. Its libuv
+ * adapter ignores a poll error (libuv then stops polling), so a refused
+ * connect or a reset connection would never reach hiredis: this file has
+ * its own glue, which hands such errors to hiredis to find. TCP keepalive
+ * finds a Redis host that vanished without a word. */
 #include "engine.h"
 #include "log.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libuv.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
@@ -104,6 +107,7 @@ struct conn {
     int resolving;
     unsigned handshake_left;      /* replies still awaited before up */
     unsigned backoff_ms;
+    unsigned fails;               /* attempts failed since it was last up */
     unsigned inflight;            /* commands awaiting a reply (command connection) */
     uint64_t progress_ms;         /* the last reply, or when inflight went from 0 to 1 */
     int timed_out;                /* dropped by the watchdog: pending calls get -ETIMEDOUT */
@@ -164,12 +168,80 @@ static void conn_connect(struct conn *c);
 
 static void on_conn_timer(uv_timer_t *t) { conn_connect(t->data); }
 
+/* ---- hiredis on the loop ---- */
+
+struct rpoll {
+    uv_poll_t handle;
+    redisAsyncContext *ac;        /* NULL once hiredis let go of the context */
+    int events;                   /* UV_READABLE | UV_WRITABLE hiredis wants */
+};
+
+static void rpoll_on(uv_poll_t *h, int status, int events)
+{
+    struct rpoll *p = h->data;
+
+    if (status < 0) {
+        /* POLLERR (libuv stopped the handle): a read or a write makes
+         * hiredis see the socket's error and close the connection. */
+        events = p->events & UV_WRITABLE ? UV_WRITABLE : UV_READABLE;
+    }
+    if (p->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+    if (p->ac && (events & UV_READABLE)) redisAsyncHandleRead(p->ac);
+    if (p->ac && status < 0 && p->events) uv_poll_start(&p->handle, p->events, rpoll_on);
+}
+
+static void rpoll_set(void *data, int add, int ev)
+{
+    struct rpoll *p = data;
+
+    p->events = add ? p->events | ev : p->events & ~ev;
+    if (p->events) uv_poll_start(&p->handle, p->events, rpoll_on);
+    else uv_poll_stop(&p->handle);
+}
+
+static void rpoll_add_read(void *data) { rpoll_set(data, 1, UV_READABLE); }
+static void rpoll_del_read(void *data) { rpoll_set(data, 0, UV_READABLE); }
+static void rpoll_add_write(void *data) { rpoll_set(data, 1, UV_WRITABLE); }
+static void rpoll_del_write(void *data) { rpoll_set(data, 0, UV_WRITABLE); }
+
+static void rpoll_closed(uv_handle_t *h) { free(h->data); }
+
+/* hiredis frees the context: the handle goes on the next loop turn. */
+static void rpoll_cleanup(void *data)
+{
+    struct rpoll *p = data;
+
+    p->ac = NULL;
+    uv_close((uv_handle_t *)&p->handle, rpoll_closed);
+}
+
+static int rpoll_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    struct rpoll *p = calloc(1, sizeof *p);
+
+    if (!p) return -ENOMEM;
+    if (uv_poll_init(loop, &p->handle, ac->c.fd)) {
+        free(p);
+        return -EIO;
+    }
+    p->handle.data = p;
+    p->ac = ac;
+    ac->ev.data = p;
+    ac->ev.addRead = rpoll_add_read;
+    ac->ev.delRead = rpoll_del_read;
+    ac->ev.addWrite = rpoll_add_write;
+    ac->ev.delWrite = rpoll_del_write;
+    ac->ev.cleanup = rpoll_cleanup;
+    return 0;
+}
+
 /* ---- connection life ---- */
 
 static void retry_later(struct conn *c)
 {
     engine_t *e = c->e;
     if (e->stopping) return;
+    c->fails++;
     uv_timer_start(&c->timer, on_conn_timer, c->backoff_ms, 0);
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
@@ -181,6 +253,14 @@ static void unsubs_clear(engine_t *e)
         e->unsubs = u->next;
         free(u);
     }
+}
+
+/* The first failure to connect is an error; while Redis stays away, one
+ * in 12 (about a minute at the longest backoff) repeats it, the others are
+ * debug lines. */
+static enum log_level fail_level(const struct conn *c)
+{
+    return c->fails % 12 == 0 ? LOG_ERROR : LOG_DEBUG;
 }
 
 static const char *conn_name(const struct conn *c) { return c->is_sub ? "subscription" : "command"; }
@@ -209,6 +289,7 @@ static void now_up(struct conn *c)
 
     uv_timer_stop(&c->timer);                   /* the connect timeout covers the handshake too */
     c->up = 1;
+    c->fails = 0;
     c->backoff_ms = BACKOFF_MIN_MS;
     hlog(LOG_INFO, "engine", "redis %s connection up (%s%s%d)", conn_name(c), e->host, e->port ? ":" : "",
          e->port);
@@ -233,7 +314,7 @@ static void on_handshake(redisAsyncContext *ac, void *r, void *priv)
 
     if (!c || !reply) return;                   /* going down */
     if (reply->type == REDIS_REPLY_ERROR) {
-        hlog(LOG_ERROR, "engine", "redis %s connection: %s refused: %s", conn_name(c),
+        hlog(fail_level(c), "engine", "redis %s connection: %s refused: %s", conn_name(c),
              script >= 0 ? "SCRIPT LOAD" : "AUTH/SELECT/PING", reply->str);
         redisAsyncDisconnect(ac);
         return;
@@ -255,7 +336,8 @@ static void on_connect(const redisAsyncContext *cac, int status)
     e = c->e;
     if (status != REDIS_OK) {
         /* hiredis frees the context after this returns. */
-        hlog(LOG_ERROR, "engine", "cannot connect to redis at %s: %s; retrying", e->host, ac->errstr);
+        hlog(fail_level(c), "engine", "cannot connect to redis at %s%s%.0d (%s connection): %s; retrying", e->host,
+             e->port ? ":" : "", e->port, conn_name(c), ac->errstr);
         c->ac = NULL;
         retry_later(c);
         return;
@@ -296,14 +378,17 @@ static void start_ac(struct conn *c, const char *addr)
 
     if (!ac || ac->err) {
         if (ac) {
-            hlog(LOG_ERROR, "engine", "cannot connect to redis at %s: %s; retrying", e->host, ac->errstr);
+            hlog(fail_level(c), "engine", "cannot connect to redis at %s%s%.0d (%s connection): %s; retrying", e->host,
+             e->port ? ":" : "", e->port, conn_name(c), ac->errstr);
             redisAsyncFree(ac);
         }
         retry_later(c);
         return;
     }
     ac->data = c;
-    if (redisLibuvAttach(ac, e->loop) != REDIS_OK) {
+    /* A dead peer that sends nothing is found in about half a minute. */
+    if (e->port) redisEnableKeepAlive(&ac->c);
+    if (rpoll_attach(ac, e->loop)) {
         redisAsyncFree(ac);
         retry_later(c);
         return;
@@ -325,7 +410,7 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
     c->resolving = 0;
     if (e->stopping || status) {
         if (status && !e->stopping)
-            hlog(LOG_ERROR, "engine", "cannot resolve redis host %s: %s; retrying", e->host, uv_strerror(status));
+            hlog(fail_level(c), "engine", "cannot resolve redis host %s: %s; retrying", e->host, uv_strerror(status));
         uv_freeaddrinfo(res);
         retry_later(c);
         return;
@@ -347,13 +432,13 @@ static void conn_connect(struct conn *c)
 
     if (e->stopping) return;
     if (c->ac) {
-        /* hiredis' libuv adapter drops a poll error (a refused connect)
-         * without telling hiredis, so a failed connect ends here too. */
+        /* Connected nowhere within connect_timeout (the peer may be a
+         * black hole that never answers the SYN). */
         redisAsyncContext *ac = c->ac;
         int soerr = 0;
         socklen_t sl = sizeof soerr;
         if (getsockopt(ac->c.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) || !soerr) soerr = ETIMEDOUT;
-        hlog(LOG_ERROR, "engine", "cannot connect to redis at %s%s%.0d (%s connection): %s; retrying", e->host,
+        hlog(fail_level(c), "engine", "cannot connect to redis at %s%s%.0d (%s connection): %s; retrying", e->host,
              e->port ? ":" : "", e->port, conn_name(c), soerr == ETIMEDOUT ? "no answer within "
              "engine.connect_timeout" : strerror(soerr));
         ac->data = NULL;
