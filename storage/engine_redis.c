@@ -753,6 +753,10 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
         return;
     }
     if (!strcmp(kind->str, "subscribe")) {
+        /* The confirmation of a SUBSCRIBE that an UNSUBSCRIBE already
+         * follows: not the subscription the owner waits for. */
+        for (struct unsub *u = e->unsubs; u; u = u->next)
+            if (u->len == name->len && !memcmp(u->name, name->str, u->len)) return;
         e->ev.on_subscribed(e->ev.ctx, name->str + e->prefixlen + 2, name->len - e->prefixlen - 2);
         return;
     }

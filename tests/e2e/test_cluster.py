@@ -392,7 +392,7 @@ def test_resubscribe_while_unsubscribe_in_flight(nodes):
 
     async def go():
         s, t = await connect(a), await connect(a)
-        for round_ in range(5):
+        for round_ in range(20):
             await s.send({"op": "subscribe", "id": 1, "channel": "flip"})
             await s.send({"op": "unsubscribe", "id": 2, "channel": "flip"})
             await t.send({"op": "subscribe", "id": 3, "channel": "flip"})
