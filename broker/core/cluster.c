@@ -71,6 +71,8 @@ int cluster_ready(const char **why)
     return 1;
 }
 
+int cluster_conn_up(int sub) { return sub ? engine_sub_up(cl.engine) : engine_up(cl.engine); }
+
 /* ---- delivery ---- */
 
 static void deliver(chan_t *c, uint64_t offset, const char *epoch, const unsigned char *rec, size_t len)

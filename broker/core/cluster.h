@@ -46,6 +46,10 @@ int cluster_routes(const chan_t *c);
  * @why: [out] when not, a static reason. */
 int cluster_ready(const char **why);
 
+/* cluster_conn_up() - whether the engine's subscription (@sub 1) or
+ * command (0) connection is up, for /metrics. */
+int cluster_conn_up(int sub);
+
 /* cluster_occupancy() - @c got its first local subscriber (@occupied 1) or
  * lost its last (0): subscribe to it in the engine, or unsubscribe.
  * Called by core/channel.c for channels cluster_routes() takes. */

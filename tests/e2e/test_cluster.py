@@ -234,6 +234,8 @@ def test_redis_unreachable_at_start(make_broker, tmp_path):
     assert b.health().status_code == 200
     ready = requests.get(b.url("/api/health/ready"), timeout=5)
     assert ready.status_code == 503 and "redis" in " ".join(ready.json()["reasons"])
+    metrics = requests.get(b.url("/metrics"), timeout=5).text
+    assert 'herald_engine_up{connection="command"} 0' in metrics
     r = rest_publish(b, "news", 1)
     assert r.status_code == 503 and r.json()["error"]["code"] == 133
     h = requests.get(b.url("/api/channels/news/history"), timeout=5)
@@ -252,6 +254,8 @@ def test_redis_unreachable_at_start(make_broker, tmp_path):
         wait_ready(b)
         r = rest_publish(b, "news", 1)
         assert r.status_code == 200 and r.json()["offset"] == 1
+        metrics = requests.get(b.url("/metrics"), timeout=5).text
+        assert 'herald_engine_up{connection="subscription"} 1' in metrics
     finally:
         red.kill()
 
@@ -382,6 +386,7 @@ def test_bad_engine_type_and_config_file(tmp_path):
 def test_lmdb_default_has_no_engine(make_broker):
     b = make_broker()
     assert "cluster:" not in b.log
+    assert "herald_engine_up" not in requests.get(b.url("/metrics"), timeout=5).text
     assert requests.get(b.url("/api/health/ready"), timeout=5).status_code == 200
 
 
