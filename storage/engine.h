@@ -30,6 +30,8 @@ typedef struct engine engine_t;
 /* Outcomes (positive) besides 0 and negative errno values. */
 enum {
     ENGINE_E_REPLY_TO = 1,        /* engine_publish(): reply_to is beyond the channel's last offset */
+    ENGINE_E_DUPLICATE,           /* engine_publish(): the idempotency key answered this request before */
+    ENGINE_E_IDEM_MISMATCH,       /* engine_publish(): the idempotency key was used for another request */
 };
 
 struct engine_conf {
@@ -76,6 +78,8 @@ int engine_sub_up(const engine_t *e);
 
 /* The outcome of engine_publish(): @status 0 with the @offset assigned and
  * the channel's @epoch; ENGINE_E_REPLY_TO with @offset the channel's last;
+ * ENGINE_E_DUPLICATE or ENGINE_E_IDEM_MISMATCH with @offset the one the
+ * idempotency key made (nothing was published);
  * or -ENOTCONN / -ETIMEDOUT / -EIO / -ECANCELED (the publication may or may
  * not have been made: the connection went down while it was in flight). */
 typedef void (*engine_pub_cb)(void *arg, int status, uint64_t offset, const char *epoch);
@@ -86,14 +90,26 @@ struct engine_keep {
     unsigned ttl_ms;              /* entries older than this go; 0: no age limit */
 };
 
+/* A publication's idempotency key: kept in the engine for @window_ms with
+ * the offset it made and @digest, the request's (hist.h's HIST_IDEM_DIGEST
+ * bytes), so a retry on any node is answered and not published again. */
+struct engine_idem {
+    const char *key;
+    size_t len;                   /* 1..HIST_IDEM_MAX */
+    const unsigned char *digest;
+    int64_t window_ms;
+};
+
 /* engine_publish() - publish record @rec (copied) on @chan: next offset,
  * append, trim by @keep, PUBLISH. @ts is the record's time (ms);
  * @reply_to: refuse (ENGINE_E_REPLY_TO) when beyond the last offset, 0: no
- * check. @cb gets the outcome later, exactly once.
+ * check; @idem: the idempotency key, or NULL. @cb gets the outcome later,
+ * exactly once.
  * Return: 0; -ENOTCONN (the command connection is down; no callback);
  * -ENOMEM. */
 int engine_publish(engine_t *e, const char *chan, size_t len, const unsigned char *rec, size_t reclen, int64_t ts,
-                   const struct engine_keep *keep, uint64_t reply_to, engine_pub_cb cb, void *arg);
+                   const struct engine_keep *keep, uint64_t reply_to, const struct engine_idem *idem,
+                   engine_pub_cb cb, void *arg);
 
 /* A range of a channel's stream, as history.h pages it. */
 struct engine_range {

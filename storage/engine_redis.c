@@ -12,7 +12,10 @@
  *          MessagePack as protocol/record.h) and t (ms), trimmed to the
  *          namespace's history_size and history_ttl, and expiring with it;
  *   P f:C  the pub/sub channel a publication is announced on:
- *          "<offset>:<epoch>:<record>".
+ *          "<offset>:<epoch>:<record>";
+ *   P i:C K  (a space, which channel names never hold, before the client's
+ *          idempotency key K) "<digest hex>:<offset>", expiring after
+ *          history.idempotency_window.
  * hiredis 0.14 resolves host names with a blocking getaddrinfo(), so names
  * are resolved here with uv_getaddrinfo() and hiredis is given the address;
  * it has no command timeout either, so a watchdog drops a connection whose
@@ -38,14 +41,25 @@
 #define BACKOFF_MAX_MS 5000
 #define WATCHDOG_MS 250
 
-/* KEYS: meta, stream, fan-out. ARGV: record, keep, ttl_ms, now_ms, epoch to
- * use if the channel has none, reply_to. Returns {offset, epoch}, or
- * {-1, last} when reply_to is beyond the last offset. */
+/* KEYS: meta, stream, fan-out, idempotency key. ARGV: record, keep, ttl_ms,
+ * now_ms, epoch to use if the channel has none, reply_to, the request's
+ * digest ("": no idempotency key), the key's window in ms. Returns {offset,
+ * epoch}; {-1, last} when reply_to is beyond the last offset; {-2, offset}
+ * when the key answered the same request, {-3, offset} another request. */
 static const char pub_lua[] =
+    "if ARGV[7] ~= '' then\n"
+    "  local seen = redis.call('GET', KEYS[4])\n"
+    "  if seen then\n"
+    "    local dg, o = string.match(seen, '^(%x+):(%d+)$')\n"
+    "    if dg == ARGV[7] then return {-2, tonumber(o)} end\n"
+    "    return {-3, tonumber(o)}\n"
+    "  end\n"
+    "end\n"
     "local last = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')\n"
     "local rt = tonumber(ARGV[6])\n"
     "if rt > 0 and rt > last then return {-1, last} end\n"
     "local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)\n"
+    "if ARGV[7] ~= '' then redis.call('SET', KEYS[4], ARGV[7] .. ':' .. off, 'PX', ARGV[8]) end\n"
     "local epoch = redis.call('HGET', KEYS[1], 'epoch')\n"
     "if not epoch then epoch = ARGV[5]; redis.call('HSET', KEYS[1], 'epoch', epoch) end\n"
     "local keep = tonumber(ARGV[2])\n"
@@ -539,7 +553,9 @@ static void finish_pub(req_t *q, const redisReply *r)
         return;
     }
     if (r->element[0]->integer < 0) {
-        q->cb.pub(q->arg, ENGINE_E_REPLY_TO, int_of(r->element[1]), epoch);
+        long long k = r->element[0]->integer;
+        q->cb.pub(q->arg, k == -2 ? ENGINE_E_DUPLICATE : k == -3 ? ENGINE_E_IDEM_MISMATCH : ENGINE_E_REPLY_TO,
+                  int_of(r->element[1]), epoch);
         return;
     }
     if (r->element[1]->type == REDIS_REPLY_STRING) snprintf(epoch, sizeof epoch, "%s", r->element[1]->str);
@@ -650,32 +666,54 @@ static void random_epoch(char *out)
 }
 
 int engine_publish(engine_t *e, const char *chan, size_t len, const unsigned char *rec, size_t reclen, int64_t ts,
-                   const struct engine_keep *keep, uint64_t reply_to, engine_pub_cb cb, void *arg)
+                   const struct engine_keep *keep, uint64_t reply_to, const struct engine_idem *idem,
+                   engine_pub_cb cb, void *arg)
 {
-    char keys[3 * (64 + 2 + 256)], nums[4][24], epoch[HIST_EPOCH_LEN + 1];
-    const char *argv[12];
-    size_t lens[12], klen[3];
+    static const char hex[] = "0123456789abcdef";
+    char keys[3 * (64 + 2 + 256)], nums[5][24], epoch[HIST_EPOCH_LEN + 1];
+    char ikey[64 + 2 + 256 + 1 + HIST_IDEM_MAX], digest[2 * HIST_IDEM_DIGEST];
+    const char *argv[15];
+    size_t lens[15], klen[3], ilen = e->prefixlen + 2;
     req_t *q;
     int rc;
 
     if (!engine_up(e)) return -ENOTCONN;
     if ((rc = keys_of(e, chan, len, keys, sizeof keys, klen))) return rc;
+    if (idem && (idem->len > HIST_IDEM_MAX || ilen + len + 1 + idem->len > sizeof ikey)) return -ENAMETOOLONG;
+    /* Without a key the fourth key is only named (Redis wants every key a
+     * script touches declared); the script does not touch it. */
+    memcpy(ikey, e->prefix, e->prefixlen);
+    memcpy(ikey + e->prefixlen, "i:", 2);
+    if (idem) {
+        memcpy(ikey + ilen, chan, len);
+        ikey[ilen + len] = ' ';
+        memcpy(ikey + ilen + len + 1, idem->key, idem->len);
+        ilen += len + 1 + idem->len;
+        for (size_t i = 0; i < HIST_IDEM_DIGEST; i++) {
+            digest[2 * i] = hex[idem->digest[i] >> 4];
+            digest[2 * i + 1] = hex[idem->digest[i] & 15];
+        }
+    }
     random_epoch(epoch);
     snprintf(nums[0], sizeof nums[0], "%u", keep->size);
     snprintf(nums[1], sizeof nums[1], "%u", keep->ttl_ms);
     snprintf(nums[2], sizeof nums[2], "%lld", (long long)ts);
     snprintf(nums[3], sizeof nums[3], "%llu", (unsigned long long)reply_to);
+    snprintf(nums[4], sizeof nums[4], "%lld", (long long)(idem && idem->window_ms > 0 ? idem->window_ms : 1));
     argv[0] = "EVALSHA"; lens[0] = 7;
     argv[1] = e->sha[SCRIPT_PUB]; lens[1] = 40;
-    argv[2] = "3"; lens[2] = 1;
+    argv[2] = "4"; lens[2] = 1;
     argv[3] = keys; lens[3] = klen[0];
     argv[4] = keys + klen[0]; lens[4] = klen[1];
     argv[5] = keys + 2 * klen[0]; lens[5] = klen[2];
-    argv[6] = (const char *)rec; lens[6] = reclen;
-    for (int i = 0; i < 3; i++) { argv[7 + i] = nums[i]; lens[7 + i] = strlen(nums[i]); }
-    argv[10] = epoch; lens[10] = HIST_EPOCH_LEN;
-    argv[11] = nums[3]; lens[11] = strlen(nums[3]);
-    if (!(q = req_new(e, SCRIPT_PUB, 12, argv, lens))) return -ENOMEM;
+    argv[6] = ikey; lens[6] = ilen;
+    argv[7] = (const char *)rec; lens[7] = reclen;
+    for (int i = 0; i < 3; i++) { argv[8 + i] = nums[i]; lens[8 + i] = strlen(nums[i]); }
+    argv[11] = epoch; lens[11] = HIST_EPOCH_LEN;
+    argv[12] = nums[3]; lens[12] = strlen(nums[3]);
+    argv[13] = digest; lens[13] = idem ? sizeof digest : 0;
+    argv[14] = nums[4]; lens[14] = strlen(nums[4]);
+    if (!(q = req_new(e, SCRIPT_PUB, 15, argv, lens))) return -ENOMEM;
     q->cb.pub = cb;
     q->arg = arg;
     if ((rc = req_send(q))) free(q);

@@ -470,6 +470,8 @@ int cluster_read(chan_t *c, const struct engine_range *r, engine_read_cb cb, voi
 struct pub_ctx {
     chan_t *chan;
     origin_t origin;
+    size_t idem_len;
+    char idem_key[HIST_IDEM_MAX];
 };
 
 static void unavailable(const origin_t *o, const char *maybe)
@@ -490,6 +492,18 @@ static void on_published(void *arg, int status, uint64_t offset, const char *epo
                                                     (json_int_t)offset));
         srv.stats.publications++;
         metrics.ns_publications[stats_ns_index(c->ns)]++;
+    } else if (status == ENGINE_E_DUPLICATE) {
+        /* Answered with the key's offset; nothing to fan out. */
+        reply_ok(&p->origin, "published", json_pack("{s:s%,s:I,s:b}", "channel", c->name, (size_t)c->namelen,
+                                                    "offset", (json_int_t)offset, "duplicate", 1));
+    } else if (status == ENGINE_E_IDEM_MISMATCH) {
+        char why[PROTO_REASON_MAX];
+        json_t *extra = json_pack("{s:I}", "offset", (json_int_t)offset);
+        snprintf(why, sizeof why, "idempotency key \"%.*s\" was used on this channel within "
+                 "history.idempotency_window for a different request (it made offset %llu): nothing was published",
+                 (int)p->idem_len, p->idem_key, (unsigned long long)offset);
+        reply_error(&p->origin, 0, PROTO_E_IDEM_MISMATCH, why, extra);
+        json_decref(extra);
     } else if (status == ENGINE_E_REPLY_TO) {
         char why[PROTO_REASON_MAX];
         snprintf(why, sizeof why, "reply_to is not an offset of this channel (last is %llu)",
@@ -507,7 +521,7 @@ static void on_published(void *arg, int status, uint64_t offset, const char *epo
 }
 
 int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t ts, uint64_t reply_to,
-                    origin_t *origin)
+                    const struct engine_idem *idem, origin_t *origin)
 {
     struct engine_keep keep = { c->ns->history ? c->ns->history_size : 0, c->ns->history ? c->ns->history_ttl_ms : 0 };
     struct pub_ctx *p;
@@ -525,8 +539,10 @@ int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t 
     p->chan = c;
     p->origin = *origin;
     origin->id = NULL;
+    p->idem_len = idem && idem->len <= sizeof p->idem_key ? idem->len : 0;
+    if (p->idem_len) memcpy(p->idem_key, idem->key, p->idem_len);
     c->inflight++;
-    rc = engine_publish(cl.engine, c->name, c->namelen, rec, reclen, ts, &keep, reply_to, on_published, p);
+    rc = engine_publish(cl.engine, c->name, c->namelen, rec, reclen, ts, &keep, reply_to, idem, on_published, p);
     if (rc) {
         if (rc == -ENOTCONN) unavailable(&p->origin, "");
         else reply_error(&p->origin, 0, PROTO_E_INTERNAL, "out of memory", NULL);

@@ -60,11 +60,14 @@ void cluster_chan_free(chan_t *c);
 
 /* cluster_publish() - publish record @rec (borrowed) with time @ts on @c
  * through the engine, for @origin (taken): "published" with the offset once
- * the engine assigned it, or PROTO_E_ENGINE_UNAVAILABLE (503) when Redis
+ * the engine assigned it ("duplicate": true when @idem, the idempotency key
+ * or NULL, answered it), or PROTO_E_ENGINE_UNAVAILABLE (503) when Redis
  * cannot be reached, PROTO_E_BAD_FIELD when @reply_to (0: none) is beyond
- * the channel. Return: 0, or -ENOMEM (@origin was cleared). */
+ * the channel, PROTO_E_IDEM_MISMATCH (with the key's "offset") when @idem
+ * was used for another request. Return: 0, or -ENOMEM (@origin was
+ * cleared). */
 int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t ts, uint64_t reply_to,
-                    origin_t *origin);
+                    const struct engine_idem *idem, origin_t *origin);
 
 /* Called once @c's position is known here (@ok 1: c->last_offset and
  * c->epoch are the engine's, live deliveries follow them in order) or can

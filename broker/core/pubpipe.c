@@ -815,7 +815,10 @@ int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origi
     if (cluster_routes(c)) {
         /* A shared engine numbers, keeps and announces it; this node
          * delivers it when the engine's announcement comes back. */
-        int rc = cluster_publish(c, p->rec, p->reclen, ts, meta->reply_to, &p->origin);
+        struct engine_idem idem = { p->w.idem_key, p->w.idem_len, p->w.idem_digest,
+                                    (int64_t)srv.cfg.idempotency_window_ms };
+        int rc = cluster_publish(c, p->rec, p->reclen, ts, meta->reply_to, p->w.idem_key ? &idem : NULL,
+                                 &p->origin);
         free(p);
         return rc;
     }

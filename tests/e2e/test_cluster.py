@@ -571,3 +571,33 @@ def test_unix_socket_address(make_broker, tmp_path):
         log.close()
         if os.path.exists(sock):
             os.unlink(sock)
+
+
+def test_idempotency_key_across_nodes(nodes):
+    """A retry of a publication with its idempotency key is answered by any node
+    with the first offset and published once; the key with another request is 409
+    (132); keys need a namespace that keeps history, as with LMDB."""
+    a, b, c = nodes(3, "--ns", "live.history=off")
+
+    async def go():
+        s = await connect(c)
+        await s.subscribe("pay:1")
+        body = {"channel": "pay:1", "data": {"paid": True}}
+        hdr = {"Idempotency-Key": "order-1-paid"}
+        r1 = requests.post(a.url("/api/publish"), json=body, headers=hdr, timeout=5)
+        assert r1.status_code == 200 and "duplicate" not in r1.json(), r1.text
+        r2 = requests.post(b.url("/api/publish"), json=body, headers=hdr, timeout=5)
+        assert r2.status_code == 200 and r2.json() == {**r1.json(), "duplicate": True}, r2.text
+        r3 = requests.post(b.url("/api/publish"), json={**body, "data": {"paid": False}}, headers=hdr, timeout=5)
+        assert r3.status_code == 409 and r3.json()["error"]["code"] == 132, r3.text
+        assert r3.json()["error"]["offset"] == r1.json()["offset"]
+        ws = await connect(b)
+        m = await ws.request({"op": "publish", "id": 1, "channel": "pay:1", "data": {"paid": True},
+                              "idempotency_key": "order-1-paid"})
+        assert m["op"] == "published" and m["duplicate"] is True and m["offset"] == r1.json()["offset"], m
+        assert (await s.next())["offset"] == r1.json()["offset"]
+        await s.assert_silent(0.3)
+        r4 = requests.post(a.url("/api/publish"), json={"channel": "live:x", "data": 1}, headers=hdr, timeout=5)
+        assert r4.status_code == 400 and r4.json()["error"]["code"] == 103, r4.text
+        assert len(history(c, "pay:1")["publications"]) == 1
+    run(go())
