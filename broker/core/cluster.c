@@ -13,6 +13,10 @@
 #define GAP_READ_MAX 1000
 /* How often channels whose read failed try again. */
 #define RETRY_MS 1000
+/* Announcements a channel buffers behind a read; past this the buffer is
+ * dropped: the read (or the next) finds them in the stream, or reports
+ * them lost, as for any gap. */
+#define BUF_MAX 10000
 
 enum cl_state {
     CL_IDLE,                      /* not subscribed in the engine (it is down, or no local subscriber) */
@@ -43,6 +47,7 @@ typedef struct cl_chan {
     int known;                    /* chan->last_offset and chan->epoch are a position delivered here */
     unsigned gen;                 /* bumped when a read in flight no longer matters */
     struct cl_msg *buf, **buf_tail;
+    unsigned nbuf;
     struct cl_wait *waits, **waits_tail;
 } cl_chan_t;
 
@@ -104,9 +109,18 @@ static void unrecovered(chan_t *c, const char *old_epoch, uint64_t old_offset, c
     json_decref(m);
 }
 
+static void drop_buffer(cl_chan_t *x);
+
 static void buffer(cl_chan_t *x, uint64_t offset, const char *epoch, const unsigned char *rec, size_t len)
 {
-    struct cl_msg *m = malloc(sizeof *m + len);
+    struct cl_msg *m;
+
+    if (x->nbuf >= BUF_MAX) {
+        hlog(LOG_WARN, "cluster", "%s: %u announcements wait for a read of the engine; dropped (the read recovers "
+             "them from the stream)", x->chan->name, x->nbuf);
+        drop_buffer(x);
+    }
+    m = malloc(sizeof *m + len);
 
     if (!m) {
         /* The gap this leaves is found, and read, when the next one comes. */
@@ -120,6 +134,7 @@ static void buffer(cl_chan_t *x, uint64_t offset, const char *epoch, const unsig
     memcpy(m->rec, rec, len);
     *x->buf_tail = m;
     x->buf_tail = &m->next;
+    x->nbuf++;
 }
 
 static void start_read(cl_chan_t *x);
@@ -148,15 +163,19 @@ static void take(cl_chan_t *x, uint64_t offset, const char *epoch, const unsigne
     deliver(c, offset, epoch, rec, len);
 }
 
+/* Delivers what was buffered behind a read, which just set the channel's
+ * epoch: announcements of another epoch are stale (the read is the
+ * engine's word), and are dropped rather than sent to read again. */
 static void drain(cl_chan_t *x)
 {
     struct cl_msg *m = x->buf;
 
     x->buf = NULL;
     x->buf_tail = &x->buf;
+    x->nbuf = 0;
     while (m) {
         struct cl_msg *next = m->next;
-        take(x, m->offset, m->epoch, m->rec, m->len);
+        if (!x->chan->epoch[0] || !strcmp(m->epoch, x->chan->epoch)) take(x, m->offset, m->epoch, m->rec, m->len);
         free(m);
         m = next;
     }
@@ -170,6 +189,7 @@ static void drop_buffer(cl_chan_t *x)
         free(m);
     }
     x->buf_tail = &x->buf;
+    x->nbuf = 0;
 }
 
 /* Calls the waits of @x with @ok (cluster_synced_fn). Each wait holds the
@@ -222,13 +242,17 @@ static void on_position(void *arg, int status, hist_result_t *res)
         memcpy(c->epoch, res->chan.epoch, HIST_EPOCH_LEN + 1);
         x->known = 1;
     } else if (c->epoch[0] && strcmp(c->epoch, res->chan.epoch)) {
-        /* Another log (Redis lost the channel): nothing of it continues ours. */
+        /* Another log (Redis lost the channel): nothing of it continues
+         * ours. The subscribers start the new log from its beginning,
+         * read again from there like any gap. */
         char old[HIST_EPOCH_LEN + 1];
         uint64_t old_off = c->last_offset;
         memcpy(old, c->epoch, sizeof old);
         memcpy(c->epoch, res->chan.epoch, HIST_EPOCH_LEN + 1);
-        c->last_offset = res->chan.last_offset;
-        unrecovered(c, old, old_off, c->epoch, c->last_offset);
+        c->last_offset = 0;
+        unrecovered(c, old, old_off, c->epoch, 0);
+        start_read(x);
+        goto out;
     } else {
         /* The stream holds a contiguous run of offsets up to the last (it
          * is trimmed from its head only): what follows ours, from the

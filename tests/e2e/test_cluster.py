@@ -601,3 +601,29 @@ def test_idempotency_key_across_nodes(nodes):
         assert r4.status_code == 400 and r4.json()["error"]["code"] == 103, r4.text
         assert len(history(c, "pay:1")["publications"]) == 1
     run(go())
+
+
+def test_redis_losing_its_data_is_reported(nodes, redis):
+    """Redis loses everything (FLUSHALL, or a restart without persistence): the next
+    publication starts a new epoch at offset 1; subscribers are told where they were
+    and that the new log starts, then get it."""
+    a, b = nodes(2)
+
+    async def go():
+        s = await connect(a)
+        await s.subscribe("wiped")
+        for i in range(3):
+            assert rest_publish(b, "wiped", i).status_code == 200
+        old = await pubs(s, 3)
+        old_epoch = history(b, "wiped")["epoch"]
+        assert b"+OK" in redis_cmd(redis.port, "FLUSHALL")
+        assert rest_publish(b, "wiped", "new").json()["offset"] == 1
+        u = await s.next(5)
+        assert u["op"] == "unrecovered" and u["offset"] == 0, u
+        assert u["last"] == {"epoch": old_epoch, "offset": old[-1]["offset"]} and u["epoch"] != old_epoch
+        m = await s.next(5)
+        assert m["op"] == "pub" and m["offset"] == 1 and m["data"] == "new", m
+        assert rest_publish(b, "wiped", "next").json()["offset"] == 2
+        assert (await s.next(5))["offset"] == 2
+        await s.assert_silent(0.3)
+    run(go())
