@@ -200,6 +200,16 @@ def test_history_answers_like_lmdb(engine, make_broker, tmp_path):
         assert history(a, "hist:x", before=4)["publications"][0]["offset"] == 3
         empty = history(a, "hist:never")
         assert empty["publications"] == [] and empty["offset"] == 0
+        for body in ({"data": "root"}, {"data": "re1", "reply_to": 1}, {"data": "other"},
+                     {"data": "re2", "reply_to": 1}):
+            r_ = requests.post(b.url("/api/publish"), json={"channel": "hist:t", **body}, timeout=5)
+            assert r_.status_code == 200, r_.text
+        bad_reply = requests.post(b.url("/api/publish"), json={"channel": "hist:t", "data": 0, "reply_to": 9},
+                                  timeout=5)
+        assert bad_reply.status_code == 400 and bad_reply.json()["error"]["code"] == 103, bad_reply.text
+        th = history(a, "hist:t", thread=1)
+        assert [(p["offset"], p["data"], p["reply_to"]) for p in th["publications"]] == [(2, "re1", 1), (4, "re2", 1)]
+        assert th["next"] is None and th["offset"] == 4
         bad = requests.get(a.url("/api/channels/hist:x/history"), params={"limit": 0}, timeout=5)
         assert bad.status_code == 400 and bad.json()["error"]["code"] == 103
 
