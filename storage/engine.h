@@ -32,6 +32,8 @@ enum {
     ENGINE_E_REPLY_TO = 1,        /* engine_publish(): reply_to is beyond the channel's last offset */
     ENGINE_E_DUPLICATE,           /* engine_publish(): the idempotency key answered this request before */
     ENGINE_E_IDEM_MISMATCH,       /* engine_publish(): the idempotency key was used for another request */
+    ENGINE_E_AUTHOR_GONE,         /* engine_publish(): the publication at reply_to is no longer kept */
+    ENGINE_E_AUTHOR_OTHER,        /* engine_publish(): the publication at reply_to has another author */
 };
 
 struct engine_conf {
@@ -79,7 +81,8 @@ int engine_sub_up(const engine_t *e);
 /* The outcome of engine_publish(): @status 0 with the @offset assigned and
  * the channel's @epoch; ENGINE_E_REPLY_TO with @offset the channel's last;
  * ENGINE_E_DUPLICATE or ENGINE_E_IDEM_MISMATCH with @offset the one the
- * idempotency key made (nothing was published);
+ * idempotency key made (nothing was published); ENGINE_E_AUTHOR_GONE or
+ * ENGINE_E_AUTHOR_OTHER with @offset the reply_to the author check refused;
  * or -ENOTCONN / -ETIMEDOUT / -EIO / -ECANCELED (the publication may or may
  * not have been made: the connection went down while it was in flight). */
 typedef void (*engine_pub_cb)(void *arg, int status, uint64_t offset, const char *epoch);
@@ -100,16 +103,20 @@ struct engine_idem {
     int64_t window_ms;
 };
 
+/* What a publication asks besides its record. */
+struct engine_pubopts {
+    uint64_t reply_to;            /* refused (ENGINE_E_REPLY_TO) when beyond the last offset; 0: none */
+    int check_author;             /* with reply_to: the publication there must have the record's author */
+    const struct engine_idem *idem; /* the idempotency key, or NULL */
+};
+
 /* engine_publish() - publish record @rec (copied) on @chan: next offset,
- * append, trim by @keep, PUBLISH. @ts is the record's time (ms);
- * @reply_to: refuse (ENGINE_E_REPLY_TO) when beyond the last offset, 0: no
- * check; @idem: the idempotency key, or NULL. @cb gets the outcome later,
- * exactly once.
+ * append, trim by @keep, PUBLISH, all or nothing, as @o says. @ts is the
+ * record's time (ms). @cb gets the outcome later, exactly once.
  * Return: 0; -ENOTCONN (the command connection is down; no callback);
  * -ENOMEM. */
 int engine_publish(engine_t *e, const char *chan, size_t len, const unsigned char *rec, size_t reclen, int64_t ts,
-                   const struct engine_keep *keep, uint64_t reply_to, const struct engine_idem *idem,
-                   engine_pub_cb cb, void *arg);
+                   const struct engine_keep *keep, const struct engine_pubopts *o, engine_pub_cb cb, void *arg);
 
 /* A range of a channel's stream, as history.h pages it. */
 struct engine_range {

@@ -43,10 +43,21 @@
 
 /* KEYS: meta, stream, fan-out, idempotency key. ARGV: record, keep, ttl_ms,
  * now_ms, epoch to use if the channel has none, reply_to, the request's
- * digest ("": no idempotency key), the key's window in ms. Returns {offset,
- * epoch}; {-1, last} when reply_to is beyond the last offset; {-2, offset}
- * when the key answered the same request, {-3, offset} another request. */
+ * digest ("": no idempotency key), the key's window in ms, "1" to check
+ * that the publication at reply_to has the record's author. Returns
+ * {offset, epoch}; {-1, last} when reply_to is beyond the last offset;
+ * {-2, offset} when the key answered the same request, {-3, offset}
+ * another request; {-4, reply_to} when that publication is no longer
+ * kept, {-5, reply_to} when another author made it. The author is the
+ * record's from.user, else (anonymous) from.client, as rec_same_author(). */
 static const char pub_lua[] =
+    "local function author(rec)\n"
+    "  local ok, r = pcall(cmsgpack.unpack, rec)\n"
+    "  if not ok or type(r) ~= 'table' or type(r.from) ~= 'table' then return nil end\n"
+    "  if type(r.from.user) == 'string' then return 'u:' .. r.from.user end\n"
+    "  if type(r.from.client) == 'string' then return 'c:' .. r.from.client end\n"
+    "  return nil\n"
+    "end\n"
     "if ARGV[7] ~= '' then\n"
     "  local seen = redis.call('GET', KEYS[4])\n"
     "  if seen then\n"
@@ -58,6 +69,12 @@ static const char pub_lua[] =
     "local last = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')\n"
     "local rt = tonumber(ARGV[6])\n"
     "if rt > 0 and rt > last then return {-1, last} end\n"
+    "if ARGV[9] == '1' then\n"
+    "  local t = redis.call('XRANGE', KEYS[2], rt .. '-1', rt .. '-1')\n"
+    "  if #t == 0 then return {-4, rt} end\n"
+    "  local a = author(ARGV[1])\n"
+    "  if not a or a ~= author(t[1][2][2]) then return {-5, rt} end\n"
+    "end\n"
     "local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)\n"
     "if ARGV[7] ~= '' then redis.call('SET', KEYS[4], ARGV[7] .. ':' .. off, 'PX', ARGV[8]) end\n"
     "local epoch = redis.call('HGET', KEYS[1], 'epoch')\n"
@@ -554,7 +571,8 @@ static void finish_pub(req_t *q, const redisReply *r)
     }
     if (r->element[0]->integer < 0) {
         long long k = r->element[0]->integer;
-        q->cb.pub(q->arg, k == -2 ? ENGINE_E_DUPLICATE : k == -3 ? ENGINE_E_IDEM_MISMATCH : ENGINE_E_REPLY_TO,
+        q->cb.pub(q->arg, k == -2 ? ENGINE_E_DUPLICATE : k == -3 ? ENGINE_E_IDEM_MISMATCH :
+                  k == -4 ? ENGINE_E_AUTHOR_GONE : k == -5 ? ENGINE_E_AUTHOR_OTHER : ENGINE_E_REPLY_TO,
                   int_of(r->element[1]), epoch);
         return;
     }
@@ -666,14 +684,15 @@ static void random_epoch(char *out)
 }
 
 int engine_publish(engine_t *e, const char *chan, size_t len, const unsigned char *rec, size_t reclen, int64_t ts,
-                   const struct engine_keep *keep, uint64_t reply_to, const struct engine_idem *idem,
-                   engine_pub_cb cb, void *arg)
+                   const struct engine_keep *keep, const struct engine_pubopts *o, engine_pub_cb cb, void *arg)
 {
+    const struct engine_idem *idem = o->idem;
+    uint64_t reply_to = o->reply_to;
     static const char hex[] = "0123456789abcdef";
     char keys[3 * (64 + 2 + 256)], nums[5][24], epoch[HIST_EPOCH_LEN + 1];
     char ikey[64 + 2 + 256 + 1 + HIST_IDEM_MAX], digest[2 * HIST_IDEM_DIGEST];
-    const char *argv[15];
-    size_t lens[15], klen[3], ilen = e->prefixlen + 2;
+    const char *argv[16];
+    size_t lens[16], klen[3], ilen = e->prefixlen + 2;
     req_t *q;
     int rc;
 
@@ -713,7 +732,8 @@ int engine_publish(engine_t *e, const char *chan, size_t len, const unsigned cha
     argv[12] = nums[3]; lens[12] = strlen(nums[3]);
     argv[13] = digest; lens[13] = idem ? sizeof digest : 0;
     argv[14] = nums[4]; lens[14] = strlen(nums[4]);
-    if (!(q = req_new(e, SCRIPT_PUB, 15, argv, lens))) return -ENOMEM;
+    argv[15] = o->check_author && reply_to ? "1" : "0"; lens[15] = 1;
+    if (!(q = req_new(e, SCRIPT_PUB, 16, argv, lens))) return -ENOMEM;
     q->cb.pub = cb;
     q->arg = arg;
     if ((rc = req_send(q))) free(q);

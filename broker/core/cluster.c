@@ -528,6 +528,17 @@ static void on_published(void *arg, int status, uint64_t offset, const char *epo
                  (int)p->idem_len, p->idem_key, (unsigned long long)offset);
         reply_error(&p->origin, 0, PROTO_E_IDEM_MISMATCH, why, extra);
         json_decref(extra);
+    } else if (status == ENGINE_E_AUTHOR_GONE || status == ENGINE_E_AUTHOR_OTHER) {
+        /* The reasons pubpipe.c gives for the same check in LMDB. */
+        char why[PROTO_REASON_MAX];
+        srv.stats.permission_denied++;
+        if (status == ENGINE_E_AUTHOR_GONE)
+            snprintf(why, sizeof why, "offset %llu is no longer stored, so its author cannot be checked: only "
+                     "moderators may edit or delete it", (unsigned long long)offset);
+        else
+            snprintf(why, sizeof why, "offset %llu is another user's publication: you may edit or delete only "
+                     "your own", (unsigned long long)offset);
+        reply_error(&p->origin, 0, PROTO_E_FORBIDDEN, why, NULL);
     } else if (status == ENGINE_E_REPLY_TO) {
         char why[PROTO_REASON_MAX];
         snprintf(why, sizeof why, "reply_to is not an offset of this channel (last is %llu)",
@@ -544,9 +555,10 @@ static void on_published(void *arg, int status, uint64_t offset, const char *epo
     free(p);
 }
 
-int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t ts, uint64_t reply_to,
-                    const struct engine_idem *idem, origin_t *origin)
+int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t ts,
+                    const struct engine_pubopts *o, origin_t *origin)
 {
+    const struct engine_idem *idem = o->idem;
     struct engine_keep keep = { c->ns->history ? c->ns->history_size : 0, c->ns->history ? c->ns->history_ttl_ms : 0 };
     struct pub_ctx *p;
     int rc;
@@ -566,7 +578,7 @@ int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t 
     p->idem_len = idem && idem->len <= sizeof p->idem_key ? idem->len : 0;
     if (p->idem_len) memcpy(p->idem_key, idem->key, p->idem_len);
     c->inflight++;
-    rc = engine_publish(cl.engine, c->name, c->namelen, rec, reclen, ts, &keep, reply_to, idem, on_published, p);
+    rc = engine_publish(cl.engine, c->name, c->namelen, rec, reclen, ts, &keep, o, on_published, p);
     if (rc) {
         if (rc == -ENOTCONN) unavailable(&p->origin, "");
         else reply_error(&p->origin, 0, PROTO_E_INTERNAL, "out of memory", NULL);

@@ -62,12 +62,13 @@ void cluster_chan_free(chan_t *c);
  * through the engine, for @origin (taken): "published" with the offset once
  * the engine assigned it ("duplicate": true when @idem, the idempotency key
  * or NULL, answered it), or PROTO_E_ENGINE_UNAVAILABLE (503) when Redis
- * cannot be reached, PROTO_E_BAD_FIELD when @reply_to (0: none) is beyond
- * the channel, PROTO_E_IDEM_MISMATCH (with the key's "offset") when @idem
- * was used for another request. Return: 0, or -ENOMEM (@origin was
+ * cannot be reached, PROTO_E_BAD_FIELD when @o's reply_to is beyond the
+ * channel, PROTO_E_FORBIDDEN when @o's author check fails (as pubpipe.c's),
+ * PROTO_E_IDEM_MISMATCH (with the key's "offset") when @o's idempotency
+ * key was used for another request. Return: 0, or -ENOMEM (@origin was
  * cleared). */
-int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t ts, uint64_t reply_to,
-                    const struct engine_idem *idem, origin_t *origin);
+int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t ts,
+                    const struct engine_pubopts *o, origin_t *origin);
 
 /* Called once @c's position is known here (@ok 1: c->last_offset and
  * c->epoch are the engine's, live deliveries follow them in order) or can

@@ -46,11 +46,6 @@ int publish(const char *name, size_t len, const json_t *data, const pub_meta_t *
     if (c->ns->state) {
         snprintf(reason, PROTO_REASON_MAX, "a state channel changes through state operations, not publish");
         r = PROTO_E_DISABLED;
-    } else if (cluster_routes(c) && meta->check_author) {
-        /* The author is checked in the LMDB write transaction; the engine has no such check yet. */
-        snprintf(reason, PROTO_REASON_MAX, "edits and deletes of one's own publications are not supported by the "
-                 "redis engine yet: only moderators may edit or delete");
-        r = PROTO_E_FORBIDDEN;
     } else if (meta->reply_to && !cluster_routes(c) && meta->reply_to > c->last_offset) {
         /* With a shared engine this node may not know the last offset: the engine checks. */
         snprintf(reason, PROTO_REASON_MAX, "reply_to %llu is not an offset of this channel (last is %llu)",

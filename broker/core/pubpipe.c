@@ -817,8 +817,8 @@ int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origi
          * delivers it when the engine's announcement comes back. */
         struct engine_idem idem = { p->w.idem_key, p->w.idem_len, p->w.idem_digest,
                                     (int64_t)srv.cfg.idempotency_window_ms };
-        int rc = cluster_publish(c, p->rec, p->reclen, ts, meta->reply_to, p->w.idem_key ? &idem : NULL,
-                                 &p->origin);
+        struct engine_pubopts o = { meta->reply_to, meta->check_author, p->w.idem_key ? &idem : NULL };
+        int rc = cluster_publish(c, p->rec, p->reclen, ts, &o, &p->origin);
         free(p);
         return rc;
     }

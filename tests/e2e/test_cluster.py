@@ -637,3 +637,42 @@ def test_redis_losing_its_data_is_reported(nodes, redis):
         assert (await s.next(5))["offset"] == 2
         await s.assert_silent(0.3)
     run(go())
+
+
+@pytest.mark.parametrize("engine", ["lmdb", "redis"])
+def test_edits_check_the_author_like_lmdb(engine, make_broker, tmp_path):
+    """An edit or delete by a non-moderator must be of the sender's own publication,
+    checked where the publication is kept: the same answers on both engines."""
+    r = Redis(tmp_path).start() if engine == "redis" else None
+    try:
+        extra = [*engine_args(r)] if r else []
+        a = make_broker(*extra, "--ns", "ed.history_size=3")
+        b = make_broker(*extra, "--ns", "ed.history_size=3") if r else a
+        if r:
+            wait_ready(a)
+            wait_ready(b)
+
+        async def go():
+            alice, bob = await connect(a), await connect(b)
+            first = await alice.request({"op": "publish", "id": 1, "channel": "ed:x", "data": "hi"})
+            assert first["op"] == "published", first
+            m = await alice.request({"op": "publish", "id": 2, "channel": "ed:x", "data": "hi!", "kind": "edit",
+                                     "reply_to": first["offset"]})
+            assert m["op"] == "published", m
+            m = await bob.request({"op": "publish", "id": 3, "channel": "ed:x", "data": None, "kind": "delete",
+                                   "reply_to": first["offset"]})
+            assert m["op"] == "error" and m["code"] == 114 and "another user's" in m["reason"], m
+            for i in range(3):
+                assert (await alice.request({"op": "publish", "id": 10 + i, "channel": "ed:x", "data": i}))["op"] == \
+                    "published"
+            m = await alice.request({"op": "publish", "id": 20, "channel": "ed:x", "data": "late", "kind": "edit",
+                                     "reply_to": first["offset"]})
+            assert m["op"] == "error" and m["code"] == 114 and "no longer stored" in m["reason"], m
+            m = await alice.request({"op": "publish", "id": 21, "channel": "ed:x", "data": 1, "kind": "edit",
+                                     "reply_to": 99})
+            assert m["op"] == "error" and m["code"] == 103, m
+            assert [p["offset"] for p in history(b, "ed:x")["publications"]] == [3, 4, 5]
+        run(go())
+    finally:
+        if r:
+            r.kill()
