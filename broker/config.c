@@ -20,7 +20,7 @@
 #define HMAC_SECRET_MIN 32
 
 enum opt_type { T_STR, T_OPTSTR, T_PORT, T_UINT, T_SIZE, T_MS, T_LEVEL, T_FORMAT, T_BOOL, T_DURABILITY,
-                T_SUBPERM, T_PUBPERM, T_REQLOG };
+                T_SUBPERM, T_PUBPERM, T_REQLOG, T_ENGINE };
 
 struct opt {
     const char *section;
@@ -124,6 +124,21 @@ static const struct opt opts[] = {
     { "history", "map_size", NULL, T_SIZE, O(map_size), 0, "64m", "initial size of the LMDB map (grows as needed)" },
     { "history", "map_size_max", NULL, T_SIZE, O(map_size_max), 0, "4g",
       "the map grows up to this; beyond it publications to history channels fail (error 111)" },
+    { "engine", "type", "engine", T_ENGINE, O(engine_type), 0, "lmdb",
+      "where channels live: lmdb (this node's data directory) or redis (shared by several nodes; docs/cluster.md)" },
+    { "engine", "address", "engine-address", T_STR, O(engine_address), sizeof(((config_t *)0)->engine_address),
+      "127.0.0.1:6379", "the Redis server: HOST:PORT, [IPv6]:PORT or unix:PATH" },
+    { "engine", "password", "engine-password", T_OPTSTR, O(engine_password), sizeof(((config_t *)0)->engine_password),
+      "", "Redis AUTH password; empty: none" },
+    { "engine", "database", "engine-database", T_UINT, O(engine_database), 0, "0", "Redis database number (SELECT)" },
+    { "engine", "prefix", "engine-prefix", T_STR, O(engine_prefix), sizeof(((config_t *)0)->engine_prefix), "herald:",
+      "put before every Redis key and pub/sub channel Herald uses, so several clusters can share one Redis" },
+    { "engine", "connect_timeout", "engine-connect-timeout", T_MS, O(engine_connect_timeout_ms), 0, "2s",
+      "how long a connection to Redis may take before it is dropped and tried again" },
+    { "engine", "command_timeout", "engine-command-timeout", T_MS, O(engine_command_timeout_ms), 0, "5s",
+      "how long Redis may take to answer before the connection is dropped (its publications fail with 133)" },
+    { "engine", "tls", "engine-tls", T_BOOL, O(engine_tls), 0, "off",
+      "TLS to Redis: not available with hiredis 0.14 (refused at start); use a TLS tunnel (docs/cluster.md)" },
     { "adapter commerce", "enabled", "commerce", T_BOOL, O(commerce_enabled), 0, "off",
       "the commerce adapter: orders and stock under /api/commerce/ (docs/adapters.md)" },
     { "adapter commerce", "stock_channel", "commerce-stock-channel", T_STR, O(commerce_stock_channel),
@@ -324,6 +339,11 @@ static const char *apply(void *base, const struct opt *o, const char *val)
         else if (!strcasecmp(val, "off") || !strcasecmp(val, "false") || !strcasecmp(val, "no") || !strcmp(val, "0"))
             *(int *)field = 0;
         else return "expected on or off";
+        return NULL;
+    case T_ENGINE:
+        if (!strcasecmp(val, "lmdb")) *(int *)field = ENGINE_LMDB;
+        else if (!strcasecmp(val, "redis")) *(int *)field = ENGINE_REDIS;
+        else return "expected lmdb or redis";
         return NULL;
     case T_DURABILITY:
         if (!strcasecmp(val, "sync")) *(enum durability *)field = DURABILITY_SYNC;
@@ -561,6 +581,116 @@ static int validate_where(const config_t *c, char *err, size_t errlen)
                  "[apikey] section and set auth.anonymous = off, bind to 127.0.0.1, or set "
                  "server.allow_open_dev = on (--allow-open-dev on) to run it open anyway", where, c->bind);
         return -1;
+    }
+    return 0;
+}
+
+int config_engine_address(const char *addr, char *host, size_t hostlen, int *port, const char **why)
+{
+    const char *colon, *h = addr;
+    size_t hl;
+    unsigned long p;
+
+    if (!strncmp(addr, "unix:", 5)) {
+        if (!addr[5] || addr[5] != '/') { *why = "unix:PATH needs an absolute path"; return -1; }
+        if (strlen(addr + 5) >= hostlen || strlen(addr + 5) >= 108) { *why = "the socket path is too long"; return -1; }
+        strcpy(host, addr + 5);
+        *port = 0;
+        return 0;
+    }
+    if (*addr == '[') {
+        const char *end = strchr(addr, ']');
+        if (!end || end[1] != ':') { *why = "expected [IPv6]:PORT"; return -1; }
+        h = addr + 1;
+        hl = (size_t)(end - h);
+        colon = end + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon || strchr(addr, ':') != colon) { *why = "expected HOST:PORT, [IPv6]:PORT or unix:PATH"; return -1; }
+        hl = (size_t)(colon - addr);
+    }
+    if (!hl || hl >= hostlen) { *why = "the host is empty or too long"; return -1; }
+    if (parse_uint(colon + 1, 65535, &p) || p == 0) { *why = "the port must be a number from 1 to 65535"; return -1; }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+/* The namespace options the redis engine does not carry across nodes yet:
+ * their state lives in one node's memory or data directory. */
+static const char *const engine_unsupported[] = { "presence", "state", "signals" };
+
+static int ns_opt_on(const ns_config_t *n, const char *key, size_t *idx)
+{
+    for (size_t i = 0; i < NNSOPTS; i++)
+        if (!strcmp(ns_opts[i].key, key)) {
+            *idx = i;
+            return *(const int *)((const char *)n + ns_opts[i].off);
+        }
+    return 0;
+}
+
+/* [engine] type = redis: what this increment of the engine does not carry
+ * across nodes is refused here, not half-done at run time (docs/cluster.md).
+ * The namespaces the embedded widgets predefine (chat, scores, seats...)
+ * are dropped when only the built-in rows give them such an option, so a
+ * config file that never mentions them still starts.
+ * Return: 0, or -1 with @err. */
+static int validate_engine(config_t *c, char *err, size_t errlen)
+{
+    static const char tail[] = "is not supported by the redis engine yet (docs/cluster.md)";
+    char host[1024], where[sizeof c->config_path + 80];
+    const char *why = NULL, *sec = NULL;
+    int port;
+
+    if (c->engine_type != ENGINE_REDIS) return 0;
+    if (config_engine_address(c->engine_address, host, sizeof host, &port, &why)) {
+        if (config_where(c, "engine.address", where, sizeof where) > 0) strcat(where, ": ");
+        snprintf(err, errlen, "%s[engine] address = \"%s\": %s", where, c->engine_address, why);
+        return -1;
+    }
+    if (c->engine_tls) {
+        if (config_where(c, "engine.tls", where, sizeof where) > 0) strcat(where, ": ");
+        snprintf(err, errlen, "%s[engine] tls = on: this build's hiredis (0.14) has no TLS; reach Redis through a TLS "
+                 "tunnel (stunnel, spiped) on a local address and set tls = off, or wait for hiredis >= 1.0 "
+                 "(docs/cluster.md)", where);
+        return -1;
+    }
+    if (c->commerce_enabled) sec = "[adapter commerce]";
+    else if (c->tickets_enabled) sec = "[adapter tickets]";
+    else if (*c->seats_feed) sec = "[adapter seats] feed";
+    else if (c->nwebhooks) sec = "[webhook] (outbound webhooks)";
+    if (sec) {
+        snprintf(err, errlen, "%s %s", sec, tail);
+        return -1;
+    }
+    for (size_t k = 0; k < c->nns;) {
+        ns_config_t *n = &c->ns[k];
+        int builtin = 1, offending = 0;
+        size_t idx;
+        for (size_t i = 0; i < NNSOPTS; i++)
+            if ((n->set & (1u << i)) && n->where[i] != 0) builtin = 0;
+        for (size_t u = 0; u < sizeof engine_unsupported / sizeof *engine_unsupported; u++)
+            if (ns_opt_on(n, engine_unsupported[u], &idx) && n->where[idx] == 0) offending = 1;
+        if (builtin && offending) {
+            memmove(n, n + 1, (c->nns - k - 1) * sizeof *n);
+            c->nns--;
+            continue;
+        }
+        k++;
+    }
+    for (size_t k = 0; k <= c->nns; k++) {
+        const ns_config_t *n = k < c->nns ? &c->ns[k] : &c->ns_template;
+        for (size_t u = 0; u < sizeof engine_unsupported / sizeof *engine_unsupported; u++) {
+            size_t idx;
+            if (!ns_opt_on(n, engine_unsupported[u], &idx)) continue;
+            const char *setter = (n->set & (1u << idx)) ? n->name : "*";
+            ns_where(c, setter, engine_unsupported[u], n->where[idx], where, sizeof where);
+            snprintf(err, errlen, "%s[namespace %s] %s = on %s: set %s = off with [engine] type = redis", where,
+                     setter, engine_unsupported[u], tail, engine_unsupported[u]);
+            return -1;
+        }
     }
     return 0;
 }
@@ -1286,7 +1416,8 @@ static enum config_args parse_args(config_t *c, int argc, char **argv, char *err
             return CONFIG_ARGS_ERROR;
         }
     }
-    if (validate_auth(c, err, errlen) || validate_where(c, err, errlen) || validate_webhooks(c, err, errlen))
+    if (validate_auth(c, err, errlen) || validate_where(c, err, errlen) || validate_webhooks(c, err, errlen) ||
+        validate_engine(c, err, errlen))
         return CONFIG_ARGS_ERROR;
     return CONFIG_ARGS_RUN;
 }

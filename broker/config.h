@@ -100,11 +100,13 @@ typedef struct webhook_conf {
 } webhook_conf_t;
 
 enum durability { DURABILITY_SYNC = 0, DURABILITY_INTERVAL };
+/* Where channels live: [engine] type (docs/cluster.md). */
+enum engine_type { ENGINE_LMDB = 0, ENGINE_REDIS };
 enum log_requests { LOG_REQ_OFF = 0, LOG_REQ_ERRORS, LOG_REQ_ALL };
 
 /* Room in config_t for the options of the table in config.c ([namespace] and
  * [apikey] options are not counted). */
-#define CONFIG_OPTS_MAX 64
+#define CONFIG_OPTS_MAX 72
 
 typedef struct config {
     char config_path[1024];       /* --config, or "" */
@@ -176,6 +178,15 @@ typedef struct config {
     char tickets_timeline_ns[65];        /* {ns}:{id}: each ticket's timeline */
     /* [adapter seats] (app/seats.c, docs/adapters.md) */
     char seats_feed[129];         /* the organiser's feed of issued tickets; "{event}" is the event id; "": none */
+    /* [engine] (core/cluster.c, storage/engine.h, docs/cluster.md) */
+    int engine_type;              /* enum engine_type */
+    char engine_address[1024];    /* HOST:PORT or unix:PATH (checked by config_engine_address()) */
+    char engine_password[256];    /* "": no AUTH */
+    unsigned engine_database;     /* SELECT; 0 is Redis' default */
+    char engine_prefix[65];       /* put before every key Herald writes */
+    unsigned engine_connect_timeout_ms;
+    unsigned engine_command_timeout_ms;
+    int engine_tls;               /* refused while hiredis has no TLS (0.14) */
     /* [namespace *] and [namespace NAME] */
     ns_config_t ns_template;
     /* The broker's own namespace "sys" (sys:stats) when no [namespace sys]
@@ -224,6 +235,11 @@ int config_reload_logging(config_t *c, char *err, size_t errlen);
 /* config_free() - free what config_defaults(), config_load_file() or
  * config_parse_args() allocated in @c. Safe to call twice. */
 void config_free(config_t *c);
+
+/* config_engine_address() - split [engine] address @addr: "unix:PATH"
+ * (*@port set to 0, @host gets PATH) or "HOST:PORT" / "[V6]:PORT".
+ * @host: [out] @hostlen bytes. Return: 0, or -1 with a static @why. */
+int config_engine_address(const char *addr, char *host, size_t hostlen, int *port, const char **why);
 
 /* config_where() - where @option got its value in @c, for an error message
  * about it: "<config_path>:<line>" when the config file set it (its last

@@ -22,6 +22,7 @@
 #include "app/state.h"
 #include "core/channel.h"
 #include "core/presence.h"
+#include "core/cluster.h"
 #include "core/pubpipe.h"
 #include "core/webhook.h"
 #include "net/server.h"
@@ -160,6 +161,7 @@ static void stop_finish(void)
     /* Commit what is queued and hand out the last outcomes while sessions
      * and requests can still be found. */
     webhook_stop();                            /* their threads read the store */
+    cluster_stop();                            /* publications in flight answer 133 */
     pubpipe_stop();
     server_destroy();                          /* 1st call: starts closing lws's handles */
     close_own_handles();                       /* uv_run returns once all are closed */
@@ -270,7 +272,7 @@ static int run(void)
     uv_check_start(&srv.flush, on_flush);
     uv_unref((uv_handle_t *)&srv.flush);
 
-    if (pubpipe_start() || webhook_start() || server_start(&server_hooks)) {
+    if (cluster_start() || pubpipe_start() || webhook_start() || server_start(&server_hooks)) {
         rc = 1;
         srv.stopping = 1;
         stop_finish();

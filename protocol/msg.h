@@ -46,6 +46,7 @@ enum proto_err {
     PROTO_E_UNKNOWN_TICKET = 128,    /* tickets: no ticket has this id (bulk: "unknown" names them) */
     PROTO_E_TICKET_EXISTS = 129,     /* tickets: a ticket with this id was already created */
     PROTO_E_IDEM_MISMATCH = 132,     /* an idempotency key seen within its window with another request: not published */
+    PROTO_E_ENGINE_UNAVAILABLE = 133, /* [engine] type = redis and Redis cannot be reached: nothing was published */
 };
 
 enum proto_op {

@@ -4,6 +4,7 @@
 #include "core/channel.h"
 #include "core/presence.h"
 #include "core/publish.h"
+#include "core/cluster.h"
 #include "core/pubpipe.h"
 #include "core/webhook.h"
 #include "net/http.h"
@@ -42,8 +43,15 @@ json_t *admin_health(unsigned *status)
 int admin_ready(uint64_t serial)
 {
     struct storage_status st;
+    const char *why = NULL;
 
     if (srv.stopping) return -ESHUTDOWN;
+    /* With a shared engine, a node that cannot reach it can neither publish
+     * nor deliver: out of rotation until it can. */
+    if (!cluster_ready(&why)) {
+        http_finish_json(serial, 503, json_pack("{s:s,s:[s]}", "status", "not_ready", "reasons", why));
+        return 0;
+    }
     /* A store at 95% is about to refuse publications even if a tiny write
      * still fits: take the broker out of rotation before that. */
     storage_watch_tick();

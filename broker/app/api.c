@@ -386,6 +386,8 @@ static int channel_history(http_req_t *r)
     chan_maybe_drop(c);
     if (rc == PROTO_E_NO_HISTORY)
         return http_respond_error(r, 404, PROTO_E_NO_HISTORY, "this channel's namespace keeps no history");
+    if (rc == PROTO_E_ENGINE_UNAVAILABLE)
+        return http_respond_error(r, 503, rc, "the redis engine is unavailable (see /api/health/ready)");
     return rc ? oom(r) : 0;
 }
 

@@ -1,6 +1,7 @@
 /* broker/app/history.c - see history.h. */
 #include "app/history.h"
 #include "app/admin.h"
+#include "core/cluster.h"
 #include "core/presence.h"
 #include "core/pubpipe.h"
 #include "net/conns.h"
@@ -30,6 +31,10 @@ typedef struct job {
     uint64_t thread;              /* JOB_QUERY: only publications replying to this offset */
     unsigned page_limit;          /* JOB_QUERY with a thread: the page's limit (j->limit is the read's) */
     uint64_t since_offset;
+    uint64_t before;              /* JOB_QUERY through the engine: the page's before */
+    int engine;                   /* read from the shared engine (core/cluster.h), not LMDB */
+    int ahead;                    /* JOB_SUBSCRIBE through the engine: since is past this node's offset */
+    char epoch[HIST_EPOCH_LEN + 1]; /* JOB_QUERY through the engine: the channel's epoch as read */
     int rc;
     hist_result_t res;
 } job_t;
@@ -112,6 +117,26 @@ static void work_read(uv_work_t *w)
                       j->reverse, &j->res);
 }
 
+/* A recovery whose offset is past what this node delivered so far: with
+ * the redis engine, a client that saw offset K on another node may come
+ * here before K's announcement does. The engine's position says whether K
+ * exists: then the client missed nothing (its live pushes start after K);
+ * else the answer is LMDB's for an offset it never had: "recovered": false
+ * and the kept tail, up to the engine's last offset. */
+static void finish_ahead(sess_t *s, sub_t *sub, job_t *j)
+{
+    uint64_t top = j->res.chan.last_offset;
+    int same = !strcmp(j->res.chan.epoch, j->chan->epoch) && top >= j->since_offset;
+    json_t *head = subscribed_head(j->chan, j->origin.id, same ? j->since_offset : top, j->presence);
+    size_t lo = 0, hi = 0;
+
+    if (!head) { sess_close(s, CLOSE_INTERNAL, 0); return; }
+    json_object_set_new(head, "recovered", json_boolean(same));
+    if (!same) pick((enum proto_enc)s->enc, &j->res, reply_budget(), 0, &lo, &hi);
+    send_with_list(s, head, same ? NULL : &j->res, lo, hi, 1);
+    chan_replay_end_at(sub, same ? j->since_offset : top);
+}
+
 static void finish_subscribe(job_t *j)
 {
     sess_t *s = conn_find(j->origin.serial);
@@ -123,8 +148,14 @@ static void finish_subscribe(job_t *j)
     if (!sub) return;                              /* gone, or unsubscribed meanwhile */
     if (j->rc) {
         hlog(LOG_WARN, "storage", "history read for %s failed: %s", j->chan->name, strerror(-j->rc));
-        sess_send_error(s, j->origin.id, PROTO_E_STORAGE, "reading history failed");
+        if (j->engine) sess_send_error(s, j->origin.id, PROTO_E_ENGINE_UNAVAILABLE, "reading history from the redis "
+                                       "engine failed");
+        else sess_send_error(s, j->origin.id, PROTO_E_STORAGE, "reading history failed");
         chan_unsubscribe(s, j->chan);
+        return;
+    }
+    if (j->ahead) {
+        finish_ahead(s, sub, j);
         return;
     }
     /* Recovery reads go oldest first; keep the newest if they do not all fit. */
@@ -184,7 +215,7 @@ static void query_reply(job_t *j)
     }
     if (head) {
         json_object_set_new(head, "channel", json_stringn(j->chan->name, j->chan->namelen));
-        json_object_set_new(head, "epoch", json_string(j->chan->epoch));
+        json_object_set_new(head, "epoch", json_string(j->engine ? j->epoch : j->chan->epoch));
         json_object_set_new(head, "offset", json_integer((json_int_t)j->last));
         json_object_set_new(head, "next", next ? next : json_null());
     } else {
@@ -201,6 +232,11 @@ static void finish_query(job_t *j)
         int more = filter_thread(&j->res, j->thread, j->page_limit);
         j->limit = more ? (unsigned)j->res.n : (unsigned)j->res.n + 1;
     }
+    if (j->rc && j->engine) {
+        hlog(LOG_WARN, "cluster", "history read for %s failed: %s", j->chan->name, strerror(-j->rc));
+        reply_error(&j->origin, 0, PROTO_E_ENGINE_UNAVAILABLE, "reading history from the redis engine failed", NULL);
+        return;
+    }
     if (j->rc) {
         hlog(LOG_WARN, "storage", "history read for %s failed: %s", j->chan->name, strerror(-j->rc));
         /* 503, not the 507 of a publication: nothing was lost, a retry may read. */
@@ -210,22 +246,63 @@ static void finish_query(job_t *j)
     query_reply(j);
 }
 
-static void after_read(uv_work_t *w, int status)
+static void job_done(job_t *j)
 {
-    job_t *j = w->data;
-
-    if (status) j->rc = status == UV_ECANCELED ? -ECANCELED : -EIO;
     if (j->kind == JOB_SUBSCRIBE) finish_subscribe(j);
     else finish_query(j);
-    j->chan->inflight--;
-    chan_maybe_drop(j->chan);
     hist_result_free(&j->res);
     json_decref(j->origin.id);
     free(j);
 }
 
+static void after_read(uv_work_t *w, int status)
+{
+    job_t *j = w->data;
+    chan_t *c = j->chan;
+
+    if (status) j->rc = status == UV_ECANCELED ? -ECANCELED : -EIO;
+    job_done(j);
+    c->inflight--;
+    chan_maybe_drop(c);
+}
+
+/* The engine's answer (core/cluster.c holds the channel meanwhile). */
+static void after_engine_read(void *arg, int status, hist_result_t *res)
+{
+    job_t *j = arg;
+
+    j->rc = status;
+    if (!status) {
+        j->res = *res;                             /* taken: the engine frees an empty result */
+        memset(res, 0, sizeof *res);
+        if (j->kind == JOB_QUERY) {
+            j->last = j->res.chan.last_offset;
+            memcpy(j->epoch, j->res.chan.epoch, HIST_EPOCH_LEN + 1);
+        }
+    }
+    job_done(j);
+}
+
+/* A read through the shared engine: a subscribe's replay reads the range
+ * known from the channel's position here; a query reads the channel's
+ * position with its page, atomically, since this node may have none. */
+static int submit_engine(job_t *j)
+{
+    struct engine_range r = { j->after, j->upto, 0, j->limit, j->reverse };
+    int rc;
+
+    if (j->kind == JOB_QUERY) {
+        r.upto = 0;
+        r.before = j->before;
+    }
+    j->engine = 1;
+    rc = cluster_read(j->chan, &r, after_engine_read, j);
+    return rc > 0 ? -ENOTCONN : rc;
+}
+
 static int submit(job_t *j)
 {
+    if (cluster_routes(j->chan)) return submit_engine(j);
     j->work.data = j;
     j->chan->inflight++;
     if (uv_queue_work(&srv.loop, &j->work, work_read, after_read)) {
@@ -235,8 +312,8 @@ static int submit(job_t *j)
     return 0;
 }
 
-int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const struct history_since *since,
-                       int presence)
+static int subscribed_now(sess_t *s, chan_t *c, const json_t *id, unsigned n, const struct history_since *since,
+                          int presence)
 {
     unsigned keep = c->ns->history ? c->ns->history_size : 0;
     uint64_t upto = c->last_offset;
@@ -260,6 +337,26 @@ int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const
         }
         json_object_set_new(head, "publications", list);
         sess_send(s, head);
+        return 0;
+    }
+    if (cluster_routes(c) && since->set && !strcmp(since->epoch, c->epoch) && since->offset > upto) {
+        if (!(j = calloc(1, sizeof *j))) return -ENOMEM;
+        j->kind = JOB_SUBSCRIBE;
+        j->ahead = j->recovery = 1;
+        j->presence = presence;
+        j->chan = c;
+        j->origin.kind = ORIGIN_WS;
+        j->origin.serial = s->serial;
+        j->origin.id = id ? json_incref((json_t *)id) : NULL;
+        j->since_offset = since->offset;
+        j->limit = keep;                           /* the kept tail, newest first, up to the last */
+        j->reverse = 1;
+        if (submit(j)) {
+            json_decref(j->origin.id);
+            free(j);
+            return -ENOMEM;
+        }
+        chan_replay_start(sub);
         return 0;
     }
     if (!keep || !pubpipe_store() || upto == 0 ||
@@ -306,9 +403,60 @@ int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const
     return 0;
 }
 
+/* A subscribe waiting for its channel to be in step with the shared engine. */
+struct parked {
+    uint64_t serial;
+    json_t *id;
+    unsigned n;
+    struct history_since since;
+    int presence;
+};
+
+static void resume(chan_t *c, void *arg, int ok)
+{
+    struct parked *p = arg;
+    sess_t *s = conn_find(p->serial);
+
+    /* ok -1: the client unsubscribed meanwhile; as when a replay's read
+     * finds it gone, the subscribe gets no reply. */
+    if (ok >= 0 && s && chan_sub(s, c)) {
+        int rc = ok ? subscribed_now(s, c, p->id, p->n, &p->since, p->presence) : PROTO_E_ENGINE_UNAVAILABLE;
+        if (rc) {
+            sess_send_error(s, p->id, rc > 0 ? rc : PROTO_E_INTERNAL,
+                            rc > 0 ? "the redis engine is unavailable (see /api/health/ready)" : "out of memory");
+            chan_unsubscribe(s, c);
+        }
+    }
+    json_decref(p->id);
+    free(p);
+}
+
+int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const struct history_since *since,
+                       int presence)
+{
+    struct parked *p;
+    int rc;
+
+    if (!cluster_routes(c)) return subscribed_now(s, c, id, n, since, presence);
+    /* The reply names the channel's offset and epoch: known once the
+     * channel is in step with the engine, which may take a read. */
+    if (!(p = calloc(1, sizeof *p))) return -ENOMEM;
+    p->serial = s->serial;
+    p->id = id ? json_incref((json_t *)id) : NULL;
+    p->n = n;
+    p->since = *since;
+    p->presence = presence;
+    if ((rc = cluster_when_synced(c, resume, p))) {
+        json_decref(p->id);
+        free(p);
+    }
+    return rc;
+}
+
 int history_query(chan_t *c, const struct history_page *page, origin_t *origin)
 {
     job_t *j;
+    int rc;
 
     if (!c->ns->history && !page->thread) {
         /* The broker's own feed keeps its recent past in memory. */
@@ -348,11 +496,12 @@ int history_query(chan_t *c, const struct history_page *page, origin_t *origin)
         if (j->after < page->thread) j->after = page->thread;
         j->limit = c->ns->history_size;
     }
-    if (j->upto <= j->after) j->limit = 0;         /* an empty page, read nothing */
-    if (submit(j)) {
-        json_decref(j->origin.id);
+    j->before = page->before;
+    if (j->upto <= j->after && !cluster_routes(c)) j->limit = 0;   /* an empty page, read nothing */
+    if ((rc = submit(j))) {
+        *origin = j->origin;                       /* still the caller's to answer */
         free(j);
-        return -ENOMEM;
+        return rc == -ENOTCONN ? PROTO_E_ENGINE_UNAVAILABLE : -ENOMEM;
     }
     return 0;
 }

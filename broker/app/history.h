@@ -3,7 +3,8 @@
  * Owns: the three ways history is read: a `subscribe` that asks for the last
  * N publications or for recovery `since` an offset, the `history` op, and
  * GET /api/channels/{channel}/history. Reads run on libuv's thread pool in an
- * LMDB read transaction, never on the loop. A subscription that waits for its
+ * LMDB read transaction, never on the loop; with the redis engine they are
+ * one script on the engine's command connection (core/cluster.h). A subscription that waits for its
  * replay holds the live publications that arrive meanwhile
  * (chan_replay_start) and releases them after the reply, so the subscriber
  * sees the replay, then live publications, with no gap and no duplicate.
@@ -32,7 +33,10 @@ struct history_since {
  * borrowed). With @n > 0 or @since->set the reply carries publications: it may
  * come later, after a read; live publications wait for it. With @presence
  * it carries the channel's members ("presence", null without presence).
- * Return: 0, or -ENOMEM (the caller replies with an error). */
+ * With a shared engine (core/cluster.h) the reply waits until the node
+ * knows the channel's position, and reads go to the engine.
+ * Return: 0; PROTO_E_ENGINE_UNAVAILABLE (the engine is down); -ENOMEM (the
+ * caller replies with an error). */
 int history_subscribed(sess_t *s, chan_t *c, const json_t *id, unsigned n, const struct history_since *since,
                        int presence);
 
@@ -48,7 +52,8 @@ struct history_page {
 
 /* history_query() - read a page of @c's history for @origin (WS: the reply is
  * {"op":"history",...}; REST: a JSON response). Takes @origin->id.
- * Return: 0, PROTO_E_NO_HISTORY, or -ENOMEM. */
+ * Return: 0, PROTO_E_NO_HISTORY, PROTO_E_ENGINE_UNAVAILABLE (the shared
+ * engine is down; @origin stays the caller's), or -ENOMEM. */
 int history_query(chan_t *c, const struct history_page *page, origin_t *origin);
 
 #endif

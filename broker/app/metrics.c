@@ -3,6 +3,7 @@
 #include "core/webhook.h"
 #include "app/storage_watch.h"
 #include "core/channel.h"
+#include "core/cluster.h"
 #include "herald.h"
 
 #include <dirent.h>
@@ -144,6 +145,11 @@ void metrics_render(wbuf_t *b)
         (double)srv.stats.close_timeouts);
     one(b, "herald_subscriptions", "gauge", "Subscriptions of all sessions.", (double)srv.subs.count);
     one(b, "herald_channels", "gauge", "Channels the broker holds.", (double)chan_count());
+    if (cluster_on()) {
+        head(b, "herald_engine_up", "gauge", "1 while the connection to the redis engine is up ([engine] type = redis).");
+        wbuf_printf(b, "herald_engine_up{connection=\"command\"} %d\n", cluster_conn_up(0));
+        wbuf_printf(b, "herald_engine_up{connection=\"subscription\"} %d\n", cluster_conn_up(1));
+    }
     one(b, "herald_loop_busy_ratio", "gauge", "Share of the last second the event loop spent working (0-1).",
         metrics.loop_busy_ppm / 1e6);
     one(b, "herald_write_coalesce_seconds", "gauge",

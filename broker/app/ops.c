@@ -247,10 +247,12 @@ static void op_subscribe(op_req_t *q)
         fail(q, PROTO_E_INTERNAL, "out of memory");
         return;
     }
-    if (c->ns->state ? state_subscribed(s, c, id, &since, want_presence)
-                     : history_subscribed(s, c, id, (unsigned)n, &since, want_presence)) {
+    r = c->ns->state ? state_subscribed(s, c, id, &since, want_presence)
+                     : history_subscribed(s, c, id, (unsigned)n, &since, want_presence);
+    if (r) {
         chan_unsubscribe(s, c);
-        fail(q, PROTO_E_INTERNAL, "out of memory");
+        if (r == PROTO_E_ENGINE_UNAVAILABLE) fail(q, r, "the redis engine is unavailable (see /api/health/ready)");
+        else fail(q, PROTO_E_INTERNAL, "out of memory");
     }
 }
 
@@ -321,6 +323,7 @@ static void op_history(op_req_t *q)
     r = history_query(q->c, &page, &origin);
     origin_clear(&origin);                     /* still ours if history_query() failed */
     if (r == PROTO_E_NO_HISTORY) fail(q, r, "this channel's namespace keeps no history");
+    else if (r == PROTO_E_ENGINE_UNAVAILABLE) fail(q, r, "the redis engine is unavailable (see /api/health/ready)");
     else if (r) fail(q, PROTO_E_INTERNAL, "out of memory");
 }
 

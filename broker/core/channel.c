@@ -1,5 +1,6 @@
 /* broker/core/channel.c - see channel.h. */
 #include "core/channel.h"
+#include "core/cluster.h"
 #include "herald.h"
 #include "clock.h"
 #include "rand.h"
@@ -30,6 +31,7 @@ static void chan_free(chan_t *c)
 {
     /* Subscriptions are gone (the caller checked), so nothing is held. */
     presence_free(c);
+    cluster_chan_free(c);
     free(c->filters);
     free(c->members);
     free(c->subs);
@@ -104,6 +106,9 @@ int chan_maybe_drop(chan_t *c)
      * while it has any; one with history can be reloaded from the store. */
     int keep_offsets = c->ns->history ? c->stored : c->last_offset > 0;
 
+    /* With a shared engine the offsets live in the engine, not here. */
+    if (cluster_routes(c)) keep_offsets = 0;
+
     if (c->nsubs || c->inflight || keep_offsets || presence_count(c)) return 0;
     hmap_del(&srv.channels, c->name, c->namelen);
     nsys -= (size_t)chan_is_sys(c);
@@ -159,6 +164,7 @@ int chan_subscribe(sess_t *s, chan_t *c)
     c->members[c->nsubs] = s;
     c->subs[c->nsubs++] = sub;
     if (c->nsubs == 1 && chan_events.on_occupancy) chan_events.on_occupancy(c, 1);
+    if (c->nsubs == 1 && cluster_routes(c)) cluster_occupancy(c, 1);
     c->nenc[s->enc]++;
     sub->sess_idx = s->nsubs;
     s->subs[s->nsubs++] = sub;
@@ -266,6 +272,7 @@ static void remove_sub(sub_t *sub)
     c->nsubs--;
     c->nenc[s->enc]--;
     if (!c->nsubs && chan_events.on_occupancy) chan_events.on_occupancy(c, 0);
+    if (!c->nsubs && cluster_routes(c)) cluster_occupancy(c, 0);
 
     i = sub->sess_idx;
     last = s->nsubs - 1;

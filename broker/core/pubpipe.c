@@ -1,5 +1,6 @@
 /* broker/core/pubpipe.c - see pubpipe.h. */
 #include "core/pubpipe.h"
+#include "core/cluster.h"
 #include "mpack.h"
 #include "net/http.h"
 #include "herald.h"
@@ -811,6 +812,16 @@ int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origi
     p->origin = *origin;
     origin->id = NULL;
 
+    if (cluster_routes(c)) {
+        /* A shared engine numbers, keeps and announces it; this node
+         * delivers it when the engine's announcement comes back. */
+        struct engine_idem idem = { p->w.idem_key, p->w.idem_len, p->w.idem_digest,
+                                    (int64_t)srv.cfg.idempotency_window_ms };
+        struct engine_pubopts o = { meta->reply_to, meta->check_author, p->w.idem_key ? &idem : NULL };
+        int rc = cluster_publish(c, p->rec, p->reclen, ts, &o, &p->origin);
+        free(p);
+        return rc;
+    }
     if (!c->ns->history || !pp.store) {
         /* No history: the offset lives in memory and the fan-out is now. */
         p->w.offset = c->last_offset + 1;
@@ -930,7 +941,9 @@ int pubpipe_start(void)
         hlog(LOG_ERROR, "storage", "%s", err);
         return -1;
     }
-    if ((rc = hist_load(pp.store, load_chan, NULL))) {
+    /* With a shared engine, channels are the engine's: a log this data
+     * directory kept from a single-node past is not loaded (docs/cluster.md). */
+    if (!cluster_on() && (rc = hist_load(pp.store, load_chan, NULL))) {
         hlog(LOG_ERROR, "storage", "loading channels from the history store failed: %s", strerror(-rc));
         goto fail;
     }

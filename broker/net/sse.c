@@ -155,6 +155,9 @@ static void subscribed(struct sse_stream *st, json_t *m)
         json_decref(pubs);
         return;
     }
+    /* A fresh stream starts at the reply's position (with the redis engine
+     * the node may not have known it when the stream opened). */
+    if (!json_object_get(m, "recovered") && !json_array_size(pubs)) c->offset = upto;
     if (json_is_false(json_object_get(m, "recovered"))) {
         /* The client's position is lost: say so, with where it was and
          * where the channel is, and move the cursor to just before what
@@ -186,6 +189,26 @@ static void subscribed(struct sse_stream *st, json_t *m)
     json_decref(pubs);
 }
 
+/* The redis engine's "unrecovered" push (docs/protocol.md): the stream's
+ * cursor moves to the position it names, which the publications that
+ * follow continue, and the event tells where the stream was. */
+static void lost(struct sse_stream *st, json_t *m)
+{
+    const char *name = json_string_value(json_object_get(m, "channel"));
+    const char *epoch = json_string_value(json_object_get(m, "epoch"));
+    json_int_t at = json_integer_value(json_object_get(m, "offset"));
+    struct sse_chan *c = name ? find(st, name, strlen(name)) : NULL;
+    json_t *d;
+
+    if (!c || !epoch) return;
+    d = json_pack("{s:s,s:s,s:I,s:{s:s,s:I}}", "channel", name, "epoch", epoch, "offset", at, "last_event", "epoch",
+                  c->epoch, "offset", (json_int_t)c->offset);
+    snprintf(c->epoch, sizeof c->epoch, "%s", epoch);
+    c->offset = at > 0 ? (uint64_t)at : 0;
+    put_json(st, "unrecovered", d, 1);
+    json_decref(d);
+}
+
 static void format_frame(struct sse_stream *st, frame_t *f)
 {
     const char *p = (const char *)frame_payload(f), *end;
@@ -202,6 +225,7 @@ static void format_frame(struct sse_stream *st, frame_t *f)
     if (!(m = json_loadb(p, len, 0, NULL))) return;
     op = json_string_value(json_object_get(m, "op"));
     if (op && !strcmp(op, "subscribed")) subscribed(st, m);
+    else if (op && !strcmp(op, "unrecovered")) lost(st, m);
     /* "error" is the name EventSource gives its own connection errors. */
     else if (op) put_event(st, !strcmp(op, "error") ? "herald-error" : op, p, len, 0);
     json_decref(m);

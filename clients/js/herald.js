@@ -589,9 +589,22 @@ export class Subscription extends Emitter {
     this._applyChanges(replaceState(this.state, m.state), true);
   }
 
+  _onUnrecovered(m) {
+    // A broker on the Redis engine lost publications between the last one
+    // delivered and m.offset (docs/protocol.md): what follows continues
+    // from m.offset in m.epoch.
+    this.emit('unrecovered', {
+      reason: 'the broker could not deliver every publication since the last one seen',
+      epoch: m.epoch, offset: m.offset, previousOffset: this.offset,
+    });
+    if (typeof m.epoch === 'string') this.epoch = m.epoch;
+    if (typeof m.offset === 'number') this.offset = m.offset;
+  }
+
   _push(m) {
     switch (m.op) {
       case 'pub': return this._deliver(m, false);
+      case 'unrecovered': return this._onUnrecovered(m);
       case 'snapshot': return this._onSnapshot(m);
       case 'join':
         if (this.presence) this.presence.join(m);

@@ -113,6 +113,29 @@ test('a client fed bad frames reports them and keeps working', () => {
   assert.equal(typeof VERSION, 'string');
 });
 
+test('the unrecovered push moves the position on and reports the loss', () => {
+  const c = new Herald('ws://x', { WebSocket: class {} });
+  const ws = {};
+  c._ws = ws;
+  const sub = c.subscribe('news');
+  sub.status = 'subscribed';
+  sub.epoch = 'aaaaaaaaaaaaaaaa';
+  const got = [];
+  const lost = [];
+  sub.on('publication', (p) => got.push(p.offset));
+  sub.on('unrecovered', (u) => lost.push(u));
+  c._onFrame(ws, '{"op":"pub","channel":"news","offset":1,"data":1}');
+  c._onFrame(ws, '{"op":"unrecovered","channel":"news","epoch":"aaaaaaaaaaaaaaaa","offset":4,'
+    + '"last":{"epoch":"aaaaaaaaaaaaaaaa","offset":1}}');
+  c._onFrame(ws, '{"op":"pub","channel":"news","offset":4,"data":4}');
+  c._onFrame(ws, '{"op":"pub","channel":"news","offset":5,"data":5}');
+  assert.deepEqual(got, [1, 5], 'what the position covers is not delivered again');
+  assert.equal(lost.length, 1);
+  assert.equal(lost[0].previousOffset, 1);
+  assert.equal(lost[0].offset, 4);
+  assert.equal(sub.offset, 5);
+});
+
 const hex = (u8) => Buffer.from(u8).toString('hex');
 const unhex = (h) => new Uint8Array(Buffer.from(h.replace(/\s+/g, ''), 'hex'));
 

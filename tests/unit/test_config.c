@@ -693,10 +693,81 @@ static void test_webhooks(void **state)
     config_free(&c);
 }
 
+static void test_engine(void **state)
+{
+    char err[1024] = "", arg[300], want[400], host[256];
+    const char *path, *why;
+    config_t c = { 0 };
+    int port;
+    (void)state;
+
+    /* The default is the embedded engine, with every embedded namespace. */
+    assert_int_equal(PARSE(&c, err, "--port", "1"), CONFIG_ARGS_RUN);
+    assert_int_equal(c.engine_type, ENGINE_LMDB);
+    assert_string_equal(c.engine_address, "127.0.0.1:6379");
+    assert_string_equal(c.engine_prefix, "herald:");
+    assert_int_equal(c.engine_connect_timeout_ms, 2000);
+    assert_int_equal(c.engine_command_timeout_ms, 5000);
+    assert_true(config_ns(&c, "chat:x", 6)->presence);
+    config_free(&c);
+
+    path = write_file("[engine]\ntype = redis\naddress = unix:/run/redis.sock\npassword = pw\ndatabase = 3\n"
+                      "prefix = app1:\nconnect_timeout = 500ms\ncommand_timeout = 1s\ntls = off\n"
+                      "[namespace room]\nhistory_size = 5\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    assert_int_equal(PARSE(&c, err, arg), CONFIG_ARGS_RUN);
+    assert_int_equal(c.engine_type, ENGINE_REDIS);
+    assert_string_equal(c.engine_address, "unix:/run/redis.sock");
+    assert_string_equal(c.engine_password, "pw");
+    assert_int_equal(c.engine_database, 3);
+    assert_string_equal(c.engine_prefix, "app1:");
+    assert_int_equal(c.engine_connect_timeout_ms, 500);
+    assert_int_equal(c.engine_command_timeout_ms, 1000);
+    /* Embedded namespaces with presence or state are not predefined under redis. */
+    assert_false(config_ns(&c, "chat:x", 6)->presence);
+    assert_false(config_ns(&c, "scores:x", 8)->state);
+    assert_int_equal(config_ns(&c, "room:x", 6)->history_size, 5);
+    config_free(&c);
+
+    expect_error(PARSE(&c, err, "--engine", "memcached"), err, "expected lmdb or redis");
+    path = write_file("[engine]\ntype = redis\naddress = nohost\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    expect_error(PARSE(&c, err, arg), err, NULL);
+    snprintf(want, sizeof want, "%s:3: [engine] address = \"nohost\": expected HOST:PORT", path);
+    expect_prefix(err, want);
+    expect_error(PARSE(&c, err, "--engine", "redis", "--engine-address", "h:70000"), err, "from 1 to 65535");
+    expect_error(PARSE(&c, err, "--engine", "redis", "--engine-tls", "on"), err, "has no TLS");
+    expect_error(PARSE(&c, err, "--engine", "redis", "--ns", "room.presence=on"), err,
+                 "--ns room.presence: [namespace room] presence = on is not supported by the redis engine yet");
+    expect_error(PARSE(&c, err, "--engine", "redis", "--ns", "*.signals=on"), err,
+                 "[namespace *] signals = on is not supported by the redis engine yet");
+    /* A predefined namespace the file changes is kept, and so is its refusal. */
+    expect_error(PARSE(&c, err, "--engine", "redis", "--ns", "scores.history_size=9"), err,
+                 "[namespace scores] state = on is not supported by the redis engine yet");
+    expect_error(PARSE(&c, err, "--engine", "redis", "--commerce", "on"), err, "[adapter commerce] is not supported");
+    /* Under lmdb the [engine] values are not checked beyond their type. */
+    assert_int_equal(PARSE(&c, err, "--engine-address", "nohost"), CONFIG_ARGS_RUN);
+    config_free(&c);
+
+    assert_int_equal(config_engine_address("10.0.0.1:6380", host, sizeof host, &port, &why), 0);
+    assert_string_equal(host, "10.0.0.1");
+    assert_int_equal(port, 6380);
+    assert_int_equal(config_engine_address("[::1]:7000", host, sizeof host, &port, &why), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 7000);
+    assert_int_equal(config_engine_address("unix:/tmp/r.sock", host, sizeof host, &port, &why), 0);
+    assert_string_equal(host, "/tmp/r.sock");
+    assert_int_equal(port, 0);
+    assert_int_equal(config_engine_address("::1:7000", host, sizeof host, &port, &why), -1);
+    assert_int_equal(config_engine_address(":7000", host, sizeof host, &port, &why), -1);
+    assert_int_equal(config_engine_address("h:x", host, sizeof host, &port, &why), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_engine),
         cmocka_unit_test(test_builtin_namespaces_overridable),
         cmocka_unit_test(test_flag_forms),
         cmocka_unit_test(test_sizes),

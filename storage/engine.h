@@ -1,0 +1,149 @@
+/* storage/engine.h - the engine interface: where a channel's offsets, epoch
+ * and history live when they are shared by several Herald nodes.
+ *
+ * Owns: the calls the loop-side glue (core/cluster.c) makes on a shared
+ * engine, and what they report back. The embedded LMDB engine (hist.h,
+ * driven by core/pubpipe.c) stays off this interface for now: its publish
+ * path has no extra hop or copy. This increment has one shared engine, Redis
+ * (engine_redis.c); later ones move presence, state and seat maps behind
+ * the same interface.
+ * DESIGN: the Redis engine keeps two connections on the broker's loop: one
+ * for commands (a Lua script per publication and per read, by EVALSHA) and
+ * one for pub/sub (SUBSCRIBE to the fan-out key of each channel that has
+ * local subscribers). Each publication assigns the channel's next offset,
+ * appends its record to the channel's stream under the id "<offset>-1" and
+ * PUBLISHes "<offset>:<epoch>:<record>" in one script, so every node sees the
+ * same offsets in the same order. A connection that fails is retried with
+ * backoff; while the command connection is down, calls fail at once.
+ * Loop thread only; every callback runs on the loop. */
+#ifndef HERALD_ENGINE_H
+#define HERALD_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "hist.h"
+
+typedef struct engine engine_t;
+
+/* Outcomes (positive) besides 0 and negative errno values. */
+enum {
+    ENGINE_E_REPLY_TO = 1,        /* engine_publish(): reply_to is beyond the channel's last offset */
+    ENGINE_E_DUPLICATE,           /* engine_publish(): the idempotency key answered this request before */
+    ENGINE_E_IDEM_MISMATCH,       /* engine_publish(): the idempotency key was used for another request */
+    ENGINE_E_AUTHOR_GONE,         /* engine_publish(): the publication at reply_to is no longer kept */
+    ENGINE_E_AUTHOR_OTHER,        /* engine_publish(): the publication at reply_to has another author */
+};
+
+struct engine_conf {
+    const char *address;          /* HOST:PORT, [V6]:PORT or unix:PATH (already checked) */
+    const char *password;         /* "" or NULL: no AUTH */
+    unsigned database;
+    const char *prefix;           /* before every key and pub/sub channel */
+    unsigned connect_timeout_ms;
+    unsigned command_timeout_ms;
+};
+
+/* What the engine tells its owner; every member is required. */
+struct engine_events {
+    void *ctx;
+    /* The command connection came up (@up 1: scripts loaded) or went down (0). */
+    void (*on_cmd)(void *ctx, int up);
+    /* The subscription connection came up (@up 1: the owner subscribes
+     * again to every channel it needs) or went down (0: every subscription
+     * is gone with it). */
+    void (*on_sub)(void *ctx, int up);
+    /* SUBSCRIBE of @chan took effect: publications from now on arrive. */
+    void (*on_subscribed)(void *ctx, const char *chan, size_t len);
+    /* A publication of @chan arrived: @offset, @epoch (HIST_EPOCH_LEN
+     * bytes, NUL-terminated), the record. All borrowed for the call. */
+    void (*on_message)(void *ctx, const char *chan, size_t len, uint64_t offset, const char *epoch,
+                       const unsigned char *rec, size_t reclen);
+};
+
+/* engine_redis_start() - connect to Redis as @conf says (copied) on @loop;
+ * connecting goes on in the background, so Redis may be down now.
+ * Return: 0 and *@out; -ENOMEM, -EINVAL (a bad address, with @err). */
+int engine_redis_start(uv_loop_t *loop, const struct engine_conf *conf, const struct engine_events *ev,
+                       engine_t **out, char *err, size_t errlen);
+
+/* engine_stop() - close both connections (pending calls get -ECANCELED) and
+ * free @e once its handles are closed. NULL is a no-op. */
+void engine_stop(engine_t *e);
+
+/* engine_up() - whether the command connection is up (publish, read). */
+int engine_up(const engine_t *e);
+
+/* engine_sub_up() - whether the subscription connection is up. */
+int engine_sub_up(const engine_t *e);
+
+/* The outcome of engine_publish(): @status 0 with the @offset assigned and
+ * the channel's @epoch; ENGINE_E_REPLY_TO with @offset the channel's last;
+ * ENGINE_E_DUPLICATE or ENGINE_E_IDEM_MISMATCH with @offset the one the
+ * idempotency key made (nothing was published); ENGINE_E_AUTHOR_GONE or
+ * ENGINE_E_AUTHOR_OTHER with @offset the reply_to the author check refused;
+ * or -ENOTCONN / -ETIMEDOUT / -EIO / -ECANCELED (the publication may or may
+ * not have been made: the connection went down while it was in flight). */
+typedef void (*engine_pub_cb)(void *arg, int status, uint64_t offset, const char *epoch);
+
+/* What engine_publish() keeps of a publication. */
+struct engine_keep {
+    unsigned size;                /* entries kept in the stream; 0: none (history off) */
+    unsigned ttl_ms;              /* entries older than this go; 0: no age limit */
+};
+
+/* A publication's idempotency key: kept in the engine for @window_ms with
+ * the offset it made and @digest, the request's (hist.h's HIST_IDEM_DIGEST
+ * bytes), so a retry on any node is answered and not published again. */
+struct engine_idem {
+    const char *key;
+    size_t len;                   /* 1..HIST_IDEM_MAX */
+    const unsigned char *digest;
+    int64_t window_ms;
+};
+
+/* What a publication asks besides its record. */
+struct engine_pubopts {
+    uint64_t reply_to;            /* refused (ENGINE_E_REPLY_TO) when beyond the last offset; 0: none */
+    int check_author;             /* with reply_to: the publication there must have the record's author */
+    const struct engine_idem *idem; /* the idempotency key, or NULL */
+};
+
+/* engine_publish() - publish record @rec (copied) on @chan: next offset,
+ * append, trim by @keep, PUBLISH, all or nothing, as @o says. @ts is the
+ * record's time (ms). @cb gets the outcome later, exactly once.
+ * Return: 0; -ENOTCONN (the command connection is down; no callback);
+ * -ENOMEM. */
+int engine_publish(engine_t *e, const char *chan, size_t len, const unsigned char *rec, size_t reclen, int64_t ts,
+                   const struct engine_keep *keep, const struct engine_pubopts *o, engine_pub_cb cb, void *arg);
+
+/* A range of a channel's stream, as history.h pages it. */
+struct engine_range {
+    uint64_t after;               /* offsets > after */
+    uint64_t upto;                /* ... <= upto; 0: up to the last */
+    uint64_t before;              /* ... < before; 0: no bound */
+    unsigned limit;               /* at most this many; 0: only the channel's position */
+    int reverse;                  /* newest first */
+};
+
+/* The outcome of engine_read(): @status 0 and @res (the callee frees it
+ * after the call; the callback may steal entries and buf by zeroing them):
+ * res->chan.epoch ("" when never published), last_offset, first_offset
+ * (the oldest kept; last_offset + 1 when none), found, entries. Else a
+ * negative errno as for engine_pub_cb, with @res empty. */
+typedef void (*engine_read_cb)(void *arg, int status, hist_result_t *res);
+
+/* engine_read() - read @r of @chan's stream and its position, atomically.
+ * Return: 0 (@cb comes later, once); -ENOTCONN (no callback); -ENOMEM. */
+int engine_read(engine_t *e, const char *chan, size_t len, const struct engine_range *r, engine_read_cb cb,
+                void *arg);
+
+/* engine_subscribe() / engine_unsubscribe() - start or stop receiving the
+ * publications of @chan on the subscription connection. Subscribing again
+ * after the connection came back is the owner's job (on_sub).
+ * Return: 0; -ENOTCONN (the subscription connection is down); -ENOMEM. */
+int engine_subscribe(engine_t *e, const char *chan, size_t len);
+int engine_unsubscribe(engine_t *e, const char *chan, size_t len);
+
+#endif
