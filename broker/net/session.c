@@ -525,12 +525,15 @@ static void ring_submit(void)
 static int ring_queue(sess_t *s)
 {
     size_t max = srv.cfg.write_batch_max, len = 0, hlen;
-    frame_t *f = s->q[s->qhead];
+    frame_t *f;
     unsigned char *buf;
     uint32_t n;
     int binary = s->enc == PROTO_MSGPACK;
 
-    if (!sendring_ready() || s->stream || !s->qlen || lws_partial_buffered(s->wsi) || f->len > max) return 0;
+    /* An empty queue may have no ring at all (pop() frees a grown one). */
+    if (!sendring_ready() || s->stream || !s->qlen || lws_partial_buffered(s->wsi)) return 0;
+    f = s->q[s->qhead];
+    if (f->len > max) return 0;
     /* Make room before staging anything: submitting empties the arena. */
     if (sendring_full()) ring_submit();
     if (s->qlen == 1 || f->len == max) {
