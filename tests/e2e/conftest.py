@@ -606,3 +606,14 @@ def apply_delta(state, data):
             state.pop(ch["key"], None)
         else:
             state[ch["key"]] = {"value": ch["value"], "version": ch["version"]}
+
+
+def scrape_metrics(b):
+    """GET /metrics of broker @b as {sample name with its labels: value}
+    (test_operators.py has the strict reader that checks the format)."""
+    out = {}
+    for line in requests.get(b.url("/metrics"), timeout=5).text.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            out[k] = float(v)
+    return out

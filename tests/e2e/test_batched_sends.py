@@ -9,16 +9,10 @@ import time
 import pytest
 import requests
 
-from conftest import close_all, connect, connect_many, run, slow_subscriber
+from conftest import close_all, connect, connect_many, run, slow_subscriber, scrape_metrics
 
 
-def metrics(b):
-    out = {}
-    for line in requests.get(b.url("/metrics"), timeout=5).text.splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.rpartition(" ")
-            out[k] = float(v)
-    return out
+metrics = scrape_metrics          # the name these tests use
 
 
 # Payload sizes around the WebSocket header's size steps (125/126 bytes,

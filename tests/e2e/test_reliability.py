@@ -19,16 +19,10 @@ import time
 import pytest
 import requests
 
-from conftest import Closed, RawWS, close_all, connect, connect_many, http_raw, run, slow_subscriber
+from conftest import Closed, RawWS, close_all, connect, connect_many, http_raw, run, slow_subscriber, scrape_metrics
 
 
-def metrics(b):
-    out = {}
-    for line in requests.get(b.url("/metrics"), timeout=5).text.splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.rpartition(" ")
-            out[k] = float(v)
-    return out
+metrics = scrape_metrics          # the name these tests use
 
 
 def ws_sessions(b):

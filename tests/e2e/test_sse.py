@@ -19,7 +19,7 @@ import urllib.parse
 import pytest
 import requests
 
-from conftest import HERALD_BIN, REPO, connect, herald_env, hs256_token, run
+from conftest import HERALD_BIN, REPO, connect, herald_env, hs256_token, run, scrape_metrics
 
 SECRET = b"sse-test-secret-0123456789abcdef0123"
 
@@ -104,13 +104,7 @@ def publish(b, channel, n, start=0):
     return [b.publish_rest(channel, {"n": start + i})["offset"] for i in range(n)]
 
 
-def metrics(b):
-    out = {}
-    for line in requests.get(b.url("/metrics"), timeout=5).text.splitlines():
-        if line and not line.startswith("#"):
-            k, v = line.rsplit(" ", 1)
-            out[k] = float(v)
-    return out
+metrics = scrape_metrics          # the name these tests use
 
 
 def test_stream_delivers_publications_in_order(broker):
