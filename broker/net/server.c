@@ -286,7 +286,9 @@ int server_start(const struct server_hooks *h)
     if (!strchr(addr, ':')) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.foreign_loops = foreign_loops;
     info.pcontext = &srv.lws;
-    info.fd_limit_per_thread = srv.max_connections + FD_RESERVE;
+    /* No fd_limit_per_thread: below the open file limit it switches lws
+     * to searching its connection table on every event (main.c's
+     * set_fd_limit() lowers the limit itself instead). */
     if (*srv.cfg.tls_cert) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = srv.cfg.tls_cert;

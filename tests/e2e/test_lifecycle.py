@@ -1,6 +1,7 @@
 """The herald process: command line, config file, data directory, start-up failures,
 clean shutdown, connection cap."""
 import asyncio
+import resource
 import json
 import os
 import signal
@@ -460,6 +461,27 @@ def test_shutdown_with_unconnected_clients(make_broker):
 
 
 # ---------------------------------------------------------------- connection cap
+
+def soft_nofile(pid):
+    for line in open("/proc/%d/limits" % pid):
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open files line")
+
+
+def test_max_connections_sizes_the_file_limit(make_broker):
+    """limits.max_connections below the open file limit lowers the limit to
+    the cap plus the broker's own 64 descriptors, so that libwebsockets' table
+    of connections is sized by the limit and indexed by descriptor (told a
+    smaller size, lws searches that table on every socket event); without
+    the key, the limit is raised to the hard limit."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    capped = make_broker(max_connections=100)
+    assert soft_nofile(capped.pid) == 164
+    if hard != resource.RLIM_INFINITY:
+        free = make_broker()
+        assert soft_nofile(free.pid) == hard
+
 
 def test_max_connections(make_broker):
     b = make_broker(max_connections=5)
