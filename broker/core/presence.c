@@ -1,6 +1,8 @@
 /* broker/core/presence.c - see presence.h. */
 #include "core/presence.h"
 #include "core/channel.h"
+#include "core/cluster.h"
+#include "core/cluster_presence.h"
 #include "herald.h"
 #include "net/session.h"
 #include "log.h"
@@ -66,22 +68,36 @@ static int tiered(const struct chan *c)
  * the batched leave it came after). Every event and every presence answer
  * carries the channel's presence seq, so clients can also tell which of two
  * events came last and which events an answer already includes. */
+static void announce_json(struct chan *c, json_t *ev, enum pres_event kind, uint64_t seq, int tier,
+                          const sess_t *except);
+
 static void announce(struct chan *c, member_t *m, enum pres_event kind, const sess_t *except)
 {
-    struct presence *p = c->pres;
-    uint64_t seq = ++p->seq;
     json_t *ev;
+    uint64_t seq = ++c->pres->seq;
 
     if (!c->ns->join_leave) return;
-    if (tiered(c) || p->batched) {
+    if (!(ev = member_json(m, 0))) return;
+    announce_json(c, ev, kind, seq, tiered(c), except);
+}
+
+/* Sends or batches event @ev (the member's fields; taken) of @kind with
+ * @seq; @tier: the channel is above its presence tier. */
+static void announce_json(struct chan *c, json_t *ev, enum pres_event kind, uint64_t seq, int tier,
+                          const sess_t *except)
+{
+    struct presence *p = c->pres;
+
+    if (tier || p->batched) {
         json_t **list = kind == EV_JOIN ? &p->joins : kind == EV_LEAVE ? &p->leaves : &p->updates;
         uint32_t *total = kind == EV_JOIN ? &p->njoins : kind == EV_LEAVE ? &p->nleaves : &p->nupdates;
         if (!*list) *list = json_array();
-        if (*list && json_array_size(*list) < PRESENCE_SAMPLE && (ev = member_json(m, 0))) {
-            if (kind == EV_UPDATE && !m->info) json_object_set_new(ev, "info", json_null());
+        if (*list && json_array_size(*list) < PRESENCE_SAMPLE) {
+            if (kind == EV_UPDATE && !json_object_get(ev, "info")) json_object_set_new(ev, "info", json_null());
             json_object_set_new(ev, "seq", json_integer((json_int_t)seq));
-            json_array_append_new(*list, ev);
+            json_array_append(*list, ev);
         }
+        json_decref(ev);
         (*total)++;
         if (!p->batched) {
             p->batched = 1;
@@ -90,9 +106,7 @@ static void announce(struct chan *c, member_t *m, enum pres_event kind, const se
         }
         return;
     }
-    ev = member_json(m, 0);
-    if (!ev) return;
-    if (kind == EV_UPDATE && !m->info) json_object_set_new(ev, "info", json_null());
+    if (kind == EV_UPDATE && !json_object_get(ev, "info")) json_object_set_new(ev, "info", json_null());
     json_object_set_new(ev, "op", json_string(event_op[kind]));
     json_object_set_new(ev, "channel", json_stringn(c->name, c->namelen));
     json_object_set_new(ev, "seq", json_integer((json_int_t)seq));
@@ -134,6 +148,7 @@ int presence_join(struct chan *c, sess_t *s)
          * grace: no event either way. */
         m->conns++;
         if (m->leave_at) pending_remove(m);
+        if (cluster_routes(c)) cluster_presence_conn(c, key, len, m->anon, m->info, s->id, ENGINE_PRES_ADD, 1);
         return 0;
     }
     if (!(m = calloc(1, sizeof *m + len + 1))) { p->conns--; return -ENOMEM; }
@@ -144,6 +159,11 @@ int presence_join(struct chan *c, sess_t *s)
     m->chan = c;
     m->conns = 1;
     if (hmap_put(&p->members, m->key, len, m)) { member_free(m); p->conns--; return -ENOMEM; }
+    if (cluster_routes(c)) {
+        /* The engine announces the join, once for all nodes. */
+        cluster_presence_conn(c, key, len, m->anon, m->info, s->id, ENGINE_PRES_ADD, 1);
+        return 0;
+    }
     announce(c, m, EV_JOIN, s);
     if (chan_events.on_member) chan_events.on_member(c, m->key, m->keylen, 1);
     return 0;
@@ -154,7 +174,10 @@ int presence_join(struct chan *c, sess_t *s)
 static void drop_member(struct chan *c, member_t *m, const sess_t *except)
 {
     hmap_del(&c->pres->members, m->key, m->keylen);
-    announce(c, m, EV_LEAVE, except);
+    if (cluster_routes(c))
+        cluster_presence_conn(c, m->key, m->keylen, m->anon, m->info, except ? except->id : "", ENGINE_PRES_DROP, 0);
+    else
+        announce(c, m, EV_LEAVE, except);
     if (chan_events.on_member) chan_events.on_member(c, m->key, m->keylen, 0);
     member_free(m);
 }
@@ -166,7 +189,10 @@ void presence_leave(struct chan *c, sess_t *s)
 
     if (!m || !m->conns) return;
     c->pres->conns--;
-    if (--m->conns) return;
+    if (--m->conns || (cluster_routes(c) && c->ns->presence_grace_ms)) {
+        if (cluster_routes(c)) cluster_presence_conn(c, key, strlen(key), m->anon, m->info, s->id, ENGINE_PRES_ADD, -1);
+        if (m->conns) return;
+    }
     if (!c->ns->presence_grace_ms) {
         drop_member(c, m, s);
         return;
@@ -269,6 +295,7 @@ int presence_set_info(struct chan *c, sess_t *s, json_t *info, uint64_t *seq)
     }
     json_decref(m->info);
     m->info = info;
+    if (cluster_routes(c)) return 0;           /* the engine announces it (cluster_presence_info()) */
     announce(c, m, EV_UPDATE, s);
     *seq = c->pres->seq;
     return 0;
@@ -278,4 +305,23 @@ json_t *presence_stats_json(const struct chan *c)
 {
     return json_pack("{s:I,s:I}", "members", (json_int_t)presence_count(c),
                      "connections", (json_int_t)(c->pres ? c->pres->conns : 0));
+}
+
+void presence_resync(struct chan *c)
+{
+    size_t pos = 0;
+    member_t *m;
+
+    if (!c->pres) return;
+    while ((m = hmap_next(&c->pres->members, &pos)))
+        cluster_presence_conn(c, m->key, m->keylen, m->anon, m->info, "", ENGINE_PRES_SET, m->conns);
+}
+
+void presence_remote_event(struct chan *c, int kind, uint64_t seq, uint64_t count, json_t *member,
+                           const struct sess *except)
+{
+    if (!c->pres) return;
+    if (seq > c->pres->seq) c->pres->seq = seq;
+    if (!c->ns->join_leave) return;
+    announce_json(c, json_incref(member), (enum pres_event)kind, seq, count > c->ns->presence_tier, except);
 }

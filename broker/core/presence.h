@@ -63,4 +63,15 @@ uint32_t presence_count(const struct chan *c);
  * batched events of tiered channels (call often: every 250 ms). */
 void presence_tick(void);
 
+/* presence_resync() - write every local member of @c to the shared engine
+ * again (cluster_presence.c, after a reconnection). */
+void presence_resync(struct chan *c);
+
+/* presence_remote_event() - the shared engine announced a change of @c's
+ * presence: @kind 0 join, 1 leave, 2 info update, the channel's @seq and
+ * member @count after it, the member's fields @member (borrowed); sent to
+ * @c's subscribers but @except (may be NULL), or batched above the tier. */
+void presence_remote_event(struct chan *c, int kind, uint64_t seq, uint64_t count, json_t *member,
+                           const struct sess *except);
+
 #endif
