@@ -137,17 +137,43 @@ int cluster_presence_info(chan_t *c, const char *key, size_t keylen, int anon, c
 
 struct read_ctx {
     origin_t origin;
+    void (*fetch)(void *arg, json_t *pres); /* instead of answering @origin */
+    void *arg;
     unsigned tier;
     int stats;
     size_t len;
     char name[];
 };
 
+/* {"members","count","connections","seq"} ("tiered" and a sample above
+ * @tier) of @p. Return: a new reference, or NULL. */
+static json_t *members_json(const struct engine_presence *p, unsigned tier)
+{
+    json_t *o, *list = json_array();
+
+    for (size_t i = 0; list && i < p->n && (p->count <= tier || i < PRESENCE_SAMPLE); i++) {
+        json_t *m = json_loadb(p->members[i].json, p->members[i].len, 0, NULL);
+        if (!m) continue;
+        json_object_set_new(m, "connections", json_integer((json_int_t)p->members[i].conns));
+        json_array_append_new(list, m);
+    }
+    o = json_pack("{s:o,s:I,s:I,s:I}", "members", list ? list : json_array(), "count", (json_int_t)p->count,
+                  "connections", (json_int_t)p->conns, "seq", (json_int_t)p->seq);
+    if (o && p->count > tier) json_object_set_new(o, "tiered", json_true());
+    return o;
+}
+
 static void on_read(void *arg, const int status, const struct engine_presence *p)
 {
     struct read_ctx *x = arg;
-    json_t *o, *list;
+    json_t *o;
 
+    if (x->fetch) {
+        o = status ? NULL : members_json(p, x->tier);
+        x->fetch(x->arg, o);
+        json_decref(o);
+        goto out;
+    }
     if (status) {
         reply_error(&x->origin, 0, PROTO_E_ENGINE_UNAVAILABLE, "the redis engine is unavailable (see "
                     "/api/health/ready)", NULL);
@@ -158,43 +184,61 @@ static void on_read(void *arg, const int status, const struct engine_presence *p
                                                          (json_int_t)p->count, "connections", (json_int_t)p->conns));
         goto out;
     }
-    list = json_array();
-    for (size_t i = 0; list && i < p->n && (p->count <= x->tier || i < PRESENCE_SAMPLE); i++) {
-        json_t *m = json_loadb(p->members[i].json, p->members[i].len, 0, NULL);
-        if (!m) continue;
-        json_object_set_new(m, "connections", json_integer((json_int_t)p->members[i].conns));
-        json_array_append_new(list, m);
-    }
-    o = json_pack("{s:s%,s:o,s:I,s:I,s:I}", "channel", x->name, x->len, "members", list ? list : json_array(),
-                  "count", (json_int_t)p->count, "connections", (json_int_t)p->conns, "seq", (json_int_t)p->seq);
-    if (o && p->count > x->tier) json_object_set_new(o, "tiered", json_true());
+    o = members_json(p, x->tier);
+    if (o) json_object_set_new(o, "channel", json_stringn(x->name, x->len));
     reply_ok(&x->origin, "presence", o);
 out:
     origin_clear(&x->origin);
     free(x);
 }
 
-int cluster_presence_read(const char *name, size_t len, unsigned tier, int stats, origin_t *origin)
+static int read_start(struct read_ctx *x)
 {
-    struct read_ctx *x = malloc(sizeof *x + len + 1);
-    int rc;
+    int rc = engine_presence_read(cluster_engine(), x->name, x->len,
+                                  x->stats ? 1 : (x->tier > PRESENCE_SAMPLE ? x->tier + 1 : 0), on_read, x);
+    return rc;
+}
 
-    if (!x) { origin_clear(origin); return -ENOMEM; }
-    x->origin = *origin;
-    origin->id = NULL;
+static struct read_ctx *read_new(const char *name, size_t len, unsigned tier, int stats)
+{
+    struct read_ctx *x = calloc(1, sizeof *x + len + 1);
+
+    if (!x) return NULL;
     x->tier = tier;
     x->stats = stats;
     x->len = len;
     memcpy(x->name, name, len);
     x->name[len] = '\0';
-    rc = engine_presence_read(cluster_engine(), name, len, stats ? 1 : (tier > PRESENCE_SAMPLE ? tier + 1 : 0),
-                              on_read, x);
-    if (rc == -ENOTCONN) {
+    return x;
+}
+
+int cluster_presence_read(const char *name, size_t len, unsigned tier, int stats, origin_t *origin)
+{
+    struct read_ctx *x = read_new(name, len, tier, stats);
+    int rc;
+
+    if (!x) { origin_clear(origin); return -ENOMEM; }
+    x->origin = *origin;
+    origin->id = NULL;
+    if ((rc = read_start(x)) == -ENOTCONN) {
         struct engine_presence none = { 0 };
         on_read(x, rc, &none);
         return 0;
     }
     if (rc) { origin_clear(&x->origin); free(x); }
+    return rc;
+}
+
+int cluster_presence_fetch(const char *name, size_t len, unsigned tier, void (*cb)(void *arg, json_t *pres),
+                           void *arg)
+{
+    struct read_ctx *x = read_new(name, len, tier, 0);
+    int rc;
+
+    if (!x) return -ENOMEM;
+    x->fetch = cb;
+    x->arg = arg;
+    if ((rc = read_start(x))) free(x);
     return rc;
 }
 

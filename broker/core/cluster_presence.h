@@ -58,4 +58,11 @@ int cluster_presence_info(chan_t *c, const char *key, size_t keylen, int anon, c
  * PROTO_E_ENGINE_UNAVAILABLE (503). Return: 0, or -ENOMEM. */
 int cluster_presence_read(const char *name, size_t len, unsigned tier, int stats, origin_t *origin);
 
+/* cluster_presence_fetch() - read channel @name's members on every node
+ * (as the "presence" answer, without "channel") and give them to @cb
+ * (borrowed; NULL: the engine failed). Return: 0 (@cb comes later, once);
+ * -ENOTCONN, -ENOMEM (no callback). */
+int cluster_presence_fetch(const char *name, size_t len, unsigned tier, void (*cb)(void *arg, json_t *pres),
+                           void *arg);
+
 #endif
