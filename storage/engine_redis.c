@@ -151,7 +151,9 @@ static const char read_lua[] =
 /* KEYS: m, pm, pk, q, pn, pc, f, nodes. ARGV: member, count, mode (add:
  * count is a change; set: count is the node's number; drop: the member
  * leaves this node), the member's JSON, node, channel, client id, lease ms.
- * Returns 1, or 0 when a drop found nothing. */
+ * With set, a member present already takes the given JSON (no event): a
+ * resync writes what the node holds. Returns 1, or 0 when a drop found
+ * nothing. */
 static const char pconn_lua[] =
     PRES_EVENT_LUA
     "local mem = ARGV[1]\n"
@@ -176,6 +178,7 @@ static const char pconn_lua[] =
     "if ARGV[3] == 'add' then n = redis.call('HINCRBY', KEYS[4], mem, n) end\n"
     "if n < 0 then n = 0 end\n"
     "redis.call('HSET', KEYS[4], mem, n)\n"
+    "if ARGV[3] == 'set' and redis.call('HEXISTS', KEYS[2], mem) == 1 then redis.call('HSET', KEYS[2], mem, ARGV[4]) end\n"
     "if fresh then\n"
     "  redis.call('SADD', KEYS[5], ARGV[5]); redis.call('SADD', KEYS[6], ARGV[6])\n"
     "  if redis.call('HINCRBY', KEYS[3], mem, 1) == 1 then\n"
