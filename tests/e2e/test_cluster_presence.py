@@ -241,3 +241,28 @@ def test_bad_inputs_as_on_one_node(make_broker, redis):
         m = await reply(alice, {"op": "presence_update", "id": 7, "channel": "room:b", "info": None})
         assert m["op"] == "presence_updated", m
     run(go())
+
+
+def test_moving_node_within_the_grace_does_not_flap(make_broker, redis):
+    grace = ("--ns", "lobby.presence=on", "--ns", "lobby.join_leave=on", "--ns", "lobby.presence_grace=800ms")
+    a, b = node(make_broker, redis, *grace), node(make_broker, redis, *grace)
+
+    async def go():
+        w = await user(b, "w")
+        await w.subscribe("lobby:1")
+        alice = await user(a, "alice")
+        await alice.subscribe("lobby:1")
+        assert kinds(await events(w)) == [("join", "alice")]
+        # alice's connection drops on A and comes back on B within the grace: no leave, no join.
+        await alice.ws.close()
+        alice = await user(b, "alice")
+        assert (await reply(alice, {"op": "subscribe", "id": 60, "channel": "lobby:1"}))["op"] == "subscribed"
+        assert kinds(await events(w, 1.5)) == []
+        r = presence_rest(a, "lobby:1").json()
+        assert {x["user"]: x["connections"] for x in r["members"]} == {"w": 1, "alice": 1}, r
+        # Gone for good: one leave, after the grace.
+        await alice.ws.close()
+        t0 = time.monotonic()
+        m = await w.next(timeout=3)
+        assert (m["op"], m["user"]) == ("leave", "alice") and time.monotonic() - t0 >= 0.6, m
+    run(go())
