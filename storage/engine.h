@@ -4,9 +4,9 @@
  * Owns: the calls the loop-side glue (core/cluster.c) makes on a shared
  * engine, and what they report back. The embedded LMDB engine (hist.h,
  * driven by core/pubpipe.c) stays off this interface for now: its publish
- * path has no extra hop or copy. This increment has one shared engine, Redis
- * (engine_redis.c); later ones move presence, state and seat maps behind
- * the same interface.
+ * path has no extra hop or copy. There is one shared engine, Redis
+ * (engine_redis.c, presence in engine_presence.c); later increments move
+ * state and seat maps behind the same interface.
  * DESIGN: the Redis engine keeps two connections on the broker's loop: one
  * for commands (a Lua script per publication and per read, by EVALSHA) and
  * one for pub/sub (SUBSCRIBE to the fan-out key of each channel that has
