@@ -31,6 +31,7 @@ struct presence {
     struct presence *batch_next;  /* on the list of presences with a batch to flush */
     uint8_t batched;
     struct chan *chan;
+    uint64_t cluster_count;       /* with the shared engine: the members of every node, as of the last event */
 };
 
 static member_t *pending;         /* members waiting out their grace */
@@ -257,7 +258,8 @@ void presence_tick(void)
                        "leaves", p->leaves ? p->leaves : json_array(),
                        "updates", p->updates ? p->updates : json_array(), "joins_total", (json_int_t)p->njoins,
                        "leaves_total", (json_int_t)p->nleaves, "updates_total", (json_int_t)p->nupdates,
-                       "count", (json_int_t)p->members.count, "seq", (json_int_t)p->seq);
+                       "count", (json_int_t)(cluster_routes(c) ? p->cluster_count : p->members.count),
+                       "seq", (json_int_t)p->seq);
         p->joins = p->leaves = p->updates = NULL;
         p->njoins = p->nleaves = p->nupdates = 0;
         if (ev) chan_broadcast(c, ev, NULL);
@@ -321,7 +323,10 @@ void presence_remote_event(struct chan *c, int kind, uint64_t seq, uint64_t coun
                            const struct sess *except)
 {
     if (!c->pres) return;
-    if (seq > c->pres->seq) c->pres->seq = seq;
+    if (seq > c->pres->seq) {
+        c->pres->seq = seq;
+        c->pres->cluster_count = count;
+    }
     if (!c->ns->join_leave) return;
     announce_json(c, json_incref(member), (enum pres_event)kind, seq, count > c->ns->presence_tier, except);
 }

@@ -266,3 +266,28 @@ def test_moving_node_within_the_grace_does_not_flap(make_broker, redis):
         m = await w.next(timeout=3)
         assert (m["op"], m["user"]) == ("leave", "alice") and time.monotonic() - t0 >= 0.6, m
     run(go())
+
+
+def test_above_the_tier_across_nodes(make_broker, redis):
+    tier = ("--ns", "big.presence=on", "--ns", "big.join_leave=on", "--ns", "big.presence_grace=0",
+            "--ns", "big.presence_tier=2")
+    a, b = node(make_broker, redis, *tier), node(make_broker, redis, *tier)
+
+    async def go():
+        w = await user(a, "w")
+        await w.subscribe("big:1")
+        others = []
+        for i, n in enumerate((b, b, a)):
+            c = await user(n, "u%d" % i)
+            await c.subscribe("big:1")
+            others.append(c)
+        got = await events(w, 1.5)
+        joins = [m for m in got if m["op"] == "join"]
+        batches = [m for m in got if m["op"] == "presence_batch"]
+        # Up to the tier one by one, then merged; every join is there once, in seq order.
+        assert [m["user"] for m in joins] == ["u0"], got
+        assert len(batches) == 1 and [x["user"] for x in batches[0]["joins"]] == ["u1", "u2"], got
+        assert batches[0]["count"] == 4 and batches[0]["joins_total"] == 2
+        m = await reply(w, {"op": "presence", "id": 70, "channel": "big:1"})
+        assert m["count"] == 4 and m["tiered"] is True and len(m["members"]) == 4, m
+    run(go())
