@@ -190,10 +190,12 @@ void presence_leave(struct chan *c, sess_t *s)
 
     if (!m || !m->conns) return;
     c->pres->conns--;
-    if (--m->conns || (cluster_routes(c) && c->ns->presence_grace_ms)) {
-        if (cluster_routes(c)) cluster_presence_conn(c, key, strlen(key), m->anon, m->info, s->id, ENGINE_PRES_ADD, -1);
-        if (m->conns) return;
-    }
+    m->conns--;
+    /* The engine counts this node's connections; the member itself goes
+     * with drop_member(), now or after the grace. */
+    if (cluster_routes(c) && (m->conns || c->ns->presence_grace_ms))
+        cluster_presence_conn(c, key, strlen(key), m->anon, m->info, s->id, ENGINE_PRES_ADD, -1);
+    if (m->conns) return;
     if (!c->ns->presence_grace_ms) {
         drop_member(c, m, s);
         return;
@@ -297,8 +299,7 @@ int presence_set_info(struct chan *c, sess_t *s, json_t *info, uint64_t *seq)
     }
     json_decref(m->info);
     m->info = info;
-    if (cluster_routes(c)) return 0;           /* the engine announces it (cluster_presence_info()) */
-    announce(c, m, EV_UPDATE, s);
+    if (!cluster_routes(c)) announce(c, m, EV_UPDATE, s); /* else the engine does (cluster_presence_info()) */
     *seq = c->pres->seq;
     return 0;
 }

@@ -13,7 +13,12 @@
  * go into it until it is flushed, so no event overtakes another. The
  * channel's presence seq counts the changes (a join, a leave, an info
  * update) and is on every event and answer. A member's info comes from its
- * token, and presence_set_info() replaces it. Loop thread only. */
+ * token, and presence_set_info() replaces it. With the shared engine
+ * (cluster_routes()), this file still counts the local connections and
+ * applies the grace, but the members of every node, the seq and the events
+ * are the engine's (core/cluster_presence.c): changes are written there and
+ * the events it announces come back through presence_remote_event().
+ * Loop thread only. */
 #ifndef HERALD_PRESENCE_H
 #define HERALD_PRESENCE_H
 
