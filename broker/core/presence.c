@@ -61,6 +61,16 @@ static int tiered(const struct chan *c)
     return c->pres->members.count > c->ns->presence_tier;
 }
 
+static void announce_json(struct chan *c, json_t *ev, enum pres_event kind, uint64_t seq, int tier,
+                          const sess_t *except);
+
+/* Whether a batched event of @kind would only be counted (its sample is full). */
+static int sample_full(const struct presence *p, enum pres_event kind)
+{
+    const json_t *list = kind == EV_JOIN ? p->joins : kind == EV_LEAVE ? p->leaves : p->updates;
+    return list && json_array_size(list) >= PRESENCE_SAMPLE;
+}
+
 /* Counts a change of @c's presence and announces it: @m joined, left or
  * changed its info. The event goes out now, or into the channel's batch when
  * the channel is above the tier or already has a batch pending: an event sent
@@ -69,21 +79,22 @@ static int tiered(const struct chan *c)
  * the batched leave it came after). Every event and every presence answer
  * carries the channel's presence seq, so clients can also tell which of two
  * events came last and which events an answer already includes. */
-static void announce_json(struct chan *c, json_t *ev, enum pres_event kind, uint64_t seq, int tier,
-                          const sess_t *except);
-
 static void announce(struct chan *c, member_t *m, enum pres_event kind, const sess_t *except)
 {
-    json_t *ev;
     uint64_t seq = ++c->pres->seq;
+    int tier = tiered(c), counted_only;
+    json_t *ev = NULL;
 
     if (!c->ns->join_leave) return;
-    if (!(ev = member_json(m, 0))) return;
-    announce_json(c, ev, kind, seq, tiered(c), except);
+    /* Past a batch's sample an event is only counted: build nothing. */
+    counted_only = (tier || c->pres->batched) && sample_full(c->pres, kind);
+    if (!counted_only && !(ev = member_json(m, 0))) return;
+    announce_json(c, ev, kind, seq, tier, except);
 }
 
-/* Sends or batches event @ev (the member's fields; taken) of @kind with
- * @seq; @tier: the channel is above its presence tier. */
+/* Sends or batches event @ev (the member's fields; taken; NULL: only
+ * counted in the batch) of @kind with @seq; @tier: the channel is above
+ * its presence tier. */
 static void announce_json(struct chan *c, json_t *ev, enum pres_event kind, uint64_t seq, int tier,
                           const sess_t *except)
 {
@@ -93,7 +104,7 @@ static void announce_json(struct chan *c, json_t *ev, enum pres_event kind, uint
         json_t **list = kind == EV_JOIN ? &p->joins : kind == EV_LEAVE ? &p->leaves : &p->updates;
         uint32_t *total = kind == EV_JOIN ? &p->njoins : kind == EV_LEAVE ? &p->nleaves : &p->nupdates;
         if (!*list) *list = json_array();
-        if (*list && json_array_size(*list) < PRESENCE_SAMPLE) {
+        if (ev && *list && json_array_size(*list) < PRESENCE_SAMPLE) {
             if (kind == EV_UPDATE && !json_object_get(ev, "info")) json_object_set_new(ev, "info", json_null());
             json_object_set_new(ev, "seq", json_integer((json_int_t)seq));
             json_array_append(*list, ev);
@@ -107,6 +118,7 @@ static void announce_json(struct chan *c, json_t *ev, enum pres_event kind, uint
         }
         return;
     }
+    if (!ev) return;
     if (kind == EV_UPDATE && !json_object_get(ev, "info")) json_object_set_new(ev, "info", json_null());
     json_object_set_new(ev, "op", json_string(event_op[kind]));
     json_object_set_new(ev, "channel", json_stringn(c->name, c->namelen));
