@@ -34,6 +34,7 @@ enum {
     ENGINE_E_IDEM_MISMATCH,       /* engine_publish(): the idempotency key was used for another request */
     ENGINE_E_AUTHOR_GONE,         /* engine_publish(): the publication at reply_to is no longer kept */
     ENGINE_E_AUTHOR_OTHER,        /* engine_publish(): the publication at reply_to has another author */
+    ENGINE_E_NO_LEASE,            /* engine_presence_conn(): the node has no lease (taken for dead): nothing written */
 };
 
 struct engine_conf {
@@ -179,12 +180,13 @@ enum engine_pres_mode {
 typedef void (*engine_done_cb)(void *arg, int status, uint64_t value);
 
 /* engine_presence_conn() - record member @m of @chan on node @node as
- * @mode says, and renew the node's lease (@lease_ms) if it had none; the
- * join or leave it makes is announced on the channel's fan-out key.
- * @cb (may be NULL) gets the outcome, value 0. Return: 0; -ENOTCONN (no
+ * @mode says; the join or leave it makes is announced on the channel's
+ * fan-out key. @node must hold a lease (engine_presence_beat()), else
+ * nothing is written. @cb (may be NULL) gets the outcome, value 0: 0,
+ * ENGINE_E_NO_LEASE, or a negative errno. Return: 0; -ENOTCONN (no
  * callback); -ENOMEM; -ENAMETOOLONG. */
 int engine_presence_conn(engine_t *e, const char *chan, size_t len, const char *node, const struct engine_member *m,
-                         int mode, int64_t count, unsigned lease_ms, engine_done_cb cb, void *arg);
+                         int mode, int64_t count, engine_done_cb cb, void *arg);
 
 /* engine_presence_info() - replace the JSON of member @m of @chan and
  * announce it. @cb gets value the channel's presence seq after it, or 0

@@ -37,10 +37,11 @@
 
 /* KEYS: m, pm, pk, q, pn, pc, f, nodes. ARGV: member, count, mode (add:
  * count is a change; set: count is the node's number; drop: the member
- * leaves this node), the member's JSON, node, channel, client id, lease ms.
+ * leaves this node), the member's JSON, node, channel, client id.
  * With set, a member present already takes the given JSON (no event): a
- * resync writes what the node holds. Returns 1, or 0 when a drop found
- * nothing. */
+ * resync writes what the node holds. A node without a lease (taken for
+ * dead) writes nothing: what it would write could never be dropped.
+ * Returns 1; 0 when a drop found nothing; -1 when the node has no lease. */
 const char engine_pconn_lua[] =
     PRES_EVENT_LUA
     "local mem = ARGV[1]\n"
@@ -58,8 +59,7 @@ const char engine_pconn_lua[] =
     "  end\n"
     "  return 1\n"
     "end\n"
-    "local t = redis.call('TIME')\n"
-    "redis.call('ZADD', KEYS[8], 'NX', t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[8]), ARGV[5])\n"
+    "if not redis.call('ZSCORE', KEYS[8], ARGV[5]) then return -1 end\n"
     "local fresh = redis.call('HEXISTS', KEYS[4], mem) == 0\n"
     "local n = tonumber(ARGV[2])\n"
     "if ARGV[3] == 'add' then n = redis.call('HINCRBY', KEYS[4], mem, n) end\n"
@@ -177,6 +177,7 @@ void engine_finish_presence(req_t *q, const redisReply *r)
         status = -EIO;
     }
     if (q->script == SCRIPT_PCONN) {
+        if (!status && r->type == REDIS_REPLY_INTEGER && r->integer == -1) status = ENGINE_E_NO_LEASE;
         if (q->cb.done) q->cb.done(q->arg, status, 0);
     } else if (q->script == SCRIPT_PINFO) {
         q->cb.done(q->arg, status, status ? 0 : int_of(r));
@@ -225,12 +226,12 @@ static int eval_send(engine_t *e, int script, int nkeys, int argc, const char **
 }
 
 int engine_presence_conn(engine_t *e, const char *chan, size_t len, const char *node, const struct engine_member *m,
-                         int mode, int64_t count, unsigned lease_ms, engine_done_cb cb, void *arg)
+                         int mode, int64_t count, engine_done_cb cb, void *arg)
 {
     static const char *const modes[] = { "add", "set", "drop" };
-    char k[8][PKEY_MAX], num[2][24];
-    const char *argv[19];
-    size_t lens[19];
+    char k[8][PKEY_MAX], num[24];
+    const char *argv[18];
+    size_t lens[18];
     static const char *const kinds[] = { "m:", "pm:", "pk:", "q:", "pn:", NULL, "f:", NULL };
     req_t *q = NULL;
     int rc;
@@ -243,17 +244,15 @@ int engine_presence_conn(engine_t *e, const char *chan, size_t len, const char *
         if (!lens[3 + i]) return -ENAMETOOLONG;
         argv[3 + i] = k[i];
     }
-    snprintf(num[0], sizeof num[0], "%lld", (long long)count);
-    snprintf(num[1], sizeof num[1], "%u", lease_ms);
+    snprintf(num, sizeof num, "%lld", (long long)count);
     argv[11] = m->key; lens[11] = m->keylen;
-    argv[12] = num[0]; lens[12] = strlen(num[0]);
+    argv[12] = num; lens[12] = strlen(num);
     argv[13] = modes[mode]; lens[13] = strlen(modes[mode]);
     argv[14] = m->json; lens[14] = m->jsonlen;
     argv[15] = node; lens[15] = strlen(node);
     argv[16] = chan; lens[16] = len;
     argv[17] = m->client; lens[17] = m->clientlen;
-    argv[18] = num[1]; lens[18] = strlen(num[1]);
-    if ((rc = eval_send(e, SCRIPT_PCONN, 8, 19, argv, lens, &q))) return rc;
+    if ((rc = eval_send(e, SCRIPT_PCONN, 8, 18, argv, lens, &q))) return rc;
     q->cb.done = cb;
     q->arg = arg;
     return 0;

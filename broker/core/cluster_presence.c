@@ -17,7 +17,10 @@ static struct {
     uv_timer_t beat;
     int timer_on;
     int leased;                   /* a beat found our lease: a later "none" means we were taken for dead */
+    unsigned gen;                 /* bumped with each new id */
 } cp;
+
+static void rotate(void);
 
 static void new_id(void)
 {
@@ -34,14 +37,23 @@ static void new_id(void)
     }
     cp.node[16] = '\0';
     cp.leased = 0;
+    cp.gen++;
 }
 
 static unsigned lease_ms(void) { return 2 * srv.cfg.engine_presence_heartbeat_ms; }
 
 static void on_conn_done(void *arg, int status, uint64_t value)
 {
-    (void)arg;
     (void)value;
+    if (status == ENGINE_E_NO_LEASE) {
+        /* Taken for dead (a stall longer than the lease): start again
+         * under a new id, once per id. */
+        if ((unsigned)(uintptr_t)arg == cp.gen) {
+            hlog(LOG_WARN, "cluster", "this node's presence lease in redis had ended; writing its members again");
+            rotate();
+        }
+        return;
+    }
     if (status && status != -ECANCELED)
         hlog(LOG_WARN, "cluster", "writing a presence change to redis failed (%s); it is written again when the "
              "connection is back", strerror(-status));
@@ -69,8 +81,8 @@ void cluster_presence_conn(chan_t *c, const char *key, size_t keylen, int anon, 
         return;
     }
     m = (struct engine_member){ mkey, keylen + 2, js, strlen(js), client, strlen(client) };
-    rc = engine_presence_conn(cluster_engine(), c->name, c->namelen, cp.node, &m, mode, count, lease_ms(),
-                              on_conn_done, NULL);
+    rc = engine_presence_conn(cluster_engine(), c->name, c->namelen, cp.node, &m, mode, count, on_conn_done,
+                              (void *)(uintptr_t)cp.gen);
     if (rc && rc != -ENOTCONN)
         hlog(LOG_WARN, "cluster", "cannot write a presence change of %s to redis (%s)", c->name, strerror(-rc));
     free(js);
@@ -269,35 +281,48 @@ static void resync_chan(chan_t *c) { presence_resync(c); }
 
 static void on_beat(void *arg, int status, int known)
 {
-    (void)arg;
-    if (status) return;
-    cp.old[0] = '\0';
-    if (known) { cp.leased = 1; return; }
+    if (status || (unsigned)(uintptr_t)arg != cp.gen) return;
+    if (known) {
+        cp.leased = 1;
+        cp.old[0] = '\0';
+        return;
+    }
     if (cp.leased) {
         /* Our lease ended before this beat (the loop or the network
          * stalled): the others dropped our members; write them again. */
         hlog(LOG_WARN, "cluster", "this node's presence lease in redis had ended; writing its members again");
-        new_id();
-        cluster_foreach(resync_chan);
+        rotate();
     }
+}
+
+static void beat(const char *old)
+{
+    engine_presence_beat(cluster_engine(), cp.node, lease_ms(), old, on_beat, (void *)(uintptr_t)cp.gen);
+}
+
+/* A new id: its lease first (members are written only under a lease),
+ * then every local member under it, then the old id dropped, in this
+ * order on the command connection, so members still here never leave. */
+static void rotate(void)
+{
+    if (!cluster_engine() || !engine_up(cluster_engine())) return;
+    memcpy(cp.old, cp.node, sizeof cp.old);
+    new_id();
+    beat(NULL);
+    cluster_foreach(resync_chan);
+    beat(cp.old);
 }
 
 static void on_beat_timer(uv_timer_t *t)
 {
     (void)t;
     if (!cluster_engine() || !engine_up(cluster_engine())) return;
-    engine_presence_beat(cluster_engine(), cp.node, lease_ms(), cp.old[0] ? cp.old : NULL, on_beat, NULL);
+    beat(cp.old[0] ? cp.old : NULL);
 }
 
 void cluster_presence_on_cmd(int up)
 {
-    if (!up) return;
-    if (cp.leased || cp.node[0]) {
-        memcpy(cp.old, cp.node, sizeof cp.old);
-        new_id();
-    }
-    cluster_foreach(resync_chan);
-    on_beat_timer(&cp.beat);
+    if (up) rotate();
 }
 
 void cluster_presence_start(void)

@@ -11,8 +11,10 @@
  * connections; a member joins when its first node has it and leaves when
  * its last drops it, in one script, so join and leave go out once per user
  * whichever nodes its connections use, on the channel's fan-out key, in one
- * order for every node. When the command connection comes back, the node
- * takes a new id, writes its members again under it and drops its old id:
+ * order for every node. Members are written only under a live lease, so
+ * nothing a node writes can outlive it. When the command connection comes
+ * back, or the node finds it was taken for dead, it takes a new id (with
+ * its lease), writes its members again under it and drops its old id:
  * members that left meanwhile leave, the others stay without an event.
  * Loop thread only. */
 #ifndef HERALD_CLUSTER_PRESENCE_H

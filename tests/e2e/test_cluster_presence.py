@@ -291,3 +291,28 @@ def test_above_the_tier_across_nodes(make_broker, redis):
         m = await reply(w, {"op": "presence", "id": 70, "channel": "big:1"})
         assert m["count"] == 4 and m["tiered"] is True and len(m["members"]) == 4, m
     run(go())
+
+
+def test_stalled_node_taken_for_dead_writes_its_members_again(make_broker, redis):
+    a, b = node(make_broker, redis), node(make_broker, redis)
+
+    async def go():
+        w = await user(b, "w")
+        await w.subscribe("room:s")
+        alice = await user(a, "alice")
+        await alice.subscribe("room:s")
+        assert kinds(await events(w)) == [("join", "alice")]
+        # A frozen for longer than its lease: B drops its members.
+        a.send_signal(signal.SIGSTOP)
+        try:
+            m = await w.next(timeout=3 * HEARTBEAT_MS / 1000 + 2)
+            assert (m["op"], m["user"]) == ("leave", "alice"), m
+        finally:
+            a.send_signal(signal.SIGCONT)
+        # A notices at its next heartbeat and writes alice again: she joins once.
+        m = await w.next(timeout=3)
+        assert (m["op"], m["user"]) == ("join", "alice"), m
+        assert kinds(await events(w, 3 * HEARTBEAT_MS / 1000)) == []
+        r = presence_rest(b, "room:s").json()
+        assert {x["user"]: x["connections"] for x in r["members"]} == {"w": 1, "alice": 1}, r
+    run(go())
