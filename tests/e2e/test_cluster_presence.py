@@ -2,7 +2,9 @@
 members of every node listed from any node (op, REST, subscribe with
 presence), join and leave once per user whichever nodes its connections use,
 in the same order on every node; a node killed with -9 has its members leave
-within the documented bound (3 x engine.presence_heartbeat), seen once; Redis
+within the documented bound (3 x engine.presence_heartbeat), seen once; a
+node stalled past its lease writes its members again; the grace and the
+tier work across nodes; Redis
 down answers 133 / 503 and, once back, each node writes its members again;
 the bad inputs answer as on one node. Each test starts its own redis-server."""
 import asyncio
