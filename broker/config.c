@@ -137,6 +137,9 @@ static const struct opt opts[] = {
       "how long a connection to Redis may take before it is dropped and tried again" },
     { "engine", "command_timeout", "engine-command-timeout", T_MS, O(engine_command_timeout_ms), 0, "5s",
       "how long Redis may take to answer before the connection is dropped (its publications fail with 133)" },
+    { "engine", "presence_heartbeat", "engine-presence-heartbeat", T_MS, O(engine_presence_heartbeat_ms), 0, "2s",
+      "how often a node renews its presence lease in Redis; a node that stops (kill -9) has its members leave within "
+      "3 of these" },
     { "engine", "tls", "engine-tls", T_BOOL, O(engine_tls), 0, "off",
       "TLS to Redis: not available with hiredis 0.14 (refused at start); use a TLS tunnel (docs/cluster.md)" },
     { "adapter commerce", "enabled", "commerce", T_BOOL, O(commerce_enabled), 0, "off",
@@ -619,7 +622,7 @@ int config_engine_address(const char *addr, char *host, size_t hostlen, int *por
 
 /* The namespace options the redis engine does not carry across nodes yet:
  * their state lives in one node's memory or data directory. */
-static const char *const engine_unsupported[] = { "presence", "state", "signals" };
+static const char *const engine_unsupported[] = { "state", "signals" };
 
 static int ns_opt_on(const ns_config_t *n, const char *key, size_t *idx)
 {
@@ -655,6 +658,11 @@ static int validate_engine(config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "%s[engine] tls = on: this build's hiredis (0.14) has no TLS; reach Redis through a TLS "
                  "tunnel (stunnel, spiped) on a local address and set tls = off, or wait for hiredis >= 1.0 "
                  "(docs/cluster.md)", where);
+        return -1;
+    }
+    if (c->engine_presence_heartbeat_ms < 100) {
+        if (config_where(c, "engine.presence_heartbeat", where, sizeof where) > 0) strcat(where, ": ");
+        snprintf(err, errlen, "%s[engine] presence_heartbeat must be at least 100ms", where);
         return -1;
     }
     if (c->commerce_enabled) sec = "[adapter commerce]";

@@ -186,6 +186,7 @@ typedef struct config {
     char engine_prefix[65];       /* put before every key Herald writes */
     unsigned engine_connect_timeout_ms;
     unsigned engine_command_timeout_ms;
+    unsigned engine_presence_heartbeat_ms; /* the presence lease is two of these (cluster_presence.h) */
     int engine_tls;               /* refused while hiredis has no TLS (0.14) */
     /* [namespace *] and [namespace NAME] */
     ns_config_t ns_template;

@@ -4,9 +4,9 @@
  * Owns: the calls the loop-side glue (core/cluster.c) makes on a shared
  * engine, and what they report back. The embedded LMDB engine (hist.h,
  * driven by core/pubpipe.c) stays off this interface for now: its publish
- * path has no extra hop or copy. This increment has one shared engine, Redis
- * (engine_redis.c); later ones move presence, state and seat maps behind
- * the same interface.
+ * path has no extra hop or copy. There is one shared engine, Redis
+ * (engine_redis.c, presence in engine_presence.c); later increments move
+ * state and seat maps behind the same interface.
  * DESIGN: the Redis engine keeps two connections on the broker's loop: one
  * for commands (a Lua script per publication and per read, by EVALSHA) and
  * one for pub/sub (SUBSCRIBE to the fan-out key of each channel that has
@@ -34,6 +34,7 @@ enum {
     ENGINE_E_IDEM_MISMATCH,       /* engine_publish(): the idempotency key was used for another request */
     ENGINE_E_AUTHOR_GONE,         /* engine_publish(): the publication at reply_to is no longer kept */
     ENGINE_E_AUTHOR_OTHER,        /* engine_publish(): the publication at reply_to has another author */
+    ENGINE_E_NO_LEASE,            /* engine_presence_conn(): the node has no lease (taken for dead): nothing written */
 };
 
 struct engine_conf {
@@ -60,6 +61,13 @@ struct engine_events {
      * bytes, NUL-terminated), the record. All borrowed for the call. */
     void (*on_message)(void *ctx, const char *chan, size_t len, uint64_t offset, const char *epoch,
                        const unsigned char *rec, size_t reclen);
+    /* A presence event of @chan arrived, in its order among the channel's
+     * publications: @kind 'j' (join), 'l' (leave), 'u' (info update), the
+     * channel's presence @seq after it and its member @count, the @client
+     * id of the connection that caused it ("" for a leave the engine made
+     * for a dead node) and the member's JSON. All borrowed for the call. */
+    void (*on_presence)(void *ctx, const char *chan, size_t len, int kind, uint64_t seq, uint64_t count,
+                        const char *client, size_t clientlen, const char *json, size_t jsonlen);
 };
 
 /* engine_redis_start() - connect to Redis as @conf says (copied) on @loop;
@@ -145,5 +153,70 @@ int engine_read(engine_t *e, const char *chan, size_t len, const struct engine_r
  * Return: 0; -ENOTCONN (the subscription connection is down); -ENOMEM. */
 int engine_subscribe(engine_t *e, const char *chan, size_t len);
 int engine_unsubscribe(engine_t *e, const char *chan, size_t len);
+
+/* ---- presence (docs/cluster.md#presence) ---- */
+
+/* A member as presence stores it: @key ("u:<user>" or "c:<client id>"),
+ * its JSON ({"user":..,"info":..} or {"client":..}) and the client id of
+ * the connection acting for it (named in the event, so that connection's
+ * node can leave it out as one node does). */
+struct engine_member {
+    const char *key;
+    size_t keylen;
+    const char *json;
+    size_t jsonlen;
+    const char *client;
+    size_t clientlen;
+};
+
+enum engine_pres_mode {
+    ENGINE_PRES_ADD,              /* the node's connections of the member change by @count (join if new) */
+    ENGINE_PRES_SET,              /* the node has @count connections of the member (join if new): resync */
+    ENGINE_PRES_DROP,             /* the member is no longer on the node (leave if on no other) */
+};
+
+/* @status 0 or a negative errno as for engine_pub_cb; @value: what the call
+ * documents. */
+typedef void (*engine_done_cb)(void *arg, int status, uint64_t value);
+
+/* engine_presence_conn() - record member @m of @chan on node @node as
+ * @mode says; the join or leave it makes is announced on the channel's
+ * fan-out key. @node must hold a lease (engine_presence_beat()), else
+ * nothing is written. @cb (may be NULL) gets the outcome, value 0: 0,
+ * ENGINE_E_NO_LEASE, or a negative errno. Return: 0; -ENOTCONN (no
+ * callback); -ENOMEM; -ENAMETOOLONG. */
+int engine_presence_conn(engine_t *e, const char *chan, size_t len, const char *node, const struct engine_member *m,
+                         int mode, int64_t count, engine_done_cb cb, void *arg);
+
+/* engine_presence_info() - replace the JSON of member @m of @chan and
+ * announce it. @cb gets value the channel's presence seq after it, or 0
+ * when @m is on no node. Return: as engine_presence_conn(). */
+int engine_presence_info(engine_t *e, const char *chan, size_t len, const struct engine_member *m, engine_done_cb cb,
+                         void *arg);
+
+/* What engine_presence_read() found: the channel's presence seq, its
+ * members and connections on every node, and up to the limit of members
+ * (JSON and connections; borrowed for the callback). */
+struct engine_presence {
+    uint64_t seq, count, conns;
+    size_t n;
+    struct { const char *json; size_t len; uint64_t conns; } *members;
+};
+typedef void (*engine_presence_cb)(void *arg, int status, const struct engine_presence *p);
+
+/* engine_presence_read() - @chan's members on every node, at most @limit
+ * listed (0: all). Return: as engine_presence_conn(). */
+int engine_presence_read(engine_t *e, const char *chan, size_t len, unsigned limit, engine_presence_cb cb, void *arg);
+
+/* @known: whether @node still had a lease (0 on its first beat, or when
+ * another node took it for dead and dropped its members). */
+typedef void (*engine_beat_cb)(void *arg, int status, int known);
+
+/* engine_presence_beat() - renew @node's lease for @lease_ms, drop the
+ * members of @old_node (NULL: none; a former id of this node) and of every
+ * node whose lease ended, announcing their leaves once.
+ * Return: as engine_presence_conn(). */
+int engine_presence_beat(engine_t *e, const char *node, unsigned lease_ms, const char *old_node, engine_beat_cb cb,
+                         void *arg);
 
 #endif

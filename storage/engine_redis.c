@@ -16,6 +16,7 @@
  *   P i:C K  (a space, which channel names never hold, before the client's
  *          idempotency key K) "<digest hex>:<offset>", expiring after
  *          history.idempotency_window.
+ * Presence keys and scripts are engine_presence.c's.
  * hiredis 0.14 resolves host names with a blocking getaddrinfo(), so names
  * are resolved here with uv_getaddrinfo() and hiredis is given the address;
  * it has no command timeout either, so a watchdog drops a connection whose
@@ -25,6 +26,7 @@
  * its own glue, which hands such errors to hiredis to find. TCP keepalive
  * finds a Redis host that vanished without a word. */
 #include "engine.h"
+#include "engine_int.h"
 #include "log.h"
 
 #include <errno.h>
@@ -127,71 +129,8 @@ static const char read_lua[] =
     "end\n"
     "return out\n";
 
-enum { SCRIPT_PUB, SCRIPT_READ, NSCRIPTS };
-static const char *const scripts[NSCRIPTS] = { pub_lua, read_lua };
-
-struct conn {
-    engine_t *e;
-    int is_sub;
-    redisAsyncContext *ac;
-    int up;                       /* connected and through the handshake */
-    int resolving;
-    unsigned handshake_left;      /* replies still awaited before up */
-    unsigned backoff_ms;
-    unsigned fails;               /* attempts failed since it was last up */
-    unsigned inflight;            /* commands awaiting a reply (command connection) */
-    uint64_t progress_ms;         /* the last reply, or when inflight went from 0 to 1 */
-    int timed_out;                /* dropped by the watchdog: pending calls get -ETIMEDOUT */
-    uv_timer_t timer;             /* connect timeout, then the retry */
-    uv_getaddrinfo_t gai;
-};
-
-/* An UNSUBSCRIBE not confirmed yet. hiredis 0.14 keeps one callback per
- * channel and drops it when an "unsubscribe" reply comes, so a SUBSCRIBE
- * sent before that reply would lose its callback (and every message after
- * it): such a SUBSCRIBE waits here and is sent with the reply. */
-struct unsub {
-    struct unsub *next;
-    int resubscribe;
-    size_t len;
-    char name[];                  /* the pub/sub channel, prefix included */
-};
-
-struct engine {
-    uv_loop_t *loop;
-    struct unsub *unsubs;
-    struct engine_events ev;
-    char host[1024];
-    int port;                     /* 0: unix socket at host */
-    char *password;
-    unsigned database;
-    char *prefix;
-    size_t prefixlen;
-    unsigned connect_timeout_ms, command_timeout_ms;
-    struct conn cmd, sub;
-    char sha[NSCRIPTS][41];
-    uv_timer_t watchdog;
-    int stopping;
-    unsigned open_handles;
-};
-
-/* A command on the command connection. The arguments are kept so that a
- * NOSCRIPT (Redis restarted, or SCRIPT FLUSH) is answered by sending the
- * same call as EVAL, which loads the script again. */
-typedef struct req {
-    engine_t *e;
-    int script;                   /* SCRIPT_*, or -1: a handshake command */
-    union {
-        engine_pub_cb pub;
-        engine_read_cb read;
-    } cb;
-    void *arg;
-    int retried;
-    int argc;
-    const char **argv;
-    size_t *argvlen;
-    char buf[];                   /* the arguments' bytes */
-} req_t;
+static const char *const scripts[NSCRIPTS] = { pub_lua, read_lua, engine_pconn_lua, engine_pinfo_lua, engine_pread_lua,
+                                               engine_pbeat_lua };
 
 static uint64_t now_ms(engine_t *e) { return uv_now(e->loop); }
 
@@ -506,7 +445,7 @@ static void on_watchdog(uv_timer_t *t)
 
 /* ---- commands ---- */
 
-static req_t *req_new(engine_t *e, int script, int argc, const char *const *argv, const size_t *lens)
+req_t *req_new(engine_t *e, int script, int argc, const char *const *argv, const size_t *lens)
 {
     size_t bytes = 0;
     req_t *q;
@@ -533,7 +472,7 @@ static req_t *req_new(engine_t *e, int script, int argc, const char *const *argv
 
 static void on_reply(redisAsyncContext *ac, void *r, void *priv);
 
-static int req_send(req_t *q)
+int req_send(req_t *q)
 {
     struct conn *c = &q->e->cmd;
 
@@ -543,12 +482,12 @@ static int req_send(req_t *q)
     return 0;
 }
 
-static int status_of_drop(engine_t *e)
+int status_of_drop(engine_t *e)
 {
     return e->stopping ? -ECANCELED : e->cmd.timed_out ? -ETIMEDOUT : -EIO;
 }
 
-static uint64_t int_of(const redisReply *r)
+uint64_t int_of(const redisReply *r)
 {
     if (r->type == REDIS_REPLY_INTEGER) return r->integer > 0 ? (uint64_t)r->integer : 0;
     if (r->type == REDIS_REPLY_STRING) return strtoull(r->str, NULL, 10);
@@ -645,7 +584,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         reply = NULL;
     }
     if (q->script == SCRIPT_PUB) finish_pub(q, reply);
-    else finish_read(q, reply);
+    else if (q->script == SCRIPT_READ) finish_read(q, reply);
+    else engine_finish_presence(q, reply);
     free(q);
 }
 
@@ -821,6 +761,10 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
     if (strcmp(kind->str, "message") || msg->type != REDIS_REPLY_STRING) return;
     p = msg->str;
     end = p + msg->len;
+    if (msg->len > 2 && p[0] == 'P') {
+        engine_on_presence_msg(e, name->str + e->prefixlen + 2, name->len - e->prefixlen - 2, p, msg->len);
+        return;
+    }
     off = strtoull(p, &num_end, 10);
     if (num_end == p || num_end >= end || *num_end != ':') return;
     p = num_end + 1;

@@ -26,6 +26,8 @@
 #include "app/static.h"
 #include "core/channel.h"
 #include "core/presence.h"
+#include "core/cluster.h"
+#include "core/cluster_presence.h"
 #include "core/publish.h"
 #include "core/pubpipe.h"
 #include "core/webhook.h"
@@ -401,6 +403,16 @@ static int channel_presence(http_req_t *r)
 
     if (c ? !c->ns->presence : !config_ns(&srv.cfg, name, len)->presence)
         return http_respond_error(r, 404, PROTO_E_DISABLED, "this channel's namespace has no presence");
+    if (cluster_on()) {
+        /* Members of every node: the engine answers. */
+        origin_t origin = { ORIGIN_REST, 0, NULL };
+        if (http_await(r)) return -1;
+        origin.serial = r->serial;
+        if (cluster_presence_read(name, len, (c ? c->ns : config_ns(&srv.cfg, name, len))->presence_tier, 0,
+                                  &origin))
+            http_finish_error(r->serial, 500, PROTO_E_INTERNAL, "out of memory");
+        return 0;
+    }
     if (!c) return http_respond_json(r, 200, json_pack("{s:s%,s:[],s:i,s:i}", "channel", name, len, "members",
                                                        "count", 0, "connections", 0));
     v = presence_json(c);

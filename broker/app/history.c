@@ -2,6 +2,7 @@
 #include "app/history.h"
 #include "app/admin.h"
 #include "core/cluster.h"
+#include "core/cluster_presence.h"
 #include "core/presence.h"
 #include "core/pubpipe.h"
 #include "net/conns.h"
@@ -28,6 +29,7 @@ typedef struct job {
     int recovery;                 /* JOB_SUBSCRIBE: since was given */
     int recoverable;              /* ... and the read can recover it (epoch matches, window fits) */
     int presence;                 /* JOB_SUBSCRIBE: the reply carries the members */
+    json_t *pres;                 /* ... as the shared engine listed them (a reference), or NULL: this node's */
     uint64_t thread;              /* JOB_QUERY: only publications replying to this offset */
     unsigned page_limit;          /* JOB_QUERY with a thread: the page's limit (j->limit is the read's) */
     uint64_t since_offset;
@@ -99,14 +101,19 @@ static void send_with_list(sess_t *s, json_t *head, const hist_result_t *res, si
     frame_unref(f);
 }
 
-static json_t *subscribed_head(chan_t *c, const json_t *id, uint64_t offset, int presence)
+/* The members of every node, read from the shared engine for the subscribe
+ * subscribed_now() answers (resume() sets it around the call), or NULL. */
+static json_t *fetched_presence;
+
+static json_t *subscribed_head(chan_t *c, const json_t *id, uint64_t offset, int presence, json_t *pres)
 {
     json_t *m = msg_reply("subscribed", id);
     if (!m) return NULL;
     json_object_set_new(m, "channel", json_stringn(c->name, c->namelen));
     json_object_set_new(m, "offset", json_integer((json_int_t)offset));
     json_object_set_new(m, "epoch", json_string(c->epoch));
-    if (presence) json_object_set_new(m, "presence", c->ns->presence ? presence_json(c) : json_null());
+    if (presence && pres) json_object_set(m, "presence", pres);
+    else if (presence) json_object_set_new(m, "presence", c->ns->presence ? presence_json(c) : json_null());
     return m;
 }
 
@@ -127,7 +134,7 @@ static void finish_ahead(sess_t *s, sub_t *sub, job_t *j)
 {
     uint64_t top = j->res.chan.last_offset;
     int same = !strcmp(j->res.chan.epoch, j->chan->epoch) && top >= j->since_offset;
-    json_t *head = subscribed_head(j->chan, j->origin.id, same ? j->since_offset : top, j->presence);
+    json_t *head = subscribed_head(j->chan, j->origin.id, same ? j->since_offset : top, j->presence, j->pres);
     size_t lo = 0, hi = 0;
 
     if (!head) { sess_close(s, CLOSE_INTERNAL, 0); return; }
@@ -162,7 +169,7 @@ static void finish_subscribe(job_t *j)
     cut = pick((enum proto_enc)s->enc, &j->res, reply_budget(), !j->reverse, &lo, &hi);
     recovered = j->recovery && j->recoverable && !cut && j->res.n == j->upto - j->since_offset &&
                 (j->res.n == 0 || j->res.entries[0].offset == j->since_offset + 1);
-    head = subscribed_head(j->chan, j->origin.id, j->upto, j->presence);
+    head = subscribed_head(j->chan, j->origin.id, j->upto, j->presence, j->pres);
     if (head && j->recovery) json_object_set_new(head, "recovered", json_boolean(recovered));
     if (!head) { sess_close(s, CLOSE_INTERNAL, 0); return; }
     send_with_list(s, head, &j->res, lo, hi, j->reverse);
@@ -252,6 +259,7 @@ static void job_done(job_t *j)
     else finish_query(j);
     hist_result_free(&j->res);
     json_decref(j->origin.id);
+    json_decref(j->pres);
     free(j);
 }
 
@@ -323,14 +331,14 @@ static int subscribed_now(sess_t *s, chan_t *c, const json_t *id, unsigned n, co
     int more;
 
     if (n == 0 && !since->set) {                   /* a plain subscribe */
-        head = subscribed_head(c, id, upto, presence);
+        head = subscribed_head(c, id, upto, presence, fetched_presence);
         sess_send(s, head);
         return head ? 0 : -ENOMEM;
     }
     /* The broker's own feed keeps its recent past in memory instead. */
     if (!keep && !since->set &&
         (list = admin_recent(c, &(struct admin_range){ 0, 0, n, srv.cfg.send_queue_max / 2, 1, 0 }, &more))) {
-        head = subscribed_head(c, id, upto, presence);
+        head = subscribed_head(c, id, upto, presence, fetched_presence);
         if (!head) {
             json_decref(list);
             return -ENOMEM;
@@ -344,6 +352,7 @@ static int subscribed_now(sess_t *s, chan_t *c, const json_t *id, unsigned n, co
         j->kind = JOB_SUBSCRIBE;
         j->ahead = j->recovery = 1;
         j->presence = presence;
+        j->pres = fetched_presence ? json_incref(fetched_presence) : NULL;
         j->chan = c;
         j->origin.kind = ORIGIN_WS;
         j->origin.serial = s->serial;
@@ -353,6 +362,7 @@ static int subscribed_now(sess_t *s, chan_t *c, const json_t *id, unsigned n, co
         j->reverse = 1;
         if (submit(j)) {
             json_decref(j->origin.id);
+            json_decref(j->pres);
             free(j);
             return -ENOMEM;
         }
@@ -363,7 +373,7 @@ static int subscribed_now(sess_t *s, chan_t *c, const json_t *id, unsigned n, co
         (since->set && !strcmp(since->epoch, c->epoch) && since->offset == upto)) {
         /* Nothing to read: no history kept, nothing published, or the client
          * has seen everything. */
-        head = subscribed_head(c, id, upto, presence);
+        head = subscribed_head(c, id, upto, presence, fetched_presence);
         if (head && since->set)
             json_object_set_new(head, "recovered",
                                 json_boolean(!strcmp(since->epoch, c->epoch) && since->offset == upto));
@@ -374,6 +384,7 @@ static int subscribed_now(sess_t *s, chan_t *c, const json_t *id, unsigned n, co
     if (!(j = calloc(1, sizeof *j))) return -ENOMEM;
     j->kind = JOB_SUBSCRIBE;
     j->presence = presence;
+    j->pres = fetched_presence ? json_incref(fetched_presence) : NULL;
     j->chan = c;
     j->origin.kind = ORIGIN_WS;
     j->origin.serial = s->serial;
@@ -396,6 +407,7 @@ static int subscribed_now(sess_t *s, chan_t *c, const json_t *id, unsigned n, co
     }
     if (submit(j)) {
         json_decref(j->origin.id);
+        json_decref(j->pres);
         free(j);
         return -ENOMEM;
     }
@@ -410,13 +422,40 @@ struct parked {
     unsigned n;
     struct history_since since;
     int presence;
+    int fetched;                  /* the members were read (fetched_presence) */
+    chan_t *chan;                 /* while they are read (held) */
 };
+
+static void resume(chan_t *c, void *arg, int ok);
+
+/* The members of every node came for a parked subscribe (@pres NULL: the
+ * engine failed): answer it as resume() does, the channel in step. */
+static void resume_with_presence(void *arg, json_t *pres)
+{
+    struct parked *p = arg;
+    chan_t *c = p->chan;
+
+    p->fetched = 1;
+    fetched_presence = pres;
+    resume(c, p, pres ? 1 : 0);
+    fetched_presence = NULL;
+    c->inflight--;
+    chan_maybe_drop(c);
+}
 
 static void resume(chan_t *c, void *arg, int ok)
 {
     struct parked *p = arg;
     sess_t *s = conn_find(p->serial);
 
+    if (ok == 1 && p->presence && c->ns->presence && !p->fetched && s && chan_sub(s, c)) {
+        /* The answer lists the members of every node: one more read. */
+        p->chan = c;
+        c->inflight++;
+        if (cluster_presence_fetch(c->name, c->namelen, c->ns->presence_tier, resume_with_presence, p) == 0) return;
+        c->inflight--;
+        ok = 0;
+    }
     /* ok -1: the client unsubscribed meanwhile; as when a replay's read
      * finds it gone, the subscribe gets no reply. */
     if (ok >= 0 && s && chan_sub(s, c)) {

@@ -15,6 +15,8 @@
 #include "app/state.h"
 #include "core/channel.h"
 #include "core/presence.h"
+#include "core/cluster.h"
+#include "core/cluster_presence.h"
 #include "core/publish.h"
 #include "core/pubpipe.h"
 #include "auth/auth.h"
@@ -336,6 +338,13 @@ static void presence_reply(op_req_t *q, int stats)
         fail(q, PROTO_E_DISABLED, "this channel's namespace has no presence");
         return;
     }
+    if (cluster_routes(q->c)) {
+        /* Members of every node: the engine answers. */
+        origin_t origin = { ORIGIN_WS, q->s->serial, q->id ? json_incref((json_t *)q->id) : NULL };
+        if (cluster_presence_read(q->c->name, q->c->namelen, q->c->ns->presence_tier, stats, &origin))
+            fail(q, PROTO_E_INTERNAL, "out of memory");
+        return;
+    }
     p = stats ? presence_stats_json(q->c) : presence_json(q->c);
     m = msg_reply(stats ? "presence_stats" : "presence", q->id);
     if (m && p) {
@@ -406,6 +415,20 @@ static void op_presence_update(op_req_t *q)
         snprintf(q->reason, PROTO_REASON_MAX, "more than %u presence updates per second (namespace signal_rate)",
                  c->ns->signal_rate);
         fail(q, PROTO_E_RATE_LIMITED, q->reason);
+        return;
+    }
+    if (cluster_routes(c)) {
+        const char *key = s->ident.user ? s->ident.user : s->id;
+        origin_t origin = { ORIGIN_WS, s->serial, q->id ? json_incref((json_t *)q->id) : NULL };
+        /* The local member keeps the info too, for the resyncs. */
+        if ((r = presence_set_info(c, s, json_is_null(info) ? NULL : json_incref(info), &seq))) {
+            origin_clear(&origin);
+            fail(q, r, "not a member of this channel's presence");
+            return;
+        }
+        if (cluster_presence_info(c, key, strlen(key), !s->ident.user, json_is_null(info) ? NULL : info, s->id,
+                                  &origin))
+            fail(q, PROTO_E_INTERNAL, "out of memory");
         return;
     }
     if ((r = presence_set_info(c, s, json_is_null(info) ? NULL : json_incref(info), &seq))) {

@@ -1,5 +1,6 @@
 /* broker/core/cluster.c - see cluster.h. */
 #include "core/cluster.h"
+#include "core/cluster_presence.h"
 #include "herald.h"
 #include "log.h"
 
@@ -59,6 +60,13 @@ static struct {
 } cl;
 
 int cluster_on(void) { return cl.engine != NULL; }
+
+engine_t *cluster_engine(void) { return cl.engine; }
+
+void cluster_foreach(void (*fn)(chan_t *c))
+{
+    for (cl_chan_t *x = cl.all; x; x = x->next) fn(x->chan);
+}
 
 int cluster_routes(const chan_t *c) { return cl.engine && !chan_is_sys(c); }
 
@@ -340,6 +348,7 @@ static void retry_soon(void)
 static void on_cmd(void *ctx, int up)
 {
     (void)ctx;
+    cluster_presence_on_cmd(up);
     if (!up) return;
     for (cl_chan_t *x = cl.all; x; x = x->next)
         if (x->state == CL_RETRY) start_read(x);
@@ -385,6 +394,13 @@ static void on_message(void *ctx, const char *name, size_t len, uint64_t offset,
     (void)ctx;
     if (!c || !c->cl || c->cl->state == CL_IDLE) return;
     take(c->cl, offset, epoch, rec, reclen);
+}
+
+static void on_presence(void *ctx, const char *name, size_t len, int kind, uint64_t seq, uint64_t count,
+                        const char *client, size_t clientlen, const char *json, size_t jsonlen)
+{
+    (void)ctx;
+    cluster_presence_on_event(name, len, kind, seq, count, client, clientlen, json, jsonlen);
 }
 
 /* ---- registry hooks ---- */
@@ -593,7 +609,7 @@ int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t 
 
 int cluster_start(void)
 {
-    static const struct engine_events ev = { NULL, on_cmd, on_sub, on_subscribed, on_message };
+    static const struct engine_events ev = { NULL, on_cmd, on_sub, on_subscribed, on_message, on_presence };
     struct engine_conf conf = {
         .address = srv.cfg.engine_address,
         .password = srv.cfg.engine_password,
@@ -611,6 +627,7 @@ int cluster_start(void)
         uv_close((uv_handle_t *)&cl.retry, NULL);
         return -1;
     }
+    cluster_presence_start();
     hlog(LOG_INFO, "cluster", "engine: redis at %s (prefix %s); channels are shared with the other nodes",
          srv.cfg.engine_address, srv.cfg.engine_prefix);
     return 0;
@@ -624,6 +641,7 @@ void cluster_stop(void)
     /* Pending calls answer now (-ECANCELED) while their origins can be found. */
     engine_stop(e);
     cl.engine = NULL;
+    cluster_presence_stop();
     uv_timer_stop(&cl.retry);
     uv_close((uv_handle_t *)&cl.retry, NULL);
 }

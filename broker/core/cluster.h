@@ -38,6 +38,13 @@ void cluster_stop(void);
 /* cluster_on() - whether the broker runs with a shared engine. */
 int cluster_on(void);
 
+/* cluster_engine() - the shared engine, or NULL (cluster_presence.c). */
+engine_t *cluster_engine(void);
+
+/* cluster_foreach() - call @fn for every channel with engine state (those
+ * with local subscribers or members), for the resyncs. */
+void cluster_foreach(void (*fn)(chan_t *c));
+
 /* cluster_routes() - whether @c goes through the shared engine (every
  * channel but the broker's own "sys" ones, when cluster_on()). */
 int cluster_routes(const chan_t *c);

@@ -1,6 +1,8 @@
 /* broker/core/presence.c - see presence.h. */
 #include "core/presence.h"
 #include "core/channel.h"
+#include "core/cluster.h"
+#include "core/cluster_presence.h"
 #include "herald.h"
 #include "net/session.h"
 #include "log.h"
@@ -29,6 +31,7 @@ struct presence {
     struct presence *batch_next;  /* on the list of presences with a batch to flush */
     uint8_t batched;
     struct chan *chan;
+    uint64_t cluster_count;       /* with the shared engine: the members of every node, as of the last event */
 };
 
 static member_t *pending;         /* members waiting out their grace */
@@ -58,6 +61,16 @@ static int tiered(const struct chan *c)
     return c->pres->members.count > c->ns->presence_tier;
 }
 
+static void announce_json(struct chan *c, json_t *ev, enum pres_event kind, uint64_t seq, int tier,
+                          const sess_t *except);
+
+/* Whether a batched event of @kind would only be counted (its sample is full). */
+static int sample_full(const struct presence *p, enum pres_event kind)
+{
+    const json_t *list = kind == EV_JOIN ? p->joins : kind == EV_LEAVE ? p->leaves : p->updates;
+    return list && json_array_size(list) >= PRESENCE_SAMPLE;
+}
+
 /* Counts a change of @c's presence and announces it: @m joined, left or
  * changed its info. The event goes out now, or into the channel's batch when
  * the channel is above the tier or already has a batch pending: an event sent
@@ -68,20 +81,35 @@ static int tiered(const struct chan *c)
  * events came last and which events an answer already includes. */
 static void announce(struct chan *c, member_t *m, enum pres_event kind, const sess_t *except)
 {
-    struct presence *p = c->pres;
-    uint64_t seq = ++p->seq;
-    json_t *ev;
+    uint64_t seq = ++c->pres->seq;
+    int tier = tiered(c), counted_only;
+    json_t *ev = NULL;
 
     if (!c->ns->join_leave) return;
-    if (tiered(c) || p->batched) {
+    /* Past a batch's sample an event is only counted: build nothing. */
+    counted_only = (tier || c->pres->batched) && sample_full(c->pres, kind);
+    if (!counted_only && !(ev = member_json(m, 0))) return;
+    announce_json(c, ev, kind, seq, tier, except);
+}
+
+/* Sends or batches event @ev (the member's fields; taken; NULL: only
+ * counted in the batch) of @kind with @seq; @tier: the channel is above
+ * its presence tier. */
+static void announce_json(struct chan *c, json_t *ev, enum pres_event kind, uint64_t seq, int tier,
+                          const sess_t *except)
+{
+    struct presence *p = c->pres;
+
+    if (tier || p->batched) {
         json_t **list = kind == EV_JOIN ? &p->joins : kind == EV_LEAVE ? &p->leaves : &p->updates;
         uint32_t *total = kind == EV_JOIN ? &p->njoins : kind == EV_LEAVE ? &p->nleaves : &p->nupdates;
         if (!*list) *list = json_array();
-        if (*list && json_array_size(*list) < PRESENCE_SAMPLE && (ev = member_json(m, 0))) {
-            if (kind == EV_UPDATE && !m->info) json_object_set_new(ev, "info", json_null());
+        if (ev && *list && json_array_size(*list) < PRESENCE_SAMPLE) {
+            if (kind == EV_UPDATE && !json_object_get(ev, "info")) json_object_set_new(ev, "info", json_null());
             json_object_set_new(ev, "seq", json_integer((json_int_t)seq));
-            json_array_append_new(*list, ev);
+            json_array_append(*list, ev);
         }
+        json_decref(ev);
         (*total)++;
         if (!p->batched) {
             p->batched = 1;
@@ -90,9 +118,8 @@ static void announce(struct chan *c, member_t *m, enum pres_event kind, const se
         }
         return;
     }
-    ev = member_json(m, 0);
     if (!ev) return;
-    if (kind == EV_UPDATE && !m->info) json_object_set_new(ev, "info", json_null());
+    if (kind == EV_UPDATE && !json_object_get(ev, "info")) json_object_set_new(ev, "info", json_null());
     json_object_set_new(ev, "op", json_string(event_op[kind]));
     json_object_set_new(ev, "channel", json_stringn(c->name, c->namelen));
     json_object_set_new(ev, "seq", json_integer((json_int_t)seq));
@@ -134,6 +161,7 @@ int presence_join(struct chan *c, sess_t *s)
          * grace: no event either way. */
         m->conns++;
         if (m->leave_at) pending_remove(m);
+        if (cluster_routes(c)) cluster_presence_conn(c, key, len, m->anon, m->info, s->id, ENGINE_PRES_ADD, 1);
         return 0;
     }
     if (!(m = calloc(1, sizeof *m + len + 1))) { p->conns--; return -ENOMEM; }
@@ -144,6 +172,11 @@ int presence_join(struct chan *c, sess_t *s)
     m->chan = c;
     m->conns = 1;
     if (hmap_put(&p->members, m->key, len, m)) { member_free(m); p->conns--; return -ENOMEM; }
+    if (cluster_routes(c)) {
+        /* The engine announces the join, once for all nodes. */
+        cluster_presence_conn(c, key, len, m->anon, m->info, s->id, ENGINE_PRES_ADD, 1);
+        return 0;
+    }
     announce(c, m, EV_JOIN, s);
     if (chan_events.on_member) chan_events.on_member(c, m->key, m->keylen, 1);
     return 0;
@@ -154,7 +187,10 @@ int presence_join(struct chan *c, sess_t *s)
 static void drop_member(struct chan *c, member_t *m, const sess_t *except)
 {
     hmap_del(&c->pres->members, m->key, m->keylen);
-    announce(c, m, EV_LEAVE, except);
+    if (cluster_routes(c))
+        cluster_presence_conn(c, m->key, m->keylen, m->anon, m->info, except ? except->id : "", ENGINE_PRES_DROP, 0);
+    else
+        announce(c, m, EV_LEAVE, except);
     if (chan_events.on_member) chan_events.on_member(c, m->key, m->keylen, 0);
     member_free(m);
 }
@@ -166,7 +202,12 @@ void presence_leave(struct chan *c, sess_t *s)
 
     if (!m || !m->conns) return;
     c->pres->conns--;
-    if (--m->conns) return;
+    m->conns--;
+    /* The engine counts this node's connections; the member itself goes
+     * with drop_member(), now or after the grace. */
+    if (cluster_routes(c) && (m->conns || c->ns->presence_grace_ms))
+        cluster_presence_conn(c, key, strlen(key), m->anon, m->info, s->id, ENGINE_PRES_ADD, -1);
+    if (m->conns) return;
     if (!c->ns->presence_grace_ms) {
         drop_member(c, m, s);
         return;
@@ -231,7 +272,8 @@ void presence_tick(void)
                        "leaves", p->leaves ? p->leaves : json_array(),
                        "updates", p->updates ? p->updates : json_array(), "joins_total", (json_int_t)p->njoins,
                        "leaves_total", (json_int_t)p->nleaves, "updates_total", (json_int_t)p->nupdates,
-                       "count", (json_int_t)p->members.count, "seq", (json_int_t)p->seq);
+                       "count", (json_int_t)(cluster_routes(c) ? p->cluster_count : p->members.count),
+                       "seq", (json_int_t)p->seq);
         p->joins = p->leaves = p->updates = NULL;
         p->njoins = p->nleaves = p->nupdates = 0;
         if (ev) chan_broadcast(c, ev, NULL);
@@ -269,7 +311,7 @@ int presence_set_info(struct chan *c, sess_t *s, json_t *info, uint64_t *seq)
     }
     json_decref(m->info);
     m->info = info;
-    announce(c, m, EV_UPDATE, s);
+    if (!cluster_routes(c)) announce(c, m, EV_UPDATE, s); /* else the engine does (cluster_presence_info()) */
     *seq = c->pres->seq;
     return 0;
 }
@@ -278,4 +320,26 @@ json_t *presence_stats_json(const struct chan *c)
 {
     return json_pack("{s:I,s:I}", "members", (json_int_t)presence_count(c),
                      "connections", (json_int_t)(c->pres ? c->pres->conns : 0));
+}
+
+void presence_resync(struct chan *c)
+{
+    size_t pos = 0;
+    member_t *m;
+
+    if (!c->pres) return;
+    while ((m = hmap_next(&c->pres->members, &pos)))
+        cluster_presence_conn(c, m->key, m->keylen, m->anon, m->info, "", ENGINE_PRES_SET, m->conns);
+}
+
+void presence_remote_event(struct chan *c, int kind, uint64_t seq, uint64_t count, json_t *member,
+                           const struct sess *except)
+{
+    if (!c->pres) return;
+    if (seq > c->pres->seq) {
+        c->pres->seq = seq;
+        c->pres->cluster_count = count;
+    }
+    if (!c->ns->join_leave) return;
+    announce_json(c, json_incref(member), (enum pres_event)kind, seq, count > c->ns->presence_tier, except);
 }

@@ -13,7 +13,12 @@
  * go into it until it is flushed, so no event overtakes another. The
  * channel's presence seq counts the changes (a join, a leave, an info
  * update) and is on every event and answer. A member's info comes from its
- * token, and presence_set_info() replaces it. Loop thread only. */
+ * token, and presence_set_info() replaces it. With the shared engine
+ * (cluster_routes()), this file still counts the local connections and
+ * applies the grace, but the members of every node, the seq and the events
+ * are the engine's (core/cluster_presence.c): changes are written there and
+ * the events it announces come back through presence_remote_event().
+ * Loop thread only. */
 #ifndef HERALD_PRESENCE_H
 #define HERALD_PRESENCE_H
 
@@ -62,5 +67,16 @@ uint32_t presence_count(const struct chan *c);
 /* presence_tick() - announce leaves whose grace has passed and flush the
  * batched events of tiered channels (call often: every 250 ms). */
 void presence_tick(void);
+
+/* presence_resync() - write every local member of @c to the shared engine
+ * again (cluster_presence.c, after a reconnection). */
+void presence_resync(struct chan *c);
+
+/* presence_remote_event() - the shared engine announced a change of @c's
+ * presence: @kind 0 join, 1 leave, 2 info update, the channel's @seq and
+ * member @count after it, the member's fields @member (borrowed); sent to
+ * @c's subscribers but @except (may be NULL), or batched above the tier. */
+void presence_remote_event(struct chan *c, int kind, uint64_t seq, uint64_t count, json_t *member,
+                           const struct sess *except);
 
 #endif

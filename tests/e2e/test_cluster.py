@@ -419,7 +419,7 @@ def test_killed_node_client_recovers_elsewhere(make_broker, redis, tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--ns", "room.presence=on"], "[namespace room] presence = on is not supported by the redis engine yet"),
+    (["--engine-presence-heartbeat", "50ms"], "[engine] presence_heartbeat must be at least 100ms"),
     (["--ns", "game.state=on"], "[namespace game] state = on is not supported by the redis engine yet"),
     (["--ns", "talk.signals=on"], "[namespace talk] signals = on is not supported by the redis engine yet"),
     (["--commerce", "on"], "[adapter commerce] is not supported by the redis engine yet"),

@@ -401,6 +401,26 @@ def test_channel_limit_answers_503(tmp_path_factory):
         b.check_clean_exit()
 
 
+def test_presence_answers_503_when_redis_is_down(tmp_path_factory):
+    """[engine] type = redis: presence is read from Redis; with Redis gone it answers 503 (133)."""
+    from test_cluster import Redis, engine_args
+    redis = Redis(tmp_path_factory.mktemp("redis")).start()
+    b = Broker(tmp_path_factory.mktemp("clustered"), [*engine_args(redis), "--ns", "room.presence=on"],
+               name="clustered").start()
+    try:
+        call(b, "get", "/api/channels/{channel}/presence", "200", {"channel": "room:a"})
+        redis.kill()
+        deadline = time.monotonic() + 10
+        while requests.get(b.url("/api/health/ready"), timeout=2).status_code == 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        r = call(b, "get", "/api/channels/{channel}/presence", "503", {"channel": "room:a"})
+        assert r.json()["error"]["code"] == 133
+    finally:
+        redis.kill()
+        b.check_clean_exit()
+
+
 def test_adapters_refuse_invalid_ids_and_foreign_keys(keyed):
     for m, p, op in operations():
         if not p.startswith(("/api/scoreboards/", "/api/events/")):

@@ -708,6 +708,7 @@ static void test_engine(void **state)
     assert_string_equal(c.engine_prefix, "herald:");
     assert_int_equal(c.engine_connect_timeout_ms, 2000);
     assert_int_equal(c.engine_command_timeout_ms, 5000);
+    assert_int_equal(c.engine_presence_heartbeat_ms, 2000);
     assert_true(config_ns(&c, "chat:x", 6)->presence);
     config_free(&c);
 
@@ -737,8 +738,14 @@ static void test_engine(void **state)
     expect_prefix(err, want);
     expect_error(PARSE(&c, err, "--engine", "redis", "--engine-address", "h:70000"), err, "from 1 to 65535");
     expect_error(PARSE(&c, err, "--engine", "redis", "--engine-tls", "on"), err, "has no TLS");
-    expect_error(PARSE(&c, err, "--engine", "redis", "--ns", "room.presence=on"), err,
-                 "--ns room.presence: [namespace room] presence = on is not supported by the redis engine yet");
+    /* Presence is carried across nodes (core/cluster_presence.c); its heartbeat has a floor. */
+    assert_int_equal(PARSE(&c, err, "--engine", "redis", "--ns", "room.presence=on", "--ns", "room.join_leave=on",
+                           "--engine-presence-heartbeat", "500ms"), CONFIG_ARGS_RUN);
+    assert_true(config_ns(&c, "room:x", 6)->presence);
+    assert_int_equal(c.engine_presence_heartbeat_ms, 500);
+    config_free(&c);
+    expect_error(PARSE(&c, err, "--engine", "redis", "--engine-presence-heartbeat", "10ms"), err,
+                 "[engine] presence_heartbeat must be at least 100ms");
     expect_error(PARSE(&c, err, "--engine", "redis", "--ns", "*.signals=on"), err,
                  "[namespace *] signals = on is not supported by the redis engine yet");
     /* A predefined namespace the file changes is kept, and so is its refusal. */

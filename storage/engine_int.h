@@ -1,0 +1,109 @@
+/* storage/engine_int.h - what engine_redis.c and engine_presence.c share:
+ * the engine's structs, the command requests, the presence scripts. Not for
+ * use outside storage/engine_*.c. */
+#ifndef HERALD_ENGINE_INT_H
+#define HERALD_ENGINE_INT_H
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "engine.h"
+
+enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, NSCRIPTS };
+
+/* The presence scripts (engine_presence.c), loaded with the others. */
+extern const char engine_pconn_lua[], engine_pinfo_lua[], engine_pread_lua[], engine_pbeat_lua[];
+
+struct conn {
+    engine_t *e;
+    int is_sub;
+    redisAsyncContext *ac;
+    int up;                       /* connected and through the handshake */
+    int resolving;
+    unsigned handshake_left;      /* replies still awaited before up */
+    unsigned backoff_ms;
+    unsigned fails;               /* attempts failed since it was last up */
+    unsigned inflight;            /* commands awaiting a reply (command connection) */
+    uint64_t progress_ms;         /* the last reply, or when inflight went from 0 to 1 */
+    int timed_out;                /* dropped by the watchdog: pending calls get -ETIMEDOUT */
+    uv_timer_t timer;             /* connect timeout, then the retry */
+    uv_getaddrinfo_t gai;
+};
+
+/* An UNSUBSCRIBE not confirmed yet. hiredis 0.14 keeps one callback per
+ * channel and drops it when an "unsubscribe" reply comes, so a SUBSCRIBE
+ * sent before that reply would lose its callback (and every message after
+ * it): such a SUBSCRIBE waits here and is sent with the reply. */
+struct unsub {
+    struct unsub *next;
+    int resubscribe;
+    size_t len;
+    char name[];                  /* the pub/sub channel, prefix included */
+};
+
+struct engine {
+    uv_loop_t *loop;
+    struct unsub *unsubs;
+    struct engine_events ev;
+    char host[1024];
+    int port;                     /* 0: unix socket at host */
+    char *password;
+    unsigned database;
+    char *prefix;
+    size_t prefixlen;
+    unsigned connect_timeout_ms, command_timeout_ms;
+    struct conn cmd, sub;
+    char sha[NSCRIPTS][41];
+    uv_timer_t watchdog;
+    int stopping;
+    unsigned open_handles;
+};
+
+/* A command on the command connection. The arguments are kept so that a
+ * NOSCRIPT (Redis restarted, or SCRIPT FLUSH) is answered by sending the
+ * same call as EVAL, which loads the script again. */
+typedef struct req {
+    engine_t *e;
+    int script;                   /* SCRIPT_*, or -1: a handshake command */
+    union {
+        engine_pub_cb pub;
+        engine_read_cb read;
+        engine_done_cb done;
+        engine_presence_cb pres;
+        engine_beat_cb beat;
+    } cb;
+    void *arg;
+    int retried;
+    int argc;
+    const char **argv;
+    size_t *argvlen;
+    char buf[];                   /* the arguments' bytes */
+} req_t;
+
+/* req_new() - a request for @script with @argc arguments (copied).
+ * Return: the request, or NULL (out of memory). */
+req_t *req_new(engine_t *e, int script, int argc, const char *const *argv, const size_t *lens);
+
+/* req_send() - send @q on the command connection; its reply goes to the
+ * finish function of its script, which frees nothing (on_reply frees @q).
+ * Return: 0; -ENOTCONN (not sent: the caller frees @q). */
+int req_send(req_t *q);
+
+/* status_of_drop() - the status a request gets when its connection went
+ * before the reply: -ECANCELED (stopping), -ETIMEDOUT or -EIO. */
+int status_of_drop(engine_t *e);
+
+/* int_of() - @r (an integer or a decimal string) as a number; 0 otherwise. */
+uint64_t int_of(const redisReply *r);
+
+/* engine_finish_presence() - answer presence request @q with @r (NULL: the
+ * connection went). */
+void engine_finish_presence(req_t *q, const redisReply *r);
+
+/* engine_on_presence_msg() - a presence event (@p, @n bytes, starting with
+ * 'P') arrived on @chan's fan-out key: parse it, call on_presence. */
+void engine_on_presence_msg(engine_t *e, const char *chan, size_t len, const char *p, size_t n);
+
+#endif
