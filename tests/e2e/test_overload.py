@@ -1,0 +1,172 @@
+"""Admission control (issue 14): past its capacity the broker sheds writes with error 135
+(`overloaded`, REST 503 + Retry-After) instead of queueing them behind the storage thread.
+
+history.max_queue_delay = 1ms makes a loopback burst overload the broker on purpose: every
+publication a burst's later part sends finds the storage thread more than 1 ms behind. The
+tests check what a refusal promises: nothing stored, nothing fanned out, the broker keeps
+serving and admits again once the queue has drained; and that 0 turns shedding off.
+"""
+import threading
+
+import requests
+
+from conftest import connect, encode, run
+
+N = 3000
+
+
+def chan(prefix, i):
+    return "%s:c%d" % (prefix, i)
+
+
+async def subscribe_all(sub, names):
+    for i, name in enumerate(names):
+        await sub.send({"op": "subscribe", "id": i, "channel": name})
+    for _ in names:
+        m = await sub.next(10)
+        assert m["op"] == "subscribed", m
+
+
+async def stored(c, names):
+    """{channel: [data, ...]} of what history holds for each of @names (pipelined history ops)."""
+    for i, name in enumerate(names):
+        await c.send({"op": "history", "id": i, "channel": name})
+    out = {}
+    for _ in names:
+        m = await c.next(10)
+        assert m["op"] == "history", m
+        out[names[m["id"]]] = [p["data"] for p in m["publications"]]
+    return out
+
+
+def ws_burst(b, prefix):
+    """Publishes N publications to N channels over one WebSocket, all frames sent before any
+    reply is read; checks every outcome; returns (acked ids, refused ids)."""
+    names = [chan(prefix, i) for i in range(N)]
+
+    async def go():
+        sub = await connect(b)
+        await subscribe_all(sub, names)
+        pub = await connect(b)
+        frames = [encode("json", {"op": "publish", "id": i, "channel": names[i], "data": {"n": i}})
+                  for i in range(N)]
+        for f in frames:
+            await pub.ws.send(f)
+        acked, refused = set(), set()
+        for _ in range(N):
+            m = await pub.next(20)
+            if m["op"] == "published":
+                assert m["offset"] == 1 and m["channel"] == names[m["id"]], m
+                acked.add(m["id"])
+            else:
+                assert m["op"] == "error" and m["code"] == 135, m
+                assert "capacity" in m["reason"] and "retry" in m["reason"], m
+                refused.add(m["id"])
+        assert len(acked) + len(refused) == N and acked | refused == set(range(N))
+
+        # Every acknowledged publication reached the subscriber once; no refused one did.
+        seen = []
+        for _ in acked:
+            m = await sub.next(10)
+            assert m["op"] == "pub", m
+            seen.append(m["data"]["n"])
+        assert sorted(seen) == sorted(acked)
+        await sub.assert_silent(0.5)
+
+        # ... and history holds exactly the acknowledged ones, once.
+        hist = await stored(pub, names)
+        for i in range(N):
+            assert hist[names[i]] == ([{"n": i}] if i in acked else []), (i, hist[names[i]])
+
+        # The queue drained: the broker admits again.
+        await pub.publish(prefix + ":after", "ok")
+        await pub.close()
+        await sub.close()
+        return acked, refused
+
+    return run(go(), timeout=120)
+
+
+def test_websocket_burst_sheds_with_135_and_recovers(make_broker):
+    b = make_broker("--max-queue-delay", "1ms", "--max-subscriptions", str(N + 10))
+    acked, refused = ws_burst(b, "burst")
+    assert acked, "nothing was admitted"
+    assert refused, "nothing was shed with history.max_queue_delay = 1ms"
+    assert b.health().status_code == 200
+    metrics = requests.get(b.url("/metrics"), timeout=5).text
+    line = [ln for ln in metrics.splitlines() if ln.startswith("herald_publications_shed_total ")]
+    assert line and int(float(line[0].split()[1])) == len(refused), line
+    # The refusals are logged at most once a second, with their count, never once per request.
+    lines = [ln for ln in b.log.splitlines() if "overloaded: refused" in ln]
+    assert 1 <= len(lines) < len(refused), lines
+
+
+def test_shedding_off_admits_the_whole_burst(make_broker):
+    b = make_broker("--max-queue-delay", "0", "--max-subscriptions", str(N + 10))
+    acked, refused = ws_burst(b, "burst")
+    assert len(acked) == N and not refused
+    metrics = requests.get(b.url("/metrics"), timeout=5).text
+    assert "\nherald_publications_shed_total 0\n" in metrics
+
+
+def test_rest_burst_gets_503_retry_after_and_batches_are_refused_whole(make_broker):
+    b = make_broker("--max-queue-delay", "1ms")
+    batch_size = 500
+    results = []          # ("batch", [names], response) or ("one", name, response)
+    lock = threading.Lock()
+
+    def batches(t):
+        with requests.Session() as s:
+            for k in range(2):
+                names = [chan("rb%d%d" % (t, k), i) for i in range(batch_size)]
+                r = s.post(b.url("/api/publish/batch"), timeout=30,
+                           json={"items": [{"channel": n, "data": n} for n in names]})
+                with lock:
+                    results.append(("batch", names, r))
+
+    def singles(t):
+        with requests.Session() as s:
+            for i in range(150):
+                name = chan("rs%d" % t, i)
+                r = s.post(b.url("/api/publish"), json={"channel": name, "data": name}, timeout=30)
+                with lock:
+                    results.append(("one", [name], r))
+
+    threads = [threading.Thread(target=batches, args=(t,)) for t in range(3)]
+    threads += [threading.Thread(target=singles, args=(t,)) for t in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 3 * 2 + 3 * 150
+
+    ok, refused = [], []
+    for kind, names, r in results:
+        if r.status_code == 200:
+            if kind == "batch":
+                assert [x["offset"] for x in r.json()["results"]] == [1] * len(names), r.text
+            else:
+                assert r.json()["offset"] == 1, r.text
+            ok += names
+        else:
+            assert r.status_code == 503, (r.status_code, r.text)
+            assert r.headers.get("Retry-After") == "1", r.headers
+            e = r.json()["error"]
+            assert e["code"] == 135 and "capacity" in e["reason"], e
+            refused += names
+    assert ok, "nothing was admitted"
+    assert refused, "nothing was shed with history.max_queue_delay = 1ms"
+
+    # Acknowledged: stored once. Refused (a whole batch included): stored nowhere.
+    async def check():
+        c = await connect(b)
+        hist = await stored(c, ok + refused)
+        for n in ok:
+            assert hist[n] == [n], (n, hist[n])
+        for n in refused:
+            assert hist[n] == [], (n, hist[n])
+        await c.close()
+    run(check(), timeout=60)
+
+    r = requests.post(b.url("/api/publish"), json={"channel": "rs:after", "data": 1}, timeout=5)
+    assert r.status_code == 200 and r.json()["offset"] == 1, r.text
