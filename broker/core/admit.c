@@ -23,11 +23,12 @@ uint64_t admit_log_note(admit_log_t *l, uint64_t now_ns)
     return n;
 }
 
-int admit_log_end(admit_log_t *l, uint64_t *unreported)
+int admit_log_end(admit_log_t *l, uint64_t now_ns, uint64_t *unreported)
 {
-    if (!l->shedding) return 0;
+    if (!l->shedding || now_ns - l->last_ns < LOG_EVERY_NS) return 0;
     *unreported = l->pending;
     l->pending = 0;
     l->shedding = 0;
+    l->last_ns = now_ns ? now_ns : 1;
     return 1;
 }

@@ -27,8 +27,8 @@
  * Return: 1 to refuse, 0 to admit. Any thread; no side effects. */
 int admit_shed(uint64_t oldest_ns, uint64_t now_ns, unsigned max_ms);
 
-/* The account of refusals for the log: at most one line a second while
- * refusing, and one when the first write is admitted again. */
+/* The account of refusals for the log: at most one line a second, whether
+ * it counts refusals or says that writes are admitted again. */
 typedef struct admit_log {
     uint64_t last_ns;             /* when the last line was due; 0: never */
     uint64_t pending;             /* refusals since that line */
@@ -41,10 +41,12 @@ typedef struct admit_log {
  * and the refusal waits for the next report. Loop thread (one owner). */
 uint64_t admit_log_note(admit_log_t *l, uint64_t now_ns);
 
-/* admit_log_end() - a write was admitted: whether that ends a spell of
- * refusals (then the caller logs one line, with @unreported [out] the
- * refusals no line has counted yet, maybe 0). Loop thread (one owner).
+/* admit_log_end() - a write was admitted at @now_ns: whether to say now
+ * that a spell of refusals ended (then the caller logs one line, with
+ * @unreported [out] the refusals no line has counted yet, maybe 0). Within
+ * a second of the last line the spell stays open: a later admission says
+ * it, or a refusal's line counts on. Loop thread (one owner).
  * Return: 1 to log, 0 not. */
-int admit_log_end(admit_log_t *l, uint64_t *unreported);
+int admit_log_end(admit_log_t *l, uint64_t now_ns, uint64_t *unreported);
 
 #endif

@@ -798,7 +798,7 @@ int pubpipe_admit(const origin_t *origin, char *reason)
     oldest = atomic_load_explicit(&pp.oldest_ns, memory_order_relaxed);
     now = oldest ? clock_mono_ns() : 0;
     if (!oldest || !admit_shed(oldest, now, srv.cfg.max_queue_delay_ms)) {
-        if (pp.shed_log.shedding && admit_log_end(&pp.shed_log, &n))
+        if (pp.shed_log.shedding && admit_log_end(&pp.shed_log, now ? now : clock_mono_ns(), &n))
             hlog(LOG_WARN, "storage", "overloaded no more: writes are admitted again (%llu refused since the last "
                  "report, %llu since start)", (unsigned long long)n, (unsigned long long)srv.stats.publications_shed);
         return 0;

@@ -35,7 +35,7 @@ static void test_log_once_a_second(void **state)
     (void)state;
 
     /* Admissions without refusals say nothing. */
-    assert_int_equal(admit_log_end(&l, &n), 0);
+    assert_int_equal(admit_log_end(&l, t, &n), 0);
     /* The first refusal is reported at once; the next ones wait out the second. */
     assert_int_equal(admit_log_note(&l, t), 1);
     for (int i = 1; i <= 1000; i++) assert_int_equal(admit_log_note(&l, t + (uint64_t)i * MS - 1), 0);
@@ -43,14 +43,19 @@ static void test_log_once_a_second(void **state)
     assert_int_equal(admit_log_note(&l, t + SEC), 1001);
     assert_int_equal(admit_log_note(&l, t + SEC + 1), 0);
     assert_int_equal(admit_log_note(&l, t + SEC + 2), 0);
-    /* The first admission ends the spell, with the two not reported yet; once. */
-    assert_int_equal(admit_log_end(&l, &n), 1);
+    /* Admissions within the second of the last line say nothing yet ... */
+    assert_int_equal(admit_log_end(&l, t + SEC + 3, &n), 0);
+    assert_int_equal(admit_log_end(&l, t + 2 * SEC - 1, &n), 0);
+    /* ... the first one after it ends the spell, with the two not reported yet; once. */
+    assert_int_equal(admit_log_end(&l, t + 2 * SEC, &n), 1);
     assert_int_equal(n, 2);
-    assert_int_equal(admit_log_end(&l, &n), 0);
-    /* A new spell within the second waits for the second too, and ends with its count. */
-    assert_int_equal(admit_log_note(&l, t + SEC + 3), 0);
-    assert_int_equal(admit_log_end(&l, &n), 1);
-    assert_int_equal(n, 1);
+    assert_int_equal(admit_log_end(&l, t + 5 * SEC, &n), 0);
+    /* Spells that start and end within a second share one line: refusal and end alike wait. */
+    assert_int_equal(admit_log_note(&l, t + 2 * SEC + 3), 0);
+    assert_int_equal(admit_log_end(&l, t + 2 * SEC + 4, &n), 0);
+    assert_int_equal(admit_log_note(&l, t + 2 * SEC + 5), 0);
+    assert_int_equal(admit_log_end(&l, t + 3 * SEC + 5, &n), 1);
+    assert_int_equal(n, 2);
     /* A refusal at clock 0 still counts as a report made. */
     l = (admit_log_t){ 0 };
     assert_int_equal(admit_log_note(&l, 0), 1);
