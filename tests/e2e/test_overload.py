@@ -109,6 +109,40 @@ def test_shedding_off_admits_the_whole_burst(make_broker):
     assert "\nherald_publications_shed_total 0\n" in metrics
 
 
+def test_state_operations_are_shed_too(make_broker):
+    """A burst of state operations over one WebSocket: each is applied or refused with 135, and a
+    refused one changed nothing."""
+    b = make_broker("--max-queue-delay", "1ms", "--ns", "tally.state=on")
+    n = 2000
+    names = [chan("tally", i) for i in range(n)]
+
+    async def go():
+        c = await connect(b)
+        frames = [encode("json", {"op": "state", "id": i, "channel": names[i],
+                                  "ops": [{"op": "set", "key": "k", "value": i}]}) for i in range(n)]
+        for f in frames:
+            await c.ws.send(f)
+        acked, refused = set(), set()
+        for _ in range(n):
+            m = await c.next(20)
+            if m["op"] == "updated":
+                acked.add(m["id"])
+            else:
+                assert m["op"] == "error" and m["code"] == 135, m
+                refused.add(m["id"])
+        await c.close()
+        return acked, refused
+
+    acked, refused = run(go(), timeout=60)
+    assert acked and refused and len(acked) + len(refused) == n
+    with requests.Session() as s:
+        for i in range(n):
+            r = s.get(b.url("/api/channels/%s/state" % names[i]), timeout=5)
+            assert r.status_code == 200, r.text
+            got = [(x["key"], x["value"]) for x in r.json()["items"]]
+            assert got == ([("k", i)] if i in acked else []), (i, r.text)
+
+
 def test_rest_burst_gets_503_retry_after_and_batches_are_refused_whole(make_broker):
     b = make_broker("--max-queue-delay", "1ms")
     batch_size = 500
