@@ -10,7 +10,7 @@ import threading
 
 import requests
 
-from conftest import connect, encode, run
+from conftest import connect, encode, hs256_token, run, ws_connect
 
 N = 3000
 
@@ -141,6 +141,47 @@ def test_state_operations_are_shed_too(make_broker):
             assert r.status_code == 200, r.text
             got = [(x["key"], x["value"]) for x in r.json()["items"]]
             assert got == ([("k", i)] if i in acked else []), (i, r.text)
+
+
+def test_seat_holds_are_shed_too(make_broker):
+    """A custom state operation (a seat hold) is refused like any write: a burst of holds of one
+    seat each leaves exactly the acknowledged seats held."""
+    secret = "0123456789abcdef0123456789abcdef-secret"
+    b = make_broker("--max-queue-delay", "1ms", "--hmac-secret", secret, "--ns", "seats.state=on",
+                    "--ns", "seats.publish=authenticated")
+    n = 800
+    seats = ["S%d" % i for i in range(n)]
+    r = requests.put(b.url("/api/events/shed/seats"), timeout=10,
+                     json={"seats": [{"id": s, "section": "A", "price_class": "std"} for s in seats]})
+    assert r.status_code == 200, r.text
+
+    async def go():
+        c = await ws_connect(b)
+        m = await c.request({"op": "connect", "id": 1, "token": hs256_token(secret.encode(), "alice")})
+        assert m["op"] == "connected", m
+        frames = [encode("json", {"op": "seats", "id": 10 + i, "channel": "seats:shed", "action": "hold",
+                                  "seats": [s], "ttl": 60}) for i, s in enumerate(seats)]
+        for f in frames:
+            await c.ws.send(f)
+        acked, refused = set(), set()
+        while len(acked) + len(refused) < n:
+            m = await c.next(20)
+            if m.get("id") is None:
+                continue          # the holds' own pushes to this user, if any
+            if m["op"] == "seats":
+                acked.add(seats[m["id"] - 10])
+            else:
+                assert m["op"] == "error" and m["code"] == 135, m
+                refused.add(seats[m["id"] - 10])
+        await c.close()
+        return acked, refused
+
+    acked, refused = run(go(), timeout=60)
+    assert acked and refused
+    r = requests.get(b.url("/api/channels/seats:shed/state"), params={"prefix": "seat:", "limit": 1000}, timeout=5)
+    assert r.status_code == 200, r.text
+    held = {x["key"][5:] for x in r.json()["items"] if x["value"]["status"] == "held"}
+    assert held == acked
 
 
 def test_rest_burst_gets_503_retry_after_and_batches_are_refused_whole(make_broker):
