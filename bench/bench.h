@@ -78,6 +78,7 @@ typedef struct step {
     uint64_t total;             /* publications scheduled */
     uint64_t published;         /* handed to a publisher */
     uint64_t acked, pub_errors;
+    uint64_t pub_shed;          /* of pub_errors: refused with error 135 (overloaded); no delivery is expected */
     uint64_t expected;          /* sum over acked publications of live subscribers */
     uint64_t received;          /* deliveries of acked publications (at the end) */
     uint64_t recv_all;          /* deliveries of any publication of this step */

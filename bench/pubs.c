@@ -143,16 +143,16 @@ static void human_steps(FILE *f)
     int best = report_best_step();
     char a[32], b[32], c[32];
 
-    fprintf(f, "\n%9s %9s %9s %11s %11s %8s %9s %8s %8s %8s %8s %8s %6s", "rate/s", "published",
-            "acked", "expected", "received", "lost%", "deliv/s", "p50ms", "p90ms", "p99ms", "p99.9ms",
+    fprintf(f, "\n%9s %9s %9s %7s %11s %11s %8s %9s %8s %8s %8s %8s %8s %6s", "rate/s", "published",
+            "acked", "shed", "expected", "received", "lost%", "deliv/s", "p50ms", "p90ms", "p99ms", "p99.9ms",
             "maxms", "bench%");
     if (o->readers) fprintf(f, " %8s %8s", "readers%", "reader%");
     fprintf(f, " %6s  %s\n", "broker%", "ok");
     for (int i = 0; i < B.nsteps; i++) {
         const step_t *st = &B.steps[i];
         if (!st->lat) continue;
-        fprintf(f, "%9.0f %9llu %9llu %11llu %11llu %8.3f %9s", st->rate, (unsigned long long)st->published,
-                (unsigned long long)st->acked, (unsigned long long)st->expected,
+        fprintf(f, "%9.0f %9llu %9llu %7llu %11llu %11llu %8.3f %9s", st->rate, (unsigned long long)st->published,
+                (unsigned long long)st->acked, (unsigned long long)st->pub_shed, (unsigned long long)st->expected,
                 (unsigned long long)st->received,
                 st->expected ? 100.0 * (1.0 - (double)st->received / (double)st->expected) : 0,
                 report_si(report_dps(st), a, sizeof a));
@@ -183,9 +183,9 @@ static void human_publish(FILE *f)
     double secs = report_step_secs(st);
     char a[32];
 
-    fprintf(f, "\npublished %llu, acked %llu, errors %llu in %.2f s: %s acks/s (window %u per publisher)\n",
+    fprintf(f, "\npublished %llu, acked %llu, errors %llu (shed: %llu) in %.2f s: %s acks/s (window %u per publisher)\n",
             (unsigned long long)st->published, (unsigned long long)st->acked,
-            (unsigned long long)st->pub_errors, secs, report_si(secs > 0 ? st->acked / secs : 0, a, sizeof a),
+            (unsigned long long)st->pub_errors, (unsigned long long)st->pub_shed, secs, report_si(secs > 0 ? st->acked / secs : 0, a, sizeof a),
             o->publish == PUB_REST ? 1 : o->window);
     fprintf(f, "ack latency ms:  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
             report_ms(hist_percentile(st->ack, 50)), report_ms(hist_percentile(st->ack, 90)),
@@ -215,11 +215,11 @@ static void json_steps(FILE *f)
         if (ack) hist_add(ack, st->ack);
         if (d > dps_max) dps_max = d;
         fprintf(f, "%s{\"rate\":%.0f,\"seconds\":%.3f,\"published\":%llu,\"acked\":%llu,\"publish_errors\":%llu,"
-                   "\"publishes_per_sec\":%.1f,\"expected\":%llu,\"received\":%llu,\"lost\":%lld,"
+                   "\"shed\":%llu,\"publishes_per_sec\":%.1f,\"expected\":%llu,\"received\":%llu,\"lost\":%lld,"
                    "\"delivery_ratio\":%.6f,\"deliveries_per_sec\":%.1f,\"gaps\":%llu,\"duplicates\":%llu,"
                    "\"late\":%llu,\"late_max_ms\":%.3f,\"drain_seconds\":%.3f,\"bench_cpu_pct\":%.1f,",
                 i ? "," : "", st->rate, s, (unsigned long long)st->published, (unsigned long long)st->acked,
-                (unsigned long long)st->pub_errors, s > 0 ? st->acked / s : 0,
+                (unsigned long long)st->pub_errors, (unsigned long long)st->pub_shed, s > 0 ? st->acked / s : 0,
                 (unsigned long long)st->expected, (unsigned long long)st->received,
                 (long long)st->expected - (long long)st->received,
                 st->expected ? (double)st->received / (double)st->expected : 0, d,
@@ -232,10 +232,10 @@ static void json_steps(FILE *f)
                     st->readers_cpu_max);
         report_json_step_end(f, "latency_ms", st);
     }
-    fprintf(f, "],\"published\":%llu,\"acked\":%llu,\"expected\":%llu,\"received\":%llu,\"lost\":%lld,"
+    fprintf(f, "],\"published\":%llu,\"acked\":%llu,\"shed\":%llu,\"expected\":%llu,\"received\":%llu,\"lost\":%lld,"
                "\"deliveries_per_sec\":%.1f,",
             (unsigned long long)REPORT_TOTAL(published), (unsigned long long)REPORT_TOTAL(acked),
-            (unsigned long long)exp, (unsigned long long)rec, (long long)exp - (long long)rec, dps_max);
+            (unsigned long long)REPORT_TOTAL(pub_shed), (unsigned long long)exp, (unsigned long long)rec, (long long)exp - (long long)rec, dps_max);
     report_json_lat(f, "latency_ms", all);
     fprintf(f, ",");
     report_json_lat(f, "ack_latency_ms", ack);

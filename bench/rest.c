@@ -212,7 +212,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     rest_conn_t *rc = s->data;
     const char *hend, *cl;
     size_t need, body;
-    int status;
+    int status, shed;
     uint64_t now;
 
     (void)buf;
@@ -231,11 +231,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         need = (size_t)(hend + 4 - rc->rx) + body;
         if (rc->rxlen < need) return;
         rc->close_after = find_header(rc->rx, hend, "connection: close") != NULL;
+        /* Refused as overloaded (error 135): shed, not lost. */
+        shed = status == 503 && memmem(hend + 4, body, "\"code\":135", 10) != NULL;
         memmove(rc->rx, rc->rx + need, rc->rxlen - need);
         rc->rxlen -= need;
         if (status != 200) rc->pool->http_errors++;
         rc->state = RC_IDLE;
-        rc->pool->ev->on_answer(rc->seq, status == 200, now);
+        rc->pool->ev->on_answer(rc->seq, status == 200 ? REST_OK : shed ? REST_SHED : REST_FAILED, now);
         if (rc->close_after) { conn_fail(rc, 0); return; }
         if (rc->state == RC_IDLE) make_idle(rc);
     }

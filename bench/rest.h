@@ -18,13 +18,17 @@ typedef struct rest_pool rest_pool_t;
 
 /* What the pool asks of its owner, and tells it. Called on the loop's
  * thread, never from inside rest_pool_new(). */
+enum { REST_FAILED = 0, REST_OK = 1, REST_SHED = 2 };
+
 typedef struct rest_events {
     void (*on_connected)(void);         /* a connection opened for the first time */
     void (*on_failed)(int err);         /* a connection never opened, or reconnects ran out */
     void (*on_closed)(void);            /* a connection closed for good (once for each) */
-    /* Publication @seq was answered at @rx_ns (uv_hrtime()): @ok if with
-     * status 200; not @ok if it failed, or was never sent (then possibly
-     * from inside rest_submit() or rest_pool_close()). */
+    /* Publication @seq was answered at @rx_ns (uv_hrtime()): @ok is
+     * REST_OK with status 200, REST_SHED with a 503 carrying error 135 (the
+     * broker refused it as overloaded), REST_FAILED if it failed otherwise,
+     * or was never sent (then possibly from inside rest_submit() or
+     * rest_pool_close()). */
     void (*on_answer)(uint64_t seq, int ok, uint64_t rx_ns);
     /* What to publish as @seq with timestamp @ts_ns: on channel *@chan
      * (*@chlen bytes, under 256), the encoded data *@data, valid until the

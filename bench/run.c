@@ -177,16 +177,20 @@ void bench_publish_one(step_t *st, uint64_t ts, peer_t *via)
             if (p->state == PS_READY) { via = p; break; }
         }
     }
-    if (!via || ws_publish(via, seq)) ack(seq, 0, uv_hrtime());
+    if (!via || ws_publish(via, seq)) ack(seq, REST_FAILED, uv_hrtime());
 }
 
+/* @ok: REST_OK acknowledged, REST_SHED refused as overloaded (error 135),
+ * REST_FAILED otherwise (rest.h names them for both transports). */
 static void count_ack(uint64_t seq, int ok, uint64_t rx_ns)
 {
     step_t *st = step_of(seq);
 
     B.outstanding--;
-    if (!ok) {
+    if (ok != REST_OK) {
+        /* Not acknowledged: nothing is expected of it, so it is not a lost delivery. */
         st->pub_errors++;
+        st->pub_shed += ok == REST_SHED;
     } else {
         B.acked[seq] = 1;
         st->acked++;
@@ -206,7 +210,10 @@ static void on_pub_ack(herald_client_t *c, const herald_msg_t *m, void *arg)
 {
     peer_t *p = herald_client_ud(c);
 
-    count_ack((uint64_t)(uintptr_t)arg, m->op == HERALD_OP_PUBLISHED, m->rx_ns);
+    count_ack((uint64_t)(uintptr_t)arg, m->op == HERALD_OP_PUBLISHED                   ? REST_OK
+              : m->op == HERALD_OP_ERROR && m->code == 135 ? REST_SHED
+                                                           : REST_FAILED,
+              m->rx_ns);
     if (S->on_ack) S->on_ack((uint64_t)(uintptr_t)arg, m, p);
 }
 

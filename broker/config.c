@@ -121,6 +121,10 @@ static const struct opt opts[] = {
     { "history", "idempotency_window", NULL, T_MS, O(idempotency_window_ms), 0, "5m",
       "a publish repeating an idempotency key seen on its channel within this long is answered, not published "
       "again (another request with the key: error 132)" },
+    { "history", "max_queue_delay", NULL, T_MS, O(max_queue_delay_ms), 0, "500ms",
+      "while the oldest write waiting for the storage thread is older than this, new writes (publications to "
+      "history channels, state and seat operations, batches) are refused at once with error 135 (HTTP 503) "
+      "instead of queueing; 0: never refuse" },
     { "history", "map_size", NULL, T_SIZE, O(map_size), 0, "64m", "initial size of the LMDB map (grows as needed)" },
     { "history", "map_size_max", NULL, T_SIZE, O(map_size_max), 0, "4g",
       "the map grows up to this; beyond it publications to history channels fail (error 111)" },

@@ -138,6 +138,7 @@ typedef struct config {
     enum durability durability;
     unsigned sync_interval_ms;
     unsigned idempotency_window_ms; /* how long a publish's idempotency_key is remembered */
+    unsigned max_queue_delay_ms;  /* writes are refused (135) while the oldest uncommitted one is older; 0: never */
     size_t map_size;
     size_t map_size_max;
     /* [auth] */

@@ -21,6 +21,7 @@ struct herald_stats {
     uint64_t deliveries;          /* publication frames queued to subscribers */
     uint64_t slow_consumers;      /* connections closed with 4000 */
     uint64_t storage_failures;    /* publications refused because the store failed or was full */
+    uint64_t publications_shed;   /* writes refused with 135 because the storage thread was too far behind */
     uint64_t auth_failures;       /* invalid, missing or foreign tokens */
     uint64_t permission_denied;   /* subscribes, publishes and reads refused by the namespace rules */
     uint64_t rate_limited;        /* WebSocket messages refused by limits.messages_per_second */

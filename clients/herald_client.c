@@ -108,6 +108,7 @@ struct herald_client {
 
     struct pending *pend;          /* ring of requests awaiting replies */
     uint32_t phead, plen, pcap;
+    uint32_t pholes;               /* entries of the ring answered out of order (id 0), not yet at its head */
     uint64_t next_id;
 
     int close_code, err;
@@ -717,17 +718,30 @@ static void dispatch(herald_client_t *c, herald_msg_t *m)
         if (c->state != ST_OPEN) return;
     }
     if (m->has_id && c->plen) {
-        /* Replies come in request order, so the match is the ring's head;
-         * anything older than the reply was lost and is dropped. */
-        while (c->plen && c->pend[c->phead].id < m->id) {
-            c->phead = (c->phead + 1) & (c->pcap - 1);
-            c->plen--;
-        }
-        if (c->plen && c->pend[c->phead].id == m->id) {
-            struct pending p = c->pend[c->phead];
-            c->phead = (c->phead + 1) & (c->pcap - 1);
-            c->plen--;
+        /* Replies mostly come in request order, so the match is mostly the
+         * ring's head; but a refusal the broker gives at once (a rate limit,
+         * 135 overloaded) overtakes the replies it gives after a commit. An
+         * entry answered out of order becomes a hole (id 0; ids start at 1)
+         * that leaves the ring when it reaches the head. */
+        for (uint32_t i = 0; i < c->plen; i++) {
+            struct pending *e = &c->pend[(c->phead + i) & (c->pcap - 1)];
+            struct pending p;
+
+            if (e->id != m->id) continue;
+            p = *e;
+            e->id = 0;
+            if (i) c->pholes++;
+            else {
+                c->phead = (c->phead + 1) & (c->pcap - 1);
+                c->plen--;
+            }
+            while (c->plen && c->pend[c->phead].id == 0) {
+                c->phead = (c->phead + 1) & (c->pcap - 1);
+                c->plen--;
+                c->pholes--;
+            }
             if (p.cb) { p.cb(c, m, p.arg); return; }
+            break;
         }
     }
     if (c->cb.on_reply) c->cb.on_reply(c, m, c->ud);
@@ -1319,7 +1333,7 @@ void *herald_client_ud(const herald_client_t *c) { return c->ud; }
 void herald_client_set_ud(herald_client_t *c, void *ud) { c->ud = ud; }
 herald_encoding_t herald_client_encoding(const herald_client_t *c) { return (herald_encoding_t)c->enc; }
 int herald_client_is_open(const herald_client_t *c) { return c->state == ST_OPEN; }
-uint32_t herald_client_pending(const herald_client_t *c) { return c->plen; }
+uint32_t herald_client_pending(const herald_client_t *c) { return c->plen - c->pholes; }
 size_t herald_client_queued(const herald_client_t *c) { return c->out.len + c->tout.len + c->wr.len; }
 
 void herald_close(herald_client_t *c, int code, const char *reason)

@@ -269,7 +269,8 @@ size_t herald_client_queued(const herald_client_t *c);
 
 /* Requests. Each queues one message (flushed by the loop), numbers it with the
  * next id of this connection, and remembers @cb/@arg to call with the reply
- * (replies arrive in request order on one connection; Herald guarantees it).
+ * (replies mostly arrive in request order; a refusal Herald gives at once, such as
+ * 115 rate_limited or 135 overloaded, may overtake earlier requests' replies).
  * @cb may be NULL: the reply then goes to on_reply.
  * @channel: [in] @chlen bytes, copied. @id: [out] the request id, may be NULL.
  * Return: 0; HERALD_E_STATE if the client is not open; UV_ENOMEM. */

@@ -37,6 +37,7 @@ static const struct { int code; const char *name; } err_names[] = {
     { PROTO_E_TICKET_EXISTS, "ticket_exists" },
     { PROTO_E_IDEM_MISMATCH, "idempotency_mismatch" },
     { PROTO_E_ENGINE_UNAVAILABLE, "engine_unavailable" },
+    { PROTO_E_OVERLOADED, "overloaded" },
 };
 
 const char *proto_err_name(int code)
@@ -76,7 +77,7 @@ unsigned proto_err_http_status(int code)
     case PROTO_E_TOO_LARGE: return 413;
     case PROTO_E_NOT_INTEGER: case PROTO_E_UNKNOWN_SEAT: return 422;
     case PROTO_E_RATE_LIMITED: return 429;
-    case PROTO_E_LIMIT: case PROTO_E_ENGINE_UNAVAILABLE: return 503;
+    case PROTO_E_LIMIT: case PROTO_E_ENGINE_UNAVAILABLE: case PROTO_E_OVERLOADED: return 503;
     case PROTO_E_STORAGE: return 507;
     default: return 500;
     }

@@ -47,6 +47,8 @@ enum proto_err {
     PROTO_E_TICKET_EXISTS = 129,     /* tickets: a ticket with this id was already created */
     PROTO_E_IDEM_MISMATCH = 132,     /* an idempotency key seen within its window with another request: not published */
     PROTO_E_ENGINE_UNAVAILABLE = 133, /* [engine] type = redis and Redis cannot be reached: nothing was published */
+    PROTO_E_OVERLOADED = 135,        /* the broker is past its capacity (its storage is behind): nothing was done;
+                                        retry after a backoff */
 };
 
 enum proto_op {
@@ -73,7 +75,7 @@ const char *proto_err_name(int code);
  * error @code (docs/rest-api.md): 400 for bad requests, 401, 403, 404 for
  * what the namespace does not offer, 409 for conflicts with the current
  * state, 413, 422 for a well-formed request the state cannot take, 429, 503
- * for limits, 507 for a store that cannot commit, 500 for anything else
+ * for limits and overload (135), 507 for a store that cannot commit, 500 for anything else
  * (PROTO_E_INTERNAL, and a negative errno). */
 unsigned proto_err_http_status(int code);
 

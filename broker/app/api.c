@@ -352,6 +352,12 @@ static int publish_batch_post(http_req_t *r)
                                   "too many requests with this API key ([apikey] requests_per_minute; "
                                   "a batch counts as its items): nothing was published");
     }
+    /* Admitted or refused as a whole: its items are held and commit together. */
+    if ((code = pubpipe_admit(&(origin_t){ ORIGIN_REST, 0, NULL }, reason))) {
+        json_decref(msg);
+        r->retry_after = 1;
+        return http_respond_error(r, 0, code, reason);
+    }
     if (http_await(r)) { json_decref(msg); return -1; }
     rc = batch_publish(r->serial, msg, r->key, ilen > 0 ? idem : NULL, (size_t)(ilen > 0 ? ilen : 0));
     json_decref(msg);

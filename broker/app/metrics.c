@@ -187,6 +187,10 @@ void metrics_render(wbuf_t *b)
         (double)srv.stats.slow_consumers);
     one(b, "herald_storage_failures_total", "counter", "Publications refused because the store failed or was full.",
         (double)srv.stats.storage_failures);
+    one(b, "herald_publications_shed_total", "counter",
+        "Writes (publications to history channels, state and seat operations, batches) refused with error 135 "
+        "because the storage thread was more than history.max_queue_delay behind.",
+        (double)srv.stats.publications_shed);
     histo(b, "herald_publish_fanout_seconds", "From a publication's arrival to its fan-out (commit included).",
           &metrics.publish_fanout_seconds);
     histo(b, "herald_storage_commit_seconds", "Duration of one group commit, fsync included.", &metrics.commit_seconds);

@@ -21,7 +21,9 @@
 /* publish() - publish @data (borrowed) on channel @name for @origin (taken),
  * with @meta (borrowed: sender, reply_to, kind, author check, idempotency
  * key; NULL: a plain message from the server; see pubpipe.h). On 0 the
- * outcome comes later, from the pipeline (pubpipe.h). An @origin of kind
+ * outcome comes from the pipeline (pubpipe.h): later for a history channel,
+ * unless it was refused at once as overloaded (PROTO_E_OVERLOADED, told
+ * before this returns, like every outcome on a channel without history). An @origin of kind
  * ORIGIN_NONE is the broker itself: only it may publish in "sys:".
  * @reason: [out] on a PROTO_E_* failure, why (PROTO_REASON_MAX bytes).
  * Return: 0, or a PROTO_E_* code: PROTO_E_BAD_CHANNEL (a user_list name out

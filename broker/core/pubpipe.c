@@ -1,6 +1,7 @@
 /* broker/core/pubpipe.c - see pubpipe.h. */
 #include "core/pubpipe.h"
 #include "core/cluster.h"
+#include "core/admit.h"
 #include "mpack.h"
 #include "net/http.h"
 #include "herald.h"
@@ -10,6 +11,7 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +88,12 @@ static struct {
     int due_busy;                 /* a report is out: do not look again */
     void (*on_due)(int64_t, const char *, size_t, const char *, size_t);
     struct hint *hints;           /* changed by the loop under mu; read by the storage thread under mu */
+    /* The submit time (clock_mono_ns()) of the oldest write queued or in
+     * flight and not yet committed; 0: none. Written under mu by both
+     * threads, read by the loop without it for admission control
+     * (core/admit.h): a stale value only moves a refusal by one write. */
+    _Atomic uint64_t oldest_ns;
+    admit_log_t shed_log;         /* loop only */
 } pp;
 
 hist_t *pubpipe_store(void) { return pp.store; }
@@ -401,6 +409,9 @@ static void storage_main(void *arg)
         }
 
         uv_mutex_lock(&pp.mu);
+        /* The batch is committed: the oldest write still waiting is the
+         * first one queued behind it. */
+        atomic_store_explicit(&pp.oldest_ns, pp.todo ? pp.todo->submit_ns : 0, memory_order_relaxed);
         if (batch) {
             *pp.done_tail = batch;
             pp.done_tail = tail;
@@ -656,12 +667,16 @@ void pubpipe_timers(void (*due)(int64_t, const char *, size_t, const char *, siz
 /* Hands @p to the storage thread (or to the held list, during a hold). */
 static void queue_push(pub_t *p)
 {
+    if (!p->submit_ns) p->submit_ns = clock_mono_ns();
     if (pp.holds) {
         *pp.held_tail = p;
         pp.held_tail = &p->next;
         return;
     }
     uv_mutex_lock(&pp.mu);
+    /* Nothing older waits: this one is the oldest until it commits. */
+    if (!atomic_load_explicit(&pp.oldest_ns, memory_order_relaxed))
+        atomic_store_explicit(&pp.oldest_ns, p->submit_ns, memory_order_relaxed);
     *pp.todo_tail = p;
     pp.todo_tail = &p->next;
     uv_cond_signal(&pp.cv);
@@ -746,6 +761,8 @@ void pubpipe_release(void)
 {
     if (!pp.holds || --pp.holds || !pp.held) return;
     uv_mutex_lock(&pp.mu);
+    if (!atomic_load_explicit(&pp.oldest_ns, memory_order_relaxed))
+        atomic_store_explicit(&pp.oldest_ns, pp.held->submit_ns, memory_order_relaxed);
     *pp.todo_tail = pp.held;
     pp.todo_tail = pp.held_tail;
     uv_cond_signal(&pp.cv);
@@ -771,14 +788,60 @@ static int idem_digest(const chan_t *c, const json_t *data, unsigned char *out)
     return ok ? 0 : -ENOMEM;
 }
 
+int pubpipe_admit(const origin_t *origin, char *reason)
+{
+    uint64_t oldest, now, n;
+
+    /* The broker's own writes (sys:stats, seat hold expiries) are few and
+     * nobody would retry them; the items of a held batch were admitted
+     * with it (POST /api/publish/batch asks once, before the hold). */
+    if (origin->kind == ORIGIN_NONE || pp.holds || !pp.running) return 0;
+    oldest = atomic_load_explicit(&pp.oldest_ns, memory_order_relaxed);
+    now = oldest ? clock_mono_ns() : 0;
+    if (!oldest || !admit_shed(oldest, now, srv.cfg.max_queue_delay_ms)) {
+        if (pp.shed_log.shedding && admit_log_end(&pp.shed_log, now ? now : clock_mono_ns(), &n))
+            hlog(LOG_WARN, "storage", "overloaded no more: writes are admitted again (%llu refused since the last "
+                 "report, %llu since start)", (unsigned long long)n, (unsigned long long)srv.stats.publications_shed);
+        return 0;
+    }
+    srv.stats.publications_shed++;
+    if ((n = admit_log_note(&pp.shed_log, now)))
+        hlog(LOG_WARN, "storage", "overloaded: refused %llu writes with error 135 (%llu since start): the oldest "
+             "uncommitted write is %llu ms old, over history.max_queue_delay (%u ms)", (unsigned long long)n,
+             (unsigned long long)srv.stats.publications_shed, (unsigned long long)((now - oldest) / 1000000),
+             srv.cfg.max_queue_delay_ms);
+    snprintf(reason, PROTO_REASON_MAX, "the broker is past its capacity (its storage is %llu ms behind, over "
+             "history.max_queue_delay): nothing was done; retry after a backoff",
+             (unsigned long long)((now - oldest) / 1000000));
+    return PROTO_E_OVERLOADED;
+}
+
+/* Refuses a write of @c at once (pubpipe_admit() said so): @ops' done()
+ * hears of it, then @origin (taken), as finish() would tell them; @ops is
+ * freed and @c dropped if nothing else holds it. */
+static void refuse(chan_t *c, pub_ops_t *ops, origin_t *origin, const char *reason)
+{
+    if (ops && ops->done) ops->done(c, ops, PROTO_E_OVERLOADED, NULL);
+    reply_error(origin, 0, PROTO_E_OVERLOADED, reason, NULL);
+    origin_clear(origin);
+    pub_ops_free(ops);
+    chan_maybe_drop(c);
+}
+
 int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origin_t *origin)
 {
     static const pub_meta_t plain;
+    char reason[PROTO_REASON_MAX];
     int64_t ts = clock_wall_ms();
     size_t klen;
     pub_t *p;
 
     if (!meta) meta = &plain;
+    /* Checked before any work: a refusal must cost the overloaded loop little. */
+    if (c->ns->history && pp.store && pubpipe_admit(origin, reason)) {
+        refuse(c, NULL, origin, reason);
+        return 0;
+    }
     klen = meta->idem_key ? meta->idem_len + HIST_IDEM_DIGEST : 0;
     wbuf_reset(&srv.enc);
     rec_build(&srv.enc, ts, data, meta->from, meta->reply_to, meta->kind);
@@ -839,8 +902,14 @@ int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origi
 
 int pubpipe_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
 {
-    pub_t *p = calloc(1, sizeof *p);
+    char reason[PROTO_REASON_MAX];
+    pub_t *p;
 
+    if (pp.store && pubpipe_admit(origin, reason)) {
+        refuse(c, ops, origin, reason);
+        return 0;
+    }
+    p = calloc(1, sizeof *p);
     if (!p || !pp.store) {
         free(p);
         pub_ops_free(ops);

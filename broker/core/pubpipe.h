@@ -15,6 +15,10 @@
  * those come back with its outcome and are fanned out right after it, in
  * order. The storage thread also prunes expired
  * history and, with durability = interval, flushes to disk on a timer.
+ * Admission control: while the oldest write queued for the storage thread
+ * and not yet committed is older than history.max_queue_delay, a new write
+ * from a client is refused at once with PROTO_E_OVERLOADED (core/admit.h
+ * says why), so an overload bounds the wait instead of growing a queue.
  * Loop thread, except where noted. */
 #ifndef HERALD_PUBPIPE_H
 #define HERALD_PUBPIPE_H
@@ -92,10 +96,26 @@ void pubpipe_stop(void);
  * (PROTO_E_IDEM_MISMATCH with the key's "offset" when the key was kept with
  * another request's digest: SHA-256 of the channel and the canonical JSON
  * of @data).
+ * On a history channel, while pubpipe_admit() refuses, the outcome is
+ * PROTO_E_OVERLOADED, told before this returns (nothing is stored or fanned
+ * out), after which @c may be gone.
  * @meta's idempotency key and author check need a history channel. Use
  * publish() (core/publish.h), which checks the request first.
  * Return: 0, or -ENOMEM (no outcome will come; @origin was cleared). */
 int pubpipe_publish(chan_t *c, const json_t *data, const pub_meta_t *meta, origin_t *origin);
+
+/* pubpipe_admit() - whether a write for @origin may be queued for the
+ * storage thread now: refused while the oldest write queued and not yet
+ * committed is older than history.max_queue_delay (0: never). The
+ * broker's own writes (@origin of kind ORIGIN_NONE) and writes queued
+ * during a hold (pubpipe_hold(): the holder asks once, first) are always
+ * admitted. A refusal counts in srv.stats.publications_shed and is logged
+ * at most once a second. pubpipe_publish() and pubpipe_state() ask it
+ * themselves; a caller that must refuse several writes as one (a REST
+ * batch) asks it first.
+ * @reason: [out] on PROTO_E_OVERLOADED, why (PROTO_REASON_MAX bytes).
+ * Return: 0 (admitted), or PROTO_E_OVERLOADED. */
+int pubpipe_admit(const origin_t *origin, char *reason);
 
 /* pubpipe_hold() / pubpipe_release() - publications and state changes
  * queued between a hold and its release reach the storage thread together,
@@ -108,7 +128,10 @@ void pubpipe_release(void);
 
 /* pubpipe_state() - apply the state operations @ops (taken) to state channel
  * @c for @origin (taken), all or none, in the channel's write transaction;
- * the effect is published as a delta (app/state.c describes it).
+ * the effect is published as a delta (app/state.c describes it). While
+ * pubpipe_admit() refuses, the outcome is PROTO_E_OVERLOADED, told (to
+ * @ops' done(), then @origin) before this returns, after which @ops is freed
+ * and @c may be gone.
  * Return: 0, or -ENOMEM (no outcome will come; @ops freed, @origin cleared). */
 int pubpipe_state(chan_t *c, pub_ops_t *ops, origin_t *origin);
 

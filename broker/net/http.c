@@ -98,7 +98,7 @@ static int common_headers(http_req_t *r, unsigned status, unsigned char **p, uns
          add_hdr(wsi, "vary:", "Origin", p, end)))
         return -1;
     if (status == 401 && add_hdr(wsi, "www-authenticate:", "Bearer realm=\"herald\"", p, end)) return -1;
-    if (status == 429 && r->retry_after) {
+    if ((status == 429 || status == 503) && r->retry_after) {
         snprintf(num, sizeof num, "%u", r->retry_after);
         if (add_hdr(wsi, "retry-after:", num, p, end)) return -1;
     }
@@ -258,6 +258,12 @@ void http_finish_json(uint64_t serial, unsigned status, json_t *v)
 void http_finish_error(uint64_t serial, unsigned status, int code, const char *reason)
 {
     http_finish_json(serial, status ? status : proto_err_http_status(code), error_body(code, reason));
+}
+
+void http_set_retry_after(uint64_t serial, unsigned seconds)
+{
+    http_req_t *r = conn_find(serial);
+    if (r) r->retry_after = seconds;
 }
 
 const char *http_query(http_req_t *r, const char *name, char *buf, size_t len)

@@ -44,7 +44,7 @@ typedef struct http_req {
     struct lws *wsi;
     uint64_t serial;              /* conns.h key while an answer is awaited */
     const apikey_t *key;          /* the API key the request carried, if any (set by the router) */
-    unsigned retry_after;         /* seconds, for a 429 */
+    unsigned retry_after;         /* seconds, for a 429 or a 503 (Retry-After); 0: none */
     char cors_origin[256];        /* the request's Origin when CORS allows it */
     char peer[46];                /* client address (net/peer.h: behind a trusted proxy, the one it names) */
     const char *method_name;      /* for the request log */
@@ -172,5 +172,10 @@ void http_finish_json(uint64_t serial, unsigned status, json_t *v);
 /* http_finish_error() - the same with {"error":{"code","reason"}};
  * @status 0 as for http_respond_error(). */
 void http_finish_error(uint64_t serial, unsigned status, int code, const char *reason);
+
+/* http_set_retry_after() - have the answer to the awaited request @serial
+ * (if it is still there) carry Retry-After: @seconds when it is a 429 or
+ * a 503. */
+void http_set_retry_after(uint64_t serial, unsigned seconds);
 
 #endif

@@ -57,6 +57,8 @@ void reply_error(const origin_t *o, unsigned status, int code, const char *reaso
         sess_send(s, m);
         return;
     case ORIGIN_REST:
+        /* An overloaded broker asks the client to back off before retrying. */
+        if (code == PROTO_E_OVERLOADED) http_set_retry_after(o->serial, 1);
         m = json_pack("{s:{s:i,s:s}}", "error", "code", code, "reason", reason);
         if (m && extra) json_object_update_missing(json_object_get(m, "error"), (json_t *)extra);
         http_finish_json(o->serial, status ? status : proto_err_http_status(code), m);

@@ -8,7 +8,8 @@
  * registered, with the origin's serial. On WebSocket an answer is {"op":<op>,"id":<id>, ...fields}, an error
  * {"op":"error","id","code","reason", ...}; over HTTP the fields are the
  * body of a 200, an error is {"error":{"code","reason", ...}} with the
- * status proto_err_http_status() gives. An origin that has gone (closed
+ * status proto_err_http_status() gives (and Retry-After: 1 with 135,
+ * overloaded). An origin that has gone (closed
  * connection) gets nothing.
  * Ownership, one rule for every taker: an origin_t holds a reference to its
  * id. A function documented as taking an origin owns it from the call on,

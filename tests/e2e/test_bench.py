@@ -185,6 +185,26 @@ def test_channels(broker):
     assert out["received"] == out["expected"]
 
 
+@pytest.fixture(scope="module")
+def shedding_broker(request):
+    # history.max_queue_delay = 1ms: a few thousand publications a second overload it on purpose.
+    return _start_broker(request, "--max-queue-delay", "1ms")
+
+
+@pytest.mark.parametrize("publish", ["ws", "rest"])
+def test_channels_counts_shed_publications_apart(shedding_broker, publish):
+    """Publications refused with 135 (overloaded) are counted as shed, per step and in all,
+    and are not expected deliveries: nothing refused is counted as lost."""
+    rc, out, err = bench("channels", "--url", shedding_broker.url, "--channels", "500", "--subscribers", "1",
+                         "--rate", "4000", "--duration", "1", "--publish", publish, "--publishers", "4")
+    assert rc == 0, err
+    st = out["steps"][0]
+    assert st["shed"] > 0 and st["shed"] == out["shed"], out
+    assert st["publish_errors"] == st["shed"] and st["acked"] + st["shed"] == st["published"], st
+    assert st["expected"] == st["acked"] > 0 and st["received"] == st["expected"], st
+    assert "overloaded: refused" in shedding_broker.log()
+
+
 @pytest.mark.parametrize("encoding", ["json", "msgpack"])
 def test_fanout_light_readers(broker, encoding):
     """--readers: the subscribers live in reader processes; their counts, latency and CPU

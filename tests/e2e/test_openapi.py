@@ -802,6 +802,36 @@ def test_tickets(dev, keyed, tmp_path_factory):
         off.check_clean_exit()
 
 
+def test_overloaded_batch_answers_503_with_retry_after(tmp_path_factory):
+    """history.max_queue_delay = 1ms: batches sent at once find the storage thread behind the
+    first one's commit; such a batch is refused whole with 503 (135) and Retry-After."""
+    import threading
+    b = _broker(tmp_path_factory, "overloaded", "--max-queue-delay", "1ms", "--max-message-size", "1m")
+    try:
+        refused = []
+        for round_ in range(10):
+            answers = []
+
+            def post(t):
+                items = [{"channel": "chat:o%d-%d-%d" % (round_, t, i), "data": i} for i in range(1000)]
+                answers.append(requests.post(b.url("/api/publish/batch"), json={"items": items}, timeout=30))
+            threads = [threading.Thread(target=post, args=(t,)) for t in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            refused = [r for r in answers if r.status_code == 503]
+            if refused:
+                break
+        assert refused, "no batch was refused in 10 rounds of 4 at once"
+        r = refused[0]
+        check("post", "/api/publish/batch", "503", r.status_code, {k.lower(): v for k, v in r.headers.items()},
+              r.content)
+        assert r.headers["Retry-After"] == "1" and r.json()["error"]["code"] == 135, r.text
+    finally:
+        b.check_clean_exit()
+
+
 def test_zz_every_described_response_was_exercised(request):
     """Runs last: every (method, path, status) of the description was produced above or is excused."""
     selected = {i.name for i in request.session.items if i.module is request.module}

@@ -73,6 +73,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.connect_timeout_ms, 10000);
     assert_int_equal(c.ping_interval_ms, 25000);
     assert_int_equal(c.write_batch_max, 64 * 1024);
+    assert_int_equal(c.max_queue_delay_ms, 500);
     assert_int_equal(c.log_level, LOG_INFO);
     assert_int_equal(c.log_format, LOG_FMT_TEXT);
     /* The namespaces the embedded widgets use are predefined; a namespace
@@ -152,6 +153,11 @@ static void test_flag_forms(void **state)
     assert_int_equal(PARSE(&c, err, "--port=1", "--port", "2", "--data-dir=/a=b"), CONFIG_ARGS_RUN);
     assert_int_equal(c.port, 2);
     assert_string_equal(c.data_dir, "/a=b");
+    /* [history] max_queue_delay: a duration; 0 turns shedding off. */
+    assert_int_equal(PARSE(&c, err, "--max-queue-delay=1ms"), CONFIG_ARGS_RUN);
+    assert_int_equal(c.max_queue_delay_ms, 1);
+    assert_int_equal(PARSE(&c, err, "--max-queue-delay", "0"), CONFIG_ARGS_RUN);
+    assert_int_equal(c.max_queue_delay_ms, 0);
     /* Level names are case-insensitive; "warning" is "warn". */
     assert_int_equal(PARSE(&c, err, "--log-level=WARNING", "--log-format", "TEXT"), CONFIG_ARGS_RUN);
     assert_int_equal(c.log_level, LOG_WARN);

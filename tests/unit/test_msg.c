@@ -388,6 +388,7 @@ static void test_error_shape(void **state)
     assert_string_equal(proto_err_name(PROTO_E_LIMIT), "limit");
     assert_string_equal(proto_err_name(PROTO_E_IDEM_MISMATCH), "idempotency_mismatch");
     assert_string_equal(proto_err_name(PROTO_E_ENGINE_UNAVAILABLE), "engine_unavailable");
+    assert_string_equal(proto_err_name(PROTO_E_OVERLOADED), "overloaded");
     assert_string_equal(proto_err_name(999), "unknown");
     for (int c = PROTO_E_INTERNAL; c <= PROTO_E_LIMIT; c++) assert_string_not_equal(proto_err_name(c), "unknown");
 }
@@ -405,6 +406,7 @@ static void test_http_status(void **state)
         { PROTO_E_IDEM_MISMATCH, 409 },
         { PROTO_E_TOO_LARGE, 413 }, { PROTO_E_NOT_INTEGER, 422 }, { PROTO_E_UNKNOWN_SEAT, 422 },
         { PROTO_E_RATE_LIMITED, 429 }, { PROTO_E_LIMIT, 503 }, { PROTO_E_ENGINE_UNAVAILABLE, 503 },
+        { PROTO_E_OVERLOADED, 503 },
         { PROTO_E_STORAGE, 507 },
         { PROTO_E_INTERNAL, 500 }, { -12, 500 }, { 0, 500 }, { 999, 500 },
     };
