@@ -84,7 +84,7 @@ int nodes_setup(struct opts *o, int lists, char *why, size_t n)
     char *p;
 
     if (!lists) {
-        if (!strchr(o->url, ',') && N.npids <= 1) return 0;
+        if (!strchr(o->url, ',') && N.npids <= 1) return parse_url("--url", 0, o->url, &B.url, why, n);
         snprintf(why, n, "%s apply only to %s", strchr(o->url, ',') ? "--url: several brokers" : "--pid: several process ids",
                  list_scenarios(names, sizeof names));
         return -1;

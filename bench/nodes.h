@@ -43,8 +43,8 @@ void nodes_set_publish_url(const char *url);
 /* nodes_setup() - after every flag: split o->url into its nodes, parse and
  * resolve each (and --publish-url, default the first node) and set B.url to
  * the publishers' node. @lists: 1 if the scenario takes several nodes (it
- * takes --publish-url); 0: a list in --url or --pid is refused and o->url is
- * left for the scenario to parse as before. With --pid, its length must be
+ * takes --publish-url); 0: a list in --url or --pid is refused, and B.url is
+ * the one --url. With --pid, its length must be
  * the number of URLs, PID i being node i's process.
  * Return: 0, or -1 with the reason in @why (main.c: exit status 2). */
 int nodes_setup(struct opts *o, int lists, char *why, size_t n);
