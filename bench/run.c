@@ -288,8 +288,10 @@ static void on_tick(uv_timer_t *t)
         else if (now - st->t_start >= (uint64_t)(B.o.duration * 1e9))    /* closed loop: time is up */
             bench_end_run(st, now);
     }
+    /* pump() may have ended the run just now, after @now was read: t_end is then later than @now. */
     if (B.phase == PH_DRAIN && !st->done &&
-        ((S->drained ? S->drained(st) : drained(st)) || now - st->t_end >= (uint64_t)(B.o.drain_timeout * 1e9)))
+        ((S->drained ? S->drained(st) : drained(st)) ||
+         (now > st->t_end && now - st->t_end >= (uint64_t)(B.o.drain_timeout * 1e9))))
         finish_step(st);
 }
 
