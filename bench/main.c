@@ -7,7 +7,7 @@
  * being silently ignored. Does not own: the scenarios' own defaults, checks
  * and help (scenario.h, each scenario's file), the run (its driver). */
 #include "scenario.h"
-#include "proc.h"
+#include "nodes.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -27,7 +27,14 @@ struct flag {
 };
 
 static const struct flag flags[] = {
-    { "url", BF_URL, 1, "URL", "broker WebSocket URL (default ws://127.0.0.1:8080/ws); REST uses its host and port" },
+    { "url", BF_URL, 1, "URL[,URL...]",
+      "broker WebSocket URL (default ws://127.0.0.1:8080/ws); REST uses its host and port. fanout, channels, "
+      "publish: several nodes of a cluster, comma-separated (at most 16): the subscribers are spread over them "
+      "round-robin (the k-th subscriber of channel c on node (c + k) mod N) and the publishers connect to "
+      "--publish-url" },
+    { "publish-url", BF_PUBLISH_URL, 1, "URL",
+      "where the publishers connect, over WebSocket or, with --publish rest, REST to its host and port "
+      "(default: the first --url)" },
     { "duration", BF_DURATION, 1, "SECONDS",
       "publishing time per rate step (fanout, channels, publish), churn time per step (presence), hold time "
       "(idle), the most time to spend opening connections (connect), the publishing time over which the "
@@ -61,9 +68,10 @@ static const struct flag flags[] = {
       "a step is sustained when >= 99.9% of deliveries arrived and p99 <= MS (default 100); presence: the p99 "
       "of event latency and of unsubscribe/subscribe ack latency; seats with --rate: of hold latency" },
     { "connections", BF_CONNECTIONS, 1, "N", "connections to open (default 1000)" },
-    { "pid", BF_PID, 1, "PID",
+    { "pid", BF_PID, 1, "PID[,PID...]",
       "the broker's process id: idle reads its VmRSS before and after connecting and reports bytes per "
-      "connection; the others report its CPU use per step" },
+      "connection; the others report its CPU use per step. fanout, channels, publish: one PID per --url, in "
+      "the same order, and the report shows the CPU of each node per step (the broker column: their sum)" },
     { "concurrency", BF_CONCURRENCY, 1, "N", "connection attempts in flight at once (default 256)" },
     { "connect-timeout", BF_CONNECT_TIMEOUT, 1, "SECONDS",
       "limit for one connection's TCP connect, WebSocket upgrade and Herald connect (default 10)" },
@@ -268,7 +276,6 @@ int main(int argc, char **argv)
     struct opts *o = &B.o;
     const struct bench_scenario *sc = NULL;
     uint64_t given = 0;
-    unsigned pid = 0;
     int c;
     double v;
     char why[256];
@@ -385,10 +392,9 @@ int main(int argc, char **argv)
         case BF_CONNECTIONS:
             if (parse_uint(optarg, 1, 1000000, &o->connections)) return bad("--connections %s: want 1 to 1000000%s", optarg, "");
             break;
+        case BF_PUBLISH_URL: nodes_set_publish_url(optarg); break;
         case BF_PID:
-            if (parse_uint(optarg, 1, 1u << 30, &pid)) return bad("--pid %s: want a process id%s", optarg, "");
-            o->pid = (int)pid;
-            if (proc_rss(o->pid) < 0) return bad("--pid %s: no such process (cannot read /proc/%s/status)", optarg, optarg);
+            if (nodes_set_pids(o, optarg, why, sizeof why)) return bad("%s%s", why, "");
             break;
         case BF_CONCURRENCY:
             if (parse_uint(optarg, 1, 100000, &o->concurrency)) return bad("--concurrency %s: want 1 to 100000%s", optarg, "");
@@ -475,6 +481,7 @@ int main(int argc, char **argv)
     }
     if (optind < argc) return bad("unexpected argument \"%s\"%s", argv[optind], "");
     if (!(given & BF(PUBLISHERS))) o->publishers = o->publish == PUB_REST ? 16 : 1;
+    if (nodes_setup(o, !!(sc->flags & BF(PUBLISH_URL)), why, sizeof why)) return bad("%s%s", why, "");
     if (sc->check_opts && sc->check_opts(o, given, why, sizeof why)) return bad("%s%s", why, "");
     return sc->run();
 }

@@ -1,5 +1,6 @@
 /* bench/proc.c - see proc.h. */
 #include "proc.h"
+#include "nodes.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -41,12 +42,6 @@ long proc_ticks(int pid)
     return (long)(ut + st);
 }
 
-/* utime + stime of the broker in clock ticks, or -1. */
-static long broker_ticks(void)
-{
-    return B.o.pid ? proc_ticks(B.o.pid) : -1;
-}
-
 static uint64_t cpu_self_ns(void)
 {
     struct rusage ru;
@@ -56,21 +51,19 @@ static uint64_t cpu_self_ns(void)
 }
 
 static uint64_t step_cpu0;
-static long step_broker0;
 
 void proc_cpu_start(void)
 {
     step_cpu0 = cpu_self_ns();
-    step_broker0 = broker_ticks();
+    nodes_cpu_start();
 }
 
+/* The broker's CPU is that of every --pid: one node's, or the sum over a
+ * cluster's nodes, each of which nodes.c keeps for the report. */
 void proc_cpu_stop(step_t *st)
 {
     double wall = (double)(st->t_end - st->t_start);
-    long bt = broker_ticks();
 
     st->bench_cpu = wall > 0 ? 100.0 * (double)(cpu_self_ns() - step_cpu0) / wall : 0;
-    st->broker_cpu = -1;
-    if (bt >= 0 && step_broker0 >= 0 && wall > 0)
-        st->broker_cpu = 100.0 * (double)(bt - step_broker0) / (double)sysconf(_SC_CLK_TCK) / (wall / 1e9);
+    st->broker_cpu = nodes_cpu_stop(st);
 }

@@ -19,12 +19,12 @@ long proc_rss(int pid);
 long proc_ticks(int pid);
 
 /* proc_cpu_start() - start the CPU clocks of a step: the bench's own and,
- * with --pid, the broker's. */
+ * with --pid, the broker's (each node's with a list, nodes.h). */
 void proc_cpu_start(void);
 
 /* proc_cpu_stop() - the CPU use of @st from proc_cpu_start() to st->t_end,
- * in percent of one core: st->bench_cpu, and st->broker_cpu (-1 when it
- * cannot be read). */
+ * in percent of one core: st->bench_cpu, and st->broker_cpu (the sum over
+ * the --pid list; -1 without --pid or when one cannot be read). */
 void proc_cpu_stop(step_t *st);
 
 #endif

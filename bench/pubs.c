@@ -13,13 +13,14 @@
  * flight (every HTTP connection one, with --publish rest) and sends the next
  * as each is answered, so it measures the rate the broker commits at rather
  * than a rate it is given. */
+#include "nodes.h"
 #include "run.h"
 #include "report.h"
 #include "scenario.h"
 
 /* The flags all three take. */
 #define PUBS_FLAGS                                                                                             \
-    (BF_COMMON | BF(SVG) | BF(SIZE) | BF(SUBSCRIBERS) | BF(PUBLISH) | BF(PUBLISHERS) | BF(DRAIN_TIMEOUT) |      \
+    (BF_COMMON | BF(PUBLISH_URL) | BF(SVG) | BF(SIZE) | BF(SUBSCRIBERS) | BF(PUBLISH) | BF(PUBLISHERS) | BF(DRAIN_TIMEOUT) |      \
      BF(NAMESPACE))
 
 /* ---- connections ---- */
@@ -167,6 +168,7 @@ static void human_steps(FILE *f)
         if (B.steps[i].late)
             fprintf(f, "step %.0f/s: %llu deliveries arrived after its drain timeout (worst %.0f ms): counted as lost\n",
                     B.steps[i].rate, (unsigned long long)B.steps[i].late, report_ms(B.steps[i].late_max));
+    nodes_report(f);
     if (best >= 0) {
         fprintf(f, "\nmax sustained rate: %s publishes/s = %s deliveries/s (>= 99.9%% delivered, p99 <= %g ms)\n",
                 report_si(B.steps[best].rate, a, sizeof a), report_si(report_dps(&B.steps[best]), c, sizeof c),
@@ -198,6 +200,7 @@ static void human_publish(FILE *f)
     fprintf(f, "bench CPU %.0f%%", st->bench_cpu);
     if (st->broker_cpu >= 0) fprintf(f, ", broker CPU %.0f%%", st->broker_cpu);
     fprintf(f, "\n");
+    nodes_report(f);
 }
 
 static void json_steps(FILE *f)
@@ -230,6 +233,7 @@ static void json_steps(FILE *f)
         if (B.o.readers)
             fprintf(f, "\"readers_cpu_pct\":%.1f,\"readers_cpu_max_pct\":%.1f,", st->readers_cpu,
                     st->readers_cpu_max);
+        nodes_json_step(f, st);
         report_json_step_end(f, "latency_ms", st);
     }
     fprintf(f, "],\"published\":%llu,\"acked\":%llu,\"shed\":%llu,\"expected\":%llu,\"received\":%llu,\"lost\":%lld,"
@@ -251,8 +255,10 @@ static void json_head(FILE *f)
 
     fprintf(f, ",\"namespace\":\"%s\"", o->ns);
     fprintf(f, ",\"publish\":\"%s\",\"size\":%u,\"channels\":%u,\"subscribers\":%u,\"subscribers_per_channel\":%u,"
-               "\"publishers\":%u,\"readers\":%u,", o->publish == PUB_REST ? "rest" : "ws", o->size, o->channels,
+               "\"publishers\":%u,\"readers\":%u", o->publish == PUB_REST ? "rest" : "ws", o->size, o->channels,
             B.nsubs, o->channels ? B.nsubs / o->channels : 0, o->publishers, o->readers);
+    nodes_json(f);
+    fprintf(f, ",");
 }
 
 static void json_pubs(FILE *f)

@@ -28,6 +28,7 @@
  * held the pub (the client library's rx_ns, CLOCK_MONOTONIC, one clock for
  * every process on the machine) minus the payload's scheduled send time. */
 #include "readers.h"
+#include "nodes.h"
 #include "proc.h"
 #include "run.h"
 #include "loop.h"
@@ -116,6 +117,7 @@ static int send_msg(int fd, const void *m, size_t len)
 typedef struct rpeer {
     herald_client_t *c;
     uint32_t chan;
+    uint32_t idx;               /* its index among the subscribers (B.peers), which picks its node */
     uint8_t state;              /* PS_* */
     uint64_t last_off;
     uint64_t t_connect;
@@ -170,10 +172,10 @@ static void r_fill(void)
         int r;
         p->state = PS_CONNECTING;
         p->t_connect = uv_hrtime();
-        if ((r = herald_client_new(R.hctx, &B.url, &R.copts, &r_callbacks, p, &p->c))) {
+        if ((r = herald_client_new(R.hctx, nodes_sub_url(p->idx), &R.copts, &r_callbacks, p, &p->c))) {
             p->c = NULL;
             p->state = PS_CLOSED;
-            r_fail("cannot set up connections to %s: %s", B.url.name, herald_strerror(r));
+            r_fail("cannot set up connections to %s: %s", nodes_sub_url(p->idx)->name, herald_strerror(r));
             return;
         }
         R.inflight++;
@@ -380,7 +382,10 @@ static int reader_main(int fd, uint32_t first, uint32_t step)
     for (int i = 0; i < B.nsteps; i++)
         if (!(R.lat[i] = hist_new())) return 1;
     if (!R.peers || !R.rec || !R.connect) return 1;
-    for (uint32_t i = 0; i < R.npeers; i++) R.peers[i].chan = (first + i * step) % B.o.channels;
+    for (uint32_t i = 0; i < R.npeers; i++) {
+        R.peers[i].idx = first + i * step;
+        R.peers[i].chan = R.peers[i].idx % B.o.channels;
+    }
     R.copts.encoding = B.o.enc;
     R.copts.connect_timeout_ms = (unsigned)(B.o.connect_timeout * 1000);
 

@@ -31,6 +31,7 @@
  * only once every reader has sent its received count and histogram. */
 #include "run.h"
 #include "loop.h"
+#include "nodes.h"
 #include "proc.h"
 #include "readers.h"
 #include "report.h"
@@ -294,8 +295,10 @@ static void on_tick(uv_timer_t *t)
         else if (now - st->t_start >= (uint64_t)(B.o.duration * 1e9))    /* closed loop: time is up */
             bench_end_run(st, now);
     }
+    /* pump() may have ended the run just now, after @now was read: t_end is then later than @now. */
     if (B.phase == PH_DRAIN && !st->done &&
-        ((S->drained ? S->drained(st) : drained(st)) || now - st->t_end >= (uint64_t)(B.o.drain_timeout * 1e9)))
+        ((S->drained ? S->drained(st) : drained(st)) ||
+         (now > st->t_end && now - st->t_end >= (uint64_t)(B.o.drain_timeout * 1e9))))
         finish_step(st);
 }
 
@@ -427,7 +430,7 @@ void bench_setup_failure(peer_t *p, int err, const char *reason)
         check_setup_done();
         return;
     }
-    bench_fail("cannot set up connections to %s: %s", B.url.name, B.first_err_text);
+    bench_fail("cannot set up connections to %s: %s", p ? nodes_peer_url(p)->name : B.url.name, B.first_err_text);
 }
 
 int bench_peer_open(peer_t *p, const herald_callbacks_t *cb)
@@ -436,7 +439,7 @@ int bench_peer_open(peer_t *p, const herald_callbacks_t *cb)
 
     p->state = PS_CONNECTING;
     p->t_connect = uv_hrtime();
-    if ((r = herald_client_new(B.hctx, &B.url, &B.copts, cb, p, &p->c))) {
+    if ((r = herald_client_new(B.hctx, nodes_peer_url(p), &B.copts, cb, p, &p->c))) {
         p->c = NULL;
         p->state = PS_CLOSED;
         return r;
@@ -687,15 +690,10 @@ static const struct loop_driver driver = { on_tick, on_check, on_due, on_progres
 int bench_run(void)
 {
     struct opts *o = &B.o;
-    int r;
     unsigned conns;
     uint64_t bound_ms;
 
-    S = o->sc;
-    if ((r = herald_url_parse(o->url, &B.url))) {
-        fprintf(stderr, "herald-bench: bad --url %s: %s\n", o->url, herald_strerror(r));
-        return 2;
-    }
+    S = o->sc;     /* B.url, the publishers' node, was set from the flags by nodes_setup() */
     S->plan();
     if (o->channels == 0) o->channels = 1;
     conns = B.npeers + (o->publish == PUB_REST ? o->publishers : 0);

@@ -795,3 +795,118 @@ def test_commerce_and_sse_bad_flags():
     p = subprocess.run([BENCH, "--help"], capture_output=True, text=True, timeout=5)
     for sc in ("orders", "payments", "sse"):
         assert re.search(r"^  %s " % sc, p.stdout, re.M), sc
+
+
+# -- several nodes (--url list, --publish-url, --pid list) ----------------------
+
+def _metric(b, name):
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % b.port, timeout=5) as r:
+        m = re.search(r"^%s (\d+)" % re.escape(name), r.read().decode(), re.M)
+    return int(m.group(1))
+
+
+@pytest.fixture
+def redis_nodes(request, tmp_path):
+    """Two herald nodes on the redis engine, sharing one redis-server of this test.
+    The Redis helpers are test_cluster.py's (imported here so this file keeps
+    needing nothing from conftest.py's fixtures)."""
+    import urllib.error
+    import urllib.request
+    cluster = pytest.importorskip("test_cluster")
+    if cluster.REDIS is None:
+        pytest.skip("redis-server is not installed (scripts/deps.sh)")
+    r = cluster.Redis(tmp_path).start()
+    request.addfinalizer(r.kill)            # finalizers run last-in first-out: the nodes stop first
+    nodes = [_start_broker(request, *cluster.engine_args(r)) for _ in range(2)]
+    for b in nodes:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/api/health/ready" % b.port, timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except urllib.error.URLError:
+                pass
+            assert time.monotonic() < deadline, "node not ready:\n" + b.log()[-3000:]
+            time.sleep(0.05)
+    return nodes
+
+
+@pytest.mark.parametrize("mode", ["ws", "rest"])
+def test_fanout_across_redis_nodes(redis_nodes, mode):
+    """Subscribers spread over two redis-engine nodes, publishers on the second:
+    every acknowledged publication reaches every subscriber exactly once (the
+    first node's half only through Redis), and the report has each node's CPU."""
+    a, b = redis_nodes
+    before = [_metric(n, "herald_deliveries_total") for n in (a, b)]
+    rc, out, err = bench("fanout", "--url", "%s,%s" % (a.url, b.url), "--publish-url", b.url,
+                         "--publish", mode, "--subscribers", "20", "--rate", "100,200", "--duration", "1",
+                         "--pid", "%d,%d" % (a.proc.pid, b.proc.pid), timeout=60)
+    assert rc == 0, err
+    assert out["publish_url"] == b.url
+    assert [(n["url"], n["pid"], n["subscribers"]) for n in out["nodes"]] == \
+        [(a.url, a.proc.pid, 10), (b.url, b.proc.pid, 10)]
+    assert out["acked"] > 0 and out["received"] == out["expected"] == out["acked"] * 20, out
+    assert out["errors"]["publish"] == 0 and out["errors"]["bad_payload"] == 0
+    for st in out["steps"]:
+        assert st["gaps"] == 0 and st["duplicates"] == 0 and st["late"] == 0, st
+        assert st["received"] == st["expected"] == st["acked"] * 20 > 0, st
+        assert len(st["nodes_cpu_pct"]) == 2 and all(c >= 0 for c in st["nodes_cpu_pct"]), st
+        assert st["broker_cpu_pct"] == pytest.approx(sum(st["nodes_cpu_pct"]), abs=0.2)
+    # Each node queued exactly its ten subscribers' share.
+    after = [_metric(n, "herald_deliveries_total") for n in (a, b)]
+    assert [y - x for x, y in zip(before, after)] == [out["acked"] * 10] * 2
+    # The table names each node with its subscribers and CPU.
+    p = subprocess.run([BENCH, "fanout", "--url", "%s,%s" % (a.url, b.url), "--subscribers", "4", "--rate", "50",
+                        "--duration", "0.5", "--pid", "%d,%d" % (a.proc.pid, b.proc.pid)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "nodes: 2, subscribers round-robin over them; publishers on" in p.stdout, p.stdout
+    for n in (a, b):
+        assert re.search(r"^  %s\s+pid %d\s+2 subscribers  CPU%% by step: \d+$" % (re.escape(n.url), n.proc.pid),
+                         p.stdout, re.M), p.stdout
+
+
+def test_channels_across_nodes_spread_each_channel(broker):
+    """channels with two URLs (the same node twice, which needs no Redis): the
+    k-th subscriber of channel c goes to node (c + k) mod 2, so each channel has
+    one subscriber on each; deliveries stay exact."""
+    second = broker.url.replace("127.0.0.1", "localhost")
+    rc, out, err = bench("channels", "--url", "%s,%s" % (broker.url, second), "--channels", "5",
+                         "--subscribers", "2", "--rate", "200", "--duration", "1")
+    assert rc == 0, err
+    assert [(n["url"], n["subscribers"]) for n in out["nodes"]] == [(broker.url, 5), (second, 5)]
+    assert out["publish_url"] == broker.url
+    assert out["received"] == out["expected"] == out["acked"] * 2 > 0
+
+
+def test_node_lists_refused():
+    """A bad --url list, a --pid list of another length, and lists where a
+    scenario takes one broker: exit status 2 and a message naming the flag."""
+    if not os.access(BENCH, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % BENCH)
+    me = str(os.getpid())
+    cases = [
+        (["fanout", "--url", "ws://127.0.0.1:1/ws,,ws://127.0.0.1:2/ws"], "--url ws://127.0.0.1:1/ws,,ws://127.0.0.1:2/ws: broker 2 of 3 is empty"),
+        (["fanout", "--url", "ws://127.0.0.1:1/ws,"], "broker 2 of 2 is empty"),
+        (["fanout", "--url", "ws://127.0.0.1:1/ws,http://127.0.0.1:2/"], "--url: broker 2 of 2, \"http://127.0.0.1:2/\": bad URL"),
+        (["channels", "--url", ",".join(["ws://127.0.0.1:1/ws"] * 17)], "--url: at most 16 brokers"),
+        (["fanout", "--url", "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws", "--pid", me],
+         "--pid: 1 process ids for 2 brokers in --url"),
+        (["fanout", "--url", "ws://127.0.0.1:1/ws", "--pid", "%s,%s" % (me, me)],
+         "--pid: 2 process ids for 1 brokers in --url"),
+        (["fanout", "--pid", "%s,x" % me], "--pid %s,x: want a process id" % me),
+        (["fanout", "--publish-url", "tcp://127.0.0.1:1"], "bad --publish-url tcp://127.0.0.1:1"),
+        (["idle", "--url", "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws"],
+         "--url: several brokers apply only to fanout, channels, publish"),
+        (["idle", "--pid", "%s,%s" % (me, me)], "--pid: several process ids apply only to"),
+        (["idle", "--publish-url", "ws://127.0.0.1:1/ws"], "--publish-url does not apply to idle"),
+    ]
+    for args, needle in cases:
+        p = subprocess.run([BENCH, *args, "--duration", "0.5"], capture_output=True, text=True, timeout=5)
+        assert p.returncode == 2, (args, p.returncode, p.stderr)
+        assert needle in p.stderr, (args, p.stderr)
+        assert p.stdout == "", (args, p.stdout)
+    p = subprocess.run([BENCH, "fanout", "--help"], capture_output=True, text=True, timeout=5)
+    assert "--url URL[,URL...]" in p.stdout and "--publish-url URL" in p.stdout and "--pid PID[,PID...]" in p.stdout
