@@ -617,3 +617,30 @@ def scrape_metrics(b):
             k, _, v = line.rpartition(" ")
             out[k] = float(v)
     return out
+
+
+async def reply(c, msg, timeout=5.0):
+    """Sends @msg with an id (one is given if it has none) and returns the message
+    carrying that id. Events that arrive meanwhile (join, leave, pub, signal) are
+    kept, in order, in c.events."""
+    msg = dict(msg)
+    msg.setdefault("id", c.new_id())
+    await c.send(msg)
+    deadline = time.monotonic() + timeout
+    if not hasattr(c, "events"):
+        c.events = []
+    while True:
+        m = await c.next(timeout=max(0.1, deadline - time.monotonic()))
+        if m.get("id") == msg["id"]:
+            return m
+        c.events.append(m)
+
+
+async def drain(c, within=0.3):
+    """Every message that arrives within @within seconds of the previous one."""
+    out = []
+    try:
+        while True:
+            out.append(await c.next(timeout=within))
+    except AssertionError:
+        return out

@@ -5,7 +5,7 @@ import time
 
 import requests
 
-from conftest import connect, hs256_token, run, ws_connect
+from conftest import connect, hs256_token, run, ws_connect, drain, reply
 
 SECRET = b"0123456789abcdef0123456789abcdef-secret"
 CHAT = ("--hmac-secret", SECRET.decode(), "--ns", "chat.presence=on", "--ns", "chat.join_leave=on",
@@ -22,32 +22,6 @@ async def user(b, name, enc="json", **claims):
     assert m["op"] == "connected" and m["user"] == name, m
     c.client_id = m["client"]
     return c
-
-
-async def reply(c, msg, timeout=5.0):
-    """Sends @msg with an id and returns the message carrying that id, skipping the
-    events (join, leave, pub, signal) that arrive meanwhile."""
-    msg = dict(msg)
-    msg.setdefault("id", c.new_id())
-    await c.send(msg)
-    deadline = time.monotonic() + timeout
-    if not hasattr(c, "events"):
-        c.events = []
-    while True:
-        m = await c.next(timeout=max(0.1, deadline - time.monotonic()))
-        if m.get("id") == msg["id"]:
-            return m
-        c.events.append(m)
-
-
-async def drain(c, within=0.3):
-    """Every message that arrives within @within seconds."""
-    out = []
-    try:
-        while True:
-            out.append(await c.next(timeout=within))
-    except AssertionError:
-        return out
 
 
 def test_presence_list_and_multi_connection_users(make_broker):

@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from conftest import hs256_token, run, ws_connect
+from conftest import hs256_token, run, ws_connect, reply
 
 SECRET = b"0123456789abcdef0123456789abcdef-secret"
 AUTH = ("--hmac-secret", SECRET.decode())
@@ -24,20 +24,6 @@ async def user(b, name, enc="json", **claims):
     c.client_id = m["client"]
     c.events = []
     return c
-
-
-async def reply(c, msg, timeout=5.0):
-    """Sends @msg with an id; returns the message carrying that id. Events that arrive
-    meanwhile are kept, in order, in c.events."""
-    msg = dict(msg)
-    msg.setdefault("id", c.new_id())
-    await c.send(msg)
-    deadline = time.monotonic() + timeout
-    while True:
-        m = await c.next(timeout=max(0.1, deadline - time.monotonic()))
-        if m.get("id") == msg["id"]:
-            return m
-        c.events.append(m)
 
 
 async def wait_for(c, timeout=5.0, **fields):

@@ -14,7 +14,7 @@ import time
 
 import requests
 
-from conftest import Broker, run, ws_connect, hs256_token
+from conftest import Broker, run, ws_connect, hs256_token, drain, reply
 from test_cluster import REDIS, Redis, engine_args, pytestmark, redis, wait_ready  # noqa: F401 (fixtures)
 
 SECRET = b"0123456789abcdef0123456789abcdef-secret"
@@ -40,22 +40,7 @@ async def user(b, name, **claims):
 
 async def events(c, within=0.6):
     """Every message that arrives within @within seconds of the previous."""
-    out = []
-    try:
-        while True:
-            out.append(await c.next(timeout=within))
-    except AssertionError:
-        return out
-
-
-async def reply(c, msg, timeout=5.0):
-    """Sends @msg and returns the message carrying its id, skipping events."""
-    await c.send(msg)
-    deadline = time.monotonic() + timeout
-    while True:
-        m = await c.next(timeout=max(0.1, deadline - time.monotonic()))
-        if m.get("id") == msg["id"]:
-            return m
+    return await drain(c, within)
 
 
 def kinds(msgs):
