@@ -138,6 +138,8 @@ typedef struct snap_job {
     hist_state_t st;
     json_t *items;                /* SNAP_LIST: the filtered page, built off the loop */
     json_t *pres;                 /* shared engine: the members of every node, for the subscribe answer */
+    int keep_chan;                /* answered before the read started: the caller still holds chan and drops it */
+    struct history_since since;   /* shared engine, SNAP_SUBSCRIBE: the client's position, decided once in step */
     chan_match_fn match;          /* SNAP_SUBSCRIBE, SNAP_RESYNC: the subscriber's filter, or NULL */
     char match_arg[CHAN_FILTER_ARG_MAX + 1];
 } snap_job_t;
@@ -296,6 +298,18 @@ static void send_snapshot(sess_t *s, snap_job_t *j, sub_t *sub)
     chan_replay_end_at(sub, at);
 }
 
+/* Lets go of @j's channel and frees @j. */
+static void snap_free(snap_job_t *j)
+{
+    j->chan->inflight--;
+    if (!j->keep_chan) chan_maybe_drop(j->chan);
+    hist_state_free(&j->st);
+    json_decref(j->items);
+    json_decref(j->pres);
+    json_decref(j->id);
+    free(j);
+}
+
 /* Answers @j with its outcome (j->rc, j->st, j->items) and frees it. */
 static void snap_finish(snap_job_t *j)
 {
@@ -333,13 +347,7 @@ static void snap_finish(snap_job_t *j)
             }
         }
     }
-    j->chan->inflight--;
-    chan_maybe_drop(j->chan);
-    hist_state_free(&j->st);
-    json_decref(j->items);
-    json_decref(j->pres);
-    json_decref(j->id);
-    free(j);
+    snap_free(j);
 }
 
 static void snap_done(uv_work_t *w, int status)
@@ -398,7 +406,10 @@ static void engine_submit(snap_job_t *j)
     rc = cluster_state_read(j->chan, list ? p->prefix : "", list ? strlen(p->prefix) : 0, list ? p->after : "",
                             list ? strlen(p->after) : 0, list && !filtered ? p->limit : 0, engine_snap_done, j);
     if (rc) {
+        /* Answered now, within a caller that holds the channel (the route,
+         * the op, or core/cluster.c running its waits), which drops it. */
         j->rc = rc;
+        j->keep_chan = 1;
         snap_finish(j);
     }
 }
@@ -406,8 +417,31 @@ static void engine_submit(snap_job_t *j)
 static void engine_synced(chan_t *c, void *arg, int ok)
 {
     snap_job_t *j = arg;
-    (void)c;
 
+    if (ok == 1 && j->kind == SNAP_SUBSCRIBE) {
+        sess_t *s = conn_find(j->serial);
+        sub_t *sub = s ? chan_sub(s, c) : NULL;
+        const struct history_since *since = &j->since;
+        if (!sub) {
+            snap_free(j);
+            return;
+        }
+        /* Only now is the channel's position known here: a reconnect whose
+         * gap the stream holds gets the missed deltas, as on one node. */
+        if (since->set && !strcmp(since->epoch, c->epoch) && since->offset <= c->last_offset &&
+            c->last_offset - since->offset <= c->ns->history_size) {
+            int rc = history_subscribed(s, c, j->id, 0, since, j->presence);
+            if (rc) {
+                sess_send_error(s, j->id, rc > 0 ? rc : PROTO_E_INTERNAL, rc > 0 ? "the redis engine is unavailable "
+                                "(see /api/health/ready)" : "out of memory");
+                chan_unsubscribe(s, c);
+            }
+            snap_free(j);
+            return;
+        }
+        /* In step: live deltas from now on wait behind the snapshot. */
+        chan_replay_start(sub);
+    }
     if (ok == 1) {
         engine_submit(j);
         return;
@@ -477,8 +511,9 @@ int state_subscribed(sess_t *s, chan_t *c, const json_t *id, const struct histor
         memcpy(j->match_arg, sub->filter->arg, sizeof j->match_arg);
     }
     if (cluster_routes(c)) {
+        /* The replay starts once the channel is in step (engine_synced()). */
         int rc;
-        chan_replay_start(sub);
+        if (!sub->filter) j->since = *since;
         return (rc = snap_submit(j)) > 0 ? rc : rc ? -ENOMEM : 0;
     }
     if (snap_submit(j)) return -ENOMEM;
