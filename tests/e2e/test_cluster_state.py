@@ -3,15 +3,17 @@
 behaviour test runs on both), operations on node A seen by subscribers on B
 as a snapshot then deltas with A's offsets and versions, concurrent incr and
 cas from two nodes losing no update, a reconnect to another node that
-recovers or resyncs, a snapshot in place of deltas Redis no longer holds,
+recovers or resyncs, a snapshot in place of deltas Redis no longer holds, a
+slow reader on one node resynchronised from Redis,
 and Redis down answering 133 / 503. Each test starts its own redis-server."""
-import asyncio
+import socket
 import threading
+import time
 
 import pytest
 import requests
 
-from conftest import apply_delta, connect, run
+from conftest import apply_delta, connect, run, slow_subscriber
 from test_cluster import Redis, engine_args, pytestmark, redis, wait_ready  # noqa: F401 (fixtures)
 
 STATE = ("--ns", "scores.state=on", "--ns", "scores.history_size=5")
@@ -195,6 +197,70 @@ def test_reconnect_to_another_node_recovers_or_resyncs(make_broker, redis):
         assert state == {i["key"]: {"value": i["value"], "version": i["version"]}
                          for i in state_of(a, "scores:r")["items"]}
     run(go())
+
+
+def test_lost_deltas_resync_with_a_snapshot(make_broker, redis):
+    a, b = (node(make_broker, redis, "--ns", "scores.history_size=2") for _ in range(2))
+    ops(b, "scores:gap", {"op": "set", "key": "n", "value": 0})
+
+    async def go():
+        s = await connect(a)
+        m = await s.request({"op": "subscribe", "channel": "scores:gap"})
+        state = dict(m["state"])
+        # Hide deltas from node A (its subscription connection drops) while
+        # four are made: more than the stream keeps.
+        with socket.create_connection(("127.0.0.1", redis.port)) as r:
+            for cmd in (b"CLIENT PAUSE 2000 WRITE\r\n", b"CLIENT KILL TYPE pubsub\r\n", b"CLIENT UNPAUSE\r\n"):
+                r.sendall(cmd)
+                r.recv(64)
+        for i in range(4):
+            ops(b, "scores:gap", {"op": "incr", "key": "n"}, {"op": "set", "key": "k%d" % i, "value": i})
+        want = {i["key"]: {"value": i["value"], "version": i["version"]} for i in state_of(b, "scores:gap")["items"]}
+        msgs = []
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and state != want:
+            m = await s.next(8)
+            msgs.append(m["op"])
+            assert m["op"] in ("pub", "snapshot"), m
+            if m["op"] == "snapshot":
+                state = dict(m["state"])
+                assert m["offset"] == 5, m
+            else:
+                apply_delta(state, m["data"])
+        # Either a clean resume (every delta) or a snapshot in place of those lost; never "unrecovered".
+        assert state == want, msgs
+        await s.assert_silent(0.3)
+    run(go())
+
+
+def test_slow_reader_on_one_node_converges(make_broker, redis):
+    a = node(make_broker, redis, "--send-queue-max", "64k", "--max-message-size", "16k")
+    b = node(make_broker, redis)
+    ops(b, "scores:slow", {"op": "set", "key": "score", "value": 0})
+    slow, subscribed = slow_subscriber(a, "scores:slow")
+    s = requests.Session()
+    pad = "p" * 8000
+    for i in range(700):
+        r = s.post(b.url("/api/channels/scores:slow/state"),
+                   json={"ops": [{"op": "incr", "key": "score"}, {"op": "set", "key": "pad", "value": pad + str(i)}]},
+                   timeout=5)
+        assert r.status_code == 200
+    assert "slow consumer" not in a.log
+    state = {k: {"value": v["value"]} for k, v in subscribed["state"].items()}
+    snapshots = 0
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        for m in slow.recv_messages():
+            if m["op"] == "snapshot":
+                snapshots += 1
+                state = {k: {"value": v["value"]} for k, v in m["state"].items()}
+            elif m["op"] == "pub":
+                apply_delta(state, m["data"])
+        if state.get("score", {}).get("value") == 700 and state.get("pad", {}).get("value") == pad + "699":
+            break
+    slow.close()
+    assert snapshots >= 1, "the lagging reader was resynchronised with a snapshot read from Redis"
+    assert state["score"]["value"] == 700 and state["pad"]["value"] == pad + "699"
 
 
 def test_redis_down_answers_133_and_the_node_keeps_running(make_broker, redis):
