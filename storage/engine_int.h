@@ -131,6 +131,10 @@ uint64_t int_of(const redisReply *r);
  * -ENOMEM (nothing sent). */
 int engine_eval_send(engine_t *e, int script, int nkeys, int argc, const char **argv, size_t *lens, req_t **out);
 
+/* engine_random_epoch() - a fresh epoch (HIST_EPOCH_LEN hex digits and a
+ * NUL) into @out, for a channel's first publication. */
+void engine_random_epoch(char *out);
+
 /* engine_finish_state() - answer state request @q (SCRIPT_SOPS or
  * SCRIPT_SREAD) with @r (NULL: the connection went). */
 void engine_finish_state(req_t *q, const redisReply *r);

@@ -596,7 +596,7 @@ static int keys_of(engine_t *e, const char *chan, size_t len, char *buf, size_t 
     return 0;
 }
 
-static void random_epoch(char *out)
+void engine_random_epoch(char *out)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char b[HIST_EPOCH_LEN / 2];
@@ -642,7 +642,7 @@ int engine_publish(engine_t *e, const char *chan, size_t len, const unsigned cha
             digest[2 * i + 1] = hex[idem->digest[i] & 15];
         }
     }
-    random_epoch(epoch);
+    engine_random_epoch(epoch);
     snprintf(nums[0], sizeof nums[0], "%u", keep->size);
     snprintf(nums[1], sizeof nums[1], "%u", keep->ttl_ms);
     snprintf(nums[2], sizeof nums[2], "%lld", (long long)ts);

@@ -214,22 +214,6 @@ static size_t skey(const engine_t *e, const char *kind, const char *chan, size_t
     return n;
 }
 
-static void random_epoch(char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned char b[HIST_EPOCH_LEN / 2];
-
-    if (uv_random(NULL, NULL, b, sizeof b, 0, NULL)) {
-        uint64_t t = uv_hrtime();
-        memcpy(b, &t, sizeof b < sizeof t ? sizeof b : sizeof t);
-    }
-    for (size_t i = 0; i < sizeof b; i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 15];
-    }
-    out[HIST_EPOCH_LEN] = '\0';
-}
-
 int engine_state_ops(engine_t *e, const char *chan, size_t len, const hist_state_op_t *ops, size_t n, int64_t ts,
                      const struct engine_keep *keep, engine_state_cb cb, void *arg)
 {
@@ -254,7 +238,7 @@ int engine_state_ops(engine_t *e, const char *chan, size_t len, const hist_state
         if (!(lens[3 + i] = skey(e, kinds[i], chan, len, k[i]))) { rc = -ENAMETOOLONG; goto out; }
         argv[3 + i] = k[i];
     }
-    random_epoch(epoch);
+    engine_random_epoch(epoch);
     snprintf(head[0], sizeof head[0], "%u", keep->size);
     snprintf(head[1], sizeof head[1], "%u", keep->ttl_ms);
     snprintf(head[2], sizeof head[2], "%lld", (long long)ts);

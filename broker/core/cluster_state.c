@@ -121,7 +121,8 @@ int cluster_state_read(chan_t *c, const char *prefix, size_t plen, const char *a
                                 h))) {
         c->inflight--;
         free(h);
-        return rc == -ENOTCONN ? PROTO_E_ENGINE_UNAVAILABLE : rc == -ENOMEM ? -ENOMEM : PROTO_E_ENGINE_UNAVAILABLE;
+        /* -ENOTCONN, or a name the key layout cannot hold (-ENAMETOOLONG). */
+        return rc == -ENOMEM ? rc : PROTO_E_ENGINE_UNAVAILABLE;
     }
     return 0;
 }
