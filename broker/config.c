@@ -626,7 +626,7 @@ int config_engine_address(const char *addr, char *host, size_t hostlen, int *por
 
 /* The namespace options the redis engine does not carry across nodes yet:
  * their state lives in one node's memory or data directory. */
-static const char *const engine_unsupported[] = { "state", "signals" };
+static const char *const engine_unsupported[] = { "signals" };
 
 static int ns_opt_on(const ns_config_t *n, const char *key, size_t *idx)
 {
@@ -635,6 +635,24 @@ static int ns_opt_on(const ns_config_t *n, const char *key, size_t *idx)
             *idx = i;
             return *(const int *)((const char *)n + ns_opts[i].off);
         }
+    return 0;
+}
+
+/* Whether namespace @n has an option on that the redis engine does not
+ * carry: *@key names it, *@idx its ns_opts row. State channels are carried
+ * (core/cluster_state.c), but not the seat maps' namespace ("seats",
+ * app/seats.h SEATS_NS): its custom operations run only in LMDB. */
+static int ns_unsupported(const ns_config_t *n, const char **key, size_t *idx)
+{
+    for (size_t u = 0; u < sizeof engine_unsupported / sizeof *engine_unsupported; u++)
+        if (ns_opt_on(n, engine_unsupported[u], idx)) {
+            *key = engine_unsupported[u];
+            return 1;
+        }
+    if (!strcmp(n->name, "seats") && ns_opt_on(n, "state", idx)) {
+        *key = "state";
+        return 1;
+    }
     return 0;
 }
 
@@ -679,12 +697,12 @@ static int validate_engine(config_t *c, char *err, size_t errlen)
     }
     for (size_t k = 0; k < c->nns;) {
         ns_config_t *n = &c->ns[k];
-        int builtin = 1, offending = 0;
+        int builtin = 1, offending;
+        const char *key;
         size_t idx;
         for (size_t i = 0; i < NNSOPTS; i++)
             if ((n->set & (1u << i)) && n->where[i] != 0) builtin = 0;
-        for (size_t u = 0; u < sizeof engine_unsupported / sizeof *engine_unsupported; u++)
-            if (ns_opt_on(n, engine_unsupported[u], &idx) && n->where[idx] == 0) offending = 1;
+        offending = ns_unsupported(n, &key, &idx) && n->where[idx] == 0;
         if (builtin && offending) {
             memmove(n, n + 1, (c->nns - k - 1) * sizeof *n);
             c->nns--;
@@ -694,13 +712,13 @@ static int validate_engine(config_t *c, char *err, size_t errlen)
     }
     for (size_t k = 0; k <= c->nns; k++) {
         const ns_config_t *n = k < c->nns ? &c->ns[k] : &c->ns_template;
-        for (size_t u = 0; u < sizeof engine_unsupported / sizeof *engine_unsupported; u++) {
-            size_t idx;
-            if (!ns_opt_on(n, engine_unsupported[u], &idx)) continue;
+        const char *key;
+        size_t idx;
+        if (ns_unsupported(n, &key, &idx)) {
             const char *setter = (n->set & (1u << idx)) ? n->name : "*";
-            ns_where(c, setter, engine_unsupported[u], n->where[idx], where, sizeof where);
+            ns_where(c, setter, key, n->where[idx], where, sizeof where);
             snprintf(err, errlen, "%s[namespace %s] %s = on %s: set %s = off with [engine] type = redis", where,
-                     setter, engine_unsupported[u], tail, engine_unsupported[u]);
+                     setter, key, tail, key);
             return -1;
         }
     }

@@ -285,6 +285,7 @@ static int run(void)
     uv_check_start(&srv.flush, on_flush);
     uv_unref((uv_handle_t *)&srv.flush);
 
+    cluster_set_state_gap(state_on_gap);
     if (cluster_start() || pubpipe_start() || webhook_start() || server_start(&server_hooks)) {
         rc = 1;
         srv.stopping = 1;

@@ -5,8 +5,8 @@
  * engine, and what they report back. The embedded LMDB engine (hist.h,
  * driven by core/pubpipe.c) stays off this interface for now: its publish
  * path has no extra hop or copy. There is one shared engine, Redis
- * (engine_redis.c, presence in engine_presence.c); later increments move
- * state and seat maps behind the same interface.
+ * (engine_redis.c, presence in engine_presence.c, state channels in
+ * engine_state.c); seat maps and adapters are not behind it yet.
  * DESIGN: the Redis engine keeps two connections on the broker's loop: one
  * for commands (a Lua script per publication and per read, by EVALSHA) and
  * one for pub/sub (SUBSCRIBE to the fan-out key of each channel that has
@@ -35,6 +35,8 @@ enum {
     ENGINE_E_AUTHOR_GONE,         /* engine_publish(): the publication at reply_to is no longer kept */
     ENGINE_E_AUTHOR_OTHER,        /* engine_publish(): the publication at reply_to has another author */
     ENGINE_E_NO_LEASE,            /* engine_presence_conn(): the node has no lease (taken for dead): nothing written */
+    ENGINE_E_CONFLICT,            /* engine_state_ops(): a cas found another version: nothing applied */
+    ENGINE_E_NOT_INTEGER,         /* engine_state_ops(): an incr found no integer, or would overflow */
 };
 
 struct engine_conf {
@@ -218,5 +220,50 @@ typedef void (*engine_beat_cb)(void *arg, int status, int known);
  * Return: as engine_presence_conn(). */
 int engine_presence_beat(engine_t *e, const char *node, unsigned lease_ms, const char *old_node, engine_beat_cb cb,
                          void *arg);
+
+/* ---- state channels (docs/cluster.md#state-channels) ---- */
+
+/* The outcome of engine_state_ops(), borrowed for the callback. */
+struct engine_state_res {
+    int status;                   /* 0, ENGINE_E_CONFLICT, ENGINE_E_NOT_INTEGER, or a negative errno as for
+                                     engine_pub_cb (the ops may or may not have been applied) */
+    uint64_t offset;              /* status 0: the delta's offset; when @unchanged, the channel's last */
+    char epoch[HIST_EPOCH_LEN + 1]; /* status 0: the channel's epoch ("" when never published) */
+    int unchanged;                /* status 0: the ops changed nothing, so nothing was published */
+    const unsigned char *rec;     /* status 0: the delta's record, {"ts","data":{"changes":[..],"reset":b}} */
+    size_t reclen;
+    size_t failed_op;             /* ENGINE_E_CONFLICT / ENGINE_E_NOT_INTEGER: which op */
+    uint64_t conflict_version;    /* ENGINE_E_CONFLICT: the key's version now (0: absent) */
+};
+typedef void (*engine_state_cb)(void *arg, const struct engine_state_res *res);
+
+/* engine_state_ops() - apply state operations @ops (n of them, generic
+ * ones only: set, incr, cas, delete, reset; copied) to @chan, all or none,
+ * with the version rules of hist.c (a key's version rises by one per
+ * change; a key new or created again takes the channel's floor + 1; a
+ * deleted key's version and a reset's highest version raise the floor), and
+ * publish the delta as the channel's next offset like engine_publish() with
+ * @ts and @keep. Integers are exact up to 2^53 in Redis' Lua: an incr whose
+ * operand, old value or result is beyond that is refused as
+ * ENGINE_E_NOT_INTEGER. @cb gets the outcome later, exactly once.
+ * Return: 0; -ENOTCONN (no callback); -EINVAL (a custom op); -ENOMEM;
+ * -ENAMETOOLONG. */
+int engine_state_ops(engine_t *e, const char *chan, size_t len, const hist_state_op_t *ops, size_t n, int64_t ts,
+                     const struct engine_keep *keep, engine_state_cb cb, void *arg);
+
+/* The outcome of engine_state_read(): @status 0 and @st (the callee frees
+ * it after the call; the callback may steal kv and buf by zeroing them),
+ * filled as hist_state_read() fills it (st->chan: epoch and last_offset);
+ * else a negative errno, @st empty. */
+typedef void (*engine_state_read_cb)(void *arg, int status, hist_state_t *st);
+
+/* engine_state_read() - @chan's state keys starting with @prefix that sort
+ * (bytewise) after @after (alen 0: from the first), at most @limit (0:
+ * all), with the channel's last offset and epoch, read atomically: the
+ * snapshot is exactly the state after that offset.
+ * Return: 0 (@cb later, once); -ENOTCONN (no callback); -ENOMEM;
+ * -ENAMETOOLONG. */
+int engine_state_read(engine_t *e, const char *chan, size_t len, const char *prefix, size_t plen, const char *after,
+                      size_t alen, size_t limit, engine_state_read_cb cb, void *arg);
 
 #endif

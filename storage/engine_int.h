@@ -11,10 +11,35 @@
 
 #include "engine.h"
 
-enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, NSCRIPTS };
+enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, SCRIPT_SOPS, SCRIPT_SREAD,
+       NSCRIPTS };
 
-/* The presence scripts (engine_presence.c), loaded with the others. */
+/* The presence scripts (engine_presence.c) and the state scripts
+ * (engine_state.c), loaded with the others. */
 extern const char engine_pconn_lua[], engine_pinfo_lua[], engine_pread_lua[], engine_pbeat_lua[];
+extern const char engine_sops_lua[], engine_sread_lua[];
+
+/* A Lua function the scripts that publish share: append record @rec at
+ * offset @off to stream @s (when @keep > 0), trimmed to @keep entries and
+ * @ttl ms (0: no age limit) before @now, then PUBLISH "<off>:<epoch>:<rec>"
+ * on fan-out key @f. */
+#define ENGINE_APPEND_LUA \
+    "local function append(s, f, off, epoch, rec, keep, ttl, now)\n" \
+    "  keep = tonumber(keep); ttl = tonumber(ttl)\n" \
+    "  if keep > 0 then\n" \
+    "    redis.call('XADD', s, 'MAXLEN', keep, off .. '-1', 'r', rec, 't', now)\n" \
+    "    if ttl > 0 then\n" \
+    "      local cutoff = tonumber(now) - ttl\n" \
+    "      for _ = 1, 100 do\n" \
+    "        local old = redis.call('XRANGE', s, '-', '+', 'COUNT', 1)\n" \
+    "        if #old == 0 or tonumber(old[1][2][4]) >= cutoff then break end\n" \
+    "        redis.call('XDEL', s, old[1][1])\n" \
+    "      end\n" \
+    "      redis.call('PEXPIRE', s, ttl)\n" \
+    "    end\n" \
+    "  end\n" \
+    "  redis.call('PUBLISH', f, off .. ':' .. epoch .. ':' .. rec)\n" \
+    "end\n"
 
 struct conn {
     engine_t *e;
@@ -73,6 +98,8 @@ typedef struct req {
         engine_done_cb done;
         engine_presence_cb pres;
         engine_beat_cb beat;
+        engine_state_cb sops;
+        engine_state_read_cb sread;
     } cb;
     void *arg;
     int retried;
@@ -97,6 +124,20 @@ int status_of_drop(engine_t *e);
 
 /* int_of() - @r (an integer or a decimal string) as a number; 0 otherwise. */
 uint64_t int_of(const redisReply *r);
+
+/* engine_eval_send() - send EVALSHA of @script with @nkeys keys: fills
+ * argv[0..2] (@argv and @lens have room for @argc, the keys and arguments
+ * from index 3). Return: 0 and *@out (set its callback now); -ENOTCONN;
+ * -ENOMEM (nothing sent). */
+int engine_eval_send(engine_t *e, int script, int nkeys, int argc, const char **argv, size_t *lens, req_t **out);
+
+/* engine_random_epoch() - a fresh epoch (HIST_EPOCH_LEN hex digits and a
+ * NUL) into @out, for a channel's first publication. */
+void engine_random_epoch(char *out);
+
+/* engine_finish_state() - answer state request @q (SCRIPT_SOPS or
+ * SCRIPT_SREAD) with @r (NULL: the connection went). */
+void engine_finish_state(req_t *q, const redisReply *r);
 
 /* engine_finish_presence() - answer presence request @q with @r (NULL: the
  * connection went). */

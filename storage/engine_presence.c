@@ -209,7 +209,7 @@ void engine_finish_presence(req_t *q, const redisReply *r)
     }
 }
 
-static int eval_send(engine_t *e, int script, int nkeys, int argc, const char **argv, size_t *lens, req_t **out)
+int engine_eval_send(engine_t *e, int script, int nkeys, int argc, const char **argv, size_t *lens, req_t **out)
 {
     char nk[8];
     req_t *q;
@@ -252,7 +252,7 @@ int engine_presence_conn(engine_t *e, const char *chan, size_t len, const char *
     argv[15] = node; lens[15] = strlen(node);
     argv[16] = chan; lens[16] = len;
     argv[17] = m->client; lens[17] = m->clientlen;
-    if ((rc = eval_send(e, SCRIPT_PCONN, 8, 18, argv, lens, &q))) return rc;
+    if ((rc = engine_eval_send(e, SCRIPT_PCONN, 8, 18, argv, lens, &q))) return rc;
     q->cb.done = cb;
     q->arg = arg;
     return 0;
@@ -276,7 +276,7 @@ int engine_presence_info(engine_t *e, const char *chan, size_t len, const struct
     argv[7] = m->key; lens[7] = m->keylen;
     argv[8] = m->json; lens[8] = m->jsonlen;
     argv[9] = m->client; lens[9] = m->clientlen;
-    if ((rc = eval_send(e, SCRIPT_PINFO, 4, 10, argv, lens, &q))) return rc;
+    if ((rc = engine_eval_send(e, SCRIPT_PINFO, 4, 10, argv, lens, &q))) return rc;
     q->cb.done = cb;
     q->arg = arg;
     return 0;
@@ -301,7 +301,7 @@ int engine_presence_read(engine_t *e, const char *chan, size_t len, unsigned lim
     argv[6] = k[3];
     snprintf(num, sizeof num, "%u", limit);
     argv[7] = num; lens[7] = strlen(num);
-    if ((rc = eval_send(e, SCRIPT_PREAD, 3, 8, argv, lens, &q))) return rc;
+    if ((rc = engine_eval_send(e, SCRIPT_PREAD, 3, 8, argv, lens, &q))) return rc;
     q->cb.pres = cb;
     q->arg = arg;
     return 0;
@@ -324,7 +324,7 @@ int engine_presence_beat(engine_t *e, const char *node, unsigned lease_ms, const
     argv[5] = node; lens[5] = strlen(node);
     argv[6] = num; lens[6] = strlen(num);
     argv[7] = old_node ? old_node : ""; lens[7] = strlen(argv[7]);
-    if ((rc = eval_send(e, SCRIPT_PBEAT, 1, 8, argv, lens, &q))) return rc;
+    if ((rc = engine_eval_send(e, SCRIPT_PBEAT, 1, 8, argv, lens, &q))) return rc;
     q->cb.beat = cb;
     q->arg = arg;
     return 0;

@@ -16,7 +16,8 @@
  *   P i:C K  (a space, which channel names never hold, before the client's
  *          idempotency key K) "<digest hex>:<offset>", expiring after
  *          history.idempotency_window.
- * Presence keys and scripts are engine_presence.c's.
+ * Presence keys and scripts are engine_presence.c's; state keys and scripts
+ * engine_state.c's.
  * hiredis 0.14 resolves host names with a blocking getaddrinfo(), so names
  * are resolved here with uv_getaddrinfo() and hiredis is given the address;
  * it has no command timeout either, so a watchdog drops a connection whose
@@ -53,6 +54,7 @@
  * kept, {-5, reply_to} when another author made it. The author is the
  * record's from.user, else (anonymous) from.client, as rec_same_author(). */
 static const char pub_lua[] =
+    ENGINE_APPEND_LUA
     "local function author(rec)\n"
     "  local ok, r = pcall(cmsgpack.unpack, rec)\n"
     "  if not ok or type(r) ~= 'table' or type(r.from) ~= 'table' then return nil end\n"
@@ -81,21 +83,7 @@ static const char pub_lua[] =
     "if ARGV[7] ~= '' then redis.call('SET', KEYS[4], ARGV[7] .. ':' .. off, 'PX', ARGV[8]) end\n"
     "local epoch = redis.call('HGET', KEYS[1], 'epoch')\n"
     "if not epoch then epoch = ARGV[5]; redis.call('HSET', KEYS[1], 'epoch', epoch) end\n"
-    "local keep = tonumber(ARGV[2])\n"
-    "if keep > 0 then\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', keep, off .. '-1', 'r', ARGV[1], 't', ARGV[4])\n"
-    "  local ttl = tonumber(ARGV[3])\n"
-    "  if ttl > 0 then\n"
-    "    local cutoff = tonumber(ARGV[4]) - ttl\n"
-    "    for _ = 1, 100 do\n"
-    "      local old = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)\n"
-    "      if #old == 0 or tonumber(old[1][2][4]) >= cutoff then break end\n"
-    "      redis.call('XDEL', KEYS[2], old[1][1])\n"
-    "    end\n"
-    "    redis.call('PEXPIRE', KEYS[2], ttl)\n"
-    "  end\n"
-    "end\n"
-    "redis.call('PUBLISH', KEYS[3], off .. ':' .. epoch .. ':' .. ARGV[1])\n"
+    "append(KEYS[2], KEYS[3], off, epoch, ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
     "return {off, epoch}\n";
 
 /* KEYS: meta, stream. ARGV: after, upto (0: the last), before (0: none),
@@ -130,7 +118,7 @@ static const char read_lua[] =
     "return out\n";
 
 static const char *const scripts[NSCRIPTS] = { pub_lua, read_lua, engine_pconn_lua, engine_pinfo_lua, engine_pread_lua,
-                                               engine_pbeat_lua };
+                                               engine_pbeat_lua, engine_sops_lua, engine_sread_lua };
 
 static uint64_t now_ms(engine_t *e) { return uv_now(e->loop); }
 
@@ -585,6 +573,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     }
     if (q->script == SCRIPT_PUB) finish_pub(q, reply);
     else if (q->script == SCRIPT_READ) finish_read(q, reply);
+    else if (q->script == SCRIPT_SOPS || q->script == SCRIPT_SREAD) engine_finish_state(q, reply);
     else engine_finish_presence(q, reply);
     free(q);
 }
@@ -607,7 +596,7 @@ static int keys_of(engine_t *e, const char *chan, size_t len, char *buf, size_t 
     return 0;
 }
 
-static void random_epoch(char *out)
+void engine_random_epoch(char *out)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char b[HIST_EPOCH_LEN / 2];
@@ -653,7 +642,7 @@ int engine_publish(engine_t *e, const char *chan, size_t len, const unsigned cha
             digest[2 * i + 1] = hex[idem->digest[i] & 15];
         }
     }
-    random_epoch(epoch);
+    engine_random_epoch(epoch);
     snprintf(nums[0], sizeof nums[0], "%u", keep->size);
     snprintf(nums[1], sizeof nums[1], "%u", keep->ttl_ms);
     snprintf(nums[2], sizeof nums[2], "%lld", (long long)ts);

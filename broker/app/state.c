@@ -7,10 +7,18 @@
  * on the one before it being applied twice or not at all, which is what lets
  * a snapshot be taken at an offset S while later deltas are in flight: the
  * subscriber gets the snapshot, then exactly the deltas after S (held back
- * meanwhile, as for a history replay; see chan_replay_end()). */
+ * meanwhile, as for a history replay; see chan_replay_end()).
+ * With the shared engine (core/cluster_state.h) the same snapshot is read
+ * from Redis with the offset it is at, in one script, once the channel is in
+ * step with the engine (cluster_when_synced()), so the deltas delivered
+ * after it are exactly those after that offset; the page filters then run on
+ * the loop over the keys the engine returned. */
 #include "app/state.h"
 #include "app/history.h"
 #include "core/presence.h"
+#include "core/cluster.h"
+#include "core/cluster_presence.h"
+#include "core/cluster_state.h"
 #include "net/conns.h"
 #include "net/http.h"
 #include "herald.h"
@@ -129,6 +137,9 @@ typedef struct snap_job {
     int rc;
     hist_state_t st;
     json_t *items;                /* SNAP_LIST: the filtered page, built off the loop */
+    json_t *pres;                 /* shared engine: the members of every node, for the subscribe answer */
+    int keep_chan;                /* answered before the read started: the caller still holds chan and drops it */
+    struct history_since since;   /* shared engine, SNAP_SUBSCRIBE: the client's position, decided once in step */
     chan_match_fn match;          /* SNAP_SUBSCRIBE, SNAP_RESYNC: the subscriber's filter, or NULL */
     char match_arg[CHAN_FILTER_ARG_MAX + 1];
 } snap_job_t;
@@ -176,6 +187,30 @@ static int matches(const struct state_page *p, const hist_kv_t *kv, json_t **dec
     return 1;
 }
 
+/* Adds the keys of @st (one chunk of the listing, in key order) that pass
+ * the page's filters to j->items, up to the page's limit; when the page
+ * fills, sets j->st.more (if keys remain) and the cursor j->page.after. */
+static void page_take(snap_job_t *j, const hist_state_t *st)
+{
+    const struct state_page *p = &j->page;
+
+    j->st.chan = st->chan;
+    j->st.found = st->found;
+    for (size_t i = 0; i < st->n && json_array_size(j->items) < p->limit; i++) {
+        json_t *v = NULL;
+        char reason[PROTO_REASON_MAX];
+        if (!matches(p, &st->kv[i], &v)) continue;
+        if (!v && mpack_decode(st->kv[i].val, st->kv[i].vallen, &v, reason)) continue;
+        json_array_append_new(j->items, json_pack("{s:s%,s:o,s:I}", "key", st->kv[i].key, st->kv[i].keylen,
+                                                  "value", v, "version", (json_int_t)st->kv[i].version));
+        if (json_array_size(j->items) == p->limit && (i + 1 < st->n || st->more)) j->st.more = 1;
+    }
+    if (json_array_size(j->items) == p->limit) {
+        json_t *last = json_array_get(j->items, json_array_size(j->items) - 1);
+        snprintf(j->page.after, sizeof j->page.after, "%s", json_string_value(json_object_get(last, "key")));
+    }
+}
+
 static void snap_work(uv_work_t *w)
 {
     snap_job_t *j = w->data;
@@ -199,26 +234,12 @@ static void snap_work(uv_work_t *w)
             j->rc = hist_state_read(pubpipe_store(), j->chan->name, j->chan->namelen, p->prefix, strlen(p->prefix),
                                     alen ? after : NULL, alen, 256, &st);
             if (j->rc) return;
-            j->st.chan = st.chan;
-            j->st.found = st.found;
             more = st.more;
-            for (size_t i = 0; i < st.n && json_array_size(j->items) < p->limit; i++) {
-                json_t *v = NULL;
-                char reason[PROTO_REASON_MAX];
-                if (!matches(p, &st.kv[i], &v)) continue;
-                if (!v && mpack_decode(st.kv[i].val, st.kv[i].vallen, &v, reason)) continue;
-                json_array_append_new(j->items, json_pack("{s:s%,s:o,s:I}", "key", st.kv[i].key, st.kv[i].keylen,
-                                                          "value", v, "version", (json_int_t)st.kv[i].version));
-                if (json_array_size(j->items) == p->limit && (i + 1 < st.n || st.more)) j->st.more = 1;
-            }
+            page_take(j, &st);
             if (st.n) {
                 alen = st.kv[st.n - 1].keylen;
                 memcpy(after, st.kv[st.n - 1].key, alen);
                 after[alen] = '\0';
-            }
-            if (json_array_size(j->items) == p->limit) {
-                json_t *last = json_array_get(j->items, json_array_size(j->items) - 1);
-                snprintf(j->page.after, sizeof j->page.after, "%s", json_string_value(json_object_get(last, "key")));
             }
             hist_state_free(&st);
         }
@@ -263,7 +284,9 @@ static void send_snapshot(sess_t *s, snap_job_t *j, sub_t *sub)
     json_object_set_new(head, "offset", json_integer((json_int_t)at));
     json_object_set_new(head, "epoch", json_string(j->st.found ? j->st.chan.epoch : j->chan->epoch));
     if (j->recovery) json_object_set_new(head, "recovered", json_false());
-    if (j->presence) json_object_set_new(head, "presence", j->chan->ns->presence ? presence_json(j->chan) : json_null());
+    if (j->presence)
+        json_object_set_new(head, "presence", !j->chan->ns->presence ? json_null()
+                                              : j->pres ? json_incref(j->pres) : presence_json(j->chan));
     wbuf_reset(&srv.enc);
     rec_encode_open(enc, head, "state", &srv.enc);
     encode_state(enc, &j->st, &srv.enc);
@@ -275,14 +298,28 @@ static void send_snapshot(sess_t *s, snap_job_t *j, sub_t *sub)
     chan_replay_end_at(sub, at);
 }
 
-static void snap_done(uv_work_t *w, int status)
+/* Lets go of @j's channel and frees @j. */
+static void snap_free(snap_job_t *j)
 {
-    snap_job_t *j = w->data;
+    j->chan->inflight--;
+    if (!j->keep_chan) chan_maybe_drop(j->chan);
+    hist_state_free(&j->st);
+    json_decref(j->items);
+    json_decref(j->pres);
+    json_decref(j->id);
+    free(j);
+}
 
-    if (status && !j->rc) j->rc = -ECANCELED;
+/* Answers @j with its outcome (j->rc, j->st, j->items) and frees it. */
+static void snap_finish(snap_job_t *j)
+{
+    int shared = cluster_routes(j->chan);
+
     if (j->kind == SNAP_LIST) {
         if (j->rc) {
-            http_finish_error(j->serial, 503, PROTO_E_STORAGE, "reading the state failed");
+            http_finish_error(j->serial, 503, shared ? PROTO_E_ENGINE_UNAVAILABLE : PROTO_E_STORAGE,
+                              shared ? "the redis engine is unavailable (see /api/health/ready)"
+                                     : "reading the state failed");
         } else {
             json_t *body = json_pack("{s:s%,s:I,s:s,s:o,s:o}", "channel", j->chan->name, (size_t)j->chan->namelen,
                                      "offset", (json_int_t)(j->st.found ? j->st.chan.last_offset : 0),
@@ -297,24 +334,147 @@ static void snap_done(uv_work_t *w, int status)
         sub_t *sub = s ? chan_sub(s, j->chan) : NULL;
         if (sub) {
             if (j->rc) {
-                hlog(LOG_WARN, "storage", "state read for %s failed: %s", j->chan->name, strerror(-j->rc));
-                sess_send_error(s, j->id, PROTO_E_STORAGE, "reading the state failed");
+                hlog(LOG_WARN, "storage", "state read for %s failed: %s", j->chan->name,
+                     j->rc < 0 ? strerror(-j->rc) : "the redis engine is unavailable");
+                if (shared)
+                    sess_send_error(s, j->id, PROTO_E_ENGINE_UNAVAILABLE,
+                                    "the redis engine is unavailable (see /api/health/ready)");
+                else
+                    sess_send_error(s, j->id, PROTO_E_STORAGE, "reading the state failed");
                 chan_unsubscribe(s, j->chan);
             } else {
                 send_snapshot(s, j, sub);
             }
         }
     }
-    j->chan->inflight--;
-    chan_maybe_drop(j->chan);
-    hist_state_free(&j->st);
-    json_decref(j->items);
-    json_decref(j->id);
-    free(j);
+    snap_free(j);
 }
 
+static void snap_done(uv_work_t *w, int status)
+{
+    snap_job_t *j = w->data;
+
+    if (status && !j->rc) j->rc = -ECANCELED;
+    snap_finish(j);
+}
+
+/* ---- the shared engine ---- */
+
+static void with_presence(void *arg, json_t *pres)
+{
+    snap_job_t *j = arg;
+
+    j->pres = pres ? json_incref(pres) : NULL;
+    if (!pres) j->rc = PROTO_E_ENGINE_UNAVAILABLE;
+    snap_finish(j);
+}
+
+static void engine_snap_done(void *arg, int status, hist_state_t *st)
+{
+    snap_job_t *j = arg;
+
+    j->rc = status;
+    if (status) {
+        snap_finish(j);
+        return;
+    }
+    if (j->kind == SNAP_LIST) {
+        j->items = json_array();
+        page_take(j, st);
+        if (!j->page.limit || json_array_size(j->items) < j->page.limit) j->st.more = 0;
+    } else {
+        j->st = *st;
+        memset(st, 0, sizeof *st);
+        if (j->match) snap_filter(&j->st, j->match, j->match_arg);
+        /* The answer lists the members of every node, as history.c's. */
+        if (j->kind == SNAP_SUBSCRIBE && j->presence && j->chan->ns->presence &&
+            !cluster_presence_fetch(j->chan->name, j->chan->namelen, j->chan->ns->presence_tier, with_presence, j))
+            return;
+    }
+    snap_finish(j);
+}
+
+/* Reads @j's snapshot or page from the engine (j->chan held); a read that
+ * cannot start answers @j at once, as a failed one does. */
+static void engine_submit(snap_job_t *j)
+{
+    const struct state_page *p = &j->page;
+    int list = j->kind == SNAP_LIST, filtered = list && (*p->field || *p->q), rc;
+
+    /* A filtered page reads every key after the cursor and filters them
+     * here; an unfiltered one reads one more key than it shows. */
+    rc = cluster_state_read(j->chan, list ? p->prefix : "", list ? strlen(p->prefix) : 0, list ? p->after : "",
+                            list ? strlen(p->after) : 0, list && !filtered ? p->limit : 0, engine_snap_done, j);
+    if (rc) {
+        /* Answered now, within a caller that holds the channel (the route,
+         * the op, or core/cluster.c running its waits), which drops it. */
+        j->rc = rc;
+        j->keep_chan = 1;
+        snap_finish(j);
+    }
+}
+
+static void engine_synced(chan_t *c, void *arg, int ok)
+{
+    snap_job_t *j = arg;
+
+    if (ok == 1 && j->kind == SNAP_SUBSCRIBE) {
+        sess_t *s = conn_find(j->serial);
+        sub_t *sub = s ? chan_sub(s, c) : NULL;
+        const struct history_since *since = &j->since;
+        if (!sub) {
+            snap_free(j);
+            return;
+        }
+        /* Only now is the channel's position known here: a reconnect whose
+         * gap the stream holds gets the missed deltas, as on one node. */
+        if (since->set && !strcmp(since->epoch, c->epoch) && since->offset <= c->last_offset &&
+            c->last_offset - since->offset <= c->ns->history_size) {
+            int rc = history_subscribed(s, c, j->id, 0, since, j->presence);
+            if (rc) {
+                sess_send_error(s, j->id, rc > 0 ? rc : PROTO_E_INTERNAL, rc > 0 ? "the redis engine is unavailable "
+                                "(see /api/health/ready)" : "out of memory");
+                chan_unsubscribe(s, c);
+            }
+            snap_free(j);
+            return;
+        }
+        /* In step: live deltas from now on wait behind the snapshot. */
+        chan_replay_start(sub);
+    }
+    if (ok == 1) {
+        engine_submit(j);
+        return;
+    }
+    /* -1: the subscriber is gone or unsubscribed; snap_finish() finds no sub. */
+    j->rc = PROTO_E_ENGINE_UNAVAILABLE;
+    snap_finish(j);
+}
+
+/* Starts @j. With the shared engine the answer may come before this
+ * returns (a read that cannot start), so callers hold the subscriber's
+ * replay first. Return: 0; PROTO_E_ENGINE_UNAVAILABLE or -ENOMEM (@j freed,
+ * nothing answered). */
 static int snap_submit(snap_job_t *j)
 {
+    if (cluster_routes(j->chan)) {
+        int rc;
+        j->chan->inflight++;
+        if (j->kind == SNAP_LIST) {
+            engine_submit(j);
+            return 0;
+        }
+        /* A subscriber's snapshot is taken once live deltas flow in step
+         * here, so none between its offset and the channel's position is
+         * missed. */
+        if ((rc = cluster_when_synced(j->chan, engine_synced, j))) {
+            j->chan->inflight--;
+            json_decref(j->id);
+            free(j);
+            return rc;
+        }
+        return 0;
+    }
     j->work.data = j;
     j->chan->inflight++;
     if (!pubpipe_store() || uv_queue_work(&srv.loop, &j->work, snap_work, snap_done)) {
@@ -350,6 +510,12 @@ int state_subscribed(sess_t *s, chan_t *c, const json_t *id, const struct histor
         j->match = sub->filter->match;
         memcpy(j->match_arg, sub->filter->arg, sizeof j->match_arg);
     }
+    if (cluster_routes(c)) {
+        /* The replay starts once the channel is in step (engine_synced()). */
+        int rc;
+        if (!sub->filter) j->since = *since;
+        return (rc = snap_submit(j)) > 0 ? rc : rc ? -ENOMEM : 0;
+    }
     if (snap_submit(j)) return -ENOMEM;
     chan_replay_start(sub);
     return 0;
@@ -366,6 +532,17 @@ void state_on_drained(sess_t *s)
     }
 }
 
+void state_on_gap(chan_t *c)
+{
+    /* Backwards: a resync that fails at once unsubscribes its session,
+     * which moves the last subscriber into its place. */
+    c->inflight++;
+    for (uint32_t i = c->nsubs; i-- > 0;)
+        if (i < c->nsubs) state_resync(c->members[i], c);
+    c->inflight--;
+    chan_maybe_drop(c);
+}
+
 void state_resync(sess_t *s, chan_t *c)
 {
     sub_t *sub = chan_sub(s, c);
@@ -379,6 +556,11 @@ void state_resync(sess_t *s, chan_t *c)
     if (sub->filter) {
         j->match = sub->filter->match;
         memcpy(j->match_arg, sub->filter->arg, sizeof j->match_arg);
+    }
+    if (cluster_routes(c)) {
+        chan_replay_start(sub);
+        if (snap_submit(j)) chan_replay_end(sub);
+        return;
     }
     if (snap_submit(j)) return;
     chan_replay_start(sub);

@@ -55,6 +55,11 @@ int state_list(chan_t *c, const struct state_page *page, uint64_t serial);
  * deltas it missed (sess_hooks.on_drained). */
 void state_on_drained(sess_t *s);
 
+/* state_on_gap() - the shared engine lost deltas of state channel @c
+ * (cluster_set_state_gap()): every subscriber of @c gets a fresh snapshot,
+ * as state_resync(). */
+void state_on_gap(chan_t *c);
+
 /* state_resync() - @s fell behind on @c: its pending deltas were dropped;
  * send it a fresh snapshot ({"op":"snapshot",...}) and deltas after it. */
 void state_resync(sess_t *s, chan_t *c);

@@ -104,9 +104,24 @@ static void deliver(chan_t *c, uint64_t offset, const char *epoch, const unsigne
 /* Tells every subscriber of @c that what lies between (@old_epoch,
  * @old_offset) and (@epoch, @last) cannot be delivered: they are at @last
  * now, and publications after it follow. */
+static void (*state_gap)(chan_t *c);
+
+void cluster_set_state_gap(void (*fn)(chan_t *c)) { state_gap = fn; }
+
 static void unrecovered(chan_t *c, const char *old_epoch, uint64_t old_offset, const char *epoch, uint64_t last)
 {
-    json_t *m = json_pack("{s:s,s:s%,s:s,s:I,s:{s:s,s:I}}", "op", "unrecovered", "channel", c->name,
+    json_t *m;
+
+    if (c->ns->state && state_gap) {
+        /* A state channel's subscribers need not the lost deltas but the
+         * state after them: a fresh snapshot each. */
+        hlog(LOG_WARN, "cluster", "%s: deltas after %s/%llu up to %s/%llu are no longer in the engine's history; "
+             "subscribers get a snapshot", c->name, old_epoch, (unsigned long long)old_offset, epoch,
+             (unsigned long long)last);
+        state_gap(c);
+        return;
+    }
+    m = json_pack("{s:s,s:s%,s:s,s:I,s:{s:s,s:I}}", "op", "unrecovered", "channel", c->name,
                           (size_t)c->namelen, "epoch", epoch, "offset", (json_int_t)last, "last", "epoch",
                           old_epoch, "offset", (json_int_t)old_offset);
 

@@ -57,6 +57,12 @@ int cluster_ready(const char **why);
  * command (0) connection is up, for /metrics. */
 int cluster_conn_up(int sub);
 
+/* cluster_set_state_gap() - @fn (app/state.c's state_on_gap()) is called
+ * in place of the "unrecovered" push when a state channel's deltas between
+ * two positions can no longer be read (a gap the stream does not hold, a
+ * Redis restart without them): it gives each subscriber a fresh snapshot. */
+void cluster_set_state_gap(void (*fn)(chan_t *c));
+
 /* cluster_occupancy() - @c got its first local subscriber (@occupied 1) or
  * lost its last (0): subscribe to it in the engine, or unsubscribe.
  * Called by core/channel.c for channels cluster_routes() takes. */

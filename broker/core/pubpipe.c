@@ -1,6 +1,7 @@
 /* broker/core/pubpipe.c - see pubpipe.h. */
 #include "core/pubpipe.h"
 #include "core/cluster.h"
+#include "core/cluster_state.h"
 #include "core/admit.h"
 #include "mpack.h"
 #include "net/http.h"
@@ -156,6 +157,26 @@ static void add_state_changes(json_t *m, const unsigned char *rec, size_t len)
     json_object_set(m, "changes", ch ? ch : json_array());
     if (json_is_true(json_object_get(data, "reset"))) json_object_set_new(m, "reset", json_true());
     json_decref(r);
+}
+
+/* The error a refused state request gets: PROTO_E_CONFLICT (with the
+ * key's "version" in *@extra) or PROTO_E_NOT_INTEGER for @status
+ * HIST_E_CONFLICT or HIST_E_NOT_INTEGER at op @failed; @why gets the reason. */
+static int state_refusal(const pub_ops_t *ops, int status, size_t failed, uint64_t conflict_version, char *why,
+                         json_t **extra)
+{
+    const hist_state_op_t *op = &ops->ops[failed];
+
+    if (status == HIST_E_CONFLICT) {
+        snprintf(why, PROTO_REASON_MAX, "ops[%zu]: key \"%.*s\" is at version %llu, not %llu; nothing was applied",
+                 failed, (int)op->keylen, op->key, (unsigned long long)conflict_version,
+                 (unsigned long long)op->version);
+        *extra = json_pack("{s:I}", "version", (json_int_t)conflict_version);
+        return PROTO_E_CONFLICT;
+    }
+    snprintf(why, PROTO_REASON_MAX, "ops[%zu]: key \"%.*s\" does not hold an integer, or it would overflow; "
+             "nothing was applied", failed, (int)op->keylen, op->key);
+    return PROTO_E_NOT_INTEGER;
 }
 
 /* Tells @o the outcome @out of its publication on @c: {"op":"published" |
@@ -544,17 +565,7 @@ static void finish(pub_t *p)
             memcpy(c->epoch, p->w.stored_epoch, HIST_EPOCH_LEN + 1);
         extra = json_incref(p->w.result);
     } else if (p->w.status == HIST_E_CONFLICT || p->w.status == HIST_E_NOT_INTEGER) {
-        const hist_state_op_t *op = &p->sops->ops[p->w.failed_op];
-        out.code = p->w.status == HIST_E_CONFLICT ? PROTO_E_CONFLICT : PROTO_E_NOT_INTEGER;
-        if (out.code == PROTO_E_CONFLICT) {
-            snprintf(why, sizeof why, "ops[%zu]: key \"%.*s\" is at version %llu, not %llu; nothing was applied",
-                     p->w.failed_op, (int)op->keylen, op->key, (unsigned long long)p->w.conflict_version,
-                     (unsigned long long)op->version);
-            extra = json_pack("{s:I}", "version", (json_int_t)p->w.conflict_version);
-        } else {
-            snprintf(why, sizeof why, "ops[%zu]: key \"%.*s\" does not hold an integer, or it would overflow; "
-                     "nothing was applied", p->w.failed_op, (int)op->keylen, op->key);
-        }
+        out.code = state_refusal(p->sops, p->w.status, p->w.failed_op, p->w.conflict_version, why, &extra);
     } else if (p->w.status == HIST_E_CHECK) {
         out.code = PROTO_E_FORBIDDEN;
         srv.stats.permission_denied++;
@@ -905,6 +916,8 @@ int pubpipe_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
     char reason[PROTO_REASON_MAX];
     pub_t *p;
 
+    if (cluster_routes(c)) return cluster_state(c, ops, origin);
+
     if (pp.store && pubpipe_admit(origin, reason)) {
         refuse(c, ops, origin, reason);
         return 0;
@@ -925,6 +938,21 @@ int pubpipe_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
     p->w.nops = ops->n;
     queue_write(p, c, clock_wall_ms());
     return 0;
+}
+
+void pubpipe_state_report(chan_t *c, pub_ops_t *ops, const origin_t *origin, int status, size_t failed_op,
+                          uint64_t conflict_version, uint64_t offset, const unsigned char *rec, size_t reclen)
+{
+    struct pub_outcome out = { .offset = offset, .state_rec = rec, .state_reclen = reclen, .reply_op = ops->reply_op };
+    json_t *extra = NULL;
+    char why[PROTO_REASON_MAX];
+
+    if (status) out.code = state_refusal(ops, status, failed_op, conflict_version, why, &extra);
+    if (ops->done) ops->done(c, ops, out.code, extra);
+    out.reason = out.code ? why : NULL;
+    out.extra = extra;
+    report(origin, c, &out);
+    json_decref(extra);
 }
 
 int pubpipe_custom(const char *name, const pub_custom_t *pc, origin_t *origin, char *reason)

@@ -128,12 +128,22 @@ void pubpipe_release(void);
 
 /* pubpipe_state() - apply the state operations @ops (taken) to state channel
  * @c for @origin (taken), all or none, in the channel's write transaction;
- * the effect is published as a delta (app/state.c describes it). While
+ * the effect is published as a delta (app/state.c describes it). A channel
+ * the shared engine routes (cluster_routes()) goes to cluster_state(). While
  * pubpipe_admit() refuses, the outcome is PROTO_E_OVERLOADED, told (to
  * @ops' done(), then @origin) before this returns, after which @ops is freed
  * and @c may be gone.
  * Return: 0, or -ENOMEM (no outcome will come; @ops freed, @origin cleared). */
 int pubpipe_state(chan_t *c, pub_ops_t *ops, origin_t *origin);
+
+/* pubpipe_state_report() - answer @origin (borrowed) for state operations
+ * @ops (borrowed) on @c the way pubpipe_state() does, calling @ops' done()
+ * first: @status 0 with @offset and the delta record @rec (its "changes" go
+ * in the reply), or HIST_E_CONFLICT / HIST_E_NOT_INTEGER at op @failed_op
+ * (@conflict_version: the key's version now). For the shared engine's
+ * state path (core/cluster_state.c), so both engines answer alike. */
+void pubpipe_state_report(chan_t *c, pub_ops_t *ops, const origin_t *origin, int status, size_t failed_op,
+                          uint64_t conflict_version, uint64_t offset, const unsigned char *rec, size_t reclen);
 
 /* pubpipe_custom() - run @pc's custom operation on state channel @name
  * (opened here) for @origin (taken): one pub_ops_t of one HIST_OP_CUSTOM op,

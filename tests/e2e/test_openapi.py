@@ -421,6 +421,28 @@ def test_presence_answers_503_when_redis_is_down(tmp_path_factory):
         b.check_clean_exit()
 
 
+def test_state_answers_503_when_redis_is_down(tmp_path_factory):
+    """[engine] type = redis: state is read and changed in Redis; with Redis gone both routes answer 503 (133)."""
+    from test_cluster import Redis, engine_args
+    redis = Redis(tmp_path_factory.mktemp("redis")).start()
+    b = Broker(tmp_path_factory.mktemp("clustered"), [*engine_args(redis), "--ns", "board.state=on"],
+               name="clustered").start()
+    path, pp = "/api/channels/{channel}/state", {"channel": "board:a"}
+    try:
+        call(b, "post", path, "200", pp, json=BODIES[("post", path)])
+        call(b, "get", path, "200", pp)
+        redis.kill()
+        deadline = time.monotonic() + 10
+        while requests.get(b.url("/api/health/ready"), timeout=2).status_code == 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert call(b, "post", path, "503", pp, json=BODIES[("post", path)]).json()["error"]["code"] == 133
+        assert call(b, "get", path, "503", pp).json()["error"]["code"] == 133
+    finally:
+        redis.kill()
+        b.check_clean_exit()
+
+
 def test_adapters_refuse_invalid_ids_and_foreign_keys(keyed):
     for m, p, op in operations():
         if not p.startswith(("/api/scoreboards/", "/api/events/")):

@@ -730,9 +730,11 @@ static void test_engine(void **state)
     assert_string_equal(c.engine_prefix, "app1:");
     assert_int_equal(c.engine_connect_timeout_ms, 500);
     assert_int_equal(c.engine_command_timeout_ms, 1000);
-    /* Embedded namespaces with presence or state are not predefined under redis. */
+    /* Embedded namespaces with signals or seat maps are not predefined under
+     * redis; state channels are carried (core/cluster_state.c). */
     assert_false(config_ns(&c, "chat:x", 6)->presence);
-    assert_false(config_ns(&c, "scores:x", 8)->state);
+    assert_true(config_ns(&c, "scores:x", 8)->state);
+    assert_false(config_ns(&c, "seats:x", 7)->state);
     assert_int_equal(config_ns(&c, "room:x", 6)->history_size, 5);
     config_free(&c);
 
@@ -755,8 +757,11 @@ static void test_engine(void **state)
     expect_error(PARSE(&c, err, "--engine", "redis", "--ns", "*.signals=on"), err,
                  "[namespace *] signals = on is not supported by the redis engine yet");
     /* A predefined namespace the file changes is kept, and so is its refusal. */
-    expect_error(PARSE(&c, err, "--engine", "redis", "--ns", "scores.history_size=9"), err,
-                 "[namespace scores] state = on is not supported by the redis engine yet");
+    expect_error(PARSE(&c, err, "--engine", "redis", "--ns", "seats.history_size=9"), err,
+                 "[namespace seats] state = on is not supported by the redis engine yet");
+    assert_int_equal(PARSE(&c, err, "--engine", "redis", "--ns", "board.state=on"), CONFIG_ARGS_RUN);
+    assert_true(config_ns(&c, "board:x", 7)->state);
+    config_free(&c);
     expect_error(PARSE(&c, err, "--engine", "redis", "--commerce", "on"), err, "[adapter commerce] is not supported");
     /* Under lmdb the [engine] values are not checked beyond their type. */
     assert_int_equal(PARSE(&c, err, "--engine-address", "nohost"), CONFIG_ARGS_RUN);

@@ -1,0 +1,128 @@
+/* broker/core/cluster_state.c - see cluster_state.h. */
+#include "core/cluster_state.h"
+#include "core/cluster.h"
+#include "herald.h"
+#include "clock.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct sops_ctx {
+    chan_t *chan;
+    pub_ops_t *ops;
+    origin_t origin;
+};
+
+static void unavailable(chan_t *c, pub_ops_t *ops, const origin_t *o, const char *maybe)
+{
+    char why[PROTO_REASON_MAX];
+
+    if (ops->done) ops->done(c, ops, PROTO_E_ENGINE_UNAVAILABLE, NULL);
+    snprintf(why, sizeof why, "the redis engine is unavailable (see /api/health/ready)%s", maybe);
+    reply_error(o, 0, PROTO_E_ENGINE_UNAVAILABLE, why, NULL);
+}
+
+static void on_applied(void *arg, const struct engine_state_res *res)
+{
+    struct sops_ctx *x = arg;
+    chan_t *c = x->chan;
+
+    if (res->status == 0) {
+        pubpipe_state_report(c, x->ops, &x->origin, 0, 0, 0, res->offset, res->rec, res->reclen);
+        if (!res->unchanged) {
+            srv.stats.publications++;
+            metrics.ns_publications[stats_ns_index(c->ns)]++;
+        }
+    } else if (res->status == ENGINE_E_CONFLICT || res->status == ENGINE_E_NOT_INTEGER) {
+        pubpipe_state_report(c, x->ops, &x->origin, res->status == ENGINE_E_CONFLICT ? HIST_E_CONFLICT
+                             : HIST_E_NOT_INTEGER, res->failed_op, res->conflict_version, 0, NULL, 0);
+    } else {
+        /* The script may have run before the connection went: say so. */
+        unavailable(c, x->ops, &x->origin, res->status == -ECANCELED ? "" : "; the connection failed while the "
+                    "operations were in flight, so they may or may not have been applied");
+    }
+    origin_clear(&x->origin);
+    pub_ops_free(x->ops);
+    c->inflight--;
+    chan_maybe_drop(c);
+    free(x);
+}
+
+int cluster_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
+{
+    struct engine_keep keep = { c->ns->history ? c->ns->history_size : 0, c->ns->history ? c->ns->history_ttl_ms : 0 };
+    struct sops_ctx *x;
+    int rc;
+
+    for (size_t i = 0; i < ops->n; i++)
+        if (ops->ops[i].type == HIST_OP_CUSTOM) {
+            if (ops->done) ops->done(c, ops, PROTO_E_DISABLED, NULL);
+            reply_error(origin, 0, PROTO_E_DISABLED, "custom state operations (seat maps) do not run on the redis "
+                        "engine (docs/cluster.md)", NULL);
+            origin_clear(origin);
+            pub_ops_free(ops);
+            chan_maybe_drop(c);
+            return 0;
+        }
+    if (!(x = malloc(sizeof *x))) {
+        pub_ops_free(ops);
+        origin_clear(origin);
+        return -ENOMEM;
+    }
+    x->chan = c;
+    x->ops = ops;
+    x->origin = *origin;
+    origin->id = NULL;
+    c->inflight++;
+    rc = engine_state_ops(cluster_engine(), c->name, c->namelen, ops->ops, ops->n, clock_wall_ms(), &keep,
+                          on_applied, x);
+    if (rc) {
+        if (rc == -ENOTCONN) unavailable(c, ops, &x->origin, "");
+        else reply_error(&x->origin, 0, PROTO_E_INTERNAL, rc == -ENOMEM ? "out of memory" : "channel name too long",
+                         NULL);
+        origin_clear(&x->origin);
+        pub_ops_free(ops);
+        c->inflight--;
+        chan_maybe_drop(c);
+        free(x);
+    }
+    return 0;
+}
+
+struct held {
+    chan_t *chan;
+    engine_state_read_cb cb;
+    void *arg;
+};
+
+static void on_read(void *arg, int status, hist_state_t *st)
+{
+    struct held *h = arg;
+
+    h->cb(h->arg, status, st);
+    h->chan->inflight--;
+    chan_maybe_drop(h->chan);
+    free(h);
+}
+
+int cluster_state_read(chan_t *c, const char *prefix, size_t plen, const char *after, size_t alen, size_t limit,
+                       engine_state_read_cb cb, void *arg)
+{
+    struct held *h = malloc(sizeof *h);
+    int rc;
+
+    if (!h) return -ENOMEM;
+    h->chan = c;
+    h->cb = cb;
+    h->arg = arg;
+    c->inflight++;
+    if ((rc = engine_state_read(cluster_engine(), c->name, c->namelen, prefix, plen, after, alen, limit, on_read,
+                                h))) {
+        c->inflight--;
+        free(h);
+        /* -ENOTCONN, or a name the key layout cannot hold (-ENAMETOOLONG). */
+        return rc == -ENOMEM ? rc : PROTO_E_ENGINE_UNAVAILABLE;
+    }
+    return 0;
+}
