@@ -60,6 +60,8 @@ unsigned sendring_pending(void) { return sr.n; }
 
 int sendring_full(void) { return sr.n == sr.cap; }
 
+size_t sendring_room(void) { return sr.arena_cap - sr.arena_used; }
+
 unsigned char *sendring_stage(size_t len)
 {
     unsigned char *p;

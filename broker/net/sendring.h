@@ -45,6 +45,9 @@ unsigned sendring_pending(void);
 /* sendring_full() - whether sendring_add() would fail (submit first). */
 int sendring_full(void);
 
+/* sendring_room() - bytes sendring_stage() can still give before a submit. */
+size_t sendring_room(void);
+
 /* sendring_submit() - send everything queued in one system call and call
  * @done for each send, in the order they were added, with what the kernel
  * did: @res = bytes written (possibly fewer than @len), or a negative errno

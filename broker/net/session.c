@@ -285,6 +285,56 @@ static void pop(sess_t *s, uint32_t n)
     }
 }
 
+/* The frames one write takes from the head of @s's queue (non-empty), and
+ * their payload bytes in *@len: the first alone, from its shared buffer
+ * (*@single = 1), when it is alone or too big to batch; otherwise as many
+ * as fit in write_batch_max, newline-separated in JSON (batch_copy()). */
+static uint32_t batch_span(const sess_t *s, size_t *len, int *single)
+{
+    size_t max = srv.cfg.write_batch_max;
+    frame_t *f = s->q[s->qhead];
+    uint32_t n;
+
+    *single = s->qlen == 1 || f->len >= max;
+    if (*single) {
+        *len = f->len;
+        return 1;
+    }
+    *len = 0;
+    for (n = 0; n < s->qlen; n++) {
+        f = s->q[(s->qhead + n) & (s->qcap - 1)];
+        if (*len + f->len + 1 > max) break;
+        if (n && s->enc == PROTO_JSON) (*len)++;
+        *len += f->len;
+    }
+    return n;
+}
+
+/* Copies the first @n queued frames of @s into @dst, as batch_span() counted them. */
+static void batch_copy(const sess_t *s, uint32_t n, unsigned char *dst)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        frame_t *f = s->q[(s->qhead + i) & (s->qcap - 1)];
+        if (i && s->enc == PROTO_JSON) *dst++ = '\n';
+        memcpy(dst, frame_payload(f), f->len);
+        dst += f->len;
+    }
+}
+
+/* After a write of @n frames (@len payload bytes) went out, whichever way. */
+static void wrote(sess_t *s, uint32_t n, size_t len)
+{
+    /* A session flushing its queue before its close is making progress:
+     * the close timeout counts from its last write, so a client that reads
+     * slowly but steadily gets everything (shutdown_timeout bounds that). */
+    if (s->close_code) s->close_at_ms = uv_now(&srv.loop);
+    metrics.writes++;
+    metrics.frames_out += n;
+    metrics.bytes_out += len;
+    pop(s, n);
+    if (s->nstale && s->qbytes < srv.cfg.send_queue_max / 4 && hooks.on_drained) hooks.on_drained(s);
+}
+
 /* Writes one WebSocket frame from the head of the queue: the first frame
  * alone, straight from its shared buffer, when it is alone or too big to
  * batch; otherwise as many queued frames as fit in write_batch_max, copied
@@ -304,37 +354,14 @@ static int write_batch(sess_t *s)
         return 0;
     }
     enum lws_write_protocol type = s->enc == PROTO_MSGPACK ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
-    size_t max = srv.cfg.write_batch_max, len;
-    unsigned char *out;
-    uint32_t n;
-    frame_t *f = s->q[s->qhead];
+    size_t len;
+    int single;
+    uint32_t n = batch_span(s, &len, &single);
+    unsigned char *out = single ? frame_payload(s->q[s->qhead]) : srv.batch + FRAME_HEADROOM;
 
-    if (s->qlen == 1 || f->len >= max) {
-        out = frame_payload(f);
-        len = f->len;
-        n = 1;
-    } else {
-        unsigned char *p = srv.batch + FRAME_HEADROOM;
-        len = 0;
-        for (n = 0; n < s->qlen; n++) {
-            f = s->q[(s->qhead + n) & (s->qcap - 1)];
-            if (len + f->len + 1 > max) break;
-            if (n && s->enc == PROTO_JSON) p[len++] = '\n';
-            memcpy(p + len, frame_payload(f), f->len);
-            len += f->len;
-        }
-        out = p;
-    }
+    if (!single) batch_copy(s, n, out);
     if (lws_write(s->wsi, out, len, type) < (int)len) return -1;
-    /* A session flushing its queue before its close is making progress:
-     * the close timeout counts from its last write, so a client that reads
-     * slowly but steadily gets everything (shutdown_timeout bounds that). */
-    if (s->close_code) s->close_at_ms = uv_now(&srv.loop);
-    metrics.writes++;
-    metrics.frames_out += n;
-    metrics.bytes_out += len;
-    pop(s, n);
-    if (s->nstale && s->qbytes < srv.cfg.send_queue_max / 4 && hooks.on_drained) hooks.on_drained(s);
+    wrote(s, n, len);
     return 0;
 }
 
@@ -497,13 +524,8 @@ static void ring_done(void *owner, const unsigned char *buf, size_t len, int res
          * the writable callback takes over once it drains. */
         request_write(s);
     } else {
-        if (s->close_code) s->close_at_ms = uv_now(&srv.loop);
-        metrics.writes++;
         metrics.writes_batched++;
-        metrics.frames_out += n;
-        metrics.bytes_out += len - hlen;
-        pop(s, n);
-        if (s->nstale && s->qbytes < srv.cfg.send_queue_max / 4 && hooks.on_drained) hooks.on_drained(s);
+        wrote(s, n, len - hlen);
         if (s->qlen || partial) request_write(s);
     }
     if (held) frame_unref(held);
@@ -524,49 +546,34 @@ static void ring_submit(void)
  * message bigger than a batch). */
 static int ring_queue(sess_t *s)
 {
-    size_t max = srv.cfg.write_batch_max, len = 0, hlen;
-    frame_t *f;
+    size_t len, hlen;
     unsigned char *buf;
     uint32_t n;
-    int binary = s->enc == PROTO_MSGPACK;
+    int single, binary = s->enc == PROTO_MSGPACK;
 
-    /* An empty queue may have no ring at all (pop() frees a grown one). */
-    if (!sendring_ready() || s->stream || !s->qlen || lws_partial_buffered(s->wsi)) return 0;
-    f = s->q[s->qhead];
-    if (f->len > max) return 0;
-    /* Make room before staging anything: submitting empties the arena. */
-    if (sendring_full()) ring_submit();
-    if (s->qlen == 1 || f->len == max) {
-        /* One frame, sent from its shared buffer: its header goes in the
-         * headroom, the same bytes for every recipient (net/frame.h). */
-        unsigned char *payload = frame_payload(f);
-        len = f->len;
-        hlen = ws_header(payload, len, binary);
-        buf = payload - hlen;
-        n = 1;
+    if (!sendring_ready() || s->stream) return 0;
+    /* Make room for one whole batch first: submitting empties the arena,
+     * and what its callbacks do (a resync's snapshot queued, a close) may
+     * change @s, so @s is looked at only afterwards. */
+    if (sendring_full() || sendring_room() < srv.cfg.write_batch_max + 10) ring_submit();
+    /* An empty queue may have no ring at all (pop() frees a grown one). A
+     * single message bigger than a batch takes the usual way: the arena
+     * and srv.batch (for a partial send's rest) hold one batch. */
+    if (s->close_code || s->close_started || !s->qlen || lws_partial_buffered(s->wsi) ||
+        s->q[s->qhead]->len > srv.cfg.write_batch_max)
+        return 0;
+    n = batch_span(s, &len, &single);
+    if (single) {
+        /* Sent from its shared buffer: its header goes in the headroom, the
+         * same bytes for every recipient (net/frame.h). */
+        frame_t *f = s->q[s->qhead];
+        hlen = ws_header(frame_payload(f), len, binary);
+        buf = frame_payload(f) - hlen;
         s->ring_frame = frame_ref(f);   /* a close may clear the queue before the send */
     } else {
-        unsigned char *p;
-        /* The same frames write_batch() would take: as many as fit in
-         * write_batch_max, newline-separated in JSON. */
-        for (n = 0; n < s->qlen; n++) {
-            f = s->q[(s->qhead + n) & (s->qcap - 1)];
-            if (len + f->len + 1 > max) break;
-            if (n && s->enc == PROTO_JSON) len++;
-            len += f->len;
-        }
         hlen = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
-        if (!(buf = sendring_stage(hlen + len))) {
-            ring_submit();
-            if (!(buf = sendring_stage(hlen + len))) return 0;
-        }
-        p = buf + hlen;
-        for (uint32_t i = 0; i < n; i++) {
-            f = s->q[(s->qhead + i) & (s->qcap - 1)];
-            if (i && s->enc == PROTO_JSON) *p++ = '\n';
-            memcpy(p, frame_payload(f), f->len);
-            p += f->len;
-        }
+        if (!(buf = sendring_stage(hlen + len))) return 0;   /* room was made above */
+        batch_copy(s, n, buf + hlen);
         ws_header(buf + hlen, len, binary);
     }
     if (sendring_add(lws_get_socket_fd(s->wsi), buf, hlen + len, s)) {
