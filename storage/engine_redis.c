@@ -12,7 +12,10 @@
  *          MessagePack as protocol/record.h) and t (ms), trimmed to the
  *          namespace's history_size and history_ttl, and expiring with it;
  *   P f:C  the pub/sub channel a publication is announced on:
- *          "<offset>:<epoch>:<record>";
+ *          "<offset>:<epoch>:<record>"; also presence events ("P...",
+ *          engine_presence.c) and signals ("S:<payload>", PUBLISHed by
+ *          engine_signal() without a script: nothing is stored). Whatever
+ *          else arrives there is logged (at most every 10 s) and dropped;
  *   P i:C K  (a space, which channel names never hold, before the client's
  *          idempotency key K) "<digest hex>:<offset>", expiring after
  *          history.idempotency_window.
@@ -43,6 +46,8 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define WATCHDOG_MS 250
+/* At most one "malformed message" line per this long (the rest are counted). */
+#define MALFORMED_LOG_MS 10000
 
 /* KEYS: meta, stream, fan-out, idempotency key. ARGV: record, keep, ttl_ms,
  * now_ms, epoch to use if the channel has none, reply_to, the request's
@@ -552,6 +557,20 @@ static void finish_read(req_t *q, const redisReply *r)
     hist_result_free(&res);
 }
 
+static void finish_signal(req_t *q, const redisReply *r)
+{
+    int status = 0;
+
+    if (!r) {
+        status = status_of_drop(q->e);
+    } else if (r->type != REDIS_REPLY_INTEGER) {
+        hlog(LOG_ERROR, "engine", "redis PUBLISH of a signal failed: %s",
+             r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        status = -EIO;
+    }
+    if (q->cb.done) q->cb.done(q->arg, status, status ? 0 : int_of(r));
+}
+
 static void on_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     req_t *q = priv;
@@ -561,7 +580,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
 
     if (e->cmd.inflight) e->cmd.inflight--;
     e->cmd.progress_ms = now_ms(e);
-    if (reply && reply->type == REDIS_REPLY_ERROR && !strncmp(reply->str, "NOSCRIPT", 8) && !q->retried) {
+    if (reply && reply->type == REDIS_REPLY_ERROR && !strncmp(reply->str, "NOSCRIPT", 8) && !q->retried &&
+        q->script >= 0 && q->script < NSCRIPTS) {
         /* The script cache was emptied: EVAL loads it again. */
         q->retried = 1;
         q->argv[0] = "EVAL";
@@ -571,7 +591,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         if (req_send(q) == 0) return;
         reply = NULL;
     }
-    if (q->script == SCRIPT_PUB) finish_pub(q, reply);
+    if (q->script == REQ_SIGNAL) finish_signal(q, reply);
+    else if (q->script == SCRIPT_PUB) finish_pub(q, reply);
     else if (q->script == SCRIPT_READ) finish_read(q, reply);
     else if (q->script == SCRIPT_SOPS || q->script == SCRIPT_SREAD) engine_finish_state(q, reply);
     else engine_finish_presence(q, reply);
@@ -706,7 +727,56 @@ int engine_read(engine_t *e, const char *chan, size_t len, const struct engine_r
     return rc;
 }
 
+int engine_signal(engine_t *e, const char *chan, size_t len, const char *payload, size_t n, engine_done_cb cb,
+                  void *arg)
+{
+    char key[64 + 2 + 256];
+    const char *argv[3];
+    size_t lens[3];
+    char *msg;
+    req_t *q;
+    int rc;
+
+    if (!engine_up(e)) return -ENOTCONN;
+    if (e->prefixlen + 2 + len > sizeof key) return -ENAMETOOLONG;
+    memcpy(key, e->prefix, e->prefixlen);
+    memcpy(key + e->prefixlen, "f:", 2);
+    memcpy(key + e->prefixlen + 2, chan, len);
+    if (!(msg = malloc(n + 2))) return -ENOMEM;
+    msg[0] = 'S';
+    msg[1] = ':';
+    memcpy(msg + 2, payload, n);
+    argv[0] = "PUBLISH"; lens[0] = 7;
+    argv[1] = key; lens[1] = e->prefixlen + 2 + len;
+    argv[2] = msg; lens[2] = n + 2;
+    q = req_new(e, REQ_SIGNAL, 3, argv, lens);
+    free(msg);
+    if (!q) return -ENOMEM;
+    q->cb.done = cb;
+    q->arg = arg;
+    if ((rc = req_send(q))) free(q);
+    return rc;
+}
+
 /* ---- subscriptions ---- */
+
+/* A message on a fan-out key that no node sent (anyone who can PUBLISH in
+ * Redis can send one): logged, at most one line per MALFORMED_LOG_MS with
+ * how many went unlogged, so garbage cannot flood the log. */
+static void malformed(engine_t *e, const char *name, size_t len, const char *why)
+{
+    static uint64_t last_ms, unlogged;
+    uint64_t now = now_ms(e);
+
+    if (last_ms && now - last_ms < MALFORMED_LOG_MS) {
+        unlogged++;
+        return;
+    }
+    hlog(LOG_WARN, "engine", "dropped a malformed message on redis channel %.*s: %s (%llu more since the last such "
+         "line)", (int)len, name, why, (unsigned long long)unlogged);
+    last_ms = now ? now : 1;
+    unlogged = 0;
+}
 
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -751,14 +821,30 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
     p = msg->str;
     end = p + msg->len;
     if (msg->len > 2 && p[0] == 'P') {
-        engine_on_presence_msg(e, name->str + e->prefixlen + 2, name->len - e->prefixlen - 2, p, msg->len);
+        if (engine_on_presence_msg(e, name->str + e->prefixlen + 2, name->len - e->prefixlen - 2, p, msg->len))
+            malformed(e, name->str, name->len, "not a presence event");
+        return;
+    }
+    if (msg->len >= 2 && p[0] == 'S' && p[1] == ':') {
+        e->ev.on_signal(e->ev.ctx, name->str + e->prefixlen + 2, name->len - e->prefixlen - 2, p + 2, msg->len - 2);
+        return;
+    }
+    /* A publication: digits only, then ':' (strtoull would take a sign or spaces). */
+    if (p == end || *p < '0' || *p > '9') {
+        malformed(e, name->str, name->len, "neither a publication, a presence event nor a signal");
         return;
     }
     off = strtoull(p, &num_end, 10);
-    if (num_end == p || num_end >= end || *num_end != ':') return;
+    if (num_end >= end || *num_end != ':' || off == 0) {
+        malformed(e, name->str, name->len, "a publication without an offset");
+        return;
+    }
     p = num_end + 1;
     colon = memchr(p, ':', (size_t)(end - p));
-    if (!colon || colon - p != HIST_EPOCH_LEN) return;
+    if (!colon || colon - p != HIST_EPOCH_LEN) {
+        malformed(e, name->str, name->len, "a publication without an epoch");
+        return;
+    }
     memcpy(epoch, p, HIST_EPOCH_LEN);
     epoch[HIST_EPOCH_LEN] = '\0';
     p = colon + 1;

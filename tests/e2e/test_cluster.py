@@ -421,7 +421,6 @@ def test_killed_node_client_recovers_elsewhere(make_broker, redis, tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--engine-presence-heartbeat", "50ms"], "[engine] presence_heartbeat must be at least 100ms"),
     (["--ns", "seats.state=on"], "[namespace seats] state = on is not supported by the redis engine yet"),
-    (["--ns", "talk.signals=on"], "[namespace talk] signals = on is not supported by the redis engine yet"),
     (["--commerce", "on"], "[adapter commerce] is not supported by the redis engine yet"),
     (["--tickets", "on"], "[adapter tickets] is not supported by the redis engine yet"),
     (["--webhook", "w.url=http://127.0.0.1:9/x", "--webhook", "w.secret=webhook-secret-0123456789", "--webhook", "w.events=publication"],
@@ -444,7 +443,7 @@ def test_bad_engine_type_and_config_file(tmp_path):
     conf.write_text("[engine]\ntype = redis\naddress = 10.0.0.1\n")
     r = run_herald(["--config", str(conf), "--data-dir", str(tmp_path / "d")])
     assert r.returncode != 0 and "h.conf" in r.stderr + r.stdout and "[engine] address" in r.stdout + r.stderr
-    # The embedded namespaces with signals or seat maps are not predefined under redis; the broker starts.
+    # The embedded namespace with seat maps is not predefined under redis; the broker starts.
     conf.write_text("[engine]\ntype = redis\naddress = 127.0.0.1:%d\n[namespace room]\nhistory_size = 3\n" % free_port())
     b = Broker(tmp_path, ["--config", str(conf)], name="embedded").start()
     try:
