@@ -137,7 +137,9 @@ struct engine_range {
     uint64_t after;               /* offsets > after */
     uint64_t upto;                /* ... <= upto; 0: up to the last */
     uint64_t before;              /* ... < before; 0: no bound */
-    unsigned limit;               /* at most this many; 0: only the channel's position */
+    unsigned limit;               /* at most this many; 0: only the channel's position, and a
+                                     channel without an epoch takes one now (a subscription's
+                                     read: its subscribers learn the epoch publications keep) */
     int reverse;                  /* newest first */
 };
 

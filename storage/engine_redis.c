@@ -7,7 +7,8 @@
  * (core/cluster.c).
  * Keys, under the configured prefix P and channel name C:
  *   P m:C  hash {offset, epoch}: the channel's last offset and its epoch,
- *          created by the first publication with an epoch the node drew;
+ *          the epoch drawn by a node at the channel's first publication or
+ *          first subscription (whichever comes first);
  *   P s:C  stream of records, entry id "<offset>-1", fields r (the record,
  *          MessagePack as protocol/record.h) and t (ms), trimmed to the
  *          namespace's history_size and history_ttl, and expiring with it;
@@ -92,11 +93,17 @@ static const char pub_lua[] =
     "return {off, epoch}\n";
 
 /* KEYS: meta, stream. ARGV: after, upto (0: the last), before (0: none),
- * limit, reverse ("1"). Returns {epoch, last, first, then offset, record,
- * ts for each entry}. */
+ * limit, reverse ("1"), the epoch the channel takes now if it has none
+ * ("": none; a subscription's position read, so that its subscribers learn
+ * the epoch the first publication keeps). Returns {epoch, last, first, then
+ * offset, record, ts for each entry}. */
 static const char read_lua[] =
     "local last = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')\n"
     "local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''\n"
+    "if epoch == '' and ARGV[6] ~= '' then\n"
+    "  epoch = ARGV[6]\n"
+    "  redis.call('HSET', KEYS[1], 'epoch', epoch)\n"
+    "end\n"
     "local upto = tonumber(ARGV[2])\n"
     "if upto == 0 or upto > last then upto = last end\n"
     "local before = tonumber(ARGV[3])\n"
@@ -711,15 +718,19 @@ int engine_read(engine_t *e, const char *chan, size_t len, const struct engine_r
     argv[3] = keys; lens[3] = klen[0];
     argv[4] = keys + klen[0]; lens[4] = klen[1];
     for (int i = 0; i < 4; i++) { argv[5 + i] = nums[i]; lens[5 + i] = strlen(nums[i]); }
-    /* The last argument, reverse, goes in as one byte. */
+    /* The last arguments: reverse, one byte; the epoch to draw. */
     {
-        const char *av[10];
-        size_t lv[10];
+        const char *av[11];
+        size_t lv[11];
+        char epoch[HIST_EPOCH_LEN + 1];
         memcpy(av, argv, sizeof argv);
         memcpy(lv, lens, sizeof lens);
         av[9] = r->reverse ? "1" : "0";
         lv[9] = 1;
-        if (!(q = req_new(e, SCRIPT_READ, 10, av, lv))) return -ENOMEM;
+        if (r->limit == 0) engine_random_epoch(epoch);
+        av[10] = epoch;
+        lv[10] = r->limit == 0 ? HIST_EPOCH_LEN : 0;
+        if (!(q = req_new(e, SCRIPT_READ, 11, av, lv))) return -ENOMEM;
     }
     q->cb.read = cb;
     q->arg = arg;
