@@ -627,10 +627,6 @@ int config_engine_address(const char *addr, char *host, size_t hostlen, int *por
     return 0;
 }
 
-/* The namespace options the redis engine does not carry across nodes yet:
- * their state lives in one node's memory or data directory. */
-static const char *const engine_unsupported[] = { "signals" };
-
 static int ns_opt_on(const ns_config_t *n, const char *key, size_t *idx)
 {
     for (size_t i = 0; i < NNSOPTS; i++)
@@ -642,16 +638,12 @@ static int ns_opt_on(const ns_config_t *n, const char *key, size_t *idx)
 }
 
 /* Whether namespace @n has an option on that the redis engine does not
- * carry: *@key names it, *@idx its ns_opts row. State channels are carried
- * (core/cluster_state.c), but not the seat maps' namespace ("seats",
- * app/seats.h SEATS_NS): its custom operations run only in LMDB. */
+ * carry: *@key names it, *@idx its ns_opts row. State channels, presence and
+ * signals are carried (core/cluster_state.c, cluster_presence.c,
+ * cluster_signal.c), but not the seat maps' namespace ("seats", app/seats.h
+ * SEATS_NS): its custom operations run only in LMDB. */
 static int ns_unsupported(const ns_config_t *n, const char **key, size_t *idx)
 {
-    for (size_t u = 0; u < sizeof engine_unsupported / sizeof *engine_unsupported; u++)
-        if (ns_opt_on(n, engine_unsupported[u], idx)) {
-            *key = engine_unsupported[u];
-            return 1;
-        }
     if (!strcmp(n->name, "seats") && ns_opt_on(n, "state", idx)) {
         *key = "state";
         return 1;
@@ -661,8 +653,8 @@ static int ns_unsupported(const ns_config_t *n, const char **key, size_t *idx)
 
 /* [engine] type = redis: what this increment of the engine does not carry
  * across nodes is refused here, not half-done at run time (docs/cluster.md).
- * The namespaces the embedded widgets predefine (chat, scores, seats...)
- * are dropped when only the built-in rows give them such an option, so a
+ * A namespace the embedded widgets predefine (seats, with its seat maps)
+ * is dropped when only the built-in rows give it such an option, so a
  * config file that never mentions them still starts.
  * Return: 0, or -1 with @err. */
 static int validate_engine(config_t *c, char *err, size_t errlen)
