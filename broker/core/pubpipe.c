@@ -371,6 +371,8 @@ static void storage_main(void *arg)
     hist_write_t *ws = NULL;
     size_t wcap = 0;
     uint64_t next_prune = clock_mono_ns() / 1000000 + PRUNE_EVERY_MS, next_sync = 0;
+
+    pthread_setname_np(pthread_self(), "herald-store");   /* top -H, perf, /proc/PID/task */
     uint64_t next_timers = clock_mono_ns() / 1000000;
     wbuf_t enc;
 

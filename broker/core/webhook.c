@@ -10,6 +10,7 @@
 #include "rand.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -460,6 +461,8 @@ static void wh_main(void *arg)
     struct wh *w = arg;
     int64_t next_depth = 0, wait;
     int more = 1;
+
+    pthread_setname_np(pthread_self(), "herald-webhook");   /* top -H, perf, /proc/PID/task */
 
     for (;;) {
         struct cmd *cmds;

@@ -16,6 +16,7 @@
 #include <liburing.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -98,7 +99,11 @@ static void *lane_main(void *arg)
 {
     struct lane *l = arg;
     uint64_t seen = 0;
+    char name[16];
 
+    /* Named so top -H, perf and /proc/PID/task show what the loop gave away. */
+    snprintf(name, sizeof name, "herald-send%u", l->idx);
+    pthread_setname_np(pthread_self(), name);
     pthread_mutex_lock(&sr.mu);
     for (;;) {
         while (sr.gen == seen && !sr.stop) pthread_cond_wait(&sr.go, &sr.mu);
