@@ -639,9 +639,8 @@ static int ns_opt_on(const ns_config_t *n, const char *key, size_t *idx)
 }
 
 /* Whether namespace @n has an option on that the redis engine does not
- * carry: *@key names it, *@idx its ns_opts row. State channels are carried
- * (core/cluster_state.c), but not the seat maps' namespace ("seats",
- * app/seats.h SEATS_NS): its custom operations run only in LMDB. */
+ * carry: *@key names it, *@idx its ns_opts row. State channels and seat
+ * maps are carried (core/cluster_state.c, core/cluster_seats.c). */
 static int ns_unsupported(const ns_config_t *n, const char **key, size_t *idx)
 {
     for (size_t u = 0; u < sizeof engine_unsupported / sizeof *engine_unsupported; u++)
@@ -649,10 +648,6 @@ static int ns_unsupported(const ns_config_t *n, const char **key, size_t *idx)
             *key = engine_unsupported[u];
             return 1;
         }
-    if (!strcmp(n->name, "seats") && ns_opt_on(n, "state", idx)) {
-        *key = "state";
-        return 1;
-    }
     return 0;
 }
 

@@ -13,6 +13,8 @@
 #include "app/fields.h"
 #include "auth/auth.h"
 #include "core/channel.h"
+#include "core/cluster.h"
+#include "core/cluster_seats.h"
 #include "core/pubpipe.h"
 #include "chname.h"
 #include "herald.h"
@@ -510,6 +512,8 @@ void seats_tick(void)
     uint64_t now = uv_now(&srv.loop);
 
     while (rel_head && rel_head->release_at <= now) release_all(rel_head);
+    /* Under the redis engine, holds expire through the engine's sweep. */
+    if (cluster_on()) cluster_seats_tick();
 }
 
 void seats_deinit(void)
