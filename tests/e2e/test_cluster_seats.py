@@ -16,8 +16,8 @@ import requests
 
 from conftest import Broker, connect, run
 from test_cluster import Redis, engine_args, pytestmark, redis, redis_cmd, wait_ready  # noqa: F401 (fixtures)
-from test_seats import (SEATS, anon, call, counts, define, idle, now_ms, read_state, refused, reply, seat_map,
-                        seats_op, until, user, versioned, watch)
+from test_seats import (SEATS, anon, call, check_offer, counts, define, idle, now_ms, ns, offer_pub, personal,
+                        read_state, refused, reply, seat_map, seats_op, until, user, versioned, watch)
 
 
 def node(make_broker, redis_, *extra):
@@ -307,3 +307,112 @@ def test_redis_down_answers_133(make_broker, redis):
         await u.close()
     run(go())
     assert b.health().status_code in (200, 503)
+
+
+def test_waitlist_offers_across_nodes(make_broker, redis):
+    a, b, c = nodes(make_broker, redis, 3, *ns("seat_offer_ttl=1s", "waitlist_max=2"))
+    ev = "wl"
+    define(a, ev, [("A1", "A"), ("A2", "A"), ("B1", "B")])
+    call(b, ev, "hold", {"user": "alice", "seats": ["A1", "A2"], "ttl": 300})
+
+    async def go():
+        bob = await personal(b, "bob")                    # bob and carol hear their offers on other nodes
+        carol = await personal(c, "carol")
+        viewer = await anon(a)
+        view = await watch(viewer, ev)
+        assert call(a, ev, "waitlist", {"user": "bob", "section": "A"})["position"] == 1
+        second = call(b, ev, "waitlist", {"user": "carol", "section": "A"})
+        assert second["position"] == 2
+        again = call(c, ev, "waitlist", {"user": "bob", "section": "A"})
+        assert again["position"] == 1 and again["changes"] == [] and again["offset"] == second["offset"], again
+        refused(a, ev, "waitlist", {"user": "dave", "section": "A"}, 503, 110)       # waitlist_max = 2
+        refused(b, ev, "waitlist", {"user": "dave", "section": "nowhere"}, 422, 120)
+        pos = requests.get(c.url("/api/events/%s/waitlist/position" % ev), params={"user": "carol", "section": "A"},
+                           timeout=5).json()
+        assert pos["position"] == 2 and pos["waiting"] == 2, pos
+        assert seat_map(c, ev)[1]["A"] == counts(2, 0, 2, 0, 2)
+
+        # A released seat goes to the head of the queue as an offer, told on bob's node.
+        t0 = now_ms()
+        call(c, ev, "release", {"user": "alice", "seats": ["A1"]})
+        seats, secs = seat_map(a, ev)
+        assert seats["A1"]["holder"] == "bob" and seats["A1"]["offer"] is True, seats["A1"]
+        assert t0 + 500 <= seats["A1"]["expires"] <= now_ms() + 1500
+        assert secs["A"] == counts(2, 0, 2, 0, 1)
+        await until(bob, lambda: offer_pub(bob, ev), 3, "bob's seat_offer")
+        check_offer(offer_pub(bob, ev)[0], ev, "A1", "A", seats["A1"]["expires"])
+        # Bob lets it expire (any node's sweep): it goes to carol, told on her node.
+        await until(viewer, lambda: (view.seat("A1") or {}).get("holder") == "carol", 4, "the offer to pass on")
+        await until(carol, lambda: offer_pub(carol, ev), 3, "carol's seat_offer")
+        await until(bob, lambda: any(m.get("data", {}).get("type") == "seat_expired" for m in bob.events), 3,
+                    "bob's seat_expired")
+        gone = [m["data"] for m in bob.events if m.get("data", {}).get("type") == "seat_expired"]
+        assert len(gone) == 1 and gone[0]["seat"] == "A1" and gone[0]["offer"] is True, gone
+        call(a, ev, "confirm", {"user": "carol", "seats": ["A1"]})
+        # Leaving; a free seat is offered at once.
+        call(b, ev, "waitlist/leave", {"user": "dave", "section": "A"})              # not queued: no error
+        r = call(c, ev, "waitlist", {"user": "dave", "section": "B"})
+        assert r.get("offered") == "B1" and "position" not in r, r
+        seats, secs = seat_map(b, ev)
+        assert seats["A1"]["status"] == "booked" and seats["B1"]["holder"] == "dave"
+        assert secs["A"] == counts(2, 0, 1, 1, 0) and secs["B"] == counts(1, 0, 1, 0, 0)
+        _, offset = read_state(a, ev)
+        await until(viewer, lambda: view.offset >= offset)
+        assert view.state == versioned(read_state(c, ev)[0])
+        for x in (bob, carol, viewer):
+            await x.close()
+    run(go())
+
+
+def test_release_on_disconnect_is_per_node(make_broker, redis):
+    """docs/cluster.md#seat-maps: the node that carried a user's WebSocket holds
+    releases them once the user's last connection to it closed (and the grace
+    passed); holds made over REST stay."""
+    a, b = nodes(make_broker, redis, 2, *ns("seat_release_on_disconnect=on", "seat_release_grace=0"))
+    ev = "rod"
+    define(a, ev, [("D1", "A"), ("D2", "A"), ("D3", "A")])
+    call(b, ev, "hold", {"user": "alice", "seats": ["D3"], "ttl": 300})             # the backend's: stays
+
+    async def go():
+        viewer = await anon(b)
+        view = await watch(viewer, ev)
+        a1 = await user(a, "alice")
+        a2 = await user(a, "alice")
+        m = await reply(a1, seats_op(ev, "hold", seats=["D1", "D2"], ttl=300))
+        assert m["op"] == "seats", m
+        await until(viewer, lambda: view.offset >= m["offset"])
+        n = len(view.deltas)
+        await a1.close()
+        await idle(viewer, 0.8)
+        assert len(view.deltas) == n, "alice still has a connection to node A: her holds stay"
+        await a2.close()
+        await until(viewer, lambda: all(view.seat(s)["status"] == "free" for s in ("D1", "D2")), 3,
+                    "alice's holds to go with her last connection to node A")
+        seats, secs = seat_map(b, ev)
+        assert seats["D3"]["status"] == "held" and seats["D3"]["holder"] == "alice"
+        assert secs["A"] == counts(3, 2, 1)
+        await viewer.close()
+    run(go())
+
+
+def test_msgpack_subscriber_and_section_filter_on_another_node(make_broker, redis):
+    a, b = nodes(make_broker, redis, 2)
+    ev = "mp"
+    define(a, ev, [("M1", "A"), ("M2", "B")])
+
+    async def go():
+        mp = await anon(b, "msgpack")
+        view = await watch(mp, ev)
+        f = await anon(b)
+        m = await reply(f, {"op": "subscribe", "channel": "seats:" + ev, "filter": {"section": "B"}})
+        assert m["op"] == "subscribed" and set(m["state"]) == {"seat:M2", "section:B"}, m
+        h = call(a, ev, "hold", {"user": "ivy", "seats": ["M1"], "ttl": 60})
+        h2 = call(a, ev, "hold", {"user": "ivy", "seats": ["M2"], "ttl": 60})
+        await until(mp, lambda: view.offset >= h2["offset"])
+        assert view.deltas[0]["data"]["changes"] == h["changes"]
+        assert view.state == versioned(read_state(b, ev)[0])
+        p = await f.expect(op="pub", channel="seats:" + ev)
+        assert p["offset"] == h2["offset"] and {ch["key"] for ch in p["data"]["changes"]} == {"seat:M2", "section:B"}
+        for x in (mp, f):
+            await x.close()
+    run(go())
