@@ -461,8 +461,11 @@ const char engine_seats_lua[] =
     "end\n"
     "return {1, freed}\n";
 
-static int send_script(engine_t *e, int script, int argc, const char **argv, size_t *lens, const struct engine_seats_keep *k,
-                char (*nums)[24], req_t **q)
+/* Fills the arguments both modes share (argv[3..11]; @nums: room for the
+ * numbers' text, alive until sent) and sends EVALSHA of @script.
+ * Return: as engine_eval_send(). */
+static int send_script(engine_t *e, int script, int argc, const char **argv, size_t *lens,
+                       const struct engine_seats_keep *k, char (*nums)[24], req_t **q)
 {
     char ep1[HIST_EPOCH_LEN + 1], ep2[HIST_EPOCH_LEN + 1];
     const unsigned v[4] = { k->map.size, k->map.ttl_ms, k->user.size, k->user.ttl_ms };
