@@ -8,7 +8,10 @@
  * transaction can only fail on the seats' current state. A booking's ticket
  * (user:{holder} and the organiser's feed) and the seat.* webhook events are
  * written by the operation in that transaction (storage/seatmap.c), and so
- * are the waitlist's offer and expiry messages to user:{id}. */
+ * are the waitlist's offer and expiry messages to user:{id}. Under the
+ * redis engine the same operation reaches core/cluster_seats.c instead
+ * (pubpipe_state() routes it), which runs the same rules as one script in
+ * Redis, and hold expiry is the engine's sweep, asked from seats_tick(). */
 #include "app/seats.h"
 #include "app/fields.h"
 #include "auth/auth.h"

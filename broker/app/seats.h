@@ -71,8 +71,9 @@ int seats_match_section(const char *arg, const char *key, size_t klen, const jso
 void seats_user_connected(const char *user);
 void seats_user_disconnected(const char *user);
 
-/* seats_tick() - release the holds of users whose grace is over (called
- * every quarter second). */
+/* seats_tick() - release the holds of users whose grace is over, and under
+ * the redis engine ask for a sweep of expired holds (cluster_seats_tick());
+ * called every quarter second. */
 void seats_tick(void);
 
 #endif
