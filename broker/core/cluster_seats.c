@@ -150,11 +150,15 @@ int cluster_seats(chan_t *c, pub_ops_t *ops, origin_t *origin)
     return 0;
 }
 
+/* A sweep is done: each hold it freed was one delta this node published. */
 static void on_swept(void *arg, int status, uint64_t freed)
 {
-    (void)arg;
+    const ns_config_t *ns = arg;
+
     cs.sweeping = 0;
-    if (status == 0 && freed) srv.stats.publications += freed;
+    if (status || !freed) return;
+    srv.stats.publications += freed;
+    metrics.ns_publications[stats_ns_index(ns)] += freed;
 }
 
 void cluster_seats_tick(void)
@@ -169,6 +173,6 @@ void cluster_seats_tick(void)
     if (!cs.node[0])
         snprintf(cs.node, sizeof cs.node, "%x-%llx", (unsigned)getpid(), (unsigned long long)uv_hrtime());
     keeps(ns, &k);
-    if (!engine_seats_sweep(e, cs.node, SWEEP_LEASE_MS, SWEEP_MAX, ns->seat_offer_ttl_ms, &k, on_swept, NULL))
+    if (!engine_seats_sweep(e, cs.node, SWEEP_LEASE_MS, SWEEP_MAX, ns->seat_offer_ttl_ms, &k, on_swept, (void *)ns))
         cs.sweeping = 1;
 }

@@ -14,6 +14,8 @@ import time
 import pytest
 import requests
 
+import test_seats
+
 from conftest import Broker, connect, run
 from test_cluster import Redis, engine_args, pytestmark, redis, redis_cmd, wait_ready  # noqa: F401 (fixtures)
 from test_seats import (SEATS, anon, call, check_offer, counts, define, idle, now_ms, ns, offer_pub, personal,
@@ -118,6 +120,27 @@ def test_answers_like_lmdb(engine, make_broker, tmp_path):
     finally:
         if r:
             r.kill()
+
+
+# test_seats.py's own walks, run on the redis engine (one node): the same checks as
+# with LMDB. Left out: the walks that start a second broker and expect it to have a
+# store of its own (with Redis both share one).
+@pytest.mark.parametrize("walk", ["test_define_read_back_and_redefine", "test_hold_confirm_release_rest",
+                                  "test_bad_inputs", "test_holds_expire", "test_expiry_survives_restart",
+                                  "test_two_hundred_clients_race_for_seats", "test_waitlist_and_offers",
+                                  "test_waitlist_max", "test_msgpack"])
+def test_seat_walks_of_test_seats_on_redis(walk, make_broker, redis, tmp_path, monkeypatch):
+    monkeypatch.setattr(test_seats, "SEATS", SEATS + tuple(engine_args(redis)))
+
+    def ready_broker(*args, **kw):
+        b = make_broker(*args, **kw)
+        wait_ready(b)
+        return b
+    fn = getattr(test_seats, walk)
+    if "tmp_path" in fn.__code__.co_varnames[:fn.__code__.co_argcount]:
+        fn(ready_broker, tmp_path)
+    else:
+        fn(ready_broker)
 
 
 def test_race_over_nodes_never_double_holds(make_broker, redis):
