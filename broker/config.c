@@ -40,6 +40,9 @@ static const struct opt opts[] = {
     { "server", "port", NULL, T_PORT, O(port), 0, "8080", "TCP port for WebSocket (/ws) and HTTP (/api)" },
     { "server", "data_dir", NULL, T_STR, O(data_dir), sizeof(((config_t *)0)->data_dir), "./herald-data",
       "data directory (created if missing)" },
+    { "server", "threads", NULL, T_UINT, O(threads), 0, "0",
+      "threads that make the socket writes of a big flush pass: the loop thread and threads - 1 helpers, "
+      "each with its own io_uring (needs websocket.batch_sends); 0: one per CPU the broker may run on" },
     { "server", "shutdown_timeout", NULL, T_MS, O(shutdown_timeout_ms), 0, "5s",
       "on SIGINT/SIGTERM, how long to flush queued messages before exiting" },
     { "server", "tls_cert", NULL, T_OPTSTR, O(tls_cert), sizeof(((config_t *)0)->tls_cert), "",

@@ -127,6 +127,7 @@ typedef struct config {
     size_t write_batch_max;
     unsigned coalesce_max_ms;
     int batch_sends;              /* websocket.batch_sends: net/sendring.h */
+    unsigned threads;             /* server.threads: threads making socket writes (0: one per CPU) */
     /* [sse] */
     unsigned sse_heartbeat_ms;
     unsigned sse_retry_ms;

@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/resource.h>
 
 /* SIGHUP: take the [log] settings of the config file again, so an operator
@@ -110,11 +111,27 @@ static void on_tick(uv_timer_t *t)
 static void start_sendring(void)
 {
     size_t arena = srv.cfg.write_batch_max + 16 > (1u << 20) ? srv.cfg.write_batch_max + 16 : (1u << 20);
+    unsigned threads = srv.cfg.threads;
+    cpu_set_t cpus;
     int rc;
 
-    if (!srv.cfg.batch_sends || *srv.cfg.tls_cert) return;
-    if ((rc = sendring_init(256, arena)))
+    if (!srv.cfg.batch_sends || *srv.cfg.tls_cert) {
+        if (threads > 1)
+            hlog(LOG_INFO, "server", "server.threads = %u unused: the helper threads share batched sends, which "
+                 "are off (%s)", threads, *srv.cfg.tls_cert ? "TLS" : "websocket.batch_sends = off");
+        return;
+    }
+    /* One per CPU this process may run on (taskset, cgroup cpusets), not
+     * per CPU in the machine: a broker pinned to one core gets no helper. */
+    if (!threads) threads = sched_getaffinity(0, sizeof cpus, &cpus) ? 1 : (unsigned)CPU_COUNT(&cpus);
+    if (threads > SENDRING_THREADS_MAX) threads = SENDRING_THREADS_MAX;
+    if ((rc = sendring_init(256, arena, threads)))
         hlog(LOG_INFO, "server", "io_uring unavailable (%s): one send() per write", strerror(-rc));
+    else if (sendring_threads() < threads)
+        hlog(LOG_WARN, "server", "socket writes on %u of %u threads: a helper could not start", sendring_threads(),
+             threads);
+    else
+        hlog(LOG_INFO, "server", "socket writes on %u thread%s", threads, threads == 1 ? "" : "s");
 }
 
 static void on_tune(uv_timer_t *t)

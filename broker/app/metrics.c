@@ -2,6 +2,7 @@
 #include "app/metrics.h"
 #include "core/webhook.h"
 #include "app/storage_watch.h"
+#include "net/sendring.h"
 #include "core/channel.h"
 #include "core/cluster.h"
 #include "herald.h"
@@ -165,6 +166,12 @@ void metrics_render(wbuf_t *b)
         (double)metrics.writes_batched);
     one(b, "herald_send_batches_total", "counter", "System calls that carried the batched writes.",
         (double)metrics.send_batches);
+    one(b, "herald_send_threads", "gauge",
+        "Threads making the batched writes: the loop thread and its helpers (server.threads); 0: no batched writes.",
+        (double)sendring_threads());
+    one(b, "herald_socket_writes_offloaded_total", "counter",
+        "Batched writes made by the helper threads (server.threads) rather than the loop thread.",
+        (double)sendring_offloaded());
     one(b, "herald_bytes_received_total", "counter", "WebSocket message bytes received.", (double)metrics.bytes_in);
     one(b, "herald_bytes_sent_total", "counter", "WebSocket payload bytes written.", (double)metrics.bytes_out);
     head(b, "herald_publications_total", "counter", "Publications fanned out, by namespace (* for namespaces without a section; sys: the broker's own feed).");

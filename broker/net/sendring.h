@@ -1,6 +1,8 @@
 /* broker/net/sendring.h - many small socket writes in one system call.
  *
- * Owns: one io_uring and a staging arena, both loop-thread only.
+ * Owns: one io_uring and a staging arena used from the loop thread, and the
+ * helper threads (server.threads) that share a big flush pass's sends, each
+ * with an io_uring of its own. Every function here is loop-thread only.
  * DESIGN: when many quiet connections each get a message (5,000 chat rooms
  * with two members, say), the broker's core goes to one send() per delivery.
  * Handing the kernel a whole flush pass of sends in one io_uring_enter()
@@ -11,17 +13,27 @@
  * then waits for all of them, so nothing is in flight once it returns: the
  * buffers need to live only until then, and an entry can never write to a
  * socket that a later turn closed and the kernel gave to someone else.
+ * With server.threads above 1 the sockets of a pass of SPLIT_MIN (16) sends
+ * or more are split between the loop thread and the helpers by descriptor;
+ * sendring_submit() returns only when all of them are done (sendring.c).
  * Where io_uring is missing or forbidden (old kernels, seccomp, valgrind)
  * sendring_init() fails and callers write one send at a time as before. */
 #ifndef HERALD_SENDRING_H
 #define HERALD_SENDRING_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* sendring_init() - set up a ring of @entries sends and an arena of @arena
- * bytes for the bodies callers build (sendring_stage()).
+ * bytes for the bodies callers build (sendring_stage()), and @threads - 1
+ * helper threads (0 or 1: none). A helper that cannot start (no thread, no
+ * ring) is left out; sendring_threads() says how many lanes run.
  * Return: 0, or a negative errno (io_uring not available; nothing to undo). */
-int sendring_init(unsigned entries, size_t arena);
+int sendring_init(unsigned entries, size_t arena, unsigned threads);
+
+/* More helpers than this would each get too few sends of a pass to pay for
+ * their wakeup; server.threads is capped here. */
+#define SENDRING_THREADS_MAX 16
 
 /* sendring_deinit() - tear down; nothing may be pending. */
 void sendring_deinit(void);
@@ -38,6 +50,13 @@ unsigned char *sendring_stage(size_t len);
  * until sendring_submit() returns) on socket @fd, reported to @owner.
  * Return: 0, or -ENOSPC when the ring is full (submit first). */
 int sendring_add(int fd, const void *buf, size_t len, void *owner);
+
+/* sendring_threads() - the threads that make the sends: 1 (the loop thread)
+ * plus the helpers running; 0 when the ring is not ready. */
+unsigned sendring_threads(void);
+
+/* sendring_offloaded() - sends the helper threads have made since init. */
+uint64_t sendring_offloaded(void);
 
 /* sendring_pending() - sends queued and not yet submitted. */
 unsigned sendring_pending(void);

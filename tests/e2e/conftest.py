@@ -525,7 +525,7 @@ def slow_subscriber(broker, channel, **kw):
     that reads nothing more until the test says so: the slow consumer that
     queue-limit, shutdown and state-convergence tests need. Returns it and
     the subscribed reply."""
-    slow = RawWS(broker.host, broker.port, rcvbuf=4096, **kw)
+    slow = RawWS(broker.host, broker.port, **{"rcvbuf": 4096, **kw})   # rcvbuf=0: the usual buffer
     slow.send_json({"op": "connect", "id": 1})
     slow.send_json({"op": "subscribe", "id": 2, "channel": channel})
     got = []

@@ -21,9 +21,11 @@ SIZES = [1, 100, 125, 126, 127, 1000, 20000, 65000, 70000]
 
 
 @pytest.mark.parametrize("enc", ["json", "msgpack"])
-@pytest.mark.parametrize("batch", ["on", "off"])
-def test_many_quiet_subscribers_get_everything_whole(make_broker, enc, batch):
-    b = make_broker(batch_sends=batch, max_message_size="256k")
+@pytest.mark.parametrize("batch,threads", [("on", "1"), ("on", "3"), ("off", "1")])
+def test_many_quiet_subscribers_get_everything_whole(make_broker, enc, batch, threads):
+    """With server.threads above 1 the 40 writes of a round are shared with
+    helper threads: still whole and in order on every connection."""
+    b = make_broker(batch_sends=batch, threads=threads, max_message_size="256k")
     n = 40
 
     async def body():
@@ -57,16 +59,27 @@ def test_many_quiet_subscribers_get_everything_whole(make_broker, enc, batch):
     elif batch == "on":
         assert batched > 0, "nothing went through the send ring"
         assert m["herald_send_batches_total"] < batched, "no system call carried more than one write"
+        assert m["herald_send_threads"] == int(threads)
+        if threads == "1":
+            assert m["herald_socket_writes_offloaded_total"] == 0
+        else:
+            assert 0 < m["herald_socket_writes_offloaded_total"] < batched, "the helpers wrote nothing, or all"
     else:
         assert batched == 0 and m["herald_send_batches_total"] == 0
 
 
-def test_part_sent_is_finished_before_the_next_frame(make_broker):
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_part_sent_is_finished_before_the_next_frame(make_broker, threads):
     """A subscriber with a 4 KiB receive buffer that does not read: the first
     big messages fill its socket, so a batched send goes in part and the rest
     is left to libwebsockets. When it reads at last, every message arrives
-    whole and in order, nothing interleaved."""
-    b = make_broker(batch_sends="on", send_queue_max="64m")
+    whole and in order, nothing interleaved. With helper threads, 16 quiet
+    subscribers of the same channel make each pass big enough to be shared,
+    and they get everything too."""
+    b = make_broker(batch_sends="on", send_queue_max="64m", threads=threads)
+    # Subscribers with the kernel's usual buffers, read only at the end:
+    # with the slow one, 16 writes a pass.
+    quiet = [slow_subscriber(b, "bs:slow", rcvbuf=0)[0] for _ in range(15)]
     slow, _ = slow_subscriber(b, "bs:slow")
     # 7.5 MB in all: more than the kernel's largest send buffer (4 MB by
     # default), so the socket fills while the sends still go one per turn.
@@ -83,6 +96,29 @@ def test_part_sent_is_finished_before_the_next_frame(make_broker):
     assert [(m["op"], m["data"]["k"], len(m["data"]["pad"])) for m in got] == \
         [("pub", k, size) for k, size in enumerate(sizes)]
     slow.close()
+    for c in quiet:
+        got = []
+        c.sock.settimeout(20)
+        while len(got) < len(sizes):
+            got += c.recv_messages()
+        assert [m["data"]["k"] for m in got] == list(range(len(sizes)))
+        c.close()
     if "io_uring unavailable" not in b.log:
-        assert metrics(b)["herald_socket_writes_batched_total"] > 0
+        m = metrics(b)
+        assert m["herald_socket_writes_batched_total"] > 0
+        assert (m["herald_socket_writes_offloaded_total"] > 0) == (threads == "2")
+
+
+def test_threads_setting(make_broker):
+    """server.threads: 0 gives one thread per CPU the broker may use; helper
+    threads need batched sends, and say so when those are off."""
+    import os
+    b = make_broker(threads="0")
+    if "io_uring unavailable" not in b.log:
+        want = min(len(os.sched_getaffinity(0)), 16)
+        assert metrics(b)["herald_send_threads"] == want
+        assert "socket writes on %d thread" % want in b.log
+    off = make_broker(threads="2", batch_sends="off")
+    assert metrics(off)["herald_send_threads"] == 0
+    assert "server.threads = 2 unused" in off.log
 

@@ -681,7 +681,7 @@ static void test_flush_through_send_ring(void **state)
     unsigned char got[512];
     uint64_t off;
     (void)state;
-    if ((rc = sendring_init(8, 1 << 16))) {
+    if ((rc = sendring_init(8, 1 << 16, 1))) {
         print_message("io_uring not available here (%s): skipped\n", strerror(-rc));
         skip();
         return;
