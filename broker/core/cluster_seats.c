@@ -159,6 +159,9 @@ static void on_swept(void *arg, int status, uint64_t freed)
     if (status || !freed) return;
     srv.stats.publications += freed;
     metrics.ns_publications[stats_ns_index(ns)] += freed;
+    /* A full sweep may have left due holds behind (an on-sale's wave of
+     * expiries): go on now rather than a tick later. */
+    if (freed >= SWEEP_MAX) cluster_seats_tick();
 }
 
 void cluster_seats_tick(void)

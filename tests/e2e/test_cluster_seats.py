@@ -439,3 +439,29 @@ def test_msgpack_subscriber_and_section_filter_on_another_node(make_broker, redi
         for x in (mp, f):
             await x.close()
     run(go())
+
+
+def test_a_wave_of_expiries(make_broker, redis):
+    """More holds due at once than one sweep frees (200): every one freed, once, counts right."""
+    a, b = nodes(make_broker, redis, 2)
+    ev = "wave"
+    ids = ["W%03d" % i for i in range(300)]
+    define(a, ev, [(s, "W") for s in ids])
+
+    async def go():
+        viewer = await anon(b)
+        view = await watch(viewer, ev)
+        last = None
+        for k in range(3):
+            last = call(a if k % 2 else b, ev, "hold", {"user": "w%d" % k, "seats": ids[k * 100:(k + 1) * 100],
+                                                         "ttl": 1})
+        await until(viewer, lambda: view.offset >= last["offset"], 5, "the holds")
+        await until(viewer, lambda: all(view.seat(s)["status"] == "free" for s in ids), 6, "every hold to go")
+        assert now_ms() <= last["expires"] + 3000, "all 300 freed within 3 s of their expiry"
+        await idle(viewer, 0.5)
+        assert all(len(seat_changes(view, s, "free")) == 1 for s in ids), "each freed once"
+        seats, secs = seat_map(a, ev)
+        assert secs["W"] == counts(300, 300)
+        assert view.state == versioned(read_state(b, ev)[0])
+        await viewer.close()
+    run(go())
