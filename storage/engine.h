@@ -298,7 +298,8 @@ typedef void (*engine_seats_cb)(void *arg, const struct engine_seats_res *res);
 /* engine_seats() - run seat request @req (JSON, @len bytes: {"a": define |
  * add | hold | confirm | release | waitlist | waitlist_leave |
  * waitlist_position, "chan", "user", "seats", "ttl" (ms), "offer_ttl" (ms),
- * "waitlist_max", "cancel", "lenient", "section"}) as one script on the
+ * "waitlist_max", "cancel", "lenient", "section", and for a release on
+ * disconnect "away": true and "node", see engine_seats_conn()) as one script on the
  * seat map's keys, with the rules of storage/seatmap.c, all or none: the
  * delta takes the channel's next offset like engine_publish() (@k->map),
  * and the ticket_issued, seat_expired and seat_offer notices go out on
@@ -309,14 +310,22 @@ typedef void (*engine_seats_cb)(void *arg, const struct engine_seats_res *res);
 int engine_seats(engine_t *e, const char *req, size_t len, const struct engine_seats_keep *k, engine_seats_cb cb,
                  void *arg);
 
-/* engine_seats_sweep() - free the holds of every seat map that have
- * expired, at most @max, one delta each (as a seat map request would,
- * waitlist offers of @offer_ttl_ms included), if node @node holds or can
- * take the sweep lease (renewed for @lease_ms). Holds expire in the sorted
- * set <prefix>sx:<channel>; <prefix>sxmaps indexes the maps by their
- * earliest expiry. @cb (may be NULL) gets value: the holds freed.
- * Return: 0; -ENOTCONN (no callback); -ENOMEM. */
+/* engine_seats_sweep() - mark node @node alive for @alive_ms, then free the
+ * holds of every seat map that have expired, at most @max, one delta each
+ * (as a seat map request would, waitlist offers of @offer_ttl_ms included),
+ * if @node holds or can take the sweep lease (renewed for @lease_ms). Holds
+ * expire in the sorted set <prefix>sx:<channel>; <prefix>sxmaps indexes the
+ * maps by their earliest expiry. @cb (may be NULL) gets value: the holds
+ * freed. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
 int engine_seats_sweep(engine_t *e, const char *node, unsigned lease_ms, unsigned max, int64_t offer_ttl_ms,
-                       const struct engine_seats_keep *k, engine_done_cb cb, void *arg);
+                       unsigned alive_ms, const struct engine_seats_keep *k, engine_done_cb cb, void *arg);
+
+/* engine_seats_conn() - count @delta (+1, -1) connections of @user on node
+ * @node, for release on disconnect: a release request with "away" (the
+ * user's last connection to node "node" closed) releases nothing while the
+ * user has connections on another node that is alive (its sweep calls keep
+ * it so); its report then says "elsewhere": true. @cb (may be NULL) gets
+ * value: the count now. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
+int engine_seats_conn(engine_t *e, const char *node, const char *user, int delta, engine_done_cb cb, void *arg);
 
 #endif

@@ -12,14 +12,14 @@
 #include "engine.h"
 
 enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, SCRIPT_SOPS, SCRIPT_SREAD,
-       SCRIPT_SEATS, SCRIPT_SWEEP, NSCRIPTS };
+       SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, NSCRIPTS };
 
 /* The presence scripts (engine_presence.c) and the state scripts
  * (engine_state.c), loaded with the others. */
 extern const char engine_pconn_lua[], engine_pinfo_lua[], engine_pread_lua[], engine_pbeat_lua[];
 extern const char engine_sops_lua[], engine_sread_lua[];
-/* The seat map script (engine_seats.c): SCRIPT_SEATS and SCRIPT_SWEEP both
- * run it (one loads it, the other finds it loaded). */
+/* The seat map script (engine_seats.c): SCRIPT_SEATS, SCRIPT_SWEEP and
+ * SCRIPT_SCONN all run it (the first loads it, the others find it loaded). */
 extern const char engine_seats_lua[];
 
 /* A Lua function the scripts that publish share: append record @rec at
@@ -192,8 +192,9 @@ void engine_random_epoch(char *out);
  * SCRIPT_SREAD) with @r (NULL: the connection went). */
 void engine_finish_state(req_t *q, const redisReply *r);
 
-/* engine_finish_seats() - answer seat request or sweep @q (SCRIPT_SEATS,
- * SCRIPT_SWEEP) with @r (NULL: the connection went). */
+/* engine_finish_seats() - answer seat request, sweep or connection count @q
+ * (SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN) with @r (NULL: the connection
+ * went). */
 void engine_finish_seats(req_t *q, const redisReply *r);
 
 /* engine_finish_presence() - answer presence request @q with @r (NULL: the

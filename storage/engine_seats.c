@@ -13,7 +13,11 @@
  *   P sw:C:<section>  list: the section's waitlist (user ids, oldest first);
  *   P sx:C            sorted set: seat id -> when its hold expires (ms);
  *   P sxmaps          sorted set: C -> the earliest expiry in P sx:C;
- *   P sxlease         the sweep lease: the id of the node that sweeps.
+ *   P sxlease         the sweep lease: the id of the node that sweeps;
+ *   P alive:<node>    set by each node's sweep call, expiring: the node lives;
+ *   P uc:<user>       hash: node -> the user's connections there, for release
+ *                     on disconnect (not while the user is on another live
+ *                     node).
  * DESIGN: one script per request (Redis runs it alone, so the check and the
  * change are one step, as a seat request is one LMDB write transaction): it
  * reads what it needs into a table, refuses before writing anything (Redis
@@ -38,13 +42,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ARGV: prefix, mode ('r' a request, 'x' a sweep), the map's keep and ttl,
- * an epoch for the map if it has none, the user channels' keep and ttl,
- * notify (0/1), an epoch for a user channel that has none; then the request
- * (JSON) for 'r', or node, lease ms, max, offer ttl ms for 'x'.
+/* ARGV: prefix, mode ('r' a request, 'x' a sweep, 'c' a connection count),
+ * the map's keep and ttl, an epoch for the map if it has none, the user
+ * channels' keep and ttl, notify (0/1), an epoch for a user channel that has
+ * none; then the request (JSON) for 'r', or node, lease ms, max, offer ttl
+ * ms, alive ms for 'x'.
  * Returns for 'r': {0, offset, epoch, unchanged (0/1), record, report}, or
  * {1, 0, '', 1, '', refusal}, report and refusal as MessagePack. For 'x':
- * {1, holds freed}, or {0, 0} when another node holds the lease. */
+ * {1, holds freed}, or {0, 0} when another node holds the lease. Mode 'c'
+ * (user, node, delta after the common arguments) counts a user's
+ * connections on a node: {1, count now}. */
 const char engine_seats_lua[] =
     ENGINE_APPEND_LUA
     ENGINE_MP_LUA
@@ -224,6 +231,22 @@ const char engine_seats_lua[] =
     "    end\n"
     "    res.seats, res.expires = req.seats, earliest\n"
     "  elseif a == 'confirm' or a == 'release' then\n"
+    "    if req.away then\n"
+    "      -- Release on disconnect: not while the user is connected to another live node.\n"
+    "      local uc = P .. 'uc:' .. user\n"
+    "      local f = redis.call('HGETALL', uc)\n"
+    "      for i = 1, #f, 2 do\n"
+    "        if f[i] ~= req.node and tonumber(f[i + 1]) > 0 then\n"
+    "          if redis.call('EXISTS', P .. 'alive:' .. f[i]) == 1 then\n"
+    "            res.seats, res.elsewhere, res.offers, res.expired = {}, true, {}, {}\n"
+    "            local last = tonumber(redis.call('HGET', M, 'offset') or '0')\n"
+    "            local none = record('\\129' .. mstr('changes') .. '\\221' .. be(0, 4))\n"
+    "            return {0, last, redis.call('HGET', M, 'epoch') or '', 1, none, cmsgpack.pack(res)}\n"
+    "          end\n"
+    "          redis.call('HDEL', uc, f[i])\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
     "    local vals, unknown = load()\n"
     "    if #unknown > 0 and not req.lenient then\n"
     "      return refuse(120, \"seats not in the event's seat map\", 'seats', unknown)\n"
@@ -439,7 +462,14 @@ const char engine_seats_lua[] =
     "  local req = cjson.decode(ARGV[10])\n"
     "  return apply(req.chan, req)\n"
     "end\n"
+    "if mode == 'c' then\n"
+    "  local k = P .. 'uc:' .. ARGV[10]\n"
+    "  local n = redis.call('HINCRBY', k, ARGV[11], tonumber(ARGV[12]))\n"
+    "  if n <= 0 then redis.call('HDEL', k, ARGV[11]) else redis.call('PEXPIRE', k, 86400000) end\n"
+    "  return {1, n}\n"
+    "end\n"
     "local node, lease, max = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])\n"
+    "redis.call('SET', P .. 'alive:' .. node, 1, 'PX', tonumber(ARGV[14]))\n"
     "local L = P .. 'sxlease'\n"
     "if not redis.call('SET', L, node, 'NX', 'PX', lease) then\n"
     "  if redis.call('GET', L) ~= node then return {0, 0} end\n"
@@ -474,7 +504,7 @@ static int send_script(engine_t *e, int script, int argc, const char **argv, siz
     engine_random_epoch(ep1);
     engine_random_epoch(ep2);
     argv[3] = e->prefix; lens[3] = e->prefixlen;
-    argv[4] = script == SCRIPT_SEATS ? "r" : "x"; lens[4] = 1;
+    argv[4] = script == SCRIPT_SEATS ? "r" : script == SCRIPT_SWEEP ? "x" : "c"; lens[4] = 1;
     argv[5] = nums[0]; argv[6] = nums[1]; argv[7] = ep1;
     argv[8] = nums[2]; argv[9] = nums[3]; argv[10] = k->notify ? "1" : "0"; argv[11] = ep2;
     for (int i = 5; i <= 11; i++) lens[i] = strlen(argv[i]);
@@ -499,11 +529,11 @@ int engine_seats(engine_t *e, const char *req, size_t len, const struct engine_s
 }
 
 int engine_seats_sweep(engine_t *e, const char *node, unsigned lease_ms, unsigned max, int64_t offer_ttl_ms,
-                       const struct engine_seats_keep *k, engine_done_cb cb, void *arg)
+                       unsigned alive_ms, const struct engine_seats_keep *k, engine_done_cb cb, void *arg)
 {
-    const char *argv[16];
-    size_t lens[16];
-    char nums[4][24], more[3][24];
+    const char *argv[17];
+    size_t lens[17];
+    char nums[4][24], more[4][24];
     req_t *q = NULL;
     int rc;
 
@@ -511,9 +541,30 @@ int engine_seats_sweep(engine_t *e, const char *node, unsigned lease_ms, unsigne
     snprintf(more[0], sizeof more[0], "%u", lease_ms);
     snprintf(more[1], sizeof more[1], "%u", max ? max : 1);
     snprintf(more[2], sizeof more[2], "%lld", (long long)offer_ttl_ms);
+    snprintf(more[3], sizeof more[3], "%u", alive_ms ? alive_ms : 1);
     argv[12] = node; lens[12] = strlen(node);
-    for (int i = 0; i < 3; i++) { argv[13 + i] = more[i]; lens[13 + i] = strlen(more[i]); }
-    if ((rc = send_script(e, SCRIPT_SWEEP, 16, argv, lens, k, nums, &q))) return rc;
+    for (int i = 0; i < 4; i++) { argv[13 + i] = more[i]; lens[13 + i] = strlen(more[i]); }
+    if ((rc = send_script(e, SCRIPT_SWEEP, 17, argv, lens, k, nums, &q))) return rc;
+    q->cb.done = cb;
+    q->arg = arg;
+    return 0;
+}
+
+int engine_seats_conn(engine_t *e, const char *node, const char *user, int delta, engine_done_cb cb, void *arg)
+{
+    static const struct engine_seats_keep none;
+    const char *argv[15];
+    size_t lens[15];
+    char nums[4][24], d[16];
+    req_t *q = NULL;
+    int rc;
+
+    if (!engine_up(e)) return -ENOTCONN;
+    snprintf(d, sizeof d, "%d", delta);
+    argv[12] = user; lens[12] = strlen(user);
+    argv[13] = node; lens[13] = strlen(node);
+    argv[14] = d; lens[14] = strlen(d);
+    if ((rc = send_script(e, SCRIPT_SCONN, 15, argv, lens, &none, nums, &q))) return rc;
     q->cb.done = cb;
     q->arg = arg;
     return 0;
@@ -545,6 +596,7 @@ static void finish_request(req_t *q, const redisReply *r)
     q->cb.seats(q->arg, &res);
 }
 
+/* The answer of a sweep or of a connection count (SCRIPT_SWEEP, SCRIPT_SCONN). */
 static void finish_sweep(req_t *q, const redisReply *r)
 {
     int status = 0;
@@ -552,7 +604,7 @@ static void finish_sweep(req_t *q, const redisReply *r)
     if (!r) {
         status = status_of_drop(q->e);
     } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-        hlog(LOG_ERROR, "engine", "redis seat expiry sweep failed: %s",
+        hlog(LOG_ERROR, "engine", "redis seat expiry sweep or connection count failed: %s",
              r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         status = -EIO;
     }

@@ -245,6 +245,13 @@ static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
     if ((unsigned)j->req.action < sizeof metrics.seat_requests / sizeof metrics.seat_requests[0])
         metrics.seat_requests[j->req.action][code == 0 ? 0 : code == PROTO_E_STORAGE || code == PROTO_E_INTERNAL ? 2 : 1]++;
     if (code || !result) return;
+    if (json_is_true(json_object_get(result, "elsewhere"))) {
+        /* Redis engine: the user is connected to another node, so their
+         * holds wait; asked again after another grace (docs/cluster.md). */
+        json_object_del(result, "elsewhere");
+        track(c, j->user, j->req.seats, 1);
+        return;
+    }
     list = json_object_get(result, "expired");
     json_array_foreach(list, i, o) {
         json_t *one = json_pack("[O]", json_object_get(o, "seat"));
@@ -464,7 +471,9 @@ void seats_user_connected(const char *user)
     struct seat_user *u;
 
     /* Connections are counted only where a disconnect can release holds. */
-    if (!any_release || !(u = user_get(user, 1))) return;
+    if (!any_release) return;
+    if (cluster_on()) cluster_seats_conn(user, 1);
+    if (!(u = user_get(user, 1))) return;
     u->nconn++;
     release_unlink(u);                         /* back within the grace: the holds stay */
 }
@@ -501,6 +510,7 @@ void seats_user_disconnected(const char *user)
 {
     struct seat_user *u = user_get(user, 0);
 
+    if (any_release && cluster_on()) cluster_seats_conn(user, -1);
     if (!u || (u->nconn && --u->nconn)) return;
     if (!json_object_size(u->holds) || !release_grace_ms || srv.stopping) {
         release_all(u);

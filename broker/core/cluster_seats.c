@@ -13,6 +13,7 @@
 
 #define SWEEP_LEASE_MS 1000       /* a dead sweeper's lease ends within this */
 #define SWEEP_MAX 200             /* holds freed per sweep: bounds one script's run */
+#define ALIVE_MS 3000             /* a node whose sweep calls stop is dead after this (release on disconnect) */
 
 struct seats_ctx {
     chan_t *chan;
@@ -24,6 +25,14 @@ static struct {
     int sweeping;                 /* a sweep of this node is in flight */
     char node[48];                /* this node's id for the sweep lease (pid and start time) */
 } cs;
+
+/* This node's id in Redis: drawn once (pid and start time). */
+static const char *node_id(void)
+{
+    if (!cs.node[0])
+        snprintf(cs.node, sizeof cs.node, "%x-%llx", (unsigned)getpid(), (unsigned long long)uv_hrtime());
+    return cs.node;
+}
 
 static const char *const action_names[] = {
     [SEAT_DEFINE] = "define", [SEAT_ADD] = "add", [SEAT_HOLD] = "hold", [SEAT_CONFIRM] = "confirm",
@@ -99,6 +108,11 @@ static char *request_json(const chan_t *c, const seat_req_t *r)
     if (r->seats) json_object_set(o, "seats", r->seats);
     if (r->section) json_object_set_new(o, "section", json_string(r->section));
     if (r->action == SEAT_HOLD) json_object_set_new(o, "ttl", json_integer(r->ttl_ms));
+    /* Release on disconnect: not while the user is connected to another node. */
+    if (r->action == SEAT_RELEASE && r->lenient) {
+        json_object_set_new(o, "away", json_true());
+        json_object_set_new(o, "node", json_string(node_id()));
+    }
     if (r->action == SEAT_EXPIRE) {
         json_object_set_new(o, "seat", json_copy(json_array_get(r->seats, 0)));
         json_object_set_new(o, "at", json_integer(r->at_ms));
@@ -173,9 +187,17 @@ void cluster_seats_tick(void)
     if (!e || cs.sweeping || !engine_up(e)) return;
     ns = config_ns(&srv.cfg, "seats:_", 7);
     if (!ns->state) return;
-    if (!cs.node[0])
-        snprintf(cs.node, sizeof cs.node, "%x-%llx", (unsigned)getpid(), (unsigned long long)uv_hrtime());
     keeps(ns, &k);
-    if (!engine_seats_sweep(e, cs.node, SWEEP_LEASE_MS, SWEEP_MAX, ns->seat_offer_ttl_ms, &k, on_swept, (void *)ns))
+    if (!engine_seats_sweep(e, node_id(), SWEEP_LEASE_MS, SWEEP_MAX, ns->seat_offer_ttl_ms, ALIVE_MS, &k, on_swept,
+                            (void *)ns))
         cs.sweeping = 1;
+}
+
+void cluster_seats_conn(const char *user, int delta)
+{
+    engine_t *e = cluster_engine();
+
+    /* Redis down: the count is missed, and a release it should have held back
+     * goes ahead, as without the count (docs/cluster.md#seat-maps). */
+    if (e) engine_seats_conn(e, node_id(), user, delta, NULL, NULL);
 }

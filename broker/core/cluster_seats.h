@@ -28,4 +28,10 @@ int cluster_seats(chan_t *c, pub_ops_t *ops, origin_t *origin);
  * engine runs and the seats namespace has state). */
 void cluster_seats_tick(void);
 
+/* cluster_seats_conn() - count a connection of @user that opened (@delta
+ * 1) or closed (-1) on this node, in the engine, so that another node's
+ * release on disconnect waits while the user is connected here. Nothing
+ * is answered; with Redis down the count is missed. */
+void cluster_seats_conn(const char *user, int delta);
+
 #endif

@@ -387,35 +387,60 @@ def test_waitlist_offers_across_nodes(make_broker, redis):
     run(go())
 
 
-def test_release_on_disconnect_is_per_node(make_broker, redis):
-    """docs/cluster.md#seat-maps: the node that carried a user's WebSocket holds
-    releases them once the user's last connection to it closed (and the grace
-    passed); holds made over REST stay."""
-    a, b = nodes(make_broker, redis, 2, *ns("seat_release_on_disconnect=on", "seat_release_grace=0"))
-    ev = "rod"
-    define(a, ev, [("D1", "A"), ("D2", "A"), ("D3", "A")])
-    call(b, ev, "hold", {"user": "alice", "seats": ["D3"], "ttl": 300})             # the backend's: stays
+def test_release_on_disconnect_waits_for_every_node(make_broker, redis, tmp_path):
+    """docs/cluster.md#seat-maps: a user's WebSocket holds go once their last connection
+    on any node has closed (and the grace passed); a connection on a node that died
+    stops counting; holds made over REST stay."""
+    opts = ns("seat_release_on_disconnect=on", "seat_release_grace=0")
+    a, b = nodes(make_broker, redis, 2, *opts)
+    victim = Broker(tmp_path, [*engine_args(redis), *SEATS, *opts], name="victim").start()
+    try:
+        wait_ready(victim)
+        ev = "rod"
+        define(a, ev, [("D1", "A"), ("D2", "A"), ("D3", "A"), ("E1", "A")])
+        call(b, ev, "hold", {"user": "alice", "seats": ["D3"], "ttl": 300})         # the backend's: stays
 
-    async def go():
-        viewer = await anon(b)
-        view = await watch(viewer, ev)
-        a1 = await user(a, "alice")
-        a2 = await user(a, "alice")
-        m = await reply(a1, seats_op(ev, "hold", seats=["D1", "D2"], ttl=300))
-        assert m["op"] == "seats", m
-        await until(viewer, lambda: view.offset >= m["offset"])
-        n = len(view.deltas)
-        await a1.close()
-        await idle(viewer, 0.8)
-        assert len(view.deltas) == n, "alice still has a connection to node A: her holds stay"
-        await a2.close()
-        await until(viewer, lambda: all(view.seat(s)["status"] == "free" for s in ("D1", "D2")), 3,
-                    "alice's holds to go with her last connection to node A")
-        seats, secs = seat_map(b, ev)
-        assert seats["D3"]["status"] == "held" and seats["D3"]["holder"] == "alice"
-        assert secs["A"] == counts(3, 2, 1)
-        await viewer.close()
-    run(go())
+        async def go():
+            viewer = await anon(b)
+            view = await watch(viewer, ev)
+            a1 = await user(a, "alice")
+            a2 = await user(a, "alice")
+            on_b = await user(b, "alice")                  # alice is on node B too
+            m = await reply(a1, seats_op(ev, "hold", seats=["D1", "D2"], ttl=300))
+            assert m["op"] == "seats", m
+            await until(viewer, lambda: view.offset >= m["offset"])
+            n = len(view.deltas)
+            await a1.close()
+            await idle(viewer, 0.6)
+            assert len(view.deltas) == n, "alice still has a connection to node A: her holds stay"
+            await a2.close()
+            await idle(viewer, 1.2)
+            assert len(view.deltas) == n, "alice is still connected to node B: her holds stay"
+            await on_b.close()
+            await until(viewer, lambda: all(view.seat(s)["status"] == "free" for s in ("D1", "D2")), 3,
+                        "alice's holds to go with her last connection on any node")
+            seats, secs = seat_map(b, ev)
+            assert seats["D3"]["status"] == "held" and seats["D3"]["holder"] == "alice"
+            assert secs["A"] == counts(4, 3, 1)
+
+            # A connection on a node that dies stops counting once its liveness lapses (3 s).
+            e1 = await user(a, "erin")
+            on_victim = await user(victim, "erin")
+            m = await reply(e1, seats_op(ev, "hold", seats=["E1"], ttl=300))
+            assert m["op"] == "seats", m
+            await e1.close()
+            await idle(viewer, 0.6)
+            assert view.seat("E1")["holder"] == "erin", "erin is still on the victim node"
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(5)
+            t0 = time.monotonic()
+            await until(viewer, lambda: view.seat("E1")["status"] == "free", 6, "erin's hold to go")
+            assert time.monotonic() - t0 <= 5.0
+            del on_victim
+            await viewer.close()
+        run(go())
+    finally:
+        victim.stop()
 
 
 def test_msgpack_subscriber_and_section_filter_on_another_node(make_broker, redis):
