@@ -2,8 +2,10 @@
  * ([engine] type = redis; storage/engine_seats.c, docs/cluster.md).
  *
  * Owns: the loop-side glue for a seat request on a seat map that
- * cluster_routes() takes, and this node's share of hold expiry (the sweep,
- * which any node may run under a lease). Does not own: validating the
+ * cluster_routes() takes, this node's share of hold expiry (the sweep,
+ * which any node may run under a lease; it also keeps the node marked
+ * alive), and the counts of its users' connections that release on
+ * disconnect looks at across nodes. Does not own: validating the
  * request (app/seats.c), the seat rules (engine_seats.c's script, the same
  * as storage/seatmap.c's), delivering the deltas and notices (they are
  * publications: core/cluster.c delivers them in offset order on every

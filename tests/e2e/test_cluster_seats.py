@@ -3,10 +3,13 @@ the same answers, deltas and errors as the LMDB engine (test_seats.py), a seat r
 spread over nodes that never double-holds, all-or-none holds, confirm with its
 ticket_issued notice heard on another node, release, hold expiry freed exactly
 once with three nodes sweeping, and still freed after the node that made the hold
-was killed with SIGKILL, the waitlist's offers across nodes, release on
-disconnect, subscribers on every node seeing the same deltas at the same
-offsets, recovery with `since` on another node, and Redis down answering 133 /
-503. Each test starts its own redis-server."""
+was killed with SIGKILL, a wave of expiries larger than one sweep, the
+waitlist's offers across nodes, release on disconnect waiting for the user's
+connections on every node (and not for a node that died), subscribers on every
+node seeing the same deltas at the same offsets (JSON, MessagePack, a section
+filter), recovery with `since` on another node, Redis down answering 133 / 503,
+and test_seats.py's own walks run on the redis engine. Each test starts its
+own redis-server.""
 import signal
 import threading
 import time
