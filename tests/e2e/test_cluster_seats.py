@@ -9,7 +9,7 @@ connections on every node (and not for a node that died), subscribers on every
 node seeing the same deltas at the same offsets (JSON, MessagePack, a section
 filter), recovery with `since` on another node, Redis down answering 133 / 503,
 and test_seats.py's own walks run on the redis engine. Each test starts its
-own redis-server.""
+own redis-server."""
 import signal
 import threading
 import time
