@@ -10,6 +10,7 @@ node seeing the same deltas at the same offsets (JSON, MessagePack, a section
 filter), recovery with `since` on another node, Redis down answering 133 / 503,
 and test_seats.py's own walks run on the redis engine. Each test starts its
 own redis-server."""
+import asyncio
 import signal
 import threading
 import time
@@ -403,12 +404,20 @@ def test_release_on_disconnect_waits_for_every_node(make_broker, redis, tmp_path
         define(a, ev, [("D1", "A"), ("D2", "A"), ("D3", "A"), ("E1", "A")])
         call(b, ev, "hold", {"user": "alice", "seats": ["D3"], "ttl": 300})         # the backend's: stays
 
+        async def counted(name, n_nodes):
+            """A connection counts once its node's count reached Redis (<prefix>uc:<user>)."""
+            deadline = time.monotonic() + 5
+            while redis_cmd(redis.port, "HLEN", "herald:uc:" + name) != b":%d\r\n" % n_nodes:
+                assert time.monotonic() < deadline, "%s's connections were not counted on %d nodes" % (name, n_nodes)
+                await asyncio.sleep(0.02)
+
         async def go():
             viewer = await anon(b)
             view = await watch(viewer, ev)
             a1 = await user(a, "alice")
             a2 = await user(a, "alice")
             on_b = await user(b, "alice")                  # alice is on node B too
+            await counted("alice", 2)
             m = await reply(a1, seats_op(ev, "hold", seats=["D1", "D2"], ttl=300))
             assert m["op"] == "seats", m
             await until(viewer, lambda: view.offset >= m["offset"])
@@ -431,9 +440,12 @@ def test_release_on_disconnect_waits_for_every_node(make_broker, redis, tmp_path
             on_victim = await user(victim, "erin")
             m = await reply(e1, seats_op(ev, "hold", seats=["E1"], ttl=300))
             assert m["op"] == "seats", m
+            await until(viewer, lambda: view.offset >= m["offset"])
+            await counted("erin", 2)
             await e1.close()
             await idle(viewer, 0.6)
-            assert view.seat("E1")["holder"] == "erin", "erin is still on the victim node"
+            assert view.offset == m["offset"] and view.seat("E1").get("holder") == "erin", \
+                "erin is still on the victim node: %r" % view.deltas[-1:]
             victim.send_signal(signal.SIGKILL)
             victim.wait(5)
             t0 = time.monotonic()
