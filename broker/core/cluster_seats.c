@@ -23,14 +23,20 @@ struct seats_ctx {
 
 static struct {
     int sweeping;                 /* a sweep of this node is in flight */
-    char node[48];                /* this node's id for the sweep lease (pid and start time) */
+    char node[96];                /* this node's id in Redis (host, pid and start time) */
 } cs;
 
-/* This node's id in Redis: drawn once (pid and start time). */
+/* This node's id in Redis, made once: unique across machines (the host
+ * name) and across restarts (the pid and the monotonic clock). */
 static const char *node_id(void)
 {
-    if (!cs.node[0])
-        snprintf(cs.node, sizeof cs.node, "%x-%llx", (unsigned)getpid(), (unsigned long long)uv_hrtime());
+    char host[41] = "";
+
+    if (!cs.node[0]) {
+        if (gethostname(host, sizeof host - 1)) host[0] = '\0';
+        host[sizeof host - 1] = '\0';
+        snprintf(cs.node, sizeof cs.node, "%s-%x-%llx", host, (unsigned)getpid(), (unsigned long long)uv_hrtime());
+    }
     return cs.node;
 }
 
