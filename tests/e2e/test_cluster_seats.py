@@ -505,3 +505,32 @@ def test_a_wave_of_expiries(make_broker, redis):
         assert view.state == versioned(read_state(b, ev)[0])
         await viewer.close()
     run(go())
+
+
+def test_redis_restart_keeps_maps_and_holds_and_their_expiry(make_broker, redis):
+    """With appendfsync always, a Redis restart loses no acknowledged seat request: holds stay,
+    the one due meanwhile is freed after, and the scripts are loaded again (NOSCRIPT)."""
+    a, b = nodes(make_broker, redis, 2)
+    ev = "restart"
+    define(a, ev, [("R1", "A"), ("R2", "A"), ("R3", "A")])
+    long = call(a, ev, "hold", {"user": "kim", "seats": ["R1"], "ttl": 60})
+    short = call(b, ev, "hold", {"user": "lee", "seats": ["R2"], "ttl": 1})
+    redis.kill()
+    refused(a, ev, "hold", {"user": "max", "seats": ["R3"], "ttl": 5}, 503, 133)
+    time.sleep(max(0, short["expires"] - now_ms()) / 1000)
+    redis.start()
+    wait_ready(a)
+    wait_ready(b)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        seats, secs = seat_map(b, ev)
+        if seats["R2"]["status"] == "free":
+            break
+        time.sleep(0.05)
+    assert seats["R2"] == {"section": "A", "price_class": "std", "status": "free"}, seats
+    assert seats["R1"]["holder"] == "kim" and seats["R1"]["expires"] == long["expires"]
+    assert secs["A"] == counts(3, 2, 1)
+    h = call(a, ev, "hold", {"user": "max", "seats": ["R3"], "ttl": 5})
+    assert h["offset"] > short["offset"] + 1, "after the expiry's delta"
+    e = refused(b, ev, "hold", {"user": "max", "seats": ["R1"], "ttl": 5}, 409, 119)
+    assert e["seats"] == ["R1"]
