@@ -133,7 +133,7 @@ static const struct flag flags[] = {
       "payments: the broker's [adapter commerce] webhook_secret, to sign the events with (required)" },
     { "sse", BF_SSE, 1, "N", "sse: Server-Sent Events streams on the channel (default: as many as --subscribers)" },
     { "readers", BF_READERS, 1, "P",
-      "fanout, channels: put the subscriber connections in P reader processes (1 to 64) that do nothing but "
+      "fanout, channels, cliff: put the subscriber connections in P reader processes (1 to 64) that do nothing but "
       "read and check, like remote clients: each sleeps in epoll between messages, so the broker's writes "
       "find their readers asleep, as with real, mostly idle subscribers. Each opens its share with "
       "--concurrency attempts in flight. They report counts, latency and their CPU (readers%, the busiest: "

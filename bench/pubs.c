@@ -1,4 +1,4 @@
-/* bench/pubs.c - the publishing scenarios: fanout, channels and publish.
+/* bench/pubs.c - the publishing scenarios: fanout, channels, cliff and publish.
  *
  * Owns: their entries (struct bench_scenario, scenario.h): flags, defaults,
  * help, the connections each one opens, publish's closed loop, and their
@@ -12,7 +12,9 @@
  * step instead: every WebSocket publisher keeps --window publications in
  * flight (every HTTP connection one, with --publish rest) and sends the next
  * as each is answered, so it measures the rate the broker commits at rather
- * than a rate it is given. */
+ * than a rate it is given. cliff is channels with the issue-14 preset
+ * (5,000 channels x 2, 5k to 40k publications/s) and a verdict on how p99
+ * grows from step to step: the regression check of the former cliff. */
 #include "nodes.h"
 #include "run.h"
 #include "report.h"
@@ -87,6 +89,20 @@ static int channels_check(struct opts *o, uint64_t given, char *why, size_t n)
     if (o->subscribers > 0) return readers_check(o, (uint64_t)o->subscribers * o->channels, why, n);
     snprintf(why, n, "channels needs --subscribers >= 1");
     return -1;
+}
+
+/* cliff: the shape of the former cliff (docs/benchmarks.md, "Many small
+ * channels"), each default replaced by the flag that names it. */
+static void cliff_defaults(struct opts *o)
+{
+    static const double rates[] = { 5000, 10000, 15000, 20000, 25000, 30000, 40000 };
+
+    o->subscribers = 2;
+    o->channels = 5000;
+    o->nrates = (int)(sizeof rates / sizeof *rates);
+    for (int i = 0; i < o->nrates; i++) o->rates[i] = rates[i];
+    o->p99_max_ms = 10;
+    o->drain_timeout = 3;
 }
 
 static int publish_check(struct opts *o, uint64_t given, char *why, size_t n)
@@ -267,6 +283,103 @@ static void json_pubs(FILE *f)
     json_steps(f);
 }
 
+/* ---- cliff's verdict ---- */
+
+/* Past its limit the broker must degrade gradually: p99 grows with the
+ * overload, or the broker sheds (error 135). A step whose p99 is more than
+ * CLIFF_JUMP times the last judged step's, and above CLIFF_FLOOR_MS, after an
+ * offered rate at most CLIFF_RATE_STEP times higher, with the broker under
+ * CLIFF_BUSY_PCT of a core (when --pid says), is the cliff: latency that
+ * jumps while the core still has room is a feedback loop, not a limit. A
+ * step where the bench itself was that busy measures the bench: judging
+ * stops there. */
+#define CLIFF_JUMP 10.0
+#define CLIFF_FLOOR_MS 200.0
+#define CLIFF_RATE_STEP 2.0
+#define CLIFF_BUSY_PCT 90.0
+
+enum cliff_verdict { CLIFF_GRADUAL, CLIFF_FOUND, CLIFF_BENCH_BOUND };
+
+static struct {
+    enum cliff_verdict v;
+    int at, prev;                 /* the steps judged last: the cliff's two sides, or where judging stopped */
+    double worst;                 /* the largest step-to-step growth of p99 judged */
+} cv;
+
+static void cliff_judge(void)
+{
+    double last_p99 = -1, last_rate = 0;
+
+    cv.v = CLIFF_GRADUAL;
+    cv.at = cv.prev = -1;
+    cv.worst = 0;
+    for (int i = 0; i < B.nsteps; i++) {
+        const step_t *st = &B.steps[i];
+        double p99;
+        if (!st->lat) continue;
+        if (st->bench_cpu >= CLIFF_BUSY_PCT) {
+            cv.v = CLIFF_BENCH_BOUND;
+            cv.at = i;
+            return;
+        }
+        p99 = report_ms(hist_percentile(st->lat, 99));
+        if (last_p99 >= 0) {
+            double base = last_p99 > 1 ? last_p99 : 1, grow = p99 / base;
+            if (grow > cv.worst) cv.worst = grow;
+            if (grow > CLIFF_JUMP && p99 > CLIFF_FLOOR_MS && st->rate <= CLIFF_RATE_STEP * last_rate &&
+                (st->broker_cpu < 0 || st->broker_cpu < CLIFF_BUSY_PCT)) {
+                cv.v = CLIFF_FOUND;
+                cv.at = i;
+                return;
+            }
+        }
+        cv.prev = i;
+        last_p99 = p99;
+        last_rate = st->rate;
+    }
+}
+
+static void cliff_human(FILE *f)
+{
+    human_steps(f);
+    cliff_judge();
+    if (cv.v == CLIFF_FOUND) {
+        const step_t *a = &B.steps[cv.prev], *b = &B.steps[cv.at];
+        char cpu[16] = "?";
+        if (b->broker_cpu >= 0) snprintf(cpu, sizeof cpu, "%.0f", b->broker_cpu);
+        fprintf(f, "verdict: CLIFF between %.0f/s and %.0f/s: p99 %.1f -> %.1f ms with the broker at %s%% of a core\n",
+                a->rate, b->rate, report_ms(hist_percentile(a->lat, 99)), report_ms(hist_percentile(b->lat, 99)), cpu);
+    } else if (cv.v == CLIFF_BENCH_BOUND) {
+        fprintf(f, "verdict: judged up to %s; at %.0f/s the bench was at %.0f%% of its core, so the steps from there "
+                   "measure the bench, not the broker\n", cv.prev >= 0 ? "the step before" : "no step",
+                B.steps[cv.at].rate, B.steps[cv.at].bench_cpu);
+    } else {
+        fprintf(f, "verdict: gradual (p99 grew at most %.1fx from one step to the next)\n", cv.worst);
+    }
+}
+
+static void cliff_json(FILE *f)
+{
+    static const char *const names[] = { "gradual", "cliff", "bench_bound" };
+
+    json_head(f);
+    cliff_judge();
+    fprintf(f, "\"verdict\":\"%s\",\"verdict_rate\":", names[cv.v]);
+    if (cv.v == CLIFF_GRADUAL) fprintf(f, "null");
+    else fprintf(f, "%.0f", B.steps[cv.at].rate);
+    fprintf(f, ",\"p99_growth_max\":%.2f,", cv.worst);
+    json_steps(f);
+}
+
+/* The run as channels runs it; exit status 3 when its report found the
+ * cliff (judged there: bench_run() frees the steps' figures before it returns). */
+static int cliff_run(void)
+{
+    int rc = bench_run();
+
+    return rc ? rc : cv.v == CLIFF_FOUND ? 3 : 0;
+}
+
 static void json_publish(FILE *f)
 {
     const struct opts *o = &B.o;
@@ -313,6 +426,26 @@ const struct bench_scenario bench_channels = {
     .report_head = human_head,
     .report_body = human_steps,
     .report_json = json_pubs,
+};
+
+const struct bench_scenario bench_cliff = {
+    .name = "cliff",
+    .summary = "the former many-channels cliff as a regression check: channels with 5,000 channels x 2 "
+               "subscribers stepped from 5k to 40k publications/s, and a verdict on whether p99 grows gradually",
+    .example = "herald-bench cliff --url ws://127.0.0.1:8080/ws --encoding msgpack --pid $(pidof herald)",
+    .notes = "Defaults: --channels 5000 --subscribers 2 --rate 5000,10000,15000,20000,25000,30000,40000\n"
+             "--p99-max 10 --drain-timeout 3; each can be given. The verdict: a step whose p99 is more than\n"
+             "10 times the previous step's (and over 200 ms) after at most twice the rate, with the broker\n"
+             "under 90% of a core (known with --pid), is a cliff: exit status 3. From the first step where\n"
+             "the bench itself is at 90% of its core, nothing is judged (verdict: bench_bound).\n",
+    .flags = PUBS_FLAGS | BF(CHANNELS) | BF(RATE) | BF(P99MAX) | BF(READERS),
+    .defaults = cliff_defaults,
+    .check_opts = channels_check,
+    .run = cliff_run,
+    .plan = channels_plan,
+    .report_head = human_head,
+    .report_body = cliff_human,
+    .report_json = cliff_json,
 };
 
 const struct bench_scenario bench_publish = {

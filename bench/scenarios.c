@@ -5,12 +5,13 @@
  * this order. Each entry is defined by its own file. */
 #include "scenario.h"
 
-extern const struct bench_scenario bench_fanout, bench_channels, bench_idle, bench_connect, bench_publish,
+extern const struct bench_scenario bench_fanout, bench_channels, bench_cliff, bench_idle, bench_connect, bench_publish,
     bench_presence, bench_recover, bench_scores, bench_seats, bench_orders, bench_payments, bench_sse;
 
 const struct bench_scenario *const bench_scenarios[] = {
     &bench_fanout,   /* pubs.c */
     &bench_channels, /* pubs.c */
+    &bench_cliff,    /* pubs.c */
     &bench_idle,     /* conns.c */
     &bench_connect,  /* conns.c */
     &bench_publish,  /* pubs.c */

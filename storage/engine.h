@@ -71,6 +71,10 @@ struct engine_events {
      * for a dead node) and the member's JSON. All borrowed for the call. */
     void (*on_presence)(void *ctx, const char *chan, size_t len, int kind, uint64_t seq, uint64_t count,
                         const char *client, size_t clientlen, const char *json, size_t jsonlen);
+    /* A signal of @chan arrived (engine_signal() on some node, this one
+     * included): its payload as that call gave it, unchecked (anyone who
+     * can PUBLISH in Redis can put bytes there). Borrowed for the call. */
+    void (*on_signal)(void *ctx, const char *chan, size_t len, const char *payload, size_t n);
 };
 
 /* engine_redis_start() - connect to Redis as @conf says (copied) on @loop;
@@ -134,7 +138,9 @@ struct engine_range {
     uint64_t after;               /* offsets > after */
     uint64_t upto;                /* ... <= upto; 0: up to the last */
     uint64_t before;              /* ... < before; 0: no bound */
-    unsigned limit;               /* at most this many; 0: only the channel's position */
+    unsigned limit;               /* at most this many; 0: only the channel's position, and a
+                                     channel without an epoch takes one now (a subscription's
+                                     read: its subscribers learn the epoch publications keep) */
     int reverse;                  /* newest first */
 };
 
@@ -157,6 +163,20 @@ int engine_read(engine_t *e, const char *chan, size_t len, const struct engine_r
 int engine_subscribe(engine_t *e, const char *chan, size_t len);
 int engine_unsubscribe(engine_t *e, const char *chan, size_t len);
 
+/* @status 0 or a negative errno as for engine_pub_cb; @value: what the call
+ * documents. */
+typedef void (*engine_done_cb)(void *arg, int status, uint64_t value);
+
+/* engine_signal() - announce @payload (@n bytes, copied) on @chan's
+ * fan-out key as a signal: not stored, no offset; it reaches the nodes
+ * subscribed to @chan now (on_signal), in its place among the channel's
+ * publications. @cb (may be NULL) gets value the number of Redis
+ * subscribers that got it, or a negative errno (the connection went: it
+ * may or may not have been announced). Return: 0; -ENOTCONN (no
+ * callback); -ENOMEM; -ENAMETOOLONG. */
+int engine_signal(engine_t *e, const char *chan, size_t len, const char *payload, size_t n, engine_done_cb cb,
+                  void *arg);
+
 /* ---- presence (docs/cluster.md#presence) ---- */
 
 /* A member as presence stores it: @key ("u:<user>" or "c:<client id>"),
@@ -177,10 +197,6 @@ enum engine_pres_mode {
     ENGINE_PRES_SET,              /* the node has @count connections of the member (join if new): resync */
     ENGINE_PRES_DROP,             /* the member is no longer on the node (leave if on no other) */
 };
-
-/* @status 0 or a negative errno as for engine_pub_cb; @value: what the call
- * documents. */
-typedef void (*engine_done_cb)(void *arg, int status, uint64_t value);
 
 /* engine_presence_conn() - record member @m of @chan on node @node as
  * @mode says; the join or leave it makes is announced on the channel's

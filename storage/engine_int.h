@@ -13,6 +13,8 @@
 
 enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, SCRIPT_SOPS, SCRIPT_SREAD,
        SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, NSCRIPTS };
+/* A request that is a plain command, not a script: engine_signal()'s PUBLISH. */
+#define REQ_SIGNAL NSCRIPTS
 
 /* The presence scripts (engine_presence.c) and the state scripts
  * (engine_state.c), loaded with the others. */
@@ -143,7 +145,7 @@ struct engine {
  * same call as EVAL, which loads the script again. */
 typedef struct req {
     engine_t *e;
-    int script;                   /* SCRIPT_*, or -1: a handshake command */
+    int script;                   /* SCRIPT_*, REQ_SIGNAL, or -1: a handshake command */
     union {
         engine_pub_cb pub;
         engine_read_cb read;
@@ -202,7 +204,8 @@ void engine_finish_seats(req_t *q, const redisReply *r);
 void engine_finish_presence(req_t *q, const redisReply *r);
 
 /* engine_on_presence_msg() - a presence event (@p, @n bytes, starting with
- * 'P') arrived on @chan's fan-out key: parse it, call on_presence. */
-void engine_on_presence_msg(engine_t *e, const char *chan, size_t len, const char *p, size_t n);
+ * 'P') arrived on @chan's fan-out key: parse it, call on_presence.
+ * Return: 0, or -1 when it is malformed (nothing called; the caller logs). */
+int engine_on_presence_msg(engine_t *e, const char *chan, size_t len, const char *p, size_t n);
 
 #endif

@@ -331,22 +331,23 @@ int engine_presence_beat(engine_t *e, const char *node, unsigned lease_ms, const
 }
 
 /* A presence event on a fan-out key: "P<kind>:<seq>:<count>:<client>\n<json>". */
-void engine_on_presence_msg(engine_t *e, const char *chan, size_t len, const char *p, size_t n)
+int engine_on_presence_msg(engine_t *e, const char *chan, size_t len, const char *p, size_t n)
 {
     const char *end = p + n, *nl;
     char *num_end;
     uint64_t seq, count;
     int kind = p[1];
 
-    if (p[2] != ':' || (kind != 'j' && kind != 'l' && kind != 'u')) return;
+    if (p[2] != ':' || (kind != 'j' && kind != 'l' && kind != 'u')) return -1;
     p += 3;
     seq = strtoull(p, &num_end, 10);
-    if (num_end == p || num_end >= end || *num_end != ':') return;
+    if (num_end == p || num_end >= end || *num_end != ':') return -1;
     p = num_end + 1;
     count = strtoull(p, &num_end, 10);
-    if (num_end == p || num_end >= end || *num_end != ':') return;
+    if (num_end == p || num_end >= end || *num_end != ':') return -1;
     p = num_end + 1;
-    if (!(nl = memchr(p, '\n', (size_t)(end - p)))) return;
+    if (!(nl = memchr(p, '\n', (size_t)(end - p)))) return -1;
     e->ev.on_presence(e->ev.ctx, chan, len, kind, seq, count, p, (size_t)(nl - p), nl + 1, (size_t)(end - nl - 1));
+    return 0;
 }
 

@@ -7,12 +7,16 @@
  * (core/cluster.c).
  * Keys, under the configured prefix P and channel name C:
  *   P m:C  hash {offset, epoch}: the channel's last offset and its epoch,
- *          created by the first publication with an epoch the node drew;
+ *          the epoch drawn by a node at the channel's first publication or
+ *          first subscription (whichever comes first);
  *   P s:C  stream of records, entry id "<offset>-1", fields r (the record,
  *          MessagePack as protocol/record.h) and t (ms), trimmed to the
  *          namespace's history_size and history_ttl, and expiring with it;
  *   P f:C  the pub/sub channel a publication is announced on:
- *          "<offset>:<epoch>:<record>";
+ *          "<offset>:<epoch>:<record>"; also presence events ("P...",
+ *          engine_presence.c) and signals ("S:<payload>", PUBLISHed by
+ *          engine_signal() without a script: nothing is stored). Whatever
+ *          else arrives there is logged (at most every 10 s) and dropped;
  *   P i:C K  (a space, which channel names never hold, before the client's
  *          idempotency key K) "<digest hex>:<offset>", expiring after
  *          history.idempotency_window.
@@ -43,6 +47,8 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define WATCHDOG_MS 250
+/* At most one "malformed message" line per this long (the rest are counted). */
+#define MALFORMED_LOG_MS 10000
 
 /* KEYS: meta, stream, fan-out, idempotency key. ARGV: record, keep, ttl_ms,
  * now_ms, epoch to use if the channel has none, reply_to, the request's
@@ -87,11 +93,17 @@ static const char pub_lua[] =
     "return {off, epoch}\n";
 
 /* KEYS: meta, stream. ARGV: after, upto (0: the last), before (0: none),
- * limit, reverse ("1"). Returns {epoch, last, first, then offset, record,
- * ts for each entry}. */
+ * limit, reverse ("1"), the epoch the channel takes now if it has none
+ * ("": none; a subscription's position read, so that its subscribers learn
+ * the epoch the first publication keeps). Returns {epoch, last, first, then
+ * offset, record, ts for each entry}. */
 static const char read_lua[] =
     "local last = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')\n"
     "local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''\n"
+    "if epoch == '' and ARGV[6] ~= '' then\n"
+    "  epoch = ARGV[6]\n"
+    "  redis.call('HSET', KEYS[1], 'epoch', epoch)\n"
+    "end\n"
     "local upto = tonumber(ARGV[2])\n"
     "if upto == 0 or upto > last then upto = last end\n"
     "local before = tonumber(ARGV[3])\n"
@@ -553,6 +565,20 @@ static void finish_read(req_t *q, const redisReply *r)
     hist_result_free(&res);
 }
 
+static void finish_signal(req_t *q, const redisReply *r)
+{
+    int status = 0;
+
+    if (!r) {
+        status = status_of_drop(q->e);
+    } else if (r->type != REDIS_REPLY_INTEGER) {
+        hlog(LOG_ERROR, "engine", "redis PUBLISH of a signal failed: %s",
+             r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        status = -EIO;
+    }
+    if (q->cb.done) q->cb.done(q->arg, status, status ? 0 : int_of(r));
+}
+
 static void on_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     req_t *q = priv;
@@ -562,7 +588,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
 
     if (e->cmd.inflight) e->cmd.inflight--;
     e->cmd.progress_ms = now_ms(e);
-    if (reply && reply->type == REDIS_REPLY_ERROR && !strncmp(reply->str, "NOSCRIPT", 8) && !q->retried) {
+    if (reply && reply->type == REDIS_REPLY_ERROR && !strncmp(reply->str, "NOSCRIPT", 8) && !q->retried &&
+        q->script >= 0 && q->script < NSCRIPTS) {
         /* The script cache was emptied: EVAL loads it again. */
         q->retried = 1;
         q->argv[0] = "EVAL";
@@ -572,7 +599,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         if (req_send(q) == 0) return;
         reply = NULL;
     }
-    if (q->script == SCRIPT_PUB) finish_pub(q, reply);
+    if (q->script == REQ_SIGNAL) finish_signal(q, reply);
+    else if (q->script == SCRIPT_PUB) finish_pub(q, reply);
     else if (q->script == SCRIPT_READ) finish_read(q, reply);
     else if (q->script == SCRIPT_SOPS || q->script == SCRIPT_SREAD) engine_finish_state(q, reply);
     else if (q->script >= SCRIPT_SEATS && q->script <= SCRIPT_SCONN) engine_finish_seats(q, reply);
@@ -692,15 +720,19 @@ int engine_read(engine_t *e, const char *chan, size_t len, const struct engine_r
     argv[3] = keys; lens[3] = klen[0];
     argv[4] = keys + klen[0]; lens[4] = klen[1];
     for (int i = 0; i < 4; i++) { argv[5 + i] = nums[i]; lens[5 + i] = strlen(nums[i]); }
-    /* The last argument, reverse, goes in as one byte. */
+    /* The last arguments: reverse, one byte; the epoch to draw. */
     {
-        const char *av[10];
-        size_t lv[10];
+        const char *av[11];
+        size_t lv[11];
+        char epoch[HIST_EPOCH_LEN + 1];
         memcpy(av, argv, sizeof argv);
         memcpy(lv, lens, sizeof lens);
         av[9] = r->reverse ? "1" : "0";
         lv[9] = 1;
-        if (!(q = req_new(e, SCRIPT_READ, 10, av, lv))) return -ENOMEM;
+        if (r->limit == 0) engine_random_epoch(epoch);
+        av[10] = epoch;
+        lv[10] = r->limit == 0 ? HIST_EPOCH_LEN : 0;
+        if (!(q = req_new(e, SCRIPT_READ, 11, av, lv))) return -ENOMEM;
     }
     q->cb.read = cb;
     q->arg = arg;
@@ -708,7 +740,56 @@ int engine_read(engine_t *e, const char *chan, size_t len, const struct engine_r
     return rc;
 }
 
+int engine_signal(engine_t *e, const char *chan, size_t len, const char *payload, size_t n, engine_done_cb cb,
+                  void *arg)
+{
+    char key[64 + 2 + 256];
+    const char *argv[3];
+    size_t lens[3];
+    char *msg;
+    req_t *q;
+    int rc;
+
+    if (!engine_up(e)) return -ENOTCONN;
+    if (e->prefixlen + 2 + len > sizeof key) return -ENAMETOOLONG;
+    memcpy(key, e->prefix, e->prefixlen);
+    memcpy(key + e->prefixlen, "f:", 2);
+    memcpy(key + e->prefixlen + 2, chan, len);
+    if (!(msg = malloc(n + 2))) return -ENOMEM;
+    msg[0] = 'S';
+    msg[1] = ':';
+    memcpy(msg + 2, payload, n);
+    argv[0] = "PUBLISH"; lens[0] = 7;
+    argv[1] = key; lens[1] = e->prefixlen + 2 + len;
+    argv[2] = msg; lens[2] = n + 2;
+    q = req_new(e, REQ_SIGNAL, 3, argv, lens);
+    free(msg);
+    if (!q) return -ENOMEM;
+    q->cb.done = cb;
+    q->arg = arg;
+    if ((rc = req_send(q))) free(q);
+    return rc;
+}
+
 /* ---- subscriptions ---- */
+
+/* A message on a fan-out key that no node sent (anyone who can PUBLISH in
+ * Redis can send one): logged, at most one line per MALFORMED_LOG_MS with
+ * how many went unlogged, so garbage cannot flood the log. */
+static void malformed(engine_t *e, const char *name, size_t len, const char *why)
+{
+    static uint64_t last_ms, unlogged;
+    uint64_t now = now_ms(e);
+
+    if (last_ms && now - last_ms < MALFORMED_LOG_MS) {
+        unlogged++;
+        return;
+    }
+    hlog(LOG_WARN, "engine", "dropped a malformed message on redis channel %.*s: %s (%llu more since the last such "
+         "line)", (int)len, name, why, (unsigned long long)unlogged);
+    last_ms = now ? now : 1;
+    unlogged = 0;
+}
 
 static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -753,14 +834,30 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
     p = msg->str;
     end = p + msg->len;
     if (msg->len > 2 && p[0] == 'P') {
-        engine_on_presence_msg(e, name->str + e->prefixlen + 2, name->len - e->prefixlen - 2, p, msg->len);
+        if (engine_on_presence_msg(e, name->str + e->prefixlen + 2, name->len - e->prefixlen - 2, p, msg->len))
+            malformed(e, name->str, name->len, "not a presence event");
+        return;
+    }
+    if (msg->len >= 2 && p[0] == 'S' && p[1] == ':') {
+        e->ev.on_signal(e->ev.ctx, name->str + e->prefixlen + 2, name->len - e->prefixlen - 2, p + 2, msg->len - 2);
+        return;
+    }
+    /* A publication: digits only, then ':' (strtoull would take a sign or spaces). */
+    if (p == end || *p < '0' || *p > '9') {
+        malformed(e, name->str, name->len, "neither a publication, a presence event nor a signal");
         return;
     }
     off = strtoull(p, &num_end, 10);
-    if (num_end == p || num_end >= end || *num_end != ':') return;
+    if (num_end >= end || *num_end != ':' || off == 0) {
+        malformed(e, name->str, name->len, "a publication without an offset");
+        return;
+    }
     p = num_end + 1;
     colon = memchr(p, ':', (size_t)(end - p));
-    if (!colon || colon - p != HIST_EPOCH_LEN) return;
+    if (!colon || colon - p != HIST_EPOCH_LEN) {
+        malformed(e, name->str, name->len, "a publication without an epoch");
+        return;
+    }
     memcpy(epoch, p, HIST_EPOCH_LEN);
     epoch[HIST_EPOCH_LEN] = '\0';
     p = colon + 1;

@@ -17,6 +17,7 @@
 #include "core/presence.h"
 #include "core/cluster.h"
 #include "core/cluster_presence.h"
+#include "core/cluster_signal.h"
 #include "core/publish.h"
 #include "core/pubpipe.h"
 #include "auth/auth.h"
@@ -380,6 +381,14 @@ static void op_signal(op_req_t *q)
     if (from) {
         if (s->ident.user) json_object_set_new(from, "user", json_string(s->ident.user));
         json_object_set_new(from, "client", json_string(s->id));
+    }
+    if (cluster_routes(c)) {
+        /* Every node's subscribers, through the engine (the sender's node too). */
+        origin_t origin = { ORIGIN_WS, s->serial, q->id ? json_incref((json_t *)q->id) : NULL };
+        int r = cluster_signal(c, from ? from : json_null(), data, &origin);
+        json_decref(from);
+        if (r) fail(q, PROTO_E_INTERNAL, "out of memory");
+        return;
     }
     ev = json_pack("{s:s,s:s%,s:o,s:O}", "op", "signal", "channel", c->name, (size_t)c->namelen,
                    "from", from ? from : json_null(), "data", data);

@@ -1,6 +1,7 @@
 /* broker/core/cluster.c - see cluster.h. */
 #include "core/cluster.h"
 #include "core/cluster_presence.h"
+#include "core/cluster_signal.h"
 #include "herald.h"
 #include "log.h"
 
@@ -418,6 +419,12 @@ static void on_presence(void *ctx, const char *name, size_t len, int kind, uint6
     cluster_presence_on_event(name, len, kind, seq, count, client, clientlen, json, jsonlen);
 }
 
+static void on_signal(void *ctx, const char *name, size_t len, const char *payload, size_t n)
+{
+    (void)ctx;
+    cluster_signal_on_event(name, len, payload, n);
+}
+
 /* ---- registry hooks ---- */
 
 void cluster_occupancy(chan_t *c, int occupied)
@@ -624,7 +631,8 @@ int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t 
 
 int cluster_start(void)
 {
-    static const struct engine_events ev = { NULL, on_cmd, on_sub, on_subscribed, on_message, on_presence };
+    static const struct engine_events ev = { NULL, on_cmd, on_sub, on_subscribed, on_message, on_presence,
+                                                   on_signal };
     struct engine_conf conf = {
         .address = srv.cfg.engine_address,
         .password = srv.cfg.engine_password,

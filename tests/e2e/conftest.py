@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import re
@@ -225,6 +226,64 @@ def shared_broker(tmp_path_factory):
     b = Broker(tmp_path_factory.mktemp("shared"), name="shared").start()
     yield b
     b.check_clean_exit()
+
+
+# -- engines --------------------------------------------------------------
+# Protocol tests that take `engine_broker` run twice: on the embedded LMDB
+# engine and on the Redis engine ([engine] type = redis, one node). The redis
+# variant shares one redis-server per test module; each test gets a key
+# prefix of its own (--engine-prefix), so tests never see each other's keys.
+
+_engine_prefixes = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def module_redis(tmp_path_factory):
+    """One redis-server for a whole module, killed by PID at its end."""
+    from test_cluster import REDIS, Redis
+    if REDIS is None:
+        pytest.skip("redis-server is not installed (scripts/deps.sh)")
+    r = Redis(tmp_path_factory.mktemp("redis")).start()
+    yield r
+    r.kill()
+
+
+class Engine:
+    """The engine a test runs on: name "lmdb" or "redis"; args, the broker flags it needs."""
+
+    def __init__(self, name, redis=None, prefix=None):
+        self.name = name
+        self.redis = redis
+        self.prefix = prefix
+
+    @property
+    def args(self):
+        if not self.redis:
+            return []
+        from test_cluster import engine_args
+        return [*engine_args(self.redis), "--engine-prefix", self.prefix]
+
+
+@pytest.fixture(params=["lmdb", "redis"])
+def engine(request):
+    if request.param == "lmdb":
+        return Engine("lmdb")
+    return Engine("redis", request.getfixturevalue("module_redis"), "t%d:" % next(_engine_prefixes))
+
+
+@pytest.fixture
+def engine_broker(engine, make_broker):
+    """make_broker() on the test's engine; under redis it returns once the node
+    is connected to Redis (ready). Restarting with the same flags in the same
+    test finds the same channels (same data dir, or same Redis and prefix)."""
+    def make(*args, **kw):
+        b = make_broker(*engine.args, *args, **kw)
+        if engine.redis:
+            from test_cluster import wait_ready
+            assert b.wait_log("engine: redis at .* channels are shared with the other nodes", 5), b.log[-2000:]
+            wait_ready(b)
+        return b
+    return make
 
 
 # -- asyncio --------------------------------------------------------------

@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import pytest
+import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -183,6 +184,64 @@ def test_channels(broker):
     assert out["subscribers"] == 40 and out["channels"] == 20
     assert out["expected"] == out["acked"] * 2 > 0
     assert out["received"] == out["expected"]
+
+
+def test_cliff_preset_and_gradual_verdict(broker):
+    """cliff is channels with the issue-14 preset; on a lightly loaded broker
+    p99 does not jump, and the report says so."""
+    p = subprocess.run([BENCH, "cliff", "--help"], capture_output=True, text=True, timeout=5)
+    assert p.returncode == 0 and "--channels 5000 --subscribers 2 --rate 5000,10000,15000" in p.stdout
+    rc, out, err = bench("cliff", "--url", broker.url, "--channels", "20", "--rate", "100,200", "--duration", "1",
+                         "--encoding", "msgpack", "--pid", str(broker.proc.pid))
+    assert rc == 0, err
+    assert out["scenario"] == "cliff" and out["channels"] == 20 and out["subscribers_per_channel"] == 2
+    assert [s["rate"] for s in out["steps"]] == [100, 200]
+    assert all(s["received"] == s["expected"] > 0 for s in out["steps"])
+    assert out["verdict"] == "gradual" and out["verdict_rate"] is None
+    assert 0 < out["p99_growth_max"] < 10
+    human = subprocess.run([BENCH, "cliff", "--url", broker.url, "--channels", "20", "--rate", "100",
+                            "--duration", "0.5"], capture_output=True, text=True, timeout=30)
+    assert human.returncode == 0 and "verdict: gradual" in human.stdout, human.stdout + human.stderr
+
+
+def test_cliff_verdict_finds_a_stall(request):
+    """A broker that stops for 1.5 s in the second step (SIGSTOP: latency
+    jumps from milliseconds to seconds while it uses no CPU) is what the
+    cliff looked like: verdict cliff at that step, exit status 3. Shedding is
+    off: with it, what the stall queued is refused (error 135), which is the
+    documented way to degrade, and the step's deliveries stay fast."""
+    b = _start_broker(request, "--max-queue-delay", "0")
+    p = subprocess.Popen([BENCH, "cliff", "--url", b.url, "--channels", "20", "--rate", "200,300",
+                          "--duration", "3", "--drain-timeout", "5", "--pid", str(b.proc.pid), "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # The first step publishes 600; once the broker has fanned out more,
+        # the second step is under way.
+        t0 = time.monotonic()
+        deadline = t0 + 30
+        while True:
+            assert time.monotonic() < deadline and p.poll() is None, "the second step never started"
+            txt = requests.get("http://127.0.0.1:%d/metrics" % b.port, timeout=5).text
+            pubs = sum(float(l.split()[-1]) for l in txt.splitlines()
+                       if l.startswith("herald_publications_total{") and 'namespace="sys"' not in l)
+            if pubs > 700:
+                break
+            time.sleep(0.05)
+        stopped = (time.monotonic() - t0, pubs)
+        os.kill(b.proc.pid, signal.SIGSTOP)
+        time.sleep(1.5)
+        os.kill(b.proc.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.kill(b.proc.pid, signal.SIGCONT)
+    assert p.returncode == 3, "stopped at %.2f s after %d publications: %s%s" % (*stopped, out, err)
+    res = json.loads(out)
+    assert res["verdict"] == "cliff" and res["verdict_rate"] == 300
+    assert res["steps"][1]["latency_ms"]["p99"] > 10 * max(res["steps"][0]["latency_ms"]["p99"], 1) > 0
+    assert res["steps"][1]["received"] == res["steps"][1]["expected"] == 2 * 900
 
 
 @pytest.fixture(scope="module")

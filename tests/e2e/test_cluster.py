@@ -159,13 +159,20 @@ def test_reconnect_to_another_node_recovers_exactly_once(nodes):
         last = seen[-1]["offset"]
         await s.close()
         epoch = history(c, "room:1")["epoch"]
-        assert sub["epoch"] in ("", epoch)
+        # The epoch the first subscription drew is the one publications on other nodes keep.
+        assert sub["epoch"] == epoch and sub["offset"] == 0
         for i in range(3, 6):
             assert rest_publish(b, "room:1", i).status_code == 200
         s2 = await connect(c)
         r = await s2.request({"op": "subscribe", "id": 1, "channel": "room:1", "since": {"epoch": epoch, "offset": last}})
         assert r["op"] == "subscribed" and r["recovered"] is True and r["offset"] == 6, r
         assert [p["offset"] for p in r["publications"]] == [4, 5, 6]
+        # From where the first subscribe left it (it had seen nothing): everything, recovered.
+        s4 = await connect(b)
+        r = await s4.request({"op": "subscribe", "id": 1, "channel": "room:1",
+                              "since": {"epoch": sub["epoch"], "offset": sub["offset"]}})
+        assert r["recovered"] is True and [p["offset"] for p in r["publications"]] == [1, 2, 3, 4, 5, 6], r
+        await s4.close()
         assert rest_publish(a, "room:1", 6).status_code == 200
         live = await pubs(s2, 1)
         assert live[0]["offset"] == 7
@@ -421,7 +428,6 @@ def test_killed_node_client_recovers_elsewhere(make_broker, redis, tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--engine-presence-heartbeat", "50ms"], "[engine] presence_heartbeat must be at least 100ms"),
     (["--seats-feed", "orders:{event}"], "[adapter seats] feed is not supported by the redis engine yet"),
-    (["--ns", "talk.signals=on"], "[namespace talk] signals = on is not supported by the redis engine yet"),
     (["--commerce", "on"], "[adapter commerce] is not supported by the redis engine yet"),
     (["--tickets", "on"], "[adapter tickets] is not supported by the redis engine yet"),
     (["--webhook", "w.url=http://127.0.0.1:9/x", "--webhook", "w.secret=webhook-secret-0123456789", "--webhook", "w.events=publication"],
@@ -444,7 +450,7 @@ def test_bad_engine_type_and_config_file(tmp_path):
     conf.write_text("[engine]\ntype = redis\naddress = 10.0.0.1\n")
     r = run_herald(["--config", str(conf), "--data-dir", str(tmp_path / "d")])
     assert r.returncode != 0 and "h.conf" in r.stderr + r.stdout and "[engine] address" in r.stdout + r.stderr
-    # The embedded namespaces with signals or seat maps are not predefined under redis; the broker starts.
+    # The embedded namespace with seat maps is not predefined under redis; the broker starts.
     conf.write_text("[engine]\ntype = redis\naddress = 127.0.0.1:%d\n[namespace room]\nhistory_size = 3\n" % free_port())
     b = Broker(tmp_path, ["--config", str(conf)], name="embedded").start()
     try:
@@ -498,11 +504,14 @@ def test_sse_stream_across_nodes_and_resume(nodes):
     sub = [s.event(), s.event()]
     assert {e["event"] for e in sub} == {"subscribed"}
     epoch = next(e["data"]["epoch"] for e in sub if e["data"]["channel"] == "feed")
+    # A channel never published has an epoch too (drawn by its first subscription), as with LMDB.
+    other = next(e["data"]["epoch"] for e in sub if e["data"]["channel"] == "other")
+    assert len(other) == 16 and other != epoch
     for i in range(2, 5):
         assert rest_publish(b, "feed", {"n": i}).status_code == 200
     got = s.events(3)
     assert [e["data"]["offset"] for e in got] == [3, 4, 5]
-    assert got[-1]["id"] == "5:%s,0:" % epoch
+    assert got[-1]["id"] == "5:%s,0:%s" % (epoch, other)
     s.close()
     assert rest_publish(b, "feed", {"n": 5}).status_code == 200
     s2 = SSE(c, ["feed", "other"], last_id=got[0]["id"])

@@ -1,5 +1,7 @@
 """State channels: atomic operations, snapshot then deltas with no gap and no
-duplicate, recovery, conflation for a slow reader, paging and filters, restarts."""
+duplicate, recovery, conflation for a slow reader, paging and filters, restarts.
+Each protocol test runs on both engines (engine_broker: LMDB, and Redis with
+one node; test_cluster_state.py has the cross-node ones)."""
 import asyncio
 import threading
 import time
@@ -17,8 +19,8 @@ def ops(b, channel, *op_list, expect=200):
     return r.json()
 
 
-def test_operations_and_errors(make_broker):
-    b = make_broker(*STATE)
+def test_operations_and_errors(engine_broker):
+    b = engine_broker(*STATE)
     r = ops(b, "scores:g1", {"op": "set", "key": "home", "value": 0}, {"op": "set", "key": "away", "value": 0},
             {"op": "set", "key": "teams", "value": {"home": "Lakers", "away": "Celtics"}})
     assert r["offset"] == 1 and [c["version"] for c in r["changes"]] == [1, 1, 1]
@@ -69,8 +71,8 @@ def test_operations_and_errors(make_broker):
     assert [i["key"] for i in items] == ["home"]
 
 
-def test_snapshot_then_deltas_while_updates_stream(make_broker):
-    b = make_broker(*STATE)
+def test_snapshot_then_deltas_while_updates_stream(engine_broker):
+    b = engine_broker(*STATE)
     ops(b, "scores:live", {"op": "set", "key": "n", "value": 0})
     stop = threading.Event()
     done = []
@@ -114,8 +116,8 @@ def test_snapshot_then_deltas_while_updates_stream(make_broker):
     run(go(), timeout=60)
 
 
-def test_recovery_with_since(make_broker):
-    b = make_broker(*STATE, "--ns", "scores.history_size=5")
+def test_recovery_with_since(engine_broker):
+    b = engine_broker(*STATE, "--ns", "scores.history_size=5")
     ops(b, "scores:r", {"op": "set", "key": "a", "value": 1})
 
     async def go():
@@ -142,6 +144,8 @@ def test_recovery_with_since(make_broker):
     run(go())
 
 
+# LMDB only: its Redis variant, with the writer on another node, is test_cluster_state.py's
+# test_slow_reader_on_one_node_converges.
 def test_slow_reader_converges_instead_of_being_cut(make_broker):
     b = make_broker(*STATE, "--send-queue-max", "64k", "--max-message-size", "16k")
     ops(b, "scores:slow", {"op": "set", "key": "score", "value": 0})
@@ -181,11 +185,11 @@ def test_slow_reader_converges_instead_of_being_cut(make_broker):
     run(go(), timeout=60)
 
 
-def test_large_delta_to_an_idle_subscriber_is_delivered(make_broker):
+def test_large_delta_to_an_idle_subscriber_is_delivered(engine_broker):
     """A delta over half of send_queue_max reaches a subscriber whose queue is
     empty, and the deltas after it keep coming (it used to be dropped for a
     resync that never came)."""
-    b = make_broker(*STATE, "--send-queue-max", "64k")
+    b = engine_broker(*STATE, "--send-queue-max", "64k")
 
     async def go():
         c = await connect(b)
@@ -200,14 +204,14 @@ def test_large_delta_to_an_idle_subscriber_is_delivered(make_broker):
     run(go())
 
 
-def test_state_survives_restart_and_pages(make_broker, tmp_path):
+def test_state_survives_restart_and_pages(engine_broker, tmp_path):
     data = tmp_path / "d"
-    b = make_broker(*STATE, data_dir=data)
+    b = engine_broker(*STATE, data_dir=data)
     seat_ops = [{"op": "set", "key": "A-%02d" % i, "value": {"status": "free" if i % 3 else "held", "row": "A"}}
                 for i in range(30)]
     ops(b, "tickets:e1", *seat_ops)
     assert b.stop() == 0
-    b = make_broker(*STATE, data_dir=data, name="again")
+    b = engine_broker(*STATE, data_dir=data, name="again")
     url = b.url("/api/channels/tickets:e1/state")
     keys, cursor = [], None
     while True:
@@ -231,8 +235,8 @@ def test_state_survives_restart_and_pages(make_broker, tmp_path):
     assert r["offset"] == 2, "offsets continue after the restart"
 
 
-def test_state_over_websocket_and_permissions(make_broker):
-    b = make_broker(*STATE, "--ns", "scores.publish=server")
+def test_state_over_websocket_and_permissions(engine_broker):
+    b = engine_broker(*STATE, "--ns", "scores.publish=server")
 
     async def go():
         c = await connect(b)
@@ -250,8 +254,8 @@ def test_state_over_websocket_and_permissions(make_broker):
     run(go())
 
 
-def test_scoreboard_adapter(make_broker):
-    b = make_broker(*STATE)
+def test_scoreboard_adapter(engine_broker):
+    b = engine_broker(*STATE)
     base = b.url("/api/scoreboards/game-7")
 
     async def go():

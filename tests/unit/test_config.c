@@ -730,10 +730,12 @@ static void test_engine(void **state)
     assert_string_equal(c.engine_prefix, "app1:");
     assert_int_equal(c.engine_connect_timeout_ms, 500);
     assert_int_equal(c.engine_command_timeout_ms, 1000);
-    /* Embedded namespaces with signals are not predefined under redis;
-     * state channels and seat maps are carried (core/cluster_state.c,
-     * core/cluster_seats.c). */
-    assert_false(config_ns(&c, "chat:x", 6)->presence);
+    /* Every embedded namespace is predefined under redis: state channels,
+     * seat maps, presence and signals are carried (core/cluster_*.c). */
+    assert_true(config_ns(&c, "chat:x", 6)->presence);
+    assert_true(config_ns(&c, "chat:x", 6)->signals);
+    assert_true(config_ns(&c, "dm:x", 4)->signals);
+    assert_true(config_ns(&c, "dm:x", 4)->user_list);
     assert_true(config_ns(&c, "scores:x", 8)->state);
     assert_true(config_ns(&c, "seats:x", 7)->state);
     assert_int_equal(config_ns(&c, "room:x", 6)->history_size, 5);
@@ -755,11 +757,10 @@ static void test_engine(void **state)
     config_free(&c);
     expect_error(PARSE(&c, err, "--engine", "redis", "--engine-presence-heartbeat", "10ms"), err,
                  "[engine] presence_heartbeat must be at least 100ms");
-    expect_error(PARSE(&c, err, "--engine", "redis", "--ns", "*.signals=on"), err,
-                 "[namespace *] signals = on is not supported by the redis engine yet");
-    /* A predefined namespace the file changes is kept, and so is its refusal. */
-    expect_error(PARSE(&c, err, "--engine", "redis", "--ns", "chat.history_size=9"), err,
-                 "[namespace chat] signals = on is not supported by the redis engine yet");
+    /* Signals are carried across nodes (core/cluster_signal.c). */
+    assert_int_equal(PARSE(&c, err, "--engine", "redis", "--ns", "*.signals=on"), CONFIG_ARGS_RUN);
+    assert_true(config_ns(&c, "room:x", 6)->signals);
+    config_free(&c);
     /* Seat maps are carried (core/cluster_seats.c); the organiser's feed is not. */
     assert_int_equal(PARSE(&c, err, "--engine", "redis", "--ns", "seats.history_size=9"), CONFIG_ARGS_RUN);
     assert_true(config_ns(&c, "seats:x", 7)->state);
