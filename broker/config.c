@@ -627,35 +627,11 @@ int config_engine_address(const char *addr, char *host, size_t hostlen, int *por
     return 0;
 }
 
-static int ns_opt_on(const ns_config_t *n, const char *key, size_t *idx)
-{
-    for (size_t i = 0; i < NNSOPTS; i++)
-        if (!strcmp(ns_opts[i].key, key)) {
-            *idx = i;
-            return *(const int *)((const char *)n + ns_opts[i].off);
-        }
-    return 0;
-}
-
-/* Whether namespace @n has an option on that the redis engine does not
- * carry: *@key names it, *@idx its ns_opts row. State channels, presence and
- * signals are carried (core/cluster_state.c, cluster_presence.c,
- * cluster_signal.c), but not the seat maps' namespace ("seats", app/seats.h
- * SEATS_NS): its custom operations run only in LMDB. */
-static int ns_unsupported(const ns_config_t *n, const char **key, size_t *idx)
-{
-    if (!strcmp(n->name, "seats") && ns_opt_on(n, "state", idx)) {
-        *key = "state";
-        return 1;
-    }
-    return 0;
-}
-
 /* [engine] type = redis: what this increment of the engine does not carry
  * across nodes is refused here, not half-done at run time (docs/cluster.md).
- * A namespace the embedded widgets predefine (seats, with its seat maps)
- * is dropped when only the built-in rows give it such an option, so a
- * config file that never mentions them still starts.
+ * Every namespace option is carried (state channels, seat maps, presence,
+ * signals: core/cluster_*.c); the adapters that write in the LMDB
+ * transaction and the webhooks are not.
  * Return: 0, or -1 with @err. */
 static int validate_engine(config_t *c, char *err, size_t errlen)
 {
@@ -689,33 +665,6 @@ static int validate_engine(config_t *c, char *err, size_t errlen)
     if (sec) {
         snprintf(err, errlen, "%s %s", sec, tail);
         return -1;
-    }
-    for (size_t k = 0; k < c->nns;) {
-        ns_config_t *n = &c->ns[k];
-        int builtin = 1, offending;
-        const char *key;
-        size_t idx;
-        for (size_t i = 0; i < NNSOPTS; i++)
-            if ((n->set & (1u << i)) && n->where[i] != 0) builtin = 0;
-        offending = ns_unsupported(n, &key, &idx) && n->where[idx] == 0;
-        if (builtin && offending) {
-            memmove(n, n + 1, (c->nns - k - 1) * sizeof *n);
-            c->nns--;
-            continue;
-        }
-        k++;
-    }
-    for (size_t k = 0; k <= c->nns; k++) {
-        const ns_config_t *n = k < c->nns ? &c->ns[k] : &c->ns_template;
-        const char *key;
-        size_t idx;
-        if (ns_unsupported(n, &key, &idx)) {
-            const char *setter = (n->set & (1u << idx)) ? n->name : "*";
-            ns_where(c, setter, key, n->where[idx], where, sizeof where);
-            snprintf(err, errlen, "%s[namespace %s] %s = on %s: set %s = off with [engine] type = redis", where,
-                     setter, key, tail, key);
-            return -1;
-        }
     }
     return 0;
 }

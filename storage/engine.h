@@ -6,7 +6,8 @@
  * driven by core/pubpipe.c) stays off this interface for now: its publish
  * path has no extra hop or copy. There is one shared engine, Redis
  * (engine_redis.c, presence in engine_presence.c, state channels in
- * engine_state.c); seat maps and adapters are not behind it yet.
+ * engine_state.c, seat maps in engine_seats.c); adapters are not behind it
+ * yet.
  * DESIGN: the Redis engine keeps two connections on the broker's loop: one
  * for commands (a Lua script per publication and per read, by EVALSHA) and
  * one for pub/sub (SUBSCRIBE to the fan-out key of each channel that has
@@ -281,5 +282,66 @@ typedef void (*engine_state_read_cb)(void *arg, int status, hist_state_t *st);
  * -ENAMETOOLONG. */
 int engine_state_read(engine_t *e, const char *chan, size_t len, const char *prefix, size_t plen, const char *after,
                       size_t alen, size_t limit, engine_state_read_cb cb, void *arg);
+
+/* ---- seat maps (docs/cluster.md#seat-maps) ---- */
+
+/* How engine_seats() and engine_seats_sweep() store what they publish: the
+ * seat map's deltas (@map: its namespace's history) and the notices on
+ * user:{id} (@user: that namespace's; @notify 0: none, as when the user
+ * namespace is a state one). */
+struct engine_seats_keep {
+    struct engine_keep map, user;
+    int notify;
+};
+
+/* The outcome of engine_seats(), borrowed for the callback. */
+struct engine_seats_res {
+    int status;                   /* 0, or a negative errno as for engine_pub_cb (the request may or may not
+                                     have been applied) */
+    int refused;                  /* status 0: the seat rules refused it; nothing changed */
+    int unchanged;                /* status 0: nothing changed, so nothing was published */
+    uint64_t offset;              /* the delta's offset; when unchanged, the channel's last */
+    char epoch[HIST_EPOCH_LEN + 1];
+    const unsigned char *rec;     /* the delta's record, {"ts","data":{"changes":[..]}} (none when refused) */
+    size_t reclen;
+    const unsigned char *result;  /* MessagePack: seatmap_apply()'s report ("seats", "expires", "sections",
+                                     "offers", "expired"...), or when refused {"code","reason", "seats" or
+                                     "section"} */
+    size_t resultlen;
+};
+typedef void (*engine_seats_cb)(void *arg, const struct engine_seats_res *res);
+
+/* engine_seats() - run seat request @req (JSON, @len bytes: {"a": define |
+ * add | hold | confirm | release | waitlist | waitlist_leave |
+ * waitlist_position, "chan", "user", "seats", "ttl" (ms), "offer_ttl" (ms),
+ * "waitlist_max", "cancel", "lenient", "section", and for a release on
+ * disconnect "away": true and "node", see engine_seats_conn()) as one script on the
+ * seat map's keys, with the rules of storage/seatmap.c, all or none: the
+ * delta takes the channel's next offset like engine_publish() (@k->map),
+ * and the ticket_issued, seat_expired and seat_offer notices go out on
+ * user:{id} in the same script, each as its channel's next offset. Times
+ * ("expires", "booked_at", the records' "ts") are Redis' clock.
+ * @cb gets the outcome later, exactly once.
+ * Return: 0; -ENOTCONN (no callback); -ENOMEM. */
+int engine_seats(engine_t *e, const char *req, size_t len, const struct engine_seats_keep *k, engine_seats_cb cb,
+                 void *arg);
+
+/* engine_seats_sweep() - mark node @node alive for @alive_ms, then free the
+ * holds of every seat map that have expired, at most @max, one delta each
+ * (as a seat map request would, waitlist offers of @offer_ttl_ms included),
+ * if @node holds or can take the sweep lease (renewed for @lease_ms). Holds
+ * expire in the sorted set <prefix>sx:<channel>; <prefix>sxmaps indexes the
+ * maps by their earliest expiry. @cb (may be NULL) gets value: the holds
+ * freed. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
+int engine_seats_sweep(engine_t *e, const char *node, unsigned lease_ms, unsigned max, int64_t offer_ttl_ms,
+                       unsigned alive_ms, const struct engine_seats_keep *k, engine_done_cb cb, void *arg);
+
+/* engine_seats_conn() - count @delta (+1, -1) connections of @user on node
+ * @node, for release on disconnect: a release request with "away" (the
+ * user's last connection to node "node" closed) releases nothing while the
+ * user has connections on another node that is alive (its sweep calls keep
+ * it so); its report then says "elsewhere": true. @cb (may be NULL) gets
+ * value: the count now. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
+int engine_seats_conn(engine_t *e, const char *node, const char *user, int delta, engine_done_cb cb, void *arg);
 
 #endif

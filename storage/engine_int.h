@@ -12,7 +12,7 @@
 #include "engine.h"
 
 enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, SCRIPT_SOPS, SCRIPT_SREAD,
-       NSCRIPTS };
+       SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, NSCRIPTS };
 /* A request that is a plain command, not a script: engine_signal()'s PUBLISH. */
 #define REQ_SIGNAL NSCRIPTS
 
@@ -20,6 +20,9 @@ enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT
  * (engine_state.c), loaded with the others. */
 extern const char engine_pconn_lua[], engine_pinfo_lua[], engine_pread_lua[], engine_pbeat_lua[];
 extern const char engine_sops_lua[], engine_sread_lua[];
+/* The seat map script (engine_seats.c): SCRIPT_SEATS, SCRIPT_SWEEP and
+ * SCRIPT_SCONN all run it (the first loads it, the others find it loaded). */
+extern const char engine_seats_lua[];
 
 /* A Lua function the scripts that publish share: append record @rec at
  * offset @off to stream @s (when @keep > 0), trimmed to @keep entries and
@@ -41,6 +44,55 @@ extern const char engine_sops_lua[], engine_sread_lua[];
     "    end\n" \
     "  end\n" \
     "  redis.call('PUBLISH', f, off .. ':' .. epoch .. ':' .. rec)\n" \
+    "end\n"
+
+/* MessagePack writers (be, mstr, mint) and the one integer reader (mdec)
+ * the scripts that build deltas need (engine_state.c, engine_seats.c). */
+#define ENGINE_MP_LUA \
+    "local LIM = 2 ^ 53\n" \
+    "local function be(n, bytes)\n" \
+    "  local t = {}\n" \
+    "  for i = bytes, 1, -1 do t[i] = string.char(n % 256); n = math.floor(n / 256) end\n" \
+    "  return table.concat(t)\n" \
+    "end\n" \
+    "local function mstr(s)\n" \
+    "  local n = #s\n" \
+    "  if n < 32 then return string.char(160 + n) .. s end\n" \
+    "  if n < 256 then return '\\217' .. string.char(n) .. s end\n" \
+    "  if n < 65536 then return '\\218' .. be(n, 2) .. s end\n" \
+    "  return '\\219' .. be(n, 4) .. s\n" \
+    "end\n" \
+    "local function mint(n)\n" \
+    "  if n >= 0 then\n" \
+    "    if n < 128 then return string.char(n) end\n" \
+    "    return '\\207' .. be(n, 8)\n" \
+    "  end\n" \
+    "  if n >= -32 then return string.char(256 + n) end\n" \
+    "  local m, t = -n - 1, {}\n" \
+    "  for i = 8, 1, -1 do t[i] = string.char(255 - m % 256); m = math.floor(m / 256) end\n" \
+    "  return '\\211' .. table.concat(t)\n" \
+    "end\n" \
+    "local ISZ = {[204]=1, [205]=2, [206]=4, [207]=8, [208]=1, [209]=2, [210]=4, [211]=8}\n" \
+    "local function mdec(v)\n" \
+    "  local b = v:byte(1)\n" \
+    "  if not b then return nil end\n" \
+    "  if b < 128 or b >= 224 then\n" \
+    "    if #v ~= 1 then return nil end\n" \
+    "    if b < 128 then return b end\n" \
+    "    return b - 256\n" \
+    "  end\n" \
+    "  local sz = ISZ[b]\n" \
+    "  if not sz or #v ~= sz + 1 then return nil end\n" \
+    "  local neg = b >= 208 and v:byte(2) >= 128\n" \
+    "  local n = 0\n" \
+    "  for i = 2, sz + 1 do\n" \
+    "    local x = v:byte(i)\n" \
+    "    if neg then x = 255 - x end\n" \
+    "    n = n * 256 + x\n" \
+    "  end\n" \
+    "  if n > LIM then return nil end\n" \
+    "  if neg then n = -n - 1 end\n" \
+    "  return n\n" \
     "end\n"
 
 struct conn {
@@ -102,6 +154,7 @@ typedef struct req {
         engine_beat_cb beat;
         engine_state_cb sops;
         engine_state_read_cb sread;
+        engine_seats_cb seats;
     } cb;
     void *arg;
     int retried;
@@ -140,6 +193,11 @@ void engine_random_epoch(char *out);
 /* engine_finish_state() - answer state request @q (SCRIPT_SOPS or
  * SCRIPT_SREAD) with @r (NULL: the connection went). */
 void engine_finish_state(req_t *q, const redisReply *r);
+
+/* engine_finish_seats() - answer seat request, sweep or connection count @q
+ * (SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN) with @r (NULL: the connection
+ * went). */
+void engine_finish_seats(req_t *q, const redisReply *r);
 
 /* engine_finish_presence() - answer presence request @q with @r (NULL: the
  * connection went). */

@@ -29,54 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* MessagePack writers and the one integer reader the scripts need. */
-#define MP_LUA \
-    "local LIM = 2 ^ 53\n" \
-    "local function be(n, bytes)\n" \
-    "  local t = {}\n" \
-    "  for i = bytes, 1, -1 do t[i] = string.char(n % 256); n = math.floor(n / 256) end\n" \
-    "  return table.concat(t)\n" \
-    "end\n" \
-    "local function mstr(s)\n" \
-    "  local n = #s\n" \
-    "  if n < 32 then return string.char(160 + n) .. s end\n" \
-    "  if n < 256 then return '\\217' .. string.char(n) .. s end\n" \
-    "  if n < 65536 then return '\\218' .. be(n, 2) .. s end\n" \
-    "  return '\\219' .. be(n, 4) .. s\n" \
-    "end\n" \
-    "local function mint(n)\n" \
-    "  if n >= 0 then\n" \
-    "    if n < 128 then return string.char(n) end\n" \
-    "    return '\\207' .. be(n, 8)\n" \
-    "  end\n" \
-    "  if n >= -32 then return string.char(256 + n) end\n" \
-    "  local m, t = -n - 1, {}\n" \
-    "  for i = 8, 1, -1 do t[i] = string.char(255 - m % 256); m = math.floor(m / 256) end\n" \
-    "  return '\\211' .. table.concat(t)\n" \
-    "end\n" \
-    "local ISZ = {[204]=1, [205]=2, [206]=4, [207]=8, [208]=1, [209]=2, [210]=4, [211]=8}\n" \
-    "local function mdec(v)\n" \
-    "  local b = v:byte(1)\n" \
-    "  if not b then return nil end\n" \
-    "  if b < 128 or b >= 224 then\n" \
-    "    if #v ~= 1 then return nil end\n" \
-    "    if b < 128 then return b end\n" \
-    "    return b - 256\n" \
-    "  end\n" \
-    "  local sz = ISZ[b]\n" \
-    "  if not sz or #v ~= sz + 1 then return nil end\n" \
-    "  local neg = b >= 208 and v:byte(2) >= 128\n" \
-    "  local n = 0\n" \
-    "  for i = 2, sz + 1 do\n" \
-    "    local x = v:byte(i)\n" \
-    "    if neg then x = 255 - x end\n" \
-    "    n = n * 256 + x\n" \
-    "  end\n" \
-    "  if n > LIM then return nil end\n" \
-    "  if neg then n = -n - 1 end\n" \
-    "  return n\n" \
-    "end\n"
-
 /* KEYS: m, s, f, st, sk. ARGV: keep, ttl_ms, now_ms, epoch to use if the
  * channel has none, then four per op: type (s set, i incr, c cas, d
  * delete, r reset), key, value (MessagePack; set, cas), number (incr: by;
@@ -85,7 +37,7 @@
  * incr finds no integer or would leave the exact range. */
 const char engine_sops_lua[] =
     ENGINE_APPEND_LUA
-    MP_LUA
+    ENGINE_MP_LUA
     "local floor = tonumber(redis.call('HGET', KEYS[1], 'sfloor') or '0')\n"
     "local cur, reset, changes = {}, false, {}\n"
     "local function get(k)\n"

@@ -8,11 +8,16 @@
  * transaction can only fail on the seats' current state. A booking's ticket
  * (user:{holder} and the organiser's feed) and the seat.* webhook events are
  * written by the operation in that transaction (storage/seatmap.c), and so
- * are the waitlist's offer and expiry messages to user:{id}. */
+ * are the waitlist's offer and expiry messages to user:{id}. Under the
+ * redis engine the same operation reaches core/cluster_seats.c instead
+ * (pubpipe_state() routes it), which runs the same rules as one script in
+ * Redis, and hold expiry is the engine's sweep, asked from seats_tick(). */
 #include "app/seats.h"
 #include "app/fields.h"
 #include "auth/auth.h"
 #include "core/channel.h"
+#include "core/cluster.h"
+#include "core/cluster_seats.h"
 #include "core/pubpipe.h"
 #include "chname.h"
 #include "herald.h"
@@ -240,6 +245,13 @@ static void job_done(chan_t *c, pub_ops_t *ops, int code, json_t *result)
     if ((unsigned)j->req.action < sizeof metrics.seat_requests / sizeof metrics.seat_requests[0])
         metrics.seat_requests[j->req.action][code == 0 ? 0 : code == PROTO_E_STORAGE || code == PROTO_E_INTERNAL ? 2 : 1]++;
     if (code || !result) return;
+    if (json_is_true(json_object_get(result, "elsewhere"))) {
+        /* Redis engine: the user is connected to another node, so their
+         * holds wait; asked again after another grace (docs/cluster.md). */
+        json_object_del(result, "elsewhere");
+        track(c, j->user, j->req.seats, 1);
+        return;
+    }
     list = json_object_get(result, "expired");
     json_array_foreach(list, i, o) {
         json_t *one = json_pack("[O]", json_object_get(o, "seat"));
@@ -459,7 +471,9 @@ void seats_user_connected(const char *user)
     struct seat_user *u;
 
     /* Connections are counted only where a disconnect can release holds. */
-    if (!any_release || !(u = user_get(user, 1))) return;
+    if (!any_release) return;
+    if (cluster_on()) cluster_seats_conn(user, 1);
+    if (!(u = user_get(user, 1))) return;
     u->nconn++;
     release_unlink(u);                         /* back within the grace: the holds stay */
 }
@@ -496,6 +510,7 @@ void seats_user_disconnected(const char *user)
 {
     struct seat_user *u = user_get(user, 0);
 
+    if (any_release && cluster_on()) cluster_seats_conn(user, -1);
     if (!u || (u->nconn && --u->nconn)) return;
     if (!json_object_size(u->holds) || !release_grace_ms || srv.stopping) {
         release_all(u);
@@ -510,6 +525,8 @@ void seats_tick(void)
     uint64_t now = uv_now(&srv.loop);
 
     while (rel_head && rel_head->release_at <= now) release_all(rel_head);
+    /* Under the redis engine, holds expire through the engine's sweep. */
+    if (cluster_on()) cluster_seats_tick();
 }
 
 void seats_deinit(void)

@@ -67,12 +67,15 @@ int seats_match_section(const char *arg, const char *key, size_t klen, const jso
  * so, the seats the user holds through WebSocket holds are released once
  * seat_release_grace passes without a new connection of that user
  * (seats_tick()); with a grace of 0, at once. Not while the broker shuts
- * down: the holds then wait for the user, or expire. */
+ * down: the holds then wait for the user, or expire. Under the redis
+ * engine the connections are also counted in Redis, and the release waits
+ * while the user is connected to another node (docs/cluster.md#seat-maps). */
 void seats_user_connected(const char *user);
 void seats_user_disconnected(const char *user);
 
-/* seats_tick() - release the holds of users whose grace is over (called
- * every quarter second). */
+/* seats_tick() - release the holds of users whose grace is over, and under
+ * the redis engine ask for a sweep of expired holds (cluster_seats_tick());
+ * called every quarter second. */
 void seats_tick(void);
 
 #endif

@@ -957,6 +957,32 @@ void pubpipe_state_report(chan_t *c, pub_ops_t *ops, const origin_t *origin, int
     json_decref(extra);
 }
 
+void pubpipe_custom_report(chan_t *c, pub_ops_t *ops, const origin_t *origin, uint64_t offset,
+                           const unsigned char *rec, size_t reclen, const json_t *result)
+{
+    struct pub_outcome out = { .offset = offset, .state_rec = rec, .state_reclen = reclen, .reply_op = ops->reply_op };
+    json_t *extra;
+    char why[PROTO_REASON_MAX];
+
+    if (json_object_get(result, "code")) {
+        /* As finish() answers a custom operation's refusal. */
+        out.code = (int)json_integer_value(json_object_get(result, "code"));
+        snprintf(why, sizeof why, "%s", json_string_value(json_object_get(result, "reason")) ?
+                 json_string_value(json_object_get(result, "reason")) : "refused");
+        extra = json_deep_copy(result);
+        json_object_del(extra, "code");
+        json_object_del(extra, "reason");
+        if (!out.code) out.code = PROTO_E_INTERNAL;
+    } else {
+        extra = json_deep_copy(result);
+    }
+    if (ops->done) ops->done(c, ops, out.code, extra);
+    out.reason = out.code ? why : NULL;
+    out.extra = extra;
+    report(origin, c, &out);
+    json_decref(extra);
+}
+
 int pubpipe_custom(const char *name, const pub_custom_t *pc, origin_t *origin, char *reason)
 {
     pub_ops_t *ops = calloc(1, sizeof *ops);

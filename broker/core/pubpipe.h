@@ -145,6 +145,15 @@ int pubpipe_state(chan_t *c, pub_ops_t *ops, origin_t *origin);
 void pubpipe_state_report(chan_t *c, pub_ops_t *ops, const origin_t *origin, int status, size_t failed_op,
                           uint64_t conflict_version, uint64_t offset, const unsigned char *rec, size_t reclen);
 
+/* pubpipe_custom_report() - answer @origin (borrowed) for custom operation
+ * @ops (borrowed) on @c as pubpipe_state() answers one the store ran:
+ * @result (borrowed; NULL: none) is the operation's report, or a refusal
+ * {"code","reason",...}; with no refusal, @offset and the delta record @rec
+ * go into the answer. @ops' done() is called first. For the shared engine's
+ * seat maps (core/cluster_seats.c), so both engines answer alike. */
+void pubpipe_custom_report(chan_t *c, pub_ops_t *ops, const origin_t *origin, uint64_t offset,
+                           const unsigned char *rec, size_t reclen, const json_t *result);
+
 /* pubpipe_custom() - run @pc's custom operation on state channel @name
  * (opened here) for @origin (taken): one pub_ops_t of one HIST_OP_CUSTOM op,
  * through pubpipe_state(). What it publishes on other channels

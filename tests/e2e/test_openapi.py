@@ -454,6 +454,27 @@ def test_state_answers_503_when_redis_is_down(tmp_path_factory):
         b.check_clean_exit()
 
 
+def test_seats_answer_503_when_redis_is_down(tmp_path_factory):
+    """[engine] type = redis: seat maps run in Redis; with Redis gone every seat route answers 503 (133)."""
+    from test_cluster import Redis, engine_args
+    redis = Redis(tmp_path_factory.mktemp("redis")).start()
+    b = Broker(tmp_path_factory.mktemp("clustered"), [*engine_args(redis), "--ns", "seats.state=on"],
+               name="clustered").start()
+    try:
+        wait_ready(b, True)
+        redis.kill()
+        wait_ready(b, False)
+        for m, p, op in operations():
+            if not p.startswith("/api/events/"):
+                continue
+            kw = {"params": QUERIES[(m, p)]} if m == "get" else {"json": BODIES[(m, p)]}
+            r = call(b, m, p, "503", {"event": "down"}, **kw)
+            assert r.json()["error"]["code"] == 133, (m, p, r.text)
+    finally:
+        redis.kill()
+        b.check_clean_exit()
+
+
 def test_adapters_refuse_invalid_ids_and_foreign_keys(keyed):
     for m, p, op in operations():
         if not p.startswith(("/api/scoreboards/", "/api/events/")):

@@ -730,14 +730,14 @@ static void test_engine(void **state)
     assert_string_equal(c.engine_prefix, "app1:");
     assert_int_equal(c.engine_connect_timeout_ms, 500);
     assert_int_equal(c.engine_command_timeout_ms, 1000);
-    /* The embedded namespace with seat maps is not predefined under redis;
-     * state channels, presence and signals are carried (core/cluster_*.c). */
+    /* Every embedded namespace is predefined under redis: state channels,
+     * seat maps, presence and signals are carried (core/cluster_*.c). */
     assert_true(config_ns(&c, "chat:x", 6)->presence);
     assert_true(config_ns(&c, "chat:x", 6)->signals);
     assert_true(config_ns(&c, "dm:x", 4)->signals);
     assert_true(config_ns(&c, "dm:x", 4)->user_list);
     assert_true(config_ns(&c, "scores:x", 8)->state);
-    assert_false(config_ns(&c, "seats:x", 7)->state);
+    assert_true(config_ns(&c, "seats:x", 7)->state);
     assert_int_equal(config_ns(&c, "room:x", 6)->history_size, 5);
     config_free(&c);
 
@@ -761,9 +761,13 @@ static void test_engine(void **state)
     assert_int_equal(PARSE(&c, err, "--engine", "redis", "--ns", "*.signals=on"), CONFIG_ARGS_RUN);
     assert_true(config_ns(&c, "room:x", 6)->signals);
     config_free(&c);
-    /* A predefined namespace the file changes is kept, and so is its refusal. */
-    expect_error(PARSE(&c, err, "--engine", "redis", "--ns", "seats.history_size=9"), err,
-                 "[namespace seats] state = on is not supported by the redis engine yet");
+    /* Seat maps are carried (core/cluster_seats.c); the organiser's feed is not. */
+    assert_int_equal(PARSE(&c, err, "--engine", "redis", "--ns", "seats.history_size=9"), CONFIG_ARGS_RUN);
+    assert_true(config_ns(&c, "seats:x", 7)->state);
+    assert_int_equal(config_ns(&c, "seats:x", 7)->history_size, 9);
+    config_free(&c);
+    expect_error(PARSE(&c, err, "--engine", "redis", "--seats-feed", "orders:{event}"), err,
+                 "[adapter seats] feed is not supported by the redis engine yet");
     assert_int_equal(PARSE(&c, err, "--engine", "redis", "--ns", "board.state=on"), CONFIG_ARGS_RUN);
     assert_true(config_ns(&c, "board:x", 7)->state);
     config_free(&c);

@@ -1,0 +1,209 @@
+/* broker/core/cluster_seats.c - see cluster_seats.h. */
+#include "core/cluster_seats.h"
+#include "core/cluster.h"
+#include "herald.h"
+#include "engine.h"
+#include "mpack.h"
+#include "seatmap.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define SWEEP_LEASE_MS 1000       /* a dead sweeper's lease ends within this */
+#define SWEEP_MAX 200             /* holds freed per sweep: bounds one script's run */
+#define ALIVE_MS 3000             /* a node whose sweep calls stop is dead after this (release on disconnect) */
+
+struct seats_ctx {
+    chan_t *chan;
+    pub_ops_t *ops;
+    origin_t origin;
+};
+
+static struct {
+    int sweeping;                 /* a sweep of this node is in flight */
+    char node[96];                /* this node's id in Redis (host, pid and start time) */
+} cs;
+
+/* This node's id in Redis, made once: unique across machines (the host
+ * name) and across restarts (the pid and the monotonic clock). */
+static const char *node_id(void)
+{
+    char host[41] = "";
+
+    if (!cs.node[0]) {
+        if (gethostname(host, sizeof host - 1)) host[0] = '\0';
+        host[sizeof host - 1] = '\0';
+        snprintf(cs.node, sizeof cs.node, "%s-%x-%llx", host, (unsigned)getpid(), (unsigned long long)uv_hrtime());
+    }
+    return cs.node;
+}
+
+static const char *const action_names[] = {
+    [SEAT_DEFINE] = "define", [SEAT_ADD] = "add", [SEAT_HOLD] = "hold", [SEAT_CONFIRM] = "confirm",
+    [SEAT_RELEASE] = "release", [SEAT_EXPIRE] = "expire", [SEAT_WAIT] = "waitlist",
+    [SEAT_UNWAIT] = "waitlist_leave", [SEAT_POSITION] = "waitlist_position",
+};
+
+/* What the seats namespace (the map) and the user namespace (the notices) keep. */
+static void keeps(const ns_config_t *ns, struct engine_seats_keep *k)
+{
+    const ns_config_t *u = config_ns(&srv.cfg, "user:_", 6);
+
+    k->map.size = ns->history ? ns->history_size : 0;
+    k->map.ttl_ms = ns->history ? ns->history_ttl_ms : 0;
+    k->user.size = u->history ? u->history_size : 0;
+    k->user.ttl_ms = u->history ? u->history_ttl_ms : 0;
+    /* As on one node: a state namespace takes only its own deltas. */
+    k->notify = !u->state;
+}
+
+static void unavailable(chan_t *c, pub_ops_t *ops, const origin_t *o, const char *maybe)
+{
+    char why[PROTO_REASON_MAX];
+
+    if (ops->done) ops->done(c, ops, PROTO_E_ENGINE_UNAVAILABLE, NULL);
+    snprintf(why, sizeof why, "the redis engine is unavailable (see /api/health/ready)%s", maybe);
+    reply_error(o, 0, PROTO_E_ENGINE_UNAVAILABLE, why, NULL);
+}
+
+static void on_applied(void *arg, const struct engine_seats_res *res)
+{
+    struct seats_ctx *x = arg;
+    chan_t *c = x->chan;
+    char reason[PROTO_REASON_MAX];
+    json_t *result = NULL, *secs;
+
+    if (res->status) {
+        /* The script may have run before the connection went: say so. */
+        unavailable(c, x->ops, &x->origin, res->status == -ECANCELED ? "" : "; the connection failed while the "
+                    "request was in flight, so it may or may not have been applied");
+    } else if (mpack_decode(res->result, res->resultlen, &result, reason) || !json_is_object(result)) {
+        if (x->ops->done) x->ops->done(c, x->ops, PROTO_E_INTERNAL, NULL);
+        reply_error(&x->origin, 0, PROTO_E_INTERNAL, "the seat map script gave an unreadable answer", NULL);
+    } else {
+        /* Redis' cmsgpack writes an empty table as a list: sections are a map. */
+        if ((secs = json_object_get(result, "sections")) && json_is_array(secs) && !json_array_size(secs))
+            json_object_set_new(result, "sections", json_object());
+        pubpipe_custom_report(c, x->ops, &x->origin, res->offset, res->refused ? NULL : res->rec,
+                              res->refused ? 0 : res->reclen, result);
+        if (!res->refused && !res->unchanged) {
+            srv.stats.publications++;
+            metrics.ns_publications[stats_ns_index(c->ns)]++;
+        }
+    }
+    json_decref(result);
+    origin_clear(&x->origin);
+    pub_ops_free(x->ops);
+    c->inflight--;
+    chan_maybe_drop(c);
+    free(x);
+}
+
+/* The request as the script reads it (engine_seats()). */
+static char *request_json(const chan_t *c, const seat_req_t *r)
+{
+    json_t *o = json_pack("{s:s,s:s%,s:I,s:I,s:b,s:b}", "a", action_names[r->action], "chan", c->name,
+                          (size_t)c->namelen, "offer_ttl", (json_int_t)r->offer_ttl_ms, "waitlist_max",
+                          (json_int_t)r->waitlist_max, "cancel", r->cancel, "lenient", r->lenient);
+    char *s;
+
+    if (!o) return NULL;
+    if (r->user) json_object_set_new(o, "user", json_string(r->user));
+    if (r->seats) json_object_set(o, "seats", r->seats);
+    if (r->section) json_object_set_new(o, "section", json_string(r->section));
+    if (r->action == SEAT_HOLD) json_object_set_new(o, "ttl", json_integer(r->ttl_ms));
+    /* Release on disconnect: not while the user is connected to another node. */
+    if (r->action == SEAT_RELEASE && r->lenient) {
+        json_object_set_new(o, "away", json_true());
+        json_object_set_new(o, "node", json_string(node_id()));
+    }
+    if (r->action == SEAT_EXPIRE) {
+        json_object_set_new(o, "seat", json_copy(json_array_get(r->seats, 0)));
+        json_object_set_new(o, "at", json_integer(r->at_ms));
+    }
+    s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+int cluster_seats(chan_t *c, pub_ops_t *ops, origin_t *origin)
+{
+    const seat_req_t *r = ops->ops[0].arg;
+    struct engine_seats_keep k;
+    struct seats_ctx *x;
+    char *req;
+    int rc;
+
+    if ((unsigned)r->action >= sizeof action_names / sizeof *action_names || !action_names[r->action]) {
+        if (ops->done) ops->done(c, ops, PROTO_E_INTERNAL, NULL);
+        reply_error(origin, 0, PROTO_E_INTERNAL, "unknown seat action", NULL);
+        origin_clear(origin);
+        pub_ops_free(ops);
+        chan_maybe_drop(c);
+        return 0;
+    }
+    if (!(x = malloc(sizeof *x)) || !(req = request_json(c, r))) {
+        free(x);
+        pub_ops_free(ops);
+        origin_clear(origin);
+        return -ENOMEM;
+    }
+    x->chan = c;
+    x->ops = ops;
+    x->origin = *origin;
+    origin->id = NULL;
+    c->inflight++;
+    keeps(c->ns, &k);
+    rc = engine_seats(cluster_engine(), req, strlen(req), &k, on_applied, x);
+    free(req);
+    if (rc) {
+        if (rc == -ENOTCONN) unavailable(c, ops, &x->origin, "");
+        else reply_error(&x->origin, 0, PROTO_E_INTERNAL, "out of memory", NULL);
+        origin_clear(&x->origin);
+        pub_ops_free(ops);
+        c->inflight--;
+        chan_maybe_drop(c);
+        free(x);
+    }
+    return 0;
+}
+
+/* A sweep is done: each hold it freed was one delta this node published. */
+static void on_swept(void *arg, int status, uint64_t freed)
+{
+    const ns_config_t *ns = arg;
+
+    cs.sweeping = 0;
+    if (status || !freed) return;
+    srv.stats.publications += freed;
+    metrics.ns_publications[stats_ns_index(ns)] += freed;
+    /* A full sweep may have left due holds behind (an on-sale's wave of
+     * expiries): go on now rather than a tick later. */
+    if (freed >= SWEEP_MAX) cluster_seats_tick();
+}
+
+void cluster_seats_tick(void)
+{
+    engine_t *e = cluster_engine();
+    const ns_config_t *ns;
+    struct engine_seats_keep k;
+
+    if (!e || cs.sweeping || !engine_up(e)) return;
+    ns = config_ns(&srv.cfg, "seats:_", 7);
+    if (!ns->state) return;
+    keeps(ns, &k);
+    if (!engine_seats_sweep(e, node_id(), SWEEP_LEASE_MS, SWEEP_MAX, ns->seat_offer_ttl_ms, ALIVE_MS, &k, on_swept,
+                            (void *)ns))
+        cs.sweeping = 1;
+}
+
+void cluster_seats_conn(const char *user, int delta)
+{
+    engine_t *e = cluster_engine();
+
+    /* Redis down: the count is missed, and a release it should have held back
+     * goes ahead, as without the count (docs/cluster.md#seat-maps). */
+    if (e) engine_seats_conn(e, node_id(), user, delta, NULL, NULL);
+}
