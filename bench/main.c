@@ -36,7 +36,7 @@ static const struct flag flags[] = {
       "where the publishers connect, over WebSocket or, with --publish rest, REST to its host and port "
       "(default: the first --url)" },
     { "duration", BF_DURATION, 1, "SECONDS",
-      "publishing time per rate step (fanout, channels, publish), churn time per step (presence), hold time "
+      "publishing time per rate step (fanout, channels, cliff, publish), churn time per step (presence), hold time "
       "(idle), the most time to spend opening connections (connect), the publishing time over which the "
       "--cycles are spread (recover, default 10), or the time per step of updates (scores) or holds (seats); "
       "default 5" },
@@ -70,7 +70,7 @@ static const struct flag flags[] = {
     { "connections", BF_CONNECTIONS, 1, "N", "connections to open (default 1000)" },
     { "pid", BF_PID, 1, "PID[,PID...]",
       "the broker's process id: idle reads its VmRSS before and after connecting and reports bytes per "
-      "connection; the others report its CPU use per step. fanout, channels, publish: one PID per --url, in "
+      "connection; the others report its CPU use per step. fanout, channels, cliff, publish: one PID per --url, in "
       "the same order, and the report shows the CPU of each node per step (the broker column: their sum)" },
     { "concurrency", BF_CONCURRENCY, 1, "N", "connection attempts in flight at once (default 256)" },
     { "connect-timeout", BF_CONNECT_TIMEOUT, 1, "SECONDS",

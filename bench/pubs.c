@@ -153,7 +153,7 @@ static void human_head(FILE *f)
     if (o->readers) fprintf(f, " in %u reader processes", o->readers);
 }
 
-/* fanout, channels: a row per step, then the best sustained rate. */
+/* fanout, channels, cliff: a row per step, then the best sustained rate. */
 static void human_steps(FILE *f)
 {
     const struct opts *o = &B.o;

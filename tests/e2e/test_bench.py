@@ -958,7 +958,7 @@ def test_node_lists_refused():
         (["fanout", "--pid", "%s,x" % me], "--pid %s,x: want a process id" % me),
         (["fanout", "--publish-url", "tcp://127.0.0.1:1"], "bad --publish-url tcp://127.0.0.1:1"),
         (["idle", "--url", "ws://127.0.0.1:1/ws,ws://127.0.0.1:2/ws"],
-         "--url: several brokers apply only to fanout, channels, publish"),
+         "--url: several brokers apply only to fanout, channels, cliff, publish"),
         (["idle", "--pid", "%s,%s" % (me, me)], "--pid: several process ids apply only to"),
         (["idle", "--publish-url", "ws://127.0.0.1:1/ws"], "--publish-url does not apply to idle"),
     ]
