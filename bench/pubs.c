@@ -350,9 +350,13 @@ static void cliff_human(FILE *f)
         fprintf(f, "verdict: CLIFF between %.0f/s and %.0f/s: p99 %.1f -> %.1f ms with the broker at %s%% of a core\n",
                 a->rate, b->rate, report_ms(hist_percentile(a->lat, 99)), report_ms(hist_percentile(b->lat, 99)), cpu);
     } else if (cv.v == CLIFF_BENCH_BOUND) {
-        fprintf(f, "verdict: judged up to %s; at %.0f/s the bench was at %.0f%% of its core, so the steps from there "
-                   "measure the bench, not the broker\n", cv.prev >= 0 ? "the step before" : "no step",
-                B.steps[cv.at].rate, B.steps[cv.at].bench_cpu);
+        if (cv.prev >= 0)
+            fprintf(f, "verdict: no cliff up to %.0f/s (p99 grew at most %.1fx from one step to the next); ",
+                    B.steps[cv.prev].rate, cv.worst);
+        else
+            fprintf(f, "verdict: nothing judged; ");
+        fprintf(f, "from %.0f/s the bench was at %.0f%% of its core, so those steps measure the bench, not the "
+                   "broker\n", B.steps[cv.at].rate, B.steps[cv.at].bench_cpu);
     } else {
         fprintf(f, "verdict: gradual (p99 grew at most %.1fx from one step to the next)\n", cv.worst);
     }

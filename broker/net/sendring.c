@@ -1,15 +1,19 @@
 /* broker/net/sendring.c - see sendring.h.
  *
  * DESIGN (threads): a flush pass is fork-join. The loop thread records the
- * sends (sendring_add() only fills an array); sendring_submit() hands the
- * array to the helper threads, each of which prepares, submits and reaps the
- * sends of its own sockets (fd % lanes) on its own ring while the loop thread
- * does lane 0, and returns only when every lane is done. So no send is ever
- * in flight outside sendring_submit() (a socket cannot be closed and its fd
- * reused under a helper), every ring is touched by one thread only, two sends
- * to one socket stay in order on one lane, and the callers' bookkeeping
- * (ring_done() in session.c) stays on the loop thread. A pass shorter than
- * SPLIT_MIN is not worth a wakeup and stays on the loop thread. */
+ * sends (sendring_add() only fills an array) and splits them into lanes by
+ * socket (fd % lanes). sendring_submit() wakes the helper threads and sends
+ * lane 0 itself; each helper that wakes claims a lane and prepares, submits
+ * and reaps its sends on its own ring. Lanes no helper has claimed by the
+ * time the loop is done with lane 0 the loop takes back and sends on its own
+ * ring: a helper whose core is busy with something else (the load
+ * generator in a benchmark, an application server) costs a wakeup, never a
+ * stall. sendring_submit() returns only when every lane is done, so no send
+ * is in flight outside it (a socket cannot be closed and its fd reused under
+ * a helper), a ring is used by one thread at a time, two sends to one socket
+ * stay in order on one lane, and the callers' bookkeeping (ring_done() in
+ * session.c) stays on the loop thread. A pass shorter than SPLIT_MIN is not
+ * worth a wakeup and stays on the loop thread. */
 #include "net/sendring.h"
 
 #include <errno.h>
@@ -37,6 +41,7 @@ struct lane {
     struct io_uring ring;
     unsigned idx;                 /* 1..nlanes-1; lane 0 is the loop thread's sr.ring */
     int started;
+    int claimed;                  /* lane idx of the current pass is taken (by its helper or the loop); sr.mu */
 };
 
 static struct {
@@ -52,8 +57,8 @@ static struct {
     struct lane *lanes;           /* [nlanes], [0] unused */
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    uint64_t gen;                 /* passes handed out; a helper runs once per increment */
-    unsigned busy;                /* helpers still working on the current pass */
+    uint64_t gen;                 /* passes handed out; a helper looks once per increment */
+    unsigned busy;                /* helpers working on a lane of the current pass */
     unsigned pass_n;              /* sends in the current pass */
     int broken, stop;
     uint64_t offloaded;           /* sends made by helper threads (counted on the loop thread) */
@@ -109,6 +114,10 @@ static void *lane_main(void *arg)
         while (sr.gen == seen && !sr.stop) pthread_cond_wait(&sr.go, &sr.mu);
         if (sr.stop) break;
         seen = sr.gen;
+        /* Woken late, the loop may have sent this lane already. */
+        if (l->claimed) continue;
+        l->claimed = 1;
+        sr.busy++;
         unsigned n = sr.pass_n, nlanes = sr.nlanes;
         pthread_mutex_unlock(&sr.mu);
         int bad = run_lane(&l->ring, l->idx, nlanes, n);
@@ -245,12 +254,23 @@ void sendring_submit(void (*done)(void *owner, const unsigned char *buf, size_t 
         uint64_t mine = 0;
         pthread_mutex_lock(&sr.mu);
         sr.pass_n = n;
-        sr.busy = nlanes - 1;
+        for (unsigned k = 1; k < nlanes; k++) sr.lanes[k].claimed = 0;
         sr.gen++;
         pthread_cond_broadcast(&sr.go);
         pthread_mutex_unlock(&sr.mu);
         bad = run_lane(&sr.ring, 0, nlanes, n);
         for (unsigned i = 0; i < n; i++) mine += (unsigned)sr.e[i].fd % nlanes == 0;
+        /* Take back what no helper has started. */
+        for (unsigned k = 1; k < nlanes; k++) {
+            int taken;
+            pthread_mutex_lock(&sr.mu);
+            taken = sr.lanes[k].claimed;
+            sr.lanes[k].claimed = 1;
+            pthread_mutex_unlock(&sr.mu);
+            if (taken) continue;
+            if (run_lane(&sr.ring, k, nlanes, n)) bad = -1;
+            for (unsigned i = 0; i < n; i++) mine += (unsigned)sr.e[i].fd % nlanes == k;
+        }
         pthread_mutex_lock(&sr.mu);
         while (sr.busy) pthread_cond_wait(&sr.done, &sr.mu);
         if (sr.broken) bad = -1;

@@ -60,10 +60,12 @@ def test_many_quiet_subscribers_get_everything_whole(make_broker, enc, batch, th
         assert batched > 0, "nothing went through the send ring"
         assert m["herald_send_batches_total"] < batched, "no system call carried more than one write"
         assert m["herald_send_threads"] == int(threads)
+        # The loop takes back what a helper has not started, so how much the
+        # helpers wrote depends on how fast they woke (tests/unit/test_sendring.c
+        # checks they do); with one thread, nothing.
+        assert m["herald_socket_writes_offloaded_total"] < batched
         if threads == "1":
             assert m["herald_socket_writes_offloaded_total"] == 0
-        else:
-            assert 0 < m["herald_socket_writes_offloaded_total"] < batched, "the helpers wrote nothing, or all"
     else:
         assert batched == 0 and m["herald_send_batches_total"] == 0
 
@@ -106,7 +108,8 @@ def test_part_sent_is_finished_before_the_next_frame(make_broker, threads):
     if "io_uring unavailable" not in b.log:
         m = metrics(b)
         assert m["herald_socket_writes_batched_total"] > 0
-        assert (m["herald_socket_writes_offloaded_total"] > 0) == (threads == "2")
+        if threads == "1":
+            assert m["herald_socket_writes_offloaded_total"] == 0
 
 
 def test_threads_setting(make_broker):
