@@ -536,7 +536,7 @@ struct pub_ctx {
     char idem_key[HIST_IDEM_MAX];
 };
 
-static void unavailable(const origin_t *o, const char *maybe)
+void cluster_reply_unavailable(const origin_t *o, const char *maybe)
 {
     char why[PROTO_REASON_MAX];
     snprintf(why, sizeof why, "the redis engine is unavailable (see /api/health/ready)%s", maybe);
@@ -584,7 +584,7 @@ static void on_published(void *arg, int status, uint64_t offset, const char *epo
         reply_error(&p->origin, 0, PROTO_E_BAD_FIELD, why, NULL);
     } else {
         /* The script may have run before the connection went: say so. */
-        unavailable(&p->origin, status == -ECANCELED ? "" : "; the connection failed while the publication was in "
+        cluster_reply_unavailable(&p->origin, status == -ECANCELED ? "" : "; the connection failed while the publication was in "
                     "flight, so it may or may not have been made");
     }
     origin_clear(&p->origin);
@@ -602,7 +602,7 @@ int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t 
     int rc;
 
     if (!engine_up(cl.engine)) {
-        unavailable(origin, "");
+        cluster_reply_unavailable(origin, "");
         origin_clear(origin);
         return 0;
     }
@@ -618,7 +618,7 @@ int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t 
     c->inflight++;
     rc = engine_publish(cl.engine, c->name, c->namelen, rec, reclen, ts, &keep, o, on_published, p);
     if (rc) {
-        if (rc == -ENOTCONN) unavailable(&p->origin, "");
+        if (rc == -ENOTCONN) cluster_reply_unavailable(&p->origin, "");
         else reply_error(&p->origin, 0, PROTO_E_INTERNAL, "out of memory", NULL);
         origin_clear(&p->origin);
         c->inflight--;

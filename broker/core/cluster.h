@@ -57,6 +57,11 @@ int cluster_ready(const char **why);
  * command (0) connection is up, for /metrics. */
 int cluster_conn_up(int sub);
 
+/* cluster_reply_unavailable() - answer @o with error 133 engine_unavailable,
+ * the reason "the redis engine is unavailable (see /api/health/ready)"
+ * followed by @maybe (what may have happened anyway; "" for nothing). */
+void cluster_reply_unavailable(const origin_t *o, const char *maybe);
+
 /* cluster_set_state_gap() - @fn (app/state.c's state_on_gap()) is called
  * in place of the "unrecovered" push when a state channel's deltas between
  * two positions can no longer be read (a gap the stream does not hold, a

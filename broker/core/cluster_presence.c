@@ -100,8 +100,7 @@ static void on_info(void *arg, int status, uint64_t seq)
     struct info_ctx *x = arg;
 
     if (status)
-        reply_error(&x->origin, 0, PROTO_E_ENGINE_UNAVAILABLE, "the redis engine is unavailable (see "
-                    "/api/health/ready)", NULL);
+        cluster_reply_unavailable(&x->origin, "");
     else if (!seq)
         reply_error(&x->origin, 0, PROTO_E_NOT_SUBSCRIBED, "not a member of this channel's presence", NULL);
     else
@@ -187,8 +186,7 @@ static void on_read(void *arg, const int status, const struct engine_presence *p
         goto out;
     }
     if (status) {
-        reply_error(&x->origin, 0, PROTO_E_ENGINE_UNAVAILABLE, "the redis engine is unavailable (see "
-                    "/api/health/ready)", NULL);
+        cluster_reply_unavailable(&x->origin, "");
         goto out;
     }
     if (x->stats) {

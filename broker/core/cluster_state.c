@@ -18,11 +18,8 @@ struct sops_ctx {
 
 static void unavailable(chan_t *c, pub_ops_t *ops, const origin_t *o, const char *maybe)
 {
-    char why[PROTO_REASON_MAX];
-
     if (ops->done) ops->done(c, ops, PROTO_E_ENGINE_UNAVAILABLE, NULL);
-    snprintf(why, sizeof why, "the redis engine is unavailable (see /api/health/ready)%s", maybe);
-    reply_error(o, 0, PROTO_E_ENGINE_UNAVAILABLE, why, NULL);
+    cluster_reply_unavailable(o, maybe);
 }
 
 static void on_applied(void *arg, const struct engine_state_res *res)
