@@ -452,12 +452,16 @@ def test_descriptor_exhaustion_is_survived(make_broker, monkeypatch):
             got = await asyncio.gather(*[connect(b) for _ in range(50)], return_exceptions=True)
             clients += [c for c in got if not isinstance(c, BaseException)]
         # Concurrent handshakes near the cap can be refused while others are
-        # still counted: top up one at a time until the broker is full.
-        for _ in range(20):
+        # still counted, and a refused one is counted until the broker has
+        # closed it: top up one at a time, waiting a moment after a refusal,
+        # until the broker is full.
+        for _ in range(40):
+            if len(clients) == cap:
+                break
             try:
                 clients.append(await connect(b))
             except Exception:
-                break
+                await asyncio.sleep(0.2)
         assert len(clients) == cap, (len(clients), cap)
         fds = open_fds(b.pid)
         assert fds < limit, fds
