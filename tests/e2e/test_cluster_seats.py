@@ -8,8 +8,10 @@ waitlist's offers across nodes, release on disconnect waiting for the user's
 connections on every node (and not for a node that died), subscribers on every
 node seeing the same deltas at the same offsets (JSON, MessagePack, a section
 filter), recovery with `since` on another node, Redis down answering 133 / 503,
-and test_seats.py's own walks run on the redis engine. Each test starts its
-own redis-server."""
+the organiser's feed ([adapter seats] feed: each ticket once on every node at
+the feed's next offset, nothing from a refused confirm, `since` recovery, the
+same records as LMDB), and test_seats.py's own walks run on the redis engine.
+Each test starts its own redis-server."""
 import asyncio
 import signal
 import threading
