@@ -286,11 +286,12 @@ int engine_state_read(engine_t *e, const char *chan, size_t len, const char *pre
 /* ---- seat maps (docs/cluster.md#seat-maps) ---- */
 
 /* How engine_seats() and engine_seats_sweep() store what they publish: the
- * seat map's deltas (@map: its namespace's history) and the notices on
+ * seat map's deltas (@map: its namespace's history), the notices on
  * user:{id} (@user: that namespace's; @notify 0: none, as when the user
- * namespace is a state one). */
+ * namespace is a state one) and a booking's ticket on the organiser's feed
+ * (@feed: the feed channel's namespace's; engine_seats() only). */
 struct engine_seats_keep {
-    struct engine_keep map, user;
+    struct engine_keep map, user, feed;
     int notify;
 };
 
@@ -314,12 +315,15 @@ typedef void (*engine_seats_cb)(void *arg, const struct engine_seats_res *res);
 /* engine_seats() - run seat request @req (JSON, @len bytes: {"a": define |
  * add | hold | confirm | release | waitlist | waitlist_leave |
  * waitlist_position, "chan", "user", "seats", "ttl" (ms), "offer_ttl" (ms),
- * "waitlist_max", "cancel", "lenient", "section", and for a release on
- * disconnect "away": true and "node", see engine_seats_conn()) as one script on the
- * seat map's keys, with the rules of storage/seatmap.c, all or none: the
- * delta takes the channel's next offset like engine_publish() (@k->map),
- * and the ticket_issued, seat_expired and seat_offer notices go out on
- * user:{id} in the same script, each as its channel's next offset. Times
+ * "waitlist_max", "cancel", "lenient", "section", "feed" (the organiser's
+ * feed channel, [adapter seats] feed with {event} replaced; absent: none),
+ * and for a release on disconnect "away": true and "node", see
+ * engine_seats_conn()) as one script on the seat map's keys, with the rules
+ * of storage/seatmap.c, all or none: the delta takes the channel's next
+ * offset like engine_publish() (@k->map), and the ticket_issued,
+ * seat_expired and seat_offer notices go out on user:{id} in the same
+ * script, each as its channel's next offset; a booking's ticket_issued also
+ * goes out on "feed" as its next offset (@k->feed), as on LMDB. Times
  * ("expires", "booked_at", the records' "ts") are Redis' clock.
  * @cb gets the outcome later, exactly once.
  * Return: 0; -ENOTCONN (no callback); -ENOMEM. */

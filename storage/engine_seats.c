@@ -23,7 +23,9 @@
  * reads what it needs into a table, refuses before writing anything (Redis
  * does not roll a script back), applies the change in the table, then writes
  * the touched keys and publishes the delta through the same append() as a
- * publication, then each notice as its user channel's next offset. The
+ * publication, then each notice as its user channel's next offset (a
+ * booking's ticket also as the organiser's feed channel's next offset,
+ * req.feed, as seatmap.c's txnotify() on LMDB). The
  * expiry of a hold is an entry in P sx:C: the sweep (the same script, mode
  * 'x') frees each due hold in its own delta. Every node calls it every
  * quarter second; the node that holds the lease (SET NX PX) sweeps and
@@ -45,8 +47,9 @@
 /* ARGV: prefix, mode ('r' a request, 'x' a sweep, 'c' a connection count),
  * the map's keep and ttl, an epoch for the map if it has none, the user
  * channels' keep and ttl, notify (0/1), an epoch for a user channel that has
- * none; then the request (JSON) for 'r', or node, lease ms, max, offer ttl
- * ms, alive ms for 'x'.
+ * none; then for 'r' the request (JSON), the feed channel's keep and ttl and
+ * an epoch for it if it has none; or node, lease ms, max, offer ttl ms,
+ * alive ms for 'x'.
  * Returns for 'r': {0, offset, epoch, unchanged (0/1), record, report}, or
  * {1, 0, '', 1, '', refusal}, report and refusal as MessagePack. For 'x':
  * {1, holds freed}, or {0, 0} when another node holds the lease. Mode 'c'
@@ -58,6 +61,7 @@ const char engine_seats_lua[] =
     "local P, mode = ARGV[1], ARGV[2]\n"
     "local skeep, sttl, ep1 = ARGV[3], ARGV[4], ARGV[5]\n"
     "local ukeep, uttl, unote, ep2 = ARGV[6], ARGV[7], ARGV[8], ARGV[9]\n"
+    "local fkeep, fttl, ep3 = 0, 0, ''\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local function record(data)\n"
@@ -71,8 +75,11 @@ const char engine_seats_lua[] =
     "  append(P .. 's:' .. chan, P .. 'f:' .. chan, off, epoch, rec, keep, ttl, now)\n"
     "  return off, epoch\n"
     "end\n"
+    "local function named(chan)\n"
+    "  return #chan > 0 and #chan <= 255 and not string.find(chan, '[^%w_%-%.:@,#=/~]')\n"
+    "end\n"
     "local function notify(chan, data)\n"
-    "  if unote ~= '1' or #chan > 255 or string.find(chan, '[^%w_%-%.:@,#=/~]') then return end\n"
+    "  if unote ~= '1' or not named(chan) then return end\n"
     "  pub(chan, record(cmsgpack.pack(data)), ukeep, uttl, ep2)\n"
     "end\n"
     "local function same(a, b)\n"
@@ -449,8 +456,13 @@ const char engine_seats_lua[] =
     "  redis.call('HSET', M, 'sfloor', floor)\n"
     "  local off, epoch = pub(chan, rec, skeep, sttl, ep1)\n"
     "  if a == 'confirm' and #res.seats > 0 then\n"
-    "    notify('user:' .. user, {type = 'ticket_issued', event = event, channel = chan, seats = res.seats,\n"
-    "                             holder = user, booked_at = now})\n"
+    "    local t = {type = 'ticket_issued', event = event, channel = chan, seats = res.seats, holder = user,\n"
+    "               booked_at = now}\n"
+    "    notify('user:' .. user, t)\n"
+    "    local feed = req.feed\n"
+    "    if type(feed) == 'string' and feed ~= chan and named(feed) then\n"
+    "      pub(feed, record(cmsgpack.pack(t)), fkeep, fttl, ep3)\n"
+    "    end\n"
     "  end\n"
     "  for _, o in ipairs(expired) do\n"
     "    notify('user:' .. o.user, {type = 'seat_expired', event = event, channel = chan, seat = o.seat,\n"
@@ -464,6 +476,7 @@ const char engine_seats_lua[] =
     "end\n"
     "if mode == 'r' then\n"
     "  local req = cjson.decode(ARGV[10])\n"
+    "  fkeep, fttl, ep3 = ARGV[11], ARGV[12], ARGV[13]\n"
     "  return apply(req.chan, req)\n"
     "end\n"
     "if mode == 'c' then\n"
@@ -518,15 +531,22 @@ static int send_script(engine_t *e, int script, int argc, const char **argv, siz
 int engine_seats(engine_t *e, const char *req, size_t len, const struct engine_seats_keep *k, engine_seats_cb cb,
                  void *arg)
 {
-    const char *argv[13];
-    size_t lens[13];
-    char nums[4][24];
+    const char *argv[16];
+    size_t lens[16];
+    char nums[4][24], feed[2][24], ep3[HIST_EPOCH_LEN + 1];
     req_t *q = NULL;
     int rc;
 
     if (!engine_up(e)) return -ENOTCONN;
     argv[12] = req; lens[12] = len;
-    if ((rc = send_script(e, SCRIPT_SEATS, 13, argv, lens, k, nums, &q))) return rc;
+    /* The organiser's feed: its own namespace's history, and its own epoch
+     * should this booking be its first publication. */
+    snprintf(feed[0], sizeof feed[0], "%u", k->feed.size);
+    snprintf(feed[1], sizeof feed[1], "%u", k->feed.ttl_ms);
+    engine_random_epoch(ep3);
+    argv[13] = feed[0]; argv[14] = feed[1]; argv[15] = ep3;
+    for (int i = 13; i < 16; i++) lens[i] = strlen(argv[i]);
+    if ((rc = send_script(e, SCRIPT_SEATS, 16, argv, lens, k, nums, &q))) return rc;
     q->cb.seats = cb;
     q->arg = arg;
     return 0;

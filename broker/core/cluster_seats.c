@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define SWEEP_LEASE_MS 1000       /* a dead sweeper's lease ends within this */
@@ -46,15 +47,19 @@ static const char *const action_names[] = {
     [SEAT_UNWAIT] = "waitlist_leave", [SEAT_POSITION] = "waitlist_position",
 };
 
-/* What the seats namespace (the map) and the user namespace (the notices) keep. */
-static void keeps(const ns_config_t *ns, struct engine_seats_keep *k)
+/* What the seats namespace (the map), the user namespace (the notices) and
+ * the namespace of @feed (the organiser's feed channel, or NULL) keep. */
+static void keeps(const ns_config_t *ns, const char *feed, struct engine_seats_keep *k)
 {
     const ns_config_t *u = config_ns(&srv.cfg, "user:_", 6);
+    const ns_config_t *f = feed ? config_ns(&srv.cfg, feed, strlen(feed)) : NULL;
 
     k->map.size = ns->history ? ns->history_size : 0;
     k->map.ttl_ms = ns->history ? ns->history_ttl_ms : 0;
     k->user.size = u->history ? u->history_size : 0;
     k->user.ttl_ms = u->history ? u->history_ttl_ms : 0;
+    k->feed.size = f && f->history ? f->history_size : 0;
+    k->feed.ttl_ms = f && f->history ? f->history_ttl_ms : 0;
     /* As on one node: a state namespace takes only its own deltas. */
     k->notify = !u->state;
 }
@@ -110,6 +115,9 @@ static char *request_json(const chan_t *c, const seat_req_t *r)
     if (r->user) json_object_set_new(o, "user", json_string(r->user));
     if (r->seats) json_object_set(o, "seats", r->seats);
     if (r->section) json_object_set_new(o, "section", json_string(r->section));
+    /* The organiser's feed (app/seats.c made the name, valid); only a
+     * booking publishes there. */
+    if (r->feed && r->action == SEAT_CONFIRM) json_object_set_new(o, "feed", json_string(r->feed));
     if (r->action == SEAT_HOLD) json_object_set_new(o, "ttl", json_integer(r->ttl_ms));
     /* Release on disconnect: not while the user is connected to another node. */
     if (r->action == SEAT_RELEASE && r->lenient) {
@@ -152,7 +160,7 @@ int cluster_seats(chan_t *c, pub_ops_t *ops, origin_t *origin)
     x->origin = *origin;
     origin->id = NULL;
     c->inflight++;
-    keeps(c->ns, &k);
+    keeps(c->ns, r->action == SEAT_CONFIRM ? r->feed : NULL, &k);
     rc = engine_seats(cluster_engine(), req, strlen(req), &k, on_applied, x);
     free(req);
     if (rc) {
@@ -190,7 +198,7 @@ void cluster_seats_tick(void)
     if (!e || cs.sweeping || !engine_up(e)) return;
     ns = config_ns(&srv.cfg, "seats:_", 7);
     if (!ns->state) return;
-    keeps(ns, &k);
+    keeps(ns, NULL, &k);
     if (!engine_seats_sweep(e, node_id(), SWEEP_LEASE_MS, SWEEP_MAX, ns->seat_offer_ttl_ms, ALIVE_MS, &k, on_swept,
                             (void *)ns))
         cs.sweeping = 1;

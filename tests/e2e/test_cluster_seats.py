@@ -8,8 +8,10 @@ waitlist's offers across nodes, release on disconnect waiting for the user's
 connections on every node (and not for a node that died), subscribers on every
 node seeing the same deltas at the same offsets (JSON, MessagePack, a section
 filter), recovery with `since` on another node, Redis down answering 133 / 503,
-and test_seats.py's own walks run on the redis engine. Each test starts its
-own redis-server."""
+the organiser's feed ([adapter seats] feed: each ticket once on every node at
+the feed's next offset, nothing from a refused confirm, `since` recovery, the
+same records as LMDB), and test_seats.py's own walks run on the redis engine.
+Each test starts its own redis-server."""
 import asyncio
 import signal
 import threading
@@ -534,3 +536,191 @@ def test_redis_restart_keeps_maps_and_holds_and_their_expiry(make_broker, redis)
     assert h["offset"] > short["offset"] + 1, "after the expiry's delta"
     e = refused(b, ev, "hold", {"user": "max", "seats": ["R1"], "ttl": 5}, 409, 119)
     assert e["seats"] == ["R1"]
+
+
+# -- the organiser's feed ([adapter seats] feed) across nodes -----------------
+
+FEED = ("--seats-feed", "organiser:{event}")
+
+
+def feed_pubs(c, channel):
+    """The publications @c received on @channel, in arrival order."""
+    return [m for m in c.events if m.get("op") == "pub" and m.get("channel") == channel]
+
+
+def history(b, channel, **params):
+    r = requests.get(b.url("/api/channels/%s/history" % channel), params=params, timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_feed_ticket_once_on_every_node_with_offsets(make_broker, redis):
+    """A booking on node B reaches the feed's subscribers on nodes A and C once each,
+    as the feed channel's next offset (after a plain publication there), with the
+    same ticket as the holder's user:{holder} notice; holds, releases and refused
+    confirms publish nothing on the feed."""
+    a, b, c = nodes(make_broker, redis, 3, *FEED)
+    ev = "gig"
+    feed = "organiser:" + ev
+    define(a, ev, [("G1", "A"), ("G2", "A"), ("G3", "B")])
+    r = requests.post(c.url("/api/publish"), json={"channel": feed, "data": {"note": "doors at 8"}}, timeout=5)
+    assert r.status_code == 200 and r.json()["offset"] == 1, r.text
+
+    async def go():
+        holder = await personal(c, "dora")
+        subs = [await anon(n) for n in (a, c)]
+        for s in subs:
+            m = await reply(s, {"op": "subscribe", "channel": feed})
+            assert m["op"] == "subscribed" and m["offset"] == 1, m
+        epoch = m["epoch"]
+        call(b, ev, "hold", {"user": "dora", "seats": ["G1", "G3"], "ttl": 60})
+        call(a, ev, "hold", {"user": "eve", "seats": ["G2"], "ttl": 60})
+        refused(c, ev, "confirm", {"user": "dora", "seats": ["G1", "G2"]}, 409, 121)   # G2 is eve's
+        refused(a, ev, "confirm", {"user": "dora", "seats": ["G1", "NOPE"]}, 422, 120)
+        cf = call(b, ev, "confirm", {"user": "dora", "seats": ["G1", "G3"]})
+        assert cf["seats"] == ["G1", "G3"], cf
+        for s in subs:
+            await until(s, lambda: feed_pubs(s, feed), 5, "the ticket on the feed")
+        await until(holder, lambda: feed_pubs(holder, "user:dora"), 5, "the holder's ticket")
+        call(a, ev, "release", {"user": "eve", "seats": ["G2"]})
+        for s in subs + [holder]:
+            await idle(s, 0.5)                         # time for a duplicate or a stray publication to show
+        t = feed_pubs(holder, "user:dora")[0]["data"]
+        assert t["type"] == "ticket_issued" and t["holder"] == "dora" and t["seats"] == ["G1", "G3"], t
+        assert t["event"] == ev and t["channel"] == "seats:" + ev and abs(t["booked_at"] - now_ms()) < 5000, t
+        for s in subs:
+            got = feed_pubs(s, feed)
+            assert len(got) == 1, "the ticket once on each node, nothing else: %r" % got
+            assert got[0]["offset"] == 2 and got[0]["data"] == t, got
+        h = history(b, feed)
+        assert [p["offset"] for p in h["publications"]] == [1, 2] and h["epoch"] == epoch, h
+        assert h["publications"][1]["data"] == t
+        # The next booking is the offset after it.
+        call(c, ev, "hold", {"user": "eve", "seats": ["G2"], "ttl": 60})
+        cf2 = call(a, ev, "confirm", {"user": "eve", "seats": ["G2"]})
+        assert cf2["seats"] == ["G2"]
+        for s in subs:
+            await until(s, lambda: len(feed_pubs(s, feed)) >= 2, 5, "the second ticket")
+            second = feed_pubs(s, feed)[1]
+            assert second["offset"] == 3 and second["data"]["holder"] == "eve" and second["data"]["seats"] == ["G2"]
+        for s in subs + [holder]:
+            await s.close()
+    run(go())
+
+
+def test_refused_confirm_publishes_nothing_on_the_feed(make_broker, redis):
+    a, b = nodes(make_broker, redis, 2, *FEED)
+    ev = "nofeed"
+    feed = "organiser:" + ev
+    define(a, ev, [("N1", "A"), ("N2", "A")])
+    call(a, ev, "hold", {"user": "ann", "seats": ["N1"], "ttl": 60})
+    call(b, ev, "hold", {"user": "ben", "seats": ["N2"], "ttl": 1})
+
+    async def go():
+        s = await anon(b)
+        m = await reply(s, {"op": "subscribe", "channel": feed})
+        assert m["op"] == "subscribed" and m["offset"] == 0, m
+        refused(a, ev, "confirm", {"user": "ben", "seats": ["N1"]}, 409, 121)            # ann's hold
+        refused(b, ev, "confirm", {"user": "ann", "seats": ["N1", "N2"]}, 409, 121)      # all or none
+        refused(a, ev, "confirm", {"user": "ann", "seats": ["Z9"]}, 422, 120)
+        refused(b, "no-such-map", "confirm", {"user": "ann", "seats": ["N1"]}, 422, 120)
+        r = requests.post(a.url("/api/events/%s/confirm" % ev), json={"user": "ann", "seats": []}, timeout=5)
+        assert r.status_code == 400, r.text
+        # ben's hold runs out (1 s): then his confirm is refused too.
+        await until(s, lambda: seat_map(a, ev)[0]["N2"]["status"] == "free", 5, "ben's hold to expire")
+        refused(b, ev, "confirm", {"user": "ben", "seats": ["N2"]}, 409, 121)
+        await idle(s, 0.4)
+        assert feed_pubs(s, feed) == [], s.events
+        assert history(a, feed)["publications"] == [] and history(b, feed)["offset"] == 0
+        # The broker goes on: the good confirm is the feed's first publication.
+        call(b, ev, "confirm", {"user": "ann", "seats": ["N1"]})
+        await until(s, lambda: feed_pubs(s, feed), 5, "the ticket")
+        assert [p["offset"] for p in feed_pubs(s, feed)] == [1]
+        await s.close()
+    run(go())
+
+
+def test_feed_recovered_with_since_on_another_node(make_broker, redis):
+    a, b = nodes(make_broker, redis, 2, *FEED)
+    ev = "since"
+    feed = "organiser:" + ev
+    define(a, ev, [("S%d" % i, "A") for i in range(1, 5)])
+
+    async def go():
+        s = await anon(a)
+        m = await reply(s, {"op": "subscribe", "channel": feed})
+        assert m["op"] == "subscribed", m
+        epoch, last = m["epoch"], m["offset"]
+        call(a, ev, "hold", {"user": "kai", "seats": ["S1"], "ttl": 60})
+        call(b, ev, "confirm", {"user": "kai", "seats": ["S1"]})
+        await until(s, lambda: feed_pubs(s, feed), 5, "the first ticket")
+        first = feed_pubs(s, feed)[0]
+        await s.close()
+        # Missed while away: two bookings, made on both nodes.
+        for who, seat, n in (("lou", "S2", a), ("max", "S3", b)):
+            call(n, ev, "hold", {"user": who, "seats": [seat], "ttl": 60})
+            call(n, ev, "confirm", {"user": who, "seats": [seat]})
+        w = await anon(b)
+        m = await reply(w, {"op": "subscribe", "channel": feed,
+                            "since": {"offset": first["offset"], "epoch": epoch}})
+        assert m["op"] == "subscribed" and m.get("recovered") is True, m
+        pubs = m["publications"]
+        assert [p["offset"] for p in pubs] == [first["offset"] + 1, first["offset"] + 2], m
+        assert [(p["data"]["holder"], p["data"]["seats"]) for p in pubs] == [("lou", ["S2"]), ("max", ["S3"])]
+        assert all(p["data"]["type"] == "ticket_issued" and p["data"]["channel"] == "seats:" + ev for p in pubs)
+        assert first["offset"] == last + 1
+        # A wrong epoch is not recovered.
+        x = await anon(a)
+        other = ("0" if epoch[0] != "0" else "1") + epoch[1:]
+        m = await reply(x, {"op": "subscribe", "channel": feed, "since": {"offset": 0, "epoch": other}})
+        assert m["op"] == "subscribed" and m.get("recovered") is not True and m["epoch"] == epoch, m
+        for c in (w, x):
+            await c.close()
+    run(go())
+
+
+@pytest.mark.parametrize("feed_ns", ["organiser", "org"])
+def test_feed_records_match_lmdb(feed_ns, make_broker, tmp_path):
+    """The same walk on one LMDB node and on two redis nodes gives the same feed:
+    the same publications (fields, offsets, ticket data but its booked_at), the
+    same ticket as the holder's notice, and the feed namespace's own history
+    (org: history_size = 1 keeps only the last ticket)."""
+    extra = ("--seats-feed", feed_ns + ":{event}") + (("--ns", "org.history_size=1") if feed_ns == "org" else ())
+    feed = feed_ns + ":cmp"
+    got = {}
+    for engine in ("lmdb", "redis"):
+        r = Redis(tmp_path).start() if engine == "redis" else None
+        try:
+            a = node(make_broker, r, *extra) if r else make_broker(*SEATS, *extra)
+            b = node(make_broker, r, *extra) if r else a
+            define(a, "cmp", [("C1", "A"), ("C2", "A"), ("C3", "B")])
+            call(a, "cmp", "hold", {"user": "pat", "seats": ["C2", "C1"], "ttl": 60})
+            refused(b, "cmp", "confirm", {"user": "pat", "seats": ["C1", "C3"]}, 409, 121)
+            call(b, "cmp", "confirm", {"user": "pat", "seats": ["C2", "C1"]})
+            call(b, "cmp", "hold", {"user": "quin", "seats": ["C3"], "ttl": 60})
+            call(a, "cmp", "confirm", {"user": "quin", "seats": ["C3"]})
+            got[engine] = (history(a, feed), history(b, feed), history(b, "user:pat"))
+        finally:
+            if r:
+                r.kill()
+
+    def shape(h):
+        pubs = [dict(p, data={k: v for k, v in p["data"].items() if k != "booked_at"}) for p in h["publications"]]
+        for p in pubs:
+            p.pop("ts", None)
+        return {k: v for k, v in h.items() if k not in ("epoch", "publications")}, pubs
+
+    lm, rd = got["lmdb"], got["redis"]
+    assert shape(lm[0]) == shape(rd[0]) == shape(rd[1]), (lm[0], rd[0])
+    assert {k: type(v) for k, v in lm[0].items()} == {k: type(v) for k, v in rd[0].items()}
+    want = [(1, "pat", ["C2", "C1"]), (2, "quin", ["C3"])]
+    pubs = shape(rd[0])[1]
+    assert [(p["offset"], p["data"]["holder"], p["data"]["seats"]) for p in pubs] == \
+        (want[1:] if feed_ns == "org" else want), pubs
+    for eng in (lm, rd):
+        assert sorted(eng[0]["publications"][-1]) == sorted(lm[0]["publications"][-1])   # the same fields
+        assert all(p["ts"] == p["data"]["booked_at"] for p in eng[0]["publications"]), eng[0]
+        ticket = eng[2]["publications"][0]["data"]
+        assert ticket["type"] == "ticket_issued" and ticket["holder"] == "pat"
+        feed_first = [p for p in eng[0]["publications"] if p["data"]["holder"] == "pat"]
+        assert feed_ns == "org" or feed_first[0]["data"] == ticket, (feed_first, ticket)
