@@ -125,3 +125,21 @@ def test_threads_setting(make_broker):
     assert metrics(off)["herald_send_threads"] == 0
     assert "server.threads = 2 unused" in off.log
 
+
+def test_threads_are_named_and_measured(make_broker):
+    """scripts/threadcpu.sh (how docs/benchmarks.md measures the loop and its
+    helpers) finds the broker's threads by name and reports each one's CPU."""
+    import os
+    import subprocess
+    b = make_broker(threads="2")
+    if "io_uring unavailable" in b.log:
+        pytest.skip("io_uring unavailable: no send helpers")
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "threadcpu.sh")
+    out = subprocess.run([script, str(b.pid), "0.5"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    cpu = {name: float(v) for name, v in (line.split() for line in out.stdout.splitlines())}
+    assert {"herald", "herald-store", "herald-send1"} <= set(cpu), cpu
+    assert all(v >= 0 for v in cpu.values()), cpu
+    bad = subprocess.run([script, "999999999"], capture_output=True, text=True, timeout=10)
+    assert bad.returncode != 0 and "no process" in bad.stderr
+
