@@ -54,6 +54,13 @@ class Receiver:
                 if isinstance(what, tuple) and what[0] == "sleep":
                     time.sleep(what[1])
                     what = what[2] if len(what) > 2 else 200
+                # Recorded before the answer goes out: the broker sends its next
+                # batch once it has the answer, and that batch's handler thread
+                # must not be able to record first.
+                final = 200 if isinstance(what, tuple) and what[0] == "huge" else what
+                if not isinstance(final, tuple) and 200 <= final < 300:
+                    with rcv.lock:
+                        rcv.requests.append((dict(self.headers.items()), body, time.time()))
                 if isinstance(what, tuple) and what[0] == "redirect":
                     self.send_response(302)
                     self.send_header("Location", "http://127.0.0.1:1/elsewhere")
@@ -74,9 +81,6 @@ class Receiver:
                     self.send_response(what)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
-                if 200 <= what < 300:
-                    with rcv.lock:
-                        rcv.requests.append((dict(self.headers.items()), body, time.time()))
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
