@@ -85,6 +85,9 @@ static const struct opt opts[] = {
     { "websocket", "coalesce_max", NULL, T_MS, O(coalesce_max_ms), 0, "50ms",
       "when the broker is busy, streaming connections gather messages for up to this long so each "
       "write carries more; 0: write every loop turn" },
+    { "websocket", "latency_goal", NULL, T_MS, O(latency_goal_ms), 0, "500ms",
+      "when writes alone would take more than half the event loop (big fan-outs), streaming connections "
+      "gather for as long as their measured cost needs, up to this; at most coalesce_max when 0 or lower" },
     { "websocket", "write_batch_max", NULL, T_SIZE, O(write_batch_max), 0, "64k",
       "most bytes coalesced into one WebSocket frame per write" },
     { "websocket", "batch_sends", NULL, T_BOOL, O(batch_sends), 0, "on",

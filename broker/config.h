@@ -126,6 +126,7 @@ typedef struct config {
     unsigned ping_interval_ms;
     size_t write_batch_max;
     unsigned coalesce_max_ms;
+    unsigned latency_goal_ms;
     int batch_sends;              /* websocket.batch_sends: net/sendring.h */
     unsigned threads;             /* server.threads: threads making socket writes (0: one per CPU) */
     /* [sse] */

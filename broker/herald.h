@@ -47,7 +47,12 @@ struct herald {
     uv_timer_t flush_timer;       /* wakes the loop for sessions left to coalesce */
     unsigned coalesce_ms;         /* current gap between one connection's writes (session.c) */
     uv_timer_t tune;              /* adjusts coalesce_ms to how busy the loop is */
-    uint64_t tune_cpu_ns, tune_at_ns;
+    uint64_t tune_cpu_ns, tune_at_ns, tune_busy_ns;
+    uint16_t tune_gen;            /* counts tune periods: marks a session's first write in one */
+    uint32_t tune_writers;        /* sessions that wrote in this period */
+    uint64_t tune_writes;         /* writes made by the flush passes in this period */
+    uint64_t tune_write_ns;       /* loop time those passes took */
+    uint64_t write_cost_ns;       /* loop time per write, smoothed over periods (0: none yet) */
 
     hmap_t channels;              /* name -> chan_t */
     hmap_t subs;                  /* (sess, chan) -> sub_t */

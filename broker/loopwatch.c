@@ -19,6 +19,7 @@ int loopwatch_configure(uv_loop_t *loop)
     int r = uv_loop_configure(loop, UV_METRICS_IDLE_TIME);
     if (r) hlog(LOG_WARN, "server", "loop idle time not available (%s): loop turns count their waits", uv_strerror(r));
     lw.idle_ok = r == 0;
+    metrics.loop_busy_ok = lw.idle_ok;
     return r;
 }
 
@@ -33,6 +34,7 @@ static void on_prepare(uv_prepare_t *h)
     lw.last_ns = now;
     lw.last_idle_ns = idle;
     histo_observe(&metrics.loop_turn_seconds, (double)busy / 1e9);
+    metrics.loop_busy_ns += busy;
     lw.window_busy_ns += busy;
     if (now - lw.window_ns >= WINDOW_NS) {
         metrics.loop_busy_ppm = (uint32_t)(lw.window_busy_ns * 1000000u / (now - lw.window_ns));

@@ -59,6 +59,8 @@ struct herald_metrics {
     histo_t commit_batch;             /* publications per group commit */
     histo_t loop_turn_seconds;        /* the working part of each loop iteration (loopwatch.c) */
     uint32_t loop_busy_ppm;           /* share of the last second the loop worked, per million */
+    uint64_t loop_busy_ns;            /* the loop's working time so far, waits left out (loopwatch.c) */
+    int loop_busy_ok;                 /* ... measured that way: libuv gives the idle time */
     uint64_t disconnects[DISC_NREASONS];
     uint64_t bytes_in, bytes_out;     /* WebSocket payload bytes */
     uint64_t frames_out;              /* messages written to sockets */

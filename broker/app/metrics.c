@@ -156,6 +156,9 @@ void metrics_render(wbuf_t *b)
     one(b, "herald_write_coalesce_seconds", "gauge",
         "Current wait a streaming connection's next write may take to gather more (adapts to the loop's load).",
         srv.coalesce_ms / 1e3);
+    one(b, "herald_write_cost_seconds", "gauge",
+        "Event-loop time per socket write of the flush passes, smoothed; sizes the write gap when writes fill the loop.",
+        srv.write_cost_ns / 1e9);
     one(b, "herald_messages_received_total", "counter", "Client messages received over WebSocket.",
         (double)srv.stats.messages_in);
     one(b, "herald_messages_sent_total", "counter", "Messages written to WebSocket sessions.", (double)metrics.frames_out);

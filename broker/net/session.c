@@ -592,30 +592,73 @@ void sess_coalesce_adjust(void)
     uint64_t cpu, now = uv_hrtime(), elapsed, busy_pct;
     unsigned ms = srv.coalesce_ms;
 
-    /* The loop thread's own CPU time, not wall time minus idle: the storage
-     * thread may share the core, and time it takes is not the loop's load. */
+    /* Wall time the loop spent working, waits in poll left out: what
+     * delays every connection's writes, whether the loop ran on the CPU
+     * then or waited for it (the storage thread or another process on
+     * the same core: the loop is behind either way, and gathering longer
+     * is how it catches up). Its own CPU time where libuv cannot tell the
+     * idle time, which would count every wait as work. */
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     elapsed = now - srv.tune_at_ns;
     if (srv.tune_at_ns && elapsed) {
-        uint64_t cpu_d = cpu - srv.tune_cpu_ns;
-        busy_pct = cpu_d >= elapsed ? 100 : cpu_d * 100 / elapsed;
+        uint64_t busy = metrics.loop_busy_ok ? metrics.loop_busy_ns - srv.tune_busy_ns : cpu - srv.tune_cpu_ns;
+        busy_pct = busy >= elapsed ? 100 : busy * 100 / elapsed;
         /* Writes cost a syscall each (and one more for the reader), so when
          * the loop is nearly always busy, gather longer and write less often;
          * when it has time to spare, go back towards writing every turn. */
-        if (busy_pct >= 80) ms = ms ? ms + ms / 2 + 1 : 2;
-        else if (busy_pct < 50) ms = ms * 2 / 3;
-        if (ms > srv.cfg.coalesce_max_ms) ms = srv.cfg.coalesce_max_ms;
+        if (srv.tune_writes) {
+            uint64_t cost = srv.tune_write_ns / srv.tune_writes;
+            srv.write_cost_ns = srv.write_cost_ns ? (3 * srv.write_cost_ns + cost) / 4 : cost;
+        }
+        if (busy_pct >= 80) {
+            /* Stepping up, bounded by coalesce_max, is enough when writing
+             * is not what fills the loop. When it is (a big fan-out, dear
+             * writes to remote or sleeping readers), each step would leave
+             * the loop overloaded for another period while queues grow;
+             * the gap at which this period's writers fit the write share
+             * at their measured cost is known, so go there at once,
+             * bounded by the latency goal instead. Coming down while still
+             * busy goes by steps: a period with a long gap sees fewer
+             * writers than there are. */
+            unsigned step = ms >= srv.cfg.coalesce_max_ms ? srv.cfg.coalesce_max_ms : ms ? ms + ms / 2 + 1 : 2;
+            unsigned target, need = 0;
+            if (step > srv.cfg.coalesce_max_ms) step = srv.cfg.coalesce_max_ms;
+            if (srv.cfg.latency_goal_ms > srv.cfg.coalesce_max_ms) {
+                need = sess_coalesce_need_ms(srv.tune_writers, srv.write_cost_ns);
+                if (need > srv.cfg.latency_goal_ms) need = srv.cfg.latency_goal_ms;
+            }
+            target = need > step ? need : step;
+            ms = target >= ms ? target : (ms * 2 / 3 > target ? ms * 2 / 3 : target);
+        } else if (busy_pct < 50) {
+            ms = ms * 2 / 3;
+        }
         srv.coalesce_ms = ms;
     }
+    /* 0 is never a period's mark: a new session (zeroed) counts at once. */
+    srv.tune_gen = srv.tune_gen == UINT16_MAX ? 1 : srv.tune_gen + 1;
+    srv.tune_writers = 0;
+    srv.tune_writes = 0;
+    srv.tune_write_ns = 0;
     srv.tune_cpu_ns = cpu;
+    srv.tune_busy_ns = metrics.loop_busy_ns;
     srv.tune_at_ns = now;
+}
+
+/* Counts a write made by a flush pass for the cost measure above. */
+static void count_write(sess_t *s)
+{
+    srv.tune_writes++;
+    if (s->tune_gen != srv.tune_gen) {
+        s->tune_gen = srv.tune_gen;
+        srv.tune_writers++;
+    }
 }
 
 void sess_flush_dirty(void)
 {
     sess_t *s = srv.dirty, *later = NULL;
-    uint64_t now = uv_now(&srv.loop), wake = 0;
+    uint64_t now = uv_now(&srv.loop), wake = 0, t0 = uv_hrtime();
 
     srv.dirty = NULL;
     while (s) {
@@ -636,6 +679,7 @@ void sess_flush_dirty(void)
             if (!s->close_started) request_write(s);
         } else if (!s->write_pending && ring_queue(s)) {
             s->last_write_ms = now;    /* written when the ring is submitted, below */
+            count_write(s);
         } else if (!s->write_pending) {
             /* Write what the socket takes now. Partial writes are buffered
              * by lws (lws_partial_buffered()), which then arms POLLOUT
@@ -649,11 +693,13 @@ void sess_flush_dirty(void)
                 }
             }
             s->last_write_ms = now;
+            count_write(s);
             if (s->qlen && !s->close_started) request_write(s);
         }
         s = next;
     }
     ring_submit();
+    srv.tune_write_ns += uv_hrtime() - t0;
     /* Those left to gather go back on the list; a timer makes sure the loop
      * comes round for them even if nothing else happens. */
     while (later) {

@@ -54,6 +54,7 @@ typedef struct sess {
     uint8_t killed : 1;           /* the close timeout passed: lws drops the socket */
     uint8_t silent : 1;           /* dropped for not answering pings (no close frame) */
     uint16_t close_code;          /* nonzero: closing with this code */
+    uint16_t tune_gen;            /* srv.tune_gen when it last wrote from a flush pass */
     struct lws *wsi;
     struct sess *prev, *next;     /* srv.sessions */
     struct sess *dirty_next;      /* srv.dirty */
@@ -193,9 +194,28 @@ void sess_tick(sess_t *s, uint64_t now);
 void sess_flush_dirty(void);
 void sess_flush_timer_cb(uv_timer_t *t);
 
+/* The share of the loop's time (percent) the flush passes may take before
+ * the write gap is sized to their cost: the rest is for reading, decoding,
+ * storing and fanning out publications. */
+#define SESS_WRITE_SHARE 50
+
 /* sess_coalesce_adjust() - lengthen srv.coalesce_ms while the loop is busier
- * than 80% of the time, shorten it below 50% (called every 250 ms). */
+ * than 80% of the time, shorten it below 50% (called every 250 ms). While
+ * busy, and writing takes more than SESS_WRITE_SHARE percent of the loop's
+ * time, it goes at once to the gap that brings the writes back within that
+ * share at their measured cost, up to websocket.latency_goal. */
 void sess_coalesce_adjust(void);
+
+/* sess_coalesce_need_ms() - the gap, in ms, at which @writers connections
+ * each writing once per gap, at @cost_ns of loop time per write, take
+ * SESS_WRITE_SHARE percent of the loop (rounded up). Pure: unit-tested. */
+static inline unsigned sess_coalesce_need_ms(uint64_t writers, uint64_t cost_ns)
+{
+    if (cost_ns && writers > UINT64_MAX / 100 / cost_ns) return UINT32_MAX;
+    uint64_t ns = writers * cost_ns * 100 / SESS_WRITE_SHARE;
+    uint64_t ms = ns / 1000000 + (ns % 1000000 != 0);
+    return ms > 0xffffffffu ? 0xffffffffu : (unsigned)ms;
+}
 
 /* sess_push() - queue a reference to @f (the caller keeps its own). A queue
  * over limits.send_queue_max closes the session as a slow consumer instead. */

@@ -143,3 +143,72 @@ def test_threads_are_named_and_measured(make_broker):
     bad = subprocess.run([script, "999999999"], capture_output=True, text=True, timeout=10)
     assert bad.returncode != 0 and "no process" in bad.stderr
 
+
+
+def _bench_path():
+    import os
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    return os.environ.get("HERALD_BENCH") or os.path.join(root, "build", "bench", "herald-bench")
+
+
+def _fanout_watching_the_gap(b, subscribers, rate, duration):
+    """Runs herald-bench fanout against @b while sampling /metrics every
+    0.2 s; returns (the bench's JSON report, the largest write gap seen in
+    seconds, the last write cost seen in seconds)."""
+    import json
+    import os
+    import subprocess
+    import threading
+    bench = _bench_path()
+    if not os.access(bench, os.X_OK):
+        pytest.skip("herald-bench not built: %s" % bench)
+    gaps, costs, done = [], [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            m = metrics(b)
+            gaps.append(m["herald_write_coalesce_seconds"])
+            costs.append(m["herald_write_cost_seconds"])
+            done.wait(0.2)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        p = subprocess.run([bench, "fanout", "--url", b.ws_url, "--subscribers", str(subscribers),
+                            "--rate", str(rate), "--duration", str(duration), "--drain-timeout", "20",
+                            "--p99-max", "100000", "--connect-timeout", "20", "--json"],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        done.set()
+        t.join()
+    assert p.stdout.strip(), p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1]), max(gaps), costs[-1]
+
+
+def _all_delivered(report):
+    steps = report.get("steps") or report.get("results") or []
+    assert steps, report
+    for s in steps:
+        assert s["received"] == s["expected"], {k: s.get(k) for k in ("rate", "published", "acked", "expected",
+                                                                       "received", "lost", "gaps", "drain_seconds")}
+    assert report["disconnects"]["total"] == 0, report["disconnects"]
+
+
+def test_write_gap_follows_write_cost(make_broker):
+    """A fan-out big enough to fill the loop with writes: the gap between one
+    connection's writes goes past coalesce_max to what the measured cost per
+    write needs (websocket.latency_goal bounds it), and nothing is lost."""
+    b = make_broker(coalesce_max="5ms", latency_goal="400ms", batch_sends="off")
+    report, gap, cost = _fanout_watching_the_gap(b, 1500, 3000, 3)
+    _all_delivered(report)
+    assert cost > 0, "no write cost measured"
+    assert 0.005 < gap <= 0.4, gap
+
+
+def test_write_gap_stays_under_coalesce_max_without_a_goal(make_broker):
+    """latency_goal = 0 keeps the old bound: the same load never stretches
+    the gap past coalesce_max."""
+    b = make_broker(coalesce_max="5ms", latency_goal="0", batch_sends="off")
+    report, gap, _ = _fanout_watching_the_gap(b, 1500, 3000, 3)
+    _all_delivered(report)
+    assert gap <= 0.005, gap

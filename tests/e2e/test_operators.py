@@ -310,6 +310,7 @@ def test_loop_metrics_count_working_time_not_waits(broker):
     types, before = metrics(broker)
     assert types["herald_loop_turn_seconds"] == "histogram"
     assert types["herald_loop_busy_ratio"] == "gauge" and types["herald_write_coalesce_seconds"] == "gauge"
+    assert types["herald_write_cost_seconds"] == "gauge"
     for i in range(100):
         broker.publish_rest("room:loop", i)
     _, mid = metrics(broker)
