@@ -8,7 +8,8 @@
  * namespaces). Stdin is read as it arrives, so `tail -f log | herald-cli pub
  * ch` publishes each line at once; at most PUB_WINDOW publications wait for
  * their acknowledgement at a time. The first refusal ends the run (exit 1):
- * later lines are not published. */
+ * later lines are not published. (Over REST, rest.c first sends again what
+ * the broker shed or rate-limited, one line at a time, so order holds.) */
 #include "cli.h"
 #include "out.h"
 #include "pub.h"

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <netdb.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,8 +184,10 @@ void rest_resp_free(struct rest_resp *resp)
     resp->body = NULL;
 }
 
-int rest_request(const struct cli *g, const char *method, const char *path, const char *body,
-                 struct rest_resp *resp)
+/* One attempt of rest_request(); *@retry_after gets the Retry-After header's
+ * seconds (0 when absent). */
+static int request_once(const struct cli *g, const char *method, const char *path, const char *body,
+                        struct rest_resp *resp, unsigned *retry_after)
 {
     struct conn k = { .fd = -1 };
     const char *hp = g->http_base + (strncasecmp(g->http_base, "https://", 8) ? 7 : 8);
@@ -236,6 +239,11 @@ int rest_request(const struct cli *g, const char *method, const char *path, cons
         goto fail;
     }
     resp->status = status;
+    *retry_after = 0;
+    if ((cl = strcasestr(buf, "\r\nretry-after:")) && cl < hend) {
+        unsigned long v = strtoul(cl + 14, NULL, 10);
+        *retry_after = v > 3600 ? 3600 : (unsigned)v;
+    }
     resp->len = len - (size_t)(hend + 4 - buf);
     memmove(buf, hend + 4, resp->len);
     buf[resp->len] = '\0';
@@ -250,6 +258,47 @@ fail:
     free(buf);
     conn_close(&k);
     return -1;
+}
+
+/* Whether @resp is a refusal made before the broker did anything, so that
+ * the same request may be sent again whatever it is: 503 with error 135
+ * (overloaded: shed at admission) or 429 (a rate limit). Other 503s (a
+ * store that failed, the engine unreachable) may have done part of it. */
+static int may_retry(const struct rest_resp *resp)
+{
+    json_t *j, *e;
+    int yes;
+
+    if (resp->status == 429) return 1;
+    if (resp->status != 503) return 0;
+    j = json_loadb(resp->body, resp->len, 0, NULL);
+    e = j ? json_object_get(json_object_get(j, "error"), "code") : NULL;
+    yes = json_is_integer(e) && json_integer_value(e) == 135;
+    json_decref(j);
+    return yes;
+}
+
+int rest_request(const struct cli *g, const char *method, const char *path, const char *body,
+                 struct rest_resp *resp)
+{
+    uint64_t waited = 0;
+    unsigned retry_after;
+
+    /* Waiting is bounded by --timeout in all: a broker that asks for longer
+     * than is left gets its refusal reported at once instead. */
+    for (unsigned attempt = 0;; attempt++) {
+        uint64_t ms;
+        if (request_once(g, method, path, body, resp, &retry_after)) return -1;
+        if (!may_retry(resp)) return 0;
+        /* Retry-After when given (whole seconds), else a short backoff. */
+        ms = retry_after ? retry_after * 1000ull : (attempt < 4 ? 250ull << attempt : 2000);
+        if (waited + ms > g->timeout_ms) return 0;
+        cli_err(g, "%s %s: HTTP %d (%s), trying again in %.1f s", method, path, resp->status,
+                resp->status == 429 ? "rate limited" : "broker overloaded", (double)ms / 1000);
+        rest_resp_free(resp);
+        usleep((useconds_t)(ms * 1000));
+        waited += ms;
+    }
 }
 
 int rest_check(const struct cli *g, const struct rest_resp *resp)

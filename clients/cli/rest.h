@@ -19,7 +19,11 @@ struct rest_resp {
 
 /* rest_request() - send @method @path (e.g. "/api/publish", already encoded)
  * to g->http_base with @body (NULL for none; sent as application/json) and
- * g->api_key as a bearer key, and read the whole answer.
+ * g->api_key as a bearer key, and read the whole answer. A refusal made
+ * before the broker did anything (503 with error 135, overloaded; 429, a
+ * rate limit) is sent again after the answer's Retry-After, saying so on
+ * stderr, as long as the waits fit in g->timeout_ms; the last answer is
+ * returned otherwise.
  * @resp: [out] filled on success; the caller frees it with rest_resp_free().
  * Return: 0 (whatever the status), or -1 after printing why the request
  * could not be made (cannot connect, timeout, TLS, a malformed answer). */

@@ -696,3 +696,74 @@ def test_tls_sends_sni(tmp_path):
     finally:
         srv.kill()
         srv.wait(5)
+
+
+class _Refuser:
+    """A REST endpoint on loopback that answers each request from a script:
+    a list of (status, error code or None, Retry-After or None); the last
+    entry repeats. Records when each request came."""
+
+    def __init__(self, script):
+        import http.server
+        import threading
+        self.script, self.times = list(script), []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.times.append(time.monotonic())
+                status, code, retry = outer.script[min(len(outer.times), len(outer.script)) - 1]
+                body = (json.dumps({"channel": "a", "offset": 1}) if status == 200 else
+                        json.dumps({"error": {"code": code, "reason": "scripted"}})).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if retry is not None:
+                    self.send_header("Retry-After", str(retry))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_rest_retries_what_the_broker_shed_and_nothing_else():
+    """Over REST, a 503 with error 135 (overloaded: refused before anything was
+    done) and a 429 are sent again after Retry-After, within --timeout; the
+    publication then succeeds. Any other error is reported at once, and a
+    Retry-After longer than what is left of --timeout is not waited for."""
+    cases = [
+        # (script, exit code, requests made, least seconds taken)
+        ([(503, 135, 1), (503, 135, 1), (200, None, None)], 0, 3, 1.9),
+        ([(429, 108, 1), (200, None, None)], 0, 2, 0.9),
+        ([(503, 135, None), (200, None, None)], 0, 2, 0.2),     # no Retry-After: a short backoff
+        ([(503, 133, 1)], 1, 1, 0),                             # engine unavailable: may have been done
+        ([(400, 104, None)], 1, 1, 0),
+        ([(429, 108, 30)], 1, 1, 0),                            # longer than --timeout 5s: not waited for
+        ([(503, 135, 1)], 1, 6, 4.9),                           # still shed when the 5 s are spent
+    ]
+    for script, code, n, least in cases:
+        srv = _Refuser(script)
+        try:
+            t0 = time.monotonic()
+            r = cli("--timeout", "5s", "--api-key", "k", "pub", "a", "1", url=srv.url, timeout=30)
+            took = time.monotonic() - t0
+            assert r.returncode == code, (script, r.returncode, r.stderr)
+            assert len(srv.times) == n, (script, len(srv.times), r.stderr)
+            assert took >= least, (script, took)
+            assert took < least + 3, (script, took)
+            if n > 1:
+                assert "trying again" in r.stderr, r.stderr
+            if code:
+                assert "error %d" % script[-1][1] in r.stderr, r.stderr
+        finally:
+            srv.close()
