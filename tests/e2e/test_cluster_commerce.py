@@ -6,7 +6,8 @@ offsets the answer names; a race for the last units spread over three nodes that
 never oversells; the lifecycle's refusals with LMDB's codes, fields and reasons;
 a cancel sent twice at once on two nodes giving stock back once; order ids and
 payment event ids deduplicated across nodes; Redis killed answering 133 / 503 on
-every route, then the orders and stock all there once it is back. Each test
+every route, then the orders and stock all there once it is back; the script
+loaded again after SCRIPT FLUSH. Each test
 starts its own redis-server. test_commerce.py runs the one-node suite on both
 engines."""
 import hashlib
@@ -329,3 +330,16 @@ def test_redis_down_answers_133_then_recovers(make_broker, redis):
     assert code == 200 and res["stock"] == {"A": 0}, res
     code, res = create(b, "k4", "bob", [{"sku": "A", "qty": 1}])
     assert code == 409 and res["error"]["code"] == 124, res
+
+
+def test_script_flush_loads_the_commerce_script_again(make_broker, redis):
+    """SCRIPT FLUSH empties Redis' script cache: the next commerce request's
+    EVALSHA gets NOSCRIPT and is sent again as EVAL, answered as usual."""
+    a, b = nodes(make_broker, redis, 2)
+    assert api(a, "PUT", "/api/commerce/stock", {"stock": {"A": 2}})[0] == 200
+    assert redis_cmd(redis.port, "SCRIPT", "FLUSH") == b"+OK\r\n"
+    code, res = create(b, "f1", "alice", [{"sku": "A", "qty": 2}])
+    assert code == 200 and res["stock"] == {"A": 0}, res
+    assert redis_cmd(redis.port, "SCRIPT", "FLUSH") == b"+OK\r\n"
+    code, res = move(a, "f1", "CANCELLED")
+    assert code == 200 and res["restored"] == {"A": 2}, res
