@@ -633,8 +633,9 @@ int config_engine_address(const char *addr, char *host, size_t hostlen, int *por
 /* [engine] type = redis: what this increment of the engine does not carry
  * across nodes is refused here, not half-done at run time (docs/cluster.md).
  * Every namespace option is carried (state channels, seat maps with their
- * organiser's feed, presence, signals: core/cluster_*.c); the adapters that
- * write in the LMDB transaction and the webhooks are not.
+ * organiser's feed, presence, signals: core/cluster_*.c), and so is the
+ * commerce adapter (core/cluster_shop.c); the tickets adapter, which writes
+ * in the LMDB transaction, and the webhooks are not.
  * Return: 0, or -1 with @err. */
 static int validate_engine(config_t *c, char *err, size_t errlen)
 {
@@ -661,8 +662,7 @@ static int validate_engine(config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "%s[engine] presence_heartbeat must be at least 100ms", where);
         return -1;
     }
-    if (c->commerce_enabled) sec = "[adapter commerce]";
-    else if (c->tickets_enabled) sec = "[adapter tickets]";
+    if (c->tickets_enabled) sec = "[adapter tickets]";
     else if (c->nwebhooks) sec = "[webhook] (outbound webhooks)";
     if (sec) {
         snprintf(err, errlen, "%s %s", sec, tail);

@@ -6,8 +6,8 @@
  * driven by core/pubpipe.c) stays off this interface for now: its publish
  * path has no extra hop or copy. There is one shared engine, Redis
  * (engine_redis.c, presence in engine_presence.c, state channels in
- * engine_state.c, seat maps in engine_seats.c); adapters are not behind it
- * yet.
+ * engine_state.c, seat maps in engine_seats.c, the commerce adapter in
+ * engine_shop.c); the tickets adapter is not behind it yet.
  * DESIGN: the Redis engine keeps two connections on the broker's loop: one
  * for commands (a Lua script per publication and per read, by EVALSHA) and
  * one for pub/sub (SUBSCRIBE to the fan-out key of each channel that has
@@ -347,5 +347,55 @@ int engine_seats_sweep(engine_t *e, const char *node, unsigned lease_ms, unsigne
  * it so); its report then says "elsewhere": true. @cb (may be NULL) gets
  * value: the count now. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
 int engine_seats_conn(engine_t *e, const char *node, const char *user, int delta, engine_done_cb cb, void *arg);
+
+/* ---- the commerce adapter (docs/cluster.md#commerce) ---- */
+
+/* How engine_shop() stores what it publishes: the stock channel's deltas
+ * (@stock: its namespace's history), and the notifications on the order's
+ * channel (@order: [adapter commerce] orders_namespace's), user:{owner}
+ * (@user) and the admin channel (@admin); @notify_*: 0 when that namespace
+ * is a state one, which takes only its own deltas (nothing is published
+ * there, as on LMDB). */
+struct engine_shop_keep {
+    struct engine_keep stock, order, user, admin;
+    int notify_order, notify_user, notify_admin;
+};
+
+#define ENGINE_SHOP_SIDES 4       /* notifications of one request, at most (shop.c makes 3) */
+
+/* The outcome of engine_shop(), borrowed for the callback. */
+struct engine_shop_res {
+    int status;                   /* 0, or a negative errno as for engine_pub_cb (the request may or may not
+                                     have been applied) */
+    int refused;                  /* status 0: the shop rules refused it; nothing changed */
+    int unchanged;                /* status 0: no stock changed, so no delta was published */
+    uint64_t offset;              /* the delta's offset; when unchanged, the stock channel's last */
+    char epoch[HIST_EPOCH_LEN + 1];
+    const unsigned char *rec;     /* the delta's record, {"ts","data":{"changes":[..]}} (none when refused) */
+    size_t reclen;
+    const char *result;           /* JSON: shop_apply()'s report ("order", "from", "restored", "stock",
+                                     "event", "duplicate"...), or when refused {"code","reason",...}; an
+                                     empty list in it may come as {} (Redis' cjson) */
+    size_t resultlen;
+    size_t nsides;                /* the notifications published, in order: */
+    struct { const char *chan; size_t len; uint64_t offset; } sides[ENGINE_SHOP_SIDES];
+};
+typedef void (*engine_shop_cb)(void *arg, const struct engine_shop_res *res);
+
+/* engine_shop() - run commerce request @req (JSON, @len bytes: {"a": set |
+ * adjust | create | move | get | pay, "chan" (the stock channel), "items"
+ * ([[sku, n], ...] for set and adjust, in the request's order), "order",
+ * "owner", "lines" (create), "status", "tracking" (move, pay), "event",
+ * "event_type", "window" (ms; pay), "ons" (the orders namespace), "admin"
+ * (the admin channel)}) as one script, with the rules of storage/shop.c, all
+ * or none: the stock delta takes the stock channel's next offset like
+ * engine_publish() (@k->stock), and the notifications of a create or a
+ * change of status go out on the order's channel, user:{owner} and the
+ * admin channel in the same script, each as its channel's next offset (an
+ * unmatched payment: the admin channel only). Times ("created", "updated",
+ * "at", the records' "ts") are Redis' clock. @cb gets the outcome later,
+ * exactly once. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
+int engine_shop(engine_t *e, const char *req, size_t len, const struct engine_shop_keep *k, engine_shop_cb cb,
+                void *arg);
 
 #endif

@@ -1,6 +1,7 @@
 /* broker/core/cluster.c - see cluster.h. */
 #include "core/cluster.h"
 #include "core/cluster_presence.h"
+#include "core/cluster_shop.h"
 #include "core/cluster_signal.h"
 #include "herald.h"
 #include "log.h"
@@ -69,7 +70,9 @@ void cluster_foreach(void (*fn)(chan_t *c))
     for (cl_chan_t *x = cl.all; x; x = x->next) fn(x->chan);
 }
 
-int cluster_routes(const chan_t *c) { return cl.engine && !chan_is_sys(c); }
+/* The sys namespace stays on each node (sys:stats is each node's own), but
+ * for the commerce admin channel, which hears every node's orders. */
+int cluster_routes(const chan_t *c) { return cl.engine && (!chan_is_sys(c) || cluster_shop_admin(c)); }
 
 int cluster_ready(const char **why)
 {

@@ -46,7 +46,8 @@ engine_t *cluster_engine(void);
 void cluster_foreach(void (*fn)(chan_t *c));
 
 /* cluster_routes() - whether @c goes through the shared engine (every
- * channel but the broker's own "sys" ones, when cluster_on()). */
+ * channel but the broker's own "sys" ones, when cluster_on(); the commerce
+ * adapter's admin channel too, even in "sys": core/cluster_shop.h). */
 int cluster_routes(const chan_t *c);
 
 /* cluster_ready() - whether both engine connections are up (readiness).

@@ -3,7 +3,9 @@ orders and their lifecycle, stock reserved all or none and restored once, the
 notifications on the order's channel (its owner and admins only), the owner's
 personal channel and the admin feed, bad input refused with nothing written, a
 race for the last units that never oversells, persistence across a restart and
-the [adapter commerce] configuration."""
+the [adapter commerce] configuration. The tests that take `engine_broker` run on
+both engines: one LMDB node, and one node on the Redis engine
+(test_cluster_commerce.py spreads them over several nodes)."""
 import json
 import random
 import threading
@@ -58,8 +60,8 @@ def move(b, oid, status, tracking=None):
     return api(b, "POST", "/api/commerce/orders/%s/status" % oid, body)
 
 
-def test_lifecycle_notifies_owner_order_channel_and_admins(make_broker):
-    b = make_broker(*ON)
+def test_lifecycle_notifies_owner_order_channel_and_admins(engine_broker):
+    b = engine_broker(*ON)
 
     async def main():
         alice, bob = await user(b, "alice"), await user(b, "bob")
@@ -112,8 +114,8 @@ def test_lifecycle_notifies_owner_order_channel_and_admins(make_broker):
     run(main())
 
 
-def test_illegal_transitions_are_refused_with_the_allowed_ones(make_broker):
-    b = make_broker(*ON)
+def test_illegal_transitions_are_refused_with_the_allowed_ones(engine_broker):
+    b = engine_broker(*ON)
     api(b, "PUT", "/api/commerce/stock", {"stock": {"A": 5}})
     assert create(b, "o1", "alice", [{"sku": "A", "qty": 1}])[0] == 200
     before = api(b, "GET", "/api/commerce/orders/o1")[1]["order"]
@@ -141,8 +143,8 @@ def test_illegal_transitions_are_refused_with_the_allowed_ones(make_broker):
     assert code == 404 and res["error"]["code"] == 122
 
 
-def test_reservation_is_all_or_none_and_restored_once(make_broker):
-    b = make_broker(*ON)
+def test_reservation_is_all_or_none_and_restored_once(engine_broker):
+    b = engine_broker(*ON)
 
     async def main():
         page = await connect(b)                             # a product page: anonymous, live availability
@@ -228,8 +230,8 @@ BAD = [
 ]
 
 
-def test_bad_input_is_refused_and_writes_nothing(make_broker):
-    b = make_broker(*ON)
+def test_bad_input_is_refused_and_writes_nothing(engine_broker):
+    b = engine_broker(*ON)
     api(b, "PUT", "/api/commerce/stock", {"stock": {"A": 5}})
     assert create(b, "o1", "alice", [{"sku": "A", "qty": 1}])[0] == 200
     before = stock_state(b)
@@ -262,16 +264,16 @@ def test_bad_input_is_refused_and_writes_nothing(make_broker):
     assert stock_state(b) == before
 
 
-def test_off_by_default(make_broker):
-    b = make_broker()
+def test_off_by_default(engine_broker):
+    b = engine_broker()
     code, res = api(b, "PUT", "/api/commerce/stock", {"stock": {"A": 1}})
     assert code == 404 and res["error"]["code"] == 116
     code, res = api(b, "GET", "/api/commerce/orders/o1")
     assert code == 404 and res["error"]["code"] == 116
 
 
-def test_api_key_needs_the_stock_channel(make_broker):
-    b = make_broker(*ON, "--apikey", "shop.secret=shop-key-0123456789", "--apikey", "shop.publish=stock",
+def test_api_key_needs_the_stock_channel(engine_broker):
+    b = engine_broker(*ON, "--apikey", "shop.secret=shop-key-0123456789", "--apikey", "shop.publish=stock",
                     "--apikey", "blog.secret=blog-key-0123456789", "--apikey", "blog.publish=news")
     url = b.url("/api/commerce/stock")
     r = requests.put(url, json={"stock": {"A": 1}}, timeout=10)
@@ -284,8 +286,8 @@ def test_api_key_needs_the_stock_channel(make_broker):
     assert r.status_code == 200 and r.json()["stock"] == {"A": 1}, r.text
 
 
-def test_race_for_the_last_units_never_oversells(make_broker):
-    b = make_broker(*ON)
+def test_race_for_the_last_units_never_oversells(engine_broker):
+    b = engine_broker(*ON)
     initial = {"A": 25, "B": 15, "C": 5}
     assert api(b, "PUT", "/api/commerce/stock", {"stock": initial})[0] == 200
     results, lock = [], threading.Lock()
@@ -321,14 +323,14 @@ def test_race_for_the_last_units_never_oversells(make_broker):
     assert any(s == 409 for s, _ in results), "the race should run some SKU out"
 
 
-def test_orders_survive_a_restart(make_broker, tmp_path):
+def test_orders_survive_a_restart(engine_broker, tmp_path):
     d = tmp_path / "keep"
-    b = make_broker(*ON, data_dir=str(d))
+    b = engine_broker(*ON, data_dir=str(d))
     api(b, "PUT", "/api/commerce/stock", {"stock": {"A": 4}})
     assert create(b, "p1", "alice", [{"sku": "A", "qty": 3}])[0] == 200
     assert move(b, "p1", "PAID")[0] == 200
     b.stop()
-    b2 = make_broker(*ON, data_dir=str(d))
+    b2 = engine_broker(*ON, data_dir=str(d))
     code, res = api(b2, "GET", "/api/commerce/orders/p1")
     assert code == 200 and res["order"]["status"] == "PAID" and res["order"]["reserved"] is True
     assert stock_state(b2)[0] == {"A": 1}
@@ -336,11 +338,11 @@ def test_orders_survive_a_restart(make_broker, tmp_path):
     assert stock_state(b2)[0] == {"A": 4}
 
 
-def test_config_section_names_the_channels(make_broker, tmp_path):
+def test_config_section_names_the_channels(engine_broker, tmp_path):
     conf = tmp_path / "shop.ini"
     conf.write_text("[adapter commerce]\nenabled = on\nstock_channel = stock:shop\norders_namespace = purchases\n"
                     "admin_channel = backoffice:orders\n\n[namespace purchases]\nhistory = on\n")
-    b = make_broker("--config", str(conf))
+    b = engine_broker("--config", str(conf))
     assert api(b, "PUT", "/api/commerce/stock", {"stock": {"A": 2}})[0] == 200
     code, res = create(b, "q1", "carol", [{"sku": "A", "qty": 1}])
     assert code == 200 and [n["channel"] for n in res["notified"]] == \
@@ -395,8 +397,8 @@ def ev(eid, kind, order):
     return {"id": eid, "type": kind, "data": {"order": order}}
 
 
-def test_payment_webhooks_move_orders_once(make_broker):
-    b = make_broker(*HOOKS)
+def test_payment_webhooks_move_orders_once(engine_broker):
+    b = engine_broker(*HOOKS)
 
     async def main():
         admin = await user(b, "ops", role="admin")
@@ -442,8 +444,8 @@ def test_payment_webhooks_move_orders_once(make_broker):
     run(main())
 
 
-def test_payment_webhook_signatures(make_broker):
-    b = make_broker(*HOOKS)
+def test_payment_webhook_signatures(engine_broker):
+    b = engine_broker(*HOOKS)
     api(b, "PUT", "/api/commerce/stock", {"stock": {"A": 5}})
     assert create(b, "s1", "alice", [{"sku": "A", "qty": 1}])[0] == 200
     e = ev("evt_s", "payment.succeeded", "s1")
@@ -483,20 +485,20 @@ def test_payment_webhook_signatures(make_broker):
     assert api(b, "GET", "/api/commerce/orders/s1")[1]["order"]["status"] == "PAID"
 
 
-def test_payment_webhooks_off_without_a_secret(make_broker):
-    b = make_broker(*ON)
+def test_payment_webhooks_off_without_a_secret(engine_broker):
+    b = engine_broker(*ON)
     code, res = hook(b, ev("e1", "payment.succeeded", "o1"))
     assert code == 404 and res["error"]["code"] == 116
 
 
-def test_payment_event_ids_survive_a_restart(make_broker, tmp_path):
+def test_payment_event_ids_survive_a_restart(engine_broker, tmp_path):
     d = tmp_path / "hooks"
-    b = make_broker(*HOOKS, data_dir=str(d))
+    b = engine_broker(*HOOKS, data_dir=str(d))
     api(b, "PUT", "/api/commerce/stock", {"stock": {"A": 2}})
     assert create(b, "k1", "alice", [{"sku": "A", "qty": 2}])[0] == 200
     assert hook(b, ev("evt_k", "payment.failed", "k1"))[1]["restored"] == {"A": 2}
     b.stop()
-    b2 = make_broker(*HOOKS, data_dir=str(d))
+    b2 = engine_broker(*HOOKS, data_dir=str(d))
     code, res = hook(b2, ev("evt_k", "payment.failed", "k1"))
     assert code == 200 and res["duplicate"] is True
     assert stock_state(b2)[0] == {"A": 2}
