@@ -145,7 +145,7 @@ static void on_tune(uv_timer_t *t)
 static void on_flush(uv_check_t *h)
 {
     (void)h;
-    if (srv.dirty) sess_flush_dirty();
+    if (srv.dirty || sess_waiting()) sess_flush_dirty();
 }
 
 static void close_own_handles(void)

@@ -164,9 +164,95 @@ void sess_close(sess_t *s, uint16_t code, int flush)
     request_write(s);
 }
 
-/* Takes @s off srv.dirty (it is closing for good). */
+/* The wait wheel: connections gathering before their next write
+ * (should_wait()), filed by the loop millisecond they are due, so that a
+ * loop turn looks at those due then, not at every connection that waits
+ * (walking 10,000 waiting sessions twice a turn was 6% of a busy broker,
+ * all cache misses). The span bounds the longest wait. */
+#define WHEEL_SLOTS 4096u
+static sess_t *wheel[WHEEL_SLOTS];
+static uint64_t wheel_at;         /* loop ms up to which due slots were taken */
+static uint64_t wheel_armed;      /* loop ms srv.flush_timer fires at (0: not armed) */
+static unsigned nwaiting;
+
+unsigned sess_waiting(void)
+{
+    return nwaiting;
+}
+
+/* Files @s to be written at loop time @due, moved to be after @now and
+ * within the span. Return: the time it is filed for. */
+static uint64_t wheel_add(sess_t *s, uint64_t due, uint64_t now)
+{
+    sess_t **head;
+
+    if (due <= now) due = now + 1;
+    if (due - now >= WHEEL_SLOTS) due = now + WHEEL_SLOTS - 1;
+    s->wait_slot = (uint16_t)(due & (WHEEL_SLOTS - 1));
+    head = &wheel[s->wait_slot];
+    s->wait_prev = NULL;
+    s->wait_next = *head;
+    if (*head) (*head)->wait_prev = s;
+    *head = s;
+    s->waiting = 1;
+    nwaiting++;
+    return due;
+}
+
+static void wheel_del(sess_t *s)
+{
+    if (!s->waiting) return;
+    if (s->wait_prev) s->wait_prev->wait_next = s->wait_next;
+    else wheel[s->wait_slot] = s->wait_next;
+    if (s->wait_next) s->wait_next->wait_prev = s->wait_prev;
+    s->wait_prev = s->wait_next = NULL;
+    s->waiting = 0;
+    nwaiting--;
+}
+
+/* Moves the connections due by @now onto srv.dirty. A slot holds only
+ * those due at one time: every entry is filed less than the span ahead of
+ * the pass that files it, and every pass takes what is due first. */
+static void wheel_take(uint64_t now)
+{
+    uint64_t n = now > wheel_at ? now - wheel_at : 0;
+
+    if (n > WHEEL_SLOTS) n = WHEEL_SLOTS;
+    for (uint64_t t = wheel_at + 1; n-- && nwaiting; t++) {
+        sess_t **head = &wheel[t & (WHEEL_SLOTS - 1)];
+        while (*head) {
+            sess_t *s = *head;
+            wheel_del(s);
+            mark_dirty(s);
+        }
+    }
+    if (now > wheel_at) wheel_at = now;
+}
+
+/* Wakes the loop when the first waiting connection is due: at @first if it
+ * is sooner than the timer (an entry filed this pass), else at the next
+ * filled slot once the timer has fired. */
+static void wheel_arm(uint64_t now, uint64_t first)
+{
+    uint64_t at = 0;
+
+    if (!nwaiting) return;
+    if (wheel_armed > now) {
+        if (!first || first >= wheel_armed) return;
+        at = first;
+    } else {
+        for (uint64_t t = now + 1; t < now + WHEEL_SLOTS; t++)
+            if (wheel[t & (WHEEL_SLOTS - 1)]) { at = t; break; }
+        if (!at) return;
+    }
+    wheel_armed = at;
+    uv_timer_start(&srv.flush_timer, sess_flush_timer_cb, at - now, 0);
+}
+
+/* Takes @s off srv.dirty and the wait wheel (it is closing for good). */
 static void unmark_dirty(sess_t *s)
 {
+    wheel_del(s);
     if (!s->dirty) return;
     for (sess_t **pp = &srv.dirty; *pp; pp = &(*pp)->dirty_next)
         if (*pp == s) { *pp = s->dirty_next; break; }
@@ -657,23 +743,26 @@ static void count_write(sess_t *s)
 
 void sess_flush_dirty(void)
 {
-    sess_t *s = srv.dirty, *later = NULL;
-    uint64_t now = uv_now(&srv.loop), wake = 0, t0 = uv_hrtime();
+    sess_t *s;
+    uint64_t now = uv_now(&srv.loop), first = 0, t0 = uv_hrtime();
 
+    wheel_take(now);
+    s = srv.dirty;
     srv.dirty = NULL;
     while (s) {
         sess_t *next = s->dirty_next;
         s->dirty = 0;
         s->dirty_next = NULL;
         if (!s->close_code && !s->close_started && !s->write_pending && should_wait(s, now)) {
-            uint64_t due = s->last_write_ms + srv.coalesce_ms;
-            if (!wake || due < wake) wake = due;
-            s->dirty = 1;
-            s->dirty_next = later;
-            later = s;
+            /* Already waiting: what arrived joins the write it waits for. */
+            if (!s->waiting) {
+                uint64_t due = wheel_add(s, s->last_write_ms + srv.coalesce_ms, now);
+                if (!first || due < first) first = due;
+            }
             s = next;
             continue;
         }
+        wheel_del(s);
         if (s->close_code || s->close_started) {
             /* Closing goes through the writable callback, in order. */
             if (!s->close_started) request_write(s);
@@ -700,20 +789,15 @@ void sess_flush_dirty(void)
     }
     ring_submit();
     srv.tune_write_ns += uv_hrtime() - t0;
-    /* Those left to gather go back on the list; a timer makes sure the loop
-     * comes round for them even if nothing else happens. */
-    while (later) {
-        sess_t *n = later->dirty_next;
-        later->dirty_next = srv.dirty;
-        srv.dirty = later;
-        later = n;
-    }
-    if (wake) uv_timer_start(&srv.flush_timer, sess_flush_timer_cb, wake > now ? wake - now : 1, 0);
+    /* A timer makes sure the loop comes round for those left to gather
+     * even if nothing else happens. */
+    wheel_arm(now, first);
 }
 
 void sess_flush_timer_cb(uv_timer_t *t)
 {
     (void)t;
+    wheel_armed = 0;
     /* Nothing to do here: the check handle runs after this turn's timers. */
 }
 

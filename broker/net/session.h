@@ -53,11 +53,14 @@ typedef struct sess {
     uint8_t dirty : 1;            /* on srv.dirty: flush at the end of this loop turn */
     uint8_t killed : 1;           /* the close timeout passed: lws drops the socket */
     uint8_t silent : 1;           /* dropped for not answering pings (no close frame) */
+    uint8_t waiting : 1;          /* gathering before its next write: on the wait wheel (session.c) */
     uint16_t close_code;          /* nonzero: closing with this code */
     uint16_t tune_gen;            /* srv.tune_gen when it last wrote from a flush pass */
+    uint16_t wait_slot;           /* its slot on the wait wheel, while waiting */
     struct lws *wsi;
     struct sess *prev, *next;     /* srv.sessions */
     struct sess *dirty_next;      /* srv.dirty */
+    struct sess *wait_prev, *wait_next;   /* its slot's list on the wait wheel */
     uint64_t created_ms;
     uint64_t last_write_ms;       /* loop time of the last data write */
     uint64_t last_rx_ms;          /* loop time the peer was last heard from (any frame, a pong) */
@@ -188,10 +191,15 @@ void sess_on_pong(sess_t *s);
 void sess_tick(sess_t *s, uint64_t now);
 
 /* sess_flush_dirty() - write what this loop turn queued, straight to the
- * sockets that can take it (called from a uv_check handle, once per turn).
- * A connection that is streaming may wait up to srv.coalesce_ms to gather
- * more into one write; srv.flush_timer then wakes the loop for it. */
+ * sockets that can take it (called from a uv_check handle, once per turn,
+ * while srv.dirty or sess_waiting()). A connection that is streaming may
+ * wait up to srv.coalesce_ms to gather more into one write; it then waits
+ * on a wheel of millisecond slots and srv.flush_timer wakes the loop when
+ * the first is due. */
 void sess_flush_dirty(void);
+
+/* sess_waiting() - how many connections wait on the wheel to write. */
+unsigned sess_waiting(void);
 void sess_flush_timer_cb(uv_timer_t *t);
 
 /* The share of the loop's time (percent) the flush passes may take before
