@@ -659,7 +659,6 @@ static int validate_engine(config_t *c, char *err, size_t errlen)
         return -1;
     }
     if (c->commerce_enabled) sec = "[adapter commerce]";
-    else if (c->tickets_enabled) sec = "[adapter tickets]";
     else if (c->nwebhooks) sec = "[webhook] (outbound webhooks)";
     if (sec) {
         snprintf(err, errlen, "%s %s", sec, tail);

@@ -12,7 +12,7 @@
 #include "engine.h"
 
 enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, SCRIPT_SOPS, SCRIPT_SREAD,
-       SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, NSCRIPTS };
+       SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, SCRIPT_TICKETS, NSCRIPTS };
 /* A request that is a plain command, not a script: engine_signal()'s PUBLISH. */
 #define REQ_SIGNAL NSCRIPTS
 
@@ -23,6 +23,8 @@ extern const char engine_sops_lua[], engine_sread_lua[];
 /* The seat map script (engine_seats.c): SCRIPT_SEATS, SCRIPT_SWEEP and
  * SCRIPT_SCONN all run it (the first loads it, the others find it loaded). */
 extern const char engine_seats_lua[];
+/* The tickets script (engine_tickets.c): SCRIPT_TICKETS. */
+extern const char engine_tickets_lua[];
 
 /* A Lua function the scripts that publish share: append record @rec at
  * offset @off to stream @s (when @keep > 0), trimmed to @keep entries and
@@ -155,6 +157,7 @@ typedef struct req {
         engine_state_cb sops;
         engine_state_read_cb sread;
         engine_seats_cb seats;
+        engine_tickets_cb tickets;
     } cb;
     void *arg;
     int retried;
@@ -198,6 +201,10 @@ void engine_finish_state(req_t *q, const redisReply *r);
  * (SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN) with @r (NULL: the connection
  * went). */
 void engine_finish_seats(req_t *q, const redisReply *r);
+
+/* engine_finish_tickets() - answer ticket request @q (SCRIPT_TICKETS) with
+ * @r (NULL: the connection went). */
+void engine_finish_tickets(req_t *q, const redisReply *r);
 
 /* engine_finish_presence() - answer presence request @q with @r (NULL: the
  * connection went). */
