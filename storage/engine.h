@@ -376,9 +376,9 @@ struct engine_tickets_res {
     char epoch[HIST_EPOCH_LEN + 1];
     const unsigned char *rec;     /* the delta's record, {"ts","data":{"changes":[..]}} (none when refused) */
     size_t reclen;
-    const unsigned char *result;  /* MessagePack: tickets_apply()'s report ("ticket", "from", "comment",
-                                     "comments", "tickets"), or when refused {"code","reason",...} as
-                                     tickets_db.h says */
+    const unsigned char *result;  /* MessagePack: tickets_apply()'s report ("ticket", "from",
+                                     "comment", "comments", "tickets"), or when refused
+                                     {"code","reason",...} as tickets_db.h says */
     size_t resultlen;
     const struct engine_side *sides; /* the timeline entries published, in order (status 0, not refused) */
     size_t nsides;

@@ -65,8 +65,8 @@ int cluster_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
     for (size_t i = 0; i < ops->n; i++)
         if (ops->ops[i].type == HIST_OP_CUSTOM) {
             if (ops->done) ops->done(c, ops, PROTO_E_DISABLED, NULL);
-            reply_error(origin, 0, PROTO_E_DISABLED, "custom state operations other than seat maps and tickets do "
-                        "not run on the redis engine (docs/cluster.md)", NULL);
+            reply_error(origin, 0, PROTO_E_DISABLED, "custom state operations other than seat maps and "
+                        "tickets do not run on the redis engine (docs/cluster.md)", NULL);
             origin_clear(origin);
             pub_ops_free(ops);
             chan_maybe_drop(c);
