@@ -389,8 +389,9 @@ typedef void (*engine_tickets_cb)(void *arg, const struct engine_tickets_res *re
  * create | status | assign | comment | bulk_status | get, "id", "status",
  * "assignee" (absent: unassign), "by", "ticket" ({"id"?, "title",
  * "description", "priority", "requester"}), "comment" ({"author","text"}),
- * "ids", "tl" (the timelines' namespace)}, checked as app/tickets.c checks
- * it) on dashboard @chan as one script, with the rules of
+ * "ids", "tl" (the timelines' namespace), "next" (the status machine:
+ * {"<status>": [the statuses it may move to], ...}, as tickets_next()
+ * says)}, checked as app/tickets.c checks it) on dashboard @chan as one script, with the rules of
  * storage/tickets_db.c, all or none: the delta takes the channel's next
  * offset like engine_publish() (@k->board), and each changed ticket's
  * timeline entry goes out on "{tl}:{id}" in the same script as that

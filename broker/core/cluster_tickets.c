@@ -89,8 +89,11 @@ static void on_applied(void *arg, const struct engine_tickets_res *res)
         x->ops->side = NULL;
         hist_sides_free(sides);
         if (!res->refused && !res->unchanged) {
+            /* Counted as one node counts them: the delta, then each timeline entry in its namespace. */
             srv.stats.publications += 1 + res->nsides;
             metrics.ns_publications[stats_ns_index(c->ns)]++;
+            for (size_t i = 0; i < res->nsides; i++)
+                metrics.ns_publications[stats_ns_index(config_ns(&srv.cfg, res->sides[i].chan, res->sides[i].len))]++;
         }
     }
     json_decref(result);
@@ -101,14 +104,43 @@ static void on_applied(void *arg, const struct engine_tickets_res *res)
     free(x);
 }
 
+/* The status machine as the script reads it ({"open": ["in_progress",
+ * "closed"], ...}), walked from "open" through tickets_next(), so the two
+ * engines cannot disagree on it. Return: a new reference, or NULL. */
+static json_t *machine(void)
+{
+    const char *todo[8] = { "open" };
+    size_t n = 1;
+    json_t *m = json_object();
+
+    for (size_t i = 0; m && i < n; i++) {
+        const char *const *next = tickets_next(todo[i]);
+        json_t *a = json_array();
+        for (size_t k = 0; a && next && next[k]; k++) {
+            size_t j;
+            json_array_append_new(a, json_string(next[k]));
+            for (j = 0; j < n && strcmp(todo[j], next[k]); j++) {}
+            if (j == n && n < sizeof todo / sizeof *todo) todo[n++] = next[k];
+        }
+        if (!a || json_object_set_new(m, todo[i], a)) {
+            json_decref(m);
+            return NULL;
+        }
+    }
+    return m;
+}
+
 /* The request as the script reads it (engine_tickets()). */
 static char *request_json(const tickets_req_t *r)
 {
-    json_t *o = json_pack("{s:s,s:s}", "a", action_names[r->action], "tl",
-                          r->timeline_ns ? r->timeline_ns : "ticket");
+    json_t *o = json_pack("{s:s,s:s,s:o?}", "a", action_names[r->action], "tl",
+                          r->timeline_ns ? r->timeline_ns : "ticket", "next", machine());
     char *s;
 
-    if (!o) return NULL;
+    if (!o || !json_object_get(o, "next")) {
+        json_decref(o);
+        return NULL;
+    }
     if (r->id) json_object_set_new(o, "id", json_string(r->id));
     if (r->status) json_object_set_new(o, "status", json_string(r->status));
     if (r->assignee) json_object_set_new(o, "assignee", json_string(r->assignee));
