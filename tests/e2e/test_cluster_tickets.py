@@ -91,6 +91,9 @@ def test_answers_like_lmdb(make_broker, redis):
     assert board(a)[1] == board(lmdb)[1] == board(b)[1]
     for tid in ("T-1", "T000001", "T000002", "T000003", "T000004"):
         assert untimed(history(b, "ticket:" + tid)) == untimed(history(lmdb, "ticket:" + tid)), tid
+        # Fields in the same order too: a ticket's value and its entries are written as one node writes them.
+        assert list(board(a)[0][tid]) == list(board(lmdb)[0][tid]), tid
+        assert [list(e) for e in history(a, "ticket:" + tid)] == [list(e) for e in history(lmdb, "ticket:" + tid)]
     # A ticket's times are Redis': the same on every node, and they move on.
     t = board(a)[0]["T-1"]
     assert t == board(b)[0]["T-1"] and t["updated"] >= t["created"] > 0
@@ -103,8 +106,8 @@ def test_created_on_one_node_seen_live_on_the_others(make_broker, redis):
 
     async def go():
         agents, lines = [], []
-        for n in (b, c):
-            agent = await connect(n)
+        for n, enc in ((b, "json"), (c, "msgpack")):
+            agent = await connect(n, enc)
             m = await agent.request({"op": "subscribe", "id": 2, "channel": BOARD})
             assert m["op"] == "subscribed" and list(m["state"]) == ["ticket:X0"], m
             agents.append(agent)
