@@ -92,8 +92,10 @@ static void on_applied(void *arg, const struct engine_tickets_res *res)
             /* Counted as one node counts them: the delta, then each timeline entry in its namespace. */
             srv.stats.publications += 1 + res->nsides;
             metrics.ns_publications[stats_ns_index(c->ns)]++;
-            for (size_t i = 0; i < res->nsides; i++)
-                metrics.ns_publications[stats_ns_index(config_ns(&srv.cfg, res->sides[i].chan, res->sides[i].len))]++;
+            for (size_t i = 0; i < res->nsides; i++) {
+                const ns_config_t *ns = config_ns(&srv.cfg, res->sides[i].chan, res->sides[i].len);
+                metrics.ns_publications[stats_ns_index(ns)]++;
+            }
         }
     }
     json_decref(result);

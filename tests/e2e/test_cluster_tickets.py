@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import connect, run
+from conftest import connect, run, scrape_metrics
 from test_cluster import Redis, engine_args, pytestmark, redis, wait_ready  # noqa: F401 (fixtures)
 from test_tickets import BOARD, ON, api, board, history
 
@@ -316,6 +316,11 @@ def test_config_is_accepted_with_the_redis_engine(make_broker, redis, tmp_path):
     assert [e["comment"]["text"] for e in history(a, "tl:c1")] == ["1", "2"]
     code, res = api(b, "GET", "/api/tickets?status=open")
     assert code == 200 and res["channel"] == "desk:board" and [i["key"] for i in res["items"]] == ["ticket:c1"]
+    # Each node counts the changes it made, with their timeline entries in the timelines' namespace.
+    for n, made in ((a, 1), (b, 3)):
+        m = scrape_metrics(n)
+        assert m['herald_publications_total{namespace="desk"}'] == made, m
+        assert m['herald_publications_total{namespace="tl"}'] == made, m
 
 
 @pytest.mark.parametrize("args,needle", [
