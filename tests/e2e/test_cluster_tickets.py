@@ -4,10 +4,11 @@ one LMDB node for the same walk (spread over two nodes), a ticket created on one
 seen live on the others (its delta and its timeline entry, with the same offsets on
 every node), concurrent comments, creates and status moves over three nodes that
 serialize (comments numbered once each, generated ids unique, one winner per
-transition), a bulk update all or none across nodes, and Redis killed (503, code 133,
+transition), a bulk update all or none across nodes, Redis killed (503, code 133,
 nothing half-written) then back (the tickets kept, the numbering going on, the agents'
-consoles fed again). test_tickets.py runs its own walks on both engines too. Each test
-starts its own redis-server."""
+consoles fed again), a change cut off in flight whole or absent, and a killed node.
+test_tickets.py runs its own walks on both engines too. Each test starts its own
+redis-server."""
 import signal
 import threading
 import time
@@ -262,6 +263,31 @@ def test_redis_down_answers_133_then_recovers(make_broker, redis):
         code, res = api(b, "POST", "/api/tickets/T000001/comments", {"author": "u", "text": "two"})
         assert code == 200 and res["comment"]["n"] == 2, res
     run(go(), timeout=60)
+
+
+def test_a_change_cut_off_in_flight_is_whole_or_absent(make_broker, redis):
+    """Redis stalls (SIGSTOP) under a comment: the node answers 133 after command_timeout,
+    saying it may or may not have been applied; once Redis is back, the comment is there
+    with its count and its timeline entry, or none of them is."""
+    a, b = nodes(make_broker, redis, 2)
+    assert api(a, "POST", "/api/tickets", {"id": "F1", "title": "flaky", "requester": "u"})[0] == 200
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        code, res = api(a, "POST", "/api/tickets/F1/comments", {"author": "u", "text": "in flight"})
+        assert code == 503 and res["error"]["code"] == 133, res
+        assert "may or may not have been applied" in res["error"]["reason"], res
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    wait_ready(a)
+    wait_ready(b)
+    code, res = api(b, "GET", "/api/tickets/F1")
+    assert code == 200, res
+    n = res["ticket"]["comments"]
+    assert n in (0, 1) and [c["text"] for c in res["comments"]] == ["in flight"] * n, res
+    assert [e["type"] for e in history(a, "ticket:F1")] == ["created"] + ["comment"] * n
+    # Numbering goes on from what is there.
+    code, res = api(a, "POST", "/api/tickets/F1/comments", {"author": "u", "text": "again"})
+    assert code == 200 and res["comment"]["n"] == n + 1, res
 
 
 def test_a_killed_node_loses_nothing_its_peers_acknowledged(make_broker, redis, tmp_path):
