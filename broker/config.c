@@ -662,8 +662,7 @@ static int validate_engine(config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "%s[engine] presence_heartbeat must be at least 100ms", where);
         return -1;
     }
-    if (c->tickets_enabled) sec = "[adapter tickets]";
-    else if (c->nwebhooks) sec = "[webhook] (outbound webhooks)";
+    if (c->nwebhooks) sec = "[webhook] (outbound webhooks)";
     if (sec) {
         snprintf(err, errlen, "%s %s", sec, tail);
         return -1;

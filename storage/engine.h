@@ -7,7 +7,7 @@
  * path has no extra hop or copy. There is one shared engine, Redis
  * (engine_redis.c, presence in engine_presence.c, state channels in
  * engine_state.c, seat maps in engine_seats.c, the commerce adapter in
- * engine_shop.c); the tickets adapter is not behind it yet.
+ * engine_shop.c, the support-tickets adapter in engine_tickets.c).
  * DESIGN: the Redis engine keeps two connections on the broker's loop: one
  * for commands (a Lua script per publication and per read, by EVALSHA) and
  * one for pub/sub (SUBSCRIBE to the fan-out key of each channel that has
@@ -397,5 +397,58 @@ typedef void (*engine_shop_cb)(void *arg, const struct engine_shop_res *res);
  * exactly once. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
 int engine_shop(engine_t *e, const char *req, size_t len, const struct engine_shop_keep *k, engine_shop_cb cb,
                 void *arg);
+
+/* ---- the support-tickets adapter (docs/cluster.md#support-tickets) ---- */
+
+/* How engine_tickets() stores what it publishes: the dashboard's deltas
+ * (@board: its namespace's history) and the timeline entries (@timeline:
+ * the timelines' namespace's; @notify 0: none, as when that namespace is a
+ * state one). */
+struct engine_tickets_keep {
+    struct engine_keep board, timeline;
+    int notify;
+};
+
+/* A timeline entry a ticket request published: its channel and offset. */
+struct engine_side {
+    const char *chan;
+    size_t len;
+    uint64_t offset;
+};
+
+/* The outcome of engine_tickets(), borrowed for the callback. */
+struct engine_tickets_res {
+    int status;                   /* 0, or a negative errno as for engine_pub_cb (the request may or may not
+                                     have been applied) */
+    int refused;                  /* status 0: the ticket rules refused it; nothing changed */
+    int unchanged;                /* status 0: nothing changed (a read), so nothing was published */
+    uint64_t offset;              /* the delta's offset; when unchanged, the channel's last */
+    char epoch[HIST_EPOCH_LEN + 1];
+    const unsigned char *rec;     /* the delta's record, {"ts","data":{"changes":[..]}} (none when refused) */
+    size_t reclen;
+    const unsigned char *result;  /* MessagePack: tickets_apply()'s report ("ticket", "from",
+                                     "comment", "comments", "tickets"), or when refused
+                                     {"code","reason",...} as tickets_db.h says */
+    size_t resultlen;
+    const struct engine_side *sides; /* the timeline entries published, in order (status 0, not refused) */
+    size_t nsides;
+};
+typedef void (*engine_tickets_cb)(void *arg, const struct engine_tickets_res *res);
+
+/* engine_tickets() - run ticket request @req (JSON, @reqlen bytes: {"a":
+ * create | status | assign | comment | bulk_status | get, "id", "status",
+ * "assignee" (absent: unassign), "by", "ticket" ({"id"?, "title",
+ * "description", "priority", "requester"}), "comment" ({"author","text"}),
+ * "ids", "tl" (the timelines' namespace), "next" (the status machine:
+ * {"<status>": [the statuses it may move to], ...}, as tickets_next()
+ * says)}, checked as app/tickets.c checks it) on dashboard @chan as one script, with the rules of
+ * storage/tickets_db.c, all or none: the delta takes the channel's next
+ * offset like engine_publish() (@k->board), and each changed ticket's
+ * timeline entry goes out on "{tl}:{id}" in the same script as that
+ * channel's next offset (@k->timeline). Times ("created", "updated", "at",
+ * the records' "ts") are Redis' clock. @cb gets the outcome later, exactly
+ * once. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
+int engine_tickets(engine_t *e, const char *chan, size_t len, const char *req, size_t reqlen,
+                   const struct engine_tickets_keep *k, engine_tickets_cb cb, void *arg);
 
 #endif

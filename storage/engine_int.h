@@ -12,7 +12,7 @@
 #include "engine.h"
 
 enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, SCRIPT_SOPS, SCRIPT_SREAD,
-       SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, SCRIPT_SHOP, NSCRIPTS };
+       SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, SCRIPT_SHOP, SCRIPT_TICKETS, NSCRIPTS };
 /* A request that is a plain command, not a script: engine_signal()'s PUBLISH. */
 #define REQ_SIGNAL NSCRIPTS
 
@@ -25,6 +25,8 @@ extern const char engine_sops_lua[], engine_sread_lua[];
 extern const char engine_seats_lua[];
 /* The commerce script (engine_shop.c): SCRIPT_SHOP. */
 extern const char engine_shop_lua[];
+/* The tickets script (engine_tickets.c): SCRIPT_TICKETS. */
+extern const char engine_tickets_lua[];
 
 /* A Lua function the scripts that publish share: append record @rec at
  * offset @off to stream @s (when @keep > 0), trimmed to @keep entries and
@@ -158,6 +160,7 @@ typedef struct req {
         engine_state_read_cb sread;
         engine_seats_cb seats;
         engine_shop_cb shop;
+        engine_tickets_cb tickets;
     } cb;
     void *arg;
     int retried;
@@ -205,6 +208,9 @@ void engine_finish_seats(req_t *q, const redisReply *r);
 /* engine_finish_shop() - answer commerce request @q (SCRIPT_SHOP) with @r
  * (NULL: the connection went). */
 void engine_finish_shop(req_t *q, const redisReply *r);
+/* engine_finish_tickets() - answer ticket request @q (SCRIPT_TICKETS) with
+ * @r (NULL: the connection went). */
+void engine_finish_tickets(req_t *q, const redisReply *r);
 
 /* engine_finish_presence() - answer presence request @q with @r (NULL: the
  * connection went). */

@@ -132,7 +132,7 @@ static const char read_lua[] =
 static const char *const scripts[NSCRIPTS] = { pub_lua, read_lua, engine_pconn_lua, engine_pinfo_lua, engine_pread_lua,
                                                engine_pbeat_lua, engine_sops_lua, engine_sread_lua,
                                                engine_seats_lua, engine_seats_lua, engine_seats_lua,
-                                               engine_shop_lua };
+                                               engine_shop_lua, engine_tickets_lua };
 
 static uint64_t now_ms(engine_t *e) { return uv_now(e->loop); }
 
@@ -606,6 +606,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     else if (q->script == SCRIPT_SOPS || q->script == SCRIPT_SREAD) engine_finish_state(q, reply);
     else if (q->script >= SCRIPT_SEATS && q->script <= SCRIPT_SCONN) engine_finish_seats(q, reply);
     else if (q->script == SCRIPT_SHOP) engine_finish_shop(q, reply);
+    else if (q->script == SCRIPT_TICKETS) engine_finish_tickets(q, reply);
     else engine_finish_presence(q, reply);
     free(q);
 }

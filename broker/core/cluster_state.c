@@ -3,10 +3,12 @@
 #include "core/cluster.h"
 #include "core/cluster_seats.h"
 #include "core/cluster_shop.h"
+#include "core/cluster_tickets.h"
 #include "herald.h"
 #include "clock.h"
 #include "seatmap.h"
 #include "shop.h"
+#include "tickets_db.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -59,14 +61,17 @@ int cluster_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
     /* A seat request is one custom operation of seatmap_apply(): its rules run as a script in Redis. */
     if (ops->n == 1 && ops->ops[0].type == HIST_OP_CUSTOM && ops->ops[0].custom == seatmap_apply)
         return cluster_seats(c, ops, origin);
-    /* So is a commerce request, of shop_apply(). */
+    /* So is a commerce request, of shop_apply(), and a ticket request, of
+     * tickets_apply(). */
     if (ops->n == 1 && ops->ops[0].type == HIST_OP_CUSTOM && ops->ops[0].custom == shop_apply)
         return cluster_shop(c, ops, origin);
+    if (ops->n == 1 && ops->ops[0].type == HIST_OP_CUSTOM && ops->ops[0].custom == tickets_apply)
+        return cluster_tickets(c, ops, origin);
     for (size_t i = 0; i < ops->n; i++)
         if (ops->ops[i].type == HIST_OP_CUSTOM) {
             if (ops->done) ops->done(c, ops, PROTO_E_DISABLED, NULL);
-            reply_error(origin, 0, PROTO_E_DISABLED, "custom state operations other than seat maps and commerce do "
-                        "not run on the redis engine (docs/cluster.md)", NULL);
+            reply_error(origin, 0, PROTO_E_DISABLED, "custom state operations other than seat maps, commerce and "
+                        "tickets do not run on the redis engine (docs/cluster.md)", NULL);
             origin_clear(origin);
             pub_ops_free(ops);
             chan_maybe_drop(c);

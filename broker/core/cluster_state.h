@@ -18,8 +18,8 @@
  * (taken) in the engine, all or none; the answer is pubpipe_state()'s
  * ("updated" with the offset and changes, PROTO_E_CONFLICT,
  * PROTO_E_NOT_INTEGER), or PROTO_E_ENGINE_UNAVAILABLE (503) when Redis
- * cannot be reached, PROTO_E_DISABLED for a custom operation (seat maps do
- * not run on the shared engine). Return: 0, or -ENOMEM (@ops freed,
+ * cannot be reached, PROTO_E_DISABLED for a custom operation other than a
+ * seat map's (cluster_seats()) or a ticket request (cluster_tickets()). Return: 0, or -ENOMEM (@ops freed,
  * @origin cleared, no answer). */
 int cluster_state(chan_t *c, pub_ops_t *ops, origin_t *origin);
 

@@ -427,7 +427,6 @@ def test_killed_node_client_recovers_elsewhere(make_broker, redis, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--engine-presence-heartbeat", "50ms"], "[engine] presence_heartbeat must be at least 100ms"),
-    (["--tickets", "on"], "[adapter tickets] is not supported by the redis engine yet"),
     (["--webhook", "w.url=http://127.0.0.1:9/x", "--webhook", "w.secret=webhook-secret-0123456789", "--webhook", "w.events=publication"],
      "[webhook] (outbound webhooks) is not supported by the redis engine yet"),
     (["--engine-tls", "on"], "[engine] tls = on: this build's hiredis (0.14) has no TLS"),

@@ -5,7 +5,9 @@ timeline channels ticket:{id}, the dashboard query (?status=&q=&limit=), agents'
 consoles seeing every change live, bad input refused with nothing written, the
 [adapter tickets] configuration, a kill -9 in the middle of adapter traffic, and the
 ticket dashboard widget (/widgets/tickets.html) in headless Chromium
-(tests/browser/tickets_check.mjs)."""
+(tests/browser/tickets_check.mjs). The tests that take `engine_broker` run on both
+engines, LMDB and Redis (one node; several nodes: test_cluster_tickets.py); the
+webhook test runs on LMDB only, webhooks being refused under the redis engine."""
 import json
 import os
 import shutil
@@ -62,8 +64,8 @@ def wait_history(b, channel, n, timeout=5.0):
         time.sleep(0.02)
 
 
-def test_lifecycle_answers_with_offsets_and_writes_the_timeline(make_broker):
-    b = make_broker(*ON)
+def test_lifecycle_answers_with_offsets_and_writes_the_timeline(engine_broker):
+    b = engine_broker(*ON)
     code, res = create(b, id="T-1", title="Cannot log in", description="the login page says 500",
                        requester="alice", priority="high")
     assert code == 200, res
@@ -113,8 +115,8 @@ def test_lifecycle_answers_with_offsets_and_writes_the_timeline(make_broker):
     assert (h[7]["from"], h[7]["to"]) == ("closed", "open") and all("at" in e for e in h)
 
 
-def test_illegal_transitions_are_refused_with_the_allowed_ones(make_broker):
-    b = make_broker(*ON)
+def test_illegal_transitions_are_refused_with_the_allowed_ones(engine_broker):
+    b = engine_broker(*ON)
     assert create(b, id="a", title="x", requester="u")[0] == 200
     before = board(b)
     for status, allowed in [("open", ["in_progress", "closed"])]:
@@ -129,8 +131,8 @@ def test_illegal_transitions_are_refused_with_the_allowed_ones(make_broker):
     assert board(b)[1] == before[1] + 1                        # only the one legal change was written
 
 
-def test_bulk_status_is_all_or_none(make_broker):
-    b = make_broker(*ON)
+def test_bulk_status_is_all_or_none(engine_broker):
+    b = engine_broker(*ON)
     for i in range(5):
         assert create(b, id="b%d" % i, title="bulk %d" % i, requester="u")[0] == 200
     assert move(b, "b4", "closed")[0] == 200
@@ -160,8 +162,8 @@ def test_bulk_status_is_all_or_none(make_broker):
                      "at": now["b2"]["updated"]}
 
 
-def test_dashboard_query_filters_searches_and_pages(make_broker):
-    b = make_broker(*ON)
+def test_dashboard_query_filters_searches_and_pages(engine_broker):
+    b = engine_broker(*ON)
     titles = ["login fails", "printer jam", "login slow", "vpn down", "cannot login on mobile", "email bounce"]
     for i, title in enumerate(titles):
         assert create(b, id="q%d" % i, title=title, requester="user%d" % i)[0] == 200
@@ -195,8 +197,8 @@ def test_dashboard_query_filters_searches_and_pages(make_broker):
         assert code == 400 and res["error"]["code"] == 103 and why in res["error"]["reason"], (q, res)
 
 
-def test_agents_see_new_and_changed_tickets_live(make_broker):
-    b = make_broker(*ON)
+def test_agents_see_new_and_changed_tickets_live(engine_broker):
+    b = engine_broker(*ON)
     assert create(b, id="L1", title="before", requester="u")[0] == 200
 
     async def main():
@@ -280,8 +282,8 @@ BAD = [
 ]
 
 
-def test_bad_input_is_refused_and_writes_nothing(make_broker):
-    b = make_broker(*ON, "--max-message-size", "8192")
+def test_bad_input_is_refused_and_writes_nothing(engine_broker):
+    b = engine_broker(*ON, "--max-message-size", "8192")
     assert create(b, id="k1", title="keep", requester="u")[0] == 200
     before = board(b)
 
@@ -322,16 +324,16 @@ def test_bad_input_is_refused_and_writes_nothing(make_broker):
     assert b.health().status_code == 200
 
 
-def test_off_by_default(make_broker):
-    b = make_broker()
+def test_off_by_default(engine_broker):
+    b = engine_broker()
     for method, path in [("POST", "/api/tickets"), ("GET", "/api/tickets"), ("GET", "/api/tickets/x"),
                          ("POST", "/api/tickets/x/status"), ("POST", "/api/tickets/bulk/status")]:
         code, res = api(b, method, path, {} if method == "POST" else None)
         assert code == 404 and res["error"]["code"] == 116, (path, res)
 
 
-def test_api_key_needs_the_dashboard_channel(make_broker):
-    b = make_broker(*ON, "--apikey", "desk.secret=desk-key-0123456789", "--apikey", "desk.publish=helpdesk",
+def test_api_key_needs_the_dashboard_channel(engine_broker):
+    b = engine_broker(*ON, "--apikey", "desk.secret=desk-key-0123456789", "--apikey", "desk.publish=helpdesk",
                     "--apikey", "blog.secret=blog-key-0123456789", "--apikey", "blog.publish=news")
     url = b.url("/api/tickets")
     body = {"title": "x", "requester": "u"}
@@ -343,14 +345,14 @@ def test_api_key_needs_the_dashboard_channel(make_broker):
     assert r.status_code == 200 and r.json()["ticket"]["id"] == "T000001", r.text
 
 
-def test_agents_only_with_the_recommended_permissions(make_broker, tmp_path):
+def test_agents_only_with_the_recommended_permissions(engine_broker, tmp_path):
     """docs/adapters.md's recommended config: the board and timelines are readable
     with a grant (the token's channels claim), which agents' tokens carry."""
     conf = tmp_path / "desk.ini"
     conf.write_text("[auth]\nanonymous = off\nhmac_secret = %s\n\n[adapter tickets]\nenabled = on\n\n"
                     "[namespace helpdesk]\nsubscribe = granted\n\n[namespace ticket]\nsubscribe = granted\n"
                     % SECRET.decode())
-    b = make_broker("--config", str(conf), "--rest-per-minute", "0")
+    b = engine_broker("--config", str(conf), "--rest-per-minute", "0")
     assert create(b, id="P1", title="private", requester="alice")[0] == 200
 
     async def main():
@@ -372,11 +374,11 @@ def test_agents_only_with_the_recommended_permissions(make_broker, tmp_path):
     run(main())
 
 
-def test_config_section_names_the_channels(make_broker, tmp_path):
+def test_config_section_names_the_channels(engine_broker, tmp_path):
     conf = tmp_path / "t.ini"
     conf.write_text("[adapter tickets]\nenabled = on\ndashboard_channel = desk:board\ntimeline_namespace = tl\n\n"
                     "[namespace desk]\nstate = on\nhistory = on\n\n[namespace tl]\nhistory = on\n")
-    b = make_broker("--config", str(conf), "--rest-per-minute", "0")
+    b = engine_broker("--config", str(conf), "--rest-per-minute", "0")
     code, res = create(b, id="c1", title="x", requester="u")
     assert code == 200 and res["channel"] == "desk:board" and res["timeline"] == [{"channel": "tl:c1", "offset": 1}], res
     assert [e["type"] for e in wait_history(b, "tl:c1", 1)] == ["created"]
@@ -406,13 +408,13 @@ def test_config_section_errors(tmp_path):
     assert r.returncode != 0 and "unknown key" in r.stderr, r.stderr
 
 
-def test_tickets_survive_a_restart(make_broker, tmp_path):
+def test_tickets_survive_a_restart(engine_broker, tmp_path):
     d = tmp_path / "keep"
-    b = make_broker(*ON, data_dir=str(d))
+    b = engine_broker(*ON, data_dir=str(d))
     assert create(b, title="one", requester="u")[0] == 200
     assert api(b, "POST", "/api/tickets/T000001/comments", {"author": "u", "text": "c1"})[0] == 200
     b.stop()
-    b2 = make_broker(*ON, data_dir=str(d))
+    b2 = engine_broker(*ON, data_dir=str(d))
     code, res = api(b2, "GET", "/api/tickets/T000001")
     assert code == 200 and res["ticket"]["comments"] == 1 and res["comments"][0]["text"] == "c1"
     # The numbering goes on where it was.
@@ -445,11 +447,11 @@ def _traffic(url, k, acked, stop):
         n += 1
 
 
-def test_kill_9_during_traffic_loses_no_acknowledged_change(make_broker, tmp_path):
+def test_kill_9_during_traffic_loses_no_acknowledged_change(engine_broker, tmp_path):
     data = tmp_path / "crash"
     acked = []
     for cycle in range(2):
-        b = make_broker(*ON, data_dir=data, name="k%d" % cycle)
+        b = engine_broker(*ON, data_dir=data, name="k%d" % cycle)
         stop = threading.Event()
         threads = [threading.Thread(target=_traffic, args=(b.http_url, "%d%d" % (cycle, k), acked, stop))
                    for k in range(3)]
@@ -462,7 +464,7 @@ def test_kill_9_during_traffic_loses_no_acknowledged_change(make_broker, tmp_pat
         for t in threads:
             t.join(30)
         b.stopped, b.returncode = True, 0          # killed on purpose
-    b = make_broker(*ON, data_dir=data, name="after")
+    b = engine_broker(*ON, data_dir=data, name="after")
     assert len(acked) > 30, "traffic was acknowledged before the kills: %d" % len(acked)
     tickets = board(b)[0]
     for kind, tid, val in acked:

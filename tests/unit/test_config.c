@@ -774,11 +774,10 @@ static void test_engine(void **state)
     assert_int_equal(PARSE(&c, err, "--engine", "redis", "--ns", "board.state=on"), CONFIG_ARGS_RUN);
     assert_true(config_ns(&c, "board:x", 7)->state);
     config_free(&c);
-    /* The commerce adapter runs on the redis engine (core/cluster_shop.c); tickets do not yet. */
-    assert_int_equal(PARSE(&c, err, "--engine", "redis", "--commerce", "on"), CONFIG_ARGS_RUN);
-    assert_true(c.commerce_enabled);
+    /* The adapters run on the redis engine (core/cluster_shop.c, cluster_tickets.c). */
+    assert_int_equal(PARSE(&c, err, "--engine", "redis", "--commerce", "on", "--tickets", "on"), CONFIG_ARGS_RUN);
+    assert_true(c.commerce_enabled && c.tickets_enabled);
     config_free(&c);
-    expect_error(PARSE(&c, err, "--engine", "redis", "--tickets", "on"), err, "[adapter tickets] is not supported");
     /* Under lmdb the [engine] values are not checked beyond their type. */
     assert_int_equal(PARSE(&c, err, "--engine-address", "nohost"), CONFIG_ARGS_RUN);
     config_free(&c);
