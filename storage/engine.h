@@ -47,6 +47,12 @@ struct engine_conf {
     const char *prefix;           /* before every key and pub/sub channel */
     unsigned connect_timeout_ms;
     unsigned command_timeout_ms;
+    int tls;                      /* TLS to Redis (engine_tls.c); needs HOST:PORT */
+    const char *tls_ca;           /* "" or NULL: the system's CA store */
+    const char *tls_cert;         /* client certificate and its key; "" or NULL: none */
+    const char *tls_key;
+    const char *tls_server_name;  /* "" or NULL: the address' host */
+    int tls_verify;               /* 0: Redis' certificate is not checked (tests) */
 };
 
 /* What the engine tells its owner; every member is required. */

@@ -262,8 +262,8 @@ static void now_up(struct conn *c)
     c->up = 1;
     c->fails = 0;
     c->backoff_ms = BACKOFF_MIN_MS;
-    hlog(LOG_INFO, "engine", "redis %s connection up (%s%s%d)", conn_name(c), e->host, e->port ? ":" : "",
-         e->port);
+    hlog(LOG_INFO, "engine", "redis %s connection up (%s%s%d%s)", conn_name(c), e->host, e->port ? ":" : "",
+         e->port, e->tls ? ", TLS" : "");
     if (c->is_sub) e->ev.on_sub(e->ev.ctx, 1);
     else e->ev.on_cmd(e->ev.ctx, 1);
 }
@@ -345,7 +345,8 @@ static void handshake(struct conn *c)
 static void start_ac(struct conn *c, const char *addr)
 {
     engine_t *e = c->e;
-    redisAsyncContext *ac = e->port ? redisAsyncConnect(addr, e->port) : redisAsyncConnectUnix(e->host);
+    redisAsyncContext *ac = e->tls ? redisAsyncConnectUnix(engine_tls_route(e->tls, c->is_sub, addr, e->port))
+                          : e->port ? redisAsyncConnect(addr, e->port) : redisAsyncConnectUnix(e->host);
 
     if (!ac || ac->err) {
         if (ac) {
@@ -357,8 +358,9 @@ static void start_ac(struct conn *c, const char *addr)
         return;
     }
     ac->data = c;
-    /* A dead peer that sends nothing is found in about half a minute. */
-    if (e->port) redisEnableKeepAlive(&ac->c);
+    /* A dead peer that sends nothing is found in about half a minute (over
+     * TLS, the bridge's TCP socket has the same keepalive). */
+    if (e->port && !e->tls) redisEnableKeepAlive(&ac->c);
     if (rpoll_attach(ac, e->loop)) {
         redisAsyncFree(ac);
         retry_later(c);
@@ -945,10 +947,25 @@ int engine_redis_start(uv_loop_t *loop, const struct engine_conf *conf, const st
     snprintf(e->host, sizeof e->host, "%s", host);
     e->port = port;
     e->loop = loop;
+    if (conf->tls) {
+        struct engine_tls_conf tc = { conf->tls_ca, conf->tls_cert, conf->tls_key, conf->tls_server_name,
+                                      conf->tls_verify };
+        int rc;
+        if (!port) {
+            snprintf(err, errlen, "[engine] tls = on needs a HOST:PORT address, not a unix socket");
+            free(e);
+            return -EINVAL;
+        }
+        if ((rc = engine_tls_new(loop, &tc, host, &e->tls, err, errlen))) {
+            free(e);
+            return rc;
+        }
+    }
     e->ev = *ev;
     e->password = strdup(conf->password ? conf->password : "");
     e->prefix = strdup(conf->prefix);
     if (!e->password || !e->prefix || strlen(e->prefix) > 64) {
+        engine_tls_free(e->tls);
         free(e->password);
         free(e->prefix);
         free(e);
@@ -1007,6 +1024,8 @@ void engine_stop(engine_t *e)
     e->stopping = 1;
     conn_close(&e->cmd);
     conn_close(&e->sub);
+    engine_tls_free(e->tls);                    /* after hiredis let its sockets go */
+    e->tls = NULL;
     uv_timer_stop(&e->watchdog);
     uv_close((uv_handle_t *)&e->watchdog, on_handle_closed);
 }
