@@ -24,8 +24,8 @@
  * closes the unix side: hiredis sees a disconnect and engine_redis.c's
  * reconnect-with-backoff takes over. A closed unix side (hiredis let the
  * connection go, or its connect timeout did) closes the TLS side. A failure
- * is logged as an error when it differs from the bridge's last one and as
- * a debug line when it repeats on every retry; the bridge forgets it once
+ * is logged as an error the first time it happens and as a debug line
+ * when it repeats on the retries; the bridge forgets what it logged once
  * Redis answered through it. */
 #include "engine_tls.h"
 #include "log.h"
@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #define BUF (64 * 1024)
+#define NLOGGED 4
 
 struct slot {
     engine_tls_t *t;
@@ -87,7 +88,11 @@ struct engine_tls {
     struct pair *pairs;
     unsigned handles;             /* slot polls and pair polls not closed yet */
     int freeing;
-    char last_err[256];           /* the last failure logged as an error; "": none since Redis answered */
+    /* The failures logged as errors since Redis last answered (a ring): a
+     * failed attempt may end in one of a few ways (an alert, or the reset
+     * that follows it), and the two slots interleave. */
+    char logged[NLOGGED][200];
+    unsigned nlogged;
 };
 
 /* ---- the TLS context ---- */
@@ -189,19 +194,19 @@ int engine_tls_ctx_check(const struct engine_tls_conf *conf, char *err, size_t e
 /* ---- failures ---- */
 
 /* Logs @fmt for a failed route: an error when it is news, a debug line when
- * the last error said the same (each retry fails alike). */
+ * it was logged since Redis last answered (each retry fails alike). */
 static void route_failed(engine_tls_t *t, const char *fmt, ...)
 {
-    char msg[sizeof t->last_err];
+    char msg[sizeof t->logged[0]];
     va_list ap;
-    int repeat;
+    int repeat = 0;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    repeat = !strcmp(msg, t->last_err);
+    for (unsigned i = 0; i < NLOGGED && i < t->nlogged; i++) repeat |= !strcmp(msg, t->logged[i]);
     hlog(repeat ? LOG_DEBUG : LOG_ERROR, "engine", "redis over TLS: %s; retrying", msg);
-    if (!repeat) memcpy(t->last_err, msg, sizeof msg);
+    if (!repeat) memcpy(t->logged[t->nlogged++ % NLOGGED], msg, sizeof msg);
 }
 
 /* ---- a bridged connection ---- */
@@ -392,7 +397,7 @@ static void pair_pump(struct pair *p)
             p->down_len += (size_t)rc;
             if (!p->answered) {
                 p->answered = 1;
-                p->t->last_err[0] = '\0';
+                p->t->nlogged = 0;
             }
             continue;
         }

@@ -199,7 +199,8 @@ def test_large_publication_and_history_through_the_bridge(make_broker, tls_redis
 
 
 @pytest.mark.parametrize("extra,needle", [
-    ([], r"the certificate of 127\.0\.0\.1 is not trusted: unable to get local issuer certificate"),
+    ([], r"the certificate of 127\.0\.0\.1 is not trusted: (unable to get local issuer certificate|"
+         r"self-signed certificate in certificate chain)"),
     (["--engine-tls-server-name", "wrong.test"], r"the certificate of wrong\.test is not trusted: "
                                                    r"hostname mismatch"),
 ], ids=["wrong-ca", "wrong-name"])
@@ -316,8 +317,11 @@ def test_bridge_directory_is_private_and_others_refused(make_broker, tls_redis, 
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(3)
         s.connect(socks[0])
-        s.sendall(b"PING\r\n")
-        assert s.recv(64) == b""
+        try:
+            s.sendall(b"PING\r\n")
+            assert s.recv(64) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            pass                               # closed before or while we wrote
     assert b.wait_log(r"redis over TLS: refused a connection to .* from process %d" % os.getpid()), b.log[-2000:]
     assert rest_publish(b, "x", 1).json()["offset"] == 1
     assert b.stop() == 0
