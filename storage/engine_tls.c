@@ -86,7 +86,7 @@ struct engine_tls {
     char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
     struct slot slots[ENGINE_TLS_SLOTS];
     struct pair *pairs;
-    unsigned handles;             /* slot polls and pair polls not closed yet */
+    unsigned handles;             /* slot polls and pairs not closed yet */
     int freeing;
     /* The failures logged as errors since Redis last answered (a ring): a
      * failed attempt may end in one of a few ways (an alert, or the reset
@@ -494,7 +494,7 @@ static void pair_start(struct slot *s, int lfd)
     uv_poll_init(t->loop, &p->rpoll, rfd);
     p->lpoll.data = p->rpoll.data = p;
     p->handles = 2;
-    t->handles += 2;
+    t->handles++;                               /* released when both polls closed */
     p->next = t->pairs;
     t->pairs = p;
     uv_poll_start(&p->lpoll, UV_READABLE, on_local);
