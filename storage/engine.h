@@ -6,8 +6,8 @@
  * driven by core/pubpipe.c) stays off this interface for now: its publish
  * path has no extra hop or copy. There is one shared engine, Redis
  * (engine_redis.c, presence in engine_presence.c, state channels in
- * engine_state.c, seat maps in engine_seats.c); adapters are not behind it
- * yet.
+ * engine_state.c, seat maps in engine_seats.c, TLS to Redis in
+ * engine_tls.c); adapters are not behind it yet.
  * DESIGN: the Redis engine keeps two connections on the broker's loop: one
  * for commands (a Lua script per publication and per read, by EVALSHA) and
  * one for pub/sub (SUBSCRIBE to the fan-out key of each channel that has

@@ -29,7 +29,10 @@
  * adapter ignores a poll error (libuv then stops polling), so a refused
  * connect or a reset connection would never reach hiredis: this file has
  * its own glue, which hands such errors to hiredis to find. TCP keepalive
- * finds a Redis host that vanished without a word. */
+ * finds a Redis host that vanished without a word. hiredis 0.14 has no TLS
+ * either: with [engine] tls = on each connection goes to a unix socket of
+ * engine_tls.c's bridge, which carries it to Redis over TLS; to this file
+ * it is a connection like another (a TLS failure is a disconnect). */
 #include "engine.h"
 #include "engine_int.h"
 #include "log.h"
