@@ -351,8 +351,15 @@ static void pair_pump(struct pair *p)
 {
     int rc;
 
-    if (p->closing || p->connecting) return;
+    if (p->closing) return;
+    /* Read even while connecting: hiredis writes its handshake at once, and
+     * a readable socket left unread would wake the (level-triggered) loop
+     * again and again until the connect ends. */
     if (read_local(p)) return;
+    if (p->connecting) {
+        set_polls(p);
+        return;
+    }
     p->want_write = 0;
     if (!p->handshaken) {
         ERR_clear_error();
@@ -497,18 +504,15 @@ static void pair_start(struct slot *s, int lfd)
     t->handles++;                               /* released when both polls closed */
     p->next = t->pairs;
     t->pairs = p;
-    uv_poll_start(&p->lpoll, UV_READABLE, on_local);
-    uv_poll_start(&p->rpoll, UV_WRITABLE, on_remote);
-    if (connect(rfd, (struct sockaddr *)&s->to, s->tolen) == 0) {
-        pair_pump(p);
-        return;
+    if (connect(rfd, (struct sockaddr *)&s->to, s->tolen)) {
+        if (errno != EINPROGRESS) {
+            route_failed(t, "cannot connect to redis at %s: %s", p->name, strerror(errno));
+            pair_close(p, 0);
+            return;
+        }
+        p->connecting = 1;
     }
-    if (errno != EINPROGRESS) {
-        route_failed(t, "cannot connect to redis at %s: %s", p->name, strerror(errno));
-        pair_close(p, 0);
-        return;
-    }
-    p->connecting = 1;
+    pair_pump(p);
 }
 
 /* ---- the listening sockets ---- */

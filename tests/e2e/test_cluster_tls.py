@@ -359,3 +359,40 @@ def test_tls_options_need_tls_on(pki, tmp_path):
     conf.write_text("[engine]\ntype = redis\ntls = on\naddress = unix:/tmp/r.sock\n")
     r = run_herald(["--config", str(conf), "--data-dir", str(tmp_path / "d")])
     assert r.returncode != 0 and "%s:3: [engine] tls = on needs a HOST:PORT" % conf in r.stdout + r.stderr, r.stderr
+
+
+def cpu_seconds(pid):
+    f = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_connect_that_never_answers_costs_no_cpu(make_broker, pki):
+    """A Redis port whose accept queue is full drops the SYN: the bridge's TCP
+    connect stays in progress while hiredis has already written its handshake.
+    The node waits without spinning, and engine.connect_timeout gives up."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    port = lst.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):                      # fill the accept queue (never accepted)
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            fillers.append(c)
+        time.sleep(0.2)
+        b = make_broker("--engine", "redis", "--engine-address", "127.0.0.1:%d" % port, "--engine-tls", "on",
+                        "--engine-tls-ca", str(pki / "ca.crt"), "--engine-connect-timeout", "2s")
+        time.sleep(0.3)
+        before, t0 = cpu_seconds(b.pid), time.monotonic()
+        time.sleep(1.5)
+        used = (cpu_seconds(b.pid) - before) / (time.monotonic() - t0)
+        assert used < 0.2, "the node used %.0f%% of a core waiting for a connect" % (used * 100)
+        assert b.wait_log(r"cannot connect to redis at 127\.0\.0\.1:%d \(command connection\): no answer within "
+                          r"engine\.connect_timeout" % port, 5), b.log[-2000:]
+        assert requests.get(b.url("/api/health/ready"), timeout=5).status_code == 503
+    finally:
+        for c in fillers:
+            c.close()
+        lst.close()
