@@ -6,7 +6,8 @@ server name and a missing client certificate are refused (logged once, the
 node answers 503 / 133 and keeps serving); a client certificate Redis asks
 for is given; Redis restarted under a subscriber; a large publication through
 the bridge's bounded buffers; tls_verify = off; the bridge's private socket
-directory and its refusal of other processes; bad options refused at start.
+directory and its refusal of other processes; a connect that never answers
+(no CPU spent waiting); bad options refused at start.
 Each test starts its own redis-server and kills it by PID."""
 import os
 import re
