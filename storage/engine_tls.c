@@ -151,6 +151,10 @@ static SSL_CTX *ctx_new(const struct engine_tls_conf *c, char *err, size_t errle
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Redis killed or restarted closes without close_notify: an end like
+     * another (a reply cut short is an incomplete RESP reply, which hiredis
+     * never takes for a whole one), not a protocol error to log. */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_verify(ctx, c->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     if (has(c->ca) ? SSL_CTX_load_verify_locations(ctx, c->ca, NULL) != 1
                    : SSL_CTX_set_default_verify_paths(ctx) != 1) {
@@ -293,9 +297,9 @@ static void on_remote(uv_poll_t *h, int status, int events);
 
 static void set_polls(struct pair *p)
 {
-    int lev = (p->up_len < BUF ? UV_READABLE : 0) | (p->down_len ? UV_WRITABLE : 0);
+    int lev = (p->up_off + p->up_len < BUF ? UV_READABLE : 0) | (p->down_len ? UV_WRITABLE : 0);
     int rev = p->connecting ? UV_WRITABLE
-            : (p->down_len < BUF ? UV_READABLE : 0) | (p->want_write ? UV_WRITABLE : 0);
+            : (p->down_off + p->down_len < BUF ? UV_READABLE : 0) | (p->want_write ? UV_WRITABLE : 0);
 
     if (lev) uv_poll_start(&p->lpoll, lev, on_local);
     else uv_poll_stop(&p->lpoll);
@@ -306,7 +310,7 @@ static void set_polls(struct pair *p)
 /* Reads what hiredis wrote into up. Return: 0, or -1 (@p closed). */
 static int read_local(struct pair *p)
 {
-    if (p->up_off && p->up_len < BUF / 2) {
+    if (p->up_off) {                            /* after a partial TLS write only */
         memmove(p->up, p->up + p->up_off, p->up_len);
         p->up_off = 0;
     }
@@ -393,7 +397,7 @@ static void pair_pump(struct pair *p)
         break;
     }
     if (!p->up_len) p->up_off = 0;
-    if (p->down_off && p->down_len < BUF / 2) {
+    if (p->down_off) {                          /* after a partial write to hiredis only */
         memmove(p->down, p->down + p->down_off, p->down_len);
         p->down_off = 0;
     }
@@ -411,7 +415,9 @@ static void pair_pump(struct pair *p)
         if (SSL_get_error(p->ssl, rc) == SSL_ERROR_WANT_WRITE) p->want_write = 1;
         else if (SSL_get_error(p->ssl, rc) != SSL_ERROR_WANT_READ) {
             /* Hand hiredis what came before (a last error reply), then close. */
+            int e = errno;
             if (write_local(p)) return;
+            errno = e;
             tls_failed(p, rc);
             return;
         }
