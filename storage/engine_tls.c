@@ -530,7 +530,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
     (void)events;
 
     for (;;) {
-        struct ucred cr;
+        struct ucred cr = { 0 };
         socklen_t l = sizeof cr;
         int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 

@@ -7,7 +7,8 @@ node answers 503 / 133 and keeps serving); a client certificate Redis asks
 for is given; Redis restarted under a subscriber; a large publication through
 the bridge's bounded buffers; tls_verify = off; the bridge's private socket
 directory and its refusal of other processes; a connect that never answers
-(no CPU spent waiting); bad options refused at start.
+(no CPU spent waiting); an address given by name, checked by name; bad
+options refused at start.
 Each test starts its own redis-server and kills it by PID."""
 import os
 import re
@@ -51,7 +52,8 @@ def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("pki")
     make_ca(d, "ca")
     make_ca(d, "other")
-    make_cert(d, "server", "ca", "subjectAltName=IP:127.0.0.1,DNS:redis.test\nextendedKeyUsage=serverAuth\n")
+    make_cert(d, "server", "ca", "subjectAltName=IP:127.0.0.1,DNS:redis.test,DNS:localhost\n"
+                                  "extendedKeyUsage=serverAuth\n")
     make_cert(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
     (d / "garbage.pem").write_text("not a certificate\n")
     return d
@@ -175,6 +177,25 @@ def test_publication_crosses_nodes_over_tls(make_broker, tls_redis, pki):
         assert m["op"] == "pub" and m["data"] == "hi", m
         await sb.assert_silent(0.3)
     run(go())
+
+
+@pytest.mark.skipif(socket.getaddrinfo("localhost", 1, type=socket.SOCK_STREAM)[0][4][0] != "127.0.0.1",
+                    reason="localhost does not resolve to 127.0.0.1 first here")
+def test_address_by_name_is_the_name_verified(make_broker, tls_redis, pki):
+    """address = localhost:P: resolved off the loop, connected by address, and
+    the certificate checked for the name (DNS:localhost in its SAN)."""
+    r = tls_redis()
+    args = tls_args(r, pki)
+    args[args.index(r.address)] = "localhost:%d" % r.port
+    b = make_broker(*args)
+    wait_ready(b)
+    assert rest_publish(b, "x", 1).json()["offset"] == 1
+    # The same address with a name the certificate does not carry is refused.
+    args += ["--engine-tls-server-name", "redis.example"]
+    bad = make_broker(*args)
+    needle = r"the certificate of redis\.example is not trusted: hostname mismatch"
+    assert bad.wait_log(needle, 5), bad.log[-2000:]
+    not_ready(bad, needle)
 
 
 def test_large_publication_and_history_through_the_bridge(make_broker, tls_redis, pki):
