@@ -1,6 +1,7 @@
 /* broker/config.c - see config.h. */
 #include "config.h"
 #include "datadir.h"
+#include "engine_tls.h"
 #include "hist.h"
 #include "chname.h"
 
@@ -151,7 +152,18 @@ static const struct opt opts[] = {
       "how often a node renews its presence lease in Redis; a node that stops (kill -9) has its members leave within "
       "3 of these" },
     { "engine", "tls", "engine-tls", T_BOOL, O(engine_tls), 0, "off",
-      "TLS to Redis: not available with hiredis 0.14 (refused at start); use a TLS tunnel (docs/cluster.md)" },
+      "TLS to Redis (Redis' tls-port), bridged in the broker: hiredis 0.14 has none (docs/cluster.md)" },
+    { "engine", "tls_ca", "engine-tls-ca", T_OPTSTR, O(engine_tls_ca), sizeof(((config_t *)0)->engine_tls_ca), "",
+      "PEM file of the CAs that sign Redis' certificate; empty: the system's CA store" },
+    { "engine", "tls_cert", "engine-tls-cert", T_OPTSTR, O(engine_tls_cert), sizeof(((config_t *)0)->engine_tls_cert),
+      "", "PEM client certificate, for a Redis with tls-auth-clients; empty: none" },
+    { "engine", "tls_key", "engine-tls-key", T_OPTSTR, O(engine_tls_key), sizeof(((config_t *)0)->engine_tls_key), "",
+      "PEM private key of tls_cert" },
+    { "engine", "tls_server_name", "engine-tls-server-name", T_OPTSTR, O(engine_tls_server_name),
+      sizeof(((config_t *)0)->engine_tls_server_name), "",
+      "the name sent as SNI and verified in Redis' certificate; empty: the host of address" },
+    { "engine", "tls_verify", "engine-tls-verify", T_BOOL, O(engine_tls_verify), 0, "on",
+      "verify Redis' certificate; off is for tests only (logged as a warning)" },
     { "adapter commerce", "enabled", "commerce", T_BOOL, O(commerce_enabled), 0, "off",
       "the commerce adapter: orders and stock under /api/commerce/ (docs/adapters.md)" },
     { "adapter commerce", "stock_channel", "commerce-stock-channel", T_STR, O(commerce_stock_channel),
@@ -630,6 +642,47 @@ int config_engine_address(const char *addr, char *host, size_t hostlen, int *por
     return 0;
 }
 
+/* [engine] tls and its files: TLS needs a TCP address; a certificate goes
+ * with its key; the files are loaded as the bridge will load them, so a
+ * bad one stops the start here (storage/engine_tls.c). The tls_* options
+ * without tls = on are refused rather than silently unused.
+ * Return: 0, or -1 with @err. */
+static int validate_engine_tls(config_t *c, int port, char *err, size_t errlen)
+{
+    static const char *const names[] = { "engine.tls_ca", "engine.tls_cert", "engine.tls_key",
+                                         "engine.tls_server_name" };
+    const char *vals[] = { c->engine_tls_ca, c->engine_tls_cert, c->engine_tls_key, c->engine_tls_server_name };
+    struct engine_tls_conf tc = { c->engine_tls_ca, c->engine_tls_cert, c->engine_tls_key,
+                                  c->engine_tls_server_name, c->engine_tls_verify };
+    char where[sizeof c->config_path + 80], why[1200];
+
+    if (!c->engine_tls) {
+        for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+            if (*vals[i]) {
+                if (config_where(c, names[i], where, sizeof where) > 0) strcat(where, ": ");
+                snprintf(err, errlen, "%s[engine] %s is only used with tls = on", where, names[i] + 7);
+                return -1;
+            }
+        return 0;
+    }
+    if (!port) {
+        if (config_where(c, "engine.tls", where, sizeof where) > 0) strcat(where, ": ");
+        snprintf(err, errlen, "%s[engine] tls = on needs a HOST:PORT address (Redis' tls-port), not unix:PATH", where);
+        return -1;
+    }
+    if (!*c->engine_tls_cert != !*c->engine_tls_key) {
+        if (config_where(c, *c->engine_tls_cert ? "engine.tls_cert" : "engine.tls_key", where, sizeof where) > 0)
+            strcat(where, ": ");
+        snprintf(err, errlen, "%s[engine] tls_cert and tls_key go together", where);
+        return -1;
+    }
+    if (engine_tls_ctx_check(&tc, why, sizeof why)) {
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
 /* [engine] type = redis: what this increment of the engine does not carry
  * across nodes is refused here, not half-done at run time (docs/cluster.md).
  * Every namespace option is carried (state channels, seat maps with their
@@ -650,13 +703,7 @@ static int validate_engine(config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "%s[engine] address = \"%s\": %s", where, c->engine_address, why);
         return -1;
     }
-    if (c->engine_tls) {
-        if (config_where(c, "engine.tls", where, sizeof where) > 0) strcat(where, ": ");
-        snprintf(err, errlen, "%s[engine] tls = on: this build's hiredis (0.14) has no TLS; reach Redis through a TLS "
-                 "tunnel (stunnel, spiped) on a local address and set tls = off, or wait for hiredis >= 1.0 "
-                 "(docs/cluster.md)", where);
-        return -1;
-    }
+    if (validate_engine_tls(c, port, err, errlen)) return -1;
     if (c->engine_presence_heartbeat_ms < 100) {
         if (config_where(c, "engine.presence_heartbeat", where, sizeof where) > 0) strcat(where, ": ");
         snprintf(err, errlen, "%s[engine] presence_heartbeat must be at least 100ms", where);

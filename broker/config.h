@@ -106,7 +106,7 @@ enum log_requests { LOG_REQ_OFF = 0, LOG_REQ_ERRORS, LOG_REQ_ALL };
 
 /* Room in config_t for the options of the table in config.c ([namespace] and
  * [apikey] options are not counted). */
-#define CONFIG_OPTS_MAX 72
+#define CONFIG_OPTS_MAX 96
 
 typedef struct config {
     char config_path[1024];       /* --config, or "" */
@@ -190,7 +190,12 @@ typedef struct config {
     unsigned engine_connect_timeout_ms;
     unsigned engine_command_timeout_ms;
     unsigned engine_presence_heartbeat_ms; /* the presence lease is two of these (cluster_presence.h) */
-    int engine_tls;               /* refused while hiredis has no TLS (0.14) */
+    int engine_tls;               /* TLS to Redis through storage/engine_tls.c's bridge */
+    char engine_tls_ca[1024];     /* "": the system's CA store */
+    char engine_tls_cert[1024];   /* client certificate (tls-auth-clients); "": none */
+    char engine_tls_key[1024];
+    char engine_tls_server_name[256]; /* SNI and the name verified; "": the address' host */
+    int engine_tls_verify;        /* off: Redis' certificate is not checked (tests) */
     /* [namespace *] and [namespace NAME] */
     ns_config_t ns_template;
     /* The broker's own namespace "sys" (sys:stats) when no [namespace sys]

@@ -7,7 +7,8 @@
  * path has no extra hop or copy. There is one shared engine, Redis
  * (engine_redis.c, presence in engine_presence.c, state channels in
  * engine_state.c, seat maps in engine_seats.c, the commerce adapter in
- * engine_shop.c, the support-tickets adapter in engine_tickets.c).
+ * engine_shop.c, the support-tickets adapter in engine_tickets.c; TLS to
+ * Redis in engine_tls.c).
  * DESIGN: the Redis engine keeps two connections on the broker's loop: one
  * for commands (a Lua script per publication and per read, by EVALSHA) and
  * one for pub/sub (SUBSCRIBE to the fan-out key of each channel that has
@@ -47,6 +48,12 @@ struct engine_conf {
     const char *prefix;           /* before every key and pub/sub channel */
     unsigned connect_timeout_ms;
     unsigned command_timeout_ms;
+    int tls;                      /* TLS to Redis (engine_tls.c); needs HOST:PORT */
+    const char *tls_ca;           /* "" or NULL: the system's CA store */
+    const char *tls_cert;         /* client certificate and its key; "" or NULL: none */
+    const char *tls_key;
+    const char *tls_server_name;  /* "" or NULL: the address' host */
+    int tls_verify;               /* 0: Redis' certificate is not checked (tests) */
 };
 
 /* What the engine tells its owner; every member is required. */

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "engine.h"
+#include "engine_tls.h"
 
 enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, SCRIPT_SOPS, SCRIPT_SREAD,
        SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, SCRIPT_SHOP, SCRIPT_TICKETS, NSCRIPTS };
@@ -132,6 +133,7 @@ struct engine {
     struct engine_events ev;
     char host[1024];
     int port;                     /* 0: unix socket at host */
+    engine_tls_t *tls;            /* TLS to Redis: hiredis connects through this bridge; NULL: plain */
     char *password;
     unsigned database;
     char *prefix;

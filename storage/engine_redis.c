@@ -29,7 +29,10 @@
  * adapter ignores a poll error (libuv then stops polling), so a refused
  * connect or a reset connection would never reach hiredis: this file has
  * its own glue, which hands such errors to hiredis to find. TCP keepalive
- * finds a Redis host that vanished without a word. */
+ * finds a Redis host that vanished without a word. hiredis 0.14 has no TLS
+ * either: with [engine] tls = on each connection goes to a unix socket of
+ * engine_tls.c's bridge, which carries it to Redis over TLS; to this file
+ * it is a connection like another (a TLS failure is a disconnect). */
 #include "engine.h"
 #include "engine_int.h"
 #include "log.h"
@@ -263,8 +266,8 @@ static void now_up(struct conn *c)
     c->up = 1;
     c->fails = 0;
     c->backoff_ms = BACKOFF_MIN_MS;
-    hlog(LOG_INFO, "engine", "redis %s connection up (%s%s%d)", conn_name(c), e->host, e->port ? ":" : "",
-         e->port);
+    hlog(LOG_INFO, "engine", "redis %s connection up (%s%s%d%s)", conn_name(c), e->host, e->port ? ":" : "",
+         e->port, e->tls ? ", TLS" : "");
     if (c->is_sub) e->ev.on_sub(e->ev.ctx, 1);
     else e->ev.on_cmd(e->ev.ctx, 1);
 }
@@ -346,7 +349,8 @@ static void handshake(struct conn *c)
 static void start_ac(struct conn *c, const char *addr)
 {
     engine_t *e = c->e;
-    redisAsyncContext *ac = e->port ? redisAsyncConnect(addr, e->port) : redisAsyncConnectUnix(e->host);
+    redisAsyncContext *ac = e->tls ? redisAsyncConnectUnix(engine_tls_route(e->tls, c->is_sub, addr, e->port))
+                          : e->port ? redisAsyncConnect(addr, e->port) : redisAsyncConnectUnix(e->host);
 
     if (!ac || ac->err) {
         if (ac) {
@@ -358,8 +362,9 @@ static void start_ac(struct conn *c, const char *addr)
         return;
     }
     ac->data = c;
-    /* A dead peer that sends nothing is found in about half a minute. */
-    if (e->port) redisEnableKeepAlive(&ac->c);
+    /* A dead peer that sends nothing is found in about half a minute (over
+     * TLS, the bridge's TCP socket has the same keepalive). */
+    if (e->port && !e->tls) redisEnableKeepAlive(&ac->c);
     if (rpoll_attach(ac, e->loop)) {
         redisAsyncFree(ac);
         retry_later(c);
@@ -948,10 +953,25 @@ int engine_redis_start(uv_loop_t *loop, const struct engine_conf *conf, const st
     snprintf(e->host, sizeof e->host, "%s", host);
     e->port = port;
     e->loop = loop;
+    if (conf->tls) {
+        struct engine_tls_conf tc = { conf->tls_ca, conf->tls_cert, conf->tls_key, conf->tls_server_name,
+                                      conf->tls_verify };
+        int rc;
+        if (!port) {
+            snprintf(err, errlen, "[engine] tls = on needs a HOST:PORT address, not a unix socket");
+            free(e);
+            return -EINVAL;
+        }
+        if ((rc = engine_tls_new(loop, &tc, host, &e->tls, err, errlen))) {
+            free(e);
+            return rc;
+        }
+    }
     e->ev = *ev;
     e->password = strdup(conf->password ? conf->password : "");
     e->prefix = strdup(conf->prefix);
     if (!e->password || !e->prefix || strlen(e->prefix) > 64) {
+        engine_tls_free(e->tls);
         free(e->password);
         free(e->prefix);
         free(e);
@@ -1010,6 +1030,8 @@ void engine_stop(engine_t *e)
     e->stopping = 1;
     conn_close(&e->cmd);
     conn_close(&e->sub);
+    engine_tls_free(e->tls);                    /* after hiredis let its sockets go */
+    e->tls = NULL;
     uv_timer_stop(&e->watchdog);
     uv_close((uv_handle_t *)&e->watchdog, on_handle_closed);
 }

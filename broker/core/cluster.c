@@ -643,6 +643,12 @@ int cluster_start(void)
         .prefix = srv.cfg.engine_prefix,
         .connect_timeout_ms = srv.cfg.engine_connect_timeout_ms,
         .command_timeout_ms = srv.cfg.engine_command_timeout_ms,
+        .tls = srv.cfg.engine_tls,
+        .tls_ca = srv.cfg.engine_tls_ca,
+        .tls_cert = srv.cfg.engine_tls_cert,
+        .tls_key = srv.cfg.engine_tls_key,
+        .tls_server_name = srv.cfg.engine_tls_server_name,
+        .tls_verify = srv.cfg.engine_tls_verify,
     };
     char err[256];
 

@@ -748,7 +748,39 @@ static void test_engine(void **state)
     snprintf(want, sizeof want, "%s:3: [engine] address = \"nohost\": expected HOST:PORT", path);
     expect_prefix(err, want);
     expect_error(PARSE(&c, err, "--engine", "redis", "--engine-address", "h:70000"), err, "from 1 to 65535");
-    expect_error(PARSE(&c, err, "--engine", "redis", "--engine-tls", "on"), err, "has no TLS");
+    /* TLS to Redis (storage/engine_tls.c): the defaults, a TCP address, the
+     * files loaded at parse time, the options that need tls = on. */
+    assert_int_equal(PARSE(&c, err, "--engine", "redis", "--engine-tls", "on"), CONFIG_ARGS_RUN);
+    assert_true(c.engine_tls);
+    assert_true(c.engine_tls_verify);
+    assert_string_equal(c.engine_tls_ca, "");
+    assert_string_equal(c.engine_tls_server_name, "");
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--engine", "redis", "--engine-tls", "on", "--engine-tls-verify", "off",
+                           "--engine-tls-server-name", "redis.internal"), CONFIG_ARGS_RUN);
+    assert_false(c.engine_tls_verify);
+    assert_string_equal(c.engine_tls_server_name, "redis.internal");
+    config_free(&c);
+    path = write_file("[engine]\ntype = redis\naddress = unix:/run/redis.sock\ntls = on\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    expect_error(PARSE(&c, err, arg), err, NULL);
+    snprintf(want, sizeof want, "%s:4: [engine] tls = on needs a HOST:PORT address", path);
+    expect_prefix(err, want);
+    path = write_file("[engine]\ntype = redis\ntls_server_name = r.test\n");
+    snprintf(arg, sizeof arg, "--config=%s", path);
+    expect_error(PARSE(&c, err, arg), err, NULL);
+    snprintf(want, sizeof want, "%s:3: [engine] tls_server_name is only used with tls = on", path);
+    expect_prefix(err, want);
+    path = write_file("not a certificate\n");
+    snprintf(arg, sizeof arg, "--engine-tls-ca=%s", path);
+    expect_error(PARSE(&c, err, "--engine", "redis", "--engine-tls", "on", arg), err,
+                 "no CA certificate could be loaded");
+    expect_error(PARSE(&c, err, "--engine", "redis", "--engine-tls", "on", "--engine-tls-ca", "/nonexistent.pem"),
+                 err, "[engine] tls_ca /nonexistent.pem cannot be read: No such file or directory");
+    expect_error(PARSE(&c, err, "--engine", "redis", "--engine-tls", "on", "--engine-tls-key", "/k.pem"), err,
+                 "[engine] tls_cert and tls_key go together");
+    expect_error(PARSE(&c, err, "--engine", "redis", "--engine-tls", "on", "--engine-tls-verify", "sometimes"), err,
+                 "expected on or off");
     /* Presence is carried across nodes (core/cluster_presence.c); its heartbeat has a floor. */
     assert_int_equal(PARSE(&c, err, "--engine", "redis", "--ns", "room.presence=on", "--ns", "room.join_leave=on",
                            "--engine-presence-heartbeat", "500ms"), CONFIG_ARGS_RUN);
