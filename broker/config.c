@@ -147,6 +147,9 @@ static const struct opt opts[] = {
     { "engine", "presence_heartbeat", "engine-presence-heartbeat", T_MS, O(engine_presence_heartbeat_ms), 0, "2s",
       "how often a node renews its presence lease in Redis; a node that stops (kill -9) has its members leave within "
       "3 of these" },
+    { "engine", "webhook_lease", "engine-webhook-lease", T_MS, O(engine_webhook_lease_ms), 0, "5s",
+      "how long a node's lease to deliver a webhook's events lasts unrenewed; another node takes over the delivery "
+      "within this after the deliverer dies (docs/cluster.md#webhooks)" },
     { "engine", "tls", "engine-tls", T_BOOL, O(engine_tls), 0, "off",
       "TLS to Redis: not available with hiredis 0.14 (refused at start); use a TLS tunnel (docs/cluster.md)" },
     { "adapter commerce", "enabled", "commerce", T_BOOL, O(commerce_enabled), 0, "off",
@@ -630,8 +633,9 @@ int config_engine_address(const char *addr, char *host, size_t hostlen, int *por
 /* [engine] type = redis: what this increment of the engine does not carry
  * across nodes is refused here, not half-done at run time (docs/cluster.md).
  * Every namespace option is carried (state channels, seat maps with their
- * organiser's feed, presence, signals: core/cluster_*.c); the adapters that
- * write in the LMDB transaction and the webhooks are not.
+ * organiser's feed, presence, signals: core/cluster_*.c) and the webhooks
+ * (storage/engine_webhooks.c); the adapters that write in the LMDB
+ * transaction are not.
  * Return: 0, or -1 with @err. */
 static int validate_engine(config_t *c, char *err, size_t errlen)
 {
@@ -658,9 +662,13 @@ static int validate_engine(config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "%s[engine] presence_heartbeat must be at least 100ms", where);
         return -1;
     }
+    if (c->engine_webhook_lease_ms < 1000) {
+        if (config_where(c, "engine.webhook_lease", where, sizeof where) > 0) strcat(where, ": ");
+        snprintf(err, errlen, "%s[engine] webhook_lease must be at least 1s", where);
+        return -1;
+    }
     if (c->commerce_enabled) sec = "[adapter commerce]";
     else if (c->tickets_enabled) sec = "[adapter tickets]";
-    else if (c->nwebhooks) sec = "[webhook] (outbound webhooks)";
     if (sec) {
         snprintf(err, errlen, "%s %s", sec, tail);
         return -1;

@@ -189,6 +189,7 @@ typedef struct config {
     unsigned engine_connect_timeout_ms;
     unsigned engine_command_timeout_ms;
     unsigned engine_presence_heartbeat_ms; /* the presence lease is two of these (cluster_presence.h) */
+    unsigned engine_webhook_lease_ms;   /* a webhook's delivery lease (storage/engine_webhooks.h) */
     int engine_tls;               /* refused while hiredis has no TLS (0.14) */
     /* [namespace *] and [namespace NAME] */
     ns_config_t ns_template;

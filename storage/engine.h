@@ -123,7 +123,14 @@ struct engine_pubopts {
     uint64_t reply_to;            /* refused (ENGINE_E_REPLY_TO) when beyond the last offset; 0: none */
     int check_author;             /* with reply_to: the publication there must have the record's author */
     const struct engine_idem *idem; /* the idempotency key, or NULL */
+    const char *const *hooks;     /* the webhooks that get the publication (queued by the same script,
+                                     docs/cluster.md#webhooks); at most WEBHOOKS_MAX */
+    size_t nhooks;
 };
+
+/* The most webhooks one event goes to (config.h's WEBHOOK_MAX, which
+ * storage/ does not include). */
+#define WEBHOOKS_MAX 16
 
 /* engine_publish() - publish record @rec (copied) on @chan: next offset,
  * append, trim by @keep, PUBLISH, all or nothing, as @o says. @ts is the
@@ -174,6 +181,15 @@ typedef void (*engine_done_cb)(void *arg, int status, uint64_t value);
  * subscribers that got it, or a negative errno (the connection went: it
  * may or may not have been announced). Return: 0; -ENOTCONN (no
  * callback); -ENOMEM; -ENAMETOOLONG. */
+/* engine_webhook_event() - queue event @json (@jlen bytes, a JSON object,
+ * copied) of channel @chan for the @n webhooks @hooks (names, at most
+ * WEBHOOKS_MAX), with time @now (ms), in one script (ENGINE_EVENT_LUA), for
+ * events that are not a publication's (channel.occupied, presence). @cb
+ * (may be NULL) gets value: the webhooks queued for. Return: 0; -ENOTCONN
+ * (no callback); -EINVAL; -ENOMEM. */
+int engine_webhook_event(engine_t *e, const char *const *hooks, size_t n, const char *chan, size_t len,
+                         const char *json, size_t jlen, int64_t now, engine_done_cb cb, void *arg);
+
 int engine_signal(engine_t *e, const char *chan, size_t len, const char *payload, size_t n, engine_done_cb cb,
                   void *arg);
 

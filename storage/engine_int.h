@@ -12,7 +12,7 @@
 #include "engine.h"
 
 enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, SCRIPT_SOPS, SCRIPT_SREAD,
-       SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, NSCRIPTS };
+       SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, SCRIPT_WHEV, NSCRIPTS };
 /* A request that is a plain command, not a script: engine_signal()'s PUBLISH. */
 #define REQ_SIGNAL NSCRIPTS
 
@@ -44,6 +44,29 @@ extern const char engine_seats_lua[];
     "    end\n" \
     "  end\n" \
     "  redis.call('PUBLISH', f, off .. ':' .. epoch .. ':' .. rec)\n" \
+    "end\n"
+
+/* The one Lua function every script that makes webhook events calls
+ * (docs/cluster.md#webhooks), so an event is queued in the same script as
+ * what it reports: an acknowledged publication always has its events.
+ * event(pfx, hooks, chan, kind, off, body, ts): for each webhook name in the
+ * table @hooks, take the next event id from P wseq (one counter for every
+ * webhook, as the LMDB store's) and queue the event in that webhook's queue:
+ * member id with score id in the sorted set P wq:NAME, and in the hash
+ * P we:NAME the field id -> "<kind><ts>:<off>:<#chan>:<chan><body>". @kind
+ * is 'P' (a publication: @body its record, MessagePack, @off its offset) or
+ * 'E' (another event: @body a JSON object, @off 0); @pfx is the key prefix.
+ * Queues are sorted sets, not streams, so a dead letter revived goes back
+ * under its own id, before the later events of its channel (an XADD cannot
+ * go below a stream's last id). Returns nothing. */
+#define ENGINE_EVENT_LUA \
+    "local function event(pfx, hooks, chan, kind, off, body, ts)\n" \
+    "  for _, h in ipairs(hooks) do\n" \
+    "    local id = redis.call('INCR', pfx .. 'wseq')\n" \
+    "    redis.call('ZADD', pfx .. 'wq:' .. h, id, id)\n" \
+    "    redis.call('HSET', pfx .. 'we:' .. h, id,\n" \
+    "               kind .. ts .. ':' .. off .. ':' .. #chan .. ':' .. chan .. body)\n" \
+    "  end\n" \
     "end\n"
 
 /* MessagePack writers (be, mstr, mint) and the one integer reader (mdec)
