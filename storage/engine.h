@@ -309,6 +309,8 @@ int engine_state_read(engine_t *e, const char *chan, size_t len, const char *pre
 struct engine_seats_keep {
     struct engine_keep map, user, feed;
     int notify;
+    const char *hooks;            /* {"booked":[names],"expired":[names]}: the webhooks that get seat.booked
+                                     and seat.expired, queued by the same script (ENGINE_EVENT_LUA); NULL: none */
 };
 
 /* The outcome of engine_seats(), borrowed for the callback. */

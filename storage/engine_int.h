@@ -49,7 +49,7 @@ extern const char engine_seats_lua[];
 /* The one Lua function every script that makes webhook events calls
  * (docs/cluster.md#webhooks), so an event is queued in the same script as
  * what it reports: an acknowledged publication always has its events.
- * event(pfx, hooks, chan, kind, off, body, ts): for each webhook name in the
+ * wh_event(pfx, hooks, chan, kind, off, body, ts): for each webhook name in the
  * table @hooks, take the next event id from P wseq (one counter for every
  * webhook, as the LMDB store's) and queue the event in that webhook's queue:
  * member id with score id in the sorted set P wq:NAME, and in the hash
@@ -60,7 +60,7 @@ extern const char engine_seats_lua[];
  * under its own id, before the later events of its channel (an XADD cannot
  * go below a stream's last id). Returns nothing. */
 #define ENGINE_EVENT_LUA \
-    "local function event(pfx, hooks, chan, kind, off, body, ts)\n" \
+    "local function wh_event(pfx, hooks, chan, kind, off, body, ts)\n" \
     "  for _, h in ipairs(hooks) do\n" \
     "    local id = redis.call('INCR', pfx .. 'wseq')\n" \
     "    redis.call('ZADD', pfx .. 'wq:' .. h, id, id)\n" \

@@ -93,7 +93,7 @@ static const char pub_lua[] =
     "local epoch = redis.call('HGET', KEYS[1], 'epoch')\n"
     "if not epoch then epoch = ARGV[5]; redis.call('HSET', KEYS[1], 'epoch', epoch) end\n"
     "append(KEYS[2], KEYS[3], off, epoch, ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
-    "if #ARGV > 11 then event(ARGV[10], {unpack(ARGV, 12)}, ARGV[11], 'P', off, ARGV[1], ARGV[4]) end\n"
+    "if #ARGV > 11 then wh_event(ARGV[10], {unpack(ARGV, 12)}, ARGV[11], 'P', off, ARGV[1], ARGV[4]) end\n"
     "return {off, epoch}\n";
 
 /* KEYS: meta, stream. ARGV: after, upto (0: the last), before (0: none),
@@ -137,7 +137,7 @@ static const char read_lua[] =
  * then the webhooks' names: queues the event for each (ENGINE_EVENT_LUA). */
 static const char whev_lua[] =
     ENGINE_EVENT_LUA
-    "event(ARGV[1], {unpack(ARGV, 5)}, ARGV[2], 'E', 0, ARGV[3], ARGV[4])\n"
+    "wh_event(ARGV[1], {unpack(ARGV, 5)}, ARGV[2], 'E', 0, ARGV[3], ARGV[4])\n"
     "return #ARGV - 4\n";
 
 static const char *const scripts[NSCRIPTS] = { pub_lua, read_lua, engine_pconn_lua, engine_pinfo_lua, engine_pread_lua,

@@ -49,6 +49,34 @@ static const char *const action_names[] = {
 
 /* What the seats namespace (the map), the user namespace (the notices) and
  * the namespace of @feed (the organiser's feed channel, or NULL) keep. */
+/* {"booked":[..],"expired":[..]}: the webhooks that want seat.booked and
+ * seat.expired (any seat map's: config_webhooks_for() of channel ""), as
+ * the seat script queues them; NULL when none does. Built once: the
+ * configuration does not change while the broker runs. Loop thread. */
+static const char *seat_hooks(void)
+{
+    static char buf[2 * WEBHOOK_MAX * 70 + 64];
+    static int built;
+    const char *names[WEBHOOK_MAX];
+    static const unsigned ev[2] = { WH_EV_SEAT_BOOKED, WH_EV_SEAT_EXPIRED };
+    size_t n[2], at = 0;
+
+    if (built) return *buf ? buf : NULL;
+    built = 1;
+    at += (size_t)snprintf(buf + at, sizeof buf - at, "{");
+    for (int k = 0; k < 2; k++) {
+        n[k] = srv.cfg.nwebhooks ? config_webhooks_for(&srv.cfg, ev[k], "", 0, names) : 0;
+        at += (size_t)snprintf(buf + at, sizeof buf - at, "%s\"%s\":[", k ? "," : "", k ? "expired" : "booked");
+        /* Webhook names are letters, digits, '_' and '-': nothing to escape. */
+        for (size_t i = 0; i < n[k]; i++) at += (size_t)snprintf(buf + at, sizeof buf - at, "%s\"%s\"", i ? "," : "",
+                                                                  names[i]);
+        at += (size_t)snprintf(buf + at, sizeof buf - at, "]");
+    }
+    snprintf(buf + at, sizeof buf - at, "}");
+    if (!n[0] && !n[1]) *buf = '\0';
+    return *buf ? buf : NULL;
+}
+
 static void keeps(const ns_config_t *ns, const char *feed, struct engine_seats_keep *k)
 {
     const ns_config_t *u = config_ns(&srv.cfg, "user:_", 6);
@@ -62,6 +90,7 @@ static void keeps(const ns_config_t *ns, const char *feed, struct engine_seats_k
     k->feed.ttl_ms = f && f->history ? f->history_ttl_ms : 0;
     /* As on one node: a state namespace takes only its own deltas. */
     k->notify = !u->state;
+    k->hooks = seat_hooks();
 }
 
 static void unavailable(chan_t *c, pub_ops_t *ops, const origin_t *o, const char *maybe)

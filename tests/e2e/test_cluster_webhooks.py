@@ -19,7 +19,7 @@ import requests
 
 from conftest import Broker, connect, run
 from test_cluster import Redis, engine_args, pytestmark, redis, redis_cmd, wait_ready  # noqa: F401 (fixtures)
-from test_webhooks import pubs, receiver, status_until, verify, write_conf  # noqa: F401 (fixture)
+from test_webhooks import SECRET, pubs, receiver, status_until, verify, write_conf  # noqa: F401 (fixture)
 
 LEASE = "1s"
 TAKEOVER_S = 1.0 + 0.2        # the lease, and one idle look (IDLE_LOOK_REDIS_MS)
@@ -316,3 +316,42 @@ def test_takeover_under_load_keeps_channel_order(node, redis, receiver, tmp_path
     finally:
         for x in alive:
             x.check_clean_exit()
+
+
+def test_seat_events_queued_by_the_seat_script(node, redis, receiver, tmp_path):
+    """seat.booked (a confirm on one node) and seat.expired (a hold made on another
+    node, freed by whichever node sweeps) are queued by the seat script itself:
+    each once, with the fields the LMDB engine gives them (test_sidefx.py)."""
+    rcv = receiver()
+    conf = tmp_path / "seats.conf"
+    conf.write_text(
+        "[namespace seats]\nstate = on\n\n"
+        "[webhook hook]\nurl = %s\nsecret = %s\nevents = seat.booked, seat.expired\n"
+        "timeout = 500ms\nretry_base = 50ms\nretry_max = 200ms\n\n"
+        "[webhook pubs]\nurl = %s\nsecret = %s\nevents = publication\nnamespaces = none\n"
+        % (rcv.url, SECRET, rcv.url, SECRET))
+    a = node(redis, conf)
+    b = node(redis, conf)
+    r = requests.put(a.url("/api/events/fest/seats"), json={"seats": [{"id": "S1", "section": "A"},
+                                                                      {"id": "S2", "section": "A"}]}, timeout=5)
+    assert r.status_code == 200, r.text
+    for n_, (who, action, body) in enumerate([
+            (a, "hold", {"user": "dana", "seats": ["S1"], "ttl": 60}),
+            (b, "confirm", {"user": "dana", "seats": ["S1"]}),
+            (b, "confirm", {"user": "dana", "seats": ["S1", "S2"]}),     # refused: no event
+            (b, "hold", {"user": "eve", "seats": ["S2"], "ttl": 1})]):
+        r = requests.post(who.url("/api/events/fest/%s" % action), json=body, timeout=5)
+        assert r.status_code == (409 if n_ == 2 else 200), r.text
+    evs = rcv.wait_events(lambda e: any(x["type"] == "seat.expired" for x in e), timeout=20)
+    time.sleep(0.5)                                   # nothing more comes
+    evs = rcv.events()
+    assert [e["type"] for e in evs] == ["seat.booked", "seat.expired"], evs
+    booked, expired = evs
+    assert booked["event"] == "fest" and booked["channel"] == "seats:fest" and booked["seats"] == ["S1"], booked
+    assert booked["holder"] == "dana" and booked["booked_at"] > 0, booked
+    assert expired["event"] == "fest" and expired["seat"] == "S2" and expired["holder"] == "eve", expired
+    assert expired["section"] == "A" and expired["offer"] is False and expired["expires"] > 0, expired
+    assert int(booked["id"]) < int(expired["id"])
+    for headers, body, _ in rcv.requests:
+        verify(headers, body)
+    assert {h["Herald-Webhook"] for h, _, _ in rcv.requests} == {"hook"}
