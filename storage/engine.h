@@ -278,11 +278,14 @@ typedef void (*engine_state_cb)(void *arg, const struct engine_state_res *res);
  * publish the delta as the channel's next offset like engine_publish() with
  * @ts and @keep. Integers are exact up to 2^53 in Redis' Lua: an incr whose
  * operand, old value or result is beyond that is refused as
- * ENGINE_E_NOT_INTEGER. @cb gets the outcome later, exactly once.
+ * ENGINE_E_NOT_INTEGER. The delta's publication event is queued in the same
+ * script for the @nhooks webhooks @hooks (names; NULL, 0: none). @cb gets
+ * the outcome later, exactly once.
  * Return: 0; -ENOTCONN (no callback); -EINVAL (a custom op); -ENOMEM;
  * -ENAMETOOLONG. */
 int engine_state_ops(engine_t *e, const char *chan, size_t len, const hist_state_op_t *ops, size_t n, int64_t ts,
-                     const struct engine_keep *keep, engine_state_cb cb, void *arg);
+                     const struct engine_keep *keep, const char *const *hooks, size_t nhooks, engine_state_cb cb,
+                     void *arg);
 
 /* The outcome of engine_state_read(): @status 0 and @st (the callee frees
  * it after the call; the callback may steal kv and buf by zeroing them),

@@ -20,6 +20,7 @@ import requests
 from conftest import Broker, connect, run
 from test_cluster import Redis, engine_args, pytestmark, redis, redis_cmd, wait_ready  # noqa: F401 (fixtures)
 from test_webhooks import SECRET, pubs, receiver, status_until, verify, write_conf  # noqa: F401 (fixture)
+from test_webhooks import start as start_with
 
 LEASE = "1s"
 TAKEOVER_S = 1.0 + 0.2        # the lease, and one idle look (IDLE_LOOK_REDIS_MS)
@@ -63,6 +64,10 @@ def node(tmp_path):
             failures.append(str(e))
     if failures:
         pytest.fail("\n\n".join(failures), pytrace=False)
+
+
+def start_on(engine, tmp_path, conf):
+    return start_with(tmp_path, conf, engine=engine)
 
 
 def delivering(b):
@@ -355,3 +360,40 @@ def test_seat_events_queued_by_the_seat_script(node, redis, receiver, tmp_path):
     for headers, body, _ in rcv.requests:
         verify(headers, body)
     assert {h["Herald-Webhook"] for h, _, _ in rcv.requests} == {"hook"}
+
+
+def test_state_and_seat_deltas_go_out_like_lmdb(engine, receiver, tmp_path):
+    """A state channel's deltas and a seat map's are publications to the webhooks, on
+    both engines the same: queued by the delta's own script under redis; a refused
+    request queues nothing."""
+    rcv = receiver()
+    conf = tmp_path / "state.conf"
+    conf.write_text(
+        "[namespace scores]\nstate = on\n\n[namespace seats]\nstate = on\n\n"
+        "[webhook hook]\nurl = %s\nsecret = %s\nevents = publication\nnamespaces = scores, seats\n"
+        "timeout = 500ms\nretry_base = 50ms\nretry_max = 200ms\n" % (rcv.url, SECRET))
+    b = start_on(engine, tmp_path, conf)
+    try:
+        def ops(*op_list, expect=200):
+            r = requests.post(b.url("/api/channels/scores:g/state"), json={"ops": list(op_list)}, timeout=5)
+            assert r.status_code == expect, r.text
+        ops({"op": "set", "key": "home", "value": 0}, {"op": "set", "key": "away", "value": 0})
+        ops({"op": "incr", "key": "home", "by": 2})
+        ops({"op": "cas", "key": "away", "value": 9, "version": 7}, expect=409)       # refused: no event
+        r = requests.put(b.url("/api/events/fest/seats"), json={"seats": [{"id": "S1", "section": "A"}]}, timeout=5)
+        assert r.status_code == 200, r.text
+        r = requests.post(b.url("/api/events/fest/hold"), json={"user": "dana", "seats": ["S1"], "ttl": 60},
+                          timeout=5)
+        assert r.status_code == 200, r.text
+        evs = rcv.wait_events(lambda e: len(e) >= 4, timeout=10)
+        time.sleep(0.3)
+        evs = rcv.events()
+        assert [(e["type"], e["channel"], e["offset"]) for e in evs] == [
+            ("publication", "scores:g", 1), ("publication", "scores:g", 2),
+            ("publication", "seats:fest", 1), ("publication", "seats:fest", 2)], evs
+        assert evs[1]["data"]["changes"] == [{"key": "home", "value": 2, "version": 2}], evs[1]
+        held = {c["key"]: c["value"] for c in evs[3]["data"]["changes"]}
+        assert held["seat:S1"]["status"] == "held" and held["seat:S1"]["holder"] == "dana", held
+        assert all(e["ts"] > 0 for e in evs)
+    finally:
+        b.check_clean_exit()
