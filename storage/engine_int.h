@@ -56,6 +56,11 @@ extern const char engine_seats_lua[];
  * P we:NAME the field id -> "<kind><ts>:<off>:<#chan>:<chan><body>". @kind
  * is 'P' (a publication: @body its record, MessagePack, @off its offset) or
  * 'E' (another event: @body a JSON object, @off 0); @pfx is the key prefix.
+ * The counter starts at Redis' clock in microseconds (about 1.8e15, exact
+ * in Lua and in a score up to 2^53), not at 1, so that a Redis that lost
+ * its data never hands out again an id a receiver has seen and
+ * de-duplicates on; ids are written with %d (Lua's own number to string
+ * would round them to 14 digits).
  * Queues are sorted sets, not streams, so a dead letter revived goes back
  * under its own id, before the later events of its channel (an XADD cannot
  * go below a stream's last id). Returns nothing. */
@@ -63,8 +68,14 @@ extern const char engine_seats_lua[];
     "local function wh_event(pfx, hooks, chan, kind, off, body, ts)\n" \
     "  for _, h in ipairs(hooks) do\n" \
     "    local id = redis.call('INCR', pfx .. 'wseq')\n" \
-    "    redis.call('ZADD', pfx .. 'wq:' .. h, id, id)\n" \
-    "    redis.call('HSET', pfx .. 'we:' .. h, id,\n" \
+    "    if id == 1 then\n" \
+    "      local t = redis.call('TIME')\n" \
+    "      id = tonumber(t[1]) * 1000000 + tonumber(t[2])\n" \
+    "      redis.call('SET', pfx .. 'wseq', string.format('%d', id))\n" \
+    "    end\n" \
+    "    local sid = string.format('%d', id)\n" \
+    "    redis.call('ZADD', pfx .. 'wq:' .. h, sid, sid)\n" \
+    "    redis.call('HSET', pfx .. 'we:' .. h, sid,\n" \
     "               kind .. ts .. ':' .. off .. ':' .. #chan .. ':' .. chan .. body)\n" \
     "  end\n" \
     "end\n"

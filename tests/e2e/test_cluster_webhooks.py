@@ -163,6 +163,13 @@ def test_publications_on_two_nodes_delivered_once_in_order(node, redis, receiver
         assert sorted(s["deliveries"] for s in sts)[0] == 0, sts
         assert all(s["queue_depth"] == 0 and s["dead_letters"] == 0 for s in sts), sts
         assert hgetall(redis, "herald:we:hook") == {}, "delivered events stay in Redis"
+        # Ids start from Redis' clock (microseconds), exact; a Redis that lost its
+        # data does not hand out again an id the receiver has seen.
+        assert 10 ** 15 < min(ids) and max(ids) < 2 ** 53, ids
+        assert redis_cmd(redis.port, "FLUSHALL").startswith(b"+OK")
+        a.publish_rest("orders:c", {"n": 0})
+        evs = rcv.wait_events(lambda e: pubs(e, "orders:c") == [0], timeout=10)
+        assert int([e for e in evs if e.get("channel") == "orders:c"][0]["id"]) > max(ids)
     finally:
         a.check_clean_exit()
         b.check_clean_exit()
