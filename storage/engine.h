@@ -206,6 +206,11 @@ struct engine_member {
     size_t jsonlen;
     const char *client;
     size_t clientlen;
+    /* engine_presence_conn(): the webhooks that get presence.member_added and
+     * presence.member_removed on this channel, names separated by '\n'
+     * (NULL: none), queued by the presence scripts with the join or leave
+     * (docs/cluster.md#webhooks). */
+    const char *wh_added, *wh_removed;
 };
 
 enum engine_pres_mode {

@@ -60,7 +60,9 @@ extern const char engine_seats_lua[];
  * in Lua and in a score up to 2^53), not at 1, so that a Redis that lost
  * its data never hands out again an id a receiver has seen and
  * de-duplicates on; ids are written with %d (Lua's own number to string
- * would round them to 14 digits).
+ * would round them to 14 digits). wh_split(s) makes the table @hooks of
+ * webhook names separated by newlines (which no name holds), as the nodes
+ * pass them.
  * Queues are sorted sets, not streams, so a dead letter revived goes back
  * under its own id, before the later events of its channel (an XADD cannot
  * go below a stream's last id). Returns nothing. */
@@ -78,6 +80,11 @@ extern const char engine_seats_lua[];
     "    redis.call('HSET', pfx .. 'we:' .. h, sid,\n" \
     "               kind .. ts .. ':' .. off .. ':' .. #chan .. ':' .. chan .. body)\n" \
     "  end\n" \
+    "end\n" \
+    "local function wh_split(s)\n" \
+    "  local t = {}\n" \
+    "  for n in string.gmatch(s or '', '[^\\n]+') do t[#t + 1] = n end\n" \
+    "  return t\n" \
     "end\n"
 
 /* MessagePack writers (be, mstr, mint) and the one integer reader (mdec)

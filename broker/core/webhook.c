@@ -802,9 +802,9 @@ void webhook_on_occupancy(chan_t *c, int occupied)
 void webhook_on_member(chan_t *c, const char *user, size_t len, int added)
 {
     /* Under the redis engine a member joins and leaves in Redis, once for
-     * every node (cluster_presence.c): this node's view would give an event
-     * per node, and none for the members of a node that died. Not carried
-     * yet (docs/cluster.md, "Not supported by the redis engine yet"). */
+     * every node: the presence scripts queue these events with the join or
+     * leave (cluster_presence.c); this node's own view would give an event
+     * per node, and none for the members of a node that died. */
     if (!wh.running || srv.stopping || cluster_routes(c)) return;
     queue_event(c, added ? WH_EV_MEMBER_ADDED : WH_EV_MEMBER_REMOVED,
                 json_pack("{s:s,s:s%,s:s%,s:I}", "type", added ? "presence.member_added" : "presence.member_removed",

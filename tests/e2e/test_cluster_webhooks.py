@@ -1,14 +1,18 @@
 """Outbound webhooks across Herald nodes on the Redis engine (docs/cluster.md#webhooks):
 publications made on two nodes delivered once each, in order per channel, by one
-node at a time (the lease holder), with the events of a channel without history,
-occupancy and presence; retries with backoff whose attempt counts and held channels
-live in Redis, so that after a kill -9 of the deliverer another node takes over
-within the lease and continues them to the dead letters; the dead-letter routes
-answered by a node that does not deliver; a node stopped cleanly handing the lease
-over at once; Redis killed and restarted with events queued (delivery pauses, then
-resumes, nothing acknowledged lost); a bad lease refused. Each test starts its own
-redis-server. test_webhooks.py runs its ordering, dead-letter and held-channel
-walks on both engines too."""
+node at a time (the lease holder), with the events of a channel without history and
+occupancy; event ids that a Redis which lost its data does not hand out again;
+retries with backoff whose attempt counts and held channels live in Redis, so that
+after a kill -9 of the deliverer another node takes over within the lease and
+continues them to the dead letters; the dead-letter routes answered by a node that
+does not deliver; a node stopped cleanly handing the lease over at once; Redis
+killed and restarted with events queued (delivery pauses, then resumes, nothing
+acknowledged lost); takeovers under load keeping each channel's order; seat.booked
+and seat.expired queued by the seat script; state and seat map deltas as
+publication events like LMDB's; presence joins and leaves once each, a dead node's
+members included. Each test starts its own redis-server (the LMDB variant of the
+state test none). test_webhooks.py runs its ordering, dead-letter, held-channel and
+kill -9 walks on both engines too; test_cluster.py refuses a short webhook_lease."""
 import json
 import re
 import signal
@@ -137,7 +141,8 @@ def test_publications_on_two_nodes_delivered_once_in_order(node, redis, receiver
             await c.close()
         run(ws())
         evs = rcv.wait_events(lambda e: len(pubs(e, "orders:a")) >= 20 and len(pubs(e, "orders:b")) >= 20 and
-                              any(x["type"] == "channel.vacated" for x in e), timeout=20)
+                              any(x["type"] == "channel.vacated" for x in e) and
+                              any(x["type"] == "presence.member_removed" for x in e), timeout=20)
         # Once each (no failure, so no repeat), in publication order, offsets 1..20.
         assert pubs(evs, "orders:a") == list(range(20)), pubs(evs, "orders:a")
         assert pubs(evs, "orders:b") == list(range(20)), pubs(evs, "orders:b")
@@ -145,8 +150,9 @@ def test_publications_on_two_nodes_delivered_once_in_order(node, redis, receiver
         assert pubs(evs, "live:x") == [0] and not pubs(evs, "other:y")
         types = [e["type"] for e in evs if e.get("channel") == "chat:room"]
         assert types.index("channel.occupied") < types.index("channel.vacated"), types
-        # Presence events are not carried by the redis engine yet (docs/cluster.md).
-        assert not [t for t in types if t.startswith("presence.")], types
+        assert types.count("presence.member_added") == 1 and types.count("presence.member_removed") == 1, types
+        joined = [e for e in evs if e["type"] == "presence.member_added"][0]
+        assert joined["channel"] == "chat:room" and joined["user"] and joined["ts"] > 0, joined
         ids = [int(e["id"]) for e in evs]
         assert len(set(ids)) == len(ids), "an event delivered twice without a failure"
         for ch in {e.get("channel") for e in evs}:
@@ -404,3 +410,33 @@ def test_state_and_seat_deltas_go_out_like_lmdb(engine, receiver, tmp_path):
         assert all(e["ts"] > 0 for e in evs)
     finally:
         b.check_clean_exit()
+
+
+def test_presence_events_once_across_nodes_and_for_a_dead_node(node, redis, receiver, tmp_path):
+    """Members on two nodes, with both nodes subscribed to the channel: each join
+    and each leave is one event (queued by the presence script, not by every node
+    that hears of it); the member of a node killed with SIGKILL leaves once,
+    queued by the node that reaps the dead node."""
+    rcv = receiver()
+    conf = write_conf(tmp_path, rcv.url)
+    a = node(redis, conf, "--engine-presence-heartbeat", "200ms")
+    b = node(redis, conf, "--engine-presence-heartbeat", "200ms")
+
+    async def go():
+        ca = await connect(a)
+        cb = await connect(b)
+        for c in (ca, cb):
+            assert (await c.request({"op": "subscribe", "channel": "chat:lobby"}))["op"] == "subscribed"
+        return ca, cb
+    ca, cb = run(go())
+    evs = rcv.wait_events(lambda e: len([x for x in e if x["type"] == "presence.member_added"]) >= 2, timeout=10)
+    added = [e for e in evs if e["type"] == "presence.member_added"]
+    assert len(added) == 2 and {e["channel"] for e in added} == {"chat:lobby"}, added
+    # The member on b leaves: one removal. The member on a goes with a, killed.
+    run(cb.close())
+    node.kill(a)
+    evs = rcv.wait_events(lambda e: len([x for x in e if x["type"] == "presence.member_removed"]) >= 2, timeout=15)
+    removed = [e for e in evs if e["type"] == "presence.member_removed"]
+    assert sorted(e["user"] for e in removed) == sorted(e["user"] for e in added), (added, removed)
+    time.sleep(1.0)
+    assert len([x for x in rcv.events() if x["type"].startswith("presence.")]) == 4, rcv.events()

@@ -229,8 +229,6 @@ def test_bad_webhook_options(tmp_path, body, why):
 def test_events_signed_in_order_with_occupancy_and_presence(tmp_path, receiver, engine):
     rcv = receiver()
     b = start(tmp_path, write_conf(tmp_path, rcv.url, "batch_size = 5\n"), engine=engine)
-    # Presence events are not carried by the redis engine yet (docs/cluster.md).
-    presence = not engine.redis
     try:
         for i in range(12):
             b.publish_rest("orders:a", {"n": i})
@@ -247,7 +245,7 @@ def test_events_signed_in_order_with_occupancy_and_presence(tmp_path, receiver, 
         run(ws())
         evs = rcv.wait_events(lambda e: len(pubs(e, "orders:a")) == 12 and len(pubs(e, "orders:b")) == 12 and
                               any(x["type"] == "channel.vacated" for x in e) and
-                              (not presence or any(x["type"] == "presence.member_removed" for x in e)))
+                              any(x["type"] == "presence.member_removed" for x in e))
         assert pubs(evs, "orders:a") == list(range(12))
         assert pubs(evs, "orders:b") == list(range(12))
         assert pubs(evs, "live:x") == [0]
@@ -256,8 +254,7 @@ def test_events_signed_in_order_with_occupancy_and_presence(tmp_path, receiver, 
         assert offs == list(range(1, 13))
         types = [e["type"] for e in evs if e.get("channel") == "chat:room"]
         assert types.index("channel.occupied") < types.index("channel.vacated"), types
-        if presence:
-            assert "presence.member_added" in types and "presence.member_removed" in types, types
+        assert "presence.member_added" in types and "presence.member_removed" in types, types
         ids = [int(e["id"]) for e in evs]
         assert len(set(ids)) == len(ids)
         # In order per channel (docs/webhooks.md, "Ordering"): a batch that timed out and is
