@@ -123,8 +123,7 @@ const char engine_sops_lua[] =
     "if not epoch then epoch = ARGV[4]; redis.call('HSET', KEYS[1], 'epoch', epoch) end\n"
     "append(KEYS[2], KEYS[3], off, epoch, rec, ARGV[1], ARGV[2], ARGV[3])\n"
     "if #ARGV > 4 + 4 * nops then\n"
-    "  local w = {}\n"
-    "  for s in string.gmatch(ARGV[#ARGV], '[^\\n]+') do w[#w + 1] = s end\n"
+    "  local w = wh_split(ARGV[#ARGV])\n"
     "  if #w > 2 then wh_event(w[1], {unpack(w, 3)}, w[2], 'P', off, rec, ARGV[3]) end\n"
     "end\n"
     "return {0, off, epoch, 0, rec}\n";
