@@ -585,7 +585,8 @@ static void finish_signal(req_t *q, const redisReply *r)
         status = status_of_drop(q->e);
     } else if (r->type != REDIS_REPLY_INTEGER) {
         hlog(LOG_ERROR, "engine", "redis %s failed: %s",
-             q->script == SCRIPT_WHEV ? "queueing a webhook event" : "PUBLISH of a signal", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+             q->script == SCRIPT_WHEV ? "queueing a webhook event" : "PUBLISH of a signal",
+             r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         status = -EIO;
     }
     if (q->cb.done) q->cb.done(q->arg, status, status ? 0 : int_of(r));

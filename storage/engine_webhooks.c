@@ -456,24 +456,29 @@ int whq_pick(whq_t *q, uint64_t after, size_t scan_max, size_t max,
         unsigned attempts;
         int64_t first, last;
         struct wv v;
-        char chan[256];
-        size_t cl;
         int w;
         *last_seen = num_of(id);
         if (val->type != REDIS_REPLY_STRING || parse_value(val->str, val->len, &v)) continue;
         parse_att(att->type == REDIS_REPLY_STRING ? att->str : "", &attempts, &first, &last);
-        /* Ordered by the channel the LMDB queue orders it by: its header's,
-         * else the JSON event's "channel" (the item carries it). */
+        /* Ordered by the channel the LMDB queue orders it by: its header's
+         * (every script names it), else the JSON event's "channel", which
+         * only the decoded item knows. An event is decoded only when taken. */
+        if (v.chanlen && v.chanlen < sizeof items[n].chan) {
+            if ((w = want(ctx, v.chan, v.chanlen, attempts)) < 0) break;
+            if (!w) continue;
+            hist_ob_item_fill(&items[n++], *last_seen, v.ts, v.kind, v.offset, v.chan, v.chanlen, v.body, v.len,
+                              attempts, first, last);
+            continue;
+        }
         hist_ob_item_fill(&items[n], *last_seen, v.ts, v.kind, v.offset, v.chan, v.chanlen, v.body, v.len,
                           attempts, first, last);
-        cl = items[n].chanlen;
-        memcpy(chan, items[n].chan, cl + 1);
-        if ((w = want(ctx, chan, cl, attempts)) < 0) {
-            json_decref(items[n].event);
-            break;
+        if ((w = want(ctx, items[n].chan, items[n].chanlen, attempts)) > 0) {
+            n++;
+            continue;
         }
-        if (w) n++;
-        else json_decref(items[n].event);
+        json_decref(items[n].event);
+        memset(&items[n], 0, sizeof items[n]);
+        if (w < 0) break;
     }
     freeReplyObject(r);
     *out = items;

@@ -67,7 +67,8 @@ static void hook_list(const chan_t *c, unsigned ev, char *buf, size_t cap)
     size_t n = config_webhooks_for(&srv.cfg, ev, c->name, c->namelen, names), at = 0;
 
     buf[0] = '\0';
-    for (size_t i = 0; i < n && at < cap; i++) at += (size_t)snprintf(buf + at, cap - at, "%s%s", i ? "\n" : "", names[i]);
+    for (size_t i = 0; i < n && at < cap; i++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%s", i ? "\n" : "", names[i]);
 }
 
 void cluster_presence_conn(chan_t *c, const char *key, size_t keylen, int anon, const json_t *info,

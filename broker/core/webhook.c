@@ -517,7 +517,8 @@ static void run_cmd(struct wh *w, struct cmd *k)
         return;
     }
     if (w->rq) rc = k->kind == CMD_RETRY ? whq_revive(w->rq, k->id) : whq_drop(w->rq, k->id);
-    else rc = k->kind == CMD_RETRY ? hist_outbox_revive(h, w->conf->name, k->id) : hist_outbox_drop(h, w->conf->name, k->id);
+    else if (k->kind == CMD_RETRY) rc = hist_outbox_revive(h, w->conf->name, k->id);
+    else rc = hist_outbox_drop(h, w->conf->name, k->id);
     if (rc < 0) {
         hlog(LOG_WARN, "webhook", "%s: %s dead letters failed: %s", w->conf->name,
              k->kind == CMD_RETRY ? "retrying" : "deleting", strerror(-rc));
