@@ -151,6 +151,9 @@ static const struct opt opts[] = {
     { "engine", "presence_heartbeat", "engine-presence-heartbeat", T_MS, O(engine_presence_heartbeat_ms), 0, "2s",
       "how often a node renews its presence lease in Redis; a node that stops (kill -9) has its members leave within "
       "3 of these" },
+    { "engine", "webhook_lease", "engine-webhook-lease", T_MS, O(engine_webhook_lease_ms), 0, "5s",
+      "how long a node's lease to deliver a webhook's events lasts unrenewed; another node takes over the delivery "
+      "within this after the deliverer dies (docs/cluster.md#webhooks)" },
     { "engine", "tls", "engine-tls", T_BOOL, O(engine_tls), 0, "off",
       "TLS to Redis (Redis' tls-port), bridged in the broker: hiredis 0.14 has none (docs/cluster.md)" },
     { "engine", "tls_ca", "engine-tls-ca", T_OPTSTR, O(engine_tls_ca), sizeof(((config_t *)0)->engine_tls_ca), "",
@@ -683,18 +686,16 @@ static int validate_engine_tls(config_t *c, int port, char *err, size_t errlen)
     return 0;
 }
 
-/* [engine] type = redis: what this increment of the engine does not carry
- * across nodes is refused here, not half-done at run time (docs/cluster.md).
- * Every namespace option is carried (state channels, seat maps with their
- * organiser's feed, presence, signals: core/cluster_*.c), and so is the
- * commerce adapter (core/cluster_shop.c); the tickets adapter, which writes
- * in the LMDB transaction, and the webhooks are not.
+/* [engine] type = redis: the engine's own options (docs/cluster.md). Every
+ * namespace option is carried across nodes (state channels, seat maps with
+ * their organiser's feed, presence, signals: core/cluster_*.c), and so are
+ * the adapters (core/cluster_shop.c, cluster_tickets.c) and the webhooks
+ * (storage/engine_webhooks.c), so nothing else is refused.
  * Return: 0, or -1 with @err. */
 static int validate_engine(config_t *c, char *err, size_t errlen)
 {
-    static const char tail[] = "is not supported by the redis engine yet (docs/cluster.md)";
     char host[1024], where[sizeof c->config_path + 80];
-    const char *why = NULL, *sec = NULL;
+    const char *why = NULL;
     int port;
 
     if (c->engine_type != ENGINE_REDIS) return 0;
@@ -709,9 +710,9 @@ static int validate_engine(config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "%s[engine] presence_heartbeat must be at least 100ms", where);
         return -1;
     }
-    if (c->nwebhooks) sec = "[webhook] (outbound webhooks)";
-    if (sec) {
-        snprintf(err, errlen, "%s %s", sec, tail);
+    if (c->engine_webhook_lease_ms < 1000) {
+        if (config_where(c, "engine.webhook_lease", where, sizeof where) > 0) strcat(where, ": ");
+        snprintf(err, errlen, "%s[engine] webhook_lease must be at least 1s", where);
         return -1;
     }
     return 0;

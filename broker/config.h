@@ -190,6 +190,7 @@ typedef struct config {
     unsigned engine_connect_timeout_ms;
     unsigned engine_command_timeout_ms;
     unsigned engine_presence_heartbeat_ms; /* the presence lease is two of these (cluster_presence.h) */
+    unsigned engine_webhook_lease_ms;   /* a webhook's delivery lease (storage/engine_webhooks.h) */
     int engine_tls;               /* TLS to Redis through storage/engine_tls.c's bridge */
     char engine_tls_ca[1024];     /* "": the system's CA store */
     char engine_tls_cert[1024];   /* client certificate (tls-auth-clients); "": none */

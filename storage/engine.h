@@ -130,7 +130,14 @@ struct engine_pubopts {
     uint64_t reply_to;            /* refused (ENGINE_E_REPLY_TO) when beyond the last offset; 0: none */
     int check_author;             /* with reply_to: the publication there must have the record's author */
     const struct engine_idem *idem; /* the idempotency key, or NULL */
+    const char *const *hooks;     /* the webhooks that get the publication (queued by the same script,
+                                     docs/cluster.md#webhooks); at most WEBHOOKS_MAX */
+    size_t nhooks;
 };
+
+/* The most webhooks one event goes to (config.h's WEBHOOK_MAX, which
+ * storage/ does not include). */
+#define WEBHOOKS_MAX 16
 
 /* engine_publish() - publish record @rec (copied) on @chan: next offset,
  * append, trim by @keep, PUBLISH, all or nothing, as @o says. @ts is the
@@ -181,6 +188,15 @@ typedef void (*engine_done_cb)(void *arg, int status, uint64_t value);
  * subscribers that got it, or a negative errno (the connection went: it
  * may or may not have been announced). Return: 0; -ENOTCONN (no
  * callback); -ENOMEM; -ENAMETOOLONG. */
+/* engine_webhook_event() - queue event @json (@jlen bytes, a JSON object,
+ * copied) of channel @chan for the @n webhooks @hooks (names, at most
+ * WEBHOOKS_MAX), with time @now (ms), in one script (ENGINE_EVENT_LUA), for
+ * events that are not a publication's (channel.occupied, presence). @cb
+ * (may be NULL) gets value: the webhooks queued for. Return: 0; -ENOTCONN
+ * (no callback); -EINVAL; -ENOMEM. */
+int engine_webhook_event(engine_t *e, const char *const *hooks, size_t n, const char *chan, size_t len,
+                         const char *json, size_t jlen, int64_t now, engine_done_cb cb, void *arg);
+
 int engine_signal(engine_t *e, const char *chan, size_t len, const char *payload, size_t n, engine_done_cb cb,
                   void *arg);
 
@@ -197,6 +213,11 @@ struct engine_member {
     size_t jsonlen;
     const char *client;
     size_t clientlen;
+    /* engine_presence_conn(): the webhooks that get presence.member_added and
+     * presence.member_removed on this channel, names separated by '\n'
+     * (NULL: none), queued by the presence scripts with the join or leave
+     * (docs/cluster.md#webhooks). */
+    const char *wh_added, *wh_removed;
 };
 
 enum engine_pres_mode {
@@ -269,11 +290,14 @@ typedef void (*engine_state_cb)(void *arg, const struct engine_state_res *res);
  * publish the delta as the channel's next offset like engine_publish() with
  * @ts and @keep. Integers are exact up to 2^53 in Redis' Lua: an incr whose
  * operand, old value or result is beyond that is refused as
- * ENGINE_E_NOT_INTEGER. @cb gets the outcome later, exactly once.
+ * ENGINE_E_NOT_INTEGER. The delta's publication event is queued in the same
+ * script for the @nhooks webhooks @hooks (names; NULL, 0: none). @cb gets
+ * the outcome later, exactly once.
  * Return: 0; -ENOTCONN (no callback); -EINVAL (a custom op); -ENOMEM;
  * -ENAMETOOLONG. */
 int engine_state_ops(engine_t *e, const char *chan, size_t len, const hist_state_op_t *ops, size_t n, int64_t ts,
-                     const struct engine_keep *keep, engine_state_cb cb, void *arg);
+                     const struct engine_keep *keep, const char *const *hooks, size_t nhooks, engine_state_cb cb,
+                     void *arg);
 
 /* The outcome of engine_state_read(): @status 0 and @st (the callee frees
  * it after the call; the callback may steal kv and buf by zeroing them),
@@ -300,6 +324,8 @@ int engine_state_read(engine_t *e, const char *chan, size_t len, const char *pre
 struct engine_seats_keep {
     struct engine_keep map, user, feed;
     int notify;
+    const char *hooks;            /* {"booked":[names],"expired":[names]}: the webhooks that get seat.booked
+                                     and seat.expired, queued by the same script (ENGINE_EVENT_LUA); NULL: none */
 };
 
 /* The outcome of engine_seats(), borrowed for the callback. */

@@ -13,7 +13,7 @@
 #include "engine_tls.h"
 
 enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, SCRIPT_SOPS, SCRIPT_SREAD,
-       SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, SCRIPT_SHOP, SCRIPT_TICKETS, NSCRIPTS };
+       SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, SCRIPT_SHOP, SCRIPT_TICKETS, SCRIPT_WHEV, NSCRIPTS };
 /* A request that is a plain command, not a script: engine_signal()'s PUBLISH. */
 #define REQ_SIGNAL NSCRIPTS
 
@@ -49,6 +49,47 @@ extern const char engine_tickets_lua[];
     "    end\n" \
     "  end\n" \
     "  redis.call('PUBLISH', f, off .. ':' .. epoch .. ':' .. rec)\n" \
+    "end\n"
+
+/* The one Lua function every script that makes webhook events calls
+ * (docs/cluster.md#webhooks), so an event is queued in the same script as
+ * what it reports: an acknowledged publication always has its events.
+ * wh_event(pfx, hooks, chan, kind, off, body, ts): for each webhook name in the
+ * table @hooks, take the next event id from P wseq (one counter for every
+ * webhook, as the LMDB store's) and queue the event in that webhook's queue:
+ * member id with score id in the sorted set P wq:NAME, and in the hash
+ * P we:NAME the field id -> "<kind><ts>:<off>:<#chan>:<chan><body>". @kind
+ * is 'P' (a publication: @body its record, MessagePack, @off its offset) or
+ * 'E' (another event: @body a JSON object, @off 0); @pfx is the key prefix.
+ * The counter starts at Redis' clock in microseconds (about 1.8e15, exact
+ * in Lua and in a score up to 2^53), not at 1, so that a Redis that lost
+ * its data never hands out again an id a receiver has seen and
+ * de-duplicates on; ids are written with %d (Lua's own number to string
+ * would round them to 14 digits). wh_split(s) makes the table @hooks of
+ * webhook names separated by newlines (which no name holds), as the nodes
+ * pass them.
+ * Queues are sorted sets, not streams, so a dead letter revived goes back
+ * under its own id, before the later events of its channel (an XADD cannot
+ * go below a stream's last id). Returns nothing. */
+#define ENGINE_EVENT_LUA \
+    "local function wh_event(pfx, hooks, chan, kind, off, body, ts)\n" \
+    "  for _, h in ipairs(hooks) do\n" \
+    "    local id = redis.call('INCR', pfx .. 'wseq')\n" \
+    "    if id == 1 then\n" \
+    "      local t = redis.call('TIME')\n" \
+    "      id = tonumber(t[1]) * 1000000 + tonumber(t[2])\n" \
+    "      redis.call('SET', pfx .. 'wseq', string.format('%d', id))\n" \
+    "    end\n" \
+    "    local sid = string.format('%d', id)\n" \
+    "    redis.call('ZADD', pfx .. 'wq:' .. h, sid, sid)\n" \
+    "    redis.call('HSET', pfx .. 'we:' .. h, sid,\n" \
+    "               kind .. ts .. ':' .. off .. ':' .. #chan .. ':' .. chan .. body)\n" \
+    "  end\n" \
+    "end\n" \
+    "local function wh_split(s)\n" \
+    "  local t = {}\n" \
+    "  for n in string.gmatch(s or '', '[^\\n]+') do t[#t + 1] = n end\n" \
+    "  return t\n" \
     "end\n"
 
 /* MessagePack writers (be, mstr, mint) and the one integer reader (mdec)

@@ -23,7 +23,9 @@
  *   P pn:C    set of the nodes with members of C;
  *   P pc:N    set of the channels where N has members;
  *   P nodes   sorted set node -> the ms (Redis' clock) its lease ends;
- *   P m:C     field pseq: the channel's presence seq.
+ *   P m:C     field pseq: the channel's presence seq;
+ *   P pw:C    hash member -> the webhooks of its presence.member_removed
+ *             (newline-separated), for the leave pbeat makes for a dead node.
  * Events go out on P f:C, the publications' fan-out key, so every node
  * sees them in the same order: "P<kind>:<seq>:<count>:<client>\n<json>",
  * kind j (join), l (leave) or u (info update). The q, pm and pc keys of
@@ -37,14 +39,27 @@
 
 /* KEYS: m, pm, pk, q, pn, pc, f, nodes. ARGV: member, count, mode (add:
  * count is a change; set: count is the node's number; drop: the member
- * leaves this node), the member's JSON, node, channel, client id.
+ * leaves this node), the member's JSON, node, channel, client id, then the
+ * key prefix and the webhooks (names separated by newlines, "": none) of
+ * presence.member_added and of presence.member_removed: a join or a leave
+ * queues their events (wh_event()), and a member's removal webhooks are
+ * kept in P pw:C for the leave a dead node's reaping makes.
  * With set, a member present already takes the given JSON (no event): a
  * resync writes what the node holds. A node without a lease (taken for
  * dead) writes nothing: what it would write could never be dropped.
  * Returns 1; 0 when a drop found nothing; -1 when the node has no lease. */
 const char engine_pconn_lua[] =
     PRES_EVENT_LUA
+    ENGINE_EVENT_LUA
     "local mem = ARGV[1]\n"
+    "local PW = ARGV[8] .. 'pw:' .. ARGV[6]\n"
+    "local function pres_hook(kind, list)\n"
+    "  if not list or list == '' then return end\n"
+    "  local t = redis.call('TIME')\n"
+    "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "  wh_event(ARGV[8], wh_split(list), ARGV[6], 'E', 0, cjson.encode({type = kind, channel = ARGV[6],\n"
+    "           user = string.sub(mem, 3), ts = now}), now)\n"
+    "end\n"
     "if ARGV[3] == 'drop' then\n"
     "  if redis.call('HEXISTS', KEYS[4], mem) == 0 then return 0 end\n"
     "  redis.call('HDEL', KEYS[4], mem)\n"
@@ -56,6 +71,9 @@ const char engine_pconn_lua[] =
     "    local j = redis.call('HGET', KEYS[2], mem) or ARGV[4]\n"
     "    redis.call('HDEL', KEYS[2], mem)\n"
     "    pres_event(KEYS[1], KEYS[3], KEYS[7], 'l', ARGV[7], j)\n"
+    "    local w = redis.call('HGET', PW, mem)\n"
+    "    redis.call('HDEL', PW, mem)\n"
+    "    pres_hook('presence.member_removed', w or ARGV[10])\n"
     "  end\n"
     "  return 1\n"
     "end\n"
@@ -71,6 +89,8 @@ const char engine_pconn_lua[] =
     "  if redis.call('HINCRBY', KEYS[3], mem, 1) == 1 then\n"
     "    redis.call('HSET', KEYS[2], mem, ARGV[4])\n"
     "    pres_event(KEYS[1], KEYS[3], KEYS[7], 'j', ARGV[7], ARGV[4])\n"
+    "    if ARGV[10] ~= '' then redis.call('HSET', PW, mem, ARGV[10]) end\n"
+    "    pres_hook('presence.member_added', ARGV[9])\n"
     "  end\n"
     "end\n"
     "return 1\n";
@@ -111,11 +131,13 @@ const char engine_pread_lua[] =
 /* KEYS: nodes. ARGV: prefix, node, lease ms, a former id of this node to
  * drop now ("": none). Renews the node's lease and drops the members of
  * every node whose lease ended (at most 10 nodes a call), announcing the
- * leaves of members no other node has. ZREM comes first, so a dead node is
+ * leaves of members no other node has (and queueing their
+ * presence.member_removed webhook events, P pw:C). ZREM comes first, so a dead node is
  * processed once whichever nodes beat. Returns 1 if the node had a lease,
  * 0 if it had none (its first beat, or it was taken for dead). */
 const char engine_pbeat_lua[] =
     PRES_EVENT_LUA
+    ENGINE_EVENT_LUA
     "local P = ARGV[1]\n"
     "local function reap(d)\n"
     "  redis.call('ZREM', KEYS[1], d)\n"
@@ -132,6 +154,14 @@ const char engine_pbeat_lua[] =
     "        local j = redis.call('HGET', pm, h[i]) or '{}'\n"
     "        redis.call('HDEL', pm, h[i])\n"
     "        pres_event(P .. 'm:' .. ch, pk, P .. 'f:' .. ch, 'l', '', j)\n"
+    "        local w = redis.call('HGET', P .. 'pw:' .. ch, h[i])\n"
+    "        if w then\n"
+    "          local t = redis.call('TIME')\n"
+    "          local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "          redis.call('HDEL', P .. 'pw:' .. ch, h[i])\n"
+    "          wh_event(P, wh_split(w), ch, 'E', 0, cjson.encode({type = 'presence.member_removed', channel = ch,\n"
+    "                   user = string.sub(h[i], 3), ts = ms}), ms)\n"
+    "        end\n"
     "      end\n"
     "    end\n"
     "  end\n"
@@ -230,8 +260,8 @@ int engine_presence_conn(engine_t *e, const char *chan, size_t len, const char *
 {
     static const char *const modes[] = { "add", "set", "drop" };
     char k[8][PKEY_MAX], num[24];
-    const char *argv[18];
-    size_t lens[18];
+    const char *argv[21];
+    size_t lens[21];
     static const char *const kinds[] = { "m:", "pm:", "pk:", "q:", "pn:", NULL, "f:", NULL };
     req_t *q = NULL;
     int rc;
@@ -252,7 +282,10 @@ int engine_presence_conn(engine_t *e, const char *chan, size_t len, const char *
     argv[15] = node; lens[15] = strlen(node);
     argv[16] = chan; lens[16] = len;
     argv[17] = m->client; lens[17] = m->clientlen;
-    if ((rc = engine_eval_send(e, SCRIPT_PCONN, 8, 18, argv, lens, &q))) return rc;
+    argv[18] = e->prefix; lens[18] = e->prefixlen;
+    argv[19] = m->wh_added ? m->wh_added : ""; lens[19] = strlen(argv[19]);
+    argv[20] = m->wh_removed ? m->wh_removed : ""; lens[20] = strlen(argv[20]);
+    if ((rc = engine_eval_send(e, SCRIPT_PCONN, 8, 21, argv, lens, &q))) return rc;
     q->cb.done = cb;
     q->arg = arg;
     return 0;

@@ -61,9 +61,12 @@
  * {-2, offset} when the key answered the same request, {-3, offset}
  * another request; {-4, reply_to} when that publication is no longer
  * kept, {-5, reply_to} when another author made it. The author is the
- * record's from.user, else (anonymous) from.client, as rec_same_author(). */
+ * record's from.user, else (anonymous) from.client, as rec_same_author().
+ * Then, when the publication goes to webhooks: ARGV[10] the key prefix,
+ * ARGV[11] the channel, ARGV[12..] the webhooks' names (ENGINE_EVENT_LUA). */
 static const char pub_lua[] =
     ENGINE_APPEND_LUA
+    ENGINE_EVENT_LUA
     "local function author(rec)\n"
     "  local ok, r = pcall(cmsgpack.unpack, rec)\n"
     "  if not ok or type(r) ~= 'table' or type(r.from) ~= 'table' then return nil end\n"
@@ -93,6 +96,7 @@ static const char pub_lua[] =
     "local epoch = redis.call('HGET', KEYS[1], 'epoch')\n"
     "if not epoch then epoch = ARGV[5]; redis.call('HSET', KEYS[1], 'epoch', epoch) end\n"
     "append(KEYS[2], KEYS[3], off, epoch, ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
+    "if #ARGV > 11 then wh_event(ARGV[10], {unpack(ARGV, 12)}, ARGV[11], 'P', off, ARGV[1], ARGV[4]) end\n"
     "return {off, epoch}\n";
 
 /* KEYS: meta, stream. ARGV: after, upto (0: the last), before (0: none),
@@ -132,10 +136,17 @@ static const char read_lua[] =
     "end\n"
     "return out\n";
 
+/* ARGV: the key prefix, the channel, the event (a JSON object), now (ms),
+ * then the webhooks' names: queues the event for each (ENGINE_EVENT_LUA). */
+static const char whev_lua[] =
+    ENGINE_EVENT_LUA
+    "wh_event(ARGV[1], {unpack(ARGV, 5)}, ARGV[2], 'E', 0, ARGV[3], ARGV[4])\n"
+    "return #ARGV - 4\n";
+
 static const char *const scripts[NSCRIPTS] = { pub_lua, read_lua, engine_pconn_lua, engine_pinfo_lua, engine_pread_lua,
                                                engine_pbeat_lua, engine_sops_lua, engine_sread_lua,
                                                engine_seats_lua, engine_seats_lua, engine_seats_lua,
-                                               engine_shop_lua, engine_tickets_lua };
+                                               engine_shop_lua, engine_tickets_lua, whev_lua };
 
 static uint64_t now_ms(engine_t *e) { return uv_now(e->loop); }
 
@@ -578,7 +589,8 @@ static void finish_signal(req_t *q, const redisReply *r)
     if (!r) {
         status = status_of_drop(q->e);
     } else if (r->type != REDIS_REPLY_INTEGER) {
-        hlog(LOG_ERROR, "engine", "redis PUBLISH of a signal failed: %s",
+        hlog(LOG_ERROR, "engine", "redis %s failed: %s",
+             q->script == SCRIPT_WHEV ? "queueing a webhook event" : "PUBLISH of a signal",
              r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         status = -EIO;
     }
@@ -605,7 +617,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         if (req_send(q) == 0) return;
         reply = NULL;
     }
-    if (q->script == REQ_SIGNAL) finish_signal(q, reply);
+    if (q->script == REQ_SIGNAL || q->script == SCRIPT_WHEV) finish_signal(q, reply);
     else if (q->script == SCRIPT_PUB) finish_pub(q, reply);
     else if (q->script == SCRIPT_READ) finish_read(q, reply);
     else if (q->script == SCRIPT_SOPS || q->script == SCRIPT_SREAD) engine_finish_state(q, reply);
@@ -658,8 +670,9 @@ int engine_publish(engine_t *e, const char *chan, size_t len, const unsigned cha
     static const char hex[] = "0123456789abcdef";
     char keys[3 * (64 + 2 + 256)], nums[5][24], epoch[HIST_EPOCH_LEN + 1];
     char ikey[64 + 2 + 256 + 1 + HIST_IDEM_MAX], digest[2 * HIST_IDEM_DIGEST];
-    const char *argv[16];
-    size_t lens[16], klen[3], ilen = e->prefixlen + 2;
+    const char *argv[18 + WEBHOOKS_MAX];
+    size_t lens[18 + WEBHOOKS_MAX], klen[3], ilen = e->prefixlen + 2;
+    int argc = 16;
     req_t *q;
     int rc;
 
@@ -700,7 +713,13 @@ int engine_publish(engine_t *e, const char *chan, size_t len, const unsigned cha
     argv[13] = digest; lens[13] = idem ? sizeof digest : 0;
     argv[14] = nums[4]; lens[14] = strlen(nums[4]);
     argv[15] = o->check_author && reply_to ? "1" : "0"; lens[15] = 1;
-    if (!(q = req_new(e, SCRIPT_PUB, 16, argv, lens))) return -ENOMEM;
+    if (o->nhooks && o->nhooks <= WEBHOOKS_MAX) {
+        argv[16] = e->prefix; lens[16] = e->prefixlen;
+        argv[17] = chan; lens[17] = len;
+        for (size_t i = 0; i < o->nhooks; i++) { argv[18 + i] = o->hooks[i]; lens[18 + i] = strlen(o->hooks[i]); }
+        argc = 18 + (int)o->nhooks;
+    }
+    if (!(q = req_new(e, SCRIPT_PUB, argc, argv, lens))) return -ENOMEM;
     q->cb.pub = cb;
     q->arg = arg;
     if ((rc = req_send(q))) free(q);
@@ -743,6 +762,33 @@ int engine_read(engine_t *e, const char *chan, size_t len, const struct engine_r
         if (!(q = req_new(e, SCRIPT_READ, 11, av, lv))) return -ENOMEM;
     }
     q->cb.read = cb;
+    q->arg = arg;
+    if ((rc = req_send(q))) free(q);
+    return rc;
+}
+
+int engine_webhook_event(engine_t *e, const char *const *hooks, size_t n, const char *chan, size_t len,
+                         const char *json, size_t jlen, int64_t now, engine_done_cb cb, void *arg)
+{
+    const char *argv[7 + WEBHOOKS_MAX];
+    size_t lens[7 + WEBHOOKS_MAX];
+    char ts[24];
+    req_t *q;
+    int rc;
+
+    if (!engine_up(e)) return -ENOTCONN;
+    if (!n || n > WEBHOOKS_MAX) return -EINVAL;
+    snprintf(ts, sizeof ts, "%lld", (long long)now);
+    argv[0] = "EVALSHA"; lens[0] = 7;
+    argv[1] = e->sha[SCRIPT_WHEV]; lens[1] = 40;
+    argv[2] = "0"; lens[2] = 1;
+    argv[3] = e->prefix; lens[3] = e->prefixlen;
+    argv[4] = chan; lens[4] = len;
+    argv[5] = json; lens[5] = jlen;
+    argv[6] = ts; lens[6] = strlen(ts);
+    for (size_t i = 0; i < n; i++) { argv[7 + i] = hooks[i]; lens[7 + i] = strlen(hooks[i]); }
+    if (!(q = req_new(e, SCRIPT_WHEV, 7 + (int)n, argv, lens))) return -ENOMEM;
+    q->cb.done = cb;
     q->arg = arg;
     if ((rc = req_send(q))) free(q);
     return rc;

@@ -58,21 +58,30 @@
 const char engine_seats_lua[] =
     ENGINE_APPEND_LUA
     ENGINE_MP_LUA
+    ENGINE_EVENT_LUA
     "local P, mode = ARGV[1], ARGV[2]\n"
     "local skeep, sttl, ep1 = ARGV[3], ARGV[4], ARGV[5]\n"
     "local ukeep, uttl, unote, ep2 = ARGV[6], ARGV[7], ARGV[8], ARGV[9]\n"
     "local fkeep, fttl, ep3 = 0, 0, ''\n"
+    "local WH = {booked = {}, expired = {}, map = {}, user = {}, feed = {}}\n"
+    "local function hooks(j)\n"
+    "  if not j or j == '' then return end\n"
+    "  local ok, t = pcall(cjson.decode, j)\n"
+    "  if not ok or type(t) ~= 'table' then return end\n"
+    "  for k, _ in pairs(WH) do if type(t[k]) == 'table' then WH[k] = t[k] end end\n"
+    "end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local function record(data)\n"
     "  return '\\130' .. mstr('ts') .. mint(now) .. mstr('data') .. data\n"
     "end\n"
-    "local function pub(chan, rec, keep, ttl, e)\n"
+    "local function pub(chan, rec, keep, ttl, e, hooks)\n"
     "  local m = P .. 'm:' .. chan\n"
     "  local off = redis.call('HINCRBY', m, 'offset', 1)\n"
     "  local epoch = redis.call('HGET', m, 'epoch')\n"
     "  if not epoch then epoch = e; redis.call('HSET', m, 'epoch', epoch) end\n"
     "  append(P .. 's:' .. chan, P .. 'f:' .. chan, off, epoch, rec, keep, ttl, now)\n"
+    "  if #hooks > 0 then wh_event(P, hooks, chan, 'P', off, rec, now) end\n"
     "  return off, epoch\n"
     "end\n"
     "local function named(chan)\n"
@@ -80,7 +89,7 @@ const char engine_seats_lua[] =
     "end\n"
     "local function notify(chan, data)\n"
     "  if unote ~= '1' or not named(chan) then return end\n"
-    "  pub(chan, record(cmsgpack.pack(data)), ukeep, uttl, ep2)\n"
+    "  pub(chan, record(cmsgpack.pack(data)), ukeep, uttl, ep2, WH.user)\n"
     "end\n"
     "local function same(a, b)\n"
     "  for k, v in pairs(a) do if b[k] ~= v then return false end end\n"
@@ -454,19 +463,28 @@ const char engine_seats_lua[] =
     "  end\n"
     "  reindex(chan)\n"
     "  redis.call('HSET', M, 'sfloor', floor)\n"
-    "  local off, epoch = pub(chan, rec, skeep, sttl, ep1)\n"
+    "  local off, epoch = pub(chan, rec, skeep, sttl, ep1, WH.map)\n"
     "  if a == 'confirm' and #res.seats > 0 then\n"
     "    local t = {type = 'ticket_issued', event = event, channel = chan, seats = res.seats, holder = user,\n"
     "               booked_at = now}\n"
     "    notify('user:' .. user, t)\n"
     "    local feed = req.feed\n"
     "    if type(feed) == 'string' and feed ~= chan and named(feed) then\n"
-    "      pub(feed, record(cmsgpack.pack(t)), fkeep, fttl, ep3)\n"
+    "      pub(feed, record(cmsgpack.pack(t)), fkeep, fttl, ep3, WH.feed)\n"
+    "    end\n"
+    "    if #WH.booked > 0 then\n"
+    "      wh_event(P, WH.booked, chan, 'E', 0, cjson.encode({type = 'seat.booked', event = event, channel = chan,\n"
+    "            seats = res.seats, holder = user, booked_at = now}), now)\n"
     "    end\n"
     "  end\n"
     "  for _, o in ipairs(expired) do\n"
     "    notify('user:' .. o.user, {type = 'seat_expired', event = event, channel = chan, seat = o.seat,\n"
     "                               section = o.section, expires = o.expires, offer = o.offer})\n"
+    "    if #WH.expired > 0 then\n"
+    "      wh_event(P, WH.expired, chan, 'E', 0, cjson.encode({type = 'seat.expired', event = event, channel = chan,\n"
+    "            seat = o.seat, section = o.section, holder = o.user, expires = o.expires, offer = o.offer == true}),\n"
+    "            now)\n"
+    "    end\n"
     "  end\n"
     "  for _, o in ipairs(offers) do\n"
     "    notify('user:' .. o.user, {type = 'seat_offer', event = event, channel = chan, seat = o.seat,\n"
@@ -477,6 +495,7 @@ const char engine_seats_lua[] =
     "if mode == 'r' then\n"
     "  local req = cjson.decode(ARGV[10])\n"
     "  fkeep, fttl, ep3 = ARGV[11], ARGV[12], ARGV[13]\n"
+    "  hooks(ARGV[14])\n"
     "  return apply(req.chan, req)\n"
     "end\n"
     "if mode == 'c' then\n"
@@ -486,6 +505,7 @@ const char engine_seats_lua[] =
     "  return {1, n}\n"
     "end\n"
     "local node, lease, max = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])\n"
+    "hooks(ARGV[15])\n"
     "redis.call('SET', P .. 'alive:' .. node, 1, 'PX', tonumber(ARGV[14]))\n"
     "local L = P .. 'sxlease'\n"
     "if not redis.call('SET', L, node, 'NX', 'PX', lease) then\n"
@@ -531,8 +551,8 @@ static int send_script(engine_t *e, int script, int argc, const char **argv, siz
 int engine_seats(engine_t *e, const char *req, size_t len, const struct engine_seats_keep *k, engine_seats_cb cb,
                  void *arg)
 {
-    const char *argv[16];
-    size_t lens[16];
+    const char *argv[17];
+    size_t lens[17];
     char nums[4][24], feed[2][24], ep3[HIST_EPOCH_LEN + 1];
     req_t *q = NULL;
     int rc;
@@ -545,8 +565,9 @@ int engine_seats(engine_t *e, const char *req, size_t len, const struct engine_s
     snprintf(feed[1], sizeof feed[1], "%u", k->feed.ttl_ms);
     engine_random_epoch(ep3);
     argv[13] = feed[0]; argv[14] = feed[1]; argv[15] = ep3;
-    for (int i = 13; i < 16; i++) lens[i] = strlen(argv[i]);
-    if ((rc = send_script(e, SCRIPT_SEATS, 16, argv, lens, k, nums, &q))) return rc;
+    argv[16] = k->hooks ? k->hooks : "";
+    for (int i = 13; i < 17; i++) lens[i] = strlen(argv[i]);
+    if ((rc = send_script(e, SCRIPT_SEATS, 17, argv, lens, k, nums, &q))) return rc;
     q->cb.seats = cb;
     q->arg = arg;
     return 0;
@@ -555,8 +576,8 @@ int engine_seats(engine_t *e, const char *req, size_t len, const struct engine_s
 int engine_seats_sweep(engine_t *e, const char *node, unsigned lease_ms, unsigned max, int64_t offer_ttl_ms,
                        unsigned alive_ms, const struct engine_seats_keep *k, engine_done_cb cb, void *arg)
 {
-    const char *argv[17];
-    size_t lens[17];
+    const char *argv[18];
+    size_t lens[18];
     char nums[4][24], more[4][24];
     req_t *q = NULL;
     int rc;
@@ -568,7 +589,8 @@ int engine_seats_sweep(engine_t *e, const char *node, unsigned lease_ms, unsigne
     snprintf(more[3], sizeof more[3], "%u", alive_ms ? alive_ms : 1);
     argv[12] = node; lens[12] = strlen(node);
     for (int i = 0; i < 4; i++) { argv[13 + i] = more[i]; lens[13 + i] = strlen(more[i]); }
-    if ((rc = send_script(e, SCRIPT_SWEEP, 17, argv, lens, k, nums, &q))) return rc;
+    argv[17] = k->hooks ? k->hooks : ""; lens[17] = strlen(argv[17]);
+    if ((rc = send_script(e, SCRIPT_SWEEP, 18, argv, lens, k, nums, &q))) return rc;
     q->cb.done = cb;
     q->arg = arg;
     return 0;

@@ -34,10 +34,15 @@
  * delete, r reset), key, value (MessagePack; set, cas), number (incr: by;
  * cas: version). Returns {0, offset, epoch, unchanged (0/1), record};
  * {-1, op index, version now} on a cas conflict; {-2, op index} when an
- * incr finds no integer or would leave the exact range. */
+ * incr finds no integer or would leave the exact range. When the delta goes
+ * to webhooks, one more argument after the ops (so #ARGV - 4 is not a
+ * multiple of 4): the key prefix, the channel and the webhooks' names,
+ * separated by newlines (which neither a prefix, a channel nor a webhook
+ * name holds), for wh_event(). */
 const char engine_sops_lua[] =
     ENGINE_APPEND_LUA
     ENGINE_MP_LUA
+    ENGINE_EVENT_LUA
     "local floor = tonumber(redis.call('HGET', KEYS[1], 'sfloor') or '0')\n"
     "local cur, reset, changes = {}, false, {}\n"
     "local function get(k)\n"
@@ -58,7 +63,8 @@ const char engine_sops_lua[] =
     "  cur[k] = {nv, val}\n"
     "  changes[#changes + 1] = '\\131' .. mstr('key') .. mstr(k) .. mstr('value') .. val .. mstr('version') .. mint(nv)\n"
     "end\n"
-    "for i = 0, (#ARGV - 4) / 4 - 1 do\n"
+    "local nops = math.floor((#ARGV - 4) / 4)\n"
+    "for i = 0, nops - 1 do\n"
     "  local t, k, val, num = ARGV[5 + 4 * i], ARGV[6 + 4 * i], ARGV[7 + 4 * i], ARGV[8 + 4 * i]\n"
     "  if t == 'r' then\n"
     "    if not reset then\n"
@@ -116,6 +122,10 @@ const char engine_sops_lua[] =
     "local epoch = redis.call('HGET', KEYS[1], 'epoch')\n"
     "if not epoch then epoch = ARGV[4]; redis.call('HSET', KEYS[1], 'epoch', epoch) end\n"
     "append(KEYS[2], KEYS[3], off, epoch, rec, ARGV[1], ARGV[2], ARGV[3])\n"
+    "if #ARGV > 4 + 4 * nops then\n"
+    "  local w = wh_split(ARGV[#ARGV])\n"
+    "  if #w > 2 then wh_event(w[1], {unpack(w, 3)}, w[2], 'P', off, rec, ARGV[3]) end\n"
+    "end\n"
     "return {0, off, epoch, 0, rec}\n";
 
 /* KEYS: m, st, sk. ARGV: prefix, after ("": from the first), limit (0:
@@ -167,13 +177,15 @@ static size_t skey(const engine_t *e, const char *kind, const char *chan, size_t
 }
 
 int engine_state_ops(engine_t *e, const char *chan, size_t len, const hist_state_op_t *ops, size_t n, int64_t ts,
-                     const struct engine_keep *keep, engine_state_cb cb, void *arg)
+                     const struct engine_keep *keep, const char *const *hooks, size_t nhooks, engine_state_cb cb,
+                     void *arg)
 {
     static const char *const kinds[] = { "m:", "s:", "f:", "st:", "sk:" };
     static const char types[] = { [HIST_OP_SET] = 's', [HIST_OP_INCR] = 'i', [HIST_OP_CAS] = 'c',
                                   [HIST_OP_DELETE] = 'd', [HIST_OP_RESET] = 'r' };
     char k[5][SKEY_MAX], head[3][24], epoch[HIST_EPOCH_LEN + 1], (*nums)[24] = NULL;
-    int argc = 3 + 5 + 4 + 4 * (int)n, rc;
+    int argc = 3 + 5 + 4 + 4 * (int)n + (nhooks ? 1 : 0), rc;
+    char *wh = NULL;
     const char **argv = NULL;
     size_t *lens = NULL;
     req_t *q = NULL;
@@ -206,6 +218,22 @@ int engine_state_ops(engine_t *e, const char *chan, size_t len, const hist_state
         argv[a + 2] = op->val ? (const char *)op->val : ""; lens[a + 2] = op->val ? op->vallen : 0;
         argv[a + 3] = nums[i]; lens[a + 3] = strlen(nums[i]);
     }
+    if (nhooks) {
+        /* "<prefix>\n<channel>\n<name>\n<name>...": the script's last argument. */
+        size_t wl = e->prefixlen + 1 + len, at;
+        for (size_t i = 0; i < nhooks; i++) wl += 1 + strlen(hooks[i]);
+        if (!(wh = malloc(wl + 1))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        memcpy(wh, e->prefix, e->prefixlen);
+        wh[e->prefixlen] = '\n';
+        memcpy(wh + e->prefixlen + 1, chan, len);
+        at = e->prefixlen + 1 + len;
+        for (size_t i = 0; i < nhooks; i++) at += (size_t)sprintf(wh + at, "\n%s", hooks[i]);
+        argv[argc - 1] = wh;
+        lens[argc - 1] = at;
+    }
     if ((rc = engine_eval_send(e, SCRIPT_SOPS, 5, argc, argv, lens, &q))) goto out;
     q->cb.sops = cb;
     q->arg = arg;
@@ -213,6 +241,7 @@ out:
     free(argv);
     free(lens);
     free(nums);
+    free(wh);
     return rc;
 }
 

@@ -387,6 +387,13 @@ int hist_outbox_add(hist_t *h, const char *const *hooks, size_t n, int64_t ts, c
 int hist_outbox_read(hist_t *h, const char *hook, int dead, uint64_t after, size_t max, hist_ob_item_t **out,
                      size_t *nout);
 void hist_ob_items_free(hist_ob_item_t *items, size_t n);
+/* hist_ob_item_fill() - fill @it as the queue readers do from an event
+ * kept elsewhere (the redis engine's queues, storage/engine_webhooks.c): @kind
+ * an enum hist_ob_kind, @body (@len bytes) a publication's record
+ * (MessagePack) or another event's JSON; @it->event is a new reference. */
+void hist_ob_item_fill(hist_ob_item_t *it, uint64_t id, int64_t ts, int kind, uint64_t offset, const char *chan,
+                       size_t chanlen, const void *body, size_t len, unsigned attempts, int64_t first_ms,
+                       int64_t last_ms);
 
 /* hist_outbox_pick() - the events of @hook's queue with ids above @after
  * that @want takes, oldest first: @want sees each queued event's channel

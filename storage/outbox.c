@@ -264,6 +264,15 @@ static void ob_item(hist_ob_item_t *it, uint64_t id, const struct ob_rec *r)
     it->chan[it->chanlen] = '\0';
 }
 
+void hist_ob_item_fill(hist_ob_item_t *it, uint64_t id, int64_t ts, int kind, uint64_t offset, const char *chan,
+                       size_t chanlen, const void *body, size_t len, unsigned attempts, int64_t first_ms,
+                       int64_t last_ms)
+{
+    struct ob_rec r = { ts, kind, offset, attempts, first_ms, last_ms, chan, chanlen, body, len };
+
+    ob_item(it, id, &r);
+}
+
 void hist_ob_items_free(hist_ob_item_t *items, size_t n)
 {
     for (size_t i = 0; i < n; i++) json_decref(items[i].event);

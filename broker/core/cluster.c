@@ -3,6 +3,7 @@
 #include "core/cluster_presence.h"
 #include "core/cluster_shop.h"
 #include "core/cluster_signal.h"
+#include "core/webhook.h"
 #include "herald.h"
 #include "log.h"
 
@@ -536,6 +537,7 @@ struct pub_ctx {
     chan_t *chan;
     origin_t origin;
     size_t idem_len;
+    int hooked;                   /* webhook events were queued with it */
     char idem_key[HIST_IDEM_MAX];
 };
 
@@ -557,6 +559,7 @@ static void on_published(void *arg, int status, uint64_t offset, const char *epo
                                                     (json_int_t)offset));
         srv.stats.publications++;
         metrics.ns_publications[stats_ns_index(c->ns)]++;
+        if (p->hooked) webhook_kick();        /* its events are queued: this node may be the deliverer */
     } else if (status == ENGINE_E_DUPLICATE) {
         /* Answered with the key's offset; nothing to fan out. */
         reply_ok(&p->origin, "published", json_pack("{s:s%,s:I,s:b}", "channel", c->name, (size_t)c->namelen,
@@ -601,6 +604,8 @@ int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t 
 {
     const struct engine_idem *idem = o->idem;
     struct engine_keep keep = { c->ns->history ? c->ns->history_size : 0, c->ns->history ? c->ns->history_ttl_ms : 0 };
+    struct engine_pubopts opts = *o;
+    const char *hooks[WEBHOOK_MAX];
     struct pub_ctx *p;
     int rc;
 
@@ -618,8 +623,13 @@ int cluster_publish(chan_t *c, const unsigned char *rec, size_t reclen, int64_t 
     origin->id = NULL;
     p->idem_len = idem && idem->len <= sizeof p->idem_key ? idem->len : 0;
     if (p->idem_len) memcpy(p->idem_key, idem->key, p->idem_len);
+    /* The webhooks that want it: the publish script queues their events
+     * with the publication (docs/cluster.md#webhooks). */
+    opts.nhooks = srv.cfg.nwebhooks ? config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, c->name, c->namelen, hooks) : 0;
+    opts.hooks = hooks;
+    p->hooked = opts.nhooks > 0;
     c->inflight++;
-    rc = engine_publish(cl.engine, c->name, c->namelen, rec, reclen, ts, &keep, o, on_published, p);
+    rc = engine_publish(cl.engine, c->name, c->namelen, rec, reclen, ts, &keep, &opts, on_published, p);
     if (rc) {
         if (rc == -ENOTCONN) cluster_reply_unavailable(&p->origin, "");
         else reply_error(&p->origin, 0, PROTO_E_INTERNAL, "out of memory", NULL);

@@ -59,10 +59,22 @@ static void on_conn_done(void *arg, int status, uint64_t value)
              "connection is back", strerror(-status));
 }
 
+/* The names of the webhooks that want @ev on @c, separated by '\n', into
+ * @buf ("" for none). */
+static void hook_list(const chan_t *c, unsigned ev, char *buf, size_t cap)
+{
+    const char *names[WEBHOOK_MAX];
+    size_t n = config_webhooks_for(&srv.cfg, ev, c->name, c->namelen, names), at = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && at < cap; i++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%s", i ? "\n" : "", names[i]);
+}
+
 void cluster_presence_conn(chan_t *c, const char *key, size_t keylen, int anon, const json_t *info,
                            const char *client, int mode, int64_t count)
 {
-    char mkey[2 + 1024];
+    char mkey[2 + 1024], added[WEBHOOK_MAX * 66], removed[WEBHOOK_MAX * 66];
     json_t *j;
     char *js;
     struct engine_member m;
@@ -80,7 +92,15 @@ void cluster_presence_conn(chan_t *c, const char *key, size_t keylen, int anon, 
         hlog(LOG_WARN, "cluster", "out of memory writing a presence change of %s", c->name);
         return;
     }
-    m = (struct engine_member){ mkey, keylen + 2, js, strlen(js), client, strlen(client) };
+    m = (struct engine_member){ mkey, keylen + 2, js, strlen(js), client, strlen(client), NULL, NULL };
+    if (srv.cfg.nwebhooks) {
+        /* The presence script queues the webhook events of a join or a leave
+         * with it (docs/cluster.md#webhooks). */
+        hook_list(c, WH_EV_MEMBER_ADDED, added, sizeof added);
+        hook_list(c, WH_EV_MEMBER_REMOVED, removed, sizeof removed);
+        m.wh_added = added;
+        m.wh_removed = removed;
+    }
     rc = engine_presence_conn(cluster_engine(), c->name, c->namelen, cp.node, &m, mode, count, on_conn_done,
                               (void *)(uintptr_t)cp.gen);
     if (rc && rc != -ENOTCONN)
@@ -133,7 +153,7 @@ int cluster_presence_info(chan_t *c, const char *key, size_t keylen, int anon, c
     if (j) js = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (!js) { origin_clear(&x->origin); free(x); return -ENOMEM; }
-    m = (struct engine_member){ mkey, keylen + 2, js, strlen(js), client, strlen(client) };
+    m = (struct engine_member){ mkey, keylen + 2, js, strlen(js), client, strlen(client), NULL, NULL };
     rc = engine_presence_info(cluster_engine(), c->name, c->namelen, &m, on_info, x);
     free(js);
     if (rc) {

@@ -49,7 +49,38 @@ static const char *const action_names[] = {
 
 /* What the seats namespace (the map), the user namespace (the notices) and
  * the namespace of @feed (the organiser's feed channel, or NULL) keep. */
-static void keeps(const ns_config_t *ns, const char *feed, struct engine_seats_keep *k)
+/* The webhooks the seat script queues events for, as it reads them:
+ * {"booked":[..],"expired":[..]} (seat.booked and seat.expired, any seat
+ * map's: config_webhooks_for() of channel ""), then the publication events
+ * of what it publishes: "map" (the seat maps' deltas), "user" (the notices
+ * on user:{id}, when published) and "feed" (the organiser's @feed, or
+ * NULL), as the LMDB store queues them (pubpipe.c's target_policy()).
+ * Into @buf; NULL when no webhook wants any of it. Loop thread. */
+#define SEAT_HOOKS_MAX (5 * WEBHOOK_MAX * 70 + 64)
+static const char *seat_hooks(const char *feed, int notify, char *buf, size_t cap)
+{
+    static const char *const kinds[5] = { "booked", "expired", "map", "user", "feed" };
+    const unsigned ev[5] = { WH_EV_SEAT_BOOKED, WH_EV_SEAT_EXPIRED, WH_EV_PUBLICATION, WH_EV_PUBLICATION,
+                             WH_EV_PUBLICATION };
+    const char *chans[5] = { "", "", "seats:_", notify ? "user:_" : NULL, feed };
+    const char *names[WEBHOOK_MAX];
+    size_t n, total = 0, at = 0;
+
+    if (!srv.cfg.nwebhooks) return NULL;
+    at += (size_t)snprintf(buf + at, cap - at, "{");
+    for (int k = 0; k < 5; k++) {
+        n = chans[k] ? config_webhooks_for(&srv.cfg, ev[k], chans[k], strlen(chans[k]), names) : 0;
+        total += n;
+        at += (size_t)snprintf(buf + at, cap - at, "%s\"%s\":[", k ? "," : "", kinds[k]);
+        /* Webhook names are letters, digits, '_' and '-': nothing to escape. */
+        for (size_t i = 0; i < n; i++) at += (size_t)snprintf(buf + at, cap - at, "%s\"%s\"", i ? "," : "", names[i]);
+        at += (size_t)snprintf(buf + at, cap - at, "]");
+    }
+    snprintf(buf + at, cap - at, "}");
+    return total ? buf : NULL;
+}
+
+static void keeps(const ns_config_t *ns, const char *feed, struct engine_seats_keep *k, char *hooks)
 {
     const ns_config_t *u = config_ns(&srv.cfg, "user:_", 6);
     const ns_config_t *f = feed ? config_ns(&srv.cfg, feed, strlen(feed)) : NULL;
@@ -62,6 +93,7 @@ static void keeps(const ns_config_t *ns, const char *feed, struct engine_seats_k
     k->feed.ttl_ms = f && f->history ? f->history_ttl_ms : 0;
     /* As on one node: a state namespace takes only its own deltas. */
     k->notify = !u->state;
+    k->hooks = seat_hooks(feed, k->notify, hooks, SEAT_HOOKS_MAX);
 }
 
 static void unavailable(chan_t *c, pub_ops_t *ops, const origin_t *o, const char *maybe)
@@ -137,6 +169,7 @@ int cluster_seats(chan_t *c, pub_ops_t *ops, origin_t *origin)
 {
     const seat_req_t *r = ops->ops[0].arg;
     struct engine_seats_keep k;
+    char hooks[SEAT_HOOKS_MAX];
     struct seats_ctx *x;
     char *req;
     int rc;
@@ -160,7 +193,7 @@ int cluster_seats(chan_t *c, pub_ops_t *ops, origin_t *origin)
     x->origin = *origin;
     origin->id = NULL;
     c->inflight++;
-    keeps(c->ns, r->action == SEAT_CONFIRM ? r->feed : NULL, &k);
+    keeps(c->ns, r->action == SEAT_CONFIRM ? r->feed : NULL, &k, hooks);
     rc = engine_seats(cluster_engine(), req, strlen(req), &k, on_applied, x);
     free(req);
     if (rc) {
@@ -194,11 +227,12 @@ void cluster_seats_tick(void)
     engine_t *e = cluster_engine();
     const ns_config_t *ns;
     struct engine_seats_keep k;
+    char hooks[SEAT_HOOKS_MAX];
 
     if (!e || cs.sweeping || !engine_up(e)) return;
     ns = config_ns(&srv.cfg, "seats:_", 7);
     if (!ns->state) return;
-    keeps(ns, NULL, &k);
+    keeps(ns, NULL, &k, hooks);
     if (!engine_seats_sweep(e, node_id(), SWEEP_LEASE_MS, SWEEP_MAX, ns->seat_offer_ttl_ms, ALIVE_MS, &k, on_swept,
                             (void *)ns))
         cs.sweeping = 1;

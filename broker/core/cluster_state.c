@@ -55,6 +55,8 @@ static void on_applied(void *arg, const struct engine_state_res *res)
 int cluster_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
 {
     struct engine_keep keep = { c->ns->history ? c->ns->history_size : 0, c->ns->history ? c->ns->history_ttl_ms : 0 };
+    const char *hooks[WEBHOOK_MAX];
+    size_t nhooks;
     struct sops_ctx *x;
     int rc;
 
@@ -87,8 +89,10 @@ int cluster_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
     x->origin = *origin;
     origin->id = NULL;
     c->inflight++;
-    rc = engine_state_ops(cluster_engine(), c->name, c->namelen, ops->ops, ops->n, clock_wall_ms(), &keep,
-                          on_applied, x);
+    /* Its delta goes to the webhooks as a publication, as on LMDB. */
+    nhooks = srv.cfg.nwebhooks ? config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, c->name, c->namelen, hooks) : 0;
+    rc = engine_state_ops(cluster_engine(), c->name, c->namelen, ops->ops, ops->n, clock_wall_ms(), &keep, hooks,
+                          nhooks, on_applied, x);
     if (rc) {
         if (rc == -ENOTCONN) unavailable(c, ops, &x->origin, "");
         else reply_error(&x->origin, 0, PROTO_E_INTERNAL, rc == -ENOMEM ? "out of memory" : "channel name too long",

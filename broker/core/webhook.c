@@ -1,7 +1,9 @@
 /* broker/core/webhook.c - see webhook.h. */
 #include "core/webhook.h"
+#include "core/cluster.h"
 #include "core/pubpipe.h"
 #include "core/whpost.h"
+#include "engine_webhooks.h"
 #include "chname.h"
 #include "net/http.h"
 #include "herald.h"
@@ -17,6 +19,9 @@
 
 /* How long an idle thread sleeps before looking at its queue anyway. */
 #define IDLE_LOOK_MS 1000
+/* The same under the redis engine: events published on other nodes come
+ * without a kick, so the deliverer looks this often (one small script). */
+#define IDLE_LOOK_REDIS_MS 200
 /* How often the queue depth is counted. */
 #define DEPTH_EVERY_MS 500
 /* The most queued events one delivery round looks at to find those whose
@@ -54,6 +59,9 @@ struct cmd {
 struct wh {
     const webhook_conf_t *conf;
     whpost_t http;                /* its HTTP client (delivery thread) */
+    whq_t *rq;                    /* the redis engine's queue (delivery thread); NULL: the LMDB store's */
+    int leader;                   /* rq: this thread holds the delivery lease (delivery thread) */
+    int lost;                     /* rq: the lease went during a post (delivery thread) */
     struct held *held[HELD_BUCKETS];  /* delivery thread only */
     uv_thread_t thread;
     uv_mutex_t mu;                /* everything below */
@@ -95,9 +103,61 @@ static int stopping(struct wh *w)
     return s;
 }
 
+/* Asked during a post's waits: under the redis engine it also keeps the
+ * delivery lease, and gives the post up when the lease is lost (another
+ * node delivers now). */
 static int stopping_cb(void *arg)
 {
-    return stopping(arg);
+    struct wh *w = arg;
+
+    if (stopping(w)) return 1;
+    if (w->rq && w->leader && whq_renew(w->rq) != 1) {
+        w->lost = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the queue: the LMDB store's, or the redis engine's (delivery thread) ---- */
+
+static int q_pick(struct wh *w, uint64_t after, size_t scan_max, size_t max,
+                  int (*want)(void *ctx, const char *chan, size_t chanlen, unsigned attempts), void *ctx,
+                  hist_ob_item_t **out, size_t *nout, uint64_t *last_seen)
+{
+    if (w->rq) return whq_pick(w->rq, after, scan_max, max, want, ctx, out, nout, last_seen);
+    return hist_outbox_pick(pubpipe_store(), w->conf->name, after, scan_max, max, want, ctx, out, nout, last_seen);
+}
+
+static int q_tried(struct wh *w, const uint64_t *ids, size_t n, int64_t now, unsigned *att)
+{
+    if (w->rq) return whq_tried(w->rq, ids, n, now, att);
+    return hist_outbox_tried(pubpipe_store(), w->conf->name, ids, n, now, att);
+}
+
+static int q_ack(struct wh *w, const uint64_t *ids, size_t n)
+{
+    if (w->rq) return whq_ack(w->rq, ids, n);
+    return hist_outbox_ack(pubpipe_store(), w->conf->name, ids, n);
+}
+
+static int q_bury(struct wh *w, const uint64_t *ids, size_t n, const char *why)
+{
+    if (w->rq) return whq_bury(w->rq, ids, n, why);
+    return hist_outbox_bury(pubpipe_store(), w->conf->name, ids, n, why);
+}
+
+static int q_depth(struct wh *w, int dead, uint64_t *n, int64_t *oldest)
+{
+    if (w->rq) return whq_depth(w->rq, dead, n, oldest);
+    return hist_outbox_depth(pubpipe_store(), w->conf->name, dead, n, oldest);
+}
+
+/* What a queue call's failure says, for the logs. */
+static const char *q_err(int rc)
+{
+    if (rc == HIST_E_FULL) return "the store is full";
+    if (rc == WHQ_E_LOST) return "the delivery lease went to another node";
+    return strerror(rc < 0 ? -rc : rc);
 }
 
 /* ---- delivery (delivery thread) ---- */
@@ -115,16 +175,17 @@ static int64_t backoff_ms(const webhook_conf_t *c, unsigned attempts)
 
 static void count_depth(struct wh *w)
 {
-    uint64_t n = 0, dn = 0;
+    uint64_t n = 0, dn = 0, held = 0;
     int64_t oldest = 0, dold;
 
-    if (hist_outbox_depth(pubpipe_store(), w->conf->name, 0, &n, &oldest) ||
-        hist_outbox_depth(pubpipe_store(), w->conf->name, 1, &dn, &dold))
-        return;
+    if (q_depth(w, 0, &n, &oldest) || q_depth(w, 1, &dn, &dold)) return;
+    /* A node that does not deliver reports the deliverer's held channels. */
+    if (w->rq && !w->leader && whq_held_count(w->rq, &held)) return;
     uv_mutex_lock(&w->mu);
     w->st.depth = n;
     w->oldest_ms = oldest;
     w->dead_depth = dn;
+    if (w->rq && !w->leader) w->nheld = (size_t)held;
     uv_mutex_unlock(&w->mu);
 }
 
@@ -160,12 +221,29 @@ static struct held *held_get(struct wh *w, const char *name, size_t len)
     return e;
 }
 
+/* Under the redis engine a held channel is also kept in Redis, so that a
+ * node taking the delivery over continues its backoff; these two keep it. */
+static void held_store(struct wh *w, const struct held *e)
+{
+    int rc;
+
+    if (w->rq && w->leader && (rc = whq_held_put(w->rq, e->name, e->len, e->next_try_ms, e->attempts, e->alone)))
+        hlog(LOG_WARN, "webhook", "%s: storing the retry of %.*s failed: %s", w->conf->name, (int)e->len, e->name,
+             q_err(rc));
+}
+
+static void held_unstore(struct wh *w, const char *name, size_t len)
+{
+    if (w->rq && w->leader) whq_held_del(w->rq, name, len);   /* a failure leaves a stale backoff only */
+}
+
 static void held_drop(struct wh *w, const char *name, size_t len)
 {
     for (struct held **pp = &w->held[held_hash(name, len)]; *pp; pp = &(*pp)->next)
         if ((*pp)->len == len && !memcmp((*pp)->name, name, len)) {
             struct held *e = *pp;
             *pp = e->next;
+            held_unstore(w, e->name, e->len);
             free(e);
             return;
         }
@@ -181,6 +259,7 @@ static void held_prune(struct wh *w, int64_t now)
             struct held *e = *pp;
             if (e->next_try_ms <= now) {
                 *pp = e->next;
+                held_unstore(w, e->name, e->len);
                 free(e);
             } else {
                 pp = &e->next;
@@ -277,10 +356,9 @@ static void failed(struct wh *w, hist_ob_item_t *items, size_t n, const char *er
     int rc;
 
     for (size_t i = 0; i < n; i++) ids[i] = items[i].id;
-    if ((rc = hist_outbox_tried(pubpipe_store(), c->name, ids, n, now, att))) {
+    if ((rc = q_tried(w, ids, n, now, att))) {
         /* The count could not be stored: it is kept for this run only. */
-        hlog(LOG_WARN, "webhook", "%s: storing the attempt count failed: %s", c->name,
-             rc == HIST_E_FULL ? "the store is full" : strerror(-rc));
+        hlog(LOG_WARN, "webhook", "%s: storing the attempt count failed: %s", c->name, q_err(rc));
         for (size_t i = 0; i < n; i++) att[i] = items[i].attempts + 1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -288,9 +366,9 @@ static void failed(struct wh *w, hist_ob_item_t *items, size_t n, const char *er
         if (att[i] >= c->max_attempts || now - items[i].ts >= (int64_t)c->max_age_ms) {
             char why[300];
             snprintf(why, sizeof why, "gave up after %u attempt%s: %s", att[i], att[i] == 1 ? "" : "s", err);
-            if ((rc = hist_outbox_bury(pubpipe_store(), c->name, &items[i].id, 1, why)))
+            if ((rc = q_bury(w, &items[i].id, 1, why)))
                 hlog(LOG_WARN, "webhook", "%s: moving event %llu to the dead letters failed: %s", c->name,
-                     (unsigned long long)items[i].id, rc == HIST_E_FULL ? "the store is full" : strerror(-rc));
+                     (unsigned long long)items[i].id, q_err(rc));
             else {
                 hlog(LOG_WARN, "webhook", "%s: event %llu dead-lettered (%s)", c->name,
                      (unsigned long long)items[i].id, why);
@@ -303,6 +381,8 @@ static void failed(struct wh *w, hist_ob_item_t *items, size_t n, const char *er
         if (e->next_try_ms <= now) {
             e->attempts = att[i];
             e->next_try_ms = now + 1 + backoff_ms(c, att[i] ? att[i] : 1);
+            if (nchan > 1) e->alone = 1;
+            held_store(w, e);
         }
         if (nchan > 1) e->alone = 1;
     }
@@ -328,9 +408,11 @@ static int deliver(struct wh *w)
     size_t il = 0;
     int rc, retry = 0;
 
-    if ((rc = hist_outbox_pick(pubpipe_store(), c->name, after, SCAN_MAX, c->batch_size, want, &r, &items, &n,
-                               &seen))) {
-        hlog(LOG_WARN, "webhook", "%s: reading its queue failed: %s", c->name, strerror(-rc));
+    w->lost = 0;
+    if ((rc = q_pick(w, after, SCAN_MAX, c->batch_size, want, &r, &items, &n, &seen))) {
+        /* Redis being unreachable is logged by the queue, once in a while. */
+        if (!w->rq || rc != -EIO)
+            hlog(LOG_WARN, "webhook", "%s: reading its queue failed: %s", c->name, q_err(rc));
         return 0;
     }
     if (!n) {
@@ -367,7 +449,7 @@ static int deliver(struct wh *w)
             ids[i] = items[i].id;
             held_drop(w, items[i].chan, items[i].chanlen);
         }
-        ar = hist_outbox_ack(pubpipe_store(), c->name, ids, n);
+        ar = q_ack(w, ids, n);
         uv_mutex_lock(&w->mu);
         w->st.deliveries += n;
         w->last_success_ms = now;
@@ -377,12 +459,13 @@ static int deliver(struct wh *w)
         held_summary(w);
         if (ar) {
             /* Delivered but still queued: it will be delivered again. */
-            hlog(LOG_WARN, "webhook", "%s: removing delivered events failed: %s", c->name, strerror(-ar));
+            hlog(LOG_WARN, "webhook", "%s: removing delivered events failed: %s", c->name, q_err(ar));
             return 0;
         }
         return 1;
     }
-    if (stopping(w)) {                         /* cut short by the shutdown: not the receiver's failure */
+    if (stopping(w) || w->lost) {              /* cut short by the shutdown or a lost lease: not the receiver's
+                                                * failure */
         hist_ob_items_free(items, n);
         return 0;
     }
@@ -406,11 +489,13 @@ static void run_cmd(struct wh *w, struct cmd *k)
     hist_t *h = pubpipe_store();
     int rc;
 
+    /* Under the redis engine every node answers from Redis, the deliverer or not. */
     if (k->kind == CMD_LIST) {
         hist_ob_item_t *items;
         size_t n;
         json_t *list;
-        if ((rc = hist_outbox_read(h, w->conf->name, 1, k->after, k->limit, &items, &n))) {
+        if ((rc = w->rq ? whq_read(w->rq, 1, k->after, k->limit, &items, &n)
+                        : hist_outbox_read(h, w->conf->name, 1, k->after, k->limit, &items, &n))) {
             k->status = 500;
             return;
         }
@@ -431,7 +516,9 @@ static void run_cmd(struct wh *w, struct cmd *k)
         k->status = k->res ? 200 : 500;
         return;
     }
-    rc = k->kind == CMD_RETRY ? hist_outbox_revive(h, w->conf->name, k->id) : hist_outbox_drop(h, w->conf->name, k->id);
+    if (w->rq) rc = k->kind == CMD_RETRY ? whq_revive(w->rq, k->id) : whq_drop(w->rq, k->id);
+    else if (k->kind == CMD_RETRY) rc = hist_outbox_revive(h, w->conf->name, k->id);
+    else rc = hist_outbox_drop(h, w->conf->name, k->id);
     if (rc < 0) {
         hlog(LOG_WARN, "webhook", "%s: %s dead letters failed: %s", w->conf->name,
              k->kind == CMD_RETRY ? "retrying" : "deleting", strerror(-rc));
@@ -456,6 +543,55 @@ static void run_cmd(struct wh *w, struct cmd *k)
     k->status = k->res ? 200 : 500;
 }
 
+static void held_loaded(void *ctx, const char *chan, size_t len, int64_t next_try_ms, unsigned attempts, int alone)
+{
+    struct wh *w = ctx;
+    struct held *e = len <= CHNAME_MAX ? held_get(w, chan, len) : NULL;
+
+    if (!e) return;
+    e->next_try_ms = next_try_ms;
+    e->attempts = attempts;
+    e->alone = alone;
+}
+
+/* Under the redis engine, before a round: take or keep the delivery lease
+ * (docs/cluster.md#webhooks). A node that takes it loads the held channels
+ * the last deliverer stored, so their backoff goes on; one that lost it
+ * forgets its own. Return: whether to deliver (@more, or 1 when the
+ * lease was just taken). */
+static int lead(struct wh *w, int more)
+{
+    int fresh, retry, rc = whq_lease(w->rq, &fresh, &retry), was = w->leader;
+
+    if (rc != 1) {
+        w->leader = 0;
+        if (was) {
+            hlog(LOG_INFO, "webhook", "%s: %s", w->conf->name, rc == 0 ? "another node delivers now"
+                 : "redis unreachable: not delivering until it is back");
+            held_clear(w);
+            w->skip_upto = 0;
+            held_summary(w);
+        }
+        return 0;
+    }
+    w->leader = 1;
+    if (!was || fresh || retry) {
+        held_clear(w);
+        w->skip_upto = 0;
+        if (!was || fresh) {
+            if (whq_held_load(w->rq, held_loaded, w)) {
+                w->leader = 0;                 /* try again at the next round */
+                held_clear(w);
+                return 0;
+            }
+            hlog(LOG_INFO, "webhook", "%s: this node delivers now (took the lease)", w->conf->name);
+        }
+        held_summary(w);
+        more = 1;
+    }
+    return more;
+}
+
 static void wh_main(void *arg)
 {
     struct wh *w = arg;
@@ -475,7 +611,7 @@ static void wh_main(void *arg)
                 more = 1;                      /* a held channel's retry is due */
                 break;
             }
-            wait = IDLE_LOOK_MS;
+            wait = w->rq ? IDLE_LOOK_REDIS_MS : IDLE_LOOK_MS;
             if (w->next_try_ms > now && w->next_try_ms - now < wait) wait = w->next_try_ms - now;
             if (uv_cond_timedwait(&w->cv, &w->mu, (uint64_t)wait * 1000000ULL) == UV_ETIMEDOUT)
                 more = 1;                      /* an idle look: events may have come without a kick */
@@ -502,6 +638,7 @@ static void wh_main(void *arg)
             uv_async_send(&wh.async);
             more = 1;
         }
+        if (w->rq) more = lead(w, more);
         if (more) more = deliver(w);
         now = clock_wall_ms();
         if (now >= next_depth) {
@@ -550,8 +687,17 @@ void webhook_kick(void)
 
 int webhook_start(void)
 {
+    struct engine_conf rconf = {
+        .address = srv.cfg.engine_address,
+        .password = srv.cfg.engine_password,
+        .database = srv.cfg.engine_database,
+        .prefix = srv.cfg.engine_prefix,
+        .connect_timeout_ms = srv.cfg.engine_connect_timeout_ms,
+        .command_timeout_ms = srv.cfg.engine_command_timeout_ms,
+    };
+
     if (!srv.cfg.nwebhooks) return 0;
-    if (!pubpipe_store()) {
+    if (!cluster_on() && !pubpipe_store()) {
         hlog(LOG_ERROR, "webhook", "webhooks need the history store");
         return -1;
     }
@@ -563,6 +709,11 @@ int webhook_start(void)
         struct wh *w = &wh.hooks[i];
         w->conf = &srv.cfg.webhooks[i];
         if (whpost_init(&w->http, w->conf, stopping_cb, w)) return -1;
+        if (cluster_on() && whq_new(&rconf, w->conf->name, srv.cfg.engine_webhook_lease_ms, &w->rq)) {
+            hlog(LOG_ERROR, "webhook", "%s: cannot set up its redis queue", w->conf->name);
+            whpost_deinit(&w->http);
+            return -1;
+        }
         w->st.name = w->conf->name;
         w->st.latency.bounds = latency_bounds;
         w->st.latency.n = sizeof latency_bounds / sizeof latency_bounds[0];
@@ -575,7 +726,8 @@ int webhook_start(void)
             return -1;
         }
         w->started = 1;
-        hlog(LOG_INFO, "webhook", "%s: delivering to %s", w->conf->name, w->conf->url);
+        hlog(LOG_INFO, "webhook", "%s: delivering to %s%s", w->conf->name, w->conf->url,
+             w->rq ? " (queued in redis: one node at a time delivers, under a lease)" : "");
     }
     return 0;
 }
@@ -604,6 +756,8 @@ void webhook_stop(void)
         uv_mutex_destroy(&w->mu);
         uv_cond_destroy(&w->cv);
         whpost_deinit(&w->http);
+        whq_free(w->rq);                       /* gives the lease back: another node takes over at once */
+        w->rq = NULL;
     }
     on_async(&wh.async);
     uv_close((uv_handle_t *)&wh.async, NULL);
@@ -622,8 +776,19 @@ static void queue_event(chan_t *c, unsigned mask, json_t *ev)
 
     if (!ev) return;
     n = config_webhooks_for(&srv.cfg, mask, c->name, c->namelen, hooks);
-    if (n && pubpipe_event(hooks, n, ev))
+    if (n && cluster_on()) {
+        /* Under the redis engine, queued in Redis by one script of its own
+         * (not a publication's event: nothing to be atomic with). */
+        char *text = json_dumps(ev, JSON_COMPACT);
+        int rc = text ? engine_webhook_event(cluster_engine(), hooks, n, c->name, c->namelen, text, strlen(text),
+                                             clock_wall_ms(), NULL, NULL) : -ENOMEM;
+        if (rc)
+            hlog(LOG_WARN, "webhook", "an event of %.*s was not queued: %s", (int)c->namelen, c->name,
+                 rc == -ENOTCONN ? "redis is unreachable" : strerror(-rc));
+        free(text);
+    } else if (n && pubpipe_event(hooks, n, ev)) {
         hlog(LOG_WARN, "webhook", "out of memory queueing an event of %.*s", (int)c->namelen, c->name);
+    }
     json_decref(ev);
 }
 
@@ -637,7 +802,11 @@ void webhook_on_occupancy(chan_t *c, int occupied)
 
 void webhook_on_member(chan_t *c, const char *user, size_t len, int added)
 {
-    if (!wh.running || srv.stopping) return;
+    /* Under the redis engine a member joins and leaves in Redis, once for
+     * every node: the presence scripts queue these events with the join or
+     * leave (cluster_presence.c); this node's own view would give an event
+     * per node, and none for the members of a node that died. */
+    if (!wh.running || srv.stopping || cluster_routes(c)) return;
     queue_event(c, added ? WH_EV_MEMBER_ADDED : WH_EV_MEMBER_REMOVED,
                 json_pack("{s:s,s:s%,s:s%,s:I}", "type", added ? "presence.member_added" : "presence.member_removed",
                           "channel", c->name, (size_t)c->namelen, "user", user, len, "ts",

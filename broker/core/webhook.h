@@ -5,7 +5,8 @@
  * Owns: one delivery thread per [webhook NAME] section, its retry state (the
  * channels held by a failure) and counters. Does not own: the HTTP(S)
  * client it posts with (core/whpost.c), the queues and the attempt counts
- * stored with each event (storage/outbox.c), what gets queued with a publication (the
+ * stored with each event (storage/outbox.c; under the redis engine
+ * storage/engine_webhooks.c, with the lease), what gets queued with a publication (the
  * publish pipeline asks config_webhooks_for() and writes the events in the
  * publication's transaction), or the REST routes (app/api.c).
  *
@@ -20,7 +21,19 @@
  * table is memory only (after a restart every channel is tried once at once).
  * The delivery threads never touch the loop: they read and write the queues
  * through their own LMDB transactions and hand results of REST requests back
- * through one uv_async. Loop thread unless noted. */
+ * through one uv_async.
+ * Under the redis engine (docs/cluster.md#webhooks) the queues, attempt
+ * counts, held channels and dead letters live in Redis
+ * (storage/engine_webhooks.c): the scripts that publish queue the events
+ * (wh_event(), storage/engine_int.h), every node runs the delivery threads,
+ * each with its own synchronous hiredis connection, and one thread per
+ * webhook across the nodes delivers: the holder of the webhook's lease,
+ * renewed every round and during a post (stopping_cb), lost within
+ * [engine] webhook_lease when its node dies. The deliverer's writes check
+ * the lease in the same script, so a node that lost it changes nothing; the
+ * held table is stored in Redis as well, so the next holder loads it and
+ * the backoff goes on. The REST requests run on any node's thread, against
+ * Redis. Loop thread unless noted. */
 #ifndef HERALD_WEBHOOK_H
 #define HERALD_WEBHOOK_H
 

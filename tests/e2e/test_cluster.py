@@ -427,9 +427,8 @@ def test_killed_node_client_recovers_elsewhere(make_broker, redis, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--engine-presence-heartbeat", "50ms"], "[engine] presence_heartbeat must be at least 100ms"),
-    (["--webhook", "w.url=http://127.0.0.1:9/x", "--webhook", "w.secret=webhook-secret-0123456789", "--webhook", "w.events=publication"],
-     "[webhook] (outbound webhooks) is not supported by the redis engine yet"),
     (["--engine-tls", "on", "--engine-address", "unix:/run/redis.sock"], "[engine] tls = on needs a HOST:PORT"),
+    (["--engine-webhook-lease", "500ms"], "[engine] webhook_lease must be at least 1s"),
     (["--engine-address", "localhost"], "expected HOST:PORT"),
     (["--engine-address", "127.0.0.1:0"], "the port must be a number from 1 to 65535"),
     (["--engine-address", "unix:relative.sock"], "unix:PATH needs an absolute path"),

@@ -2,7 +2,10 @@
 delivery, https (trusted through ca_file, refused when not trusted), per-channel
 holding of failures, retries through failures and timeouts, durability and
 attempt counts across kill -9, dead letters and their REST API, and a dead
-receiver not slowing publishing (measured against a broker without webhooks)."""
+receiver not slowing publishing (measured against a broker without webhooks).
+The ordering, dead-letter, held-channel and kill -9 walks run on both engines
+(the `engine` fixture: LMDB, and one node on Redis; test_cluster_webhooks.py
+spreads them over several nodes)."""
 import hashlib
 import hmac
 import http.server
@@ -142,8 +145,15 @@ def write_conf(tmp_path, url, extra="", name="hook"):
     return conf
 
 
-def start(tmp_path, conf, data_dir=None, name="herald"):
-    return Broker(tmp_path, ["--config", str(conf)], data_dir=data_dir, name=name).start()
+def start(tmp_path, conf, data_dir=None, name="herald", engine=None):
+    """A broker with config @conf; on @engine (the conftest fixture) when given:
+    under redis, with a short delivery lease, once it is ready."""
+    extra = [*engine.args, "--engine-webhook-lease", "1s"] if engine and engine.redis else []
+    b = Broker(tmp_path, ["--config", str(conf), *extra], data_dir=data_dir, name=name).start()
+    if extra:
+        from test_cluster import wait_ready
+        wait_ready(b)
+    return b
 
 
 def verify(headers, body):
@@ -216,9 +226,9 @@ def test_bad_webhook_options(tmp_path, body, why):
 
 # ---- delivery ---------------------------------------------------------------
 
-def test_events_signed_in_order_with_occupancy_and_presence(tmp_path, receiver):
+def test_events_signed_in_order_with_occupancy_and_presence(tmp_path, receiver, engine):
     rcv = receiver()
-    b = start(tmp_path, write_conf(tmp_path, rcv.url, "batch_size = 5\n"))
+    b = start(tmp_path, write_conf(tmp_path, rcv.url, "batch_size = 5\n"), engine=engine)
     try:
         for i in range(12):
             b.publish_rest("orders:a", {"n": i})
@@ -304,10 +314,10 @@ def test_failures_timeouts_then_recovery_across_kill9(tmp_path, receiver):
         b2.check_clean_exit()
 
 
-def test_dead_letters_list_retry_delete(tmp_path, receiver):
+def test_dead_letters_list_retry_delete(tmp_path, receiver, engine):
     state = {"status": 500}
     rcv = receiver(lambda n: state["status"])
-    b = start(tmp_path, write_conf(tmp_path, rcv.url, "max_attempts = 2\nbatch_size = 1\n"))
+    b = start(tmp_path, write_conf(tmp_path, rcv.url, "max_attempts = 2\nbatch_size = 1\n"), engine=engine)
     try:
         b.publish_rest("orders:d", {"n": 1})
         b.publish_rest("orders:d", {"n": 2})
@@ -523,7 +533,7 @@ def test_a_ca_file_without_certificates_stops_the_start(tmp_path):
     assert "cannot load the trusted CAs from %s" % junk in r.stdout + r.stderr, r.stdout + r.stderr
 
 
-def test_a_failing_channel_holds_only_its_own_events(tmp_path, receiver):
+def test_a_failing_channel_holds_only_its_own_events(tmp_path, receiver, engine):
     """The receiver refuses every batch holding an event of orders:a: orders:b's
     events are delivered meanwhile (in order); once it recovers, orders:a's
     arrive, in order."""
@@ -534,7 +544,7 @@ def test_a_failing_channel_holds_only_its_own_events(tmp_path, receiver):
             return 500
         return 200
     rcv = receiver(judge=judge)
-    b = start(tmp_path, write_conf(tmp_path, rcv.url, "max_attempts = 1000\nbatch_size = 10\n"))
+    b = start(tmp_path, write_conf(tmp_path, rcv.url, "max_attempts = 1000\nbatch_size = 10\n"), engine=engine)
     try:
         for i in range(20):
             b.publish_rest("orders:a", {"n": i})
@@ -570,14 +580,14 @@ def test_a_failing_channel_holds_only_its_own_events(tmp_path, receiver):
         b.check_clean_exit()
 
 
-def test_attempts_survive_kill9(tmp_path, receiver):
+def test_attempts_survive_kill9(tmp_path, receiver, engine):
     """max_attempts = 3 counts across a kill -9: the event is posted three
     times in all, not three times per run; its dead letter records the
     attempts, the last error and the first and last attempt times."""
     rcv = receiver(lambda n: 500)
     conf = write_conf(tmp_path, rcv.url, "max_attempts = 3\nretry_base = 2s\nretry_max = 2s\n")
     data = tmp_path / "data"
-    b = start(tmp_path, conf, data_dir=data, name="first")
+    b = start(tmp_path, conf, data_dir=data, name="first", engine=engine)
     b.publish_rest("orders:att", {"n": 1})
     # The status shows the attempts once they are stored with the event.
     st = status_until(b, lambda st: st["hook"]["attempts"] >= 2, timeout=10)["hook"]
@@ -585,7 +595,7 @@ def test_attempts_survive_kill9(tmp_path, receiver):
     b.send_signal(signal.SIGKILL)
     b.wait()
     before = rcv.count
-    b2 = start(tmp_path, conf, data_dir=data, name="second")
+    b2 = start(tmp_path, conf, data_dir=data, name="second", engine=engine)
     try:
         deadline = time.monotonic() + 10
         dead = []
