@@ -21,6 +21,10 @@
 
 enum pub_mode { PUB_WS = 0, PUB_REST = 1 };
 
+/* The broker measured (--target): Herald, or nats-server's WebSocket listener
+ * spoken to in NATS core's protocol (clients/hc_nats.h). */
+enum bench_target { TARGET_HERALD = 0, TARGET_NATS = 1 };
+
 #define MAX_STEPS 32
 #define MAX_CLOSE_CODES 16
 
@@ -69,6 +73,7 @@ struct opts {
     char secret[129];           /* payments: the broker's [adapter commerce] webhook_secret */
     unsigned sse;               /* sse: Server-Sent Events streams (WebSocket subscribers: --subscribers) */
     unsigned readers;           /* fanout, channels: reader processes holding the subscribers (0: none) */
+    enum bench_target target;   /* fanout, channels, cliff: the broker's protocol */
 };
 
 /* One step of a run: one target rate (or the whole run for idle/connect/publish). */

@@ -8,6 +8,7 @@
  * within 3 s is aborted, so every run ends. */
 #include "loop.h"
 #include "proc.h"
+#include "hc_nats.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -137,6 +138,7 @@ int loop_start(const struct loop_driver *d, uint64_t bound_ms)
 
     uv_loop_init(&B.loop);
     if (herald_ctx_new(&B.loop, &B.hctx)) return -1;
+    if (B.o.target == TARGET_NATS) hc_ctx_speak_nats(B.hctx);
     uv_timer_init(&B.loop, &B.tick);
     uv_timer_init(&B.loop, &B.progress);
     uv_timer_init(&B.loop, &B.watchdog);

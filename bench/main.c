@@ -139,6 +139,13 @@ static const struct flag flags[] = {
       "--concurrency attempts in flight. They report counts, latency and their CPU (readers%, the busiest: "
       "reader%) to the bench, which publishes and reports as usual (default 0: the subscribers are read in "
       "the bench's own loop)" },
+    { "target", BF_TARGET, 1, "T",
+      "fanout, channels, cliff: the broker measured, herald (default) or nats: nats-server's WebSocket listener "
+      "(--url ws://127.0.0.1:PORT), spoken to in NATS core's protocol through the same connections, payloads "
+      "and checks; subjects are NAMESPACE.RUN.N. NATS acknowledges no publication: a publication counts as "
+      "acked when the PONG of the PING the publisher sends after it arrives (the server has processed it); "
+      "it has no offsets, so gaps and duplicates are read from the payloads' sequence numbers (one "
+      "publisher only); WebSocket publishing only" },
     { "quiet", BF_QUIET, 0, NULL, "no progress line on stderr (it is shown only when stderr is a terminal)" },
     { "help", BF_HELP, 0, NULL, "show help (herald-bench SCENARIO --help for a scenario's flags)" },
 };
@@ -467,6 +474,11 @@ int main(int argc, char **argv)
         case BF_READERS:
             if (parse_uint(optarg, 0, 64, &o->readers)) return bad("--readers %s: want 0 to 64%s", optarg, "");
             break;
+        case BF_TARGET:
+            if (!strcmp(optarg, "herald")) o->target = TARGET_HERALD;
+            else if (!strcmp(optarg, "nats")) o->target = TARGET_NATS;
+            else return bad("--target %s: want herald or nats%s", optarg, "");
+            break;
         case BF_REJOIN_DELAY:
             if (parse_double(optarg, 0, 600, &o->rejoin_delay)) return bad("--rejoin-delay %s: want 0 to 600 seconds%s", optarg, "");
             break;
@@ -481,6 +493,13 @@ int main(int argc, char **argv)
     }
     if (optind < argc) return bad("unexpected argument \"%s\"%s", argv[optind], "");
     if (!(given & BF(PUBLISHERS))) o->publishers = o->publish == PUB_REST ? 16 : 1;
+    if (o->target == TARGET_NATS) {
+        /* NATS has no REST publishing; and it orders a channel's messages
+         * per publisher only, so with several the sequence numbers that
+         * stand in for offsets would read reordering as gaps. */
+        if (o->publish == PUB_REST) return bad("--target nats publishes over WebSocket only, not --publish rest%s%s", "", "");
+        if (o->publishers > 1) return bad("--target nats takes one publisher (--publishers 1)%s%s", "", "");
+    }
     if (nodes_setup(o, !!(sc->flags & BF(PUBLISH_URL)), why, sizeof why)) return bad("%s%s", why, "");
     if (sc->check_opts && sc->check_opts(o, given, why, sizeof why)) return bad("%s%s", why, "");
     return sc->run();

@@ -408,7 +408,7 @@ const struct bench_scenario bench_fanout = {
     .summary = "one channel, N subscribers, open-loop publishing at a target rate; delivery latency and counts",
     .example = "herald-bench fanout --url ws://127.0.0.1:8080/ws --subscribers 1000 --rate 1000,3000,6000 "
                "--duration 10",
-    .flags = PUBS_FLAGS | BF(RATE) | BF(P99MAX) | BF(READERS),
+    .flags = PUBS_FLAGS | BF(RATE) | BF(P99MAX) | BF(READERS) | BF(TARGET),
     .defaults = fanout_defaults,
     .check_opts = fanout_check,
     .run = bench_run,
@@ -422,7 +422,7 @@ const struct bench_scenario bench_channels = {
     .name = "channels",
     .summary = "M channels x K subscribers each, publications spread over the channels",
     .example = "herald-bench channels --channels 5000 --subscribers 2 --rate 30000 --duration 10",
-    .flags = PUBS_FLAGS | BF(CHANNELS) | BF(RATE) | BF(P99MAX) | BF(READERS),
+    .flags = PUBS_FLAGS | BF(CHANNELS) | BF(RATE) | BF(P99MAX) | BF(READERS) | BF(TARGET),
     .defaults = channels_defaults,
     .check_opts = channels_check,
     .run = bench_run,
@@ -442,7 +442,7 @@ const struct bench_scenario bench_cliff = {
              "10 times the previous step's (and over 200 ms) after at most twice the rate, with the broker\n"
              "under 90% of a core (known with --pid), is a cliff: exit status 3. From the first step where\n"
              "the bench itself is at 90% of its core, nothing is judged (verdict: bench_bound).\n",
-    .flags = PUBS_FLAGS | BF(CHANNELS) | BF(RATE) | BF(P99MAX) | BF(READERS),
+    .flags = PUBS_FLAGS | BF(CHANNELS) | BF(RATE) | BF(P99MAX) | BF(READERS) | BF(TARGET),
     .defaults = cliff_defaults,
     .check_opts = channels_check,
     .run = cliff_run,

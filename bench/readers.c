@@ -32,6 +32,7 @@
 #include "proc.h"
 #include "run.h"
 #include "loop.h"
+#include "hc_nats.h"
 
 #include <errno.h>
 #include <math.h>
@@ -253,15 +254,11 @@ static void r_on_pub(herald_client_t *c, const herald_msg_t *m, void *ud)
     (void)c;
     if (bench_payload_read(m->data, m->data_len, &ts, &seq) || seq >= R.nseq) {
         R.bad_payload++;
-        p->last_off = m->offset;
+        if (B.o.target != TARGET_NATS) p->last_off = m->offset;
         return;
     }
     k = step_of_seq(seq);
-    if (m->offset != p->last_off + 1) {
-        if (m->offset <= p->last_off) R.s[k].dups++;
-        else R.s[k].gaps += m->offset - p->last_off - 1;
-    }
-    p->last_off = m->offset;
+    bench_order(&p->last_off, bench_pub_pos(m, seq), &R.s[k].gaps, &R.s[k].dups);
     at = R.t0 + ts;
     lat = m->rx_ns > at ? m->rx_ns - at : 0;
     if (k < R.cur_done) {
@@ -391,6 +388,7 @@ static int reader_main(int fd, uint32_t first, uint32_t step)
 
     uv_loop_init(&R.loop);
     if (herald_ctx_new(&R.loop, &R.hctx)) return 1;
+    if (B.o.target == TARGET_NATS) hc_ctx_speak_nats(R.hctx);
     uv_timer_init(&R.loop, &R.count_timer);
     uv_timer_init(&R.loop, &R.abort_timer);
     uv_poll_init(&R.loop, &R.ctl, fd);

@@ -116,8 +116,11 @@ static void report_json(FILE *f)
 {
     const struct opts *o = &B.o;
 
-    fprintf(f, "{\"scenario\":\"%s\",\"url\":\"%s\",\"encoding\":\"%s\",\"duration_s\":%g,", o->sc->name,
-            o->url, o->enc == HERALD_MSGPACK ? "msgpack" : "json", o->duration);
+    fprintf(f, "{\"scenario\":\"%s\",\"target\":\"%s\",\"url\":\"%s\",\"encoding\":\"%s\",\"duration_s\":%g,",
+            o->sc->name, o->target == TARGET_NATS ? "nats" : "herald", o->url,
+            o->enc == HERALD_MSGPACK ? "msgpack" : "json", o->duration);
+    /* What "acked" means: NATS core acknowledges nothing (bench.h, --target). */
+    if (o->target == TARGET_NATS) fprintf(f, "\"ack\":\"pong\",");
     json_connections(f);
     if (o->sc->report_json) o->sc->report_json(f);
     json_common_tail(f);
@@ -165,6 +168,7 @@ static void report_human(FILE *f)
     double s = setup_secs();
 
     fprintf(f, "herald-bench %s  %s  encoding %s", sc->name, o->url, o->enc == HERALD_MSGPACK ? "msgpack" : "json");
+    if (o->target == TARGET_NATS) fprintf(f, "  target nats (acked: the PONG after the PUB)");
     if (sc->report_head) sc->report_head(f);
     fprintf(f, "\nconnections: %u opened, %u failed, in %.2f s (%.0f/s); connect latency p50 %.2f ms, p99 %.2f ms\n",
             B.ready, B.setup_failed, s, s > 0 ? B.ready / s : 0, report_ms(hist_percentile(B.connect_lat, 50)),

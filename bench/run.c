@@ -113,6 +113,20 @@ int bench_payload_read(const void *data, size_t len, uint64_t *ts, uint64_t *seq
     return 0;
 }
 
+uint64_t bench_pub_pos(const herald_msg_t *m, uint64_t seq)
+{
+    return B.o.target == TARGET_NATS ? seq / B.o.channels + 1 : m->offset;
+}
+
+void bench_order(uint64_t *last, uint64_t pos, uint64_t *gaps, uint64_t *dups)
+{
+    if (pos != *last + 1) {
+        if (pos <= *last) (*dups)++;
+        else *gaps += pos - *last - 1;
+    }
+    *last = pos;
+}
+
 static step_t *step_of(uint64_t seq)
 {
     for (int i = B.cur; i > 0; i--)
@@ -551,15 +565,13 @@ static void on_pub(herald_client_t *c, const herald_msg_t *m, void *ud)
         return;
     }
     B.deliveries++;
-    if (m->offset != p->last_off + 1) {
-        if (m->offset <= p->last_off) B.steps[B.cur].dups++;
-        else B.steps[B.cur].gaps += m->offset - p->last_off - 1;
-    }
-    p->last_off = m->offset;
     if (bench_payload_read(m->data, m->data_len, &ts, &seq) || seq >= B.nseq) {
+        /* Herald's offset still says where it stood; with NATS the payload was all there was. */
+        if (B.o.target != TARGET_NATS) bench_order(&p->last_off, m->offset, &B.steps[B.cur].gaps, &B.steps[B.cur].dups);
         B.bad_payload++;
         return;
     }
+    bench_order(&p->last_off, bench_pub_pos(m, seq), &B.steps[B.cur].gaps, &B.steps[B.cur].dups);
     B.rec[seq]++;
     st = step_of(seq);
     st->recv_all++;
@@ -720,7 +732,10 @@ int bench_run(void)
     }
     memset(B.raw, 'x', o->size);
     for (unsigned i = 0; i < o->channels; i++)
-        snprintf(B.chan_names + (size_t)i * B.chan_stride, B.chan_stride, "%s:%s-%u", o->ns, B.run_id, i);
+        /* NATS subjects are tokens separated by dots; ':' and '-' would be legal too, but a
+         * NATS user reads bench.RUN.N as the same naming Herald's NAMESPACE:RUN-N is. */
+        snprintf(B.chan_names + (size_t)i * B.chan_stride, B.chan_stride,
+                 o->target == TARGET_NATS ? "%s.%s.%u" : "%s:%s-%u", o->ns, B.run_id, i);
     for (uint32_t i = 0; i < B.npeers; i++) {
         peer_t *p = &B.peers[i];
         if (i < B.nsubs) {

@@ -56,6 +56,15 @@ int bench_reconnect(peer_t *p);
 /* bench_payload_read() - the timestamp and sequence number in a payload
  * that bench_payload() made. Return: 0, or -1 if it is not one. */
 int bench_payload_read(const void *data, size_t len, uint64_t *ts, uint64_t *seq);
+/* bench_pub_pos() - where pub @m (whose payload holds @seq) stands in its
+ * channel: Herald's offset; with --target nats, which has none, the
+ * publication's number in its channel, seq / channels + 1, which the
+ * round-robin schedule of one publisher makes consecutive. */
+uint64_t bench_pub_pos(const herald_msg_t *m, uint64_t seq);
+/* bench_order() - a subscriber whose last pub stood at *@last got one at
+ * @pos: count the positions skipped in *@gaps, or a repeat in *@dups; *@last
+ * becomes @pos. */
+void bench_order(uint64_t *last, uint64_t pos, uint64_t *gaps, uint64_t *dups);
 
 /* bench_remote_ready() - reader process @k of @nreaders (readers.h) has
  * subscribed all @n of its subscribers, B.peers[k], [k + nreaders], ...:

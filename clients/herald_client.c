@@ -2,7 +2,9 @@
  *
  * Owns: contexts, clients, their sockets and buffers, the RFC 6455 client
  * side (handshake, masking, framing, control frames) and request/reply
- * matching. Does not own: message syntax (hc_codec.c).
+ * matching, and the glue of the NATS dialect (hc_ctx_speak_nats(): its
+ * connect, its PING-answered requests, its byte stream across frames). Does
+ * not own: message syntax (hc_codec.c, hc_nats.c).
  *
  * DESIGN: receive. Every read lands in the context's shared buffer and is
  * parsed there; a client copies bytes into its own rx buffer only when a
@@ -25,6 +27,7 @@
  * abort any client (itself included) from any callback. */
 #include "herald_client.h"
 #include "hc_codec.h"
+#include "hc_nats.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -44,6 +47,10 @@
 #define OUT_KEEP (256 * 1024)      /* output buffers above this are freed when drained */
 #define HANDSHAKE_MAX 8192
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+/* A NATS server writes INFO as soon as the upgrade is done, in practice in
+ * the same write as its 101; a server silent this long after the upgrade is
+ * another protocol waiting for its own first message. */
+#define NATS_INFO_MS 3000
 
 enum state {
     ST_TCP = 0,       /* TCP connecting */
@@ -65,6 +72,7 @@ struct pending {
     uint64_t id;
     herald_reply_cb cb;
     void *arg;
+    uint8_t op;                    /* NATS: the op of the reply its PONG stands for */
 };
 
 struct herald_ctx {
@@ -78,6 +86,7 @@ struct herald_ctx {
     uint64_t rng;                  /* xorshift state for mask keys */
     uint64_t now;                  /* uv_hrtime() of the read being parsed */
     SSL_CTX *tls;                  /* for wss:// clients; made on first use or by herald_ctx_set_tls() */
+    uint8_t nats;                  /* hc_ctx_speak_nats(): new clients speak NATS */
 };
 
 struct herald_client {
@@ -119,6 +128,16 @@ struct herald_client {
     obuf_t tout;                   /* wss://: ciphertext waiting to be written */
     uint8_t tls_done;              /* the TLS handshake completed */
     char accept[32];               /* expected Sec-WebSocket-Accept */
+
+    /* NATS (hc_nats.h): its byte stream is not cut at frames, so a frame's
+     * unfinished operation waits in nrx for the next; each PING sent
+     * remembers the last request id before it (a mark), and its PONG
+     * answers the requests up to that id. */
+    uint8_t nats, got_info, ping_due;
+    unsigned char *nrx;
+    size_t nrxlen, nrxcap;
+    uint64_t *marks;
+    uint32_t mhead, mlen, mcap;
 };
 
 const char *herald_strerror(int err)
@@ -376,6 +395,8 @@ static void on_handle_closed(uv_handle_t *h)
     free(c->pend);
     free(c->token);
     free(c->tout.p);
+    free(c->nrx);
+    free(c->marks);
     if (c->ssl) SSL_free(c->ssl);          /* frees both BIOs */
     free(c);
 }
@@ -456,6 +477,8 @@ static void on_write(uv_write_t *req, int status)
 
 static int tls_encrypt(herald_client_t *c);
 
+static void nats_ping(herald_client_t *c);
+
 static void flush(herald_client_t *c)
 {
     obuf_t *src = &c->out;
@@ -464,6 +487,7 @@ static void flush(herald_client_t *c)
     int n;
 
     if (c->state == ST_DONE || c->state == ST_TCP) return;
+    if (c->ping_due) nats_ping(c);
     if (c->ssl) {
         if (tls_encrypt(c)) return;
         src = &c->tout;
@@ -503,6 +527,8 @@ static void on_timer(uv_timer_t *t)
     herald_client_t *c = t->data;
 
     if (c->state == ST_CLOSING) finish(c, c->got_close ? 0 : HERALD_E_TIMEOUT, 1006, "close timed out");
+    else if (c->nats && c->state == ST_CONNECTING && !c->got_info)
+        finish(c, HERALD_E_PROTOCOL, 1006, "not a NATS server: no INFO after the WebSocket upgrade");
     else finish(c, HERALD_E_TIMEOUT, 1006, "connect timed out");
 }
 
@@ -510,33 +536,41 @@ static void on_timer(uv_timer_t *t)
 
 static unsigned char *one_entry_map(herald_encoding_t enc, const char *key, const char *val, size_t *len);
 
+/* Remembers request @id to match with its reply. Return: 0 or UV_ENOMEM. */
+static int pend_push(herald_client_t *c, uint64_t id, herald_reply_cb cb, void *arg, uint8_t op)
+{
+    if (c->plen == c->pcap) {
+        uint32_t ncap = c->pcap ? c->pcap * 2 : 8;
+        struct pending *np = malloc(ncap * sizeof *np);
+        if (!np) return UV_ENOMEM;
+        for (uint32_t i = 0; i < c->plen; i++) np[i] = c->pend[(c->phead + i) & (c->pcap - 1)];
+        free(c->pend);
+        c->pend = np;
+        c->pcap = ncap;
+        c->phead = 0;
+    }
+    c->pend[(c->phead + c->plen) & (c->pcap - 1)] = (struct pending){ id, cb, arg, op };
+    c->plen++;
+    return 0;
+}
+
 static int request_x(herald_client_t *c, const char *op, const char *channel, size_t chlen,
                      const struct hc_extra *x, herald_reply_cb cb, void *arg, uint64_t *idp)
 {
     herald_ctx_t *ctx = c->ctx;
-    uint64_t id = c->next_id++;
+    uint64_t id;
     size_t n;
     int r;
 
+    if (c->nats) return UV_ENOTSUP;
+    id = c->next_id++;
     n = hc_encode_request((herald_encoding_t)c->enc, op, id, channel, chlen, x, ctx->scratch, ctx->scratch_cap);
     if (n > ctx->scratch_cap) {
         if ((r = reserve(&ctx->scratch, &ctx->scratch_cap, n))) return r;
         n = hc_encode_request((herald_encoding_t)c->enc, op, id, channel, chlen, x, ctx->scratch, ctx->scratch_cap);
     }
-    if (id) {                       /* id 0 is the connect request, answered apart */
-        if (c->plen == c->pcap) {
-            uint32_t ncap = c->pcap ? c->pcap * 2 : 8;
-            struct pending *np = malloc(ncap * sizeof *np);
-            if (!np) return UV_ENOMEM;
-            for (uint32_t i = 0; i < c->plen; i++) np[i] = c->pend[(c->phead + i) & (c->pcap - 1)];
-            free(c->pend);
-            c->pend = np;
-            c->pcap = ncap;
-            c->phead = 0;
-        }
-        c->pend[(c->phead + c->plen) & (c->pcap - 1)] = (struct pending){ id, cb, arg };
-        c->plen++;
-    }
+    /* id 0 is the connect request, answered apart */
+    if (id && (r = pend_push(c, id, cb, arg, 0))) return r;
     if ((r = send_frame(c, c->enc == HERALD_MSGPACK ? WS_BIN : WS_TEXT, ctx->scratch, n))) {
         if (id) c->plen--;
         return r;
@@ -551,6 +585,97 @@ static int request(herald_client_t *c, const char *op, const char *channel, size
 {
     struct hc_extra x = { .dkey = "data", .data = data, .dlen = dlen, .since = since };
     return request_x(c, op, channel, chlen, &x, cb, arg, idp);
+}
+
+/* ---- NATS (hc_nats.h) ---- */
+
+void hc_ctx_speak_nats(herald_ctx_t *ctx)
+{
+    ctx->nats = 1;
+}
+
+/* One client operation, in a binary frame: nats-server reads no text frames. */
+static int nats_send(herald_client_t *c, const unsigned char *p, size_t n)
+{
+    return send_frame(c, WS_BIN, p, n);
+}
+
+/* A request NATS does not answer: it is answered by the PONG of the PING
+ * that flush() sends after it, with op @op. @p, @n: its bytes. */
+static int nats_request(herald_client_t *c, herald_op_t op, const unsigned char *p, size_t n, herald_reply_cb cb,
+                        void *arg, uint64_t *idp)
+{
+    uint64_t id = c->next_id++;
+    int r;
+
+    if ((r = pend_push(c, id, cb, arg, (uint8_t)op))) return r;
+    if (n && (r = nats_send(c, p, n))) {
+        c->plen--;
+        return r;
+    }
+    c->ping_due = 1;
+    dirty_add(c);
+    if (idp) *idp = id;
+    return 0;
+}
+
+/* The PING after a loop turn's requests, and its mark: the last request id
+ * before it. Out of memory, the requests stay unanswered and the client's
+ * owner sees them pending (herald_client_pending()). */
+static void nats_ping(herald_client_t *c)
+{
+    c->ping_due = 0;
+    if (c->state != ST_OPEN) return;
+    if (c->mlen == c->mcap) {
+        uint32_t ncap = c->mcap ? c->mcap * 2 : 8;
+        uint64_t *nm = malloc(ncap * sizeof *nm);
+        if (!nm) return;
+        for (uint32_t i = 0; i < c->mlen; i++) nm[i] = c->marks[(c->mhead + i) & (c->mcap - 1)];
+        free(c->marks);
+        c->marks = nm;
+        c->mcap = ncap;
+        c->mhead = 0;
+    }
+    if (nats_send(c, (const unsigned char *)"PING\r\n", 6)) return;
+    c->marks[(c->mhead + c->mlen) & (c->mcap - 1)] = c->next_id - 1;
+    c->mlen++;
+}
+
+static int nats_subscribe(herald_client_t *c, const char *channel, size_t chlen, herald_reply_cb cb, void *arg,
+                          uint64_t *idp)
+{
+    herald_ctx_t *ctx = c->ctx;
+    size_t n = hc_nats_sub(channel, chlen, c->next_id, ctx->scratch, ctx->scratch_cap);
+    int r;
+
+    if (n > ctx->scratch_cap) {
+        if ((r = reserve(&ctx->scratch, &ctx->scratch_cap, n))) return r;
+        n = hc_nats_sub(channel, chlen, c->next_id, ctx->scratch, ctx->scratch_cap);
+    }
+    return nats_request(c, HERALD_OP_SUBSCRIBED, ctx->scratch, n, cb, arg, idp);
+}
+
+static int nats_publish(herald_client_t *c, const char *channel, size_t chlen, const void *data, size_t len,
+                        herald_reply_cb cb, void *arg, uint64_t *idp)
+{
+    herald_ctx_t *ctx = c->ctx;
+    size_t n = hc_nats_pub(channel, chlen, data, len, ctx->scratch, ctx->scratch_cap);
+    int r;
+
+    if (n > ctx->scratch_cap) {
+        if ((r = reserve(&ctx->scratch, &ctx->scratch_cap, n))) return r;
+        n = hc_nats_pub(channel, chlen, data, len, ctx->scratch, ctx->scratch_cap);
+    }
+    return nats_request(c, HERALD_OP_PUBLISHED, ctx->scratch, n, cb, arg, idp);
+}
+
+static int nats_connect(herald_client_t *c)
+{
+    unsigned char b[512];
+    size_t n = hc_nats_connect(b, sizeof b);
+
+    c->next_id = 1;                /* request ids, and sids, start at 1 */
+    return n <= sizeof b ? nats_send(c, b, n) : UV_ENOMEM;
 }
 
 int herald_state(herald_client_t *c, const char *channel, size_t chlen, const void *ops, size_t len,
@@ -574,6 +699,7 @@ int herald_subscribe(herald_client_t *c, const char *channel, size_t chlen,
                      herald_reply_cb cb, void *arg, uint64_t *id)
 {
     if (c->state != ST_OPEN) return HERALD_E_STATE;
+    if (c->nats) return nats_subscribe(c, channel, chlen, cb, arg, id);
     return request(c, "subscribe", channel, chlen, NULL, 0, NULL, cb, arg, id);
 }
 
@@ -619,6 +745,7 @@ int herald_publish(herald_client_t *c, const char *channel, size_t chlen, const 
                    size_t len, herald_reply_cb cb, void *arg, uint64_t *id)
 {
     if (c->state != ST_OPEN) return HERALD_E_STATE;
+    if (c->nats) return nats_publish(c, channel, chlen, data, len, cb, arg, id);
     return request(c, "publish", channel, chlen, data, len, NULL, cb, arg, id);
 }
 
@@ -650,6 +777,7 @@ int herald_refresh(herald_client_t *c, const char *token, herald_reply_cb cb, vo
 int herald_ping(herald_client_t *c, herald_reply_cb cb, void *arg, uint64_t *id)
 {
     if (c->state != ST_OPEN) return HERALD_E_STATE;
+    if (c->nats) return nats_request(c, HERALD_OP_PONG, NULL, 0, cb, arg, id);
     return request(c, "ping", NULL, 0, NULL, 0, NULL, cb, arg, id);
 }
 
@@ -747,10 +875,18 @@ static void dispatch(herald_client_t *c, herald_msg_t *m)
     if (c->cb.on_reply) c->cb.on_reply(c, m, c->ud);
 }
 
-/* One complete WebSocket message: one or more Herald messages. */
+static int nats_on_data(herald_client_t *c, const unsigned char *p, size_t len);
+
+/* One complete WebSocket message: one or more Herald messages (NATS: a
+ * piece of its byte stream, which records its own errors). */
 static int on_message(herald_client_t *c, const unsigned char *p, size_t len)
 {
     herald_msg_t m;
+
+    if (c->nats) {
+        nats_on_data(c, p, len);
+        return 0;
+    }
 
     if (c->enc == HERALD_JSON) {
         const unsigned char *e = p + len;
@@ -789,6 +925,150 @@ static void protocol_error(herald_client_t *c, int wscode, int err, const char *
         flush(c);
     }
     finish(c, err, 1006, why);
+}
+
+/* What a server that is not NATS said first, printable, for the close reason. */
+static void not_nats(herald_client_t *c, const unsigned char *p, size_t n)
+{
+    char why[128], seen[48];
+    size_t k = 0;
+
+    for (size_t i = 0; i < n && k + 1 < sizeof seen; i++) seen[k++] = p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '.';
+    seen[k] = '\0';
+    snprintf(why, sizeof why, "not a NATS server: it did not begin with INFO but with \"%s\"", seen);
+    protocol_error(c, 1002, HERALD_E_PROTOCOL, why);
+}
+
+/* The requests up to the mark of the PONG just read, answered in order. */
+static void nats_pong(herald_client_t *c)
+{
+    uint64_t mark;
+
+    if (c->state == ST_CONNECTING) {
+        herald_msg_t m = { .op = HERALD_OP_CONNECTED, .has_id = 1, .id = 0 };
+        dispatch(c, &m);           /* opens the client: the PONG after CONNECT */
+        return;
+    }
+    if (!c->mlen) return;          /* none of ours */
+    mark = c->marks[c->mhead];
+    c->mhead = (c->mhead + 1) & (c->mcap - 1);
+    c->mlen--;
+    while (c->plen && c->pend[c->phead].id <= mark && c->state == ST_OPEN) {
+        struct pending e = c->pend[c->phead];
+        herald_msg_t m = { .op = (herald_op_t)e.op, .has_id = 1, .id = e.id, .rx_ns = c->ctx->now };
+
+        c->phead = (c->phead + 1) & (c->pcap - 1);
+        c->plen--;
+        if (e.cb) e.cb(c, &m, e.arg);
+        else if (c->cb.on_reply) c->cb.on_reply(c, &m, c->ud);
+    }
+}
+
+static void nats_op(herald_client_t *c, const struct hc_nats_msg *o)
+{
+    herald_msg_t m;
+
+    switch (o->op) {
+    case HN_MSG:
+        memset(&m, 0, sizeof m);
+        m.op = HERALD_OP_PUB;
+        m.channel = o->subject;
+        m.channel_len = o->subject_len;
+        m.data = o->payload;
+        m.data_len = o->len;
+        m.raw = o->payload;
+        m.raw_len = o->len;
+        dispatch(c, &m);
+        break;
+    case HN_PING: nats_send(c, (const unsigned char *)"PONG\r\n", 6); break;
+    case HN_PONG: nats_pong(c); break;
+    case HN_ERR: {
+        char why[128];
+        snprintf(why, sizeof why, "NATS: -ERR %.*s", (int)(o->len > 100 ? 100 : o->len), (const char *)o->payload);
+        if (c->state == ST_CONNECTING) {
+            finish(c, HERALD_E_REFUSED, 1006, why);
+            break;
+        }
+        /* The server mostly closes after an -ERR: that is why the client ended. */
+        if (!c->close_reason[0]) snprintf(c->close_reason, sizeof c->close_reason, "%s", why);
+        memset(&m, 0, sizeof m);
+        m.op = HERALD_OP_ERROR;
+        m.reason = (const char *)o->payload;
+        m.reason_len = o->len;
+        dispatch(c, &m);
+        break;
+    }
+    default: break;                /* INFO again (cluster changes), +OK */
+    }
+}
+
+/* One WebSocket message's bytes of the NATS stream: the operations they
+ * complete, and what is left of an unfinished one kept for the next.
+ * Return: 0, or -1 if the client is finished (the reason is recorded). */
+static int nats_on_data(herald_client_t *c, const unsigned char *p, size_t len)
+{
+    const unsigned char *s = p;
+    size_t n = len;
+    int in_rx = 0;
+
+    if (c->nrxlen) {
+        if (reserve(&c->nrx, &c->nrxcap, c->nrxlen + len)) {
+            protocol_error(c, 1011, UV_ENOMEM, "out of memory");
+            return -1;
+        }
+        memcpy(c->nrx + c->nrxlen, p, len);
+        c->nrxlen += len;
+        s = c->nrx;
+        n = c->nrxlen;
+        in_rx = 1;
+    }
+    while (n && c->state < ST_CLOSING) {
+        struct hc_nats_msg o;
+        const char *why = "";
+        long used = hc_nats_next(s, n, c->opts.max_message, &o, &why);
+
+        if (used == 0) break;
+        if (!c->got_info && (used < 0 || o.op != HN_INFO)) {
+            not_nats(c, s, n);
+            return -1;
+        }
+        if (used == -2) {
+            protocol_error(c, 1009, HERALD_E_TOO_LARGE, "NATS message too large");
+            return -1;
+        }
+        if (used < 0) {
+            char b[96];
+            snprintf(b, sizeof b, "NATS protocol error: %s", why);
+            protocol_error(c, 1002, HERALD_E_PROTOCOL, b);
+            return -1;
+        }
+        if (o.op == HN_INFO && !c->got_info) {
+            /* The wait for INFO is over: the connect timeout runs again for the rest. */
+            c->got_info = 1;
+            if (c->state == ST_CONNECTING) uv_timer_start(&c->timer, on_timer, c->opts.connect_timeout_ms, 0);
+        } else {
+            nats_op(c, &o);
+        }
+        s += (size_t)used;
+        n -= (size_t)used;
+    }
+    if (c->state >= ST_CLOSING) n = 0;
+    if (n && in_rx) {
+        memmove(c->nrx, s, n);
+    } else if (n) {
+        if (reserve(&c->nrx, &c->nrxcap, n)) {
+            protocol_error(c, 1011, UV_ENOMEM, "out of memory");
+            return -1;
+        }
+        memcpy(c->nrx, s, n);
+    }
+    c->nrxlen = n;
+    if (!n && c->nrxcap > RX_KEEP) {
+        free(c->nrx);
+        c->nrx = NULL;
+        c->nrxcap = 0;
+    }
+    return 0;
 }
 
 static void on_close_frame(herald_client_t *c, const unsigned char *p, size_t n)
@@ -964,7 +1244,13 @@ static long parse_upgrade(herald_client_t *c, const unsigned char *p, size_t n)
         return -1;
     }
     v = header(s, end, "sec-websocket-protocol", &vl);
-    if (v ? (vl != strlen(proto) || memcmp(v, proto, vl)) : c->enc != HERALD_JSON) {
+    if (c->nats) {
+        /* NATS asks for no subprotocol; a server that names one is not NATS. */
+        if (v) {
+            finish(c, HERALD_E_HANDSHAKE, 1006, "not a NATS server: it chose a WebSocket subprotocol");
+            return -1;
+        }
+    } else if (v ? (vl != strlen(proto) || memcmp(v, proto, vl)) : c->enc != HERALD_JSON) {
         finish(c, HERALD_E_HANDSHAKE, 1006, "server did not accept the subprotocol");
         return -1;
     }
@@ -1226,6 +1512,14 @@ static int send_connect(herald_client_t *c)
     unsigned char *fields = NULL;
     int r;
 
+    /* NATS: CONNECT and PING at once, before the server's INFO arrives, so
+     * a server that is not NATS but answers anything is told apart at once;
+     * one that stays silent, by the shorter wait for INFO. */
+    if (c->nats) {
+        if (c->opts.connect_timeout_ms > NATS_INFO_MS) uv_timer_start(&c->timer, on_timer, NATS_INFO_MS, 0);
+        return nats_connect(c);
+    }
+
     if (c->token) {
         if (!(fields = one_entry_map((herald_encoding_t)c->enc, "token", c->token, &x.flen))) return UV_ENOMEM;
         x.fields = fields;
@@ -1278,9 +1572,9 @@ static int build_upgrade(herald_client_t *c, const herald_url_t *url)
     if (obuf_reserve(&c->out, 256 + sizeof url->host + sizeof url->path)) return UV_ENOMEM;
     n = snprintf((char *)c->out.p, c->out.cap,
                  "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-                 "Sec-WebSocket-Protocol: %s\r\n\r\n",
-                 url->path, url->host, key, c->enc == HERALD_MSGPACK ? "herald.msgpack" : "herald.json");
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                 url->path, url->host, key, c->nats ? "" : "Sec-WebSocket-Protocol: ",
+                 c->nats ? "" : c->enc == HERALD_MSGPACK ? "herald.msgpack" : "herald.json", c->nats ? "" : "\r\n");
     c->out.len = (size_t)n;
     return 0;
 }
@@ -1305,6 +1599,7 @@ int herald_client_new(herald_ctx_t *ctx, const herald_url_t *url, const herald_o
     if (!c->opts.close_timeout_ms) c->opts.close_timeout_ms = 2000;
     if (!c->opts.max_message) c->opts.max_message = 16u << 20;
     c->enc = (uint8_t)(c->opts.encoding == HERALD_MSGPACK ? HERALD_MSGPACK : HERALD_JSON);
+    c->nats = ctx->nats;
     if ((r = build_upgrade(c, url)) || (url->tls && (r = tls_start(c, url))) ||
         (r = uv_tcp_init(ctx->loop, &c->tcp))) {
         free(c->out.p);

@@ -8,7 +8,7 @@ BUILD="meson ninja-build pkg-config gcc libc6-dev
        libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libmsgpack-dev liblmdb-dev
        libjansson-dev libssl-dev libinih-dev liburing-dev libhiredis-dev"
 TEST="libcmocka-dev python3 python3-pytest python3-websockets python3-msgpack python3-requests python3-yaml
-      clang libclang-rt-14-dev curl valgrind openssl chromium systemd redis-server"
+      clang libclang-rt-14-dev curl valgrind openssl chromium systemd redis-server nats-server"
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
