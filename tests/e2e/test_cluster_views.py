@@ -257,5 +257,8 @@ def test_admin_page_feed_names_the_node(make_broker, redis):
             if p.get("op") == "pub":
                 break
         assert p["data"]["node"]["scope"] == "node" and len(p["data"]["node"]["id"]) == 16, p["data"]
+        # The page shows it: the node's id and that its figures are this node's.
+        page = requests.get(a.url("/admin"), timeout=5).text
+        assert 'id="node-box"' in page and "figures: this node's" in page and "d.node.id" in page
         await c.close()
     run(main())
