@@ -10,9 +10,14 @@
  * Keys, under the prefix P, for channel C and node N:
  *   P sn:C   hash N -> N's local subscribers of C (absent: none). A node
  *            writes its own field only, after its lease (P nodes,
- *            engine_presence.c) was renewed on the same connection; a
- *            field whose node holds no live lease is a dead node's (or a
- *            former id's): the reads skip it and delete it.
+ *            engine_presence.c) was renewed on the same connection. The
+ *            reads count only the nodes whose lease is live; they delete
+ *            the fields of nodes that have no lease at all (reaped: dead,
+ *            or a former id). A lease that ended but is not reaped yet may
+ *            still be renewed by its node, which then writes nothing again:
+ *            its fields are skipped, not deleted. A reaped node that was
+ *            only stalled learns it at its next beat and takes a new id
+ *            (core/cluster_presence.c), under which it writes every count.
  * DESIGN: the reads are scripts so that a channel's offset, epoch, stream
  * length, member count and subscriber sum are one consistent picture, and
  * the lease check uses Redis' clock, as the leases do. The list walks the
@@ -43,13 +48,10 @@
     "local P = ARGV[1]\n" \
     "local t = redis.call('TIME')\n" \
     "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n" \
-    "local live = {}\n" \
-    "local function alive(n)\n" \
-    "  if live[n] == nil then\n" \
-    "    local s = redis.call('ZSCORE', P .. 'nodes', n)\n" \
-    "    live[n] = s and tonumber(s) > now or false\n" \
-    "  end\n" \
-    "  return live[n]\n" \
+    "local lease = {}\n" \
+    "local function lease_of(n)\n" \
+    "  if lease[n] == nil then lease[n] = tonumber(redis.call('ZSCORE', P .. 'nodes', n) or '-1') end\n" \
+    "  return lease[n]\n" \
     "end\n" \
     "local function row(out, ch, hist)\n" \
     "  local mk = P .. 'm:' .. ch\n" \
@@ -58,7 +60,9 @@
     "  local h = redis.call('HGETALL', sk)\n" \
     "  local subs = 0\n" \
     "  for i = 1, #h, 2 do\n" \
-    "    if alive(h[i]) then subs = subs + tonumber(h[i + 1]) else redis.call('HDEL', sk, h[i]) end\n" \
+    "    local l = lease_of(h[i])\n" \
+    "    if l > now then subs = subs + tonumber(h[i + 1])\n" \
+    "    elseif l < 0 then redis.call('HDEL', sk, h[i]) end\n" \
     "  end\n" \
     "  local len, bytes = 0, 0\n" \
     "  if hist then\n" \

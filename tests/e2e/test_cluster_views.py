@@ -159,6 +159,32 @@ def test_killed_node_stops_counting(make_broker, redis, tmp_path):
         a.stop(signal.SIGKILL)
 
 
+def test_stalled_node_counts_again_after_its_lease(make_broker, redis):
+    """A node stalled (SIGSTOP) past its lease stops counting; once it runs again it
+    finds its lease gone at its next beat, takes a new id and writes its counts again."""
+    a, b = node(make_broker, redis), node(make_broker, redis)
+
+    async def main():
+        xs = [await subscribed(a, "s%d" % i, "room:stall") for i in range(2)]
+        y = await subscribed(b, "t", "room:stall")
+        old = until(lambda: counted(a, "room:stall", 3), 3 * FLUSH_S)["node"]["id"]
+        a.send_signal(signal.SIGSTOP)
+        try:
+            # B reaps A's lease at a beat after it ended: then A's field is dropped.
+            until(lambda: counted(b, "room:stall", 1), 2 * HEARTBEAT_MS / 1000 + 2)
+            time.sleep(3 * HEARTBEAT_MS / 1000)
+        finally:
+            a.send_signal(signal.SIGCONT)
+        s = until(lambda: counted(b, "room:stall", 3), HEARTBEAT_MS / 1000 + FLUSH_S + 2)
+        assert s["node"]["subscribers"] == 1
+        sa = until(lambda: counted(a, "room:stall", 3), 1)
+        assert sa["node"]["id"] != old and sa["node"]["subscribers"] == 2, sa
+        for c in xs + [y]:
+            await c.close()
+        until(lambda: counted(b, "room:stall", 0), 3 * FLUSH_S)
+    run(main())
+
+
 def test_restarted_redis_counts_again(make_broker, tmp_path):
     """Redis restarted without its data: each node writes its counts again under a
     new id, so the sum is right again; while Redis is down: 133 / 503."""
