@@ -229,8 +229,10 @@ static void on_views(void *arg, int status, const struct engine_chanstat *rows, 
     if (v->single) {
         if (!rows[0].known && !chan_find(rows[0].name, rows[0].len))
             http_finish_error(v->serial, 404, PROTO_E_BAD_CHANNEL, "the broker does not know this channel");
-        else
-            http_finish_json(v->serial, 200, view_json(&rows[0]));
+        else {
+            body = view_json(&rows[0]);
+            http_finish_json(v->serial, body ? 200 : 500, body);
+        }
         free(v);
         return;
     }
