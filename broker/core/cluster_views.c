@@ -14,33 +14,38 @@ static struct {
     unsigned gen;                 /* the id generation the views_told counts were written under */
 } cv;
 
-static void tell(chan_t *c, const char *node)
-{
-    int rc = engine_views_subs(cluster_engine(), c->name, c->namelen, node, c->nsubs);
+/* The id the pass in progress writes under (cluster_foreach() takes no argument). */
+static const char *pass_node;
 
+static void forget(chan_t *c) { c->views_told = 0; }
+
+static void tell(chan_t *c)
+{
+    int rc;
+
+    if (c->nsubs == c->views_told || !cluster_routes(c)) return;
+    rc = engine_views_subs(cluster_engine(), c->name, c->namelen, pass_node, c->nsubs);
     if (!rc) c->views_told = c->nsubs;
     else if (rc != -ENOTCONN)
         hlog(LOG_WARN, "cluster", "cannot write the subscriber count of %s: %s", c->name, strerror(-rc));
 }
 
+/* Only the channels with engine state can have local subscribers (the
+ * first one gives a channel its state, which lasts until it is freed), so
+ * the pass costs what the node's own channels cost, not the registry. */
 static void on_flush(uv_timer_t *t)
 {
-    unsigned gen;
-    const char *node = cluster_presence_node(&gen);
-    size_t pos = 0;
-    chan_t *c;
+    static unsigned gen;          /* static: pass_node outlives this call, and GCC cannot see it is not &gen */
 
     (void)t;
+    pass_node = cluster_presence_node(&gen);
     if (!engine_up(cluster_engine())) return;
     if (gen != cv.gen) {
         /* A new id: what the old one wrote no longer counts. */
-        pos = 0;
-        while ((c = hmap_next(&srv.channels, &pos))) c->views_told = 0;
+        cluster_foreach(forget);
         cv.gen = gen;
-        pos = 0;
     }
-    while ((c = hmap_next(&srv.channels, &pos)))
-        if (c->nsubs != c->views_told && cluster_routes(c)) tell(c, node);
+    cluster_foreach(tell);
 }
 
 void cluster_views_chan_free(chan_t *c)

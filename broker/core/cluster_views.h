@@ -9,9 +9,10 @@
  * DESIGN: counts change with every subscribe and unsubscribe; writing each
  * change would add a Redis command to every subscription (thousands in a
  * reconnection storm). Instead, once every VIEWS_FLUSH_MS a pass over the
- * registry writes the channels whose count differs from what was last
- * written (chan_t's views_told): one command per changed channel, whatever
- * the churn in between. When the node's id changes (its command connection
+ * channels with engine state (cluster_foreach()) writes those whose count
+ * differs from what was last written (chan_t's views_told): one command
+ * per changed channel, whatever the churn in between; a channel freed
+ * deletes its field at once. When the node's id changes (its command connection
  * came back, or its lease was lost), what was written is under the old id,
  * which readers ignore once its lease is gone: every count is written
  * again under the new one. Loop thread only. */
