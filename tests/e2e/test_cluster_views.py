@@ -15,7 +15,7 @@ import time
 import requests
 
 from conftest import Broker, run, ws_connect, hs256_token
-from test_cluster import Redis, engine_args, pytestmark, redis, rest_publish, wait_ready  # noqa: F401 (fixtures)
+from test_cluster import Redis, engine_args, pytestmark, redis, redis_cmd, rest_publish, wait_ready  # noqa: F401 (fixtures)
 
 SECRET = b"0123456789abcdef0123456789abcdef-secret"
 HEARTBEAT_MS = 300
@@ -258,6 +258,39 @@ def test_list_pages_every_channel_once(make_broker, redis):
     # A cursor from nowhere is a SCAN position: it answers, it does not crash.
     p = requests.get(b.url("/api/channels"), params={"cursor": 12345678901}, timeout=5)
     assert p.status_code == 200 and isinstance(p.json()["channels"], list)
+
+
+def test_list_over_a_big_keyspace(make_broker, redis):
+    """Among 100,000 other keys a page looks at a bounded number (about 10,000) and may
+    come back short, even empty, with a next_cursor; following it to null lists every
+    matching channel once."""
+    b = node(make_broker, redis)
+    fill = ("for i = 1, 100000 do redis.call('SET', 'filler:' .. i, 'x') end "
+            "for i = 1, 3 do redis.call('HSET', 'herald:m:room:big' .. i, 'offset', i, 'epoch', '0123456789abcdef') end "
+            "return 1")
+    assert redis_cmd(redis.port, "EVAL", fill, "0").startswith(b":1")
+    # A key that looks like a channel's meta but is not a hash is not a channel.
+    assert redis_cmd(redis.port, "SET", "herald:m:room:bigfake", "x").startswith(b"+OK")
+    seen, cursor, pages, short = [], None, 0, 0
+    while True:
+        params = {"prefix": "room:big", "limit": 2}
+        if cursor is not None:
+            params["cursor"] = cursor
+        t0 = time.monotonic()
+        r = requests.get(b.url("/api/channels"), params=params, timeout=5)
+        assert r.status_code == 200 and time.monotonic() - t0 < 2, r.text
+        p = r.json()
+        assert len(p["channels"]) <= 2
+        seen += [(c["channel"], c["last_offset"]) for c in p["channels"]]
+        cursor = p["next_cursor"]
+        pages += 1
+        if cursor is None:
+            break
+        short += len(p["channels"]) < 2
+        assert pages < 100
+    assert sorted(seen) == [("room:big%d" % i, i) for i in range(1, 4)], seen
+    # 100,000 keys at about 10,000 a page: at least 10 pages, at most 2 of them full.
+    assert pages >= 10 and short >= 8, (pages, short)
 
 
 def test_sys_channels_stay_this_nodes(make_broker, redis):
