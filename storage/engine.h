@@ -7,8 +7,8 @@
  * path has no extra hop or copy. There is one shared engine, Redis
  * (engine_redis.c, presence in engine_presence.c, state channels in
  * engine_state.c, seat maps in engine_seats.c, the commerce adapter in
- * engine_shop.c, the support-tickets adapter in engine_tickets.c; TLS to
- * Redis in engine_tls.c).
+ * engine_shop.c, the support-tickets adapter in engine_tickets.c, the
+ * operator views in engine_views.c; TLS to Redis in engine_tls.c).
  * DESIGN: the Redis engine keeps two connections on the broker's loop: one
  * for commands (a Lua script per publication and per read, by EVALSHA) and
  * one for pub/sub (SUBSCRIBE to the fan-out key of each channel that has
@@ -483,5 +483,43 @@ typedef void (*engine_tickets_cb)(void *arg, const struct engine_tickets_res *re
  * once. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
 int engine_tickets(engine_t *e, const char *chan, size_t len, const char *req, size_t reqlen,
                    const struct engine_tickets_keep *k, engine_tickets_cb cb, void *arg);
+
+/* ---- operator views (docs/cluster.md#operator-views) ---- */
+
+/* One channel's figures as Redis holds them, across every node. */
+struct engine_chanstat {
+    const char *name;             /* borrowed for the callback; not NUL-terminated */
+    size_t len;
+    int known;                    /* the channel's meta hash exists (published or subscribed to once) */
+    char epoch[HIST_EPOCH_LEN + 1]; /* "" when none drawn yet */
+    uint64_t last_offset;
+    uint64_t length, bytes;       /* entries in its stream, and Redis' estimate of their memory */
+    uint64_t members;             /* presence members on every node */
+    uint64_t subscribers;         /* the sum of the counts of the nodes with a live lease */
+};
+
+/* @status 0 and @n rows (borrowed for the call); @next the list's next
+ * cursor (0: the end). Else a negative errno as for engine_pub_cb. */
+typedef void (*engine_views_cb)(void *arg, int status, const struct engine_chanstat *rows, size_t n, uint64_t next);
+
+/* engine_views_stat() - @chan's figures, its stream's only when @history.
+ * Return: 0 (@cb later, once); -ENOTCONN (no callback); -ENOMEM;
+ * -ENAMETOOLONG. */
+int engine_views_stat(engine_t *e, const char *chan, size_t len, int history, engine_views_cb cb, void *arg);
+
+/* engine_views_list() - the channels whose meta hash Redis holds and whose
+ * name starts with @prefix, from @cursor (0: the start; else a @next this
+ * call gave), at most @limit, each with its figures. A page may be short,
+ * even empty, and still have a @next: it looks at a bounded number of keys.
+ * Return: as engine_views_stat(). */
+int engine_views_list(engine_t *e, const char *prefix, uint64_t cursor, unsigned limit, engine_views_cb cb,
+                      void *arg);
+
+/* engine_views_subs() - record that node @node has @count local
+ * subscribers of @chan (0 deletes its field). @node must hold a lease
+ * renewed earlier on the command connection (engine_presence_beat()). No
+ * callback: a lost write is made again under the node's next id.
+ * Return: 0; -ENOTCONN; -ENOMEM; -ENAMETOOLONG. */
+int engine_views_subs(engine_t *e, const char *chan, size_t len, const char *node, uint32_t count);
 
 #endif

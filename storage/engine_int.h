@@ -13,9 +13,12 @@
 #include "engine_tls.h"
 
 enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, SCRIPT_SOPS, SCRIPT_SREAD,
-       SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, SCRIPT_SHOP, SCRIPT_TICKETS, SCRIPT_WHEV, NSCRIPTS };
+       SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, SCRIPT_SHOP, SCRIPT_TICKETS, SCRIPT_WHEV,
+       SCRIPT_VSTAT, SCRIPT_VLIST, NSCRIPTS };
 /* A request that is a plain command, not a script: engine_signal()'s PUBLISH. */
 #define REQ_SIGNAL NSCRIPTS
+/* ... and engine_views_subs()'s HSET or HDEL. */
+#define REQ_VSUBS (NSCRIPTS + 1)
 
 /* The presence scripts (engine_presence.c) and the state scripts
  * (engine_state.c), loaded with the others. */
@@ -28,6 +31,8 @@ extern const char engine_seats_lua[];
 extern const char engine_shop_lua[];
 /* The tickets script (engine_tickets.c): SCRIPT_TICKETS. */
 extern const char engine_tickets_lua[];
+/* The operator views' scripts (engine_views.c): SCRIPT_VSTAT, SCRIPT_VLIST. */
+extern const char engine_vstat_lua[], engine_vlist_lua[];
 
 /* A Lua function the scripts that publish share: append record @rec at
  * offset @off to stream @s (when @keep > 0), trimmed to @keep entries and
@@ -204,6 +209,7 @@ typedef struct req {
         engine_seats_cb seats;
         engine_shop_cb shop;
         engine_tickets_cb tickets;
+        engine_views_cb views;
     } cb;
     void *arg;
     int retried;
@@ -254,6 +260,10 @@ void engine_finish_shop(req_t *q, const redisReply *r);
 /* engine_finish_tickets() - answer ticket request @q (SCRIPT_TICKETS) with
  * @r (NULL: the connection went). */
 void engine_finish_tickets(req_t *q, const redisReply *r);
+
+/* engine_finish_views() - answer a views request @q (SCRIPT_VSTAT,
+ * SCRIPT_VLIST, REQ_VSUBS) with @r (NULL: the connection went). */
+void engine_finish_views(req_t *q, const redisReply *r);
 
 /* engine_finish_presence() - answer presence request @q with @r (NULL: the
  * connection went). */

@@ -21,7 +21,7 @@
  *          idempotency key K) "<digest hex>:<offset>", expiring after
  *          history.idempotency_window.
  * Presence keys and scripts are engine_presence.c's; state keys and scripts
- * engine_state.c's.
+ * engine_state.c's; the operator views' engine_views.c's.
  * hiredis 0.14 resolves host names with a blocking getaddrinfo(), so names
  * are resolved here with uv_getaddrinfo() and hiredis is given the address;
  * it has no command timeout either, so a watchdog drops a connection whose
@@ -146,7 +146,8 @@ static const char whev_lua[] =
 static const char *const scripts[NSCRIPTS] = { pub_lua, read_lua, engine_pconn_lua, engine_pinfo_lua, engine_pread_lua,
                                                engine_pbeat_lua, engine_sops_lua, engine_sread_lua,
                                                engine_seats_lua, engine_seats_lua, engine_seats_lua,
-                                               engine_shop_lua, engine_tickets_lua, whev_lua };
+                                               engine_shop_lua, engine_tickets_lua, whev_lua,
+                                               engine_vstat_lua, engine_vlist_lua };
 
 static uint64_t now_ms(engine_t *e) { return uv_now(e->loop); }
 
@@ -624,6 +625,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     else if (q->script >= SCRIPT_SEATS && q->script <= SCRIPT_SCONN) engine_finish_seats(q, reply);
     else if (q->script == SCRIPT_SHOP) engine_finish_shop(q, reply);
     else if (q->script == SCRIPT_TICKETS) engine_finish_tickets(q, reply);
+    else if (q->script == SCRIPT_VSTAT || q->script == SCRIPT_VLIST || q->script == REQ_VSUBS)
+        engine_finish_views(q, reply);
     else engine_finish_presence(q, reply);
     free(q);
 }

@@ -5,6 +5,7 @@
 #include "core/presence.h"
 #include "core/publish.h"
 #include "core/cluster.h"
+#include "core/cluster_presence.h"
 #include "core/pubpipe.h"
 #include "core/webhook.h"
 #include "net/http.h"
@@ -173,11 +174,108 @@ static int submit(stats_job_t *j)
     return 0;
 }
 
+/* ---- channel statistics across nodes: with the redis engine, the
+ * figures every node shares are read from Redis (storage/engine_views.c),
+ * and this node's own beside them under "node" ---- */
+
+/* What this node alone knows of a channel: its id, its subscribers, its
+ * members, the rate it received publications at. */
+static json_t *node_json(const chan_t *c, const ns_config_t *ns)
+{
+    unsigned gen;
+    const char *id = cluster_presence_node(&gen);
+
+    return json_pack("{s:s,s:I,s:o,s:f}", "id", id, "subscribers", (json_int_t)(c ? c->nsubs : 0),
+                     "presence", ns->presence ? json_integer(c ? presence_count(c) : 0) : json_null(),
+                     "publications_per_second", c ? chan_rate(c) : 0.0);
+}
+
+/* The answer for one channel: the LMDB fields, their values the cluster's
+ * (but publications_per_second, which only a node measures), and "node". */
+static json_t *view_json(const struct engine_chanstat *r)
+{
+    const ns_config_t *ns = config_ns(&srv.cfg, r->name, r->len);
+    const chan_t *c = chan_find(r->name, r->len);
+    json_t *o = json_pack("{s:s%,s:I,s:o,s:f,s:I,s:s}", "channel", r->name, r->len,
+                          "subscribers", (json_int_t)r->subscribers,
+                          "presence", ns->presence ? json_integer((json_int_t)r->members) : json_null(),
+                          "publications_per_second", c ? chan_rate(c) : 0.0,
+                          "last_offset", (json_int_t)r->last_offset, "epoch", r->epoch);
+
+    if (!o) return NULL;
+    json_object_set_new(o, "history", ns->history ? json_pack("{s:I,s:I}", "length", (json_int_t)r->length,
+                                                              "bytes", (json_int_t)r->bytes) : json_null());
+    json_object_set_new(o, "node", node_json(c, ns));
+    return o;
+}
+
+struct view_req {
+    uint64_t serial;
+    int single;
+};
+
+static void on_views(void *arg, int status, const struct engine_chanstat *rows, size_t n, uint64_t next)
+{
+    struct view_req *v = arg;
+    json_t *body;
+
+    if (status) {
+        /* Stale figures would be worse than none. */
+        http_finish_error(v->serial, 503, PROTO_E_ENGINE_UNAVAILABLE, status == -ENOMEM ? "out of memory" :
+                          "reading the channel from the redis engine failed (see /api/health/ready)");
+        free(v);
+        return;
+    }
+    if (v->single) {
+        if (!rows[0].known && !chan_find(rows[0].name, rows[0].len))
+            http_finish_error(v->serial, 404, PROTO_E_BAD_CHANNEL, "the broker does not know this channel");
+        else {
+            body = view_json(&rows[0]);
+            http_finish_json(v->serial, body ? 200 : 500, body);
+        }
+        free(v);
+        return;
+    }
+    body = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(body, view_json(&rows[i]));
+    body = json_pack("{s:o,s:o}", "channels", body, "next_cursor", next ? json_integer((json_int_t)next) : json_null());
+    http_finish_json(v->serial, body ? 200 : 500, body);
+    free(v);
+}
+
+/* Starts a views read; answers 503 itself when Redis is down. */
+static int views_start(uint64_t serial, const char *name, size_t len, const char *prefix, uint64_t cursor,
+                       unsigned limit)
+{
+    struct view_req *v = calloc(1, sizeof *v);
+    int rc;
+
+    if (!v) return -ENOMEM;
+    v->serial = serial;
+    v->single = name != NULL;
+    rc = name ? engine_views_stat(cluster_engine(), name, len, config_ns(&srv.cfg, name, len)->history, on_views, v)
+              : engine_views_list(cluster_engine(), prefix, cursor, limit, on_views, v);
+    if (!rc) return 0;
+    free(v);
+    if (rc == -ENOMEM) return rc;
+    if (rc == -ENAMETOOLONG)
+        http_finish_error(serial, 400, name ? PROTO_E_BAD_CHANNEL : PROTO_E_BAD_FIELD, "name too long for the engine");
+    else
+        http_finish_error(serial, 503, PROTO_E_ENGINE_UNAVAILABLE,
+                          "the redis engine is unavailable (see /api/health/ready)");
+    return 0;
+}
+
 int admin_channels(uint64_t serial, const char *prefix, uint64_t cursor, unsigned limit)
 {
-    stats_job_t *j = calloc(1, sizeof *j);
     size_t plen = strlen(prefix), pos = (size_t)cursor;
+    stats_job_t *j;
     chan_t *c;
+
+    /* Every channel Redis knows, with the cluster's figures; the node's own
+     * sys channels are asked for by name. */
+    if (cluster_on()) return views_start(serial, NULL, 0, prefix, cursor, limit);
+    j = calloc(1, sizeof *j);
 
     if (!j || !(j->rows = calloc(limit, sizeof *j->rows))) {
         free(j);
@@ -201,6 +299,7 @@ int admin_channel(uint64_t serial, const char *name, size_t len)
     chan_t *c = chan_find(name, len);
     stats_job_t *j;
 
+    if (cluster_routes_name(name, len)) return views_start(serial, name, len, NULL, 0, 0);
     if (!c) {
         http_finish_error(serial, 404, PROTO_E_BAD_CHANNEL, "the broker does not know this channel");
         return 0;
@@ -380,6 +479,11 @@ static void publish_stats(void)
                      "warnings", warn);
     /* Webhook health: a few figures per webhook, read under their locks. */
     if (data && srv.cfg.nwebhooks) json_object_set_new(data, "webhooks", webhook_health());
+    /* Several nodes: every figure above is this node's; say which node. */
+    if (data && cluster_on()) {
+        unsigned gen;
+        json_object_set_new(data, "node", json_pack("{s:s,s:s}", "id", cluster_presence_node(&gen), "scope", "node"));
+    }
     if (data && publish(SYS_STATS, strlen(SYS_STATS), data, NULL, &origin, reason))
         hlog(LOG_DEBUG, "admin", "sys:stats not published: %s", reason);
     else if (data && !ns->history && (sys = chan_find(SYS_STATS, strlen(SYS_STATS))))

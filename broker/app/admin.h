@@ -4,7 +4,8 @@
  * Owns: the answers of GET /api/health, /api/health/ready, /api/channels,
  * /api/channels/{channel} and POST /api/admin/log (api.c routes them and
  * checks credentials), and the once-a-second sys:stats publication that the
- * admin page (GET /admin) draws, with its last 10 minutes kept in memory.
+ * admin page (GET /admin) draws, with its last 10 minutes kept in memory
+ * (with the redis engine it names this node: its figures are the node's).
  * Loop thread only. */
 #ifndef HERALD_ADMIN_H
 #define HERALD_ADMIN_H
@@ -28,11 +29,17 @@ int admin_ready(uint64_t serial);
 
 /* admin_channels() - a page of channel statistics for request @serial:
  * channels whose name starts with @prefix, from the opaque @cursor (0 first),
- * at most @limit. Return: 0, or -ENOMEM. */
+ * at most @limit. With the redis engine: the channels Redis knows, with the
+ * cluster's figures and this node's under "node" (storage/engine_views.c),
+ * a page possibly short with a next cursor, or 503 (133) when Redis cannot
+ * be read. Return: 0, or -ENOMEM. */
 int admin_channels(uint64_t serial, const char *prefix, uint64_t cursor, unsigned limit);
 
 /* admin_channel() - the statistics of one channel for request @serial
- * (404 if the broker does not know it). Return: 0, or -ENOMEM. */
+ * (404 if the broker does not know it). With the redis engine, a channel it
+ * routes is read from Redis as admin_channels() says (404 when neither
+ * Redis nor this node knows it); the node's own sys channels are answered
+ * here. Return: 0, or -ENOMEM. */
 int admin_channel(uint64_t serial, const char *name, size_t len);
 
 /* admin_set_log_level() - change the log level now. Return: 0, or -1 if

@@ -57,6 +57,7 @@ typedef struct chan {
     const ns_config_t *ns;        /* its namespace's options */
     struct presence *pres;        /* members, when the namespace has presence */
     struct cl_chan *cl;           /* with a shared engine: its state there (core/cluster.c), or NULL */
+    uint32_t views_told;          /* with a shared engine: nsubs as last written there (core/cluster_views.c) */
     uint8_t stored;               /* has a log in the history store */
     uint32_t rate_sec;            /* publications counted in second rate_sec_at ... */
     uint32_t rate_prev;           /* ... and in the second before it */

@@ -4,6 +4,7 @@
 #include "core/cluster_shop.h"
 #include "core/cluster_signal.h"
 #include "core/webhook.h"
+#include "core/cluster_views.h"
 #include "herald.h"
 #include "log.h"
 
@@ -74,6 +75,15 @@ void cluster_foreach(void (*fn)(chan_t *c))
 /* The sys namespace stays on each node (sys:stats is each node's own), but
  * for the commerce admin channel, which hears every node's orders. */
 int cluster_routes(const chan_t *c) { return cl.engine && (!chan_is_sys(c) || cluster_shop_admin(c)); }
+
+int cluster_routes_name(const char *name, size_t len)
+{
+    const char *admin = srv.cfg.commerce_admin_channel;
+
+    if (!cl.engine) return 0;
+    if (len <= 4 || memcmp(name, "sys:", 4)) return 1;
+    return srv.cfg.commerce_enabled && strlen(admin) == len && !memcmp(admin, name, len);
+}
 
 int cluster_ready(const char **why)
 {
@@ -468,6 +478,7 @@ void cluster_chan_free(chan_t *c)
 {
     cl_chan_t *x = c->cl;
 
+    cluster_views_chan_free(c);
     if (!x) return;
     drop_buffer(x);
     if (x->prev) x->prev->next = x->next;
@@ -670,6 +681,7 @@ int cluster_start(void)
         return -1;
     }
     cluster_presence_start();
+    cluster_views_start();
     hlog(LOG_INFO, "cluster", "engine: redis at %s (prefix %s); channels are shared with the other nodes",
          srv.cfg.engine_address, srv.cfg.engine_prefix);
     return 0;
@@ -684,6 +696,7 @@ void cluster_stop(void)
     engine_stop(e);
     cl.engine = NULL;
     cluster_presence_stop();
+    cluster_views_stop();
     uv_timer_stop(&cl.retry);
     uv_close((uv_handle_t *)&cl.retry, NULL);
 }

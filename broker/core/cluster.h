@@ -50,6 +50,11 @@ void cluster_foreach(void (*fn)(chan_t *c));
  * adapter's admin channel too, even in "sys": core/cluster_shop.h). */
 int cluster_routes(const chan_t *c);
 
+/* cluster_routes_name() - cluster_routes() for a channel by name, known
+ * here or not (the operator views ask Redis about channels with no local
+ * state). */
+int cluster_routes_name(const char *name, size_t len);
+
 /* cluster_ready() - whether both engine connections are up (readiness).
  * @why: [out] when not, a static reason. */
 int cluster_ready(const char **why);

@@ -40,6 +40,12 @@ static void new_id(void)
     cp.gen++;
 }
 
+const char *cluster_presence_node(unsigned *gen)
+{
+    *gen = cp.gen;
+    return cp.node;
+}
+
 static unsigned lease_ms(void) { return 2 * srv.cfg.engine_presence_heartbeat_ms; }
 
 static void on_conn_done(void *arg, int status, uint64_t value)

@@ -32,6 +32,13 @@
 void cluster_presence_start(void);
 void cluster_presence_stop(void);
 
+/* cluster_presence_node() - this node's id in the engine now, and in
+ * *@gen a number that changes with it (a new id after the command
+ * connection came back or the lease was lost). Anything written under the
+ * id after its lease is written in the same order on the command
+ * connection, as the members are. */
+const char *cluster_presence_node(unsigned *gen);
+
 /* cluster_presence_on_cmd() - the command connection came up (@up 1):
  * take a new id and write every local member again. */
 void cluster_presence_on_cmd(int up);

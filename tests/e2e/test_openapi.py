@@ -434,6 +434,28 @@ def test_presence_answers_503_when_redis_is_down(tmp_path_factory):
         b.check_clean_exit()
 
 
+def test_channel_stats_answer_503_when_redis_is_down(tmp_path_factory):
+    """[engine] type = redis: channel statistics are read from Redis (with "node", this node's
+    figures, in the schema); with Redis gone both routes answer 503 (133)."""
+    from test_cluster import Redis, engine_args
+    redis = Redis(tmp_path_factory.mktemp("redis")).start()
+    b = Broker(tmp_path_factory.mktemp("clustered"), [*engine_args(redis), "--ns", "room.presence=on"],
+               name="clustered").start()
+    pp = {"channel": "room:a"}
+    try:
+        wait_ready(b, True)
+        assert requests.post(b.url("/api/publish"), json={"channel": "room:a", "data": 1}, timeout=5).ok
+        assert "node" in call(b, "get", "/api/channels/{channel}", "200", pp).json()
+        assert "node" in call(b, "get", "/api/channels", "200").json()["channels"][0]
+        redis.kill()
+        wait_ready(b, False)
+        assert call(b, "get", "/api/channels/{channel}", "503", pp).json()["error"]["code"] == 133
+        assert call(b, "get", "/api/channels", "503").json()["error"]["code"] == 133
+    finally:
+        redis.kill()
+        b.check_clean_exit()
+
+
 def test_state_answers_503_when_redis_is_down(tmp_path_factory):
     """[engine] type = redis: state is read and changed in Redis; with Redis gone both routes answer 503 (133)."""
     from test_cluster import Redis, engine_args
