@@ -22,9 +22,10 @@
  * of its channel "{timeline_ns}:{id}". A ticket's value and the reports are
  * MessagePack written by the script itself in a fixed field order (Redis'
  * cmsgpack orders a table's fields by its hash and cannot write a null,
- * which "assignee" and "from" need). The "ticket.changed" webhook events
- * have their place in the script (events()), empty while webhooks are
- * refused under this engine (docs/cluster.md). */
+ * which "assignee" and "from" need). The "ticket.changed" webhook event of
+ * each entry is queued right after it, in the same script (events(), through
+ * engine_int.h's wh_event()): an acknowledged change always has its events,
+ * a refused one none. Webhook events are JSON (Redis' cjson), as LMDB's. */
 #include "engine.h"
 #include "engine_int.h"
 #include "log.h"
@@ -44,6 +45,7 @@
 const char engine_tickets_lua[] =
     ENGINE_APPEND_LUA
     ENGINE_MP_LUA
+    ENGINE_EVENT_LUA
     "local P, chan = ARGV[1], ARGV[2]\n"
     "local bkeep, bttl, ep1 = ARGV[3], ARGV[4], ARGV[5]\n"
     "local tkeep, tttl, tnote, ep2 = ARGV[6], ARGV[7], ARGV[8], ARGV[9]\n"
@@ -113,11 +115,18 @@ const char engine_tickets_lua[] =
     "  for i, s in ipairs(NEXT[from] or {}) do a[i] = s end\n"
     "  return a\n"
     "end\n"
-    "-- The \"ticket.changed\" webhook event of each timeline entry is made here,\n"
-    "-- once the webhook queues live in Redis: {\"type\":\"ticket.changed\",\"change\":\n"
-    "-- entry.type, \"ticket\": id, \"channel\", and the entry's fields}. No webhook\n"
-    "-- can be configured under the redis engine yet, so there is none to queue.\n"
+    "-- The \"ticket.changed\" webhook event of a timeline entry (@name its channel,\n"
+    "-- @id its ticket), as tickets_db.c's tell() queues it: the entry's fields, its\n"
+    "-- type as \"change\", then \"type\", \"ticket\" (the id) and \"channel\"; none for\n"
+    "-- a name tell() cannot write (256 bytes or more), one whether or not the entry\n"
+    "-- was published. Ordered by its channel, as LMDB orders it by \"channel\".\n"
     "local function events(name, id, entry)\n"
+    "  local hooks = req.hooks\n"
+    "  if type(hooks) ~= 'table' or #hooks == 0 or #name >= 256 then return end\n"
+    "  local ev = {}\n"
+    "  for k, v in pairs(entry) do ev[k] = v end\n"
+    "  ev.change, ev.type, ev.ticket, ev.channel = entry.type, 'ticket.changed', id, name\n"
+    "  wh_event(P, hooks, name, 'E', 0, cjson.encode(ev), now)\n"
     "end\n"
     "local floor = tonumber(redis.call('HGET', M, 'sfloor') or '0')\n"
     "local cache, changes, touched, aux = {}, {}, {}, {}\n"

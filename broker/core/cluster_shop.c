@@ -127,6 +127,16 @@ static void on_applied(void *arg, const struct engine_shop_res *res)
     free(x);
 }
 
+/* The @n webhook names @names as a JSON list; NULL: out of memory (which
+ * json_object_set_new() then refuses). */
+static json_t *names_json(const char *const *names, size_t n)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_string(names[i]));
+    return a;
+}
+
 /* The request as the script reads it (engine_shop()). */
 static char *request_json(const chan_t *c, const shop_req_t *r)
 {
@@ -148,6 +158,13 @@ static char *request_json(const chan_t *c, const shop_req_t *r)
         const char *sku;
         json_object_foreach(r->items, sku, v) json_array_append_new(items, json_pack("[s,O]", sku, v));
         json_object_set_new(o, "items", items);
+    }
+    /* The webhooks app/commerce.c chose, as shop.c reads them on LMDB; a
+     * request that cannot carry them is not sent (its events would be lost). */
+    if ((r->nhooks_created && json_object_set_new(o, "hc", names_json(r->hooks_created, r->nhooks_created))) ||
+        (r->nhooks_status && json_object_set_new(o, "hs", names_json(r->hooks_status, r->nhooks_status)))) {
+        json_decref(o);
+        return NULL;
     }
     if (r->action == SHOP_PAYMENT) {
         json_object_set_new(o, "event", json_string(r->event));

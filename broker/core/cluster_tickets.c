@@ -150,6 +150,16 @@ static char *request_json(const tickets_req_t *r)
     if (r->ticket) json_object_set(o, "ticket", r->ticket);
     if (r->comment) json_object_set(o, "comment", r->comment);
     if (r->ids) json_object_set(o, "ids", r->ids);
+    /* The webhooks app/tickets.c chose, as tickets_db.c reads them on LMDB;
+     * a request that cannot carry them is not sent (its events would be lost). */
+    if (r->nhooks) {
+        json_t *names = json_array();
+        for (size_t i = 0; names && i < r->nhooks; i++) json_array_append_new(names, json_string(r->hooks[i]));
+        if (json_object_set_new(o, "hooks", names)) {
+            json_decref(o);
+            return NULL;
+        }
+    }
     s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;

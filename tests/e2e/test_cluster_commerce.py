@@ -22,6 +22,7 @@ import requests
 from conftest import run
 from test_cluster import Redis, engine_args, pytestmark, redis, redis_cmd, wait_ready  # noqa: F401 (fixtures)
 from test_commerce import HOOKS, ON, WHSEC, api, create, ev, move, stock_state, sub, user
+from test_webhooks import SECRET as WH_SECRET, receiver, verify  # noqa: F401 (a fixture)
 
 
 def nodes(make_broker, redis_, n, *extra):
@@ -343,3 +344,89 @@ def test_script_flush_loads_the_commerce_script_again(make_broker, redis):
     assert redis_cmd(redis.port, "SCRIPT", "FLUSH") == b"+OK\r\n"
     code, res = move(a, "f1", "CANCELLED")
     assert code == 200 and res["restored"] == {"A": 2}, res
+
+
+# -- order.* webhook events (docs/cluster.md#commerce) -----------------------------------
+
+def order_hook_conf(tmp_path, url, name="orders.conf"):
+    """[webhook biz] that wants the order events, and a [webhook pubs] that wants
+    none of them (publications of no namespace): it must get nothing."""
+    conf = tmp_path / name
+    conf.write_text(
+        "[webhook biz]\nurl = %s\nsecret = %s\nevents = order.created, order.status\n"
+        "timeout = 2s\nretry_base = 50ms\nretry_max = 200ms\n\n"
+        "[webhook pubs]\nurl = %s\nsecret = %s\nevents = publication\nnamespaces = none\n"
+        % (url, WH_SECRET, url, WH_SECRET))
+    return conf
+
+
+def order_walk(x, y):
+    """Orders created and moved on nodes @x and @y (the same node for LMDB), with
+    refusals between that must queue nothing. Returns how many events the
+    acknowledged changes make."""
+    assert api(x, "PUT", "/api/commerce/stock", {"stock": {"MUG": 10, "TEE": 3}})[0] == 200
+    assert create(x, "o1", "alice", [{"sku": "MUG", "qty": 2}, {"sku": "TEE", "qty": 1}])[0] == 200
+    assert create(y, "o2", "bob", [{"sku": "TEE", "qty": 2}])[0] == 200
+    assert create(y, "o1", "bob", [{"sku": "MUG", "qty": 1}])[0] == 409            # id taken: no event
+    assert create(x, "o3", "carol", [{"sku": "TEE", "qty": 9}])[0] == 409          # short: no event
+    code, res = hook(y, ev("evt_1", "payment.succeeded", "o1"))
+    assert code == 200 and res["order"]["status"] == "PAID", res
+    assert hook(x, ev("evt_1", "payment.succeeded", "o1"))[1].get("duplicate") is True    # no event
+    assert hook(x, ev("evt_2", "payment.succeeded", "nope"))[1].get("unmatched") is True  # no order: no event
+    assert move(x, "o1", "PROCESSING")[0] == 200
+    assert move(y, "o1", "DELIVERED")[0] == 409                                     # refused: no event
+    assert move(y, "o1", "PICKING")[0] == 200
+    assert move(x, "o1", "PACKED")[0] == 200
+    assert move(y, "o1", "SHIPPED", {"carrier": "DHL", "tracking_number": "JD0001"})[0] == 200
+    assert move(x, "o2", "CANCELLED")[0] == 200                                     # gives TEE back
+    assert move(y, "o2", "CANCELLED")[0] == 409                                     # once only: no event
+    assert move(x, "o1", "DELIVERED", {})[0] == 200                                 # an empty tracking object
+    assert api(y, "GET", "/api/commerce/orders/o1")[0] == 200                       # a read: no event
+    return 9
+
+
+def untimed_order_events(evs):
+    """The order events without what differs by nature between two runs: the
+    event ids, "ts" and "at" (clocks)."""
+    out = []
+    for e in evs:
+        assert e["type"] in ("order.created", "order.status"), e
+        out.append({k: v for k, v in e.items() if k not in ("id", "ts", "at")})
+    return out
+
+
+def test_order_events_from_two_nodes_are_lmdbs(make_broker, redis, receiver, tmp_path):
+    """[webhook] events = order.created, order.status under the redis engine:
+    orders created and moved on two nodes give one event per acknowledged create
+    or change of status, in the order Redis applied them (one order per webhook,
+    as on LMDB), signed, with LMDB's fields and values (times aside); refusals,
+    duplicates, unmatched payments and reads give none; a webhook that wants
+    other events gets none of these."""
+    rl, rr = receiver(), receiver()
+    lm = make_broker("--config", str(order_hook_conf(tmp_path, rl.url, "lmdb.conf")), *HOOKS, name="lmdb")
+    n = order_walk(lm, lm)
+    a, b = nodes(make_broker, redis, 2, "--config", str(order_hook_conf(tmp_path, rr.url)), *HOOKS[len(ON):],
+                 "--engine-webhook-lease", "1s")
+    t0 = int(time.time() * 1000)
+    assert n == order_walk(a, b)
+    want = rl.wait_events(lambda e: len(e) >= n, timeout=20)
+    got = rr.wait_events(lambda e: len(e) >= n, timeout=20)
+    time.sleep(0.5)                                              # anything more would come now
+    want, got = rl.events(), rr.events()
+    assert len(want) == n, want
+    assert len(got) == n and len({e["id"] for e in got}) == n, got
+    assert untimed_order_events(got) == untimed_order_events(want), (got, want)
+    assert [(e["type"], e["order"], e["status"]) for e in got] == [
+        ("order.created", "o1", "PENDING"), ("order.created", "o2", "PENDING"), ("order.status", "o1", "PAID"),
+        ("order.status", "o1", "PROCESSING"), ("order.status", "o1", "PICKING"), ("order.status", "o1", "PACKED"),
+        ("order.status", "o1", "SHIPPED"), ("order.status", "o2", "CANCELLED"), ("order.status", "o1", "DELIVERED")
+    ]
+    ids = [int(e["id"]) for e in got]
+    assert ids == sorted(ids), "queued in the order Redis ran the scripts"
+    assert got[2]["payment_event"] == "evt_1" and got[6]["tracking"]["carrier"] == "DHL", got
+    assert got[-2]["restored"] == {"TEE": 2} and got[-1]["tracking"] == {}, got
+    # Times are Redis' (this machine's clock: the same one here), "at" the order's "updated".
+    code, o1 = api(b, "GET", "/api/commerce/orders/o1")
+    assert got[-1]["at"] == o1["order"]["updated"] and all(e["at"] >= t0 - 1000 for e in got), (got, o1)
+    for headers, body, _ in rr.requests + rl.requests:
+        verify(headers, body)
