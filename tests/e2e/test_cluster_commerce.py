@@ -7,7 +7,9 @@ never oversells; the lifecycle's refusals with LMDB's codes, fields and reasons;
 a cancel sent twice at once on two nodes giving stock back once; order ids and
 payment event ids deduplicated across nodes; Redis killed answering 133 / 503 on
 every route, then the orders and stock all there once it is back; the script
-loaded again after SCRIPT FLUSH. Each test
+loaded again after SCRIPT FLUSH; the order.created / order.status webhook events
+of orders made on two nodes equal to an LMDB node's, and kept in Redis across its
+restart, none for what was refused or failed. Each test
 starts its own redis-server. test_commerce.py runs the one-node suite on both
 engines."""
 import hashlib
@@ -350,11 +352,12 @@ def test_script_flush_loads_the_commerce_script_again(make_broker, redis):
 
 def order_hook_conf(tmp_path, url, name="orders.conf"):
     """[webhook biz] that wants the order events, and a [webhook pubs] that wants
-    none of them (publications of no namespace): it must get nothing."""
+    none of them (publications of no namespace): it must get nothing. Many
+    attempts: the fault test keeps the receiver failing for seconds."""
     conf = tmp_path / name
     conf.write_text(
         "[webhook biz]\nurl = %s\nsecret = %s\nevents = order.created, order.status\n"
-        "timeout = 2s\nretry_base = 50ms\nretry_max = 200ms\n\n"
+        "timeout = 2s\nretry_base = 50ms\nretry_max = 200ms\nmax_attempts = 1000\n\n"
         "[webhook pubs]\nurl = %s\nsecret = %s\nevents = publication\nnamespaces = none\n"
         % (url, WH_SECRET, url, WH_SECRET))
     return conf
@@ -430,3 +433,41 @@ def test_order_events_from_two_nodes_are_lmdbs(make_broker, redis, receiver, tmp
     assert got[-1]["at"] == o1["order"]["updated"] and all(e["at"] >= t0 - 1000 for e in got), (got, o1)
     for headers, body, _ in rr.requests + rl.requests:
         verify(headers, body)
+
+
+def test_order_events_survive_redis_restart_and_none_for_what_failed(make_broker, redis, receiver, tmp_path):
+    """Events queued while the receiver fails are in Redis with their orders: Redis
+    killed (every commerce route 503, nothing queued) and restarted, they arrive,
+    each once, followed by those of the changes made after; a cancel sent to two
+    nodes at once gives one order.status event."""
+    up = [False]
+    rcv = receiver(behave=lambda n: 200 if up[0] else 503)
+    a, b = nodes(make_broker, redis, 2, "--config", str(order_hook_conf(tmp_path, rcv.url)), *HOOKS[len(ON):],
+                 "--engine-webhook-lease", "1s")
+    assert api(a, "PUT", "/api/commerce/stock", {"stock": {"A": 5}})[0] == 200
+    assert create(b, "k1", "alice", [{"sku": "A", "qty": 2}])[0] == 200
+    assert move(a, "k1", "PAID")[0] == 200
+    redis.kill()
+    for n in (a, b):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and requests.get(n.url("/api/health/ready"), timeout=2).status_code == 200:
+            time.sleep(0.05)
+    assert create(a, "k2", "bob", [{"sku": "A", "qty": 1}])[0] == 503
+    assert move(b, "k1", "PROCESSING")[0] == 503
+    assert hook(a, ev("evt_down", "payment.succeeded", "k1"))[0] == 503
+    redis.start()
+    wait_ready(a)
+    wait_ready(b)
+    assert create(a, "k3", "carol", [{"sku": "A", "qty": 1}])[0] == 200
+    results = both(move, (a, "k3", "CANCELLED"), (b, "k3", "CANCELLED"))
+    assert sorted(r[0] for r in results) == [200, 409], results
+    up[0] = True
+    rcv.wait_events(lambda e: len({x["id"] for x in e}) >= 4, timeout=20)
+    time.sleep(0.5)
+    first = {}
+    for e in rcv.events():
+        first.setdefault(e["id"], e)                             # at least once: repeats keep their id
+    assert [(e["type"], e["order"], e["status"]) for e in first.values()] == [
+        ("order.created", "k1", "PENDING"), ("order.status", "k1", "PAID"), ("order.created", "k3", "PENDING"),
+        ("order.status", "k3", "CANCELLED")], list(first.values())
+    assert list(first.values())[-1]["restored"] == {"A": 1}
