@@ -421,7 +421,9 @@ typedef void (*engine_shop_cb)(void *arg, const struct engine_shop_res *res);
  * "owner", "lines" (create), "status", "tracking" (move, pay), "event",
  * "event_type", "window" (ms; pay), "ons" (the orders namespace), "admin"
  * (the admin channel), "hc" and "hs" (the names of the webhooks that get
- * order.created and order.status; absent: none)}) as one script, with the
+ * order.created and order.status; absent: none), "hp" ({"stock", "order",
+ * "user", "admin": the names of the webhooks that get that channel's
+ * publications}; absent: none)}) as one script, with the
  * rules of storage/shop.c, all or none: the stock delta takes the stock
  * channel's next offset like engine_publish() (@k->stock), and the
  * notifications of a create or a change of status go out on the order's
@@ -477,7 +479,8 @@ typedef void (*engine_tickets_cb)(void *arg, const struct engine_tickets_res *re
  * "ids", "tl" (the timelines' namespace), "next" (the status machine:
  * {"<status>": [the statuses it may move to], ...}, as tickets_next()
  * says), "hooks" (the names of the webhooks that get ticket.changed;
- * absent: none)}, checked as app/tickets.c checks it) on dashboard @chan as
+ * absent: none), "hp" ({"board", "tl": the names of the webhooks that get
+ * the dashboard's, the timelines' publications}; absent: none)}, checked as app/tickets.c checks it) on dashboard @chan as
  * one script, with the rules of storage/tickets_db.c, all or none: the
  * delta takes the channel's next offset like engine_publish() (@k->board),
  * and each changed ticket's timeline entry goes out on "{tl}:{id}" in the

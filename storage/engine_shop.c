@@ -22,7 +22,9 @@
  * stock delta through the same append() as a publication, then each
  * notification (the order's channel, user:{owner}, the admin channel) as its
  * channel's next offset, in shop.c's order, so every node delivers them in
- * the same order. "reserved" in the order row makes giving stock back happen
+ * the same order. Each publication is queued in the same script for the
+ * webhooks that want its channel's publications (req.hp), as LMDB queues a
+ * hist_tx_publish()'s. "reserved" in the order row makes giving stock back happen
  * once, as on LMDB: a second cancel finds the order final and is refused.
  * The order.* webhook events are made in one place, the Lua function
  * events(), after the notifications, through the wh_event() every script
@@ -69,12 +71,18 @@ const char engine_shop_lua[] =
     "local function record(data)\n"
     "  return '\\130' .. mstr('ts') .. mint(now) .. mstr('data') .. data\n"
     "end\n"
-    "local function pub(chan, rec, keep, ttl, e)\n"
+    /* @which: the kind of channel ('stock', 'order', 'user', 'admin') whose
+     * publication webhooks (req.hp[which], as the node found them for its
+     * namespace) get this publication, as hist_tx_publish() queues them. */
+    "local HP = req.hp or {}\n"
+    "local function pub(chan, rec, keep, ttl, e, which)\n"
     "  local m = P .. 'm:' .. chan\n"
     "  local off = redis.call('HINCRBY', m, 'offset', 1)\n"
     "  local epoch = redis.call('HGET', m, 'epoch')\n"
     "  if not epoch then epoch = e; redis.call('HSET', m, 'epoch', epoch) end\n"
     "  append(P .. 's:' .. chan, P .. 'f:' .. chan, off, epoch, rec, keep, ttl, now)\n"
+    "  local hooks = HP[which]\n"
+    "  if type(hooks) == 'table' and #hooks > 0 then wh_event(P, hooks, chan, 'P', off, rec, now) end\n"
     "  return off, epoch\n"
     "end\n"
     "local function named(chan)\n"
@@ -150,7 +158,7 @@ const char engine_shop_lua[] =
     "local function side(which, chan, data)\n"
     "  local k = T[which]\n"
     "  if k[3] ~= '1' or not named(chan) then return end\n"
-    "  local off = pub(chan, record(data), k[1], k[2], k[4])\n"
+    "  local off = pub(chan, record(data), k[1], k[2], k[4], which)\n"
     "  sides[#sides + 1] = chan\n"
     "  sides[#sides + 1] = off\n"
     "end\n"
@@ -280,7 +288,7 @@ const char engine_shop_lua[] =
     "  unchanged = 1\n"
     "else\n"
     "  redis.call('HSET', M, 'sfloor', floor)\n"
-    "  off, epoch = pub(C, rec, skeep, sttl, ep0)\n"
+    "  off, epoch = pub(C, rec, skeep, sttl, ep0, 'stock')\n"
     "  unchanged = 0\n"
     "end\n"
     /* The notifications, in shop.c's notify() order and fields. */

@@ -19,7 +19,8 @@
  * does not roll a script back), applies the change to its copies, writes the
  * touched keys and rows, publishes the delta through the same append() as a
  * publication, then each changed ticket's timeline entry as the next offset
- * of its channel "{timeline_ns}:{id}". A ticket's value and the reports are
+ * of its channel "{timeline_ns}:{id}", each queued for the webhooks that
+ * want that channel's publications (req.hp), as LMDB queues them. A ticket's value and the reports are
  * MessagePack written by the script itself in a fixed field order (Redis'
  * cmsgpack orders a table's fields by its hash and cannot write a null,
  * which "assignee" and "from" need). The "ticket.changed" webhook event of
@@ -93,12 +94,17 @@ const char engine_tickets_lua[] =
     "local function record(data)\n"
     "  return '\\130' .. mstr('ts') .. mint(now) .. mstr('data') .. data\n"
     "end\n"
-    "local function pub(c, rec, keep, ttl, e)\n"
+    "-- @hooks: the webhooks that get this publication (req.hp.board for the\n"
+    "-- dashboard, req.hp.tl for a timeline, as the node found them for the\n"
+    "-- namespace), queued as hist_tx_publish() queues them on LMDB.\n"
+    "local HP = req.hp or {}\n"
+    "local function pub(c, rec, keep, ttl, e, hooks)\n"
     "  local m = P .. 'm:' .. c\n"
     "  local off = redis.call('HINCRBY', m, 'offset', 1)\n"
     "  local epoch = redis.call('HGET', m, 'epoch')\n"
     "  if not epoch then epoch = e; redis.call('HSET', m, 'epoch', epoch) end\n"
     "  append(P .. 's:' .. c, P .. 'f:' .. c, off, epoch, rec, keep, ttl, now)\n"
+    "  if type(hooks) == 'table' and #hooks > 0 then wh_event(P, hooks, c, 'P', off, rec, now) end\n"
     "  return off, epoch\n"
     "end\n"
     "local function named(c)\n"
@@ -272,7 +278,7 @@ const char engine_tickets_lua[] =
     "end\n"
     "for k, v in pairs(aux) do redis.call('HSET', AUX, k, v) end\n"
     "local rec = record('\\129' .. mstr('changes') .. '\\221' .. be(#changes, 4) .. table.concat(changes))\n"
-    "local off, epoch = pub(chan, rec, bkeep, bttl, ep1)\n"
+    "local off, epoch = pub(chan, rec, bkeep, bttl, ep1, HP.board)\n"
     "local sides = {}\n"
     "for _, e in ipairs(entries) do\n"
     "  local id, entry = e[1], e[2]\n"
@@ -281,7 +287,7 @@ const char engine_tickets_lua[] =
     "  local name = req.tl .. ':' .. id\n"
     "  if tnote == '1' and named(name) then\n"
     "    sides[#sides + 1] = name\n"
-    "    sides[#sides + 1] = pub(name, record(enc(entry)), tkeep, tttl, ep2)\n"
+    "    sides[#sides + 1] = pub(name, record(enc(entry)), tkeep, tttl, ep2, HP.tl)\n"
     "  end\n"
     "  events(name, id, entry)\n"
     "end\n"

@@ -350,17 +350,37 @@ def test_script_flush_loads_the_commerce_script_again(make_broker, redis):
 
 # -- order.* webhook events (docs/cluster.md#commerce) -----------------------------------
 
-def order_hook_conf(tmp_path, url, name="orders.conf"):
+def order_hook_conf(tmp_path, url, name="orders.conf", feed=None):
     """[webhook biz] that wants the order events, and a [webhook pubs] that wants
     none of them (publications of no namespace): it must get nothing. Many
-    attempts: the fault test keeps the receiver failing for seconds."""
+    attempts: the fault test keeps the receiver failing for seconds. With @feed,
+    a [webhook feed] posting there the publications of the stock channel, the
+    orders' channels and user:{owner} (and of sys:orders, which is never sent)."""
     conf = tmp_path / name
     conf.write_text(
         "[webhook biz]\nurl = %s\nsecret = %s\nevents = order.created, order.status\n"
         "timeout = 2s\nretry_base = 50ms\nretry_max = 200ms\nmax_attempts = 1000\n\n"
         "[webhook pubs]\nurl = %s\nsecret = %s\nevents = publication\nnamespaces = none\n"
         % (url, WH_SECRET, url, WH_SECRET))
+    if feed:
+        with conf.open("a") as f:
+            f.write("\n[webhook feed]\nurl = %s\nsecret = %s\nevents = publication\n"
+                    "namespaces = stock, orders, user, sys\ntimeout = 2s\n" % (feed, WH_SECRET))
     return conf
+
+
+def publications(evs):
+    """{channel: [(offset, data without times)]}, each channel's in the order
+    received, after checking its event ids and offsets rise."""
+    out = {}
+    for e in evs:
+        assert e["type"] == "publication", e
+        out.setdefault(e["channel"], []).append(e)
+    for chan, es in out.items():
+        assert [int(e["id"]) for e in es] == sorted(int(e["id"]) for e in es), chan
+        assert [e["offset"] for e in es] == sorted(e["offset"] for e in es), chan
+    return {chan: [(e["offset"], {k: v for k, v in e["data"].items() if k != "at"}) for e in es]
+            for chan, es in out.items()}
 
 
 def order_walk(x, y):
@@ -405,11 +425,11 @@ def test_order_events_from_two_nodes_are_lmdbs(make_broker, redis, receiver, tmp
     as on LMDB), signed, with LMDB's fields and values (times aside); refusals,
     duplicates, unmatched payments and reads give none; a webhook that wants
     other events gets none of these."""
-    rl, rr = receiver(), receiver()
-    lm = make_broker("--config", str(order_hook_conf(tmp_path, rl.url, "lmdb.conf")), *HOOKS, name="lmdb")
+    rl, rr, fl, fr = receiver(), receiver(), receiver(), receiver()
+    lm = make_broker("--config", str(order_hook_conf(tmp_path, rl.url, "lmdb.conf", fl.url)), *HOOKS, name="lmdb")
     n = order_walk(lm, lm)
-    a, b = nodes(make_broker, redis, 2, "--config", str(order_hook_conf(tmp_path, rr.url)), *HOOKS[len(ON):],
-                 "--engine-webhook-lease", "1s")
+    a, b = nodes(make_broker, redis, 2, "--config", str(order_hook_conf(tmp_path, rr.url, feed=fr.url)),
+                 *HOOKS[len(ON):], "--engine-webhook-lease", "1s")
     t0 = int(time.time() * 1000)
     assert n == order_walk(a, b)
     want = rl.wait_events(lambda e: len(e) >= n, timeout=20)
@@ -433,6 +453,17 @@ def test_order_events_from_two_nodes_are_lmdbs(make_broker, redis, receiver, tmp
     assert got[-1]["at"] == o1["order"]["updated"] and all(e["at"] >= t0 - 1000 for e in got), (got, o1)
     for headers, body, _ in rr.requests + rl.requests:
         verify(headers, body)
+    # The publications go to the webhooks that want them, from the same script,
+    # as on LMDB: the stock deltas (the set, two creates, the cancel's restore)
+    # and each change's notification on its order's channel and user:{owner}.
+    npub = 4 + 2 * 9
+    fl.wait_events(lambda e: len(e) >= npub, timeout=20)
+    fr.wait_events(lambda e: len(e) >= npub, timeout=20)
+    time.sleep(0.3)
+    want_p, got_p = publications(fl.events()), publications(fr.events())
+    assert got_p == want_p, (got_p, want_p)
+    assert sorted(got_p) == ["orders:o1#alice", "orders:o2#bob", "stock:all", "user:alice", "user:bob"], got_p
+    assert sum(len(v) for v in got_p.values()) == npub, got_p
 
 
 def test_order_events_survive_redis_restart_and_none_for_what_failed(make_broker, redis, receiver, tmp_path):

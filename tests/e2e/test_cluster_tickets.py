@@ -355,17 +355,36 @@ def test_config_is_accepted_with_the_redis_engine(make_broker, redis, tmp_path):
 
 # -- ticket.changed webhook events (docs/cluster.md#support-tickets) ----------------------
 
-def desk_conf(tmp_path, url, name="desk.conf"):
+def desk_conf(tmp_path, url, name="desk.conf", feed=None):
     """[webhook desk] that wants ticket.changed, and a [webhook pubs] that wants
     none of them (publications of no namespace): it must get nothing. Many
-    attempts: the fault test keeps the receiver failing for seconds."""
+    attempts: the fault test keeps the receiver failing for seconds. With @feed,
+    a [webhook feed] posting there the publications of the dashboard and the
+    timelines."""
     conf = tmp_path / name
     conf.write_text(
         "[webhook desk]\nurl = %s\nsecret = %s\nevents = ticket.changed\n"
         "timeout = 2s\nretry_base = 50ms\nretry_max = 200ms\nmax_attempts = 1000\n\n"
         "[webhook pubs]\nurl = %s\nsecret = %s\nevents = publication\nnamespaces = none\n"
         % (url, WH_SECRET, url, WH_SECRET))
+    if feed:
+        with conf.open("a") as f:
+            f.write("\n[webhook feed]\nurl = %s\nsecret = %s\nevents = publication\n"
+                    "namespaces = helpdesk, ticket\ntimeout = 2s\n" % (feed, WH_SECRET))
     return conf
+
+
+def publications(evs):
+    """{channel: [(offset, data without times)]}, each channel's in the order
+    received, after checking its event ids and offsets rise."""
+    out = {}
+    for e in evs:
+        assert e["type"] == "publication", e
+        out.setdefault(e["channel"], []).append(e)
+    for chan, es in out.items():
+        assert [int(e["id"]) for e in es] == sorted(int(e["id"]) for e in es), chan
+        assert [e["offset"] for e in es] == sorted(e["offset"] for e in es), chan
+    return {chan: [(e["offset"], untimed(e["data"])) for e in es] for chan, es in out.items()}
 
 
 def by_channel(evs):
@@ -391,9 +410,10 @@ def test_ticket_events_from_two_nodes_are_lmdbs(make_broker, redis, receiver, tm
     nodes gives one event per timeline entry, each timeline's in order, signed,
     with LMDB's fields and values (times aside); refusals and reads give none; a
     webhook that wants other events gets none of these."""
-    rl, rr = receiver(), receiver()
-    lmdb = make_broker("--config", str(desk_conf(tmp_path, rl.url, "lmdb.conf")), *ON, name="lmdb")
-    a, b = nodes(make_broker, redis, 2, "--config", str(desk_conf(tmp_path, rr.url)), "--engine-webhook-lease", "1s")
+    rl, rr, fl, fr = receiver(), receiver(), receiver(), receiver()
+    lmdb = make_broker("--config", str(desk_conf(tmp_path, rl.url, "lmdb.conf", fl.url)), *ON, name="lmdb")
+    a, b = nodes(make_broker, redis, 2, "--config", str(desk_conf(tmp_path, rr.url, feed=fr.url)),
+                 "--engine-webhook-lease", "1s")
     want, got = walk([lmdb]), walk([a, b])
     assert [g[0] for g in got] == [w[0] for w in want]
     rl.wait_events(lambda e: len(e) >= WALK_EVENTS, timeout=20)
@@ -412,6 +432,16 @@ def test_ticket_events_from_two_nodes_are_lmdbs(make_broker, redis, receiver, tm
     assert t1[-1]["at"] == board(a)[0]["T-1"]["updated"], t1[-1]
     for headers, body, _ in rr.requests + rl.requests:
         verify(headers, body)
+    # The publications go to the webhooks that want them, from the same script,
+    # as on LMDB: the dashboard's deltas (one per acknowledged change) and each
+    # timeline entry.
+    npub = 13 + WALK_EVENTS
+    fl.wait_events(lambda e: len(e) >= npub, timeout=20)
+    fr.wait_events(lambda e: len(e) >= npub, timeout=20)
+    time.sleep(0.3)
+    want_p, got_p = publications(fl.events()), publications(fr.events())
+    assert got_p == want_p, (got_p, want_p)
+    assert len(got_p[BOARD]) == 13 and sum(len(v) for v in got_p.values()) == npub, got_p
 
 
 def test_ticket_events_whole_or_absent_across_redis_faults(make_broker, redis, receiver, tmp_path):
