@@ -420,14 +420,18 @@ typedef void (*engine_shop_cb)(void *arg, const struct engine_shop_res *res);
  * ([[sku, n], ...] for set and adjust, in the request's order), "order",
  * "owner", "lines" (create), "status", "tracking" (move, pay), "event",
  * "event_type", "window" (ms; pay), "ons" (the orders namespace), "admin"
- * (the admin channel)}) as one script, with the rules of storage/shop.c, all
- * or none: the stock delta takes the stock channel's next offset like
- * engine_publish() (@k->stock), and the notifications of a create or a
- * change of status go out on the order's channel, user:{owner} and the
- * admin channel in the same script, each as its channel's next offset (an
- * unmatched payment: the admin channel only). Times ("created", "updated",
- * "at", the records' "ts") are Redis' clock. @cb gets the outcome later,
- * exactly once. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
+ * (the admin channel), "hc" and "hs" (the names of the webhooks that get
+ * order.created and order.status; absent: none), "hp" ({"stock", "order",
+ * "user", "admin": the names of the webhooks that get that channel's
+ * publications}; absent: none)}) as one script, with the rules of
+ * storage/shop.c, all or none: the stock delta takes the stock channel's
+ * next offset like engine_publish() (@k->stock), and the notifications of a
+ * create or a change of status go out on the order's channel, user:{owner}
+ * and the admin channel in the same script, each as its channel's next
+ * offset (an unmatched payment: the admin channel only), followed by its
+ * order.* webhook event, queued as shop.c queues it. Times ("created",
+ * "updated", "at", the records' "ts") are Redis' clock. @cb gets the outcome
+ * later, exactly once. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
 int engine_shop(engine_t *e, const char *req, size_t len, const struct engine_shop_keep *k, engine_shop_cb cb,
                 void *arg);
 
@@ -473,14 +477,18 @@ typedef void (*engine_tickets_cb)(void *arg, const struct engine_tickets_res *re
  * "assignee" (absent: unassign), "by", "ticket" ({"id"?, "title",
  * "description", "priority", "requester"}), "comment" ({"author","text"}),
  * "ids", "tl" (the timelines' namespace), "next" (the status machine:
- * {"<status>": [the statuses it may move to], ...}, as tickets_next()
- * says)}, checked as app/tickets.c checks it) on dashboard @chan as one script, with the rules of
+ * {"<status>": [the statuses it may move to], ...}, as tickets_next() says),
+ * "hooks" (the names of the webhooks that get ticket.changed; absent: none),
+ * "hp" ({"board", "tl": the names of the webhooks that get the dashboard's,
+ * the timelines' publications}; absent: none)}, checked as app/tickets.c
+ * checks it) on dashboard @chan as one script, with the rules of
  * storage/tickets_db.c, all or none: the delta takes the channel's next
  * offset like engine_publish() (@k->board), and each changed ticket's
  * timeline entry goes out on "{tl}:{id}" in the same script as that
- * channel's next offset (@k->timeline). Times ("created", "updated", "at",
- * the records' "ts") are Redis' clock. @cb gets the outcome later, exactly
- * once. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
+ * channel's next offset (@k->timeline), followed by its ticket.changed
+ * webhook event, queued as tickets_db.c queues it. Times ("created",
+ * "updated", "at", the records' "ts") are Redis' clock. @cb gets the outcome
+ * later, exactly once. Return: 0; -ENOTCONN (no callback); -ENOMEM. */
 int engine_tickets(engine_t *e, const char *chan, size_t len, const char *req, size_t reqlen,
                    const struct engine_tickets_keep *k, engine_tickets_cb cb, void *arg);
 

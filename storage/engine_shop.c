@@ -22,11 +22,14 @@
  * stock delta through the same append() as a publication, then each
  * notification (the order's channel, user:{owner}, the admin channel) as its
  * channel's next offset, in shop.c's order, so every node delivers them in
- * the same order. "reserved" in the order row makes giving stock back happen
+ * the same order. Each publication is queued in the same script for the
+ * webhooks that want its channel's publications (req.hp), as LMDB queues a
+ * hist_tx_publish()'s. "reserved" in the order row makes giving stock back happen
  * once, as on LMDB: a second cancel finds the order final and is refused.
  * The order.* webhook events are made in one place, the Lua function
- * events(), which does nothing today: outbound webhooks are refused at start
- * under the redis engine (docs/cluster.md). Rows are JSON (Redis' cjson) so
+ * events(), after the notifications, through the wh_event() every script
+ * that queues webhook events shares (engine_int.h): an acknowledged create
+ * or move always has its events, a refused one none. Rows are JSON (Redis' cjson) so
  * that an empty tracking object stays an object; the notifications are
  * MessagePack written here, field by field, in shop.c's order. */
 #include "engine.h"
@@ -49,6 +52,7 @@
 const char engine_shop_lua[] =
     ENGINE_APPEND_LUA
     ENGINE_MP_LUA
+    ENGINE_EVENT_LUA
     "local P, req = ARGV[1], cjson.decode(ARGV[2])\n"
     "local skeep, sttl, ep0 = ARGV[3], ARGV[4], ARGV[5]\n"
     "local T = {order = {ARGV[6], ARGV[7], ARGV[8], ARGV[9]}, user = {ARGV[10], ARGV[11], ARGV[12], ARGV[13]},\n"
@@ -67,12 +71,18 @@ const char engine_shop_lua[] =
     "local function record(data)\n"
     "  return '\\130' .. mstr('ts') .. mint(now) .. mstr('data') .. data\n"
     "end\n"
-    "local function pub(chan, rec, keep, ttl, e)\n"
+    /* @which: the kind of channel ('stock', 'order', 'user', 'admin') whose
+     * publication webhooks (req.hp[which], as the node found them for its
+     * namespace) get this publication, as hist_tx_publish() queues them. */
+    "local HP = req.hp or {}\n"
+    "local function pub(chan, rec, keep, ttl, e, which)\n"
     "  local m = P .. 'm:' .. chan\n"
     "  local off = redis.call('HINCRBY', m, 'offset', 1)\n"
     "  local epoch = redis.call('HGET', m, 'epoch')\n"
     "  if not epoch then epoch = e; redis.call('HSET', m, 'epoch', epoch) end\n"
     "  append(P .. 's:' .. chan, P .. 'f:' .. chan, off, epoch, rec, keep, ttl, now)\n"
+    "  local hooks = HP[which]\n"
+    "  if type(hooks) == 'table' and #hooks > 0 then wh_event(P, hooks, chan, 'P', off, rec, now) end\n"
     "  return off, epoch\n"
     "end\n"
     "local function named(chan)\n"
@@ -148,14 +158,26 @@ const char engine_shop_lua[] =
     "local function side(which, chan, data)\n"
     "  local k = T[which]\n"
     "  if k[3] ~= '1' or not named(chan) then return end\n"
-    "  local off = pub(chan, record(data), k[1], k[2], k[4])\n"
+    "  local off = pub(chan, record(data), k[1], k[2], k[4], which)\n"
     "  sides[#sides + 1] = chan\n"
     "  sides[#sides + 1] = off\n"
     "end\n"
-    /* The order.* webhook events of a create or a change of status, made
-     * here and only here. Outbound webhooks are refused under the redis
-     * engine today, so there is nobody to queue them for. */
-    "local function events(kind, order, data)\n"
+    /* The order.* webhook event of a create or a change of status (@r: the
+     * report, for "from" and "restored"), made here and only here: shop.c's
+     * notification with "type" replaced, queued for the webhooks the node
+     * named (req.hc: order.created, req.hs: order.status). Under channel ""
+     * as on LMDB (hist_tx_event()): the event names none, so every order
+     * event of a webhook goes out in one order, the order Redis ran them. */
+    "local function events(kind, o, r)\n"
+    "  local hooks = req.hs\n"
+    "  if kind == 'order.created' then hooks = req.hc end\n"
+    "  if type(hooks) ~= 'table' or #hooks == 0 then return end\n"
+    "  local ev = {type = kind, order = o.id, owner = o.owner, status = o.status, at = o.updated}\n"
+    "  if kind == 'order.created' then ev.lines = o.lines else ev.from = r.from end\n"
+    "  if a == 'pay' then ev.payment_event = req.event end\n"
+    "  if req.tracking then ev.tracking = req.tracking end\n"
+    "  if r.restored then ev.restored = r.restored end\n"
+    "  wh_event(P, hooks, '', 'E', 0, cjson.encode(ev), now)\n"
     "end\n"
     "local res\n"
     "local function move(o)\n"
@@ -266,7 +288,7 @@ const char engine_shop_lua[] =
     "  unchanged = 1\n"
     "else\n"
     "  redis.call('HSET', M, 'sfloor', floor)\n"
-    "  off, epoch = pub(C, rec, skeep, sttl, ep0)\n"
+    "  off, epoch = pub(C, rec, skeep, sttl, ep0, 'stock')\n"
     "  unchanged = 0\n"
     "end\n"
     /* The notifications, in shop.c's notify() order and fields. */
@@ -287,7 +309,7 @@ const char engine_shop_lua[] =
     "  if req.ons then side('order', req.ons .. ':' .. o.id .. '#' .. o.owner, data) end\n"
     "  side('user', 'user:' .. o.owner, data)\n"
     "  side('admin', req.admin, data)\n"
-    "  events(a == 'create' and 'order.created' or 'order.status', o, kv)\n"
+    "  events(a == 'create' and 'order.created' or 'order.status', o, res)\n"
     "end\n"
     "return {0, off, epoch, unchanged, rec, cjson.encode(res), sides}\n";
 

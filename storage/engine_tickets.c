@@ -19,12 +19,14 @@
  * does not roll a script back), applies the change to its copies, writes the
  * touched keys and rows, publishes the delta through the same append() as a
  * publication, then each changed ticket's timeline entry as the next offset
- * of its channel "{timeline_ns}:{id}". A ticket's value and the reports are
+ * of its channel "{timeline_ns}:{id}", each queued for the webhooks that
+ * want that channel's publications (req.hp), as LMDB queues them. A ticket's value and the reports are
  * MessagePack written by the script itself in a fixed field order (Redis'
  * cmsgpack orders a table's fields by its hash and cannot write a null,
- * which "assignee" and "from" need). The "ticket.changed" webhook events
- * have their place in the script (events()), empty while webhooks are
- * refused under this engine (docs/cluster.md). */
+ * which "assignee" and "from" need). The "ticket.changed" webhook event of
+ * each entry is queued right after it, in the same script (events(), through
+ * engine_int.h's wh_event()): an acknowledged change always has its events,
+ * a refused one none. Webhook events are JSON (Redis' cjson), as LMDB's. */
 #include "engine.h"
 #include "engine_int.h"
 #include "log.h"
@@ -44,6 +46,7 @@
 const char engine_tickets_lua[] =
     ENGINE_APPEND_LUA
     ENGINE_MP_LUA
+    ENGINE_EVENT_LUA
     "local P, chan = ARGV[1], ARGV[2]\n"
     "local bkeep, bttl, ep1 = ARGV[3], ARGV[4], ARGV[5]\n"
     "local tkeep, tttl, tnote, ep2 = ARGV[6], ARGV[7], ARGV[8], ARGV[9]\n"
@@ -91,12 +94,17 @@ const char engine_tickets_lua[] =
     "local function record(data)\n"
     "  return '\\130' .. mstr('ts') .. mint(now) .. mstr('data') .. data\n"
     "end\n"
-    "local function pub(c, rec, keep, ttl, e)\n"
+    "-- @hooks: the webhooks that get this publication (req.hp.board for the\n"
+    "-- dashboard, req.hp.tl for a timeline, as the node found them for the\n"
+    "-- namespace), queued as hist_tx_publish() queues them on LMDB.\n"
+    "local HP = req.hp or {}\n"
+    "local function pub(c, rec, keep, ttl, e, hooks)\n"
     "  local m = P .. 'm:' .. c\n"
     "  local off = redis.call('HINCRBY', m, 'offset', 1)\n"
     "  local epoch = redis.call('HGET', m, 'epoch')\n"
     "  if not epoch then epoch = e; redis.call('HSET', m, 'epoch', epoch) end\n"
     "  append(P .. 's:' .. c, P .. 'f:' .. c, off, epoch, rec, keep, ttl, now)\n"
+    "  if type(hooks) == 'table' and #hooks > 0 then wh_event(P, hooks, c, 'P', off, rec, now) end\n"
     "  return off, epoch\n"
     "end\n"
     "local function named(c)\n"
@@ -113,11 +121,18 @@ const char engine_tickets_lua[] =
     "  for i, s in ipairs(NEXT[from] or {}) do a[i] = s end\n"
     "  return a\n"
     "end\n"
-    "-- The \"ticket.changed\" webhook event of each timeline entry is made here,\n"
-    "-- once the webhook queues live in Redis: {\"type\":\"ticket.changed\",\"change\":\n"
-    "-- entry.type, \"ticket\": id, \"channel\", and the entry's fields}. No webhook\n"
-    "-- can be configured under the redis engine yet, so there is none to queue.\n"
+    "-- The \"ticket.changed\" webhook event of a timeline entry (@name its channel,\n"
+    "-- @id its ticket), as tickets_db.c's tell() queues it: the entry's fields, its\n"
+    "-- type as \"change\", then \"type\", \"ticket\" (the id) and \"channel\"; none for\n"
+    "-- a name tell() cannot write (256 bytes or more), one whether or not the entry\n"
+    "-- was published. Ordered by its channel, as LMDB orders it by \"channel\".\n"
     "local function events(name, id, entry)\n"
+    "  local hooks = req.hooks\n"
+    "  if type(hooks) ~= 'table' or #hooks == 0 or #name >= 256 then return end\n"
+    "  local ev = {}\n"
+    "  for k, v in pairs(entry) do ev[k] = v end\n"
+    "  ev.change, ev.type, ev.ticket, ev.channel = entry.type, 'ticket.changed', id, name\n"
+    "  wh_event(P, hooks, name, 'E', 0, cjson.encode(ev), now)\n"
     "end\n"
     "local floor = tonumber(redis.call('HGET', M, 'sfloor') or '0')\n"
     "local cache, changes, touched, aux = {}, {}, {}, {}\n"
@@ -263,7 +278,7 @@ const char engine_tickets_lua[] =
     "end\n"
     "for k, v in pairs(aux) do redis.call('HSET', AUX, k, v) end\n"
     "local rec = record('\\129' .. mstr('changes') .. '\\221' .. be(#changes, 4) .. table.concat(changes))\n"
-    "local off, epoch = pub(chan, rec, bkeep, bttl, ep1)\n"
+    "local off, epoch = pub(chan, rec, bkeep, bttl, ep1, HP.board)\n"
     "local sides = {}\n"
     "for _, e in ipairs(entries) do\n"
     "  local id, entry = e[1], e[2]\n"
@@ -272,7 +287,7 @@ const char engine_tickets_lua[] =
     "  local name = req.tl .. ':' .. id\n"
     "  if tnote == '1' and named(name) then\n"
     "    sides[#sides + 1] = name\n"
-    "    sides[#sides + 1] = pub(name, record(enc(entry)), tkeep, tttl, ep2)\n"
+    "    sides[#sides + 1] = pub(name, record(enc(entry)), tkeep, tttl, ep2, HP.tl)\n"
     "  end\n"
     "  events(name, id, entry)\n"
     "end\n"

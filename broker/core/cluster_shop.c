@@ -127,6 +127,49 @@ static void on_applied(void *arg, const struct engine_shop_res *res)
     free(x);
 }
 
+/* The @n webhook names @names as a JSON list; NULL: out of memory (which
+ * json_object_set_new() then refuses). */
+static json_t *names_json(const char *const *names, size_t n)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_string(names[i]));
+    return a;
+}
+
+/* Sets "hp" in @o: the webhooks that get each publication of the script as
+ * a "publication" event, by the kind of channel ("stock": @c, "order": in
+ * namespace @ons, "user", "admin": channel @admin), found by namespace as
+ * pubpipe.c's target_policy() finds them for hist_tx_publish() on LMDB.
+ * Nothing when no webhook wants any. Return: 0, or -1 (out of memory). */
+static int pub_hooks(json_t *o, const chan_t *c, const char *ons, const char *admin)
+{
+    static const char *const kinds[4] = { "stock", "order", "user", "admin" };
+    const char *chans[4] = { c->name, ons, "user:", admin }, *names[WEBHOOK_MAX];
+    size_t lens[4] = { c->namelen, strlen(ons), 5, strlen(admin) }, n, total = 0;
+    char probe[sizeof srv.cfg.commerce_orders_ns + 2];
+    json_t *hp;
+
+    if (!srv.cfg.nwebhooks) return 0;
+    /* The orders' channels are "{ons}:{order}#{owner}": the namespace is @ons. */
+    lens[1] = (size_t)snprintf(probe, sizeof probe, "%.*s:", (int)(sizeof probe - 2), ons);
+    chans[1] = probe;
+    if (!(hp = json_object())) return -1;
+    for (int k = 0; k < 4; k++) {
+        if (!(n = config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, chans[k], lens[k], names))) continue;
+        total += n;
+        if (json_object_set_new(hp, kinds[k], names_json(names, n))) {
+            json_decref(hp);
+            return -1;
+        }
+    }
+    if (!total) {
+        json_decref(hp);
+        return 0;
+    }
+    return json_object_set_new(o, "hp", hp);
+}
+
 /* The request as the script reads it (engine_shop()). */
 static char *request_json(const chan_t *c, const shop_req_t *r)
 {
@@ -148,6 +191,15 @@ static char *request_json(const chan_t *c, const shop_req_t *r)
         const char *sku;
         json_object_foreach(r->items, sku, v) json_array_append_new(items, json_pack("[s,O]", sku, v));
         json_object_set_new(o, "items", items);
+    }
+    /* The webhooks app/commerce.c chose, as shop.c reads them on LMDB, and
+     * those of the publications; a request that cannot carry them is not
+     * sent (its events would be lost). */
+    if ((r->nhooks_created && json_object_set_new(o, "hc", names_json(r->hooks_created, r->nhooks_created))) ||
+        (r->nhooks_status && json_object_set_new(o, "hs", names_json(r->hooks_status, r->nhooks_status))) ||
+        pub_hooks(o, c, json_string_value(json_object_get(o, "ons")), json_string_value(json_object_get(o, "admin")))) {
+        json_decref(o);
+        return NULL;
     }
     if (r->action == SHOP_PAYMENT) {
         json_object_set_new(o, "event", json_string(r->event));

@@ -132,8 +132,46 @@ static json_t *machine(void)
     return m;
 }
 
+/* The @n webhook names @names as a JSON list; NULL: out of memory (which
+ * json_object_set_new() then refuses). */
+static json_t *names_json(const char *const *names, size_t n)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, json_string(names[i]));
+    return a;
+}
+
+/* Sets "hp" in @o: the webhooks that get the script's publications as
+ * "publication" events, "board" (the dashboard @c's) and "tl" (the
+ * timelines', namespace @tl), found by namespace as pubpipe.c's
+ * target_policy() finds them for hist_tx_publish() on LMDB. Nothing when no
+ * webhook wants either. Return: 0, or -1 (out of memory). */
+static int pub_hooks(json_t *o, const chan_t *c, const char *tl)
+{
+    const char *names[WEBHOOK_MAX];
+    char probe[sizeof srv.cfg.tickets_timeline_ns + 2];
+    size_t nb, nt;
+    int pl = snprintf(probe, sizeof probe, "%.*s:", (int)(sizeof probe - 2), tl);
+    json_t *hp;
+
+    if (!srv.cfg.nwebhooks) return 0;
+    nb = config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, c->name, c->namelen, names);
+    if (!(hp = json_object()) || (nb && json_object_set_new(hp, "board", names_json(names, nb)))) goto fail;
+    nt = config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, probe, (size_t)pl, names);
+    if (nt && json_object_set_new(hp, "tl", names_json(names, nt))) goto fail;
+    if (!nb && !nt) {
+        json_decref(hp);
+        return 0;
+    }
+    return json_object_set_new(o, "hp", hp);
+fail:
+    json_decref(hp);
+    return -1;
+}
+
 /* The request as the script reads it (engine_tickets()). */
-static char *request_json(const tickets_req_t *r)
+static char *request_json(const chan_t *c, const tickets_req_t *r)
 {
     json_t *o = json_pack("{s:s,s:s,s:o?}", "a", action_names[r->action], "tl",
                           r->timeline_ns ? r->timeline_ns : "ticket", "next", machine());
@@ -150,6 +188,14 @@ static char *request_json(const tickets_req_t *r)
     if (r->ticket) json_object_set(o, "ticket", r->ticket);
     if (r->comment) json_object_set(o, "comment", r->comment);
     if (r->ids) json_object_set(o, "ids", r->ids);
+    /* The webhooks app/tickets.c chose, as tickets_db.c reads them on LMDB,
+     * and those of the publications; a request that cannot carry them is not
+     * sent (its events would be lost). */
+    if ((r->nhooks && json_object_set_new(o, "hooks", names_json(r->hooks, r->nhooks))) ||
+        (r->action != TICKETS_GET && pub_hooks(o, c, r->timeline_ns ? r->timeline_ns : "ticket"))) {
+        json_decref(o);
+        return NULL;
+    }
     s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return s;
@@ -171,7 +217,7 @@ int cluster_tickets(chan_t *c, pub_ops_t *ops, origin_t *origin)
         chan_maybe_drop(c);
         return 0;
     }
-    if (!(x = malloc(sizeof *x)) || !(req = request_json(r))) {
+    if (!(x = malloc(sizeof *x)) || !(req = request_json(c, r))) {
         free(x);
         pub_ops_free(ops);
         origin_clear(origin);

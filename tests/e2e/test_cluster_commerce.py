@@ -7,7 +7,9 @@ never oversells; the lifecycle's refusals with LMDB's codes, fields and reasons;
 a cancel sent twice at once on two nodes giving stock back once; order ids and
 payment event ids deduplicated across nodes; Redis killed answering 133 / 503 on
 every route, then the orders and stock all there once it is back; the script
-loaded again after SCRIPT FLUSH. Each test
+loaded again after SCRIPT FLUSH; the order.created / order.status webhook events
+of orders made on two nodes equal to an LMDB node's, and kept in Redis across its
+restart, none for what was refused or failed. Each test
 starts its own redis-server. test_commerce.py runs the one-node suite on both
 engines."""
 import hashlib
@@ -22,6 +24,7 @@ import requests
 from conftest import run
 from test_cluster import Redis, engine_args, pytestmark, redis, redis_cmd, wait_ready  # noqa: F401 (fixtures)
 from test_commerce import HOOKS, ON, WHSEC, api, create, ev, move, stock_state, sub, user
+from test_webhooks import SECRET as WH_SECRET, receiver, verify  # noqa: F401 (a fixture)
 
 
 def nodes(make_broker, redis_, n, *extra):
@@ -343,3 +346,159 @@ def test_script_flush_loads_the_commerce_script_again(make_broker, redis):
     assert redis_cmd(redis.port, "SCRIPT", "FLUSH") == b"+OK\r\n"
     code, res = move(a, "f1", "CANCELLED")
     assert code == 200 and res["restored"] == {"A": 2}, res
+
+
+# -- order.* webhook events (docs/cluster.md#commerce) -----------------------------------
+
+def order_hook_conf(tmp_path, url, name="orders.conf", feed=None):
+    """[webhook biz] that wants the order events, and a [webhook pubs] that wants
+    none of them (publications of no namespace): it must get nothing. Many
+    attempts: the fault test keeps the receiver failing for seconds. With @feed,
+    a [webhook feed] posting there the publications of the stock channel, the
+    orders' channels and user:{owner} (and of sys:orders, which is never sent)."""
+    conf = tmp_path / name
+    conf.write_text(
+        "[webhook biz]\nurl = %s\nsecret = %s\nevents = order.created, order.status\n"
+        "timeout = 2s\nretry_base = 50ms\nretry_max = 200ms\nmax_attempts = 1000\n\n"
+        "[webhook pubs]\nurl = %s\nsecret = %s\nevents = publication\nnamespaces = none\n"
+        % (url, WH_SECRET, url, WH_SECRET))
+    if feed:
+        with conf.open("a") as f:
+            f.write("\n[webhook feed]\nurl = %s\nsecret = %s\nevents = publication\n"
+                    "namespaces = stock, orders, user, sys\ntimeout = 2s\n" % (feed, WH_SECRET))
+    return conf
+
+
+def publications(evs):
+    """{channel: [(offset, data without times)]}, each channel's in the order
+    received, after checking its event ids and offsets rise."""
+    out = {}
+    for e in evs:
+        assert e["type"] == "publication", e
+        out.setdefault(e["channel"], []).append(e)
+    for chan, es in out.items():
+        assert [int(e["id"]) for e in es] == sorted(int(e["id"]) for e in es), chan
+        assert [e["offset"] for e in es] == sorted(e["offset"] for e in es), chan
+    return {chan: [(e["offset"], {k: v for k, v in e["data"].items() if k != "at"}) for e in es]
+            for chan, es in out.items()}
+
+
+def order_walk(x, y):
+    """Orders created and moved on nodes @x and @y (the same node for LMDB), with
+    refusals between that must queue nothing. Returns how many events the
+    acknowledged changes make."""
+    assert api(x, "PUT", "/api/commerce/stock", {"stock": {"MUG": 10, "TEE": 3}})[0] == 200
+    assert create(x, "o1", "alice", [{"sku": "MUG", "qty": 2}, {"sku": "TEE", "qty": 1}])[0] == 200
+    assert create(y, "o2", "bob", [{"sku": "TEE", "qty": 2}])[0] == 200
+    assert create(y, "o1", "bob", [{"sku": "MUG", "qty": 1}])[0] == 409            # id taken: no event
+    assert create(x, "o3", "carol", [{"sku": "TEE", "qty": 9}])[0] == 409          # short: no event
+    code, res = hook(y, ev("evt_1", "payment.succeeded", "o1"))
+    assert code == 200 and res["order"]["status"] == "PAID", res
+    assert hook(x, ev("evt_1", "payment.succeeded", "o1"))[1].get("duplicate") is True    # no event
+    assert hook(x, ev("evt_2", "payment.succeeded", "nope"))[1].get("unmatched") is True  # no order: no event
+    assert move(x, "o1", "PROCESSING")[0] == 200
+    assert move(y, "o1", "DELIVERED")[0] == 409                                     # refused: no event
+    assert move(y, "o1", "PICKING")[0] == 200
+    assert move(x, "o1", "PACKED")[0] == 200
+    assert move(y, "o1", "SHIPPED", {"carrier": "DHL", "tracking_number": "JD0001"})[0] == 200
+    assert move(x, "o2", "CANCELLED")[0] == 200                                     # gives TEE back
+    assert move(y, "o2", "CANCELLED")[0] == 409                                     # once only: no event
+    assert move(x, "o1", "DELIVERED", {})[0] == 200                                 # an empty tracking object
+    assert api(y, "GET", "/api/commerce/orders/o1")[0] == 200                       # a read: no event
+    return 9
+
+
+def untimed_order_events(evs):
+    """The order events without what differs by nature between two runs: the
+    event ids, "ts" and "at" (clocks)."""
+    out = []
+    for e in evs:
+        assert e["type"] in ("order.created", "order.status"), e
+        out.append({k: v for k, v in e.items() if k not in ("id", "ts", "at")})
+    return out
+
+
+def test_order_events_from_two_nodes_are_lmdbs(make_broker, redis, receiver, tmp_path):
+    """[webhook] events = order.created, order.status under the redis engine:
+    orders created and moved on two nodes give one event per acknowledged create
+    or change of status, in the order Redis applied them (one order per webhook,
+    as on LMDB), signed, with LMDB's fields and values (times aside); refusals,
+    duplicates, unmatched payments and reads give none; a webhook that wants
+    other events gets none of these."""
+    rl, rr, fl, fr = receiver(), receiver(), receiver(), receiver()
+    lm = make_broker("--config", str(order_hook_conf(tmp_path, rl.url, "lmdb.conf", fl.url)), *HOOKS, name="lmdb")
+    n = order_walk(lm, lm)
+    a, b = nodes(make_broker, redis, 2, "--config", str(order_hook_conf(tmp_path, rr.url, feed=fr.url)),
+                 *HOOKS[len(ON):], "--engine-webhook-lease", "1s")
+    t0 = int(time.time() * 1000)
+    assert n == order_walk(a, b)
+    want = rl.wait_events(lambda e: len(e) >= n, timeout=20)
+    got = rr.wait_events(lambda e: len(e) >= n, timeout=20)
+    time.sleep(0.5)                                              # anything more would come now
+    want, got = rl.events(), rr.events()
+    assert len(want) == n, want
+    assert len(got) == n and len({e["id"] for e in got}) == n, got
+    assert untimed_order_events(got) == untimed_order_events(want), (got, want)
+    assert [(e["type"], e["order"], e["status"]) for e in got] == [
+        ("order.created", "o1", "PENDING"), ("order.created", "o2", "PENDING"), ("order.status", "o1", "PAID"),
+        ("order.status", "o1", "PROCESSING"), ("order.status", "o1", "PICKING"), ("order.status", "o1", "PACKED"),
+        ("order.status", "o1", "SHIPPED"), ("order.status", "o2", "CANCELLED"), ("order.status", "o1", "DELIVERED")
+    ]
+    ids = [int(e["id"]) for e in got]
+    assert ids == sorted(ids), "queued in the order Redis ran the scripts"
+    assert got[2]["payment_event"] == "evt_1" and got[6]["tracking"]["carrier"] == "DHL", got
+    assert got[-2]["restored"] == {"TEE": 2} and got[-1]["tracking"] == {}, got
+    # Times are Redis' (this machine's clock: the same one here), "at" the order's "updated".
+    code, o1 = api(b, "GET", "/api/commerce/orders/o1")
+    assert got[-1]["at"] == o1["order"]["updated"] and all(e["at"] >= t0 - 1000 for e in got), (got, o1)
+    for headers, body, _ in rr.requests + rl.requests:
+        verify(headers, body)
+    # The publications go to the webhooks that want them, from the same script,
+    # as on LMDB: the stock deltas (the set, two creates, the cancel's restore)
+    # and each change's notification on its order's channel and user:{owner}.
+    npub = 4 + 2 * 9
+    fl.wait_events(lambda e: len(e) >= npub, timeout=20)
+    fr.wait_events(lambda e: len(e) >= npub, timeout=20)
+    time.sleep(0.3)
+    want_p, got_p = publications(fl.events()), publications(fr.events())
+    assert got_p == want_p, (got_p, want_p)
+    assert sorted(got_p) == ["orders:o1#alice", "orders:o2#bob", "stock:all", "user:alice", "user:bob"], got_p
+    assert sum(len(v) for v in got_p.values()) == npub, got_p
+
+
+def test_order_events_survive_redis_restart_and_none_for_what_failed(make_broker, redis, receiver, tmp_path):
+    """Events queued while the receiver fails are in Redis with their orders: Redis
+    killed (every commerce route 503, nothing queued) and restarted, they arrive,
+    each once, followed by those of the changes made after; a cancel sent to two
+    nodes at once gives one order.status event."""
+    up = [False]
+    rcv = receiver(behave=lambda n: 200 if up[0] else 503)
+    a, b = nodes(make_broker, redis, 2, "--config", str(order_hook_conf(tmp_path, rcv.url)), *HOOKS[len(ON):],
+                 "--engine-webhook-lease", "1s")
+    assert api(a, "PUT", "/api/commerce/stock", {"stock": {"A": 5}})[0] == 200
+    assert create(b, "k1", "alice", [{"sku": "A", "qty": 2}])[0] == 200
+    assert move(a, "k1", "PAID")[0] == 200
+    redis.kill()
+    for n in (a, b):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and requests.get(n.url("/api/health/ready"), timeout=2).status_code == 200:
+            time.sleep(0.05)
+    assert create(a, "k2", "bob", [{"sku": "A", "qty": 1}])[0] == 503
+    assert move(b, "k1", "PROCESSING")[0] == 503
+    assert hook(a, ev("evt_down", "payment.succeeded", "k1"))[0] == 503
+    redis.start()
+    wait_ready(a)
+    wait_ready(b)
+    assert create(a, "k3", "carol", [{"sku": "A", "qty": 1}])[0] == 200
+    results = both(move, (a, "k3", "CANCELLED"), (b, "k3", "CANCELLED"))
+    assert sorted(r[0] for r in results) == [200, 409], results
+    up[0] = True
+    rcv.wait_events(lambda e: len({x["id"] for x in e}) >= 4, timeout=20)
+    time.sleep(0.5)
+    first = {}
+    for e in rcv.events():
+        first.setdefault(e["id"], e)                             # at least once: repeats keep their id
+    assert [(e["type"], e["order"], e["status"]) for e in first.values()] == [
+        ("order.created", "k1", "PENDING"), ("order.status", "k1", "PAID"), ("order.created", "k3", "PENDING"),
+        ("order.status", "k3", "CANCELLED")], list(first.values())
+    assert list(first.values())[-1]["restored"] == {"A": 1}

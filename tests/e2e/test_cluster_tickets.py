@@ -6,7 +6,10 @@ every node), concurrent comments, creates and status moves over three nodes that
 serialize (comments numbered once each, generated ids unique, one winner per
 transition), a bulk update all or none across nodes, Redis killed (503, code 133,
 nothing half-written) then back (the tickets kept, the numbering going on, the agents'
-consoles fed again), a change cut off in flight whole or absent, and a killed node.
+consoles fed again), a change cut off in flight whole or absent, a killed node, and
+the ticket.changed webhook events: the same as one LMDB node's for the same walk, each
+timeline's in order, none for a refused or failed change, one exactly when a change
+cut off in flight was applied, kept in Redis across its restart.
 test_tickets.py runs its own walks on both engines too. Each test starts its own
 redis-server."""
 import signal
@@ -19,6 +22,7 @@ import requests
 from conftest import connect, run, scrape_metrics
 from test_cluster import Redis, engine_args, pytestmark, redis, wait_ready  # noqa: F401 (fixtures)
 from test_tickets import BOARD, ON, api, board, history
+from test_webhooks import SECRET as WH_SECRET, receiver, verify  # noqa: F401 (a fixture)
 
 TIMES = ("created", "updated", "at", "ts")
 
@@ -347,3 +351,135 @@ def test_config_is_accepted_with_the_redis_engine(make_broker, redis, tmp_path):
         m = scrape_metrics(n)
         assert m['herald_publications_total{namespace="desk"}'] == made, m
         assert m['herald_publications_total{namespace="tl"}'] == made, m
+
+
+# -- ticket.changed webhook events (docs/cluster.md#support-tickets) ----------------------
+
+def desk_conf(tmp_path, url, name="desk.conf", feed=None):
+    """[webhook desk] that wants ticket.changed, and a [webhook pubs] that wants
+    none of them (publications of no namespace): it must get nothing. Many
+    attempts: the fault test keeps the receiver failing for seconds. With @feed,
+    a [webhook feed] posting there the publications of the dashboard and the
+    timelines."""
+    conf = tmp_path / name
+    conf.write_text(
+        "[webhook desk]\nurl = %s\nsecret = %s\nevents = ticket.changed\n"
+        "timeout = 2s\nretry_base = 50ms\nretry_max = 200ms\nmax_attempts = 1000\n\n"
+        "[webhook pubs]\nurl = %s\nsecret = %s\nevents = publication\nnamespaces = none\n"
+        % (url, WH_SECRET, url, WH_SECRET))
+    if feed:
+        with conf.open("a") as f:
+            f.write("\n[webhook feed]\nurl = %s\nsecret = %s\nevents = publication\n"
+                    "namespaces = helpdesk, ticket\ntimeout = 2s\n" % (feed, WH_SECRET))
+    return conf
+
+
+def publications(evs):
+    """{channel: [(offset, data without times)]}, each channel's in the order
+    received, after checking its event ids and offsets rise."""
+    out = {}
+    for e in evs:
+        assert e["type"] == "publication", e
+        out.setdefault(e["channel"], []).append(e)
+    for chan, es in out.items():
+        assert [int(e["id"]) for e in es] == sorted(int(e["id"]) for e in es), chan
+        assert [e["offset"] for e in es] == sorted(e["offset"] for e in es), chan
+    return {chan: [(e["offset"], untimed(e["data"])) for e in es] for chan, es in out.items()}
+
+
+def by_channel(evs):
+    """{timeline channel: [events without ids and times]}, each channel's in the
+    order received, after checking that its ids rise (per-channel order)."""
+    out = {}
+    for e in evs:
+        assert e["type"] == "ticket.changed", e
+        out.setdefault(e["channel"], []).append(e)
+    for chan, es in out.items():
+        ids = [int(e["id"]) for e in es]
+        assert ids == sorted(ids) and len(set(ids)) == len(ids), (chan, ids)
+    return {chan: [untimed({k: v for k, v in e.items() if k != "id"}) for e in es] for chan, es in out.items()}
+
+
+# The acknowledged changes of WALK: one event per timeline entry (the bulk update
+# makes three).
+WALK_EVENTS = 15
+
+
+def test_ticket_events_from_two_nodes_are_lmdbs(make_broker, redis, receiver, tmp_path):
+    """[webhook] events = ticket.changed under the redis engine: WALK spread over two
+    nodes gives one event per timeline entry, each timeline's in order, signed,
+    with LMDB's fields and values (times aside); refusals and reads give none; a
+    webhook that wants other events gets none of these."""
+    rl, rr, fl, fr = receiver(), receiver(), receiver(), receiver()
+    lmdb = make_broker("--config", str(desk_conf(tmp_path, rl.url, "lmdb.conf", fl.url)), *ON, name="lmdb")
+    a, b = nodes(make_broker, redis, 2, "--config", str(desk_conf(tmp_path, rr.url, feed=fr.url)),
+                 "--engine-webhook-lease", "1s")
+    want, got = walk([lmdb]), walk([a, b])
+    assert [g[0] for g in got] == [w[0] for w in want]
+    rl.wait_events(lambda e: len(e) >= WALK_EVENTS, timeout=20)
+    rr.wait_events(lambda e: len(e) >= WALK_EVENTS, timeout=20)
+    time.sleep(0.5)                                              # anything more would come now
+    want, got = rl.events(), rr.events()
+    assert len(want) == WALK_EVENTS, want
+    assert len(got) == WALK_EVENTS and len({e["id"] for e in got}) == WALK_EVENTS, got
+    assert by_channel(got) == by_channel(want)
+    t1 = [e for e in got if e["channel"] == "ticket:T-1"]
+    assert [(e["change"], e["ticket"]) for e in t1] == [
+        (c, "T-1") for c in ("created", "status", "assigned", "assigned", "comment", "comment", "status", "status")]
+    assert t1[2]["to"] == "agent7" and t1[2]["by"] == "lead1" and t1[3]["from"] == "agent7" and t1[3]["to"] is None
+    assert t1[5]["comment"]["text"] == "thanks \u00e9\u4e2d" and t1[6]["bulk"] is True, t1
+    # Times are Redis': an entry's "at" is the ticket's "updated" then.
+    assert t1[-1]["at"] == board(a)[0]["T-1"]["updated"], t1[-1]
+    for headers, body, _ in rr.requests + rl.requests:
+        verify(headers, body)
+    # The publications go to the webhooks that want them, from the same script,
+    # as on LMDB: the dashboard's deltas (one per acknowledged change) and each
+    # timeline entry.
+    npub = 13 + WALK_EVENTS
+    fl.wait_events(lambda e: len(e) >= npub, timeout=20)
+    fr.wait_events(lambda e: len(e) >= npub, timeout=20)
+    time.sleep(0.3)
+    want_p, got_p = publications(fl.events()), publications(fr.events())
+    assert got_p == want_p, (got_p, want_p)
+    assert len(got_p[BOARD]) == 13 and sum(len(v) for v in got_p.values()) == npub, got_p
+
+
+def test_ticket_events_whole_or_absent_across_redis_faults(make_broker, redis, receiver, tmp_path):
+    """Events live in Redis with the change: a change answered 503 while Redis is
+    down queues none; one cut off in flight (SIGSTOP) has its event exactly when it
+    has its comment; events queued while the receiver fails survive a Redis restart
+    and arrive once it is back, each once."""
+    up = [False]
+    rcv = receiver(behave=lambda n: 200 if up[0] else 503)
+    a, b = nodes(make_broker, redis, 2, "--config", str(desk_conf(tmp_path, rcv.url)), "--engine-webhook-lease", "1s")
+    assert api(a, "POST", "/api/tickets", {"id": "F1", "title": "flaky", "requester": "u"})[0] == 200
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        code, res = api(b, "POST", "/api/tickets/F1/comments", {"author": "u", "text": "in flight"})
+        assert code == 503 and res["error"]["code"] == 133, res
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    wait_ready(a)
+    wait_ready(b)
+    n = api(a, "GET", "/api/tickets/F1")[1]["ticket"]["comments"]
+    assert n in (0, 1)
+    redis.kill()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and requests.get(b.url("/api/health/ready"), timeout=2).status_code == 200:
+        time.sleep(0.05)
+    assert api(b, "POST", "/api/tickets/F1/status", {"status": "closed"})[0] == 503           # no event
+    redis.start()
+    wait_ready(a)
+    wait_ready(b)
+    assert api(b, "POST", "/api/tickets/F1/assign", {"assignee": "agent7"})[0] == 200
+    assert api(a, "POST", "/api/tickets/F1/status", {"status": "in_progress"})[0] == 200
+    assert api(a, "POST", "/api/tickets/F1/status", {"status": "in_progress"})[0] == 409        # no event
+    up[0] = True
+    evs = rcv.wait_events(lambda e: len({x["id"] for x in e}) >= 3 + n, timeout=20)
+    time.sleep(0.5)
+    first = {}
+    for e in rcv.events():
+        first.setdefault(e["id"], e)                             # at least once: repeats keep their id
+    assert [e["change"] for e in first.values()] == ["created"] + ["comment"] * n + ["assigned", "status"], evs
+    assert [e["comment"]["text"] for e in first.values() if e["change"] == "comment"] == ["in flight"] * n
+    assert [e["type"] for e in history(a, "ticket:F1")] == ["created"] + ["comment"] * n + ["assigned", "status"]

@@ -5,7 +5,8 @@ channels and the unstored admin feed alike), every acknowledged order change
 has its timeline entry exactly once after a kill -9, a confirmed booking
 issues its ticket on the buyer's channel and the organiser's feed (all or
 none for a group), and webhooks get order.created / order.status /
-seat.booked / seat.expired."""
+seat.booked / seat.expired (that test on both engines: under redis the
+commerce and seat scripts queue them)."""
 import signal
 import threading
 import time
@@ -253,7 +254,8 @@ def test_seats_feed_config_errors(tmp_path):
     assert r.returncode != 0 and "order.status" in r.stderr and "seat.expired" in r.stderr, r.stderr
 
 
-def test_webhooks_get_order_and_seat_events(tmp_path, receiver):  # noqa: F811
+def test_webhooks_get_order_and_seat_events(tmp_path, receiver, engine):  # noqa: F811
+    """On both engines: under redis the commerce and seat scripts queue them."""
     rcv = receiver()
     conf = tmp_path / "herald.conf"
     conf.write_text(
@@ -262,7 +264,11 @@ def test_webhooks_get_order_and_seat_events(tmp_path, receiver):  # noqa: F811
         "timeout = 500ms\nretry_base = 50ms\nretry_max = 200ms\n\n"
         "[webhook pubs]\nurl = %s\nsecret = %s\nevents = publication\nnamespaces = none\n"
         % (rcv.url, WH_SECRET, rcv.url, WH_SECRET))
-    b = Broker(tmp_path, ["--config", str(conf), "--rest-per-minute", "0"]).start()
+    redis = [*engine.args, "--engine-webhook-lease", "1s"] if engine.redis else []
+    b = Broker(tmp_path, ["--config", str(conf), "--rest-per-minute", "0", *redis]).start()
+    if redis:
+        from test_cluster import wait_ready
+        wait_ready(b)
     try:
         assert api(b, "PUT", "/api/commerce/stock", {"stock": {"MUG": 3}})[0] == 200
         code, res = api(b, "POST", "/api/commerce/orders", {"id": "w1", "owner": "dana",

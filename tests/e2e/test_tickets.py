@@ -6,8 +6,8 @@ consoles seeing every change live, bad input refused with nothing written, the
 [adapter tickets] configuration, a kill -9 in the middle of adapter traffic, and the
 ticket dashboard widget (/widgets/tickets.html) in headless Chromium
 (tests/browser/tickets_check.mjs). The tests that take `engine_broker` run on both
-engines, LMDB and Redis (one node; several nodes: test_cluster_tickets.py); the
-webhook test runs on LMDB only, webhooks being refused under the redis engine."""
+engines, LMDB and Redis (one node; several nodes: test_cluster_tickets.py), and so
+does the webhook test (ticket.changed)."""
 import json
 import os
 import shutil
@@ -540,15 +540,19 @@ def test_widget_in_browser():
         summary["timings"]["rest_change_seen_ms"]))
 
 
-def test_webhook_gets_ticket_changed_with_each_timeline_entry(tmp_path, receiver):  # noqa: F811
+def test_webhook_gets_ticket_changed_with_each_timeline_entry(tmp_path, receiver, engine):  # noqa: F811
     """[webhook] events = ticket.changed: one event per timeline entry, queued in the
-    change's transaction, signed; a refused change sends none."""
+    change's transaction (under redis, its script), signed; a refused change sends none."""
     rcv = receiver()
     conf = tmp_path / "herald.conf"
     conf.write_text("[adapter tickets]\nenabled = on\n\n[webhook desk]\nurl = %s\nsecret = %s\n"
                     "events = ticket.changed\ntimeout = 5s\nretry_base = 50ms\nretry_max = 200ms\n"
                     % (rcv.url, WH_SECRET))
-    b = Broker(tmp_path, ["--config", str(conf), "--rest-per-minute", "0"]).start()
+    redis = [*engine.args, "--engine-webhook-lease", "1s"] if engine.redis else []
+    b = Broker(tmp_path, ["--config", str(conf), "--rest-per-minute", "0", *redis]).start()
+    if redis:
+        from test_cluster import wait_ready
+        wait_ready(b)
     try:
         assert create(b, id="w1", title="VPN down", requester="alice")[0] == 200
         assert api(b, "POST", "/api/tickets/w1/assign", {"assignee": "agent7", "by": "lead"})[0] == 200
