@@ -1,6 +1,7 @@
 /* broker/core/cluster_seats.c - see cluster_seats.h. */
 #include "core/cluster_seats.h"
 #include "core/cluster.h"
+#include "core/cluster_op.h"
 #include "herald.h"
 #include "engine.h"
 #include "mpack.h"
@@ -15,12 +16,6 @@
 #define SWEEP_LEASE_MS 1000       /* a dead sweeper's lease ends within this */
 #define SWEEP_MAX 200             /* holds freed per sweep: bounds one script's run */
 #define ALIVE_MS 3000             /* a node whose sweep calls stop is dead after this (release on disconnect) */
-
-struct seats_ctx {
-    chan_t *chan;
-    pub_ops_t *ops;
-    origin_t origin;
-};
 
 static struct {
     int sweeping;                 /* a sweep of this node is in flight */
@@ -96,22 +91,16 @@ static void keeps(const ns_config_t *ns, const char *feed, struct engine_seats_k
     k->hooks = seat_hooks(feed, k->notify, hooks, SEAT_HOOKS_MAX);
 }
 
-static void unavailable(chan_t *c, pub_ops_t *ops, const origin_t *o, const char *maybe)
-{
-    if (ops->done) ops->done(c, ops, PROTO_E_ENGINE_UNAVAILABLE, NULL);
-    cluster_reply_unavailable(o, maybe);
-}
-
 static void on_applied(void *arg, const struct engine_seats_res *res)
 {
-    struct seats_ctx *x = arg;
+    cluster_op_t *x = arg;
     chan_t *c = x->chan;
     char reason[PROTO_REASON_MAX];
     json_t *result = NULL, *secs;
 
     if (res->status) {
         /* The script may have run before the connection went: say so. */
-        unavailable(c, x->ops, &x->origin, res->status == -ECANCELED ? "" : "; the connection failed while the "
+        cluster_op_unavailable(x, res->status == -ECANCELED ? "" : "; the connection failed while the "
                     "request was in flight, so it may or may not have been applied");
     } else if (mpack_decode(res->result, res->resultlen, &result, reason) || !json_is_object(result)) {
         if (x->ops->done) x->ops->done(c, x->ops, PROTO_E_INTERNAL, NULL);
@@ -128,11 +117,7 @@ static void on_applied(void *arg, const struct engine_seats_res *res)
         }
     }
     json_decref(result);
-    origin_clear(&x->origin);
-    pub_ops_free(x->ops);
-    c->inflight--;
-    chan_maybe_drop(c);
-    free(x);
+    cluster_op_free(x);
 }
 
 /* The request as the script reads it (engine_seats()). */
@@ -170,41 +155,25 @@ int cluster_seats(chan_t *c, pub_ops_t *ops, origin_t *origin)
     const seat_req_t *r = ops->ops[0].arg;
     struct engine_seats_keep k;
     char hooks[SEAT_HOOKS_MAX];
-    struct seats_ctx *x;
+    cluster_op_t *x;
     char *req;
     int rc;
 
-    if ((unsigned)r->action >= sizeof action_names / sizeof *action_names || !action_names[r->action]) {
-        if (ops->done) ops->done(c, ops, PROTO_E_INTERNAL, NULL);
-        reply_error(origin, 0, PROTO_E_INTERNAL, "unknown seat action", NULL);
-        origin_clear(origin);
-        pub_ops_free(ops);
-        chan_maybe_drop(c);
-        return 0;
-    }
-    if (!(x = malloc(sizeof *x)) || !(req = request_json(c, r))) {
-        free(x);
+    if ((unsigned)r->action >= sizeof action_names / sizeof *action_names || !action_names[r->action])
+        return cluster_op_refuse(c, ops, origin, PROTO_E_INTERNAL, "unknown seat action");
+    if (!(req = request_json(c, r))) {
         pub_ops_free(ops);
         origin_clear(origin);
         return -ENOMEM;
     }
-    x->chan = c;
-    x->ops = ops;
-    x->origin = *origin;
-    origin->id = NULL;
-    c->inflight++;
+    if (!(x = cluster_op_new(c, ops, origin))) {
+        free(req);
+        return -ENOMEM;
+    }
     keeps(c->ns, r->action == SEAT_CONFIRM ? r->feed : NULL, &k, hooks);
     rc = engine_seats(cluster_engine(), req, strlen(req), &k, on_applied, x);
     free(req);
-    if (rc) {
-        if (rc == -ENOTCONN) unavailable(c, ops, &x->origin, "");
-        else reply_error(&x->origin, 0, PROTO_E_INTERNAL, "out of memory", NULL);
-        origin_clear(&x->origin);
-        pub_ops_free(ops);
-        c->inflight--;
-        chan_maybe_drop(c);
-        free(x);
-    }
+    if (rc) cluster_op_not_sent(x, rc, NULL);
     return 0;
 }
 

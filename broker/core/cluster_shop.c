@@ -1,6 +1,7 @@
 /* broker/core/cluster_shop.c - see cluster_shop.h. */
 #include "core/cluster_shop.h"
 #include "core/cluster.h"
+#include "core/cluster_op.h"
 #include "herald.h"
 #include "engine.h"
 #include "shop.h"
@@ -9,12 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct shop_ctx {
-    chan_t *chan;
-    pub_ops_t *ops;
-    origin_t origin;
-};
 
 static const char *const action_names[] = {
     [SHOP_STOCK_SET] = "set", [SHOP_STOCK_ADJUST] = "adjust", [SHOP_ORDER_CREATE] = "create",
@@ -53,12 +48,6 @@ static void keeps(const ns_config_t *ns, struct engine_shop_keep *k)
     k->notify_admin = !a->state;
 }
 
-static void unavailable(chan_t *c, pub_ops_t *ops, const origin_t *o, const char *maybe)
-{
-    if (ops->done) ops->done(c, ops, PROTO_E_ENGINE_UNAVAILABLE, NULL);
-    cluster_reply_unavailable(o, maybe);
-}
-
 /* Redis' cjson writes an empty Lua table as {}: "allowed" is a list (the
  * next statuses of a final one: none). */
 static void fix_lists(json_t *o)
@@ -87,14 +76,14 @@ static hist_side_t *sides_of(const struct engine_shop_res *res, const char *epoc
 
 static void on_applied(void *arg, const struct engine_shop_res *res)
 {
-    struct shop_ctx *x = arg;
+    cluster_op_t *x = arg;
     chan_t *c = x->chan;
     json_t *result = NULL;
     hist_side_t *side = NULL;
 
     if (res->status) {
         /* The script may have run before the connection went: say so. */
-        unavailable(c, x->ops, &x->origin, res->status == -ECANCELED ? "" : "; the connection failed while the "
+        cluster_op_unavailable(x, res->status == -ECANCELED ? "" : "; the connection failed while the "
                     "request was in flight, so it may or may not have been applied");
     } else if (!(result = json_loadb(res->result, res->resultlen, 0, NULL)) || !json_is_object(result)) {
         if (x->ops->done) x->ops->done(c, x->ops, PROTO_E_INTERNAL, NULL);
@@ -120,11 +109,7 @@ static void on_applied(void *arg, const struct engine_shop_res *res)
         hist_sides_free(side);
     }
     json_decref(result);
-    origin_clear(&x->origin);
-    pub_ops_free(x->ops);
-    c->inflight--;
-    chan_maybe_drop(c);
-    free(x);
+    cluster_op_free(x);
 }
 
 /* The @n webhook names @names as a JSON list; NULL: out of memory (which
@@ -215,40 +200,24 @@ int cluster_shop(chan_t *c, pub_ops_t *ops, origin_t *origin)
 {
     const shop_req_t *r = ops->ops[0].arg;
     struct engine_shop_keep k;
-    struct shop_ctx *x;
+    cluster_op_t *x;
     char *req;
     int rc;
 
-    if ((unsigned)r->action >= sizeof action_names / sizeof *action_names || !action_names[r->action]) {
-        if (ops->done) ops->done(c, ops, PROTO_E_INTERNAL, NULL);
-        reply_error(origin, 0, PROTO_E_INTERNAL, "unknown commerce action", NULL);
-        origin_clear(origin);
-        pub_ops_free(ops);
-        chan_maybe_drop(c);
-        return 0;
-    }
-    if (!(x = malloc(sizeof *x)) || !(req = request_json(c, r))) {
-        free(x);
+    if ((unsigned)r->action >= sizeof action_names / sizeof *action_names || !action_names[r->action])
+        return cluster_op_refuse(c, ops, origin, PROTO_E_INTERNAL, "unknown commerce action");
+    if (!(req = request_json(c, r))) {
         pub_ops_free(ops);
         origin_clear(origin);
         return -ENOMEM;
     }
-    x->chan = c;
-    x->ops = ops;
-    x->origin = *origin;
-    origin->id = NULL;
-    c->inflight++;
+    if (!(x = cluster_op_new(c, ops, origin))) {
+        free(req);
+        return -ENOMEM;
+    }
     keeps(c->ns, &k);
     rc = engine_shop(cluster_engine(), req, strlen(req), &k, on_applied, x);
     free(req);
-    if (rc) {
-        if (rc == -ENOTCONN) unavailable(c, ops, &x->origin, "");
-        else reply_error(&x->origin, 0, PROTO_E_INTERNAL, "out of memory", NULL);
-        origin_clear(&x->origin);
-        pub_ops_free(ops);
-        c->inflight--;
-        chan_maybe_drop(c);
-        free(x);
-    }
+    if (rc) cluster_op_not_sent(x, rc, NULL);
     return 0;
 }

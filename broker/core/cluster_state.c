@@ -1,6 +1,7 @@
 /* broker/core/cluster_state.c - see cluster_state.h. */
 #include "core/cluster_state.h"
 #include "core/cluster.h"
+#include "core/cluster_op.h"
 #include "core/cluster_seats.h"
 #include "core/cluster_shop.h"
 #include "core/cluster_tickets.h"
@@ -14,21 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-struct sops_ctx {
-    chan_t *chan;
-    pub_ops_t *ops;
-    origin_t origin;
-};
-
-static void unavailable(chan_t *c, pub_ops_t *ops, const origin_t *o, const char *maybe)
-{
-    if (ops->done) ops->done(c, ops, PROTO_E_ENGINE_UNAVAILABLE, NULL);
-    cluster_reply_unavailable(o, maybe);
-}
-
 static void on_applied(void *arg, const struct engine_state_res *res)
 {
-    struct sops_ctx *x = arg;
+    cluster_op_t *x = arg;
     chan_t *c = x->chan;
 
     if (res->status == 0) {
@@ -42,14 +31,10 @@ static void on_applied(void *arg, const struct engine_state_res *res)
                              : HIST_E_NOT_INTEGER, res->failed_op, res->conflict_version, 0, NULL, 0);
     } else {
         /* The script may have run before the connection went: say so. */
-        unavailable(c, x->ops, &x->origin, res->status == -ECANCELED ? "" : "; the connection failed while the "
+        cluster_op_unavailable(x, res->status == -ECANCELED ? "" : "; the connection failed while the "
                     "operations were in flight, so they may or may not have been applied");
     }
-    origin_clear(&x->origin);
-    pub_ops_free(x->ops);
-    c->inflight--;
-    chan_maybe_drop(c);
-    free(x);
+    cluster_op_free(x);
 }
 
 int cluster_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
@@ -57,7 +42,7 @@ int cluster_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
     struct engine_keep keep = { c->ns->history ? c->ns->history_size : 0, c->ns->history ? c->ns->history_ttl_ms : 0 };
     const char *hooks[WEBHOOK_MAX];
     size_t nhooks;
-    struct sops_ctx *x;
+    cluster_op_t *x;
     int rc;
 
     /* A seat request is one custom operation of seatmap_apply(): its rules run as a script in Redis. */
@@ -70,39 +55,15 @@ int cluster_state(chan_t *c, pub_ops_t *ops, origin_t *origin)
     if (ops->n == 1 && ops->ops[0].type == HIST_OP_CUSTOM && ops->ops[0].custom == tickets_apply)
         return cluster_tickets(c, ops, origin);
     for (size_t i = 0; i < ops->n; i++)
-        if (ops->ops[i].type == HIST_OP_CUSTOM) {
-            if (ops->done) ops->done(c, ops, PROTO_E_DISABLED, NULL);
-            reply_error(origin, 0, PROTO_E_DISABLED, "custom state operations other than seat maps, commerce and "
-                        "tickets do not run on the redis engine (docs/cluster.md)", NULL);
-            origin_clear(origin);
-            pub_ops_free(ops);
-            chan_maybe_drop(c);
-            return 0;
-        }
-    if (!(x = malloc(sizeof *x))) {
-        pub_ops_free(ops);
-        origin_clear(origin);
-        return -ENOMEM;
-    }
-    x->chan = c;
-    x->ops = ops;
-    x->origin = *origin;
-    origin->id = NULL;
-    c->inflight++;
+        if (ops->ops[i].type == HIST_OP_CUSTOM)
+            return cluster_op_refuse(c, ops, origin, PROTO_E_DISABLED, "custom state operations other than seat "
+                                     "maps, commerce and tickets do not run on the redis engine (docs/cluster.md)");
+    if (!(x = cluster_op_new(c, ops, origin))) return -ENOMEM;
     /* Its delta goes to the webhooks as a publication, as on LMDB. */
     nhooks = srv.cfg.nwebhooks ? config_webhooks_for(&srv.cfg, WH_EV_PUBLICATION, c->name, c->namelen, hooks) : 0;
     rc = engine_state_ops(cluster_engine(), c->name, c->namelen, ops->ops, ops->n, clock_wall_ms(), &keep, hooks,
                           nhooks, on_applied, x);
-    if (rc) {
-        if (rc == -ENOTCONN) unavailable(c, ops, &x->origin, "");
-        else reply_error(&x->origin, 0, PROTO_E_INTERNAL, rc == -ENOMEM ? "out of memory" : "channel name too long",
-                         NULL);
-        origin_clear(&x->origin);
-        pub_ops_free(ops);
-        c->inflight--;
-        chan_maybe_drop(c);
-        free(x);
-    }
+    if (rc) cluster_op_not_sent(x, rc, rc == -ENOMEM ? NULL : "channel name too long");
     return 0;
 }
 

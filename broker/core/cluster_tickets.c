@@ -1,6 +1,7 @@
 /* broker/core/cluster_tickets.c - see cluster_tickets.h. */
 #include "core/cluster_tickets.h"
 #include "core/cluster.h"
+#include "core/cluster_op.h"
 #include "herald.h"
 #include "engine.h"
 #include "chname.h"
@@ -11,12 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct tickets_ctx {
-    chan_t *chan;
-    pub_ops_t *ops;
-    origin_t origin;
-};
 
 static const char *const action_names[] = {
     [TICKETS_CREATE] = "create", [TICKETS_STATUS] = "status", [TICKETS_ASSIGN] = "assign",
@@ -37,12 +32,6 @@ static void keeps(const ns_config_t *ns, const char *tl, struct engine_tickets_k
     k->timeline.ttl_ms = t->history ? t->history_ttl_ms : 0;
     /* As on one node: a state namespace takes only its own deltas. */
     k->notify = !t->state;
-}
-
-static void unavailable(chan_t *c, pub_ops_t *ops, const origin_t *o, const char *maybe)
-{
-    if (ops->done) ops->done(c, ops, PROTO_E_ENGINE_UNAVAILABLE, NULL);
-    cluster_reply_unavailable(o, maybe);
 }
 
 /* The timeline entries the script published, as the list pubpipe.c hands a
@@ -68,7 +57,7 @@ static hist_side_t *sides_of(const struct engine_tickets_res *res)
 
 static void on_applied(void *arg, const struct engine_tickets_res *res)
 {
-    struct tickets_ctx *x = arg;
+    cluster_op_t *x = arg;
     chan_t *c = x->chan;
     char reason[PROTO_REASON_MAX];
     json_t *result = NULL;
@@ -76,7 +65,7 @@ static void on_applied(void *arg, const struct engine_tickets_res *res)
 
     if (res->status) {
         /* The script may have run before the connection went: say so. */
-        unavailable(c, x->ops, &x->origin, res->status == -ECANCELED ? "" : "; the connection failed while the "
+        cluster_op_unavailable(x, res->status == -ECANCELED ? "" : "; the connection failed while the "
                     "request was in flight, so it may or may not have been applied");
     } else if (mpack_decode(res->result, res->resultlen, &result, reason) || !json_is_object(result)) {
         if (x->ops->done) x->ops->done(c, x->ops, PROTO_E_INTERNAL, NULL);
@@ -99,11 +88,7 @@ static void on_applied(void *arg, const struct engine_tickets_res *res)
         }
     }
     json_decref(result);
-    origin_clear(&x->origin);
-    pub_ops_free(x->ops);
-    c->inflight--;
-    chan_maybe_drop(c);
-    free(x);
+    cluster_op_free(x);
 }
 
 /* The status machine as the script reads it ({"open": ["in_progress",
@@ -205,40 +190,24 @@ int cluster_tickets(chan_t *c, pub_ops_t *ops, origin_t *origin)
 {
     const tickets_req_t *r = ops->ops[0].arg;
     struct engine_tickets_keep k;
-    struct tickets_ctx *x;
+    cluster_op_t *x;
     char *req;
     int rc;
 
-    if ((unsigned)r->action >= sizeof action_names / sizeof *action_names || !action_names[r->action]) {
-        if (ops->done) ops->done(c, ops, PROTO_E_INTERNAL, NULL);
-        reply_error(origin, 0, PROTO_E_INTERNAL, "unknown tickets action", NULL);
-        origin_clear(origin);
-        pub_ops_free(ops);
-        chan_maybe_drop(c);
-        return 0;
-    }
-    if (!(x = malloc(sizeof *x)) || !(req = request_json(c, r))) {
-        free(x);
+    if ((unsigned)r->action >= sizeof action_names / sizeof *action_names || !action_names[r->action])
+        return cluster_op_refuse(c, ops, origin, PROTO_E_INTERNAL, "unknown tickets action");
+    if (!(req = request_json(c, r))) {
         pub_ops_free(ops);
         origin_clear(origin);
         return -ENOMEM;
     }
-    x->chan = c;
-    x->ops = ops;
-    x->origin = *origin;
-    origin->id = NULL;
-    c->inflight++;
+    if (!(x = cluster_op_new(c, ops, origin))) {
+        free(req);
+        return -ENOMEM;
+    }
     keeps(c->ns, r->timeline_ns ? r->timeline_ns : "ticket", &k);
     rc = engine_tickets(cluster_engine(), c->name, c->namelen, req, strlen(req), &k, on_applied, x);
     free(req);
-    if (rc) {
-        if (rc == -ENOTCONN) unavailable(c, ops, &x->origin, "");
-        else reply_error(&x->origin, 0, PROTO_E_INTERNAL, "out of memory", NULL);
-        origin_clear(&x->origin);
-        pub_ops_free(ops);
-        c->inflight--;
-        chan_maybe_drop(c);
-        free(x);
-    }
+    if (rc) cluster_op_not_sent(x, rc, NULL);
     return 0;
 }
