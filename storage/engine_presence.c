@@ -239,22 +239,6 @@ void engine_finish_presence(req_t *q, const redisReply *r)
     }
 }
 
-int engine_eval_send(engine_t *e, int script, int nkeys, int argc, const char **argv, size_t *lens, req_t **out)
-{
-    char nk[8];
-    req_t *q;
-    int rc;
-
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    argv[0] = "EVALSHA"; lens[0] = 7;
-    argv[1] = e->sha[script]; lens[1] = 40;
-    argv[2] = nk; lens[2] = strlen(nk);
-    if (!(q = req_new(e, script, argc, argv, lens))) return -ENOMEM;
-    *out = q;
-    if ((rc = req_send(q))) free(q);
-    return rc;
-}
-
 int engine_presence_conn(engine_t *e, const char *chan, size_t len, const char *node, const struct engine_member *m,
                          int mode, int64_t count, engine_done_cb cb, void *arg)
 {

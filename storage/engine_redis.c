@@ -501,6 +501,22 @@ int req_send(req_t *q)
     return 0;
 }
 
+int engine_eval_send(engine_t *e, int script, int nkeys, int argc, const char **argv, size_t *lens, req_t **out)
+{
+    char nk[8];
+    req_t *q;
+    int rc;
+
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[0] = "EVALSHA"; lens[0] = 7;
+    argv[1] = e->sha[script]; lens[1] = 40;
+    argv[2] = nk; lens[2] = strlen(nk);
+    if (!(q = req_new(e, script, argc, argv, lens))) return -ENOMEM;
+    *out = q;
+    if ((rc = req_send(q))) free(q);
+    return rc;
+}
+
 int status_of_drop(engine_t *e)
 {
     return e->stopping ? -ECANCELED : e->cmd.timed_out ? -ETIMEDOUT : -EIO;
