@@ -85,7 +85,7 @@ static const struct opt opts[] = {
       "silence before the broker pings a client; silent for 2x this + 5s, it is dropped (0 = never)" },
     { "websocket", "coalesce_max", NULL, T_MS, O(coalesce_max_ms), 0, "50ms",
       "when the broker is busy, streaming connections gather messages for up to this long so each "
-      "write carries more; 0: write every loop turn" },
+      "write carries more; 0: write every loop turn (unless latency_goal stretches it)" },
     { "websocket", "latency_goal", NULL, T_MS, O(latency_goal_ms), 0, "500ms",
       "when writes alone would take more than half the event loop (big fan-outs), streaming connections "
       "gather for as long as their measured cost needs, up to this; at most coalesce_max when 0 or lower" },
@@ -713,6 +713,16 @@ static int validate_engine(config_t *c, char *err, size_t errlen)
     if (c->engine_webhook_lease_ms < 1000) {
         if (config_where(c, "engine.webhook_lease", where, sizeof where) > 0) strcat(where, ": ");
         snprintf(err, errlen, "%s[engine] webhook_lease must be at least 1s", where);
+        return -1;
+    }
+    /* The webhook delivery threads open their own blocking connections to
+     * Redis (storage/engine_webhooks.c); the TLS bridge (engine_tls.c) lives
+     * on the loop and carries the engine's two connections only. Refused
+     * rather than left to fail at every delivery. */
+    if (c->engine_tls && c->nwebhooks) {
+        if (config_where(c, "engine.tls", where, sizeof where) > 0) strcat(where, ": ");
+        snprintf(err, errlen, "%s[engine] tls = on with [webhook] sections: the webhook delivery threads do not "
+                 "reach Redis over TLS yet (docs/cluster.md)", where);
         return -1;
     }
     return 0;
