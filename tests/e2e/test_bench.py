@@ -254,9 +254,15 @@ def shedding_broker(request):
 def test_channels_counts_shed_publications_apart(shedding_broker, publish):
     """Publications refused with 135 (overloaded) are counted as shed, per step and in all,
     and are not expected deliveries: nothing refused is counted as lost."""
-    rc, out, err = bench("channels", "--url", shedding_broker.url, "--channels", "500", "--subscribers", "1",
-                         "--rate", "4000", "--duration", "1", "--publish", publish, "--publishers", "4")
-    assert rc == 0, err
+    # Whether a burst finds the storage thread 1 ms behind depends on the machine: a quiet
+    # one may keep up with 4,000/s over REST, so the rate doubles (at most twice) until
+    # something is shed; the accounting is what is checked.
+    for rate in (4000, 8000, 16000):
+        rc, out, err = bench("channels", "--url", shedding_broker.url, "--channels", "500", "--subscribers", "1",
+                             "--rate", str(rate), "--duration", "1", "--publish", publish, "--publishers", "4")
+        assert rc == 0, err
+        if out["steps"][0]["shed"] > 0:
+            break
     st = out["steps"][0]
     assert st["shed"] > 0 and st["shed"] == out["shed"], out
     assert st["publish_errors"] == st["shed"] and st["acked"] + st["shed"] == st["published"], st
