@@ -17,7 +17,13 @@
  * Send: frames are appended (masked while copying) to the client's output
  * buffer and the client joins the context's dirty list; a uv_prepare_t
  * flushes the list just before the loop polls, so everything a callback or
- * timer queued in one loop iteration goes out in one write. A flush tries
+ * timer queued in one loop iteration goes out in one write. A loop turn that
+ * reads much (a context whose subscribers are far behind their streams:
+ * libuv reads up to 32 x 64 KiB per socket per turn) can last seconds, and
+ * what was queued in it would wait that long: a publisher's requests, a new
+ * connection's upgrade, a pong. So a read also flushes the list once the
+ * last flush is FLUSH_MAX_WAIT_NS old (docs/benchmarks.md, "Recovery
+ * replies stall under overload"). A flush tries
  * uv_try_write() first and hands only the remainder to uv_write(), swapping
  * in a second buffer so sends can keep appending while that write is in
  * flight.
@@ -85,6 +91,7 @@ struct herald_ctx {
     char reason[HC_REASON_MAX];    /* an unescaped JSON error reason */
     uint64_t rng;                  /* xorshift state for mask keys */
     uint64_t now;                  /* uv_hrtime() of the read being parsed */
+    uint64_t flushed;              /* uv_hrtime() of the last flush of the dirty list */
     SSL_CTX *tls;                  /* for wss:// clients; made on first use or by herald_ctx_set_tls() */
     uint8_t nats;                  /* hc_ctx_speak_nats(): new clients speak NATS */
 };
@@ -256,8 +263,14 @@ static void dirty_add(herald_client_t *c)
     c->ctx->dirty = c;
 }
 
+/* How long output may wait for a turn's reads to end before a read flushes
+ * it: long enough that a normal turn still sends everything in one write
+ * per client, short against any latency a user would notice. */
+#define FLUSH_MAX_WAIT_NS 2000000ULL
+
 void herald_ctx_flush(herald_ctx_t *ctx)
 {
+    ctx->flushed = uv_hrtime();
     while (ctx->dirty) {
         herald_client_t *c = ctx->dirty;
         dirty_del(c);
@@ -1486,6 +1499,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         c->rxlen += (size_t)nread;
         on_bytes(c, c->rx, c->rxlen);
     }
+    if (c->ctx->dirty && c->ctx->now - c->ctx->flushed >= FLUSH_MAX_WAIT_NS) herald_ctx_flush(c->ctx);
 }
 
 /* A map with one string entry, {@key: @val}, in @enc, into a new buffer.
