@@ -23,7 +23,7 @@
  * what was queued in it would wait that long: a publisher's requests, a new
  * connection's upgrade, a pong. So a read also flushes the list once the
  * last flush is FLUSH_MAX_WAIT_NS old (docs/benchmarks.md, "Recovery
- * replies stall under overload"). A flush tries
+ * replies under overload"). A flush tries
  * uv_try_write() first and hands only the remainder to uv_write(), swapping
  * in a second buffer so sends can keep appending while that write is in
  * flight.
