@@ -308,6 +308,41 @@ def jwt_signed(rsa_key, ec_key):
     ]
 
 
+# What a server sends, for fuzz_client (the C client library's reader,
+# clients/hc_codec.c): the first byte picks the reader (0 JSON message,
+# 1 MessagePack message, 2 / 3 a publications array in JSON / MessagePack).
+PUBS = [{"offset": 7, "ts": 1796203734675, "data": {"text": "hi", "n": [1, 2]}},
+        {"offset": 8, "ts": 1796203734676, "data": "a\"b\\"},
+        {"offset": 9, "ts": 1796203734677, "data": None, "reply_to": 7}]
+SERVER = [
+    {"op": "pub", "channel": "chat:lobby", "offset": 7, "ts": 1796203734675, "data": {"text": "hi"}},
+    {"op": "pub", "channel": "chat:lobby", "offset": 8, "ts": 1, "data": "x\"y", "from": {"user": "ann"}},
+    {"op": "connected", "id": 0, "client": "8f4c62dc3adcab82", "version": "0.1.0", "ping_interval": 25},
+    {"op": "subscribed", "id": 1, "channel": "chat:lobby", "offset": 9, "epoch": "00aa11bb22cc33dd",
+     "recovered": True, "publications": PUBS},
+    {"op": "subscribed", "id": 2, "channel": "scores:g", "offset": 3, "epoch": "00aa11bb22cc33dd",
+     "state": {"home": {"value": 2, "version": 3}}},
+    {"op": "updated", "channel": "scores:g", "offset": 4, "changes": [{"key": "home", "value": 3, "version": 4}]},
+    {"op": "error", "id": 3, "code": 115, "reason": "rate limited: \"publish\" \\ \u00e9"},
+    {"op": "join", "channel": "chat:lobby", "user": "ann", "client": "c1"},
+    {"op": "presence_batch", "channel": "chat:lobby", "count": 5, "joins_total": 3, "leaves_total": 1},
+    {"op": "history", "id": 4, "channel": "chat:lobby", "epoch": "00aa11bb22cc33dd", "offset": 9, "next": None,
+     "publications": PUBS},
+]
+
+
+def client_seeds():
+    out = []
+    for m in SERVER:
+        out.append(b"\x00" + json.dumps(m, separators=(",", ":")).encode())
+        out.append(b"\x01" + pack(m))
+    out.append(b"\x02" + json.dumps(PUBS, separators=(",", ":")).encode())
+    out.append(b"\x03" + pack(PUBS))
+    out.append(b"\x02[]")
+    out.append(b"\x03" + pack([]))
+    return out
+
+
 def write(target, items, prefix="seed-"):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -331,6 +366,7 @@ def main():
     write("fuzz_msgpack", [pack(m) for m in MESSAGES] + MSGPACK_EXTRA)
     write("fuzz_chname", CHNAMES)
     write("fuzz_jwt", JWT_HS)
+    write("fuzz_client", client_seeds())
     if args.rsa_key:
         write("fuzz_jwt", jwt_signed(args.rsa_key, args.ec_key), prefix="signed-")
 

@@ -7,7 +7,7 @@
 # Exits non-zero if any target crashed (or failed to build).
 #
 # Needs clang with libFuzzer (Debian: clang-14, libclang-rt-14-dev) and the
-# libraries the fuzzed code uses (jansson, msgpack-c, OpenSSL). Builds with
+# libraries the fuzzed code uses (jansson, msgpack-c, OpenSSL; libuv's headers). Builds with
 # meson (-Dfuzz=true in $FUZZ_BUILD, default build-fuzz) when meson can
 # configure the project; otherwise (or with FUZZ_NO_MESON=1) compiles the
 # targets directly with clang into <builddir>-direct.
@@ -19,7 +19,7 @@ case $secs in ''|*[!0-9]*) echo "usage: $0 SECONDS" >&2; exit 2 ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${FUZZ_BUILD:-$root/build-fuzz}
-targets="fuzz_json fuzz_msgpack fuzz_chname fuzz_jwt"
+targets="fuzz_json fuzz_msgpack fuzz_chname fuzz_jwt fuzz_client"
 ntargets=$(echo $targets | wc -w)
 # The one broker source fuzzed (fuzz_jwt); as in meson.build, one place to change.
 jwt_c=$root/broker/auth/jwt.c
@@ -54,6 +54,10 @@ build_direct() {
         s=$src
         l=$libs
         [ "$t" = fuzz_chname ] && s="$root/protocol/chname.c"
+        if [ "$t" = fuzz_client ]; then
+            s="-I$root/clients $(pkg-config --cflags libuv 2>/dev/null) $root/clients/hc_codec.c"
+            l=""
+        fi
         if [ "$t" = fuzz_jwt ]; then
             s="-I$root/broker $jwt_c"
             l=$(pkg-config --cflags --libs jansson libcrypto 2>/dev/null || echo "-ljansson -lcrypto")

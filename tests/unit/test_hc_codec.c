@@ -55,6 +55,59 @@ static char *mp_text(const unsigned char *p, size_t n)
     return s;
 }
 
+/* JSON strings with escaped quotes and runs of backslashes: where each one
+ * ends decides where the value and the message end (skip_jstr() finds the
+ * closing quote with memchr() and counts the backslashes before it). */
+static void test_json_string_escapes(void **unused)
+{
+    static const struct { const char *data; int ok; } cases[] = {
+        { "\"plain\"", 1 },
+        { "\"a\\\"b\"", 1 },                    /* "a\"b": an escaped quote inside */
+        { "\"a\\\\\"", 1 },                     /* "a\\": the backslash is escaped, the quote ends it */
+        { "\"a\\\\\\\"b\"", 1 },                /* "a\\\"b": two escape one, the third the quote */
+        { "\"\\\\\\\\\"", 1 },                  /* "\\\\" */
+        { "\"\\\"\"", 1 },                      /* "\"" */
+        { "\"\"", 1 },
+        { "{\"q\":\"}\\\"]\",\"r\":[\"\\\\\"]}", 1 }, /* brackets and quotes inside strings */
+        { "\"abc\\\"", 0 },                     /* "abc\" : never closed */
+        { "\"abc\\\\\\\"", 0 },                 /* "abc\\\" : never closed */
+        { "\"abc", 0 },
+    };
+    char msg[256];
+    herald_msg_t m;
+    (void)unused;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *d = cases[i].data;
+        /* The pub fast path, then the general reader (fields out of order). */
+        int n = snprintf(msg, sizeof msg, "{\"op\":\"pub\",\"channel\":\"c\",\"offset\":7,\"ts\":1,\"data\":%s}", d);
+        int r = hc_json_parse(msg, (size_t)n, &m, NULL);
+        if (cases[i].ok) {
+            assert_int_equal(r, 0);
+            assert_int_equal(m.op, HERALD_OP_PUB);
+            assert_int_equal(m.offset, 7);
+            assert_int_equal(m.data_len, strlen(d));
+            assert_memory_equal(m.data, d, strlen(d));
+        } else {
+            assert_int_not_equal(r, 0);
+        }
+        n = snprintf(msg, sizeof msg, "{\"data\":%s,\"offset\":9,\"op\":\"pub\",\"channel\":\"c\"}", d);
+        r = hc_json_parse(msg, (size_t)n, &m, NULL);
+        if (cases[i].ok) {
+            assert_int_equal(r, 0);
+            assert_int_equal(m.offset, 9);
+            assert_int_equal(m.data_len, strlen(d));
+        } else {
+            assert_int_not_equal(r, 0);
+        }
+    }
+    /* A key with an escaped quote is skipped whole, not ended early. */
+    snprintf(msg, sizeof msg, "{\"x\\\"y\":1,\"op\":\"pong\",\"id\":3}");
+    assert_int_equal(hc_json_parse(msg, strlen(msg), &m, NULL), 0);
+    assert_int_equal(m.op, HERALD_OP_PONG);
+    assert_int_equal(m.id, 3);
+}
+
 static void test_msgpack_requests(void **unused)
 {
     const unsigned char ops[] = { 0x91, 0x82, 0xa2, 'o', 'p', 0xa4, 'i', 'n', 'c', 'r', 0xa3, 'k', 'e', 'y', 0xa1, 'h' };
@@ -188,6 +241,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_requests),
+        cmocka_unit_test(test_json_string_escapes),
         cmocka_unit_test(test_msgpack_requests),
         cmocka_unit_test(test_state_views),
         cmocka_unit_test(test_tokens_and_history),
