@@ -12,9 +12,10 @@
  *
  * DESIGN: every pub costs the client PUB_SPIN_NS of busy wait, so a 64 KiB
  * read takes milliseconds and, the socket staying full, libuv goes on reading
- * (up to 32 reads per socket per turn). At the first read of a turn, once the
- * backlog is built, one pub queues a publish request. A uv_check_t marks the
- * end of each turn. The server thread raises a counter when the request's
+ * (up to 32 reads per socket per turn; the client's receive buffer is
+ * enlarged so that it does, grow_rcvbuf()). At the first read of a turn, once
+ * the backlog is built, one pub queues a publish request. A uv_check_t marks
+ * the end of each turn. The server thread raises a counter when the request's
  * bytes arrive; the test passes if a pub of the SAME turn, from a later read,
  * sees the counter raised. Without the mid-turn flush the request leaves only
  * at the next prepare phase, after the turn, so that cannot happen. A turn
@@ -292,11 +293,12 @@ static void spin(uint64_t ns)
     while (uv_hrtime() < t) {}
 }
 
-/* The client's socket is the loop's only TCP handle. Linux grows a slow
- * reader's receive buffer little (its window follows what is read per round
- * trip), so a loopback socket holds about 64 KiB and a turn ends after two or
- * three reads. A fixed large buffer lets the backlog build as it does for a
- * subscriber behind a busy broker, and libuv keep reading. */
+/* The client's socket is the loop's only TCP handle. Linux sizes a receive
+ * buffer by how fast its reader drains it, so this slow reader's loopback
+ * socket holds about 64 KiB and a turn ends after two or three reads (seen:
+ * 3). A fixed buffer (even one clamped to a default rmem_max of 208 KiB) lets
+ * the backlog build as it does for a subscriber behind a busy broker, and
+ * libuv read 32 times per turn. */
 static void grow_rcvbuf(uv_handle_t *h, void *arg)
 {
     int *set = arg, size = 4 * 1024 * 1024;
@@ -308,10 +310,10 @@ static void on_open(herald_client_t *c, const herald_msg_t *m, void *ud)
 {
     struct run *r = ud;
 
+    (void)c;
     (void)m;
     r->opened = 1;
     uv_walk(herald_ctx_loop(r->ctx), grow_rcvbuf, &r->rcvbuf_set);
-    (void)c;
 }
 
 static void on_pub(herald_client_t *c, const herald_msg_t *m, void *ud)
@@ -437,6 +439,7 @@ static void test_flush_within_turn(void **state)
 
     assert_int_equal(atomic_load(&srv.failed), 0);
     assert_true(r.opened);
+    assert_int_equal(r.rcvbuf_set, 1);
     assert_true(r.closed);
     assert_false(r.guard_fired);
     assert_int_equal(r.publish_err, 0);
