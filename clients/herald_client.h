@@ -13,7 +13,8 @@
  * callbacks as views (herald_msg_t) into that memory, without building a tree
  * and without a malloc per message; `pub` messages as Herald writes them take
  * a fast path. Outgoing frames are appended to the connection's buffer and
- * flushed once per loop iteration, so many sends cost one write().
+ * flushed once per loop iteration, so many sends cost one write(); a turn
+ * that reads for long also flushes them once they are 2 ms old.
  *
  * Threads: everything here runs on the context's loop thread; nothing is
  * thread-safe. Errors: 0 is success; failures are negative, either libuv's
@@ -209,7 +210,8 @@ typedef struct herald_opts {
 int herald_url_parse(const char *s, herald_url_t *url);
 
 /* herald_ctx_new() - a context on @loop for clients to share. It starts a
- * uv_prepare_t on @loop that flushes queued output before the loop polls.
+ * uv_prepare_t on @loop that flushes queued output before the loop polls
+ * (and reads flush it too when it has waited 2 ms in a long turn).
  * @out: [out] the context; the caller frees it with herald_ctx_free().
  * Return: 0, or UV_ENOMEM. */
 int herald_ctx_new(uv_loop_t *loop, herald_ctx_t **out);
