@@ -162,13 +162,21 @@ static const char *q_err(int rc)
 
 /* ---- delivery (delivery thread) ---- */
 
-/* Full jitter: a uniform delay in [0, min(retry_max, retry_base * 2^(attempts-1))]. */
-static int64_t backoff_ms(const webhook_conf_t *c, unsigned attempts)
+/* The longest wait of the backoff after @attempts failures:
+ * min(retry_max, retry_base * 2^(attempts-1)). */
+static int64_t backoff_cap_ms(const webhook_conf_t *c, unsigned attempts)
 {
-    uint64_t cap = c->retry_base_ms, r;
+    uint64_t cap = c->retry_base_ms;
 
     for (unsigned i = 1; i < attempts && cap < c->retry_max_ms; i++) cap *= 2;
-    if (cap > c->retry_max_ms) cap = c->retry_max_ms;
+    return (int64_t)(cap > c->retry_max_ms ? c->retry_max_ms : cap);
+}
+
+/* Full jitter: a uniform delay in [0, backoff_cap_ms()]. */
+static int64_t backoff_ms(const webhook_conf_t *c, unsigned attempts)
+{
+    uint64_t cap = (uint64_t)backoff_cap_ms(c, attempts), r;
+
     rand_bytes(&r, sizeof r);
     return (int64_t)(r % (cap + 1));
 }
@@ -391,6 +399,39 @@ static void failed(struct wh *w, hist_ob_item_t *items, size_t n, const char *er
     uv_mutex_unlock(&w->mu);
 }
 
+/* A channel whose oldest event failed before but that is not held here -
+ * the broker restarted, or a round pruned its backoff - waits until that
+ * event's stored last attempt plus the longest wait its backoff could have
+ * drawn (the draw itself is not stored with the LMDB queue): a restart must
+ * not post at once to a receiver that was failing, and may only ever wait
+ * longer, never shorter, than without it. Such channels are held now and
+ * their events left out of this round. Return: how many of the @n items
+ * stay, in order, at the front of @items. */
+static size_t restore_backoff(struct wh *w, hist_ob_item_t *items, size_t n, int64_t now)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        hist_ob_item_t *it = &items[i];
+        struct held *e = held_find(w, it->chan, it->chanlen);
+        if (!e && it->attempts && it->last_attempt) {
+            int64_t due = it->last_attempt + backoff_cap_ms(w->conf, it->attempts);
+            if (due > now && (e = held_get(w, it->chan, it->chanlen))) {
+                e->attempts = it->attempts;
+                e->next_try_ms = due;
+                held_store(w, e);
+            }
+        }
+        if (e && e->next_try_ms > now) {
+            json_decref(it->event);
+            continue;
+        }
+        if (k != i) items[k] = *it;
+        k++;
+    }
+    return k;
+}
+
 /* Posts one batch: the oldest events of the channels not held. Return: 1
  * when a batch was posted (delivered or not: more may be due), 0 when
  * nothing is due (the queue is empty or every channel in it waits). */
@@ -414,6 +455,13 @@ static int deliver(struct wh *w)
         if (!w->rq || rc != -EIO)
             hlog(LOG_WARN, "webhook", "%s: reading its queue failed: %s", c->name, q_err(rc));
         return 0;
+    }
+    if (n && !(n = restore_backoff(w, items, n, r.now))) {
+        /* Every channel picked waits out a restored backoff: the next
+         * round skips them and looks at the others. */
+        hist_ob_items_free(items, 0);
+        held_summary(w);
+        return 1;
     }
     if (!n) {
         hist_ob_items_free(items, n);

@@ -612,6 +612,50 @@ def test_attempts_survive_kill9(tmp_path, receiver, engine):
         b2.check_clean_exit()
 
 
+def test_a_restart_waits_out_the_backoff_of_the_last_failure(tmp_path, receiver):
+    """A channel whose event failed does not post again as soon as a
+    restarted broker starts: it waits until its stored last attempt plus the
+    longest wait its backoff could have drawn (retry_base = retry_max = 3 s
+    here), then delivers. Other channels are not held by it."""
+    lock = threading.Lock()
+    times = []                      # (time, the channels of the events posted)
+    fail = [True]
+
+    def judge(events):
+        with lock:
+            times.append((time.time(), {e.get("channel") for e in events}))
+        return 500 if fail[0] and any(e.get("channel") == "orders:bk" for e in events) else 200
+
+    rcv = receiver(judge=judge)
+    conf = write_conf(tmp_path, rcv.url, "retry_base = 3s\nretry_max = 3s\n")
+    data = tmp_path / "data"
+    b = start(tmp_path, conf, data_dir=data, name="first")
+    b.publish_rest("orders:bk", {"n": 1})
+    st = status_until(b, lambda st: st["hook"]["attempts"] >= 1, timeout=10)["hook"]
+    assert st["attempts"] >= 1, st
+    b.send_signal(signal.SIGTERM)
+    b.wait()
+    with lock:
+        last_fail = max(t for t, chans in times if "orders:bk" in chans)
+        before = len(times)
+    fail[0] = False
+    b2 = start(tmp_path, conf, data_dir=data, name="second")
+    try:
+        b2.publish_rest("orders:other", {"n": 2})
+        # The other channel is delivered at once; the failed one after its wait.
+        evs = rcv.wait_events(lambda evs: pubs(evs, "orders:other") == [2], timeout=5)
+        assert pubs(evs, "orders:other") == [2], evs
+        assert pubs(evs, "orders:bk") == [], evs
+        evs = rcv.wait_events(lambda evs: pubs(evs, "orders:bk") == [1], timeout=10)
+        assert pubs(evs, "orders:bk") == [1], evs
+        with lock:
+            retried = min(t for t, chans in times[before:] if "orders:bk" in chans)
+        # 3 s from the last failed post, less the broker's and this clock's ms rounding.
+        assert retried - last_fail >= 2.95, (last_fail, retried)
+    finally:
+        b2.check_clean_exit()
+
+
 def test_webhook_endpoints_need_an_admin_key(tmp_path, receiver):
     rcv = receiver()
     conf = write_conf(tmp_path, rcv.url, "\n[apikey app]\nsecret = app-secret-0123456789\n\n"
