@@ -32,7 +32,10 @@
  * finds a Redis host that vanished without a word. hiredis 0.14 has no TLS
  * either: with [engine] tls = on each connection goes to a unix socket of
  * engine_tls.c's bridge, which carries it to Redis over TLS; to this file
- * it is a connection like another (a TLS failure is a disconnect). */
+ * it is a connection like another (a TLS failure is a disconnect). The
+ * webhook delivery threads' own connections (engine_webhooks.c) go to the
+ * bridge's third socket, routed here with the command connection; this
+ * file only hands out its path (engine_thread_address()). */
 #include "engine.h"
 #include "engine_int.h"
 #include "log.h"

@@ -667,8 +667,9 @@ static void wh_main(void *arg)
 
 static void finish_stop(void);
 
-/* Whether every delivery thread that started has ended (or is about to
- * return: it touches nothing of ours after saying so). */
+/* Whether every delivery thread that started has ended, or is about to:
+ * after saying so it only wakes the loop (uv_async_send), which returns
+ * before the join in finish_stop() does, so wh.async is still open then. */
 static int all_exited(void)
 {
     int all = 1;
