@@ -101,9 +101,10 @@ void engine_stop(engine_t *e);
  * engine_webhooks.c): [engine] address as configured, or with tls = on
  * "unix:" and a socket of the TLS bridge, which carries each connection
  * there over TLS of its own (engine_tls.c). Fixed from
- * engine_redis_start() until engine_stop(): a copy may be handed to
- * threads started after the first; a connection there fails like one to
- * Redis (a disconnect) when Redis cannot be reached over TLS. Loop thread. */
+ * engine_redis_start() until engine_stop(): copy it before starting the
+ * threads, and stop them before engine_stop(). A connection there fails
+ * like one to Redis (a disconnect) when Redis cannot be reached over TLS.
+ * Loop thread. */
 const char *engine_thread_address(const engine_t *e);
 
 /* engine_up() - whether the command connection is up (publish, read). */
