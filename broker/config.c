@@ -715,16 +715,6 @@ static int validate_engine(config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "%s[engine] webhook_lease must be at least 1s", where);
         return -1;
     }
-    /* The webhook delivery threads open their own blocking connections to
-     * Redis (storage/engine_webhooks.c); the TLS bridge (engine_tls.c) lives
-     * on the loop and carries the engine's two connections only. Refused
-     * rather than left to fail at every delivery. */
-    if (c->engine_tls && c->nwebhooks) {
-        if (config_where(c, "engine.tls", where, sizeof where) > 0) strcat(where, ": ");
-        snprintf(err, errlen, "%s[engine] tls = on with [webhook] sections: the webhook delivery threads do not "
-                 "reach Redis over TLS yet (docs/cluster.md)", where);
-        return -1;
-    }
     return 0;
 }
 

@@ -169,6 +169,15 @@ static void close_own_handles(void)
     uv_close((uv_handle_t *)&srv.stop_timer, NULL);
 }
 
+/* After the webhooks' delivery threads ended. */
+static void stop_rest(void)
+{
+    cluster_stop();                            /* publications in flight answer 133 */
+    pubpipe_stop();
+    server_destroy();                          /* 1st call: starts closing lws's handles */
+    close_own_handles();                       /* uv_run returns once all are closed */
+}
+
 static void stop_finish(void)
 {
     if (srv.stopping >= 2) return;
@@ -176,12 +185,11 @@ static void stop_finish(void)
                             srv.nsessions);
     srv.stopping = 2;
     /* Commit what is queued and hand out the last outcomes while sessions
-     * and requests can still be found. */
-    webhook_stop();                            /* their threads read the store */
-    cluster_stop();                            /* publications in flight answer 133 */
-    pubpipe_stop();
-    server_destroy();                          /* 1st call: starts closing lws's handles */
-    close_own_handles();                       /* uv_run returns once all are closed */
+     * and requests can still be found. The delivery threads read the store
+     * and may reach Redis through the engine's TLS bridge, so the rest
+     * waits for them with the loop running. */
+    if (webhook_stop(stop_rest)) return;
+    stop_rest();
 }
 
 static void on_stop_timer(uv_timer_t *t)

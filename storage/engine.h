@@ -91,8 +91,21 @@ int engine_redis_start(uv_loop_t *loop, const struct engine_conf *conf, const st
                        engine_t **out, char *err, size_t errlen);
 
 /* engine_stop() - close both connections (pending calls get -ECANCELED) and
- * free @e once its handles are closed. NULL is a no-op. */
+ * free @e once its handles are closed; with tls = on, the bridge too, so
+ * every thread connecting to engine_thread_address() stops first. NULL is
+ * a no-op. */
 void engine_stop(engine_t *e);
+
+/* engine_thread_address() - where a blocking hiredis connection of another
+ * thread reaches this Redis (the webhook delivery threads,
+ * engine_webhooks.c): [engine] address as configured, or with tls = on
+ * "unix:" and a socket of the TLS bridge, which carries each connection
+ * there over TLS of its own (engine_tls.c). Fixed from
+ * engine_redis_start() until engine_stop(): copy it before starting the
+ * threads, and stop them before engine_stop(). A connection there fails
+ * like one to Redis (a disconnect) when Redis cannot be reached over TLS.
+ * Loop thread. */
+const char *engine_thread_address(const engine_t *e);
 
 /* engine_up() - whether the command connection is up (publish, read). */
 int engine_up(const engine_t *e);

@@ -180,6 +180,7 @@ struct engine {
     char host[1024];
     int port;                     /* 0: unix socket at host */
     engine_tls_t *tls;            /* TLS to Redis: hiredis connects through this bridge; NULL: plain */
+    char thread_address[1100];    /* engine_thread_address(): [engine] address, or "unix:" the bridge's socket */
     char *password;
     unsigned database;
     char *prefix;

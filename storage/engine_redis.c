@@ -32,7 +32,10 @@
  * finds a Redis host that vanished without a word. hiredis 0.14 has no TLS
  * either: with [engine] tls = on each connection goes to a unix socket of
  * engine_tls.c's bridge, which carries it to Redis over TLS; to this file
- * it is a connection like another (a TLS failure is a disconnect). */
+ * it is a connection like another (a TLS failure is a disconnect). The
+ * webhook delivery threads' own connections (engine_webhooks.c) go to the
+ * bridge's third socket, routed here with the command connection; this
+ * file only hands out its path (engine_thread_address()). */
 #include "engine.h"
 #include "engine_int.h"
 #include "log.h"
@@ -361,8 +364,14 @@ static void handshake(struct conn *c)
 static void start_ac(struct conn *c, const char *addr)
 {
     engine_t *e = c->e;
-    redisAsyncContext *ac = e->tls ? redisAsyncConnectUnix(engine_tls_route(e->tls, c->is_sub, addr, e->port))
-                          : e->port ? redisAsyncConnect(addr, e->port) : redisAsyncConnectUnix(e->host);
+    redisAsyncContext *ac;
+
+    /* The delivery threads' connections (engine_thread_address()) go where
+     * the command connection goes: the address as last resolved. */
+    if (e->tls && !c->is_sub) engine_tls_route(e->tls, ENGINE_TLS_SLOT_THREADS, addr, e->port);
+    ac = e->tls ? redisAsyncConnectUnix(engine_tls_route(e->tls, c->is_sub ? ENGINE_TLS_SLOT_SUB : ENGINE_TLS_SLOT_CMD,
+                                                         addr, e->port))
+       : e->port ? redisAsyncConnect(addr, e->port) : redisAsyncConnectUnix(e->host);
 
     if (!ac || ac->err) {
         if (ac) {
@@ -1031,6 +1040,10 @@ int engine_redis_start(uv_loop_t *loop, const struct engine_conf *conf, const st
             free(e);
             return rc;
         }
+        snprintf(e->thread_address, sizeof e->thread_address, "unix:%s",
+                 engine_tls_path(e->tls, ENGINE_TLS_SLOT_THREADS));
+    } else {
+        snprintf(e->thread_address, sizeof e->thread_address, "%s", conf->address);
     }
     e->ev = *ev;
     e->password = strdup(conf->password ? conf->password : "");
@@ -1061,6 +1074,8 @@ bad:
     free(e);
     return -EINVAL;
 }
+
+const char *engine_thread_address(const engine_t *e) { return e->thread_address; }
 
 static void on_handle_closed(uv_handle_t *h)
 {

@@ -6,7 +6,8 @@
  * bridged connection: the unix socket hiredis connected to, the TCP socket
  * to Redis, its TLS session and the two buffers between them. Does not
  * own: the hiredis contexts, reconnecting, backoff or the connect and
- * command timeouts (engine_redis.c).
+ * command timeouts (engine_redis.c, and engine_webhooks.c for the
+ * delivery threads' connections).
  * DESIGN: hiredis 0.14 reads and writes its socket itself and cannot adopt
  * one, so it connects (redisAsyncConnectUnix) to a unix socket in a
  * directory only this user may enter (mkdtemp: 0700); the bridge accepts
@@ -18,6 +19,15 @@
  * spent on the loop, beside hiredis' own parsing. A thread would keep that
  * CPU off the loop, but add a hand-off per command and the locking to
  * prove; at Redis' rates the crypto is small next to the syscalls.
+ * Other threads' blocking hiredis connections (the webhook delivery
+ * threads: one each, a small script a few times a second) come through
+ * the same way, on a slot of their own (ENGINE_TLS_SLOT_THREADS): its
+ * socket accepts any number of connections, each bridged on the loop to a
+ * TLS connection of its own, so a thread's blocking call waits on its own
+ * unix socket and never on the loop. The path is fixed when the bridge is
+ * made, before any such thread starts; until the engine routes the slot
+ * (its first address resolved) a connection waits in the backlog, so a
+ * thread that comes early is served late, not refused.
  * Each direction has one buffer of BUF bytes; a full buffer stops reading
  * the side that fills it, so a slow side cannot grow memory.
  * A failure on the Redis side (refused, handshake, verification, reset)
@@ -47,6 +57,9 @@
 
 #define BUF (64 * 1024)
 #define NLOGGED 4
+/* A slot's listen backlog: room for every webhook's delivery thread
+ * (WEBHOOK_MAX, broker/config.h) connecting before the first route. */
+#define BACKLOG 64
 
 struct slot {
     engine_tls_t *t;
@@ -90,7 +103,7 @@ struct engine_tls {
     int freeing;
     /* The failures logged as errors since Redis last answered (a ring): a
      * failed attempt may end in one of a few ways (an alert, or the reset
-     * that follows it), and the two slots interleave. */
+     * that follows it), and the slots interleave. */
     char logged[NLOGGED][200];
     unsigned nlogged;
 };
@@ -565,7 +578,7 @@ static int slot_listen(engine_tls_t *t, struct slot *s, int i)
     if (snprintf(s->path, sizeof s->path, "%s/%d", t->dir, i) >= (int)sizeof s->path) return -ENAMETOOLONG;
     memcpy(sa.sun_path, s->path, strlen(s->path) + 1);
     if ((s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) return -errno;
-    if (bind(s->fd, (struct sockaddr *)&sa, sizeof sa) || listen(s->fd, 8)) {
+    if (bind(s->fd, (struct sockaddr *)&sa, sizeof sa) || listen(s->fd, BACKLOG)) {
         int r = -errno;
         close(s->fd);
         s->fd = -1;
@@ -574,8 +587,7 @@ static int slot_listen(engine_tls_t *t, struct slot *s, int i)
     uv_poll_init(t->loop, &s->poll, s->fd);
     s->poll.data = s;
     t->handles++;
-    uv_poll_start(&s->poll, UV_READABLE, on_accept);
-    return 0;
+    return 0;                                   /* accepting from the first route on */
 }
 
 int engine_tls_new(uv_loop_t *loop, const struct engine_tls_conf *conf, const char *host, engine_tls_t **out,
@@ -627,6 +639,7 @@ const char *engine_tls_route(engine_tls_t *t, int slot, const char *ip, int port
     struct sockaddr_in *v4 = (struct sockaddr_in *)&s->to;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&s->to;
 
+    if (!s->tolen) uv_poll_start(&s->poll, UV_READABLE, on_accept);
     memset(&s->to, 0, sizeof s->to);
     if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1) {
         v6->sin6_family = AF_INET6;
@@ -642,6 +655,8 @@ const char *engine_tls_route(engine_tls_t *t, int slot, const char *ip, int port
     }
     return s->path;
 }
+
+const char *engine_tls_path(const engine_tls_t *t, int slot) { return t->slots[slot].path; }
 
 static void on_slot_closed(uv_handle_t *h)
 {

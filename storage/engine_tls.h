@@ -9,9 +9,16 @@
 
 typedef struct engine_tls engine_tls_t;
 
-/* How many hiredis connections may each have their own route at a time:
- * the engine's command and subscription connections. */
-#define ENGINE_TLS_SLOTS 2
+/* The routes, each a unix socket of its own: the engine's command and
+ * subscription connections (one connection each, routed before it
+ * connects), and the blocking connections of other threads (the webhook
+ * delivery threads, engine_webhooks.c: any number, routed wherever the
+ * command connection was routed last). Each connection accepted on a
+ * slot gets its own TLS connection to Redis. */
+#define ENGINE_TLS_SLOT_CMD 0
+#define ENGINE_TLS_SLOT_SUB 1
+#define ENGINE_TLS_SLOT_THREADS 2
+#define ENGINE_TLS_SLOTS 3
 
 struct engine_tls_conf {
     const char *ca;               /* PEM file of the CAs that may sign Redis' certificate; "" or NULL: the system store */
@@ -40,9 +47,16 @@ int engine_tls_new(uv_loop_t *loop, const struct engine_tls_conf *conf, const ch
 /* engine_tls_route() - the unix socket that hiredis connects to for @slot
  * (0 .. ENGINE_TLS_SLOTS - 1); what connects there next is carried over
  * TLS to @ip (a numeric address) port @port. A connection accepted earlier
- * keeps its own route.
- * Return: the socket's path, valid until engine_tls_free(). */
+ * keeps its own route. A slot accepts nothing before its first route:
+ * what connects earlier waits in the socket's backlog.
+ * Return: the socket's path, valid until engine_tls_free(). Loop thread only. */
 const char *engine_tls_route(engine_tls_t *t, int slot, const char *ip, int port);
+
+/* engine_tls_path() - the unix socket of @slot, routed or not: fixed from
+ * engine_tls_new() until engine_tls_free(), so a copy may be handed to
+ * other threads, which connect there with blocking calls of their own
+ * (the bridge's side stays on the loop). Loop thread only. */
+const char *engine_tls_path(const engine_tls_t *t, int slot);
 
 /* engine_tls_free() - close the sockets and every bridged connection
  * (hiredis sees them closed), remove the directory; the memory goes once

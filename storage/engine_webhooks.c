@@ -316,9 +316,8 @@ bad:
     return -EINVAL;
 }
 
-void whq_free(whq_t *q)
+void whq_close(whq_t *q)
 {
-    if (!q) return;
     if (q->c && q->held) {
         /* Given back, so another node takes over at once, not after the TTL. */
         static const int keys[] = { K_LEASE };
@@ -327,6 +326,12 @@ void whq_free(whq_t *q)
         if (!eval(q, unlease_lua, 1, keys, 1, args, NULL, &r)) freeReplyObject(r);
     }
     drop_conn(q);
+}
+
+void whq_free(whq_t *q)
+{
+    if (!q) return;
+    whq_close(q);
     free(q->password);
     free(q);
 }

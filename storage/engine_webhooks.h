@@ -48,7 +48,11 @@ enum { WHQ_E_LOST = 1 };          /* the lease is another thread's (or nobody's)
  * lease of @lease_ms. Connects lazily. Return: 0 and *@out; -ENOMEM, -EINVAL. */
 int whq_new(const struct engine_conf *conf, const char *hook, unsigned lease_ms, whq_t **out);
 
-/* whq_free() - close the connection (the lease, if held, is given back). NULL: no-op. */
+/* whq_close() - give the lease back if held, and close the connection (a
+ * later call connects again). Blocks for at most the command timeout. */
+void whq_close(whq_t *q);
+
+/* whq_free() - whq_close(), then free @q. NULL: no-op. */
 void whq_free(whq_t *q);
 
 /* whq_lease() - take or renew the lease. @fresh: [out] 1 when it was just

@@ -67,6 +67,7 @@ struct wh {
     uv_mutex_t mu;                /* everything below */
     uv_cond_t cv;
     int kick, stop, started;
+    int exited;                   /* the delivery thread is done (under wh.mu) */
     struct cmd *cmds, **cmds_tail;
     struct webhook_stats st;
     unsigned attempts;            /* the most attempts of a held channel's event */
@@ -89,9 +90,10 @@ static struct {
     struct wh *hooks;
     size_t n;
     uv_async_t async;
-    uv_mutex_t mu;                /* done */
+    uv_mutex_t mu;                /* done, and each hook's exited */
     struct cmd *done;
     int running;
+    void (*stopped)(void);        /* webhook_stop()'s @done, while its threads end */
 } wh;
 
 static int stopping(struct wh *w)
@@ -699,15 +701,39 @@ static void wh_main(void *arg)
         }
     }
     held_clear(w);
+    /* The lease goes back from here, on this thread's own connection, while
+     * the loop runs: with [engine] tls = on that connection is carried by
+     * the bridge on the loop, which a loop blocked in a join could not do. */
+    if (w->rq) whq_close(w->rq);
+    uv_mutex_lock(&wh.mu);
+    w->exited = 1;
+    uv_mutex_unlock(&wh.mu);
+    uv_async_send(&wh.async);
 }
 
 /* ---- loop ---- */
 
-static void on_async(uv_async_t *a)
+static void finish_stop(void);
+
+/* Whether every delivery thread that started has ended, or is about to:
+ * after saying so it only wakes the loop (uv_async_send), which returns
+ * before the join in finish_stop() does, so wh.async is still open then. */
+static int all_exited(void)
+{
+    int all = 1;
+
+    uv_mutex_lock(&wh.mu);
+    for (size_t i = 0; i < wh.n; i++)
+        if (wh.hooks[i].started && !wh.hooks[i].exited) all = 0;
+    uv_mutex_unlock(&wh.mu);
+    return all;
+}
+
+/* Answers the REST requests the delivery threads ran. */
+static void answer_done(void)
 {
     struct cmd *done;
 
-    (void)a;
     uv_mutex_lock(&wh.mu);
     done = wh.done;
     wh.done = NULL;
@@ -723,6 +749,18 @@ static void on_async(uv_async_t *a)
     }
 }
 
+static void on_async(uv_async_t *a)
+{
+    void (*stopped)(void) = wh.stopped;
+
+    (void)a;
+    answer_done();
+    if (stopped && all_exited()) {
+        finish_stop();
+        stopped();
+    }
+}
+
 void webhook_kick(void)
 {
     for (size_t i = 0; i < wh.n; i++) {
@@ -735,8 +773,11 @@ void webhook_kick(void)
 
 int webhook_start(void)
 {
+    /* Under tls = on, the engine's bridge, whose socket is fixed by now
+     * (cluster_start()) and served from the loop until cluster_stop(),
+     * which comes after webhook_stop(). */
     struct engine_conf rconf = {
-        .address = srv.cfg.engine_address,
+        .address = cluster_on() ? engine_thread_address(cluster_engine()) : srv.cfg.engine_address,
         .password = srv.cfg.engine_password,
         .database = srv.cfg.engine_database,
         .prefix = srv.cfg.engine_prefix,
@@ -780,16 +821,10 @@ int webhook_start(void)
     return 0;
 }
 
-void webhook_stop(void)
+/* The threads have ended: join them (at once), answer what is left, free. */
+static void finish_stop(void)
 {
-    if (!wh.running) return;
-    for (size_t i = 0; i < wh.n; i++) {
-        struct wh *w = &wh.hooks[i];
-        uv_mutex_lock(&w->mu);
-        w->stop = 1;
-        uv_cond_signal(&w->cv);
-        uv_mutex_unlock(&w->mu);
-    }
+    wh.stopped = NULL;
     for (size_t i = 0; i < wh.n; i++) {
         struct wh *w = &wh.hooks[i];
         if (w->started) uv_thread_join(&w->thread);
@@ -804,16 +839,37 @@ void webhook_stop(void)
         uv_mutex_destroy(&w->mu);
         uv_cond_destroy(&w->cv);
         whpost_deinit(&w->http);
-        whq_free(w->rq);                       /* gives the lease back: another node takes over at once */
+        whq_free(w->rq);                       /* closed by its thread already: nothing sent from the loop */
         w->rq = NULL;
     }
-    on_async(&wh.async);
+    answer_done();
     uv_close((uv_handle_t *)&wh.async, NULL);
     uv_mutex_destroy(&wh.mu);
     free(wh.hooks);
     wh.hooks = NULL;
     wh.n = 0;
     wh.running = 0;
+}
+
+int webhook_stop(void (*done)(void))
+{
+    if (!wh.running) return 0;
+    if (wh.stopped) return 1;                  /* asked again: @done of the first call comes */
+    for (size_t i = 0; i < wh.n; i++) {
+        struct wh *w = &wh.hooks[i];
+        uv_mutex_lock(&w->mu);
+        w->stop = 1;
+        uv_cond_signal(&w->cv);
+        uv_mutex_unlock(&w->mu);
+    }
+    if (all_exited()) {
+        finish_stop();
+        return 0;
+    }
+    /* The loop runs on while they end: a thread's last calls to Redis (the
+     * lease given back, a call in flight) may go through the TLS bridge. */
+    wh.stopped = done;
+    return 1;
 }
 
 /* Queues @ev (taken) for the webhooks that want @mask on @c. */

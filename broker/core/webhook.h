@@ -48,9 +48,15 @@
  * (after pubpipe_start()). Return: 0, or -1 (logged). */
 int webhook_start(void);
 
-/* webhook_stop() - stop the delivery threads (before pubpipe_stop()); an
- * event in flight stays queued and is delivered again after a restart. */
-void webhook_stop(void);
+/* webhook_stop() - stop the delivery threads (before pubpipe_stop() and
+ * cluster_stop()); an event in flight stays queued and is delivered again
+ * after a restart. The threads end while the loop runs (under the redis
+ * engine each gives its lease back first, through the TLS bridge on the
+ * loop when [engine] tls = on): the loop is never blocked waiting for them.
+ * @done: called on the loop once they ended and all is freed, when this
+ * returns 1. Return: 0, stopped now (@done is not called; also when there
+ * was nothing to stop); 1, @done comes later. Loop thread. */
+int webhook_stop(void (*done)(void));
 
 /* webhook_kick() - tell the delivery threads new events may be queued. Any thread. */
 void webhook_kick(void);

@@ -425,13 +425,19 @@ def test_killed_node_client_recovers_elsewhere(make_broker, redis, tmp_path):
         victim.stop()
 
 
+WEBHOOK_ARGS = ["--webhook", "w.url=http://127.0.0.1:9/x", "--webhook", "w.secret=webhook-secret-0123456789",
+                "--webhook", "w.events=publication"]
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--engine-presence-heartbeat", "50ms"], "[engine] presence_heartbeat must be at least 100ms"),
     (["--engine-tls", "on", "--engine-address", "unix:/run/redis.sock"], "[engine] tls = on needs a HOST:PORT"),
     (["--engine-webhook-lease", "500ms"], "[engine] webhook_lease must be at least 1s"),
-    (["--engine-tls", "on", "--engine-tls-verify", "off", "--webhook", "w.url=http://127.0.0.1:9/x",
-      "--webhook", "w.secret=webhook-secret-0123456789", "--webhook", "w.events=publication"],
-     "[engine] tls = on with [webhook] sections"),
+    # Webhooks under tls = on start (test_tls_with_webhooks_starts), bad TLS options are still refused.
+    (["--engine-tls", "on", "--engine-tls-ca", "/nonexistent/ca.pem", *WEBHOOK_ARGS],
+     "[engine] tls_ca /nonexistent/ca.pem cannot be read"),
+    (["--engine-tls", "on", "--engine-address", "unix:/run/redis.sock", *WEBHOOK_ARGS],
+     "[engine] tls = on needs a HOST:PORT"),
     (["--engine-address", "localhost"], "expected HOST:PORT"),
     (["--engine-address", "127.0.0.1:0"], "the port must be a number from 1 to 65535"),
     (["--engine-address", "unix:relative.sock"], "unix:PATH needs an absolute path"),
@@ -440,6 +446,24 @@ def test_refused_configs(args, needle, tmp_path):
     r = run_herald(["--data-dir", str(tmp_path / "d"), "--port", "0", "--engine", "redis", *args])
     assert r.returncode != 0, r.stdout + r.stderr
     assert needle in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_tls_with_webhooks_starts(tmp_path):
+    """[engine] tls = on with a [webhook] starts (its delivery threads reach
+    Redis through the TLS bridge, test_cluster_tls.py delivers over it); with
+    no Redis at the address it runs unready and stops cleanly and at once,
+    its delivery thread not waiting for the loop that the stop runs on."""
+    b = Broker(tmp_path, ["--engine", "redis", "--engine-address", "127.0.0.1:%d" % free_port(),
+                          "--engine-connect-timeout", "500ms", "--engine-command-timeout", "2s",
+                          "--engine-tls", "on", "--engine-tls-verify", "off", *WEBHOOK_ARGS], name="tlshook").start()
+    try:
+        assert b.wait_log(r"w: delivering to http://127\.0\.0\.1:9/x \(queued in redis", 5), b.log[-2000:]
+        assert b.wait_log(r"w: redis unreachable", 5), b.log[-2000:]
+        assert requests.get(b.url("/api/health/ready"), timeout=5).status_code == 503
+    finally:
+        t0 = time.monotonic()
+        assert b.stop() == 0, b.log[-3000:]
+        assert time.monotonic() - t0 < 2.0, "stopping took %.1fs" % (time.monotonic() - t0)
 
 
 def test_bad_engine_type_and_config_file(tmp_path):

@@ -8,7 +8,12 @@ for is given; Redis restarted under a subscriber; a large publication through
 the bridge's bounded buffers; tls_verify = off; the bridge's private socket
 directory and its refusal of other processes; a connect that never answers
 (no CPU spent waiting); an address given by name, checked by name; bad
-options refused at start.
+options refused at start. Webhooks over TLS: the delivery threads' own
+connections go through the bridge's third socket (signed posts from either
+node, the lease given back through the bridge at a clean stop); Redis
+restarted with events queued (delivery pauses, resumes, nothing
+acknowledged lost); a wrong CA (no delivery, logged once, the events still
+queued for a node that can reach Redis).
 Each test starts its own redis-server and kills it by PID."""
 import os
 import re
@@ -25,6 +30,8 @@ import requests
 
 from conftest import connect, run, run_herald
 from test_cluster import REDIS, free_port, pytestmark, rest_publish, wait_ready  # noqa: F401
+from test_cluster_webhooks import in_order_once
+from test_webhooks import pubs, receiver, status_until, verify, write_conf  # noqa: F401 (fixture)
 
 OPENSSL = "openssl"
 
@@ -331,9 +338,9 @@ def test_bridge_directory_is_private_and_others_refused(make_broker, tls_redis, 
     b = make_broker(*tls_args(r, pki))
     wait_ready(b)
     socks = bridge_sockets(b.pid)
-    assert len(socks) == 2, socks
+    assert len(socks) == 3, socks                # command, subscription, other threads' connections
     d = Path(socks[0]).parent
-    assert Path(socks[1]).parent == d
+    assert all(Path(x).parent == d for x in socks)
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
     # Another process (this one, same user) is refused and the node goes on.
     with socket.socket(socket.AF_UNIX) as s:
@@ -418,3 +425,114 @@ def test_connect_that_never_answers_costs_no_cpu(make_broker, pki):
         for c in fillers:
             c.close()
         lst.close()
+
+
+# ---- webhooks over TLS (docs/cluster.md#tls-to-redis) ----
+
+def hook_node(make_broker, r, pki, conf, *extra, ca="ca.crt"):
+    return make_broker("--config", str(conf), *tls_args(r, pki, "--engine-webhook-lease", "3s", *extra, ca=ca))
+
+
+def test_webhooks_delivered_over_tls(make_broker, tls_redis, pki, receiver, tmp_path):
+    """Publications on both nodes reach the receiver signed, once each, in
+    order; the deliverer stopped cleanly gives its lease back through the
+    bridge (the other node takes over well within the 3 s lease), and the
+    stop does not wait on the loop it runs on."""
+    r = tls_redis()
+    rcv = receiver()
+    conf = write_conf(tmp_path, rcv.url)
+    a = hook_node(make_broker, r, pki, conf)
+    b = hook_node(make_broker, r, pki, conf)
+    wait_ready(a)
+    wait_ready(b)
+    for i in range(6):
+        assert rest_publish((a, b)[i % 2], "orders:t", {"n": i}).status_code == 200
+    evs = rcv.wait_events(lambda e: len(set(pubs(e, "orders:t"))) == 6, timeout=15)
+    assert in_order_once(evs, "orders:t") == list(range(6)), evs
+    for headers, body, _ in rcv.requests:
+        verify(headers, body)
+    holder = [x for x in (a, b) if "this node delivers now" in x.log]
+    assert len(holder) == 1, [x.log[-1500:] for x in (a, b)]
+    other = b if holder[0] is a else a
+    assert status_until(other, lambda st: st["hook"]["queue_depth"] == 0)["hook"]["queue_depth"] == 0
+    t0 = time.monotonic()
+    assert holder[0].stop() == 0, holder[0].log[-3000:]
+    assert time.monotonic() - t0 < 2.0, "stopping the deliverer took %.1fs" % (time.monotonic() - t0)
+    assert other.wait_log("this node delivers now", 1.5), other.log[-2000:]
+    assert rest_publish(other, "orders:t", {"n": 6}).status_code == 200
+    evs = rcv.wait_events(lambda e: len(set(pubs(e, "orders:t"))) == 7, timeout=10)
+    assert in_order_once(evs, "orders:t") == list(range(7))
+    assert "redis unreachable" not in a.log + b.log
+    assert not error_lines(a, "redis over TLS") and not error_lines(b, "redis over TLS")
+
+
+def test_webhook_delivery_resumes_after_redis_restart_over_tls(make_broker, tls_redis, pki, receiver, tmp_path):
+    state = {"ok": False}
+    rcv = receiver(lambda n: 200 if state["ok"] else 503)
+    r = tls_redis()
+    conf = write_conf(tmp_path, rcv.url, "max_attempts = 1000\n")
+    a = hook_node(make_broker, r, pki, conf)
+    b = hook_node(make_broker, r, pki, conf)
+    wait_ready(a)
+    wait_ready(b)
+    for i in range(10):
+        assert rest_publish((a, b)[i % 2], "orders:r", {"n": i}).status_code == 200
+    st = status_until(a, lambda s: s["hook"]["queue_depth"] == 10 and s["hook"]["failing_channels"] == 1)
+    assert st["hook"]["queue_depth"] == 10, st
+    r.kill()
+    rr = rest_publish(a, "orders:r", {"n": -1})
+    assert rr.status_code == 503 and rr.json()["error"]["code"] == 133, rr.text
+    time.sleep(0.6)                                   # a post in flight at the kill ends (timeout 500ms)
+    state["ok"] = True
+    time.sleep(1.5)
+    assert rcv.events() == [], "delivered without Redis"
+    assert any(re.search(r"hook: redis unreachable \(.*\): delivery pauses", x.log) for x in (a, b))
+    r.start()                                         # the same port and append-only file
+    wait_ready(a)
+    wait_ready(b)
+    assert rest_publish(b, "orders:r", {"n": 10}).status_code == 200
+    evs = rcv.wait_events(lambda e: len(set(pubs(e, "orders:r"))) == 11, timeout=20)
+    assert in_order_once(evs, "orders:r") == list(range(11))
+    assert all(x["data"]["n"] != -1 for x in evs)
+    for headers, body, _ in rcv.requests:
+        verify(headers, body)
+    assert any(x.wait_log("hook: redis reachable again", 1) for x in (a, b))
+    st = status_until(b, lambda s: s["hook"]["queue_depth"] == 0)["hook"]
+    assert st["queue_depth"] == 0 and st["dead_letters"] == 0, st
+
+
+def test_webhooks_with_a_wrong_ca_deliver_nothing_and_keep_the_queue(make_broker, tls_redis, pki, receiver,
+                                                                      tmp_path):
+    """Events queued by a node that reaches Redis (its receiver down) and
+    stopped; a node with the wrong CA and a live receiver delivers nothing,
+    logs the certificate once and redis unreachable for the webhook, answers
+    and stops cleanly; the events are still queued for a node that can
+    reach Redis."""
+    r = tls_redis()
+    (tmp_path / "dead").mkdir()
+    dead = write_conf(tmp_path / "dead", "http://127.0.0.1:%d/hook" % free_port(), "max_attempts = 1000\n")
+    a = hook_node(make_broker, r, pki, dead)
+    wait_ready(a)
+    for i in range(3):
+        assert rest_publish(a, "orders:w", {"n": i}).status_code == 200
+    assert status_until(a, lambda s: s["hook"]["queue_depth"] == 3)["hook"]["queue_depth"] == 3
+    assert a.stop() == 0, a.log[-3000:]
+
+    rcv = receiver()
+    live = write_conf(tmp_path, rcv.url)
+    b = hook_node(make_broker, r, pki, live, ca="other.crt")
+    needle = r"the certificate of 127\.0\.0\.1 is not trusted"
+    assert b.wait_log(needle, 5), b.log[-3000:]
+    assert b.wait_log(r"hook: redis unreachable \(.*\): delivery pauses until it is back", 5), b.log[-3000:]
+    time.sleep(2.0)                                   # delivery rounds and reconnects, several
+    assert rcv.events() == [], "delivered with an untrusted Redis certificate"
+    assert len(error_lines(b, "not trusted")) == 1, b.log[-3000:]
+    not_ready(b, needle)
+    st = requests.get(b.url("/api/webhooks"), timeout=5)
+    assert st.status_code == 200 and st.json()["webhooks"][0]["name"] == "hook", st.text
+    assert b.stop() == 0, b.log[-3000:]
+
+    c = hook_node(make_broker, r, pki, dead)
+    wait_ready(c)
+    st = status_until(c, lambda s: s["hook"]["queue_depth"] == 3)["hook"]
+    assert st["queue_depth"] == 3 and st["dead_letters"] == 0, st

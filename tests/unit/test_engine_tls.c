@@ -2,8 +2,10 @@
  * (CA, certificate, key that is not the certificate's), and the bridge on a
  * real loop: four megabytes echoed through it by a TLS server on a thread, the
  * private directory it makes and removes, the buffers filling and draining, a refused connect closing the
- * unix side, an untrusted server closing it too. Certificates are made in
- * the test with OpenSSL (no files shipped, no openssl CLI). */
+ * unix side, an untrusted server closing it too; the other threads' slot
+ * holding connections until its first route, then bridging each to a TLS
+ * connection of its own. Certificates are made in the test with OpenSSL
+ * (no files shipped, no openssl CLI). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -137,12 +139,15 @@ struct server {
     int lfd;                      /* listening TCP socket on 127.0.0.1 */
     int port;
     const char *cert, *key;
+    int conns;                    /* how many connections to serve, one after the other; 0: one */
     size_t echoed;
     int handshake_failed;
+    int sessions;                 /* TLS sessions accepted */
     pthread_t thread;
 };
 
-/* Accepts one connection, answers TLS with @s->cert and echoes everything. */
+/* Accepts @s->conns connections in turn, answers TLS with @s->cert and
+ * echoes everything each sends until it closes. */
 static void *server_main(void *arg)
 {
     struct server *s = arg;
@@ -153,19 +158,22 @@ static void *server_main(void *arg)
 
     SSL_CTX_use_certificate_file(ctx, s->cert, SSL_FILETYPE_PEM);
     SSL_CTX_use_PrivateKey_file(ctx, s->key, SSL_FILETYPE_PEM);
-    fd = accept(s->lfd, NULL, NULL);
-    ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    if (SSL_accept(ssl) != 1) {
-        s->handshake_failed = 1;
-    } else {
-        while ((n = SSL_read(ssl, buf, sizeof buf)) > 0) {
-            if (SSL_write(ssl, buf, n) != n) break;
-            s->echoed += (size_t)n;
+    for (int i = 0; i < (s->conns ? s->conns : 1); i++) {
+        fd = accept(s->lfd, NULL, NULL);
+        ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        if (SSL_accept(ssl) != 1) {
+            s->handshake_failed = 1;
+        } else {
+            s->sessions++;
+            while ((n = SSL_read(ssl, buf, sizeof buf)) > 0) {
+                if (SSL_write(ssl, buf, n) != n) break;
+                s->echoed += (size_t)n;
+            }
         }
+        SSL_free(ssl);
+        close(fd);
     }
-    SSL_free(ssl);
-    close(fd);
     SSL_CTX_free(ctx);
     ERR_clear_error();
     OPENSSL_thread_stop();
@@ -343,12 +351,73 @@ static void test_failures_close_the_unix_side(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Runs @loop until @len bytes came back on @fd, equal to @want (1), or 5 s pass (0). */
+static int echoed_back(uv_loop_t *loop, int fd, const char *want, size_t len)
+{
+    char buf[256];
+    size_t got = 0;
+
+    for (double end = now_s() + 5; now_s() < end && got < len;) {
+        ssize_t n;
+        uv_run(loop, UV_RUN_NOWAIT);
+        n = recv(fd, buf + got, sizeof buf - got, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN)) return 0;
+        if (n > 0) got += (size_t)n;
+        else usleep(1000);
+    }
+    return got == len && !memcmp(buf, want, len);
+}
+
+/* The delivery threads' slot: its path is known before any route; what
+ * connects (and writes) before the first route waits, neither refused nor
+ * closed; once routed, each connection is its own TLS session. */
+static void test_threads_slot(void **state)
+{
+    uv_loop_t loop;
+    struct server s = { .conns = 2 };
+    engine_tls_t *t;
+    char path[128], buf[8];
+    int a, b;
+    (void)state;
+
+    uv_loop_init(&loop);
+    server_start(&s, cert1, key1);
+    t = bridge(&loop, cert1, NULL);
+    snprintf(path, sizeof path, "%s", engine_tls_path(t, ENGINE_TLS_SLOT_THREADS));
+    assert_string_not_equal(path, engine_tls_path(t, ENGINE_TLS_SLOT_CMD));
+    assert_string_not_equal(path, engine_tls_path(t, ENGINE_TLS_SLOT_SUB));
+    a = unix_connect(path);
+    b = unix_connect(path);
+    assert_int_equal(send(a, "first", 5, 0), 5);
+    assert_int_equal(send(b, "second", 6, 0), 6);
+    for (int i = 0; i < 100; i++) uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+    assert_int_equal(recv(a, buf, sizeof buf, 0), -1);  /* not closed: waiting */
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(s.sessions, 0);
+    /* Routed (as engine_redis.c does for the command connection): both go. */
+    assert_string_equal(engine_tls_route(t, ENGINE_TLS_SLOT_THREADS, "127.0.0.1", s.port), path);
+    assert_true(echoed_back(&loop, a, "first", 5));
+    close(a);                                           /* the server serves the next one */
+    assert_true(echoed_back(&loop, b, "second", 6));
+    assert_int_equal(send(b, "again", 5, 0), 5);
+    assert_true(echoed_back(&loop, b, "again", 5));
+    close(b);
+    for (double end = now_s() + 5; now_s() < end && pthread_tryjoin_np(s.thread, NULL); )
+        uv_run(&loop, UV_RUN_NOWAIT), usleep(1000);
+    assert_int_equal(s.sessions, 2);
+    assert_int_equal(s.echoed, 16);
+    close(s.lfd);
+    bridge_free(&loop, t);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_echo_with_a_stall),
         cmocka_unit_test(test_failures_close_the_unix_side),
+        cmocka_unit_test(test_threads_slot),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
