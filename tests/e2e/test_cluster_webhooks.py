@@ -12,8 +12,8 @@ and seat.expired queued by the seat script; state and seat map deltas as
 publication events like LMDB's; presence joins and leaves once each, a dead node's
 members included; channel.occupied and channel.vacated once for the whole cluster
 (a dead node's channels vacated by its reaper, none repeated across a Redis restart,
-no occupancy keys for users without such webhooks). Each test starts its own redis-server (the LMDB variant of the
-state test none). test_webhooks.py runs its ordering, dead-letter, held-channel and
+no occupancy keys for users without such webhooks). Each test starts its own
+redis-server (the LMDB variant of the state test none). test_webhooks.py runs its ordering, dead-letter, held-channel and
 kill -9 walks on both engines too; test_cluster.py refuses a short webhook_lease."""
 import asyncio
 import json
