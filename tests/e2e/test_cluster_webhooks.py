@@ -616,3 +616,42 @@ def test_occupancy_across_a_redis_restart(node, redis, receiver, tmp_path):
         evs = await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 4, 10)
         assert [(e["type"], e["channel"]) for e in occ(evs)][3:] == [("channel.vacated", "chat:stay")], occ(evs)
     run(go(), timeout=60)
+
+
+def test_occupancy_of_a_stalled_node_taken_for_dead(node, redis, receiver, tmp_path):
+    """A node frozen (SIGSTOP) past its lease while it holds a channel's only
+    subscriber: the reaper vacates the channel; thawed, the node finds it was taken
+    for dead and writes its channels again under a new id: occupied once more.
+    Its subscriber leaving then vacates it once."""
+    rcv = receiver()
+    conf = write_conf(tmp_path, rcv.url)
+    a = node(redis, conf, "--engine-presence-heartbeat", "200ms")
+    b = node(redis, conf, "--engine-presence-heartbeat", "200ms")
+
+    def seen(evs):
+        """Each event id once (a post the frozen deliverer made may come again)."""
+        ids, out = set(), []
+        for e in occ(evs, "chat:frozen"):
+            if e["id"] not in ids:
+                ids.add(e["id"])
+                out.append(e["type"])
+        return out
+
+    async def go():
+        c = await sub(a, "chat:frozen")
+        await blocking(rcv.wait_events, lambda e: len(seen(e)) >= 1, 10)
+        a.send_signal(signal.SIGSTOP)
+        try:
+            evs = await blocking(rcv.wait_events, lambda e: len(seen(e)) >= 2, 15)
+        finally:
+            a.send_signal(signal.SIGCONT)
+        assert seen(evs) == ["channel.occupied", "channel.vacated"], occ(evs)
+        evs = await blocking(rcv.wait_events, lambda e: len(seen(e)) >= 3, 15)
+        assert seen(evs) == ["channel.occupied", "channel.vacated", "channel.occupied"], occ(evs)
+        assert scard(redis, "herald:on:chat:frozen") == 1
+        await c.close()
+        evs = await blocking(rcv.wait_events, lambda e: len(seen(e)) >= 4, 10)
+        await asyncio.sleep(0.5)
+        assert seen(rcv.events()) == ["channel.occupied", "channel.vacated"] * 2, occ(rcv.events())
+        assert occ_keys(redis) == [], occ_keys(redis)
+    run(go(), timeout=60)
