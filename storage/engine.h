@@ -36,7 +36,8 @@ enum {
     ENGINE_E_IDEM_MISMATCH,       /* engine_publish(): the idempotency key was used for another request */
     ENGINE_E_AUTHOR_GONE,         /* engine_publish(): the publication at reply_to is no longer kept */
     ENGINE_E_AUTHOR_OTHER,        /* engine_publish(): the publication at reply_to has another author */
-    ENGINE_E_NO_LEASE,            /* engine_presence_conn(), engine_occupancy(): the node has no lease (taken for dead): nothing written */
+    ENGINE_E_NO_LEASE,            /* engine_presence_conn(), engine_occupancy(): the node has no lease (taken for
+                                     dead): nothing written */
     ENGINE_E_CONFLICT,            /* engine_state_ops(): a cas found another version: nothing applied */
     ENGINE_E_NOT_INTEGER,         /* engine_state_ops(): an incr found no integer, or would overflow */
 };

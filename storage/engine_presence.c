@@ -36,9 +36,10 @@
  *             the vacated pbeat makes when it reaps C's last node.
  * Events go out on P f:C, the publications' fan-out key, so every node
  * sees them in the same order: "P<kind>:<seq>:<count>:<client>\n<json>",
- * kind j (join), l (leave) or u (info update). The q, pm and pc keys of
- * other channels and nodes are named inside the scripts: presence needs a
- * single Redis (not Redis Cluster), as the rest of the engine does. */
+ * kind j (join), l (leave) or u (info update). The q, pm, pc, on, oc and
+ * ow keys of other channels and nodes are named inside the scripts:
+ * presence needs a single Redis (not Redis Cluster), as the rest of the
+ * engine does. */
 #define PRES_EVENT_LUA \
     "local function pres_event(meta, pk, fan, kind, client, json)\n" \
     "  local seq = redis.call('HINCRBY', meta, 'pseq', 1)\n" \
