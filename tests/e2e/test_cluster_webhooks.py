@@ -11,7 +11,8 @@ acknowledged lost); takeovers under load keeping each channel's order; seat.book
 and seat.expired queued by the seat script; state and seat map deltas as
 publication events like LMDB's; presence joins and leaves once each, a dead node's
 members included; channel.occupied and channel.vacated once for the whole cluster
-(a dead node's channels vacated by its reaper, none repeated across a Redis restart,
+(a dead node's channels vacated by its reaper, a frozen node's vacated and occupied
+again, none repeated across a Redis restart, one again after Redis lost its data,
 no occupancy keys for users without such webhooks). Each test starts its own
 redis-server (the LMDB variant of the state test none). test_webhooks.py runs its ordering, dead-letter, held-channel and
 kill -9 walks on both engines too; test_cluster.py refuses a short webhook_lease."""
@@ -655,3 +656,27 @@ def test_occupancy_of_a_stalled_node_taken_for_dead(node, redis, receiver, tmp_p
         assert seen(rcv.events()) == ["channel.occupied", "channel.vacated"] * 2, occ(rcv.events())
         assert occ_keys(redis) == [], occ_keys(redis)
     run(go(), timeout=60)
+
+
+def test_occupancy_written_again_once_after_redis_lost_it(node, redis, receiver, tmp_path):
+    """Redis loses its data (FLUSHALL) under a channel occupied on two nodes: each
+    node finds its lease gone at its next heartbeat and writes the channel again;
+    the first to write it makes one channel.occupied (Redis forgot the first), the
+    other none, and no channel.vacated is made up (docs/cluster.md#webhooks)."""
+    rcv = receiver()
+    conf = write_conf(tmp_path, rcv.url)
+    a = node(redis, conf, "--engine-presence-heartbeat", "200ms")
+    b = node(redis, conf, "--engine-presence-heartbeat", "200ms")
+
+    async def go():
+        await sub(a, "chat:f")
+        await sub(b, "chat:f")
+        await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 1, 10)
+        assert redis_cmd(redis.port, "FLUSHALL").startswith(b"+OK")
+        evs = await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 2, 10)
+        await asyncio.sleep(1.0)
+        evs = rcv.events()
+        assert [e["type"] for e in occ(evs)] == ["channel.occupied"] * 2, occ(evs)
+        assert scard(redis, "herald:on:chat:f") == 2
+        assert all(x.wait_log("presence lease in redis had ended", timeout=3) for x in (a, b))
+    run(go())
