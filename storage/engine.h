@@ -36,7 +36,8 @@ enum {
     ENGINE_E_IDEM_MISMATCH,       /* engine_publish(): the idempotency key was used for another request */
     ENGINE_E_AUTHOR_GONE,         /* engine_publish(): the publication at reply_to is no longer kept */
     ENGINE_E_AUTHOR_OTHER,        /* engine_publish(): the publication at reply_to has another author */
-    ENGINE_E_NO_LEASE,            /* engine_presence_conn(): the node has no lease (taken for dead): nothing written */
+    ENGINE_E_NO_LEASE,            /* engine_presence_conn(), engine_occupancy(): the node has no lease (taken for
+                                     dead): nothing written */
     ENGINE_E_CONFLICT,            /* engine_state_ops(): a cas found another version: nothing applied */
     ENGINE_E_NOT_INTEGER,         /* engine_state_ops(): an incr found no integer, or would overflow */
 };
@@ -268,13 +269,28 @@ typedef void (*engine_presence_cb)(void *arg, int status, const struct engine_pr
  * listed (0: all). Return: as engine_presence_conn(). */
 int engine_presence_read(engine_t *e, const char *chan, size_t len, unsigned limit, engine_presence_cb cb, void *arg);
 
+/* engine_occupancy() - node @node has local subscribers of @chan now
+ * (@occupied 1) or no longer (0), in the cluster-wide occupancy the
+ * webhooks' channel.occupied and channel.vacated report
+ * (docs/cluster.md#webhooks): the first node in queues channel.occupied for
+ * the webhooks @wh_occupied, the last node out channel.vacated for
+ * @wh_vacated (names separated by '\n'; NULL or "": none), in the same
+ * script. A dead node's channels are left by engine_presence_beat()'s
+ * reaping. @node must hold a lease to be added (not to leave). @cb (may be
+ * NULL) gets value 1 when an event was queued (else 0), status 0,
+ * ENGINE_E_NO_LEASE (nothing written) or a negative errno. Return: 0;
+ * -ENOTCONN (no callback); -ENOMEM; -ENAMETOOLONG. */
+int engine_occupancy(engine_t *e, const char *chan, size_t len, const char *node, int occupied,
+                     const char *wh_occupied, const char *wh_vacated, engine_done_cb cb, void *arg);
+
 /* @known: whether @node still had a lease (0 on its first beat, or when
  * another node took it for dead and dropped its members). */
 typedef void (*engine_beat_cb)(void *arg, int status, int known);
 
 /* engine_presence_beat() - renew @node's lease for @lease_ms, drop the
- * members of @old_node (NULL: none; a former id of this node) and of every
- * node whose lease ended, announcing their leaves once.
+ * members and the occupancy of @old_node (NULL: none; a former id of this
+ * node) and of every node whose lease ended, announcing their leaves once
+ * (and queueing channel.vacated for the channels no other node occupies).
  * Return: as engine_presence_conn(). */
 int engine_presence_beat(engine_t *e, const char *node, unsigned lease_ms, const char *old_node, engine_beat_cb cb,
                          void *arg);

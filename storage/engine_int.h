@@ -14,15 +14,16 @@
 
 enum { SCRIPT_PUB, SCRIPT_READ, SCRIPT_PCONN, SCRIPT_PINFO, SCRIPT_PREAD, SCRIPT_PBEAT, SCRIPT_SOPS, SCRIPT_SREAD,
        SCRIPT_SEATS, SCRIPT_SWEEP, SCRIPT_SCONN, SCRIPT_SHOP, SCRIPT_TICKETS, SCRIPT_WHEV,
-       SCRIPT_VSTAT, SCRIPT_VLIST, NSCRIPTS };
+       SCRIPT_VSTAT, SCRIPT_VLIST, SCRIPT_OCC, NSCRIPTS };
 /* A request that is a plain command, not a script: engine_signal()'s PUBLISH. */
 #define REQ_SIGNAL NSCRIPTS
 /* ... and engine_views_subs()'s HSET or HDEL. */
 #define REQ_VSUBS (NSCRIPTS + 1)
 
-/* The presence scripts (engine_presence.c) and the state scripts
- * (engine_state.c), loaded with the others. */
+/* The presence scripts and the occupancy script (engine_presence.c) and
+ * the state scripts (engine_state.c), loaded with the others. */
 extern const char engine_pconn_lua[], engine_pinfo_lua[], engine_pread_lua[], engine_pbeat_lua[];
+extern const char engine_occ_lua[];
 extern const char engine_sops_lua[], engine_sread_lua[];
 /* The seat map script (engine_seats.c): SCRIPT_SEATS, SCRIPT_SWEEP and
  * SCRIPT_SCONN all run it (the first loads it, the others find it loaded). */
@@ -266,8 +267,8 @@ void engine_finish_tickets(req_t *q, const redisReply *r);
  * SCRIPT_VLIST, REQ_VSUBS) with @r (NULL: the connection went). */
 void engine_finish_views(req_t *q, const redisReply *r);
 
-/* engine_finish_presence() - answer presence request @q with @r (NULL: the
- * connection went). */
+/* engine_finish_presence() - answer presence or occupancy request @q with
+ * @r (NULL: the connection went). */
 void engine_finish_presence(req_t *q, const redisReply *r);
 
 /* engine_on_presence_msg() - a presence event (@p, @n bytes, starting with

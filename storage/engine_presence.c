@@ -1,10 +1,13 @@
 /* storage/engine_presence.c - presence in the Redis engine (engine.h):
  * the scripts that keep a channel's members per node, the per-node leases,
- * the reads, and the parsing of the events they announce.
+ * the reads, and the parsing of the events they announce; and the
+ * cluster-wide occupancy of channels the webhooks' channel.occupied and
+ * channel.vacated report, kept per node under the same leases.
  *
- * Owns: the presence keys and scripts below. Does not own: the connections
- * or the requests' life (engine_redis.c), what a member means to a channel
- * (core/presence.c, core/cluster_presence.c). */
+ * Owns: the presence and occupancy keys and scripts below. Does not own:
+ * the connections or the requests' life (engine_redis.c), what a member
+ * means to a channel (core/presence.c, core/cluster_presence.c), when a
+ * node's occupancy changes (core/cluster_occ.c). */
 #include "engine.h"
 #include "engine_int.h"
 #include "log.h"
@@ -25,12 +28,18 @@
  *   P nodes   sorted set node -> the ms (Redis' clock) its lease ends;
  *   P m:C     field pseq: the channel's presence seq;
  *   P pw:C    hash member -> the webhooks of its presence.member_removed
- *             (newline-separated), for the leave pbeat makes for a dead node.
+ *             (newline-separated), for the leave pbeat makes for a dead node;
+ *   P on:C    set of the nodes with local subscribers of C (written only
+ *             when some webhook wants channel.occupied or channel.vacated);
+ *   P oc:N    set of the channels where N has local subscribers;
+ *   P ow:C    the webhooks of C's channel.vacated (newline-separated), for
+ *             the vacated pbeat makes when it reaps C's last node.
  * Events go out on P f:C, the publications' fan-out key, so every node
  * sees them in the same order: "P<kind>:<seq>:<count>:<client>\n<json>",
- * kind j (join), l (leave) or u (info update). The q, pm and pc keys of
- * other channels and nodes are named inside the scripts: presence needs a
- * single Redis (not Redis Cluster), as the rest of the engine does. */
+ * kind j (join), l (leave) or u (info update). The q, pm, pc, on, oc and
+ * ow keys of other channels and nodes are named inside the scripts:
+ * presence needs a single Redis (not Redis Cluster), as the rest of the
+ * engine does. */
 #define PRES_EVENT_LUA \
     "local function pres_event(meta, pk, fan, kind, client, json)\n" \
     "  local seq = redis.call('HINCRBY', meta, 'pseq', 1)\n" \
@@ -95,6 +104,47 @@ const char engine_pconn_lua[] =
     "end\n"
     "return 1\n";
 
+/* Queues event @kind ("channel.occupied" or "channel.vacated") of channel
+ * @ch for the webhooks in @list (newline-separated; ""/false: none), timed
+ * by Redis' clock as the presence events are. Needs ENGINE_EVENT_LUA.
+ * Returns 1 when it queued something, else 0. */
+#define OCC_EVENT_LUA \
+    "local function occ_event(pfx, kind, list, ch)\n" \
+    "  if not list or list == '' then return 0 end\n" \
+    "  local t = redis.call('TIME')\n" \
+    "  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
+    "  wh_event(pfx, wh_split(list), ch, 'E', 0, cjson.encode({type = kind, channel = ch, ts = ms}), ms)\n" \
+    "  return 1\n" \
+    "end\n"
+
+/* KEYS: on:C, oc:N, nodes, ow:C. ARGV: prefix, node, channel, "1" (the
+ * node has local subscribers of C now) or "0" (no longer), the webhooks of
+ * channel.occupied and of channel.vacated (newline-separated, "": none).
+ * The node joining an empty P on:C queues channel.occupied; the last node
+ * leaving it queues channel.vacated (with the webhooks kept in P ow:C, else
+ * the given ones). Adding needs the node's lease, as presence does (what a
+ * node without one writes could never be reaped); leaving does not.
+ * Returns 1 when an event was queued, 0 when none, -1 when the node has no
+ * lease (nothing written). */
+const char engine_occ_lua[] =
+    ENGINE_EVENT_LUA
+    OCC_EVENT_LUA
+    "local P, N, C = ARGV[1], ARGV[2], ARGV[3]\n"
+    "if ARGV[4] == '0' then\n"
+    "  if redis.call('SREM', KEYS[1], N) == 0 then return 0 end\n"
+    "  redis.call('SREM', KEYS[2], C)\n"
+    "  if redis.call('SCARD', KEYS[1]) > 0 then return 0 end\n"
+    "  local w = redis.call('GET', KEYS[4])\n"
+    "  redis.call('DEL', KEYS[4])\n"
+    "  return occ_event(P, 'channel.vacated', w or ARGV[6], C)\n"
+    "end\n"
+    "if not redis.call('ZSCORE', KEYS[3], N) then return -1 end\n"
+    "if ARGV[6] ~= '' then redis.call('SET', KEYS[4], ARGV[6]) end\n"
+    "if redis.call('SADD', KEYS[1], N) == 0 then return 0 end\n"
+    "redis.call('SADD', KEYS[2], C)\n"
+    "if redis.call('SCARD', KEYS[1]) > 1 then return 0 end\n"
+    "return occ_event(P, 'channel.occupied', ARGV[5], C)\n";
+
 /* KEYS: m, pm, pk, f. ARGV: member, its new JSON, client id. Returns the
  * seq of the update, or 0 when the member is not present. */
 const char engine_pinfo_lua[] =
@@ -132,12 +182,15 @@ const char engine_pread_lua[] =
  * drop now ("": none). Renews the node's lease and drops the members of
  * every node whose lease ended (at most 10 nodes a call), announcing the
  * leaves of members no other node has (and queueing their
- * presence.member_removed webhook events, P pw:C). ZREM comes first, so a dead node is
- * processed once whichever nodes beat. Returns 1 if the node had a lease,
+ * presence.member_removed webhook events, P pw:C), and its occupancy:
+ * channels no other node occupies are vacated (channel.vacated for the
+ * webhooks in P ow:C). ZREM comes first, so a dead node is processed once
+ * whichever nodes beat. Returns 1 if the node had a lease,
  * 0 if it had none (its first beat, or it was taken for dead). */
 const char engine_pbeat_lua[] =
     PRES_EVENT_LUA
     ENGINE_EVENT_LUA
+    OCC_EVENT_LUA
     "local P = ARGV[1]\n"
     "local function reap(d)\n"
     "  redis.call('ZREM', KEYS[1], d)\n"
@@ -166,6 +219,16 @@ const char engine_pbeat_lua[] =
     "    end\n"
     "  end\n"
     "  redis.call('DEL', nk)\n"
+    "  local ok = P .. 'oc:' .. d\n"
+    "  for _, ch in ipairs(redis.call('SMEMBERS', ok)) do\n"
+    "    local on = P .. 'on:' .. ch\n"
+    "    if redis.call('SREM', on, d) == 1 and redis.call('SCARD', on) == 0 then\n"
+    "      local w = redis.call('GET', P .. 'ow:' .. ch)\n"
+    "      redis.call('DEL', P .. 'ow:' .. ch)\n"
+    "      occ_event(P, 'channel.vacated', w, ch)\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('DEL', ok)\n"
     "end\n"
     "local t = redis.call('TIME')\n"
     "local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
@@ -209,6 +272,9 @@ void engine_finish_presence(req_t *q, const redisReply *r)
     if (q->script == SCRIPT_PCONN) {
         if (!status && r->type == REDIS_REPLY_INTEGER && r->integer == -1) status = ENGINE_E_NO_LEASE;
         if (q->cb.done) q->cb.done(q->arg, status, 0);
+    } else if (q->script == SCRIPT_OCC) {
+        if (!status && r->type == REDIS_REPLY_INTEGER && r->integer == -1) status = ENGINE_E_NO_LEASE;
+        if (q->cb.done) q->cb.done(q->arg, status, status ? 0 : int_of(r));
     } else if (q->script == SCRIPT_PINFO) {
         q->cb.done(q->arg, status, status ? 0 : int_of(r));
     } else if (q->script == SCRIPT_PBEAT) {
@@ -270,6 +336,36 @@ int engine_presence_conn(engine_t *e, const char *chan, size_t len, const char *
     argv[19] = m->wh_added ? m->wh_added : ""; lens[19] = strlen(argv[19]);
     argv[20] = m->wh_removed ? m->wh_removed : ""; lens[20] = strlen(argv[20]);
     if ((rc = engine_eval_send(e, SCRIPT_PCONN, 8, 21, argv, lens, &q))) return rc;
+    q->cb.done = cb;
+    q->arg = arg;
+    return 0;
+}
+
+int engine_occupancy(engine_t *e, const char *chan, size_t len, const char *node, int occupied,
+                     const char *wh_occupied, const char *wh_vacated, engine_done_cb cb, void *arg)
+{
+    char k[4][PKEY_MAX];
+    const char *argv[13];
+    size_t lens[13];
+    req_t *q = NULL;
+    int rc;
+
+    if (!engine_up(e)) return -ENOTCONN;
+    lens[3] = pkey(e, "on:", chan, len, NULL, k[0], PKEY_MAX);
+    lens[4] = pkey(e, "oc:", node, strlen(node), NULL, k[1], PKEY_MAX);
+    lens[5] = pkey(e, "nodes", "", 0, NULL, k[2], PKEY_MAX);
+    lens[6] = pkey(e, "ow:", chan, len, NULL, k[3], PKEY_MAX);
+    for (int i = 0; i < 4; i++) {
+        if (!lens[3 + i]) return -ENAMETOOLONG;
+        argv[3 + i] = k[i];
+    }
+    argv[7] = e->prefix; lens[7] = e->prefixlen;
+    argv[8] = node; lens[8] = strlen(node);
+    argv[9] = chan; lens[9] = len;
+    argv[10] = occupied ? "1" : "0"; lens[10] = 1;
+    argv[11] = wh_occupied ? wh_occupied : ""; lens[11] = strlen(argv[11]);
+    argv[12] = wh_vacated ? wh_vacated : ""; lens[12] = strlen(argv[12]);
+    if ((rc = engine_eval_send(e, SCRIPT_OCC, 4, 13, argv, lens, &q))) return rc;
     q->cb.done = cb;
     q->arg = arg;
     return 0;

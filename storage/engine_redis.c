@@ -150,7 +150,7 @@ static const char *const scripts[NSCRIPTS] = { pub_lua, read_lua, engine_pconn_l
                                                engine_pbeat_lua, engine_sops_lua, engine_sread_lua,
                                                engine_seats_lua, engine_seats_lua, engine_seats_lua,
                                                engine_shop_lua, engine_tickets_lua, whev_lua,
-                                               engine_vstat_lua, engine_vlist_lua };
+                                               engine_vstat_lua, engine_vlist_lua, engine_occ_lua };
 
 static uint64_t now_ms(engine_t *e) { return uv_now(e->loop); }
 

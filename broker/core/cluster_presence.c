@@ -1,6 +1,7 @@
 /* broker/core/cluster_presence.c - see cluster_presence.h. */
 #include "core/cluster_presence.h"
 #include "core/cluster.h"
+#include "core/cluster_occ.h"
 #include "core/presence.h"
 #include "herald.h"
 #include "log.h"
@@ -48,16 +49,21 @@ const char *cluster_presence_node(unsigned *gen)
 
 static unsigned lease_ms(void) { return 2 * srv.cfg.engine_presence_heartbeat_ms; }
 
+void cluster_presence_no_lease(unsigned gen)
+{
+    /* Taken for dead (a stall longer than the lease): start again under a
+     * new id, once per id. */
+    if (gen == cp.gen) {
+        hlog(LOG_WARN, "cluster", "this node's presence lease in redis had ended; writing its members again");
+        rotate();
+    }
+}
+
 static void on_conn_done(void *arg, int status, uint64_t value)
 {
     (void)value;
     if (status == ENGINE_E_NO_LEASE) {
-        /* Taken for dead (a stall longer than the lease): start again
-         * under a new id, once per id. */
-        if ((unsigned)(uintptr_t)arg == cp.gen) {
-            hlog(LOG_WARN, "cluster", "this node's presence lease in redis had ended; writing its members again");
-            rotate();
-        }
+        cluster_presence_no_lease((unsigned)(uintptr_t)arg);
         return;
     }
     if (status && status != -ECANCELED)
@@ -65,9 +71,7 @@ static void on_conn_done(void *arg, int status, uint64_t value)
              "connection is back", strerror(-status));
 }
 
-/* The names of the webhooks that want @ev on @c, separated by '\n', into
- * @buf ("" for none). */
-static void hook_list(const chan_t *c, unsigned ev, char *buf, size_t cap)
+void cluster_presence_hooks(const chan_t *c, unsigned ev, char *buf, size_t cap)
 {
     const char *names[WEBHOOK_MAX];
     size_t n = config_webhooks_for(&srv.cfg, ev, c->name, c->namelen, names), at = 0;
@@ -102,8 +106,8 @@ void cluster_presence_conn(chan_t *c, const char *key, size_t keylen, int anon, 
     if (srv.cfg.nwebhooks) {
         /* The presence script queues the webhook events of a join or a leave
          * with it (docs/cluster.md#webhooks). */
-        hook_list(c, WH_EV_MEMBER_ADDED, added, sizeof added);
-        hook_list(c, WH_EV_MEMBER_REMOVED, removed, sizeof removed);
+        cluster_presence_hooks(c, WH_EV_MEMBER_ADDED, added, sizeof added);
+        cluster_presence_hooks(c, WH_EV_MEMBER_REMOVED, removed, sizeof removed);
         m.wh_added = added;
         m.wh_removed = removed;
     }
@@ -301,7 +305,11 @@ void cluster_presence_on_event(const char *name, size_t len, int kind, uint64_t 
 
 /* ---- the lease ---- */
 
-static void resync_chan(chan_t *c) { presence_resync(c); }
+static void resync_chan(chan_t *c)
+{
+    presence_resync(c);
+    cluster_occ_resync(c);
+}
 
 static void on_beat(void *arg, int status, int known)
 {
@@ -325,8 +333,9 @@ static void beat(const char *old)
 }
 
 /* A new id: its lease first (members are written only under a lease),
- * then every local member under it, then the old id dropped, in this
- * order on the command connection, so members still here never leave. */
+ * then every local member and occupied channel under it, then the old id
+ * dropped, in this order on the command connection, so members still here
+ * never leave and channels still occupied here are never vacated. */
 static void rotate(void)
 {
     if (!cluster_engine() || !engine_up(cluster_engine())) return;

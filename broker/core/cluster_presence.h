@@ -39,6 +39,16 @@ void cluster_presence_stop(void);
  * connection, as the members are. */
 const char *cluster_presence_node(unsigned *gen);
 
+/* cluster_presence_no_lease() - a write made under the id of generation
+ * @gen found the node without a lease (ENGINE_E_NO_LEASE: taken for dead):
+ * if that id is still the node's, take a new one and write everything again. */
+void cluster_presence_no_lease(unsigned gen);
+
+/* cluster_presence_hooks() - the names of the webhooks that want event @ev
+ * (WH_EV_*) on @c, separated by '\n', into @buf of @cap bytes ("" for
+ * none), as the engine's scripts take them. */
+void cluster_presence_hooks(const chan_t *c, unsigned ev, char *buf, size_t cap);
+
 /* cluster_presence_on_cmd() - the command connection came up (@up 1):
  * take a new id and write every local member again. */
 void cluster_presence_on_cmd(int up);

@@ -1,6 +1,7 @@
 /* broker/core/webhook.c - see webhook.h. */
 #include "core/webhook.h"
 #include "core/cluster.h"
+#include "core/cluster_occ.h"
 #include "core/pubpipe.h"
 #include "core/whpost.h"
 #include "engine_webhooks.h"
@@ -899,6 +900,13 @@ static void queue_event(chan_t *c, unsigned mask, json_t *ev)
 void webhook_on_occupancy(chan_t *c, int occupied)
 {
     if (!wh.running || srv.stopping) return;
+    /* Under the redis engine a channel is occupied and vacated in Redis,
+     * once for the whole cluster (cluster_occ.c); this node's own view
+     * would give an event per node, and none for a node that died. */
+    if (cluster_routes(c)) {
+        cluster_occ_change(c, occupied);
+        return;
+    }
     queue_event(c, occupied ? WH_EV_OCCUPIED : WH_EV_VACATED,
                 json_pack("{s:s,s:s%,s:I}", "type", occupied ? "channel.occupied" : "channel.vacated", "channel",
                           c->name, (size_t)c->namelen, "ts", (json_int_t)clock_wall_ms()));

@@ -62,7 +62,9 @@ int webhook_stop(void (*done)(void));
 void webhook_kick(void);
 
 /* webhook_on_occupancy() - queue channel.occupied (@occupied 1) or
- * channel.vacated (0) for @c, for the webhooks that want it. */
+ * channel.vacated (0) for @c, for the webhooks that want it; under the
+ * redis engine, tell the cluster-wide occupancy instead (cluster_occ.h),
+ * which queues them once for the whole cluster. */
 void webhook_on_occupancy(chan_t *c, int occupied);
 
 /* webhook_on_member() - queue presence.member_added (@added 1) or

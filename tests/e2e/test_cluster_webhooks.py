@@ -10,9 +10,13 @@ killed and restarted with events queued (delivery pauses, then resumes, nothing
 acknowledged lost); takeovers under load keeping each channel's order; seat.booked
 and seat.expired queued by the seat script; state and seat map deltas as
 publication events like LMDB's; presence joins and leaves once each, a dead node's
-members included. Each test starts its own redis-server (the LMDB variant of the
-state test none). test_webhooks.py runs its ordering, dead-letter, held-channel and
+members included; channel.occupied and channel.vacated once for the whole cluster
+(a dead node's channels vacated by its reaper, a frozen node's vacated and occupied
+again, none repeated across a Redis restart, one again after Redis lost its data,
+no occupancy keys for users without such webhooks). Each test starts its own
+redis-server (the LMDB variant of the state test none). test_webhooks.py runs its ordering, dead-letter, held-channel and
 kill -9 walks on both engines too; test_cluster.py refuses a short webhook_lease."""
+import asyncio
 import json
 import re
 import signal
@@ -440,3 +444,239 @@ def test_presence_events_once_across_nodes_and_for_a_dead_node(node, redis, rece
     assert sorted(e["user"] for e in removed) == sorted(e["user"] for e in added), (added, removed)
     time.sleep(1.0)
     assert len([x for x in rcv.events() if x["type"].startswith("presence.")]) == 4, rcv.events()
+
+
+
+def occ(evs, channel=None):
+    """The channel.occupied and channel.vacated events (of @channel), in order."""
+    return [e for e in evs if e["type"] in ("channel.occupied", "channel.vacated") and
+            (channel is None or e["channel"] == channel)]
+
+
+def occ_keys(redis_):
+    """The occupancy keys in Redis (P on:C, P oc:N, P ow:C)."""
+    raw = redis_cmd(redis_.port, "KEYS", "herald:o[ncw]:*")
+    return sorted(p.decode() for p in raw.split(b"\r\n")[1:] if p and not p.startswith(b"$"))
+
+
+def scard(redis_, key):
+    return int(redis_cmd(redis_.port, "SCARD", key).strip()[1:])
+
+
+async def sub(b, channel):
+    c = await connect(b)
+    assert (await c.request({"op": "subscribe", "channel": channel}))["op"] == "subscribed"
+    return c
+
+
+def blocking(fn, *args):
+    """@fn(*args) off the event loop, so that the clients of run()'s coroutine stay
+    served (run() aborts every client when its coroutine ends: a test's clients
+    live in one coroutine)."""
+    return asyncio.to_thread(fn, *args)
+
+
+def test_occupancy_once_for_the_whole_cluster(node, redis, receiver, tmp_path):
+    """A channel with subscribers on two nodes is occupied once (when the first
+    arrives anywhere) and vacated once (when the last anywhere leaves), with the
+    documented fields; Redis keeps no occupancy key once it is vacated."""
+    rcv = receiver()
+    conf = write_conf(tmp_path, rcv.url)
+    a = node(redis, conf)
+    b = node(redis, conf)
+
+    async def go():
+        ca = await sub(a, "chat:occ")
+        evs = await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 1, 10)
+        assert [e["type"] for e in occ(evs)] == ["channel.occupied"], occ(evs)
+        first = occ(evs)[0]
+        assert first["channel"] == "chat:occ" and int(first["id"]) > 0 and first["ts"] > 0, first
+        assert abs(first["ts"] / 1000 - time.time()) < 60, first
+        assert set(first) == {"id", "type", "channel", "ts"}, first
+        keys = occ_keys(redis)
+        assert [k for k in keys if not k.startswith("herald:oc:")] == ["herald:on:chat:occ", "herald:ow:chat:occ"]
+        assert len(keys) == 3, keys
+        # A second node's subscribers: no event; they leave: none either.
+        cb1 = await sub(b, "chat:occ")
+        cb2 = await sub(b, "chat:occ")
+        assert scard(redis, "herald:on:chat:occ") == 2
+        await cb1.close()
+        await cb2.close()
+        await asyncio.sleep(1.0)                     # several idle looks of the deliverer
+        assert [e["type"] for e in occ(rcv.events())] == ["channel.occupied"], occ(rcv.events())
+        assert scard(redis, "herald:on:chat:occ") == 1
+        # The last subscriber anywhere leaves: one vacated.
+        await ca.close()
+        await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 2, 10)
+        await asyncio.sleep(0.5)
+        evs = rcv.events()
+        assert [e["type"] for e in occ(evs)] == ["channel.occupied", "channel.vacated"], occ(evs)
+        last = occ(evs)[1]
+        assert last["channel"] == "chat:occ" and int(last["id"]) > int(first["id"]), last
+        assert last["ts"] >= first["ts"], last
+        assert occ_keys(redis) == [], occ_keys(redis)
+        # Occupied again later, from the other node: a new pair.
+        c = await sub(b, "chat:occ")
+        await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 3, 10)
+        await c.close()
+        evs = await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 4, 10)
+        assert [e["type"] for e in occ(evs)] == ["channel.occupied", "channel.vacated"] * 2, occ(evs)
+    run(go())
+
+
+def test_occupancy_writes_nothing_without_occupancy_webhooks(node, redis, receiver, tmp_path):
+    """Users without a webhook that wants channel.occupied or channel.vacated pay
+    nothing: no occupancy key is written."""
+    rcv = receiver()
+    conf = tmp_path / "pub.conf"
+    conf.write_text("[namespace orders]\nhistory = on\n\n[webhook hook]\nurl = %s\nsecret = %s\n"
+                    "events = publication, presence.member_added\n" % (rcv.url, SECRET))
+    a = node(redis, conf)
+
+    async def go():
+        c = await sub(a, "chat:free")
+        await asyncio.sleep(0.3)
+        assert occ_keys(redis) == [], occ_keys(redis)
+        await c.close()
+    run(go())
+    a.publish_rest("orders:x", {"n": 1})
+    evs = rcv.wait_events(lambda e: pubs(e, "orders:x") == [1], timeout=10)
+    assert pubs(evs, "orders:x") == [1] and occ(evs) == [], evs
+
+
+def test_occupancy_of_a_dead_node_vacated_once_by_the_reaper(node, redis, receiver, tmp_path):
+    """A node killed with SIGKILL: the channel only it held is vacated once, by the
+    node that reaps it after its lease; a channel another node still holds is not;
+    that one is vacated when its last subscriber leaves."""
+    rcv = receiver()
+    conf = write_conf(tmp_path, rcv.url)
+    a = node(redis, conf, "--engine-presence-heartbeat", "200ms")
+    b = node(redis, conf, "--engine-presence-heartbeat", "200ms")
+
+    async def go():
+        await sub(a, "chat:only-a")
+        await sub(a, "chat:both")
+        cb = await sub(b, "chat:both")
+        evs = await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 2, 10)
+        assert sorted((e["type"], e["channel"]) for e in occ(evs)) == [
+            ("channel.occupied", "chat:both"), ("channel.occupied", "chat:only-a")], occ(evs)
+        t0 = time.monotonic()
+        await blocking(node.kill, a)
+        evs = await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 3, 15)
+        took = time.monotonic() - t0
+        assert [(e["type"], e["channel"]) for e in occ(evs)][2:] == [("channel.vacated", "chat:only-a")], occ(evs)
+        # The lease is two heartbeats (400 ms); the delivery lease's takeover (1 s) may add to it.
+        assert took < 8, took
+        await asyncio.sleep(1.0)
+        assert len(occ(rcv.events())) == 3, occ(rcv.events())
+        assert scard(redis, "herald:on:chat:both") == 1
+        await cb.close()
+        await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 4, 10)
+        await asyncio.sleep(0.5)
+        evs = rcv.events()
+        assert [(e["type"], e["channel"]) for e in occ(evs)][3:] == [("channel.vacated", "chat:both")], occ(evs)
+        assert occ_keys(redis) == [], occ_keys(redis)
+    run(go())
+
+
+def test_occupancy_across_a_redis_restart(node, redis, receiver, tmp_path):
+    """Redis killed and restarted (its data kept, AOF) within the nodes' leases: no
+    crash; a channel that stayed occupied gets no second channel.occupied (each node
+    writes it again under its new id before its old id goes); a channel whose last
+    subscriber left while Redis was down is vacated once the node is back."""
+    rcv = receiver()
+    conf = write_conf(tmp_path, rcv.url)
+    # The default heartbeat (2 s): a lease of 4 s outlasts the restart.
+    a = node(redis, conf)
+    b = node(redis, conf)
+
+    async def go():
+        sa = await sub(a, "chat:stay")
+        sb = await sub(b, "chat:stay")
+        gone = await sub(a, "chat:gone")
+        evs = await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 2, 10)
+        assert sorted((e["type"], e["channel"]) for e in occ(evs)) == [
+            ("channel.occupied", "chat:gone"), ("channel.occupied", "chat:stay")], occ(evs)
+        await blocking(redis.kill)
+        await gone.close()                           # not written: Redis is down
+        await asyncio.sleep(0.3)
+        await blocking(redis.start)
+        await blocking(wait_ready, a)
+        await blocking(wait_ready, b)
+        await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 3, 15)
+        await asyncio.sleep(1.5)
+        evs = rcv.events()
+        assert [(e["type"], e["channel"]) for e in occ(evs)][2:] == [("channel.vacated", "chat:gone")], occ(evs)
+        assert a.proc.poll() is None and b.proc.poll() is None
+        keys = occ_keys(redis)
+        assert "herald:on:chat:stay" in keys and "herald:on:chat:gone" not in keys, keys
+        assert scard(redis, "herald:on:chat:stay") == 2
+        # Still once: the last subscriber anywhere leaves after the restart.
+        await sa.close()
+        await sb.close()
+        evs = await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 4, 10)
+        assert [(e["type"], e["channel"]) for e in occ(evs)][3:] == [("channel.vacated", "chat:stay")], occ(evs)
+    run(go(), timeout=60)
+
+
+def test_occupancy_of_a_stalled_node_taken_for_dead(node, redis, receiver, tmp_path):
+    """A node frozen (SIGSTOP) past its lease while it holds a channel's only
+    subscriber: the reaper vacates the channel; thawed, the node finds it was taken
+    for dead and writes its channels again under a new id: occupied once more.
+    Its subscriber leaving then vacates it once."""
+    rcv = receiver()
+    conf = write_conf(tmp_path, rcv.url)
+    a = node(redis, conf, "--engine-presence-heartbeat", "200ms")
+    b = node(redis, conf, "--engine-presence-heartbeat", "200ms")
+
+    def seen(evs):
+        """Each event id once (a post the frozen deliverer made may come again)."""
+        ids, out = set(), []
+        for e in occ(evs, "chat:frozen"):
+            if e["id"] not in ids:
+                ids.add(e["id"])
+                out.append(e["type"])
+        return out
+
+    async def go():
+        c = await sub(a, "chat:frozen")
+        await blocking(rcv.wait_events, lambda e: len(seen(e)) >= 1, 10)
+        a.send_signal(signal.SIGSTOP)
+        try:
+            evs = await blocking(rcv.wait_events, lambda e: len(seen(e)) >= 2, 15)
+        finally:
+            a.send_signal(signal.SIGCONT)
+        assert seen(evs) == ["channel.occupied", "channel.vacated"], occ(evs)
+        evs = await blocking(rcv.wait_events, lambda e: len(seen(e)) >= 3, 15)
+        assert seen(evs) == ["channel.occupied", "channel.vacated", "channel.occupied"], occ(evs)
+        assert scard(redis, "herald:on:chat:frozen") == 1
+        await c.close()
+        evs = await blocking(rcv.wait_events, lambda e: len(seen(e)) >= 4, 10)
+        await asyncio.sleep(0.5)
+        assert seen(rcv.events()) == ["channel.occupied", "channel.vacated"] * 2, occ(rcv.events())
+        assert occ_keys(redis) == [], occ_keys(redis)
+    run(go(), timeout=60)
+
+
+def test_occupancy_written_again_once_after_redis_lost_it(node, redis, receiver, tmp_path):
+    """Redis loses its data (FLUSHALL) under a channel occupied on two nodes: each
+    node finds its lease gone at its next heartbeat and writes the channel again;
+    the first to write it makes one channel.occupied (Redis forgot the first), the
+    other none, and no channel.vacated is made up (docs/cluster.md#webhooks)."""
+    rcv = receiver()
+    conf = write_conf(tmp_path, rcv.url)
+    a = node(redis, conf, "--engine-presence-heartbeat", "200ms")
+    b = node(redis, conf, "--engine-presence-heartbeat", "200ms")
+
+    async def go():
+        await sub(a, "chat:f")
+        await sub(b, "chat:f")
+        await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 1, 10)
+        assert redis_cmd(redis.port, "FLUSHALL").startswith(b"+OK")
+        evs = await blocking(rcv.wait_events, lambda e: len(occ(e)) >= 2, 10)
+        await asyncio.sleep(1.0)
+        evs = rcv.events()
+        assert [e["type"] for e in occ(evs)] == ["channel.occupied"] * 2, occ(evs)
+        assert scard(redis, "herald:on:chat:f") == 2
+        assert all(x.wait_log("presence lease in redis had ended", timeout=3) for x in (a, b))
+    run(go())
