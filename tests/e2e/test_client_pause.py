@@ -252,3 +252,55 @@ def test_paused_subscriber_on_a_plain_channel_is_closed_4000_others_unaffected(m
     assert len(offsets) < sent
     assert s.wait() == 0, s.err
     assert b.health().json()["status"] == "ok"
+
+
+def test_paused_session_cut_off_as_slow_consumer_reconnects_and_goes_on_in_order(make_broker, tmp_path, subs):
+    """herald_session_pause(): the broker closes the paused session's connection with 4000; on
+    resume the session delivers what its socket held, notices the close, reconnects and resumes
+    with since. The gap (the queue the broker dropped, over send_queue_max) is more than a
+    recovery reply carries (half of send_queue_max), so it reports on_lost, then goes on with
+    the newest publications: offsets only increase, none twice, up to the last one."""
+    b = make_broker("--ns", "feed.history_size=5000", max_message_size="16k", send_queue_max="128k")
+    flag = tmp_path / "resume"
+    s = PauseSub(b.ws_url, "feed:x", "--session", "--rcvbuf", "262144", "--pause-after", "0",
+                 "--resume-file", str(flag), "--idle-exit-ms", "2000")
+    subs.append(s)
+    s.until("subscribed")
+    s.until("paused")
+
+    async def main():
+        pub = await connect(b, "json")
+        sent = 0
+        for _ in range(500):                       # at most 500 * 4 * 8 KB = 16 MB
+            for _ in range(4):
+                await pub.send({"op": "publish", "channel": "feed:x", "data": "z" * 8000})
+            await pub.collect(4)
+            sent += 4
+            if "slow consumer" in b.log:
+                break
+        assert "slow consumer" in b.log, "the paused session was never closed"
+        await pub.close()
+        return sent
+    sent = run(main(), timeout=90)
+
+    flag.touch()
+    s.until("resumed")
+    offsets, events = [], []
+    while True:
+        ev, rest = s.line(timeout=15)
+        if ev == "close":
+            break
+        if ev == "msg":
+            assert rest["op"] == "pub", rest
+            offsets.append(rest["offset"])
+        else:
+            events.append((ev, rest, len(offsets)))
+    assert rest.split()[:2] == ["1000", "0"], rest
+    assert s.wait() == 0, s.err
+    disconnects = [e for e in events if e[0] == "disconnect"]
+    assert disconnects and disconnects[0][1].split()[0] == "4000", events
+    assert [e[0] for e in events if e[0] != "open"] == ["disconnect", "subscribed", "lost"], events
+    assert offsets == sorted(set(offsets)), "in order, none twice"
+    assert offsets[0] == 1 and offsets[-1] == sent
+    before = offsets[:disconnects[0][2]]
+    assert before == list(range(1, len(before) + 1)), "before the cut: a prefix, no gap"
