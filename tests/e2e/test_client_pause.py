@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import HERALD_BIN, apply_delta, connect, close_all, run
+from conftest import HERALD_BIN, apply_delta, connect, close_all, run, scrape_metrics
 
 BUILD = Path(HERALD_BIN).resolve().parents[1]
 PAUSE_SUB = os.environ.get("HERALD_PAUSE_SUB", str(BUILD / "tests" / "helpers" / "herald-pause-sub"))
@@ -304,3 +304,37 @@ def test_paused_session_cut_off_as_slow_consumer_reconnects_and_goes_on_in_order
     assert offsets[0] == 1 and offsets[-1] == sent
     before = offsets[:disconnects[0][2]]
     assert before == list(range(1, len(before) + 1)), "before the cut: a prefix, no gap"
+
+
+def test_paused_client_answers_no_pings_and_is_dropped_the_reading_one_stays(make_broker, tmp_path, subs):
+    """The documented price of a pause: the broker's pings wait unread like everything else, so
+    a paused client that sends nothing is dropped after 2 x ping_interval + 5 s (ping_timeout);
+    it learns of it when it resumes (the end of the connection, no close frame). A client that
+    reads answers the pings (the library does) and stays."""
+    b = make_broker("--ping-interval", "1s")
+    flag = tmp_path / "resume"
+    paused = PauseSub(b.ws_url, "chat:quiet", "--pause-after", "0", "--resume-file", str(flag))
+    reading = PauseSub(b.ws_url, "chat:quiet", "--pause-after", "-1")
+    subs += [paused, reading]
+    paused.until("subscribed")
+    paused.until("paused")
+    reading.until("subscribed")
+    key = 'herald_disconnects_total{reason="ping_timeout"}'
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 20 and scrape_metrics(b).get(key, 0) < 1:
+        time.sleep(0.2)
+    assert scrape_metrics(b).get(key, 0) == 1, "the paused client was not dropped"
+    assert time.monotonic() - t0 >= 5, "not dropped before 2 x 1 s + 5 s"
+    assert reading.proc.poll() is None
+    b.publish_rest("chat:quiet", 7)
+    m, _ = reading.until("msg")
+    while m["op"] != "pub":                  # presence pushes (chat: has presence on)
+        m, _ = reading.until("msg")
+    assert m["data"] == 7, m
+    flag.touch()
+    paused.until("resumed")
+    rest, skipped = paused.until("close")
+    code, err = rest.split()[:2]
+    assert code == "1006" and err != "0", rest
+    assert not [m for m in skipped if m["op"] == "pub"], "a publication after it was dropped reached it"
+    assert paused.wait() == 0, paused.err
