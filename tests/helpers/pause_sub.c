@@ -15,7 +15,8 @@
  *   lost <last offset> | close <code> <err> <reason>
  * where <reply>/<message> is JSON: the message as the broker wrote it, except
  * a session's pubs, printed as {"op":"pub","offset":..,"data":..} (one it
- * recovered carries no raw message). Exit status: 0 after on_close; 2 bad
+ * recovered carries no raw message), and with --msgpack, where pubs are
+ * printed as {"op":"pub","offset":..} and other messages as {"op":"?"}. Exit status: 0 after on_close; 2 bad
  * usage; 3 it could not start. */
 #include "herald_client.h"
 #include "herald_session.h"
@@ -108,9 +109,13 @@ static void on_timer(uv_timer_t *t)
     }
 }
 
+static int msgpack;
+
 static void print_raw(const char *what, const herald_msg_t *m)
 {
-    printf("%s %.*s\n", what, (int)m->raw_len, (const char *)m->raw);
+    if (!msgpack) printf("%s %.*s\n", what, (int)m->raw_len, (const char *)m->raw);
+    else if (m->op == HERALD_OP_PUB) printf("%s {\"op\":\"pub\",\"offset\":%llu}\n", what, (unsigned long long)m->offset);
+    else printf("%s {\"op\":\"?\"}\n", what);
 }
 
 static void got_pub(struct app *a)
@@ -246,7 +251,7 @@ static void s_close(herald_session_t *s, const herald_close_info_t *info, void *
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: herald-pause-sub URL CHANNEL [--session] [--pause-after N] [--pause-every N]\n"
+    fprintf(stderr, "usage: herald-pause-sub URL CHANNEL [--session] [--msgpack] [--pause-after N] [--pause-every N]\n"
                     "       [--resume-file PATH] [--resume-ms MS] [--idle-exit-ms MS] [--max-wait-ms MS]\n"
                     "       [--rcvbuf BYTES] [--cafile PEM]\n");
     return 2;
@@ -260,6 +265,7 @@ int main(int argc, char **argv)
                                        .on_subscribed = s_subscribed, .on_lost = s_lost, .on_pub = s_pub,
                                        .on_reply = s_reply, .on_close = s_close };
     herald_session_opts_t so = { .backoff_min_ms = 100, .backoff_max_ms = 1000, .max_attempts = 20 };
+    herald_opts_t co = { 0 };
     herald_tls_opts_t tls = { 0 };
     uv_loop_t *loop = uv_default_loop();
     herald_url_t url;
@@ -272,6 +278,10 @@ int main(int argc, char **argv)
 
         if (!strcmp(o, "--session")) {
             session = 1;
+            continue;
+        }
+        if (!strcmp(o, "--msgpack")) {
+            msgpack = 1;
             continue;
         }
         if (!v) return usage();
@@ -295,10 +305,12 @@ int main(int argc, char **argv)
     uv_timer_init(loop, &a.timer);
     a.timer.data = &a;
     if (session) {
+        so.client.encoding = msgpack ? HERALD_MSGPACK : HERALD_JSON;
         r = herald_session_new(a.ctx, &url, &so, &scb, &a, &a.s);
         if (!r) r = herald_session_subscribe(a.s, a.channel, strlen(a.channel), NULL, 0, 0);
     } else {
-        r = herald_client_new(a.ctx, &url, NULL, &cb, &a, &a.c);
+        co.encoding = msgpack ? HERALD_MSGPACK : HERALD_JSON;
+        r = herald_client_new(a.ctx, &url, &co, &cb, &a, &a.c);
     }
     if (r) {
         fprintf(stderr, "herald-pause-sub: %s\n", herald_strerror(r));
