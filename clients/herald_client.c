@@ -28,6 +28,18 @@
  * in a second buffer so sends can keep appending while that write is in
  * flight.
  *
+ * Flow control: herald_client_pause() stops reading the socket and stops
+ * delivering what was already read, between two messages. What a read
+ * brought in behind the pause has to outlive that read, since the shared
+ * buffer belongs to the next read of any client: the rest of the WebSocket
+ * message being delivered goes to the client's held buffer (its Herald
+ * messages, without framing), the frames after it stay in the rx buffer as a
+ * cut frame does, and with wss:// the plaintext OpenSSL has not yet given out
+ * stays in OpenSSL. Resume delivers them in that order, then reads again. It
+ * does so from the context's uv_idle_t, never inside herald_client_resume():
+ * a callback that resumes is still inside a delivery, and re-entering it
+ * would deliver out of order.
+ *
  * Lifetime: a client is freed only from the close callback of its last libuv
  * handle, never inside a read or user callback, so user code may close or
  * abort any client (itself included) from any callback. */
@@ -94,6 +106,9 @@ struct herald_ctx {
     uint64_t flushed;              /* uv_hrtime() of the last flush of the dirty list */
     SSL_CTX *tls;                  /* for wss:// clients; made on first use or by herald_ctx_set_tls() */
     uint8_t nats;                  /* hc_ctx_speak_nats(): new clients speak NATS */
+    uv_idle_t idle;                /* runs while clients wait on the resume list */
+    herald_client_t *resumed;      /* clients resumed, to deliver what they kept and read again */
+    uint8_t handles;               /* prep and idle, until both are closed */
 };
 
 struct herald_client {
@@ -145,6 +160,15 @@ struct herald_client {
     size_t nrxlen, nrxcap;
     uint64_t *marks;
     uint32_t mhead, mlen, mcap;
+
+    /* Flow control (herald_client_pause()). */
+    uint8_t paused;                /* the application asked for no more messages */
+    uint8_t rstopped;              /* the pause stopped reading (uv_read_stop) */
+    uint8_t listed;                /* on the context's resume list */
+    herald_client_t *rnext, *rprev;
+    unsigned char *held;           /* the rest of a message whose delivery a pause cut */
+    size_t heldlen, heldcap;
+    uint64_t held_ns;              /* when the kept bytes were read, for their rx_ns */
 };
 
 const char *herald_strerror(int err)
@@ -283,6 +307,8 @@ static void on_prepare(uv_prepare_t *h)
     herald_ctx_flush(h->data);
 }
 
+static void on_idle(uv_idle_t *h);
+
 int herald_ctx_new(uv_loop_t *loop, herald_ctx_t **out)
 {
     herald_ctx_t *ctx = calloc(1, sizeof *ctx);
@@ -298,6 +324,11 @@ int herald_ctx_new(uv_loop_t *loop, herald_ctx_t **out)
     ctx->prep.data = ctx;
     uv_prepare_start(&ctx->prep, on_prepare);
     uv_unref((uv_handle_t *)&ctx->prep);   /* the prepare alone keeps no loop alive */
+    /* Started only while a resumed client waits for it: then it keeps the
+     * loop alive and polling without blocking, until the client reads again. */
+    uv_idle_init(loop, &ctx->idle);
+    ctx->idle.data = ctx;
+    ctx->handles = 2;
     *out = ctx;
     return 0;
 }
@@ -333,6 +364,8 @@ uv_loop_t *herald_ctx_loop(const herald_ctx_t *ctx)
 static void on_ctx_closed(uv_handle_t *h)
 {
     herald_ctx_t *ctx = h->data;
+
+    if (--ctx->handles) return;
     free(ctx->rbuf);
     free(ctx->scratch);
     SSL_CTX_free(ctx->tls);
@@ -344,6 +377,7 @@ void herald_ctx_free(herald_ctx_t *ctx)
     if (!ctx) return;
     uv_prepare_stop(&ctx->prep);
     uv_close((uv_handle_t *)&ctx->prep, on_ctx_closed);
+    uv_close((uv_handle_t *)&ctx->idle, on_ctx_closed);
 }
 
 /* Mask keys need not be cryptographic for a client talking to its own broker
@@ -389,6 +423,28 @@ static int reserve(unsigned char **buf, size_t *cap, size_t need)
 
 /* ---- lifecycle ---- */
 
+static void resumed_del(herald_client_t *c)
+{
+    if (!c->listed) return;
+    if (c->rprev) c->rprev->rnext = c->rnext;
+    else c->ctx->resumed = c->rnext;
+    if (c->rnext) c->rnext->rprev = c->rprev;
+    c->rnext = c->rprev = NULL;
+    c->listed = 0;
+    if (!c->ctx->resumed) uv_idle_stop(&c->ctx->idle);
+}
+
+static void resumed_add(herald_client_t *c)
+{
+    if (c->listed) return;
+    c->listed = 1;
+    c->rprev = NULL;
+    c->rnext = c->ctx->resumed;
+    if (c->rnext) c->rnext->rprev = c;
+    c->ctx->resumed = c;
+    uv_idle_start(&c->ctx->idle, on_idle);
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     herald_client_t *c = h->data;
@@ -396,6 +452,7 @@ static void on_handle_closed(uv_handle_t *h)
 
     if (--c->handles) return;
     dirty_del(c);
+    resumed_del(c);
     info.code = c->close_code;
     info.reason = c->close_reason;
     info.err = c->err;
@@ -410,6 +467,7 @@ static void on_handle_closed(uv_handle_t *h)
     free(c->tout.p);
     free(c->nrx);
     free(c->marks);
+    free(c->held);
     if (c->ssl) SSL_free(c->ssl);          /* frees both BIOs */
     free(c);
 }
@@ -424,6 +482,7 @@ static void finish(herald_client_t *c, int err, int code, const char *reason)
     if (!c->err) c->err = err;
     if (reason && !c->close_reason[0]) snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
     dirty_del(c);
+    resumed_del(c);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -825,6 +884,22 @@ int herald_pubs_next(herald_pubs_t *it, herald_msg_t *pub)
 
 /* ---- receiving ---- */
 
+/* Whether delivery must stop before the next message: a pause applies once
+ * the client is open (until then it only waits), and a close lifts it. */
+static int held_back(const herald_client_t *c)
+{
+    return c->paused && c->state == ST_OPEN;
+}
+
+/* Stops reading for a pause that applies now. */
+static void pause_apply(herald_client_t *c)
+{
+    if (!held_back(c) || c->rstopped) return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->rstopped = 1;
+    c->held_ns = c->ctx->now;
+}
+
 static void dispatch(herald_client_t *c, herald_msg_t *m)
 {
     m->rx_ns = c->ctx->now;
@@ -844,6 +919,7 @@ static void dispatch(herald_client_t *c, herald_msg_t *m)
         c->was_open = 1;
         uv_timer_stop(&c->timer);
         if (c->cb.on_open) c->cb.on_open(c, m, c->ud);
+        pause_apply(c);            /* paused before open: it applies from here */
         return;
     }
     if (m->op == HERALD_OP_REFRESH_REQUIRED && c->state == ST_OPEN && c->cb.on_token) {
@@ -890,44 +966,65 @@ static void dispatch(herald_client_t *c, herald_msg_t *m)
 
 static int nats_on_data(herald_client_t *c, const unsigned char *p, size_t len);
 
-/* One complete WebSocket message: one or more Herald messages (NATS: a
- * piece of its byte stream, which records its own errors). */
-static int on_message(herald_client_t *c, const unsigned char *p, size_t len)
+/* Keeps the @n bytes at @p, the undelivered rest of a message, in c->held
+ * for the resume; @p may point into c->held itself. Return: 0, or -1 if the
+ * client is finished (out of memory). */
+static int hold_rest(herald_client_t *c, const unsigned char *p, size_t n, int in_held)
 {
+    if (in_held) {
+        memmove(c->held, p, n);
+    } else {
+        if (reserve(&c->held, &c->heldcap, n)) {
+            finish(c, UV_ENOMEM, 1006, "out of memory");
+            return -1;
+        }
+        memcpy(c->held, p, n);
+    }
+    c->heldlen = n;
+    return 0;
+}
+
+/* One complete WebSocket message: one or more Herald messages (NATS: a
+ * piece of its byte stream, which records its own errors), delivered until
+ * a pause; what a pause leaves is held. @in_held: @p is c->held (a resume).
+ * Return: 0, or -1 on a message that does not parse or out of memory. */
+static int deliver(herald_client_t *c, const unsigned char *p, size_t len, int in_held)
+{
+    const unsigned char *e = p + len;
     herald_msg_t m;
 
     if (c->nats) {
         nats_on_data(c, p, len);
         return 0;
     }
-
-    if (c->enc == HERALD_JSON) {
-        const unsigned char *e = p + len;
-        while (p < e && c->state < ST_CLOSING) {
+    while (p < e && c->state < ST_CLOSING) {
+        if (held_back(c)) return hold_rest(c, p, (size_t)(e - p), in_held);
+        memset(&m, 0, sizeof m);
+        if (c->enc == HERALD_JSON) {
             const unsigned char *nl = memchr(p, '\n', (size_t)(e - p));
             const unsigned char *end = nl ? nl : e;
             if (end > p) {
-                memset(&m, 0, sizeof m);
                 if (hc_json_parse((const char *)p, (size_t)(end - p), &m, c->ctx->reason)) return -1;
                 m.raw = p;
                 m.raw_len = (size_t)(end - p);
                 dispatch(c, &m);
             }
             p = nl ? nl + 1 : e;
+        } else {
+            size_t used;
+            if (hc_mpack_parse(p, (size_t)(e - p), &m, &used)) return -1;
+            m.raw = p;
+            m.raw_len = used;
+            dispatch(c, &m);
+            p += used;
         }
-        return 0;
-    }
-    while (len && c->state < ST_CLOSING) {
-        size_t used;
-        memset(&m, 0, sizeof m);
-        if (hc_mpack_parse(p, len, &m, &used)) return -1;
-        m.raw = p;
-        m.raw_len = used;
-        dispatch(c, &m);
-        p += used;
-        len -= used;
     }
     return 0;
+}
+
+static int on_message(herald_client_t *c, const unsigned char *p, size_t len)
+{
+    return deliver(c, p, len, 0);
 }
 
 static void protocol_error(herald_client_t *c, int wscode, int err, const char *why)
@@ -1029,13 +1126,13 @@ static int nats_on_data(herald_client_t *c, const unsigned char *p, size_t len)
             protocol_error(c, 1011, UV_ENOMEM, "out of memory");
             return -1;
         }
-        memcpy(c->nrx + c->nrxlen, p, len);
+        if (len) memcpy(c->nrx + c->nrxlen, p, len);
         c->nrxlen += len;
         s = c->nrx;
         n = c->nrxlen;
         in_rx = 1;
     }
-    while (n && c->state < ST_CLOSING) {
+    while (n && c->state < ST_CLOSING && !held_back(c)) {     /* a pause keeps the rest in nrx */
         struct hc_nats_msg o;
         const char *why = "";
         long used = hc_nats_next(s, n, c->opts.max_message, &o, &why);
@@ -1107,12 +1204,13 @@ static void on_close_frame(herald_client_t *c, const unsigned char *p, size_t n)
 }
 
 /* Parses the frames in @p; returns the bytes used (a trailing partial frame
- * is left), or -1 if the client is finished. */
+ * is left, and at a pause every frame after it), or -1 if the client is
+ * finished. */
 static long parse_frames(herald_client_t *c, const unsigned char *p, size_t n)
 {
     size_t off = 0;
 
-    while (c->state != ST_DONE) {
+    while (c->state != ST_DONE && !held_back(c)) {   /* a pause leaves the frames after it */
         const unsigned char *h = p + off;
         size_t avail = n - off, hl = 2;
         uint64_t plen;
@@ -1408,14 +1506,11 @@ static int tls_handshake(herald_client_t *c)
     return 0;
 }
 
-static void tls_read(herald_client_t *c, const unsigned char *p, size_t n)
+/* Decrypts and handles what OpenSSL holds, until it wants more ciphertext
+ * or a pause: then the rest stays in OpenSSL for the resume. */
+static void tls_drain(herald_client_t *c)
 {
-    if (BIO_write(c->rbio, p, (int)n) != (int)n) {
-        finish(c, UV_ENOMEM, 1006, "out of memory");
-        return;
-    }
-    if (!c->tls_done && (tls_handshake(c) || !c->tls_done)) return;
-    while (c->state != ST_DONE) {
+    while (c->state != ST_DONE && !held_back(c)) {
         unsigned char *dst;
         size_t cap;
         int k;
@@ -1449,6 +1544,16 @@ static void tls_read(herald_client_t *c, const unsigned char *p, size_t n)
         }
     }
     if (c->state != ST_DONE && BIO_ctrl_pending(c->wbio)) dirty_add(c);
+}
+
+static void tls_read(herald_client_t *c, const unsigned char *p, size_t n)
+{
+    if (BIO_write(c->rbio, p, (int)n) != (int)n) {
+        finish(c, UV_ENOMEM, 1006, "out of memory");
+        return;
+    }
+    if (!c->tls_done && (tls_handshake(c) || !c->tls_done)) return;
+    tls_drain(c);
 }
 
 static int tls_start(herald_client_t *c, const herald_url_t *url)
@@ -1500,6 +1605,78 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         on_bytes(c, c->rx, c->rxlen);
     }
     if (c->ctx->dirty && c->ctx->now - c->ctx->flushed >= FLUSH_MAX_WAIT_NS) herald_ctx_flush(c->ctx);
+}
+
+/* ---- flow control ---- */
+
+/* A resumed client: delivers what the pause kept, in the order it came
+ * (the rest of the cut message, the frames after it, then OpenSSL's
+ * plaintext), then reads again. Stops where a callback pauses again. After
+ * a close, the kept messages are dropped as a closing client drops any, but
+ * the kept frames are still parsed: the server's close frame may be among
+ * them. */
+static void resume_deliver(herald_client_t *c)
+{
+    int r;
+
+    if (c->state == ST_DONE || c->paused) return;
+    c->ctx->now = c->held_ns;
+    if (c->heldlen) {
+        size_t n = c->heldlen;
+
+        c->heldlen = 0;                    /* deliver() holds what a new pause leaves */
+        if (deliver(c, c->held, n, 1)) {
+            protocol_error(c, 1002, HERALD_E_PROTOCOL, "unparsable Herald message");
+            return;
+        }
+        if (!c->heldlen && c->heldcap > RX_KEEP) {
+            free(c->held);
+            c->held = NULL;
+            c->heldcap = 0;
+        }
+    }
+    if (c->nats && c->nrxlen && c->state < ST_DONE && !held_back(c)) nats_on_data(c, c->nrx, 0);
+    if (c->rxlen && c->state < ST_DONE && !held_back(c)) on_bytes(c, c->rx, c->rxlen);
+    if (c->ssl && c->state < ST_DONE && !held_back(c)) tls_drain(c);
+    if (c->state == ST_DONE || held_back(c) || !c->rstopped) return;
+    c->rstopped = 0;
+    if ((r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read))) finish(c, r, 1006, uv_strerror(r));
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    herald_ctx_t *ctx = h->data;
+    herald_client_t *c;
+
+    /* A callback may pause and resume again (the client is listed anew and
+     * goes on here) or end other clients (finish() unlists them). */
+    while ((c = ctx->resumed)) {
+        resumed_del(c);
+        resume_deliver(c);
+    }
+}
+
+int herald_client_pause(herald_client_t *c)
+{
+    if (c->state >= ST_CLOSING) return HERALD_E_STATE;
+    c->paused = 1;
+    resumed_del(c);                        /* a resume not yet run is void */
+    pause_apply(c);
+    return 0;
+}
+
+int herald_client_resume(herald_client_t *c)
+{
+    if (c->state == ST_DONE) return HERALD_E_STATE;
+    if (!c->paused) return 0;
+    c->paused = 0;
+    if (c->rstopped || c->heldlen) resumed_add(c);
+    return 0;
+}
+
+int herald_client_paused(const herald_client_t *c)
+{
+    return c->paused;
 }
 
 /* A map with one string entry, {@key: @val}, in @enc, into a new buffer.
@@ -1667,6 +1844,11 @@ void herald_close(herald_client_t *c, int code, const char *reason)
         return;
     }
     uv_timer_start(&c->timer, on_timer, c->opts.close_timeout_ms, 0);
+    if (c->paused) {
+        /* The close handshake needs the server's answer: read again. */
+        c->paused = 0;
+        if (c->rstopped || c->heldlen) resumed_add(c);
+    }
 }
 
 void herald_client_abort(herald_client_t *c)

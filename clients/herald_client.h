@@ -14,7 +14,9 @@
  * and without a malloc per message; `pub` messages as Herald writes them take
  * a fast path. Outgoing frames are appended to the connection's buffer and
  * flushed once per loop iteration, so many sends cost one write(); a turn
- * that reads for long also flushes them once they are 2 ms old.
+ * that reads for long also flushes them once they are 2 ms old. A program
+ * that cannot keep up pauses a client (herald_client_pause()): it stops
+ * reading, so TCP pushes back on the broker.
  *
  * Threads: everything here runs on the context's loop thread; nothing is
  * thread-safe. Errors: 0 is success; failures are negative, either libuv's
@@ -343,6 +345,54 @@ void herald_close(herald_client_t *c, int code, const char *reason);
 /* herald_client_abort() - drop the TCP connection now, without a close
  * handshake; on_close follows with err HERALD_E_ABORTED. */
 void herald_client_abort(herald_client_t *c);
+
+/* Flow control. A consumer that cannot keep up (a slow database, a busy UI
+ * thread) pauses the client: the library then stops reading its socket, so
+ * the kernel's buffers fill and TCP pushes back on the broker, where
+ * Herald applies its own policy to a connection that does not read
+ * (docs/protocol.md): a state channel skips intermediate values and sends
+ * a fresh snapshot once the client reads again; any other channel closes
+ * the connection with 4000 once limits.send_queue_max bytes wait for it.
+ *
+ * What a paused client does not do: it answers no WebSocket pings (they
+ * wait unread like any message), so the broker, hearing nothing from it for
+ * 2 x websocket.ping_interval + 5 s, drops it, unless the program sends
+ * requests meanwhile; and it learns of the connection's end (a close frame,
+ * EOF) only once it resumes and reads that far. A stream that does not read
+ * is not an active libuv handle: a loop with nothing else alive (no timer,
+ * no other client) returns from uv_run() while a client is paused. Requests
+ * (herald_publish(), ...) are still sent while paused; their replies wait
+ * with the rest. */
+
+/* herald_client_pause() - deliver no more messages to @c's callbacks and
+ * stop reading its socket, until herald_client_resume(). From a callback of
+ * @c (on_pub, on_reply, a reply callback, on_open) it takes effect after
+ * that callback returns: the messages after it that were already read, in
+ * the same read, are kept in the client's memory (copied out of the
+ * context's shared buffer; with wss://, also the plaintext OpenSSL holds)
+ * and delivered first, in order, on resume. Called before on_open it is
+ * remembered and applies once on_open has returned (the handshake and
+ * on_open are never held back). Pausing a paused client is harmless.
+ * Return: 0; HERALD_E_STATE once a close has begun (herald_close(), the
+ * server's close, or the end of the connection). Loop thread. */
+int herald_client_pause(herald_client_t *c);
+
+/* herald_client_resume() - undo herald_client_pause(): the messages kept
+ * are delivered, oldest first, before any new read, and the client reads
+ * again. Never delivers inside this call: the kept messages go out from the
+ * context's uv_idle_t in this or the next loop iteration (from a timer
+ * callback: the same iteration; from a message callback: the next), so it
+ * may be called from any callback, @c's own included. A pause again before
+ * they are delivered keeps them. herald_close() on a paused client lifts the
+ * pause itself: the close handshake has to read the server's answer, and a
+ * closing client delivers no more messages (the kept ones are dropped).
+ * Resuming a client that is not paused is harmless.
+ * Return: 0; HERALD_E_STATE if the connection has ended (before on_close). */
+int herald_client_resume(herald_client_t *c);
+
+/* herald_client_paused() - 1 between herald_client_pause() and
+ * herald_client_resume() (or herald_close()), else 0. */
+int herald_client_paused(const herald_client_t *c);
 
 /* Reading the "publications" of a reply, one at a time, without allocating. */
 typedef struct herald_pubs {

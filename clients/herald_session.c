@@ -54,6 +54,7 @@ struct herald_session {
     unsigned attempts;            /* failed attempts in a row */
     unsigned opened;              /* connections that reached on_open */
     int closing;
+    int paused;                   /* herald_session_pause(): every connection starts paused */
     herald_close_info_t last_info;
     char last_reason[128];
 };
@@ -315,7 +316,10 @@ static void connect_now(herald_session_t *s)
         info.err = r;
         info.reason = herald_strerror(r);
         retry_or_give_up(s, &info);
+        return;
     }
+    /* Applies once it is open: c_open() still resubscribes; the replies wait. */
+    if (s->paused) herald_client_pause(s->c);
 }
 
 /* ---- API ---- */
@@ -418,6 +422,29 @@ int herald_session_position(const herald_session_t *s, const char *channel, size
 herald_client_t *herald_session_client(const herald_session_t *s)
 {
     return s->open ? s->c : NULL;
+}
+
+/* A client that is ending refuses pause/resume with HERALD_E_STATE; the
+ * session's flag is what the next connection starts with. */
+int herald_session_pause(herald_session_t *s)
+{
+    if (s->closing) return HERALD_E_STATE;
+    s->paused = 1;
+    if (s->c) herald_client_pause(s->c);
+    return 0;
+}
+
+int herald_session_resume(herald_session_t *s)
+{
+    if (s->closing) return HERALD_E_STATE;
+    s->paused = 0;
+    if (s->c) herald_client_resume(s->c);
+    return 0;
+}
+
+int herald_session_paused(const herald_session_t *s)
+{
+    return s->paused;
 }
 
 void herald_session_close(herald_session_t *s)

@@ -113,6 +113,28 @@ int herald_session_position(const herald_session_t *s, const char *channel, size
  * never close it directly. */
 herald_client_t *herald_session_client(const herald_session_t *s);
 
+/* herald_session_pause() - flow control for the session's connections, as
+ * herald_client_pause() (herald_client.h, which says what a paused client does
+ * and does not do): no more on_pub (nor other callbacks carrying messages) and
+ * no more reading, until herald_session_resume(). A connection made while
+ * paused (a reconnect) starts paused: it resubscribes, and the replies wait
+ * with the rest. A paused session's connection that the broker drops (4000 as
+ * a slow consumer, or silent past its ping timeout) is noticed on resume, and
+ * the session then reconnects and recovers from the channel's history as after
+ * any loss. After a 4000 expect on_lost: the queue the broker dropped was over
+ * limits.send_queue_max, and a recovery reply carries at most half of that
+ * (docs/protocol.md, subscribe), so the newest publications follow on_lost.
+ * Return: 0; HERALD_E_STATE after herald_session_close(). */
+int herald_session_pause(herald_session_t *s);
+
+/* herald_session_resume() - undo herald_session_pause(): what the connection kept is
+ * delivered first, in order, from the loop (never inside this call), then it reads again.
+ * Return: 0; HERALD_E_STATE after herald_session_close(). */
+int herald_session_resume(herald_session_t *s);
+
+/* herald_session_paused() - 1 between herald_session_pause() and herald_session_resume(). */
+int herald_session_paused(const herald_session_t *s);
+
 /* herald_session_close() - stop: close the connection cleanly (or cancel the retry timer);
  * on_close follows. Calling it again is harmless. */
 void herald_session_close(herald_session_t *s);
