@@ -268,18 +268,22 @@ def test_above_the_tier_across_nodes(make_broker, redis):
             c = await user(n, "u%d" % i)
             await c.subscribe("big:1")
             others.append(c)
-        got = await events(w, 1.5)
+        # Batches go out once a second: the two merged joins may straddle a flush,
+        # so wait long enough for two.
+        got = await events(w, 2.5)
         joins = [m for m in got if m["op"] == "join"]
         batches = [m for m in got if m["op"] == "presence_batch"]
         # Up to the tier one by one, then merged; every join is there once, in seq order.
         assert [m["user"] for m in joins] == ["u0"], got
         # u1 (node B) and u2 (node A) join through different Redis connections: a subscribe
         # is answered before its join's script has run, so either may come first; the
-        # batch lists them in the order Redis applied them.
-        assert len(batches) == 1 and sorted(x["user"] for x in batches[0]["joins"]) == ["u1", "u2"], got
-        seqs = [x["seq"] for x in batches[0]["joins"] if "seq" in x]
-        assert seqs == sorted(seqs), got
-        assert batches[0]["count"] == 4 and batches[0]["joins_total"] == 2
+        # batches list them in the order Redis applied them.
+        assert 1 <= len(batches) <= 2, got
+        merged = [x for b in batches for x in b["joins"]]
+        assert sorted(x["user"] for x in merged) == ["u1", "u2"], got
+        seqs = [x["seq"] for x in merged if "seq" in x]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), got
+        assert batches[-1]["count"] == 4 and sum(b["joins_total"] for b in batches) == 2, got
         m = await reply(w, {"op": "presence", "id": 70, "channel": "big:1"})
         assert m["count"] == 4 and m["tiered"] is True and len(m["members"]) == 4, m
     run(go())
