@@ -34,6 +34,10 @@ static inline uint64_t get_be64(const unsigned char *p)
 
 /* hist_int_grow() - double the map up to its cap: 0, HIST_E_FULL or -errno. */
 int hist_int_grow(hist_t *h);
+/* hist_int_chan_decode() - a "chans" value (@len bytes at @data) as the
+ * channel's id and log (storage/migrate.c reads the store itself).
+ * Return: 0, or -1 for a record of another version or size. */
+int hist_int_chan_decode(const void *data, size_t len, uint64_t *id, hist_chan_t *c);
 /* hist_int_write_err() - a write transaction's LMDB code as -errno. */
 int hist_int_write_err(hist_t *h, int rc);
 /* hist_int_mdb_err() - an LMDB code as -errno. */

@@ -1,0 +1,249 @@
+"""`herald migrate` (docs/cluster.md "Migrating a single LMDB node"): a stopped
+LMDB node's channels carried into an unused Redis prefix with their epochs and
+offsets, then served by two redis-engine nodes: a client's saved position
+recovers exactly the publications it missed, history answers as the LMDB node
+did (trimmed to history_size as the publish script trims), the next
+publication takes the next offset in the same epoch, a state channel keeps its
+values, versions and version floor, an idempotency key still answers a retry.
+Refusals write nothing: a prefix in use, data of a kind not carried (a webhook
+queue) without --skip-unsupported, a data directory a broker holds; Redis
+unreachable and a missing data directory are clear errors with a non-zero exit.
+Each test starts its own redis-server and kills it by PID."""
+import asyncio
+import subprocess
+import time
+
+import requests
+
+from conftest import Broker, connect, run, run_herald
+from test_cluster import engine_args, free_port, pytestmark, redis, wait_ready  # noqa: F401 (fixtures)
+
+NS = ("--ns", "hist.history_size=5", "--ns", "room.history_size=50")
+PREFIX = "mig:"
+
+
+def cli(r, *args):
+    out = subprocess.run(["redis-cli", "-p", str(r.port), *args], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def migrate(data_dir, redis_or_address, *extra, timeout=60):
+    return run_herald(["migrate", "--data-dir", str(data_dir), *engine_args(redis_or_address),
+                       "--engine-prefix", PREFIX, *NS, *extra], timeout=timeout)
+
+
+def history(b, channel, **params):
+    params.setdefault("limit", 100)
+    r = requests.get(b.url("/api/channels/%s/history" % channel), params=params, timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def state_of(b, channel):
+    r = requests.get(b.url("/api/channels/%s/state" % channel), timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def ops(b, channel, *op_list):
+    r = requests.post(b.url("/api/channels/%s/state" % channel), json={"ops": list(op_list)}, timeout=5)
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.json()
+
+
+def publish_idem(b, channel, data, key):
+    r = requests.post(b.url("/api/publish"), json={"channel": channel, "data": data},
+                      headers={"Idempotency-Key": key}, timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def fill_lmdb_node(a):
+    """Publications from a JSON and a MessagePack client and over REST, a
+    channel past its history_size, a state channel with a deleted key."""
+    async def go():
+        j, m = await connect(a), await connect(a, "msgpack")
+        for i in range(8):
+            c = j if i % 2 == 0 else m
+            await c.publish("room:1", {"n": i, "who": c.enc, "nested": [1, 2.5, None, {"k": "v" * i}]})
+        for i in range(12):
+            await j.publish("hist:x", "h%d" % i)
+        await j.close()
+        await m.close()
+    run(go())
+    for i in range(3):
+        a.publish_rest("news", {"headline": i})
+    first = publish_idem(a, "news", {"pay": 1}, "order-7")
+    ops(a, "scores:g", {"op": "set", "key": "a", "value": 1}, {"op": "set", "key": "b", "value": "x"})
+    ops(a, "scores:g", {"op": "incr", "key": "a", "by": 4})
+    ops(a, "scores:g", {"op": "delete", "key": "a"})
+    ops(a, "scores:g", {"op": "set", "key": "c", "value": {"deep": [1, 2]}})
+    return first
+
+
+def test_migrate_keeps_epochs_offsets_state_and_positions(make_broker, redis, tmp_path):
+    a = make_broker(*NS, name="lmdb")
+    idem = fill_lmdb_node(a)
+    chans = ("room:1", "hist:x", "news", "scores:g")
+    before = {c: history(a, c) for c in chans}
+    state_before = state_of(a, "scores:g")
+    assert [p["offset"] for p in before["hist:x"]["publications"]] == [8, 9, 10, 11, 12]
+    assert a.stop() == 0
+
+    out = migrate(a.data_dir, redis)
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "4 channels" in out.stdout and "not carried:" not in out.stdout, out.stdout
+    # 8 + 5 (of 12: the LMDB node had trimmed to 5 already) + 4 + 4 state deltas.
+    assert " 21 publications" in out.stdout, out.stdout
+    assert "4 state keys" not in out.stdout and "2 state keys in 1 channels" in out.stdout, out.stdout
+    assert cli(redis, "HGET", PREFIX + "m:room:1", "epoch") == before["room:1"]["epoch"]
+
+    b = make_broker(*engine_args(redis), "--engine-prefix", PREFIX, *NS, name="node-b")
+    c = make_broker(*engine_args(redis), "--engine-prefix", PREFIX, *NS, name="node-c")
+    wait_ready(b)
+    wait_ready(c)
+    # History as the LMDB node answered it: offsets, ts, data, who sent it, epoch.
+    for ch in chans:
+        for n in (b, c):
+            got = history(n, ch)
+            assert got["epoch"] == before[ch]["epoch"], (ch, got, before[ch])
+            assert got["publications"] == before[ch]["publications"], (ch, got, before[ch])
+    assert state_of(c, "scores:g") == state_before
+    # The idempotency key still answers the retry with the first offset.
+    again = publish_idem(b, "news", {"pay": 1}, "order-7")
+    assert again == {"channel": "news", "offset": idem["offset"], "duplicate": True}, again
+
+    epoch = before["room:1"]["epoch"]
+
+    async def go():
+        # A client that had seen up to offset 3 on the LMDB node recovers 4..8 on node C.
+        s = await connect(c, "msgpack")
+        r = await s.request({"op": "subscribe", "id": 5, "channel": "room:1", "since": {"epoch": epoch, "offset": 3}})
+        assert r["op"] == "subscribed" and r["recovered"] is True and r["epoch"] == epoch, r
+        want = [p for p in before["room:1"]["publications"] if p["offset"] > 3]
+        assert [(p["offset"], p["data"]) for p in r["publications"]] == [(p["offset"], p["data"]) for p in want], r
+        # A new publication on node B: the next offset, the same epoch, delivered on C.
+        p = await connect(b)
+        m = await p.publish("room:1", "after")
+        assert m["offset"] == 9, m
+        got = await s.expect(op="pub", channel="room:1")
+        assert got["offset"] == 9 and got["data"] == "after", got
+        # Another channel's epoch is not this one's: not recovered.
+        r = await s.request({"op": "subscribe", "id": 6, "channel": "hist:x", "since": {"epoch": epoch, "offset": 2}})
+        assert r["recovered"] is False and r["epoch"] == before["hist:x"]["epoch"] != epoch, r
+        await p.close()
+        await s.close()
+    run(go())
+    # The state channel goes on from its offset, above its version floor:
+    # "a" was deleted at version 2, so it comes back at 3 (as "c", created
+    # after the delete on the LMDB node, did).
+    r = ops(b, "scores:g", {"op": "set", "key": "a", "value": 9})
+    assert r["offset"] == state_before["offset"] + 1, (r, state_before)
+    items = {i["key"]: (i["value"], i["version"]) for i in state_of(c, "scores:g")["items"]}
+    assert items == {"a": (9, 3), "b": ("x", 1), "c": ({"deep": [1, 2]}, 3)}, items
+    assert history(c, "hist:x")["epoch"] == before["hist:x"]["epoch"]
+    r = b.publish_rest("hist:x", "h12")
+    assert r["offset"] == 13
+    assert [p["offset"] for p in history(c, "hist:x")["publications"]] == [9, 10, 11, 12, 13]
+
+
+def test_migrate_trims_to_the_target_settings(make_broker, redis):
+    """history_size smaller on the cluster than on the node: the stream keeps
+    what the publish script would keep; the offsets do not move."""
+    a = make_broker(*NS, name="lmdb")
+    for i in range(30):
+        a.publish_rest("room:t", i)
+    epoch = history(a, "room:t")["epoch"]
+    assert a.stop() == 0
+    out = run_herald(["migrate", "--data-dir", str(a.data_dir), *engine_args(redis), "--engine-prefix", PREFIX,
+                      "--ns", "room.history_size=10"], timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "10 publications (20 stored ones trimmed" in out.stdout, out.stdout
+    assert cli(redis, "XLEN", PREFIX + "s:room:t") == "10"
+    assert cli(redis, "HGET", PREFIX + "m:room:t", "offset") == "30"
+    # The stream expires history_ttl (24h) after its newest entry, as after a publication.
+    ttl = int(cli(redis, "PTTL", PREFIX + "s:room:t"))
+    assert 23 * 3600 * 1000 < ttl <= 24 * 3600 * 1000, ttl
+    b = make_broker(*engine_args(redis), "--engine-prefix", PREFIX, "--ns", "room.history_size=10", name="node")
+    wait_ready(b)
+    h = history(b, "room:t")
+    assert h["epoch"] == epoch and [p["data"] for p in h["publications"]] == list(range(20, 30)), h
+
+
+def test_prefix_in_use_is_refused_and_nothing_written(make_broker, redis):
+    a = make_broker(*NS, name="lmdb")
+    a.publish_rest("room:1", "x")
+    assert a.stop() == 0
+    # A node that ever ran on the prefix leaves keys (here: a channel's meta).
+    cli(redis, "HSET", PREFIX + "m:other", "offset", "4", "epoch", "abcdabcdabcdabcd")
+    keys_before = sorted(cli(redis, "KEYS", "*").split())
+    out = migrate(a.data_dir, redis)
+    assert out.returncode == 3, (out.returncode, out.stderr)
+    assert "in use" in out.stderr and PREFIX + "m:other" in out.stderr, out.stderr
+    assert sorted(cli(redis, "KEYS", "*").split()) == keys_before
+    # A node lease alone (P nodes) is enough.
+    cli(redis, "DEL", PREFIX + "m:other")
+    cli(redis, "ZADD", PREFIX + "nodes", str(int(time.time() * 1000) + 5000), "n1")
+    out = migrate(a.data_dir, redis)
+    assert out.returncode == 3 and PREFIX + "nodes" in out.stderr, out.stderr
+    assert cli(redis, "EXISTS", PREFIX + "m:room:1") == "0"
+    # Another prefix of the same Redis is fine.
+    out = run_herald(["migrate", "--data-dir", str(a.data_dir), *engine_args(redis), "--engine-prefix", "fresh:"])
+    assert out.returncode == 0 and "1 channels" in out.stdout, out.stderr + out.stdout
+
+
+def test_unsupported_data_listed_refused_then_skipped(tmp_path, redis):
+    """A webhook's queue of undelivered events is not carried: listed with
+    its count, nothing written, exit 3; --skip-unsupported migrates the rest
+    and says what it left."""
+    conf = tmp_path / "herald.conf"
+    conf.write_text("[namespace orders]\nhistory = on\n\n[webhook down]\nurl = http://127.0.0.1:%d/x\n"
+                    "secret = s3cret-s3cret-s3cret\nevents = publication\nnamespaces = orders\n"
+                    "retry_base = 1h\nretry_max = 1h\n" % free_port())
+    a = Broker(tmp_path, ["--config", str(conf)], name="lmdb").start()
+    try:
+        for i in range(3):
+            a.publish_rest("orders:1", {"i": i})
+    finally:
+        assert a.stop() == 0
+    args = ["migrate", "--config", str(conf), "--data-dir", str(a.data_dir), *engine_args(redis),
+            "--engine-prefix", PREFIX]
+    out = run_herald(args)
+    assert out.returncode == 3, (out.returncode, out.stdout, out.stderr)
+    assert "not carried: 3 webhook events queued" in out.stderr and "nothing was written" in out.stderr, out.stderr
+    assert cli(redis, "DBSIZE") == "0"
+    out = run_herald(args + ["--skip-unsupported"])
+    assert out.returncode == 0, out.stderr
+    assert "not carried: 3 webhook events queued" in out.stdout and "3 publications" in out.stdout, out.stdout
+    assert cli(redis, "XLEN", PREFIX + "s:orders:1") == "3"
+
+
+def test_bad_paths_fail_clearly(make_broker, redis, tmp_path):
+    # No such data directory: said, and not created.
+    missing = tmp_path / "nope"
+    out = migrate(missing, redis)
+    assert out.returncode == 1 and "nope" in out.stderr and "No such file" in out.stderr, out.stderr
+    assert not missing.exists()
+    # Redis unreachable: said, non-zero.
+    a = make_broker(*NS, name="lmdb")
+    a.publish_rest("room:1", "x")
+    # A broker running on the directory: refused (its lock), nothing written.
+    out = migrate(a.data_dir, redis)
+    assert out.returncode == 3 and "in use" in out.stderr and "stop that broker" in out.stderr, out.stderr
+    assert cli(redis, "DBSIZE") == "0"
+    assert a.stop() == 0
+    out = migrate(a.data_dir, "127.0.0.1:%d" % free_port())
+    assert out.returncode == 1 and "cannot reach Redis" in out.stderr, out.stderr
+    # TLS is refused with a clear message (the bridge lives in the broker).
+    out = migrate(a.data_dir, redis, "--engine-tls", "on", "--engine-tls-verify", "off")
+    assert out.returncode == 2 and "tls" in out.stderr, out.stderr
+    # Redis killed: the same clear failure, and the lock is released for a rerun.
+    redis.kill()
+    out = migrate(a.data_dir, redis)
+    assert out.returncode == 1 and "cannot reach Redis" in out.stderr, out.stderr
+    # Not a data directory at all.
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "file").write_text("x")
+    out = migrate(tmp_path / "plain", "127.0.0.1:1")
+    assert out.returncode == 1 and "not a Herald data directory" in out.stderr, out.stderr
