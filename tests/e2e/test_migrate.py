@@ -15,11 +15,20 @@ import time
 
 import requests
 
-from conftest import Broker, connect, run, run_herald
+from conftest import SANITIZER_MARKS, Broker, connect, run
+from conftest import run_herald as _run_herald
 from test_cluster import engine_args, free_port, pytestmark, redis, wait_ready  # noqa: F401 (fixtures)
 
 NS = ("--ns", "hist.history_size=5", "--ns", "room.history_size=50")
 PREFIX = "mig:"
+
+
+def run_herald(args, timeout=60):
+    """herald migrate to completion; a sanitizer report fails the test whatever the exit status."""
+    out = _run_herald(args, timeout=timeout)
+    for mark in SANITIZER_MARKS:
+        assert mark not in out.stderr + out.stdout, out.stderr
+    return out
 
 
 def cli(r, *args):
@@ -247,3 +256,22 @@ def test_bad_paths_fail_clearly(make_broker, redis, tmp_path):
     (tmp_path / "plain" / "file").write_text("x")
     out = migrate(tmp_path / "plain", "127.0.0.1:1")
     assert out.returncode == 1 and "not a Herald data directory" in out.stderr, out.stderr
+
+
+def test_redis_refusing_writes_mid_migration(make_broker, redis):
+    """Redis out of memory part way (maxmemory, noeviction): a non-zero exit
+    that says the prefix is partly written, and a rerun refuses that prefix."""
+    a = make_broker(*NS, name="lmdb")
+    blob = "x" * 20000
+    for i in range(60):
+        a.publish_rest("room:%d" % (i % 3), {"i": i, "blob": blob})
+    assert a.stop() == 0
+    used = int(dict(l.split(":", 1) for l in cli(redis, "INFO", "memory").splitlines() if ":" in l)["used_memory"])
+    cli(redis, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+    cli(redis, "CONFIG", "SET", "maxmemory", str(used + 300000))
+    out = migrate(a.data_dir, redis)
+    assert out.returncode == 1, (out.returncode, out.stdout, out.stderr)
+    assert "OOM" in out.stderr and "partly written" in out.stderr, out.stderr
+    cli(redis, "CONFIG", "SET", "maxmemory", "0")
+    out = migrate(a.data_dir, redis)
+    assert out.returncode == 3 and "in use" in out.stderr, out.stderr
