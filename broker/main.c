@@ -415,10 +415,7 @@ static int migrate(int argc, char **argv)
         else args[n++] = argv[i];
     }
     switch (config_parse_args(&srv.cfg, n, args, err, sizeof err)) {
-    case CONFIG_ARGS_EXIT_OK:
-        printf("usage: herald migrate [--data-dir DIR | --config FILE] [--engine-address ADDR] [--engine-password P]\n"
-               "       [--engine-database N] [--engine-prefix P] [--skip-unsupported]\n");
-        return 0;
+    case CONFIG_ARGS_EXIT_OK: return 0;
     case CONFIG_ARGS_ERROR:
         fprintf(stderr, "herald: %s\n", err);
         return 2;
