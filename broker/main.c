@@ -444,6 +444,7 @@ static int migrate(int argc, char **argv)
                        ? srv.cfg.engine_command_timeout_ms : srv.cfg.engine_connect_timeout_ms;
     o.policy = migrate_policy;
     o.idem_window_ms = srv.cfg.idempotency_window_ms;
+    o.pay_window_ms = srv.cfg.commerce_webhook_window_ms;
     o.progress = stderr;
     rc = migrate_run(&o, &rep, err, sizeof err);
     if (rc == MIGRATE_E_UNSUPPORTED) migrate_print_left(stderr, &rep);
@@ -455,10 +456,13 @@ static int migrate(int argc, char **argv)
     migrate_print_left(stdout, &rep);
     printf("migrated %s into prefix \"%s\" of database %u at %s: %llu channels, %llu publications (%llu "
            "stored ones trimmed: past history_size or history_ttl), %llu state keys in %llu channels, %llu "
-           "idempotency keys, %.1f MB in %.2f s\n", srv.cfg.data_dir, o.prefix, o.database, srv.cfg.engine_address,
+           "idempotency keys, %llu seat holds, %llu waitlists, %llu orders, %llu payment events, %llu ticket rows, "
+           "%.1f MB in %.2f s\n", srv.cfg.data_dir, o.prefix, o.database, srv.cfg.engine_address,
            (unsigned long long)rep.channels, (unsigned long long)rep.publications, (unsigned long long)rep.trimmed,
            (unsigned long long)rep.state_keys, (unsigned long long)rep.state_channels,
-           (unsigned long long)rep.idem_keys, rep.bytes / 1e6, rep.seconds);
+           (unsigned long long)rep.idem_keys, (unsigned long long)rep.seat_holds,
+           (unsigned long long)rep.waitlists, (unsigned long long)rep.orders, (unsigned long long)rep.pay_events,
+           (unsigned long long)rep.ticket_rows, rep.bytes / 1e6, rep.seconds);
     config_free(&srv.cfg);
     return 0;
 }

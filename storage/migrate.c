@@ -11,6 +11,7 @@
 #include "migrate.h"
 #include "hist_int.h"
 #include "datadir.h"
+#include "mpack.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -47,12 +48,8 @@ struct mig {
 };
 
 static const char *const left_names[MIGRATE_LEFT_N] = {
-    [MIGRATE_LEFT_TIMERS] = "seat hold timers",
-    [MIGRATE_LEFT_WAITLIST] = "seat waitlist rows",
-    [MIGRATE_LEFT_ORDERS] = "commerce orders",
-    [MIGRATE_LEFT_PAYEVENTS] = "commerce payment events",
-    [MIGRATE_LEFT_TICKETROWS] = "ticket rows (sequence, comments)",
-    [MIGRATE_LEFT_AUX] = "other rows beside a state",
+    [MIGRATE_LEFT_TIMERS] = "timers other than seat holds",
+    [MIGRATE_LEFT_AUX] = "rows beside a state that no adapter owns",
     [MIGRATE_LEFT_WH_QUEUED] = "webhook events queued",
     [MIGRATE_LEFT_WH_DEAD] = "webhook dead letters",
     [MIGRATE_LEFT_IDEM_OLD] = "idempotency keys without a request digest",
@@ -155,24 +152,45 @@ static int count_row(struct mig *m, const MDB_val *k, const MDB_val *v, void *ar
     return 0;
 }
 
-/* A row beside a state: (channel id, key). The bare id is the version
- * floor, which is carried. */
+/* The adapters' rows beside a state, by key: what each becomes in Redis. */
+enum aux_kind { AUX_FLOOR, AUX_WAIT, AUX_ORDER, AUX_PAYEVENT, AUX_SEQ, AUX_COMMENT, AUX_OTHER };
+
+static enum aux_kind aux_kind(const char *key, size_t klen, size_t *skip)
+{
+    static const struct { const char *p; enum aux_kind k; } kinds[] = {
+        { "wait:", AUX_WAIT }, { "order:", AUX_ORDER }, { "event:", AUX_PAYEVENT }, { "comment:", AUX_COMMENT },
+    };
+    *skip = 0;
+    if (!klen) return AUX_FLOOR;
+    if (klen == 3 && !memcmp(key, "seq", 3)) return AUX_SEQ;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        size_t pl = strlen(kinds[i].p);
+        if (klen > pl && !memcmp(key, kinds[i].p, pl)) {
+            *skip = kinds[i].k == AUX_COMMENT ? 0 : pl;   /* comments keep their whole key */
+            return kinds[i].k;
+        }
+    }
+    return AUX_OTHER;
+}
+
 static int count_aux(struct mig *m, const MDB_val *k, const MDB_val *v, void *arg)
 {
-    const char *key = (const char *)k->mv_data + 8;
-    size_t klen = k->mv_size - 8;
-    int kind = MIGRATE_LEFT_AUX;
+    size_t skip;
 
     (void)v;
     (void)arg;
-    if (k->mv_size <= 8) return 0;
-#define HAS(p) (klen >= sizeof p - 1 && !memcmp(key, p, sizeof p - 1))
-    if (HAS("wait:")) kind = MIGRATE_LEFT_WAITLIST;
-    else if (HAS("order:")) kind = MIGRATE_LEFT_ORDERS;
-    else if (HAS("event:")) kind = MIGRATE_LEFT_PAYEVENTS;
-    else if (HAS("comment:") || (klen == 3 && !memcmp(key, "seq", 3))) kind = MIGRATE_LEFT_TICKETROWS;
-#undef HAS
-    m->r->left[kind]++;
+    if (k->mv_size < 8 || aux_kind((const char *)k->mv_data + 8, k->mv_size - 8, &skip) == AUX_OTHER)
+        m->r->left[MIGRATE_LEFT_AUX]++;
+    return 0;
+}
+
+/* Seat holds' expiries are carried; a timer of another kind would not be. */
+static int count_timer(struct mig *m, const MDB_val *k, const MDB_val *v, void *arg)
+{
+    (void)v;
+    (void)arg;
+    if (k->mv_size <= 16 + 5 || memcmp((const char *)k->mv_data + 16, "seat:", 5))
+        m->r->left[MIGRATE_LEFT_TIMERS]++;
     return 0;
 }
 
@@ -193,10 +211,10 @@ static int count_idem(struct mig *m, const MDB_val *k, const MDB_val *v, void *a
 
 static int count_left(struct mig *m)
 {
-    int timers = MIGRATE_LEFT_TIMERS, queued = MIGRATE_LEFT_WH_QUEUED, dead = MIGRATE_LEFT_WH_DEAD;
+    int queued = MIGRATE_LEFT_WH_QUEUED, dead = MIGRATE_LEFT_WH_DEAD;
     int rc;
 
-    if ((rc = each(m, m->timers, NULL, 0, count_row, &timers)) || (rc = each(m, m->aux, NULL, 0, count_aux, NULL)) ||
+    if ((rc = each(m, m->timers, NULL, 0, count_timer, NULL)) || (rc = each(m, m->aux, NULL, 0, count_aux, NULL)) ||
         (rc = each(m, m->wh_out, NULL, 0, count_row, &queued)) || (rc = each(m, m->wh_dead, NULL, 0, count_row, &dead)) ||
         (rc = each(m, m->idem, NULL, 0, count_idem, NULL)))
         return rc;
@@ -334,6 +352,7 @@ struct chan {
     uint64_t first_kept;
     int64_t newest_ts;            /* of the entries written */
     uint64_t written;
+    uint64_t sfloor;              /* the state's version floor (aux row under the bare id) */
 };
 
 /* @c->key = P <tag> C. */
@@ -344,6 +363,150 @@ static void chan_key(struct mig *m, struct chan *c, const char *tag)
     memcpy(c->key + pl, tag, tl);
     memcpy(c->key + pl + tl, c->name, c->len);
     c->keylen = pl + tl + c->len;
+}
+
+/* @buf = P @tag @chan [@sep @sfx]: a key of the engine's layout. Return: its length. */
+static size_t mkey(const struct mig *m, char *buf, const char *tag, const char *chan, size_t clen, const char *sep,
+                   const char *sfx, size_t slen)
+{
+    size_t n = strlen(m->o->prefix), tl = strlen(tag);
+    memcpy(buf, m->o->prefix, n);
+    memcpy(buf + n, tag, tl);
+    n += tl;
+    memcpy(buf + n, chan, clen);
+    n += clen;
+    if (sep) {
+        buf[n++] = *sep;
+        memcpy(buf + n, sfx, slen);
+        n += slen;
+    }
+    return n;
+}
+
+/* RPUSH a seat waitlist (user ids, oldest first), a thousand at a time as
+ * the seat script writes it. */
+static int put_waitlist(struct mig *m, const char *key, size_t klen, const json_t *q)
+{
+    const char *a[1002];
+    size_t l[1002], n = json_array_size(q);
+
+    if (!json_is_array(q)) return -1;
+    for (size_t i = 0; i < n; i += 1000) {
+        int argc = 2;
+        a[0] = "RPUSH"; l[0] = 5;
+        a[1] = key; l[1] = klen;
+        for (size_t j = i; j < n && j < i + 1000; j++, argc++) {
+            const json_t *u = json_array_get(q, j);
+            if (!json_is_string(u)) return -1;
+            a[argc] = json_string_value(u);
+            l[argc] = json_string_length(u);
+        }
+        if (cmd(m, argc, a, l)) return -2;
+    }
+    return 0;
+}
+
+/* One row beside channel @arg's state: the version floor, or an adapter's
+ * row in its engine file's keys; rows no adapter owns were counted. */
+static int put_aux(struct mig *m, const MDB_val *k, const MDB_val *v, void *arg)
+{
+    struct chan *c = arg;
+    const char *key = (const char *)k->mv_data + 8, *fkey;
+    size_t klen = k->mv_size - 8, skip, fl, n;
+    enum aux_kind kind = aux_kind(key, klen, &skip);
+    char reason[PROTO_REASON_MAX], rk[KEY_MAX + HIST_KEY_MAX], num[24], *js = NULL;
+    json_t *j = NULL;
+    int rc = 0;
+
+    fkey = key + skip;
+    fl = klen - skip;
+    if (kind == AUX_FLOOR) {
+        if (v->mv_size == 8) c->sfloor = get_be64(v->mv_data);
+        return 0;
+    }
+    if (kind == AUX_OTHER) return 0;
+    if (kind == AUX_COMMENT) {          /* MessagePack on both sides */
+        const char *a[4] = { "HSET", rk, key, v->mv_data };
+        size_t l[4] = { 4, mkey(m, rk, "ta:", c->name, c->len, NULL, NULL, 0), klen, v->mv_size };
+        if (cmd(m, 4, a, l)) return -1;
+        m->r->ticket_rows++;
+        return 0;
+    }
+    if (mpack_decode(v->mv_data, v->mv_size, &j, reason))
+        return fail(m, "channel %.*s: row %.*s: %s", (int)c->len, c->name, (int)klen, key, reason);
+    switch (kind) {
+    case AUX_WAIT:
+        n = mkey(m, rk, "sw:", c->name, c->len, ":", fkey, fl);
+        if ((rc = put_waitlist(m, rk, n, j)) == -1)
+            rc = fail(m, "channel %.*s: waitlist %.*s is not a list of user ids", (int)c->len, c->name, (int)fl, fkey);
+        if (!rc) m->r->waitlists++;
+        break;
+    case AUX_ORDER:                     /* JSON, as the commerce script's cjson reads it */
+        if (!(js = json_dumps(j, JSON_COMPACT))) { rc = fail(m, "out of memory"); break; }
+        {
+            const char *a[4] = { "HSET", rk, fkey, js };
+            size_t l[4] = { 4, mkey(m, rk, "so:", c->name, c->len, NULL, NULL, 0), fl, strlen(js) };
+            rc = cmd(m, 4, a, l);
+        }
+        if (!rc) m->r->orders++;
+        break;
+    case AUX_PAYEVENT: {
+        /* Read only within the window after its "at"; the script keeps it
+         * that long and a second more. One past it is never read again. */
+        int64_t left = json_integer_value(json_object_get(j, "at")) + m->o->pay_window_ms + 1000 - m->now_ms;
+        if (left <= 0) break;
+        if (!(js = json_dumps(j, JSON_COMPACT))) { rc = fail(m, "out of memory"); break; }
+        snprintf(num, sizeof num, "%lld", (long long)left);
+        {
+            const char *a[5] = { "SET", rk, js, "PX", num };
+            size_t l[5] = { 3, mkey(m, rk, "se:", c->name, c->len, ":", fkey, fl), strlen(js), 2, strlen(num) };
+            rc = cmd(m, 5, a, l);
+        }
+        if (!rc) m->r->pay_events++;
+        break;
+    }
+    case AUX_SEQ:                       /* a number the tickets script reads with tonumber() */
+        snprintf(num, sizeof num, "%lld", (long long)json_integer_value(j));
+        {
+            const char *a[4] = { "HSET", rk, "seq", num };
+            size_t l[4] = { 4, mkey(m, rk, "ta:", c->name, c->len, NULL, NULL, 0), 3, strlen(num) };
+            rc = cmd(m, 4, a, l);
+        }
+        if (!rc) m->r->ticket_rows++;
+        break;
+    default:
+        break;
+    }
+    free(js);
+    json_decref(j);
+    return rc ? -1 : 0;
+}
+
+/* A seat hold's expiry: (due, channel id, "seat:<id>") -> channel name
+ * becomes the seat in P sx:C and, the timers coming in due order, the
+ * channel's first due time in P sxmaps (NX: the earliest stays). */
+static int put_timer(struct mig *m, const MDB_val *k, const MDB_val *v, void *arg)
+{
+    const char *key = (const char *)k->mv_data + 16;
+    char rk[KEY_MAX], sk[KEY_MAX], at[24];
+    size_t klen = k->mv_size - 16;
+
+    (void)arg;
+    if (k->mv_size <= 16 + 5 || memcmp(key, "seat:", 5)) return 0;
+    if (v->mv_size < 1 || v->mv_size > 255) return fail(m, "a seat timer without its channel");
+    snprintf(at, sizeof at, "%lld", (long long)get_be64(k->mv_data));
+    {
+        const char *a[4] = { "ZADD", rk, at, key + 5 };
+        size_t l[4] = { 4, mkey(m, rk, "sx:", v->mv_data, v->mv_size, NULL, NULL, 0), strlen(at), klen - 5 };
+        if (cmd(m, 4, a, l)) return -1;
+    }
+    {
+        const char *a[5] = { "ZADD", sk, "NX", at, v->mv_data };
+        size_t l[5] = { 4, mkey(m, sk, "sxmaps", "", 0, NULL, NULL, 0), 2, strlen(at), v->mv_size };
+        if (cmd(m, 5, a, l)) return -1;
+    }
+    m->r->seat_holds++;
+    return 0;
 }
 
 static int put_entry(struct mig *m, const MDB_val *k, const MDB_val *v, void *arg)
@@ -446,8 +609,7 @@ static int put_chan(struct mig *m, const MDB_val *k, const MDB_val *v, void *arg
 {
     struct chan c;
     unsigned char idb[8];
-    uint64_t keys_before = m->r->state_keys, sfloor = 0;
-    MDB_val fk = { 8, idb }, fv;
+    uint64_t keys_before = m->r->state_keys;
     char offb[24], ttlb[24], floorb[24];
     int rc;
 
@@ -482,20 +644,18 @@ static int put_chan(struct mig *m, const MDB_val *k, const MDB_val *v, void *arg
     chan_key(m, &c, "st:");
     if ((rc = each(m, m->state, idb, 8, put_state, &c))) return rc;
     if (m->r->state_keys > keys_before) m->r->state_channels++;
-    rc = mdb_get(m->txn, m->aux, &fk, &fv);
-    if (rc && rc != MDB_NOTFOUND) return fail(m, "reading the store: %s", mdb_strerror(rc));
-    if (!rc && fv.mv_size == 8) sfloor = get_be64(fv.mv_data);
+    if ((rc = each(m, m->aux, idb, 8, put_aux, &c))) return rc;
 
     if ((rc = each(m, m->idem, idb, 8, put_idem, &c))) return rc;
 
     /* Last, the offset and epoch nodes number from. */
     chan_key(m, &c, "m:");
     snprintf(offb, sizeof offb, "%llu", (unsigned long long)c.c.last_offset);
-    snprintf(floorb, sizeof floorb, "%llu", (unsigned long long)sfloor);
+    snprintf(floorb, sizeof floorb, "%llu", (unsigned long long)c.sfloor);
     {
         const char *a[8] = { "HSET", c.key, "offset", offb, "epoch", c.c.epoch, "sfloor", floorb };
         size_t l[8] = { 4, c.keylen, 6, strlen(offb), 5, strlen(c.c.epoch), 6, strlen(floorb) };
-        if (cmd(m, sfloor ? 8 : 6, a, l)) return -1;
+        if (cmd(m, c.sfloor ? 8 : 6, a, l)) return -1;
     }
     m->r->channels++;
     progress(m);
@@ -521,7 +681,8 @@ int migrate_run(const migrate_opts_t *o, migrate_report_t *r, char *err, size_t 
     }
     if ((rc = redis_open(&m)) || (rc = prefix_empty(&m))) goto out;
     m.started_ms = m.progress_ms = now_ms(CLOCK_MONOTONIC);
-    if ((rc = each(&m, m.chans, NULL, 0, put_chan, NULL)) || (rc = drain(&m))) {
+    if ((rc = each(&m, m.chans, NULL, 0, put_chan, NULL)) || (rc = each(&m, m.timers, NULL, 0, put_timer, NULL)) ||
+        (rc = drain(&m))) {
         size_t l = strlen(err);
         if (m.sent)
             snprintf(err + l, errlen - l, "; the prefix \"%s\" is now partly written: delete its keys (or choose "

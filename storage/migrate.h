@@ -17,13 +17,18 @@
  *   - a state channel's keys (P st:C "<version>:<value>", P sk:C) and its
  *     version floor (P m:C sfloor);
  *   - idempotency keys still inside history.idempotency_window, with a
- *     request digest (P i:C K, expiring when the window would have ended).
- * What is not carried is counted per kind (migrate_report_t.left): seat
- * hold timers, the rows custom operations keep beside a state (seat
- * waitlists, commerce orders and payment events, ticket sequences and
- * comments), webhook queues and dead letters, idempotency keys written
- * before digests existed. Unless told to skip them, any such data stops
- * the migration before anything is written.
+ *     request digest (P i:C K, expiring when the window would have ended);
+ *   - the rows the adapters keep beside a state, in their engine files'
+ *     keys: seat holds' expiries (timers "seat:<id>" -> P sx:C, P sxmaps)
+ *     and waitlists ("wait:<section>" -> P sw:C:<section>), engine_seats.c;
+ *     commerce orders ("order:<id>" -> P so:C, JSON) and payment events
+ *     still inside [adapter commerce] webhook_window ("event:<id>" ->
+ *     P se:C:<id>), engine_shop.c; the tickets' sequence and comments
+ *     ("seq", "comment:..." -> P ta:C), engine_tickets.c.
+ * What is not carried is counted per kind (migrate_report_t.left): webhook
+ * queues and dead letters, idempotency keys written before digests
+ * existed, rows and timers no adapter above owns. Unless told to skip
+ * them, any such data stops the migration before anything is written.
  * DESIGN: offline only. The engine numbers offsets in Redis (HINCRBY in a
  * script), so a channel carried behind a running cluster's back could be
  * numbered twice: the target prefix must hold no key at all, and the data
@@ -41,12 +46,8 @@
 
 /* The kinds of data the migration leaves behind. */
 enum migrate_left {
-    MIGRATE_LEFT_TIMERS,          /* seat hold (and offer) expiry timers */
-    MIGRATE_LEFT_WAITLIST,        /* seat map waitlist rows ("wait:...") */
-    MIGRATE_LEFT_ORDERS,          /* commerce order rows ("order:...") */
-    MIGRATE_LEFT_PAYEVENTS,       /* commerce payment event rows ("event:...") */
-    MIGRATE_LEFT_TICKETROWS,      /* ticket rows ("seq", "comment:...") */
-    MIGRATE_LEFT_AUX,             /* other rows beside a state */
+    MIGRATE_LEFT_TIMERS,          /* timers of custom operations other than seat holds (none so far) */
+    MIGRATE_LEFT_AUX,             /* rows beside a state that no adapter above owns */
     MIGRATE_LEFT_WH_QUEUED,       /* webhook events still to deliver */
     MIGRATE_LEFT_WH_DEAD,         /* webhook dead letters */
     MIGRATE_LEFT_IDEM_OLD,        /* idempotency keys in their window but without a digest */
@@ -64,6 +65,7 @@ typedef struct migrate_opts {
     hist_policy_fn policy;        /* retention of each channel ({0, 0}: its namespace keeps no history) */
     void *policy_ctx;
     int64_t idem_window_ms;       /* history.idempotency_window */
+    int64_t pay_window_ms;        /* [adapter commerce] webhook_window */
     int skip_unsupported;         /* go on when data of a kind above is present */
     FILE *progress;               /* a line now and then while writing; NULL: quiet */
 } migrate_opts_t;
@@ -74,6 +76,7 @@ typedef struct migrate_report {
     uint64_t trimmed;             /* stored publications not written: beyond history_size or history_ttl */
     uint64_t state_channels, state_keys;
     uint64_t idem_keys;
+    uint64_t seat_holds, waitlists, orders, pay_events, ticket_rows;
     uint64_t bytes;               /* record and state value bytes written */
     double seconds;               /* reading and writing, from the first key written */
     uint64_t left[MIGRATE_LEFT_N];

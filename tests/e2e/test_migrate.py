@@ -275,3 +275,98 @@ def test_redis_refusing_writes_mid_migration(make_broker, redis):
     cli(redis, "CONFIG", "SET", "maxmemory", "0")
     out = migrate(a.data_dir, redis)
     assert out.returncode == 3 and "in use" in out.stderr, out.stderr
+
+
+# -- the adapters' rows: seat holds and waitlists, commerce, tickets ------------
+
+def test_seat_holds_and_waitlist_carry_over(make_broker, redis):
+    """A hold made on the LMDB node expires on the cluster (a node's sweep finds
+    it), and the waitlist it left is served: the seat goes to bob as an offer."""
+    from test_seats import SEATS, call, counts, define, now_ms, seat_map
+    a = make_broker(*SEATS, name="lmdb")
+    ev = "mig"
+    define(a, ev, [("A1", "A"), ("A2", "A"), ("B1", "B")])
+    hold = call(a, ev, "hold", {"user": "alice", "seats": ["A1", "A2"], "ttl": 3})
+    call(a, ev, "hold", {"user": "dave", "seats": ["B1"], "ttl": 60})
+    call(a, ev, "confirm", {"user": "dave", "seats": ["B1"]})
+    assert call(a, ev, "waitlist", {"user": "bob", "section": "A"})["position"] == 1
+    seats_before = seat_map(a, ev)
+    assert seats_before[1]["A"] == counts(2, 0, 2, 0, 1), seats_before
+    assert a.stop() == 0
+    out = run_herald(["migrate", "--data-dir", str(a.data_dir), *engine_args(redis), "--engine-prefix", PREFIX,
+                      *SEATS])
+    assert out.returncode == 0, out.stderr
+    assert "2 seat holds, 1 waitlists" in out.stdout, out.stdout
+    b = make_broker(*engine_args(redis), "--engine-prefix", PREFIX, *SEATS, name="node-b")
+    c = make_broker(*engine_args(redis), "--engine-prefix", PREFIX, *SEATS, name="node-c")
+    wait_ready(b)
+    wait_ready(c)
+    assert seat_map(c, ev) == seats_before
+    pos = requests.get(b.url("/api/events/%s/waitlist/position" % ev), params={"user": "bob", "section": "A"},
+                       timeout=5).json()
+    assert pos["position"] == 1 and pos["waiting"] == 1, pos
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        seats, secs = seat_map(b, ev)
+        if seats["A1"].get("holder") != "alice" and seats["A2"].get("holder") != "alice":
+            break
+        time.sleep(0.1)
+    assert now_ms() >= hold["expires"] - 50
+    held = {s: v for s, v in seats.items() if v["status"] == "held"}
+    assert list(held.values()) and all(v["holder"] == "bob" and v.get("offer") is True for v in held.values()), seats
+    assert len(held) == 1 and secs["A"] == counts(2, 1, 1, 0, 0), (seats, secs)
+    assert seats["B1"]["status"] == "booked" and seats["B1"]["holder"] == "dave"
+
+
+def test_commerce_orders_and_payment_events_carry_over(make_broker, redis):
+    from test_commerce import HOOKS, api, create, ev, move, stock_state
+    from test_cluster_commerce import hook
+    a = make_broker(*HOOKS, name="lmdb")
+    assert api(a, "PUT", "/api/commerce/stock", {"stock": {"MUG": 10}})[0] == 200
+    assert create(a, "1042", "alice", [{"sku": "MUG", "qty": 2}])[0] == 200
+    assert create(a, "1043", "bob", [{"sku": "MUG", "qty": 1}])[0] == 200
+    code, paid = hook(a, ev("evt_1", "payment.succeeded", "1042"))
+    assert code == 200 and paid["order"]["status"] == "PAID", paid
+    order_before = api(a, "GET", "/api/commerce/orders/1042")[1]["order"]
+    stock_before = stock_state(a)
+    assert a.stop() == 0
+    out = run_herald(["migrate", "--data-dir", str(a.data_dir), *engine_args(redis), "--engine-prefix", PREFIX,
+                      *HOOKS])
+    assert out.returncode == 0, out.stderr
+    assert "2 orders, 1 payment events" in out.stdout, out.stdout
+    b = make_broker(*engine_args(redis), "--engine-prefix", PREFIX, *HOOKS, name="node-b")
+    wait_ready(b)
+    assert stock_state(b) == stock_before
+    code, got = api(b, "GET", "/api/commerce/orders/1042")
+    assert code == 200 and got["order"] == order_before, (got, order_before)
+    # The provider's retry of an event the LMDB node applied: still a duplicate.
+    code, again = hook(b, ev("evt_1", "payment.succeeded", "1042"))
+    assert code == 200 and again["duplicate"] is True, again
+    # The orders go on: cancel gives the stock back once.
+    assert move(b, "1043", "CANCELLED")[0] == 200
+    assert stock_state(b)[0] == {"MUG": 8}
+    assert move(b, "1043", "CANCELLED")[0] == 409
+
+
+def test_tickets_sequence_and_comments_carry_over(make_broker, redis):
+    from test_tickets import ON, api, board
+    a = make_broker(*ON, name="lmdb")
+    assert api(a, "POST", "/api/tickets", {"title": "first", "requester": "u"})[0] == 200
+    assert api(a, "POST", "/api/tickets", {"title": "second", "requester": "u"})[0] == 200
+    for text in ("one", "two \u00e9\u4e2d"):
+        assert api(a, "POST", "/api/tickets/T000001/comments", {"author": "agent", "text": text})[0] == 200
+    before = api(a, "GET", "/api/tickets/T000001")[1]
+    board_before = board(a)
+    assert a.stop() == 0
+    out = run_herald(["migrate", "--data-dir", str(a.data_dir), *engine_args(redis), "--engine-prefix", PREFIX,
+                      *ON])
+    assert out.returncode == 0, out.stderr
+    assert "3 ticket rows" in out.stdout, out.stdout
+    b = make_broker(*engine_args(redis), "--engine-prefix", PREFIX, *ON, name="node-b")
+    wait_ready(b)
+    assert board(b) == board_before
+    got = api(b, "GET", "/api/tickets/T000001")[1]
+    assert got["ticket"] == before["ticket"] and got["comments"] == before["comments"], (got, before)
+    # The sequence goes on from the LMDB node's.
+    code, made = api(b, "POST", "/api/tickets", {"title": "third", "requester": "u"})
+    assert code == 200 and made["ticket"]["id"] == "T000003", made
