@@ -1,7 +1,7 @@
 /* storage/migrate.c - see migrate.h.
  *
- * DESIGN: two passes over one LMDB read transaction, so what is counted is
- * what is written. The first pass counts the data of kinds not carried and,
+ * DESIGN: two passes over one LMDB read transaction, so both see the same
+ * store. The first pass counts the data of kinds not carried and,
  * unless told to skip them, stops before Redis sees a single write. The
  * second walks the channel records in name order and, per channel, appends
  * its commands to hiredis' output buffer (redisAppendCommandArgv) and reads
@@ -304,8 +304,7 @@ static int drain(struct mig *m)
     while (m->pending) {
         redisReply *rep = NULL;
         if (redisGetReply(m->rc, (void **)&rep) != REDIS_OK || !rep)
-            return fail(m, "Redis: %s; the prefix is now partly written: empty it before running migrate again",
-                        m->rc->errstr[0] ? m->rc->errstr : "connection lost");
+            return fail(m, "Redis: %s", m->rc->errstr[0] ? m->rc->errstr : "connection lost");
         if (rep->type == REDIS_REPLY_ERROR && !errors++)
             snprintf(m->first_error, sizeof m->first_error, "%.*s", (int)rep->len, rep->str);
         freeReplyObject(rep);
@@ -355,16 +354,6 @@ struct chan {
     uint64_t sfloor;              /* the state's version floor (aux row under the bare id) */
 };
 
-/* @c->key = P <tag> C. */
-static void chan_key(struct mig *m, struct chan *c, const char *tag)
-{
-    size_t pl = strlen(m->o->prefix), tl = strlen(tag);
-    memcpy(c->key, m->o->prefix, pl);
-    memcpy(c->key + pl, tag, tl);
-    memcpy(c->key + pl + tl, c->name, c->len);
-    c->keylen = pl + tl + c->len;
-}
-
 /* @buf = P @tag @chan [@sep @sfx]: a key of the engine's layout. Return: its length. */
 static size_t mkey(const struct mig *m, char *buf, const char *tag, const char *chan, size_t clen, const char *sep,
                    const char *sfx, size_t slen)
@@ -381,6 +370,12 @@ static size_t mkey(const struct mig *m, char *buf, const char *tag, const char *
         n += slen;
     }
     return n;
+}
+
+/* @c->key = P @tag C. */
+static void chan_key(struct mig *m, struct chan *c, const char *tag)
+{
+    c->keylen = mkey(m, c->key, tag, c->name, c->len, NULL, NULL, 0);
 }
 
 /* RPUSH a seat waitlist (user ids, oldest first), a thousand at a time as
