@@ -286,7 +286,7 @@ def test_seat_holds_and_waitlist_carry_over(make_broker, redis):
     a = make_broker(*SEATS, name="lmdb")
     ev = "mig"
     define(a, ev, [("A1", "A"), ("A2", "A"), ("B1", "B")])
-    hold = call(a, ev, "hold", {"user": "alice", "seats": ["A1", "A2"], "ttl": 3})
+    hold = call(a, ev, "hold", {"user": "alice", "seats": ["A1", "A2"], "ttl": 6})
     call(a, ev, "hold", {"user": "dave", "seats": ["B1"], "ttl": 60})
     call(a, ev, "confirm", {"user": "dave", "seats": ["B1"]})
     assert call(a, ev, "waitlist", {"user": "bob", "section": "A"})["position"] == 1
@@ -301,11 +301,12 @@ def test_seat_holds_and_waitlist_carry_over(make_broker, redis):
     c = make_broker(*engine_args(redis), "--engine-prefix", PREFIX, *SEATS, name="node-c")
     wait_ready(b)
     wait_ready(c)
+    assert now_ms() < hold["expires"] - 500, "too slow to check the hold before it expires"
     assert seat_map(c, ev) == seats_before
     pos = requests.get(b.url("/api/events/%s/waitlist/position" % ev), params={"user": "bob", "section": "A"},
                        timeout=5).json()
     assert pos["position"] == 1 and pos["waiting"] == 1, pos
-    deadline = time.monotonic() + 8
+    deadline = time.monotonic() + 12
     while time.monotonic() < deadline:
         seats, secs = seat_map(b, ev)
         if seats["A1"].get("holder") != "alice" and seats["A2"].get("holder") != "alice":
