@@ -371,3 +371,51 @@ def test_tickets_sequence_and_comments_carry_over(make_broker, redis):
     # The sequence goes on from the LMDB node's.
     code, made = api(b, "POST", "/api/tickets", {"title": "third", "requester": "u"})
     assert code == 200 and made["ticket"]["id"] == "T000003", made
+
+
+def test_redis_gone_mid_migration(make_broker, tmp_path):
+    """The connection lost after the first writes (a stand-in Redis on loopback
+    that answers the checks, then hangs up): exit 1, the prefix said to be
+    partly written, the data directory's lock released."""
+    import socket
+    import threading
+    a = make_broker(*NS, name="lmdb")
+    for i in range(5):
+        a.publish_rest("room:%d" % i, i)
+    assert a.stop() == 0
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(20)
+    seen = []
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.settimeout(10)
+        buf = b""
+        with conn:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+                if b"SELECT" in buf and b"SCAN" not in buf:
+                    conn.sendall(b"+OK\r\n")
+                elif b"SCAN" in buf and not seen:
+                    seen.append("scan")
+                    conn.sendall(b"*2\r\n$1\r\n0\r\n*0\r\n")
+                    buf = b""
+                elif seen and buf:
+                    seen.append(buf)
+                    return          # hang up on the first writes
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    out = migrate(a.data_dir, "127.0.0.1:%d" % srv.getsockname()[1])
+    t.join(10)
+    srv.close()
+    assert out.returncode == 1, (out.returncode, out.stdout, out.stderr)
+    assert "partly written" in out.stderr and "Redis" in out.stderr, out.stderr
+    assert len(seen) == 2 and b"XADD" in seen[1], seen
+    # The lock went with the process: a broker starts on the directory again.
+    b = make_broker(*NS, data_dir=a.data_dir, name="again")
+    assert history(b, "room:4")["publications"][0]["data"] == 4
