@@ -457,12 +457,13 @@ static int migrate(int argc, char **argv)
     printf("migrated %s into prefix \"%s\" of database %u at %s: %llu channels, %llu publications (%llu "
            "stored ones trimmed: past history_size or history_ttl), %llu state keys in %llu channels, %llu "
            "idempotency keys, %llu seat holds, %llu waitlists, %llu orders, %llu payment events, %llu ticket rows, "
-           "%.1f MB in %.2f s\n", srv.cfg.data_dir, o.prefix, o.database, srv.cfg.engine_address,
+           "%llu webhook events queued, %llu dead letters, %.1f MB in %.2f s\n", srv.cfg.data_dir, o.prefix, o.database, srv.cfg.engine_address,
            (unsigned long long)rep.channels, (unsigned long long)rep.publications, (unsigned long long)rep.trimmed,
            (unsigned long long)rep.state_keys, (unsigned long long)rep.state_channels,
            (unsigned long long)rep.idem_keys, (unsigned long long)rep.seat_holds,
            (unsigned long long)rep.waitlists, (unsigned long long)rep.orders, (unsigned long long)rep.pay_events,
-           (unsigned long long)rep.ticket_rows, rep.bytes / 1e6, rep.seconds);
+           (unsigned long long)rep.ticket_rows, (unsigned long long)rep.wh_queued, (unsigned long long)rep.wh_dead,
+           rep.bytes / 1e6, rep.seconds);
     config_free(&srv.cfg);
     return 0;
 }

@@ -50,8 +50,6 @@ struct mig {
 static const char *const left_names[MIGRATE_LEFT_N] = {
     [MIGRATE_LEFT_TIMERS] = "timers other than seat holds",
     [MIGRATE_LEFT_AUX] = "rows beside a state that no adapter owns",
-    [MIGRATE_LEFT_WH_QUEUED] = "webhook events queued",
-    [MIGRATE_LEFT_WH_DEAD] = "webhook dead letters",
     [MIGRATE_LEFT_IDEM_OLD] = "idempotency keys without a request digest",
 };
 
@@ -144,14 +142,6 @@ static int each(struct mig *m, MDB_dbi dbi, const void *pfx, size_t plen,
 
 /* ---- pass 1: what is not carried ---- */
 
-static int count_row(struct mig *m, const MDB_val *k, const MDB_val *v, void *arg)
-{
-    (void)k;
-    (void)v;
-    m->r->left[*(int *)arg]++;
-    return 0;
-}
-
 /* The adapters' rows beside a state, by key: what each becomes in Redis. */
 enum aux_kind { AUX_FLOOR, AUX_WAIT, AUX_ORDER, AUX_PAYEVENT, AUX_SEQ, AUX_COMMENT, AUX_OTHER };
 
@@ -211,11 +201,9 @@ static int count_idem(struct mig *m, const MDB_val *k, const MDB_val *v, void *a
 
 static int count_left(struct mig *m)
 {
-    int queued = MIGRATE_LEFT_WH_QUEUED, dead = MIGRATE_LEFT_WH_DEAD;
     int rc;
 
     if ((rc = each(m, m->timers, NULL, 0, count_timer, NULL)) || (rc = each(m, m->aux, NULL, 0, count_aux, NULL)) ||
-        (rc = each(m, m->wh_out, NULL, 0, count_row, &queued)) || (rc = each(m, m->wh_dead, NULL, 0, count_row, &dead)) ||
         (rc = each(m, m->idem, NULL, 0, count_idem, NULL)))
         return rc;
     for (int i = 0; i < MIGRATE_LEFT_N; i++)
@@ -336,24 +324,6 @@ static void progress(struct mig *m)
     fflush(m->o->progress);
 }
 
-/* ---- pass 2: one channel ---- */
-
-struct chan {
-    uint64_t id;
-    hist_chan_t c;
-    const char *name;
-    size_t len;
-    struct hist_policy pol;
-    char key[KEY_MAX];            /* the channel's key being built */
-    size_t keylen;
-    int64_t cutoff;               /* entries before this ts are past history_ttl (0: no age limit) */
-    int front;                    /* no entry written yet: the age cut still applies */
-    uint64_t first_kept;
-    int64_t newest_ts;            /* of the entries written */
-    uint64_t written;
-    uint64_t sfloor;              /* the state's version floor (aux row under the bare id) */
-};
-
 /* @buf = P @tag @chan [@sep @sfx]: a key of the engine's layout. Return: its length. */
 static size_t mkey(const struct mig *m, char *buf, const char *tag, const char *chan, size_t clen, const char *sep,
                    const char *sfx, size_t slen)
@@ -371,6 +341,73 @@ static size_t mkey(const struct mig *m, char *buf, const char *tag, const char *
     }
     return n;
 }
+
+/* ---- pass 2: the webhooks' queues ---- */
+
+/* One queued event (@arg points to 0) or dead letter (1), in
+ * engine_webhooks.c's keys: the id in the sorted set, the value
+ * "<kind><ts>:<offset>:<#chan>:<chan><body>", and "<attempts>:<first>:<last>"
+ * (a dead letter's with ":<why>" after it, always there). */
+static int put_wh(struct mig *m, const MDB_val *k, const MDB_val *v, void *arg)
+{
+    int dead = *(int *)arg;
+    hist_ob_row_t r;
+    char q[KEY_MAX], e[KEY_MAX], a[KEY_MAX], id[24], head[80], att[80], *val, *aval = NULL;
+    size_t hl, hn, vl, an = 0;
+    int rc;
+
+    if (hist_int_ob_row(k->mv_data, k->mv_size, v->mv_data, v->mv_size, dead, &r) || (hl = strlen(r.hook)) > 64)
+        return fail(m, "a malformed webhook %s row", dead ? "dead letter" : "queue");
+    snprintf(id, sizeof id, "%llu", (unsigned long long)r.id);
+    hn = (size_t)snprintf(head, sizeof head, "%c%lld:%llu:%zu:", r.kind, (long long)r.ts,
+                          (unsigned long long)r.offset, r.chanlen);
+    vl = hn + r.chanlen + r.len;
+    if (!(val = malloc(vl))) return fail(m, "out of memory");
+    memcpy(val, head, hn);
+    memcpy(val + hn, r.chan, r.chanlen);
+    memcpy(val + hn + r.chanlen, r.body, r.len);
+    an = (size_t)snprintf(att, sizeof att, "%u:%lld:%lld", r.attempts, (long long)r.first_ms, (long long)r.last_ms);
+    if (dead) {
+        if (!(aval = malloc(an + 1 + r.whylen))) { free(val); return fail(m, "out of memory"); }
+        memcpy(aval, att, an);
+        aval[an] = ':';
+        memcpy(aval + an + 1, r.why, r.whylen);
+        an += 1 + r.whylen;
+    }
+    {
+        const char *za[4] = { "ZADD", q, id, id };
+        size_t zl[4] = { 4, mkey(m, q, dead ? "wdq:" : "wq:", r.hook, hl, NULL, NULL, 0), strlen(id), strlen(id) };
+        const char *ha[4] = { "HSET", e, id, val };
+        size_t hl2[4] = { 4, mkey(m, e, dead ? "wd:" : "we:", r.hook, hl, NULL, NULL, 0), strlen(id), vl };
+        const char *aa[4] = { "HSET", a, id, dead ? aval : att };
+        size_t al[4] = { 4, mkey(m, a, dead ? "wdr:" : "wa:", r.hook, hl, NULL, NULL, 0), strlen(id), an };
+        rc = cmd(m, 4, za, zl) || cmd(m, 4, ha, hl2) || ((dead || r.attempts) && cmd(m, 4, aa, al));
+    }
+    free(val);
+    free(aval);
+    if (rc) return -1;
+    if (dead) m->r->wh_dead++;
+    else m->r->wh_queued++;
+    return 0;
+}
+
+/* ---- pass 2: one channel ---- */
+
+struct chan {
+    uint64_t id;
+    hist_chan_t c;
+    const char *name;
+    size_t len;
+    struct hist_policy pol;
+    char key[KEY_MAX];            /* the channel's key being built */
+    size_t keylen;
+    int64_t cutoff;               /* entries before this ts are past history_ttl (0: no age limit) */
+    int front;                    /* no entry written yet: the age cut still applies */
+    uint64_t first_kept;
+    int64_t newest_ts;            /* of the entries written */
+    uint64_t written;
+    uint64_t sfloor;              /* the state's version floor (aux row under the bare id) */
+};
 
 /* @c->key = P @tag C. */
 static void chan_key(struct mig *m, struct chan *c, const char *tag)
@@ -661,7 +698,7 @@ int migrate_run(const migrate_opts_t *o, migrate_report_t *r, char *err, size_t 
 {
     struct mig m = { .o = o, .r = r, .err = err, .errlen = errlen };
     datadir_t dd = { NULL, -1 };
-    int rc;
+    int rc, queued = 0, dead = 1;
 
     memset(r, 0, sizeof *r);
     if (strlen(o->prefix) > 64) return snprintf(err, errlen, "[engine] prefix: longer than 64 bytes"), -1;
@@ -677,6 +714,7 @@ int migrate_run(const migrate_opts_t *o, migrate_report_t *r, char *err, size_t 
     if ((rc = redis_open(&m)) || (rc = prefix_empty(&m))) goto out;
     m.started_ms = m.progress_ms = now_ms(CLOCK_MONOTONIC);
     if ((rc = each(&m, m.chans, NULL, 0, put_chan, NULL)) || (rc = each(&m, m.timers, NULL, 0, put_timer, NULL)) ||
+        (rc = each(&m, m.wh_out, NULL, 0, put_wh, &queued)) || (rc = each(&m, m.wh_dead, NULL, 0, put_wh, &dead)) ||
         (rc = drain(&m))) {
         size_t l = strlen(err);
         if (m.sent)

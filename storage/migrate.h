@@ -24,10 +24,15 @@
  *     commerce orders ("order:<id>" -> P so:C, JSON) and payment events
  *     still inside [adapter commerce] webhook_window ("event:<id>" ->
  *     P se:C:<id>), engine_shop.c; the tickets' sequence and comments
- *     ("seq", "comment:..." -> P ta:C), engine_tickets.c.
- * What is not carried is counted per kind (migrate_report_t.left): webhook
- * queues and dead letters, idempotency keys written before digests
- * existed, rows and timers no adapter above owns. Unless told to skip
+ *     ("seq", "comment:..." -> P ta:C), engine_tickets.c;
+ *   - each webhook's queue and dead letters, under their ids, with their
+ *     attempts (P wq:H, P we:H, P wa:H; P wdq:H, P wd:H, P wdr:H), as
+ *     engine_webhooks.c keeps them. The ids go on above the carried ones:
+ *     the engine's counter (P wseq), left unset, starts at Redis' clock in
+ *     microseconds, far above the store's counter, which starts at 1.
+ * What is not carried is counted per kind (migrate_report_t.left):
+ * idempotency keys written before digests existed, rows and timers no
+ * adapter above owns. Unless told to skip
  * them, any such data stops the migration before anything is written.
  * DESIGN: offline only. The engine numbers offsets in Redis (HINCRBY in a
  * script), so a channel carried behind a running cluster's back could be
@@ -48,8 +53,6 @@
 enum migrate_left {
     MIGRATE_LEFT_TIMERS,          /* timers of custom operations other than seat holds (none so far) */
     MIGRATE_LEFT_AUX,             /* rows beside a state that no adapter above owns */
-    MIGRATE_LEFT_WH_QUEUED,       /* webhook events still to deliver */
-    MIGRATE_LEFT_WH_DEAD,         /* webhook dead letters */
     MIGRATE_LEFT_IDEM_OLD,        /* idempotency keys in their window but without a digest */
     MIGRATE_LEFT_N
 };
@@ -77,6 +80,7 @@ typedef struct migrate_report {
     uint64_t state_channels, state_keys;
     uint64_t idem_keys;
     uint64_t seat_holds, waitlists, orders, pay_events, ticket_rows;
+    uint64_t wh_queued, wh_dead;  /* webhook events queued, dead letters */
     uint64_t bytes;               /* record and state value bytes written */
     double seconds;               /* reading and writing, from the first key written */
     uint64_t left[MIGRATE_LEFT_N];

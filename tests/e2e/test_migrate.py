@@ -202,30 +202,111 @@ def test_prefix_in_use_is_refused_and_nothing_written(make_broker, redis):
     assert out.returncode == 0 and "1 channels" in out.stdout, out.stderr + out.stdout
 
 
-def test_unsupported_data_listed_refused_then_skipped(tmp_path, redis):
-    """A webhook's queue of undelivered events is not carried: listed with
-    its count, nothing written, exit 3; --skip-unsupported migrates the rest
-    and says what it left."""
-    conf = tmp_path / "herald.conf"
-    conf.write_text("[namespace orders]\nhistory = on\n\n[webhook down]\nurl = http://127.0.0.1:%d/x\n"
-                    "secret = s3cret-s3cret-s3cret\nevents = publication\nnamespaces = orders\n"
-                    "retry_base = 1h\nretry_max = 1h\n" % free_port())
-    a = Broker(tmp_path, ["--config", str(conf)], name="lmdb").start()
+def lmdb_put(data_dir, db, key, value):
+    """Writes one row into the stopped store's database @db with liblmdb
+    itself (ctypes): rows the API cannot make, as an older or a future
+    herald might have left them."""
+    import ctypes
+
+    class Val(ctypes.Structure):
+        _fields_ = [("mv_size", ctypes.c_size_t), ("mv_data", ctypes.c_void_p)]
+    lib = ctypes.CDLL("liblmdb.so.0")
+    env, txn, dbi = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_uint()
+    kb, vb = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value, len(value))
+    k, v = Val(len(key), ctypes.cast(kb, ctypes.c_void_p)), Val(len(value), ctypes.cast(vb, ctypes.c_void_p))
+    assert lib.mdb_env_create(ctypes.byref(env)) == 0
+    try:
+        assert lib.mdb_env_set_maxdbs(env, 16) == 0
+        assert lib.mdb_env_open(env, str(data_dir / "history").encode(), 0, 0o600) == 0
+        assert lib.mdb_txn_begin(env, None, 0, ctypes.byref(txn)) == 0
+        assert lib.mdb_dbi_open(txn, db.encode(), 0, ctypes.byref(dbi)) == 0
+        assert lib.mdb_put(txn, dbi, ctypes.byref(k), ctypes.byref(v), 0) == 0
+        assert lib.mdb_txn_commit(txn) == 0
+    finally:
+        lib.mdb_env_close(env)
+
+
+def test_unsupported_data_listed_refused_then_skipped(make_broker, redis):
+    """Rows migrate does not know (a row beside a state no adapter owns) and
+    idempotency keys from before request digests: listed with their counts,
+    nothing written, exit 3; --skip-unsupported migrates the rest and says
+    what it left."""
+    a = make_broker(*NS, name="lmdb")
+    for i in range(3):
+        a.publish_rest("room:1", i)
+    assert a.stop() == 0
+    be64 = lambda n: n.to_bytes(8, "big")
+    lmdb_put(a.data_dir, "aux", be64(1) + b"mystery:1", b"\x01")
+    lmdb_put(a.data_dir, "aux", be64(1) + b"mystery:2", b"\x02")
+    lmdb_put(a.data_dir, "idem", be64(1) + b"old-key", be64(int(time.time() * 1000)) + be64(2))
+    out = migrate(a.data_dir, redis)
+    assert out.returncode == 3, (out.returncode, out.stdout, out.stderr)
+    assert "not carried: 2 rows beside a state that no adapter owns" in out.stderr, out.stderr
+    assert "not carried: 1 idempotency keys without a request digest" in out.stderr, out.stderr
+    assert "nothing was written" in out.stderr, out.stderr
+    assert cli(redis, "DBSIZE") == "0"
+    out = migrate(a.data_dir, redis, "--skip-unsupported")
+    assert out.returncode == 0, out.stderr
+    assert "not carried: 2 rows beside a state" in out.stdout and "3 publications" in out.stdout, out.stdout
+    assert cli(redis, "XLEN", PREFIX + "s:room:1") == "3"
+
+
+def test_webhook_queues_and_dead_letters_carry_over(tmp_path, redis):
+    """Events queued for a failing receiver and dead letters: carried under
+    their ids with their attempts; on the cluster the queue is delivered, in
+    order, and the dead letters read as on the node; new events take ids above."""
+    from test_webhooks import Receiver
+    failing, good = Receiver(behave=lambda n: 500), Receiver()
+    def conf(name, url_w, retry_w):
+        c = tmp_path / name
+        c.write_text("[namespace orders]\nhistory = on\n\n"
+                     "[webhook w]\nurl = %s\nsecret = s3cret-s3cret-s3cret\nevents = publication\n"
+                     "namespaces = orders\ntimeout = 500ms\nretry_base = %s\nretry_max = %s\n\n"
+                     "[webhook d]\nurl = %s\nsecret = s3cret-s3cret-s3cret\nevents = publication\n"
+                     "namespaces = orders\ntimeout = 500ms\nmax_attempts = 1\nretry_base = 50ms\n"
+                     % (url_w, retry_w, retry_w, failing.url))
+        return c
+    # The node's receiver fails and its retries are an hour apart; the
+    # cluster's works and retries soon (a carried event's backoff counts from
+    # its last attempt on the node, with the cluster's settings).
+    node_conf = conf("node.conf", failing.url, "1h")
+    cluster_conf = conf("cluster.conf", good.url, "100ms")
+    a = Broker(tmp_path, ["--config", str(node_conf)], name="lmdb").start()
+    b = None
     try:
         for i in range(3):
             a.publish_rest("orders:1", {"i": i})
-    finally:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            hooks = {h["name"]: h for h in requests.get(a.url("/api/webhooks"), timeout=5).json()["webhooks"]}
+            if hooks["d"]["dead_letters"] == 3 and hooks["w"]["queue_depth"] == 3 and hooks["w"]["attempts"] >= 1:
+                break
+            time.sleep(0.1)
+        assert hooks["d"]["dead_letters"] == 3 and hooks["w"]["queue_depth"] == 3, hooks
+        dead_before = requests.get(a.url("/api/webhooks/d/dead"), timeout=5).json()["dead_letters"]
         assert a.stop() == 0
-    args = ["migrate", "--config", str(conf), "--data-dir", str(a.data_dir), *engine_args(redis),
-            "--engine-prefix", PREFIX]
-    out = run_herald(args)
-    assert out.returncode == 3, (out.returncode, out.stdout, out.stderr)
-    assert "not carried: 3 webhook events queued" in out.stderr and "nothing was written" in out.stderr, out.stderr
-    assert cli(redis, "DBSIZE") == "0"
-    out = run_herald(args + ["--skip-unsupported"])
-    assert out.returncode == 0, out.stderr
-    assert "not carried: 3 webhook events queued" in out.stdout and "3 publications" in out.stdout, out.stdout
-    assert cli(redis, "XLEN", PREFIX + "s:orders:1") == "3"
+        out = run_herald(["migrate", "--config", str(node_conf), "--data-dir", str(a.data_dir),
+                          *engine_args(redis), "--engine-prefix", PREFIX])
+        assert out.returncode == 0, out.stderr
+        assert "3 webhook events queued, 3 dead letters" in out.stdout, out.stdout
+        b = Broker(tmp_path, ["--config", str(cluster_conf), *engine_args(redis), "--engine-prefix", PREFIX],
+                   name="node").start()
+        wait_ready(b)
+        assert requests.get(b.url("/api/webhooks/d/dead"), timeout=5).json()["dead_letters"] == dead_before
+        evs = good.wait_events(lambda e: len(e) >= 3)
+        assert [(e["type"], e["channel"], e["offset"]) for e in evs] == [("publication", "orders:1", o)
+                                                                           for o in (1, 2, 3)], evs
+        ids = [int(e["id"]) for e in evs]                   # ids are strings on the wire
+        assert ids == sorted(ids) and all(i < 100 for i in ids), ids
+        b.publish_rest("orders:1", {"i": 3})
+        evs = good.wait_events(lambda e: len(e) >= 4)
+        assert len(evs) == 4 and evs[3]["offset"] == 4 and int(evs[3]["id"]) > ids[-1], evs
+    finally:
+        for x in (a, b):
+            if x:
+                x.stop()
+        failing.close()
+        good.close()
 
 
 def test_bad_paths_fail_clearly(make_broker, redis, tmp_path):
