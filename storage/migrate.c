@@ -90,6 +90,11 @@ static int store_open(struct mig *m, datadir_t *dd)
     }
     snprintf(path, sizeof path, "%s/history", m->o->data_dir);
     if (access(path, R_OK)) return fail(m, "%s: no history store to migrate: %s", path, strerror(errno));
+    /* Only the lock can fail datadir_open() from here on: a refusal to
+     * report as "in use". */
+    if (access(m->o->data_dir, R_OK | W_OK | X_OK))
+        return fail(m, "data directory %s: not readable and writable (its LOCK is taken as a broker takes it): %s",
+                    m->o->data_dir, strerror(errno));
     /* The broker's own lock: held by a running broker, and held here until
      * the end, so no broker starts on the directory meanwhile. */
     if (datadir_open(dd, m->o->data_dir, m->err, m->errlen)) {
