@@ -1308,7 +1308,9 @@ void config_usage(FILE *out)
     fprintf(out,
         "Usage: herald [OPTIONS]\n"
         "       herald --config FILE [OPTIONS]\n"
-        "       herald backup DEST [--data-dir DIR | --config FILE]\n\n"
+        "       herald backup DEST [--data-dir DIR | --config FILE]\n"
+        "       herald migrate [--data-dir DIR | --config FILE] [--engine-... OPTIONS] [--skip-unsupported]\n"
+        "                      (a stopped node's channels into the redis engine: docs/cluster.md)\n\n"
         "Herald %s, a real-time pub/sub broker: WebSocket clients at /ws\n"
         "(subprotocols herald.json and herald.msgpack), REST at /api.\n\n"
         "  -h, --help           print this help and exit\n"

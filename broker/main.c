@@ -1,6 +1,7 @@
 /* broker/main.c - the herald executable: settings, then start-up, the loop,
  * signals, timers and shutdown; or, with `herald backup DEST`, a copy of a
- * (running) broker's data.
+ * (running) broker's data; or, with `herald migrate`, a stopped node's
+ * channels carried into the Redis engine (storage/migrate.h).
  *
  * Owns: the order of start-up and shutdown, the signal handlers (INT/TERM
  * stop, HUP re-reads [log]), the once-a-second tick (keepalive pings and
@@ -33,6 +34,7 @@
 #include "config.h"
 #include "loopwatch.h"
 #include "hist.h"
+#include "migrate.h"
 #include "clock.h"
 #include "log.h"
 #include "notify.h"
@@ -375,12 +377,104 @@ static int backup(int argc, char **argv)
     return 0;
 }
 
+/* A channel's retention as its namespace in the settings gives it: what
+ * core/cluster.c hands the publish script. */
+static void migrate_policy(void *ctx, const char *chan, size_t len, struct hist_policy *out)
+{
+    const ns_config_t *ns = config_ns(&srv.cfg, chan, len);
+    (void)ctx;
+    out->keep = ns->history ? ns->history_size : 0;
+    out->ttl_ms = ns->history ? ns->history_ttl_ms : 0;
+}
+
+static void migrate_print_left(FILE *f, const migrate_report_t *r)
+{
+    for (int k = 0; k < MIGRATE_LEFT_N; k++)
+        if (r->left[k]) fprintf(f, "not carried: %llu %s\n", (unsigned long long)r->left[k], migrate_left_name(k));
+}
+
+/* herald migrate [--data-dir DIR | --config FILE] [--engine-... flags]
+ * [--skip-unsupported]: the stopped node's channels into the Redis engine
+ * that [engine] (or the flags) name, under its prefix, which must be
+ * unused. Exit status: 0 done; 1 failed (the message says whether the
+ * prefix was partly written); 2 bad settings; 3 refused, nothing written
+ * (data not carried without --skip-unsupported, the prefix or the data
+ * directory in use). */
+static int migrate(int argc, char **argv)
+{
+    char err[1536], host[1024];
+    char *args[argc];
+    const char *why;
+    migrate_report_t rep;
+    migrate_opts_t o = { 0 };
+    int n = 0, port, rc;
+
+    args[n++] = argv[0];
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--skip-unsupported")) o.skip_unsupported = 1;
+        else args[n++] = argv[i];
+    }
+    switch (config_parse_args(&srv.cfg, n, args, err, sizeof err)) {
+    case CONFIG_ARGS_EXIT_OK: return 0;
+    case CONFIG_ARGS_ERROR:
+        fprintf(stderr, "herald: %s\n", err);
+        return 2;
+    case CONFIG_ARGS_RUN: break;
+    }
+    if (config_engine_address(srv.cfg.engine_address, host, sizeof host, &port, &why)) {
+        fprintf(stderr, "herald migrate: [engine] address = \"%s\": %s\n", srv.cfg.engine_address, why);
+        config_free(&srv.cfg);
+        return 2;
+    }
+    /* The TLS bridge (storage/engine_tls.c) lives on the broker's loop;
+     * this tool is one blocking connection. */
+    if (srv.cfg.engine_tls) {
+        fprintf(stderr, "herald migrate: [engine] tls = on is not supported by migrate: run it against a plain "
+                "listener of the same Redis (its port, or a unix socket, e.g. on the Redis host)\n");
+        config_free(&srv.cfg);
+        return 2;
+    }
+    o.data_dir = srv.cfg.data_dir;
+    o.host = host;
+    o.port = port;
+    o.password = srv.cfg.engine_password;
+    o.database = srv.cfg.engine_database;
+    o.prefix = srv.cfg.engine_prefix;
+    o.timeout_ms = srv.cfg.engine_command_timeout_ms > srv.cfg.engine_connect_timeout_ms
+                       ? srv.cfg.engine_command_timeout_ms : srv.cfg.engine_connect_timeout_ms;
+    o.policy = migrate_policy;
+    o.idem_window_ms = srv.cfg.idempotency_window_ms;
+    o.pay_window_ms = srv.cfg.commerce_webhook_window_ms;
+    o.progress = stderr;
+    rc = migrate_run(&o, &rep, err, sizeof err);
+    if (rc == MIGRATE_E_UNSUPPORTED) migrate_print_left(stderr, &rep);
+    if (rc) {
+        fprintf(stderr, "herald migrate: %s\n", err);
+        config_free(&srv.cfg);
+        return rc > 0 ? 3 : 1;
+    }
+    migrate_print_left(stdout, &rep);
+    printf("migrated %s into prefix \"%s\" of database %u at %s: %llu channels, %llu publications (%llu "
+           "stored ones trimmed: past history_size or history_ttl), %llu state keys in %llu channels, %llu "
+           "idempotency keys, %llu seat holds, %llu waitlists, %llu orders, %llu payment events, %llu ticket rows, "
+           "%llu webhook events queued, %llu dead letters, %.1f MB in %.2f s\n", srv.cfg.data_dir, o.prefix, o.database, srv.cfg.engine_address,
+           (unsigned long long)rep.channels, (unsigned long long)rep.publications, (unsigned long long)rep.trimmed,
+           (unsigned long long)rep.state_keys, (unsigned long long)rep.state_channels,
+           (unsigned long long)rep.idem_keys, (unsigned long long)rep.seat_holds,
+           (unsigned long long)rep.waitlists, (unsigned long long)rep.orders, (unsigned long long)rep.pay_events,
+           (unsigned long long)rep.ticket_rows, (unsigned long long)rep.wh_queued, (unsigned long long)rep.wh_dead,
+           rep.bytes / 1e6, rep.seconds);
+    config_free(&srv.cfg);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     char err[1536];
     int r;
 
     if (argc > 1 && !strcmp(argv[1], "backup")) return backup(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "migrate")) return migrate(argc, argv);
     switch (config_parse_args(&srv.cfg, argc, argv, err, sizeof err)) {
     case CONFIG_ARGS_EXIT_OK: return 0;
     case CONFIG_ARGS_ERROR:

@@ -250,6 +250,15 @@ static int grow_map(hist_t *h)
 }
 
 int hist_int_grow(hist_t *h) { return grow_map(h); }
+int hist_int_chan_decode(const void *data, size_t len, uint64_t *id, hist_chan_t *c)
+{
+    MDB_val v = { len, (void *)data };
+    struct chan_rec cr;
+    if (rec_decode(&v, &cr)) return -1;
+    *id = cr.id;
+    *c = cr.c;
+    return 0;
+}
 int hist_int_write_err(hist_t *h, int rc) { return write_err(h, rc); }
 int hist_int_mdb_err(int rc) { return mdb_err(rc); }
 

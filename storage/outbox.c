@@ -177,6 +177,38 @@ static int ob_parse(const unsigned char *p, size_t len, struct ob_rec *r)
     return 0;
 }
 
+int hist_int_ob_row(const void *k, size_t klen, const void *v, size_t vlen, int dead, hist_ob_row_t *out)
+{
+    const unsigned char *kp = k, *p = v;
+    const unsigned char *nul = memchr(kp, 0, klen);
+    struct ob_rec r;
+    size_t el = 0;
+
+    if (!nul || nul == kp || (size_t)(nul - kp) + 9 != klen) return -1;
+    memset(out, 0, sizeof *out);
+    out->hook = k;
+    out->id = get_be64(nul + 1);
+    if (dead) {
+        if (vlen < 2 || vlen < 2 + (el = (size_t)p[0] << 8 | p[1])) return -1;
+        out->why = (const char *)p + 2;
+        out->whylen = el;
+        p += 2 + el;
+        vlen -= 2 + el;
+    }
+    if (ob_parse(p, vlen, &r)) return -1;
+    out->ts = r.ts;
+    out->kind = r.kind;
+    out->offset = r.offset;
+    out->attempts = r.attempts;
+    out->first_ms = r.first_ms;
+    out->last_ms = r.last_ms;
+    out->chan = r.chan;
+    out->chanlen = r.chanlen;
+    out->body = r.body;
+    out->len = r.len;
+    return 0;
+}
+
 /* Writes @r as a queued value into @p, which has ob_size(@r) bytes; the
  * attempts part only when @r->attempts is above 0. */
 static size_t ob_size(const struct ob_rec *r)
