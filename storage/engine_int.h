@@ -98,6 +98,26 @@ extern const char engine_vstat_lua[], engine_vlist_lua[];
     "  return t\n" \
     "end\n"
 
+/* A state key of hash @st as {version, value or false (no such key)}, read
+ * once per script run and kept in @cache, which the caller's writes update
+ * in place (engine_shop.c, engine_seats.c: their get()). A stored value is
+ * "<version>:<MessagePack>", as engine_state.c writes it. */
+#define ENGINE_STATE_CACHED_LUA \
+    "local function state_cached(cache, st, k)\n" \
+    "  local c = cache[k]\n" \
+    "  if c == nil then\n" \
+    "    local v = redis.call('HGET', st, k)\n" \
+    "    if v then\n" \
+    "      local p = string.find(v, ':', 1, true)\n" \
+    "      c = {tonumber(string.sub(v, 1, p - 1)), cmsgpack.unpack(string.sub(v, p + 1))}\n" \
+    "    else\n" \
+    "      c = {0, false}\n" \
+    "    end\n" \
+    "    cache[k] = c\n" \
+    "  end\n" \
+    "  return c\n" \
+    "end\n"
+
 /* MessagePack writers (be, mstr, mint) and the one integer reader (mdec)
  * the scripts that build deltas need (engine_state.c, engine_seats.c). */
 #define ENGINE_MP_LUA \

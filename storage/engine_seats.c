@@ -56,6 +56,7 @@
  * (user, node, delta after the common arguments) counts a user's
  * connections on a node: {1, count now}. */
 const char engine_seats_lua[] =
+    ENGINE_STATE_CACHED_LUA
     ENGINE_APPEND_LUA
     ENGINE_MP_LUA
     ENGINE_EVENT_LUA
@@ -115,20 +116,7 @@ const char engine_seats_lua[] =
     "  local wl, wdirty, timers = {}, {}, {}\n"
     "  local expired, offers, res = {}, {}, {}\n"
     "  local a, user = req.a, req.user\n"
-    "  local function get(k)\n"
-    "    local c = cache[k]\n"
-    "    if c == nil then\n"
-    "      local v = redis.call('HGET', ST, k)\n"
-    "      if v then\n"
-    "        local p = string.find(v, ':', 1, true)\n"
-    "        c = {tonumber(string.sub(v, 1, p - 1)), cmsgpack.unpack(string.sub(v, p + 1))}\n"
-    "      else\n"
-    "        c = {0, false}\n"
-    "      end\n"
-    "      cache[k] = c\n"
-    "    end\n"
-    "    return c\n"
-    "  end\n"
+    "  local function get(k) return state_cached(cache, ST, k) end\n"
     "  local function put(k, val)\n"
     "    local c = get(k)\n"
     "    local nv = floor + 1\n"

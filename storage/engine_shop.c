@@ -50,6 +50,7 @@
  * {1, 0, '', 1, '', refusal, {}}; report and refusal as JSON, sides a flat
  * list of channel, offset for each notification published. */
 const char engine_shop_lua[] =
+    ENGINE_STATE_CACHED_LUA
     ENGINE_APPEND_LUA
     ENGINE_MP_LUA
     ENGINE_EVENT_LUA
@@ -90,20 +91,7 @@ const char engine_shop_lua[] =
     "end\n"
     /* A SKU's state key: {version, count or false}; a value that is not an
      * integer counts as 0, as shop.c's stock_get() reads it. */
-    "local function get(k)\n"
-    "  local c = cache[k]\n"
-    "  if c == nil then\n"
-    "    local v = redis.call('HGET', ST, k)\n"
-    "    if v then\n"
-    "      local p = string.find(v, ':', 1, true)\n"
-    "      c = {tonumber(string.sub(v, 1, p - 1)), cmsgpack.unpack(string.sub(v, p + 1))}\n"
-    "    else\n"
-    "      c = {0, false}\n"
-    "    end\n"
-    "    cache[k] = c\n"
-    "  end\n"
-    "  return c\n"
-    "end\n"
+    "local function get(k) return state_cached(cache, ST, k) end\n"
     "local function count(sku)\n"
     "  local v = get(sku)[2]\n"
     "  if type(v) == 'number' and v == math.floor(v) then return v end\n"
